@@ -1,0 +1,55 @@
+#include "common/cpu_vec.h"
+
+#include "common/macros.h"
+
+namespace gkdfast {
+namespace vec {
+
+#define GKD_DEFINE_FOR(T)                                                                          \
+  GKD_CPU_CLONES void axpy(T* __restrict acc, const T* __restrict x, T w, int64_t d) {           \
+    for (int64_t f = 0; f < d; ++f) acc[f] += w * x[f];                                          \
+  }                                                                                              \
+  GKD_CPU_CLONES void add(T* __restrict acc, const T* __restrict x, int64_t d) {                 \
+    for (int64_t f = 0; f < d; ++f) acc[f] += x[f];                                              \
+  }                                                                                              \
+  GKD_CPU_CLONES void scale_copy(T* __restrict acc, const T* __restrict x, T w, int64_t d) {     \
+    for (int64_t f = 0; f < d; ++f) acc[f] = w * x[f];                                           \
+  }                                                                                              \
+  GKD_CPU_CLONES T dot(const T* __restrict a, const T* __restrict b, int64_t d) {                \
+    /* four partial sums: breaks the add dependency chain and lets the compiler vectorise */     \
+    T s0 = 0, s1 = 0, s2 = 0, s3 = 0;                                                           \
+    int64_t f = 0;                                                                               \
+    for (; f + 4 <= d; f += 4) {                                                                 \
+      s0 += a[f] * b[f];                                                                         \
+      s1 += a[f + 1] * b[f + 1];                                                                 \
+      s2 += a[f + 2] * b[f + 2];                                                                 \
+      s3 += a[f + 3] * b[f + 3];                                                                 \
+    }                                                                                            \
+    for (; f < d; ++f) s0 += a[f] * b[f];                                                        \
+    return (s0 + s1) + (s2 + s3);                                                                \
+  }                                                                                              \
+  GKD_CPU_CLONES void max_update(T* __restrict acc, int64_t* __restrict arg, const T* __restrict x, \
+                                 T w, int64_t e, int64_t d) {                                    \
+    for (int64_t f = 0; f < d; ++f) {                                                            \
+      const T v = w * x[f];                                                                      \
+      const bool take = v > acc[f];                                                              \
+      acc[f] = take ? v : acc[f];                                                                \
+      arg[f] = take ? e : arg[f];                                                                \
+    }                                                                                            \
+  }                                                                                              \
+  GKD_CPU_CLONES void min_update(T* __restrict acc, int64_t* __restrict arg, const T* __restrict x, \
+                                 T w, int64_t e, int64_t d) {                                    \
+    for (int64_t f = 0; f < d; ++f) {                                                            \
+      const T v = w * x[f];                                                                      \
+      const bool take = v < acc[f];                                                              \
+      acc[f] = take ? v : acc[f];                                                                \
+      arg[f] = take ? e : arg[f];                                                                \
+    }                                                                                            \
+  }
+
+GKD_DEFINE_FOR(float)
+GKD_DEFINE_FOR(double)
+#undef GKD_DEFINE_FOR
+
+}  // namespace vec
+}  // namespace gkdfast

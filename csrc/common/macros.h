@@ -1,0 +1,16 @@
+// Portability macros shared by the CPU and CUDA kernels.
+#pragma once
+
+#if defined(__CUDACC__) || defined(__HIPCC__)
+#define GKD_HD __host__ __device__ __forceinline__
+#else
+#define GKD_HD inline
+#endif
+
+// Hot CPU loops are compiled twice (AVX2+FMA and baseline) and picked at load time, so the
+// wheel stays portable while machines with AVX2 get wide vector code.  Not for nvcc.
+#if !defined(__CUDACC__) && defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#define GKD_CPU_CLONES __attribute__((target_clones("avx2,fma", "default")))
+#else
+#define GKD_CPU_CLONES
+#endif

@@ -1,0 +1,164 @@
+// CPU SpMM over the destination CSR: one thread owns whole rows (degree-balanced chunks), the
+// row's output lives in L1 while its in-edges stream through, and features are processed with
+// vectorised row primitives.  No atomics anywhere, so results are bitwise reproducible.
+#include <ATen/Dispatch.h>
+#include <torch/library.h>
+#include <torch/types.h>
+
+#include "common/cpu_parallel.h"
+#include "common/cpu_vec.h"
+#include "common/reducers.h"
+#include "ops/graph_checks.h"
+
+namespace gkdfast {
+namespace {
+
+template <typename scalar_t, typename index_t>
+void spmm_rows(const index_t* rowptr, const index_t* col, const scalar_t* w, const scalar_t* x, scalar_t* out,
+               int64_t* arg, int64_t num_rows, int64_t d, Reduce reduce) {
+  parallel_rows(rowptr, num_rows, d, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      const int64_t e0 = rowptr[i], e1 = rowptr[i + 1];
+      scalar_t* o = out + i * d;
+      int64_t* a = arg ? arg + i * d : nullptr;
+      if (e0 == e1) {  // no in-edge: 0 (and no arg)
+        std::fill(o, o + d, scalar_t(0));
+        if (a) std::fill(a, a + d, int64_t(-1));
+        continue;
+      }
+      // The first edge initialises the row, so max/min need no "empty" flag in the inner loop.
+      vec::scale_copy(o, x + static_cast<int64_t>(col[e0]) * d, w ? w[e0] : scalar_t(1), d);
+      if (a) std::fill(a, a + d, e0);
+      for (int64_t e = e0 + 1; e < e1; ++e) {
+        const scalar_t* xr = x + static_cast<int64_t>(col[e]) * d;
+        const scalar_t we = w ? w[e] : scalar_t(1);
+        switch (reduce) {
+          case Reduce::Sum:
+          case Reduce::Mean:
+            if (w) vec::axpy(o, xr, we, d); else vec::add(o, xr, d);
+            break;
+          case Reduce::Max: vec::max_update(o, a, xr, we, e, d); break;
+          case Reduce::Min: vec::min_update(o, a, xr, we, e, d); break;
+        }
+      }
+      if (reduce == Reduce::Mean) {
+        const scalar_t inv = scalar_t(1) / scalar_t(e1 - e0);
+        for (int64_t f = 0; f < d; ++f) o[f] *= inv;
+      }
+    }
+  });
+}
+
+std::tuple<at::Tensor, at::Tensor> spmm_cpu(const at::Tensor& rowptr_in, const at::Tensor& col_in,
+                                            const at::Tensor& t_rowptr, const at::Tensor& t_col,
+                                            const at::Tensor& t_eid, const c10::optional<at::Tensor>& weight_in,
+                                            const at::Tensor& x_in, c10::string_view reduce_name) {
+  check_csr(rowptr_in, col_in, "spmm");
+  check_transpose(rowptr_in, col_in, t_rowptr, t_col, t_eid, "spmm");
+  check_node_features(x_in, rowptr_in, "spmm", "x");
+  const Reduce reduce = parse_reduce(std::string(reduce_name));
+  const auto rowptr = rowptr_in.contiguous();
+  const auto col = col_in.contiguous();
+  const auto x = x_in.contiguous();
+  at::Tensor weight;
+  if (weight_in.has_value() && weight_in->defined()) {
+    check_edge_values(*weight_in, col, x, "spmm", "edge_weight");
+    weight = weight_in->contiguous();
+  }
+  const int64_t n = csr_num_rows(rowptr), d = x.size(1);
+  auto out = at::empty({n, d}, x.options());
+  auto arg = reduce_has_arg(reduce) ? at::empty({n, d}, x.options().dtype(at::kLong))
+                                    : at::empty({0}, x.options().dtype(at::kLong));
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "gkdfast_spmm_cpu", [&] {
+    AT_DISPATCH_INDEX_TYPES(col.scalar_type(), "gkdfast_spmm_cpu_index", [&] {
+      spmm_rows<scalar_t, index_t>(rowptr.data_ptr<index_t>(), col.data_ptr<index_t>(),
+                                   weight.defined() ? weight.data_ptr<scalar_t>() : nullptr,
+                                   x.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(),
+                                   reduce_has_arg(reduce) ? arg.data_ptr<int64_t>() : nullptr, n, d, reduce);
+    });
+  });
+  return {out, arg};
+}
+
+// Max/min backward.  grad_x runs over the transposed CSR so each source row has one writer;
+// grad_w runs over the forward CSR, where every edge belongs to exactly one destination row.
+std::tuple<at::Tensor, at::Tensor> spmm_arg_backward_cpu(
+    const at::Tensor& rowptr_in, const at::Tensor& col_in, const at::Tensor& t_rowptr_in,
+    const at::Tensor& t_col_in, const at::Tensor& t_eid_in, const c10::optional<at::Tensor>& weight_in,
+    const at::Tensor& x_in, const at::Tensor& arg_in, const at::Tensor& grad_in) {
+  check_csr(rowptr_in, col_in, "spmm_arg_backward");
+  check_transpose(rowptr_in, col_in, t_rowptr_in, t_col_in, t_eid_in, "spmm_arg_backward");
+  TORCH_CHECK_VALUE(t_rowptr_in.numel() == rowptr_in.numel() || col_in.numel() == 0,
+                    "gkdfast.spmm_arg_backward needs the transposed CSR");
+  check_node_features(x_in, rowptr_in, "spmm_arg_backward", "x");
+  check_node_features(grad_in, rowptr_in, "spmm_arg_backward", "grad_out");
+  TORCH_CHECK_VALUE(arg_in.sizes() == grad_in.sizes() && arg_in.scalar_type() == at::kLong,
+                    "gkdfast.spmm_arg_backward: arg must be int64 with the shape of grad_out");
+  TORCH_CHECK_VALUE(grad_in.size(1) == x_in.size(1), "gkdfast.spmm_arg_backward: feature sizes differ");
+  const auto rowptr = rowptr_in.contiguous();
+  const auto col = col_in.contiguous();
+  const auto x = x_in.contiguous();
+  const auto arg = arg_in.contiguous();
+  const auto grad = grad_in.contiguous().to(x.scalar_type());
+  at::Tensor weight;
+  if (weight_in.has_value() && weight_in->defined()) {
+    check_edge_values(*weight_in, col, x, "spmm_arg_backward", "edge_weight");
+    weight = weight_in->contiguous();
+  }
+  const int64_t n = csr_num_rows(rowptr), d = x.size(1), num_edges = col.size(0);
+  auto grad_x = at::zeros({n, d}, x.options());
+  auto grad_w = weight.defined() ? at::zeros({num_edges}, x.options()) : at::empty({0}, x.options());
+  if (num_edges == 0 || n == 0) return {grad_x, grad_w};
+  const auto t_rowptr = t_rowptr_in.contiguous();
+  const auto t_col = t_col_in.contiguous();
+  const auto t_eid = t_eid_in.contiguous().to(col.scalar_type());
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "gkdfast_spmm_arg_backward_cpu", [&] {
+    AT_DISPATCH_INDEX_TYPES(col.scalar_type(), "gkdfast_spmm_arg_backward_cpu_index", [&] {
+      const index_t* rp = rowptr.data_ptr<index_t>();
+      const index_t* cl = col.data_ptr<index_t>();
+      const index_t* trp = t_rowptr.data_ptr<index_t>();
+      const index_t* tcl = t_col.data_ptr<index_t>();
+      const index_t* teid = t_eid.data_ptr<index_t>();
+      const scalar_t* w = weight.defined() ? weight.data_ptr<scalar_t>() : nullptr;
+      const scalar_t* xp = x.data_ptr<scalar_t>();
+      const scalar_t* gp = grad.data_ptr<scalar_t>();
+      const int64_t* ap = arg.data_ptr<int64_t>();
+      scalar_t* gx = grad_x.data_ptr<scalar_t>();
+      parallel_rows(trp, n, d, [&](int64_t begin, int64_t end) {
+        for (int64_t j = begin; j < end; ++j) {
+          scalar_t* out = gx + j * d;
+          for (int64_t te = trp[j]; te < trp[j + 1]; ++te) {
+            const int64_t i = tcl[te], e = teid[te];
+            const scalar_t we = w ? w[e] : scalar_t(1);
+            const int64_t* ar = ap + i * d;
+            const scalar_t* g = gp + i * d;
+            for (int64_t f = 0; f < d; ++f) out[f] += ar[f] == e ? we * g[f] : scalar_t(0);
+          }
+        }
+      });
+      if (w) {
+        scalar_t* gw = grad_w.data_ptr<scalar_t>();
+        parallel_rows(rp, n, d, [&](int64_t begin, int64_t end) {
+          for (int64_t i = begin; i < end; ++i) {
+            const int64_t* ar = ap + i * d;
+            const scalar_t* g = gp + i * d;
+            for (int64_t f = 0; f < d; ++f) {
+              const int64_t e = ar[f];
+              if (e >= 0) gw[e] += xp[static_cast<int64_t>(cl[e]) * d + f] * g[f];
+            }
+          }
+        });
+      }
+    });
+  });
+  return {grad_x, grad_w};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(gkdfast, CPU, m) {
+  m.impl("spmm", &spmm_cpu);
+  m.impl("spmm_arg_backward", &spmm_arg_backward_cpu);
+}
+
+}  // namespace gkdfast

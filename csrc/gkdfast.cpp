@@ -1,0 +1,54 @@
+// The one place where gkdfast's operator schemas are defined, and the pybind11 module _C.
+//
+// Kernels register themselves per backend with TORCH_LIBRARY_IMPL(gkdfast, CPU|CUDA, m) in
+// csrc/cpu/*_cpu.cpp and csrc/cuda/*_cuda.cu.  Fake (meta) kernels and autograd formulas are
+// registered from Python (gkdfast/ops.py, gkdfast/losses/_native.py) so that backward logic stays
+// next to the reference implementation and composes with torch.compile.
+//
+// Graph ops take the graph as CSR by destination (rowptr [N+1], col [E] = source of each edge) and,
+// where a backward needs it, the transposed CSR (t_rowptr, t_col = destinations, t_eid = position of
+// each transposed entry in the forward CSR).  The transpose may be passed as three empty tensors
+// when no gradient is needed.
+#include <torch/extension.h>
+#include <torch/library.h>
+
+#include <omp.h>
+
+TORCH_LIBRARY(gkdfast, m) {
+  // ---- message passing --------------------------------------------------------------------
+  // out[i] = reduce_{e=(j->i)} w_e * x[j];  arg: [N, d] int64 edge position for max/min, else [0].
+  m.def("spmm(Tensor rowptr, Tensor col, Tensor t_rowptr, Tensor t_col, Tensor t_eid, Tensor? weight, "
+        "Tensor x, str reduce) -> (Tensor, Tensor)");
+  // Gradients of max/min spmm through the recorded arg (deterministic, no atomics).
+  m.def("spmm_arg_backward(Tensor rowptr, Tensor col, Tensor t_rowptr, Tensor t_col, Tensor t_eid, "
+        "Tensor? weight, Tensor x, Tensor arg, Tensor grad_out) -> (Tensor, Tensor)");
+  // out[e] = a[i] . b[j] for e = (j -> i).
+  m.def("sddmm(Tensor rowptr, Tensor col, Tensor t_rowptr, Tensor t_col, Tensor t_eid, Tensor a, Tensor b) -> Tensor");
+  // Softmax of per-edge scores ([E] or [E, H]) over each destination's in-edges.
+  m.def("edge_softmax(Tensor rowptr, Tensor scores) -> Tensor");
+  m.def("edge_softmax_backward(Tensor rowptr, Tensor out, Tensor grad_out) -> Tensor");
+
+  // ---- structure-preserving losses (lsp, gsp) ----------------------------------------------
+
+  // ---- contrastive losses (crd, ncontrast, nt_xent, topk) -----------------------------------
+}
+
+namespace {
+
+bool compiled_with_cuda() {
+#ifdef GKDFAST_WITH_CUDA
+  return true;
+#else
+  return false;
+#endif
+}
+
+int openmp_max_threads() { return omp_get_max_threads(); }
+
+}  // namespace
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.doc() = "gkdfast native kernels (operators live under torch.ops.gkdfast)";
+  m.def("compiled_with_cuda", &compiled_with_cuda, "True when the CUDA kernels were compiled in");
+  m.def("openmp_max_threads", &openmp_max_threads, "OpenMP's thread limit inside the extension");
+}

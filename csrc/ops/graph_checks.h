@@ -1,0 +1,27 @@
+// Argument checks shared by every backend of the graph ops.  The Python layer validates a
+// Graph once (index ranges included); these checks guard direct torch.ops.gkdfast calls against
+// shape, dtype and device mistakes, which would otherwise read out of bounds.
+#pragma once
+
+#include <torch/types.h>
+
+namespace gkdfast {
+
+// rowptr [N+1] and col [E]: 1-D, same integer dtype (int32/int64), same device.
+void check_csr(const at::Tensor& rowptr, const at::Tensor& col, const char* op, const char* what = "graph");
+
+// The transposed CSR: t_rowptr [N+1], t_col [E], t_eid [E] (positions in the forward CSR), or
+// all three empty when the caller does not need gradients.
+void check_transpose(const at::Tensor& rowptr, const at::Tensor& col, const at::Tensor& t_rowptr,
+                     const at::Tensor& t_col, const at::Tensor& t_eid, const char* op);
+
+// Node features: 2-D floating tensor on the graph's device.
+void check_node_features(const at::Tensor& x, const at::Tensor& rowptr, const char* op, const char* name);
+
+// Per-edge values: shape [E] (or [E, H] when allow_heads), floating, matching dtype and device.
+void check_edge_values(const at::Tensor& w, const at::Tensor& col, const at::Tensor& like, const char* op,
+                       const char* name, bool allow_heads = false);
+
+int64_t csr_num_rows(const at::Tensor& rowptr);
+
+}  // namespace gkdfast

@@ -1,0 +1,214 @@
+"""Loads the native module and chooses a backend per call.
+
+Priority, per call: the CUDA kernel (tensors on a CUDA device), the CPU kernel (tensors on the
+CPU), then the pure-PyTorch reference.  Every backend that is *not* used can say why, in words a
+user can act on (the xformers ``not_supported_reasons`` pattern)::
+
+    >>> import gkdfast
+    >>> gkdfast.backend_info()["backends"]["cpu"]          # doctest: +SKIP
+    {'available': True, 'reasons': []}
+
+``GKDFAST_BACKEND=reference`` forces the reference everywhere; ``GKDFAST_BACKEND=native`` makes a
+missing kernel an error instead of a silent fallback (useful in benchmarks and CI).
+If the extension failed to build or load, importing gkdfast still works: every op runs on the
+reference backend and a single warning says why.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+from typing import Dict, List, Optional
+
+import torch
+
+__all__ = ["backend_info", "choose", "explain", "native_loaded", "load_error", "NATIVE_DTYPES"]
+
+NAMESPACE = "gkdfast"
+
+# dtypes each native backend implements; anything else runs on the reference.
+NATIVE_DTYPES = {
+    "cpu": (torch.float32, torch.float64),
+    "cuda": (torch.float32, torch.float64, torch.float16, torch.bfloat16),
+}
+
+_C = None
+_LOAD_ERROR: Optional[str] = None
+_WARNED = False
+
+
+def _load():
+    global _C, _LOAD_ERROR
+    try:
+        from gkdfast import _C as module  # noqa: F401  (runs the static operator registrations)
+
+        _C = module
+    except Exception as exc:  # ImportError, OSError (undefined symbol), RuntimeError ...
+        _LOAD_ERROR = f"{type(exc).__name__}: {exc}"
+
+
+_load()
+
+
+def _warn_once():
+    global _WARNED
+    if _LOAD_ERROR is not None and not _WARNED:
+        _WARNED = True
+        warnings.warn(
+            "gkdfast: the native extension gkdfast._C could not be loaded, so every op runs on the pure-PyTorch "
+            f"reference backend (correct but slower, and pairwise losses use more memory). Reason: {_LOAD_ERROR}. "
+            "Rebuild with `pip install --no-build-isolation -e .`.",
+            RuntimeWarning, stacklevel=3)
+
+
+_warn_once()
+
+
+def native_loaded() -> bool:
+    return _C is not None
+
+
+def load_error() -> Optional[str]:
+    return _LOAD_ERROR
+
+
+def _mode() -> str:
+    mode = os.environ.get("GKDFAST_BACKEND", "auto").strip().lower() or "auto"
+    if mode not in ("auto", "reference", "native"):
+        raise ValueError(f"GKDFAST_BACKEND must be auto, reference or native, got {mode!r}")
+    return mode
+
+
+def has_kernel(op: str, dispatch_key: str) -> bool:
+    """True when ``gkdfast::<op>`` has a kernel registered for ``dispatch_key`` ("CPU", "CUDA")."""
+    if _C is None:
+        return False
+    try:
+        return torch._C._dispatch_has_kernel_for_dispatch_key(f"{NAMESPACE}::{op}", dispatch_key)
+    except RuntimeError:  # op not defined at all
+        return False
+
+
+def _reasons(op: str, device: torch.device, dtype: Optional[torch.dtype]) -> Dict[str, List[str]]:
+    """Why each backend can or cannot run ``op`` for tensors on ``device`` with ``dtype``."""
+    mode = _mode()
+    out: Dict[str, List[str]] = {"cuda": [], "cpu": [], "reference": []}
+    for kind, key in (("cuda", "CUDA"), ("cpu", "CPU")):
+        r = out[kind]
+        if mode == "reference":
+            r.append("GKDFAST_BACKEND=reference forces the reference backend")
+        if _C is None:
+            r.append(f"native extension not loaded ({_LOAD_ERROR})")
+        elif not has_kernel(op, key):
+            if kind == "cuda" and not _C.compiled_with_cuda():
+                r.append("gkdfast was built without CUDA kernels (CPU-only torch or no CUDA toolkit at build time)")
+            else:
+                r.append(f"no {key} kernel registered for gkdfast::{op}")
+        if device.type != kind:
+            r.append(f"inputs are on {device.type}, not {kind}")
+        if dtype is not None and dtype not in NATIVE_DTYPES[kind]:
+            r.append(f"dtype {dtype} has no {kind} kernel (supported: "
+                     + ", ".join(str(d).replace("torch.", "") for d in NATIVE_DTYPES[kind]) + ")")
+    return out
+
+
+def choose(op: str, device: torch.device, dtype: Optional[torch.dtype] = None) -> str:
+    """Returns "cuda", "cpu" or "reference" for this call.
+
+    With ``GKDFAST_BACKEND=native`` a call that would fall back raises instead, listing the reasons.
+    """
+    reasons = _reasons(op, torch.device(device), dtype)
+    for kind in ("cuda", "cpu"):
+        if not reasons[kind]:
+            return kind
+    if _mode() == "native":
+        raise NotImplementedError(
+            f"gkdfast.{op}: GKDFAST_BACKEND=native but no native kernel can run this call: "
+            + "; ".join(f"{k}: {', '.join(v)}" for k, v in reasons.items() if k != "reference" and v))
+    return "reference"
+
+
+def explain(op: str, device="cpu", dtype: Optional[torch.dtype] = torch.float32) -> Dict[str, object]:
+    """Which backend ``op`` would use for ``device``/``dtype`` and why the others were not used.
+
+    Example:
+        >>> gkdfast.explain("spmm", "cpu", torch.float16)["chosen"]   # doctest: +SKIP
+        'reference'
+    """
+    device = torch.device(device)
+    reasons = _reasons(op, device, dtype)
+    try:
+        chosen = choose(op, device, dtype)
+    except NotImplementedError:
+        chosen = None
+    return {"op": op, "device": str(device), "dtype": str(dtype).replace("torch.", ""), "chosen": chosen,
+            "not_used": {k: v for k, v in reasons.items() if k != chosen and v}}
+
+
+def registered_ops() -> List[str]:
+    """Names of every operator in the gkdfast namespace (empty when the extension is not loaded)."""
+    if _C is None:
+        return []
+    ns = getattr(torch.ops, NAMESPACE)
+    names = []
+    for schema in torch._C._jit_get_all_schemas():
+        if schema.name.startswith(NAMESPACE + "::"):
+            names.append(schema.name.split("::", 1)[1])
+    if not names:  # older torch: fall back to attribute listing
+        names = [n for n in dir(ns) if not n.startswith("_")]
+    return sorted(set(names))
+
+
+def backend_info() -> Dict[str, object]:
+    """A dict describing what is available: the extension, each backend, and each op's kernels.
+
+    Example:
+        >>> info = gkdfast.backend_info()
+        >>> sorted(info["backends"])
+        ['cpu', 'cuda', 'reference']
+    """
+    cuda_device = torch.cuda.is_available()
+    backends = {
+        "cuda": {"available": False, "reasons": []},
+        "cpu": {"available": False, "reasons": []},
+        "reference": {"available": True, "reasons": []},
+    }
+    mode = _mode()
+    if _C is None:
+        for k in ("cuda", "cpu"):
+            backends[k]["reasons"].append(f"native extension not loaded ({_LOAD_ERROR})")
+    else:
+        if not _C.compiled_with_cuda():
+            backends["cuda"]["reasons"].append("built without CUDA kernels")
+        if not cuda_device:
+            backends["cuda"]["reasons"].append("no CUDA device visible to torch")
+    if mode == "reference":
+        for k in ("cuda", "cpu"):
+            backends[k]["reasons"].append("GKDFAST_BACKEND=reference")
+    for k in ("cuda", "cpu"):
+        backends[k]["available"] = not backends[k]["reasons"]
+    ops = {}
+    for op in registered_ops():
+        ops[op] = [key.lower() for key in ("CPU", "CUDA") if has_kernel(op, key)]
+    return {
+        "version": _version(),
+        "torch": torch.__version__,
+        "torch_cuda": torch.version.cuda,
+        "mode": mode,
+        "extension_loaded": _C is not None,
+        "load_error": _LOAD_ERROR,
+        "compiled_with_cuda": bool(_C is not None and _C.compiled_with_cuda()),
+        "cuda_device": torch.cuda.get_device_name(0) if cuda_device else None,
+        "openmp_threads": _C.openmp_max_threads() if _C is not None else None,
+        "torch_threads": torch.get_num_threads(),
+        "backends": backends,
+        "ops": ops,
+    }
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("gkdfast")
+    except Exception:
+        return "0+unknown"

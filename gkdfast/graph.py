@@ -1,0 +1,379 @@
+"""The :class:`Graph` object: CSR by destination, its cached transpose, degrees.
+
+Messages flow from ``edge_index[0]`` (source ``j``) to ``edge_index[1]`` (destination ``i``).
+A Graph stores the edges sorted by destination (a stable sort, so edges into one node keep the
+order they were given in) and remembers the permutation, so that per-edge tensors (edge weights,
+``sddmm`` outputs, ``edge_softmax`` inputs) are always exchanged with the user *in the order of the
+edge_index the graph was built from*.  The transposed CSR (by source), used by every backward pass
+instead of atomics, is built on first use and cached.
+"""
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+import torch
+from torch import Tensor
+
+__all__ = ["Graph"]
+
+_INDEX_DTYPES = (torch.int32, torch.int64)
+
+
+def _as_index(t, what: str) -> Tensor:
+    if not isinstance(t, Tensor):
+        try:
+            t = torch.as_tensor(t)
+        except Exception as exc:  # pragma: no cover - message only
+            raise TypeError(f"gkdfast.Graph: {what} must be a tensor, got {type(t).__name__}") from exc
+    if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
+        raise TypeError(
+            f"gkdfast.Graph: {what} must be an integer tensor (int32 or int64), got {t.dtype}"
+            + (" (NaN is never a valid index)" if t.is_floating_point() and bool(torch.isnan(t).any()) else ""))
+    if t.dtype not in _INDEX_DTYPES:
+        t = t.to(torch.int64)
+    return t
+
+
+class Graph:
+    """A directed graph stored as CSR by destination, with a cached transposed CSR.
+
+    Args:
+        edge_index: ``[2, E]`` int32 or int64 tensor; ``edge_index[0]`` are sources ``j``,
+            ``edge_index[1]`` destinations ``i`` (messages flow ``j -> i``, as in PyG).
+        num_nodes: number of nodes ``N``; defaults to ``max(edge_index) + 1`` (0 for no edges).
+        edge_weight: optional ``[E]`` floating tensor, in the order of ``edge_index``; used by
+            :func:`gkdfast.spmm` when no explicit ``edge_weight`` is passed.
+
+    Index dtype is kept (int32 stays int32 while ``E < 2**31``), so large graphs use half the memory.
+
+    Example:
+        >>> import torch, gkdfast
+        >>> g = gkdfast.Graph(torch.tensor([[0, 1, 2], [1, 2, 0]]))
+        >>> g.num_nodes, g.num_edges
+        (3, 3)
+        >>> g.in_degree()
+        tensor([1, 1, 1])
+    """
+
+    def __init__(self, edge_index: Tensor, num_nodes: Optional[int] = None, edge_weight: Optional[Tensor] = None,
+                 *, validate: bool = True):
+        edge_index = _as_index(edge_index, "edge_index")
+        if edge_index.dim() != 2 or edge_index.size(0) != 2:
+            raise ValueError(f"gkdfast.Graph: edge_index must have shape [2, num_edges], got {list(edge_index.shape)}")
+        num_edges = edge_index.size(1)
+        if num_nodes is None:
+            num_nodes = int(edge_index.max()) + 1 if num_edges > 0 else 0
+        num_nodes = int(num_nodes)
+        if num_nodes < 0:
+            raise ValueError(f"gkdfast.Graph: num_nodes must be >= 0, got {num_nodes}")
+        if validate and num_edges > 0:
+            lo, hi = int(edge_index.min()), int(edge_index.max())
+            if lo < 0:
+                col = int((edge_index < 0).nonzero()[0, 1])
+                raise ValueError(f"gkdfast.Graph: edge_index has a negative index ({lo}), first at edge {col}")
+            if hi >= num_nodes:
+                col = int((edge_index >= num_nodes).nonzero()[0, 1])
+                raise ValueError(
+                    f"gkdfast.Graph: edge_index has index {hi} but num_nodes is {num_nodes} "
+                    f"(indices must be in [0, {num_nodes})); first offending edge is {col}")
+        index_dtype = edge_index.dtype
+        if index_dtype == torch.int32 and num_edges >= 2**31 - 1:
+            index_dtype = torch.int64
+        src, dst = edge_index[0], edge_index[1]
+        # Stable sort by destination; skip it (and the permutation) when already sorted.
+        if num_edges > 1 and not bool((dst[1:] >= dst[:-1]).all()):
+            dst_sorted, perm = torch.sort(dst.to(torch.int64), stable=True)
+            src = src[perm]
+            dst = dst_sorted
+        else:
+            perm = None
+        counts = torch.bincount(dst.to(torch.int64), minlength=num_nodes) if num_edges else \
+            torch.zeros(num_nodes, dtype=torch.int64, device=edge_index.device)
+        rowptr = torch.zeros(num_nodes + 1, dtype=torch.int64, device=edge_index.device)
+        torch.cumsum(counts, 0, out=rowptr[1:])
+        self._init_from_csr(rowptr.to(index_dtype), src.to(index_dtype).contiguous(), num_nodes, perm, edge_weight)
+
+    # ------------------------------------------------------------------ construction helpers
+    def _init_from_csr(self, rowptr: Tensor, col: Tensor, num_nodes: int, perm: Optional[Tensor],
+                       edge_weight: Optional[Tensor]):
+        self.num_nodes = num_nodes
+        self.rowptr = rowptr
+        self.col = col
+        self.perm = perm  # CSR position -> input edge id (None: input was already in CSR order)
+        self._inv_perm: Optional[Tensor] = None
+        self._transpose: Optional[Tuple[Tensor, Tensor, Tensor]] = None
+        self._dst: Optional[Tensor] = None
+        self.edge_weight = None
+        if edge_weight is not None:
+            self.edge_weight = self.check_edge_values(edge_weight, "edge_weight")
+
+    @classmethod
+    def _from_parts(cls, rowptr, col, num_nodes, perm=None, edge_weight=None) -> "Graph":
+        g = cls.__new__(cls)
+        g._init_from_csr(rowptr, col, num_nodes, perm, edge_weight)
+        return g
+
+    @classmethod
+    def from_csr(cls, rowptr: Tensor, col: Tensor, num_nodes: Optional[int] = None,
+                 edge_weight: Optional[Tensor] = None) -> "Graph":
+        """Builds a Graph from CSR by destination: row ``i`` lists the sources of ``i``'s in-edges.
+
+        Args:
+            rowptr: ``[N + 1]`` non-decreasing, ``rowptr[0] == 0``, ``rowptr[-1] == E``.
+            col: ``[E]`` source index of each edge.
+        Per-edge tensors are then in CSR order.
+
+        Example:
+            >>> g = Graph.from_csr(torch.tensor([0, 1, 3]), torch.tensor([1, 0, 1]))
+            >>> g.edge_index
+            tensor([[1, 0, 1],
+                    [0, 1, 1]])
+        """
+        rowptr = _as_index(rowptr, "rowptr")
+        col = _as_index(col, "col")
+        if rowptr.dim() != 1 or rowptr.numel() < 1 or col.dim() != 1:
+            raise ValueError("gkdfast.Graph.from_csr: rowptr must be 1-D with N+1 entries and col 1-D")
+        n = rowptr.numel() - 1
+        if num_nodes is not None and int(num_nodes) != n:
+            raise ValueError(f"gkdfast.Graph.from_csr: rowptr describes {n} nodes but num_nodes={num_nodes}")
+        if int(rowptr[0]) != 0 or int(rowptr[-1]) != col.numel():
+            raise ValueError(f"gkdfast.Graph.from_csr: need rowptr[0] == 0 and rowptr[-1] == len(col) "
+                             f"({col.numel()}), got {int(rowptr[0])} and {int(rowptr[-1])}")
+        if n > 0 and bool((rowptr[1:] < rowptr[:-1]).any()):
+            raise ValueError("gkdfast.Graph.from_csr: rowptr must be non-decreasing")
+        if col.numel() and (int(col.min()) < 0 or int(col.max()) >= n):
+            raise ValueError(f"gkdfast.Graph.from_csr: col indices must be in [0, {n}), "
+                             f"got range [{int(col.min())}, {int(col.max())}]")
+        dtype = torch.int64 if torch.int64 in (rowptr.dtype, col.dtype) else torch.int32
+        return cls._from_parts(rowptr.to(dtype).contiguous(), col.to(dtype).contiguous(), n, None, edge_weight)
+
+    @classmethod
+    def from_scipy(cls, matrix, num_nodes: Optional[int] = None) -> "Graph":
+        """From a square scipy.sparse matrix ``A`` with ``A[src, dst] != 0`` for an edge ``src -> dst``
+        (PyG's ``from_scipy_sparse_matrix`` convention).  Stored values become ``edge_weight``.
+
+        Example:
+            >>> import scipy.sparse as sp
+            >>> g = Graph.from_scipy(sp.coo_matrix(([1.0], ([0], [1])), shape=(2, 2)))
+        """
+        import numpy as np
+
+        coo = matrix.tocoo()
+        if coo.shape[0] != coo.shape[1]:
+            raise ValueError(f"gkdfast.Graph.from_scipy: adjacency must be square, got {coo.shape}")
+        ei = torch.from_numpy(np.vstack([coo.row, coo.col]).astype(np.int64))
+        w = torch.from_numpy(np.asarray(coo.data, dtype=np.float32))
+        n = coo.shape[0] if num_nodes is None else num_nodes
+        return cls(ei, n, None if bool((w == 1).all()) else w)
+
+    @classmethod
+    def from_pyg(cls, data) -> "Graph":
+        """From a torch_geometric ``Data`` (uses ``edge_index``, ``num_nodes`` and ``edge_weight``
+        when present).
+
+        Example:
+            >>> from torch_geometric.data import Data
+            >>> g = Graph.from_pyg(Data(edge_index=torch.tensor([[0], [1]]), num_nodes=2))
+        """
+        ei = getattr(data, "edge_index", None)
+        if ei is None:
+            adj_t = getattr(data, "adj_t", None)
+            if adj_t is None:
+                raise ValueError("gkdfast.Graph.from_pyg: data has neither edge_index nor adj_t")
+            return cls.from_sparse(adj_t, transposed=True)
+        return cls(ei, data.num_nodes, getattr(data, "edge_weight", None))
+
+    @classmethod
+    def from_sparse(cls, adj, transposed: bool = False) -> "Graph":
+        """From a torch sparse COO/CSR tensor or a torch_sparse ``SparseTensor``.
+
+        ``adj[src, dst]`` is an edge ``src -> dst`` (PyG's ``to_torch_coo_tensor(edge_index)`` and
+        ``SparseTensor(row=edge_index[0], col=edge_index[1])``); pass ``transposed=True`` for an
+        ``adj_t`` (rows are destinations).  Non-unit values become ``edge_weight``.
+
+        Example:
+            >>> a = torch.sparse_coo_tensor(torch.tensor([[0], [1]]), torch.ones(1), (2, 2))
+            >>> Graph.from_sparse(a).num_edges
+            1
+        """
+        if isinstance(adj, Tensor):
+            if adj.layout == torch.sparse_csr:
+                adj = adj.to_sparse_coo()
+            if adj.layout != torch.sparse_coo:
+                raise TypeError(f"gkdfast.Graph.from_sparse: expected a sparse tensor, got layout {adj.layout}")
+            adj = adj.coalesce()
+            row, col = adj.indices()
+            values = adj.values()
+            shape = adj.shape
+        elif type(adj).__name__ == "SparseTensor" and hasattr(adj, "coo"):
+            row, col, values = adj.coo()
+            shape = adj.sizes()
+        else:
+            raise TypeError(f"gkdfast.Graph.from_sparse: unsupported type {type(adj).__name__}")
+        if shape[0] != shape[1]:
+            raise ValueError(f"gkdfast.Graph.from_sparse: adjacency must be square, got {tuple(shape)}")
+        src, dst = (col, row) if transposed else (row, col)
+        weight = None
+        if values is not None and values.numel() and values.is_floating_point() and not bool((values == 1).all()):
+            weight = values
+        return cls(torch.stack([src, dst]), int(shape[0]), weight)
+
+    # ------------------------------------------------------------------ basic properties
+    @property
+    def num_edges(self) -> int:
+        return self.col.numel()
+
+    @property
+    def device(self) -> torch.device:
+        return self.col.device
+
+    @property
+    def index_dtype(self) -> torch.dtype:
+        return self.col.dtype
+
+    @property
+    def dst(self) -> Tensor:
+        """Destination of each edge, in CSR order ([E], the graph's index dtype)."""
+        if self._dst is None:
+            self._dst = torch.repeat_interleave(
+                torch.arange(self.num_nodes, device=self.device, dtype=self.index_dtype),
+                self.in_degree())
+        return self._dst
+
+    @property
+    def edge_index(self) -> Tensor:
+        """``[2, E]`` (source, destination) in the order the graph was built from."""
+        ei = torch.stack([self.col, self.dst])
+        return ei if self.perm is None else ei[:, self.inv_perm]
+
+    @property
+    def inv_perm(self) -> Tensor:
+        if self._inv_perm is None:
+            inv = torch.empty_like(self.perm)
+            inv[self.perm] = torch.arange(self.perm.numel(), device=self.perm.device)
+            self._inv_perm = inv
+        return self._inv_perm
+
+    def in_degree(self, dtype: Optional[torch.dtype] = None) -> Tensor:
+        """Number of in-edges per node, ``[N]`` (int64 unless ``dtype`` is given)."""
+        deg = (self.rowptr[1:] - self.rowptr[:-1]).to(torch.int64)
+        return deg if dtype is None else deg.to(dtype)
+
+    def out_degree(self, dtype: Optional[torch.dtype] = None) -> Tensor:
+        """Number of out-edges per node, ``[N]``."""
+        t_rowptr = self.transpose_csr()[0]
+        deg = (t_rowptr[1:] - t_rowptr[:-1]).to(torch.int64)
+        return deg if dtype is None else deg.to(dtype)
+
+    def isolated_nodes(self) -> Tensor:
+        """Boolean ``[N]``: nodes with neither in- nor out-edges."""
+        return (self.in_degree() == 0) & (self.out_degree() == 0)
+
+    # ------------------------------------------------------------------ transpose (cached)
+    def transpose_csr(self) -> Tuple[Tensor, Tensor, Tensor]:
+        """CSR by *source*: ``(t_rowptr [N+1], t_col [E] destinations, t_eid [E])`` where
+        ``t_eid[k]`` is the CSR position of the k-th transposed entry.  Built once, cached."""
+        if self._transpose is None:
+            n, dt = self.num_nodes, self.index_dtype
+            src = self.col.to(torch.int64)
+            order = torch.sort(src, stable=True)[1] if self.num_edges else src
+            counts = torch.bincount(src, minlength=n) if self.num_edges else \
+                torch.zeros(n, dtype=torch.int64, device=self.device)
+            t_rowptr = torch.zeros(n + 1, dtype=torch.int64, device=self.device)
+            torch.cumsum(counts, 0, out=t_rowptr[1:])
+            t_col = self.dst[order] if self.num_edges else self.col.new_empty(0)
+            self._transpose = (t_rowptr.to(dt), t_col.to(dt).contiguous(), order.to(dt).contiguous())
+        return self._transpose
+
+    def t(self) -> "Graph":
+        """The reversed graph (every edge ``j -> i`` becomes ``i -> j``), sharing cached CSRs.
+        Its per-edge order is the transposed CSR order."""
+        t_rowptr, t_col, t_eid = self.transpose_csr()
+        g = Graph._from_parts(t_rowptr, t_col, self.num_nodes)
+        inv = torch.empty_like(t_eid)
+        inv[t_eid.long()] = torch.arange(t_eid.numel(), device=self.device, dtype=t_eid.dtype)
+        g._transpose = (self.rowptr, self.col, inv)
+        if self.edge_weight is not None:
+            g.edge_weight = self.to_csr_order(self.edge_weight)[t_eid.long()]
+        return g
+
+    # ------------------------------------------------------------------ per-edge value order
+    def check_edge_values(self, values: Tensor, name: str = "edge values", allow_heads: bool = False) -> Tensor:
+        if not isinstance(values, Tensor):
+            raise TypeError(f"gkdfast: {name} must be a tensor, got {type(values).__name__}")
+        ok = values.dim() == 1 or (allow_heads and values.dim() == 2)
+        if not ok or values.size(0) != self.num_edges:
+            want = "[num_edges]" + (" or [num_edges, heads]" if allow_heads else "")
+            raise ValueError(f"gkdfast: {name} must have shape {want} with num_edges={self.num_edges}, "
+                             f"got {list(values.shape)}")
+        if not values.is_floating_point():
+            raise TypeError(f"gkdfast: {name} must be floating point, got {values.dtype}")
+        if values.device != self.device:
+            raise ValueError(f"gkdfast: {name} is on {values.device} but the graph is on {self.device}")
+        return values
+
+    def to_csr_order(self, values: Tensor) -> Tensor:
+        """Per-edge values from the user's edge order to CSR order (differentiable)."""
+        return values if self.perm is None else values[self.perm]
+
+    def from_csr_order(self, values: Tensor) -> Tensor:
+        """Per-edge values from CSR order back to the user's edge order (differentiable)."""
+        return values if self.perm is None else values[self.inv_perm]
+
+    # ------------------------------------------------------------------ transforms
+    def add_self_loops(self, fill_value: float = 1.0) -> "Graph":
+        """A new graph with one self-loop ``i -> i`` per node appended after the existing edges
+        (existing self-loops are kept, as in PyG's ``add_self_loops``).  If the graph has
+        ``edge_weight``, the loops get ``fill_value``.
+
+        Example:
+            >>> Graph(torch.tensor([[0], [1]])).add_self_loops().num_edges
+            3
+        """
+        loops = torch.arange(self.num_nodes, device=self.device, dtype=self.index_dtype)
+        ei = torch.cat([self.edge_index, torch.stack([loops, loops])], dim=1)
+        w = None
+        if self.edge_weight is not None:
+            w = torch.cat([self.edge_weight, self.edge_weight.new_full((self.num_nodes,), fill_value)])
+        return Graph(ei, self.num_nodes, w, validate=False)
+
+    def gcn_norm_coefficients(self, edge_weight: Optional[Tensor] = None, dtype=torch.float32) -> Tensor:
+        """``deg^{-1/2}`` of ``A + I`` (``[N]``), where ``deg_i = 1 + sum of in-edge weights``.
+        :func:`gkdfast.spmm` with ``norm="gcn"`` uses it to apply ``D^-1/2 (A+I) D^-1/2`` without
+        materialising per-edge weights or the self-loops."""
+        if edge_weight is None:
+            edge_weight = self.edge_weight
+        if edge_weight is None:
+            deg = self.in_degree(dtype) + 1
+        else:
+            w = self.to_csr_order(edge_weight)
+            deg = torch.zeros(self.num_nodes, dtype=w.dtype, device=self.device)
+            deg = deg.index_add(0, self.dst.long(), w) + 1
+        return deg.clamp_min(torch.finfo(deg.dtype).tiny).rsqrt()
+
+    def to(self, device=None, index_dtype: Optional[torch.dtype] = None) -> "Graph":
+        """Copy to another device and/or index dtype (cached transpose included)."""
+        device = torch.device(device) if device is not None else self.device
+
+        def mv(t, is_index=True):
+            if t is None:
+                return None
+            return t.to(device=device, dtype=index_dtype if (is_index and index_dtype) else t.dtype)
+
+        g = Graph._from_parts(mv(self.rowptr), mv(self.col), self.num_nodes,
+                              None if self.perm is None else self.perm.to(device))
+        if self.edge_weight is not None:
+            g.edge_weight = self.edge_weight.to(device)
+        if self._transpose is not None:
+            g._transpose = tuple(mv(t) for t in self._transpose)
+        return g
+
+    def cuda(self) -> "Graph":
+        return self.to("cuda")
+
+    def cpu(self) -> "Graph":
+        return self.to("cpu")
+
+    def __repr__(self) -> str:
+        return (f"Graph(num_nodes={self.num_nodes}, num_edges={self.num_edges}, device={self.device}, "
+                f"index_dtype={self.index_dtype}{', weighted' if self.edge_weight is not None else ''})")

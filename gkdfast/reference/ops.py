@@ -1,0 +1,65 @@
+"""Reference message passing: gather messages per edge, reduce per destination."""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+from gkdfast.graph import Graph
+
+
+def spmm(graph: Graph, x: Tensor, reduce: str = "sum", weight: Optional[Tensor] = None) -> Tensor:
+    """``out[i] = reduce_{e=(j->i)} w_e * x[j]``; ``weight`` in CSR order; empty rows give 0.
+
+    For max/min the winning edge of each (row, feature) is the *first* maximal edge in CSR order, and the
+    gradient flows to it alone: the same rule as the kernels (torch's scatter_reduce would split ties).
+    """
+    n, d = graph.num_nodes, x.size(1)
+    src, dst = graph.col.long(), graph.dst.long()
+    msg = x[src]
+    if weight is not None:
+        msg = msg * weight.unsqueeze(-1)
+    if reduce in ("sum", "mean"):
+        out = x.new_zeros(n, d).index_add(0, dst, msg)
+        if reduce == "mean":
+            out = out / graph.in_degree().clamp_min(1).to(x.dtype).unsqueeze(-1)
+        return out
+    if reduce in ("max", "min"):
+        if graph.num_edges == 0:
+            return x.new_zeros(n, d) + 0 * x.sum()
+        with torch.no_grad():
+            best = torch.full((n, d), float("-inf") if reduce == "max" else float("inf"), dtype=x.dtype,
+                              device=x.device)
+            best = best.scatter_reduce(0, dst.unsqueeze(-1).expand(-1, d), msg,
+                                       "amax" if reduce == "max" else "amin", include_self=True)
+            is_best = msg == best[dst]
+            pos = torch.arange(graph.num_edges, device=x.device).unsqueeze(-1).expand(-1, d)
+            pos = torch.where(is_best, pos, torch.full_like(pos, graph.num_edges))
+            first = torch.full((n, d), graph.num_edges, dtype=torch.long, device=x.device)
+            first = first.scatter_reduce(0, dst.unsqueeze(-1).expand(-1, d), pos, "amin", include_self=True)
+            has = first < graph.num_edges
+            first = torch.where(has, first, torch.zeros_like(first))
+        out = msg.gather(0, first)
+        return torch.where(has, out, torch.zeros_like(out))
+    raise ValueError(f"gkdfast.spmm: unknown reduce {reduce!r}; expected one of sum, mean, max, min")
+
+
+def sddmm(graph: Graph, a: Tensor, b: Tensor) -> Tensor:
+    """``out[e] = a[i] . b[j]`` for ``e = (j -> i)``, in CSR order."""
+    return (a[graph.dst.long()] * b[graph.col.long()]).sum(-1)
+
+
+def edge_softmax(graph: Graph, scores: Tensor) -> Tensor:
+    """Softmax of ``scores`` ([E] or [E, H], CSR order) over each destination's in-edges."""
+    dst = graph.dst.long()
+    s = scores if scores.dim() == 2 else scores.unsqueeze(-1)
+    n, h = graph.num_nodes, s.size(1)
+    idx = dst.unsqueeze(-1).expand(-1, h)
+    mx = torch.full((n, h), float("-inf"), dtype=s.dtype, device=s.device)
+    mx = mx.scatter_reduce(0, idx, s.detach(), "amax", include_self=True)
+    mx = torch.where(torch.isinf(mx), torch.zeros_like(mx), mx)
+    ex = (s - mx[dst]).exp()
+    den = torch.zeros((n, h), dtype=s.dtype, device=s.device).index_add(0, dst, ex)
+    out = ex / den[dst]
+    return out if scores.dim() == 2 else out.squeeze(-1)

@@ -1,0 +1,78 @@
+"""Builds the single native module ``gkdfast._C``.
+
+The C++/OpenMP kernels are always built.  The CUDA kernels are added when the
+installed torch is a CUDA build *and* a CUDA toolkit is found (``CUDA_HOME``),
+or when ``GKDFAST_CUDA=1`` forces them (the build then fails loudly if the
+toolkit is missing).  ``GKDFAST_CUDA=0`` disables them.  Architectures come
+from ``GKDFAST_CUDA_ARCH_LIST`` (e.g. "9.0"), else ``TORCH_CUDA_ARCH_LIST``,
+else torch's own default.  ``DEBUG=1`` builds with -O0 -g.
+"""
+import glob
+import os
+
+from setuptools import setup
+
+from torch.utils import cpp_extension
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _sources(pattern):
+    return sorted(os.path.relpath(p, HERE) for p in glob.glob(os.path.join(HERE, pattern)))
+
+
+def _want_cuda():
+    flag = os.environ.get("GKDFAST_CUDA", "auto").lower()
+    if flag in ("0", "false", "no", "off"):
+        return False
+    available = bool(torch_cuda_version()) and cpp_extension.CUDA_HOME is not None
+    if flag in ("1", "true", "yes", "on"):
+        if not available:
+            raise RuntimeError(
+                "GKDFAST_CUDA=1 but torch.version.cuda=%r and CUDA_HOME=%r: install a CUDA build "
+                "of torch and point CUDA_HOME at the toolkit root (the folder whose lib64 holds "
+                "libcudart)." % (torch_cuda_version(), cpp_extension.CUDA_HOME))
+        return True
+    return available
+
+
+def torch_cuda_version():
+    import torch
+
+    return torch.version.cuda
+
+
+def make_extension():
+    debug = os.environ.get("DEBUG", "0") == "1"
+    opt = ["-O0", "-g"] if debug else ["-O3", "-g0"]
+    cxx = opt + ["-fopenmp", "-Wno-unused-function"]
+    sources = (_sources("csrc/*.cpp") + _sources("csrc/common/*.cpp") + _sources("csrc/ops/*.cpp") + _sources("csrc/cpu/*.cpp"))
+    include_dirs = [os.path.join(HERE, "csrc")]
+    extra_link = ["-fopenmp"]
+    if _want_cuda():
+        arch = os.environ.get("GKDFAST_CUDA_ARCH_LIST")
+        if arch:
+            os.environ["TORCH_CUDA_ARCH_LIST"] = arch
+        nvcc = opt + ["--expt-relaxed-constexpr", "-lineinfo" if debug else "-DNDEBUG",
+                      "-Xcompiler", "-fopenmp"]
+        return cpp_extension.CUDAExtension(
+            "gkdfast._C",
+            sources + _sources("csrc/cuda/*.cu"),
+            include_dirs=include_dirs,
+            define_macros=[("GKDFAST_WITH_CUDA", "1")],
+            extra_compile_args={"cxx": cxx, "nvcc": nvcc},
+            extra_link_args=extra_link,
+        )
+    return cpp_extension.CppExtension(
+        "gkdfast._C",
+        sources,
+        include_dirs=include_dirs,
+        extra_compile_args={"cxx": cxx},
+        extra_link_args=extra_link,
+    )
+
+
+setup(
+    ext_modules=[make_extension()],
+    cmdclass={"build_ext": cpp_extension.BuildExtension.with_options(use_ninja=True)},
+)
