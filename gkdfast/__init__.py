@@ -5,7 +5,8 @@ Public names only; see README.md for a tour.
 from gkdfast._backend import backend_info, explain
 from gkdfast.graph import Graph
 from gkdfast.ops import edge_softmax, gcn_norm, sddmm, spmm
+from gkdfast import losses
 
 __version__ = "0.1.0"
 
-__all__ = ["Graph", "spmm", "sddmm", "edge_softmax", "gcn_norm", "backend_info", "explain", "__version__"]
+__all__ = ["Graph", "spmm", "sddmm", "edge_softmax", "gcn_norm", "backend_info", "explain", "losses", "__version__"]

@@ -1,0 +1,1 @@
+"""Readers for real graph formats, synthetic generators and splits."""

@@ -1,0 +1,46 @@
+"""Logit distillation (Hinton et al., 2015)."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+_REDUCTIONS = ("batchmean", "mean", "sum", "none")
+
+
+def kd(student_logits: Tensor, teacher_logits: Tensor, temperature: float = 1.0,
+       reduction: str = "batchmean") -> Tensor:
+    """Soft-label distillation: ``T^2 * KL(softmax(t/T) || softmax(s/T))`` per row.
+
+    Args:
+        student_logits: ``[N, C]``.  teacher_logits: ``[N, C]`` (no gradient is needed for it, but
+            it is respected if present).
+        temperature: ``T > 0``.
+        reduction: ``"batchmean"`` (sum / N), ``"mean"`` (sum / (N*C)), ``"sum"``, or ``"none"`` (``[N]``).
+
+    Example:
+        >>> s, t = torch.randn(4, 3), torch.randn(4, 3)
+        >>> gkdfast.losses.kd(s, t, temperature=2.0).shape
+        torch.Size([])
+    """
+    if not isinstance(student_logits, Tensor) or not isinstance(teacher_logits, Tensor):
+        raise TypeError("gkdfast.losses.kd: student_logits and teacher_logits must be tensors")
+    if student_logits.dim() != 2 or student_logits.shape != teacher_logits.shape:
+        raise ValueError("gkdfast.losses.kd: expected two [N, C] tensors of the same shape, got "
+                         f"{list(student_logits.shape)} and {list(teacher_logits.shape)}")
+    if student_logits.device != teacher_logits.device:
+        raise ValueError(f"gkdfast.losses.kd: student on {student_logits.device}, teacher on {teacher_logits.device}")
+    if not temperature > 0:
+        raise ValueError(f"gkdfast.losses.kd: temperature must be > 0, got {temperature}")
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"gkdfast.losses.kd: unknown reduction {reduction!r}; expected one of {', '.join(_REDUCTIONS)}")
+    log_p_s = F.log_softmax(student_logits / temperature, dim=-1)
+    log_p_t = F.log_softmax(teacher_logits.to(student_logits.dtype) / temperature, dim=-1)
+    per_row = (log_p_t.exp() * (log_p_t - log_p_s)).sum(-1) * temperature**2
+    if reduction == "none":
+        return per_row
+    if reduction == "sum":
+        return per_row.sum()
+    if reduction == "mean":
+        return per_row.sum() / max(student_logits.numel(), 1)
+    return per_row.sum() / max(student_logits.size(0), 1)

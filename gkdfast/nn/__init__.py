@@ -1,0 +1,1 @@
+"""PyG-like layers and models built on gkdfast ops."""
