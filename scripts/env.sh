@@ -13,6 +13,14 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1
 .venv/bin/python -m pip install -q "torch==2.13.0" 2>&1 | grep -v "is ignored" || true
 .venv/bin/python -m pip install -q -r requirements-dev.txt 2>&1 | grep -v "is ignored" || true
 # Build against the torch in .venv (no build isolation: isolation would pull a different torch).
-MAX_JOBS=${MAX_JOBS:-2} .venv/bin/python setup.py -q build_ext --inplace 2>&1 | grep -E "error|Error" || true
-.venv/bin/python -m pip install -q --no-build-isolation --no-deps -e . 2>&1 | grep -v "is ignored" || true
+# First time: an editable install (builds _C and installs the `gkdfast` command); afterwards an
+# incremental in-place build that only recompiles what changed.
+export MAX_JOBS=${MAX_JOBS:-2}
+if .venv/bin/python -c "import importlib.metadata as m; m.version('gkdfast')" >/dev/null 2>&1; then
+  flock /tmp/gkdfast-build.lock .venv/bin/python setup.py -q build_ext --inplace > .venv/build.log 2>&1 \
+    || { tail -n 40 .venv/build.log; echo "gkdfast: build failed (full log: .venv/build.log)"; exit 1; }
+else
+  .venv/bin/python -m pip install --no-build-isolation --no-deps -e . > .venv/build.log 2>&1 \
+    || { tail -n 40 .venv/build.log; echo "gkdfast: build failed (full log: .venv/build.log)"; exit 1; }
+fi
 .venv/bin/python -c "import gkdfast, sys; i = gkdfast.backend_info(); print('gkdfast', i['version'], '| native extension:', 'loaded' if i['extension_loaded'] else 'NOT loaded: %s' % i['load_error']); sys.exit(0 if i['extension_loaded'] else 1)"
