@@ -8,10 +8,13 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 export PIP_DISABLE_PIP_VERSION_CHECK=1
-.venv/bin/python -m pip install -q --upgrade pip setuptools wheel 2>&1 | grep -v "is ignored" || true
+# pip install, quiet, minus the "Location ... is ignored" notes this machine's pip config prints;
+# keeps pip's own exit status.
+pipq() { .venv/bin/python -m pip install -q "$@" 2>&1 | { grep -v "is ignored" || true; }; return "${PIPESTATUS[0]}"; }
+pipq --upgrade pip setuptools wheel
 # torch 2.13.0 CPU wheel (lies on this kind of machine's disk); then the rest.
-.venv/bin/python -m pip install -q "torch==2.13.0" 2>&1 | grep -v "is ignored" || true
-.venv/bin/python -m pip install -q -r requirements-dev.txt 2>&1 | grep -v "is ignored" || true
+pipq "torch==2.13.0"
+pipq -r requirements-dev.txt
 # Build against the torch in .venv (no build isolation: isolation would pull a different torch).
 # First time: an editable install (builds _C and installs the `gkdfast` command); afterwards an
 # incremental in-place build that only recompiles what changed.
