@@ -1,0 +1,108 @@
+"""Shared fixtures and helpers for the gkdfast tests.
+
+* ``device`` fixture: ``"cpu"`` always, ``"cuda"`` (marked ``cuda``) when a GPU is visible, so a
+  test written once runs on every backend the machine has.
+* Hypothesis profile ``gkdfast`` (default): few examples, no deadline, because two busy cores are
+  shared by many people; ``HYPOTHESIS_PROFILE=thorough`` runs more.
+* Plain helpers (importable as ``from conftest import ...``): dense adjacency, random graphs.
+"""
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+try:  # hypothesis is a test dependency; keep conftest importable without it
+    from hypothesis import HealthCheck, settings
+
+    settings.register_profile("gkdfast", max_examples=15, deadline=None, derandomize=True,
+                              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    settings.register_profile("thorough", max_examples=200, deadline=None)
+    settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "gkdfast"))
+except ImportError:  # pragma: no cover
+    pass
+
+HAS_CUDA = torch.cuda.is_available()
+
+DEVICES = ["cpu", pytest.param("cuda", marks=[pytest.mark.cuda,
+                                              pytest.mark.skipif(not HAS_CUDA, reason="no CUDA device")])]
+
+
+def pytest_collection_modifyitems(config, items):
+    # Anything marked cuda but not parametrised through DEVICES still skips cleanly without a GPU.
+    if HAS_CUDA:
+        return
+    skip = pytest.mark.skip(reason="no CUDA device")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(params=DEVICES)
+def device(request):
+    return torch.device(request.param)
+
+
+@pytest.fixture(autouse=True)
+def _default_backend(monkeypatch):
+    """Every test starts on the automatic backend, whatever the caller's environment says."""
+    monkeypatch.delenv("GKDFAST_BACKEND", raising=False)
+
+
+# ------------------------------------------------------------------------------------ helpers
+def dense_adj(edge_index: torch.Tensor, num_nodes: int, weight=None, dtype=torch.float64) -> torch.Tensor:
+    """``A[i, j] = sum of weights of edges j -> i`` (destination rows), duplicates added."""
+    src, dst = edge_index[0].long().cpu(), edge_index[1].long().cpu()
+    w = torch.ones(src.numel(), dtype=dtype) if weight is None else weight.detach().cpu().to(dtype)
+    a = torch.zeros(num_nodes, num_nodes, dtype=dtype)
+    a.index_put_((dst, src), w, accumulate=True)
+    return a
+
+
+def dense_reduce(edge_index, num_nodes, x, reduce, weight=None):
+    """Row-by-row loop oracle for spmm (tiny graphs only): float64, on CPU."""
+    x = x.detach().cpu().double()
+    src, dst = edge_index[0].long().cpu(), edge_index[1].long().cpu()
+    w = None if weight is None else weight.detach().cpu().double()
+    out = torch.zeros(num_nodes, x.size(1), dtype=torch.float64)
+    for i in range(num_nodes):
+        es = (dst == i).nonzero().flatten()
+        if es.numel() == 0:
+            continue
+        msg = x[src[es]] * (w[es].unsqueeze(-1) if w is not None else 1.0)
+        if reduce == "sum":
+            out[i] = msg.sum(0)
+        elif reduce == "mean":
+            out[i] = msg.mean(0)
+        elif reduce == "max":
+            out[i] = msg.max(0).values
+        else:
+            out[i] = msg.min(0).values
+    return out
+
+
+def random_edge_index(num_nodes: int, num_edges: int, seed: int = 0, dtype=torch.int64, device="cpu"):
+    g = torch.Generator().manual_seed(seed)
+    if num_nodes == 0:
+        return torch.zeros(2, 0, dtype=dtype, device=device)
+    return torch.randint(0, num_nodes, (2, num_edges), generator=g).to(dtype=dtype, device=device)
+
+
+def tiny_graphs():
+    """Named hand-built graphs covering the edge cases the kernels must get right:
+    (name, edge_index [2, E] int64, num_nodes)."""
+    hub = torch.stack([torch.arange(1, 41), torch.zeros(40, dtype=torch.long)])  # 40 in-edges into node 0
+    hub = torch.cat([hub, torch.tensor([[0, 0], [1, 2]])], 1)
+    return [
+        ("empty", torch.zeros(2, 0, dtype=torch.long), 4),
+        ("no_nodes", torch.zeros(2, 0, dtype=torch.long), 0),
+        ("isolated", torch.tensor([[0, 1], [1, 0]]), 5),
+        ("self_loops", torch.tensor([[0, 1, 1, 2], [0, 1, 2, 2]]), 3),
+        ("duplicates", torch.tensor([[0, 0, 0, 2, 1], [1, 1, 1, 1, 2]]), 3),
+        ("unsorted", torch.tensor([[3, 0, 2, 1, 0], [0, 3, 1, 3, 2]]), 4),
+        ("hub", hub, 41),
+    ]
+
+
+TINY_IDS = [t[0] for t in tiny_graphs()]
