@@ -26,8 +26,8 @@ def spmm(graph: Graph, x: Tensor, reduce: str = "sum", weight: Optional[Tensor] 
             out = out / graph.in_degree().clamp_min(1).to(x.dtype).unsqueeze(-1)
         return out
     if reduce in ("max", "min"):
-        if graph.num_edges == 0:
-            return x.new_zeros(n, d) + 0 * x.sum()
+        if graph.num_edges == 0:  # keep x and weight in the autograd graph: their gradient is 0, not None
+            return x.new_zeros(n, d) + 0 * msg.sum()
         with torch.no_grad():
             best = torch.full((n, d), float("-inf") if reduce == "max" else float("inf"), dtype=x.dtype,
                               device=x.device)
