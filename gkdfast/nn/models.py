@@ -1,0 +1,236 @@
+"""Node-classification models (GCN, SAGE, GAT, GIN, MLP) with access to the last hidden embedding.
+
+Every model has ``forward(x, graph=None, return_hidden=False)``: ``[N, out_channels]`` logits, or
+``(logits, hidden)`` where ``hidden`` ``[N, hidden_channels]`` is the input of the final layer
+*before* dropout (after the activation), which is what the distillation losses compare.
+Layer ``l < num_layers`` is ``conv -> [BatchNorm1d] -> ReLU -> dropout``; the last layer is a bare conv.
+With ``num_layers=1`` there is no hidden layer and ``hidden`` is ``x`` itself.
+"""
+from __future__ import annotations
+
+from typing import List, Optional, Tuple, Union
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from gkdfast.graph import Graph
+from gkdfast.nn._utils import check_features
+from gkdfast.nn.gat_conv import GATConv
+from gkdfast.nn.gcn_conv import GCNConv
+from gkdfast.nn.gin_conv import GINConv
+from gkdfast.nn.sage_conv import SAGEConv
+
+__all__ = ["GCN", "SAGE", "GAT", "GIN", "MLP", "build_model"]
+
+Output = Union[Tensor, Tuple[Tensor, Tensor]]
+
+
+def _check_sizes(name: str, in_channels, hidden_channels, out_channels, num_layers, dropout) -> None:
+    for what, v in (("in_channels", in_channels), ("hidden_channels", hidden_channels),
+                    ("out_channels", out_channels), ("num_layers", num_layers)):
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            raise ValueError(f"gkdfast.nn.{name}: {what} must be a positive int, got {v!r}")
+    if not 0.0 <= float(dropout) < 1.0:
+        raise ValueError(f"gkdfast.nn.{name}: dropout must be in [0, 1), got {dropout}")
+
+
+class _Stack(nn.Module):
+    """Shared body: ``layers[:-1]`` are hidden layers followed by [BN] -> ReLU -> dropout."""
+
+    uses_graph = True
+
+    def __init__(self, in_channels: int, hidden_channels: int, out_channels: int, num_layers: int,
+                 dropout: float, batch_norm: bool):
+        super().__init__()
+        _check_sizes(type(self).__name__, in_channels, hidden_channels, out_channels, num_layers, dropout)
+        self.in_channels, self.hidden_channels, self.out_channels = in_channels, hidden_channels, out_channels
+        self.num_layers, self.dropout = num_layers, float(dropout)
+        dims = [in_channels] + [hidden_channels] * (num_layers - 1) + [out_channels]
+        self.layers = nn.ModuleList([self._make_layer(dims[i], dims[i + 1], i == num_layers - 1)
+                                     for i in range(num_layers)])
+        self.norms = nn.ModuleList([nn.BatchNorm1d(hidden_channels) for _ in range(num_layers - 1)]) \
+            if batch_norm else None
+
+    def _make_layer(self, in_ch: int, out_ch: int, last: bool) -> nn.Module:  # pragma: no cover
+        raise NotImplementedError
+
+    def _run_layer(self, layer: nn.Module, x: Tensor, graph: Optional[Graph]) -> Tensor:
+        return layer(x, graph)
+
+    def reset_parameters(self) -> None:
+        for m in self.modules():
+            if m is not self and hasattr(m, "reset_parameters"):
+                m.reset_parameters()
+
+    def forward(self, x: Tensor, graph: Optional[Graph] = None, return_hidden: bool = False) -> Output:
+        name = type(self).__name__
+        check_features(name, x, self.in_channels)
+        if self.uses_graph and graph is None:
+            raise ValueError(f"gkdfast.nn.{name}: a graph is required (forward(x, graph))")
+        hidden = x
+        for i, layer in enumerate(self.layers[:-1]):
+            x = self._run_layer(layer, x, graph)
+            if self.norms is not None:
+                x = self.norms[i](x)
+            x = F.relu(x)
+            hidden = x
+            x = F.dropout(x, p=self.dropout, training=self.training)
+        out = self._run_layer(self.layers[-1], x, graph)
+        return (out, hidden) if return_hidden else out
+
+
+class GCN(_Stack):
+    """Stack of :class:`GCNConv` layers.
+
+    Args:
+        in_channels, hidden_channels, out_channels: widths.  num_layers: number of convolutions.
+        dropout: after each hidden activation.  batch_norm: BatchNorm1d after each hidden conv.
+
+    Shapes: ``x`` ``[N, in]`` -> logits ``[N, out]`` (and hidden ``[N, hidden]`` with ``return_hidden``).
+
+    Example:
+        >>> g = gkdfast.Graph(torch.tensor([[0, 1, 2], [1, 2, 0]]))
+        >>> logits, h = gkdfast.nn.GCN(8, 16, 3)(torch.randn(3, 8), g, return_hidden=True)
+        >>> logits.shape, h.shape
+        (torch.Size([3, 3]), torch.Size([3, 16]))
+    """
+
+    def __init__(self, in_channels: int, hidden_channels: int, out_channels: int, num_layers: int = 2,
+                 dropout: float = 0.5, batch_norm: bool = False, normalize: bool = True):
+        self._normalize = normalize
+        super().__init__(in_channels, hidden_channels, out_channels, num_layers, dropout, batch_norm)
+
+    def _make_layer(self, in_ch, out_ch, last):
+        return GCNConv(in_ch, out_ch, normalize=self._normalize)
+
+
+class SAGE(_Stack):
+    """Stack of :class:`SAGEConv` layers (``aggr`` as in SAGEConv, default mean).
+
+    Shapes: ``x`` ``[N, in]`` -> logits ``[N, out]`` (and hidden ``[N, hidden]``).
+
+    Example:
+        >>> g = gkdfast.Graph(torch.tensor([[0, 1, 2], [1, 2, 0]]))
+        >>> gkdfast.nn.SAGE(8, 16, 3, num_layers=3)(torch.randn(3, 8), g).shape
+        torch.Size([3, 3])
+    """
+
+    def __init__(self, in_channels: int, hidden_channels: int, out_channels: int, num_layers: int = 2,
+                 dropout: float = 0.5, batch_norm: bool = False, aggr: str = "mean"):
+        self._aggr = aggr
+        super().__init__(in_channels, hidden_channels, out_channels, num_layers, dropout, batch_norm)
+
+    def _make_layer(self, in_ch, out_ch, last):
+        return SAGEConv(in_ch, out_ch, aggr=self._aggr)
+
+
+class GAT(_Stack):
+    """Stack of :class:`GATConv` layers.
+
+    Hidden layers use ``heads`` heads of width ``hidden_channels // heads``, concatenated (so the
+    hidden embedding is ``[N, hidden_channels]``; ``hidden_channels`` must be divisible by ``heads``);
+    the last layer has ``out_heads`` heads of width ``out_channels``, averaged.
+
+    Args:
+        heads: hidden-layer heads (default 4).  out_heads: output-layer heads (default 1).
+        attn_dropout: dropout on attention weights.  Other args as :class:`GCN`.
+
+    Example:
+        >>> g = gkdfast.Graph(torch.tensor([[0, 1, 2], [1, 2, 0]]))
+        >>> gkdfast.nn.GAT(8, 16, 3, heads=4)(torch.randn(3, 8), g).shape
+        torch.Size([3, 3])
+    """
+
+    def __init__(self, in_channels: int, hidden_channels: int, out_channels: int, num_layers: int = 2,
+                 dropout: float = 0.5, batch_norm: bool = False, heads: int = 4, out_heads: int = 1,
+                 attn_dropout: float = 0.0, negative_slope: float = 0.2):
+        if not isinstance(heads, int) or heads < 1 or not isinstance(out_heads, int) or out_heads < 1:
+            raise ValueError(f"gkdfast.nn.GAT: heads and out_heads must be positive ints, got {heads}, {out_heads}")
+        if num_layers > 1 and isinstance(hidden_channels, int) and hidden_channels % heads != 0:
+            raise ValueError(f"gkdfast.nn.GAT: hidden_channels ({hidden_channels}) must be divisible by "
+                             f"heads ({heads})")
+        self._heads, self._out_heads = heads, out_heads
+        self._attn_dropout, self._slope = attn_dropout, negative_slope
+        super().__init__(in_channels, hidden_channels, out_channels, num_layers, dropout, batch_norm)
+
+    def _make_layer(self, in_ch, out_ch, last):
+        if last:
+            return GATConv(in_ch, out_ch, heads=self._out_heads, concat=False,
+                           negative_slope=self._slope, dropout=self._attn_dropout)
+        return GATConv(in_ch, out_ch // self._heads, heads=self._heads, concat=True,
+                       negative_slope=self._slope, dropout=self._attn_dropout)
+
+
+class GIN(_Stack):
+    """Stack of :class:`GINConv` layers; each wraps ``Linear -> ReLU -> Linear`` (the last one
+    ``Linear(hidden, hidden) -> ReLU -> Linear(hidden, out)``).
+
+    Args:
+        eps, train_eps: as :class:`GINConv`.  Other args as :class:`GCN`.
+
+    Example:
+        >>> g = gkdfast.Graph(torch.tensor([[0, 1, 2], [1, 2, 0]]))
+        >>> gkdfast.nn.GIN(8, 16, 3)(torch.randn(3, 8), g).shape
+        torch.Size([3, 3])
+    """
+
+    def __init__(self, in_channels: int, hidden_channels: int, out_channels: int, num_layers: int = 2,
+                 dropout: float = 0.5, batch_norm: bool = False, eps: float = 0.0, train_eps: bool = False):
+        self._eps, self._train_eps = eps, train_eps
+        super().__init__(in_channels, hidden_channels, out_channels, num_layers, dropout, batch_norm)
+
+    def _make_layer(self, in_ch, out_ch, last):
+        mid = self.hidden_channels if last else out_ch
+        mlp = nn.Sequential(nn.Linear(in_ch, mid), nn.ReLU(), nn.Linear(mid, out_ch))
+        return GINConv(mlp, eps=self._eps, train_eps=self._train_eps)
+
+
+class MLP(_Stack):
+    """Graph-free multi-layer perceptron (the usual distillation student); ``graph`` is ignored.
+
+    Args:
+        batch_norm: BatchNorm1d after each hidden Linear.  Other args as :class:`GCN`.
+
+    Example:
+        >>> logits, h = gkdfast.nn.MLP(8, 16, 3)(torch.randn(5, 8), return_hidden=True)
+        >>> h.shape
+        torch.Size([5, 16])
+    """
+
+    uses_graph = False
+
+    def __init__(self, in_channels: int, hidden_channels: int, out_channels: int, num_layers: int = 2,
+                 dropout: float = 0.5, batch_norm: bool = False):
+        super().__init__(in_channels, hidden_channels, out_channels, num_layers, dropout, batch_norm)
+
+    def _make_layer(self, in_ch, out_ch, last):
+        return nn.Linear(in_ch, out_ch)
+
+    def _run_layer(self, layer, x, graph):
+        return layer(x)
+
+
+_MODELS = {"gcn": GCN, "sage": SAGE, "graphsage": SAGE, "gat": GAT, "gin": GIN, "mlp": MLP}
+
+
+def build_model(name: str, in_channels: int, hidden_channels: int, out_channels: int, **kwargs) -> nn.Module:
+    """Builds a model by name: ``gcn``, ``sage`` (alias ``graphsage``), ``gat``, ``gin`` or ``mlp``
+    (case-insensitive); ``kwargs`` go to its constructor (``num_layers``, ``dropout``, ``heads`` ...).
+
+    Example:
+        >>> m = gkdfast.nn.build_model("sage", 8, 16, 3, num_layers=3, dropout=0.2)
+        >>> type(m).__name__
+        'SAGE'
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"gkdfast.nn.build_model: name must be a string, got {type(name).__name__}")
+    cls = _MODELS.get(name.strip().lower())
+    if cls is None:
+        raise ValueError(f"gkdfast.nn.build_model: unknown model {name!r}; expected one of "
+                         f"{', '.join(k for k in _MODELS if k != 'graphsage')}")
+    return cls(in_channels, hidden_channels, out_channels, **kwargs)
+
+
+def model_names() -> List[str]:
+    """Names accepted by :func:`build_model`."""
+    return sorted(_MODELS)
