@@ -76,3 +76,34 @@ def with_self_loops_csr(graph: Graph) -> Graph:
         looped = Graph(ei.to(g.index_dtype), g.num_nodes, validate=False)
         return Graph._from_parts(looped.rowptr, looped.col, g.num_nodes)
     return derived_graph(graph, "self_loops_csr", build)
+
+
+class _EdgeSum(torch.autograd.Function):
+    """``out[e] = a_src[col[e]] + a_dst[dst[e]]`` for every edge in CSR order (``[E, H]``).
+
+    Autograd's own backward for the two gathers would scatter-add (atomics on CUDA, so run-to-run
+    differences); here each node's gradient is a segment sum over its CSR row (destination side)
+    or its transposed-CSR row (source side), which is deterministic on every device.
+    """
+
+    @staticmethod
+    def forward(ctx, graph: Graph, a_src: Tensor, a_dst: Tensor) -> Tensor:
+        ctx.graph = graph
+        return a_src[graph.col.long()] + a_dst[graph.dst.long()]
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        g: Graph = ctx.graph
+        grad_src = grad_dst = None
+        if ctx.needs_input_grad[2]:
+            grad_dst = torch.segment_reduce(grad, "sum", offsets=g.rowptr.long(), axis=0)
+        if ctx.needs_input_grad[1]:
+            t_rowptr, _, t_eid = g.transpose_csr()
+            grad_src = torch.segment_reduce(grad[t_eid.long()], "sum", offsets=t_rowptr.long(), axis=0)
+        return None, grad_src, grad_dst
+
+
+def edge_sum(graph: Graph, a_src: Tensor, a_dst: Tensor) -> Tensor:
+    """Per-edge ``a_src[j] + a_dst[i]`` for ``e = (j -> i)`` in CSR order; ``a_*`` are ``[N, H]``,
+    the result ``[E, H]``.  Deterministic backward (segment sums, no scatter-add)."""
+    return _EdgeSum.apply(graph, a_src, a_dst)

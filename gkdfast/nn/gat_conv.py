@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gkdfast.graph import Graph
-from gkdfast.nn._utils import check_input, csr_view, with_self_loops_csr
+from gkdfast.nn._utils import check_input, csr_view, edge_sum, with_self_loops_csr
 from gkdfast.ops import edge_softmax, spmm
 
 __all__ = ["GATConv"]
@@ -73,8 +73,7 @@ class GATConv(nn.Module):
         a_dst = (h * self.att_dst).sum(-1)
         # A graph whose edge order is its CSR order: per-edge tensors built from col/dst go straight in.
         g = with_self_loops_csr(graph) if self.add_self_loops else csr_view(graph)
-        src, dst = g.col.long(), g.dst.long()
-        scores = F.leaky_relu(a_src[src] + a_dst[dst], self.negative_slope)  # [E, H]
+        scores = F.leaky_relu(edge_sum(g, a_src, a_dst), self.negative_slope)  # [E, H]
         alpha = edge_softmax(g, scores)
         alpha = F.dropout(alpha, p=self.dropout, training=self.training)
         if heads == 1:
