@@ -29,6 +29,19 @@ TORCH_LIBRARY(gkdfast, m) {
   m.def("edge_softmax_backward(Tensor rowptr, Tensor out, Tensor grad_out) -> Tensor");
 
   // ---- structure-preserving losses (lsp, gsp) ----------------------------------------------
+  // LSP fused per destination row: (per-node KL(alpha^T_i || alpha^S_i) [N], log-sum-exps [N, 2]).
+  m.def("lsp(Tensor rowptr, Tensor col, Tensor student, Tensor teacher, str kernel, float gamma, float tau) "
+        "-> (Tensor, Tensor)");
+  // Gradients of sum_i grad[i] * per_node[i]; source side over the transposed CSR (no atomics).
+  // A gradient that is not asked for comes back as an empty [0] tensor.
+  m.def("lsp_backward(Tensor rowptr, Tensor col, Tensor t_rowptr, Tensor t_col, Tensor t_eid, Tensor student, "
+        "Tensor teacher, Tensor per_node, Tensor lse, Tensor grad, str kernel, float gamma, float tau, "
+        "bool need_student, bool need_teacher) -> (Tensor, Tensor)");
+  // GSP over all N^2 pairs in tiles: (per-row value [N], per-row stats [N, 2]).  mse: per_row[i] =
+  // sum_j (K^S_ij - K^T_ij)^2, stats = 0; kl: per_row[i] = KL_i, stats = (lse^S_i, lse^T_i).
+  m.def("gsp_tiled(Tensor student, Tensor teacher, str kernel, str loss, float gamma, float tau) -> (Tensor, Tensor)");
+  m.def("gsp_tiled_backward(Tensor student, Tensor teacher, Tensor per_row, Tensor stats, Tensor grad, str kernel, "
+        "str loss, float gamma, float tau, bool need_student, bool need_teacher) -> (Tensor, Tensor)");
 
   // ---- contrastive losses (crd, ncontrast, nt_xent, topk) -----------------------------------
 }

@@ -1,0 +1,240 @@
+// CPU local-structure-preserving loss (LSP), fused per destination row.
+//
+// Forward, one pass per row i (degree-balanced parallel chunks): for each in-edge e = (j -> i) the
+// kernel values k(s_i, s_j), k(t_i, t_j) are computed from the two rows (never stored), fed to a
+// streaming log-sum-exp for the student and a streaming softmax-weighted mean for the teacher,
+// which give KL(alpha^T_i || alpha^S_i) at the end of the row.  Saved for backward: the two
+// log-sum-exps per row (O(N)).
+//
+// Backward, two passes and no atomics:
+//   1. rows of the CSR: recompute the edge's kernel values, form dL/dk per edge, add the
+//      destination-side gradient to grad[i] (row-local) and keep two scalars per edge (O(E)) for
+//      the source side;
+//   2. rows of the transposed CSR: grad[j] += those scalars times s_i (or a sign term for laplace).
+#include <ATen/Dispatch.h>
+#include <torch/library.h>
+#include <torch/types.h>
+
+#include <cmath>
+#include <vector>
+
+#include "common/cpu_parallel.h"
+#include "common/cpu_vec.h"
+#include "common/online_softmax.h"
+#include "common/pairwise_tiles.h"
+#include "common/similarity_kernels.h"
+#include "ops/graph_checks.h"
+
+namespace gkdfast {
+namespace {
+
+template <typename T>
+struct ModelRows {
+  const T* x;
+  int64_t d;
+  const double* sqn;  // ||x_i||^2 (only for cosine), else nullptr
+  const T* row(int64_t i) const { return x + i * d; }
+};
+
+template <typename T>
+PairStats<double> edge_stats(SimKernel k, const ModelRows<T>& m, int64_t i, int64_t j) {
+  PairStats<double> s;
+  const T* u = m.row(i);
+  const T* v = m.row(j);
+  if (kernel_needs_dot(k)) s.g = vec::dot(u, v, m.d);
+  if (kernel_needs_norms(k)) { s.na = m.sqn[i]; s.nb = m.sqn[j]; }
+  if (kernel_needs_d2(k)) s.d2 = simk_cpu::sq_dist(u, v, m.d);
+  if (kernel_needs_l1(k)) s.l1 = simk_cpu::l1_dist(u, v, m.d);
+  return s;
+}
+
+std::vector<double> row_sq_norms(const at::Tensor& x, SimKernel k) {
+  std::vector<double> out;
+  if (!kernel_needs_norms(k)) return out;
+  auto n = tiles::sq_norms_cpu(x).to(at::kDouble).contiguous();
+  out.assign(n.data_ptr<double>(), n.data_ptr<double>() + n.numel());
+  return out;
+}
+
+void check_inputs(const at::Tensor& rowptr, const at::Tensor& col, const at::Tensor& s, const at::Tensor& t,
+                  double tau, const char* op) {
+  check_csr(rowptr, col, op);
+  check_node_features(s, rowptr, op, "student");
+  check_node_features(t, rowptr, op, "teacher");
+  TORCH_CHECK_TYPE(s.scalar_type() == t.scalar_type(), "gkdfast.", op, ": student and teacher dtypes differ (",
+                   s.scalar_type(), ", ", t.scalar_type(), ")");
+  TORCH_CHECK_VALUE(tau > 0, "gkdfast.", op, ": tau must be > 0, got ", tau);
+}
+
+std::tuple<at::Tensor, at::Tensor> lsp_cpu(const at::Tensor& rowptr_in, const at::Tensor& col_in,
+                                           const at::Tensor& s_in, const at::Tensor& t_in, c10::string_view kname,
+                                           double gamma, double tau) {
+  check_inputs(rowptr_in, col_in, s_in, t_in, tau, "lsp");
+  const SimKernel kind = parse_sim_kernel(std::string(kname), "lsp");
+  const auto rowptr = rowptr_in.contiguous();
+  const auto col = col_in.contiguous();
+  const auto s = s_in.contiguous();
+  const auto t = t_in.contiguous();
+  const int64_t n = csr_num_rows(rowptr);
+  auto per_node = at::zeros({n}, s.options());
+  auto lse = at::zeros({n, 2}, s.options());
+  const auto sn = row_sq_norms(s, kind), tn = row_sq_norms(t, kind);
+  const double inv_tau = 1.0 / tau;
+  AT_DISPATCH_FLOATING_TYPES(s.scalar_type(), "gkdfast_lsp_cpu", [&] {
+    AT_DISPATCH_INDEX_TYPES(col.scalar_type(), "gkdfast_lsp_cpu_index", [&] {
+      const index_t* rp = rowptr.data_ptr<index_t>();
+      const index_t* cl = col.data_ptr<index_t>();
+      const ModelRows<scalar_t> ms{s.data_ptr<scalar_t>(), s.size(1), sn.data()};
+      const ModelRows<scalar_t> mt{t.data_ptr<scalar_t>(), t.size(1), tn.data()};
+      scalar_t* out = per_node.data_ptr<scalar_t>();
+      scalar_t* lp = lse.data_ptr<scalar_t>();
+      parallel_rows(rp, n, s.size(1) + t.size(1), [&](int64_t begin, int64_t end) {
+        for (int64_t i = begin; i < end; ++i) {
+          if (rp[i] == rp[i + 1]) continue;  // no in-edge: 0 by definition
+          OnlineLSE<double> ls;
+          tiles::OnlineWeightedLSE<double> lt;  // weights: x^T - x^S, so mean() = E_T[x^T - x^S]
+          for (int64_t e = rp[i]; e < rp[i + 1]; ++e) {
+            const int64_t j = cl[e];
+            const double xs = kernel_value(kind, edge_stats(kind, ms, i, j), gamma) * inv_tau;
+            const double xt = kernel_value(kind, edge_stats(kind, mt, i, j), gamma) * inv_tau;
+            ls.add(xs);
+            lt.add(xt, xt - xs);
+          }
+          const double lse_s = ls.value(), lse_t = lt.lse();
+          // KL = E_T[x^T - x^S] - lse_T + lse_S >= 0; rounding may leave -1e-16: clamp.
+          const double kl = lt.mean() - lse_t + lse_s;
+          out[i] = static_cast<scalar_t>(kl > 0 ? kl : 0.0);
+          lp[2 * i] = static_cast<scalar_t>(lse_s);
+          lp[2 * i + 1] = static_cast<scalar_t>(lse_t);
+        }
+      });
+    });
+  });
+  return {per_node, lse};
+}
+
+// Source-side pass over the transposed CSR: grad[j] += sum_{e=(j->i)} a_e x_i + b_e x_j (or, for
+// laplace, a_e * sign(x_j - x_i)).  coef is [E, 2] in forward-CSR order.
+template <typename T, typename index_t>
+void scatter_source_side(SimKernel kind, const index_t* trp, const index_t* tcl, const index_t* teid, int64_t n,
+                         const T* x, int64_t d, const T* coef, T* grad) {
+  parallel_rows(trp, n, d, [&](int64_t begin, int64_t end) {
+    for (int64_t j = begin; j < end; ++j) {
+      T* gj = grad + j * d;
+      const T* xj = x + j * d;
+      double self = 0;
+      for (int64_t p = trp[j]; p < trp[j + 1]; ++p) {
+        const int64_t i = tcl[p], e = teid[p];
+        if (kind == SimKernel::Laplace) {
+          simk_cpu::sign_axpy(gj, xj, x + i * d, coef[2 * e], d);
+        } else {
+          vec::axpy(gj, x + i * d, coef[2 * e], d);
+          self += coef[2 * e + 1];
+        }
+      }
+      if (self != 0) vec::axpy(gj, xj, static_cast<T>(self), d);
+    }
+  });
+}
+
+std::tuple<at::Tensor, at::Tensor> lsp_backward_cpu(
+    const at::Tensor& rowptr_in, const at::Tensor& col_in, const at::Tensor& t_rowptr_in, const at::Tensor& t_col_in,
+    const at::Tensor& t_eid_in, const at::Tensor& s_in, const at::Tensor& t_in, const at::Tensor& per_node_in,
+    const at::Tensor& lse_in, const at::Tensor& grad_in, c10::string_view kname, double gamma, double tau,
+    bool need_s, bool need_t) {
+  check_inputs(rowptr_in, col_in, s_in, t_in, tau, "lsp_backward");
+  check_transpose(rowptr_in, col_in, t_rowptr_in, t_col_in, t_eid_in, "lsp_backward");
+  const SimKernel kind = parse_sim_kernel(std::string(kname), "lsp_backward");
+  const int64_t n = csr_num_rows(rowptr_in);
+  TORCH_CHECK_VALUE(per_node_in.numel() == n && lse_in.numel() == 2 * n && grad_in.numel() == n,
+                    "gkdfast.lsp_backward: per_node, lse and grad must have N, 2N and N entries (N = ", n, ")");
+  TORCH_CHECK_VALUE(col_in.numel() == 0 || t_rowptr_in.numel() > 0,
+                    "gkdfast.lsp_backward: the transposed CSR is required");
+  const auto rowptr = rowptr_in.contiguous();
+  const auto col = col_in.contiguous();
+  const auto s = s_in.contiguous();
+  const auto t = t_in.contiguous();
+  const auto per_node = per_node_in.to(s.scalar_type()).contiguous();
+  const auto lse = lse_in.to(s.scalar_type()).contiguous();
+  const auto gnode = grad_in.to(s.scalar_type()).contiguous();
+  const int64_t num_e = col.numel();
+  auto grad_s = need_s ? at::zeros_like(s) : at::empty({0}, s.options());
+  auto grad_t = need_t ? at::zeros_like(t) : at::empty({0}, t.options());
+  if (!need_s && !need_t) return {grad_s, grad_t};
+  auto coef_s = at::empty({need_s ? num_e : 0, 2}, s.options());
+  auto coef_t = at::empty({need_t ? num_e : 0, 2}, s.options());
+  const auto sn = row_sq_norms(s, kind), tn = row_sq_norms(t, kind);
+  const double inv_tau = 1.0 / tau;
+  AT_DISPATCH_FLOATING_TYPES(s.scalar_type(), "gkdfast_lsp_backward_cpu", [&] {
+    AT_DISPATCH_INDEX_TYPES(col.scalar_type(), "gkdfast_lsp_backward_cpu_index", [&] {
+      using T = scalar_t;
+      const index_t* rp = rowptr.data_ptr<index_t>();
+      const index_t* cl = col.data_ptr<index_t>();
+      const ModelRows<T> ms{s.data_ptr<T>(), s.size(1), sn.data()};
+      const ModelRows<T> mt{t.data_ptr<T>(), t.size(1), tn.data()};
+      const T* kl = per_node.data_ptr<T>();
+      const T* lp = lse.data_ptr<T>();
+      const T* gp = gnode.data_ptr<T>();
+      T* cs = need_s ? coef_s.data_ptr<T>() : nullptr;
+      T* ct = need_t ? coef_t.data_ptr<T>() : nullptr;
+      T* gs = need_s ? grad_s.data_ptr<T>() : nullptr;
+      T* gt = need_t ? grad_t.data_ptr<T>() : nullptr;
+      // Destination side of one model's gradient for edge (j -> i) with dL/dk = c.
+      auto dest_part = [&](const ModelRows<T>& m, const PairStats<double>& st, double kval, double c, int64_t i,
+                           int64_t j, T* grow, double& self, T* coef_e) {
+        const KernelGrad<double> kg = kernel_grad(kind, st, kval, gamma);
+        if (kind == SimKernel::Laplace) {
+          simk_cpu::sign_axpy(grow, m.row(i), m.row(j), static_cast<T>(c * kg.sgn), m.d);
+          coef_e[0] = static_cast<T>(c * kg.sgn);
+          coef_e[1] = T(0);
+        } else {
+          vec::axpy(grow, m.row(j), static_cast<T>(c * kg.other), m.d);
+          self += c * kg.self_u;
+          coef_e[0] = static_cast<T>(c * kg.other);
+          coef_e[1] = static_cast<T>(c * kg.self_v);
+        }
+      };
+      parallel_rows(rp, n, s.size(1) + t.size(1), [&](int64_t begin, int64_t end) {
+        for (int64_t i = begin; i < end; ++i) {
+          const double g = double(gp[i]) * inv_tau;
+          const double lse_s = lp[2 * i], lse_t = lp[2 * i + 1], kl_i = kl[i];
+          double self_s = 0, self_t = 0;
+          for (int64_t e = rp[i]; e < rp[i + 1]; ++e) {
+            const int64_t j = cl[e];
+            const auto st_s = edge_stats(kind, ms, i, j);
+            const auto st_t = edge_stats(kind, mt, i, j);
+            const double ks = kernel_value(kind, st_s, gamma), kt = kernel_value(kind, st_t, gamma);
+            const double xs = ks * inv_tau, xt = kt * inv_tau;
+            const double ls = xs - lse_s, lt = xt - lse_t;  // log alpha
+            const double ps = std::exp(ls), pt = std::exp(lt);
+            // d KL_i / d x^S_e = p^S - p^T;  d KL_i / d x^T_e = p^T (log p^T - log p^S - KL_i).
+            if (need_s) dest_part(ms, st_s, ks, g * (ps - pt), i, j, gs + i * ms.d, self_s, cs + 2 * e);
+            if (need_t) dest_part(mt, st_t, kt, g * pt * (lt - ls - kl_i), i, j, gt + i * mt.d, self_t, ct + 2 * e);
+          }
+          if (need_s && self_s != 0) vec::axpy(gs + i * ms.d, ms.row(i), static_cast<T>(self_s), ms.d);
+          if (need_t && self_t != 0) vec::axpy(gt + i * mt.d, mt.row(i), static_cast<T>(self_t), mt.d);
+        }
+      });
+      if (num_e > 0) {
+        const auto trp_t = t_rowptr_in.contiguous(), tcl_t = t_col_in.contiguous(), teid_t = t_eid_in.contiguous();
+        TORCH_CHECK_TYPE(trp_t.scalar_type() == col.scalar_type() && teid_t.scalar_type() == col.scalar_type(),
+                         "gkdfast.lsp_backward: the transposed CSR must use the graph's index dtype");
+        const index_t* trp = trp_t.data_ptr<index_t>();
+        const index_t* tcl = tcl_t.data_ptr<index_t>();
+        const index_t* teid = teid_t.data_ptr<index_t>();
+        if (need_s) scatter_source_side(kind, trp, tcl, teid, n, ms.x, ms.d, static_cast<const T*>(cs), gs);
+        if (need_t) scatter_source_side(kind, trp, tcl, teid, n, mt.x, mt.d, static_cast<const T*>(ct), gt);
+      }
+    });
+  });
+  return {grad_s, grad_t};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(gkdfast, CPU, m) {
+  m.impl("lsp", &lsp_cpu);
+  m.impl("lsp_backward", &lsp_backward_cpu);
+}
+
+}  // namespace gkdfast
