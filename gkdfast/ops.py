@@ -171,7 +171,8 @@ def edge_softmax(graph: Graph, scores: Tensor) -> Tensor:
     Args:
         scores: ``[E]`` or ``[E, H]`` (``H`` independent heads) in the order of ``graph.edge_index``.
     Returns:
-        same shape; entries of each destination's in-edges sum to 1 (per head).
+        same shape; entries of each destination's in-edges sum to 1 (per head).  A destination whose
+        scores are all ``-inf`` (fully masked) gets 0 on its edges instead of NaN.
 
     Example:
         >>> g = gkdfast.Graph(torch.tensor([[0, 1], [2, 2]]))
@@ -193,6 +194,14 @@ def _inverse(perm: Tensor) -> Tensor:
     inv = torch.empty_like(perm)
     inv[perm.long()] = torch.arange(perm.numel(), device=perm.device, dtype=perm.dtype)
     return inv
+
+
+def _row_sum_per_edge(rowptr: Tensor, v: Tensor) -> Tensor:
+    """For per-edge ``v`` ([E] or [E, H], CSR order): each edge gets the sum of ``v`` over its
+    destination row (segment sums, deterministic; used only by double backward)."""
+    offsets = rowptr.long()
+    sums = torch.segment_reduce(v, "sum", offsets=offsets, axis=0)
+    return torch.repeat_interleave(sums, offsets[1:] - offsets[:-1], dim=0, output_size=v.shape[0])
 
 
 def _register_native():
@@ -254,6 +263,43 @@ def _register_native():
 
     torch.library.register_autograd(lib + "spmm", spmm_backward, setup_context=spmm_setup)
 
+    # --- spmm_arg_backward (double backward of max/min).  With e = arg[i, f] the winning edge,
+    # gx[j, f] = sum_{e: col_e = j} w_e g[i, f] and gw[e] = sum_f x[col_e, f] g[i, f]: both linear in g,
+    # so their derivatives are the same op with other inputs, plus a gather for grad_out.  Without this,
+    # autograd would silently treat the op as constant and give wrong second derivatives.
+    def arg_backward_setup(ctx, inputs, output):
+        rowptr, col, t_rowptr, t_col, t_eid, weight, x, arg, grad_out = inputs
+        ctx.has_weight = weight is not None
+        ctx.save_for_backward(rowptr, col, t_rowptr, t_col, t_eid, weight, x, arg, grad_out)
+
+    def arg_backward_backward(ctx, u_gx, u_gw):
+        rowptr, col, t_rowptr, t_col, t_eid, weight, x, arg, g = ctx.saved_tensors
+        graph_t = (rowptr, col, t_rowptr, t_col, t_eid)
+        has_w = ctx.has_weight and u_gw is not None and u_gw.numel() == col.numel()
+        grad_w = grad_x = grad_g = None
+        if ctx.needs_input_grad[5] and ctx.has_weight and u_gx is not None:
+            # d gx / d w_e = sum_f [arg[i,f] = e] g[i, f] u_gx[col_e, f]: the op's own gw with x := u_gx
+            grad_w = torch.ops.gkdfast.spmm_arg_backward(*graph_t, weight, u_gx.contiguous(), arg, g)[1]
+        if ctx.needs_input_grad[6] and has_w:
+            # d gw_e / d x[j, f] = g[i, f] where arg[i, f] = e and col_e = j: the op's gx with w := u_gw
+            grad_x = torch.ops.gkdfast.spmm_arg_backward(*graph_t, u_gw.contiguous(), x, arg, g)[0]
+        if ctx.needs_input_grad[8] and col.numel() == 0:
+            grad_g = torch.zeros_like(g)
+        elif ctx.needs_input_grad[8]:
+            e = arg.clamp_min(0)
+            src = col.long()[e]  # [N, d] source node of each winning edge
+            grad_g = torch.zeros_like(g)
+            if u_gx is not None:
+                w_e = weight[e] if ctx.has_weight else torch.ones_like(g)
+                grad_g = grad_g + w_e * u_gx.gather(0, src)
+            if has_w:
+                grad_g = grad_g + u_gw[e] * x.gather(0, src)
+            grad_g = torch.where(arg >= 0, grad_g, torch.zeros_like(grad_g))
+        return None, None, None, None, None, grad_w, grad_x, None, grad_g
+
+    torch.library.register_autograd(lib + "spmm_arg_backward", arg_backward_backward,
+                                    setup_context=arg_backward_setup)
+
     # --- sddmm: grad_a = A (g) b ; grad_b = A^T (g) a
     def sddmm_setup(ctx, inputs, output):
         rowptr, col, t_rowptr, t_col, t_eid, a, b = inputs
@@ -283,6 +329,25 @@ def _register_native():
         return None, torch.ops.gkdfast.edge_softmax_backward(rowptr, out, g.contiguous())
 
     torch.library.register_autograd(lib + "edge_softmax", softmax_backward, setup_context=softmax_setup)
+
+    # --- edge_softmax_backward (double backward): z = y (g - S), S = row-sum of y g.  With upstream u:
+    # dz/dg = y (u - row-sum(y u)) (the same op), dz/dy = u (g - S) - g row-sum(u y).
+    def softmax_bwd_setup(ctx, inputs, output):
+        ctx.save_for_backward(*inputs)
+
+    def softmax_bwd_backward(ctx, u):
+        rowptr, y, g = ctx.saved_tensors
+        u = u.contiguous()
+        grad_y = grad_g = None
+        if ctx.needs_input_grad[2]:
+            grad_g = torch.ops.gkdfast.edge_softmax_backward(rowptr, y, u)
+        if ctx.needs_input_grad[1]:
+            g = g.to(y.dtype)
+            grad_y = u * (g - _row_sum_per_edge(rowptr, y * g)) - g * _row_sum_per_edge(rowptr, u * y)
+        return None, grad_y, grad_g
+
+    torch.library.register_autograd(lib + "edge_softmax_backward", softmax_bwd_backward,
+                                    setup_context=softmax_bwd_setup)
 
 
 if _backend.native_loaded():

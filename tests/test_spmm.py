@@ -188,8 +188,9 @@ def test_gradcheck(reduce, weighted, device):
     assert torch.autograd.gradcheck(fn, tuple(inputs))
 
 
-@pytest.mark.parametrize("reduce", ["sum", "mean"])
+@pytest.mark.parametrize("reduce", REDUCES)
 def test_gradgradcheck(reduce):
+    # max/min: the backward op has its own autograd formula (their gradients are linear in grad_out)
     g = _grad_graph()
     x = torch.randn(6, 3, dtype=torch.float64, requires_grad=True)
     w = (torch.rand(g.num_edges, dtype=torch.float64) + 0.5).requires_grad_()
@@ -236,13 +237,17 @@ def test_opcheck_spmm_no_transpose():
 @needs_native
 @pytest.mark.parametrize("reduce", ["max", "min"])
 @pytest.mark.parametrize("weighted", [False, True])
-def test_opcheck_spmm_arg_backward(reduce, weighted):
+@pytest.mark.parametrize("requires_grad", [False, True])
+def test_opcheck_spmm_arg_backward(reduce, weighted, requires_grad):
     g = _grad_graph()
     x = torch.randn(6, 4, dtype=torch.float64)
     w = torch.rand(g.num_edges, dtype=torch.float64) if weighted else None
     tensors = graph_tensors(g, True)
     _, arg = torch.ops.gkdfast.spmm(*tensors, w, x, reduce)
-    grad_out = torch.randn(6, 4, dtype=torch.float64)
+    x.requires_grad_(requires_grad)
+    if w is not None:
+        w.requires_grad_(requires_grad)
+    grad_out = torch.randn(6, 4, dtype=torch.float64, requires_grad=requires_grad)
     torch.library.opcheck(torch.ops.gkdfast.spmm_arg_backward.default, (*tensors, w, x, arg, grad_out))
 
 

@@ -51,7 +51,9 @@ def sddmm(graph: Graph, a: Tensor, b: Tensor) -> Tensor:
 
 
 def edge_softmax(graph: Graph, scores: Tensor) -> Tensor:
-    """Softmax of ``scores`` ([E] or [E, H], CSR order) over each destination's in-edges."""
+    """Softmax of ``scores`` ([E] or [E, H], CSR order) over each destination's in-edges.
+
+    A destination whose in-edge scores are all ``-inf`` gets 0 on those edges (not NaN)."""
     dst = graph.dst.long()
     s = scores if scores.dim() == 2 else scores.unsqueeze(-1)
     n, h = graph.num_nodes, s.size(1)
@@ -61,5 +63,7 @@ def edge_softmax(graph: Graph, scores: Tensor) -> Tensor:
     mx = torch.where(torch.isinf(mx), torch.zeros_like(mx), mx)
     ex = (s - mx[dst]).exp()
     den = torch.zeros((n, h), dtype=s.dtype, device=s.device).index_add(0, dst, ex)
+    # A row whose scores are all -inf (fully masked) gives 0, not 0/0 = NaN: the kernels' rule.
+    den = torch.where(den > 0, den, torch.ones_like(den))
     out = ex / den[dst]
     return out if scores.dim() == 2 else out.squeeze(-1)
