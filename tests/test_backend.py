@@ -1,0 +1,143 @@
+"""gkdfast._backend: backend choice, reasons, GKDFAST_BACKEND modes, backend_info, the `gkdfast info`
+command, and import without the native extension."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import gkdfast
+from gkdfast import _backend
+from conftest import HAS_CUDA
+
+CORE_OPS = ["spmm", "spmm_arg_backward", "sddmm", "edge_softmax", "edge_softmax_backward"]
+NATIVE = _backend.native_loaded()
+needs_native = pytest.mark.skipif(not NATIVE, reason="native extension not loaded")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@needs_native
+def test_every_core_op_has_a_cpu_kernel():
+    ops = _backend.registered_ops()
+    for op in CORE_OPS:
+        assert op in ops
+        assert _backend.has_kernel(op, "CPU"), op
+    assert not _backend.has_kernel("no_such_op", "CPU")
+
+
+@needs_native
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_cpu_float_uses_cpu_kernel(dtype):
+    assert _backend.choose("spmm", torch.device("cpu"), dtype) == "cpu"
+    info = gkdfast.explain("spmm", "cpu", dtype)
+    assert info["chosen"] == "cpu"
+    assert "cuda" in info["not_used"] and info["not_used"]["cuda"]  # says why CUDA was not used
+    assert "cpu" not in info["not_used"]
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_low_precision_on_cpu_goes_to_reference_with_reason(dtype):
+    info = gkdfast.explain("spmm", "cpu", dtype)
+    assert info["chosen"] == "reference"
+    reasons = " ".join(info["not_used"]["cpu"])
+    assert str(dtype).replace("torch.", "") in reasons and "float32" in reasons
+
+
+def test_reference_mode(monkeypatch):
+    monkeypatch.setenv("GKDFAST_BACKEND", "reference")
+    assert _backend.choose("spmm", torch.device("cpu"), torch.float32) == "reference"
+    info = gkdfast.explain("sddmm", "cpu", torch.float32)
+    assert info["chosen"] == "reference"
+    assert any("GKDFAST_BACKEND=reference" in r for r in info["not_used"]["cpu"])
+    assert gkdfast.backend_info()["mode"] == "reference"
+    assert not gkdfast.backend_info()["backends"]["cpu"]["available"]
+
+
+def test_mode_is_case_insensitive_and_validated(monkeypatch):
+    monkeypatch.setenv("GKDFAST_BACKEND", " Reference ")
+    assert _backend.choose("spmm", torch.device("cpu"), torch.float32) == "reference"
+    monkeypatch.setenv("GKDFAST_BACKEND", "fastest")
+    with pytest.raises(ValueError, match="GKDFAST_BACKEND"):
+        _backend.choose("spmm", torch.device("cpu"), torch.float32)
+
+
+def test_native_mode_raises_with_reasons(monkeypatch):
+    monkeypatch.setenv("GKDFAST_BACKEND", "native")
+    with pytest.raises(NotImplementedError, match="float16"):
+        _backend.choose("spmm", torch.device("cpu"), torch.float16)
+    assert gkdfast.explain("spmm", "cpu", torch.float16)["chosen"] is None
+    if NATIVE:
+        assert _backend.choose("spmm", torch.device("cpu"), torch.float32) == "cpu"
+
+
+def test_unknown_op_is_reference():
+    info = gkdfast.explain("does_not_exist", "cpu", torch.float32)
+    assert info["chosen"] == "reference"
+    assert any("no CPU kernel" in r or "not loaded" in r for r in info["not_used"]["cpu"])
+
+
+def test_backend_info_shape():
+    info = gkdfast.backend_info()
+    assert sorted(info["backends"]) == ["cpu", "cuda", "reference"]
+    for key in ("version", "torch", "mode", "extension_loaded", "compiled_with_cuda", "ops", "openmp_threads"):
+        assert key in info
+    assert info["extension_loaded"] == NATIVE
+    if NATIVE:
+        for op in CORE_OPS:
+            assert "cpu" in info["ops"][op]
+        assert info["backends"]["cpu"]["available"]
+    if not HAS_CUDA:
+        assert not info["backends"]["cuda"]["available"] and info["backends"]["cuda"]["reasons"]
+    json.dumps(info)  # serialisable (the CLI prints it)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not HAS_CUDA, reason="no CUDA device")
+def test_cuda_kernels_registered_and_chosen():
+    for op in CORE_OPS:
+        assert _backend.has_kernel(op, "CUDA"), op
+    for dtype in (torch.float32, torch.float64, torch.float16, torch.bfloat16):
+        assert _backend.choose("spmm", torch.device("cuda"), dtype) == "cuda"
+
+
+def _run(code: str, env_extra=None):
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=ROOT)
+    env.pop("GKDFAST_BACKEND", None)
+    env.update(env_extra or {})
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT,
+                          timeout=120)
+
+
+def test_cli_info():
+    r = _run("import sys; from gkdfast.cli import main; sys.exit(main(['info']))")
+    assert r.returncode == 0, r.stderr
+    assert "backend cpu" in r.stdout and "backend reference" in r.stdout
+    r = _run("import sys; from gkdfast.cli import main; sys.exit(main(['info', '--json']))")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["backends"]["reference"]["available"]
+
+
+def test_import_without_native_extension_falls_back_to_reference():
+    code = (
+        "import sys, warnings, torch\n"
+        "sys.modules['gkdfast._C'] = None  # makes `from gkdfast import _C` raise ImportError\n"
+        "with warnings.catch_warnings(record=True) as caught:\n"
+        "    warnings.simplefilter('always')\n"
+        "    import gkdfast\n"
+        "msgs = [str(w.message) for w in caught if 'native extension' in str(w.message)]\n"
+        "assert len(msgs) == 1, msgs\n"
+        "assert not gkdfast.backend_info()['extension_loaded']\n"
+        "assert gkdfast.explain('spmm', 'cpu', torch.float32)['chosen'] == 'reference'\n"
+        "g = gkdfast.Graph(torch.tensor([[0, 1], [1, 0]]))\n"
+        "x = torch.tensor([[1.0], [2.0]], requires_grad=True)\n"
+        "out = gkdfast.spmm(g, x, 'max')\n"
+        "out.sum().backward()\n"
+        "assert out.tolist() == [[2.0], [1.0]] and x.grad.tolist() == [[1.0], [1.0]]\n"
+        "print('ok')\n"
+    )
+    r = _run(code)
+    assert r.returncode == 0 and "ok" in r.stdout, r.stderr
