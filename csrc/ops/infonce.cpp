@@ -1,0 +1,196 @@
+// Device-agnostic all-N InfoNCE and streaming top-k (see infonce.h).  Tiles are large enough for
+// BLAS / cuBLAS to run at full speed and small enough that memory stays O(N * d): the N x N logit
+// matrix is never formed.  Both the CPU and the CUDA registrations call these for num_negatives == 0.
+#include "ops/infonce.h"
+
+#include <ATen/ATen.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+namespace gkdfast {
+namespace {
+
+// Tile shape per device: CUDA tiles fill the GPU (256 MiB of float32 logits); CPU tiles stay in
+// the last-level cache range while still giving the BLAS a multi-threaded GEMM.
+void tile_shape(const at::Tensor& t, int64_t& rows, int64_t& cols) {
+  if (t.is_cuda()) {
+    rows = 8192;
+    cols = 8192;
+  } else {
+    rows = 512;
+    cols = 4096;
+  }
+}
+
+// Entries (r, c) of a tile starting at (i0, j0) with i0 + r == j0 + c are the pairs i == j.
+void mask_self(at::Tensor& tile, int64_t i0, int64_t j0, double fill) {
+  const int64_t off = i0 - j0;
+  if (off >= tile.size(1) || -off >= tile.size(0)) return;
+  tile.diagonal(off).fill_(fill);
+}
+
+}  // namespace
+
+at::ScalarType infonce_acc_type(at::ScalarType t) {
+  return t == at::kDouble ? at::kDouble : at::kFloat;
+}
+
+void check_infonce(const at::Tensor& a, const at::Tensor& c, int64_t pos_offset, int64_t num_negatives,
+                   const char* op) {
+  TORCH_CHECK(a.dim() == 2 && c.dim() == 2, "gkdfast.", op, ": anchors and candidates must be 2-D, got ",
+              a.sizes(), " and ", c.sizes());
+  TORCH_CHECK(a.size(0) == c.size(0), "gkdfast.", op, ": anchors and candidates need the same number of rows, got ",
+              a.size(0), " and ", c.size(0));
+  TORCH_CHECK(a.size(1) == c.size(1), "gkdfast.", op, ": anchors and candidates need the same width, got ",
+              a.size(1), " and ", c.size(1));
+  TORCH_CHECK(a.scalar_type() == c.scalar_type(), "gkdfast.", op, ": dtype mismatch ", a.scalar_type(), " vs ",
+              c.scalar_type());
+  TORCH_CHECK(at::isFloatingType(a.scalar_type()), "gkdfast.", op, ": expected floating tensors, got ",
+              a.scalar_type());
+  TORCH_CHECK(a.device() == c.device(), "gkdfast.", op, ": anchors on ", a.device(), ", candidates on ", c.device());
+  TORCH_CHECK(num_negatives >= 0, "gkdfast.", op, ": num_negatives must be >= 0, got ", num_negatives);
+  if (num_negatives > 0) {
+    TORCH_CHECK(a.size(0) >= 2, "gkdfast.", op, ": sampled negatives need at least 2 rows");
+    TORCH_CHECK(pos_offset <= 0, "gkdfast.", op, ": with sampled negatives the positive must be row i itself "
+                "(pos_offset 0) or absent (-1), got ", pos_offset);
+  }
+}
+
+void check_infonce_backward(const at::Tensor& a, const at::Tensor& c, const at::Tensor& lse, const at::Tensor& g,
+                            const at::Tensor& gl, const char* op) {
+  const int64_t n = a.size(0);
+  for (const at::Tensor* t : {&lse, &g, &gl}) {
+    TORCH_CHECK(t->dim() == 1 && t->size(0) == n, "gkdfast.", op, ": per-row tensors must have shape [", n,
+                "], got ", t->sizes());
+    TORCH_CHECK(t->device() == a.device(), "gkdfast.", op, ": per-row tensor on ", t->device(), ", inputs on ",
+                a.device());
+  }
+  (void)c;
+}
+
+std::tuple<at::Tensor, at::Tensor> infonce_tiled_forward(const at::Tensor& a_in, const at::Tensor& c_in,
+                                                         double inv_tau, int64_t pos_offset, bool exclude_self) {
+  const auto acc = infonce_acc_type(a_in.scalar_type());
+  const at::Tensor a = a_in.to(acc).contiguous();
+  const at::Tensor c = c_in.to(acc).contiguous();
+  const int64_t n = a.size(0);
+  int64_t br, bc;
+  tile_shape(a, br, bc);
+  const double ninf = -std::numeric_limits<double>::infinity();
+  at::Tensor lse = at::empty({n}, a.options());
+  for (int64_t i0 = 0; i0 < n; i0 += br) {
+    const int64_t bi = std::min(br, n - i0);
+    const at::Tensor ai = a.narrow(0, i0, bi);
+    at::Tensor m = at::full({bi}, ninf, a.options());
+    at::Tensor s = at::zeros({bi}, a.options());
+    for (int64_t j0 = 0; j0 < n; j0 += bc) {
+      const int64_t bj = std::min(bc, n - j0);
+      at::Tensor tile = at::mm(ai, c.narrow(0, j0, bj).t());
+      tile.mul_(inv_tau);
+      if (exclude_self) mask_self(tile, i0, j0, ninf);
+      const at::Tensor new_m = at::maximum(m, std::get<0>(tile.max(1)));
+      // A row whose entries so far are all -inf keeps max -inf; shift by 0 there to avoid inf - inf.
+      const at::Tensor shift = at::where(at::isinf(new_m), at::zeros_like(new_m), new_m);
+      s = s * at::exp(m - shift) + tile.sub_(shift.unsqueeze(1)).exp_().sum(1);
+      m = new_m;
+    }
+    const at::Tensor shift = at::where(at::isinf(m), at::zeros_like(m), m);
+    lse.narrow(0, i0, bi).copy_(shift + at::log(s));
+  }
+  at::Tensor loss = lse.clone();
+  if (pos_offset >= 0 && n > 0) {
+    const at::Tensor cpos = at::roll(c, {-(pos_offset % n)}, {0});
+    loss.sub_((a * cpos).sum(1).mul_(inv_tau));
+  }
+  return {loss, lse};
+}
+
+std::tuple<at::Tensor, at::Tensor> infonce_tiled_backward(const at::Tensor& a_in, const at::Tensor& c_in,
+                                                          const at::Tensor& lse_in, const at::Tensor& grad_loss,
+                                                          const at::Tensor& grad_lse, double inv_tau,
+                                                          int64_t pos_offset, bool exclude_self) {
+  const auto acc = infonce_acc_type(a_in.scalar_type());
+  const at::Tensor a = a_in.to(acc).contiguous();
+  const at::Tensor c = c_in.to(acc).contiguous();
+  const int64_t n = a.size(0);
+  const at::Tensor g = grad_loss.to(acc);
+  // d lse_i / d l_ij = p_ij; both the loss and the lse output carry that term.
+  const at::Tensor g_p = (g + grad_lse.to(acc)).mul_(inv_tau);
+  // An empty set (lse = -inf) has no probabilities: use +inf so exp(l - lse) = 0 there.
+  const at::Tensor lse = at::where(at::isneginf(lse_in.to(acc)), at::full_like(lse_in.to(acc), std::numeric_limits<double>::infinity()),
+                                   lse_in.to(acc));
+  at::Tensor da = at::zeros_like(a), dc = at::zeros_like(c);
+  int64_t br, bc;
+  tile_shape(a, br, bc);
+  const double ninf = -std::numeric_limits<double>::infinity();
+  for (int64_t i0 = 0; i0 < n; i0 += br) {
+    const int64_t bi = std::min(br, n - i0);
+    const at::Tensor ai = a.narrow(0, i0, bi);
+    at::Tensor dai = da.narrow(0, i0, bi);
+    const at::Tensor lse_i = lse.narrow(0, i0, bi).unsqueeze(1);
+    const at::Tensor gp_i = g_p.narrow(0, i0, bi).unsqueeze(1);
+    for (int64_t j0 = 0; j0 < n; j0 += bc) {
+      const int64_t bj = std::min(bc, n - j0);
+      const at::Tensor cj = c.narrow(0, j0, bj);
+      at::Tensor tile = at::mm(ai, cj.t());
+      tile.mul_(inv_tau);
+      if (exclude_self) mask_self(tile, i0, j0, ninf);
+      tile.sub_(lse_i).exp_().mul_(gp_i);  // (g_i + gl_i) * p_ij / tau
+      dai.addmm_(tile, cj);
+      at::Tensor dcj = dc.narrow(0, j0, bj);
+      dcj.addmm_(tile.t(), ai);
+    }
+  }
+  if (pos_offset >= 0 && n > 0) {
+    const int64_t off = pos_offset % n;
+    const at::Tensor gt = (g * inv_tau).unsqueeze(1);
+    da.sub_(at::roll(c, {-off}, {0}) * gt);
+    dc.sub_(at::roll(a * gt, {off}, {0}));
+  }
+  return {da.to(a_in.scalar_type()), dc.to(c_in.scalar_type())};
+}
+
+std::tuple<at::Tensor, at::Tensor> topk_similar_tiled(const at::Tensor& query, const at::Tensor& keys, int64_t k) {
+  TORCH_CHECK(query.dim() == 2 && keys.dim() == 2 && query.size(1) == keys.size(1),
+              "gkdfast.topk_similar: query [Q, d] and keys [N, d] must share d, got ", query.sizes(), " and ",
+              keys.sizes());
+  TORCH_CHECK(query.scalar_type() == keys.scalar_type() && query.device() == keys.device(),
+              "gkdfast.topk_similar: query and keys must have the same dtype and device");
+  TORCH_CHECK(k >= 0 && k <= keys.size(0), "gkdfast.topk_similar: k must be in [0, ", keys.size(0), "], got ", k);
+  const auto acc = infonce_acc_type(query.scalar_type());
+  const at::Tensor q = query.to(acc).contiguous();
+  const at::Tensor kk = keys.to(acc).contiguous();
+  const int64_t nq = q.size(0), n = kk.size(0);
+  int64_t br, bc;
+  tile_shape(q, br, bc);
+  bc = std::max(bc, k);
+  at::Tensor values = at::empty({nq, k}, q.options());
+  at::Tensor indices = at::empty({nq, k}, q.options().dtype(at::kLong));
+  if (k == 0) return {values.to(query.scalar_type()), indices};
+  for (int64_t i0 = 0; i0 < nq; i0 += br) {
+    const int64_t bi = std::min(br, nq - i0);
+    const at::Tensor qi = q.narrow(0, i0, bi);
+    at::Tensor best_v = at::empty({bi, 0}, q.options());
+    at::Tensor best_i = at::empty({bi, 0}, indices.options());
+    for (int64_t j0 = 0; j0 < n; j0 += bc) {
+      const int64_t bj = std::min(bc, n - j0);
+      const at::Tensor tile = at::mm(qi, kk.narrow(0, j0, bj).t());
+      // Partial top-k of this tile, then merge with the running best: earlier (smaller) indices come
+      // first in the concatenation and the stable sort keeps them first among equal scores.
+      const auto part = at::topk(tile, std::min(k, bj), 1, /*largest=*/true, /*sorted=*/true);
+      const at::Tensor cand_v = at::cat({best_v, std::get<0>(part)}, 1);
+      const at::Tensor cand_i = at::cat({best_i, std::get<1>(part).add_(j0)}, 1);
+      const auto sorted = at::sort(cand_v, /*stable=*/true, /*dim=*/1, /*descending=*/true);
+      const int64_t keep = std::min<int64_t>(k, cand_v.size(1));
+      best_v = std::get<0>(sorted).narrow(1, 0, keep).contiguous();
+      best_i = cand_i.gather(1, std::get<1>(sorted).narrow(1, 0, keep)).contiguous();
+    }
+    values.narrow(0, i0, bi).copy_(best_v);
+    indices.narrow(0, i0, bi).copy_(best_i);
+  }
+  return {values.to(query.scalar_type()), indices};
+}
+
+}  // namespace gkdfast

@@ -1,0 +1,39 @@
+// InfoNCE-style losses over two embedding matrices (crd, nt_xent and the ncontrast denominator):
+// argument checks shared by every backend, and the device-agnostic all-N path.
+//
+// Op semantics (rows of `anchors` A [N, d] against rows of `candidates` C [N, d]):
+//   l_ij = inv_tau * A_i . C_j
+//   set(i) = all j (minus j = i when exclude_self)            if num_negatives == 0
+//          = {pos(i)} u {K draws from [N] \ {i}} (Philox)        otherwise (pos only when pos_offset >= 0)
+//   lse_i  = log sum_{j in set(i)} exp(l_ij)     (-inf for an empty set)
+//   loss_i = lse_i - l_{i,pos(i)} with pos(i) = (i + pos_offset) mod N, or lse_i when pos_offset < 0.
+// loss and lse come back in the accumulation dtype (float64 for float64 input, else float32).
+#pragma once
+
+#include <torch/types.h>
+
+#include <tuple>
+
+namespace gkdfast {
+
+void check_infonce(const at::Tensor& a, const at::Tensor& c, int64_t pos_offset, int64_t num_negatives,
+                   const char* op);
+void check_infonce_backward(const at::Tensor& a, const at::Tensor& c, const at::Tensor& lse, const at::Tensor& g,
+                            const at::Tensor& gl, const char* op);
+at::ScalarType infonce_acc_type(at::ScalarType t);
+
+// All-N forward / backward by BLAS tiles of tile_rows x tile_cols logits with a streaming
+// log-sum-exp: extra memory O(tile_rows * tile_cols + N * d) whatever N is; the backward recomputes
+// each tile and accumulates both gradients from it (tiles are visited in a fixed order, so the
+// result is deterministic).  Works for CPU and CUDA tensors alike.
+std::tuple<at::Tensor, at::Tensor> infonce_tiled_forward(const at::Tensor& a, const at::Tensor& c, double inv_tau,
+                                                         int64_t pos_offset, bool exclude_self);
+std::tuple<at::Tensor, at::Tensor> infonce_tiled_backward(const at::Tensor& a, const at::Tensor& c,
+                                                          const at::Tensor& lse, const at::Tensor& grad_loss,
+                                                          const at::Tensor& grad_lse, double inv_tau,
+                                                          int64_t pos_offset, bool exclude_self);
+
+// Streaming top-k of query . key over all keys: (values [Q, k], indices [Q, k] int64), best first.
+std::tuple<at::Tensor, at::Tensor> topk_similar_tiled(const at::Tensor& query, const at::Tensor& keys, int64_t k);
+
+}  // namespace gkdfast
