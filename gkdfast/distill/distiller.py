@@ -1,0 +1,398 @@
+"""The Distiller: trains a student from a teacher with a weighted list of loss terms.
+
+One loop serves every recipe (and plain supervised training, which is the same loop with one
+cross-entropy term):
+
+* full-batch, or node mini-batches (``batch_size``) over the rows the terms use: the training nodes
+  when every term is label-only, else every observed node.  A graph-free student (an MLP) sees only
+  its batch rows; a GNN student runs on the whole graph and the terms read the batch rows;
+* teacher outputs (logits + hidden embedding) computed once and memory-mapped from an on-disk cache
+  (:mod:`gkdfast.distill.teacher_cache`);
+* a checkpoint after every epoch (student + heads + optimiser + epoch + RNG states + best-so-far), so a
+  killed run started again with the same ``checkpoint_dir`` continues where it stopped and ends exactly
+  where an uninterrupted run would;
+* early stopping on validation accuracy, restoring the best epoch's weights at the end;
+* a tqdm progress bar.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional, Sequence, Union
+
+import torch
+from torch import Tensor, nn
+
+from gkdfast.distill.teacher_cache import TeacherOutputs, teacher_outputs
+from gkdfast.distill.terms import Dims, LossTerm, StepContext
+
+__all__ = ["Distiller", "FitResult", "StopTraining", "accuracy", "uses_graph", "call_model"]
+
+
+class StopTraining(Exception):
+    """Raise from a callback to stop ``fit`` early (the last checkpoint is kept, so ``fit`` resumes)."""
+
+
+@dataclass
+class FitResult:
+    """What :meth:`Distiller.fit` returns.
+
+    Attributes:
+        student: the trained student, holding the best-validation weights.
+        best_val_acc: best validation accuracy (fraction).  best_epoch: epoch it was reached (1-based).
+        epochs: epochs run in total (including those before a resume).
+        seconds: training wall time in seconds, summed over resumes.
+        history: one dict per epoch: ``loss``, each term's unweighted value, ``val_acc``.
+        teacher: the :class:`TeacherOutputs` used (``None`` without teacher).
+    """
+
+    student: nn.Module
+    best_val_acc: float
+    best_epoch: int
+    epochs: int
+    seconds: float
+    history: List[Dict[str, float]] = field(default_factory=list)
+    teacher: Optional[TeacherOutputs] = None
+
+
+def uses_graph(model: nn.Module) -> bool:
+    """Whether ``model`` needs the graph in ``forward``: its ``uses_graph`` attribute if it has one,
+    ``False`` for MLP-like classes (name starting with "MLP"), else ``True``."""
+    flag = getattr(model, "uses_graph", None)
+    if flag is not None:
+        return bool(flag)
+    return not type(model).__name__.upper().startswith("MLP")
+
+
+def call_model(model: nn.Module, x: Tensor, graph, with_graph: bool, want_hidden: bool):
+    """Calls ``model`` the gkdfast way (``model(x, graph, return_hidden=True)``) and falls back to
+    ``model(x, graph)`` / ``model(x)`` for user modules.  Returns ``(logits, hidden_or_None)``."""
+    args = (x, graph) if with_graph else (x,)
+    if want_hidden:
+        out = model(*args, return_hidden=True)
+    else:
+        out = model(*args)
+    if isinstance(out, tuple):
+        return out[0], out[1]
+    return out, None
+
+
+def accuracy(logits: Tensor, y: Tensor, mask: Optional[Tensor] = None) -> float:
+    """Fraction of rows (within ``mask``) whose argmax equals ``y``; 0.0 for an empty mask."""
+    if mask is not None:
+        logits, y = logits[mask], y[mask]
+    if y.numel() == 0:
+        return 0.0
+    return float((logits.argmax(-1) == y).float().mean())
+
+
+def _check_data(data) -> None:
+    for attr in ("graph", "x", "y", "train_mask", "val_mask"):
+        if not hasattr(data, attr):
+            raise TypeError(f"Distiller.fit: data must be a gkdfast.data.GraphData (missing .{attr})")
+    n = data.x.size(0)
+    if data.y.size(0) != n or data.train_mask.size(0) != n or data.val_mask.size(0) != n:
+        raise ValueError("Distiller.fit: x, y, train_mask and val_mask must have the same number of rows")
+    if data.graph is not None and data.graph.num_nodes != n:
+        raise ValueError(f"Distiller.fit: graph has {data.graph.num_nodes} nodes but x has {n} rows")
+    if int(data.train_mask.sum()) == 0:
+        raise ValueError("Distiller.fit: the training mask selects no node")
+
+
+class Distiller:
+    """Trains ``student`` with ``Σ weight·term`` over the given terms, from an optional teacher.
+
+    Args:
+        student: the model to train (a :mod:`gkdfast.nn` model or any module; see :func:`call_model`).
+        terms: :class:`~gkdfast.distill.terms.LossTerm` list (e.g. ``[CrossEntropy(0.1), LogitKD(0.9)]``).
+        teacher: a trained ``nn.Module`` (its outputs are computed once and cached), precomputed
+            :class:`TeacherOutputs`, or ``None`` (label-only training).
+        lr, weight_decay: Adam settings.  epochs: maximum epochs.  patience: stop after this many epochs
+            without a better validation accuracy (``None``: never).
+        batch_size: node mini-batch size (``None``: full batch).
+        device: where to train (default: the student's device).
+        checkpoint_dir: folder for ``checkpoint.pt``; an existing checkpoint there is resumed.
+        cache_dir: teacher-output cache (see :func:`teacher_outputs`); ``None`` computes in memory.
+        progress: show a tqdm bar.  desc: its label.
+        seed: seeds the mini-batch order (the student's own init/dropout use torch's global RNG).
+        observed: optional bool ``[N]`` of nodes the teacher may be matched on (inductive settings);
+            default every node.
+
+    Example:
+        >>> from gkdfast.distill import Distiller, terms
+        >>> d = Distiller(mlp, [terms.CrossEntropy(0.0), terms.LogitKD(1.0)], teacher=gnn)  # doctest: +SKIP
+        >>> result = d.fit(data)                                                              # doctest: +SKIP
+        >>> result.best_val_acc                                                               # doctest: +SKIP
+    """
+
+    def __init__(self, student: nn.Module, terms: Sequence[LossTerm],
+                 teacher: Union[nn.Module, TeacherOutputs, None] = None, *, lr: float = 0.01,
+                 weight_decay: float = 5e-4, epochs: int = 200, patience: Optional[int] = 50,
+                 batch_size: Optional[int] = None, device=None, checkpoint_dir: Optional[str] = None,
+                 cache_dir: Optional[str] = None, progress: bool = False, desc: str = "train", seed: int = 0,
+                 observed: Optional[Tensor] = None):
+        if not isinstance(student, nn.Module):
+            raise TypeError(f"Distiller: student must be a torch.nn.Module, got {type(student).__name__}")
+        terms = list(terms)
+        if not terms:
+            raise ValueError("Distiller: give at least one loss term")
+        for t in terms:
+            if not isinstance(t, LossTerm):
+                raise TypeError(f"Distiller: terms must be LossTerm instances, got {type(t).__name__}")
+        if teacher is not None and not isinstance(teacher, (nn.Module, TeacherOutputs)):
+            raise TypeError("Distiller: teacher must be an nn.Module, TeacherOutputs or None")
+        if epochs < 0:
+            raise ValueError(f"Distiller: epochs must be >= 0, got {epochs}")
+        if batch_size is not None and batch_size < 1:
+            raise ValueError(f"Distiller: batch_size must be >= 1, got {batch_size}")
+        self.student = student
+        self.terms = nn.ModuleList(terms)
+        self.teacher = teacher
+        self.lr, self.weight_decay = float(lr), float(weight_decay)
+        self.epochs, self.patience, self.batch_size = int(epochs), patience, batch_size
+        self.device = torch.device(device) if device is not None else next(
+            (p.device for p in student.parameters()), torch.device("cpu"))
+        self.checkpoint_dir, self.cache_dir = checkpoint_dir, cache_dir
+        self.progress, self.desc, self.seed = progress, desc, int(seed)
+        self.observed = observed
+        self.uses_graph = uses_graph(student)
+        self._hidden_ok = True
+
+    # -- forward helpers ------------------------------------------------------------------------
+    def _forward(self, inputs: Tensor, graph, nodes: Optional[Tensor], want_hidden: bool):
+        """Student logits/hidden for rows ``nodes`` (all rows when ``None``).  ``inputs`` are the batch
+        rows for a graph-free student and the full matrix for a GNN."""
+        want_hidden = want_hidden and self._hidden_ok
+        logits, hidden = call_model(self.student, inputs, graph, self.uses_graph, want_hidden)
+        if self.uses_graph and nodes is not None:
+            logits = logits[nodes]
+            hidden = hidden[nodes] if hidden is not None else None
+        return logits, hidden
+
+    @torch.no_grad()
+    def predict(self, inputs: Tensor, graph=None, chunk: int = 65536) -> Tensor:
+        """Eval-mode logits ``[N, C]`` for every node (graph-free students run in chunks)."""
+        was = self.student.training
+        self.student.eval()
+        try:
+            if self.uses_graph:
+                return call_model(self.student, inputs, graph, True, False)[0]
+            return torch.cat([call_model(self.student, inputs[i:i + chunk], None, False, False)[0]
+                              for i in range(0, inputs.size(0), chunk)]) if inputs.size(0) else \
+                call_model(self.student, inputs, None, False, False)[0]
+        finally:
+            self.student.train(was)
+
+    def evaluate(self, data, inputs: Optional[Tensor] = None, mask: Optional[Tensor] = None) -> float:
+        """Accuracy (fraction) of the student on ``mask`` (default ``data.test_mask``)."""
+        inputs = data.x if inputs is None else inputs
+        logits = self.predict(inputs.to(self.device), data.graph.to(self.device) if self.uses_graph else None)
+        mask = data.test_mask if mask is None else mask
+        return accuracy(logits.cpu(), data.y.cpu(), mask.cpu())
+
+    # -- checkpoints ----------------------------------------------------------------------------
+    def _fingerprint(self, n: int, f: int) -> str:
+        h = hashlib.sha256()
+        for name, p in self.student.state_dict().items():
+            h.update(f"{name}{tuple(p.shape)}".encode())
+        h.update(repr([(t.name, t.weight, t.nodes) for t in self.terms]).encode())
+        h.update(f"{n},{f},{self.lr},{self.weight_decay},{self.batch_size},{self.seed}".encode())
+        return h.hexdigest()
+
+    def _ckpt_path(self) -> Optional[str]:
+        return os.path.join(self.checkpoint_dir, "checkpoint.pt") if self.checkpoint_dir else None
+
+    def _save(self, state: dict) -> None:
+        path = self._ckpt_path()
+        if path is None:
+            return
+        os.makedirs(self.checkpoint_dir, exist_ok=True)
+        tmp = path + ".tmp"
+        torch.save(state, tmp)
+        os.replace(tmp, path)  # atomic: a kill mid-save leaves the previous checkpoint intact
+
+    def _load(self, fp: str) -> Optional[dict]:
+        path = self._ckpt_path()
+        if path is None or not os.path.exists(path):
+            return None
+        state = torch.load(path, map_location=self.device, weights_only=False)
+        if state.get("fingerprint") != fp:
+            raise ValueError(f"Distiller: {path} belongs to a different run (model, terms or settings differ); "
+                             "use another checkpoint_dir or delete it")
+        return state
+
+    # -- training -------------------------------------------------------------------------------
+    def fit(self, data, inputs: Optional[Tensor] = None,
+            callbacks: Sequence[Callable[[int, dict], None]] = (), select_best: bool = True) -> FitResult:
+        """Trains the student on ``data`` (a :class:`gkdfast.data.GraphData`).
+
+        Args:
+            data: graph, features, labels and masks.  inputs: the student's input features ``[N, F']``
+                (default ``data.x``; recipes pass e.g. features with position encodings appended).
+            callbacks: ``fn(epoch, info)`` called after each epoch's checkpoint; raise
+                :class:`StopTraining` to stop (the run can be resumed later).
+            select_best: keep the weights of the best validation epoch (default); ``False`` keeps the
+                last epoch's (for terms with no accuracy to watch, e.g. embedding regression).
+
+        Returns:
+            :class:`FitResult`.
+        """
+        _check_data(data)
+        dev = self.device
+        inputs = (data.x if inputs is None else inputs).to(dev)
+        if inputs.dim() != 2 or inputs.size(0) != data.x.size(0):
+            raise ValueError(f"Distiller.fit: inputs must be [N={data.x.size(0)}, F], got {list(inputs.shape)}")
+        n = inputs.size(0)
+        graph = data.graph.to(dev) if data.graph is not None else None
+        y = data.y.to(dev)
+        train_mask, val_mask = data.train_mask.to(dev), data.val_mask.to(dev)
+        observed = (self.observed.to(dev) if self.observed is not None
+                    else torch.ones(n, dtype=torch.bool, device=dev))
+
+        teacher = self.teacher
+        if isinstance(teacher, nn.Module):
+            teacher = teacher_outputs(teacher, data.x.to(dev), graph, cache_dir=self.cache_dir)
+        if teacher is not None:
+            teacher = teacher.to(dev)
+            if teacher.logits.size(0) != n:
+                raise ValueError(f"Distiller.fit: teacher outputs have {teacher.logits.size(0)} rows, data has {n}")
+        for t in self.terms:
+            if t.needs_teacher and teacher is None:
+                raise ValueError(f"Distiller: term {t.name!r} needs a teacher")
+            if t.needs_hidden and t.needs_teacher and teacher.hidden is None:
+                raise ValueError(f"Distiller: term {t.name!r} needs the teacher's hidden embedding "
+                                 "(a teacher whose forward accepts return_hidden=True)")
+            if t.needs_graph and graph is None:
+                raise ValueError(f"Distiller: term {t.name!r} needs a graph")
+
+        # Probe the student once: can it return a hidden embedding, and how wide is it?
+        self.student.to(dev)
+        probe_rows = torch.arange(min(n, 8), device=dev)
+        with torch.no_grad():
+            was = self.student.training
+            self.student.eval()
+            try:
+                probe = self._forward(inputs if self.uses_graph else inputs[probe_rows], graph, probe_rows, True)
+            except TypeError:
+                self._hidden_ok = False
+                probe = self._forward(inputs if self.uses_graph else inputs[probe_rows], graph, probe_rows, False)
+            self.student.train(was)
+        if probe[1] is None and any(t.needs_hidden for t in self.terms):
+            raise ValueError("Distiller: a term needs the student's hidden embedding, but the student's forward "
+                             "does not accept return_hidden=True")
+        dims = Dims(student_hidden=probe[1].size(-1) if probe[1] is not None else None,
+                    teacher_hidden=teacher.hidden.size(-1) if teacher is not None and teacher.hidden is not None
+                    else None, num_classes=probe[0].size(-1))
+        for t in self.terms:
+            t.setup(dims)
+        self.terms.to(dev)
+
+        params = list(self.student.parameters()) + list(self.terms.parameters())
+        optim = torch.optim.Adam(params, lr=self.lr, weight_decay=self.weight_decay)
+        gen = torch.Generator(device="cpu").manual_seed(self.seed)
+        label_only = all(t.nodes == "train" for t in self.terms)
+        pool = (train_mask if label_only else observed).nonzero().flatten()
+
+        fp = self._fingerprint(n, inputs.size(1))
+        state = self._load(fp)
+        start, best_val, best_epoch, bad, seconds, history = 0, -1.0, 0, 0, 0.0, []
+        best_student = best_terms = None
+        done = False
+        if state is not None:
+            self.student.load_state_dict(state["student"])
+            self.terms.load_state_dict(state["terms"])
+            optim.load_state_dict(state["optim"])
+            torch.set_rng_state(state["rng_torch"])
+            if torch.cuda.is_available() and state.get("rng_cuda") is not None:
+                torch.cuda.set_rng_state_all(state["rng_cuda"])
+            gen.set_state(state["rng_gen"])
+            start, best_val, best_epoch, bad = state["epoch"], state["best_val"], state["best_epoch"], state["bad"]
+            seconds, history = state["seconds"], state["history"]
+            best_student, best_terms, done = state["best_student"], state["best_terms"], state["done"]
+
+        bar = None
+        if self.progress and not done:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=self.epochs, initial=start, desc=self.desc, leave=False, dynamic_ncols=True)
+        try:
+            epoch = start
+            while not done and epoch < self.epochs:
+                t0 = time.perf_counter()
+                self.student.train()
+                self.terms.train()
+                if self.batch_size is None or self.batch_size >= pool.numel():
+                    batches = [pool]
+                else:
+                    order = pool[torch.randperm(pool.numel(), generator=gen).to(dev)]
+                    batches = list(order.split(self.batch_size))
+                sums: Dict[str, float] = {}
+                for nodes in batches:
+                    # A batch holding every node is the pool itself, i.e. arange(n): skip the gathers.
+                    full = nodes.numel() == n
+                    x_b = inputs if (self.uses_graph or full) else inputs[nodes]
+                    sel = None if full else nodes
+                    logits, hidden = self._forward(x_b, graph, sel, True)
+                    ctx = StepContext(
+                        nodes=nodes, logits=logits, hidden=hidden,
+                        teacher_logits=teacher.logits[nodes] if teacher is not None else None,
+                        teacher_hidden=teacher.hidden[nodes] if teacher is not None and teacher.hidden is not None
+                        else None,
+                        y=y[nodes], labelled=train_mask[nodes], observed=observed[nodes], inputs=x_b,
+                        forward=lambda xx, _sel=sel: self._forward(xx, graph, _sel, True),
+                        full_graph=graph, full_batch=full)
+                    loss = 0.0
+                    for t in self.terms:
+                        if t.weight == 0:
+                            continue
+                        v = t(ctx)
+                        sums[t.name] = sums.get(t.name, 0.0) + float(v.detach()) / len(batches)
+                        loss = loss + t.weight * v
+                    if not torch.is_tensor(loss):
+                        raise ValueError("Distiller: every term has weight 0")
+                    optim.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optim.step()
+                    sums["loss"] = sums.get("loss", 0.0) + float(loss.detach()) / len(batches)
+                epoch += 1
+                val = accuracy(self.predict(inputs, graph), y, val_mask)
+                seconds += time.perf_counter() - t0
+                sums["val_acc"] = val
+                history.append(sums)
+                if val > best_val or not select_best:
+                    best_val, best_epoch, bad = val, epoch, 0
+                    best_student = copy.deepcopy(self.student.state_dict())
+                    best_terms = copy.deepcopy(self.terms.state_dict())
+                else:
+                    bad += 1
+                done = epoch >= self.epochs or (self.patience is not None and bad >= self.patience)
+                self._save({
+                    "fingerprint": fp, "epoch": epoch, "student": self.student.state_dict(),
+                    "terms": self.terms.state_dict(), "optim": optim.state_dict(),
+                    "rng_torch": torch.get_rng_state(),
+                    "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+                    "rng_gen": gen.get_state(), "best_val": best_val, "best_epoch": best_epoch, "bad": bad,
+                    "seconds": seconds, "history": history, "best_student": best_student,
+                    "best_terms": best_terms, "done": done})
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{sums['loss']:.4f}", val=f"{val:.3f}", best=f"{best_val:.3f}")
+                stop = False
+                for cb in callbacks:
+                    try:
+                        cb(epoch, sums)
+                    except StopTraining:
+                        stop = True
+                if stop:
+                    break
+        finally:
+            if bar is not None:
+                bar.close()
+        if best_student is not None:
+            self.student.load_state_dict(best_student)
+            self.terms.load_state_dict(best_terms)
+        self.student.eval()
+        return FitResult(self.student, max(best_val, 0.0), best_epoch, len(history), seconds, history, teacher)

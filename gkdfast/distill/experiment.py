@@ -1,0 +1,186 @@
+"""One comparison: a teacher, the student without KD, and the student with each recipe, over seeds.
+
+This is what ``gkdfast distill`` and ``scripts/quality.py`` run.  Per seed: the split (per-seed
+random 20/30-per-class split when the data's split was random; the given split otherwise), the
+teacher (supervised, early-stopped on validation accuracy), its outputs (cached on disk), then every
+(student, method) pair from the same initial weights.  Every training run checkpoints under
+``out/checkpoints/`` so a killed command, started again with the same ``--out``, resumes.
+"""
+from __future__ import annotations
+
+import os
+import statistics
+import time
+from dataclasses import dataclass, replace
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import torch
+from torch import nn
+
+from gkdfast.distill import recipes as _recipes
+from gkdfast.distill.distiller import accuracy, call_model
+from gkdfast.distill.teacher_cache import teacher_outputs
+
+__all__ = ["ModelSpec", "parse_model", "run_experiment", "seed_split", "inference_ms_per_1k"]
+
+DEFAULT_HIDDEN = 128
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """An architecture from :func:`gkdfast.nn.build_model`: name, hidden width, layers, dropout."""
+
+    name: str
+    hidden: int = DEFAULT_HIDDEN
+    num_layers: int = 2
+    dropout: float = 0.5
+
+    @property
+    def label(self) -> str:
+        return f"{self.name.upper()}({self.hidden})"
+
+    def build(self, in_dim: int, num_classes: int) -> nn.Module:
+        from gkdfast.nn import build_model
+
+        return build_model(self.name, in_dim, self.hidden, num_classes, num_layers=self.num_layers,
+                           dropout=self.dropout)
+
+
+def parse_model(spec: str, dropout: float = 0.5, num_layers: int = 2) -> ModelSpec:
+    """``"sage"`` or ``"sage:64"`` (name[:hidden]) → :class:`ModelSpec`; ValueError for unknown names."""
+    from gkdfast.nn import model_names
+
+    name, _, hidden = str(spec).strip().lower().partition(":")
+    known = list(model_names())
+    if name not in known:
+        raise ValueError(f"unknown model {name!r}; known: {', '.join(known)}")
+    if hidden:
+        if not hidden.isdigit() or int(hidden) < 1:
+            raise ValueError(f"bad hidden width in {spec!r}: expected name:positive_int, e.g. sage:64")
+        return ModelSpec(name, int(hidden), num_layers, dropout)
+    return ModelSpec(name, DEFAULT_HIDDEN, num_layers, dropout)
+
+
+def seed_split(data, seed: int):
+    """``data`` with the split for ``seed``: re-drawn (20/30 per class) when the data's split was a
+    random one, unchanged when it is a given split (Planetoid public split, masks in the file)."""
+    how = str(data.extras.get("split", "")) if hasattr(data, "extras") else ""
+    if not how.startswith("random("):
+        return data
+    try:
+        from gkdfast.data import random_split
+    except ImportError:  # the package's public names not exported yet
+        from gkdfast.data.splits import random_split
+
+    tr, va, te = random_split(data.y, 20, 30, seed=seed)
+    extras = dict(data.extras, split=f"random(20/30 per class, seed={seed})")
+    return replace(data, train_mask=tr, val_mask=va, test_mask=te, extras=extras)
+
+
+@torch.no_grad()
+def inference_ms_per_1k(model: nn.Module, inputs, graph, with_graph: bool, repeats: int = 5) -> float:
+    """Median wall time of one eval-mode forward over every node, in ms per 1,000 nodes."""
+    model.eval()
+    n = max(inputs.size(0), 1)
+    call_model(model, inputs, graph, with_graph, False)  # warm-up (allocations, cached transposes)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        call_model(model, inputs, graph, with_graph, False)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times) * 1000.0 * 1000.0 / n
+
+
+def _summary(method: str, model: str, accs: List[float], secs: List[float], infer: List[float]) -> dict:
+    mean = sum(accs) / len(accs)
+    std = (sum((a - mean) ** 2 for a in accs) / len(accs)) ** 0.5
+    return {"method": method, "model": model, "test_acc_mean": mean, "test_acc_std": std,
+            "test_acc": list(accs), "train_seconds": sum(secs) / len(secs),
+            "inference_ms_per_1k_nodes": statistics.median(infer)}
+
+
+def run_experiment(data, *, teacher: ModelSpec, students: Sequence[ModelSpec], methods: Sequence[str],
+                   seeds: Sequence[int] = (0,), epochs: Optional[int] = None, device="cpu",
+                   out: Optional[str] = None, cache_dir: Optional[str] = None, progress: bool = False,
+                   overrides: Optional[Dict[str, dict]] = None, log: Callable[[str], None] = lambda s: None,
+                   teacher_params: Optional[dict] = None) -> dict:
+    """Runs the comparison and returns the ``results.json`` dictionary.
+
+    Args:
+        data: a :class:`gkdfast.data.GraphData`.
+        teacher: teacher :class:`ModelSpec`.  students: student specs (each gets a "none" row and a
+            row per method).  methods: recipe names (see :func:`gkdfast.distill.recipes.names`).
+        seeds: one run of everything per seed.  epochs: override every recipe's maximum epochs.
+        device: training device.  out: folder for checkpoints (resume) — ``None``: no checkpoints.
+        cache_dir: teacher-output cache (default ``out/cache`` when ``out`` is given).
+        overrides: per-method hyperparameters, e.g. ``{"glnn": {"lamb": 0.3}}``.
+        log: called with one line per finished run.
+        teacher_params: hyperparameters for the teacher's supervised training (``lr``, ``epochs``, ...).
+
+    Returns:
+        ``{"dataset", "num_nodes", "num_edges", "rows": [...]}`` (see the README / issue for the schema);
+        accuracies are fractions, ``train_seconds`` is the mean per seed, inference time the median.
+    """
+    if not seeds:
+        raise ValueError("run_experiment: give at least one seed")
+    methods = [m for m in methods if _recipes.get(m).name != "none"]
+    for m in methods:
+        _recipes.get(m)  # fail fast on unknown names, before any training
+    overrides = {(_recipes.get(k).name): v for k, v in (overrides or {}).items()}
+    if cache_dir is None and out is not None:
+        cache_dir = os.path.join(out, "cache")
+    ckpt_root = os.path.join(out, "checkpoints") if out is not None else None
+    dev = torch.device(device)
+    graph = data.graph.to(dev)
+
+    def ckpt(*parts):
+        return os.path.join(ckpt_root, *parts) if ckpt_root else None
+
+    runs: Dict[Tuple[str, str], Tuple[List[float], List[float], List[float]]] = {}
+
+    def record(method, model, acc, secs, infer):
+        accs, ss, inf = runs.setdefault((method, model), ([], [], []))
+        accs.append(acc)
+        ss.append(secs)
+        inf.append(infer)
+
+    for seed in seeds:
+        d = seed_split(data, seed)
+        y, test = d.y, d.test_mask
+        # Teacher ---------------------------------------------------------------------------------
+        torch.manual_seed(seed)
+        tmodel = teacher.build(d.x.size(1), d.num_classes)
+        trecipe = _recipes.NoKD(**dict({"epochs": epochs} if epochs else {}, **(teacher_params or {})))
+        tt = trecipe.fit(lambda f: tmodel, d, None, seed, device=dev, checkpoint_dir=ckpt(f"seed{seed}", "teacher"),
+                         progress=progress, desc=f"seed {seed}: teacher {teacher.label}")
+        tlogits = call_model(tmodel.eval(), d.x.to(dev), graph, True, False)[0]
+        tacc = accuracy(tlogits.cpu(), y, test)
+        record("teacher", teacher.label, tacc, tt.seconds, inference_ms_per_1k(tmodel, d.x.to(dev), graph, True))
+        log(f"seed {seed}  teacher {teacher.label:<10} test acc {tacc:.4f}  ({tt.seconds:.1f}s)")
+        tout = teacher_outputs(tmodel, d.x.to(dev), graph, cache_dir=cache_dir, device=dev)
+
+        # Students --------------------------------------------------------------------------------
+        for spec in students:
+            for method in ["none"] + list(methods):
+                recipe_kw = dict(overrides.get(method, {}))
+                if epochs:
+                    recipe_kw.setdefault("epochs", epochs)
+                recipe = _recipes.get(method, **recipe_kw)
+                if method == "coldbrew" and spec.name != "mlp":
+                    log(f"seed {seed}  skip coldbrew for {spec.label}: it needs a graph-free (mlp) student")
+                    continue
+                torch.manual_seed(seed)  # the same initial student weights for every method
+                trained = recipe.fit(lambda f: spec.build(f, d.num_classes), d, tout, seed, device=dev,
+                                     checkpoint_dir=ckpt(f"seed{seed}", f"{spec.label}-{recipe.name}"),
+                                     cache_dir=cache_dir, progress=progress,
+                                     desc=f"seed {seed}: {recipe.name} -> {spec.label}")
+                inputs = trained.inputs.to(dev)
+                logits = call_model(trained.model.eval(), inputs, graph, trained.uses_graph, False)[0]
+                acc = accuracy(logits.cpu(), y, test)
+                infer = inference_ms_per_1k(trained.model, inputs, graph, trained.uses_graph)
+                record(recipe.name, spec.label, acc, trained.seconds, infer)
+                log(f"seed {seed}  {recipe.name:<9} {spec.label:<10} test acc {acc:.4f}  ({trained.seconds:.1f}s)")
+
+    rows = [_summary(m, model, *vals) for (m, model), vals in runs.items()]
+    return {"dataset": str(getattr(data, "name", "graph")), "num_nodes": int(data.graph.num_nodes),
+            "num_edges": int(data.graph.num_edges), "rows": rows}

@@ -1,0 +1,177 @@
+"""Teacher outputs computed once and kept on disk, memory-mapped.
+
+Every distillation term reads the teacher's logits and (for representation losses) its last hidden
+embedding.  A big teacher should run once, not once per student, recipe or seed, so
+:func:`teacher_outputs` stores both as raw float32 files keyed by a hash of (teacher weights, teacher
+class, node features, graph) and maps them back with ``torch.from_file`` on the next call: the
+students then read pages of the file instead of holding a second copy in memory.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["TeacherOutputs", "teacher_outputs", "fingerprint", "default_cache_dir"]
+
+
+@dataclass
+class TeacherOutputs:
+    """What the students learn from.
+
+    Attributes:
+        logits: ``[N, C]`` float32 teacher logits (before softmax).
+        hidden: ``[N, H]`` float32 last hidden embedding, or ``None`` when the teacher cannot return one.
+        key: the cache key (hex) these were stored under, or ``None`` when not cached.
+        cached: ``True`` when they were read from the cache rather than computed.
+    """
+
+    logits: Tensor
+    hidden: Optional[Tensor] = None
+    key: Optional[str] = None
+    cached: bool = False
+
+    def to(self, device) -> "TeacherOutputs":
+        h = self.hidden.to(device) if self.hidden is not None else None
+        return TeacherOutputs(self.logits.to(device), h, self.key, self.cached)
+
+
+def default_cache_dir() -> str:
+    """``$GKDFAST_CACHE`` if set, else ``~/.cache/gkdfast``."""
+    return os.environ.get("GKDFAST_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "gkdfast")
+
+
+def _hash_tensor(h, t: Tensor) -> None:
+    t = t.detach().cpu().contiguous()
+    h.update(f"{t.dtype}{tuple(t.shape)}".encode())
+    # A view as bytes avoids a copy; bool/ints/floats all have a byte representation.
+    h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+
+
+def fingerprint(model: nn.Module, x: Tensor, graph=None) -> str:
+    """Hex SHA-256 of (model class, state_dict, x, graph structure).
+
+    Two calls agree exactly when the teacher would produce the same outputs (same weights on the
+    same inputs), which is what makes the cache safe to share between runs.
+
+    Example:
+        >>> key = fingerprint(torch.nn.Linear(3, 2), torch.zeros(5, 3))
+        >>> len(key)
+        64
+    """
+    h = hashlib.sha256()
+    h.update(f"{type(model).__module__}.{type(model).__qualname__}".encode())
+    for name, value in model.state_dict().items():
+        h.update(name.encode())
+        if isinstance(value, Tensor):
+            _hash_tensor(h, value)
+    _hash_tensor(h, x)
+    if graph is not None:
+        h.update(str(graph.num_nodes).encode())
+        _hash_tensor(h, graph.rowptr)
+        _hash_tensor(h, graph.col)
+    return h.hexdigest()
+
+
+def _forward(model: nn.Module, x: Tensor, graph):
+    """Runs ``model`` in eval mode, asking for the hidden embedding when the model supports it."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            try:
+                out = model(x, graph, return_hidden=True)
+            except TypeError:
+                out = model(x, graph) if graph is not None else model(x)
+    finally:
+        model.train(was_training)
+    if isinstance(out, tuple):
+        logits, hidden = out[0], out[1]
+    else:
+        logits, hidden = out, None
+    return logits.float(), (hidden.float() if hidden is not None else None)
+
+
+def _write(path: str, t: Tensor) -> None:
+    t.detach().cpu().contiguous().float().numpy().tofile(path)
+
+
+def _map(path: str, shape) -> Tensor:
+    numel = 1
+    for s in shape:
+        numel *= int(s)
+    if numel == 0:
+        return torch.empty(*shape)
+    # shared=False: a private (copy-on-write) mapping, so a caller writing into it never changes the file.
+    return torch.from_file(path, shared=False, size=numel, dtype=torch.float32).view(*shape)
+
+
+def teacher_outputs(teacher: nn.Module, x: Tensor, graph=None, cache_dir: Optional[str] = None,
+                    device=None) -> TeacherOutputs:
+    """Teacher logits and hidden embedding for every node, computed once and cached on disk.
+
+    Args:
+        teacher: any module; called as ``teacher(x, graph, return_hidden=True)`` when it accepts that
+            (the :mod:`gkdfast.nn` models do), else ``teacher(x, graph)``.
+        x: ``[N, F]`` node features.  graph: a :class:`gkdfast.Graph` (or ``None`` for graph-free teachers).
+        cache_dir: where ``teachers/<key>/`` is stored; ``None`` computes without caching.
+        device: device for the returned tensors (the mapped files live on the CPU; default CPU).
+
+    Returns:
+        :class:`TeacherOutputs` with ``logits [N, C]`` and ``hidden [N, H]`` (or ``None``).
+
+    Example:
+        >>> out = teacher_outputs(model, data.x, data.graph, cache_dir="/tmp/gk")   # doctest: +SKIP
+        >>> out.logits.shape, out.cached
+        (torch.Size([2708, 7]), False)
+    """
+    if not isinstance(teacher, nn.Module):
+        raise TypeError(f"teacher_outputs: teacher must be a torch.nn.Module, got {type(teacher).__name__}")
+    if not isinstance(x, Tensor) or x.dim() != 2:
+        raise ValueError("teacher_outputs: x must be a [N, F] tensor")
+    if cache_dir is None:
+        logits, hidden = _forward(teacher, x, graph)
+        out = TeacherOutputs(logits.cpu(), hidden.cpu() if hidden is not None else None)
+        return out.to(device) if device is not None else out
+
+    key = fingerprint(teacher, x, graph)
+    folder = os.path.join(cache_dir, "teachers", key)
+    meta_path = os.path.join(folder, "meta.json")
+    if os.path.exists(meta_path):
+        with open(meta_path) as f:
+            meta = json.load(f)
+        logits = _map(os.path.join(folder, "logits.f32"), meta["logits"])
+        hidden = _map(os.path.join(folder, "hidden.f32"), meta["hidden"]) if meta.get("hidden") else None
+        out = TeacherOutputs(logits, hidden, key, cached=True)
+        return out.to(device) if device is not None else out
+
+    logits, hidden = _forward(teacher, x, graph)
+    os.makedirs(os.path.join(cache_dir, "teachers"), exist_ok=True)
+    # Write into a temporary folder and rename it into place, so a run killed mid-write never
+    # leaves a half-written entry that a later run would trust.
+    tmp = tempfile.mkdtemp(prefix=".tmp-", dir=os.path.join(cache_dir, "teachers"))
+    try:
+        _write(os.path.join(tmp, "logits.f32"), logits)
+        meta = {"logits": list(logits.shape), "hidden": list(hidden.shape) if hidden is not None else None}
+        if hidden is not None:
+            _write(os.path.join(tmp, "hidden.f32"), hidden)
+        with open(os.path.join(tmp, "meta.json"), "w") as f:
+            json.dump(meta, f)
+        try:
+            os.rename(tmp, folder)
+        except OSError:  # another process stored the same key first: theirs is identical
+            shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    logits = _map(os.path.join(folder, "logits.f32"), meta["logits"])
+    hidden = _map(os.path.join(folder, "hidden.f32"), meta["hidden"]) if meta["hidden"] else None
+    out = TeacherOutputs(logits, hidden, key, cached=False)
+    return out.to(device) if device is not None else out

@@ -1,0 +1,352 @@
+"""Weighted loss terms the :class:`~gkdfast.distill.Distiller` sums each step.
+
+A term is a small ``nn.Module``: ``forward(ctx) -> scalar`` reads what it needs from the
+:class:`StepContext` (student logits/hidden for the batch rows, the teacher's rows, labels, the
+graph over the batch) and returns the *unweighted* loss; the Distiller multiplies by ``weight``.
+Terms with parameters (projection heads) are trained with the student and checkpointed with it.
+Each term imports its gkdfast loss lazily, so a recipe only needs the losses it uses.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, List, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = [
+    "StepContext", "Dims", "LossTerm", "CrossEntropy", "LogitKD", "LSP", "GSP", "RSD", "CRD",
+    "NContrast", "Adversarial", "HiddenMSE", "Lambda", "TERMS",
+]
+
+
+@dataclass
+class Dims:
+    """Widths the terms need to build projection heads: student hidden, teacher hidden, classes."""
+
+    student_hidden: Optional[int]
+    teacher_hidden: Optional[int]
+    num_classes: int
+
+
+@dataclass
+class StepContext:
+    """Everything a term may read for one optimisation step (B = rows in the batch).
+
+    Attributes:
+        nodes: ``[B]`` global node ids of the batch rows.
+        logits: ``[B, C]`` student logits.  hidden: ``[B, H]`` student last hidden embedding or ``None``.
+        teacher_logits / teacher_hidden: ``[B, C]`` / ``[B, Ht]`` teacher rows (``None`` without teacher).
+        y: ``[B]`` labels.  labelled: ``[B]`` bool, rows whose label may be used (training nodes).
+        observed: ``[B]`` bool, rows the teacher may be matched on (all nodes transductively).
+        inputs: the student's input for this step (``[B, F]`` for graph-free students, ``[N, F]`` else).
+        forward: ``forward(inputs) -> (logits, hidden)`` for the batch rows; reruns the student on
+            perturbed inputs (adversarial augmentation).
+        full_graph / full_batch: the whole graph, and whether the batch is every node.
+    """
+
+    nodes: Tensor
+    logits: Tensor
+    hidden: Optional[Tensor]
+    teacher_logits: Optional[Tensor]
+    teacher_hidden: Optional[Tensor]
+    y: Tensor
+    labelled: Tensor
+    observed: Tensor
+    inputs: Tensor
+    forward: Callable
+    full_graph: object = None
+    full_batch: bool = True
+    _graph: object = field(default=None, repr=False)
+
+    @property
+    def graph(self):
+        """The graph over the batch rows: the full graph for a full batch, else the induced subgraph."""
+        if self._graph is None and self.full_graph is not None:
+            self._graph = self.full_graph if self.full_batch else induced_subgraph(self.full_graph, self.nodes)
+        return self._graph
+
+
+def induced_subgraph(graph, nodes: Tensor):
+    """The subgraph on ``nodes`` (edges with both ends inside), relabelled to ``0..len(nodes)-1``.
+
+    Example:
+        >>> sub = induced_subgraph(graph, torch.tensor([0, 5, 7]))   # doctest: +SKIP
+    """
+    from gkdfast.graph import Graph
+
+    n = graph.num_nodes
+    local = torch.full((n,), -1, dtype=torch.long, device=nodes.device)
+    local[nodes] = torch.arange(nodes.numel(), device=nodes.device)
+    ei = graph.edge_index.to(nodes.device).long()
+    src, dst = local[ei[0]], local[ei[1]]
+    keep = (src >= 0) & (dst >= 0)
+    return Graph(torch.stack([src[keep], dst[keep]]), num_nodes=nodes.numel())
+
+
+def _rows(mask: Tensor, *ts):
+    idx = mask.nonzero().flatten()
+    return [t[idx] if t is not None else None for t in ts]
+
+
+class LossTerm(nn.Module):
+    """Base class.  ``weight`` scales the term; ``nodes`` says which rows it uses: ``"train"`` (the
+    labelled rows) or ``"all"`` (every observed row).  Subclasses set ``needs_teacher`` /
+    ``needs_hidden`` / ``needs_graph`` so the Distiller can fail early with a clear message."""
+
+    name = "term"
+    needs_teacher = False
+    needs_hidden = False
+    needs_graph = False
+
+    def __init__(self, weight: float = 1.0, nodes: str = "all"):
+        super().__init__()
+        if nodes not in ("train", "all"):
+            raise ValueError(f"{type(self).__name__}: nodes must be 'train' or 'all', got {nodes!r}")
+        if not float(weight) >= 0:
+            raise ValueError(f"{type(self).__name__}: weight must be >= 0, got {weight}")
+        self.weight = float(weight)
+        self.nodes = nodes
+
+    def setup(self, dims: Dims) -> None:
+        """Builds parameters that depend on widths (called once, before the optimiser is made)."""
+
+    def row_mask(self, ctx: StepContext) -> Tensor:
+        return ctx.labelled if self.nodes == "train" else ctx.observed
+
+    def extra_repr(self) -> str:
+        return f"weight={self.weight}, nodes={self.nodes!r}"
+
+
+class CrossEntropy(LossTerm):
+    """Hard-label cross-entropy on the labelled rows of the batch (0 when the batch has none)."""
+
+    name = "ce"
+
+    def __init__(self, weight: float = 1.0, label_smoothing: float = 0.0):
+        super().__init__(weight, nodes="train")
+        self.label_smoothing = label_smoothing
+
+    def forward(self, ctx: StepContext, logits: Optional[Tensor] = None) -> Tensor:
+        logits = ctx.logits if logits is None else logits
+        logits, y = _rows(ctx.labelled, logits, ctx.y)
+        if y.numel() == 0:
+            return logits.sum() * 0.0
+        return F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
+
+
+class LogitKD(LossTerm):
+    """``gkdfast.losses.kd``: T² · KL(softmax(t/T) ‖ softmax(s/T)), batchmean over the rows used."""
+
+    name = "kd"
+    needs_teacher = True
+
+    def __init__(self, weight: float = 1.0, temperature: float = 1.0, nodes: str = "all"):
+        super().__init__(weight, nodes)
+        self.temperature = float(temperature)
+
+    def forward(self, ctx: StepContext, logits: Optional[Tensor] = None) -> Tensor:
+        from gkdfast.losses import kd
+
+        logits = ctx.logits if logits is None else logits
+        s, t = _rows(self.row_mask(ctx), logits, ctx.teacher_logits)
+        if s.numel() == 0:
+            return logits.sum() * 0.0
+        return kd(s, t, temperature=self.temperature, reduction="batchmean")
+
+
+class LSP(LossTerm):
+    """Local structure preservation (Yang et al., CVPR 2020) over the edges of the batch graph."""
+
+    name = "lsp"
+    needs_teacher = needs_hidden = needs_graph = True
+
+    def __init__(self, weight: float = 1.0, kernel: str = "laplace", gamma: float = 0.01, tau: float = 1.0):
+        super().__init__(weight, nodes="all")
+        self.kernel, self.gamma, self.tau = kernel, float(gamma), float(tau)
+
+    def forward(self, ctx: StepContext) -> Tensor:
+        from gkdfast.losses import lsp
+
+        return lsp(ctx.graph, ctx.hidden, ctx.teacher_hidden.to(ctx.hidden.dtype), kernel=self.kernel,
+                   gamma=self.gamma, tau=self.tau, reduction="mean")
+
+
+def _sample(n: int, max_samples: Optional[int], device) -> Optional[Tensor]:
+    """Uniform subset of ``max_samples`` rows (``None`` = all rows); uses the global RNG, which the
+    Distiller checkpoints, so resumed runs draw the same subsets."""
+    if max_samples is None or n <= max_samples:
+        return None
+    return torch.randperm(n, device=device)[:max_samples]
+
+
+class _Projected(LossTerm):
+    """A term comparing (optionally projected) student and teacher hidden embeddings."""
+
+    needs_teacher = needs_hidden = True
+
+    def __init__(self, weight, proj_dim, max_samples, project_teacher=True):
+        super().__init__(weight, nodes="all")
+        self.proj_dim, self.max_samples, self.project_teacher = proj_dim, max_samples, project_teacher
+        self.student_head: Optional[nn.Module] = None
+        self.teacher_head: Optional[nn.Module] = None
+
+    def setup(self, dims: Dims) -> None:
+        if self.proj_dim is None:
+            return
+        from gkdfast.nn import ProjectionHead
+
+        self.student_head = ProjectionHead(dims.student_hidden, self.proj_dim, self.proj_dim)
+        if self.project_teacher:
+            self.teacher_head = ProjectionHead(dims.teacher_hidden, self.proj_dim, self.proj_dim)
+
+    def embeddings(self, ctx: StepContext):
+        s, t = _rows(ctx.observed, ctx.hidden, ctx.teacher_hidden.to(ctx.hidden.dtype))
+        pick = _sample(s.size(0), self.max_samples, s.device)
+        if pick is not None:
+            s, t = s[pick], t[pick]
+        if self.student_head is not None:
+            s = self.student_head(s)
+        if self.teacher_head is not None:
+            t = self.teacher_head(t)
+        return s, t
+
+
+class GSP(_Projected):
+    """Global structure preservation (Joshi et al., TNNLS 2022): pairwise-kernel match on a node
+    sample of at most ``max_samples`` rows, after Linear→BN→ReLU→Linear projection heads."""
+
+    name = "gsp"
+
+    def __init__(self, weight: float = 100.0, kernel: str = "cosine", loss: str = "mse", tau: float = 1.0,
+                 gamma: float = 1.0, proj_dim: Optional[int] = 128, max_samples: Optional[int] = 4096):
+        super().__init__(weight, proj_dim, max_samples)
+        self.kernel, self.loss, self.tau, self.gamma = kernel, loss, float(tau), float(gamma)
+
+    def forward(self, ctx: StepContext) -> Tensor:
+        from gkdfast.losses import gsp
+
+        s, t = self.embeddings(ctx)
+        return gsp(s, t, kernel=self.kernel, loss=self.loss, tau=self.tau, gamma=self.gamma)
+
+
+class CRD(_Projected):
+    """G-CRD (Joshi et al.): InfoNCE between L2-normalised projections, teacher rows as candidates."""
+
+    name = "crd"
+
+    def __init__(self, weight: float = 0.05, tau: float = 0.075, proj_dim: Optional[int] = 256,
+                 max_samples: Optional[int] = 16384, num_negatives: Optional[int] = None):
+        super().__init__(weight, proj_dim, max_samples)
+        self.tau, self.num_negatives = float(tau), num_negatives
+
+    def forward(self, ctx: StepContext) -> Tensor:
+        from gkdfast.losses import crd
+
+        s, t = self.embeddings(ctx)
+        seed = int(torch.randint(0, 2**31 - 1, (1,)).item()) if self.num_negatives else None
+        return crd(s, t, tau=self.tau, num_negatives=self.num_negatives, seed=seed)
+
+
+class RSD(LossTerm):
+    """NOSMOG's representation similarity distillation: mean over pairs of (H^T H^Tᵀ − Ĥ^S Ĥ^Sᵀ)², with
+    Ĥ^S = Dropout(ReLU(W h^S)) (a learned map of the student's hidden layer to the teacher's width)."""
+
+    name = "rsd"
+    needs_teacher = needs_hidden = True
+
+    def __init__(self, weight: float = 0.1, dropout: float = 0.0, max_samples: Optional[int] = None):
+        super().__init__(weight, nodes="all")
+        self.dropout, self.max_samples = dropout, max_samples
+        self.head: Optional[nn.Module] = None
+
+    def setup(self, dims: Dims) -> None:
+        self.head = nn.Sequential(nn.Linear(dims.student_hidden, dims.teacher_hidden), nn.ReLU(),
+                                  nn.Dropout(self.dropout))
+
+    def forward(self, ctx: StepContext) -> Tensor:
+        from gkdfast.losses import rsd
+
+        s, t = _rows(ctx.observed, ctx.hidden, ctx.teacher_hidden.to(ctx.hidden.dtype))
+        pick = _sample(s.size(0), self.max_samples, s.device)
+        if pick is not None:
+            s, t = s[pick], t[pick]
+        return rsd(self.head(s), t)
+
+
+class NContrast(LossTerm):
+    """Graph-MLP's neighbour contrastive loss on the student's hidden embedding (no teacher)."""
+
+    name = "ncontrast"
+    needs_hidden = needs_graph = True
+
+    def __init__(self, weight: float = 1.0, tau: float = 1.0, hops: int = 1, num_negatives: Optional[int] = None):
+        super().__init__(weight, nodes="all")
+        self.tau, self.hops, self.num_negatives = float(tau), int(hops), num_negatives
+
+    def forward(self, ctx: StepContext) -> Tensor:
+        from gkdfast.losses import ncontrast
+
+        seed = int(torch.randint(0, 2**31 - 1, (1,)).item()) if self.num_negatives else None
+        return ncontrast(ctx.graph, ctx.hidden, tau=self.tau, hops=self.hops,
+                         num_negatives=self.num_negatives, seed=seed)
+
+
+class HiddenMSE(LossTerm):
+    """MSE between the student's *output* and the teacher's hidden embedding (regression onto teacher
+    embeddings, as Cold Brew's first stage does).  Needs output width == teacher hidden width."""
+
+    name = "hidden_mse"
+    needs_teacher = needs_hidden = True
+
+    def __init__(self, weight: float = 1.0, nodes: str = "train"):
+        super().__init__(weight, nodes)
+
+    def forward(self, ctx: StepContext) -> Tensor:
+        s, t = _rows(self.row_mask(ctx), ctx.logits, ctx.teacher_hidden.to(ctx.logits.dtype))
+        if s.numel() == 0:
+            return ctx.logits.sum() * 0.0
+        return F.mse_loss(s, t)
+
+
+class Adversarial(LossTerm):
+    """Adversarial feature augmentation (NOSMOG): the logit terms ``base`` evaluated at ``x + δ*``,
+    where δ* comes from PGD: δ₀ ~ U[−ε, ε], then ``steps`` times δ ← clip(δ + α·sign(∇δ ℓ), −ε, ε)
+    with α = ε/4.  The inner maximisation does not touch the model's gradients."""
+
+    name = "adv"
+
+    def __init__(self, base: List[LossTerm], weight: float = 0.1, eps: float = 0.05, steps: int = 5,
+                 step_size: Optional[float] = None):
+        super().__init__(weight, nodes="all")
+        self.base = nn.ModuleList(base)
+        self.eps, self.steps = float(eps), int(steps)
+        self.step_size = float(step_size) if step_size is not None else self.eps / 4
+        self.needs_teacher = any(b.needs_teacher for b in base)
+
+    def _loss(self, ctx: StepContext, logits: Tensor) -> Tensor:
+        return sum(b.weight * b(ctx, logits=logits) for b in self.base)
+
+    def forward(self, ctx: StepContext) -> Tensor:
+        from gkdfast.distill.adversarial import pgd_delta
+
+        delta = pgd_delta(lambda x: self._loss(ctx, ctx.forward(x)[0]), ctx.inputs, self.eps, self.steps,
+                          self.step_size)
+        return self._loss(ctx, ctx.forward(ctx.inputs + delta)[0])
+
+
+class Lambda(LossTerm):
+    """Wraps any ``fn(ctx) -> scalar`` as a term (for user losses)."""
+
+    def __init__(self, fn: Callable[[StepContext], Tensor], weight: float = 1.0, name: str = "custom",
+                 needs_teacher: bool = False, needs_hidden: bool = False, needs_graph: bool = False):
+        super().__init__(weight, nodes="all")
+        self.fn, self.name = fn, name
+        self.needs_teacher, self.needs_hidden, self.needs_graph = needs_teacher, needs_hidden, needs_graph
+
+    def forward(self, ctx: StepContext) -> Tensor:
+        return self.fn(ctx)
+
+
+TERMS = {c.name: c for c in (CrossEntropy, LogitKD, LSP, GSP, RSD, CRD, NContrast, HiddenMSE)}
