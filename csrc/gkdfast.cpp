@@ -44,6 +44,18 @@ TORCH_LIBRARY(gkdfast, m) {
         "str loss, float gamma, float tau, bool need_student, bool need_teacher) -> (Tensor, Tensor)");
 
   // ---- contrastive losses (crd, ncontrast, nt_xent, topk) -----------------------------------
+  // InfoNCE rows of anchors A [N, d] against candidates C [N, d] (see csrc/ops/infonce.h):
+  // loss_i = lse_i - inv_tau * A_i . C_{(i + pos_offset) mod N} (no positive term when pos_offset < 0),
+  // lse over all j (minus j = i if exclude_self) or, with num_negatives = K > 0, over the positive
+  // and K Philox draws from [N] \ {i} keyed by (seed, i, k).  Returns (loss [N], lse [N]).
+  m.def("infonce(Tensor anchors, Tensor candidates, float inv_tau, int pos_offset, bool exclude_self, "
+        "int num_negatives, int seed) -> (Tensor, Tensor)");
+  m.def("infonce_backward(Tensor anchors, Tensor candidates, Tensor lse, Tensor grad_loss, Tensor grad_lse, "
+        "float inv_tau, int pos_offset, bool exclude_self, int num_negatives, int seed) -> (Tensor, Tensor)");
+  // The Philox negatives the kernels draw: [R, K] int64 for the given rows (tests, debugging).
+  m.def("sample_negatives(Tensor rows, int num_nodes, int num_negatives, int seed) -> Tensor");
+  // Streaming top-k of query . key over all keys: (values [Q, k], indices [Q, k]).
+  m.def("topk_similar(Tensor query, Tensor keys, int k) -> (Tensor, Tensor)");
 }
 
 namespace {
