@@ -30,8 +30,10 @@ TORCH_LIBRARY(gkdfast, m) {
 
   // ---- structure-preserving losses (lsp, gsp) ----------------------------------------------
   // LSP fused per destination row: (per-node KL(alpha^T_i || alpha^S_i) [N], log-sum-exps [N, 2]).
-  m.def("lsp(Tensor rowptr, Tensor col, Tensor student, Tensor teacher, str kernel, float gamma, float tau) "
-        "-> (Tensor, Tensor)");
+  // The transpose (t_rowptr, t_col, t_eid) is only carried for backward; pass three empty tensors
+  // when no gradient is needed.
+  m.def("lsp(Tensor rowptr, Tensor col, Tensor t_rowptr, Tensor t_col, Tensor t_eid, Tensor student, "
+        "Tensor teacher, str kernel, float gamma, float tau) -> (Tensor, Tensor)");
   // Gradients of sum_i grad[i] * per_node[i]; source side over the transposed CSR (no atomics).
   // A gradient that is not asked for comes back as an empty [0] tensor.
   m.def("lsp_backward(Tensor rowptr, Tensor col, Tensor t_rowptr, Tensor t_col, Tensor t_eid, Tensor student, "

@@ -67,9 +67,11 @@ void check_inputs(const at::Tensor& rowptr, const at::Tensor& col, const at::Ten
 }
 
 std::tuple<at::Tensor, at::Tensor> lsp_cpu(const at::Tensor& rowptr_in, const at::Tensor& col_in,
-                                           const at::Tensor& s_in, const at::Tensor& t_in, c10::string_view kname,
-                                           double gamma, double tau) {
+                                           const at::Tensor& t_rowptr, const at::Tensor& t_col,
+                                           const at::Tensor& t_eid, const at::Tensor& s_in, const at::Tensor& t_in,
+                                           c10::string_view kname, double gamma, double tau) {
   check_inputs(rowptr_in, col_in, s_in, t_in, tau, "lsp");
+  check_transpose(rowptr_in, col_in, t_rowptr, t_col, t_eid, "lsp");
   const SimKernel kind = parse_sim_kernel(std::string(kname), "lsp");
   const auto rowptr = rowptr_in.contiguous();
   const auto col = col_in.contiguous();

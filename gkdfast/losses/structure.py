@@ -1,0 +1,324 @@
+"""Structure-preserving distillation losses: :func:`lsp`, :func:`gsp`, :func:`rsd`, :func:`relation`.
+
+All of them compare *relations* between embeddings (a kernel k(u, v) between rows of one model's
+embedding matrix) rather than the embeddings themselves, so the student and teacher widths may
+differ.  Exact definitions: DESIGN.md, "Public ops"; kernels (``u``, ``v`` rows of one matrix):
+
+========  ======================================================
+linear    ``u.v``
+cosine    ``u.v / (max(|u|, 1e-8) max(|v|, 1e-8))``
+poly      ``(u.v + 1)^2``
+l2        ``-|u - v|^2``
+rbf       ``exp(-gamma |u - v|^2)``
+laplace   ``exp(-gamma |u - v|_1)``  (the official LSP code's kernel, gamma = 0.01)
+========  ======================================================
+
+How the published code maps onto these arguments is in ``docs/losses.md``.
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional, Sequence
+
+import torch
+from torch import Tensor
+
+from gkdfast import _backend
+from gkdfast.graph import Graph
+from gkdfast.losses import _structure_native  # noqa: F401  (registers fake + autograd for the native ops)
+from gkdfast.reference import structure as ref
+
+__all__ = ["lsp", "gsp", "rsd", "relation", "KERNELS"]
+
+KERNELS = ref.KERNELS
+_LSP_REDUCTIONS = ("mean", "sum", "none")
+_GSP_LOSSES = ("mse", "kl")
+# Rows per chunk of the Gram path (float64 copies of one chunk at a time, never of the whole matrix).
+_GRAM_CHUNK = 1 << 16
+
+
+# ------------------------------------------------------------------------------------------ checks
+def _check_embeddings(op: str, student, teacher, n: Optional[int] = None, device=None):
+    for name, x in (("student", student), ("teacher", teacher)):
+        if not isinstance(x, Tensor):
+            raise TypeError(f"gkdfast.losses.{op}: {name} must be a tensor, got {type(x).__name__}")
+        if x.dim() != 2:
+            raise ValueError(f"gkdfast.losses.{op}: {name} must be 2-D [num_nodes, dim], got shape {list(x.shape)}")
+        if not x.is_floating_point():
+            raise TypeError(f"gkdfast.losses.{op}: {name} must be floating point, got {x.dtype}")
+    if student.size(0) != teacher.size(0):
+        raise ValueError(f"gkdfast.losses.{op}: student has {student.size(0)} rows but teacher has "
+                         f"{teacher.size(0)} (one row per node in both)")
+    if student.device != teacher.device:
+        raise ValueError(f"gkdfast.losses.{op}: student is on {student.device} but teacher is on {teacher.device}")
+    if n is not None and student.size(0) != n:
+        raise ValueError(f"gkdfast.losses.{op}: embeddings have {student.size(0)} rows but the graph has {n} nodes")
+    if device is not None and student.device != device:
+        raise ValueError(f"gkdfast.losses.{op}: embeddings are on {student.device} but the graph is on {device}; "
+                         "move one with .to(device)")
+
+
+def _check_kernel(op: str, kernel: str, gamma: float, tau: float):
+    if kernel not in KERNELS:
+        raise ValueError(f"gkdfast.losses.{op}: unknown kernel {kernel!r}; expected one of {', '.join(KERNELS)}")
+    if not (isinstance(tau, (int, float)) and tau > 0 and math.isfinite(tau)):
+        raise ValueError(f"gkdfast.losses.{op}: tau must be a finite number > 0, got {tau!r}")
+    if not (isinstance(gamma, (int, float)) and math.isfinite(gamma)):
+        raise ValueError(f"gkdfast.losses.{op}: gamma must be a finite number, got {gamma!r}")
+
+
+def _needs_grad(*tensors) -> bool:
+    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+
+
+# ------------------------------------------------------------------------------------------ LSP
+def lsp(graph: Graph, student: Tensor, teacher: Tensor, kernel: str = "rbf", gamma: float = 1.0,
+        tau: float = 1.0, reduction: str = "mean") -> Tensor:
+    """Local structure preserving loss (Yang et al., CVPR 2020), fused per destination node.
+
+    For each destination ``i`` with at least one in-edge and each in-edge ``e = (j -> i)``:
+    ``alpha_ij = softmax over i's in-neighbours of k(h_i, h_j) / tau``, for the student and the
+    teacher separately, and per node ``KL(alpha^T_i || alpha^S_i)``.  One pass per row computes the
+    kernel values on the fly: no ``E x d`` tensor (the public code gathers four), and backward keeps
+    only two scalars per edge.
+
+    Args:
+        graph: :class:`gkdfast.Graph` with ``N`` nodes (messages ``j -> i``).
+        student: ``[N, d_s]`` embeddings.  teacher: ``[N, d_t]`` (``d_t`` may differ; cast to the
+            student's dtype).  Both differentiable.
+        kernel: one of ``linear, cosine, poly, l2, rbf, laplace`` (module docstring).
+        gamma: bandwidth of ``rbf``/``laplace`` (ignored by the others).
+        tau: softmax temperature, > 0.
+        reduction: ``"mean"`` over nodes with an in-edge, ``"sum"``, or ``"none"`` -> ``[N]`` (0 for
+            nodes without in-edges).
+
+    The official LSP code is ``kernel="laplace", gamma=0.01, tau=1, reduction="mean"``.
+
+    Example:
+        >>> g = gkdfast.Graph(torch.tensor([[0, 1, 2, 0], [1, 2, 0, 2]]))
+        >>> s, t = torch.randn(3, 8, requires_grad=True), torch.randn(3, 16)
+        >>> loss = gkdfast.losses.lsp(g, s, t, kernel="laplace", gamma=0.01)
+        >>> loss.backward()
+    """
+    if not isinstance(graph, Graph):
+        raise TypeError(f"gkdfast.losses.lsp: expected a gkdfast.Graph, got {type(graph).__name__}")
+    _check_embeddings("lsp", student, teacher, graph.num_nodes, graph.device)
+    _check_kernel("lsp", kernel, gamma, tau)
+    if reduction not in _LSP_REDUCTIONS:
+        raise ValueError(f"gkdfast.losses.lsp: unknown reduction {reduction!r}; expected one of "
+                         f"{', '.join(_LSP_REDUCTIONS)}")
+    teacher = teacher.to(student.dtype)
+    if _backend.choose("lsp", student.device, student.dtype) == "reference":
+        return ref.lsp(graph, student, teacher, kernel, float(gamma), float(tau), reduction)
+    if _needs_grad(student, teacher):
+        t_rowptr, t_col, t_eid = graph.transpose_csr()
+    else:
+        t_rowptr = t_col = t_eid = graph.col.new_empty(0)
+    per_node, _ = torch.ops.gkdfast.lsp(graph.rowptr, graph.col, t_rowptr, t_col, t_eid, student.contiguous(),
+                                        teacher.contiguous(), kernel, float(gamma), float(tau))
+    if reduction == "none":
+        return per_node
+    if reduction == "sum":
+        return per_node.sum()
+    count = int((graph.rowptr[1:] > graph.rowptr[:-1]).sum())
+    return per_node.sum() / max(count, 1)
+
+
+# ------------------------------------------------------------------------------------------ GSP
+class _GramMSE(torch.autograd.Function):
+    """``(1/N^2) |S S^T - T T^T|_F^2 = (|S^T S|^2 - 2 |S^T T|^2 + |T^T T|^2) / N^2`` in float64.
+
+    The three d x d Gram products are accumulated over row chunks in float64 (the terms nearly
+    cancel when student ~ teacher), so memory is O(chunk * d + d^2) beyond the inputs.
+    Gradients: dL/dS = 4 (S A - T B^T) / N^2, dL/dT = 4 (T C - S B) / N^2 with A = S^T S,
+    B = S^T T, C = T^T T.
+    """
+
+    @staticmethod
+    def forward(ctx, s: Tensor, t: Tensor) -> Tensor:
+        n = s.size(0)
+        a = s.new_zeros((s.size(1), s.size(1)), dtype=torch.float64)
+        b = s.new_zeros((s.size(1), t.size(1)), dtype=torch.float64)
+        c = s.new_zeros((t.size(1), t.size(1)), dtype=torch.float64)
+        for r0 in range(0, n, _GRAM_CHUNK):
+            sc = s[r0:r0 + _GRAM_CHUNK].double()
+            tc = t[r0:r0 + _GRAM_CHUNK].double()
+            a.addmm_(sc.t(), sc)
+            b.addmm_(sc.t(), tc)
+            c.addmm_(tc.t(), tc)
+        total = a.pow(2).sum() - 2.0 * b.pow(2).sum() + c.pow(2).sum()
+        ctx.save_for_backward(s, t, a, b, c)
+        ctx.n = n
+        # Exactly >= 0 in exact arithmetic; rounding of the cancelling terms may leave -1e-17.
+        return (total.clamp_min(0) / max(n * n, 1)).to(s.dtype)
+
+    @staticmethod
+    def backward(ctx, grad):
+        s, t, a, b, c = ctx.saved_tensors
+        scale = 4.0 * float(grad) / max(ctx.n * ctx.n, 1)
+        gs = gt = None
+        if ctx.needs_input_grad[0]:
+            gs = torch.empty_like(s)
+            for r0 in range(0, ctx.n, _GRAM_CHUNK):
+                sc, tc = s[r0:r0 + _GRAM_CHUNK].double(), t[r0:r0 + _GRAM_CHUNK].double()
+                gs[r0:r0 + _GRAM_CHUNK] = ((sc @ a - tc @ b.t()) * scale).to(s.dtype)
+        if ctx.needs_input_grad[1]:
+            gt = torch.empty_like(t)
+            for r0 in range(0, ctx.n, _GRAM_CHUNK):
+                sc, tc = s[r0:r0 + _GRAM_CHUNK].double(), t[r0:r0 + _GRAM_CHUNK].double()
+                gt[r0:r0 + _GRAM_CHUNK] = ((tc @ c - sc @ b) * scale).to(t.dtype)
+        return gs, gt
+
+
+def _unit_rows(x: Tensor) -> Tensor:
+    return x / x.norm(dim=1, keepdim=True).clamp_min(ref.COSINE_EPS)
+
+
+def gsp(student: Tensor, teacher: Tensor, kernel: str = "linear", loss: str = "mse", tau: float = 1.0,
+        gamma: float = 1.0, nodes: Optional[Tensor] = None) -> Tensor:
+    """Global structure preserving loss over *all* N^2 node pairs, exact, in O(N d) memory.
+
+    ``K^S_ij = k(s_i, s_j)``, ``K^T_ij = k(t_i, t_j)`` over all pairs (``i = j`` included):
+
+    * ``loss="mse"``: ``(1/N^2) sum_ij (K^S_ij - K^T_ij)^2`` (Joshi et al.'s GSP, NOSMOG's RSD).
+    * ``loss="kl"``: ``(1/N) sum_i KL(softmax_j(K^T_i. / tau) || softmax_j(K^S_i. / tau))``.
+
+    Paths: ``linear``/``cosine`` with ``mse`` use the Gram identity
+    ``|S S^T - T T^T|^2 = |S^T S|^2 - 2 |S^T T|^2 + |T^T T|^2`` accumulated in float64
+    (O(N d^2) work, any device).  Everything else, ``poly`` with ``mse`` included (its expansion
+    has a quartic term whose Gram form needs O(d^4) memory), runs the tiled kernel: row blocks
+    against column blocks with a streaming log-sum-exp, tiles recomputed in backward; O(N^2 d)
+    work, O(N) saved state.
+
+    Args:
+        student: ``[N, d_s]``.  teacher: ``[N, d_t]``; widths may differ.  Both differentiable.
+        kernel: ``linear, cosine, poly, l2, rbf, laplace``.
+        loss: ``"mse"`` or ``"kl"``.
+        tau: softmax temperature for ``kl`` (> 0).  gamma: bandwidth of ``rbf``/``laplace``.
+        nodes: optional 1-D index (or bool mask) tensor restricting the loss to those rows, e.g. a
+            random sample, as in the public subsampled implementations.
+
+    Returns:
+        scalar tensor in the student's dtype.
+
+    Joshi et al.'s GSP: ``kernel`` in ``cosine, poly, rbf`` with ``gamma=0.5`` for rbf,
+    ``loss="mse"``, ``nodes=<random sample of 2048-4096 training nodes>``.  Their ``poly`` is
+    ``cos^2`` and their ``l2`` the unsquared distance ``|u - v|``; neither has an exact
+    counterpart here (ours are ``(u.v + 1)^2`` and ``-|u - v|^2``).  See docs/losses.md.
+
+    Example:
+        >>> s, t = torch.randn(100, 16, requires_grad=True), torch.randn(100, 32)
+        >>> gkdfast.losses.gsp(s, t, kernel="rbf", loss="kl", gamma=0.1).backward()
+    """
+    _check_embeddings("gsp", student, teacher)
+    _check_kernel("gsp", kernel, gamma, tau)
+    if loss not in _GSP_LOSSES:
+        raise ValueError(f"gkdfast.losses.gsp: unknown loss {loss!r}; expected 'mse' or 'kl'")
+    teacher = teacher.to(student.dtype)
+    if nodes is not None:
+        if not isinstance(nodes, Tensor):
+            nodes = torch.as_tensor(nodes, device=student.device)
+        if nodes.dtype == torch.bool:
+            if nodes.shape != (student.size(0),):
+                raise ValueError(f"gkdfast.losses.gsp: a bool nodes mask must have shape [{student.size(0)}], "
+                                 f"got {list(nodes.shape)}")
+            nodes = nodes.nonzero().squeeze(1)
+        if nodes.is_floating_point() or nodes.dim() != 1:
+            raise TypeError("gkdfast.losses.gsp: nodes must be a 1-D integer index tensor or a bool mask")
+        if nodes.device != student.device:
+            raise ValueError(f"gkdfast.losses.gsp: nodes is on {nodes.device} but the embeddings are on "
+                             f"{student.device}")
+        if nodes.numel() and (int(nodes.min()) < -student.size(0) or int(nodes.max()) >= student.size(0)):
+            raise ValueError(f"gkdfast.losses.gsp: nodes has indices outside [0, {student.size(0)})")
+        student, teacher = student[nodes], teacher[nodes]
+    n = student.size(0)
+    if n == 0:
+        return student.sum() * 0 + teacher.sum() * 0
+    if loss == "mse" and kernel in ("linear", "cosine"):
+        if kernel == "cosine":
+            student, teacher = _unit_rows(student), _unit_rows(teacher)
+        return _GramMSE.apply(student, teacher)
+    if _backend.choose("gsp_tiled", student.device, student.dtype) == "reference":
+        return ref.gsp(student, teacher, kernel, loss, tau, gamma)
+    per_row, _ = torch.ops.gkdfast.gsp_tiled(student.contiguous(), teacher.contiguous(), kernel, loss, float(gamma),
+                                             float(tau))
+    return per_row.sum() / (n * n if loss == "mse" else n)
+
+
+def rsd(student: Tensor, teacher: Tensor, nodes: Optional[Tensor] = None) -> Tensor:
+    """Representation similarity distillation (NOSMOG): ``(1/N^2) |S S^T - T T^T|_F^2``.
+
+    Equal to ``gsp(student, teacher, kernel="linear", loss="mse", nodes=nodes)``: exact over all
+    pairs through the float64 Gram identity, O(N d^2) time, O(d^2) extra memory.  NOSMOG applies
+    it per mini-batch B (pass ``nodes=batch``) with the student side ``Dropout(ReLU(W h^S))``
+    (apply that projection before calling).
+
+    Example:
+        >>> s, t = torch.randn(1000, 64, requires_grad=True), torch.randn(1000, 128)
+        >>> gkdfast.losses.rsd(s, t).backward()
+    """
+    return gsp(student, teacher, kernel="linear", loss="mse", nodes=nodes)
+
+
+# ------------------------------------------------------------------------------------------ relation
+def _block_cos(a: Tensor, b: Tensor) -> Tensor:
+    return (a * b).sum(-1) / (a.norm(dim=-1).clamp_min(ref.COSINE_EPS) * b.norm(dim=-1).clamp_min(ref.COSINE_EPS))
+
+
+def relation(student_blocks: Sequence[Tensor], teacher_blocks: Sequence[Tensor], mode: str = "centroid") -> Tensor:
+    """Relation-level distillation between K groups of embeddings (node types or modalities).
+
+    Each model gives K blocks; a block is a 2-D tensor of embeddings.  Within one model all blocks
+    share the width (``d_s`` for the student, ``d_t`` for the teacher; the two may differ).
+
+    * ``mode="centroid"`` (HIRE's relation-level term: correlation between the embeddings of
+      different node types): blocks ``[N_k, d]`` may have different row counts;
+      ``R_kl = cos(mean(B_k), mean(B_l))`` (``K x K``) per model and
+      ``loss = (1/K^2) sum_kl (R^S_kl - R^T_kl)^2``.
+    * ``mode="gram"`` (multimodal Gram-matrix term): all blocks are ``[N, d]``, row ``i`` of every
+      block describing the same node in K modalities; per node ``R_i,kl = cos(B_k[i], B_l[i])`` and
+      ``loss = (1/(N K^2)) sum_i sum_kl (R^S_i,kl - R^T_i,kl)^2``.  Memory O(N K^2), never N x N.
+
+    These are tiny (K x K) computations, so they are plain differentiable PyTorch on every device.
+
+    Example:
+        >>> s = [torch.randn(5, 8), torch.randn(7, 8), torch.randn(3, 8)]
+        >>> t = [torch.randn(5, 16), torch.randn(7, 16), torch.randn(3, 16)]
+        >>> gkdfast.losses.relation(s, t).shape
+        torch.Size([])
+    """
+    if mode not in ("centroid", "gram"):
+        raise ValueError(f"gkdfast.losses.relation: unknown mode {mode!r}; expected 'centroid' or 'gram'")
+    student_blocks, teacher_blocks = list(student_blocks), list(teacher_blocks)
+    if len(student_blocks) != len(teacher_blocks) or not student_blocks:
+        raise ValueError(f"gkdfast.losses.relation: need the same non-zero number of student and teacher blocks, got "
+                         f"{len(student_blocks)} and {len(teacher_blocks)}")
+    for side, blocks in (("student", student_blocks), ("teacher", teacher_blocks)):
+        for k, b in enumerate(blocks):
+            if not isinstance(b, Tensor) or b.dim() != 2 or not b.is_floating_point():
+                raise TypeError(f"gkdfast.losses.relation: {side} block {k} must be a 2-D floating tensor")
+            if b.size(1) != blocks[0].size(1):
+                raise ValueError(f"gkdfast.losses.relation: {side} blocks must share one width, block {k} has "
+                                 f"{b.size(1)} but block 0 has {blocks[0].size(1)}")
+            if b.device != student_blocks[0].device:
+                raise ValueError(f"gkdfast.losses.relation: {side} block {k} is on {b.device}, "
+                                 f"student block 0 on {student_blocks[0].device}")
+    for k, (bs, bt) in enumerate(zip(student_blocks, teacher_blocks)):
+        if bs.size(0) != bt.size(0):
+            raise ValueError(f"gkdfast.losses.relation: block {k} has {bs.size(0)} student rows but {bt.size(0)} "
+                             "teacher rows")
+        if bs.size(0) == 0 and mode == "centroid":
+            raise ValueError(f"gkdfast.losses.relation: block {k} is empty (its mean is undefined)")
+    dtype = student_blocks[0].dtype
+    kk = len(student_blocks)
+    if mode == "centroid":
+        ms = _unit_rows(torch.stack([b.mean(0) for b in student_blocks]))
+        mt = _unit_rows(torch.stack([b.to(dtype).mean(0) for b in teacher_blocks]))
+        return (ms @ ms.t() - mt @ mt.t()).pow(2).sum() / (kk * kk)
+    n = student_blocks[0].size(0)
+    if any(b.size(0) != n for b in student_blocks):
+        raise ValueError("gkdfast.losses.relation: mode='gram' needs every block to have the same rows (one per node)")
+    us = _unit_rows(torch.stack(student_blocks, 1).reshape(n * kk, -1)).reshape(n, kk, -1)
+    ut = _unit_rows(torch.stack([b.to(dtype) for b in teacher_blocks], 1).reshape(n * kk, -1)).reshape(n, kk, -1)
+    rs, rt = us @ us.transpose(1, 2), ut @ ut.transpose(1, 2)
+    return (rs - rt).pow(2).sum() / (max(n, 1) * kk * kk)
