@@ -53,7 +53,8 @@ def make_extension():
         arch = os.environ.get("GKDFAST_CUDA_ARCH_LIST")
         if arch:
             os.environ["TORCH_CUDA_ARCH_LIST"] = arch
-        nvcc = opt + ["--expt-relaxed-constexpr", "-lineinfo" if debug else "-DNDEBUG",
+        # nvcc has no -g0: pass only the optimisation level to it.
+        nvcc = (["-O0", "-g"] if debug else ["-O3"]) + ["--expt-relaxed-constexpr", "-lineinfo" if debug else "-DNDEBUG",
                       "-Xcompiler", "-fopenmp"]
         return cpp_extension.CUDAExtension(
             "gkdfast._C",
