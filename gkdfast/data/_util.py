@@ -1,0 +1,86 @@
+"""Small helpers shared by the readers: undirected edge sets, label encoding, error messages."""
+from __future__ import annotations
+
+import os
+from typing import Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+
+from gkdfast.graph import Graph
+
+
+class DataFormatError(ValueError):
+    """A data file is missing, malformed or inconsistent (a ValueError with a one-line message)."""
+
+
+def fail(path, msg: str) -> DataFormatError:
+    return DataFormatError(f"{os.fspath(path)}: {msg}")
+
+
+def undirected_graph(src, dst, num_nodes: int) -> Graph:
+    """A Graph with every pair ``{u, v}`` (u != v) stored once in each direction.
+
+    Duplicates and self-loops are dropped.  Built directly in CSR-by-destination order (sorted by
+    destination, then source), so the Graph needs no permutation.
+    """
+    src = torch.as_tensor(np.asarray(src), dtype=torch.int64).reshape(-1)
+    dst = torch.as_tensor(np.asarray(dst), dtype=torch.int64).reshape(-1)
+    if src.numel() != dst.numel():
+        raise ValueError("undirected_graph: src and dst differ in length")
+    keep = src != dst
+    src, dst = src[keep], dst[keep]
+    a = torch.cat([src, dst])
+    b = torch.cat([dst, src])
+    key = torch.unique(b * max(num_nodes, 1) + a)  # sorted: by destination b, then source a
+    d, s = key // max(num_nodes, 1), key % max(num_nodes, 1)
+    return Graph(torch.stack([s, d]), num_nodes)
+
+
+def check_edge_range(path, src: np.ndarray, dst: np.ndarray, num_nodes: int, what="edge list"):
+    if src.size == 0:
+        return
+    lo = min(int(src.min()), int(dst.min()))
+    hi = max(int(src.max()), int(dst.max()))
+    if lo < 0 or hi >= num_nodes:
+        raise fail(path, f"{what} has node id {lo if lo < 0 else hi} outside [0, {num_nodes})")
+
+
+def encode_labels(values: Sequence) -> Tuple[np.ndarray, list]:
+    """Class ids for arbitrary label values: sorted distinct values -> 0..C-1.
+
+    Booleans/strings such as ``"False"/"True"`` sort as text, so False -> 0, True -> 1."""
+    arr = np.asarray(values)
+    classes, inv = np.unique(arr, return_inverse=True)
+    return inv.astype(np.int64), [c.item() if hasattr(c, "item") else c for c in classes]
+
+
+def parse_int_table(path, text: str, ncols: int, what: str) -> np.ndarray:
+    """Fast parse of a comma/whitespace separated integer table with ``ncols`` columns."""
+    try:
+        flat = np.array(text.replace(",", " ").split(), dtype=np.int64)
+    except ValueError:
+        raise fail(path, f"{what}: expected {ncols} integer columns per line") from None
+    if flat.size % ncols:
+        raise fail(path, f"{what}: expected {ncols} integer columns per line, got {flat.size} numbers")
+    return flat.reshape(-1, ncols)
+
+
+def to_float_features(mat) -> torch.Tensor:
+    """scipy sparse or dense array -> contiguous float32 [N, F] tensor."""
+    if hasattr(mat, "toarray"):
+        mat = mat.toarray()
+    return torch.from_numpy(np.ascontiguousarray(np.asarray(mat, dtype=np.float32)))
+
+
+def mask_from_index(idx, n: int) -> torch.Tensor:
+    m = torch.zeros(n, dtype=torch.bool)
+    m[torch.as_tensor(np.asarray(idx), dtype=torch.int64)] = True
+    return m
+
+
+def first_existing(paths) -> Optional[str]:
+    for p in paths:
+        if os.path.exists(p):
+            return p
+    return None

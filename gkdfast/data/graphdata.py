@@ -1,0 +1,131 @@
+"""The :class:`GraphData` container every reader and generator returns."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, Optional
+
+import torch
+from torch import Tensor
+
+from gkdfast.graph import Graph
+
+__all__ = ["GraphData"]
+
+
+@dataclass
+class GraphData:
+    """One node-classification graph: structure, features, labels and a split.
+
+    Fields:
+        graph: :class:`gkdfast.Graph` over ``N`` nodes.  Readers of undirected data store every
+            edge in both directions, without duplicates and without self-loops, so
+            ``graph.num_edges == 2 * (undirected edges)``.
+        x: ``[N, F]`` float32 node features.
+        y: ``[N]`` int64 class ids in ``[0, num_classes)``; **``-1`` marks an unlabelled node**
+            (e.g. CiteSeer's 15 isolated test placeholders, a BlogCatalog node with no group).
+            Unlabelled nodes are never in any mask.
+        train_mask, val_mask, test_mask: ``[N]`` bool, pairwise disjoint.
+        num_classes: number of classes ``C``.
+        name: dataset name (e.g. ``"cora"``).
+        sensitive: optional ``[N]`` int64 sensitive attribute (fairness datasets), else ``None``.
+        extras: format-specific extras (``class_names``, ``node_names``, ``feature_mask``,
+            ``split`` = how the masks were made, ...).  Never needed for training.
+
+    Example:
+        >>> from gkdfast.data import csbm
+        >>> d = csbm(num_nodes=200, num_classes=4, feature_dim=8)
+        >>> d.num_nodes, d.num_features, d.num_classes
+        (200, 8, 4)
+        >>> int(d.train_mask.sum())
+        80
+    """
+
+    graph: Graph
+    x: Tensor
+    y: Tensor
+    train_mask: Tensor
+    val_mask: Tensor
+    test_mask: Tensor
+    num_classes: int
+    name: str = "graph"
+    sensitive: Optional[Tensor] = None
+    extras: Dict[str, Any] = field(default_factory=dict, repr=False)
+
+    # ------------------------------------------------------------------ derived sizes
+    @property
+    def num_nodes(self) -> int:
+        return self.graph.num_nodes
+
+    @property
+    def num_edges(self) -> int:
+        """Directed edges stored in ``graph`` (twice the undirected count for undirected data)."""
+        return self.graph.num_edges
+
+    @property
+    def num_features(self) -> int:
+        return int(self.x.size(1))
+
+    @property
+    def edge_index(self) -> Tensor:
+        return self.graph.edge_index
+
+    @property
+    def labelled_mask(self) -> Tensor:
+        """``[N]`` bool: nodes with a class label (``y >= 0``)."""
+        return self.y >= 0
+
+    @property
+    def device(self) -> torch.device:
+        return self.x.device
+
+    # ------------------------------------------------------------------ transforms
+    def to(self, device) -> "GraphData":
+        """A copy with every tensor (and the graph) on ``device``.
+
+        Example:
+            >>> d = d.to("cpu")
+        """
+        def mv(t):
+            return None if t is None else t.to(device)
+
+        return GraphData(self.graph.to(device), mv(self.x), mv(self.y), mv(self.train_mask), mv(self.val_mask),
+                         mv(self.test_mask), self.num_classes, self.name, mv(self.sensitive), dict(self.extras))
+
+    def with_split(self, train_mask: Tensor, val_mask: Tensor, test_mask: Tensor, how: str = "custom") -> "GraphData":
+        """A shallow copy with other masks (e.g. from :func:`gkdfast.data.random_split`)."""
+        extras = dict(self.extras)
+        extras["split"] = how
+        return GraphData(self.graph, self.x, self.y, train_mask, val_mask, test_mask, self.num_classes,
+                         self.name, self.sensitive, extras)
+
+    def validate(self) -> "GraphData":
+        """Checks shapes, dtypes and mask disjointness; raises ValueError; returns self."""
+        n = self.graph.num_nodes
+        if self.x.dim() != 2 or self.x.size(0) != n:
+            raise ValueError(f"GraphData({self.name}): x must be [N={n}, F], got {list(self.x.shape)}")
+        if self.y.dim() != 1 or self.y.size(0) != n:
+            raise ValueError(f"GraphData({self.name}): y must be [N={n}], got {list(self.y.shape)}")
+        if self.y.numel() and int(self.y.max()) >= self.num_classes:
+            raise ValueError(f"GraphData({self.name}): label {int(self.y.max())} >= num_classes={self.num_classes}")
+        total = torch.zeros(n, dtype=torch.int64, device=self.y.device)
+        for nm in ("train_mask", "val_mask", "test_mask"):
+            m = getattr(self, nm)
+            if m.dtype != torch.bool or m.shape != (n,):
+                raise ValueError(f"GraphData({self.name}): {nm} must be bool [N={n}], got {m.dtype} {list(m.shape)}")
+            if bool((m & (self.y < 0)).any()):
+                raise ValueError(f"GraphData({self.name}): {nm} contains unlabelled nodes (y == -1)")
+            total += m.long()
+        if bool((total > 1).any()):
+            raise ValueError(f"GraphData({self.name}): train/val/test masks overlap")
+        if self.sensitive is not None and self.sensitive.shape != (n,):
+            raise ValueError(f"GraphData({self.name}): sensitive must be [N={n}], got {list(self.sensitive.shape)}")
+        return self
+
+    def summary(self) -> str:
+        """One line: name, sizes, split sizes."""
+        return (f"{self.name}: {self.num_nodes} nodes, {self.num_edges} directed edges, {self.num_features} features, "
+                f"{self.num_classes} classes, train/val/test = {int(self.train_mask.sum())}/"
+                f"{int(self.val_mask.sum())}/{int(self.test_mask.sum())}")
+
+    def __repr__(self) -> str:
+        return f"GraphData({self.summary()})"

@@ -1,0 +1,205 @@
+"""``load(path, format=None, name=None, seed=0)``: one entry point for every supported format."""
+from __future__ import annotations
+
+import glob
+import os
+from typing import Optional, Union
+
+from gkdfast.data._util import fail
+from gkdfast.data.graphdata import GraphData
+
+__all__ = ["load", "FORMATS", "guess_format"]
+
+#: Canonical format names accepted by ``load(format=...)`` (aliases in ``_ALIASES``).
+FORMATS = ("npz", "gnn-benchmark", "planetoid", "musae", "mat", "tu", "ogb")
+_ALIASES = {"gnn_benchmark": "gnn-benchmark", "benchmark-npz": "gnn-benchmark", "matlab": "mat",
+            "csv": "musae", "json": "musae", "tudataset": "tu", "ogbn": "ogb", "bundle": "npz"}
+
+
+def _norm_format(fmt: Optional[str]) -> Optional[str]:
+    if fmt is None:
+        return None
+    f = str(fmt).strip().lower()
+    f = _ALIASES.get(f, f)
+    if f not in FORMATS:
+        raise ValueError(f"unknown data format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    return f
+
+
+def _pick_file(directory, pattern, name, what):
+    files = sorted(glob.glob(os.path.join(directory, pattern)))
+    if name is not None:
+        stem = {os.path.splitext(os.path.basename(f))[0].lower(): f for f in files}
+        if name.lower() in stem:
+            return stem[name.lower()]
+        raise fail(directory, f"no {what} named {name!r} (found {sorted(stem)})")
+    if len(files) == 1:
+        return files[0]
+    raise fail(directory, f"holds {len(files)} {what} files {[os.path.basename(f) for f in files]}; pick one with name="
+               if files else f"no {what} file here")
+
+
+def _subdir(directory, name):
+    subs = sorted(d for d in os.listdir(directory) if os.path.isdir(os.path.join(directory, d)))
+    exact = [d for d in subs if d.lower() == name.lower()]
+    if exact:
+        return os.path.join(directory, exact[0])
+    pre = [d for d in subs if d.lower().startswith(name.lower())]  # e.g. Twitch "EN" -> ENGB
+    if len(pre) == 1:
+        return os.path.join(directory, pre[0])
+    return None
+
+
+def guess_format(path, name: Optional[str] = None):
+    """``(format, path, name)`` for ``path``: a file, a directory, or a Planetoid prefix
+    ``dir/ind.cora``.  Raises ValueError when it cannot tell."""
+    from gkdfast.data.musae import musae_prefixes
+    from gkdfast.data.npz import npz_kind
+    from gkdfast.data.ogb import is_ogb_dir
+    from gkdfast.data.planetoid import planetoid_names
+    from gkdfast.data.tu import tu_names
+
+    path = os.fspath(path)
+    base = os.path.basename(os.path.normpath(path))
+    parent = os.path.dirname(os.path.normpath(path)) or "."
+    if not os.path.exists(path):
+        if base.startswith("ind.") and os.path.exists(path + ".graph"):
+            return "planetoid", parent, base.split(".")[1]
+        raise fail(path, "no such file or directory")
+    if os.path.isfile(path):
+        low = base.lower()
+        if low.endswith(".npz"):
+            return npz_kind(path), path, name
+        if low.endswith(".mat"):
+            return "mat", path, name
+        if low.startswith("ind.") and low.count(".") >= 2:
+            return "planetoid", parent, base.split(".")[1]
+        for suf in ("edges.csv", "target.csv", "features.json", "features.csv"):
+            if low.endswith(suf):
+                return "musae", parent, name or (base[:-len(suf)] or None)
+        for suf in ("_A.txt", "_graph_indicator.txt", "_graph_labels.txt", "_node_labels.txt",
+                    "_node_attributes.txt", "_edge_labels.txt"):
+            if base.endswith(suf):
+                return "tu", parent, base[:-len(suf)]
+        if low.endswith((".csv.gz", ".csv")) and os.path.basename(parent) == "raw":
+            return "ogb", os.path.dirname(parent), name
+        raise fail(path, "cannot tell the format from the file name; pass format= "
+                         f"({', '.join(FORMATS)})")
+    # A directory.
+    if planetoid_names(path):
+        return "planetoid", path, name
+    if tu_names(path):
+        return "tu", path, name
+    if is_ogb_dir(path):
+        return "ogb", path, name
+    if musae_prefixes(path):
+        return "musae", path, name
+    if name is not None:
+        sub = _subdir(path, name)
+        if sub is not None:
+            return guess_format(sub, None)
+    npzs = glob.glob(os.path.join(path, "*.npz"))
+    mats = glob.glob(os.path.join(path, "*.mat"))
+    if npzs and not mats:
+        f = _pick_file(path, "*.npz", name, ".npz")
+        return npz_kind(f), f, name
+    if mats and not npzs:
+        return "mat", _pick_file(path, "*.mat", name, ".mat"), name
+    if npzs or mats:
+        if name is not None:
+            for pat, what in (("*.npz", ".npz"), ("*.mat", ".mat")):
+                try:
+                    f = _pick_file(path, pat, name, what)
+                except ValueError:
+                    continue
+                return (npz_kind(f) if f.endswith(".npz") else "mat"), f, name
+        raise fail(path, "holds several data files; pick one with name=")
+    subs = sorted(d for d in os.listdir(path) if os.path.isdir(os.path.join(path, d)))
+    if name is None and subs:
+        raise fail(path, f"no graph files here; pick a sub-directory with name= (one of {subs[:12]})")
+    raise fail(path, "no recognised graph files (Planetoid ind.*, .npz, .mat, MUSAE *edges.csv, TU *_A.txt, "
+                     "OGB raw/edge.csv.gz)" + (f" and no sub-directory {name!r}" if name else ""))
+
+
+def load(path, format: Optional[str] = None, name: Optional[str] = None, seed: int = 0, **options
+         ) -> Union[GraphData, "GraphDataset"]:  # noqa: F821
+    """Loads a graph from ``path``, guessing the format when ``format`` is None.
+
+    Args:
+        path: a file, a directory, or a Planetoid prefix (``.../planetoid/ind.cora``).
+        format: one of ``npz`` (our bundle, see :func:`gkdfast.data.save_npz`), ``gnn-benchmark``,
+            ``planetoid``, ``musae``, ``mat``, ``tu``, ``ogb``; None = guess from the path and contents.
+        name: picks one dataset where a directory holds several: ``name="cora"`` in the Planetoid
+            folder, ``name="ENGB"`` (or the unique prefix ``"EN"``) in the Twitch folder,
+            ``name="citeseer"`` for ``citeseer.npz`` in a folder of ``.npz`` files, a TU prefix...
+        seed: seed of the random 20/30-per-class split used when the data has no split of its own
+            (every format but Planetoid, OGB with ``split/``, and npz bundles with masks).
+        options: reader-specific keywords: ``feature_dim`` (musae), ``scheme`` (ogb).
+
+    Returns:
+        :class:`GraphData` for node classification; a :class:`gkdfast.data.GraphDataset` for
+        the graph-classification ``tu`` format.  ``extras["split"]`` says how the masks were made.
+
+    Raises:
+        ValueError: a one-line message naming the file and the problem (missing, malformed,
+        inconsistent, ambiguous without ``name=``).
+
+    Example:
+        >>> from gkdfast.data import load
+        >>> d = load("/work/shared/data/planetoid", name="cora")
+        >>> d.num_nodes, d.num_classes, d.extras["split"]
+        (2708, 7, 'public')
+    """
+    fmt = _norm_format(format)
+    p = os.fspath(path)
+    if fmt is None:
+        fmt, p, name = guess_format(p, name)
+    elif os.path.isdir(p) and fmt in ("npz", "gnn-benchmark", "mat"):
+        p = _pick_file(p, "*.mat" if fmt == "mat" else "*.npz", name, "." + ("mat" if fmt == "mat" else "npz"))
+    elif not os.path.exists(p) and fmt == "planetoid" and os.path.basename(p).startswith("ind."):
+        name = os.path.basename(p).split(".")[1]
+        p = os.path.dirname(p) or "."
+    elif not os.path.exists(p):
+        raise fail(p, "no such file or directory")
+    elif os.path.isfile(p) and fmt in ("planetoid", "musae", "tu", "ogb"):
+        g_fmt, g_p, g_name = guess_format(p, name)
+        if g_fmt == fmt:
+            p, name = g_p, g_name
+        else:
+            p = os.path.dirname(p)
+    allowed = {"musae": {"feature_dim"}, "ogb": {"scheme"}}.get(fmt, set())
+    bad = set(options) - allowed
+    if bad:
+        raise ValueError(f"load: option(s) {sorted(bad)} not accepted by format {fmt!r}")
+
+    if fmt == "npz":
+        from gkdfast.data.npz import load_npz_bundle
+        return load_npz_bundle(p, seed=seed, name=name)
+    if fmt == "gnn-benchmark":
+        from gkdfast.data.npz import load_gnn_benchmark
+        return load_gnn_benchmark(p, seed=seed, name=name)
+    if fmt == "planetoid":
+        from gkdfast.data.planetoid import load_planetoid
+        if os.path.isfile(p):
+            p = os.path.dirname(p) or "."
+        return load_planetoid(p, name)
+    if fmt == "musae":
+        from gkdfast.data.musae import load_musae
+        if os.path.isdir(p) and name is not None and not _has_musae(p):
+            sub = _subdir(p, name)
+            if sub is not None:
+                p, name = sub, None
+        return load_musae(p, name=name, seed=seed, **options)
+    if fmt == "mat":
+        from gkdfast.data.matlab import load_mat
+        return load_mat(p, seed=seed, name=name)
+    if fmt == "tu":
+        from gkdfast.data.tu import load_tu
+        return load_tu(p, name=name, seed=seed)
+    from gkdfast.data.ogb import load_ogb
+    return load_ogb(p, name=name, seed=seed, **options)
+
+
+def _has_musae(p):
+    from gkdfast.data.musae import musae_prefixes
+    return bool(musae_prefixes(p))

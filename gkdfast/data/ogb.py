@@ -1,0 +1,138 @@
+"""OGB node-property-prediction directory layout (ogbn-arxiv, ogbn-products, ... as downloaded).
+
+::
+
+    <root>/raw/edge.csv.gz            "src,dst" per line, 0-based, no header
+    <root>/raw/node-feat.csv.gz       N lines of comma-separated floats (optional: absent -> [N, 1] ones)
+    <root>/raw/node-label.csv.gz      N lines, one class id (``nan`` / empty -> -1, unlabelled)
+    <root>/raw/num-node-list.csv.gz   optional: one line with N
+    <root>/split/<scheme>/{train,valid,test}.csv.gz   node ids, one per line
+
+``<root>`` may also be the ``raw`` directory's parent given without ``raw/`` (files directly in it).
+Edges are symmetrised, de-duplicated and self-loops dropped (OGB stores ogbn-arxiv directed and
+ogbn-products one direction per pair; node classification uses them undirected).  The split
+scheme is the only directory in ``split/`` (or the one named by ``scheme=``); the masks are that
+split (``extras["split"] = "ogb:<scheme>"``).  Without ``split/``: random 20/30 per class from ``seed``.
+Plain ``.csv`` files (not gzipped) are read too.
+"""
+from __future__ import annotations
+
+import gzip
+import os
+from typing import Optional
+
+import numpy as np
+import torch
+
+from gkdfast.data._util import check_edge_range, fail, mask_from_index, parse_int_table, undirected_graph
+from gkdfast.data.graphdata import GraphData
+from gkdfast.data.splits import random_split
+
+__all__ = ["load_ogb", "is_ogb_dir"]
+
+
+def _find(base, stem):
+    for ext in (".csv.gz", ".csv"):
+        p = os.path.join(base, stem + ext)
+        if os.path.exists(p):
+            return p
+    return None
+
+
+def _raw_dir(root):
+    raw = os.path.join(root, "raw")
+    return raw if os.path.isdir(raw) else root
+
+
+def is_ogb_dir(root) -> bool:
+    return _find(_raw_dir(os.fspath(root)), "edge") is not None
+
+
+def _text(path):
+    try:
+        if path.endswith(".gz"):
+            with gzip.open(path, "rt") as f:
+                return f.read()
+        with open(path) as f:
+            return f.read()
+    except (OSError, EOFError, UnicodeDecodeError) as exc:
+        raise fail(path, f"cannot read ({str(exc)[:60]})") from None
+
+
+def load_ogb(root, name: Optional[str] = None, seed: int = 0, scheme: Optional[str] = None) -> GraphData:
+    """Reads an OGB node-property directory; see the module doc.
+
+    Example:
+        >>> d = load_ogb("dataset/ogbn_arxiv")
+        >>> d.extras["split"]
+        'ogb:time'
+    """
+    root = os.fspath(root)
+    raw = _raw_dir(root)
+    edge_path = _find(raw, "edge")
+    if edge_path is None:
+        raise fail(root, "no raw/edge.csv.gz (OGB node-property layout)")
+    edges = parse_int_table(edge_path, _text(edge_path), 2, "edge list")
+    label_path = _find(raw, "node-label")
+    if label_path is None:
+        raise fail(raw, "no node-label.csv.gz")
+    try:
+        lab = np.array(_text(label_path).replace(",", " ").split(), dtype=np.float64)
+    except ValueError:
+        raise fail(label_path, "expected one class id per line") from None
+    n = lab.size
+    nn_path = _find(raw, "num-node-list")
+    if nn_path is not None:
+        nums = parse_int_table(nn_path, _text(nn_path), 1, "num-node-list").reshape(-1)
+        if nums.size != 1:
+            raise fail(nn_path, "node-property data has one graph: expected a single node count")
+        if int(nums[0]) != n:
+            raise fail(label_path, f"{n} labels but num-node-list says {int(nums[0])} nodes")
+    y = np.where(np.isnan(lab), -1, lab).astype(np.int64)
+    if y.size and int(y.min()) < -1:
+        raise fail(label_path, "negative class id")
+    check_edge_range(edge_path, edges[:, 0], edges[:, 1], n)
+    feat_path = _find(raw, "node-feat")
+    if feat_path is None:
+        x = torch.ones(n, 1)
+    else:
+        text = _text(feat_path).strip()
+        ncol = text.partition("\n")[0].count(",") + 1
+        try:
+            flat = np.array(text.replace(",", " ").split(), dtype=np.float32)
+        except ValueError:
+            raise fail(feat_path, "expected comma-separated floats") from None
+        if flat.size != n * ncol:
+            raise fail(feat_path, f"expected {n} rows of {ncol} floats, got {flat.size} values")
+        x = torch.from_numpy(flat.reshape(n, ncol))
+    g = undirected_graph(edges[:, 0], edges[:, 1], n)
+    yt = torch.from_numpy(y)
+    num_classes = int(y.max()) + 1 if y.size else 0
+
+    split_root = os.path.join(root, "split")
+    extras = {"format": "ogb"}
+    if os.path.isdir(split_root):
+        schemes = sorted(d for d in os.listdir(split_root) if os.path.isdir(os.path.join(split_root, d)))
+        if scheme is None:
+            if len(schemes) != 1:
+                raise fail(split_root, f"holds split schemes {schemes}; pick one with scheme=")
+            scheme = schemes[0]
+        if scheme not in schemes:
+            raise fail(split_root, f"no split scheme {scheme!r} (found {schemes})")
+        masks = []
+        for part in ("train", "valid", "test"):
+            sp = _find(os.path.join(split_root, scheme), part)
+            if sp is None:
+                raise fail(os.path.join(split_root, scheme), f"missing {part}.csv.gz")
+            idx = parse_int_table(sp, _text(sp), 1, f"{part} ids").reshape(-1)
+            if idx.size and (int(idx.min()) < 0 or int(idx.max()) >= n):
+                raise fail(sp, f"node id outside [0, {n})")
+            masks.append(mask_from_index(idx, n) & (yt >= 0))
+        if bool(((masks[0].long() + masks[1].long() + masks[2].long()) > 1).any()):
+            raise fail(os.path.join(split_root, scheme), "train/valid/test overlap")
+        extras["split"] = f"ogb:{scheme}"
+    else:
+        masks = list(random_split(yt, 20, 30, seed))
+        extras["split"] = f"random(20/30 per class, seed={seed})"
+    nm = name or os.path.basename(os.path.normpath(root)).replace("_", "-")
+    return GraphData(g, x, yt, *masks, num_classes, nm, None, extras).validate()
