@@ -1,0 +1,181 @@
+"""GSP / RSD / relation: tiled kernels and the Gram path vs the dense reference, edge cases, errors."""
+import pytest
+import torch
+
+import gkdfast
+from gkdfast.reference import structure as ref
+
+from conftest import DEVICES
+
+KERNELS = ["linear", "cosine", "poly", "l2", "rbf", "laplace"]
+
+
+def _pair(n, ds=6, dt=9, dtype=torch.float64, device="cpu", seed=1, scale=1.0):
+    g = torch.Generator().manual_seed(seed)
+    s = (scale * torch.randn(n, ds, generator=g, dtype=dtype)).to(device).requires_grad_()
+    t = (scale * torch.randn(n, dt, generator=g, dtype=dtype)).to(device).requires_grad_()
+    return s, t
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("kernel", KERNELS)
+@pytest.mark.parametrize("loss", ["mse", "kl"])
+def test_matches_reference(device, kernel, loss):
+    # n > one CPU tile (64 x 512 blocks) in rows, so block edges are exercised
+    n = 70
+    s, t = _pair(n, device=device, scale=0.5)
+    out = gkdfast.losses.gsp(s, t, kernel=kernel, loss=loss, tau=0.7, gamma=0.3)
+    exp = ref.gsp(s, t, kernel, loss, 0.7, 0.3)
+    torch.testing.assert_close(out, exp, rtol=1e-9, atol=1e-12)
+    got = torch.autograd.grad(out, (s, t))
+    want = torch.autograd.grad(exp, (s, t))
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-11)
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+@pytest.mark.parametrize("loss", ["mse", "kl"])
+def test_gradcheck(kernel, loss):
+    s, t = _pair(6, 3, 4, seed=5)
+    assert torch.autograd.gradcheck(
+        lambda a, b: gkdfast.losses.gsp(a, b, kernel=kernel, loss=loss, tau=0.9, gamma=0.4), (s, t))
+
+
+def test_opcheck_native():
+    if not gkdfast._backend.has_kernel("gsp_tiled", "CPU"):
+        pytest.fail("no CPU kernel registered for gkdfast::gsp_tiled")
+    s, t = _pair(20)
+    for kernel, loss in (("rbf", "kl"), ("laplace", "mse"), ("poly", "mse")):
+        args = (s, t, kernel, loss, 0.5, 1.0)
+        torch.library.opcheck(torch.ops.gkdfast.gsp_tiled.default, args)
+        per_row, stats = torch.ops.gkdfast.gsp_tiled(*args)
+        bargs = (s.detach(), t.detach(), per_row.detach(), stats.detach(), torch.full_like(per_row, 0.1),
+                 kernel, loss, 0.5, 1.0, True, True)
+        torch.library.opcheck(torch.ops.gkdfast.gsp_tiled_backward.default, bargs)
+
+
+def test_float32_tiled_close_to_float64():
+    s, t = _pair(200, 16, 32, scale=0.3)
+    exp = ref.gsp(s, t, "rbf", "kl", 1.0, 0.5)
+    out = gkdfast.losses.gsp(s.float(), t.float(), kernel="rbf", loss="kl", gamma=0.5)
+    assert out.dtype == torch.float32
+    assert abs(float(out.detach()) - float(exp.detach())) < 1e-5 * max(1.0, abs(float(exp.detach())))
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+@pytest.mark.parametrize("loss", ["mse", "kl"])
+def test_teacher_equals_student_near_zero_never_negative(kernel, loss):
+    s, _ = _pair(50, 8, 8, dtype=torch.float32)
+    exact = gkdfast.losses.gsp(s, s.detach().clone(), kernel=kernel, loss=loss, gamma=0.2)
+    assert float(exact) >= 0
+    assert float(exact) < 1e-6
+    for eps in (1e-7, 1e-5):
+        near = gkdfast.losses.gsp(s, s.detach() + eps, kernel=kernel, loss=loss, gamma=0.2)
+        assert float(near) >= 0
+
+
+def test_gram_path_cancellation_float64_accuracy():
+    # large embeddings: the three Gram terms are ~1e10 each; the float64 difference stays accurate
+    s, _ = _pair(300, 32, 32, dtype=torch.float32, scale=10.0)
+    t = (s.detach() + 1e-3 * torch.randn_like(s)).requires_grad_()
+    out = gkdfast.losses.rsd(s, t)
+    exp = ref.gsp(s.double(), t.double(), "linear", "mse")
+    assert float(out) >= 0
+    assert abs(float(out) - float(exp)) <= 1e-3 * float(exp)
+
+
+def test_nodes_subset_and_mask():
+    s, t = _pair(40)
+    idx = torch.tensor([3, 7, 11, 20, 39])
+    for kernel, loss in (("linear", "mse"), ("rbf", "kl"), ("l2", "mse")):
+        out = gkdfast.losses.gsp(s, t, kernel=kernel, loss=loss, nodes=idx)
+        torch.testing.assert_close(out, ref.gsp(s[idx], t[idx], kernel, loss))
+    mask = torch.zeros(40, dtype=torch.bool)
+    mask[idx] = True
+    torch.testing.assert_close(gkdfast.losses.rsd(s, t, nodes=mask), gkdfast.losses.rsd(s, t, nodes=idx))
+    gkdfast.losses.gsp(s, t, kernel="rbf", loss="kl", nodes=idx).backward()
+    untouched = torch.ones(40, dtype=torch.bool)
+    untouched[idx] = False
+    assert bool((s.grad[untouched] == 0).all()) and bool((s.grad[idx] != 0).any())
+
+
+def test_rsd_is_linear_mse():
+    s, t = _pair(30)
+    torch.testing.assert_close(gkdfast.losses.rsd(s, t), ref.gsp(s, t, "linear", "mse"))
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_single_node_and_empty(kernel):
+    s, t = _pair(1)
+    for loss in ("mse", "kl"):
+        out = gkdfast.losses.gsp(s, t, kernel=kernel, loss=loss)
+        torch.testing.assert_close(out, ref.gsp(s, t, kernel, loss))
+    s0, t0 = _pair(0)
+    assert float(gkdfast.losses.gsp(s0, t0, kernel=kernel)) == 0.0
+
+
+def test_zero_rows_cosine():
+    s, t = _pair(10)
+    with torch.no_grad():
+        s[2] = 0
+    for loss in ("mse", "kl"):
+        out = gkdfast.losses.gsp(s, t, kernel="cosine", loss=loss)
+        torch.testing.assert_close(out, ref.gsp(s, t, "cosine", loss))
+        g = torch.autograd.grad(out, s)[0]
+        assert bool(torch.isfinite(g).all())
+
+
+def test_bad_arguments():
+    s, t = _pair(10)
+    with pytest.raises(ValueError, match="unknown kernel"):
+        gkdfast.losses.gsp(s, t, kernel="gauss")
+    with pytest.raises(ValueError, match="unknown loss"):
+        gkdfast.losses.gsp(s, t, loss="l1")
+    with pytest.raises(ValueError, match="rows"):
+        gkdfast.losses.gsp(s, t[:-1])
+    with pytest.raises(ValueError, match="is on"):
+        gkdfast.losses.gsp(s, t.to("meta"))
+    with pytest.raises(ValueError, match="tau"):
+        gkdfast.losses.gsp(s, t, loss="kl", tau=-1.0)
+    with pytest.raises(ValueError, match="outside"):
+        gkdfast.losses.gsp(s, t, nodes=torch.tensor([0, 10]))
+    with pytest.raises(TypeError):
+        gkdfast.losses.gsp(s, t, nodes=torch.tensor([0.5]))
+    with pytest.raises(TypeError, match="floating"):
+        gkdfast.losses.rsd(s.long(), t)
+    with pytest.raises(ValueError, match="unknown kernel"):
+        torch.ops.gkdfast.gsp_tiled(s, t, "nope", "kl", 1.0, 1.0)
+    with pytest.raises(ValueError, match="rows"):
+        torch.ops.gkdfast.gsp_tiled(s, t[:-1], "rbf", "kl", 1.0, 1.0)
+
+
+# ------------------------------------------------------------------------------ relation
+def test_relation_centroid_matches_loops():
+    g = torch.Generator().manual_seed(0)
+    sb = [torch.randn(k + 3, 5, generator=g, dtype=torch.float64, requires_grad=True) for k in range(4)]
+    tb = [torch.randn(k + 3, 7, generator=g, dtype=torch.float64) for k in range(4)]
+    out = gkdfast.losses.relation(sb, tb)
+    torch.testing.assert_close(out, ref.relation(sb, tb, "centroid"))
+    assert torch.autograd.gradcheck(lambda *x: gkdfast.losses.relation(list(x), tb), tuple(sb))
+    assert float(gkdfast.losses.relation(sb, [b.detach() for b in sb])) < 1e-20
+
+
+def test_relation_gram_matches_loops():
+    g = torch.Generator().manual_seed(1)
+    sb = [torch.randn(6, 5, generator=g, dtype=torch.float64, requires_grad=True) for _ in range(3)]
+    tb = [torch.randn(6, 4, generator=g, dtype=torch.float64) for _ in range(3)]
+    out = gkdfast.losses.relation(sb, tb, mode="gram")
+    torch.testing.assert_close(out, ref.relation(sb, tb, "gram"))
+    assert torch.autograd.gradcheck(lambda *x: gkdfast.losses.relation(list(x), tb, mode="gram"), tuple(sb))
+
+
+def test_relation_bad_arguments():
+    a = [torch.randn(3, 4), torch.randn(2, 4)]
+    with pytest.raises(ValueError, match="number"):
+        gkdfast.losses.relation(a, a[:1])
+    with pytest.raises(ValueError, match="width"):
+        gkdfast.losses.relation([torch.randn(3, 4), torch.randn(3, 5)], a)
+    with pytest.raises(ValueError, match="mode"):
+        gkdfast.losses.relation(a, a, mode="x")
+    with pytest.raises(ValueError, match="same rows"):
+        gkdfast.losses.relation(a, a, mode="gram")
