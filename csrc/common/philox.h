@@ -6,7 +6,7 @@
 // hi32(seed)); word k % 4 of the output, r, becomes an index in [0, n-1) by the multiply-shift
 // map (r * (n-1)) >> 32, and indices >= i are shifted up by one so that i itself is never drawn.
 // (The multiply-shift map has a relative bias below n / 2^32, negligible for n < 2^31.)
-// gkdfast/losses/contrastive.py holds a pure-Python copy used by the tests.
+// gkdfast/reference/contrastive.py holds a pure-Python copy (the reference and the tests use it).
 #pragma once
 
 #include <cstdint>

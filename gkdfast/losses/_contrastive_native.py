@@ -1,0 +1,59 @@
+"""Fake (meta) kernels and autograd formulas of the native contrastive ops.
+
+``gkdfast::infonce`` returns ``(loss [N], lse [N])`` in the accumulation dtype; its backward is the
+explicit ``gkdfast::infonce_backward`` op, which recomputes the logit tiles (or re-draws the Philox
+negatives) instead of saving anything N x N or N x K: only the inputs and ``lse`` are saved.
+"""
+from __future__ import annotations
+
+import torch
+
+from gkdfast import _backend
+
+_LIB = "gkdfast::"
+
+
+def _acc(dtype: torch.dtype) -> torch.dtype:
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def _register():
+    @torch.library.register_fake(_LIB + "infonce")
+    def _infonce_fake(a, c, inv_tau, pos_offset, exclude_self, num_negatives, seed):
+        n = a.shape[0]
+        return a.new_empty((n,), dtype=_acc(a.dtype)), a.new_empty((n,), dtype=_acc(a.dtype))
+
+    @torch.library.register_fake(_LIB + "infonce_backward")
+    def _infonce_backward_fake(a, c, lse, grad_loss, grad_lse, inv_tau, pos_offset, exclude_self, num_negatives,
+                               seed):
+        return torch.empty_like(a), torch.empty_like(c)
+
+    @torch.library.register_fake(_LIB + "sample_negatives")
+    def _sample_negatives_fake(rows, num_nodes, num_negatives, seed):
+        return rows.new_empty((rows.shape[0], num_negatives), dtype=torch.int64)
+
+    @torch.library.register_fake(_LIB + "topk_similar")
+    def _topk_fake(query, keys, k):
+        return query.new_empty((query.shape[0], k)), query.new_empty((query.shape[0], k), dtype=torch.int64)
+
+    def setup(ctx, inputs, output):
+        a, c, inv_tau, pos_offset, exclude_self, num_negatives, seed = inputs
+        ctx.args = (inv_tau, pos_offset, exclude_self, num_negatives, seed)
+        ctx.save_for_backward(a, c, output[1])
+
+    def backward(ctx, grad_loss, grad_lse):
+        a, c, lse = ctx.saved_tensors
+        if grad_loss is None:
+            grad_loss = torch.zeros_like(lse)
+        if grad_lse is None:
+            grad_lse = torch.zeros_like(lse)
+        da, dc = torch.ops.gkdfast.infonce_backward(a, c, lse, grad_loss.contiguous(), grad_lse.contiguous(),
+                                                    *ctx.args)
+        return (da if ctx.needs_input_grad[0] else None, dc if ctx.needs_input_grad[1] else None,
+                None, None, None, None, None)
+
+    torch.library.register_autograd(_LIB + "infonce", backward, setup_context=setup)
+
+
+if _backend.native_loaded() and hasattr(torch.ops.gkdfast, "infonce"):
+    _register()

@@ -1,0 +1,393 @@
+"""Contrastive distillation losses: G-CRD (:func:`crd`), GRACE's two-view NT-Xent (:func:`nt_xent`)
+and Graph-MLP's neighbour contrastive loss (:func:`ncontrast`).
+
+All three reduce to one native op, ``gkdfast::infonce``: rows of anchors against rows of candidates
+with a streaming log-sum-exp, exact over all N candidates (BLAS tiles, O(N·d) memory, the N x N
+logit matrix is never formed; the backward recomputes the tiles) or over K negatives per row drawn
+inside the kernel by a counter-based Philox generator keyed by ``(seed, row, k)``, so no index tensor
+is stored and CPU and CUDA draw the same negatives.  :func:`sample_negatives` shows those draws.
+"""
+from __future__ import annotations
+
+import math
+import weakref
+from typing import Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from gkdfast import _backend
+from gkdfast.graph import Graph
+from gkdfast.losses import _contrastive_native  # noqa: F401  (registers fake kernels + autograd)
+from gkdfast.reference import contrastive as ref
+
+__all__ = ["crd", "nt_xent", "ncontrast", "sample_negatives", "adjacency_power"]
+
+_REDUCTIONS = ("mean", "sum", "none")
+_EPS = 1e-8
+_SEED_BITS = 63
+
+
+# ------------------------------------------------------------------------------ checks
+def _check_matrix(x, op: str, name: str) -> Tensor:
+    if not isinstance(x, Tensor):
+        raise TypeError(f"gkdfast.losses.{op}: {name} must be a tensor, got {type(x).__name__}")
+    if x.dim() != 2:
+        raise ValueError(f"gkdfast.losses.{op}: {name} must be 2-D [num_nodes, dim], got shape {list(x.shape)}")
+    if not x.is_floating_point():
+        raise TypeError(f"gkdfast.losses.{op}: {name} must be floating point, got {x.dtype}")
+    if x.size(0) == 0:
+        raise ValueError(f"gkdfast.losses.{op}: {name} has no rows")
+    return x
+
+
+def _check_pair(a: Tensor, b: Tensor, op: str, na: str, nb: str, hint: str = "") -> Tuple[Tensor, Tensor]:
+    _check_matrix(a, op, na)
+    _check_matrix(b, op, nb)
+    if a.size(0) != b.size(0):
+        raise ValueError(f"gkdfast.losses.{op}: {na} has {a.size(0)} rows but {nb} has {b.size(0)}")
+    if a.size(1) != b.size(1):
+        raise ValueError(f"gkdfast.losses.{op}: {na} has width {a.size(1)} but {nb} has width {b.size(1)}; the "
+                         f"dot product needs equal widths{hint}")
+    if a.device != b.device:
+        raise ValueError(f"gkdfast.losses.{op}: {na} is on {a.device} but {nb} is on {b.device}")
+    return a, b.to(a.dtype)
+
+
+def _check_tau(tau, op: str) -> float:
+    if isinstance(tau, bool) or not isinstance(tau, (int, float)) or not math.isfinite(tau) or tau <= 0:
+        raise ValueError(f"gkdfast.losses.{op}: tau must be a finite number > 0, got {tau!r}")
+    return float(tau)
+
+
+def _check_reduction(reduction, op: str) -> str:
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"gkdfast.losses.{op}: unknown reduction {reduction!r}; expected one of "
+                         + ", ".join(_REDUCTIONS))
+    return reduction
+
+
+def _check_negatives(num_negatives, seed, n: int, op: str) -> Tuple[int, int]:
+    """(K, seed) for the op: K = 0 means exact over all rows."""
+    if num_negatives is not None:
+        if isinstance(num_negatives, bool) or not isinstance(num_negatives, int) or num_negatives < 1:
+            raise ValueError(f"gkdfast.losses.{op}: num_negatives must be None (all rows, exact) or an int >= 1, "
+                             f"got {num_negatives!r}")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0
+                             or seed >= 1 << _SEED_BITS):
+        raise ValueError(f"gkdfast.losses.{op}: seed must be None or an int in [0, 2**63), got {seed!r}")
+    # K >= N - 1 would only re-draw (with replacement) rows that the exact loss uses anyway: run exact.
+    if num_negatives is None or num_negatives >= n - 1:
+        return 0, 0
+    if seed is None:  # follows torch.manual_seed, so a seeded training run is reproducible
+        seed = int(torch.randint(0, 1 << 62, (1,)).item())
+    return int(num_negatives), int(seed)
+
+
+def _infonce(a: Tensor, c: Tensor, tau: float, pos_offset: int, exclude_self: bool, k: int,
+             seed: int) -> Tuple[Tensor, Tensor]:
+    """(loss_rows, lse) of the infonce op on the best backend, in the accumulation dtype."""
+    if _backend.choose("infonce", a.device, a.dtype) == "reference":
+        return ref.infonce(a, c, 1.0 / tau, pos_offset, exclude_self, k, seed)
+    return torch.ops.gkdfast.infonce(a.contiguous(), c.contiguous(), 1.0 / tau, pos_offset, exclude_self, k, seed)
+
+
+def _reduce(rows: Tensor, reduction: str, dtype: torch.dtype) -> Tensor:
+    if reduction == "none":
+        return rows.to(dtype)
+    return (rows.sum() if reduction == "sum" else rows.mean()).to(dtype)
+
+
+def _normalize(x: Tensor) -> Tensor:
+    # cos(u, v) = u·v / (max(|u|, eps) max(|v|, eps)), eps = 1e-8 (DESIGN.md)
+    return F.normalize(x, dim=1, eps=_EPS)
+
+
+# ------------------------------------------------------------------------------ crd
+def crd(student: Tensor, teacher: Tensor, tau: float = 0.075, num_negatives: Optional[int] = None,
+        seed: Optional[int] = None, symmetric: bool = False, reduction: str = "mean") -> Tensor:
+    """G-CRD (Joshi et al.): contrastive representation distillation with in-batch negatives.
+
+    Rows are L2-normalised (``ẑ = z / max(‖z‖, 1e-8)``) and ``ℓ_ij = ẑS_i·ẑT_j / τ``; the loss of row i is
+    ``logsumexp_j ℓ_ij − ℓ_ii`` over **all** N teacher rows j, computed exactly with a streaming
+    log-sum-exp over tiles (memory O(N·d), no N x N matrix; the backward recomputes the tiles).
+
+    With ``num_negatives=K``, row i uses ``{i}`` plus K negatives drawn uniformly *with replacement*
+    from ``[N] \\ {i}`` by Philox-4x32-10 keyed by ``(seed, i, k)`` (the same on CPU and CUDA; see
+    :func:`sample_negatives`): ``loss_i = logsumexp(ℓ_ii, ℓ_i,n_i1, ..., ℓ_i,n_iK) − ℓ_ii``.  When
+    ``K >= N − 1`` the exact all-N loss is computed instead (it already contrasts every other row).
+
+    Args:
+        student: ``[N, d]`` student embeddings (usually a projection head's output).
+        teacher: ``[N, d]`` teacher embeddings; cast to the student's dtype.  Widths must match: put a
+            projection head (e.g. ``gkdfast.nn.ProjectionHead``) on each side when they differ.
+        tau: temperature ``τ > 0`` (G-CRD uses 0.075).
+        num_negatives: ``None`` for all N (exact) or ``K >= 1`` sampled negatives per row.
+        seed: Philox seed in ``[0, 2**63)``; ``None`` draws one from torch's default generator (so
+            ``torch.manual_seed`` makes runs reproducible).  Ignored when the loss is exact.
+        symmetric: also contrast teacher anchors against student candidates and average the two
+            directions (the sampled reverse direction uses an independent stream derived from ``seed``).
+        reduction: ``"mean"`` (over rows), ``"sum"`` or ``"none"`` (``[N]``).
+
+    Returns:
+        scalar (or ``[N]``), differentiable w.r.t. both ``student`` and ``teacher``.
+
+    Example:
+        >>> s = torch.randn(1000, 128, requires_grad=True); t = torch.randn(1000, 128)
+        >>> loss = gkdfast.losses.crd(s, t)                               # exact, all 1000 negatives
+        >>> loss = gkdfast.losses.crd(s, t, num_negatives=64, seed=0)     # sampled
+        >>> loss.backward()
+    """
+    op = "crd"
+    student, teacher = _check_pair(student, teacher, op, "student", "teacher",
+                                   " (project both sides to a common width, e.g. with gkdfast.nn.ProjectionHead)")
+    tau = _check_tau(tau, op)
+    reduction = _check_reduction(reduction, op)
+    k, sd = _check_negatives(num_negatives, seed, student.size(0), op)
+    s, t = _normalize(student), _normalize(teacher)
+    rows = _infonce(s, t, tau, 0, False, k, sd)[0]
+    if symmetric:
+        rows = 0.5 * (rows + _infonce(t, s, tau, 0, False, k, ref._second_seed(sd))[0])
+    return _reduce(rows, reduction, student.dtype)
+
+
+# ------------------------------------------------------------------------------ nt_xent
+def nt_xent(z1: Tensor, z2: Tensor, tau: float = 0.5, reduction: str = "mean") -> Tensor:
+    """Two-view NT-Xent as in GRACE (Zhu et al., 2020), the contrastive term of T2-GNN and SAIL.
+
+    With ``u = normalize(z1)``, ``v = normalize(z2)`` and ``θ(a, b) = a·b / τ``, the loss of node i in
+    direction (u, v) is ``−log( e^{θ(u_i,v_i)} / (Σ_j e^{θ(u_i,v_j)} + Σ_{j≠i} e^{θ(u_i,u_j)}) )``: the
+    positive is the same node in the other view, the negatives are every other node of **both**
+    views.  The result averages both directions, ``½(ℓ(u, v)_i + ℓ(v, u)_i)``, then over nodes, which
+    is GRACE's ``loss(h1, h2)``.  Exact over all 2N candidates, without an N x N matrix.
+
+    Args:
+        z1, z2: ``[N, d]`` embeddings of the two views (``z2`` is cast to ``z1``'s dtype).
+        tau: temperature ``τ > 0`` (GRACE / T2-GNN use 0.5).
+        reduction: ``"mean"``, ``"sum"`` or ``"none"`` (``[N]``, both directions averaged per node).
+
+    Example:
+        >>> z1, z2 = torch.randn(500, 64, requires_grad=True), torch.randn(500, 64)
+        >>> gkdfast.losses.nt_xent(z1, z2, tau=0.5).backward()
+    """
+    op = "nt_xent"
+    z1, z2 = _check_pair(z1, z2, op, "z1", "z2")
+    tau = _check_tau(tau, op)
+    reduction = _check_reduction(reduction, op)
+    n = z1.size(0)
+    x = torch.cat([_normalize(z1), _normalize(z2)], 0)
+    rows = _infonce(x, x, tau, n, True, 0, 0)[0]  # row a's positive is (a + N) mod 2N, self excluded
+    return _reduce(0.5 * (rows[:n] + rows[n:]), reduction, z1.dtype)
+
+
+# ------------------------------------------------------------------------------ ncontrast
+_W_CACHE: "weakref.WeakKeyDictionary[Graph, dict]" = weakref.WeakKeyDictionary()
+
+
+def _sparse_product(a_rowptr, a_col, a_val, b_rowptr, b_col, b_val, n, max_nnz, hop):
+    """CSR x CSR by expanding every (i, k) x (k, j) product, in row chunks of bounded size."""
+    b_deg = b_rowptr[1:] - b_rowptr[:-1]
+    a_row = torch.repeat_interleave(torch.arange(n, device=a_col.device), a_rowptr[1:] - a_rowptr[:-1])
+    work = b_deg[a_col]  # products contributed by each nonzero of a
+    row_work = torch.zeros(n, dtype=torch.int64, device=a_col.device).index_add_(0, a_row, work)
+    rows_out, cols_out, vals_out, total = [], [], [], 0
+    chunk = max(1, min(max_nnz, 1 << 26))
+    r0 = 0
+    cum = torch.cumsum(row_work, 0)
+    while r0 < n:
+        base = int(cum[r0 - 1]) if r0 else 0
+        r1 = int(torch.searchsorted(cum, torch.tensor(base + chunk, device=cum.device), right=True))
+        r1 = max(r1, r0 + 1)
+        e0, e1 = int(a_rowptr[r0]), int(a_rowptr[r1])
+        rr, kk, vv, ww = a_row[e0:e1], a_col[e0:e1], a_val[e0:e1], work[e0:e1]
+        rep_row = torch.repeat_interleave(rr, ww)
+        rep_val = torch.repeat_interleave(vv, ww)
+        starts = torch.repeat_interleave(b_rowptr[:-1][kk], ww)
+        offs = torch.arange(rep_row.numel(), device=rr.device) - torch.repeat_interleave(torch.cumsum(ww, 0) - ww, ww)
+        pos = starts + offs
+        key = rep_row * n + b_col[pos]
+        uniq, inv = torch.unique(key, return_inverse=True)
+        val = torch.zeros(uniq.numel(), dtype=a_val.dtype, device=a_val.device).index_add_(0, inv,
+                                                                                           rep_val * b_val[pos])
+        total += uniq.numel()
+        if total > max_nnz:
+            raise ValueError(f"gkdfast.losses.ncontrast: Â^{hop} has more than max_nnz={max_nnz} nonzeros (it "
+                             f"reached {total} by row {r1} of {n}); use fewer hops, raise max_nnz, or use "
+                             "num_negatives with a smaller graph")
+        rows_out.append(uniq // n)
+        cols_out.append(uniq % n)
+        vals_out.append(val)
+        r0 = r1
+    row = torch.cat(rows_out)
+    rowptr = torch.zeros(n + 1, dtype=torch.int64, device=row.device)
+    rowptr[1:] = torch.cumsum(torch.bincount(row, minlength=n), 0)
+    return rowptr, torch.cat(cols_out), torch.cat(vals_out)
+
+
+def adjacency_power(graph: Graph, hops: int = 1, max_nnz: int = 50_000_000) -> Tuple[Tensor, Tensor, Tensor]:
+    """Sparse ``W = Â^hops`` with ``Â = D^-1/2 (A+I) D^-1/2`` (``A[i, j] = w`` for each edge ``j -> i``,
+    ``deg_i = 1 + in-weights``, as :func:`gkdfast.spmm` with ``norm="gcn"``), in float64.
+
+    Computed by repeated sparse products, never densely; raises ``ValueError`` as soon as a power has
+    more than ``max_nnz`` nonzeros.  Cached per graph (weakly), hops and ``max_nnz``.
+
+    Returns:
+        ``(rowptr [N+1], col [nnz], val [nnz])``: CSR of W (row i, column j), diagonal included.
+
+    Example:
+        >>> g = gkdfast.Graph(torch.tensor([[0, 1], [1, 0]]))
+        >>> rowptr, col, val = gkdfast.losses.adjacency_power(g, hops=2)
+    """
+    if not isinstance(graph, Graph):
+        raise TypeError(f"gkdfast.losses.ncontrast: expected a gkdfast.Graph, got {type(graph).__name__}")
+    if isinstance(hops, bool) or not isinstance(hops, int) or hops < 1:
+        raise ValueError(f"gkdfast.losses.ncontrast: hops must be an int >= 1, got {hops!r}")
+    if isinstance(max_nnz, bool) or not isinstance(max_nnz, int) or max_nnz < 1:
+        raise ValueError(f"gkdfast.losses.ncontrast: max_nnz must be an int >= 1, got {max_nnz!r}")
+    cache = _W_CACHE.setdefault(graph, {})
+    key = (hops, max_nnz)
+    if key in cache:
+        return cache[key]
+    n, dev = graph.num_nodes, graph.device
+    dinv = graph.gcn_norm_coefficients(None, torch.float64)
+    w = graph.edge_weight
+    w = torch.ones(graph.num_edges, dtype=torch.float64, device=dev) if w is None else \
+        graph.to_csr_order(w).to(torch.float64)
+    row = graph.dst.long()
+    col = graph.col.long()
+    # Â as CSR with the self-loops merged in (duplicates summed).
+    rows = torch.cat([row, torch.arange(n, device=dev)])
+    cols = torch.cat([col, torch.arange(n, device=dev)])
+    vals = torch.cat([w, torch.ones(n, dtype=torch.float64, device=dev)])
+    key_ij, inv = torch.unique(rows * n + cols, return_inverse=True)
+    v = torch.zeros(key_ij.numel(), dtype=torch.float64, device=dev).index_add_(0, inv, vals)
+    r, c = key_ij // n, key_ij % n
+    v = dinv[r] * v * dinv[c]
+    if v.numel() > max_nnz:
+        raise ValueError(f"gkdfast.losses.ncontrast: Â has {v.numel()} nonzeros, more than max_nnz={max_nnz}")
+    a_rowptr = torch.zeros(n + 1, dtype=torch.int64, device=dev)
+    a_rowptr[1:] = torch.cumsum(torch.bincount(r, minlength=n), 0)
+    out = (a_rowptr, c, v)
+    for h in range(2, hops + 1):
+        out = _sparse_product(*out, a_rowptr, c, v, n, max_nnz, h)
+    cache[key] = out
+    return out
+
+
+def _positives(graph: Graph, hops: int, max_nnz: int):
+    """Off-diagonal part of W as (dst i, src j, log w), the positives graph, and the mask P."""
+    cache = _W_CACHE.setdefault(graph, {})
+    key = ("pos", hops, max_nnz)
+    if key not in cache:
+        rowptr, col, val = adjacency_power(graph, hops, max_nnz)
+        n = graph.num_nodes
+        row = torch.repeat_interleave(torch.arange(n, device=col.device), rowptr[1:] - rowptr[:-1])
+        keep = (row != col) & (val > 0)
+        row, col, val = row[keep], col[keep], val[keep]
+        pg = Graph(torch.stack([col, row]), num_nodes=n, validate=False)  # edge j -> i: row i lists its positives
+        has = torch.zeros(n, dtype=torch.bool, device=col.device)
+        has[row] = True
+        cache[key] = (row, torch.log(val), pg, has)
+    return cache[key]
+
+
+def _segment_lse(x: Tensor, seg: Tensor, n: int, present: Tensor) -> Tensor:
+    """log Σ_{e: seg[e]=i} exp(x_e) per i; rows without entries give 0 (callers mask them out)."""
+    m = torch.full((n,), float("-inf"), dtype=x.dtype, device=x.device)
+    m = m.scatter_reduce(0, seg, x.detach(), "amax", include_self=True)
+    m = torch.where(present, m, torch.zeros_like(m))
+    s = torch.zeros(n, dtype=x.dtype, device=x.device).index_add(0, seg, torch.exp(x - m[seg]))
+    return torch.where(present, torch.log(torch.where(present, s, torch.ones_like(s))) + m, torch.zeros_like(s))
+
+
+def ncontrast(graph: Graph, z: Tensor, tau: float = 1.0, hops: int = 1, num_negatives: Optional[int] = None,
+              seed: Optional[int] = None, max_nnz: int = 50_000_000, reduction: str = "mean") -> Tensor:
+    """Graph-MLP's neighbourhood contrastive loss (Hu et al., 2021), exact or with sampled negatives.
+
+    With ``s_ij = cos(z_i, z_j) / τ`` and ``W = Â^hops`` (``Â = D^-1/2 (A+I) D^-1/2``, kept sparse; see
+    :func:`adjacency_power`)::
+
+        loss = −(1/|P|) Σ_{i∈P} log( Σ_{j≠i} W_ij e^{s_ij} / Σ_{j≠i} e^{s_ij} )
+
+    where P is the set of nodes with at least one positive (some ``j ≠ i`` with ``W_ij > 0``): an
+    isolated node has nothing to attract and is left out rather than giving ``log 0``.  The
+    denominator runs exactly over all N nodes (tiled, no N x N matrix), or, with
+    ``num_negatives=K``, over i's positives plus K nodes drawn uniformly with replacement from
+    ``[N] \\ {i}`` (Philox keyed by ``(seed, i, k)``; ``K >= N − 1`` falls back to the exact sum).
+    Note Graph-MLP's code uses ``τ`` as an *inverse* temperature; here ``τ`` divides.
+
+    Args:
+        graph: a :class:`gkdfast.Graph` with N nodes (its ``edge_weight``, if any, weights A).
+        z: ``[N, d]`` node embeddings (e.g. an MLP's hidden layer).
+        tau: temperature ``τ > 0``.
+        hops: power of ``Â`` (Graph-MLP uses 2 or 3).
+        num_negatives, seed: sampled denominator (see above); ``seed=None`` draws from torch's generator.
+        max_nnz: cap on the nonzeros of ``Â^hops`` (a clear ``ValueError`` when exceeded).
+        reduction: ``"mean"`` (over P), ``"sum"`` or ``"none"`` (``[N]``, 0 outside P).
+
+    Returns:
+        scalar (or ``[N]``); 0 when P is empty.  Differentiable w.r.t. ``z``.
+
+    Example:
+        >>> g = gkdfast.Graph(torch.tensor([[0, 1, 1, 2], [1, 0, 2, 1]]))
+        >>> z = torch.randn(3, 16, requires_grad=True)
+        >>> gkdfast.losses.ncontrast(g, z, tau=0.5, hops=2).backward()
+    """
+    op = "ncontrast"
+    if not isinstance(graph, Graph):
+        raise TypeError(f"gkdfast.losses.{op}: expected a gkdfast.Graph, got {type(graph).__name__}")
+    z = _check_matrix(z, op, "z")
+    if z.size(0) != graph.num_nodes:
+        raise ValueError(f"gkdfast.losses.{op}: z has {z.size(0)} rows but the graph has {graph.num_nodes} nodes")
+    if z.device != graph.device:
+        raise ValueError(f"gkdfast.losses.{op}: z is on {z.device} but the graph is on {graph.device}")
+    tau = _check_tau(tau, op)
+    reduction = _check_reduction(reduction, op)
+    n = z.size(0)
+    k, sd = _check_negatives(num_negatives, seed, n, op)
+    row, log_w, pg, has = _positives(graph, hops, max_nnz)
+    zn = _normalize(z)
+    acc = torch.float64 if z.dtype == torch.float64 else torch.float32
+    if row.numel() == 0:
+        rows = zn.sum(1).to(acc) * 0.0  # P is empty: the loss is 0 (and keeps the graph connected to z)
+        return rows if reduction == "none" else rows.sum().to(z.dtype)
+    from gkdfast.ops import sddmm  # local import: gkdfast.ops imports gkdfast.losses indirectly
+
+    s = sddmm(pg, zn, zn).to(acc) / tau  # s_ij for every positive pair, in pg's edge order = (row, col) order
+    num = _segment_lse(s + log_w.to(acc), row, n, has)
+    if k == 0:
+        den = _infonce(zn, zn, tau, -1, True, 0, 0)[0]
+    else:
+        den = torch.logaddexp(_infonce(zn, zn, tau, -1, True, k, sd)[0], _segment_lse(s, row, n, has))
+    rows = torch.where(has, den - num, torch.zeros_like(num))
+    if reduction == "none":
+        return rows.to(z.dtype)
+    total = rows.sum()
+    return (total if reduction == "sum" else total / has.sum()).to(z.dtype)
+
+
+# ------------------------------------------------------------------------------ sampler
+def sample_negatives(num_nodes: int, num_negatives: int, seed: int, rows: Optional[Tensor] = None,
+                     device=None) -> Tensor:
+    """The negatives the sampled kernels draw: ``[R, K]`` int64, row r's entries uniform on
+    ``[num_nodes] \\ {rows[r]}`` (Philox-4x32-10 keyed by ``(seed, row, k)``; identical on CPU and CUDA).
+
+    Example:
+        >>> gkdfast.losses.sample_negatives(10, 3, seed=0, rows=torch.tensor([0, 5])).shape
+        torch.Size([2, 3])
+    """
+    if num_nodes < 2:
+        raise ValueError("gkdfast.losses.sample_negatives: need num_nodes >= 2")
+    if num_negatives < 0:
+        raise ValueError("gkdfast.losses.sample_negatives: num_negatives must be >= 0")
+    if not 0 <= seed < 1 << _SEED_BITS:
+        raise ValueError("gkdfast.losses.sample_negatives: seed must be in [0, 2**63)")
+    if rows is None:
+        rows = torch.arange(num_nodes, device=device)
+    rows = rows.to(torch.int64)
+    if rows.numel() and (int(rows.min()) < 0 or int(rows.max()) >= num_nodes):
+        raise ValueError("gkdfast.losses.sample_negatives: rows out of range")
+    if _backend.choose("sample_negatives", rows.device, None) == "reference":
+        return ref.sample_negatives(rows, num_nodes, num_negatives, seed)
+    return torch.ops.gkdfast.sample_negatives(rows.contiguous(), num_nodes, num_negatives, seed)

@@ -1,0 +1,182 @@
+"""Pure-PyTorch reference of the contrastive losses (crd, nt_xent, ncontrast), the InfoNCE op and
+the Philox negative sampler.
+
+These favour clarity: the all-N paths **materialise the N x N logit matrix** (and ncontrast the
+dense ``Â^hops``), and the sampled path an ``[N, K, d]`` gather, so use them on small inputs only;
+they are the fallback for dtypes/devices without a kernel and the oracle the kernels are tested
+against.  The sampler here reproduces ``csrc/common/philox.h`` bit for bit.
+"""
+from __future__ import annotations
+
+from typing import Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = ["philox4x32_10", "negative_index_py", "sample_negatives", "infonce", "crd", "nt_xent", "ncontrast",
+           "gcn_adjacency_power_dense"]
+
+_M32 = 0xFFFFFFFF
+_M0, _M1 = 0xD2511F53, 0xCD9E8D57
+_W0, _W1 = 0x9E3779B9, 0xBB67AE85
+_NEG_DOMAIN = 0x6E656700
+
+
+# ------------------------------------------------------------------------------ Philox (scalar)
+def philox4x32_10(counter, key):
+    """Philox-4x32-10 on Python ints: ``counter`` 4 words, ``key`` 2 words -> 4 words."""
+    c0, c1, c2, c3 = counter
+    k0, k1 = key
+    for _ in range(10):
+        p0, p1 = _M0 * c0, _M1 * c2
+        c0, c1, c2, c3 = ((p1 >> 32) ^ c1 ^ k0) & _M32, p1 & _M32, ((p0 >> 32) ^ c3 ^ k1) & _M32, p0 & _M32
+        k0, k1 = (k0 + _W0) & _M32, (k1 + _W1) & _M32
+    return c0, c1, c2, c3
+
+
+def negative_index_py(seed: int, row: int, k: int, n: int) -> int:
+    """Negative ``k`` of ``row`` among ``n >= 2`` nodes, exactly as the kernels draw it."""
+    seed &= (1 << 64) - 1
+    words = philox4x32_10((row & _M32, (row >> 32) & _M32, (k >> 2) & _M32, _NEG_DOMAIN), (seed & _M32, seed >> 32))
+    j = (words[k & 3] * (n - 1)) >> 32
+    return j + (1 if j >= row else 0)
+
+
+# ------------------------------------------------------------------------------ Philox (vectorised)
+def _mulhilo(a: int, b: Tensor) -> Tuple[Tensor, Tensor]:
+    # 32x32 -> 64-bit product in int64 without overflow: split b into 16-bit halves.
+    p0 = a * (b & 0xFFFF)
+    p1 = a * (b >> 16)
+    t = p0 + ((p1 & 0xFFFF) << 16)
+    return (t >> 32) + (p1 >> 16), t & _M32
+
+
+def sample_negatives(rows: Tensor, num_nodes: int, num_negatives: int, seed: int) -> Tensor:
+    """``[R, K]`` int64: the negatives the kernels draw for ``rows`` (vectorised Philox in int64)."""
+    if num_nodes < 2:
+        raise ValueError("gkdfast.sample_negatives: need at least 2 nodes")
+    seed &= (1 << 64) - 1
+    rows = rows.to(torch.int64)
+    k = torch.arange(num_negatives, device=rows.device, dtype=torch.int64)
+    r, kk = torch.broadcast_tensors(rows.unsqueeze(1), k.unsqueeze(0))
+    c0, c1 = r & _M32, (r >> 32) & _M32
+    c2, c3 = kk >> 2, torch.full_like(r, _NEG_DOMAIN)
+    k0, k1 = seed & _M32, seed >> 32
+    for _ in range(10):
+        hi0, lo0 = _mulhilo(_M0, c0)
+        hi1, lo1 = _mulhilo(_M1, c2)
+        c0, c1, c2, c3 = hi1 ^ c1 ^ k0, lo1, hi0 ^ c3 ^ k1, lo0
+        k0, k1 = (k0 + _W0) & _M32, (k1 + _W1) & _M32
+    sel = kk & 3
+    word = torch.where(sel == 0, c0, torch.where(sel == 1, c1, torch.where(sel == 2, c2, c3)))
+    hi, _ = _mulhilo(num_nodes - 1, word)  # (word * (n-1)) >> 32, n - 1 < 2^32
+    return hi + (hi >= r).to(torch.int64)
+
+
+# ------------------------------------------------------------------------------ InfoNCE op
+def infonce(a: Tensor, c: Tensor, inv_tau: float, pos_offset: int, exclude_self: bool, num_negatives: int,
+            seed: int) -> Tuple[Tensor, Tensor]:
+    """Reference of ``torch.ops.gkdfast.infonce`` (see csrc/ops/infonce.h): ``(loss [N], lse [N])``."""
+    acc = torch.float64 if a.dtype == torch.float64 else torch.float32
+    a, c = a.to(acc), c.to(acc)
+    n = a.size(0)
+    if num_negatives == 0:
+        logits = (a @ c.t()) * inv_tau  # N x N: reference only
+        if exclude_self:
+            logits = logits.masked_fill(torch.eye(n, dtype=torch.bool, device=a.device), float("-inf"))
+        lse = torch.logsumexp(logits, dim=1) if n else logits.new_zeros(0)
+    else:
+        idx = sample_negatives(torch.arange(n, device=a.device), n, num_negatives, seed)
+        neg = (a.unsqueeze(1) * c[idx]).sum(-1) * inv_tau  # [N, K]
+        if pos_offset >= 0:
+            neg = torch.cat([((a * c).sum(-1) * inv_tau).unsqueeze(1), neg], dim=1)
+        lse = torch.logsumexp(neg, dim=1)
+    loss = lse
+    if pos_offset >= 0 and n:
+        loss = lse - (a * torch.roll(c, -(pos_offset % n), 0)).sum(-1) * inv_tau
+    return loss, lse
+
+
+# ------------------------------------------------------------------------------ losses, from their definitions
+def _reduce(rows: Tensor, reduction: str) -> Tensor:
+    if reduction == "none":
+        return rows
+    if reduction == "sum":
+        return rows.sum()
+    return rows.mean()
+
+
+def crd(student: Tensor, teacher: Tensor, tau: float = 0.075, num_negatives=None, seed=None,
+        symmetric: bool = False, reduction: str = "mean") -> Tensor:
+    """Dense G-CRD: ``mean_i [logsumexp_j (ẑS_i·ẑT_j/τ) − ẑS_i·ẑT_i/τ]`` (sampled: over {i} ∪ negatives)."""
+    s = F.normalize(student, dim=1, eps=1e-8)
+    t = F.normalize(teacher.to(student.dtype), dim=1, eps=1e-8)
+    n = s.size(0)
+    k = 0 if num_negatives is None or num_negatives >= n - 1 else int(num_negatives)
+
+    def one(x, y, sd):
+        if k == 0:
+            logits = x @ y.t() / tau
+            return torch.logsumexp(logits, 1) - logits.diagonal()
+        idx = sample_negatives(torch.arange(n, device=x.device), n, k, sd)
+        pos = (x * y).sum(-1, keepdim=True) / tau
+        neg = torch.einsum("nd,nkd->nk", x, y[idx]) / tau
+        return torch.logsumexp(torch.cat([pos, neg], 1), 1) - pos.squeeze(1)
+
+    rows = one(s, t, seed or 0)
+    if symmetric:
+        rows = 0.5 * (rows + one(t, s, _second_seed(seed or 0)))
+    return _reduce(rows, reduction)
+
+
+def _second_seed(seed: int) -> int:
+    # The reverse direction of a symmetric sampled crd draws an independent stream.
+    return (seed ^ 0x5DEECE66D) & ((1 << 63) - 1)
+
+
+def nt_xent(z1: Tensor, z2: Tensor, tau: float = 0.5, reduction: str = "mean") -> Tensor:
+    """GRACE's loss with full N x N similarity matrices, averaged over both directions."""
+    u = F.normalize(z1, dim=1, eps=1e-8)
+    v = F.normalize(z2.to(z1.dtype), dim=1, eps=1e-8)
+
+    def semi(x, y):
+        refl = torch.exp(x @ x.t() / tau)
+        between = torch.exp(x @ y.t() / tau)
+        return -torch.log(between.diagonal() / (refl.sum(1) + between.sum(1) - refl.diagonal()))
+
+    return _reduce(0.5 * (semi(u, v) + semi(v, u)), reduction)
+
+
+def gcn_adjacency_power_dense(edge_index: Tensor, num_nodes: int, hops: int, edge_weight=None,
+                              dtype=torch.float64) -> Tensor:
+    """Dense ``(D^-1/2 (A+I) D^-1/2)^hops`` with ``A[i, j] = w`` for each edge ``j -> i`` (duplicates add)."""
+    a = torch.zeros(num_nodes, num_nodes, dtype=dtype, device=edge_index.device)
+    w = torch.ones(edge_index.size(1), dtype=dtype, device=edge_index.device) if edge_weight is None \
+        else edge_weight.to(dtype)
+    a.index_put_((edge_index[1].long(), edge_index[0].long()), w, accumulate=True)
+    a = a + torch.eye(num_nodes, dtype=dtype, device=a.device)
+    dinv = a.sum(1).rsqrt()
+    a_hat = dinv.unsqueeze(1) * a * dinv.unsqueeze(0)
+    return torch.linalg.matrix_power(a_hat, hops)
+
+
+def ncontrast(edge_index: Tensor, num_nodes: int, z: Tensor, tau: float = 1.0, hops: int = 1,
+              edge_weight=None, reduction: str = "mean") -> Tensor:
+    """Dense Graph-MLP neighbour contrastive loss over all N (the definition in DESIGN.md):
+    ``−mean_{i∈P} log(Σ_{j≠i} W_ij e^{s_ij} / Σ_{j≠i} e^{s_ij})``, ``s = cos/τ``, ``W = Â^hops``."""
+    zn = F.normalize(z, dim=1, eps=1e-8)
+    s = zn @ zn.t() / tau
+    w = gcn_adjacency_power_dense(edge_index, num_nodes, hops, edge_weight, z.dtype)
+    off = ~torch.eye(num_nodes, dtype=torch.bool, device=z.device)
+    w = w * off
+    has = (w > 0).any(1)
+    s_off = s.masked_fill(~off, float("-inf"))
+    den = torch.logsumexp(s_off, 1)
+    num = torch.logsumexp(s_off.masked_fill(w <= 0, float("-inf")) + torch.log(w.clamp_min(1e-300)), 1)
+    rows = torch.where(has, den - torch.where(has, num, torch.zeros_like(num)), torch.zeros_like(den))
+    if reduction == "none":
+        return rows
+    if reduction == "sum":
+        return rows.sum()
+    return rows.sum() / has.sum().clamp_min(1)

@@ -1,0 +1,76 @@
+"""Streaming top-k similarity retrieval over all N keys (Cold Brew's teacher-embedding lookup)."""
+from __future__ import annotations
+
+from typing import Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from gkdfast import _backend
+from gkdfast.losses import _contrastive_native  # noqa: F401  (fake kernel of gkdfast::topk_similar)
+
+__all__ = ["topk_similar"]
+
+_METRICS = ("cosine", "dot")
+
+
+def _reference_topk(q: Tensor, keys: Tensor, k: int, block: int = 1024) -> Tuple[Tensor, Tensor]:
+    # Row blocks of queries against all keys: memory O(block * N); ties go to the smaller index.
+    vals, idxs = [], []
+    for i0 in range(0, q.size(0), block):
+        scores = q[i0:i0 + block] @ keys.t()
+        order = torch.sort(scores, dim=1, descending=True, stable=True)[1][:, :k]
+        vals.append(scores.gather(1, order))
+        idxs.append(order)
+    if not vals:
+        return q.new_empty((0, k)), torch.empty((0, k), dtype=torch.int64, device=q.device)
+    return torch.cat(vals), torch.cat(idxs)
+
+
+def topk_similar(query: Tensor, keys: Tensor, k: int, metric: str = "cosine") -> Tuple[Tensor, Tensor]:
+    """For each query row, the ``k`` most similar rows of ``keys``, without a ``[Q, N]`` matrix.
+
+    Keys are streamed in tiles; each tile's partial top-k is merged into a running top-k per query,
+    so memory is O((Q_tile + k) · N_tile) on top of the inputs.
+
+    Args:
+        query: ``[Q, d]``.  keys: ``[N, d]`` (same dtype and device).
+        k: how many neighbours, ``0 <= k <= N``.
+        metric: ``"cosine"`` (rows L2-normalised with eps 1e-8) or ``"dot"``.
+
+    Returns:
+        ``(values [Q, k], indices [Q, k] int64)``, best first.  ``values`` is differentiable w.r.t.
+        ``query`` and ``keys`` (recomputed from the selected rows; the selection itself is not).
+        Exactly equal scores may come back in either order.
+
+    Example:
+        >>> teacher = torch.randn(10000, 64); q = torch.randn(5, 64)
+        >>> vals, idx = gkdfast.topk_similar(q, teacher, k=3)
+        >>> idx.shape
+        torch.Size([5, 3])
+    """
+    for name, t in (("query", query), ("keys", keys)):
+        if not isinstance(t, Tensor):
+            raise TypeError(f"gkdfast.topk_similar: {name} must be a tensor, got {type(t).__name__}")
+        if t.dim() != 2 or not t.is_floating_point():
+            raise ValueError(f"gkdfast.topk_similar: {name} must be a 2-D floating tensor, got "
+                             f"{t.dtype} of shape {list(t.shape)}")
+    if query.size(1) != keys.size(1):
+        raise ValueError(f"gkdfast.topk_similar: query width {query.size(1)} != keys width {keys.size(1)}")
+    if query.device != keys.device:
+        raise ValueError(f"gkdfast.topk_similar: query on {query.device}, keys on {keys.device}")
+    if isinstance(k, bool) or not isinstance(k, int) or not 0 <= k <= keys.size(0):
+        raise ValueError(f"gkdfast.topk_similar: k must be an int in [0, {keys.size(0)}], got {k!r}")
+    if metric not in _METRICS:
+        raise ValueError(f"gkdfast.topk_similar: unknown metric {metric!r}; expected 'cosine' or 'dot'")
+    keys = keys.to(query.dtype)
+    q, kk = (F.normalize(query, dim=1, eps=1e-8), F.normalize(keys, dim=1, eps=1e-8)) if metric == "cosine" \
+        else (query, keys)
+    with torch.no_grad():
+        if _backend.choose("topk_similar", q.device, q.dtype) == "reference":
+            _, idx = _reference_topk(q.detach(), kk.detach(), k)
+        else:
+            _, idx = torch.ops.gkdfast.topk_similar(q.detach().contiguous(), kk.detach().contiguous(), k)
+    values = (q.unsqueeze(1) * kk[idx]).sum(-1)  # [Q, k, d] gather: small, and gives gradients
+    return values, idx
