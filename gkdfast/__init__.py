@@ -6,8 +6,9 @@ from gkdfast._backend import backend_info, explain
 from gkdfast.graph import Graph
 from gkdfast.ops import edge_softmax, gcn_norm, sddmm, spmm
 from gkdfast import losses
+from gkdfast.retrieval import topk_similar
 from gkdfast import nn
 
 __version__ = "0.1.0"
 
-__all__ = ["Graph", "spmm", "sddmm", "edge_softmax", "gcn_norm", "backend_info", "explain", "losses", "nn", "__version__"]
+__all__ = ["Graph", "spmm", "sddmm", "edge_softmax", "gcn_norm", "topk_similar", "backend_info", "explain", "losses", "nn", "__version__"]

@@ -6,5 +6,6 @@ from gkdfast.losses.kd import kd
 from gkdfast.losses.structure import gsp, lsp, relation, rsd  # noqa: E402
 
 # contrastive losses (crd, ncontrast, nt_xent) ------------------------------------------------------
+from gkdfast.losses.contrastive import adjacency_power, crd, ncontrast, nt_xent, sample_negatives  # noqa: E402,E501
 
-__all__ = ["kd", "lsp", "gsp", "rsd", "relation"]
+__all__ = ["kd", "lsp", "gsp", "rsd", "relation", "crd", "ncontrast", "nt_xent", "sample_negatives", "adjacency_power"]
