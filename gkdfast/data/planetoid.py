@@ -8,8 +8,9 @@ Public split: train = the first ``len(y)`` nodes, val = the next 500, test = ``t
 Quirks handled:
 
 * CiteSeer: ``test.index`` spans ``[2312, 3326]`` (1015 slots) but ``tx`` has only 1000 rows.
-  The 15 ids without a row are isolated nodes: they get all-zero features and label ``-1``
-  (unlabelled; PyG gives them label 0 instead).  They are in no mask.
+  The 15 ids without a row (called "isolated" in Kipf's code, though they do have 16 edge ends
+  in the graph dict) get all-zero features and label ``-1`` (unlabelled; PyG gives them label 0
+  instead).  They are in no mask.
 * PubMed without ``ind.pubmed.allx`` (as in ``shared/data``): features exist only for the
   ``x`` (train) and ``tx`` (test) rows; every other row is zero and
   ``extras["feature_mask"]`` marks the nodes that have real features.  A warning says so.
