@@ -185,6 +185,12 @@ def test_real_random_split_and_inductive():
     assert s.observed.num_edges == int((~touching).sum())
 
 
+def test_format_npz_accepts_gnn_benchmark_files():
+    d = load(need("cora_ml/cora_ml.npz"), format="npz", seed=3)
+    assert d.extras["format"] == "gnn-benchmark" and d.num_nodes == 2995
+    assert d.extras["split"] == "random(20/30 per class, seed=3)"
+
+
 def test_split_file_is_rejected_clearly():
     with pytest.raises(ValueError, match="only split masks"):
         load(need("planetoid_geom_gcn_splits/cora_split_0.6_0.2_0.npz"))

@@ -83,7 +83,9 @@ class GraphData:
         """A copy with every tensor (and the graph) on ``device``.
 
         Example:
-            >>> d = d.to("cpu")
+            >>> from gkdfast.data import csbm
+            >>> csbm(num_nodes=50).to("cpu").x.device.type
+            'cpu'
         """
         def mv(t):
             return None if t is None else t.to(device)

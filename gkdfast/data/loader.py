@@ -127,7 +127,8 @@ def load(path, format: Optional[str] = None, name: Optional[str] = None, seed: i
 
     Args:
         path: a file, a directory, or a Planetoid prefix (``.../planetoid/ind.cora``).
-        format: one of ``npz`` (our bundle, see :func:`gkdfast.data.save_npz`), ``gnn-benchmark``,
+        format: one of ``npz`` (our bundle, see :func:`gkdfast.data.save_npz`; a gnn-benchmark file
+            given as ``npz`` is recognised by its keys), ``gnn-benchmark``,
             ``planetoid``, ``musae``, ``mat``, ``tu``, ``ogb``; None = guess from the path and contents.
         name: picks one dataset where a directory holds several: ``name="cora"`` in the Planetoid
             folder, ``name="ENGB"`` (or the unique prefix ``"EN"``) in the Twitch folder,
@@ -173,7 +174,10 @@ def load(path, format: Optional[str] = None, name: Optional[str] = None, seed: i
         raise ValueError(f"load: option(s) {sorted(bad)} not accepted by format {fmt!r}")
 
     if fmt == "npz":
-        from gkdfast.data.npz import load_npz_bundle
+        from gkdfast.data.npz import load_gnn_benchmark, load_npz_bundle, npz_kind
+        # "--format npz" on a gnn-benchmark/APPNP file (Cora-ML) should just work.
+        if npz_kind(p) == "gnn-benchmark":
+            return load_gnn_benchmark(p, seed=seed, name=name)
         return load_npz_bundle(p, seed=seed, name=name)
     if fmt == "gnn-benchmark":
         from gkdfast.data.npz import load_gnn_benchmark

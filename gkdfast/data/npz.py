@@ -73,8 +73,11 @@ def save_npz(data: GraphData, path, compressed: bool = True) -> None:
     ``load(path)`` gives back equal tensors (the graph's edge order is ``data.graph.edge_index``).
 
     Example:
-        >>> save_npz(csbm(num_nodes=100), "/tmp/g.npz")
-        >>> load("/tmp/g.npz").num_nodes
+        >>> import os, tempfile
+        >>> from gkdfast.data import csbm, load
+        >>> path = os.path.join(tempfile.mkdtemp(), "g.npz")
+        >>> save_npz(csbm(num_nodes=100), path)
+        >>> load(path).num_nodes
         100
     """
     d = data.to("cpu")
@@ -98,7 +101,12 @@ def load_npz_bundle(path, seed: int = 0, name: Optional[str] = None) -> GraphDat
     when the file has no masks.
 
     Example:
-        >>> d = load_npz_bundle("/tmp/g.npz")
+        >>> import os, tempfile
+        >>> from gkdfast.data import csbm
+        >>> path = os.path.join(tempfile.mkdtemp(), "g.npz")
+        >>> save_npz(csbm(num_nodes=100), path)
+        >>> load_npz_bundle(path).extras["split"]
+        'file'
     """
     with _open(path) as f:
         keys = set(f.files)

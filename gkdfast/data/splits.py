@@ -102,6 +102,7 @@ class InductiveSplit:
         tran_test_mask: ``[N]`` bool over the full graph: the transductive test nodes.
 
     Example:
+        >>> from gkdfast.data import csbm
         >>> s = inductive_split(csbm(num_nodes=300), test_fraction=0.2, seed=0)
         >>> s.observed.num_nodes + s.ind_idx.numel() == s.full.num_nodes
         True
@@ -125,8 +126,11 @@ def inductive_split(data: GraphData, test_fraction: float = 0.2, seed: int = 0) 
         seed: CPU ``torch.Generator`` seed for choosing the held-out nodes.
 
     Example:
+        >>> from gkdfast.data import csbm
+        >>> data = csbm(num_nodes=500, num_classes=5)            # 250 test nodes
         >>> s = inductive_split(data, 0.2, seed=0)
-        >>> s.observed.graph.num_nodes, s.ind_idx.shape
+        >>> s.observed.num_nodes, s.ind_idx.numel()
+        (450, 50)
     """
     if not 0.0 <= float(test_fraction) <= 1.0:
         raise ValueError(f"inductive_split: test_fraction must be in [0, 1], got {test_fraction}")
