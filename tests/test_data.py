@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from gkdfast import Graph
-from gkdfast.data import (GraphData, csbm, edge_homophily, inductive_split, load, power_law_graph, random_split,
+from gkdfast.data import (csbm, edge_homophily, inductive_split, load, power_law_graph, random_split,
                           save_npz, subgraph)
 
 

@@ -30,7 +30,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from gkdfast.data._util import fail, mask_from_index, to_float_features, undirected_graph
+from gkdfast.data._util import fail, mask_from_index, undirected_graph
 from gkdfast.data.graphdata import GraphData
 
 __all__ = ["load_planetoid", "planetoid_names"]
