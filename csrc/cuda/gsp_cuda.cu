@@ -1,0 +1,187 @@
+// CUDA global-structure-preserving loss (GSP) over all N^2 pairs, never an N x N tensor.
+//
+// Same math as csrc/cpu/gsp_cpu.cpp (see the coefficient derivation there).  This first version
+// gives one warp to each row a, streams the candidate rows j through the warp and reduces the pair
+// statistics with a fixed butterfly (deterministic); per-row state lives in registers, backward
+// recomputes every pair and writes only the rows it owns (no atomics).  O(N^2 d) work on CUDA
+// cores: a tensor-core tiled version (dot tiles by mma, as the CPU path uses GEMM) is future work.
+#include <torch/library.h>
+
+#include "common/online_softmax.h"
+#include "common/pairwise_tiles.h"
+#include "common/similarity_kernels.h"
+#include "cuda/cuda_utils.cuh"
+
+namespace gkdfast {
+namespace cuda {
+namespace {
+
+constexpr int kWarpsPerBlock = 8;
+
+template <typename scalar_t>
+__global__ void gsp_forward_kernel(const scalar_t* __restrict__ s, int64_t ds, const scalar_t* __restrict__ t,
+                                   int64_t dt, int64_t n, SimKernel kind, bool kl_loss, double gamma,
+                                   double inv_tau, scalar_t* __restrict__ per_row, scalar_t* __restrict__ stats) {
+  using acc_t = acc_type<scalar_t>;
+  const int64_t a = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + threadIdx.x / kWarp;
+  if (a >= n) return;
+  const int lane = threadIdx.x % kWarp;
+  const acc_t g = static_cast<acc_t>(gamma), it = static_cast<acc_t>(inv_tau);
+  OnlineLSE<acc_t> ls;
+  tiles::OnlineWeightedLSE<acc_t> lt;
+  double sq = 0;  // sum of squared differences: all terms >= 0, accumulated wide
+  for (int64_t b = 0; b < n; ++b) {
+    const auto ss = warp_pair_stats<acc_t>(kind, s + a * ds, s + b * ds, ds);
+    const auto st = warp_pair_stats<acc_t>(kind, t + a * dt, t + b * dt, dt);
+    const acc_t ks = kernel_value(kind, ss, g), kt = kernel_value(kind, st, g);
+    if (kl_loss) {
+      ls.add(ks * it);
+      lt.add(kt * it, (kt - ks) * it);
+    } else {
+      sq += double(ks - kt) * double(ks - kt);
+    }
+  }
+  if (lane == 0) {
+    if (kl_loss) {
+      const acc_t lse_s = ls.value(), lse_t = lt.lse();
+      const acc_t kl = lt.mean() - lse_t + lse_s;
+      per_row[a] = static_cast<scalar_t>(kl > acc_t(0) ? kl : acc_t(0));
+      stats[2 * a] = static_cast<scalar_t>(lse_s);
+      stats[2 * a + 1] = static_cast<scalar_t>(lse_t);
+    } else {
+      per_row[a] = static_cast<scalar_t>(sq);
+      stats[2 * a] = scalar_t(0);
+      stats[2 * a + 1] = scalar_t(0);
+    }
+  }
+}
+
+template <typename scalar_t>
+__global__ void gsp_backward_kernel(const scalar_t* __restrict__ s, int64_t ds, const scalar_t* __restrict__ t,
+                                    int64_t dt, int64_t n, SimKernel kind, bool kl_loss, double gamma,
+                                    double inv_tau, const double* __restrict__ kl, const double* __restrict__ st,
+                                    const double* __restrict__ w, bool need_s, bool need_t,
+                                    acc_type<scalar_t>* __restrict__ gs, acc_type<scalar_t>* __restrict__ gt) {
+  using acc_t = acc_type<scalar_t>;
+  const int64_t a = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + threadIdx.x / kWarp;
+  if (a >= n) return;
+  const int lane = threadIdx.x % kWarp;
+  const acc_t g = static_cast<acc_t>(gamma), it = static_cast<acc_t>(inv_tau);
+  acc_t self_s = 0, self_t = 0;
+  for (int64_t b = 0; b < n; ++b) {
+    const auto pss = warp_pair_stats<acc_t>(kind, s + a * ds, s + b * ds, ds);
+    const auto pst = warp_pair_stats<acc_t>(kind, t + a * dt, t + b * dt, dt);
+    const acc_t ks = kernel_value(kind, pss, g), kt = kernel_value(kind, pst, g);
+    acc_t cs, ct = 0;
+    if (!kl_loss) {
+      cs = acc_t(2) * (ks - kt) * static_cast<acc_t>(w[a] + w[b]);
+      ct = -cs;
+    } else {
+      const acc_t xs = ks * it, xt = kt * it;
+      const acc_t ls_a = xs - acc_t(st[2 * a]), lt_a = xt - acc_t(st[2 * a + 1]);
+      const acc_t ls_b = xs - acc_t(st[2 * b]), lt_b = xt - acc_t(st[2 * b + 1]);
+      const acc_t pt_a = exp(lt_a), pt_b = exp(lt_b);
+      cs = (acc_t(w[a]) * (exp(ls_a) - pt_a) + acc_t(w[b]) * (exp(ls_b) - pt_b)) * it;
+      if (need_t)
+        ct = (acc_t(w[a]) * pt_a * (lt_a - ls_a - acc_t(kl[a])) + acc_t(w[b]) * pt_b * (lt_b - ls_b - acc_t(kl[b]))) * it;
+    }
+    if (need_s) {
+      const auto kg = kernel_grad(kind, pss, ks, g);
+      warp_pair_grad(gs + a * ds, s + a * ds, s + b * ds, ds, cs * kg.other, acc_t(0), cs * kg.sgn);
+      self_s += cs * kg.self_u;
+    }
+    if (need_t) {
+      const auto kg = kernel_grad(kind, pst, kt, g);
+      warp_pair_grad(gt + a * dt, t + a * dt, t + b * dt, dt, ct * kg.other, acc_t(0), ct * kg.sgn);
+      self_t += ct * kg.self_u;
+    }
+  }
+  for (int64_t f = lane; f < ds && need_s; f += kWarp) gs[a * ds + f] += self_s * static_cast<acc_t>(s[a * ds + f]);
+  for (int64_t f = lane; f < dt && need_t; f += kWarp) gt[a * dt + f] += self_t * static_cast<acc_t>(t[a * dt + f]);
+}
+
+bool parse_kl(const std::string& name, const char* op) {
+  if (name == "mse") return false;
+  if (name == "kl") return true;
+  TORCH_CHECK_VALUE(false, "gkdfast.", op, ": unknown loss '", name, "'; expected 'mse' or 'kl'");
+}
+
+void check_pair(const at::Tensor& s, const at::Tensor& t, double tau, const char* op) {
+  TORCH_CHECK_VALUE(s.dim() == 2 && t.dim() == 2, "gkdfast.", op, ": student and teacher must be 2-D, got ",
+                    s.sizes(), " and ", t.sizes());
+  TORCH_CHECK_VALUE(s.size(0) == t.size(0), "gkdfast.", op, ": student has ", s.size(0), " rows but teacher has ",
+                    t.size(0));
+  TORCH_CHECK_TYPE(at::isFloatingType(s.scalar_type()) && s.scalar_type() == t.scalar_type(), "gkdfast.", op,
+                   ": student and teacher must share one floating dtype, got ", s.scalar_type(), " and ",
+                   t.scalar_type());
+  TORCH_CHECK_VALUE(s.device() == t.device(), "gkdfast.", op, ": student on ", s.device(), ", teacher on ",
+                    t.device());
+  TORCH_CHECK_VALUE(tau > 0, "gkdfast.", op, ": tau must be > 0, got ", tau);
+}
+
+std::tuple<at::Tensor, at::Tensor> gsp_tiled_cuda(const at::Tensor& s_in, const at::Tensor& t_in,
+                                                  c10::string_view kname, c10::string_view lname, double gamma,
+                                                  double tau) {
+  check_pair(s_in, t_in, tau, "gsp");
+  const SimKernel kind = parse_sim_kernel(std::string(kname), "gsp");
+  const bool kl_loss = parse_kl(std::string(lname), "gsp");
+  GKD_CUDA_SETUP(s_in);
+  const auto s = s_in.contiguous();
+  const auto t = t_in.contiguous();
+  const int64_t n = s.size(0);
+  auto per_row = at::zeros({n}, s.options());
+  auto stats = at::zeros({n, 2}, s.options());
+  if (n == 0) return {per_row, stats};
+  GKD_DISPATCH_FLOATING(s.scalar_type(), "gkdfast_gsp_cuda", [&] {
+    gsp_forward_kernel<scalar_t><<<num_blocks(n, kWarpsPerBlock), kWarpsPerBlock * kWarp, 0, stream>>>(
+        s.data_ptr<scalar_t>(), s.size(1), t.data_ptr<scalar_t>(), t.size(1), n, kind, kl_loss, gamma, 1.0 / tau,
+        per_row.data_ptr<scalar_t>(), stats.data_ptr<scalar_t>());
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  });
+  return {per_row, stats};
+}
+
+std::tuple<at::Tensor, at::Tensor> gsp_tiled_backward_cuda(const at::Tensor& s_in, const at::Tensor& t_in,
+                                                           const at::Tensor& per_row_in, const at::Tensor& stats_in,
+                                                           const at::Tensor& grad_in, c10::string_view kname,
+                                                           c10::string_view lname, double gamma, double tau,
+                                                           bool need_s, bool need_t) {
+  check_pair(s_in, t_in, tau, "gsp_backward");
+  const SimKernel kind = parse_sim_kernel(std::string(kname), "gsp_backward");
+  const bool kl_loss = parse_kl(std::string(lname), "gsp_backward");
+  const int64_t n = s_in.size(0);
+  TORCH_CHECK_VALUE(per_row_in.numel() == n && stats_in.numel() == 2 * n && grad_in.numel() == n,
+                    "gkdfast.gsp_backward: per_row, stats and grad must have N, 2N and N entries (N = ", n, ")");
+  GKD_CUDA_SETUP(s_in);
+  const auto s = s_in.contiguous();
+  const auto t = t_in.contiguous();
+  const auto kl = per_row_in.to(at::kDouble).contiguous();
+  const auto st = stats_in.to(at::kDouble).contiguous();
+  const auto w = grad_in.to(at::kDouble).contiguous();
+  const auto acc_opts = s.options().dtype(at::toOpMathType(s.scalar_type()));
+  auto gs = at::zeros({need_s ? n : 0, s.size(1)}, acc_opts);
+  auto gt = at::zeros({need_t ? n : 0, t.size(1)}, acc_opts);
+  if (n > 0 && (need_s || need_t)) {
+    GKD_DISPATCH_FLOATING(s.scalar_type(), "gkdfast_gsp_backward_cuda", [&] {
+      using acc_t = acc_type<scalar_t>;
+      gsp_backward_kernel<scalar_t><<<num_blocks(n, kWarpsPerBlock), kWarpsPerBlock * kWarp, 0, stream>>>(
+          s.data_ptr<scalar_t>(), s.size(1), t.data_ptr<scalar_t>(), t.size(1), n, kind, kl_loss, gamma, 1.0 / tau,
+          kl.data_ptr<double>(), st.data_ptr<double>(), w.data_ptr<double>(), need_s, need_t,
+          need_s ? gs.data_ptr<acc_t>() : nullptr, need_t ? gt.data_ptr<acc_t>() : nullptr);
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    });
+  }
+  auto out_s = need_s ? gs.to(s.scalar_type()) : at::empty({0}, s.options());
+  auto out_t = need_t ? gt.to(t.scalar_type()) : at::empty({0}, t.options());
+  return {out_s, out_t};
+}
+
+}  // namespace
+}  // namespace cuda
+
+TORCH_LIBRARY_IMPL(gkdfast, CUDA, m) {
+  m.impl("gsp_tiled", &cuda::gsp_tiled_cuda);
+  m.impl("gsp_tiled_backward", &cuda::gsp_tiled_backward_cuda);
+}
+
+}  // namespace gkdfast

@@ -1,0 +1,206 @@
+// CUDA kernels of the InfoNCE family (crd, nt_xent, ncontrast denominator), the Philox sampler and
+// streaming top-k.
+//
+// All-N: cuBLAS tiles of 8192 x 8192 logits with a streaming log-sum-exp (ops/infonce.cpp, shared
+// with the CPU), so the extra memory is a fixed 256 MiB however large N is.  Sampled negatives: one
+// warp per anchor row; every lane draws the same Philox words (common/philox.h, identical to the
+// CPU draws), the warp computes each d-long dot with a shuffle reduction and keeps a running
+// log-sum-exp.  The backward re-draws the negatives; the anchor-side gradient is owned by the row's
+// warp, the candidate-side gradient is scattered with atomicAdd into an accumulation-dtype buffer
+// (a sampled candidate can be hit by any row; the CPU kernel avoids atomics with owner ranges, which
+// would cost every GPU warp a scan of all N x K draws).  So the sampled CUDA backward is
+// deterministic up to float addition order in the candidate gradient.
+#include <ATen/AccumulateType.h>
+#include <ATen/Dispatch.h>
+#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <torch/library.h>
+#include <torch/types.h>
+
+#include "common/online_softmax.h"
+#include "common/philox.h"
+#include "ops/infonce.h"
+
+namespace gkdfast {
+namespace {
+
+constexpr int kThreads = 256;
+constexpr int kWarpsPerBlock = kThreads / 32;
+
+template <typename scalar_t, typename acc_t>
+__device__ __forceinline__ acc_t warp_dot(const scalar_t* __restrict__ x, const scalar_t* __restrict__ y, int64_t d,
+                                          int lane) {
+  acc_t s = 0;
+  for (int64_t f = lane; f < d; f += 32) s += static_cast<acc_t>(x[f]) * static_cast<acc_t>(y[f]);
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+  return s;  // every lane holds the full sum
+}
+
+template <typename scalar_t, typename acc_t>
+__global__ void sampled_forward_kernel(const scalar_t* __restrict__ a, const scalar_t* __restrict__ c,
+                                       acc_t* __restrict__ loss, acc_t* __restrict__ lse, int64_t n, int64_t d,
+                                       acc_t inv_tau, bool has_pos, int64_t k_neg, uint64_t seed) {
+  const int64_t i = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
+  const int lane = threadIdx.x & 31;
+  if (i >= n) return;  // uniform per warp
+  const scalar_t* ai = a + i * d;
+  OnlineLSE<acc_t> st;
+  acc_t lpos = 0;
+  if (has_pos) {
+    lpos = inv_tau * warp_dot<scalar_t, acc_t>(ai, c + i * d, d, lane);
+    st.add(lpos);
+  }
+  for (int64_t q = 0; q * 4 < k_neg; ++q) {
+    const philox::U4 w = philox::negative_words(seed, i, q);
+    for (int t = 0; t < 4 && q * 4 + t < k_neg; ++t) {
+      const int64_t j = philox::word_to_index(philox::pick_word(w, t), n, i);
+      st.add(inv_tau * warp_dot<scalar_t, acc_t>(ai, c + j * d, d, lane));
+    }
+  }
+  if (lane == 0) {
+    const acc_t v = st.value();
+    lse[i] = v;
+    loss[i] = v - lpos;
+  }
+}
+
+template <typename scalar_t, typename acc_t>
+__global__ void sampled_backward_kernel(const scalar_t* __restrict__ a, const scalar_t* __restrict__ c,
+                                        const acc_t* __restrict__ lse, const acc_t* __restrict__ g,
+                                        const acc_t* __restrict__ gl, acc_t* __restrict__ da, acc_t* __restrict__ dc,
+                                        int64_t n, int64_t d, acc_t inv_tau, bool has_pos, int64_t k_neg,
+                                        uint64_t seed) {
+  const int64_t i = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
+  const int lane = threadIdx.x & 31;
+  if (i >= n) return;
+  const acc_t li = lse[i];
+  if (isinf(li) || (g[i] == acc_t(0) && gl[i] == acc_t(0))) return;  // da, dc start at zero
+  const scalar_t* ai = a + i * d;
+  acc_t* dai = da + i * d;
+  const acc_t gp = (g[i] + gl[i]) * inv_tau;
+  auto scatter = [&](int64_t j, acc_t coef) {
+    const scalar_t* cj = c + j * d;
+    acc_t* dcj = dc + j * d;
+    for (int64_t f = lane; f < d; f += 32) {
+      dai[f] += coef * static_cast<acc_t>(cj[f]);  // row i belongs to this warp only
+      atomicAdd(dcj + f, coef * static_cast<acc_t>(ai[f]));
+    }
+  };
+  if (has_pos) {
+    const acc_t p = exp(inv_tau * warp_dot<scalar_t, acc_t>(ai, c + i * d, d, lane) - li);
+    scatter(i, gp * p - g[i] * inv_tau);
+  }
+  for (int64_t q = 0; q * 4 < k_neg; ++q) {
+    const philox::U4 w = philox::negative_words(seed, i, q);
+    for (int t = 0; t < 4 && q * 4 + t < k_neg; ++t) {
+      const int64_t j = philox::word_to_index(philox::pick_word(w, t), n, i);
+      scatter(j, gp * exp(inv_tau * warp_dot<scalar_t, acc_t>(ai, c + j * d, d, lane) - li));
+    }
+  }
+}
+
+__global__ void sample_negatives_kernel(const int64_t* __restrict__ rows, int64_t* __restrict__ out, int64_t r,
+                                        int64_t n, int64_t k_neg, uint64_t seed) {
+  const int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (t >= r * k_neg) return;
+  const int64_t row = t / k_neg, k = t % k_neg;
+  out[t] = philox::negative_index(seed, rows[row], k, n);
+}
+
+unsigned int warp_blocks(int64_t rows) {
+  return static_cast<unsigned int>((rows + kWarpsPerBlock - 1) / kWarpsPerBlock);
+}
+
+void check_cuda(const at::Tensor& a, const char* op) {
+  TORCH_CHECK(a.is_cuda(), "gkdfast.", op, ": CUDA kernel called with tensors on ", a.device());
+}
+
+std::tuple<at::Tensor, at::Tensor> infonce_cuda(const at::Tensor& a_in, const at::Tensor& c_in, double inv_tau,
+                                                int64_t pos_offset, bool exclude_self, int64_t num_negatives,
+                                                int64_t seed) {
+  check_infonce(a_in, c_in, pos_offset, num_negatives, "infonce");
+  check_cuda(a_in, "infonce");
+  c10::cuda::CUDAGuard guard(a_in.device());
+  if (num_negatives == 0) return infonce_tiled_forward(a_in, c_in, inv_tau, pos_offset, exclude_self);
+  const auto a = a_in.contiguous(), c = c_in.contiguous();
+  const int64_t n = a.size(0), d = a.size(1);
+  const auto acc_opts = a.options().dtype(infonce_acc_type(a.scalar_type()));
+  auto loss = at::empty({n}, acc_opts), lse = at::empty({n}, acc_opts);
+  auto stream = at::cuda::getCurrentCUDAStream();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, a.scalar_type(), "gkdfast_infonce_cuda", [&] {
+    using acc_t = at::acc_type<scalar_t, true>;
+    sampled_forward_kernel<scalar_t, acc_t><<<warp_blocks(n), kThreads, 0, stream>>>(
+        a.data_ptr<scalar_t>(), c.data_ptr<scalar_t>(), loss.data_ptr<acc_t>(), lse.data_ptr<acc_t>(), n, d,
+        static_cast<acc_t>(inv_tau), pos_offset == 0, num_negatives, static_cast<uint64_t>(seed));
+  });
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  return {loss, lse};
+}
+
+std::tuple<at::Tensor, at::Tensor> infonce_backward_cuda(const at::Tensor& a_in, const at::Tensor& c_in,
+                                                         const at::Tensor& lse_in, const at::Tensor& g_in,
+                                                         const at::Tensor& gl_in, double inv_tau, int64_t pos_offset,
+                                                         bool exclude_self, int64_t num_negatives, int64_t seed) {
+  check_infonce(a_in, c_in, pos_offset, num_negatives, "infonce_backward");
+  check_infonce_backward(a_in, c_in, lse_in, g_in, gl_in, "infonce_backward");
+  check_cuda(a_in, "infonce_backward");
+  c10::cuda::CUDAGuard guard(a_in.device());
+  if (num_negatives == 0)
+    return infonce_tiled_backward(a_in, c_in, lse_in, g_in, gl_in, inv_tau, pos_offset, exclude_self);
+  const auto a = a_in.contiguous(), c = c_in.contiguous();
+  const auto acc = infonce_acc_type(a.scalar_type());
+  const auto lse = lse_in.to(acc).contiguous(), g = g_in.to(acc).contiguous(), gl = gl_in.to(acc).contiguous();
+  const int64_t n = a.size(0), d = a.size(1);
+  auto da = at::zeros({n, d}, a.options().dtype(acc)), dc = at::zeros({n, d}, a.options().dtype(acc));
+  auto stream = at::cuda::getCurrentCUDAStream();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, a.scalar_type(), "gkdfast_infonce_backward_cuda", [&] {
+    using acc_t = at::acc_type<scalar_t, true>;
+    sampled_backward_kernel<scalar_t, acc_t><<<warp_blocks(n), kThreads, 0, stream>>>(
+        a.data_ptr<scalar_t>(), c.data_ptr<scalar_t>(), lse.data_ptr<acc_t>(), g.data_ptr<acc_t>(),
+        gl.data_ptr<acc_t>(), da.data_ptr<acc_t>(), dc.data_ptr<acc_t>(), n, d, static_cast<acc_t>(inv_tau),
+        pos_offset == 0, num_negatives, static_cast<uint64_t>(seed));
+  });
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  return {da.to(a.scalar_type()), dc.to(c.scalar_type())};
+}
+
+at::Tensor sample_negatives_cuda(const at::Tensor& rows_in, int64_t num_nodes, int64_t k_neg, int64_t seed) {
+  TORCH_CHECK(rows_in.dim() == 1 && rows_in.scalar_type() == at::kLong,
+              "gkdfast.sample_negatives: rows must be a 1-D int64 tensor");
+  TORCH_CHECK(num_nodes >= 2 && k_neg >= 0, "gkdfast.sample_negatives: need num_nodes >= 2 and num_negatives >= 0");
+  check_cuda(rows_in, "sample_negatives");
+  c10::cuda::CUDAGuard guard(rows_in.device());
+  const auto rows = rows_in.contiguous();
+  if (rows.numel()) {
+    TORCH_CHECK(rows.min().item<int64_t>() >= 0 && rows.max().item<int64_t>() < num_nodes,
+                "gkdfast.sample_negatives: rows out of range [0, ", num_nodes, ")");
+  }
+  const int64_t r = rows.size(0);
+  auto out = at::empty({r, k_neg}, rows.options());
+  const int64_t total = r * k_neg;
+  if (total > 0) {
+    sample_negatives_kernel<<<static_cast<unsigned int>((total + kThreads - 1) / kThreads), kThreads, 0,
+                              at::cuda::getCurrentCUDAStream()>>>(rows.data_ptr<int64_t>(), out.data_ptr<int64_t>(),
+                                                                  r, num_nodes, k_neg, static_cast<uint64_t>(seed));
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  }
+  return out;
+}
+
+std::tuple<at::Tensor, at::Tensor> topk_similar_cuda(const at::Tensor& query, const at::Tensor& keys, int64_t k) {
+  check_cuda(query, "topk_similar");
+  c10::cuda::CUDAGuard guard(query.device());
+  return topk_similar_tiled(query, keys, k);
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(gkdfast, CUDA, m) {
+  m.impl("infonce", &infonce_cuda);
+  m.impl("infonce_backward", &infonce_backward_cuda);
+  m.impl("sample_negatives", &sample_negatives_cuda);
+  m.impl("topk_similar", &topk_similar_cuda);
+}
+
+}  // namespace gkdfast

@@ -1,0 +1,239 @@
+// CUDA local-structure-preserving loss (LSP): one warp per destination row, same algorithm as
+// csrc/cpu/lsp_cpu.cpp.  Per in-edge the warp computes the pair statistics of both models with a
+// butterfly reduction (every lane holds the totals), so every lane advances an identical
+// streaming-softmax state; nothing per edge is stored in forward.
+//
+// Backward: kernel 1 (warp per CSR row) recomputes the edge, accumulates the destination-side
+// gradient into the row it owns and writes two scalars per edge; kernel 2 (warp per transposed
+// row = source node) adds the source side.  No atomics: bitwise deterministic.
+// Gradients are accumulated in acc_t (float for half types) and cast at the end.
+#include <torch/library.h>
+
+#include "common/online_softmax.h"
+#include "common/pairwise_tiles.h"
+#include "common/similarity_kernels.h"
+#include "cuda/cuda_utils.cuh"
+#include "ops/graph_checks.h"
+
+namespace gkdfast {
+namespace cuda {
+namespace {
+
+constexpr int kWarpsPerBlock = 8;
+
+template <typename scalar_t, typename index_t>
+__global__ void lsp_forward_kernel(const index_t* __restrict__ rowptr, const index_t* __restrict__ col,
+                                   const scalar_t* __restrict__ s, int64_t ds, const scalar_t* __restrict__ t,
+                                   int64_t dt, int64_t n, SimKernel kind, double gamma, double inv_tau,
+                                   scalar_t* __restrict__ per_node, scalar_t* __restrict__ lse) {
+  using acc_t = acc_type<scalar_t>;
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + threadIdx.x / kWarp;
+  if (i >= n) return;
+  const int64_t e0 = rowptr[i], e1 = rowptr[i + 1];
+  const int lane = threadIdx.x % kWarp;
+  if (e0 == e1) {
+    if (lane == 0) { per_node[i] = scalar_t(0); lse[2 * i] = scalar_t(0); lse[2 * i + 1] = scalar_t(0); }
+    return;
+  }
+  OnlineLSE<acc_t> ls;
+  tiles::OnlineWeightedLSE<acc_t> lt;
+  const acc_t g = static_cast<acc_t>(gamma), it = static_cast<acc_t>(inv_tau);
+  for (int64_t e = e0; e < e1; ++e) {
+    const int64_t j = col[e];
+    const auto ss = warp_pair_stats<acc_t>(kind, s + i * ds, s + j * ds, ds);
+    const auto st = warp_pair_stats<acc_t>(kind, t + i * dt, t + j * dt, dt);
+    const acc_t xs = kernel_value(kind, ss, g) * it, xt = kernel_value(kind, st, g) * it;
+    ls.add(xs);
+    lt.add(xt, xt - xs);
+  }
+  if (lane == 0) {
+    const acc_t lse_s = ls.value(), lse_t = lt.lse();
+    const acc_t kl = lt.mean() - lse_t + lse_s;
+    per_node[i] = static_cast<scalar_t>(kl > acc_t(0) ? kl : acc_t(0));
+    lse[2 * i] = static_cast<scalar_t>(lse_s);
+    lse[2 * i + 1] = static_cast<scalar_t>(lse_t);
+  }
+}
+
+template <typename scalar_t, typename index_t>
+__global__ void lsp_backward_rows_kernel(const index_t* __restrict__ rowptr, const index_t* __restrict__ col,
+                                         const scalar_t* __restrict__ s, int64_t ds, const scalar_t* __restrict__ t,
+                                         int64_t dt, int64_t n, SimKernel kind, double gamma, double inv_tau,
+                                         const scalar_t* __restrict__ per_node, const scalar_t* __restrict__ lse,
+                                         const scalar_t* __restrict__ gnode, bool need_s, bool need_t,
+                                         acc_type<scalar_t>* __restrict__ gs, acc_type<scalar_t>* __restrict__ gt,
+                                         acc_type<scalar_t>* __restrict__ cs, acc_type<scalar_t>* __restrict__ ct) {
+  using acc_t = acc_type<scalar_t>;
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + threadIdx.x / kWarp;
+  if (i >= n) return;
+  const int lane = threadIdx.x % kWarp;
+  const acc_t g = static_cast<acc_t>(gamma), it = static_cast<acc_t>(inv_tau);
+  const acc_t gi = static_cast<acc_t>(gnode[i]) * it;
+  const acc_t lse_s = lse[2 * i], lse_t = lse[2 * i + 1], kl = per_node[i];
+  acc_t self_s = 0, self_t = 0;
+  for (int64_t e = rowptr[i]; e < rowptr[i + 1]; ++e) {
+    const int64_t j = col[e];
+    const auto ss = warp_pair_stats<acc_t>(kind, s + i * ds, s + j * ds, ds);
+    const auto st = warp_pair_stats<acc_t>(kind, t + i * dt, t + j * dt, dt);
+    const acc_t ks = kernel_value(kind, ss, g), kt = kernel_value(kind, st, g);
+    const acc_t ls = ks * it - lse_s, lt = kt * it - lse_t;
+    const acc_t ps = exp(ls), pt = exp(lt);
+    if (need_s) {
+      const acc_t c = gi * (ps - pt);
+      const auto kg = kernel_grad(kind, ss, ks, g);
+      warp_pair_grad(gs + i * ds, s + i * ds, s + j * ds, ds, c * kg.other, acc_t(0), c * kg.sgn);
+      self_s += c * kg.self_u;
+      if (lane == 0) {
+        cs[2 * e] = kind == SimKernel::Laplace ? c * kg.sgn : c * kg.other;
+        cs[2 * e + 1] = c * kg.self_v;
+      }
+    }
+    if (need_t) {
+      const acc_t c = gi * pt * (lt - ls - kl);
+      const auto kg = kernel_grad(kind, st, kt, g);
+      warp_pair_grad(gt + i * dt, t + i * dt, t + j * dt, dt, c * kg.other, acc_t(0), c * kg.sgn);
+      self_t += c * kg.self_u;
+      if (lane == 0) {
+        ct[2 * e] = kind == SimKernel::Laplace ? c * kg.sgn : c * kg.other;
+        ct[2 * e + 1] = c * kg.self_v;
+      }
+    }
+  }
+  for (int64_t f = lane; f < ds && need_s; f += kWarp) gs[i * ds + f] += self_s * static_cast<acc_t>(s[i * ds + f]);
+  for (int64_t f = lane; f < dt && need_t; f += kWarp) gt[i * dt + f] += self_t * static_cast<acc_t>(t[i * dt + f]);
+}
+
+// Source side: grad[j] += sum over out-edges e = (j -> i) of a_e x_i + b_e x_j (laplace: a_e sign(x_j - x_i)).
+template <typename scalar_t, typename index_t>
+__global__ void lsp_backward_sources_kernel(const index_t* __restrict__ trp, const index_t* __restrict__ tcl,
+                                            const index_t* __restrict__ teid, const scalar_t* __restrict__ x,
+                                            int64_t d, int64_t n, SimKernel kind,
+                                            const acc_type<scalar_t>* __restrict__ coef,
+                                            acc_type<scalar_t>* __restrict__ grad) {
+  using acc_t = acc_type<scalar_t>;
+  const int64_t j = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + threadIdx.x / kWarp;
+  if (j >= n) return;
+  const int lane = threadIdx.x % kWarp;
+  acc_t self = 0;
+  for (int64_t p = trp[j]; p < trp[j + 1]; ++p) {
+    const int64_t i = tcl[p], e = teid[p];
+    const acc_t a = coef[2 * e];
+    if (kind == SimKernel::Laplace) {
+      warp_pair_grad(grad + j * d, x + j * d, x + i * d, d, acc_t(0), acc_t(0), a);
+    } else {
+      warp_pair_grad(grad + j * d, x + j * d, x + i * d, d, a, acc_t(0), acc_t(0));
+      self += coef[2 * e + 1];
+    }
+  }
+  for (int64_t f = lane; f < d; f += kWarp) grad[j * d + f] += self * static_cast<acc_t>(x[j * d + f]);
+}
+
+void check_inputs(const at::Tensor& rowptr, const at::Tensor& col, const at::Tensor& s, const at::Tensor& t,
+                  double tau, const char* op) {
+  check_csr(rowptr, col, op);
+  check_node_features(s, rowptr, op, "student");
+  check_node_features(t, rowptr, op, "teacher");
+  TORCH_CHECK_TYPE(s.scalar_type() == t.scalar_type(), "gkdfast.", op, ": student and teacher dtypes differ (",
+                   s.scalar_type(), ", ", t.scalar_type(), ")");
+  TORCH_CHECK_VALUE(tau > 0, "gkdfast.", op, ": tau must be > 0, got ", tau);
+}
+
+std::tuple<at::Tensor, at::Tensor> lsp_cuda(const at::Tensor& rowptr_in, const at::Tensor& col_in,
+                                            const at::Tensor& t_rowptr, const at::Tensor& t_col,
+                                            const at::Tensor& t_eid, const at::Tensor& s_in, const at::Tensor& t_in,
+                                            c10::string_view kname, double gamma, double tau) {
+  check_inputs(rowptr_in, col_in, s_in, t_in, tau, "lsp");
+  check_transpose(rowptr_in, col_in, t_rowptr, t_col, t_eid, "lsp");
+  const SimKernel kind = parse_sim_kernel(std::string(kname), "lsp");
+  GKD_CUDA_SETUP(s_in);
+  const auto rowptr = rowptr_in.contiguous();
+  const auto col = col_in.contiguous();
+  const auto s = s_in.contiguous();
+  const auto t = t_in.contiguous();
+  const int64_t n = csr_num_rows(rowptr);
+  auto per_node = at::zeros({n}, s.options());
+  auto lse = at::zeros({n, 2}, s.options());
+  if (n == 0) return {per_node, lse};
+  GKD_DISPATCH_FLOATING(s.scalar_type(), "gkdfast_lsp_cuda", [&] {
+    AT_DISPATCH_INDEX_TYPES(col.scalar_type(), "gkdfast_lsp_cuda_index", [&] {
+      lsp_forward_kernel<scalar_t, index_t><<<num_blocks(n, kWarpsPerBlock), kWarpsPerBlock * kWarp, 0, stream>>>(
+          rowptr.data_ptr<index_t>(), col.data_ptr<index_t>(), s.data_ptr<scalar_t>(), s.size(1),
+          t.data_ptr<scalar_t>(), t.size(1), n, kind, gamma, 1.0 / tau, per_node.data_ptr<scalar_t>(),
+          lse.data_ptr<scalar_t>());
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    });
+  });
+  return {per_node, lse};
+}
+
+std::tuple<at::Tensor, at::Tensor> lsp_backward_cuda(
+    const at::Tensor& rowptr_in, const at::Tensor& col_in, const at::Tensor& t_rowptr_in, const at::Tensor& t_col_in,
+    const at::Tensor& t_eid_in, const at::Tensor& s_in, const at::Tensor& t_in, const at::Tensor& per_node_in,
+    const at::Tensor& lse_in, const at::Tensor& grad_in, c10::string_view kname, double gamma, double tau,
+    bool need_s, bool need_t) {
+  check_inputs(rowptr_in, col_in, s_in, t_in, tau, "lsp_backward");
+  check_transpose(rowptr_in, col_in, t_rowptr_in, t_col_in, t_eid_in, "lsp_backward");
+  const SimKernel kind = parse_sim_kernel(std::string(kname), "lsp_backward");
+  const int64_t n = csr_num_rows(rowptr_in);
+  TORCH_CHECK_VALUE(per_node_in.numel() == n && lse_in.numel() == 2 * n && grad_in.numel() == n,
+                    "gkdfast.lsp_backward: per_node, lse and grad must have N, 2N and N entries (N = ", n, ")");
+  TORCH_CHECK_VALUE(col_in.numel() == 0 || t_rowptr_in.numel() > 0,
+                    "gkdfast.lsp_backward: the transposed CSR is required");
+  GKD_CUDA_SETUP(s_in);
+  const auto rowptr = rowptr_in.contiguous();
+  const auto col = col_in.contiguous();
+  const auto s = s_in.contiguous();
+  const auto t = t_in.contiguous();
+  const auto per_node = per_node_in.to(s.scalar_type()).contiguous();
+  const auto lse = lse_in.to(s.scalar_type()).contiguous();
+  const auto gnode = grad_in.to(s.scalar_type()).contiguous();
+  const auto acc_opts = s.options().dtype(at::toOpMathType(s.scalar_type()));
+  const int64_t num_e = col.numel();
+  auto gs = at::zeros({need_s ? n : 0, s.size(1)}, acc_opts);
+  auto gt = at::zeros({need_t ? n : 0, t.size(1)}, acc_opts);
+  auto cs = at::empty({need_s ? num_e : 0, 2}, acc_opts);
+  auto ct = at::empty({need_t ? num_e : 0, 2}, acc_opts);
+  if (n > 0 && (need_s || need_t)) {
+    GKD_DISPATCH_FLOATING(s.scalar_type(), "gkdfast_lsp_backward_cuda", [&] {
+      using acc_t = acc_type<scalar_t>;
+      AT_DISPATCH_INDEX_TYPES(col.scalar_type(), "gkdfast_lsp_backward_cuda_index", [&] {
+        const unsigned blocks = num_blocks(n, kWarpsPerBlock);
+        lsp_backward_rows_kernel<scalar_t, index_t><<<blocks, kWarpsPerBlock * kWarp, 0, stream>>>(
+            rowptr.data_ptr<index_t>(), col.data_ptr<index_t>(), s.data_ptr<scalar_t>(), s.size(1),
+            t.data_ptr<scalar_t>(), t.size(1), n, kind, gamma, 1.0 / tau, per_node.data_ptr<scalar_t>(),
+            lse.data_ptr<scalar_t>(), gnode.data_ptr<scalar_t>(), need_s, need_t,
+            need_s ? gs.data_ptr<acc_t>() : nullptr, need_t ? gt.data_ptr<acc_t>() : nullptr,
+            need_s ? cs.data_ptr<acc_t>() : nullptr, need_t ? ct.data_ptr<acc_t>() : nullptr);
+        C10_CUDA_KERNEL_LAUNCH_CHECK();
+        if (num_e > 0) {
+          const auto trp = t_rowptr_in.contiguous(), tcl = t_col_in.contiguous(), teid = t_eid_in.contiguous();
+          if (need_s) {
+            lsp_backward_sources_kernel<scalar_t, index_t><<<blocks, kWarpsPerBlock * kWarp, 0, stream>>>(
+                trp.data_ptr<index_t>(), tcl.data_ptr<index_t>(), teid.data_ptr<index_t>(), s.data_ptr<scalar_t>(),
+                s.size(1), n, kind, cs.data_ptr<acc_t>(), gs.data_ptr<acc_t>());
+            C10_CUDA_KERNEL_LAUNCH_CHECK();
+          }
+          if (need_t) {
+            lsp_backward_sources_kernel<scalar_t, index_t><<<blocks, kWarpsPerBlock * kWarp, 0, stream>>>(
+                trp.data_ptr<index_t>(), tcl.data_ptr<index_t>(), teid.data_ptr<index_t>(), t.data_ptr<scalar_t>(),
+                t.size(1), n, kind, ct.data_ptr<acc_t>(), gt.data_ptr<acc_t>());
+            C10_CUDA_KERNEL_LAUNCH_CHECK();
+          }
+        }
+      });
+    });
+  }
+  auto out_s = need_s ? gs.to(s.scalar_type()) : at::empty({0}, s.options());
+  auto out_t = need_t ? gt.to(t.scalar_type()) : at::empty({0}, t.options());
+  return {out_s, out_t};
+}
+
+}  // namespace
+}  // namespace cuda
+
+TORCH_LIBRARY_IMPL(gkdfast, CUDA, m) {
+  m.impl("lsp", &cuda::lsp_cuda);
+  m.impl("lsp_backward", &cuda::lsp_backward_cuda);
+}
+
+}  // namespace gkdfast
