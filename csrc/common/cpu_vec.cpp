@@ -47,6 +47,27 @@ namespace vec {
     }                                                                                            \
   }
 
+#define GKD_DEFINE_LOCAL(T, NAME, OP)                                                              \
+  GKD_CPU_CLONES void NAME(T* __restrict acc, int32_t* __restrict arg, const T* __restrict x, T w,  \
+                           int32_t k, int64_t d) {                                                 \
+    /* Written as full loads + bitwise blends (not "if (take) store"), so the compiler emits     \
+       compare + blend instead of slow masked stores. */                                         \
+    for (int64_t f = 0; f < d; ++f) {                                                            \
+      const T v = w * x[f];                                                                      \
+      const T old = acc[f];                                                                      \
+      const int32_t prev = arg[f];                                                               \
+      const bool take = v OP old;                                                                \
+      const int32_t mask = -static_cast<int32_t>(take);                                          \
+      acc[f] = take ? v : old;                                                                   \
+      arg[f] = (k & mask) | (prev & ~mask);                                                      \
+    }                                                                                            \
+  }
+GKD_DEFINE_LOCAL(float, max_update_local, >)
+GKD_DEFINE_LOCAL(double, max_update_local, >)
+GKD_DEFINE_LOCAL(float, min_update_local, <)
+GKD_DEFINE_LOCAL(double, min_update_local, <)
+#undef GKD_DEFINE_LOCAL
+
 GKD_DEFINE_FOR(float)
 GKD_DEFINE_FOR(double)
 #undef GKD_DEFINE_FOR

@@ -24,6 +24,19 @@ void max_update(float* acc, int64_t* arg, const float* x, float w, int64_t e, in
 void max_update(double* acc, int64_t* arg, const double* x, double w, int64_t e, int64_t d);
 void min_update(float* acc, int64_t* arg, const float* x, float w, int64_t e, int64_t d);
 void min_update(double* acc, int64_t* arg, const double* x, double w, int64_t e, int64_t d);
+// Same, recording k (the edge's offset within its row) in a row-local int32 arg: with float the
+// select is same-width and vectorises cleanly, and the buffer stays in L1 (the caller widens once).
+void max_update_local(float* acc, int32_t* arg, const float* x, float w, int32_t k, int64_t d);
+void max_update_local(double* acc, int32_t* arg, const double* x, double w, int32_t k, int64_t d);
+void min_update_local(float* acc, int32_t* arg, const float* x, float w, int32_t k, int64_t d);
+void min_update_local(double* acc, int32_t* arg, const double* x, double w, int32_t k, int64_t d);
+
+// Asks the cache for `bytes` starting at p: used on the feature row a few edges ahead of a gather,
+// whose address the hardware prefetcher cannot guess.
+inline void prefetch_row(const void* p, int64_t bytes) {
+  const char* c = static_cast<const char*>(p);
+  for (int64_t o = 0; o < bytes; o += 64) __builtin_prefetch(c + o, 0, 3);
+}
 
 }  // namespace vec
 }  // namespace gkdfast

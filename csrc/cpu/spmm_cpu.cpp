@@ -10,13 +10,25 @@
 #include "common/reducers.h"
 #include "ops/graph_checks.h"
 
+#include <algorithm>
+#include <vector>
+
 namespace gkdfast {
 namespace {
+
+// How many edges ahead of the current one the gather prefetches its feature row: far enough to hide
+// a DRAM miss behind a few row updates, near enough that the lines are still in L1/L2 when used.
+constexpr int64_t kPrefetchEdges = 4;
 
 template <typename scalar_t, typename index_t>
 void spmm_rows(const index_t* rowptr, const index_t* col, const scalar_t* w, const scalar_t* x, scalar_t* out,
                int64_t* arg, int64_t num_rows, int64_t d, Reduce reduce) {
+  const int64_t row_bytes = d * static_cast<int64_t>(sizeof(scalar_t));
+  const bool selects = reduce == Reduce::Max || reduce == Reduce::Min;
   parallel_rows(rowptr, num_rows, d, [&](int64_t begin, int64_t end) {
+    // max/min track the winning edge as an int32 offset within the row (L1-resident, same width as
+    // float so the select vectorises) and widen it to the int64 edge id once per row.
+    std::vector<int32_t> local(selects ? d : 0);
     for (int64_t i = begin; i < end; ++i) {
       const int64_t e0 = rowptr[i], e1 = rowptr[i + 1];
       scalar_t* o = out + i * d;
@@ -26,21 +38,28 @@ void spmm_rows(const index_t* rowptr, const index_t* col, const scalar_t* w, con
         if (a) std::fill(a, a + d, int64_t(-1));
         continue;
       }
+      for (int64_t p = e0; p < std::min(e1, e0 + kPrefetchEdges); ++p)
+        vec::prefetch_row(x + static_cast<int64_t>(col[p]) * d, row_bytes);
       // The first edge initialises the row, so max/min need no "empty" flag in the inner loop.
       vec::scale_copy(o, x + static_cast<int64_t>(col[e0]) * d, w ? w[e0] : scalar_t(1), d);
-      if (a) std::fill(a, a + d, e0);
+      if (selects) std::fill(local.begin(), local.end(), int32_t(0));
       for (int64_t e = e0 + 1; e < e1; ++e) {
+        if (e + kPrefetchEdges < e1)
+          vec::prefetch_row(x + static_cast<int64_t>(col[e + kPrefetchEdges]) * d, row_bytes);
         const scalar_t* xr = x + static_cast<int64_t>(col[e]) * d;
         const scalar_t we = w ? w[e] : scalar_t(1);
+        const int32_t k = static_cast<int32_t>(e - e0);  // in-degree < 2^31 (checked in spmm_cpu)
         switch (reduce) {
           case Reduce::Sum:
           case Reduce::Mean:
             if (w) vec::axpy(o, xr, we, d); else vec::add(o, xr, d);
             break;
-          case Reduce::Max: vec::max_update(o, a, xr, we, e, d); break;
-          case Reduce::Min: vec::min_update(o, a, xr, we, e, d); break;
+          case Reduce::Max: vec::max_update_local(o, local.data(), xr, we, k, d); break;
+          case Reduce::Min: vec::min_update_local(o, local.data(), xr, we, k, d); break;
         }
       }
+      if (selects && a)
+        for (int64_t f = 0; f < d; ++f) a[f] = e0 + local[f];
       if (reduce == Reduce::Mean) {
         const scalar_t inv = scalar_t(1) / scalar_t(e1 - e0);
         for (int64_t f = 0; f < d; ++f) o[f] *= inv;
@@ -66,6 +85,12 @@ std::tuple<at::Tensor, at::Tensor> spmm_cpu(const at::Tensor& rowptr_in, const a
     weight = weight_in->contiguous();
   }
   const int64_t n = csr_num_rows(rowptr), d = x.size(1);
+  // The kernel keeps arg offsets within a row as int32; only a graph with >= 2^31 edges can overflow.
+  if (reduce_has_arg(reduce) && n > 0 && col.size(0) >= (int64_t(1) << 31)) {
+    const auto max_deg = (rowptr.slice(0, 1) - rowptr.slice(0, 0, n)).max().item<int64_t>();
+    TORCH_CHECK_VALUE(max_deg < (int64_t(1) << 31), "gkdfast.spmm: a node has ", max_deg,
+                      " in-edges; max/min support at most 2^31 - 1 per node");
+  }
   auto out = at::empty({n, d}, x.options());
   auto arg = reduce_has_arg(reduce) ? at::empty({n, d}, x.options().dtype(at::kLong))
                                     : at::empty({0}, x.options().dtype(at::kLong));
