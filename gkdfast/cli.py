@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 
@@ -27,13 +28,189 @@ def _cmd_info(args) -> int:
     return 0
 
 
+# -- distill -------------------------------------------------------------------------------------
+DEFAULT_METHODS_MLP = "kd,glnn,nosmog,graphmlp,coldbrew,gcrd"
+DEFAULT_METHODS_GNN = "kd,lsp,gsp,gcrd"
+
+
+def _split_list(text: str, what: str) -> list:
+    items = [t.strip() for t in str(text).split(",") if t.strip()]
+    if not items:
+        raise ValueError(f"--{what} is empty")
+    return items
+
+
+def _parse_set(items) -> dict:
+    """``--set glnn.lamb=0.3`` → ``{"glnn": {"lamb": 0.3}}`` (values parsed as Python literals)."""
+    import ast
+
+    out: dict = {}
+    for item in items or ():
+        key, eq, value = item.partition("=")
+        method, dot, param = key.partition(".")
+        if not eq or not dot or not method or not param:
+            raise ValueError(f"--set {item!r}: expected METHOD.PARAM=VALUE, e.g. glnn.lamb=0.3")
+        try:
+            parsed = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            parsed = value
+        out.setdefault(method, {})[param] = parsed
+    return out
+
+
+def _load_data(args):
+    if args.data is None:
+        from gkdfast.data import csbm
+
+        if args.format or args.name:
+            raise ValueError("--format/--name need --data PATH")
+        return csbm(num_nodes=args.nodes, seed=0)
+    import os
+
+    if not os.path.exists(args.data):
+        raise FileNotFoundError(f"--data {args.data}: no such file or directory")
+    from gkdfast.data import load
+
+    try:
+        return load(args.data, format=args.format, name=args.name, seed=0)
+    except (ValueError, TypeError, FileNotFoundError, NotImplementedError):
+        raise
+    except Exception as exc:  # a malformed file can surface as anything (pickle, zip, json, numpy ...)
+        raise ValueError(f"could not read {args.data}: {type(exc).__name__}: {exc}") from None
+
+
+def _cmd_distill(args) -> int:
+    import os
+
+    import torch
+
+    from gkdfast.distill import recipes
+    from gkdfast.distill.experiment import parse_model, run_experiment
+    from gkdfast.distill.results import format_table, save_json, save_png
+
+    if args.seeds < 1:
+        raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
+    if args.epochs is not None and args.epochs < 1:
+        raise ValueError(f"--epochs must be >= 1, got {args.epochs}")
+    if not 0.0 <= args.dropout < 1.0:
+        raise ValueError(f"--dropout must be in [0, 1), got {args.dropout}")
+    if args.nodes < 50:
+        raise ValueError(f"--nodes must be >= 50, got {args.nodes}")
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError("--device cuda: no CUDA device is available")
+    if device != "cpu" and not device.startswith("cuda"):
+        raise ValueError(f"--device must be cpu or cuda[:i], got {device!r}")
+    teacher = parse_model(args.teacher, dropout=0.5)
+    default_students = "mlp" if args.data is not None else "mlp,gcn:16"
+    students = [parse_model(s, dropout=args.dropout) for s in _split_list(args.student or default_students,
+                                                                          "student")]
+    if len({s.label for s in students}) != len(students):
+        raise ValueError("--student lists the same model twice")
+    if args.methods:
+        methods = _split_list(args.methods, "methods")
+        for m in methods:
+            recipes.get(m)
+    else:
+        methods = {s.label: _split_list(DEFAULT_METHODS_MLP if s.name == "mlp" else DEFAULT_METHODS_GNN, "methods")
+                   for s in students}
+    overrides = _parse_set(args.set)
+    for m, kw in overrides.items():
+        recipes.get(m, **kw)  # unknown method or hyperparameter: fail before training
+    data = _load_data(args)
+    out = args.out
+    os.makedirs(out, exist_ok=True)
+    log = (lambda s: None) if args.quiet else (lambda s: print(s, file=sys.stderr, flush=True))
+    log(f"{data.name}: {data.num_nodes} nodes, {data.graph.num_edges} edges, {data.x.size(1)} features, "
+        f"{data.num_classes} classes; split {data.extras.get('split', 'given')}; device {device}")
+    results = run_experiment(data, teacher=teacher, students=students, methods=methods,
+                             seeds=list(range(args.seeds)), epochs=args.epochs, device=device, out=out,
+                             cache_dir=args.cache_dir, progress=not args.quiet and not args.no_progress,
+                             overrides=overrides, log=log)
+    print(format_table(results))
+    save_json(results, os.path.join(out, "results.json"))
+    save_png(results, os.path.join(out, "results.png"))
+    print(f"wrote {os.path.join(out, 'results.json')} and {os.path.join(out, 'results.png')}")
+    return 0
+
+
+# -- bench ---------------------------------------------------------------------------------------
+def _cmd_bench(args) -> int:
+    import os
+    import subprocess
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    bench = args.dir or os.path.join(os.path.dirname(here), "benchmarks")
+    if not os.path.isdir(bench) or not any(f.endswith(".py") for f in os.listdir(bench)):
+        raise FileNotFoundError(f"no benchmark runners in {bench} (bench needs a source checkout with benchmarks/)")
+    env = dict(os.environ, GKDFAST_BENCH_SIZE=args.size)
+    if args.size == "small":
+        env["GKDFAST_BENCH_SMALL"] = "1"
+    cmd = [sys.executable, "-m", "pytest", bench, "-q", "-p", "no:cacheprovider"]
+    if args.k:
+        cmd += ["-k", args.k]
+    if args.json:
+        cmd += [f"--benchmark-json={args.json}"]
+    return subprocess.call(cmd, env=env)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is ONE line on stderr (``gkdfast distill: error: ...``), exit 2."""
+
+    def error(self, message):  # noqa: D401 - argparse API
+        sys.stderr.write(f"{self.prog}: error: {message} (see --help)\n")
+        sys.exit(2)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="gkdfast", description="Fast, exact knowledge distillation on graphs.")
-    sub = p.add_subparsers(dest="command")
+    p = _Parser(prog="gkdfast", description="Fast, exact knowledge distillation on graphs.")
+    sub = p.add_subparsers(dest="command", parser_class=_Parser)
     pi = sub.add_parser("info", help="which backends and kernels are available, and why not")
     pi.add_argument("--json", action="store_true", help="print the full backend_info() as JSON")
     pi.set_defaults(func=_cmd_info)
+
+    pd = sub.add_parser(
+        "distill", help="train a teacher and distil it into students with published recipes",
+        description="Without --data: a teacher on the built-in synthetic graph (contextual SBM) distilled into "
+                    "an MLP and a small GCN with several recipes.  With --data: the same on a real graph.  "
+                    "Rerunning with the same --out resumes a killed run.")
+    pd.add_argument("--data", metavar="PATH", help="dataset file or folder (default: built-in synthetic graph)")
+    pd.add_argument("--format", help="planetoid, npz, gnn-benchmark, musae, mat, ogb, ... (default: guessed)")
+    pd.add_argument("--name", help="dataset inside a folder holding several (e.g. cora in the Planetoid folder)")
+    pd.add_argument("--teacher", default="sage", help="teacher model name[:hidden] (default sage, hidden 128)")
+    pd.add_argument("--student", help="student model(s), comma-separated name[:hidden] "
+                                      "(default: mlp,gcn:16 on the synthetic graph, mlp with --data)")
+    pd.add_argument("--methods", help="comma-separated recipes: " + ", ".join(
+        n for n in ("kd", "glnn", "lsp", "gsp", "gcrd", "nosmog", "graphmlp", "coldbrew")) +
+        f" (default: {DEFAULT_METHODS_MLP} for an MLP, {DEFAULT_METHODS_GNN} for a GNN)")
+    pd.add_argument("--seeds", type=int, default=3, help="number of seeds (default 3)")
+    pd.add_argument("--epochs", type=int, help="override every recipe's maximum epochs")
+    pd.add_argument("--dropout", type=float, default=0.5, help="student dropout (default 0.5)")
+    pd.add_argument("--set", action="append", metavar="METHOD.PARAM=VALUE",
+                    help="override a recipe hyperparameter, e.g. --set glnn.lamb=0.3 (repeatable)")
+    pd.add_argument("--nodes", type=int, default=2000, help="nodes of the synthetic graph (default 2000)")
+    pd.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    pd.add_argument("--out", default="gkdfast-results", help="output folder (default ./gkdfast-results)")
+    pd.add_argument("--cache-dir", help="teacher-output cache (default OUT/cache)")
+    pd.add_argument("--no-progress", action="store_true", help="no progress bars")
+    pd.add_argument("--quiet", action="store_true", help="print only the final table")
+    pd.set_defaults(func=_cmd_distill)
+
+    pb = sub.add_parser("bench", help="run the benchmark suites in benchmarks/ (pytest-benchmark)")
+    pb.add_argument("--size", choices=("small", "medium", "large"), default="small",
+                    help="problem sizes (default small: seconds per suite)")
+    pb.add_argument("-k", help="only benchmarks matching this pytest -k expression")
+    pb.add_argument("--json", metavar="PATH", help="write pytest-benchmark JSON here")
+    pb.add_argument("--dir", help="benchmarks folder (default: the checkout's benchmarks/)")
+    pb.set_defaults(func=_cmd_bench)
     return p
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    if isinstance(exc, KeyError):  # KeyError's str() is the repr of the key
+        text = f"missing {text}"
+    return " ".join(text.split())
 
 
 def main(argv=None) -> int:
@@ -44,8 +221,13 @@ def main(argv=None) -> int:
         return 0
     try:
         return int(args.func(args) or 0)
-    except (ValueError, TypeError, FileNotFoundError, NotImplementedError) as exc:
-        print(f"gkdfast {args.command}: error: {exc}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print(f"gkdfast {args.command}: interrupted (rerun the same command to resume)", file=sys.stderr)
+        return 130
+    except (ValueError, TypeError, OSError, KeyError, NotImplementedError) as exc:
+        if os.environ.get("GKDFAST_DEBUG"):
+            raise
+        print(f"gkdfast {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
 
 

@@ -12,7 +12,7 @@ import os
 import statistics
 import time
 from dataclasses import dataclass, replace
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn
@@ -99,7 +99,8 @@ def _summary(method: str, model: str, accs: List[float], secs: List[float], infe
             "inference_ms_per_1k_nodes": statistics.median(infer)}
 
 
-def run_experiment(data, *, teacher: ModelSpec, students: Sequence[ModelSpec], methods: Sequence[str],
+def run_experiment(data, *, teacher: ModelSpec, students: Sequence[ModelSpec],
+                   methods: Union[Sequence[str], Dict[str, Sequence[str]]],
                    seeds: Sequence[int] = (0,), epochs: Optional[int] = None, device="cpu",
                    out: Optional[str] = None, cache_dir: Optional[str] = None, progress: bool = False,
                    overrides: Optional[Dict[str, dict]] = None, log: Callable[[str], None] = lambda s: None,
@@ -109,7 +110,8 @@ def run_experiment(data, *, teacher: ModelSpec, students: Sequence[ModelSpec], m
     Args:
         data: a :class:`gkdfast.data.GraphData`.
         teacher: teacher :class:`ModelSpec`.  students: student specs (each gets a "none" row and a
-            row per method).  methods: recipe names (see :func:`gkdfast.distill.recipes.names`).
+            row per method).  methods: recipe names (see :func:`gkdfast.distill.recipes.names`), or a
+            dict from a student's ``label`` (e.g. ``"MLP(128)"``) to its own list.
         seeds: one run of everything per seed.  epochs: override every recipe's maximum epochs.
         device: training device.  out: folder for checkpoints (resume) — ``None``: no checkpoints.
         cache_dir: teacher-output cache (default ``out/cache`` when ``out`` is given).
@@ -123,9 +125,10 @@ def run_experiment(data, *, teacher: ModelSpec, students: Sequence[ModelSpec], m
     """
     if not seeds:
         raise ValueError("run_experiment: give at least one seed")
-    methods = [m for m in methods if _recipes.get(m).name != "none"]
-    for m in methods:
-        _recipes.get(m)  # fail fast on unknown names, before any training
+    per_student = {spec.label: list(methods.get(spec.label, ()) if isinstance(methods, dict) else methods)
+                   for spec in students}
+    # Canonical names, "none" dropped (it always runs); unknown names fail here, before any training.
+    per_student = {k: [m for m in (_recipes.get(x).name for x in v) if m != "none"] for k, v in per_student.items()}
     overrides = {(_recipes.get(k).name): v for k, v in (overrides or {}).items()}
     if cache_dir is None and out is not None:
         cache_dir = os.path.join(out, "cache")
@@ -161,7 +164,7 @@ def run_experiment(data, *, teacher: ModelSpec, students: Sequence[ModelSpec], m
 
         # Students --------------------------------------------------------------------------------
         for spec in students:
-            for method in ["none"] + list(methods):
+            for method in ["none"] + per_student[spec.label]:
                 recipe_kw = dict(overrides.get(method, {}))
                 if epochs:
                     recipe_kw.setdefault("epochs", epochs)

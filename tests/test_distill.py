@@ -1,0 +1,255 @@
+"""gkdfast.distill: every recipe end to end on a tiny CSBM, KD beats no-KD, resume after a kill,
+teacher cache, position features, PGD, results schema."""
+import json
+import os
+
+import pytest
+import torch
+
+from gkdfast.data import csbm
+from gkdfast.distill import Distiller, StopTraining, TeacherOutputs, recipes, teacher_outputs, terms
+from gkdfast.distill.adversarial import pgd_delta
+from gkdfast.distill.experiment import parse_model, run_experiment, seed_split
+from gkdfast.distill.positional import position_features, random_walks
+from gkdfast.distill.results import format_markdown, format_table, save_json, save_png, validate
+from gkdfast.nn import GCN, MLP, SAGE
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return csbm(num_nodes=300, num_classes=3, feature_dim=16, avg_degree=8, seed=3)
+
+
+@pytest.fixture(scope="module")
+def tiny_teacher(tiny):
+    torch.manual_seed(0)
+    t = GCN(16, 32, 3, dropout=0.5)
+    Distiller(t, [terms.CrossEntropy()], lr=0.01, epochs=60, patience=None).fit(tiny)
+    return t, teacher_outputs(t, tiny.x, tiny.graph)
+
+
+@pytest.mark.parametrize("name", [n for n in recipes.names()])
+def test_each_recipe_runs_and_its_loss_decreases(name, tiny, tiny_teacher):
+    _, tout = tiny_teacher
+    kw = {"epochs": 15, "patience": None}
+    if name == "nosmog":
+        kw.update(pos_dim=8, walk_length=10, walks_per_node=2, batch_size=128, adv_steps=2)
+    if name == "coldbrew":
+        kw.update(regress_epochs=10, hidden=16)
+    recipe = recipes.get(name, **kw)
+    torch.manual_seed(0)
+    student = "gcn" if name in ("lsp",) else "mlp"
+    make = (lambda f: GCN(f, 16, 3)) if student == "gcn" else (lambda f: MLP(f, 32, 3))
+    trained = recipe.fit(make, tiny, tout if recipe.needs_teacher else None, seed=0)
+    losses = [h["loss"] for h in trained.fit.history]
+    assert len(losses) == 15
+    assert all(torch.isfinite(torch.tensor(losses)))
+    # Averages over the first and last 3 epochs: mini-batch noise never hides a real decrease.
+    assert sum(losses[-3:]) < sum(losses[:3]), (name, losses)
+    out = trained.model(trained.inputs, tiny.graph) if trained.uses_graph else trained.model(trained.inputs)
+    assert out.shape == (300, 3)
+
+
+def test_kd_student_beats_the_plain_student_on_csbm():
+    # CSBM defaults: features alone separate classes weakly, the graph a lot, so a GNN teacher has
+    # much to transfer (MLP ~0.55-0.6 vs GCN ~0.9).  A 0.1 margin is far below the usual ~0.3 gap.
+    data = csbm(num_nodes=800, seed=0)
+    torch.manual_seed(0)
+    teacher = GCN(data.num_features, 64, data.num_classes)
+    Distiller(teacher, [terms.CrossEntropy()], epochs=100, patience=30).fit(data)
+    tout = teacher_outputs(teacher, data.x, data.graph)
+    accs = {}
+    for name in ("none", "glnn"):
+        torch.manual_seed(0)
+        trained = recipes.get(name, epochs=100).fit(lambda f: MLP(f, 64, data.num_classes), data, tout)
+        accs[name] = Distiller(trained.model, [terms.CrossEntropy()]).evaluate(data, trained.inputs)
+    assert accs["glnn"] > accs["none"] + 0.1, accs
+
+
+class _Kill(RuntimeError):
+    pass
+
+
+def _resume_setup(data, tout):
+    torch.manual_seed(1)
+    student = MLP(data.num_features, 32, data.num_classes, dropout=0.5)
+    ts = [terms.CrossEntropy(0.5), terms.LogitKD(0.5, temperature=2.0),
+          terms.GSP(1.0, kernel="cosine", proj_dim=8, max_samples=40)]
+    return student, ts
+
+
+def test_resume_after_a_kill_ends_identical_to_an_uninterrupted_run(tiny, tiny_teacher, tmp_path):
+    _, tout = tiny_teacher
+    opts = dict(epochs=8, patience=None, batch_size=64, lr=0.01)
+    student, ts = _resume_setup(tiny, tout)
+    full = Distiller(student, ts, tout, **opts).fit(tiny, select_best=False)
+    ref_state = {k: v.clone() for k, v in full.student.state_dict().items()}
+
+    ckpt = str(tmp_path / "run")
+
+    def kill_at_3(epoch, info):
+        if epoch == 3:
+            raise _Kill("simulated kill")
+
+    student, ts = _resume_setup(tiny, tout)
+    with pytest.raises(_Kill):
+        Distiller(student, ts, tout, checkpoint_dir=ckpt, **opts).fit(tiny, callbacks=[kill_at_3], select_best=False)
+    assert torch.load(os.path.join(ckpt, "checkpoint.pt"), weights_only=False)["epoch"] == 3
+
+    seen = []
+    torch.manual_seed(12345)  # a different global RNG state: the checkpoint must restore it
+    student, ts = _resume_setup(tiny, tout)
+    res = Distiller(student, ts, tout, checkpoint_dir=ckpt, **opts).fit(
+        tiny, callbacks=[lambda e, i: seen.append(e)], select_best=False)
+    assert seen == [4, 5, 6, 7, 8]  # continued from epoch 3, not from scratch
+    assert res.epochs == 8
+    assert [h["loss"] for h in res.history] == [h["loss"] for h in full.history]
+    for k, v in res.student.state_dict().items():
+        assert torch.equal(v, ref_state[k]), k
+    # A finished run restarted returns at once with the same weights.
+    student, ts = _resume_setup(tiny, tout)
+    again = Distiller(student, ts, tout, checkpoint_dir=ckpt, **opts).fit(
+        tiny, callbacks=[lambda e, i: seen.append(-1)], select_best=False)
+    assert -1 not in seen
+    for k, v in again.student.state_dict().items():
+        assert torch.equal(v, ref_state[k]), k
+
+
+def test_stop_training_callback_stops_and_resumes(tiny, tmp_path):
+    def stop(epoch, info):
+        if epoch == 2:
+            raise StopTraining
+
+    torch.manual_seed(0)
+    r = Distiller(MLP(16, 8, 3), [terms.CrossEntropy()], epochs=5, patience=None,
+                  checkpoint_dir=str(tmp_path)).fit(tiny, callbacks=[stop])
+    assert r.epochs == 2
+    r = Distiller(MLP(16, 8, 3), [terms.CrossEntropy()], epochs=5, patience=None,
+                  checkpoint_dir=str(tmp_path)).fit(tiny)
+    assert r.epochs == 5
+
+
+def test_checkpoint_of_another_run_is_refused(tiny, tmp_path):
+    Distiller(MLP(16, 8, 3), [terms.CrossEntropy()], epochs=1, checkpoint_dir=str(tmp_path)).fit(tiny)
+    with pytest.raises(ValueError, match="different run"):
+        Distiller(MLP(16, 12, 3), [terms.CrossEntropy()], epochs=1, checkpoint_dir=str(tmp_path)).fit(tiny)
+
+
+def test_teacher_cache_hit_and_memory_map(tiny, tmp_path):
+    torch.manual_seed(0)
+    teacher = SAGE(16, 24, 3)
+    a = teacher_outputs(teacher, tiny.x, tiny.graph, cache_dir=str(tmp_path))
+    b = teacher_outputs(teacher, tiny.x, tiny.graph, cache_dir=str(tmp_path))
+    assert not a.cached and b.cached and a.key == b.key
+    assert torch.equal(a.logits, b.logits) and torch.equal(a.hidden, b.hidden)
+    assert b.logits.shape == (300, 3) and b.hidden.shape == (300, 24)
+    files = os.listdir(tmp_path / "teachers" / a.key)
+    assert sorted(files) == ["hidden.f32", "logits.f32", "meta.json"]
+    teacher.eval()
+    with torch.no_grad():
+        assert torch.allclose(b.logits, teacher(tiny.x, tiny.graph))
+    # Different weights or different features: a different entry.
+    with torch.no_grad():
+        next(teacher.parameters()).add_(1.0)
+    c = teacher_outputs(teacher, tiny.x, tiny.graph, cache_dir=str(tmp_path))
+    assert c.key != a.key and not c.cached
+    d = teacher_outputs(teacher, tiny.x + 1, tiny.graph, cache_dir=str(tmp_path))
+    assert d.key != c.key
+    # The Distiller given a module uses (and fills) the cache.
+    res = Distiller(MLP(16, 8, 3), [terms.LogitKD()], teacher, epochs=1, cache_dir=str(tmp_path)).fit(tiny)
+    assert res.teacher.cached
+
+
+def test_user_module_without_hidden_and_errors(tiny, tiny_teacher):
+    _, tout = tiny_teacher
+
+    class Plain(torch.nn.Module):
+        uses_graph = False
+
+        def __init__(self):
+            super().__init__()
+            self.lin = torch.nn.Linear(16, 3)
+
+        def forward(self, x):
+            return self.lin(x)
+
+    r = Distiller(Plain(), [terms.CrossEntropy(0.5), terms.LogitKD(0.5)], tout, epochs=3).fit(tiny)
+    assert r.epochs == 3
+    with pytest.raises(ValueError, match="hidden"):
+        Distiller(Plain(), [terms.RSD()], tout, epochs=1).fit(tiny)
+    with pytest.raises(ValueError, match="needs a teacher"):
+        Distiller(MLP(16, 8, 3), [terms.LogitKD()], epochs=1).fit(tiny)
+    with pytest.raises(ValueError):
+        Distiller(MLP(16, 8, 3), [], epochs=1)
+    with pytest.raises(ValueError):
+        Distiller(MLP(16, 8, 3), [terms.CrossEntropy()], batch_size=0)
+    with pytest.raises(TypeError):
+        Distiller(MLP(16, 8, 3), [lambda ctx: 0])
+    with pytest.raises(ValueError, match="unknown hyperparameter"):
+        recipes.get("glnn", lamda=0.5)
+    with pytest.raises(ValueError, match="unknown method"):
+        recipes.get("nope")
+
+
+def test_gnn_student_minibatch_uses_induced_subgraph_for_lsp(tiny, tiny_teacher):
+    _, tout = tiny_teacher
+    torch.manual_seed(0)
+    r = Distiller(GCN(16, 16, 3), [terms.CrossEntropy(), terms.LSP(1.0)], tout, epochs=3, batch_size=100,
+                  patience=None).fit(tiny)
+    assert len(r.history) == 3 and all(h["lsp"] >= 0 for h in r.history)
+
+
+def test_random_walks_follow_edges_and_position_features_are_deterministic(tiny):
+    w = random_walks(tiny.graph, walk_length=6, walks_per_node=2, seed=0)
+    assert w.shape == (600, 7)
+    assert torch.equal(w[:300, 0], torch.arange(300))
+    edges = set(map(tuple, tiny.graph.edge_index.t().tolist()))
+    deg = tiny.graph.in_degree()
+    for a, b in zip(w[:, :-1].flatten().tolist(), w[:, 1:].flatten().tolist()):
+        assert (b, a) in edges or (a == b and deg[a] == 0)
+    p1 = position_features(tiny.graph, dim=8, walk_length=10, walks_per_node=2, seed=1)
+    p2 = position_features(tiny.graph, dim=8, walk_length=10, walks_per_node=2, seed=1)
+    assert p1.shape == (300, 8) and p1.dtype == torch.float32 and torch.equal(p1, p2)
+    assert torch.isfinite(p1).all()
+
+
+def test_pgd_delta_stays_in_the_ball_and_increases_the_loss():
+    torch.manual_seed(0)
+    w = torch.randn(5, 1)
+    x = torch.randn(10, 5)
+    d = pgd_delta(lambda z: (z @ w).sum(), x, eps=0.1, steps=5)
+    assert d.abs().max() <= 0.1 + 1e-7
+    assert ((x + d) @ w).sum() > (x @ w).sum()
+    assert torch.equal(pgd_delta(lambda z: z.sum(), x, eps=0.0), torch.zeros_like(x))
+
+
+def test_results_schema_table_and_png(tmp_path):
+    data = csbm(num_nodes=200, num_classes=3, feature_dim=8, seed=0)
+    res = run_experiment(data, teacher=parse_model("gcn:16"), students=[parse_model("mlp:16")],
+                         methods=["kd", "glnn"], seeds=[0, 1], epochs=5, out=str(tmp_path / "out"))
+    validate(res)
+    assert [r["method"] for r in res["rows"]] == ["teacher", "none", "kd", "glnn"]
+    assert all(len(r["test_acc"]) == 2 for r in res["rows"])
+    assert res["num_nodes"] == 200 and res["num_edges"] == data.graph.num_edges
+    path = str(tmp_path / "results.json")
+    save_json(res, path)
+    with open(path) as f:
+        loaded = json.load(f)
+    assert set(loaded) == {"dataset", "num_nodes", "num_edges", "rows"}
+    assert set(loaded["rows"][0]) == {"method", "model", "test_acc_mean", "test_acc_std", "test_acc",
+                                      "train_seconds", "inference_ms_per_1k_nodes"}
+    save_png(res, str(tmp_path / "r.png"))
+    assert os.path.getsize(tmp_path / "r.png") > 1000
+    assert "glnn" in format_table(res) and "| glnn |" in format_markdown(res)
+    bad = dict(res, rows=[dict(res["rows"][0], test_acc=[1.5])])
+    with pytest.raises(ValueError):
+        validate(bad)
+
+
+def test_seed_split_redraws_random_splits_only():
+    data = csbm(num_nodes=200, num_classes=3, feature_dim=8, seed=0)
+    a, b = seed_split(data, 0), seed_split(data, 1)
+    assert not torch.equal(a.train_mask, b.train_mask)
+    assert int(a.train_mask.sum()) == 60 and int(a.val_mask.sum()) == 90
+    fixed = type(data)(**{**data.__dict__, "extras": {"split": "public"}})
+    assert seed_split(fixed, 5) is fixed
