@@ -68,6 +68,15 @@ GKD_DEFINE_LOCAL(float, min_update_local, <)
 GKD_DEFINE_LOCAL(double, min_update_local, <)
 #undef GKD_DEFINE_LOCAL
 
+#define GKD_DEFINE_SELECT(T)                                                                        \
+  GKD_CPU_CLONES void select_axpy(T* __restrict acc, const int64_t* __restrict arg, int64_t e,       \
+                                  const T* __restrict g, T w, int64_t d) {                         \
+    for (int64_t f = 0; f < d; ++f) acc[f] += arg[f] == e ? w * g[f] : T(0);                    \
+  }
+GKD_DEFINE_SELECT(float)
+GKD_DEFINE_SELECT(double)
+#undef GKD_DEFINE_SELECT
+
 GKD_DEFINE_FOR(float)
 GKD_DEFINE_FOR(double)
 #undef GKD_DEFINE_FOR

@@ -31,6 +31,10 @@ void max_update_local(double* acc, int32_t* arg, const double* x, double w, int3
 void min_update_local(float* acc, int32_t* arg, const float* x, float w, int32_t k, int64_t d);
 void min_update_local(double* acc, int32_t* arg, const double* x, double w, int32_t k, int64_t d);
 
+// acc[f] += (arg[f] == e) ? w * g[f] : 0 (max/min backward: only the winning edge gets the gradient)
+void select_axpy(float* acc, const int64_t* arg, int64_t e, const float* g, float w, int64_t d);
+void select_axpy(double* acc, const int64_t* arg, int64_t e, const double* g, double w, int64_t d);
+
 // Asks the cache for `bytes` starting at p: used on the feature row a few edges ahead of a gather,
 // whose address the hardware prefetcher cannot guess.
 inline void prefetch_row(const void* p, int64_t bytes) {

@@ -29,6 +29,11 @@ void spmm_rows(const index_t* rowptr, const index_t* col, const scalar_t* w, con
     // max/min track the winning edge as an int32 offset within the row (L1-resident, same width as
     // float so the select vectorises) and widen it to the int64 edge id once per row.
     std::vector<int32_t> local(selects ? d : 0);
+    // Prefetch runs kPrefetchEdges ahead over the whole chunk (across row boundaries: most rows of a
+    // power-law graph are shorter than the prefetch distance).
+    const int64_t chunk_end = rowptr[end];
+    for (int64_t p = rowptr[begin]; p < std::min(chunk_end, int64_t(rowptr[begin]) + kPrefetchEdges); ++p)
+      vec::prefetch_row(x + static_cast<int64_t>(col[p]) * d, row_bytes);
     for (int64_t i = begin; i < end; ++i) {
       const int64_t e0 = rowptr[i], e1 = rowptr[i + 1];
       scalar_t* o = out + i * d;
@@ -38,13 +43,13 @@ void spmm_rows(const index_t* rowptr, const index_t* col, const scalar_t* w, con
         if (a) std::fill(a, a + d, int64_t(-1));
         continue;
       }
-      for (int64_t p = e0; p < std::min(e1, e0 + kPrefetchEdges); ++p)
-        vec::prefetch_row(x + static_cast<int64_t>(col[p]) * d, row_bytes);
       // The first edge initialises the row, so max/min need no "empty" flag in the inner loop.
+      if (e0 + kPrefetchEdges < chunk_end)
+        vec::prefetch_row(x + static_cast<int64_t>(col[e0 + kPrefetchEdges]) * d, row_bytes);
       vec::scale_copy(o, x + static_cast<int64_t>(col[e0]) * d, w ? w[e0] : scalar_t(1), d);
       if (selects) std::fill(local.begin(), local.end(), int32_t(0));
       for (int64_t e = e0 + 1; e < e1; ++e) {
-        if (e + kPrefetchEdges < e1)
+        if (e + kPrefetchEdges < chunk_end)
           vec::prefetch_row(x + static_cast<int64_t>(col[e + kPrefetchEdges]) * d, row_bytes);
         const scalar_t* xr = x + static_cast<int64_t>(col[e]) * d;
         const scalar_t we = w ? w[e] : scalar_t(1);
@@ -149,15 +154,20 @@ std::tuple<at::Tensor, at::Tensor> spmm_arg_backward_cpu(
       const scalar_t* gp = grad.data_ptr<scalar_t>();
       const int64_t* ap = arg.data_ptr<int64_t>();
       scalar_t* gx = grad_x.data_ptr<scalar_t>();
+      const int64_t row_bytes = d * static_cast<int64_t>(sizeof(scalar_t));
       parallel_rows(trp, n, d, [&](int64_t begin, int64_t end) {
+        const int64_t chunk_end = trp[end];
         for (int64_t j = begin; j < end; ++j) {
           scalar_t* out = gx + j * d;
           for (int64_t te = trp[j]; te < trp[j + 1]; ++te) {
+            if (te + kPrefetchEdges < chunk_end) {  // the arg and grad rows a few edges ahead
+              const int64_t ip = tcl[te + kPrefetchEdges];
+              vec::prefetch_row(ap + ip * d, d * static_cast<int64_t>(sizeof(int64_t)));
+              vec::prefetch_row(gp + ip * d, row_bytes);
+            }
             const int64_t i = tcl[te], e = teid[te];
             const scalar_t we = w ? w[e] : scalar_t(1);
-            const int64_t* ar = ap + i * d;
-            const scalar_t* g = gp + i * d;
-            for (int64_t f = 0; f < d; ++f) out[f] += ar[f] == e ? we * g[f] : scalar_t(0);
+            vec::select_axpy(out, ap + i * d, e, gp + i * d, we, d);
           }
         }
       });
