@@ -1,0 +1,121 @@
+"""The ``gkdfast`` command: distill end to end (results.json schema, PNG, resume), and bad input:
+exit code 2, one line on stderr, never a traceback."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _cli(*args, timeout=180):
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env.pop("GKDFAST_DEBUG", None)
+    return subprocess.run([sys.executable, "-m", "gkdfast.cli", *args], capture_output=True, text=True,
+                          env=env, cwd=ROOT, timeout=timeout)
+
+
+def _assert_clean_error(r, *needles):
+    assert r.returncode == 2, (r.returncode, r.stdout, r.stderr)
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, r.stderr
+    assert "Traceback" not in r.stderr and "error" in lines[0]
+    for n in needles:
+        assert n in lines[0], lines[0]
+
+
+def test_distill_end_to_end_schema_png_and_resume(tmp_path):
+    out = str(tmp_path / "res")
+    args = ("distill", "--nodes", "200", "--seeds", "2", "--epochs", "4", "--student", "mlp:16",
+            "--teacher", "gcn:16", "--methods", "glnn,kd", "--out", out, "--quiet")
+    r = _cli(*args)
+    assert r.returncode == 0, r.stderr
+    assert "teacher" in r.stdout and "glnn" in r.stdout
+    with open(os.path.join(out, "results.json")) as f:
+        res = json.load(f)
+    assert set(res) == {"dataset", "num_nodes", "num_edges", "rows"}
+    assert res["dataset"] == "csbm" and res["num_nodes"] == 200 and isinstance(res["num_edges"], int)
+    assert [(row["method"], row["model"]) for row in res["rows"]] == [
+        ("teacher", "GCN(16)"), ("none", "MLP(16)"), ("glnn", "MLP(16)"), ("kd", "MLP(16)")]
+    for row in res["rows"]:
+        assert set(row) == {"method", "model", "test_acc_mean", "test_acc_std", "test_acc", "train_seconds",
+                            "inference_ms_per_1k_nodes"}
+        assert len(row["test_acc"]) == 2 and all(0.0 <= a <= 1.0 for a in row["test_acc"])
+        assert abs(row["test_acc_mean"] - sum(row["test_acc"]) / 2) < 1e-12
+        assert row["train_seconds"] > 0 and row["inference_ms_per_1k_nodes"] > 0
+    assert os.path.getsize(os.path.join(out, "results.png")) > 1000
+    # Same command again: every run is resumed from its finished checkpoint, same accuracies.
+    r2 = _cli(*args)
+    assert r2.returncode == 0, r2.stderr
+    with open(os.path.join(out, "results.json")) as f:
+        res2 = json.load(f)
+    assert [row["test_acc"] for row in res2["rows"]] == [row["test_acc"] for row in res["rows"]]
+
+
+@pytest.mark.parametrize("args,needle", [
+    (("distill", "--seeds", "0"), "--seeds"),
+    (("distill", "--seeds", "two"), "--seeds"),
+    (("distill", "--methods", "glnn,nope"), "nope"),
+    (("distill", "--student", "transformer"), "transformer"),
+    (("distill", "--teacher", "sage:x"), "sage:x"),
+    (("distill", "--data", "/definitely/not/here"), "/definitely/not/here"),
+    (("distill", "--set", "glnn.lamda=0.1"), "lamda"),
+    (("distill", "--set", "oops"), "METHOD.PARAM=VALUE"),
+    (("distill", "--dropout", "1.5"), "--dropout"),
+    (("distill", "--epochs", "0"), "--epochs"),
+    (("distill", "--format", "npz"), "--data"),
+    (("distill", "--unknown-flag"), "--unknown-flag"),
+    (("bench", "--dir", "/definitely/not/here"), "benchmark"),
+    (("bench", "--size", "huge"), "--size"),
+    (("frobnicate",), "frobnicate"),
+])
+def test_bad_arguments_give_one_line_and_exit_2(args, needle, capsys):
+    # In-process (the same main() the console script runs) to keep the suite fast; the subprocess
+    # tests below check the real interpreter prints no traceback.
+    from gkdfast.cli import main
+
+    try:
+        rc = main(list(args))
+    except SystemExit as exc:
+        rc = exc.code
+    err = capsys.readouterr().err
+
+    class R:
+        returncode, stderr, stdout = rc, err, ""
+
+    _assert_clean_error(R, needle)
+
+
+def test_bad_argument_in_a_real_process():
+    _assert_clean_error(_cli("distill", "--methods", "glnn,nope"), "nope")
+
+
+def test_malformed_data_files_give_one_line_and_exit_2(tmp_path):
+    garbage = tmp_path / "broken.npz"
+    garbage.write_bytes(b"this is not a zip archive")
+    _assert_clean_error(_cli("distill", "--data", str(garbage), "--format", "npz"), "broken.npz")
+    # A valid npz bundle missing the labels.
+    partial = tmp_path / "partial.npz"
+    np.savez(partial, edge_index=np.array([[0, 1], [1, 0]], dtype=np.int64), x=np.ones((2, 3), np.float32))
+    _assert_clean_error(_cli("distill", "--data", str(partial), "--format", "npz"))
+    # Edge index out of range.
+    bad_edges = tmp_path / "edges.npz"
+    np.savez(bad_edges, edge_index=np.array([[0, 7], [1, 0]], dtype=np.int64), x=np.ones((2, 3), np.float32),
+             y=np.array([0, 1], dtype=np.int64))
+    _assert_clean_error(_cli("distill", "--data", str(bad_edges), "--format", "npz"))
+    # An empty directory is not a dataset.
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    _assert_clean_error(_cli("distill", "--data", str(empty)))
+
+
+def test_help_lists_the_subcommands():
+    r = _cli("--help")
+    assert r.returncode == 0
+    for sub in ("info", "distill", "bench"):
+        assert sub in r.stdout
+    r = _cli("distill", "--help")
+    assert r.returncode == 0 and "--methods" in r.stdout and "glnn" in r.stdout
