@@ -23,9 +23,7 @@
 
 #include "common/macros.h"
 
-#ifndef __CUDACC__
 #include <c10/util/Exception.h>
-#endif
 
 namespace gkdfast {
 
@@ -33,8 +31,7 @@ enum class SimKernel : int { Linear = 0, Cosine = 1, Poly = 2, L2 = 3, Rbf = 4, 
 
 constexpr double kCosineEps = 1e-8;
 
-// Parses a kernel name; throws a ValueError naming the valid choices.
-#ifndef __CUDACC__
+// Parses a kernel name (host code); throws a ValueError naming the valid choices.
 inline SimKernel parse_sim_kernel(const std::string& name, const char* op) {
   if (name == "linear") return SimKernel::Linear;
   if (name == "cosine") return SimKernel::Cosine;
@@ -45,7 +42,6 @@ inline SimKernel parse_sim_kernel(const std::string& name, const char* op) {
   TORCH_CHECK_VALUE(false, "gkdfast.", op, ": unknown kernel '", name,
                     "'; expected one of linear, cosine, poly, l2, rbf, laplace");
 }
-#endif
 
 GKD_HD bool kernel_needs_dot(SimKernel k) {
   return k == SimKernel::Linear || k == SimKernel::Cosine || k == SimKernel::Poly;
@@ -116,6 +112,45 @@ GKD_HD KernelGrad<T> kernel_grad(SimKernel kind, const PairStats<T>& s, T k, T g
 
 template <typename T>
 GKD_HD T sign_of(T x) { return x > T(0) ? T(1) : (x < T(0) ? T(-1) : T(0)); }
+
+#ifdef __CUDACC__
+// Pair statistics of rows u, v (length d) computed by one warp: lanes stride the features, then a
+// butterfly (fixed order: deterministic) gives every lane the same totals.  Only the statistics
+// the kernel needs are accumulated.
+template <typename acc_t, typename T>
+__device__ __forceinline__ PairStats<acc_t> warp_pair_stats(SimKernel kind, const T* u, const T* v, int64_t d) {
+  acc_t g = 0, na = 0, nb = 0, d2 = 0, l1 = 0;
+  const bool dot = kernel_needs_dot(kind), nrm = kernel_needs_norms(kind), sq = kernel_needs_d2(kind),
+             ab = kernel_needs_l1(kind);
+  for (int64_t f = threadIdx.x % 32; f < d; f += 32) {
+    const acc_t a = static_cast<acc_t>(u[f]), b = static_cast<acc_t>(v[f]);
+    if (dot) g += a * b;
+    if (nrm) { na += a * a; nb += b * b; }
+    if (sq) d2 += (a - b) * (a - b);
+    if (ab) l1 += fabs(a - b);
+  }
+  for (int off = 16; off > 0; off >>= 1) {
+    g += __shfl_xor_sync(0xffffffffu, g, off);
+    na += __shfl_xor_sync(0xffffffffu, na, off);
+    nb += __shfl_xor_sync(0xffffffffu, nb, off);
+    d2 += __shfl_xor_sync(0xffffffffu, d2, off);
+    l1 += __shfl_xor_sync(0xffffffffu, l1, off);
+  }
+  PairStats<acc_t> s;
+  s.g = g; s.na = na; s.nb = nb; s.d2 = d2; s.l1 = l1;
+  return s;
+}
+
+// grad_u[f] += w_other * v[f] + w_self * u[f] + w_sgn * sign(u[f] - v[f]) over the warp's lanes.
+template <typename acc_t, typename T>
+__device__ __forceinline__ void warp_pair_grad(acc_t* grad_u, const T* u, const T* v, int64_t d, acc_t w_other,
+                                               acc_t w_self, acc_t w_sgn) {
+  for (int64_t f = threadIdx.x % 32; f < d; f += 32) {
+    const acc_t a = static_cast<acc_t>(u[f]), b = static_cast<acc_t>(v[f]);
+    grad_u[f] += w_other * b + w_self * a + w_sgn * sign_of(a - b);
+  }
+}
+#endif
 
 #ifndef __CUDACC__
 // CPU row primitives the dot-product helpers in cpu_vec.h do not cover.  `static` so that every
