@@ -1,0 +1,135 @@
+"""Small helpers every gkdfast benchmark can reuse: timing, a text table, JSON and a bar chart.
+
+A *row* is a plain dict with at least ``case`` (what was measured, e.g. "sum fwd"), ``impl`` (who ran
+it) and ``ms`` (median milliseconds, or None for "not available"); any other keys (``gbps``, ``size``,
+``note``) are carried into the JSON and, when listed in ``extra_cols``, into the table.  Ratios are
+computed against a baseline impl per case: ``ratio = peer_ms / baseline_ms`` (> 1: baseline is faster).
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import time
+from typing import Callable, Dict, Iterable, List, Optional, Sequence
+
+import torch
+
+
+def time_fn(fn: Callable[[], object], repeats: int = 5, warmup: int = 1, max_seconds: float = 30.0) -> float:
+    """Median wall time of ``fn()`` in milliseconds (after ``warmup`` untimed calls).
+    Stops early once ``max_seconds`` have been spent, so slow peers cannot stall a run."""
+    for _ in range(warmup):
+        fn()
+    times: List[float] = []
+    start = time.perf_counter()
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+        if time.perf_counter() - start > max_seconds:
+            break
+    return 1e3 * statistics.median(times)
+
+
+def add_ratios(rows: List[dict], baseline: str = "gkdfast") -> List[dict]:
+    """Sets ``row["ratio"] = row.ms / baseline.ms`` for the baseline row of the same case (and size)."""
+    base: Dict[tuple, float] = {}
+    for r in rows:
+        if r["impl"] == baseline and r.get("ms"):
+            base[(r.get("size"), r["case"])] = r["ms"]
+    for r in rows:
+        b = base.get((r.get("size"), r["case"]))
+        r["ratio"] = (r["ms"] / b) if (b and r.get("ms")) else None
+    return rows
+
+
+def format_table(rows: Sequence[dict], extra_cols: Sequence[str] = ("gbps",), title: Optional[str] = None) -> str:
+    """A fixed-width text table: size, case, impl, ms, ratio (x slower than the baseline), extras."""
+    cols = ["size", "case", "impl", "ms", "ratio", *extra_cols, "note"]
+    has = [c for c in cols if any(r.get(c) is not None for r in rows)]
+
+    def cell(r, c):
+        v = r.get(c)
+        if v is None:
+            return "n/a" if c in ("ms", "ratio") else ""
+        if c == "ms":
+            return f"{v:.3f}"
+        if c == "ratio":
+            return f"{v:.2f}x"
+        if isinstance(v, float):
+            return f"{v:.1f}"
+        return str(v)
+
+    body = [[cell(r, c) for c in has] for r in rows]
+    widths = [max(len(c), *(len(b[i]) for b in body)) if body else len(c) for i, c in enumerate(has)]
+    lines = [] if title is None else [title]
+    lines.append("  ".join(c.ljust(w) for c, w in zip(has, widths)))
+    lines.append("  ".join("-" * w for w in widths))
+    prev_key = None
+    for r, b in zip(rows, body):
+        key = (r.get("size"), r["case"])
+        if prev_key is not None and key != prev_key:
+            lines.append("")
+        prev_key = key
+        lines.append("  ".join(v.ljust(w) for v, w in zip(b, widths)))
+    return "\n".join(lines)
+
+
+def machine_info() -> dict:
+    """What the numbers were measured on."""
+    return {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "cuda_device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "time": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+
+
+def write_json(rows: Iterable[dict], path: str, **meta) -> str:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump({"machine": machine_info(), **meta, "rows": list(rows)}, f, indent=2)
+    return path
+
+
+def bar_chart(rows: Sequence[dict], path: str, title: str = "", baseline: str = "gkdfast") -> Optional[str]:
+    """Grouped bars of time per case (one colour per impl, log scale); None if matplotlib is missing."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except Exception:
+        return None
+    cases = list(dict.fromkeys(f"{r['size']}\n{r['case']}" if r.get("size") else r["case"] for r in rows))
+    impls = list(dict.fromkeys(r["impl"] for r in rows))
+    if baseline in impls:
+        impls.remove(baseline)
+        impls.insert(0, baseline)
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(cases) * max(1, len(impls)) / 3), 4.5))
+    width = 0.8 / max(1, len(impls))
+    for k, impl in enumerate(impls):
+        xs, ys = [], []
+        for c, case in enumerate(cases):
+            for r in rows:
+                label = f"{r['size']}\n{r['case']}" if r.get("size") else r["case"]
+                if r["impl"] == impl and label == case and r.get("ms"):
+                    xs.append(c + (k - (len(impls) - 1) / 2) * width)
+                    ys.append(r["ms"])
+        ax.bar(xs, ys, width=width, label=impl)
+    ax.set_xticks(range(len(cases)))
+    ax.set_xticklabels(cases, fontsize=7)
+    ax.set_yscale("log")
+    ax.set_ylabel("ms (median, lower is better)")
+    ax.set_title(title)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

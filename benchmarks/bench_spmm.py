@@ -1,0 +1,155 @@
+"""SpMM benchmarks: gkdfast.spmm against torch.sparse, PyG-style gather-scatter, torch_scatter and
+torch_sparse, forward and forward+backward, for sum / mean / max / min on power-law graphs.
+
+Two ways to run it:
+
+    pytest benchmarks/bench_spmm.py --benchmark-only              # pytest-benchmark
+    python benchmarks/bench_spmm.py --out bench-out               # table + JSON + PNG
+
+``GKDFAST_BENCH_SMALL=1`` switches to tiny sizes (smoke runs).  Default sizes: 200k nodes / 4M edges /
+d=128 (the issue's target) and 20k / 400k / 128.  The table gives, per case, each implementation's
+median time, its ratio to gkdfast (``2.00x`` = twice as slow as gkdfast), and effective GB/s under the
+gather model of ``_peers.spmm_bytes``, next to this machine's measured copy bandwidth.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import pytest
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _peers  # noqa: E402
+import _report  # noqa: E402
+
+SMALL = os.environ.get("GKDFAST_BENCH_SMALL", "") not in ("", "0")
+SIZES = {"tiny": (2_000, 20_000, 32)} if SMALL else {
+    "200k/4M/d128": (200_000, 4_000_000, 128),
+    "20k/400k/d128": (20_000, 400_000, 128),
+}
+MODES = ("fwd", "fwd+bwd")
+# Targets from the Foundation issue: (reduce, mode, peer, gkdfast must be at least this many times faster)
+TARGETS = [("sum", "fwd", "torch_csr", 1.0), ("sum", "fwd+bwd", "torch_csr", 4.0),
+           ("max", "fwd+bwd", "torch_sparse_mm", 8.0), ("mean", "fwd+bwd", "torch_sparse_mm", 8.0)]
+
+_CTX_CACHE = {}
+
+
+def inputs(size: str) -> _peers.SpmmInputs:
+    if size not in _CTX_CACHE:
+        n, e, d = SIZES[size]
+        _CTX_CACHE[size] = _peers.SpmmInputs.build(_peers.power_law(n, e, seed=0), d)
+    return _CTX_CACHE[size]
+
+
+def closure(peer: str, ctx: _peers.SpmmInputs, reduce: str, mode: str):
+    """The callable to time, or None when ``peer`` cannot run this case."""
+    fn = _peers.make(peer, ctx, reduce)
+    if fn is None:
+        return None
+    x = ctx.features()
+    if mode == "fwd":
+        def run():
+            with torch.no_grad():
+                fn(x)
+        return run
+    x.requires_grad_()
+    grad = torch.ones(ctx.num_nodes, ctx.dim)
+    return _peers.fwd_bwd(fn, x, grad)
+
+
+# ------------------------------------------------------------------------------------ pytest-benchmark
+@pytest.mark.parametrize("peer", list(_peers.PEERS))
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("reduce", _peers.REDUCES)
+@pytest.mark.parametrize("size", list(SIZES))
+def test_spmm(benchmark, size, reduce, mode, peer):
+    ctx = inputs(size)
+    run = closure(peer, ctx, reduce, mode)
+    if run is None:
+        pytest.skip(f"{peer} cannot run reduce={reduce} here (not installed or not supported)")
+    benchmark.group = f"spmm {size} {reduce} {mode}"
+    benchmark.extra_info["gbps_bytes"] = _peers.spmm_bytes(ctx, backward=(mode != "fwd"))
+    benchmark.pedantic(run, rounds=3 if SMALL else 5, warmup_rounds=1, iterations=1)
+
+
+# ------------------------------------------------------------------------------------ standalone runner
+def run_all(sizes, reduces, peers, repeats: int, max_seconds: float, log=print):
+    rows = []
+    for size in sizes:
+        ctx = inputs(size)
+        log(f"# {size}: N={ctx.num_nodes} E={ctx.num_edges} d={ctx.dim} "
+            f"max in-degree={int(ctx.graph.in_degree().max())} index={ctx.graph.index_dtype}")
+        for reduce in reduces:
+            for mode in MODES:
+                for peer in peers:
+                    row = {"size": size, "case": f"{reduce} {mode}", "impl": peer, "reduce": reduce, "mode": mode}
+                    try:
+                        run = closure(peer, ctx, reduce, mode)
+                        if run is None:
+                            row.update(ms=None, note="not installed / unsupported")
+                        else:
+                            ms = _report.time_fn(run, repeats=repeats, warmup=1, max_seconds=max_seconds)
+                            row.update(ms=ms, gbps=_peers.spmm_bytes(ctx, backward=(mode != "fwd")) / ms / 1e6)
+                    except (RuntimeError, NotImplementedError, MemoryError) as exc:  # e.g. no backward
+                        row.update(ms=None, note=f"{type(exc).__name__}: {str(exc).splitlines()[0][:60]}")
+                    rows.append(row)
+    return _report.add_ratios(rows, "gkdfast")
+
+
+def check_targets(rows):
+    out = []
+    for reduce, mode, peer, need in TARGETS:
+        for size in dict.fromkeys(r["size"] for r in rows):
+            r = next((r for r in rows if r["size"] == size and r["reduce"] == reduce and r["mode"] == mode
+                      and r["impl"] == peer), None)
+            if r is None or r.get("ratio") is None:
+                continue
+            out.append({"size": size, "case": f"{reduce} {mode}", "vs": peer, "speedup": r["ratio"],
+                        "target": need, "met": r["ratio"] >= need})
+    return out
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", default="bench-out", help="directory for spmm.json and spmm.png")
+    p.add_argument("--sizes", nargs="*", default=list(SIZES), choices=list(SIZES))
+    p.add_argument("--reduces", nargs="*", default=list(_peers.REDUCES), choices=list(_peers.REDUCES))
+    p.add_argument("--peers", nargs="*", default=list(_peers.PEERS), choices=list(_peers.PEERS))
+    p.add_argument("--repeats", type=int, default=3 if SMALL else 7)
+    p.add_argument("--max-seconds", type=float, default=60.0, help="time budget per (case, impl)")
+    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if "gkdfast" in args.peers:  # the baseline of every ratio runs first
+        args.peers.remove("gkdfast")
+        args.peers.insert(0, "gkdfast")
+
+    import gkdfast
+
+    chosen = gkdfast.explain("spmm", "cpu", torch.float32)["chosen"]
+    bw = _peers.copy_bandwidth()
+    print(f"gkdfast spmm backend: {chosen}   torch threads: {torch.get_num_threads()}   "
+          f"copy bandwidth: {bw:.1f} GB/s (read+write of a 256 MiB tensor)")
+    rows = run_all(args.sizes, args.reduces, args.peers, args.repeats, args.max_seconds)
+    print(_report.format_table(rows, extra_cols=("gbps",), title="\nratio = impl time / gkdfast time"
+                                                                   " (>1: gkdfast faster); gbps: gather model"))
+    targets = check_targets(rows)
+    if targets:
+        print("\ntargets (gkdfast speedup over peer):")
+        for t in targets:
+            print(f"  {t['size']:<14} {t['case']:<13} vs {t['vs']:<16} {t['speedup']:.2f}x "
+                  f"(target >= {t['target']:.0f}x) {'ok' if t['met'] else 'MISSED'}")
+    os.makedirs(args.out, exist_ok=True)
+    js = _report.write_json(rows, os.path.join(args.out, "spmm.json"), benchmark="spmm", copy_gbps=bw,
+                            backend=chosen, small=SMALL, sizes={k: SIZES[k] for k in args.sizes}, targets=targets)
+    png = _report.bar_chart(rows, os.path.join(args.out, "spmm.png"), title="spmm (median ms, log scale)")
+    print(f"\nwrote {js}" + (f" and {png}" if png else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
