@@ -12,7 +12,8 @@
 // deterministic up to float addition order in the candidate gradient.
 #include <ATen/AccumulateType.h>
 #include <ATen/Dispatch.h>
-#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAStream.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
 #include <torch/types.h>
@@ -127,7 +128,7 @@ std::tuple<at::Tensor, at::Tensor> infonce_cuda(const at::Tensor& a_in, const at
   const int64_t n = a.size(0), d = a.size(1);
   const auto acc_opts = a.options().dtype(infonce_acc_type(a.scalar_type()));
   auto loss = at::empty({n}, acc_opts), lse = at::empty({n}, acc_opts);
-  auto stream = at::cuda::getCurrentCUDAStream();
+  auto stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, a.scalar_type(), "gkdfast_infonce_cuda", [&] {
     using acc_t = at::acc_type<scalar_t, true>;
     sampled_forward_kernel<scalar_t, acc_t><<<warp_blocks(n), kThreads, 0, stream>>>(
@@ -153,7 +154,7 @@ std::tuple<at::Tensor, at::Tensor> infonce_backward_cuda(const at::Tensor& a_in,
   const auto lse = lse_in.to(acc).contiguous(), g = g_in.to(acc).contiguous(), gl = gl_in.to(acc).contiguous();
   const int64_t n = a.size(0), d = a.size(1);
   auto da = at::zeros({n, d}, a.options().dtype(acc)), dc = at::zeros({n, d}, a.options().dtype(acc));
-  auto stream = at::cuda::getCurrentCUDAStream();
+  auto stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, a.scalar_type(), "gkdfast_infonce_backward_cuda", [&] {
     using acc_t = at::acc_type<scalar_t, true>;
     sampled_backward_kernel<scalar_t, acc_t><<<warp_blocks(n), kThreads, 0, stream>>>(
@@ -181,7 +182,7 @@ at::Tensor sample_negatives_cuda(const at::Tensor& rows_in, int64_t num_nodes, i
   const int64_t total = r * k_neg;
   if (total > 0) {
     sample_negatives_kernel<<<static_cast<unsigned int>((total + kThreads - 1) / kThreads), kThreads, 0,
-                              at::cuda::getCurrentCUDAStream()>>>(rows.data_ptr<int64_t>(), out.data_ptr<int64_t>(),
+                              c10::cuda::getCurrentCUDAStream()>>>(rows.data_ptr<int64_t>(), out.data_ptr<int64_t>(),
                                                                   r, num_nodes, k_neg, static_cast<uint64_t>(seed));
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   }
