@@ -37,8 +37,6 @@ def _check_matrix(x, op: str, name: str) -> Tensor:
         raise ValueError(f"gkdfast.losses.{op}: {name} must be 2-D [num_nodes, dim], got shape {list(x.shape)}")
     if not x.is_floating_point():
         raise TypeError(f"gkdfast.losses.{op}: {name} must be floating point, got {x.dtype}")
-    if x.size(0) == 0:
-        raise ValueError(f"gkdfast.losses.{op}: {name} has no rows")
     return x
 
 
@@ -77,6 +75,8 @@ def _check_negatives(num_negatives, seed, n: int, op: str) -> Tuple[int, int]:
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0
                              or seed >= 1 << _SEED_BITS):
         raise ValueError(f"gkdfast.losses.{op}: seed must be None or an int in [0, 2**63), got {seed!r}")
+    if num_negatives is not None and n >= 1 << 32:
+        raise ValueError(f"gkdfast.losses.{op}: sampled negatives support fewer than 2**32 rows, got {n}")
     # K >= N - 1 would only re-draw (with replacement) rows that the exact loss uses anyway: run exact.
     if num_negatives is None or num_negatives >= n - 1:
         return 0, 0
@@ -96,7 +96,8 @@ def _infonce(a: Tensor, c: Tensor, tau: float, pos_offset: int, exclude_self: bo
 def _reduce(rows: Tensor, reduction: str, dtype: torch.dtype) -> Tensor:
     if reduction == "none":
         return rows.to(dtype)
-    return (rows.sum() if reduction == "sum" else rows.mean()).to(dtype)
+    # An empty input gives 0 (not the NaN of an empty mean), still connected to the inputs' graph.
+    return (rows.sum() if reduction == "sum" or rows.numel() == 0 else rows.mean()).to(dtype)
 
 
 def _normalize(x: Tensor) -> Tensor:
