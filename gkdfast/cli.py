@@ -136,22 +136,37 @@ def _cmd_distill(args) -> int:
 
 # -- bench ---------------------------------------------------------------------------------------
 def _cmd_bench(args) -> int:
+    """Runs each ``benchmarks/bench_<name>.py --out OUT`` runner (table + JSON + PNG), or pytest-benchmark."""
     import os
     import subprocess
 
     here = os.path.dirname(os.path.abspath(__file__))
     bench = args.dir or os.path.join(os.path.dirname(here), "benchmarks")
-    if not os.path.isdir(bench) or not any(f.endswith(".py") for f in os.listdir(bench)):
-        raise FileNotFoundError(f"no benchmark runners in {bench} (bench needs a source checkout with benchmarks/)")
+    runners = sorted(f[len("bench_"):-3] for f in os.listdir(bench)
+                     if f.startswith("bench_") and f.endswith(".py")) if os.path.isdir(bench) else []
+    if not runners:
+        raise FileNotFoundError(f"no benchmark runners (bench_*.py) in {bench}; bench needs a source checkout")
+    only = _split_list(args.only, "only") if args.only else runners
+    unknown = [o for o in only if o not in runners]
+    if unknown:
+        raise ValueError(f"unknown benchmark {unknown[0]!r}; known: {', '.join(runners)}")
     env = dict(os.environ, GKDFAST_BENCH_SIZE=args.size)
     if args.size == "small":
         env["GKDFAST_BENCH_SMALL"] = "1"
-    cmd = [sys.executable, "-m", "pytest", bench, "-q", "-p", "no:cacheprovider"]
-    if args.k:
-        cmd += ["-k", args.k]
-    if args.json:
-        cmd += [f"--benchmark-json={args.json}"]
-    return subprocess.call(cmd, env=env)
+    else:
+        env.pop("GKDFAST_BENCH_SMALL", None)
+    if args.pytest:
+        cmd = [sys.executable, "-m", "pytest", *[os.path.join(bench, f"bench_{o}.py") for o in only],
+               "--benchmark-only", "-q", "-p", "no:cacheprovider"]
+        return subprocess.call(cmd, env=env, cwd=bench)
+    worst = 0
+    for name in only:
+        print(f"== bench {name} ({args.size}) -> {args.out}", flush=True)
+        rc = subprocess.call([sys.executable, os.path.join(bench, f"bench_{name}.py"), "--out", args.out], env=env)
+        if rc:
+            print(f"gkdfast bench: {name} exited with status {rc}", file=sys.stderr)
+        worst = worst or rc
+    return worst
 
 
 class _Parser(argparse.ArgumentParser):
@@ -196,11 +211,12 @@ def build_parser() -> argparse.ArgumentParser:
     pd.add_argument("--quiet", action="store_true", help="print only the final table")
     pd.set_defaults(func=_cmd_distill)
 
-    pb = sub.add_parser("bench", help="run the benchmark suites in benchmarks/ (pytest-benchmark)")
-    pb.add_argument("--size", choices=("small", "medium", "large"), default="small",
-                    help="problem sizes (default small: seconds per suite)")
-    pb.add_argument("-k", help="only benchmarks matching this pytest -k expression")
-    pb.add_argument("--json", metavar="PATH", help="write pytest-benchmark JSON here")
+    pb = sub.add_parser("bench", help="run the benchmark runners in benchmarks/ (tables, JSON, PNG)")
+    pb.add_argument("--size", choices=("small", "full"), default="small",
+                    help="small: tiny smoke sizes (GKDFAST_BENCH_SMALL=1, seconds); full: the quoted sizes")
+    pb.add_argument("--only", help="comma-separated runners, e.g. spmm,structure (default: all)")
+    pb.add_argument("--out", default="bench-out", help="output folder for each runner's JSON and PNG")
+    pb.add_argument("--pytest", action="store_true", help="run them under pytest-benchmark instead")
     pb.add_argument("--dir", help="benchmarks folder (default: the checkout's benchmarks/)")
     pb.set_defaults(func=_cmd_bench)
     return p

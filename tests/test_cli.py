@@ -70,6 +70,7 @@ def test_distill_end_to_end_schema_png_and_resume(tmp_path):
     (("distill", "--unknown-flag"), "--unknown-flag"),
     (("bench", "--dir", "/definitely/not/here"), "benchmark"),
     (("bench", "--size", "huge"), "--size"),
+    (("bench", "--only", "nope"), "nope"),
     (("frobnicate",), "frobnicate"),
 ])
 def test_bad_arguments_give_one_line_and_exit_2(args, needle, capsys):

@@ -82,11 +82,15 @@ def inference_ms_per_1k(model: nn.Module, inputs, graph, with_graph: bool, repea
     """Median wall time of one eval-mode forward over every node, in ms per 1,000 nodes."""
     model.eval()
     n = max(inputs.size(0), 1)
-    call_model(model, inputs, graph, with_graph, False)  # warm-up (allocations, cached transposes)
+    sync = torch.cuda.synchronize if inputs.is_cuda else (lambda: None)
+    for _ in range(2):  # warm-up (allocations, cached transposes, lazy kernel loading)
+        call_model(model, inputs, graph, with_graph, False)
     times = []
     for _ in range(repeats):
+        sync()
         t0 = time.perf_counter()
         call_model(model, inputs, graph, with_graph, False)
+        sync()
         times.append(time.perf_counter() - t0)
     return statistics.median(times) * 1000.0 * 1000.0 / n
 
@@ -104,7 +108,7 @@ def run_experiment(data, *, teacher: ModelSpec, students: Sequence[ModelSpec],
                    seeds: Sequence[int] = (0,), epochs: Optional[int] = None, device="cpu",
                    out: Optional[str] = None, cache_dir: Optional[str] = None, progress: bool = False,
                    overrides: Optional[Dict[str, dict]] = None, log: Callable[[str], None] = lambda s: None,
-                   teacher_params: Optional[dict] = None) -> dict:
+                   teacher_params: Optional[dict] = None, details: Optional[list] = None) -> dict:
     """Runs the comparison and returns the ``results.json`` dictionary.
 
     Args:
@@ -118,6 +122,8 @@ def run_experiment(data, *, teacher: ModelSpec, students: Sequence[ModelSpec],
         overrides: per-method hyperparameters, e.g. ``{"glnn": {"lamb": 0.3}}``.
         log: called with one line per finished run.
         teacher_params: hyperparameters for the teacher's supervised training (``lr``, ``epochs``, ...).
+        details: if a list, one dict per training run is appended (seed, method, model, test_acc,
+            seconds, epochs, best_epoch) — per-run data the summary rows do not keep.
 
     Returns:
         ``{"dataset", "num_nodes", "num_edges", "rows": [...]}`` (see the README / issue for the schema);
@@ -141,7 +147,11 @@ def run_experiment(data, *, teacher: ModelSpec, students: Sequence[ModelSpec],
 
     runs: Dict[Tuple[str, str], Tuple[List[float], List[float], List[float]]] = {}
 
-    def record(method, model, acc, secs, infer):
+    def record(method, model, acc, secs, infer, seed=None, fit=None):
+        if details is not None:
+            details.append({"seed": seed, "method": method, "model": model, "test_acc": acc, "seconds": secs,
+                            "epochs": fit.epochs if fit else None, "best_epoch": fit.best_epoch if fit else None,
+                            "inference_ms_per_1k_nodes": infer})
         accs, ss, inf = runs.setdefault((method, model), ([], [], []))
         accs.append(acc)
         ss.append(secs)
@@ -158,7 +168,8 @@ def run_experiment(data, *, teacher: ModelSpec, students: Sequence[ModelSpec],
                          progress=progress, desc=f"seed {seed}: teacher {teacher.label}")
         tlogits = call_model(tmodel.eval(), d.x.to(dev), graph, True, False)[0]
         tacc = accuracy(tlogits.cpu(), y, test)
-        record("teacher", teacher.label, tacc, tt.seconds, inference_ms_per_1k(tmodel, d.x.to(dev), graph, True))
+        record("teacher", teacher.label, tacc, tt.seconds, inference_ms_per_1k(tmodel, d.x.to(dev), graph, True),
+               seed, tt.fit)
         log(f"seed {seed}  teacher {teacher.label:<10} test acc {tacc:.4f}  ({tt.seconds:.1f}s)")
         tout = teacher_outputs(tmodel, d.x.to(dev), graph, cache_dir=cache_dir, device=dev)
 
@@ -181,7 +192,7 @@ def run_experiment(data, *, teacher: ModelSpec, students: Sequence[ModelSpec],
                 logits = call_model(trained.model.eval(), inputs, graph, trained.uses_graph, False)[0]
                 acc = accuracy(logits.cpu(), y, test)
                 infer = inference_ms_per_1k(trained.model, inputs, graph, trained.uses_graph)
-                record(recipe.name, spec.label, acc, trained.seconds, infer)
+                record(recipe.name, spec.label, acc, trained.seconds, infer, seed, trained.fit)
                 log(f"seed {seed}  {recipe.name:<9} {spec.label:<10} test acc {acc:.4f}  ({trained.seconds:.1f}s)")
 
     rows = [_summary(m, model, *vals) for (m, model), vals in runs.items()]
