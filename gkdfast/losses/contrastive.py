@@ -188,6 +188,8 @@ _W_CACHE: "weakref.WeakKeyDictionary[Graph, dict]" = weakref.WeakKeyDictionary()
 
 def _sparse_product(a_rowptr, a_col, a_val, b_rowptr, b_col, b_val, n, max_nnz, hop):
     """CSR x CSR by expanding every (i, k) x (k, j) product, in row chunks of bounded size."""
+    if n == 0:
+        return a_rowptr, a_col, a_val
     b_deg = b_rowptr[1:] - b_rowptr[:-1]
     a_row = torch.repeat_interleave(torch.arange(n, device=a_col.device), a_rowptr[1:] - a_rowptr[:-1])
     work = b_deg[a_col]  # products contributed by each nonzero of a
@@ -214,8 +216,7 @@ def _sparse_product(a_rowptr, a_col, a_val, b_rowptr, b_col, b_val, n, max_nnz, 
         total += uniq.numel()
         if total > max_nnz:
             raise ValueError(f"gkdfast.losses.ncontrast: Â^{hop} has more than max_nnz={max_nnz} nonzeros (it "
-                             f"reached {total} by row {r1} of {n}); use fewer hops, raise max_nnz, or use "
-                             "num_negatives with a smaller graph")
+                             f"reached {total} by row {r1} of {n}); use fewer hops or raise max_nnz")
         rows_out.append(uniq // n)
         cols_out.append(uniq % n)
         vals_out.append(val)

@@ -1,0 +1,166 @@
+"""ncontrast: sparse Â^hops, exact and sampled denominators vs the dense Graph-MLP formulation,
+isolated nodes (left out of P), max_nnz cap, bad arguments."""
+import pytest
+import torch
+
+import gkdfast
+from gkdfast.losses import adjacency_power, ncontrast, sample_negatives
+from gkdfast.reference import contrastive as rc
+
+from conftest import random_edge_index, tiny_graphs, TINY_IDS
+
+
+def _z(n, d=5, dtype=torch.float64, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, d, generator=g, dtype=dtype).requires_grad_()
+
+
+def _sym_graph(n, e, seed=0, isolated=0):
+    ei = random_edge_index(n - isolated, e, seed)
+    ei = torch.cat([ei, ei.flip(0)], 1)
+    return ei, gkdfast.Graph(ei, num_nodes=n)
+
+
+@pytest.mark.parametrize("hops", [1, 2, 3])
+def test_adjacency_power_matches_dense(hops):
+    ei, g = _sym_graph(30, 40, isolated=3)
+    rowptr, col, val = adjacency_power(g, hops)
+    dense = torch.zeros(30, 30, dtype=torch.float64)
+    row = torch.repeat_interleave(torch.arange(30), rowptr[1:] - rowptr[:-1])
+    dense[row, col] = val
+    torch.testing.assert_close(dense, rc.gcn_adjacency_power_dense(ei, 30, hops))
+
+
+@pytest.mark.parametrize("hops", [1, 2, 3])
+@pytest.mark.parametrize("tau", [1.0, 0.3])
+def test_matches_dense_reference(hops, tau):
+    ei, g = _sym_graph(40, 50, seed=1, isolated=4)
+    z = _z(40)
+    a, b = ncontrast(g, z, tau=tau, hops=hops), rc.ncontrast(ei, 40, z, tau=tau, hops=hops)
+    torch.testing.assert_close(a, b)
+    torch.testing.assert_close(torch.autograd.grad(a, z)[0], torch.autograd.grad(b, z)[0])
+
+
+@pytest.mark.parametrize("name, ei, n", tiny_graphs(), ids=TINY_IDS)
+def test_tiny_graphs(name, ei, n):
+    g = gkdfast.Graph(ei, num_nodes=n)
+    z = _z(n)
+    a = ncontrast(g, z, tau=0.7, hops=2, reduction="none")
+    assert a.shape == (n,)
+    if n:
+        b = rc.ncontrast(ei, n, z, tau=0.7, hops=2, reduction="none")
+        torch.testing.assert_close(a, b)
+        assert torch.isfinite(torch.autograd.grad(a.sum(), z)[0]).all()
+
+
+def test_directed_and_weighted_graph_matches_dense():
+    ei = random_edge_index(25, 60, seed=3)
+    w = torch.rand(60, dtype=torch.float64) + 0.1
+    g = gkdfast.Graph(ei, num_nodes=25, edge_weight=w)
+    z = _z(25)
+    torch.testing.assert_close(ncontrast(g, z, hops=2), rc.ncontrast(ei, 25, z, hops=2, edge_weight=w))
+
+
+def test_isolated_nodes_are_left_out():
+    ei = torch.tensor([[0, 1, 3], [1, 0, 3]])  # 3 has only a self-loop, 2 and 4 nothing
+    g = gkdfast.Graph(ei, num_nodes=5)
+    z = _z(5)
+    rows = ncontrast(g, z, reduction="none")
+    assert rows[2] == 0 and rows[3] == 0 and rows[4] == 0 and rows[0] != 0
+    loss = ncontrast(g, z)
+    torch.testing.assert_close(loss, rows[:2].mean())
+    grad = torch.autograd.grad(loss, z)[0]
+    assert torch.isfinite(grad).all() and grad[0].abs().sum() > 0
+
+
+def test_all_isolated_gives_zero():
+    g = gkdfast.Graph(torch.zeros(2, 0, dtype=torch.long), num_nodes=4)
+    z = _z(4)
+    loss = ncontrast(g, z)
+    assert loss.item() == 0.0
+    assert torch.autograd.grad(loss, z)[0].abs().sum() == 0
+
+
+def test_gradcheck_exact_and_sampled():
+    ei, g = _sym_graph(9, 10, seed=2, isolated=1)
+    z = _z(9, 3)
+    assert torch.autograd.gradcheck(lambda x: ncontrast(g, x, tau=0.5, hops=2), (z,))
+    assert torch.autograd.gradcheck(lambda x: ncontrast(g, x, tau=0.5, num_negatives=3, seed=4), (z,))
+
+
+def test_sampled_denominator_by_hand():
+    ei, g = _sym_graph(20, 25, seed=5)
+    z = _z(20)
+    rows = ncontrast(g, z, tau=0.5, num_negatives=4, seed=8, reduction="none")
+    zn = torch.nn.functional.normalize(z, dim=1)
+    s = zn @ zn.t() / 0.5
+    w = rc.gcn_adjacency_power_dense(ei, 20, 1)
+    neg = sample_negatives(20, 4, 8)
+    for i in range(20):
+        pos = [j for j in range(20) if j != i and w[i, j] > 0]
+        if not pos:
+            assert rows[i] == 0
+            continue
+        num = torch.logsumexp(s[i, pos] + torch.log(w[i, pos]), 0)
+        den = torch.logsumexp(torch.cat([s[i, pos], s[i, neg[i]]]), 0)
+        torch.testing.assert_close(rows[i], den - num)
+
+
+def test_sampled_reproducible_and_k_large_is_exact():
+    ei, g = _sym_graph(30, 40, seed=6)
+    z = _z(30)
+    a = ncontrast(g, z, num_negatives=5, seed=1)
+    assert torch.equal(a, ncontrast(g, z, num_negatives=5, seed=1))
+    assert not torch.equal(a, ncontrast(g, z, num_negatives=5, seed=2))
+    torch.testing.assert_close(ncontrast(g, z, num_negatives=29, seed=1), ncontrast(g, z))
+
+
+def test_float32_multi_tile():
+    ei, g = _sym_graph(4300, 8000, seed=7)
+    z = _z(4300, 4, dtype=torch.float32)
+    ref = rc.ncontrast(ei, 4300, z.double(), tau=0.5)
+    torch.testing.assert_close(ncontrast(g, z, tau=0.5).double(), ref, rtol=1e-5, atol=1e-5)
+
+
+def test_max_nnz_cap():
+    ei, g = _sym_graph(50, 200, seed=8)
+    with pytest.raises(ValueError, match="max_nnz"):
+        ncontrast(g, _z(50), hops=3, max_nnz=600)
+    assert torch.isfinite(ncontrast(g, _z(50), hops=1, max_nnz=10**6))
+
+
+@pytest.mark.parametrize("kw, exc, match", [
+    (dict(hops=0), ValueError, "hops"),
+    (dict(hops=1.5), ValueError, "hops"),
+    (dict(tau=0), ValueError, "tau"),
+    (dict(num_negatives=-2), ValueError, "num_negatives"),
+    (dict(reduction="batchmean"), ValueError, "reduction"),
+    (dict(max_nnz=0), ValueError, "max_nnz"),
+])
+def test_bad_arguments(kw, exc, match):
+    ei, g = _sym_graph(10, 10)
+    with pytest.raises(exc, match=match):
+        ncontrast(g, _z(10), **kw)
+
+
+def test_bad_inputs():
+    ei, g = _sym_graph(10, 10)
+    with pytest.raises(TypeError, match="Graph"):
+        ncontrast(ei, _z(10))
+    with pytest.raises(ValueError, match="rows"):
+        ncontrast(g, _z(11))
+    with pytest.raises(TypeError, match="floating"):
+        ncontrast(g, torch.ones(10, 3, dtype=torch.long))
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+@pytest.mark.parametrize("kw", [{}, {"num_negatives": 6, "seed": 2}, {"hops": 2}])
+def test_cuda_matches_cpu(kw):
+    ei, g = _sym_graph(300, 600, seed=9, isolated=5)
+    z = _z(300, 16, dtype=torch.float32)
+    zc = z.detach().cuda().requires_grad_()
+    a, b = ncontrast(g, z, **kw), ncontrast(g.to("cuda"), zc, **kw)
+    torch.testing.assert_close(b.cpu(), a, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(torch.autograd.grad(b, zc)[0].cpu(), torch.autograd.grad(a, z)[0], rtol=1e-4,
+                               atol=1e-5)
