@@ -42,7 +42,8 @@ def topk_similar(query: Tensor, keys: Tensor, k: int, metric: str = "cosine") ->
     Returns:
         ``(values [Q, k], indices [Q, k] int64)``, best first.  ``values`` is differentiable w.r.t.
         ``query`` and ``keys`` (recomputed from the selected rows; the selection itself is not).
-        Exactly equal scores may come back in either order.
+        Among equal scores the smaller key index comes first; which of several tied keys fills the
+        last slots is unspecified.
 
     Example:
         >>> teacher = torch.randn(10000, 64); q = torch.randn(5, 64)

@@ -177,11 +177,14 @@ std::tuple<at::Tensor, at::Tensor> topk_similar_tiled(const at::Tensor& query, c
     for (int64_t j0 = 0; j0 < n; j0 += bc) {
       const int64_t bj = std::min(bc, n - j0);
       const at::Tensor tile = at::mm(qi, kk.narrow(0, j0, bj).t());
-      // Partial top-k of this tile, then merge with the running best: earlier (smaller) indices come
-      // first in the concatenation and the stable sort keeps them first among equal scores.
-      const auto part = at::topk(tile, std::min(k, bj), 1, /*largest=*/true, /*sorted=*/true);
-      const at::Tensor cand_v = at::cat({best_v, std::get<0>(part)}, 1);
-      const at::Tensor cand_i = at::cat({best_i, std::get<1>(part).add_(j0)}, 1);
+      // Partial top-k of this tile, merged with the running best and ordered by (score descending,
+      // index ascending): sort by index, then a stable sort by score.
+      const auto part = at::topk(tile, std::min(k, bj), 1, /*largest=*/true, /*sorted=*/false);
+      at::Tensor cand_v = at::cat({best_v, std::get<0>(part)}, 1);
+      at::Tensor cand_i = at::cat({best_i, std::get<1>(part).add_(j0)}, 1);
+      const at::Tensor by_index = std::get<1>(at::sort(cand_i, /*stable=*/true, /*dim=*/1, /*descending=*/false));
+      cand_v = cand_v.gather(1, by_index);
+      cand_i = cand_i.gather(1, by_index);
       const auto sorted = at::sort(cand_v, /*stable=*/true, /*dim=*/1, /*descending=*/true);
       const int64_t keep = std::min<int64_t>(k, cand_v.size(1));
       best_v = std::get<0>(sorted).narrow(1, 0, keep).contiguous();
