@@ -19,6 +19,8 @@ namespace {
 // How many edges ahead of the current one the gather prefetches its feature row: far enough to hide
 // a DRAM miss behind a few row updates, near enough that the lines are still in L1/L2 when used.
 constexpr int64_t kPrefetchEdges = 4;
+// Max/min backward scatters by feature blocks when every thread gets at least this many features.
+constexpr int64_t kMinFeaturesPerThread = 16;
 
 template <typename scalar_t, typename index_t>
 void spmm_rows(const index_t* rowptr, const index_t* col, const scalar_t* w, const scalar_t* x, scalar_t* out,
@@ -118,8 +120,6 @@ std::tuple<at::Tensor, at::Tensor> spmm_arg_backward_cpu(
     const at::Tensor& x_in, const at::Tensor& arg_in, const at::Tensor& grad_in) {
   check_csr(rowptr_in, col_in, "spmm_arg_backward");
   check_transpose(rowptr_in, col_in, t_rowptr_in, t_col_in, t_eid_in, "spmm_arg_backward");
-  TORCH_CHECK_VALUE(t_rowptr_in.numel() == rowptr_in.numel() || col_in.numel() == 0,
-                    "gkdfast.spmm_arg_backward needs the transposed CSR");
   check_node_features(x_in, rowptr_in, "spmm_arg_backward", "x");
   check_node_features(grad_in, rowptr_in, "spmm_arg_backward", "grad_out");
   TORCH_CHECK_VALUE(arg_in.sizes() == grad_in.sizes() && arg_in.scalar_type() == at::kLong,
@@ -146,31 +146,59 @@ std::tuple<at::Tensor, at::Tensor> spmm_arg_backward_cpu(
     AT_DISPATCH_INDEX_TYPES(col.scalar_type(), "gkdfast_spmm_arg_backward_cpu_index", [&] {
       const index_t* rp = rowptr.data_ptr<index_t>();
       const index_t* cl = col.data_ptr<index_t>();
-      const index_t* trp = t_rowptr.data_ptr<index_t>();
-      const index_t* tcl = t_col.data_ptr<index_t>();
-      const index_t* teid = t_eid.data_ptr<index_t>();
       const scalar_t* w = weight.defined() ? weight.data_ptr<scalar_t>() : nullptr;
       const scalar_t* xp = x.data_ptr<scalar_t>();
       const scalar_t* gp = grad.data_ptr<scalar_t>();
       const int64_t* ap = arg.data_ptr<int64_t>();
       scalar_t* gx = grad_x.data_ptr<scalar_t>();
       const int64_t row_bytes = d * static_cast<int64_t>(sizeof(scalar_t));
-      parallel_rows(trp, n, d, [&](int64_t begin, int64_t end) {
-        const int64_t chunk_end = trp[end];
-        for (int64_t j = begin; j < end; ++j) {
-          scalar_t* out = gx + j * d;
-          for (int64_t te = trp[j]; te < trp[j + 1]; ++te) {
-            if (te + kPrefetchEdges < chunk_end) {  // the arg and grad rows a few edges ahead
-              const int64_t ip = tcl[te + kPrefetchEdges];
-              vec::prefetch_row(ap + ip * d, d * static_cast<int64_t>(sizeof(int64_t)));
-              vec::prefetch_row(gp + ip * d, row_bytes);
+      const int threads = at::get_num_threads();
+      if (d >= kMinFeaturesPerThread * threads) {
+        // Feature-owned scatter: thread t owns features [f0, f1) of every node and walks the
+        // destinations i in order, adding g[i, f] to the winning source row.  Work is O(N d)
+        // instead of O(E d) (each (i, f) has one winner), needs no transposed CSR, and every
+        // grad_x[j, f] is summed in ascending i: bitwise the same as the transposed walk below,
+        // for any thread count.
+        const int64_t blocks = std::min<int64_t>(threads, (d + kMinFeaturesPerThread - 1) / kMinFeaturesPerThread);
+        at::parallel_for(0, blocks, 1, [&](int64_t b0, int64_t b1) {
+          for (int64_t b = b0; b < b1; ++b) {
+            const int64_t f0 = d * b / blocks, f1 = d * (b + 1) / blocks;
+            for (int64_t i = 0; i < n; ++i) {
+              const int64_t* ar = ap + i * d;
+              const scalar_t* g = gp + i * d;
+              for (int64_t f = f0; f < f1; ++f) {
+                const int64_t e = ar[f];
+                if (e < 0) continue;
+                gx[static_cast<int64_t>(cl[e]) * d + f] += (w ? w[e] : scalar_t(1)) * g[f];
+              }
             }
-            const int64_t i = tcl[te], e = teid[te];
-            const scalar_t we = w ? w[e] : scalar_t(1);
-            vec::select_axpy(out, ap + i * d, e, gp + i * d, we, d);
           }
-        }
-      });
+        });
+      } else {
+        // Few features per thread: each thread owns whole source rows and walks their
+        // out-edges in the transposed CSR (ascending destination, as above).
+        TORCH_CHECK_VALUE(t_rowptr.numel() == rowptr.numel(), "gkdfast.spmm_arg_backward needs the transposed CSR");
+        const index_t* trp = t_rowptr.data_ptr<index_t>();
+        const index_t* tcl = t_col.data_ptr<index_t>();
+        const index_t* teid = t_eid.data_ptr<index_t>();
+        const int64_t row_bytes = d * static_cast<int64_t>(sizeof(scalar_t));
+        parallel_rows(trp, n, d, [&](int64_t begin, int64_t end) {
+          const int64_t chunk_end = trp[end];
+          for (int64_t j = begin; j < end; ++j) {
+            scalar_t* out = gx + j * d;
+            for (int64_t te = trp[j]; te < trp[j + 1]; ++te) {
+              if (te + kPrefetchEdges < chunk_end) {  // the arg and grad rows a few edges ahead
+                const int64_t ip = tcl[te + kPrefetchEdges];
+                vec::prefetch_row(ap + ip * d, d * static_cast<int64_t>(sizeof(int64_t)));
+                vec::prefetch_row(gp + ip * d, row_bytes);
+              }
+              const int64_t i = tcl[te], e = teid[te];
+              const scalar_t we = w ? w[e] : scalar_t(1);
+              vec::select_axpy(out, ap + i * d, e, gp + i * d, we, d);
+            }
+          }
+        });
+      }
       if (w) {
         scalar_t* gw = grad_w.data_ptr<scalar_t>();
         parallel_rows(rp, n, d, [&](int64_t begin, int64_t end) {
