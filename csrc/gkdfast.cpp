@@ -9,7 +9,11 @@
 // where a backward needs it, the transposed CSR (t_rowptr, t_col = destinations, t_eid = position of
 // each transposed entry in the forward CSR).  The transpose may be passed as three empty tensors
 // when no gradient is needed.
+// GKDFAST_NO_PYTHON (set by CMakeLists.txt): the plain C++ library for libtorch users, without
+// the pybind11 module and so without Python.
+#ifndef GKDFAST_NO_PYTHON
 #include <torch/extension.h>
+#endif
 #include <torch/library.h>
 
 #include <omp.h>
@@ -74,8 +78,10 @@ int openmp_max_threads() { return omp_get_max_threads(); }
 
 }  // namespace
 
+#ifndef GKDFAST_NO_PYTHON
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "gkdfast native kernels (operators live under torch.ops.gkdfast)";
   m.def("compiled_with_cuda", &compiled_with_cuda, "True when the CUDA kernels were compiled in");
   m.def("openmp_max_threads", &openmp_max_threads, "OpenMP's thread limit inside the extension");
 }
+#endif  // GKDFAST_NO_PYTHON
