@@ -281,16 +281,24 @@ class NContrast(LossTerm):
     name = "ncontrast"
     needs_hidden = needs_graph = True
 
-    def __init__(self, weight: float = 1.0, tau: float = 1.0, hops: int = 1, num_negatives: Optional[int] = None):
+    def __init__(self, weight: float = 1.0, tau: float = 1.0, hops: int = 1, num_negatives: Optional[int] = None,
+                 proj_dim: Optional[int] = None):
         super().__init__(weight, nodes="all")
-        self.tau, self.hops, self.num_negatives = float(tau), int(hops), num_negatives
+        self.tau, self.hops, self.num_negatives, self.proj_dim = float(tau), int(hops), num_negatives, proj_dim
+        self.head: Optional[nn.Module] = None
+
+    def setup(self, dims: Dims) -> None:
+        # Optional linear map of the hidden layer before the cosine (Graph-MLP's encoder ends with a
+        # Linear; a post-ReLU hidden layer is non-negative, so its cosines cannot go below 0).
+        if self.proj_dim:
+            self.head = nn.Linear(dims.student_hidden, int(self.proj_dim))
 
     def forward(self, ctx: StepContext) -> Tensor:
         from gkdfast.losses import ncontrast
 
+        z = self.head(ctx.hidden) if self.head is not None else ctx.hidden
         seed = int(torch.randint(0, 2**31 - 1, (1,)).item()) if self.num_negatives else None
-        return ncontrast(ctx.graph, ctx.hidden, tau=self.tau, hops=self.hops,
-                         num_negatives=self.num_negatives, seed=seed)
+        return ncontrast(ctx.graph, z, tau=self.tau, hops=self.hops, num_negatives=self.num_negatives, seed=seed)
 
 
 class HiddenMSE(LossTerm):
