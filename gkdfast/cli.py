@@ -94,8 +94,8 @@ def _cmd_distill(args) -> int:
         raise ValueError(f"--epochs must be >= 1, got {args.epochs}")
     if not 0.0 <= args.dropout < 1.0:
         raise ValueError(f"--dropout must be in [0, 1), got {args.dropout}")
-    if args.nodes < 50:
-        raise ValueError(f"--nodes must be >= 50, got {args.nodes}")
+    if args.nodes < 500:  # 5 classes x (20 train + 30 val) = 250 nodes before any test node
+        raise ValueError(f"--nodes must be >= 500, got {args.nodes}")
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError("--device cuda: no CUDA device is available")

@@ -29,7 +29,7 @@ def _assert_clean_error(r, *needles):
 
 def test_distill_end_to_end_schema_png_and_resume(tmp_path):
     out = str(tmp_path / "res")
-    args = ("distill", "--nodes", "200", "--seeds", "2", "--epochs", "4", "--student", "mlp:16",
+    args = ("distill", "--nodes", "500", "--seeds", "2", "--epochs", "20", "--student", "mlp:16",
             "--teacher", "gcn:16", "--methods", "glnn,kd", "--out", out, "--quiet")
     r = _cli(*args)
     assert r.returncode == 0, r.stderr
@@ -37,7 +37,7 @@ def test_distill_end_to_end_schema_png_and_resume(tmp_path):
     with open(os.path.join(out, "results.json")) as f:
         res = json.load(f)
     assert set(res) == {"dataset", "num_nodes", "num_edges", "rows"}
-    assert res["dataset"] == "csbm" and res["num_nodes"] == 200 and isinstance(res["num_edges"], int)
+    assert res["dataset"] == "csbm" and res["num_nodes"] == 500 and isinstance(res["num_edges"], int)
     assert [(row["method"], row["model"]) for row in res["rows"]] == [
         ("teacher", "GCN(16)"), ("none", "MLP(16)"), ("glnn", "MLP(16)"), ("kd", "MLP(16)")]
     for row in res["rows"]:
@@ -46,6 +46,7 @@ def test_distill_end_to_end_schema_png_and_resume(tmp_path):
         assert len(row["test_acc"]) == 2 and all(0.0 <= a <= 1.0 for a in row["test_acc"])
         assert abs(row["test_acc_mean"] - sum(row["test_acc"]) / 2) < 1e-12
         assert row["train_seconds"] > 0 and row["inference_ms_per_1k_nodes"] > 0
+    assert res["rows"][0]["test_acc_mean"] > 0.5  # the GCN teacher on the CSBM: far above chance (0.2)
     assert os.path.getsize(os.path.join(out, "results.png")) > 1000
     # Same command again: every run is resumed from its finished checkpoint, same accuracies.
     r2 = _cli(*args)
@@ -66,6 +67,7 @@ def test_distill_end_to_end_schema_png_and_resume(tmp_path):
     (("distill", "--set", "oops"), "METHOD.PARAM=VALUE"),
     (("distill", "--dropout", "1.5"), "--dropout"),
     (("distill", "--epochs", "0"), "--epochs"),
+    (("distill", "--nodes", "100"), "--nodes"),
     (("distill", "--format", "npz"), "--data"),
     (("distill", "--unknown-flag"), "--unknown-flag"),
     (("bench", "--dir", "/definitely/not/here"), "benchmark"),

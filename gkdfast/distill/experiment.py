@@ -160,6 +160,9 @@ def run_experiment(data, *, teacher: ModelSpec, students: Sequence[ModelSpec],
     for seed in seeds:
         d = seed_split(data, seed)
         y, test = d.y, d.test_mask
+        if int(test.sum()) == 0 or int(d.train_mask.sum()) == 0:
+            raise ValueError(f"the split of seed {seed} leaves no training or no test node "
+                             f"({int(d.train_mask.sum())} train, {int(test.sum())} test)")
         # Teacher ---------------------------------------------------------------------------------
         torch.manual_seed(seed)
         tmodel = teacher.build(d.x.size(1), d.num_classes)
