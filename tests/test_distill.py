@@ -253,3 +253,12 @@ def test_seed_split_redraws_random_splits_only():
     assert int(a.train_mask.sum()) == 60 and int(a.val_mask.sum()) == 90
     fixed = type(data)(**{**data.__dict__, "extras": {"split": "public"}})
     assert seed_split(fixed, 5) is fixed
+
+
+def test_projection_terms_survive_a_one_row_last_batch(tiny, tiny_teacher):
+    _, tout = tiny_teacher
+    # 300 nodes in batches of 299: the last batch has one row (BatchNorm cannot train on it).
+    torch.manual_seed(0)
+    r = Distiller(MLP(16, 8, 3), [terms.CrossEntropy(), terms.GSP(1.0, proj_dim=4), terms.CRD(1.0, proj_dim=4)],
+                  tout, epochs=2, batch_size=299, patience=None).fit(tiny)
+    assert r.epochs == 2

@@ -227,6 +227,8 @@ class GSP(_Projected):
     def forward(self, ctx: StepContext) -> Tensor:
         from gkdfast.losses import gsp
 
+        if int(ctx.observed.sum()) < 2:  # a 1-row last batch: BatchNorm in the heads cannot train on it
+            return ctx.hidden.sum() * 0.0
         s, t = self.embeddings(ctx)
         return gsp(s, t, kernel=self.kernel, loss=self.loss, tau=self.tau, gamma=self.gamma)
 
@@ -244,6 +246,8 @@ class CRD(_Projected):
     def forward(self, ctx: StepContext) -> Tensor:
         from gkdfast.losses import crd
 
+        if int(ctx.observed.sum()) < 2:  # see GSP
+            return ctx.hidden.sum() * 0.0
         s, t = self.embeddings(ctx)
         seed = int(torch.randint(0, 2**31 - 1, (1,)).item()) if self.num_negatives else None
         return crd(s, t, tau=self.tau, num_negatives=self.num_negatives, seed=seed)
