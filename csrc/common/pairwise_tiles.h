@@ -109,6 +109,12 @@ inline at::Tensor sq_norms_cpu(const at::Tensor& x) {
   return x.to(at::kDouble).pow(2).sum(1).to(x.scalar_type());
 }
 
+// Tile sizes for kernels that post-process whole GEMM tiles with vectorised row loops: larger tiles
+// keep the per-call overhead of at::mm small; one [128 x 512] float tile is 256 KiB, so a pair of
+// them (student and teacher) plus the column operands stays within a 1 MiB L2.
+constexpr int64_t kCpuGemmRowBlock = 128;
+constexpr int64_t kCpuGemmColBlock = 512;
+
 // Squared distance from a dot product and the two squared norms, clamped at 0 (rounding can make
 // it slightly negative when u ~ v).
 template <typename T>

@@ -19,7 +19,9 @@
 
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <string>
+#include <type_traits>
 
 #include "common/macros.h"
 
@@ -188,6 +190,171 @@ namespace simk_cpu {
 GKD_SIMK_CPU_DEFS(float)
 GKD_SIMK_CPU_DEFS(double)
 #undef GKD_SIMK_CPU_DEFS
+
+// ------------------------------------------------------------------ SIMD row helpers
+// Tile loops of the pairwise losses are written once over a "lane type" V: either a GCC vector of
+// T (8 floats / 4 doubles, 32 bytes) for the main loop or T itself for the tail.  Vector types
+// lower to AVX2 inside a GKD_CPU_CLONES function and to SSE2 pairs in the baseline clone, with
+// identical IEEE results (no fma contraction), so results do not depend on the CPU.
+#if defined(__GNUC__)
+#define GKD_ALWAYS_INLINE inline __attribute__((always_inline))
+#else
+#define GKD_ALWAYS_INLINE inline
+#endif
+
+// Clones for the tile loops: AVX-512, AVX2 (+FMA, BMI2: x86-64-v3) and the baseline, chosen at
+// load time.  No fma contraction happens (ISO C++ mode), so all clones give identical results.
+#if !defined(__CUDACC__) && defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#define GKD_TILE_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define GKD_TILE_CLONES
+#endif
+// Vector arguments of these always-inline helpers never cross an ABI boundary.
+#pragma GCC diagnostic ignored "-Wpsabi"
+typedef float f32x8 __attribute__((vector_size(32)));
+typedef float f32x16 __attribute__((vector_size(64)));
+typedef double f64x4 __attribute__((vector_size(32)));
+typedef double f64x8 __attribute__((vector_size(64)));
+typedef float f32x4 __attribute__((vector_size(16)));
+typedef uint32_t u32x8 __attribute__((vector_size(32)));
+typedef uint64_t u64x4 __attribute__((vector_size(32)));
+typedef uint32_t u32x16 __attribute__((vector_size(64)));
+typedef uint64_t u64x8 __attribute__((vector_size(64)));
+
+template <typename T>
+struct Simd;
+template <>
+struct Simd<float> {
+  using V = f32x16;  // lanes: one AVX-512 register, two AVX2 registers (two independent chains)
+  using U = u32x16;  // same-size unsigned lanes (bit tricks)
+  static constexpr int W = 16;
+};
+template <>
+struct Simd<double> {
+  using V = f64x8;
+  using U = u64x8;
+  static constexpr int W = 8;
+};
+
+template <typename To, typename From>
+GKD_ALWAYS_INLINE To bit_as(const From& x) {
+  static_assert(sizeof(To) == sizeof(From), "bit_as: size mismatch");
+  To y;
+  __builtin_memcpy(&y, &x, sizeof(To));
+  return y;
+}
+template <typename V, typename T>
+GKD_ALWAYS_INLINE V load(const T* p) {
+  V v;
+  __builtin_memcpy(&v, p, sizeof(V));
+  return v;
+}
+template <typename V, typename T>
+GKD_ALWAYS_INLINE void store(T* p, const V& v) { __builtin_memcpy(p, &v, sizeof(V)); }
+// scalar -> lanes (for V == T the identity)
+template <typename V, typename T>
+GKD_ALWAYS_INLINE V splat(T s) { return V{} + s; }
+
+// exp(x) over lanes without a libm call: x = n ln2 + r with |r| <= ln2/2 (Cody-Waite split of ln2),
+// exp(r) by its Taylor polynomial (float: degree 7, truncation < 1e-8 relative; double: degree 13,
+// < 1e-17), 2^n written straight into the exponent bits.  Within ~2 ulp of exp(x); below the
+// smallest normal -> 0, above ~88.3 (float) / 709 (double) -> inf, NaN stays NaN.
+template <typename T>
+struct VexpTraits;
+template <>
+struct VexpTraits<float> {
+  using U = uint32_t;
+  static constexpr float lo = -87.3f, hi = 88.3f;        // 2^n stays a normal float
+  static constexpr float shift = 12582912.0f;            // 1.5 * 2^23: rounds x log2e to an integer
+  static constexpr float log2e = 1.44269504088896341f;
+  static constexpr float ln2_hi = 0.693359375f, ln2_lo = -2.12194440e-4f;
+  static constexpr int mant = 23;
+  static constexpr U bias = 127;
+};
+template <>
+struct VexpTraits<double> {
+  using U = uint64_t;
+  static constexpr double lo = -708.0, hi = 709.0;
+  static constexpr double shift = 6755399441055744.0;    // 1.5 * 2^52
+  static constexpr double log2e = 1.4426950408889634074;
+  static constexpr double ln2_hi = 6.93147180369123816490e-01, ln2_lo = 1.90821492927058770002e-10;
+  static constexpr int mant = 52;
+  static constexpr U bias = 1023;
+};
+
+// NoOverflow: the caller guarantees x <= hi (e.g. x - max, x - logsumexp), which skips two selects.
+template <typename T, typename V, bool NoOverflow = false>
+GKD_ALWAYS_INLINE V vexp(V x) {
+  using C = VexpTraits<T>;
+  using U = typename std::conditional<std::is_same<V, T>::value, typename C::U, typename Simd<T>::U>::type;
+  const V lo = splat<V>(C::lo), hi = splat<V>(C::hi);
+  V xc = x < lo ? lo : x;  // written so that NaN passes through
+  if constexpr (!NoOverflow) xc = xc > hi ? hi : xc;
+  const V t = xc * C::log2e + C::shift;  // n sits in the low mantissa bits of t
+  const V n = t - C::shift;
+  const V r = (xc - n * C::ln2_hi) - n * C::ln2_lo;
+  V p;
+  if constexpr (sizeof(T) == 4) {
+    p = splat<V>(T(1.0 / 5040));
+    p = p * r + T(1.0 / 720); p = p * r + T(1.0 / 120); p = p * r + T(1.0 / 24);
+    p = p * r + T(1.0 / 6);   p = p * r + T(0.5);       p = p * r + T(1);  p = p * r + T(1);
+  } else {
+    p = splat<V>(T(1.0 / 6227020800.0));
+    p = p * r + T(1.0 / 479001600.0); p = p * r + T(1.0 / 39916800.0); p = p * r + T(1.0 / 3628800.0);
+    p = p * r + T(1.0 / 362880.0);    p = p * r + T(1.0 / 40320.0);    p = p * r + T(1.0 / 5040.0);
+    p = p * r + T(1.0 / 720.0);       p = p * r + T(1.0 / 120.0);      p = p * r + T(1.0 / 24.0);
+    p = p * r + T(1.0 / 6.0);         p = p * r + T(0.5);              p = p * r + T(1);
+    p = p * r + T(1);
+  }
+  // (n + bias) << mant, n taken mod 2^(bits - mant): the low mantissa bits of t hold n
+  const U bits = (bit_as<U>(t) << C::mant) + (C::bias << C::mant);
+  V y = p * bit_as<V>(bits);
+  y = x < lo ? splat<V>(T(0)) : y;
+  if constexpr (!NoOverflow) y = x > hi ? splat<V>(std::numeric_limits<T>::infinity()) : y;
+  return y;
+}
+
+// Row reductions in a fixed order (vector lanes, then lanes combined in index order, then the
+// tail): the order depends only on n, never on the thread count or the CPU.
+// max_j x[j] (NaN entries are skipped; -inf for n == 0).
+template <typename T>
+GKD_ALWAYS_INLINE T row_max(const T* x, int64_t n) {
+  using V = typename Simd<T>::V;
+  constexpr int W = Simd<T>::W;
+  const T ninf = -std::numeric_limits<T>::infinity();
+  V m = splat<V>(ninf);
+  int64_t j = 0;
+  for (; j + W <= n; j += W) {
+    const V v = load<V>(x + j);
+    m = v > m ? v : m;
+  }
+  T r = ninf;
+  for (int l = 0; l < W; ++l) r = m[l] > r ? m[l] : r;
+  for (; j < n; ++j) r = x[j] > r ? x[j] : r;
+  return r;
+}
+// sum_j x[j] (or x[j]^2) accumulated in double: four independent 4-lane double accumulators
+// (16 entries per step) keep the add latency hidden and everything in registers.
+template <bool Square, typename T>
+GKD_ALWAYS_INLINE double row_sum_impl(const T* x, int64_t n) {
+  using H = typename std::conditional<sizeof(T) == 4, f32x4, f64x4>::type;  // 4 lanes of T
+  f64x4 acc[4] = {splat<f64x4>(0.0), splat<f64x4>(0.0), splat<f64x4>(0.0), splat<f64x4>(0.0)};
+  int64_t j = 0;
+  for (; j + 16 <= n; j += 16) {
+    for (int q = 0; q < 4; ++q) {
+      const f64x4 v = __builtin_convertvector(load<H>(x + j + 4 * q), f64x4);
+      acc[q] += Square ? v * v : v;
+    }
+  }
+  const f64x4 t = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+  double r = (t[0] + t[1]) + (t[2] + t[3]);
+  for (; j < n; ++j) r += Square ? double(x[j]) * double(x[j]) : double(x[j]);
+  return r;
+}
+template <typename T>
+GKD_ALWAYS_INLINE double row_sum(const T* x, int64_t n) { return row_sum_impl<false>(x, n); }
+template <typename T>
+GKD_ALWAYS_INLINE double row_sum_sq(const T* x, int64_t n) { return row_sum_impl<true>(x, n); }
 }  // namespace simk_cpu
 #endif
 
