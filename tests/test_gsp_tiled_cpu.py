@@ -1,0 +1,109 @@
+"""CPU tiled GSP kernel (gkdfast::gsp_tiled): several row/column tiles, both backward paths of kl,
+thread-count invariance and float32 accuracy.  The dense reference is the oracle."""
+import pytest
+import torch
+
+import gkdfast
+from gkdfast.reference import structure as ref
+
+GEMM_KERNELS = ["linear", "cosine", "poly", "l2", "rbf"]
+# > one 128-row block and > one 512-column block, not a multiple of either (or of the SIMD width)
+N_TILES = 645
+
+
+def _pair(n, ds, dt, dtype=torch.float64, seed=0, scale=1.0):
+    g = torch.Generator().manual_seed(seed)
+    s = (scale * torch.randn(n, ds, generator=g, dtype=dtype)).requires_grad_()
+    t = (scale * torch.randn(n, dt, generator=g, dtype=dtype)).requires_grad_()
+    return s, t
+
+
+def _tiled(s, t, kernel, loss, tau, gamma):
+    # the native op directly (gkdfast.losses.gsp sends linear/cosine + mse to the Gram path)
+    per_row, _ = torch.ops.gkdfast.gsp_tiled(s, t, kernel, loss, float(gamma), float(tau))
+    n = s.size(0)
+    return per_row.sum() / (n * n if loss == "mse" else n)
+
+
+def _check(s, t, kernel, loss, tau, gamma, rtol=1e-9, atol=1e-12, grad_rtol=1e-8, grad_atol=1e-11):
+    out = _tiled(s, t, kernel, loss, tau, gamma)
+    exp = ref.gsp(s, t, kernel, loss, tau, gamma)
+    torch.testing.assert_close(out, exp, rtol=rtol, atol=atol)
+    got = torch.autograd.grad(out, (s, t))
+    want = torch.autograd.grad(exp, (s, t))
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=grad_rtol, atol=grad_atol)
+
+
+@pytest.mark.parametrize("kernel", GEMM_KERNELS)
+@pytest.mark.parametrize("loss", ["mse", "kl"])
+def test_many_tiles_match_reference(kernel, loss):
+    s, t = _pair(N_TILES, 7, 12, scale=0.4)
+    _check(s, t, kernel, loss, tau=0.6, gamma=0.35)
+
+
+@pytest.mark.parametrize("kernel", ["linear", "poly", "l2"])
+def test_kl_wide_logsumexp_spread_exact_path(kernel):
+    # log-sum-exps spread over > 200: backward must take the path with one exp per direction
+    s, t = _pair(300, 5, 4, scale=3.0, seed=3)
+    out = _tiled(s, t, kernel, "kl", 0.05, 0.5).detach()
+    assert torch.isfinite(out)
+    # gradients here are differences of terms ~ the loss (up to 6e4 for poly): absolute tolerance
+    # on that scale
+    _check(s, t, kernel, "kl", tau=0.05, gamma=0.5, rtol=1e-8, grad_rtol=1e-7, grad_atol=1e-12 * float(out))
+
+
+@pytest.mark.parametrize("kernel,loss", [("rbf", "kl"), ("cosine", "kl"), ("poly", "mse"), ("l2", "kl")])
+def test_thread_count_does_not_change_results(kernel, loss):
+    s, t = _pair(700, 33, 17, dtype=torch.float32, scale=0.3, seed=7)
+    before = torch.get_num_threads()
+    results = []
+    try:
+        for threads in (1, 2, 3):
+            torch.set_num_threads(threads)
+            out = _tiled(s, t, kernel, loss, 0.5, 0.5)
+            results.append((out.detach(), *torch.autograd.grad(out, (s, t))))
+    finally:
+        torch.set_num_threads(before)
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("loss", ["mse", "kl"])
+def test_one_sided_gradients_match_two_sided(loss):
+    s, t = _pair(300, 9, 6, scale=0.5, seed=11)
+    both = torch.autograd.grad(_tiled(s, t, "rbf", loss, 0.7, 0.4), (s, t))
+    only_s = torch.autograd.grad(_tiled(s, t.detach(), "rbf", loss, 0.7, 0.4), s)[0]
+    only_t = torch.autograd.grad(_tiled(s.detach(), t, "rbf", loss, 0.7, 0.4), t)[0]
+    assert torch.equal(both[0], only_s)
+    assert torch.equal(both[1], only_t)
+
+
+@pytest.mark.parametrize("kernel,loss", [("rbf", "kl"), ("rbf", "mse"), ("cosine", "kl"), ("l2", "kl")])
+def test_float32_error_within_twice_reference_float32_error(kernel, loss):
+    s64, t64 = _pair(N_TILES, 24, 16, scale=0.3, seed=5)
+    exact = ref.gsp(s64, t64, kernel, loss, 0.5, 0.5)
+    g_exact = torch.autograd.grad(exact, s64)[0]
+    s32 = s64.detach().float().requires_grad_()
+    t32 = t64.detach().float()
+    ref32 = ref.gsp(s32, t32, kernel, loss, 0.5, 0.5)
+    g_ref32 = torch.autograd.grad(ref32, s32)[0]
+    ours = _tiled(s32, t32, kernel, loss, 0.5, 0.5)
+    g_ours = torch.autograd.grad(ours, s32)[0]
+    exact, ref32, ours = exact.detach(), ref32.detach(), ours.detach()
+    floor = 1e-6 * float(exact.abs()) + 1e-9
+    assert abs(float(ours) - float(exact)) <= 2 * abs(float(ref32) - float(exact)) + floor
+    gfloor = 1e-6 * float(g_exact.abs().max()) + 1e-9
+    assert float((g_ours.double() - g_exact).abs().max()) <= 2 * float((g_ref32.double() - g_exact).abs().max()) + gfloor
+
+
+def test_large_values_stay_finite():
+    # x up to ~300 / tau: the streaming log-sum-exp and the backward must not overflow
+    s, t = _pair(200, 8, 8, dtype=torch.float32, scale=4.0, seed=2)
+    out = _tiled(s, t, "linear", "kl", 0.2, 1.0)
+    g = torch.autograd.grad(out, (s, t))
+    out = out.detach()
+    assert torch.isfinite(out) and all(bool(torch.isfinite(x).all()) for x in g)
+    exp = ref.gsp(s.detach().double(), t.detach().double(), "linear", "kl", 0.2, 1.0)
+    assert abs(float(out) - float(exp)) <= 1e-3 * float(exp)
