@@ -157,6 +157,11 @@ Why our numbers can differ from the published ones (known, not hidden):
 - **Cold Brew** uses the teacher's last hidden layer as its "structural embedding" (the paper trains a
   GCN with extra per-node embeddings) and is evaluated on the ordinary test split, not on its
   isolated-node split, where its published numbers are.
+- **Cold Brew variance.** Its accuracy varies much more across seeds than the other recipes (stage 2
+  starts with α = 1e-4 on the retrieved embeddings, so how much the classifier uses them depends on
+  the run); not tuned further.
+- **Timing.** Unless the header says otherwise, measured on a shared 2-core machine with other jobs
+  running: only large ratios are meaningful (see the note under each timing table).
 - **Splits / seeds.** 10 seeds; on the random-split datasets the split changes with the seed, so the
   std includes split variance.  The standard deviation is the population std over seeds.
 """
@@ -183,7 +188,11 @@ def write_markdown(all_results, args, path):
                   f"{data.num_classes} classes; split: {split}. Whole dataset: {secs / 60:.1f} min.", "",
                   format_markdown(res), "", "Wall time, ours vs the reference backend "
                   "(`GKDFAST_BACKEND=reference`: the pure-PyTorch implementation of each loss, same recipe):", "",
-                  _timing_table(res, ref), ""]
+                  _timing_table(res, ref), "",
+                  "The `none`, `kd` and `glnn` rows run the same pure-PyTorch code in both modes (an MLP and logit "
+                  "KD: no gkdfast kernel), so their ratios show the measurement noise of this machine. The kernels "
+                  "are in the teacher (spmm in its SAGE layers), `graphmlp` (ncontrast), `lsp`, `gsp` (structure "
+                  "losses), `gcrd` (InfoNCE), `nosmog` (RSD) and `coldbrew` (one top-k retrieval).", ""]
     lines += ["## Against the published numbers", ""]
     notes = _notes(all_results)
     lines += notes if notes else ["- (no targets on these datasets)"]
