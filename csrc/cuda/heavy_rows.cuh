@@ -27,11 +27,13 @@ struct HeavyRows {
   }
   __device__ __forceinline__ void push(int64_t row) const {
     const auto slot = atomicAdd(reinterpret_cast<unsigned long long*>(list), 1ull);
-    list[1 + slot] = row;
+    // Cannot overflow for a consistent CSR (rowptr[N] == E); the guard keeps a malformed one in bounds.
+    if (static_cast<int64_t>(slot) < capacity) list[1 + slot] = row;
   }
   // Row for heavy block b, or -1 when there are fewer heavy rows than blocks.
   __device__ __forceinline__ int64_t row(int64_t b) const {
-    return b < static_cast<int64_t>(*reinterpret_cast<volatile int64_t*>(list)) ? list[1 + b] : -1;
+    const int64_t count = *reinterpret_cast<volatile int64_t*>(list);
+    return b < count && b < capacity ? list[1 + b] : -1;
   }
 };
 

@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# The one script to run on a lent GPU machine (H200: python3 with torch+CUDA, nvcc, pytest,
+# hypothesis, pytest-benchmark preinstalled; no internet).  From the repository root:
+#
+#     bash scripts/device_check.sh            # results under $OUT (default: out/device)
+#
+# Steps, each with its own time limit so the whole run ends inside one 10-minute device call:
+#   1. environment report (GPU, driver, torch, nvcc)
+#   2. in-place build of gkdfast._C with the CUDA kernels (GKDFAST_CUDA=1, sm_90, MAX_JOBS=16)
+#   3. import check: compiled_with_cuda(), a GPU is visible, every gkdfast op has a CUDA kernel
+#   4. pytest -m cuda (all CUDA tests), then the CPU tests (quick, parallel when xdist is present)
+#   5. GPU benchmarks: every benchmarks/bench_*.py standalone runner, with --device cuda when it
+#      takes one
+# Files written to $OUT (at most 8, flat, as the device tool returns them): summary.txt, env.txt,
+# build.log, tests_cuda.log, tests_cpu.log, bench.log, bench.tar.gz.
+# Knobs: PYTHON, GKDFAST_CUDA_ARCH_LIST (9.0), MAX_JOBS (16), T_BUILD / T_CUDA_TESTS / T_CPU_TESTS /
+# T_BENCH (seconds per step), SKIP_BENCH=1, BENCH_SMALL=1 (tiny benchmark sizes).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+REPO=$(pwd)
+PY=${PYTHON:-python3}
+OUT=${OUT:-$REPO/out/device}
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
+export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
+export MAX_JOBS=${MAX_JOBS:-16}
+ARCH=${GKDFAST_CUDA_ARCH_LIST:-9.0}
+T_BUILD=${T_BUILD:-300}
+T_CUDA_TESTS=${T_CUDA_TESTS:-150}
+T_CPU_TESTS=${T_CPU_TESTS:-120}
+T_BENCH=${T_BENCH:-150}
+SUMMARY="$OUT/summary.txt"
+: > "$SUMMARY"
+t0=$(date +%s)
+note() { echo "device_check: $*" | tee -a "$SUMMARY"; }
+# step NAME SECONDS LOGFILE CMD...: runs CMD with a time limit, output to LOGFILE (and its tail to
+# stdout), and records status and duration in the summary.
+step() {
+  local name=$1 limit=$2 log=$3 s rc
+  shift 3
+  s=$(date +%s)
+  timeout --signal=TERM --kill-after=10 "$limit" "$@" >> "$log" 2>&1
+  rc=$?
+  tail -n 25 "$log"
+  local status=ok
+  [ $rc -eq 124 ] && status="TIMED OUT after ${limit}s"
+  [ $rc -ne 0 ] && [ $rc -ne 124 ] && status="FAILED (exit $rc)"
+  note "$name: $status in $(( $(date +%s) - s ))s"
+  return $rc
+}
+
+# ---- 1. environment ------------------------------------------------------------------------
+{
+  date -u
+  nvidia-smi 2>&1 | head -n 15
+  "$PY" -c "import torch, sys; print('python', sys.version.split()[0]); print('torch', torch.__version__, 'cuda', torch.version.cuda, 'available', torch.cuda.is_available()); print('device', torch.cuda.get_device_name(0) if torch.cuda.is_available() else None)"
+  nvcc --version 2>&1 | tail -n 2
+  echo "cpus $(nproc)"
+} > "$OUT/env.txt" 2>&1
+cat "$OUT/env.txt"
+
+# ---- 2. build -----------------------------------------------------------------------------
+CUDA_HOME=$(bash scripts/cuda_home.sh) || { note "no CUDA toolkit found"; exit 1; }
+export CUDA_HOME
+note "building with CUDA_HOME=$CUDA_HOME, arch $ARCH, MAX_JOBS=$MAX_JOBS"
+rm -f gkdfast/_C*.so
+if ! step build "$T_BUILD" "$OUT/build.log" env GKDFAST_CUDA=1 GKDFAST_CUDA_ARCH_LIST="$ARCH" \
+    "$PY" setup.py build_ext --inplace; then
+  grep -E "error|FAILED" "$OUT/build.log" | head -n 30
+  note "build failed: stopping (see build.log)"
+  exit 1
+fi
+
+# ---- 3. import check ----------------------------------------------------------------------
+"$PY" - <<'EOF' 2>&1 | tee -a "$SUMMARY"
+import torch
+import gkdfast
+from gkdfast import _backend
+m = _backend._C
+assert m is not None, "gkdfast._C did not load: %s" % _backend._LOAD_ERROR
+ops = sorted(n for n in torch._C._dispatch_get_all_op_names() if n.startswith("gkdfast::"))
+missing = [n for n in ops if not torch._C._dispatch_has_kernel_for_dispatch_key(n, "CUDA")]
+print("device_check: import: compiled_with_cuda=%s, cuda available=%s, %d/%d ops with CUDA kernels%s"
+      % (m.compiled_with_cuda(), torch.cuda.is_available(), len(ops) - len(missing), len(ops),
+         (" (missing: %s)" % ", ".join(missing)) if missing else ""))
+EOF
+
+# ---- 4. tests -----------------------------------------------------------------------------
+XDIST=""
+"$PY" -c "import xdist" 2>/dev/null && XDIST="-n 8"
+step "tests (-m cuda)" "$T_CUDA_TESTS" "$OUT/tests_cuda.log" "$PY" -m pytest -q -m cuda -p no:cacheprovider \
+  --durations=10 tests
+note "cuda tests: $(grep -E '(passed|failed|error)' "$OUT/tests_cuda.log" | tail -n 1)"
+step "tests (cpu)" "$T_CPU_TESTS" "$OUT/tests_cpu.log" env OMP_NUM_THREADS=2 "$PY" -m pytest -q \
+  -m "not cuda and not slow" -p no:cacheprovider $XDIST tests
+note "cpu tests: $(grep -E '(passed|failed|error)' "$OUT/tests_cpu.log" | tail -n 1)"
+
+# ---- 5. benchmarks ------------------------------------------------------------------------
+if [ "${SKIP_BENCH:-0}" != "1" ]; then
+  BENCH_DIR=$(mktemp -d)
+  [ "${BENCH_SMALL:-0}" = "1" ] && export GKDFAST_BENCH_SMALL=1
+  budget_end=$(( $(date +%s) + T_BENCH ))
+  for b in benchmarks/bench_*.py; do
+    [ -f "$b" ] || continue
+    grep -q '__main__' "$b" || continue
+    left=$(( budget_end - $(date +%s) ))
+    if [ $left -lt 20 ]; then note "bench $(basename "$b"): skipped, benchmark budget spent"; continue; fi
+    args=(--out "$BENCH_DIR/$(basename "$b" .py)")
+    "$PY" "$b" --help 2>/dev/null | grep -q -- '--device' && args+=(--device cuda)
+    echo "==== $b ${args[*]}" >> "$OUT/bench.log"
+    step "bench $(basename "$b")" "$left" "$OUT/bench.log" "$PY" "$b" "${args[@]}"
+  done
+  tar -czf "$OUT/bench.tar.gz" -C "$BENCH_DIR" . 2>/dev/null
+  rm -rf "$BENCH_DIR"
+fi
+note "total $(( $(date +%s) - t0 ))s"
