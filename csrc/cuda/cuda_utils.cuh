@@ -36,8 +36,12 @@ using acc_type = at::opmath_type<scalar_t>;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, TYPE, NAME, __VA_ARGS__)
 
 // Guard + stream for the device of `t`: every host wrapper starts with GKD_CUDA_SETUP(t).
-#define GKD_CUDA_SETUP(t)                                      \
-  const c10::cuda::CUDAGuard gkd_device_guard_((t).device()); \
+// The check turns a call that mixes devices (e.g. CUDA weights with a CPU graph, which the
+// dispatcher still sends here) into a clear error instead of a bad device guard.
+#define GKD_CUDA_SETUP(t)                                                                           \
+  TORCH_CHECK_VALUE((t).is_cuda(), "gkdfast: the CUDA kernel was called but ", #t, " is on ",       \
+                    (t).device(), "; put the graph and every tensor argument on one CUDA device");  \
+  const c10::cuda::CUDAGuard gkd_device_guard_((t).device());                                      \
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream((t).get_device()).stream()
 
 template <typename T>
