@@ -1,14 +1,27 @@
 """gkdfast: fused, exact, memory-lean kernels for knowledge distillation on graphs.
 
-Public names only; see README.md for a tour.
+Public names only; see README.md for a tour.  ``gkdfast.data`` and ``gkdfast.distill`` are imported
+on first use (they pull in scipy, tqdm and matplotlib, which the kernels do not need).
 """
+import importlib
+
+from gkdfast import losses, nn
 from gkdfast._backend import backend_info, explain
 from gkdfast.graph import Graph
 from gkdfast.ops import edge_softmax, gcn_norm, sddmm, spmm
-from gkdfast import losses
 from gkdfast.retrieval import topk_similar
-from gkdfast import nn
 
 __version__ = "0.1.0"
 
-__all__ = ["Graph", "spmm", "sddmm", "edge_softmax", "gcn_norm", "topk_similar", "backend_info", "explain", "losses", "nn", "__version__"]
+__all__ = ["Graph", "spmm", "sddmm", "edge_softmax", "gcn_norm", "topk_similar", "backend_info", "explain",
+           "losses", "nn", "data", "distill", "__version__"]
+
+_LAZY_SUBMODULES = ("data", "distill")
+
+
+def __getattr__(name):
+    if name in _LAZY_SUBMODULES:
+        module = importlib.import_module(f"gkdfast.{name}")
+        globals()[name] = module
+        return module
+    raise AttributeError(f"module 'gkdfast' has no attribute {name!r}")

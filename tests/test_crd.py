@@ -154,6 +154,14 @@ def test_infonce_opcheck(args):
     torch.library.opcheck(torch.ops.gkdfast.infonce.default, (a, c, *args))
 
 
+@pytest.mark.parametrize("args", OPCHECK_ARGS)
+def test_infonce_backward_opcheck(args):
+    a, c = _pair(10, 4)
+    loss, lse = torch.ops.gkdfast.infonce(a, c, *args)
+    grads = (torch.randn_like(loss), torch.zeros_like(lse))
+    torch.library.opcheck(torch.ops.gkdfast.infonce_backward.default, (a, c, lse, *grads, *args))
+
+
 def test_infonce_kernel_vs_reference_rows():
     a, c = _pair(23, 5)
     for args in OPCHECK_ARGS:
