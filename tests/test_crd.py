@@ -156,10 +156,17 @@ def test_infonce_opcheck(args):
 
 @pytest.mark.parametrize("args", OPCHECK_ARGS)
 def test_infonce_backward_opcheck(args):
-    a, c = _pair(10, 4)
+    a, c = (t.detach() for t in _pair(10, 4))  # a backward op: no double backward to check
     loss, lse = torch.ops.gkdfast.infonce(a, c, *args)
     grads = (torch.randn_like(loss), torch.zeros_like(lse))
     torch.library.opcheck(torch.ops.gkdfast.infonce_backward.default, (a, c, lse, *grads, *args))
+
+
+def test_double_backward_is_refused_not_silently_wrong():
+    s, t = _pair(12, 4)
+    (g,) = torch.autograd.grad(crd(s, t, tau=0.5), s, create_graph=True)
+    with pytest.raises(RuntimeError, match="double backward"):
+        g.sum().backward()
 
 
 def test_infonce_kernel_vs_reference_rows():

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import torch
 
+from gkdfast._autograd import forbid_double_backward
+
 from gkdfast import _backend
 
 _LIB = "gkdfast::"
@@ -53,6 +55,7 @@ def _register():
                 None, None, None, None, None)
 
     torch.library.register_autograd(_LIB + "infonce", backward, setup_context=setup)
+    forbid_double_backward(_LIB + "infonce_backward", "gkdfast.losses.crd / nt_xent / ncontrast")
 
 
 if _backend.native_loaded() and hasattr(torch.ops.gkdfast, "infonce"):

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import torch
 
+from gkdfast._autograd import forbid_double_backward
+
 from gkdfast import _backend
 
 _LIB = "gkdfast::"
@@ -75,6 +77,8 @@ def _register():
         return gs if need_s else None, gt if need_t else None, None, None, None, None
 
     torch.library.register_autograd(_LIB + "gsp_tiled", gsp_backward, setup_context=gsp_setup)
+    forbid_double_backward(_LIB + "lsp_backward", "gkdfast.losses.lsp")
+    forbid_double_backward(_LIB + "gsp_tiled_backward", "gkdfast.losses.gsp")
 
 
 if _backend.native_loaded():
