@@ -7,29 +7,19 @@
 #include <limits>
 
 #include "common/cpu_parallel.h"
+#include "ops/edge_softmax.h"
 #include "ops/graph_checks.h"
 
 namespace gkdfast {
 namespace {
 
-void check_scores(const at::Tensor& rowptr, const at::Tensor& s, const char* op, const char* name) {
-  TORCH_CHECK_VALUE(s.dim() == 1 || s.dim() == 2, "gkdfast.", op, ": ", name,
-                    " must be [num_edges] or [num_edges, heads], got ", s.sizes());
-  TORCH_CHECK_TYPE(at::isFloatingType(s.scalar_type()), "gkdfast.", op, ": ", name, " must be floating, got ",
-                   s.scalar_type());
-  TORCH_CHECK_VALUE(s.device() == rowptr.device(), "gkdfast.", op, ": ", name, " is on ", s.device(),
-                    " but the graph is on ", rowptr.device());
-}
-
 at::Tensor edge_softmax_cpu(const at::Tensor& rowptr_in, const at::Tensor& s_in) {
   check_csr(rowptr_in, rowptr_in, "edge_softmax");
-  check_scores(rowptr_in, s_in, "edge_softmax", "scores");
+  check_edge_scores(rowptr_in, s_in, "edge_softmax", "scores");
   const auto rowptr = rowptr_in.contiguous();
   const auto s = s_in.contiguous();
   const int64_t n = csr_num_rows(rowptr);
   const int64_t heads = s.dim() == 2 ? s.size(1) : 1;
-  TORCH_CHECK_VALUE(n < 0 || s.size(0) == rowptr[n].item<int64_t>(), "gkdfast.edge_softmax: scores have ",
-                    s.size(0), " rows but the graph has ", rowptr[n].item<int64_t>(), " edges");
   auto out = at::empty_like(s);
   AT_DISPATCH_FLOATING_TYPES(s.scalar_type(), "gkdfast_edge_softmax_cpu", [&] {
     AT_DISPATCH_INDEX_TYPES(rowptr.scalar_type(), "gkdfast_edge_softmax_cpu_index", [&] {
@@ -62,9 +52,8 @@ at::Tensor edge_softmax_cpu(const at::Tensor& rowptr_in, const at::Tensor& s_in)
 // d s_e = y_e (g_e - sum_{e' in row} y_e' g_e')
 at::Tensor edge_softmax_backward_cpu(const at::Tensor& rowptr_in, const at::Tensor& y_in, const at::Tensor& g_in) {
   check_csr(rowptr_in, rowptr_in, "edge_softmax_backward");
-  check_scores(rowptr_in, y_in, "edge_softmax_backward", "out");
-  TORCH_CHECK_VALUE(y_in.sizes() == g_in.sizes(), "gkdfast.edge_softmax_backward: grad shape ", g_in.sizes(),
-                    " differs from output shape ", y_in.sizes());
+  check_edge_scores(rowptr_in, y_in, "edge_softmax_backward", "out");
+  check_edge_softmax_grad(y_in, g_in);
   const auto rowptr = rowptr_in.contiguous();
   const auto y = y_in.contiguous();
   const auto g = g_in.contiguous().to(y.scalar_type());

@@ -31,30 +31,10 @@
 #include "common/online_softmax.h"
 #include "common/pairwise_tiles.h"
 #include "common/similarity_kernels.h"
+#include "ops/gsp.h"
 
 namespace gkdfast {
 namespace {
-
-enum class GspLoss { Mse, Kl };
-
-GspLoss parse_loss(const std::string& name, const char* op) {
-  if (name == "mse") return GspLoss::Mse;
-  if (name == "kl") return GspLoss::Kl;
-  TORCH_CHECK_VALUE(false, "gkdfast.", op, ": unknown loss '", name, "'; expected 'mse' or 'kl'");
-}
-
-void check_pair(const at::Tensor& s, const at::Tensor& t, double tau, const char* op) {
-  TORCH_CHECK_VALUE(s.dim() == 2 && t.dim() == 2, "gkdfast.", op, ": student and teacher must be 2-D, got ",
-                    s.sizes(), " and ", t.sizes());
-  TORCH_CHECK_VALUE(s.size(0) == t.size(0), "gkdfast.", op, ": student has ", s.size(0), " rows but teacher has ",
-                    t.size(0));
-  TORCH_CHECK_TYPE(at::isFloatingType(s.scalar_type()) && s.scalar_type() == t.scalar_type(), "gkdfast.", op,
-                   ": student and teacher must share one floating dtype, got ", s.scalar_type(), " and ",
-                   t.scalar_type());
-  TORCH_CHECK_VALUE(s.device() == t.device(), "gkdfast.", op, ": student on ", s.device(), ", teacher on ",
-                    t.device());
-  TORCH_CHECK_VALUE(tau > 0, "gkdfast.", op, ": tau must be > 0, got ", tau);
-}
 
 // One model's view for tile evaluation.
 template <typename T>
@@ -116,9 +96,9 @@ void for_each_pair(SimKernel kind, double gamma, const Side<T>& S, const Side<T>
 std::tuple<at::Tensor, at::Tensor> gsp_direct_cpu(const at::Tensor& s_in, const at::Tensor& t_in,
                                                  c10::string_view kname, c10::string_view lname, double gamma,
                                                  double tau) {
-  check_pair(s_in, t_in, tau, "gsp");
+  check_gsp_pair(s_in, t_in, tau, "gsp");
   const SimKernel kind = parse_sim_kernel(std::string(kname), "gsp");
-  const GspLoss loss = parse_loss(std::string(lname), "gsp");
+  const GspLoss loss = parse_gsp_loss(std::string(lname), "gsp");
   const auto s = s_in.detach().contiguous();
   const auto t = t_in.detach().contiguous();
   const int64_t n = s.size(0);
@@ -171,14 +151,13 @@ std::tuple<at::Tensor, at::Tensor> gsp_direct_backward_cpu(const at::Tensor& s_i
                                                           const at::Tensor& grad_in, c10::string_view kname,
                                                           c10::string_view lname, double gamma, double tau,
                                                           bool need_s, bool need_t) {
-  check_pair(s_in, t_in, tau, "gsp_backward");
+  check_gsp_pair(s_in, t_in, tau, "gsp_backward");
   const SimKernel kind = parse_sim_kernel(std::string(kname), "gsp_backward");
-  const GspLoss loss = parse_loss(std::string(lname), "gsp_backward");
+  const GspLoss loss = parse_gsp_loss(std::string(lname), "gsp_backward");
   const auto s = s_in.detach().contiguous();
   const auto t = t_in.detach().contiguous();
   const int64_t n = s.size(0);
-  TORCH_CHECK_VALUE(per_row_in.numel() == n && stats_in.numel() == 2 * n && grad_in.numel() == n,
-                    "gkdfast.gsp_backward: per_row, stats and grad must have N, 2N and N entries (N = ", n, ")");
+  check_gsp_backward_state(n, per_row_in, stats_in, grad_in);
   const auto per_row = per_row_in.to(at::kDouble).contiguous();
   const auto stats = stats_in.to(at::kDouble).contiguous();
   const auto w = grad_in.to(at::kDouble).contiguous();
@@ -732,9 +711,9 @@ void gsp_gemm_backward(const at::Tensor& s, const at::Tensor& t, const at::Tenso
 std::tuple<at::Tensor, at::Tensor> gsp_tiled_cpu(const at::Tensor& s_in, const at::Tensor& t_in,
                                                  c10::string_view kname, c10::string_view lname, double gamma,
                                                  double tau) {
-  check_pair(s_in, t_in, tau, "gsp");
+  check_gsp_pair(s_in, t_in, tau, "gsp");
   const SimKernel kind = parse_sim_kernel(std::string(kname), "gsp");
-  const GspLoss loss = parse_loss(std::string(lname), "gsp");
+  const GspLoss loss = parse_gsp_loss(std::string(lname), "gsp");
   if (!kernel_is_gemm_friendly(kind)) return gsp_direct_cpu(s_in, t_in, kname, lname, gamma, tau);
   // detach: the tiles are plain kernels (worker threads do not inherit the caller's grad mode)
   const auto s = s_in.detach().contiguous();
@@ -753,17 +732,16 @@ std::tuple<at::Tensor, at::Tensor> gsp_tiled_backward_cpu(const at::Tensor& s_in
                                                           const at::Tensor& grad_in, c10::string_view kname,
                                                           c10::string_view lname, double gamma, double tau,
                                                           bool need_s, bool need_t) {
-  check_pair(s_in, t_in, tau, "gsp_backward");
+  check_gsp_pair(s_in, t_in, tau, "gsp_backward");
   const SimKernel kind = parse_sim_kernel(std::string(kname), "gsp_backward");
-  const GspLoss loss = parse_loss(std::string(lname), "gsp_backward");
+  const GspLoss loss = parse_gsp_loss(std::string(lname), "gsp_backward");
   if (!kernel_is_gemm_friendly(kind))
     return gsp_direct_backward_cpu(s_in, t_in, per_row_in, stats_in, grad_in, kname, lname, gamma, tau, need_s,
                                    need_t);
   const auto s = s_in.detach().contiguous();
   const auto t = t_in.detach().contiguous();
   const int64_t n = s.size(0);
-  TORCH_CHECK_VALUE(per_row_in.numel() == n && stats_in.numel() == 2 * n && grad_in.numel() == n,
-                    "gkdfast.gsp_backward: per_row, stats and grad must have N, 2N and N entries (N = ", n, ")");
+  check_gsp_backward_state(n, per_row_in, stats_in, grad_in);
   auto grad_s = need_s ? at::zeros_like(s) : at::empty({0}, s.options());
   auto grad_t = need_t ? at::zeros_like(t) : at::empty({0}, t.options());
   if (!need_s && !need_t) return {grad_s, grad_t};

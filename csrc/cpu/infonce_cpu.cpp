@@ -148,9 +148,7 @@ std::tuple<at::Tensor, at::Tensor> infonce_backward_cpu(const at::Tensor& a_in, 
 }
 
 at::Tensor sample_negatives_cpu(const at::Tensor& rows_in, int64_t num_nodes, int64_t k_neg, int64_t seed) {
-  TORCH_CHECK(rows_in.dim() == 1 && rows_in.scalar_type() == at::kLong,
-              "gkdfast.sample_negatives: rows must be a 1-D int64 tensor");
-  TORCH_CHECK(num_nodes >= 2 && k_neg >= 0, "gkdfast.sample_negatives: need num_nodes >= 2 and num_negatives >= 0");
+  check_sample_negatives(rows_in, num_nodes, k_neg);
   const auto rows = rows_in.contiguous();
   const int64_t r = rows.size(0);
   const int64_t* rp = rows.data_ptr<int64_t>();

@@ -24,6 +24,7 @@
 #include "common/pairwise_tiles.h"
 #include "common/similarity_kernels.h"
 #include "ops/graph_checks.h"
+#include "ops/lsp.h"
 
 namespace gkdfast {
 namespace {
@@ -56,23 +57,12 @@ std::vector<double> row_sq_norms(const at::Tensor& x, SimKernel k) {
   return out;
 }
 
-void check_inputs(const at::Tensor& rowptr, const at::Tensor& col, const at::Tensor& s, const at::Tensor& t,
-                  double tau, const char* op) {
-  check_csr(rowptr, col, op);
-  check_node_features(s, rowptr, op, "student");
-  check_node_features(t, rowptr, op, "teacher");
-  TORCH_CHECK_TYPE(s.scalar_type() == t.scalar_type(), "gkdfast.", op, ": student and teacher dtypes differ (",
-                   s.scalar_type(), ", ", t.scalar_type(), ")");
-  TORCH_CHECK_VALUE(tau > 0, "gkdfast.", op, ": tau must be > 0, got ", tau);
-}
-
 std::tuple<at::Tensor, at::Tensor> lsp_cpu(const at::Tensor& rowptr_in, const at::Tensor& col_in,
                                            const at::Tensor& t_rowptr, const at::Tensor& t_col,
                                            const at::Tensor& t_eid, const at::Tensor& s_in, const at::Tensor& t_in,
                                            c10::string_view kname, double gamma, double tau) {
-  check_inputs(rowptr_in, col_in, s_in, t_in, tau, "lsp");
-  check_transpose(rowptr_in, col_in, t_rowptr, t_col, t_eid, "lsp");
-  const SimKernel kind = parse_sim_kernel(std::string(kname), "lsp");
+  const SimKernel kind =
+      check_lsp(rowptr_in, col_in, t_rowptr, t_col, t_eid, s_in, t_in, std::string(kname), tau, "lsp");
   const auto rowptr = rowptr_in.contiguous();
   const auto col = col_in.contiguous();
   const auto s = s_in.contiguous();
@@ -144,14 +134,10 @@ std::tuple<at::Tensor, at::Tensor> lsp_backward_cpu(
     const at::Tensor& t_eid_in, const at::Tensor& s_in, const at::Tensor& t_in, const at::Tensor& per_node_in,
     const at::Tensor& lse_in, const at::Tensor& grad_in, c10::string_view kname, double gamma, double tau,
     bool need_s, bool need_t) {
-  check_inputs(rowptr_in, col_in, s_in, t_in, tau, "lsp_backward");
-  check_transpose(rowptr_in, col_in, t_rowptr_in, t_col_in, t_eid_in, "lsp_backward");
-  const SimKernel kind = parse_sim_kernel(std::string(kname), "lsp_backward");
+  const SimKernel kind = check_lsp(rowptr_in, col_in, t_rowptr_in, t_col_in, t_eid_in, s_in, t_in,
+                                   std::string(kname), tau, "lsp_backward");
+  check_lsp_backward_state(rowptr_in, col_in, t_rowptr_in, per_node_in, lse_in, grad_in);
   const int64_t n = csr_num_rows(rowptr_in);
-  TORCH_CHECK_VALUE(per_node_in.numel() == n && lse_in.numel() == 2 * n && grad_in.numel() == n,
-                    "gkdfast.lsp_backward: per_node, lse and grad must have N, 2N and N entries (N = ", n, ")");
-  TORCH_CHECK_VALUE(col_in.numel() == 0 || t_rowptr_in.numel() > 0,
-                    "gkdfast.lsp_backward: the transposed CSR is required");
   const auto rowptr = rowptr_in.contiguous();
   const auto col = col_in.contiguous();
   const auto s = s_in.contiguous();

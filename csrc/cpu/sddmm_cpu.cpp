@@ -7,6 +7,7 @@
 #include "common/cpu_parallel.h"
 #include "common/cpu_vec.h"
 #include "ops/graph_checks.h"
+#include "ops/sddmm.h"
 
 namespace gkdfast {
 namespace {
@@ -14,14 +15,7 @@ namespace {
 at::Tensor sddmm_cpu(const at::Tensor& rowptr_in, const at::Tensor& col_in, const at::Tensor& t_rowptr,
                      const at::Tensor& t_col, const at::Tensor& t_eid, const at::Tensor& a_in,
                      const at::Tensor& b_in) {
-  check_csr(rowptr_in, col_in, "sddmm");
-  check_transpose(rowptr_in, col_in, t_rowptr, t_col, t_eid, "sddmm");
-  check_node_features(a_in, rowptr_in, "sddmm", "a");
-  check_node_features(b_in, rowptr_in, "sddmm", "b");
-  TORCH_CHECK_VALUE(a_in.size(1) == b_in.size(1), "gkdfast.sddmm: a and b must have the same width, got ",
-                    a_in.size(1), " and ", b_in.size(1));
-  TORCH_CHECK_TYPE(a_in.scalar_type() == b_in.scalar_type(), "gkdfast.sddmm: a and b have different dtypes (",
-                   a_in.scalar_type(), ", ", b_in.scalar_type(), ")");
+  check_sddmm(rowptr_in, col_in, t_rowptr, t_col, t_eid, a_in, b_in);
   const auto rowptr = rowptr_in.contiguous();
   const auto col = col_in.contiguous();
   const auto a = a_in.contiguous();

@@ -9,6 +9,7 @@
 #include "common/cpu_vec.h"
 #include "common/reducers.h"
 #include "ops/graph_checks.h"
+#include "ops/spmm.h"
 
 #include <algorithm>
 #include <vector>
@@ -79,18 +80,11 @@ std::tuple<at::Tensor, at::Tensor> spmm_cpu(const at::Tensor& rowptr_in, const a
                                             const at::Tensor& t_rowptr, const at::Tensor& t_col,
                                             const at::Tensor& t_eid, const c10::optional<at::Tensor>& weight_in,
                                             const at::Tensor& x_in, c10::string_view reduce_name) {
-  check_csr(rowptr_in, col_in, "spmm");
-  check_transpose(rowptr_in, col_in, t_rowptr, t_col, t_eid, "spmm");
-  check_node_features(x_in, rowptr_in, "spmm", "x");
-  const Reduce reduce = parse_reduce(std::string(reduce_name));
+  const Reduce reduce = check_spmm(rowptr_in, col_in, t_rowptr, t_col, t_eid, x_in, std::string(reduce_name));
   const auto rowptr = rowptr_in.contiguous();
   const auto col = col_in.contiguous();
   const auto x = x_in.contiguous();
-  at::Tensor weight;
-  if (weight_in.has_value() && weight_in->defined()) {
-    check_edge_values(*weight_in, col, x, "spmm", "edge_weight");
-    weight = weight_in->contiguous();
-  }
+  const at::Tensor weight = spmm_edge_weight(weight_in, col, x, "spmm");
   const int64_t n = csr_num_rows(rowptr), d = x.size(1);
   // The kernel keeps arg offsets within a row as int32; only a graph with >= 2^31 edges can overflow.
   if (reduce_has_arg(reduce) && n > 0 && col.size(0) >= (int64_t(1) << 31)) {
@@ -118,23 +112,15 @@ std::tuple<at::Tensor, at::Tensor> spmm_arg_backward_cpu(
     const at::Tensor& rowptr_in, const at::Tensor& col_in, const at::Tensor& t_rowptr_in,
     const at::Tensor& t_col_in, const at::Tensor& t_eid_in, const c10::optional<at::Tensor>& weight_in,
     const at::Tensor& x_in, const at::Tensor& arg_in, const at::Tensor& grad_in) {
-  check_csr(rowptr_in, col_in, "spmm_arg_backward");
-  check_transpose(rowptr_in, col_in, t_rowptr_in, t_col_in, t_eid_in, "spmm_arg_backward");
-  check_node_features(x_in, rowptr_in, "spmm_arg_backward", "x");
-  check_node_features(grad_in, rowptr_in, "spmm_arg_backward", "grad_out");
-  TORCH_CHECK_VALUE(arg_in.sizes() == grad_in.sizes() && arg_in.scalar_type() == at::kLong,
-                    "gkdfast.spmm_arg_backward: arg must be int64 with the shape of grad_out");
-  TORCH_CHECK_VALUE(grad_in.size(1) == x_in.size(1), "gkdfast.spmm_arg_backward: feature sizes differ");
+  // The transposed CSR is only needed by the narrow-feature path below, which checks for it.
+  check_spmm_arg_backward(rowptr_in, col_in, t_rowptr_in, t_col_in, t_eid_in, x_in, arg_in, grad_in,
+                          /*need_transpose=*/false);
   const auto rowptr = rowptr_in.contiguous();
   const auto col = col_in.contiguous();
   const auto x = x_in.contiguous();
   const auto arg = arg_in.contiguous();
   const auto grad = grad_in.contiguous().to(x.scalar_type());
-  at::Tensor weight;
-  if (weight_in.has_value() && weight_in->defined()) {
-    check_edge_values(*weight_in, col, x, "spmm_arg_backward", "edge_weight");
-    weight = weight_in->contiguous();
-  }
+  const at::Tensor weight = spmm_edge_weight(weight_in, col, x, "spmm_arg_backward");
   const int64_t n = csr_num_rows(rowptr), d = x.size(1), num_edges = col.size(0);
   auto grad_x = at::zeros({n, d}, x.options());
   auto grad_w = weight.defined() ? at::zeros({num_edges}, x.options()) : at::empty({0}, x.options());

@@ -7,6 +7,7 @@
 
 #include "cuda/cuda_utils.cuh"
 #include "cuda/heavy_rows.cuh"
+#include "ops/edge_softmax.h"
 #include "ops/graph_checks.h"
 
 namespace gkdfast {
@@ -124,24 +125,10 @@ void softmax_launch(const at::Tensor& rowptr, const at::Tensor& a, const at::Ten
   });
 }
 
-void check_scores(const at::Tensor& rowptr, const at::Tensor& s, const char* op, const char* name) {
-  TORCH_CHECK_VALUE(s.dim() == 1 || s.dim() == 2, "gkdfast.", op, ": ", name,
-                    " must be [num_edges] or [num_edges, heads], got ", s.sizes());
-  TORCH_CHECK_TYPE(at::isFloatingType(s.scalar_type()), "gkdfast.", op, ": ", name, " must be floating, got ",
-                   s.scalar_type());
-  TORCH_CHECK_VALUE(s.device() == rowptr.device(), "gkdfast.", op, ": ", name, " is on ", s.device(),
-                    " but the graph is on ", rowptr.device());
-  // One small device-to-host read: the scores come separately from the graph, and a mismatch
-  // would otherwise read out of bounds.
-  const int64_t num_edges = rowptr[rowptr.size(0) - 1].item<int64_t>();
-  TORCH_CHECK_VALUE(s.size(0) == num_edges, "gkdfast.", op, ": ", name, " have ", s.size(0),
-                    " rows but the graph has ", num_edges, " edges");
-}
-
 at::Tensor edge_softmax_cuda(const at::Tensor& rowptr_in, const at::Tensor& s_in) {
   check_csr(rowptr_in, rowptr_in, "edge_softmax");
   GKD_CUDA_SETUP(s_in);
-  check_scores(rowptr_in, s_in, "edge_softmax", "scores");
+  check_edge_scores(rowptr_in, s_in, "edge_softmax", "scores");
   const auto rowptr = rowptr_in.contiguous();
   const auto s = s_in.contiguous();
   auto out = at::empty_like(s);
@@ -152,11 +139,8 @@ at::Tensor edge_softmax_cuda(const at::Tensor& rowptr_in, const at::Tensor& s_in
 at::Tensor edge_softmax_backward_cuda(const at::Tensor& rowptr_in, const at::Tensor& y_in, const at::Tensor& g_in) {
   check_csr(rowptr_in, rowptr_in, "edge_softmax_backward");
   GKD_CUDA_SETUP(y_in);
-  check_scores(rowptr_in, y_in, "edge_softmax_backward", "out");
-  TORCH_CHECK_VALUE(y_in.sizes() == g_in.sizes(), "gkdfast.edge_softmax_backward: grad shape ", g_in.sizes(),
-                    " differs from output shape ", y_in.sizes());
-  TORCH_CHECK_VALUE(g_in.device() == y_in.device(), "gkdfast.edge_softmax_backward: grad is on ", g_in.device(),
-                    " but out is on ", y_in.device());
+  check_edge_scores(rowptr_in, y_in, "edge_softmax_backward", "out");
+  check_edge_softmax_grad(y_in, g_in);
   const auto rowptr = rowptr_in.contiguous();
   const auto y = y_in.contiguous();
   const auto g = g_in.contiguous().to(y.scalar_type());

@@ -11,6 +11,7 @@
 #include "common/pairwise_tiles.h"
 #include "common/similarity_kernels.h"
 #include "cuda/cuda_utils.cuh"
+#include "ops/gsp.h"
 
 namespace gkdfast {
 namespace cuda {
@@ -100,31 +101,12 @@ __global__ void gsp_backward_kernel(const scalar_t* __restrict__ s, int64_t ds, 
   for (int64_t f = lane; f < dt && need_t; f += kWarp) gt[a * dt + f] += self_t * static_cast<acc_t>(t[a * dt + f]);
 }
 
-bool parse_kl(const std::string& name, const char* op) {
-  if (name == "mse") return false;
-  if (name == "kl") return true;
-  TORCH_CHECK_VALUE(false, "gkdfast.", op, ": unknown loss '", name, "'; expected 'mse' or 'kl'");
-}
-
-void check_pair(const at::Tensor& s, const at::Tensor& t, double tau, const char* op) {
-  TORCH_CHECK_VALUE(s.dim() == 2 && t.dim() == 2, "gkdfast.", op, ": student and teacher must be 2-D, got ",
-                    s.sizes(), " and ", t.sizes());
-  TORCH_CHECK_VALUE(s.size(0) == t.size(0), "gkdfast.", op, ": student has ", s.size(0), " rows but teacher has ",
-                    t.size(0));
-  TORCH_CHECK_TYPE(at::isFloatingType(s.scalar_type()) && s.scalar_type() == t.scalar_type(), "gkdfast.", op,
-                   ": student and teacher must share one floating dtype, got ", s.scalar_type(), " and ",
-                   t.scalar_type());
-  TORCH_CHECK_VALUE(s.device() == t.device(), "gkdfast.", op, ": student on ", s.device(), ", teacher on ",
-                    t.device());
-  TORCH_CHECK_VALUE(tau > 0, "gkdfast.", op, ": tau must be > 0, got ", tau);
-}
-
 std::tuple<at::Tensor, at::Tensor> gsp_tiled_cuda(const at::Tensor& s_in, const at::Tensor& t_in,
                                                   c10::string_view kname, c10::string_view lname, double gamma,
                                                   double tau) {
-  check_pair(s_in, t_in, tau, "gsp");
+  check_gsp_pair(s_in, t_in, tau, "gsp");
   const SimKernel kind = parse_sim_kernel(std::string(kname), "gsp");
-  const bool kl_loss = parse_kl(std::string(lname), "gsp");
+  const bool kl_loss = parse_gsp_loss(std::string(lname), "gsp") == GspLoss::Kl;
   GKD_CUDA_SETUP(s_in);
   const auto s = s_in.contiguous();
   const auto t = t_in.contiguous();
@@ -146,12 +128,11 @@ std::tuple<at::Tensor, at::Tensor> gsp_tiled_backward_cuda(const at::Tensor& s_i
                                                            const at::Tensor& grad_in, c10::string_view kname,
                                                            c10::string_view lname, double gamma, double tau,
                                                            bool need_s, bool need_t) {
-  check_pair(s_in, t_in, tau, "gsp_backward");
+  check_gsp_pair(s_in, t_in, tau, "gsp_backward");
   const SimKernel kind = parse_sim_kernel(std::string(kname), "gsp_backward");
-  const bool kl_loss = parse_kl(std::string(lname), "gsp_backward");
+  const bool kl_loss = parse_gsp_loss(std::string(lname), "gsp_backward") == GspLoss::Kl;
   const int64_t n = s_in.size(0);
-  TORCH_CHECK_VALUE(per_row_in.numel() == n && stats_in.numel() == 2 * n && grad_in.numel() == n,
-                    "gkdfast.gsp_backward: per_row, stats and grad must have N, 2N and N entries (N = ", n, ")");
+  check_gsp_backward_state(n, per_row_in, stats_in, grad_in);
   GKD_CUDA_SETUP(s_in);
   const auto s = s_in.contiguous();
   const auto t = t_in.contiguous();

@@ -167,9 +167,7 @@ std::tuple<at::Tensor, at::Tensor> infonce_backward_cuda(const at::Tensor& a_in,
 }
 
 at::Tensor sample_negatives_cuda(const at::Tensor& rows_in, int64_t num_nodes, int64_t k_neg, int64_t seed) {
-  TORCH_CHECK(rows_in.dim() == 1 && rows_in.scalar_type() == at::kLong,
-              "gkdfast.sample_negatives: rows must be a 1-D int64 tensor");
-  TORCH_CHECK(num_nodes >= 2 && k_neg >= 0, "gkdfast.sample_negatives: need num_nodes >= 2 and num_negatives >= 0");
+  check_sample_negatives(rows_in, num_nodes, k_neg);
   check_cuda(rows_in, "sample_negatives");
   c10::cuda::CUDAGuard guard(rows_in.device());
   const auto rows = rows_in.contiguous();

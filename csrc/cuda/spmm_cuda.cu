@@ -9,6 +9,7 @@
 #include "cuda/edge_dot.cuh"
 #include "cuda/row_gather.cuh"
 #include "ops/graph_checks.h"
+#include "ops/spmm.h"
 
 namespace gkdfast {
 namespace cuda {
@@ -153,19 +154,12 @@ std::tuple<at::Tensor, at::Tensor> spmm_cuda(const at::Tensor& rowptr_in, const 
                                              const at::Tensor& t_rowptr, const at::Tensor& t_col,
                                              const at::Tensor& t_eid, const c10::optional<at::Tensor>& weight_in,
                                              const at::Tensor& x_in, c10::string_view reduce_name) {
-  check_csr(rowptr_in, col_in, "spmm");
-  check_transpose(rowptr_in, col_in, t_rowptr, t_col, t_eid, "spmm");
-  check_node_features(x_in, rowptr_in, "spmm", "x");
-  const Reduce reduce = parse_reduce(std::string(reduce_name));
+  const Reduce reduce = check_spmm(rowptr_in, col_in, t_rowptr, t_col, t_eid, x_in, std::string(reduce_name));
   GKD_CUDA_SETUP(x_in);
   const auto rowptr = rowptr_in.contiguous();
   const auto col = col_in.contiguous();
   const auto x = x_in.contiguous();
-  at::Tensor weight;
-  if (weight_in.has_value() && weight_in->defined()) {
-    check_edge_values(*weight_in, col, x, "spmm", "edge_weight");
-    weight = weight_in->contiguous();
-  }
+  const at::Tensor weight = spmm_edge_weight(weight_in, col, x, "spmm");
   const int64_t n = csr_num_rows(rowptr), d = x.size(1);
   auto out = at::empty({n, d}, x.options());
   auto arg = reduce_has_arg(reduce) ? at::empty({n, d}, x.options().dtype(at::kLong))
@@ -193,28 +187,15 @@ std::tuple<at::Tensor, at::Tensor> spmm_arg_backward_cuda(
     const at::Tensor& rowptr_in, const at::Tensor& col_in, const at::Tensor& t_rowptr_in,
     const at::Tensor& t_col_in, const at::Tensor& t_eid_in, const c10::optional<at::Tensor>& weight_in,
     const at::Tensor& x_in, const at::Tensor& arg_in, const at::Tensor& grad_in) {
-  check_csr(rowptr_in, col_in, "spmm_arg_backward");
-  check_transpose(rowptr_in, col_in, t_rowptr_in, t_col_in, t_eid_in, "spmm_arg_backward");
-  TORCH_CHECK_VALUE(t_rowptr_in.numel() == rowptr_in.numel() || col_in.numel() == 0,
-                    "gkdfast.spmm_arg_backward needs the transposed CSR");
-  check_node_features(x_in, rowptr_in, "spmm_arg_backward", "x");
-  check_node_features(grad_in, rowptr_in, "spmm_arg_backward", "grad_out");
-  TORCH_CHECK_VALUE(arg_in.sizes() == grad_in.sizes() && arg_in.scalar_type() == at::kLong,
-                    "gkdfast.spmm_arg_backward: arg must be int64 with the shape of grad_out");
-  TORCH_CHECK_VALUE(arg_in.device() == x_in.device(), "gkdfast.spmm_arg_backward: arg is on ", arg_in.device(),
-                    " but x is on ", x_in.device());
-  TORCH_CHECK_VALUE(grad_in.size(1) == x_in.size(1), "gkdfast.spmm_arg_backward: feature sizes differ");
+  check_spmm_arg_backward(rowptr_in, col_in, t_rowptr_in, t_col_in, t_eid_in, x_in, arg_in, grad_in,
+                          /*need_transpose=*/true);
   GKD_CUDA_SETUP(x_in);
   const auto rowptr = rowptr_in.contiguous();
   const auto col = col_in.contiguous();
   const auto x = x_in.contiguous();
   const auto arg = arg_in.contiguous();
   const auto grad = grad_in.contiguous().to(x.scalar_type());
-  at::Tensor weight;
-  if (weight_in.has_value() && weight_in->defined()) {
-    check_edge_values(*weight_in, col, x, "spmm_arg_backward", "edge_weight");
-    weight = weight_in->contiguous();
-  }
+  const at::Tensor weight = spmm_edge_weight(weight_in, col, x, "spmm_arg_backward");
   const int64_t n = csr_num_rows(rowptr), d = x.size(1), num_edges = col.size(0);
   if (num_edges == 0 || n == 0 || d == 0) {
     return {at::zeros({n, d}, x.options()),

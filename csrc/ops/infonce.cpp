@@ -70,6 +70,12 @@ void check_infonce_backward(const at::Tensor& a, const at::Tensor& c, const at::
   (void)c;
 }
 
+void check_sample_negatives(const at::Tensor& rows, int64_t num_nodes, int64_t k_neg) {
+  TORCH_CHECK(rows.dim() == 1 && rows.scalar_type() == at::kLong,
+              "gkdfast.sample_negatives: rows must be a 1-D int64 tensor");
+  TORCH_CHECK(num_nodes >= 2 && k_neg >= 0, "gkdfast.sample_negatives: need num_nodes >= 2 and num_negatives >= 0");
+}
+
 std::tuple<at::Tensor, at::Tensor> infonce_tiled_forward(const at::Tensor& a_in, const at::Tensor& c_in,
                                                          double inv_tau, int64_t pos_offset, bool exclude_self) {
   const auto acc = infonce_acc_type(a_in.scalar_type());

@@ -21,6 +21,9 @@ void check_infonce(const at::Tensor& a, const at::Tensor& c, int64_t pos_offset,
 void check_infonce_backward(const at::Tensor& a, const at::Tensor& c, const at::Tensor& lse, const at::Tensor& g,
                             const at::Tensor& gl, const char* op);
 at::ScalarType infonce_acc_type(at::ScalarType t);
+// sample_negatives: rows is a 1-D int64 tensor, num_nodes >= 2, k_neg >= 0 (the range of the rows
+// themselves is checked by each backend: a plain loop on CPU, one min/max reduction on CUDA).
+void check_sample_negatives(const at::Tensor& rows, int64_t num_nodes, int64_t k_neg);
 
 // All-N forward / backward by BLAS tiles of tile_rows x tile_cols logits with a streaming
 // log-sum-exp: extra memory O(tile_rows * tile_cols + N * d) whatever N is; the backward recomputes

@@ -1,0 +1,30 @@
+#include "ops/gsp.h"
+
+namespace gkdfast {
+
+GspLoss parse_gsp_loss(const std::string& name, const char* op) {
+  if (name == "mse") return GspLoss::Mse;
+  if (name == "kl") return GspLoss::Kl;
+  TORCH_CHECK_VALUE(false, "gkdfast.", op, ": unknown loss '", name, "'; expected 'mse' or 'kl'");
+}
+
+void check_gsp_pair(const at::Tensor& s, const at::Tensor& t, double tau, const char* op) {
+  TORCH_CHECK_VALUE(s.dim() == 2 && t.dim() == 2, "gkdfast.", op, ": student and teacher must be 2-D, got ",
+                    s.sizes(), " and ", t.sizes());
+  TORCH_CHECK_VALUE(s.size(0) == t.size(0), "gkdfast.", op, ": student has ", s.size(0), " rows but teacher has ",
+                    t.size(0));
+  TORCH_CHECK_TYPE(at::isFloatingType(s.scalar_type()) && s.scalar_type() == t.scalar_type(), "gkdfast.", op,
+                   ": student and teacher must share one floating dtype, got ", s.scalar_type(), " and ",
+                   t.scalar_type());
+  TORCH_CHECK_VALUE(s.device() == t.device(), "gkdfast.", op, ": student on ", s.device(), ", teacher on ",
+                    t.device());
+  TORCH_CHECK_VALUE(tau > 0, "gkdfast.", op, ": tau must be > 0, got ", tau);
+}
+
+void check_gsp_backward_state(int64_t n, const at::Tensor& per_row, const at::Tensor& stats,
+                              const at::Tensor& grad) {
+  TORCH_CHECK_VALUE(per_row.numel() == n && stats.numel() == 2 * n && grad.numel() == n,
+                    "gkdfast.gsp_backward: per_row, stats and grad must have N, 2N and N entries (N = ", n, ")");
+}
+
+}  // namespace gkdfast

@@ -1,0 +1,40 @@
+#include "ops/spmm.h"
+
+#include "ops/graph_checks.h"
+
+namespace gkdfast {
+
+Reduce check_spmm(const at::Tensor& rowptr, const at::Tensor& col, const at::Tensor& t_rowptr,
+                  const at::Tensor& t_col, const at::Tensor& t_eid, const at::Tensor& x, const std::string& reduce) {
+  check_csr(rowptr, col, "spmm");
+  check_transpose(rowptr, col, t_rowptr, t_col, t_eid, "spmm");
+  check_node_features(x, rowptr, "spmm", "x");
+  return parse_reduce(reduce);
+}
+
+at::Tensor spmm_edge_weight(const c10::optional<at::Tensor>& weight, const at::Tensor& col, const at::Tensor& x,
+                            const char* op) {
+  if (!weight.has_value() || !weight->defined()) return at::Tensor();
+  check_edge_values(*weight, col, x, op, "edge_weight");
+  return weight->contiguous();
+}
+
+void check_spmm_arg_backward(const at::Tensor& rowptr, const at::Tensor& col, const at::Tensor& t_rowptr,
+                             const at::Tensor& t_col, const at::Tensor& t_eid, const at::Tensor& x,
+                             const at::Tensor& arg, const at::Tensor& grad, bool need_transpose) {
+  check_csr(rowptr, col, "spmm_arg_backward");
+  check_transpose(rowptr, col, t_rowptr, t_col, t_eid, "spmm_arg_backward");
+  if (need_transpose) {
+    TORCH_CHECK_VALUE(t_rowptr.numel() == rowptr.numel() || col.numel() == 0,
+                      "gkdfast.spmm_arg_backward needs the transposed CSR");
+  }
+  check_node_features(x, rowptr, "spmm_arg_backward", "x");
+  check_node_features(grad, rowptr, "spmm_arg_backward", "grad_out");
+  TORCH_CHECK_VALUE(arg.sizes() == grad.sizes() && arg.scalar_type() == at::kLong,
+                    "gkdfast.spmm_arg_backward: arg must be int64 with the shape of grad_out");
+  TORCH_CHECK_VALUE(arg.device() == x.device(), "gkdfast.spmm_arg_backward: arg is on ", arg.device(),
+                    " but x is on ", x.device());
+  TORCH_CHECK_VALUE(grad.size(1) == x.size(1), "gkdfast.spmm_arg_backward: feature sizes differ");
+}
+
+}  // namespace gkdfast
