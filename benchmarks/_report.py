@@ -7,10 +7,12 @@ computed against a baseline impl per case: ``ratio = peer_ms / baseline_ms`` (> 
 """
 from __future__ import annotations
 
+import gc
 import json
 import os
 import platform
 import statistics
+import threading
 import time
 from typing import Callable, Dict, Iterable, List, Optional, Sequence
 
@@ -31,6 +33,59 @@ def time_fn(fn: Callable[[], object], repeats: int = 5, warmup: int = 1, max_sec
         if time.perf_counter() - start > max_seconds:
             break
     return 1e3 * statistics.median(times)
+
+
+def sync(device: torch.device) -> None:
+    """Waits for queued CUDA work (a no-op on CPU), so a timing or memory reading covers all of it."""
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+class PeakMemory:
+    """Peak extra memory while the block runs: CUDA allocator peak, or process RSS sampled every
+    ``interval`` seconds on CPU (plus once at the end), minus the value on entry.  Example::
+
+        with PeakMemory(torch.device("cpu")) as pm:
+            x = torch.empty(1 << 26).fill_(1)
+        print(pm.peak_bytes / 2**20)  # about 256 (MiB)
+    """
+
+    def __init__(self, device: torch.device, interval: float = 0.002):
+        self.device, self.interval = device, interval
+        self.peak_bytes = 0
+
+    @staticmethod
+    def _rss() -> int:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+    def _sample(self):
+        while not self._stop.is_set():
+            self._max = max(self._max, self._rss())
+            time.sleep(self.interval)
+
+    def __enter__(self):
+        gc.collect()
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            self._base = torch.cuda.memory_allocated()
+        else:
+            self._base = self._max = self._rss()
+            self._stop = threading.Event()
+            self._thread = threading.Thread(target=self._sample, daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+            self.peak_bytes = torch.cuda.max_memory_allocated() - self._base
+        else:
+            self._stop.set()
+            self._thread.join()
+            self.peak_bytes = max(self._max, self._rss()) - self._base
+        return False
 
 
 def add_ratios(rows: List[dict], baseline: str = "gkdfast") -> List[dict]:

@@ -24,10 +24,8 @@ Prints a table; writes contrastive.json and contrastive.png under --out.
 from __future__ import annotations
 
 import argparse
-import gc
 import os
 import sys
-import threading
 import time
 
 import torch
@@ -53,59 +51,14 @@ FACEBOOK_SMALL_N = 2_000  # smoke runs use the induced subgraph on the first nod
 
 
 # ------------------------------------------------------------------------------------- memory
-class PeakMemory:
-    """Peak extra memory inside the block: CUDA allocator peak, or sampled process RSS on CPU."""
-
-    def __init__(self, device: torch.device):
-        self.device, self.peak_bytes = device, 0
-
-    @staticmethod
-    def _rss() -> int:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-    def _sample(self):
-        while not self._stop.is_set():
-            self._max = max(self._max, self._rss())
-            time.sleep(0.002)
-
-    def __enter__(self):
-        gc.collect()
-        if self.device.type == "cuda":
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
-            self._base = torch.cuda.memory_allocated()
-        else:
-            self._base = self._max = self._rss()
-            self._stop = threading.Event()
-            self._thread = threading.Thread(target=self._sample, daemon=True)
-            self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        if self.device.type == "cuda":
-            torch.cuda.synchronize()
-            self.peak_bytes = torch.cuda.max_memory_allocated() - self._base
-        else:
-            self._stop.set()
-            self._thread.join()
-            self.peak_bytes = max(self._max, self._rss()) - self._base
-        return False
-
-
-def _sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
 def measure(step, device, repeats, max_seconds):
     """(median ms, peak extra MiB of one step)."""
     def run():
         step()
-        _sync(device)
+        _report.sync(device)
 
     ms = _report.time_fn(run, repeats=repeats, warmup=1, max_seconds=max_seconds)
-    with PeakMemory(device) as pm:
+    with _report.PeakMemory(device) as pm:
         run()
     return ms, pm.peak_bytes / 2**20
 

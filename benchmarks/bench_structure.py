@@ -20,11 +20,8 @@ Prints a table; writes structure.json and structure.png under --out.
 from __future__ import annotations
 
 import argparse
-import gc
 import os
 import sys
-import threading
-import time
 
 import torch
 
@@ -41,56 +38,13 @@ GRAM_N = 10_000 if SMALL else 1_000_000
 
 
 # ------------------------------------------------------------------------------------- memory
-class PeakMemory:
-    """Peak extra memory while the block runs: CUDA allocator peak, or sampled process RSS on CPU."""
-
-    def __init__(self, device: torch.device, interval: float = 0.002):
-        self.device, self.interval = device, interval
-        self.peak_bytes = 0
-
-    @staticmethod
-    def _rss() -> int:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-    def _sample(self):
-        while not self._stop.is_set():
-            self._max = max(self._max, self._rss())
-            time.sleep(self.interval)
-
-    def __enter__(self):
-        gc.collect()
-        if self.device.type == "cuda":
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
-            self._base = torch.cuda.memory_allocated()
-        else:
-            self._base = self._max = self._rss()
-            self._stop = threading.Event()
-            self._thread = threading.Thread(target=self._sample, daemon=True)
-            self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        if self.device.type == "cuda":
-            torch.cuda.synchronize()
-            self.peak_bytes = torch.cuda.max_memory_allocated() - self._base
-        else:
-            self._max = max(self._max, self._rss())
-            self._stop.set()
-            self._thread.join()
-            self.peak_bytes = self._max - self._base
-        return False
-
-
 def measure(fn, device, repeats: int, max_seconds: float):
     """(median ms, peak extra MiB) of fn(); the memory run is separate from the timed runs."""
     def run():
         fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
+        _report.sync(device)
 
-    with PeakMemory(device) as pm:
+    with _report.PeakMemory(device) as pm:
         run()
     ms = _report.time_fn(run, repeats=repeats, warmup=0, max_seconds=max_seconds)
     return ms, pm.peak_bytes / 2**20

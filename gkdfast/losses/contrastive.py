@@ -20,6 +20,7 @@ from torch import Tensor
 from gkdfast import _backend
 from gkdfast.graph import Graph
 from gkdfast.losses import _contrastive_native  # noqa: F401  (registers fake kernels + autograd)
+from gkdfast.losses._checks import check_matrix
 from gkdfast.reference import contrastive as ref
 
 __all__ = ["crd", "nt_xent", "ncontrast", "sample_negatives", "adjacency_power"]
@@ -30,19 +31,9 @@ _SEED_BITS = 63
 
 
 # ------------------------------------------------------------------------------ checks
-def _check_matrix(x, op: str, name: str) -> Tensor:
-    if not isinstance(x, Tensor):
-        raise TypeError(f"gkdfast.losses.{op}: {name} must be a tensor, got {type(x).__name__}")
-    if x.dim() != 2:
-        raise ValueError(f"gkdfast.losses.{op}: {name} must be 2-D [num_nodes, dim], got shape {list(x.shape)}")
-    if not x.is_floating_point():
-        raise TypeError(f"gkdfast.losses.{op}: {name} must be floating point, got {x.dtype}")
-    return x
-
-
 def _check_pair(a: Tensor, b: Tensor, op: str, na: str, nb: str, hint: str = "") -> Tuple[Tensor, Tensor]:
-    _check_matrix(a, op, na)
-    _check_matrix(b, op, nb)
+    check_matrix(a, op, na)
+    check_matrix(b, op, nb)
     if a.size(0) != b.size(0):
         raise ValueError(f"gkdfast.losses.{op}: {na} has {a.size(0)} rows but {nb} has {b.size(0)}")
     if a.size(1) != b.size(1):
@@ -339,7 +330,7 @@ def ncontrast(graph: Graph, z: Tensor, tau: float = 1.0, hops: int = 1, num_nega
     op = "ncontrast"
     if not isinstance(graph, Graph):
         raise TypeError(f"gkdfast.losses.{op}: expected a gkdfast.Graph, got {type(graph).__name__}")
-    z = _check_matrix(z, op, "z")
+    z = check_matrix(z, op, "z")
     if z.size(0) != graph.num_nodes:
         raise ValueError(f"gkdfast.losses.{op}: z has {z.size(0)} rows but the graph has {graph.num_nodes} nodes")
     if z.device != graph.device:

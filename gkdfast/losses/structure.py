@@ -26,6 +26,7 @@ from torch import Tensor
 from gkdfast import _backend
 from gkdfast.graph import Graph
 from gkdfast.losses import _structure_native  # noqa: F401  (registers fake + autograd for the native ops)
+from gkdfast.losses._checks import check_matrix
 from gkdfast.reference import structure as ref
 
 __all__ = ["lsp", "gsp", "rsd", "relation", "KERNELS"]
@@ -39,13 +40,8 @@ _GRAM_CHUNK = 1 << 16
 
 # ------------------------------------------------------------------------------------------ checks
 def _check_embeddings(op: str, student, teacher, n: Optional[int] = None, device=None):
-    for name, x in (("student", student), ("teacher", teacher)):
-        if not isinstance(x, Tensor):
-            raise TypeError(f"gkdfast.losses.{op}: {name} must be a tensor, got {type(x).__name__}")
-        if x.dim() != 2:
-            raise ValueError(f"gkdfast.losses.{op}: {name} must be 2-D [num_nodes, dim], got shape {list(x.shape)}")
-        if not x.is_floating_point():
-            raise TypeError(f"gkdfast.losses.{op}: {name} must be floating point, got {x.dtype}")
+    check_matrix(student, op, "student")
+    check_matrix(teacher, op, "teacher")
     if student.size(0) != teacher.size(0):
         raise ValueError(f"gkdfast.losses.{op}: student has {student.size(0)} rows but teacher has "
                          f"{teacher.size(0)} (one row per node in both)")
