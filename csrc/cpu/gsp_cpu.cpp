@@ -96,9 +96,9 @@ void for_each_pair(SimKernel kind, double gamma, const Side<T>& S, const Side<T>
 std::tuple<at::Tensor, at::Tensor> gsp_direct_cpu(const at::Tensor& s_in, const at::Tensor& t_in,
                                                  c10::string_view kname, c10::string_view lname, double gamma,
                                                  double tau) {
-  check_gsp_pair(s_in, t_in, tau, "gsp");
-  const SimKernel kind = parse_sim_kernel(std::string(kname), "gsp");
-  const GspLoss loss = parse_gsp_loss(std::string(lname), "gsp");
+  const GspArgs args = check_gsp(s_in, t_in, tau, std::string(kname), std::string(lname), "gsp");
+  const SimKernel kind = args.kind;
+  const GspLoss loss = args.loss;
   const auto s = s_in.detach().contiguous();
   const auto t = t_in.detach().contiguous();
   const int64_t n = s.size(0);
@@ -151,9 +151,9 @@ std::tuple<at::Tensor, at::Tensor> gsp_direct_backward_cpu(const at::Tensor& s_i
                                                           const at::Tensor& grad_in, c10::string_view kname,
                                                           c10::string_view lname, double gamma, double tau,
                                                           bool need_s, bool need_t) {
-  check_gsp_pair(s_in, t_in, tau, "gsp_backward");
-  const SimKernel kind = parse_sim_kernel(std::string(kname), "gsp_backward");
-  const GspLoss loss = parse_gsp_loss(std::string(lname), "gsp_backward");
+  const GspArgs args = check_gsp(s_in, t_in, tau, std::string(kname), std::string(lname), "gsp_backward");
+  const SimKernel kind = args.kind;
+  const GspLoss loss = args.loss;
   const auto s = s_in.detach().contiguous();
   const auto t = t_in.detach().contiguous();
   const int64_t n = s.size(0);
@@ -711,9 +711,9 @@ void gsp_gemm_backward(const at::Tensor& s, const at::Tensor& t, const at::Tenso
 std::tuple<at::Tensor, at::Tensor> gsp_tiled_cpu(const at::Tensor& s_in, const at::Tensor& t_in,
                                                  c10::string_view kname, c10::string_view lname, double gamma,
                                                  double tau) {
-  check_gsp_pair(s_in, t_in, tau, "gsp");
-  const SimKernel kind = parse_sim_kernel(std::string(kname), "gsp");
-  const GspLoss loss = parse_gsp_loss(std::string(lname), "gsp");
+  const GspArgs args = check_gsp(s_in, t_in, tau, std::string(kname), std::string(lname), "gsp");
+  const SimKernel kind = args.kind;
+  const GspLoss loss = args.loss;
   if (!kernel_is_gemm_friendly(kind)) return gsp_direct_cpu(s_in, t_in, kname, lname, gamma, tau);
   // detach: the tiles are plain kernels (worker threads do not inherit the caller's grad mode)
   const auto s = s_in.detach().contiguous();
@@ -732,9 +732,9 @@ std::tuple<at::Tensor, at::Tensor> gsp_tiled_backward_cpu(const at::Tensor& s_in
                                                           const at::Tensor& grad_in, c10::string_view kname,
                                                           c10::string_view lname, double gamma, double tau,
                                                           bool need_s, bool need_t) {
-  check_gsp_pair(s_in, t_in, tau, "gsp_backward");
-  const SimKernel kind = parse_sim_kernel(std::string(kname), "gsp_backward");
-  const GspLoss loss = parse_gsp_loss(std::string(lname), "gsp_backward");
+  const GspArgs args = check_gsp(s_in, t_in, tau, std::string(kname), std::string(lname), "gsp_backward");
+  const SimKernel kind = args.kind;
+  const GspLoss loss = args.loss;
   if (!kernel_is_gemm_friendly(kind))
     return gsp_direct_backward_cpu(s_in, t_in, per_row_in, stats_in, grad_in, kname, lname, gamma, tau, need_s,
                                    need_t);

@@ -104,9 +104,9 @@ __global__ void gsp_backward_kernel(const scalar_t* __restrict__ s, int64_t ds, 
 std::tuple<at::Tensor, at::Tensor> gsp_tiled_cuda(const at::Tensor& s_in, const at::Tensor& t_in,
                                                   c10::string_view kname, c10::string_view lname, double gamma,
                                                   double tau) {
-  check_gsp_pair(s_in, t_in, tau, "gsp");
-  const SimKernel kind = parse_sim_kernel(std::string(kname), "gsp");
-  const bool kl_loss = parse_gsp_loss(std::string(lname), "gsp") == GspLoss::Kl;
+  const GspArgs args = check_gsp(s_in, t_in, tau, std::string(kname), std::string(lname), "gsp");
+  const SimKernel kind = args.kind;
+  const bool kl_loss = args.loss == GspLoss::Kl;
   GKD_CUDA_SETUP(s_in);
   const auto s = s_in.contiguous();
   const auto t = t_in.contiguous();
@@ -128,9 +128,9 @@ std::tuple<at::Tensor, at::Tensor> gsp_tiled_backward_cuda(const at::Tensor& s_i
                                                            const at::Tensor& grad_in, c10::string_view kname,
                                                            c10::string_view lname, double gamma, double tau,
                                                            bool need_s, bool need_t) {
-  check_gsp_pair(s_in, t_in, tau, "gsp_backward");
-  const SimKernel kind = parse_sim_kernel(std::string(kname), "gsp_backward");
-  const bool kl_loss = parse_gsp_loss(std::string(lname), "gsp_backward") == GspLoss::Kl;
+  const GspArgs args = check_gsp(s_in, t_in, tau, std::string(kname), std::string(lname), "gsp_backward");
+  const SimKernel kind = args.kind;
+  const bool kl_loss = args.loss == GspLoss::Kl;
   const int64_t n = s_in.size(0);
   check_gsp_backward_state(n, per_row_in, stats_in, grad_in);
   GKD_CUDA_SETUP(s_in);

@@ -27,4 +27,11 @@ void check_gsp_backward_state(int64_t n, const at::Tensor& per_row, const at::Te
                     "gkdfast.gsp_backward: per_row, stats and grad must have N, 2N and N entries (N = ", n, ")");
 }
 
+GspArgs check_gsp(const at::Tensor& s, const at::Tensor& t, double tau, const std::string& kernel,
+                  const std::string& loss, const char* op) {
+  check_gsp_pair(s, t, tau, op);
+  const SimKernel kind = parse_sim_kernel(kernel, op);
+  return {kind, parse_gsp_loss(loss, op)};
+}
+
 }  // namespace gkdfast
