@@ -78,8 +78,22 @@ class SpmmInputs:
         return cls(graph, col64, graph.dst.long(), rowptr64, col64, csr, n, graph.num_edges, dim,
                    graph.col.element_size())
 
+    @property
+    def device(self) -> torch.device:
+        return self.col64.device
+
+    def to(self, device) -> "SpmmInputs":
+        """The same inputs on ``device`` (the graph's cached CSR and transposed CSR move with it)."""
+        device = torch.device(device)
+        graph = self.graph.to(device)
+        graph.transpose_csr()
+        return SpmmInputs(graph, self.src.to(device), self.dst.to(device), self.rowptr64.to(device),
+                          self.col64.to(device), self.csr.to(device), self.num_nodes, self.num_edges, self.dim,
+                          self.index_bytes)
+
     def features(self, dtype=torch.float32, seed: int = 0) -> torch.Tensor:
-        return torch.randn(self.num_nodes, self.dim, generator=torch.Generator().manual_seed(seed), dtype=dtype)
+        x = torch.randn(self.num_nodes, self.dim, generator=torch.Generator().manual_seed(seed), dtype=dtype)
+        return x.to(self.device)
 
 
 # ------------------------------------------------------------------------------------ peers
@@ -164,16 +178,20 @@ def fwd_bwd(fn: Callable, x: torch.Tensor, grad: torch.Tensor) -> Callable[[], N
 
 
 # ------------------------------------------------------------------------------------ machine
-def copy_bandwidth(num_bytes: int = 256 << 20, repeats: int = 5) -> float:
-    """This machine's memory bandwidth in GB/s for a large tensor copy (bytes read + written)."""
+def copy_bandwidth(num_bytes: int = 256 << 20, repeats: int = 5, device="cpu") -> float:
+    """Memory bandwidth of ``device`` in GB/s for a large tensor copy (bytes read + written)."""
+    device = torch.device(device)
     n = num_bytes // 4
-    a = torch.empty(n, dtype=torch.float32).fill_(1.0)
+    a = torch.empty(n, dtype=torch.float32, device=device).fill_(1.0)
     b = torch.empty_like(a)
     b.copy_(a)  # touch the pages
+    wait = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     best = float("inf")
     for _ in range(repeats):
+        wait()
         t0 = time.perf_counter()
         b.copy_(a)
+        wait()
         best = min(best, time.perf_counter() - t0)
     return 2 * n * 4 / best / 1e9
 

@@ -20,15 +20,20 @@ import torch
 
 
 def time_fn(fn: Callable[[], object], repeats: int = 5, warmup: int = 1, max_seconds: float = 30.0) -> float:
-    """Median wall time of ``fn()`` in milliseconds (after ``warmup`` untimed calls).
+    """Median wall time of ``fn()`` in milliseconds (after ``warmup`` untimed calls), CUDA work included.
     Stops early once ``max_seconds`` have been spent, so slow peers cannot stall a run."""
+    # CUDA work is asynchronous: wait for it on both sides of each timed call (a no-op on CPU runs).
+    cuda = torch.cuda.is_available() and torch.cuda.is_initialized()
+    wait = torch.cuda.synchronize if cuda else (lambda: None)
     for _ in range(warmup):
         fn()
     times: List[float] = []
     start = time.perf_counter()
     for _ in range(repeats):
+        wait()
         t0 = time.perf_counter()
         fn()
+        wait()
         times.append(time.perf_counter() - t0)
         if time.perf_counter() - start > max_seconds:
             break

@@ -37,11 +37,13 @@ TARGETS = [("sum", "fwd", "torch_csr", 1.0), ("sum", "fwd+bwd", "torch_csr", 4.0
 _CTX_CACHE = {}
 
 
-def inputs(size: str) -> _peers.SpmmInputs:
-    if size not in _CTX_CACHE:
+def inputs(size: str, device: str = "cpu") -> _peers.SpmmInputs:
+    key = (size, str(device))
+    if key not in _CTX_CACHE:
         n, e, d = SIZES[size]
-        _CTX_CACHE[size] = _peers.SpmmInputs.build(_peers.power_law(n, e, seed=0), d)
-    return _CTX_CACHE[size]
+        ctx = _peers.SpmmInputs.build(_peers.power_law(n, e, seed=0), d)
+        _CTX_CACHE[key] = ctx if torch.device(device).type == "cpu" else ctx.to(device)
+    return _CTX_CACHE[key]
 
 
 def closure(peer: str, ctx: _peers.SpmmInputs, reduce: str, mode: str):
@@ -56,7 +58,7 @@ def closure(peer: str, ctx: _peers.SpmmInputs, reduce: str, mode: str):
                 fn(x)
         return run
     x.requires_grad_()
-    grad = torch.ones(ctx.num_nodes, ctx.dim)
+    grad = torch.ones(ctx.num_nodes, ctx.dim, device=ctx.device)
     return _peers.fwd_bwd(fn, x, grad)
 
 
@@ -76,10 +78,10 @@ def test_spmm(benchmark, size, reduce, mode, peer):
 
 
 # ------------------------------------------------------------------------------------ standalone runner
-def run_all(sizes, reduces, peers, repeats: int, max_seconds: float, log=print):
+def run_all(sizes, reduces, peers, repeats: int, max_seconds: float, log=print, device: str = "cpu"):
     rows = []
     for size in sizes:
-        ctx = inputs(size)
+        ctx = inputs(size, device)
         log(f"# {size}: N={ctx.num_nodes} E={ctx.num_edges} d={ctx.dim} "
             f"max in-degree={int(ctx.graph.in_degree().max())} index={ctx.graph.index_dtype}")
         for reduce in reduces:
@@ -121,7 +123,10 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=3 if SMALL else 7)
     p.add_argument("--max-seconds", type=float, default=60.0, help="time budget per (case, impl)")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
     args = p.parse_args(argv)
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        p.error("--device cuda: no CUDA device is available")
     if args.threads:
         torch.set_num_threads(args.threads)
     if "gkdfast" in args.peers:  # the baseline of every ratio runs first
@@ -130,11 +135,12 @@ def main(argv=None) -> int:
 
     import gkdfast
 
-    chosen = gkdfast.explain("spmm", "cpu", torch.float32)["chosen"]
-    bw = _peers.copy_bandwidth()
-    print(f"gkdfast spmm backend: {chosen}   torch threads: {torch.get_num_threads()}   "
+    chosen = gkdfast.explain("spmm", torch.device(args.device).type, torch.float32)["chosen"]
+    bw = _peers.copy_bandwidth(device=args.device)
+    where = torch.cuda.get_device_name() if args.device.startswith("cuda") else f"{torch.get_num_threads()} threads"
+    print(f"gkdfast spmm backend: {chosen}   device: {args.device} ({where})   "
           f"copy bandwidth: {bw:.1f} GB/s (read+write of a 256 MiB tensor)")
-    rows = run_all(args.sizes, args.reduces, args.peers, args.repeats, args.max_seconds)
+    rows = run_all(args.sizes, args.reduces, args.peers, args.repeats, args.max_seconds, device=args.device)
     print(_report.format_table(rows, extra_cols=("gbps",), title="\nratio = impl time / gkdfast time"
                                                                    " (>1: gkdfast faster); gbps: gather model"))
     targets = check_targets(rows)
@@ -145,7 +151,7 @@ def main(argv=None) -> int:
                   f"(target >= {t['target']:.0f}x) {'ok' if t['met'] else 'MISSED'}")
     os.makedirs(args.out, exist_ok=True)
     js = _report.write_json(rows, os.path.join(args.out, "spmm.json"), benchmark="spmm", copy_gbps=bw,
-                            backend=chosen, small=SMALL, sizes={k: SIZES[k] for k in args.sizes}, targets=targets)
+                            backend=chosen, device=args.device, small=SMALL, sizes={k: SIZES[k] for k in args.sizes}, targets=targets)
     png = _report.bar_chart(rows, os.path.join(args.out, "spmm.png"), title="spmm (median ms, log scale)")
     print(f"\nwrote {js}" + (f" and {png}" if png else ""))
     return 0

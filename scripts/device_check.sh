@@ -11,10 +11,16 @@
 #   4. pytest -m cuda (all CUDA tests), then the CPU tests (quick, parallel when xdist is present)
 #   5. GPU benchmarks: every benchmarks/bench_*.py standalone runner, with --device cuda when it
 #      takes one
+#   QUALITY=1 adds scripts/quality.py on the GPU: workers (dataset x seed half) start right after the
+#   build and run beside the tests until QUALITY_UNTIL seconds after the start, then stop; every
+#   finished training run is in quality.tar.gz (runs-*.jsonl), and the report is rebuilt from them
+#   with `scripts/quality.py --from-runs` (there, and again wherever the files land).
 # Files written to $OUT (at most 8, flat, as the device tool returns them): summary.txt, env.txt,
-# build.log, tests_cuda.log, tests_cpu.log, bench.log, bench.tar.gz.
+# build.log, tests_cuda.log, tests_cpu.log, bench.log, bench.tar.gz, quality.tar.gz.
 # Knobs: PYTHON, GKDFAST_CUDA_ARCH_LIST (9.0), MAX_JOBS (16), T_BUILD / T_CUDA_TESTS / T_CPU_TESTS /
-# T_BENCH (seconds per step), SKIP_BENCH=1, BENCH_SMALL=1 (tiny benchmark sizes).
+# T_BENCH (seconds per step), SKIP_BENCH=1, SKIP_CPU_TESTS=1, BENCH_SMALL=1 (tiny benchmark sizes),
+# BENCH_MAX_SECONDS (per case and implementation), QUALITY=1, QUALITY_UNTIL (seconds, 400),
+# QUALITY_DATASETS (all six), GKDFAST_DATA (the data root quality.py reads).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 REPO=$(pwd)
@@ -85,15 +91,45 @@ print("device_check: import: compiled_with_cuda=%s, cuda available=%s, %d/%d ops
          (" (missing: %s)" % ", ".join(missing)) if missing else ""))
 EOF
 
+# ---- quality workers (background, beside the tests) ----------------------------------------
+QDIR=""
+if [ "${QUALITY:-0}" = "1" ]; then
+  QDIR=$(mktemp -d)
+  q_end=$(( t0 + ${QUALITY_UNTIL:-400} ))
+  for ds in ${QUALITY_DATASETS:-cora citeseer cora_ml facebook blogcatalog twitch-en}; do
+    for seeds in 0,2,4,6,8 1,3,5,7,9; do
+      tag="$ds-${seeds:0:1}"
+      OMP_NUM_THREADS=1 timeout --signal=TERM $(( q_end > $(date +%s) + 1 ? q_end - $(date +%s) : 1 )) "$PY" scripts/quality.py \
+        --datasets "$ds" --seed-list "$seeds" --device cuda --no-reference-timing --no-report \
+        --runs-log "$QDIR/runs-$tag.jsonl" --work "$QDIR/work-$tag" > "$QDIR/log-$tag.txt" 2>&1 &
+    done
+  done
+  note "quality: $(jobs -r | wc -l) workers started, stopping at +${QUALITY_UNTIL:-400}s"
+fi
+
 # ---- 4. tests -----------------------------------------------------------------------------
 XDIST=""
 "$PY" -c "import xdist" 2>/dev/null && XDIST="-n 8"
+CUDA_XDIST=""
+[ -n "$XDIST" ] && CUDA_XDIST="-n 4"
 step "tests (-m cuda)" "$T_CUDA_TESTS" "$OUT/tests_cuda.log" "$PY" -m pytest -q -m cuda -p no:cacheprovider \
-  --durations=10 tests
+  $CUDA_XDIST --durations=10 tests
 note "cuda tests: $(grep -E '(passed|failed|error)' "$OUT/tests_cuda.log" | tail -n 1)"
-step "tests (cpu)" "$T_CPU_TESTS" "$OUT/tests_cpu.log" env OMP_NUM_THREADS=2 "$PY" -m pytest -q \
-  -m "not cuda and not slow" -p no:cacheprovider $XDIST tests
-note "cpu tests: $(grep -E '(passed|failed|error)' "$OUT/tests_cpu.log" | tail -n 1)"
+if [ "${SKIP_CPU_TESTS:-0}" != "1" ]; then
+  step "tests (cpu)" "$T_CPU_TESTS" "$OUT/tests_cpu.log" env OMP_NUM_THREADS=2 "$PY" -m pytest -q \
+    -m "not cuda and not slow" -p no:cacheprovider $XDIST tests
+  note "cpu tests: $(grep -E '(passed|failed|error)' "$OUT/tests_cpu.log" | tail -n 1)"
+fi
+
+# ---- quality: wait for the workers (up to their deadline), then collect ---------------------
+if [ -n "$QDIR" ]; then
+  wait  # every worker runs under its own timeout
+  for f in "$QDIR"/log-*.txt; do note "quality $(basename "$f" .txt): $(grep -c 'test acc' "$f") runs, last: $(tail -n 1 "$f" | cut -c1-100)"; done
+  timeout 120 "$PY" scripts/quality.py --from-runs "$QDIR/runs-*.jsonl" --out "$QDIR/report/results.md" \
+    > "$QDIR/report.log" 2>&1 || note "quality report: failed (see report.log)"
+  tar -czf "$OUT/quality.tar.gz" -C "$QDIR" --exclude='work-*' . 2>/dev/null
+  note "quality: $(cat "$QDIR"/runs-*.jsonl 2>/dev/null | wc -l) runs recorded"
+fi
 
 # ---- 5. benchmarks ------------------------------------------------------------------------
 if [ "${SKIP_BENCH:-0}" != "1" ]; then
@@ -105,7 +141,7 @@ if [ "${SKIP_BENCH:-0}" != "1" ]; then
     grep -q '__main__' "$b" || continue
     left=$(( budget_end - $(date +%s) ))
     if [ $left -lt 20 ]; then note "bench $(basename "$b"): skipped, benchmark budget spent"; continue; fi
-    args=(--out "$BENCH_DIR/$(basename "$b" .py)")
+    args=(--out "$BENCH_DIR/$(basename "$b" .py)" --max-seconds "${BENCH_MAX_SECONDS:-20}")
     "$PY" "$b" --help 2>/dev/null | grep -q -- '--device' && args+=(--device cuda)
     echo "==== $b ${args[*]}" >> "$OUT/bench.log"
     step "bench $(basename "$b")" "$left" "$OUT/bench.log" "$PY" "$b" "${args[@]}"

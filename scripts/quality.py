@@ -18,10 +18,20 @@ Usage (full run, for a quiet machine; hours on 2 CPU cores, see docs/results.md)
 
 Runs checkpoint under ``--work`` (default /tmp/gkdfast-quality), so a killed run resumes.
 Raw results go to ``docs/results/<dataset>.json`` (the ``gkdfast distill`` schema).
+
+Seeds can be spread over processes (or machines) and the report assembled afterwards::
+
+    python scripts/quality.py --datasets cora --seed-list 0,2,4,6,8 --runs-log runs-a.jsonl --device cuda &
+    python scripts/quality.py --datasets cora --seed-list 1,3,5,7,9 --runs-log runs-b.jsonl --device cuda &
+    wait; python scripts/quality.py --datasets cora --from-runs runs-a.jsonl,runs-b.jsonl
+
+``--runs-log`` appends one JSON line per finished training run as it finishes (so a killed worker
+keeps what it finished); ``--from-runs`` trains nothing and writes the report from such lines.
 """
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import os
 import platform
@@ -34,7 +44,7 @@ sys.path.insert(0, ROOT)
 import torch  # noqa: E402
 
 from gkdfast.data import load  # noqa: E402
-from gkdfast.distill.experiment import parse_model, run_experiment  # noqa: E402
+from gkdfast.distill.experiment import parse_model, run_experiment, summarize_runs  # noqa: E402
 from gkdfast.distill.results import format_markdown, save_json  # noqa: E402
 
 DATA = os.environ.get("GKDFAST_DATA") or os.path.join(os.path.dirname(ROOT), "shared", "data")
@@ -64,27 +74,57 @@ def _row(res, method):
     return next((r for r in res["rows"] if r["method"] == method), None)
 
 
-def run_dataset(name, args, log):
+class RunsLog(list):
+    """A list of run records that also appends each record, as one JSON line, to a file."""
+
+    def __init__(self, path, **fields):
+        super().__init__()
+        self.path, self.fields = path, fields
+
+    def append(self, run):
+        run = dict(run, **self.fields)
+        super().append(run)
+        if self.path:
+            with open(self.path, "a") as f:
+                f.write(json.dumps(run) + "\n")
+
+
+def _where(args):
+    dev = args.device
+    if dev.startswith("cuda") and torch.cuda.is_available():
+        dev = f"{dev} ({torch.cuda.get_device_name(torch.device(dev))})"
+    return {"host": platform.node() or "unknown host", "device": dev, "torch": torch.__version__,
+            "threads": torch.get_num_threads()}
+
+
+def _dataset_path(name, args):
     rel, inner, split = DATASETS[name]
     path = os.path.join(args.data, rel)
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path} not found (set GKDFAST_DATA or --data)")
+    return path, inner, split
+
+
+def run_dataset(name, args, log):
+    path, inner, split = _dataset_path(name, args)
     data = load(path, name=inner, seed=0)
     work = os.path.join(args.work, name)
     common = dict(teacher=parse_model("sage:128"), students=[parse_model("mlp:128", dropout=args.dropout)],
                   methods=args.methods, device=args.device, overrides=OVERRIDES.get(name, {}), log=log,
                   epochs=args.epochs, progress=args.progress)
+    where = _where(args)
     t0 = time.perf_counter()
-    ours_runs, ref_runs = [], []
-    res = run_experiment(data, seeds=list(range(args.seeds)), out=work, details=ours_runs, **common)
+    ours_runs = RunsLog(args.runs_log, dataset=name, backend="native", **where)
+    ref_runs = RunsLog(args.runs_log, dataset=name, backend="reference", **where)
+    res = run_experiment(data, seeds=args.seed_list, out=work, details=ours_runs, **common)
     res_seconds = time.perf_counter() - t0
     ref = None
     if args.reference_timing:
         old = os.environ.get("GKDFAST_BACKEND")
         os.environ["GKDFAST_BACKEND"] = "reference"
         try:
-            ref = run_experiment(data, seeds=[0], out=None, details=ref_runs, **common)
-            ref["runs"], ref["ours_runs"] = ref_runs, [r for r in ours_runs if r["seed"] == 0]
+            run_experiment(data, seeds=args.seed_list[:1], out=None, details=ref_runs, **common)
+            ref = _reference(ref_runs, ours_runs)
         except (RuntimeError, MemoryError) as exc:  # the reference may not fit in memory on big graphs
             ref = {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"}
         finally:
@@ -93,6 +133,51 @@ def run_dataset(name, args, log):
             else:
                 os.environ["GKDFAST_BACKEND"] = old
     return data, split, res, ref, res_seconds
+
+
+def _reference(ref_runs, ours_runs):
+    """Reference-backend runs next to ours for the same (first) seed, as the timing table reads them."""
+    if not ref_runs:
+        return None
+    seed = ref_runs[0]["seed"]
+    return {"runs": list(ref_runs), "ours_runs": [r for r in ours_runs if r["seed"] == seed]}
+
+
+def read_runs(spec):
+    """Run records from comma-separated JSONL files or glob patterns (see ``--runs-log``)."""
+    runs = []
+    for pattern in [p for p in spec.split(",") if p.strip()]:
+        paths = sorted(glob.glob(pattern.strip()))
+        if not paths:
+            raise FileNotFoundError(f"--from-runs: no file matches {pattern!r}")
+        for path in paths:
+            with open(path) as f:
+                for i, line in enumerate(f, 1):
+                    if line.strip():
+                        try:
+                            runs.append(json.loads(line))
+                        except json.JSONDecodeError as exc:  # a worker killed mid-line: skip that line only
+                            print(f"{path}:{i}: skipped a partial line ({exc})", file=sys.stderr)
+    return runs
+
+
+def dataset_from_runs(name, runs, args):
+    """The ``run_dataset`` tuple rebuilt from recorded runs: seeds with a finished teacher only."""
+    path, inner, split = _dataset_path(name, args)
+    data = load(path, name=inner, seed=0)
+    mine = [r for r in runs if r.get("dataset") == name]
+    ours = [r for r in mine if r.get("backend", "native") == "native"]
+    # A seed counts once, with every run it finished; duplicates (a resumed worker) keep the first.
+    seen, kept = set(), []
+    for r in ours:
+        key = (r["seed"], r["method"], r["model"])
+        if key not in seen:
+            seen.add(key)
+            kept.append(r)
+    res = summarize_runs(kept, dataset=getattr(data, "name", name), num_nodes=data.graph.num_nodes,
+                         num_edges=data.graph.num_edges)
+    ref = _reference([r for r in mine if r.get("backend") == "reference"], kept)
+    return data, split, res, ref, sum(r["seconds"] for r in kept)
 
 
 def _timing_table(res, ref):
@@ -167,25 +252,34 @@ Why our numbers can differ from the published ones (known, not hidden):
 """
 
 
-def write_markdown(all_results, args, path):
+def _seed_counts(all_results):
+    return sorted({max((len(r["test_acc"]) for r in res["rows"]), default=0)
+                   for (_, _, res, _, _) in all_results.values()})
+
+
+def write_markdown(all_results, args, path, where=None):
+    """``where``: host / device / torch / threads of the runs (from the run records); default: here."""
+    where = where or _where(args)
+    counts = _seed_counts(all_results)
+    n_seeds = "/".join(str(c) for c in counts) or "0"
     lines = ["# Distillation quality and wall time", "",
-             "Generated by `python scripts/quality.py " + " ".join(sys.argv[1:]) + "` on "
-             f"{platform.node() or 'unknown host'} ({platform.processor() or platform.machine()}, "
-             f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device}), "
-             f"{time.strftime('%Y-%m-%d %H:%M')}.", "",
+             "Generated by `python scripts/quality.py " + " ".join(sys.argv[1:]) + "`, "
+             f"{time.strftime('%Y-%m-%d %H:%M')}; runs on {where['host']} (device {where['device']}, "
+             f"torch {where['torch']}, {where['threads']} CPU thread(s) per process).", "",
              "Teacher SAGE(128); student MLP(128) for every row; test accuracy (%) at the best-validation epoch, "
-             f"mean ± std over {args.seeds} seed(s); train s = training wall time per seed (for NOSMOG and Cold "
+             f"mean ± std over {n_seeds} seed(s); train s = training wall time per seed (for NOSMOG and Cold "
              "Brew including their preprocessing: random walks + SVD, regression + retrieval); inference = one "
              "forward over all nodes, ms per 1,000 nodes. Accuracies in `docs/results/<dataset>.json` are "
              "fractions.", ""]
-    if args.seeds < 10 or set(args.datasets) != set(DATASETS):
-        lines += ["> **Small-scale check, not the full report**: "
-                  f"{args.seeds} seed(s) on {', '.join(args.datasets)}. The full run is "
+    if counts != [10] or set(all_results) != set(DATASETS):
+        lines += ["> **Not the full report**: "
+                  f"{n_seeds} seed(s) on {', '.join(all_results)}. The full run is "
                   "`python scripts/quality.py` (10 seeds, all six datasets).", ""]
     for name, (data, split, res, ref, secs) in all_results.items():
         lines += [f"## {name}", "",
                   f"{data.num_nodes} nodes, {data.graph.num_edges // 2} undirected edges, {data.x.size(1)} features, "
-                  f"{data.num_classes} classes; split: {split}. Whole dataset: {secs / 60:.1f} min.", "",
+                  f"{data.num_classes} classes; split: {split}. Training time, all runs of this dataset: "
+                  f"{secs / 60:.1f} min.", "",
                   format_markdown(res), "", "Wall time, ours vs the reference backend "
                   "(`GKDFAST_BACKEND=reference`: the pure-PyTorch implementation of each loss, same recipe):", "",
                   _timing_table(res, ref), "",
@@ -204,7 +298,8 @@ def write_markdown(all_results, args, path):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--datasets", default=",".join(DATASETS), help="comma-separated: " + ", ".join(DATASETS))
-    p.add_argument("--seeds", type=int, default=10)
+    p.add_argument("--seeds", type=int, default=10, help="seeds 0 .. N-1")
+    p.add_argument("--seed-list", help="comma-separated seeds instead of --seeds (to split seeds over workers)")
     p.add_argument("--methods", default=",".join(METHODS))
     p.add_argument("--epochs", type=int, default=None, help="override every recipe's max epochs (quick checks)")
     p.add_argument("--dropout", type=float, default=0.5)
@@ -213,6 +308,11 @@ def main(argv=None):
     p.add_argument("--work", default=os.path.join("/tmp", "gkdfast-quality"), help="checkpoints (resume)")
     p.add_argument("--out", default=os.path.join(ROOT, "docs", "results.md"))
     p.add_argument("--no-reference-timing", dest="reference_timing", action="store_false")
+    p.add_argument("--runs-log", help="append one JSON line per finished training run to this file")
+    p.add_argument("--from-runs", help="train nothing: write the report from --runs-log files "
+                   "(comma-separated paths or glob patterns)")
+    p.add_argument("--no-report", dest="report", action="store_false",
+                   help="write neither the Markdown report nor docs/results/*.json (workers with --runs-log)")
     p.add_argument("--progress", action="store_true")
     args = p.parse_args(argv)
     args.datasets = [d.strip() for d in args.datasets.split(",") if d.strip()]
@@ -220,20 +320,42 @@ def main(argv=None):
     for d in args.datasets:
         if d not in DATASETS:
             p.error(f"unknown dataset {d!r}; known: {', '.join(DATASETS)}")
+    try:
+        args.seed_list = ([int(x) for x in args.seed_list.split(",") if x.strip()] if args.seed_list
+                          else list(range(args.seeds)))
+    except ValueError:
+        p.error(f"--seed-list must be comma-separated integers, got {args.seed_list!r}")
+    if not args.seed_list:
+        p.error("no seed to run")
     log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
     all_results = {}
     raw = os.path.join(os.path.dirname(args.out), "results")
-    os.makedirs(raw, exist_ok=True)
+    where = None
+    if args.from_runs:
+        try:
+            runs = read_runs(args.from_runs)
+        except FileNotFoundError as exc:
+            p.error(str(exc))
+        where = next(({k: r[k] for k in ("host", "device", "torch", "threads")} for r in runs if "host" in r), None)
     for name in args.datasets:
-        log(f"== {name}")
-        all_results[name] = run_dataset(name, args, log)
+        if args.from_runs:
+            if not any(r.get("dataset") == name for r in runs):
+                log(f"== {name}: no recorded runs, left out")
+                continue
+            all_results[name] = dataset_from_runs(name, runs, args)
+        else:
+            log(f"== {name}")
+            all_results[name] = run_dataset(name, args, log)
+        if not args.report:
+            continue
         _, _, res, ref, _ = all_results[name]
         save_json(res, os.path.join(raw, f"{name}.json"))
         if ref is not None and "error" not in ref:
             with open(os.path.join(raw, f"{name}.reference-timing.json"), "w") as f:
                 json.dump(ref, f, indent=2)
-        write_markdown(all_results, args, args.out)  # after each dataset: partial results survive a kill
-    log(f"wrote {args.out}")
+        write_markdown(all_results, args, args.out, where)  # after each dataset: partial results survive a kill
+    if args.report:
+        log(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

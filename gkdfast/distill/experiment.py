@@ -21,7 +21,7 @@ from gkdfast.distill import recipes as _recipes
 from gkdfast.distill.distiller import accuracy, call_model
 from gkdfast.distill.teacher_cache import teacher_outputs
 
-__all__ = ["ModelSpec", "parse_model", "run_experiment", "seed_split", "inference_ms_per_1k"]
+__all__ = ["ModelSpec", "parse_model", "run_experiment", "summarize_runs", "seed_split", "inference_ms_per_1k"]
 
 DEFAULT_HIDDEN = 128
 
@@ -103,6 +103,36 @@ def _summary(method: str, model: str, accs: List[float], secs: List[float], infe
             "inference_ms_per_1k_nodes": statistics.median(infer)}
 
 
+def summarize_runs(runs: Sequence[dict], *, dataset: str, num_nodes: int, num_edges: int) -> dict:
+    """Builds the ``results.json`` dictionary from per-run records.
+
+    Args:
+        runs: dicts with at least ``method``, ``model``, ``test_acc`` (fraction), ``seconds`` and
+            ``inference_ms_per_1k_nodes`` — what :func:`run_experiment` appends to ``details``, possibly
+            gathered from several processes (e.g. seeds split across workers).  Rows keep the order in
+            which each (method, model) pair first appears.
+
+    Returns:
+        ``{"dataset", "num_nodes", "num_edges", "rows"}``; each row has the mean / population std of
+        test accuracy over its runs, the mean train seconds and the median inference time.
+
+    Example::
+
+        >>> r = summarize_runs([{"method": "none", "model": "MLP(8)", "test_acc": 0.5, "seconds": 1.0,
+        ...                      "inference_ms_per_1k_nodes": 0.1}], dataset="g", num_nodes=3, num_edges=4)
+        >>> r["rows"][0]["test_acc_mean"]
+        0.5
+    """
+    grouped: Dict[Tuple[str, str], Tuple[List[float], List[float], List[float]]] = {}
+    for r in runs:
+        accs, secs, infer = grouped.setdefault((r["method"], r["model"]), ([], [], []))
+        accs.append(float(r["test_acc"]))
+        secs.append(float(r["seconds"]))
+        infer.append(float(r["inference_ms_per_1k_nodes"]))
+    rows = [_summary(m, model, *vals) for (m, model), vals in grouped.items()]
+    return {"dataset": str(dataset), "num_nodes": int(num_nodes), "num_edges": int(num_edges), "rows": rows}
+
+
 def run_experiment(data, *, teacher: ModelSpec, students: Sequence[ModelSpec],
                    methods: Union[Sequence[str], Dict[str, Sequence[str]]],
                    seeds: Sequence[int] = (0,), epochs: Optional[int] = None, device="cpu",
@@ -145,17 +175,15 @@ def run_experiment(data, *, teacher: ModelSpec, students: Sequence[ModelSpec],
     def ckpt(*parts):
         return os.path.join(ckpt_root, *parts) if ckpt_root else None
 
-    runs: Dict[Tuple[str, str], Tuple[List[float], List[float], List[float]]] = {}
+    runs: List[dict] = []
 
     def record(method, model, acc, secs, infer, seed=None, fit=None):
+        run = {"seed": seed, "method": method, "model": model, "test_acc": acc, "seconds": secs,
+               "epochs": fit.epochs if fit else None, "best_epoch": fit.best_epoch if fit else None,
+               "inference_ms_per_1k_nodes": infer}
+        runs.append(run)
         if details is not None:
-            details.append({"seed": seed, "method": method, "model": model, "test_acc": acc, "seconds": secs,
-                            "epochs": fit.epochs if fit else None, "best_epoch": fit.best_epoch if fit else None,
-                            "inference_ms_per_1k_nodes": infer})
-        accs, ss, inf = runs.setdefault((method, model), ([], [], []))
-        accs.append(acc)
-        ss.append(secs)
-        inf.append(infer)
+            details.append(dict(run))
 
     for seed in seeds:
         d = seed_split(data, seed)
@@ -198,6 +226,5 @@ def run_experiment(data, *, teacher: ModelSpec, students: Sequence[ModelSpec],
                 record(recipe.name, spec.label, acc, trained.seconds, infer, seed, trained.fit)
                 log(f"seed {seed}  {recipe.name:<9} {spec.label:<10} test acc {acc:.4f}  ({trained.seconds:.1f}s)")
 
-    rows = [_summary(m, model, *vals) for (m, model), vals in runs.items()]
-    return {"dataset": str(getattr(data, "name", "graph")), "num_nodes": int(data.graph.num_nodes),
-            "num_edges": int(data.graph.num_edges), "rows": rows}
+    return summarize_runs(runs, dataset=str(getattr(data, "name", "graph")), num_nodes=data.graph.num_nodes,
+                          num_edges=data.graph.num_edges)
