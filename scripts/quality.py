@@ -132,7 +132,7 @@ def run_dataset(name, args, log):
                 os.environ.pop("GKDFAST_BACKEND", None)
             else:
                 os.environ["GKDFAST_BACKEND"] = old
-    return data, split, res, ref, res_seconds
+    return data, split, res, ref, res_seconds, None
 
 
 def _reference(ref_runs, ours_runs):
@@ -161,23 +161,56 @@ def read_runs(spec):
     return runs
 
 
+def _source(run):
+    """Where a run ran, as the report names it: device, host, torch, CPU threads."""
+    return (f"{run.get('device', '?')} on {run.get('host', '?')} (torch {run.get('torch', '?')}, "
+            f"{run.get('threads', '?')} CPU thread(s))")
+
+
 def dataset_from_runs(name, runs, args):
-    """The ``run_dataset`` tuple rebuilt from recorded runs: seeds with a finished teacher only."""
+    """The ``run_dataset`` tuple rebuilt from recorded runs (``--runs-log`` lines), plus a timing note.
+
+    Seeds may come from several machines (a GPU lease, then a CPU to finish).  Each seed is taken from
+    one source only — the one that finished most runs of it — so a seed's rows share one teacher.  A
+    row's accuracy averages over every seed that has it (rows may have different seed counts; the
+    report shows them).  Train / inference times come from the runs of the source with the most runs
+    (times from different machines do not average), the others only where that source has none.
+    """
     path, inner, split = _dataset_path(name, args)
     data = load(path, name=inner, seed=0)
     mine = [r for r in runs if r.get("dataset") == name]
-    ours = [r for r in mine if r.get("backend", "native") == "native"]
-    # A seed counts once, with every run it finished; duplicates (a resumed worker) keep the first.
-    seen, kept = set(), []
-    for r in ours:
-        key = (r["seed"], r["method"], r["model"])
-        if key not in seen:
-            seen.add(key)
-            kept.append(r)
-    res = summarize_runs(kept, dataset=getattr(data, "name", name), num_nodes=data.graph.num_nodes,
+    per_seed = {}  # seed -> source -> {(method, model): run}; the first record of a run wins
+    for r in mine:
+        if r.get("backend", "native") != "native":
+            continue
+        per_seed.setdefault(r["seed"], {}).setdefault(_source(r), {}).setdefault((r["method"], r["model"]), r)
+    chosen = []
+    for seed in sorted(per_seed):
+        sources = per_seed[seed]
+        best = max(sources, key=lambda k: len(sources[k]))  # ties: the first source seen
+        chosen += list(sources[best].values())
+    res = summarize_runs(chosen, dataset=getattr(data, "name", name), num_nodes=data.graph.num_nodes,
                          num_edges=data.graph.num_edges)
-    ref = _reference([r for r in mine if r.get("backend") == "reference"], kept)
-    return data, split, res, ref, sum(r["seconds"] for r in kept)
+    counts = {}
+    for r in chosen:
+        counts[_source(r)] = counts.get(_source(r), 0) + 1
+    primary = max(counts, key=counts.get) if counts else None
+    for row in res["rows"]:
+        timed = [r for r in chosen if (r["method"], r["model"]) == (row["method"], row["model"])
+                 and _source(r) == primary]
+        if timed:
+            t = summarize_runs(timed, dataset="", num_nodes=0, num_edges=0)["rows"][0]
+            row["train_seconds"], row["inference_ms_per_1k_nodes"] = t["train_seconds"], t["inference_ms_per_1k_nodes"]
+    note = "; ".join(f"{n} runs {src}" for src, n in sorted(counts.items(), key=lambda kv: -kv[1]))
+    timing = (f"Runs: {note}. Times (train s, inference) are from the {primary.split(' (')[0]} runs"
+              + (" only." if len(counts) > 1 else "."))
+    ref_runs = [r for r in mine if r.get("backend") == "reference"]
+    ref = None
+    if ref_runs:  # compare with our runs of the same seed on the same machine, wherever the seed was chosen
+        src = _source(ref_runs[0])
+        ref = _reference([r for r in ref_runs if _source(r) == src],
+                         [r for r in mine if r.get("backend", "native") == "native" and _source(r) == src])
+    return data, split, res, ref, sum(r["seconds"] for r in chosen), timing
 
 
 def _timing_table(res, ref):
@@ -202,7 +235,7 @@ def _timing_table(res, ref):
 
 def _notes(all_results):
     out = []
-    for name, (_, _, res, _, _) in all_results.items():
+    for name, (_, _, res, _, _, _) in all_results.items():
         none = _row(res, "none")
         for r in res["rows"]:
             if r["method"] in ("teacher", "none"):
@@ -254,18 +287,16 @@ Why our numbers can differ from the published ones (known, not hidden):
 
 def _seed_counts(all_results):
     return sorted({max((len(r["test_acc"]) for r in res["rows"]), default=0)
-                   for (_, _, res, _, _) in all_results.values()})
+                   for (_, _, res, _, _, _) in all_results.values()})
 
 
-def write_markdown(all_results, args, path, where=None):
-    """``where``: host / device / torch / threads of the runs (from the run records); default: here."""
-    where = where or _where(args)
+def write_markdown(all_results, args, path):
     counts = _seed_counts(all_results)
     n_seeds = "/".join(str(c) for c in counts) or "0"
+    here = "" if args.from_runs else f"; runs on {_source(_where(args))}"
     lines = ["# Distillation quality and wall time", "",
              "Generated by `python scripts/quality.py " + " ".join(sys.argv[1:]) + "`, "
-             f"{time.strftime('%Y-%m-%d %H:%M')}; runs on {where['host']} (device {where['device']}, "
-             f"torch {where['torch']}, {where['threads']} CPU thread(s) per process).", "",
+             f"{time.strftime('%Y-%m-%d %H:%M')}{here}.", "",
              "Teacher SAGE(128); student MLP(128) for every row; test accuracy (%) at the best-validation epoch, "
              f"mean ± std over {n_seeds} seed(s); train s = training wall time per seed (for NOSMOG and Cold "
              "Brew including their preprocessing: random walks + SVD, regression + retrieval); inference = one "
@@ -275,12 +306,13 @@ def write_markdown(all_results, args, path, where=None):
         lines += ["> **Not the full report**: "
                   f"{n_seeds} seed(s) on {', '.join(all_results)}. The full run is "
                   "`python scripts/quality.py` (10 seeds, all six datasets).", ""]
-    for name, (data, split, res, ref, secs) in all_results.items():
+    for name, (data, split, res, ref, secs, timing) in all_results.items():
+        per_row = len({len(r["test_acc"]) for r in res["rows"]}) > 1
         lines += [f"## {name}", "",
                   f"{data.num_nodes} nodes, {data.graph.num_edges // 2} undirected edges, {data.x.size(1)} features, "
                   f"{data.num_classes} classes; split: {split}. Training time, all runs of this dataset: "
-                  f"{secs / 60:.1f} min.", "",
-                  format_markdown(res), "", "Wall time, ours vs the reference backend "
+                  f"{secs / 60:.1f} min." + (f" {timing}" if timing else ""), "",
+                  format_markdown(res, seeds_column=per_row), "", "Wall time, ours vs the reference backend "
                   "(`GKDFAST_BACKEND=reference`: the pure-PyTorch implementation of each loss, same recipe):", "",
                   _timing_table(res, ref), "",
                   "The `none`, `kd` and `glnn` rows run the same pure-PyTorch code in both modes (an MLP and logit "
@@ -330,13 +362,11 @@ def main(argv=None):
     log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
     all_results = {}
     raw = os.path.join(os.path.dirname(args.out), "results")
-    where = None
     if args.from_runs:
         try:
             runs = read_runs(args.from_runs)
         except FileNotFoundError as exc:
             p.error(str(exc))
-        where = next(({k: r[k] for k in ("host", "device", "torch", "threads")} for r in runs if "host" in r), None)
     for name in args.datasets:
         if args.from_runs:
             if not any(r.get("dataset") == name for r in runs):
@@ -348,12 +378,12 @@ def main(argv=None):
             all_results[name] = run_dataset(name, args, log)
         if not args.report:
             continue
-        _, _, res, ref, _ = all_results[name]
+        _, _, res, ref, _, _ = all_results[name]
         save_json(res, os.path.join(raw, f"{name}.json"))
         if ref is not None and "error" not in ref:
             with open(os.path.join(raw, f"{name}.reference-timing.json"), "w") as f:
                 json.dump(ref, f, indent=2)
-        write_markdown(all_results, args, args.out, where)  # after each dataset: partial results survive a kill
+        write_markdown(all_results, args, args.out)  # after each dataset: partial results survive a kill
     if args.report:
         log(f"wrote {args.out}")
 

@@ -59,13 +59,15 @@ def format_table(results: dict) -> str:
     return "\n".join(out)
 
 
-def format_markdown(results: dict) -> str:
-    """The same table in Markdown."""
-    lines = ["| method | model | test acc (%) | train s / seed | inference ms / 1k nodes |",
-             "|---|---|---:|---:|---:|"]
+def format_markdown(results: dict, seeds_column: bool = False) -> str:
+    """The same table in Markdown; ``seeds_column`` adds each row's number of seeds."""
+    seeds_head, seeds_rule = (" seeds |", "---:|") if seeds_column else ("", "")
+    lines = ["| method | model | test acc (%) |" + seeds_head + " train s / seed | inference ms / 1k nodes |",
+             "|---|---|---:|" + seeds_rule + "---:|---:|"]
     for r in results["rows"]:
+        seeds = f" {len(r['test_acc'])} |" if seeds_column else ""
         lines.append(f"| {r['method']} | {r['model']} | {100 * r['test_acc_mean']:.2f} ± "
-                     f"{100 * r['test_acc_std']:.2f} | {r['train_seconds']:.2f} | "
+                     f"{100 * r['test_acc_std']:.2f} |{seeds} {r['train_seconds']:.2f} | "
                      f"{r['inference_ms_per_1k_nodes']:.3f} |")
     return "\n".join(lines)
 
