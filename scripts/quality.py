@@ -26,7 +26,11 @@ Seeds can be spread over processes (or machines) and the report assembled afterw
     wait; python scripts/quality.py --datasets cora --from-runs runs-a.jsonl,runs-b.jsonl
 
 ``--runs-log`` appends one JSON line per finished training run as it finishes (so a killed worker
-keeps what it finished); ``--from-runs`` trains nothing and writes the report from such lines.
+keeps what it finished); ``--from-runs`` trains nothing and writes the report from such lines (the
+seeds of ``--seeds`` / ``--seed-list`` only; reference-backend runs fill the timing tables).  A
+timing-only run on a seed outside the report's, e.g.::
+
+    python scripts/quality.py --datasets cora --seed-list 10 --runs-log runs-timing.jsonl --no-report
 """
 from __future__ import annotations
 
@@ -173,15 +177,17 @@ def dataset_from_runs(name, runs, args):
     Seeds may come from several machines (a GPU lease, then a CPU to finish).  Each seed is taken from
     one source only — the one that finished most runs of it — so a seed's rows share one teacher.  A
     row's accuracy averages over every seed that has it (rows may have different seed counts; the
-    report shows them).  Train / inference times come from the runs of the source with the most runs
+    report shows them); only seeds in ``args.seed_list`` count, so a timing-only run can use a seed of
+    its own.  Train / inference times come from the runs of the source with the most runs
     (times from different machines do not average), the others only where that source has none.
     """
     path, inner, split = _dataset_path(name, args)
     data = load(path, name=inner, seed=0)
     mine = [r for r in runs if r.get("dataset") == name]
     per_seed = {}  # seed -> source -> {(method, model): run}; the first record of a run wins
+    wanted = set(args.seed_list)
     for r in mine:
-        if r.get("backend", "native") != "native":
+        if r.get("backend", "native") != "native" or r["seed"] not in wanted:
             continue
         per_seed.setdefault(r["seed"], {}).setdefault(_source(r), {}).setdefault((r["method"], r["model"]), r)
     chosen = []

@@ -77,10 +77,12 @@ def test_from_runs_one_source_per_seed_and_main_source_times(quality, cora_root,
         _run("teacher", 2, 0.84, 3.0, gpu, "SAGE(128)"),
         # a duplicate record of a run (a resumed worker): the first one counts
         _run("teacher", 2, 0.01, 3.0, gpu, "SAGE(128)"),
+        # a timing-only pair on seed 10 (outside the report's seeds): the timing table only
+        _run("glnn", 10, 0.5, 9.0, cpu), _run("glnn", 10, 0.5, 18.0, cpu, backend="reference"),
     ]
     log = tmp_path / "runs.jsonl"
     log.write_text("".join(json.dumps(r) + "\n" for r in records) + '{"seed": 9, "meth')  # + a cut line
-    args = argparse.Namespace(data=cora_root)
+    args = argparse.Namespace(data=cora_root, seed_list=list(range(10)))
     runs = quality.read_runs(str(log))
     assert len(runs) == len(records)  # the partial last line is skipped, not fatal
     data, split, res, ref, secs, timing = quality.dataset_from_runs("cora", runs, args)
@@ -91,7 +93,9 @@ def test_from_runs_one_source_per_seed_and_main_source_times(quality, cora_root,
     assert rows["teacher"]["train_seconds"] == pytest.approx(2.0)
     assert rows["glnn"]["train_seconds"] == pytest.approx(2.0)
     assert "cuda" in timing and "only" in timing
-    assert ref is None and data.num_nodes == 2708
+    assert data.num_nodes == 2708
+    assert [r["seconds"] for r in ref["runs"]] == [18.0] and [r["seconds"] for r in ref["ours_runs"]] == [9.0]
+    assert "| glnn | 9.00 (10) | 18.00 (10) | 900.0 | 1800.0 | 2.00× |" in quality._timing_table(res, ref)
 
 
 def test_workers_then_report_end_to_end(quality, cora_root, tmp_path):
