@@ -16,10 +16,12 @@
 #   finished training run is in quality.tar.gz (runs-*.jsonl), and the report is rebuilt from them
 #   with `scripts/quality.py --from-runs` (there, and again wherever the files land).
 # Files written to $OUT (at most 8, flat, as the device tool returns them): summary.txt, env.txt,
-# build.log, tests_cuda.log, tests_cpu.log, bench.log, bench.tar.gz, quality.tar.gz.
+# build.log, tests_cuda.log, tests_cpu.log, bench.log, bench.tar.gz, quality.tar.gz, ncu.csv
+# (summary.txt and env.txt are always there; the tool returns at most 8 files).
 # Knobs: PYTHON, GKDFAST_CUDA_ARCH_LIST (9.0), MAX_JOBS (16), T_BUILD / T_CUDA_TESTS / T_CPU_TESTS /
 # T_BENCH (seconds per step), SKIP_BENCH=1, SKIP_CPU_TESTS=1, BENCH_SMALL=1 (tiny benchmark sizes),
-# BENCH_MAX_SECONDS (per case and implementation), QUALITY=1, QUALITY_UNTIL (seconds, 400),
+# BENCH_MAX_SECONDS (per case and implementation), PROFILE=1 (ncu on scripts/profile_gpu.py cases,
+# PROFILE_CASES, into ncu.csv), QUALITY=1, QUALITY_UNTIL (seconds, 400),
 # QUALITY_DATASETS (all six), GKDFAST_DATA (the data root quality.py reads).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -148,5 +150,18 @@ if [ "${SKIP_BENCH:-0}" != "1" ]; then
   done
   tar -czf "$OUT/bench.tar.gz" -C "$BENCH_DIR" . 2>/dev/null
   rm -rf "$BENCH_DIR"
+fi
+# ---- 6. profiles (PROFILE=1): Nsight Compute on one call per case, summary CSV --------------------
+if [ "${PROFILE:-0}" = "1" ]; then
+  if command -v ncu >/dev/null 2>&1; then
+    for c in ${PROFILE_CASES:-spmm-sum lsp gsp}; do
+      step "ncu $c" "${T_PROFILE:-60}" "$OUT/ncu.csv" ncu --target-processes all --launch-skip 0 \
+        --launch-count "${PROFILE_LAUNCHES:-6}" --kernel-name-base demangled --kernel-name regex:'gkdfast|row_gather|lsp|gsp|infonce' \
+        --section SpeedOfLight --section Occupancy --section LaunchStats --section MemoryWorkloadAnalysis \
+        --csv "$PY" scripts/profile_gpu.py "$c"
+    done
+  else
+    note "profile: ncu not on PATH"
+  fi
 fi
 note "total $(( $(date +%s) - t0 ))s"
