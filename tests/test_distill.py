@@ -1,5 +1,6 @@
 """gkdfast.distill: every recipe end to end on a tiny CSBM, KD beats no-KD, resume after a kill,
 teacher cache, position features, PGD, results schema."""
+import dataclasses
 import json
 import os
 
@@ -133,6 +134,29 @@ def test_checkpoint_of_another_run_is_refused(tiny, tmp_path):
     Distiller(MLP(16, 8, 3), [terms.CrossEntropy()], epochs=1, checkpoint_dir=str(tmp_path)).fit(tiny)
     with pytest.raises(ValueError, match="different run"):
         Distiller(MLP(16, 12, 3), [terms.CrossEntropy()], epochs=1, checkpoint_dir=str(tmp_path)).fit(tiny)
+
+
+@pytest.mark.parametrize("change", ["dropout", "term_setting", "epochs", "same_shape_data", "teacher"])
+def test_checkpoint_refused_when_anything_that_shapes_the_numbers_differs(tiny, tmp_path, change):
+    """Same shapes, different run: reusing the folder must fail, never resume or report the old run."""
+    torch.manual_seed(0)
+    teacher = SAGE(16, 24, 3)
+
+    def make(dropout=0.5, temperature=1.0, epochs=2):
+        return Distiller(MLP(16, 8, 3, dropout=dropout), [terms.CrossEntropy(), terms.LogitKD(1.0, temperature)],
+                         teacher=teacher, epochs=epochs, checkpoint_dir=str(tmp_path))
+
+    make().fit(tiny)
+    make().fit(tiny)  # the identical run resumes (here: is already done) without complaint
+    data = tiny
+    if change == "same_shape_data":
+        data = dataclasses.replace(tiny, x=tiny.x + 0.5)
+    elif change == "teacher":
+        with torch.no_grad():
+            next(teacher.parameters()).add_(1.0)
+    kw = {"dropout": {"dropout": 0.1}, "term_setting": {"temperature": 4.0}, "epochs": {"epochs": 3}}.get(change, {})
+    with pytest.raises(ValueError, match="different run"):
+        make(**kw).fit(data)
 
 
 def test_teacher_cache_hit_and_memory_map(tiny, tmp_path):

@@ -26,7 +26,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Union
 import torch
 from torch import Tensor, nn
 
-from gkdfast.distill.teacher_cache import TeacherOutputs, teacher_outputs
+from gkdfast.distill.teacher_cache import TeacherOutputs, hash_tensor, teacher_outputs
 from gkdfast.distill.terms import Dims, LossTerm, StepContext
 
 __all__ = ["Distiller", "FitResult", "StopTraining", "accuracy", "uses_graph", "call_model"]
@@ -194,12 +194,33 @@ class Distiller:
         return accuracy(logits.cpu(), data.y.cpu(), mask.cpu())
 
     # -- checkpoints ----------------------------------------------------------------------------
-    def _fingerprint(self, n: int, f: int) -> str:
+    def _fingerprint(self, inputs: Tensor, y: Tensor, masks: Sequence[Tensor], graph, teacher) -> str:
+        """SHA-256 of everything a checkpoint's numbers depend on: the student (architecture, dropout,
+        parameter shapes), every term's settings and heads, the optimiser and loop settings, the data
+        (inputs, labels, masks, graph) and the teacher outputs.  A checkpoint resumes only a run whose
+        fingerprint matches: after changing any of these, reusing the folder is refused with a clear
+        error instead of silently continuing (or reporting) the old run."""
         h = hashlib.sha256()
-        for name, p in self.student.state_dict().items():
-            h.update(f"{name}{tuple(p.shape)}".encode())
-        h.update(repr([(t.name, t.weight, t.nodes) for t in self.terms]).encode())
-        h.update(f"{n},{f},{self.lr},{self.weight_decay},{self.batch_size},{self.seed}".encode())
+        for root in (self.student, self.terms):
+            h.update(repr(root).encode())
+            for name, p in root.state_dict().items():
+                h.update(f"{name}{tuple(p.shape)}".encode())
+            for name, module in root.named_modules():  # plain settings: dropout, temperature, tau, ...
+                settings = {k: v for k, v in sorted(vars(module).items()) if not k.startswith("_")
+                            and k != "training" and (v is None or isinstance(v, (int, float, str, bool, tuple)))}
+                h.update(f"{name}:{type(module).__qualname__}{settings}".encode())
+        h.update(f"{self.lr},{self.weight_decay},{self.batch_size},{self.seed},{self.epochs},{self.patience}".encode())
+        for tensor in (inputs, y, *masks):
+            hash_tensor(h, tensor)
+        if graph is not None:
+            h.update(str(graph.num_nodes).encode())
+            hash_tensor(h, graph.rowptr)
+            hash_tensor(h, graph.col)
+        if teacher is not None:
+            if teacher.key is not None:  # the cache key already hashes the teacher's weights and inputs
+                h.update(teacher.key.encode())
+            else:
+                hash_tensor(h, teacher.logits)
         return h.hexdigest()
 
     def _ckpt_path(self) -> Optional[str]:
@@ -296,8 +317,9 @@ class Distiller:
         label_only = all(t.nodes == "train" for t in self.terms)
         pool = (train_mask if label_only else observed).nonzero().flatten()
 
-        fp = self._fingerprint(n, inputs.size(1))
-        state = self._load(fp)
+        fp = (self._fingerprint(inputs, y, (train_mask, val_mask, observed), graph, teacher)
+              if self.checkpoint_dir else None)
+        state = self._load(fp) if fp is not None else None
         start, best_val, best_epoch, bad, seconds, history = 0, -1.0, 0, 0, 0.0, []
         best_student = best_terms = None
         done = False

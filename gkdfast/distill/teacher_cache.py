@@ -48,7 +48,8 @@ def default_cache_dir() -> str:
     return os.environ.get("GKDFAST_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "gkdfast")
 
 
-def _hash_tensor(h, t: Tensor) -> None:
+def hash_tensor(h, t: Tensor) -> None:
+    """Feeds dtype, shape and every byte of ``t`` into the hashlib object ``h``."""
     t = t.detach().cpu().contiguous()
     h.update(f"{t.dtype}{tuple(t.shape)}".encode())
     # A view as bytes avoids a copy; bool/ints/floats all have a byte representation.
@@ -71,12 +72,12 @@ def fingerprint(model: nn.Module, x: Tensor, graph=None) -> str:
     for name, value in model.state_dict().items():
         h.update(name.encode())
         if isinstance(value, Tensor):
-            _hash_tensor(h, value)
-    _hash_tensor(h, x)
+            hash_tensor(h, value)
+    hash_tensor(h, x)
     if graph is not None:
         h.update(str(graph.num_nodes).encode())
-        _hash_tensor(h, graph.rowptr)
-        _hash_tensor(h, graph.col)
+        hash_tensor(h, graph.rowptr)
+        hash_tensor(h, graph.col)
     return h.hexdigest()
 
 
