@@ -64,19 +64,25 @@ def _load_data(args):
 
         if args.format or args.name:
             raise ValueError("--format/--name need --data PATH")
-        return csbm(num_nodes=args.nodes, seed=0)
+        return csbm(num_nodes=args.nodes, seed=0)  # one fixed graph; --seed varies splits and weights
     import os
 
     if not os.path.exists(args.data):
         raise FileNotFoundError(f"--data {args.data}: no such file or directory")
     from gkdfast.data import load
 
+    from gkdfast.data import GraphDataset
+
     try:
-        return load(args.data, format=args.format, name=args.name, seed=0)
+        data = load(args.data, format=args.format, name=args.name, seed=args.seed)
     except (ValueError, TypeError, FileNotFoundError, NotImplementedError):
         raise
     except Exception as exc:  # a malformed file can surface as anything (pickle, zip, json, numpy ...)
         raise ValueError(f"could not read {args.data}: {type(exc).__name__}: {exc}") from None
+    if isinstance(data, GraphDataset):
+        raise ValueError(f"--data {args.data}: a graph-classification dataset ({len(data)} graphs, TU format); "
+                         "gkdfast distill trains node classifiers (use gkdfast.data.load_tu from Python)")
+    return data
 
 
 def _cmd_distill(args) -> int:
@@ -90,6 +96,8 @@ def _cmd_distill(args) -> int:
 
     if args.seeds < 1:
         raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
+    if args.seed < 0:
+        raise ValueError(f"--seed must be >= 0, got {args.seed}")
     if args.epochs is not None and args.epochs < 1:
         raise ValueError(f"--epochs must be >= 1, got {args.epochs}")
     if not 0.0 <= args.dropout < 1.0:
@@ -124,7 +132,7 @@ def _cmd_distill(args) -> int:
     log(f"{data.name}: {data.num_nodes} nodes, {data.graph.num_edges} edges, {data.x.size(1)} features, "
         f"{data.num_classes} classes; split {data.extras.get('split', 'given')}; device {device}")
     results = run_experiment(data, teacher=teacher, students=students, methods=methods,
-                             seeds=list(range(args.seeds)), epochs=args.epochs, device=device, out=out,
+                             seeds=list(range(args.seed, args.seed + args.seeds)), epochs=args.epochs, device=device, out=out,
                              cache_dir=args.cache_dir, progress=not args.quiet and not args.no_progress,
                              overrides=overrides, log=log)
     print(format_table(results))
@@ -198,7 +206,10 @@ def build_parser() -> argparse.ArgumentParser:
     pd.add_argument("--methods", help="comma-separated recipes: " + ", ".join(
         n for n in ("kd", "glnn", "lsp", "gsp", "gcrd", "nosmog", "graphmlp", "coldbrew")) +
         f" (default: {DEFAULT_METHODS_MLP} for an MLP, {DEFAULT_METHODS_GNN} for a GNN)")
-    pd.add_argument("--seeds", type=int, default=3, help="number of seeds (default 3)")
+    pd.add_argument("--seeds", type=int, default=3, help="number of seeds (default 3): seeds SEED .. SEED+N-1")
+    pd.add_argument("--seed", type=int, default=0,
+                    help="first seed (default 0).  Each seed draws the initial weights and, for data without "
+                         "train/val/test masks, a random split of 20 / 30 labelled nodes per class")
     pd.add_argument("--epochs", type=int, help="override every recipe's maximum epochs")
     pd.add_argument("--dropout", type=float, default=0.5, help="student dropout (default 0.5)")
     pd.add_argument("--set", action="append", metavar="METHOD.PARAM=VALUE",
@@ -245,6 +256,12 @@ def main(argv=None) -> int:
             raise
         print(f"gkdfast {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
+    except (RuntimeError, IndexError, MemoryError, EOFError) as exc:  # e.g. CUDA out of memory, a corrupt file
+        if os.environ.get("GKDFAST_DEBUG"):
+            raise
+        print(f"gkdfast {args.command}: error: {type(exc).__name__}: {_one_line(exc)} "
+              "(GKDFAST_DEBUG=1 shows the traceback)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -14,6 +14,17 @@ class DataFormatError(ValueError):
     """A data file is missing, malformed or inconsistent (a ValueError with a one-line message)."""
 
 
+# How to choose among several datasets, for both API and command-line users.
+PICK_ONE = "pick one with name= (gkdfast distill: --name)"
+
+
+def listing(names, limit: int = 12) -> str:
+    """``names`` as a short list for a one-line error: the first ``limit``, then how many more."""
+    names = list(names)
+    head = ", ".join(str(n) for n in names[:limit])
+    return f"[{head}{f', ... ({len(names) - limit} more)' if len(names) > limit else ''}]"
+
+
 def fail(path, msg: str) -> DataFormatError:
     return DataFormatError(f"{os.fspath(path)}: {msg}")
 

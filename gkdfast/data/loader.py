@@ -5,7 +5,7 @@ import glob
 import os
 from typing import Optional, Union
 
-from gkdfast.data._util import fail
+from gkdfast.data._util import PICK_ONE, fail, listing
 from gkdfast.data.graphdata import GraphData
 
 __all__ = ["load", "FORMATS", "guess_format"]
@@ -32,10 +32,10 @@ def _pick_file(directory, pattern, name, what):
         stem = {os.path.splitext(os.path.basename(f))[0].lower(): f for f in files}
         if name.lower() in stem:
             return stem[name.lower()]
-        raise fail(directory, f"no {what} named {name!r} (found {sorted(stem)})")
+        raise fail(directory, f"no {what} named {name!r} (found {listing(sorted(stem))})")
     if len(files) == 1:
         return files[0]
-    raise fail(directory, f"holds {len(files)} {what} files {[os.path.basename(f) for f in files]}; pick one with name="
+    raise fail(directory, f"holds {len(files)} {what} files {listing(os.path.basename(f) for f in files)}; {PICK_ONE}"
                if files else f"no {what} file here")
 
 
@@ -113,10 +113,11 @@ def guess_format(path, name: Optional[str] = None):
                 except ValueError:
                     continue
                 return (npz_kind(f) if f.endswith(".npz") else "mat"), f, name
-        raise fail(path, "holds several data files; pick one with name=")
+        raise fail(path, f"holds several data files; {PICK_ONE}")
     subs = sorted(d for d in os.listdir(path) if os.path.isdir(os.path.join(path, d)))
     if name is None and subs:
-        raise fail(path, f"no graph files here; pick a sub-directory with name= (one of {subs[:12]})")
+        raise fail(path, f"no graph files here; pick a sub-directory with name= (gkdfast distill: --name), one of "
+                         f"{listing(subs)}")
     raise fail(path, "no recognised graph files (Planetoid ind.*, .npz, .mat, MUSAE *edges.csv, TU *_A.txt, "
                      "OGB raw/edge.csv.gz)" + (f" and no sub-directory {name!r}" if name else ""))
 

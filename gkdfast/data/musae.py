@@ -31,7 +31,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from gkdfast.data._util import encode_labels, fail, parse_int_table, undirected_graph
+from gkdfast.data._util import PICK_ONE, encode_labels, fail, parse_int_table, undirected_graph
 from gkdfast.data.graphdata import GraphData
 from gkdfast.data.splits import random_split
 
@@ -75,7 +75,7 @@ def load_musae(directory, name: Optional[str] = None, seed: int = 0, feature_dim
         raise fail(directory, "no *edges.csv file (MUSAE layout)")
     if len(prefixes) > 1:
         if name is None:
-            raise fail(directory, f"holds several MUSAE graphs {prefixes}; pick one with name=")
+            raise fail(directory, f"holds several MUSAE graphs {prefixes}; {PICK_ONE}")
         hits = [p for p in prefixes if name.lower() in p.lower()]
         if len(hits) != 1:
             raise fail(directory, f"name={name!r} matches {hits or 'none'} of {prefixes}")

@@ -30,7 +30,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from gkdfast.data._util import fail, mask_from_index, undirected_graph
+from gkdfast.data._util import PICK_ONE, fail, mask_from_index, undirected_graph
 from gkdfast.data.graphdata import GraphData
 
 __all__ = ["load_planetoid", "planetoid_names"]
@@ -93,7 +93,7 @@ def load_planetoid(directory, name: Optional[str] = None) -> GraphData:
     names = planetoid_names(directory)
     if name is None:
         if len(names) != 1:
-            raise fail(directory, f"holds Planetoid datasets {names or 'none'}; pick one with name=")
+            raise fail(directory, f"holds Planetoid datasets {names or 'none'}; {PICK_ONE}")
         name = names[0]
     name = name.lower()
     if name not in names:

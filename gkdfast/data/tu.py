@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from gkdfast.data._util import fail, parse_int_table, undirected_graph
+from gkdfast.data._util import PICK_ONE, fail, parse_int_table, undirected_graph
 from gkdfast.graph import Graph
 
 __all__ = ["GraphDataset", "TUGraph", "load_tu", "tu_names"]
@@ -146,7 +146,7 @@ def load_tu(directory, name: Optional[str] = None, seed: int = 0) -> GraphDatase
     names = tu_names(directory)
     if name is None:
         if len(names) != 1:
-            raise fail(directory, f"holds TU datasets {names or 'none'}; pick one with name=")
+            raise fail(directory, f"holds TU datasets {names or 'none'}; {PICK_ONE}")
         name = names[0]
     hit = [n for n in names if n.lower() == name.lower()]
     if not hit:
