@@ -284,10 +284,14 @@ Why our numbers can differ from the published ones (known, not hidden):
 - **Cold Brew variance.** Its accuracy varies much more across seeds than the other recipes (stage 2
   starts with α = 1e-4 on the retrieved embeddings, so how much the classifier uses them depends on
   the run); not tuned further.
-- **Timing.** Unless the header says otherwise, measured on a shared 2-core machine with other jobs
-  running: only large ratios are meaningful (see the note under each timing table).
-- **Splits / seeds.** 10 seeds; on the random-split datasets the split changes with the seed, so the
-  std includes split variance.  The standard deviation is the population std over seeds.
+- **Timing.** Each dataset's line says which machine's runs the train / inference times come from.
+  Runs recorded by `scripts/device_check.sh QUALITY=1` ran as 12 workers sharing one GPU, one CPU
+  thread each, so their times are upper bounds; NOSMOG's are dominated by its PGD steps (5 extra
+  forward/backward passes per batch) and CPU-side position features.  The ours-vs-reference tables
+  come from a separate timing-only seed on one machine, nothing else running.
+- **Splits / seeds.** 10 seeds (fewer where a row's seed count says so); on the random-split
+  datasets the split changes with the seed, so the std includes split variance.  The standard
+  deviation is the population std over seeds.
 """
 
 
