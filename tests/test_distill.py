@@ -136,6 +136,30 @@ def test_checkpoint_of_another_run_is_refused(tiny, tmp_path):
         Distiller(MLP(16, 12, 3), [terms.CrossEntropy()], epochs=1, checkpoint_dir=str(tmp_path)).fit(tiny)
 
 
+@pytest.mark.parametrize("batch_size", [None, 64])
+def test_observed_mask_keeps_unobserved_teacher_rows_out(tiny, tiny_teacher, batch_size):
+    """Inductive setting: teacher rows of unobserved nodes must never reach a loss.  Poison them with
+    NaN: training stays finite and ends exactly as with harmless values in those rows."""
+    _, tout = tiny_teacher
+    observed = torch.ones(tiny.num_nodes, dtype=torch.bool)
+    observed[tiny.test_mask.nonzero().flatten()[::2]] = False  # half of the test nodes are unseen
+    results = []
+    for fill in (float("nan"), 0.0):
+        logits = tout.logits.clone()
+        logits[~observed] = fill
+        hidden = tout.hidden.clone()
+        hidden[~observed] = fill
+        torch.manual_seed(0)
+        student = MLP(16, 16, 3)
+        r = Distiller(student, [terms.CrossEntropy(0.5), terms.LogitKD(0.5), terms.RSD(0.1)],
+                      TeacherOutputs(logits, hidden), epochs=5, patience=None, batch_size=batch_size,
+                      observed=observed).fit(tiny)
+        assert all(torch.isfinite(p).all() for p in student.parameters())
+        assert all(h["loss"] == h["loss"] for h in r.history)  # no NaN loss in any epoch
+        results.append([p.detach().clone() for p in student.parameters()])
+    assert all(torch.equal(a, b) for a, b in zip(*results))
+
+
 @pytest.mark.parametrize("change", ["dropout", "term_setting", "epochs", "same_shape_data", "teacher"])
 def test_checkpoint_refused_when_anything_that_shapes_the_numbers_differs(tiny, tmp_path, change):
     """Same shapes, different run: reusing the folder must fail, never resume or report the old run."""
