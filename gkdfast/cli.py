@@ -98,6 +98,8 @@ def _cmd_distill(args) -> int:
         raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
     if args.seed < 0:
         raise ValueError(f"--seed must be >= 0, got {args.seed}")
+    if not 0.0 < args.inductive_fraction < 1.0:
+        raise ValueError(f"--inductive-fraction must be in (0, 1), got {args.inductive_fraction}")
     if args.epochs is not None and args.epochs < 1:
         raise ValueError(f"--epochs must be >= 1, got {args.epochs}")
     if not 0.0 <= args.dropout < 1.0:
@@ -131,10 +133,14 @@ def _cmd_distill(args) -> int:
     log = (lambda s: None) if args.quiet else (lambda s: print(s, file=sys.stderr, flush=True))
     log(f"{data.name}: {data.num_nodes} nodes, {data.graph.num_edges} edges, {data.x.size(1)} features, "
         f"{data.num_classes} classes; split {data.extras.get('split', 'given')}; device {device}")
+    if args.setting == "inductive":
+        log(f"inductive setting: {args.inductive_fraction:.0%} of the test nodes and their edges are hidden "
+            "during training; accuracy is measured on those nodes")
     results = run_experiment(data, teacher=teacher, students=students, methods=methods,
                              seeds=list(range(args.seed, args.seed + args.seeds)), epochs=args.epochs, device=device, out=out,
                              cache_dir=args.cache_dir, progress=not args.quiet and not args.no_progress,
-                             overrides=overrides, log=log)
+                             overrides=overrides, log=log, setting=args.setting,
+                             inductive_fraction=args.inductive_fraction)
     print(format_table(results))
     save_json(results, os.path.join(out, "results.json"))
     save_png(results, os.path.join(out, "results.png"))
@@ -210,6 +216,12 @@ def build_parser() -> argparse.ArgumentParser:
     pd.add_argument("--seed", type=int, default=0,
                     help="first seed (default 0).  Each seed draws the initial weights and, for data without "
                          "train/val/test masks, a random split of 20 / 30 labelled nodes per class")
+    pd.add_argument("--setting", choices=("transductive", "inductive"), default="transductive",
+                    help="transductive (default: students matched to the teacher on every node) or inductive "
+                         "(GLNN: a fraction of the test nodes and their edges hidden while training; accuracy "
+                         "on those nodes)")
+    pd.add_argument("--inductive-fraction", type=float, default=0.2,
+                    help="fraction of the test nodes held out in the inductive setting (default 0.2)")
     pd.add_argument("--epochs", type=int, help="override every recipe's maximum epochs")
     pd.add_argument("--dropout", type=float, default=0.5, help="student dropout (default 0.5)")
     pd.add_argument("--set", action="append", metavar="METHOD.PARAM=VALUE",

@@ -68,6 +68,9 @@ def test_distill_end_to_end_schema_png_and_resume(tmp_path):
     (("distill", "--dropout", "1.5"), "--dropout"),
     (("distill", "--epochs", "0"), "--epochs"),
     (("distill", "--nodes", "100"), "--nodes"),
+    (("distill", "--setting", "semi"), "--setting"),
+    (("distill", "--inductive-fraction", "1.5"), "--inductive-fraction"),
+    (("distill", "--seed", "-1"), "--seed"),
     (("distill", "--format", "npz"), "--data"),
     (("distill", "--unknown-flag"), "--unknown-flag"),
     (("bench", "--dir", "/definitely/not/here"), "benchmark"),
@@ -180,3 +183,14 @@ def test_distill_on_npz_bundle_guessed_and_explicit_with_and_without_masks(tmp_p
 def test_distill_refuses_graph_classification_data():
     folder = _need("tu_mutag")
     _assert_clean_error(_cli("distill", "--data", folder), "graph-classification")
+
+
+def test_distill_inductive_setting(tmp_path):
+    out = str(tmp_path / "ind")
+    r = _cli("distill", "--nodes", "500", "--setting", "inductive", "--teacher", "gcn:16", "--student", "mlp:16",
+             "--methods", "glnn", "--seeds", "1", "--epochs", "3", "--out", out)
+    assert r.returncode == 0, r.stderr
+    assert "inductive setting: 20% of the test nodes" in r.stderr
+    res = _results(out)
+    assert [row["method"] for row in res["rows"]] == ["teacher", "none", "glnn"]
+    assert os.path.isdir(os.path.join(out, "checkpoints-inductive"))

@@ -310,3 +310,72 @@ def test_projection_terms_survive_a_one_row_last_batch(tiny, tiny_teacher):
     r = Distiller(MLP(16, 8, 3), [terms.CrossEntropy(), terms.GSP(1.0, proj_dim=4), terms.CRD(1.0, proj_dim=4)],
                   tout, epochs=2, batch_size=299, patience=None).fit(tiny)
     assert r.epochs == 2
+
+
+# -- inductive setting ---------------------------------------------------------------------------
+def test_inductive_setting_end_to_end_teacher_never_sees_held_out_nodes(tmp_path, monkeypatch):
+    """Every recipe runs in the inductive setting; nothing trained (teacher, students, their teacher
+    outputs) sees a held-out node, and accuracy is measured on the held-out nodes only."""
+    import gkdfast.distill.experiment as experiment
+    from gkdfast.data import inductive_split
+
+    data = csbm(num_nodes=400, num_classes=4, feature_dim=12, seed=2)
+    seen_sizes = []
+    real_fit = Distiller.fit
+
+    def spy(self, d, inputs=None, *a, **k):
+        seen_sizes.append(d.num_nodes)
+        return real_fit(self, d, inputs, *a, **k)
+
+    monkeypatch.setattr(Distiller, "fit", spy)
+    overrides = {"nosmog": dict(pos_dim=8, walk_length=8, walks_per_node=2, batch_size=128, adv_steps=1),
+                 "coldbrew": dict(regress_epochs=5, hidden=16)}
+    res = experiment.run_experiment(
+        data, teacher=parse_model("gcn:16"), students=[parse_model("mlp:16"), parse_model("gcn:8")],
+        methods={"MLP(16)": ["glnn", "nosmog", "coldbrew", "graphmlp"], "GCN(8)": ["kd", "lsp"]},
+        seeds=[0], epochs=4, overrides=overrides, setting="inductive", inductive_fraction=0.25,
+        out=str(tmp_path / "out"))
+    validate(res)
+    split = inductive_split(experiment.seed_split(data, 0), 0.25, 0)
+    n_obs = split.observed.num_nodes
+    assert n_obs == data.num_nodes - split.ind_idx.numel() and split.ind_idx.numel() > 0
+    assert seen_sizes and all(n == n_obs for n in seen_sizes), (seen_sizes, n_obs)
+    assert [(r["method"], r["model"]) for r in res["rows"]] == [
+        ("teacher", "GCN(16)"), ("none", "MLP(16)"), ("glnn", "MLP(16)"), ("nosmog", "MLP(16)"),
+        ("coldbrew", "MLP(16)"), ("graphmlp", "MLP(16)"), ("none", "GCN(8)"), ("kd", "GCN(8)"), ("lsp", "GCN(8)")]
+    # Accuracy is over the held-out nodes: a multiple of 1 / (number of held-out nodes).
+    k = split.ind_idx.numel()
+    for r in res["rows"]:
+        assert abs(r["test_acc"][0] * k - round(r["test_acc"][0] * k)) < 1e-4, r
+    # A transductive run shares the --out folder without tripping over the inductive checkpoints.
+    experiment.run_experiment(data, teacher=parse_model("gcn:16"), students=[parse_model("mlp:16")],
+                              methods=["glnn"], seeds=[0], epochs=2, out=str(tmp_path / "out"))
+
+
+def test_nosmog_position_features_of_a_new_node_are_its_observed_neighbours_mean():
+    from gkdfast.data import inductive_split
+
+    data = csbm(num_nodes=300, num_classes=3, feature_dim=6, seed=4)
+    split = inductive_split(data, 0.3, seed=1)
+    recipe = recipes.get("nosmog", pos_dim=4, walk_length=5, walks_per_node=1)
+    seen = recipe.inputs(split.observed, seed=0)
+    full = recipe.inputs_on(data, split, seen)
+    assert full.shape == (data.num_nodes, 6 + 4)
+    assert torch.equal(full[:, :6], data.x)
+    assert torch.equal(full[split.obs_idx], seen)  # observed nodes keep what they trained with
+    src, dst = data.graph.edge_index
+    observed = torch.zeros(data.num_nodes, dtype=torch.bool)
+    observed[split.obs_idx] = True
+    for i in split.ind_idx[:20].tolist():
+        nbrs = src[(dst == i) & observed[src]]
+        want = full[nbrs, 6:].mean(0) if nbrs.numel() else torch.zeros(4)
+        assert torch.allclose(full[i, 6:], want, atol=1e-6), i
+
+
+def test_recipe_with_graph_inputs_and_no_inductive_version_says_so():
+    class Custom(recipes.GLNN):
+        def inputs(self, data, seed=0):
+            return data.x * 2
+
+    with pytest.raises(NotImplementedError, match="inductive"):
+        Custom().inputs_on(None, None, None)

@@ -17,6 +17,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 import torch
 from torch import nn
 
+from gkdfast.data.splits import inductive_split
 from gkdfast.distill import recipes as _recipes
 from gkdfast.distill.distiller import accuracy, call_model
 from gkdfast.distill.teacher_cache import teacher_outputs
@@ -138,7 +139,8 @@ def run_experiment(data, *, teacher: ModelSpec, students: Sequence[ModelSpec],
                    seeds: Sequence[int] = (0,), epochs: Optional[int] = None, device="cpu",
                    out: Optional[str] = None, cache_dir: Optional[str] = None, progress: bool = False,
                    overrides: Optional[Dict[str, dict]] = None, log: Callable[[str], None] = lambda s: None,
-                   teacher_params: Optional[dict] = None, details: Optional[list] = None) -> dict:
+                   teacher_params: Optional[dict] = None, details: Optional[list] = None,
+                   setting: str = "transductive", inductive_fraction: float = 0.2) -> dict:
     """Runs the comparison and returns the ``results.json`` dictionary.
 
     Args:
@@ -154,6 +156,12 @@ def run_experiment(data, *, teacher: ModelSpec, students: Sequence[ModelSpec],
         teacher_params: hyperparameters for the teacher's supervised training (``lr``, ``epochs``, ...).
         details: if a list, one dict per training run is appended (seed, method, model, test_acc,
             seconds, epochs, best_epoch) — per-run data the summary rows do not keep.
+        setting: ``"transductive"`` (default; GLNN/NOSMOG's main tables: the teacher sees the whole
+            graph, students are matched to its outputs on every node, test accuracy on the test nodes)
+            or ``"inductive"`` (GLNN's inductive setting, :func:`gkdfast.data.inductive_split`: a
+            ``inductive_fraction`` of the test nodes and every edge touching them are hidden while the
+            teacher and the students train; accuracy is measured on those held-out nodes, with the
+            full graph given at inference).
 
     Returns:
         ``{"dataset", "num_nodes", "num_edges", "rows": [...]}`` (see the README / issue for the schema);
@@ -166,9 +174,15 @@ def run_experiment(data, *, teacher: ModelSpec, students: Sequence[ModelSpec],
     # Canonical names, "none" dropped (it always runs); unknown names fail here, before any training.
     per_student = {k: [m for m in (_recipes.get(x).name for x in v) if m != "none"] for k, v in per_student.items()}
     overrides = {(_recipes.get(k).name): v for k, v in (overrides or {}).items()}
+    if setting not in ("transductive", "inductive"):
+        raise ValueError(f"run_experiment: setting must be 'transductive' or 'inductive', got {setting!r}")
+    inductive = setting == "inductive"
+    if inductive and not 0.0 < float(inductive_fraction) < 1.0:
+        raise ValueError(f"run_experiment: inductive_fraction must be in (0, 1), got {inductive_fraction}")
     if cache_dir is None and out is not None:
         cache_dir = os.path.join(out, "cache")
-    ckpt_root = os.path.join(out, "checkpoints") if out is not None else None
+    # The two settings train on different data: separate checkpoint folders, so both can share an --out.
+    ckpt_root = os.path.join(out, "checkpoints" + ("-inductive" if inductive else "")) if out is not None else None
     dev = torch.device(device)
     graph = data.graph.to(dev)
 
@@ -187,22 +201,28 @@ def run_experiment(data, *, teacher: ModelSpec, students: Sequence[ModelSpec],
 
     for seed in seeds:
         d = seed_split(data, seed)
-        y, test = d.y, d.test_mask
+        split = inductive_split(d, inductive_fraction, seed) if inductive else None
+        train_data = split.observed if inductive else d  # what teacher and students may see
+        y, test = d.y, (split.ind_test_mask.cpu() if inductive else d.test_mask)
         if int(test.sum()) == 0 or int(d.train_mask.sum()) == 0:
             raise ValueError(f"the split of seed {seed} leaves no training or no test node "
-                             f"({int(d.train_mask.sum())} train, {int(test.sum())} test)")
+                             f"({int(d.train_mask.sum())} train, {int(test.sum())} test"
+                             f"{', inductive' if inductive else ''})")
         # Teacher ---------------------------------------------------------------------------------
         torch.manual_seed(seed)
         tmodel = teacher.build(d.x.size(1), d.num_classes)
         trecipe = _recipes.NoKD(**dict({"epochs": epochs} if epochs else {}, **(teacher_params or {})))
-        tt = trecipe.fit(lambda f: tmodel, d, None, seed, device=dev, checkpoint_dir=ckpt(f"seed{seed}", "teacher"),
-                         progress=progress, desc=f"seed {seed}: teacher {teacher.label}")
-        tlogits = call_model(tmodel.eval(), d.x.to(dev), graph, True, False)[0]
+        tt = trecipe.fit(lambda f: tmodel, train_data, None, seed, device=dev,
+                         checkpoint_dir=ckpt(f"seed{seed}", "teacher"), progress=progress,
+                         desc=f"seed {seed}: teacher {teacher.label}")
+        tlogits = call_model(tmodel.eval(), d.x.to(dev), graph, True, False)[0]  # the full graph
         tacc = accuracy(tlogits.cpu(), y, test)
         record("teacher", teacher.label, tacc, tt.seconds, inference_ms_per_1k(tmodel, d.x.to(dev), graph, True),
                seed, tt.fit)
         log(f"seed {seed}  teacher {teacher.label:<10} test acc {tacc:.4f}  ({tt.seconds:.1f}s)")
-        tout = teacher_outputs(tmodel, d.x.to(dev), graph, cache_dir=cache_dir, device=dev)
+        # The students are matched to the teacher's outputs on what they may see.
+        tout = teacher_outputs(tmodel, train_data.x.to(dev), train_data.graph.to(dev), cache_dir=cache_dir,
+                               device=dev)
 
         # Students --------------------------------------------------------------------------------
         for spec in students:
@@ -215,11 +235,11 @@ def run_experiment(data, *, teacher: ModelSpec, students: Sequence[ModelSpec],
                     log(f"seed {seed}  skip coldbrew for {spec.label}: it needs a graph-free (mlp) student")
                     continue
                 torch.manual_seed(seed)  # the same initial student weights for every method
-                trained = recipe.fit(lambda f: spec.build(f, d.num_classes), d, tout, seed, device=dev,
+                trained = recipe.fit(lambda f: spec.build(f, d.num_classes), train_data, tout, seed, device=dev,
                                      checkpoint_dir=ckpt(f"seed{seed}", f"{spec.label}-{recipe.name}"),
                                      cache_dir=cache_dir, progress=progress,
                                      desc=f"seed {seed}: {recipe.name} -> {spec.label}")
-                inputs = trained.inputs.to(dev)
+                inputs = (recipe.inputs_on(d, split, trained.inputs) if inductive else trained.inputs).to(dev)
                 logits = call_model(trained.model.eval(), inputs, graph, trained.uses_graph, False)[0]
                 acc = accuracy(logits.cpu(), y, test)
                 infer = inference_ms_per_1k(trained.model, inputs, graph, trained.uses_graph)

@@ -87,6 +87,15 @@ class Recipe:
         """The student's input features (default: ``data.x``)."""
         return data.x
 
+    def inputs_on(self, full, split, seen: Tensor) -> Tensor:
+        """The student's inputs for every node of ``full`` after training on ``split.observed``
+        (inductive evaluation, :class:`gkdfast.data.splits.InductiveSplit`); ``seen`` is what
+        :meth:`inputs` gave for the observed nodes.  Default: the raw features, which need no graph.
+        A recipe whose :meth:`inputs` read the graph must say how a new node gets them."""
+        if type(self).inputs is not Recipe.inputs:
+            raise NotImplementedError(f"recipe {self.name!r} has graph-derived inputs and no inductive version")
+        return full.x
+
     def terms(self) -> List[LossTerm]:  # pragma: no cover - abstract
         raise NotImplementedError
 
@@ -268,6 +277,25 @@ class NOSMOG(Recipe):
         p = position_features(data.graph, self.pos_dim, self.walk_length, self.walks_per_node, self.window,
                               seed=seed)
         return torch.cat([data.x, p.to(data.x.device, data.x.dtype)], dim=1)
+
+    def inputs_on(self, full, split, seen: Tensor) -> Tensor:
+        """Observed nodes keep the position features they trained with; a held-out node gets the mean
+        of its observed neighbours' (zeros without one), as the reference does for inductive nodes."""
+        from gkdfast import spmm
+
+        f = full.x.size(1)
+        dev = full.x.device
+        p_seen = seen[:, f:].to(dev, full.x.dtype)
+        obs_idx = split.obs_idx.to(dev)
+        p = full.x.new_zeros(full.num_nodes, p_seen.size(1))
+        p[obs_idx] = p_seen
+        known = full.x.new_zeros(full.num_nodes, 1)
+        known[obs_idx] = 1.0
+        graph = full.graph.to(dev)
+        mean = spmm(graph, p, "sum") / spmm(graph, known, "sum").clamp(min=1.0)  # unseen rows of p are 0
+        ind = split.ind_idx.to(dev)
+        p[ind] = mean[ind]
+        return torch.cat([full.x, p], dim=1)
 
     def terms(self):
         base = [CrossEntropy(self.ce_weight), LogitKD(1.0, self.temperature)]
