@@ -185,7 +185,7 @@ def copy_bandwidth(num_bytes: int = 256 << 20, repeats: int = 5, device="cpu") -
     a = torch.empty(n, dtype=torch.float32, device=device).fill_(1.0)
     b = torch.empty_like(a)
     b.copy_(a)  # touch the pages
-    wait = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    wait = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
     best = float("inf")
     for _ in range(repeats):
         wait()

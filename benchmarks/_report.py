@@ -22,11 +22,14 @@ import torch
 def time_fn(fn: Callable[[], object], repeats: int = 5, warmup: int = 1, max_seconds: float = 30.0) -> float:
     """Median wall time of ``fn()`` in milliseconds (after ``warmup`` untimed calls), CUDA work included.
     Stops early once ``max_seconds`` have been spent, so slow peers cannot stall a run."""
-    # CUDA work is asynchronous: wait for it on both sides of each timed call (a no-op on CPU runs).
-    cuda = torch.cuda.is_available() and torch.cuda.is_initialized()
-    wait = torch.cuda.synchronize if cuda else (lambda: None)
     for _ in range(warmup):
         fn()
+    # CUDA work is asynchronous: wait for it on both sides of each timed call (a no-op on CPU runs).
+    # Decided after the warm-up, which initialises CUDA when the closure is the first to use it.
+    cuda = torch.cuda.is_available() and torch.cuda.is_initialized()
+    wait = torch.cuda.synchronize if cuda else (lambda: None)
+    if cuda:
+        wait()
     times: List[float] = []
     start = time.perf_counter()
     for _ in range(repeats):

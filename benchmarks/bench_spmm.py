@@ -137,7 +137,8 @@ def main(argv=None) -> int:
 
     chosen = gkdfast.explain("spmm", torch.device(args.device).type, torch.float32)["chosen"]
     bw = _peers.copy_bandwidth(device=args.device)
-    where = torch.cuda.get_device_name() if args.device.startswith("cuda") else f"{torch.get_num_threads()} threads"
+    where = (torch.cuda.get_device_name(torch.device(args.device)) if args.device.startswith("cuda")
+             else f"{torch.get_num_threads()} threads")
     print(f"gkdfast spmm backend: {chosen}   device: {args.device} ({where})   "
           f"copy bandwidth: {bw:.1f} GB/s (read+write of a 256 MiB tensor)")
     rows = run_all(args.sizes, args.reduces, args.peers, args.repeats, args.max_seconds, device=args.device)

@@ -142,9 +142,10 @@ def _cmd_distill(args) -> int:
                              overrides=overrides, log=log, setting=args.setting,
                              inductive_fraction=args.inductive_fraction)
     print(format_table(results))
-    save_json(results, os.path.join(out, "results.json"))
-    save_png(results, os.path.join(out, "results.png"))
-    print(f"wrote {os.path.join(out, 'results.json')} and {os.path.join(out, 'results.png')}")
+    stem = "results" if args.setting == "transductive" else "results-inductive"  # both can share an --out
+    save_json(results, os.path.join(out, f"{stem}.json"))
+    save_png(results, os.path.join(out, f"{stem}.png"))
+    print(f"wrote {os.path.join(out, stem + '.json')} and {os.path.join(out, stem + '.png')}")
     return 0
 
 

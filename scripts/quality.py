@@ -21,8 +21,10 @@ Raw results go to ``docs/results/<dataset>.json`` (the ``gkdfast distill`` schem
 
 Seeds can be spread over processes (or machines) and the report assembled afterwards::
 
-    python scripts/quality.py --datasets cora --seed-list 0,2,4,6,8 --runs-log runs-a.jsonl --device cuda &
-    python scripts/quality.py --datasets cora --seed-list 1,3,5,7,9 --runs-log runs-b.jsonl --device cuda &
+    python scripts/quality.py --datasets cora --seed-list 0,2,4,6,8 --runs-log runs-a.jsonl --device cuda \
+        --no-reference-timing --no-report &
+    python scripts/quality.py --datasets cora --seed-list 1,3,5,7,9 --runs-log runs-b.jsonl --device cuda \
+        --no-reference-timing --no-report &
     wait; python scripts/quality.py --datasets cora --from-runs runs-a.jsonl,runs-b.jsonl
 
 ``--runs-log`` appends one JSON line per finished training run as it finishes (so a killed worker
@@ -140,11 +142,20 @@ def run_dataset(name, args, log):
 
 
 def _reference(ref_runs, ours_runs):
-    """Reference-backend runs next to ours for the same (first) seed, as the timing table reads them."""
+    """Reference-backend runs next to ours for one seed (the first reference run's), each (method,
+    model) once (a resumed worker may log a run twice), as the timing table reads them."""
     if not ref_runs:
         return None
     seed = ref_runs[0]["seed"]
-    return {"runs": list(ref_runs), "ours_runs": [r for r in ours_runs if r["seed"] == seed]}
+
+    def once(runs):
+        seen = {}
+        for r in runs:
+            if r["seed"] == seed:
+                seen.setdefault((r["method"], r["model"]), r)
+        return list(seen.values())
+
+    return {"runs": once(ref_runs), "ours_runs": once(ours_runs)}
 
 
 def read_runs(spec):
@@ -172,7 +183,8 @@ def _source(run):
 
 
 def dataset_from_runs(name, runs, args):
-    """The ``run_dataset`` tuple rebuilt from recorded runs (``--runs-log`` lines), plus a timing note.
+    """The ``run_dataset`` tuple rebuilt from recorded runs (``--runs-log`` lines), plus a timing note;
+    ``None`` when no run of the report's seeds is recorded for ``name``.
 
     Seeds may come from several machines (a GPU lease, then a CPU to finish).  Each seed is taken from
     one source only — the one that finished most runs of it — so a seed's rows share one teacher.  A
@@ -195,6 +207,8 @@ def dataset_from_runs(name, runs, args):
         sources = per_seed[seed]
         best = max(sources, key=lambda k: len(sources[k]))  # ties: the first source seen
         chosen += list(sources[best].values())
+    if not chosen:
+        return None  # only timing-only / reference runs, or seeds outside the report's
     res = summarize_runs(chosen, dataset=getattr(data, "name", name), num_nodes=data.graph.num_nodes,
                          num_edges=data.graph.num_edges)
     counts = {}
@@ -382,7 +396,11 @@ def main(argv=None):
             if not any(r.get("dataset") == name for r in runs):
                 log(f"== {name}: no recorded runs, left out")
                 continue
-            all_results[name] = dataset_from_runs(name, runs, args)
+            rebuilt = dataset_from_runs(name, runs, args)
+            if rebuilt is None:
+                log(f"== {name}: no recorded run of seeds {args.seed_list}, left out")
+                continue
+            all_results[name] = rebuilt
         else:
             log(f"== {name}")
             all_results[name] = run_dataset(name, args, log)

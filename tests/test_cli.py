@@ -191,6 +191,9 @@ def test_distill_inductive_setting(tmp_path):
              "--methods", "glnn", "--seeds", "1", "--epochs", "3", "--out", out)
     assert r.returncode == 0, r.stderr
     assert "inductive setting: 20% of the test nodes" in r.stderr
-    res = _results(out)
+    with open(os.path.join(out, "results-inductive.json")) as f:
+        res = json.load(f)
+    assert res["dataset"] == "csbm [inductive 20%]"
     assert [row["method"] for row in res["rows"]] == ["teacher", "none", "glnn"]
-    assert os.path.isdir(os.path.join(out, "checkpoints-inductive"))
+    assert os.path.isdir(os.path.join(out, "checkpoints-inductive-0.2"))
+    assert not os.path.exists(os.path.join(out, "results.json"))  # a transductive run's file stays its own

@@ -95,6 +95,9 @@ def test_from_runs_one_source_per_seed_and_main_source_times(quality, cora_root,
     assert "cuda" in timing and "only" in timing
     assert data.num_nodes == 2708
     assert [r["seconds"] for r in ref["runs"]] == [18.0] and [r["seconds"] for r in ref["ours_runs"]] == [9.0]
+    # A dataset with only timing-only runs (seeds outside the report's) is left out, not a crash.
+    only_timing = [dict(r, dataset="cora") for r in records if r["seed"] == 10]
+    assert quality.dataset_from_runs("cora", only_timing, args) is None
     assert "| glnn | 9.00 (10) | 18.00 (10) | 900.0 | 1800.0 | 2.00× |" in quality._timing_table(res, ref)
 
 

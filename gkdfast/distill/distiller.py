@@ -194,7 +194,8 @@ class Distiller:
         return accuracy(logits.cpu(), data.y.cpu(), mask.cpu())
 
     # -- checkpoints ----------------------------------------------------------------------------
-    def _fingerprint(self, inputs: Tensor, y: Tensor, masks: Sequence[Tensor], graph, teacher) -> str:
+    def _fingerprint(self, inputs: Tensor, y: Tensor, masks: Sequence[Tensor], graph, teacher,
+                     select_best: bool) -> str:
         """SHA-256 of everything a checkpoint's numbers depend on: the student (architecture, dropout,
         parameter shapes), every term's settings and heads, the optimiser and loop settings, the data
         (inputs, labels, masks, graph) and the teacher outputs.  A checkpoint resumes only a run whose
@@ -209,7 +210,8 @@ class Distiller:
                 settings = {k: v for k, v in sorted(vars(module).items()) if not k.startswith("_")
                             and k != "training" and (v is None or isinstance(v, (int, float, str, bool, tuple)))}
                 h.update(f"{name}:{type(module).__qualname__}{settings}".encode())
-        h.update(f"{self.lr},{self.weight_decay},{self.batch_size},{self.seed},{self.epochs},{self.patience}".encode())
+        h.update(f"{self.lr},{self.weight_decay},{self.batch_size},{self.seed},{self.epochs},{self.patience},"
+                 f"{bool(select_best)}".encode())
         for tensor in (inputs, y, *masks):
             hash_tensor(h, tensor)
         if graph is not None:
@@ -317,7 +319,7 @@ class Distiller:
         label_only = all(t.nodes == "train" for t in self.terms)
         pool = (train_mask if label_only else observed).nonzero().flatten()
 
-        fp = (self._fingerprint(inputs, y, (train_mask, val_mask, observed), graph, teacher)
+        fp = (self._fingerprint(inputs, y, (train_mask, val_mask, observed), graph, teacher, select_best)
               if self.checkpoint_dir else None)
         state = self._load(fp) if fp is not None else None
         start, best_val, best_epoch, bad, seconds, history = 0, -1.0, 0, 0, 0.0, []

@@ -161,7 +161,8 @@ def run_experiment(data, *, teacher: ModelSpec, students: Sequence[ModelSpec],
             or ``"inductive"`` (GLNN's inductive setting, :func:`gkdfast.data.inductive_split`: a
             ``inductive_fraction`` of the test nodes and every edge touching them are hidden while the
             teacher and the students train; accuracy is measured on those held-out nodes, with the
-            full graph given at inference).
+            full graph given at inference).  The returned ``dataset`` is then labelled
+            ``"<name> [inductive 20%]"``; checkpoints go to ``out/checkpoints-inductive-<fraction>``.
 
     Returns:
         ``{"dataset", "num_nodes", "num_edges", "rows": [...]}`` (see the README / issue for the schema);
@@ -181,8 +182,9 @@ def run_experiment(data, *, teacher: ModelSpec, students: Sequence[ModelSpec],
         raise ValueError(f"run_experiment: inductive_fraction must be in (0, 1), got {inductive_fraction}")
     if cache_dir is None and out is not None:
         cache_dir = os.path.join(out, "cache")
-    # The two settings train on different data: separate checkpoint folders, so both can share an --out.
-    ckpt_root = os.path.join(out, "checkpoints" + ("-inductive" if inductive else "")) if out is not None else None
+    # The settings train on different data: separate checkpoint folders, so they can share an --out.
+    tag = f"-inductive-{float(inductive_fraction):g}" if inductive else ""
+    ckpt_root = os.path.join(out, "checkpoints" + tag) if out is not None else None
     dev = torch.device(device)
     graph = data.graph.to(dev)
 
@@ -246,5 +248,7 @@ def run_experiment(data, *, teacher: ModelSpec, students: Sequence[ModelSpec],
                 record(recipe.name, spec.label, acc, trained.seconds, infer, seed, trained.fit)
                 log(f"seed {seed}  {recipe.name:<9} {spec.label:<10} test acc {acc:.4f}  ({trained.seconds:.1f}s)")
 
-    return summarize_runs(runs, dataset=str(getattr(data, "name", "graph")), num_nodes=data.graph.num_nodes,
-                          num_edges=data.graph.num_edges)
+    name = str(getattr(data, "name", "graph"))
+    if inductive:  # the schema has no setting field: the dataset label carries it into tables and plots
+        name = f"{name} [inductive {float(inductive_fraction):.0%}]"
+    return summarize_runs(runs, dataset=name, num_nodes=data.graph.num_nodes, num_edges=data.graph.num_edges)
