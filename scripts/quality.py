@@ -215,15 +215,19 @@ def dataset_from_runs(name, runs, args):
     for r in chosen:
         counts[_source(r)] = counts.get(_source(r), 0) + 1
     primary = max(counts, key=counts.get) if counts else None
+    fallback = []
     for row in res["rows"]:
         timed = [r for r in chosen if (r["method"], r["model"]) == (row["method"], row["model"])
                  and _source(r) == primary]
+        if not timed:
+            fallback.append(row["method"])
         if timed:
             t = summarize_runs(timed, dataset="", num_nodes=0, num_edges=0)["rows"][0]
             row["train_seconds"], row["inference_ms_per_1k_nodes"] = t["train_seconds"], t["inference_ms_per_1k_nodes"]
     note = "; ".join(f"{n} runs {src}" for src, n in sorted(counts.items(), key=lambda kv: -kv[1]))
     timing = (f"Runs: {note}. Times (train s, inference) are from the {primary.split(' (')[0]} runs"
-              + (" only." if len(counts) > 1 else "."))
+              + (f", except {', '.join(fallback)} (no run there: the other machine's)." if fallback
+                 else " only." if len(counts) > 1 else "."))
     ref_runs = [r for r in mine if r.get("backend") == "reference"]
     ref = None
     if ref_runs:  # compare with our runs of the same seed on the same machine, wherever the seed was chosen
