@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 from gkdfast import _backend
+from gkdfast._checks import check_float_matrix
 from gkdfast import reference as ref
 from gkdfast.graph import Graph
 
@@ -31,12 +32,7 @@ def check_graph(graph, op: str) -> Graph:
 
 
 def check_node_tensor(graph: Graph, x, op: str, name: str = "x") -> Tensor:
-    if not isinstance(x, Tensor):
-        raise TypeError(f"gkdfast.{op}: {name} must be a tensor, got {type(x).__name__}")
-    if x.dim() != 2:
-        raise ValueError(f"gkdfast.{op}: {name} must be 2-D [num_nodes, features], got shape {list(x.shape)}")
-    if not x.is_floating_point():
-        raise TypeError(f"gkdfast.{op}: {name} must be floating point, got {x.dtype}")
+    check_float_matrix(x, f"gkdfast.{op}", name, "[num_nodes, features]")
     if x.size(0) != graph.num_nodes:
         raise ValueError(f"gkdfast.{op}: {name} has {x.size(0)} rows but the graph has {graph.num_nodes} nodes")
     if x.device != graph.device:

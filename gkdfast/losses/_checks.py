@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from torch import Tensor
 
+from gkdfast._checks import check_float_matrix
+
 
 def check_matrix(x, op: str, name: str) -> Tensor:
     """Checks that ``x`` is a 2-D floating tensor [num_nodes, dim] and returns it.
@@ -13,10 +15,4 @@ def check_matrix(x, op: str, name: str) -> Tensor:
     ``check_matrix(torch.randn(4), "crd", "student")`` raises ValueError("gkdfast.losses.crd: student
     must be 2-D [num_nodes, dim], got shape [4]").
     """
-    if not isinstance(x, Tensor):
-        raise TypeError(f"gkdfast.losses.{op}: {name} must be a tensor, got {type(x).__name__}")
-    if x.dim() != 2:
-        raise ValueError(f"gkdfast.losses.{op}: {name} must be 2-D [num_nodes, dim], got shape {list(x.shape)}")
-    if not x.is_floating_point():
-        raise TypeError(f"gkdfast.losses.{op}: {name} must be floating point, got {x.dtype}")
-    return x
+    return check_float_matrix(x, f"gkdfast.losses.{op}", name, "[num_nodes, dim]")

@@ -7,6 +7,7 @@ from typing import Callable, Dict
 import torch
 from torch import Tensor
 
+from gkdfast._checks import check_float_matrix
 from gkdfast.graph import Graph
 
 # graph -> {key: derived Graph}.  Weak keys: a derived graph (e.g. GAT's graph with self-loops)
@@ -28,12 +29,7 @@ def check_input(layer: str, x, graph, in_channels) -> None:
 
 def check_features(layer: str, x, in_channels) -> None:
     """``in_channels=None`` skips the width check (width unknown, e.g. a user module in GINConv)."""
-    if not isinstance(x, Tensor):
-        raise TypeError(f"gkdfast.nn.{layer}: x must be a tensor, got {type(x).__name__}")
-    if x.dim() != 2:
-        raise ValueError(f"gkdfast.nn.{layer}: x must be 2-D [num_nodes, {in_channels or 'F'}], got shape {list(x.shape)}")
-    if not x.is_floating_point():
-        raise TypeError(f"gkdfast.nn.{layer}: x must be floating point, got {x.dtype}")
+    check_float_matrix(x, f"gkdfast.nn.{layer}", "x", f"[num_nodes, {in_channels or 'F'}]")
     if in_channels is not None and x.size(1) != in_channels:
         raise ValueError(f"gkdfast.nn.{layer}: x has {x.size(1)} features but the layer expects {in_channels}")
 
