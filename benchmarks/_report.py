@@ -28,8 +28,6 @@ def time_fn(fn: Callable[[], object], repeats: int = 5, warmup: int = 1, max_sec
     # Decided after the warm-up, which initialises CUDA when the closure is the first to use it.
     cuda = torch.cuda.is_available() and torch.cuda.is_initialized()
     wait = torch.cuda.synchronize if cuda else (lambda: None)
-    if cuda:
-        wait()
     times: List[float] = []
     start = time.perf_counter()
     for _ in range(repeats):

@@ -43,6 +43,7 @@ import os
 import platform
 import sys
 import time
+from collections import Counter
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -211,20 +212,18 @@ def dataset_from_runs(name, runs, args):
         return None  # only timing-only / reference runs, or seeds outside the report's
     res = summarize_runs(chosen, dataset=getattr(data, "name", name), num_nodes=data.graph.num_nodes,
                          num_edges=data.graph.num_edges)
-    counts = {}
-    for r in chosen:
-        counts[_source(r)] = counts.get(_source(r), 0) + 1
-    primary = max(counts, key=counts.get) if counts else None
+    counts = Counter(_source(r) for r in chosen)
+    primary = counts.most_common(1)[0][0]
     fallback = []
     for row in res["rows"]:
         timed = [r for r in chosen if (r["method"], r["model"]) == (row["method"], row["model"])
                  and _source(r) == primary]
         if not timed:
             fallback.append(row["method"])
-        if timed:
-            t = summarize_runs(timed, dataset="", num_nodes=0, num_edges=0)["rows"][0]
-            row["train_seconds"], row["inference_ms_per_1k_nodes"] = t["train_seconds"], t["inference_ms_per_1k_nodes"]
-    note = "; ".join(f"{n} runs {src}" for src, n in sorted(counts.items(), key=lambda kv: -kv[1]))
+            continue
+        t = summarize_runs(timed, dataset="", num_nodes=0, num_edges=0)["rows"][0]
+        row["train_seconds"], row["inference_ms_per_1k_nodes"] = t["train_seconds"], t["inference_ms_per_1k_nodes"]
+    note = "; ".join(f"{n} runs {src}" for src, n in counts.most_common())
     timing = (f"Runs: {note}. Times (train s, inference) are from the {primary.split(' (')[0]} runs"
               + (f", except {', '.join(fallback)} (no run there: the other machine's)." if fallback
                  else " only." if len(counts) > 1 else "."))
