@@ -221,14 +221,17 @@ class Graph:
     # ------------------------------------------------------------------ basic properties
     @property
     def num_edges(self) -> int:
+        """Number of directed edges E (an undirected edge stored both ways counts twice)."""
         return self.col.numel()
 
     @property
     def device(self) -> torch.device:
+        """Device of the CSR arrays; node and edge tensors passed to the ops must be on it."""
         return self.col.device
 
     @property
     def index_dtype(self) -> torch.dtype:
+        """``torch.int32`` or ``torch.int64``: the dtype of ``rowptr`` and ``col``."""
         return self.col.dtype
 
     @property
@@ -248,6 +251,8 @@ class Graph:
 
     @property
     def inv_perm(self) -> Tensor:
+        """``[E]``: input edge id -> CSR position, the inverse of ``perm`` (built once, then cached).
+        Only defined when the input edges were not already in CSR order (``perm`` is not None)."""
         if self._inv_perm is None:
             inv = torch.empty_like(self.perm)
             inv[self.perm] = torch.arange(self.perm.numel(), device=self.perm.device)
@@ -299,6 +304,8 @@ class Graph:
 
     # ------------------------------------------------------------------ per-edge value order
     def check_edge_values(self, values: Tensor, name: str = "edge values", allow_heads: bool = False) -> Tensor:
+        """``values`` unchanged if it is a floating ``[E]`` (or ``[E, heads]`` with ``allow_heads``) tensor
+        on the graph's device; otherwise TypeError/ValueError naming ``name``, the shape and the device."""
         if not isinstance(values, Tensor):
             raise TypeError(f"gkdfast: {name} must be a tensor, got {type(values).__name__}")
         ok = values.dim() == 1 or (allow_heads and values.dim() == 2)
@@ -369,9 +376,11 @@ class Graph:
         return g
 
     def cuda(self) -> "Graph":
+        """``self.to("cuda")``."""
         return self.to("cuda")
 
     def cpu(self) -> "Graph":
+        """``self.to("cpu")``."""
         return self.to("cpu")
 
     def __repr__(self) -> str:

@@ -4,7 +4,9 @@
   test written once runs on every backend the machine has.
 * Hypothesis profile ``gkdfast`` (default): few examples, no deadline, because two busy cores are
   shared by many people; ``HYPOTHESIS_PROFILE=thorough`` runs more.
-* Plain helpers (importable as ``from conftest import ...``): dense adjacency, random graphs.
+* Plain helpers (importable as ``from conftest import ...``): dense adjacency, random graphs, and
+  the real-data root ``DATA_ROOT`` (``$GKDFAST_DATA`` or ``../shared/data`` beside the repository)
+  with ``need_data(rel)``: the path, a skip when it is missing locally, a failure under ``CI=true``.
 """
 from __future__ import annotations
 
@@ -24,6 +26,20 @@ except ImportError:  # pragma: no cover
     pass
 
 HAS_CUDA = torch.cuda.is_available()
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DATA_ROOT = os.environ.get("GKDFAST_DATA") or os.path.normpath(os.path.join(REPO, "..", "shared", "data"))
+
+
+def need_data(rel: str = "") -> str:
+    """``DATA_ROOT/rel`` if it exists (a Planetoid prefix ``dir/ind.cora`` counts when its ``.graph``
+    file does); otherwise a skip, or a failure under ``CI=true``, where the data must be present."""
+    path = os.path.join(DATA_ROOT, rel) if rel else DATA_ROOT
+    if not (os.path.exists(path) or os.path.exists(path + ".graph")):
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"real data missing under CI: {path}")
+        pytest.skip(f"real data not found: {path}")
+    return path
 
 DEVICES = ["cpu", pytest.param("cuda", marks=[pytest.mark.cuda,
                                               pytest.mark.skipif(not HAS_CUDA, reason="no CUDA device")])]

@@ -128,16 +128,7 @@ def test_help_lists_the_subcommands():
 
 
 # -- real data and our own bundle -------------------------------------------------------------------
-DATA = os.environ.get("GKDFAST_DATA") or os.path.normpath(os.path.join(ROOT, "..", "shared", "data"))
-
-
-def _need(rel):
-    path = os.path.join(DATA, rel)
-    if not os.path.exists(path):
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"real data missing under CI: {path}")
-        pytest.skip(f"real data not found: {path}")
-    return path
+from conftest import need_data as _need  # noqa: E402
 
 
 def _results(out):

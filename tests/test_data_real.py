@@ -13,17 +13,7 @@ import torch
 
 from gkdfast.data import GraphDataset, inductive_split, load, random_split, save_npz
 
-_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ROOT = os.environ.get("GKDFAST_DATA") or os.path.normpath(os.path.join(_REPO, "..", "shared", "data"))
-
-
-def need(rel):
-    path = os.path.join(ROOT, rel)
-    if not (os.path.exists(path) or os.path.exists(path + ".graph")):  # .graph: a Planetoid prefix
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"real data missing under CI: {path}")
-        pytest.skip(f"real data not found: {path}")
-    return path
+from conftest import need_data as need
 
 
 _cache = {}

@@ -16,8 +16,8 @@ import pytest
 from gkdfast.distill.experiment import summarize_runs
 from gkdfast.distill.results import format_markdown, validate
 
-_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DATA = os.environ.get("GKDFAST_DATA") or os.path.normpath(os.path.join(_REPO, "..", "shared", "data"))
+from conftest import REPO as _REPO
+from conftest import need_data
 
 
 @pytest.fixture(scope="module")
@@ -30,11 +30,8 @@ def quality():
 
 @pytest.fixture(scope="module")
 def cora_root():
-    if not os.path.exists(os.path.join(DATA, "planetoid", "ind.cora.graph")):
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"real data missing under CI: {DATA}/planetoid")
-        pytest.skip(f"real data not found: {DATA}/planetoid")
-    return DATA
+    need_data("planetoid/ind.cora")
+    return need_data()
 
 
 def _run(method, seed, acc, secs, device, model="MLP(128)", backend="native"):

@@ -7,7 +7,7 @@ or self-loops.  See :func:`load` for the formats and each reader module for its 
 
 Example:
     >>> from gkdfast.data import load, csbm, random_split, inductive_split
-    >>> d = load("/work/shared/data/planetoid", name="cora")      # public split
+    >>> d = load("../shared/data/planetoid", name="cora")      # public split
     >>> s = inductive_split(csbm(), test_fraction=0.2, seed=0)     # GLNN inductive setting
 """
 from gkdfast.data._util import DataFormatError

@@ -54,6 +54,7 @@ class GraphData:
     # ------------------------------------------------------------------ derived sizes
     @property
     def num_nodes(self) -> int:
+        """N, the number of nodes (rows of ``x``)."""
         return self.graph.num_nodes
 
     @property
@@ -63,10 +64,12 @@ class GraphData:
 
     @property
     def num_features(self) -> int:
+        """F, the width of ``x``."""
         return int(self.x.size(1))
 
     @property
     def edge_index(self) -> Tensor:
+        """``[2, E]`` int64 (source, destination), as :attr:`gkdfast.Graph.edge_index`."""
         return self.graph.edge_index
 
     @property
@@ -76,6 +79,7 @@ class GraphData:
 
     @property
     def device(self) -> torch.device:
+        """Device of the node features (the graph and masks follow :meth:`to`)."""
         return self.x.device
 
     # ------------------------------------------------------------------ transforms

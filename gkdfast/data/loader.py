@@ -52,7 +52,14 @@ def _subdir(directory, name):
 
 def guess_format(path, name: Optional[str] = None):
     """``(format, path, name)`` for ``path``: a file, a directory, or a Planetoid prefix
-    ``dir/ind.cora``.  Raises ValueError when it cannot tell."""
+    ``dir/ind.cora``.  Raises ValueError when it cannot tell.
+
+    Example:
+        >>> guess_format("../shared/data/planetoid/ind.cora")[0]
+        'planetoid'
+        >>> guess_format("../shared/data/blogcatalog/BlogCatalog.mat")[0]
+        'mat'
+    """
     from gkdfast.data.musae import musae_prefixes
     from gkdfast.data.npz import npz_kind
     from gkdfast.data.ogb import is_ogb_dir
@@ -148,7 +155,7 @@ def load(path, format: Optional[str] = None, name: Optional[str] = None, seed: i
 
     Example:
         >>> from gkdfast.data import load
-        >>> d = load("/work/shared/data/planetoid", name="cora")
+        >>> d = load("../shared/data/planetoid", name="cora")
         >>> d.num_nodes, d.num_classes, d.extras["split"]
         (2708, 7, 'public')
     """

@@ -71,7 +71,7 @@ def load_mat(path, seed: int = 0, name: Optional[str] = None) -> GraphData:
     """Reads a ``.mat`` attributed graph; see the module doc for variables and label reduction.
 
     Example:
-        >>> d = load_mat("/work/shared/data/blogcatalog/BlogCatalog.mat")
+        >>> d = load_mat("../shared/data/blogcatalog/BlogCatalog.mat")
         >>> d.num_nodes, d.num_edges // 2, d.num_features, d.num_classes
         (5196, 171743, 8189, 6)
     """

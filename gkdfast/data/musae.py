@@ -65,7 +65,7 @@ def load_musae(directory, name: Optional[str] = None, seed: int = 0, feature_dim
     """Reads a MUSAE-style directory; see the module doc.
 
     Example:
-        >>> d = load_musae("/work/shared/data/twitch/ENGB")
+        >>> d = load_musae("../shared/data/twitch/ENGB")
         >>> d.num_nodes, d.num_edges // 2, d.num_classes
         (7126, 35324, 2)
     """

@@ -188,7 +188,7 @@ def load_gnn_benchmark(path, seed: int = 0, name: Optional[str] = None) -> Graph
     """Reads a gnn-benchmark / APPNP ``.npz`` (Cora, CiteSeer, Cora-ML, Amazon, Coauthor...).
 
     Example:
-        >>> d = load_gnn_benchmark("/work/shared/data/cora_ml/cora_ml.npz")
+        >>> d = load_gnn_benchmark("../shared/data/cora_ml/cora_ml.npz")
         >>> d.num_nodes, d.num_edges // 2
         (2995, 8158)
     """

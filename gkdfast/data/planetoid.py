@@ -85,7 +85,7 @@ def load_planetoid(directory, name: Optional[str] = None) -> GraphData:
     Returns a :class:`GraphData` with the public split (``extras["split"] == "public"``).
 
     Example:
-        >>> d = load_planetoid("/work/shared/data/planetoid", "cora")
+        >>> d = load_planetoid("../shared/data/planetoid", "cora")
         >>> d.num_nodes, d.num_edges // 2, d.num_features, d.num_classes
         (2708, 5278, 1433, 7)
     """

@@ -52,7 +52,7 @@ class GraphDataset:
         train_mask, val_mask, test_mask: ``[G]`` bool over graphs.
 
     Example:
-        >>> ds = load_tu("/work/shared/data/tu_mutag")
+        >>> ds = load_tu("../shared/data/tu_mutag")
         >>> len(ds), ds.num_classes, ds[0].x.shape[1] == ds.num_features
         (188, 2, True)
     """
@@ -72,14 +72,17 @@ class GraphDataset:
 
     @property
     def num_graphs(self) -> int:
+        """Number of graphs in the dataset (one label each)."""
         return int(self.y.numel())
 
     @property
     def num_nodes(self) -> int:
+        """Total nodes over all graphs (they are stored as one block-diagonal graph)."""
         return self.graph.num_nodes
 
     @property
     def num_features(self) -> int:
+        """Width of the node features ``x``."""
         return int(self.x.size(1))
 
     def __len__(self) -> int:
@@ -98,6 +101,7 @@ class GraphDataset:
         return TUGraph(Graph.from_csr(rowptr, col, hi - lo), self.x[lo:hi], int(self.y[i]))
 
     def to(self, device) -> "GraphDataset":
+        """A copy with every tensor (graph, features, batch vector, labels, masks) on ``device``."""
         mv = lambda t: t.to(device)  # noqa: E731
         return GraphDataset(self.graph.to(device), mv(self.x), mv(self.batch), mv(self.ptr), mv(self.y),
                             self.num_classes, self.name, list(self.label_values), mv(self.train_mask),
@@ -109,6 +113,12 @@ class GraphDataset:
 
 
 def tu_names(directory) -> list:
+    """Sorted names of the TU datasets in ``directory`` (one per ``<NAME>_A.txt`` file).
+
+    Example:
+        >>> tu_names("../shared/data/tu_mutag")              # doctest: +SKIP
+        ['MUTAG']
+    """
     return sorted(os.path.basename(p)[:-len("_A.txt")] for p in glob.glob(os.path.join(directory, "*_A.txt")))
 
 
@@ -138,7 +148,7 @@ def load_tu(directory, name: Optional[str] = None, seed: int = 0) -> GraphDatase
     """Reads a TU dataset directory; see the module doc.
 
     Example:
-        >>> ds = load_tu("/work/shared/data/tu_proteins")
+        >>> ds = load_tu("../shared/data/tu_proteins")
         >>> ds.num_graphs, ds.num_nodes, ds.graph.num_edges // 2
         (1113, 43471, 81044)
     """

@@ -60,7 +60,13 @@ class FitResult:
 
 def uses_graph(model: nn.Module) -> bool:
     """Whether ``model`` needs the graph in ``forward``: its ``uses_graph`` attribute if it has one,
-    ``False`` for MLP-like classes (name starting with "MLP"), else ``True``."""
+    ``False`` for MLP-like classes (name starting with "MLP"), else ``True``.
+
+    Example:
+        >>> from gkdfast.nn import MLP, SAGE
+        >>> uses_graph(MLP(4, 8, 2)), uses_graph(SAGE(4, 8, 2))
+        (False, True)
+    """
     flag = getattr(model, "uses_graph", None)
     if flag is not None:
         return bool(flag)
@@ -69,7 +75,13 @@ def uses_graph(model: nn.Module) -> bool:
 
 def call_model(model: nn.Module, x: Tensor, graph, with_graph: bool, want_hidden: bool):
     """Calls ``model`` the gkdfast way (``model(x, graph, return_hidden=True)``) and falls back to
-    ``model(x, graph)`` / ``model(x)`` for user modules.  Returns ``(logits, hidden_or_None)``."""
+    ``model(x, graph)`` / ``model(x)`` for user modules.  Returns ``(logits, hidden_or_None)``.
+
+    Example:
+        >>> logits, hidden = call_model(torch.nn.Linear(4, 2), torch.randn(3, 4), None, False, False)
+        >>> logits.shape, hidden
+        (torch.Size([3, 2]), None)
+    """
     args = (x, graph) if with_graph else (x,)
     if want_hidden:
         out = model(*args, return_hidden=True)
@@ -81,7 +93,12 @@ def call_model(model: nn.Module, x: Tensor, graph, with_graph: bool, want_hidden
 
 
 def accuracy(logits: Tensor, y: Tensor, mask: Optional[Tensor] = None) -> float:
-    """Fraction of rows (within ``mask``) whose argmax equals ``y``; 0.0 for an empty mask."""
+    """Fraction of rows (within ``mask``) whose argmax equals ``y``; 0.0 for an empty mask.
+
+    Example:
+        >>> accuracy(torch.tensor([[2.0, 0.0], [0.0, 1.0], [1.0, 0.0]]), torch.tensor([0, 1, 1]))
+        0.6666666865348816
+    """
     if mask is not None:
         logits, y = logits[mask], y[mask]
     if y.numel() == 0:

@@ -66,9 +66,10 @@ def position_features(graph, dim: int = 64, walk_length: int = 30, walks_per_nod
         seed: walk seed.
 
     Example:
-        >>> p = position_features(data.graph, dim=32)      # doctest: +SKIP
-        >>> p.shape
-        torch.Size([2708, 32])
+        >>> from gkdfast.data import csbm
+        >>> p = position_features(csbm(num_nodes=200, seed=0).graph, dim=16, walks_per_node=2)
+        >>> p.shape, p.dtype
+        (torch.Size([200, 16]), torch.float32)
     """
     import scipy.sparse as sp
     from scipy.sparse.linalg import svds

@@ -449,7 +449,12 @@ RECIPES = {r.name: r for r in (NoKD, KD, GLNN, LSPRecipe, GSPRecipe, GCRD, NOSMO
 
 
 def names() -> List[str]:
-    """Recipe names, ``"none"`` (no KD) first."""
+    """Recipe names, ``"none"`` (no KD) first.
+
+    Example:
+        >>> names()[:3]
+        ['none', 'kd', 'glnn']
+    """
     return list(RECIPES)
 
 

@@ -21,7 +21,17 @@ ROW_KEYS = ("method", "model", "test_acc_mean", "test_acc_std", "test_acc", "tra
 
 
 def validate(results: dict) -> None:
-    """Raises ValueError unless ``results`` follows the schema above exactly."""
+    """Raises ValueError unless ``results`` follows the schema above exactly.
+
+    Example:
+        >>> row = {"method": "none", "model": "MLP(8)", "test_acc_mean": 0.5, "test_acc_std": 0.0,
+        ...        "test_acc": [0.5], "train_seconds": 1.0, "inference_ms_per_1k_nodes": 0.1}
+        >>> validate({"dataset": "g", "num_nodes": 3, "num_edges": 4, "rows": [row]})   # passes
+        >>> validate({"dataset": "g", "num_nodes": 3, "num_edges": 4, "rows": [dict(row, test_acc=[50.0])]})
+        Traceback (most recent call last):
+        ...
+        ValueError: results: test_acc of none must be fractions in [0, 1]
+    """
     if not isinstance(results, dict) or set(results) != {"dataset", "num_nodes", "num_edges", "rows"}:
         raise ValueError("results: expected keys dataset, num_nodes, num_edges, rows")
     if not isinstance(results["dataset"], str) or not isinstance(results["num_nodes"], int) \
@@ -43,7 +53,18 @@ def _pct(row) -> str:
 
 
 def format_table(results: dict) -> str:
-    """Plain-text table: method, model, test accuracy (% mean ± std), train s/seed, inference ms/1k nodes."""
+    """Plain-text table: method, model, test accuracy (% mean ± std), train s/seed, inference ms/1k nodes.
+
+    Example:
+        >>> res = {"dataset": "g", "num_nodes": 3, "num_edges": 4, "rows": [
+        ...     {"method": "teacher", "model": "SAGE(8)", "test_acc_mean": 0.75, "test_acc_std": 0.05,
+        ...      "test_acc": [0.7, 0.8], "train_seconds": 2.0, "inference_ms_per_1k_nodes": 0.25}]}
+        >>> print(format_table(res))
+        g: 3 nodes, 4 edges (directed), 2 seed(s)
+        method   model    test acc (%)    train s  infer ms/1k
+        ------------------------------------------------------
+        teacher  SAGE(8)   75.00 ±  5.00     2.00        0.250
+    """
     rows = results["rows"]
     n_seeds = max((len(r["test_acc"]) for r in rows), default=0)
     head = (f"{results['dataset']}: {results['num_nodes']} nodes, {results['num_edges']} edges "
@@ -60,7 +81,15 @@ def format_table(results: dict) -> str:
 
 
 def format_markdown(results: dict, seeds_column: bool = False) -> str:
-    """The same table in Markdown; ``seeds_column`` adds each row's number of seeds."""
+    """The same table in Markdown; ``seeds_column`` adds each row's number of seeds.
+
+    Example:
+        >>> res = {"dataset": "g", "num_nodes": 3, "num_edges": 4, "rows": [
+        ...     {"method": "kd", "model": "MLP(8)", "test_acc_mean": 0.8, "test_acc_std": 0.0,
+        ...      "test_acc": [0.8], "train_seconds": 1.5, "inference_ms_per_1k_nodes": 0.125}]}
+        >>> print(format_markdown(res, seeds_column=True).splitlines()[-1])
+        | kd | MLP(8) | 80.00 ± 0.00 | 1 | 1.50 | 0.125 |
+    """
     seeds_head, seeds_rule = (" seeds |", "---:|") if seeds_column else ("", "")
     lines = ["| method | model | test acc (%) |" + seeds_head + " train s / seed | inference ms / 1k nodes |",
              "|---|---|---:|" + seeds_rule + "---:|---:|"]
@@ -73,7 +102,11 @@ def format_markdown(results: dict, seeds_column: bool = False) -> str:
 
 
 def save_json(results: dict, path: str) -> None:
-    """Writes ``results`` (validated) as indented JSON, atomically."""
+    """Writes ``results`` (validated) as indented JSON, atomically (a temporary file, then a rename).
+
+    Example:
+        >>> save_json(results, "out/results.json")        # doctest: +SKIP
+    """
     validate(results)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     tmp = path + ".tmp"
@@ -84,7 +117,11 @@ def save_json(results: dict, path: str) -> None:
 
 
 def save_png(results: dict, path: str) -> None:
-    """Bar chart of mean test accuracy (± std) per row, grouped by student model."""
+    """Bar chart of mean test accuracy (± std) per row, grouped by student model (needs matplotlib).
+
+    Example:
+        >>> save_png(results, "out/results.png")          # doctest: +SKIP
+    """
     import matplotlib
 
     matplotlib.use("Agg")  # no display needed (servers, CI)

@@ -44,12 +44,25 @@ class TeacherOutputs:
 
 
 def default_cache_dir() -> str:
-    """``$GKDFAST_CACHE`` if set, else ``~/.cache/gkdfast``."""
+    """``$GKDFAST_CACHE`` if set, else ``~/.cache/gkdfast``.
+
+    Example:
+        >>> default_cache_dir()                           # doctest: +SKIP
+        '/root/.cache/gkdfast'
+    """
     return os.environ.get("GKDFAST_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "gkdfast")
 
 
 def hash_tensor(h, t: Tensor) -> None:
-    """Feeds dtype, shape and every byte of ``t`` into the hashlib object ``h``."""
+    """Feeds dtype, shape and every byte of ``t`` into the hashlib object ``h``.
+
+    Example:
+        >>> import hashlib
+        >>> a, b = hashlib.sha256(), hashlib.sha256()
+        >>> hash_tensor(a, torch.zeros(2)); hash_tensor(b, torch.zeros(2, dtype=torch.float64))
+        >>> a.hexdigest() == b.hexdigest()                # same values, different dtype
+        False
+    """
     t = t.detach().cpu().contiguous()
     h.update(f"{t.dtype}{tuple(t.shape)}".encode())
     # A view as bytes avoids a copy; bool/ints/floats all have a byte representation.
@@ -129,9 +142,16 @@ def teacher_outputs(teacher: nn.Module, x: Tensor, graph=None, cache_dir: Option
         :class:`TeacherOutputs` with ``logits [N, C]`` and ``hidden [N, H]`` (or ``None``).
 
     Example:
-        >>> out = teacher_outputs(model, data.x, data.graph, cache_dir="/tmp/gk")   # doctest: +SKIP
-        >>> out.logits.shape, out.cached
-        (torch.Size([2708, 7]), False)
+        >>> import tempfile
+        >>> from gkdfast.data import csbm
+        >>> from gkdfast.nn import SAGE
+        >>> data, cache = csbm(num_nodes=100, num_classes=3, seed=0), tempfile.mkdtemp()
+        >>> model = SAGE(data.num_features, 16, 3)
+        >>> out = teacher_outputs(model, data.x, data.graph, cache_dir=cache)
+        >>> out.logits.shape, out.hidden.shape, out.cached
+        (torch.Size([100, 3]), torch.Size([100, 16]), False)
+        >>> teacher_outputs(model, data.x, data.graph, cache_dir=cache).cached   # second call: from disk
+        True
     """
     if not isinstance(teacher, nn.Module):
         raise TypeError(f"teacher_outputs: teacher must be a torch.nn.Module, got {type(teacher).__name__}")

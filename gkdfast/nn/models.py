@@ -232,5 +232,10 @@ def build_model(name: str, in_channels: int, hidden_channels: int, out_channels:
 
 
 def model_names() -> List[str]:
-    """Names accepted by :func:`build_model`."""
+    """Names accepted by :func:`build_model`.
+
+    Example:
+        >>> model_names()
+        ['gat', 'gcn', 'gin', 'graphsage', 'mlp', 'sage']
+    """
     return sorted(_MODELS)
