@@ -22,7 +22,8 @@
 # T_BENCH (seconds per step), SKIP_BENCH=1, SKIP_CPU_TESTS=1, BENCH_SMALL=1 (tiny benchmark sizes),
 # BENCH_MAX_SECONDS (per case and implementation), PROFILE=1 (ncu on scripts/profile_gpu.py cases,
 # PROFILE_CASES, into ncu.csv), QUALITY=1, QUALITY_UNTIL (seconds, 400),
-# QUALITY_DATASETS (all six), GKDFAST_DATA (the data root quality.py reads).
+# QUALITY_DATASETS (all six), QUALITY_SEEDS (one worker per dataset and space-separated seed list;
+# "0,2,4,6,8 1,3,5,7,9"), QUALITY_METHODS (every recipe), GKDFAST_DATA (the data root quality.py reads).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 REPO=$(pwd)
@@ -99,10 +100,10 @@ if [ "${QUALITY:-0}" = "1" ]; then
   QDIR=$(mktemp -d)
   q_end=$(( t0 + ${QUALITY_UNTIL:-400} ))
   for ds in ${QUALITY_DATASETS:-cora citeseer cora_ml facebook blogcatalog twitch-en}; do
-    for seeds in 0,2,4,6,8 1,3,5,7,9; do
-      tag="$ds-${seeds:0:1}"
+    for seeds in ${QUALITY_SEEDS:-0,2,4,6,8 1,3,5,7,9}; do
+      tag="$ds-${seeds//,/_}"
       OMP_NUM_THREADS=1 timeout --signal=TERM $(( q_end > $(date +%s) + 1 ? q_end - $(date +%s) : 1 )) "$PY" scripts/quality.py \
-        --datasets "$ds" --seed-list "$seeds" --device cuda --no-reference-timing --no-report \
+        --datasets "$ds" --seed-list "$seeds" ${QUALITY_METHODS:+--methods "$QUALITY_METHODS"} --device cuda --no-reference-timing --no-report \
         --runs-log "$QDIR/runs-$tag.jsonl" --work "$QDIR/work-$tag" > "$QDIR/log-$tag.txt" 2>&1 &
     done
   done
