@@ -320,6 +320,15 @@ Why our numbers can differ from the published ones (known, not hidden):
   forward/backward passes per batch) and CPU-side position features.  The ours-vs-reference tables
   come from a separate timing-only seed on one machine, nothing else running; where a dataset has
   none, `docs/results-timing-cora.md` has every recipe on Cora against the reference backend (CPU).
+- **Facebook: NOSMOG, Graph-MLP, Cold Brew and G-CRD have fewer seeds** (those of the GPU lease;
+  LSP and GSP have 8: seeds 8 and 9 did not fit in the CPU session).
+  On a 2-core CPU one seed of the four costs 35-55 minutes (per-epoch times measured on 22,470 nodes
+  times the epoch counts of the GPU runs:
+  Graph-MLP ~10 s — the exact all-pairs neighbour-contrastive loss, N²·d ≈ 1.3·10¹¹ multiply-adds per forward;
+  G-CRD ~6 s — all-N InfoNCE; NOSMOG ~6 s — five PGD passes per batch over 4,714 features), against
+  5-150 s per recipe and seed on the shared H200.  The next GPU lease finishes them: `QUALITY=1 QUALITY_DATASETS=facebook
+  QUALITY_SEEDS="2,6 3,7 4,8 5,9" bash scripts/device_check.sh` (with `GKDFAST_DATA`) runs every recipe
+  of seeds 2-9 there, and those runs then replace the CPU's for those seeds (one source per seed).
 - **Splits / seeds.** 10 seeds (fewer where a row's seed count says so); on the random-split
   datasets the split changes with the seed, so the std includes split variance.  The standard
   deviation is the population std over seeds.
