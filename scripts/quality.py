@@ -320,7 +320,8 @@ Why our numbers can differ from the published ones (known, not hidden):
   forward/backward passes per batch) and CPU-side position features.  The ours-vs-reference tables
   come from a separate timing-only seed on one machine, nothing else running; where a dataset has
   none, `docs/results-timing-cora.md` has every recipe on Cora against the reference backend (CPU).
-- **Facebook: NOSMOG, Graph-MLP, Cold Brew and G-CRD have fewer seeds** (those of the GPU lease).
+- **Facebook: NOSMOG, Graph-MLP, Cold Brew and G-CRD have fewer seeds** (those of the GPU lease; Cold
+  Brew also seeds 2-6 on the CPU, ~3 min each).
   On a 2-core CPU one seed of the four costs 35-55 minutes (per-epoch times measured on 22,470 nodes
   times the epoch counts of the GPU runs:
   Graph-MLP ~10 s — the exact all-pairs neighbour-contrastive loss, N²·d ≈ 1.3·10¹¹ multiply-adds per forward;
