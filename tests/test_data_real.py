@@ -5,7 +5,6 @@ skip locally and a failure under ``CI=true``.  Each dataset is loaded once per m
 """
 from __future__ import annotations
 
-import os
 import warnings
 
 import pytest
