@@ -17,7 +17,8 @@ What is measured (forward + backward w.r.t. every embedding, float32):
   ``$GKDFAST_DATA/facebook_page_page`` or ``../shared/data``) and on a 1M-node power-law graph: exact
   all-N and sampled (K = 1024) denominators vs the dense Graph-MLP formulation (dense Â^hops computed
   once, outside the timed step, as Graph-MLP's ``get_A_r`` does; N x N cosine matrix per step) where
-  it fits (N <= 12k by default).
+  it fits (N <= 12k by default).  Also the exact denominator alone, the symmetric ``gram_lse`` op
+  (upper tiles: half the GEMMs) vs ``infonce(z, z)`` (every tile), on the same inputs.
 
 Prints a table; writes contrastive.json and contrastive.png under --out.
 """
@@ -90,6 +91,18 @@ def ncontrast_step(graph, z, **kw):
     def step():
         z.grad = None
         gkdfast.losses.ncontrast(graph, z, **kw).backward()
+    return step
+
+
+def denominator_step(z, symmetric, tau=1.0):
+    """The exact all-N denominator alone, lse_i over j != i of cos(z_i, z_j) / tau: the symmetric
+    gram_lse op (upper tiles only) vs infonce(z, z), which visits every tile."""
+    def step():
+        z.grad = None
+        zn = F.normalize(z, dim=1)
+        lse = (torch.ops.gkdfast.gram_lse(zn, 1.0 / tau, True) if symmetric
+               else torch.ops.gkdfast.infonce(zn, zn, 1.0 / tau, -1, True, 0, 0)[1])
+        lse.mean().backward()
     return step
 
 
@@ -200,6 +213,10 @@ def part_ncontrast(device, repeats, max_seconds):
         if n <= 150_000 or SMALL or device.type == "cuda":
             ms, mib = measure(ncontrast_step(g, z, hops=hops), device, repeats, max_seconds)
             rows.append(_row(size, case + " all-N", "gkdfast", ms, mib, note=f"Â^{hops} build {setup_ms:.0f} ms"))
+        if n <= 150_000 or SMALL or device.type == "cuda":
+            for impl, sym in (("gkdfast", True), ("infonce(z,z)", False)):  # gkdfast = gram_lse
+                ms, mib = measure(denominator_step(z, sym), device, repeats, max_seconds)
+                rows.append(_row(size, "all-N denominator only", impl, ms, mib))
         if n <= DENSE_MAX_N:
             w = dense_w(ei, n, hops, device)
             ms, mib = measure(dense_graph_mlp_step(w, z), device, repeats, max_seconds)
@@ -270,6 +287,25 @@ def test_bench_ncontrast_facebook(benchmark):
     g = gkdfast.Graph(ei, num_nodes=n)
     z = torch.randn(n, NC_D).requires_grad_()
     benchmark(ncontrast_step(g, z, hops=NC_HOPS, num_negatives=NC_K, seed=0))
+
+
+def _facebook_z():
+    ei, n = facebook_edges()
+    if ei is None:
+        if os.environ.get("CI") == "true":
+            raise FileNotFoundError("facebook_page_page data not found (set GKDFAST_DATA)")
+        import pytest
+
+        pytest.skip("facebook_page_page data not found")
+    return torch.randn(n, NC_D, generator=torch.Generator().manual_seed(1)).requires_grad_()
+
+
+def test_bench_denominator_gram_lse(benchmark):
+    benchmark(denominator_step(_facebook_z(), symmetric=True))
+
+
+def test_bench_denominator_infonce(benchmark):
+    benchmark(denominator_step(_facebook_z(), symmetric=False))
 
 
 if __name__ == "__main__":

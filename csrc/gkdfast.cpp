@@ -58,6 +58,11 @@ TORCH_LIBRARY(gkdfast, m) {
         "int num_negatives, int seed) -> (Tensor, Tensor)");
   m.def("infonce_backward(Tensor anchors, Tensor candidates, Tensor lse, Tensor grad_loss, Tensor grad_lse, "
         "float inv_tau, int pos_offset, bool exclude_self, int num_negatives, int seed) -> (Tensor, Tensor)");
+  // Row log-sum-exp of the scaled Gram matrix (see csrc/ops/gram_lse.h): lse_i = log sum_j
+  // exp(inv_tau * z_i . z_j) over all j (minus j = i if exclude_self), = infonce(z, z)'s lse at half
+  // the GEMMs (the logits are symmetric).  The backward returns dz of sum_i grad_i * lse_i.
+  m.def("gram_lse(Tensor z, float inv_tau, bool exclude_self) -> Tensor");
+  m.def("gram_lse_backward(Tensor z, Tensor lse, Tensor grad, float inv_tau, bool exclude_self) -> Tensor");
   // The Philox negatives the kernels draw: [R, K] int64 for the given rows (tests, debugging).
   m.def("sample_negatives(Tensor rows, int num_nodes, int num_negatives, int seed) -> Tensor");
   // Streaming top-k of query . key over all keys: (values [Q, k], indices [Q, k]).

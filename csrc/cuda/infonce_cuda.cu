@@ -20,6 +20,7 @@
 
 #include "common/online_softmax.h"
 #include "common/philox.h"
+#include "ops/gram_lse.h"
 #include "ops/infonce.h"
 
 namespace gkdfast {
@@ -187,6 +188,21 @@ at::Tensor sample_negatives_cuda(const at::Tensor& rows_in, int64_t num_nodes, i
   return out;
 }
 
+at::Tensor gram_lse_cuda(const at::Tensor& z, double inv_tau, bool exclude_self) {
+  check_gram_lse(z, "gram_lse");
+  check_cuda(z, "gram_lse");
+  c10::cuda::CUDAGuard guard(z.device());
+  return gram_lse_tiled(z, inv_tau, exclude_self);
+}
+
+at::Tensor gram_lse_backward_cuda(const at::Tensor& z, const at::Tensor& lse, const at::Tensor& grad, double inv_tau,
+                                  bool exclude_self) {
+  check_gram_lse_backward(z, lse, grad, "gram_lse_backward");
+  check_cuda(z, "gram_lse_backward");
+  c10::cuda::CUDAGuard guard(z.device());
+  return gram_lse_tiled_backward(z, lse, grad, inv_tau, exclude_self);
+}
+
 std::tuple<at::Tensor, at::Tensor> topk_similar_cuda(const at::Tensor& query, const at::Tensor& keys, int64_t k) {
   check_cuda(query, "topk_similar");
   c10::cuda::CUDAGuard guard(query.device());
@@ -200,6 +216,8 @@ TORCH_LIBRARY_IMPL(gkdfast, CUDA, m) {
   m.impl("infonce_backward", &infonce_backward_cuda);
   m.impl("sample_negatives", &sample_negatives_cuda);
   m.impl("topk_similar", &topk_similar_cuda);
+  m.impl("gram_lse", &gram_lse_cuda);
+  m.impl("gram_lse_backward", &gram_lse_backward_cuda);
 }
 
 }  // namespace gkdfast

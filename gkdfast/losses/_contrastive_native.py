@@ -3,6 +3,7 @@
 ``gkdfast::infonce`` returns ``(loss [N], lse [N])`` in the accumulation dtype; its backward is the
 explicit ``gkdfast::infonce_backward`` op, which recomputes the logit tiles (or re-draws the Philox
 negatives) instead of saving anything N x N or N x K: only the inputs and ``lse`` are saved.
+``gkdfast::gram_lse`` (anchors = candidates, the symmetric case) likewise saves ``z`` and ``lse``.
 """
 from __future__ import annotations
 
@@ -57,6 +58,26 @@ def _register():
     torch.library.register_autograd(_LIB + "infonce", backward, setup_context=setup)
     forbid_double_backward(_LIB + "infonce_backward", "gkdfast.losses.crd / nt_xent / ncontrast")
 
+    @torch.library.register_fake(_LIB + "gram_lse")
+    def _gram_lse_fake(z, inv_tau, exclude_self):
+        return z.new_empty((z.shape[0],), dtype=_acc(z.dtype))
 
-if _backend.native_loaded() and hasattr(torch.ops.gkdfast, "infonce"):
+    @torch.library.register_fake(_LIB + "gram_lse_backward")
+    def _gram_lse_backward_fake(z, lse, grad, inv_tau, exclude_self):
+        return torch.empty_like(z)
+
+    def gram_setup(ctx, inputs, output):
+        z, inv_tau, exclude_self = inputs
+        ctx.args = (inv_tau, exclude_self)
+        ctx.save_for_backward(z, output)
+
+    def gram_backward(ctx, grad):
+        z, lse = ctx.saved_tensors
+        return torch.ops.gkdfast.gram_lse_backward(z, lse, grad.contiguous(), *ctx.args), None, None
+
+    torch.library.register_autograd(_LIB + "gram_lse", gram_backward, setup_context=gram_setup)
+    forbid_double_backward(_LIB + "gram_lse_backward", "gkdfast.losses.nt_xent / ncontrast")
+
+
+if _backend.native_loaded() and hasattr(torch.ops.gkdfast, "infonce") and hasattr(torch.ops.gkdfast, "gram_lse"):
     _register()

@@ -6,6 +6,8 @@ with a streaming log-sum-exp, exact over all N candidates (BLAS tiles, O(N·d) m
 logit matrix is never formed; the backward recomputes the tiles) or over K negatives per row drawn
 inside the kernel by a counter-based Philox generator keyed by ``(seed, row, k)``, so no index tensor
 is stored and CPU and CUDA draw the same negatives.  :func:`sample_negatives` shows those draws.
+Where anchors and candidates are the same rows (nt_xent, ncontrast's exact denominator), the
+symmetric ``gkdfast::gram_lse`` computes only the tiles on and above the diagonal: half the GEMMs.
 """
 from __future__ import annotations
 
@@ -82,6 +84,14 @@ def _infonce(a: Tensor, c: Tensor, tau: float, pos_offset: int, exclude_self: bo
     if _backend.choose("infonce", a.device, a.dtype) == "reference":
         return ref.infonce(a, c, 1.0 / tau, pos_offset, exclude_self, k, seed)
     return torch.ops.gkdfast.infonce(a.contiguous(), c.contiguous(), 1.0 / tau, pos_offset, exclude_self, k, seed)
+
+
+def _gram_lse(x: Tensor, tau: float, exclude_self: bool) -> Tensor:
+    """``lse_i = log Σ_j exp(x_i·x_j / τ)`` (j ≠ i when ``exclude_self``) on the best backend, in the
+    accumulation dtype: ``_infonce(x, x, ...)``'s lse at half the GEMM work (the logits are symmetric)."""
+    if _backend.choose("gram_lse", x.device, x.dtype) == "reference":
+        return ref.gram_lse(x, 1.0 / tau, exclude_self)
+    return torch.ops.gkdfast.gram_lse(x.contiguous(), 1.0 / tau, exclude_self)
 
 
 def _reduce(rows: Tensor, reduction: str, dtype: torch.dtype) -> Tensor:
@@ -169,7 +179,9 @@ def nt_xent(z1: Tensor, z2: Tensor, tau: float = 0.5, reduction: str = "mean") -
     reduction = _check_reduction(reduction, op)
     n = z1.size(0)
     x = torch.cat([_normalize(z1), _normalize(z2)], 0)
-    rows = _infonce(x, x, tau, n, True, 0, 0)[0]  # row a's positive is (a + N) mod 2N, self excluded
+    # Row a's positive is (a + N) mod 2N; its denominator runs over both views minus a itself.
+    lse = _gram_lse(x, tau, True)
+    rows = lse - (x * torch.roll(x, -n, 0)).sum(1).to(lse.dtype) / tau
     return _reduce(0.5 * (rows[:n] + rows[n:]), reduction, z1.dtype)
 
 
@@ -350,7 +362,7 @@ def ncontrast(graph: Graph, z: Tensor, tau: float = 1.0, hops: int = 1, num_nega
     s = sddmm(pg, zn, zn).to(acc) / tau  # s_ij for every positive pair, in pg's edge order = (row, col) order
     num = _segment_lse(s + log_w.to(acc), row, n, has)
     if k == 0:
-        den = _infonce(zn, zn, tau, -1, True, 0, 0)[0]
+        den = _gram_lse(zn, tau, True)
     else:
         den = torch.logaddexp(_infonce(zn, zn, tau, -1, True, k, sd)[0], _segment_lse(s, row, n, has))
     rows = torch.where(has, den - num, torch.zeros_like(num))

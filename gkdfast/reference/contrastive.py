@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["philox4x32_10", "negative_index_py", "sample_negatives", "infonce", "crd", "nt_xent", "ncontrast",
+__all__ = ["philox4x32_10", "negative_index_py", "sample_negatives", "infonce", "gram_lse", "crd", "nt_xent", "ncontrast",
            "gcn_adjacency_power_dense"]
 
 _M32 = 0xFFFFFFFF
@@ -96,6 +96,12 @@ def infonce(a: Tensor, c: Tensor, inv_tau: float, pos_offset: int, exclude_self:
     if pos_offset >= 0 and n:
         loss = lse - (a * torch.roll(c, -(pos_offset % n), 0)).sum(-1) * inv_tau
     return loss, lse
+
+
+def gram_lse(z: Tensor, inv_tau: float, exclude_self: bool) -> Tensor:
+    """Reference of ``torch.ops.gkdfast.gram_lse`` (see csrc/ops/gram_lse.h): ``lse [N]`` of the rows of
+    ``inv_tau · z zᵀ`` (diagonal left out when ``exclude_self``), in the accumulation dtype."""
+    return infonce(z, z, inv_tau, -1, exclude_self, 0, 0)[1]
 
 
 # ------------------------------------------------------------------------------ losses, from their definitions
