@@ -320,15 +320,15 @@ Why our numbers can differ from the published ones (known, not hidden):
   forward/backward passes per batch) and CPU-side position features.  The ours-vs-reference tables
   come from a separate timing-only seed on one machine, nothing else running; where a dataset has
   none, `docs/results-timing-cora.md` has every recipe on Cora against the reference backend (CPU).
-- **Facebook: NOSMOG, Graph-MLP, Cold Brew and G-CRD have fewer seeds** (those of the GPU lease; Cold
-  Brew also seeds 2-6 on the CPU, ~3 min each).
-  On a 2-core CPU one seed of the four costs 35-55 minutes (per-epoch times measured on 22,470 nodes
-  times the epoch counts of the GPU runs:
-  Graph-MLP ~10 s — the exact all-pairs neighbour-contrastive loss, N²·d ≈ 1.3·10¹¹ multiply-adds per forward;
-  G-CRD ~6 s — all-N InfoNCE; NOSMOG ~6 s — five PGD passes per batch over 4,714 features), against
-  5-150 s per recipe and seed on the shared H200.  The next GPU lease finishes them: `QUALITY=1 QUALITY_DATASETS=facebook
+- **Facebook: NOSMOG, Graph-MLP and G-CRD have fewer seeds** (the table's seeds column: seeds 0-1
+  from the GPU lease, then seeds 2, 3, ... on the CPU as they finish; every other Facebook row has 10).
+  On a 2-core CPU one seed of the three costs ~35 minutes (per epoch on 22,470 nodes: Graph-MLP ~6 s —
+  the exact all-pairs neighbour-contrastive loss, N²·d ≈ 1.3·10¹¹ multiply-adds per pass, now on the
+  symmetric `gram_lse` op, 1.85x faster than the anchors/candidates form it replaced; G-CRD ~6 s —
+  all-N InfoNCE; NOSMOG ~6 s — five PGD passes per batch over 4,714 features), against 5-150 s per
+  recipe and seed on the shared H200.  A GPU lease finishes them: `QUALITY=1 QUALITY_DATASETS=facebook
   QUALITY_SEEDS="2,6 3,7 4,8 5,9" bash scripts/device_check.sh` (with `GKDFAST_DATA`) runs every recipe
-  of seeds 2-9 there, and those runs then replace the CPU's for those seeds (one source per seed).
+  of seeds 2-9 there; for a seed both machines finished, the report keeps the source with more runs.
 - **Splits / seeds.** 10 seeds (fewer where a row's seed count says so); on the random-split
   datasets the split changes with the seed, so the std includes split variance.  The standard
   deviation is the population std over seeds.
