@@ -327,8 +327,8 @@ Why our numbers can differ from the published ones (known, not hidden):
   symmetric `gram_lse` op, 1.85x faster than the anchors/candidates form it replaced; G-CRD ~6 s —
   all-N InfoNCE; NOSMOG ~6 s — five PGD passes per batch over 4,714 features), against 5-150 s per
   recipe and seed on the shared H200.  A GPU lease finishes them: `QUALITY=1 QUALITY_DATASETS=facebook
-  QUALITY_SEEDS="2,6 3,7 4,8 5,9" bash scripts/device_check.sh` (with `GKDFAST_DATA`) runs every recipe
-  of seeds 2-9 there; for a seed both machines finished, the report keeps the source with more runs.
+  QUALITY_SEEDS="7 8 9" bash scripts/device_check.sh` (with `GKDFAST_DATA`) runs every recipe of the
+  seeds still missing there; for a seed both machines ran, the report keeps the source with more runs.
 - **Splits / seeds.** 10 seeds (fewer where a row's seed count says so); on the random-split
   datasets the split changes with the seed, so the std includes split variance.  The standard
   deviation is the population std over seeds.
