@@ -1,4 +1,5 @@
-// CPU kernels of the InfoNCE family (crd, nt_xent, ncontrast denominator) and of the sampler.
+// CPU kernels of the InfoNCE family (crd, nt_xent, ncontrast denominator) and of the sampler; the
+// all-N paths and gram_lse are the device-agnostic tiles of ops/infonce.cpp and ops/gram_lse.cpp.
 // All-N: BLAS tiles with a streaming log-sum-exp (ops/infonce.cpp).  Sampled negatives: one pass
 // per anchor row, negatives re-drawn from Philox (common/philox.h) in forward and backward, so
 // nothing of size N x K is ever stored.  No atomics: the candidate-side gradient is computed by
@@ -17,6 +18,7 @@
 #include "common/cpu_vec.h"
 #include "common/online_softmax.h"
 #include "common/philox.h"
+#include "ops/gram_lse.h"
 #include "ops/infonce.h"
 
 namespace gkdfast {
@@ -165,6 +167,19 @@ at::Tensor sample_negatives_cpu(const at::Tensor& rows_in, int64_t num_nodes, in
   return out;
 }
 
+at::Tensor gram_lse_cpu(const at::Tensor& z, double inv_tau, bool exclude_self) {
+  check_gram_lse(z, "gram_lse");
+  check_cpu(z, "gram_lse");
+  return gram_lse_tiled(z, inv_tau, exclude_self);
+}
+
+at::Tensor gram_lse_backward_cpu(const at::Tensor& z, const at::Tensor& lse, const at::Tensor& grad, double inv_tau,
+                                 bool exclude_self) {
+  check_gram_lse_backward(z, lse, grad, "gram_lse_backward");
+  check_cpu(z, "gram_lse_backward");
+  return gram_lse_tiled_backward(z, lse, grad, inv_tau, exclude_self);
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(gkdfast, CPU, m) {
@@ -172,6 +187,8 @@ TORCH_LIBRARY_IMPL(gkdfast, CPU, m) {
   m.impl("infonce_backward", &infonce_backward_cpu);
   m.impl("sample_negatives", &sample_negatives_cpu);
   m.impl("topk_similar", &topk_similar_tiled);
+  m.impl("gram_lse", &gram_lse_cpu);
+  m.impl("gram_lse_backward", &gram_lse_backward_cpu);
 }
 
 }  // namespace gkdfast

@@ -179,10 +179,11 @@ def nt_xent(z1: Tensor, z2: Tensor, tau: float = 0.5, reduction: str = "mean") -
     reduction = _check_reduction(reduction, op)
     n = z1.size(0)
     x = torch.cat([_normalize(z1), _normalize(z2)], 0)
-    # Row a's positive is (a + N) mod 2N; its denominator runs over both views minus a itself.
+    # Row a's denominator runs over both views minus a itself; its positive is the same node in the
+    # other view, the same dot product u_i·v_i for both directions.
     lse = _gram_lse(x, tau, True)
-    rows = lse - (x * torch.roll(x, -n, 0)).sum(1).to(lse.dtype) / tau
-    return _reduce(0.5 * (rows[:n] + rows[n:]), reduction, z1.dtype)
+    pos = (x[:n] * x[n:]).sum(1).to(lse.dtype) / tau
+    return _reduce(0.5 * (lse[:n] + lse[n:]) - pos, reduction, z1.dtype)
 
 
 # ------------------------------------------------------------------------------ ncontrast
