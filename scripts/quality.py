@@ -320,15 +320,14 @@ Why our numbers can differ from the published ones (known, not hidden):
   forward/backward passes per batch) and CPU-side position features.  The ours-vs-reference tables
   come from a separate timing-only seed on one machine, nothing else running; where a dataset has
   none, `docs/results-timing-cora.md` has every recipe on Cora against the reference backend (CPU).
-- **Facebook: NOSMOG, Graph-MLP and G-CRD have fewer seeds** (the table's seeds column: seeds 0-1
-  from the GPU lease, then seeds 2, 3, ... on the CPU as they finish; every other Facebook row has 10).
-  On a 2-core CPU one seed of the three costs 20-28 minutes with its teacher (per epoch on 22,470 nodes: Graph-MLP 5.5-6.1 s —
-  the exact all-pairs neighbour-contrastive loss, N²·d ≈ 1.3·10¹¹ multiply-adds per pass, now on the
-  symmetric `gram_lse` op, 1.85x faster than the anchors/candidates form it replaced; G-CRD 4.7-5.1 s —
-  all-N InfoNCE; NOSMOG 5.1-5.8 s — five PGD passes per batch over 4,714 features), against 5-150 s per
-  recipe and seed on the shared H200.  A GPU lease finishes them: `QUALITY=1 QUALITY_DATASETS=facebook
-  QUALITY_SEEDS="7 8 9" bash scripts/device_check.sh` (with `GKDFAST_DATA`) runs every recipe of the
-  seeds still missing there; for a seed both machines ran, the report keeps the source with more runs.
+- **Facebook: where the seeds ran.** Seeds 0-1 of every row come from the H200 lease, seeds 2-9
+  from this 2-core CPU (the train / inference times are the CPU's).  NOSMOG, Graph-MLP and G-CRD
+  cost 19-36 minutes per seed (per epoch on 22,470 nodes: Graph-MLP 5.3-6.1 s — the exact
+  all-pairs neighbour-contrastive loss, N²·d ≈ 1.3·10¹¹ multiply-adds per pass, on the symmetric
+  `gram_lse` op, 1.85x faster than the anchors/candidates form it replaced; G-CRD 4.5-5.2 s — all-N
+  InfoNCE; NOSMOG 5.1-5.8 s — five PGD passes per batch over 4,714 features; early stopping sets the
+  epoch count, 52-193), against 5-150 s per recipe and seed on the shared H200.  For a seed both
+  machines ran, the report keeps the source with more runs of it.
 - **Splits / seeds.** 10 seeds (fewer where a row's seed count says so); on the random-split
   datasets the split changes with the seed, so the std includes split variance.  The standard
   deviation is the population std over seeds.
