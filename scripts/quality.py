@@ -74,7 +74,10 @@ OVERRIDES = {
 }
 
 # Published numbers on Cora (MLP student, transductive) the issue sets as targets.
-TARGETS = {("cora", "none"): 59.2, ("cora", "glnn"): 80.54, ("cora", "graphmlp"): 79.5, ("cora", "nosmog"): 83.04}
+# Published test accuracies (%) compared in the report: GLNN / NOSMOG (NOSMOG's Table 1, their random
+# 20 / 30 per class split) and Graph-MLP (its README, public split); see the report's notes.
+TARGETS = {("cora", "none"): 59.2, ("cora", "glnn"): 80.54, ("cora", "graphmlp"): 79.5, ("cora", "nosmog"): 83.04,
+           ("citeseer", "glnn"): 71.77, ("citeseer", "graphmlp"): 73.1, ("citeseer", "nosmog"): 73.78}
 
 
 def _row(res, method):
@@ -304,6 +307,18 @@ Why our numbers can differ from the published ones (known, not hidden):
   `gkdfast distill --data …/BlogCatalog.mat --methods nosmog --set nosmog.rsd_weight=0`.
 - **Graph-MLP.** The neighbour-contrastive loss over all nodes at once (exact, sparse Â²) instead of
   random 2000-node batches with a dense Â²; Cora settings (α = 10, τ = 2) except CiteSeer (α = 1, τ = 0.5).
+- **Graph-MLP on CiteSeer is ~9 points short, and the cause is the student and the feature scaling,
+  not the loss.** `python scripts/graphmlp_encoder_check.py` trains the same loss (gkdfast's exact
+  ncontrast, CiteSeer settings) for a fixed 400 epochs, test accuracy at the best-validation epoch,
+  measured on 2 CPU threads: our MLP(128) student with a 256-wide projection head, features as stored
+  (binary): 65.97 ± 1.52 (seeds 0-2); the same with each feature row scaled to sum 1 (what Graph-MLP's
+  loader does): 71.10 ± 0.70 (seeds 0-1); Graph-MLP's own encoder (Linear→GELU→LayerNorm→Dropout
+  0.6→Linear, width 256, classifier on the contrasted output) on stored features: 71.75 ± 0.25; that
+  encoder on scaled features: **72.80 ± 0.30** (seeds 0-1), against the published 73.1.  The table keeps
+  one student and the stored features for every recipe, so the row stays comparable with the others.
+- **Published GLNN / NOSMOG figures** come from NOSMOG's Table 1, on their random 20 / 30 per class
+  split with a tuned, sampled SAGE teacher; Cora and CiteSeer here use the public split (Graph-MLP's
+  figures are on the public split).  NOSMOG on CiteSeer (70.28 vs 73.78) also keeps Cora's ε and μ.
 - **LSP / GSP / G-CRD** were published for GNN students (GAT/GCN/SAGE on PPI, arXiv, MAG); here they
   train the same MLP student with labels + the representation loss only (no logit KD, as in Joshi et
   al.'s representation-only runs), so little gain over the MLP is expected: the structure they match
