@@ -309,12 +309,12 @@ Why our numbers can differ from the published ones (known, not hidden):
 - **Graph-MLP on CiteSeer is ~9 points short, and the cause is the student and the feature scaling,
   not the loss.** `python scripts/graphmlp_encoder_check.py` trains the same loss (gkdfast's exact
   ncontrast, CiteSeer settings) for a fixed 400 epochs, test accuracy at the best-validation epoch,
-  measured on 2 CPU threads: our MLP(128) student with a 256-wide projection head, features as stored
-  (binary): 65.97 ± 1.52 (seeds 0-2); the same with each feature row scaled to sum 1 (what Graph-MLP's
-  loader does): 71.10 ± 0.70 (seeds 0-1); Graph-MLP's own encoder (Linear→GELU→LayerNorm→Dropout
+  seeds 0-1, 2 CPU threads: this table's student (MLP(128) with the recipe's 256-wide projection head),
+  features as stored (binary): 64.15 ± 1.45; the same with each feature row scaled to sum 1 (what
+  Graph-MLP's loader does): 68.75 ± 0.15; Graph-MLP's own encoder (Linear→GELU→LayerNorm→Dropout
   0.6→Linear, width 256, classifier on the contrasted output) on stored features: 71.75 ± 0.25; that
-  encoder on scaled features: **72.80 ± 0.30** (seeds 0-1), against the published 73.1.  The table keeps
-  one student and the stored features for every recipe, so the row stays comparable with the others.
+  encoder on scaled features: **72.80 ± 0.30**, against the published 73.1.  The table keeps one
+  student and the stored features for every recipe, so the row stays comparable with the others.
 - **Published GLNN / NOSMOG figures** come from NOSMOG's Table 1, on their random 20 / 30 per class
   split with a tuned, sampled SAGE teacher; Cora and CiteSeer here use the public split (Graph-MLP's
   figures are on the public split).  NOSMOG on CiteSeer (70.28 vs 73.78) also keeps
