@@ -65,6 +65,12 @@ TORCH_LIBRARY(gkdfast, m) {
   m.def("gram_lse_backward(Tensor z, Tensor lse, Tensor grad, float inv_tau, bool exclude_self) -> Tensor");
   // The Philox negatives the kernels draw: [R, K] int64 for the given rows (tests, debugging).
   m.def("sample_negatives(Tensor rows, int num_nodes, int num_negatives, int seed) -> Tensor");
+  // ---- sampling ----------------------------------------------------------------------------
+  // Uniform in-neighbour sample of each seed node: min(deg, fanout) distinct in-edges (all when
+  // fanout < 0), Philox-keyed by (seed, node, hop); see csrc/ops/sample_neighbors.h.
+  // Returns (rowptr [S+1] int64, sampled source ids [nnz], their CSR edge positions [nnz]).
+  m.def("sample_neighbors(Tensor rowptr, Tensor col, Tensor seeds, int fanout, int seed, int hop) "
+        "-> (Tensor, Tensor, Tensor)");
   // Streaming top-k of query . key over all keys: (values [Q, k], indices [Q, k]).
   m.def("topk_similar(Tensor query, Tensor keys, int k) -> (Tensor, Tensor)");
 }

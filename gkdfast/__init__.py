@@ -1,6 +1,6 @@
 """gkdfast: fused, exact, memory-lean kernels for knowledge distillation on graphs.
 
-Public names only; see README.md for a tour.  ``gkdfast.data`` and ``gkdfast.distill`` are imported
+Public names only; see README.md for a tour.  ``gkdfast.data``, ``gkdfast.distill`` and ``gkdfast.sampling`` are imported
 on first use (they pull in scipy, tqdm and matplotlib, which the kernels do not need).
 """
 import importlib
@@ -14,9 +14,9 @@ from gkdfast.retrieval import topk_similar
 __version__ = "0.1.0"
 
 __all__ = ["Graph", "spmm", "sddmm", "edge_softmax", "gcn_norm", "topk_similar", "backend_info", "explain",
-           "losses", "nn", "data", "distill", "__version__"]
+           "losses", "nn", "data", "distill", "sampling", "__version__"]
 
-_LAZY_SUBMODULES = ("data", "distill")
+_LAZY_SUBMODULES = ("data", "distill", "sampling")
 
 
 def __getattr__(name):

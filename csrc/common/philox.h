@@ -7,6 +7,10 @@
 // map (r * (n-1)) >> 32, and indices >= i are shifted up by one so that i itself is never drawn.
 // (The multiply-shift map has a relative bias below n / 2^32, negligible for n < 2^31.)
 // gkdfast/reference/contrastive.py holds a pure-Python copy (the reference and the tests use it).
+//
+// Neighbour sampling (ops/sample_neighbors.h) uses its own domain so its stream never overlaps the
+// negatives': draw s of node v at hop h: counter = (lo32(v), hi32(v), s / 4, 0x6E620000 | h) ("nb"),
+// same key; gkdfast/reference/sampling.py holds its pure-Python copy.
 #pragma once
 
 #include <cstdint>
@@ -19,6 +23,7 @@ namespace philox {
 constexpr uint32_t kM0 = 0xD2511F53u, kM1 = 0xCD9E8D57u;
 constexpr uint32_t kW0 = 0x9E3779B9u, kW1 = 0xBB67AE85u;
 constexpr uint32_t kNegDomain = 0x6E656700u;
+constexpr uint32_t kNeighborDomain = 0x6E620000u;  // | hop (hop < 2^16)
 
 struct U4 {
   uint32_t x, y, z, w;
@@ -71,6 +76,19 @@ GKD_HD int64_t word_to_index(uint32_t word, int64_t n, int64_t row) {
 // Negative k of row i among n nodes (n >= 2).
 GKD_HD int64_t negative_index(uint64_t seed, int64_t row, int64_t k, int64_t n) {
   return word_to_index(pick_word(negative_words(seed, row, k >> 2), k), n, row);
+}
+
+// Four raw words for draws 4*q .. 4*q+3 of node v's neighbour sample at hop `hop`.
+GKD_HD U4 neighbor_words(uint64_t seed, int64_t node, int64_t hop, int64_t q) {
+  const uint64_t r = static_cast<uint64_t>(node);
+  return philox4x32_10(U4{static_cast<uint32_t>(r), static_cast<uint32_t>(r >> 32), static_cast<uint32_t>(q),
+                          kNeighborDomain | static_cast<uint32_t>(hop & 0xFFFF)},
+                       static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32));
+}
+
+// Maps a raw word to [0, n) by multiply-shift (n <= 2^32).
+GKD_HD int64_t word_to_range(uint32_t word, int64_t n) {
+  return static_cast<int64_t>((static_cast<uint64_t>(word) * static_cast<uint64_t>(n)) >> 32);
 }
 
 }  // namespace philox

@@ -8,13 +8,14 @@ With ``num_layers=1`` there is no hidden layer and ``hidden`` is ``x`` itself.
 """
 from __future__ import annotations
 
-from typing import List, Optional, Tuple, Union
+from typing import List, Optional, Sequence, Tuple, Union
 
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gkdfast.graph import Graph
 from gkdfast.nn._utils import check_features
+from gkdfast.nn.block_forward import layer_on_block
 from gkdfast.nn.gat_conv import GATConv
 from gkdfast.nn.gcn_conv import GCNConv
 from gkdfast.nn.gin_conv import GINConv
@@ -77,6 +78,46 @@ class _Stack(nn.Module):
             x = F.dropout(x, p=self.dropout, training=self.training)
         out = self._run_layer(self.layers[-1], x, graph)
         return (out, hidden) if return_hidden else out
+
+    def forward_blocks(self, x_src: Tensor, blocks: Sequence, return_hidden: bool = False) -> Output:
+        """Mini-batch forward on sampled blocks (:func:`gkdfast.sampling.sample_blocks`): layer ``l``
+        runs on ``blocks[l]``, whose destinations are the first ``num_dst`` of its sources.
+
+        Shapes: ``x_src`` ``[blocks[0].num_src, in]`` (features of the batch's ``n_id``) -> logits
+        ``[blocks[-1].num_dst, out]`` (the seeds), and hidden ``[blocks[-1].num_dst, hidden]``.
+        With fan-outs covering every degree it equals :meth:`forward` on those rows.
+
+        Example:
+            >>> from gkdfast.sampling import sample_blocks
+            >>> g = gkdfast.Graph(torch.tensor([[0, 1, 2], [1, 2, 0]]))
+            >>> n_id, blocks = sample_blocks(g, torch.tensor([0, 2]), [5, 5])
+            >>> gkdfast.nn.SAGE(8, 16, 3)(torch.randn(3, 8), g).shape
+            torch.Size([3, 3])
+            >>> gkdfast.nn.SAGE(8, 16, 3).forward_blocks(torch.randn(len(n_id), 8), blocks).shape
+            torch.Size([2, 3])
+        """
+        name = type(self).__name__
+        check_features(name, x_src, self.in_channels)
+        if len(blocks) != self.num_layers:
+            raise ValueError(f"gkdfast.nn.{name}.forward_blocks: got {len(blocks)} blocks for {self.num_layers} "
+                             "layers (sample one hop per layer: len(fanouts) == num_layers)")
+        x, hidden = x_src, None
+        for i, layer in enumerate(self.layers[:-1]):
+            x = self._run_block(layer, x, blocks[i])
+            if self.norms is not None:
+                x = self.norms[i](x)
+            x = F.relu(x)
+            hidden = x
+            x = F.dropout(x, p=self.dropout, training=self.training)
+        out = self._run_block(self.layers[-1], x, blocks[-1])
+        if hidden is None:  # one layer: the hidden embedding is the input of the seeds
+            hidden = x_src[:blocks[-1].num_dst]
+        elif hidden.size(0) != out.size(0):
+            hidden = hidden[:out.size(0)]
+        return (out, hidden) if return_hidden else out
+
+    def _run_block(self, layer: nn.Module, x: Tensor, block) -> Tensor:
+        return layer_on_block(layer, x, block)
 
 
 class GCN(_Stack):

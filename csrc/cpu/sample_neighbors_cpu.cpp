@@ -1,0 +1,116 @@
+// CPU neighbour sampler: counts -> prefix sum -> fill, each pass parallel over the seed nodes
+// (at::parallel_for, OpenMP).  Each seed writes only its own output slice and draws its own Philox
+// words, so the result is bitwise identical for any thread count and any batch composition.
+// Floyd's algorithm keeps the chosen positions sorted in the output slice itself (binary search +
+// insertion): O(m log m + m^2 moves) per seed with no scratch memory; m is a fan-out (tens).
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+#include <torch/types.h>
+
+#include <algorithm>
+
+#include "common/philox.h"
+#include "ops/sample_neighbors.h"
+
+namespace gkdfast {
+namespace {
+
+template <typename index_t>
+void fill_one(const index_t* rp, const index_t* cp, int64_t v, int64_t m, uint64_t seed, int64_t hop,
+              index_t* out_col, index_t* out_eid) {
+  const int64_t begin = static_cast<int64_t>(rp[v]);
+  const int64_t deg = static_cast<int64_t>(rp[v + 1]) - begin;
+  index_t* pos = out_eid;  // chosen positions, kept sorted, later turned into edge ids in place
+  if (m == deg) {
+    for (int64_t p = 0; p < deg; ++p) pos[p] = static_cast<index_t>(p);
+  } else {
+    philox::U4 words{0, 0, 0, 0};
+    for (int64_t s = 0; s < m; ++s) {
+      if ((s & 3) == 0) words = philox::neighbor_words(seed, v, hop, s >> 2);
+      const int64_t j = deg - m + s;
+      const int64_t r = philox::word_to_range(philox::pick_word(words, s), j + 1);
+      index_t* const end = pos + s;
+      index_t* it = std::lower_bound(pos, end, static_cast<index_t>(r));
+      if (it != end && static_cast<int64_t>(*it) == r) {
+        *end = static_cast<index_t>(j);  // j exceeds every earlier pick: appending keeps the order
+      } else {
+        std::move_backward(it, end, end + 1);
+        *it = static_cast<index_t>(r);
+      }
+    }
+  }
+  for (int64_t s = 0; s < m; ++s) {
+    const int64_t e = begin + static_cast<int64_t>(pos[s]);
+    pos[s] = static_cast<index_t>(e);
+    out_col[s] = cp[e];
+  }
+}
+
+template <typename index_t, typename seed_t>
+std::tuple<at::Tensor, at::Tensor, at::Tensor> run(const at::Tensor& rowptr, const at::Tensor& col,
+                                                   const at::Tensor& seeds, int64_t fanout, uint64_t seed,
+                                                   int64_t hop) {
+  const int64_t n = rowptr.size(0) - 1;
+  const int64_t s_count = seeds.size(0);
+  const index_t* rp = rowptr.data_ptr<index_t>();
+  const index_t* cp = col.data_ptr<index_t>();
+  const seed_t* sp = seeds.data_ptr<seed_t>();
+  at::Tensor out_rowptr = at::empty({s_count + 1}, rowptr.options().dtype(at::kLong));
+  int64_t* orp = out_rowptr.data_ptr<int64_t>();
+  orp[0] = 0;
+  // Pass 1: per-seed counts (and the range check, so a bad seed fails before any output is written).
+  bool bad = false;
+  int64_t bad_value = 0;
+  for (int64_t t = 0; t < s_count; ++t) {
+    const int64_t v = static_cast<int64_t>(sp[t]);
+    if (v < 0 || v >= n) {
+      bad = true;
+      bad_value = v;
+      break;
+    }
+  }
+  TORCH_CHECK_INDEX(!bad, "gkdfast.sample_neighbors: seed node ", bad_value, " is out of range [0, ", n, ")");
+  at::parallel_for(0, s_count, 2048, [&](int64_t b, int64_t e) {
+    for (int64_t t = b; t < e; ++t) {
+      const int64_t v = static_cast<int64_t>(sp[t]);
+      const int64_t deg = static_cast<int64_t>(rp[v + 1]) - static_cast<int64_t>(rp[v]);
+      orp[t + 1] = (fanout < 0 || deg <= fanout) ? deg : fanout;
+    }
+  });
+  // Pass 2: prefix sum (serial; S is a batch, memory-bound and tiny next to the fill).
+  for (int64_t t = 0; t < s_count; ++t) orp[t + 1] += orp[t];
+  const int64_t nnz = orp[s_count];
+  at::Tensor out_col = at::empty({nnz}, col.options());
+  at::Tensor out_eid = at::empty({nnz}, col.options());
+  index_t* ocp = out_col.data_ptr<index_t>();
+  index_t* oep = out_eid.data_ptr<index_t>();
+  // Pass 3: fill.
+  at::parallel_for(0, s_count, 256, [&](int64_t b, int64_t e) {
+    for (int64_t t = b; t < e; ++t) {
+      const int64_t o = orp[t];
+      fill_one<index_t>(rp, cp, static_cast<int64_t>(sp[t]), orp[t + 1] - o, seed, hop, ocp + o, oep + o);
+    }
+  });
+  return {out_rowptr, out_col, out_eid};
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> sample_neighbors_cpu(const at::Tensor& rowptr_in,
+                                                                    const at::Tensor& col_in,
+                                                                    const at::Tensor& seeds_in, int64_t fanout,
+                                                                    int64_t seed, int64_t hop) {
+  check_sample_neighbors(rowptr_in, col_in, seeds_in, fanout, seed, hop);
+  const at::Tensor rowptr = rowptr_in.contiguous(), col = col_in.contiguous(), seeds = seeds_in.contiguous();
+  const uint64_t s = static_cast<uint64_t>(seed);
+  if (col.scalar_type() == at::kInt) {
+    return seeds.scalar_type() == at::kInt ? run<int32_t, int32_t>(rowptr, col, seeds, fanout, s, hop)
+                                           : run<int32_t, int64_t>(rowptr, col, seeds, fanout, s, hop);
+  }
+  return seeds.scalar_type() == at::kInt ? run<int64_t, int32_t>(rowptr, col, seeds, fanout, s, hop)
+                                         : run<int64_t, int64_t>(rowptr, col, seeds, fanout, s, hop);
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(gkdfast, CPU, m) { m.impl("sample_neighbors", &sample_neighbors_cpu); }
+
+}  // namespace gkdfast

@@ -1,0 +1,95 @@
+"""``sample_neighbors``: uniform, seeded, deterministic in-neighbour sampling over a Graph's CSR.
+
+The native CPU kernel (``torch.ops.gkdfast.sample_neighbors``) and the pure-PyTorch reference
+(:mod:`gkdfast.reference.sampling`) draw the same Philox words, keyed by ``(seed, node, hop)``, so a
+node's sample is the same whatever the thread count, the batch it is in, or the backend.  There is no
+CUDA kernel: a graph on a CUDA device runs the reference on the GPU (same stream, bit-identical); the
+recommended path for training on a GPU is to sample on the CPU graph and move the (small) blocks and
+the gathered features to the GPU (see :class:`gkdfast.sampling.NeighborLoader`).
+"""
+from __future__ import annotations
+
+from typing import Tuple
+
+import torch
+from torch import Tensor
+
+from gkdfast import _backend
+from gkdfast.graph import Graph
+from gkdfast.reference import sampling as ref
+
+__all__ = ["sample_neighbors"]
+
+_OP = "sample_neighbors"
+
+
+def _check_int(value, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        try:
+            import numpy as np
+
+            if isinstance(value, np.integer):
+                return int(value)
+        except ImportError:  # pragma: no cover
+            pass
+        raise TypeError(f"gkdfast.sample_neighbors: {name} must be an int, got {type(value).__name__}")
+    return int(value)
+
+
+def sample_neighbors(graph: Graph, seeds: Tensor, fanout: int, seed: int = 0,
+                     hop: int = 0) -> Tuple[Tensor, Tensor, Tensor]:
+    """Samples ``min(deg, fanout)`` distinct in-neighbours of each seed node, uniformly.
+
+    Args:
+        graph: a :class:`gkdfast.Graph` (CSR by destination: a node's in-neighbours are the sources
+            of its messages, as in :func:`gkdfast.spmm`).
+        seeds: ``[S]`` int32/int64 node ids (repeats allowed: a repeated node gets the same sample).
+        fanout: neighbours per node (``-1``: all of them).
+        seed: non-negative int; with ``hop`` (``0 <= hop < 65536``) it keys the Philox stream.
+
+    Returns:
+        ``(rowptr [S+1] int64, nbr [nnz], eid [nnz])``: seed ``t``'s neighbours are
+        ``nbr[rowptr[t]:rowptr[t+1]]`` (global ids, in CSR order) and ``eid`` their edge positions in
+        the graph's CSR (index ``graph.col`` / CSR-ordered edge weights with it); ``nbr``/``eid`` have
+        the graph's index dtype.
+
+    Example:
+        >>> g = gkdfast.Graph(torch.tensor([[1, 2, 3, 0], [0, 0, 0, 1]]))
+        >>> rowptr, nbr, eid = sample_neighbors(g, torch.tensor([0, 1]), fanout=2, seed=0)
+        >>> rowptr.tolist(), bool((g.col[eid] == nbr).all())
+        ([0, 2, 3], True)
+    """
+    if not isinstance(graph, Graph):
+        raise TypeError(f"gkdfast.sample_neighbors: graph must be a gkdfast.Graph, got {type(graph).__name__}")
+    if not isinstance(seeds, Tensor):
+        seeds = torch.as_tensor(seeds, dtype=torch.int64)
+    if seeds.dtype not in (torch.int32, torch.int64):
+        raise TypeError(f"gkdfast.sample_neighbors: seeds must be an int32 or int64 tensor, got {seeds.dtype}")
+    if seeds.dim() != 1:
+        raise ValueError(f"gkdfast.sample_neighbors: seeds must be 1-D, got shape {list(seeds.shape)}")
+    fanout, seed, hop = _check_int(fanout, "fanout"), _check_int(seed, "seed"), _check_int(hop, "hop")
+    if fanout == 0 or fanout < -1:
+        raise ValueError(f"gkdfast.sample_neighbors: fanout must be a positive int or -1 (all), got {fanout}")
+    if seed < 0 or seed >= 2 ** 63:
+        raise ValueError(f"gkdfast.sample_neighbors: seed must be in [0, 2**63), got {seed}")
+    if not 0 <= hop < 65536:
+        raise ValueError(f"gkdfast.sample_neighbors: hop must be in [0, 65536), got {hop}")
+    if seeds.device != graph.device:
+        raise ValueError(f"gkdfast.sample_neighbors: seeds are on {seeds.device} but the graph is on {graph.device}")
+    if _backend.choose(_OP, graph.device) == "reference":
+        return ref.sample_neighbors(graph.rowptr, graph.col, seeds, fanout, seed, hop)
+    return torch.ops.gkdfast.sample_neighbors(graph.rowptr, graph.col, seeds, fanout, seed, hop)
+
+
+def _register_fake() -> None:
+    if not _backend.native_loaded() or not hasattr(torch.ops.gkdfast, _OP):
+        return
+
+    @torch.library.register_fake("gkdfast::" + _OP)
+    def _fake(rowptr, col, seeds, fanout, seed, hop):
+        nnz = torch.library.get_ctx().new_dynamic_size()
+        return (seeds.new_empty((seeds.shape[0] + 1,), dtype=torch.int64), col.new_empty((nnz,)),
+                col.new_empty((nnz,)))
+
+
+_register_fake()
