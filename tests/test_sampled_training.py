@@ -188,6 +188,8 @@ def test_fit_sampled_gcn_int32_and_errors():
     model = gkdfast.nn.GCN(8, 16, 3)
     stats = fit_sampled(model, data, fanouts=(5, 5), batch_size=16, epochs=10, progress=False)
     assert stats["best_val_acc"] > 0.6
+    tiny = fit_sampled(gkdfast.nn.GIN(8, 16, 3), data, fanouts=(3, 3), epochs=1, progress=True)  # tqdm path
+    assert tiny["epochs"] == 1
     with pytest.raises(ValueError, match="fanouts"):
         fit_sampled(model, data, fanouts=(5,), progress=False)
     with pytest.raises(ValueError, match="epochs"):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from typing import Dict, Optional, Sequence
+from typing import Dict, Sequence
 
 import numpy as np
 import torch
@@ -66,7 +66,6 @@ def _check(model: nn.Module, data, fanouts: Sequence[int], batch_size, epochs, e
             raise TypeError(f"gkdfast.sampling.fit_sampled: data needs a .{field} (a gkdfast.data.GraphData)")
 
 
-@torch.no_grad()
 def predict_sampled(model: nn.Module, data, nodes, *, fanouts: Sequence[int] = (15, 10), batch_size: int = 1024,
                     seed: int = 0, progress: bool = False) -> Tensor:
     """``[len(nodes), C]`` logits of ``nodes`` by sampled inference (model in eval mode).
@@ -79,16 +78,22 @@ def predict_sampled(model: nn.Module, data, nodes, *, fanouts: Sequence[int] = (
         torch.Size([5, 3])
     """
     nodes = _nodes(nodes)
+    loader = NeighborLoader(data.graph, nodes, fanouts, batch_size=batch_size, shuffle=False, seed=seed)
+    return _predict(model, data.x, loader, progress)
+
+
+def _predict(model: nn.Module, x, loader: NeighborLoader, progress: bool) -> Tensor:
     was_training = model.training
     model.eval()
     device = _model_device(model)
-    loader = NeighborLoader(data.graph, nodes, fanouts, batch_size=batch_size, shuffle=False, seed=seed)
+    loader.set_epoch(0)  # the same samples every time: comparable validation accuracies
     outs = []
-    bar = _bar(progress, nodes.numel(), "predict")
-    for batch in loader:
-        outs.append(_forward(model, data.x, batch, device).float().cpu())
-        if bar is not None:
-            bar.update(batch.num_seeds)
+    bar = _bar(progress, loader.nodes.numel(), "predict")
+    with torch.no_grad():
+        for batch in loader:
+            outs.append(_forward(model, x, batch, device).float().cpu())
+            if bar is not None:
+                bar.update(batch.num_seeds)
     if bar is not None:
         bar.close()
     model.train(was_training)
@@ -141,6 +146,8 @@ def fit_sampled(model: nn.Module, data, *, fanouts: Sequence[int] = (15, 10), ba
         raise ValueError("gkdfast.sampling.fit_sampled: data.train_mask selects no node")
     device = _model_device(model)
     loader = NeighborLoader(data.graph, train_nodes, fanouts, batch_size=batch_size, shuffle=True, seed=seed)
+    val_loader = NeighborLoader(data.graph, val_nodes, fanouts, batch_size=batch_size, shuffle=False,
+                                seed=mix_seed(seed, 2)) if val_nodes.numel() else None
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     best_acc, best_epoch, best_state = -math.inf, 0, None
     history, train_seconds, seen = [], 0.0, 0
@@ -166,9 +173,8 @@ def fit_sampled(model: nn.Module, data, *, fanouts: Sequence[int] = (15, 10), ba
             train_seconds += time.perf_counter() - t0
             seen += train_nodes.numel()
             record = {"epoch": epoch, "loss": total_loss / train_nodes.numel()}
-            if val_nodes.numel() and (epoch % eval_every == 0 or epoch == epochs):
-                logits = predict_sampled(model, data, val_nodes, fanouts=fanouts, batch_size=batch_size,
-                                         seed=mix_seed(seed, 2), progress=progress)
+            if val_loader is not None and (epoch % eval_every == 0 or epoch == epochs):
+                logits = _predict(model, data.x, val_loader, progress)
                 acc = float((logits.argmax(1) == _labels(data.y, val_nodes)).float().mean())
                 record["val_acc"] = acc
                 if acc > best_acc:
