@@ -4,8 +4,8 @@ A :class:`Block` is one bipartite hop: ``num_dst`` destination rows, edges from 
 nodes, the destinations being the first ``num_dst`` sources (so ``x_src[:num_dst]`` are the
 destination features, the self/root terms of SAGE/GCN/GIN).  :func:`sample_blocks` builds the blocks
 of one mini-batch: unique nodes ``n_id`` with the seeds first (in their order) and each hop's new
-nodes after them (sorted by id), in O(sampled) work per batch: a reusable node map of length ``N``
-(:class:`NodeMap`) is written for the batch's nodes only and reset after use.
+nodes after them (in order of first appearance), in O(sampled) work per batch: a reusable node map
+of length ``N`` (:class:`NodeMap`) is written for the batch's nodes only and reset after use.
 """
 from __future__ import annotations
 
@@ -116,6 +116,18 @@ def full_in_degree(graph: Graph) -> Tensor:
     return (csum[rp[1:]] - csum[rp[:-1]]).to(torch.float32)
 
 
+def _first_occurrences(table: Tensor, cand: Tensor) -> Tensor:
+    """Distinct values of ``cand`` (nodes not yet in the batch) in order of first occurrence, in
+    O(len(cand)) with no sort: each node's entry of ``table`` temporarily receives the smallest
+    position it occurs at (a deterministic scatter-min); the caller then overwrites every entry."""
+    if cand.numel() == 0:
+        return cand
+    pos = torch.arange(cand.numel(), dtype=table.dtype, device=table.device)
+    table[cand] = torch.iinfo(table.dtype).max
+    table.scatter_reduce_(0, cand.to(torch.int64), pos, reduce="amin")
+    return cand[table[cand] == pos]
+
+
 def sample_blocks(graph: Graph, seeds: Tensor, fanouts: Sequence[int], seed: int = 0,
                   node_map: Optional[NodeMap] = None,
                   degree: Optional[Tensor] = None,
@@ -139,7 +151,7 @@ def sample_blocks(graph: Graph, seeds: Tensor, fanouts: Sequence[int], seed: int
     Example:
         >>> g = gkdfast.Graph(torch.tensor([[1, 2, 3], [0, 1, 2]]))
         >>> n_id, blocks = sample_blocks(g, torch.tensor([0]), [1, 1])
-        >>> n_id.tolist(), [(b.num_dst, b.num_src) for b in blocks]
+        >>> n_id.tolist(), [(b.num_dst, b.num_src) for b in blocks]  # seeds, hop-1 nodes, hop-2 nodes
         ([0, 1, 2], [(2, 3), (1, 2)])
     """
     if len(fanouts) == 0:
@@ -167,9 +179,9 @@ def sample_blocks(graph: Graph, seeds: Tensor, fanouts: Sequence[int], seed: int
             num_dst = n_id.numel()
             rowptr, nbr, eid = sample_neighbors(graph, n_id, int(fanout), seed, hop)
             local = table[nbr]
-            new = torch.unique(nbr[local < 0])  # sorted new nodes
-            table[new] = torch.arange(num_dst, num_dst + new.numel(), dtype=table.dtype, device=table.device)
+            new = _first_occurrences(table, nbr[local < 0])
             if new.numel():
+                table[new] = torch.arange(num_dst, num_dst + new.numel(), dtype=table.dtype, device=table.device)
                 local = table[nbr]
             n_id = torch.cat([n_id, new])
             dst = n_id[:num_dst].to(torch.int64)
