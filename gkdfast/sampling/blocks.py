@@ -172,7 +172,6 @@ def sample_blocks(graph: Graph, seeds: Tensor, fanouts: Sequence[int], seed: int
         node_map.reset(seeds)
         raise ValueError("gkdfast.sampling: seeds must be distinct (a node appears twice in the batch)")
     n_id = seeds
-    rowptr64 = graph.rowptr.to(torch.int64) if graph.rowptr.dtype != torch.int64 else graph.rowptr
     blocks: List[Block] = []
     try:
         for hop, fanout in enumerate(fanouts):
@@ -184,11 +183,11 @@ def sample_blocks(graph: Graph, seeds: Tensor, fanouts: Sequence[int], seed: int
                 table[new] = torch.arange(num_dst, num_dst + new.numel(), dtype=table.dtype, device=table.device)
                 local = table[nbr]
             n_id = torch.cat([n_id, new])
-            dst = n_id[:num_dst].to(torch.int64)
+            dst = n_id[:num_dst]
             blocks.append(Block(
                 rowptr=rowptr, col=local.to(graph.col.dtype), edge_id=eid, num_dst=num_dst,
                 num_src=n_id.numel(), src_degree=degree[n_id],
-                dst_count=rowptr64[dst + 1] - rowptr64[dst],
+                dst_count=(graph.rowptr[dst + 1] - graph.rowptr[dst]).to(torch.int64),
                 edge_weight=None if csr_weight is None else csr_weight[eid]))
     finally:
         node_map.reset(n_id)
