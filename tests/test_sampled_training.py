@@ -151,7 +151,10 @@ def test_fit_sampled_close_to_full_batch_and_memmap(tmp_path):
     # Features as a read-only memory-mapped array: only x[n_id] is ever read.
     path = tmp_path / "x.npy"
     np.save(path, data.x.numpy())
+    np.save(tmp_path / "y.npy", data.y.numpy())
+    y = data.y
     data.x = np.load(path, mmap_mode="r")
+    data.y = np.load(tmp_path / "y.npy", mmap_mode="r")
     torch.manual_seed(0)
     model = gkdfast.nn.SAGE(16, 32, 4, num_layers=2, dropout=0.2)
     stats = fit_sampled(model, data, fanouts=(10, 5), batch_size=64, epochs=20, lr=0.01, seed=0,
@@ -160,6 +163,7 @@ def test_fit_sampled_close_to_full_batch_and_memmap(tmp_path):
     assert stats["epochs"] == 20 and stats["nodes_per_s"] > 0 and 1 <= stats["best_epoch"] <= 20
     # Full-batch reference: same model, Adam, full graph.
     x = torch.from_numpy(np.array(data.x))
+    data.y = y
     torch.manual_seed(0)
     ref = gkdfast.nn.SAGE(16, 32, 4, num_layers=2, dropout=0.2)
     opt = torch.optim.Adam(ref.parameters(), lr=0.01)
