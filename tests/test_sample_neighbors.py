@@ -165,6 +165,8 @@ def test_native_bad_arguments_direct():
         _native(g, torch.tensor([-1]), 2, 0)
     with pytest.raises(ValueError, match="fanout"):
         _native(g, torch.tensor([0]), 0, 0)
+    with pytest.raises(ValueError, match="fanout"):
+        _native(g, torch.tensor([0]), -3, 0)
     with pytest.raises(TypeError, match="int32 or int64"):
         _native(g, torch.tensor([0.0]), 2, 0)
     with pytest.raises(TypeError, match="share one index dtype"):

@@ -14,7 +14,8 @@ void check_sample_neighbors(const at::Tensor& rowptr, const at::Tensor& col, con
                    "gkdfast.sample_neighbors: seeds must be int32 or int64, got ", seeds.scalar_type());
   TORCH_CHECK_VALUE(seeds.device() == rowptr.device(), "gkdfast.sample_neighbors: seeds are on ", seeds.device(),
                     " but the graph is on ", rowptr.device());
-  TORCH_CHECK_VALUE(fanout != 0, "gkdfast.sample_neighbors: fanout must be positive (or -1 for all neighbours), got 0");
+  TORCH_CHECK_VALUE(fanout > 0 || fanout == -1,
+                    "gkdfast.sample_neighbors: fanout must be positive (or -1 for all neighbours), got ", fanout);
   TORCH_CHECK_VALUE(seed >= 0, "gkdfast.sample_neighbors: seed must be >= 0, got ", seed);
   TORCH_CHECK_VALUE(hop >= 0 && hop < 65536, "gkdfast.sample_neighbors: hop must be in [0, 65536), got ", hop);
 }

@@ -2,7 +2,7 @@
 // shared by every backend, and the Philox draw that fixes which neighbours are chosen.
 //
 // Op semantics (gkdfast::sample_neighbors(rowptr, col, seeds, fanout, seed, hop)):
-//   for each seed node v (deg = rowptr[v+1] - rowptr[v]) pick m = deg if fanout < 0 or deg <= fanout,
+//   for each seed node v (deg = rowptr[v+1] - rowptr[v] < 2^31) pick m = deg if fanout == -1 or deg <= fanout,
 //   else m = fanout, distinct in-edge positions p in [0, deg) uniformly without replacement, by
 //   Floyd's algorithm: for s = 0 .. m-1, j = deg - m + s, r = philox word s of (seed, v, hop) mapped
 //   to [0, j] by (word * (j + 1)) >> 32 (bias < deg / 2^32); take r unless already taken, else j.
@@ -18,7 +18,8 @@
 
 namespace gkdfast {
 
-// rowptr/col a CPU CSR sharing int32/int64; seeds 1-D int32/int64; 0 <= hop < 65536; seed >= 0.
+// rowptr/col a CSR sharing int32/int64; seeds 1-D int32/int64 on its device; fanout > 0 or -1;
+// 0 <= hop < 65536; seed >= 0.
 // Seed ranges are checked by the kernel itself (one pass).
 void check_sample_neighbors(const at::Tensor& rowptr, const at::Tensor& col, const at::Tensor& seeds, int64_t fanout,
                             int64_t seed, int64_t hop);
