@@ -50,11 +50,11 @@ sys.path.insert(0, ROOT)
 
 import torch  # noqa: E402
 
-from gkdfast.data import load  # noqa: E402
+from gkdfast.data import default_root, load  # noqa: E402
 from gkdfast.distill.experiment import parse_model, run_experiment, summarize_runs  # noqa: E402
 from gkdfast.distill.results import format_markdown, save_json  # noqa: E402
 
-DATA = os.environ.get("GKDFAST_DATA") or os.path.join(os.path.dirname(ROOT), "shared", "data")
+DATA = default_root()
 
 # name -> (path relative to the data root, name inside the folder, split description)
 DATASETS = {
