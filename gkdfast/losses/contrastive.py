@@ -335,6 +335,10 @@ def ncontrast(graph: Graph, z: Tensor, tau: float = 1.0, hops: int = 1, num_nega
     Returns:
         scalar (or ``[N]``); 0 when P is empty.  Differentiable w.r.t. ``z``.
 
+    The positives (``Â^hops``, a sparse product with a data-dependent size) are built on the first
+    call for a graph and cached on it; under ``torch.compile(fullgraph=True)`` make that first call
+    eagerly (a warm-up step), after which the loss traces without a graph break.
+
     Example:
         >>> g = gkdfast.Graph(torch.tensor([[0, 1, 1, 2], [1, 0, 2, 1]]))
         >>> z = torch.randn(3, 16, requires_grad=True)
