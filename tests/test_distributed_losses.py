@@ -9,7 +9,9 @@ and the parent asserts on what both ranks wrote.
 from __future__ import annotations
 
 import datetime
+import importlib
 import os
+import pathlib
 import traceback
 
 import pytest
@@ -175,3 +177,12 @@ def test_without_a_group_the_collectives_are_the_identity():
     x = torch.randn(3, 2, requires_grad=True)
     assert gdist.all_gather_rows(x) is x and gdist.all_reduce_sum(x) is x
     assert gdist.row_counts(3) == [3] and gdist.broadcast_int(9) == 9 and gdist.group_rank(None) == (0, 1)
+
+
+def test_timing_script_runs_and_agrees(capsys, monkeypatch):
+    # importable by name: the spawned ranks unpickle its worker function by module name
+    monkeypatch.syspath_prepend(str(pathlib.Path(__file__).parent.parent / "scripts"))
+    mod = importlib.import_module("dist_losses_timing")
+    assert mod.main(["--nodes", "40", "--dim", "8", "--ranks", "2", "--repeats", "1"])
+    out = capsys.readouterr().out
+    assert "gsp rbf/kl" in out and "nt_xent" in out
