@@ -15,6 +15,9 @@ Autograd convention: **every rank calls backward on the same loss value.**  Then
 * :func:`all_reduce_sum`'s backward is the identity: the loss is the same function of the sum on
   every rank, so each rank already holds d(loss)/d(sum), and summing again would count it P times.
 
+Collectives must match across ranks, so every rank makes the same calls with the same
+``requires_grad`` on its inputs (a rank whose shard is empty still calls).
+
 ``group=None`` means a single process: both functions return their input unchanged, so code
 written for a process group runs as is without one.  Pass ``torch.distributed.group.WORLD`` (or a
 group from ``torch.distributed.new_group``) to communicate.  Backends: anything with all_gather and
