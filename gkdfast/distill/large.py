@@ -133,7 +133,7 @@ def distill_large(data, *, teacher: Union[str, nn.Module] = "sage", hidden: int 
                   fanouts: Sequence[int] = (15, 10), teacher_epochs: int = 3, teacher_batch_size: int = 1024,
                   teacher_lr: float = 0.003, batch_size: int = 4096, chunk_rows: int = 65536,
                   student: str = "mlp", student_hidden: Optional[int] = None, method: str = "glnn",
-                  student_epochs: int = 20, patience: Optional[int] = 5, eval_batch_size: int = 65536,
+                  student_epochs: int = 20, student_dropout: float = 0.5, patience: Optional[int] = 5, eval_batch_size: int = 65536,
                   seed: int = 0, out_dir: str = "gkdfast-large", cache_dir: Optional[str] = None,
                   progress: bool = True, check_memory_first: bool = True, overrides: Optional[dict] = None,
                   log: Callable[[str], None] = lambda s: None) -> dict:
@@ -148,7 +148,7 @@ def distill_large(data, *, teacher: Union[str, nn.Module] = "sage", hidden: int 
         batch_size: the students' node mini-batch.  chunk_rows: rows per block of layer-wise inference.
         student: ``"mlp"`` (the pipeline trains graph-free students).  student_hidden: its width
             (default ``hidden``).  method: ``"glnn"`` or ``"kd"``.
-        student_epochs, patience: student training length and early stopping.
+        student_epochs, patience: student training length and early stopping.  student_dropout: MLP dropout.
         eval_batch_size: rows per evaluation batch.
         seed: weights, batch order and sampling.  out_dir: checkpoints, teacher weights and results.
         cache_dir: teacher-output cache (default ``out_dir/cache``).
@@ -226,15 +226,20 @@ def distill_large(data, *, teacher: Union[str, nn.Module] = "sage", hidden: int 
         tmodel = build_model(str(teacher), f, hidden, c, num_layers=num_layers, dropout=0.5)
         tlabel = f"{str(teacher).upper()}({hidden})"
         est = plan("teacher", estimate_teacher(n, f, hidden, c, fanouts, teacher_batch_size, tmodel),
-                   f"lower --batch-size for the teacher (now {teacher_batch_size}), --fanouts (now "
-                   f"{','.join(map(str, fanouts))}) or --hidden (now {hidden})")
+                   f"lower --teacher-batch-size (now {teacher_batch_size}), --fanouts (now "
+                   f"{','.join(map(str, fanouts))}) or the hidden width (now {hidden})")
         weights = os.path.join(out_dir, f"teacher-{tlabel}-seed{seed}.pt")
         with StageTimer("teacher", est) as timer:
             if os.path.exists(weights):  # a rerun resumes after the teacher
                 tmodel.load_state_dict(torch.load(weights, map_location="cpu"))
                 stats = {"seconds": 0.0, "nodes_per_s": 0.0, "resumed": True}
             else:
-                from gkdfast.sampling import fit_sampled  # the neighbour sampler (gkdfast.sampling)
+                try:
+                    from gkdfast.sampling import fit_sampled  # the neighbour sampler
+                except ImportError as exc:
+                    raise NotImplementedError(
+                        f"the sampled teacher needs gkdfast.sampling.fit_sampled, which this installation lacks "
+                        f"({exc}); pass a trained teacher module instead") from None
 
                 stats = fit_sampled(tmodel, data, fanouts=fanouts, batch_size=teacher_batch_size,
                                     epochs=teacher_epochs, lr=teacher_lr, weight_decay=0.0, seed=seed,
@@ -252,7 +257,7 @@ def distill_large(data, *, teacher: Union[str, nn.Module] = "sage", hidden: int 
     t_hidden = int(getattr(tmodel, "hidden_channels", hidden))
     est = plan("inference", estimate_inference(n, e / max(n, 1), f, t_hidden, c, chunk_rows, len(tmodel.layers),
                                                getattr(tmodel.layers[0], "heads", 1), isinstance(tmodel, GAT)),
-               f"lower --chunk-rows (now {chunk_rows}) or --hidden (now {hidden})")
+               f"lower --chunk-rows (now {chunk_rows}) or the teacher's hidden width (now {t_hidden})")
     with StageTimer("inference", est) as timer:
         tout = teacher_outputs(tmodel, data.x, data.graph, cache_dir=cache_dir, chunk_rows=chunk_rows,
                                progress=progress)
@@ -264,9 +269,9 @@ def distill_large(data, *, teacher: Union[str, nn.Module] = "sage", hidden: int 
     trained = {}
     for stage, name in (("student", method), ("baseline", "none")):
         torch.manual_seed(seed)  # the same initial weights for both
-        mlp = build_model("mlp", f, s_hidden, c, num_layers=2, dropout=0.5)
+        mlp = build_model("mlp", f, s_hidden, c, num_layers=2, dropout=student_dropout)
         est = plan(stage, estimate_student(n, f, s_hidden, c, batch_size, num_val, mlp),
-                   f"lower --batch-size (now {batch_size}) or --hidden (now {s_hidden})")
+                   f"lower --batch-size (now {batch_size}) or the student's hidden width (now {s_hidden})")
         kw = dict(overrides or {}) if name == method else {}
         kw.update(epochs=student_epochs, patience=patience, batch_size=batch_size)
         recipe = _recipes.get(name, **kw)
@@ -282,7 +287,7 @@ def distill_large(data, *, teacher: Union[str, nn.Module] = "sage", hidden: int 
     # 5. evaluation ----------------------------------------------------------------------------------
     test_idx = data.test_mask.nonzero().flatten()
     est = plan("evaluate", estimate_evaluate(n, f, s_hidden, c, eval_batch_size),
-               f"lower --batch-size (now {eval_batch_size} rows per evaluation batch)")
+               f"lower eval_batch_size (now {eval_batch_size} rows per evaluation batch)")
     rows = []
     with StageTimer("evaluate", est) as timer:
         y_test = data.y[test_idx]
