@@ -101,7 +101,7 @@ def estimate_student(n: int, f: int, hidden: int, c: int, batch_size: int, num_v
     b = min(batch_size, n)
     return {"weights+grad+adam": 4 * _params_bytes(model), "batch order": 3 * n * 8 + n,
             "batch rows": 6 * b * (f + hidden + 2 * c) * _F32,
-            "validation pass": min(num_val, 65536) * (f + hidden + c) * _F32 + num_val * 8}
+            "validation pass": num_val * (f * _F32 + 8) + min(num_val, 65536) * (hidden + c) * _F32}
 
 
 def estimate_evaluate(n: int, f: int, hidden: int, c: int, batch_size: int) -> Dict[str, float]:

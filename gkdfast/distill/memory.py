@@ -119,29 +119,39 @@ def _reset_hwm() -> bool:
         return False
 
 
+def _cpu_seconds() -> float:
+    """User + system CPU seconds of this process (all threads): unlike wall time, barely affected by
+    other jobs competing for the cores."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
 class StageTimer:
-    """Context manager measuring one stage: wall seconds and its peak RSS.
+    """Context manager measuring one stage: wall seconds, CPU seconds and its peak RSS.
 
     ``peak_rss_bytes`` is the stage's own high-water mark where the kernel allows resetting it
-    (``peak_rss_scope == "stage"``), else the process's peak so far (``"process"``).
+    (``peak_rss_scope == "stage"``), else the process's peak so far (``"process"``);
+    ``rss_start_bytes`` the resident set when the stage began (what the stage added is the difference).
 
     Example:
         >>> with StageTimer("demo") as st:
         ...     _ = sum(range(1000))
         >>> sorted(st.record)
-        ['estimate_bytes', 'peak_rss_bytes', 'peak_rss_scope', 'seconds', 'stage']
+        ['cpu_seconds', 'estimate_bytes', 'peak_rss_bytes', 'peak_rss_scope', 'rss_start_bytes', 'seconds', 'stage']
     """
 
     def __init__(self, stage: str, estimate_bytes: int = 0):
         self.record = {"stage": stage, "estimate_bytes": int(estimate_bytes)}
 
     def __enter__(self) -> "StageTimer":
+        self.record["rss_start_bytes"] = int(_vm_status("VmRSS") or 0)
         self._scoped = _reset_hwm() and _vm_status("VmHWM") is not None
-        self._t0 = time.perf_counter()
+        self._t0, self._cpu0 = time.perf_counter(), _cpu_seconds()
         return self
 
     def __exit__(self, *exc) -> None:
         self.record["seconds"] = time.perf_counter() - self._t0
+        self.record["cpu_seconds"] = _cpu_seconds() - self._cpu0
         hwm = _vm_status("VmHWM") if self._scoped else None
         self.record["peak_rss_bytes"] = int(hwm if hwm is not None else peak_rss())
         self.record["peak_rss_scope"] = "stage" if hwm is not None else "process"
