@@ -89,8 +89,8 @@ def estimate_inference(n: int, avg_degree: float, f: int, hidden: int, c: int, c
 def estimate_student(n: int, f: int, hidden: int, c: int, batch_size: int, num_val: int,
                      model: nn.Module) -> Dict[str, float]:
     """Bytes of mini-batch MLP training: weights with gradients and Adam state, the batch order over
-    every node (int64 permutation and its batches), one batch's gathered rows and activations, and
-    the per-epoch validation pass.
+    every node (int64 permutation and its batches), the teacher's logits paged in from the cache
+    over an epoch, one batch's gathered rows and activations, and the per-epoch validation pass.
 
     Example:
         >>> from gkdfast.nn import MLP
@@ -100,6 +100,7 @@ def estimate_student(n: int, f: int, hidden: int, c: int, batch_size: int, num_v
     """
     b = min(batch_size, n)
     return {"weights+grad+adam": 4 * _params_bytes(model), "batch order": 3 * n * 8 + n,
+            "teacher logits (mapped, read)": n * c * _F32,
             "batch rows": 6 * b * (f + hidden + 2 * c) * _F32,
             "validation pass": num_val * (f * _F32 + 8) + min(num_val, 65536) * (hidden + c) * _F32}
 
@@ -275,7 +276,10 @@ def distill_large(data, *, teacher: Union[str, nn.Module] = "sage", hidden: int 
         kw = dict(overrides or {}) if name == method else {}
         kw.update(epochs=student_epochs, patience=patience, batch_size=batch_size)
         recipe = _recipes.get(name, **kw)
-        distiller = recipe.distiller(mlp, tout, progress=progress, seed=seed, desc=f"{stage}: {name} -> MLP",
+        # GLNN/KD match logits only: without the hidden matrix the Distiller gathers no hidden rows,
+        # so the mapped hidden file is never paged in by this stage.
+        logits_only = TeacherOutputs(tout.logits, None, tout.key, tout.cached)
+        distiller = recipe.distiller(mlp, logits_only, progress=progress, seed=seed, desc=f"{stage}: {name} -> MLP",
                                      checkpoint_dir=os.path.join(out_dir, "checkpoints", f"{name}-seed{seed}"))
         with StageTimer(stage, est) as timer:
             fit = distiller.fit(data)
