@@ -77,6 +77,10 @@ def run_one(args) -> dict:
 
     if hasattr(gd, "save_mmap") and hasattr(gd, "load_mmap"):  # x read back memory-mapped, read-only
         folder = os.path.join(args.work, f"data-n{n}")
+        if os.path.isdir(folder):  # a rerun writes the graph afresh
+            import shutil
+
+            shutil.rmtree(folder)
         gd.save_mmap(data, folder)
         del data
         data = gd.load_mmap(folder)

@@ -249,7 +249,8 @@ def distill_large(data, *, teacher: Union[str, nn.Module] = "sage", hidden: int 
                 os.replace(weights + ".tmp", weights)
         teacher_seconds = float(stats.get("seconds", timer.record["seconds"]))
         done(timer, 0.0, "nodes/s", rate=float(stats.get("nodes_per_s", 0.0)),
-             **{k: v for k, v in stats.items() if isinstance(v, (int, float, bool))})
+             **{k: (None if isinstance(v, float) and v != v else v)  # NaN (no validation node) -> null
+                for k, v in stats.items() if isinstance(v, (int, float, bool))})
     tmodel = tmodel.cpu().eval()
 
     # 2. layer-wise inference into the cache -----------------------------------------------------------
