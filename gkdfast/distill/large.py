@@ -315,8 +315,8 @@ def format_stages(stages: Sequence[dict], markdown: bool = False) -> str:
     Example:
         >>> print(format_stages([{"stage": "inference", "seconds": 2.0, "throughput": 1e6,
         ...                       "throughput_unit": "rows/s", "peak_rss_bytes": 2**30, "estimate_bytes": 2**29}]))
-        stage        seconds      throughput         peak RSS  estimate
-        inference       2.00     1000000 rows/s      1.00 GiB  512.0 MiB
+        stage      seconds      throughput  peak RSS   estimate
+        inference     2.00  1000000 rows/s  1.00 GiB  512.0 MiB
     """
     head = ("stage", "seconds", "throughput", "peak RSS", "estimate")
     body = [(s["stage"], f"{s['seconds']:.2f}", f"{s.get('throughput', 0.0):.0f} {s.get('throughput_unit', '')}",
@@ -324,5 +324,6 @@ def format_stages(stages: Sequence[dict], markdown: bool = False) -> str:
     if markdown:
         lines = ["| " + " | ".join(head) + " |", "|---|---:|---:|---:|---:|"]
         return "\n".join(lines + ["| " + " | ".join(b) + " |" for b in body])
-    return "\n".join([f"{head[0]:<10} {head[1]:>9}      {head[2]:<17} {head[3]:>8}  {head[4]}"] +
-                     [f"{b[0]:<10} {b[1]:>9}  {b[2]:>20}  {b[3]:>10}  {b[4]}" for b in body])
+    widths = [max(len(r[i]) for r in [head] + body) for i in range(len(head))]
+    return "\n".join("  ".join(v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in enumerate(zip(r, widths)))
+                     for r in [head] + body)
