@@ -66,6 +66,9 @@ def run_large(args, data, log=None) -> int:
                     ("--teacher-epochs", args.teacher_epochs), ("--chunk-rows", args.chunk_rows)):
         if v < 1:
             raise ValueError(f"{flag} must be >= 1, got {v}")
+    if args.setting != "transductive":
+        raise ValueError("--setting inductive is not supported with --sampled (the out-of-core pipeline is "
+                         "transductive: the teacher's outputs cover every node)")
     if args.device and args.device != "cpu":
         raise ValueError(f"--device {args.device}: the out-of-core pipeline (--sampled) runs on the CPU")
     teacher = parse_model(args.teacher)

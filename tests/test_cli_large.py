@@ -44,6 +44,7 @@ def test_sampled_run_writes_results_with_stages(tmp_path, capsys):
     (["--methods", "glnn,kd"], "runs one of glnn, kd"),
     (["--chunk-rows", "0"], "--chunk-rows must be >= 1"),
     (["--set", "glnn.nope=1"], "unknown hyperparameter 'nope'"),
+    (["--setting", "inductive"], "not supported with --sampled"),
 ])
 def test_bad_large_arguments_give_one_line(tmp_path, capsys, args, needle):
     _, path = _bundle(tmp_path)

@@ -125,3 +125,15 @@ def test_bad_input():
         layerwise_inference(SAGE(12, 8, 3), torch.randn(3, 12), g)
     with pytest.raises(TypeError, match="gkdfast.Graph is required"):
         layerwise_inference(SAGE(12, 8, 3), x, None)
+
+
+def test_int32_csr_graph():
+    """Large graphs come with int32 CSR indices (gkdfast.data.dcsbm)."""
+    torch.manual_seed(3)
+    g = _graph(weighted=True)
+    g32 = g.to(index_dtype=torch.int32)
+    assert g32.rowptr.dtype == torch.int32
+    x = torch.randn(g.num_nodes, 12)
+    for model in (GCN(12, 16, 5).eval(), SAGE(12, 16, 5).eval(), GAT(12, 16, 5, heads=2).eval()):
+        torch.testing.assert_close(layerwise_inference(model, x, g32, chunk_rows=7, progress=False)[0],
+                                   model(x, g), atol=1e-5, rtol=1e-4)

@@ -81,7 +81,7 @@ def estimate_inference(n: int, avg_degree: float, f: int, hidden: int, c: int, c
         worst = max(worst, (w_in if i > 0 else 0) + w_out + pre)  # x itself is already loaded
     chunk = min(chunk_rows, n)
     block_edges = chunk * max(avg_degree, 1.0)
-    per_edge = 8 + 8 + _F32 + (_F32 * 3 * heads + _F32 * hidden if attention else 0)
+    per_edge = 8 + 8 + _F32 + (_F32 * (4 * heads + 2 * max(hidden // heads, c)) if attention else 0)
     return {"layer matrices (mapped)": n * worst * _F32, "degree vector": n * _F32,
             "block workspace": block_edges * per_edge + 4 * chunk * (max(f, hidden) + hidden) * _F32}
 

@@ -223,7 +223,9 @@ class _LayerRunner:
         ex = (scores - mx[dst]).exp()
         den = torch.zeros(m, heads).index_add(0, dst, ex)
         alpha = ex / den[dst]
-        out = torch.zeros(m, heads, c).index_add(0, dst, alpha.unsqueeze(-1) * t[src])
+        out = torch.empty(m, heads, c)
+        for k in range(heads):  # one head at a time: the block's per-edge messages are [E', C], not [E', H, C]
+            out[:, k] = torch.zeros(m, c).index_add(0, dst, alpha[:, k:k + 1] * t[src, k])
         out = out.reshape(m, heads * c) if layer.concat else out.mean(dim=1)
         if layer.bias is not None:
             out = out + layer.bias
