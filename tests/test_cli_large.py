@@ -78,3 +78,15 @@ def test_sampled_end_to_end_with_the_sampler(tmp_path):
     assert rc == 0
     res = json.loads(open(os.path.join(out, "results.json")).read())
     assert res["stages"][0]["stage"] == "teacher" and res["stages"][0]["seconds"] > 0
+
+
+def test_memory_error_is_one_line_naming_the_flag(tmp_path, capsys, monkeypatch):
+    from gkdfast.distill import memory
+
+    _, path = _bundle(tmp_path)
+    monkeypatch.setattr(memory, "mem_available", lambda: 1 << 10)
+    rc = main(["distill", "--data", path, "--sampled", "--teacher", "sage:16", "--out", str(tmp_path / "o"),
+               "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 1 and err.count("\n") == 1
+    assert "error: InsufficientMemory: stage 'teacher' needs about" in err and "--teacher-batch-size (now 1024)" in err
