@@ -59,8 +59,7 @@ def run_large(args, data, log=None) -> int:
     tables and writes ``results.json`` (with the ``stages`` table), ``results.png`` and ``stages.md``."""
     from gkdfast.distill import recipes
     from gkdfast.distill.experiment import parse_model
-    from gkdfast.distill.large import LARGE_METHODS, distill_large, format_stages
-    from gkdfast.distill.results import format_table, save_json, save_png
+    from gkdfast.distill.large import LARGE_METHODS
 
     for flag, v in (("--batch-size", args.batch_size), ("--teacher-batch-size", args.teacher_batch_size),
                     ("--teacher-epochs", args.teacher_epochs), ("--chunk-rows", args.chunk_rows)):
@@ -96,11 +95,21 @@ def run_large(args, data, log=None) -> int:
     log = log or ((lambda s: None) if args.quiet else (lambda s: print(s, file=sys.stderr, flush=True)))
     log(f"{data.name}: {data.num_nodes} nodes, {data.graph.num_edges} edges, {data.num_features} features, "
         f"{data.num_classes} classes; out-of-core pipeline (seed {args.seed}; --seeds is not used)")
+    from gkdfast._io import exclusive_dir
+
+    with exclusive_dir(args.out, "--out folder"):  # one run per --out: they would share checkpoints and cache
+        return _run(args, data, teacher, student, methods[0], fanouts, overrides, log)
+
+
+def _run(args, data, teacher, student, method, fanouts, overrides, log) -> int:
+    from gkdfast.distill.large import distill_large, format_stages
+    from gkdfast.distill.results import format_table, save_json, save_png
+
     results = distill_large(
         data, teacher=teacher.name, hidden=teacher.hidden, num_layers=len(fanouts), fanouts=fanouts,
         teacher_epochs=args.teacher_epochs, teacher_batch_size=args.teacher_batch_size,
         batch_size=args.batch_size, chunk_rows=args.chunk_rows, student_hidden=student.hidden,
-        student_dropout=args.dropout, method=methods[0], student_epochs=args.epochs or 20, seed=args.seed,
+        student_dropout=args.dropout, method=method, student_epochs=args.epochs or 20, seed=args.seed,
         out_dir=args.out, cache_dir=args.cache_dir, progress=not args.quiet and not args.no_progress,
         check_memory_first=not args.no_memory_check, overrides=overrides, log=log)
     print(format_table(results))

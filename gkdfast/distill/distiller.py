@@ -26,6 +26,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Union
 import torch
 from torch import Tensor, nn
 
+from gkdfast._io import atomic_write
 from gkdfast.distill.teacher_cache import TeacherOutputs, hash_tensor, teacher_outputs
 from gkdfast.distill.terms import Dims, LossTerm, StepContext
 
@@ -256,16 +257,21 @@ class Distiller:
         path = self._ckpt_path()
         if path is None:
             return
-        os.makedirs(self.checkpoint_dir, exist_ok=True)
-        tmp = path + ".tmp"
-        torch.save(state, tmp)
-        os.replace(tmp, path)  # atomic: a kill mid-save leaves the previous checkpoint intact
+        # atomic: a kill mid-save leaves the previous checkpoint intact
+        atomic_write(path, lambda f: torch.save(state, f))
 
     def _load(self, fp: str) -> Optional[dict]:
         path = self._ckpt_path()
         if path is None or not os.path.exists(path):
             return None
-        state = torch.load(path, map_location=self.device, weights_only=False)
+        # weights_only: a checkpoint is data (tensors, numbers, lists), never code, so a planted file
+        # cannot run anything.  Loaded to the CPU: RNG states must stay CPU tensors, and
+        # load_state_dict copies weights onto the student's device.
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # unpickling refused or the file is damaged
+            raise ValueError(f"Distiller: cannot read checkpoint {path} ({type(exc).__name__}: {str(exc)[:120]}); "
+                             "delete it to start over") from None
         if state.get("fingerprint") != fp:
             raise ValueError(f"Distiller: {path} belongs to a different run (model, terms or settings differ); "
                              "use another checkpoint_dir or delete it")

@@ -232,7 +232,7 @@ def distill_large(data, *, teacher: Union[str, nn.Module] = "sage", hidden: int 
         weights = os.path.join(out_dir, f"teacher-{tlabel}-seed{seed}.pt")
         with StageTimer("teacher", est) as timer:
             if os.path.exists(weights):  # a rerun resumes after the teacher
-                tmodel.load_state_dict(torch.load(weights, map_location="cpu"))
+                tmodel.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
                 stats = {"seconds": 0.0, "nodes_per_s": 0.0, "resumed": True}
             else:
                 try:
