@@ -131,6 +131,10 @@ def _cmd_distill(args) -> int:
     data = _load_data(args)
     out = args.out
     os.makedirs(out, exist_ok=True)
+    from gkdfast.cli_large import run_large, wants_large
+
+    if wants_large(args, data):  # sampled teacher, layer-wise inference, mini-batch MLP student
+        return run_large(args, data)
     log = (lambda s: None) if args.quiet else (lambda s: print(s, file=sys.stderr, flush=True))
     log(f"{data.name}: {data.num_nodes} nodes, {data.graph.num_edges} edges, {data.x.size(1)} features, "
         f"{data.num_classes} classes; split {data.extras.get('split', 'given')}; device {device}")
@@ -237,6 +241,9 @@ def build_parser() -> argparse.ArgumentParser:
     pd.add_argument("--cache-dir", help="teacher-output cache (default OUT/cache)")
     pd.add_argument("--no-progress", action="store_true", help="no progress bars")
     pd.add_argument("--quiet", action="store_true", help="print only the final table")
+    from gkdfast.cli_large import add_large_args
+
+    add_large_args(pd)
     pd.set_defaults(func=_cmd_distill)
 
     pb = sub.add_parser("bench", help="run the benchmark runners in benchmarks/ (tables, JSON, PNG)")

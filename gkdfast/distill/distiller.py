@@ -204,6 +204,13 @@ class Distiller:
         finally:
             self.student.train(was)
 
+    def _val_accuracy(self, inputs: Tensor, graph, y: Tensor, val_mask: Tensor, val_idx: Optional[Tensor]) -> float:
+        """Validation accuracy; a graph-free student reads only the validation rows of ``inputs``
+        (on a large, memory-mapped feature matrix this is a gather, not a pass over every node)."""
+        if val_idx is None:
+            return accuracy(self.predict(inputs, graph), y, val_mask)
+        return accuracy(self.predict(inputs[val_idx]), y[val_idx])
+
     def evaluate(self, data, inputs: Optional[Tensor] = None, mask: Optional[Tensor] = None) -> float:
         """Accuracy (fraction) of the student on ``mask`` (default ``data.test_mask``)."""
         inputs = data.x if inputs is None else inputs
@@ -339,6 +346,7 @@ class Distiller:
         params = list(self.student.parameters()) + list(self.terms.parameters())
         optim = torch.optim.Adam(params, lr=self.lr, weight_decay=self.weight_decay)
         gen = torch.Generator(device="cpu").manual_seed(self.seed)
+        val_idx = None if self.uses_graph else val_mask.nonzero().flatten()
         label_only = all(t.nodes == "train" for t in self.terms)
         pool = (train_mask if label_only else observed).nonzero().flatten()
 
@@ -405,7 +413,7 @@ class Distiller:
                     optim.step()
                     sums["loss"] = sums.get("loss", 0.0) + float(loss.detach()) / len(batches)
                 epoch += 1
-                val = accuracy(self.predict(inputs, graph), y, val_mask)
+                val = self._val_accuracy(inputs, graph, y, val_mask, val_idx)
                 seconds += time.perf_counter() - t0
                 sums["val_acc"] = val
                 history.append(sums)
