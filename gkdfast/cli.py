@@ -90,6 +90,7 @@ def _cmd_distill(args) -> int:
 
     import torch
 
+    from gkdfast._io import exclusive_dir
     from gkdfast.distill import recipes
     from gkdfast.distill.experiment import parse_model, run_experiment
     from gkdfast.distill.results import format_table, save_json, save_png
@@ -130,21 +131,28 @@ def _cmd_distill(args) -> int:
     data = _load_data(args)
     out = args.out
     os.makedirs(out, exist_ok=True)
+    from gkdfast.cli_large import run_large, wants_large
+
+    if wants_large(args, data):  # sampled teacher, layer-wise inference, mini-batch MLP student
+        return run_large(args, data)
     log = (lambda s: None) if args.quiet else (lambda s: print(s, file=sys.stderr, flush=True))
     log(f"{data.name}: {data.num_nodes} nodes, {data.graph.num_edges} edges, {data.x.size(1)} features, "
         f"{data.num_classes} classes; split {data.extras.get('split', 'given')}; device {device}")
     if args.setting == "inductive":
         log(f"inductive setting: {args.inductive_fraction:.0%} of the test nodes and their edges are hidden "
             "during training; accuracy is measured on those nodes")
-    results = run_experiment(data, teacher=teacher, students=students, methods=methods,
-                             seeds=list(range(args.seed, args.seed + args.seeds)), epochs=args.epochs, device=device, out=out,
-                             cache_dir=args.cache_dir, progress=not args.quiet and not args.no_progress,
-                             overrides=overrides, log=log, setting=args.setting,
-                             inductive_fraction=args.inductive_fraction)
-    print(format_table(results))
-    stem = "results" if args.setting == "transductive" else "results-inductive"  # both can share an --out
-    save_json(results, os.path.join(out, f"{stem}.json"))
-    save_png(results, os.path.join(out, f"{stem}.png"))
+    # One run per --out at a time: a second one would share checkpoints and results.  Under torchrun
+    # rank 0 holds the lock for the whole group.
+    with exclusive_dir(out, "--out folder", enabled=os.environ.get("RANK", "0") == "0"):
+        results = run_experiment(data, teacher=teacher, students=students, methods=methods,
+                                 seeds=list(range(args.seed, args.seed + args.seeds)), epochs=args.epochs,
+                                 device=device, out=out, cache_dir=args.cache_dir,
+                                 progress=not args.quiet and not args.no_progress, overrides=overrides, log=log,
+                                 setting=args.setting, inductive_fraction=args.inductive_fraction)
+        print(format_table(results))
+        stem = "results" if args.setting == "transductive" else "results-inductive"  # both can share an --out
+        save_json(results, os.path.join(out, f"{stem}.json"))
+        save_png(results, os.path.join(out, f"{stem}.png"))
     print(f"wrote {os.path.join(out, stem + '.json')} and {os.path.join(out, stem + '.png')}")
     return 0
 
@@ -233,6 +241,9 @@ def build_parser() -> argparse.ArgumentParser:
     pd.add_argument("--cache-dir", help="teacher-output cache (default OUT/cache)")
     pd.add_argument("--no-progress", action="store_true", help="no progress bars")
     pd.add_argument("--quiet", action="store_true", help="print only the final table")
+    from gkdfast.cli_large import add_large_args
+
+    add_large_args(pd)
     pd.set_defaults(func=_cmd_distill)
 
     pb = sub.add_parser("bench", help="run the benchmark runners in benchmarks/ (tables, JSON, PNG)")

@@ -26,6 +26,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Union
 import torch
 from torch import Tensor, nn
 
+from gkdfast._io import atomic_write
 from gkdfast.distill.teacher_cache import TeacherOutputs, hash_tensor, teacher_outputs
 from gkdfast.distill.terms import Dims, LossTerm, StepContext
 
@@ -203,6 +204,13 @@ class Distiller:
         finally:
             self.student.train(was)
 
+    def _val_accuracy(self, inputs: Tensor, graph, y: Tensor, val_mask: Tensor, val_idx: Optional[Tensor]) -> float:
+        """Validation accuracy; a graph-free student reads only the validation rows of ``inputs``
+        (on a large, memory-mapped feature matrix this is a gather, not a pass over every node)."""
+        if val_idx is None:
+            return accuracy(self.predict(inputs, graph), y, val_mask)
+        return accuracy(self.predict(inputs[val_idx]), y[val_idx])
+
     def evaluate(self, data, inputs: Optional[Tensor] = None, mask: Optional[Tensor] = None) -> float:
         """Accuracy (fraction) of the student on ``mask`` (default ``data.test_mask``)."""
         inputs = data.x if inputs is None else inputs
@@ -249,16 +257,21 @@ class Distiller:
         path = self._ckpt_path()
         if path is None:
             return
-        os.makedirs(self.checkpoint_dir, exist_ok=True)
-        tmp = path + ".tmp"
-        torch.save(state, tmp)
-        os.replace(tmp, path)  # atomic: a kill mid-save leaves the previous checkpoint intact
+        # atomic: a kill mid-save leaves the previous checkpoint intact
+        atomic_write(path, lambda f: torch.save(state, f))
 
     def _load(self, fp: str) -> Optional[dict]:
         path = self._ckpt_path()
         if path is None or not os.path.exists(path):
             return None
-        state = torch.load(path, map_location=self.device, weights_only=False)
+        # weights_only: a checkpoint is data (tensors, numbers, lists), never code, so a planted file
+        # cannot run anything.  Loaded to the CPU: RNG states must stay CPU tensors, and
+        # load_state_dict copies weights onto the student's device.
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # unpickling refused or the file is damaged
+            raise ValueError(f"Distiller: cannot read checkpoint {path} ({type(exc).__name__}: {str(exc)[:120]}); "
+                             "delete it to start over") from None
         if state.get("fingerprint") != fp:
             raise ValueError(f"Distiller: {path} belongs to a different run (model, terms or settings differ); "
                              "use another checkpoint_dir or delete it")
@@ -333,6 +346,7 @@ class Distiller:
         params = list(self.student.parameters()) + list(self.terms.parameters())
         optim = torch.optim.Adam(params, lr=self.lr, weight_decay=self.weight_decay)
         gen = torch.Generator(device="cpu").manual_seed(self.seed)
+        val_idx = None if self.uses_graph else val_mask.nonzero().flatten()
         label_only = all(t.nodes == "train" for t in self.terms)
         pool = (train_mask if label_only else observed).nonzero().flatten()
 
@@ -399,7 +413,7 @@ class Distiller:
                     optim.step()
                     sums["loss"] = sums.get("loss", 0.0) + float(loss.detach()) / len(batches)
                 epoch += 1
-                val = accuracy(self.predict(inputs, graph), y, val_mask)
+                val = self._val_accuracy(inputs, graph, y, val_mask, val_idx)
                 seconds += time.perf_counter() - t0
                 sums["val_acc"] = val
                 history.append(sums)

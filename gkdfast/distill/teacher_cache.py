@@ -21,6 +21,8 @@ from torch import Tensor, nn
 
 __all__ = ["TeacherOutputs", "teacher_outputs", "fingerprint", "default_cache_dir"]
 
+_HASH_BLOCK = 1 << 24  # bytes hashed per slice
+
 
 @dataclass
 class TeacherOutputs:
@@ -65,12 +67,34 @@ def hash_tensor(h, t: Tensor) -> None:
     """
     t = t.detach().cpu().contiguous()
     h.update(f"{t.dtype}{tuple(t.shape)}".encode())
-    # A view as bytes avoids a copy; bool/ints/floats all have a byte representation.
-    h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    if not t.numel():
+        return
+    # The bytes are fed straight from the tensor's buffer, in slices: no copy of a large (possibly
+    # memory-mapped) matrix is ever made, only its pages are read.
+    raw = t.reshape(-1).view(torch.uint8).numpy()
+    for start in range(0, raw.size, _HASH_BLOCK):
+        h.update(raw[start:start + _HASH_BLOCK])
+
+
+# Bump when the cached files' meaning or layout changes: old entries then miss instead of being
+# mapped with new assumptions.
+CACHE_FORMAT = 2
+
+
+def _plain_settings(model: nn.Module) -> str:
+    """Non-parameter settings of every submodule (SAGE aggregation, GCN normalisation, dropout, ...):
+    the public plain-valued attributes, which change outputs without changing any weight."""
+    parts = []
+    for name, module in model.named_modules():
+        settings = {k: v for k, v in sorted(vars(module).items()) if not k.startswith("__") and k != "training"
+                    and (v is None or isinstance(v, (int, float, str, bool, tuple)))}
+        parts.append(f"{name}:{type(module).__qualname__}{settings}")
+    return ";".join(parts)
 
 
 def fingerprint(model: nn.Module, x: Tensor, graph=None) -> str:
-    """Hex SHA-256 of (model class, state_dict, x, graph structure).
+    """Hex SHA-256 of (cache format, gkdfast version, model class, its non-parameter settings,
+    state_dict, x, graph structure and edge weights).
 
     Two calls agree exactly when the teacher would produce the same outputs (same weights on the
     same inputs), which is what makes the cache safe to share between runs.
@@ -80,8 +104,12 @@ def fingerprint(model: nn.Module, x: Tensor, graph=None) -> str:
         >>> len(key)
         64
     """
+    from gkdfast import __version__
+
     h = hashlib.sha256()
+    h.update(f"format{CACHE_FORMAT};gkdfast{__version__};".encode())
     h.update(f"{type(model).__module__}.{type(model).__qualname__}".encode())
+    h.update(_plain_settings(model).encode())
     for name, value in model.state_dict().items():
         h.update(name.encode())
         if isinstance(value, Tensor):
@@ -91,11 +119,21 @@ def fingerprint(model: nn.Module, x: Tensor, graph=None) -> str:
         h.update(str(graph.num_nodes).encode())
         hash_tensor(h, graph.rowptr)
         hash_tensor(h, graph.col)
+        weight = getattr(graph, "edge_weight", None)
+        h.update(b"w" if weight is not None else b"-")
+        if weight is not None:
+            hash_tensor(h, weight)
     return h.hexdigest()
 
 
-def _forward(model: nn.Module, x: Tensor, graph):
-    """Runs ``model`` in eval mode, asking for the hidden embedding when the model supports it."""
+def _forward(model: nn.Module, x: Tensor, graph, chunk_rows: Optional[int] = None,
+             out_dir: Optional[str] = None, progress: bool = False):
+    """Runs ``model`` in eval mode, asking for the hidden embedding when the model supports it;
+    layer-wise in row blocks (into ``out_dir``'s files when given) when ``chunk_rows`` is set."""
+    if chunk_rows is not None:
+        from gkdfast.nn.layerwise import layerwise_inference
+
+        return layerwise_inference(model, x, graph, chunk_rows=chunk_rows, out_dir=out_dir, progress=progress)
     was_training = model.training
     model.eval()
     try:
@@ -123,12 +161,16 @@ def _map(path: str, shape) -> Tensor:
         numel *= int(s)
     if numel == 0:
         return torch.empty(*shape)
+    size = os.path.getsize(path)
+    if size != numel * 4:
+        raise ValueError(f"teacher cache: {path} holds {size} bytes but its meta.json says {list(shape)} float32 "
+                         f"({numel * 4} bytes); delete the folder {os.path.dirname(path)} to recompute")
     # shared=False: a private (copy-on-write) mapping, so a caller writing into it never changes the file.
     return torch.from_file(path, shared=False, size=numel, dtype=torch.float32).view(*shape)
 
 
 def teacher_outputs(teacher: nn.Module, x: Tensor, graph=None, cache_dir: Optional[str] = None,
-                    device=None) -> TeacherOutputs:
+                    device=None, chunk_rows: Optional[int] = None, progress: bool = False) -> TeacherOutputs:
     """Teacher logits and hidden embedding for every node, computed once and cached on disk.
 
     Args:
@@ -137,6 +179,11 @@ def teacher_outputs(teacher: nn.Module, x: Tensor, graph=None, cache_dir: Option
         x: ``[N, F]`` node features.  graph: a :class:`gkdfast.Graph` (or ``None`` for graph-free teachers).
         cache_dir: where ``teachers/<key>/`` is stored; ``None`` computes without caching.
         device: device for the returned tensors (the mapped files live on the CPU; default CPU).
+        chunk_rows: if given, the teacher (a :mod:`gkdfast.nn` model on the CPU) runs by
+            :func:`gkdfast.nn.layerwise_inference` with this many rows per block, writing its
+            outputs straight into the cache files (never a full in-memory copy): for graphs whose
+            full forward does not fit in memory.  Same cache key either way.
+        progress: tqdm bar for the layer-wise inference.
 
     Returns:
         :class:`TeacherOutputs` with ``logits [N, C]`` and ``hidden [N, H]`` (or ``None``).
@@ -158,7 +205,7 @@ def teacher_outputs(teacher: nn.Module, x: Tensor, graph=None, cache_dir: Option
     if not isinstance(x, Tensor) or x.dim() != 2:
         raise ValueError("teacher_outputs: x must be a [N, F] tensor")
     if cache_dir is None:
-        logits, hidden = _forward(teacher, x, graph)
+        logits, hidden = _forward(teacher, x, graph, chunk_rows, None, progress)
         out = TeacherOutputs(logits.cpu(), hidden.cpu() if hidden is not None else None)
         return out.to(device) if device is not None else out
 
@@ -173,22 +220,28 @@ def teacher_outputs(teacher: nn.Module, x: Tensor, graph=None, cache_dir: Option
         out = TeacherOutputs(logits, hidden, key, cached=True)
         return out.to(device) if device is not None else out
 
-    logits, hidden = _forward(teacher, x, graph)
     os.makedirs(os.path.join(cache_dir, "teachers"), exist_ok=True)
     # Write into a temporary folder and rename it into place, so a run killed mid-write never
     # leaves a half-written entry that a later run would trust.
     tmp = tempfile.mkdtemp(prefix=".tmp-", dir=os.path.join(cache_dir, "teachers"))
     try:
-        _write(os.path.join(tmp, "logits.f32"), logits)
+        logits, hidden = _forward(teacher, x, graph, chunk_rows, tmp, progress)
+        if chunk_rows is None:  # layer-wise inference wrote the files itself
+            _write(os.path.join(tmp, "logits.f32"), logits)
+            if hidden is not None:
+                _write(os.path.join(tmp, "hidden.f32"), hidden)
         meta = {"logits": list(logits.shape), "hidden": list(hidden.shape) if hidden is not None else None}
-        if hidden is not None:
-            _write(os.path.join(tmp, "hidden.f32"), hidden)
+        del logits, hidden  # drop the writable maps before the folder is renamed
         with open(os.path.join(tmp, "meta.json"), "w") as f:
             json.dump(meta, f)
         try:
             os.rename(tmp, folder)
-        except OSError:  # another process stored the same key first: theirs is identical
-            shutil.rmtree(tmp, ignore_errors=True)
+        except OSError:
+            if os.path.exists(meta_path):  # another process stored the same key first: theirs is identical
+                shutil.rmtree(tmp, ignore_errors=True)
+            else:  # a stale folder without meta.json (a killed older version): never map its files
+                shutil.rmtree(folder, ignore_errors=True)
+                os.rename(tmp, folder)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
