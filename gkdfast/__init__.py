@@ -1,7 +1,8 @@
 """gkdfast: fused, exact, memory-lean kernels for knowledge distillation on graphs.
 
-Public names only; see README.md for a tour.  ``gkdfast.data``, ``gkdfast.distill`` and ``gkdfast.sampling`` are imported
-on first use (they pull in scipy, tqdm and matplotlib, which the kernels do not need).
+Public names only; see README.md for a tour.  ``gkdfast.data``, ``gkdfast.distill`` and
+``gkdfast.sampling`` are imported on first use (they pull in scipy, tqdm and matplotlib, which the
+kernels do not need).
 """
 import importlib
 

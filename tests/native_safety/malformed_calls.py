@@ -83,6 +83,12 @@ def cases(index_dtype):
     yield "lsp bad t_col", lambda: ops.lsp(rp, col, trp, mod(tcol, 2, 50), teid, x, t, "rbf", 1.0, 1.0), False
     yield "lsp bad t_eid", lambda: ops.lsp(rp, col, trp, tcol, mod(teid, 2, 1000), x, t, "rbf", 1.0, 1.0), False
     yield "lsp col out of range", lambda: ops.lsp(rp, mod(col, 1, 5), trp, tcol, teid, x, t, "rbf", 1.0, 1.0), False
+    seeds = torch.tensor([0, 4, 2])
+    yield "sample_neighbors valid", lambda: ops.sample_neighbors(rp, col, seeds, 2, 0, 0), True
+    yield "sample_neighbors rowptr past E", lambda: ops.sample_neighbors(mod(rp, -1, e + 3), col, seeds, 2, 0, 0), False
+    yield "sample_neighbors non-monotone", lambda: ops.sample_neighbors(mod(rp, 2, 7), col, seeds, 2, 0, 0), False
+    yield "sample_neighbors col out of range", lambda: ops.sample_neighbors(rp, mod(col, 3, 10**6), seeds, 2, 0,
+                                                                            0), False
     pn, lse = ops.lsp(rp, col, trp, tcol, teid, x, t, "rbf", 1.0, 1.0)
     yield "lsp_backward bad t_eid", lambda: ops.lsp_backward(rp, col, trp, tcol, mod(teid, 0, -3), x, t, pn, lse,
                                                              torch.ones(5), "rbf", 1.0, 1.0, True, True), False
