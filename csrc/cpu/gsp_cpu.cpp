@@ -742,7 +742,7 @@ std::tuple<at::Tensor, at::Tensor> gsp_tiled_backward_cpu(const at::Tensor& s_in
   const GspLoss loss = args.loss;
   const int64_t n = s_in.size(0);
   const int64_t r0 = row_begin, r1 = resolve_gsp_rows(n, row_begin, row_end, "gsp_backward");
-  check_gsp_backward_state(r1 - r0, per_row_in, stats_in, grad_in);
+  check_gsp_backward_state(r1 - r0, per_row_in, stats_in, grad_in, s_in);
   // A partial range runs as the full-N problem with zero weight outside the range.
   const bool partial = r1 - r0 != n;
   GspFullState full;

@@ -143,7 +143,7 @@ std::tuple<at::Tensor, at::Tensor> gsp_tiled_backward_cuda(const at::Tensor& s_i
   const bool kl_loss = args.loss == GspLoss::Kl;
   const int64_t n = s_in.size(0);
   const int64_t r0 = row_begin, r1 = resolve_gsp_rows(n, row_begin, row_end, "gsp_backward");
-  check_gsp_backward_state(r1 - r0, per_row_in, stats_in, grad_in);
+  check_gsp_backward_state(r1 - r0, per_row_in, stats_in, grad_in, s_in);
   GKD_CUDA_SETUP(s_in);
   const auto s = s_in.contiguous();
   const auto t = t_in.contiguous();

@@ -22,10 +22,16 @@ void check_gsp_pair(const at::Tensor& s, const at::Tensor& t, double tau, const 
 }
 
 void check_gsp_backward_state(int64_t rows, const at::Tensor& per_row, const at::Tensor& stats,
-                              const at::Tensor& grad) {
+                              const at::Tensor& grad, const at::Tensor& like) {
   TORCH_CHECK_VALUE(per_row.numel() == rows && stats.numel() == 2 * rows && grad.numel() == rows,
                     "gkdfast.gsp_backward: per_row, stats and grad must have R, 2R and R entries (R = ", rows,
                     " rows in the range)");
+  // The kernels read these as raw pointers on the inputs' device: a CPU tensor in a CUDA call (or
+  // the reverse) would be dereferenced on the wrong side.
+  TORCH_CHECK_VALUE(per_row.device() == like.device() && stats.device() == like.device() &&
+                        grad.device() == like.device(),
+                    "gkdfast.gsp_backward: per_row, stats and grad must be on the inputs' device ", like.device(),
+                    ", got ", per_row.device(), ", ", stats.device(), ", ", grad.device());
 }
 
 int64_t resolve_gsp_rows(int64_t n, int64_t row_begin, int64_t row_end, const char* op) {

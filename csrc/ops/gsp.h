@@ -32,7 +32,7 @@ GspArgs check_gsp(const at::Tensor& s, const at::Tensor& t, double tau, const st
 // What gsp_tiled_backward needs from its forward: per_row [R], stats [R, 2] and grad [R] for the
 // R rows of the range.
 void check_gsp_backward_state(int64_t rows, const at::Tensor& per_row, const at::Tensor& stats,
-                              const at::Tensor& grad);
+                              const at::Tensor& grad, const at::Tensor& like);
 
 // Row range of a gsp_tiled call: row_end = -1 means N; needs 0 <= row_begin <= row_end <= N.
 // Returns the resolved row_end.

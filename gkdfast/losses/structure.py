@@ -150,10 +150,11 @@ class _GramMSE(torch.autograd.Function):
             a.addmm_(sc.t(), sc)
             b.addmm_(sc.t(), tc)
             c.addmm_(tc.t(), tc)
-        packed[-1] = n_local
+        n = n_local
         if group is not None:
+            packed[-1] = n_local
             torch.distributed.all_reduce(packed, group=group)
-        n = int(round(float(packed[-1])))
+            n = int(round(float(packed[-1])))  # single process: no read-back (torch.compile traces it)
         total = a.pow(2).sum() - 2.0 * b.pow(2).sum() + c.pow(2).sum()
         ctx.save_for_backward(s, t, a, b, c)
         ctx.n = n
