@@ -27,7 +27,7 @@ TESTS=("$@")
 if [ ${#TESTS[@]} -eq 0 ]; then
   TESTS=(tests/test_spmm.py tests/test_sddmm_softmax.py tests/test_lsp.py tests/test_gsp_tiled_cpu.py
          tests/test_crd.py tests/test_gram_lse.py tests/test_topk.py tests/test_row_range_ops.py
-         tests/test_native_safety.py tests/test_sampling.py -k "not cuda")
+         tests/test_native_safety.py tests/test_sample_neighbors.py -k "not cuda")
 fi
 echo "gkdfast sanitize: running ${TESTS[*]} under ASan+UBSan" >&2
 # detect_leaks=0: CPython and torch keep allocations alive until exit by design.
