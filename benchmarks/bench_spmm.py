@@ -44,11 +44,24 @@ TARGETS = [("sum", "fwd", "torch_csr", 1.0), ("sum", "fwd+bwd", "torch_csr", 4.0
 _CTX_CACHE = {}
 
 
-def inputs(size: str, device: str = "cpu") -> _peers.SpmmInputs:
-    key = (size, str(device))
+GRAPHS = ("power_law", "csbm")
+
+
+def make_graph(kind: str, num_nodes: int, num_edges: int):
+    """``power_law``: Chung–Lu, random ids (no locality to find but the hubs); ``csbm``: 50 planted
+    communities (homophily 0.8) in random id order, about ``num_edges`` directed edges."""
+    if kind == "power_law":
+        return _peers.power_law(num_nodes, num_edges, seed=0)
+    from gkdfast.data import csbm
+
+    return csbm(num_nodes, num_classes=50, avg_degree=num_edges / num_nodes, feature_dim=1, seed=0).graph
+
+
+def inputs(size: str, device: str = "cpu", graph: str = "power_law") -> _peers.SpmmInputs:
+    key = (size, str(device), graph)
     if key not in _CTX_CACHE:
         n, e, d = SIZES[size]
-        ctx = _peers.SpmmInputs.build(_peers.power_law(n, e, seed=0), d)
+        ctx = _peers.SpmmInputs.build(make_graph(graph, n, e), d)
         _CTX_CACHE[key] = ctx if torch.device(device).type == "cpu" else ctx.to(device)
     return _CTX_CACHE[key]
 
@@ -116,24 +129,24 @@ def reordered(ctx: _peers.SpmmInputs, order: str):
 
 
 def stream_ratio_rows(size: str, repeats: int = 7, orders=ORDERS, index_dtypes=tuple(INDEX_DTYPES),
-                      kernels=tuple(KERNELS), reduce: str = "sum", log=print):
+                      kernels=tuple(KERNELS), reduce: str = "sum", graph: str = "power_law", log=print):
     """spmm ``reduce`` forward time / time to stream the E·d·4 gathered bytes, per lever combination."""
     import gkdfast
 
-    ctx = inputs(size)
+    ctx = inputs(size, graph=graph)
     num_bytes = ctx.num_edges * ctx.dim * 4
     rows = []
     for order in orders:
         graph0, x, reorder_s = reordered(ctx, order)
         for idx in index_dtypes:
-            graph = graph0.to(index_dtype=INDEX_DTYPES[idx])
+            g = graph0.to(index_dtype=INDEX_DTYPES[idx])
             for kernel in kernels:
                 def run():
                     with torch.no_grad():
-                        gkdfast.spmm(graph, x, reduce)
+                        gkdfast.spmm(g, x, reduce)
                 with spmm_kernel(kernel):
                     r = _peers.stream_vs(run, num_bytes, repeats=repeats)
-                row = {"size": size, "case": f"{reduce} fwd order={order} {idx}", "impl": kernel, "order": order,
+                row = {"size": size, "graph": graph, "case": f"{reduce} fwd order={order} {idx}", "impl": kernel, "order": order,
                        "index": idx, "kernel": kernel, "reorder_s": reorder_s, **r}
                 log(f"  {row['case']:<32} {kernel:<8} {r['ms']:8.1f} ms  stream {r['stream_ms']:6.1f} ms "
                     f"({r['stream_gbps']:.1f} GB/s)  ratio {r['ratio']:.2f}x"
@@ -212,6 +225,7 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--stream-ratio", action="store_true",
                    help="only the levers study: sum fwd time / time to stream E*d*4 bytes (kernel x index x order)")
+    p.add_argument("--graph", default="power_law", choices=GRAPHS, help="graph of the --stream-ratio study")
     args = p.parse_args(argv)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         p.error("--device cuda: no CUDA device is available")
@@ -227,10 +241,10 @@ def main(argv=None) -> int:
         os.makedirs(args.out, exist_ok=True)
         rows = []
         for size in args.sizes:
-            print(f"# {size}: sum fwd time / time to stream the E*d*4 gathered bytes "
+            print(f"# {size} {args.graph}: sum fwd time / time to stream the E*d*4 gathered bytes "
                   f"({torch.get_num_threads()} threads, best of {args.repeats}, interleaved)")
-            rows += stream_ratio_rows(size, repeats=args.repeats)
-        js = _report.write_json(rows, os.path.join(args.out, "spmm_stream.json"), benchmark="spmm_stream",
+            rows += stream_ratio_rows(size, repeats=args.repeats, graph=args.graph)
+        js = _report.write_json(rows, os.path.join(args.out, f"spmm_stream_{args.graph}.json"), benchmark="spmm_stream",
                                 small=SMALL, sizes={k: SIZES[k] for k in args.sizes})
         print(f"\nwrote {js}")
         return 0
