@@ -31,7 +31,7 @@ void spmm_rows(const index_t* rowptr, const index_t* col, const scalar_t* w, con
   const int64_t row_bytes = d * static_cast<int64_t>(sizeof(scalar_t));
   const bool selects = reduce == Reduce::Max || reduce == Reduce::Min;
   // float32 sum / mean (weighted or not): register-blocked rows (spmm_sum_simd.h), bitwise the
-  // same as the loop below on FMA machines, without a load + store of the output row per edge.
+  // same as the loop below, without a load + store of the output row per edge.
   if constexpr (std::is_same<scalar_t, float>::value) {
     const int isa = selects || d == 0 ? 0 : spmm_simd::isa_level();
 #ifdef GKD_SPMM_SIMD
