@@ -10,12 +10,19 @@ Two ways to run it:
 d=128 (the issue's target) and 20k / 400k / 128.  The table gives, per case, each implementation's
 median time, its ratio to gkdfast (``2.00x`` = twice as slow as gkdfast), and effective GB/s under the
 gather model of ``_peers.spmm_bytes``, next to this machine's measured copy bandwidth.
+
+``--stream-ratio`` runs the levers study instead: gkdfast sum forward against streaming the E·d·4
+bytes it gathers (``_peers.stream_vs``, interleaved in one loop), for every combination of kernel
+(``generic``: the L1-row loop, ``GKDFAST_SPMM_SIMD=0``; ``simd``: register-blocked rows), index dtype
+(int64 / int32) and node order (as generated / ``Graph.reorder("degree")`` / ``Graph.reorder("rcm")``).
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
+import time
 
 import pytest
 import torch
@@ -37,11 +44,24 @@ TARGETS = [("sum", "fwd", "torch_csr", 1.0), ("sum", "fwd+bwd", "torch_csr", 4.0
 _CTX_CACHE = {}
 
 
-def inputs(size: str, device: str = "cpu") -> _peers.SpmmInputs:
-    key = (size, str(device))
+GRAPHS = ("power_law", "csbm")
+
+
+def make_graph(kind: str, num_nodes: int, num_edges: int):
+    """``power_law``: Chung–Lu, random ids (no locality to find but the hubs); ``csbm``: 50 planted
+    communities (homophily 0.8) in random id order, about ``num_edges`` directed edges."""
+    if kind == "power_law":
+        return _peers.power_law(num_nodes, num_edges, seed=0)
+    from gkdfast.data import csbm
+
+    return csbm(num_nodes, num_classes=50, avg_degree=num_edges / num_nodes, feature_dim=1, seed=0).graph
+
+
+def inputs(size: str, device: str = "cpu", graph: str = "power_law") -> _peers.SpmmInputs:
+    key = (size, str(device), graph)
     if key not in _CTX_CACHE:
         n, e, d = SIZES[size]
-        ctx = _peers.SpmmInputs.build(_peers.power_law(n, e, seed=0), d)
+        ctx = _peers.SpmmInputs.build(make_graph(graph, n, e), d)
         _CTX_CACHE[key] = ctx if torch.device(device).type == "cpu" else ctx.to(device)
     return _CTX_CACHE[key]
 
@@ -74,6 +94,85 @@ def test_spmm(benchmark, size, reduce, mode, peer):
         pytest.skip(f"{peer} cannot run reduce={reduce} here (not installed or not supported)")
     benchmark.group = f"spmm {size} {reduce} {mode}"
     benchmark.extra_info["gbps_bytes"] = _peers.spmm_bytes(ctx, backward=(mode != "fwd"))
+    benchmark.pedantic(run, rounds=3 if SMALL else 5, warmup_rounds=1, iterations=1)
+
+
+# ------------------------------------------------------------------------------------ stream ratio
+ORDERS = ("none", "degree", "rcm")
+INDEX_DTYPES = {"int64": torch.int64, "int32": torch.int32}
+KERNELS = {"generic": "0", "simd": ""}  # value of GKDFAST_SPMM_SIMD ("" = best for this CPU)
+
+
+@contextlib.contextmanager
+def spmm_kernel(kernel: str):
+    """Selects the CPU sum/mean kernel through GKDFAST_SPMM_SIMD for the duration of the block."""
+    old = os.environ.get("GKDFAST_SPMM_SIMD")
+    os.environ["GKDFAST_SPMM_SIMD"] = KERNELS[kernel]
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("GKDFAST_SPMM_SIMD", None)
+        else:
+            os.environ["GKDFAST_SPMM_SIMD"] = old
+
+
+def reordered(ctx: _peers.SpmmInputs, order: str):
+    """``(graph, x, seconds)``: the graph relabelled by ``order`` (``"none"``: as is), its features in
+    the same order, and the time ``Graph.reorder`` took."""
+    x = ctx.features()
+    if order == "none":
+        return ctx.graph, x, 0.0
+    t0 = time.perf_counter()
+    graph, r = ctx.graph.reorder(order)
+    return graph, r.permute(x), time.perf_counter() - t0
+
+
+def stream_ratio_rows(size: str, repeats: int = 7, orders=ORDERS, index_dtypes=tuple(INDEX_DTYPES),
+                      kernels=tuple(KERNELS), reduce: str = "sum", graph: str = "power_law", log=print):
+    """spmm ``reduce`` forward time / time to stream the E·d·4 gathered bytes, per lever combination."""
+    import gkdfast
+
+    ctx = inputs(size, graph=graph)
+    num_bytes = ctx.num_edges * ctx.dim * 4
+    rows = []
+    for order in orders:
+        graph0, x, reorder_s = reordered(ctx, order)
+        for idx in index_dtypes:
+            g = graph0.to(index_dtype=INDEX_DTYPES[idx])
+            for kernel in kernels:
+                def run():
+                    with torch.no_grad():
+                        gkdfast.spmm(g, x, reduce)
+                with spmm_kernel(kernel):
+                    r = _peers.stream_vs(run, num_bytes, repeats=repeats)
+                row = {"size": size, "graph": graph, "case": f"{reduce} fwd order={order} {idx}", "impl": kernel, "order": order,
+                       "index": idx, "kernel": kernel, "reorder_s": reorder_s, **r}
+                log(f"  {row['case']:<32} {kernel:<8} {r['ms']:8.1f} ms  stream {r['stream_ms']:6.1f} ms "
+                    f"({r['stream_gbps']:.1f} GB/s)  ratio {r['ratio']:.2f}x"
+                    + (f"  (reorder {reorder_s:.2f} s)" if order != "none" else ""))
+                rows.append(row)
+        del graph0, x
+    return rows
+
+
+@pytest.mark.parametrize("order", ORDERS)
+@pytest.mark.parametrize("index", list(INDEX_DTYPES))
+def test_spmm_stream_ratio(benchmark, order, index):
+    """sum forward on the biggest size, per node order and index dtype; the stream ratio goes to extra_info."""
+    import gkdfast
+
+    size = list(SIZES)[0]
+    ctx = inputs(size)
+    graph, x, reorder_s = reordered(ctx, order)
+    graph = graph.to(index_dtype=INDEX_DTYPES[index])
+
+    def run():
+        with torch.no_grad():
+            gkdfast.spmm(graph, x, "sum")
+
+    benchmark.group = f"spmm {size} sum fwd: levers"
+    benchmark.extra_info.update(_peers.stream_vs(run, ctx.num_edges * ctx.dim * 4, repeats=3), reorder_s=reorder_s)
     benchmark.pedantic(run, rounds=3 if SMALL else 5, warmup_rounds=1, iterations=1)
 
 
@@ -124,6 +223,9 @@ def main(argv=None) -> int:
     p.add_argument("--max-seconds", type=float, default=60.0, help="time budget per (case, impl)")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--stream-ratio", action="store_true",
+                   help="only the levers study: sum fwd time / time to stream E*d*4 bytes (kernel x index x order)")
+    p.add_argument("--graph", default="power_law", choices=GRAPHS, help="graph of the --stream-ratio study")
     args = p.parse_args(argv)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         p.error("--device cuda: no CUDA device is available")
@@ -135,6 +237,17 @@ def main(argv=None) -> int:
 
     import gkdfast
 
+    if args.stream_ratio:
+        os.makedirs(args.out, exist_ok=True)
+        rows = []
+        for size in args.sizes:
+            print(f"# {size} {args.graph}: sum fwd time / time to stream the E*d*4 gathered bytes "
+                  f"({torch.get_num_threads()} threads, best of {args.repeats}, interleaved)")
+            rows += stream_ratio_rows(size, repeats=args.repeats, graph=args.graph)
+        js = _report.write_json(rows, os.path.join(args.out, f"spmm_stream_{args.graph}.json"), benchmark="spmm_stream",
+                                small=SMALL, sizes={k: SIZES[k] for k in args.sizes})
+        print(f"\nwrote {js}")
+        return 0
     chosen = gkdfast.explain("spmm", torch.device(args.device).type, torch.float32)["chosen"]
     bw = _peers.copy_bandwidth(device=args.device)
     where = (torch.cuda.get_device_name(torch.device(args.device)) if args.device.startswith("cuda")

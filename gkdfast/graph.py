@@ -360,6 +360,27 @@ class Graph:
             deg = deg.index_add(0, self.dst.long(), w) + 1
         return deg.clamp_min(torch.finfo(deg.dtype).tiny).rsqrt()
 
+    def reorder(self, method="rcm"):
+        """Relabels the nodes for gather locality: returns ``(graph, reordering)``.
+
+        ``method`` is ``"rcm"`` (reverse Cuthill–McKee), ``"degree"`` (hubs first) or an ``[N]``
+        permutation tensor (new id -> old id).  ``reordering`` (:class:`gkdfast.reorder.Reordering`)
+        maps node tensors both ways: ``reordering.permute(x)`` before, ``reordering.unpermute(out)``
+        after.  In-edge order is kept, so spmm results are bitwise the permuted originals.  See
+        :func:`gkdfast.reorder.reorder_graph`; for a whole dataset use ``GraphData.reorder``.
+
+        Example:
+            >>> g = Graph(torch.tensor([[0, 1, 2], [2, 2, 0]]))
+            >>> g2, r = g.reorder("degree")
+            >>> x = torch.randn(3, 4)
+            >>> import gkdfast
+            >>> torch.equal(r.unpermute(gkdfast.spmm(g2, r.permute(x))), gkdfast.spmm(g, x))
+            True
+        """
+        from gkdfast.reorder import reorder_graph
+
+        return reorder_graph(self, method)
+
     def to(self, device=None, index_dtype: Optional[torch.dtype] = None) -> "Graph":
         """Copy to another device and/or index dtype (cached transpose included)."""
         device = torch.device(device) if device is not None else self.device

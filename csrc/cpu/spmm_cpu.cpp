@@ -10,8 +10,10 @@
 #include "common/reducers.h"
 #include "ops/graph_checks.h"
 #include "ops/spmm.h"
+#include "cpu/spmm_sum_simd.h"
 
 #include <algorithm>
+#include <type_traits>
 #include <vector>
 
 namespace gkdfast {
@@ -28,6 +30,23 @@ void spmm_rows(const index_t* rowptr, const index_t* col, const scalar_t* w, con
                int64_t* arg, int64_t num_rows, int64_t d, Reduce reduce) {
   const int64_t row_bytes = d * static_cast<int64_t>(sizeof(scalar_t));
   const bool selects = reduce == Reduce::Max || reduce == Reduce::Min;
+  // float32 sum / mean (weighted or not): register-blocked rows (spmm_sum_simd.h), bitwise the
+  // same as the loop below, without a load + store of the output row per edge.
+  if constexpr (std::is_same<scalar_t, float>::value) {
+    const int isa = selects || d == 0 ? 0 : spmm_simd::isa_level();
+#ifdef GKD_SPMM_SIMD
+    if (isa > 0) {
+      const bool mean = reduce == Reduce::Mean;
+      parallel_rows(rowptr, num_rows, d, [&](int64_t begin, int64_t end) {
+        if (isa == 2) spmm_simd::rows<true>(rowptr, col, w, x, out, begin, end, d, mean);
+        else spmm_simd::rows<false>(rowptr, col, w, x, out, begin, end, d, mean);
+      });
+      return;
+    }
+#else
+    (void)isa;
+#endif
+  }
   parallel_rows(rowptr, num_rows, d, [&](int64_t begin, int64_t end) {
     // max/min track the winning edge as an int32 offset within the row (L1-resident, same width as
     // float so the select vectorises) and widen it to the int64 edge id once per row.
