@@ -89,8 +89,9 @@ def _fit(model, d, graph, epochs=60):
 
 
 def test_gnn_clearly_beats_mlp_on_defaults():
+    # products-shaped defaults (47 classes, 100 features, default labels per class), small and sparse
     torch.manual_seed(0)
-    d = dcsbm(num_nodes=4000, avg_degree=20, num_classes=8, feature_dim=32, seed=0)
-    gnn = _fit(SAGE(32, 64, 8), d, d.graph)
-    mlp = _fit(MLP(32, 64, 8), d, None)
+    d = dcsbm(num_nodes=5000, avg_degree=20, seed=0)
+    gnn = _fit(SAGE(100, 64, 47), d, d.graph)
+    mlp = _fit(MLP(100, 64, 47), d, None)
     assert gnn > mlp + 0.10, (gnn, mlp)
