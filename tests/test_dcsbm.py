@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from gkdfast.data import csbm, dcsbm, edge_homophily
+from gkdfast.data.dcsbm import _TRAIN_PER_CLASS
 from gkdfast.nn import MLP, SAGE
 
 
@@ -53,7 +54,7 @@ def test_degrees_are_heavy_tailed_and_capped(g):
 
 def test_classes_split_and_determinism(g):
     assert torch.bincount(g.y).tolist() == [1000] * 6
-    assert torch.bincount(g.y[g.train_mask], minlength=6).tolist() == [20] * 6
+    assert torch.bincount(g.y[g.train_mask], minlength=6).tolist() == [_TRAIN_PER_CLASS] * 6
     assert torch.bincount(g.y[g.val_mask], minlength=6).tolist() == [30] * 6
     again = dcsbm(num_nodes=6000, avg_degree=20, num_classes=6, feature_dim=32, seed=2)
     assert torch.equal(again.graph.col, g.graph.col) and torch.equal(again.x, g.x)
