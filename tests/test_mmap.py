@@ -166,3 +166,12 @@ def test_out_of_range_index_and_bad_rowptr(saved):
     np.save(os.path.join(saved, "rowptr.npy"), rp)
     with pytest.raises(ValueError, match="rowptr.npy: is not non-decreasing"):
         load_mmap(saved, check_indices=False)
+
+
+def test_overlapping_masks_are_refused(saved):
+    tr = np.load(os.path.join(saved, "train_mask.npy"))
+    va = np.load(os.path.join(saved, "val_mask.npy"))
+    va[np.flatnonzero(tr)[0]] = True
+    np.save(os.path.join(saved, "val_mask.npy"), va)
+    with pytest.raises(ValueError, match="masks overlap"):
+        load_mmap(saved)
