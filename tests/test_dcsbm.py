@@ -96,3 +96,20 @@ def test_gnn_clearly_beats_mlp_on_defaults():
     gnn = _fit(SAGE(100, 64, 47), d, d.graph)
     mlp = _fit(MLP(100, 64, 47), d, None)
     assert gnn > mlp + 0.10, (gnn, mlp)
+
+
+def test_calibration_script_smoke(capsys):
+    import importlib.util
+    import json
+    import os
+
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts", "calibrate_dcsbm.py")
+    spec = importlib.util.spec_from_file_location("calibrate_dcsbm", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    mod.main(["--nodes", "1500", "--avg-degree", "5", "--features", "8", "--classes", "4", "--epochs", "2",
+              "--hidden", "8", "--set", "mean_norm=3.5"])
+    res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert res["nodes"] == 1500 and res["dcsbm"] == {"mean_norm": 3.5}
+    assert all(0.0 <= res[k] <= 1.0 for k in ("sage", "mlp", "mlp_all"))
+    assert res["sage_minus_mlp"] == pytest.approx(res["sage"] - res["mlp"], abs=1e-3)
