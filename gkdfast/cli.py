@@ -1,4 +1,5 @@
-"""The ``gkdfast`` command: ``info`` (backends), ``distill`` (the main job), ``bench``."""
+"""The ``gkdfast`` command: ``info`` (backends), ``distill`` (the main job), ``generate`` (a large
+synthetic graph, saved memory-mappable), ``bench``."""
 from __future__ import annotations
 
 import argparse
@@ -58,13 +59,28 @@ def _parse_set(items) -> dict:
     return out
 
 
+# --avg-degree/--features/--classes (argparse attribute -> gkdfast.data.dcsbm keyword)
+_SHAPE_FLAGS = {"avg_degree": "avg_degree", "features": "feature_dim", "classes": "num_classes"}
+
+
+def _synthetic_shape(args) -> dict:
+    """dcsbm keywords from the shape flags that were given; {} when none was."""
+    return {kw: getattr(args, a) for a, kw in _SHAPE_FLAGS.items() if getattr(args, a, None) is not None}
+
+
 def _load_data(args):
+    shape = _synthetic_shape(args)
     if args.data is None:
-        from gkdfast.data import csbm
+        from gkdfast.data import csbm, dcsbm
 
         if args.format or args.name:
             raise ValueError("--format/--name need --data PATH")
-        return csbm(num_nodes=args.nodes, seed=0)  # one fixed graph; --seed varies splits and weights
+        # One fixed graph (seed 0); --seed varies splits and weights.  The shape flags switch to the
+        # degree-corrected SBM (power-law degrees, products-like defaults for the flags not given).
+        return dcsbm(num_nodes=args.nodes, seed=0, **shape) if shape else csbm(num_nodes=args.nodes, seed=0)
+    if shape:
+        given = ", ".join("--" + a.replace("_", "-") for a in _SHAPE_FLAGS if getattr(args, a) is not None)
+        raise ValueError(f"{given} shape the built-in synthetic graph; drop them or --data")
     import os
 
     if not os.path.exists(args.data):
@@ -157,6 +173,32 @@ def _cmd_distill(args) -> int:
     return 0
 
 
+# -- generate ------------------------------------------------------------------------------------
+def _cmd_generate(args) -> int:
+    """Generates the degree-corrected SBM once and saves it memory-mappable for ``distill --data``."""
+    import resource
+    import time
+
+    from gkdfast.data import dcsbm, save_mmap
+
+    if os.path.exists(args.out) and not args.overwrite:
+        raise FileExistsError(f"--out {args.out}: already exists (pass --overwrite to replace it)")
+    start = time.time()
+    data = dcsbm(num_nodes=args.nodes, seed=args.seed, progress=not args.no_progress, **_synthetic_shape(args))
+    save_mmap(data, args.out, overwrite=args.overwrite)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux -> GiB
+    print(f"{args.out}: {data.num_nodes} nodes, {data.num_edges} directed edges, {data.num_features} features, "
+          f"{data.num_classes} classes, edge homophily {data.extras['edge_homophily']:.3f}; "
+          f"{time.time() - start:.1f} s, peak RSS {peak:.2f} GiB")
+    return 0
+
+
+def _add_shape_flags(p, note: str = "") -> None:
+    p.add_argument("--avg-degree", type=float, help="average degree (dcsbm default 51)" + note)
+    p.add_argument("--features", type=int, help="feature dimension (dcsbm default 100)")
+    p.add_argument("--classes", type=int, help="number of classes (dcsbm default 47)")
+
+
 # -- bench ---------------------------------------------------------------------------------------
 def _cmd_bench(args) -> int:
     """Runs each ``benchmarks/bench_<name>.py --out OUT`` runner (table + JSON + PNG), or pytest-benchmark."""
@@ -236,6 +278,8 @@ def build_parser() -> argparse.ArgumentParser:
     pd.add_argument("--set", action="append", metavar="METHOD.PARAM=VALUE",
                     help="override a recipe hyperparameter, e.g. --set glnn.lamb=0.3 (repeatable)")
     pd.add_argument("--nodes", type=int, default=2000, help="nodes of the synthetic graph (default 2000)")
+    _add_shape_flags(pd, ".  Any of --avg-degree/--features/--classes switches the built-in graph from the "
+                         "small 5-class CSBM to the degree-corrected SBM (gkdfast.data.dcsbm) with --nodes nodes")
     pd.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     pd.add_argument("--out", default="gkdfast-results", help="output folder (default ./gkdfast-results)")
     pd.add_argument("--cache-dir", help="teacher-output cache (default OUT/cache)")
@@ -245,6 +289,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_large_args(pd)
     pd.set_defaults(func=_cmd_distill)
+
+    pg = sub.add_parser(
+        "generate", help="generate the products-sized synthetic graph once, saved memory-mappable",
+        description="Writes a degree-corrected contextual SBM (gkdfast.data.dcsbm) as a memory-mappable folder "
+                    "(gkdfast.data.save_mmap); gkdfast distill --data OUT then reads it without loading it in RAM.")
+    pg.add_argument("--out", required=True, metavar="DIR", help="folder to write (must not exist)")
+    pg.add_argument("--nodes", type=int, default=2_450_000, help="number of nodes (default 2450000, ogbn-products)")
+    _add_shape_flags(pg)
+    pg.add_argument("--seed", type=int, default=0, help="generator seed (default 0)")
+    pg.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    pg.add_argument("--no-progress", action="store_true", help="no progress bars")
+    pg.set_defaults(func=_cmd_generate)
 
     pb = sub.add_parser("bench", help="run the benchmark runners in benchmarks/ (tables, JSON, PNG)")
     pb.add_argument("--size", choices=("small", "full"), default="small",

@@ -11,9 +11,10 @@ from gkdfast.data.graphdata import GraphData
 __all__ = ["load", "FORMATS", "guess_format"]
 
 #: Canonical format names accepted by ``load(format=...)`` (aliases in ``_ALIASES``).
-FORMATS = ("npz", "gnn-benchmark", "planetoid", "musae", "mat", "tu", "ogb")
+FORMATS = ("npz", "gnn-benchmark", "planetoid", "musae", "mat", "tu", "ogb", "mmap")
 _ALIASES = {"gnn_benchmark": "gnn-benchmark", "benchmark-npz": "gnn-benchmark", "matlab": "mat",
-            "csv": "musae", "json": "musae", "tudataset": "tu", "ogbn": "ogb", "bundle": "npz"}
+            "csv": "musae", "json": "musae", "tudataset": "tu", "ogbn": "ogb", "bundle": "npz",
+            "memmap": "mmap"}
 
 
 def _norm_format(fmt: Optional[str]) -> Optional[str]:
@@ -60,6 +61,7 @@ def guess_format(path, name: Optional[str] = None):
         >>> guess_format("../shared/data/blogcatalog/BlogCatalog.mat")[0]
         'mat'
     """
+    from gkdfast.data.mmap import is_mmap_dir
     from gkdfast.data.musae import musae_prefixes
     from gkdfast.data.npz import npz_kind
     from gkdfast.data.ogb import is_ogb_dir
@@ -75,6 +77,8 @@ def guess_format(path, name: Optional[str] = None):
         raise fail(path, "no such file or directory")
     if os.path.isfile(path):
         low = base.lower()
+        if low == "meta.json" and is_mmap_dir(parent):
+            return "mmap", parent, name
         if low.endswith(".npz"):
             return npz_kind(path), path, name
         if low.endswith(".mat"):
@@ -93,6 +97,8 @@ def guess_format(path, name: Optional[str] = None):
         raise fail(path, "cannot tell the format from the file name; pass format= "
                          f"({', '.join(FORMATS)})")
     # A directory.
+    if is_mmap_dir(path):
+        return "mmap", path, name
     if planetoid_names(path):
         return "planetoid", path, name
     if tu_names(path):
@@ -137,7 +143,8 @@ def load(path, format: Optional[str] = None, name: Optional[str] = None, seed: i
         path: a file, a directory, or a Planetoid prefix (``.../planetoid/ind.cora``).
         format: one of ``npz`` (our bundle, see :func:`gkdfast.data.save_npz`; a gnn-benchmark file
             given as ``npz`` is recognised by its keys), ``gnn-benchmark``,
-            ``planetoid``, ``musae``, ``mat``, ``tu``, ``ogb``; None = guess from the path and contents.
+            ``planetoid``, ``musae``, ``mat``, ``tu``, ``ogb``, ``mmap`` (a directory written by
+            :func:`gkdfast.data.save_mmap`, read memory-mapped); None = guess from the path and contents.
         name: picks one dataset where a directory holds several: ``name="cora"`` in the Planetoid
             folder, ``name="ENGB"`` (or the unique prefix ``"EN"``) in the Twitch folder,
             ``name="citeseer"`` for ``citeseer.npz`` in a folder of ``.npz`` files, a TU prefix...
@@ -181,6 +188,9 @@ def load(path, format: Optional[str] = None, name: Optional[str] = None, seed: i
     if bad:
         raise ValueError(f"load: option(s) {sorted(bad)} not accepted by format {fmt!r}")
 
+    if fmt == "mmap":
+        from gkdfast.data.mmap import load_mmap
+        return load_mmap(p)
     if fmt == "npz":
         from gkdfast.data.npz import load_gnn_benchmark, load_npz_bundle, npz_kind
         # "--format npz" on a gnn-benchmark/APPNP file (Cora-ML) should just work.
