@@ -85,7 +85,30 @@ def _load_data(args):
     return data
 
 
+def _init_distributed(args, device: str):
+    """``--distributed``: the process group from torchrun's environment (gloo on the CPU, NCCL with this
+    rank's GPU ``cuda:LOCAL_RANK``) → ``(Dist, device)``; ``(None, device)`` without the flag."""
+    if not args.distributed:
+        return None, device
+    from gkdfast.distill.ddp import init_from_env
+
+    group = init_from_env(device)
+    if device.startswith("cuda"):
+        device = f"cuda:{os.environ['LOCAL_RANK']}"
+    return group, device
+
+
 def _cmd_distill(args) -> int:
+    import torch.distributed
+
+    try:
+        return _distill(args)
+    finally:
+        if args.distributed and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+
+
+def _distill(args) -> int:
     import os
 
     import torch
@@ -127,10 +150,14 @@ def _cmd_distill(args) -> int:
     overrides = _parse_set(args.set)
     for m, kw in overrides.items():
         recipes.get(m, **kw)  # unknown method or hyperparameter: fail before training
+    group, device = _init_distributed(args, device)
     data = _load_data(args)
+    main = group is None or group.is_main  # under --distributed only rank 0 prints and writes files
     out = args.out
     os.makedirs(out, exist_ok=True)
-    log = (lambda s: None) if args.quiet else (lambda s: print(s, file=sys.stderr, flush=True))
+    log = (lambda s: None) if args.quiet or not main else (lambda s: print(s, file=sys.stderr, flush=True))
+    if group is not None:
+        log(f"distributed: {group.world_size} processes ({group.backend}), training rows sharded per rank")
     log(f"{data.name}: {data.num_nodes} nodes, {data.graph.num_edges} edges, {data.x.size(1)} features, "
         f"{data.num_classes} classes; split {data.extras.get('split', 'given')}; device {device}")
     if args.setting == "inductive":
@@ -138,9 +165,11 @@ def _cmd_distill(args) -> int:
             "during training; accuracy is measured on those nodes")
     results = run_experiment(data, teacher=teacher, students=students, methods=methods,
                              seeds=list(range(args.seed, args.seed + args.seeds)), epochs=args.epochs, device=device, out=out,
-                             cache_dir=args.cache_dir, progress=not args.quiet and not args.no_progress,
+                             cache_dir=args.cache_dir, progress=main and not args.quiet and not args.no_progress,
                              overrides=overrides, log=log, setting=args.setting,
                              inductive_fraction=args.inductive_fraction)
+    if not main:
+        return 0
     print(format_table(results))
     stem = "results" if args.setting == "transductive" else "results-inductive"  # both can share an --out
     save_json(results, os.path.join(out, f"{stem}.json"))
@@ -233,6 +262,10 @@ def build_parser() -> argparse.ArgumentParser:
     pd.add_argument("--cache-dir", help="teacher-output cache (default OUT/cache)")
     pd.add_argument("--no-progress", action="store_true", help="no progress bars")
     pd.add_argument("--quiet", action="store_true", help="print only the final table")
+    pd.add_argument("--distributed", action="store_true",
+                    help="data-parallel training across the processes of torchrun (torchrun --nproc_per_node=P "
+                         "-m gkdfast.cli distill --distributed ...): gloo on the CPU, NCCL on CUDA; rank 0 prints "
+                         "and writes the results")
     pd.set_defaults(func=_cmd_distill)
 
     pb = sub.add_parser("bench", help="run the benchmark runners in benchmarks/ (tables, JSON, PNG)")
