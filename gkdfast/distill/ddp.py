@@ -175,8 +175,26 @@ def init_from_env(device: str = "cpu") -> Dist:
     if backend == "nccl":
         torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
     if not dist.is_initialized():
-        dist.init_process_group(backend=backend)
+        dist.init_process_group(backend=backend, store=_attempt_store(), rank=int(os.environ["RANK"]),
+                                world_size=int(os.environ["WORLD_SIZE"]))
     return Dist(dist.get_rank(), dist.get_world_size(), None, backend)
+
+
+def _attempt_store():
+    """The rendezvous store of ``env://``, under a prefix naming torchrun's restart attempt.
+
+    After a restart (``torchrun --max-restarts``) the agent's store still holds the previous
+    attempt's keys (gloo's peer addresses among them), so the restarted ranks would read the dead
+    ranks' addresses and fail to connect; a prefix per attempt gives each attempt its own keys."""
+    from datetime import timedelta
+
+    import torch.distributed as dist
+
+    rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    agent_hosts = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"  # else rank 0 hosts it
+    store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), world,
+                          is_master=not agent_hosts and rank == 0, timeout=timedelta(minutes=30))
+    return dist.PrefixStore(f"gkdfast/attempt{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}", store)
 
 
 def default_group():
