@@ -159,8 +159,8 @@ def init_from_env(device: str = "cpu") -> Dist:
     ``LOCAL_RANK``, ``MASTER_ADDR``, ``MASTER_PORT``): NCCL on ``cuda`` (device ``cuda:LOCAL_RANK``),
     gloo on ``cpu``.  Raises a one-line ValueError outside torchrun.
 
-    Example:
-        >>> init_from_env("cpu")                    # doctest: +SKIP  (needs torchrun's environment)
+    Example (under torchrun, so not run here):
+        >>> init_from_env("cpu")                    # doctest: +SKIP
         Dist(rank=0, world_size=2, group=None, backend='gloo')
     """
     import torch.distributed as dist
@@ -201,8 +201,8 @@ def default_group():
     """The default process group object (what a loss's ``process_group=`` needs when the caller
     trains over the default group).
 
-    Example:
-        >>> default_group() is not None                  # doctest: +SKIP  (needs a process group)
+    Example (with a process group, so not run here):
+        >>> default_group() is not None                  # doctest: +SKIP
         True
     """
     import torch.distributed as dist
@@ -228,8 +228,8 @@ def wrap(student: nn.Module, terms: nn.Module, device) -> Optional[nn.Module]:
     every rank here), or ``None`` when nothing is trainable.  Terms with parameters may skip them on
     a degenerate batch (GSP on a one-row batch), so their presence turns ``find_unused_parameters`` on.
 
-    Example:
-        >>> step = wrap(student, terms, "cpu")            # doctest: +SKIP  (needs a process group)
+    Example (with a process group, so not run here):
+        >>> step = wrap(student, terms, "cpu")            # doctest: +SKIP
         >>> loss, values = step(batch_loss, nodes)        # doctest: +SKIP
     """
     from torch.nn.parallel import DistributedDataParallel
