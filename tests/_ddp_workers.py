@@ -64,6 +64,17 @@ def worker(rank: int, world: int, init_file: str, out_dir: str):
     results["val_acc"] = [h["val_acc"] for h in res.history]
     results["loss"] = [h["loss"] for h in res.history]
     results["best_epoch"] = res.best_epoch
+    # 1b. BatchNorm + dropout + a label term, odd pool (padding): not equal to one process, but the
+    # final weights and running statistics must be identical on every rank.
+    data_bn, teacher_bn, _ = exact_problem()
+    torch.manual_seed(rank)  # different RNG per rank: DDP must still end with one set of weights
+    bn = MLP(data_bn.x.size(1), 16, 3, dropout=0.5, batch_norm=True).double()
+    observed = torch.ones(120, dtype=torch.bool)
+    observed[-1] = False  # 119 rows: not a multiple of 2
+    res_bn = Distiller(bn, [terms.CrossEntropy(0.5), terms.LogitKD(0.5)], teacher_bn, epochs=4, patience=None,
+                       batch_size=32, observed=observed).fit(data_bn, data_bn.x)
+    results["bn_weights"] = {k: v.detach().clone() for k, v in bn.state_dict().items()}
+    results["bn_history"] = res_bn.history
     # 2. sharded teacher inference into a shared cache: a graph-free and a graph teacher.
     data = csbm(num_nodes=101, num_classes=3, seed=0)  # 101 rows: ranks get unequal row ranges
     torch.manual_seed(0)

@@ -82,6 +82,14 @@ def test_ddp_equals_one_process_on_the_same_global_batches(ranks):
         torch.testing.assert_close(res[r]["loss"], [h["loss"] for h in single.history], rtol=1e-12, atol=0)
 
 
+def test_ddp_ranks_end_identical_with_batchnorm_dropout_and_padding(ranks):
+    _, res = ranks
+    assert res[0]["bn_history"] == res[1]["bn_history"]
+    for name, w in res[0]["bn_weights"].items():
+        assert torch.equal(res[1]["bn_weights"][name], w), name
+    assert any("running_mean" in name for name in res[0]["bn_weights"])
+
+
 def test_ddp_checkpoint_refuses_another_world_size(ranks):
     out, _ = ranks
     ckpt = os.path.join(out, "ckpt")

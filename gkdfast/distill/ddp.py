@@ -67,6 +67,18 @@ class Dist:
         dist.all_gather_object(out, obj, group=self.group)
         return out
 
+    def broadcast_buffers(self, *modules: nn.Module) -> None:
+        """Copies rank 0's buffers (BatchNorm running statistics) to every rank.  DDP broadcasts them
+        before each forward, but each rank's last forward of an epoch updates them with its own
+        rows; syncing after the epoch keeps evaluation and the saved weights identical on all ranks."""
+        import torch.distributed as dist
+
+        for module in modules:
+            for buf in module.buffers():
+                if buf.numel():
+                    dist.broadcast(buf, src=dist.get_global_rank(self.group, 0) if self.group is not None else 0,
+                                   group=self.group)
+
     def broadcast_object(self, obj, src: int = 0):
         import torch.distributed as dist
 

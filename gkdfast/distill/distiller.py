@@ -459,6 +459,7 @@ class Distiller:
                 if ddp is None:
                     val = accuracy(self.predict(inputs, graph), y, val_mask)
                 else:  # this rank's share of the validation rows; counts summed over ranks
+                    ddp.broadcast_buffers(self.student, self.terms)
                     val, sums = self._ddp_epoch_stats(ddp, inputs, graph, y, val_rows, sums)
                 seconds += time.perf_counter() - t0
                 sums["val_acc"] = val
