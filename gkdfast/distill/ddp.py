@@ -19,8 +19,8 @@ from typing import List, Optional
 import torch
 from torch import Tensor, nn
 
-__all__ = ["Dist", "resolve", "shard_order", "local_batches", "init_from_env", "is_main_process", "default_group", "wrap",
-           "fail_once_for_test"]
+__all__ = ["Dist", "resolve", "shard_order", "local_batches", "init_from_env", "is_main_process", "default_group",
+           "wrap", "fail_once_for_test"]
 
 
 @dataclass
