@@ -130,10 +130,9 @@ def dense_w(edge_index, n, hops, device):
 
 # ------------------------------------------------------------------------------------- data
 def facebook_edges():
-    root = os.environ.get("GKDFAST_DATA") or os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data")
-    path = os.path.join(root, "facebook_page_page", "facebook_edges.csv")
-    if not os.path.exists(path):
-        path = "/work/shared/data/facebook_page_page/facebook_edges.csv"
+    from gkdfast.data import default_root
+
+    path = os.path.join(default_root(), "facebook_page_page", "facebook_edges.csv")
     if not os.path.exists(path):
         return None, 0
     import numpy as np

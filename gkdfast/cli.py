@@ -113,6 +113,7 @@ def _distill(args) -> int:
 
     import torch
 
+    from gkdfast._io import exclusive_dir
     from gkdfast.distill import recipes
     from gkdfast.distill.experiment import parse_model, run_experiment
     from gkdfast.distill.results import format_table, save_json, save_png
@@ -163,17 +164,20 @@ def _distill(args) -> int:
     if args.setting == "inductive":
         log(f"inductive setting: {args.inductive_fraction:.0%} of the test nodes and their edges are hidden "
             "during training; accuracy is measured on those nodes")
-    results = run_experiment(data, teacher=teacher, students=students, methods=methods,
-                             seeds=list(range(args.seed, args.seed + args.seeds)), epochs=args.epochs, device=device, out=out,
-                             cache_dir=args.cache_dir, progress=main and not args.quiet and not args.no_progress,
-                             overrides=overrides, log=log, setting=args.setting,
-                             inductive_fraction=args.inductive_fraction)
-    if not main:
-        return 0
-    print(format_table(results))
-    stem = "results" if args.setting == "transductive" else "results-inductive"  # both can share an --out
-    save_json(results, os.path.join(out, f"{stem}.json"))
-    save_png(results, os.path.join(out, f"{stem}.png"))
+    # One run per --out at a time: a second one would share checkpoints and results.  Under torchrun
+    # rank 0 holds the lock for the whole group.
+    with exclusive_dir(out, "--out folder", enabled=os.environ.get("RANK", "0") == "0"):
+        results = run_experiment(data, teacher=teacher, students=students, methods=methods,
+                                 seeds=list(range(args.seed, args.seed + args.seeds)), epochs=args.epochs,
+                                 device=device, out=out, cache_dir=args.cache_dir,
+                                 progress=main and not args.quiet and not args.no_progress, overrides=overrides,
+                                 log=log, setting=args.setting, inductive_fraction=args.inductive_fraction)
+        if not main:
+            return 0
+        print(format_table(results))
+        stem = "results" if args.setting == "transductive" else "results-inductive"  # both can share an --out
+        save_json(results, os.path.join(out, f"{stem}.json"))
+        save_png(results, os.path.join(out, f"{stem}.png"))
     print(f"wrote {os.path.join(out, stem + '.json')} and {os.path.join(out, stem + '.png')}")
     return 0
 

@@ -22,7 +22,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from gkdfast.data import load
+from gkdfast.data import default_root, load
 from gkdfast.losses import ncontrast
 from gkdfast.nn import MLP
 
@@ -73,7 +73,7 @@ def run_seed(data, x, student, seed, alpha, tau, epochs):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    root = os.environ.get("GKDFAST_DATA") or os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data")
+    root = default_root()
     p.add_argument("--data", default=os.path.join(root, "planetoid"), help="Planetoid folder")
     p.add_argument("--name", default="citeseer")
     p.add_argument("--student", choices=["ours", "ref"], default="ref")

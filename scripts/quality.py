@@ -16,7 +16,8 @@ Usage (full run, for a quiet machine; hours on 2 CPU cores, see docs/results.md)
     python scripts/quality.py --datasets cora --seeds 2        # quick check
     python scripts/quality.py --datasets cora,citeseer --no-reference-timing --device cuda
 
-Runs checkpoint under ``--work`` (default /tmp/gkdfast-quality), so a killed run resumes.
+Runs checkpoint under ``--work`` (default ``<gkdfast cache>/quality``, i.e. ``$GKDFAST_CACHE`` or
+``~/.cache/gkdfast``: a folder only this user can write), so a killed run resumes.
 Raw results go to ``docs/results/<dataset>.json`` (the ``gkdfast distill`` schema).
 
 Seeds can be spread over processes (or machines) and the report assembled afterwards::
@@ -50,11 +51,12 @@ sys.path.insert(0, ROOT)
 
 import torch  # noqa: E402
 
-from gkdfast.data import load  # noqa: E402
+from gkdfast.data import default_root, load  # noqa: E402
+from gkdfast.distill.teacher_cache import default_cache_dir  # noqa: E402
 from gkdfast.distill.experiment import parse_model, run_experiment, summarize_runs  # noqa: E402
 from gkdfast.distill.results import format_markdown, save_json  # noqa: E402
 
-DATA = os.environ.get("GKDFAST_DATA") or os.path.join(os.path.dirname(ROOT), "shared", "data")
+DATA = default_root()
 
 # name -> (path relative to the data root, name inside the folder, split description)
 DATASETS = {
@@ -401,7 +403,8 @@ def main(argv=None):
     p.add_argument("--dropout", type=float, default=0.5)
     p.add_argument("--device", default="cpu")
     p.add_argument("--data", default=DATA, help="data root (default $GKDFAST_DATA or ../shared/data)")
-    p.add_argument("--work", default=os.path.join("/tmp", "gkdfast-quality"), help="checkpoints (resume)")
+    # Not a fixed /tmp path: another user could plant files there.
+    p.add_argument("--work", default=os.path.join(default_cache_dir(), "quality"), help="checkpoints (resume)")
     p.add_argument("--out", default=os.path.join(ROOT, "docs", "results.md"))
     p.add_argument("--no-reference-timing", dest="reference_timing", action="store_false")
     p.add_argument("--runs-log", help="append one JSON line per finished training run to this file")

@@ -15,6 +15,8 @@ import os
 import pytest
 import torch
 
+from gkdfast.data import default_root
+
 try:  # hypothesis is a test dependency; keep conftest importable without it
     from hypothesis import HealthCheck, settings
 
@@ -28,7 +30,7 @@ except ImportError:  # pragma: no cover
 HAS_CUDA = torch.cuda.is_available()
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DATA_ROOT = os.environ.get("GKDFAST_DATA") or os.path.normpath(os.path.join(REPO, "..", "shared", "data"))
+DATA_ROOT = default_root()
 
 
 def need_data(rel: str = "") -> str:

@@ -10,6 +10,7 @@ Example:
     >>> d = load("../shared/data/planetoid", name="cora")      # public split
     >>> s = inductive_split(csbm(), test_fraction=0.2, seed=0)     # GLNN inductive setting
 """
+from gkdfast.data._root import default_root
 from gkdfast.data._util import DataFormatError
 from gkdfast.data.graphdata import GraphData
 from gkdfast.data.loader import FORMATS, guess_format, load
@@ -23,7 +24,7 @@ from gkdfast.data.synthetic import csbm, edge_homophily, power_law_graph
 from gkdfast.data.tu import GraphDataset, TUGraph, load_tu
 
 __all__ = [
-    "GraphData", "GraphDataset", "TUGraph", "DataFormatError", "FORMATS",
+    "default_root", "GraphData", "GraphDataset", "TUGraph", "DataFormatError", "FORMATS",
     "load", "guess_format", "save_npz",
     "load_planetoid", "load_gnn_benchmark", "load_npz_bundle", "load_musae", "load_mat", "load_tu", "load_ogb",
     "random_split", "inductive_split", "InductiveSplit", "subgraph",

@@ -11,6 +11,21 @@ from gkdfast.graph import Graph
 
 __all__ = ["GraphData"]
 
+# Rows per chunk when scanning features for NaN/inf: bounds the temporary bool mask on big
+# (possibly memory-mapped) feature matrices.
+_FINITE_CHUNK_ROWS = 1 << 16
+
+
+def _first_non_finite_row(x: Tensor):
+    """Index of the first row of ``x`` holding NaN or inf, or None (chunked: no [N, F] temporary)."""
+    if not x.is_floating_point():
+        return None
+    for r0 in range(0, x.size(0), _FINITE_CHUNK_ROWS):
+        ok = torch.isfinite(x[r0:r0 + _FINITE_CHUNK_ROWS]).all(dim=1)
+        if not bool(ok.all()):
+            return r0 + int((~ok).nonzero()[0, 0])
+    return None
+
 
 @dataclass
 class GraphData:
@@ -111,8 +126,17 @@ class GraphData:
             raise ValueError(f"GraphData({self.name}): x must be [N={n}, F], got {list(self.x.shape)}")
         if self.y.dim() != 1 or self.y.size(0) != n:
             raise ValueError(f"GraphData({self.name}): y must be [N={n}], got {list(self.y.shape)}")
+        if self.y.is_floating_point() or self.y.dtype == torch.bool:
+            raise ValueError(f"GraphData({self.name}): y must hold integer class ids, got {self.y.dtype}")
         if self.y.numel() and int(self.y.max()) >= self.num_classes:
             raise ValueError(f"GraphData({self.name}): label {int(self.y.max())} >= num_classes={self.num_classes}")
+        if self.y.numel() and int(self.y.min()) < -1:
+            raise ValueError(f"GraphData({self.name}): label {int(self.y.min())} < -1 (labels are class ids >= 0, "
+                             "or -1 for an unlabelled node)")
+        bad = _first_non_finite_row(self.x)
+        if bad is not None:
+            raise ValueError(f"GraphData({self.name}): x has NaN or inf (first in row {bad}); clean or impute the "
+                             "features before training")
         total = torch.zeros(n, dtype=torch.int64, device=self.y.device)
         for nm in ("train_mask", "val_mask", "test_mask"):
             m = getattr(self, nm)

@@ -130,6 +130,9 @@ def load_musae(directory, name: Optional[str] = None, seed: int = 0, feature_dim
             feats_idx = {int(k): np.asarray(v, dtype=np.int64).reshape(-1) for k, v in obj.items()}
         except (ValueError, TypeError) as exc:
             raise fail(feat_json, f"expected JSON {{node id: [feature index, ...]}} ({str(exc)[:60]})") from None
+        neg = [k for k in feats_idx if k < 0]
+        if neg:  # a key "-1" would otherwise index the last node
+            raise fail(feat_json, f"negative node id {neg[0]} as a key")
     elif feat_csv is not None:
         t = _read_text(feat_csv)
         h, _, b = t.partition("\n")
@@ -164,6 +167,8 @@ def load_musae(directory, name: Optional[str] = None, seed: int = 0, feature_dim
         x[torch.from_numpy(rows_i), torch.from_numpy(cols_i)] = 1.0
     elif feat_csv is not None:
         r, c, v = tab[:, 0].astype(np.int64), tab[:, 1].astype(np.int64), tab[:, 2].astype(np.float32)
+        if r.size and (int(r.min()) < 0 or int(c.min()) < 0):
+            raise fail(feat_csv, "negative node id or feature index")
         f_dim = max(int(c.max()) + 1 if c.size else 0, int(feature_dim or 0))
         n = max(n, int(r.max()) + 1 if r.size else 0)
         x = torch.zeros(n, f_dim)

@@ -27,6 +27,7 @@ There is no public split: a random 20/30-per-class split is drawn from ``seed``.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import zipfile
 from typing import Optional
@@ -51,6 +52,24 @@ def _open(path):
         raise fail(path, "no such file") from None
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
         raise fail(path, f"not a readable .npz file ({str(exc)[:80]})") from None
+
+
+@contextlib.contextmanager
+def _reading(path):
+    """Opens ``path`` and turns what reading a damaged member raises (numpy's ValueError for a
+    truncated array, zipfile's BadZipFile for a bad CRC, EOFError, OSError) into one-line
+    DataFormatErrors naming the file; an object array keeps its own message."""
+    with _open(path) as f:
+        try:
+            yield f
+        except DataFormatError:
+            raise
+        except ValueError as exc:
+            if "allow_pickle" in str(exc):  # object arrays need pickle: refuse
+                raise fail(path, f"contains an object array ({str(exc)[:60]}); store plain numeric arrays") from None
+            raise fail(path, f"has a truncated or malformed member ({str(exc)[:80]}); re-create the file") from None
+        except (OSError, EOFError, zipfile.BadZipFile) as exc:
+            raise fail(path, f"is corrupt ({type(exc).__name__}: {str(exc)[:60]}); re-create the file") from None
 
 
 def npz_kind(path) -> str:
@@ -108,16 +127,13 @@ def load_npz_bundle(path, seed: int = 0, name: Optional[str] = None) -> GraphDat
         >>> load_npz_bundle(path).extras["split"]
         'file'
     """
-    with _open(path) as f:
+    with _reading(path) as f:
         keys = set(f.files)
         for k in ("edge_index", "x", "y"):
             if k not in keys:
                 raise fail(path, f"missing array {k!r} (a gkdfast .npz needs edge_index, x, y)")
-        try:
-            arr = {k: f[k] for k in keys if k in {"edge_index", "x", "y", "sensitive", "num_classes", "name",
-                                                   "edge_weight", *_MASKS}}
-        except ValueError as exc:  # object arrays need pickle: refuse
-            raise fail(path, f"contains an object array ({str(exc)[:60]}); store plain numeric arrays") from None
+        arr = {k: f[k] for k in keys if k in {"edge_index", "x", "y", "sensitive", "num_classes", "name",
+                                               "edge_weight", *_MASKS}}
     ei, x, y = arr["edge_index"], arr["x"], arr["y"]
     if ei.ndim != 2 or ei.shape[0] != 2 or not np.issubdtype(ei.dtype, np.integer):
         raise fail(path, f"edge_index must be an integer [2, E] array, got {ei.dtype} {list(ei.shape)}")
@@ -192,7 +208,7 @@ def load_gnn_benchmark(path, seed: int = 0, name: Optional[str] = None) -> Graph
         >>> d.num_nodes, d.num_edges // 2
         (2995, 8158)
     """
-    with _open(path) as f:
+    with _reading(path) as f:
         adj = _csr(f, path, ("adj_", "adj_matrix."))
         if adj is None:
             raise fail(path, "no adjacency (adj_data/adj_matrix.data) in this .npz")

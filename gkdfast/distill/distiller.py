@@ -30,6 +30,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Union
 import torch
 from torch import Tensor, nn
 
+from gkdfast._io import atomic_write
 from gkdfast.distill import ddp as _ddp
 from gkdfast.distill.teacher_cache import TeacherOutputs, hash_tensor, teacher_outputs
 from gkdfast.distill.terms import Dims, LossTerm, StepContext
@@ -273,10 +274,8 @@ class Distiller:
             state["rng_ranks"] = ddp.all_gather_object(_rng_states())
             state["world_size"] = ddp.world_size
         if ddp is None or ddp.is_main:
-            os.makedirs(self.checkpoint_dir, exist_ok=True)
-            tmp = path + ".tmp"
-            torch.save(state, tmp)
-            os.replace(tmp, path)  # atomic: a kill mid-save leaves the previous checkpoint intact
+            # atomic: a kill mid-save leaves the previous checkpoint intact
+            atomic_write(path, lambda f: torch.save(state, f))
         if ddp is not None:
             ddp.barrier()
 
@@ -284,7 +283,14 @@ class Distiller:
         path = self._ckpt_path()
         if path is None or not os.path.exists(path):
             return None
-        state = torch.load(path, map_location=self.device, weights_only=False)
+        # weights_only: a checkpoint is data (tensors, numbers, lists), never code, so a planted file
+        # cannot run anything.  Loaded to the CPU: RNG states must stay CPU tensors, and
+        # load_state_dict copies weights onto the student's device.
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # unpickling refused or the file is damaged
+            raise ValueError(f"Distiller: cannot read checkpoint {path} ({type(exc).__name__}: {str(exc)[:120]}); "
+                             "delete it to start over") from None
         saved_world = int(state.get("world_size", 1))
         if saved_world != world_size:
             raise ValueError(f"Distiller: {path} was written by a {saved_world}-process run; resume it with "

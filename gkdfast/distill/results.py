@@ -14,6 +14,8 @@ import math
 import os
 from typing import List
 
+from gkdfast._io import atomic_write
+
 __all__ = ["format_table", "format_markdown", "validate", "save_json", "save_png", "ROW_KEYS"]
 
 ROW_KEYS = ("method", "model", "test_acc_mean", "test_acc_std", "test_acc", "train_seconds",
@@ -102,18 +104,14 @@ def format_markdown(results: dict, seeds_column: bool = False) -> str:
 
 
 def save_json(results: dict, path: str) -> None:
-    """Writes ``results`` (validated) as indented JSON, atomically (a temporary file, then a rename).
+    """Writes ``results`` (validated) as indented JSON, atomically (a unique temporary file, fsync, rename).
 
     Example:
         >>> save_json(results, "out/results.json")        # doctest: +SKIP
     """
     validate(results)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(results, f, indent=2)
-        f.write("\n")
-    os.replace(tmp, path)
+    text = json.dumps(results, indent=2) + "\n"
+    atomic_write(path, lambda f: f.write(text.encode()))
 
 
 def save_png(results: dict, path: str) -> None:

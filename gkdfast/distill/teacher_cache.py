@@ -70,12 +70,30 @@ def hash_tensor(h, t: Tensor) -> None:
     """
     t = t.detach().cpu().contiguous()
     h.update(f"{t.dtype}{tuple(t.shape)}".encode())
-    # A view as bytes avoids a copy; bool/ints/floats all have a byte representation.
-    h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    # A view as bytes avoids a copy; bool/ints/floats all have a byte representation.  reshape(-1)
+    # first: a 0-dim tensor (BatchNorm's num_batches_tracked) cannot be viewed as another dtype.
+    h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+
+
+# Bump when the cached files' meaning or layout changes: old entries then miss instead of being
+# mapped with new assumptions.
+CACHE_FORMAT = 2
+
+
+def _plain_settings(model: nn.Module) -> str:
+    """Non-parameter settings of every submodule (SAGE aggregation, GCN normalisation, dropout, ...):
+    the public plain-valued attributes, which change outputs without changing any weight."""
+    parts = []
+    for name, module in model.named_modules():
+        settings = {k: v for k, v in sorted(vars(module).items()) if not k.startswith("__") and k != "training"
+                    and (v is None or isinstance(v, (int, float, str, bool, tuple)))}
+        parts.append(f"{name}:{type(module).__qualname__}{settings}")
+    return ";".join(parts)
 
 
 def fingerprint(model: nn.Module, x: Tensor, graph=None) -> str:
-    """Hex SHA-256 of (model class, state_dict, x, graph structure).
+    """Hex SHA-256 of (cache format, gkdfast version, model class, its non-parameter settings,
+    state_dict, x, graph structure and edge weights).
 
     Two calls agree exactly when the teacher would produce the same outputs (same weights on the
     same inputs), which is what makes the cache safe to share between runs.
@@ -85,8 +103,12 @@ def fingerprint(model: nn.Module, x: Tensor, graph=None) -> str:
         >>> len(key)
         64
     """
+    from gkdfast import __version__
+
     h = hashlib.sha256()
+    h.update(f"format{CACHE_FORMAT};gkdfast{__version__};".encode())
     h.update(f"{type(model).__module__}.{type(model).__qualname__}".encode())
+    h.update(_plain_settings(model).encode())
     for name, value in model.state_dict().items():
         h.update(name.encode())
         if isinstance(value, Tensor):
@@ -96,6 +118,10 @@ def fingerprint(model: nn.Module, x: Tensor, graph=None) -> str:
         h.update(str(graph.num_nodes).encode())
         hash_tensor(h, graph.rowptr)
         hash_tensor(h, graph.col)
+        weight = getattr(graph, "edge_weight", None)
+        h.update(b"w" if weight is not None else b"-")
+        if weight is not None:
+            hash_tensor(h, weight)
     return h.hexdigest()
 
 
@@ -128,6 +154,10 @@ def _map(path: str, shape) -> Tensor:
         numel *= int(s)
     if numel == 0:
         return torch.empty(*shape)
+    size = os.path.getsize(path)
+    if size != numel * 4:
+        raise ValueError(f"teacher cache: {path} holds {size} bytes but its meta.json says {list(shape)} float32 "
+                         f"({numel * 4} bytes); delete the folder {os.path.dirname(path)} to recompute")
     # shared=False: a private (copy-on-write) mapping, so a caller writing into it never changes the file.
     return torch.from_file(path, shared=False, size=numel, dtype=torch.float32).view(*shape)
 
@@ -203,8 +233,12 @@ def teacher_outputs(teacher: nn.Module, x: Tensor, graph=None, cache_dir: Option
             json.dump(meta, f)
         try:
             os.rename(tmp, folder)
-        except OSError:  # another process stored the same key first: theirs is identical
-            shutil.rmtree(tmp, ignore_errors=True)
+        except OSError:
+            if os.path.exists(meta_path):  # another process stored the same key first: theirs is identical
+                shutil.rmtree(tmp, ignore_errors=True)
+            else:  # a stale folder without meta.json (a killed older version): never map its files
+                shutil.rmtree(folder, ignore_errors=True)
+                os.rename(tmp, folder)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -256,8 +290,12 @@ def _sharded(teacher: nn.Module, x: Tensor, graph, cache_dir: str, key: str, gro
                 json.dump(meta, f)
             try:
                 os.rename(tmp, folder)
-            except OSError:  # another job stored the same key first: theirs is identical
-                shutil.rmtree(tmp, ignore_errors=True)
+            except OSError:
+                if os.path.exists(os.path.join(folder, "meta.json")):  # another job stored the same key first
+                    shutil.rmtree(tmp, ignore_errors=True)
+                else:  # a stale folder without meta.json (a killed older version): never map its files
+                    shutil.rmtree(folder, ignore_errors=True)
+                    os.rename(tmp, folder)
         group.barrier()
         cached = False
     else:

@@ -1,0 +1,161 @@
+"""Checkpoints, the teacher cache and output folders under hostile or unlucky conditions (issue 18):
+a planted pickle, a BatchNorm teacher, settings that change outputs without changing weights, a
+stale cache folder, two writers, a resume whose RNG state must stay on the CPU."""
+from __future__ import annotations
+
+import os
+import pickle
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from gkdfast import Graph
+from gkdfast._io import DirectoryBusy, atomic_write, exclusive_dir
+from gkdfast.data import csbm
+from gkdfast.distill import Distiller, teacher_outputs, terms
+from gkdfast.distill.teacher_cache import fingerprint
+from gkdfast.nn import GCN, MLP, SAGE
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return csbm(num_nodes=200, num_classes=3, feature_dim=8, avg_degree=6, seed=1)
+
+
+class _Boom:
+    def __reduce__(self):
+        return (os.system, ("echo planted > planted.txt",))
+
+
+def test_planted_checkpoint_is_refused_without_running_code(tiny, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    ckpt = tmp_path / "ck"
+    ckpt.mkdir()
+    with open(ckpt / "checkpoint.pt", "wb") as f:
+        pickle.dump({"fingerprint": "x", "payload": _Boom()}, f, protocol=2)
+    with pytest.raises(ValueError, match="cannot read checkpoint"):
+        Distiller(MLP(8, 8, 3), [terms.CrossEntropy()], epochs=1, checkpoint_dir=str(ckpt)).fit(tiny)
+    assert not (tmp_path / "planted.txt").exists()
+
+
+def test_resume_loads_rng_state_on_cpu_whatever_the_device(tiny, tmp_path, monkeypatch):
+    # A CUDA run used map_location=device, which moved the CPU RNG state to the GPU and made
+    # torch.set_rng_state raise.  The checkpoint now always loads to the CPU.
+    seen = {}
+    real_load = torch.load
+
+    def spy(*a, **kw):
+        seen.update(kw)
+        return real_load(*a, **kw)
+
+    monkeypatch.setattr(torch, "load", spy)
+    opts = dict(epochs=3, patience=None, checkpoint_dir=str(tmp_path))
+    torch.manual_seed(0)
+    Distiller(MLP(8, 8, 3), [terms.CrossEntropy()], **{**opts, "epochs": 2}).fit(tiny)
+    with pytest.raises(ValueError, match="different run"):  # epochs is part of the fingerprint
+        Distiller(MLP(8, 8, 3), [terms.CrossEntropy()], **opts).fit(tiny)
+    assert seen["map_location"] == "cpu" and seen["weights_only"] is True
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_resume_on_cuda(tiny, tmp_path):
+    from gkdfast.distill import StopTraining
+
+    def stop(epoch, info):
+        if epoch == 2:
+            raise StopTraining
+
+    torch.manual_seed(0)
+    d = Distiller(MLP(8, 8, 3), [terms.CrossEntropy()], epochs=4, patience=None, device="cuda",
+                  checkpoint_dir=str(tmp_path))
+    assert d.fit(tiny, callbacks=[stop]).epochs == 2
+    d2 = Distiller(MLP(8, 8, 3), [terms.CrossEntropy()], epochs=4, patience=None, device="cuda",
+                   checkpoint_dir=str(tmp_path))
+    assert d2.fit(tiny).epochs == 4
+
+
+def test_batchnorm_teacher_is_cached(tiny, tmp_path):
+    t = GCN(8, 16, 3, batch_norm=True)  # has a 0-dim num_batches_tracked buffer
+    a = teacher_outputs(t, tiny.x, tiny.graph, cache_dir=str(tmp_path))
+    b = teacher_outputs(t, tiny.x, tiny.graph, cache_dir=str(tmp_path))
+    assert not a.cached and b.cached and torch.equal(a.logits, b.logits)
+
+
+def test_cache_key_covers_settings_and_edge_weights(tiny):
+    torch.manual_seed(0)
+    mean = SAGE(8, 16, 3, aggr="mean")
+    summ = SAGE(8, 16, 3, aggr="sum")
+    summ.load_state_dict(mean.state_dict())  # same weights, different outputs
+    assert fingerprint(mean, tiny.x, tiny.graph) != fingerprint(summ, tiny.x, tiny.graph)
+    gcn_n, gcn_raw = GCN(8, 16, 3), GCN(8, 16, 3, normalize=False)
+    gcn_raw.load_state_dict(gcn_n.state_dict())
+    assert fingerprint(gcn_n, tiny.x, tiny.graph) != fingerprint(gcn_raw, tiny.x, tiny.graph)
+    ei = tiny.graph.edge_index
+    g1 = Graph(ei, tiny.num_nodes, torch.ones(ei.size(1)))
+    g2 = Graph(ei, tiny.num_nodes, torch.full((ei.size(1),), 2.0))
+    assert fingerprint(mean, tiny.x, g1) != fingerprint(mean, tiny.x, g2)
+    assert fingerprint(mean, tiny.x, g1) != fingerprint(mean, tiny.x, tiny.graph)
+
+
+def test_stale_cache_folder_without_meta_is_replaced_not_mapped(tiny, tmp_path):
+    t = MLP(8, 16, 3)
+    key = fingerprint(t, tiny.x, None)
+    stale = tmp_path / "teachers" / key
+    stale.mkdir(parents=True)
+    (stale / "logits.f32").write_bytes(b"\0" * 12)  # an older, differently shaped file; no meta.json
+    out = teacher_outputs(t, tiny.x, None, cache_dir=str(tmp_path))
+    with torch.no_grad():
+        expect = t.eval()(tiny.x)
+    assert torch.allclose(out.logits, expect) and (stale / "meta.json").exists()
+
+
+def test_cache_file_of_the_wrong_size_is_a_clear_error(tiny, tmp_path):
+    t = MLP(8, 16, 3)
+    teacher_outputs(t, tiny.x, None, cache_dir=str(tmp_path))
+    folder = tmp_path / "teachers" / fingerprint(t, tiny.x, None)
+    (folder / "logits.f32").write_bytes(b"\0" * 8)
+    with pytest.raises(ValueError, match="delete the folder"):
+        teacher_outputs(t, tiny.x, None, cache_dir=str(tmp_path))
+
+
+def test_atomic_write_uses_unique_temporaries_and_leaves_none(tmp_path):
+    target = tmp_path / "results.json"
+    names = []
+
+    def writer(f):
+        names.extend(n for n in os.listdir(tmp_path) if n != "results.json")  # the temporary, mid-write
+        f.write(b"{}")
+
+    atomic_write(str(target), writer)
+    atomic_write(str(target), writer)
+    assert target.read_bytes() == b"{}" and len(names) == 2 and names[0] != names[1]
+    assert all(n.startswith(".results.json.") and n.endswith(".tmp") for n in names)
+    assert sorted(os.listdir(tmp_path)) == ["results.json"]
+
+    def broken(f):
+        f.write(b"half")
+        raise RuntimeError("killed")
+
+    with pytest.raises(RuntimeError):
+        atomic_write(str(target), broken)
+    assert target.read_bytes() == b"{}" and sorted(os.listdir(tmp_path)) == ["results.json"]
+
+
+def test_second_run_into_a_busy_out_folder_fails_clearly(tmp_path):
+    code = ("import sys, time; from gkdfast._io import exclusive_dir\n"
+            "with exclusive_dir(sys.argv[1]):\n    print('locked', flush=True); time.sleep(30)\n")
+    holder = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(DirectoryBusy, match="another gkdfast run is using this"):
+            with exclusive_dir(str(tmp_path)):
+                pass
+        with exclusive_dir(str(tmp_path), enabled=False):  # a non-zero rank does not take the lock
+            pass
+    finally:
+        holder.kill()
+        holder.wait()
+    with exclusive_dir(str(tmp_path)):  # released with the process
+        pass
