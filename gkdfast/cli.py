@@ -98,6 +98,22 @@ def _init_distributed(args, device: str):
     return group, device
 
 
+def _check_distributable(methods, overrides) -> None:
+    """Under --distributed, fails before any training when a recipe has an all-pairs term whose loss
+    cannot run across processes yet (see docs/distributed.md)."""
+    from gkdfast.distill import recipes
+
+    names = {m for ms in (methods.values() if isinstance(methods, dict) else [methods]) for m in ms}
+    canonical = {recipes.get(k).name: v for k, v in overrides.items()}
+    for name in sorted(names):
+        recipe = recipes.get(name, **canonical.get(recipes.get(name).name, {}))
+        bad = [t.name for t in recipe.terms() if t.weight and not t.supports_process_group()]
+        if bad:
+            raise ValueError(f"--distributed: method {name!r} uses the all-pairs term {bad[0]!r}, whose loss does not "
+                             "accept process_group= yet; choose --methods without it (kd, glnn, nosmog, lsp, coldbrew "
+                             "run distributed) or run without --distributed")
+
+
 def _cmd_distill(args) -> int:
     import torch.distributed
 
@@ -151,6 +167,8 @@ def _distill(args) -> int:
     overrides = _parse_set(args.set)
     for m, kw in overrides.items():
         recipes.get(m, **kw)  # unknown method or hyperparameter: fail before training
+    if args.distributed:
+        _check_distributable(methods, overrides)
     group, device = _init_distributed(args, device)
     data = _load_data(args)
     main = group is None or group.is_main  # under --distributed only rank 0 prints and writes files
