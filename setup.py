@@ -46,9 +46,15 @@ def make_extension():
     debug = os.environ.get("DEBUG", "0") == "1"
     opt = ["-O0", "-g"] if debug else ["-O3", "-g0"]
     cxx = opt + ["-fopenmp", "-Wno-unused-function"]
+    # GKDFAST_SANITIZE=1: AddressSanitizer + UndefinedBehaviorSanitizer on the CPU kernels
+    # (scripts/sanitize.sh builds that way in its own tree and runs the op tests under it).
+    sanitize = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-fno-sanitize-recover=undefined"] \
+        if os.environ.get("GKDFAST_SANITIZE", "0") == "1" else []
+    if sanitize:
+        cxx = ["-O1", "-g"] + cxx[2:] + sanitize
     sources = (_sources("csrc/*.cpp") + _sources("csrc/common/*.cpp") + _sources("csrc/ops/*.cpp") + _sources("csrc/cpu/*.cpp"))
     include_dirs = [os.path.join(HERE, "csrc")]
-    extra_link = ["-fopenmp"]
+    extra_link = ["-fopenmp"] + sanitize
     if _want_cuda():
         arch = os.environ.get("GKDFAST_CUDA_ARCH_LIST")
         if arch:

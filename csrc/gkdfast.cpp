@@ -43,21 +43,28 @@ TORCH_LIBRARY(gkdfast, m) {
   m.def("lsp_backward(Tensor rowptr, Tensor col, Tensor t_rowptr, Tensor t_col, Tensor t_eid, Tensor student, "
         "Tensor teacher, Tensor per_node, Tensor lse, Tensor grad, str kernel, float gamma, float tau, "
         "bool need_student, bool need_teacher) -> (Tensor, Tensor)");
-  // GSP over all N^2 pairs in tiles: (per-row value [N], per-row stats [N, 2]).  mse: per_row[i] =
-  // sum_j (K^S_ij - K^T_ij)^2, stats = 0; kl: per_row[i] = KL_i, stats = (lse^S_i, lse^T_i).
-  m.def("gsp_tiled(Tensor student, Tensor teacher, str kernel, str loss, float gamma, float tau) -> (Tensor, Tensor)");
+  // GSP over all N^2 pairs in tiles: (per-row value [R], per-row stats [R, 2]) for the rows
+  // i in [row_begin, row_end) (row_end = -1: N; R = row_end - row_begin), each against all N columns.
+  // mse: per_row[i] = sum_j (K^S_ij - K^T_ij)^2, stats = 0; kl: per_row[i] = KL_i, stats = (lse^S_i, lse^T_i).
+  // The backward takes those R rows' state and grad and returns the gradients of sum_i grad_i *
+  // per_row_i w.r.t. all N rows of student and teacher (row side and column side of every pair).
+  m.def("gsp_tiled(Tensor student, Tensor teacher, str kernel, str loss, float gamma, float tau, "
+        "int row_begin=0, int row_end=-1) -> (Tensor, Tensor)");
   m.def("gsp_tiled_backward(Tensor student, Tensor teacher, Tensor per_row, Tensor stats, Tensor grad, str kernel, "
-        "str loss, float gamma, float tau, bool need_student, bool need_teacher) -> (Tensor, Tensor)");
+        "str loss, float gamma, float tau, bool need_student, bool need_teacher, int row_begin=0, "
+        "int row_end=-1) -> (Tensor, Tensor)");
 
   // ---- contrastive losses (crd, ncontrast, nt_xent, topk) -----------------------------------
-  // InfoNCE rows of anchors A [N, d] against candidates C [N, d] (see csrc/ops/infonce.h):
+  // InfoNCE rows of anchors A [R, d] against candidates C [N, d] (see csrc/ops/infonce.h); anchor r
+  // is global row i = row_begin + r (R = N, row_begin = 0: today's square case):
   // loss_i = lse_i - inv_tau * A_i . C_{(i + pos_offset) mod N} (no positive term when pos_offset < 0),
   // lse over all j (minus j = i if exclude_self) or, with num_negatives = K > 0, over the positive
-  // and K Philox draws from [N] \ {i} keyed by (seed, i, k).  Returns (loss [N], lse [N]).
+  // and K Philox draws from [N] \ {i} keyed by (seed, i, k).  Returns (loss [R], lse [R]).
   m.def("infonce(Tensor anchors, Tensor candidates, float inv_tau, int pos_offset, bool exclude_self, "
-        "int num_negatives, int seed) -> (Tensor, Tensor)");
+        "int num_negatives, int seed, int row_begin=0) -> (Tensor, Tensor)");
   m.def("infonce_backward(Tensor anchors, Tensor candidates, Tensor lse, Tensor grad_loss, Tensor grad_lse, "
-        "float inv_tau, int pos_offset, bool exclude_self, int num_negatives, int seed) -> (Tensor, Tensor)");
+        "float inv_tau, int pos_offset, bool exclude_self, int num_negatives, int seed, int row_begin=0) "
+        "-> (Tensor, Tensor)");
   // Row log-sum-exp of the scaled Gram matrix (see csrc/ops/gram_lse.h): lse_i = log sum_j
   // exp(inv_tau * z_i . z_j) over all j (minus j = i if exclude_self), = infonce(z, z)'s lse at half
   // the GEMMs (the logits are symmetric).  The backward returns dz of sum_i grad_i * lse_i.

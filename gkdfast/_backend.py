@@ -111,10 +111,23 @@ def _reasons(op: str, device: torch.device, dtype: Optional[torch.dtype]) -> Dic
     return out
 
 
+def _assume_constant(fn):
+    """Under torch.compile, ``fn`` runs at trace time and its result is baked into the graph (the
+    dispatcher queries behind a backend choice cannot be traced); eager calls are unchanged."""
+    try:
+        from torch._dynamo import assume_constant_result
+    except ImportError:  # pragma: no cover - torch without Dynamo
+        return fn
+    return assume_constant_result(fn)
+
+
+@_assume_constant
 def choose(op: str, device: torch.device, dtype: Optional[torch.dtype] = None) -> str:
     """Returns "cuda", "cpu" or "reference" for this call.
 
     With ``GKDFAST_BACKEND=native`` a call that would fall back raises instead, listing the reasons.
+    Under ``torch.compile`` the choice is made once while tracing (``GKDFAST_BACKEND`` changed
+    later does not affect an already compiled function).
     """
     reasons = _reasons(op, torch.device(device), dtype)
     for kind in ("cuda", "cpu"):

@@ -174,6 +174,13 @@ def _distill(args) -> int:
     main = group is None or group.is_main  # under --distributed only rank 0 prints and writes files
     out = args.out
     os.makedirs(out, exist_ok=True)
+    from gkdfast.cli_large import run_large, wants_large
+
+    if wants_large(args, data):  # sampled teacher, layer-wise inference, mini-batch MLP student
+        if group is not None:
+            raise ValueError("--distributed: the large-graph pipeline runs in one process; run it without "
+                             "--distributed")
+        return run_large(args, data)
     log = (lambda s: None) if args.quiet or not main else (lambda s: print(s, file=sys.stderr, flush=True))
     if group is not None:
         log(f"distributed: {group.world_size} processes ({group.backend}), training rows sharded per rank")
@@ -288,6 +295,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="data-parallel training across the processes of torchrun (torchrun --nproc_per_node=P "
                          "-m gkdfast.cli distill --distributed ...): gloo on the CPU, NCCL on CUDA; rank 0 prints "
                          "and writes the results")
+    from gkdfast.cli_large import add_large_args
+
+    add_large_args(pd)
     pd.set_defaults(func=_cmd_distill)
 
     pb = sub.add_parser("bench", help="run the benchmark runners in benchmarks/ (tables, JSON, PNG)")

@@ -238,9 +238,10 @@ class Graph:
     def dst(self) -> Tensor:
         """Destination of each edge, in CSR order ([E], the graph's index dtype)."""
         if self._dst is None:
+            # output_size: a static length, so torch.compile can trace it (no data-dependent size)
             self._dst = torch.repeat_interleave(
                 torch.arange(self.num_nodes, device=self.device, dtype=self.index_dtype),
-                self.in_degree())
+                self.in_degree(), output_size=self.num_edges)
         return self._dst
 
     @property
@@ -282,10 +283,11 @@ class Graph:
             n, dt = self.num_nodes, self.index_dtype
             src = self.col.to(torch.int64)
             order = torch.sort(src, stable=True)[1] if self.num_edges else src
-            counts = torch.bincount(src, minlength=n) if self.num_edges else \
-                torch.zeros(n, dtype=torch.int64, device=self.device)
-            t_rowptr = torch.zeros(n + 1, dtype=torch.int64, device=self.device)
-            torch.cumsum(counts, 0, out=t_rowptr[1:])
+            # Counts by index_add (a static [n] shape, unlike bincount) so torch.compile can trace
+            # the transpose when a compiled function builds it.
+            counts = torch.zeros(n, dtype=torch.int64, device=self.device).index_add_(
+                0, src, torch.ones_like(src))
+            t_rowptr = torch.cat([counts.new_zeros(1), counts.cumsum(0)])
             t_col = self.dst[order] if self.num_edges else self.col.new_empty(0)
             self._transpose = (t_rowptr.to(dt), t_col.to(dt).contiguous(), order.to(dt).contiguous())
         return self._transpose

@@ -14,7 +14,7 @@ namespace gkdfast {
 namespace {
 
 at::Tensor edge_softmax_cpu(const at::Tensor& rowptr_in, const at::Tensor& s_in) {
-  check_csr(rowptr_in, rowptr_in, "edge_softmax");
+  check_rowptr(rowptr_in, "edge_softmax");
   check_edge_scores(rowptr_in, s_in, "edge_softmax", "scores");
   const auto rowptr = rowptr_in.contiguous();
   const auto s = s_in.contiguous();
@@ -51,7 +51,7 @@ at::Tensor edge_softmax_cpu(const at::Tensor& rowptr_in, const at::Tensor& s_in)
 
 // d s_e = y_e (g_e - sum_{e' in row} y_e' g_e')
 at::Tensor edge_softmax_backward_cpu(const at::Tensor& rowptr_in, const at::Tensor& y_in, const at::Tensor& g_in) {
-  check_csr(rowptr_in, rowptr_in, "edge_softmax_backward");
+  check_rowptr(rowptr_in, "edge_softmax_backward");
   check_edge_scores(rowptr_in, y_in, "edge_softmax_backward", "out");
   check_edge_softmax_grad(y_in, g_in);
   const auto rowptr = rowptr_in.contiguous();

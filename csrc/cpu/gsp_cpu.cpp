@@ -93,25 +93,22 @@ void for_each_pair(SimKernel kind, double gamma, const Side<T>& S, const Side<T>
   }
 }
 
-std::tuple<at::Tensor, at::Tensor> gsp_direct_cpu(const at::Tensor& s_in, const at::Tensor& t_in,
-                                                 c10::string_view kname, c10::string_view lname, double gamma,
-                                                 double tau) {
-  const GspArgs args = check_gsp(s_in, t_in, tau, std::string(kname), std::string(lname), "gsp");
-  const SimKernel kind = args.kind;
-  const GspLoss loss = args.loss;
+// Rows [r0, r1) against all N columns (the caller has checked the arguments and the range).
+std::tuple<at::Tensor, at::Tensor> gsp_direct_cpu(const at::Tensor& s_in, const at::Tensor& t_in, SimKernel kind,
+                                                 GspLoss loss, double gamma, double tau, int64_t r0, int64_t r1) {
   const auto s = s_in.detach().contiguous();
   const auto t = t_in.detach().contiguous();
   const int64_t n = s.size(0);
-  auto per_row = at::zeros({n}, s.options());
-  auto stats = at::zeros({n, 2}, s.options());
+  auto per_row = at::zeros({r1 - r0}, s.options());
+  auto stats = at::zeros({r1 - r0, 2}, s.options());
   const double inv_tau = 1.0 / tau;
   AT_DISPATCH_FLOATING_TYPES(s.scalar_type(), "gkdfast_gsp_cpu", [&] {
     using T = scalar_t;
     const Side<T> S(s, kind), Tt(t, kind);
     T* pr = per_row.data_ptr<T>();
     T* sp = stats.data_ptr<T>();
-    tiles::for_each_row_block(n, tiles::kCpuRowBlock, [&](int64_t i0, int64_t i1) {
-      const int64_t bi = i1 - i0;
+    tiles::for_each_row_block(r1 - r0, tiles::kCpuRowBlock, [&](int64_t b0, int64_t b1) {
+      const int64_t i0 = r0 + b0, i1 = r0 + b1, bi = i1 - i0;
       auto bufS = tiles::tile_buffer(s, tiles::kCpuRowBlock, tiles::kCpuColBlock);
       auto bufT = tiles::tile_buffer(t, tiles::kCpuRowBlock, tiles::kCpuColBlock);
       std::vector<double> sq(bi, 0.0);
@@ -131,14 +128,15 @@ std::tuple<at::Tensor, at::Tensor> gsp_direct_cpu(const at::Tensor& s_in, const 
                       });
       }
       for (int64_t a = i0; a < i1; ++a) {
+        const int64_t o = a - r0;  // output row
         if (loss == GspLoss::Mse) {
-          pr[a] = static_cast<T>(sq[a - i0]);
+          pr[o] = static_cast<T>(sq[a - i0]);
         } else {
           const double lse_s = ls[a - i0].value(), lse_t = lt[a - i0].lse();
           const double kl = lt[a - i0].mean() - lse_t + lse_s;  // >= 0 up to rounding: clamp
-          pr[a] = static_cast<T>(kl > 0 ? kl : 0.0);
-          sp[2 * a] = static_cast<T>(lse_s);
-          sp[2 * a + 1] = static_cast<T>(lse_t);
+          pr[o] = static_cast<T>(kl > 0 ? kl : 0.0);
+          sp[2 * o] = static_cast<T>(lse_s);
+          sp[2 * o + 1] = static_cast<T>(lse_t);
         }
       }
     });
@@ -146,18 +144,17 @@ std::tuple<at::Tensor, at::Tensor> gsp_direct_cpu(const at::Tensor& s_in, const 
   return {per_row, stats};
 }
 
+// Gradients of all N rows from full-N state (gsp_full_state when the forward had a row range
+// [r0, r1)); row blocks outside the range only visit the range's columns, the only pairs with a
+// nonzero coefficient there.
 std::tuple<at::Tensor, at::Tensor> gsp_direct_backward_cpu(const at::Tensor& s_in, const at::Tensor& t_in,
                                                           const at::Tensor& per_row_in, const at::Tensor& stats_in,
-                                                          const at::Tensor& grad_in, c10::string_view kname,
-                                                          c10::string_view lname, double gamma, double tau,
-                                                          bool need_s, bool need_t) {
-  const GspArgs args = check_gsp(s_in, t_in, tau, std::string(kname), std::string(lname), "gsp_backward");
-  const SimKernel kind = args.kind;
-  const GspLoss loss = args.loss;
+                                                          const at::Tensor& grad_in, SimKernel kind, GspLoss loss,
+                                                          double gamma, double tau, bool need_s, bool need_t,
+                                                          int64_t r0, int64_t r1) {
   const auto s = s_in.detach().contiguous();
   const auto t = t_in.detach().contiguous();
   const int64_t n = s.size(0);
-  check_gsp_backward_state(n, per_row_in, stats_in, grad_in);
   const auto per_row = per_row_in.to(at::kDouble).contiguous();
   const auto stats = stats_in.to(at::kDouble).contiguous();
   const auto w = grad_in.to(at::kDouble).contiguous();
@@ -185,8 +182,10 @@ std::tuple<at::Tensor, at::Tensor> gsp_direct_backward_cpu(const at::Tensor& s_i
       T* ms = mS.data_ptr<T>();
       T* mt = mT.data_ptr<T>();
       const int64_t ldm = tiles::kCpuColBlock;
-      for (int64_t j0 = 0; j0 < n; j0 += tiles::kCpuColBlock) {
-        const int64_t j1 = std::min(n, j0 + tiles::kCpuColBlock);
+      const bool overlaps = i1 > r0 && i0 < r1;
+      const int64_t jb = overlaps ? 0 : r0, je = overlaps ? n : r1;
+      for (int64_t j0 = jb; j0 < je; j0 += tiles::kCpuColBlock) {
+        const int64_t j1 = std::min(je, j0 + tiles::kCpuColBlock);
         for_each_pair(kind, gamma, S, Tt, i0, i1, j0, j1, bufS, bufT,
                       [&](int64_t a, int64_t b, double ks, double kt, const auto& sts, const auto& stt) {
                         double cs = 0, ct = 0;
@@ -558,15 +557,15 @@ struct RowLSE {
 
 template <typename T>
 void gsp_gemm_forward(const at::Tensor& s, const at::Tensor& t, SimKernel kind, GspLoss loss, double gamma, double tau,
-                      at::Tensor& per_row, at::Tensor& stats) {
+                      int64_t r0, int64_t r1, at::Tensor& per_row, at::Tensor& stats) {
   const int64_t n = s.size(0);
   const GemmSide<T> S(s, kind), Tt(t, kind);
   T* pr = per_row.data_ptr<T>();
   T* sp = stats.data_ptr<T>();
   const int64_t RB = tiles::kCpuGemmRowBlock, CB = tiles::kCpuGemmColBlock;
-  tiles::for_each_row_block(n, RB, [&](int64_t i0, int64_t i1) {
+  tiles::for_each_row_block(r1 - r0, RB, [&](int64_t b0, int64_t b1) {
     at::AutoDispatchBelowADInplaceOrView below_autograd;  // worker threads: plain kernels, no autograd
-    const int64_t bi = i1 - i0;
+    const int64_t i0 = r0 + b0, i1 = r0 + b1, bi = i1 - i0;
     auto bufS = tiles::tile_buffer(s, RB, CB), bufT = tiles::tile_buffer(t, RB, CB);
     std::vector<T> scratch(4 * CB), ms(bi), mt(bi);
     std::vector<double> ss(bi), st(bi), sw(bi), sq(bi), total(bi, 0.0);
@@ -602,7 +601,7 @@ void gsp_gemm_forward(const at::Tensor& s, const at::Tensor& t, SimKernel kind, 
       }
     }
     for (int64_t r = 0; r < bi; ++r) {
-      const int64_t a = i0 + r;
+      const int64_t a = i0 + r - r0;  // output row
       if (loss == GspLoss::Mse) {
         pr[a] = static_cast<T>(total[r]);
       } else {
@@ -620,7 +619,7 @@ void gsp_gemm_forward(const at::Tensor& s, const at::Tensor& t, SimKernel kind, 
 template <typename T>
 void gsp_gemm_backward(const at::Tensor& s, const at::Tensor& t, const at::Tensor& per_row, const at::Tensor& stats,
                        const at::Tensor& w, SimKernel kind, GspLoss loss, double gamma, double tau, bool need_s,
-                       bool need_t, at::Tensor& grad_s, at::Tensor& grad_t) {
+                       bool need_t, int64_t r0, int64_t r1, at::Tensor& grad_s, at::Tensor& grad_t) {
   const int64_t n = s.size(0);
   const GemmSide<T> S(s, kind), Tt(t, kind);
   // Per-row statistics as contiguous T arrays (the column side of the tile loops reads them by j).
@@ -635,7 +634,9 @@ void gsp_gemm_backward(const at::Tensor& s, const at::Tensor& t, const at::Tenso
   const double max_spread = sizeof(T) == 4 ? 20.0 : 200.0;
   std::vector<T> ratio[4];  // e_s, e_t (row factors), f_s, f_t (column factors)
   bool use_ratio = false;
-  if (loss == GspLoss::Kl && n > 0) {
+  // Not for a partial row range: a row a outside it has p_aj = 0 (gsp_full_state), from which the
+  // ratio cannot recover the p_ja of its pairs with the range's rows j.
+  if (loss == GspLoss::Kl && n > 0 && r0 == 0 && r1 == n) {
     use_ratio = true;
     const T* lse[2] = {lsp, ltp};
     for (int side = 0; side < 2 && use_ratio; ++side) {
@@ -684,8 +685,11 @@ void gsp_gemm_backward(const at::Tensor& s, const at::Tensor& t, const at::Tenso
     }
     A.self_s = selfS.data();
     A.self_t = selfT.data();
-    for (int64_t j0 = 0; j0 < n; j0 += CB) {
-      const int64_t j1 = std::min(n, j0 + CB), bj = j1 - j0;
+    // Rows outside the range pair nonzero only with the range's columns (gsp_full_state).
+    const bool overlaps = i1 > r0 && i0 < r1;
+    const int64_t jb = overlaps ? 0 : r0, je = overlaps ? n : r1;
+    for (int64_t j0 = jb; j0 < je; j0 += CB) {
+      const int64_t j1 = std::min(je, j0 + CB), bj = j1 - j0;
       auto ts = tiles::dot_tile_cpu(S.x, i0, i1, S.x, j0, j1, bufS);
       auto tt = tiles::dot_tile_cpu(Tt.x, i0, i1, Tt.x, j0, j1, bufT);
       A.bj = bj;
@@ -710,19 +714,19 @@ void gsp_gemm_backward(const at::Tensor& s, const at::Tensor& t, const at::Tenso
 
 std::tuple<at::Tensor, at::Tensor> gsp_tiled_cpu(const at::Tensor& s_in, const at::Tensor& t_in,
                                                  c10::string_view kname, c10::string_view lname, double gamma,
-                                                 double tau) {
+                                                 double tau, int64_t row_begin, int64_t row_end) {
   const GspArgs args = check_gsp(s_in, t_in, tau, std::string(kname), std::string(lname), "gsp");
   const SimKernel kind = args.kind;
   const GspLoss loss = args.loss;
-  if (!kernel_is_gemm_friendly(kind)) return gsp_direct_cpu(s_in, t_in, kname, lname, gamma, tau);
+  const int64_t r0 = row_begin, r1 = resolve_gsp_rows(s_in.size(0), row_begin, row_end, "gsp");
+  if (!kernel_is_gemm_friendly(kind)) return gsp_direct_cpu(s_in, t_in, kind, loss, gamma, tau, r0, r1);
   // detach: the tiles are plain kernels (worker threads do not inherit the caller's grad mode)
   const auto s = s_in.detach().contiguous();
   const auto t = t_in.detach().contiguous();
-  const int64_t n = s.size(0);
-  auto per_row = at::zeros({n}, s.options());
-  auto stats = at::zeros({n, 2}, s.options());
+  auto per_row = at::zeros({r1 - r0}, s.options());
+  auto stats = at::zeros({r1 - r0, 2}, s.options());
   AT_DISPATCH_FLOATING_TYPES(s.scalar_type(), "gkdfast_gsp_cpu", [&] {
-    gsp_gemm_forward<scalar_t>(s, t, kind, loss, gamma, tau, per_row, stats);
+    gsp_gemm_forward<scalar_t>(s, t, kind, loss, gamma, tau, r0, r1, per_row, stats);
   });
   return {per_row, stats};
 }
@@ -731,23 +735,32 @@ std::tuple<at::Tensor, at::Tensor> gsp_tiled_backward_cpu(const at::Tensor& s_in
                                                           const at::Tensor& per_row_in, const at::Tensor& stats_in,
                                                           const at::Tensor& grad_in, c10::string_view kname,
                                                           c10::string_view lname, double gamma, double tau,
-                                                          bool need_s, bool need_t) {
+                                                          bool need_s, bool need_t, int64_t row_begin,
+                                                          int64_t row_end) {
   const GspArgs args = check_gsp(s_in, t_in, tau, std::string(kname), std::string(lname), "gsp_backward");
   const SimKernel kind = args.kind;
   const GspLoss loss = args.loss;
+  const int64_t n = s_in.size(0);
+  const int64_t r0 = row_begin, r1 = resolve_gsp_rows(n, row_begin, row_end, "gsp_backward");
+  check_gsp_backward_state(r1 - r0, per_row_in, stats_in, grad_in, s_in);
+  // A partial range runs as the full-N problem with zero weight outside the range.
+  const bool partial = r1 - r0 != n;
+  GspFullState full;
+  if (partial) full = gsp_full_state(n, r0, r1, per_row_in, stats_in, grad_in);
+  const at::Tensor& per_row_n = partial ? full.per_row : per_row_in;
+  const at::Tensor& stats_n = partial ? full.stats : stats_in;
+  const at::Tensor& grad_n = partial ? full.grad : grad_in;
   if (!kernel_is_gemm_friendly(kind))
-    return gsp_direct_backward_cpu(s_in, t_in, per_row_in, stats_in, grad_in, kname, lname, gamma, tau, need_s,
-                                   need_t);
+    return gsp_direct_backward_cpu(s_in, t_in, per_row_n, stats_n, grad_n, kind, loss, gamma, tau, need_s, need_t, r0,
+                                   r1);
   const auto s = s_in.detach().contiguous();
   const auto t = t_in.detach().contiguous();
-  const int64_t n = s.size(0);
-  check_gsp_backward_state(n, per_row_in, stats_in, grad_in);
   auto grad_s = need_s ? at::zeros_like(s) : at::empty({0}, s.options());
   auto grad_t = need_t ? at::zeros_like(t) : at::empty({0}, t.options());
   if (!need_s && !need_t) return {grad_s, grad_t};
   AT_DISPATCH_FLOATING_TYPES(s.scalar_type(), "gkdfast_gsp_backward_cpu", [&] {
-    gsp_gemm_backward<scalar_t>(s, t, per_row_in.detach(), stats_in.detach(), grad_in.detach(), kind, loss, gamma, tau,
-                                need_s, need_t, grad_s, grad_t);
+    gsp_gemm_backward<scalar_t>(s, t, per_row_n.detach(), stats_n.detach(), grad_n.detach(), kind, loss, gamma, tau,
+                                need_s, need_t, r0, r1, grad_s, grad_t);
   });
   return {grad_s, grad_t};
 }

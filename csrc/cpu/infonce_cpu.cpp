@@ -6,7 +6,8 @@
 // giving each thread a range of candidate rows that it alone writes ("owner computes"); every
 // thread re-draws all (i, k) indices (cheap next to a d-long dot) and keeps the ones it owns.
 // Accumulation order for each output row is (i ascending, positive first, then k ascending)
-// whatever the thread count, so results are bitwise reproducible.
+// whatever the thread count, so results are bitwise reproducible.  Anchors may be a row range
+// [row_begin, row_begin + R) of the N candidates: anchor r draws as global row row_begin + r.
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
@@ -24,22 +25,24 @@
 namespace gkdfast {
 namespace {
 
+// n: anchor rows (R), n_c: candidate rows (N); anchor i is global row r0 + i.
 template <typename scalar_t>
-void sampled_forward(const scalar_t* a, const scalar_t* c, scalar_t* loss, scalar_t* lse, int64_t n, int64_t d,
-                     scalar_t inv_tau, bool has_pos, int64_t k_neg, uint64_t seed) {
+void sampled_forward(const scalar_t* a, const scalar_t* c, scalar_t* loss, scalar_t* lse, int64_t n, int64_t n_c,
+                     int64_t r0, int64_t d, scalar_t inv_tau, bool has_pos, int64_t k_neg, uint64_t seed) {
   at::parallel_for(0, n, 16, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
+      const int64_t gi = r0 + i;
       const scalar_t* ai = a + i * d;
       OnlineLSE<scalar_t> st;
       scalar_t lpos = 0;
       if (has_pos) {
-        lpos = inv_tau * vec::dot(ai, c + i * d, d);
+        lpos = inv_tau * vec::dot(ai, c + gi * d, d);
         st.add(lpos);
       }
       for (int64_t q = 0; q * 4 < k_neg; ++q) {
-        const philox::U4 w = philox::negative_words(seed, i, q);
+        const philox::U4 w = philox::negative_words(seed, gi, q);
         for (int64_t t = 0; t < 4 && q * 4 + t < k_neg; ++t) {
-          const int64_t j = philox::word_to_index(philox::pick_word(w, t), n, i);
+          const int64_t j = philox::word_to_index(philox::pick_word(w, t), n_c, gi);
           st.add(inv_tau * vec::dot(ai, c + j * d, d));
         }
       }
@@ -51,8 +54,8 @@ void sampled_forward(const scalar_t* a, const scalar_t* c, scalar_t* loss, scala
 
 template <typename scalar_t>
 void sampled_backward(const scalar_t* a, const scalar_t* c, const scalar_t* lse, const scalar_t* g,
-                      const scalar_t* gl, scalar_t* da, scalar_t* dc, int64_t n, int64_t d, scalar_t inv_tau,
-                      bool has_pos, int64_t k_neg, uint64_t seed) {
+                      const scalar_t* gl, scalar_t* da, scalar_t* dc, int64_t n, int64_t n_c, int64_t r0, int64_t d,
+                      scalar_t inv_tau, bool has_pos, int64_t k_neg, uint64_t seed) {
   auto skip = [&](int64_t i) { return std::isinf(lse[i]) || (g[i] == 0 && gl[i] == 0); };
   // Anchor side: row i is written by the thread that owns i.
   at::parallel_for(0, n, 16, [&](int64_t begin, int64_t end) {
@@ -60,39 +63,41 @@ void sampled_backward(const scalar_t* a, const scalar_t* c, const scalar_t* lse,
       scalar_t* dai = da + i * d;
       std::fill(dai, dai + d, scalar_t(0));
       if (skip(i)) continue;
+      const int64_t gi = r0 + i;
       const scalar_t* ai = a + i * d;
       const scalar_t gp = (g[i] + gl[i]) * inv_tau;
       if (has_pos) {
-        const scalar_t p = std::exp(inv_tau * vec::dot(ai, c + i * d, d) - lse[i]);
-        vec::axpy(dai, c + i * d, gp * p - g[i] * inv_tau, d);
+        const scalar_t p = std::exp(inv_tau * vec::dot(ai, c + gi * d, d) - lse[i]);
+        vec::axpy(dai, c + gi * d, gp * p - g[i] * inv_tau, d);
       }
       for (int64_t q = 0; q * 4 < k_neg; ++q) {
-        const philox::U4 w = philox::negative_words(seed, i, q);
+        const philox::U4 w = philox::negative_words(seed, gi, q);
         for (int64_t t = 0; t < 4 && q * 4 + t < k_neg; ++t) {
-          const scalar_t* cj = c + philox::word_to_index(philox::pick_word(w, t), n, i) * d;
+          const scalar_t* cj = c + philox::word_to_index(philox::pick_word(w, t), n_c, gi) * d;
           vec::axpy(dai, cj, gp * std::exp(inv_tau * vec::dot(ai, cj, d) - lse[i]), d);
         }
       }
     }
   });
   // Candidate side: thread t owns candidate rows [lo, hi).
-  const int64_t owners = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), n));
-  std::fill(dc, dc + n * d, scalar_t(0));
+  const int64_t owners = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), n_c));
+  std::fill(dc, dc + n_c * d, scalar_t(0));
   at::parallel_for(0, owners, 1, [&](int64_t ob, int64_t oe) {
     for (int64_t o = ob; o < oe; ++o) {
-      const int64_t lo = n * o / owners, hi = n * (o + 1) / owners;
+      const int64_t lo = n_c * o / owners, hi = n_c * (o + 1) / owners;
       for (int64_t i = 0; i < n; ++i) {
         if (skip(i)) continue;
+        const int64_t gi = r0 + i;
         const scalar_t* ai = a + i * d;
         const scalar_t gp = (g[i] + gl[i]) * inv_tau;
-        if (has_pos && i >= lo && i < hi) {
-          const scalar_t p = std::exp(inv_tau * vec::dot(ai, c + i * d, d) - lse[i]);
-          vec::axpy(dc + i * d, ai, gp * p - g[i] * inv_tau, d);
+        if (has_pos && gi >= lo && gi < hi) {
+          const scalar_t p = std::exp(inv_tau * vec::dot(ai, c + gi * d, d) - lse[i]);
+          vec::axpy(dc + gi * d, ai, gp * p - g[i] * inv_tau, d);
         }
         for (int64_t q = 0; q * 4 < k_neg; ++q) {
-          const philox::U4 w = philox::negative_words(seed, i, q);
+          const philox::U4 w = philox::negative_words(seed, gi, q);
           for (int64_t t = 0; t < 4 && q * 4 + t < k_neg; ++t) {
-            const int64_t j = philox::word_to_index(philox::pick_word(w, t), n, i);
+            const int64_t j = philox::word_to_index(philox::pick_word(w, t), n_c, gi);
             if (j < lo || j >= hi) continue;
             const scalar_t* cj = c + j * d;
             vec::axpy(dc + j * d, ai, gp * std::exp(inv_tau * vec::dot(ai, cj, d) - lse[i]), d);
@@ -111,16 +116,17 @@ void check_cpu(const at::Tensor& a, const char* op) {
 
 std::tuple<at::Tensor, at::Tensor> infonce_cpu(const at::Tensor& a_in, const at::Tensor& c_in, double inv_tau,
                                                int64_t pos_offset, bool exclude_self, int64_t num_negatives,
-                                               int64_t seed) {
-  check_infonce(a_in, c_in, pos_offset, num_negatives, "infonce");
+                                               int64_t seed, int64_t row_begin) {
+  check_infonce(a_in, c_in, pos_offset, num_negatives, row_begin, "infonce");
   check_cpu(a_in, "infonce");
-  if (num_negatives == 0) return infonce_tiled_forward(a_in, c_in, inv_tau, pos_offset, exclude_self);
+  if (num_negatives == 0) return infonce_tiled_forward(a_in, c_in, inv_tau, pos_offset, exclude_self, row_begin);
   const auto a = a_in.contiguous(), c = c_in.contiguous();
-  const int64_t n = a.size(0), d = a.size(1);
+  const int64_t n = a.size(0), n_c = c.size(0), d = a.size(1);
   auto loss = at::empty({n}, a.options()), lse = at::empty({n}, a.options());
   AT_DISPATCH_FLOATING_TYPES(a.scalar_type(), "gkdfast_infonce_cpu", [&] {
     sampled_forward<scalar_t>(a.data_ptr<scalar_t>(), c.data_ptr<scalar_t>(), loss.data_ptr<scalar_t>(),
-                              lse.data_ptr<scalar_t>(), n, d, static_cast<scalar_t>(inv_tau), pos_offset == 0,
+                              lse.data_ptr<scalar_t>(), n, n_c, row_begin, d, static_cast<scalar_t>(inv_tau),
+                              pos_offset == 0,
                               num_negatives, static_cast<uint64_t>(seed));
   });
   return {loss, lse};
@@ -129,21 +135,23 @@ std::tuple<at::Tensor, at::Tensor> infonce_cpu(const at::Tensor& a_in, const at:
 std::tuple<at::Tensor, at::Tensor> infonce_backward_cpu(const at::Tensor& a_in, const at::Tensor& c_in,
                                                         const at::Tensor& lse_in, const at::Tensor& g_in,
                                                         const at::Tensor& gl_in, double inv_tau, int64_t pos_offset,
-                                                        bool exclude_self, int64_t num_negatives, int64_t seed) {
-  check_infonce(a_in, c_in, pos_offset, num_negatives, "infonce_backward");
+                                                        bool exclude_self, int64_t num_negatives, int64_t seed,
+                                                        int64_t row_begin) {
+  check_infonce(a_in, c_in, pos_offset, num_negatives, row_begin, "infonce_backward");
   check_infonce_backward(a_in, c_in, lse_in, g_in, gl_in, "infonce_backward");
   check_cpu(a_in, "infonce_backward");
   if (num_negatives == 0)
-    return infonce_tiled_backward(a_in, c_in, lse_in, g_in, gl_in, inv_tau, pos_offset, exclude_self);
+    return infonce_tiled_backward(a_in, c_in, lse_in, g_in, gl_in, inv_tau, pos_offset, exclude_self, row_begin);
   const auto a = a_in.contiguous(), c = c_in.contiguous();
   const auto st = a.scalar_type();
   const auto lse = lse_in.to(st).contiguous(), g = g_in.to(st).contiguous(), gl = gl_in.to(st).contiguous();
-  const int64_t n = a.size(0), d = a.size(1);
+  const int64_t n = a.size(0), n_c = c.size(0), d = a.size(1);
   auto da = at::empty_like(a), dc = at::empty_like(c);
   AT_DISPATCH_FLOATING_TYPES(st, "gkdfast_infonce_backward_cpu", [&] {
     sampled_backward<scalar_t>(a.data_ptr<scalar_t>(), c.data_ptr<scalar_t>(), lse.data_ptr<scalar_t>(),
                                g.data_ptr<scalar_t>(), gl.data_ptr<scalar_t>(), da.data_ptr<scalar_t>(),
-                               dc.data_ptr<scalar_t>(), n, d, static_cast<scalar_t>(inv_tau), pos_offset == 0,
+                               dc.data_ptr<scalar_t>(), n, n_c, row_begin, d, static_cast<scalar_t>(inv_tau),
+                               pos_offset == 0,
                                num_negatives, static_cast<uint64_t>(seed));
   });
   return {da, dc};

@@ -126,7 +126,7 @@ void softmax_launch(const at::Tensor& rowptr, const at::Tensor& a, const at::Ten
 }
 
 at::Tensor edge_softmax_cuda(const at::Tensor& rowptr_in, const at::Tensor& s_in) {
-  check_csr(rowptr_in, rowptr_in, "edge_softmax");
+  check_rowptr(rowptr_in, "edge_softmax");
   GKD_CUDA_SETUP(s_in);
   check_edge_scores(rowptr_in, s_in, "edge_softmax", "scores");
   const auto rowptr = rowptr_in.contiguous();
@@ -137,7 +137,7 @@ at::Tensor edge_softmax_cuda(const at::Tensor& rowptr_in, const at::Tensor& s_in
 }
 
 at::Tensor edge_softmax_backward_cuda(const at::Tensor& rowptr_in, const at::Tensor& y_in, const at::Tensor& g_in) {
-  check_csr(rowptr_in, rowptr_in, "edge_softmax_backward");
+  check_rowptr(rowptr_in, "edge_softmax_backward");
   GKD_CUDA_SETUP(y_in);
   check_edge_scores(rowptr_in, y_in, "edge_softmax_backward", "out");
   check_edge_softmax_grad(y_in, g_in);

@@ -21,11 +21,14 @@ constexpr int kWarpsPerBlock = 8;
 
 template <typename scalar_t>
 __global__ void gsp_forward_kernel(const scalar_t* __restrict__ s, int64_t ds, const scalar_t* __restrict__ t,
-                                   int64_t dt, int64_t n, SimKernel kind, bool kl_loss, double gamma,
-                                   double inv_tau, scalar_t* __restrict__ per_row, scalar_t* __restrict__ stats) {
+                                   int64_t dt, int64_t n, int64_t r0, int64_t r1, SimKernel kind, bool kl_loss,
+                                   double gamma, double inv_tau, scalar_t* __restrict__ per_row,
+                                   scalar_t* __restrict__ stats) {
   using acc_t = acc_type<scalar_t>;
-  const int64_t a = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + threadIdx.x / kWarp;
-  if (a >= n) return;
+  // rows [r0, r1) only; output row o = a - r0
+  const int64_t o = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + threadIdx.x / kWarp;
+  if (o >= r1 - r0) return;
+  const int64_t a = r0 + o;
   const int lane = threadIdx.x % kWarp;
   const acc_t g = static_cast<acc_t>(gamma), it = static_cast<acc_t>(inv_tau);
   OnlineLSE<acc_t> ls;
@@ -46,21 +49,22 @@ __global__ void gsp_forward_kernel(const scalar_t* __restrict__ s, int64_t ds, c
     if (kl_loss) {
       const acc_t lse_s = ls.value(), lse_t = lt.lse();
       const acc_t kl = lt.mean() - lse_t + lse_s;
-      per_row[a] = static_cast<scalar_t>(kl > acc_t(0) ? kl : acc_t(0));
-      stats[2 * a] = static_cast<scalar_t>(lse_s);
-      stats[2 * a + 1] = static_cast<scalar_t>(lse_t);
+      per_row[o] = static_cast<scalar_t>(kl > acc_t(0) ? kl : acc_t(0));
+      stats[2 * o] = static_cast<scalar_t>(lse_s);
+      stats[2 * o + 1] = static_cast<scalar_t>(lse_t);
     } else {
-      per_row[a] = static_cast<scalar_t>(sq);
-      stats[2 * a] = scalar_t(0);
-      stats[2 * a + 1] = scalar_t(0);
+      per_row[o] = static_cast<scalar_t>(sq);
+      stats[2 * o] = scalar_t(0);
+      stats[2 * o + 1] = scalar_t(0);
     }
   }
 }
 
 template <typename scalar_t>
 __global__ void gsp_backward_kernel(const scalar_t* __restrict__ s, int64_t ds, const scalar_t* __restrict__ t,
-                                    int64_t dt, int64_t n, SimKernel kind, bool kl_loss, double gamma,
-                                    double inv_tau, const double* __restrict__ kl, const double* __restrict__ st,
+                                    int64_t dt, int64_t n, int64_t r0, int64_t r1, SimKernel kind, bool kl_loss,
+                                    double gamma, double inv_tau, const double* __restrict__ kl,
+                                    const double* __restrict__ st,
                                     const double* __restrict__ w, bool need_s, bool need_t,
                                     acc_type<scalar_t>* __restrict__ gs, acc_type<scalar_t>* __restrict__ gt) {
   using acc_t = acc_type<scalar_t>;
@@ -69,7 +73,11 @@ __global__ void gsp_backward_kernel(const scalar_t* __restrict__ s, int64_t ds, 
   const int lane = threadIdx.x % kWarp;
   const acc_t g = static_cast<acc_t>(gamma), it = static_cast<acc_t>(inv_tau);
   acc_t self_s = 0, self_t = 0;
-  for (int64_t b = 0; b < n; ++b) {
+  // kl, st and w are full-N state (gsp_full_state): a row outside [r0, r1) has weight 0, so it
+  // pairs nonzero only with the range's columns (a warp-uniform loop bound).
+  const bool in_range = a >= r0 && a < r1;
+  const int64_t b_begin = in_range ? 0 : r0, b_end = in_range ? n : r1;
+  for (int64_t b = b_begin; b < b_end; ++b) {
     const auto pss = warp_pair_stats<acc_t>(kind, s + a * ds, s + b * ds, ds);
     const auto pst = warp_pair_stats<acc_t>(kind, t + a * dt, t + b * dt, dt);
     const acc_t ks = kernel_value(kind, pss, g), kt = kernel_value(kind, pst, g);
@@ -103,21 +111,22 @@ __global__ void gsp_backward_kernel(const scalar_t* __restrict__ s, int64_t ds, 
 
 std::tuple<at::Tensor, at::Tensor> gsp_tiled_cuda(const at::Tensor& s_in, const at::Tensor& t_in,
                                                   c10::string_view kname, c10::string_view lname, double gamma,
-                                                  double tau) {
+                                                  double tau, int64_t row_begin, int64_t row_end) {
   const GspArgs args = check_gsp(s_in, t_in, tau, std::string(kname), std::string(lname), "gsp");
   const SimKernel kind = args.kind;
   const bool kl_loss = args.loss == GspLoss::Kl;
+  const int64_t n = s_in.size(0);
+  const int64_t r0 = row_begin, r1 = resolve_gsp_rows(n, row_begin, row_end, "gsp");
   GKD_CUDA_SETUP(s_in);
   const auto s = s_in.contiguous();
   const auto t = t_in.contiguous();
-  const int64_t n = s.size(0);
-  auto per_row = at::zeros({n}, s.options());
-  auto stats = at::zeros({n, 2}, s.options());
-  if (n == 0) return {per_row, stats};
+  auto per_row = at::zeros({r1 - r0}, s.options());
+  auto stats = at::zeros({r1 - r0, 2}, s.options());
+  if (r1 == r0) return {per_row, stats};
   GKD_DISPATCH_FLOATING(s.scalar_type(), "gkdfast_gsp_cuda", [&] {
-    gsp_forward_kernel<scalar_t><<<num_blocks(n, kWarpsPerBlock), kWarpsPerBlock * kWarp, 0, stream>>>(
-        s.data_ptr<scalar_t>(), s.size(1), t.data_ptr<scalar_t>(), t.size(1), n, kind, kl_loss, gamma, 1.0 / tau,
-        per_row.data_ptr<scalar_t>(), stats.data_ptr<scalar_t>());
+    gsp_forward_kernel<scalar_t><<<num_blocks(r1 - r0, kWarpsPerBlock), kWarpsPerBlock * kWarp, 0, stream>>>(
+        s.data_ptr<scalar_t>(), s.size(1), t.data_ptr<scalar_t>(), t.size(1), n, r0, r1, kind, kl_loss, gamma,
+        1.0 / tau, per_row.data_ptr<scalar_t>(), stats.data_ptr<scalar_t>());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
   return {per_row, stats};
@@ -127,18 +136,22 @@ std::tuple<at::Tensor, at::Tensor> gsp_tiled_backward_cuda(const at::Tensor& s_i
                                                            const at::Tensor& per_row_in, const at::Tensor& stats_in,
                                                            const at::Tensor& grad_in, c10::string_view kname,
                                                            c10::string_view lname, double gamma, double tau,
-                                                           bool need_s, bool need_t) {
+                                                           bool need_s, bool need_t, int64_t row_begin,
+                                                           int64_t row_end) {
   const GspArgs args = check_gsp(s_in, t_in, tau, std::string(kname), std::string(lname), "gsp_backward");
   const SimKernel kind = args.kind;
   const bool kl_loss = args.loss == GspLoss::Kl;
   const int64_t n = s_in.size(0);
-  check_gsp_backward_state(n, per_row_in, stats_in, grad_in);
+  const int64_t r0 = row_begin, r1 = resolve_gsp_rows(n, row_begin, row_end, "gsp_backward");
+  check_gsp_backward_state(r1 - r0, per_row_in, stats_in, grad_in, s_in);
   GKD_CUDA_SETUP(s_in);
   const auto s = s_in.contiguous();
   const auto t = t_in.contiguous();
-  const auto kl = per_row_in.to(at::kDouble).contiguous();
-  const auto st = stats_in.to(at::kDouble).contiguous();
-  const auto w = grad_in.to(at::kDouble).contiguous();
+  // Full-N state: the range's rows, weight 0 elsewhere (see gsp_full_state in ops/gsp.h).
+  const GspFullState full = gsp_full_state(n, r0, r1, per_row_in, stats_in, grad_in);
+  const auto kl = full.per_row.contiguous();
+  const auto st = full.stats.contiguous();
+  const auto w = full.grad.contiguous();
   const auto acc_opts = s.options().dtype(at::toOpMathType(s.scalar_type()));
   auto gs = at::zeros({need_s ? n : 0, s.size(1)}, acc_opts);
   auto gt = at::zeros({need_t ? n : 0, t.size(1)}, acc_opts);
@@ -146,8 +159,8 @@ std::tuple<at::Tensor, at::Tensor> gsp_tiled_backward_cuda(const at::Tensor& s_i
     GKD_DISPATCH_FLOATING(s.scalar_type(), "gkdfast_gsp_backward_cuda", [&] {
       using acc_t = acc_type<scalar_t>;
       gsp_backward_kernel<scalar_t><<<num_blocks(n, kWarpsPerBlock), kWarpsPerBlock * kWarp, 0, stream>>>(
-          s.data_ptr<scalar_t>(), s.size(1), t.data_ptr<scalar_t>(), t.size(1), n, kind, kl_loss, gamma, 1.0 / tau,
-          kl.data_ptr<double>(), st.data_ptr<double>(), w.data_ptr<double>(), need_s, need_t,
+          s.data_ptr<scalar_t>(), s.size(1), t.data_ptr<scalar_t>(), t.size(1), n, r0, r1, kind, kl_loss, gamma,
+          1.0 / tau, kl.data_ptr<double>(), st.data_ptr<double>(), w.data_ptr<double>(), need_s, need_t,
           need_s ? gs.data_ptr<acc_t>() : nullptr, need_t ? gt.data_ptr<acc_t>() : nullptr);
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     });

@@ -41,22 +41,25 @@ __device__ __forceinline__ acc_t warp_dot(const scalar_t* __restrict__ x, const 
 
 template <typename scalar_t, typename acc_t>
 __global__ void sampled_forward_kernel(const scalar_t* __restrict__ a, const scalar_t* __restrict__ c,
-                                       acc_t* __restrict__ loss, acc_t* __restrict__ lse, int64_t n, int64_t d,
-                                       acc_t inv_tau, bool has_pos, int64_t k_neg, uint64_t seed) {
+                                       acc_t* __restrict__ loss, acc_t* __restrict__ lse, int64_t n, int64_t n_c,
+                                       int64_t r0, int64_t d, acc_t inv_tau, bool has_pos, int64_t k_neg,
+                                       uint64_t seed) {
+  // anchor i (of n) is global row gi = r0 + i of the n_c candidates
   const int64_t i = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
   const int lane = threadIdx.x & 31;
   if (i >= n) return;  // uniform per warp
+  const int64_t gi = r0 + i;
   const scalar_t* ai = a + i * d;
   OnlineLSE<acc_t> st;
   acc_t lpos = 0;
   if (has_pos) {
-    lpos = inv_tau * warp_dot<scalar_t, acc_t>(ai, c + i * d, d, lane);
+    lpos = inv_tau * warp_dot<scalar_t, acc_t>(ai, c + gi * d, d, lane);
     st.add(lpos);
   }
   for (int64_t q = 0; q * 4 < k_neg; ++q) {
-    const philox::U4 w = philox::negative_words(seed, i, q);
+    const philox::U4 w = philox::negative_words(seed, gi, q);
     for (int t = 0; t < 4 && q * 4 + t < k_neg; ++t) {
-      const int64_t j = philox::word_to_index(philox::pick_word(w, t), n, i);
+      const int64_t j = philox::word_to_index(philox::pick_word(w, t), n_c, gi);
       st.add(inv_tau * warp_dot<scalar_t, acc_t>(ai, c + j * d, d, lane));
     }
   }
@@ -71,11 +74,12 @@ template <typename scalar_t, typename acc_t>
 __global__ void sampled_backward_kernel(const scalar_t* __restrict__ a, const scalar_t* __restrict__ c,
                                         const acc_t* __restrict__ lse, const acc_t* __restrict__ g,
                                         const acc_t* __restrict__ gl, acc_t* __restrict__ da, acc_t* __restrict__ dc,
-                                        int64_t n, int64_t d, acc_t inv_tau, bool has_pos, int64_t k_neg,
-                                        uint64_t seed) {
+                                        int64_t n, int64_t n_c, int64_t r0, int64_t d, acc_t inv_tau, bool has_pos,
+                                        int64_t k_neg, uint64_t seed) {
   const int64_t i = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
   const int lane = threadIdx.x & 31;
   if (i >= n) return;
+  const int64_t gi = r0 + i;  // global row: the positive and the Philox key
   const acc_t li = lse[i];
   if (isinf(li) || (g[i] == acc_t(0) && gl[i] == acc_t(0))) return;  // da, dc start at zero
   const scalar_t* ai = a + i * d;
@@ -90,13 +94,13 @@ __global__ void sampled_backward_kernel(const scalar_t* __restrict__ a, const sc
     }
   };
   if (has_pos) {
-    const acc_t p = exp(inv_tau * warp_dot<scalar_t, acc_t>(ai, c + i * d, d, lane) - li);
-    scatter(i, gp * p - g[i] * inv_tau);
+    const acc_t p = exp(inv_tau * warp_dot<scalar_t, acc_t>(ai, c + gi * d, d, lane) - li);
+    scatter(gi, gp * p - g[i] * inv_tau);
   }
   for (int64_t q = 0; q * 4 < k_neg; ++q) {
-    const philox::U4 w = philox::negative_words(seed, i, q);
+    const philox::U4 w = philox::negative_words(seed, gi, q);
     for (int t = 0; t < 4 && q * 4 + t < k_neg; ++t) {
-      const int64_t j = philox::word_to_index(philox::pick_word(w, t), n, i);
+      const int64_t j = philox::word_to_index(philox::pick_word(w, t), n_c, gi);
       scatter(j, gp * exp(inv_tau * warp_dot<scalar_t, acc_t>(ai, c + j * d, d, lane) - li));
     }
   }
@@ -120,21 +124,21 @@ void check_cuda(const at::Tensor& a, const char* op) {
 
 std::tuple<at::Tensor, at::Tensor> infonce_cuda(const at::Tensor& a_in, const at::Tensor& c_in, double inv_tau,
                                                 int64_t pos_offset, bool exclude_self, int64_t num_negatives,
-                                                int64_t seed) {
-  check_infonce(a_in, c_in, pos_offset, num_negatives, "infonce");
+                                                int64_t seed, int64_t row_begin) {
+  check_infonce(a_in, c_in, pos_offset, num_negatives, row_begin, "infonce");
   check_cuda(a_in, "infonce");
   c10::cuda::CUDAGuard guard(a_in.device());
-  if (num_negatives == 0) return infonce_tiled_forward(a_in, c_in, inv_tau, pos_offset, exclude_self);
+  if (num_negatives == 0) return infonce_tiled_forward(a_in, c_in, inv_tau, pos_offset, exclude_self, row_begin);
   const auto a = a_in.contiguous(), c = c_in.contiguous();
-  const int64_t n = a.size(0), d = a.size(1);
+  const int64_t n = a.size(0), n_c = c.size(0), d = a.size(1);
   const auto acc_opts = a.options().dtype(infonce_acc_type(a.scalar_type()));
   auto loss = at::empty({n}, acc_opts), lse = at::empty({n}, acc_opts);
   auto stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, a.scalar_type(), "gkdfast_infonce_cuda", [&] {
     using acc_t = at::acc_type<scalar_t, true>;
     sampled_forward_kernel<scalar_t, acc_t><<<warp_blocks(n), kThreads, 0, stream>>>(
-        a.data_ptr<scalar_t>(), c.data_ptr<scalar_t>(), loss.data_ptr<acc_t>(), lse.data_ptr<acc_t>(), n, d,
-        static_cast<acc_t>(inv_tau), pos_offset == 0, num_negatives, static_cast<uint64_t>(seed));
+        a.data_ptr<scalar_t>(), c.data_ptr<scalar_t>(), loss.data_ptr<acc_t>(), lse.data_ptr<acc_t>(), n, n_c,
+        row_begin, d, static_cast<acc_t>(inv_tau), pos_offset == 0, num_negatives, static_cast<uint64_t>(seed));
   });
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   return {loss, lse};
@@ -143,25 +147,26 @@ std::tuple<at::Tensor, at::Tensor> infonce_cuda(const at::Tensor& a_in, const at
 std::tuple<at::Tensor, at::Tensor> infonce_backward_cuda(const at::Tensor& a_in, const at::Tensor& c_in,
                                                          const at::Tensor& lse_in, const at::Tensor& g_in,
                                                          const at::Tensor& gl_in, double inv_tau, int64_t pos_offset,
-                                                         bool exclude_self, int64_t num_negatives, int64_t seed) {
-  check_infonce(a_in, c_in, pos_offset, num_negatives, "infonce_backward");
+                                                         bool exclude_self, int64_t num_negatives, int64_t seed,
+                                                         int64_t row_begin) {
+  check_infonce(a_in, c_in, pos_offset, num_negatives, row_begin, "infonce_backward");
   check_infonce_backward(a_in, c_in, lse_in, g_in, gl_in, "infonce_backward");
   check_cuda(a_in, "infonce_backward");
   c10::cuda::CUDAGuard guard(a_in.device());
   if (num_negatives == 0)
-    return infonce_tiled_backward(a_in, c_in, lse_in, g_in, gl_in, inv_tau, pos_offset, exclude_self);
+    return infonce_tiled_backward(a_in, c_in, lse_in, g_in, gl_in, inv_tau, pos_offset, exclude_self, row_begin);
   const auto a = a_in.contiguous(), c = c_in.contiguous();
   const auto acc = infonce_acc_type(a.scalar_type());
   const auto lse = lse_in.to(acc).contiguous(), g = g_in.to(acc).contiguous(), gl = gl_in.to(acc).contiguous();
-  const int64_t n = a.size(0), d = a.size(1);
-  auto da = at::zeros({n, d}, a.options().dtype(acc)), dc = at::zeros({n, d}, a.options().dtype(acc));
+  const int64_t n = a.size(0), n_c = c.size(0), d = a.size(1);
+  auto da = at::zeros({n, d}, a.options().dtype(acc)), dc = at::zeros({n_c, d}, a.options().dtype(acc));
   auto stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, a.scalar_type(), "gkdfast_infonce_backward_cuda", [&] {
     using acc_t = at::acc_type<scalar_t, true>;
     sampled_backward_kernel<scalar_t, acc_t><<<warp_blocks(n), kThreads, 0, stream>>>(
         a.data_ptr<scalar_t>(), c.data_ptr<scalar_t>(), lse.data_ptr<acc_t>(), g.data_ptr<acc_t>(),
-        gl.data_ptr<acc_t>(), da.data_ptr<acc_t>(), dc.data_ptr<acc_t>(), n, d, static_cast<acc_t>(inv_tau),
-        pos_offset == 0, num_negatives, static_cast<uint64_t>(seed));
+        gl.data_ptr<acc_t>(), da.data_ptr<acc_t>(), dc.data_ptr<acc_t>(), n, n_c, row_begin, d,
+        static_cast<acc_t>(inv_tau), pos_offset == 0, num_negatives, static_cast<uint64_t>(seed));
   });
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   return {da.to(a.scalar_type()), dc.to(c.scalar_type())};

@@ -1,5 +1,7 @@
 #include "ops/edge_softmax.h"
 
+#include "ops/csr_validation.h"
+
 namespace gkdfast {
 
 void check_edge_scores(const at::Tensor& rowptr, const at::Tensor& s, const char* op, const char* name) {
@@ -9,9 +11,8 @@ void check_edge_scores(const at::Tensor& rowptr, const at::Tensor& s, const char
                    s.scalar_type());
   TORCH_CHECK_VALUE(s.device() == rowptr.device(), "gkdfast.", op, ": ", name, " is on ", s.device(),
                     " but the graph is on ", rowptr.device());
-  const int64_t num_edges = rowptr[rowptr.size(0) - 1].item<int64_t>();
-  TORCH_CHECK_VALUE(s.size(0) == num_edges, "gkdfast.", op, ": ", name, " have ", s.size(0),
-                    " rows but the graph has ", num_edges, " edges");
+  // rowptr must run from 0 to exactly s.size(0), never decreasing: the kernels write s's rows by it.
+  validate_rowptr(rowptr, s.size(0), op, "graph");
 }
 
 void check_edge_softmax_grad(const at::Tensor& y, const at::Tensor& g) {

@@ -3,6 +3,7 @@
 #include <torch/library.h>
 
 #include "common/reducers.h"
+#include "ops/csr_validation.h"
 
 namespace gkdfast {
 
@@ -37,16 +38,36 @@ void check_csr(const at::Tensor& rowptr, const at::Tensor& col, const char* op, 
                    col.scalar_type());
   TORCH_CHECK_VALUE(rowptr.device() == col.device(), "gkdfast.", op, ": ", what,
                     " rowptr and col are on different devices (", rowptr.device(), ", ", col.device(), ")");
+  validate_csr(rowptr, col, csr_num_rows(rowptr), op, what);
+}
+
+void check_rowptr(const at::Tensor& rowptr, const char* op, const char* what) {
+  TORCH_CHECK_VALUE(rowptr.dim() == 1 && rowptr.size(0) >= 1, "gkdfast.", op, ": ", what,
+                    " rowptr must be 1-D with at least one entry, got shape ", rowptr.sizes());
+  TORCH_CHECK_TYPE(rowptr.scalar_type() == at::kInt || rowptr.scalar_type() == at::kLong, "gkdfast.", op, ": ",
+                   what, " rowptr must be int32 or int64, got ", rowptr.scalar_type());
 }
 
 void check_transpose(const at::Tensor& rowptr, const at::Tensor& col, const at::Tensor& t_rowptr,
                      const at::Tensor& t_col, const at::Tensor& t_eid, const char* op) {
   if (t_rowptr.numel() == 0 && t_col.numel() == 0 && t_eid.numel() == 0) return;  // not needed
-  check_csr(t_rowptr, t_col, op, "transposed graph");
-  TORCH_CHECK_VALUE(t_rowptr.size(0) == rowptr.size(0) && t_col.size(0) == col.size(0) &&
-                        t_eid.dim() == 1 && t_eid.size(0) == col.size(0),
+  TORCH_CHECK_VALUE(t_rowptr.device() == rowptr.device() && t_col.device() == rowptr.device() &&
+                        t_eid.device() == rowptr.device(),
+                    "gkdfast.", op, ": the transposed CSR is on ", t_rowptr.device(), "/", t_col.device(), "/",
+                    t_eid.device(), " but the graph is on ", rowptr.device());
+  TORCH_CHECK_VALUE(t_rowptr.dim() == 1 && t_col.dim() == 1 && t_rowptr.size(0) == rowptr.size(0) &&
+                        t_col.size(0) == col.size(0) && t_eid.dim() == 1 && t_eid.size(0) == col.size(0),
                     "gkdfast.", op, ": transposed CSR does not match the graph (", t_rowptr.sizes(), ", ",
                     t_col.sizes(), ", ", t_eid.sizes(), " vs ", rowptr.sizes(), ", ", col.sizes(), ")");
+  TORCH_CHECK_TYPE(t_rowptr.scalar_type() == rowptr.scalar_type() && t_col.scalar_type() == rowptr.scalar_type() &&
+                       t_eid.scalar_type() == rowptr.scalar_type(),
+                   "gkdfast.", op, ": the transposed CSR must use the graph's index dtype ", rowptr.scalar_type());
+  validate_transpose(rowptr, col, t_rowptr, t_col, t_eid, op);
+}
+
+void check_same_device(const at::Tensor& t, const at::Tensor& like, const char* op, const char* name) {
+  TORCH_CHECK_VALUE(t.device() == like.device(), "gkdfast.", op, ": ", name, " is on ", t.device(),
+                    " but the inputs are on ", like.device());
 }
 
 void check_node_features(const at::Tensor& x, const at::Tensor& rowptr, const char* op, const char* name) {

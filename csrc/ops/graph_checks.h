@@ -1,17 +1,26 @@
-// Argument checks shared by every backend of the graph ops.  The Python layer validates a
-// Graph once (index ranges included); these checks guard direct torch.ops.gkdfast calls against
-// shape, dtype and device mistakes, which would otherwise read out of bounds.
+// Argument checks shared by every backend of the graph ops.  They guard direct torch.ops.gkdfast
+// calls against shape, dtype and device mistakes and malformed CSR structure, which would otherwise
+// read or write out of bounds; a graph whose arrays do not change is validated once.
 #pragma once
 
 #include <torch/types.h>
 
 namespace gkdfast {
 
-// rowptr [N+1] and col [E]: 1-D, same integer dtype (int32/int64), same device.
+// rowptr [N+1] and col [E]: 1-D, same integer dtype (int32/int64), same device, and a valid
+// structure (ops/csr_validation.h: rowptr from 0 to E, never decreasing; col in [0, N)).
 void check_csr(const at::Tensor& rowptr, const at::Tensor& col, const char* op, const char* what = "graph");
 
-// The transposed CSR: t_rowptr [N+1], t_col [E], t_eid [E] (positions in the forward CSR), or
-// all three empty when the caller does not need gradients.
+// rowptr alone: 1-D, int32/int64 (its values are validated against the per-edge array's length by
+// the caller, see validate_rowptr).
+void check_rowptr(const at::Tensor& rowptr, const char* op, const char* what = "graph");
+
+// `t` on the same device as `like` (saved state passed back to a backward op).
+void check_same_device(const at::Tensor& t, const at::Tensor& like, const char* op, const char* name);
+
+// The transposed CSR: t_rowptr [N+1], t_col [E], t_eid [E] (positions in the forward CSR) on the
+// graph's device with its index dtype and consistent with it, or all three empty when the caller
+// does not need gradients.
 void check_transpose(const at::Tensor& rowptr, const at::Tensor& col, const at::Tensor& t_rowptr,
                      const at::Tensor& t_col, const at::Tensor& t_eid, const char* op);
 

@@ -29,8 +29,25 @@ struct GspArgs {
 GspArgs check_gsp(const at::Tensor& s, const at::Tensor& t, double tau, const std::string& kernel,
                   const std::string& loss, const char* op);
 
-// What gsp_tiled_backward needs from its forward: per_row [N], stats [N, 2] and grad [N].
-void check_gsp_backward_state(int64_t n, const at::Tensor& per_row, const at::Tensor& stats,
-                              const at::Tensor& grad);
+// What gsp_tiled_backward needs from its forward: per_row [R], stats [R, 2] and grad [R] for the
+// R rows of the range.
+void check_gsp_backward_state(int64_t rows, const at::Tensor& per_row, const at::Tensor& stats,
+                              const at::Tensor& grad, const at::Tensor& like);
+
+// Row range of a gsp_tiled call: row_end = -1 means N; needs 0 <= row_begin <= row_end <= N.
+// Returns the resolved row_end.
+int64_t resolve_gsp_rows(int64_t n, int64_t row_begin, int64_t row_end, const char* op);
+
+// The backward of a row range [r0, r1) as a full-N problem: per_row, stats and grad extended to N
+// rows in float64, with the rows outside the range given weight 0, KL 0 and log-sum-exps
+// kOutsideLse.  A pair term is (weight of its row) x (probability from that row's lse); outside
+// the range the weight is 0 and exp(x - kOutsideLse) is exactly 0 (finite, so no 0 * inf), hence
+// the full-N backward formulas give exactly the range's gradients, for every row of both sides.
+constexpr double kOutsideLse = 1e30;
+struct GspFullState {
+  at::Tensor per_row, stats, grad;  // [N], [N, 2], [N], float64
+};
+GspFullState gsp_full_state(int64_t n, int64_t r0, int64_t r1, const at::Tensor& per_row, const at::Tensor& stats,
+                            const at::Tensor& grad);
 
 }  // namespace gkdfast

@@ -38,11 +38,12 @@ at::ScalarType infonce_acc_type(at::ScalarType t) {
 }
 
 void check_infonce(const at::Tensor& a, const at::Tensor& c, int64_t pos_offset, int64_t num_negatives,
-                   const char* op) {
+                   int64_t row_begin, const char* op) {
   TORCH_CHECK(a.dim() == 2 && c.dim() == 2, "gkdfast.", op, ": anchors and candidates must be 2-D, got ",
               a.sizes(), " and ", c.sizes());
-  TORCH_CHECK(a.size(0) == c.size(0), "gkdfast.", op, ": anchors and candidates need the same number of rows, got ",
-              a.size(0), " and ", c.size(0));
+  TORCH_CHECK(row_begin >= 0 && row_begin + a.size(0) <= c.size(0), "gkdfast.", op, ": the ", a.size(0),
+              " anchors are rows [row_begin, row_begin + R) of the ", c.size(0),
+              " candidates, so need 0 <= row_begin <= N - R; got row_begin = ", row_begin);
   TORCH_CHECK(a.size(1) == c.size(1), "gkdfast.", op, ": anchors and candidates need the same width, got ",
               a.size(1), " and ", c.size(1));
   TORCH_CHECK(a.scalar_type() == c.scalar_type(), "gkdfast.", op, ": dtype mismatch ", a.scalar_type(), " vs ",
@@ -52,7 +53,7 @@ void check_infonce(const at::Tensor& a, const at::Tensor& c, int64_t pos_offset,
   TORCH_CHECK(a.device() == c.device(), "gkdfast.", op, ": anchors on ", a.device(), ", candidates on ", c.device());
   TORCH_CHECK(num_negatives >= 0, "gkdfast.", op, ": num_negatives must be >= 0, got ", num_negatives);
   if (num_negatives > 0) {
-    TORCH_CHECK(a.size(0) >= 2, "gkdfast.", op, ": sampled negatives need at least 2 rows");
+    TORCH_CHECK(c.size(0) >= 2, "gkdfast.", op, ": sampled negatives need at least 2 rows of candidates");
     TORCH_CHECK(pos_offset <= 0, "gkdfast.", op, ": with sampled negatives the positive must be row i itself "
                 "(pos_offset 0) or absent (-1), got ", pos_offset);
   }
@@ -76,12 +77,19 @@ void check_sample_negatives(const at::Tensor& rows, int64_t num_nodes, int64_t k
   TORCH_CHECK(num_nodes >= 2 && k_neg >= 0, "gkdfast.sample_negatives: need num_nodes >= 2 and num_negatives >= 0");
 }
 
+// Global candidate index of each anchor's positive, (row_begin + r + pos_offset) mod N, as int64.
+static at::Tensor positive_index(const at::Tensor& a, int64_t n_c, int64_t pos_offset, int64_t row_begin) {
+  const int64_t start = (row_begin + pos_offset % n_c) % n_c;
+  return at::arange(a.size(0), a.options().dtype(at::kLong)).add_(start).remainder_(n_c);
+}
+
 std::tuple<at::Tensor, at::Tensor> infonce_tiled_forward(const at::Tensor& a_in, const at::Tensor& c_in,
-                                                         double inv_tau, int64_t pos_offset, bool exclude_self) {
+                                                         double inv_tau, int64_t pos_offset, bool exclude_self,
+                                                         int64_t row_begin) {
   const auto acc = infonce_acc_type(a_in.scalar_type());
   const at::Tensor a = a_in.to(acc).contiguous();
   const at::Tensor c = c_in.to(acc).contiguous();
-  const int64_t n = a.size(0);
+  const int64_t n = a.size(0), n_c = c.size(0);
   int64_t br, bc;
   tile_shape(a, br, bc);
   const double ninf = -std::numeric_limits<double>::infinity();
@@ -91,11 +99,11 @@ std::tuple<at::Tensor, at::Tensor> infonce_tiled_forward(const at::Tensor& a_in,
     const at::Tensor ai = a.narrow(0, i0, bi);
     at::Tensor m = at::full({bi}, ninf, a.options());
     at::Tensor s = at::zeros({bi}, a.options());
-    for (int64_t j0 = 0; j0 < n; j0 += bc) {
-      const int64_t bj = std::min(bc, n - j0);
+    for (int64_t j0 = 0; j0 < n_c; j0 += bc) {
+      const int64_t bj = std::min(bc, n_c - j0);
       at::Tensor tile = at::mm(ai, c.narrow(0, j0, bj).t());
       tile.mul_(inv_tau);
-      if (exclude_self) mask_self(tile, i0, j0, ninf);
+      if (exclude_self) mask_self(tile, row_begin + i0, j0, ninf);
       const at::Tensor new_m = at::maximum(m, std::get<0>(tile.max(1)));
       // A row whose entries so far are all -inf keeps max -inf; shift by 0 there to avoid inf - inf.
       const at::Tensor shift = at::where(at::isinf(new_m), at::zeros_like(new_m), new_m);
@@ -107,7 +115,7 @@ std::tuple<at::Tensor, at::Tensor> infonce_tiled_forward(const at::Tensor& a_in,
   }
   at::Tensor loss = lse.clone();
   if (pos_offset >= 0 && n > 0) {
-    const at::Tensor cpos = at::roll(c, {-(pos_offset % n)}, {0});
+    const at::Tensor cpos = c.index_select(0, positive_index(a, n_c, pos_offset, row_begin));
     loss.sub_((a * cpos).sum(1).mul_(inv_tau));
   }
   return {loss, lse};
@@ -116,11 +124,11 @@ std::tuple<at::Tensor, at::Tensor> infonce_tiled_forward(const at::Tensor& a_in,
 std::tuple<at::Tensor, at::Tensor> infonce_tiled_backward(const at::Tensor& a_in, const at::Tensor& c_in,
                                                           const at::Tensor& lse_in, const at::Tensor& grad_loss,
                                                           const at::Tensor& grad_lse, double inv_tau,
-                                                          int64_t pos_offset, bool exclude_self) {
+                                                          int64_t pos_offset, bool exclude_self, int64_t row_begin) {
   const auto acc = infonce_acc_type(a_in.scalar_type());
   const at::Tensor a = a_in.to(acc).contiguous();
   const at::Tensor c = c_in.to(acc).contiguous();
-  const int64_t n = a.size(0);
+  const int64_t n = a.size(0), n_c = c.size(0);
   const at::Tensor g = grad_loss.to(acc);
   // d lse_i / d l_ij = p_ij; both the loss and the lse output carry that term.
   const at::Tensor g_p = (g + grad_lse.to(acc)).mul_(inv_tau);
@@ -137,12 +145,12 @@ std::tuple<at::Tensor, at::Tensor> infonce_tiled_backward(const at::Tensor& a_in
     at::Tensor dai = da.narrow(0, i0, bi);
     const at::Tensor lse_i = lse.narrow(0, i0, bi).unsqueeze(1);
     const at::Tensor gp_i = g_p.narrow(0, i0, bi).unsqueeze(1);
-    for (int64_t j0 = 0; j0 < n; j0 += bc) {
-      const int64_t bj = std::min(bc, n - j0);
+    for (int64_t j0 = 0; j0 < n_c; j0 += bc) {
+      const int64_t bj = std::min(bc, n_c - j0);
       const at::Tensor cj = c.narrow(0, j0, bj);
       at::Tensor tile = at::mm(ai, cj.t());
       tile.mul_(inv_tau);
-      if (exclude_self) mask_self(tile, i0, j0, ninf);
+      if (exclude_self) mask_self(tile, row_begin + i0, j0, ninf);
       tile.sub_(lse_i).exp_().mul_(gp_i);  // (g_i + gl_i) * p_ij / tau
       dai.addmm_(tile, cj);
       at::Tensor dcj = dc.narrow(0, j0, bj);
@@ -150,10 +158,10 @@ std::tuple<at::Tensor, at::Tensor> infonce_tiled_backward(const at::Tensor& a_in
     }
   }
   if (pos_offset >= 0 && n > 0) {
-    const int64_t off = pos_offset % n;
+    const at::Tensor idx = positive_index(a, n_c, pos_offset, row_begin);
     const at::Tensor gt = (g * inv_tau).unsqueeze(1);
-    da.sub_(at::roll(c, {-off}, {0}) * gt);
-    dc.sub_(at::roll(a * gt, {off}, {0}));
+    da.sub_(c.index_select(0, idx) * gt);
+    dc.index_add_(0, idx, a * gt, -1);
   }
   return {da.to(a_in.scalar_type()), dc.to(c_in.scalar_type())};
 }

@@ -1,7 +1,9 @@
 // InfoNCE-style losses over two embedding matrices (crd, nt_xent and the ncontrast denominator):
 // argument checks shared by every backend, and the device-agnostic all-N path.
 //
-// Op semantics (rows of `anchors` A [N, d] against rows of `candidates` C [N, d]):
+// Op semantics (rows of `anchors` A [R, d] against rows of `candidates` C [N, d]; anchor r is the
+// global row i = row_begin + r, 0 <= row_begin, row_begin + R <= N; R = N, row_begin = 0 is the
+// square case, and a row shard of a distributed loss passes its own rows and offset):
 //   l_ij = inv_tau * A_i . C_j
 //   set(i) = all j (minus j = i when exclude_self)            if num_negatives == 0
 //          = {pos(i)} u {K draws from [N] \ {i}} (Philox)        otherwise (pos only when pos_offset >= 0)
@@ -17,7 +19,7 @@
 namespace gkdfast {
 
 void check_infonce(const at::Tensor& a, const at::Tensor& c, int64_t pos_offset, int64_t num_negatives,
-                   const char* op);
+                   int64_t row_begin, const char* op);
 void check_infonce_backward(const at::Tensor& a, const at::Tensor& c, const at::Tensor& lse, const at::Tensor& g,
                             const at::Tensor& gl, const char* op);
 at::ScalarType infonce_acc_type(at::ScalarType t);
@@ -30,11 +32,11 @@ void check_sample_negatives(const at::Tensor& rows, int64_t num_nodes, int64_t k
 // each tile and accumulates both gradients from it (tiles are visited in a fixed order, so the
 // result is deterministic).  Works for CPU and CUDA tensors alike.
 std::tuple<at::Tensor, at::Tensor> infonce_tiled_forward(const at::Tensor& a, const at::Tensor& c, double inv_tau,
-                                                         int64_t pos_offset, bool exclude_self);
+                                                         int64_t pos_offset, bool exclude_self, int64_t row_begin);
 std::tuple<at::Tensor, at::Tensor> infonce_tiled_backward(const at::Tensor& a, const at::Tensor& c,
                                                           const at::Tensor& lse, const at::Tensor& grad_loss,
                                                           const at::Tensor& grad_lse, double inv_tau,
-                                                          int64_t pos_offset, bool exclude_self);
+                                                          int64_t pos_offset, bool exclude_self, int64_t row_begin);
 
 // Streaming top-k of query . key over all keys: (values [Q, k], indices [Q, k] int64), best first.
 std::tuple<at::Tensor, at::Tensor> topk_similar_tiled(const at::Tensor& query, const at::Tensor& keys, int64_t k);

@@ -23,6 +23,9 @@ void check_lsp_backward_state(const at::Tensor& rowptr, const at::Tensor& col, c
   TORCH_CHECK_VALUE(per_node.numel() == n && lse.numel() == 2 * n && grad.numel() == n,
                     "gkdfast.lsp_backward: per_node, lse and grad must have N, 2N and N entries (N = ", n, ")");
   TORCH_CHECK_VALUE(col.numel() == 0 || t_rowptr.numel() > 0, "gkdfast.lsp_backward: the transposed CSR is required");
+  check_same_device(per_node, rowptr, "lsp_backward", "per_node");
+  check_same_device(lse, rowptr, "lsp_backward", "lse");
+  check_same_device(grad, rowptr, "lsp_backward", "grad");
 }
 
 }  // namespace gkdfast

@@ -1,5 +1,6 @@
 #include "ops/spmm.h"
 
+#include "ops/csr_validation.h"
 #include "ops/graph_checks.h"
 
 namespace gkdfast {
@@ -35,6 +36,7 @@ void check_spmm_arg_backward(const at::Tensor& rowptr, const at::Tensor& col, co
   TORCH_CHECK_VALUE(arg.device() == x.device(), "gkdfast.spmm_arg_backward: arg is on ", arg.device(),
                     " but x is on ", x.device());
   TORCH_CHECK_VALUE(grad.size(1) == x.size(1), "gkdfast.spmm_arg_backward: feature sizes differ");
+  validate_arg_edges(arg, rowptr, "spmm_arg_backward");
 }
 
 }  // namespace gkdfast

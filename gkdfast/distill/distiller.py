@@ -219,6 +219,13 @@ class Distiller:
         finally:
             self.student.train(was)
 
+    def _val_accuracy(self, inputs: Tensor, graph, y: Tensor, val_mask: Tensor, val_idx: Optional[Tensor]) -> float:
+        """Validation accuracy; a graph-free student reads only the validation rows of ``inputs``
+        (on a large, memory-mapped feature matrix this is a gather, not a pass over every node)."""
+        if val_idx is None:
+            return accuracy(self.predict(inputs, graph), y, val_mask)
+        return accuracy(self.predict(inputs[val_idx]), y[val_idx])
+
     def evaluate(self, data, inputs: Optional[Tensor] = None, mask: Optional[Tensor] = None) -> float:
         """Accuracy (fraction) of the student on ``mask`` (default ``data.test_mask``)."""
         inputs = data.x if inputs is None else inputs
@@ -377,6 +384,7 @@ class Distiller:
         params = list(self.student.parameters()) + list(self.terms.parameters())
         optim = torch.optim.Adam(params, lr=self.lr, weight_decay=self.weight_decay)
         gen = torch.Generator(device="cpu").manual_seed(self.seed)
+        val_idx = None if self.uses_graph else val_mask.nonzero().flatten()
         label_only = all(t.nodes == "train" for t in self.terms)
         pool = (train_mask if label_only else observed).nonzero().flatten()
 
@@ -463,7 +471,7 @@ class Distiller:
                     sums["loss"] = sums.get("loss", 0.0) + float(loss.detach()) / len(batches)
                 epoch += 1
                 if ddp is None:
-                    val = accuracy(self.predict(inputs, graph), y, val_mask)
+                    val = self._val_accuracy(inputs, graph, y, val_mask, val_idx)
                 else:  # this rank's share of the validation rows; counts summed over ranks
                     ddp.broadcast_buffers(self.student, self.terms)
                     val, sums = self._ddp_epoch_stats(ddp, inputs, graph, y, val_rows, sums)

@@ -4,6 +4,7 @@
 student without KD, one per (student, recipe))::
 
     {"dataset": str, "num_nodes": int, "num_edges": int,
+     "stages": [{"stage": str, "seconds": float, ...}, ...],      # optional: the out-of-core pipeline's
      "rows": [{"method": str, "model": str, "test_acc_mean": float, "test_acc_std": float,
                "test_acc": [float, ...], "train_seconds": float, "inference_ms_per_1k_nodes": float}]}
 """
@@ -34,8 +35,11 @@ def validate(results: dict) -> None:
         ...
         ValueError: results: test_acc of none must be fractions in [0, 1]
     """
-    if not isinstance(results, dict) or set(results) != {"dataset", "num_nodes", "num_edges", "rows"}:
-        raise ValueError("results: expected keys dataset, num_nodes, num_edges, rows")
+    if not isinstance(results, dict) or set(results) - {"stages"} != {"dataset", "num_nodes", "num_edges", "rows"}:
+        raise ValueError("results: expected keys dataset, num_nodes, num_edges, rows (and optionally stages)")
+    if "stages" in results and not (isinstance(results["stages"], list)
+                                    and all(isinstance(s, dict) and "stage" in s for s in results["stages"])):
+        raise ValueError("results: stages must be a list of dicts with a 'stage' name")
     if not isinstance(results["dataset"], str) or not isinstance(results["num_nodes"], int) \
             or not isinstance(results["num_edges"], int) or not isinstance(results["rows"], list):
         raise ValueError("results: dataset must be str, num_nodes/num_edges int, rows a list")

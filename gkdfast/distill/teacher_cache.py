@@ -26,6 +26,8 @@ from torch import Tensor, nn
 
 __all__ = ["TeacherOutputs", "teacher_outputs", "fingerprint", "default_cache_dir"]
 
+_HASH_BLOCK = 1 << 24  # bytes hashed per slice
+
 
 @dataclass
 class TeacherOutputs:
@@ -70,9 +72,13 @@ def hash_tensor(h, t: Tensor) -> None:
     """
     t = t.detach().cpu().contiguous()
     h.update(f"{t.dtype}{tuple(t.shape)}".encode())
-    # A view as bytes avoids a copy; bool/ints/floats all have a byte representation.  reshape(-1)
-    # first: a 0-dim tensor (BatchNorm's num_batches_tracked) cannot be viewed as another dtype.
-    h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    if not t.numel():
+        return
+    # The bytes are fed straight from the tensor's buffer, in slices: no copy of a large (possibly
+    # memory-mapped) matrix is ever made, only its pages are read.
+    raw = t.reshape(-1).view(torch.uint8).numpy()
+    for start in range(0, raw.size, _HASH_BLOCK):
+        h.update(raw[start:start + _HASH_BLOCK])
 
 
 # Bump when the cached files' meaning or layout changes: old entries then miss instead of being
@@ -125,8 +131,14 @@ def fingerprint(model: nn.Module, x: Tensor, graph=None) -> str:
     return h.hexdigest()
 
 
-def _forward(model: nn.Module, x: Tensor, graph):
-    """Runs ``model`` in eval mode, asking for the hidden embedding when the model supports it."""
+def _forward(model: nn.Module, x: Tensor, graph, chunk_rows: Optional[int] = None,
+             out_dir: Optional[str] = None, progress: bool = False):
+    """Runs ``model`` in eval mode, asking for the hidden embedding when the model supports it;
+    layer-wise in row blocks (into ``out_dir``'s files when given) when ``chunk_rows`` is set."""
+    if chunk_rows is not None:
+        from gkdfast.nn.layerwise import layerwise_inference
+
+        return layerwise_inference(model, x, graph, chunk_rows=chunk_rows, out_dir=out_dir, progress=progress)
     was_training = model.training
     model.eval()
     try:
@@ -163,7 +175,8 @@ def _map(path: str, shape) -> Tensor:
 
 
 def teacher_outputs(teacher: nn.Module, x: Tensor, graph=None, cache_dir: Optional[str] = None,
-                    device=None, distributed="auto", process_group=None) -> TeacherOutputs:
+                    device=None, chunk_rows: Optional[int] = None, progress: bool = False, distributed="auto",
+                    process_group=None) -> TeacherOutputs:
     """Teacher logits and hidden embedding for every node, computed once and cached on disk.
 
     Args:
@@ -172,11 +185,18 @@ def teacher_outputs(teacher: nn.Module, x: Tensor, graph=None, cache_dir: Option
         x: ``[N, F]`` node features.  graph: a :class:`gkdfast.Graph` (or ``None`` for graph-free teachers).
         cache_dir: where ``teachers/<key>/`` is stored; ``None`` computes without caching.
         device: device for the returned tensors (the mapped files live on the CPU; default CPU).
+        chunk_rows: if given, the teacher (a :mod:`gkdfast.nn` model on the CPU) runs by
+            :func:`gkdfast.nn.layerwise_inference` with this many rows per block, writing its
+            outputs straight into the cache files (never a full in-memory copy): for graphs whose
+            full forward does not fit in memory.  Same cache key either way.  Not sharded across
+            ranks (each process that calls it computes; the entry is stored once).
+        progress: tqdm bar for the layer-wise inference.
         distributed / process_group: as in :class:`~gkdfast.distill.Distiller`: with a process group
-            of several ranks and a ``cache_dir``, each rank computes rows ``[r·⌈N/W⌉, (r+1)·⌈N/W⌉)``
-            into the shared cache (a graph-free teacher runs on those rows only; a GNN still runs over
-            the whole graph, since its rows need their neighbourhoods) and every rank maps the result.
-            Every rank must pass the same teacher weights and inputs (checked: the cache keys must agree).
+            of several ranks and a ``cache_dir`` (and no ``chunk_rows``), each rank computes rows
+            ``[r·⌈N/W⌉, (r+1)·⌈N/W⌉)`` into the shared cache (a graph-free teacher runs on those rows
+            only; a GNN still runs over the whole graph, since its rows need their neighbourhoods) and
+            every rank maps the result.  Every rank must pass the same teacher weights and inputs
+            (checked: the cache keys must agree).
 
     Returns:
         :class:`TeacherOutputs` with ``logits [N, C]`` and ``hidden [N, H]`` (or ``None``).
@@ -198,7 +218,7 @@ def teacher_outputs(teacher: nn.Module, x: Tensor, graph=None, cache_dir: Option
     if not isinstance(x, Tensor) or x.dim() != 2:
         raise ValueError("teacher_outputs: x must be a [N, F] tensor")
     if cache_dir is None:
-        logits, hidden = _forward(teacher, x, graph)
+        logits, hidden = _forward(teacher, x, graph, chunk_rows, None, progress)
         out = TeacherOutputs(logits.cpu(), hidden.cpu() if hidden is not None else None)
         return out.to(device) if device is not None else out
 
@@ -207,7 +227,7 @@ def teacher_outputs(teacher: nn.Module, x: Tensor, graph=None, cache_dir: Option
     key = fingerprint(teacher, x, graph)
     folder = os.path.join(cache_dir, "teachers", key)
     meta_path = os.path.join(folder, "meta.json")
-    group = _ddp.resolve(distributed, process_group)
+    group = _ddp.resolve(distributed, process_group) if chunk_rows is None else None
     if group is not None:
         out = _sharded(teacher, x, graph, cache_dir, key, group)
         return out.to(device) if device is not None else out
@@ -219,16 +239,18 @@ def teacher_outputs(teacher: nn.Module, x: Tensor, graph=None, cache_dir: Option
         out = TeacherOutputs(logits, hidden, key, cached=True)
         return out.to(device) if device is not None else out
 
-    logits, hidden = _forward(teacher, x, graph)
     os.makedirs(os.path.join(cache_dir, "teachers"), exist_ok=True)
     # Write into a temporary folder and rename it into place, so a run killed mid-write never
     # leaves a half-written entry that a later run would trust.
     tmp = tempfile.mkdtemp(prefix=".tmp-", dir=os.path.join(cache_dir, "teachers"))
     try:
-        _write(os.path.join(tmp, "logits.f32"), logits)
+        logits, hidden = _forward(teacher, x, graph, chunk_rows, tmp, progress)
+        if chunk_rows is None:  # layer-wise inference wrote the files itself
+            _write(os.path.join(tmp, "logits.f32"), logits)
+            if hidden is not None:
+                _write(os.path.join(tmp, "hidden.f32"), hidden)
         meta = {"logits": list(logits.shape), "hidden": list(hidden.shape) if hidden is not None else None}
-        if hidden is not None:
-            _write(os.path.join(tmp, "hidden.f32"), hidden)
+        del logits, hidden  # drop the writable maps before the folder is renamed
         with open(os.path.join(tmp, "meta.json"), "w") as f:
             json.dump(meta, f)
         try:

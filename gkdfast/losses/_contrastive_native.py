@@ -22,13 +22,13 @@ def _acc(dtype: torch.dtype) -> torch.dtype:
 
 def _register():
     @torch.library.register_fake(_LIB + "infonce")
-    def _infonce_fake(a, c, inv_tau, pos_offset, exclude_self, num_negatives, seed):
+    def _infonce_fake(a, c, inv_tau, pos_offset, exclude_self, num_negatives, seed, row_begin=0):
         n = a.shape[0]
         return a.new_empty((n,), dtype=_acc(a.dtype)), a.new_empty((n,), dtype=_acc(a.dtype))
 
     @torch.library.register_fake(_LIB + "infonce_backward")
     def _infonce_backward_fake(a, c, lse, grad_loss, grad_lse, inv_tau, pos_offset, exclude_self, num_negatives,
-                               seed):
+                               seed, row_begin=0):
         return torch.empty_like(a), torch.empty_like(c)
 
     @torch.library.register_fake(_LIB + "sample_negatives")
@@ -40,8 +40,9 @@ def _register():
         return query.new_empty((query.shape[0], k)), query.new_empty((query.shape[0], k), dtype=torch.int64)
 
     def setup(ctx, inputs, output):
-        a, c, inv_tau, pos_offset, exclude_self, num_negatives, seed = inputs
-        ctx.args = (inv_tau, pos_offset, exclude_self, num_negatives, seed)
+        a, c, inv_tau, pos_offset, exclude_self, num_negatives, seed = inputs[:7]
+        row_begin = inputs[7] if len(inputs) > 7 else 0  # anchors = rows [row_begin, row_begin + R) of c
+        ctx.args = (inv_tau, pos_offset, exclude_self, num_negatives, seed, row_begin)
         ctx.save_for_backward(a, c, output[1])
 
     def backward(ctx, grad_loss, grad_lse):
@@ -52,8 +53,8 @@ def _register():
             grad_lse = torch.zeros_like(lse)
         da, dc = torch.ops.gkdfast.infonce_backward(a, c, lse, grad_loss.contiguous(), grad_lse.contiguous(),
                                                     *ctx.args)
-        return (da if ctx.needs_input_grad[0] else None, dc if ctx.needs_input_grad[1] else None,
-                None, None, None, None, None)
+        rest = [None] * (len(ctx.needs_input_grad) - 2)
+        return (da if ctx.needs_input_grad[0] else None, dc if ctx.needs_input_grad[1] else None, *rest)
 
     torch.library.register_autograd(_LIB + "infonce", backward, setup_context=setup)
     forbid_double_backward(_LIB + "infonce_backward", "gkdfast.losses.crd / nt_xent / ncontrast")

@@ -28,13 +28,13 @@ def _register():
         return gs, gt
 
     @torch.library.register_fake(_LIB + "gsp_tiled")
-    def _gsp_fake(student, teacher, kernel, loss, gamma, tau):
-        n = student.shape[0]
+    def _gsp_fake(student, teacher, kernel, loss, gamma, tau, row_begin=0, row_end=-1):
+        n = (student.shape[0] if row_end < 0 else row_end) - row_begin
         return student.new_empty((n,)), student.new_empty((n, 2))
 
     @torch.library.register_fake(_LIB + "gsp_tiled_backward")
     def _gsp_backward_fake(student, teacher, per_row, stats, grad, kernel, loss, gamma, tau, need_student,
-                           need_teacher):
+                           need_teacher, row_begin=0, row_end=-1):
         gs = torch.empty_like(student) if need_student else student.new_empty((0,))
         gt = torch.empty_like(teacher) if need_teacher else teacher.new_empty((0,))
         return gs, gt
@@ -61,20 +61,25 @@ def _register():
 
     torch.library.register_autograd(_LIB + "lsp", lsp_backward, setup_context=lsp_setup)
 
-    # --- gsp_tiled
+    # --- gsp_tiled: rows [row_begin, row_end) against all columns; the backward returns gradients for
+    # every row of both inputs (the rows' own side and the column side of their pairs).
     def gsp_setup(ctx, inputs, output):
-        student, teacher, kernel, loss, gamma, tau = inputs
+        student, teacher, kernel, loss, gamma, tau = inputs[:6]
         ctx.args = (kernel, loss, gamma, tau)
+        ctx.rows = tuple(inputs[6:8]) if len(inputs) > 6 else (0, -1)
         ctx.save_for_backward(student, teacher, output[0], output[1])
 
     def gsp_backward(ctx, grad_row, _grad_stats):
         student, teacher, per_row, stats = ctx.saved_tensors
         need_s, need_t = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        nones = [None] * len(ctx.needs_input_grad)
         if not (need_s or need_t) or grad_row is None:
-            return None, None, None, None, None, None
+            return tuple(nones)
         gs, gt = torch.ops.gkdfast.gsp_tiled_backward(student, teacher, per_row, stats, grad_row.contiguous(),
-                                                      *ctx.args, need_s, need_t)
-        return gs if need_s else None, gt if need_t else None, None, None, None, None
+                                                      *ctx.args, need_s, need_t, *ctx.rows)
+        nones[0] = gs if need_s else None
+        nones[1] = gt if need_t else None
+        return tuple(nones)
 
     torch.library.register_autograd(_LIB + "gsp_tiled", gsp_backward, setup_context=gsp_setup)
     forbid_double_backward(_LIB + "lsp_backward", "gkdfast.losses.lsp")

@@ -23,6 +23,7 @@ from gkdfast import _backend
 from gkdfast.graph import Graph
 from gkdfast.losses import _contrastive_native  # noqa: F401  (registers fake kernels + autograd)
 from gkdfast.losses._checks import check_matrix
+from gkdfast.losses._sharded import Shards, check_group, reduce_rows, shared_seed
 from gkdfast.reference import contrastive as ref
 
 __all__ = ["crd", "nt_xent", "ncontrast", "sample_negatives", "adjacency_power"]
@@ -79,11 +80,16 @@ def _check_negatives(num_negatives, seed, n: int, op: str) -> Tuple[int, int]:
 
 
 def _infonce(a: Tensor, c: Tensor, tau: float, pos_offset: int, exclude_self: bool, k: int,
-             seed: int) -> Tuple[Tensor, Tensor]:
-    """(loss_rows, lse) of the infonce op on the best backend, in the accumulation dtype."""
+             seed: int, row_begin: int = 0) -> Tuple[Tensor, Tensor]:
+    """(loss_rows, lse) of the infonce op on the best backend, in the accumulation dtype; the anchors
+    ``a`` are the global rows ``[row_begin, row_begin + len(a))`` of the candidates ``c``."""
     if _backend.choose("infonce", a.device, a.dtype) == "reference":
-        return ref.infonce(a, c, 1.0 / tau, pos_offset, exclude_self, k, seed)
-    return torch.ops.gkdfast.infonce(a.contiguous(), c.contiguous(), 1.0 / tau, pos_offset, exclude_self, k, seed)
+        return ref.infonce(a, c, 1.0 / tau, pos_offset, exclude_self, k, seed, row_begin)
+    if row_begin == 0 and a.size(0) == c.size(0):  # the square call, as every single-process loss makes it
+        return torch.ops.gkdfast.infonce(a.contiguous(), c.contiguous(), 1.0 / tau, pos_offset, exclude_self, k,
+                                         seed)
+    return torch.ops.gkdfast.infonce(a.contiguous(), c.contiguous(), 1.0 / tau, pos_offset, exclude_self, k, seed,
+                                     row_begin)
 
 
 def _gram_lse(x: Tensor, tau: float, exclude_self: bool) -> Tensor:
@@ -108,7 +114,8 @@ def _normalize(x: Tensor) -> Tensor:
 
 # ------------------------------------------------------------------------------ crd
 def crd(student: Tensor, teacher: Tensor, tau: float = 0.075, num_negatives: Optional[int] = None,
-        seed: Optional[int] = None, symmetric: bool = False, reduction: str = "mean") -> Tensor:
+        seed: Optional[int] = None, symmetric: bool = False, reduction: str = "mean",
+        process_group=None) -> Tensor:
     """G-CRD (Joshi et al.): contrastive representation distillation with in-batch negatives.
 
     Rows are L2-normalised (``ẑ = z / max(‖z‖, 1e-8)``) and ``ℓ_ij = ẑS_i·ẑT_j / τ``; the loss of row i is
@@ -131,6 +138,12 @@ def crd(student: Tensor, teacher: Tensor, tau: float = 0.075, num_negatives: Opt
         symmetric: also contrast teacher anchors against student candidates and average the two
             directions (the sampled reverse direction uses an independent stream derived from ``seed``).
         reduction: ``"mean"`` (over rows), ``"sum"`` or ``"none"`` (``[N]``).
+        process_group: ``None`` (single process) or a ``torch.distributed`` group: each rank passes
+            its **row shard** of ``student`` and ``teacher`` (contiguous rows, rank order = row order,
+            sizes may differ) and gets the loss of the concatenated rows (``"none"``: its own rows),
+            exactly, sampled negatives included (global row i draws the same Philox negatives, as
+            global indices; ``seed=None`` uses rank 0's draw).  Candidates are all-gathered (O(N d)),
+            every rank must call backward.  See :mod:`gkdfast.distributed`.
 
     Returns:
         scalar (or ``[N]``), differentiable w.r.t. both ``student`` and ``teacher``.
@@ -146,16 +159,29 @@ def crd(student: Tensor, teacher: Tensor, tau: float = 0.075, num_negatives: Opt
                                    " (project both sides to a common width, e.g. with gkdfast.nn.ProjectionHead)")
     tau = _check_tau(tau, op)
     reduction = _check_reduction(reduction, op)
-    k, sd = _check_negatives(num_negatives, seed, student.size(0), op)
+    check_group(process_group, op)
+    sh = Shards(student.size(0), process_group) if process_group is not None else None
+    k, sd = _check_negatives(num_negatives, seed, sh.total if sh else student.size(0), op)
     s, t = _normalize(student), _normalize(teacher)
-    rows = _infonce(s, t, tau, 0, False, k, sd)[0]
-    if symmetric:
-        rows = 0.5 * (rows + _infonce(t, s, tau, 0, False, k, ref._second_seed(sd))[0])
-    return _reduce(rows, reduction, student.dtype)
+    if sh is None:
+        rows = _infonce(s, t, tau, 0, False, k, sd)[0]
+        if symmetric:
+            rows = 0.5 * (rows + _infonce(t, s, tau, 0, False, k, ref._second_seed(sd))[0])
+        return _reduce(rows, reduction, student.dtype)
+    # This rank's anchors against every rank's candidates (row_begin: the Philox key and the
+    # positive are the global row).
+    sd = shared_seed(sd, seed, k, process_group)
+    if not symmetric:
+        return reduce_rows(_infonce(s, sh.gather(t), tau, 0, False, k, sd, sh.begin)[0], reduction, sh, student.dtype)
+    st_all = sh.gather(torch.cat([s, t], 1))  # one collective for both sides
+    s_all, t_all = st_all.split([s.size(1), t.size(1)], 1)
+    rows = 0.5 * (_infonce(s, t_all, tau, 0, False, k, sd, sh.begin)[0]
+                  + _infonce(t, s_all, tau, 0, False, k, ref._second_seed(sd), sh.begin)[0])
+    return reduce_rows(rows, reduction, sh, student.dtype)
 
 
 # ------------------------------------------------------------------------------ nt_xent
-def nt_xent(z1: Tensor, z2: Tensor, tau: float = 0.5, reduction: str = "mean") -> Tensor:
+def nt_xent(z1: Tensor, z2: Tensor, tau: float = 0.5, reduction: str = "mean", process_group=None) -> Tensor:
     """Two-view NT-Xent as in GRACE (Zhu et al., 2020), the contrastive term of T2-GNN and SAIL.
 
     With ``u = normalize(z1)``, ``v = normalize(z2)`` and ``θ(a, b) = a·b / τ``, the loss of node i in
@@ -168,6 +194,12 @@ def nt_xent(z1: Tensor, z2: Tensor, tau: float = 0.5, reduction: str = "mean") -
         z1, z2: ``[N, d]`` embeddings of the two views (``z2`` is cast to ``z1``'s dtype).
         tau: temperature ``τ > 0`` (GRACE / T2-GNN use 0.5).
         reduction: ``"mean"``, ``"sum"`` or ``"none"`` (``[N]``, both directions averaged per node).
+        process_group: ``None`` (single process) or a ``torch.distributed`` group: each rank passes
+            its **row shard** of ``z1`` and ``z2`` (the same nodes in both; contiguous rows, rank
+            order = row order, sizes may differ) and gets the loss of the concatenated rows
+            (``"none"``: its own rows).  Both views are all-gathered (O(N d)); each rank's rows run
+            against all 2N candidates with ``infonce``'s row offset (the symmetric ``gram_lse``
+            trick needs anchors = candidates, which a shard is not).  Every rank must call backward.
 
     Example:
         >>> z1, z2 = torch.randn(500, 64, requires_grad=True), torch.randn(500, 64)
@@ -177,6 +209,9 @@ def nt_xent(z1: Tensor, z2: Tensor, tau: float = 0.5, reduction: str = "mean") -
     z1, z2 = _check_pair(z1, z2, op, "z1", "z2")
     tau = _check_tau(tau, op)
     reduction = _check_reduction(reduction, op)
+    check_group(process_group, op)
+    if process_group is not None:
+        return _nt_xent_sharded(z1, z2, tau, reduction, process_group)
     n = z1.size(0)
     x = torch.cat([_normalize(z1), _normalize(z2)], 0)
     # Row a's denominator runs over both views minus a itself; its positive is the same node in the
@@ -184,6 +219,19 @@ def nt_xent(z1: Tensor, z2: Tensor, tau: float = 0.5, reduction: str = "mean") -
     lse = _gram_lse(x, tau, True)
     pos = (x[:n] * x[n:]).sum(1).to(lse.dtype) / tau
     return _reduce(0.5 * (lse[:n] + lse[n:]) - pos, reduction, z1.dtype)
+
+
+def _nt_xent_sharded(z1: Tensor, z2: Tensor, tau: float, reduction: str, group) -> Tensor:
+    # Global candidate rows: [u_0 .. u_{N-1}, v_0 .. v_{N-1}]; this rank's u rows start at begin,
+    # its v rows at N + begin.
+    sh = Shards(z1.size(0), group)
+    u, v = _normalize(z1), _normalize(z2)
+    uv_all = sh.gather(torch.cat([u, v], 1))  # one collective for both views
+    x = torch.cat(uv_all.split([u.size(1), v.size(1)], 1), 0)
+    lse_u = _infonce(u, x, tau, -1, True, 0, 0, sh.begin)[1]
+    lse_v = _infonce(v, x, tau, -1, True, 0, 0, sh.total + sh.begin)[1]
+    pos = (u * v).sum(1).to(lse_u.dtype) / tau
+    return reduce_rows(0.5 * (lse_u + lse_v) - pos, reduction, sh, z1.dtype)
 
 
 # ------------------------------------------------------------------------------ ncontrast
@@ -308,7 +356,8 @@ def _segment_lse(x: Tensor, seg: Tensor, n: int, present: Tensor) -> Tensor:
 
 
 def ncontrast(graph: Graph, z: Tensor, tau: float = 1.0, hops: int = 1, num_negatives: Optional[int] = None,
-              seed: Optional[int] = None, max_nnz: int = 50_000_000, reduction: str = "mean") -> Tensor:
+              seed: Optional[int] = None, max_nnz: int = 50_000_000, reduction: str = "mean",
+              process_group=None) -> Tensor:
     """Graph-MLP's neighbourhood contrastive loss (Hu et al., 2021), exact or with sampled negatives.
 
     With ``s_ij = cos(z_i, z_j) / τ`` and ``W = Â^hops`` (``Â = D^-1/2 (A+I) D^-1/2``, kept sparse; see
@@ -331,9 +380,21 @@ def ncontrast(graph: Graph, z: Tensor, tau: float = 1.0, hops: int = 1, num_nega
         num_negatives, seed: sampled denominator (see above); ``seed=None`` draws from torch's generator.
         max_nnz: cap on the nonzeros of ``Â^hops`` (a clear ``ValueError`` when exceeded).
         reduction: ``"mean"`` (over P), ``"sum"`` or ``"none"`` (``[N]``, 0 outside P).
+        process_group: ``None`` (single process) or a ``torch.distributed`` group.  Then every rank
+            passes the **full** ``graph`` (all N nodes) and its **row shard** of ``z``: the rows of
+            the nodes ``[begin, begin + len(z))``, shards contiguous in rank order (sizes may
+            differ, they must add up to N; see :func:`gkdfast.distributed.shard_range`).  Each
+            rank gets the loss of all N nodes (``"none"``: its own nodes' rows), exactly, sampled
+            negatives included (``seed=None`` uses rank 0's draw).  ``z`` is all-gathered
+            (O(N d)); each rank computes its nodes' positives and their all-N denominator with
+            ``infonce``'s row offset.  Every rank must call backward.
 
     Returns:
         scalar (or ``[N]``); 0 when P is empty.  Differentiable w.r.t. ``z``.
+
+    The positives (``Â^hops``, a sparse product with a data-dependent size) are built on the first
+    call for a graph and cached on it; under ``torch.compile(fullgraph=True)`` make that first call
+    eagerly (a warm-up step), after which the loss traces without a graph break.
 
     Example:
         >>> g = gkdfast.Graph(torch.tensor([[0, 1, 1, 2], [1, 0, 2, 1]]))
@@ -344,14 +405,20 @@ def ncontrast(graph: Graph, z: Tensor, tau: float = 1.0, hops: int = 1, num_nega
     if not isinstance(graph, Graph):
         raise TypeError(f"gkdfast.losses.{op}: expected a gkdfast.Graph, got {type(graph).__name__}")
     z = check_matrix(z, op, "z")
-    if z.size(0) != graph.num_nodes:
-        raise ValueError(f"gkdfast.losses.{op}: z has {z.size(0)} rows but the graph has {graph.num_nodes} nodes")
+    check_group(process_group, op)
+    sh = Shards(z.size(0), process_group) if process_group is not None else None
+    if (sh.total if sh else z.size(0)) != graph.num_nodes:
+        what = f"the {sh.world} shards of z have {sh.total} rows together" if sh else f"z has {z.size(0)} rows"
+        raise ValueError(f"gkdfast.losses.{op}: {what} but the graph has {graph.num_nodes} nodes")
     if z.device != graph.device:
         raise ValueError(f"gkdfast.losses.{op}: z is on {z.device} but the graph is on {graph.device}")
     tau = _check_tau(tau, op)
     reduction = _check_reduction(reduction, op)
-    n = z.size(0)
+    n = graph.num_nodes
     k, sd = _check_negatives(num_negatives, seed, n, op)
+    if sh is not None:
+        sd = shared_seed(sd, seed, k, process_group)
+        return _ncontrast_sharded(graph, z, tau, hops, k, sd, max_nnz, reduction, sh)
     row, log_w, pg, has = _positives(graph, hops, max_nnz)
     zn = _normalize(z)
     acc = torch.float64 if z.dtype == torch.float64 else torch.float32
@@ -371,6 +438,53 @@ def ncontrast(graph: Graph, z: Tensor, tau: float = 1.0, hops: int = 1, num_nega
         return rows.to(z.dtype)
     total = rows.sum()
     return (total if reduction == "sum" else total / has.sum()).to(z.dtype)
+
+
+def _ncontrast_sharded(graph: Graph, z: Tensor, tau: float, hops: int, k: int, sd: int, max_nnz: int,
+                       reduction: str, sh: Shards) -> Tensor:
+    """ncontrast of this rank's nodes [sh.begin, sh.end) against all N nodes."""
+    n, b, e = graph.num_nodes, sh.begin, sh.end
+    row, log_w, _, has = _positives(graph, hops, max_nnz)
+    zn = _normalize(z)
+    zn_all = sh.gather(zn)
+    acc = torch.float64 if z.dtype == torch.float64 else torch.float32
+    has_mine = has[b:e]
+    mine = (row >= b) & (row < e)  # positives of this rank's nodes
+    row_m, log_w_m = row[mine], log_w[mine]
+    present = torch.zeros_like(has)
+    present[b:e] = has_mine  # the segments this rank sums
+    if row_m.numel() == 0:
+        # No positives here: zero rows, still connected to the gathered z, so that this rank's
+        # backward joins the gather's collective like every other rank's.
+        rows = zn_all[b:e].sum(1).to(acc) * 0.0
+    else:
+        from gkdfast.ops import sddmm  # local import, as in ncontrast
+
+        pg_m = _positives_in_rows(graph, hops, max_nnz, b, e)
+        s = sddmm(pg_m, zn_all, zn_all).to(acc) / tau  # (row_m, col_m) order
+        num = _segment_lse(s + log_w_m.to(acc), row_m, n, present)[b:e]
+        if k == 0:
+            den = _infonce(zn, zn_all, tau, -1, True, 0, 0, b)[1]
+        else:
+            den = torch.logaddexp(_infonce(zn, zn_all, tau, -1, True, k, sd, b)[0],
+                                  _segment_lse(s, row_m, n, present)[b:e])
+        rows = torch.where(has_mine, den - num, torch.zeros_like(num))
+    if reduction == "none":
+        return rows.to(z.dtype)
+    return reduce_rows(rows, reduction, sh, z.dtype, count=None if reduction == "sum" else has.sum())
+
+
+def _positives_in_rows(graph: Graph, hops: int, max_nnz: int, begin: int, end: int) -> Graph:
+    """The positives graph restricted to destination rows [begin, end) (cached per graph), its edges
+    in the same (row, col) order as :func:`_positives`' arrays."""
+    cache = _W_CACHE.setdefault(graph, {})
+    key = ("pos_rows", hops, max_nnz, begin, end)
+    if key not in cache:
+        rowptr, col, val = adjacency_power(graph, hops, max_nnz)
+        row = torch.repeat_interleave(torch.arange(graph.num_nodes, device=col.device), rowptr[1:] - rowptr[:-1])
+        keep = (row != col) & (val > 0) & (row >= begin) & (row < end)
+        cache[key] = Graph(torch.stack([col[keep], row[keep]]), num_nodes=graph.num_nodes, validate=False)
+    return cache[key]
 
 
 # ------------------------------------------------------------------------------ sampler

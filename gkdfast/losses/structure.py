@@ -27,6 +27,7 @@ from gkdfast import _backend
 from gkdfast.graph import Graph
 from gkdfast.losses import _structure_native  # noqa: F401  (registers fake + autograd for the native ops)
 from gkdfast.losses._checks import check_matrix
+from gkdfast.losses._sharded import Shards, check_group
 from gkdfast.reference import structure as ref
 
 __all__ = ["lsp", "gsp", "rsd", "relation", "KERNELS"]
@@ -128,20 +129,32 @@ class _GramMSE(torch.autograd.Function):
     cancel when student ~ teacher), so memory is O(chunk * d + d^2) beyond the inputs.
     Gradients: dL/dS = 4 (S A - T B^T) / N^2, dL/dT = 4 (T C - S B) / N^2 with A = S^T S,
     B = S^T T, C = T^T T.
+
+    With a process group the rows are this rank's shard: A, B, C and N are sums over the rows, so
+    one all-reduce of the packed Grams (and N) makes them global and the value exact; a shard's
+    gradient rows need only its own rows and the global Grams (no collective in backward).
     """
 
     @staticmethod
-    def forward(ctx, s: Tensor, t: Tensor) -> Tensor:
-        n = s.size(0)
-        a = s.new_zeros((s.size(1), s.size(1)), dtype=torch.float64)
-        b = s.new_zeros((s.size(1), t.size(1)), dtype=torch.float64)
-        c = s.new_zeros((t.size(1), t.size(1)), dtype=torch.float64)
-        for r0 in range(0, n, _GRAM_CHUNK):
+    def forward(ctx, s: Tensor, t: Tensor, group=None) -> Tensor:
+        n_local = s.size(0)
+        ds, dt = s.size(1), t.size(1)
+        # One float64 buffer [A | B | C | N]: a single all-reduce when distributed.
+        packed = s.new_zeros((ds * ds + ds * dt + dt * dt + 1,), dtype=torch.float64)
+        a = packed[:ds * ds].view(ds, ds)
+        b = packed[ds * ds:ds * ds + ds * dt].view(ds, dt)
+        c = packed[ds * ds + ds * dt:-1].view(dt, dt)
+        for r0 in range(0, n_local, _GRAM_CHUNK):
             sc = s[r0:r0 + _GRAM_CHUNK].double()
             tc = t[r0:r0 + _GRAM_CHUNK].double()
             a.addmm_(sc.t(), sc)
             b.addmm_(sc.t(), tc)
             c.addmm_(tc.t(), tc)
+        n = n_local
+        if group is not None:
+            packed[-1] = n_local
+            torch.distributed.all_reduce(packed, group=group)
+            n = int(round(float(packed[-1])))  # single process: no read-back (torch.compile traces it)
         total = a.pow(2).sum() - 2.0 * b.pow(2).sum() + c.pow(2).sum()
         ctx.save_for_backward(s, t, a, b, c)
         ctx.n = n
@@ -149,21 +162,22 @@ class _GramMSE(torch.autograd.Function):
         return (total.clamp_min(0) / max(n * n, 1)).to(s.dtype)
 
     @staticmethod
-    def backward(ctx, grad):
+    def backward(ctx, grad, *_):
         s, t, a, b, c = ctx.saved_tensors
         scale = 4.0 * float(grad) / max(ctx.n * ctx.n, 1)
+        n_local = s.size(0)
         gs = gt = None
         if ctx.needs_input_grad[0]:
             gs = torch.empty_like(s)
-            for r0 in range(0, ctx.n, _GRAM_CHUNK):
+            for r0 in range(0, n_local, _GRAM_CHUNK):
                 sc, tc = s[r0:r0 + _GRAM_CHUNK].double(), t[r0:r0 + _GRAM_CHUNK].double()
                 gs[r0:r0 + _GRAM_CHUNK] = ((sc @ a - tc @ b.t()) * scale).to(s.dtype)
         if ctx.needs_input_grad[1]:
             gt = torch.empty_like(t)
-            for r0 in range(0, ctx.n, _GRAM_CHUNK):
+            for r0 in range(0, n_local, _GRAM_CHUNK):
                 sc, tc = s[r0:r0 + _GRAM_CHUNK].double(), t[r0:r0 + _GRAM_CHUNK].double()
                 gt[r0:r0 + _GRAM_CHUNK] = ((tc @ c - sc @ b) * scale).to(t.dtype)
-        return gs, gt
+        return gs, gt, None
 
 
 def _unit_rows(x: Tensor) -> Tensor:
@@ -171,7 +185,7 @@ def _unit_rows(x: Tensor) -> Tensor:
 
 
 def gsp(student: Tensor, teacher: Tensor, kernel: str = "linear", loss: str = "mse", tau: float = 1.0,
-        gamma: float = 1.0, nodes: Optional[Tensor] = None) -> Tensor:
+        gamma: float = 1.0, nodes: Optional[Tensor] = None, process_group=None) -> Tensor:
     """Global structure preserving loss over *all* N^2 node pairs, exact, in O(N d) memory.
 
     ``K^S_ij = k(s_i, s_j)``, ``K^T_ij = k(t_i, t_j)`` over all pairs (``i = j`` included):
@@ -192,7 +206,17 @@ def gsp(student: Tensor, teacher: Tensor, kernel: str = "linear", loss: str = "m
         loss: ``"mse"`` or ``"kl"``.
         tau: softmax temperature for ``kl`` (> 0).  gamma: bandwidth of ``rbf``/``laplace``.
         nodes: optional 1-D index (or bool mask) tensor restricting the loss to those rows, e.g. a
-            random sample, as in the public subsampled implementations.
+            random sample, as in the public subsampled implementations.  With ``process_group`` it
+            indexes this rank's shard (the loss is then over the concatenation of every rank's
+            selected rows).
+        process_group: ``None`` (single process) or a ``torch.distributed`` group.  Each rank then
+            passes its **row shard** (contiguous rows, rank order = row order, sizes may differ; see
+            :func:`gkdfast.distributed.shard_range`) of ``student`` and ``teacher`` and gets the loss
+            of the concatenated rows, exactly; every rank must call backward, and the gradient of a
+            shard is its rows of the single-process gradient.  Gram paths: one all-reduce of the
+            ``d x d`` Grams; tiled paths: the rows are all-gathered (O(N d)), each rank runs its
+            rows against all N columns (``gsp_tiled``'s ``row_begin``/``row_end``), and the column
+            gradients are summed back to their owners in backward.
 
     Returns:
         scalar tensor in the student's dtype.
@@ -208,6 +232,7 @@ def gsp(student: Tensor, teacher: Tensor, kernel: str = "linear", loss: str = "m
     """
     _check_embeddings("gsp", student, teacher)
     _check_kernel("gsp", kernel, gamma, tau)
+    check_group(process_group, "gsp")
     if loss not in _GSP_LOSSES:
         raise ValueError(f"gkdfast.losses.gsp: unknown loss {loss!r}; expected 'mse' or 'kl'")
     teacher = teacher.to(student.dtype)
@@ -227,18 +252,36 @@ def gsp(student: Tensor, teacher: Tensor, kernel: str = "linear", loss: str = "m
         if nodes.numel() and (int(nodes.min()) < -student.size(0) or int(nodes.max()) >= student.size(0)):
             raise ValueError(f"gkdfast.losses.gsp: nodes has indices outside [0, {student.size(0)})")
         student, teacher = student[nodes], teacher[nodes]
-    n = student.size(0)
-    if n == 0:
-        return student.sum() * 0 + teacher.sum() * 0
     if loss == "mse" and kernel in ("linear", "cosine"):
         if kernel == "cosine":
             student, teacher = _unit_rows(student), _unit_rows(teacher)
-        return _GramMSE.apply(student, teacher)
+        return _GramMSE.apply(student, teacher, process_group)
+    if process_group is not None:
+        return _gsp_sharded(student, teacher, kernel, loss, tau, gamma, process_group)
+    n = student.size(0)
+    if n == 0:
+        return student.sum() * 0 + teacher.sum() * 0
     if _backend.choose("gsp_tiled", student.device, student.dtype) == "reference":
         return ref.gsp(student, teacher, kernel, loss, tau, gamma)
     per_row, _ = torch.ops.gkdfast.gsp_tiled(student.contiguous(), teacher.contiguous(), kernel, loss, float(gamma),
                                              float(tau))
     return per_row.sum() / (n * n if loss == "mse" else n)
+
+
+def _gsp_sharded(student: Tensor, teacher: Tensor, kernel: str, loss: str, tau: float, gamma: float,
+                 group) -> Tensor:
+    """Tiled GSP of this rank's row shard against every rank's rows, summed over the ranks."""
+    sh = Shards(student.size(0), group)
+    st_all = sh.gather(torch.cat([student, teacher], 1))  # one collective for both models
+    s_all, t_all = st_all.split([student.size(1), teacher.size(1)], 1)
+    if sh.total == 0:
+        return student.sum() * 0 + teacher.sum() * 0
+    if _backend.choose("gsp_tiled", student.device, student.dtype) == "reference":
+        per_row = ref.gsp_rows(s_all, t_all, kernel, loss, tau, gamma, sh.begin, sh.end)
+    else:
+        per_row, _ = torch.ops.gkdfast.gsp_tiled(s_all.contiguous(), t_all.contiguous(), kernel, loss, float(gamma),
+                                                 float(tau), sh.begin, sh.end)
+    return sh.sum(per_row.sum()) / (sh.total * sh.total if loss == "mse" else sh.total)
 
 
 def rsd(student: Tensor, teacher: Tensor, nodes: Optional[Tensor] = None) -> Tensor:

@@ -76,25 +76,28 @@ def sample_negatives(rows: Tensor, num_nodes: int, num_negatives: int, seed: int
 
 # ------------------------------------------------------------------------------ InfoNCE op
 def infonce(a: Tensor, c: Tensor, inv_tau: float, pos_offset: int, exclude_self: bool, num_negatives: int,
-            seed: int) -> Tuple[Tensor, Tensor]:
-    """Reference of ``torch.ops.gkdfast.infonce`` (see csrc/ops/infonce.h): ``(loss [N], lse [N])``."""
+            seed: int, row_begin: int = 0) -> Tuple[Tensor, Tensor]:
+    """Reference of ``torch.ops.gkdfast.infonce`` (see csrc/ops/infonce.h): ``(loss [R], lse [R])`` for
+    anchors ``a [R, d]`` that are the global rows ``[row_begin, row_begin + R)`` of ``c [N, d]``."""
     acc = torch.float64 if a.dtype == torch.float64 else torch.float32
     a, c = a.to(acc), c.to(acc)
-    n = a.size(0)
+    r, n = a.size(0), c.size(0)
+    rows = torch.arange(row_begin, row_begin + r, device=a.device)
     if num_negatives == 0:
-        logits = (a @ c.t()) * inv_tau  # N x N: reference only
+        logits = (a @ c.t()) * inv_tau  # R x N: reference only
         if exclude_self:
-            logits = logits.masked_fill(torch.eye(n, dtype=torch.bool, device=a.device), float("-inf"))
-        lse = torch.logsumexp(logits, dim=1) if n else logits.new_zeros(0)
+            self_mask = rows.unsqueeze(1) == torch.arange(n, device=a.device).unsqueeze(0)
+            logits = logits.masked_fill(self_mask, float("-inf"))
+        lse = torch.logsumexp(logits, dim=1) if n else logits.new_zeros(r)
     else:
-        idx = sample_negatives(torch.arange(n, device=a.device), n, num_negatives, seed)
-        neg = (a.unsqueeze(1) * c[idx]).sum(-1) * inv_tau  # [N, K]
+        idx = sample_negatives(rows, n, num_negatives, seed)
+        neg = (a.unsqueeze(1) * c[idx]).sum(-1) * inv_tau  # [R, K]
         if pos_offset >= 0:
-            neg = torch.cat([((a * c).sum(-1) * inv_tau).unsqueeze(1), neg], dim=1)
+            neg = torch.cat([((a * c[rows]).sum(-1) * inv_tau).unsqueeze(1), neg], dim=1)
         lse = torch.logsumexp(neg, dim=1)
     loss = lse
-    if pos_offset >= 0 and n:
-        loss = lse - (a * torch.roll(c, -(pos_offset % n), 0)).sum(-1) * inv_tau
+    if pos_offset >= 0 and r:
+        loss = lse - (a * c[(rows + pos_offset) % n]).sum(-1) * inv_tau
     return loss, lse
 
 

@@ -109,6 +109,20 @@ def gsp(student: Tensor, teacher: Tensor, kernel: str = "linear", loss: str = "m
     raise ValueError(f"unknown loss {loss!r}; expected 'mse' or 'kl'")
 
 
+def gsp_rows(student: Tensor, teacher: Tensor, kernel: str, loss: str, tau: float, gamma: float, row_begin: int,
+             row_end: int) -> Tensor:
+    """Reference of ``torch.ops.gkdfast.gsp_tiled``'s per-row values for rows ``[row_begin, row_end)``
+    against all N columns: ``[R]`` with ``sum_j (K^S_ij - K^T_ij)^2`` (mse) or ``KL_i`` (kl).  Dense
+    ``[R, N, d]`` pair tensors: small inputs only."""
+    teacher = teacher.to(student.dtype)
+    ks = pair_kernel(student[row_begin:row_end].unsqueeze(1), student.unsqueeze(0), kernel, gamma)
+    kt = pair_kernel(teacher[row_begin:row_end].unsqueeze(1), teacher.unsqueeze(0), kernel, gamma)
+    if loss == "mse":
+        return (ks - kt).pow(2).sum(1)
+    ls, lt = torch.log_softmax(ks / tau, -1), torch.log_softmax(kt / tau, -1)
+    return (lt.exp() * (lt - ls)).sum(1)
+
+
 def relation(student_blocks: Sequence[Tensor], teacher_blocks: Sequence[Tensor], mode: str = "centroid") -> Tensor:
     """Relation distillation between K groups of embeddings by explicit loops (see gkdfast.losses.relation)."""
     k = len(student_blocks)

@@ -1,0 +1,123 @@
+"""``gkdfast distill`` for large graphs: the flags of the out-of-core pipeline and the command that runs
+it (:func:`gkdfast.distill.large.distill_large`).  Kept apart from :mod:`gkdfast.cli` so the main
+command stays readable; ``cli.py`` only adds these flags and hands over when the graph is large.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+__all__ = ["add_large_args", "wants_large", "run_large", "parse_fanouts", "DEFAULT_SAMPLED_ABOVE"]
+
+DEFAULT_SAMPLED_ABOVE = 1_000_000  # nodes: above this, full-batch training does not fit a 24 GiB machine
+
+
+def parse_fanouts(text: str) -> tuple:
+    """``"15,10"`` -> ``(15, 10)``; ValueError naming ``--fanouts`` otherwise.
+
+    Example:
+        >>> parse_fanouts("15, 10")
+        (15, 10)
+    """
+    try:
+        out = tuple(int(t) for t in str(text).split(","))
+    except ValueError:
+        out = ()
+    if not out or any(k < 1 for k in out):
+        raise ValueError(f"--fanouts {text!r}: expected positive ints separated by commas, e.g. 15,10")
+    return out
+
+
+def add_large_args(parser) -> None:
+    """Adds the out-of-core pipeline's flags to the ``distill`` sub-parser."""
+    g = parser.add_argument_group("large graphs (out-of-core pipeline: sampled teacher, layer-wise "
+                                  "inference into a memory-mapped cache, mini-batch MLP student)")
+    g.add_argument("--sampled", action="store_true",
+                   help="use the out-of-core pipeline (automatic above --sampled-above nodes)")
+    g.add_argument("--sampled-above", type=int, default=DEFAULT_SAMPLED_ABOVE, metavar="N",
+                   help=f"switch to the pipeline for graphs with at least N nodes (default {DEFAULT_SAMPLED_ABOVE}; "
+                        "0 never switches automatically)")
+    g.add_argument("--fanouts", default="15,10", help="neighbours sampled per teacher layer (default 15,10)")
+    g.add_argument("--batch-size", type=int, default=4096, help="student node mini-batch (default 4096)")
+    g.add_argument("--teacher-batch-size", type=int, default=1024,
+                   help="seed nodes per sampled teacher batch (default 1024)")
+    g.add_argument("--teacher-epochs", type=int, default=3, help="sampled teacher epochs (default 3)")
+    g.add_argument("--chunk-rows", type=int, default=65536,
+                   help="rows per block of layer-wise teacher inference (default 65536; lower = less memory)")
+    g.add_argument("--no-memory-check", action="store_true",
+                   help="run a stage even when its memory estimate exceeds the available memory")
+
+
+def wants_large(args, data) -> bool:
+    """Whether this ``distill`` run goes through the out-of-core pipeline."""
+    above = getattr(args, "sampled_above", 0) or 0
+    return bool(getattr(args, "sampled", False)) or (above > 0 and data.num_nodes >= above)
+
+
+def run_large(args, data, log=None) -> int:
+    """Runs :func:`distill_large` from parsed ``distill`` arguments; prints the results and stage
+    tables and writes ``results.json`` (with the ``stages`` table), ``results.png`` and ``stages.md``."""
+    from gkdfast.distill import recipes
+    from gkdfast.distill.experiment import parse_model
+    from gkdfast.distill.large import LARGE_METHODS
+
+    for flag, v in (("--batch-size", args.batch_size), ("--teacher-batch-size", args.teacher_batch_size),
+                    ("--teacher-epochs", args.teacher_epochs), ("--chunk-rows", args.chunk_rows)):
+        if v < 1:
+            raise ValueError(f"{flag} must be >= 1, got {v}")
+    if args.setting != "transductive":
+        raise ValueError("--setting inductive is not supported with --sampled (the out-of-core pipeline is "
+                         "transductive: the teacher's outputs cover every node)")
+    if args.device and args.device != "cpu":
+        raise ValueError(f"--device {args.device}: the out-of-core pipeline (--sampled) runs on the CPU")
+    teacher = parse_model(args.teacher)
+    student = parse_model(args.student or "mlp:" + str(teacher.hidden), dropout=args.dropout)
+    if "," in (args.student or "") or student.name != "mlp":
+        raise ValueError(f"--student {args.student}: the out-of-core pipeline trains one graph-free student "
+                         "(mlp or mlp:HIDDEN)")
+    methods = [recipes.get(m).name for m in (args.methods or "glnn").split(",") if m.strip()]
+    if len(methods) != 1 or methods[0] not in LARGE_METHODS:
+        raise ValueError(f"--methods {args.methods}: the out-of-core pipeline runs one of "
+                         f"{', '.join(LARGE_METHODS)}")
+    fanouts = parse_fanouts(args.fanouts)
+    overrides = {}
+    for item in args.set or ():
+        key, _, value = item.partition("=")
+        m, _, param = key.partition(".")
+        if recipes.get(m).name == methods[0]:
+            import ast
+
+            try:
+                overrides[param] = ast.literal_eval(value)
+            except (ValueError, SyntaxError):
+                overrides[param] = value
+    recipes.get(methods[0], **overrides)  # unknown hyperparameter: fail before any work
+    log = log or ((lambda s: None) if args.quiet else (lambda s: print(s, file=sys.stderr, flush=True)))
+    log(f"{data.name}: {data.num_nodes} nodes, {data.graph.num_edges} edges, {data.num_features} features, "
+        f"{data.num_classes} classes; out-of-core pipeline (seed {args.seed}; --seeds is not used)")
+    from gkdfast._io import exclusive_dir
+
+    with exclusive_dir(args.out, "--out folder"):  # one run per --out: they would share checkpoints and cache
+        return _run(args, data, teacher, student, methods[0], fanouts, overrides, log)
+
+
+def _run(args, data, teacher, student, method, fanouts, overrides, log) -> int:
+    from gkdfast.distill.large import distill_large, format_stages
+    from gkdfast.distill.results import format_table, save_json, save_png
+
+    results = distill_large(
+        data, teacher=teacher.name, hidden=teacher.hidden, num_layers=len(fanouts), fanouts=fanouts,
+        teacher_epochs=args.teacher_epochs, teacher_batch_size=args.teacher_batch_size,
+        batch_size=args.batch_size, chunk_rows=args.chunk_rows, student_hidden=student.hidden,
+        student_dropout=args.dropout, method=method, student_epochs=args.epochs or 20, seed=args.seed,
+        out_dir=args.out, cache_dir=args.cache_dir, progress=not args.quiet and not args.no_progress,
+        check_memory_first=not args.no_memory_check, overrides=overrides, log=log)
+    print(format_table(results))
+    print()
+    print(format_stages(results["stages"]))
+    save_json(results, os.path.join(args.out, "results.json"))
+    save_png(results, os.path.join(args.out, "results.png"))
+    with open(os.path.join(args.out, "stages.md"), "w") as f:
+        f.write(format_stages(results["stages"], markdown=True) + "\n")
+    print(f"wrote {os.path.join(args.out, 'results.json')}, results.png and stages.md")
+    return 0

@@ -1,0 +1,329 @@
+"""Distillation on graphs too big for full-batch training: the out-of-core GLNN pipeline.
+
+Stages (each one first checks its memory estimate against ``MemAvailable``, then records wall time,
+throughput and its own peak RSS in the ``stages`` table):
+
+1. ``teacher``: a GNN trained on neighbour-sampled mini-batches (:func:`gkdfast.sampling.fit_sampled`);
+   skipped when a trained teacher module is passed.
+2. ``inference``: the teacher over every node by :func:`gkdfast.nn.layerwise_inference`, written
+   straight into the memory-mapped teacher cache (:mod:`gkdfast.distill.teacher_cache`).
+3. ``student``: an MLP trained in node mini-batches by the recipe (GLNN: CE on the training nodes +
+   KL to the teacher on every node) reading the mapped teacher outputs and only the batch rows of ``x``.
+4. ``baseline``: the same MLP trained on labels alone (the "no KD" row).
+5. ``evaluate``: test accuracy of teacher (from its cached logits), student and baseline, in batches.
+
+Nothing holds a second full copy of ``x`` or of the teacher outputs: ``x`` may be a read-only memory
+map (:func:`gkdfast.data.load_mmap`), the students gather batch rows from it.
+"""
+from __future__ import annotations
+
+import os
+import time
+from typing import Callable, Dict, Optional, Sequence, Union
+
+import torch
+from torch import Tensor, nn
+
+from gkdfast.distill import recipes as _recipes
+from gkdfast.distill.memory import StageTimer, check_memory, format_bytes
+from gkdfast.distill.teacher_cache import TeacherOutputs, teacher_outputs
+
+__all__ = ["distill_large", "format_stages", "estimate_teacher", "estimate_inference", "estimate_student", "estimate_evaluate",
+           "LARGE_METHODS"]
+
+LARGE_METHODS = ("glnn", "kd")  # per-node terms only: no graph needed by the student stage
+_F32 = 4
+
+
+def _params_bytes(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters()) * _F32
+
+
+def estimate_teacher(n: int, f: int, hidden: int, c: int, fanouts: Sequence[int], batch_size: int,
+                     model: nn.Module) -> Dict[str, float]:
+    """Bytes the sampled teacher training needs beyond the loaded graph and features: weights with
+    gradients and Adam state (4 copies), and one mini-batch: the sampled nodes' gathered features and
+    activations (forward + backward) and the sampled edges.
+
+    Example:
+        >>> from gkdfast.nn import SAGE
+        >>> parts = estimate_teacher(10**6, 100, 256, 47, (15, 10), 1024, SAGE(100, 256, 47))
+        >>> sorted(parts)
+        ['activations', 'gathered features', 'sampled edges', 'weights+grad+adam']
+    """
+    nodes, frontier, edges = batch_size, batch_size, 0
+    for k in reversed(list(fanouts)):  # seeds -> 1 hop -> 2 hops (upper bound: no shared neighbours)
+        edges += frontier * k
+        frontier = frontier * k
+        nodes += frontier
+    nodes = min(nodes, n)
+    return {"weights+grad+adam": 4 * _params_bytes(model), "gathered features": 2 * nodes * f * _F32,
+            "activations": 4 * nodes * (hidden + c) * _F32, "sampled edges": 3 * edges * 8}
+
+
+def estimate_inference(n: int, avg_degree: float, f: int, hidden: int, c: int, chunk_rows: int,
+                       num_layers: int = 2, heads: int = 1, attention: bool = False) -> Dict[str, float]:
+    """Bytes of :func:`gkdfast.nn.layerwise_inference` at its worst layer: that layer's input and
+    output matrices and its transform buffer (``h W^T`` when the output is narrower than the input,
+    always for GAT), all ``[N, width]`` float32 memory-mapped into the cache folder, the degree vector,
+    and one block's workspace (its CSR slice, per-edge values and attention, its rows in and out).
+
+    Example:
+        >>> parts = estimate_inference(10**6, 50, 100, 256, 47, 65536)
+        >>> format_bytes(sum(parts.values()))
+        '1.87 GiB'
+    """
+    widths = [f] + [hidden] * (num_layers - 1) + [c]
+    worst = 0
+    for i in range(num_layers):
+        w_in, w_out = widths[i], widths[i + 1]
+        pre = w_out if (attention or w_out < w_in) else 0
+        worst = max(worst, (w_in if i > 0 else 0) + w_out + pre)  # x itself is already loaded
+    chunk = min(chunk_rows, n)
+    block_edges = chunk * max(avg_degree, 1.0)
+    per_edge = 8 + 8 + _F32 + (_F32 * (4 * heads + 2 * max(hidden // heads, c)) if attention else 0)
+    return {"layer matrices (mapped)": n * worst * _F32, "degree vector": n * _F32,
+            "block workspace": block_edges * per_edge + 4 * chunk * (max(f, hidden) + hidden) * _F32}
+
+
+def estimate_student(n: int, f: int, hidden: int, c: int, batch_size: int, num_val: int,
+                     model: nn.Module) -> Dict[str, float]:
+    """Bytes of mini-batch MLP training: weights with gradients and Adam state, the batch order over
+    every node (int64 permutation and its batches), the teacher's logits paged in from the cache
+    over an epoch, one batch's gathered rows and activations, and the per-epoch validation pass.
+
+    Example:
+        >>> from gkdfast.nn import MLP
+        >>> parts = estimate_student(10**6, 100, 256, 47, 4096, 10**4, MLP(100, 256, 47))
+        >>> format_bytes(parts["batch order"])
+        '23.8 MiB'
+    """
+    b = min(batch_size, n)
+    return {"weights+grad+adam": 4 * _params_bytes(model), "batch order": 3 * n * 8 + n,
+            "teacher logits (mapped, read)": n * c * _F32,
+            "batch rows": 6 * b * (f + hidden + 2 * c) * _F32,
+            "validation pass": num_val * (f * _F32 + 8) + min(num_val, 65536) * (hidden + c) * _F32}
+
+
+def estimate_evaluate(n: int, f: int, hidden: int, c: int, batch_size: int) -> Dict[str, float]:
+    """Bytes of the batched evaluation: one batch's rows, activations and logits, and the index lists.
+
+    Example:
+        >>> sorted(estimate_evaluate(1000, 8, 16, 3, 256))
+        ['batch rows', 'index lists']
+    """
+    return {"batch rows": 2 * min(batch_size, n) * (f + hidden + c) * _F32, "index lists": 3 * n * 8}
+
+
+@torch.no_grad()
+def _batched_accuracy(model: nn.Module, x: Tensor, y: Tensor, idx: Tensor, batch: int):
+    """(accuracy, seconds) of a graph-free ``model`` on rows ``idx``, gathering ``batch`` rows at a time."""
+    model.eval()
+    correct, t0 = 0, time.perf_counter()
+    for part in idx.split(batch):
+        correct += int((model(x[part]).argmax(-1) == y[part]).sum())
+    return (correct / idx.numel() if idx.numel() else 0.0), time.perf_counter() - t0
+
+
+def _row(method: str, model: str, acc: float, seconds: float, ms_per_1k: float) -> dict:
+    return {"method": method, "model": model, "test_acc_mean": float(acc), "test_acc_std": 0.0,
+            "test_acc": [float(acc)], "train_seconds": float(seconds), "inference_ms_per_1k_nodes": float(ms_per_1k)}
+
+
+def distill_large(data, *, teacher: Union[str, nn.Module] = "sage", hidden: int = 256, num_layers: int = 2,
+                  fanouts: Sequence[int] = (15, 10), teacher_epochs: int = 3, teacher_batch_size: int = 1024,
+                  teacher_lr: float = 0.003, batch_size: int = 4096, chunk_rows: int = 65536,
+                  student: str = "mlp", student_hidden: Optional[int] = None, method: str = "glnn",
+                  student_epochs: int = 20, student_dropout: float = 0.5, patience: Optional[int] = 5, eval_batch_size: int = 65536,
+                  seed: int = 0, out_dir: str = "gkdfast-large", cache_dir: Optional[str] = None,
+                  progress: bool = True, check_memory_first: bool = True, overrides: Optional[dict] = None,
+                  log: Callable[[str], None] = lambda s: None) -> dict:
+    """Runs the out-of-core pipeline (module docstring) and returns ``results.json``'s dictionary.
+
+    Args:
+        data: a :class:`gkdfast.data.GraphData` (``x`` may be memory-mapped, read-only).
+        teacher: model name (``sage``, ``gcn``, ``gin``, ``gat``) trained by neighbour sampling, or a
+            trained :mod:`gkdfast.nn` model (stage ``teacher`` is then skipped).
+        hidden, num_layers: teacher width and depth.  fanouts: neighbours sampled per layer.
+        teacher_epochs, teacher_batch_size, teacher_lr: sampled training settings.
+        batch_size: the students' node mini-batch.  chunk_rows: rows per block of layer-wise inference.
+        student: ``"mlp"`` (the pipeline trains graph-free students).  student_hidden: its width
+            (default ``hidden``).  method: ``"glnn"`` or ``"kd"``.
+        student_epochs, patience: student training length and early stopping.  student_dropout: MLP dropout.
+        eval_batch_size: rows per evaluation batch.
+        seed: weights, batch order and sampling.  out_dir: checkpoints, teacher weights and results.
+        cache_dir: teacher-output cache (default ``out_dir/cache``).
+        progress: tqdm bars.  check_memory_first: stop a stage whose estimate exceeds the free memory.
+        overrides: the method's recipe hyperparameters, e.g. ``{"lamb": 0.5}`` (GLNN's default
+            ``lamb=0`` trains on the teacher's soft labels alone).
+        log: called with one line per finished stage.
+
+    Returns:
+        ``{"dataset", "num_nodes", "num_edges", "rows", "stages"}``: rows as in
+        :mod:`gkdfast.distill.results` (teacher, ``none``, the method; one seed), ``stages`` one dict
+        per stage: ``stage``, ``seconds``, ``estimate_bytes``, ``peak_rss_bytes``, ``peak_rss_scope``,
+        ``throughput`` and ``throughput_unit``.
+
+    Raises:
+        gkdfast.distill.memory.InsufficientMemory: a stage would not fit (the message names the flag).
+
+    Example:
+        >>> import tempfile
+        >>> from gkdfast.data import csbm
+        >>> data = csbm(num_nodes=600, num_classes=3, feature_dim=16, seed=0)
+        >>> teacher = gkdfast.nn.SAGE(16, 32, 3)     # a trained teacher in practice
+        >>> res = distill_large(data, teacher=teacher, hidden=32, batch_size=128, student_epochs=2,
+        ...                     out_dir=tempfile.mkdtemp(), progress=False)
+        >>> [r["method"] for r in res["rows"]], [s["stage"] for s in res["stages"]]
+        (['teacher', 'none', 'glnn'], ['inference', 'student', 'baseline', 'evaluate'])
+    """
+    from gkdfast.nn import build_model
+
+    method = _recipes.get(method).name
+    if method not in LARGE_METHODS:
+        raise ValueError(f"distill_large: method {method!r} is not supported at scale; use one of "
+                         f"{', '.join(LARGE_METHODS)} (their terms are per-node, so batches need no graph)")
+    if str(student).lower() != "mlp":
+        raise ValueError(f"distill_large: student must be 'mlp' (got {student!r}); a GNN student needs the "
+                         "graph at every step — use gkdfast distill without --sampled")
+    for what, v in (("hidden", hidden), ("batch_size", batch_size), ("chunk_rows", chunk_rows),
+                    ("teacher_epochs", teacher_epochs), ("student_epochs", student_epochs),
+                    ("eval_batch_size", eval_batch_size), ("teacher_batch_size", teacher_batch_size)):
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            raise ValueError(f"distill_large: {what} must be a positive int, got {v!r}")
+    fanouts = tuple(int(k) for k in fanouts)
+    if len(fanouts) != num_layers or any(k < 1 for k in fanouts):
+        raise ValueError(f"distill_large: fanouts must be {num_layers} positive ints (one per layer), got {fanouts}")
+    if int(data.train_mask.sum()) == 0 or int(data.test_mask.sum()) == 0:
+        raise ValueError("distill_large: the split has no training or no test node")
+    n, f, c, e = data.num_nodes, data.num_features, data.num_classes, data.graph.num_edges
+    s_hidden = student_hidden or hidden
+    os.makedirs(out_dir, exist_ok=True)
+    cache_dir = cache_dir or os.path.join(out_dir, "cache")
+    stages: list = []
+    num_val = int(data.val_mask.sum())
+
+    def plan(stage: str, parts: Dict[str, float], hint: str) -> int:
+        if not check_memory_first:
+            return int(sum(parts.values()))
+        return check_memory(stage, parts, hint)
+
+    def done(timer: StageTimer, amount: float, unit: str, rate: Optional[float] = None, **extra) -> None:
+        rec = timer.record
+        rec["throughput"] = float(rate) if rate is not None else (amount / rec["seconds"] if rec["seconds"] > 0 else 0.0)
+        rec["throughput_unit"] = unit
+        rec.update(extra)
+        stages.append(rec)
+        log(f"stage {rec['stage']:<9} {rec['seconds']:8.1f} s  {rec['throughput']:12.0f} {unit:<12} "
+            f"peak RSS {format_bytes(rec['peak_rss_bytes'])} (estimate {format_bytes(rec['estimate_bytes'])})")
+
+    # 1. teacher -------------------------------------------------------------------------------------
+    teacher_seconds = 0.0
+    if isinstance(teacher, nn.Module):
+        tmodel = teacher
+        tlabel = f"{type(teacher).__name__.upper()}({getattr(teacher, 'hidden_channels', '?')})"
+    else:
+        torch.manual_seed(seed)
+        tmodel = build_model(str(teacher), f, hidden, c, num_layers=num_layers, dropout=0.5)
+        tlabel = f"{str(teacher).upper()}({hidden})"
+        est = plan("teacher", estimate_teacher(n, f, hidden, c, fanouts, teacher_batch_size, tmodel),
+                   f"lower --teacher-batch-size (now {teacher_batch_size}), --fanouts (now "
+                   f"{','.join(map(str, fanouts))}) or the hidden width (now {hidden})")
+        weights = os.path.join(out_dir, f"teacher-{tlabel}-seed{seed}.pt")
+        with StageTimer("teacher", est) as timer:
+            if os.path.exists(weights):  # a rerun resumes after the teacher
+                tmodel.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+                stats = {"seconds": 0.0, "nodes_per_s": 0.0, "resumed": True}
+            else:
+                try:
+                    from gkdfast.sampling import fit_sampled  # the neighbour sampler
+                except ImportError as exc:
+                    raise NotImplementedError(
+                        f"the sampled teacher needs gkdfast.sampling.fit_sampled, which this installation lacks "
+                        f"({exc}); pass a trained teacher module instead") from None
+
+                stats = fit_sampled(tmodel, data, fanouts=fanouts, batch_size=teacher_batch_size,
+                                    epochs=teacher_epochs, lr=teacher_lr, weight_decay=0.0, seed=seed,
+                                    progress=progress)
+                torch.save(tmodel.state_dict(), weights + ".tmp")
+                os.replace(weights + ".tmp", weights)
+        teacher_seconds = float(stats.get("seconds", timer.record["seconds"]))
+        done(timer, 0.0, "nodes/s", rate=float(stats.get("nodes_per_s", 0.0)),
+             **{k: (None if isinstance(v, float) and v != v else v)  # NaN (no validation node) -> null
+                for k, v in stats.items() if isinstance(v, (int, float, bool))})
+    tmodel = tmodel.cpu().eval()
+
+    # 2. layer-wise inference into the cache -----------------------------------------------------------
+    from gkdfast.nn import GAT
+
+    t_hidden = int(getattr(tmodel, "hidden_channels", hidden))
+    est = plan("inference", estimate_inference(n, e / max(n, 1), f, t_hidden, c, chunk_rows, len(tmodel.layers),
+                                               getattr(tmodel.layers[0], "heads", 1), isinstance(tmodel, GAT)),
+               f"lower --chunk-rows (now {chunk_rows}) or the teacher's hidden width (now {t_hidden})")
+    with StageTimer("inference", est) as timer:
+        tout = teacher_outputs(tmodel, data.x, data.graph, cache_dir=cache_dir, chunk_rows=chunk_rows,
+                               progress=progress)
+    done(timer, n * len(tmodel.layers), "rows/s", cached=bool(tout.cached),
+         edges_per_s=e * len(tmodel.layers) / max(timer.record["seconds"], 1e-9))
+    teacher_ms_per_1k = timer.record["seconds"] * 1000.0 * 1000.0 / max(n, 1)
+
+    # 3./4. students ---------------------------------------------------------------------------------
+    trained = {}
+    for stage, name in (("student", method), ("baseline", "none")):
+        torch.manual_seed(seed)  # the same initial weights for both
+        mlp = build_model("mlp", f, s_hidden, c, num_layers=2, dropout=student_dropout)
+        est = plan(stage, estimate_student(n, f, s_hidden, c, batch_size, num_val, mlp),
+                   f"lower --batch-size (now {batch_size}) or the student's hidden width (now {s_hidden})")
+        kw = dict(overrides or {}) if name == method else {}
+        kw.update(epochs=student_epochs, patience=patience, batch_size=batch_size)
+        recipe = _recipes.get(name, **kw)
+        # GLNN/KD match logits only: without the hidden matrix the Distiller gathers no hidden rows,
+        # so the mapped hidden file is never paged in by this stage.
+        logits_only = TeacherOutputs(tout.logits, None, tout.key, tout.cached)
+        distiller = recipe.distiller(mlp, logits_only, progress=progress, seed=seed, desc=f"{stage}: {name} -> MLP",
+                                     checkpoint_dir=os.path.join(out_dir, "checkpoints", f"{name}-seed{seed}"))
+        with StageTimer(stage, est) as timer:
+            fit = distiller.fit(data)
+        pool = n if name != "none" else int(data.train_mask.sum())
+        done(timer, pool * fit.epochs, "nodes/s", epochs=fit.epochs, best_epoch=fit.best_epoch,
+             best_val_acc=fit.best_val_acc)
+        trained[name] = (fit.student, fit.seconds)
+
+    # 5. evaluation ----------------------------------------------------------------------------------
+    test_idx = data.test_mask.nonzero().flatten()
+    est = plan("evaluate", estimate_evaluate(n, f, s_hidden, c, eval_batch_size),
+               f"lower eval_batch_size (now {eval_batch_size} rows per evaluation batch)")
+    rows = []
+    with StageTimer("evaluate", est) as timer:
+        y_test = data.y[test_idx]
+        t_acc = float((tout.logits[test_idx].argmax(-1) == y_test).float().mean())
+        rows.append(_row("teacher", tlabel, t_acc, teacher_seconds, teacher_ms_per_1k))
+        for name in ("none", method):
+            model, secs = trained[name]
+            acc, infer = _batched_accuracy(model, data.x, data.y, test_idx, eval_batch_size)
+            rows.append(_row(name, f"MLP({s_hidden})", acc, secs, infer * 1e6 / max(test_idx.numel(), 1)))
+    done(timer, 2 * test_idx.numel(), "nodes/s")
+    for r in rows:
+        log(f"{r['method']:<8} {r['model']:<10} test acc {r['test_acc_mean']:.4f}")
+    return {"dataset": str(getattr(data, "name", "graph")), "num_nodes": int(n), "num_edges": int(e),
+            "rows": rows, "stages": stages}
+
+
+def format_stages(stages: Sequence[dict], markdown: bool = False) -> str:
+    """The ``stages`` table: stage, seconds, throughput, peak RSS and the memory estimate.
+
+    Example:
+        >>> print(format_stages([{"stage": "inference", "seconds": 2.0, "throughput": 1e6,
+        ...                       "throughput_unit": "rows/s", "peak_rss_bytes": 2**30, "estimate_bytes": 2**29}]))
+        stage      seconds      throughput  peak RSS   estimate
+        inference     2.00  1000000 rows/s  1.00 GiB  512.0 MiB
+    """
+    head = ("stage", "seconds", "throughput", "peak RSS", "estimate")
+    body = [(s["stage"], f"{s['seconds']:.2f}", f"{s.get('throughput', 0.0):.0f} {s.get('throughput_unit', '')}",
+             format_bytes(s["peak_rss_bytes"]), format_bytes(s.get("estimate_bytes", 0))) for s in stages]
+    if markdown:
+        lines = ["| " + " | ".join(head) + " |", "|---|---:|---:|---:|---:|"]
+        return "\n".join(lines + ["| " + " | ".join(b) + " |" for b in body])
+    widths = [max(len(r[i]) for r in [head] + body) for i in range(len(head))]
+    return "\n".join("  ".join(v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in enumerate(zip(r, widths)))
+                     for r in [head] + body)

@@ -1,0 +1,105 @@
+"""Throws malformed graphs at every torch.ops.gkdfast graph op and prints one JSON line per case:
+{"case": ..., "outcome": "error" | "ok", "message": ...}.  Run in a subprocess by
+tests/test_native_safety.py, so a crash (the failure this guards against) fails that test instead of
+killing pytest.  GKDFAST_VALIDATE_ATEN=1 runs the device-agnostic (CUDA) validation on the CPU."""
+from __future__ import annotations
+
+import json
+import sys
+
+import torch
+
+import gkdfast  # noqa: F401  (loads the ops)
+
+ops = torch.ops.gkdfast
+
+
+def graph(index_dtype):
+    # 5 nodes, 8 edges, CSR by destination, plus its transpose as gkdfast.Graph builds it.
+    ei = torch.tensor([[1, 2, 0, 3, 4, 0, 1, 2], [0, 0, 1, 1, 2, 3, 4, 4]])
+    g = gkdfast.Graph(ei, 5).to(index_dtype=index_dtype)
+    t_rowptr, t_col, t_eid = g.transpose_csr()
+    return g.rowptr.clone(), g.col.clone(), t_rowptr.clone(), t_col.clone(), t_eid.clone()
+
+
+def cases(index_dtype):
+    rp, col, trp, tcol, teid = graph(index_dtype)
+    x = torch.randn(5, 4)
+    e = col.numel()
+
+    def spmm(rp=rp, col=col, trp=trp, tcol=tcol, teid=teid, reduce="sum"):
+        return lambda: ops.spmm(rp, col, trp, tcol, teid, None, x, reduce)
+
+    def mod(t, idx, val):
+        t = t.clone()
+        t[idx] = val
+        return t
+
+    yield "valid spmm", spmm(), True
+    # The validated graph is remembered; an in-place write bumps the version and re-validates.
+    rp2, col2 = rp.clone(), col.clone()
+    yield "valid spmm (remembered)", spmm(rp=rp2, col=col2), True
+
+    def corrupt_then_call():
+        spmm(rp=rp2, col=col2)()
+        col2[3] = 10**6
+        return spmm(rp=rp2, col=col2)()
+
+    yield "in-place corruption after a valid call", corrupt_then_call, False
+    yield "col out of range", spmm(col=mod(col, 3, 5)), False
+    yield "col far out of range", spmm(col=mod(col, 3, 10**6)), False
+    yield "negative col", spmm(col=mod(col, 0, -1)), False
+    yield "rowptr past E", spmm(rp=mod(rp, -1, e + 3)), False
+    yield "rowptr ends before E", spmm(rp=mod(rp, -1, e - 2)), False
+    yield "rowptr non-monotone", spmm(rp=mod(rp, 2, 7)), False
+    yield "rowptr not starting at 0", spmm(rp=mod(rp, 0, 1)), False
+    yield "t_col out of range", spmm(tcol=mod(tcol, 0, 9)), False
+    yield "t_eid out of range", spmm(teid=mod(teid, 0, e)), False
+    yield "t_eid negative", spmm(teid=mod(teid, 1, -4)), False
+    yield "t_eid repeated", spmm(teid=mod(teid, 1, teid[0])), False
+    yield "t_rowptr non-monotone", spmm(trp=mod(trp, 2, 0)), False
+    yield "t_col inconsistent", spmm(tcol=tcol.flip(0)), False
+    yield "transpose wrong dtype", spmm(teid=teid.to(torch.int64 if index_dtype == torch.int32 else torch.int32)), False
+    yield "max: col out of range", spmm(col=mod(col, 5, 7), reduce="max"), False
+    # sddmm with a rowptr whose end lies past E writes past its [E] output.
+    yield "sddmm rowptr past E", lambda: ops.sddmm(mod(rp, -1, e + 4), col, trp, tcol, teid, x, x), False
+    yield "sddmm valid", lambda: ops.sddmm(rp, col, trp, tcol, teid, x, x), True
+    s = torch.randn(e)
+    yield "edge_softmax non-monotone", lambda: ops.edge_softmax(mod(rp, 2, 1), s), False
+    yield "edge_softmax rowptr past E", lambda: ops.edge_softmax(mod(rp, -1, e + 5), s), False
+    yield "edge_softmax valid", lambda: ops.edge_softmax(rp, s), True
+    yield "edge_softmax_backward non-monotone", lambda: ops.edge_softmax_backward(mod(rp, 3, 0), s, s), False
+    out, arg = ops.spmm(rp, col, trp, tcol, teid, None, x, "max")
+    g = torch.ones_like(out)
+    yield "arg_backward valid", lambda: ops.spmm_arg_backward(rp, col, trp, tcol, teid, None, x, arg, g), True
+    yield "arg_backward arg >= E", lambda: ops.spmm_arg_backward(rp, col, trp, tcol, teid, None, x,
+                                                                 mod(arg, (0, 0), e + 100), g), False
+    yield "arg_backward arg of another row", lambda: ops.spmm_arg_backward(rp, col, trp, tcol, teid, None, x,
+                                                                           mod(arg, (0, 0), e - 1), g), False
+    yield "arg_backward arg < -1", lambda: ops.spmm_arg_backward(rp, col, trp, tcol, teid, None, x,
+                                                                 mod(arg, (1, 1), -7), g), False
+    t = torch.randn(5, 4)
+    yield "lsp valid", lambda: ops.lsp(rp, col, trp, tcol, teid, x, t, "rbf", 1.0, 1.0), True
+    yield "lsp bad t_col", lambda: ops.lsp(rp, col, trp, mod(tcol, 2, 50), teid, x, t, "rbf", 1.0, 1.0), False
+    yield "lsp bad t_eid", lambda: ops.lsp(rp, col, trp, tcol, mod(teid, 2, 1000), x, t, "rbf", 1.0, 1.0), False
+    yield "lsp col out of range", lambda: ops.lsp(rp, mod(col, 1, 5), trp, tcol, teid, x, t, "rbf", 1.0, 1.0), False
+    pn, lse = ops.lsp(rp, col, trp, tcol, teid, x, t, "rbf", 1.0, 1.0)
+    yield "lsp_backward bad t_eid", lambda: ops.lsp_backward(rp, col, trp, tcol, mod(teid, 0, -3), x, t, pn, lse,
+                                                             torch.ones(5), "rbf", 1.0, 1.0, True, True), False
+
+
+def main():
+    for index_dtype in (torch.int64, torch.int32):
+        for name, call, valid in cases(index_dtype):
+            try:
+                call()
+                outcome, msg = "ok", ""
+            except (ValueError, TypeError, RuntimeError, IndexError) as exc:
+                outcome, msg = "error", f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
+            print(json.dumps({"case": f"{name} [{str(index_dtype)[6:]}]", "valid": valid, "outcome": outcome,
+                              "message": msg}), flush=True)
+    print(json.dumps({"done": True}), flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,92 @@
+"""``gkdfast distill --sampled``: the out-of-core pipeline from the command line."""
+import json
+import os
+
+import pytest
+import torch
+
+from gkdfast.cli import main
+from gkdfast.cli_large import parse_fanouts, wants_large
+from gkdfast.data import csbm, save_npz
+from gkdfast.nn import SAGE
+
+
+def _bundle(tmp_path):
+    data = csbm(num_nodes=600, num_classes=3, feature_dim=16, seed=0)
+    path = str(tmp_path / "g.npz")
+    save_npz(data, path)
+    return data, path
+
+
+def test_sampled_run_writes_results_with_stages(tmp_path, capsys):
+    data, path = _bundle(tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    # The teacher stage resumes from saved weights (so this test needs no neighbour sampler).
+    torch.manual_seed(0)
+    torch.save(SAGE(16, 16, 3).state_dict(), out / "teacher-SAGE(16)-seed0.pt")
+    rc = main(["distill", "--data", path, "--sampled", "--teacher", "sage:16", "--student", "mlp:16",
+               "--batch-size", "128", "--chunk-rows", "100", "--epochs", "2", "--out", str(out), "--quiet",
+               "--set", "glnn.lamb=0.5"])
+    assert rc == 0
+    printed = capsys.readouterr().out
+    assert "inference" in printed and "peak RSS" in printed
+    res = json.loads((out / "results.json").read_text())
+    assert [s["stage"] for s in res["stages"]] == ["teacher", "inference", "student", "baseline", "evaluate"]
+    assert [r["method"] for r in res["rows"]] == ["teacher", "none", "glnn"]
+    assert (out / "results.png").exists() and "| inference |" in (out / "stages.md").read_text()
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--fanouts", "15,x"], "--fanouts '15,x'"),
+    (["--student", "gcn"], "one graph-free student"),
+    (["--methods", "gsp"], "runs one of glnn, kd"),
+    (["--methods", "glnn,kd"], "runs one of glnn, kd"),
+    (["--chunk-rows", "0"], "--chunk-rows must be >= 1"),
+    (["--set", "glnn.nope=1"], "unknown hyperparameter 'nope'"),
+    (["--setting", "inductive"], "not supported with --sampled"),
+])
+def test_bad_large_arguments_give_one_line(tmp_path, capsys, args, needle):
+    _, path = _bundle(tmp_path)
+    rc = main(["distill", "--data", path, "--sampled", "--out", str(tmp_path / "o"), "--quiet", *args])
+    err = capsys.readouterr().err
+    assert rc == 2 and needle in err and err.count("\n") == 1
+
+
+def test_automatic_switch_by_node_count():
+    class Args:
+        sampled, sampled_above = False, 500
+
+    class Data:
+        num_nodes = 600
+
+    assert wants_large(Args, Data)
+    Args.sampled_above = 0
+    assert not wants_large(Args, Data)
+    Args.sampled = True
+    assert wants_large(Args, Data)
+    assert parse_fanouts("25,10,5") == (25, 10, 5)
+
+
+def test_sampled_end_to_end_with_the_sampler(tmp_path):
+    pytest.importorskip("gkdfast.sampling", reason="gkdfast.sampling (neighbour sampler) not in this tree")
+    _, path = _bundle(tmp_path)
+    out = str(tmp_path / "out")
+    rc = main(["distill", "--data", path, "--sampled-above", "500", "--teacher", "sage:16", "--fanouts", "5,5",
+               "--teacher-epochs", "1", "--teacher-batch-size", "128", "--batch-size", "128", "--epochs", "1",
+               "--out", out, "--quiet"])
+    assert rc == 0
+    res = json.loads(open(os.path.join(out, "results.json")).read())
+    assert res["stages"][0]["stage"] == "teacher" and res["stages"][0]["seconds"] > 0
+
+
+def test_memory_error_is_one_line_naming_the_flag(tmp_path, capsys, monkeypatch):
+    from gkdfast.distill import memory
+
+    _, path = _bundle(tmp_path)
+    monkeypatch.setattr(memory, "mem_available", lambda: 1 << 10)
+    rc = main(["distill", "--data", path, "--sampled", "--teacher", "sage:16", "--out", str(tmp_path / "o"),
+               "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 1 and err.count("\n") == 1
+    assert "error: InsufficientMemory: stage 'teacher' needs about" in err and "--teacher-batch-size (now 1024)" in err

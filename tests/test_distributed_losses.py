@@ -1,0 +1,192 @@
+"""gsp / crd / nt_xent / ncontrast with ``process_group=``: two gloo processes on the CPU, each with a
+row shard (unequal sizes, an empty shard too), must give the single-process value on the
+concatenated rows and, for their shard, the single-process gradient rows.
+
+All checks run inside one spawn (process start-up dominates); each worker records mismatches
+instead of asserting, so that a failing check cannot leave the other rank waiting in a collective,
+and the parent asserts on what both ranks wrote.
+"""
+from __future__ import annotations
+
+import datetime
+import importlib
+import os
+import pathlib
+import traceback
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+import gkdfast
+from gkdfast import distributed as gdist
+
+WORLD = 2
+N = 13
+
+
+def _tol(dtype):
+    return dict(rtol=1e-9, atol=1e-11) if dtype == torch.float64 else dict(rtol=1e-5, atol=1e-5)
+
+
+def _graph():
+    # ring plus chords; node 12 isolated (no positives) so P is a strict subset
+    src = list(range(11)) + [0, 3, 6]
+    dst = [(i + 1) % 11 for i in range(11)] + [5, 9, 2]
+    ei = torch.tensor([src + dst, dst + src])
+    return gkdfast.Graph(ei, num_nodes=N)
+
+
+def _cases():
+    """(name, shard sizes, dtype, indices of the inputs used, loss(inputs, group) -> scalar or rows)."""
+    L = gkdfast.losses
+    g = _graph()
+    cases = []
+    for dtype in (torch.float64, torch.float32):
+        for split in ((5, 8), (13, 0)):
+            cases += [
+                ("gsp rbf/kl", split, dtype, (0, 1), lambda x, pg: L.gsp(x[0], x[1], "rbf", "kl", 0.7, 0.3,
+                                                                     process_group=pg)),
+                ("gsp cosine/mse", split, dtype, (0, 1), lambda x, pg: L.gsp(x[0], x[1], "cosine", "mse",
+                                                                         process_group=pg)),
+                ("gsp l2/mse", split, dtype, (0, 1), lambda x, pg: L.gsp(x[0], x[1], "l2", "mse", process_group=pg)),
+                ("crd exact", split, dtype, (0, 2), lambda x, pg: L.crd(x[0], x[2], 0.5, process_group=pg)),
+            ]
+        split = (6, 7)
+        cases += [
+            ("gsp linear/mse", split, dtype, (0, 1),
+             lambda x, pg: L.gsp(x[0], x[1], "linear", "mse", process_group=pg)),
+            ("gsp laplace/kl", split, dtype, (0, 1), lambda x, pg: L.gsp(x[0], x[1], "laplace", "kl", 1.3, 0.2,
+                                                                     process_group=pg)),
+            ("gsp poly/mse nodes", split, dtype, (0, 1),
+             lambda x, pg: L.gsp(x[0], x[1], "poly", "mse", nodes=torch.arange(0, x[0].size(0), 2),
+                                 process_group=pg)),
+            ("crd symmetric", split, dtype, (0, 2),
+             lambda x, pg: L.crd(x[0], x[2], 0.5, symmetric=True, process_group=pg)),
+            ("crd sampled", split, dtype, (0, 2), lambda x, pg: L.crd(x[0], x[2], 0.5, num_negatives=4, seed=11,
+                                                                   process_group=pg)),
+            ("crd sampled symmetric sum", split, dtype, (0, 2),
+             lambda x, pg: L.crd(x[0], x[2], 0.5, num_negatives=3, seed=5, symmetric=True, reduction="sum",
+                                 process_group=pg)),
+            ("crd none", split, dtype, (0, 2),
+             lambda x, pg: L.crd(x[0], x[2], 0.5, reduction="none", process_group=pg)),
+            ("nt_xent", split, dtype, (0, 2), lambda x, pg: L.nt_xent(x[0], x[2], 0.4, process_group=pg)),
+            ("nt_xent sum", (13, 0), dtype, (0, 2), lambda x, pg: L.nt_xent(x[0], x[2], 0.4, reduction="sum",
+                                                                         process_group=pg)),
+            ("ncontrast hops=2", split, dtype, (0,), lambda x, pg: L.ncontrast(g, x[0], 0.6, hops=2, process_group=pg)),
+            ("ncontrast sampled", split, dtype, (0,), lambda x, pg: L.ncontrast(g, x[0], 0.6, num_negatives=4, seed=3,
+                                                                             process_group=pg)),
+            ("ncontrast sum (8, 5)", (8, 5), dtype, (0,),
+             lambda x, pg: L.ncontrast(g, x[0], 0.6, hops=1, reduction="sum", process_group=pg)),
+            ("ncontrast none", split, dtype, (0,),
+             lambda x, pg: L.ncontrast(g, x[0], 0.6, hops=2, reduction="none", process_group=pg)),
+        ]
+    return cases
+
+
+def _inputs(dtype):
+    gen = torch.Generator().manual_seed(4)
+    s = torch.randn(N, 6, generator=gen, dtype=dtype)
+    t = torch.randn(N, 9, generator=gen, dtype=dtype)
+    t2 = torch.randn(N, 6, generator=gen, dtype=dtype)  # crd / nt_xent partner (same width)
+    return s, t, t2
+
+
+def _check_all(rank: int, group) -> list:
+    problems = []
+    for name, split, dtype, used, fn in _cases():
+        label = f"{name} {split} {dtype}"
+        try:
+            full = [x.clone().requires_grad_() for x in _inputs(dtype)]
+            b = sum(split[:rank])
+            e = b + split[rank]
+            shard = [x.detach()[b:e].clone().requires_grad_() for x in full]
+            want = fn(full, None)
+            got = fn(shard, group)
+            if want.dim() == 1:  # reduction="none": this rank's rows; differentiate the global sum
+                _close(problems, label + " rows", got, want[b:e], dtype)
+                want, got = want.sum(), gdist.all_reduce_sum(got.sum(), group)
+            _close(problems, label + " value", got, want, dtype)
+            gw = torch.autograd.grad(want, [full[k] for k in used])
+            gg = torch.autograd.grad(got, [shard[k] for k in used])
+            for k, a, w in zip(used, gg, gw):
+                _close(problems, f"{label} grad[{k}]", a, w[b:e], dtype)
+        except Exception:  # noqa: BLE001  (recorded, reported by the parent)
+            problems.append(f"{label}: {traceback.format_exc()}")
+    # seed=None: every rank must use rank 0's draw, so the value is the same on both ranks
+    s, _, t2 = _inputs(torch.float64)
+    b, e = gdist.shard_range(N, WORLD, rank)
+    v = gkdfast.losses.crd(s[b:e], t2[b:e], 0.5, num_negatives=3, process_group=group).reshape(1)
+    both = [torch.empty_like(v) for _ in range(WORLD)]
+    dist.all_gather(both, v, group=group)
+    if both[0].item() != both[1].item():
+        problems.append(f"crd seed=None differs across ranks: {both}")
+    return problems
+
+
+def _close(problems, label, got, want, dtype):
+    try:
+        if got is None:
+            raise AssertionError("no gradient")
+        torch.testing.assert_close(got.to(want.dtype), want, **_tol(dtype))
+    except AssertionError as err:
+        problems.append(f"{label}: {err}")
+
+
+def _worker(rank: int, init_file: str, out_dir: str):
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD,
+                            timeout=datetime.timedelta(seconds=120))
+    try:
+        problems = _check_all(rank, dist.group.WORLD)
+    except Exception:  # noqa: BLE001
+        problems = [traceback.format_exc()]
+    with open(os.path.join(out_dir, f"rank{rank}.txt"), "w") as f:
+        f.write("\n".join(problems))
+    dist.barrier()
+    dist.destroy_process_group()
+
+
+@pytest.mark.skipif(not dist.is_available(), reason="torch.distributed is not available")
+def test_two_gloo_ranks_match_the_single_process_losses(tmp_path):
+    mp.spawn(_worker, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=WORLD, join=True)
+    report = [(tmp_path / f"rank{r}.txt").read_text() for r in range(WORLD)]
+    assert report == ["", ""], "\n\n".join(f"rank {r}:\n{t}" for r, t in enumerate(report) if t)
+
+
+# ------------------------------------------------------------------------------ single-process parts
+def test_shard_range_covers_the_rows_in_order():
+    for n in (0, 1, 7, 13):
+        for world in (1, 2, 3, 5):
+            ranges = [gdist.shard_range(n, world, r) for r in range(world)]
+            assert ranges[0][0] == 0 and ranges[-1][1] == n
+            assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:]))
+            sizes = [e - b for b, e in ranges]
+            assert max(sizes) - min(sizes) <= 1
+
+
+def test_shard_range_and_group_errors():
+    with pytest.raises(ValueError, match="0 <= rank < world_size"):
+        gdist.shard_range(5, 2, 2)
+    with pytest.raises(TypeError, match="n must be an int"):
+        gdist.shard_range(5.0, 2, 0)
+    if not dist.is_initialized():
+        s = torch.randn(4, 3)
+        with pytest.raises(RuntimeError, match="init_process_group"):
+            gkdfast.losses.crd(s, s, process_group=object())
+
+
+def test_without_a_group_the_collectives_are_the_identity():
+    x = torch.randn(3, 2, requires_grad=True)
+    assert gdist.all_gather_rows(x) is x and gdist.all_reduce_sum(x) is x
+    assert gdist.row_counts(3) == [3] and gdist.broadcast_int(9) == 9 and gdist.group_rank(None) == (0, 1)
+
+
+def test_timing_script_runs_and_agrees(capsys, monkeypatch):
+    # importable by name: the spawned ranks unpickle its worker function by module name
+    monkeypatch.syspath_prepend(str(pathlib.Path(__file__).parent.parent / "scripts"))
+    mod = importlib.import_module("dist_losses_timing")
+    assert mod.main(["--nodes", "40", "--dim", "8", "--ranks", "2", "--repeats", "1"])
+    out = capsys.readouterr().out
+    assert "gsp rbf/kl" in out and "nt_xent" in out

@@ -1,0 +1,123 @@
+"""The out-of-core pipeline (gkdfast.distill.large) on small graphs: stages, memory checks, results."""
+import json
+import os
+
+import pytest
+import torch
+
+from gkdfast.data import csbm
+from gkdfast.distill import large, memory
+from gkdfast.distill.large import distill_large, format_stages
+from gkdfast.distill.memory import InsufficientMemory, check_memory
+from gkdfast.distill.results import save_json, validate
+from gkdfast.nn import SAGE
+
+
+def _data():
+    return csbm(num_nodes=800, num_classes=4, feature_dim=16, seed=0)
+
+
+def _trained_teacher(data):
+    """A quickly trained full-batch teacher (stage 1 is the sampler's job; here it is given)."""
+    torch.manual_seed(0)
+    t = SAGE(data.num_features, 32, data.num_classes)
+    opt = torch.optim.Adam(t.parameters(), lr=0.01)
+    for _ in range(30):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(t(data.x, data.graph)[data.train_mask], data.y[data.train_mask]).backward()
+        opt.step()
+    return t.eval()
+
+
+def test_stages_inference_students_evaluation(tmp_path):
+    data = _data()
+    teacher = _trained_teacher(data)
+    lines = []
+    res = distill_large(data, teacher=teacher, hidden=32, batch_size=100, chunk_rows=97, student_epochs=3,
+                        out_dir=str(tmp_path), progress=False, overrides={"lamb": 0.5}, log=lines.append)
+    assert [s["stage"] for s in res["stages"]] == ["inference", "student", "baseline", "evaluate"]
+    for s in res["stages"]:
+        assert s["seconds"] > 0 and s["peak_rss_bytes"] > 0 and s["throughput"] > 0 and s["estimate_bytes"] > 0
+    assert [(r["method"], r["model"]) for r in res["rows"]] == [("teacher", "SAGE(32)"), ("none", "MLP(32)"),
+                                                                ("glnn", "MLP(32)")]
+    # The teacher row is the full-graph teacher's accuracy (layer-wise inference is exact).
+    with torch.no_grad():
+        full = teacher(data.x, data.graph).argmax(-1)
+    expected = float((full[data.test_mask] == data.y[data.test_mask]).float().mean())
+    assert res["rows"][0]["test_acc_mean"] == pytest.approx(expected)
+    assert res["rows"][0]["test_acc_mean"] > 0.5  # a working teacher on a homophilous graph
+    student = res["stages"][1]
+    assert student["epochs"] == 3 and 0.0 <= student["best_val_acc"] <= 1.0
+    save_json(res, str(tmp_path / "results.json"))  # the schema accepts the stages table
+    validate(json.loads((tmp_path / "results.json").read_text()))
+    assert len([x for x in lines if x.startswith("stage")]) == 4
+    table = format_stages(res["stages"], markdown=True)
+    assert table.count("\n") == 5 and "| inference |" in table
+    # The teacher outputs are in the cache, memory-mapped; a rerun reads them and resumes the students.
+    assert os.listdir(tmp_path / "cache" / "teachers")
+    again = distill_large(data, teacher=teacher, hidden=32, batch_size=100, chunk_rows=97, student_epochs=3,
+                          out_dir=str(tmp_path), progress=False, overrides={"lamb": 0.5})
+    assert again["stages"][0]["cached"] is True
+    assert [r["test_acc"] for r in again["rows"]] == [r["test_acc"] for r in res["rows"]]
+
+
+def test_memory_check_stops_a_stage_with_the_flag_to_lower(tmp_path, monkeypatch):
+    data = _data()
+    teacher = _trained_teacher(data)
+    monkeypatch.setattr(memory, "mem_available", lambda: 1 << 10)  # 1 KiB free
+    with pytest.raises(InsufficientMemory, match=r"stage 'inference' needs about .* but only 1.0 KiB is "
+                                                 r"available .*--chunk-rows \(now 500\)"):
+        distill_large(data, teacher=teacher, hidden=32, chunk_rows=500, out_dir=str(tmp_path), progress=False)
+    assert not os.path.exists(tmp_path / "cache")  # stopped before any work
+    # Enough for inference, not for the student's batches: the student stage names --batch-size.
+    need = sum(large.estimate_inference(800, data.num_edges / 800, 16, 32, 4, 500).values())
+    monkeypatch.setattr(memory, "mem_available", lambda: int(need / 0.9) + 1)
+    with pytest.raises(InsufficientMemory, match=r"stage 'student'.*--batch-size \(now 800\)"):
+        distill_large(data, teacher=teacher, hidden=32, chunk_rows=500, batch_size=800, out_dir=str(tmp_path),
+                      progress=False)
+    # The check can be turned off.
+    res = distill_large(data, teacher=teacher, hidden=32, chunk_rows=500, batch_size=800, student_epochs=1,
+                        out_dir=str(tmp_path), progress=False, check_memory_first=False)
+    assert len(res["rows"]) == 3
+
+
+def test_check_memory_message_and_unknown_free_memory():
+    assert check_memory("x", {"a": 10}, "hint", available=100) == 10
+    with pytest.raises(InsufficientMemory, match="stage 'x' needs about 3.00 GiB .*a 2.00 GiB, b 1.00 GiB.*: hint"):
+        check_memory("x", {"a": 2 << 30, "b": 1 << 30}, "hint", available=1 << 30)
+
+
+def test_estimates_grow_with_their_flags():
+    m = SAGE(100, 256, 47)
+    small = sum(large.estimate_inference(10**6, 50, 100, 256, 47, 1024).values())
+    assert small < sum(large.estimate_inference(10**6, 50, 100, 256, 47, 65536).values())
+    assert sum(large.estimate_teacher(10**6, 100, 256, 47, (15, 10), 256, m).values()) < \
+        sum(large.estimate_teacher(10**6, 100, 256, 47, (15, 10), 1024, m).values())
+
+
+def test_bad_arguments(tmp_path):
+    data = _data()
+    with pytest.raises(ValueError, match="not supported at scale"):
+        distill_large(data, teacher=SAGE(16, 8, 4), method="gsp", out_dir=str(tmp_path))
+    with pytest.raises(ValueError, match="student must be 'mlp'"):
+        distill_large(data, teacher=SAGE(16, 8, 4), student="gcn", out_dir=str(tmp_path))
+    with pytest.raises(ValueError, match="fanouts must be 2 positive ints"):
+        distill_large(data, fanouts=(15,), out_dir=str(tmp_path))
+    with pytest.raises(ValueError, match="chunk_rows must be a positive int"):
+        distill_large(data, teacher=SAGE(16, 8, 4), chunk_rows=0, out_dir=str(tmp_path))
+
+
+def test_whole_pipeline_with_sampled_teacher(tmp_path):
+    """Stage 1 included: the teacher trained by gkdfast.sampling.fit_sampled (the sampler's package)."""
+    pytest.importorskip("gkdfast.sampling", reason="gkdfast.sampling (neighbour sampler) not in this tree")
+    data = _data()
+    res = distill_large(data, teacher="sage", hidden=32, fanouts=(5, 5), teacher_epochs=2, teacher_batch_size=128,
+                        batch_size=128, chunk_rows=100, student_epochs=2, out_dir=str(tmp_path), progress=False)
+    assert [s["stage"] for s in res["stages"]] == ["teacher", "inference", "student", "baseline", "evaluate"]
+    assert res["stages"][0]["throughput"] > 0 and res["rows"][0]["train_seconds"] > 0
+    assert os.path.exists(tmp_path / "teacher-SAGE(32)-seed0.pt")
+    # A rerun reuses the saved teacher weights and the cached outputs.
+    again = distill_large(data, teacher="sage", hidden=32, fanouts=(5, 5), teacher_epochs=2, teacher_batch_size=128,
+                          batch_size=128, chunk_rows=100, student_epochs=2, out_dir=str(tmp_path), progress=False)
+    assert again["stages"][1]["cached"] is True
+    assert again["rows"][0]["test_acc"] == res["rows"][0]["test_acc"]
