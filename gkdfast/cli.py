@@ -110,8 +110,7 @@ def _check_distributable(methods, overrides) -> None:
         bad = [t.name for t in recipe.terms() if t.weight and not t.supports_process_group()]
         if bad:
             raise ValueError(f"--distributed: method {name!r} uses the all-pairs term {bad[0]!r}, whose loss does not "
-                             "accept process_group= yet; choose --methods without it (kd, glnn, nosmog, lsp, coldbrew "
-                             "run distributed) or run without --distributed")
+                             "accept process_group=; choose --methods without it or run without --distributed")
 
 
 def _cmd_distill(args) -> int:
