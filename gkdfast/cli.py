@@ -101,7 +101,45 @@ def _load_data(args):
     return data
 
 
+def _init_distributed(args, device: str):
+    """``--distributed``: the process group from torchrun's environment (gloo on the CPU, NCCL with this
+    rank's GPU ``cuda:LOCAL_RANK``) → ``(Dist, device)``; ``(None, device)`` without the flag."""
+    if not args.distributed:
+        return None, device
+    from gkdfast.distill.ddp import init_from_env
+
+    group = init_from_env(device)
+    if device.startswith("cuda"):
+        device = f"cuda:{os.environ['LOCAL_RANK']}"
+    return group, device
+
+
+def _check_distributable(methods, overrides) -> None:
+    """Under --distributed, fails before any training when a recipe has an all-pairs term whose loss
+    cannot run across processes yet (see docs/distributed.md)."""
+    from gkdfast.distill import recipes
+
+    names = {m for ms in (methods.values() if isinstance(methods, dict) else [methods]) for m in ms}
+    canonical = {recipes.get(k).name: v for k, v in overrides.items()}
+    for name in sorted(names):
+        recipe = recipes.get(name, **canonical.get(recipes.get(name).name, {}))
+        bad = [t.name for t in recipe.terms() if t.weight and not t.supports_process_group()]
+        if bad:
+            raise ValueError(f"--distributed: method {name!r} uses the all-pairs term {bad[0]!r}, whose loss does not "
+                             "accept process_group=; choose --methods without it or run without --distributed")
+
+
 def _cmd_distill(args) -> int:
+    import torch.distributed
+
+    try:
+        return _distill(args)
+    finally:
+        if args.distributed and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+
+
+def _distill(args) -> int:
     import os
 
     import torch
@@ -144,14 +182,23 @@ def _cmd_distill(args) -> int:
     overrides = _parse_set(args.set)
     for m, kw in overrides.items():
         recipes.get(m, **kw)  # unknown method or hyperparameter: fail before training
+    if args.distributed:
+        _check_distributable(methods, overrides)
+    group, device = _init_distributed(args, device)
     data = _load_data(args)
+    main = group is None or group.is_main  # under --distributed only rank 0 prints and writes files
     out = args.out
     os.makedirs(out, exist_ok=True)
     from gkdfast.cli_large import run_large, wants_large
 
     if wants_large(args, data):  # sampled teacher, layer-wise inference, mini-batch MLP student
+        if group is not None:
+            raise ValueError("--distributed: the large-graph pipeline runs in one process; run it without "
+                             "--distributed")
         return run_large(args, data)
-    log = (lambda s: None) if args.quiet else (lambda s: print(s, file=sys.stderr, flush=True))
+    log = (lambda s: None) if args.quiet or not main else (lambda s: print(s, file=sys.stderr, flush=True))
+    if group is not None:
+        log(f"distributed: {group.world_size} processes ({group.backend}), training rows sharded per rank")
     log(f"{data.name}: {data.num_nodes} nodes, {data.graph.num_edges} edges, {data.x.size(1)} features, "
         f"{data.num_classes} classes; split {data.extras.get('split', 'given')}; device {device}")
     if args.setting == "inductive":
@@ -163,8 +210,10 @@ def _cmd_distill(args) -> int:
         results = run_experiment(data, teacher=teacher, students=students, methods=methods,
                                  seeds=list(range(args.seed, args.seed + args.seeds)), epochs=args.epochs,
                                  device=device, out=out, cache_dir=args.cache_dir,
-                                 progress=not args.quiet and not args.no_progress, overrides=overrides, log=log,
-                                 setting=args.setting, inductive_fraction=args.inductive_fraction)
+                                 progress=main and not args.quiet and not args.no_progress, overrides=overrides,
+                                 log=log, setting=args.setting, inductive_fraction=args.inductive_fraction)
+        if not main:
+            return 0
         print(format_table(results))
         stem = "results" if args.setting == "transductive" else "results-inductive"  # both can share an --out
         save_json(results, os.path.join(out, f"{stem}.json"))
@@ -285,6 +334,10 @@ def build_parser() -> argparse.ArgumentParser:
     pd.add_argument("--cache-dir", help="teacher-output cache (default OUT/cache)")
     pd.add_argument("--no-progress", action="store_true", help="no progress bars")
     pd.add_argument("--quiet", action="store_true", help="print only the final table")
+    pd.add_argument("--distributed", action="store_true",
+                    help="data-parallel training across the processes of torchrun (torchrun --nproc_per_node=P "
+                         "-m gkdfast.cli distill --distributed ...): gloo on the CPU, NCCL on CUDA; rank 0 prints "
+                         "and writes the results")
     from gkdfast.cli_large import add_large_args
 
     add_large_args(pd)

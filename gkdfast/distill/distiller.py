@@ -12,7 +12,11 @@ cross-entropy term):
   killed run started again with the same ``checkpoint_dir`` continues where it stopped and ends exactly
   where an uninterrupted run would;
 * early stopping on validation accuracy, restoring the best epoch's weights at the end;
-* a tqdm progress bar.
+* a tqdm progress bar;
+* the same loop across processes (``torch.distributed``, ``distributed="auto"``): the student and the
+  trainable heads in DistributedDataParallel, each rank on its shard of every epoch's rows, validation
+  accuracy summed over ranks (one early-stopping decision), checkpoints written by rank 0 and resumed
+  by all, identical final weights on every rank (:mod:`gkdfast.distill.ddp`, ``docs/distributed.md``).
 """
 from __future__ import annotations
 
@@ -27,6 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from gkdfast._io import atomic_write
+from gkdfast.distill import ddp as _ddp
 from gkdfast.distill.teacher_cache import TeacherOutputs, hash_tensor, teacher_outputs
 from gkdfast.distill.terms import Dims, LossTerm, StepContext
 
@@ -138,6 +143,13 @@ class Distiller:
         seed: seeds the mini-batch order (the student's own init/dropout use torch's global RNG).
         observed: optional bool ``[N]`` of nodes the teacher may be matched on (inductive settings);
             default every node.
+        distributed: ``"auto"`` (default): data-parallel over the ranks of ``process_group`` when
+            torch.distributed is initialised with more than one rank, plain training otherwise;
+            ``True``: always DDP (error without a process group); ``False``: never (every rank trains
+            alone).  Under DDP ``batch_size`` is the global batch (``ceil(batch_size / W)`` rows per
+            rank and step), every rank must pass the same data, and all-pairs terms (GSP, CRD,
+            NContrast) need a loss that accepts ``process_group=``.
+        process_group: the group to train over (default: the default group).
 
     Example:
         >>> from gkdfast.distill import Distiller, terms
@@ -151,7 +163,7 @@ class Distiller:
                  weight_decay: float = 5e-4, epochs: int = 200, patience: Optional[int] = 50,
                  batch_size: Optional[int] = None, device=None, checkpoint_dir: Optional[str] = None,
                  cache_dir: Optional[str] = None, progress: bool = False, desc: str = "train", seed: int = 0,
-                 observed: Optional[Tensor] = None):
+                 observed: Optional[Tensor] = None, distributed: Union[str, bool] = "auto", process_group=None):
         if not isinstance(student, nn.Module):
             raise TypeError(f"Distiller: student must be a torch.nn.Module, got {type(student).__name__}")
         terms = list(terms)
@@ -176,6 +188,9 @@ class Distiller:
         self.checkpoint_dir, self.cache_dir = checkpoint_dir, cache_dir
         self.progress, self.desc, self.seed = progress, desc, int(seed)
         self.observed = observed
+        if distributed not in ("auto", True, False):
+            raise ValueError(f"Distiller: distributed must be 'auto', True or False, got {distributed!r}")
+        self.distributed, self.process_group = distributed, process_group
         self.uses_graph = uses_graph(student)
         self._hidden_ok = True
 
@@ -220,12 +235,13 @@ class Distiller:
 
     # -- checkpoints ----------------------------------------------------------------------------
     def _fingerprint(self, inputs: Tensor, y: Tensor, masks: Sequence[Tensor], graph, teacher,
-                     select_best: bool) -> str:
+                     select_best: bool, world_size: Optional[int] = None) -> str:
         """SHA-256 of everything a checkpoint's numbers depend on: the student (architecture, dropout,
         parameter shapes), every term's settings and heads, the optimiser and loop settings, the data
         (inputs, labels, masks, graph) and the teacher outputs.  A checkpoint resumes only a run whose
         fingerprint matches: after changing any of these, reusing the folder is refused with a clear
-        error instead of silently continuing (or reporting) the old run."""
+        error instead of silently continuing (or reporting) the old run.  ``world_size``: the number of
+        DDP ranks (``None`` for single-process runs, whose fingerprints it leaves unchanged)."""
         h = hashlib.sha256()
         for root in (self.student, self.terms):
             h.update(repr(root).encode())
@@ -237,6 +253,8 @@ class Distiller:
                 h.update(f"{name}:{type(module).__qualname__}{settings}".encode())
         h.update(f"{self.lr},{self.weight_decay},{self.batch_size},{self.seed},{self.epochs},{self.patience},"
                  f"{bool(select_best)}".encode())
+        if world_size is not None:
+            h.update(f"ddp{int(world_size)}".encode())
         for tensor in (inputs, y, *masks):
             hash_tensor(h, tensor)
         if graph is not None:
@@ -253,14 +271,22 @@ class Distiller:
     def _ckpt_path(self) -> Optional[str]:
         return os.path.join(self.checkpoint_dir, "checkpoint.pt") if self.checkpoint_dir else None
 
-    def _save(self, state: dict) -> None:
+    def _save(self, state: dict, ddp: Optional[_ddp.Dist] = None) -> None:
+        """Writes the checkpoint atomically; under DDP every rank's RNG states are gathered into it,
+        rank 0 alone writes, and all ranks wait until the file is in place."""
         path = self._ckpt_path()
         if path is None:
             return
-        # atomic: a kill mid-save leaves the previous checkpoint intact
-        atomic_write(path, lambda f: torch.save(state, f))
+        if ddp is not None:
+            state["rng_ranks"] = ddp.all_gather_object(_rng_states())
+            state["world_size"] = ddp.world_size
+        if ddp is None or ddp.is_main:
+            # atomic: a kill mid-save leaves the previous checkpoint intact
+            atomic_write(path, lambda f: torch.save(state, f))
+        if ddp is not None:
+            ddp.barrier()
 
-    def _load(self, fp: str) -> Optional[dict]:
+    def _load(self, fp: str, world_size: int = 1) -> Optional[dict]:
         path = self._ckpt_path()
         if path is None or not os.path.exists(path):
             return None
@@ -272,6 +298,10 @@ class Distiller:
         except Exception as exc:  # unpickling refused or the file is damaged
             raise ValueError(f"Distiller: cannot read checkpoint {path} ({type(exc).__name__}: {str(exc)[:120]}); "
                              "delete it to start over") from None
+        saved_world = int(state.get("world_size", 1))
+        if saved_world != world_size:
+            raise ValueError(f"Distiller: {path} was written by a {saved_world}-process run; resume it with "
+                             f"{saved_world} process(es) (this run has {world_size}) or use another checkpoint_dir")
         if state.get("fingerprint") != fp:
             raise ValueError(f"Distiller: {path} belongs to a different run (model, terms or settings differ); "
                              "use another checkpoint_dir or delete it")
@@ -286,14 +316,16 @@ class Distiller:
             data: graph, features, labels and masks.  inputs: the student's input features ``[N, F']``
                 (default ``data.x``; recipes pass e.g. features with position encodings appended).
             callbacks: ``fn(epoch, info)`` called after each epoch's checkpoint; raise
-                :class:`StopTraining` to stop (the run can be resumed later).
+                :class:`StopTraining` to stop (the run can be resumed later; under DDP a stop on any
+                rank stops every rank).
             select_best: keep the weights of the best validation epoch (default); ``False`` keeps the
                 last epoch's (for terms with no accuracy to watch, e.g. embedding regression).
 
         Returns:
-            :class:`FitResult`.
+            :class:`FitResult` (the same on every rank under DDP, except ``seconds``).
         """
         _check_data(data)
+        ddp = _ddp.resolve(self.distributed, self.process_group)
         dev = self.device
         inputs = (data.x if inputs is None else inputs).to(dev)
         if inputs.dim() != 2 or inputs.size(0) != data.x.size(0):
@@ -307,7 +339,9 @@ class Distiller:
 
         teacher = self.teacher
         if isinstance(teacher, nn.Module):
-            teacher = teacher_outputs(teacher, data.x.to(dev), graph, cache_dir=self.cache_dir)
+            teacher = teacher_outputs(teacher, data.x.to(dev), graph, cache_dir=self.cache_dir,
+                                      distributed=self.distributed if ddp is not None else False,
+                                      process_group=self.process_group)
         if teacher is not None:
             teacher = teacher.to(dev)
             if teacher.logits.size(0) != n:
@@ -320,6 +354,10 @@ class Distiller:
                                  "(a teacher whose forward accepts return_hidden=True)")
             if t.needs_graph and graph is None:
                 raise ValueError(f"Distiller: term {t.name!r} needs a graph")
+            if ddp is not None and t.weight != 0 and not t.supports_process_group():
+                raise ValueError(f"Distiller: term {t.name!r} compares all pairs of nodes and its loss does not "
+                                 "accept process_group= yet, so it cannot run across processes; train it in one "
+                                 "process (distributed=False, or without --distributed)")
 
         # Probe the student once: can it return a hidden embedding, and how wide is it?
         self.student.to(dev)
@@ -350,9 +388,15 @@ class Distiller:
         label_only = all(t.nodes == "train" for t in self.terms)
         pool = (train_mask if label_only else observed).nonzero().flatten()
 
-        fp = (self._fingerprint(inputs, y, (train_mask, val_mask, observed), graph, teacher, select_best)
+        fp = (self._fingerprint(inputs, y, (train_mask, val_mask, observed), graph, teacher, select_best,
+                                ddp.world_size if ddp is not None else None)
               if self.checkpoint_dir else None)
-        state = self._load(fp) if fp is not None else None
+        if ddp is not None and fp is not None:
+            odd = [r for r, f in enumerate(ddp.all_gather_object(fp)) if f != fp]
+            if odd:
+                raise ValueError(f"Distiller: rank(s) {odd} train on other data, inputs, teacher or settings than "
+                                 f"rank {ddp.rank}; every rank must call fit with the same arguments")
+        state = self._load(fp, ddp.world_size if ddp is not None else 1) if fp is not None else None
         start, best_val, best_epoch, bad, seconds, history = 0, -1.0, 0, 0, 0.0, []
         best_student = best_terms = None
         done = False
@@ -360,16 +404,46 @@ class Distiller:
             self.student.load_state_dict(state["student"])
             self.terms.load_state_dict(state["terms"])
             optim.load_state_dict(state["optim"])
-            torch.set_rng_state(state["rng_torch"])
-            if torch.cuda.is_available() and state.get("rng_cuda") is not None:
-                torch.cuda.set_rng_state_all(state["rng_cuda"])
+            _set_rng_states(state["rng_ranks"][ddp.rank] if ddp is not None else
+                            {"torch": state["rng_torch"], "cuda": state.get("rng_cuda")})
             gen.set_state(state["rng_gen"])
             start, best_val, best_epoch, bad = state["epoch"], state["best_val"], state["best_epoch"], state["bad"]
             seconds, history = state["seconds"], state["history"]
             best_student, best_terms, done = state["best_student"], state["best_terms"], state["done"]
+        # Under DDP one module holds the student and the heads, so gradients of both are averaged.
+        step = _ddp.wrap(self.student, self.terms, dev) if ddp is not None and not done else None
+        val_rows = val_mask.nonzero().flatten()
+        if ddp is not None:
+            val_rows = val_rows[ddp.rank::ddp.world_size]
+
+        def batch_loss(nodes: Tensor):
+            # A batch holding every node is the pool itself, i.e. arange(n): skip the gathers.
+            full = nodes.numel() == n
+            x_b = inputs if (self.uses_graph or full) else inputs[nodes]
+            sel = None if full else nodes
+            logits, hidden = self._forward(x_b, graph, sel, True)
+            ctx = StepContext(
+                nodes=nodes, logits=logits, hidden=hidden,
+                teacher_logits=teacher.logits[nodes] if teacher is not None else None,
+                teacher_hidden=teacher.hidden[nodes] if teacher is not None and teacher.hidden is not None
+                else None,
+                y=y[nodes], labelled=train_mask[nodes], observed=observed[nodes], inputs=x_b,
+                forward=lambda xx, _sel=sel: self._forward(xx, graph, _sel, True),
+                full_graph=graph, full_batch=full,
+                process_group=(ddp.group if ddp.group is not None else _ddp.default_group()) if ddp else None)
+            loss, values = 0.0, {}
+            for t in self.terms:
+                if t.weight == 0:
+                    continue
+                v = t(ctx)
+                values[t.name] = float(v.detach())
+                loss = loss + t.weight * v
+            if not torch.is_tensor(loss):
+                raise ValueError("Distiller: every term has weight 0")
+            return loss, values
 
         bar = None
-        if self.progress and not done:
+        if self.progress and not done and (ddp is None or ddp.is_main):
             from tqdm.auto import tqdm
 
             bar = tqdm(total=self.epochs, initial=start, desc=self.desc, leave=False, dynamic_ncols=True)
@@ -379,41 +453,28 @@ class Distiller:
                 t0 = time.perf_counter()
                 self.student.train()
                 self.terms.train()
-                if self.batch_size is None or self.batch_size >= pool.numel():
-                    batches = [pool]
+                whole = self.batch_size is None or self.batch_size >= pool.numel()
+                order = pool if whole else pool[torch.randperm(pool.numel(), generator=gen).to(dev)]
+                if ddp is None:
+                    batches = [pool] if whole else list(order.split(self.batch_size))
                 else:
-                    order = pool[torch.randperm(pool.numel(), generator=gen).to(dev)]
-                    batches = list(order.split(self.batch_size))
+                    batches = _ddp.local_batches(_ddp.shard_order(order, ddp.world_size, ddp.rank),
+                                                 None if whole else self.batch_size, ddp.world_size)
                 sums: Dict[str, float] = {}
                 for nodes in batches:
-                    # A batch holding every node is the pool itself, i.e. arange(n): skip the gathers.
-                    full = nodes.numel() == n
-                    x_b = inputs if (self.uses_graph or full) else inputs[nodes]
-                    sel = None if full else nodes
-                    logits, hidden = self._forward(x_b, graph, sel, True)
-                    ctx = StepContext(
-                        nodes=nodes, logits=logits, hidden=hidden,
-                        teacher_logits=teacher.logits[nodes] if teacher is not None else None,
-                        teacher_hidden=teacher.hidden[nodes] if teacher is not None and teacher.hidden is not None
-                        else None,
-                        y=y[nodes], labelled=train_mask[nodes], observed=observed[nodes], inputs=x_b,
-                        forward=lambda xx, _sel=sel: self._forward(xx, graph, _sel, True),
-                        full_graph=graph, full_batch=full)
-                    loss = 0.0
-                    for t in self.terms:
-                        if t.weight == 0:
-                            continue
-                        v = t(ctx)
-                        sums[t.name] = sums.get(t.name, 0.0) + float(v.detach()) / len(batches)
-                        loss = loss + t.weight * v
-                    if not torch.is_tensor(loss):
-                        raise ValueError("Distiller: every term has weight 0")
+                    loss, values = step(batch_loss, nodes) if step is not None else batch_loss(nodes)
+                    for k, v in values.items():
+                        sums[k] = sums.get(k, 0.0) + v / len(batches)
                     optim.zero_grad(set_to_none=True)
                     loss.backward()
                     optim.step()
                     sums["loss"] = sums.get("loss", 0.0) + float(loss.detach()) / len(batches)
                 epoch += 1
-                val = self._val_accuracy(inputs, graph, y, val_mask, val_idx)
+                if ddp is None:
+                    val = self._val_accuracy(inputs, graph, y, val_mask, val_idx)
+                else:  # this rank's share of the validation rows; counts summed over ranks
+                    ddp.broadcast_buffers(self.student, self.terms)
+                    val, sums = self._ddp_epoch_stats(ddp, inputs, graph, y, val_rows, sums)
                 seconds += time.perf_counter() - t0
                 sums["val_acc"] = val
                 history.append(sums)
@@ -424,14 +485,16 @@ class Distiller:
                 else:
                     bad += 1
                 done = epoch >= self.epochs or (self.patience is not None and bad >= self.patience)
+                rng = _rng_states()
                 self._save({
                     "fingerprint": fp, "epoch": epoch, "student": self.student.state_dict(),
                     "terms": self.terms.state_dict(), "optim": optim.state_dict(),
-                    "rng_torch": torch.get_rng_state(),
-                    "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+                    "rng_torch": rng["torch"], "rng_cuda": rng["cuda"],
                     "rng_gen": gen.get_state(), "best_val": best_val, "best_epoch": best_epoch, "bad": bad,
                     "seconds": seconds, "history": history, "best_student": best_student,
-                    "best_terms": best_terms, "done": done})
+                    "best_terms": best_terms, "done": done}, ddp)
+                if ddp is not None and self.checkpoint_dir:
+                    _ddp.fail_once_for_test(ddp, epoch, self.checkpoint_dir)
                 if bar is not None:
                     bar.update(1)
                     bar.set_postfix(loss=f"{sums['loss']:.4f}", val=f"{val:.3f}", best=f"{best_val:.3f}")
@@ -441,6 +504,8 @@ class Distiller:
                         cb(epoch, sums)
                     except StopTraining:
                         stop = True
+                if ddp is not None:  # one rank's stop stops them all, so no rank waits in a collective
+                    stop = bool(ddp.all_reduce_sum(torch.tensor([float(stop)]))[0] > 0)
                 if stop:
                     break
         finally:
@@ -451,3 +516,32 @@ class Distiller:
             self.terms.load_state_dict(best_terms)
         self.student.eval()
         return FitResult(self.student, max(best_val, 0.0), best_epoch, len(history), seconds, history, teacher)
+
+    def _ddp_epoch_stats(self, ddp, inputs, graph, y, val_rows, sums):
+        """Validation accuracy over every rank's share of the validation rows, and the epoch's loss
+        values averaged over ranks (so each rank records the same history and stops at the same epoch)."""
+        if self.uses_graph:
+            logits = self.predict(inputs, graph)[val_rows]
+        else:
+            logits = self.predict(inputs[val_rows]) if val_rows.numel() else inputs.new_zeros(0, 1)
+        correct = int((logits.argmax(-1) == y[val_rows]).sum()) if val_rows.numel() else 0
+        keys = sorted(sums)
+        total = ddp.all_reduce_sum(torch.tensor([float(correct), float(val_rows.numel())] +
+                                                [sums[k] for k in keys], dtype=torch.float64))
+        # float32 division, as accuracy() does, so 1 and W processes see the same numbers
+        val = float(torch.tensor(total[0].item(), dtype=torch.float32) / torch.tensor(total[1].item(),
+                                                                                       dtype=torch.float32)) \
+            if total[1] > 0 else 0.0
+        return val, {k: float(total[2 + i]) / ddp.world_size for i, k in enumerate(keys)}
+
+
+def _rng_states() -> dict:
+    """This process's torch RNG states (CPU, and the CUDA devices when there are any)."""
+    return {"torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+
+
+def _set_rng_states(states: dict) -> None:
+    torch.set_rng_state(states["torch"])
+    if torch.cuda.is_available() and states.get("cuda") is not None:
+        torch.cuda.set_rng_state_all(states["cuda"])

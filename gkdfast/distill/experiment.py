@@ -187,6 +187,12 @@ def run_experiment(data, *, teacher: ModelSpec, students: Sequence[ModelSpec],
             full graph given at inference).  The returned ``dataset`` is then labelled
             ``"<name> [inductive 20%]"``; checkpoints go to ``out/checkpoints-inductive-<fraction>``.
 
+    Under torch.distributed (every rank calling with the same arguments, e.g. ``gkdfast distill
+    --distributed`` under torchrun) the teacher and every student train data-parallel through the
+    :class:`~gkdfast.distill.Distiller` (the teacher once, over all ranks, ending with the same
+    weights on each), teacher inference is sharded by node range into the shared cache, and every
+    rank returns the same accuracies; ``out`` and ``cache_dir`` must be shared by the ranks.
+
     Returns:
         ``{"dataset", "num_nodes", "num_edges", "rows": [...]}`` (schema in
         :mod:`gkdfast.distill.results`); accuracies are fractions, ``train_seconds`` is the mean per

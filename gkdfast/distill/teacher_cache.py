@@ -5,6 +5,11 @@ embedding.  A big teacher should run once, not once per student, recipe or seed,
 :func:`teacher_outputs` stores both as raw float32 files keyed by a hash of (teacher weights, teacher
 class, node features, graph) and maps them back with ``torch.from_file`` on the next call: the
 students then read pages of the file instead of holding a second copy in memory.
+
+Under torch.distributed (every rank calling with the same teacher) the inference is sharded by node
+range: rank 0 creates the files at full size, each rank computes and writes its own row range, and
+after a barrier every rank maps the finished entry (the cache folder must be shared by the ranks:
+one machine, or a shared file system).
 """
 from __future__ import annotations
 
@@ -170,7 +175,8 @@ def _map(path: str, shape) -> Tensor:
 
 
 def teacher_outputs(teacher: nn.Module, x: Tensor, graph=None, cache_dir: Optional[str] = None,
-                    device=None, chunk_rows: Optional[int] = None, progress: bool = False) -> TeacherOutputs:
+                    device=None, chunk_rows: Optional[int] = None, progress: bool = False, distributed="auto",
+                    process_group=None) -> TeacherOutputs:
     """Teacher logits and hidden embedding for every node, computed once and cached on disk.
 
     Args:
@@ -182,8 +188,15 @@ def teacher_outputs(teacher: nn.Module, x: Tensor, graph=None, cache_dir: Option
         chunk_rows: if given, the teacher (a :mod:`gkdfast.nn` model on the CPU) runs by
             :func:`gkdfast.nn.layerwise_inference` with this many rows per block, writing its
             outputs straight into the cache files (never a full in-memory copy): for graphs whose
-            full forward does not fit in memory.  Same cache key either way.
+            full forward does not fit in memory.  Same cache key either way.  Not sharded across
+            ranks (each process that calls it computes; the entry is stored once).
         progress: tqdm bar for the layer-wise inference.
+        distributed / process_group: as in :class:`~gkdfast.distill.Distiller`: with a process group
+            of several ranks and a ``cache_dir`` (and no ``chunk_rows``), each rank computes rows
+            ``[r·⌈N/W⌉, (r+1)·⌈N/W⌉)`` into the shared cache (a graph-free teacher runs on those rows
+            only; a GNN still runs over the whole graph, since its rows need their neighbourhoods) and
+            every rank maps the result.  Every rank must pass the same teacher weights and inputs
+            (checked: the cache keys must agree).
 
     Returns:
         :class:`TeacherOutputs` with ``logits [N, C]`` and ``hidden [N, H]`` (or ``None``).
@@ -209,9 +222,15 @@ def teacher_outputs(teacher: nn.Module, x: Tensor, graph=None, cache_dir: Option
         out = TeacherOutputs(logits.cpu(), hidden.cpu() if hidden is not None else None)
         return out.to(device) if device is not None else out
 
+    from gkdfast.distill import ddp as _ddp
+
     key = fingerprint(teacher, x, graph)
     folder = os.path.join(cache_dir, "teachers", key)
     meta_path = os.path.join(folder, "meta.json")
+    group = _ddp.resolve(distributed, process_group) if chunk_rows is None else None
+    if group is not None:
+        out = _sharded(teacher, x, graph, cache_dir, key, group)
+        return out.to(device) if device is not None else out
     if os.path.exists(meta_path):
         with open(meta_path) as f:
             meta = json.load(f)
@@ -249,3 +268,62 @@ def teacher_outputs(teacher: nn.Module, x: Tensor, graph=None, cache_dir: Option
     hidden = _map(os.path.join(folder, "hidden.f32"), meta["hidden"]) if meta["hidden"] else None
     out = TeacherOutputs(logits, hidden, key, cached=False)
     return out.to(device) if device is not None else out
+
+
+def _sharded(teacher: nn.Module, x: Tensor, graph, cache_dir: str, key: str, group) -> TeacherOutputs:
+    """The distributed path of :func:`teacher_outputs` (``group``: a :class:`gkdfast.distill.ddp.Dist`)."""
+    from gkdfast.distill.distiller import uses_graph
+
+    odd = [r for r, k in enumerate(group.all_gather_object(key)) if k != key]
+    if odd:
+        raise ValueError(f"teacher_outputs: rank(s) {odd} hold another teacher or other inputs than rank "
+                         f"{group.rank}; every rank must pass the same teacher weights, features and graph")
+    folder = os.path.join(cache_dir, "teachers", key)
+    # One decision for all ranks (another job could create the entry between two ranks' checks).
+    if not group.broadcast_object(os.path.exists(os.path.join(folder, "meta.json"))):
+        n = x.size(0)
+        chunk = -(-n // group.world_size)
+        lo, hi = min(n, group.rank * chunk), min(n, (group.rank + 1) * chunk)
+        if graph is None or not uses_graph(teacher):
+            logits, hidden = _forward(teacher, x[lo:hi], None)
+        else:
+            logits, hidden = _forward(teacher, x, graph)
+            logits, hidden = logits[lo:hi], hidden[lo:hi] if hidden is not None else None
+        meta = {"logits": [n, logits.size(1)], "hidden": [n, hidden.size(1)] if hidden is not None else None}
+        tmp = None
+        if group.is_main:
+            os.makedirs(os.path.join(cache_dir, "teachers"), exist_ok=True)
+            tmp = tempfile.mkdtemp(prefix=".tmp-", dir=os.path.join(cache_dir, "teachers"))
+            for name, shape in (("logits", meta["logits"]), ("hidden", meta["hidden"])):
+                if shape is not None:
+                    with open(os.path.join(tmp, f"{name}.f32"), "wb") as f:
+                        f.truncate(shape[0] * shape[1] * 4)  # full size: every rank writes into it
+        tmp = group.broadcast_object(tmp)
+        for name, rows in (("logits", logits), ("hidden", hidden)):
+            if rows is not None and rows.numel():
+                with open(os.path.join(tmp, f"{name}.f32"), "r+b") as f:
+                    f.seek(lo * rows.size(1) * 4)
+                    f.write(rows.detach().cpu().contiguous().float().numpy().tobytes())
+                    f.flush()
+                    os.fsync(f.fileno())
+        group.barrier()
+        if group.is_main:
+            with open(os.path.join(tmp, "meta.json"), "w") as f:
+                json.dump(meta, f)
+            try:
+                os.rename(tmp, folder)
+            except OSError:
+                if os.path.exists(os.path.join(folder, "meta.json")):  # another job stored the same key first
+                    shutil.rmtree(tmp, ignore_errors=True)
+                else:  # a stale folder without meta.json (a killed older version): never map its files
+                    shutil.rmtree(folder, ignore_errors=True)
+                    os.rename(tmp, folder)
+        group.barrier()
+        cached = False
+    else:
+        cached = True
+    with open(os.path.join(folder, "meta.json")) as f:
+        meta = json.load(f)
+    logits = _map(os.path.join(folder, "logits.f32"), meta["logits"])
+    hidden = _map(os.path.join(folder, "hidden.f32"), meta["hidden"]) if meta.get("hidden") else None
+    return TeacherOutputs(logits, hidden, key, cached=cached)

@@ -44,6 +44,8 @@ class StepContext:
         forward: ``forward(inputs) -> (logits, hidden)`` for the batch rows; reruns the student on
             perturbed inputs (adversarial augmentation).
         full_graph / full_batch: the whole graph, and whether the batch is every node.
+        process_group: under DDP, the group whose ranks hold the other rows of the global batch (each
+            rank's batch rows are its shard; all-pairs terms pass it to their loss); ``None`` otherwise.
     """
 
     nodes: Tensor
@@ -58,6 +60,7 @@ class StepContext:
     forward: Callable
     full_graph: object = None
     full_batch: bool = True
+    process_group: object = None
     _graph: object = field(default=None, repr=False)
 
     @property
@@ -66,6 +69,17 @@ class StepContext:
         if self._graph is None and self.full_graph is not None:
             self._graph = self.full_graph if self.full_batch else induced_subgraph(self.full_graph, self.nodes)
         return self._graph
+
+    def global_graph(self):
+        """Under DDP, the graph over the *global* batch (every rank's rows, in rank order, as an
+        all-gather of the row shards stacks them); without a process group, :attr:`graph`."""
+        if self.process_group is None:
+            return self.graph
+        import torch.distributed as dist
+
+        parts = [torch.empty_like(self.nodes) for _ in range(dist.get_world_size(self.process_group))]
+        dist.all_gather(parts, self.nodes.contiguous(), group=self.process_group)  # ranks' batches: equal sizes
+        return induced_subgraph(self.full_graph, torch.cat(parts))
 
 
 def induced_subgraph(graph, nodes: Tensor):
@@ -83,6 +97,11 @@ def induced_subgraph(graph, nodes: Tensor):
     src, dst = local[ei[0]], local[ei[1]]
     keep = (src >= 0) & (dst >= 0)
     return Graph(torch.stack([src[keep], dst[keep]]), num_nodes=nodes.numel())
+
+
+def _group(ctx: StepContext) -> dict:
+    """``{"process_group": g}`` under DDP, else ``{}`` (single-process calls stay as they were)."""
+    return {} if ctx.process_group is None else {"process_group": ctx.process_group}
 
 
 def _rows(mask: Tensor, *ts):
@@ -111,6 +130,21 @@ class LossTerm(nn.Module):
 
     def setup(self, dims: Dims) -> None:
         """Builds parameters that depend on widths (called once, before the optimiser is made)."""
+
+    #: the gkdfast.losses function of an all-pairs term (pairs across the whole batch, so across
+    #: ranks under DDP); ``None`` for row-wise / batch-local terms, which DDP runs as they are.
+    all_pairs_loss: Optional[str] = None
+
+    def supports_process_group(self) -> bool:
+        """Whether the term can run under DDP: batch-local terms always; an all-pairs term when its
+        loss (``gkdfast.losses.<all_pairs_loss>``) accepts ``process_group=``."""
+        if self.all_pairs_loss is None:
+            return True
+        import inspect
+
+        import gkdfast.losses as losses
+
+        return "process_group" in inspect.signature(getattr(losses, self.all_pairs_loss)).parameters
 
     def row_mask(self, ctx: StepContext) -> Tensor:
         return ctx.labelled if self.nodes == "train" else ctx.observed
@@ -218,6 +252,7 @@ class GSP(_Projected):
     sample of at most ``max_samples`` rows, after Linear→BN→ReLU→Linear projection heads."""
 
     name = "gsp"
+    all_pairs_loss = "gsp"
 
     def __init__(self, weight: float = 100.0, kernel: str = "cosine", loss: str = "mse", tau: float = 1.0,
                  gamma: float = 1.0, proj_dim: Optional[int] = 128, max_samples: Optional[int] = 4096):
@@ -230,13 +265,14 @@ class GSP(_Projected):
         if int(ctx.observed.sum()) < 2:  # a 1-row last batch: BatchNorm in the heads cannot train on it
             return ctx.hidden.sum() * 0.0
         s, t = self.embeddings(ctx)
-        return gsp(s, t, kernel=self.kernel, loss=self.loss, tau=self.tau, gamma=self.gamma)
+        return gsp(s, t, kernel=self.kernel, loss=self.loss, tau=self.tau, gamma=self.gamma, **_group(ctx))
 
 
 class CRD(_Projected):
     """G-CRD (Joshi et al.): InfoNCE between L2-normalised projections, teacher rows as candidates."""
 
     name = "crd"
+    all_pairs_loss = "crd"
 
     def __init__(self, weight: float = 0.05, tau: float = 0.075, proj_dim: Optional[int] = 256,
                  max_samples: Optional[int] = 16384, num_negatives: Optional[int] = None):
@@ -250,7 +286,7 @@ class CRD(_Projected):
             return ctx.hidden.sum() * 0.0
         s, t = self.embeddings(ctx)
         seed = int(torch.randint(0, 2**31 - 1, (1,)).item()) if self.num_negatives else None
-        return crd(s, t, tau=self.tau, num_negatives=self.num_negatives, seed=seed)
+        return crd(s, t, tau=self.tau, num_negatives=self.num_negatives, seed=seed, **_group(ctx))
 
 
 class RSD(LossTerm):
@@ -283,6 +319,7 @@ class NContrast(LossTerm):
     """Graph-MLP's neighbour contrastive loss on the student's hidden embedding (no teacher)."""
 
     name = "ncontrast"
+    all_pairs_loss = "ncontrast"
     needs_hidden = needs_graph = True
 
     def __init__(self, weight: float = 1.0, tau: float = 1.0, hops: int = 1, num_negatives: Optional[int] = None,
@@ -302,7 +339,9 @@ class NContrast(LossTerm):
 
         z = self.head(ctx.hidden) if self.head is not None else ctx.hidden
         seed = int(torch.randint(0, 2**31 - 1, (1,)).item()) if self.num_negatives else None
-        return ncontrast(ctx.graph, z, tau=self.tau, hops=self.hops, num_negatives=self.num_negatives, seed=seed)
+        graph = ctx.global_graph() if ctx.process_group is not None else ctx.graph
+        return ncontrast(graph, z, tau=self.tau, hops=self.hops, num_negatives=self.num_negatives, seed=seed,
+                         **_group(ctx))
 
 
 class HiddenMSE(LossTerm):

@@ -1,0 +1,99 @@
+"""Worker bodies for tests/test_distributed_train.py, run in spawned gloo processes (a module of its
+own so ``torch.multiprocessing`` can import them in the children)."""
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import torch
+
+
+def exact_problem():
+    """A small float64 problem where 2-rank DDP must equal one process: GLNN-style pure logit KD
+    (no label term, whose per-rank mean over labelled rows would weigh ranks unequally), no dropout,
+    a pool of 120 rows and a global batch of 40 (both multiples of 2), fixed teacher logits."""
+    from gkdfast.data import csbm
+    from gkdfast.distill import TeacherOutputs, terms
+
+    data = csbm(num_nodes=120, num_classes=3, seed=0)
+    data = dataclasses.replace(data, x=data.x.double())
+    g = torch.Generator().manual_seed(1)
+    teacher = TeacherOutputs(torch.randn(120, 3, generator=g, dtype=torch.float64))
+    return data, teacher, [terms.CrossEntropy(0.0), terms.LogitKD(1.0, temperature=2.0)]
+
+
+def make_student(in_dim: int):
+    from gkdfast.nn import MLP
+
+    torch.manual_seed(0)
+    return MLP(in_dim, 16, 3, num_layers=2, dropout=0.0).double()
+
+
+def fit_exact(distributed, checkpoint_dir=None, epochs=6):
+    """Trains the exact problem; returns (state_dict, FitResult)."""
+    from gkdfast.distill import Distiller
+
+    data, teacher, loss_terms = exact_problem()
+    student = make_student(data.x.size(1))
+    d = Distiller(student, loss_terms, teacher, lr=0.01, weight_decay=5e-4, epochs=epochs, patience=None,
+                  batch_size=40, seed=3, distributed=distributed, checkpoint_dir=checkpoint_dir)
+    res = d.fit(data, data.x)
+    return {k: v.detach().clone() for k, v in student.state_dict().items()}, res
+
+
+def _init(rank: int, world: int, init_file: str):
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+
+
+def worker(rank: int, world: int, init_file: str, out_dir: str):
+    """Runs every distributed check of the test file on one rank; writes ``rank<r>.pt`` results."""
+    import torch.distributed as dist
+
+    from gkdfast.data import csbm
+    from gkdfast.distill import Distiller, teacher_outputs, terms
+    from gkdfast.nn import MLP, SAGE
+
+    _init(rank, world, init_file)
+    results = {}
+    # 1. exactness: DDP over the ranks vs the same global batches in one process (the parent).
+    weights, res = fit_exact("auto", checkpoint_dir=os.path.join(out_dir, "ckpt"))
+    results["weights"] = weights
+    results["val_acc"] = [h["val_acc"] for h in res.history]
+    results["loss"] = [h["loss"] for h in res.history]
+    results["best_epoch"] = res.best_epoch
+    # 1b. BatchNorm + dropout + a label term, odd pool (padding): not equal to one process, but the
+    # final weights and running statistics must be identical on every rank.
+    data_bn, teacher_bn, _ = exact_problem()
+    torch.manual_seed(rank)  # different RNG per rank: DDP must still end with one set of weights
+    bn = MLP(data_bn.x.size(1), 16, 3, dropout=0.5, batch_norm=True).double()
+    observed = torch.ones(120, dtype=torch.bool)
+    observed[-1] = False  # 119 rows: not a multiple of 2
+    res_bn = Distiller(bn, [terms.CrossEntropy(0.5), terms.LogitKD(0.5)], teacher_bn, epochs=4, patience=None,
+                       batch_size=32, observed=observed).fit(data_bn, data_bn.x)
+    results["bn_weights"] = {k: v.detach().clone() for k, v in bn.state_dict().items()}
+    results["bn_history"] = res_bn.history
+    # 2. sharded teacher inference into a shared cache: a graph-free and a graph teacher.
+    data = csbm(num_nodes=101, num_classes=3, seed=0)  # 101 rows: ranks get unequal row ranges
+    torch.manual_seed(0)
+    mlp, sage = MLP(data.num_features, 8, 3), SAGE(data.num_features, 8, 3)
+    cache = os.path.join(out_dir, "cache")
+    for name, model in (("mlp", mlp), ("sage", sage)):
+        out = teacher_outputs(model, data.x, data.graph, cache_dir=cache)
+        again = teacher_outputs(model, data.x, data.graph, cache_dir=cache)
+        results[f"teacher_{name}"] = (out.logits.clone(), out.hidden.clone(), out.cached, again.cached,
+                                      {k: v.clone() for k, v in model.state_dict().items()})
+    # 3. an all-pairs term: an error until its loss accepts process_group=, a run afterwards.
+    gsp_term = terms.GSP(1.0, proj_dim=8, max_samples=None)
+    try:
+        torch.manual_seed(0)
+        Distiller(MLP(data.num_features, 8, 3), [terms.CrossEntropy(1.0), gsp_term],
+                  teacher_outputs(sage, data.x, data.graph, distributed=False), epochs=2, patience=None).fit(data)
+        results["gsp"] = "ran"
+    except ValueError as exc:
+        results["gsp"] = str(exc)
+    torch.save(results, os.path.join(out_dir, f"rank{rank}.pt"))
+    dist.barrier()
+    dist.destroy_process_group()
