@@ -132,7 +132,7 @@ def _row(method: str, model: str, acc: float, seconds: float, ms_per_1k: float) 
 
 def distill_large(data, *, teacher: Union[str, nn.Module] = "sage", hidden: int = 256, num_layers: int = 2,
                   fanouts: Sequence[int] = (15, 10), teacher_epochs: int = 3, teacher_batch_size: int = 1024,
-                  teacher_lr: float = 0.003, batch_size: int = 4096, chunk_rows: int = 65536,
+                  teacher_lr: float = 0.003, teacher_min_steps: int = 200, batch_size: int = 4096, chunk_rows: int = 65536,
                   student: str = "mlp", student_hidden: Optional[int] = None, method: str = "glnn",
                   student_epochs: int = 20, student_dropout: float = 0.5, patience: Optional[int] = 5, eval_batch_size: int = 65536,
                   seed: int = 0, out_dir: str = "gkdfast-large", cache_dir: Optional[str] = None,
@@ -146,6 +146,8 @@ def distill_large(data, *, teacher: Union[str, nn.Module] = "sage", hidden: int 
             trained :mod:`gkdfast.nn` model (stage ``teacher`` is then skipped).
         hidden, num_layers: teacher width and depth.  fanouts: neighbours sampled per layer.
         teacher_epochs, teacher_batch_size, teacher_lr: sampled training settings.
+        teacher_min_steps: the teacher gets at least this many optimiser steps: with few labelled
+            nodes (one batch per epoch) ``teacher_epochs`` is raised to ``ceil(steps / batches)``.
         batch_size: the students' node mini-batch.  chunk_rows: rows per block of layer-wise inference.
         student: ``"mlp"`` (the pipeline trains graph-free students).  student_hidden: its width
             (default ``hidden``).  method: ``"glnn"`` or ``"kd"``.
@@ -188,6 +190,7 @@ def distill_large(data, *, teacher: Union[str, nn.Module] = "sage", hidden: int 
                          "graph at every step — use gkdfast distill without --sampled")
     for what, v in (("hidden", hidden), ("batch_size", batch_size), ("chunk_rows", chunk_rows),
                     ("teacher_epochs", teacher_epochs), ("student_epochs", student_epochs),
+                    ("teacher_min_steps", teacher_min_steps),
                     ("eval_batch_size", eval_batch_size), ("teacher_batch_size", teacher_batch_size)):
         if not isinstance(v, int) or isinstance(v, bool) or v < 1:
             raise ValueError(f"distill_large: {what} must be a positive int, got {v!r}")
@@ -242,8 +245,11 @@ def distill_large(data, *, teacher: Union[str, nn.Module] = "sage", hidden: int 
                         f"the sampled teacher needs gkdfast.sampling.fit_sampled, which this installation lacks "
                         f"({exc}); pass a trained teacher module instead") from None
 
+                # Few labelled nodes mean one batch per epoch: a few epochs would be a few steps.
+                batches = -(-int(data.train_mask.sum()) // teacher_batch_size)
+                epochs = max(teacher_epochs, -(-teacher_min_steps // batches))
                 stats = fit_sampled(tmodel, data, fanouts=fanouts, batch_size=teacher_batch_size,
-                                    epochs=teacher_epochs, lr=teacher_lr, weight_decay=0.0, seed=seed,
+                                    epochs=epochs, lr=teacher_lr, weight_decay=0.0, seed=seed,
                                     progress=progress)
                 torch.save(tmodel.state_dict(), weights + ".tmp")
                 os.replace(weights + ".tmp", weights)
