@@ -118,7 +118,8 @@ def fit_sampled(model: nn.Module, data, *, fanouts: Sequence[int] = (15, 10), ba
     """Trains ``model`` in place (Adam, cross-entropy on ``data.train_mask``) on sampled mini-batches.
 
     Every ``eval_every`` epochs (and after the last) the validation accuracy is measured by sampled
-    inference on ``data.val_mask``; the weights of the best validation epoch are loaded back at the end.
+    inference on ``data.val_mask``; the weights of the best validation epoch (highest accuracy, ties
+    broken by the lower validation cross-entropy) are loaded back at the end.
 
     Args:
         model: a gkdfast.nn model with ``num_layers == len(fanouts)``.
@@ -149,7 +150,7 @@ def fit_sampled(model: nn.Module, data, *, fanouts: Sequence[int] = (15, 10), ba
     val_loader = NeighborLoader(data.graph, val_nodes, fanouts, batch_size=batch_size, shuffle=False,
                                 seed=mix_seed(seed, 2)) if val_nodes.numel() else None
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
-    best_acc, best_epoch, best_state = -math.inf, 0, None
+    best_acc, best_loss, best_epoch, best_state = -math.inf, math.inf, 0, None
     history, train_seconds, seen = [], 0.0, 0
     t_start = time.perf_counter()
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
@@ -175,10 +176,15 @@ def fit_sampled(model: nn.Module, data, *, fanouts: Sequence[int] = (15, 10), ba
             record = {"epoch": epoch, "loss": total_loss / train_nodes.numel()}
             if val_loader is not None and (epoch % eval_every == 0 or epoch == epochs):
                 logits = _predict(model, data.x, val_loader, progress)
-                acc = float((logits.argmax(1) == _labels(data.y, val_nodes)).float().mean())
-                record["val_acc"] = acc
-                if acc > best_acc:
-                    best_acc, best_epoch = acc, epoch
+                y_val = _labels(data.y, val_nodes)
+                acc = float((logits.argmax(1) == y_val).float().mean())
+                val_loss = float(F.cross_entropy(logits, y_val))
+                record["val_acc"], record["val_loss"] = acc, val_loss
+                # Ties on accuracy (common once validation is saturated) go to the lower validation
+                # loss: the better-calibrated, more trained model, not the first epoch that got there
+                # (a teacher's soft labels from an early epoch are nearly flat).
+                if acc > best_acc or (acc == best_acc and val_loss < best_loss):
+                    best_acc, best_loss, best_epoch = acc, val_loss, epoch
                     best_state = copy.deepcopy(model.state_dict())
             history.append(record)
     if best_state is not None:
