@@ -181,3 +181,20 @@ def test_reference_backend_forced(monkeypatch):
     forced = sample_neighbors(g, seeds, 4, seed=9)
     for a, b in zip(auto, forced):
         assert torch.equal(a, b)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+@pytest.mark.parametrize("index_dtype", [torch.int32, torch.int64])
+@pytest.mark.parametrize("k", [1, 3, 10, -1])
+def test_cuda_kernel_equals_cpu_kernel(index_dtype, k):
+    # The CUDA kernel draws the same Philox words as the CPU kernel: bit-identical samples.
+    g = _graph(index_dtype)
+    seeds = torch.randperm(g.num_nodes, generator=torch.Generator().manual_seed(2))[:300]
+    want = torch.ops.gkdfast.sample_neighbors(g.rowptr, g.col, seeds, k, 11, 3)
+    got = torch.ops.gkdfast.sample_neighbors(g.rowptr.cuda(), g.col.cuda(), seeds.cuda(), k, 11, 3)
+    for a, b in zip(got, want):
+        assert a.is_cuda and torch.equal(a.cpu(), b)
+    with pytest.raises(IndexError, match="out of range"):
+        torch.ops.gkdfast.sample_neighbors(g.rowptr.cuda(), g.col.cuda(), torch.tensor([0, g.num_nodes]).cuda(),
+                                           k, 0, 0)

@@ -1,50 +1,16 @@
 // CPU neighbour sampler: counts -> prefix sum -> fill, each pass parallel over the seed nodes
 // (at::parallel_for, OpenMP).  Each seed writes only its own output slice and draws its own Philox
 // words, so the result is bitwise identical for any thread count and any batch composition.
-// Floyd's algorithm keeps the chosen positions sorted in the output slice itself (binary search +
-// insertion): O(m log m + m^2 moves) per seed with no scratch memory; m is a fan-out (tens).
+// The per-seed draw (common/neighbor_draw.h) is shared with the CUDA kernel.
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 #include <torch/types.h>
 
-#include <algorithm>
-
-#include "common/philox.h"
+#include "common/neighbor_draw.h"
 #include "ops/sample_neighbors.h"
 
 namespace gkdfast {
 namespace {
-
-template <typename index_t>
-void fill_one(const index_t* rp, const index_t* cp, int64_t v, int64_t m, uint64_t seed, int64_t hop,
-              index_t* out_col, index_t* out_eid) {
-  const int64_t begin = static_cast<int64_t>(rp[v]);
-  const int64_t deg = static_cast<int64_t>(rp[v + 1]) - begin;
-  index_t* pos = out_eid;  // chosen positions, kept sorted, later turned into edge ids in place
-  if (m == deg) {
-    for (int64_t p = 0; p < deg; ++p) pos[p] = static_cast<index_t>(p);
-  } else {
-    philox::U4 words{0, 0, 0, 0};
-    for (int64_t s = 0; s < m; ++s) {
-      if ((s & 3) == 0) words = philox::neighbor_words(seed, v, hop, s >> 2);
-      const int64_t j = deg - m + s;
-      const int64_t r = philox::word_to_range(philox::pick_word(words, s), j + 1);
-      index_t* const end = pos + s;
-      index_t* it = std::lower_bound(pos, end, static_cast<index_t>(r));
-      if (it != end && static_cast<int64_t>(*it) == r) {
-        *end = static_cast<index_t>(j);  // j exceeds every earlier pick: appending keeps the order
-      } else {
-        std::move_backward(it, end, end + 1);
-        *it = static_cast<index_t>(r);
-      }
-    }
-  }
-  for (int64_t s = 0; s < m; ++s) {
-    const int64_t e = begin + static_cast<int64_t>(pos[s]);
-    pos[s] = static_cast<index_t>(e);
-    out_col[s] = cp[e];
-  }
-}
 
 template <typename index_t, typename seed_t>
 std::tuple<at::Tensor, at::Tensor, at::Tensor> run(const at::Tensor& rowptr, const at::Tensor& col,
@@ -88,7 +54,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> run(const at::Tensor& rowptr, con
   at::parallel_for(0, s_count, 256, [&](int64_t b, int64_t e) {
     for (int64_t t = b; t < e; ++t) {
       const int64_t o = orp[t];
-      fill_one<index_t>(rp, cp, static_cast<int64_t>(sp[t]), orp[t + 1] - o, seed, hop, ocp + o, oep + o);
+      draw_neighbors<index_t>(rp, cp, static_cast<int64_t>(sp[t]), orp[t + 1] - o, seed, hop, ocp + o, oep + o);
     }
   });
   return {out_rowptr, out_col, out_eid};

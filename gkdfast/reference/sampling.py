@@ -3,7 +3,7 @@
 It draws the very same Philox words as ``csrc/common/philox.h`` (``neighbor_words``), vectorised
 over the seed nodes in int64 arithmetic, and runs Floyd's algorithm one draw step at a time for all
 seeds whose degree exceeds the fan-out, so the result is bit-identical to the native kernel.  It
-runs on whatever device its inputs are on (this is also the CUDA path: same stream as the CPU).
+runs on whatever device its inputs are on (the oracle of the CPU and CUDA kernels: same stream).
 """
 from __future__ import annotations
 

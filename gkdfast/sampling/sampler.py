@@ -1,11 +1,11 @@
 """``sample_neighbors``: uniform, seeded, deterministic in-neighbour sampling over a Graph's CSR.
 
-The native CPU kernel (``torch.ops.gkdfast.sample_neighbors``) and the pure-PyTorch reference
-(:mod:`gkdfast.reference.sampling`) draw the same Philox words, keyed by ``(seed, node, hop)``, so a
-node's sample is the same whatever the thread count, the batch it is in, or the backend.  There is no
-CUDA kernel: a graph on a CUDA device runs the reference on the GPU (same stream, bit-identical); the
-recommended path for training on a GPU is to sample on the CPU graph and move the (small) blocks and
-the gathered features to the GPU (see :class:`gkdfast.sampling.NeighborLoader`).
+The native CPU and CUDA kernels (``torch.ops.gkdfast.sample_neighbors``, one shared per-node draw in
+``csrc/common/neighbor_draw.h``) and the pure-PyTorch reference (:mod:`gkdfast.reference.sampling`)
+draw the same Philox words, keyed by ``(seed, node, hop)``, so a node's sample is the same whatever
+the thread count, the batch it is in, or the backend.  A graph on a CUDA device samples there; a CPU
+graph with a GPU model samples on the CPU and moves the (small) blocks and the gathered features to
+the GPU (see :class:`gkdfast.sampling.NeighborLoader`).
 """
 from __future__ import annotations
 
