@@ -124,3 +124,16 @@ def tiny_graphs():
 
 
 TINY_IDS = [t[0] for t in tiny_graphs()]
+
+
+def run_cli(*args, timeout=180):
+    """``python -m gkdfast.cli ARGS`` in a fresh process from the repository root, one thread, this
+    checkout first on the path, ``GKDFAST_DEBUG`` unset (so errors are the one-line user messages)."""
+    import subprocess
+    import sys
+
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env.pop("GKDFAST_DEBUG", None)
+    return subprocess.run([sys.executable, "-m", "gkdfast.cli", *args], capture_output=True, text=True,
+                          env=env, cwd=REPO, timeout=timeout)
+

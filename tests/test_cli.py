@@ -2,20 +2,13 @@
 exit code 2, one line on stderr, never a traceback."""
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import run_cli
 
-
-def _cli(*args, timeout=180):
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    env.pop("GKDFAST_DEBUG", None)
-    return subprocess.run([sys.executable, "-m", "gkdfast.cli", *args], capture_output=True, text=True,
-                          env=env, cwd=ROOT, timeout=timeout)
+_cli = run_cli
 
 
 def _assert_clean_error(r, *needles):

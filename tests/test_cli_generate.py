@@ -3,19 +3,12 @@
 import json
 import os
 import re
-import subprocess
-import sys
+
+from conftest import run_cli
 
 from gkdfast.data import load_mmap
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _cli(*args, timeout=180):
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    env.pop("GKDFAST_DEBUG", None)
-    return subprocess.run([sys.executable, "-m", "gkdfast.cli", *args], capture_output=True, text=True,
-                          env=env, cwd=ROOT, timeout=timeout)
+_cli = run_cli
 
 
 def _one_line_error(r, needle):

@@ -67,12 +67,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> sample_neighbors_cpu(const at::Te
   check_sample_neighbors(rowptr_in, col_in, seeds_in, fanout, seed, hop);
   const at::Tensor rowptr = rowptr_in.contiguous(), col = col_in.contiguous(), seeds = seeds_in.contiguous();
   const uint64_t s = static_cast<uint64_t>(seed);
-  if (col.scalar_type() == at::kInt) {
-    return seeds.scalar_type() == at::kInt ? run<int32_t, int32_t>(rowptr, col, seeds, fanout, s, hop)
-                                           : run<int32_t, int64_t>(rowptr, col, seeds, fanout, s, hop);
-  }
-  return seeds.scalar_type() == at::kInt ? run<int64_t, int32_t>(rowptr, col, seeds, fanout, s, hop)
-                                         : run<int64_t, int64_t>(rowptr, col, seeds, fanout, s, hop);
+  return dispatch_sample_types(col, seeds, [&](auto i, auto sd) {
+    return run<decltype(i), decltype(sd)>(rowptr, col, seeds, fanout, s, hop);
+  });
 }
 
 }  // namespace

@@ -11,6 +11,7 @@
 #include "ops/sample_neighbors.h"
 
 namespace gkdfast {
+namespace cuda {
 namespace {
 
 constexpr int kThreads = 256;
@@ -84,16 +85,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> sample_neighbors_cuda(const at::T
   GKD_CUDA_SETUP(rowptr_in);
   const at::Tensor rowptr = rowptr_in.contiguous(), col = col_in.contiguous(), seeds = seeds_in.contiguous();
   const uint64_t s = static_cast<uint64_t>(seed);
-  if (col.scalar_type() == at::kInt) {
-    return seeds.scalar_type() == at::kInt ? run<int32_t, int32_t>(rowptr, col, seeds, fanout, s, hop, stream)
-                                           : run<int32_t, int64_t>(rowptr, col, seeds, fanout, s, hop, stream);
-  }
-  return seeds.scalar_type() == at::kInt ? run<int64_t, int32_t>(rowptr, col, seeds, fanout, s, hop, stream)
-                                         : run<int64_t, int64_t>(rowptr, col, seeds, fanout, s, hop, stream);
+  return dispatch_sample_types(col, seeds, [&](auto i, auto sd) {
+    return run<decltype(i), decltype(sd)>(rowptr, col, seeds, fanout, s, hop, stream);
+  });
 }
 
 }  // namespace
+}  // namespace cuda
 
-TORCH_LIBRARY_IMPL(gkdfast, CUDA, m) { m.impl("sample_neighbors", &sample_neighbors_cuda); }
+TORCH_LIBRARY_IMPL(gkdfast, CUDA, m) { m.impl("sample_neighbors", &cuda::sample_neighbors_cuda); }
 
 }  // namespace gkdfast

@@ -24,4 +24,14 @@ namespace gkdfast {
 void check_sample_neighbors(const at::Tensor& rowptr, const at::Tensor& col, const at::Tensor& seeds, int64_t fanout,
                             int64_t seed, int64_t hop);
 
+// Calls fn(index_t{}, seed_t{}) with the C++ types of col's and seeds' dtypes (int32 / int64 each),
+// so a backend writes its run<index_t, seed_t> once: fn = [&](auto i, auto s) {
+// return run<decltype(i), decltype(s)>(...); }.
+template <typename F>
+auto dispatch_sample_types(const at::Tensor& col, const at::Tensor& seeds, F&& fn) {
+  const bool seeds32 = seeds.scalar_type() == at::kInt;
+  if (col.scalar_type() == at::kInt) return seeds32 ? fn(int32_t{}, int32_t{}) : fn(int32_t{}, int64_t{});
+  return seeds32 ? fn(int64_t{}, int32_t{}) : fn(int64_t{}, int64_t{});
+}
+
 }  // namespace gkdfast

@@ -52,6 +52,31 @@ def _mulhilo(a: int, b: Tensor) -> Tuple[Tensor, Tensor]:
     return (t >> 32) + (p1 >> 16), t & _M32
 
 
+def philox_words(keys: Tensor, draws: Tensor, domain: int, seed: int) -> Tensor:
+    """Vectorised Philox-4x32-10 as the kernels use it: for every (key, draw) pair the word
+    ``draw & 3`` of the block with counter ``(key lo, key hi, draw >> 2, domain)`` and key ``seed``.
+    ``keys`` and ``draws`` (int64) broadcast against each other; returns their broadcast shape, int64
+    words in ``[0, 2**32)``.
+
+    Example:
+        >>> w = philox_words(torch.tensor([[3]]), torch.arange(4).unsqueeze(0), _NEG_DOMAIN, seed=1)
+        >>> w.shape, int(w[0, 2]) == philox4x32_10((3, 0, 0, _NEG_DOMAIN), (1, 0))[2]
+        (torch.Size([1, 4]), True)
+    """
+    r, dd = torch.broadcast_tensors(keys, draws)
+    c0, c1 = r & _M32, (r >> 32) & _M32
+    c2 = dd >> 2
+    c3 = torch.full_like(r, domain)
+    k0, k1 = seed & _M32, seed >> 32
+    for _ in range(10):
+        hi0, lo0 = _mulhilo(_M0, c0)
+        hi1, lo1 = _mulhilo(_M1, c2)
+        c0, c1, c2, c3 = hi1 ^ c1 ^ k0, lo1, hi0 ^ c3 ^ k1, lo0
+        k0, k1 = (k0 + _W0) & _M32, (k1 + _W1) & _M32
+    sel = dd & 3
+    return torch.where(sel == 0, c0, torch.where(sel == 1, c1, torch.where(sel == 2, c2, c3)))
+
+
 def sample_negatives(rows: Tensor, num_nodes: int, num_negatives: int, seed: int) -> Tensor:
     """``[R, K]`` int64: the negatives the kernels draw for ``rows`` (vectorised Philox in int64)."""
     if num_nodes < 2:
@@ -59,17 +84,8 @@ def sample_negatives(rows: Tensor, num_nodes: int, num_negatives: int, seed: int
     seed &= (1 << 64) - 1
     rows = rows.to(torch.int64)
     k = torch.arange(num_negatives, device=rows.device, dtype=torch.int64)
-    r, kk = torch.broadcast_tensors(rows.unsqueeze(1), k.unsqueeze(0))
-    c0, c1 = r & _M32, (r >> 32) & _M32
-    c2, c3 = kk >> 2, torch.full_like(r, _NEG_DOMAIN)
-    k0, k1 = seed & _M32, seed >> 32
-    for _ in range(10):
-        hi0, lo0 = _mulhilo(_M0, c0)
-        hi1, lo1 = _mulhilo(_M1, c2)
-        c0, c1, c2, c3 = hi1 ^ c1 ^ k0, lo1, hi0 ^ c3 ^ k1, lo0
-        k0, k1 = (k0 + _W0) & _M32, (k1 + _W1) & _M32
-    sel = kk & 3
-    word = torch.where(sel == 0, c0, torch.where(sel == 1, c1, torch.where(sel == 2, c2, c3)))
+    r = rows.unsqueeze(1).expand(-1, num_negatives)
+    word = philox_words(rows.unsqueeze(1), k.unsqueeze(0), _NEG_DOMAIN, seed)
     hi, _ = _mulhilo(num_nodes - 1, word)  # (word * (n-1)) >> 32, n - 1 < 2^32
     return hi + (hi >= r).to(torch.int64)
 

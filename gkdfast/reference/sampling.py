@@ -12,7 +12,7 @@ from typing import Tuple
 import torch
 from torch import Tensor
 
-from gkdfast.reference.contrastive import _M0, _M1, _M32, _W0, _W1, _mulhilo, philox4x32_10
+from gkdfast.reference.contrastive import _M32, philox4x32_10, philox_words
 
 __all__ = ["neighbor_words", "neighbor_word_py", "sample_neighbors"]
 
@@ -43,17 +43,7 @@ def neighbor_words(nodes: Tensor, num_draws: int, seed: int, hop: int) -> Tensor
     seed &= (1 << 64) - 1
     nodes = nodes.to(torch.int64)
     s = torch.arange(num_draws, device=nodes.device, dtype=torch.int64)
-    r, ss = torch.broadcast_tensors(nodes.unsqueeze(1), s.unsqueeze(0))
-    c0, c1 = r & _M32, (r >> 32) & _M32
-    c2, c3 = ss >> 2, torch.full_like(r, NEIGHBOR_DOMAIN | (hop & 0xFFFF))
-    k0, k1 = seed & _M32, seed >> 32
-    for _ in range(10):
-        hi0, lo0 = _mulhilo(_M0, c0)
-        hi1, lo1 = _mulhilo(_M1, c2)
-        c0, c1, c2, c3 = hi1 ^ c1 ^ k0, lo1, hi0 ^ c3 ^ k1, lo0
-        k0, k1 = (k0 + _W0) & _M32, (k1 + _W1) & _M32
-    sel = ss & 3
-    return torch.where(sel == 0, c0, torch.where(sel == 1, c1, torch.where(sel == 2, c2, c3)))
+    return philox_words(nodes.unsqueeze(1), s.unsqueeze(0), NEIGHBOR_DOMAIN | (hop & 0xFFFF), seed)
 
 
 def sample_neighbors(rowptr: Tensor, col: Tensor, seeds: Tensor, fanout: int, seed: int,
