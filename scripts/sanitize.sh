@@ -29,6 +29,9 @@ if [ ${#TESTS[@]} -eq 0 ]; then
          tests/test_crd.py tests/test_gram_lse.py tests/test_topk.py tests/test_row_range_ops.py
          tests/test_native_safety.py tests/test_sample_neighbors.py -k "not cuda")
 fi
+# The tests must load the instrumented module, not an in-place build elsewhere on the path.
+PYTHONPATH="$WORK" LD_PRELOAD="$ASAN_LIB $UBSAN_LIB" ASAN_OPTIONS=detect_leaks=0 "$ROOT/.venv/bin/python" -c \
+  "import gkdfast._C as c, sys; sys.exit(0 if c.__file__.startswith('$WORK') else 'loaded ' + c.__file__)"
 echo "gkdfast sanitize: running ${TESTS[*]} under ASan+UBSan" >&2
 # detect_leaks=0: CPython and torch keep allocations alive until exit by design.
 # The preload puts the sanitizer runtimes ahead of the (uninstrumented) interpreter.
