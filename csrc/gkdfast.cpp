@@ -2,7 +2,8 @@
 //
 // Kernels register themselves per backend with TORCH_LIBRARY_IMPL(gkdfast, CPU|CUDA, m) in
 // csrc/cpu/*_cpu.cpp and csrc/cuda/*_cuda.cu.  Fake (meta) kernels and autograd formulas are
-// registered from Python (gkdfast/ops.py, gkdfast/losses/_native.py) so that backward logic stays
+// registered from Python (gkdfast/ops.py, gkdfast/losses/_structure_native.py and _contrastive_native.py,
+// gkdfast/sampling/sampler.py) so that backward logic stays
 // next to the reference implementation and composes with torch.compile.
 //
 // Graph ops take the graph as CSR by destination (rowptr [N+1], col [E] = source of each edge) and,

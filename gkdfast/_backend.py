@@ -15,6 +15,7 @@ reference backend and a single warning says why.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
 from typing import Dict, List, Optional
@@ -71,7 +72,35 @@ def load_error() -> Optional[str]:
     return _LOAD_ERROR
 
 
+_FORCED: Optional[str] = None  # set by forced(); wins over GKDFAST_BACKEND
+
+
+@contextlib.contextmanager
+def forced(mode: str):
+    """Within the block, every call uses backend ``mode`` ("reference", "native" or "auto") as if
+    ``GKDFAST_BACKEND`` were set, without touching the environment (process-wide, not per thread;
+    already compiled ``torch.compile`` functions keep the choice they traced).
+
+    Example:
+        >>> import gkdfast, torch
+        >>> with forced("reference"):
+        ...     choose("spmm", torch.device("cpu"), torch.float32)
+        'reference'
+    """
+    global _FORCED
+    mode = str(mode).strip().lower()
+    if mode not in ("auto", "reference", "native"):
+        raise ValueError(f"gkdfast._backend.forced: mode must be auto, reference or native, got {mode!r}")
+    previous, _FORCED = _FORCED, mode
+    try:
+        yield
+    finally:
+        _FORCED = previous
+
+
 def _mode() -> str:
+    if _FORCED is not None:
+        return _FORCED
     mode = os.environ.get("GKDFAST_BACKEND", "auto").strip().lower() or "auto"
     if mode not in ("auto", "reference", "native"):
         raise ValueError(f"GKDFAST_BACKEND must be auto, reference or native, got {mode!r}")

@@ -51,6 +51,7 @@ sys.path.insert(0, ROOT)
 
 import torch  # noqa: E402
 
+from gkdfast import _backend  # noqa: E402
 from gkdfast.data import default_root, load  # noqa: E402
 from gkdfast.distill.teacher_cache import default_cache_dir  # noqa: E402
 from gkdfast.distill.experiment import parse_model, run_experiment, summarize_runs  # noqa: E402
@@ -131,18 +132,12 @@ def run_dataset(name, args, log):
     res_seconds = time.perf_counter() - t0
     ref = None
     if args.reference_timing:
-        old = os.environ.get("GKDFAST_BACKEND")
-        os.environ["GKDFAST_BACKEND"] = "reference"
         try:
-            run_experiment(data, seeds=args.seed_list[:1], out=None, details=ref_runs, **common)
+            with _backend.forced("reference"):
+                run_experiment(data, seeds=args.seed_list[:1], out=None, details=ref_runs, **common)
             ref = _reference(ref_runs, ours_runs)
         except (RuntimeError, MemoryError) as exc:  # the reference may not fit in memory on big graphs
             ref = {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"}
-        finally:
-            if old is None:
-                os.environ.pop("GKDFAST_BACKEND", None)
-            else:
-                os.environ["GKDFAST_BACKEND"] = old
     return data, split, res, ref, res_seconds, None
 
 

@@ -141,3 +141,17 @@ def test_import_without_native_extension_falls_back_to_reference():
     )
     r = _run(code)
     assert r.returncode == 0 and "ok" in r.stdout, r.stderr
+
+
+def test_forced_context_overrides_the_environment_and_restores_it(monkeypatch):
+    monkeypatch.setenv("GKDFAST_BACKEND", "auto")
+    before = _backend.choose("spmm", torch.device("cpu"), torch.float32)
+    with _backend.forced("reference"):
+        assert _backend.choose("spmm", torch.device("cpu"), torch.float32) == "reference"
+        with _backend.forced("auto"):  # nests
+            assert _backend.choose("spmm", torch.device("cpu"), torch.float32) == before
+        assert _backend.choose("spmm", torch.device("cpu"), torch.float32) == "reference"
+    assert _backend.choose("spmm", torch.device("cpu"), torch.float32) == before
+    with pytest.raises(ValueError, match="mode must be auto, reference or native"):
+        with _backend.forced("gpu"):
+            pass

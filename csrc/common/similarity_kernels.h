@@ -1,4 +1,4 @@
-// The six similarity kernels k(u, v) of the structure losses (DESIGN.md, "Public ops"), written
+// The six similarity kernels k(u, v) of the structure losses (docs/ops.md, "Exact definitions"), written
 // once for the CPU and CUDA kernels as functions of a few pair statistics:
 //
 //   g = u.v,  na = ||u||^2,  nb = ||v||^2,  d2 = ||u - v||^2,  l1 = ||u - v||_1

@@ -24,6 +24,7 @@ from gkdfast.graph import Graph
 from gkdfast.losses import _contrastive_native  # noqa: F401  (registers fake kernels + autograd)
 from gkdfast.losses._checks import check_matrix
 from gkdfast.losses._sharded import Shards, check_group, reduce_rows, shared_seed
+from gkdfast.ops import sddmm
 from gkdfast.reference import contrastive as ref
 
 __all__ = ["crd", "nt_xent", "ncontrast", "sample_negatives", "adjacency_power"]
@@ -108,7 +109,7 @@ def _reduce(rows: Tensor, reduction: str, dtype: torch.dtype) -> Tensor:
 
 
 def _normalize(x: Tensor) -> Tensor:
-    # cos(u, v) = u·v / (max(|u|, eps) max(|v|, eps)), eps = 1e-8 (DESIGN.md)
+    # cos(u, v) = u·v / (max(|u|, eps) max(|v|, eps)), eps = 1e-8 (docs/ops.md)
     return F.normalize(x, dim=1, eps=_EPS)
 
 
@@ -425,8 +426,6 @@ def ncontrast(graph: Graph, z: Tensor, tau: float = 1.0, hops: int = 1, num_nega
     if row.numel() == 0:
         rows = zn.sum(1).to(acc) * 0.0  # P is empty: the loss is 0 (and keeps the graph connected to z)
         return rows if reduction == "none" else rows.sum().to(z.dtype)
-    from gkdfast.ops import sddmm  # local import: gkdfast.ops imports gkdfast.losses indirectly
-
     s = sddmm(pg, zn, zn).to(acc) / tau  # s_ij for every positive pair, in pg's edge order = (row, col) order
     num = _segment_lse(s + log_w.to(acc), row, n, has)
     if k == 0:
@@ -458,7 +457,6 @@ def _ncontrast_sharded(graph: Graph, z: Tensor, tau: float, hops: int, k: int, s
         # backward joins the gather's collective like every other rank's.
         rows = zn_all[b:e].sum(1).to(acc) * 0.0
     else:
-        from gkdfast.ops import sddmm  # local import, as in ncontrast
 
         pg_m = _positives_in_rows(graph, hops, max_nnz, b, e)
         s = sddmm(pg_m, zn_all, zn_all).to(acc) / tau  # (row_m, col_m) order

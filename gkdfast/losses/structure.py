@@ -2,7 +2,7 @@
 
 All of them compare *relations* between embeddings (a kernel k(u, v) between rows of one model's
 embedding matrix) rather than the embeddings themselves, so the student and teacher widths may
-differ.  Exact definitions: DESIGN.md, "Public ops"; kernels (``u``, ``v`` rows of one matrix):
+differ.  Exact definitions: docs/ops.md; kernels (``u``, ``v`` rows of one matrix):
 
 ========  ======================================================
 linear    ``u.v``

@@ -188,7 +188,7 @@ def gcn_adjacency_power_dense(edge_index: Tensor, num_nodes: int, hops: int, edg
 
 def ncontrast(edge_index: Tensor, num_nodes: int, z: Tensor, tau: float = 1.0, hops: int = 1,
               edge_weight=None, reduction: str = "mean") -> Tensor:
-    """Dense Graph-MLP neighbour contrastive loss over all N (the definition in DESIGN.md):
+    """Dense Graph-MLP neighbour contrastive loss over all N (the definition in docs/ops.md):
     ``−mean_{i∈P} log(Σ_{j≠i} W_ij e^{s_ij} / Σ_{j≠i} e^{s_ij})``, ``s = cos/τ``, ``W = Â^hops``."""
     zn = F.normalize(z, dim=1, eps=1e-8)
     s = zn @ zn.t() / tau

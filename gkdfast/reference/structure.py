@@ -1,7 +1,7 @@
 """Reference structure-preserving losses: LSP (gathers E x d), GSP (builds N x N), relation.
 
 These are the oracle for the fused kernels and the fallback when no kernel can run a call.  They
-follow DESIGN.md "Public ops" literally and favour clarity: ``lsp`` gathers per-edge rows (E x d),
+follow docs/ops.md ("Exact definitions") literally and favour clarity: ``lsp`` gathers per-edge rows (E x d),
 ``gsp`` builds the N x N kernel matrices (its docstring says so), which is what the public
 reference repositories do too.
 """
@@ -21,7 +21,7 @@ __all__ = ["KERNELS", "pair_kernel", "kernel_matrix", "lsp", "gsp", "relation"]
 
 
 def pair_kernel(u: Tensor, v: Tensor, kernel: str, gamma: float = 1.0) -> Tensor:
-    """Row-wise ``k(u[m], v[m])`` for ``[M, d]`` inputs -> ``[M]`` (the DESIGN.md kernel table)."""
+    """Row-wise ``k(u[m], v[m])`` for ``[M, d]`` inputs -> ``[M]`` (the kernel table of docs/ops.md)."""
     if kernel == "linear":
         return (u * v).sum(-1)
     if kernel == "cosine":
