@@ -360,11 +360,12 @@ class Graph:
             deg = deg.index_add(0, self.dst.long(), w) + 1
         return deg.clamp_min(torch.finfo(deg.dtype).tiny).rsqrt()
 
-    def reorder(self, method="rcm"):
+    def reorder(self, method="rcm", communities: Optional[Tensor] = None):
         """Relabels the nodes for gather locality: returns ``(graph, reordering)``.
 
-        ``method`` is ``"rcm"`` (reverse Cuthill–McKee), ``"degree"`` (hubs first) or an ``[N]``
-        permutation tensor (new id -> old id).  ``reordering`` (:class:`gkdfast.reorder.Reordering`)
+        ``method`` is ``"rcm"`` (reverse Cuthill–McKee), ``"degree"`` (hubs first), ``"community"``
+        (grouped by ``communities``, an ``[N]`` partition) or an ``[N]`` permutation tensor (new id ->
+        old id).  ``reordering`` (:class:`gkdfast.reorder.Reordering`)
         maps node tensors both ways: ``reordering.permute(x)`` before, ``reordering.unpermute(out)``
         after.  In-edge order is kept, so spmm results are bitwise the permuted originals.  See
         :func:`gkdfast.reorder.reorder_graph`; for a whole dataset use ``GraphData.reorder``.
@@ -379,7 +380,7 @@ class Graph:
         """
         from gkdfast.reorder import reorder_graph
 
-        return reorder_graph(self, method)
+        return reorder_graph(self, method, communities)
 
     def to(self, device=None, index_dtype: Optional[torch.dtype] = None) -> "Graph":
         """Copy to another device and/or index dtype (cached transpose included)."""

@@ -129,3 +129,18 @@ def test_bad_input_is_named():
     with pytest.raises(ValueError, match="30 rows"):
         r.permute_edges(torch.zeros(29))
     assert isinstance(r, Reordering) and reorder_graph(g, "degree")[1].method == "degree"
+
+
+def test_community_order_groups_nodes_and_spmm_round_trips():
+    torch.manual_seed(0)
+    g = gkdfast.Graph(torch.randint(0, 30, (2, 120)), 30)
+    comm = torch.randint(0, 4, (30,))
+    g2, r = g.reorder("community", communities=comm)
+    assert r.method == "community"
+    assert torch.equal(comm[r.perm], torch.sort(comm, stable=True)[0])  # grouped, stable inside a group
+    x = torch.randn(30, 5)
+    assert torch.equal(r.unpermute(gkdfast.spmm(g2, r.permute(x))), gkdfast.spmm(g, x))
+    with pytest.raises(ValueError, match="needs communities="):
+        g.reorder("community")
+    with pytest.raises(ValueError, match="integer tensor of shape \\[30\\]"):
+        g.reorder("community", communities=torch.rand(30))

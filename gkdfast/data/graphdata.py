@@ -119,10 +119,11 @@ class GraphData:
         return GraphData(self.graph, self.x, self.y, train_mask, val_mask, test_mask, self.num_classes,
                          self.name, self.sensitive, extras)
 
-    def reorder(self, method="rcm"):
+    def reorder(self, method="rcm", communities: Optional[Tensor] = None):
         """The same data with nodes relabelled for gather locality: returns ``(data, reordering)``.
 
-        ``method``: ``"rcm"``, ``"degree"`` or an ``[N]`` permutation (new id -> old id); see
+        ``method``: ``"rcm"``, ``"degree"``, ``"community"`` (with ``communities``, an ``[N]``
+        partition, e.g. a teacher's predicted classes) or an ``[N]`` permutation (new id -> old id); see
         :func:`gkdfast.reorder.reorder_graph`.  Features, labels, masks, ``sensitive`` and the graph's
         edge weights are permuted; ``extras`` is copied unchanged (plus ``extras["reordered"] =
         method``).  Train on the returned data, then map node outputs back to the original order with
@@ -135,7 +136,7 @@ class GraphData:
             >>> bool((r.unpermute(d2.x) == d.x).all()), int(d2.train_mask.sum()) == int(d.train_mask.sum())
             (True, True)
         """
-        graph, r = self.graph.reorder(method)
+        graph, r = self.graph.reorder(method, communities)
 
         def nodes(t):
             return None if t is None else r.permute(t)
