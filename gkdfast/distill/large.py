@@ -24,6 +24,7 @@ from typing import Callable, Dict, Optional, Sequence, Union
 import torch
 from torch import Tensor, nn
 
+from gkdfast._io import atomic_write
 from gkdfast.distill import recipes as _recipes
 from gkdfast.distill.memory import StageTimer, check_memory, format_bytes
 from gkdfast.distill.teacher_cache import TeacherOutputs, teacher_outputs
@@ -251,8 +252,8 @@ def distill_large(data, *, teacher: Union[str, nn.Module] = "sage", hidden: int 
                 stats = fit_sampled(tmodel, data, fanouts=fanouts, batch_size=teacher_batch_size,
                                     epochs=epochs, lr=teacher_lr, weight_decay=0.0, seed=seed,
                                     progress=progress)
-                torch.save(tmodel.state_dict(), weights + ".tmp")
-                os.replace(weights + ".tmp", weights)
+                state = tmodel.state_dict()
+                atomic_write(weights, lambda f: torch.save(state, f))
         teacher_seconds = float(stats.get("seconds", timer.record["seconds"]))
         done(timer, 0.0, "nodes/s", rate=float(stats.get("nodes_per_s", 0.0)),
              **{k: (None if isinstance(v, float) and v != v else v)  # NaN (no validation node) -> null
