@@ -9,17 +9,21 @@
 #   2. in-place build of gkdfast._C with the CUDA kernels (GKDFAST_CUDA=1, sm_90, MAX_JOBS=16)
 #   3. import check: compiled_with_cuda(), a GPU is visible, every gkdfast op has a CUDA kernel
 #   4. pytest -m cuda (all CUDA tests), then the CPU tests (quick, parallel when xdist is present)
-#   5. GPU benchmarks: every benchmarks/bench_*.py standalone runner, with --device cuda when it
-#      takes one
+#   5. benchmarks/gpu_compare.py: the new CUDA kernels vs the legacy ones (GKDFAST_CUDA_IMPL=legacy)
+#      vs each peer, TF32 off and on -> summary.json (commit it as docs/gpu-h200/summary.json),
+#      compare.json, and the summary table printed last
+#   6. BENCH_ALL=1: also every benchmarks/bench_*.py standalone runner, with --device cuda
 #   QUALITY=1 adds scripts/quality.py on the GPU: workers (dataset x seed half) start right after the
 #   build and run beside the tests until QUALITY_UNTIL seconds after the start, then stop; every
 #   finished training run is in quality.tar.gz (runs-*.jsonl), and the report is rebuilt from them
 #   with `scripts/quality.py --from-runs` (there, and again wherever the files land).
-# Files written to $OUT (at most 8, flat, as the device tool returns them): summary.txt, env.txt,
-# build.log, tests_cuda.log, tests_cpu.log, bench.log, bench.tar.gz, quality.tar.gz, ncu.csv
-# (summary.txt and env.txt are always there; the tool returns at most 8 files).
+# Files written to $OUT (flat, as the device tool returns them): summary.txt, env.txt, build.log,
+# tests_cuda.log, compare.log, summary.json, compare.json; tests_cpu.log without SKIP_CPU_TESTS=1 (the
+# default skips them: CI runs the CPU suite), bench.log + bench.tar.gz with BENCH_ALL=1,
+# quality.tar.gz with QUALITY=1, ncu.csv with PROFILE=1.
 # Knobs: PYTHON, GKDFAST_CUDA_ARCH_LIST (9.0), MAX_JOBS (16), T_BUILD / T_CUDA_TESTS / T_CPU_TESTS /
-# T_BENCH (seconds per step), SKIP_BENCH=1, SKIP_CPU_TESTS=1, BENCH_SMALL=1 (tiny benchmark sizes),
+# T_COMPARE / T_BENCH (seconds per step), SKIP_COMPARE=1, SKIP_CPU_TESTS (1 by default),
+# BENCH_ALL=1, BENCH_SMALL=1 (tiny benchmark sizes),
 # BENCH_MAX_SECONDS (per case and implementation), PROFILE=1 (ncu on scripts/profile_gpu.py cases,
 # PROFILE_CASES, into ncu.csv), QUALITY=1, QUALITY_UNTIL (seconds, 400),
 # QUALITY_DATASETS (all six), QUALITY_SEEDS (one worker per dataset and space-separated seed list;
@@ -38,6 +42,7 @@ T_BUILD=${T_BUILD:-300}
 T_CUDA_TESTS=${T_CUDA_TESTS:-150}
 T_CPU_TESTS=${T_CPU_TESTS:-120}
 T_BENCH=${T_BENCH:-150}
+T_COMPARE=${T_COMPARE:-240}
 SUMMARY="$OUT/summary.txt"
 : > "$SUMMARY"
 t0=$(date +%s)
@@ -118,7 +123,7 @@ CUDA_XDIST=""
 step "tests (-m cuda)" "$T_CUDA_TESTS" "$OUT/tests_cuda.log" "$PY" -m pytest -q -m cuda -p no:cacheprovider \
   $CUDA_XDIST --durations=10 tests
 note "cuda tests: $(grep -E '(passed|failed|error)' "$OUT/tests_cuda.log" | tail -n 1)"
-if [ "${SKIP_CPU_TESTS:-0}" != "1" ]; then
+if [ "${SKIP_CPU_TESTS:-1}" != "1" ]; then
   step "tests (cpu)" "$T_CPU_TESTS" "$OUT/tests_cpu.log" env OMP_NUM_THREADS=2 "$PY" -m pytest -q \
     -m "not cuda and not slow" -p no:cacheprovider $XDIST tests
   note "cpu tests: $(grep -E '(passed|failed|error)' "$OUT/tests_cpu.log" | tail -n 1)"
@@ -134,8 +139,16 @@ if [ -n "$QDIR" ]; then
   note "quality: $(cat "$QDIR"/runs-*.jsonl 2>/dev/null | wc -l) runs recorded"
 fi
 
-# ---- 5. benchmarks ------------------------------------------------------------------------
-if [ "${SKIP_BENCH:-0}" != "1" ]; then
+# ---- 5. new vs legacy vs peers --------------------------------------------------------------
+if [ "${SKIP_COMPARE:-0}" != "1" ]; then
+  CMP_DIR=$(mktemp -d)
+  step "gpu compare" "$T_COMPARE" "$OUT/compare.log" "$PY" benchmarks/gpu_compare.py --device cuda --out "$CMP_DIR" \
+    --max-seconds "${BENCH_MAX_SECONDS:-4}"
+  cp "$CMP_DIR/summary.json" "$CMP_DIR/compare.json" "$OUT/" 2>/dev/null || note "gpu compare: no summary written"
+fi
+
+# ---- 6. all benchmarks (BENCH_ALL=1) --------------------------------------------------------
+if [ "${BENCH_ALL:-0}" = "1" ] && [ "${SKIP_BENCH:-0}" != "1" ]; then
   BENCH_DIR=$(mktemp -d)
   [ "${BENCH_SMALL:-0}" = "1" ] && export GKDFAST_BENCH_SMALL=1
   budget_end=$(( $(date +%s) + T_BENCH ))
@@ -152,7 +165,7 @@ if [ "${SKIP_BENCH:-0}" != "1" ]; then
   tar -czf "$OUT/bench.tar.gz" -C "$BENCH_DIR" . 2>/dev/null
   rm -rf "$BENCH_DIR"
 fi
-# ---- 6. profiles (PROFILE=1): Nsight Compute on one call per case, summary CSV --------------------
+# ---- 7. profiles (PROFILE=1): Nsight Compute on one call per case, summary CSV --------------------
 if [ "${PROFILE:-0}" = "1" ]; then
   if command -v ncu >/dev/null 2>&1; then
     for c in ${PROFILE_CASES:-spmm-sum lsp gsp}; do
@@ -166,3 +179,8 @@ if [ "${PROFILE:-0}" = "1" ]; then
   fi
 fi
 note "total $(( $(date +%s) - t0 ))s"
+# The comparison table last, so it is what the device tool's output tail shows.
+if [ -f "$OUT/compare.log" ]; then
+  echo
+  sed -n '/^case /,$p' "$OUT/compare.log"
+fi

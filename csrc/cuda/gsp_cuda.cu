@@ -4,14 +4,19 @@
 // gives one warp to each row a, streams the candidate rows j through the warp and reduces the pair
 // statistics with a fixed butterfly (deterministic); per-row state lives in registers, backward
 // recomputes every pair and writes only the rows it owns (no atomics).  O(N^2 d) work on CUDA
-// cores: a tensor-core tiled version (dot tiles by mma, as the CPU path uses GEMM) is future work.
+// cores.  It is now the legacy path: the dot-product kernels go through the GEMM-tile driver
+// (ops/gsp_tiles.h: cuBLAS tiles + one fused epilogue kernel per tile, gsp_tiles_cuda.cu) unless
+// GKDFAST_CUDA_IMPL=legacy; laplace (L1 distances, no GEMM) always runs here.
 #include <torch/library.h>
 
 #include "common/online_softmax.h"
 #include "common/pairwise_tiles.h"
 #include "common/similarity_kernels.h"
 #include "cuda/cuda_utils.cuh"
+#include "common/tile_workspace.h"
+#include "cuda/gsp_tiles_cuda.h"
 #include "ops/gsp.h"
+#include "ops/gsp_tiles.h"
 
 namespace gkdfast {
 namespace cuda {
@@ -118,6 +123,8 @@ std::tuple<at::Tensor, at::Tensor> gsp_tiled_cuda(const at::Tensor& s_in, const 
   const int64_t n = s_in.size(0);
   const int64_t r0 = row_begin, r1 = resolve_gsp_rows(n, row_begin, row_end, "gsp");
   GKD_CUDA_SETUP(s_in);
+  if (kernel_is_gemm_friendly(kind) && !cuda_legacy_impl())
+    return gsp_tiles_forward(s_in, t_in, kind, args.loss, gamma, tau, r0, r1, cuda_gsp_epilogue());
   const auto s = s_in.contiguous();
   const auto t = t_in.contiguous();
   auto per_row = at::zeros({r1 - r0}, s.options());
@@ -149,6 +156,9 @@ std::tuple<at::Tensor, at::Tensor> gsp_tiled_backward_cuda(const at::Tensor& s_i
   const auto t = t_in.contiguous();
   // Full-N state: the range's rows, weight 0 elsewhere (see gsp_full_state in ops/gsp.h).
   const GspFullState full = gsp_full_state(n, r0, r1, per_row_in, stats_in, grad_in);
+  if (kernel_is_gemm_friendly(kind) && !cuda_legacy_impl())
+    return gsp_tiles_backward(s_in, t_in, full.per_row, full.stats, full.grad, kind, args.loss, gamma, tau, need_s,
+                              need_t, r0, r1, cuda_gsp_epilogue());
   const auto kl = full.per_row.contiguous();
   const auto st = full.stats.contiguous();
   const auto w = full.grad.contiguous();

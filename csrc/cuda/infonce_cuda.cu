@@ -20,6 +20,7 @@
 
 #include "common/online_softmax.h"
 #include "common/philox.h"
+#include "cuda/lse_tiles_cuda.h"
 #include "ops/gram_lse.h"
 #include "ops/infonce.h"
 
@@ -128,7 +129,8 @@ std::tuple<at::Tensor, at::Tensor> infonce_cuda(const at::Tensor& a_in, const at
   check_infonce(a_in, c_in, pos_offset, num_negatives, row_begin, "infonce");
   check_cuda(a_in, "infonce");
   c10::cuda::CUDAGuard guard(a_in.device());
-  if (num_negatives == 0) return infonce_tiled_forward(a_in, c_in, inv_tau, pos_offset, exclude_self, row_begin);
+  if (num_negatives == 0) return infonce_tiled_forward(a_in, c_in, inv_tau, pos_offset, exclude_self, row_begin,
+                                                         cuda::cuda_lse_tile_ops());
   const auto a = a_in.contiguous(), c = c_in.contiguous();
   const int64_t n = a.size(0), n_c = c.size(0), d = a.size(1);
   const auto acc_opts = a.options().dtype(infonce_acc_type(a.scalar_type()));
@@ -154,7 +156,8 @@ std::tuple<at::Tensor, at::Tensor> infonce_backward_cuda(const at::Tensor& a_in,
   check_cuda(a_in, "infonce_backward");
   c10::cuda::CUDAGuard guard(a_in.device());
   if (num_negatives == 0)
-    return infonce_tiled_backward(a_in, c_in, lse_in, g_in, gl_in, inv_tau, pos_offset, exclude_self, row_begin);
+    return infonce_tiled_backward(a_in, c_in, lse_in, g_in, gl_in, inv_tau, pos_offset, exclude_self, row_begin,
+                                  cuda::cuda_lse_tile_ops());
   const auto a = a_in.contiguous(), c = c_in.contiguous();
   const auto acc = infonce_acc_type(a.scalar_type());
   const auto lse = lse_in.to(acc).contiguous(), g = g_in.to(acc).contiguous(), gl = gl_in.to(acc).contiguous();
@@ -197,7 +200,7 @@ at::Tensor gram_lse_cuda(const at::Tensor& z, double inv_tau, bool exclude_self)
   check_gram_lse(z, "gram_lse");
   check_cuda(z, "gram_lse");
   c10::cuda::CUDAGuard guard(z.device());
-  return gram_lse_tiled(z, inv_tau, exclude_self);
+  return gram_lse_tiled(z, inv_tau, exclude_self, cuda::cuda_lse_tile_ops());
 }
 
 at::Tensor gram_lse_backward_cuda(const at::Tensor& z, const at::Tensor& lse, const at::Tensor& grad, double inv_tau,
@@ -205,7 +208,7 @@ at::Tensor gram_lse_backward_cuda(const at::Tensor& z, const at::Tensor& lse, co
   check_gram_lse_backward(z, lse, grad, "gram_lse_backward");
   check_cuda(z, "gram_lse_backward");
   c10::cuda::CUDAGuard guard(z.device());
-  return gram_lse_tiled_backward(z, lse, grad, inv_tau, exclude_self);
+  return gram_lse_tiled_backward(z, lse, grad, inv_tau, exclude_self, cuda::cuda_lse_tile_ops());
 }
 
 std::tuple<at::Tensor, at::Tensor> topk_similar_cuda(const at::Tensor& query, const at::Tensor& keys, int64_t k) {

@@ -7,12 +7,18 @@
 // gradient into the row it owns and writes two scalars per edge; kernel 2 (warp per transposed
 // row = source node) adds the source side.  No atomics: bitwise deterministic.
 // Gradients are accumulated in acc_t (float for half types) and cast at the end.
+//
+// This is the legacy path for the dot-product kernels in float32 / float64: those run the staged
+// version (lsp_staged_cuda.cu: edge stage, segment log-sum-exp, cuSPARSE SpMMs for the gradients)
+// unless GKDFAST_CUDA_IMPL=legacy.  laplace and half types always run here.
 #include <torch/library.h>
 
 #include "common/online_softmax.h"
 #include "common/pairwise_tiles.h"
 #include "common/similarity_kernels.h"
 #include "cuda/cuda_utils.cuh"
+#include "common/tile_workspace.h"
+#include "cuda/lsp_staged_cuda.h"
 #include "ops/graph_checks.h"
 #include "ops/lsp.h"
 
@@ -140,6 +146,8 @@ std::tuple<at::Tensor, at::Tensor> lsp_cuda(const at::Tensor& rowptr_in, const a
   const auto col = col_in.contiguous();
   const auto s = s_in.contiguous();
   const auto t = t_in.contiguous();
+  if (lsp_staged_supported(kind, s.scalar_type()) && !cuda_legacy_impl())
+    return lsp_staged_forward(rowptr, col, s, t, kind, gamma, tau);
   const int64_t n = csr_num_rows(rowptr);
   auto per_node = at::zeros({n}, s.options());
   auto lse = at::zeros({n, 2}, s.options());
@@ -170,6 +178,9 @@ std::tuple<at::Tensor, at::Tensor> lsp_backward_cuda(
   const auto col = col_in.contiguous();
   const auto s = s_in.contiguous();
   const auto t = t_in.contiguous();
+  if (lsp_staged_supported(kind, s.scalar_type()) && !cuda_legacy_impl())
+    return lsp_staged_backward(rowptr, col, t_rowptr_in.contiguous(), t_col_in.contiguous(), t_eid_in.contiguous(), s,
+                               t, per_node_in, lse_in, grad_in, kind, gamma, tau, need_s, need_t);
   const auto per_node = per_node_in.to(s.scalar_type()).contiguous();
   const auto lse = lse_in.to(s.scalar_type()).contiguous();
   const auto gnode = grad_in.to(s.scalar_type()).contiguous();

@@ -2,9 +2,16 @@
 // max/min backward.  The row machinery (warp per row, vector loads, hub rows on whole blocks,
 // no atomics on values) lives in row_gather.cuh / edge_dot.cuh; this file supplies the per-edge
 // values and the argument handling, which mirrors csrc/cpu/spmm_cpu.cpp.
+//
+// sum / mean in float32 / float64 go through ATen's CSR matmul instead (cuSPARSE SpMM, no
+// cuSPARSE headers here), forward and, since the backward is spmm over the cached transposed CSR,
+// backward too; gkdfast's own kernel keeps float16 / bfloat16 (float accumulation), max / min, and
+// everything under GKDFAST_CUDA_IMPL=legacy.
 #include <torch/library.h>
 
 #include "common/reducers.h"
+#include "common/tile_workspace.h"
+#include "cuda/csr_matmul.h"
 #include "cuda/cuda_utils.cuh"
 #include "cuda/edge_dot.cuh"
 #include "cuda/row_gather.cuh"
@@ -150,6 +157,19 @@ void spmm_launch(const at::Tensor& rowptr, const at::Tensor& col, const at::Tens
     launch_row_gather<R, 1>(op, rp, n, col.size(0), d, x.options(), stream);
 }
 
+// out = A x through cuSPARSE (csr_matmul.h); mean scales each row by 1/deg afterwards (rows
+// without edges are 0 either way).
+at::Tensor spmm_sum_cusparse(const at::Tensor& rowptr, const at::Tensor& col, const at::Tensor& weight,
+                             const at::Tensor& x, bool mean) {
+  at::Tensor out = csr_matmul(rowptr, col, weight, x);
+  if (mean) {
+    const int64_t n = csr_num_rows(rowptr);
+    const at::Tensor deg = (rowptr.narrow(0, 1, n) - rowptr.narrow(0, 0, n)).to(x.scalar_type());
+    out.mul_(at::where(deg > 0, deg.reciprocal(), at::zeros_like(deg)).unsqueeze(1));
+  }
+  return out;
+}
+
 std::tuple<at::Tensor, at::Tensor> spmm_cuda(const at::Tensor& rowptr_in, const at::Tensor& col_in,
                                              const at::Tensor& t_rowptr, const at::Tensor& t_col,
                                              const at::Tensor& t_eid, const c10::optional<at::Tensor>& weight_in,
@@ -161,6 +181,10 @@ std::tuple<at::Tensor, at::Tensor> spmm_cuda(const at::Tensor& rowptr_in, const 
   const auto x = x_in.contiguous();
   const at::Tensor weight = spmm_edge_weight(weight_in, col, x, "spmm");
   const int64_t n = csr_num_rows(rowptr), d = x.size(1);
+  const bool cusparse_dtype = x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble;
+  if ((reduce == Reduce::Sum || reduce == Reduce::Mean) && cusparse_dtype && n > 0 && d > 0 && !cuda_legacy_impl())
+    return {spmm_sum_cusparse(rowptr, col, weight, x, reduce == Reduce::Mean),
+            at::empty({0}, x.options().dtype(at::kLong))};
   auto out = at::empty({n, d}, x.options());
   auto arg = reduce_has_arg(reduce) ? at::empty({n, d}, x.options().dtype(at::kLong))
                                     : at::empty({0}, x.options().dtype(at::kLong));

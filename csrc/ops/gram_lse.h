@@ -14,15 +14,19 @@
 
 #include <torch/types.h>
 
+#include "ops/lse_tiles.h"
+
 namespace gkdfast {
 
 void check_gram_lse(const at::Tensor& z, const char* op);
 void check_gram_lse_backward(const at::Tensor& z, const at::Tensor& lse, const at::Tensor& grad, const char* op);
 
 // Device-agnostic tiled implementation (ATen GEMMs on square tiles, a streaming log-sum-exp per
-// row); memory O(tile^2 + N * d) whatever N is, tiles visited in a fixed order (deterministic).
-at::Tensor gram_lse_tiled(const at::Tensor& z, double inv_tau, bool exclude_self);
+// row; `ops` does each tile's elementwise part, see ops/lse_tiles.h); memory O(tile^2 + N * d)
+// whatever N is, tiles visited in a fixed order (deterministic).
+at::Tensor gram_lse_tiled(const at::Tensor& z, double inv_tau, bool exclude_self,
+                          const LseTileOps& ops = aten_lse_tile_ops());
 at::Tensor gram_lse_tiled_backward(const at::Tensor& z, const at::Tensor& lse, const at::Tensor& grad,
-                                   double inv_tau, bool exclude_self);
+                                   double inv_tau, bool exclude_self, const LseTileOps& ops = aten_lse_tile_ops());
 
 }  // namespace gkdfast

@@ -3,6 +3,8 @@
 // matrix is never formed.  Both the CPU and the CUDA registrations call these for num_negatives == 0.
 #include "ops/infonce.h"
 
+#include "ops/lse_tiles.h"
+
 #include <ATen/ATen.h>
 
 #include <algorithm>
@@ -11,25 +13,6 @@
 
 namespace gkdfast {
 namespace {
-
-// Tile shape per device: CUDA tiles fill the GPU (256 MiB of float32 logits); CPU tiles stay in
-// the last-level cache range while still giving the BLAS a multi-threaded GEMM.
-void tile_shape(const at::Tensor& t, int64_t& rows, int64_t& cols) {
-  if (t.is_cuda()) {
-    rows = 8192;
-    cols = 8192;
-  } else {
-    rows = 512;
-    cols = 4096;
-  }
-}
-
-// Entries (r, c) of a tile starting at (i0, j0) with i0 + r == j0 + c are the pairs i == j.
-void mask_self(at::Tensor& tile, int64_t i0, int64_t j0, double fill) {
-  const int64_t off = i0 - j0;
-  if (off >= tile.size(1) || -off >= tile.size(0)) return;
-  tile.diagonal(off).fill_(fill);
-}
 
 }  // namespace
 
@@ -85,38 +68,28 @@ static at::Tensor positive_index(const at::Tensor& a, int64_t n_c, int64_t pos_o
 
 std::tuple<at::Tensor, at::Tensor> infonce_tiled_forward(const at::Tensor& a_in, const at::Tensor& c_in,
                                                          double inv_tau, int64_t pos_offset, bool exclude_self,
-                                                         int64_t row_begin) {
+                                                         int64_t row_begin, const LseTileOps& ops) {
   const auto acc = infonce_acc_type(a_in.scalar_type());
   const at::Tensor a = a_in.to(acc).contiguous();
   const at::Tensor c = c_in.to(acc).contiguous();
+  const at::Tensor as = a * inv_tau;  // 1/tau once on the input, not once per tile
   const int64_t n = a.size(0), n_c = c.size(0);
-  int64_t br, bc;
-  tile_shape(a, br, bc);
-  const double ninf = -std::numeric_limits<double>::infinity();
-  at::Tensor lse = at::empty({n}, a.options());
-  for (int64_t i0 = 0; i0 < n; i0 += br) {
-    const int64_t bi = std::min(br, n - i0);
-    const at::Tensor ai = a.narrow(0, i0, bi);
-    at::Tensor m = at::full({bi}, ninf, a.options());
-    at::Tensor s = at::zeros({bi}, a.options());
-    for (int64_t j0 = 0; j0 < n_c; j0 += bc) {
-      const int64_t bj = std::min(bc, n_c - j0);
-      at::Tensor tile = at::mm(ai, c.narrow(0, j0, bj).t());
-      tile.mul_(inv_tau);
-      if (exclude_self) mask_self(tile, row_begin + i0, j0, ninf);
-      const at::Tensor new_m = at::maximum(m, std::get<0>(tile.max(1)));
-      // A row whose entries so far are all -inf keeps max -inf; shift by 0 there to avoid inf - inf.
-      const at::Tensor shift = at::where(at::isinf(new_m), at::zeros_like(new_m), new_m);
-      s = s * at::exp(m - shift) + tile.sub_(shift.unsqueeze(1)).exp_().sum(1);
-      m = new_m;
+  const LseTileShape shape = lse_tile_shape(a, n, n_c, false);
+  at::Tensor lse = at::full({n}, -std::numeric_limits<double>::infinity(), a.options());
+  at::Tensor buf = at::empty({std::min(shape.rows, n), std::min(shape.cols, n_c)}, a.options());
+  for (int64_t i0 = 0; i0 < n; i0 += shape.rows) {
+    const int64_t bi = std::min(shape.rows, n - i0);
+    for (int64_t j0 = 0; j0 < n_c; j0 += shape.cols) {
+      const int64_t bj = std::min(shape.cols, n_c - j0);
+      at::Tensor tile = buf.narrow(0, 0, bi).narrow(1, 0, bj);
+      at::mm_out(tile, as.narrow(0, i0, bi), c.narrow(0, j0, bj).t());
+      ops.merge_rows(tile, lse.narrow(0, i0, bi), row_begin + i0, j0, exclude_self);
     }
-    const at::Tensor shift = at::where(at::isinf(m), at::zeros_like(m), m);
-    lse.narrow(0, i0, bi).copy_(shift + at::log(s));
   }
   at::Tensor loss = lse.clone();
   if (pos_offset >= 0 && n > 0) {
     const at::Tensor cpos = c.index_select(0, positive_index(a, n_c, pos_offset, row_begin));
-    loss.sub_((a * cpos).sum(1).mul_(inv_tau));
+    loss.sub_((as * cpos).sum(1));
   }
   return {loss, lse};
 }
@@ -124,37 +97,37 @@ std::tuple<at::Tensor, at::Tensor> infonce_tiled_forward(const at::Tensor& a_in,
 std::tuple<at::Tensor, at::Tensor> infonce_tiled_backward(const at::Tensor& a_in, const at::Tensor& c_in,
                                                           const at::Tensor& lse_in, const at::Tensor& grad_loss,
                                                           const at::Tensor& grad_lse, double inv_tau,
-                                                          int64_t pos_offset, bool exclude_self, int64_t row_begin) {
+                                                          int64_t pos_offset, bool exclude_self, int64_t row_begin,
+                                                          const LseTileOps& ops) {
   const auto acc = infonce_acc_type(a_in.scalar_type());
   const at::Tensor a = a_in.to(acc).contiguous();
   const at::Tensor c = c_in.to(acc).contiguous();
+  const at::Tensor as = a * inv_tau;
   const int64_t n = a.size(0), n_c = c.size(0);
   const at::Tensor g = grad_loss.to(acc);
   // d lse_i / d l_ij = p_ij; both the loss and the lse output carry that term.
-  const at::Tensor g_p = (g + grad_lse.to(acc)).mul_(inv_tau);
+  const at::Tensor g_p = (g + grad_lse.to(acc)).mul_(inv_tau).contiguous();
   // An empty set (lse = -inf) has no probabilities: use +inf so exp(l - lse) = 0 there.
-  const at::Tensor lse = at::where(at::isneginf(lse_in.to(acc)), at::full_like(lse_in.to(acc), std::numeric_limits<double>::infinity()),
-                                   lse_in.to(acc));
+  const at::Tensor l = lse_in.to(acc);
+  const at::Tensor lse = at::where(at::isneginf(l), at::full_like(l, std::numeric_limits<double>::infinity()), l)
+                             .contiguous();
   at::Tensor da = at::zeros_like(a), dc = at::zeros_like(c);
-  int64_t br, bc;
-  tile_shape(a, br, bc);
-  const double ninf = -std::numeric_limits<double>::infinity();
-  for (int64_t i0 = 0; i0 < n; i0 += br) {
-    const int64_t bi = std::min(br, n - i0);
+  const LseTileShape shape = lse_tile_shape(a, n, n_c, false);
+  at::Tensor buf = at::empty({std::min(shape.rows, n), std::min(shape.cols, n_c)}, a.options());
+  for (int64_t i0 = 0; i0 < n; i0 += shape.rows) {
+    const int64_t bi = std::min(shape.rows, n - i0);
     const at::Tensor ai = a.narrow(0, i0, bi);
     at::Tensor dai = da.narrow(0, i0, bi);
-    const at::Tensor lse_i = lse.narrow(0, i0, bi).unsqueeze(1);
-    const at::Tensor gp_i = g_p.narrow(0, i0, bi).unsqueeze(1);
-    for (int64_t j0 = 0; j0 < n_c; j0 += bc) {
-      const int64_t bj = std::min(bc, n_c - j0);
+    for (int64_t j0 = 0; j0 < n_c; j0 += shape.cols) {
+      const int64_t bj = std::min(shape.cols, n_c - j0);
       const at::Tensor cj = c.narrow(0, j0, bj);
-      at::Tensor tile = at::mm(ai, cj.t());
-      tile.mul_(inv_tau);
-      if (exclude_self) mask_self(tile, row_begin + i0, j0, ninf);
-      tile.sub_(lse_i).exp_().mul_(gp_i);  // (g_i + gl_i) * p_ij / tau
+      at::Tensor tile = buf.narrow(0, 0, bi).narrow(1, 0, bj);
+      at::mm_out(tile, as.narrow(0, i0, bi), cj.t());
+      // (g_i + gl_i) * p_ij / tau
+      ops.softmax_weights(tile, lse.narrow(0, i0, bi), g_p.narrow(0, i0, bi), at::Tensor(), at::Tensor(),
+                          row_begin + i0, j0, exclude_self);
       dai.addmm_(tile, cj);
-      at::Tensor dcj = dc.narrow(0, j0, bj);
-      dcj.addmm_(tile.t(), ai);
+      dc.narrow(0, j0, bj).addmm_(tile.t(), ai);
     }
   }
   if (pos_offset >= 0 && n > 0) {
@@ -177,9 +150,8 @@ std::tuple<at::Tensor, at::Tensor> topk_similar_tiled(const at::Tensor& query, c
   const at::Tensor q = query.to(acc).contiguous();
   const at::Tensor kk = keys.to(acc).contiguous();
   const int64_t nq = q.size(0), n = kk.size(0);
-  int64_t br, bc;
-  tile_shape(q, br, bc);
-  bc = std::max(bc, k);
+  const LseTileShape shape = lse_tile_shape(q, nq, n, false);
+  const int64_t br = shape.rows, bc = std::max(shape.cols, k);
   at::Tensor values = at::empty({nq, k}, q.options());
   at::Tensor indices = at::empty({nq, k}, q.options().dtype(at::kLong));
   if (k == 0) return {values.to(query.scalar_type()), indices};

@@ -16,6 +16,8 @@
 
 #include <tuple>
 
+#include "ops/lse_tiles.h"
+
 namespace gkdfast {
 
 void check_infonce(const at::Tensor& a, const at::Tensor& c, int64_t pos_offset, int64_t num_negatives,
@@ -27,16 +29,19 @@ at::ScalarType infonce_acc_type(at::ScalarType t);
 // themselves is checked by each backend: a plain loop on CPU, one min/max reduction on CUDA).
 void check_sample_negatives(const at::Tensor& rows, int64_t num_nodes, int64_t k_neg);
 
-// All-N forward / backward by BLAS tiles of tile_rows x tile_cols logits with a streaming
-// log-sum-exp: extra memory O(tile_rows * tile_cols + N * d) whatever N is; the backward recomputes
-// each tile and accumulates both gradients from it (tiles are visited in a fixed order, so the
-// result is deterministic).  Works for CPU and CUDA tensors alike.
+// All-N forward / backward by BLAS tiles of logits (lse_tile_shape) with a streaming log-sum-exp:
+// extra memory O(tile + N * d) whatever N is; the backward recomputes each tile and accumulates
+// both gradients from it (tiles are visited in a fixed order, so the result is deterministic).
+// Works for CPU and CUDA tensors alike; `ops` does the elementwise part of each tile
+// (ops/lse_tiles.h: ATen ops by default, the fused CUDA kernels from the CUDA registration).
 std::tuple<at::Tensor, at::Tensor> infonce_tiled_forward(const at::Tensor& a, const at::Tensor& c, double inv_tau,
-                                                         int64_t pos_offset, bool exclude_self, int64_t row_begin);
+                                                         int64_t pos_offset, bool exclude_self, int64_t row_begin,
+                                                         const LseTileOps& ops = aten_lse_tile_ops());
 std::tuple<at::Tensor, at::Tensor> infonce_tiled_backward(const at::Tensor& a, const at::Tensor& c,
                                                           const at::Tensor& lse, const at::Tensor& grad_loss,
                                                           const at::Tensor& grad_lse, double inv_tau,
-                                                          int64_t pos_offset, bool exclude_self, int64_t row_begin);
+                                                          int64_t pos_offset, bool exclude_self, int64_t row_begin,
+                                                         const LseTileOps& ops = aten_lse_tile_ops());
 
 // Streaming top-k of query . key over all keys: (values [Q, k], indices [Q, k] int64), best first.
 std::tuple<at::Tensor, at::Tensor> topk_similar_tiled(const at::Tensor& query, const at::Tensor& keys, int64_t k);

@@ -1,0 +1,23 @@
+#include "cuda/csr_matmul.h"
+
+#include <ATen/ATen.h>
+
+#include "ops/graph_checks.h"
+
+namespace gkdfast {
+namespace cuda {
+
+at::Tensor csr_matmul(const at::Tensor& rowptr, const at::Tensor& col, const at::Tensor& values, const at::Tensor& x) {
+  const int64_t n = csr_num_rows(rowptr), num_edges = col.size(0);
+  if (num_edges == 0 || n == 0) return at::zeros({n, x.size(1)}, x.options());
+  // cuSPARSE wants one index dtype for both arrays.
+  const bool same = rowptr.scalar_type() == col.scalar_type();
+  const at::Tensor crow = same ? rowptr : rowptr.to(at::kLong), cols = same ? col : col.to(at::kLong);
+  const at::Tensor vals = values.defined() ? values : at::ones({num_edges}, x.options());
+  const at::Tensor a = at::_sparse_csr_tensor_unsafe(crow, cols, vals, {n, x.size(0)}, x.scalar_type(),
+                                                     at::kSparseCsr, x.device());
+  return at::mm(a, x);
+}
+
+}  // namespace cuda
+}  // namespace gkdfast
