@@ -6,7 +6,7 @@ kernels do not need).
 """
 import importlib
 
-from gkdfast import losses, nn
+from gkdfast import losses, nn, settings
 from gkdfast._backend import backend_info, explain
 from gkdfast.graph import Graph
 from gkdfast.ops import edge_softmax, gcn_norm, sddmm, spmm
@@ -15,7 +15,7 @@ from gkdfast.retrieval import topk_similar
 __version__ = "0.1.0"
 
 __all__ = ["Graph", "spmm", "sddmm", "edge_softmax", "gcn_norm", "topk_similar", "backend_info", "explain",
-           "losses", "nn", "data", "distill", "sampling", "__version__"]
+           "losses", "nn", "settings", "data", "distill", "sampling", "__version__"]
 
 _LAZY_SUBMODULES = ("data", "distill", "sampling")
 

@@ -186,3 +186,22 @@ def test_bad_cpu_gsp_impl_is_one_clear_error():
     s, t = _pair(10, 3, 3)
     with env(GKDFAST_CPU_GSP_IMPL="fastest"), pytest.raises(ValueError, match="GKDFAST_CPU_GSP_IMPL"):
         torch.ops.gkdfast.gsp_tiled(s, t, "rbf", "kl", 0.5, 1.0)
+
+
+def test_settings_context_managers_set_and_restore_the_environment():
+    import gkdfast
+
+    os.environ.pop("GKDFAST_TILE_WORKSPACE_MB", None)
+    with gkdfast.settings.tile_workspace(0.001):
+        assert float(os.environ["GKDFAST_TILE_WORKSPACE_MB"]) == 0.001
+        z = torch.randn(70, 4, dtype=torch.float64)
+        lse = torch.ops.gkdfast.gram_lse(z, 1.0, False)  # many tiles under this budget
+    assert "GKDFAST_TILE_WORKSPACE_MB" not in os.environ
+    torch.testing.assert_close(lse, torch.logsumexp(z @ z.t(), 1), rtol=1e-10, atol=1e-12)
+    with gkdfast.settings.cuda_impl("legacy"):
+        assert os.environ["GKDFAST_CUDA_IMPL"] == "legacy"
+    assert "GKDFAST_CUDA_IMPL" not in os.environ
+    with pytest.raises(ValueError, match="megabytes"):
+        gkdfast.settings.tile_workspace(0)
+    with pytest.raises(ValueError, match="fast"):
+        gkdfast.settings.cuda_impl("turbo")

@@ -87,3 +87,5 @@ at::Tensor gram_lse_tiled_backward(const at::Tensor& z_in, const at::Tensor& lse
   }
   return dz.to(z_in.scalar_type());
 }
+
+}  // namespace gkdfast

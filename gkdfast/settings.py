@@ -1,0 +1,73 @@
+"""Process-wide knobs of the native kernels, as context managers.
+
+Both are environment variables read by the C++ side at every call, so they can also be set before
+Python starts; the context managers set them for a block and restore the previous value.
+
+* ``tile_workspace(megabytes)`` -> ``GKDFAST_TILE_WORKSPACE_MB``: how much memory the GEMM tiles of
+  the all-pairs losses (``losses.gsp``, ``losses.crd`` all-N, ``ncontrast`` / ``nt_xent``'s exact
+  denominator, ``topk_similar``) may take at once.  Default on CUDA: 256 MiB (tiles large enough for
+  cuBLAS to run at full speed); on CPU the kernels keep their cache-sized tiles unless this is set.
+  Memory of those losses is O(N d) plus this budget, whatever N is.
+* ``cuda_impl(name)`` -> ``GKDFAST_CUDA_IMPL``: ``"fast"`` (default: tensor-core tiles with fused
+  epilogues for gsp / crd / gram_lse, cuSPARSE for spmm sum / mean in float32 / float64, the staged
+  LSP) or ``"legacy"`` (the first-generation kernels: warp-per-row pair loops, gkdfast's own spmm
+  for every reduce, the fused-per-row LSP).  Kept to compare both on a GPU.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+from typing import Iterator, Optional
+
+__all__ = ["tile_workspace", "cuda_impl"]
+
+
+@contextlib.contextmanager
+def _env(name: str, value: Optional[str]) -> Iterator[None]:
+    old = os.environ.get(name)
+    if value is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = value
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = old
+
+
+def tile_workspace(megabytes: Optional[float]):
+    """Within the block, the pairwise losses' GEMM tiles use at most ``megabytes`` MiB at once
+    (``None``: the default, 256 MiB on CUDA, cache-sized tiles on CPU).  Process-wide.
+
+    Example:
+        >>> import torch, gkdfast
+        >>> s, t = torch.randn(300, 8), torch.randn(300, 8)
+        >>> with gkdfast.settings.tile_workspace(1):
+        ...     loss = gkdfast.losses.crd(s, t)
+        >>> bool(torch.isfinite(loss))
+        True
+    """
+    if megabytes is not None:
+        mb = float(megabytes)
+        if not (math.isfinite(mb) and mb > 0):
+            raise ValueError(f"gkdfast.settings.tile_workspace: megabytes must be a positive number, got {megabytes!r}")
+        return _env("GKDFAST_TILE_WORKSPACE_MB", repr(mb))
+    return _env("GKDFAST_TILE_WORKSPACE_MB", None)
+
+
+def cuda_impl(name: str):
+    """Within the block, CUDA calls run the ``"fast"`` (default) or ``"legacy"`` kernels.  Process-wide.
+
+    Example:
+        >>> import gkdfast
+        >>> with gkdfast.settings.cuda_impl("legacy"):
+        ...     pass  # CUDA ops called here use the first-generation kernels
+    """
+    name = str(name).strip().lower()
+    if name not in ("fast", "legacy"):
+        raise ValueError(f"gkdfast.settings.cuda_impl: name must be 'fast' or 'legacy', got {name!r}")
+    return _env("GKDFAST_CUDA_IMPL", name)
