@@ -79,6 +79,11 @@ TORCH_LIBRARY(gkdfast, m) {
   // Returns (rowptr [S+1] int64, sampled source ids [nnz], their CSR edge positions [nnz]).
   m.def("sample_neighbors(Tensor rowptr, Tensor col, Tensor seeds, int fanout, int seed, int hop) "
         "-> (Tensor, Tensor, Tensor)");
+  // ---- graph-level pooling -------------------------------------------------------------------
+  // Global sum / mean / max over contiguous node segments (the graphs of a batch, offsets ptr [B+1]);
+  // see csrc/ops/segment_pool.h.  arg: [B, d] first maximal node for max, else [0].
+  m.def("segment_pool(Tensor x, Tensor ptr, str reduce) -> (Tensor, Tensor)");
+  m.def("segment_pool_backward(Tensor ptr, Tensor arg, Tensor grad_out, int num_nodes, str reduce) -> Tensor");
   // Streaming top-k of query . key over all keys: (values [Q, k], indices [Q, k]).
   m.def("topk_similar(Tensor query, Tensor keys, int k) -> (Tensor, Tensor)");
 }

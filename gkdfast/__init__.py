@@ -6,16 +6,18 @@ kernels do not need).
 """
 import importlib
 
-from gkdfast import losses, nn, settings
+from gkdfast import losses, nn, pooling, settings
 from gkdfast._backend import backend_info, explain
 from gkdfast.graph import Graph
 from gkdfast.ops import edge_softmax, gcn_norm, sddmm, spmm
+from gkdfast.pooling import global_pool
 from gkdfast.retrieval import topk_similar
 
 __version__ = "0.1.0"
 
-__all__ = ["Graph", "spmm", "sddmm", "edge_softmax", "gcn_norm", "topk_similar", "backend_info", "explain",
-           "losses", "nn", "settings", "data", "distill", "sampling", "__version__"]
+__all__ = ["Graph", "spmm", "sddmm", "edge_softmax", "gcn_norm", "global_pool", "topk_similar", "backend_info",
+           "explain",
+           "losses", "nn", "pooling", "settings", "data", "distill", "sampling", "__version__"]
 
 _LAZY_SUBMODULES = ("data", "distill", "sampling")
 

@@ -2,6 +2,8 @@
 
 #include <ATen/ATen.h>
 
+#include <array>
+
 #include "ops/graph_checks.h"
 
 namespace gkdfast {
@@ -14,8 +16,8 @@ at::Tensor csr_matmul(const at::Tensor& rowptr, const at::Tensor& col, const at:
   const bool same = rowptr.scalar_type() == col.scalar_type();
   const at::Tensor crow = same ? rowptr : rowptr.to(at::kLong), cols = same ? col : col.to(at::kLong);
   const at::Tensor vals = values.defined() ? values : at::ones({num_edges}, x.options());
-  const at::Tensor a = at::_sparse_csr_tensor_unsafe(crow, cols, vals, {n, x.size(0)}, x.scalar_type(),
-                                                     at::kSparseCsr, x.device());
+  const std::array<int64_t, 2> size{n, x.size(0)};
+  const at::Tensor a = at::_sparse_csr_tensor_unsafe(crow, cols, vals, size, vals.options().layout(at::kSparseCsr));
   return at::mm(a, x);
 }
 

@@ -152,13 +152,13 @@ std::tuple<at::Tensor, at::Tensor> gsp_tiled_backward_cuda(const at::Tensor& s_i
   const int64_t r0 = row_begin, r1 = resolve_gsp_rows(n, row_begin, row_end, "gsp_backward");
   check_gsp_backward_state(r1 - r0, per_row_in, stats_in, grad_in, s_in);
   GKD_CUDA_SETUP(s_in);
-  const auto s = s_in.contiguous();
-  const auto t = t_in.contiguous();
   // Full-N state: the range's rows, weight 0 elsewhere (see gsp_full_state in ops/gsp.h).
   const GspFullState full = gsp_full_state(n, r0, r1, per_row_in, stats_in, grad_in);
   if (kernel_is_gemm_friendly(kind) && !cuda_legacy_impl())
     return gsp_tiles_backward(s_in, t_in, full.per_row, full.stats, full.grad, kind, args.loss, gamma, tau, need_s,
                               need_t, r0, r1, cuda_gsp_epilogue());
+  const auto s = s_in.contiguous();
+  const auto t = t_in.contiguous();
   const auto kl = full.per_row.contiguous();
   const auto st = full.stats.contiguous();
   const auto w = full.grad.contiguous();

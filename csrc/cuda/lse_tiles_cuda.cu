@@ -28,14 +28,18 @@ __device__ __forceinline__ T logaddexp(T a, T b) {
   const T inf = std::numeric_limits<T>::infinity();
   if (a == -inf) return b;
   if (b == -inf) return a;
+  if (a == inf || b == inf) return inf;
   const T m = a > b ? a : b;
   return m + log1p(exp(-fabs(a - b)));
 }
 
-// log(sum) of a (max, sum-exp) pair: -inf for an empty set, NaN kept.
+// log(sum) of a (max, sum-exp) pair as at::logsumexp gives it: NaN when any entry was NaN
+// (nan_seen), +inf when the max is +inf, -inf for an empty set (or all entries -inf).
 template <typename T>
-__device__ __forceinline__ T lse_of(T m, T s) {
+__device__ __forceinline__ T lse_of(T m, T s, bool nan_seen) {
   const T inf = std::numeric_limits<T>::infinity();
+  if (nan_seen) return std::numeric_limits<T>::quiet_NaN();
+  if (m == inf) return inf;
   if (m == -inf || s == T(0)) return -inf;
   return m + log(s);
 }
@@ -47,16 +51,21 @@ __global__ void lse_rows_tile(const T* __restrict__ tile, int64_t ld, int64_t bj
   const int64_t r = blockIdx.x;
   const T* row = tile + r * ld;
   const int64_t skip = exclude_self ? r + self_off : -1;  // column of the self pair (may be out of range)
-  T m = -std::numeric_limits<T>::infinity();
-  for (int64_t c = threadIdx.x; c < bj; c += blockDim.x)
-    if (c != skip) m = row[c] > m ? row[c] : m;
+  T m = -std::numeric_limits<T>::infinity(), nans = 0;
+  for (int64_t c = threadIdx.x; c < bj; c += blockDim.x) {
+    if (c == skip) continue;
+    const T x = row[c];
+    m = x > m ? x : m;
+    nans += x != x ? T(1) : T(0);
+  }
   m = block_max(m, smem);
+  nans = block_sum(nans, smem);
   T s = 0;
-  if (m != -std::numeric_limits<T>::infinity())
+  if (m != -std::numeric_limits<T>::infinity() && m != std::numeric_limits<T>::infinity() && nans == T(0))
     for (int64_t c = threadIdx.x; c < bj; c += blockDim.x)
       if (c != skip) s += exp(row[c] - m);
   s = block_sum(s, smem);
-  if (threadIdx.x == 0) lse[r] = logaddexp(lse[r], lse_of(m, s));
+  if (threadIdx.x == 0) lse[r] = logaddexp(lse[r], lse_of(m, s, nans > T(0)));
 }
 
 // Partial (max, sum-exp) of column c over rows [chunk * kColChunk, ...), into part[0 / 1][chunk][c].
@@ -68,15 +77,21 @@ __global__ void lse_cols_partial(const T* __restrict__ tile, int64_t ld, int64_t
   const int64_t chunk = blockIdx.y, r0 = chunk * kColChunk, r1 = min(bi, r0 + kColChunk);
   const int64_t skip = exclude_self ? c - self_off : -1;  // row of the self pair in this column
   T m = -std::numeric_limits<T>::infinity();
-  for (int64_t r = r0; r < r1; ++r)
-    if (r != skip) m = tile[r * ld + c] > m ? tile[r * ld + c] : m;
+  bool nan_seen = false;
+  for (int64_t r = r0; r < r1; ++r) {
+    if (r == skip) continue;
+    const T x = tile[r * ld + c];
+    m = x > m ? x : m;
+    nan_seen |= x != x;
+  }
   T s = 0;
-  if (m != -std::numeric_limits<T>::infinity())
+  if (m != -std::numeric_limits<T>::infinity() && m != std::numeric_limits<T>::infinity())
     for (int64_t r = r0; r < r1; ++r)
       if (r != skip) s += exp(tile[r * ld + c] - m);
   const int64_t chunks = gridDim.y;
   part[chunk * bj + c] = m;
-  part[(chunks + chunk) * bj + c] = s;
+  // a NaN entry makes the partial's sum NaN, which lse_cols_finish propagates
+  part[(chunks + chunk) * bj + c] = nan_seen ? std::numeric_limits<T>::quiet_NaN() : s;
 }
 
 template <typename T>
@@ -84,17 +99,17 @@ __global__ void lse_cols_finish(const T* __restrict__ part, int64_t chunks, int6
   const int64_t c = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (c >= bj) return;
   OnlineLSE<T> acc;
+  bool nan_seen = false, inf_seen = false;
   for (int64_t k = 0; k < chunks; ++k) {  // ascending: fixed order
     OnlineLSE<T> p;
     p.max = part[k * bj + c];
     p.sum = part[(chunks + k) * bj + c];
-    if (p.sum != p.sum) {  // NaN partial: make the result NaN
-      acc.sum = p.sum;
-      break;
-    }
-    acc.merge(p);
+    nan_seen |= p.sum != p.sum;
+    inf_seen |= p.max == std::numeric_limits<T>::infinity();
+    if (!nan_seen && !inf_seen) acc.merge(p);
   }
-  lse[c] = logaddexp(lse[c], acc.sum != acc.sum ? acc.sum : lse_of(acc.max, acc.sum));
+  if (inf_seen && !nan_seen) acc.max = std::numeric_limits<T>::infinity();
+  lse[c] = logaddexp(lse[c], lse_of(acc.max, acc.sum, nan_seen));
 }
 
 template <typename T>

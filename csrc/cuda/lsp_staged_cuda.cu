@@ -8,7 +8,8 @@
 //             2. segment stage (the edge_softmax pattern): a warp per destination row turns its
 //                edges' scalars into lse^S_i, lse^T_i and KL_i with fixed-order warp reductions.
 //   backward  3. edge stage: the pair statistics again, then per edge the coefficient
-//                c = g_i / tau (p^S - p^T) (student) or g_i / tau p^T (x^T - x^S - KL_i) (teacher)
+//                c = g_i / tau (p^S - p^T) (student) or g_i / tau p^T (log p^T - log p^S - KL_i)
+//                (teacher), log p = x - lse_i
 //                times the kernel's gradient terms: w_e = c * other (weight of x_j in grad x_i and
 //                of x_i in grad x_j), u_e = c * self_u, v_e = c * self_v.
 //             4. grad x = A_w x + A_w^T x + (sum_row u + sum_col v) * x: the two weighted SpMMs over
@@ -193,7 +194,9 @@ void launch_edge_stage(int64_t d, const index_t* dst, const index_t* col, int64_
 // Destination row of every edge (the CSR's rows expanded), in the index dtype.
 at::Tensor edge_rows(const at::Tensor& rowptr, int64_t n, int64_t num_edges) {
   const at::Tensor deg = rowptr.narrow(0, 1, n) - rowptr.narrow(0, 0, n);
-  return at::repeat_interleave(deg, num_edges);  // output_size given: no device sync
+  // The (repeats, output_size) overload: an int64 second argument would select (self, repeats).
+  // output_size given: no device sync.
+  return at::repeat_interleave(deg, std::optional<int64_t>(num_edges));
 }
 
 }  // namespace

@@ -259,15 +259,15 @@ void validate_transpose(const at::Tensor& rowptr, const at::Tensor& col, const a
   remember(kTranspose, n, {rowptr, col, t_rowptr, t_col, t_eid});
 }
 
-void validate_arg_edges(const at::Tensor& arg, const at::Tensor& rowptr, const char* op) {
+void validate_arg_edges(const at::Tensor& arg, const at::Tensor& rowptr, const char* op, const char* producer) {
   const int64_t n = arg.size(0), d = arg.dim() == 2 ? arg.size(1) : 1;
   if (n == 0 || d == 0) return;
   if (use_aten_path(arg)) {
     auto r = rowptr.to(at::kLong);
     auto lo = r.slice(0, 0, -1).unsqueeze(1), hi = r.slice(0, 1).unsqueeze(1);
     auto ok = arg.eq(-1).logical_or(arg.ge(lo).logical_and(arg.lt(hi))).all();
-    raise_if(ok, op, "arg holds an edge outside its row (each arg[i, f] must be -1 or in [rowptr[i], "
-                     "rowptr[i+1])); pass the arg returned by spmm");
+    TORCH_CHECK_VALUE(ok.item<bool>(), "gkdfast.", op, ": arg holds an entry outside its row (each arg[i, f] must "
+                      "be -1 or in [rowptr[i], rowptr[i+1])); pass the arg returned by ", producer);
     return;
   }
   const auto a = arg.contiguous();
@@ -284,8 +284,8 @@ void validate_arg_edges(const at::Tensor& arg, const at::Tensor& rowptr, const c
       return false;
     });
     TORCH_CHECK_VALUE(bad == kNone, "gkdfast.", op, ": arg row ", bad, " holds an edge outside [rowptr[", bad,
-                      "], rowptr[", bad, "+1]) (each entry must be -1 or an edge of its row); pass the arg "
-                      "returned by spmm");
+                      "], rowptr[", bad, "+1]) (each entry must be -1 or an entry of its row); pass the arg "
+                      "returned by ", producer);
   });
 }
 

@@ -33,6 +33,8 @@ void validate_transpose(const at::Tensor& rowptr, const at::Tensor& col, const a
 // spmm's winning edges arg [R, d] (int64): every arg[i, f] is -1 (row i has no edge) or an edge of
 // row i, i.e. in [rowptr[i], rowptr[i+1]).  The max/min backward reads col[arg] and writes
 // grad_w[arg], so anything else would read or write out of bounds (or race between rows).
-void validate_arg_edges(const at::Tensor& arg, const at::Tensor& rowptr, const char* op);
+// `producer` names the op whose arg the caller expects (for the error message).
+void validate_arg_edges(const at::Tensor& arg, const at::Tensor& rowptr, const char* op,
+                        const char* producer = "spmm");
 
 }  // namespace gkdfast

@@ -1,0 +1,102 @@
+"""Global pooling of 10^5 small graphs: gkdfast.global_pool (segment reduction over the batch's
+offsets) vs the torch_scatter / PyG style index_add / scatter_reduce over a batch vector.
+
+Runner:  ``python benchmarks/bench_pooling.py [--out DIR] [--device cuda]``
+pytest:  ``pytest benchmarks/bench_pooling.py --benchmark-only``  (``GKDFAST_BENCH_SMALL=1``: tiny)
+
+Batch: 100,000 graphs of 5-45 nodes (2.5M nodes, TU-like sizes), d = 64, float32, forward +
+backward.  Target (issue 16): fwd+bwd >= 3x the index_add peer.  Prints a table; writes
+pooling.json and pooling.png under --out.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import pytest
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _report  # noqa: E402
+
+import gkdfast  # noqa: E402
+
+SMALL = os.environ.get("GKDFAST_BENCH_SMALL", "") not in ("", "0")
+NUM_GRAPHS = 2_000 if SMALL else 100_000
+DIM = 16 if SMALL else 64
+REDUCES = ("sum", "mean", "max")
+
+
+def batch(device="cpu", seed=0):
+    g = torch.Generator().manual_seed(seed)
+    sizes = torch.randint(5, 46, (NUM_GRAPHS,), generator=g)
+    ptr = torch.cat([torch.zeros(1, dtype=torch.long), sizes.cumsum(0)])
+    x = torch.randn(int(ptr[-1]), DIM, generator=g)
+    batch_vec = torch.repeat_interleave(torch.arange(NUM_GRAPHS), sizes)
+    return x.to(device).requires_grad_(), ptr.to(device), batch_vec.to(device), sizes.to(device)
+
+
+def index_add_pool(x, batch_vec, sizes, reduce):
+    """What PyG's global_*_pool / torch_scatter do on a plain install: scatter over a batch vector."""
+    b, d = sizes.numel(), x.size(1)
+    if reduce == "max":
+        return x.new_full((b, d), float("-inf")).scatter_reduce(0, batch_vec.view(-1, 1).expand(-1, d), x, "amax",
+                                                                 include_self=True)
+    out = x.new_zeros(b, d).index_add(0, batch_vec, x)
+    return out / sizes.clamp_min(1).to(x.dtype).unsqueeze(1) if reduce == "mean" else out
+
+
+def step(fn, x, grad):
+    def run():
+        x.grad = None
+        fn().backward(grad)
+    return run
+
+
+def rows_for(device, repeats, max_seconds):
+    x, ptr, batch_vec, sizes = batch(device)
+    grad = torch.randn(NUM_GRAPHS, DIM, device=device)
+    rows = []
+    for reduce in REDUCES:
+        for impl, fn in (("gkdfast", lambda: gkdfast.global_pool(x, ptr, reduce)),
+                         ("index_add / scatter_reduce", lambda: index_add_pool(x, batch_vec, sizes, reduce))):
+            ms = _report.time_fn(step(fn, x, grad), repeats=repeats, warmup=1, max_seconds=max_seconds)
+            rows.append(dict(size=f"B={NUM_GRAPHS} N={x.size(0)} d={DIM}", case=f"{reduce} fwd+bwd", impl=impl, ms=ms))
+            print(f"  {reduce:<5} {impl:<28} {ms:8.2f} ms")
+    return _report.add_ratios(rows)
+
+
+# ------------------------------------------------------------------------------------ pytest-benchmark
+@pytest.mark.parametrize("reduce", REDUCES)
+@pytest.mark.parametrize("impl", ["gkdfast", "index_add"])
+def test_bench_global_pool(benchmark, reduce, impl):
+    x, ptr, batch_vec, sizes = batch()
+    grad = torch.randn(NUM_GRAPHS, DIM)
+    fn = (lambda: gkdfast.global_pool(x, ptr, reduce)) if impl == "gkdfast" else \
+        (lambda: index_add_pool(x, batch_vec, sizes, reduce))
+    benchmark(step(fn, x, grad))
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", default="bench-out")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--repeats", type=int, default=7)
+    p.add_argument("--max-seconds", type=float, default=30.0)
+    args = p.parse_args(argv)
+    device = torch.device(args.device)
+    print(f"global pooling, {NUM_GRAPHS} graphs, d = {DIM}, {device} "
+          f"({torch.get_num_threads()} threads on CPU)")
+    rows = rows_for(device, args.repeats, args.max_seconds)
+    print(_report.format_table(rows, extra_cols=(), title="\nratio = impl time / gkdfast time (>1: gkdfast faster)"))
+    os.makedirs(args.out, exist_ok=True)
+    js = _report.write_json(rows, os.path.join(args.out, "pooling.json"), benchmark="pooling", device=str(device),
+                            small=SMALL)
+    png = _report.bar_chart(rows, os.path.join(args.out, "pooling.png"), title="global pooling fwd+bwd (median ms)")
+    print(f"\nwrote {js}" + (f" and {png}" if png else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

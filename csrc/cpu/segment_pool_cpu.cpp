@@ -1,0 +1,115 @@
+// CPU global pooling over contiguous segments (see ops/segment_pool.h): segments in parallel, each
+// owns its output row (forward) or its nodes' rows (backward): deterministic, no atomics.
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+#include <torch/types.h>
+
+#include "ops/segment_pool.h"
+
+namespace gkdfast {
+namespace {
+
+// Grain: about 16k features of work per task so tiny segments are batched together.
+int64_t grain_for(int64_t avg_nodes, int64_t d) {
+  const int64_t per = std::max<int64_t>(1, avg_nodes * std::max<int64_t>(1, d));
+  return std::max<int64_t>(1, 16384 / per);
+}
+
+std::tuple<at::Tensor, at::Tensor> segment_pool_cpu(const at::Tensor& x_in, const at::Tensor& ptr_in,
+                                                    c10::string_view reduce_name) {
+  const PoolReduce reduce = check_segment_pool(x_in, ptr_in, std::string(reduce_name), "segment_pool");
+  const auto x = x_in.contiguous();
+  const auto ptr = ptr_in.contiguous().to(at::kLong);
+  const int64_t b = ptr.numel() - 1, n = x.size(0), d = x.size(1);
+  auto out = at::empty({b, d}, x.options());
+  auto arg = reduce == PoolReduce::Max ? at::empty({b, d}, x.options().dtype(at::kLong))
+                                       : at::empty({0}, x.options().dtype(at::kLong));
+  if (b == 0 || d == 0) return {out, arg};
+  const int64_t* pp = ptr.data_ptr<int64_t>();
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "gkdfast_segment_pool_cpu", [&] {
+    const scalar_t* xp = x.data_ptr<scalar_t>();
+    scalar_t* op = out.data_ptr<scalar_t>();
+    int64_t* ap = reduce == PoolReduce::Max ? arg.data_ptr<int64_t>() : nullptr;
+    at::parallel_for(0, b, grain_for(n / std::max<int64_t>(1, b), d), [&](int64_t g0, int64_t g1) {
+      for (int64_t g = g0; g < g1; ++g) {
+        const int64_t i0 = pp[g], i1 = pp[g + 1];
+        scalar_t* o = op + g * d;
+        if (i0 == i1) {  // empty segment: 0 (and no winner)
+          std::fill(o, o + d, scalar_t(0));
+          if (ap) std::fill(ap + g * d, ap + (g + 1) * d, int64_t(-1));
+          continue;
+        }
+        std::copy(xp + i0 * d, xp + (i0 + 1) * d, o);
+        if (reduce == PoolReduce::Max) {
+          int64_t* a = ap + g * d;
+          std::fill(a, a + d, i0);
+          for (int64_t i = i0 + 1; i < i1; ++i) {
+            const scalar_t* xr = xp + i * d;
+            for (int64_t f = 0; f < d; ++f)
+              if (xr[f] > o[f] || (xr[f] != xr[f] && o[f] == o[f])) {  // strictly greater: first max wins; NaN sticks
+                o[f] = xr[f];
+                a[f] = i;
+              }
+          }
+        } else {
+          for (int64_t i = i0 + 1; i < i1; ++i) {
+            const scalar_t* xr = xp + i * d;
+            for (int64_t f = 0; f < d; ++f) o[f] += xr[f];
+          }
+          if (reduce == PoolReduce::Mean) {
+            const scalar_t inv = scalar_t(1) / scalar_t(i1 - i0);
+            for (int64_t f = 0; f < d; ++f) o[f] *= inv;
+          }
+        }
+      }
+    });
+  });
+  return {out, arg};
+}
+
+at::Tensor segment_pool_backward_cpu(const at::Tensor& ptr_in, const at::Tensor& arg_in, const at::Tensor& grad_in,
+                                     int64_t num_nodes, c10::string_view reduce_name) {
+  const PoolReduce reduce =
+      check_segment_pool_backward(ptr_in, arg_in, grad_in, num_nodes, std::string(reduce_name), "segment_pool_backward");
+  const auto ptr = ptr_in.contiguous().to(at::kLong);
+  const auto grad = grad_in.contiguous();
+  const int64_t b = ptr.numel() - 1, d = grad.size(1);
+  auto gx = reduce == PoolReduce::Max ? at::zeros({num_nodes, d}, grad.options())
+                                      : at::empty({num_nodes, d}, grad.options());
+  if (b == 0 || d == 0 || num_nodes == 0) return gx;
+  const auto arg = reduce == PoolReduce::Max ? arg_in.contiguous() : arg_in;
+  const int64_t* pp = ptr.data_ptr<int64_t>();
+  AT_DISPATCH_FLOATING_TYPES(grad.scalar_type(), "gkdfast_segment_pool_backward_cpu", [&] {
+    const scalar_t* gp = grad.data_ptr<scalar_t>();
+    scalar_t* xp = gx.data_ptr<scalar_t>();
+    const int64_t* ap = reduce == PoolReduce::Max ? arg.data_ptr<int64_t>() : nullptr;
+    at::parallel_for(0, b, grain_for(num_nodes / std::max<int64_t>(1, b), d), [&](int64_t g0, int64_t g1) {
+      for (int64_t g = g0; g < g1; ++g) {
+        const int64_t i0 = pp[g], i1 = pp[g + 1];
+        const scalar_t* gr = gp + g * d;
+        if (reduce == PoolReduce::Max) {
+          // arg entries of segment g lie in [i0, i1) (validated): rows owned by this segment only
+          for (int64_t f = 0; f < d; ++f) {
+            const int64_t i = ap[g * d + f];
+            if (i >= 0) xp[i * d + f] = gr[f];
+          }
+          continue;
+        }
+        const scalar_t scale = reduce == PoolReduce::Mean && i1 > i0 ? scalar_t(1) / scalar_t(i1 - i0) : scalar_t(1);
+        for (int64_t i = i0; i < i1; ++i)
+          for (int64_t f = 0; f < d; ++f) xp[i * d + f] = gr[f] * scale;
+      }
+    });
+  });
+  return gx;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(gkdfast, CPU, m) {
+  m.impl("segment_pool", &segment_pool_cpu);
+  m.impl("segment_pool_backward", &segment_pool_backward_cpu);
+}
+
+}  // namespace gkdfast
