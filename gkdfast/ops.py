@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from gkdfast import _backend
-from gkdfast._checks import check_float_matrix
+from gkdfast import _checks
 from gkdfast import reference as ref
 from gkdfast.graph import Graph
 
@@ -25,20 +25,13 @@ REDUCTIONS = ("sum", "mean", "max", "min")
 
 # ---------------------------------------------------------------------------------------- checks
 def check_graph(graph, op: str) -> Graph:
-    if not isinstance(graph, Graph):
-        raise TypeError(f"gkdfast.{op}: expected a gkdfast.Graph, got {type(graph).__name__} "
-                        "(build one with gkdfast.Graph(edge_index, num_nodes))")
-    return graph
+    """``gkdfast._checks.check_graph`` with the ``gkdfast.<op>`` prefix; returns ``graph``."""
+    return _checks.check_graph(graph, f"gkdfast.{op}")
 
 
 def check_node_tensor(graph: Graph, x, op: str, name: str = "x") -> Tensor:
-    check_float_matrix(x, f"gkdfast.{op}", name, "[num_nodes, features]")
-    if x.size(0) != graph.num_nodes:
-        raise ValueError(f"gkdfast.{op}: {name} has {x.size(0)} rows but the graph has {graph.num_nodes} nodes")
-    if x.device != graph.device:
-        raise ValueError(f"gkdfast.{op}: {name} is on {x.device} but the graph is on {graph.device}; "
-                         "move one with .to(device)")
-    return x
+    """A ``[num_nodes, features]`` floating tensor on the graph's device (message names ``op``/``name``)."""
+    return _checks.check_node_matrix(graph, x, f"gkdfast.{op}", name)
 
 
 def _needs_grad(*tensors) -> bool:

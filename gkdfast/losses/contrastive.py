@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from gkdfast import _backend
+from gkdfast._checks import check_graph, check_rows_match
 from gkdfast.graph import Graph
 from gkdfast.losses import _contrastive_native  # noqa: F401  (registers fake kernels + autograd)
 from gkdfast.losses._checks import check_matrix
@@ -294,8 +295,7 @@ def adjacency_power(graph: Graph, hops: int = 1, max_nnz: int = 50_000_000) -> T
         >>> g = gkdfast.Graph(torch.tensor([[0, 1], [1, 0]]))
         >>> rowptr, col, val = gkdfast.losses.adjacency_power(g, hops=2)
     """
-    if not isinstance(graph, Graph):
-        raise TypeError(f"gkdfast.losses.ncontrast: expected a gkdfast.Graph, got {type(graph).__name__}")
+    check_graph(graph, "gkdfast.losses.ncontrast")
     if isinstance(hops, bool) or not isinstance(hops, int) or hops < 1:
         raise ValueError(f"gkdfast.losses.ncontrast: hops must be an int >= 1, got {hops!r}")
     if isinstance(max_nnz, bool) or not isinstance(max_nnz, int) or max_nnz < 1:
@@ -403,16 +403,15 @@ def ncontrast(graph: Graph, z: Tensor, tau: float = 1.0, hops: int = 1, num_nega
         >>> gkdfast.losses.ncontrast(g, z, tau=0.5, hops=2).backward()
     """
     op = "ncontrast"
-    if not isinstance(graph, Graph):
-        raise TypeError(f"gkdfast.losses.{op}: expected a gkdfast.Graph, got {type(graph).__name__}")
+    check_graph(graph, f"gkdfast.losses.{op}")
     z = check_matrix(z, op, "z")
     check_group(process_group, op)
     sh = Shards(z.size(0), process_group) if process_group is not None else None
-    if (sh.total if sh else z.size(0)) != graph.num_nodes:
-        what = f"the {sh.world} shards of z have {sh.total} rows together" if sh else f"z has {z.size(0)} rows"
-        raise ValueError(f"gkdfast.losses.{op}: {what} but the graph has {graph.num_nodes} nodes")
-    if z.device != graph.device:
-        raise ValueError(f"gkdfast.losses.{op}: z is on {z.device} but the graph is on {graph.device}")
+    if sh is None:
+        check_rows_match(graph, z, f"gkdfast.losses.{op}", "z")
+    else:
+        check_rows_match(graph, z, f"gkdfast.losses.{op}", "z", num_rows=sh.total,
+                         rows_text=f"the {sh.world} shards of z have {sh.total} rows together")
     tau = _check_tau(tau, op)
     reduction = _check_reduction(reduction, op)
     n = graph.num_nodes
