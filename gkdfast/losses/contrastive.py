@@ -22,7 +22,6 @@ from torch import Tensor
 from gkdfast import _backend
 from gkdfast._checks import check_graph, check_rows_match
 from gkdfast.graph import Graph
-from gkdfast.losses import _contrastive_native  # noqa: F401  (registers fake kernels + autograd)
 from gkdfast.losses._checks import check_matrix
 from gkdfast.losses._sharded import Shards, check_group, reduce_rows, shared_seed
 from gkdfast.ops import sddmm

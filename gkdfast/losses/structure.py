@@ -26,7 +26,6 @@ from torch import Tensor
 from gkdfast import _backend
 from gkdfast._checks import check_graph, check_rows_match
 from gkdfast.graph import Graph
-from gkdfast.losses import _structure_native  # noqa: F401  (registers fake + autograd for the native ops)
 from gkdfast.losses._checks import check_matrix
 from gkdfast.losses._sharded import Shards, check_group
 from gkdfast.reference import structure as ref

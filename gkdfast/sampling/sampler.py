@@ -79,17 +79,3 @@ def sample_neighbors(graph: Graph, seeds: Tensor, fanout: int, seed: int = 0,
     if _backend.choose(_OP, graph.device) == "reference":
         return ref.sample_neighbors(graph.rowptr, graph.col, seeds, fanout, seed, hop)
     return torch.ops.gkdfast.sample_neighbors(graph.rowptr, graph.col, seeds, fanout, seed, hop)
-
-
-def _register_fake() -> None:
-    if not _backend.native_loaded() or not hasattr(torch.ops.gkdfast, _OP):
-        return
-
-    @torch.library.register_fake("gkdfast::" + _OP)
-    def _fake(rowptr, col, seeds, fanout, seed, hop):
-        nnz = torch.library.get_ctx().new_dynamic_size()
-        return (seeds.new_empty((seeds.shape[0] + 1,), dtype=torch.int64), col.new_empty((nnz,)),
-                col.new_empty((nnz,)))
-
-
-_register_fake()
