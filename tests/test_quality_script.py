@@ -114,6 +114,8 @@ def test_workers_then_report_end_to_end(quality, cora_root, tmp_path):
     assert all(len(r["test_acc"]) == 2 for r in res["rows"])
     text = out.read_text()
     assert "## cora" in text and "Not the full report" in text and "| glnn | MLP(128) |" in text
+    notes = open(os.path.join(_REPO, "docs", "results-notes.md")).read().split("\n", 1)[1]  # after the comment
+    assert text.rstrip().endswith(notes.rstrip()) and "Why our numbers can differ" in text
 
 
 def test_bad_arguments(quality, tmp_path):
