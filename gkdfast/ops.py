@@ -65,6 +65,11 @@ def spmm(graph: Graph, x: Tensor, reduce: str = "sum", edge_weight: Optional[Ten
         norm: ``"gcn"`` applies ``D^-1/2 (A + I) D^-1/2`` (``deg_i = 1 + sum of in-weights``) without
             materialising per-edge coefficients or self-loops; only with ``reduce="sum"``.
 
+    Determinism: bitwise reproducible run to run on CPU and CUDA (no atomics, forward or backward),
+    except ``norm="gcn"`` **with edge weights on CUDA**: the weighted degrees are summed with
+    ``index_add_`` (atomics), so the result may differ in the last bits between runs.  Without edge
+    weights the degrees are exact counts.  See README, "Determinism".
+
     Returns:
         ``[N, d]`` tensor.
 
@@ -110,6 +115,8 @@ def gcn_norm(graph: Graph, edge_weight: Optional[Tensor] = None, dtype=torch.flo
 
     Returns ``(graph_with_self_loops, weight)`` with ``weight[e] = w_e / sqrt(deg_i deg_j)`` for
     ``D^-1/2 (A + I) D^-1/2``; prefer ``spmm(..., norm="gcn")``, which never builds them.
+    With edge weights on CUDA the degrees are an ``index_add_`` (atomics): the weights may differ in
+    the last bits between runs (compute them once and reuse them for bitwise reproducibility).
 
     Example:
         >>> g2, w = gkdfast.gcn_norm(gkdfast.Graph(torch.tensor([[0], [1]])))
