@@ -124,6 +124,8 @@ def gcn_norm(graph: Graph, edge_weight: Optional[Tensor] = None, dtype=torch.flo
         torch.Size([3])
     """
     check_graph(graph, "gcn_norm")
+    if edge_weight is not None:
+        graph.check_edge_values(edge_weight, "edge_weight")
     dinv = graph.gcn_norm_coefficients(edge_weight, dtype)
     w = edge_weight if edge_weight is not None else graph.edge_weight
     w = torch.ones(graph.num_edges, dtype=dtype, device=graph.device) if w is None else w.to(dtype)
