@@ -2,10 +2,26 @@
 backward formulas."""
 from __future__ import annotations
 
+from typing import Callable, Optional
+
 import torch
 from torch import Tensor
 
+from gkdfast._autograd import forbid_double_backward
+
 LIB = "gkdfast::"
+
+
+def register_op(name: str, fake: Callable, backward: Optional[Callable] = None, setup: Optional[Callable] = None,
+                no_double_backward: Optional[str] = None) -> None:
+    """Registers ``gkdfast::<name>``'s fake kernel, its autograd formula (``backward`` with
+    ``setup`` as setup_context) when it has one, or, for a ``*_backward`` op without a derivative,
+    an autograd formula that refuses double backward naming the public loss ``no_double_backward``."""
+    torch.library.register_fake(LIB + name)(fake)
+    if backward is not None:
+        torch.library.register_autograd(LIB + name, backward, setup_context=setup)
+    if no_double_backward is not None:
+        forbid_double_backward(LIB + name, no_double_backward)
 
 
 def has_op(name: str) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from gkdfast._native._common import LIB
+from gkdfast._native._common import register_op
 
 
 def _row_sum_per_edge(rowptr: Tensor, v: Tensor) -> Tensor:
@@ -53,8 +53,5 @@ def _softmax_bwd_backward(ctx, u):
 
 def register() -> None:
     """Registers the fake kernels and autograd formulas of edge_softmax and its backward."""
-    torch.library.register_fake(LIB + "edge_softmax")(_edge_softmax_fake)
-    torch.library.register_fake(LIB + "edge_softmax_backward")(_edge_softmax_backward_fake)
-    torch.library.register_autograd(LIB + "edge_softmax", _softmax_backward, setup_context=_softmax_setup)
-    torch.library.register_autograd(LIB + "edge_softmax_backward", _softmax_bwd_backward,
-                                    setup_context=_softmax_bwd_setup)
+    register_op("edge_softmax", _edge_softmax_fake, _softmax_backward, _softmax_setup)
+    register_op("edge_softmax_backward", _edge_softmax_backward_fake, _softmax_bwd_backward, _softmax_bwd_setup)

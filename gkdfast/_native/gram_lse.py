@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from gkdfast._autograd import forbid_double_backward
-from gkdfast._native._common import LIB, acc_dtype, has_op
+from gkdfast._native._common import acc_dtype, has_op, register_op
 
 
 def _gram_lse_fake(z, inv_tau, exclude_self):
@@ -35,7 +34,5 @@ def register() -> None:
     back to infonce's reference)."""
     if not has_op("gram_lse"):
         return
-    torch.library.register_fake(LIB + "gram_lse")(_gram_lse_fake)
-    torch.library.register_fake(LIB + "gram_lse_backward")(_gram_lse_backward_fake)
-    torch.library.register_autograd(LIB + "gram_lse", _backward, setup_context=_setup)
-    forbid_double_backward(LIB + "gram_lse_backward", "gkdfast.losses.nt_xent / ncontrast")
+    register_op("gram_lse", _gram_lse_fake, _backward, _setup)
+    register_op("gram_lse_backward", _gram_lse_backward_fake, no_double_backward="gkdfast.losses.nt_xent / ncontrast")

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from gkdfast._autograd import forbid_double_backward
-from gkdfast._native._common import LIB
+from gkdfast._native._common import register_op
 
 
 def _gsp_fake(student, teacher, kernel, loss, gamma, tau, row_begin=0, row_end=-1):
@@ -47,7 +46,5 @@ def _gsp_backward(ctx, grad_row, _grad_stats):
 def register() -> None:
     """Registers the fake kernels of gsp_tiled / its backward, gsp_tiled's autograd, and refuses
     double backward."""
-    torch.library.register_fake(LIB + "gsp_tiled")(_gsp_fake)
-    torch.library.register_fake(LIB + "gsp_tiled_backward")(_gsp_backward_fake)
-    torch.library.register_autograd(LIB + "gsp_tiled", _gsp_backward, setup_context=_gsp_setup)
-    forbid_double_backward(LIB + "gsp_tiled_backward", "gkdfast.losses.gsp")
+    register_op("gsp_tiled", _gsp_fake, _gsp_backward, _gsp_setup)
+    register_op("gsp_tiled_backward", _gsp_backward_fake, no_double_backward="gkdfast.losses.gsp")

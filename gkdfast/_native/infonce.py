@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from gkdfast._autograd import forbid_double_backward
-from gkdfast._native._common import LIB, acc_dtype, has_op
+from gkdfast._native._common import acc_dtype, has_op, register_op
 
 
 def _infonce_fake(a, c, inv_tau, pos_offset, exclude_self, num_negatives, seed, row_begin=0):
@@ -54,9 +53,8 @@ def register() -> None:
     """Registers the family's fake kernels and infonce's autograd (nothing on a build without it)."""
     if not has_op("infonce"):
         return
-    torch.library.register_fake(LIB + "infonce")(_infonce_fake)
-    torch.library.register_fake(LIB + "infonce_backward")(_infonce_backward_fake)
-    torch.library.register_fake(LIB + "sample_negatives")(_sample_negatives_fake)
-    torch.library.register_fake(LIB + "topk_similar")(_topk_fake)
-    torch.library.register_autograd(LIB + "infonce", _backward, setup_context=_setup)
-    forbid_double_backward(LIB + "infonce_backward", "gkdfast.losses.crd / nt_xent / ncontrast")
+    register_op("infonce", _infonce_fake, _backward, _setup)
+    register_op("infonce_backward", _infonce_backward_fake,
+                no_double_backward="gkdfast.losses.crd / nt_xent / ncontrast")
+    register_op("sample_negatives", _sample_negatives_fake)
+    register_op("topk_similar", _topk_fake)

@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from gkdfast._autograd import forbid_double_backward
-from gkdfast._native._common import LIB, needs_transpose_error
+from gkdfast._native._common import needs_transpose_error, register_op
 
 
 def _lsp_fake(rowptr, col, t_rowptr, t_col, t_eid, student, teacher, kernel, gamma, tau):
@@ -47,7 +46,5 @@ def _lsp_backward(ctx, grad_node, _grad_lse):
 
 def register() -> None:
     """Registers the fake kernels of lsp / lsp_backward, lsp's autograd, and refuses double backward."""
-    torch.library.register_fake(LIB + "lsp")(_lsp_fake)
-    torch.library.register_fake(LIB + "lsp_backward")(_lsp_backward_fake)
-    torch.library.register_autograd(LIB + "lsp", _lsp_backward, setup_context=_lsp_setup)
-    forbid_double_backward(LIB + "lsp_backward", "gkdfast.losses.lsp")
+    register_op("lsp", _lsp_fake, _lsp_backward, _lsp_setup)
+    register_op("lsp_backward", _lsp_backward_fake, no_double_backward="gkdfast.losses.lsp")

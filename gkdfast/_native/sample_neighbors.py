@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import torch
 
-from gkdfast._native._common import LIB, has_op
+from gkdfast._native._common import has_op, register_op
 
 
 def _fake(rowptr, col, seeds, fanout, seed, hop):
@@ -18,4 +18,4 @@ def _fake(rowptr, col, seeds, fanout, seed, hop):
 def register() -> None:
     """Registers the fake kernel of sample_neighbors (nothing on a build without the op)."""
     if has_op("sample_neighbors"):
-        torch.library.register_fake(LIB + "sample_neighbors")(_fake)
+        register_op("sample_neighbors", _fake)

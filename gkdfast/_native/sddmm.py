@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from gkdfast._native._common import LIB, inverse_permutation, needs_transpose_error
+from gkdfast._native._common import inverse_permutation, needs_transpose_error, register_op
 
 
 def _sddmm_fake(rowptr, col, t_rowptr, t_col, t_eid, a, b):
@@ -35,5 +35,4 @@ def _sddmm_backward(ctx, g):
 
 def register() -> None:
     """Registers the fake kernel and autograd formula of sddmm."""
-    torch.library.register_fake(LIB + "sddmm")(_sddmm_fake)
-    torch.library.register_autograd(LIB + "sddmm", _sddmm_backward, setup_context=_sddmm_setup)
+    register_op("sddmm", _sddmm_fake, _sddmm_backward, _sddmm_setup)

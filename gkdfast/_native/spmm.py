@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from gkdfast._native._common import LIB, inverse_permutation, needs_transpose_error
+from gkdfast._native._common import inverse_permutation, needs_transpose_error, register_op
 
 _ARG_REDUCTIONS = ("max", "min", "amax", "amin")
 
@@ -96,8 +96,5 @@ def _arg_backward_backward(ctx, u_gx, u_gw):
 
 def register() -> None:
     """Registers the fake kernels and autograd formulas of spmm and spmm_arg_backward."""
-    torch.library.register_fake(LIB + "spmm")(_spmm_fake)
-    torch.library.register_fake(LIB + "spmm_arg_backward")(_spmm_arg_backward_fake)
-    torch.library.register_autograd(LIB + "spmm", _spmm_backward, setup_context=_spmm_setup)
-    torch.library.register_autograd(LIB + "spmm_arg_backward", _arg_backward_backward,
-                                    setup_context=_arg_backward_setup)
+    register_op("spmm", _spmm_fake, _spmm_backward, _spmm_setup)
+    register_op("spmm_arg_backward", _spmm_arg_backward_fake, _arg_backward_backward, _arg_backward_setup)
