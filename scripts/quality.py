@@ -134,10 +134,6 @@ def dataset_from_runs(name, runs, args):
     return data, split, merged.results, merged.reference, merged.seconds, merged.timing
 
 
-def _timing_table(res, ref):
-    return timing_markdown(ref)
-
-
 def _notes(all_results):
     out = []
     for name, (_, _, res, _, _, _) in all_results.items():
@@ -195,7 +191,7 @@ def write_markdown(all_results, args, path):
                   f"{secs / 60:.1f} min." + (f" {timing}" if timing else ""), "",
                   format_markdown(res, seeds_column=per_row), "", "Wall time, ours vs the reference backend "
                   "(`GKDFAST_BACKEND=reference`: the pure-PyTorch implementation of each loss, same recipe):", "",
-                  _timing_table(res, ref), "",
+                  timing_markdown(ref), "",
                   "The `none`, `kd` and `glnn` rows run the same pure-PyTorch code in both modes (an MLP and logit "
                   "KD: no gkdfast kernel), so their ratios show the measurement noise of this machine. The kernels "
                   "are in the teacher (spmm in its SAGE layers), `graphmlp` (ncontrast), `lsp`, `gsp` (structure "
