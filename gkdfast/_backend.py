@@ -45,6 +45,12 @@ def _load():
         _C = module
     except Exception as exc:  # ImportError, OSError (undefined symbol), RuntimeError ...
         _LOAD_ERROR = f"{type(exc).__name__}: {exc}"
+        return
+    # The ops exist now: add their fake kernels and autograd formulas (gkdfast/_native/, one module
+    # per csrc/ops/ family).  A failure here is a bug in gkdfast, not a broken build: let it raise.
+    from gkdfast import _native
+
+    _native.register_all()
 
 
 _load()

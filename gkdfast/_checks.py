@@ -1,11 +1,19 @@
-"""The one argument check every public entry point shares: a 2-D floating-point tensor.
+"""The argument checks every public entry point shares: a 2-D floating-point tensor, a
+:class:`gkdfast.Graph`, and a node tensor that matches the graph (one row per node, same device).
 
-Callers keep their own message prefix (``gkdfast.spmm``, ``gkdfast.nn.GCNConv``,
-``gkdfast.losses.crd``) and shape hint, so users see the function they called.
+Callers pass their own message prefix ``where`` (``gkdfast.spmm``, ``gkdfast.nn.GCNConv``,
+``gkdfast.losses.crd``) and argument name, so users see the function and argument they got wrong.
 """
 from __future__ import annotations
 
+from typing import Optional
+
 from torch import Tensor
+
+from gkdfast.graph import Graph
+
+_BUILD_HINT = " (build one with gkdfast.Graph(edge_index, num_nodes))"
+_MOVE_HINT = "; move one with .to(device)"
 
 
 def check_float_matrix(x, where: str, name: str, shape: str) -> Tensor:
@@ -21,3 +29,43 @@ def check_float_matrix(x, where: str, name: str, shape: str) -> Tensor:
     if not x.is_floating_point():
         raise TypeError(f"{where}: {name} must be floating point, got {x.dtype}")
     return x
+
+
+def check_graph(graph, where: str, name: str = "graph") -> Graph:
+    """Returns ``graph`` if it is a :class:`gkdfast.Graph`; raises TypeError naming ``where`` otherwise.
+
+    Example: ``check_graph(edge_index, "gkdfast.spmm")`` raises ``TypeError("gkdfast.spmm: graph must
+    be a gkdfast.Graph, got Tensor (build one with gkdfast.Graph(edge_index, num_nodes))")``.
+    """
+    if not isinstance(graph, Graph):
+        raise TypeError(f"{where}: {name} must be a gkdfast.Graph, got {type(graph).__name__}{_BUILD_HINT}")
+    return graph
+
+
+def check_rows_match(graph: Graph, x: Tensor, where: str, name: str = "x", num_rows: Optional[int] = None,
+                     rows_text: Optional[str] = None) -> Tensor:
+    """Checks that tensor ``x`` has one row per node of ``graph`` and lives on the graph's device;
+    returns it.  ``num_rows`` replaces ``x.size(0)`` (e.g. the rows of all shards of a distributed
+    call) and ``rows_text`` the ``"{name} has R rows"`` part of the message.
+
+    Example: ``check_rows_match(g3, torch.randn(4, 2), "gkdfast.spmm")`` raises
+    ``ValueError("gkdfast.spmm: x has 4 rows but the graph has 3 nodes")``.
+    """
+    n_rows = x.size(0) if num_rows is None else num_rows
+    if n_rows != graph.num_nodes:
+        rows_text = rows_text or f"{name} has {n_rows} rows"
+        raise ValueError(f"{where}: {rows_text} but the graph has {graph.num_nodes} nodes")
+    if x.device != graph.device:
+        raise ValueError(f"{where}: {name} is on {x.device} but the graph is on {graph.device}{_MOVE_HINT}")
+    return x
+
+
+def check_node_matrix(graph: Graph, x, where: str, name: str = "x", width: str = "features") -> Tensor:
+    """:func:`check_float_matrix` (``[num_nodes, width]``) plus :func:`check_rows_match`: the
+    common case of a node-feature argument beside a graph.
+
+    Example: ``check_node_matrix(g3, torch.randn(3), "gkdfast.spmm")`` raises
+    ``ValueError("gkdfast.spmm: x must be 2-D [num_nodes, features], got shape [3]")``.
+    """
+    check_float_matrix(x, where, name, f"[num_nodes, {width}]")
+    return check_rows_match(graph, x, where, name)

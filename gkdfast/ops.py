@@ -2,9 +2,10 @@
 
 Each call picks the CUDA kernel, the CPU kernel or the pure-PyTorch reference (see
 :mod:`gkdfast._backend`).  The native operators are defined once in C++ (``torch.ops.gkdfast``);
-this module registers their fake kernels (for torch.compile / meta tensors) and their autograd
-formulas.  Backward passes are themselves gkdfast ops over the cached transposed CSR, so gradients
-are deterministic (no atomics) and twice-differentiable for sum/mean.
+their fake kernels (for torch.compile / meta tensors) and autograd formulas live in
+:mod:`gkdfast._native.spmm`, ``.sddmm`` and ``.edge_softmax``.  Backward passes are themselves
+gkdfast ops over the cached transposed CSR, so gradients are deterministic (no atomics) and
+twice-differentiable for sum/mean.
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import torch
 from torch import Tensor
 
 from gkdfast import _backend
-from gkdfast._checks import check_float_matrix
+from gkdfast import _checks
 from gkdfast import reference as ref
 from gkdfast.graph import Graph
 
@@ -25,20 +26,13 @@ REDUCTIONS = ("sum", "mean", "max", "min")
 
 # ---------------------------------------------------------------------------------------- checks
 def check_graph(graph, op: str) -> Graph:
-    if not isinstance(graph, Graph):
-        raise TypeError(f"gkdfast.{op}: expected a gkdfast.Graph, got {type(graph).__name__} "
-                        "(build one with gkdfast.Graph(edge_index, num_nodes))")
-    return graph
+    """``gkdfast._checks.check_graph`` with the ``gkdfast.<op>`` prefix; returns ``graph``."""
+    return _checks.check_graph(graph, f"gkdfast.{op}")
 
 
 def check_node_tensor(graph: Graph, x, op: str, name: str = "x") -> Tensor:
-    check_float_matrix(x, f"gkdfast.{op}", name, "[num_nodes, features]")
-    if x.size(0) != graph.num_nodes:
-        raise ValueError(f"gkdfast.{op}: {name} has {x.size(0)} rows but the graph has {graph.num_nodes} nodes")
-    if x.device != graph.device:
-        raise ValueError(f"gkdfast.{op}: {name} is on {x.device} but the graph is on {graph.device}; "
-                         "move one with .to(device)")
-    return x
+    """A ``[num_nodes, features]`` floating tensor on the graph's device (message names ``op``/``name``)."""
+    return _checks.check_node_matrix(graph, x, f"gkdfast.{op}", name)
 
 
 def _needs_grad(*tensors) -> bool:
@@ -70,6 +64,11 @@ def spmm(graph: Graph, x: Tensor, reduce: str = "sum", edge_weight: Optional[Ten
             ``graph.edge_weight``.  Differentiable.
         norm: ``"gcn"`` applies ``D^-1/2 (A + I) D^-1/2`` (``deg_i = 1 + sum of in-weights``) without
             materialising per-edge coefficients or self-loops; only with ``reduce="sum"``.
+
+    Determinism: bitwise reproducible run to run on CPU and CUDA (no atomics, forward or backward),
+    except ``norm="gcn"`` **with edge weights on CUDA**: the weighted degrees are summed with
+    ``index_add_`` (atomics), so the result may differ in the last bits between runs.  Without edge
+    weights the degrees are exact counts.  See README, "Determinism".
 
     Returns:
         ``[N, d]`` tensor.
@@ -116,6 +115,8 @@ def gcn_norm(graph: Graph, edge_weight: Optional[Tensor] = None, dtype=torch.flo
 
     Returns ``(graph_with_self_loops, weight)`` with ``weight[e] = w_e / sqrt(deg_i deg_j)`` for
     ``D^-1/2 (A + I) D^-1/2``; prefer ``spmm(..., norm="gcn")``, which never builds them.
+    With edge weights on CUDA the degrees are an ``index_add_`` (atomics): the weights may differ in
+    the last bits between runs (compute them once and reuse them for bitwise reproducibility).
 
     Example:
         >>> g2, w = gkdfast.gcn_norm(gkdfast.Graph(torch.tensor([[0], [1]])))
@@ -123,6 +124,8 @@ def gcn_norm(graph: Graph, edge_weight: Optional[Tensor] = None, dtype=torch.flo
         torch.Size([3])
     """
     check_graph(graph, "gcn_norm")
+    if edge_weight is not None:
+        graph.check_edge_values(edge_weight, "edge_weight")
     dinv = graph.gcn_norm_coefficients(edge_weight, dtype)
     w = edge_weight if edge_weight is not None else graph.edge_weight
     w = torch.ones(graph.num_edges, dtype=dtype, device=graph.device) if w is None else w.to(dtype)
@@ -183,168 +186,3 @@ def edge_softmax(graph: Graph, scores: Tensor) -> Tensor:
     else:
         out = torch.ops.gkdfast.edge_softmax(graph.rowptr, s)
     return graph.from_csr_order(out)
-
-
-# ---------------------------------------------------------------------------------------- registrations
-def _inverse(perm: Tensor) -> Tensor:
-    inv = torch.empty_like(perm)
-    inv[perm.long()] = torch.arange(perm.numel(), device=perm.device, dtype=perm.dtype)
-    return inv
-
-
-def _row_sum_per_edge(rowptr: Tensor, v: Tensor) -> Tensor:
-    """For per-edge ``v`` ([E] or [E, H], CSR order): each edge gets the sum of ``v`` over its
-    destination row (segment sums, deterministic; used only by double backward)."""
-    offsets = rowptr.long()
-    sums = torch.segment_reduce(v, "sum", offsets=offsets, axis=0)
-    return torch.repeat_interleave(sums, offsets[1:] - offsets[:-1], dim=0, output_size=v.shape[0])
-
-
-def _register_native():
-    lib = "gkdfast::"
-
-    @torch.library.register_fake(lib + "spmm")
-    def _spmm_fake(rowptr, col, t_rowptr, t_col, t_eid, weight, x, reduce):
-        n = rowptr.shape[0] - 1
-        arg_shape = (n, x.shape[1]) if reduce in ("max", "min", "amax", "amin") else (0,)
-        return x.new_empty((n, x.shape[1])), x.new_empty(arg_shape, dtype=torch.long)
-
-    @torch.library.register_fake(lib + "spmm_arg_backward")
-    def _spmm_arg_backward_fake(rowptr, col, t_rowptr, t_col, t_eid, weight, x, arg, grad_out):
-        return torch.empty_like(x), x.new_empty((col.shape[0],) if weight is not None else (0,))
-
-    @torch.library.register_fake(lib + "sddmm")
-    def _sddmm_fake(rowptr, col, t_rowptr, t_col, t_eid, a, b):
-        return a.new_empty((col.shape[0],))
-
-    @torch.library.register_fake(lib + "edge_softmax")
-    def _edge_softmax_fake(rowptr, scores):
-        return torch.empty_like(scores)
-
-    @torch.library.register_fake(lib + "edge_softmax_backward")
-    def _edge_softmax_backward_fake(rowptr, out, grad_out):
-        return torch.empty_like(out)
-
-    # --- spmm
-    def spmm_setup(ctx, inputs, output):
-        rowptr, col, t_rowptr, t_col, t_eid, weight, x, reduce = inputs
-        ctx.reduce = reduce
-        ctx.has_weight = weight is not None
-        ctx.save_for_backward(rowptr, col, t_rowptr, t_col, t_eid, weight, x, output[1])
-
-    def spmm_backward(ctx, grad_out, _grad_arg):
-        rowptr, col, t_rowptr, t_col, t_eid, weight, x, arg = ctx.saved_tensors
-        need_w, need_x = ctx.needs_input_grad[5], ctx.needs_input_grad[6]
-        if t_rowptr.numel() == 0 and col.numel() > 0:
-            raise RuntimeError("gkdfast.spmm: backward needs the transposed CSR, which was not passed to the op")
-        grad_w = grad_x = None
-        if ctx.reduce in ("max", "min", "amax", "amin"):
-            if need_w or need_x:
-                gx, gw = torch.ops.gkdfast.spmm_arg_backward(rowptr, col, t_rowptr, t_col, t_eid, weight, x, arg,
-                                                             grad_out)
-                grad_x = gx if need_x else None
-                grad_w = gw if (need_w and ctx.has_weight) else None
-            return None, None, None, None, None, grad_w, grad_x, None
-        g = grad_out
-        if ctx.reduce == "mean":
-            deg = (rowptr[1:] - rowptr[:-1]).clamp_min(1).to(g.dtype)
-            g = g / deg.unsqueeze(-1)
-        if need_x:
-            w_t = weight[t_eid.long()] if ctx.has_weight else None
-            back_t = (rowptr, col, _inverse(t_eid)) if torch.is_grad_enabled() else (col.new_empty(0),) * 3
-            grad_x, _ = torch.ops.gkdfast.spmm(t_rowptr, t_col, *back_t, w_t, g.contiguous(), "sum")
-        if need_w and ctx.has_weight:
-            grad_w = torch.ops.gkdfast.sddmm(rowptr, col, t_rowptr, t_col, t_eid, g.contiguous(), x)
-        return None, None, None, None, None, grad_w, grad_x, None
-
-    torch.library.register_autograd(lib + "spmm", spmm_backward, setup_context=spmm_setup)
-
-    # --- spmm_arg_backward (double backward of max/min).  With e = arg[i, f] the winning edge,
-    # gx[j, f] = sum_{e: col_e = j} w_e g[i, f] and gw[e] = sum_f x[col_e, f] g[i, f]: both linear in g,
-    # so their derivatives are the same op with other inputs, plus a gather for grad_out.  Without this,
-    # autograd would silently treat the op as constant and give wrong second derivatives.
-    def arg_backward_setup(ctx, inputs, output):
-        rowptr, col, t_rowptr, t_col, t_eid, weight, x, arg, grad_out = inputs
-        ctx.has_weight = weight is not None
-        ctx.save_for_backward(rowptr, col, t_rowptr, t_col, t_eid, weight, x, arg, grad_out)
-
-    def arg_backward_backward(ctx, u_gx, u_gw):
-        rowptr, col, t_rowptr, t_col, t_eid, weight, x, arg, g = ctx.saved_tensors
-        graph_t = (rowptr, col, t_rowptr, t_col, t_eid)
-        has_w = ctx.has_weight and u_gw is not None and u_gw.numel() == col.numel()
-        grad_w = grad_x = grad_g = None
-        if ctx.needs_input_grad[5] and ctx.has_weight and u_gx is not None:
-            # d gx / d w_e = sum_f [arg[i,f] = e] g[i, f] u_gx[col_e, f]: the op's own gw with x := u_gx
-            grad_w = torch.ops.gkdfast.spmm_arg_backward(*graph_t, weight, u_gx.contiguous(), arg, g)[1]
-        if ctx.needs_input_grad[6] and has_w:
-            # d gw_e / d x[j, f] = g[i, f] where arg[i, f] = e and col_e = j: the op's gx with w := u_gw
-            grad_x = torch.ops.gkdfast.spmm_arg_backward(*graph_t, u_gw.contiguous(), x, arg, g)[0]
-        if ctx.needs_input_grad[8] and col.numel() == 0:
-            grad_g = torch.zeros_like(g)
-        elif ctx.needs_input_grad[8]:
-            e = arg.clamp_min(0)
-            src = col.long()[e]  # [N, d] source node of each winning edge
-            grad_g = torch.zeros_like(g)
-            if u_gx is not None:
-                w_e = weight[e] if ctx.has_weight else torch.ones_like(g)
-                grad_g = grad_g + w_e * u_gx.gather(0, src)
-            if has_w:
-                grad_g = grad_g + u_gw[e] * x.gather(0, src)
-            grad_g = torch.where(arg >= 0, grad_g, torch.zeros_like(grad_g))
-        return None, None, None, None, None, grad_w, grad_x, None, grad_g
-
-    torch.library.register_autograd(lib + "spmm_arg_backward", arg_backward_backward,
-                                    setup_context=arg_backward_setup)
-
-    # --- sddmm: grad_a = A (g) b ; grad_b = A^T (g) a
-    def sddmm_setup(ctx, inputs, output):
-        rowptr, col, t_rowptr, t_col, t_eid, a, b = inputs
-        ctx.save_for_backward(rowptr, col, t_rowptr, t_col, t_eid, a, b)
-
-    def sddmm_backward(ctx, g):
-        rowptr, col, t_rowptr, t_col, t_eid, a, b = ctx.saved_tensors
-        if t_rowptr.numel() == 0 and col.numel() > 0:
-            raise RuntimeError("gkdfast.sddmm: backward needs the transposed CSR, which was not passed to the op")
-        grad_a = grad_b = None
-        g = g.contiguous()
-        if ctx.needs_input_grad[5]:
-            grad_a, _ = torch.ops.gkdfast.spmm(rowptr, col, t_rowptr, t_col, t_eid, g, b, "sum")
-        if ctx.needs_input_grad[6]:
-            back_t = (rowptr, col, _inverse(t_eid)) if torch.is_grad_enabled() else (col.new_empty(0),) * 3
-            grad_b, _ = torch.ops.gkdfast.spmm(t_rowptr, t_col, *back_t, g[t_eid.long()], a, "sum")
-        return None, None, None, None, None, grad_a, grad_b
-
-    torch.library.register_autograd(lib + "sddmm", sddmm_backward, setup_context=sddmm_setup)
-
-    # --- edge_softmax
-    def softmax_setup(ctx, inputs, output):
-        ctx.save_for_backward(inputs[0], output)
-
-    def softmax_backward(ctx, g):
-        rowptr, out = ctx.saved_tensors
-        return None, torch.ops.gkdfast.edge_softmax_backward(rowptr, out, g.contiguous())
-
-    torch.library.register_autograd(lib + "edge_softmax", softmax_backward, setup_context=softmax_setup)
-
-    # --- edge_softmax_backward (double backward): z = y (g - S), S = row-sum of y g.  With upstream u:
-    # dz/dg = y (u - row-sum(y u)) (the same op), dz/dy = u (g - S) - g row-sum(u y).
-    def softmax_bwd_setup(ctx, inputs, output):
-        ctx.save_for_backward(*inputs)
-
-    def softmax_bwd_backward(ctx, u):
-        rowptr, y, g = ctx.saved_tensors
-        u = u.contiguous()
-        grad_y = grad_g = None
-        if ctx.needs_input_grad[2]:
-            grad_g = torch.ops.gkdfast.edge_softmax_backward(rowptr, y, u)
-        if ctx.needs_input_grad[1]:
-            g = g.to(y.dtype)
-            grad_y = u * (g - _row_sum_per_edge(rowptr, y * g)) - g * _row_sum_per_edge(rowptr, u * y)
-        return None, grad_y, grad_g
-
-    torch.library.register_autograd(lib + "edge_softmax_backward", softmax_bwd_backward,
-                                    setup_context=softmax_bwd_setup)
-
-
-if _backend.native_loaded():
-    _register_native()

@@ -8,7 +8,6 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from gkdfast import _backend
-from gkdfast.losses import _contrastive_native  # noqa: F401  (fake kernel of gkdfast::topk_similar)
 
 __all__ = ["topk_similar"]
 

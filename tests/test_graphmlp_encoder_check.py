@@ -26,3 +26,30 @@ def test_runs_and_reports(student, normalize):
     m = re.search(rf"citeseer student={student} normalize={normalize} .*: ([0-9.]+) ± ([0-9.]+)", out.stdout)
     assert m, out.stdout
     assert 0.0 < float(m.group(1)) <= 100.0 and float(m.group(2)) == 0.0  # one seed: no spread
+
+
+def test_runs_the_graphmlp_recipe_not_its_own_loop():
+    """The script's number is the recipe's: same seed, same accuracy as GraphMLP.fit with the script's
+    settings; and the script builds no optimiser of its own."""
+    import importlib.util
+
+    import torch
+
+    from gkdfast.data import load
+    from gkdfast.distill import accuracy, recipes
+
+    planetoid = need_data("planetoid/ind.citeseer")
+    path = os.path.join(REPO, "scripts", "graphmlp_encoder_check.py")
+    assert "torch.optim" not in open(path).read()
+    spec = importlib.util.spec_from_file_location("graphmlp_encoder_check", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    data = load(os.path.dirname(planetoid), name="citeseer")
+    got = script.run_seed(data, "ref", 0, alpha=1.0, tau=2.0, epochs=2)
+    torch.manual_seed(0)
+    recipe = recipes.get("graphmlp", alpha=1.0, tau=2.0, epochs=2, patience=None, proj_dim=None)
+    trained = recipe.fit(lambda f: script.GraphMLPEncoder(f, data.num_classes), data, seed=0)
+    assert trained.fit.epochs == 2  # fixed epochs: no early stopping
+    with torch.no_grad():
+        want = accuracy(trained.model.eval()(trained.inputs), data.y, data.test_mask)
+    assert got == want

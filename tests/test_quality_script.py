@@ -15,6 +15,7 @@ import pytest
 
 from gkdfast.distill.experiment import summarize_runs
 from gkdfast.distill.results import format_markdown, validate
+from gkdfast.distill.runs_log import timing_markdown
 
 from conftest import REPO as _REPO
 from conftest import need_data
@@ -95,7 +96,7 @@ def test_from_runs_one_source_per_seed_and_main_source_times(quality, cora_root,
     # A dataset with only timing-only runs (seeds outside the report's) is left out, not a crash.
     only_timing = [dict(r, dataset="cora") for r in records if r["seed"] == 10]
     assert quality.dataset_from_runs("cora", only_timing, args) is None
-    assert "| glnn | 9.00 (10) | 18.00 (10) | 900.0 | 1800.0 | 2.00× |" in quality._timing_table(res, ref)
+    assert "| glnn | 9.00 (10) | 18.00 (10) | 900.0 | 1800.0 | 2.00× |" in timing_markdown(ref)
 
 
 def test_workers_then_report_end_to_end(quality, cora_root, tmp_path):
@@ -114,6 +115,8 @@ def test_workers_then_report_end_to_end(quality, cora_root, tmp_path):
     assert all(len(r["test_acc"]) == 2 for r in res["rows"])
     text = out.read_text()
     assert "## cora" in text and "Not the full report" in text and "| glnn | MLP(128) |" in text
+    notes = open(os.path.join(_REPO, "docs", "results-notes.md")).read().split("\n", 1)[1]  # after the comment
+    assert text.rstrip().endswith(notes.rstrip()) and "Why our numbers can differ" in text
 
 
 def test_bad_arguments(quality, tmp_path):

@@ -20,8 +20,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from gkdfast import _backend
+from gkdfast._checks import check_graph, check_rows_match
 from gkdfast.graph import Graph
-from gkdfast.losses import _contrastive_native  # noqa: F401  (registers fake kernels + autograd)
 from gkdfast.losses._checks import check_matrix
 from gkdfast.losses._sharded import Shards, check_group, reduce_rows, shared_seed
 from gkdfast.ops import sddmm
@@ -133,7 +133,11 @@ def crd(student: Tensor, teacher: Tensor, tau: float = 0.075, num_negatives: Opt
         teacher: ``[N, d]`` teacher embeddings; cast to the student's dtype.  Widths must match: put a
             projection head (e.g. ``gkdfast.nn.ProjectionHead``) on each side when they differ.
         tau: temperature ``τ > 0`` (G-CRD uses 0.075).
-        num_negatives: ``None`` for all N (exact) or ``K >= 1`` sampled negatives per row.
+        num_negatives: ``None`` for all N (exact) or ``K >= 1`` sampled negatives per row.  On CUDA
+            the sampled backward is **not bitwise reproducible**: each sampled candidate's gradient
+            is accumulated with ``atomicAdd`` (any row may draw it), so the teacher's gradient (with
+            ``symmetric=True`` the student's too) may differ in the last bits between runs.  The draws, the forward, the CPU kernels and
+            the exact mode are reproducible.
         seed: Philox seed in ``[0, 2**63)``; ``None`` draws one from torch's default generator (so
             ``torch.manual_seed`` makes runs reproducible).  Ignored when the loss is exact.
         symmetric: also contrast teacher anchors against student candidates and average the two
@@ -190,6 +194,8 @@ def nt_xent(z1: Tensor, z2: Tensor, tau: float = 0.5, reduction: str = "mean", p
     positive is the same node in the other view, the negatives are every other node of **both**
     views.  The result averages both directions, ``½(ℓ(u, v)_i + ℓ(v, u)_i)``, then over nodes, which
     is GRACE's ``loss(h1, h2)``.  Exact over all 2N candidates, without an N x N matrix.
+    There is no sampled mode, so none of the sampled InfoNCE's CUDA non-determinism (see :func:`crd`,
+    ``num_negatives``): values and gradients are reproducible run to run.
 
     Args:
         z1, z2: ``[N, d]`` embeddings of the two views (``z2`` is cast to ``z1``'s dtype).
@@ -294,8 +300,7 @@ def adjacency_power(graph: Graph, hops: int = 1, max_nnz: int = 50_000_000) -> T
         >>> g = gkdfast.Graph(torch.tensor([[0, 1], [1, 0]]))
         >>> rowptr, col, val = gkdfast.losses.adjacency_power(g, hops=2)
     """
-    if not isinstance(graph, Graph):
-        raise TypeError(f"gkdfast.losses.ncontrast: expected a gkdfast.Graph, got {type(graph).__name__}")
+    check_graph(graph, "gkdfast.losses.ncontrast")
     if isinstance(hops, bool) or not isinstance(hops, int) or hops < 1:
         raise ValueError(f"gkdfast.losses.ncontrast: hops must be an int >= 1, got {hops!r}")
     if isinstance(max_nnz, bool) or not isinstance(max_nnz, int) or max_nnz < 1:
@@ -379,6 +384,9 @@ def ncontrast(graph: Graph, z: Tensor, tau: float = 1.0, hops: int = 1, num_nega
         tau: temperature ``τ > 0``.
         hops: power of ``Â`` (Graph-MLP uses 2 or 3).
         num_negatives, seed: sampled denominator (see above); ``seed=None`` draws from torch's generator.
+            On CUDA the sampled backward is **not bitwise reproducible** (the gradient of each drawn
+            negative is accumulated with ``atomicAdd``; it may differ in the last bits between runs);
+            the draws, the forward, the CPU kernels and the exact default are reproducible.
         max_nnz: cap on the nonzeros of ``Â^hops`` (a clear ``ValueError`` when exceeded).
         reduction: ``"mean"`` (over P), ``"sum"`` or ``"none"`` (``[N]``, 0 outside P).
         process_group: ``None`` (single process) or a ``torch.distributed`` group.  Then every rank
@@ -403,16 +411,15 @@ def ncontrast(graph: Graph, z: Tensor, tau: float = 1.0, hops: int = 1, num_nega
         >>> gkdfast.losses.ncontrast(g, z, tau=0.5, hops=2).backward()
     """
     op = "ncontrast"
-    if not isinstance(graph, Graph):
-        raise TypeError(f"gkdfast.losses.{op}: expected a gkdfast.Graph, got {type(graph).__name__}")
+    check_graph(graph, f"gkdfast.losses.{op}")
     z = check_matrix(z, op, "z")
     check_group(process_group, op)
     sh = Shards(z.size(0), process_group) if process_group is not None else None
-    if (sh.total if sh else z.size(0)) != graph.num_nodes:
-        what = f"the {sh.world} shards of z have {sh.total} rows together" if sh else f"z has {z.size(0)} rows"
-        raise ValueError(f"gkdfast.losses.{op}: {what} but the graph has {graph.num_nodes} nodes")
-    if z.device != graph.device:
-        raise ValueError(f"gkdfast.losses.{op}: z is on {z.device} but the graph is on {graph.device}")
+    if sh is None:
+        check_rows_match(graph, z, f"gkdfast.losses.{op}", "z")
+    else:
+        check_rows_match(graph, z, f"gkdfast.losses.{op}", "z", num_rows=sh.total,
+                         rows_text=f"the {sh.world} shards of z have {sh.total} rows together")
     tau = _check_tau(tau, op)
     reduction = _check_reduction(reduction, op)
     n = graph.num_nodes

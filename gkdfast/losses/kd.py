@@ -23,13 +23,17 @@ def kd(student_logits: Tensor, teacher_logits: Tensor, temperature: float = 1.0,
         >>> gkdfast.losses.kd(s, t, temperature=2.0).shape
         torch.Size([])
     """
-    if not isinstance(student_logits, Tensor) or not isinstance(teacher_logits, Tensor):
-        raise TypeError("gkdfast.losses.kd: student_logits and teacher_logits must be tensors")
-    if student_logits.dim() != 2 or student_logits.shape != teacher_logits.shape:
-        raise ValueError("gkdfast.losses.kd: expected two [N, C] tensors of the same shape, got "
-                         f"{list(student_logits.shape)} and {list(teacher_logits.shape)}")
+    for name, t in (("student_logits", student_logits), ("teacher_logits", teacher_logits)):
+        if not isinstance(t, Tensor):
+            raise TypeError(f"gkdfast.losses.kd: {name} must be a tensor, got {type(t).__name__}")
+        if t.dim() != 2:
+            raise ValueError(f"gkdfast.losses.kd: {name} must be 2-D [N, C], got shape {list(t.shape)}")
+    if student_logits.shape != teacher_logits.shape:
+        raise ValueError(f"gkdfast.losses.kd: student_logits has shape {list(student_logits.shape)} but "
+                         f"teacher_logits has {list(teacher_logits.shape)} (the same [N, C] for both)")
     if student_logits.device != teacher_logits.device:
-        raise ValueError(f"gkdfast.losses.kd: student on {student_logits.device}, teacher on {teacher_logits.device}")
+        raise ValueError(f"gkdfast.losses.kd: student_logits is on {student_logits.device}, teacher_logits on "
+                         f"{teacher_logits.device}")
     if not temperature > 0:
         raise ValueError(f"gkdfast.losses.kd: temperature must be > 0, got {temperature}")
     if reduction not in _REDUCTIONS:

@@ -24,8 +24,8 @@ import torch
 from torch import Tensor
 
 from gkdfast import _backend
+from gkdfast._checks import check_graph, check_rows_match
 from gkdfast.graph import Graph
-from gkdfast.losses import _structure_native  # noqa: F401  (registers fake + autograd for the native ops)
 from gkdfast.losses._checks import check_matrix
 from gkdfast.losses._sharded import Shards, check_group
 from gkdfast.reference import structure as ref
@@ -40,19 +40,17 @@ _GRAM_CHUNK = 1 << 16
 
 
 # ------------------------------------------------------------------------------------------ checks
-def _check_embeddings(op: str, student, teacher, n: Optional[int] = None, device=None):
+def _check_embeddings(op: str, student, teacher, graph: Optional[Graph] = None):
+    where = f"gkdfast.losses.{op}"
     check_matrix(student, op, "student")
     check_matrix(teacher, op, "teacher")
     if student.size(0) != teacher.size(0):
-        raise ValueError(f"gkdfast.losses.{op}: student has {student.size(0)} rows but teacher has "
+        raise ValueError(f"{where}: student has {student.size(0)} rows but teacher has "
                          f"{teacher.size(0)} (one row per node in both)")
     if student.device != teacher.device:
-        raise ValueError(f"gkdfast.losses.{op}: student is on {student.device} but teacher is on {teacher.device}")
-    if n is not None and student.size(0) != n:
-        raise ValueError(f"gkdfast.losses.{op}: embeddings have {student.size(0)} rows but the graph has {n} nodes")
-    if device is not None and student.device != device:
-        raise ValueError(f"gkdfast.losses.{op}: embeddings are on {student.device} but the graph is on {device}; "
-                         "move one with .to(device)")
+        raise ValueError(f"{where}: student is on {student.device} but teacher is on {teacher.device}")
+    if graph is not None:
+        check_rows_match(graph, student, where, "student", rows_text=f"embeddings have {student.size(0)} rows")
 
 
 def _check_kernel(op: str, kernel: str, gamma: float, tau: float):
@@ -97,9 +95,8 @@ def lsp(graph: Graph, student: Tensor, teacher: Tensor, kernel: str = "rbf", gam
         >>> loss = gkdfast.losses.lsp(g, s, t, kernel="laplace", gamma=0.01)
         >>> loss.backward()
     """
-    if not isinstance(graph, Graph):
-        raise TypeError(f"gkdfast.losses.lsp: expected a gkdfast.Graph, got {type(graph).__name__}")
-    _check_embeddings("lsp", student, teacher, graph.num_nodes, graph.device)
+    check_graph(graph, "gkdfast.losses.lsp")
+    _check_embeddings("lsp", student, teacher, graph)
     _check_kernel("lsp", kernel, gamma, tau)
     if reduction not in _LSP_REDUCTIONS:
         raise ValueError(f"gkdfast.losses.lsp: unknown reduction {reduction!r}; expected one of "

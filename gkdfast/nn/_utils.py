@@ -7,7 +7,7 @@ from typing import Callable, Dict
 import torch
 from torch import Tensor
 
-from gkdfast._checks import check_float_matrix
+from gkdfast._checks import check_float_matrix, check_graph, check_rows_match
 from gkdfast.graph import Graph
 
 # graph -> {key: derived Graph}.  Weak keys: a derived graph (e.g. GAT's graph with self-loops)
@@ -17,14 +17,10 @@ _DERIVED: "weakref.WeakKeyDictionary[Graph, Dict[str, Graph]]" = weakref.WeakKey
 
 def check_input(layer: str, x, graph, in_channels) -> None:
     """Raises TypeError/ValueError with the layer's name for bad ``x`` / ``graph``."""
-    if not isinstance(graph, Graph):
-        raise TypeError(f"gkdfast.nn.{layer}: graph must be a gkdfast.Graph, got {type(graph).__name__} "
-                        "(build one with gkdfast.Graph(edge_index, num_nodes))")
+    where = f"gkdfast.nn.{layer}"
+    check_graph(graph, where)
     check_features(layer, x, in_channels)
-    if x.size(0) != graph.num_nodes:
-        raise ValueError(f"gkdfast.nn.{layer}: x has {x.size(0)} rows but the graph has {graph.num_nodes} nodes")
-    if x.device != graph.device:
-        raise ValueError(f"gkdfast.nn.{layer}: x is on {x.device} but the graph is on {graph.device}")
+    check_rows_match(graph, x, where, "x")
 
 
 def check_features(layer: str, x, in_channels) -> None:

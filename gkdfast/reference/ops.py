@@ -14,6 +14,7 @@ def spmm(graph: Graph, x: Tensor, reduce: str = "sum", weight: Optional[Tensor] 
 
     For max/min the winning edge of each (row, feature) is the *first* maximal edge in CSR order, and the
     gradient flows to it alone: the same rule as the kernels (torch's scatter_reduce would split ties).
+    A NaN message propagates (the first NaN edge wins), as in ``torch.amax``.
     """
     n, d = graph.num_nodes, x.size(1)
     src, dst = graph.col.long(), graph.dst.long()
@@ -33,7 +34,9 @@ def spmm(graph: Graph, x: Tensor, reduce: str = "sum", weight: Optional[Tensor] 
                               device=x.device)
             best = best.scatter_reduce(0, dst.unsqueeze(-1).expand(-1, d), msg,
                                        "amax" if reduce == "max" else "amin", include_self=True)
-            is_best = msg == best[dst]
+            # A NaN message wins its (row, feature), as torch.amax/amin propagate NaN: without the
+            # isnan term no edge would equal the NaN best and the row would silently read 0.
+            is_best = (msg == best[dst]) | (msg.isnan() & best[dst].isnan())
             pos = torch.arange(graph.num_edges, device=x.device).unsqueeze(-1).expand(-1, d)
             pos = torch.where(is_best, pos, torch.full_like(pos, graph.num_edges))
             first = torch.full((n, d), graph.num_edges, dtype=torch.long, device=x.device)

@@ -7,6 +7,7 @@ from typing import Iterator, List, Optional, Sequence
 import torch
 from torch import Tensor
 
+from gkdfast._checks import check_graph
 from gkdfast.graph import Graph
 from gkdfast.sampling.blocks import Block, NodeMap, full_in_degree, sample_blocks
 
@@ -79,9 +80,7 @@ class NeighborLoader:
 
     def __init__(self, graph: Graph, nodes: Tensor, fanouts: Sequence[int], batch_size: int = 1024,
                  shuffle: bool = False, seed: int = 0):
-        if not isinstance(graph, Graph):
-            raise TypeError(f"gkdfast.sampling.NeighborLoader: graph must be a gkdfast.Graph, got "
-                            f"{type(graph).__name__}")
+        check_graph(graph, "gkdfast.sampling.NeighborLoader")
         nodes = torch.as_tensor(nodes)
         if nodes.dtype == torch.bool:
             if nodes.numel() != graph.num_nodes:

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from gkdfast import _backend
+from gkdfast._checks import check_graph
 from gkdfast.graph import Graph
 from gkdfast.reference import sampling as ref
 
@@ -59,8 +60,7 @@ def sample_neighbors(graph: Graph, seeds: Tensor, fanout: int, seed: int = 0,
         >>> rowptr.tolist(), bool((g.col[eid] == nbr).all())
         ([0, 2, 3], True)
     """
-    if not isinstance(graph, Graph):
-        raise TypeError(f"gkdfast.sample_neighbors: graph must be a gkdfast.Graph, got {type(graph).__name__}")
+    check_graph(graph, "gkdfast.sample_neighbors")
     if not isinstance(seeds, Tensor):
         seeds = torch.as_tensor(seeds, dtype=torch.int64)
     if seeds.dtype not in (torch.int32, torch.int64):
@@ -79,17 +79,3 @@ def sample_neighbors(graph: Graph, seeds: Tensor, fanout: int, seed: int = 0,
     if _backend.choose(_OP, graph.device) == "reference":
         return ref.sample_neighbors(graph.rowptr, graph.col, seeds, fanout, seed, hop)
     return torch.ops.gkdfast.sample_neighbors(graph.rowptr, graph.col, seeds, fanout, seed, hop)
-
-
-def _register_fake() -> None:
-    if not _backend.native_loaded() or not hasattr(torch.ops.gkdfast, _OP):
-        return
-
-    @torch.library.register_fake("gkdfast::" + _OP)
-    def _fake(rowptr, col, seeds, fanout, seed, hop):
-        nnz = torch.library.get_ctx().new_dynamic_size()
-        return (seeds.new_empty((seeds.shape[0] + 1,), dtype=torch.int64), col.new_empty((nnz,)),
-                col.new_empty((nnz,)))
-
-
-_register_fake()

@@ -1,0 +1,46 @@
+"""Small pieces the op-family modules share: the namespace prefix and tensor helpers used by
+backward formulas."""
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+import torch
+from torch import Tensor
+
+from gkdfast._autograd import forbid_double_backward
+
+LIB = "gkdfast::"
+
+
+def register_op(name: str, fake: Callable, backward: Optional[Callable] = None, setup: Optional[Callable] = None,
+                no_double_backward: Optional[str] = None) -> None:
+    """Registers ``gkdfast::<name>``'s fake kernel, its autograd formula (``backward`` with
+    ``setup`` as setup_context) when it has one, or, for a ``*_backward`` op without a derivative,
+    an autograd formula that refuses double backward naming the public loss ``no_double_backward``."""
+    torch.library.register_fake(LIB + name)(fake)
+    if backward is not None:
+        torch.library.register_autograd(LIB + name, backward, setup_context=setup)
+    if no_double_backward is not None:
+        forbid_double_backward(LIB + name, no_double_backward)
+
+
+def has_op(name: str) -> bool:
+    """True when the loaded extension defines ``gkdfast::<name>`` (an older build may lack newer ops)."""
+    return hasattr(torch.ops.gkdfast, name)
+
+
+def acc_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The accumulation dtype of the reduction ops: float64 for float64 inputs, float32 otherwise."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def inverse_permutation(perm: Tensor) -> Tensor:
+    """``inv`` with ``inv[perm[k]] = k``: maps transposed-CSR positions back (``t_eid``'s inverse)."""
+    inv = torch.empty_like(perm)
+    inv[perm.long()] = torch.arange(perm.numel(), device=perm.device, dtype=perm.dtype)
+    return inv
+
+
+def needs_transpose_error(op: str) -> RuntimeError:
+    """The error of a backward called on an op that was run without the transposed CSR."""
+    return RuntimeError(f"gkdfast.{op}: backward needs the transposed CSR, which was not passed to the op")

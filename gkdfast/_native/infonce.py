@@ -1,0 +1,60 @@
+"""``gkdfast::infonce``, ``infonce_backward``, ``sample_negatives`` and ``topk_similar``
+(csrc/ops/infonce.h): fake kernels and autograd.
+
+``infonce`` returns ``(loss [R], lse [R])`` in the accumulation dtype; its backward is the explicit
+``infonce_backward`` op, which recomputes the logit tiles (or re-draws the Philox negatives) instead
+of saving anything N x N or N x K: only the inputs and ``lse`` are saved.  ``sample_negatives`` and
+``topk_similar`` have no gradient (indices; topk's values are recomputed in Python).
+"""
+from __future__ import annotations
+
+import torch
+
+from gkdfast._native._common import acc_dtype, has_op, register_op
+
+
+def _infonce_fake(a, c, inv_tau, pos_offset, exclude_self, num_negatives, seed, row_begin=0):
+    n = a.shape[0]
+    return a.new_empty((n,), dtype=acc_dtype(a.dtype)), a.new_empty((n,), dtype=acc_dtype(a.dtype))
+
+
+def _infonce_backward_fake(a, c, lse, grad_loss, grad_lse, inv_tau, pos_offset, exclude_self, num_negatives,
+                           seed, row_begin=0):
+    return torch.empty_like(a), torch.empty_like(c)
+
+
+def _sample_negatives_fake(rows, num_nodes, num_negatives, seed):
+    return rows.new_empty((rows.shape[0], num_negatives), dtype=torch.int64)
+
+
+def _topk_fake(query, keys, k):
+    return query.new_empty((query.shape[0], k)), query.new_empty((query.shape[0], k), dtype=torch.int64)
+
+
+def _setup(ctx, inputs, output):
+    a, c, inv_tau, pos_offset, exclude_self, num_negatives, seed = inputs[:7]
+    row_begin = inputs[7] if len(inputs) > 7 else 0  # anchors = rows [row_begin, row_begin + R) of c
+    ctx.args = (inv_tau, pos_offset, exclude_self, num_negatives, seed, row_begin)
+    ctx.save_for_backward(a, c, output[1])
+
+
+def _backward(ctx, grad_loss, grad_lse):
+    a, c, lse = ctx.saved_tensors
+    if grad_loss is None:
+        grad_loss = torch.zeros_like(lse)
+    if grad_lse is None:
+        grad_lse = torch.zeros_like(lse)
+    da, dc = torch.ops.gkdfast.infonce_backward(a, c, lse, grad_loss.contiguous(), grad_lse.contiguous(), *ctx.args)
+    rest = [None] * (len(ctx.needs_input_grad) - 2)
+    return (da if ctx.needs_input_grad[0] else None, dc if ctx.needs_input_grad[1] else None, *rest)
+
+
+def register() -> None:
+    """Registers the family's fake kernels and infonce's autograd (nothing on a build without it)."""
+    if not has_op("infonce"):
+        return
+    register_op("infonce", _infonce_fake, _backward, _setup)
+    register_op("infonce_backward", _infonce_backward_fake,
+                no_double_backward="gkdfast.losses.crd / nt_xent / ncontrast")
+    register_op("sample_negatives", _sample_negatives_fake)
+    register_op("topk_similar", _topk_fake)

@@ -1,0 +1,100 @@
+"""``gkdfast::spmm`` and ``gkdfast::spmm_arg_backward`` (csrc/ops/spmm.h): fake kernels and autograd.
+
+Backward passes are gkdfast ops over the cached transposed CSR, so gradients are deterministic (no
+atomics) and twice-differentiable: sum/mean through spmm itself, max/min through
+``spmm_arg_backward``, whose own derivative is that op again with other inputs.
+"""
+from __future__ import annotations
+
+import torch
+
+from gkdfast._native._common import inverse_permutation, needs_transpose_error, register_op
+
+_ARG_REDUCTIONS = ("max", "min", "amax", "amin")
+
+
+def _spmm_fake(rowptr, col, t_rowptr, t_col, t_eid, weight, x, reduce):
+    n = rowptr.shape[0] - 1
+    arg_shape = (n, x.shape[1]) if reduce in _ARG_REDUCTIONS else (0,)
+    return x.new_empty((n, x.shape[1])), x.new_empty(arg_shape, dtype=torch.long)
+
+
+def _spmm_arg_backward_fake(rowptr, col, t_rowptr, t_col, t_eid, weight, x, arg, grad_out):
+    return torch.empty_like(x), x.new_empty((col.shape[0],) if weight is not None else (0,))
+
+
+def _spmm_setup(ctx, inputs, output):
+    rowptr, col, t_rowptr, t_col, t_eid, weight, x, reduce = inputs
+    ctx.reduce = reduce
+    ctx.has_weight = weight is not None
+    ctx.save_for_backward(rowptr, col, t_rowptr, t_col, t_eid, weight, x, output[1])
+
+
+def _spmm_backward(ctx, grad_out, _grad_arg):
+    rowptr, col, t_rowptr, t_col, t_eid, weight, x, arg = ctx.saved_tensors
+    need_w, need_x = ctx.needs_input_grad[5], ctx.needs_input_grad[6]
+    if t_rowptr.numel() == 0 and col.numel() > 0:
+        raise needs_transpose_error("spmm")
+    grad_w = grad_x = None
+    if ctx.reduce in _ARG_REDUCTIONS:
+        if need_w or need_x:
+            gx, gw = torch.ops.gkdfast.spmm_arg_backward(rowptr, col, t_rowptr, t_col, t_eid, weight, x, arg,
+                                                         grad_out)
+            grad_x = gx if need_x else None
+            grad_w = gw if (need_w and ctx.has_weight) else None
+        return None, None, None, None, None, grad_w, grad_x, None
+    g = grad_out
+    if ctx.reduce == "mean":
+        deg = (rowptr[1:] - rowptr[:-1]).clamp_min(1).to(g.dtype)
+        g = g / deg.unsqueeze(-1)
+    if need_x:
+        w_t = weight[t_eid.long()] if ctx.has_weight else None
+        # The transpose of the transpose is the graph itself (t_eid's inverse maps back): passed only
+        # when a double backward may need it.
+        back_t = (rowptr, col, inverse_permutation(t_eid)) if torch.is_grad_enabled() else (col.new_empty(0),) * 3
+        grad_x, _ = torch.ops.gkdfast.spmm(t_rowptr, t_col, *back_t, w_t, g.contiguous(), "sum")
+    if need_w and ctx.has_weight:
+        grad_w = torch.ops.gkdfast.sddmm(rowptr, col, t_rowptr, t_col, t_eid, g.contiguous(), x)
+    return None, None, None, None, None, grad_w, grad_x, None
+
+
+# spmm_arg_backward (double backward of max/min).  With e = arg[i, f] the winning edge,
+# gx[j, f] = sum_{e: col_e = j} w_e g[i, f] and gw[e] = sum_f x[col_e, f] g[i, f]: both linear in g,
+# so their derivatives are the same op with other inputs, plus a gather for grad_out.  Without this,
+# autograd would silently treat the op as constant and give wrong second derivatives.
+def _arg_backward_setup(ctx, inputs, output):
+    rowptr, col, t_rowptr, t_col, t_eid, weight, x, arg, grad_out = inputs
+    ctx.has_weight = weight is not None
+    ctx.save_for_backward(rowptr, col, t_rowptr, t_col, t_eid, weight, x, arg, grad_out)
+
+
+def _arg_backward_backward(ctx, u_gx, u_gw):
+    rowptr, col, t_rowptr, t_col, t_eid, weight, x, arg, g = ctx.saved_tensors
+    graph_t = (rowptr, col, t_rowptr, t_col, t_eid)
+    has_w = ctx.has_weight and u_gw is not None and u_gw.numel() == col.numel()
+    grad_w = grad_x = grad_g = None
+    if ctx.needs_input_grad[5] and ctx.has_weight and u_gx is not None:
+        # d gx / d w_e = sum_f [arg[i,f] = e] g[i, f] u_gx[col_e, f]: the op's own gw with x := u_gx
+        grad_w = torch.ops.gkdfast.spmm_arg_backward(*graph_t, weight, u_gx.contiguous(), arg, g)[1]
+    if ctx.needs_input_grad[6] and has_w:
+        # d gw_e / d x[j, f] = g[i, f] where arg[i, f] = e and col_e = j: the op's gx with w := u_gw
+        grad_x = torch.ops.gkdfast.spmm_arg_backward(*graph_t, u_gw.contiguous(), x, arg, g)[0]
+    if ctx.needs_input_grad[8] and col.numel() == 0:
+        grad_g = torch.zeros_like(g)
+    elif ctx.needs_input_grad[8]:
+        e = arg.clamp_min(0)
+        src = col.long()[e]  # [N, d] source node of each winning edge
+        grad_g = torch.zeros_like(g)
+        if u_gx is not None:
+            w_e = weight[e] if ctx.has_weight else torch.ones_like(g)
+            grad_g = grad_g + w_e * u_gx.gather(0, src)
+        if has_w:
+            grad_g = grad_g + u_gw[e] * x.gather(0, src)
+        grad_g = torch.where(arg >= 0, grad_g, torch.zeros_like(grad_g))
+    return None, None, None, None, None, grad_w, grad_x, None, grad_g
+
+
+def register() -> None:
+    """Registers the fake kernels and autograd formulas of spmm and spmm_arg_backward."""
+    register_op("spmm", _spmm_fake, _spmm_backward, _spmm_setup)
+    register_op("spmm_arg_backward", _spmm_arg_backward_fake, _arg_backward_backward, _arg_backward_setup)
