@@ -12,6 +12,9 @@ Python starts; the context managers set them for a block and restore the previou
   epilogues for gsp / crd / gram_lse, cuSPARSE for spmm sum / mean in float32 / float64, the staged
   LSP) or ``"legacy"`` (the first-generation kernels: warp-per-row pair loops, gkdfast's own spmm
   for every reduce, the fused-per-row LSP).  Kept to compare both on a GPU.
+* ``cpu_gsp_impl(name)`` -> ``GKDFAST_CPU_GSP_IMPL``: ``"simd"`` (default: the CPU's vectorised tile
+  loops) or ``"portable"`` (the device-agnostic tile driver with a host epilogue: the orchestration
+  and per-element formulas the CUDA path runs, so the CPU tests can check them).
 """
 from __future__ import annotations
 
@@ -20,7 +23,7 @@ import math
 import os
 from typing import Iterator, Optional
 
-__all__ = ["tile_workspace", "cuda_impl"]
+__all__ = ["tile_workspace", "cuda_impl", "cpu_gsp_impl"]
 
 
 @contextlib.contextmanager
@@ -71,3 +74,21 @@ def cuda_impl(name: str):
     if name not in ("fast", "legacy"):
         raise ValueError(f"gkdfast.settings.cuda_impl: name must be 'fast' or 'legacy', got {name!r}")
     return _env("GKDFAST_CUDA_IMPL", name)
+
+
+def cpu_gsp_impl(name: str):
+    """Within the block, CPU ``gsp`` calls run the ``"simd"`` (default) or ``"portable"`` tile path.
+
+    Example:
+        >>> import torch, gkdfast
+        >>> s, t = torch.randn(50, 4), torch.randn(50, 4)
+        >>> with gkdfast.settings.cpu_gsp_impl("portable"):
+        ...     a = gkdfast.losses.gsp(s, t, kernel="rbf", loss="kl", gamma=0.5)
+        >>> b = gkdfast.losses.gsp(s, t, kernel="rbf", loss="kl", gamma=0.5)
+        >>> bool(torch.allclose(a, b, rtol=1e-5))
+        True
+    """
+    name = str(name).strip().lower()
+    if name not in ("simd", "portable"):
+        raise ValueError(f"gkdfast.settings.cpu_gsp_impl: name must be 'simd' or 'portable', got {name!r}")
+    return _env("GKDFAST_CPU_GSP_IMPL", name)

@@ -11,13 +11,11 @@ multiple of the tile (a small GKDFAST_TILE_WORKSPACE_MB), ``GKDFAST_CUDA_IMPL=le
 same answers, and opcheck on CUDA inputs.  All skip without a GPU (CI has none); the device script
 (scripts/device_check.sh) runs them.
 """
-import contextlib
-import os
-
 import pytest
 import torch
 
 import gkdfast
+from gkdfast import settings
 from gkdfast.reference import ops as ref_ops
 from gkdfast.reference import structure as ref
 
@@ -27,36 +25,18 @@ DEV = "cuda"
 GEMM_KERNELS = ["linear", "cosine", "poly", "l2", "rbf"]
 
 
-@contextlib.contextmanager
-def env(**values):
-    old = {k: os.environ.get(k) for k in values}
-    os.environ.update({k: str(v) for k, v in values.items()})
-    try:
+def _tf32_fixture(enabled):
+    @pytest.fixture
+    def fixture():
+        old = torch.backends.cuda.matmul.allow_tf32
+        torch.backends.cuda.matmul.allow_tf32 = enabled
         yield
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+        torch.backends.cuda.matmul.allow_tf32 = old
+    return fixture
 
 
-@pytest.fixture
-def tf32_off():
-    old = torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = False
-    yield
-    torch.backends.cuda.matmul.allow_tf32 = old
-
-
-@pytest.fixture
-def tf32_on():
-    old = torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = True
-    yield
-    torch.backends.cuda.matmul.allow_tf32 = old
-
-
+tf32_off = _tf32_fixture(False)
+tf32_on = _tf32_fixture(True)
 def _graph(n=300, e=3000, hub=True, index_dtype=torch.int64, seed=0):
     g = torch.Generator().manual_seed(seed)
     src = torch.randint(0, n, (e,), generator=g)
@@ -90,7 +70,7 @@ def test_spmm_matches_reference_and_legacy(reduce, dtype, index_dtype, weighted)
     torch.testing.assert_close(out, exp, **tol)
     for a, b in zip(got, want):
         torch.testing.assert_close(a, b, **tol)
-    with env(GKDFAST_CUDA_IMPL="legacy"):
+    with settings.cuda_impl("legacy"):
         old = gkdfast.spmm(graph, x, reduce, edge_weight=w)
     torch.testing.assert_close(out, old, **tol)
 
@@ -142,7 +122,7 @@ def test_lsp_staged_matches_reference_and_legacy(kernel, dtype, index_dtype):
     torch.testing.assert_close(out, exp, **tol)
     for a, b in zip(got, want):
         torch.testing.assert_close(a, b, **tol)
-    with env(GKDFAST_CUDA_IMPL="legacy"):
+    with settings.cuda_impl("legacy"):
         old = gkdfast.losses.lsp(graph, s, t, kernel=kernel, gamma=0.5, tau=0.8)
         old_g = _grads(old, (s, t))
     torch.testing.assert_close(out, old, **tol)
@@ -184,7 +164,7 @@ def test_gsp_tiles_match_reference_and_legacy(kernel, loss, dtype, tf32_off):
     gen = torch.Generator().manual_seed(4)
     s = (0.4 * torch.randn(301, 7, generator=gen, dtype=dtype)).to(DEV).requires_grad_()
     t = (0.4 * torch.randn(301, 12, generator=gen, dtype=dtype)).to(DEV).requires_grad_()
-    with env(GKDFAST_TILE_WORKSPACE_MB="0.1"):  # several uneven tiles at N = 301
+    with settings.tile_workspace(0.1):  # several uneven tiles at N = 301
         out = _gsp_mean(s, t, kernel, loss, 0.7, 0.3)
         got = _grads(out, (s, t))
     exp = ref.gsp(s, t, kernel, loss, 0.7, 0.3)
@@ -193,7 +173,7 @@ def test_gsp_tiles_match_reference_and_legacy(kernel, loss, dtype, tf32_off):
     torch.testing.assert_close(out, exp, **tol)
     for a, b in zip(got, want):
         torch.testing.assert_close(a, b, **tol)
-    with env(GKDFAST_CUDA_IMPL="legacy"):
+    with settings.cuda_impl("legacy"):
         old = _gsp_mean(s, t, kernel, loss, 0.7, 0.3)
     torch.testing.assert_close(out, old, **tol)
 
@@ -247,7 +227,7 @@ def test_infonce_fused_tiles_match_dense(exclude_self, pos_offset, tf32_off):
     gen = torch.Generator().manual_seed(7)
     a = torch.randn(777, 16, generator=gen, dtype=torch.float64).to(DEV).requires_grad_()
     c = torch.randn(777, 16, generator=gen, dtype=torch.float64).to(DEV).requires_grad_()
-    with env(GKDFAST_TILE_WORKSPACE_MB="0.5"):
+    with settings.tile_workspace(0.5):
         loss, lse = torch.ops.gkdfast.infonce(a, c, 2.0, pos_offset, exclude_self, 0, 0)
         got = _grads(loss.sum() + 0.5 * lse.sum(), (a, c))
     logits = a @ c.t() * 2.0
@@ -267,7 +247,7 @@ def test_gram_lse_fused_tiles_match_dense(exclude_self, tf32_off):
     z = torch.randn(901, 12, dtype=torch.float64, generator=torch.Generator().manual_seed(8)).to(DEV)
     z.requires_grad_()
     w = torch.rand(901, dtype=torch.float64, device=DEV)
-    with env(GKDFAST_TILE_WORKSPACE_MB="0.5"):  # 256 x 256 tiles: 4 per side, the last short
+    with settings.tile_workspace(0.5):  # 256 x 256 tiles: 4 per side, the last short
         lse = torch.ops.gkdfast.gram_lse(z, 0.9, exclude_self)
         (got,) = _grads((lse * w).sum(), (z,))
     logits = z @ z.t() * 0.9

@@ -13,23 +13,18 @@ import os
 import pytest
 import torch
 
+from gkdfast import settings
+
 from gkdfast.reference import structure as ref
 
 GEMM_KERNELS = ["linear", "cosine", "poly", "l2", "rbf"]
 
 
 @contextlib.contextmanager
-def env(**values):
-    old = {k: os.environ.get(k) for k in values}
-    os.environ.update({k: str(v) for k, v in values.items()})
-    try:
+def tiles(impl="portable", budget=None):
+    """The CPU GSP implementation and the tile workspace budget (MiB) for the block."""
+    with settings.cpu_gsp_impl(impl), settings.tile_workspace(budget):
         yield
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def _pair(n, ds, dt, dtype=torch.float64, seed=0, scale=0.4):
@@ -46,14 +41,14 @@ def _gsp_op(s, t, kernel, loss, tau, gamma, row_begin=0, row_end=-1):
 
 # 0.002 MiB = 2097 bytes: two float64 tiles of 131 elements -> e.g. 1 x 131 or 2 x 65 tiles, so a
 # 157-row problem runs as many row and column tiles with a short last one.
-TINY = "0.002"
+TINY = 0.002
 
 
 @pytest.mark.parametrize("kernel", GEMM_KERNELS)
 @pytest.mark.parametrize("loss", ["mse", "kl"])
 def test_portable_gsp_driver_matches_reference(kernel, loss):
     s, t = _pair(157, 6, 9)
-    with env(GKDFAST_CPU_GSP_IMPL="portable", GKDFAST_TILE_WORKSPACE_MB=TINY):
+    with tiles(budget=TINY):
         per_row, _ = _gsp_op(s, t, kernel, loss, 0.7, 0.3)
         n = s.size(0)
         out = per_row.sum() / (n * n if loss == "mse" else n)
@@ -72,7 +67,7 @@ def test_portable_gsp_driver_row_range_equals_simd_path(kernel, loss):
     w = torch.rand(40, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
     results = []
     for impl in ("simd", "portable"):
-        with env(GKDFAST_CPU_GSP_IMPL=impl, GKDFAST_TILE_WORKSPACE_MB=TINY):
+        with tiles(impl, budget=TINY):
             per_row, stats = _gsp_op(s, t, kernel, loss, 0.5, 0.4, row_begin=50, row_end=90)
             grads = torch.autograd.grad((per_row * w).sum(), (s, t))
         results.append((per_row.detach(), stats.detach(), grads))
@@ -88,7 +83,7 @@ def test_portable_gsp_driver_float32_and_a_zero_row():
     s, t = _pair(90, 7, 4, dtype=torch.float32, seed=5)
     with torch.no_grad():
         s[3] = 0
-    with env(GKDFAST_CPU_GSP_IMPL="portable", GKDFAST_TILE_WORKSPACE_MB="0.001"):
+    with tiles(budget=0.001):
         per_row, _ = _gsp_op(s, t, "cosine", "kl", 0.5, 0.0)
         out = per_row.mean()
         gs, gt = torch.autograd.grad(out, (s, t))
@@ -105,7 +100,7 @@ def test_portable_gsp_driver_diagonal_distance_is_exactly_zero():
     # l2 on rows of large norm: ||a||^2 + ||a||^2 - 2 a.a is not 0 in floating point; the driver
     # forces the diagonal's distance to exactly 0, so a single row has K = 0 exactly.
     x = torch.full((1, 16), 1234.567, dtype=torch.float32)
-    with env(GKDFAST_CPU_GSP_IMPL="portable"):
+    with tiles():
         per_row, _ = _gsp_op(x, 2 * x, "l2", "mse", 1.0, 0.0)
     assert per_row.item() == 0.0
 
@@ -114,7 +109,7 @@ def test_portable_gsp_driver_is_deterministic():
     s, t = _pair(120, 9, 9, dtype=torch.float32, seed=11)
     outs = []
     for _ in range(2):
-        with env(GKDFAST_CPU_GSP_IMPL="portable", GKDFAST_TILE_WORKSPACE_MB="0.004"):
+        with tiles(budget=0.004):
             per_row, stats = _gsp_op(s, t, "rbf", "kl", 0.5, 0.5)
             grads = torch.autograd.grad(per_row.sum(), (s, t))
         outs.append((per_row, stats) + grads)
@@ -132,13 +127,13 @@ def _infonce_ref(a, c, inv_tau, pos_offset, exclude_self):
     return lse - logits.gather(1, idx.view(-1, 1)).squeeze(1) if pos_offset >= 0 else lse
 
 
-@pytest.mark.parametrize("budget", ["0.001", "0.05"])
+@pytest.mark.parametrize("budget", [0.001, 0.05])
 @pytest.mark.parametrize("exclude_self,pos_offset", [(False, 0), (True, 3), (True, -1)])
 def test_infonce_lse_driver_under_small_budgets(budget, exclude_self, pos_offset):
     g = torch.Generator().manual_seed(2)
     a = torch.randn(75, 6, dtype=torch.float64, generator=g).requires_grad_()
     c = torch.randn(75, 6, dtype=torch.float64, generator=g).requires_grad_()
-    with env(GKDFAST_TILE_WORKSPACE_MB=budget):
+    with settings.tile_workspace(budget):
         loss, _ = torch.ops.gkdfast.infonce(a, c, 1.7, pos_offset, exclude_self, 0, 0)
         got = torch.autograd.grad(loss.sum(), (a, c))
     exp = _infonce_ref(a, c, 1.7, pos_offset, exclude_self)
@@ -152,7 +147,7 @@ def test_infonce_lse_driver_under_small_budgets(budget, exclude_self, pos_offset
 def test_gram_lse_driver_under_a_small_budget(exclude_self):
     z = torch.randn(83, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(4)).requires_grad_()
     w = torch.rand(83, dtype=torch.float64)
-    with env(GKDFAST_TILE_WORKSPACE_MB="0.0005"):  # 65 elements: 8 x 8 square tiles, 11 per side
+    with settings.tile_workspace(0.0005):  # 65 elements: 8 x 8 square tiles, 11 per side
         lse = torch.ops.gkdfast.gram_lse(z, 0.8, exclude_self)
         (got,) = torch.autograd.grad((lse * w).sum(), (z,))
     logits = z @ z.t() * 0.8
@@ -167,7 +162,7 @@ def test_gram_lse_driver_under_a_small_budget(exclude_self):
 def test_topk_under_a_budget_smaller_than_k():
     g = torch.Generator().manual_seed(6)
     q, keys = torch.randn(30, 4, generator=g), torch.randn(200, 4, generator=g)
-    with env(GKDFAST_TILE_WORKSPACE_MB="0.0001"):
+    with settings.tile_workspace(0.0001):
         values, idx = torch.ops.gkdfast.topk_similar(q, keys, 25)
     exp_v, _ = torch.topk(q @ keys.t(), 25, dim=1)
     torch.testing.assert_close(values, exp_v)
@@ -176,15 +171,16 @@ def test_topk_under_a_budget_smaller_than_k():
 
 # ------------------------------------------------------------------------------ switches
 @pytest.mark.parametrize("value", ["-3", "lots", "0"])
-def test_bad_workspace_budget_is_one_clear_error(value):
-    z = torch.randn(10, 3)
-    with env(GKDFAST_TILE_WORKSPACE_MB=value), pytest.raises(ValueError, match="GKDFAST_TILE_WORKSPACE_MB"):
-        torch.ops.gkdfast.gram_lse(z, 1.0, False)
+def test_bad_workspace_budget_is_one_clear_error(value, monkeypatch):
+    monkeypatch.setenv("GKDFAST_TILE_WORKSPACE_MB", value)
+    with pytest.raises(ValueError, match="GKDFAST_TILE_WORKSPACE_MB"):
+        torch.ops.gkdfast.gram_lse(torch.randn(10, 3), 1.0, False)
 
 
-def test_bad_cpu_gsp_impl_is_one_clear_error():
+def test_bad_cpu_gsp_impl_is_one_clear_error(monkeypatch):
     s, t = _pair(10, 3, 3)
-    with env(GKDFAST_CPU_GSP_IMPL="fastest"), pytest.raises(ValueError, match="GKDFAST_CPU_GSP_IMPL"):
+    monkeypatch.setenv("GKDFAST_CPU_GSP_IMPL", "fastest")
+    with pytest.raises(ValueError, match="GKDFAST_CPU_GSP_IMPL"):
         torch.ops.gkdfast.gsp_tiled(s, t, "rbf", "kl", 0.5, 1.0)
 
 

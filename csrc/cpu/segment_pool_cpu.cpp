@@ -18,19 +18,15 @@ int64_t grain_for(int64_t avg_nodes, int64_t d) {
 
 std::tuple<at::Tensor, at::Tensor> segment_pool_cpu(const at::Tensor& x_in, const at::Tensor& ptr_in,
                                                     c10::string_view reduce_name) {
-  const PoolReduce reduce = check_segment_pool(x_in, ptr_in, std::string(reduce_name), "segment_pool");
-  const auto x = x_in.contiguous();
-  const auto ptr = ptr_in.contiguous().to(at::kLong);
-  const int64_t b = ptr.numel() - 1, n = x.size(0), d = x.size(1);
-  auto out = at::empty({b, d}, x.options());
-  auto arg = reduce == PoolReduce::Max ? at::empty({b, d}, x.options().dtype(at::kLong))
-                                       : at::empty({0}, x.options().dtype(at::kLong));
-  if (b == 0 || d == 0) return {out, arg};
-  const int64_t* pp = ptr.data_ptr<int64_t>();
-  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "gkdfast_segment_pool_cpu", [&] {
-    const scalar_t* xp = x.data_ptr<scalar_t>();
-    scalar_t* op = out.data_ptr<scalar_t>();
-    int64_t* ap = reduce == PoolReduce::Max ? arg.data_ptr<int64_t>() : nullptr;
+  const SegmentPoolCall c = prepare_segment_pool(x_in, ptr_in, std::string(reduce_name));
+  if (c.empty()) return {c.out, c.arg};
+  const PoolReduce reduce = c.reduce;
+  const int64_t b = c.segments, d = c.d, n = c.in.size(0);
+  const int64_t* pp = c.ptr.data_ptr<int64_t>();
+  AT_DISPATCH_FLOATING_TYPES(c.in.scalar_type(), "gkdfast_segment_pool_cpu", [&] {
+    const scalar_t* xp = c.in.data_ptr<scalar_t>();
+    scalar_t* op = c.out.data_ptr<scalar_t>();
+    int64_t* ap = reduce == PoolReduce::Max ? c.arg.data_ptr<int64_t>() : nullptr;
     at::parallel_for(0, b, grain_for(n / std::max<int64_t>(1, b), d), [&](int64_t g0, int64_t g1) {
       for (int64_t g = g0; g < g1; ++g) {
         const int64_t i0 = pp[g], i1 = pp[g + 1];
@@ -65,25 +61,20 @@ std::tuple<at::Tensor, at::Tensor> segment_pool_cpu(const at::Tensor& x_in, cons
       }
     });
   });
-  return {out, arg};
+  return {c.out, c.arg};
 }
 
 at::Tensor segment_pool_backward_cpu(const at::Tensor& ptr_in, const at::Tensor& arg_in, const at::Tensor& grad_in,
                                      int64_t num_nodes, c10::string_view reduce_name) {
-  const PoolReduce reduce =
-      check_segment_pool_backward(ptr_in, arg_in, grad_in, num_nodes, std::string(reduce_name), "segment_pool_backward");
-  const auto ptr = ptr_in.contiguous().to(at::kLong);
-  const auto grad = grad_in.contiguous();
-  const int64_t b = ptr.numel() - 1, d = grad.size(1);
-  auto gx = reduce == PoolReduce::Max ? at::zeros({num_nodes, d}, grad.options())
-                                      : at::empty({num_nodes, d}, grad.options());
-  if (b == 0 || d == 0 || num_nodes == 0) return gx;
-  const auto arg = reduce == PoolReduce::Max ? arg_in.contiguous() : arg_in;
-  const int64_t* pp = ptr.data_ptr<int64_t>();
-  AT_DISPATCH_FLOATING_TYPES(grad.scalar_type(), "gkdfast_segment_pool_backward_cpu", [&] {
-    const scalar_t* gp = grad.data_ptr<scalar_t>();
-    scalar_t* xp = gx.data_ptr<scalar_t>();
-    const int64_t* ap = reduce == PoolReduce::Max ? arg.data_ptr<int64_t>() : nullptr;
+  const SegmentPoolCall c = prepare_segment_pool_backward(ptr_in, arg_in, grad_in, num_nodes, std::string(reduce_name));
+  if (c.empty()) return c.out;
+  const PoolReduce reduce = c.reduce;
+  const int64_t b = c.segments, d = c.d;
+  const int64_t* pp = c.ptr.data_ptr<int64_t>();
+  AT_DISPATCH_FLOATING_TYPES(c.in.scalar_type(), "gkdfast_segment_pool_backward_cpu", [&] {
+    const scalar_t* gp = c.in.data_ptr<scalar_t>();
+    scalar_t* xp = c.out.data_ptr<scalar_t>();
+    const int64_t* ap = reduce == PoolReduce::Max ? c.arg.data_ptr<int64_t>() : nullptr;
     at::parallel_for(0, b, grain_for(num_nodes / std::max<int64_t>(1, b), d), [&](int64_t g0, int64_t g1) {
       for (int64_t g = g0; g < g1; ++g) {
         const int64_t i0 = pp[g], i1 = pp[g + 1];
@@ -102,7 +93,7 @@ at::Tensor segment_pool_backward_cpu(const at::Tensor& ptr_in, const at::Tensor&
       }
     });
   });
-  return gx;
+  return c.out;
 }
 
 }  // namespace

@@ -73,43 +73,31 @@ __global__ void segment_pool_backward_kernel(const scalar_t* __restrict__ grad, 
 
 std::tuple<at::Tensor, at::Tensor> segment_pool_cuda(const at::Tensor& x_in, const at::Tensor& ptr_in,
                                                      c10::string_view reduce_name) {
-  const PoolReduce reduce = check_segment_pool(x_in, ptr_in, std::string(reduce_name), "segment_pool");
   GKD_CUDA_SETUP(x_in);
-  const auto x = x_in.contiguous();
-  const auto ptr = ptr_in.contiguous().to(at::kLong);
-  const int64_t b = ptr.numel() - 1, d = x.size(1);
-  auto out = at::empty({b, d}, x.options());
-  auto arg = reduce == PoolReduce::Max ? at::empty({b, d}, x.options().dtype(at::kLong))
-                                       : at::empty({0}, x.options().dtype(at::kLong));
-  if (b == 0 || d == 0) return {out, arg};
-  GKD_DISPATCH_FLOATING(x.scalar_type(), "gkdfast_segment_pool_cuda", [&] {
-    segment_pool_kernel<scalar_t><<<num_blocks(b * kWarp, kThreads), kThreads, 0, stream>>>(
-        x.data_ptr<scalar_t>(), ptr.data_ptr<int64_t>(), b, d, reduce, out.data_ptr<scalar_t>(),
-        reduce == PoolReduce::Max ? arg.data_ptr<int64_t>() : nullptr);
+  const SegmentPoolCall c = prepare_segment_pool(x_in, ptr_in, std::string(reduce_name));
+  if (c.empty()) return {c.out, c.arg};
+  GKD_DISPATCH_FLOATING(c.in.scalar_type(), "gkdfast_segment_pool_cuda", [&] {
+    segment_pool_kernel<scalar_t><<<num_blocks(c.segments * kWarp, kThreads), kThreads, 0, stream>>>(
+        c.in.data_ptr<scalar_t>(), c.ptr.data_ptr<int64_t>(), c.segments, c.d, c.reduce, c.out.data_ptr<scalar_t>(),
+        c.reduce == PoolReduce::Max ? c.arg.data_ptr<int64_t>() : nullptr);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
-  return {out, arg};
+  return {c.out, c.arg};
 }
 
 at::Tensor segment_pool_backward_cuda(const at::Tensor& ptr_in, const at::Tensor& arg_in, const at::Tensor& grad_in,
                                       int64_t num_nodes, c10::string_view reduce_name) {
-  const PoolReduce reduce = check_segment_pool_backward(ptr_in, arg_in, grad_in, num_nodes, std::string(reduce_name),
-                                                        "segment_pool_backward");
   GKD_CUDA_SETUP(grad_in);
-  const auto ptr = ptr_in.contiguous().to(at::kLong);
-  const auto grad = grad_in.contiguous();
-  const int64_t b = ptr.numel() - 1, d = grad.size(1);
-  auto gx = reduce == PoolReduce::Max ? at::zeros({num_nodes, d}, grad.options())
-                                      : at::empty({num_nodes, d}, grad.options());
-  if (b == 0 || d == 0 || num_nodes == 0) return gx;
-  const auto arg = reduce == PoolReduce::Max ? arg_in.contiguous() : arg_in;
-  GKD_DISPATCH_FLOATING(grad.scalar_type(), "gkdfast_segment_pool_backward_cuda", [&] {
-    segment_pool_backward_kernel<scalar_t><<<num_blocks(b * kWarp, kThreads), kThreads, 0, stream>>>(
-        grad.data_ptr<scalar_t>(), ptr.data_ptr<int64_t>(),
-        reduce == PoolReduce::Max ? arg.data_ptr<int64_t>() : nullptr, b, d, reduce, gx.data_ptr<scalar_t>());
+  const SegmentPoolCall c = prepare_segment_pool_backward(ptr_in, arg_in, grad_in, num_nodes, std::string(reduce_name));
+  if (c.empty()) return c.out;
+  GKD_DISPATCH_FLOATING(c.in.scalar_type(), "gkdfast_segment_pool_backward_cuda", [&] {
+    segment_pool_backward_kernel<scalar_t><<<num_blocks(c.segments * kWarp, kThreads), kThreads, 0, stream>>>(
+        c.in.data_ptr<scalar_t>(), c.ptr.data_ptr<int64_t>(),
+        c.reduce == PoolReduce::Max ? c.arg.data_ptr<int64_t>() : nullptr, c.segments, c.d, c.reduce,
+        c.out.data_ptr<scalar_t>());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
-  return gx;
+  return c.out;
 }
 
 }  // namespace

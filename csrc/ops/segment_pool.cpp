@@ -50,4 +50,31 @@ PoolReduce check_segment_pool_backward(const at::Tensor& ptr, const at::Tensor& 
   return r;
 }
 
+SegmentPoolCall prepare_segment_pool(const at::Tensor& x, const at::Tensor& ptr, const std::string& reduce) {
+  SegmentPoolCall c;
+  c.reduce = check_segment_pool(x, ptr, reduce, "segment_pool");
+  c.in = x.contiguous();
+  c.ptr = ptr.contiguous().to(at::kLong);
+  c.segments = c.ptr.numel() - 1;
+  c.d = x.size(1);
+  c.out = at::empty({c.segments, c.d}, x.options());
+  c.arg = c.reduce == PoolReduce::Max ? at::empty({c.segments, c.d}, x.options().dtype(at::kLong))
+                                      : at::empty({0}, x.options().dtype(at::kLong));
+  return c;
+}
+
+SegmentPoolCall prepare_segment_pool_backward(const at::Tensor& ptr, const at::Tensor& arg, const at::Tensor& grad,
+                                              int64_t num_nodes, const std::string& reduce) {
+  SegmentPoolCall c;
+  c.reduce = check_segment_pool_backward(ptr, arg, grad, num_nodes, reduce, "segment_pool_backward");
+  c.in = grad.contiguous();
+  c.ptr = ptr.contiguous().to(at::kLong);
+  c.segments = c.ptr.numel() - 1;
+  c.d = grad.size(1);
+  c.arg = c.reduce == PoolReduce::Max ? arg.contiguous() : arg;
+  c.out = c.reduce == PoolReduce::Max ? at::zeros({num_nodes, c.d}, grad.options())
+                                      : at::empty({num_nodes, c.d}, grad.options());
+  return c;
+}
+
 }  // namespace gkdfast

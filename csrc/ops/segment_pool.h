@@ -27,4 +27,17 @@ PoolReduce check_segment_pool(const at::Tensor& x, const at::Tensor& ptr, const 
 PoolReduce check_segment_pool_backward(const at::Tensor& ptr, const at::Tensor& arg, const at::Tensor& grad,
                                        int64_t num_nodes, const std::string& reduce, const char* op);
 
+// A checked call laid out for the kernels: int64 contiguous offsets, the contiguous input (x or
+// grad_out), the forward's arg (max only), and the output buffers: forward out [B, d] and arg [B, d]
+// (max) or [0]; backward out = grad_x [N, d], zero-filled for max (only the winners are written).
+struct SegmentPoolCall {
+  PoolReduce reduce;
+  at::Tensor ptr, in, arg, out;
+  int64_t segments, d;
+  bool empty() const { return segments == 0 || d == 0 || out.numel() == 0; }
+};
+SegmentPoolCall prepare_segment_pool(const at::Tensor& x, const at::Tensor& ptr, const std::string& reduce);
+SegmentPoolCall prepare_segment_pool_backward(const at::Tensor& ptr, const at::Tensor& arg, const at::Tensor& grad,
+                                              int64_t num_nodes, const std::string& reduce);
+
 }  // namespace gkdfast
