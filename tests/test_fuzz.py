@@ -29,7 +29,7 @@ from gkdfast import _backend  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "native_safety"))
-from known_issues import ISSUES, edge_softmax_issue, gsp_issue, lsp_issue, spmm_issue  # noqa: E402
+from known_issues import ISSUES, gsp_issue, lsp_issue  # noqa: E402
 
 FUZZ = settings(max_examples=int(os.environ.get("GKDFAST_FUZZ_EXAMPLES", "80")), derandomize=True, deadline=None,
                 database=None, suppress_health_check=list(HealthCheck), print_blob=False)
@@ -251,18 +251,14 @@ def test_graph_ops_refuse_or_match_the_reference(data):
         reduce = "sum" if op == "spmm_gcn" else data.draw(st.sampled_from(["sum", "mean", "max", "min"]))
         w, wkind = data.draw(edge_values(g.num_edges)) if op != "spmm" else (None, "none")
         norm = "gcn" if op == "spmm_gcn" else None
-        plain = isinstance(x, torch.Tensor) and x.dim() == 2 and x.shape[0] == g.num_nodes and \
-            x.device.type == "cpu" and (w is None or w.shape == (g.num_edges,))
-        known = spmm_issue(g.col, x, reduce, None if w is None else g.to_csr_order(w)) if plain else None
         args = ("edge_weight", "x") if wkind != "none" else ("x",)
-        _outcome(lambda: gkdfast.spmm(g, x, reduce, edge_weight=w, norm=norm), args, known)
+        _outcome(lambda: gkdfast.spmm(g, x, reduce, edge_weight=w, norm=norm), args)
     elif op == "sddmm":
         b, _ = data.draw(node_matrix(g.num_nodes, d))
         _outcome(lambda: gkdfast.sddmm(g, x, b), ("a", "b"))
     elif op == "edge_softmax":
         s, _ = data.draw(edge_values(g.num_edges, heads=True))
-        _outcome(lambda: gkdfast.edge_softmax(g, s), ("scores",),
-                 edge_softmax_issue(s) if s.is_floating_point() else None)
+        _outcome(lambda: gkdfast.edge_softmax(g, s), ("scores",))
     elif op == "gcn_norm":
         w, _ = data.draw(edge_values(g.num_edges))
         _outcome(lambda: gkdfast.gcn_norm(g, w)[1], ("edge_weight",))
@@ -340,10 +336,11 @@ def test_raw_ops_never_crash_and_refuse_or_match_the_reference():
 
 
 # ----------------------------------------------------------------------------------------- known issues
-# Strict xfails: each fails today because of the kernel behaviour in known_issues.ISSUES; when the
-# kernel is fixed it passes, xfail(strict) turns that into a failure, and the entry goes.
+# Kernel behaviours the fuzzers once found (now fixed: NaN propagates, messages name the argument)
+# and the ones still open (strict xfails: each fails today because of the kernel behaviour in
+# known_issues.ISSUES; when the kernel is fixed it passes, xfail(strict) turns that into a failure,
+# and the entry goes).
 @native
-@pytest.mark.xfail(strict=True, reason=ISSUES["spmm_max_nan"])
 def test_known_spmm_max_propagates_nan():
     g = gkdfast.Graph(torch.tensor([[0, 1], [2, 2]]), 3)
     out = gkdfast.spmm(g, torch.tensor([[1.0], [float("nan")]]), "max")
@@ -351,7 +348,6 @@ def test_known_spmm_max_propagates_nan():
 
 
 @native
-@pytest.mark.xfail(strict=True, reason=ISSUES["lsp_nonfinite"])
 def test_known_lsp_propagates_nan():
     g = gkdfast.Graph(torch.tensor([[0, 1], [1, 0]]), 2)
     out = gkdfast.losses.lsp(g, torch.randn(2, 3), torch.tensor([[float("nan")] * 3, [1.0] * 3]), reduction="none")
@@ -359,7 +355,6 @@ def test_known_lsp_propagates_nan():
 
 
 @native
-@pytest.mark.xfail(strict=True, reason=ISSUES["gsp_nonfinite"])
 def test_known_gsp_rbf_propagates_nan():
     t = torch.randn(3, 2)
     t[1, 0] = float("nan")
@@ -367,7 +362,6 @@ def test_known_gsp_rbf_propagates_nan():
 
 
 @native
-@pytest.mark.xfail(strict=True, reason=ISSUES["edge_softmax_nan"])
 def test_known_edge_softmax_nan_fills_its_row():
     g = gkdfast.Graph(torch.tensor([[0, 0], [0, 0]]), 1)
     assert bool(gkdfast.edge_softmax(g, torch.tensor([float("nan"), 1.0])).isnan().all())
@@ -382,7 +376,6 @@ def test_known_sampled_infonce_all_neg_inf_row():
 
 
 @native
-@pytest.mark.xfail(strict=True, reason=ISSUES["msg_dtype_mismatch"] + "; " + ISSUES["msg_expected_floating"])
 def test_known_contrastive_op_messages_name_the_argument():
     for call in (lambda: torch.ops.gkdfast.gram_lse(torch.ones(3, 2, dtype=torch.long), 1.0, True),
                  lambda: torch.ops.gkdfast.infonce(torch.ones(3, 2, dtype=torch.long), torch.ones(3, 2), 1.0, 0,

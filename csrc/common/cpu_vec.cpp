@@ -32,7 +32,7 @@ namespace vec {
                                  T w, int64_t e, int64_t d) {                                    \
     for (int64_t f = 0; f < d; ++f) {                                                            \
       const T v = w * x[f];                                                                      \
-      const bool take = v > acc[f];                                                              \
+      const bool take = (v > acc[f]) | ((v != v) & (acc[f] == acc[f])); /* NaN wins, sticks */   \
       acc[f] = take ? v : acc[f];                                                                \
       arg[f] = take ? e : arg[f];                                                                \
     }                                                                                            \
@@ -41,7 +41,7 @@ namespace vec {
                                  T w, int64_t e, int64_t d) {                                    \
     for (int64_t f = 0; f < d; ++f) {                                                            \
       const T v = w * x[f];                                                                      \
-      const bool take = v < acc[f];                                                              \
+      const bool take = (v < acc[f]) | ((v != v) & (acc[f] == acc[f])); /* NaN wins, sticks */   \
       acc[f] = take ? v : acc[f];                                                                \
       arg[f] = take ? e : arg[f];                                                                \
     }                                                                                            \
@@ -56,7 +56,8 @@ namespace vec {
       const T v = w * x[f];                                                                      \
       const T old = acc[f];                                                                      \
       const int32_t prev = arg[f];                                                               \
-      const bool take = v OP old;                                                                \
+      /* a NaN message wins once, then sticks (as torch.amax propagates it) */                  \
+      const bool take = (v OP old) | ((v != v) & (old == old));                                  \
       const int32_t mask = -static_cast<int32_t>(take);                                          \
       acc[f] = take ? v : old;                                                                   \
       arg[f] = (k & mask) | (prev & ~mask);                                                      \

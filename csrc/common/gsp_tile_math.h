@@ -30,7 +30,7 @@ GKD_HD T kernel_from_dot(SimKernel kind, T g, T na, T nb, bool same, T gamma) {
     case SimKernel::L2:
     case SimKernel::Rbf: {
       T d2 = same ? T(0) : na + nb - T(2) * g;
-      d2 = d2 > T(0) ? d2 : T(0);
+      d2 = d2 < T(0) ? T(0) : d2;  // NaN stays NaN
       return kind == SimKernel::L2 ? -d2 : std::exp(-gamma * d2);
     }
     default: return g;  // linear; cosine (normalised rows)

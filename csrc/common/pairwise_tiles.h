@@ -120,7 +120,7 @@ constexpr int64_t kCpuGemmColBlock = 512;
 template <typename T>
 inline T sq_dist_from_dot(T dot, T na, T nb) {
   const T d = na + nb - T(2) * dot;
-  return d > T(0) ? d : T(0);
+  return d < T(0) ? T(0) : d;  // NaN stays NaN
 }
 #endif
 

@@ -39,7 +39,8 @@ at::Tensor edge_softmax_cpu(const at::Tensor& rowptr_in, const at::Tensor& s_in)
               op[e * heads + h] = v;
               sum += v;
             }
-            const scalar_t inv = sum > 0 ? scalar_t(1) / sum : scalar_t(0);
+            // an all -inf row sums to 0 (all weights 0); a NaN score makes the sum, hence the row, NaN
+            const scalar_t inv = sum == 0 ? scalar_t(0) : scalar_t(1) / sum;
             for (int64_t e = e0; e < e1; ++e) op[e * heads + h] *= inv;
           }
         }

@@ -54,7 +54,7 @@ GKD_ALWAYS_INLINE V tile_kval(V g, T na, const T* nb, int64_t j, T ngamma) {
   } else {
     V d2 = (na + simk_cpu::load<V>(nb + j)) - T(2) * g;  // ||u - v||^2; rounding can make it < 0: clamp
     const V zero = splat<V>(T(0));
-    d2 = d2 > zero ? d2 : zero;
+    d2 = d2 < zero ? zero : d2;  // NaN (from a NaN input) stays NaN
     if constexpr (K == SimKernel::L2) return -d2;
     else return simk_cpu::vexp<T>(d2 * ngamma);
   }

@@ -117,7 +117,7 @@ std::tuple<at::Tensor, at::Tensor> gsp_direct_cpu(const at::Tensor& s_in, const 
         } else {
           const double lse_s = ls[a - i0].value(), lse_t = lt[a - i0].lse();
           const double kl = lt[a - i0].mean() - lse_t + lse_s;  // >= 0 up to rounding: clamp
-          pr[o] = static_cast<T>(kl > 0 ? kl : 0.0);
+          pr[o] = static_cast<T>(kl < 0 ? 0.0 : kl);  // NaN stays NaN
           sp[2 * o] = static_cast<T>(lse_s);
           sp[2 * o + 1] = static_cast<T>(lse_t);
         }

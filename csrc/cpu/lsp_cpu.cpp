@@ -95,7 +95,7 @@ std::tuple<at::Tensor, at::Tensor> lsp_cpu(const at::Tensor& rowptr_in, const at
           const double lse_s = ls.value(), lse_t = lt.lse();
           // KL = E_T[x^T - x^S] - lse_T + lse_S >= 0; rounding may leave -1e-16: clamp.
           const double kl = lt.mean() - lse_t + lse_s;
-          out[i] = static_cast<scalar_t>(kl > 0 ? kl : 0.0);
+          out[i] = static_cast<scalar_t>(kl < 0 ? 0.0 : kl);  // NaN stays NaN
           lp[2 * i] = static_cast<scalar_t>(lse_s);
           lp[2 * i + 1] = static_cast<scalar_t>(lse_t);
         }

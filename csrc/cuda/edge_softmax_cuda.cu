@@ -46,7 +46,8 @@ __device__ __forceinline__ void softmax_row(const Team& team, const scalar_t* __
   acc_t sum = acc_t(0);
   for (int64_t e = e0 + team.rank; e < e1; e += team.size) sum += gkd_exp(static_cast<acc_t>(s[e * heads + h]) - mx);
   sum = team.sum(sum);
-  const acc_t inv = sum > acc_t(0) ? acc_t(1) / sum : acc_t(0);
+  // an all -inf row sums to 0 (all weights 0); a NaN score makes the sum, hence the row, NaN
+  const acc_t inv = sum == acc_t(0) ? acc_t(0) : acc_t(1) / sum;
   for (int64_t e = e0 + team.rank; e < e1; e += team.size)
     out[e * heads + h] = static_cast<scalar_t>(gkd_exp(static_cast<acc_t>(s[e * heads + h]) - mx) * inv);
 }

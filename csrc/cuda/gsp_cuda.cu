@@ -54,7 +54,7 @@ __global__ void gsp_forward_kernel(const scalar_t* __restrict__ s, int64_t ds, c
     if (kl_loss) {
       const acc_t lse_s = ls.value(), lse_t = lt.lse();
       const acc_t kl = lt.mean() - lse_t + lse_s;
-      per_row[o] = static_cast<scalar_t>(kl > acc_t(0) ? kl : acc_t(0));
+      per_row[o] = static_cast<scalar_t>(kl < acc_t(0) ? acc_t(0) : kl);  // NaN stays NaN
       stats[2 * o] = static_cast<scalar_t>(lse_s);
       stats[2 * o + 1] = static_cast<scalar_t>(lse_t);
     } else {

@@ -56,7 +56,7 @@ __global__ void lsp_forward_kernel(const index_t* __restrict__ rowptr, const ind
   if (lane == 0) {
     const acc_t lse_s = ls.value(), lse_t = lt.lse();
     const acc_t kl = lt.mean() - lse_t + lse_s;
-    per_node[i] = static_cast<scalar_t>(kl > acc_t(0) ? kl : acc_t(0));
+    per_node[i] = static_cast<scalar_t>(kl < acc_t(0) ? acc_t(0) : kl);  // NaN stays NaN
     lse[2 * i] = static_cast<scalar_t>(lse_s);
     lse[2 * i + 1] = static_cast<scalar_t>(lse_t);
   }

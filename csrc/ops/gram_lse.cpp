@@ -20,7 +20,7 @@ constexpr double kInf = std::numeric_limits<double>::infinity();
 
 void check_gram_lse(const at::Tensor& z, const char* op) {
   TORCH_CHECK(z.dim() == 2, "gkdfast.", op, ": z must be 2-D, got ", z.sizes());
-  TORCH_CHECK(at::isFloatingType(z.scalar_type()), "gkdfast.", op, ": expected a floating tensor, got ",
+  TORCH_CHECK(at::isFloatingType(z.scalar_type()), "gkdfast.", op, ": z must be a floating tensor, got ",
               z.scalar_type());
 }
 

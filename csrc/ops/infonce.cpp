@@ -29,9 +29,10 @@ void check_infonce(const at::Tensor& a, const at::Tensor& c, int64_t pos_offset,
               " candidates, so need 0 <= row_begin <= N - R; got row_begin = ", row_begin);
   TORCH_CHECK(a.size(1) == c.size(1), "gkdfast.", op, ": anchors and candidates need the same width, got ",
               a.size(1), " and ", c.size(1));
-  TORCH_CHECK(a.scalar_type() == c.scalar_type(), "gkdfast.", op, ": dtype mismatch ", a.scalar_type(), " vs ",
-              c.scalar_type());
-  TORCH_CHECK(at::isFloatingType(a.scalar_type()), "gkdfast.", op, ": expected floating tensors, got ",
+  TORCH_CHECK(a.scalar_type() == c.scalar_type(), "gkdfast.", op,
+              ": anchors and candidates must share one dtype, got ", a.scalar_type(), " (anchors) and ",
+              c.scalar_type(), " (candidates)");
+  TORCH_CHECK(at::isFloatingType(a.scalar_type()), "gkdfast.", op, ": anchors and candidates must be floating, got ",
               a.scalar_type());
   TORCH_CHECK(a.device() == c.device(), "gkdfast.", op, ": anchors on ", a.device(), ", candidates on ", c.device());
   TORCH_CHECK(num_negatives >= 0, "gkdfast.", op, ": num_negatives must be >= 0, got ", num_negatives);
