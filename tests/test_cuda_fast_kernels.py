@@ -51,6 +51,13 @@ def _grads(out, leaves):
     return torch.autograd.grad(out, leaves)
 
 
+def _assert_all_close(pairs, dtype):
+    """(got, want) pairs within the float32 or float64 tolerance of these tests."""
+    tol = dict(rtol=2e-4, atol=1e-5) if dtype == torch.float32 else dict(rtol=1e-9, atol=1e-11)
+    for a, b in pairs:
+        torch.testing.assert_close(a, b, **tol)
+
+
 # ------------------------------------------------------------------------------------------ spmm
 @pytest.mark.parametrize("reduce", ["sum", "mean", "max", "min"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
@@ -118,16 +125,10 @@ def test_lsp_staged_matches_reference_and_legacy(kernel, dtype, index_dtype):
     got = _grads(out, (s, t))
     exp = ref.lsp(graph, s, t, kernel, 0.5, 0.8, "mean")
     want = _grads(exp, (s, t))
-    tol = dict(rtol=2e-4, atol=1e-5) if dtype == torch.float32 else dict(rtol=1e-9, atol=1e-11)
-    torch.testing.assert_close(out, exp, **tol)
-    for a, b in zip(got, want):
-        torch.testing.assert_close(a, b, **tol)
     with settings.cuda_impl("legacy"):
         old = gkdfast.losses.lsp(graph, s, t, kernel=kernel, gamma=0.5, tau=0.8)
         old_g = _grads(old, (s, t))
-    torch.testing.assert_close(out, old, **tol)
-    for a, b in zip(got, old_g):
-        torch.testing.assert_close(a, b, **tol)
+    _assert_all_close([(out, exp), *zip(got, want), (out, old), *zip(got, old_g)], dtype)
 
 
 def test_lsp_staged_two_runs_bitwise_equal():
@@ -169,13 +170,9 @@ def test_gsp_tiles_match_reference_and_legacy(kernel, loss, dtype, tf32_off):
         got = _grads(out, (s, t))
     exp = ref.gsp(s, t, kernel, loss, 0.7, 0.3)
     want = _grads(exp, (s, t))
-    tol = dict(rtol=2e-4, atol=1e-5) if dtype == torch.float32 else dict(rtol=1e-9, atol=1e-11)
-    torch.testing.assert_close(out, exp, **tol)
-    for a, b in zip(got, want):
-        torch.testing.assert_close(a, b, **tol)
     with settings.cuda_impl("legacy"):
         old = _gsp_mean(s, t, kernel, loss, 0.7, 0.3)
-    torch.testing.assert_close(out, old, **tol)
+    _assert_all_close([(out, exp), *zip(got, want), (out, old)], dtype)
 
 
 def test_gsp_row_range_matches_reference_rows(tf32_off):
