@@ -343,7 +343,7 @@ def test_raw_ops_never_crash_and_refuse_or_match_the_reference():
 @native
 def test_known_spmm_max_propagates_nan():
     g = gkdfast.Graph(torch.tensor([[0, 1], [2, 2]]), 3)
-    out = gkdfast.spmm(g, torch.tensor([[1.0], [float("nan")]]), "max")
+    out = gkdfast.spmm(g, torch.tensor([[1.0], [float("nan")], [0.0]]), "max")
     assert bool(out[2].isnan().all())
 
 
