@@ -26,12 +26,13 @@ struct Reducer {
     return acc_t(0);
   }
   // Strict comparison: among equal candidates the first edge in CSR order wins, so the
-  // arg (and therefore the gradient) is deterministic and matches the reference.
+  // arg (and therefore the gradient) is deterministic and matches the reference.  The first NaN
+  // message wins and sticks (torch.amax propagates NaN).
   GKD_HD static void update(acc_t& acc, acc_t v, int64_t& arg, int64_t e) {
     if (R == Reduce::Max) {
-      if (v > acc || arg < 0) { acc = v; arg = e; }
+      if (v > acc || arg < 0 || (v != v && acc == acc)) { acc = v; arg = e; }
     } else if (R == Reduce::Min) {
-      if (v < acc || arg < 0) { acc = v; arg = e; }
+      if (v < acc || arg < 0 || (v != v && acc == acc)) { acc = v; arg = e; }
     } else {
       acc += v;
     }

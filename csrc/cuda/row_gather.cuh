@@ -43,14 +43,15 @@ __device__ __forceinline__ void partial_init(RowPartial<acc_t, V, has_arg<R>()>&
   }
 }
 
-// Does candidate (ov, oa) beat the current (mv, ma)?  A NaN partial can only be the row's first
-// edge (other NaNs are never taken), and it wins; otherwise the better value, then the earlier edge.
+// Does candidate (ov, oa) beat the current (mv, ma)?  NaN beats every number (the row's first NaN
+// message wins, as torch.amax propagates NaN; between two NaNs the earlier edge); otherwise the
+// better value, then the earlier edge.
 template <Reduce R, typename acc_t>
 __device__ __forceinline__ bool arg_better(acc_t ov, int64_t oa, acc_t mv, int64_t ma) {
   if (oa < 0) return false;
   if (ma < 0) return true;
-  if (ov != ov) return true;
-  if (mv != mv) return false;
+  const bool on = ov != ov, mn = mv != mv;
+  if (on || mn) return on && (!mn || oa < ma);
   const bool strictly = R == Reduce::Max ? (ov > mv) : (ov < mv);
   return strictly || (ov == mv && oa < ma);
 }
@@ -63,8 +64,9 @@ __device__ __forceinline__ void partial_update(RowPartial<acc_t, V, has_arg<R>()
     if constexpr (has_arg<R>()) {
       // Edges reach a partial in increasing order, so "first wins" is a strict comparison here.
       bool take;
-      if (p.a[t] < 0) take = (v[t] == v[t]) || eid == e_first;
-      else take = (p.v[t] == p.v[t]) && (R == Reduce::Max ? v[t] > p.v[t] : v[t] < p.v[t]);
+      // A NaN message is taken once and then sticks (the first NaN of the row wins).
+      if (p.a[t] < 0) take = true;
+      else take = (p.v[t] == p.v[t]) && (v[t] != v[t] || (R == Reduce::Max ? v[t] > p.v[t] : v[t] < p.v[t]));
       if (take) { p.v[t] = v[t]; p.a[t] = eid; }
     } else {
       p.v[t] += v[t];
