@@ -180,6 +180,8 @@ def _distill(args) -> int:
         methods = {s.label: _split_list(DEFAULT_METHODS_MLP if s.name == "mlp" else DEFAULT_METHODS_GNN, "methods")
                    for s in students}
     overrides = _parse_set(args.set)
+    if args.fairness:  # the bias RELIANT reduces (and the one its --set reliant.* sweep is about)
+        overrides.setdefault("reliant", {}).setdefault("fairness", args.fairness)
     for m, kw in overrides.items():
         recipes.get(m, **kw)  # unknown method or hyperparameter: fail before training
     if args.distributed:
@@ -310,8 +312,11 @@ def build_parser() -> argparse.ArgumentParser:
     pd.add_argument("--student", help="student model(s), comma-separated name[:hidden] "
                                       "(default: mlp,gcn:16 on the synthetic graph, mlp with --data)")
     pd.add_argument("--methods", help="comma-separated recipes: " + ", ".join(
-        n for n in ("kd", "glnn", "lsp", "gsp", "gcrd", "nosmog", "graphmlp", "coldbrew")) +
+        n for n in ("kd", "glnn", "lsp", "gsp", "gcrd", "nosmog", "graphmlp", "coldbrew", "reliant")) +
         f" (default: {DEFAULT_METHODS_MLP} for an MLP, {DEFAULT_METHODS_GNN} for a GNN)")
+    pd.add_argument("--fairness", choices=("sp", "eo"),
+                    help="bias RELIANT reduces: sp (statistical parity, default) or eo (equal opportunity); "
+                         "with a sensitive attribute every row reports both ΔSP and ΔEO")
     pd.add_argument("--seeds", type=int, default=3, help="number of seeds (default 3): seeds SEED .. SEED+N-1")
     pd.add_argument("--seed", type=int, default=0,
                     help="first seed (default 0).  Each seed draws the initial weights and, for data without "
