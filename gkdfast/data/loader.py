@@ -11,7 +11,7 @@ from gkdfast.data.graphdata import GraphData
 __all__ = ["load", "FORMATS", "guess_format"]
 
 #: Canonical format names accepted by ``load(format=...)`` (aliases in ``_ALIASES``).
-FORMATS = ("npz", "gnn-benchmark", "planetoid", "musae", "mat", "tu", "ogb", "mmap", "fair")
+FORMATS = ("npz", "gnn-benchmark", "planetoid", "musae", "mat", "tu", "ogb", "mmap", "fair", "hetero")
 _ALIASES = {"gnn_benchmark": "gnn-benchmark", "benchmark-npz": "gnn-benchmark", "matlab": "mat",
             "csv": "musae", "json": "musae", "tudataset": "tu", "ogbn": "ogb", "bundle": "npz",
             "memmap": "mmap", "fairness": "fair"}
@@ -63,6 +63,7 @@ def guess_format(path, name: Optional[str] = None):
     """
     from gkdfast.data.fairness import fairness_name
     from gkdfast.data.mmap import is_mmap_dir
+    from gkdfast.hetero.readers import is_heco_dir, is_magnn_dir
     from gkdfast.data.musae import musae_prefixes
     from gkdfast.data.npz import npz_kind
     from gkdfast.data.ogb import is_ogb_dir
@@ -100,6 +101,8 @@ def guess_format(path, name: Optional[str] = None):
         raise fail(path, "cannot tell the format from the file name; pass format= "
                          f"({', '.join(FORMATS)})")
     # A directory.
+    if is_heco_dir(path) or is_magnn_dir(path):  # typed graphs: gkdfast.hetero.HeteroGraph
+        return "hetero", path, name
     if is_mmap_dir(path):
         return "mmap", path, name
     if planetoid_names(path):
@@ -156,7 +159,8 @@ def load(path, format: Optional[str] = None, name: Optional[str] = None, seed: i
             ``name="citeseer"`` for ``citeseer.npz`` in a folder of ``.npz`` files, a TU prefix...
         seed: seed of the random 20/30-per-class split used when the data has no split of its own
             (every format but Planetoid, OGB with ``split/``, and npz bundles with masks).
-        options: reader-specific keywords: ``feature_dim`` (musae), ``scheme`` (ogb).
+        options: reader-specific keywords: ``feature_dim`` (musae), ``scheme`` (ogb), ``target_type``
+            (hetero: HeCo / MAGNN folders, read as a :class:`gkdfast.hetero.HeteroGraph`).
 
     Returns:
         :class:`GraphData` for node classification; a :class:`gkdfast.data.GraphDataset` for
@@ -189,11 +193,14 @@ def load(path, format: Optional[str] = None, name: Optional[str] = None, seed: i
             p, name = g_p, g_name
         else:
             p = os.path.dirname(p)
-    allowed = {"musae": {"feature_dim"}, "ogb": {"scheme"}}.get(fmt, set())
+    allowed = {"musae": {"feature_dim"}, "ogb": {"scheme"}, "hetero": {"target_type"}}.get(fmt, set())
     bad = set(options) - allowed
     if bad:
         raise ValueError(f"load: option(s) {sorted(bad)} not accepted by format {fmt!r}")
 
+    if fmt == "hetero":
+        from gkdfast.hetero.readers import load_hetero
+        return load_hetero(p if os.path.isdir(p) else os.path.dirname(p), name=None, **options)
     if fmt == "fair":
         from gkdfast.data.fairness import load_fairness
         return load_fairness(p if os.path.isdir(p) else os.path.dirname(p), name=name, seed=seed)

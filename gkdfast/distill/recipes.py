@@ -476,9 +476,10 @@ def get(name: str, **overrides) -> Recipe:
 
 def _register_extensions() -> None:
     """Recipes that live in their own modules (they subclass the ones above, so load them last)."""
+    from gkdfast.distill.hire import HIRE
     from gkdfast.distill.reliant import RELIANT
 
-    for r in (RELIANT,):
+    for r in (RELIANT, HIRE):
         RECIPES[r.name] = r
 
 
