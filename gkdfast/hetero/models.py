@@ -14,6 +14,7 @@ without an ``n × n`` identity matrix).
 """
 from __future__ import annotations
 
+import warnings
 from typing import Dict, Optional
 
 import torch
@@ -55,7 +56,9 @@ class _Inputs(nn.Module):
             sparse = x.numel() > 0 and float((x != 0).float().mean()) < 0.05
             if len(_Inputs._cache) > 16:
                 _Inputs._cache.clear()
-            hit = _Inputs._cache[id(x)] = (x, x.to_sparse_csr() if sparse else x)
+            with warnings.catch_warnings():  # torch calls sparse CSR "beta"; sparse.mm on it is what we need
+                warnings.simplefilter("ignore", UserWarning)
+                hit = _Inputs._cache[id(x)] = (x, x.to_sparse_csr() if sparse else x)
         xs = hit[1]
         if xs is x:
             return lin(x)
