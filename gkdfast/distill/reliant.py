@@ -61,8 +61,8 @@ def bias_surrogate(probs: Tensor, sensitive: Tensor) -> Tensor:
 
     Example:
         >>> p = torch.tensor([[0.0, 1.0], [1.0, 0.0]])
-        >>> round(float(bias_surrogate(p, torch.tensor([0, 1]))), 3)
-        2.0
+        >>> round(float(bias_surrogate(p, torch.tensor([0, 1]))), 3)   # 2·(g(1) − g(0))²
+        1.45
     """
     g = step_approx(probs)
     a, b = sensitive == 0, sensitive == 1

@@ -64,7 +64,7 @@ def compose_metapath(graphs: Sequence[Graph], sizes: Sequence[int], max_nnz: int
         >>> ma = Graph(torch.tensor([[0, 1, 2], [0, 0, 1]]), num_nodes=3)  # 3 movies -> 2 actors
         >>> am = ma.t()
         >>> compose_metapath([ma, am], [3, 2, 3]).edge_index.tolist()
-        [[1, 0], [0, 1]]
+        [[0, 1], [1, 0]]
     """
     if len(graphs) < 1 or len(sizes) != len(graphs) + 1:
         raise ValueError(f"{name}: give k relation graphs and k + 1 sizes")
