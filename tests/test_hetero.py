@@ -158,3 +158,33 @@ def test_magnn_imdb_matches_the_data_readme():
     assert hg.relations[("movie", "ma", "actor")].num_edges == 12828
     assert hg.relations[("movie", "md", "director")].num_edges == 4278
     assert hg.metapaths["mam"].num_edges // 2 == 40540 and hg.metapaths["mdm"].num_edges // 2 == 6584
+
+
+class _Store(dict):
+    """Stands in for a PyG node / edge store (attribute access)."""
+
+    __getattr__ = dict.get
+
+
+class _FakeHeteroData:
+    """The part of PyG's HeteroData that HeteroGraph.from_pyg reads (PyG is not installed here)."""
+
+    def __init__(self, hg: HeteroGraph):
+        self.node_types = list(hg.num_nodes)
+        self.edge_types = [r for r in hg.relations if not r[1].startswith("rev_")]
+        self.stores = {t: _Store(num_nodes=n, x=hg.x.get(t)) for t, n in hg.num_nodes.items()}
+        self.stores[hg.target].update(y=hg.y, train_mask=hg.train_mask, val_mask=hg.val_mask, test_mask=hg.test_mask)
+        for r in self.edge_types:
+            self.stores[r] = _Store(edge_index=hg.relations[r].edge_index)
+
+    def __getitem__(self, key):
+        return self.stores[key]
+
+
+def test_from_pyg_rebuilds_relations_reverses_and_metapaths():
+    toy = HeteroGraph.toy()
+    hg = HeteroGraph.from_pyg(_FakeHeteroData(toy), "movie", {"mam": ("movie", "actor", "movie")})
+    assert set(hg.relations) == set(toy.relations)
+    assert torch.equal(hg.metapaths["mam"].edge_index, toy.metapaths["mam"].edge_index)
+    with pytest.raises(ValueError, match="target 'studio' is not a node type"):
+        HeteroGraph.from_pyg(_FakeHeteroData(toy), "studio")

@@ -199,6 +199,39 @@ class HeteroGraph:
                 f"{int(self.test_mask.sum())}")
 
     @staticmethod
+    def from_pyg(data, target: str, metapaths: Optional[Dict[str, Sequence[str]]] = None) -> "HeteroGraph":
+        """From a PyG ``HeteroData`` (read through its public attributes, so PyG need not be imported
+        here): node types with ``num_nodes`` / ``x``; edge types ``(src, rel, dst)`` with
+        ``edge_index``; ``data[target]`` with ``y`` and ``train_mask`` / ``val_mask`` / ``test_mask``.
+        Reverse relations are added unless the data already has one for the pair.  ``metapaths``:
+        ``{"mam": ("movie", "actor", "movie")}`` to compose.
+
+        Example:
+            >>> hg = HeteroGraph.from_pyg(pyg_imdb, "movie", {"mam": ("movie", "actor", "movie")})  # doctest: +SKIP
+        """
+        counts = {t: int(data[t].num_nodes) for t in data.node_types}
+        if target not in counts:
+            raise ValueError(f"from_pyg: target {target!r} is not a node type of the HeteroData {sorted(counts)}")
+        x = {t: data[t].x.float() for t in data.node_types if getattr(data[t], "x", None) is not None}
+        rels: Dict[Relation, Graph] = {}
+        for (s, r, d) in data.edge_types:
+            g = Graph(data[(s, r, d)].edge_index.long(), num_nodes=max(counts[s], counts[d]))
+            rels[(s, r, d)] = g
+        for (s, r, d), g in list(rels.items()):
+            if not any(k[0] == d and k[2] == s for k in rels):
+                rels[(d, "rev_" + r, s)] = g.t()
+        t = data[target]
+        masks = [getattr(t, m, None) for m in ("train_mask", "val_mask", "test_mask")]
+        if any(m is None for m in masks) or getattr(t, "y", None) is None:
+            raise ValueError(f"from_pyg: data[{target!r}] needs y, train_mask, val_mask and test_mask")
+        y = t.y.long()
+        hg = HeteroGraph(counts, x, rels, target, y, *(m.bool() for m in masks), int(y.max()) + 1, {}, "pyg",
+                         {"split": "given", "format": "pyg"})
+        for name, types in (metapaths or {}).items():
+            hg.metapaths[name] = hg.metapath(*types)
+        return hg.validate()
+
+    @staticmethod
     def toy() -> "HeteroGraph":
         """Six movies, three actors, two classes: a tiny graph for examples and tests."""
         ma = torch.tensor([[0, 1, 2, 3, 4, 5], [0, 0, 1, 1, 2, 2]])
