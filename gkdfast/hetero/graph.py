@@ -180,9 +180,11 @@ class HeteroGraph:
                 raise ValueError(f"{self.name}: relation {r!r} graph has {g.num_nodes} nodes, fewer than its types")
         for t, x in self.x.items():
             if x.dim() != 2 or x.size(0) != self.num_nodes[t]:
-                raise ValueError(f"{self.name}: features of {t!r} must be [{self.num_nodes[t]}, F], got {list(x.shape)}")
+                raise ValueError(f"{self.name}: features of {t!r} must be [{self.num_nodes[t]}, F], "
+                                 f"got {list(x.shape)}")
         if self.y.shape != (n,):
-            raise ValueError(f"{self.name}: y must have one label per {self.target!r} node ({n}), got {list(self.y.shape)}")
+            raise ValueError(f"{self.name}: y must have one label per {self.target!r} node ({n}), "
+                             f"got {list(self.y.shape)}")
         for m in (self.train_mask, self.val_mask, self.test_mask):
             if m.shape != (n,) or m.dtype != torch.bool:
                 raise ValueError(f"{self.name}: masks must be bool [{n}]")

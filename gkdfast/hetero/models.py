@@ -6,8 +6,8 @@ HAN: the target type only).  A type with features is projected by a Linear layer
 features gets a learned embedding per node (transductive, like the one-hot inputs of HeCo/MAGNN,
 without an ``n × n`` identity matrix).
 
-* :class:`RGCN` (Schlichtkrull et al., 2018): per layer ``h_t ← W_0 h_t + Σ_{r: s→t} W_r · mean_{s ∈ N_r(t)} h_s``,
-  one ``gkdfast.ops.spmm`` (mean) per relation.
+* :class:`RGCN` (Schlichtkrull et al., 2018): per layer
+  ``h_t ← W_0 h_t + Σ_{r: s→t} W_r · mean_{s ∈ N_r(t)} h_s``, one ``gkdfast.ops.spmm`` (mean) per relation.
 * :class:`HAN` (Wang et al., 2019): per meta-path graph a GAT layer (``gkdfast.nn.GATConv``, fused
   SDDMM / edge-softmax / SpMM kernels), then semantic attention ``β_p = softmax_p(mean_i qᵀ tanh(W z_{p,i} + b))``
   and ``z = Σ_p β_p z_p``.
