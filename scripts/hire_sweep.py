@@ -44,7 +44,7 @@ def main() -> None:
         with torch.no_grad():
             t_logits, t_hidden = teacher(hg, return_hidden=True)
         plan = [("teacher", None, None), ("none", "none", None), ("kd", "kd", None)]
-        plan += [(f"hire(β={b:g})", "hire", float(b)) for b in args.betas.split(",")]
+        plan += [(f"hire(β={b:g})", "hire", b) for b in (float(v) for v in args.betas.split(","))]
         for label, method, beta in plan:
             if method is None:
                 model = teacher
