@@ -90,6 +90,8 @@ def _load_data(args):
     from gkdfast.data import GraphDataset
 
     extra = {"target_type": args.target_type} if getattr(args, "target_type", None) else {}
+    if extra and not _is_hetero(args):
+        raise ValueError(f"--target-type is for heterogeneous data (HeCo / MAGNN folders); {args.data} is not one")
     try:
         data = load(args.data, format=args.format, name=args.name, seed=args.seed, **extra)
     except (ValueError, TypeError, FileNotFoundError, NotImplementedError):
@@ -351,7 +353,8 @@ def build_parser() -> argparse.ArgumentParser:
     pd.add_argument("--student", help="student model(s), comma-separated name[:hidden] "
                                       "(default: mlp,gcn:16 on the synthetic graph, mlp with --data)")
     pd.add_argument("--methods", help="comma-separated recipes: " + ", ".join(
-        n for n in ("kd", "glnn", "lsp", "gsp", "gcrd", "nosmog", "graphmlp", "coldbrew", "reliant")) +
+        n for n in ("kd", "glnn", "lsp", "gsp", "gcrd", "nosmog", "graphmlp", "coldbrew", "reliant (with a sensitive "
+                    "attribute)", "hire (heterogeneous data; default there kd,hire)")) +
         f" (default: {DEFAULT_METHODS_MLP} for an MLP, {DEFAULT_METHODS_GNN} for a GNN)")
     pd.add_argument("--fairness", choices=("sp", "eo"),
                     help="bias RELIANT reduces: sp (statistical parity, default) or eo (equal opportunity); "

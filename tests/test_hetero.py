@@ -106,6 +106,7 @@ def test_heco_folder_target_inferred_and_overridden(tmp_path):
     assert hg.target == "paper" and hg.num_nodes == {"paper": 12, "author": 5}
     with pytest.raises(ValueError, match="no relation file involves the target type 'x'"):
         load_heco(tmp_path, target_type="x")
+    assert load_heco(tmp_path, target_type="author").target == "author"  # the override wins over pap.npz
 
 
 def test_cli_hetero_folder_runs_kd_and_hire(tmp_path):

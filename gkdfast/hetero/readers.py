@@ -144,10 +144,8 @@ def load_heco(path, target_type: Optional[str] = None, split: int = 20, name: Op
     d = os.fspath(path)
     if not os.path.isdir(d):
         raise fail(d, "no such directory")
-    letters_of = {v: k for k, v in _LETTERS.items()}
+    letters_of = dict({v: k for k, v in _LETTERS.items()}, author="a")
     t = infer_target(d) if target_type is None else letters_of.get(str(target_type).lower(), str(target_type).lower())
-    if target_type is not None and t == "a" and str(target_type).lower() == "author":
-        t = "a"
     label_path = os.path.join(d, "labels.npy")
     y = _load_npy(label_path).astype(np.int64).reshape(-1)
     if y.size and y.min() == 1:  # MEOW's IMDB labels are 1..C
@@ -173,6 +171,8 @@ def load_heco(path, target_type: Optional[str] = None, split: int = 20, name: Op
         raise fail(d, f"no relation file involves the target type {t!r} (files: "
                       f"{listing(os.path.basename(p) for p in rel_files)}); check target_type")
     names = {k: _type_name(k, t) for k in counts}
+    if target_type is not None and len(str(target_type)) > 1:  # a name given: keep it ("author", not "actor")
+        names[t] = str(target_type).lower()
     rels = {}
     for (a, b, p), e in edges.items():
         _add_relation(rels, names[a], a + b, names[b], e, counts[a], counts[b])
