@@ -89,8 +89,11 @@ def _load_data(args):
 
     from gkdfast.data import GraphDataset
 
+    extra = {"target_type": args.target_type} if getattr(args, "target_type", None) else {}
+    if extra and not _is_hetero(args):
+        raise ValueError(f"--target-type is for heterogeneous data (HeCo / MAGNN folders); {args.data} is not one")
     try:
-        data = load(args.data, format=args.format, name=args.name, seed=args.seed)
+        data = load(args.data, format=args.format, name=args.name, seed=args.seed, **extra)
     except (ValueError, TypeError, FileNotFoundError, NotImplementedError):
         raise
     except Exception as exc:  # a malformed file can surface as anything (pickle, zip, json, numpy ...)
@@ -166,7 +169,9 @@ def _distill(args) -> int:
         raise ValueError("--device cuda: no CUDA device is available")
     if device != "cpu" and not device.startswith("cuda"):
         raise ValueError(f"--device must be cpu or cuda[:i], got {device!r}")
-    teacher = parse_model(args.teacher, dropout=0.5)
+    if args.data is not None and _is_hetero(args):  # typed graph: R-GCN / HAN models, kd / hire
+        return _distill_hetero(args)
+    teacher = parse_model(args.teacher or "sage", dropout=0.5)
     default_students = "mlp" if args.data is not None else "mlp,gcn:16"
     students = [parse_model(s, dropout=args.dropout) for s in _split_list(args.student or default_students,
                                                                           "student")]
@@ -180,6 +185,8 @@ def _distill(args) -> int:
         methods = {s.label: _split_list(DEFAULT_METHODS_MLP if s.name == "mlp" else DEFAULT_METHODS_GNN, "methods")
                    for s in students}
     overrides = _parse_set(args.set)
+    if args.fairness:  # the bias RELIANT reduces (and the one its --set reliant.* sweep is about)
+        overrides.setdefault("reliant", {}).setdefault("fairness", args.fairness)
     for m, kw in overrides.items():
         recipes.get(m, **kw)  # unknown method or hyperparameter: fail before training
     if args.distributed:
@@ -219,6 +226,39 @@ def _distill(args) -> int:
         save_json(results, os.path.join(out, f"{stem}.json"))
         save_png(results, os.path.join(out, f"{stem}.png"))
     print(f"wrote {os.path.join(out, stem + '.json')} and {os.path.join(out, stem + '.png')}")
+    return 0
+
+
+def _is_hetero(args) -> bool:
+    from gkdfast.data import guess_format
+
+    try:
+        return guess_format(args.data, args.name)[0] == "hetero"
+    except ValueError:
+        return False
+
+
+def _distill_hetero(args) -> int:
+    """``distill`` on a typed graph (HeCo / MAGNN folder): R-GCN / HAN teacher and students, kd / hire."""
+    import torch
+
+    from gkdfast.distill.results import format_table, save_json, save_png
+    from gkdfast.hetero.experiment import run_hetero_experiment
+
+    data = _load_data(args)
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    methods = _split_list(args.methods or "kd,hire", "methods")
+    log = (lambda s: None) if args.quiet else (lambda s: print(s, file=sys.stderr, flush=True))
+    log(data.summary())
+    res = run_hetero_experiment(data, teacher=args.teacher or "rgcn:64",
+                                students=_split_list(args.student or "rgcn:16", "student"),
+                                methods=methods, seeds=list(range(args.seed, args.seed + args.seeds)),
+                                epochs=args.epochs, device=device, overrides=_parse_set(args.set), log=log)
+    os.makedirs(args.out, exist_ok=True)
+    print(format_table(res))
+    save_json(res, os.path.join(args.out, "results.json"))
+    save_png(res, os.path.join(args.out, "results.png"))
+    print(f"wrote {os.path.join(args.out, 'results.json')} and {os.path.join(args.out, 'results.png')}")
     return 0
 
 
@@ -306,12 +346,19 @@ def build_parser() -> argparse.ArgumentParser:
     pd.add_argument("--data", metavar="PATH", help="dataset file or folder (default: built-in synthetic graph)")
     pd.add_argument("--format", help="planetoid, npz, gnn-benchmark, musae, mat, ogb, ... (default: guessed)")
     pd.add_argument("--name", help="dataset inside a folder holding several (e.g. cora in the Planetoid folder)")
-    pd.add_argument("--teacher", default="sage", help="teacher model name[:hidden] (default sage, hidden 128)")
+    pd.add_argument("--teacher", help="teacher model name[:hidden] (default sage, hidden 128; rgcn:64 on a "
+                                      "heterogeneous graph, or han:64)")
+    pd.add_argument("--target-type", help="heterogeneous data: the labelled node type (default: inferred from the "
+                                          "meta-path file names, pap.npz -> paper)")
     pd.add_argument("--student", help="student model(s), comma-separated name[:hidden] "
                                       "(default: mlp,gcn:16 on the synthetic graph, mlp with --data)")
     pd.add_argument("--methods", help="comma-separated recipes: " + ", ".join(
-        n for n in ("kd", "glnn", "lsp", "gsp", "gcrd", "nosmog", "graphmlp", "coldbrew")) +
+        n for n in ("kd", "glnn", "lsp", "gsp", "gcrd", "nosmog", "graphmlp", "coldbrew", "reliant (with a sensitive "
+                    "attribute)", "hire (heterogeneous data; default there kd,hire)")) +
         f" (default: {DEFAULT_METHODS_MLP} for an MLP, {DEFAULT_METHODS_GNN} for a GNN)")
+    pd.add_argument("--fairness", choices=("sp", "eo"),
+                    help="bias RELIANT reduces: sp (statistical parity, default) or eo (equal opportunity); "
+                         "with a sensitive attribute every row reports both ΔSP and ΔEO")
     pd.add_argument("--seeds", type=int, default=3, help="number of seeds (default 3): seeds SEED .. SEED+N-1")
     pd.add_argument("--seed", type=int, default=0,
                     help="first seed (default 0).  Each seed draws the initial weights and, for data without "

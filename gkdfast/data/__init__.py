@@ -14,6 +14,7 @@ from gkdfast.data._root import default_root
 from gkdfast.data._util import DataFormatError
 from gkdfast.data.graphdata import GraphData
 from gkdfast.data.dcsbm import dcsbm
+from gkdfast.data.fairness import FAIRNESS_SETS, fairness_split, load_fairness
 from gkdfast.data.loader import FORMATS, guess_format, load
 from gkdfast.data.matlab import load_mat
 from gkdfast.data.mmap import load_mmap, save_mmap
@@ -28,6 +29,7 @@ from gkdfast.data.tu import GraphDataset, TUGraph, load_tu
 __all__ = [
     "default_root", "GraphData", "GraphDataset", "TUGraph", "DataFormatError", "FORMATS",
     "load", "guess_format", "save_npz", "save_mmap", "load_mmap",
+    "load_fairness", "fairness_split", "FAIRNESS_SETS",
     "load_planetoid", "load_gnn_benchmark", "load_npz_bundle", "load_musae", "load_mat", "load_tu", "load_ogb",
     "random_split", "inductive_split", "InductiveSplit", "subgraph",
     "csbm", "dcsbm", "power_law_graph", "edge_homophily",

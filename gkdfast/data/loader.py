@@ -11,10 +11,10 @@ from gkdfast.data.graphdata import GraphData
 __all__ = ["load", "FORMATS", "guess_format"]
 
 #: Canonical format names accepted by ``load(format=...)`` (aliases in ``_ALIASES``).
-FORMATS = ("npz", "gnn-benchmark", "planetoid", "musae", "mat", "tu", "ogb", "mmap")
+FORMATS = ("npz", "gnn-benchmark", "planetoid", "musae", "mat", "tu", "ogb", "mmap", "fair", "hetero")
 _ALIASES = {"gnn_benchmark": "gnn-benchmark", "benchmark-npz": "gnn-benchmark", "matlab": "mat",
             "csv": "musae", "json": "musae", "tudataset": "tu", "ogbn": "ogb", "bundle": "npz",
-            "memmap": "mmap"}
+            "memmap": "mmap", "fairness": "fair"}
 
 
 def _norm_format(fmt: Optional[str]) -> Optional[str]:
@@ -42,7 +42,7 @@ def _pick_file(directory, pattern, name, what):
 
 def _subdir(directory, name):
     subs = sorted(d for d in os.listdir(directory) if os.path.isdir(os.path.join(directory, d)))
-    exact = [d for d in subs if d.lower() == name.lower()]
+    exact = [d for d in subs if d.lower() in (name.lower(), "fair_" + name.lower())]
     if exact:
         return os.path.join(directory, exact[0])
     pre = [d for d in subs if d.lower().startswith(name.lower())]  # e.g. Twitch "EN" -> ENGB
@@ -61,7 +61,9 @@ def guess_format(path, name: Optional[str] = None):
         >>> guess_format("../shared/data/blogcatalog/BlogCatalog.mat")[0]
         'mat'
     """
+    from gkdfast.data.fairness import fairness_name
     from gkdfast.data.mmap import is_mmap_dir
+    from gkdfast.hetero.readers import is_heco_dir, is_magnn_dir
     from gkdfast.data.musae import musae_prefixes
     from gkdfast.data.npz import npz_kind
     from gkdfast.data.ogb import is_ogb_dir
@@ -85,6 +87,8 @@ def guess_format(path, name: Optional[str] = None):
             return "mat", path, name
         if low.startswith("ind.") and low.count(".") >= 2:
             return "planetoid", parent, base.split(".")[1]
+        if fairness_name(parent):  # before MUSAE: fair_credit/train_edges.csv
+            return "fair", parent, name
         for suf in ("edges.csv", "target.csv", "features.json", "features.csv"):
             if low.endswith(suf):
                 return "musae", parent, name or (base[:-len(suf)] or None)
@@ -97,6 +101,8 @@ def guess_format(path, name: Optional[str] = None):
         raise fail(path, "cannot tell the format from the file name; pass format= "
                          f"({', '.join(FORMATS)})")
     # A directory.
+    if is_heco_dir(path) or is_magnn_dir(path):  # typed graphs: gkdfast.hetero.HeteroGraph
+        return "hetero", path, name
     if is_mmap_dir(path):
         return "mmap", path, name
     if planetoid_names(path):
@@ -105,6 +111,8 @@ def guess_format(path, name: Optional[str] = None):
         return "tu", path, name
     if is_ogb_dir(path):
         return "ogb", path, name
+    if fairness_name(path):  # before MUSAE: Credit's train_edges.csv looks like a MUSAE prefix
+        return "fair", path, name
     if musae_prefixes(path):
         return "musae", path, name
     if name is not None:
@@ -144,13 +152,15 @@ def load(path, format: Optional[str] = None, name: Optional[str] = None, seed: i
         format: one of ``npz`` (our bundle, see :func:`gkdfast.data.save_npz`; a gnn-benchmark file
             given as ``npz`` is recognised by its keys), ``gnn-benchmark``,
             ``planetoid``, ``musae``, ``mat``, ``tu``, ``ogb``, ``mmap`` (a directory written by
-            :func:`gkdfast.data.save_mmap`, read memory-mapped); None = guess from the path and contents.
+            :func:`gkdfast.data.save_mmap`, read memory-mapped), ``fair`` (German, Bail, Credit, Income,
+            NBA: :func:`gkdfast.data.load_fairness`); None = guess from the path and contents.
         name: picks one dataset where a directory holds several: ``name="cora"`` in the Planetoid
             folder, ``name="ENGB"`` (or the unique prefix ``"EN"``) in the Twitch folder,
             ``name="citeseer"`` for ``citeseer.npz`` in a folder of ``.npz`` files, a TU prefix...
         seed: seed of the random 20/30-per-class split used when the data has no split of its own
             (every format but Planetoid, OGB with ``split/``, and npz bundles with masks).
-        options: reader-specific keywords: ``feature_dim`` (musae), ``scheme`` (ogb).
+        options: reader-specific keywords: ``feature_dim`` (musae), ``scheme`` (ogb), ``target_type``
+            (hetero: HeCo / MAGNN folders, read as a :class:`gkdfast.hetero.HeteroGraph`).
 
     Returns:
         :class:`GraphData` for node classification; a :class:`gkdfast.data.GraphDataset` for
@@ -183,11 +193,17 @@ def load(path, format: Optional[str] = None, name: Optional[str] = None, seed: i
             p, name = g_p, g_name
         else:
             p = os.path.dirname(p)
-    allowed = {"musae": {"feature_dim"}, "ogb": {"scheme"}}.get(fmt, set())
+    allowed = {"musae": {"feature_dim"}, "ogb": {"scheme"}, "hetero": {"target_type"}}.get(fmt, set())
     bad = set(options) - allowed
     if bad:
         raise ValueError(f"load: option(s) {sorted(bad)} not accepted by format {fmt!r}")
 
+    if fmt == "hetero":
+        from gkdfast.hetero.readers import load_hetero
+        return load_hetero(p if os.path.isdir(p) else os.path.dirname(p), name=None, **options)
+    if fmt == "fair":
+        from gkdfast.data.fairness import load_fairness
+        return load_fairness(p if os.path.isdir(p) else os.path.dirname(p), name=name, seed=seed)
     if fmt == "mmap":
         from gkdfast.data.mmap import load_mmap
         return load_mmap(p)

@@ -181,7 +181,9 @@ def load_npz_bundle(path, seed: int = 0, name: Optional[str] = None) -> GraphDat
         s = arr["sensitive"]
         if s.shape != (n,):
             raise fail(path, f"sensitive must be [N={n}], got {list(s.shape)}")
-        sens = torch.from_numpy(s.astype(np.int64))
+        from gkdfast.data.fairness import check_sensitive
+
+        sens = torch.from_numpy(check_sensitive(path, np.asarray(s), "sensitive"))
     nm = name or (str(arr["name"]) if "name" in arr else os.path.splitext(os.path.basename(os.fspath(path)))[0])
     data = GraphData(g, torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), yt, *masks, num_classes, nm,
                      sens, {"split": split, "format": "npz"})

@@ -81,6 +81,13 @@ def seed_split(data, seed: int):
         (60, True)
     """
     how = str(data.extras.get("split", "")) if hasattr(data, "extras") else ""
+    if how.startswith("fair("):  # the fairness sets' NIFTY split, re-drawn with the seed
+        from gkdfast.data.fairness import fairness_split
+
+        number = int(data.extras["label_number"])
+        tr, va, te = fairness_split(data.y, number, seed)
+        extras = dict(data.extras, split=f"fair(NIFTY, label_number={number}, seed={seed})")
+        return replace(data, train_mask=tr, val_mask=va, test_mask=te, extras=extras)
     if not how.startswith("random("):
         return data
     try:
@@ -119,12 +126,21 @@ def inference_ms_per_1k(model: nn.Module, inputs, graph, with_graph: bool, repea
     return statistics.median(times) * 1000.0 * 1000.0 / n
 
 
-def _summary(method: str, model: str, accs: List[float], secs: List[float], infer: List[float]) -> dict:
-    mean = sum(accs) / len(accs)
-    std = (sum((a - mean) ** 2 for a in accs) / len(accs)) ** 0.5
-    return {"method": method, "model": model, "test_acc_mean": mean, "test_acc_std": std,
-            "test_acc": list(accs), "train_seconds": sum(secs) / len(secs),
-            "inference_ms_per_1k_nodes": statistics.median(infer)}
+def _mean_std(vals: List[float]) -> Tuple[float, float]:
+    mean = sum(vals) / len(vals)
+    return mean, (sum((a - mean) ** 2 for a in vals) / len(vals)) ** 0.5
+
+
+def _summary(method: str, model: str, accs: List[float], secs: List[float], infer: List[float],
+             gaps: Optional[Dict[str, List[float]]] = None) -> dict:
+    mean, std = _mean_std(accs)
+    row = {"method": method, "model": model, "test_acc_mean": mean, "test_acc_std": std,
+           "test_acc": list(accs), "train_seconds": sum(secs) / len(secs),
+           "inference_ms_per_1k_nodes": statistics.median(infer)}
+    for key, vals in (gaps or {}).items():  # delta_sp / delta_eo: only with a sensitive attribute
+        row[f"{key}_mean"], row[f"{key}_std"] = _mean_std(vals)
+        row[key] = list(vals)
+    return row
 
 
 def summarize_runs(runs: Sequence[dict], *, dataset: str, num_nodes: int, num_edges: int) -> dict:
@@ -138,7 +154,9 @@ def summarize_runs(runs: Sequence[dict], *, dataset: str, num_nodes: int, num_ed
 
     Returns:
         ``{"dataset", "num_nodes", "num_edges", "rows"}``; each row has the mean / population std of
-        test accuracy over its runs, the mean train seconds and the median inference time.
+        test accuracy over its runs, the mean train seconds and the median inference time; when every
+        run has ``delta_sp`` / ``delta_eo`` (data with a sensitive attribute), also their mean, std
+        and list (``delta_sp_mean``, ``delta_sp_std``, ``delta_sp``, the same for ``delta_eo``).
 
     Example::
 
@@ -147,12 +165,16 @@ def summarize_runs(runs: Sequence[dict], *, dataset: str, num_nodes: int, num_ed
         >>> r["rows"][0]["test_acc_mean"]
         0.5
     """
-    grouped: Dict[Tuple[str, str], Tuple[List[float], List[float], List[float]]] = {}
+    grouped: Dict[Tuple[str, str], tuple] = {}
+    fair = bool(runs) and all(r.get("delta_sp") is not None for r in runs)
     for r in runs:
-        accs, secs, infer = grouped.setdefault((r["method"], r["model"]), ([], [], []))
+        accs, secs, infer, gaps = grouped.setdefault((r["method"], r["model"]), ([], [], [], {}))
         accs.append(float(r["test_acc"]))
         secs.append(float(r["seconds"]))
         infer.append(float(r["inference_ms_per_1k_nodes"]))
+        if fair:
+            for key in ("delta_sp", "delta_eo"):
+                gaps.setdefault(key, []).append(float(r[key]))
     rows = [_summary(m, model, *vals) for (m, model), vals in grouped.items()]
     return {"dataset": str(dataset), "num_nodes": int(num_nodes), "num_edges": int(num_edges), "rows": rows}
 
@@ -229,11 +251,16 @@ def run_experiment(data, *, teacher: ModelSpec, students: Sequence[ModelSpec],
         return os.path.join(ckpt_root, *parts) if ckpt_root else None
 
     runs: List[dict] = []
+    sensitive = getattr(data, "sensitive", None)
 
-    def record(method, model, acc, secs, infer, seed=None, fit=None):
+    def record(method, model, acc, secs, infer, seed=None, fit=None, logits=None, test=None):
         run = {"seed": seed, "method": method, "model": model, "test_acc": acc, "seconds": secs,
                "epochs": fit.epochs if fit else None, "best_epoch": fit.best_epoch if fit else None,
                "inference_ms_per_1k_nodes": infer}
+        if sensitive is not None and logits is not None:  # group-fairness gaps on the same test nodes
+            from gkdfast.distill.fairness import fairness_gaps
+
+            run["delta_sp"], run["delta_eo"] = fairness_gaps(logits.cpu(), data.y, sensitive, test)
         runs.append(run)
         if details is not None:
             details.append(dict(run))
@@ -257,7 +284,7 @@ def run_experiment(data, *, teacher: ModelSpec, students: Sequence[ModelSpec],
         tlogits = call_model(tmodel.eval(), d.x.to(dev), graph, True, False)[0]  # the full graph
         tacc = accuracy(tlogits.cpu(), y, test)
         record("teacher", teacher.label, tacc, tt.seconds, inference_ms_per_1k(tmodel, d.x.to(dev), graph, True),
-               seed, tt.fit)
+               seed, tt.fit, tlogits, test)
         log(f"seed {seed}  teacher {teacher.label:<10} test acc {tacc:.4f}  ({tt.seconds:.1f}s)")
         # The students are matched to the teacher's outputs on what they may see.
         tout = teacher_outputs(tmodel, train_data.x.to(dev), train_data.graph.to(dev), cache_dir=cache_dir,
@@ -282,7 +309,7 @@ def run_experiment(data, *, teacher: ModelSpec, students: Sequence[ModelSpec],
                 logits = call_model(trained.model.eval(), inputs, graph, trained.uses_graph, False)[0]
                 acc = accuracy(logits.cpu(), y, test)
                 infer = inference_ms_per_1k(trained.model, inputs, graph, trained.uses_graph)
-                record(recipe.name, spec.label, acc, trained.seconds, infer, seed, trained.fit)
+                record(recipe.name, spec.label, acc, trained.seconds, infer, seed, trained.fit, logits, test)
                 log(f"seed {seed}  {recipe.name:<9} {spec.label:<10} test acc {acc:.4f}  ({trained.seconds:.1f}s)")
 
     name = str(getattr(data, "name", "graph"))

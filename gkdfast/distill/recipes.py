@@ -472,3 +472,15 @@ def get(name: str, **overrides) -> Recipe:
     if key not in RECIPES:
         raise ValueError(f"unknown method {name!r}; known: {', '.join(RECIPES)}")
     return RECIPES[key](**overrides)
+
+
+def _register_extensions() -> None:
+    """Recipes that live in their own modules (they subclass the ones above, so load them last)."""
+    from gkdfast.distill.hire import HIRE
+    from gkdfast.distill.reliant import RELIANT
+
+    for r in (RELIANT, HIRE):
+        RECIPES[r.name] = r
+
+
+_register_extensions()

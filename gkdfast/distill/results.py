@@ -6,7 +6,10 @@ student without KD, one per (student, recipe))::
     {"dataset": str, "num_nodes": int, "num_edges": int,
      "stages": [{"stage": str, "seconds": float, ...}, ...],      # optional: the out-of-core pipeline's
      "rows": [{"method": str, "model": str, "test_acc_mean": float, "test_acc_std": float,
-               "test_acc": [float, ...], "train_seconds": float, "inference_ms_per_1k_nodes": float}]}
+               "test_acc": [float, ...], "train_seconds": float, "inference_ms_per_1k_nodes": float,
+               # only when the data has a sensitive attribute (gkdfast.distill.fairness), every row:
+               "delta_sp_mean": float, "delta_sp_std": float, "delta_sp": [float, ...],
+               "delta_eo_mean": float, "delta_eo_std": float, "delta_eo": [float, ...]}]}
 """
 from __future__ import annotations
 
@@ -17,10 +20,24 @@ from typing import List
 
 from gkdfast._io import atomic_write
 
-__all__ = ["format_table", "format_markdown", "validate", "save_json", "save_png", "ROW_KEYS"]
+__all__ = ["format_table", "format_markdown", "validate", "save_json", "save_png", "ROW_KEYS", "FAIR_KEYS",
+           "has_fairness"]
 
 ROW_KEYS = ("method", "model", "test_acc_mean", "test_acc_std", "test_acc", "train_seconds",
             "inference_ms_per_1k_nodes")
+#: Keys every row has, or none has: group-fairness gaps (fractions) when a sensitive attribute exists.
+FAIR_KEYS = ("delta_sp_mean", "delta_sp_std", "delta_sp", "delta_eo_mean", "delta_eo_std", "delta_eo")
+
+
+def has_fairness(results: dict) -> bool:
+    """Whether the rows carry ΔSP / ΔEO (data with a sensitive attribute).
+
+    Example:
+        >>> has_fairness({"rows": [{"method": "kd"}]})
+        False
+    """
+    rows = results.get("rows") or []
+    return bool(rows) and all("delta_sp_mean" in r for r in rows)
 
 
 def validate(results: dict) -> None:
@@ -43,9 +60,19 @@ def validate(results: dict) -> None:
     if not isinstance(results["dataset"], str) or not isinstance(results["num_nodes"], int) \
             or not isinstance(results["num_edges"], int) or not isinstance(results["rows"], list):
         raise ValueError("results: dataset must be str, num_nodes/num_edges int, rows a list")
+    fair = any("delta_sp_mean" in r for r in results["rows"])
+    keys = set(ROW_KEYS) | (set(FAIR_KEYS) if fair else set())
     for row in results["rows"]:
-        if set(row) != set(ROW_KEYS):
-            raise ValueError(f"results: row keys must be {ROW_KEYS}, got {sorted(row)}")
+        if set(row) != keys:
+            raise ValueError(f"results: row keys must be {ROW_KEYS}{' + ' + str(FAIR_KEYS) if fair else ''}, "
+                             f"got {sorted(row)}")
+        for k in (("delta_sp", "delta_eo") if fair else ()):
+            vals = row[k]
+            if len(vals) != len(row["test_acc"]) or not all(isinstance(v, float) and 0.0 <= v <= 1.0 for v in vals):
+                raise ValueError(f"results: {k} of {row['method']} must be one fraction in [0, 1] per seed")
+            for stat in (k + "_mean", k + "_std"):
+                if not isinstance(row[stat], float) or not 0.0 <= row[stat] <= 1.0:
+                    raise ValueError(f"results: {stat} of {row['method']} must be a fraction in [0, 1]")
         accs = row["test_acc"]
         if not accs or not all(isinstance(a, float) and 0.0 <= a <= 1.0 for a in accs):
             raise ValueError(f"results: test_acc of {row['method']} must be fractions in [0, 1]")
@@ -54,8 +81,8 @@ def validate(results: dict) -> None:
                 raise ValueError(f"results: {k} of {row['method']} must be a finite float >= 0")
 
 
-def _pct(row) -> str:
-    return f"{100 * row['test_acc_mean']:6.2f} ± {100 * row['test_acc_std']:5.2f}"
+def _pct(row, key: str = "test_acc") -> str:
+    return f"{100 * row[key + '_mean']:6.2f} ± {100 * row[key + '_std']:5.2f}"
 
 
 def format_table(results: dict) -> str:
@@ -78,6 +105,9 @@ def format_table(results: dict) -> str:
     cols = ("method", "model", "test acc (%)", "train s", "infer ms/1k")
     body = [(r["method"], r["model"], _pct(r), f"{r['train_seconds']:.2f}", f"{r['inference_ms_per_1k_nodes']:.3f}")
             for r in rows]
+    if has_fairness(results):
+        cols += ("ΔSP (%)", "ΔEO (%)")
+        body = [b + (_pct(r, "delta_sp"), _pct(r, "delta_eo")) for b, r in zip(body, rows)]
     widths = [max(len(c), *(len(b[i]) for b in body)) if body else len(c) for i, c in enumerate(cols)]
     line = "  ".join(c.ljust(w) for c, w in zip(cols, widths))
     out: List[str] = [head, line, "-" * len(line)]
@@ -97,13 +127,17 @@ def format_markdown(results: dict, seeds_column: bool = False) -> str:
         | kd | MLP(8) | 80.00 ± 0.00 | 1 | 1.50 | 0.125 |
     """
     seeds_head, seeds_rule = (" seeds |", "---:|") if seeds_column else ("", "")
-    lines = ["| method | model | test acc (%) |" + seeds_head + " train s / seed | inference ms / 1k nodes |",
-             "|---|---|---:|" + seeds_rule + "---:|---:|"]
+    fair = has_fairness(results)
+    fair_head, fair_rule = (" ΔSP (%) | ΔEO (%) |", "---:|---:|") if fair else ("", "")
+    lines = ["| method | model | test acc (%) |" + seeds_head + " train s / seed | inference ms / 1k nodes |"
+             + fair_head, "|---|---|---:|" + seeds_rule + "---:|---:|" + fair_rule]
     for r in results["rows"]:
         seeds = f" {len(r['test_acc'])} |" if seeds_column else ""
+        gaps = "".join(f" {100 * r[k + '_mean']:.2f} ± {100 * r[k + '_std']:.2f} |"
+                       for k in ("delta_sp", "delta_eo")) if fair else ""
         lines.append(f"| {r['method']} | {r['model']} | {100 * r['test_acc_mean']:.2f} ± "
                      f"{100 * r['test_acc_std']:.2f} |{seeds} {r['train_seconds']:.2f} | "
-                     f"{r['inference_ms_per_1k_nodes']:.3f} |")
+                     f"{r['inference_ms_per_1k_nodes']:.3f} |{gaps}")
     return "\n".join(lines)
 
 
@@ -135,7 +169,22 @@ def save_png(results: dict, path: str) -> None:
     stds = [100 * r["test_acc_std"] for r in rows]
     colors = ["#555555" if r["method"] == "teacher" else "#bbbbbb" if r["method"] == "none" else "#3b75af"
               for r in rows]
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.8 * len(rows) + 2), 4.2))
+    fair = has_fairness(results)
+    width = max(6.0, 0.8 * len(rows) + 2)
+    if fair:  # a second panel: the two bias gaps per row
+        fig, (ax, ax2) = plt.subplots(1, 2, figsize=(2 * width, 4.2))
+        pos = list(range(len(rows)))
+        for off, key, col in ((-0.2, "delta_sp", "#c0504d"), (0.2, "delta_eo", "#9bbb59")):
+            ax2.bar([p + off for p in pos], [100 * r[key + "_mean"] for r in rows], width=0.4,
+                    yerr=[100 * r[key + "_std"] for r in rows], color=col, capsize=2,
+                    label="ΔSP" if key == "delta_sp" else "ΔEO")
+        ax2.set_xticks(pos)
+        ax2.set_xticklabels(labels, fontsize=8)
+        ax2.set_ylabel("bias gap on test nodes (%, lower is fairer)")
+        ax2.legend(fontsize=8)
+        ax2.set_title("group fairness")
+    else:
+        fig, ax = plt.subplots(figsize=(width, 4.2))
     ax.bar(range(len(rows)), means, yerr=stds, color=colors, capsize=3)
     ax.set_xticks(range(len(rows)))
     ax.set_xticklabels(labels, fontsize=8)

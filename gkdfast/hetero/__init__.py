@@ -1,0 +1,11 @@
+"""Heterogeneous graphs: :class:`HeteroGraph`, readers (HeCo and MAGNN layouts), R-GCN / HAN models
+and the HIRE distillation recipe.
+
+Example:
+    >>> from gkdfast.hetero import HeteroGraph
+    >>> HeteroGraph.toy().num_classes
+    2
+"""
+from gkdfast.hetero.graph import HeteroGraph, compose_metapath, relation_spmm
+
+__all__ = ["HeteroGraph", "compose_metapath", "relation_spmm"]

@@ -1,0 +1,263 @@
+"""Readers for heterogeneous node-classification data: the HeCo layout and MAGNN's IMDB.
+
+**HeCo layout** (HeCo's IMDB/Freebase/AMiner, MEOW's IMDB): ``labels.npy`` (target type), relation
+files ``<x><y>.txt`` (one ``x_id y_id`` pair per line, each type numbered from 0), meta-path graphs
+``<x><y><x>.npz`` (scipy sparse, among target nodes), splits ``{train,val,test}_{20,40,60}.npy``
+(target ids), optional ``<t>_feat.npz`` features.  The target type is the letter that starts and
+ends every meta-path file (``pap.npz`` → ``p``; ``--target-type`` overrides); a type's node count is
+1 + its largest id over the relation files (the target's: the number of labels).  Letters are
+named after the data sets (``m`` movie, ``a`` actor — author when the target is ``p`` —, ``d``
+director, ``k`` keyword, ``w`` writer, ``p`` paper, ``r`` reference); other letters keep their letter.
+Labels that start at 1 (MEOW's IMDB) are shifted to start at 0; repeated training ids (MEOW sampled
+with replacement) are kept once.
+
+**MAGNN IMDB**: ``adjM.npz`` (one symmetric adjacency over all nodes), ``node_types.npy`` (0 movie,
+1 director, 2 actor), ``features_{0,1,2}.npz``, ``labels.npy``, ``train_val_test_idx.npz``.
+
+Both add every relation's reverse (``rev_<name>``).  Types without features get none (the models
+learn an embedding for them).
+"""
+from __future__ import annotations
+
+import glob
+import os
+import re
+from typing import Dict, Optional
+
+import numpy as np
+import torch
+
+from gkdfast.data._util import fail, listing, mask_from_index
+from gkdfast.graph import Graph
+from gkdfast.hetero.graph import HeteroGraph
+
+__all__ = ["load_heco", "load_magnn_imdb", "is_heco_dir", "is_magnn_dir", "load_hetero", "infer_target"]
+
+_LETTERS = {"m": "movie", "a": "actor", "d": "director", "k": "keyword", "w": "writer", "p": "paper",
+            "r": "reference"}
+
+
+def _type_name(letter: str, target: str) -> str:
+    if letter == "a" and target == "p":
+        return "author"
+    return _LETTERS.get(letter, letter)
+
+
+def is_heco_dir(directory) -> bool:
+    """Whether ``directory`` holds the HeCo layout (labels.npy and at least one ``xyx.npz``)."""
+    d = os.fspath(directory)
+    return os.path.isfile(os.path.join(d, "labels.npy")) and bool(_metapath_files(d))
+
+
+def is_magnn_dir(directory) -> bool:
+    """Whether ``directory`` holds MAGNN's preprocessed IMDB (adjM.npz + node_types.npy)."""
+    d = os.fspath(directory)
+    return all(os.path.isfile(os.path.join(d, f)) for f in ("adjM.npz", "node_types.npy"))
+
+
+def _metapath_files(d):
+    return sorted(p for p in glob.glob(os.path.join(d, "*.npz"))
+                  if re.fullmatch(r"([a-z])[a-z]+\1", os.path.basename(p)[:-4]))
+
+
+def infer_target(directory) -> str:
+    """The target type's letter from the meta-path file names (``pap.npz`` → ``"p"``).
+
+    Example:
+        >>> infer_target("../shared/data/hetero_heco_format/aminer")
+        'p'
+    """
+    d = os.fspath(directory)
+    starts = sorted({os.path.basename(p)[0] for p in _metapath_files(d)})
+    if len(starts) != 1:
+        raise fail(d, f"meta-path files start with {starts or 'nothing'}; cannot tell the target type: pass "
+                      "target_type= (gkdfast distill: --target-type)")
+    return starts[0]
+
+
+def _load_sparse(path):
+    import scipy.sparse as sp
+
+    try:
+        return sp.load_npz(path).tocoo()
+    except Exception as exc:  # scipy raises several types for a damaged file
+        raise fail(path, f"not a scipy sparse .npz ({type(exc).__name__}: {str(exc)[:60]}); re-create it with "
+                         "scipy.sparse.save_npz") from None
+
+
+def _load_npy(path):
+    try:
+        return np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise fail(path, "no such file") from None
+    except (ValueError, OSError) as exc:
+        raise fail(path, f"not a readable .npy array ({str(exc)[:60]})") from None
+
+
+def _pairs(path) -> np.ndarray:
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    try:
+        flat = np.array(text.split(), dtype=np.int64)
+    except ValueError:
+        raise fail(path, "relation file: expected two integer ids per line") from None
+    if flat.size % 2:
+        raise fail(path, f"relation file: expected two integer ids per line, got {flat.size} numbers")
+    e = flat.reshape(-1, 2)
+    if e.size and int(e.min()) < 0:
+        raise fail(path, f"relation file has the negative id {int(e.min())}; ids start at 0")
+    return e
+
+
+def _add_relation(rels, src, name, dst, e: np.ndarray, n_src: int, n_dst: int):
+    g = Graph(torch.from_numpy(np.ascontiguousarray(e.T)), num_nodes=max(n_src, n_dst))
+    rels[(src, name, dst)] = g
+    rels[(dst, "rev_" + name, src)] = g.t()
+
+
+def _split_masks(d, y, n, split: int):
+    masks = []
+    for part in ("train", "val", "test"):
+        path = os.path.join(d, f"{part}_{split}.npy")
+        idx = np.unique(_load_npy(path).astype(np.int64).reshape(-1))
+        if idx.size and (idx.min() < 0 or idx.max() >= n):
+            raise fail(path, f"target id {int(idx.max() if idx.max() >= n else idx.min())} outside [0, {n})")
+        if idx.size and bool((y[torch.from_numpy(idx)] < 0).any()):
+            raise fail(path, "lists a target node without a label; fix labels.npy or drop the id from the split")
+        masks.append(mask_from_index(idx, n))
+    return masks
+
+
+def load_heco(path, target_type: Optional[str] = None, split: int = 20, name: Optional[str] = None) -> HeteroGraph:
+    """Reads a folder in the HeCo layout (module doc).
+
+    Args:
+        path: the folder.  target_type: a type letter or name (default: inferred from the meta-path
+            files).  split: 20, 40 or 60 labelled nodes per class for training (the shipped splits).
+        name: dataset name (default: the folder name).
+
+    Example:
+        >>> hg = load_heco("../shared/data/hetero_heco_format/aminer")
+        >>> hg.target, hg.num_nodes["paper"], hg.num_nodes["author"], hg.num_nodes["reference"]
+        ('paper', 6564, 13329, 35890)
+    """
+    d = os.fspath(path)
+    if not os.path.isdir(d):
+        raise fail(d, "no such directory")
+    letters_of = dict({v: k for k, v in _LETTERS.items()}, author="a")
+    t = infer_target(d) if target_type is None else letters_of.get(str(target_type).lower(), str(target_type).lower())
+    label_path = os.path.join(d, "labels.npy")
+    y = _load_npy(label_path).astype(np.int64).reshape(-1)
+    if y.size and y.min() == 1:  # MEOW's IMDB labels are 1..C
+        y = y - 1
+    y_t = torch.from_numpy(y)
+    counts: Dict[str, int] = {t: int(y.size)}
+    rel_files = sorted(p for p in glob.glob(os.path.join(d, "*.txt")) if re.fullmatch(r"[a-z]{2}",
+                                                                                      os.path.basename(p)[:-4]))
+    if not rel_files:
+        raise fail(d, "no relation files (<x><y>.txt, e.g. ma.txt)")
+    edges = {}
+    for p in rel_files:
+        a, b = os.path.basename(p)[:2]
+        e = _pairs(p)
+        edges[(a, b, p)] = e
+        for letter, col in ((a, 0), (b, 1)):
+            hi = int(e[:, col].max()) + 1 if e.size else 0
+            if letter == t and hi > counts[t]:
+                raise fail(p, f"target id {hi - 1} is out of range: {label_path} has {counts[t]} labels; the target "
+                              f"type {t!r} needs one label per node (add the missing labels, -1 for unknown)")
+            counts[letter] = max(counts.get(letter, 0), hi)
+    if t not in {k for a, b, _ in edges for k in (a, b)}:
+        raise fail(d, f"no relation file involves the target type {t!r} (files: "
+                      f"{listing(os.path.basename(p) for p in rel_files)}); check target_type")
+    names = {k: _type_name(k, t) for k in counts}
+    if target_type is not None and len(str(target_type)) > 1:  # a name given: keep it ("author", not "actor")
+        names[t] = str(target_type).lower()
+    rels = {}
+    for (a, b, p), e in edges.items():
+        _add_relation(rels, names[a], a + b, names[b], e, counts[a], counts[b])
+    x = {}
+    for k in counts:
+        fp = os.path.join(d, f"{k}_feat.npz")
+        if os.path.isfile(fp):
+            f = _load_sparse(fp).tocsr()
+            if f.shape[0] != counts[k]:
+                raise fail(fp, f"has {f.shape[0]} rows, but type {names[k]!r} has {counts[k]} nodes")
+            x[names[k]] = torch.from_numpy(np.asarray(f.toarray(), dtype=np.float32))
+    metapaths = {}
+    for p in _metapath_files(d):
+        mp = os.path.basename(p)[:-4]
+        if mp[0] != t:
+            continue
+        m = _load_sparse(p)
+        if m.shape != (counts[t], counts[t]):
+            raise fail(p, f"meta-path matrix is {m.shape}, expected ({counts[t]}, {counts[t]}) target nodes")
+        keep = m.row != m.col
+        metapaths[mp] = Graph(torch.from_numpy(np.stack([m.row[keep], m.col[keep]]).astype(np.int64)),
+                              num_nodes=counts[t])
+    valid = [s for s in (20, 40, 60) if os.path.isfile(os.path.join(d, f"train_{s}.npy"))]
+    if split not in valid:
+        raise fail(d, f"no split {split} (train_{split}.npy); available: {valid}")
+    masks = _split_masks(d, y_t, counts[t], split)
+    num_classes = int(y.max()) + 1 if y.size else 0
+    hg = HeteroGraph({names[k]: v for k, v in counts.items()}, x, rels, names[t], y_t, *masks, num_classes,
+                     metapaths, name or os.path.basename(os.path.normpath(d)),
+                     {"split": f"shipped ({split} per class)", "format": "heco"})
+    return hg.validate()
+
+
+def load_magnn_imdb(path, name: Optional[str] = None) -> HeteroGraph:
+    """Reads MAGNN's preprocessed IMDB (module doc); meta-paths MAM and MDM are composed.
+
+    Example:
+        >>> hg = load_magnn_imdb("../shared/data/hetero_imdb_magnn")
+        >>> [hg.num_nodes[t] for t in ("movie", "director", "actor")], int(hg.train_mask.sum())
+        ([4278, 2081, 5257], 400)
+    """
+    import scipy.sparse as sp
+
+    d = os.fspath(path)
+    types = _load_npy(os.path.join(d, "node_types.npy")).astype(np.int64)
+    names = ["movie", "director", "actor"]
+    if types.size and (types.min() < 0 or types.max() > 2):
+        raise fail(os.path.join(d, "node_types.npy"), f"type id {int(types.max())} unknown; expected 0 movie, "
+                                                      "1 director, 2 actor")
+    adj = sp.load_npz(os.path.join(d, "adjM.npz")).tocoo()
+    if adj.shape != (types.size, types.size):
+        raise fail(os.path.join(d, "adjM.npz"), f"shape {adj.shape} does not match {types.size} node types")
+    offs = {k: int(np.flatnonzero(types == k)[0]) if (types == k).any() else 0 for k in range(3)}
+    counts = {names[k]: int((types == k).sum()) for k in range(3)}
+    rels = {}
+    for k, rel in ((1, "md"), (2, "ma")):
+        keep = (types[adj.row] == 0) & (types[adj.col] == k)
+        e = np.stack([adj.row[keep] - offs[0], adj.col[keep] - offs[k]], axis=1)
+        _add_relation(rels, "movie", rel, names[k], e, counts["movie"], counts[names[k]])
+    x = {}
+    for k in range(3):
+        f = _load_sparse(os.path.join(d, f"features_{k}.npz")).tocsr()
+        if f.shape[0] != counts[names[k]]:
+            raise fail(os.path.join(d, f"features_{k}.npz"), f"has {f.shape[0]} rows for {counts[names[k]]} "
+                                                             f"{names[k]} nodes")
+        x[names[k]] = torch.from_numpy(np.asarray(f.toarray(), dtype=np.float32))
+    y = torch.from_numpy(_load_npy(os.path.join(d, "labels.npy")).astype(np.int64).reshape(-1))
+    n = counts["movie"]
+    if y.numel() != n:
+        raise fail(os.path.join(d, "labels.npy"), f"has {y.numel()} labels for {n} movies (the target type needs "
+                                                  "one label per node, -1 for unknown)")
+    with np.load(os.path.join(d, "train_val_test_idx.npz"), allow_pickle=False) as s:
+        masks = [mask_from_index(s[k].astype(np.int64), n) for k in ("train_idx", "val_idx", "test_idx")]
+    hg = HeteroGraph(counts, x, rels, "movie", y, *masks, int(y.max()) + 1, {}, name or "imdb-magnn",
+                     {"split": "shipped (400/400/3478)", "format": "magnn"})
+    hg.metapaths["mam"] = hg.metapath("movie", "actor", "movie")
+    hg.metapaths["mdm"] = hg.metapath("movie", "director", "movie")
+    return hg.validate()
+
+
+def load_hetero(path, target_type: Optional[str] = None, name: Optional[str] = None) -> HeteroGraph:
+    """Either layout, told apart by the files (MAGNN: adjM.npz; HeCo: labels.npy + meta-path .npz)."""
+    if is_magnn_dir(path):
+        return load_magnn_imdb(path, name=name)
+    if is_heco_dir(path):
+        return load_heco(path, target_type=target_type, name=name)
+    raise fail(path, "neither the HeCo layout (labels.npy, <x><y>.txt, <x><y><x>.npz) nor MAGNN's IMDB (adjM.npz, "
+                     "node_types.npy)")

@@ -1,0 +1,191 @@
+"""Heterogeneous graphs: meta-path composition, HeCo/MAGNN readers, R-GCN/HAN, HIRE, CLI, bad files."""
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+
+from conftest import need_data
+from gkdfast.cli import main
+from gkdfast.graph import Graph
+from gkdfast.hetero import HeteroGraph, compose_metapath
+from gkdfast.hetero.experiment import run_hetero_experiment
+from gkdfast.hetero.hire import cross_similarity_gap, relation_loss
+from gkdfast.hetero.models import HAN, RGCN
+from gkdfast.hetero.readers import load_heco, load_hetero, load_magnn_imdb
+
+
+def _dense(g: Graph, rows: int, cols: int) -> torch.Tensor:
+    a = torch.zeros(max(rows, g.num_nodes), max(cols, g.num_nodes))
+    ei = g.edge_index
+    a[ei[0], ei[1]] = 1.0
+    return a[:rows, :cols]
+
+
+def test_metapath_equals_the_dense_product():
+    gen = torch.Generator().manual_seed(0)
+    n_m, n_a, n_k = 30, 12, 7
+    ma = torch.stack([torch.randint(0, n_m, (60,), generator=gen), torch.randint(0, n_a, (60,), generator=gen)])
+    ak = torch.stack([torch.randint(0, n_a, (20,), generator=gen), torch.randint(0, n_k, (20,), generator=gen)])
+    g_ma, g_ak = Graph(ma, num_nodes=n_m), Graph(ak, num_nodes=n_a)
+    path = compose_metapath([g_ma, g_ak, g_ak.t(), g_ma.t()], [n_m, n_a, n_k, n_a, n_m])
+    d_ma, d_ak = _dense(g_ma, n_m, n_a), _dense(g_ak, n_a, n_k)
+    ref = ((d_ma @ d_ak @ d_ak.T @ d_ma.T) > 0).float()
+    ref.fill_diagonal_(0)
+    assert torch.equal(_dense(path, n_m, n_m), ref)
+    assert path.num_edges == int(ref.sum()) > 0
+
+
+def test_metapath_over_the_cap_is_refused_with_the_fix():
+    hg = HeteroGraph.toy()
+    with pytest.raises(ValueError, match=r"movie-actor-movie: the product could hold 12 pairs, over max_nnz=5; "
+                                         r"raise max_nnz"):
+        hg.metapath("movie", "actor", "movie", max_nnz=5)
+
+
+def test_cross_similarity_gap_equals_the_dense_formula_and_is_differentiable():
+    gen = torch.Generator().manual_seed(1)
+    s_a = torch.randn(9, 4, generator=gen, requires_grad=True)
+    s_b = torch.randn(5, 4, generator=gen)
+    t_a, t_b = torch.randn(9, 6, generator=gen), torch.randn(5, 6, generator=gen)
+    got = cross_similarity_gap(s_a, s_b, t_a, t_b)
+    n = torch.nn.functional.normalize
+    ref = ((n(s_a, dim=1) @ n(s_b, dim=1).T - n(t_a, dim=1) @ n(t_b, dim=1).T) ** 2).sum() / (9 * 5)
+    assert torch.allclose(got, ref, rtol=1e-4, atol=1e-6)
+    got.backward()
+    assert float(got.detach()) > 0 and s_a.grad.abs().sum() > 0
+
+
+def test_hire_relation_loss_reaches_the_student_through_every_type():
+    hg = HeteroGraph.toy()
+    torch.manual_seed(0)
+    teacher, student = RGCN(hg, 16, 2), RGCN(hg, 4, 2)
+    with torch.no_grad():
+        _, t_hidden = teacher.eval()(hg, return_hidden=True)
+    _, s_hidden = student(hg, return_hidden=True)
+    loss = relation_loss(s_hidden, t_hidden, "movie")
+    loss.backward()
+    assert float(loss.detach()) > 0
+    assert student.inputs.emb["actor"].weight.grad.abs().sum() > 0  # the cross-type pair trains the actor side
+
+
+def test_models_give_target_logits():
+    hg = HeteroGraph.toy()
+    assert RGCN(hg, 8, 2)(hg).shape == (6, 2)
+    logits, hidden = HAN(hg, 8, 2, heads=2)(hg, return_hidden=True)
+    assert logits.shape == (6, 2) and list(hidden) == ["movie"]
+
+
+def test_run_hetero_experiment_rows():
+    res = run_hetero_experiment(HeteroGraph.toy(), teacher="han:8", students=["rgcn:4"], seeds=[0, 1], epochs=3)
+    assert [(r["method"], len(r["test_acc"])) for r in res["rows"]] == [("teacher", 2), ("none", 2), ("kd", 2),
+                                                                      ("hire", 2)]
+    with pytest.raises(ValueError, match="does not run on a heterogeneous graph"):
+        run_hetero_experiment(HeteroGraph.toy(), methods=["glnn"])
+
+
+def _heco(tmp_path, n_p=12, n_a=5):
+    """A tiny folder in the HeCo layout: papers (target), authors, pap.npz."""
+    gen = np.random.default_rng(0)
+    pa = np.stack([np.arange(n_p), gen.integers(0, n_a, n_p)], axis=1)
+    np.savetxt(tmp_path / "pa.txt", pa, fmt="%d")
+    np.save(tmp_path / "labels.npy", np.arange(n_p) % 2)
+    m = sp.coo_matrix((np.ones(n_p), (pa[:, 0], pa[:, 0])), shape=(n_p, n_p))
+    sp.save_npz(tmp_path / "pap.npz", m)
+    for part, ids in (("train", [0, 1, 2, 3]), ("val", [4, 5, 6, 7]), ("test", [8, 9, 10, 11])):
+        np.save(tmp_path / f"{part}_20.npy", np.array(ids))
+    return tmp_path
+
+
+def test_heco_folder_target_inferred_and_overridden(tmp_path):
+    hg = load_heco(_heco(tmp_path))
+    assert hg.target == "paper" and hg.num_nodes == {"paper": 12, "author": 5}
+    with pytest.raises(ValueError, match="no relation file involves the target type 'x'"):
+        load_heco(tmp_path, target_type="x")
+    assert load_heco(tmp_path, target_type="author").target == "author"  # the override wins over pap.npz
+
+
+def test_cli_hetero_folder_runs_kd_and_hire(tmp_path):
+    (tmp_path / "mini").mkdir()
+    _heco(tmp_path / "mini")
+    out = str(tmp_path / "out")
+    rc = main(["distill", "--data", str(tmp_path), "--name", "mini", "--methods", "kd,hire", "--seeds", "1",
+               "--epochs", "2", "--quiet", "--device", "cpu", "--out", out])
+    assert rc == 0
+    rows = json.load(open(os.path.join(out, "results.json")))["rows"]
+    assert [r["method"] for r in rows] == ["teacher", "none", "kd", "hire"]
+    assert rows[0]["model"] == "RGCN:64"
+
+
+def test_malformed_heco_files_name_the_file_and_the_fix(tmp_path):
+    d = _heco(tmp_path)
+    np.savetxt(d / "pa.txt", np.array([[0, 1], [40, 2]]), fmt="%d")  # paper 40: beyond the 12 labels
+    with pytest.raises(ValueError, match=r"pa\.txt: target id 40 is out of range: .*labels\.npy has 12 labels"):
+        load_heco(d)
+    np.savetxt(d / "pa.txt", np.array([[0, 1], [2, 2]]), fmt="%d")
+    np.save(d / "test_20.npy", np.array([8, 99]))
+    with pytest.raises(ValueError, match=r"test_20\.npy: target id 99 outside \[0, 12\)"):
+        load_heco(d)
+    np.save(d / "test_20.npy", np.array([8, 9]))
+    os.remove(d / "labels.npy")
+    with pytest.raises(ValueError, match=r"labels\.npy: no such file"):
+        load_heco(d)
+
+
+def test_relation_naming_an_unknown_type_is_refused():
+    hg = HeteroGraph.toy()
+    hg.relations[("movie", "mx", "studio")] = hg.relations[("movie", "ma", "actor")]
+    with pytest.raises(ValueError, match="relation 'mx' names the unknown node type 'studio'"):
+        hg.validate()
+
+
+@pytest.mark.parametrize("rel,counts", [
+    ("hetero_heco_format/imdb", {"movie": 4275, "actor": 5432, "director": 2083, "keyword": 7313}),
+    ("hetero_heco_format/freebase", {"movie": 3492, "actor": 33401, "director": 2502, "writer": 4459}),
+    ("hetero_heco_format/aminer", {"paper": 6564, "author": 13329, "reference": 35890})])
+def test_heco_sets_match_the_data_readme(rel, counts):
+    hg = load_hetero(need_data(rel))
+    assert hg.num_nodes == counts
+    assert int(hg.val_mask.sum()) == 1000 and int(hg.test_mask.sum()) == 1000
+    assert int(hg.y.min()) == 0
+
+
+def test_magnn_imdb_matches_the_data_readme():
+    hg = load_magnn_imdb(need_data("hetero_imdb_magnn"))
+    assert hg.relations[("movie", "ma", "actor")].num_edges == 12828
+    assert hg.relations[("movie", "md", "director")].num_edges == 4278
+    assert hg.metapaths["mam"].num_edges // 2 == 40540 and hg.metapaths["mdm"].num_edges // 2 == 6584
+
+
+class _Store(dict):
+    """Stands in for a PyG node / edge store (attribute access)."""
+
+    __getattr__ = dict.get
+
+
+class _FakeHeteroData:
+    """The part of PyG's HeteroData that HeteroGraph.from_pyg reads (PyG is not installed here)."""
+
+    def __init__(self, hg: HeteroGraph):
+        self.node_types = list(hg.num_nodes)
+        self.edge_types = [r for r in hg.relations if not r[1].startswith("rev_")]
+        self.stores = {t: _Store(num_nodes=n, x=hg.x.get(t)) for t, n in hg.num_nodes.items()}
+        self.stores[hg.target].update(y=hg.y, train_mask=hg.train_mask, val_mask=hg.val_mask, test_mask=hg.test_mask)
+        for r in self.edge_types:
+            self.stores[r] = _Store(edge_index=hg.relations[r].edge_index)
+
+    def __getitem__(self, key):
+        return self.stores[key]
+
+
+def test_from_pyg_rebuilds_relations_reverses_and_metapaths():
+    toy = HeteroGraph.toy()
+    hg = HeteroGraph.from_pyg(_FakeHeteroData(toy), "movie", {"mam": ("movie", "actor", "movie")})
+    assert set(hg.relations) == set(toy.relations)
+    assert torch.equal(hg.metapaths["mam"].edge_index, toy.metapaths["mam"].edge_index)
+    with pytest.raises(ValueError, match="target 'studio' is not a node type"):
+        HeteroGraph.from_pyg(_FakeHeteroData(toy), "studio")
