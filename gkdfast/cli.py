@@ -171,7 +171,8 @@ def _distill(args) -> int:
         raise ValueError(f"--device must be cpu or cuda[:i], got {device!r}")
     if args.data is not None and _is_hetero(args):  # typed graph: R-GCN / HAN models, kd / hire
         return _distill_hetero(args)
-    teacher = parse_model(args.teacher or "sage", dropout=0.5)
+    auto_teacher = (args.teacher or "").strip().lower() == "auto"
+    teacher = None if auto_teacher else parse_model(args.teacher or "sage", dropout=0.5)
     default_students = "mlp" if args.data is not None else "mlp,gcn:16"
     students = [parse_model(s, dropout=args.dropout) for s in _split_list(args.student or default_students,
                                                                           "student")]
@@ -208,6 +209,13 @@ def _distill(args) -> int:
         log(f"distributed: {group.world_size} processes ({group.backend}), training rows sharded per rank")
     log(f"{data.name}: {data.num_nodes} nodes, {data.graph.num_edges} edges, {data.x.size(1)} features, "
         f"{data.num_classes} classes; split {data.extras.get('split', 'given')}; device {device}")
+    if auto_teacher:  # the candidates train on the first seed's split; the winner serves every seed
+        from gkdfast.distill.teacher_select import select_teacher
+
+        if group is not None:
+            raise ValueError("--teacher auto: pick the teacher in one process first (the log names it), then "
+                             "pass it with --teacher under --distributed")
+        teacher, _ = select_teacher(data, seed=args.seed, epochs=args.epochs, device=device, log=log)
     if args.setting == "inductive":
         log(f"inductive setting: {args.inductive_fraction:.0%} of the test nodes and their edges are hidden "
             "during training; accuracy is measured on those nodes")
@@ -347,7 +355,9 @@ def build_parser() -> argparse.ArgumentParser:
     pd.add_argument("--format", help="planetoid, npz, gnn-benchmark, musae, mat, ogb, ... (default: guessed)")
     pd.add_argument("--name", help="dataset inside a folder holding several (e.g. cora in the Planetoid folder)")
     pd.add_argument("--teacher", help="teacher model name[:hidden] (default sage, hidden 128; rgcn:64 on a "
-                                      "heterogeneous graph, or han:64)")
+                                      "heterogeneous graph, or han:64), or 'auto': train GCN, SAGE and GAT at "
+                                      "hidden 64 and 256 on the first seed's split and keep the best by "
+                                      "validation accuracy")
     pd.add_argument("--target-type", help="heterogeneous data: the labelled node type (default: inferred from the "
                                           "meta-path file names, pap.npz -> paper)")
     pd.add_argument("--student", help="student model(s), comma-separated name[:hidden] "
