@@ -1,0 +1,61 @@
+"""Published graph-distillation methods as short compositions of :mod:`gkdfast.distill.terms`.
+
+Each recipe holds its paper's hyperparameters as defaults (override any by keyword:
+``GLNN(lamb=0.3, lr=0.005)``), says what student input it needs (:meth:`Recipe.inputs`) and which
+weighted terms it trains with (:meth:`Recipe.terms`); :meth:`Recipe.fit` runs a
+:class:`~gkdfast.distill.Distiller`.  Where we depart from the reference code, the docstring says so.
+
+Conventions shared by all recipes: teacher-matching terms use every observed node (the transductive
+setting of GLNN/NOSMOG: the teacher's outputs exist for all nodes), labels only the training nodes,
+``gkdfast.losses.kd`` uses ``batchmean``.
+
+One module per method family: :mod:`.base` (the :class:`Recipe` class), :mod:`.logit` (none, KD,
+GLNN), :mod:`.representation` (LSP, GSP, G-CRD), :mod:`.mlp_students` (NOSMOG, Graph-MLP),
+:mod:`.coldbrew`, :mod:`.gsdn`; this module keeps the registry (:func:`get`, :func:`names`).
+
+Example:
+    >>> from gkdfast.distill import recipes
+    >>> r = recipes.get("glnn")
+    >>> trained = r.fit(lambda f: gkdfast.nn.MLP(f, 128, data.num_classes), data, teacher)  # doctest: +SKIP
+"""
+from __future__ import annotations
+
+from typing import List
+
+from gkdfast.distill.recipes.base import Recipe, Trained
+from gkdfast.distill.recipes.coldbrew import ColdBrew, ColdBrewStudent
+from gkdfast.distill.recipes.gsdn import GSDN
+from gkdfast.distill.recipes.logit import GLNN, KD, NoKD
+from gkdfast.distill.recipes.mlp_students import NOSMOG, GraphMLP
+from gkdfast.distill.recipes.representation import GCRD, GSPRecipe, LSPRecipe
+
+__all__ = ["Recipe", "Trained", "NoKD", "KD", "GLNN", "LSPRecipe", "GSPRecipe", "GCRD", "NOSMOG", "GraphMLP",
+           "ColdBrew", "ColdBrewStudent", "GSDN", "RECIPES", "get", "names"]
+
+RECIPES = {r.name: r for r in (NoKD, KD, GLNN, LSPRecipe, GSPRecipe, GCRD, NOSMOG, GraphMLP, ColdBrew,
+                                GSDN)}
+
+def names() -> List[str]:
+    """Recipe names, ``"none"`` (no KD) first.
+
+    Example:
+        >>> names()[:3]
+        ['none', 'kd', 'glnn']
+    """
+    return list(RECIPES)
+
+
+def get(name: str, **overrides) -> Recipe:
+    """The recipe called ``name`` (see :func:`names`) with hyperparameter overrides.
+
+    Example:
+        >>> get("kd", temperature=2.0).temperature
+        2.0
+    """
+    key = str(name).strip().lower().replace("-", "").replace("_", "")
+    aliases = {"gcrd": "gcrd", "crd": "gcrd", "graphmlp": "graphmlp", "gmlp": "graphmlp", "nokd": "none",
+               "hinton": "kd", "vanilla": "kd"}
+    key = aliases.get(key, key)
+    if key not in RECIPES:
+        raise ValueError(f"unknown method {name!r}; known: {', '.join(RECIPES)}")
+    return RECIPES[key](**overrides)
