@@ -11,7 +11,8 @@ setting of GLNN/NOSMOG: the teacher's outputs exist for all nodes), labels only 
 
 One module per method family: :mod:`.base` (the :class:`Recipe` class), :mod:`.logit` (none, KD,
 GLNN), :mod:`.representation` (LSP, GSP, G-CRD), :mod:`.mlp_students` (NOSMOG, Graph-MLP),
-:mod:`.coldbrew`, :mod:`.gsdn`; this module keeps the registry (:func:`get`, :func:`names`).
+:mod:`.coldbrew`, :mod:`.gsdn`, :mod:`.assistants` (TA ensembles),
+:mod:`.peers` + :mod:`.oad` + :mod:`.freekd` (online distillation between peers); this module keeps the registry (:func:`get`, :func:`names`).
 
 Example:
     >>> from gkdfast.distill import recipes
@@ -22,18 +23,21 @@ from __future__ import annotations
 
 from typing import List
 
+from gkdfast.distill.recipes.assistants import TAEnsemble
 from gkdfast.distill.recipes.base import Recipe, Trained
 from gkdfast.distill.recipes.coldbrew import ColdBrew, ColdBrewStudent
 from gkdfast.distill.recipes.gsdn import GSDN
 from gkdfast.distill.recipes.logit import GLNN, KD, NoKD
+from gkdfast.distill.recipes.freekd import FreeKD
+from gkdfast.distill.recipes.oad import OAD
 from gkdfast.distill.recipes.mlp_students import NOSMOG, GraphMLP
 from gkdfast.distill.recipes.representation import GCRD, GSPRecipe, LSPRecipe
 
 __all__ = ["Recipe", "Trained", "NoKD", "KD", "GLNN", "LSPRecipe", "GSPRecipe", "GCRD", "NOSMOG", "GraphMLP",
-           "ColdBrew", "ColdBrewStudent", "GSDN", "RECIPES", "get", "names"]
+           "ColdBrew", "ColdBrewStudent", "GSDN", "TAEnsemble", "OAD", "FreeKD", "RECIPES", "get", "names"]
 
 RECIPES = {r.name: r for r in (NoKD, KD, GLNN, LSPRecipe, GSPRecipe, GCRD, NOSMOG, GraphMLP, ColdBrew,
-                                GSDN)}
+                                GSDN, TAEnsemble, OAD, FreeKD)}
 
 def names() -> List[str]:
     """Recipe names, ``"none"`` (no KD) first.
@@ -54,7 +58,7 @@ def get(name: str, **overrides) -> Recipe:
     """
     key = str(name).strip().lower().replace("-", "").replace("_", "")
     aliases = {"gcrd": "gcrd", "crd": "gcrd", "graphmlp": "graphmlp", "gmlp": "graphmlp", "nokd": "none",
-               "hinton": "kd", "vanilla": "kd"}
+               "hinton": "kd", "vanilla": "kd", "taensemble": "ta_ensemble", "ta": "ta_ensemble"}
     key = aliases.get(key, key)
     if key not in RECIPES:
         raise ValueError(f"unknown method {name!r}; known: {', '.join(RECIPES)}")

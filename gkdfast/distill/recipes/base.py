@@ -16,7 +16,7 @@ Example:
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional
 
 from torch import Tensor, nn
@@ -34,6 +34,7 @@ class Trained:
         model: the student ready for inference (for Cold Brew, MLP + retrieval + classifier).
         inputs: the ``[N, F']`` features ``model`` takes.  uses_graph: whether ``model`` needs the graph.
         fit: the (last) :class:`FitResult`.  seconds: total wall time incl. preprocessing.
+        extras: recipe-specific facts about the run (e.g. fitted mixing weights), JSON-friendly.
     """
 
     model: nn.Module
@@ -41,6 +42,7 @@ class Trained:
     uses_graph: bool
     fit: FitResult
     seconds: float
+    extras: Dict[str, object] = field(default_factory=dict)
 
 
 class Recipe:
