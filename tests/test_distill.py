@@ -37,6 +37,12 @@ def test_each_recipe_runs_and_its_loss_decreases(name, tiny, tiny_teacher):
         kw.update(pos_dim=8, walk_length=10, walks_per_node=2, batch_size=128, adv_steps=2)
     if name == "coldbrew":
         kw.update(regress_epochs=10, hidden=16)
+    if name == "oad":
+        kw.update(warmup_epochs=3)
+    if name == "t2gnn":
+        kw.update(teacher_epochs=10, topk=5)
+    if name == "ta_ensemble":
+        kw.update(assistant_widths=(16, 8), assistant_epochs=10)
     recipe = recipes.get(name, **kw)
     torch.manual_seed(0)
     student = "gcn" if name in ("lsp",) else "mlp"

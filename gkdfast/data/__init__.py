@@ -14,8 +14,10 @@ from gkdfast.data._root import default_root
 from gkdfast.data._util import DataFormatError
 from gkdfast.data.graphdata import GraphData
 from gkdfast.data.dcsbm import dcsbm
+from gkdfast.data.geom_splits import geom_gcn_split
 from gkdfast.data.loader import FORMATS, guess_format, load
 from gkdfast.data.matlab import load_mat
+from gkdfast.data.missing import mask_missing
 from gkdfast.data.mmap import load_mmap, save_mmap
 from gkdfast.data.musae import load_musae
 from gkdfast.data.npz import load_gnn_benchmark, load_npz_bundle, save_npz
@@ -29,6 +31,6 @@ __all__ = [
     "default_root", "GraphData", "GraphDataset", "TUGraph", "DataFormatError", "FORMATS",
     "load", "guess_format", "save_npz", "save_mmap", "load_mmap",
     "load_planetoid", "load_gnn_benchmark", "load_npz_bundle", "load_musae", "load_mat", "load_tu", "load_ogb",
-    "random_split", "inductive_split", "InductiveSplit", "subgraph",
+    "random_split", "inductive_split", "geom_gcn_split", "mask_missing", "InductiveSplit", "subgraph",
     "csbm", "dcsbm", "power_law_graph", "edge_homophily",
 ]

@@ -12,7 +12,8 @@ setting of GLNN/NOSMOG: the teacher's outputs exist for all nodes), labels only 
 One module per method family: :mod:`.base` (the :class:`Recipe` class), :mod:`.logit` (none, KD,
 GLNN), :mod:`.representation` (LSP, GSP, G-CRD), :mod:`.mlp_students` (NOSMOG, Graph-MLP),
 :mod:`.coldbrew`, :mod:`.gsdn`, :mod:`.assistants` (TA ensembles),
-:mod:`.peers` + :mod:`.oad` + :mod:`.freekd` (online distillation between peers); this module keeps the registry (:func:`get`, :func:`names`).
+:mod:`.peers` + :mod:`.oad` + :mod:`.freekd` (online distillation between peers),
+:mod:`.t2gnn` (incomplete graphs); this module keeps the registry (:func:`get`, :func:`names`).
 
 Example:
     >>> from gkdfast.distill import recipes
@@ -31,13 +32,14 @@ from gkdfast.distill.recipes.logit import GLNN, KD, NoKD
 from gkdfast.distill.recipes.freekd import FreeKD
 from gkdfast.distill.recipes.oad import OAD
 from gkdfast.distill.recipes.mlp_students import NOSMOG, GraphMLP
+from gkdfast.distill.recipes.t2gnn import T2GNN
 from gkdfast.distill.recipes.representation import GCRD, GSPRecipe, LSPRecipe
 
 __all__ = ["Recipe", "Trained", "NoKD", "KD", "GLNN", "LSPRecipe", "GSPRecipe", "GCRD", "NOSMOG", "GraphMLP",
-           "ColdBrew", "ColdBrewStudent", "GSDN", "TAEnsemble", "OAD", "FreeKD", "RECIPES", "get", "names"]
+           "ColdBrew", "ColdBrewStudent", "GSDN", "TAEnsemble", "OAD", "FreeKD", "T2GNN", "RECIPES", "get", "names"]
 
 RECIPES = {r.name: r for r in (NoKD, KD, GLNN, LSPRecipe, GSPRecipe, GCRD, NOSMOG, GraphMLP, ColdBrew,
-                                GSDN, TAEnsemble, OAD, FreeKD)}
+                                GSDN, TAEnsemble, OAD, FreeKD, T2GNN)}
 
 def names() -> List[str]:
     """Recipe names, ``"none"`` (no KD) first.
@@ -58,7 +60,8 @@ def get(name: str, **overrides) -> Recipe:
     """
     key = str(name).strip().lower().replace("-", "").replace("_", "")
     aliases = {"gcrd": "gcrd", "crd": "gcrd", "graphmlp": "graphmlp", "gmlp": "graphmlp", "nokd": "none",
-               "hinton": "kd", "vanilla": "kd", "taensemble": "ta_ensemble", "ta": "ta_ensemble"}
+               "hinton": "kd", "vanilla": "kd", "taensemble": "ta_ensemble", "ta": "ta_ensemble",
+               "t2gnn": "t2gnn", "t2gcn": "t2gnn"}
     key = aliases.get(key, key)
     if key not in RECIPES:
         raise ValueError(f"unknown method {name!r}; known: {', '.join(RECIPES)}")

@@ -54,6 +54,7 @@ class Recipe:
 
     name = "recipe"
     needs_teacher = True
+    graph_free_student = False  # True: the recipe trains only graph-free (MLP) students
     lr = 0.01
     weight_decay = 5e-4
     epochs = 200
@@ -71,7 +72,7 @@ class Recipe:
         out = {}
         for cls in reversed(type(self).__mro__):
             for k, v in vars(cls).items():
-                if not k.startswith("_") and k not in ("name", "needs_teacher") and not callable(v) \
+                if not k.startswith("_") and k not in ("name", "needs_teacher", "graph_free_student") and not callable(v) \
                         and not isinstance(v, (property, staticmethod, classmethod)):
                     out[k] = getattr(self, k)
         return out

@@ -72,6 +72,7 @@ class ColdBrew(Recipe):
     """
 
     name = "coldbrew"
+    graph_free_student = True
     topk = 3
     alpha_init = 1e-4
     regress_nodes = "all"

@@ -188,6 +188,7 @@ class GSDN(Recipe):
 
     name = "gsdn"
     needs_teacher = False
+    graph_free_student = True
     alpha = 0.8
     ratio = 0.7
     factor_dim = 128
