@@ -45,7 +45,7 @@ def test_each_recipe_runs_and_its_loss_decreases(name, tiny, tiny_teacher):
         kw.update(assistant_widths=(16, 8), assistant_epochs=10)
     recipe = recipes.get(name, **kw)
     torch.manual_seed(0)
-    student = "gcn" if name in ("lsp",) else "mlp"
+    student = "gcn" if name in ("lsp", "sail") else "mlp"
     make = (lambda f: GCN(f, 16, 3)) if student == "gcn" else (lambda f: MLP(f, 32, 3))
     trained = recipe.fit(make, tiny, tout if recipe.needs_teacher else None, seed=0)
     losses = [h["loss"] for h in trained.fit.history]

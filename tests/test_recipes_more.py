@@ -199,7 +199,37 @@ def test_cli_lists_the_new_methods_and_rejects_a_bad_missing_rate(capsys):
     with pytest.raises(SystemExit):
         main(["distill", "--help"])
     out = capsys.readouterr().out
-    for name in ("freekd", "oad", "t2gnn", "gsdn", "ta_ensemble", "--missing-rate"):
+    for name in ("freekd", "oad", "t2gnn", "gsdn", "sail", "ta_ensemble", "--missing-rate"):
         assert name in out
     assert main(["distill", "--missing-rate", "1.5", "--methods", "t2gnn"]) != 0
     assert "--missing-rate must be in [0, 1)" in capsys.readouterr().err
+
+
+def test_sail_intra_distillation_pulls_the_shallow_mode_towards_the_propagated_one(small_cora):
+    from gkdfast.distill.recipes.sail import edgeless
+
+    def shallow_vs_deep(intra):
+        torch.manual_seed(0)
+        t = recipes.get("sail", epochs=15, intra_weight=intra, baseline=False, probe_epochs=20).fit(
+            lambda f: GCN(f, 32, 7), small_cora, seed=0)
+        enc = t.model.encoder.eval()
+        with torch.no_grad():
+            deep = enc(small_cora.x, small_cora.graph, return_hidden=True)[1]
+            shallow = enc(small_cora.x, edgeless(small_cora.num_nodes), return_hidden=True)[1]
+        return float(torch.nn.functional.cosine_similarity(deep, shallow, dim=1).mean()), t
+
+    with_intra, t = shallow_vs_deep(1.0)
+    without, _ = shallow_vs_deep(0.0)
+    assert with_intra > without, (with_intra, without)
+    out = t.model(small_cora.x, small_cora.graph)  # encoder + linear probe: the row's classifier
+    assert out.shape == (small_cora.num_nodes, 7)
+    with pytest.raises(ValueError, match="GNN student"):
+        recipes.get("sail", epochs=1).fit(lambda f: MLP(f, 8, 7), small_cora)
+    with pytest.raises(ValueError, match="drop rates"):
+        recipes.get("sail", edge_drop_1=1.0).fit(lambda f: GCN(f, 8, 7), small_cora)
+
+
+def test_sail_reports_the_grace_baseline_of_the_same_run(small_cora):
+    torch.manual_seed(0)
+    t = recipes.get("sail", epochs=3, probe_epochs=10).fit(lambda f: GCN(f, 16, 7), small_cora, seed=0)
+    assert 0.0 <= t.extras["grace_probe_acc"] <= 1.0 and "sail_probe_val_acc" in t.extras

@@ -13,7 +13,7 @@ One module per method family: :mod:`.base` (the :class:`Recipe` class), :mod:`.l
 GLNN), :mod:`.representation` (LSP, GSP, G-CRD), :mod:`.mlp_students` (NOSMOG, Graph-MLP),
 :mod:`.coldbrew`, :mod:`.gsdn`, :mod:`.assistants` (TA ensembles),
 :mod:`.peers` + :mod:`.oad` + :mod:`.freekd` (online distillation between peers),
-:mod:`.t2gnn` (incomplete graphs); this module keeps the registry (:func:`get`, :func:`names`).
+:mod:`.t2gnn` (incomplete graphs), :mod:`.sail` (self-supervised); this module keeps the registry (:func:`get`, :func:`names`).
 
 Example:
     >>> from gkdfast.distill import recipes
@@ -32,14 +32,15 @@ from gkdfast.distill.recipes.logit import GLNN, KD, NoKD
 from gkdfast.distill.recipes.freekd import FreeKD
 from gkdfast.distill.recipes.oad import OAD
 from gkdfast.distill.recipes.mlp_students import NOSMOG, GraphMLP
+from gkdfast.distill.recipes.sail import SAIL
 from gkdfast.distill.recipes.t2gnn import T2GNN
 from gkdfast.distill.recipes.representation import GCRD, GSPRecipe, LSPRecipe
 
 __all__ = ["Recipe", "Trained", "NoKD", "KD", "GLNN", "LSPRecipe", "GSPRecipe", "GCRD", "NOSMOG", "GraphMLP",
-           "ColdBrew", "ColdBrewStudent", "GSDN", "TAEnsemble", "OAD", "FreeKD", "T2GNN", "RECIPES", "get", "names"]
+           "ColdBrew", "ColdBrewStudent", "GSDN", "TAEnsemble", "OAD", "FreeKD", "T2GNN", "SAIL", "RECIPES", "get", "names"]
 
 RECIPES = {r.name: r for r in (NoKD, KD, GLNN, LSPRecipe, GSPRecipe, GCRD, NOSMOG, GraphMLP, ColdBrew,
-                                GSDN, TAEnsemble, OAD, FreeKD, T2GNN)}
+                                GSDN, TAEnsemble, OAD, FreeKD, T2GNN, SAIL)}
 
 def names() -> List[str]:
     """Recipe names, ``"none"`` (no KD) first.
