@@ -2,7 +2,7 @@
 recipe (so ``ru_maxrss`` is that recipe's own peak), on a real graph.
 
     OMP_NUM_THREADS=1 python scripts/recipe_costs.py --data ../shared/data/planetoid --name cora \
-        --methods none,kd,gsdn,ta_ensemble,oad,freekd,t2gnn --epochs 10
+        --methods none,kd,gsdn,ta_ensemble,oad,freekd,t2gnn,sail --epochs 10
 
 Prints one markdown row per recipe: the student, epochs run, seconds per epoch of the recipe's
 (last) training stage, total seconds including teachers/assistants/warm-up, and the peak RSS of
@@ -18,7 +18,7 @@ import sys
 import time
 
 STUDENT = {"gsdn": "mlp:128", "ta_ensemble": "mlp:128", "kd": "mlp:128", "none": "gcn:16", "oad": "gcn:16",
-           "freekd": "gcn:16", "t2gnn": "gcn:64"}
+           "freekd": "gcn:16", "t2gnn": "gcn:64", "sail": "gcn:128"}
 
 
 def one(args) -> dict:
@@ -55,7 +55,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", required=True)
     p.add_argument("--name")
-    p.add_argument("--methods", default="none,kd,gsdn,ta_ensemble,oad,freekd,t2gnn")
+    p.add_argument("--methods", default="none,kd,gsdn,ta_ensemble,oad,freekd,t2gnn,sail")
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--method", help=argparse.SUPPRESS)  # the child process
     args = p.parse_args()

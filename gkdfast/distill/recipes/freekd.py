@@ -86,6 +86,9 @@ class FreeKDAgent(PeerTerm):
         self.register_buffer("has_prev", torch.zeros(n, dtype=torch.bool, device=device))
         return self
 
+    def supports_process_group(self) -> bool:
+        return False  # the per-node memory would differ between ranks
+
     def action_probs(self, state: Tensor) -> Tensor:
         """``[B, 2]``: P(Φ teaches Ψ), P(propagate structure)."""
         return torch.sigmoid(self.policy(state))

@@ -72,6 +72,9 @@ class _ViewTerm(LossTerm):
         self._encoder: list = []
         self.proj: Optional[nn.Module] = None
 
+    def supports_process_group(self) -> bool:
+        return False  # NT-Xent over all nodes of views built on the whole graph: one process only
+
     def bind(self, encoder: nn.Module) -> "_ViewTerm":
         self._encoder = [encoder]
         return self

@@ -106,6 +106,9 @@ class FixedTargetContrast(LossTerm):
         self.target_key = _key(hidden, logits)
         self.proj: Optional[nn.Module] = None
 
+    def supports_process_group(self) -> bool:
+        return False  # NT-Xent over the sampled rows of one process; not sharded yet
+
     def setup(self, dims) -> None:
         self.proj = nn.Linear(self.hidden_t.size(1), dims.student_hidden)
 
