@@ -233,3 +233,21 @@ def test_sail_reports_the_grace_baseline_of_the_same_run(small_cora):
     torch.manual_seed(0)
     t = recipes.get("sail", epochs=3, probe_epochs=10).fit(lambda f: GCN(f, 16, 7), small_cora, seed=0)
     assert 0.0 <= t.extras["grace_probe_acc"] <= 1.0 and "sail_probe_val_acc" in t.extras
+
+
+@pytest.mark.parametrize("name,kw", [("freekd", {"epochs": 4}), ("oad", {"epochs": 3, "warmup_epochs": 2}),
+                                     ("t2gnn", {"epochs": 3, "teacher_epochs": 3, "topk": 3}),
+                                     ("sail", {"epochs": 2, "probe_epochs": 5})])
+def test_rerun_with_the_same_checkpoint_dir_resumes_to_the_same_model(name, kw, small_cora, tmp_path):
+    d = mask_missing(small_cora, 0.3, seed=0) if name == "t2gnn" else small_cora
+
+    def run():
+        torch.manual_seed(0)
+        t = recipes.get(name, patience=None, **kw).fit(lambda f: GCN(f, 16, 7), d, seed=0,
+                                                       checkpoint_dir=str(tmp_path / "ck"))
+        with torch.no_grad():
+            return t.model.eval()(d.x, d.graph), t.fit.epochs
+
+    (a, ea), (b, eb) = run(), run()   # the second run finds every stage's finished checkpoint
+    assert ea == eb and torch.allclose(a, b)
+    assert any(p.name.startswith("ck") for p in tmp_path.iterdir())
