@@ -147,8 +147,9 @@ class OAD(Recipe):
 
 def fit_peers(recipe: Recipe, group: PeerGroup, terms, data, seed: int, warmup_epochs: int,
               **distiller_kw) -> Trained:
-    """Shared by the online recipes: label-only warm-up (``warmup_epochs``, last weights kept), the
-    online phase with ``terms``, then the best peer by validation accuracy as the result.
+    """Shared by the online recipes: label-only warm-up (up to ``warmup_epochs``, early-stopped, the
+    best-validation weights kept: the online phase starts from peers that have not yet overfitted),
+    the online phase with ``terms``, then the best peer by validation accuracy as the result.
 
     Example:
         >>> fit_peers(OAD(), group, OAD().peer_terms(group), data, 0, 100)   # doctest: +SKIP
@@ -162,8 +163,8 @@ def fit_peers(recipe: Recipe, group: PeerGroup, terms, data, seed: int, warmup_e
         if kw.get("checkpoint_dir"):
             kw["checkpoint_dir"] = kw["checkpoint_dir"] + "-warmup"
         warm = Distiller(group, [PeerCE(group)], None, lr=recipe.lr, weight_decay=recipe.weight_decay,
-                         epochs=int(warmup_epochs), patience=None, batch_size=recipe.batch_size,
-                         **kw).fit(data, data.x, select_best=False)
+                         epochs=int(warmup_epochs), patience=recipe.patience, batch_size=recipe.batch_size,
+                         **kw).fit(data, data.x)
         seconds += warm.seconds
     distiller_kw.setdefault("seed", seed)
     result = recipe.distiller(group, None, terms, **distiller_kw).fit(data, data.x)
