@@ -34,6 +34,12 @@ DEFAULT_METHODS_MLP = "kd,glnn,nosmog,graphmlp,coldbrew,gcrd"
 DEFAULT_METHODS_GNN = "kd,lsp,gsp,gcrd"
 
 
+def _recipe_names() -> list:
+    from gkdfast.distill.recipes import names
+
+    return names()
+
+
 def _split_list(text: str, what: str) -> list:
     items = [t.strip() for t in str(text).split(",") if t.strip()]
     if not items:
@@ -158,6 +164,8 @@ def _distill(args) -> int:
         raise ValueError(f"--seed must be >= 0, got {args.seed}")
     if not 0.0 < args.inductive_fraction < 1.0:
         raise ValueError(f"--inductive-fraction must be in (0, 1), got {args.inductive_fraction}")
+    if not 0.0 <= args.missing_rate < 1.0:
+        raise ValueError(f"--missing-rate must be in [0, 1), got {args.missing_rate}")
     if args.epochs is not None and args.epochs < 1:
         raise ValueError(f"--epochs must be >= 1, got {args.epochs}")
     if not 0.0 <= args.dropout < 1.0:
@@ -203,6 +211,8 @@ def _distill(args) -> int:
         if group is not None:
             raise ValueError("--distributed: the large-graph pipeline runs in one process; run it without "
                              "--distributed")
+        if args.missing_rate:
+            raise ValueError("--missing-rate: the large-graph pipeline does not mask data; run without --sampled")
         return run_large(args, data)
     log = (lambda s: None) if args.quiet or not main else (lambda s: print(s, file=sys.stderr, flush=True))
     if group is not None:
@@ -226,7 +236,8 @@ def _distill(args) -> int:
                                  seeds=list(range(args.seed, args.seed + args.seeds)), epochs=args.epochs,
                                  device=device, out=out, cache_dir=args.cache_dir,
                                  progress=main and not args.quiet and not args.no_progress, overrides=overrides,
-                                 log=log, setting=args.setting, inductive_fraction=args.inductive_fraction)
+                                 log=log, setting=args.setting, inductive_fraction=args.inductive_fraction,
+                                 missing_rate=args.missing_rate)
         if not main:
             return 0
         print(format_table(results))
@@ -363,9 +374,11 @@ def build_parser() -> argparse.ArgumentParser:
     pd.add_argument("--student", help="student model(s), comma-separated name[:hidden] "
                                       "(default: mlp,gcn:16 on the synthetic graph, mlp with --data)")
     pd.add_argument("--methods", help="comma-separated recipes: " + ", ".join(
-        n for n in ("kd", "glnn", "lsp", "gsp", "gcrd", "nosmog", "graphmlp", "coldbrew", "reliant (with a sensitive "
-                    "attribute)", "hire (heterogeneous data; default there kd,hire)")) +
-        f" (default: {DEFAULT_METHODS_MLP} for an MLP, {DEFAULT_METHODS_GNN} for a GNN)")
+        n for n in ("kd", "glnn", "lsp", "gsp", "gcrd", "nosmog", "graphmlp", "coldbrew", "freekd", "oad", "t2gnn",
+                    "gsdn", "sail", "ta_ensemble", "reliant", "hire") if n in _recipe_names()) +
+        f" (default: {DEFAULT_METHODS_MLP} for an MLP, {DEFAULT_METHODS_GNN} for a GNN).  freekd and oad train "
+        "the --student GNN with its peers (teacher-free), gsdn and coldbrew need an mlp student; reliant needs a "
+        "sensitive attribute; hire heterogeneous data (default there kd,hire)")
     pd.add_argument("--fairness", choices=("sp", "eo"),
                     help="bias RELIANT reduces: sp (statistical parity, default) or eo (equal opportunity); "
                          "with a sensitive attribute every row reports both ΔSP and ΔEO")
@@ -380,6 +393,9 @@ def build_parser() -> argparse.ArgumentParser:
     pd.add_argument("--inductive-fraction", type=float, default=0.2,
                     help="fraction of the test nodes held out in the inductive setting (default 0.2)")
     pd.add_argument("--epochs", type=int, help="override every recipe's maximum epochs")
+    pd.add_argument("--missing-rate", type=float, default=0.0, metavar="R",
+                    help="remove a fraction R of the feature entries and of the edges, seeded per seed, for "
+                         "every method (T2-GNN's incomplete-graph setting; default 0)")
     pd.add_argument("--dropout", type=float, default=0.5, help="student dropout (default 0.5)")
     pd.add_argument("--set", action="append", metavar="METHOD.PARAM=VALUE",
                     help="override a recipe hyperparameter, e.g. --set glnn.lamb=0.3 (repeatable)")

@@ -38,9 +38,15 @@ def test_each_recipe_runs_and_its_loss_decreases(name, tiny, tiny_teacher):
         kw.update(pos_dim=8, walk_length=10, walks_per_node=2, batch_size=128, adv_steps=2)
     if name == "coldbrew":
         kw.update(regress_epochs=10, hidden=16)
+    if name == "oad":
+        kw.update(warmup_epochs=3)
+    if name == "t2gnn":
+        kw.update(teacher_epochs=10, topk=5)
+    if name == "ta_ensemble":
+        kw.update(assistant_widths=(16, 8), assistant_epochs=10)
     recipe = recipes.get(name, **kw)
     torch.manual_seed(0)
-    student = "gcn" if name in ("lsp",) else "mlp"
+    student = "gcn" if name in ("lsp", "sail") else "mlp"
     make = (lambda f: GCN(f, 16, 3)) if student == "gcn" else (lambda f: MLP(f, 32, 3))
     trained = recipe.fit(make, tiny, tout if recipe.needs_teacher else None, seed=0)
     losses = [h["loss"] for h in trained.fit.history]

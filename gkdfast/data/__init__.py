@@ -15,8 +15,10 @@ from gkdfast.data._util import DataFormatError
 from gkdfast.data.graphdata import GraphData
 from gkdfast.data.dcsbm import dcsbm
 from gkdfast.data.fairness import FAIRNESS_SETS, fairness_split, load_fairness
+from gkdfast.data.geom_splits import geom_gcn_split
 from gkdfast.data.loader import FORMATS, guess_format, load
 from gkdfast.data.matlab import load_mat
+from gkdfast.data.missing import mask_missing
 from gkdfast.data.mmap import load_mmap, save_mmap
 from gkdfast.data.musae import load_musae
 from gkdfast.data.npz import load_gnn_benchmark, load_npz_bundle, save_npz
@@ -31,6 +33,6 @@ __all__ = [
     "load", "guess_format", "save_npz", "save_mmap", "load_mmap",
     "load_fairness", "fairness_split", "FAIRNESS_SETS",
     "load_planetoid", "load_gnn_benchmark", "load_npz_bundle", "load_musae", "load_mat", "load_tu", "load_ogb",
-    "random_split", "inductive_split", "InductiveSplit", "subgraph",
+    "random_split", "inductive_split", "geom_gcn_split", "mask_missing", "InductiveSplit", "subgraph",
     "csbm", "dcsbm", "power_law_graph", "edge_homophily",
 ]

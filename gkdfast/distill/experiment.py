@@ -185,7 +185,8 @@ def run_experiment(data, *, teacher: ModelSpec, students: Sequence[ModelSpec],
                    out: Optional[str] = None, cache_dir: Optional[str] = None, progress: bool = False,
                    overrides: Optional[Dict[str, dict]] = None, log: Callable[[str], None] = lambda s: None,
                    teacher_params: Optional[dict] = None, details: Optional[list] = None,
-                   setting: str = "transductive", inductive_fraction: float = 0.2) -> dict:
+                   setting: str = "transductive", inductive_fraction: float = 0.2,
+                   missing_rate: float = 0.0) -> dict:
     """Runs the comparison and returns the ``results.json`` dictionary.
 
     Args:
@@ -208,6 +209,10 @@ def run_experiment(data, *, teacher: ModelSpec, students: Sequence[ModelSpec],
             teacher and the students train; accuracy is measured on those held-out nodes, with the
             full graph given at inference).  The returned ``dataset`` is then labelled
             ``"<name> [inductive 20%]"``; checkpoints go to ``out/checkpoints-inductive-<fraction>``.
+        missing_rate: T2-GNN's incomplete-graph setting (:func:`gkdfast.data.mask_missing`): per seed, a
+            fraction of the feature entries and of the edges is removed (seeded by the seed) before
+            the teacher and the students train, and stays removed at evaluation.  ``0`` (default):
+            the data as given.  The dataset is labelled ``"<name> [missing 30%]"``.
 
     Under torch.distributed (every rank calling with the same arguments, e.g. ``gkdfast distill
     --distributed`` under torchrun) the teacher and every student train data-parallel through the
@@ -244,8 +249,12 @@ def run_experiment(data, *, teacher: ModelSpec, students: Sequence[ModelSpec],
     # The settings train on different data: separate checkpoint folders, so they can share an --out.
     tag = f"-inductive-{float(inductive_fraction):g}" if inductive else ""
     ckpt_root = os.path.join(out, "checkpoints" + tag) if out is not None else None
+    if not 0.0 <= float(missing_rate) < 1.0:
+        raise ValueError(f"run_experiment: missing_rate must be in [0, 1), got {missing_rate}")
+    if missing_rate:
+        tag += f"-missing-{float(missing_rate):g}"
+        ckpt_root = os.path.join(out, "checkpoints" + tag) if out is not None else None
     dev = torch.device(device)
-    graph = data.graph.to(dev)
 
     def ckpt(*parts):
         return os.path.join(ckpt_root, *parts) if ckpt_root else None
@@ -267,6 +276,11 @@ def run_experiment(data, *, teacher: ModelSpec, students: Sequence[ModelSpec],
 
     for seed in seeds:
         d = seed_split(data, seed)
+        if missing_rate:
+            from gkdfast.data.missing import mask_missing
+
+            d = mask_missing(d, missing_rate, seed)
+        graph = d.graph.to(dev)  # the graph every model is evaluated on (incomplete under missing_rate)
         split = inductive_split(d, inductive_fraction, seed) if inductive else None
         train_data = split.observed if inductive else d  # what teacher and students may see
         y, test = d.y, (split.ind_test_mask.cpu() if inductive else d.test_mask)
@@ -297,8 +311,8 @@ def run_experiment(data, *, teacher: ModelSpec, students: Sequence[ModelSpec],
                 if epochs:
                     recipe_kw.setdefault("epochs", epochs)
                 recipe = _recipes.get(method, **recipe_kw)
-                if method == "coldbrew" and spec.name != "mlp":
-                    log(f"seed {seed}  skip coldbrew for {spec.label}: it needs a graph-free (mlp) student")
+                if getattr(recipe, "graph_free_student", False) and spec.name != "mlp":
+                    log(f"seed {seed}  skip {recipe.name} for {spec.label}: it needs a graph-free (mlp) student")
                     continue
                 torch.manual_seed(seed)  # the same initial student weights for every method
                 trained = recipe.fit(lambda f: spec.build(f, d.num_classes), train_data, tout, seed, device=dev,
@@ -315,4 +329,6 @@ def run_experiment(data, *, teacher: ModelSpec, students: Sequence[ModelSpec],
     name = str(getattr(data, "name", "graph"))
     if inductive:  # the schema has no setting field: the dataset label carries it into tables and plots
         name = f"{name} [inductive {float(inductive_fraction):.0%}]"
+    if missing_rate:
+        name = f"{name} [missing {float(missing_rate):.0%}]"
     return summarize_runs(runs, dataset=name, num_nodes=data.graph.num_nodes, num_edges=data.graph.num_edges)

@@ -1,0 +1,140 @@
+"""The :class:`Recipe` base class and its result type :class:`Trained`.
+
+Each recipe holds its paper's hyperparameters as defaults (override any by keyword:
+``GLNN(lamb=0.3, lr=0.005)``), says what student input it needs (:meth:`Recipe.inputs`) and which
+weighted terms it trains with (:meth:`Recipe.terms`); :meth:`Recipe.fit` runs a
+:class:`~gkdfast.distill.Distiller`.
+
+Example:
+    >>> class Plain(Recipe):
+    ...     name, needs_teacher = "plain", False
+    ...     def terms(self):
+    ...         return [CrossEntropy(1.0)]
+    >>> Plain(lr=0.05).lr
+    0.05
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional
+
+from torch import Tensor, nn
+
+from gkdfast.distill.distiller import Distiller, FitResult, uses_graph
+from gkdfast.distill.terms import CrossEntropy, LossTerm  # noqa: F401  (CrossEntropy: the example)
+
+__all__ = ["Recipe", "Trained"]
+
+@dataclass
+class Trained:
+    """A recipe's result: ``model(inputs[, graph])`` gives the logits used for evaluation/timing.
+
+    Attributes:
+        model: the student ready for inference (for Cold Brew, MLP + retrieval + classifier).
+        inputs: the ``[N, F']`` features ``model`` takes.  uses_graph: whether ``model`` needs the graph.
+        fit: the (last) :class:`FitResult`.  seconds: total wall time incl. preprocessing.
+        extras: recipe-specific facts about the run (e.g. fitted mixing weights), JSON-friendly.
+    """
+
+    model: nn.Module
+    inputs: Tensor
+    uses_graph: bool
+    fit: FitResult
+    seconds: float
+    extras: Dict[str, object] = field(default_factory=dict)
+
+
+class Recipe:
+    """Base class: hyperparameters are class attributes, overridable per instance by keyword.
+
+    Training hyperparameters every recipe has: ``lr``, ``weight_decay``, ``epochs``, ``patience``,
+    ``batch_size`` (``None`` = full batch).
+    """
+
+    name = "recipe"
+    needs_teacher = True
+    graph_free_student = False  # True: the recipe trains only graph-free (MLP) students
+    lr = 0.01
+    weight_decay = 5e-4
+    epochs = 200
+    patience: Optional[int] = 50
+    batch_size: Optional[int] = None
+
+    def __init__(self, **overrides):
+        for k, v in overrides.items():
+            if k.startswith("_") or not hasattr(type(self), k) or callable(getattr(type(self), k)):
+                raise ValueError(f"{self.name}: unknown hyperparameter {k!r}; known: {', '.join(self.params())}")
+            setattr(self, k, v)
+
+    def params(self) -> Dict[str, object]:
+        """All hyperparameters and their current values."""
+        out = {}
+        for cls in reversed(type(self).__mro__):
+            for k, v in vars(cls).items():
+                if not k.startswith("_") and k not in ("name", "needs_teacher", "graph_free_student") and not callable(v) \
+                        and not isinstance(v, (property, staticmethod, classmethod)):
+                    out[k] = getattr(self, k)
+        return out
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.params().items())})"
+
+    # -- to override ----------------------------------------------------------------------------
+    def inputs(self, data, seed: int = 0) -> Tensor:
+        """The student's input features (default: ``data.x``)."""
+        return data.x
+
+    def inputs_on(self, full, split, seen: Tensor) -> Tensor:
+        """The student's inputs for every node of ``full`` after training on ``split.observed``
+        (inductive evaluation, :class:`gkdfast.data.splits.InductiveSplit`); ``seen`` is what
+        :meth:`inputs` gave for the observed nodes.  Default: the raw features, which need no graph.
+        A recipe whose :meth:`inputs` read the graph must say how a new node gets them."""
+        if type(self).inputs is not Recipe.inputs:
+            raise NotImplementedError(f"recipe {self.name!r} has graph-derived inputs and no inductive version")
+        return full.x
+
+    def terms(self) -> List[LossTerm]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    # -- running --------------------------------------------------------------------------------
+    def bind(self, terms: List[LossTerm], data, inputs: Tensor, device) -> None:
+        """Hands the terms what a batch does not carry (full inputs, labels); default nothing.
+        Called by :meth:`fit` before training."""
+
+    def check_student(self, student: nn.Module) -> None:
+        """Raises ValueError when the recipe cannot train this student; default accepts any."""
+
+    def distiller(self, student, teacher, terms: Optional[List[LossTerm]] = None, **kw) -> Distiller:
+        """The :class:`Distiller` this recipe trains with (``terms`` default: :meth:`terms`)."""
+        opts = dict(lr=self.lr, weight_decay=self.weight_decay, epochs=self.epochs, patience=self.patience,
+                    batch_size=self.batch_size)
+        opts.update(kw)
+        return Distiller(student, self.terms() if terms is None else terms,
+                         teacher if self.needs_teacher else None, **opts)
+
+    def fit(self, make_student: Callable[[int], nn.Module], data, teacher=None, seed: int = 0,
+            **distiller_kw) -> Trained:
+        """Builds the inputs, the student (``make_student(input_width)``) and trains it.
+
+        Args:
+            make_student: ``in_features -> nn.Module`` (the runner builds the same architecture for
+                every recipe).  data: :class:`gkdfast.data.GraphData`.
+            teacher: trained teacher module or :class:`TeacherOutputs` (``None`` for teacher-free recipes).
+            seed: seeds preprocessing (random walks) and the batch order.
+            distiller_kw: forwarded to :class:`Distiller` (device, checkpoint_dir, cache_dir, progress, ...).
+        """
+        if self.needs_teacher and teacher is None:
+            raise ValueError(f"recipe {self.name!r} needs a teacher")
+        t0 = time.perf_counter()
+        x = self.inputs(data, seed)
+        prep = time.perf_counter() - t0
+        student = make_student(x.size(1))
+        self.check_student(student)
+        terms = self.terms()
+        self.bind(terms, data, x, distiller_kw.get("device") or "cpu")
+        distiller_kw.setdefault("seed", seed)
+        result = self.distiller(student, teacher, terms, **distiller_kw).fit(data, x)
+        # result.seconds sums training time over resumes, so a resumed run still reports its full cost.
+        return Trained(result.student, x, uses_graph(result.student), result, prep + result.seconds)
+
