@@ -97,7 +97,7 @@ def _load_data(args):
         raise ValueError(f"could not read {args.data}: {type(exc).__name__}: {exc}") from None
     if isinstance(data, GraphDataset):
         raise ValueError(f"--data {args.data}: a graph-classification dataset ({len(data)} graphs, TU format); "
-                         "gkdfast distill trains node classifiers (use gkdfast.data.load_tu from Python)")
+                         "add --task graph for graph classification")
     return data
 
 
@@ -149,6 +149,10 @@ def _distill(args) -> int:
     from gkdfast.distill.experiment import parse_model, run_experiment
     from gkdfast.distill.results import format_table, save_json, save_png
 
+    if args.task == "graph":  # graph classification on a TU folder: its own pipeline (k-fold CV)
+        from gkdfast.cli_graph import run_graph
+
+        return run_graph(args)
     if args.seeds < 1:
         raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
     if args.seed < 0:
@@ -166,7 +170,7 @@ def _distill(args) -> int:
         raise ValueError("--device cuda: no CUDA device is available")
     if device != "cpu" and not device.startswith("cuda"):
         raise ValueError(f"--device must be cpu or cuda[:i], got {device!r}")
-    teacher = parse_model(args.teacher, dropout=0.5)
+    teacher = parse_model(args.teacher or "sage", dropout=0.5)
     default_students = "mlp" if args.data is not None else "mlp,gcn:16"
     students = [parse_model(s, dropout=args.dropout) for s in _split_list(args.student or default_students,
                                                                           "student")]
@@ -306,7 +310,8 @@ def build_parser() -> argparse.ArgumentParser:
     pd.add_argument("--data", metavar="PATH", help="dataset file or folder (default: built-in synthetic graph)")
     pd.add_argument("--format", help="planetoid, npz, gnn-benchmark, musae, mat, ogb, ... (default: guessed)")
     pd.add_argument("--name", help="dataset inside a folder holding several (e.g. cora in the Planetoid folder)")
-    pd.add_argument("--teacher", default="sage", help="teacher model name[:hidden] (default sage, hidden 128)")
+    pd.add_argument("--teacher", help="teacher model name[:hidden] (default sage, hidden 128; "
+                                      "--task graph: gin:128x5)")
     pd.add_argument("--student", help="student model(s), comma-separated name[:hidden] "
                                       "(default: mlp,gcn:16 on the synthetic graph, mlp with --data)")
     pd.add_argument("--methods", help="comma-separated recipes: " + ", ".join(
@@ -341,6 +346,9 @@ def build_parser() -> argparse.ArgumentParser:
     from gkdfast.cli_large import add_large_args
 
     add_large_args(pd)
+    from gkdfast.cli_graph import add_graph_args
+
+    add_graph_args(pd)
     pd.set_defaults(func=_cmd_distill)
 
     pg = sub.add_parser(

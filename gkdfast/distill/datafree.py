@@ -10,7 +10,8 @@ features and every potential edge.  This is the fix of the public re-implementat
 ``argmax`` / ``> 0.3`` graph construction cuts the generator off from any gradient.
 
 Min-max game (per iteration): ``student_steps`` updates of the student minimising
-``L1(student(G), teacher(G))`` on fresh generated graphs, then one generator update maximising it.
+``L1(student(G), teacher(G))`` on the logits of fresh generated graphs, then one generator update
+maximising the L1 distance of their softmax outputs (as the GammaGL re-implementation's generator loss).
 The student never sees a real graph; it is evaluated on real test graphs afterwards.
 """
 from __future__ import annotations
@@ -79,7 +80,7 @@ class GraphGenerator(nn.Module):
     """
 
     def __init__(self, z_dim: int = 32, num_nodes: int = 20, onehot_dim: int = 7, cont_dim: int = 0,
-                 hidden=(64, 128, 256), tau: float = 1.0, edge_bias: float = -1.0,
+                 hidden=(64, 128, 256), tau: float = 1.0, edge_bias: float = -2.0,
                  cont_mean: Optional[Tensor] = None, cont_std: Optional[Tensor] = None):
         super().__init__()
         if num_nodes < 2:
@@ -152,12 +153,13 @@ class DFADConfig:
     lr_student: float = 0.01
     lr_generator: float = 0.001
     tau: float = 1.0
+    diversity: float = 0.0  # weight of the class-balance term (DAFL's information entropy); 0 = plain DFAD
 
 
 def distill_dfad(teacher: nn.Module, student: nn.Module, generator: GraphGenerator, cfg: DFADConfig,
                  seed: int = 0, device=None, on_epoch: Optional[Callable[[int, float, float], None]] = None):
     """Runs the min-max game; returns ``(student, history)`` with ``history`` a list of
-    ``(student_l1, generator_l1)`` per epoch.  The teacher is frozen (eval mode, no grads).
+    ``(student logit L1, generator softmax L1)`` per epoch.  The teacher is frozen (eval mode, no grads).
 
     Shapes: both models map a :class:`GraphBatch` of ``B`` graphs to ``[B, C]`` logits.
 
@@ -202,11 +204,17 @@ def distill_dfad(teacher: nn.Module, student: nn.Module, generator: GraphGenerat
                 s_loss += float(loss.detach()) / (cfg.iters * cfg.student_steps)
             generator.train()
             fake = generator(noise())
-            loss_g = -F.l1_loss(student(fake), teacher(fake))  # the generator seeks disagreement
+            # The generator seeks disagreement, measured on probabilities: bounded, whereas logit L1 lets it
+            # win by inflating the teacher's logits (dense graphs under sum pooling) without informative graphs.
+            t_logits = teacher(fake)
+            loss_g = -F.l1_loss(F.softmax(student(fake), -1), F.softmax(t_logits, -1))
+            if cfg.diversity:  # maximise the entropy of the batch's mean teacher prediction: cover every class
+                mean_p = F.softmax(t_logits, -1).mean(0)
+                loss_g = loss_g + cfg.diversity * (mean_p * mean_p.clamp_min(1e-12).log()).sum()
             opt_g.zero_grad()
             loss_g.backward()
             opt_g.step()
-            g_loss += -float(loss_g) / cfg.iters
+            g_loss += -float(loss_g.detach()) / cfg.iters
         sched_s.step()
         history.append((s_loss, g_loss))
         if on_epoch is not None:
