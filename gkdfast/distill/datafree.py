@@ -27,7 +27,7 @@ from gkdfast.data.batching import GraphBatch
 from gkdfast.graph import Graph
 from gkdfast.nn.graph_models import WEIGHTED_CONVS
 
-__all__ = ["GraphGenerator", "DFADConfig", "distill_dfad", "feature_layout", "complete_block_graph"]
+__all__ = ["GraphGenerator", "DFADConfig", "BNStatistics", "distill_dfad", "feature_layout", "complete_block_graph"]
 
 
 def feature_layout(x: Tensor) -> int:
@@ -131,7 +131,7 @@ class GraphGenerator(nn.Module):
         noise = torch.log(u.clamp(1e-6, 1 - 1e-6)) - torch.log1p(-u.clamp(1e-6, 1 - 1e-6))
         soft = torch.sigmoid((logits + noise) / self.tau)
         hard = (soft > 0.5).to(soft.dtype)
-        adj = hard + soft - soft.detach()
+        adj = hard + (soft - soft.detach())  # exactly 0/1 forward, the sigmoid's gradient backward
         # Edge (j -> i) of the complete graph, sorted by destination i: entry adj[g, i, j], j != i.
         off = ~torch.eye(n, dtype=torch.bool, device=z.device)
         w = adj[:, off].reshape(-1)  # row-major over (i, j): destination-major, as complete_block_graph
@@ -147,6 +147,7 @@ class DFADConfig:
     epochs: int = 100
     iters: int = 5
     student_steps: int = 5
+    generator_steps: int = 1
     batch_size: int = 64
     num_nodes: int = 20
     z_dim: int = 32
@@ -154,6 +155,47 @@ class DFADConfig:
     lr_generator: float = 0.001
     tau: float = 1.0
     diversity: float = 0.0  # weight of the class-balance term (DAFL's information entropy); 0 = plain DFAD
+    bn_match: float = 0.0  # weight of DeepInversion's BN-statistics matching in the generator loss; 0 = plain DFAD
+
+
+class BNStatistics:
+    """Forward hooks on every ``BatchNorm1d`` of ``model``: after a forward, :meth:`loss` is
+    ``sum over layers of ||mean_batch - running_mean||_2 + ||var_batch - running_var||_2`` (DeepInversion;
+    GFKD's feature objective), which pulls generated graphs towards the statistics of the real ones.
+
+    Example:
+        >>> from gkdfast.nn.graph_models import GraphClassifier
+        >>> t = GraphClassifier("gin", 7, 16, 2, 2).eval()
+        >>> with BNStatistics(t) as bn:
+        ...     _ = t(GraphGenerator(num_nodes=6, onehot_dim=7)(torch.randn(4, 32)))
+        ...     float(bn.loss()) > 0
+        True
+    """
+
+    def __init__(self, model: nn.Module):
+        self.terms = []
+        self.handles = [m.register_forward_hook(self._hook) for m in model.modules()
+                        if isinstance(m, nn.BatchNorm1d)]
+
+    def _hook(self, module, inputs, _output):
+        x = inputs[0]
+        if x.size(0) < 2:
+            return
+        mean, var = x.mean(0), x.var(0, unbiased=False)
+        self.terms.append(torch.linalg.vector_norm(mean - module.running_mean)
+                          + torch.linalg.vector_norm(var - module.running_var))
+
+    def loss(self) -> Tensor:
+        """The summed term of the forwards since the last call (then cleared)."""
+        out, self.terms = sum(self.terms) if self.terms else torch.zeros(()), []
+        return out
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        for h in self.handles:
+            h.remove()
 
 
 def distill_dfad(teacher: nn.Module, student: nn.Module, generator: GraphGenerator, cfg: DFADConfig,
@@ -188,6 +230,19 @@ def distill_dfad(teacher: nn.Module, student: nn.Module, generator: GraphGenerat
     sched_s = torch.optim.lr_scheduler.CosineAnnealingLR(opt_s, T_max=max(cfg.epochs, 1))
     noise = lambda: torch.randn(cfg.batch_size, generator.z_dim, generator=gen).to(dev)  # noqa: E731
     history = []
+    bn = BNStatistics(teacher) if cfg.bn_match else None
+    try:
+        _game(teacher, student, generator, cfg, opt_s, opt_g, sched_s, noise, bn, history, on_epoch)
+    finally:
+        if bn is not None:
+            bn.__exit__()
+        for p in teacher.parameters():
+            p.requires_grad_(True)
+    student.eval()
+    return student, history
+
+
+def _game(teacher, student, generator, cfg, opt_s, opt_g, sched_s, noise, bn, history, on_epoch) -> None:
     for epoch in range(cfg.epochs):
         s_loss = g_loss = 0.0
         for _ in range(cfg.iters):
@@ -197,29 +252,36 @@ def distill_dfad(teacher: nn.Module, student: nn.Module, generator: GraphGenerat
                 with torch.no_grad():
                     fake = generator(noise())
                     t = teacher(fake)
+                if bn is not None:
+                    bn.loss()  # drop the terms of this no-grad forward
                 loss = F.l1_loss(student(fake), t)
                 opt_s.zero_grad()
                 loss.backward()
                 opt_s.step()
                 s_loss += float(loss.detach()) / (cfg.iters * cfg.student_steps)
             generator.train()
-            fake = generator(noise())
-            # The generator seeks disagreement, measured on probabilities: bounded, whereas logit L1 lets it
-            # win by inflating the teacher's logits (dense graphs under sum pooling) without informative graphs.
-            t_logits = teacher(fake)
-            loss_g = -F.l1_loss(F.softmax(student(fake), -1), F.softmax(t_logits, -1))
-            if cfg.diversity:  # maximise the entropy of the batch's mean teacher prediction: cover every class
-                mean_p = F.softmax(t_logits, -1).mean(0)
-                loss_g = loss_g + cfg.diversity * (mean_p * mean_p.clamp_min(1e-12).log()).sum()
-            opt_g.zero_grad()
-            loss_g.backward()
-            opt_g.step()
-            g_loss += -float(loss_g.detach()) / cfg.iters
+            for _ in range(cfg.generator_steps):
+                g_loss += _generator_step(teacher, student, generator, cfg, opt_g, noise, bn) / (
+                    cfg.iters * cfg.generator_steps)
         sched_s.step()
         history.append((s_loss, g_loss))
         if on_epoch is not None:
             on_epoch(epoch, s_loss, g_loss)
-    student.eval()
-    for p in teacher.parameters():
-        p.requires_grad_(True)
-    return student, history
+
+
+def _generator_step(teacher, student, generator, cfg, opt_g, noise, bn) -> float:
+    fake = generator(noise())
+    # The generator seeks disagreement, measured on probabilities: bounded, whereas logit L1 lets it
+    # win by inflating the teacher's logits (dense graphs under sum pooling) without informative graphs.
+    t_logits = teacher(fake)
+    l1_g = F.l1_loss(F.softmax(student(fake), -1), F.softmax(t_logits, -1))
+    loss_g = -l1_g
+    if cfg.diversity:  # maximise the entropy of the batch's mean teacher prediction: cover every class
+        mean_p = F.softmax(t_logits, -1).mean(0)
+        loss_g = loss_g + cfg.diversity * (mean_p * mean_p.clamp_min(1e-12).log()).sum()
+    if bn is not None:
+        loss_g = loss_g + cfg.bn_match * bn.loss()
+    opt_g.zero_grad()
+    loss_g.backward()
+    opt_g.step()
+    return float(l1_g.detach())
