@@ -26,6 +26,25 @@ def add_graph_args(parser) -> None:
     g.add_argument("--dfad-nodes", type=int, help="nodes per generated graph (default: mean graph size, rounded)")
 
 
+def _apply_set(items, train_cfg, dfad_cfg):
+    """``--set kd.temperature=4 --set dfad.bn_match=1.0``: fields of GraphTrainConfig (``kd.*``, also used
+    by the teacher and the no-KD students) and DFADConfig (``dfad.*``); unknown names fail before training."""
+    import dataclasses
+
+    from gkdfast.cli import _parse_set
+
+    cfgs = {"kd": train_cfg, "dfad": dfad_cfg}
+    for method, kw in _parse_set(items).items():
+        if method not in cfgs:
+            raise ValueError(f"--set {method}.*: graph classification takes kd.* and dfad.* settings")
+        known = {f.name for f in dataclasses.fields(cfgs[method])}
+        bad = sorted(set(kw) - known)
+        if bad:
+            raise ValueError(f"--set {method}.{bad[0]}: unknown; known: {', '.join(sorted(known))}")
+        cfgs[method] = dataclasses.replace(cfgs[method], **kw)
+    return cfgs["kd"], cfgs["dfad"]
+
+
 def run_graph(args) -> int:
     """Runs :func:`gkdfast.distill.graph_experiment.run_graph_experiment` from parsed ``distill`` arguments."""
     import torch
@@ -64,6 +83,7 @@ def run_graph(args) -> int:
     sizes = (data.ptr[1:] - data.ptr[:-1]).float()
     train_cfg = GraphTrainConfig(epochs=args.epochs or 100)
     dfad_cfg = DFADConfig(epochs=args.dfad_epochs or 100, num_nodes=args.dfad_nodes or max(2, round(float(sizes.mean()))))
+    train_cfg, dfad_cfg = _apply_set(args.set, train_cfg, dfad_cfg)
     log = (lambda s: None) if args.quiet else (lambda s: print(s, file=sys.stderr, flush=True))
     log(f"{data!r}; {args.folds}-fold CV{f' (first {args.max_folds})' if args.max_folds else ''}; device {device}")
     out = args.out

@@ -137,7 +137,7 @@ def collate(graphs: Sequence) -> GraphBatch:
         >>> b = collate([(g, torch.ones(2, 3), 0), (gkdfast.Graph(torch.zeros(2, 0, dtype=torch.long), 1),
         ...             torch.ones(1, 3), 1)])
         >>> b.ptr.tolist(), b.graph.edge_index.tolist()
-        ([0, 2, 3], [[1, 0], [0, 1]])
+        ([0, 2, 3], [[0, 1], [1, 0]])
     """
     if len(graphs) == 0:
         raise ValueError("collate: need at least one graph")

@@ -168,7 +168,7 @@ class BNStatistics:
         >>> t = GraphClassifier("gin", 7, 16, 2, 2).eval()
         >>> with BNStatistics(t) as bn:
         ...     _ = t(GraphGenerator(num_nodes=6, onehot_dim=7)(torch.randn(4, 32)))
-        ...     float(bn.loss()) > 0
+        ...     float(bn.loss().detach()) > 0
         True
     """
 

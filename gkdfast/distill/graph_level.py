@@ -123,7 +123,7 @@ def train_graph_classifier(model: nn.Module, dataset, train_idx, val_idx, cfg: G
     for _ in range(cfg.epochs):
         model.train()
         for b in loader:
-            if b.num_graphs < 2:  # BatchNorm in the head needs two rows; a lone last graph is skipped
+            if b.num_graphs < 2:  # a lone last graph: BatchNorm over a one-node graph would fail; skip it
                 continue
             logits = model(b)
             if teacher is None:
