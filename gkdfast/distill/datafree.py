@@ -81,14 +81,15 @@ class GraphGenerator(nn.Module):
 
     def __init__(self, z_dim: int = 32, num_nodes: int = 20, onehot_dim: int = 7, cont_dim: int = 0,
                  hidden=(64, 128, 256), tau: float = 1.0, edge_bias: float = -2.0,
-                 cont_mean: Optional[Tensor] = None, cont_std: Optional[Tensor] = None):
+                 cont_mean: Optional[Tensor] = None, cont_std: Optional[Tensor] = None, num_classes: int = 0):
         super().__init__()
         if num_nodes < 2:
             raise ValueError(f"GraphGenerator: num_nodes must be >= 2, got {num_nodes}")
         if onehot_dim + cont_dim < 1:
             raise ValueError("GraphGenerator: need at least one feature column (onehot_dim + cont_dim >= 1)")
         self.z_dim, self.n, self.onehot_dim, self.cont_dim, self.tau = z_dim, num_nodes, onehot_dim, cont_dim, tau
-        layers, w = [], z_dim
+        self.num_classes = num_classes  # > 0: conditional generator, z is joined by a one-hot class
+        layers, w = [], z_dim + num_classes
         for h in hidden:
             layers += [nn.Linear(w, h), nn.BatchNorm1d(h), nn.Tanh()]
             w = h
@@ -106,16 +107,23 @@ class GraphGenerator(nn.Module):
             self._graph_cache = {key: complete_block_graph(b, self.n, device)}
         return self._graph_cache[key]
 
-    def edge_probabilities(self, z: Tensor) -> Tensor:
+    def _body(self, z: Tensor, c: Optional[Tensor]) -> Tensor:
+        if self.num_classes:
+            if c is None:
+                raise ValueError("GraphGenerator: a conditional generator needs the classes c [B]")
+            z = torch.cat([z, F.one_hot(c, self.num_classes).to(z.dtype)], 1)
+        return self.body(z)
+
+    def edge_probabilities(self, z: Tensor, c: Optional[Tensor] = None) -> Tensor:
         """``[B, n, n]`` symmetric edge probabilities (zero diagonal) before sampling."""
-        logits = self.adj(self.body(z)).view(-1, self.n, self.n)
+        logits = self.adj(self._body(z, c)).view(-1, self.n, self.n)
         logits = (logits + logits.transpose(1, 2)) / 2
         eye = torch.eye(self.n, dtype=torch.bool, device=z.device)
         return torch.sigmoid(logits).masked_fill(eye, 0.0)
 
-    def forward(self, z: Tensor) -> GraphBatch:
+    def forward(self, z: Tensor, c: Optional[Tensor] = None) -> GraphBatch:
         b, n = z.size(0), self.n
-        h = self.body(z)
+        h = self._body(z, c)
         f = self.feat(h).view(b * n, self.onehot_dim + self.cont_dim)
         parts = []
         if self.onehot_dim:
@@ -136,7 +144,7 @@ class GraphGenerator(nn.Module):
         off = ~torch.eye(n, dtype=torch.bool, device=z.device)
         w = adj[:, off].reshape(-1)  # row-major over (i, j): destination-major, as complete_block_graph
         ptr = torch.arange(b + 1, device=z.device) * n
-        return GraphBatch(self._graph(b, z.device), x, ptr, None, w)
+        return GraphBatch(self._graph(b, z.device), x, ptr, c, w)
 
 
 @dataclass
@@ -156,6 +164,7 @@ class DFADConfig:
     tau: float = 1.0
     diversity: float = 0.0  # weight of the class-balance term (DAFL's information entropy); 0 = plain DFAD
     bn_match: float = 0.0  # weight of DeepInversion's BN-statistics matching in the generator loss; 0 = plain DFAD
+    conditional: float = 0.0  # > 0: class-conditional generator (cGAN-KD / CGDD idea), teacher CE weight
 
 
 class BNStatistics:
@@ -228,7 +237,16 @@ def distill_dfad(teacher: nn.Module, student: nn.Module, generator: GraphGenerat
     opt_s = torch.optim.Adam(student.parameters(), lr=cfg.lr_student)
     opt_g = torch.optim.Adam(generator.parameters(), lr=cfg.lr_generator)
     sched_s = torch.optim.lr_scheduler.CosineAnnealingLR(opt_s, T_max=max(cfg.epochs, 1))
-    noise = lambda: torch.randn(cfg.batch_size, generator.z_dim, generator=gen).to(dev)  # noqa: E731
+    if cfg.conditional and not generator.num_classes:
+        raise ValueError("DFAD-GNN: conditional > 0 needs a GraphGenerator built with num_classes")
+
+    def noise():
+        z = torch.randn(cfg.batch_size, generator.z_dim, generator=gen).to(dev)
+        if not generator.num_classes:
+            return z, None
+        # classes dealt evenly over the batch: generated graphs cover the classes in equal shares
+        c = torch.arange(cfg.batch_size) % generator.num_classes
+        return z, c[torch.randperm(cfg.batch_size, generator=gen)].to(dev)
     history = []
     bn = BNStatistics(teacher) if cfg.bn_match else None
     try:
@@ -250,7 +268,7 @@ def _game(teacher, student, generator, cfg, opt_s, opt_g, sched_s, noise, bn, hi
             generator.eval()  # fixed BN statistics while the student trains on its samples
             for _ in range(cfg.student_steps):
                 with torch.no_grad():
-                    fake = generator(noise())
+                    fake = generator(*noise())
                     t = teacher(fake)
                 if bn is not None:
                     bn.loss()  # drop the terms of this no-grad forward
@@ -270,7 +288,7 @@ def _game(teacher, student, generator, cfg, opt_s, opt_g, sched_s, noise, bn, hi
 
 
 def _generator_step(teacher, student, generator, cfg, opt_g, noise, bn) -> float:
-    fake = generator(noise())
+    fake = generator(*noise())
     # The generator seeks disagreement, measured on probabilities: bounded, whereas logit L1 lets it
     # win by inflating the teacher's logits (dense graphs under sum pooling) without informative graphs.
     t_logits = teacher(fake)
@@ -281,6 +299,8 @@ def _generator_step(teacher, student, generator, cfg, opt_g, noise, bn) -> float
         loss_g = loss_g + cfg.diversity * (mean_p * mean_p.clamp_min(1e-12).log()).sum()
     if bn is not None:
         loss_g = loss_g + cfg.bn_match * bn.loss()
+    if cfg.conditional:  # the teacher must recognise the requested class
+        loss_g = loss_g + cfg.conditional * F.cross_entropy(t_logits, fake.y)
     opt_g.zero_grad()
     loss_g.backward()
     opt_g.step()

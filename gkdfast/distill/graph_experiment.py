@@ -78,7 +78,7 @@ def dfad_generator_for(dataset, train_idx, cfg: DFADConfig) -> GraphGenerator:
     mean = cont.mean(0) if cont.size(1) else None
     std = cont.std(0).clamp_min(1e-3) if cont.size(1) else None
     return GraphGenerator(cfg.z_dim, cfg.num_nodes, k, dataset.x.size(1) - k, tau=cfg.tau, cont_mean=mean,
-                          cont_std=std)
+                          cont_std=std, num_classes=dataset.num_classes if cfg.conditional else 0)
 
 
 def _row(method, model, accs, seconds, infer):
