@@ -82,7 +82,8 @@ def run_graph(args) -> int:
     assert isinstance(data, GraphDataset)
     sizes = (data.ptr[1:] - data.ptr[:-1]).float()
     train_cfg = GraphTrainConfig(epochs=args.epochs or 100)
-    dfad_cfg = DFADConfig(epochs=args.dfad_epochs or 100, num_nodes=args.dfad_nodes or max(2, round(float(sizes.mean()))))
+    dfad_cfg = DFADConfig(epochs=args.dfad_epochs or 100,
+                          num_nodes=args.dfad_nodes or max(2, round(float(sizes.mean()))))
     train_cfg, dfad_cfg = _apply_set(args.set, train_cfg, dfad_cfg)
     log = (lambda s: None) if args.quiet else (lambda s: print(s, file=sys.stderr, flush=True))
     log(f"{data!r}; {args.folds}-fold CV{f' (first {args.max_folds})' if args.max_folds else ''}; device {device}")
