@@ -106,7 +106,7 @@ def _load_data(args):
         raise ValueError(f"could not read {args.data}: {type(exc).__name__}: {exc}") from None
     if isinstance(data, GraphDataset):
         raise ValueError(f"--data {args.data}: a graph-classification dataset ({len(data)} graphs, TU format); "
-                         "gkdfast distill trains node classifiers (use gkdfast.data.load_tu from Python)")
+                         "add --task graph for graph classification")
     return data
 
 
@@ -158,6 +158,10 @@ def _distill(args) -> int:
     from gkdfast.distill.experiment import parse_model, run_experiment
     from gkdfast.distill.results import format_table, save_json, save_png
 
+    if args.task == "graph":  # graph classification on a TU folder: its own pipeline (k-fold CV)
+        from gkdfast.cli_graph import run_graph
+
+        return run_graph(args)
     if args.seeds < 1:
         raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
     if args.seed < 0:
@@ -366,9 +370,9 @@ def build_parser() -> argparse.ArgumentParser:
     pd.add_argument("--format", help="planetoid, npz, gnn-benchmark, musae, mat, ogb, ... (default: guessed)")
     pd.add_argument("--name", help="dataset inside a folder holding several (e.g. cora in the Planetoid folder)")
     pd.add_argument("--teacher", help="teacher model name[:hidden] (default sage, hidden 128; rgcn:64 on a "
-                                      "heterogeneous graph, or han:64), or 'auto': train GCN, SAGE and GAT at "
-                                      "hidden 64 and 256 on the first seed's split and keep the best by "
-                                      "validation accuracy")
+                                      "heterogeneous graph, or han:64; --task graph: gin:128x5), or 'auto': train "
+                                      "GCN, SAGE and GAT at hidden 64 and 256 on the first seed's split and keep "
+                                      "the best by validation accuracy")
     pd.add_argument("--target-type", help="heterogeneous data: the labelled node type (default: inferred from the "
                                           "meta-path file names, pap.npz -> paper)")
     pd.add_argument("--student", help="student model(s), comma-separated name[:hidden] "
@@ -414,6 +418,9 @@ def build_parser() -> argparse.ArgumentParser:
     from gkdfast.cli_large import add_large_args
 
     add_large_args(pd)
+    from gkdfast.cli_graph import add_graph_args
+
+    add_graph_args(pd)
     pd.set_defaults(func=_cmd_distill)
 
     pg = sub.add_parser(

@@ -70,7 +70,7 @@ def run_large(args, data, log=None) -> int:
                          "transductive: the teacher's outputs cover every node)")
     if args.device and args.device != "cpu":
         raise ValueError(f"--device {args.device}: the out-of-core pipeline (--sampled) runs on the CPU")
-    teacher = parse_model(args.teacher)
+    teacher = parse_model(args.teacher or "sage")
     student = parse_model(args.student or "mlp:" + str(teacher.hidden), dropout=args.dropout)
     if "," in (args.student or "") or student.name != "mlp":
         raise ValueError(f"--student {args.student}: the out-of-core pipeline trains one graph-free student "

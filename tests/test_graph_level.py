@@ -1,0 +1,240 @@
+"""Graph classification (issue 16): batched small graphs, TU edge cases, k-fold splits, graph models,
+DFAD-GNN's generator (gradients reach it, empty graphs) and ``gkdfast distill --task graph``."""
+import json
+import os
+
+import pytest
+import torch
+
+import gkdfast
+from conftest import need_data, run_cli
+from gkdfast.data import load_tu
+from gkdfast.data.batching import GraphLoader, collate, select_graphs, stratified_kfold
+from gkdfast.distill.datafree import BNStatistics, DFADConfig, GraphGenerator, distill_dfad, feature_layout
+from gkdfast.distill.graph_level import GraphTrainConfig, graph_accuracy, train_graph_classifier
+from gkdfast.nn.graph_models import GraphClassifier
+
+
+def _write_tu(folder, name, edges, indicator, labels, node_labels=None):
+    os.makedirs(folder, exist_ok=True)
+    w = lambda suffix, rows: open(os.path.join(folder, f"{name}_{suffix}.txt"), "w").write(  # noqa: E731
+        "".join(f"{r}\n" for r in rows))
+    w("A", [f"{a}, {b}" for a, b in edges])
+    w("graph_indicator", indicator)
+    w("graph_labels", labels)
+    if node_labels is not None:
+        w("node_labels", node_labels)
+    return str(folder)
+
+
+@pytest.fixture
+def tiny_tu(tmp_path):
+    # graph 1: path 1-2-3 plus isolated node 4; graph 2: no nodes at all; graph 3: edge 5-6
+    edges = [(1, 2), (2, 1), (2, 3), (3, 2), (5, 6), (6, 5)]
+    return load_tu(_write_tu(tmp_path / "tiny", "TINY", edges, [1, 1, 1, 1, 3, 3], [0, 1, 0],
+                             node_labels=[0, 1, 0, 2, 1, 1]))
+
+
+def test_select_graphs_matches_each_graph_including_empty_and_isolated(tiny_tu):
+    assert (tiny_tu.ptr.tolist(), tiny_tu.y.tolist()) == ([0, 4, 4, 6], [0, 1, 0])
+    b = select_graphs(tiny_tu, [2, 1, 0])
+    assert b.ptr.tolist() == [0, 2, 2, 6] and b.batch.tolist() == [0, 0, 2, 2, 2, 2]
+    assert b.y.tolist() == [0, 1, 0]
+    assert torch.equal(b.x, torch.cat([tiny_tu[2].x, tiny_tu[0].x]))
+    edges = sorted(map(tuple, b.graph.edge_index.t().tolist()))
+    assert edges == [(0, 1), (1, 0), (2, 3), (3, 2), (3, 4), (4, 3)]  # node 5 (isolated) keeps no edge
+
+
+def test_select_graphs_on_mutag_equals_collate_of_single_graphs():
+    ds = load_tu(need_data("tu_mutag"))
+    idx = [5, 187, 0, 5, 42]
+    a, b = select_graphs(ds, idx), collate([ds[i] for i in idx])
+    assert torch.equal(a.ptr, b.ptr) and torch.equal(a.x, b.x) and torch.equal(a.y, b.y)
+    assert torch.equal(a.graph.rowptr.long(), b.graph.rowptr.long())
+    assert torch.equal(a.graph.col.long(), b.graph.col.long())
+
+
+def test_tu_node_count_disagreeing_with_indicator_is_a_clear_error(tmp_path):
+    folder = _write_tu(tmp_path / "bad", "BAD", [(1, 2), (2, 1)], [1, 1, 2], [0, 1], node_labels=[0, 1])
+    with pytest.raises(ValueError, match="2 rows for 3 nodes"):
+        load_tu(folder)
+    folder = _write_tu(tmp_path / "bad2", "BAD", [(1, 4), (4, 1)], [1, 1, 2], [0, 1])
+    with pytest.raises(ValueError, match="node ids must be in 1..3"):
+        load_tu(folder)
+
+
+def test_stratified_kfold_tests_every_graph_once_and_keeps_class_shares():
+    y = torch.tensor([0] * 63 + [1] * 125)  # MUTAG's class counts
+    splits = stratified_kfold(y, 10, seed=3)
+    tested = torch.cat([te for _, te in splits])
+    assert sorted(tested.tolist()) == list(range(188))
+    for tr, te in splits:
+        assert set(tr.tolist()).isdisjoint(te.tolist()) and len(tr) + len(te) == 188
+        assert 6 <= int((y[te] == 0).sum()) <= 7 and 12 <= int((y[te] == 1).sum()) <= 13
+    assert not torch.equal(splits[0][1], stratified_kfold(y, 10, seed=4)[0][1])
+    with pytest.raises(ValueError, match="folds"):
+        stratified_kfold(y, 1)
+
+
+def test_graph_loader_shuffles_reproducibly_and_covers_everything(tiny_tu):
+    ys = lambda seed: [b.y.tolist() for b in GraphLoader(tiny_tu, batch_size=2, shuffle=True, seed=seed)]  # noqa
+    assert ys(0) == ys(0)
+    first = GraphLoader(tiny_tu, batch_size=2, shuffle=True, seed=0)
+    passes = [sorted(sum((b.y.tolist() for b in first), [])) for _ in range(2)]
+    assert passes == [[0, 0, 1], [0, 0, 1]]
+
+
+@pytest.mark.parametrize("conv", ["gin", "gcn", "sage", "gat"])
+def test_batched_forward_equals_one_graph_at_a_time(conv, tiny_tu):
+    torch.manual_seed(0)
+    model = GraphClassifier(conv, tiny_tu.num_features, 16, 2, num_layers=2, pool="max" if conv == "gat" else None)
+    model.eval()
+    together = model(select_graphs(tiny_tu, [0, 1, 2]))
+    alone = torch.cat([model(select_graphs(tiny_tu, [i])) for i in range(3)])
+    torch.testing.assert_close(together, alone)
+    assert torch.isfinite(together).all()
+
+
+def _mutag_teacher(epochs=15):
+    ds = load_tu(need_data("tu_mutag"))
+    torch.manual_seed(0)
+    t = train_graph_classifier(GraphClassifier("gin", 7, 32, 2, 3), ds, torch.arange(0, 188, 2),
+                               torch.arange(1, 188, 4), GraphTrainConfig(epochs=epochs))
+    return ds, t
+
+
+def test_generator_edges_are_hard_symmetric_and_pass_gradients():
+    torch.manual_seed(0)
+    gen = GraphGenerator(num_nodes=6, onehot_dim=4, cont_dim=1)
+    b = gen(torch.randn(3, 32))
+    assert set(b.edge_weight.detach().unique().tolist()) <= {0.0, 1.0}
+    assert set(b.x[:, :4].sum(1).tolist()) == {1.0}
+    dense = torch.zeros(18, 18)
+    src, dst = b.graph.edge_index
+    dense[dst, src] = b.edge_weight.detach()
+    assert torch.equal(dense, dense.t()) and dense.diagonal().abs().sum() == 0
+    assert dense[:6, 6:].abs().sum() == 0  # no edge between generated graphs
+    teacher = GraphClassifier("gin", 5, 16, 3, 2).eval()
+    teacher(b).square().sum().backward()
+    assert gen.adj.weight.grad.abs().sum() > 0 and gen.feat.weight.grad.abs().sum() > 0
+
+
+def test_generator_producing_empty_graphs_still_gives_finite_outputs_and_gradients():
+    gen = GraphGenerator(num_nodes=5, onehot_dim=3, edge_bias=-60.0)
+    b = gen(torch.randn(4, 32))
+    assert b.edge_weight.detach().abs().sum() == 0
+    for conv in ("gin", "gcn"):
+        out = GraphClassifier(conv, 3, 8, 2, 2).eval()(b)
+        assert torch.isfinite(out).all()
+    gen.zero_grad()
+    GraphClassifier("gin", 3, 8, 2, 2).eval()(gen(torch.randn(4, 32))).sum().backward()
+    assert gen.feat.weight.grad.abs().sum() > 0
+
+
+def test_dfad_refuses_students_that_ignore_edge_weights():
+    with pytest.raises(ValueError, match="ignore edge weights"):
+        distill_dfad(GraphClassifier("gin", 3, 8, 2, 2), GraphClassifier("sage", 3, 8, 2, 2),
+                     GraphGenerator(num_nodes=4, onehot_dim=3), DFADConfig(epochs=1))
+
+
+def test_dfad_generator_learns_and_students_differ():
+    ds, teacher = _mutag_teacher()
+    assert feature_layout(ds.x) == 7
+    z = torch.randn(16, 32, generator=torch.Generator().manual_seed(1))
+    fidelity, real_logits = {}, {}
+    for conv in ("gin", "gcn"):
+        torch.manual_seed(0)
+        gen = GraphGenerator(num_nodes=18, onehot_dim=7)
+        gen.eval()
+        before_p = gen.edge_probabilities(z).detach().clone()
+        before_w = [p.detach().clone() for p in gen.parameters()]
+        student = GraphClassifier(conv, 7, 16, 2, 2)
+        cfg = DFADConfig(epochs=4, iters=2, student_steps=2, batch_size=16, num_nodes=18)
+        student, hist = distill_dfad(teacher, student, gen, cfg, seed=0)
+        gen.eval()
+        assert not torch.allclose(gen.edge_probabilities(z), before_p)  # its outputs changed
+        assert all(not torch.equal(a, p) for a, p in zip(before_w, gen.parameters()))  # every parameter moved
+        assert all(torch.isfinite(torch.tensor(h)).all() for h in hist)
+        with torch.no_grad():
+            fake = gen(torch.randn(256, 32, generator=torch.Generator().manual_seed(2)))
+            fidelity[conv] = float((student(fake) - teacher(fake)).abs().mean())
+            real_logits[conv] = student(select_graphs(ds, range(len(ds))))
+    # The public re-implementation's generator gets no gradient and every student scores the same; here each
+    # student ends its own game at a different distance from the teacher and says different things on real graphs.
+    assert fidelity["gin"] != fidelity["gcn"], fidelity
+    assert (real_logits["gin"] - real_logits["gcn"]).abs().max() > 1e-2
+    assert all(p.requires_grad for p in teacher.parameters())  # the teacher is handed back unfrozen
+
+
+def test_bn_matching_pulls_generated_graphs_towards_the_teachers_statistics():
+    ds, teacher = _mutag_teacher()
+    torch.manual_seed(0)
+    gen = GraphGenerator(num_nodes=18, onehot_dim=7)
+    z = torch.randn(64, 32)
+
+    def bn_gap():
+        gen.eval()
+        with BNStatistics(teacher) as bn, torch.no_grad():
+            teacher(gen(z))
+            return float(bn.loss())
+
+    before = bn_gap()
+    cfg = DFADConfig(epochs=3, iters=2, student_steps=1, generator_steps=5, lr_generator=0.01, bn_match=1.0,
+                     batch_size=32, num_nodes=18)
+    distill_dfad(teacher, GraphClassifier("gcn", 7, 16, 2, 2), gen, cfg, seed=0)
+    assert bn_gap() < 0.5 * before
+
+
+def test_cli_graph_task_writes_one_row_per_method_and_student(tmp_path):
+    folder = need_data("tu_mutag")
+    out = str(tmp_path / "g")
+    r = run_cli("distill", "--task", "graph", "--data", folder, "--teacher", "gin:16x2", "--student", "gin:8x2,gcn:8x2",
+                "--methods", "kd,dfad", "--folds", "10", "--max-folds", "2", "--epochs", "2", "--dfad-epochs", "1",
+                "--out", out)
+    assert r.returncode == 0, r.stderr
+    with open(os.path.join(out, "results.json")) as f:
+        res = json.load(f)
+    keys = [(row["method"], row["model"]) for row in res["rows"]]
+    assert keys == [("teacher", "GIN(2x16)"), ("none", "GIN(2x8)"), ("kd", "GIN(2x8)"), ("dfad", "GIN(2x8)"),
+                    ("none", "GCN(2x8)"), ("kd", "GCN(2x8)"), ("dfad", "GCN(2x8)")]
+    assert all(len(row["test_acc"]) == 2 for row in res["rows"])
+    assert os.path.getsize(os.path.join(out, "results.png")) > 0 and "2 fold(s)" in r.stdout
+
+
+def test_cli_graph_task_bad_method_is_one_clean_line(tmp_path):
+    r = run_cli("distill", "--task", "graph", "--data", need_data("tu_mutag"), "--methods", "glnn",
+                "--out", str(tmp_path / "x"))
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "graph classification knows kd, dfad" in r.stderr.strip().splitlines()[-1]
+
+
+def test_cli_graph_task_set_reaches_the_configs_and_rejects_unknown_names():
+    from gkdfast.cli_graph import _apply_set
+
+    tc, dc = _apply_set(["dfad.bn_match=1.0", "kd.temperature=4"], GraphTrainConfig(), DFADConfig())
+    assert (dc.bn_match, tc.temperature) == (1.0, 4)
+    with pytest.raises(ValueError, match="dfad.bogus: unknown"):
+        _apply_set(["dfad.bogus=1"], GraphTrainConfig(), DFADConfig())
+    with pytest.raises(ValueError, match="kd.\\* and dfad.\\*"):
+        _apply_set(["glnn.lamb=1"], GraphTrainConfig(), DFADConfig())
+
+
+def test_conditional_generator_makes_graphs_the_teacher_puts_in_the_requested_class():
+    ds, teacher = _mutag_teacher()
+    torch.manual_seed(0)
+    gen = GraphGenerator(num_nodes=18, onehot_dim=7, num_classes=2)
+    z, c = torch.randn(64, 32), torch.arange(64) % 2
+
+    def hit_rate():
+        gen.eval()
+        with torch.no_grad():
+            return float((teacher(gen(z, c)).argmax(-1) == c).float().mean())
+
+    before = hit_rate()
+    cfg = DFADConfig(epochs=3, iters=2, student_steps=1, generator_steps=5, lr_generator=0.01, conditional=1.0,
+                     batch_size=32, num_nodes=18)
+    distill_dfad(teacher, GraphClassifier("gcn", 7, 16, 2, 2), gen, cfg, seed=0)
+    after = hit_rate()
+    assert after >= 0.8 and after > before, (before, after)
+    with pytest.raises(ValueError, match="needs the classes"):
+        gen(z)
