@@ -49,22 +49,9 @@ import _report  # noqa: E402
 
 import gkdfast  # noqa: E402
 from gkdfast.reference import structure as ref_structure  # noqa: E402
+from gkdfast.settings import cuda_impl  # noqa: E402  (GKDFAST_CUDA_IMPL for a block)
 
 IMPLS = ("fast", "legacy")
-
-
-@contextlib.contextmanager
-def cuda_impl(name: str):
-    """GKDFAST_CUDA_IMPL for the block (the C++ side reads it at every call)."""
-    old = os.environ.get("GKDFAST_CUDA_IMPL")
-    os.environ["GKDFAST_CUDA_IMPL"] = name
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop("GKDFAST_CUDA_IMPL", None)
-        else:
-            os.environ["GKDFAST_CUDA_IMPL"] = old
 
 
 @contextlib.contextmanager
