@@ -1,7 +1,7 @@
 // The one place where gkdfast's operator schemas are defined, and the pybind11 module _C.
 //
-// Kernels register themselves per backend with TORCH_LIBRARY_IMPL(gkdfast, CPU|CUDA, m) in
-// csrc/cpu/*_cpu.cpp and csrc/cuda/*_cuda.cu.  Fake (meta) kernels and autograd formulas are
+// Kernels live in csrc/cpu/*_cpu.cpp and csrc/cuda/*_cuda.cu and are registered per backend in
+// one table each: csrc/cpu/register_cpu.cpp and csrc/cuda/register_cuda.cu.  Fake (meta) kernels and autograd formulas are
 // registered from Python (gkdfast/ops.py, gkdfast/losses/_structure_native.py and _contrastive_native.py,
 // gkdfast/sampling/sampler.py) so that backward logic stays
 // next to the reference implementation and composes with torch.compile.

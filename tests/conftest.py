@@ -33,6 +33,17 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA_ROOT = default_root()
 
 
+def load_repo_script(relpath: str):
+    """The script ``REPO/relpath`` (e.g. ``scripts/quality.py``) imported as a module, for its tests."""
+    import importlib.util
+
+    name = os.path.splitext(os.path.basename(relpath))[0] + "_script"
+    spec = importlib.util.spec_from_file_location(name, os.path.join(REPO, relpath))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
 def need_data(rel: str = "") -> str:
     """``DATA_ROOT/rel`` if it exists (a Planetoid prefix ``dir/ind.cora`` counts when its ``.graph``
     file does); otherwise a skip, or a failure under ``CI=true``, where the data must be present."""

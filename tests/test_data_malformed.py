@@ -112,3 +112,26 @@ def test_corrupt_npz_member_is_a_clear_error_not_badzipfile(tmp_path):
     path.write_bytes(bytes(raw))
     with pytest.raises(ValueError, match=r"g.npz: is corrupt \(BadZipFile"):
         load(path)
+
+
+def test_int_tables_accept_float_written_ids_and_stay_exact_past_2_pow_53():
+    from gkdfast.data._util import DataFormatError, parse_int_table
+
+    big = 2**60 + 1  # float64 would round this to 2**60
+    got = parse_int_table("f.txt", f"1.0 2.0\n{big} 3", 2, "edge list")
+    assert got.dtype == np.int64 and got.tolist() == [[1, 2], [big, 3]]
+    with pytest.raises(DataFormatError, match="f.txt: edge list: .*non-integer"):
+        parse_int_table("f.txt", "1 2.5", 2, "edge list")
+    with pytest.raises(DataFormatError, match="got 3 numbers"):
+        parse_int_table("f.txt", "1 2 3", 2, "edge list")
+
+
+def test_pick_dataset_matches_ignoring_case_and_names_the_choices():
+    from gkdfast.data._util import DataFormatError, pick_dataset
+
+    assert pick_dataset("d", ["MUTAG", "PROTEINS"], "mutag", "TU") == "MUTAG"
+    assert pick_dataset("d", ["cora"], None, "Planetoid") == "cora"
+    with pytest.raises(DataFormatError, match="holds TU datasets"):
+        pick_dataset("d", ["MUTAG", "PROTEINS"], None, "TU")
+    with pytest.raises(DataFormatError, match="no TU dataset 'x' here"):
+        pick_dataset("d", ["MUTAG"], "x", "TU")

@@ -99,14 +99,11 @@ def test_gnn_clearly_beats_mlp_on_defaults():
 
 
 def test_calibration_script_smoke(capsys):
-    import importlib.util
     import json
-    import os
 
-    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts", "calibrate_dcsbm.py")
-    spec = importlib.util.spec_from_file_location("calibrate_dcsbm", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    from conftest import load_repo_script
+
+    mod = load_repo_script("scripts/calibrate_dcsbm.py")
     mod.main(["--nodes", "1500", "--avg-degree", "5", "--features", "8", "--classes", "4", "--epochs", "2",
               "--hidden", "8", "--set", "mean_norm=3.5"])
     res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])

@@ -1,23 +1,17 @@
 """benchmarks/gpu_compare.py (the device script's comparison step) runs end to end on the CPU at
 tiny sizes and writes the summary schema issue 13 asks for; the GPU run only changes the sizes."""
-import importlib.util
 import json
-import os
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import load_repo_script
 REQUIRED = {"case", "gkdfast_ms", "peer", "peer_ms", "ratio", "tf32"}
 CASES = {"spmm_sum_fwd", "spmm_sum_fwdbwd", "spmm_mean_fwdbwd", "spmm_max_fwdbwd", "lsp_rbf_4M", "gsp_rbf_kl_10k",
          "gsp_rbf_kl_100k", "crd_alln_32k", "ncontrast_gram_32k"}
 
 
 def _load():
-    path = os.path.join(ROOT, "benchmarks", "gpu_compare.py")
-    spec = importlib.util.spec_from_file_location("gpu_compare", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_repo_script("benchmarks/gpu_compare.py")
 
 
 def test_small_cpu_run_writes_the_summary(tmp_path, capsys):

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from conftest import REPO, need_data
+from conftest import REPO, load_repo_script, need_data
 
 
 @pytest.mark.parametrize("student,normalize", [("ours", False), ("ref", True)])
@@ -31,7 +31,6 @@ def test_runs_and_reports(student, normalize):
 def test_runs_the_graphmlp_recipe_not_its_own_loop():
     """The script's number is the recipe's: same seed, same accuracy as GraphMLP.fit with the script's
     settings; and the script builds no optimiser of its own."""
-    import importlib.util
 
     import torch
 
@@ -41,9 +40,7 @@ def test_runs_the_graphmlp_recipe_not_its_own_loop():
     planetoid = need_data("planetoid/ind.citeseer")
     path = os.path.join(REPO, "scripts", "graphmlp_encoder_check.py")
     assert "torch.optim" not in open(path).read()
-    spec = importlib.util.spec_from_file_location("graphmlp_encoder_check", path)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = load_repo_script("scripts/graphmlp_encoder_check.py")
     data = load(os.path.dirname(planetoid), name="citeseer")
     got = script.run_seed(data, "ref", 0, alpha=1.0, tau=2.0, epochs=2)
     torch.manual_seed(0)

@@ -7,7 +7,6 @@ counts.  Uses the real Cora files (``$GKDFAST_DATA`` or ``../shared/data``; a fa
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 
@@ -18,15 +17,12 @@ from gkdfast.distill.results import format_markdown, validate
 from gkdfast.distill.runs_log import timing_markdown
 
 from conftest import REPO as _REPO
-from conftest import need_data
+from conftest import load_repo_script, need_data
 
 
 @pytest.fixture(scope="module")
 def quality():
-    spec = importlib.util.spec_from_file_location("quality_script", os.path.join(_REPO, "scripts", "quality.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_repo_script("scripts/quality.py")
 
 
 @pytest.fixture(scope="module")

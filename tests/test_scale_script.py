@@ -1,21 +1,17 @@
 """scripts/scale.py: one tiny size end to end (its own process per size), then the table, JSON and PNG."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 
 import pytest
 
-from conftest import REPO as _REPO
+from conftest import load_repo_script
 
 
 @pytest.fixture(scope="module")
 def scale():
-    spec = importlib.util.spec_from_file_location("scale_script", os.path.join(_REPO, "scripts", "scale.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_repo_script("scripts/scale.py")
 
 
 def test_tiny_scaling_run_writes_table_json_and_png(scale, tmp_path):

@@ -20,6 +20,12 @@ int64_t tile_workspace_env_bytes() {
   return std::max<int64_t>(1, static_cast<int64_t>(mb * 1024.0 * 1024.0));
 }
 
+int64_t tile_workspace_bytes(bool is_cuda, int64_t host_default) {
+  const int64_t env = tile_workspace_env_bytes();
+  if (env > 0) return env;
+  return is_cuda ? static_cast<int64_t>(kDefaultCudaTileWorkspaceMB * 1024 * 1024) : host_default;
+}
+
 namespace {
 int64_t round_tile(int64_t x) { return x > 256 ? x / 128 * 128 : x; }
 }  // namespace

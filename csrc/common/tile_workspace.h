@@ -18,6 +18,11 @@ constexpr double kDefaultCudaTileWorkspaceMB = 256.0;
 // Throws a ValueError for anything that is not a positive number.
 int64_t tile_workspace_env_bytes();
 
+// The one budget rule of every tile driver: GKDFAST_TILE_WORKSPACE_MB when set, else the CUDA
+// default for CUDA tensors, else `host_default` (a driver's cache-sized CPU budget; -1 lets the
+// caller keep its own CPU tile constants).
+int64_t tile_workspace_bytes(bool is_cuda, int64_t host_default);
+
 // Tile shape for `num_tiles` simultaneous [rows x cols] buffers of `elem_bytes` each within
 // `budget_bytes`, for a problem of `total_rows` x `total_cols`: columns first (at most
 // `max_cols`, balanced so the last column tile is not a sliver), then as many rows as fit.  Both at

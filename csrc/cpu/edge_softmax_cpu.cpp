@@ -1,18 +1,16 @@
 // CPU edge softmax over each destination's in-edges (scores [E] or [E, H], heads independent).
 #include <ATen/Dispatch.h>
-#include <torch/library.h>
 #include <torch/types.h>
 
 #include <cmath>
 #include <limits>
 
+#include "cpu/cpu_kernels.h"
 #include "common/cpu_parallel.h"
 #include "ops/edge_softmax.h"
 #include "ops/graph_checks.h"
 
 namespace gkdfast {
-namespace {
-
 at::Tensor edge_softmax_cpu(const at::Tensor& rowptr_in, const at::Tensor& s_in) {
   check_rowptr(rowptr_in, "edge_softmax");
   check_edge_scores(rowptr_in, s_in, "edge_softmax", "scores");
@@ -80,13 +78,6 @@ at::Tensor edge_softmax_backward_cpu(const at::Tensor& rowptr_in, const at::Tens
     });
   });
   return grad;
-}
-
-}  // namespace
-
-TORCH_LIBRARY_IMPL(gkdfast, CPU, m) {
-  m.impl("edge_softmax", &edge_softmax_cpu);
-  m.impl("edge_softmax_backward", &edge_softmax_backward_cpu);
 }
 
 }  // namespace gkdfast

@@ -24,12 +24,12 @@
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/core/LegacyTypeDispatch.h>
-#include <torch/library.h>
 #include <torch/types.h>
 
 #include <cmath>
 #include <vector>
 
+#include "cpu/cpu_kernels.h"
 #include "common/online_softmax.h"
 #include "common/pairwise_tiles.h"
 #include "common/similarity_kernels.h"
@@ -506,13 +506,15 @@ void gsp_gemm_backward(const at::Tensor& s, const at::Tensor& t, const at::Tenso
   });
 }
 
+}  // namespace
+
 std::tuple<at::Tensor, at::Tensor> gsp_tiled_cpu(const at::Tensor& s_in, const at::Tensor& t_in,
                                                  c10::string_view kname, c10::string_view lname, double gamma,
                                                  double tau, int64_t row_begin, int64_t row_end) {
-  const GspArgs args = check_gsp(s_in, t_in, tau, std::string(kname), std::string(lname), "gsp");
+  const GspArgs args = check_gsp(s_in, t_in, tau, kname, lname, row_begin, row_end);
   const SimKernel kind = args.kind;
   const GspLoss loss = args.loss;
-  const int64_t r0 = row_begin, r1 = resolve_gsp_rows(s_in.size(0), row_begin, row_end, "gsp");
+  const int64_t r0 = args.r0, r1 = args.r1;
   if (!kernel_is_gemm_friendly(kind)) return cpu::gsp_direct_cpu(s_in, t_in, kind, loss, gamma, tau, r0, r1);
   if (cpu_gsp_portable()) return gsp_tiles_forward(s_in, t_in, kind, loss, gamma, tau, r0, r1, host_gsp_epilogue());
   // detach: the tiles are plain kernels (worker threads do not inherit the caller's grad mode)
@@ -532,12 +534,11 @@ std::tuple<at::Tensor, at::Tensor> gsp_tiled_backward_cpu(const at::Tensor& s_in
                                                           c10::string_view lname, double gamma, double tau,
                                                           bool need_s, bool need_t, int64_t row_begin,
                                                           int64_t row_end) {
-  const GspArgs args = check_gsp(s_in, t_in, tau, std::string(kname), std::string(lname), "gsp_backward");
+  const GspArgs args = check_gsp_backward(s_in, t_in, per_row_in, stats_in, grad_in, tau, kname, lname, row_begin,
+                                          row_end);
   const SimKernel kind = args.kind;
   const GspLoss loss = args.loss;
-  const int64_t n = s_in.size(0);
-  const int64_t r0 = row_begin, r1 = resolve_gsp_rows(n, row_begin, row_end, "gsp_backward");
-  check_gsp_backward_state(r1 - r0, per_row_in, stats_in, grad_in, s_in);
+  const int64_t n = args.n, r0 = args.r0, r1 = args.r1;
   // A partial range runs as the full-N problem with zero weight outside the range.
   const bool partial = r1 - r0 != n;
   GspFullState full;
@@ -561,13 +562,6 @@ std::tuple<at::Tensor, at::Tensor> gsp_tiled_backward_cpu(const at::Tensor& s_in
                                 need_s, need_t, r0, r1, grad_s, grad_t);
   });
   return {grad_s, grad_t};
-}
-
-}  // namespace
-
-TORCH_LIBRARY_IMPL(gkdfast, CPU, m) {
-  m.impl("gsp_tiled", &gsp_tiled_cpu);
-  m.impl("gsp_tiled_backward", &gsp_tiled_backward_cpu);
 }
 
 }  // namespace gkdfast

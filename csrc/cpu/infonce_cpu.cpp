@@ -10,12 +10,12 @@
 // [row_begin, row_begin + R) of the N candidates: anchor r draws as global row row_begin + r.
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
-#include <torch/library.h>
 #include <torch/types.h>
 
 #include <cmath>
 #include <limits>
 
+#include "cpu/cpu_kernels.h"
 #include "common/cpu_vec.h"
 #include "common/online_softmax.h"
 #include "common/philox.h"
@@ -114,6 +114,8 @@ void check_cpu(const at::Tensor& a, const char* op) {
               ": the CPU kernel supports float32 and float64, got ", a.scalar_type());
 }
 
+}  // namespace
+
 std::tuple<at::Tensor, at::Tensor> infonce_cpu(const at::Tensor& a_in, const at::Tensor& c_in, double inv_tau,
                                                int64_t pos_offset, bool exclude_self, int64_t num_negatives,
                                                int64_t seed, int64_t row_begin) {
@@ -186,17 +188,6 @@ at::Tensor gram_lse_backward_cpu(const at::Tensor& z, const at::Tensor& lse, con
   check_gram_lse_backward(z, lse, grad, "gram_lse_backward");
   check_cpu(z, "gram_lse_backward");
   return gram_lse_tiled_backward(z, lse, grad, inv_tau, exclude_self);
-}
-
-}  // namespace
-
-TORCH_LIBRARY_IMPL(gkdfast, CPU, m) {
-  m.impl("infonce", &infonce_cpu);
-  m.impl("infonce_backward", &infonce_backward_cpu);
-  m.impl("sample_negatives", &sample_negatives_cpu);
-  m.impl("topk_similar", &topk_similar_tiled);
-  m.impl("gram_lse", &gram_lse_cpu);
-  m.impl("gram_lse_backward", &gram_lse_backward_cpu);
 }
 
 }  // namespace gkdfast

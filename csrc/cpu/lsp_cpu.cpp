@@ -12,12 +12,12 @@
 //      the source side;
 //   2. rows of the transposed CSR: grad[j] += those scalars times s_i (or a sign term for laplace).
 #include <ATen/Dispatch.h>
-#include <torch/library.h>
 #include <torch/types.h>
 
 #include <cmath>
 #include <vector>
 
+#include "cpu/cpu_kernels.h"
 #include "common/cpu_parallel.h"
 #include "common/cpu_vec.h"
 #include "common/online_softmax.h"
@@ -56,6 +56,32 @@ std::vector<double> row_sq_norms(const at::Tensor& x, SimKernel k) {
   out.assign(n.data_ptr<double>(), n.data_ptr<double>() + n.numel());
   return out;
 }
+
+// Source-side pass over the transposed CSR: grad[j] += sum_{e=(j->i)} a_e x_i + b_e x_j (or, for
+// laplace, a_e * sign(x_j - x_i)).  coef is [E, 2] in forward-CSR order.
+template <typename T, typename index_t>
+void scatter_source_side(SimKernel kind, const index_t* trp, const index_t* tcl, const index_t* teid, int64_t n,
+                         const T* x, int64_t d, const T* coef, T* grad) {
+  parallel_rows(trp, n, d, [&](int64_t begin, int64_t end) {
+    for (int64_t j = begin; j < end; ++j) {
+      T* gj = grad + j * d;
+      const T* xj = x + j * d;
+      double self = 0;
+      for (int64_t p = trp[j]; p < trp[j + 1]; ++p) {
+        const int64_t i = tcl[p], e = teid[p];
+        if (kind == SimKernel::Laplace) {
+          simk_cpu::sign_axpy(gj, xj, x + i * d, coef[2 * e], d);
+        } else {
+          vec::axpy(gj, x + i * d, coef[2 * e], d);
+          self += coef[2 * e + 1];
+        }
+      }
+      if (self != 0) vec::axpy(gj, xj, static_cast<T>(self), d);
+    }
+  });
+}
+
+}  // namespace
 
 std::tuple<at::Tensor, at::Tensor> lsp_cpu(const at::Tensor& rowptr_in, const at::Tensor& col_in,
                                            const at::Tensor& t_rowptr, const at::Tensor& t_col,
@@ -103,30 +129,6 @@ std::tuple<at::Tensor, at::Tensor> lsp_cpu(const at::Tensor& rowptr_in, const at
     });
   });
   return {per_node, lse};
-}
-
-// Source-side pass over the transposed CSR: grad[j] += sum_{e=(j->i)} a_e x_i + b_e x_j (or, for
-// laplace, a_e * sign(x_j - x_i)).  coef is [E, 2] in forward-CSR order.
-template <typename T, typename index_t>
-void scatter_source_side(SimKernel kind, const index_t* trp, const index_t* tcl, const index_t* teid, int64_t n,
-                         const T* x, int64_t d, const T* coef, T* grad) {
-  parallel_rows(trp, n, d, [&](int64_t begin, int64_t end) {
-    for (int64_t j = begin; j < end; ++j) {
-      T* gj = grad + j * d;
-      const T* xj = x + j * d;
-      double self = 0;
-      for (int64_t p = trp[j]; p < trp[j + 1]; ++p) {
-        const int64_t i = tcl[p], e = teid[p];
-        if (kind == SimKernel::Laplace) {
-          simk_cpu::sign_axpy(gj, xj, x + i * d, coef[2 * e], d);
-        } else {
-          vec::axpy(gj, x + i * d, coef[2 * e], d);
-          self += coef[2 * e + 1];
-        }
-      }
-      if (self != 0) vec::axpy(gj, xj, static_cast<T>(self), d);
-    }
-  });
 }
 
 std::tuple<at::Tensor, at::Tensor> lsp_backward_cpu(
@@ -216,13 +218,6 @@ std::tuple<at::Tensor, at::Tensor> lsp_backward_cpu(
     });
   });
   return {grad_s, grad_t};
-}
-
-}  // namespace
-
-TORCH_LIBRARY_IMPL(gkdfast, CPU, m) {
-  m.impl("lsp", &lsp_cpu);
-  m.impl("lsp_backward", &lsp_backward_cpu);
 }
 
 }  // namespace gkdfast

@@ -3,9 +3,9 @@
 // words, so the result is bitwise identical for any thread count and any batch composition.
 // The per-seed draw (common/neighbor_draw.h) is shared with the CUDA kernel.
 #include <ATen/Parallel.h>
-#include <torch/library.h>
 #include <torch/types.h>
 
+#include "cpu/cpu_kernels.h"
 #include "common/neighbor_draw.h"
 #include "ops/sample_neighbors.h"
 
@@ -60,6 +60,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> run(const at::Tensor& rowptr, con
   return {out_rowptr, out_col, out_eid};
 }
 
+}  // namespace
+
 std::tuple<at::Tensor, at::Tensor, at::Tensor> sample_neighbors_cpu(const at::Tensor& rowptr_in,
                                                                     const at::Tensor& col_in,
                                                                     const at::Tensor& seeds_in, int64_t fanout,
@@ -71,9 +73,5 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> sample_neighbors_cpu(const at::Te
     return run<decltype(i), decltype(sd)>(rowptr, col, seeds, fanout, s, hop);
   });
 }
-
-}  // namespace
-
-TORCH_LIBRARY_IMPL(gkdfast, CPU, m) { m.impl("sample_neighbors", &sample_neighbors_cpu); }
 
 }  // namespace gkdfast

@@ -1,17 +1,15 @@
 // CPU SDDMM: out[e] = a[i] . b[j] for every edge e = (j -> i), rows of the destination CSR in
 // degree-balanced parallel chunks; a[i] stays in L1 while the row's sources stream through.
 #include <ATen/Dispatch.h>
-#include <torch/library.h>
 #include <torch/types.h>
 
+#include "cpu/cpu_kernels.h"
 #include "common/cpu_parallel.h"
 #include "common/cpu_vec.h"
 #include "ops/graph_checks.h"
 #include "ops/sddmm.h"
 
 namespace gkdfast {
-namespace {
-
 at::Tensor sddmm_cpu(const at::Tensor& rowptr_in, const at::Tensor& col_in, const at::Tensor& t_rowptr,
                      const at::Tensor& t_col, const at::Tensor& t_eid, const at::Tensor& a_in,
                      const at::Tensor& b_in) {
@@ -39,9 +37,5 @@ at::Tensor sddmm_cpu(const at::Tensor& rowptr_in, const at::Tensor& col_in, cons
   });
   return out;
 }
-
-}  // namespace
-
-TORCH_LIBRARY_IMPL(gkdfast, CPU, m) { m.impl("sddmm", &sddmm_cpu); }
 
 }  // namespace gkdfast

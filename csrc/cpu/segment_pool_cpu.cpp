@@ -2,9 +2,9 @@
 // owns its output row (forward) or its nodes' rows (backward): deterministic, no atomics.
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
-#include <torch/library.h>
 #include <torch/types.h>
 
+#include "cpu/cpu_kernels.h"
 #include "ops/segment_pool.h"
 
 namespace gkdfast {
@@ -15,6 +15,8 @@ int64_t grain_for(int64_t avg_nodes, int64_t d) {
   const int64_t per = std::max<int64_t>(1, avg_nodes * std::max<int64_t>(1, d));
   return std::max<int64_t>(1, 16384 / per);
 }
+
+}  // namespace
 
 std::tuple<at::Tensor, at::Tensor> segment_pool_cpu(const at::Tensor& x_in, const at::Tensor& ptr_in,
                                                     c10::string_view reduce_name) {
@@ -94,13 +96,6 @@ at::Tensor segment_pool_backward_cpu(const at::Tensor& ptr_in, const at::Tensor&
     });
   });
   return c.out;
-}
-
-}  // namespace
-
-TORCH_LIBRARY_IMPL(gkdfast, CPU, m) {
-  m.impl("segment_pool", &segment_pool_cpu);
-  m.impl("segment_pool_backward", &segment_pool_backward_cpu);
 }
 
 }  // namespace gkdfast

@@ -2,9 +2,9 @@
 // row's output lives in L1 while its in-edges stream through, and features are processed with
 // vectorised row primitives.  No atomics anywhere, so results are bitwise reproducible.
 #include <ATen/Dispatch.h>
-#include <torch/library.h>
 #include <torch/types.h>
 
+#include "cpu/cpu_kernels.h"
 #include "common/cpu_parallel.h"
 #include "common/cpu_vec.h"
 #include "common/reducers.h"
@@ -95,6 +95,8 @@ void spmm_rows(const index_t* rowptr, const index_t* col, const scalar_t* w, con
   });
 }
 
+}  // namespace
+
 std::tuple<at::Tensor, at::Tensor> spmm_cpu(const at::Tensor& rowptr_in, const at::Tensor& col_in,
                                             const at::Tensor& t_rowptr, const at::Tensor& t_col,
                                             const at::Tensor& t_eid, const c10::optional<at::Tensor>& weight_in,
@@ -156,7 +158,6 @@ std::tuple<at::Tensor, at::Tensor> spmm_arg_backward_cpu(
       const scalar_t* gp = grad.data_ptr<scalar_t>();
       const int64_t* ap = arg.data_ptr<int64_t>();
       scalar_t* gx = grad_x.data_ptr<scalar_t>();
-      const int64_t row_bytes = d * static_cast<int64_t>(sizeof(scalar_t));
       const int threads = at::get_num_threads();
       if (d >= kMinFeaturesPerThread * threads) {
         // Feature-owned scatter: thread t owns features [f0, f1) of every node and walks the
@@ -220,13 +221,6 @@ std::tuple<at::Tensor, at::Tensor> spmm_arg_backward_cpu(
     });
   });
   return {grad_x, grad_w};
-}
-
-}  // namespace
-
-TORCH_LIBRARY_IMPL(gkdfast, CPU, m) {
-  m.impl("spmm", &spmm_cpu);
-  m.impl("spmm_arg_backward", &spmm_arg_backward_cpu);
 }
 
 }  // namespace gkdfast

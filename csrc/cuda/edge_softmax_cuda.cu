@@ -3,8 +3,8 @@
 // (row, head).  Same arithmetic as csrc/cpu/edge_softmax_cpu.cpp: max (NaN ignored, all -inf
 // treated as 0), sum of exp(s - max), then exp(s - max) * (1 / sum) (0 when the sum is 0).
 // Reductions use fixed shuffle trees: bitwise reproducible, no atomics on values.
-#include <torch/library.h>
 
+#include "cuda/cuda_kernels.h"
 #include "cuda/cuda_utils.cuh"
 #include "cuda/heavy_rows.cuh"
 #include "ops/edge_softmax.h"
@@ -126,6 +126,8 @@ void softmax_launch(const at::Tensor& rowptr, const at::Tensor& a, const at::Ten
   });
 }
 
+}  // namespace
+
 at::Tensor edge_softmax_cuda(const at::Tensor& rowptr_in, const at::Tensor& s_in) {
   check_rowptr(rowptr_in, "edge_softmax");
   GKD_CUDA_SETUP(s_in);
@@ -149,13 +151,6 @@ at::Tensor edge_softmax_backward_cuda(const at::Tensor& rowptr_in, const at::Ten
   softmax_launch<true>(rowptr, y, g, grad, stream);
   return grad;
 }
-
-}  // namespace
 }  // namespace cuda
-
-TORCH_LIBRARY_IMPL(gkdfast, CUDA, m) {
-  m.impl("edge_softmax", &cuda::edge_softmax_cuda);
-  m.impl("edge_softmax_backward", &cuda::edge_softmax_backward_cuda);
-}
 
 }  // namespace gkdfast

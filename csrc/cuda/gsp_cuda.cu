@@ -7,8 +7,8 @@
 // cores.  It is now the legacy path: the dot-product kernels go through the GEMM-tile driver
 // (ops/gsp_tiles.h: cuBLAS tiles + one fused epilogue kernel per tile, gsp_tiles_cuda.cu) unless
 // GKDFAST_CUDA_IMPL=legacy; laplace (L1 distances, no GEMM) always runs here.
-#include <torch/library.h>
 
+#include "cuda/cuda_kernels.h"
 #include "common/online_softmax.h"
 #include "common/pairwise_tiles.h"
 #include "common/similarity_kernels.h"
@@ -114,14 +114,15 @@ __global__ void gsp_backward_kernel(const scalar_t* __restrict__ s, int64_t ds, 
   for (int64_t f = lane; f < dt && need_t; f += kWarp) gt[a * dt + f] += self_t * static_cast<acc_t>(t[a * dt + f]);
 }
 
+}  // namespace
+
 std::tuple<at::Tensor, at::Tensor> gsp_tiled_cuda(const at::Tensor& s_in, const at::Tensor& t_in,
                                                   c10::string_view kname, c10::string_view lname, double gamma,
                                                   double tau, int64_t row_begin, int64_t row_end) {
-  const GspArgs args = check_gsp(s_in, t_in, tau, std::string(kname), std::string(lname), "gsp");
+  const GspArgs args = check_gsp(s_in, t_in, tau, kname, lname, row_begin, row_end);
   const SimKernel kind = args.kind;
   const bool kl_loss = args.loss == GspLoss::Kl;
-  const int64_t n = s_in.size(0);
-  const int64_t r0 = row_begin, r1 = resolve_gsp_rows(n, row_begin, row_end, "gsp");
+  const int64_t n = args.n, r0 = args.r0, r1 = args.r1;
   GKD_CUDA_SETUP(s_in);
   if (kernel_is_gemm_friendly(kind) && !cuda_legacy_impl())
     return gsp_tiles_forward(s_in, t_in, kind, args.loss, gamma, tau, r0, r1, cuda_gsp_epilogue());
@@ -145,12 +146,11 @@ std::tuple<at::Tensor, at::Tensor> gsp_tiled_backward_cuda(const at::Tensor& s_i
                                                            c10::string_view lname, double gamma, double tau,
                                                            bool need_s, bool need_t, int64_t row_begin,
                                                            int64_t row_end) {
-  const GspArgs args = check_gsp(s_in, t_in, tau, std::string(kname), std::string(lname), "gsp_backward");
+  const GspArgs args = check_gsp_backward(s_in, t_in, per_row_in, stats_in, grad_in, tau, kname, lname, row_begin,
+                                          row_end);
   const SimKernel kind = args.kind;
   const bool kl_loss = args.loss == GspLoss::Kl;
-  const int64_t n = s_in.size(0);
-  const int64_t r0 = row_begin, r1 = resolve_gsp_rows(n, row_begin, row_end, "gsp_backward");
-  check_gsp_backward_state(r1 - r0, per_row_in, stats_in, grad_in, s_in);
+  const int64_t n = args.n, r0 = args.r0, r1 = args.r1;
   GKD_CUDA_SETUP(s_in);
   // Full-N state: the range's rows, weight 0 elsewhere (see gsp_full_state in ops/gsp.h).
   const GspFullState full = gsp_full_state(n, r0, r1, per_row_in, stats_in, grad_in);
@@ -179,13 +179,6 @@ std::tuple<at::Tensor, at::Tensor> gsp_tiled_backward_cuda(const at::Tensor& s_i
   auto out_t = need_t ? gt.to(t.scalar_type()) : at::empty({0}, t.options());
   return {out_s, out_t};
 }
-
-}  // namespace
 }  // namespace cuda
-
-TORCH_LIBRARY_IMPL(gkdfast, CUDA, m) {
-  m.impl("gsp_tiled", &cuda::gsp_tiled_cuda);
-  m.impl("gsp_tiled_backward", &cuda::gsp_tiled_backward_cuda);
-}
 
 }  // namespace gkdfast

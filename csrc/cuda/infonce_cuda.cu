@@ -15,9 +15,9 @@
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAStream.h>
 #include <c10/cuda/CUDAGuard.h>
-#include <torch/library.h>
 #include <torch/types.h>
 
+#include "cuda/cuda_kernels.h"
 #include "common/online_softmax.h"
 #include "common/philox.h"
 #include "cuda/lse_tiles_cuda.h"
@@ -123,6 +123,10 @@ void check_cuda(const at::Tensor& a, const char* op) {
   TORCH_CHECK(a.is_cuda(), "gkdfast.", op, ": CUDA kernel called with tensors on ", a.device());
 }
 
+}  // namespace
+
+namespace cuda {
+
 std::tuple<at::Tensor, at::Tensor> infonce_cuda(const at::Tensor& a_in, const at::Tensor& c_in, double inv_tau,
                                                 int64_t pos_offset, bool exclude_self, int64_t num_negatives,
                                                 int64_t seed, int64_t row_begin) {
@@ -196,6 +200,12 @@ at::Tensor sample_negatives_cuda(const at::Tensor& rows_in, int64_t num_nodes, i
   return out;
 }
 
+std::tuple<at::Tensor, at::Tensor> topk_similar_cuda(const at::Tensor& query, const at::Tensor& keys, int64_t k) {
+  check_cuda(query, "topk_similar");
+  c10::cuda::CUDAGuard guard(query.device());
+  return topk_similar_tiled(query, keys, k);
+}
+
 at::Tensor gram_lse_cuda(const at::Tensor& z, double inv_tau, bool exclude_self) {
   check_gram_lse(z, "gram_lse");
   check_cuda(z, "gram_lse");
@@ -211,21 +221,6 @@ at::Tensor gram_lse_backward_cuda(const at::Tensor& z, const at::Tensor& lse, co
   return gram_lse_tiled_backward(z, lse, grad, inv_tau, exclude_self, cuda::cuda_lse_tile_ops());
 }
 
-std::tuple<at::Tensor, at::Tensor> topk_similar_cuda(const at::Tensor& query, const at::Tensor& keys, int64_t k) {
-  check_cuda(query, "topk_similar");
-  c10::cuda::CUDAGuard guard(query.device());
-  return topk_similar_tiled(query, keys, k);
-}
-
-}  // namespace
-
-TORCH_LIBRARY_IMPL(gkdfast, CUDA, m) {
-  m.impl("infonce", &infonce_cuda);
-  m.impl("infonce_backward", &infonce_backward_cuda);
-  m.impl("sample_negatives", &sample_negatives_cuda);
-  m.impl("topk_similar", &topk_similar_cuda);
-  m.impl("gram_lse", &gram_lse_cuda);
-  m.impl("gram_lse_backward", &gram_lse_backward_cuda);
-}
+}  // namespace cuda
 
 }  // namespace gkdfast

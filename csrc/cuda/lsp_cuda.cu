@@ -11,8 +11,8 @@
 // This is the legacy path for the dot-product kernels in float32 / float64: those run the staged
 // version (lsp_staged_cuda.cu: edge stage, segment log-sum-exp, cuSPARSE SpMMs for the gradients)
 // unless GKDFAST_CUDA_IMPL=legacy.  laplace and half types always run here.
-#include <torch/library.h>
 
+#include "cuda/cuda_kernels.h"
 #include "common/online_softmax.h"
 #include "common/pairwise_tiles.h"
 #include "common/similarity_kernels.h"
@@ -135,6 +135,8 @@ __global__ void lsp_backward_sources_kernel(const index_t* __restrict__ trp, con
   for (int64_t f = lane; f < d; f += kWarp) grad[j * d + f] += self * static_cast<acc_t>(x[j * d + f]);
 }
 
+}  // namespace
+
 std::tuple<at::Tensor, at::Tensor> lsp_cuda(const at::Tensor& rowptr_in, const at::Tensor& col_in,
                                             const at::Tensor& t_rowptr, const at::Tensor& t_col,
                                             const at::Tensor& t_eid, const at::Tensor& s_in, const at::Tensor& t_in,
@@ -224,13 +226,6 @@ std::tuple<at::Tensor, at::Tensor> lsp_backward_cuda(
   auto out_t = need_t ? gt.to(t.scalar_type()) : at::empty({0}, t.options());
   return {out_s, out_t};
 }
-
-}  // namespace
 }  // namespace cuda
-
-TORCH_LIBRARY_IMPL(gkdfast, CUDA, m) {
-  m.impl("lsp", &cuda::lsp_cuda);
-  m.impl("lsp_backward", &cuda::lsp_backward_cuda);
-}
 
 }  // namespace gkdfast

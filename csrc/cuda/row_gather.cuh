@@ -58,7 +58,7 @@ __device__ __forceinline__ bool arg_better(acc_t ov, int64_t oa, acc_t mv, int64
 
 template <Reduce R, typename acc_t, int V>
 __device__ __forceinline__ void partial_update(RowPartial<acc_t, V, has_arg<R>()>& p, const acc_t (&v)[V],
-                                               int64_t eid, int64_t e_first) {
+                                               int64_t eid) {
 #pragma unroll
   for (int t = 0; t < V; ++t) {
     if constexpr (has_arg<R>()) {
@@ -86,7 +86,7 @@ __device__ __forceinline__ void partial_merge(RowPartial<acc_t, V, has_arg<R>()>
 // Accumulates edges [e_begin, e_end) into p.  Every lane of the warp must call (shuffles);
 // lanes whose feature offset f is past the row width pass fvalid = false.
 template <Reduce R, int V, class Op, typename acc_t>
-__device__ __forceinline__ void gather_edges(const Op& op, int64_t e_begin, int64_t e_end, int64_t e_first,
+__device__ __forceinline__ void gather_edges(const Op& op, int64_t e_begin, int64_t e_end,
                                              int lane, int lanes_f, int64_t f, bool fvalid,
                                              RowPartial<acc_t, V, has_arg<R>()>& p) {
   const int grp = lane / lanes_f, groups = kWarp / lanes_f;
@@ -104,7 +104,7 @@ __device__ __forceinline__ void gather_edges(const Op& op, int64_t e_begin, int6
       if (kk < n && fvalid) {
         acc_t v[V];
         op.template value<V>(s, id, ww, f, v);
-        partial_update<R>(p, v, id, e_first);
+        partial_update<R>(p, v, id);
       }
     }
   }
@@ -143,7 +143,7 @@ __global__ void __launch_bounds__(256) row_gather_light(const Op op, const index
   const bool fvalid = f < d;
   RowPartial<acc_t, V, has_arg<R>()> p;
   partial_init<R>(p);
-  gather_edges<R, V>(op, e0, e1, e0, lane, lanes_f, f, fvalid, p);
+  gather_edges<R, V>(op, e0, e1, lane, lanes_f, f, fvalid, p);
   combine_groups<R>(p, lanes_f);
   if (lane < lanes_f && fvalid) op.template write<V>(row, f, p, e1 - e0);
 }
@@ -167,7 +167,7 @@ __global__ void __launch_bounds__(kHeavyWarps* kWarp)
   const bool fvalid = f < d;
   RowPartial<acc_t, V, kArg> p;
   partial_init<R>(p);
-  gather_edges<R, V>(op, b, e, e0, lane, lanes_f, f, fvalid, p);
+  gather_edges<R, V>(op, b, e, lane, lanes_f, f, fvalid, p);
   combine_groups<R>(p, lanes_f);
   if (lane < lanes_f) {
 #pragma unroll

@@ -4,8 +4,8 @@
 // and CUDA pick bit-identical neighbours; no atomics on the outputs.
 #include <ATen/ATen.h>
 #include <c10/cuda/CUDAGuard.h>
-#include <torch/library.h>
 
+#include "cuda/cuda_kernels.h"
 #include "common/neighbor_draw.h"
 #include "cuda/cuda_utils.cuh"
 #include "ops/sample_neighbors.h"
@@ -77,6 +77,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> run(const at::Tensor& rowptr, con
   return {out_rowptr, out_col, out_eid};
 }
 
+}  // namespace
+
 std::tuple<at::Tensor, at::Tensor, at::Tensor> sample_neighbors_cuda(const at::Tensor& rowptr_in,
                                                                      const at::Tensor& col_in,
                                                                      const at::Tensor& seeds_in, int64_t fanout,
@@ -89,10 +91,6 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> sample_neighbors_cuda(const at::T
     return run<decltype(i), decltype(sd)>(rowptr, col, seeds, fanout, s, hop, stream);
   });
 }
-
-}  // namespace
 }  // namespace cuda
-
-TORCH_LIBRARY_IMPL(gkdfast, CUDA, m) { m.impl("sample_neighbors", &cuda::sample_neighbors_cuda); }
 
 }  // namespace gkdfast

@@ -1,7 +1,7 @@
 // CUDA SDDMM: out[e] = a[i] . b[col[e]] for every edge e = (j -> i), one warp per destination row
 // (hub rows on whole blocks), see edge_dot.cuh.  Argument handling mirrors csrc/cpu/sddmm_cpu.cpp.
-#include <torch/library.h>
 
+#include "cuda/cuda_kernels.h"
 #include "cuda/cuda_utils.cuh"
 #include "cuda/edge_dot.cuh"
 #include "ops/graph_checks.h"
@@ -33,6 +33,8 @@ struct SddmmOp {
   __device__ __forceinline__ void write(int64_t e, acc_t s) const { out[e] = static_cast<scalar_t>(s); }
 };
 
+}  // namespace
+
 at::Tensor sddmm_cuda(const at::Tensor& rowptr_in, const at::Tensor& col_in, const at::Tensor& t_rowptr,
                       const at::Tensor& t_col, const at::Tensor& t_eid, const at::Tensor& a_in,
                       const at::Tensor& b_in) {
@@ -58,10 +60,6 @@ at::Tensor sddmm_cuda(const at::Tensor& rowptr_in, const at::Tensor& col_in, con
   });
   return out;
 }
-
-}  // namespace
 }  // namespace cuda
-
-TORCH_LIBRARY_IMPL(gkdfast, CUDA, m) { m.impl("sddmm", &cuda::sddmm_cuda); }
 
 }  // namespace gkdfast

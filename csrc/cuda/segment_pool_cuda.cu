@@ -1,8 +1,8 @@
 // CUDA global pooling over contiguous segments (see ops/segment_pool.h).  A warp per segment, lanes
 // over features, the segment's nodes in order: coalesced row reads, each output row (forward) and
 // each node row (backward) written by one warp only.  Deterministic, no atomics.
-#include <torch/library.h>
 
+#include "cuda/cuda_kernels.h"
 #include "cuda/cuda_utils.cuh"
 #include "ops/segment_pool.h"
 
@@ -71,6 +71,8 @@ __global__ void segment_pool_backward_kernel(const scalar_t* __restrict__ grad, 
   }
 }
 
+}  // namespace
+
 std::tuple<at::Tensor, at::Tensor> segment_pool_cuda(const at::Tensor& x_in, const at::Tensor& ptr_in,
                                                      c10::string_view reduce_name) {
   GKD_CUDA_SETUP(x_in);
@@ -99,13 +101,6 @@ at::Tensor segment_pool_backward_cuda(const at::Tensor& ptr_in, const at::Tensor
   });
   return c.out;
 }
-
-}  // namespace
 }  // namespace cuda
-
-TORCH_LIBRARY_IMPL(gkdfast, CUDA, m) {
-  m.impl("segment_pool", &cuda::segment_pool_cuda);
-  m.impl("segment_pool_backward", &cuda::segment_pool_backward_cuda);
-}
 
 }  // namespace gkdfast

@@ -7,8 +7,8 @@
 // cuSPARSE headers here), forward and, since the backward is spmm over the cached transposed CSR,
 // backward too; gkdfast's own kernel keeps float16 / bfloat16 (float accumulation), max / min, and
 // everything under GKDFAST_CUDA_IMPL=legacy.
-#include <torch/library.h>
 
+#include "cuda/cuda_kernels.h"
 #include "common/reducers.h"
 #include "common/tile_workspace.h"
 #include "cuda/csr_matmul.h"
@@ -170,6 +170,8 @@ at::Tensor spmm_sum_cusparse(const at::Tensor& rowptr, const at::Tensor& col, co
   return out;
 }
 
+}  // namespace
+
 std::tuple<at::Tensor, at::Tensor> spmm_cuda(const at::Tensor& rowptr_in, const at::Tensor& col_in,
                                              const at::Tensor& t_rowptr, const at::Tensor& t_col,
                                              const at::Tensor& t_eid, const c10::optional<at::Tensor>& weight_in,
@@ -258,13 +260,6 @@ std::tuple<at::Tensor, at::Tensor> spmm_arg_backward_cuda(
   });
   return {grad_x, grad_w};
 }
-
-}  // namespace
 }  // namespace cuda
-
-TORCH_LIBRARY_IMPL(gkdfast, CUDA, m) {
-  m.impl("spmm", &cuda::spmm_cuda);
-  m.impl("spmm_arg_backward", &cuda::spmm_arg_backward_cuda);
-}
 
 }  // namespace gkdfast

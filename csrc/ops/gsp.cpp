@@ -55,11 +55,21 @@ GspFullState gsp_full_state(int64_t n, int64_t r0, int64_t r1, const at::Tensor&
   return out;
 }
 
-GspArgs check_gsp(const at::Tensor& s, const at::Tensor& t, double tau, const std::string& kernel,
-                  const std::string& loss, const char* op) {
+GspArgs check_gsp(const at::Tensor& s, const at::Tensor& t, double tau, c10::string_view kernel,
+                  c10::string_view loss, int64_t row_begin, int64_t row_end, const char* op) {
   check_gsp_pair(s, t, tau, op);
-  const SimKernel kind = parse_sim_kernel(kernel, op);
-  return {kind, parse_gsp_loss(loss, op)};
+  const SimKernel kind = parse_sim_kernel(std::string(kernel), op);
+  const GspLoss parsed_loss = parse_gsp_loss(std::string(loss), op);
+  const int64_t n = s.size(0);
+  return {kind, parsed_loss, n, row_begin, resolve_gsp_rows(n, row_begin, row_end, op)};
+}
+
+GspArgs check_gsp_backward(const at::Tensor& s, const at::Tensor& t, const at::Tensor& per_row,
+                           const at::Tensor& stats, const at::Tensor& grad, double tau, c10::string_view kernel,
+                           c10::string_view loss, int64_t row_begin, int64_t row_end) {
+  const GspArgs args = check_gsp(s, t, tau, kernel, loss, row_begin, row_end, "gsp_backward");
+  check_gsp_backward_state(args.r1 - args.r0, per_row, stats, grad, s);
+  return args;
 }
 
 }  // namespace gkdfast

@@ -20,14 +20,21 @@ GspLoss parse_gsp_loss(const std::string& name, const char* op);
 // tau > 0.
 void check_gsp_pair(const at::Tensor& s, const at::Tensor& t, double tau, const char* op);
 
-// Everything a GSP kernel entry point checks first: the pair (check_gsp_pair), then the kernel
-// and loss names, in that order; returns the parsed names.
+// Everything a gsp_tiled kernel entry point checks first: the pair (check_gsp_pair), the kernel
+// and loss names, then the row range (resolve_gsp_rows), in that order; returns the parsed names,
+// N and the resolved range [r0, r1).
 struct GspArgs {
   SimKernel kind;
   GspLoss loss;
+  int64_t n, r0, r1;
 };
-GspArgs check_gsp(const at::Tensor& s, const at::Tensor& t, double tau, const std::string& kernel,
-                  const std::string& loss, const char* op);
+GspArgs check_gsp(const at::Tensor& s, const at::Tensor& t, double tau, c10::string_view kernel,
+                  c10::string_view loss, int64_t row_begin, int64_t row_end, const char* op = "gsp");
+
+// gsp_tiled_backward's checks: check_gsp, then the forward state (check_gsp_backward_state).
+GspArgs check_gsp_backward(const at::Tensor& s, const at::Tensor& t, const at::Tensor& per_row,
+                           const at::Tensor& stats, const at::Tensor& grad, double tau, c10::string_view kernel,
+                           c10::string_view loss, int64_t row_begin, int64_t row_end);
 
 // What gsp_tiled_backward needs from its forward: per_row [R], stats [R, 2] and grad [R] for the
 // R rows of the range.

@@ -19,11 +19,7 @@ namespace {
 // Host tiles when no budget is set: 32 MiB keeps a pair of float tiles of a few thousand columns.
 constexpr int64_t kHostTileBudget = int64_t(32) << 20;
 
-int64_t tile_budget(const at::Tensor& like) {
-  const int64_t env = tile_workspace_env_bytes();
-  if (env > 0) return env;
-  return like.is_cuda() ? static_cast<int64_t>(kDefaultCudaTileWorkspaceMB * 1024 * 1024) : kHostTileBudget;
-}
+int64_t tile_budget(const at::Tensor& like) { return tile_workspace_bytes(like.is_cuda(), kHostTileBudget); }
 
 at::ScalarType acc_dtype(at::ScalarType t) { return t == at::kDouble ? at::kDouble : at::kFloat; }
 

@@ -62,12 +62,11 @@ const LseTileOps& aten_lse_tile_ops() {
 }
 
 LseTileShape lse_tile_shape(const at::Tensor& t, int64_t rows, int64_t cols, bool square) {
-  int64_t budget = tile_workspace_env_bytes();
-  if (budget < 0 && !t.is_cuda()) {
+  const int64_t budget = tile_workspace_bytes(t.is_cuda(), -1);
+  if (budget < 0) {
     // CPU: tiles in the last-level cache range that still give the BLAS a multi-threaded GEMM.
     return square ? LseTileShape{1024, 1024} : LseTileShape{512, 4096};
   }
-  if (budget < 0) budget = static_cast<int64_t>(kDefaultCudaTileWorkspaceMB * 1024 * 1024);
   const int64_t elem = t.scalar_type() == at::kDouble ? 8 : 4;
   if (square) {
     const int64_t side = std::max<int64_t>(1, static_cast<int64_t>(std::sqrt(double(budget / elem))));

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 from typing import Optional, Sequence, Tuple
 
 import numpy as np
@@ -66,12 +67,37 @@ def encode_labels(values: Sequence) -> Tuple[np.ndarray, list]:
     return inv.astype(np.int64), [c.item() if hasattr(c, "item") else c for c in classes]
 
 
+def pick_dataset(directory, names, name: Optional[str], kind: str) -> str:
+    """The dataset ``name`` among ``names`` (the ones found in ``directory``), matched ignoring case;
+    ``name=None`` picks the only one.  ``kind`` ("Planetoid", "TU", ...) names the format in errors.
+
+    Example:
+        >>> pick_dataset("data/", ["MUTAG", "PROTEINS"], "mutag", "TU")
+        'MUTAG'
+    """
+    if name is None:
+        if len(names) != 1:
+            raise fail(directory, f"holds {kind} datasets {names or 'none'}; {PICK_ONE}")
+        return names[0]
+    hit = [n for n in names if n.lower() == str(name).lower()]
+    if not hit:
+        raise fail(directory, f"no {kind} dataset {name!r} here (found {names})")
+    return hit[0]
+
+
+_INTEGRAL_FLOAT = re.compile(r"(?<=\d)\.0*(?![\d.eE])")
+
+
 def parse_int_table(path, text: str, ncols: int, what: str) -> np.ndarray:
-    """Fast parse of a comma/whitespace separated integer table with ``ncols`` columns."""
+    """Fast parse of a comma/whitespace separated integer table with ``ncols`` columns -> int64
+    ``[rows, ncols]``.  Integers written as floats (``"12.0"``, as some published edge lists are) are
+    accepted; any other number is a :class:`DataFormatError` naming the file."""
+    # "12.0" -> "12" textually, so every id parses as an exact int64 (float64 rounds past 2**53)
+    text = _INTEGRAL_FLOAT.sub("", text.replace(",", " "))
     try:
-        flat = np.array(text.replace(",", " ").split(), dtype=np.int64)
+        flat = np.array(text.split(), dtype=np.int64)
     except ValueError:
-        raise fail(path, f"{what}: expected {ncols} integer columns per line") from None
+        raise fail(path, f"{what}: expected {ncols} integer columns per line, found a non-integer value") from None
     if flat.size % ncols:
         raise fail(path, f"{what}: expected {ncols} integer columns per line, got {flat.size} numbers")
     return flat.reshape(-1, ncols)

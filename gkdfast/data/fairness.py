@@ -38,7 +38,7 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 import torch
 
-from gkdfast.data._util import PICK_ONE, check_edge_range, fail, listing, undirected_graph
+from gkdfast.data._util import PICK_ONE, check_edge_range, fail, listing, parse_int_table, undirected_graph
 from gkdfast.data.graphdata import GraphData
 
 __all__ = ["load_fairness", "fairness_name", "fairness_split", "FAIRNESS_SETS", "check_sensitive"]
@@ -129,10 +129,20 @@ def _read_csv(path, text: str) -> Tuple[List[str], List[List[str]]]:
     return header, body
 
 
-def _column(path, header, body, name, codes=None) -> np.ndarray:
+def _column_index(path, header, name) -> int:
     if name not in header:
         raise fail(path, f"no column {name!r} (columns: {listing(header)})")
-    j = header.index(name)
+    return header.index(name)
+
+
+def _id_column(path, header, body, name) -> np.ndarray:
+    """An integer id column, exact in int64: Twitter ids run past 2**53, where float64 merges neighbours."""
+    j = _column_index(path, header, name)
+    return parse_int_table(path, " ".join(r[j] for r in body), 1, f"column {name!r}").reshape(-1)
+
+
+def _column(path, header, body, name, codes=None) -> np.ndarray:
+    j = _column_index(path, header, name)
     raw = [r[j] for r in body]
     if codes is not None:
         try:
@@ -152,16 +162,6 @@ def _is_number(v: str) -> bool:
         return True
     except ValueError:
         return False
-
-
-def _edge_pairs(path, text: str) -> np.ndarray:
-    try:
-        flat = np.array(text.split(), dtype=np.float64)
-    except ValueError:
-        raise fail(path, "edge list: expected two numbers per line") from None
-    if flat.size % 2:
-        raise fail(path, f"edge list: expected two numbers per line, got {flat.size} numbers")
-    return flat.reshape(-1, 2).astype(np.int64)
 
 
 def _read(path) -> str:
@@ -267,9 +267,9 @@ def load_fairness(path, name: Optional[str] = None, seed: int = 0) -> GraphData:
         if found == "credit":
             e = _credit_edges(ep, et)
         else:
-            e = _edge_pairs(ep, et)
+            e = parse_int_table(ep, et, 2, "edge list")
         if found == "nba":  # Twitter user ids -> rows of nba.csv
-            ids = _column(table_path, header, body, "user_id").astype(np.int64)
+            ids = _id_column(table_path, header, body, "user_id")
             row = {int(u): i for i, u in enumerate(ids)}
             unknown = next((int(u) for u in e.reshape(-1) if int(u) not in row), None)
             if unknown is not None:

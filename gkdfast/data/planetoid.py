@@ -30,7 +30,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from gkdfast.data._util import PICK_ONE, fail, mask_from_index, undirected_graph
+from gkdfast.data._util import fail, mask_from_index, pick_dataset, undirected_graph
 from gkdfast.data.graphdata import GraphData
 
 __all__ = ["load_planetoid", "planetoid_names"]
@@ -90,14 +90,7 @@ def load_planetoid(directory, name: Optional[str] = None) -> GraphData:
         (2708, 5278, 1433, 7)
     """
     directory = os.fspath(directory)
-    names = planetoid_names(directory)
-    if name is None:
-        if len(names) != 1:
-            raise fail(directory, f"holds Planetoid datasets {names or 'none'}; {PICK_ONE}")
-        name = names[0]
-    name = name.lower()
-    if name not in names:
-        raise fail(directory, f"no Planetoid dataset {name!r} here (found {names})")
+    name = pick_dataset(directory, planetoid_names(directory), name, "Planetoid")
     p = lambda s: os.path.join(directory, f"ind.{name}.{s}")  # noqa: E731
     x, y, tx, ty, ally, graph = (_load_pickle(p(s)) for s in ("x", "y", "tx", "ty", "ally", "graph"))
     has_allx = os.path.exists(p("allx"))

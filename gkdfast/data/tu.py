@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from gkdfast.data._util import PICK_ONE, fail, parse_int_table, undirected_graph
+from gkdfast.data._util import fail, parse_int_table, pick_dataset, undirected_graph
 from gkdfast.graph import Graph
 
 __all__ = ["GraphDataset", "TUGraph", "load_tu", "tu_names"]
@@ -153,15 +153,7 @@ def load_tu(directory, name: Optional[str] = None, seed: int = 0) -> GraphDatase
         (1113, 43471, 81044)
     """
     directory = os.fspath(directory)
-    names = tu_names(directory)
-    if name is None:
-        if len(names) != 1:
-            raise fail(directory, f"holds TU datasets {names or 'none'}; {PICK_ONE}")
-        name = names[0]
-    hit = [n for n in names if n.lower() == name.lower()]
-    if not hit:
-        raise fail(directory, f"no TU dataset {name!r} here (found {names})")
-    ds = hit[0]
+    ds = pick_dataset(directory, tu_names(directory), name, "TU")
     p = lambda s: os.path.join(directory, f"{ds}_{s}.txt")  # noqa: E731
     edges = parse_int_table(p("A"), _read(p("A"), "adjacency"), 2, "adjacency")
     gi = parse_int_table(p("graph_indicator"), _read(p("graph_indicator"), "graph indicator"), 1,

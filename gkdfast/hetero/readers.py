@@ -27,7 +27,7 @@ from typing import Dict, Optional
 import numpy as np
 import torch
 
-from gkdfast.data._util import fail, listing, mask_from_index
+from gkdfast.data._util import fail, listing, mask_from_index, parse_int_table
 from gkdfast.graph import Graph
 from gkdfast.hetero.graph import HeteroGraph
 
@@ -97,13 +97,7 @@ def _load_npy(path):
 def _pairs(path) -> np.ndarray:
     with open(path, encoding="utf-8") as f:
         text = f.read()
-    try:
-        flat = np.array(text.split(), dtype=np.int64)
-    except ValueError:
-        raise fail(path, "relation file: expected two integer ids per line") from None
-    if flat.size % 2:
-        raise fail(path, f"relation file: expected two integer ids per line, got {flat.size} numbers")
-    e = flat.reshape(-1, 2)
+    e = parse_int_table(path, text, 2, "relation file")
     if e.size and int(e.min()) < 0:
         raise fail(path, f"relation file has the negative id {int(e.min())}; ids start at 0")
     return e

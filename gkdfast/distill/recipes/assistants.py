@@ -163,16 +163,11 @@ class TAEnsemble(Recipe):
     def fit(self, make_student, data, teacher=None, seed: int = 0, **distiller_kw) -> Trained:
         """Trains the assistants, fits the mix, then the student (see the class docstring)."""
         from gkdfast.distill.distiller import accuracy
-        from gkdfast.distill.teacher_cache import TeacherOutputs, teacher_outputs
+        from gkdfast.distill.teacher_cache import TeacherOutputs
 
         self._check()
-        if teacher is None:
-            raise ValueError("recipe 'ta_ensemble' needs a teacher")
+        teacher = self.teacher_outputs_for(teacher, data, distiller_kw)
         dev = distiller_kw.get("device") or "cpu"
-        if not isinstance(teacher, TeacherOutputs):
-            teacher = teacher_outputs(teacher, data.x.to(dev), data.graph.to(dev),
-                                      cache_dir=distiller_kw.get("cache_dir"))
-        teacher = teacher.to(dev)
         t0 = time.perf_counter()
         # The assistants draw from torch's RNG; the student must start from the same weights as every
         # other method's student of this seed, so the RNG is restored afterwards.

@@ -113,6 +113,29 @@ class Recipe:
         return Distiller(student, self.terms() if terms is None else terms,
                          teacher if self.needs_teacher else None, **opts)
 
+    def teacher_outputs_for(self, teacher, data, distiller_kw) -> "TeacherOutputs":
+        """``teacher`` (a trained module or :class:`TeacherOutputs`) as outputs on the run's device, for
+        recipes that read the teacher's logits or hidden layer directly; ValueError when it is missing.
+
+        Example:
+            >>> import torch
+            >>> from gkdfast.data import csbm
+            >>> from gkdfast.distill import recipes
+            >>> d = csbm(num_nodes=50, num_classes=2, feature_dim=4, seed=0)
+            >>> from gkdfast.nn import GCN
+            >>> recipes.get("coldbrew").teacher_outputs_for(GCN(4, 8, 2), d, {}).logits.shape
+            torch.Size([50, 2])
+        """
+        from gkdfast.distill.teacher_cache import TeacherOutputs, teacher_outputs
+
+        if teacher is None:
+            raise ValueError(f"recipe {self.name!r} needs a teacher")
+        dev = distiller_kw.get("device") or "cpu"
+        if not isinstance(teacher, TeacherOutputs):
+            teacher = teacher_outputs(teacher, data.x.to(dev), data.graph.to(dev),
+                                      cache_dir=distiller_kw.get("cache_dir"))
+        return teacher.to(dev)
+
     def fit(self, make_student: Callable[[int], nn.Module], data, teacher=None, seed: int = 0,
             **distiller_kw) -> Trained:
         """Builds the inputs, the student (``make_student(input_width)``) and trains it.

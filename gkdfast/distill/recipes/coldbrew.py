@@ -88,15 +88,10 @@ class ColdBrew(Recipe):
         return out
 
     def fit(self, make_student, data, teacher=None, seed: int = 0, **distiller_kw) -> Trained:
-        from gkdfast.distill.teacher_cache import TeacherOutputs, teacher_outputs
         from gkdfast.nn import MLP
 
-        if teacher is None:
-            raise ValueError("recipe 'coldbrew' needs a teacher")
+        teacher = self.teacher_outputs_for(teacher, data, distiller_kw)
         dev = distiller_kw.get("device") or "cpu"
-        if not isinstance(teacher, TeacherOutputs):
-            teacher = teacher_outputs(teacher, data.x.to(dev), data.graph.to(dev),
-                                      cache_dir=distiller_kw.get("cache_dir"))
         if teacher.hidden is None:
             raise ValueError("recipe 'coldbrew' needs the teacher's hidden embedding")
         keys = teacher.hidden.to(dev).clone()

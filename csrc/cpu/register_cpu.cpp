@@ -1,0 +1,31 @@
+// The CPU kernels of every gkdfast op, registered in one place: an op's schema is in
+// csrc/gkdfast.cpp, its kernel in csrc/cpu/<family>_cpu.cpp (docs/adding-an-op.md).
+#include <torch/library.h>
+
+#include "cpu/cpu_kernels.h"
+#include "ops/infonce.h"  // topk_similar_tiled: the device-agnostic driver serves CPU directly
+
+namespace gkdfast {
+
+TORCH_LIBRARY_IMPL(gkdfast, CPU, m) {
+  m.impl("edge_softmax", &edge_softmax_cpu);
+  m.impl("edge_softmax_backward", &edge_softmax_backward_cpu);
+  m.impl("gsp_tiled", &gsp_tiled_cpu);
+  m.impl("gsp_tiled_backward", &gsp_tiled_backward_cpu);
+  m.impl("infonce", &infonce_cpu);
+  m.impl("infonce_backward", &infonce_backward_cpu);
+  m.impl("sample_negatives", &sample_negatives_cpu);
+  m.impl("topk_similar", &topk_similar_tiled);
+  m.impl("gram_lse", &gram_lse_cpu);
+  m.impl("gram_lse_backward", &gram_lse_backward_cpu);
+  m.impl("lsp", &lsp_cpu);
+  m.impl("lsp_backward", &lsp_backward_cpu);
+  m.impl("sample_neighbors", &sample_neighbors_cpu);
+  m.impl("sddmm", &sddmm_cpu);
+  m.impl("segment_pool", &segment_pool_cpu);
+  m.impl("segment_pool_backward", &segment_pool_backward_cpu);
+  m.impl("spmm", &spmm_cpu);
+  m.impl("spmm_arg_backward", &spmm_arg_backward_cpu);
+}
+
+}  // namespace gkdfast
