@@ -26,23 +26,24 @@ def add_graph_args(parser) -> None:
     g.add_argument("--dfad-nodes", type=int, help="nodes per generated graph (default: mean graph size, rounded)")
 
 
-def _apply_set(items, train_cfg, dfad_cfg):
-    """``--set kd.temperature=4 --set dfad.bn_match=1.0``: fields of GraphTrainConfig (``kd.*``, also used
-    by the teacher and the no-KD students) and DFADConfig (``dfad.*``); unknown names fail before training."""
+def _apply_set(items, train_cfg, dfad_cfg, gfkd_cfg):
+    """``--set kd.temperature=4 --set dfad.bn_match=1.0 --set gfkd.iterations=500``: fields of
+    GraphTrainConfig (``kd.*``, also used by the teacher and the no-KD students), DFADConfig (``dfad.*``)
+    and GFKDConfig (``gfkd.*``); unknown names fail before training."""
     import dataclasses
 
     from gkdfast.cli import _parse_set
 
-    cfgs = {"kd": train_cfg, "dfad": dfad_cfg}
+    cfgs = {"kd": train_cfg, "dfad": dfad_cfg, "gfkd": gfkd_cfg}
     for method, kw in _parse_set(items).items():
         if method not in cfgs:
-            raise ValueError(f"--set {method}.*: graph classification takes kd.* and dfad.* settings")
+            raise ValueError(f"--set {method}.*: graph classification takes kd.*, dfad.* and gfkd.* settings")
         known = {f.name for f in dataclasses.fields(cfgs[method])}
         bad = sorted(set(kw) - known)
         if bad:
             raise ValueError(f"--set {method}.{bad[0]}: unknown; known: {', '.join(sorted(known))}")
         cfgs[method] = dataclasses.replace(cfgs[method], **kw)
-    return cfgs["kd"], cfgs["dfad"]
+    return cfgs["kd"], cfgs["dfad"], cfgs["gfkd"]
 
 
 def run_graph(args) -> int:
@@ -52,6 +53,7 @@ def run_graph(args) -> int:
     from gkdfast._io import exclusive_dir
     from gkdfast.data import GraphDataset, load_tu
     from gkdfast.distill.datafree import DFADConfig
+    from gkdfast.distill.gfkd import GFKDConfig
     from gkdfast.distill.graph_experiment import GRAPH_METHODS, parse_graph_model, run_graph_experiment
     from gkdfast.distill.graph_level import GraphTrainConfig
     from gkdfast.distill.results import format_table, save_json, save_png
@@ -84,14 +86,14 @@ def run_graph(args) -> int:
     train_cfg = GraphTrainConfig(epochs=args.epochs or 100)
     dfad_cfg = DFADConfig(epochs=args.dfad_epochs or 100,
                           num_nodes=args.dfad_nodes or max(2, round(float(sizes.mean()))))
-    train_cfg, dfad_cfg = _apply_set(args.set, train_cfg, dfad_cfg)
+    train_cfg, dfad_cfg, gfkd_cfg = _apply_set(args.set, train_cfg, dfad_cfg, GFKDConfig())
     log = (lambda s: None) if args.quiet else (lambda s: print(s, file=sys.stderr, flush=True))
     log(f"{data!r}; {args.folds}-fold CV{f' (first {args.max_folds})' if args.max_folds else ''}; device {device}")
     out = args.out
     os.makedirs(out, exist_ok=True)
     with exclusive_dir(out, "--out folder"):
         results = run_graph_experiment(data, teacher, students, methods, folds=args.folds, seed=args.seed,
-                                       train_cfg=train_cfg, dfad_cfg=dfad_cfg, device=device,
+                                       train_cfg=train_cfg, dfad_cfg=dfad_cfg, gfkd_cfg=gfkd_cfg, device=device,
                                        max_folds=args.max_folds, log=log)
         print(format_table(results).replace("seed(s)", "fold(s)", 1))
         save_json(results, os.path.join(out, "results.json"))

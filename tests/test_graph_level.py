@@ -189,14 +189,16 @@ def test_cli_graph_task_writes_one_row_per_method_and_student(tmp_path):
     folder = need_data("tu_mutag")
     out = str(tmp_path / "g")
     r = run_cli("distill", "--task", "graph", "--data", folder, "--teacher", "gin:16x2", "--student", "gin:8x2,gcn:8x2",
-                "--methods", "kd,dfad", "--folds", "10", "--max-folds", "2", "--epochs", "2", "--dfad-epochs", "1",
+                "--methods", "kd,dfad,gfkd", "--folds", "10", "--max-folds", "2", "--epochs", "2", "--dfad-epochs", "1",
+                "--set", "gfkd.iterations=2", "--set", "gfkd.student_epochs=1", "--set", "gfkd.num_graphs=6",
                 "--out", out)
     assert r.returncode == 0, r.stderr
     with open(os.path.join(out, "results.json")) as f:
         res = json.load(f)
     keys = [(row["method"], row["model"]) for row in res["rows"]]
     assert keys == [("teacher", "GIN(2x16)"), ("none", "GIN(2x8)"), ("kd", "GIN(2x8)"), ("dfad", "GIN(2x8)"),
-                    ("none", "GCN(2x8)"), ("kd", "GCN(2x8)"), ("dfad", "GCN(2x8)")]
+                    ("gfkd", "GIN(2x8)"), ("none", "GCN(2x8)"), ("kd", "GCN(2x8)"), ("dfad", "GCN(2x8)"),
+                    ("gfkd", "GCN(2x8)")]
     assert all(len(row["test_acc"]) == 2 for row in res["rows"])
     assert os.path.getsize(os.path.join(out, "results.png")) > 0 and "2 fold(s)" in r.stdout
 
@@ -205,18 +207,21 @@ def test_cli_graph_task_bad_method_is_one_clean_line(tmp_path):
     r = run_cli("distill", "--task", "graph", "--data", need_data("tu_mutag"), "--methods", "glnn",
                 "--out", str(tmp_path / "x"))
     assert r.returncode == 2 and "Traceback" not in r.stderr
-    assert "graph classification knows kd, dfad" in r.stderr.strip().splitlines()[-1]
+    assert "graph classification knows kd, dfad, gfkd" in r.stderr.strip().splitlines()[-1]
 
 
 def test_cli_graph_task_set_reaches_the_configs_and_rejects_unknown_names():
     from gkdfast.cli_graph import _apply_set
 
-    tc, dc = _apply_set(["dfad.bn_match=1.0", "kd.temperature=4"], GraphTrainConfig(), DFADConfig())
-    assert (dc.bn_match, tc.temperature) == (1.0, 4)
+    from gkdfast.distill.gfkd import GFKDConfig
+
+    tc, dc, gc = _apply_set(["dfad.bn_match=1.0", "kd.temperature=4", "gfkd.iterations=7"], GraphTrainConfig(),
+                            DFADConfig(), GFKDConfig())
+    assert (dc.bn_match, tc.temperature, gc.iterations) == (1.0, 4, 7)
     with pytest.raises(ValueError, match="dfad.bogus: unknown"):
-        _apply_set(["dfad.bogus=1"], GraphTrainConfig(), DFADConfig())
-    with pytest.raises(ValueError, match="kd.\\* and dfad.\\*"):
-        _apply_set(["glnn.lamb=1"], GraphTrainConfig(), DFADConfig())
+        _apply_set(["dfad.bogus=1"], GraphTrainConfig(), DFADConfig(), GFKDConfig())
+    with pytest.raises(ValueError, match="kd.\\*, dfad.\\* and gfkd.\\*"):
+        _apply_set(["glnn.lamb=1"], GraphTrainConfig(), DFADConfig(), GFKDConfig())
 
 
 def test_conditional_generator_makes_graphs_the_teacher_puts_in_the_requested_class():

@@ -1,9 +1,10 @@
 """One graph-classification comparison over stratified k-fold cross-validation: a teacher, each student
-without KD, and each student with each method (``kd`` on real graphs, ``dfad`` data-free).
+without KD, and each student with each method (``kd`` on real graphs, ``dfad`` and ``gfkd`` data-free).
 
 Per fold: the teacher is trained on the fold's training graphs (10 % of them held out for model
-selection); every student starts from the same initial weights for every method.  ``dfad`` students
-see generated graphs only and are not model-selected (no real data); they are tested on the fold's
+selection); every student starts from the same initial weights for every method.  ``dfad`` and
+``gfkd`` students see generated graphs only (GFKD's fake graphs are inverted once per fold's teacher
+and shared by its students) and are not model-selected (no real data); they are tested on the fold's
 test graphs like the others.  The result follows :mod:`gkdfast.distill.results` (``test_acc`` holds
 one accuracy per fold), so the node-level table, JSON and PNG writers apply unchanged.
 """
@@ -19,13 +20,14 @@ import torch
 
 from gkdfast.data.batching import stratified_kfold
 from gkdfast.distill.datafree import DFADConfig, GraphGenerator, distill_dfad, feature_layout
+from gkdfast.distill.gfkd import GFKDConfig, distill_gfkd, gfkd_transfer_set
 from gkdfast.distill.graph_level import (GraphTrainConfig, graph_accuracy, inference_ms_per_1k_nodes,
                                          split_validation, train_graph_classifier)
 from gkdfast.nn.graph_models import GraphClassifier, graph_model_names
 
 __all__ = ["GraphModelSpec", "parse_graph_model", "run_graph_experiment", "GRAPH_METHODS", "dfad_generator_for"]
 
-GRAPH_METHODS = ("kd", "dfad")
+GRAPH_METHODS = ("kd", "dfad", "gfkd")
 
 
 @dataclass(frozen=True)
@@ -98,13 +100,13 @@ class _Acc:
 def run_graph_experiment(dataset, teacher: GraphModelSpec, students: Sequence[GraphModelSpec],
                          methods: Sequence[str], folds: int = 10, seed: int = 0,
                          train_cfg: Optional[GraphTrainConfig] = None, dfad_cfg: Optional[DFADConfig] = None,
-                         device=None, max_folds: Optional[int] = None,
+                         device=None, gfkd_cfg: Optional[GFKDConfig] = None, max_folds: Optional[int] = None,
                          log: Callable[[str], None] = lambda s: None) -> dict:
     """Runs the comparison and returns the results dict of :mod:`gkdfast.distill.results`.
 
     Args:
         dataset: a :class:`~gkdfast.data.GraphDataset`.  teacher/students: specs.  methods: subset of
-            ``kd``, ``dfad``.  folds: k of the stratified k-fold split.  max_folds: run only the first
+            ``kd``, ``dfad``, ``gfkd``.  folds: k of the stratified k-fold split.  max_folds: run only the first
             folds (for quick runs; the split is still k-fold).
 
     Example:
@@ -120,6 +122,7 @@ def run_graph_experiment(dataset, teacher: GraphModelSpec, students: Sequence[Gr
             raise ValueError(f"unknown graph-level method {m!r}; expected one of {', '.join(GRAPH_METHODS)}")
     train_cfg = train_cfg or GraphTrainConfig()
     dfad_cfg = dfad_cfg or DFADConfig()
+    gfkd_cfg = gfkd_cfg or GFKDConfig()
     splits = stratified_kfold(dataset.y, folds, seed)[:max_folds or folds]
     f_in, c = dataset.num_features, dataset.num_classes
     acc: Dict[tuple, _Acc] = {}
@@ -130,6 +133,13 @@ def run_graph_experiment(dataset, teacher: GraphModelSpec, students: Sequence[Gr
         t_model = train_graph_classifier(teacher.build(f_in, c), dataset, train, val, train_cfg, seed + k, device)
         _record(acc, ("teacher", teacher.label), t_model, dataset, test, t0, device)
         log(f"fold {k + 1}/{len(splits)}: teacher {teacher.label} test {acc[('teacher', teacher.label)].accs[-1]:.3f}")
+        transfer = None
+        if "gfkd" in methods:  # one inversion per teacher, shared by every student
+            t0 = time.perf_counter()
+            transfer = gfkd_transfer_set(t_model, dataset, gfkd_cfg, seed + k, device)
+            inversion_seconds = time.perf_counter() - t0
+            log(f"fold {k + 1}/{len(splits)}: GFKD inverted {len(transfer)} graphs in {inversion_seconds:.0f} s "
+                f"(teacher CE {transfer.inversion_ce:.3f}, edge density {transfer.edge_density:.3f})")
         for spec in students:
             init = spec.build(f_in, c).state_dict()
             for method in ("none", *methods):
@@ -140,6 +150,8 @@ def run_graph_experiment(dataset, teacher: GraphModelSpec, students: Sequence[Gr
                     train_graph_classifier(s_model, dataset, train, val, train_cfg, seed + k, device)
                 elif method == "kd":
                     train_graph_classifier(s_model, dataset, train, val, train_cfg, seed + k, device, teacher=t_model)
+                elif method == "gfkd":
+                    distill_gfkd(t_model, s_model, dataset, gfkd_cfg, seed + k, device, transfer=transfer)
                 else:
                     gen = dfad_generator_for(dataset, train, dfad_cfg)
                     distill_dfad(copy.deepcopy(t_model), s_model, gen, dfad_cfg, seed + k, device)
