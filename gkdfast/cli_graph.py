@@ -51,7 +51,7 @@ def run_graph(args) -> int:
     import torch
 
     from gkdfast._io import exclusive_dir
-    from gkdfast.data import GraphDataset, load_tu
+    from gkdfast.data import GraphDataset, load
     from gkdfast.distill.datafree import DFADConfig
     from gkdfast.distill.gfkd import GFKDConfig
     from gkdfast.distill.graph_experiment import GRAPH_METHODS, parse_graph_model, run_graph_experiment
@@ -59,9 +59,11 @@ def run_graph(args) -> int:
     from gkdfast.distill.results import format_table, save_json, save_png
 
     if args.data is None:
-        raise ValueError("--task graph needs --data DIR (a TU-format folder, e.g. ../shared/data/tu_mutag)")
+        raise ValueError("--task graph needs --data DIR (a TU-format folder such as ../shared/data/tu_mutag, or "
+                         "graphs.json + target.csv such as ../shared/data/reddit_threads_10k)")
     if not os.path.isdir(args.data):
-        raise FileNotFoundError(f"--data {args.data}: not a folder (--task graph reads TU-format folders)")
+        raise FileNotFoundError(f"--data {args.data}: not a folder (--task graph reads TU-format or graphs.json "
+                                "folders)")
     if args.folds < 2:
         raise ValueError(f"--folds must be >= 2, got {args.folds}")
     if args.max_folds is not None and not 1 <= args.max_folds <= args.folds:
@@ -80,8 +82,10 @@ def run_graph(args) -> int:
     if len({s.label for s in students}) != len(students):
         raise ValueError("--student lists the same model twice")
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    data = load_tu(args.data, name=args.name, seed=args.seed)
-    assert isinstance(data, GraphDataset)
+    data = load(args.data, name=args.name, seed=args.seed)
+    if not isinstance(data, GraphDataset):
+        raise ValueError(f"--data {args.data}: holds a node-classification graph; --task graph needs many small "
+                         "graphs (TU format, or graphs.json + target.csv)")
     sizes = (data.ptr[1:] - data.ptr[:-1]).float()
     train_cfg = GraphTrainConfig(epochs=args.epochs or 100)
     dfad_cfg = DFADConfig(epochs=args.dfad_epochs or 100,

@@ -135,3 +135,30 @@ def test_pick_dataset_matches_ignoring_case_and_names_the_choices():
         pick_dataset("d", ["MUTAG", "PROTEINS"], None, "TU")
     with pytest.raises(DataFormatError, match="no TU dataset 'x' here"):
         pick_dataset("d", ["MUTAG"], "x", "TU")
+
+
+@pytest.mark.parametrize("graphs,targets,match", [
+    ('{"0": [[0, 1]], "1": [[0, 2]]}', "id,target\n0,1\n", "no label for graph id 1"),
+    ('{"0": [[0, -1]]}', "id,target\n0,1\n", "negative node id"),
+    ('{"0": [[0, 1], [2]]}', "id,target\n0,1\n", r"\[u, v\] integer pairs"),
+    ('{"0": [[0, 1]]', "id,target\n0,1\n", "not valid JSON"),
+    ('{"a": [[0, 1]]}', "id,target\na,1\n", "integer"),
+    ('{"0": [[0, 1]]}', "graph,label\n0,1\n", "header 'id,target'"),
+    ('{"0": [[0, 1]]}', "id,target\n0,1\n0,0\n", "appears twice"),
+])
+def test_graph_json_malformed_folders_are_one_line_errors(tmp_path, graphs, targets, match):
+    from gkdfast.data import load_graph_json
+    from gkdfast.data._util import DataFormatError
+
+    (tmp_path / "graphs.json").write_text(graphs)
+    (tmp_path / "target.csv").write_text(targets)
+    with pytest.raises(DataFormatError, match=match):
+        load_graph_json(tmp_path)
+
+
+def test_graph_json_small_folder_loads_through_the_format_guess(tmp_path):
+    (tmp_path / "graphs.json").write_text('{"1": [[0, 1], [1, 2], [2, 2]], "0": [[0, 1]]}')
+    (tmp_path / "target.csv").write_text("id,target\n0,0\n1,1\n")
+    ds = load(str(tmp_path))
+    assert (len(ds), ds.num_nodes, ds.graph.num_edges) == (2, 5, 2 * 3)  # self-loop dropped
+    assert ds.y.tolist() == [0, 1] and ds.ptr.tolist() == [0, 2, 5]  # graphs ordered by id

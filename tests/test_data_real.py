@@ -190,3 +190,15 @@ def test_ambiguous_directory_needs_name():
         load(need("planetoid"))
     with pytest.raises(ValueError, match="name="):
         load(need("twitch"))
+
+
+def test_reddit_threads_graph_json_matches_the_data_readme():
+    ds = get("reddit_threads_10k", "reddit_threads_10k")
+    assert isinstance(ds, GraphDataset) and ds.extras["format"] == "graph-json"
+    # README: 10,000 graphs, 237,390 nodes, 247,549 listed pairs of which 1,365 are self-loops (dropped)
+    assert (len(ds), ds.num_nodes, ds.graph.num_edges // 2, ds.num_classes) == (10000, 237390, 247549 - 1365, 2)
+    deg = ds.graph.rowptr[1:] - ds.graph.rowptr[:-1]
+    assert torch.equal(ds.x.argmax(1), deg.clamp(max=16)) and torch.equal(ds.x.sum(1), torch.ones(ds.num_nodes))
+    ei = ds.graph.edge_index
+    assert torch.equal(ds.batch[ei[0]], ds.batch[ei[1]])  # no edge crosses graphs
+    assert torch.bincount(ds.y).tolist() == [4843, 5157]

@@ -27,12 +27,13 @@ from gkdfast.data.planetoid import load_planetoid
 from gkdfast.data.splits import InductiveSplit, inductive_split, random_split, subgraph
 from gkdfast.data.synthetic import csbm, edge_homophily, power_law_graph
 from gkdfast.data.tu import GraphDataset, TUGraph, load_tu
+from gkdfast.data.graph_json import load_graph_json
 
 __all__ = [
     "default_root", "GraphData", "GraphDataset", "TUGraph", "DataFormatError", "FORMATS",
     "load", "guess_format", "save_npz", "save_mmap", "load_mmap",
     "load_fairness", "fairness_split", "FAIRNESS_SETS",
-    "load_planetoid", "load_gnn_benchmark", "load_npz_bundle", "load_musae", "load_mat", "load_tu", "load_ogb",
+    "load_planetoid", "load_gnn_benchmark", "load_npz_bundle", "load_musae", "load_mat", "load_tu", "load_graph_json", "load_ogb",
     "random_split", "inductive_split", "geom_gcn_split", "mask_missing", "InductiveSplit", "subgraph",
     "csbm", "dcsbm", "power_law_graph", "edge_homophily",
 ]

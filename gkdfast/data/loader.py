@@ -11,7 +11,7 @@ from gkdfast.data.graphdata import GraphData
 __all__ = ["load", "FORMATS", "guess_format"]
 
 #: Canonical format names accepted by ``load(format=...)`` (aliases in ``_ALIASES``).
-FORMATS = ("npz", "gnn-benchmark", "planetoid", "musae", "mat", "tu", "ogb", "mmap", "fair", "hetero")
+FORMATS = ("npz", "gnn-benchmark", "planetoid", "musae", "mat", "tu", "graph-json", "ogb", "mmap", "fair", "hetero")
 _ALIASES = {"gnn_benchmark": "gnn-benchmark", "benchmark-npz": "gnn-benchmark", "matlab": "mat",
             "csv": "musae", "json": "musae", "tudataset": "tu", "ogbn": "ogb", "bundle": "npz",
             "memmap": "mmap", "fairness": "fair"}
@@ -68,6 +68,7 @@ def guess_format(path, name: Optional[str] = None):
     from gkdfast.data.npz import npz_kind
     from gkdfast.data.ogb import is_ogb_dir
     from gkdfast.data.planetoid import planetoid_names
+    from gkdfast.data.graph_json import is_graph_json_dir
     from gkdfast.data.tu import tu_names
 
     path = os.fspath(path)
@@ -89,6 +90,8 @@ def guess_format(path, name: Optional[str] = None):
             return "planetoid", parent, base.split(".")[1]
         if fairness_name(parent):  # before MUSAE: fair_credit/train_edges.csv
             return "fair", parent, name
+        if is_graph_json_dir(parent) and low in ("graphs.json", "target.csv"):  # before MUSAE: target.csv
+            return "graph-json", parent, name
         for suf in ("edges.csv", "target.csv", "features.json", "features.csv"):
             if low.endswith(suf):
                 return "musae", parent, name or (base[:-len(suf)] or None)
@@ -109,6 +112,8 @@ def guess_format(path, name: Optional[str] = None):
         return "planetoid", path, name
     if tu_names(path):
         return "tu", path, name
+    if is_graph_json_dir(path):  # before MUSAE, whose folders also hold a target.csv
+        return "graph-json", path, name
     if is_ogb_dir(path):
         return "ogb", path, name
     if fairness_name(path):  # before MUSAE: Credit's train_edges.csv looks like a MUSAE prefix
@@ -153,7 +158,9 @@ def load(path, format: Optional[str] = None, name: Optional[str] = None, seed: i
             given as ``npz`` is recognised by its keys), ``gnn-benchmark``,
             ``planetoid``, ``musae``, ``mat``, ``tu``, ``ogb``, ``mmap`` (a directory written by
             :func:`gkdfast.data.save_mmap`, read memory-mapped), ``fair`` (German, Bail, Credit, Income,
-            NBA: :func:`gkdfast.data.load_fairness`); None = guess from the path and contents.
+            NBA: :func:`gkdfast.data.load_fairness`), ``graph-json`` (karateclub graph-classification
+            folders such as Reddit threads: :func:`gkdfast.data.load_graph_json`); None = guess from the
+            path and contents.
         name: picks one dataset where a directory holds several: ``name="cora"`` in the Planetoid
             folder, ``name="ENGB"`` (or the unique prefix ``"EN"``) in the Twitch folder,
             ``name="citeseer"`` for ``citeseer.npz`` in a folder of ``.npz`` files, a TU prefix...
@@ -164,7 +171,7 @@ def load(path, format: Optional[str] = None, name: Optional[str] = None, seed: i
 
     Returns:
         :class:`GraphData` for node classification; a :class:`gkdfast.data.GraphDataset` for
-        the graph-classification ``tu`` format.  ``extras["split"]`` says how the masks were made.
+        the graph-classification ``tu`` and ``graph-json`` formats.  ``extras["split"]`` says how the masks were made.
 
     Raises:
         ValueError: a one-line message naming the file and the problem (missing, malformed,
@@ -234,6 +241,9 @@ def load(path, format: Optional[str] = None, name: Optional[str] = None, seed: i
     if fmt == "tu":
         from gkdfast.data.tu import load_tu
         return load_tu(p, name=name, seed=seed)
+    if fmt == "graph-json":
+        from gkdfast.data.graph_json import load_graph_json
+        return load_graph_json(p if os.path.isdir(p) else os.path.dirname(p), seed=seed)
     from gkdfast.data.ogb import load_ogb
     return load_ogb(p, name=name, seed=seed, **options)
 
