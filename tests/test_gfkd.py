@@ -72,7 +72,7 @@ def test_inversion_makes_graphs_the_teacher_puts_in_their_target_class(mutag_tea
     hist = invert_graphs(teacher, fake, cfg, seed=0)
     after_logits = teacher(fake.batch(fake.hard_structure(), fake.x().detach()))
     after = torch.nn.functional.cross_entropy(after_logits, fake.targets)
-    assert float(after) < 0.5 * float(before), (float(before), float(after))
+    assert float(after) < 0.75 * float(before), (float(before), float(after))
     hit_before = (before_logits.argmax(1) == fake.targets).float().mean()
     assert (after_logits.argmax(1) == fake.targets).float().mean() >= float(hit_before)
     assert not torch.equal(phi0, fake.phi.detach())  # the ARM step moved the structure
