@@ -84,6 +84,8 @@ def test_gfkd_students_learn_the_teacher_from_fake_graphs_only(mutag_teacher):
     ds, teacher = mutag_teacher
     cfg = GFKDConfig(num_graphs=40, iterations=30, student_epochs=30)
     ts = gfkd_transfer_set(teacher, ds, cfg, seed=0)
+    onehot = ts.x[:, :7]  # hardened like real MUTAG features before the teacher labels the graphs
+    assert set(onehot.unique().tolist()) <= {0.0, 1.0} and torch.equal(onehot.sum(1), torch.ones(ts.x.size(0)))
     torch.manual_seed(1)
     student = GraphClassifier("gcn", 7, 16, 2, 2)
     from gkdfast.data.batching import GraphBatch

@@ -177,6 +177,11 @@ at::Tensor sample_negatives_cpu(const at::Tensor& rows_in, int64_t num_nodes, in
   return out;
 }
 
+// The device-agnostic tile driver (ATen ops) serves every dtype the op accepts.
+std::tuple<at::Tensor, at::Tensor> topk_similar_cpu(const at::Tensor& query, const at::Tensor& keys, int64_t k) {
+  return topk_similar_tiled(query, keys, k);
+}
+
 at::Tensor gram_lse_cpu(const at::Tensor& z, double inv_tau, bool exclude_self) {
   check_gram_lse(z, "gram_lse");
   check_cpu(z, "gram_lse");

@@ -3,7 +3,6 @@
 #include <torch/library.h>
 
 #include "cpu/cpu_kernels.h"
-#include "ops/infonce.h"  // topk_similar_tiled: the device-agnostic driver serves CPU directly
 
 namespace gkdfast {
 
@@ -15,7 +14,7 @@ TORCH_LIBRARY_IMPL(gkdfast, CPU, m) {
   m.impl("infonce", &infonce_cpu);
   m.impl("infonce_backward", &infonce_backward_cpu);
   m.impl("sample_negatives", &sample_negatives_cpu);
-  m.impl("topk_similar", &topk_similar_tiled);
+  m.impl("topk_similar", &topk_similar_cpu);
   m.impl("gram_lse", &gram_lse_cpu);
   m.impl("gram_lse_backward", &gram_lse_backward_cpu);
   m.impl("lsp", &lsp_cpu);

@@ -274,10 +274,19 @@ def fake_graphs_for(dataset, cfg: GFKDConfig, seed: int = 0) -> FakeGraphs:
 class TransferSet:
     """The optimised fake graphs, frozen, in the layout :func:`select_graphs` reads, with the teacher's
     logits on them and the inversion's final ``(mean CE, edge density)``.  Built once per teacher and
-    shared by every student distilled from it."""
+    shared by every student distilled from it.
+
+    The one-hot block is hardened (argmax) before the teacher labels the graphs: real graphs have
+    one-hot features, and students trained on the soft features of the inversion predicted one class
+    on real graphs (measured on MUTAG fold 1, GIN(5x128) teacher 73.7 %, 200 iterations: GIN / GCN
+    students 36.8 / 36.8 % with soft features, 68.4 / 63.2 % with hardened ones)."""
 
     def __init__(self, fake: FakeGraphs, teacher: nn.Module, history: List[Tuple[float, float]]):
-        b = fake.batch(fake.hard_structure(), fake.x().detach())
+        x = fake.x().detach()
+        if fake.onehot_dim:
+            k = fake.onehot_dim
+            x = torch.cat([F.one_hot(x[:, :k].argmax(1), k).to(x.dtype), x[:, k:]], 1)
+        b = fake.batch(fake.hard_structure(), x)
         self.graph, self.x, self.ptr, self.y = b.graph, b.x, b.ptr, b.y
         with torch.no_grad():
             self.teacher_logits = teacher.eval()(GraphBatch(self.graph, self.x, self.ptr))
