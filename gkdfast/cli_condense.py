@@ -40,6 +40,8 @@ def add_condense_parser(sub) -> None:
     p.add_argument("--metric", choices=("ours", "mse", "cos"),
                    help="gradient distance (default ours = per-output-neuron cosine; --one-step mse)")
     p.add_argument("--eval-epochs", type=int, default=600, help="GCN training steps in evaluation (default 600)")
+    p.add_argument("--eval-runs", type=int, default=3,
+                   help="GCNs trained per condensed graph, accuracies averaged (default 3, as GCond)")
     p.add_argument("--nodes", type=int, default=2000, help="nodes of the built-in synthetic graph (default 2000)")
     p.add_argument("--out", default="gkdfast-condense", help="output folder (default ./gkdfast-condense)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -119,6 +121,8 @@ def run_condense_cmd(args) -> int:
         raise ValueError(f"--seed must be >= 0, got {args.seed}")
     if args.eval_epochs < 1:
         raise ValueError(f"--eval-epochs must be >= 1, got {args.eval_epochs}")
+    if args.eval_runs < 1:
+        raise ValueError(f"--eval-runs must be >= 1, got {args.eval_runs}")
     if args.one_step and ((args.outer or 1) != 1 or (args.inner or 0) != 0):
         raise ValueError("--one-step matches once per network: drop --outer/--inner")
     config = published_config(one_step=args.one_step, epochs=args.epochs, outer=args.outer, inner=args.inner,
@@ -130,7 +134,7 @@ def run_condense_cmd(args) -> int:
     log(data.summary())
     with exclusive_dir(args.out, "--out folder"):
         results = run_condense(data, args.ratio, list(range(args.seed, args.seed + args.seeds)), config, out=args.out,
-                               eval_epochs=args.eval_epochs, progress=not (args.quiet or args.no_progress), log=log)
+                               eval_epochs=args.eval_epochs, eval_runs=args.eval_runs, progress=not (args.quiet or args.no_progress), log=log)
         print(format_condense_table(results))
         _save(results, args.out)
     print(f"wrote {os.path.join(args.out, 'results.json')}, results.png and the condensed graph(s)")

@@ -145,7 +145,7 @@ def test_npz_round_trip(tmp_path):
 def test_cli_writes_bundle_results_and_plot(tmp_path, capsys):
     out = str(tmp_path / "out")
     rc = main(["condense", "--nodes", "600", "--ratio", "0.025", "--seeds", "2", "--epochs", "2", "--outer", "2",
-               "--inner", "1", "--eval-epochs", "5", "--out", out, "--quiet"])
+               "--inner", "1", "--eval-epochs", "5", "--eval-runs", "2", "--out", out, "--quiet"])
     assert rc == 0
     printed = capsys.readouterr().out
     assert "whole graph" in printed and "gcond" in printed
@@ -153,6 +153,7 @@ def test_cli_writes_bundle_results_and_plot(tmp_path, capsys):
     assert {"results.json", "results.png", "csbm-gcond-r0.025-seed0.npz", "csbm-gcond-r0.025-seed1.npz"} <= set(files)
     res = json.load(open(os.path.join(out, "results.json")))
     assert res["dataset"] == "csbm" and res["ratio"] == 0.025 and res["config"]["epochs"] == 2
+    assert res["eval_runs"] == 2
     whole, cond = res["rows"]
     assert (whole["method"], cond["method"]) == ("whole graph", "gcond")
     assert whole["num_nodes"] == 600 and cond["num_nodes"] == 15
