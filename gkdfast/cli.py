@@ -1,5 +1,5 @@
 """The ``gkdfast`` command: ``info`` (backends), ``distill`` (the main job), ``generate`` (a large
-synthetic graph, saved memory-mappable), ``bench``."""
+synthetic graph, saved memory-mappable), ``condense`` (GCond graph condensation), ``bench``."""
 from __future__ import annotations
 
 import argparse
@@ -434,6 +434,10 @@ def build_parser() -> argparse.ArgumentParser:
     pg.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     pg.add_argument("--no-progress", action="store_true", help="no progress bars")
     pg.set_defaults(func=_cmd_generate)
+
+    from gkdfast.cli_condense import add_condense_parser
+
+    add_condense_parser(sub)
 
     pb = sub.add_parser("bench", help="run the benchmark runners in benchmarks/ (tables, JSON, PNG)")
     pb.add_argument("--size", choices=("small", "full"), default="small",
