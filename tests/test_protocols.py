@@ -136,3 +136,18 @@ def test_common_protocol_is_unchanged(tmp_path):
                             students=[parse_model("mlp:16")], methods=["glnn", "gcrd"], seeds=[0], epochs=2)
     assert key == [(r["method"], r["model"], r["test_acc"]) for r in direct["rows"]]
     assert [m for m, _, _ in key] == ["teacher", "none", "glnn", "gcrd"]
+
+
+def test_cpf_teacher_uses_the_gcn_aggregator_mean_over_neighbours_and_self():
+    from gkdfast.nn import SAGEConv
+
+    teacher = published_settings("cora", ["glnn"])[0].teacher
+    assert dict(teacher.options) == {"aggr": "gcn"}
+    g = Graph(torch.tensor([[0, 1, 2, 2], [1, 2, 0, 1]]), 4)  # node 3 has no in-edge
+    conv = SAGEConv(3, 2, aggr="gcn")
+    assert conv.lin_r is None  # the node is inside the mean, no separate root weight
+    x = torch.randn(4, 3)
+    adj = torch.zeros(4, 4)
+    adj[g.edge_index[1], g.edge_index[0]] = 1.0
+    want = conv.lin_l(((adj + torch.eye(4)) @ x) / (adj.sum(1, keepdim=True) + 1))
+    assert torch.allclose(conv(x, g), want, atol=1e-5)

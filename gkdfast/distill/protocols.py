@@ -6,7 +6,7 @@ runs one comparison (:func:`gkdfast.distill.experiment.run_experiment`) per grou
 
 * ``cpf`` — GLNN, NOSMOG: the CPF benchmark protocol.  Largest connected component, a fresh random
   split of 20 training + 30 validation nodes per class per seed (the rest test), SAGE(128) teacher
-  (dropout 0, lr 0.01, weight decay 5e-4), MLP(128) student with the per-dataset lr / weight decay /
+  with the "gcn" aggregator (dropout 0, lr 0.01, weight decay 5e-4), MLP(128) student with the per-dataset lr / weight decay /
   dropout of the GLNN and NOSMOG configuration files; NOSMOG's per-dataset position-feature sizes,
   PGD ε and similarity-distillation weight.
 * ``graphmlp`` — Graph-MLP: row-normalised features, its encoder (``gmlp``:
@@ -108,11 +108,12 @@ def _cpf(key: str, methods: Sequence[str]) -> PublishedSetting:
                  "nosmog": {"lr": lr, "weight_decay": _NOSMOG_MLP_WD.get(key, wd), "walk_length": walk,
                             "walks_per_node": walks, "window": window, "pos_dim": pos, "adv_eps": eps,
                             "rsd_weight": mu}}
-    notes = ["teacher SAGE trained on the full neighbourhood (the reference samples 5, 5 neighbours)",
+    notes = ["teacher SAGE (DGL's 'gcn' aggregator, as the reference) trained on the full neighbourhood "
+             "(the reference samples 5, 5 neighbours)",
              "GLNN's two passes (labels, soft labels) summed into one optimiser step",
              "NOSMOG position features from a PPMI/SVD factorisation of the random walks, not word2vec"]
     return PublishedSetting(
-        "cpf", tuple(methods), ModelSpec("sage", 128, 2, 0.0), (ModelSpec("mlp", 128, 2, dropout),),
+        "cpf", tuple(methods), ModelSpec("sage", 128, 2, 0.0, (("aggr", "gcn"),)), (ModelSpec("mlp", 128, 2, dropout),),
         {"lr": 0.01, "weight_decay": 5e-4}, {k: v for k, v in overrides.items() if k == "none" or k in methods},
         lcc=True, split="cpf", notes=tuple(notes + ([missing] if missing else [])))
 
