@@ -151,3 +151,29 @@ def test_cpf_teacher_uses_the_gcn_aggregator_mean_over_neighbours_and_self():
     adj[g.edge_index[1], g.edge_index[0]] = 1.0
     want = conv.lin_l(((adj + torch.eye(4)) @ x) / (adj.sum(1, keepdim=True) + 1))
     assert torch.allclose(conv(x, g), want, atol=1e-5)
+
+
+def test_quality_published_table_puts_the_paper_figure_beside_ours(tmp_path):
+    """scripts/quality.py --protocol published --from-json: one row per (method, model), the published
+    figure and the gap beside our mean; docs/results.md is not written."""
+    import dataclasses
+    import importlib.util
+    import os
+
+    from conftest import REPO
+    from gkdfast.distill.protocols import run_published
+    from gkdfast.distill.results import save_json
+
+    data = dataclasses.replace(csbm(num_nodes=500, seed=0), name="cora")
+    res = run_published(data, methods=["glnn"], epochs=2)
+    save_json(res, str(tmp_path / "results.json"))
+    spec = importlib.util.spec_from_file_location("quality_script", os.path.join(REPO, "scripts", "quality.py"))
+    quality = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(quality)
+    out = tmp_path / "table.md"
+    quality.main(["--protocol", "published", "--from-json", str(tmp_path / "*.json"), "--out", str(out)])
+    text = out.read_text()
+    glnn = next(r for r in res["rows"] if r["method"] == "glnn")
+    acc = 100 * glnn["test_acc_mean"]
+    assert f"| cpf | glnn | MLP(128) | {acc:.2f} ± 0.00 | 1 | 80.54 | {acc - 80.54:+.2f} |" in text
+    assert "| cpf | teacher | SAGE(128) |" in text
