@@ -19,12 +19,13 @@ def add_protocol_args(parser) -> None:
                         help="common (default): every recipe into the same --student on the data's split; "
                              "published: each recipe with the split, preprocessing, teacher, student and "
                              "hyperparameters of its paper (docs/protocols.md); --methods picks among "
-                             "glnn, nosmog, graphmlp, kd, lsp, gsp, gcrd, kd_gcrd (default all)")
+                             "glnn, nosmog, graphmlp, kd, lsp, gsp, gcrd, kd_gcrd (default all), --student gcn "
+                             "or sage keeps one of the GNN students")
 
 
 def _check_flags(args) -> None:
     """The published protocol fixes the models and the setting: flags that would change them fail."""
-    clashes = [("--teacher", args.teacher), ("--student", args.student),
+    clashes = [("--teacher", args.teacher),
                ("--setting inductive", args.setting != "transductive"), ("--missing-rate", args.missing_rate),
                ("--distributed", args.distributed), ("--sampled", getattr(args, "sampled", False)),
                ("--fairness", args.fairness)]
@@ -32,6 +33,21 @@ def _check_flags(args) -> None:
         if given:
             raise ValueError(f"--protocol published sets the models and setting of each recipe; drop {flag} "
                              "(or use --protocol common)")
+
+
+def _published_students(text):
+    """``--student gcn`` under the published protocol: names (no widths) of the published students to
+    keep (the gnn setting has GCN and SAGE); anything else fails."""
+    if not text:
+        return None
+    from gkdfast.cli import _split_list
+
+    names = _split_list(text, "student")
+    bad = [n for n in names if n.lower() not in ("gcn", "sage", "mlp", "gmlp")]
+    if bad or any(":" in n for n in names):
+        raise ValueError(f"--protocol published sets the models of each recipe; --student only picks among its "
+                         f"students by name (gcn, sage), got {text!r}")
+    return [n.lower() for n in names]
 
 
 def run_published_cli(args, device: str) -> int:
@@ -43,6 +59,7 @@ def run_published_cli(args, device: str) -> int:
 
     _check_flags(args)
     methods = _split_list(args.methods, "methods") if args.methods else None
+    students = _published_students(args.student)
     overrides = _parse_set(args.set)
     data = _load_data(args)
     published_settings(data.name, methods)  # a recipe without a published setting fails before training
@@ -53,7 +70,7 @@ def run_published_cli(args, device: str) -> int:
     with exclusive_dir(args.out, "--out folder"):
         results = run_published(data, methods=methods, seeds=list(range(args.seed, args.seed + args.seeds)),
                                 epochs=args.epochs, device=device, out=args.out, log=log, overrides=overrides,
-                                progress=not args.quiet and not args.no_progress)
+                                progress=not args.quiet and not args.no_progress, students=students)
         print(format_table(results))
         save_json(results, os.path.join(args.out, "results.json"))
         save_png(results, os.path.join(args.out, "results.png"))

@@ -118,9 +118,21 @@ def test_cli_published_writes_results_with_the_protocol_recorded(tmp_path):
 
 
 def test_cli_published_rejects_flags_that_would_change_its_models(tmp_path, capsys):
-    rc, _ = _cli(tmp_path, "bad", "--protocol", "published", "--student", "gcn")
+    rc, _ = _cli(tmp_path, "bad", "--protocol", "published", "--teacher", "gcn")
     assert rc == 2
-    assert "drop --student" in capsys.readouterr().err
+    assert "drop --teacher" in capsys.readouterr().err
+    rc, _ = _cli(tmp_path, "bad2", "--protocol", "published", "--student", "gcn:16")
+    assert rc == 2
+    assert "picks among its students" in capsys.readouterr().err
+
+
+def test_cli_published_student_picks_one_gnn_student(tmp_path):
+    rc, out = _cli(tmp_path, "gcn", "--protocol", "published", "--methods", "glnn,kd", "--student", "gcn")
+    assert rc in (0, None)
+    res = json.loads((out / "results.json").read_text())
+    models = [r["model"] for r in res["rows"]]
+    assert "GCN(64)" in models and "SAGE(64)" not in models
+    assert "MLP(128)" in models  # the cpf setting names no gcn: it keeps its student
 
 
 def test_common_protocol_is_unchanged(tmp_path):
