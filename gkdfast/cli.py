@@ -183,6 +183,10 @@ def _distill(args) -> int:
         raise ValueError(f"--device must be cpu or cuda[:i], got {device!r}")
     if args.data is not None and _is_hetero(args):  # typed graph: R-GCN / HAN models, kd / hire
         return _distill_hetero(args)
+    if args.protocol == "published":  # each recipe in its paper's setting: gkdfast/distill/protocols.py
+        from gkdfast.cli_protocol import run_published_cli
+
+        return run_published_cli(args, device)
     auto_teacher = (args.teacher or "").strip().lower() == "auto"
     teacher = None if auto_teacher else parse_model(args.teacher or "sage", dropout=0.5)
     default_students = "mlp" if args.data is not None else "mlp,gcn:16"
@@ -421,6 +425,9 @@ def build_parser() -> argparse.ArgumentParser:
     from gkdfast.cli_graph import add_graph_args
 
     add_graph_args(pd)
+    from gkdfast.cli_protocol import add_protocol_args
+
+    add_protocol_args(pd)
     pd.set_defaults(func=_cmd_distill)
 
     pg = sub.add_parser(

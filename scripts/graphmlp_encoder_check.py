@@ -17,32 +17,20 @@ Example (about 2.5 minutes per seed on 2 CPU threads)::
     python scripts/graphmlp_encoder_check.py --name citeseer --student ref --normalize --seeds 0,1
 """
 import argparse
-import dataclasses
 import os
 
 import torch
-import torch.nn as nn
-import torch.nn.functional as F
 
 from gkdfast.data import default_root, load
+from gkdfast.data.preprocess import row_normalize
 from gkdfast.distill import accuracy, recipes
-from gkdfast.nn import MLP
+from gkdfast.nn import MLP, GraphMLPEncoder
 
 
-class GraphMLPEncoder(nn.Module):
-    """Graph-MLP's encoder: Linear→GELU→LayerNorm→Dropout(0.6)→Linear (width 256); the classifier and
-    the contrastive loss both read its output (``return_hidden=True`` gives it to the recipe)."""
-
-    uses_graph = False  # an MLP: the distiller calls it without the graph
-
-    def __init__(self, f, c):
-        super().__init__()
-        self.fc1, self.fc2, self.norm, self.cls = nn.Linear(f, 256), nn.Linear(256, 256), nn.LayerNorm(256), nn.Linear(256, c)
-
-    def forward(self, x, graph=None, return_hidden=False):
-        z = self.fc2(F.dropout(self.norm(F.gelu(self.fc1(x))), 0.6, self.training))
-        logits = self.cls(z)
-        return (logits, z) if return_hidden else logits
+def make_ref_student(f, c):
+    """Graph-MLP's encoder as gkdfast ships it (``gkdfast.nn.GraphMLPEncoder``, width 256, dropout 0.6):
+    the classifier and the contrastive loss both read its output."""
+    return GraphMLPEncoder(f, 256, c, dropout=0.6)
 
 
 def run_seed(data, student, seed, alpha, tau, epochs):
@@ -50,7 +38,7 @@ def run_seed(data, student, seed, alpha, tau, epochs):
     recipe = recipes.get("graphmlp", alpha=alpha, tau=tau, epochs=epochs, patience=None,
                          proj_dim=256 if student == "ours" else None)
     make = (lambda f: MLP(f, 128, data.num_classes)) if student == "ours" else \
-        (lambda f: GraphMLPEncoder(f, data.num_classes))
+        (lambda f: make_ref_student(f, data.num_classes))
     torch.manual_seed(seed)  # the student's initial weights and dropout
     trained = recipe.fit(make, data, seed=seed)  # holds the best-validation weights
     with torch.no_grad():
@@ -72,7 +60,7 @@ def main():
     args = p.parse_args()
     data = load(args.data, name=args.name)
     if args.normalize:
-        data = dataclasses.replace(data, x=data.x / data.x.sum(1, keepdim=True).clamp_min(1e-12))
+        data = row_normalize(data)
     accs = torch.tensor([run_seed(data, args.student, int(s), args.alpha, args.tau, args.epochs)
                          for s in args.seeds.split(",")]) * 100
     print(f"{args.name} student={args.student} normalize={args.normalize} alpha={args.alpha} tau={args.tau} "

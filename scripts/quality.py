@@ -15,6 +15,7 @@ Usage (full run, for a quiet machine; hours on 2 CPU cores, see docs/results.md)
     python scripts/quality.py                                  # all datasets, 10 seeds
     python scripts/quality.py --datasets cora --seeds 2        # quick check
     python scripts/quality.py --datasets cora,citeseer --no-reference-timing --device cuda
+    python scripts/quality.py --protocol published --datasets cora,citeseer --seeds 5   # second table
 
 Runs checkpoint under ``--work`` (default ``<gkdfast cache>/quality``, i.e. ``$GKDFAST_CACHE`` or
 ``~/.cache/gkdfast``: a folder only this user can write), so a killed run resumes.
@@ -204,8 +205,26 @@ def write_markdown(all_results, args, path):
         f.write("\n".join(lines))
 
 
+def _published_main(argv):
+    """``--protocol published``: the second table (scripts/quality_published.py), not docs/results.md."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("quality_published",
+                                                  os.path.join(ROOT, "scripts", "quality_published.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.main(argv)
+
+
 def main(argv=None):
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--protocol", choices=("common", "published"), default="common")
+    if pre.parse_known_args(sys.argv[1:] if argv is None else argv)[0].protocol == "published":
+        return _published_main(sys.argv[1:] if argv is None else argv)
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--protocol", choices=("common", "published"), default="common",
+                   help="common (default): this report, docs/results.md; published: each recipe in its paper's "
+                        "setting, a second table (scripts/quality_published.py, docs/results-published-table.md)")
     p.add_argument("--datasets", default=",".join(DATASETS), help="comma-separated: " + ", ".join(DATASETS))
     p.add_argument("--seeds", type=int, default=10, help="seeds 0 .. N-1")
     p.add_argument("--seed-list", help="comma-separated seeds instead of --seeds (to split seeds over workers)")

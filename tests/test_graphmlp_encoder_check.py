@@ -45,7 +45,7 @@ def test_runs_the_graphmlp_recipe_not_its_own_loop():
     got = script.run_seed(data, "ref", 0, alpha=1.0, tau=2.0, epochs=2)
     torch.manual_seed(0)
     recipe = recipes.get("graphmlp", alpha=1.0, tau=2.0, epochs=2, patience=None, proj_dim=None)
-    trained = recipe.fit(lambda f: script.GraphMLPEncoder(f, data.num_classes), data, seed=0)
+    trained = recipe.fit(lambda f: script.make_ref_student(f, data.num_classes), data, seed=0)
     assert trained.fit.epochs == 2  # fixed epochs: no early stopping
     with torch.no_grad():
         want = accuracy(trained.model.eval()(trained.inputs), data.y, data.test_mask)

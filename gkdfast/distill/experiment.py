@@ -35,6 +35,7 @@ class ModelSpec:
     hidden: int = DEFAULT_HIDDEN
     num_layers: int = 2
     dropout: float = 0.5
+    options: Tuple[Tuple[str, object], ...] = ()  # more constructor keywords, e.g. (("heads", 4),)
 
     @property
     def label(self) -> str:
@@ -44,7 +45,7 @@ class ModelSpec:
         from gkdfast.nn import build_model
 
         return build_model(self.name, in_dim, self.hidden, num_classes, num_layers=self.num_layers,
-                           dropout=self.dropout)
+                           dropout=self.dropout, **dict(self.options))
 
 
 def parse_model(spec: str, dropout: float = 0.5, num_layers: int = 2) -> ModelSpec:
@@ -179,7 +180,26 @@ def summarize_runs(runs: Sequence[dict], *, dataset: str, num_nodes: int, num_ed
     return {"dataset": str(dataset), "num_nodes": int(num_nodes), "num_edges": int(num_edges), "rows": rows}
 
 
-def run_experiment(data, *, teacher: ModelSpec, students: Sequence[ModelSpec],
+def _train_teacher(teacher, d, train_data, graph, y, test, seed, dev, epochs, teacher_params, ckpt, cache_dir,
+                   progress, record, log):
+    """One seed's teacher: supervised, early-stopped on validation accuracy, recorded as the teacher
+    row; returns its outputs on what the students may see (cached on disk)."""
+    torch.manual_seed(seed)
+    tmodel = teacher.build(d.x.size(1), d.num_classes)
+    trecipe = _recipes.NoKD(**dict({"epochs": epochs} if epochs else {}, **(teacher_params or {})))
+    tt = trecipe.fit(lambda f: tmodel, train_data, None, seed, device=dev,
+                     checkpoint_dir=ckpt(f"seed{seed}", "teacher"), progress=progress,
+                     desc=f"seed {seed}: teacher {teacher.label}")
+    tlogits = call_model(tmodel.eval(), d.x.to(dev), graph, True, False)[0]  # the full graph
+    tacc = accuracy(tlogits.cpu(), y, test)
+    record("teacher", teacher.label, tacc, tt.seconds, inference_ms_per_1k(tmodel, d.x.to(dev), graph, True),
+           seed, tt.fit, tlogits, test)
+    log(f"seed {seed}  teacher {teacher.label:<10} test acc {tacc:.4f}  ({tt.seconds:.1f}s)")
+    # The students are matched to the teacher's outputs on what they may see.
+    return teacher_outputs(tmodel, train_data.x.to(dev), train_data.graph.to(dev), cache_dir=cache_dir, device=dev)
+
+
+def run_experiment(data, *, teacher: Optional[ModelSpec], students: Sequence[ModelSpec],
                    methods: Union[Sequence[str], Dict[str, Sequence[str]]],
                    seeds: Sequence[int] = (0,), epochs: Optional[int] = None, device="cpu",
                    out: Optional[str] = None, cache_dir: Optional[str] = None, progress: bool = False,
@@ -191,7 +211,8 @@ def run_experiment(data, *, teacher: ModelSpec, students: Sequence[ModelSpec],
 
     Args:
         data: a :class:`gkdfast.data.GraphData`.
-        teacher: teacher :class:`ModelSpec`.  students: student specs (each gets a "none" row and a
+        teacher: teacher :class:`ModelSpec`, or ``None`` when every method is teacher-free (no
+            teacher row; e.g. Graph-MLP's published setting).  students: student specs (each gets a "none" row and a
             row per method).  methods: recipe names (see :func:`gkdfast.distill.recipes.names`), or a
             dict from a student's ``label`` (e.g. ``"MLP(128)"``) to its own list.
         seeds: one run of everything per seed.  epochs: override every recipe's maximum epochs.
@@ -288,21 +309,9 @@ def run_experiment(data, *, teacher: ModelSpec, students: Sequence[ModelSpec],
             raise ValueError(f"the split of seed {seed} leaves no training or no test node "
                              f"({int(d.train_mask.sum())} train, {int(test.sum())} test"
                              f"{', inductive' if inductive else ''})")
-        # Teacher ---------------------------------------------------------------------------------
-        torch.manual_seed(seed)
-        tmodel = teacher.build(d.x.size(1), d.num_classes)
-        trecipe = _recipes.NoKD(**dict({"epochs": epochs} if epochs else {}, **(teacher_params or {})))
-        tt = trecipe.fit(lambda f: tmodel, train_data, None, seed, device=dev,
-                         checkpoint_dir=ckpt(f"seed{seed}", "teacher"), progress=progress,
-                         desc=f"seed {seed}: teacher {teacher.label}")
-        tlogits = call_model(tmodel.eval(), d.x.to(dev), graph, True, False)[0]  # the full graph
-        tacc = accuracy(tlogits.cpu(), y, test)
-        record("teacher", teacher.label, tacc, tt.seconds, inference_ms_per_1k(tmodel, d.x.to(dev), graph, True),
-               seed, tt.fit, tlogits, test)
-        log(f"seed {seed}  teacher {teacher.label:<10} test acc {tacc:.4f}  ({tt.seconds:.1f}s)")
-        # The students are matched to the teacher's outputs on what they may see.
-        tout = teacher_outputs(tmodel, train_data.x.to(dev), train_data.graph.to(dev), cache_dir=cache_dir,
-                               device=dev)
+        tout = None if teacher is None else _train_teacher(
+            teacher, d, train_data, graph, y, test, seed, dev, epochs, teacher_params, ckpt, cache_dir, progress,
+            record, log)
 
         # Students --------------------------------------------------------------------------------
         for spec in students:

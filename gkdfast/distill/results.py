@@ -5,6 +5,7 @@ student without KD, one per (student, recipe))::
 
     {"dataset": str, "num_nodes": int, "num_edges": int,
      "stages": [{"stage": str, "seconds": float, ...}, ...],      # optional: the out-of-core pipeline's
+     "protocol": {"name": "published", "settings": [...]},        # optional: gkdfast.distill.protocols
      "rows": [{"method": str, "model": str, "test_acc_mean": float, "test_acc_std": float,
                "test_acc": [float, ...], "train_seconds": float, "inference_ms_per_1k_nodes": float,
                # only when the data has a sensitive attribute (gkdfast.distill.fairness), every row:
@@ -52,8 +53,11 @@ def validate(results: dict) -> None:
         ...
         ValueError: results: test_acc of none must be fractions in [0, 1]
     """
-    if not isinstance(results, dict) or set(results) - {"stages"} != {"dataset", "num_nodes", "num_edges", "rows"}:
-        raise ValueError("results: expected keys dataset, num_nodes, num_edges, rows (and optionally stages)")
+    if not isinstance(results, dict) or set(results) - {"stages", "protocol"} != {"dataset", "num_nodes", "num_edges",
+                                                                                 "rows"}:
+        raise ValueError("results: expected keys dataset, num_nodes, num_edges, rows (and optionally stages, protocol)")
+    if "protocol" in results and not (isinstance(results["protocol"], dict) and "name" in results["protocol"]):
+        raise ValueError("results: protocol must be a dict with a 'name'")
     if "stages" in results and not (isinstance(results["stages"], list)
                                     and all(isinstance(s, dict) and "stage" in s for s in results["stages"])):
         raise ValueError("results: stages must be a list of dicts with a 'stage' name")

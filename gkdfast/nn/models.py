@@ -19,6 +19,7 @@ from gkdfast.nn.block_forward import layer_on_block
 from gkdfast.nn.gat_conv import GATConv
 from gkdfast.nn.gcn_conv import GCNConv
 from gkdfast.nn.gin_conv import GINConv
+from gkdfast.nn.graphmlp_encoder import GraphMLPEncoder
 from gkdfast.nn.sage_conv import SAGEConv
 
 __all__ = ["GCN", "SAGE", "GAT", "GIN", "MLP", "build_model"]
@@ -251,11 +252,12 @@ class MLP(_Stack):
         return layer(x)
 
 
-_MODELS = {"gcn": GCN, "sage": SAGE, "graphsage": SAGE, "gat": GAT, "gin": GIN, "mlp": MLP}
+_MODELS = {"gcn": GCN, "sage": SAGE, "graphsage": SAGE, "gat": GAT, "gin": GIN, "mlp": MLP,
+           "gmlp": GraphMLPEncoder}  # gmlp: Graph-MLP's encoder (Linear-GELU-LayerNorm-Dropout-Linear)
 
 
 def build_model(name: str, in_channels: int, hidden_channels: int, out_channels: int, **kwargs) -> nn.Module:
-    """Builds a model by name: ``gcn``, ``sage`` (alias ``graphsage``), ``gat``, ``gin`` or ``mlp``
+    """Builds a model by name: ``gcn``, ``sage`` (alias ``graphsage``), ``gat``, ``gin``, ``mlp`` or ``gmlp``
     (case-insensitive); ``kwargs`` go to its constructor (``num_layers``, ``dropout``, ``heads`` ...).
 
     Example:
@@ -277,6 +279,6 @@ def model_names() -> List[str]:
 
     Example:
         >>> model_names()
-        ['gat', 'gcn', 'gin', 'graphsage', 'mlp', 'sage']
+        ['gat', 'gcn', 'gin', 'gmlp', 'graphsage', 'mlp', 'sage']
     """
     return sorted(_MODELS)

@@ -9,7 +9,7 @@ from gkdfast.ops import spmm
 
 __all__ = ["SAGEConv"]
 
-_AGGRS = ("mean", "sum", "max", "min")
+_AGGRS = ("mean", "sum", "max", "min", "gcn")
 
 
 class SAGEConv(nn.Module):
@@ -21,7 +21,9 @@ class SAGEConv(nn.Module):
     Args:
         in_channels: ``F``.  out_channels: ``C``.
         aggr: ``"mean"`` (default), ``"sum"``, ``"max"`` or ``"min"``; nodes without in-edges
-            aggregate to 0 (so they get ``lin_l``'s bias), as in PyG.
+            aggregate to 0 (so they get ``lin_l``'s bias), as in PyG.  ``"gcn"``: DGL's GCN aggregator,
+            ``lin_l(mean of x over the in-neighbours and the node itself)``, no ``lin_r`` (the SAGE
+            teacher of GLNN / NOSMOG).
         root_weight: add ``lin_r(x)``.  bias: bias of ``lin_l``.
 
     Shapes:
@@ -43,6 +45,7 @@ class SAGEConv(nn.Module):
         self.in_channels, self.out_channels = in_channels, out_channels
         self.aggr, self.root_weight = aggr, root_weight
         self.lin_l = nn.Linear(in_channels, out_channels, bias=bias)
+        self.root_weight = root_weight = root_weight and aggr != "gcn"  # "gcn" has the node in its mean instead
         self.lin_r = nn.Linear(in_channels, out_channels, bias=False) if root_weight else None
 
     def reset_parameters(self) -> None:
@@ -53,6 +56,9 @@ class SAGEConv(nn.Module):
     def forward(self, x: Tensor, graph: Graph) -> Tensor:
         check_input("SAGEConv", x, graph, self.in_channels)
         g = csr_view(graph) if graph.edge_weight is not None else graph  # drop weights, as PyG
+        if self.aggr == "gcn":  # DGL's "gcn" aggregator: mean over the neighbours and the node itself
+            deg = graph.in_degree(x.dtype).to(x.device).unsqueeze(1)
+            return self.lin_l((spmm(g, x, "sum") + x) / (deg + 1.0))
         if self.aggr in ("mean", "sum") and self.out_channels < self.in_channels:
             out = spmm(g, x @ self.lin_l.weight.t(), self.aggr)
             if self.lin_l.bias is not None:

@@ -34,12 +34,12 @@ from gkdfast.distill.recipes.oad import OAD
 from gkdfast.distill.recipes.mlp_students import NOSMOG, GraphMLP
 from gkdfast.distill.recipes.sail import SAIL
 from gkdfast.distill.recipes.t2gnn import T2GNN
-from gkdfast.distill.recipes.representation import GCRD, GSPRecipe, LSPRecipe
+from gkdfast.distill.recipes.representation import GCRD, KDGCRD, GSPRecipe, LSPRecipe
 
-__all__ = ["Recipe", "Trained", "NoKD", "KD", "GLNN", "LSPRecipe", "GSPRecipe", "GCRD", "NOSMOG", "GraphMLP",
+__all__ = ["Recipe", "Trained", "NoKD", "KD", "GLNN", "LSPRecipe", "GSPRecipe", "GCRD", "KDGCRD", "NOSMOG", "GraphMLP",
            "ColdBrew", "ColdBrewStudent", "GSDN", "TAEnsemble", "OAD", "FreeKD", "T2GNN", "SAIL", "RECIPES", "get", "names"]
 
-RECIPES = {r.name: r for r in (NoKD, KD, GLNN, LSPRecipe, GSPRecipe, GCRD, NOSMOG, GraphMLP, ColdBrew,
+RECIPES = {r.name: r for r in (NoKD, KD, GLNN, LSPRecipe, GSPRecipe, GCRD, KDGCRD, NOSMOG, GraphMLP, ColdBrew,
                                 GSDN, TAEnsemble, OAD, FreeKD, T2GNN, SAIL)}
 
 def names() -> List[str]:
@@ -62,7 +62,7 @@ def get(name: str, **overrides) -> Recipe:
     key = str(name).strip().lower().replace("-", "").replace("_", "")
     aliases = {"gcrd": "gcrd", "crd": "gcrd", "graphmlp": "graphmlp", "gmlp": "graphmlp", "nokd": "none",
                "hinton": "kd", "vanilla": "kd", "taensemble": "ta_ensemble", "ta": "ta_ensemble",
-               "t2gnn": "t2gnn", "t2gcn": "t2gnn"}
+               "t2gnn": "t2gnn", "t2gcn": "t2gnn", "kdgcrd": "kd_gcrd", "kd+gcrd": "kd_gcrd"}
     key = aliases.get(key, key)
     if key not in RECIPES:
         raise ValueError(f"unknown method {name!r}; known: {', '.join(RECIPES)}")

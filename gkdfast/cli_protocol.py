@@ -1,0 +1,78 @@
+"""``gkdfast distill --protocol published``: every recipe in the setting it was published in.
+
+Kept apart from :mod:`gkdfast.cli`, which only adds ``--protocol`` and hands over here.  The settings
+(split, preprocessing, teacher, students, hyperparameters per recipe and dataset) are in
+:mod:`gkdfast.distill.protocols`; ``docs/protocols.md`` explains them.  Prints the usual table and
+writes ``OUT/results.json`` (with a ``protocol`` entry naming each setting) and ``OUT/results.png``.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+__all__ = ["add_protocol_args", "run_published_cli"]
+
+
+def add_protocol_args(parser) -> None:
+    """Adds ``--protocol`` to the ``distill`` sub-parser."""
+    parser.add_argument("--protocol", choices=("common", "published"), default="common",
+                        help="common (default): every recipe into the same --student on the data's split; "
+                             "published: each recipe with the split, preprocessing, teacher, student and "
+                             "hyperparameters of its paper (docs/protocols.md); --methods picks among "
+                             "glnn, nosmog, graphmlp, kd, lsp, gsp, gcrd, kd_gcrd (default all), --student gcn "
+                             "or sage keeps one of the GNN students")
+
+
+def _check_flags(args) -> None:
+    """The published protocol fixes the models and the setting: flags that would change them fail."""
+    clashes = [("--teacher", args.teacher),
+               ("--setting inductive", args.setting != "transductive"), ("--missing-rate", args.missing_rate),
+               ("--distributed", args.distributed), ("--sampled", getattr(args, "sampled", False)),
+               ("--fairness", args.fairness)]
+    for flag, given in clashes:
+        if given:
+            raise ValueError(f"--protocol published sets the models and setting of each recipe; drop {flag} "
+                             "(or use --protocol common)")
+
+
+def _published_students(text):
+    """``--student gcn`` under the published protocol: names (no widths) of the published students to
+    keep (the gnn setting has GCN and SAGE); anything else fails."""
+    if not text:
+        return None
+    from gkdfast.cli import _split_list
+
+    names = _split_list(text, "student")
+    bad = [n for n in names if n.lower() not in ("gcn", "sage", "mlp", "gmlp")]
+    if bad or any(":" in n for n in names):
+        raise ValueError(f"--protocol published sets the models of each recipe; --student only picks among its "
+                         f"students by name (gcn, sage), got {text!r}")
+    return [n.lower() for n in names]
+
+
+def run_published_cli(args, device: str) -> int:
+    """Runs :func:`gkdfast.distill.protocols.run_published` for ``gkdfast distill`` and writes the results."""
+    from gkdfast._io import exclusive_dir
+    from gkdfast.cli import _load_data, _parse_set, _split_list
+    from gkdfast.distill.protocols import published_settings, run_published
+    from gkdfast.distill.results import format_table, save_json, save_png
+
+    _check_flags(args)
+    methods = _split_list(args.methods, "methods") if args.methods else None
+    students = _published_students(args.student)
+    overrides = _parse_set(args.set)
+    data = _load_data(args)
+    published_settings(data.name, methods)  # a recipe without a published setting fails before training
+    log = (lambda s: None) if args.quiet else (lambda s: print(s, file=sys.stderr, flush=True))
+    log(f"{data.name}: {data.num_nodes} nodes, {data.graph.num_edges} edges, {data.x.size(1)} features, "
+        f"{data.num_classes} classes; split {data.extras.get('split', 'given')}; device {device}; published protocol")
+    os.makedirs(args.out, exist_ok=True)
+    with exclusive_dir(args.out, "--out folder"):
+        results = run_published(data, methods=methods, seeds=list(range(args.seed, args.seed + args.seeds)),
+                                epochs=args.epochs, device=device, out=args.out, log=log, overrides=overrides,
+                                progress=not args.quiet and not args.no_progress, students=students)
+        print(format_table(results))
+        save_json(results, os.path.join(args.out, "results.json"))
+        save_png(results, os.path.join(args.out, "results.png"))
+    print(f"wrote {os.path.join(args.out, 'results.json')} and {os.path.join(args.out, 'results.png')}")
+    return 0

@@ -1,0 +1,191 @@
+"""``gkdfast distill --protocol published`` (gkdfast.distill.protocols): the CPF split on the largest
+connected component, Graph-MLP's preprocessing and encoder, the CLI's results.json, and the default
+common protocol left as it was."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from gkdfast.data import GraphData, csbm
+from gkdfast.data.preprocess import largest_connected_component, row_normalize
+from gkdfast.distill.experiment import parse_model, run_experiment, seed_split
+from gkdfast.distill.protocols import PUBLISHED_METHODS, prepare, published_settings
+from gkdfast.graph import Graph
+
+
+def _two_components(n_big=400, n_small=30, classes=4):
+    """A csbm graph of ``n_big`` nodes plus a path of ``n_small`` nodes not connected to it."""
+    big = csbm(num_nodes=n_big, num_classes=classes, feature_dim=8, seed=0)
+    ei = big.graph.edge_index.long()
+    path = torch.arange(n_big, n_big + n_small - 1)
+    small = torch.cat([torch.stack([path, path + 1]), torch.stack([path + 1, path])], dim=1)
+    n = n_big + n_small
+    y = torch.cat([big.y, torch.arange(n_small) % classes])
+    mask = torch.zeros(n, dtype=torch.bool)
+    return GraphData(Graph(torch.cat([ei, small], dim=1), n), torch.cat([big.x, torch.rand(n_small, 8)]), y,
+                     mask, mask.clone(), mask.clone(), classes, "toy")
+
+
+def test_cpf_split_is_20_30_per_class_inside_the_largest_component():
+    data = _two_components()
+    cpf = published_settings("cora", ["glnn"])[0]
+    d = prepare(data, cpf)
+    assert d.num_nodes == 400 and d.extras["lcc_nodes"].tolist() == list(range(400))
+    for seed in (0, 1):
+        s = seed_split(d, seed)
+        for c in range(4):
+            assert int((s.train_mask & (s.y == c)).sum()) == 20
+            assert int((s.val_mask & (s.y == c)).sum()) == 30
+        assert int(s.test_mask.sum()) == 400 - 4 * 50
+        assert not bool((s.train_mask & s.val_mask).any() or (s.train_mask & s.test_mask).any())
+    a, b = seed_split(d, 0), seed_split(d, 1)
+    assert bool((a.train_mask != b.train_mask).any())  # a fresh split per seed
+    # The component's edges survive, the path's are gone.
+    assert d.graph.num_edges == data.graph.num_edges - 2 * 29
+
+
+def test_largest_component_slices_every_node_field():
+    data = _two_components()
+    data.train_mask[[0, 410]] = True
+    d = largest_connected_component(data)
+    assert d.train_mask.tolist().count(True) == 1 and bool(d.train_mask[0])
+    assert torch.equal(d.x, data.x[:400]) and torch.equal(d.y, data.y[:400])
+
+
+def test_row_normalize_rows_sum_to_one_and_zero_rows_stay_zero():
+    d = csbm(num_nodes=200, feature_dim=6, seed=0)
+    x = d.x.clone()
+    x[3] = 0.0
+    out = row_normalize(GraphData(d.graph, x, d.y, d.train_mask, d.val_mask, d.test_mask, d.num_classes))
+    sums = out.x.abs().sum(1)
+    assert torch.allclose(sums[torch.arange(200) != 3], torch.ones(199), atol=1e-6)
+    assert float(out.x[3].abs().sum()) == 0.0
+    assert torch.allclose(out.x[0] * x[0].abs().sum(), x[0], atol=1e-6)  # a scaling, not a reshuffle
+
+
+def test_graphmlp_setting_uses_its_encoder_in_order_and_row_normalised_features():
+    s = published_settings("citeseer", ["graphmlp"])[0]
+    assert s.key == "graphmlp" and s.row_normalize and s.teacher is None
+    model = s.students[0].build(10, 3)
+    layers = [type(m).__name__ for m in model.encoder]
+    assert layers == ["Linear", "GELU", "LayerNorm", "Dropout", "Linear"]
+    assert model.encoder[3].p == 0.6 and model.encoder[0].out_features == 256
+    model.eval()
+    x = torch.randn(5, 10)
+    logits, z = model(x, return_hidden=True)
+    assert torch.allclose(z, model.encoder(x)) and torch.allclose(logits, model.classifier(z))
+    kw = s.overrides["graphmlp"]  # CiteSeer: alpha 1, tau_GraphMLP 0.5 (ours divides: 2.0), no projection
+    assert (kw["alpha"], kw["tau"], kw["proj_dim"], kw["epochs"], kw["patience"]) == (1.0, 2.0, None, 400, None)
+
+
+def test_published_settings_group_the_recipes_and_reject_unknown_ones():
+    keys = [s.key for s in published_settings("cora")]
+    assert keys == ["cpf", "graphmlp", "gnn"]
+    gnn = published_settings("cora", ["gcrd", "kd+gcrd"])[0]
+    assert gnn.methods == ("gcrd", "kd_gcrd") and gnn.teacher.name == "gat" and gnn.teacher.num_layers == 3
+    assert [x.name for x in gnn.students] == ["gcn", "sage"]
+    assert set(PUBLISHED_METHODS) >= {"glnn", "nosmog", "graphmlp", "lsp", "gsp", "gcrd", "kd_gcrd"}
+    with pytest.raises(ValueError, match="no published setting for 'coldbrew'"):
+        published_settings("cora", ["coldbrew"])
+
+
+def _cli(tmp_path, name, *extra):
+    from gkdfast.cli import main
+
+    out = tmp_path / name
+    rc = main(["distill", "--nodes", "500", "--epochs", "2", "--seeds", "1", "--no-progress", "--quiet",
+               "--device", "cpu", "--out", str(out), *extra])
+    return rc, out
+
+
+def test_cli_published_writes_results_with_the_protocol_recorded(tmp_path):
+    from gkdfast.distill.results import validate
+
+    rc, out = _cli(tmp_path, "pub", "--protocol", "published", "--methods", "glnn,graphmlp,kd_gcrd")
+    assert rc in (0, None)
+    res = json.loads((out / "results.json").read_text())
+    validate(res)
+    proto = res["protocol"]
+    assert proto["name"] == "published"
+    assert [s["key"] for s in proto["settings"]] == ["cpf", "graphmlp", "gnn"]
+    assert proto["settings"][0]["lcc"] and proto["settings"][1]["row_normalize"]
+    rows = {(r["method"], r["model"]) for r in res["rows"]}
+    assert {("teacher", "SAGE(128)"), ("glnn", "MLP(128)"), ("graphmlp", "GMLP(256)"), ("teacher", "GAT(256)"),
+            ("kd_gcrd", "GCN(64)"), ("kd_gcrd", "SAGE(64)")} <= rows
+    assert ("teacher", "GMLP(256)") not in rows  # Graph-MLP trains without a teacher
+
+
+def test_cli_published_rejects_flags_that_would_change_its_models(tmp_path, capsys):
+    rc, _ = _cli(tmp_path, "bad", "--protocol", "published", "--teacher", "gcn")
+    assert rc == 2
+    assert "drop --teacher" in capsys.readouterr().err
+    rc, _ = _cli(tmp_path, "bad2", "--protocol", "published", "--student", "gcn:16")
+    assert rc == 2
+    assert "picks among its students" in capsys.readouterr().err
+
+
+def test_cli_published_student_picks_one_gnn_student(tmp_path):
+    rc, out = _cli(tmp_path, "gcn", "--protocol", "published", "--methods", "glnn,kd", "--student", "gcn")
+    assert rc in (0, None)
+    res = json.loads((out / "results.json").read_text())
+    models = [r["model"] for r in res["rows"]]
+    assert "GCN(64)" in models and "SAGE(64)" not in models
+    assert "MLP(128)" in models  # the cpf setting names no gcn: it keeps its student
+
+
+def test_common_protocol_is_unchanged(tmp_path):
+    """``--protocol common`` is the default and gives the same rows as the experiment run directly."""
+    rc_a, a = _cli(tmp_path, "default", "--student", "mlp:16", "--methods", "glnn,gcrd")
+    rc_b, b = _cli(tmp_path, "common", "--protocol", "common", "--student", "mlp:16", "--methods", "glnn,gcrd")
+    assert rc_a in (0, None) and rc_b in (0, None)
+    ra, rb = (json.loads((p / "results.json").read_text()) for p in (a, b))
+    assert "protocol" not in ra and "protocol" not in rb
+    key = [(r["method"], r["model"], r["test_acc"]) for r in ra["rows"]]
+    assert key == [(r["method"], r["model"], r["test_acc"]) for r in rb["rows"]]
+    direct = run_experiment(csbm(num_nodes=500, seed=0), teacher=parse_model("sage"),
+                            students=[parse_model("mlp:16")], methods=["glnn", "gcrd"], seeds=[0], epochs=2)
+    assert key == [(r["method"], r["model"], r["test_acc"]) for r in direct["rows"]]
+    assert [m for m, _, _ in key] == ["teacher", "none", "glnn", "gcrd"]
+
+
+def test_cpf_teacher_uses_the_gcn_aggregator_mean_over_neighbours_and_self():
+    from gkdfast.nn import SAGEConv
+
+    teacher = published_settings("cora", ["glnn"])[0].teacher
+    assert dict(teacher.options) == {"aggr": "gcn"}
+    g = Graph(torch.tensor([[0, 1, 2, 2], [1, 2, 0, 1]]), 4)  # node 3 has no in-edge
+    conv = SAGEConv(3, 2, aggr="gcn")
+    assert conv.lin_r is None  # the node is inside the mean, no separate root weight
+    x = torch.randn(4, 3)
+    adj = torch.zeros(4, 4)
+    adj[g.edge_index[1], g.edge_index[0]] = 1.0
+    want = conv.lin_l(((adj + torch.eye(4)) @ x) / (adj.sum(1, keepdim=True) + 1))
+    assert torch.allclose(conv(x, g), want, atol=1e-5)
+
+
+def test_quality_published_table_puts_the_paper_figure_beside_ours(tmp_path):
+    """scripts/quality.py --protocol published --from-json: one row per (method, model), the published
+    figure and the gap beside our mean; docs/results.md is not written."""
+    import dataclasses
+    import importlib.util
+    import os
+
+    from conftest import REPO
+    from gkdfast.distill.protocols import run_published
+    from gkdfast.distill.results import save_json
+
+    data = dataclasses.replace(csbm(num_nodes=500, seed=0), name="cora")
+    res = run_published(data, methods=["glnn"], epochs=2)
+    save_json(res, str(tmp_path / "results.json"))
+    spec = importlib.util.spec_from_file_location("quality_script", os.path.join(REPO, "scripts", "quality.py"))
+    quality = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(quality)
+    out = tmp_path / "table.md"
+    quality.main(["--protocol", "published", "--from-json", str(tmp_path / "*.json"), "--out", str(out)])
+    text = out.read_text()
+    glnn = next(r for r in res["rows"] if r["method"] == "glnn")
+    acc = 100 * glnn["test_acc_mean"]
+    assert f"| cpf | glnn | MLP(128) | {acc:.2f} ± 0.00 | 1 | 80.54 | {acc - 80.54:+.2f} |" in text
+    assert "| cpf | teacher | SAGE(128) |" in text
