@@ -3,7 +3,7 @@
 # gkdfast namespace has a CUDA kernel registered.  CI runs it after the tests.
 #
 #   1. .venv-cuda (gitignored) with torch 2.14.1+cu130, created or refreshed; GKDFAST_CUDA_VENV
-#      points at an existing environment instead (local development: /work/venv-cuda).
+#      points at an existing environment instead (local development: a venv beside the checkout).
 #   2. The real CUDA toolkit root (scripts/cuda_home.sh: the nvcc on PATH may be a wrapper script,
 #      which is read for the binary it execs; else /usr/local/cuda*; CUDA_HOME, when set, wins).
 #   3. gkdfast._C built with GKDFAST_CUDA=1 for sm_90 into build/cuda-lib (never in place: the CPU
