@@ -63,5 +63,7 @@ class PGE(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         s = self.logits(x)
-        adj = torch.sigmoid((s + s.t()) / 2)
-        return adj - torch.diag_embed(adj.diagonal())  # no self-loops: the GCN normalisation adds them
+        # Mirror the strict upper triangle: exactly symmetric (an elementwise sigmoid may round equal
+        # inputs differently in its vector body and scalar tail) and no self-loops (GCN adds them).
+        upper = torch.sigmoid((s + s.t()) / 2).triu(1)
+        return upper + upper.t()
