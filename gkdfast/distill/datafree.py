@@ -27,7 +27,8 @@ from gkdfast.data.batching import GraphBatch
 from gkdfast.graph import Graph
 from gkdfast.nn.graph_models import WEIGHTED_CONVS
 
-__all__ = ["GraphGenerator", "DFADConfig", "BNStatistics", "distill_dfad", "feature_layout", "complete_block_graph"]
+__all__ = ["GraphGenerator", "DFADConfig", "BNStatistics", "distill_dfad", "feature_layout", "feature_metadata",
+           "complete_block_graph"]
 
 
 def feature_layout(x: Tensor) -> int:
@@ -43,6 +44,22 @@ def feature_layout(x: Tensor) -> int:
         if bool(((block == 0) | (block == 1)).all()) and bool((block.sum(1) == 1).all()):
             return k
     return 0
+
+
+def feature_metadata(x: Tensor):
+    """``(k, mean, std)`` of node features ``x`` ``[N, F]``: the one-hot block width
+    (:func:`feature_layout`) and the continuous columns' mean / std (std at least 1e-3; both None when
+    there are no continuous columns): the feature *metadata* data-free generators may use, no graph.
+
+    Example:
+        >>> feature_metadata(torch.tensor([[0., 1., 0.5], [1., 0., 1.5]]))[0]
+        2
+    """
+    k = feature_layout(x)
+    cont = x[:, k:]
+    if not cont.size(1):
+        return k, None, None
+    return k, cont.mean(0), cont.std(0).clamp_min(1e-3)
 
 
 def complete_block_graph(num_graphs: int, n: int, device=None) -> Graph:

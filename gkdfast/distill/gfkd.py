@@ -47,7 +47,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gkdfast.data.batching import GraphBatch, select_graphs
-from gkdfast.distill.datafree import BNStatistics, feature_layout
+from gkdfast.distill.datafree import BNStatistics, feature_metadata
 from gkdfast.distill.graph_level import kd_loss
 from gkdfast.graph import Graph
 
@@ -254,10 +254,7 @@ def fake_graphs_for(dataset, cfg: GFKDConfig, seed: int = 0) -> FakeGraphs:
     g = cfg.num_graphs or max(dataset.num_classes, int(0.7 * len(dataset)))
     sizes = torch.randint(cfg.min_nodes, cfg.max_nodes, (g,), generator=gen)
     targets = (torch.arange(g) % dataset.num_classes)[torch.randperm(g, generator=gen)]
-    k = feature_layout(dataset.x)
-    cont = dataset.x[:, k:]
-    mean = cont.mean(0) if cont.size(1) else None
-    std = cont.std(0).clamp_min(1e-3) if cont.size(1) else None
+    k, mean, std = feature_metadata(dataset.x)
     if cfg.init_logit is not None:
         return FakeGraphs(sizes, dataset.x.size(1), k, targets, cfg.init_logit, mean, std, gen)
     # Start the deterministic structure 1[phi >= 0] at the real graphs' mean pair density rho (counts

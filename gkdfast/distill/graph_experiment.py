@@ -19,7 +19,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 import torch
 
 from gkdfast.data.batching import stratified_kfold
-from gkdfast.distill.datafree import DFADConfig, GraphGenerator, distill_dfad, feature_layout
+from gkdfast.distill.datafree import DFADConfig, GraphGenerator, distill_dfad, feature_metadata
 from gkdfast.distill.gfkd import GFKDConfig, distill_gfkd, gfkd_transfer_set
 from gkdfast.distill.graph_level import (GraphTrainConfig, graph_accuracy, inference_ms_per_1k_nodes,
                                          split_validation, train_graph_classifier)
@@ -75,10 +75,7 @@ def dfad_generator_for(dataset, train_idx, cfg: DFADConfig) -> GraphGenerator:
         >>> g.onehot_dim, g.cont_dim
         (3, 1)
     """
-    k = feature_layout(dataset.x)
-    cont = dataset.x[:, k:]
-    mean = cont.mean(0) if cont.size(1) else None
-    std = cont.std(0).clamp_min(1e-3) if cont.size(1) else None
+    k, mean, std = feature_metadata(dataset.x)
     return GraphGenerator(cfg.z_dim, cfg.num_nodes, k, dataset.x.size(1) - k, tau=cfg.tau, cont_mean=mean,
                           cont_std=std, num_classes=dataset.num_classes if cfg.conditional else 0)
 
