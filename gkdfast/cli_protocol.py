@@ -20,7 +20,8 @@ def add_protocol_args(parser) -> None:
                              "published: each recipe with the split, preprocessing, teacher, student and "
                              "hyperparameters of its paper (docs/protocols.md); --methods picks among "
                              "glnn, nosmog, graphmlp, kd, lsp, gsp, gcrd, kd_gcrd (default all), --student gcn "
-                             "or sage keeps one of the GNN students")
+                             "or sage keeps one of the GNN students, --set teacher.KEY=VALUE changes the "
+                             "teacher (model, hidden, num_layers, dropout, heads, input_dropout, lr, ...)")
 
 
 def _check_flags(args) -> None:
@@ -31,8 +32,9 @@ def _check_flags(args) -> None:
                ("--fairness", args.fairness)]
     for flag, given in clashes:
         if given:
+            hint = " (--set teacher.KEY=VALUE changes the teacher, e.g. teacher.hidden=64)" if flag == "--teacher" else ""
             raise ValueError(f"--protocol published sets the models and setting of each recipe; drop {flag} "
-                             "(or use --protocol common)")
+                             f"(or use --protocol common){hint}")
 
 
 def _published_students(text):

@@ -224,6 +224,29 @@ def test_mlp_ignores_graph():
     _close(mlp(x), mlp(x, graph))
 
 
+@pytest.mark.parametrize("name", ["gcn", "sage", "gat", "gin", "mlp"])
+def test_input_dropout_drops_input_features_in_training_only(name):
+    """``input_dropout`` zeroes input entries before the first layer (training), not in eval; 0 (the
+    default) changes nothing; a value outside [0, 1) is an error."""
+    graph, x, _ = _toy_problem()
+    torch.manual_seed(0)
+    model = gnn.build_model(name, x.size(1), 16, 3, dropout=0.0, input_dropout=0.5)
+    first = model.layers[0]
+    seen = []
+    first.register_forward_pre_hook(lambda mod, args: seen.append(args[0].detach().clone()))
+    model.train()(x, graph)
+    zeroed = (seen[-1] == 0) & (x != 0)
+    assert 0.3 < zeroed.float().mean().item() < 0.7  # about half the entries dropped
+    kept = seen[-1] != 0
+    _close(seen[-1][kept], 2 * x[kept])  # survivors scaled by 1 / (1 - p)
+    model.eval()(x, graph)
+    _close(seen[-1], x)
+    plain = gnn.build_model(name, x.size(1), 16, 3, dropout=0.0)
+    assert plain.input_dropout == 0.0
+    with pytest.raises(ValueError, match="input_dropout"):
+        gnn.build_model(name, x.size(1), 16, 3, input_dropout=1.0)
+
+
 def test_gat_model_head_widths():
     m = gnn.GAT(8, 16, 3, heads=4, out_heads=2)
     assert m.layers[0].heads == 4 and m.layers[0].out_channels == 4 and m.layers[0].concat

@@ -189,3 +189,34 @@ def test_quality_published_table_puts_the_paper_figure_beside_ours(tmp_path):
     acc = 100 * glnn["test_acc_mean"]
     assert f"| cpf | glnn | MLP(128) | {acc:.2f} ± 0.00 | 1 | 80.54 | {acc - 80.54:+.2f} |" in text
     assert "| cpf | teacher | SAGE(128) |" in text
+
+
+def test_set_teacher_changes_the_teacher_of_every_setting_with_one_and_records_it(tmp_path):
+    from gkdfast.distill.protocols import with_teacher
+
+    gnn = published_settings("cora", ["kd"])[0]
+    t = with_teacher(gnn, {"hidden": 64, "num_layers": 2, "heads": 8, "input_dropout": 0.6, "lr": 0.005}).teacher
+    assert (t.name, t.hidden, t.num_layers) == ("gat", 64, 2)
+    assert dict(t.options) == {"heads": 8, "attn_dropout": 0.3, "input_dropout": 0.6}
+    changed = with_teacher(gnn, {"lr": 0.005, "patience": 50})
+    assert changed.teacher == gnn.teacher and changed.teacher_params["lr"] == 0.005
+    assert changed.teacher_params["patience"] == 50 and changed.teacher_params["epochs"] == 500
+    # another model drops the options the old one had (GCN takes no heads)
+    assert dict(with_teacher(gnn, {"model": "gcn"}).teacher.options) == {}
+    graphmlp = published_settings("cora", ["graphmlp"])[0]
+    assert with_teacher(graphmlp, {"hidden": 8}) is graphmlp  # teacher-free: nothing to change
+    with pytest.raises(ValueError, match="cannot be built"):
+        with_teacher(gnn, {"headz": 8})
+    with pytest.raises(ValueError, match="unknown model"):
+        with_teacher(gnn, {"model": "transformer"})
+    with pytest.raises(ValueError, match="positive integer"):
+        with_teacher(gnn, {"hidden": 0})
+
+    rc, out = _cli(tmp_path, "teach", "--protocol", "published", "--methods", "kd", "--student", "gcn",
+                   "--set", "teacher.hidden=32", "--set", "teacher.num_layers=2", "--set", "teacher.heads=8")
+    assert rc in (0, None)
+    res = json.loads((out / "results.json").read_text())
+    assert ("teacher", "GAT(32)") in {(r["method"], r["model"]) for r in res["rows"]}
+    spec = res["protocol"]["settings"][0]["teacher_spec"]
+    assert (spec["model"], spec["hidden"], spec["num_layers"], spec["heads"]) == ("gat", 32, 2, 8)
+    assert "--set teacher" in res["protocol"]["settings"][0]["notes"][-1]

@@ -35,7 +35,7 @@ from gkdfast.distill import recipes as _recipes
 from gkdfast.distill.experiment import ModelSpec, run_experiment
 
 __all__ = ["PublishedSetting", "PUBLISHED_METHODS", "published_settings", "prepare", "run_published",
-           "dataset_key"]
+           "dataset_key", "with_teacher"]
 
 #: Every recipe that has a published setting here, in table order.
 PUBLISHED_METHODS = ("glnn", "nosmog", "graphmlp", "kd", "lsp", "gsp", "gcrd", "kd_gcrd")
@@ -77,8 +77,12 @@ class PublishedSetting:
 
     def describe(self) -> dict:
         """JSON-friendly summary, stored in ``results.json`` under ``protocol.settings``."""
+        t = self.teacher
         return {"key": self.key, "methods": list(self.methods),
-                "teacher": None if self.teacher is None else self.teacher.label,
+                "teacher": None if t is None else t.label,
+                "teacher_spec": None if t is None else {"model": t.name, "hidden": t.hidden,
+                                                        "num_layers": t.num_layers, "dropout": t.dropout,
+                                                        **dict(t.options)},
                 "students": [s.label for s in self.students], "teacher_params": dict(self.teacher_params),
                 "overrides": {k: dict(v) for k, v in self.overrides.items()}, "lcc": self.lcc,
                 "row_normalize": self.row_normalize, "split": self.split, "notes": list(self.notes)}
@@ -141,6 +145,55 @@ def _gnn(methods: Sequence[str]) -> PublishedSetting:
     return PublishedSetting("gnn", tuple(methods), teacher, (ModelSpec("gcn", 64, 2, 0.5), ModelSpec("sage", 64, 2, 0.5)),
                             {"lr": 0.005, "weight_decay": 5e-4, "epochs": 500, "patience": 100}, overrides,
                             split="given", notes=tuple(notes))
+
+
+# ``--set teacher.KEY=VALUE`` keys that set the teacher's training rather than its architecture.
+_TEACHER_TRAINING = ("lr", "weight_decay", "epochs", "patience")
+
+
+def with_teacher(setting: PublishedSetting, changes: Dict[str, object]) -> PublishedSetting:
+    """``setting`` with its teacher changed (``--set teacher.KEY=VALUE`` under ``--protocol published``).
+
+    Keys: ``model`` (a :func:`gkdfast.nn.build_model` name), ``hidden``, ``num_layers``, ``dropout``;
+    ``lr``, ``weight_decay``, ``epochs``, ``patience`` (the teacher's training); anything else is a
+    constructor keyword of the model (``heads``, ``attn_dropout``, ``aggr``, ...), checked here by
+    building the model once.  A model option the new model does not take is dropped when ``model``
+    changes.  Teacher-free settings (Graph-MLP's) are returned unchanged.  This is for ablations of the
+    published setting (e.g. a stronger teacher): the rows' model label and ``protocol.settings`` in
+    ``results.json`` say which teacher ran.
+
+    Example:
+        >>> s = published_settings("cora", ["kd"])[0]
+        >>> t = with_teacher(s, {"hidden": 64, "num_layers": 2, "heads": 8, "lr": 0.005}).teacher
+        >>> t.label, t.num_layers, dict(t.options)["heads"]
+        ('GAT(64)', 2, 8)
+    """
+    if setting.teacher is None or not changes:
+        return setting
+    from gkdfast.nn import build_model, model_names
+
+    changes = dict(changes)
+    training = {k: changes.pop(k) for k in _TEACHER_TRAINING if k in changes}
+    t = setting.teacher
+    name = str(changes.pop("model", t.name)).lower()
+    if name not in model_names():
+        raise ValueError(f"--set teacher.model={name!r}: unknown model; known: {', '.join(model_names())}")
+    arch = {"hidden": changes.pop("hidden", t.hidden), "num_layers": changes.pop("num_layers", t.num_layers),
+            "dropout": float(changes.pop("dropout", t.dropout))}
+    for k in ("hidden", "num_layers"):
+        if not isinstance(arch[k], int) or isinstance(arch[k], bool) or arch[k] < 1:
+            raise ValueError(f"--set teacher.{k}={arch[k]!r}: expected a positive integer")
+    options = dict(t.options) if name == t.name else {}
+    options.update(changes)
+    spec = ModelSpec(name, arch["hidden"], arch["num_layers"], arch["dropout"], tuple(options.items()))
+    try:  # a misspelt option fails here, in one line, not after the first seed's data is prepared
+        spec.build(4, 2)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"--set teacher.*: the teacher {spec.label} with options {options} cannot be built: "
+                         f"{err}") from None
+    note = f"teacher changed by --set teacher.*: {spec.label}, {spec.num_layers} layers, options {options}"
+    return replace(setting, teacher=spec, teacher_params=dict(setting.teacher_params, **training),
+                   notes=setting.notes + ((note + (f", training {training}" if training else "")),))
 
 
 _GROUP = {"glnn": "cpf", "nosmog": "cpf", "graphmlp": "graphmlp", "kd": "gnn", "lsp": "gnn", "gsp": "gnn",
@@ -207,7 +260,8 @@ def run_published(data, *, methods: Optional[Sequence[str]] = None, seeds: Seque
         methods: recipe names (default :data:`PUBLISHED_METHODS`).  seeds, epochs, device, log,
             progress: as :func:`~gkdfast.distill.experiment.run_experiment`.
         out: checkpoint folder; each setting uses ``out/<key>`` (they train on different data).
-        overrides: per-recipe hyperparameters applied on top of the published ones.
+        overrides: per-recipe hyperparameters applied on top of the published ones; the key
+            ``"teacher"`` changes the teacher of every setting that has one (:func:`with_teacher`).
         students: model names (e.g. ``["gcn"]``) to keep among a setting's published students, to
             save time; a setting none of whose students is named keeps them all.
 
@@ -224,7 +278,10 @@ def run_published(data, *, methods: Optional[Sequence[str]] = None, seeds: Seque
         ('published', ['SAGE(128)', 'MLP(128)', 'MLP(128)'])
     """
     rows, described = [], []
+    overrides = dict(overrides or {})
+    teacher_changes = overrides.pop("teacher", None)
     for s in published_settings(getattr(data, "name", "graph"), methods):
+        s = with_teacher(s, teacher_changes)
         picked = tuple(x for x in s.students if x.name in (students or ()))
         s = replace(s, students=picked) if picked else s
         d = prepare(data, s)

@@ -37,14 +37,19 @@ def _check_sizes(name: str, in_channels, hidden_channels, out_channels, num_laye
 
 
 class _Stack(nn.Module):
-    """Shared body: ``layers[:-1]`` are hidden layers followed by [BN] -> ReLU -> dropout."""
+    """Shared body: ``layers[:-1]`` are hidden layers followed by [BN] -> ReLU -> dropout; with
+    ``input_dropout`` > 0 the input features are dropped out first (GAT's and Kipf & Welling's GCN's
+    published Cora setting drops the input too)."""
 
     uses_graph = True
 
     def __init__(self, in_channels: int, hidden_channels: int, out_channels: int, num_layers: int,
-                 dropout: float, batch_norm: bool):
+                 dropout: float, batch_norm: bool, input_dropout: float = 0.0):
         super().__init__()
         _check_sizes(type(self).__name__, in_channels, hidden_channels, out_channels, num_layers, dropout)
+        if not 0.0 <= float(input_dropout) < 1.0:
+            raise ValueError(f"gkdfast.nn.{type(self).__name__}: input_dropout must be in [0, 1), got {input_dropout}")
+        self.input_dropout = float(input_dropout)
         self.in_channels, self.hidden_channels, self.out_channels = in_channels, hidden_channels, out_channels
         self.num_layers, self.dropout = num_layers, float(dropout)
         dims = [in_channels] + [hidden_channels] * (num_layers - 1) + [out_channels]
@@ -70,6 +75,7 @@ class _Stack(nn.Module):
         if self.uses_graph and graph is None:
             raise ValueError(f"gkdfast.nn.{name}: a graph is required (forward(x, graph))")
         hidden = x
+        x = F.dropout(x, p=self.input_dropout, training=self.training) if self.input_dropout else x
         for i, layer in enumerate(self.layers[:-1]):
             x = self._run_layer(layer, x, graph)
             if self.norms is not None:
@@ -103,6 +109,7 @@ class _Stack(nn.Module):
             raise ValueError(f"gkdfast.nn.{name}.forward_blocks: got {len(blocks)} blocks for {self.num_layers} "
                              "layers (sample one hop per layer: len(fanouts) == num_layers)")
         x, hidden = x_src, None
+        x = F.dropout(x, p=self.input_dropout, training=self.training) if self.input_dropout else x
         for i, layer in enumerate(self.layers[:-1]):
             x = self._run_block(layer, x, blocks[i])
             if self.norms is not None:
@@ -127,6 +134,7 @@ class GCN(_Stack):
     Args:
         in_channels, hidden_channels, out_channels: widths.  num_layers: number of convolutions.
         dropout: after each hidden activation.  batch_norm: BatchNorm1d after each hidden conv.
+        input_dropout: dropout on the input features (default 0: none).
 
     Shapes: ``x`` ``[N, in]`` -> logits ``[N, out]`` (and hidden ``[N, hidden]`` with ``return_hidden``).
 
@@ -138,9 +146,10 @@ class GCN(_Stack):
     """
 
     def __init__(self, in_channels: int, hidden_channels: int, out_channels: int, num_layers: int = 2,
-                 dropout: float = 0.5, batch_norm: bool = False, normalize: bool = True):
+                 dropout: float = 0.5, batch_norm: bool = False, normalize: bool = True,
+                 input_dropout: float = 0.0):
         self._normalize = normalize
-        super().__init__(in_channels, hidden_channels, out_channels, num_layers, dropout, batch_norm)
+        super().__init__(in_channels, hidden_channels, out_channels, num_layers, dropout, batch_norm, input_dropout)
 
     def _make_layer(self, in_ch, out_ch, last):
         return GCNConv(in_ch, out_ch, normalize=self._normalize)
@@ -158,9 +167,10 @@ class SAGE(_Stack):
     """
 
     def __init__(self, in_channels: int, hidden_channels: int, out_channels: int, num_layers: int = 2,
-                 dropout: float = 0.5, batch_norm: bool = False, aggr: str = "mean"):
+                 dropout: float = 0.5, batch_norm: bool = False, aggr: str = "mean",
+                 input_dropout: float = 0.0):
         self._aggr = aggr
-        super().__init__(in_channels, hidden_channels, out_channels, num_layers, dropout, batch_norm)
+        super().__init__(in_channels, hidden_channels, out_channels, num_layers, dropout, batch_norm, input_dropout)
 
     def _make_layer(self, in_ch, out_ch, last):
         return SAGEConv(in_ch, out_ch, aggr=self._aggr)
@@ -185,7 +195,7 @@ class GAT(_Stack):
 
     def __init__(self, in_channels: int, hidden_channels: int, out_channels: int, num_layers: int = 2,
                  dropout: float = 0.5, batch_norm: bool = False, heads: int = 4, out_heads: int = 1,
-                 attn_dropout: float = 0.0, negative_slope: float = 0.2):
+                 attn_dropout: float = 0.0, negative_slope: float = 0.2, input_dropout: float = 0.0):
         if not isinstance(heads, int) or heads < 1 or not isinstance(out_heads, int) or out_heads < 1:
             raise ValueError(f"gkdfast.nn.GAT: heads and out_heads must be positive ints, got {heads}, {out_heads}")
         if num_layers > 1 and isinstance(hidden_channels, int) and hidden_channels % heads != 0:
@@ -193,7 +203,7 @@ class GAT(_Stack):
                              f"heads ({heads})")
         self._heads, self._out_heads = heads, out_heads
         self._attn_dropout, self._slope = attn_dropout, negative_slope
-        super().__init__(in_channels, hidden_channels, out_channels, num_layers, dropout, batch_norm)
+        super().__init__(in_channels, hidden_channels, out_channels, num_layers, dropout, batch_norm, input_dropout)
 
     def _make_layer(self, in_ch, out_ch, last):
         if last:
@@ -217,9 +227,10 @@ class GIN(_Stack):
     """
 
     def __init__(self, in_channels: int, hidden_channels: int, out_channels: int, num_layers: int = 2,
-                 dropout: float = 0.5, batch_norm: bool = False, eps: float = 0.0, train_eps: bool = False):
+                 dropout: float = 0.5, batch_norm: bool = False, eps: float = 0.0, train_eps: bool = False,
+                 input_dropout: float = 0.0):
         self._eps, self._train_eps = eps, train_eps
-        super().__init__(in_channels, hidden_channels, out_channels, num_layers, dropout, batch_norm)
+        super().__init__(in_channels, hidden_channels, out_channels, num_layers, dropout, batch_norm, input_dropout)
 
     def _make_layer(self, in_ch, out_ch, last):
         mid = self.hidden_channels if last else out_ch
@@ -242,8 +253,8 @@ class MLP(_Stack):
     uses_graph = False
 
     def __init__(self, in_channels: int, hidden_channels: int, out_channels: int, num_layers: int = 2,
-                 dropout: float = 0.5, batch_norm: bool = False):
-        super().__init__(in_channels, hidden_channels, out_channels, num_layers, dropout, batch_norm)
+                 dropout: float = 0.5, batch_norm: bool = False, input_dropout: float = 0.0):
+        super().__init__(in_channels, hidden_channels, out_channels, num_layers, dropout, batch_norm, input_dropout)
 
     def _make_layer(self, in_ch, out_ch, last):
         return nn.Linear(in_ch, out_ch)
