@@ -1,17 +1,27 @@
 """Training seconds per epoch and peak memory of each distillation recipe, one fresh process per
-recipe (so ``ru_maxrss`` is that recipe's own peak), on a real graph.
+recipe and backend (so ``ru_maxrss`` is that run's own peak), on a real graph.
 
     OMP_NUM_THREADS=1 python scripts/recipe_costs.py --data ../shared/data/planetoid --name cora \
         --methods none,kd,gsdn,ta_ensemble,oad,freekd,t2gnn,sail --epochs 10
 
+    # the structure recipes in their published setting (GAT teacher, GCN(64) student), ours vs the
+    # pure-PyTorch reference backend (GKDFAST_BACKEND=reference) side by side
+    OMP_NUM_THREADS=1 python scripts/recipe_costs.py --data ../shared/data/planetoid --name cora \
+        --protocol published --methods none,kd,lsp,gsp,gcrd,kd_gcrd --backends native,reference --epochs 20
+
 Prints one markdown row per recipe: the student, epochs run, seconds per epoch of the recipe's
 (last) training stage, total seconds including teachers/assistants/warm-up, and the peak RSS of
-the process (MiB; the loaded dataset and the PyTorch runtime included: compare rows, not absolutes).
+the process (MiB; the loaded dataset and the PyTorch runtime included: compare rows, not absolutes);
+with two backends, both columns and the reference/ours ratio.  ``--json FILE`` keeps every number.
+Under ``--protocol published`` the teacher, student (``--student gcn|sage`` picks one of the
+setting's), data preparation and hyperparameters are the published setting's
+(``gkdfast.distill.protocols``); the teacher trains ``--epochs`` epochs and is not timed.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -19,6 +29,27 @@ import time
 
 STUDENT = {"gsdn": "mlp:128", "ta_ensemble": "mlp:128", "kd": "mlp:128", "none": "gcn:16", "oad": "gcn:16",
            "freekd": "gcn:16", "t2gnn": "gcn:64", "sail": "gcn:128"}
+# per-recipe knobs that cap a multi-stage recipe's earlier stages at --epochs too
+_STAGE_EPOCHS = {"t2gnn": "teacher_epochs", "oad": "warmup_epochs", "ta_ensemble": "assistant_epochs"}
+
+
+def _common_setting(args, data):
+    from gkdfast.distill.experiment import parse_model
+
+    spec = parse_model(args.student or STUDENT.get(args.method, "mlp:128"))
+    return data, spec, parse_model("sage"), {}, {}
+
+
+def _published_setting(args, data):
+    from gkdfast.distill.protocols import prepare, published_settings
+
+    method = "kd" if args.method == "none" else args.method  # the no-KD row of the method's setting
+    s = published_settings(data.name, [method])[0]
+    students = [x for x in s.students if x.name == (args.student or s.students[0].name)]
+    if not students:
+        raise SystemExit(f"--student {args.student}: the {s.key} setting's students are "
+                         f"{', '.join(x.name for x in s.students)}")
+    return prepare(data, s), students[0], s.teacher, dict(s.overrides.get(args.method, {})), dict(s.teacher_params)
 
 
 def one(args) -> dict:
@@ -26,29 +57,61 @@ def one(args) -> dict:
 
     from gkdfast.data import load, mask_missing
     from gkdfast.distill import recipes, teacher_outputs
-    from gkdfast.distill.experiment import parse_model
+    from gkdfast.distill.experiment import seed_split
 
     data = load(args.data, name=args.name)
     if args.method == "t2gnn":
         data = mask_missing(data, 0.3, seed=0)
-    spec = parse_model(STUDENT.get(args.method, "mlp:128"))
+    setting = _published_setting if args.protocol == "published" else _common_setting
+    data, spec, teacher, kw, teacher_kw = setting(args, data)
+    data = seed_split(data, 0)
+    kw.update(epochs=args.epochs, patience=None)
+    if args.method in _STAGE_EPOCHS:
+        kw[_STAGE_EPOCHS[args.method]] = args.epochs
+    recipe = recipes.get(args.method, **kw)
     tout = None
-    recipe = recipes.get(args.method, epochs=args.epochs, patience=None,
-                         **({"teacher_epochs": args.epochs} if args.method == "t2gnn" else {}),
-                         **({"warmup_epochs": args.epochs} if args.method == "oad" else {}),
-                         **({"assistant_epochs": args.epochs} if args.method == "ta_ensemble" else {}))
     if recipe.needs_teacher:
         torch.manual_seed(0)
-        t = parse_model("sage").build(data.num_features, data.num_classes)
-        recipes.NoKD(epochs=args.epochs, patience=None).fit(lambda f: t, data)
+        t = teacher.build(data.num_features, data.num_classes)
+        teacher_kw.update(epochs=args.epochs, patience=None)
+        recipes.NoKD(**teacher_kw).fit(lambda f: t, data)
         tout = teacher_outputs(t.eval(), data.x, data.graph)
     torch.manual_seed(0)
     t0 = time.perf_counter()
     trained = recipe.fit(lambda f: spec.build(f, data.num_classes), data, tout, seed=0)
     total = time.perf_counter() - t0
-    return {"method": args.method, "student": spec.label, "epochs": trained.fit.epochs,
+    return {"method": args.method, "student": spec.label, "teacher": None if tout is None else teacher.label,
+            "backend": os.environ.get("GKDFAST_BACKEND", "native"), "epochs": trained.fit.epochs,
             "sec_per_epoch": trained.fit.seconds / max(1, trained.fit.epochs), "total_seconds": total,
             "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def _child(args, method: str, backend: str) -> dict:
+    cmd = [sys.executable, __file__, "--data", args.data, "--epochs", str(args.epochs), "--method", method,
+           "--protocol", args.protocol]
+    for flag in ("name", "student"):
+        if getattr(args, flag):
+            cmd += [f"--{flag}", getattr(args, flag)]
+    env = dict(os.environ)
+    if backend == "reference":
+        env["GKDFAST_BACKEND"] = "reference"
+    else:
+        env.pop("GKDFAST_BACKEND", None)
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if done.returncode != 0:  # the reference backend may run out of memory where ours does not: say so
+        return {"method": method, "backend": backend, "error": (done.stderr.strip().splitlines() or ["?"])[-1]}
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _row(rs) -> str:
+    first = next((r for r in rs if "error" not in r), rs[0])
+    cells = [first["method"], first.get("student", "?"), str(first.get("epochs", "?"))]
+    for r in rs:
+        cells += ([f"{r['sec_per_epoch']:.3f}", f"{r['peak_rss_mib']:.0f}"] if "error" not in r
+                  else [f"failed: {r['error'][:60]}", "-"])
+    if len(rs) == 2 and all("error" not in r for r in rs):
+        cells.append(f"{rs[1]['sec_per_epoch'] / rs[0]['sec_per_epoch']:.2f}x")
+    return "| " + " | ".join(cells) + " |"
 
 
 def main() -> int:
@@ -57,19 +120,33 @@ def main() -> int:
     p.add_argument("--name")
     p.add_argument("--methods", default="none,kd,gsdn,ta_ensemble,oad,freekd,t2gnn,sail")
     p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--protocol", choices=("common", "published"), default="common")
+    p.add_argument("--student", help="common: a model spec for every recipe (e.g. gcn:64); published: gcn or sage")
+    p.add_argument("--backends", default="native", help="native, reference or native,reference")
+    p.add_argument("--json", help="also write every measured number to this file")
     p.add_argument("--method", help=argparse.SUPPRESS)  # the child process
     args = p.parse_args()
     if args.method:
         print(json.dumps(one(args)))
         return 0
-    print("| method | student | epochs | s / epoch | total s | peak RSS (MiB) |\n|---|---|---|---|---|---|")
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    if not backends or any(b not in ("native", "reference") for b in backends):
+        p.error(f"--backends: native and/or reference, got {args.backends!r}")
+    head = ["method", "student", "epochs"]
+    for b in backends:
+        head += [f"{b} s / epoch", f"{b} peak RSS (MiB)"]
+    if len(backends) == 2:
+        head.append(f"{backends[1]} / {backends[0]}")
+    print("| " + " | ".join(head) + " |\n|" + "---|" * len(head), flush=True)
+    out = []
     for m in args.methods.split(","):
-        cmd = [sys.executable, __file__, "--data", args.data, "--epochs", str(args.epochs), "--method", m]
-        if args.name:
-            cmd += ["--name", args.name]
-        r = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1])
-        print(f"| {r['method']} | {r['student']} | {r['epochs']} | {r['sec_per_epoch']:.3f} | {r['total_seconds']:.1f} "
-              f"| {r['peak_rss_mib']:.0f} |", flush=True)
+        rs = [_child(args, m, b) for b in backends]
+        out += rs
+        print(_row(rs), flush=True)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"data": os.path.basename(args.data.rstrip("/")), "name": args.name, "epochs": args.epochs,
+                       "protocol": args.protocol, "rows": out}, f, indent=1)
     return 0
 
 
