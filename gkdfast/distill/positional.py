@@ -14,14 +14,20 @@ mutual information (PMI) matrix of (node, context) co-occurrences in those windo
 Memory is O(N·walks·length·window) for the sparse counts, never N×N dense; it is deterministic for
 a given ``seed``.  Differences from NOSMOG's code: no networkx graph, no word2vec training, and a
 closed-form factorisation instead of SGD, so numbers differ slightly from the reference DeepWalk.
+
+:func:`deepwalk_features` is the other way, the one NOSMOG's code takes: skip-gram with negative
+sampling trained by SGD on the same walks (word2vec's update rule, batched), raw embeddings
+without the column standardisation.  ``position_features(..., method="deepwalk")`` picks it.
 """
 from __future__ import annotations
+
+from typing import Tuple
 
 import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["random_walks", "position_features"]
+__all__ = ["random_walks", "position_features", "deepwalk_features"]
 
 
 def random_walks(graph, walk_length: int = 30, walks_per_node: int = 1, seed: int = 0) -> Tensor:
@@ -56,14 +62,16 @@ def random_walks(graph, walk_length: int = 30, walks_per_node: int = 1, seed: in
 
 
 def position_features(graph, dim: int = 64, walk_length: int = 30, walks_per_node: int = 5, window: int = 5,
-                      negative: float = 1.0, seed: int = 0) -> Tensor:
-    """``[N, dim]`` float32 position features: truncated SVD of the random-walk PPMI matrix.
+                      negative: float = 1.0, seed: int = 0, method: str = "svd") -> Tensor:
+    """``[N, dim]`` float32 position features: truncated SVD of the random-walk PPMI matrix
+    (``method="svd"``, default) or skip-gram embeddings trained on the walks (``"deepwalk"``:
+    :func:`deepwalk_features` with its defaults).
 
     Args:
         graph: :class:`gkdfast.Graph`.  dim: embedding width (NOSMOG: 16–128).
         walk_length, walks_per_node, window: as DeepWalk (NOSMOG: 30–70, 1–5, 5).
-        negative: the skip-gram negative-sample count, i.e. the PMI shift ``log(negative)``.
-        seed: walk seed.
+        negative: the skip-gram negative-sample count, i.e. the PMI shift ``log(negative)`` (svd only).
+        seed: walk seed.  method: ``"svd"`` or ``"deepwalk"``.
 
     Example:
         >>> from gkdfast.data import csbm
@@ -74,6 +82,10 @@ def position_features(graph, dim: int = 64, walk_length: int = 30, walks_per_nod
     import scipy.sparse as sp
     from scipy.sparse.linalg import svds
 
+    if method == "deepwalk":
+        return deepwalk_features(graph, dim, walk_length, walks_per_node, window, seed=seed)
+    if method != "svd":
+        raise ValueError(f"position_features: method must be 'svd' or 'deepwalk', got {method!r}")
     n = graph.num_nodes
     if dim < 1:
         raise ValueError(f"position_features: dim must be >= 1, got {dim}")
@@ -110,3 +122,82 @@ def position_features(graph, dim: int = 64, walk_length: int = 30, walks_per_nod
     if k < dim:
         emb = np.concatenate([emb, np.zeros((n, dim - k))], axis=1)
     return torch.from_numpy(emb.astype(np.float32))
+
+
+def _skipgram_pairs(walks: Tensor, window: int, gen: torch.Generator) -> Tuple[Tensor, Tensor]:
+    """(centre, context) pairs of every walk position, both directions, with word2vec's reduced window:
+    a pair ``off`` steps apart is kept with probability ``(window - off + 1) / window`` (word2vec draws
+    the window of each centre uniformly from 1..window, so nearer contexts count more)."""
+    centres, contexts = [], []
+    for off in range(1, min(window, walks.size(1) - 1) + 1):
+        a, b = walks[:, :-off].reshape(-1), walks[:, off:].reshape(-1)
+        keep = torch.rand(a.numel(), generator=gen) < (window - off + 1) / window
+        centres += [a[keep], b[keep]]
+        contexts += [b[keep], a[keep]]
+    return torch.cat(centres), torch.cat(contexts)
+
+
+def deepwalk_features(graph, dim: int = 64, walk_length: int = 30, walks_per_node: int = 5, window: int = 5,
+                      negative: int = 5, epochs: int = 1, lr: float = 0.025, batch_size: int = 1024,
+                      seed: int = 0) -> Tensor:
+    """``[N, dim]`` float32 DeepWalk embeddings: skip-gram with negative sampling on random walks.
+
+    What NOSMOG's position encoder (word2vec on DeepWalk walks) does, in PyTorch: walks from
+    :func:`random_walks`; (centre, context) pairs within ``window`` steps (reduced window, as
+    word2vec); per pair ``negative`` contexts drawn from the walk-frequency distribution to the power
+    0.75; the word2vec update ``v_c += lr·[(1−σ(v_c·u_o))·u_o − Σ σ(v_c·u_k)·u_k]`` (and the mirror
+    updates of the context vectors ``u``), applied to ``batch_size`` pairs at once with
+    ``index_add_``, the learning rate decaying linearly to ``lr·1e-4`` over all steps.  Input vectors
+    start uniform in ±0.5/dim, context vectors at zero (word2vec's initialisation; an isolated node
+    has no pairs and keeps its initial vector, as in the reference); the input vectors
+    are returned as they are (no standardisation: the reference appends raw word2vec vectors).
+    No frequent-node subsampling.  Deterministic for a given ``seed``; memory O(pairs + N·dim).
+
+    Args:
+        graph: :class:`gkdfast.Graph`.  dim: embedding width.  walk_length, walks_per_node, window:
+            DeepWalk's walk settings.  negative: negatives per pair.  epochs: passes over the pairs
+            (NOSMOG: 1–5).  lr: initial SGD step (word2vec: 0.025).  batch_size: pairs per step.
+            seed: walks, window draws, negatives and initialisation.
+
+    Example:
+        >>> from gkdfast.data import csbm
+        >>> p = deepwalk_features(csbm(num_nodes=200, seed=0).graph, dim=16, walks_per_node=2, walk_length=10)
+        >>> p.shape, p.dtype
+        (torch.Size([200, 16]), torch.float32)
+    """
+    for name, v in (("dim", dim), ("negative", negative), ("epochs", epochs), ("batch_size", batch_size),
+                    ("window", window)):
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            raise ValueError(f"deepwalk_features: {name} must be a positive int, got {v!r}")
+    if not lr > 0:
+        raise ValueError(f"deepwalk_features: lr must be > 0, got {lr}")
+    n = graph.num_nodes
+    if n == 0:
+        return torch.zeros(0, dim)
+    gen = torch.Generator().manual_seed(int(seed))
+    walks = random_walks(graph, walk_length, walks_per_node, seed)
+    centres, contexts = _skipgram_pairs(walks, window, gen)
+    # an isolated node's "walk" stands still; the reference's walk from it has one node and no pairs
+    moving = (graph.rowptr[1:] - graph.rowptr[:-1]).cpu()[centres] > 0
+    centres, contexts = centres[moving], contexts[moving]
+    noise = torch.bincount(walks.reshape(-1), minlength=n).double().pow(0.75)
+    emb_in = (torch.rand(n, dim, generator=gen, dtype=torch.float64) - 0.5) / dim
+    emb_out = torch.zeros(n, dim, dtype=torch.float64)
+    steps = epochs * max(1, -(-centres.numel() // batch_size))
+    step = 0
+    for _ in range(epochs):
+        order = torch.randperm(centres.numel(), generator=gen)
+        for start in range(0, centres.numel(), batch_size):
+            idx = order[start:start + batch_size]
+            c, o = centres[idx], contexts[idx]
+            neg = torch.multinomial(noise, idx.numel() * negative, replacement=True, generator=gen)
+            rate = lr * max(1e-4, 1.0 - step / steps)
+            step += 1
+            vc, uo, un = emb_in[c], emb_out[o], emb_out[neg].view(idx.numel(), negative, dim)
+            g_pos = 1.0 - torch.sigmoid((vc * uo).sum(1, keepdim=True))           # [B, 1]
+            g_neg = -torch.sigmoid(torch.einsum("bd,bkd->bk", vc, un)).unsqueeze(2)  # [B, K, 1]
+            d_in = g_pos * uo + (g_neg * un).sum(1)
+            emb_out.index_add_(0, o, rate * g_pos * vc)
+            emb_out.index_add_(0, neg, (rate * g_neg * vc.unsqueeze(1)).reshape(-1, dim))
+            emb_in.index_add_(0, c, rate * d_in)
+    return emb_in.float()

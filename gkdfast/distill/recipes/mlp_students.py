@@ -26,7 +26,9 @@ class NOSMOG(Recipe):
     Defaults (Cora settings of the reference): μ = 0.1, ε = 0.05, position width 64, walks of
     length 30, 5 per node, window 5; soft-label pass weight 1, hard-label pass weight 0
     (``lamb = 1``; we keep a ``ce_weight`` knob).  Position features come from a PPMI/SVD
-    factorisation instead of word2vec (see :mod:`~gkdfast.distill.positional`).
+    factorisation instead of word2vec by default (``pos_method="svd"``); ``pos_method="deepwalk"``
+    trains skip-gram embeddings on the walks as the reference does (see
+    :mod:`~gkdfast.distill.positional`).
     """
 
     name = "nosmog"
@@ -40,6 +42,7 @@ class NOSMOG(Recipe):
     walk_length = 30
     walks_per_node = 5
     window = 5
+    pos_method = "svd"
     batch_size = 512
     weight_decay = 5e-3
 
@@ -47,7 +50,7 @@ class NOSMOG(Recipe):
         from gkdfast.distill.positional import position_features
 
         p = position_features(data.graph, self.pos_dim, self.walk_length, self.walks_per_node, self.window,
-                              seed=seed)
+                              seed=seed, method=self.pos_method)
         return torch.cat([data.x, p.to(data.x.device, data.x.dtype)], dim=1)
 
     def inputs_on(self, full, split, seen: Tensor) -> Tensor:
