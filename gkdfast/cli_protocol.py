@@ -19,7 +19,8 @@ def add_protocol_args(parser) -> None:
                         help="common (default): every recipe into the same --student on the data's split; "
                              "published: each recipe with the split, preprocessing, teacher, student and "
                              "hyperparameters of its paper (docs/protocols.md); --methods picks among "
-                             "glnn, nosmog, graphmlp, kd, lsp, gsp, gcrd, kd_gcrd (default all), --student gcn "
+                             "glnn, nosmog, graphmlp, kd, lsp, gsp, gcrd, kd_gcrd (the default) and freekd, oad, gsdn, "
+                             "sail, t2gnn, ta_ensemble, --student gcn "
                              "or sage keeps one of the GNN students, --set teacher.KEY=VALUE changes the "
                              "teacher (model, hidden, num_layers, dropout, heads, input_dropout, lr, ...)")
 

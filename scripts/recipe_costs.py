@@ -29,8 +29,6 @@ import time
 
 STUDENT = {"gsdn": "mlp:128", "ta_ensemble": "mlp:128", "kd": "mlp:128", "none": "gcn:16", "oad": "gcn:16",
            "freekd": "gcn:16", "t2gnn": "gcn:64", "sail": "gcn:128"}
-# per-recipe knobs that cap a multi-stage recipe's earlier stages at --epochs too
-_STAGE_EPOCHS = {"t2gnn": "teacher_epochs", "oad": "warmup_epochs", "ta_ensemble": "assistant_epochs"}
 
 
 def _common_setting(args, data):
@@ -66,8 +64,7 @@ def one(args) -> dict:
     data, spec, teacher, kw, teacher_kw = setting(args, data)
     data = seed_split(data, 0)
     kw.update(epochs=args.epochs, patience=None)
-    if args.method in _STAGE_EPOCHS:
-        kw[_STAGE_EPOCHS[args.method]] = args.epochs
+    kw.update({field: args.epochs for field in recipes.get(args.method).stage_epochs})  # earlier stages too
     recipe = recipes.get(args.method, **kw)
     tout = None
     if recipe.needs_teacher:

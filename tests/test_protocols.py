@@ -220,3 +220,79 @@ def test_set_teacher_changes_the_teacher_of_every_setting_with_one_and_records_i
     spec = res["protocol"]["settings"][0]["teacher_spec"]
     assert (spec["model"], spec["hidden"], spec["num_layers"], spec["heads"]) == ("gat", 32, 2, 8)
     assert "--set teacher" in res["protocol"]["settings"][0]["notes"][-1]
+
+
+def test_the_six_later_recipes_have_published_settings():
+    settings = {s.key: s for s in published_settings("citeseer", ["freekd", "oad", "gsdn", "sail", "t2gnn",
+                                                                   "ta_ensemble"])}
+    assert list(settings) == ["peers", "gsdn", "sail", "t2gnn", "ta"]
+    assert settings["peers"].methods == ("freekd", "oad") and settings["peers"].teacher is None
+    assert [s.label for s in settings["peers"].students] == ["GCN(16)"]
+    assert [s.label for s in settings["gsdn"].students] == ["MLP(1024)"]
+    t2 = settings["t2gnn"]
+    assert (t2.split, t2.missing_rate, t2.overrides["t2gnn"]) == ("fraction", 0.3, {"topk": 0, "lamb": 0.9})
+    assert "t2gnn" not in published_settings("cora", ["t2gnn"])[0].overrides  # CiteSeer's command only
+    assert settings["ta"].methods == ("kd", "ta_ensemble") and settings["ta"].teacher.label == "SAGE(128)"
+    # without --methods the original eight run, as before
+    assert [s.key for s in published_settings("cora")] == ["cpf", "graphmlp", "gnn"]
+
+
+def test_fraction_split_is_stratified_60_20_20_and_seeded():
+    from gkdfast.data import fraction_split
+
+    y = torch.cat([torch.zeros(50, dtype=torch.long), torch.ones(30, dtype=torch.long), torch.full((5,), -1)])
+    tr, va, te = fraction_split(y, 0.6, 0.2, seed=1)
+    assert not (tr & va).any() and not (tr & te).any() and not (va & te).any()
+    assert [int(m[y == 0].sum()) for m in (tr, va, te)] == [30, 10, 10]
+    assert [int(m[y == 1].sum()) for m in (tr, va, te)] == [18, 6, 6]
+    assert not (tr | va | te)[y < 0].any()
+    assert torch.equal(tr, fraction_split(y, 0.6, 0.2, seed=1)[0])
+    assert not torch.equal(tr, fraction_split(y, 0.6, 0.2, seed=2)[0])
+    with pytest.raises(ValueError, match="fractions"):
+        fraction_split(y, 0.9, 0.2)
+    d = prepare(csbm(num_nodes=200, num_classes=4, seed=0), published_settings("cora", ["t2gnn"])[0])
+    a, b = seed_split(d, 0), seed_split(d, 1)
+    assert int(a.train_mask.sum()) == 120 and int(a.val_mask.sum()) == 40 and int(a.test_mask.sum()) == 40
+    assert not torch.equal(a.train_mask, b.train_mask) and a.extras["split"].startswith("fraction(60/20/20")
+
+
+def test_quick_epochs_cap_also_caps_a_recipes_earlier_stages(monkeypatch):
+    """``--epochs N`` caps OAD's warm-up (and T2-GNN's teachers, TA's assistants) too, not only its
+    last stage: a quick check stays quick."""
+    from gkdfast.distill.recipes.oad import OAD
+
+    seen = {}
+    real_fit = OAD.fit
+
+    def spy(self, *a, **kw):
+        seen.update(epochs=self.epochs, warmup=self.warmup_epochs)
+        return real_fit(self, *a, **kw)
+
+    monkeypatch.setattr(OAD, "fit", spy)
+    run_experiment(csbm(num_nodes=300, num_classes=3, feature_dim=8, seed=0), teacher=None,
+                   students=[parse_model("gcn:8")], methods=["oad"], seeds=[0], epochs=2)
+    assert seen == {"epochs": 2, "warmup": 2}
+
+
+def test_published_rows_know_their_setting_where_two_settings_share_a_model_label(tmp_path):
+    """cpf and ta both train a SAGE(128) teacher and an MLP(128) student: the table tells them apart by
+    the settings' row counts, and the paper's CPF figures go on the cpf rows only."""
+    import dataclasses
+
+    from conftest import load_repo_script
+    from gkdfast.distill.protocols import run_published
+    from gkdfast.distill.results import save_json
+
+    data = dataclasses.replace(csbm(num_nodes=300, num_classes=3, feature_dim=8, seed=0), name="cora")
+    res = run_published(data, methods=["glnn", "ta_ensemble"], epochs=1,
+                        overrides={"ta_ensemble": {"de_maxiter": 2}})
+    counts = [(s["key"], s["num_rows"]) for s in res["protocol"]["settings"]]
+    assert counts == [("cpf", 3), ("ta", 4)] and len(res["rows"]) == 7
+    save_json(res, str(tmp_path / "results.json"))
+    quality = load_repo_script("scripts/quality_published.py")
+    assert quality.row_settings(res) == ["cpf"] * 3 + ["ta"] * 4
+    text = quality.markdown(quality.read_results(str(tmp_path / "results.json")), "cmd")
+    teacher_rows = [line for line in text.splitlines() if "| teacher | SAGE(128) |" in line]
+    assert [line.split(" | ")[0] for line in teacher_rows] == ["| cpf", "| ta"]
+    assert "| 80.52 |" in teacher_rows[0]
+    assert "80.52" not in teacher_rows[1]  # the CPF teacher's paper figure is not the ta teacher's

@@ -13,7 +13,7 @@ from torch import Tensor
 from gkdfast.graph import Graph
 from gkdfast.data.graphdata import GraphData
 
-__all__ = ["random_split", "inductive_split", "InductiveSplit", "subgraph"]
+__all__ = ["random_split", "fraction_split", "inductive_split", "InductiveSplit", "subgraph"]
 
 
 def random_split(y: Tensor, train_per_class: int = 20, val_per_class: int = 30, seed: int = 0
@@ -51,6 +51,43 @@ def random_split(y: Tensor, train_per_class: int = 20, val_per_class: int = 30, 
         idx = idx[torch.randperm(idx.numel(), generator=gen)]
         train[idx[:train_per_class]] = True
         val[idx[train_per_class:train_per_class + val_per_class]] = True
+    test = (yc >= 0) & ~train & ~val
+    return train.to(y.device), val.to(y.device), test.to(y.device)
+
+
+def fraction_split(y: Tensor, train_fraction: float = 0.6, val_fraction: float = 0.2, seed: int = 0
+                   ) -> Tuple[Tensor, Tensor, Tensor]:
+    """Stratified random split by fractions: in each class, ``round(train_fraction · n_c)`` training and
+    ``round(val_fraction · n_c)`` validation nodes, the rest test (the Geom-GCN splits' 60 / 20 / 20).
+
+    Args:
+        y: ``[N]`` int64 labels; nodes with ``y < 0`` go in no mask.
+        train_fraction, val_fraction: non-negative, summing to at most 1.
+        seed: the draw depends only on ``seed`` and ``y``.
+
+    Returns:
+        ``(train_mask, val_mask, test_mask)``, each ``[N]`` bool on ``y``'s device, disjoint.
+
+    Example:
+        >>> tr, va, te = fraction_split(torch.arange(100) % 2, 0.6, 0.2, seed=0)
+        >>> int(tr.sum()), int(va.sum()), int(te.sum())
+        (60, 20, 20)
+    """
+    if not isinstance(y, Tensor) or y.dim() != 1:
+        raise ValueError("fraction_split: y must be a 1-D label tensor")
+    if train_fraction < 0 or val_fraction < 0 or train_fraction + val_fraction > 1:
+        raise ValueError(f"fraction_split: fractions must be >= 0 and sum to <= 1, got {train_fraction}, "
+                         f"{val_fraction}")
+    yc = y.detach().to("cpu", torch.int64)
+    gen = torch.Generator().manual_seed(int(seed))
+    train = torch.zeros(yc.numel(), dtype=torch.bool)
+    val = torch.zeros(yc.numel(), dtype=torch.bool)
+    for c in range(int(yc.max()) + 1 if yc.numel() and int(yc.max()) >= 0 else 0):
+        idx = (yc == c).nonzero().flatten()
+        idx = idx[torch.randperm(idx.numel(), generator=gen)]
+        n_tr, n_va = round(train_fraction * idx.numel()), round(val_fraction * idx.numel())
+        train[idx[:n_tr]] = True
+        val[idx[n_tr:n_tr + n_va]] = True
     test = (yc >= 0) & ~train & ~val
     return train.to(y.device), val.to(y.device), test.to(y.device)
 

@@ -72,7 +72,8 @@ def parse_model(spec: str, dropout: float = 0.5, num_layers: int = 2) -> ModelSp
 
 def seed_split(data, seed: int):
     """``data`` with the split for ``seed``: re-drawn (20/30 per class) when the data's split was a
-    random one, unchanged when it is a given split (Planetoid public split, masks in the file).
+    random one, a stratified 60/20/20 drawn for the seed when it is marked ``fraction(...)``, unchanged
+    when it is a given split (Planetoid public split, masks in the file).
 
     Example:
         >>> from gkdfast.data import csbm
@@ -88,6 +89,12 @@ def seed_split(data, seed: int):
         number = int(data.extras["label_number"])
         tr, va, te = fairness_split(data.y, number, seed)
         extras = dict(data.extras, split=f"fair(NIFTY, label_number={number}, seed={seed})")
+        return replace(data, train_mask=tr, val_mask=va, test_mask=te, extras=extras)
+    if how.startswith("fraction("):  # a stratified 60/20/20 split (T2-GNN's published setting), per seed
+        from gkdfast.data.splits import fraction_split
+
+        tr, va, te = fraction_split(data.y, 0.6, 0.2, seed=seed)
+        extras = dict(data.extras, split=f"fraction(60/20/20 per class, seed={seed})")
         return replace(data, train_mask=tr, val_mask=va, test_mask=te, extras=extras)
     if not how.startswith("random("):
         return data
@@ -318,7 +325,8 @@ def run_experiment(data, *, teacher: Optional[ModelSpec], students: Sequence[Mod
             for method in ["none"] + per_student[spec.label]:
                 recipe_kw = dict(overrides.get(method, {}))
                 if epochs:
-                    recipe_kw.setdefault("epochs", epochs)
+                    for field in ("epochs",) + tuple(_recipes.get(method).stage_epochs):
+                        recipe_kw.setdefault(field, epochs)
                 recipe = _recipes.get(method, **recipe_kw)
                 if getattr(recipe, "graph_free_student", False) and spec.name != "mlp":
                     log(f"seed {seed}  skip {recipe.name} for {spec.label}: it needs a graph-free (mlp) student")

@@ -18,6 +18,19 @@ runs one comparison (:func:`gkdfast.distill.experiment.run_experiment`) per grou
   GSP β 100 cosine, G-CRD β 0.1, τ 0.075, projection 256; KD+G-CRD β 0.05), lr 0.01, up to
   500 epochs; the data's own split.
 
+* ``peers`` — FreeKD, OAD: teacher-free peers of OAD's public Cora / CiteSeer student, a 2-layer
+  GCN(16) (FreeKD publishes no code: the same student), lr 5e-3 / weight decay 5e-4, the data's split;
+  the ``none`` row is the same GCN trained alone.
+* ``gsdn`` — GSDN (TGS code): teacher-free MLP, 2 layers, width 1,024, dropout 0.5, lr 0.01,
+  weight decay 5e-4, up to 200 epochs with patience 50, the data's split.
+* ``sail`` — SAIL: self-supervised GCN(128) encoder, linear probe on frozen embeddings, GRACE baseline
+  from the same run (in the row's extras), the data's split.
+* ``t2gnn`` — T2-GNN: 30 % of feature entries and edges masked per seed (seeded), a stratified
+  60 / 20 / 20 split drawn per seed (the Geom-GCN splits' proportions), GCN(64) student; on CiteSeer
+  the reference's ``topk=0, lamb=0.9``.
+* ``ta`` — teacher-assistant ensembles: SAGE(128) teacher (the common table's), MLP(128) student,
+  ``kd`` from the teacher beside ``ta_ensemble``; no public code, so the setting is ours.
+
 Choices we had to make (the papers have no Cora setting for the ``gnn`` group, full-graph training
 instead of sampled mini-batches, ...) are listed in ``docs/protocols.md``.
 
@@ -34,11 +47,15 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 from gkdfast.distill import recipes as _recipes
 from gkdfast.distill.experiment import ModelSpec, run_experiment
 
-__all__ = ["PublishedSetting", "PUBLISHED_METHODS", "published_settings", "prepare", "run_published",
+__all__ = ["PublishedSetting", "PUBLISHED_METHODS", "DEFAULT_PUBLISHED", "published_settings", "prepare", "run_published",
            "dataset_key", "with_teacher"]
 
 #: Every recipe that has a published setting here, in table order.
-PUBLISHED_METHODS = ("glnn", "nosmog", "graphmlp", "kd", "lsp", "gsp", "gcrd", "kd_gcrd")
+PUBLISHED_METHODS = ("glnn", "nosmog", "graphmlp", "kd", "lsp", "gsp", "gcrd", "kd_gcrd", "freekd", "oad", "gsdn",
+                     "sail", "t2gnn", "ta_ensemble")
+# The recipes ``gkdfast distill --protocol published`` runs when --methods is not given: the original
+# eight; the six later ones (teacher-free peers, self-distillation, masked data) are picked by name.
+DEFAULT_PUBLISHED = PUBLISHED_METHODS[:8]
 
 # GLNN / NOSMOG MLP students per dataset (their train.conf.yaml / tran.conf.yaml): lr, weight decay, dropout.
 _CPF_MLP = {"cora": (0.01, 0.005, 0.6), "citeseer": (0.01, 0.001, 0.1), "pubmed": (0.005, 0.0, 0.4)}
@@ -60,7 +77,9 @@ class PublishedSetting:
         students: student specs (each gets a no-KD row and one row per method).
         overrides: per-recipe hyperparameters (``"none"`` = the no-KD student).
         lcc: train on the largest connected component.  row_normalize: scale feature rows to sum 1.
-        split: ``"cpf"`` (20 / 30 per class drawn per seed, rest test) or ``"given"`` (the data's split).
+        split: ``"cpf"`` (20 / 30 per class drawn per seed, rest test), ``"fraction"`` (a stratified
+            60 / 20 / 20 split drawn per seed) or ``"given"`` (the data's split).
+        missing_rate: fraction of feature entries and edges masked per seed (T2-GNN's setting).
         notes: what the published setting had that we changed, one line each.
     """
 
@@ -74,6 +93,7 @@ class PublishedSetting:
     row_normalize: bool = False
     split: str = "given"
     notes: Tuple[str, ...] = ()
+    missing_rate: float = 0.0
 
     def describe(self) -> dict:
         """JSON-friendly summary, stored in ``results.json`` under ``protocol.settings``."""
@@ -85,7 +105,8 @@ class PublishedSetting:
                                                         **dict(t.options)},
                 "students": [s.label for s in self.students], "teacher_params": dict(self.teacher_params),
                 "overrides": {k: dict(v) for k, v in self.overrides.items()}, "lcc": self.lcc,
-                "row_normalize": self.row_normalize, "split": self.split, "notes": list(self.notes)}
+                "row_normalize": self.row_normalize, "split": self.split, "missing_rate": self.missing_rate,
+                "notes": list(self.notes)}
 
 
 def dataset_key(name: str) -> str:
@@ -147,6 +168,52 @@ def _gnn(methods: Sequence[str]) -> PublishedSetting:
                             split="given", notes=tuple(notes))
 
 
+def _peers(methods: Sequence[str]) -> PublishedSetting:
+    common = {"lr": 5e-3, "weight_decay": 5e-4}
+    notes = ["OAD's public student on Cora / CiteSeer (GCN, hidden 16, one hidden layer); FreeKD publishes no "
+             "code, so its peers are the same GCN(16)", "model selection on the validation set (OAD's code "
+             "selects on the test mask for Cora)"]
+    return PublishedSetting("peers", tuple(methods), None, (ModelSpec("gcn", 16, 2, 0.5),), {},
+                            {m: dict(common) for m in ("none",) + tuple(methods)}, notes=tuple(notes))
+
+
+# GSDN (TGS) node batches per dataset: its edge batches of 512 (Cora) / 256 (CiteSeer) / 4096, as nodes.
+_GSDN_BATCH = {"cora": 128, "citeseer": 64}
+
+
+def _gsdn(key: str) -> PublishedSetting:
+    common = {"lr": 0.01, "weight_decay": 5e-4, "epochs": 200, "patience": 50}
+    notes = ["TGS's MLP student: 2 layers, hidden 1024, dropout 0.5 (0.5-0.6 in its configurations)",
+             f"node batches of {_GSDN_BATCH.get(key, 1024)} (TGS batches edges: 512 on Cora, 256 on CiteSeer, "
+             "4096 elsewhere)"]
+    return PublishedSetting("gsdn", ("gsdn",), None, (ModelSpec("mlp", 1024, 2, 0.5),), {},
+                            {"none": dict(common), "gsdn": dict(common, batch_size=_GSDN_BATCH.get(key, 1024))},
+                            notes=tuple(notes))
+
+
+def _sail() -> PublishedSetting:
+    notes = ["GCN(128) encoder, 200 epochs; the row's accuracy is the linear probe on frozen embeddings, the "
+             "GRACE baseline of the same run is in its extras; the none row is the supervised GCN(128)"]
+    return PublishedSetting("sail", ("sail",), None, (ModelSpec("gcn", 128, 2, 0.5),), {}, {}, notes=tuple(notes))
+
+
+def _t2gnn(key: str) -> PublishedSetting:
+    t2 = {"topk": 0, "lamb": 0.9} if key == "citeseer" else {}  # the reference's CiteSeer command
+    notes = ["30 % of feature entries and edges masked per seed; a stratified 60/20/20 split drawn per seed "
+             "(the Geom-GCN split files have these proportions; their exact files: gkdfast.data.geom_gcn_split)",
+             "GCN(64) student; sparse top-k PPR and learnable node embeddings instead of the reference's N x N"]
+    return PublishedSetting("t2gnn", ("t2gnn",), None, (ModelSpec("gcn", 64, 2, 0.5),), {},
+                            {"t2gnn": t2} if t2 else {}, split="fraction", missing_rate=0.3, notes=tuple(notes))
+
+
+def _ta(methods: Sequence[str]) -> PublishedSetting:
+    notes = ["no public code: the common table's SAGE(128) teacher and MLP(128) student, assistants SAGE "
+             "64 -> 32 -> 16, kd from the teacher beside the ensemble"]
+    rows = tuple(dict.fromkeys(("kd",) + tuple(methods)))
+    return PublishedSetting("ta", rows, ModelSpec("sage", 128, 2, 0.5), (ModelSpec("mlp", 128, 2, 0.5),), {}, {},
+                            notes=tuple(notes))
+
+
 # ``--set teacher.KEY=VALUE`` keys that set the teacher's training rather than its architecture.
 _TEACHER_TRAINING = ("lr", "weight_decay", "epochs", "patience")
 
@@ -197,19 +264,21 @@ def with_teacher(setting: PublishedSetting, changes: Dict[str, object]) -> Publi
 
 
 _GROUP = {"glnn": "cpf", "nosmog": "cpf", "graphmlp": "graphmlp", "kd": "gnn", "lsp": "gnn", "gsp": "gnn",
-          "gcrd": "gnn", "kd_gcrd": "gnn"}
+          "gcrd": "gnn", "kd_gcrd": "gnn", "freekd": "peers", "oad": "peers", "gsdn": "gsdn", "sail": "sail",
+          "t2gnn": "t2gnn", "ta_ensemble": "ta"}
 
 
 def published_settings(dataset: str, methods: Optional[Sequence[str]] = None) -> List[PublishedSetting]:
-    """The published settings that cover ``methods`` (default :data:`PUBLISHED_METHODS`) on ``dataset``,
-    in the order cpf, graphmlp, gnn; ValueError for a recipe without a published setting.
+    """The published settings that cover ``methods`` (default :data:`DEFAULT_PUBLISHED`) on ``dataset``,
+    in the order cpf, graphmlp, gnn, peers, gsdn, sail, t2gnn, ta; ValueError for a recipe without a
+    published setting.
 
     Example:
         >>> s = published_settings("citeseer", ["nosmog"])[0]
         >>> s.key, s.students[0].dropout, s.overrides["nosmog"]["pos_dim"]
         ('cpf', 0.1, 16)
     """
-    names = [_recipes.get(m).name for m in (methods or PUBLISHED_METHODS)]
+    names = [_recipes.get(m).name for m in (methods or DEFAULT_PUBLISHED)]
     names = [m for m in names if m != "none"]
     unknown = [m for m in names if m not in _GROUP]
     if unknown:
@@ -225,6 +294,17 @@ def published_settings(dataset: str, methods: Optional[Sequence[str]] = None) ->
     gnn = [m for m in names if _GROUP[m] == "gnn"]
     if gnn:
         out.append(_gnn(gnn))
+    peers = [m for m in names if _GROUP[m] == "peers"]
+    if peers:
+        out.append(_peers(peers))
+    if "gsdn" in names:
+        out.append(_gsdn(key))
+    if "sail" in names:
+        out.append(_sail())
+    if "t2gnn" in names:
+        out.append(_t2gnn(key))
+    if "ta_ensemble" in names:
+        out.append(_ta(["ta_ensemble"]))
     return out
 
 
@@ -246,6 +326,8 @@ def prepare(data, setting: PublishedSetting):
         data = row_normalize(data)
     if setting.split == "cpf":  # seed_split re-draws a split marked random(...) for every seed
         data = replace(data, extras=dict(data.extras, split="random(20/30 per class, CPF, largest component)"))
+    elif setting.split == "fraction":  # ... and one marked fraction(...) as a stratified 60/20/20
+        data = replace(data, extras=dict(data.extras, split="fraction(60/20/20 per class)"))
     return data
 
 
@@ -257,7 +339,7 @@ def run_published(data, *, methods: Optional[Sequence[str]] = None, seeds: Seque
 
     Args:
         data: a :class:`gkdfast.data.GraphData` (its name picks the per-dataset hyperparameters).
-        methods: recipe names (default :data:`PUBLISHED_METHODS`).  seeds, epochs, device, log,
+        methods: recipe names (default :data:`DEFAULT_PUBLISHED`).  seeds, epochs, device, log,
             progress: as :func:`~gkdfast.distill.experiment.run_experiment`.
         out: checkpoint folder; each setting uses ``out/<key>`` (they train on different data).
         overrides: per-recipe hyperparameters applied on top of the published ones; the key
@@ -268,8 +350,8 @@ def run_published(data, *, methods: Optional[Sequence[str]] = None, seeds: Seque
     Returns:
         the ``results.json`` dictionary (rows of every setting; rows are told apart by their model
         label, e.g. ``teacher SAGE(128)`` for cpf, ``teacher GAT(256)`` for gnn) plus ``protocol``:
-        ``{"name": "published", "settings": [...]}`` with each setting's :meth:`PublishedSetting.describe`
-        and the size of the graph it trained on.
+        ``{"name": "published", "settings": [...]}`` with each setting's :meth:`PublishedSetting.describe`,
+        the size of the graph it trained on and ``num_rows``, how many of ``rows`` (in order) are its.
 
     Example:
         >>> from gkdfast.data import csbm
@@ -288,17 +370,20 @@ def run_published(data, *, methods: Optional[Sequence[str]] = None, seeds: Seque
         kw = {k: dict(v) for k, v in s.overrides.items()}
         for m, extra in (overrides or {}).items():
             kw.setdefault(_recipes.get(m).name, {}).update(extra)
-        for v in kw.values() if epochs else ():  # a quick run caps every recipe, published epochs or not
-            v["epochs"] = epochs
+        for m, v in kw.items() if epochs else ():  # a quick run caps every recipe, published epochs or not
+            v.update({f: epochs for f in ("epochs",) + tuple(_recipes.get(m).stage_epochs)})
         log(f"published setting {s.key}: {', '.join(s.methods)} on {d.num_nodes} nodes; teacher "
             f"{s.teacher.label if s.teacher else 'none'}, students {', '.join(x.label for x in s.students)}")
         res = run_experiment(d, teacher=s.teacher, students=list(s.students), methods=list(s.methods),
                              seeds=seeds, epochs=epochs, device=device,
                              out=None if out is None else os.path.join(out, s.key), overrides=kw,
                              teacher_params=dict(s.teacher_params, **({"epochs": epochs} if epochs else {})),
-                             log=log, progress=progress)
+                             log=log, progress=progress, missing_rate=s.missing_rate)
         rows += res["rows"]
-        described.append(dict(s.describe(), num_nodes=d.num_nodes, num_edges=d.graph.num_edges))
+        # num_rows: the rows are concatenated setting by setting, so a reader can tell which setting a
+        # row came from even where two settings share a (method, model) pair (cpf's and ta's MLP(128))
+        described.append(dict(s.describe(), num_nodes=d.num_nodes, num_edges=d.graph.num_edges,
+                              num_rows=len(res["rows"])))
     return {"dataset": str(getattr(data, "name", "graph")), "num_nodes": data.graph.num_nodes,
             "num_edges": data.graph.num_edges, "rows": rows,
             "protocol": {"name": "published", "settings": described}}

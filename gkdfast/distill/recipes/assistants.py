@@ -118,6 +118,7 @@ class TAEnsemble(Recipe):
     assistant_model = "sage"
     assistant_widths: Sequence[int] = (64, 32, 16)
     assistant_epochs: Optional[int] = None
+    stage_epochs = ("assistant_epochs",)
     mix = "de"
     include_teacher = False
     de_maxiter = 100

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 from torch import Tensor, nn
 
@@ -55,6 +55,9 @@ class Recipe:
     name = "recipe"
     needs_teacher = True
     graph_free_student = False  # True: the recipe trains only graph-free (MLP) students
+    # Other epoch budgets of a multi-stage recipe (its own teachers, warm-up, assistants), capped along
+    # with ``epochs`` when a quick run caps every recipe (``gkdfast distill --epochs N``).
+    stage_epochs: Tuple[str, ...] = ()
     lr = 0.01
     weight_decay = 5e-4
     epochs = 200

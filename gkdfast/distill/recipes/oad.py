@@ -121,6 +121,7 @@ class OAD(Recipe):
     gan_weight = 0.1
     d_weight = 1.0
     warmup_epochs = 100
+    stage_epochs = ("warmup_epochs",)
     epochs = 100
     lr = 5e-3
     patience: Optional[int] = 50

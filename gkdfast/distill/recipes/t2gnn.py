@@ -170,6 +170,7 @@ class T2GNN(Recipe):
     structure_emb_dim = 128
     teacher_lr = 1e-3
     teacher_epochs = 400
+    stage_epochs = ("teacher_epochs",)
     teacher_patience: Optional[int] = 100
     contrast_tau = 0.5
     contrast_samples: Optional[int] = 2048
