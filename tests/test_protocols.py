@@ -84,7 +84,7 @@ def test_published_settings_group_the_recipes_and_reject_unknown_ones():
     keys = [s.key for s in published_settings("cora")]
     assert keys == ["cpf", "graphmlp", "gnn"]
     gnn = published_settings("cora", ["gcrd", "kd+gcrd"])[0]
-    assert gnn.methods == ("gcrd", "kd_gcrd") and gnn.teacher.name == "gat" and gnn.teacher.num_layers == 3
+    assert gnn.methods == ("gcrd", "kd_gcrd") and gnn.teacher.name == "gat" and dict(gnn.teacher.options)["heads"] == 8
     assert [x.name for x in gnn.students] == ["gcn", "sage"]
     assert set(PUBLISHED_METHODS) >= {"glnn", "nosmog", "graphmlp", "lsp", "gsp", "gcrd", "kd_gcrd"}
     with pytest.raises(ValueError, match="no published setting for 'coldbrew'"):
@@ -112,7 +112,7 @@ def test_cli_published_writes_results_with_the_protocol_recorded(tmp_path):
     assert [s["key"] for s in proto["settings"]] == ["cpf", "graphmlp", "gnn"]
     assert proto["settings"][0]["lcc"] and proto["settings"][1]["row_normalize"]
     rows = {(r["method"], r["model"]) for r in res["rows"]}
-    assert {("teacher", "SAGE(128)"), ("glnn", "MLP(128)"), ("graphmlp", "GMLP(256)"), ("teacher", "GAT(256)"),
+    assert {("teacher", "SAGE(128)"), ("glnn", "MLP(128)"), ("graphmlp", "GMLP(256)"), ("teacher", "GAT(64)"),
             ("kd_gcrd", "GCN(64)"), ("kd_gcrd", "SAGE(64)")} <= rows
     assert ("teacher", "GMLP(256)") not in rows  # Graph-MLP trains without a teacher
 
@@ -195,9 +195,11 @@ def test_set_teacher_changes_the_teacher_of_every_setting_with_one_and_records_i
     from gkdfast.distill.protocols import with_teacher
 
     gnn = published_settings("cora", ["kd"])[0]
-    t = with_teacher(gnn, {"hidden": 64, "num_layers": 2, "heads": 8, "input_dropout": 0.6, "lr": 0.005}).teacher
-    assert (t.name, t.hidden, t.num_layers) == ("gat", 64, 2)
-    assert dict(t.options) == {"heads": 8, "attn_dropout": 0.3, "input_dropout": 0.6}
+    # back to the first choice, a 3-layer GAT(4 x 64)
+    t = with_teacher(gnn, {"hidden": 256, "num_layers": 3, "heads": 4, "attn_dropout": 0.3, "input_dropout": 0.0,
+                           "lr": 0.005}).teacher
+    assert (t.name, t.hidden, t.num_layers) == ("gat", 256, 3)
+    assert dict(t.options) == {"heads": 4, "attn_dropout": 0.3, "input_dropout": 0.0}
     changed = with_teacher(gnn, {"lr": 0.005, "patience": 50})
     assert changed.teacher == gnn.teacher and changed.teacher_params["lr"] == 0.005
     assert changed.teacher_params["patience"] == 50 and changed.teacher_params["epochs"] == 500

@@ -28,7 +28,7 @@ def test_published_structure_recipe_costs_both_backends(tmp_path):
     for r in rows:
         assert r["student"] == "GCN(64)" and r["epochs"] == 2
         assert r["sec_per_epoch"] > 0 and r["peak_rss_mib"] > 0
-    assert rows[2]["teacher"] == "GAT(256)" and rows[0]["teacher"] is None
+    assert rows[2]["teacher"] == "GAT(64)" and rows[0]["teacher"] is None
 
 
 def test_bad_backend_is_a_usage_error():

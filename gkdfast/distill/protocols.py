@@ -13,8 +13,9 @@ runs one comparison (:func:`gkdfast.distill.experiment.run_experiment`) per grou
   Linear→GELU→LayerNorm→Dropout(0.6)→Linear, width 256) with the contrastive loss on the encoder
   output, lr 0.001, weight decay 5e-3, 400 epochs without early stopping, per-dataset α and τ;
   the data's own split (the public Planetoid split on Cora / CiteSeer).  No teacher.
-* ``gnn`` — KD, LSP, GSP, G-CRD, KD+G-CRD: a deeper, wider GAT teacher (3 layers, 4 heads × 64)
-  into small 2-layer GCN(64) and SAGE(64) students, Joshi et al.'s loss weights (KD α 0.9, T 4;
+* ``gnn`` — KD, LSP, GSP, G-CRD, KD+G-CRD: a GAT teacher with the GAT paper's citation-graph
+  settings (2 layers, 8 heads × 8, dropout 0.6 on input, hidden and attention) into 2-layer GCN(64)
+  and SAGE(64) students, Joshi et al.'s loss weights (KD α 0.9, T 4;
   GSP β 100 cosine, G-CRD β 0.1, τ 0.075, projection 256; KD+G-CRD β 0.05), lr 0.01, up to
   500 epochs; the data's own split.
 
@@ -157,9 +158,14 @@ def _graphmlp(key: str) -> PublishedSetting:
 def _gnn(methods: Sequence[str]) -> PublishedSetting:
     common = {"lr": 0.01, "epochs": 500, "patience": 100}
     overrides = {m: dict(common) for m in ("none",) + tuple(methods)}
-    teacher = ModelSpec("gat", 256, 3, 0.5, (("heads", 4), ("attn_dropout", 0.3)))
-    notes = ["no published Cora / CiteSeer setting: the teacher is a 3-layer GAT as in Joshi et al. "
-             "(4 heads x 64 instead of 3 x 250) and the students are 2-layer GCN / SAGE at width 64",
+    # The GAT paper's citation-graph configuration (2 layers, 8 heads x 8, dropout 0.6 on the input, the
+    # hidden layer and the attention, lr 0.005, wd 5e-4).  A 3-layer GAT(4 x 64) as in Joshi et al.'s
+    # arxiv setting was our first choice; on Cora and Cora-ML it ended *below* the GCN(64) student
+    # (79.96 vs 80.42, 81.35 vs 83.18), leaving nothing to distil (docs/results-published.md).
+    teacher = ModelSpec("gat", 64, 2, 0.6, (("heads", 8), ("attn_dropout", 0.6), ("input_dropout", 0.6)))
+    notes = ["no published Cora / CiteSeer setting for these recipes: the teacher is a GAT with the GAT paper's "
+             "citation-graph settings (2 layers, 8 heads x 8, dropout 0.6 on input, hidden and attention; Joshi "
+             "et al. use a 3-layer GAT on arxiv) and the students are 2-layer GCN / SAGE at width 64",
              "full-graph training; up to 500 epochs with patience 100 (the reference keeps the best "
              "validation epoch of 500)", "LSP with the official code's kernel and weight (Laplace, "
              "gamma 0.01, beta 1) on every epoch (the official code stops it after epoch 30)"]
@@ -231,9 +237,9 @@ def with_teacher(setting: PublishedSetting, changes: Dict[str, object]) -> Publi
 
     Example:
         >>> s = published_settings("cora", ["kd"])[0]
-        >>> t = with_teacher(s, {"hidden": 64, "num_layers": 2, "heads": 8, "lr": 0.005}).teacher
+        >>> t = with_teacher(s, {"hidden": 256, "num_layers": 3, "heads": 4, "lr": 0.01}).teacher
         >>> t.label, t.num_layers, dict(t.options)["heads"]
-        ('GAT(64)', 2, 8)
+        ('GAT(256)', 3, 4)
     """
     if setting.teacher is None or not changes:
         return setting
@@ -349,7 +355,7 @@ def run_published(data, *, methods: Optional[Sequence[str]] = None, seeds: Seque
 
     Returns:
         the ``results.json`` dictionary (rows of every setting; rows are told apart by their model
-        label, e.g. ``teacher SAGE(128)`` for cpf, ``teacher GAT(256)`` for gnn) plus ``protocol``:
+        label, e.g. ``teacher SAGE(128)`` for cpf, ``teacher GAT(64)`` for gnn) plus ``protocol``:
         ``{"name": "published", "settings": [...]}`` with each setting's :meth:`PublishedSetting.describe`,
         the size of the graph it trained on and ``num_rows``, how many of ``rows`` (in order) are its.
 
