@@ -201,19 +201,36 @@ def write_markdown(all_results, args, path):
     notes = _notes(all_results)
     lines += notes if notes else ["- (no targets on these datasets)"]
     lines += ["", _static_notes()]
+    kept = _kept_published_block(path)
+    if kept:  # the second table (--protocol published) lives in this file too: keep it
+        lines += ["", kept, ""]
     with open(path, "w") as f:
         f.write("\n".join(lines))
 
 
-def _published_main(argv):
-    """``--protocol published``: the second table (scripts/quality_published.py), not docs/results.md."""
+def _kept_published_block(path):
+    """The marked second-table section of the report at ``path`` (written by ``--protocol published``),
+    or ``""``."""
+    if not os.path.exists(path):
+        return ""
+    with open(path) as f:
+        return _published_module().published_block(f.read())
+
+
+def _published_module():
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("quality_published",
                                                   os.path.join(ROOT, "scripts", "quality_published.py"))
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    return mod.main(argv)
+    return mod
+
+
+def _published_main(argv):
+    """``--protocol published``: the second table (scripts/quality_published.py): its own file and the
+    marked section of docs/results.md."""
+    return _published_module().main(argv)
 
 
 def main(argv=None):

@@ -183,8 +183,19 @@ def test_quality_published_table_puts_the_paper_figure_beside_ours(tmp_path):
     quality = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(quality)
     out = tmp_path / "table.md"
-    quality.main(["--protocol", "published", "--from-json", str(tmp_path / "*.json"), "--out", str(out)])
+    report = tmp_path / "results.md"
+    report.write_text("# Distillation quality and wall time\n\ncommon table\n")
+    argv = ["--protocol", "published", "--from-json", str(tmp_path / "*.json"), "--out", str(out),
+            "--results-md", str(report)]
+    quality.main(argv)
     text = out.read_text()
+    # the same table is the marked second section of docs/results.md; a rerun replaces it, not repeats it
+    quality.main(argv)
+    merged = report.read_text()
+    assert merged.startswith("# Distillation quality and wall time\n\ncommon table\n")
+    assert merged.count("<!-- published-table:start -->") == 1 and merged.count("### cora") == 1
+    assert "## Second table: every recipe in its published setting" in merged
+    assert quality._kept_published_block(str(report)).endswith("<!-- published-table:end -->")
     glnn = next(r for r in res["rows"] if r["method"] == "glnn")
     acc = 100 * glnn["test_acc_mean"]
     assert f"| cpf | glnn | MLP(128) | {acc:.2f} ± 0.00 | 1 | 80.54 | {acc - 80.54:+.2f} |" in text
