@@ -27,13 +27,14 @@ def add_protocol_args(parser) -> None:
 
 def _check_flags(args) -> None:
     """The published protocol fixes the models and the setting: flags that would change them fail."""
-    clashes = [("--teacher", args.teacher),
+    clashes = [("--teacher", args.teacher and args.teacher.strip().lower() != "auto"),
                ("--setting inductive", args.setting != "transductive"), ("--missing-rate", args.missing_rate),
                ("--distributed", args.distributed), ("--sampled", getattr(args, "sampled", False)),
                ("--fairness", args.fairness)]
     for flag, given in clashes:
         if given:
-            hint = " (--set teacher.KEY=VALUE changes the teacher, e.g. teacher.hidden=64)" if flag == "--teacher" else ""
+            hint = (" (--teacher auto picks each setting's teacher by validation; --set teacher.KEY=VALUE changes "
+                    "it, e.g. teacher.hidden=64)") if flag == "--teacher" else ""
             raise ValueError(f"--protocol published sets the models and setting of each recipe; drop {flag} "
                              f"(or use --protocol common){hint}")
 
@@ -73,7 +74,8 @@ def run_published_cli(args, device: str) -> int:
     with exclusive_dir(args.out, "--out folder"):
         results = run_published(data, methods=methods, seeds=list(range(args.seed, args.seed + args.seeds)),
                                 epochs=args.epochs, device=device, out=args.out, log=log, overrides=overrides,
-                                progress=not args.quiet and not args.no_progress, students=students)
+                                progress=not args.quiet and not args.no_progress, students=students,
+                                auto_teacher=(args.teacher or "").strip().lower() == "auto")
         print(format_table(results))
         save_json(results, os.path.join(args.out, "results.json"))
         save_png(results, os.path.join(args.out, "results.png"))

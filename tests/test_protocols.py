@@ -309,3 +309,32 @@ def test_published_rows_know_their_setting_where_two_settings_share_a_model_labe
     assert [line.split(" | ")[0] for line in teacher_rows] == ["| cpf", "| ta"]
     assert "| 80.52 |" in teacher_rows[0]
     assert "80.52" not in teacher_rows[1]  # the CPF teacher's paper figure is not the ta teacher's
+
+
+def test_teacher_auto_picks_each_settings_teacher_by_validation(tmp_path, monkeypatch):
+    """``--teacher auto`` under the published protocol: the setting's own teacher and the common
+    candidates compete on the first seed's validation accuracy; the winner teaches every seed."""
+    import dataclasses
+
+    from gkdfast.distill import teacher_select
+    from gkdfast.distill.protocols import run_published
+
+    monkeypatch.setattr(teacher_select, "DEFAULT_CANDIDATES", ("gcn:16", "gat:64", "mlp:16"))
+    data = dataclasses.replace(csbm(num_nodes=300, num_classes=3, feature_dim=8, seed=0), name="cora")
+    res = run_published(data, methods=["kd", "graphmlp"], epochs=3, seeds=[0, 1], auto_teacher=True, students=["gcn"])
+    gnn = next(s for s in res["protocol"]["settings"] if s["key"] == "gnn")
+    cands = gnn["teacher_selection"]["candidates"]
+    # the setting's own GAT(64) first; the common gat:64 has its label, so it is left out
+    assert [c["model"] for c in cands] == ["GAT(64)", "GCN(16)", "MLP(16)"]
+    best = max(cands, key=lambda c: c["val_acc"])["model"]
+    assert gnn["teacher_selection"]["picked"] == best == gnn["teacher"]
+    teacher_rows = [r for r in res["rows"] if r["method"] == "teacher"]
+    assert [r["model"] for r in teacher_rows] == [best] and len(teacher_rows[0]["test_acc"]) == 2
+    assert "--teacher auto" in gnn["notes"][-1]
+    graphmlp = next(s for s in res["protocol"]["settings"] if s["key"] == "graphmlp")
+    assert "teacher_selection" not in graphmlp  # teacher-free: nothing to pick
+
+    rc, out = _cli(tmp_path, "auto", "--protocol", "published", "--methods", "kd", "--student", "gcn",
+                   "--teacher", "auto", "--epochs", "2")
+    assert rc in (0, None)
+    assert "teacher_selection" in json.loads((out / "results.json").read_text())["protocol"]["settings"][0]

@@ -337,10 +337,26 @@ def prepare(data, setting: PublishedSetting):
     return data
 
 
+def _select_teacher(s: PublishedSetting, d, seed: int, epochs: Optional[int], device, log):
+    """``s`` with the teacher picked by validation among its own and the common candidates (a candidate
+    with the same label as the setting's teacher is left out: the rows could not tell them apart)."""
+    from gkdfast.distill.experiment import parse_model
+    from gkdfast.distill.teacher_select import DEFAULT_CANDIDATES, select_teacher
+
+    others = [c for c in DEFAULT_CANDIDATES if parse_model(c).label != s.teacher.label]
+    params = dict(s.teacher_params, **({"epochs": epochs} if epochs else {}))
+    spec, table = select_teacher(d, [s.teacher] + others, seed=seed, epochs=params.pop("epochs", None),
+                                 teacher_params=params, device=device, log=log)
+    note = f"--teacher auto: {spec.label} picked by validation accuracy among " + \
+        ", ".join(f"{row['model']} {100 * row['val_acc']:.1f}" for row in table)
+    return replace(s, teacher=spec, notes=s.notes + (note,)), {"picked": spec.label, "candidates": table}
+
+
 def run_published(data, *, methods: Optional[Sequence[str]] = None, seeds: Sequence[int] = (0,),
                   epochs: Optional[int] = None, device="cpu", out: Optional[str] = None,
                   log: Callable[[str], None] = lambda s: None, progress: bool = False,
-                  overrides: Optional[Dict[str, dict]] = None, students: Optional[Sequence[str]] = None) -> dict:
+                  overrides: Optional[Dict[str, dict]] = None, students: Optional[Sequence[str]] = None,
+                  auto_teacher: bool = False) -> dict:
     """Runs every published setting covering ``methods`` on ``data`` and merges their rows.
 
     Args:
@@ -352,6 +368,10 @@ def run_published(data, *, methods: Optional[Sequence[str]] = None, seeds: Seque
             ``"teacher"`` changes the teacher of every setting that has one (:func:`with_teacher`).
         students: model names (e.g. ``["gcn"]``) to keep among a setting's published students, to
             save time; a setting none of whose students is named keeps them all.
+        auto_teacher: ``--teacher auto``: in each setting with a teacher, pick it by validation accuracy
+            on the first seed's split among the setting's own teacher and the common candidates
+            (:func:`gkdfast.distill.teacher_select.select_teacher`); the choice and every candidate's
+            validation accuracy go into the setting's ``teacher_selection``.
 
     Returns:
         the ``results.json`` dictionary (rows of every setting; rows are told apart by their model
@@ -373,6 +393,9 @@ def run_published(data, *, methods: Optional[Sequence[str]] = None, seeds: Seque
         picked = tuple(x for x in s.students if x.name in (students or ()))
         s = replace(s, students=picked) if picked else s
         d = prepare(data, s)
+        selection = None
+        if auto_teacher and s.teacher is not None:
+            s, selection = _select_teacher(s, d, seeds[0], epochs, device, log)
         kw = {k: dict(v) for k, v in s.overrides.items()}
         for m, extra in (overrides or {}).items():
             kw.setdefault(_recipes.get(m).name, {}).update(extra)
@@ -389,7 +412,7 @@ def run_published(data, *, methods: Optional[Sequence[str]] = None, seeds: Seque
         # num_rows: the rows are concatenated setting by setting, so a reader can tell which setting a
         # row came from even where two settings share a (method, model) pair (cpf's and ta's MLP(128))
         described.append(dict(s.describe(), num_nodes=d.num_nodes, num_edges=d.graph.num_edges,
-                              num_rows=len(res["rows"])))
+                              num_rows=len(res["rows"]), **({"teacher_selection": selection} if selection else {})))
     return {"dataset": str(getattr(data, "name", "graph")), "num_nodes": data.graph.num_nodes,
             "num_edges": data.graph.num_edges, "rows": rows,
             "protocol": {"name": "published", "settings": described}}

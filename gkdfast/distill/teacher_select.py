@@ -29,7 +29,9 @@ def select_teacher(data, candidates: Sequence[str] = DEFAULT_CANDIDATES, *, seed
 
     Args:
         data: a :class:`gkdfast.data.GraphData` (features, labels, a split or a split rule).
-        candidates: model specs ``"name:hidden"`` (``gcn``, ``sage``, ``gat``, ...); at least one.
+        candidates: model specs ``"name:hidden"`` (``gcn``, ``sage``, ``gat``, ...) or
+            :class:`~gkdfast.distill.experiment.ModelSpec` objects (kept as they are, dropout included);
+            at least one.
         seed: whose split and initialisation the comparison uses.
         epochs / teacher_params: as for the experiment's teacher (``NoKD`` recipe settings).
         device: where to train.  dropout: the teachers' dropout.
@@ -47,7 +49,8 @@ def select_teacher(data, candidates: Sequence[str] = DEFAULT_CANDIDATES, *, seed
     """
     if not candidates:
         raise ValueError("select_teacher: give at least one candidate model (e.g. gcn:64)")
-    specs = [parse_model(c, dropout=dropout) for c in candidates]  # unknown names fail before training
+    # unknown names fail before training
+    specs = [c if isinstance(c, ModelSpec) else parse_model(c, dropout=dropout) for c in candidates]
     d = seed_split(data, seed)
     dev = torch.device(device)
     table: List[dict] = []
