@@ -34,6 +34,7 @@ __all__ = [
     "load", "guess_format", "save_npz", "save_mmap", "load_mmap",
     "load_fairness", "fairness_split", "FAIRNESS_SETS",
     "load_planetoid", "load_gnn_benchmark", "load_npz_bundle", "load_musae", "load_mat", "load_tu", "load_graph_json", "load_ogb",
-    "random_split", "fraction_split", "inductive_split", "geom_gcn_split", "mask_missing", "InductiveSplit", "subgraph",
+    "random_split", "fraction_split", "inductive_split", "geom_gcn_split", "mask_missing", "InductiveSplit",
+    "subgraph",
     "csbm", "dcsbm", "power_law_graph", "edge_homophily",
 ]

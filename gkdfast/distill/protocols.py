@@ -48,8 +48,8 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 from gkdfast.distill import recipes as _recipes
 from gkdfast.distill.experiment import ModelSpec, run_experiment
 
-__all__ = ["PublishedSetting", "PUBLISHED_METHODS", "DEFAULT_PUBLISHED", "published_settings", "prepare", "run_published",
-           "dataset_key", "with_teacher"]
+__all__ = ["PublishedSetting", "PUBLISHED_METHODS", "DEFAULT_PUBLISHED", "published_settings", "prepare",
+           "run_published", "dataset_key", "with_teacher"]
 
 #: Every recipe that has a published setting here, in table order.
 PUBLISHED_METHODS = ("glnn", "nosmog", "graphmlp", "kd", "lsp", "gsp", "gcrd", "kd_gcrd", "freekd", "oad", "gsdn",
