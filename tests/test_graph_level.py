@@ -10,7 +10,9 @@ import gkdfast
 from conftest import need_data, run_cli
 from gkdfast.data import load_tu
 from gkdfast.data.batching import GraphLoader, collate, select_graphs, stratified_kfold
-from gkdfast.distill.datafree import BNStatistics, DFADConfig, GraphGenerator, distill_dfad, feature_layout
+from gkdfast.distill.datafree import (BNStatistics, DFADConfig, GraphGenerator, distill_dfad, feature_layout,
+                                      onehot_frequencies)
+from gkdfast.distill.graph_experiment import dfad_generator_for
 from gkdfast.distill.graph_level import GraphTrainConfig, graph_accuracy, train_graph_classifier
 from gkdfast.nn.graph_models import GraphClassifier
 
@@ -129,6 +131,69 @@ def test_generator_producing_empty_graphs_still_gives_finite_outputs_and_gradien
     gen.zero_grad()
     GraphClassifier("gin", 3, 8, 2, 2).eval()(gen(torch.randn(4, 32))).sum().backward()
     assert gen.feat.weight.grad.abs().sum() > 0
+
+
+def test_onehot_frequencies_and_their_errors():
+    x = torch.tensor([[1., 0., 0., 5.], [1., 0., 0., 2.], [0., 0., 1., 1.], [1., 0., 0., 0.]])
+    assert torch.allclose(onehot_frequencies(x, 3), torch.tensor([0.75, 0.0, 0.25]))
+    assert torch.allclose(onehot_frequencies(x[:0], 3), torch.full((3,), 1 / 3))
+    with pytest.raises(ValueError, match="k must be >= 1"):
+        onehot_frequencies(x, 0)
+
+
+def _type_shares(gen, n=256):
+    torch.manual_seed(3)
+    with torch.no_grad():
+        return gen.eval()(torch.randn(n, 32)).x[:, :gen.onehot_dim].mean(0)
+
+
+def test_generator_onehot_prior_sets_the_first_graphs_feature_classes():
+    torch.manual_seed(0)
+    uniform = _type_shares(GraphGenerator(num_nodes=6, onehot_dim=4))
+    torch.manual_seed(0)
+    prior = _type_shares(GraphGenerator(num_nodes=6, onehot_dim=4, onehot_prior=torch.tensor([0.85, 0.15, 0., 0.])))
+    assert uniform.min() > 0.1  # no prior: every class drawn
+    assert prior[0] > 0.6 and prior[2:].sum() < 0.02, prior
+    with pytest.raises(ValueError, match="onehot_prior must be"):
+        GraphGenerator(num_nodes=6, onehot_dim=4, onehot_prior=torch.ones(3))
+    with pytest.raises(ValueError, match="onehot_prior must be"):
+        GraphGenerator(num_nodes=6, onehot_dim=2, onehot_prior=torch.tensor([1.5, -0.5]))
+
+
+def test_dfad_generator_for_reads_the_training_graphs_type_frequencies():
+    ds = load_tu(need_data("tu_mutag"))
+    train = torch.arange(0, 188, 2)
+    torch.manual_seed(0)
+    shares = _type_shares(dfad_generator_for(ds, train, DFADConfig()))
+    real = onehot_frequencies(select_graphs(ds, train).x, 7)
+    assert real[0] > 0.6  # MUTAG: mostly carbon
+    assert abs(float(shares[0] - real[0])) < 0.15 and shares[3:].sum() < 0.05, (shares, real)
+    torch.manual_seed(0)
+    plain = _type_shares(dfad_generator_for(ds, train, DFADConfig(onehot_prior=False)))
+    assert plain[3:].sum() > 0.3  # a uniform start draws the types MUTAG almost never has
+
+
+@pytest.mark.parametrize("bad, match", [(dict(student_loss="mse"), "student_loss must be"),
+                                        (dict(temperature=0.0), "temperature must be > 0")])
+def test_dfad_rejects_bad_student_loss_settings(bad, match):
+    with pytest.raises(ValueError, match=match):
+        distill_dfad(GraphClassifier("gin", 3, 8, 2, 2), GraphClassifier("gcn", 3, 8, 2, 2),
+                     GraphGenerator(num_nodes=4, onehot_dim=3), DFADConfig(epochs=1, **bad))
+
+
+def test_dfad_student_losses_differ_and_both_train():
+    torch.manual_seed(0)
+    teacher = GraphClassifier("gin", 3, 8, 2, 2).eval()
+    outs = {}
+    for loss in ("kl", "l1"):
+        torch.manual_seed(1)
+        student, gen = GraphClassifier("gcn", 3, 8, 2, 2), GraphGenerator(num_nodes=5, onehot_dim=3)
+        cfg = DFADConfig(epochs=3, iters=1, student_steps=2, batch_size=8, num_nodes=5, student_loss=loss,
+                         temperature=2.0)
+        student, hist = distill_dfad(teacher, student, gen, cfg, seed=0)
+        assert all(torch.isfinite(torch.tensor(h)).all() for h in hist)
+        outs[loss] = [p.detach().clone() for p in student.parameters()]
+    assert any(not torch.equal(a, b) for a, b in zip(outs["kl"], outs["l1"]))
 
 
 def test_dfad_refuses_students_that_ignore_edge_weights():

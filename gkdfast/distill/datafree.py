@@ -9,10 +9,30 @@ exactly what they would on the hard graph, while the generator receives gradient
 features and every potential edge.  This is the fix of the public re-implementation, whose
 ``argmax`` / ``> 0.3`` graph construction cuts the generator off from any gradient.
 
-Min-max game (per iteration): ``student_steps`` updates of the student minimising
-``L1(student(G), teacher(G))`` on the logits of fresh generated graphs, then one generator update
-maximising the L1 distance of their softmax outputs (as the GammaGL re-implementation's generator loss).
-The student never sees a real graph; it is evaluated on real test graphs afterwards.
+Min-max game (per iteration): ``student_steps`` updates of the student on fresh generated graphs,
+then one generator update maximising the L1 distance of the two models' softmax outputs (as the
+GammaGL re-implementation's generator loss).  The student never sees a real graph; it is evaluated on
+real test graphs afterwards.
+
+Two defaults differ from plain DFAD, each measured on MUTAG (GIN(5x128) teacher, 3 x 64 students,
+20 epochs, folds 1-5 of ``stratified_kfold(y, 10, 0)``; teacher 73.7 / 84.2 / 89.5 / 73.7 / 73.7 %):
+
+* ``onehot_prior``: the generator's one-hot logits start at the log-frequencies of the feature
+  classes over the training graphs' nodes (feature *metadata*, like the continuous columns' mean and
+  std; no graph is read).  A uniform start draws atom types MUTAG almost never has (4 of its 7 types
+  cover 1.2 % of the nodes); the teacher, never trained on them, labels such graphs one class.
+* ``student_loss = "kl"``: the student matches the teacher's softmax (T^2 KL at ``temperature``) instead
+  of its logits by L1.  On generated graphs the teacher's logits reach the hundreds or thousands, where
+  logit L1 is dominated by their scale rather than by the class.
+
+GIN student, plain DFAD (L1, uniform start): 68.4 / 36.8 / 36.8 / 31.6 / 31.6 % (the minority class
+on most folds); with both defaults: 73.7 / 73.7 / 47.4 / 68.4 / 68.4 %.  Either change alone left
+most folds at one class (an earlier probe: the prior alone gave the majority class, 68.4 %, on 4 of 5
+folds; KL alone the minority class on 4 of 4).  The GCN student (mean pooling) still collapses with
+both (26.3 / 36.8 / 63.2 / 31.6 / 31.6 %; plain: 36.8 / 36.8 / 36.8 / 31.6 / 31.6 %), also with a
+frozen generator, BN matching or the diversity term: it agrees with the teacher on 80-87 % of
+generated graphs but not on real ones.  ``student_loss="l1"`` with ``onehot_prior=False`` is plain
+DFAD.
 """
 from __future__ import annotations
 
@@ -28,7 +48,7 @@ from gkdfast.graph import Graph
 from gkdfast.nn.graph_models import WEIGHTED_CONVS
 
 __all__ = ["GraphGenerator", "DFADConfig", "BNStatistics", "distill_dfad", "feature_layout", "feature_metadata",
-           "complete_block_graph"]
+           "onehot_frequencies", "complete_block_graph"]
 
 
 def feature_layout(x: Tensor) -> int:
@@ -62,6 +82,21 @@ def feature_metadata(x: Tensor):
     return k, cont.mean(0), cont.std(0).clamp_min(1e-3)
 
 
+def onehot_frequencies(x: Tensor, k: int) -> Tensor:
+    """``[k]`` share of the rows of ``x`` ``[N, F]`` whose one-hot block (the first ``k`` columns) is set
+    in each column: the class frequencies of a one-hot node feature (an empty ``x`` gives uniform).
+
+    Example:
+        >>> onehot_frequencies(torch.tensor([[1., 0.], [1., 0.], [0., 1.], [1., 0.]]), 2)
+        tensor([0.7500, 0.2500])
+    """
+    if k < 1:
+        raise ValueError(f"onehot_frequencies: k must be >= 1, got {k}")
+    if x.size(0) == 0:
+        return torch.full((k,), 1.0 / k)
+    return x[:, :k].float().mean(0)
+
+
 def complete_block_graph(num_graphs: int, n: int, device=None) -> Graph:
     """``num_graphs`` blocks of ``n`` nodes, every ordered pair ``j != i`` of a block an edge, sorted by
     destination (so edge ``e`` of ``edge_index`` is CSR position ``e``).
@@ -88,6 +123,9 @@ class GraphGenerator(nn.Module):
         cont_dim: continuous feature columns after it (emitted as ``cont_mean + cont_std * tanh``-free
             linear outputs, standardised to the real columns' scale).  hidden: MLP widths.
         tau: Gumbel temperature.  edge_bias: initial adjacency logit (negative: sparse graphs at start).
+        onehot_prior: optional ``[onehot_dim]`` class frequencies (:func:`onehot_frequencies`); the
+            one-hot logits start at their logs (floored at 1e-4), so the first graphs draw feature
+            classes in those proportions instead of uniformly.
 
     Example:
         >>> gen = GraphGenerator(num_nodes=5, onehot_dim=7)
@@ -98,7 +136,8 @@ class GraphGenerator(nn.Module):
 
     def __init__(self, z_dim: int = 32, num_nodes: int = 20, onehot_dim: int = 7, cont_dim: int = 0,
                  hidden=(64, 128, 256), tau: float = 1.0, edge_bias: float = -2.0,
-                 cont_mean: Optional[Tensor] = None, cont_std: Optional[Tensor] = None, num_classes: int = 0):
+                 cont_mean: Optional[Tensor] = None, cont_std: Optional[Tensor] = None, num_classes: int = 0,
+                 onehot_prior: Optional[Tensor] = None):
         super().__init__()
         if num_nodes < 2:
             raise ValueError(f"GraphGenerator: num_nodes must be >= 2, got {num_nodes}")
@@ -114,6 +153,13 @@ class GraphGenerator(nn.Module):
         self.feat = nn.Linear(w, num_nodes * (onehot_dim + cont_dim))
         self.adj = nn.Linear(w, num_nodes * num_nodes)
         nn.init.constant_(self.adj.bias, edge_bias)
+        if onehot_prior is not None:
+            if onehot_prior.shape != (onehot_dim,) or bool((onehot_prior < 0).any()):
+                raise ValueError(f"GraphGenerator: onehot_prior must be [{onehot_dim}] non-negative frequencies, "
+                                 f"got shape {tuple(onehot_prior.shape)}")
+            with torch.no_grad():  # bias of every node's one-hot logits += log-frequency
+                bias = self.feat.bias.view(num_nodes, onehot_dim + cont_dim)
+                bias[:, :onehot_dim] += torch.log(onehot_prior.float().clamp_min(1e-4))
         self.register_buffer("cont_mean", torch.zeros(cont_dim) if cont_mean is None else cont_mean.float())
         self.register_buffer("cont_std", torch.ones(cont_dim) if cont_std is None else cont_std.float())
         self._graph_cache = {}
@@ -167,7 +213,8 @@ class GraphGenerator(nn.Module):
 @dataclass
 class DFADConfig:
     """DFAD-GNN hyperparameters (GammaGL re-implementation: 100 epochs of 5 student + 5 generator steps;
-    here per epoch ``iters`` x (``student_steps`` student updates + 1 generator update))."""
+    here per epoch ``iters`` x (``student_steps`` student updates + 1 generator update)).
+    ``student_loss`` and ``onehot_prior`` differ from plain DFAD (module docstring: why, measured)."""
 
     epochs: int = 100
     iters: int = 5
@@ -182,6 +229,9 @@ class DFADConfig:
     diversity: float = 0.0  # weight of the class-balance term (DAFL's information entropy); 0 = plain DFAD
     bn_match: float = 0.0  # weight of DeepInversion's BN-statistics matching in the generator loss; 0 = plain DFAD
     conditional: float = 0.0  # > 0: class-conditional generator (cGAN-KD / CGDD idea), teacher CE weight
+    student_loss: str = "kl"  # "kl": T^2 KL of the softmax outputs at `temperature`; "l1": L1 on logits (plain DFAD)
+    temperature: float = 1.0
+    onehot_prior: bool = True  # start the one-hot features at the training nodes' class frequencies
 
 
 class BNStatistics:
@@ -244,6 +294,10 @@ def distill_dfad(teacher: nn.Module, student: nn.Module, generator: GraphGenerat
         if conv is not None and conv not in WEIGHTED_CONVS:
             raise ValueError(f"DFAD-GNN: the {name} is {conv.upper()}, whose layers ignore edge weights, so the "
                              f"generator's relaxed edges cannot reach it; use one of {', '.join(WEIGHTED_CONVS)}")
+    if cfg.student_loss not in ("kl", "l1"):
+        raise ValueError(f"DFAD-GNN: student_loss must be 'kl' or 'l1', got {cfg.student_loss!r}")
+    if cfg.temperature <= 0:
+        raise ValueError(f"DFAD-GNN: temperature must be > 0, got {cfg.temperature}")
     dev = device or "cpu"
     teacher.to(dev).eval()
     for p in teacher.parameters():
@@ -289,7 +343,7 @@ def _game(teacher, student, generator, cfg, opt_s, opt_g, sched_s, noise, bn, hi
                     t = teacher(fake)
                 if bn is not None:
                     bn.loss()  # drop the terms of this no-grad forward
-                loss = F.l1_loss(student(fake), t)
+                loss = _student_loss(student(fake), t, cfg)
                 opt_s.zero_grad()
                 loss.backward()
                 opt_s.step()
@@ -302,6 +356,15 @@ def _game(teacher, student, generator, cfg, opt_s, opt_g, sched_s, noise, bn, hi
         history.append((s_loss, g_loss))
         if on_epoch is not None:
             on_epoch(epoch, s_loss, g_loss)
+
+
+def _student_loss(s_logits: Tensor, t_logits: Tensor, cfg: DFADConfig) -> Tensor:
+    """The student's distance to the teacher on a generated batch (``cfg.student_loss``)."""
+    if cfg.student_loss == "l1":
+        return F.l1_loss(s_logits, t_logits)
+    T = cfg.temperature
+    return F.kl_div(F.log_softmax(s_logits / T, -1), F.log_softmax(t_logits / T, -1), reduction="batchmean",
+                    log_target=True) * T * T
 
 
 def _generator_step(teacher, student, generator, cfg, opt_g, noise, bn) -> float:

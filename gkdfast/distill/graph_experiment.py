@@ -18,8 +18,8 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
 
-from gkdfast.data.batching import stratified_kfold
-from gkdfast.distill.datafree import DFADConfig, GraphGenerator, distill_dfad, feature_metadata
+from gkdfast.data.batching import select_graphs, stratified_kfold
+from gkdfast.distill.datafree import DFADConfig, GraphGenerator, distill_dfad, feature_metadata, onehot_frequencies
 from gkdfast.distill.gfkd import GFKDConfig, distill_gfkd, gfkd_transfer_set
 from gkdfast.distill.graph_level import (GraphTrainConfig, graph_accuracy, inference_ms_per_1k_nodes,
                                          split_validation, train_graph_classifier)
@@ -65,8 +65,9 @@ def parse_graph_model(spec: str, hidden: int = 64, num_layers: int = 3) -> Graph
 
 
 def dfad_generator_for(dataset, train_idx, cfg: DFADConfig) -> GraphGenerator:
-    """A generator shaped like the dataset's node features: the one-hot block by Gumbel-softmax, the other
-    columns continuous on the scale of the training graphs' columns (feature *metadata*, no graph).
+    """A generator shaped like the dataset's node features: the one-hot block by Gumbel-softmax (starting
+    at the training nodes' class frequencies when ``cfg.onehot_prior``), the other columns continuous on
+    the scale of the training graphs' columns (feature *metadata* of the training graphs, no graph).
 
     Example:
         >>> from gkdfast.data import load_tu
@@ -75,9 +76,12 @@ def dfad_generator_for(dataset, train_idx, cfg: DFADConfig) -> GraphGenerator:
         >>> g.onehot_dim, g.cont_dim
         (3, 1)
     """
-    k, mean, std = feature_metadata(dataset.x)
-    return GraphGenerator(cfg.z_dim, cfg.num_nodes, k, dataset.x.size(1) - k, tau=cfg.tau, cont_mean=mean,
-                          cont_std=std, num_classes=dataset.num_classes if cfg.conditional else 0)
+    x = select_graphs(dataset, train_idx).x
+    k, mean, std = feature_metadata(x)
+    prior = onehot_frequencies(x, k) if cfg.onehot_prior and k else None
+    return GraphGenerator(cfg.z_dim, cfg.num_nodes, k, x.size(1) - k, tau=cfg.tau, cont_mean=mean,
+                          cont_std=std, num_classes=dataset.num_classes if cfg.conditional else 0,
+                          onehot_prior=prior)
 
 
 def _row(method, model, accs, seconds, infer):
