@@ -96,3 +96,16 @@ def test_gfkd_students_learn_the_teacher_from_fake_graphs_only(mutag_teacher):
     agree = float((student(fake_batch).argmax(1) == ts.teacher_logits.argmax(1)).float().mean())
     assert agree >= 0.9 and agree > agree0 - 1e-9, (agree0, agree)
     assert info["edge_density"] == ts.edge_density and info["student_kd_loss"] >= 0
+
+
+def test_fake_graphs_onehot_prior_starts_at_the_data_frequencies():
+    ds = load_tu(need_data("tu_mutag"))
+    shares = {}
+    for prior in (False, True):
+        fake = fake_graphs_for(ds, GFKDConfig(onehot_prior=prior), seed=0)
+        shares[prior] = fake.x()[:, :7].argmax(1).bincount(minlength=7).float() / fake.x().size(0)
+    assert shares[False][3:].sum() > 0.3  # randn logits: every atom type about equally likely
+    assert shares[True][0] > 0.4 and shares[True][3:].sum() < 0.1, shares[True]  # MUTAG: mostly carbon
+    with pytest.raises(ValueError, match="onehot_prior must be"):
+        FakeGraphs(torch.tensor([3, 4]), num_features=5, onehot_dim=5, targets=torch.tensor([0, 1]),
+                   onehot_prior=torch.ones(4))

@@ -36,6 +36,12 @@ term left out of the ARM objective by default: it is one number for the whole ba
 per-graph CE (measured on a 5-layer GIN(128) MUTAG teacher, 60 fake graphs, 300 iterations: teacher
 CE on the fake graphs 5.96 -> 1.72 with BN statistics distance 4.2e5 -> 3.9e3 without it in ARM, but
 5.96 -> 32.0 and density 0.12 -> 0.25 with it, bn_reg 0.05).
+
+``onehot_prior=True`` (off by default, the public code starts from random logits) starts the one-hot
+logits at the data's feature-class log-frequencies, as DFAD-GNN's generator does here.  Measured on
+MUTAG, first 3 of 10 folds, 150 iterations: GIN students 73.7 / 63.2 / 36.8 % with it against
+63.2 / 57.9 / 36.8 % without, GCN students 63.2 / 63.2 / 36.8 % against 36.8 / 68.4 / 36.8 %; too few
+folds to change the default.
 """
 from __future__ import annotations
 
@@ -47,7 +53,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gkdfast.data.batching import GraphBatch, select_graphs
-from gkdfast.distill.datafree import BNStatistics, feature_metadata
+from gkdfast.distill.datafree import BNStatistics, feature_metadata, onehot_frequencies
 from gkdfast.distill.graph_level import kd_loss
 from gkdfast.graph import Graph
 
@@ -71,6 +77,7 @@ class GFKDConfig:
     onehot_cof: float = 0.1
     init_logit: Optional[float] = None  # None: N(mu, 1) per pair, mu so that 1[phi >= 0] has the data's density
     arm_bn: bool = False  # the BN term in the ARM objective too (public code); see the module docstring
+    onehot_prior: bool = False  # one-hot logits start at the real nodes' feature-class log-frequencies (as DFAD's)
     temperature: float = 2.0
     student_epochs: int = 200
     batch_size: int = 32
@@ -96,7 +103,8 @@ class FakeGraphs(nn.Module):
 
     def __init__(self, sizes: Tensor, num_features: int, onehot_dim: int, targets: Tensor,
                  init_logit: float = -2.0, cont_mean: Optional[Tensor] = None, cont_std: Optional[Tensor] = None,
-                 generator: Optional[torch.Generator] = None, init_spread: float = 0.0):
+                 generator: Optional[torch.Generator] = None, init_spread: float = 0.0,
+                 onehot_prior: Optional[Tensor] = None):
         super().__init__()
         sizes = torch.as_tensor(sizes, dtype=torch.int64)
         if sizes.dim() != 1 or sizes.numel() < 1 or int(sizes.min()) < 2:
@@ -123,7 +131,13 @@ class FakeGraphs(nn.Module):
             phi = phi + init_spread * torch.randn(phi.shape, generator=generator)
         self.phi = nn.Parameter(phi)
         n_total, cont = int(self.ptr[-1]), num_features - onehot_dim
-        self.onehot_logits = nn.Parameter(torch.randn(n_total, onehot_dim, generator=generator))
+        logits = torch.randn(n_total, onehot_dim, generator=generator)
+        if onehot_prior is not None:  # start the softmax at the given class frequencies (plus the noise)
+            if onehot_prior.shape != (onehot_dim,) or bool((onehot_prior < 0).any()):
+                raise ValueError(f"FakeGraphs: onehot_prior must be [{onehot_dim}] non-negative frequencies, "
+                                 f"got shape {tuple(onehot_prior.shape)}")
+            logits = logits + torch.log(onehot_prior.float().clamp_min(1e-4))
+        self.onehot_logits = nn.Parameter(logits)
         mean = torch.zeros(cont) if cont_mean is None else cont_mean.float()
         std = torch.ones(cont) if cont_std is None else cont_std.float()
         self.cont = nn.Parameter(mean + std * torch.randn(n_total, cont, generator=generator))
@@ -255,8 +269,9 @@ def fake_graphs_for(dataset, cfg: GFKDConfig, seed: int = 0) -> FakeGraphs:
     sizes = torch.randint(cfg.min_nodes, cfg.max_nodes, (g,), generator=gen)
     targets = (torch.arange(g) % dataset.num_classes)[torch.randperm(g, generator=gen)]
     k, mean, std = feature_metadata(dataset.x)
+    prior = onehot_frequencies(dataset.x, k) if cfg.onehot_prior and k else None
     if cfg.init_logit is not None:
-        return FakeGraphs(sizes, dataset.x.size(1), k, targets, cfg.init_logit, mean, std, gen)
+        return FakeGraphs(sizes, dataset.x.size(1), k, targets, cfg.init_logit, mean, std, gen, onehot_prior=prior)
     # Start the deterministic structure 1[phi >= 0] at the real graphs' mean pair density rho (counts
     # only, no graph is read): phi ~ N(mu, 1) with P(phi >= 0) = rho.  An empty start (phi < 0
     # everywhere) leaves isolated nodes, on which feature steps cannot move a GIN teacher's class.
@@ -265,7 +280,7 @@ def fake_graphs_for(dataset, cfg: GFKDConfig, seed: int = 0) -> FakeGraphs:
     rho = float((dataset.graph.num_edges / 2) / pairs)
     rho = min(max(rho, 1e-3), 1 - 1e-3)
     mu = float(torch.special.ndtri(torch.tensor(rho, dtype=torch.float64)))
-    return FakeGraphs(sizes, dataset.x.size(1), k, targets, mu, mean, std, gen, init_spread=1.0)
+    return FakeGraphs(sizes, dataset.x.size(1), k, targets, mu, mean, std, gen, init_spread=1.0, onehot_prior=prior)
 
 
 class TransferSet:
