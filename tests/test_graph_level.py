@@ -177,8 +177,13 @@ def test_dfad_generator_for_reads_the_training_graphs_type_frequencies():
                                         (dict(temperature=0.0), "temperature must be > 0")])
 def test_dfad_rejects_bad_student_loss_settings(bad, match):
     with pytest.raises(ValueError, match=match):
+        DFADConfig(epochs=1, **bad)
+    cfg = DFADConfig(epochs=1)
+    for key, value in bad.items():  # changed after construction: distill_dfad still refuses it
+        setattr(cfg, key, value)
+    with pytest.raises(ValueError, match=match):
         distill_dfad(GraphClassifier("gin", 3, 8, 2, 2), GraphClassifier("gcn", 3, 8, 2, 2),
-                     GraphGenerator(num_nodes=4, onehot_dim=3), DFADConfig(epochs=1, **bad))
+                     GraphGenerator(num_nodes=4, onehot_dim=3), cfg)
 
 
 def test_dfad_student_losses_differ_and_both_train():

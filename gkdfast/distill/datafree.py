@@ -233,6 +233,16 @@ class DFADConfig:
     temperature: float = 1.0
     onehot_prior: bool = True  # start the one-hot features at the training nodes' class frequencies
 
+    def __post_init__(self):
+        self.validate()
+
+    def validate(self) -> None:
+        """One clear error for a bad setting (also at construction, so the CLI fails before training)."""
+        if self.student_loss not in ("kl", "l1"):
+            raise ValueError(f"DFAD-GNN: student_loss must be 'kl' or 'l1', got {self.student_loss!r}")
+        if self.temperature <= 0:
+            raise ValueError(f"DFAD-GNN: temperature must be > 0, got {self.temperature}")
+
 
 class BNStatistics:
     """Forward hooks on every ``BatchNorm1d`` of ``model``: after a forward, :meth:`loss` is
@@ -294,10 +304,7 @@ def distill_dfad(teacher: nn.Module, student: nn.Module, generator: GraphGenerat
         if conv is not None and conv not in WEIGHTED_CONVS:
             raise ValueError(f"DFAD-GNN: the {name} is {conv.upper()}, whose layers ignore edge weights, so the "
                              f"generator's relaxed edges cannot reach it; use one of {', '.join(WEIGHTED_CONVS)}")
-    if cfg.student_loss not in ("kl", "l1"):
-        raise ValueError(f"DFAD-GNN: student_loss must be 'kl' or 'l1', got {cfg.student_loss!r}")
-    if cfg.temperature <= 0:
-        raise ValueError(f"DFAD-GNN: temperature must be > 0, got {cfg.temperature}")
+    cfg.validate()  # fields may have been changed after construction
     dev = device or "cpu"
     teacher.to(dev).eval()
     for p in teacher.parameters():
