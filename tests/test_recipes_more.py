@@ -251,3 +251,56 @@ def test_rerun_with_the_same_checkpoint_dir_resumes_to_the_same_model(name, kw, 
     (a, ea), (b, eb) = run(), run()   # the second run finds every stage's finished checkpoint
     assert ea == eb and torch.allclose(a, b)
     assert any(p.name.startswith("ck") for p in tmp_path.iterdir())
+
+
+def test_freekd_confidence_prior_sends_knowledge_from_the_surer_network():
+    from gkdfast.distill.recipes.freekd import FreeKDAgent, node_state
+    from gkdfast.distill.recipes.peers import PeerGroup
+
+    torch.manual_seed(0)
+    group = PeerGroup([MLP(4, 8, 3), MLP(4, 8, 3)])
+    sure = torch.tensor([[6.0, 0.0, 0.0], [0.0, 0.0, 0.1]])  # node 0: Φ sure; node 1: Φ unsure
+    unsure = torch.tensor([[0.1, 0.0, 0.0], [0.0, 6.0, 0.0]])
+    state = node_state(sure, unsure, torch.tensor([0, 1]), torch.tensor([False, False]), torch.zeros(2))
+    with_prior = FreeKDAgent(group, confidence_prior=5.0).action_probs(state)[:, 0]
+    assert with_prior[0] > 0.95 and with_prior[1] < 0.05  # the lower-entropy network teaches
+    without = FreeKDAgent(group, confidence_prior=0.0).action_probs(state)[:, 0]
+    assert ((without - 0.5).abs() < 0.45).all()  # an untrained policy alone has no such preference
+    with pytest.raises(ValueError, match="reward must be"):
+        FreeKDAgent(group, reward="accuracy")
+
+
+def test_freekd_teacher_gap_rewards_the_direction_from_the_network_that_is_right():
+    from gkdfast.distill.recipes.freekd import FreeKDAgent
+    from gkdfast.distill.recipes.peers import PeerGroup
+
+    torch.manual_seed(0)
+    agent = FreeKDAgent(PeerGroup([MLP(4, 8, 3), MLP(4, 8, 3)]), confidence_prior=0.0)
+    state = torch.rand(64, 9)
+    ce = torch.stack([torch.zeros(64), torch.ones(64)], 1)  # Φ right on every node
+    opt = torch.optim.SGD(agent.policy.parameters(), lr=0.5)
+    before = float(agent.action_probs(state)[:, 0].mean().detach())
+    for _ in range(30):
+        with torch.no_grad():
+            actions = torch.bernoulli(agent.action_probs(state))
+        loss = agent._direction_loss(state, actions, ce, torch.ones(64, dtype=torch.bool))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert float(agent.action_probs(state)[:, 0].mean().detach()) > before + 0.2  # learns "Φ teaches Ψ"
+
+
+def test_peer_group_selects_on_the_best_member_or_the_ensemble():
+    from gkdfast.distill.recipes.peers import PeerGroup
+
+    good, bad = MLP(2, 4, 2), MLP(2, 4, 2)
+    group = PeerGroup([good, bad])
+    y = torch.tensor([0, 1, 0, 1])
+    group.last = [(torch.tensor([[1., 0.], [0., 1.], [1., 0.], [0., 1.]]), None),
+                  (torch.tensor([[0., 1.], [1., 0.], [0., 1.], [0., 1.]]), None)]
+    assert group.member_accuracy(y, None, 4) == 1.0  # the best member, not the mean
+    assert group.member_accuracy(y, None, 5) is None  # last forward did not cover every row
+    group.select = "mean"
+    assert group.member_accuracy(y, None, 4) is None
+    with pytest.raises(ValueError, match="select must be"):
+        PeerGroup([good, bad], select="vote")

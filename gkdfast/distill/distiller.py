@@ -223,8 +223,14 @@ class Distiller:
         """Validation accuracy; a graph-free student reads only the validation rows of ``inputs``
         (on a large, memory-mapped feature matrix this is a gather, not a pass over every node)."""
         if val_idx is None:
-            return accuracy(self.predict(inputs, graph), y, val_mask)
-        return accuracy(self.predict(inputs[val_idx]), y[val_idx])
+            logits, y, mask = self.predict(inputs, graph), y, val_mask
+        else:
+            logits, y, mask = self.predict(inputs[val_idx]), y[val_idx], None
+        # A student made of members (gkdfast.distill.recipes.peers.PeerGroup) may score the members
+        # itself: model selection then follows the member the recipe returns, not their ensemble.
+        member = getattr(self.student, "member_accuracy", None)
+        score = member(y, mask, logits.size(0)) if member is not None else None
+        return accuracy(logits, y, mask) if score is None else score
 
     def evaluate(self, data, inputs: Optional[Tensor] = None, mask: Optional[Tensor] = None) -> float:
         """Accuracy (fraction) of the student on ``mask`` (default ``data.test_mask``)."""

@@ -3,7 +3,8 @@
 
 The Distiller trains one module; :class:`PeerGroup` is that module.  Its forward runs every peer,
 keeps their ``(logits, hidden)`` for the terms of the same step (:func:`peer_outputs`) and returns
-the peers' mean logits, which is what the Distiller's early stopping watches.
+the peers' mean logits; the Distiller's early stopping watches the best peer's validation accuracy
+(:meth:`PeerGroup.member_accuracy`).
 
 Example:
     >>> g = PeerGroup([gkdfast.nn.MLP(4, 8, 3), gkdfast.nn.MLP(4, 8, 3)])
@@ -29,10 +30,14 @@ class PeerGroup(nn.Module):
 
     ``forward(x[, graph], return_hidden)`` → the peers' mean logits ``[N, C]`` (and the first peer's
     hidden layer); ``self.last`` holds every peer's ``(logits, hidden)`` from that call.
+    ``select``: what the Distiller's early stopping and best-epoch choice watch, ``"best"`` (the best
+    peer's validation accuracy, default) or ``"mean"`` (the peers' mean logits).
     """
 
-    def __init__(self, peers: Sequence[nn.Module]):
+    def __init__(self, peers: Sequence[nn.Module], select: str = "best"):
         super().__init__()
+        if select not in ("best", "mean"):
+            raise ValueError(f"PeerGroup: select must be 'best' or 'mean', got {select!r}")
         if len(peers) < 2:
             raise ValueError(f"PeerGroup: give at least 2 peers, got {len(peers)}")
         kinds = {uses_graph(p) for p in peers}
@@ -40,12 +45,26 @@ class PeerGroup(nn.Module):
             raise ValueError("PeerGroup: peers must all be graph-free or all need the graph")
         self.peers = nn.ModuleList(peers)
         self.uses_graph = kinds.pop()
+        self.select = select
         self.last: List[Tuple[Tensor, Tensor]] = []
 
     def forward(self, x: Tensor, graph=None, return_hidden: bool = False):
         self.last = [call_model(p, x, graph, self.uses_graph, True) for p in self.peers]
         logits = torch.stack([z for z, _ in self.last]).mean(0)
         return (logits, self.last[0][1]) if return_hidden else logits
+
+    def member_accuracy(self, y: Tensor, mask, rows: int):
+        """The best peer's accuracy on the rows of the last forward (the Distiller's validation score
+        for a group when ``select == "best"``); None when that forward did not cover all ``rows``
+        (a chunked prediction) or ``select == "mean"`` (the ensemble's accuracy is used then).
+
+        Selecting on the best peer keeps the epoch at which the peer the recipes return
+        (:func:`best_peer`) peaks; selecting on the ensemble's accuracy stopped at epochs where the
+        returned peer was past its best (measured, docs/recipes-more.md).
+        """
+        if self.select != "best" or not self.last or any(z.size(0) != rows for z, _ in self.last):
+            return None
+        return max(accuracy(z.detach(), y, mask) for z, _ in self.last)
 
 
 def peer_outputs(group: PeerGroup, ctx: StepContext) -> List[Tuple[Tensor, Tensor]]:
