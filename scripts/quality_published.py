@@ -60,7 +60,10 @@ SETTING_OF_MODEL = {"SAGE(128)": "cpf", "MLP(128)": "cpf", "GMLP(256)": "graphml
 
 def row_settings(res) -> list:
     """The setting key of each of ``res["rows"]``, in order: from the settings' ``num_rows`` when every
-    setting has one (rows are concatenated setting by setting), else from the model label."""
+    setting has one (rows are concatenated setting by setting), else from the model label; results
+    merged from several files by :func:`read_results` carry the list, worked out file by file."""
+    if "row_settings" in res:
+        return res["row_settings"]
     settings = res["protocol"]["settings"]
     if settings and all("num_rows" in s for s in settings) and \
             sum(s["num_rows"] for s in settings) == len(res["rows"]):
@@ -101,8 +104,10 @@ def read_results(patterns):
         if res.get("protocol", {}).get("name") != "published":
             raise ValueError(f"{p}: not a --protocol published result")
         key = dataset_key(res["dataset"])
+        res["row_settings"] = row_settings(res)  # per file: a file without num_rows must not mislabel the others
         if key in out:
             out[key]["rows"] += res["rows"]
+            out[key]["row_settings"] += res["row_settings"]
             out[key]["protocol"]["settings"] += res["protocol"]["settings"]
         else:
             out[key] = res

@@ -311,6 +311,27 @@ def test_published_rows_know_their_setting_where_two_settings_share_a_model_labe
     assert "80.52" not in teacher_rows[1]  # the CPF teacher's paper figure is not the ta teacher's
 
 
+def test_merged_published_files_keep_each_files_settings(tmp_path):
+    """One dataset's rows from several files: an older file without row counts (labelled by model) must
+    not turn another file's rows (here the peers' GCN rows) into the wrong setting."""
+    import json
+
+    from conftest import load_repo_script
+
+    quality = load_repo_script("scripts/quality_published.py")
+    row = {"test_acc_mean": 0.8, "test_acc_std": 0.0, "test_acc": [0.8]}
+    old = {"dataset": "cora", "protocol": {"name": "published", "settings": [{"key": "cpf", "num_nodes": 5}]},
+           "rows": [dict(row, method="none", model="MLP(128)")]}
+    new = {"dataset": "cora", "protocol": {"name": "published",
+                                           "settings": [{"key": "peers", "num_nodes": 5, "num_rows": 2}]},
+           "rows": [dict(row, method="none", model="GCN(16)"), dict(row, method="freekd", model="GCN(16)")]}
+    for name, res in (("a-cpf.json", old), ("b-peers.json", new)):
+        with open(tmp_path / name, "w") as f:
+            json.dump(res, f)
+    merged = quality.read_results(str(tmp_path / "*.json"))["cora"]
+    assert quality.row_settings(merged) == ["cpf", "peers", "peers"]
+
+
 def test_teacher_auto_picks_each_settings_teacher_by_validation(tmp_path, monkeypatch):
     """``--teacher auto`` under the published protocol: the setting's own teacher and the common
     candidates compete on the first seed's validation accuracy; the winner teaches every seed."""
