@@ -100,7 +100,7 @@ class OAD(Recipe):
     0.1 (its PPI value; no citation-graph value is given).  What we chose: the KD term uses
     ``batchmean`` (the reference divides kl_div's element mean by N once more, which makes the term
     vanish), λ_logit = 1; one optimiser for peers and discriminators (the reference has two,
-    same lr); early stopping on the peers' mean validation accuracy, then the best peer by validation
+    same lr); early stopping on the best peer's validation accuracy, then that peer as the result
     (the reference selects on the test mask for Cora).
 
     Shapes: ``make_student(F)`` builds each peer ``[N, F] -> [N, C]`` with ``return_hidden``.
