@@ -188,8 +188,8 @@ class FreeKD(Recipe):
     (:func:`node_state`), a 2-output policy MLP (32 hidden, tanh) for the two action levels, the
     structure action's reward = drop of the receiver's cross-entropy on labelled nodes between
     consecutive steps (mean baseline), LSP with the Laplace kernel (γ = 0.01) as the local-structure
-    loss, T = 1, Adam lr 0.01, weight decay 5e-4, 200 epochs, patience 50 on the best peer's validation accuracy.  The direction
-    policy starts from "the more confident (lower-entropy) network teaches" (``confidence_prior`` = 5)
+    loss, T = 1, Adam lr 0.01, weight decay 5e-4, 200 epochs, patience 50 on the best peer's
+    validation accuracy.  The direction policy starts from "the more confident (lower-entropy) network teaches" (``confidence_prior`` = 5)
     and learns a correction rewarded by ``CE(receiver) − CE(teacher)`` (``reward="teacher_gap"``);
     the first agent (``confidence_prior=0, reward="ce_drop"``) ended below two label-only peers
     (:class:`FreeKDAgent`, docs/recipes-more.md).
