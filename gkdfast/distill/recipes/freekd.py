@@ -191,7 +191,8 @@ class FreeKD(Recipe):
     loss, T = 1, Adam lr 0.01, weight decay 5e-4, 200 epochs, patience 50 on the best peer's
     validation accuracy.  The direction policy starts from "the more confident (lower-entropy)
     network teaches" (``confidence_prior`` = 5) and learns a correction rewarded by
-    ``CE(receiver) − CE(teacher)`` (``reward="teacher_gap"``); the first agent (``confidence_prior=0, reward="ce_drop"``) ended below two label-only peers
+    ``CE(receiver) − CE(teacher)`` (``reward="teacher_gap"``); the first agent
+    (``confidence_prior=0, reward="ce_drop"``) ended below two label-only peers
     (:class:`FreeKDAgent`, docs/recipes-more.md).
 
     Shapes: ``make_student(F)`` builds each peer ``[N, F] -> [N, C]`` with ``return_hidden``.
