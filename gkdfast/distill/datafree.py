@@ -33,8 +33,8 @@ both (26.3 / 36.8 / 63.2 / 31.6 / 31.6 %; plain: 36.8 / 36.8 / 36.8 / 31.6 / 31.
 frozen generator, BN matching or the diversity term: it agrees with the teacher on 80-87 % of
 generated graphs but not on real ones.  Its BatchNorm running statistics are the cause (estimated on
 generated graphs; re-estimated on the real test graphs, the same weights give 52.6 / 78.9 / 78.9 /
-47.4 / 73.7 %), which the data-free protocol leaves as is.  ``student_loss="l1"`` with ``onehot_prior=False`` is plain
-DFAD.
+47.4 / 73.7 %), which the data-free protocol leaves as is.  ``student_loss="l1"`` with
+``onehot_prior=False`` is plain DFAD.
 """
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ from gkdfast.graph import Graph
 from gkdfast.nn.graph_models import WEIGHTED_CONVS
 
 __all__ = ["GraphGenerator", "DFADConfig", "BNStatistics", "distill_dfad", "feature_layout", "feature_metadata",
-           "onehot_frequencies", "complete_block_graph"]
+           "onehot_frequencies", "onehot_log_prior", "complete_block_graph"]
 
 
 def feature_layout(x: Tensor) -> int:
@@ -97,6 +97,21 @@ def onehot_frequencies(x: Tensor, k: int) -> Tensor:
     if x.size(0) == 0:
         return torch.full((k,), 1.0 / k)
     return x[:, :k].float().mean(0)
+
+
+def onehot_log_prior(frequencies: Tensor, k: int, owner: str) -> Tensor:
+    """``[k]`` logits that start a softmax at ``frequencies`` (their logs, floored at 1e-4 so a class
+    the data never shows stays reachable); a clear ``ValueError`` naming ``owner`` for a bad input.
+    Shared by DFAD's generator and GFKD's fake graphs.
+
+    Example:
+        >>> onehot_log_prior(torch.tensor([0.5, 0.5]), 2, "demo").exp()
+        tensor([0.5000, 0.5000])
+    """
+    if frequencies.shape != (k,) or bool((frequencies < 0).any()):
+        raise ValueError(f"{owner}: onehot_prior must be [{k}] non-negative frequencies, "
+                         f"got shape {tuple(frequencies.shape)}")
+    return torch.log(frequencies.float().clamp_min(1e-4))
 
 
 def complete_block_graph(num_graphs: int, n: int, device=None) -> Graph:
@@ -156,12 +171,9 @@ class GraphGenerator(nn.Module):
         self.adj = nn.Linear(w, num_nodes * num_nodes)
         nn.init.constant_(self.adj.bias, edge_bias)
         if onehot_prior is not None:
-            if onehot_prior.shape != (onehot_dim,) or bool((onehot_prior < 0).any()):
-                raise ValueError(f"GraphGenerator: onehot_prior must be [{onehot_dim}] non-negative frequencies, "
-                                 f"got shape {tuple(onehot_prior.shape)}")
+            log_prior = onehot_log_prior(onehot_prior, onehot_dim, "GraphGenerator")
             with torch.no_grad():  # bias of every node's one-hot logits += log-frequency
-                bias = self.feat.bias.view(num_nodes, onehot_dim + cont_dim)
-                bias[:, :onehot_dim] += torch.log(onehot_prior.float().clamp_min(1e-4))
+                self.feat.bias.view(num_nodes, onehot_dim + cont_dim)[:, :onehot_dim] += log_prior
         self.register_buffer("cont_mean", torch.zeros(cont_dim) if cont_mean is None else cont_mean.float())
         self.register_buffer("cont_std", torch.ones(cont_dim) if cont_std is None else cont_std.float())
         self._graph_cache = {}

@@ -53,7 +53,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gkdfast.data.batching import GraphBatch, select_graphs
-from gkdfast.distill.datafree import BNStatistics, feature_metadata, onehot_frequencies
+from gkdfast.distill.datafree import BNStatistics, feature_metadata, onehot_frequencies, onehot_log_prior
 from gkdfast.distill.graph_level import kd_loss
 from gkdfast.graph import Graph
 
@@ -133,10 +133,7 @@ class FakeGraphs(nn.Module):
         n_total, cont = int(self.ptr[-1]), num_features - onehot_dim
         logits = torch.randn(n_total, onehot_dim, generator=generator)
         if onehot_prior is not None:  # start the softmax at the given class frequencies (plus the noise)
-            if onehot_prior.shape != (onehot_dim,) or bool((onehot_prior < 0).any()):
-                raise ValueError(f"FakeGraphs: onehot_prior must be [{onehot_dim}] non-negative frequencies, "
-                                 f"got shape {tuple(onehot_prior.shape)}")
-            logits = logits + torch.log(onehot_prior.float().clamp_min(1e-4))
+            logits = logits + onehot_log_prior(onehot_prior, onehot_dim, "FakeGraphs")
         self.onehot_logits = nn.Parameter(logits)
         mean = torch.zeros(cont) if cont_mean is None else cont_mean.float()
         std = torch.ones(cont) if cont_std is None else cont_std.float()
