@@ -304,3 +304,21 @@ def test_peer_group_selects_on_the_best_member_or_the_ensemble():
     assert group.member_accuracy(y, None, 4) is None
     with pytest.raises(ValueError, match="select must be"):
         PeerGroup([good, bad], select="vote")
+
+
+@pytest.mark.parametrize("select", ["best", "mean"])
+def test_distiller_scores_a_peer_group_on_its_best_member_or_its_ensemble(select):
+    from gkdfast.data import csbm
+    from gkdfast.distill.distiller import Distiller
+    from gkdfast.distill.recipes.peers import PeerCE, PeerGroup, best_peer
+
+    data = csbm(num_nodes=200, num_classes=3, feature_dim=8, seed=0)
+    torch.manual_seed(0)
+    group = PeerGroup([GCN(8, 4, 3), GCN(8, 4, 3)], select=select)
+    fit = Distiller(group, [PeerCE(group)], None, epochs=1, patience=None).fit(data, data.x)
+    _, member_accs = best_peer(group, data, data.x, "cpu")
+    group.eval()
+    with torch.no_grad():
+        ensemble = accuracy(group(data.x, data.graph), data.y, data.val_mask)
+    expected = max(member_accs) if select == "best" else ensemble
+    assert fit.best_val_acc == pytest.approx(expected)
