@@ -44,6 +44,24 @@ def test_max_gradient_goes_to_the_first_maximal_node():
     assert x.grad.flatten().tolist() == [0.0, 1.0, 0.0, 0.0]
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_max_on_wide_rows_keeps_first_winner_and_nan(dtype):
+    # d = 37: full SIMD blocks plus a tail; ties and NaN in chosen columns of a 5-node graph
+    x = torch.randn(5, 37, dtype=dtype)
+    x[:, 0] = torch.tensor([1.0, 4.0, 4.0, 2.0, 4.0])  # tie: node 1 wins
+    x[:, 9] = torch.tensor([1.0, float("nan"), 5.0, float("nan"), 7.0])  # first NaN wins and sticks
+    x[:, 36] = torch.tensor([-3.0, -2.0, -1.0, -1.0, -5.0])  # the tail column: node 2
+    x.requires_grad_()
+    out = gkdfast.global_pool(x, torch.tensor([0, 5]), "max")
+    out.sum().backward()
+    torch.testing.assert_close(out[0, :9], x.detach().amax(0)[:9])
+    assert out[0, 0] == 4.0 and torch.isnan(out[0, 9]) and out[0, 36] == -1.0
+    assert x.grad[:, 0].tolist() == [0.0, 1.0, 0.0, 0.0, 0.0]
+    assert x.grad[:, 9].tolist() == [0.0, 1.0, 0.0, 0.0, 0.0]
+    assert x.grad[:, 36].tolist() == [0.0, 0.0, 1.0, 0.0, 0.0]
+    assert torch.all(x.grad.sum(0) == 1)  # exactly one winner per column
+
+
 @pytest.mark.parametrize("reduce", REDUCES)
 def test_gradgradcheck(reduce):
     x, ptr = _batch([2, 0, 3, 1], d=3, seed=1)

@@ -4,6 +4,10 @@
 #include <ATen/Parallel.h>
 #include <torch/types.h>
 
+#include <limits>
+#include <vector>
+
+#include "common/cpu_vec.h"
 #include "cpu/cpu_kernels.h"
 #include "ops/segment_pool.h"
 
@@ -30,6 +34,7 @@ std::tuple<at::Tensor, at::Tensor> segment_pool_cpu(const at::Tensor& x_in, cons
     scalar_t* op = c.out.data_ptr<scalar_t>();
     int64_t* ap = reduce == PoolReduce::Max ? c.arg.data_ptr<int64_t>() : nullptr;
     at::parallel_for(0, b, grain_for(n / std::max<int64_t>(1, b), d), [&](int64_t g0, int64_t g1) {
+      std::vector<int32_t> local_arg(ap ? d : 0);
       for (int64_t g = g0; g < g1; ++g) {
         const int64_t i0 = pp[g], i1 = pp[g + 1];
         scalar_t* o = op + g * d;
@@ -40,21 +45,20 @@ std::tuple<at::Tensor, at::Tensor> segment_pool_cpu(const at::Tensor& x_in, cons
         }
         std::copy(xp + i0 * d, xp + (i0 + 1) * d, o);
         if (reduce == PoolReduce::Max) {
+          // Winner offsets within the segment in an L1-resident int32 row: the compare + blend is
+          // same-width as float and vectorises (vec::max_update_local: first max wins, NaN sticks).
           int64_t* a = ap + g * d;
-          std::fill(a, a + d, i0);
-          for (int64_t i = i0 + 1; i < i1; ++i) {
-            const scalar_t* xr = xp + i * d;
-            for (int64_t f = 0; f < d; ++f)
-              if (xr[f] > o[f] || (xr[f] != xr[f] && o[f] == o[f])) {  // strictly greater: first max wins; NaN sticks
-                o[f] = xr[f];
-                a[f] = i;
-              }
+          if (i1 - i0 > std::numeric_limits<int32_t>::max()) {  // a segment too long for int32 offsets
+            std::fill(a, a + d, i0);
+            for (int64_t i = i0 + 1; i < i1; ++i) vec::max_update(o, a, xp + i * d, scalar_t(1), i, d);
+            continue;
           }
+          std::fill(local_arg.begin(), local_arg.end(), 0);
+          for (int64_t i = i0 + 1; i < i1; ++i)
+            vec::max_update_local(o, local_arg.data(), xp + i * d, scalar_t(1), static_cast<int32_t>(i - i0), d);
+          for (int64_t f = 0; f < d; ++f) a[f] = i0 + local_arg[f];
         } else {
-          for (int64_t i = i0 + 1; i < i1; ++i) {
-            const scalar_t* xr = xp + i * d;
-            for (int64_t f = 0; f < d; ++f) o[f] += xr[f];
-          }
+          for (int64_t i = i0 + 1; i < i1; ++i) vec::add(o, xp + i * d, d);
           if (reduce == PoolReduce::Mean) {
             const scalar_t inv = scalar_t(1) / scalar_t(i1 - i0);
             for (int64_t f = 0; f < d; ++f) o[f] *= inv;
@@ -90,8 +94,7 @@ at::Tensor segment_pool_backward_cpu(const at::Tensor& ptr_in, const at::Tensor&
           continue;
         }
         const scalar_t scale = reduce == PoolReduce::Mean && i1 > i0 ? scalar_t(1) / scalar_t(i1 - i0) : scalar_t(1);
-        for (int64_t i = i0; i < i1; ++i)
-          for (int64_t f = 0; f < d; ++f) xp[i * d + f] = gr[f] * scale;
+        for (int64_t i = i0; i < i1; ++i) vec::scale_copy(xp + i * d, gr, scale, d);
       }
     });
   });
