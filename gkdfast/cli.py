@@ -380,7 +380,8 @@ def build_parser() -> argparse.ArgumentParser:
     pd.add_argument("--target-type", help="heterogeneous data: the labelled node type (default: inferred from the "
                                           "meta-path file names, pap.npz -> paper)")
     pd.add_argument("--student", help="student model(s), comma-separated name[:hidden] "
-                                      "(default: mlp,gcn:16 on the synthetic graph, mlp with --data)")
+                                      "(default: mlp,gcn:16 on the synthetic graph, mlp with --data; --task graph: "
+                                      "conv[:hidden[xlayers]][/norm], default gin,gcn)")
     pd.add_argument("--methods", help="comma-separated recipes: " + ", ".join(
         n for n in ("kd", "glnn", "lsp", "gsp", "gcrd", "nosmog", "graphmlp", "coldbrew", "freekd", "oad", "t2gnn",
                     "gsdn", "sail", "ta_ensemble", "reliant", "hire") if n in _recipe_names()) +

@@ -97,6 +97,37 @@ def test_batched_forward_equals_one_graph_at_a_time(conv, tiny_tu):
     assert torch.isfinite(together).all()
 
 
+@pytest.mark.parametrize("conv", ["gin", "gcn"])
+@pytest.mark.parametrize("norm", ["layer", "none"])
+def test_norm_option_drops_batchnorm_and_keeps_batch_independence(conv, norm, tiny_tu):
+    from torch import nn
+
+    torch.manual_seed(0)
+    model = GraphClassifier(conv, tiny_tu.num_features, 16, 2, num_layers=2, norm=norm)
+    assert not any(isinstance(m, nn.BatchNorm1d) for m in model.modules())  # GIN's inner MLP too
+    assert any(isinstance(m, nn.LayerNorm) for m in model.modules()) == (norm == "layer")
+    assert model.label == f"{conv.upper()}(2x16,{norm})"
+    # no running statistics: training mode gives the same per-graph outputs alone or batched
+    model.train()
+    model.dropout = 0.0
+    together = model(select_graphs(tiny_tu, [0, 1, 2]))
+    alone = torch.cat([model(select_graphs(tiny_tu, [i])) for i in range(3)])
+    torch.testing.assert_close(together, alone)
+
+
+def test_norm_option_and_model_spec_errors():
+    from gkdfast.distill.graph_experiment import parse_graph_model
+
+    spec = parse_graph_model("gcn:32x2/layer")
+    assert (spec.conv, spec.hidden, spec.num_layers, spec.norm, spec.label) == ("gcn", 32, 2, "layer",
+                                                                                "GCN(2x32,layer)")
+    assert spec.build(7, 2).norm == "layer" and parse_graph_model("gin").norm == "batch"
+    with pytest.raises(ValueError, match="norm must be one of batch, layer, none"):
+        parse_graph_model("gcn/group")
+    with pytest.raises(ValueError, match="norm must be one of batch, layer, none"):
+        GraphClassifier("gcn", 7, 16, 2, norm="instance")
+
+
 def _mutag_teacher(epochs=15):
     ds = load_tu(need_data("tu_mutag"))
     torch.manual_seed(0)

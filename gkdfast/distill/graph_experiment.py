@@ -23,7 +23,7 @@ from gkdfast.distill.datafree import DFADConfig, GraphGenerator, distill_dfad, f
 from gkdfast.distill.gfkd import GFKDConfig, distill_gfkd, gfkd_transfer_set
 from gkdfast.distill.graph_level import (GraphTrainConfig, graph_accuracy, inference_ms_per_1k_nodes,
                                          split_validation, train_graph_classifier)
-from gkdfast.nn.graph_models import GraphClassifier, graph_model_names
+from gkdfast.nn.graph_models import NORMS, GraphClassifier, graph_model_names
 
 __all__ = ["GraphModelSpec", "parse_graph_model", "run_graph_experiment", "GRAPH_METHODS", "dfad_generator_for"]
 
@@ -32,36 +32,45 @@ GRAPH_METHODS = ("kd", "dfad", "gfkd")
 
 @dataclass(frozen=True)
 class GraphModelSpec:
-    """A :class:`GraphClassifier` architecture: conv name, hidden width, layers."""
+    """A :class:`GraphClassifier` architecture: conv name, hidden width, layers, normalisation."""
 
     conv: str
     hidden: int
     num_layers: int
+    norm: str = "batch"
 
     @property
     def label(self) -> str:
-        return f"{self.conv.upper()}({self.num_layers}x{self.hidden})"
+        suffix = "" if self.norm == "batch" else f",{self.norm}"
+        return f"{self.conv.upper()}({self.num_layers}x{self.hidden}{suffix})"
 
     def build(self, in_dim: int, num_classes: int) -> GraphClassifier:
-        return GraphClassifier(self.conv, in_dim, self.hidden, num_classes, self.num_layers)
+        return GraphClassifier(self.conv, in_dim, self.hidden, num_classes, self.num_layers, norm=self.norm)
 
 
 def parse_graph_model(spec: str, hidden: int = 64, num_layers: int = 3) -> GraphModelSpec:
-    """``"gin"``, ``"gin:128"`` or ``"gin:128x5"`` (conv[:hidden[xlayers]]) -> :class:`GraphModelSpec`.
+    """``"gin"``, ``"gin:128"``, ``"gin:128x5"`` or any of them with ``/norm`` (``batch``, ``layer``,
+    ``none``; default batch), i.e. ``conv[:hidden[xlayers]][/norm]`` -> :class:`GraphModelSpec`.
 
     Example:
         >>> parse_graph_model("gin:128x5").label, parse_graph_model("gcn").label
         ('GIN(5x128)', 'GCN(3x64)')
+        >>> parse_graph_model("gcn/layer").label
+        'GCN(3x64,layer)'
     """
-    name, _, rest = str(spec).strip().lower().partition(":")
+    body, _, norm = str(spec).strip().lower().partition("/")
+    norm = norm or "batch"
+    if norm not in NORMS:
+        raise ValueError(f"bad model spec {spec!r}: norm must be one of {', '.join(NORMS)} (e.g. gcn/layer)")
+    name, _, rest = body.partition(":")
     if name not in graph_model_names():
         raise ValueError(f"unknown graph model {name!r}; known: {', '.join(graph_model_names())}")
     if rest:
         h, _, l = rest.partition("x")
         if not h.isdigit() or int(h) < 1 or (l and (not l.isdigit() or int(l) < 1)):
-            raise ValueError(f"bad model spec {spec!r}: expected conv[:hidden[xlayers]], e.g. gin:128x5")
+            raise ValueError(f"bad model spec {spec!r}: expected conv[:hidden[xlayers]][/norm], e.g. gin:128x5")
         hidden, num_layers = int(h), int(l) if l else num_layers
-    return GraphModelSpec(name, hidden, num_layers)
+    return GraphModelSpec(name, hidden, num_layers, norm)
 
 
 def dfad_generator_for(dataset, train_idx, cfg: DFADConfig) -> GraphGenerator:

@@ -25,6 +25,15 @@ __all__ = ["GraphClassifier", "graph_model_names", "WEIGHTED_CONVS"]
 _CONVS = ("gin", "gcn", "sage", "gat")
 WEIGHTED_CONVS = ("gin", "gcn")  # layers whose aggregation uses edge weights (generated graphs)
 _DEFAULT_POOL = {"gin": "sum", "gcn": "mean", "sage": "mean", "gat": "mean"}
+NORMS = ("batch", "layer", "none")  # the normalisation after each conv (and inside GIN's MLP)
+
+
+def _norm_layer(kind: str, width: int) -> nn.Module:
+    if kind == "batch":
+        return nn.BatchNorm1d(width)
+    if kind == "layer":
+        return nn.LayerNorm(width)
+    return nn.Identity()
 
 
 def graph_model_names() -> list:
@@ -38,13 +47,17 @@ def graph_model_names() -> list:
 
 
 class GraphClassifier(nn.Module):
-    """``num_layers`` x (conv -> BatchNorm -> ReLU), ``global_pool``, then Linear -> ReLU -> dropout -> Linear.
+    """``num_layers`` x (conv -> norm -> ReLU), ``global_pool``, then Linear -> ReLU -> dropout -> Linear.
 
     Args:
         conv: ``"gin"`` (GIN-0: ``Linear -> BN -> ReLU -> Linear`` per layer), ``"gcn"``, ``"sage"`` or ``"gat"``.
         in_channels, hidden_channels, num_classes: widths.  num_layers: message-passing layers.
         pool: ``"sum"``, ``"mean"`` or ``"max"`` (default: sum for GIN, as in the GIN paper; mean otherwise).
         dropout: before the last Linear.
+        norm: ``"batch"`` (BatchNorm, the GIN paper's; default), ``"layer"`` (LayerNorm per node) or
+            ``"none"``.  LayerNorm keeps no running statistics, so a model trained on one input
+            distribution (a data-free student on generated graphs) normalises real graphs with their
+            own statistics: the measured fix of DFAD's GCN student (``docs/graph-classification.md``).
 
     Shapes: ``batch.x`` ``[N, in]``, ``batch.ptr`` ``[B + 1]`` -> ``[B, num_classes]``; with
     ``return_hidden`` also the pooled ``[B, hidden]`` graph embedding.
@@ -59,7 +72,7 @@ class GraphClassifier(nn.Module):
     """
 
     def __init__(self, conv: str, in_channels: int, hidden_channels: int, num_classes: int, num_layers: int = 5,
-                 pool: Optional[str] = None, dropout: float = 0.5):
+                 pool: Optional[str] = None, dropout: float = 0.5, norm: str = "batch"):
         super().__init__()
         conv = str(conv).lower()
         if conv not in _CONVS:
@@ -70,6 +83,9 @@ class GraphClassifier(nn.Module):
                 raise ValueError(f"GraphClassifier: {what} must be a positive int, got {v!r}")
         if not 0.0 <= float(dropout) < 1.0:
             raise ValueError(f"GraphClassifier: dropout must be in [0, 1), got {dropout}")
+        if norm not in NORMS:
+            raise ValueError(f"GraphClassifier: norm must be one of {', '.join(NORMS)}, got {norm!r}")
+        self.norm = norm
         self.conv, self.pool = conv, pool or _DEFAULT_POOL[conv]
         if self.pool not in ("sum", "mean", "max"):
             raise ValueError(f"GraphClassifier: pool must be sum, mean or max, got {self.pool!r}")
@@ -77,18 +93,19 @@ class GraphClassifier(nn.Module):
         self.num_layers, self.dropout = num_layers, float(dropout)
         dims = [in_channels] + [hidden_channels] * num_layers
         self.convs = nn.ModuleList([self._make_conv(dims[i], dims[i + 1]) for i in range(num_layers)])
-        self.norms = nn.ModuleList([nn.BatchNorm1d(hidden_channels) for _ in range(num_layers)])
+        self.norms = nn.ModuleList([_norm_layer(norm, hidden_channels) for _ in range(num_layers)])
         self.head1 = nn.Linear(hidden_channels, hidden_channels)
         self.head2 = nn.Linear(hidden_channels, num_classes)
 
     @property
     def label(self) -> str:
-        """Short name for tables, e.g. ``GIN(5x128)``."""
-        return f"{self.conv.upper()}({self.num_layers}x{self.hidden_channels})"
+        """Short name for tables, e.g. ``GIN(5x128)`` (``GIN(5x128,layer)`` with a non-default norm)."""
+        suffix = "" if self.norm == "batch" else f",{self.norm}"
+        return f"{self.conv.upper()}({self.num_layers}x{self.hidden_channels}{suffix})"
 
     def _make_conv(self, i: int, o: int) -> nn.Module:
         if self.conv == "gin":
-            return GINConv(nn.Sequential(nn.Linear(i, o), nn.BatchNorm1d(o), nn.ReLU(), nn.Linear(o, o)))
+            return GINConv(nn.Sequential(nn.Linear(i, o), _norm_layer(self.norm, o), nn.ReLU(), nn.Linear(o, o)))
         if self.conv == "gcn":
             return GCNConv(i, o)
         if self.conv == "sage":
