@@ -79,6 +79,10 @@ TORCH_LIBRARY(gkdfast, m) {
   // Returns (rowptr [S+1] int64, sampled source ids [nnz], their CSR edge positions [nnz]).
   m.def("sample_neighbors(Tensor rowptr, Tensor col, Tensor seeds, int fanout, int seed, int hop) "
         "-> (Tensor, Tensor, Tensor)");
+  // Top-k personalised PageRank of each source by forward push over the CSR by source (out-edges):
+  // (index [S, k] int64, value [S, k] float32), k largest estimates other than the source; see
+  // csrc/ops/ppr.h.  CPU only (CUDA tensors go through the CPU from Python).
+  m.def("ppr_topk(Tensor rowptr, Tensor col, Tensor sources, int k, float alpha, float eps) -> (Tensor, Tensor)");
   // ---- graph-level pooling -------------------------------------------------------------------
   // Global sum / mean / max over contiguous node segments (the graphs of a batch, offsets ptr [B+1]);
   // see csrc/ops/segment_pool.h.  arg: [B, d] first maximal node for max, else [0].

@@ -1,9 +1,17 @@
-"""Top-k personalised PageRank over the CSR, in blocks of source nodes: never an N x N matrix.
+"""Top-k personalised PageRank over the CSR: never an N x N matrix.
 
-For a source s, ``π_s = α·e_s + (1−α)·π_s·D⁻¹A`` (random walk with restart probability α).  Power
-iteration runs on a ``[N, B]`` block of B sources at a time with :func:`gkdfast.spmm`, until the
-block's largest change is below ``eps``; each source keeps its ``k`` largest entries (itself
-excluded).  Memory is O(N·B + N·k); the reference T2-GNN densifies the full N x N PPR matrix.
+For a source s, ``π_s = α·e_s + (1−α)·π_s·D⁻¹A`` (random walk with restart probability α).  Two ways
+to get each source's ``k`` largest entries (itself excluded):
+
+* ``method="push"`` (default): forward push from every source (native op ``ppr_topk``, sources in
+  parallel; ``csrc/ops/ppr.h``).  A source costs O(1 / (α·eps)) edge visits whatever N is, so the
+  whole graph costs O(N / (α·eps)); estimates are below π by at most ``eps·deg(v)`` on undirected
+  graphs.  Memory O(threads·N + N·k).
+* ``method="power"``: power iteration on a ``[N, B]`` block of B sources at a time with
+  :func:`gkdfast.spmm` until the block's largest change is below ``eps``: O(N²) work over the graph,
+  memory O(N·B + N·k).
+
+The reference T2-GNN densifies the full N x N PPR matrix.
 
 Example:
     >>> g = gkdfast.Graph(torch.tensor([[0, 1, 1, 2, 2, 3], [1, 0, 2, 1, 3, 2]]))
@@ -13,7 +21,7 @@ Example:
 """
 from __future__ import annotations
 
-from typing import Tuple
+from typing import Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -21,36 +29,65 @@ from torch import Tensor
 __all__ = ["topk_ppr", "ppr_graph", "dense_ppr"]
 
 
-def topk_ppr(graph, k: int, alpha: float = 0.15, eps: float = 1e-4, block: int = 256,
-             max_iter: int = 200) -> Tuple[Tensor, Tensor]:
+_DEFAULT_EPS = {"push": 1e-5, "power": 1e-4}
+
+
+def topk_ppr(graph, k: int, alpha: float = 0.15, eps: Optional[float] = None, block: int = 256,
+             max_iter: int = 200, method: str = "push") -> Tuple[Tensor, Tensor]:
     """The ``k`` largest PPR scores of every source node (itself excluded).
 
     Args:
         graph: :class:`gkdfast.Graph` with ``N`` nodes; a walk moves along edges ``u -> v`` with
             probability ``1 / out-degree(u)`` (nodes without out-edges lose their mass).
         k: entries kept per source, ``1 <= k < N``.  alpha: restart probability in ``(0, 1)``.
-        eps: stop when no score of the block changes by more than this in one iteration.
-        block: sources per block (memory ``N x block`` floats).  max_iter: iteration cap.
+        eps: ``push``: residual threshold per out-edge (default 1e-5); ``power``: stop when no score
+            of the block changes by more than this in one iteration (default 1e-4).
+        block: sources per block of ``power`` (memory ``N x block`` floats).  max_iter: its cap.
+        method: ``"push"`` (native forward push, O(N / (α·eps)) work) or ``"power"`` (blocked power
+            iteration, O(N²)); module docstring.
 
     Returns:
-        ``(index, value)``: ``[N, k]`` int64 target nodes and ``[N, k]`` float32 scores,
-        row s = source s, scores in decreasing order.
+        ``(index, value)``: ``[N, k]`` int64 target nodes and ``[N, k]`` float32 scores on the CPU,
+        row s = source s, scores in decreasing order (``push``: rows with fewer than ``k`` reached
+        nodes end with ``(s, 0)`` entries; ``power``: with zero scores).
 
     Example:
         >>> g = gkdfast.Graph(torch.tensor([[0, 1], [1, 0]]))
         >>> topk_ppr(g, k=1)[0].flatten().tolist()
         [1, 0]
     """
-    from gkdfast import spmm
-
     n = graph.num_nodes
     if not isinstance(k, int) or not 1 <= k < n:
         raise ValueError(f"topk_ppr: k must be an int in [1, {n - 1}], got {k!r}")
     if not 0.0 < float(alpha) < 1.0:
         raise ValueError(f"topk_ppr: alpha must be in (0, 1), got {alpha}")
+    if method not in _DEFAULT_EPS:
+        raise ValueError(f"topk_ppr: method must be 'push' or 'power', got {method!r}")
+    eps = _DEFAULT_EPS[method] if eps is None else eps
     if not eps > 0 or block < 1:
         raise ValueError(f"topk_ppr: eps must be > 0 and block >= 1, got eps={eps}, block={block}")
-    g = graph.to(graph.device)
+    if method == "push":
+        return _push(graph, k, float(alpha), float(eps))
+    return _power(graph, k, float(alpha), float(eps), block, max_iter)
+
+
+def _push(graph, k: int, alpha: float, eps: float) -> Tuple[Tensor, Tensor]:
+    from gkdfast import _backend
+    from gkdfast.reference import ppr as ref
+
+    t_rowptr, t_col, _ = graph.transpose_csr()  # CSR by source: the walk follows out-edges
+    t_rowptr, t_col = t_rowptr.cpu(), t_col.cpu()
+    sources = torch.arange(graph.num_nodes, dtype=t_col.dtype)
+    if _backend.choose("ppr_topk", torch.device("cpu")) == "cpu":
+        return torch.ops.gkdfast.ppr_topk(t_rowptr, t_col, sources, k, alpha, eps)
+    return ref.ppr_topk(t_rowptr, t_col, sources, k, alpha, eps)
+
+
+def _power(graph, k: int, alpha: float, eps: float, block: int, max_iter: int) -> Tuple[Tensor, Tensor]:
+    from gkdfast import spmm
+
+    n = graph.num_nodes
+    g = graph
     out_deg = torch.bincount(g.col.long(), minlength=n).float()  # col = source of each edge
     inv_deg = torch.where(out_deg > 0, 1.0 / out_deg.clamp(min=1), torch.zeros_like(out_deg)).unsqueeze(1)
     idx_out = torch.empty(n, k, dtype=torch.long)
@@ -73,10 +110,12 @@ def topk_ppr(graph, k: int, alpha: float = 0.15, eps: float = 1e-4, block: int =
     return idx_out, val_out.clamp(min=0.0)
 
 
-def ppr_graph(graph, k: int, alpha: float = 0.15, eps: float = 1e-4, block: int = 256):
+def ppr_graph(graph, k: int, alpha: float = 0.15, eps: Optional[float] = None, block: int = 256,
+              method: str = "push"):
     """``A + A_PPR``: the graph's edges (weight 1, or their ``edge_weight``) plus, for every node s,
     edges ``t -> s`` from its ``k`` top PPR targets with weight ``π_s(t)`` (T2-GNN's structure teacher
-    graph; a pair present in both has the two weights summed by message passing).
+    graph; a pair present in both has the two weights summed by message passing).  ``eps``, ``block``
+    and ``method``: :func:`topk_ppr`.
 
     Example:
         >>> g = gkdfast.Graph(torch.tensor([[0, 1, 1, 2], [1, 0, 2, 1]]))
@@ -85,7 +124,7 @@ def ppr_graph(graph, k: int, alpha: float = 0.15, eps: float = 1e-4, block: int 
     """
     from gkdfast.graph import Graph
 
-    idx, val = topk_ppr(graph, k, alpha, eps, block)
+    idx, val = topk_ppr(graph, k, alpha, eps, block, method=method)
     n = graph.num_nodes
     ei = graph.edge_index.cpu().long()
     w = graph.edge_weight.cpu().float() if graph.edge_weight is not None else torch.ones(ei.size(1))

@@ -89,6 +89,12 @@ def cases(index_dtype):
     yield "sample_neighbors non-monotone", lambda: ops.sample_neighbors(mod(rp, 2, 7), col, seeds, 2, 0, 0), False
     yield "sample_neighbors col out of range", lambda: ops.sample_neighbors(rp, mod(col, 3, 10**6), seeds, 2, 0,
                                                                             0), False
+    yield "ppr_topk valid", lambda: ops.ppr_topk(trp, tcol, seeds, 2, 0.15, 1e-4), True
+    yield "ppr_topk rowptr past E", lambda: ops.ppr_topk(mod(trp, -1, e + 3), tcol, seeds, 2, 0.15, 1e-4), False
+    yield "ppr_topk non-monotone", lambda: ops.ppr_topk(mod(trp, 2, 7), tcol, seeds, 2, 0.15, 1e-4), False
+    yield "ppr_topk col out of range", lambda: ops.ppr_topk(trp, mod(tcol, 3, 10**6), seeds, 2, 0.15, 1e-4), False
+    yield "ppr_topk source out of range", lambda: ops.ppr_topk(trp, tcol, mod(seeds, 1, 99), 2, 0.15, 1e-4), False
+    yield "ppr_topk negative source", lambda: ops.ppr_topk(trp, tcol, mod(seeds, 0, -1), 2, 0.15, 1e-4), False
     pn, lse = ops.lsp(rp, col, trp, tcol, teid, x, t, "rbf", 1.0, 1.0)
     yield "lsp_backward bad t_eid", lambda: ops.lsp_backward(rp, col, trp, tcol, mod(teid, 0, -3), x, t, pn, lse,
                                                              torch.ones(5), "rbf", 1.0, 1.0, True, True), False

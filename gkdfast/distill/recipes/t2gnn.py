@@ -133,7 +133,8 @@ class T2GNN(Recipe):
        (:class:`ImputingMLP`, ``data.extras["missing_features"]`` from :func:`gkdfast.data.mask_missing`;
        none missing without it);
     2. structure teacher: 2-layer GCN (128 hidden) on ``A + top-k PPR`` (:func:`gkdfast.distill.ppr.ppr_graph`,
-       α = 0.15, ε = 1e-4, k = 20, sparse, in blocks) over learnable node embeddings (:class:`EmbeddingGCN`);
+       α = 0.15, k = 20, by forward push with ε = 1e-5 (``ppr_method = "power"``: the blocked power
+       iteration, ε = 1e-4), sparse) over learnable node embeddings (:class:`EmbeddingGCN`);
        both pre-trained with cross-entropy (Adam lr 1e-3, weight decay 5e-4, up to 400 epochs,
        patience 100, best validation epoch kept), then frozen;
     3. the student (the caller's GNN on the incomplete graph, missing entries 0) minimises
@@ -164,7 +165,8 @@ class T2GNN(Recipe):
     lamb = 0.7
     topk = 20
     ppr_alpha = 0.15
-    ppr_eps = 1e-4
+    ppr_eps = None  # the method's default (push 1e-5, power 1e-4)
+    ppr_method = "push"
     feature_hidden = 512
     structure_hidden = 128
     structure_emb_dim = 128
@@ -212,7 +214,8 @@ class T2GNN(Recipe):
         if tuple(missing.shape) != (n, f):
             raise ValueError(f"t2gnn: extras['missing_features'] is {list(missing.shape)}, x is {[n, f]}")
         c = data.num_classes
-        graph = ppr_graph(data.graph, self.topk, self.ppr_alpha, self.ppr_eps) if self.topk else data.graph
+        graph = (ppr_graph(data.graph, self.topk, self.ppr_alpha, self.ppr_eps, method=self.ppr_method)
+                 if self.topk else data.graph)
         cuda = [torch.device(distiller_kw.get("device") or "cpu").index or 0] \
             if torch.device(distiller_kw.get("device") or "cpu").type == "cuda" else []
         with torch.random.fork_rng(devices=cuda):  # the student starts as every method's student does
