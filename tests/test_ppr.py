@@ -62,7 +62,7 @@ def test_topk_ppr_push_captures_the_exact_top_k_mass():
     exact = dense_ppr(g, alpha=0.15).double()
     exact.fill_diagonal_(-1.0)
     best, _ = exact.topk(10, dim=1)
-    idx, val = topk_ppr(g, k=10, eps=1e-8)
+    idx, val = topk_ppr(g, k=10, eps=1e-8, method="push")
     got = exact.gather(1, idx).clamp(min=0)
     assert float(got.sum() / best.clamp(min=0).sum()) > 1 - 1e-6
     torch.testing.assert_close(val.double(), got, atol=1e-6, rtol=0)
@@ -77,9 +77,9 @@ def test_thread_count_does_not_change_the_result():
     before = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
-        one = topk_ppr(g, k=5)
+        one = topk_ppr(g, k=5, method="push")
         torch.set_num_threads(2)
-        two = topk_ppr(g, k=5)
+        two = topk_ppr(g, k=5, method="push")
     finally:
         torch.set_num_threads(before)
     assert torch.equal(one[0], two[0]) and torch.equal(one[1], two[1])
@@ -87,9 +87,9 @@ def test_thread_count_does_not_change_the_result():
 
 def test_reference_backend_gives_the_native_answer(monkeypatch):
     g = _random_directed(seed=4)
-    native_out = topk_ppr(g, k=4)
+    native_out = topk_ppr(g, k=4, method="push")
     monkeypatch.setattr(_backend, "choose", lambda *a, **kw: "reference")
-    ref_out = topk_ppr(g, k=4)
+    ref_out = topk_ppr(g, k=4, method="push")
     assert torch.equal(native_out[0], ref_out[0]) and torch.equal(native_out[1], ref_out[1])
 
 
@@ -117,10 +117,23 @@ def test_op_argument_errors(args, exc, match):
 
 def test_public_function_errors_and_ppr_graph():
     g = _undirected()
-    with pytest.raises(ValueError, match="method must be 'push' or 'power'"):
+    with pytest.raises(ValueError, match="method must be 'auto', 'push' or 'power'"):
         topk_ppr(g, k=2, method="exact")
     with pytest.raises(ValueError, match="eps must be > 0"):
         topk_ppr(g, k=2, eps=-1.0)
-    pg = ppr_graph(g, k=3)
+    pg = ppr_graph(g, k=3, method="push")
     assert pg.num_edges > g.num_edges and bool((pg.edge_weight > 0).all())
     assert ppr_graph(g, k=3, method="power").num_edges == pg.num_edges
+
+
+def test_auto_takes_power_on_small_graphs_and_push_on_large_ones(monkeypatch):
+    from gkdfast.distill import ppr
+
+    g = _undirected()
+    calls = []
+    monkeypatch.setattr(ppr, "_push", lambda *a: calls.append("push") or ppr._power(a[0], a[1], a[2], 1e-4, 256, 200))
+    topk_ppr(g, k=3)
+    assert calls == []  # 60 nodes: power iteration
+    monkeypatch.setattr(ppr, "PUSH_MIN_NODES", 50)
+    topk_ppr(g, k=3)
+    assert calls == (["push"] if _backend.native_loaded() else [])

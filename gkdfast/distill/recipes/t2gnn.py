@@ -133,8 +133,9 @@ class T2GNN(Recipe):
        (:class:`ImputingMLP`, ``data.extras["missing_features"]`` from :func:`gkdfast.data.mask_missing`;
        none missing without it);
     2. structure teacher: 2-layer GCN (128 hidden) on ``A + top-k PPR`` (:func:`gkdfast.distill.ppr.ppr_graph`,
-       α = 0.15, k = 20, by forward push with ε = 1e-5 (``ppr_method = "power"``: the blocked power
-       iteration, ε = 1e-4), sparse) over learnable node embeddings (:class:`EmbeddingGCN`);
+       α = 0.15, k = 20, sparse: blocked power iteration (ε = 1e-4) below 10,000 nodes, forward push
+       (ε = 1e-5) above; ``ppr_method`` = ``"push"`` / ``"power"`` forces one) over learnable node
+       embeddings (:class:`EmbeddingGCN`);
        both pre-trained with cross-entropy (Adam lr 1e-3, weight decay 5e-4, up to 400 epochs,
        patience 100, best validation epoch kept), then frozen;
     3. the student (the caller's GNN on the incomplete graph, missing entries 0) minimises
@@ -166,7 +167,7 @@ class T2GNN(Recipe):
     topk = 20
     ppr_alpha = 0.15
     ppr_eps = None  # the method's default (push 1e-5, power 1e-4)
-    ppr_method = "push"
+    ppr_method = "auto"
     feature_hidden = 512
     structure_hidden = 128
     structure_emb_dim = 128
