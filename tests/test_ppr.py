@@ -137,3 +137,11 @@ def test_auto_takes_power_on_small_graphs_and_push_on_large_ones(monkeypatch):
     monkeypatch.setattr(ppr, "PUSH_MIN_NODES", 50)
     topk_ppr(g, k=3)
     assert calls == (["push"] if _backend.native_loaded() else [])
+
+
+def test_both_methods_ignore_edge_weights():
+    g = _undirected(seed=6)
+    w = gkdfast.Graph(g.edge_index, g.num_nodes, edge_weight=torch.rand(g.num_edges) + 0.5)
+    for method in (("push", "power") if _backend.native_loaded() else ("power",)):
+        a, b = topk_ppr(g, k=4, method=method), topk_ppr(w, k=4, method=method)
+        assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])

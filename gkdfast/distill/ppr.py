@@ -43,7 +43,8 @@ def topk_ppr(graph, k: int, alpha: float = 0.15, eps: Optional[float] = None, bl
 
     Args:
         graph: :class:`gkdfast.Graph` with ``N`` nodes; a walk moves along edges ``u -> v`` with
-            probability ``1 / out-degree(u)`` (nodes without out-edges lose their mass).
+            probability ``1 / out-degree(u)`` (nodes without out-edges lose their mass; edge weights
+            are not used, by either method).
         k: entries kept per source, ``1 <= k < N``.  alpha: restart probability in ``(0, 1)``.
         eps: ``push``: residual threshold per out-edge (default 1e-5); ``power``: stop when no score
             of the block changes by more than this in one iteration (default 1e-4).
@@ -99,6 +100,7 @@ def _power(graph, k: int, alpha: float, eps: float, block: int, max_iter: int) -
 
     n = graph.num_nodes
     g = graph
+    unweighted = torch.ones(g.num_edges, device=g.device)  # the walk ignores edge weights, as push does
     out_deg = torch.bincount(g.col.long(), minlength=n).float()  # col = source of each edge
     inv_deg = torch.where(out_deg > 0, 1.0 / out_deg.clamp(min=1), torch.zeros_like(out_deg)).unsqueeze(1)
     idx_out = torch.empty(n, k, dtype=torch.long)
@@ -110,7 +112,7 @@ def _power(graph, k: int, alpha: float, eps: float, block: int, max_iter: int) -
         restart[src, cols] = float(alpha)
         x = restart.clone()
         for _ in range(max_iter):
-            nxt = restart + (1 - alpha) * spmm(g, x * inv_deg, "sum")
+            nxt = restart + (1 - alpha) * spmm(g, x * inv_deg, "sum", edge_weight=unweighted)
             done = float((nxt - x).abs().max()) < eps
             x = nxt
             if done:
