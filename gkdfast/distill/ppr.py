@@ -14,7 +14,7 @@ to get each source's ``k`` largest entries (itself excluded):
 ``method="auto"`` (default) takes power iteration below :data:`PUSH_MIN_NODES` nodes and push from
 there (when the native op is built): measured on the CPU, power iteration is 20x faster on a
 2,000-node random graph (its dense blocks vectorise; push from every source spreads over the whole
-graph), push 7x faster on Facebook (22,470 nodes; ``benchmarks/bench_ppr.py``).  The reference
+graph), push 5.3x faster on Facebook (22,470 nodes; ``benchmarks/bench_ppr.py``).  The reference
 T2-GNN densifies the full N x N PPR matrix.
 
 Example:
