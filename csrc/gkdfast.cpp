@@ -81,7 +81,7 @@ TORCH_LIBRARY(gkdfast, m) {
         "-> (Tensor, Tensor, Tensor)");
   // Top-k personalised PageRank of each source by forward push over the CSR by source (out-edges):
   // (index [S, k] int64, value [S, k] float32), k largest estimates other than the source; see
-  // csrc/ops/ppr.h.  CPU only (CUDA tensors go through the CPU from Python).
+  // csrc/ops/ppr.h.  CUDA tensors: the push runs on the host, the result returns to the device.
   m.def("ppr_topk(Tensor rowptr, Tensor col, Tensor sources, int k, float alpha, float eps) -> (Tensor, Tensor)");
   // ---- graph-level pooling -------------------------------------------------------------------
   // Global sum / mean / max over contiguous node segments (the graphs of a batch, offsets ptr [B+1]);

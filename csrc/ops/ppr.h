@@ -18,7 +18,7 @@
 
 namespace gkdfast {
 
-// rowptr/col a valid CSR (int32/int64) on the CPU; sources 1-D int32/int64 on the same device (their
+// rowptr/col a valid CSR (int32/int64); sources 1-D int32/int64 on the same device (their
 // range is checked by the kernel); k >= 1; 0 < alpha < 1; eps > 0.
 void check_ppr_topk(const at::Tensor& rowptr, const at::Tensor& col, const at::Tensor& sources, int64_t k,
                     double alpha, double eps);

@@ -1,0 +1,23 @@
+// ppr_topk for CUDA tensors (see ops/ppr.h).  Forward push is a data-dependent FIFO walk per source
+// with O(N) dense scratch per source in flight; on a GPU that is thousands of queues and N-sized
+// scratch arrays at once, so the push runs on the host (the CPU kernel, sources in parallel over the
+// CPU threads) and the result comes back on the device.  The graph and sources are copied to the
+// host once per call: O(N + E + S) bytes, next to O(S / (alpha * eps)) work.
+#include <torch/types.h>
+
+#include "cpu/cpu_kernels.h"
+#include "cuda/cuda_kernels.h"
+#include "ops/ppr.h"
+
+namespace gkdfast {
+namespace cuda {
+
+std::tuple<at::Tensor, at::Tensor> ppr_topk_cuda(const at::Tensor& rowptr, const at::Tensor& col,
+                                                 const at::Tensor& sources, int64_t k, double alpha, double eps) {
+  check_ppr_topk(rowptr, col, sources, k, alpha, eps);  // one device, valid CSR, before any copy
+  auto out = ppr_topk_cpu(rowptr.cpu(), col.cpu(), sources.cpu(), k, alpha, eps);
+  return {std::get<0>(out).to(rowptr.device()), std::get<1>(out).to(rowptr.device())};
+}
+
+}  // namespace cuda
+}  // namespace gkdfast
