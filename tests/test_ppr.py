@@ -145,3 +145,16 @@ def test_both_methods_ignore_edge_weights():
     for method in (("push", "power") if _backend.native_loaded() else ("power",)):
         a, b = topk_ppr(g, k=4, method=method), topk_ppr(w, k=4, method=method)
         assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+
+
+@native
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_cuda_tensors_give_the_cpu_answer_on_the_device():
+    g = _random_directed(seed=7)
+    rp, col, _ = g.transpose_csr()
+    sources = torch.arange(g.num_nodes)
+    want = torch.ops.gkdfast.ppr_topk(rp, col, sources, 5, 0.15, 1e-6)
+    got = torch.ops.gkdfast.ppr_topk(rp.cuda(), col.cuda(), sources.cuda(), 5, 0.15, 1e-6)
+    assert got[0].is_cuda and got[1].is_cuda
+    assert torch.equal(got[0].cpu(), want[0]) and torch.equal(got[1].cpu(), want[1])
