@@ -7,6 +7,7 @@ computed against a baseline impl per case: ``ratio = peer_ms / baseline_ms`` (> 
 """
 from __future__ import annotations
 
+import argparse
 import gc
 import json
 import os
@@ -92,6 +93,16 @@ class PeakMemory:
             self._thread.join()
             self.peak_bytes = max(self._max, self._rss()) - self._base
         return False
+
+
+def runner_parser(doc: str, repeats: int, max_seconds: float) -> argparse.ArgumentParser:
+    """The arguments every standalone runner takes (``--out``, ``--repeats``, ``--max-seconds``),
+    described by the first paragraph of the runner's module docstring ``doc``; callers add their own."""
+    p = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    p.add_argument("--out", default="bench-out")
+    p.add_argument("--repeats", type=int, default=repeats)
+    p.add_argument("--max-seconds", type=float, default=max_seconds)
+    return p
 
 
 def add_ratios(rows: List[dict], baseline: str = "gkdfast") -> List[dict]:

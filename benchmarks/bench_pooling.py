@@ -13,7 +13,6 @@ pooling.png under --out.
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 
@@ -91,11 +90,8 @@ def test_bench_global_pool(benchmark, reduce, impl):
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", default="bench-out")
+    p = _report.runner_parser(__doc__, repeats=7, max_seconds=30.0)
     p.add_argument("--device", default="cpu")
-    p.add_argument("--repeats", type=int, default=7)
-    p.add_argument("--max-seconds", type=float, default=30.0)
     args = p.parse_args(argv)
     device = torch.device(args.device)
     print(f"global pooling, {NUM_GRAPHS} graphs, d = {DIM}, {device} "

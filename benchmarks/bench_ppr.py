@@ -13,7 +13,6 @@ ppr.png under --out.
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 
@@ -95,11 +94,8 @@ def test_bench_topk_ppr(benchmark, method):
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", default="bench-out")
+    p = _report.runner_parser(__doc__, repeats=1, max_seconds=600.0)
     p.add_argument("--data", help="a dataset folder instead of the synthetic graph")
-    p.add_argument("--repeats", type=int, default=1)
-    p.add_argument("--max-seconds", type=float, default=600.0)
     args = p.parse_args(argv)
     g = graph(args.data)
     print(f"top-{K} PPR of every node, {g.num_nodes} nodes, {g.num_edges} edges, CPU "
