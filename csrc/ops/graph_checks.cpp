@@ -70,6 +70,14 @@ void check_same_device(const at::Tensor& t, const at::Tensor& like, const char* 
                     " but the inputs are on ", like.device());
 }
 
+void check_node_ids(const at::Tensor& ids, const at::Tensor& rowptr, const char* op, const char* name) {
+  TORCH_CHECK_VALUE(ids.dim() == 1, "gkdfast.", op, ": ", name, " must be 1-D, got shape ", ids.sizes());
+  TORCH_CHECK_TYPE(ids.scalar_type() == at::kInt || ids.scalar_type() == at::kLong, "gkdfast.", op, ": ", name,
+                   " must be int32 or int64, got ", ids.scalar_type());
+  TORCH_CHECK_VALUE(ids.device() == rowptr.device(), "gkdfast.", op, ": ", name, " are on ", ids.device(),
+                    " but the graph is on ", rowptr.device());
+}
+
 void check_node_features(const at::Tensor& x, const at::Tensor& rowptr, const char* op, const char* name) {
   TORCH_CHECK_VALUE(x.dim() == 2, "gkdfast.", op, ": ", name, " must be 2-D [num_nodes, features], got shape ",
                     x.sizes());

@@ -24,6 +24,9 @@ void check_same_device(const at::Tensor& t, const at::Tensor& like, const char* 
 void check_transpose(const at::Tensor& rowptr, const at::Tensor& col, const at::Tensor& t_rowptr,
                      const at::Tensor& t_col, const at::Tensor& t_eid, const char* op);
 
+// Node ids (seeds, sources): 1-D int32/int64 on the graph's device (their range is the kernel's check).
+void check_node_ids(const at::Tensor& ids, const at::Tensor& rowptr, const char* op, const char* name);
+
 // Node features: 2-D floating tensor on the graph's device.
 void check_node_features(const at::Tensor& x, const at::Tensor& rowptr, const char* op, const char* name);
 

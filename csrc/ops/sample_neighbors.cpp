@@ -9,11 +9,7 @@ namespace gkdfast {
 void check_sample_neighbors(const at::Tensor& rowptr, const at::Tensor& col, const at::Tensor& seeds, int64_t fanout,
                             int64_t seed, int64_t hop) {
   check_csr(rowptr, col, "sample_neighbors");
-  TORCH_CHECK_VALUE(seeds.dim() == 1, "gkdfast.sample_neighbors: seeds must be 1-D, got shape ", seeds.sizes());
-  TORCH_CHECK_TYPE(seeds.scalar_type() == at::kInt || seeds.scalar_type() == at::kLong,
-                   "gkdfast.sample_neighbors: seeds must be int32 or int64, got ", seeds.scalar_type());
-  TORCH_CHECK_VALUE(seeds.device() == rowptr.device(), "gkdfast.sample_neighbors: seeds are on ", seeds.device(),
-                    " but the graph is on ", rowptr.device());
+  check_node_ids(seeds, rowptr, "sample_neighbors", "seeds");
   TORCH_CHECK_VALUE(fanout > 0 || fanout == -1,
                     "gkdfast.sample_neighbors: fanout must be positive (or -1 for all neighbours), got ", fanout);
   TORCH_CHECK_VALUE(seed >= 0, "gkdfast.sample_neighbors: seed must be >= 0, got ", seed);
