@@ -22,7 +22,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _report  # noqa: E402
 
-from gkdfast.distill.ppr import topk_ppr  # noqa: E402
+from gkdfast.distill.ppr import ppr_rows, topk_ppr  # noqa: E402
 
 SMALL = os.environ.get("GKDFAST_BENCH_SMALL", "") not in ("", "0")
 NUM_NODES = 2_000 if SMALL else 20_000
@@ -51,23 +51,10 @@ def captured_mass(g, idx, sources=256):
 
 def exact_rows(g, s, alpha=0.15):
     """``[s, N]`` PPR rows of sources 0..s-1 (float64 power iteration to 1e-10), source entries -1."""
-    from gkdfast import spmm
-
-    n = g.num_nodes
-    out_deg = torch.bincount(g.col.long(), minlength=n).double()
-    inv_deg = torch.where(out_deg > 0, 1.0 / out_deg.clamp(min=1), torch.zeros_like(out_deg)).unsqueeze(1)
     first = torch.arange(s)
-    restart = torch.zeros(n, s, dtype=torch.float64)
-    restart[first, first] = alpha
-    x = restart.clone()
-    for _ in range(400):
-        nxt = restart + (1 - alpha) * spmm(g, x * inv_deg, "sum")
-        done = float((nxt - x).abs().max()) < 1e-10
-        x = nxt
-        if done:
-            break
-    x[first, first] = -1.0
-    return x.t()
+    rows = ppr_rows(g, first, alpha=alpha)
+    rows[first, first] = -1.0
+    return rows
 
 
 def rows_for(g, repeats, max_seconds):

@@ -158,3 +158,12 @@ def test_cuda_tensors_give_the_cpu_answer_on_the_device():
     got = torch.ops.gkdfast.ppr_topk(rp.cuda(), col.cuda(), sources.cuda(), 5, 0.15, 1e-6)
     assert got[0].is_cuda and got[1].is_cuda
     assert torch.equal(got[0].cpu(), want[0]) and torch.equal(got[1].cpu(), want[1])
+
+
+def test_ppr_rows_match_the_dense_ppr():
+    from gkdfast.distill.ppr import ppr_rows
+
+    g = _random_directed(seed=8)
+    rows = ppr_rows(g, torch.tensor([3, 0, 17]))
+    assert rows.dtype == torch.float64 and rows.shape == (3, g.num_nodes)
+    torch.testing.assert_close(rows.float(), dense_ppr(g)[[3, 0, 17]], atol=1e-6, rtol=0)

@@ -30,7 +30,7 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor
 
-__all__ = ["topk_ppr", "ppr_graph", "dense_ppr"]
+__all__ = ["topk_ppr", "ppr_graph", "ppr_rows", "dense_ppr"]
 
 
 _DEFAULT_EPS = {"push": 1e-5, "power": 1e-4}
@@ -95,29 +95,54 @@ def _push(graph, k: int, alpha: float, eps: float) -> Tuple[Tensor, Tensor]:
     return ref.ppr_topk(t_rowptr, t_col, sources, k, alpha, eps)
 
 
-def _power(graph, k: int, alpha: float, eps: float, block: int, max_iter: int) -> Tuple[Tensor, Tensor]:
+def ppr_rows(graph, sources: Tensor, alpha: float = 0.15, eps: float = 1e-10, max_iter: int = 400,
+             dtype: torch.dtype = torch.float64) -> Tensor:
+    """``[S, N]`` PPR scores of the given ``sources`` (1-D node ids) by power iteration until no score
+    changes by more than ``eps`` (the ``power`` method on one block; edge weights are not used).  For
+    checks against the top-k methods on a few hundred sources: memory ``N x S``.
+
+    Example:
+        >>> g = gkdfast.Graph(torch.tensor([[0, 1], [1, 0]]))
+        >>> [round(v, 4) for v in ppr_rows(g, torch.tensor([0]), alpha=0.5)[0].tolist()]
+        [0.6667, 0.3333]
+    """
+    return _power_block(graph, _walk(graph, dtype), sources, float(alpha), float(eps), max_iter).t()
+
+
+def _walk(graph, dtype: torch.dtype) -> Tuple[Tensor, Tensor]:
+    """``(inv_deg [N, 1], ones [E])``: the random walk's step, ``x -> A^T (x / outdeg)`` unweighted."""
+    out_deg = torch.bincount(graph.col.long(), minlength=graph.num_nodes).to(dtype)  # col = edge source
+    inv_deg = torch.where(out_deg > 0, 1.0 / out_deg.clamp(min=1), torch.zeros_like(out_deg)).unsqueeze(1)
+    return inv_deg, torch.ones(graph.num_edges, dtype=dtype, device=graph.device)
+
+
+def _power_block(graph, walk, sources: Tensor, alpha: float, eps: float, max_iter: int) -> Tensor:
+    """``[N, S]``: the PPR columns of ``sources`` by power iteration (see :func:`topk_ppr`)."""
     from gkdfast import spmm
 
+    inv_deg, unweighted = walk  # the walk ignores edge weights, as push does
+    cols = torch.arange(sources.numel())
+    restart = torch.zeros(graph.num_nodes, sources.numel(), dtype=inv_deg.dtype)
+    restart[sources, cols] = alpha
+    x = restart.clone()
+    for _ in range(max_iter):
+        nxt = restart + (1 - alpha) * spmm(graph, x * inv_deg, "sum", edge_weight=unweighted)
+        done = float((nxt - x).abs().max()) < eps
+        x = nxt
+        if done:
+            break
+    return x
+
+
+def _power(graph, k: int, alpha: float, eps: float, block: int, max_iter: int) -> Tuple[Tensor, Tensor]:
     n = graph.num_nodes
-    g = graph
-    unweighted = torch.ones(g.num_edges, device=g.device)  # the walk ignores edge weights, as push does
-    out_deg = torch.bincount(g.col.long(), minlength=n).float()  # col = source of each edge
-    inv_deg = torch.where(out_deg > 0, 1.0 / out_deg.clamp(min=1), torch.zeros_like(out_deg)).unsqueeze(1)
+    walk = _walk(graph, torch.float32)
     idx_out = torch.empty(n, k, dtype=torch.long)
     val_out = torch.empty(n, k)
     for start in range(0, n, block):
         src = torch.arange(start, min(start + block, n))
-        cols = torch.arange(src.numel())
-        restart = torch.zeros(n, src.numel())
-        restart[src, cols] = float(alpha)
-        x = restart.clone()
-        for _ in range(max_iter):
-            nxt = restart + (1 - alpha) * spmm(g, x * inv_deg, "sum", edge_weight=unweighted)
-            done = float((nxt - x).abs().max()) < eps
-            x = nxt
-            if done:
-                break
-        x[src, cols] = -1.0  # drop the source itself
+        x = _power_block(graph, walk, src, alpha, eps, max_iter)
+        x[src, torch.arange(src.numel())] = -1.0  # drop the source itself
         val, idx = torch.topk(x, k, dim=0)
         idx_out[src], val_out[src] = idx.t(), val.t()
     return idx_out, val_out.clamp(min=0.0)
