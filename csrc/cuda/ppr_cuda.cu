@@ -7,14 +7,17 @@
 
 #include "cpu/cpu_kernels.h"
 #include "cuda/cuda_kernels.h"
-#include "ops/ppr.h"
+#include "ops/graph_checks.h"
 
 namespace gkdfast {
 namespace cuda {
 
 std::tuple<at::Tensor, at::Tensor> ppr_topk_cuda(const at::Tensor& rowptr, const at::Tensor& col,
                                                  const at::Tensor& sources, int64_t k, double alpha, double eps) {
-  check_ppr_topk(rowptr, col, sources, k, alpha, eps);  // one device, valid CSR, before any copy
+  // One device before the copies hide a mismatch; the CPU kernel validates everything else on the
+  // host copies (validating the CSR here as well would walk it twice).
+  check_same_device(col, rowptr, "ppr_topk", "col");
+  check_same_device(sources, rowptr, "ppr_topk", "sources");
   auto out = ppr_topk_cpu(rowptr.cpu(), col.cpu(), sources.cpu(), k, alpha, eps);
   return {std::get<0>(out).to(rowptr.device()), std::get<1>(out).to(rowptr.device())};
 }
