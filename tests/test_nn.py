@@ -255,6 +255,27 @@ def test_gat_model_head_widths():
         gnn.GAT(8, 10, 3, heads=4)
 
 
+def test_sparse_linear_matches_linear_on_bag_of_words():
+    from gkdfast.nn.sparse_input import _operand, sparse_linear
+
+    torch.manual_seed(0)
+    x = (torch.rand(40, 300) < 0.01).float()            # 1 % non-zeros: the sparse path
+    dense = torch.randn(40, 300)                         # the dense path
+    for inp in (x, dense):
+        lin = torch.nn.Linear(300, 6)
+        ref = torch.nn.Linear(300, 6)
+        ref.load_state_dict(lin.state_dict())
+        out, want = sparse_linear(lin, inp), ref(inp)
+        torch.testing.assert_close(out, want, atol=1e-5, rtol=1e-5)
+        out.square().sum().backward()
+        want.square().sum().backward()
+        torch.testing.assert_close(lin.weight.grad, ref.weight.grad, atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(lin.bias.grad, ref.bias.grad, atol=1e-4, rtol=1e-4)
+    assert _operand(x).layout == torch.sparse_csr and _operand(x) is _operand(x)  # converted once
+    assert _operand(dense) is dense
+    assert _operand(x.clone().requires_grad_()).layout == torch.strided  # a trainable input stays dense
+
+
 def test_projection_head():
     head = gnn.ProjectionHead(16, 32, 8)
     kinds = [type(m) for m in head.net]

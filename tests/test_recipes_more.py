@@ -163,7 +163,9 @@ def test_t2gnn_imputes_only_missing_entries_and_uses_ppr_edges(small_cora):
             lambda f: GCN(f, 16, 7), d, seed=0)
     finally:
         mod.T2GNN._teacher = orig
-    imputed, missing = seen["feature"].imputed.detach(), d.extras["missing_features"]
+    layer = seen["feature"].mlp.layers[0]
+    assert torch.equal(layer.rows, d.train_mask.nonzero().flatten())  # the rows its cross-entropy reads
+    imputed, missing = seen["feature"].imputed.detach(), d.extras["missing_features"][layer.rows]
     assert float(imputed[missing].abs().sum()) > 0          # the missing entries were learnt
     assert float(imputed[~missing].abs().sum()) == 0.0      # the observed ones never enter the model
     assert t.extras["ppr_edges"] > 0
@@ -171,6 +173,36 @@ def test_t2gnn_imputes_only_missing_entries_and_uses_ppr_edges(small_cora):
     assert {"kd_fea", "kd_str", "contrast_fea", "contrast_str"} <= set(hist)
     with pytest.raises(ValueError, match="lamb"):
         recipes.get("t2gnn", lamb=1.5).fit(lambda f: GCN(f, 16, 7), d)
+
+
+def test_imputation_on_the_loss_rows_equals_imputation_everywhere(small_cora):
+    """ImputingMLP(rows=train) is the full [N, F] imputation when only the training rows reach the
+    loss: the other rows' parameters get zero gradients and stay at 0 under Adam with weight decay."""
+    from gkdfast.distill.recipes.t2gnn import ImputingMLP
+
+    d = mask_missing(small_cora, 0.3, seed=1)
+    miss, tr = d.extras["missing_features"], d.train_mask
+    models = []
+    for rows in (None, tr.nonzero().flatten()):
+        torch.manual_seed(3)
+        m = ImputingMLP(miss, 32, 7, rows=rows)
+        opt = torch.optim.Adam(m.parameters(), lr=0.01, weight_decay=5e-4)
+        for _ in range(5):
+            loss = torch.nn.functional.cross_entropy(m(d.x)[tr], d.y[tr])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        models.append(m.eval())
+    full, rows = models
+    assert float(full.imputed[~tr].abs().max()) == 0.0
+    assert float(full.imputed[tr][miss[tr]].abs().sum()) > 0
+    torch.testing.assert_close(rows.imputed, full.imputed[tr], atol=1e-6, rtol=1e-5)
+    with torch.no_grad():
+        torch.testing.assert_close(rows(d.x), full(d.x), atol=1e-5, rtol=1e-4)
+    with pytest.raises(ValueError, match="rows must be node ids"):
+        ImputingMLP(miss, 8, 7, rows=torch.tensor([0, d.num_nodes]))
+    with pytest.raises(ValueError, match="missing mask"):
+        ImputingMLP(miss, 8, 7)(d.x[:10])
 
 
 def test_gsdn_needs_an_mlp_and_learns_from_neighbours(small_cora):

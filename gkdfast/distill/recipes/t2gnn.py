@@ -20,23 +20,81 @@ from gkdfast.distill.terms import CrossEntropy, LossTerm, StepContext, _sample
 __all__ = ["T2GNN", "ImputingMLP", "EmbeddingGCN", "FixedTargetKD", "FixedTargetContrast"]
 
 
+class _ImputedLinear(nn.Module):
+    """The feature teacher's first layer: ``lin(x')`` where ``x'`` is ``x`` with its missing entries
+    replaced by learnable values, computed as ``lin(x with missing entries 0)`` (a sparse product for
+    bag-of-words features, :func:`gkdfast.nn.sparse_input.sparse_linear`) plus, on the learnable
+    rows only, ``(imputed ⊙ missing) @ Wᵀ``."""
+
+    def __init__(self, lin: nn.Linear, missing: Tensor, rows: Optional[Tensor]):
+        super().__init__()
+        self.lin = lin
+        n = missing.size(0)
+        rows = torch.arange(n) if rows is None else torch.as_tensor(rows, dtype=torch.long).flatten().unique()
+        if rows.numel() and (int(rows.min()) < 0 or int(rows.max()) >= n):
+            raise ValueError(f"ImputingMLP: rows must be node ids in [0, {n}), got {int(rows.min())}..{int(rows.max())}")
+        self.register_buffer("missing", missing.bool(), persistent=False)
+        self.register_buffer("rows", rows, persistent=False)
+        self.register_buffer("row_missing", missing.bool()[rows], persistent=False)
+        self.imputed = nn.Parameter(torch.zeros(rows.numel(), missing.size(1)))
+        self._zeroed = (None, None)  # (x, x with missing entries 0): made once per feature tensor
+
+    def _observed(self, x: Tensor) -> Tensor:
+        if self._zeroed[0] is not x:
+            self._zeroed = (x, x.masked_fill(self.missing.to(x.device), 0.0))
+        return self._zeroed[1]
+
+    def forward(self, x: Tensor) -> Tensor:
+        from gkdfast.nn.sparse_input import sparse_linear
+
+        if x.shape != self.missing.shape:
+            raise ValueError(f"ImputingMLP: x is {list(x.shape)}, the missing mask {list(self.missing.shape)}")
+        out = sparse_linear(self.lin, self._observed(x))
+        fill = torch.where(self.row_missing, self.imputed, torch.zeros((), dtype=x.dtype, device=x.device))
+        return out.index_add(0, self.rows, fill @ self.lin.weight.T)
+
+
 class ImputingMLP(nn.Module):
     """T2-GNN's feature teacher: an MLP on ``x`` whose missing entries (bool ``[N, F]``) are learnable
     parameters instead of zeros.  Runs on all N rows at once (``uses_graph``: the Distiller then
-    passes every row; the graph itself is ignored)."""
+    passes every row; the graph itself is ignored).
+
+    Args:
+        missing: bool ``[N, F]``, True where an entry of ``x`` is missing.
+        hidden, out, dropout: the MLP's (2 layers).
+        rows: node ids whose missing entries are learnable (default: every row); the others stay 0.
+            A row that no loss term reads gets a zero gradient, and Adam with weight decay leaves a
+            zero-initialised parameter with zero gradient at exactly 0, so its imputed values stay 0
+            whether or not they are parameters: passing the rows the loss reads (T2-GNN's
+            cross-entropy: the training nodes) gives the same model without ``N x F`` parameters and
+            their optimiser state (Facebook: 106 M entries, 1.3 GB with Adam's moments).
+
+    Shapes: ``x`` ``[N, F]`` -> logits ``[N, out]`` (and hidden ``[N, hidden]``).
+
+    Example:
+        >>> miss = torch.rand(6, 5) < 0.3
+        >>> m = ImputingMLP(miss, 8, 3, rows=torch.tensor([0, 2]))
+        >>> m(torch.rand(6, 5)).shape, tuple(m.imputed.shape)
+        (torch.Size([6, 3]), (2, 5))
+    """
 
     uses_graph = True
 
-    def __init__(self, missing: Tensor, hidden: int, out: int, dropout: float = 0.5):
+    def __init__(self, missing: Tensor, hidden: int, out: int, dropout: float = 0.5,
+                 rows: Optional[Tensor] = None):
         super().__init__()
         from gkdfast.nn import MLP
 
-        self.register_buffer("missing", missing.bool(), persistent=False)
-        self.imputed = nn.Parameter(torch.zeros(missing.shape))
         self.mlp = MLP(missing.size(1), hidden, out, dropout=dropout)
+        self.mlp.layers[0] = _ImputedLinear(self.mlp.layers[0], missing, rows)
+
+    @property
+    def imputed(self) -> Tensor:
+        """The learnable values, ``[len(rows), F]`` (entries outside ``missing`` are unused)."""
+        return self.mlp.layers[0].imputed
 
     def forward(self, x: Tensor, graph=None, return_hidden: bool = False):
-        return self.mlp(torch.where(self.missing, self.imputed, x), return_hidden=return_hidden)
+        return self.mlp(x, return_hidden=return_hidden)
 
 
 class EmbeddingGCN(nn.Module):
@@ -221,7 +279,9 @@ class T2GNN(Recipe):
             if torch.device(distiller_kw.get("device") or "cpu").type == "cuda" else []
         with torch.random.fork_rng(devices=cuda):  # the student starts as every method's student does
             torch.manual_seed(seed + 7919)
-            fea = self._teacher(ImputingMLP(missing, self.feature_hidden, c), data, "feature", seed, **distiller_kw)
+            rows = data.train_mask.nonzero().flatten()  # the rows its cross-entropy reads (ImputingMLP's `rows`)
+            fea = self._teacher(ImputingMLP(missing, self.feature_hidden, c, rows=rows), data, "feature", seed,
+                                **distiller_kw)
             st = self._teacher(EmbeddingGCN(graph, self.structure_emb_dim, self.structure_hidden, c), data,
                                "structure", seed, **distiller_kw)
         prep = time.perf_counter() - t0
