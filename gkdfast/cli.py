@@ -201,6 +201,8 @@ def _distill(args) -> int:
     else:
         methods = {s.label: _split_list(DEFAULT_METHODS_MLP if s.name == "mlp" else DEFAULT_METHODS_GNN, "methods")
                    for s in students}
+    if args.teacher is None and not _any_needs_teacher(methods):
+        teacher = None  # nothing would read it: no teacher row (name one with --teacher to get it anyway)
     overrides = _parse_set(args.set)
     if args.fairness:  # the bias RELIANT reduces (and the one its --set reliant.* sweep is about)
         overrides.setdefault("reliant", {}).setdefault("fairness", args.fairness)
@@ -227,6 +229,8 @@ def _distill(args) -> int:
         log(f"distributed: {group.world_size} processes ({group.backend}), training rows sharded per rank")
     log(f"{data.name}: {data.num_nodes} nodes, {data.graph.num_edges} edges, {data.x.size(1)} features, "
         f"{data.num_classes} classes; split {data.extras.get('split', 'given')}; device {device}")
+    if teacher is None and not auto_teacher:
+        log("no teacher: every method is teacher-free (--teacher NAME adds a teacher row)")
     if auto_teacher:  # the candidates train on the first seed's split; the winner serves every seed
         from gkdfast.distill.teacher_select import select_teacher
 
@@ -254,6 +258,14 @@ def _distill(args) -> int:
         save_png(results, os.path.join(out, f"{stem}.png"))
     print(f"wrote {os.path.join(out, stem + '.json')} and {os.path.join(out, stem + '.png')}")
     return 0
+
+
+def _any_needs_teacher(methods) -> bool:
+    """Whether any recipe of ``methods`` (a list, or per-student lists in a dict) reads a teacher."""
+    from gkdfast.distill import recipes
+
+    lists = methods.values() if isinstance(methods, dict) else [methods]
+    return any(recipes.get(m).needs_teacher for ms in lists for m in ms)
 
 
 def _is_hetero(args) -> bool:
@@ -376,7 +388,8 @@ def build_parser() -> argparse.ArgumentParser:
     pd.add_argument("--teacher", help="teacher model name[:hidden] (default sage, hidden 128; rgcn:64 on a "
                                       "heterogeneous graph, or han:64; --task graph: gin:128x5), or 'auto': train "
                                       "GCN, SAGE and GAT at hidden 64 and 256 on the first seed's split and keep "
-                                      "the best by validation accuracy")
+                                      "the best by validation accuracy.  Not trained when every method is "
+                                      "teacher-free unless named here")
     pd.add_argument("--target-type", help="heterogeneous data: the labelled node type (default: inferred from the "
                                           "meta-path file names, pap.npz -> paper)")
     pd.add_argument("--student", help="student model(s), comma-separated name[:hidden] "

@@ -181,3 +181,17 @@ def test_distill_inductive_setting(tmp_path):
     assert [row["method"] for row in res["rows"]] == ["teacher", "none", "glnn"]
     assert os.path.isdir(os.path.join(out, "checkpoints-inductive-0.2"))
     assert not os.path.exists(os.path.join(out, "results.json"))  # a transductive run's file stays its own
+
+
+def test_teacher_free_methods_train_no_teacher_unless_one_is_named(tmp_path):
+    base = ("distill", "--nodes", "500", "--student", "gcn:16", "--methods", "freekd", "--seeds", "1",
+            "--epochs", "2")
+    r = _cli(*base, "--out", str(tmp_path / "a"))
+    assert r.returncode == 0, r.stderr
+    assert "no teacher: every method is teacher-free" in r.stderr
+    with open(tmp_path / "a" / "results.json") as f:
+        assert [row["method"] for row in json.load(f)["rows"]] == ["none", "freekd"]
+    r = _cli(*base, "--teacher", "gcn:16", "--out", str(tmp_path / "b"))
+    assert r.returncode == 0, r.stderr
+    with open(tmp_path / "b" / "results.json") as f:
+        assert [row["method"] for row in json.load(f)["rows"]] == ["teacher", "none", "freekd"]
