@@ -183,6 +183,9 @@ def _distill(args) -> int:
         raise ValueError(f"--device must be cpu or cuda[:i], got {device!r}")
     if args.data is not None and _is_hetero(args):  # typed graph: R-GCN / HAN models, kd / hire
         return _distill_hetero(args)
+    if args.protocol == "published" and args.split_dir:
+        raise ValueError("--split-dir: the published protocol fixes each recipe's split; use it with "
+                         "--protocol common")
     if args.protocol == "published":  # each recipe in its paper's setting: gkdfast/distill/protocols.py
         from gkdfast.cli_protocol import run_published_cli
 
@@ -212,6 +215,10 @@ def _distill(args) -> int:
         _check_distributable(methods, overrides)
     group, device = _init_distributed(args, device)
     data = _load_data(args)
+    if args.split_dir:
+        from gkdfast.data.geom_splits import with_split_files
+
+        data = with_split_files(data, args.split_dir, range(args.seed, args.seed + args.seeds))
     main = group is None or group.is_main  # under --distributed only rank 0 prints and writes files
     out = args.out
     os.makedirs(out, exist_ok=True)
@@ -415,6 +422,9 @@ def build_parser() -> argparse.ArgumentParser:
     pd.add_argument("--inductive-fraction", type=float, default=0.2,
                     help="fraction of the test nodes held out in the inductive setting (default 0.2)")
     pd.add_argument("--epochs", type=int, help="override every recipe's maximum epochs")
+    pd.add_argument("--split-dir", metavar="DIR",
+                    help="Geom-GCN 60/20/20 split files (<name>_split_0.6_0.2_<i>.npz, e.g. "
+                         "../shared/data/planetoid_geom_gcn_splits): seed i trains on split i (seeds 0-9)")
     pd.add_argument("--missing-rate", type=float, default=0.0, metavar="R",
                     help="remove a fraction R of the feature entries and of the edges, seeded per seed, for "
                          "every method (T2-GNN's incomplete-graph setting; default 0)")

@@ -202,3 +202,32 @@ def test_reddit_threads_graph_json_matches_the_data_readme():
     ei = ds.graph.edge_index
     assert torch.equal(ds.batch[ei[0]], ds.batch[ei[1]])  # no edge crosses graphs
     assert torch.bincount(ds.y).tolist() == [4843, 5157]
+
+
+def test_split_dir_gives_seed_i_the_geom_gcn_split_i(tmp_path):
+    from conftest import run_cli
+    from gkdfast.data import geom_gcn_split, with_split_files
+    from gkdfast.distill.experiment import seed_split
+
+    cora, splits = load(need("planetoid"), name="cora"), need("planetoid_geom_gcn_splits")
+    marked = with_split_files(cora, splits, seeds=[0, 3])
+    for seed in (0, 3):
+        got, want = seed_split(marked, seed), geom_gcn_split(cora, splits, seed)
+        for m in ("train_mask", "val_mask", "test_mask"):
+            assert torch.equal(getattr(got, m), getattr(want, m))
+        assert got.extras["split"] == f"geom-gcn {seed}"
+    assert not torch.equal(seed_split(marked, 0).train_mask, seed_split(marked, 3).train_mask)
+    with pytest.raises(ValueError, match="numbered 0-9"):
+        with_split_files(cora, splits, seeds=[10])
+    with pytest.raises(FileNotFoundError, match="no such directory"):
+        with_split_files(cora, str(tmp_path / "nowhere"), seeds=[0])
+    r = run_cli("distill", "--data", need("planetoid"), "--name", "cora", "--split-dir", splits, "--student", "mlp:16",
+                "--methods", "none", "--seeds", "2", "--seed", "9", "--epochs", "2", "--out", str(tmp_path / "o"))
+    assert r.returncode == 2 and "numbered 0-9; seed 10" in r.stderr  # seeds 9 and 10: fails before training
+    r = run_cli("distill", "--protocol", "published", "--data", need("planetoid"), "--name", "cora", "--split-dir",
+                splits, "--methods", "glnn", "--out", str(tmp_path / "p"))
+    assert r.returncode == 2 and "--split-dir" in r.stderr
+    r = run_cli("distill", "--data", need("planetoid"), "--name", "cora", "--split-dir", splits, "--student", "mlp:16",
+                "--methods", "none", "--seeds", "2", "--epochs", "2", "--out", str(tmp_path / "ok"))
+    assert r.returncode == 0, r.stderr
+    assert "split geom-gcn files" in r.stderr

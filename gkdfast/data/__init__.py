@@ -15,7 +15,7 @@ from gkdfast.data._util import DataFormatError
 from gkdfast.data.graphdata import GraphData
 from gkdfast.data.dcsbm import dcsbm
 from gkdfast.data.fairness import FAIRNESS_SETS, fairness_split, load_fairness
-from gkdfast.data.geom_splits import geom_gcn_split
+from gkdfast.data.geom_splits import geom_gcn_split, with_split_files
 from gkdfast.data.loader import FORMATS, guess_format, load
 from gkdfast.data.matlab import load_mat
 from gkdfast.data.missing import mask_missing
@@ -34,7 +34,7 @@ __all__ = [
     "load", "guess_format", "save_npz", "save_mmap", "load_mmap",
     "load_fairness", "fairness_split", "FAIRNESS_SETS",
     "load_planetoid", "load_gnn_benchmark", "load_npz_bundle", "load_musae", "load_mat", "load_tu", "load_graph_json", "load_ogb",
-    "random_split", "fraction_split", "inductive_split", "geom_gcn_split", "mask_missing", "InductiveSplit",
+    "random_split", "fraction_split", "inductive_split", "geom_gcn_split", "with_split_files", "mask_missing", "InductiveSplit",
     "subgraph",
     "csbm", "dcsbm", "power_law_graph", "edge_homophily",
 ]

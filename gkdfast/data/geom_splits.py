@@ -15,7 +15,7 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-__all__ = ["geom_gcn_split"]
+__all__ = ["geom_gcn_split", "with_split_files"]
 
 
 def geom_gcn_split(data, directory, index: int, name=None):
@@ -44,3 +44,26 @@ def geom_gcn_split(data, directory, index: int, name=None):
     tr, va, te = (m & labelled for m in masks)
     return replace(data, train_mask=tr, val_mask=va, test_mask=te,
                    extras=dict(data.extras, split=f"geom-gcn {int(index)}"))
+
+
+def with_split_files(data, directory, seeds, name=None):
+    """``data`` marked so that seed ``i`` of an experiment trains on Geom-GCN split file ``i``
+    (:func:`gkdfast.distill.experiment.seed_split` reads the mark; ``gkdfast distill --split-dir``).
+    Every seed's file is opened and checked here, so a missing one fails before any training.
+
+    Example:
+        >>> from gkdfast.data import load
+        >>> d = with_split_files(load("../shared/data/planetoid", name="cora"),
+        ...                      "../shared/data/planetoid_geom_gcn_splits", seeds=range(2))
+        >>> d.extras["split"]
+        'geom-gcn files'
+    """
+    directory = str(directory)
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(f"--split-dir {directory}: no such directory")
+    for seed in seeds:
+        if not 0 <= int(seed) <= 9:
+            raise ValueError(f"Geom-GCN split files are numbered 0-9; seed {seed} has none (use seeds 0-9)")
+        geom_gcn_split(data, directory, int(seed), name=name)
+    extras = dict(data.extras, split="geom-gcn files", split_dir=directory, split_name=str(name or data.name))
+    return replace(data, extras=extras)

@@ -72,7 +72,8 @@ def parse_model(spec: str, dropout: float = 0.5, num_layers: int = 2) -> ModelSp
 
 def seed_split(data, seed: int):
     """``data`` with the split for ``seed``: re-drawn (20/30 per class) when the data's split was a
-    random one, a stratified 60/20/20 drawn for the seed when it is marked ``fraction(...)``, unchanged
+    random one, a stratified 60/20/20 drawn for the seed when it is marked ``fraction(...)``, Geom-GCN
+    split file ``seed`` when marked by :func:`gkdfast.data.geom_splits.with_split_files`, unchanged
     when it is a given split (Planetoid public split, masks in the file).
 
     Example:
@@ -90,6 +91,10 @@ def seed_split(data, seed: int):
         tr, va, te = fairness_split(data.y, number, seed)
         extras = dict(data.extras, split=f"fair(NIFTY, label_number={number}, seed={seed})")
         return replace(data, train_mask=tr, val_mask=va, test_mask=te, extras=extras)
+    if how == "geom-gcn files":  # gkdfast distill --split-dir: seed i trains on split file i
+        from gkdfast.data.geom_splits import geom_gcn_split
+
+        return geom_gcn_split(data, data.extras["split_dir"], seed, name=data.extras.get("split_name"))
     if how.startswith("fraction("):  # a stratified 60/20/20 split (T2-GNN's published setting), per seed
         from gkdfast.data.splits import fraction_split
 
