@@ -215,6 +215,39 @@ def test_gsdn_needs_an_mlp_and_learns_from_neighbours(small_cora):
     assert not t.uses_graph
 
 
+def test_gsdn_first_layer_sharing_is_the_same_loss_and_gradient(small_cora):
+    """With an MLP student the term applies its first layer to each node once and mixes the outputs
+    (bag-of-words Cora features: through the sparse slice); loss and gradients equal the dense path."""
+    from gkdfast.distill.recipes.gsdn import NeighbourSelfDistill, _first_linear
+    from gkdfast.distill.terms import Dims, StepContext
+
+    d = small_cora
+    torch.manual_seed(0)
+    student = MLP(d.x.size(1), 32, 7)
+    assert _first_linear(student) is student.layers[0]
+    assert _first_linear(MLP(d.x.size(1), 32, 7, input_dropout=0.2)) is None and _first_linear(None) is None
+    term = NeighbourSelfDistill().bind(d.x, d.y, d.train_mask)
+    term.setup(Dims(32, None, 7))
+    nodes = torch.arange(0, 64)
+    out = []
+    for fast in (False, True):
+        torch.manual_seed(5)
+        ctx = StepContext(nodes=nodes, logits=torch.zeros(64, 7), hidden=None, teacher_logits=None,
+                          teacher_hidden=None, y=d.y[nodes], labelled=d.train_mask[nodes],
+                          observed=torch.ones(64, dtype=torch.bool), inputs=d.x[nodes],
+                          forward=lambda xx: student(xx, return_hidden=True), full_graph=d.graph,
+                          full_batch=False, student=student if fast else None)
+        student.zero_grad()
+        term.zero_grad()
+        loss = term(ctx)
+        loss.backward()
+        out.append((loss.detach(), student.layers[0].weight.grad.clone(), term.factor.weight.grad.clone()))
+    (l0, g0, f0), (l1, g1, f1) = out
+    torch.testing.assert_close(l1, l0, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(g1, g0, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(f1, f0, atol=1e-5, rtol=1e-4)
+
+
 @pytest.mark.skipif(os.environ.get("GKDFAST_SLOW") != "1", reason="~2 min on one core; GKDFAST_SLOW=1 runs it")
 def test_gsdn_beats_the_plain_mlp_on_cora(cora):
     accs = {}

@@ -436,7 +436,8 @@ class Distiller:
                 y=y[nodes], labelled=train_mask[nodes], observed=observed[nodes], inputs=x_b,
                 forward=lambda xx, _sel=sel: self._forward(xx, graph, _sel, True),
                 full_graph=graph, full_batch=full,
-                process_group=(ddp.group if ddp.group is not None else _ddp.default_group()) if ddp else None)
+                process_group=(ddp.group if ddp.group is not None else _ddp.default_group()) if ddp else None,
+                student=self.student)
             loss, values = 0.0, {}
             for t in self.terms:
                 if t.weight == 0:

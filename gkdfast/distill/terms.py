@@ -46,6 +46,9 @@ class StepContext:
         full_graph / full_batch: the whole graph, and whether the batch is every node.
         process_group: under DDP, the group whose ranks hold the other rows of the global batch (each
             rank's batch rows are its shard; all-pairs terms pass it to their loss); ``None`` otherwise.
+        student: the student module itself, for a term that runs part of it (GSDN applies a graph-free
+            MLP's first layer to nodes once, then mixes its outputs); ``None`` when not given.  Outside
+            DDP only: under a process group go through ``forward``.
     """
 
     nodes: Tensor
@@ -61,6 +64,7 @@ class StepContext:
     full_graph: object = None
     full_batch: bool = True
     process_group: object = None
+    student: object = None
     _graph: object = field(default=None, repr=False)
 
     @property

@@ -76,8 +76,30 @@ class _Stack(nn.Module):
             raise ValueError(f"gkdfast.nn.{name}: a graph is required (forward(x, graph))")
         hidden = x
         x = F.dropout(x, p=self.input_dropout, training=self.training) if self.input_dropout else x
+        return self._run_layers(x, graph, return_hidden, hidden, skip_first=False)
+
+    def forward_from_first(self, h: Tensor, graph: Optional[Graph] = None, return_hidden: bool = False) -> Output:
+        """The rest of :meth:`forward` given ``h`` = the first layer's output (before its norm and
+        activation): ``forward(x) == forward_from_first(layers[0](x))`` when ``input_dropout`` is 0.
+        Lets a caller whose inputs are linear mixtures of node features apply the first (linear)
+        layer to the nodes once and mix its outputs instead (GSDN).
+
+        Shapes: ``h`` ``[B, hidden]`` -> logits ``[B, out]`` (and the hidden ``[B, hidden]``).
+
+        Example:
+            >>> m = gkdfast.nn.MLP(8, 16, 3).eval()
+            >>> x = torch.randn(5, 8)
+            >>> torch.allclose(m.forward_from_first(m.layers[0](x)), m(x))
+            True
+        """
+        if self.num_layers < 2:
+            raise ValueError(f"gkdfast.nn.{type(self).__name__}.forward_from_first: needs >= 2 layers")
+        return self._run_layers(h, graph, return_hidden, None, skip_first=True)
+
+    def _run_layers(self, x: Tensor, graph, return_hidden: bool, hidden, skip_first: bool) -> Output:
         for i, layer in enumerate(self.layers[:-1]):
-            x = self._run_layer(layer, x, graph)
+            if not (skip_first and i == 0):
+                x = self._run_layer(layer, x, graph)
             if self.norms is not None:
                 x = self.norms[i](x)
             x = F.relu(x)

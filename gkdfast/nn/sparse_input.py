@@ -14,12 +14,13 @@ Example:
 from __future__ import annotations
 
 import warnings
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["sparse_linear", "SPARSE_DENSITY"]
+__all__ = ["sparse_linear", "linear_rows", "csr_row_positions", "SPARSE_DENSITY"]
 
 SPARSE_DENSITY = 0.05
 """Inputs with fewer non-zeros than this fraction take the sparse product."""
@@ -59,3 +60,51 @@ def sparse_linear(lin: nn.Linear, x: Tensor) -> Tensor:
         return lin(x)
     out = torch.sparse.mm(xs, lin.weight.T)
     return out + lin.bias if lin.bias is not None else out
+
+
+def csr_row_positions(rowptr: Tensor, rows: Tensor) -> Tuple[Tensor, Tensor]:
+    """Where the entries of ``rows`` sit in a CSR matrix's ``col`` / ``values`` arrays.
+
+    Args:
+        rowptr: ``[R + 1]`` CSR row pointers.  rows: ``[B]`` row ids (any order, repeats allowed).
+
+    Returns:
+        ``(positions, counts)``: ``[sum(counts)]`` int64 positions, row by row in the order of
+        ``rows``, and ``[B]`` entries per row.
+
+    Example:
+        >>> csr_row_positions(torch.tensor([0, 2, 2, 5]), torch.tensor([2, 0]))
+        (tensor([2, 3, 4, 0, 1]), tensor([3, 2]))
+    """
+    rowptr, rows = rowptr.long(), rows.long()
+    start = rowptr[rows]
+    counts = rowptr[rows + 1] - start
+    first = (torch.cumsum(counts, 0) - counts).repeat_interleave(counts)
+    offset = torch.arange(int(counts.sum()), device=rows.device) - first
+    return start.repeat_interleave(counts) + offset, counts
+
+
+def linear_rows(x: Tensor, rows: Tensor, weight: Tensor, bias: Optional[Tensor] = None) -> Tensor:
+    """``F.linear(x[rows], weight, bias)`` without the dense ``[B, F]`` gather when ``x`` is mostly
+    zero: the rows are sliced out of ``x``'s cached CSR copy (see :func:`sparse_linear`), so the cost is
+    ``nnz(rows)·out`` instead of ``B·F·out``.  Gradients reach ``weight`` and ``bias``.
+
+    Shapes: ``x`` ``[N, F]``, ``rows`` ``[B]``, ``weight`` ``[out, F]`` -> ``[B, out]``.
+
+    Example:
+        >>> x = torch.zeros(5, 40); x[3, 7] = 2.0
+        >>> w = torch.randn(4, 40)
+        >>> torch.allclose(linear_rows(x, torch.tensor([3, 3, 0]), w), x[[3, 3, 0]] @ w.T)
+        True
+    """
+    xs = _operand(x)
+    if xs is x:
+        return F.linear(x[rows], weight, bias)
+    pos, counts = csr_row_positions(xs.crow_indices(), rows)
+    crow = torch.zeros(rows.numel() + 1, dtype=torch.long, device=rows.device)
+    torch.cumsum(counts, 0, out=crow[1:])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        sub = torch.sparse_csr_tensor(crow, xs.col_indices()[pos], xs.values()[pos], (rows.numel(), x.size(1)))
+        out = torch.sparse.mm(sub, weight.T)
+    return out + bias if bias is not None else out
