@@ -90,7 +90,8 @@ class ImputingMLP(nn.Module):
 
     @property
     def imputed(self) -> Tensor:
-        """The learnable values, ``[len(rows), F]`` (entries outside ``missing`` are unused)."""
+        """The learnable values, ``[R, F]`` for the R distinct ``rows`` in ascending order (``layers[0].rows``);
+        entries outside ``missing`` are unused."""
         return self.mlp.layers[0].imputed
 
     def forward(self, x: Tensor, graph=None, return_hidden: bool = False):
