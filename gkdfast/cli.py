@@ -158,6 +158,11 @@ def _distill(args) -> int:
     from gkdfast.distill.experiment import parse_model, run_experiment
     from gkdfast.distill.results import format_table, save_json, save_png
 
+    if args.split_dir and (args.task == "graph" or args.protocol == "published"
+                           or (args.data is not None and _is_hetero(args))):
+        raise ValueError("--split-dir (Geom-GCN split files) applies to node classification on a homogeneous "
+                         "graph with --protocol common; graph classification, heterogeneous data and the "
+                         "published protocol have their own splits")
     if args.task == "graph":  # graph classification on a TU folder: its own pipeline (k-fold CV)
         from gkdfast.cli_graph import run_graph
 
@@ -183,9 +188,6 @@ def _distill(args) -> int:
         raise ValueError(f"--device must be cpu or cuda[:i], got {device!r}")
     if args.data is not None and _is_hetero(args):  # typed graph: R-GCN / HAN models, kd / hire
         return _distill_hetero(args)
-    if args.protocol == "published" and args.split_dir:
-        raise ValueError("--split-dir: the published protocol fixes each recipe's split; use it with "
-                         "--protocol common")
     if args.protocol == "published":  # each recipe in its paper's setting: gkdfast/distill/protocols.py
         from gkdfast.cli_protocol import run_published_cli
 
@@ -225,6 +227,8 @@ def _distill(args) -> int:
     from gkdfast.cli_large import run_large, wants_large
 
     if wants_large(args, data):  # sampled teacher, layer-wise inference, mini-batch MLP student
+        if args.split_dir:
+            raise ValueError("--split-dir: the large-graph pipeline keeps the data's split; run without --sampled")
         if group is not None:
             raise ValueError("--distributed: the large-graph pipeline runs in one process; run it without "
                              "--distributed")

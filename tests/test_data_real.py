@@ -226,7 +226,7 @@ def test_split_dir_gives_seed_i_the_geom_gcn_split_i(tmp_path):
     assert r.returncode == 2 and "numbered 0-9; seed 10" in r.stderr  # seeds 9 and 10: fails before training
     r = run_cli("distill", "--protocol", "published", "--data", need("planetoid"), "--name", "cora", "--split-dir",
                 splits, "--methods", "glnn", "--out", str(tmp_path / "p"))
-    assert r.returncode == 2 and "--split-dir" in r.stderr
+    assert r.returncode == 2 and "--split-dir" in r.stderr and "published protocol" in r.stderr
     r = run_cli("distill", "--data", need("planetoid"), "--name", "cora", "--split-dir", splits, "--student", "mlp:16",
                 "--methods", "none", "--seeds", "2", "--epochs", "2", "--out", str(tmp_path / "ok"))
     assert r.returncode == 0, r.stderr

@@ -60,9 +60,12 @@ class _ScaledLinear(nn.Linear):
             if self.bias is not None:
                 self.bias.div_(self.scale)
 
+    def effective(self) -> Tuple[Tensor, Optional[Tensor]]:
+        """The weights the layer applies: ``(scale·weight, scale·bias)``."""
+        return self.weight * self.scale, (self.bias * self.scale if self.bias is not None else None)
+
     def forward(self, x: Tensor) -> Tensor:
-        bias = self.bias * self.scale if self.bias is not None else None
-        return F.linear(x, self.weight * self.scale, bias)
+        return F.linear(x, *self.effective())
 
 
 class NeighbourSelfDistill(LossTerm):
@@ -119,8 +122,7 @@ class NeighbourSelfDistill(LossTerm):
         """``factor(x[rows])``, sliced from the sparse features when they are bag-of-words."""
         from gkdfast.nn.sparse_input import linear_rows
 
-        f = self.factor
-        return linear_rows(self.features, rows, f.weight * f.scale, f.bias * f.scale if f.bias is not None else None)
+        return linear_rows(self.features, rows, *self.factor.effective())
 
     def _beta(self, fa: Tensor, fb: Tensor) -> Tensor:
         """``r + (1−r)·σ(aᵀ[BN(fa); BN(fb)])`` from the two endpoints' factor outputs."""
