@@ -126,6 +126,10 @@ def test_norm_option_and_model_spec_errors():
         parse_graph_model("gcn/group")
     with pytest.raises(ValueError, match="norm must be one of batch, layer, none"):
         GraphClassifier("gcn", 7, 16, 2, norm="instance")
+    for bad in ("gin:0", "gin:32x0", "gin:x3", "gin:32xa/layer"):
+        with pytest.raises(ValueError, match=r"expected conv\[:hidden\[xlayers\]\]\[/norm\]"):
+            parse_graph_model(bad)
+    assert parse_graph_model("gin:32").num_layers == 3 and parse_graph_model("gin:32x5").num_layers == 5
 
 
 def _mutag_teacher(epochs=15):

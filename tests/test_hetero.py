@@ -189,3 +189,15 @@ def test_from_pyg_rebuilds_relations_reverses_and_metapaths():
     assert torch.equal(hg.metapaths["mam"].edge_index, toy.metapaths["mam"].edge_index)
     with pytest.raises(ValueError, match="target 'studio' is not a node type"):
         HeteroGraph.from_pyg(_FakeHeteroData(toy), "studio")
+
+
+def test_hetero_model_specs_take_a_depth():
+    from gkdfast.hetero.models import build_hetero_model
+
+    hg = HeteroGraph.toy()
+    assert len(build_hetero_model("rgcn:16x1", hg).self_lin) == 1
+    assert len(build_hetero_model("rgcn:16", hg).self_lin) == 2
+    assert len(build_hetero_model("rgcn", hg).self_lin) == 2
+    for bad in ("rgcn:0", "rgcn:16x0", "rgcn:ax2", "han:8x2"):
+        with pytest.raises(ValueError, match="bad model spec"):
+            build_hetero_model(bad, hg)

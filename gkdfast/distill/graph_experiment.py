@@ -65,11 +65,9 @@ def parse_graph_model(spec: str, hidden: int = 64, num_layers: int = 3) -> Graph
     name, _, rest = body.partition(":")
     if name not in graph_model_names():
         raise ValueError(f"unknown graph model {name!r}; known: {', '.join(graph_model_names())}")
-    if rest:
-        h, _, l = rest.partition("x")
-        if not h.isdigit() or int(h) < 1 or (l and (not l.isdigit() or int(l) < 1)):
-            raise ValueError(f"bad model spec {spec!r}: expected conv[:hidden[xlayers]][/norm], e.g. gin:128x5")
-        hidden, num_layers = int(h), int(l) if l else num_layers
+    from gkdfast.nn._utils import parse_width_layers
+
+    hidden, num_layers = parse_width_layers(rest, spec, "conv[:hidden[xlayers]][/norm]", hidden, num_layers)
     return GraphModelSpec(name, hidden, num_layers, norm)
 
 

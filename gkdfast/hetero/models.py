@@ -150,20 +150,23 @@ HETERO_MODELS = {"rgcn": RGCN, "han": HAN}
 
 
 def build_hetero_model(spec: str, hg: HeteroGraph, num_classes: Optional[int] = None, dropout: float = 0.5):
-    """``"rgcn"``, ``"rgcn:16"``, ``"han:64"`` (name[:hidden], default hidden 64) → a model for ``hg``.
+    """``"rgcn"``, ``"rgcn:16"``, ``"rgcn:16x1"``, ``"han:64"`` (``name[:hidden[xlayers]]``, default
+    hidden 64, R-GCN 2 layers) → a model for ``hg``.
 
     Example:
         >>> from gkdfast.hetero import HeteroGraph
         >>> type(build_hetero_model("rgcn:16", HeteroGraph.toy())).__name__
         'RGCN'
     """
-    name, _, hidden = str(spec).strip().lower().partition(":")
+    from gkdfast.nn._utils import parse_width_layers
+
+    name, _, rest = str(spec).strip().lower().partition(":")
     if name not in HETERO_MODELS:
         raise ValueError(f"unknown heterogeneous model {name!r}; known: {', '.join(HETERO_MODELS)}")
-    if hidden and (not hidden.isdigit() or int(hidden) < 1):
-        raise ValueError(f"bad hidden width in {spec!r}: expected name:positive_int, e.g. rgcn:16")
-    width = int(hidden) if hidden else 64
+    width, layers = parse_width_layers(rest, spec, "name[:hidden[xlayers]]", 64, 2)
     c = hg.num_classes if num_classes is None else num_classes
     if name == "han":
+        if "x" in rest:
+            raise ValueError(f"bad model spec {spec!r}: HAN has one GAT layer per meta-path (han:64, no xlayers)")
         return HAN(hg, width, c, heads=8 if width % 8 == 0 else 1, dropout=dropout)
-    return RGCN(hg, width, c, dropout=dropout)
+    return RGCN(hg, width, c, num_layers=layers, dropout=dropout)

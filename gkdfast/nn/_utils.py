@@ -99,3 +99,19 @@ def edge_sum(graph: Graph, a_src: Tensor, a_dst: Tensor) -> Tensor:
     """Per-edge ``a_src[j] + a_dst[i]`` for ``e = (j -> i)`` in CSR order; ``a_*`` are ``[N, H]``,
     the result ``[E, H]``.  Deterministic backward (segment sums, no scatter-add)."""
     return _EdgeSum.apply(graph, a_src, a_dst)
+
+
+def parse_width_layers(rest: str, spec: str, form: str, hidden: int, num_layers: int):
+    """The ``hidden[xlayers]`` tail of a model spec (``"128x5"``, ``"16"``, ``""``) -> ``(hidden,
+    num_layers)``, the given defaults where a part is absent; ValueError naming ``form`` otherwise.
+
+    Example:
+        >>> parse_width_layers("16x1", "rgcn:16x1", "name[:hidden[xlayers]]", 64, 2)
+        (16, 1)
+    """
+    if not rest:
+        return hidden, num_layers
+    h, _, layers = rest.partition("x")
+    if not h.isdigit() or int(h) < 1 or (layers and (not layers.isdigit() or int(layers) < 1)):
+        raise ValueError(f"bad model spec {spec!r}: expected {form}, e.g. {spec.split(':')[0]}:128x2")
+    return int(h), int(layers) if layers else num_layers
