@@ -386,3 +386,16 @@ def test_distiller_scores_a_peer_group_on_its_best_member_or_its_ensemble(select
         ensemble = accuracy(group(data.x, data.graph), data.y, data.val_mask)
     expected = max(member_accs) if select == "best" else ensemble
     assert fit.best_val_acc == pytest.approx(expected)
+
+
+def test_imputing_mlp_reads_missing_entries_as_zero_whatever_x_holds_there(small_cora):
+    from gkdfast.distill.recipes.t2gnn import ImputingMLP
+
+    d = mask_missing(small_cora, 0.3, seed=2)
+    miss = d.extras["missing_features"]
+    torch.manual_seed(0)
+    m = ImputingMLP(miss, 16, 7).eval()
+    noisy = d.x.masked_fill(miss, 5.0)  # a caller that did not zero them: the imputed values replace them
+    with torch.no_grad():
+        torch.testing.assert_close(m(noisy), m(d.x))
+        assert m.mlp.layers[0]._observed(d.x) is d.x  # already zero there: no copy

@@ -41,7 +41,10 @@ class _ImputedLinear(nn.Module):
 
     def _observed(self, x: Tensor) -> Tensor:
         if self._zeroed[0] is not x:
-            self._zeroed = (x, x.masked_fill(self.missing.to(x.device), 0.0))
+            miss = self.missing.to(x.device)
+            # mask_missing already zeroes the missing entries: then x itself serves, no second [N, F] copy
+            clean = not bool(x.masked_select(miss).any())
+            self._zeroed = (x, x if clean else x.masked_fill(miss, 0.0))
         return self._zeroed[1]
 
     def forward(self, x: Tensor) -> Tensor:
