@@ -88,6 +88,10 @@ TORCH_LIBRARY(gkdfast, m) {
   // see csrc/ops/segment_pool.h.  arg: [B, d] first maximal node for max, else [0].
   m.def("segment_pool(Tensor x, Tensor ptr, str reduce) -> (Tensor, Tensor)");
   m.def("segment_pool_backward(Tensor ptr, Tensor arg, Tensor grad_out, int num_nodes, str reduce) -> Tensor");
+  // ---- dropout -------------------------------------------------------------------------------
+  // x / (1 - p) where the Philox word of (seed, flat position) >= floor(p * 2^32), else 0; see
+  // csrc/ops/dropout.h.  Its own adjoint: the gradient is dropout(grad_out, p, seed).
+  m.def("dropout(Tensor x, float p, int seed) -> Tensor");
   // Streaming top-k of query . key over all keys: (values [Q, k], indices [Q, k]).
   m.def("topk_similar(Tensor query, Tensor keys, int k) -> (Tensor, Tensor)");
 }

@@ -11,6 +11,10 @@
 // Neighbour sampling (ops/sample_neighbors.h) uses its own domain so its stream never overlaps the
 // negatives': draw s of node v at hop h: counter = (lo32(v), hi32(v), s / 4, 0x6E620000 | h) ("nb"),
 // same key; gkdfast/reference/sampling.py holds its pure-Python copy.
+//
+// Dropout (ops/dropout.h) has a third domain: element e of the flattened tensor takes word e % 4 of
+// the block with counter = (lo32(e / 4), hi32(e / 4), 0, 0x64720000 "dr"), same key;
+// gkdfast/reference/dropout.py holds its vectorised copy.
 #pragma once
 
 #include <cstdint>
@@ -24,6 +28,7 @@ constexpr uint32_t kM0 = 0xD2511F53u, kM1 = 0xCD9E8D57u;
 constexpr uint32_t kW0 = 0x9E3779B9u, kW1 = 0xBB67AE85u;
 constexpr uint32_t kNegDomain = 0x6E656700u;
 constexpr uint32_t kNeighborDomain = 0x6E620000u;  // | hop (hop < 2^16)
+constexpr uint32_t kDropoutDomain = 0x64720000u;
 
 struct U4 {
   uint32_t x, y, z, w;
@@ -83,6 +88,13 @@ GKD_HD U4 neighbor_words(uint64_t seed, int64_t node, int64_t hop, int64_t q) {
   const uint64_t r = static_cast<uint64_t>(node);
   return philox4x32_10(U4{static_cast<uint32_t>(r), static_cast<uint32_t>(r >> 32), static_cast<uint32_t>(q),
                           kNeighborDomain | static_cast<uint32_t>(hop & 0xFFFF)},
+                       static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32));
+}
+
+// Four raw words for elements 4*block .. 4*block+3 of a dropout mask.
+GKD_HD U4 dropout_words(uint64_t seed, int64_t block) {
+  const uint64_t b = static_cast<uint64_t>(block);
+  return philox4x32_10(U4{static_cast<uint32_t>(b), static_cast<uint32_t>(b >> 32), 0u, kDropoutDomain},
                        static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32));
 }
 

@@ -15,9 +15,10 @@ from gkdfast.nn.gcn_conv import GCNConv
 from gkdfast.nn.gin_conv import GINConv
 from gkdfast.nn.graphmlp_encoder import GraphMLPEncoder
 from gkdfast.nn.layerwise import layerwise_inference
+from gkdfast.nn.philox_dropout import Dropout
 from gkdfast.nn.models import GAT, GCN, GIN, MLP, SAGE, build_model, model_names
 from gkdfast.nn.projection import ProjectionHead
 from gkdfast.nn.sage_conv import SAGEConv
 
 __all__ = ["GCNConv", "SAGEConv", "GINConv", "GATConv", "GCN", "SAGE", "GAT", "GIN", "MLP", "GraphMLPEncoder",
-           "ProjectionHead", "build_model", "model_names", "layerwise_inference"]
+           "ProjectionHead", "Dropout", "build_model", "model_names", "layerwise_inference"]

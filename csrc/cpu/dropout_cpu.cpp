@@ -1,0 +1,109 @@
+// CPU dropout with a Philox mask (see ops/dropout.h).  Elements go in groups of kLanes Philox blocks
+// (4 elements each): the ten rounds run lane-parallel over plain arrays, which the compiler turns into
+// 32x32->64-bit vector multiplies, then one branch-free select writes the group.  Each thread owns a
+// contiguous range of groups: deterministic, and the mask does not depend on the thread count.
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+#include <torch/types.h>
+
+#include <algorithm>
+#include <type_traits>
+
+#include "common/macros.h"
+#include "common/philox.h"
+#include "cpu/cpu_kernels.h"
+#include "ops/dropout.h"
+
+namespace gkdfast {
+namespace {
+
+constexpr int64_t kLanes = 16;              // Philox blocks per group
+constexpr int64_t kGroup = 4 * kLanes;      // elements per group
+
+// The 4 * kLanes words of blocks first .. first + kLanes - 1, word j of block l at w[4 * l + j].
+GKD_CPU_CLONES void group_words(uint64_t seed, int64_t first, uint32_t* w) {
+  uint32_t c0[kLanes], c1[kLanes], c2[kLanes], c3[kLanes];
+  for (int64_t l = 0; l < kLanes; ++l) {
+    const uint64_t b = static_cast<uint64_t>(first + l);
+    c0[l] = static_cast<uint32_t>(b);
+    c1[l] = static_cast<uint32_t>(b >> 32);
+    c2[l] = 0u;
+    c3[l] = philox::kDropoutDomain;
+  }
+  uint32_t k0 = static_cast<uint32_t>(seed), k1 = static_cast<uint32_t>(seed >> 32);
+  for (int r = 0; r < 10; ++r) {
+    // Without the pragma GCC leaves the widening multiplies scalar (5x slower).
+#pragma omp simd
+    for (int64_t l = 0; l < kLanes; ++l) {
+      const uint64_t p0 = static_cast<uint64_t>(philox::kM0) * c0[l];
+      const uint64_t p1 = static_cast<uint64_t>(philox::kM1) * c2[l];
+      const uint32_t n0 = static_cast<uint32_t>(p1 >> 32) ^ c1[l] ^ k0;
+      const uint32_t n2 = static_cast<uint32_t>(p0 >> 32) ^ c3[l] ^ k1;
+      c1[l] = static_cast<uint32_t>(p1);
+      c3[l] = static_cast<uint32_t>(p0);
+      c0[l] = n0;
+      c2[l] = n2;
+    }
+    k0 += philox::kW0;
+    k1 += philox::kW1;
+  }
+  for (int64_t l = 0; l < kLanes; ++l) {
+    w[4 * l] = c0[l];
+    w[4 * l + 1] = c1[l];
+    w[4 * l + 2] = c2[l];
+    w[4 * l + 3] = c3[l];
+  }
+}
+
+// One group: x times 1 / (1 - p) where kept, times 0 where dropped (so a dropped NaN stays NaN, as
+// in torch's dropout).  The factor is chosen between two constants, which the compiler if-converts;
+// a select of the product it would not (the multiply may trap), and at p = 0.5 a branch mispredicts
+// every other element.
+template <typename scalar_t, typename acc_t>
+inline void scale_group(const scalar_t* __restrict x, scalar_t* __restrict out, const uint32_t* __restrict w,
+                        int64_t m, uint32_t threshold, acc_t scale) {
+#pragma omp simd
+  for (int64_t k = 0; k < m; ++k) {
+    const acc_t f = w[k] >= threshold ? scale : acc_t(0);
+    out[k] = static_cast<scalar_t>(static_cast<acc_t>(x[k]) * f);
+  }
+}
+
+// Half types and float scale in float, double in double (as torch's dropout computes).
+template <typename scalar_t>
+void mask_range(const scalar_t* x, scalar_t* out, int64_t n, int64_t g0, int64_t g1, uint64_t seed,
+                uint32_t threshold, double scale_d) {
+  using acc_t = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
+  const acc_t scale = static_cast<acc_t>(scale_d);
+  uint32_t w[kGroup];
+  for (int64_t g = g0; g < g1; ++g) {
+    group_words(seed, g * kLanes, w);
+    const int64_t e0 = g * kGroup;
+    if (n - e0 >= kGroup)  // a full group: constant trip count, vectorised
+      scale_group<scalar_t, acc_t>(x + e0, out + e0, w, kGroup, threshold, scale);
+    else
+      scale_group<scalar_t, acc_t>(x + e0, out + e0, w, n - e0, threshold, scale);
+  }
+}
+
+}  // namespace
+
+at::Tensor dropout_cpu(const at::Tensor& x, double p, int64_t seed) {
+  DropoutCall c = prepare_dropout(x, p, seed);
+  const int64_t n = c.numel();
+  if (n == 0) return c.out;
+  if (c.mode == DropoutCall::Mode::Copy) return c.out.copy_(c.in);
+  if (c.mode == DropoutCall::Mode::Zero) return at::mul_out(c.out, c.in, at::zeros({}, c.in.options()));
+  const int64_t groups = (n + kGroup - 1) / kGroup;
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, c.in.scalar_type(), "gkdfast_dropout_cpu", [&] {
+    const scalar_t* xp = c.in.data_ptr<scalar_t>();
+    scalar_t* op = c.out.data_ptr<scalar_t>();
+    // ~32k elements per task: the Philox rounds make each element cost a few nanoseconds.
+    at::parallel_for(0, groups, 512, [&](int64_t g0, int64_t g1) {
+      mask_range<scalar_t>(xp, op, n, g0, g1, c.seed, c.threshold, c.scale);
+    });
+  });
+  return c.out;
+}
+
+}  // namespace gkdfast

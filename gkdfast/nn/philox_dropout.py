@@ -1,0 +1,102 @@
+"""Dropout whose mask is a counter-based function of ``(seed, position)`` (native op
+``torch.ops.gkdfast.dropout``, CPU and CUDA; pure-PyTorch oracle
+:func:`gkdfast.reference.dropout.dropout`).
+
+Why not ``torch.nn.functional.dropout``: on CPU it draws a Bernoulli tensor (about 20 ns per
+element on one thread) and keeps a mask as large as the input, in the input's dtype, until the
+backward.  Here the mask is Philox-4x32-10 of the element's position (``docs/ops.md``, "dropout"):
+drawn in a few nanoseconds per element, never stored (the backward re-draws it from the seed), and
+identical on CPU and CUDA for the same seed.  The seed of a call comes from torch's default CPU
+generator, so ``torch.manual_seed`` makes runs repeatable, checkpoints restore it, and the draws of
+``F.dropout`` elsewhere are not disturbed more than by one 64-bit draw per call.
+
+Example:
+    >>> import torch
+    >>> from gkdfast.nn import Dropout
+    >>> _ = torch.manual_seed(0)
+    >>> out = Dropout(0.5)(torch.ones(4, 8))
+    >>> sorted(set(out.flatten().tolist()))
+    [0.0, 2.0]
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import Tensor, nn
+
+from gkdfast import _backend
+from gkdfast.reference import dropout as _ref
+
+__all__ = ["dropout", "Dropout", "draw_seed"]
+
+
+def draw_seed(generator: Optional[torch.Generator] = None) -> int:
+    """A 63-bit seed from ``generator`` (default: torch's global CPU generator).
+
+    Example:
+        >>> _ = torch.manual_seed(0); a = draw_seed(); _ = torch.manual_seed(0)
+        >>> a == draw_seed()
+        True
+    """
+    return int(torch.empty((), dtype=torch.int64).random_(generator=generator))
+
+
+def dropout(x: Tensor, p: float = 0.5, training: bool = True, seed: Optional[int] = None) -> Tensor:
+    """Zeroes each element of ``x`` with probability ``p`` and scales the rest by ``1 / (1 - p)``.
+
+    Args:
+        x: a floating tensor of any shape (native kernels: float32/float64 on CPU, also
+            float16/bfloat16 on CUDA; other cases run the reference).
+        p: drop probability in ``[0, 1]``.  training: ``False`` returns ``x`` unchanged.
+        seed: the mask's seed (any int, taken modulo 2^64); ``None`` draws one with
+            :func:`draw_seed`.  The same ``(seed, p, x.shape)`` gives the same mask on every device.
+
+    Returns:
+        A tensor shaped like ``x`` (contiguous): ``x * (1 / (1 - p))`` where kept, ``x * 0`` where
+        dropped (0, or NaN where ``x`` is NaN or infinite, as with ``torch.nn.functional.dropout``).
+        Differentiable (any order): the gradient is the same mask and scale.
+
+    Example:
+        >>> x = torch.arange(1.0, 9.0)
+        >>> a = dropout(x, 0.5, seed=7)
+        >>> torch.equal(a, dropout(x, 0.5, seed=7)), bool(((a == 0) | (a == 2 * x)).all())
+        (True, True)
+    """
+    if not isinstance(x, Tensor) or not x.is_floating_point():
+        raise TypeError(f"gkdfast.dropout: x must be a floating tensor, got "
+                        f"{x.dtype if isinstance(x, Tensor) else type(x).__name__}")
+    p = float(p)
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"gkdfast.dropout: p must be in [0, 1], got {p}")
+    if not training or p == 0.0:
+        return x
+    seed = draw_seed() if seed is None else int(seed)
+    seed = ((seed + (1 << 63)) % (1 << 64)) - (1 << 63)  # the same 64 bits, as a signed int64 for the schema
+    if _backend.choose("dropout", x.device, x.dtype) == "reference":
+        return _ref.dropout(x, p, seed)
+    return torch.ops.gkdfast.dropout(x, p, seed)
+
+
+class Dropout(nn.Module):
+    """Drop-in for ``torch.nn.Dropout`` on :func:`dropout` (counter-based mask, nothing stored for
+    backward).  ``[*] -> [*]``.
+
+    Example:
+        >>> m = Dropout(0.1).eval()
+        >>> x = torch.randn(3, 4)
+        >>> m(x) is x
+        True
+    """
+
+    def __init__(self, p: float = 0.5):
+        super().__init__()
+        if not 0.0 <= float(p) <= 1.0:
+            raise ValueError(f"gkdfast.nn.Dropout: p must be in [0, 1], got {p}")
+        self.p = float(p)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return dropout(x, self.p, self.training)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
