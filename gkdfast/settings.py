@@ -15,6 +15,10 @@ Python starts; the context managers set them for a block and restore the previou
 * ``cpu_gsp_impl(name)`` -> ``GKDFAST_CPU_GSP_IMPL``: ``"simd"`` (default: the CPU's vectorised tile
   loops) or ``"portable"`` (the device-agnostic tile driver with a host epilogue: the orchestration
   and per-element formulas the CUDA path runs, so the CPU tests can check them).
+* ``dropout_impl(name)`` -> ``GKDFAST_DROPOUT``: the dropout inside gkdfast's models and
+  ``gkdfast.nn.Dropout``: ``"philox"`` (default: ``gkdfast.nn.philox_dropout.dropout``, a mask drawn
+  from (seed, position) and nothing stored for backward) or ``"torch"`` (``torch.nn.functional.dropout``:
+  the random stream of results recorded before the Philox op existed).
 """
 from __future__ import annotations
 
@@ -23,7 +27,7 @@ import math
 import os
 from typing import Iterator, Optional
 
-__all__ = ["tile_workspace", "cuda_impl", "cpu_gsp_impl"]
+__all__ = ["tile_workspace", "cuda_impl", "cpu_gsp_impl", "dropout_impl"]
 
 
 @contextlib.contextmanager
@@ -92,3 +96,18 @@ def cpu_gsp_impl(name: str):
     if name not in ("simd", "portable"):
         raise ValueError(f"gkdfast.settings.cpu_gsp_impl: name must be 'simd' or 'portable', got {name!r}")
     return _env("GKDFAST_CPU_GSP_IMPL", name)
+
+
+def dropout_impl(name: str):
+    """Within the block, gkdfast's models drop out with ``"philox"`` (default) or ``"torch"``
+    (``torch.nn.functional.dropout``).  Process-wide.
+
+    Example:
+        >>> import torch, gkdfast
+        >>> with gkdfast.settings.dropout_impl("torch"):
+        ...     out = gkdfast.nn.Dropout(0.5)(torch.ones(4))
+    """
+    name = str(name).strip().lower()
+    if name not in ("philox", "torch"):
+        raise ValueError(f"gkdfast.settings.dropout_impl: name must be 'philox' or 'torch', got {name!r}")
+    return _env("GKDFAST_DROPOUT", name)

@@ -30,6 +30,7 @@ def test_kernel_equals_reference_bit_for_bit(shape, p, dtype, device):
 
 
 @native
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_cuda_half_types_match_reference(dtype):

@@ -82,7 +82,9 @@ def test_inversion_makes_graphs_the_teacher_puts_in_their_target_class(mutag_tea
 
 def test_gfkd_students_learn_the_teacher_from_fake_graphs_only(mutag_teacher):
     ds, teacher = mutag_teacher
-    cfg = GFKDConfig(num_graphs=40, iterations=30, student_epochs=30)
+    # 60 student epochs: at 30, 6 student seeds from this teacher agreed on 82-98 % of the fake graphs
+    # (1 to 7 of 40 not yet fitted); at 60 on 92-98 %.
+    cfg = GFKDConfig(num_graphs=40, iterations=30, student_epochs=60)
     ts = gfkd_transfer_set(teacher, ds, cfg, seed=0)
     onehot = ts.x[:, :7]  # hardened like real MUTAG features before the teacher labels the graphs
     assert set(onehot.unique().tolist()) <= {0.0, 1.0} and torch.equal(onehot.sum(1), torch.ones(ts.x.size(0)))

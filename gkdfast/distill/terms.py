@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from gkdfast.nn.philox_dropout import Dropout
+
 __all__ = [
     "StepContext", "Dims", "LossTerm", "CrossEntropy", "LogitKD", "LSP", "GSP", "RSD", "CRD",
     "NContrast", "Adversarial", "HiddenMSE", "Lambda", "TERMS",
@@ -307,7 +309,7 @@ class RSD(LossTerm):
 
     def setup(self, dims: Dims) -> None:
         self.head = nn.Sequential(nn.Linear(dims.student_hidden, dims.teacher_hidden), nn.ReLU(),
-                                  nn.Dropout(self.dropout))
+                                  Dropout(self.dropout))
 
     def forward(self, ctx: StepContext) -> Tensor:
         from gkdfast.losses import rsd

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gkdfast.hetero.graph import HeteroGraph, relation_spmm
+from gkdfast.nn.philox_dropout import model_dropout
 from gkdfast.nn.sparse_input import sparse_linear
 
 __all__ = ["RGCN", "HAN", "build_hetero_model", "HETERO_MODELS"]
@@ -81,14 +82,14 @@ class RGCN(nn.Module):
     def forward(self, hg: HeteroGraph, return_hidden: bool = False):
         h = self.inputs(hg)
         for i, (sl, rl) in enumerate(zip(self.self_lin, self.rel_lin)):
-            h = {t: F.dropout(v, self.dropout, self.training) for t, v in h.items()}
+            h = {t: model_dropout(v, self.dropout, self.training) for t, v in h.items()}
             new = {t: sl[t](h[t]) for t in self.types}
             for r in self.rels:
                 src, _, dst = r
                 agg = relation_spmm(hg.relations[r], h[src], hg.num_nodes[dst], "mean")
                 new[dst] = new[dst] + rl[_key(r)](agg)
             h = {t: F.relu(v) for t, v in new.items()}
-        logits = self.classifier(F.dropout(h[self.target], self.dropout, self.training))
+        logits = self.classifier(model_dropout(h[self.target], self.dropout, self.training))
         return (logits, h) if return_hidden else logits
 
 
@@ -134,11 +135,11 @@ class HAN(nn.Module):
         return self._graphs[key]
 
     def forward(self, hg: HeteroGraph, return_hidden: bool = False):
-        x = F.dropout(self.inputs(hg)[self.target], self.dropout, self.training)
+        x = model_dropout(self.inputs(hg)[self.target], self.dropout, self.training)
         zs = torch.stack([F.elu(self.gat[p](x, self._graph(hg, p))) for p in self.paths])  # [P, N, H]
         beta = torch.softmax(self.sem(zs).mean(1), dim=0)  # [P, 1]: one weight per meta-path
         z = (beta.unsqueeze(-1) * zs).sum(0)
-        logits = self.classifier(F.dropout(z, self.dropout, self.training))
+        logits = self.classifier(model_dropout(z, self.dropout, self.training))
         return (logits, {self.target: z}) if return_hidden else logits
 
 

@@ -7,6 +7,7 @@ from torch import Tensor, nn
 
 from gkdfast.graph import Graph
 from gkdfast.nn._utils import check_input, csr_view, edge_sum, with_self_loops_csr
+from gkdfast.nn.philox_dropout import model_dropout
 from gkdfast.ops import edge_softmax, spmm
 
 __all__ = ["GATConv"]
@@ -75,7 +76,7 @@ class GATConv(nn.Module):
         g = with_self_loops_csr(graph) if self.add_self_loops else csr_view(graph)
         scores = F.leaky_relu(edge_sum(g, a_src, a_dst), self.negative_slope)  # [E, H]
         alpha = edge_softmax(g, scores)
-        alpha = F.dropout(alpha, p=self.dropout, training=self.training)
+        alpha = model_dropout(alpha, self.dropout, self.training)
         if heads == 1:
             out = spmm(g, h.view(n, c), "sum", edge_weight=alpha.view(-1)).unsqueeze(1)
         else:

@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from gkdfast.nn.gat_conv import GATConv
 from gkdfast.nn.gcn_conv import GCNConv
 from gkdfast.nn.gin_conv import GINConv
+from gkdfast.nn.philox_dropout import model_dropout
 from gkdfast.nn.sage_conv import SAGEConv
 from gkdfast.pooling import global_pool
 
@@ -124,5 +125,5 @@ class GraphClassifier(nn.Module):
             h = F.relu(norm(h))
         pooled = global_pool(h, batch.ptr, self.pool)
         out = F.relu(self.head1(pooled))
-        out = self.head2(F.dropout(out, p=self.dropout, training=self.training))
+        out = self.head2(model_dropout(out, self.dropout, self.training))
         return (out, pooled) if return_hidden else out

@@ -12,6 +12,8 @@ from typing import Optional, Tuple, Union
 
 from torch import Tensor, nn
 
+from gkdfast.nn.philox_dropout import Dropout
+
 from gkdfast.nn._utils import check_features
 
 __all__ = ["GraphMLPEncoder"]
@@ -52,7 +54,7 @@ class GraphMLPEncoder(nn.Module):
             raise ValueError(f"gkdfast.nn.GraphMLPEncoder: dropout must be in [0, 1), got {dropout}")
         self.in_channels, self.hidden_channels, self.out_channels = in_channels, hidden_channels, out_channels
         self.encoder = nn.Sequential(nn.Linear(in_channels, hidden_channels), nn.GELU(), nn.LayerNorm(hidden_channels),
-                                     nn.Dropout(float(dropout)), nn.Linear(hidden_channels, hidden_channels))
+                                     Dropout(float(dropout)), nn.Linear(hidden_channels, hidden_channels))
         self.classifier = nn.Linear(hidden_channels, out_channels)
 
     def reset_parameters(self) -> None:

@@ -20,6 +20,7 @@ from gkdfast.nn.gat_conv import GATConv
 from gkdfast.nn.gcn_conv import GCNConv
 from gkdfast.nn.gin_conv import GINConv
 from gkdfast.nn.graphmlp_encoder import GraphMLPEncoder
+from gkdfast.nn.philox_dropout import model_dropout
 from gkdfast.nn.sage_conv import SAGEConv
 
 __all__ = ["GCN", "SAGE", "GAT", "GIN", "MLP", "build_model"]
@@ -75,7 +76,7 @@ class _Stack(nn.Module):
         if self.uses_graph and graph is None:
             raise ValueError(f"gkdfast.nn.{name}: a graph is required (forward(x, graph))")
         hidden = x
-        x = F.dropout(x, p=self.input_dropout, training=self.training) if self.input_dropout else x
+        x = model_dropout(x, self.input_dropout, self.training) if self.input_dropout else x
         return self._run_layers(x, graph, return_hidden, hidden, skip_first=False)
 
     def forward_from_first(self, h: Tensor, graph: Optional[Graph] = None, return_hidden: bool = False) -> Output:
@@ -104,7 +105,7 @@ class _Stack(nn.Module):
                 x = self.norms[i](x)
             x = F.relu(x)
             hidden = x
-            x = F.dropout(x, p=self.dropout, training=self.training)
+            x = model_dropout(x, self.dropout, self.training)
         out = self._run_layer(self.layers[-1], x, graph)
         return (out, hidden) if return_hidden else out
 
@@ -131,14 +132,14 @@ class _Stack(nn.Module):
             raise ValueError(f"gkdfast.nn.{name}.forward_blocks: got {len(blocks)} blocks for {self.num_layers} "
                              "layers (sample one hop per layer: len(fanouts) == num_layers)")
         x, hidden = x_src, None
-        x = F.dropout(x, p=self.input_dropout, training=self.training) if self.input_dropout else x
+        x = model_dropout(x, self.input_dropout, self.training) if self.input_dropout else x
         for i, layer in enumerate(self.layers[:-1]):
             x = self._run_block(layer, x, blocks[i])
             if self.norms is not None:
                 x = self.norms[i](x)
             x = F.relu(x)
             hidden = x
-            x = F.dropout(x, p=self.dropout, training=self.training)
+            x = model_dropout(x, self.dropout, self.training)
         out = self._run_block(self.layers[-1], x, blocks[-1])
         if hidden is None:  # one layer: the hidden embedding is the input of the seeds
             hidden = x_src[:blocks[-1].num_dst]

@@ -10,6 +10,11 @@ identical on CPU and CUDA for the same seed.  The seed of a call comes from torc
 generator, so ``torch.manual_seed`` makes runs repeatable, checkpoints restore it, and the draws of
 ``F.dropout`` elsewhere are not disturbed more than by one 64-bit draw per call.
 
+gkdfast's models drop out through :func:`model_dropout`, which takes this op unless
+``gkdfast.settings.dropout_impl("torch")`` (``GKDFAST_DROPOUT=torch``) asks for torch's, or the call is
+being traced by ``torch.compile`` (whose generated code fuses torch's own dropout; the seed draw here
+would break the graph).
+
 Example:
     >>> import torch
     >>> from gkdfast.nn import Dropout
@@ -20,15 +25,17 @@ Example:
 """
 from __future__ import annotations
 
+import os
 from typing import Optional
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gkdfast import _backend
 from gkdfast.reference import dropout as _ref
 
-__all__ = ["dropout", "Dropout", "draw_seed"]
+__all__ = ["dropout", "model_dropout", "Dropout", "draw_seed"]
 
 
 def draw_seed(generator: Optional[torch.Generator] = None) -> int:
@@ -78,9 +85,32 @@ def dropout(x: Tensor, p: float = 0.5, training: bool = True, seed: Optional[int
     return torch.ops.gkdfast.dropout(x, p, seed)
 
 
+def _use_torch() -> bool:
+    impl = os.environ.get("GKDFAST_DROPOUT", "philox").strip().lower() or "philox"
+    if impl not in ("philox", "torch"):
+        raise ValueError(f"GKDFAST_DROPOUT must be 'philox' or 'torch', got {impl!r}")
+    return impl == "torch" or torch.compiler.is_compiling()
+
+
+def model_dropout(x: Tensor, p: float, training: bool = True) -> Tensor:
+    """The dropout of gkdfast's models: :func:`dropout`, or ``torch.nn.functional.dropout`` under
+    ``GKDFAST_DROPOUT=torch`` (``gkdfast.settings.dropout_impl``) and while ``torch.compile`` traces.
+
+    Example:
+        >>> x = torch.randn(3, 4)
+        >>> model_dropout(x, 0.5, training=False) is x
+        True
+    """
+    if not training or not p:
+        return x
+    if _use_torch():
+        return F.dropout(x, p, training=True)
+    return dropout(x, p, training=True)
+
+
 class Dropout(nn.Module):
-    """Drop-in for ``torch.nn.Dropout`` on :func:`dropout` (counter-based mask, nothing stored for
-    backward).  ``[*] -> [*]``.
+    """Drop-in for ``torch.nn.Dropout`` on :func:`model_dropout` (by default the counter-based mask
+    of :func:`dropout`, nothing stored for backward).  ``[*] -> [*]``.
 
     Example:
         >>> m = Dropout(0.1).eval()
@@ -96,7 +126,7 @@ class Dropout(nn.Module):
         self.p = float(p)
 
     def forward(self, x: Tensor) -> Tensor:
-        return dropout(x, self.p, self.training)
+        return model_dropout(x, self.p, self.training)
 
     def extra_repr(self) -> str:
         return f"p={self.p}"

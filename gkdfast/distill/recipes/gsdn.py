@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from gkdfast.nn.philox_dropout import Dropout
+
 from gkdfast.distill.recipes.base import Recipe
 from gkdfast.distill.terms import LossTerm, StepContext
 
@@ -115,7 +117,7 @@ class NeighbourSelfDistill(LossTerm):
         if self.features is None:
             raise ValueError("gsdn: the term needs the full inputs; build it through recipes.GSDN.fit")
         h = dims.student_hidden
-        self.head = nn.Sequential(nn.BatchNorm1d(h), nn.LeakyReLU(), nn.Dropout(self.head_dropout),
+        self.head = nn.Sequential(nn.BatchNorm1d(h), nn.LeakyReLU(), Dropout(self.head_dropout),
                                   nn.Linear(h, dims.num_classes))
 
     def _factor_rows(self, rows: Tensor) -> Tensor:
