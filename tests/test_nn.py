@@ -276,6 +276,43 @@ def test_sparse_linear_matches_linear_on_bag_of_words():
     assert _operand(x.clone().requires_grad_()).layout == torch.strided  # a trainable input stays dense
 
 
+def test_sparse_operand_cache_follows_the_tensor():
+    import gc
+
+    from gkdfast.nn import sparse_input
+
+    x = (torch.rand(30, 200) < 0.01).float()
+    first = sparse_input._operand(x)
+    assert first.layout == torch.sparse_csr and sparse_input._operand(x) is first
+    x[0, 0] = 5.0  # written in place: converted again, with the new value
+    again = sparse_input._operand(x)
+    assert again is not first and float(again.to_dense()[0, 0]) == 5.0
+    key = id(x)
+    del x, first, again
+    gc.collect()
+    assert key not in sparse_input._CACHE  # freed with the tensor: mini-batch slices do not pile up
+
+
+@pytest.mark.parametrize("name", ["gcn", "gat", "mlp"])
+@pytest.mark.parametrize("layers", [1, 2])
+def test_first_layer_on_bag_of_words_equals_the_dense_layer(name, layers):
+    torch.manual_seed(0)
+    g = gkdfast.Graph(torch.randint(0, 40, (2, 160)), 40)
+    x = (torch.rand(40, 300) < 0.01).float()  # 1 % non-zeros: the first layer takes the sparse product
+    model = gnn.build_model(name, 300, 16, 4, num_layers=layers).train()
+    twin = gnn.build_model(name, 300, 16, 4, num_layers=layers).train()
+    twin.load_state_dict(model.state_dict())
+    torch.manual_seed(1)
+    out = model(x, g)
+    torch.manual_seed(1)
+    want = twin(x.clone().requires_grad_(), g)  # an input that requires grad stays on the dense path
+    torch.testing.assert_close(out, want, atol=1e-5, rtol=1e-5)
+    out.square().sum().backward()
+    want.square().sum().backward()
+    for (n, a), b in zip(model.named_parameters(), twin.parameters()):
+        torch.testing.assert_close(a.grad, b.grad, atol=1e-4, rtol=1e-4, msg=n)
+
+
 def test_projection_head():
     head = gnn.ProjectionHead(16, 32, 8)
     kinds = [type(m) for m in head.net]

@@ -8,6 +8,7 @@ from torch import Tensor, nn
 from gkdfast.graph import Graph
 from gkdfast.nn._utils import check_input, csr_view, edge_sum, with_self_loops_csr
 from gkdfast.nn.philox_dropout import model_dropout
+from gkdfast.nn.sparse_input import sparse_linear
 from gkdfast.ops import edge_softmax, spmm
 
 __all__ = ["GATConv"]
@@ -66,10 +67,24 @@ class GATConv(nn.Module):
         if self.bias is not None:
             nn.init.zeros_(self.bias)
 
-    def forward(self, x: Tensor, graph: Graph) -> Tensor:
+    def forward(self, x: Tensor, graph: Graph, sparse_input: bool = False) -> Tensor:
+        """``sparse_input=True``: as :meth:`GCNConv.forward` (``lin`` through ``x``'s cached sparse
+        copy when ``x`` is a mostly-zero feature matrix)."""
         check_input("GATConv", x, graph, self.in_channels)
-        n, heads, c = x.size(0), self.heads, self.out_channels
-        h = self.lin(x).view(n, heads, c)
+        return self.propagate(sparse_linear(self.lin, x) if sparse_input else self.lin(x), graph)
+
+    def propagate(self, h: Tensor, graph: Graph) -> Tensor:
+        """The layer after its linear map: ``forward(x) == propagate(lin(x))`` (``h`` ``[N, H*C]``),
+        so a model can feed ``lin``'s output from a sparse product (``gkdfast.nn.sparse_input``).
+
+        Example:
+            >>> g = gkdfast.Graph(torch.tensor([[0, 1], [1, 0]]))
+            >>> conv, x = GATConv(3, 2, heads=2), torch.randn(2, 3)
+            >>> torch.allclose(conv.propagate(conv.lin(x), g), conv(x, g))
+            True
+        """
+        n, heads, c = h.size(0), self.heads, self.out_channels
+        h = h.view(n, heads, c)
         a_src = (h * self.att_src).sum(-1)  # [N, H]
         a_dst = (h * self.att_dst).sum(-1)
         # A graph whose edge order is its CSR order: per-edge tensors built from col/dst go straight in.

@@ -8,6 +8,7 @@ from torch import Tensor, nn
 
 from gkdfast.graph import Graph
 from gkdfast.nn._utils import check_input
+from gkdfast.nn.sparse_input import sparse_linear
 from gkdfast.ops import spmm
 
 __all__ = ["GCNConv"]
@@ -52,9 +53,25 @@ class GCNConv(nn.Module):
         if self.bias is not None:
             nn.init.zeros_(self.bias)
 
-    def forward(self, x: Tensor, graph: Graph, edge_weight: Optional[Tensor] = None) -> Tensor:
+    def forward(self, x: Tensor, graph: Graph, edge_weight: Optional[Tensor] = None,
+                sparse_input: bool = False) -> Tensor:
+        """``sparse_input=True``: ``x`` is a feature matrix passed again and again (a model's raw
+        input), so ``lin`` may multiply through its cached sparse copy when it is mostly zero
+        (:func:`gkdfast.nn.sparse_input.sparse_linear`); the result is the same up to rounding."""
         check_input("GCNConv", x, graph, self.in_channels)
-        h = self.lin(x)
+        h = sparse_linear(self.lin, x) if sparse_input else self.lin(x)
+        return self.propagate(h, graph, edge_weight)
+
+    def propagate(self, h: Tensor, graph: Graph, edge_weight: Optional[Tensor] = None) -> Tensor:
+        """The layer after its linear map: ``forward(x) == propagate(lin(x))``, so a model can feed
+        ``lin``'s output from a sparse product (``gkdfast.nn.sparse_input``).  ``[N, out] -> [N, out]``.
+
+        Example:
+            >>> g = gkdfast.Graph(torch.tensor([[0, 1], [1, 0]]))
+            >>> conv, x = GCNConv(3, 2), torch.randn(2, 3)
+            >>> torch.allclose(conv.propagate(conv.lin(x), g), conv(x, g))
+            True
+        """
         if edge_weight is not None and edge_weight.dtype != h.dtype:
             edge_weight = edge_weight.to(h.dtype)
         out = spmm(graph, h, "sum", edge_weight=edge_weight, norm="gcn" if self.normalize else None)

@@ -22,6 +22,7 @@ from gkdfast.nn.gin_conv import GINConv
 from gkdfast.nn.graphmlp_encoder import GraphMLPEncoder
 from gkdfast.nn.philox_dropout import model_dropout
 from gkdfast.nn.sage_conv import SAGEConv
+from gkdfast.nn.sparse_input import SparseInputLinear
 
 __all__ = ["GCN", "SAGE", "GAT", "GIN", "MLP", "build_model"]
 
@@ -65,6 +66,13 @@ class _Stack(nn.Module):
     def _run_layer(self, layer: nn.Module, x: Tensor, graph: Optional[Graph]) -> Tensor:
         return layer(x, graph)
 
+    def _run_first_layer(self, layer: nn.Module, x: Tensor, graph: Optional[Graph]) -> Tensor:
+        """Layer 0 on the model's own input (not a dropped-out copy): the models whose first layer
+        starts with a linear map (MLP, GCN, GAT) override this to call it with ``sparse_input=True``,
+        so it multiplies through ``x``'s cached sparse copy when ``x`` is mostly zero (bag-of-words
+        features; ``gkdfast.nn.sparse_input``).  The layer is still called as a module (hooks run)."""
+        return self._run_layer(layer, x, graph)
+
     def reset_parameters(self) -> None:
         for m in self.modules():
             if m is not self and hasattr(m, "reset_parameters"):
@@ -76,8 +84,10 @@ class _Stack(nn.Module):
         if self.uses_graph and graph is None:
             raise ValueError(f"gkdfast.nn.{name}: a graph is required (forward(x, graph))")
         hidden = x
-        x = model_dropout(x, self.input_dropout, self.training) if self.input_dropout else x
-        return self._run_layers(x, graph, return_hidden, hidden, skip_first=False)
+        if self.input_dropout and self.training:
+            return self._run_layers(model_dropout(x, self.input_dropout, True), graph, return_hidden, hidden,
+                                    skip_first=False)
+        return self._run_layers(x, graph, return_hidden, hidden, skip_first=False, raw_input=True)
 
     def forward_from_first(self, h: Tensor, graph: Optional[Graph] = None, return_hidden: bool = False) -> Output:
         """The rest of :meth:`forward` given ``h`` = the first layer's output (before its norm and
@@ -97,9 +107,15 @@ class _Stack(nn.Module):
             raise ValueError(f"gkdfast.nn.{type(self).__name__}.forward_from_first: needs >= 2 layers")
         return self._run_layers(h, graph, return_hidden, None, skip_first=True)
 
-    def _run_layers(self, x: Tensor, graph, return_hidden: bool, hidden, skip_first: bool) -> Output:
+    def _run_layers(self, x: Tensor, graph, return_hidden: bool, hidden, skip_first: bool,
+                    raw_input: bool = False) -> Output:
+        if raw_input and len(self.layers) == 1:
+            out = self._run_first_layer(self.layers[0], x, graph)
+            return (out, hidden) if return_hidden else out
         for i, layer in enumerate(self.layers[:-1]):
-            if not (skip_first and i == 0):
+            if i == 0 and raw_input:
+                x = self._run_first_layer(layer, x, graph)
+            elif not (skip_first and i == 0):
                 x = self._run_layer(layer, x, graph)
             if self.norms is not None:
                 x = self.norms[i](x)
@@ -177,6 +193,10 @@ class GCN(_Stack):
     def _make_layer(self, in_ch, out_ch, last):
         return GCNConv(in_ch, out_ch, normalize=self._normalize)
 
+    def _run_first_layer(self, layer, x, graph):
+        # a layer swapped in by a caller may not take the flag
+        return layer(x, graph, sparse_input=True) if isinstance(layer, GCNConv) else layer(x, graph)
+
 
 class SAGE(_Stack):
     """Stack of :class:`SAGEConv` layers (``aggr`` as in SAGEConv, default mean).
@@ -235,6 +255,9 @@ class GAT(_Stack):
         return GATConv(in_ch, out_ch // self._heads, heads=self._heads, concat=True,
                        negative_slope=self._slope, dropout=self._attn_dropout)
 
+    def _run_first_layer(self, layer, x, graph):
+        return layer(x, graph, sparse_input=True) if isinstance(layer, GATConv) else layer(x, graph)
+
 
 class GIN(_Stack):
     """Stack of :class:`GINConv` layers; each wraps ``Linear -> ReLU -> Linear`` (the last one
@@ -280,10 +303,14 @@ class MLP(_Stack):
         super().__init__(in_channels, hidden_channels, out_channels, num_layers, dropout, batch_norm, input_dropout)
 
     def _make_layer(self, in_ch, out_ch, last):
-        return nn.Linear(in_ch, out_ch)
+        return SparseInputLinear(in_ch, out_ch)
 
     def _run_layer(self, layer, x, graph):
         return layer(x)
+
+    def _run_first_layer(self, layer, x, graph):
+        # a layer swapped in by a caller (T2-GNN's imputing first layer) may not take the flag
+        return layer(x, sparse_input=True) if isinstance(layer, SparseInputLinear) else layer(x)
 
 
 _MODELS = {"gcn": GCN, "sage": SAGE, "graphsage": SAGE, "gat": GAT, "gin": GIN, "mlp": MLP,

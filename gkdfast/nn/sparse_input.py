@@ -14,34 +14,44 @@ Example:
 from __future__ import annotations
 
 import warnings
+import weakref
 from typing import Dict, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["sparse_linear", "linear_rows", "csr_row_positions", "SPARSE_DENSITY"]
+__all__ = ["sparse_linear", "SparseInputLinear", "linear_rows", "csr_row_positions", "SPARSE_DENSITY"]
 
 SPARSE_DENSITY = 0.05
 """Inputs with fewer non-zeros than this fraction take the sparse product."""
 
-# id(features) -> (features, their CSR copy or themselves); holding the tensor keeps its id unique.
-_CACHE: Dict[int, Tuple[Tensor, Tensor]] = {}
-_CACHE_SIZE = 16
+# id(features) -> (weak reference to them, their version, their CSR copy or None for "dense").  The
+# entry goes when the tensor is freed (the weakref's callback), so a mini-batch's sliced features do
+# not outlive their step, and a tensor written in place (its version moves) is converted again.
+_CACHE: Dict[int, Tuple["weakref.ref[Tensor]", int, Optional[Tensor]]] = {}
+
+
+def _forget(key: int, ref) -> None:
+    hit = _CACHE.get(key)
+    if hit is not None and hit[0] is ref:
+        del _CACHE[key]
 
 
 def _operand(x: Tensor) -> Tensor:
-    hit = _CACHE.get(id(x))
-    if hit is None or hit[0] is not x:
+    if x.requires_grad or x.dim() != 2 or x.layout != torch.strided:
+        return x  # a trainable input (or anything but a plain matrix) stays dense
+    key = id(x)
+    hit = _CACHE.get(key)
+    if hit is None or hit[0]() is not x or hit[1] != x._version:
         # count_nonzero: no float copy of x (424 MB for Facebook's features) just to measure it
-        sparse = x.dim() == 2 and x.numel() > 0 and not x.requires_grad \
-            and int(torch.count_nonzero(x)) < SPARSE_DENSITY * x.numel()
-        if len(_CACHE) >= _CACHE_SIZE:
-            _CACHE.clear()
+        sparse = x.numel() > 0 and int(torch.count_nonzero(x)) < SPARSE_DENSITY * x.numel()
         with warnings.catch_warnings():  # torch calls sparse CSR "beta"; sparse.mm on it is what we need
             warnings.simplefilter("ignore", UserWarning)
-            hit = _CACHE[id(x)] = (x, x.to_sparse_csr() if sparse else x)
-    return hit[1]
+            csr = x.to_sparse_csr() if sparse else None
+        ref = weakref.ref(x, lambda r, k=key: _forget(k, r))
+        hit = _CACHE[key] = (ref, x._version, csr)
+    return x if hit[2] is None else hit[2]
 
 
 def _sparse_mm(xs: Tensor, weight: Tensor, bias: Optional[Tensor]) -> Tensor:
@@ -55,7 +65,8 @@ def _sparse_mm(xs: Tensor, weight: Tensor, bias: Optional[Tensor]) -> Tensor:
 def sparse_linear(lin: nn.Linear, x: Tensor) -> Tensor:
     """``lin(x)``, through a cached CSR copy of ``x`` when fewer than :data:`SPARSE_DENSITY` of its
     entries are non-zero (decided and converted once per tensor object, so pass the same feature
-    tensor every epoch).  An ``x`` that requires grad always takes the dense path.
+    tensor every epoch; the copy lives as long as ``x`` and is redone when ``x`` is written in place).
+    An ``x`` that requires grad always takes the dense path.
 
     Shapes: ``x`` ``[N, F]`` -> ``[N, lin.out_features]``; gradients flow to ``lin``'s parameters.
 
@@ -66,6 +77,22 @@ def sparse_linear(lin: nn.Linear, x: Tensor) -> Tensor:
     """
     xs = _operand(x)
     return lin(x) if xs is x else _sparse_mm(xs, lin.weight, lin.bias)
+
+
+class SparseInputLinear(nn.Linear):
+    """``nn.Linear`` whose ``forward(x, sparse_input=True)`` goes through :func:`sparse_linear` (the
+    first layer of :class:`gkdfast.nn.MLP`, which passes the flag for the model's raw input only).
+    Same parameters and state dict as ``nn.Linear``.
+
+    Example:
+        >>> lin = SparseInputLinear(50, 4)
+        >>> x = torch.zeros(6, 50); x[0, 3] = 1.0
+        >>> torch.allclose(lin(x, sparse_input=True), lin(x), atol=1e-6)
+        True
+    """
+
+    def forward(self, x: Tensor, sparse_input: bool = False) -> Tensor:
+        return sparse_linear(self, x) if sparse_input else super().forward(x)
 
 
 def csr_row_positions(rowptr: Tensor, rows: Tensor) -> Tuple[Tensor, Tensor]:

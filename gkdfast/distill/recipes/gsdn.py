@@ -188,11 +188,12 @@ def _first_linear(student) -> Optional[nn.Linear]:
     """The first layer of a :class:`gkdfast.nn.MLP` student that :meth:`forward_from_first` can
     continue from (plain Linear, no input dropout, two or more layers); ``None`` for anything else."""
     from gkdfast.nn import MLP
+    from gkdfast.nn.sparse_input import SparseInputLinear
 
     if not isinstance(student, MLP) or student.input_dropout or student.num_layers < 2:
         return None
     first = student.layers[0]
-    return first if type(first) is nn.Linear else None
+    return first if type(first) in (nn.Linear, SparseInputLinear) else None
 
 
 class GSDN(Recipe):
