@@ -205,3 +205,14 @@ def bar_chart(rows: Sequence[dict], path: str, title: str = "", baseline: str = 
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def report(rows: Sequence[dict], out_dir: str, name: str, chart_title: str, extra_cols: Sequence[str] = (),
+           table_title: str = "\nratio = impl time / gkdfast time (>1: gkdfast faster)", **meta) -> None:
+    """What every runner does with its rows: prints the table, writes ``OUT/<name>.json`` (with
+    ``meta``) and ``OUT/<name>.png``, and says where."""
+    print(format_table(rows, extra_cols=extra_cols, title=table_title))
+    os.makedirs(out_dir, exist_ok=True)
+    js = write_json(rows, os.path.join(out_dir, f"{name}.json"), benchmark=name, **meta)
+    png = bar_chart(rows, os.path.join(out_dir, f"{name}.png"), title=chart_title)
+    print(f"\nwrote {js}" + (f" and {png}" if png else ""))

@@ -89,13 +89,8 @@ def main(argv=None) -> int:
     device = torch.device(args.device)
     print(f"dropout p = {P}, {device} ({torch.get_num_threads()} threads on CPU)")
     rows = rows_for(device, args.repeats, args.max_seconds)
-    print(_report.format_table(rows, extra_cols=("saved_mib",),
-                               title="\nratio = impl time / gkdfast time (>1: gkdfast faster)"))
-    os.makedirs(args.out, exist_ok=True)
-    js = _report.write_json(rows, os.path.join(args.out, "dropout.json"), benchmark="dropout", device=str(device),
-                            small=SMALL)
-    png = _report.bar_chart(rows, os.path.join(args.out, "dropout.png"), title="dropout (median ms)")
-    print(f"\nwrote {js}" + (f" and {png}" if png else ""))
+    _report.report(rows, args.out, "dropout", "dropout (median ms)", extra_cols=("saved_mib",), device=str(device),
+                   small=SMALL)
     return 0
 
 

@@ -97,12 +97,7 @@ def main(argv=None) -> int:
     print(f"global pooling, {NUM_GRAPHS} graphs, d = {DIM}, {device} "
           f"({torch.get_num_threads()} threads on CPU)")
     rows = rows_for(device, args.repeats, args.max_seconds)
-    print(_report.format_table(rows, extra_cols=(), title="\nratio = impl time / gkdfast time (>1: gkdfast faster)"))
-    os.makedirs(args.out, exist_ok=True)
-    js = _report.write_json(rows, os.path.join(args.out, "pooling.json"), benchmark="pooling", device=str(device),
-                            small=SMALL)
-    png = _report.bar_chart(rows, os.path.join(args.out, "pooling.png"), title="global pooling fwd+bwd (median ms)")
-    print(f"\nwrote {js}" + (f" and {png}" if png else ""))
+    _report.report(rows, args.out, "pooling", "global pooling fwd+bwd (median ms)", device=str(device), small=SMALL)
     return 0
 
 

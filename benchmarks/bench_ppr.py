@@ -88,13 +88,9 @@ def main(argv=None) -> int:
     print(f"top-{K} PPR of every node, {g.num_nodes} nodes, {g.num_edges} edges, CPU "
           f"({torch.get_num_threads()} threads)")
     rows = rows_for(g, args.repeats, args.max_seconds)
-    print(_report.format_table(rows, extra_cols=("mass",),
-                               title="\nratio = impl time / gkdfast (push) time (>1: push faster)"))
-    os.makedirs(args.out, exist_ok=True)
-    js = _report.write_json(rows, os.path.join(args.out, "ppr.json"), benchmark="ppr", small=SMALL,
-                            data=os.path.basename(os.path.normpath(args.data)) if args.data else "csbm")
-    png = _report.bar_chart(rows, os.path.join(args.out, "ppr.png"), title="top-k PPR of every node (median ms)")
-    print(f"\nwrote {js}" + (f" and {png}" if png else ""))
+    _report.report(rows, args.out, "ppr", "top-k PPR of every node (median ms)", extra_cols=("mass",),
+                   table_title="\nratio = impl time / gkdfast (push) time (>1: push faster)", small=SMALL,
+                   data=os.path.basename(os.path.normpath(args.data)) if args.data else "csbm")
     return 0
 
 
