@@ -38,9 +38,20 @@ def _forget(key: int, ref) -> None:
         del _CACHE[key]
 
 
+def _autocast_on(device_type: str) -> bool:
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except TypeError:  # torch without the device-type argument
+        return torch.is_autocast_enabled()
+
+
 def _operand(x: Tensor) -> Tensor:
-    if x.requires_grad or x.dim() != 2 or x.layout != torch.strided:
-        return x  # a trainable input (or anything but a plain matrix) stays dense
+    # Dense stays dense for: a trainable input, anything but a plain float32/float64 matrix (sparse
+    # products in half types are not everywhere), autocast regions (the dense product is the one
+    # autocast casts) and torch.compile tracing (the cache lookup would break the graph).
+    if (x.requires_grad or x.dim() != 2 or x.layout != torch.strided or x.dtype not in (torch.float32, torch.float64)
+            or _autocast_on(x.device.type) or torch.compiler.is_compiling()):
+        return x
     key = id(x)
     hit = _CACHE.get(key)
     if hit is None or hit[0]() is not x or hit[1] != x._version:
