@@ -1,6 +1,6 @@
 // CPU dropout with a Philox mask (see ops/dropout.h).  Elements go in groups of kLanes Philox blocks
 // (4 elements each): the ten rounds run lane-parallel over plain arrays, which the compiler turns into
-// 32x32->64-bit vector multiplies, then one branch-free select writes the group.  Each thread owns a
+// 32x32->64-bit vector multiplies, then one branch-free scale writes the group.  Each thread owns a
 // contiguous range of groups: deterministic, and the mask does not depend on the thread count.
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
