@@ -430,3 +430,34 @@ def test_layers_match_pyg_on_every_device(name, device):
         ref = pyg_nn.GINConv(ours.nn)
     ours, ref, x, ei = ours.to(device), ref.to(device), x.to(device), ei.to(device)
     _close(ours(x, gkdfast.Graph(ei, N)), ref(x, ei), tol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["gcn", "gat", "mlp"])
+def test_input_dropout_on_bag_of_words_drops_stored_non_zeros(name):
+    torch.manual_seed(0)
+    g = gkdfast.Graph(torch.randint(0, 60, (2, 240)), 60)
+    x = (torch.rand(60, 400) < 0.02).float() * torch.rand(60, 400)  # 2 % non-zeros: sparse first layer
+    model = gnn.build_model(name, 400, 16, 4, input_dropout=0.5).train()
+    twin = gnn.build_model(name, 400, 16, 4, input_dropout=0.5).train()
+    twin.load_state_dict(model.state_dict())
+    seen = []
+    model.layers[0].register_forward_pre_hook(lambda mod, args: seen.append(args[0]))
+    torch.manual_seed(1)
+    out = model(x, g)
+    dropped = seen[-1]
+    assert dropped.layout == torch.sparse_csr  # the first layer got the dropped sparse copy
+    dense = dropped.to_dense()
+    assert torch.equal(dense[x == 0], torch.zeros_like(dense[x == 0]))  # zeros stay zero
+    kept = dense[x != 0] != 0
+    assert 0.35 < kept.float().mean().item() < 0.65  # about half the non-zeros dropped
+    torch.testing.assert_close(dense[x != 0][kept], 2 * x[x != 0][kept])  # survivors scaled by 1 / (1 - p)
+    twin.input_dropout = 0.0  # the same dropped input through the dense layer
+    from gkdfast.nn.philox_dropout import draw_seed
+
+    torch.manual_seed(1)
+    draw_seed()  # the seed the input dropout drew, so the hidden dropout draws the same mask as above
+    want = twin(dense.requires_grad_(), g)
+    torch.testing.assert_close(out, want, atol=1e-5, rtol=1e-5)
+    model.eval()(x, g)
+    assert seen[-1] is x  # eval: no input dropout, the features themselves
+

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import List, Optional, Sequence, Tuple, Union
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -22,7 +23,7 @@ from gkdfast.nn.gin_conv import GINConv
 from gkdfast.nn.graphmlp_encoder import GraphMLPEncoder
 from gkdfast.nn.philox_dropout import model_dropout
 from gkdfast.nn.sage_conv import SAGEConv
-from gkdfast.nn.sparse_input import SparseInputLinear
+from gkdfast.nn.sparse_input import SparseInputLinear, dropout_sparse_input
 
 __all__ = ["GCN", "SAGE", "GAT", "GIN", "MLP", "build_model"]
 
@@ -63,15 +64,30 @@ class _Stack(nn.Module):
     def _make_layer(self, in_ch: int, out_ch: int, last: bool) -> nn.Module:  # pragma: no cover
         raise NotImplementedError
 
-    def _run_layer(self, layer: nn.Module, x: Tensor, graph: Optional[Graph]) -> Tensor:
-        return layer(x, graph)
+    # Layer types whose forward takes ``sparse_input=True`` (a linear map first); MLP, GCN and GAT set it.
+    _SPARSE_FIRST: Tuple[type, ...] = ()
+
+    def _run_layer(self, layer: nn.Module, x: Tensor, graph: Optional[Graph], **kw) -> Tensor:
+        return layer(x, graph, **kw)
 
     def _run_first_layer(self, layer: nn.Module, x: Tensor, graph: Optional[Graph]) -> Tensor:
-        """Layer 0 on the model's own input (not a dropped-out copy): the models whose first layer
-        starts with a linear map (MLP, GCN, GAT) override this to call it with ``sparse_input=True``,
-        so it multiplies through ``x``'s cached sparse copy when ``x`` is mostly zero (bag-of-words
-        features; ``gkdfast.nn.sparse_input``).  The layer is still called as a module (hooks run)."""
+        """Layer 0 on the model's own input: a layer of ``_SPARSE_FIRST`` is called with
+        ``sparse_input=True``, so it multiplies through ``x``'s cached sparse copy when ``x`` is mostly
+        zero (bag-of-words features; ``gkdfast.nn.sparse_input``).  The layer is still called as a
+        module (hooks run); a layer of another type (swapped in by a caller) is called plainly."""
+        if isinstance(layer, self._SPARSE_FIRST):
+            return self._run_layer(layer, x, graph, sparse_input=True)
         return self._run_layer(layer, x, graph)
+
+    def _dropped_input(self, x: Tensor) -> Tensor:
+        """Input dropout; on mostly-zero features it drops the stored non-zeros of their sparse copy
+        (same distribution, ``nnz`` cost) so the first layer keeps its sparse product."""
+        p = self.input_dropout
+        if isinstance(self.layers[0], self._SPARSE_FIRST):
+            dropped = dropout_sparse_input(x, lambda v: model_dropout(v, p, True))
+            if dropped is not None:
+                return dropped
+        return model_dropout(x, p, True)
 
     def reset_parameters(self) -> None:
         for m in self.modules():
@@ -85,8 +101,10 @@ class _Stack(nn.Module):
             raise ValueError(f"gkdfast.nn.{name}: a graph is required (forward(x, graph))")
         hidden = x
         if self.input_dropout and self.training:
-            return self._run_layers(model_dropout(x, self.input_dropout, True), graph, return_hidden, hidden,
-                                    skip_first=False)
+            x = self._dropped_input(x)
+            # a sparse result is built for this call only: the first layer multiplies it as it is
+            return self._run_layers(x, graph, return_hidden, hidden, skip_first=False,
+                                    raw_input=x.layout == torch.sparse_csr)
         return self._run_layers(x, graph, return_hidden, hidden, skip_first=False, raw_input=True)
 
     def forward_from_first(self, h: Tensor, graph: Optional[Graph] = None, return_hidden: bool = False) -> Output:
@@ -193,9 +211,7 @@ class GCN(_Stack):
     def _make_layer(self, in_ch, out_ch, last):
         return GCNConv(in_ch, out_ch, normalize=self._normalize)
 
-    def _run_first_layer(self, layer, x, graph):
-        # a layer swapped in by a caller may not take the flag
-        return layer(x, graph, sparse_input=True) if isinstance(layer, GCNConv) else layer(x, graph)
+    _SPARSE_FIRST = (GCNConv,)
 
 
 class SAGE(_Stack):
@@ -255,8 +271,7 @@ class GAT(_Stack):
         return GATConv(in_ch, out_ch // self._heads, heads=self._heads, concat=True,
                        negative_slope=self._slope, dropout=self._attn_dropout)
 
-    def _run_first_layer(self, layer, x, graph):
-        return layer(x, graph, sparse_input=True) if isinstance(layer, GATConv) else layer(x, graph)
+    _SPARSE_FIRST = (GATConv,)
 
 
 class GIN(_Stack):
@@ -305,12 +320,10 @@ class MLP(_Stack):
     def _make_layer(self, in_ch, out_ch, last):
         return SparseInputLinear(in_ch, out_ch)
 
-    def _run_layer(self, layer, x, graph):
-        return layer(x)
+    _SPARSE_FIRST = (SparseInputLinear,)  # not T2-GNN's imputing first layer, which replaces it
 
-    def _run_first_layer(self, layer, x, graph):
-        # a layer swapped in by a caller (T2-GNN's imputing first layer) may not take the flag
-        return layer(x, sparse_input=True) if isinstance(layer, SparseInputLinear) else layer(x)
+    def _run_layer(self, layer, x, graph, **kw):
+        return layer(x, **kw)
 
 
 _MODELS = {"gcn": GCN, "sage": SAGE, "graphsage": SAGE, "gat": GAT, "gin": GIN, "mlp": MLP,

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import warnings
 import weakref
-from typing import Dict, Optional, Tuple
+from typing import Callable, Dict, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["sparse_linear", "SparseInputLinear", "linear_rows", "csr_row_positions", "SPARSE_DENSITY"]
+__all__ = ["sparse_linear", "dropout_sparse_input", "SparseInputLinear", "linear_rows", "csr_row_positions", "SPARSE_DENSITY"]
 
 SPARSE_DENSITY = 0.05
 """Inputs with fewer non-zeros than this fraction take the sparse product."""
@@ -86,8 +86,32 @@ def sparse_linear(lin: nn.Linear, x: Tensor) -> Tensor:
         >>> sparse_linear(lin, torch.eye(3)).shape
         torch.Size([3, 2])
     """
+    if x.layout == torch.sparse_csr:  # already sparse (dropout_sparse_input's output)
+        return _sparse_mm(x, lin.weight, lin.bias)
     xs = _operand(x)
     return lin(x) if xs is x else _sparse_mm(xs, lin.weight, lin.bias)
+
+
+def dropout_sparse_input(x: Tensor, drop: Callable[[Tensor], Tensor]) -> Optional[Tensor]:
+    """Input dropout at ``nnz`` cost: ``x``'s cached CSR copy with ``drop`` (a dropout) applied to its
+    stored values, or ``None`` when ``x`` takes the dense path.  Dropping out a zero leaves it zero,
+    so this has the distribution of dropout on the dense ``x``; only which random number goes to
+    which entry differs.
+
+    Shapes: ``x`` ``[N, F]`` -> sparse CSR ``[N, F]`` (feed it to :func:`sparse_linear`).
+
+    Example:
+        >>> x = torch.zeros(4, 100); x[1, 7] = 1.0; x[2, 9] = 3.0
+        >>> out = dropout_sparse_input(x, lambda v: v * 2)
+        >>> out.layout, out.to_dense()[2, 9].item()
+        (torch.sparse_csr, 6.0)
+    """
+    xs = _operand(x)
+    if xs is x:
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.sparse_csr_tensor(xs.crow_indices(), xs.col_indices(), drop(xs.values()), xs.shape)
 
 
 class SparseInputLinear(nn.Linear):
