@@ -127,21 +127,20 @@ class _Stack(nn.Module):
 
     def _run_layers(self, x: Tensor, graph, return_hidden: bool, hidden, skip_first: bool,
                     raw_input: bool = False) -> Output:
-        if raw_input and len(self.layers) == 1:
-            out = self._run_first_layer(self.layers[0], x, graph)
-            return (out, hidden) if return_hidden else out
-        for i, layer in enumerate(self.layers[:-1]):
+        last = len(self.layers) - 1
+        for i, layer in enumerate(self.layers):
             if i == 0 and raw_input:
                 x = self._run_first_layer(layer, x, graph)
             elif not (skip_first and i == 0):
                 x = self._run_layer(layer, x, graph)
+            if i == last:
+                break
             if self.norms is not None:
                 x = self.norms[i](x)
             x = F.relu(x)
             hidden = x
             x = model_dropout(x, self.dropout, self.training)
-        out = self._run_layer(self.layers[-1], x, graph)
-        return (out, hidden) if return_hidden else out
+        return (x, hidden) if return_hidden else x
 
     def forward_blocks(self, x_src: Tensor, blocks: Sequence, return_hidden: bool = False) -> Output:
         """Mini-batch forward on sampled blocks (:func:`gkdfast.sampling.sample_blocks`): layer ``l``

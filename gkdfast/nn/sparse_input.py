@@ -21,7 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["sparse_linear", "dropout_sparse_input", "SparseInputLinear", "linear_rows", "csr_row_positions", "SPARSE_DENSITY"]
+__all__ = ["sparse_linear", "dropout_sparse_input", "SparseInputLinear", "linear_rows", "csr_row_positions",
+           "SPARSE_DENSITY"]
 
 SPARSE_DENSITY = 0.05
 """Inputs with fewer non-zeros than this fraction take the sparse product."""
@@ -86,10 +87,8 @@ def sparse_linear(lin: nn.Linear, x: Tensor) -> Tensor:
         >>> sparse_linear(lin, torch.eye(3)).shape
         torch.Size([3, 2])
     """
-    if x.layout == torch.sparse_csr:  # already sparse (dropout_sparse_input's output)
-        return _sparse_mm(x, lin.weight, lin.bias)
-    xs = _operand(x)
-    return lin(x) if xs is x else _sparse_mm(xs, lin.weight, lin.bias)
+    xs = _operand(x)  # a CSR x (dropout_sparse_input's output) comes back as it is
+    return _sparse_mm(xs, lin.weight, lin.bias) if xs.layout == torch.sparse_csr else lin(x)
 
 
 def dropout_sparse_input(x: Tensor, drop: Callable[[Tensor], Tensor]) -> Optional[Tensor]:

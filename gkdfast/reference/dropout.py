@@ -7,7 +7,7 @@ product formed in float32 (float64 for float64 inputs).  The
 words come from :func:`gkdfast.reference.contrastive.philox_words`, the same vectorised Philox the
 negative sampler's oracle uses, so this is bit-identical to ``csrc/cpu/dropout_cpu.cpp`` and
 ``csrc/cuda/dropout_cuda.cu``.  It is the test oracle and the fallback of
-:func:`gkdfast.nn.philox_dropout.dropout`; at about 40 int64 tensor passes per element it is slow.
+:func:`gkdfast.nn.philox_dropout.dropout`; its ten Philox rounds in int64 tensor arithmetic make it slow.
 """
 from __future__ import annotations
 
