@@ -1,8 +1,9 @@
-"""Epoch time (forward + backward + Adam) of an MLP(128), a GCN(64) and a GAT(64, 8 heads, input dropout
-0.6) on a bag-of-words graph (default: Facebook, 22,470 x 4,714 features), first layer through the
+"""Epoch time (forward + backward + Adam) of an MLP(128), a GCN(64), a GAT(64, 8 heads, input dropout
+0.6), a SAGE(64) (mean and DGL's "gcn" aggregator) and a GIN(64) on a bag-of-words graph (default: Facebook, 22,470 x 4,714 features), first layer through the
 cached CSR copy vs dense (``SPARSE_DENSITY = 0``).  One thread.
 
-    python scripts/first_layer_time.py [DATA_DIR]      # default ../shared/data/facebook_page_page
+    python scripts/first_layer_time.py [DATA_DIR [MODELS]]   # default ../shared/data/facebook_page_page, all
+    python scripts/first_layer_time.py ../shared/data/facebook_page_page sage,gin
 """
 import os
 import sys
@@ -20,8 +21,12 @@ d = load(sys.argv[1] if len(sys.argv) > 1 else os.path.join(here, "..", "..", "s
 C = int(d.y.max()) + 1
 print(d.x.shape, "nnz %.4f" % (float(torch.count_nonzero(d.x)) / d.x.numel()))
 CASES = (("mlp", 128, {}), ("gcn", 64, {}),
-         ("gat", 64, dict(heads=8, dropout=0.6, input_dropout=0.6, attn_dropout=0.6)))  # the GAT paper's teacher
+         ("gat", 64, dict(heads=8, dropout=0.6, input_dropout=0.6, attn_dropout=0.6)),  # the GAT paper's teacher
+         ("sage", 64, {}), ("sage", 64, dict(aggr="gcn")), ("gin", 64, {}))
+only = set(sys.argv[2].split(",")) if len(sys.argv) > 2 else None
 for name, hid, kw in CASES:
+    if only is not None and name not in only:
+        continue
     for mode in ("dense", "sparse"):
         sparse_input.SPARSE_DENSITY = 0.05 if mode == "sparse" else 0.0
         sparse_input._CACHE.clear()
@@ -36,4 +41,5 @@ for name, hid, kw in CASES:
             torch.nn.functional.cross_entropy(out[d.train_mask], d.y[d.train_mask]).backward()
             opt.step()
             times.append(time.perf_counter() - t)
-        print(f"{name}({hid}) {mode:6s} first epoch {times[0]*1e3:7.1f} ms, median of next 5 {sorted(times[1:])[2]*1e3:7.1f} ms", flush=True)
+        label = f"{name}({hid}{', ' + kw['aggr'] if 'aggr' in kw else ''})"
+        print(f"{label} {mode:6s} first epoch {times[0]*1e3:7.1f} ms, median of next 5 {sorted(times[1:])[2]*1e3:7.1f} ms", flush=True)

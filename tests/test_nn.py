@@ -293,14 +293,16 @@ def test_sparse_operand_cache_follows_the_tensor():
     assert key not in sparse_input._CACHE  # freed with the tensor: mini-batch slices do not pile up
 
 
-@pytest.mark.parametrize("name", ["gcn", "gat", "mlp"])
+@pytest.mark.parametrize("name", ["gcn", "gat", "mlp", "sage", "sage:sum", "sage:gcn", "sage:max", "gin"])
 @pytest.mark.parametrize("layers", [1, 2])
 def test_first_layer_on_bag_of_words_equals_the_dense_layer(name, layers):
     torch.manual_seed(0)
     g = gkdfast.Graph(torch.randint(0, 40, (2, 160)), 40)
     x = (torch.rand(40, 300) < 0.01).float()  # 1 % non-zeros: the first layer takes the sparse product
-    model = gnn.build_model(name, 300, 16, 4, num_layers=layers).train()
-    twin = gnn.build_model(name, 300, 16, 4, num_layers=layers).train()
+    name, _, aggr = name.partition(":")
+    kw = {"aggr": aggr} if aggr else {}
+    model = gnn.build_model(name, 300, 16, 4, num_layers=layers, **kw).train()
+    twin = gnn.build_model(name, 300, 16, 4, num_layers=layers, **kw).train()
     twin.load_state_dict(model.state_dict())
     torch.manual_seed(1)
     out = model(x, g)
@@ -311,6 +313,49 @@ def test_first_layer_on_bag_of_words_equals_the_dense_layer(name, layers):
     want.square().sum().backward()
     for (n, a), b in zip(model.named_parameters(), twin.parameters()):
         torch.testing.assert_close(a.grad, b.grad, atol=1e-4, rtol=1e-4, msg=n)
+
+
+@pytest.mark.parametrize("aggr", ["mean", "sum", "gcn", "max"])
+def test_sage_and_gin_layers_apply_their_linear_map_first_on_sparse_input(aggr, monkeypatch):
+    """The sparse path multiplies the cached CSR copy before the aggregation (a wide input never
+    reaches spmm), and a CSR input (what input dropout hands the first layer) gives the dense result."""
+    import gkdfast.nn.sage_conv as sage_module
+    from gkdfast.nn.sparse_input import sparse_operand
+
+    torch.manual_seed(0)
+    g = gkdfast.Graph(torch.randint(0, 30, (2, 120)), 30, edge_weight=torch.rand(120))
+    x = (torch.rand(30, 500) < 0.01).float()
+    widths, real = [], sage_module.spmm
+    monkeypatch.setattr(sage_module, "spmm", lambda graph, h, *a, **k: widths.append(h.size(1)) or real(graph, h, *a, **k))
+    conv = gnn.SAGEConv(500, 8, aggr=aggr)
+    out = conv(x, g, sparse_input=True)
+    assert widths[0] == (500 if aggr == "max" else 8)  # max / min aggregate the features themselves
+    torch.testing.assert_close(out, conv(x.clone().requires_grad_(), g), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(conv(sparse_operand(x), g), out, atol=1e-5, rtol=1e-5)
+    gin = gnn.GINConv(500, 8, train_eps=True)
+    out = gin(x, g, sparse_input=True)
+    torch.testing.assert_close(out, gin(x.clone().requires_grad_(), g), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(gin(sparse_operand(x), g), out, atol=1e-5, rtol=1e-5)
+    out.sum().backward()
+    assert gin.eps.grad is not None and gin.nn[0].weight.grad.abs().sum() > 0
+
+
+def test_gin_with_a_hooked_or_custom_first_module_keeps_the_plain_order():
+    """A forward hook on ``nn``'s first Linear must still fire: the layer then runs ``nn`` as a module."""
+    torch.manual_seed(0)
+    g = gkdfast.Graph(torch.randint(0, 20, (2, 60)), 20)
+    x = (torch.rand(20, 300) < 0.02).float()
+    gin = gnn.GINConv(300, 8)
+    seen = []
+    gin.nn[0].register_forward_hook(lambda mod, args, out: seen.append(args[0].shape))
+    out = gin(x, g, sparse_input=True)
+    assert seen == [torch.Size([20, 300])]
+    seen.clear()
+    gin_plain = gnn.GINConv(300, 8)
+    gin_plain.load_state_dict(gin.state_dict())
+    torch.testing.assert_close(gin_plain(x, g, sparse_input=True), out, atol=1e-5, rtol=1e-5)
+    mlp = torch.nn.Sequential(torch.nn.LayerNorm(300), torch.nn.Linear(300, 8))
+    torch.testing.assert_close(gnn.GINConv(mlp)(x, g, sparse_input=True), gnn.GINConv(mlp)(x, g))
 
 
 def test_projection_head():
@@ -432,7 +477,7 @@ def test_layers_match_pyg_on_every_device(name, device):
     _close(ours(x, gkdfast.Graph(ei, N)), ref(x, ei), tol=1e-4)
 
 
-@pytest.mark.parametrize("name", ["gcn", "gat", "mlp"])
+@pytest.mark.parametrize("name", ["gcn", "gat", "mlp", "sage", "gin"])
 def test_input_dropout_on_bag_of_words_drops_stored_non_zeros(name):
     torch.manual_seed(0)
     g = gkdfast.Graph(torch.randint(0, 60, (2, 240)), 60)

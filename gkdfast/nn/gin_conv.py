@@ -8,6 +8,7 @@ from torch import Tensor, nn
 
 from gkdfast.graph import Graph
 from gkdfast.nn._utils import check_input
+from gkdfast.nn.sparse_input import input_product, sparse_operand
 from gkdfast.ops import spmm
 
 __all__ = ["GINConv"]
@@ -67,12 +68,39 @@ class GINConv(nn.Module):
                 m.reset_parameters()
         self.eps.data.fill_(self.initial_eps)
 
-    def forward(self, x: Tensor, graph: Graph, edge_weight: Optional[Tensor] = None) -> Tensor:
+    def forward(self, x: Tensor, graph: Graph, edge_weight: Optional[Tensor] = None,
+                sparse_input: bool = False) -> Tensor:
+        """``sparse_input=True``: ``x`` is a feature matrix passed again and again (a model's raw
+        input); when it is mostly zero (:func:`gkdfast.nn.sparse_input.sparse_operand`) the first
+        ``Linear`` of ``nn`` multiplies its cached sparse copy before the aggregation.  The result
+        is the same up to rounding."""
         check_input("GINConv", x, graph, self.in_channels)
+        sparse = sparse_input or x.layout == torch.sparse_csr
+        xs = sparse_operand(x) if sparse else None
         if edge_weight is not None and edge_weight.dtype != x.dtype:
             edge_weight = edge_weight.to(x.dtype)
+        first = self._leading_linear()
+        # nn's first Linear commutes with the (weighted) sum and the (1 + eps) self term: apply it
+        # before the aggregation when that makes the message passing narrower or the product sparse.
+        if first is not None and (xs is not None or first.out_features < first.in_features):
+            h = input_product(x, first.weight, xs is not None)
+            agg = spmm(graph, h, "sum", edge_weight=edge_weight) + (1 + self.eps.to(h.dtype)) * h
+            return self.nn[1:](agg + first.bias if first.bias is not None else agg)
+        if x.layout == torch.sparse_csr:
+            x = x.to_dense()
         agg = spmm(graph, x, "sum", edge_weight=edge_weight)
         return self.nn(agg + (1 + self.eps.to(x.dtype)) * x)
+
+    def _leading_linear(self) -> Optional[nn.Linear]:
+        """``nn``'s first module when ``nn`` is a ``Sequential`` starting with a plain ``nn.Linear``
+        that has no hooks (which applying its weight directly would skip); else ``None``."""
+        if not isinstance(self.nn, nn.Sequential) or len(self.nn) < 1 or self.nn._forward_hooks \
+                or self.nn._forward_pre_hooks:
+            return None
+        first = self.nn[0]
+        if type(first) is not nn.Linear or first._forward_hooks or first._forward_pre_hooks:
+            return None
+        return first
 
 
 def _infer_in(module: nn.Module) -> Optional[int]:

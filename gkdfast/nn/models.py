@@ -64,7 +64,7 @@ class _Stack(nn.Module):
     def _make_layer(self, in_ch: int, out_ch: int, last: bool) -> nn.Module:  # pragma: no cover
         raise NotImplementedError
 
-    # Layer types whose forward takes ``sparse_input=True`` (a linear map first); MLP, GCN and GAT set it.
+    # Layer types whose forward takes ``sparse_input=True`` (a linear map first); every stack but the base sets it.
     _SPARSE_FIRST: Tuple[type, ...] = ()
 
     def _run_layer(self, layer: nn.Module, x: Tensor, graph: Optional[Graph], **kw) -> Tensor:
@@ -233,6 +233,8 @@ class SAGE(_Stack):
     def _make_layer(self, in_ch, out_ch, last):
         return SAGEConv(in_ch, out_ch, aggr=self._aggr)
 
+    _SPARSE_FIRST = (SAGEConv,)
+
 
 class GAT(_Stack):
     """Stack of :class:`GATConv` layers.
@@ -296,6 +298,8 @@ class GIN(_Stack):
         mid = self.hidden_channels if last else out_ch
         mlp = nn.Sequential(nn.Linear(in_ch, mid), nn.ReLU(), nn.Linear(mid, out_ch))
         return GINConv(mlp, eps=self._eps, train_eps=self._train_eps)
+
+    _SPARSE_FIRST = (GINConv,)
 
 
 class MLP(_Stack):

@@ -1,10 +1,12 @@
 """SAGEConv: GraphSAGE's ``lin_l(aggregate of neighbours) + lin_r(x)`` on :func:`gkdfast.spmm`."""
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 from gkdfast.graph import Graph
 from gkdfast.nn._utils import check_input, csr_view
+from gkdfast.nn.sparse_input import input_product, sparse_operand
 from gkdfast.ops import spmm
 
 __all__ = ["SAGEConv"]
@@ -15,8 +17,9 @@ _AGGRS = ("mean", "sum", "max", "min", "gcn")
 class SAGEConv(nn.Module):
     r"""``out_i = lin_l(aggr_{j -> i} x_j) + lin_r(x_i)`` (PyG's ``SAGEConv``; ``lin_l`` has the bias).
 
-    For ``sum``/``mean`` with ``out_channels < in_channels`` the linear map is applied before the
-    aggregation (it commutes with both), so the message passing runs at the smaller width.
+    For ``sum``/``mean``/``gcn`` with ``out_channels < in_channels`` the linear map is applied before
+    the aggregation (it commutes with them), so the message passing runs at the smaller width; with
+    ``sparse_input=True`` on mostly-zero features it is applied first as a sparse product.
 
     Args:
         in_channels: ``F``.  out_channels: ``C``.
@@ -53,21 +56,35 @@ class SAGEConv(nn.Module):
         if self.lin_r is not None:
             self.lin_r.reset_parameters()
 
-    def forward(self, x: Tensor, graph: Graph) -> Tensor:
+    def forward(self, x: Tensor, graph: Graph, sparse_input: bool = False) -> Tensor:
+        """``sparse_input=True``: ``x`` is a feature matrix passed again and again (a model's raw
+        input).  When it is mostly zero (:func:`gkdfast.nn.sparse_input.sparse_operand`), both linear
+        maps multiply its cached sparse copy and the aggregation runs on their output, at width ``C``
+        (not for ``max`` / ``min``, which aggregate the features themselves).  The result is the same
+        up to rounding."""
         check_input("SAGEConv", x, graph, self.in_channels)
         g = csr_view(graph) if graph.edge_weight is not None else graph  # drop weights, as PyG
+        sparse = sparse_input or x.layout == torch.sparse_csr
+        xs = sparse_operand(x) if sparse else None
+        # The linear map commutes with sum / mean / "gcn" aggregation: apply it first when that makes
+        # the message passing narrower (C < F) or the product sparse.  The bias goes on afterwards.
+        first = xs is not None or self.out_channels < self.in_channels
         if self.aggr == "gcn":  # DGL's "gcn" aggregator: mean over the neighbours and the node itself
             deg = graph.in_degree(x.dtype).to(x.device).unsqueeze(1)
+            if first:
+                h = input_product(x, self.lin_l.weight, xs is not None)
+                return self._bias((spmm(g, h, "sum") + h) / (deg + 1.0))
             return self.lin_l((spmm(g, x, "sum") + x) / (deg + 1.0))
-        if self.aggr in ("mean", "sum") and self.out_channels < self.in_channels:
-            out = spmm(g, x @ self.lin_l.weight.t(), self.aggr)
-            if self.lin_l.bias is not None:
-                out = out + self.lin_l.bias
+        if self.aggr in ("mean", "sum") and first:
+            out = self._bias(spmm(g, input_product(x, self.lin_l.weight, xs is not None), self.aggr))
         else:
-            out = self.lin_l(spmm(g, x, self.aggr))
+            out = self.lin_l(spmm(g, x.to_dense() if x.layout == torch.sparse_csr else x, self.aggr))
         if self.lin_r is not None:
-            out = out + self.lin_r(x)
+            out = out + input_product(x, self.lin_r.weight, xs is not None)
         return out
+
+    def _bias(self, out: Tensor) -> Tensor:
+        return out + self.lin_l.bias if self.lin_l.bias is not None else out
 
     def extra_repr(self) -> str:
         return f"{self.in_channels}, {self.out_channels}, aggr={self.aggr!r}, root_weight={self.root_weight}"

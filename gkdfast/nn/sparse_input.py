@@ -21,8 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["sparse_linear", "dropout_sparse_input", "SparseInputLinear", "linear_rows", "csr_row_positions",
-           "SPARSE_DENSITY"]
+__all__ = ["sparse_linear", "sparse_operand", "input_product", "dropout_sparse_input", "SparseInputLinear",
+           "linear_rows", "csr_row_positions", "SPARSE_DENSITY"]
 
 SPARSE_DENSITY = 0.05
 """Inputs with fewer non-zeros than this fraction take the sparse product."""
@@ -72,6 +72,40 @@ def _sparse_mm(xs: Tensor, weight: Tensor, bias: Optional[Tensor]) -> Tensor:
         warnings.simplefilter("ignore", UserWarning)
         out = torch.sparse.mm(xs, weight.T)
     return out + bias if bias is not None else out
+
+
+def sparse_operand(x: Tensor) -> Optional[Tensor]:
+    """``x``'s cached sparse CSR copy when products with it should go sparse (fewer than
+    :data:`SPARSE_DENSITY` non-zeros, plain float32/float64, no grad, outside autocast and
+    torch.compile), ``x`` itself when it already is CSR, else ``None``.
+
+    Lets a layer decide its order of operations: with a sparse input, a linear map applied *before*
+    the aggregation costs ``nnz·out``, whatever the input width.
+
+    Example:
+        >>> x = torch.zeros(4, 100); x[1, 7] = 1.0
+        >>> sparse_operand(x).layout, sparse_operand(torch.ones(4, 3)) is None
+        (torch.sparse_csr, True)
+    """
+    xs = _operand(x)
+    return xs if xs.layout == torch.sparse_csr else None
+
+
+def input_product(x: Tensor, weight: Tensor, sparse: bool = True) -> Tensor:
+    """``x @ weightᵀ`` without a bias, through ``x``'s cached CSR copy when ``sparse`` and
+    :func:`sparse_operand` gives one; a CSR ``x`` is multiplied as it is.  For layers that aggregate
+    after their linear map, where the bias must be added after the aggregation.
+
+    Shapes: ``x`` ``[N, F]`` (dense or CSR), ``weight`` ``[out, F]`` -> ``[N, out]``.
+
+    Example:
+        >>> x = torch.zeros(6, 50); x[0, 3] = 1.0
+        >>> w = torch.randn(4, 50)
+        >>> torch.allclose(input_product(x, w), x @ w.T)
+        True
+    """
+    xs = sparse_operand(x) if sparse or x.layout == torch.sparse_csr else None
+    return _sparse_mm(xs, weight, None) if xs is not None else F.linear(x, weight)
 
 
 def sparse_linear(lin: nn.Linear, x: Tensor) -> Tensor:
