@@ -36,6 +36,10 @@ MODELS = [
     ("sage-narrow", lambda f, bn: SAGE(f, 4, 3, batch_norm=bn)),
     ("sage-max", lambda f, bn: SAGE(f, 16, 5, batch_norm=bn, aggr="max")),
     ("sage-sum", lambda f, bn: SAGE(f, 16, 5, batch_norm=bn, aggr="sum")),
+    # DGL's "gcn" aggregator (the CPF teacher): wide and narrow (transform before aggregating)
+    ("sage-gcn", lambda f, bn: SAGE(f, 16, 5, batch_norm=bn, aggr="gcn")),
+    ("sage-gcn-narrow", lambda f, bn: SAGE(f, 4, 3, batch_norm=bn, aggr="gcn")),
+    ("gin-narrow", lambda f, bn: GIN(f, 4, 3, batch_norm=bn, eps=0.3)),
     ("gin", lambda f, bn: GIN(f, 16, 5, batch_norm=bn, eps=0.3)),
     ("gat", lambda f, bn: GAT(f, 16, 5, heads=4, batch_norm=bn)),
     ("gat-3", lambda f, bn: GAT(f, 8, 5, num_layers=3, heads=2, out_heads=3, batch_norm=bn)),

@@ -76,22 +76,15 @@ def _gcn(layer: GCNConv, x: Tensor, block) -> Tensor:
 def _sage(layer: SAGEConv, x: Tensor, block) -> Tensor:
     nd = block.num_dst
     g = block.graph  # no edge weights on the block graph: SAGE ignores them, as PyG
-    if layer.aggr in ("mean", "sum") and layer.out_channels < layer.in_channels:
-        out = spmm(g, x @ layer.lin_l.weight.t(), layer.aggr)[:nd]
-        if layer.lin_l.bias is not None:
-            out = out + layer.lin_l.bias
-    else:
-        out = layer.lin_l(spmm(g, x, layer.aggr)[:nd])
-    if layer.lin_r is not None:
-        out = out + layer.lin_r(x[:nd])
-    return out
+    # "gcn" averages over the *sampled* neighbours and the node, as "mean" does over the sampled ones
+    return layer.combine(x, lambda t, reduce: spmm(g, t, reduce)[:nd], lambda t: t[:nd],
+                         lambda: g.in_degree()[:nd])
 
 
 def _gin(layer: GINConv, x: Tensor, block) -> Tensor:
     nd = block.num_dst
     w: Optional[Tensor] = None if block.edge_weight is None else block.edge_weight.to(x.dtype)
-    agg = spmm(block.graph, x, "sum", edge_weight=w)[:nd]
-    return layer.nn(agg + (1 + layer.eps.to(x.dtype)) * x[:nd])
+    return layer.combine(x, lambda t: spmm(block.graph, t, "sum", edge_weight=w)[:nd], lambda t: t[:nd])
 
 
 def layer_on_block(layer: nn.Module, x: Tensor, block) -> Tensor:

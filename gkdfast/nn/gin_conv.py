@@ -1,7 +1,7 @@
 """GINConv: ``nn((1 + eps) x_i + sum_{j -> i} x_j)`` on :func:`gkdfast.spmm`."""
 from __future__ import annotations
 
-from typing import Optional, Union
+from typing import Callable, Optional, Union
 
 import torch
 from torch import Tensor, nn
@@ -75,23 +75,38 @@ class GINConv(nn.Module):
         ``Linear`` of ``nn`` multiplies its cached sparse copy before the aggregation.  The result
         is the same up to rounding."""
         check_input("GINConv", x, graph, self.in_channels)
-        sparse = sparse_input or x.layout == torch.sparse_csr
-        xs = sparse_operand(x) if sparse else None
+        sparse = (sparse_input or x.layout == torch.sparse_csr) and sparse_operand(x) is not None
         if edge_weight is not None and edge_weight.dtype != x.dtype:
             edge_weight = edge_weight.to(x.dtype)
-        first = self._leading_linear()
+        return self.combine(x, lambda t: spmm(graph, t, "sum", edge_weight=edge_weight), lambda t: t, sparse=sparse)
+
+    def combine(self, x: Tensor, aggregate: Callable[[Tensor], Tensor], dst: Callable[[Tensor], Tensor],
+                pre: Optional[Tensor] = None, sparse: bool = False) -> Tensor:
+        """The layer given how to aggregate: shared by :meth:`forward`, the sampled-block forward and
+        layer-wise inference.
+
+        Args:
+            x: ``[S, F]`` source features (dense, or sparse CSR when ``sparse``).
+            aggregate: ``aggregate(t)`` -> ``[D, width]``, the (weighted) sum over each destination's
+                in-edges of the rows of ``t`` (``[S, width]``).
+            dst: ``dst(t)`` -> ``t``'s ``[D, width]`` rows of the destinations.
+            pre: ``x @ W₀ᵀ`` (``W₀``: ``nn``'s first Linear) when the caller computed it already.
+            sparse: ``x`` takes the sparse product (:func:`gkdfast.nn.sparse_input.input_product`).
+
+        Returns: ``[D, out]``.
+        """
+        first = self.leading_linear()
         # nn's first Linear commutes with the (weighted) sum and the (1 + eps) self term: apply it
         # before the aggregation when that makes the message passing narrower or the product sparse.
-        if first is not None and (xs is not None or first.out_features < first.in_features):
-            h = input_product(x, first.weight, xs is not None)
-            agg = spmm(graph, h, "sum", edge_weight=edge_weight) + (1 + self.eps.to(h.dtype)) * h
+        if first is not None and (pre is not None or sparse or first.out_features < first.in_features):
+            h = pre if pre is not None else input_product(x, first.weight, sparse)
+            agg = aggregate(h) + (1 + self.eps.to(h.dtype)) * dst(h)
             return self.nn[1:](agg + first.bias if first.bias is not None else agg)
         if x.layout == torch.sparse_csr:
             x = x.to_dense()
-        agg = spmm(graph, x, "sum", edge_weight=edge_weight)
-        return self.nn(agg + (1 + self.eps.to(x.dtype)) * x)
+        return self.nn(aggregate(x) + (1 + self.eps.to(x.dtype)) * dst(x))
 
-    def _leading_linear(self) -> Optional[nn.Linear]:
+    def leading_linear(self) -> Optional[nn.Linear]:
         """``nn``'s first module when ``nn`` is a ``Sequential`` starting with a plain ``nn.Linear``
         that has no hooks (which applying its weight directly would skip); else ``None``."""
         if not isinstance(self.nn, nn.Sequential) or len(self.nn) < 1 or self.nn._forward_hooks \

@@ -141,10 +141,13 @@ class _LayerRunner:
             if layer.out_channels < layer.in_channels:
                 self.pre = _chunked_linear(h, layer.lin.weight, self.chunk_rows, self.tmp_path)
         elif isinstance(layer, SAGEConv):
-            if layer.aggr in ("mean", "sum") and layer.out_channels < layer.in_channels:
+            if layer.aggr in ("mean", "sum", "gcn") and layer.out_channels < layer.in_channels:
                 self.pre = _chunked_linear(h, layer.lin_l.weight, self.chunk_rows, self.tmp_path)
         elif isinstance(layer, GINConv):
             self.w = _csr_weights(g)
+            first = layer.leading_linear()
+            if first is not None and first.out_features < first.in_features:
+                self.pre = _chunked_linear(h, first.weight, self.chunk_rows, self.tmp_path)
         elif isinstance(layer, GATConv):
             if not layer.add_self_loops:
                 raise NotImplementedError("layerwise_inference: GATConv(add_self_loops=False) is not supported")
@@ -173,8 +176,7 @@ class _LayerRunner:
             return self._sage(layer, r, h)
         if isinstance(layer, GINConv):
             w = self.w[r.lo:r.hi] if self.w is not None else None
-            agg = r.aggregate(h, "sum", w)
-            return layer.nn(agg + (1 + layer.eps.to(h.dtype)) * h[a:b])
+            return layer.combine(h, lambda t: r.aggregate(t, "sum", w), lambda t: t[a:b], pre=self.pre)
         return self._gat(layer, r)
 
     def _gcn(self, layer: GCNConv, r: _Rows, h: Tensor) -> Tensor:
@@ -197,15 +199,7 @@ class _LayerRunner:
         return out
 
     def _sage(self, layer: SAGEConv, r: _Rows, h: Tensor) -> Tensor:
-        if self.pre is not None:
-            out = r.aggregate(self.pre, layer.aggr)
-            if layer.lin_l.bias is not None:
-                out = out + layer.lin_l.bias
-        else:
-            out = layer.lin_l(r.aggregate(h, layer.aggr))
-        if layer.lin_r is not None:
-            out = out + layer.lin_r(h[r.a:r.b])
-        return out
+        return layer.combine(h, r.aggregate, lambda t: t[r.a:r.b], lambda: r.deg, pre=self.pre)
 
     def _gat(self, layer: GATConv, r: _Rows) -> Tensor:
         heads, c, m = layer.heads, layer.out_channels, r.b - r.a

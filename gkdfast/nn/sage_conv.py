@@ -1,6 +1,8 @@
 """SAGEConv: GraphSAGE's ``lin_l(aggregate of neighbours) + lin_r(x)`` on :func:`gkdfast.spmm`."""
 from __future__ import annotations
 
+from typing import Callable, Optional
+
 import torch
 from torch import Tensor, nn
 
@@ -64,23 +66,45 @@ class SAGEConv(nn.Module):
         up to rounding."""
         check_input("SAGEConv", x, graph, self.in_channels)
         g = csr_view(graph) if graph.edge_weight is not None else graph  # drop weights, as PyG
-        sparse = sparse_input or x.layout == torch.sparse_csr
-        xs = sparse_operand(x) if sparse else None
+        sparse = (sparse_input or x.layout == torch.sparse_csr) and sparse_operand(x) is not None
+        return self.combine(x, lambda t, reduce: spmm(g, t, reduce), lambda t: t,
+                            lambda: graph.in_degree(x.dtype).to(x.device), sparse=sparse)
+
+    def combine(self, x: Tensor, aggregate: Callable[[Tensor, str], Tensor], dst: Callable[[Tensor], Tensor],
+                degree: Callable[[], Tensor], pre: Optional[Tensor] = None, sparse: bool = False) -> Tensor:
+        """The layer given how to aggregate: shared by :meth:`forward`, the sampled-block forward and
+        layer-wise inference, which differ only in which edges and rows they see.
+
+        Args:
+            x: ``[S, F]`` source features (dense, or sparse CSR when ``sparse``).
+            aggregate: ``aggregate(t, reduce)`` -> ``[D, width]``, ``reduce`` over each destination's
+                in-edges of the rows of ``t`` (``[S, width]``; "sum", "mean", "max" or "min").
+            dst: ``dst(t)`` -> ``t``'s ``[D, width]`` rows of the destinations.
+            degree: ``degree()`` -> ``[D]`` in-edge counts of the destinations (``"gcn"`` only).
+            pre: ``x @ lin_l.weightᵀ`` when the caller computed it already.
+            sparse: ``x`` takes the sparse product (:func:`gkdfast.nn.sparse_input.input_product`).
+
+        Returns: ``[D, out_channels]``.
+        """
         # The linear map commutes with sum / mean / "gcn" aggregation: apply it first when that makes
         # the message passing narrower (C < F) or the product sparse.  The bias goes on afterwards.
-        first = xs is not None or self.out_channels < self.in_channels
+        first = pre is not None or sparse or self.out_channels < self.in_channels
+        if x.layout == torch.sparse_csr and not first:
+            x = x.to_dense()
         if self.aggr == "gcn":  # DGL's "gcn" aggregator: mean over the neighbours and the node itself
-            deg = graph.in_degree(x.dtype).to(x.device).unsqueeze(1)
+            deg = degree().to(self.lin_l.weight.dtype).unsqueeze(1) + 1.0
             if first:
-                h = input_product(x, self.lin_l.weight, xs is not None)
-                return self._bias((spmm(g, h, "sum") + h) / (deg + 1.0))
-            return self.lin_l((spmm(g, x, "sum") + x) / (deg + 1.0))
+                h = pre if pre is not None else input_product(x, self.lin_l.weight, sparse)
+                return self._bias((aggregate(h, "sum") + dst(h)) / deg)
+            return self.lin_l((aggregate(x, "sum") + dst(x)) / deg)
         if self.aggr in ("mean", "sum") and first:
-            out = self._bias(spmm(g, input_product(x, self.lin_l.weight, xs is not None), self.aggr))
+            h = pre if pre is not None else input_product(x, self.lin_l.weight, sparse)
+            out = self._bias(aggregate(h, self.aggr))
         else:
-            out = self.lin_l(spmm(g, x.to_dense() if x.layout == torch.sparse_csr else x, self.aggr))
+            out = self.lin_l(aggregate(x.to_dense() if x.layout == torch.sparse_csr else x, self.aggr))
         if self.lin_r is not None:
-            out = out + input_product(x, self.lin_r.weight, xs is not None)
+            root = x if x.layout == torch.sparse_csr else dst(x)  # a CSR x comes from forward: dst is the identity
+            out = out + (input_product(root, self.lin_r.weight, True) if sparse else self.lin_r(root))
         return out
 
     def _bias(self, out: Tensor) -> Tensor:
