@@ -90,10 +90,8 @@ void mask_range(const scalar_t* x, scalar_t* out, int64_t n, int64_t g0, int64_t
 
 at::Tensor dropout_cpu(const at::Tensor& x, double p, int64_t seed) {
   DropoutCall c = prepare_dropout(x, p, seed);
+  if (dropout_without_mask(c)) return c.out;
   const int64_t n = c.numel();
-  if (n == 0) return c.out;
-  if (c.mode == DropoutCall::Mode::Copy) return c.out.copy_(c.in);
-  if (c.mode == DropoutCall::Mode::Zero) return at::mul_out(c.out, c.in, at::zeros({}, c.in.options()));
   const int64_t groups = (n + kGroup - 1) / kGroup;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, c.in.scalar_type(), "gkdfast_dropout_cpu", [&] {
     const scalar_t* xp = c.in.data_ptr<scalar_t>();

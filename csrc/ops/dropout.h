@@ -33,4 +33,8 @@ struct DropoutCall {
 // x floating (any shape, any strides), 0 <= p <= 1 (NaN refused).
 DropoutCall prepare_dropout(const at::Tensor& x, double p, int64_t seed);
 
+// Fills c.out for the calls that draw no random numbers (empty input, p == 0: a copy, p == 1:
+// x * 0, so NaN and inf stay NaN as in torch) on c's device; false when the kernel has to run.
+bool dropout_without_mask(DropoutCall& c);
+
 }  // namespace gkdfast
