@@ -129,6 +129,8 @@ def test_bad_input():
         layerwise_inference(SAGE(12, 8, 3), torch.randn(3, 12), g)
     with pytest.raises(TypeError, match="gkdfast.Graph is required"):
         layerwise_inference(SAGE(12, 8, 3), x, None)
+    with pytest.raises(TypeError, match=r"float32 models.*torch.float64.*model.float\(\)"):
+        layerwise_inference(SAGE(12, 8, 3).double(), x, g)
 
 
 def test_int32_csr_graph():

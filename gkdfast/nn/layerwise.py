@@ -269,6 +269,10 @@ def layerwise_inference(model: nn.Module, x: Tensor, graph: Optional[Graph], *, 
                          f"{list(x.shape) if isinstance(x, Tensor) else type(x).__name__}")
     if x.device.type != "cpu":
         raise ValueError(f"layerwise_inference: runs on the CPU (x is on {x.device}); move x and the model to cpu")
+    bad = sorted({str(p.dtype) for p in model.parameters() if p.dtype != torch.float32})
+    if bad:  # the row blocks (and the memory-mapped outputs) are float32
+        raise TypeError(f"layerwise_inference: runs float32 models, this one has {', '.join(bad)} parameters; "
+                        "call model.float() first")
     n = x.size(0)
     if model.uses_graph:
         if not isinstance(graph, Graph):
