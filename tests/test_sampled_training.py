@@ -201,3 +201,66 @@ def test_fit_sampled_gcn_int32_and_errors():
         fit_sampled(model, data, fanouts=(5, 5), epochs=0, progress=False)
     with pytest.raises(TypeError, match="forward_blocks"):
         fit_sampled(torch.nn.Linear(8, 3), data, fanouts=(5, 5), progress=False)
+
+
+def _bag_of_words(n=80, f=300, seed=0):
+    torch.manual_seed(seed)
+    g = gkdfast.Graph(torch.randint(0, n, (2, 5 * n)), n)
+    x = (torch.rand(n, f) < 0.02).float() * torch.rand(n, f)  # 2 % non-zeros: sparse rows
+    return g, x
+
+
+@pytest.mark.parametrize("name", ["gcn", "sage", "sage:gcn", "sage:max", "gin", "gat", "mlp"])
+@pytest.mark.parametrize("layers", [1, 2])
+def test_sparse_batch_rows_give_the_dense_rows_result_and_gradients(name, layers):
+    from gkdfast.sampling.train import batch_features
+
+    g, x = _bag_of_words()
+    name, _, aggr = name.partition(":")
+    kw = ({"aggr": aggr} if aggr else {}) | ({"heads": 2} if name == "gat" else {})
+    model = gkdfast.nn.build_model(name, 300, 16, 3, num_layers=layers, dropout=0.0, **kw).train()
+    twin = gkdfast.nn.build_model(name, 300, 16, 3, num_layers=layers, dropout=0.0, **kw).train()
+    twin.load_state_dict(model.state_dict())
+    n_id, blocks = sample_blocks(g, torch.arange(0, 80, 4), [5] * layers, seed=3)
+    rows = batch_features(model, x, n_id)
+    assert rows.layout == torch.sparse_csr and torch.equal(rows.to_dense(), x[n_id])
+    out, hid = model.forward_blocks(rows, blocks, return_hidden=True)
+    want, want_hid = twin.forward_blocks(x[n_id], blocks, return_hidden=True)
+    torch.testing.assert_close(out, want, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(hid, want_hid, atol=1e-5, rtol=1e-5)
+    out.square().sum().backward()
+    want.square().sum().backward()
+    for (pname, a), b in zip(model.named_parameters(), twin.parameters()):
+        if b.grad is None:
+            assert a.grad is None or not a.grad.any(), pname
+        else:
+            torch.testing.assert_close(a.grad, b.grad, atol=1e-4, rtol=1e-4, msg=pname)
+    dense = torch.randn(80, 300)  # dense features keep the dense gather
+    assert batch_features(model, dense, n_id).layout == torch.strided
+
+
+def test_input_dropout_on_sparse_batch_rows_and_fit_sampled_on_bag_of_words(monkeypatch):
+    from gkdfast.sampling.train import batch_features
+
+    g, x = _bag_of_words(n=200)
+    model = gkdfast.nn.SAGE(300, 16, 3, num_layers=2, input_dropout=0.5, dropout=0.0).train()
+    n_id, blocks = sample_blocks(g, torch.arange(0, 200, 2), [5, 5], seed=0)
+    rows = batch_features(model, x, n_id)
+    seen = []
+    monkeypatch.setattr(gkdfast.nn.models, "layer_on_block",
+                        lambda layer, h, block, _real=gkdfast.nn.models.layer_on_block: seen.append(h) or _real(layer, h, block))
+    model.forward_blocks(rows, blocks)
+    dropped = seen[0].to_dense()
+    nz = x[n_id] != 0
+    assert torch.equal(dropped[~nz], torch.zeros_like(dropped[~nz]))  # zeros stay zero
+    kept = dropped[nz] != 0
+    assert 0.35 < kept.float().mean().item() < 0.65
+    torch.testing.assert_close(dropped[nz][kept], 2 * x[n_id][nz][kept])
+    # fit_sampled end to end: the batches reach the model's first layer as sparse rows
+    data = csbm(num_nodes=200, num_classes=3, feature_dim=300, seed=0)
+    data.x = (data.x > 2.0).float()  # thresholded: mostly zero
+    seen.clear()
+    stats = fit_sampled(gkdfast.nn.SAGE(300, 16, 3, num_layers=2), data, fanouts=(5, 5), batch_size=50,
+                        epochs=3, progress=False)
+    assert stats["epochs"] == 3 and seen and seen[0].layout == torch.sparse_csr  # the first layer's input
+    assert all(h.layout == torch.strided for h in seen[1::2])  # the second layer's: dense hidden rows

@@ -27,6 +27,7 @@ from gkdfast.nn.gat_conv import GATConv
 from gkdfast.nn.gcn_conv import GCNConv
 from gkdfast.nn.gin_conv import GINConv
 from gkdfast.nn.sage_conv import SAGEConv
+from gkdfast.nn.sparse_input import csr_head, input_product, sparse_linear
 from gkdfast.ops import spmm
 
 __all__ = ["layer_on_block", "gcn_block_weights"]
@@ -59,7 +60,7 @@ def gcn_block_weights(block, dtype=torch.float32) -> Tensor:
 
 
 def _gcn(layer: GCNConv, x: Tensor, block) -> Tensor:
-    h = layer.lin(x)
+    h = layer.lin(x) if x.layout == torch.strided else input_product(x, layer.lin.weight, False)
     nd = block.num_dst
     if layer.normalize:
         w = gcn_block_weights(block, h.dtype)
@@ -78,19 +79,21 @@ def _sage(layer: SAGEConv, x: Tensor, block) -> Tensor:
     g = block.graph  # no edge weights on the block graph: SAGE ignores them, as PyG
     # "gcn" averages over the *sampled* neighbours and the node, as "mean" does over the sampled ones
     return layer.combine(x, lambda t, reduce: spmm(g, t, reduce)[:nd], lambda t: t[:nd],
-                         lambda: g.in_degree()[:nd])
+                         lambda: g.in_degree()[:nd], sparse=x.layout == torch.sparse_csr)
 
 
 def _gin(layer: GINConv, x: Tensor, block) -> Tensor:
     nd = block.num_dst
     w: Optional[Tensor] = None if block.edge_weight is None else block.edge_weight.to(x.dtype)
-    return layer.combine(x, lambda t: spmm(block.graph, t, "sum", edge_weight=w)[:nd], lambda t: t[:nd])
+    return layer.combine(x, lambda t: spmm(block.graph, t, "sum", edge_weight=w)[:nd], lambda t: t[:nd],
+                         sparse=x.layout == torch.sparse_csr)
 
 
 def layer_on_block(layer: nn.Module, x: Tensor, block) -> Tensor:
     """Runs a gkdfast.nn conv (GCNConv, SAGEConv, GINConv, GATConv) or a Linear on one block.
 
-    Shapes: ``x`` ``[num_src, F]`` (destinations first) -> ``[num_dst, C]``.
+    Shapes: ``x`` ``[num_src, F]`` (destinations first; dense, or sparse CSR rows of bag-of-words
+    features, :func:`gkdfast.nn.sparse_input.sparse_rows`, for a model's first layer) -> ``[num_dst, C]``.
 
     Example:
         >>> from gkdfast.sampling import sample_blocks
@@ -108,8 +111,8 @@ def layer_on_block(layer: nn.Module, x: Tensor, block) -> Tensor:
     if isinstance(layer, GINConv):
         return _gin(layer, x, block)
     if isinstance(layer, GATConv):  # needs every source's projection anyway; softmax per dst row
-        return layer(x, block.graph)[:block.num_dst]
+        return layer(x, block.graph, sparse_input=x.layout == torch.sparse_csr)[:block.num_dst]
     if isinstance(layer, nn.Linear):
-        return layer(x[:block.num_dst])
+        return layer(x[:block.num_dst]) if x.layout == torch.strided else sparse_linear(layer, csr_head(x, block.num_dst))
     raise TypeError(f"gkdfast.nn: no block-wise forward for {name}; supported: SAGEConv, GCNConv, GINConv, "
                     "GATConv, Linear")

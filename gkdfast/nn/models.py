@@ -23,7 +23,7 @@ from gkdfast.nn.gin_conv import GINConv
 from gkdfast.nn.graphmlp_encoder import GraphMLPEncoder
 from gkdfast.nn.philox_dropout import model_dropout
 from gkdfast.nn.sage_conv import SAGEConv
-from gkdfast.nn.sparse_input import SparseInputLinear, dropout_sparse_input
+from gkdfast.nn.sparse_input import SparseInputLinear, csr_head, dropout_sparse_input
 
 __all__ = ["GCN", "SAGE", "GAT", "GIN", "MLP", "build_model"]
 
@@ -146,7 +146,9 @@ class _Stack(nn.Module):
         """Mini-batch forward on sampled blocks (:func:`gkdfast.sampling.sample_blocks`): layer ``l``
         runs on ``blocks[l]``, whose destinations are the first ``num_dst`` of its sources.
 
-        Shapes: ``x_src`` ``[blocks[0].num_src, in]`` (features of the batch's ``n_id``) -> logits
+        Shapes: ``x_src`` ``[blocks[0].num_src, in]`` (features of the batch's ``n_id``; dense, or the
+        sparse CSR rows :func:`gkdfast.nn.sparse_input.sparse_rows` slices from bag-of-words features,
+        which the first layer multiplies as they are) -> logits
         ``[blocks[-1].num_dst, out]`` (the seeds), and hidden ``[blocks[-1].num_dst, hidden]``.
         With fan-outs covering every degree it equals :meth:`forward` on those rows.
 
@@ -165,7 +167,10 @@ class _Stack(nn.Module):
             raise ValueError(f"gkdfast.nn.{name}.forward_blocks: got {len(blocks)} blocks for {self.num_layers} "
                              "layers (sample one hop per layer: len(fanouts) == num_layers)")
         x, hidden = x_src, None
-        x = model_dropout(x, self.input_dropout, self.training) if self.input_dropout else x
+        if self.input_dropout and self.training:
+            p = self.input_dropout  # sparse rows: drop their stored non-zeros (zeros stay zero)
+            x = (dropout_sparse_input(x, lambda v: model_dropout(v, p, True)) if x.layout == torch.sparse_csr
+                 else model_dropout(x, p, True))
         for i, layer in enumerate(self.layers[:-1]):
             x = self._run_block(layer, x, blocks[i])
             if self.norms is not None:
@@ -175,7 +180,8 @@ class _Stack(nn.Module):
             x = model_dropout(x, self.dropout, self.training)
         out = self._run_block(self.layers[-1], x, blocks[-1])
         if hidden is None:  # one layer: the hidden embedding is the input of the seeds
-            hidden = x_src[:blocks[-1].num_dst]
+            hidden = csr_head(x_src, blocks[-1].num_dst)
+            hidden = hidden.to_dense() if hidden.layout == torch.sparse_csr else hidden
         elif hidden.size(0) != out.size(0):
             hidden = hidden[:out.size(0)]
         return (out, hidden) if return_hidden else out

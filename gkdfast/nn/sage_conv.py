@@ -103,8 +103,11 @@ class SAGEConv(nn.Module):
         else:
             out = self.lin_l(aggregate(x.to_dense() if x.layout == torch.sparse_csr else x, self.aggr))
         if self.lin_r is not None:
-            root = x if x.layout == torch.sparse_csr else dst(x)  # a CSR x comes from forward: dst is the identity
-            out = out + (input_product(root, self.lin_r.weight, True) if sparse else self.lin_r(root))
+            if x.layout == torch.sparse_csr:  # CSR rows cannot be sliced: map them all, keep the destinations
+                out = out + dst(input_product(x, self.lin_r.weight, True))
+            else:
+                root = dst(x)
+                out = out + (input_product(root, self.lin_r.weight, True) if sparse else self.lin_r(root))
         return out
 
     def _bias(self, out: Tensor) -> Tensor:

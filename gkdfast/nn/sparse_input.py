@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 __all__ = ["sparse_linear", "sparse_operand", "input_product", "dropout_sparse_input", "SparseInputLinear",
-           "linear_rows", "csr_row_positions", "SPARSE_DENSITY"]
+           "linear_rows", "sparse_rows", "csr_head", "csr_row_positions", "SPARSE_DENSITY"]
 
 SPARSE_DENSITY = 0.05
 """Inputs with fewer non-zeros than this fraction take the sparse product."""
@@ -139,8 +139,8 @@ def dropout_sparse_input(x: Tensor, drop: Callable[[Tensor], Tensor]) -> Optiona
         >>> out.layout, out.to_dense()[2, 9].item()
         (torch.sparse_csr, 6.0)
     """
-    xs = _operand(x)
-    if xs is x:
+    xs = sparse_operand(x)  # a CSR x (a batch's sparse rows) is dropped as it is
+    if xs is None:
         return None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
@@ -198,13 +198,45 @@ def linear_rows(x: Tensor, rows: Tensor, weight: Tensor, bias: Optional[Tensor] 
         >>> torch.allclose(linear_rows(x, torch.tensor([3, 3, 0]), w), x[[3, 3, 0]] @ w.T)
         True
     """
-    xs = _operand(x)
-    if xs is x:
-        return F.linear(x[rows], weight, bias)
+    sub = sparse_rows(x, rows)
+    return F.linear(x[rows], weight, bias) if sub is None else _sparse_mm(sub, weight, bias)
+
+
+def sparse_rows(x: Tensor, rows: Tensor) -> Optional[Tensor]:
+    """``x[rows]`` as a sparse CSR ``[B, F]`` sliced from ``x``'s cached CSR copy (see
+    :func:`sparse_operand`), or ``None`` when ``x`` takes the dense path.  A mini-batch's feature rows
+    of bag-of-words data at ``nnz`` cost instead of a dense ``[B, F]`` gather.
+
+    Example:
+        >>> x = torch.zeros(5, 40); x[3, 7] = 2.0
+        >>> sparse_rows(x, torch.tensor([3, 0])).to_dense()[0, 7].item()
+        2.0
+    """
+    xs = sparse_operand(x)
+    if xs is None:
+        return None
+    rows = rows.to(xs.device)
     pos, counts = csr_row_positions(xs.crow_indices(), rows)
     crow = torch.zeros(rows.numel() + 1, dtype=torch.long, device=rows.device)
     torch.cumsum(counts, 0, out=crow[1:])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        sub = torch.sparse_csr_tensor(crow, xs.col_indices()[pos], xs.values()[pos], (rows.numel(), x.size(1)))
-    return _sparse_mm(sub, weight, bias)
+        return torch.sparse_csr_tensor(crow, xs.col_indices()[pos], xs.values()[pos], (rows.numel(), x.size(1)))
+
+
+def csr_head(x: Tensor, rows: int) -> Tensor:
+    """The first ``rows`` rows of ``x``: ``x[:rows]``, also for a sparse CSR ``x`` (which has no
+    slicing; a block's destinations are the first rows of its sources).
+
+    Example:
+        >>> x = torch.eye(4).to_sparse_csr()
+        >>> csr_head(x, 2).to_dense().tolist()
+        [[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0]]
+    """
+    if x.layout != torch.sparse_csr:
+        return x[:rows]
+    crow = x.crow_indices()[:rows + 1]
+    end = int(crow[-1])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.sparse_csr_tensor(crow, x.col_indices()[:end], x.values()[:end], (rows, x.size(1)))

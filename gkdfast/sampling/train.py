@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from gkdfast.sampling.loader import Batch, NeighborLoader, mix_seed
 
-__all__ = ["fit_sampled", "predict_sampled", "gather_rows"]
+__all__ = ["fit_sampled", "predict_sampled", "gather_rows", "batch_features"]
 
 
 def gather_rows(x, index: Tensor) -> Tensor:
@@ -43,8 +43,29 @@ def _model_device(model: nn.Module) -> torch.device:
     return p.device if p is not None else torch.device("cpu")
 
 
+def batch_features(model: nn.Module, x, n_id: Tensor) -> Tensor:
+    """The batch's input rows ``x[n_id]``: for a gkdfast.nn model on mostly-zero features (bag of
+    words; :func:`gkdfast.nn.sparse_input.sparse_operand`) the sparse CSR rows, which its first layer
+    multiplies as they are (``nnz`` memory and work instead of a dense ``[len(n_id), F]`` gather),
+    else the dense rows (:func:`gather_rows`).
+
+    Example:
+        >>> x = torch.zeros(50, 400); x[3, 7] = 1.0
+        >>> batch_features(gkdfast.nn.SAGE(400, 8, 2), x, torch.tensor([3, 1])).layout
+        torch.sparse_csr
+    """
+    from gkdfast.nn.models import _Stack
+    from gkdfast.nn.sparse_input import sparse_rows
+
+    if isinstance(x, Tensor) and isinstance(model, _Stack) and isinstance(model.layers[0], model._SPARSE_FIRST):
+        rows = sparse_rows(x, n_id)
+        if rows is not None:
+            return rows
+    return gather_rows(x, n_id)
+
+
 def _forward(model: nn.Module, x, batch: Batch, device: torch.device) -> Tensor:
-    feats = gather_rows(x, batch.n_id).to(device=device, dtype=torch.float32, non_blocking=True)
+    feats = batch_features(model, x, batch.n_id).to(device=device, dtype=torch.float32, non_blocking=True)
     if device.type != "cpu":
         batch = batch.to(device, non_blocking=True)
     return model.forward_blocks(feats, batch.blocks)
