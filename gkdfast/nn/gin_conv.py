@@ -8,7 +8,7 @@ from torch import Tensor, nn
 
 from gkdfast.graph import Graph
 from gkdfast.nn._utils import check_input
-from gkdfast.nn.sparse_input import input_product, sparse_operand
+from gkdfast.nn.sparse_input import input_product, wants_sparse
 from gkdfast.ops import spmm
 
 __all__ = ["GINConv"]
@@ -75,7 +75,7 @@ class GINConv(nn.Module):
         ``Linear`` of ``nn`` multiplies its cached sparse copy before the aggregation.  The result
         is the same up to rounding."""
         check_input("GINConv", x, graph, self.in_channels)
-        sparse = (sparse_input or x.layout == torch.sparse_csr) and sparse_operand(x) is not None
+        sparse = wants_sparse(x, sparse_input)
         if edge_weight is not None and edge_weight.dtype != x.dtype:
             edge_weight = edge_weight.to(x.dtype)
         return self.combine(x, lambda t: spmm(graph, t, "sum", edge_weight=edge_weight), lambda t: t, sparse=sparse)

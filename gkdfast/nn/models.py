@@ -75,15 +75,25 @@ class _Stack(nn.Module):
         ``sparse_input=True``, so it multiplies through ``x``'s cached sparse copy when ``x`` is mostly
         zero (bag-of-words features; ``gkdfast.nn.sparse_input``).  The layer is still called as a
         module (hooks run); a layer of another type (swapped in by a caller) is called plainly."""
-        if isinstance(layer, self._SPARSE_FIRST):
+        if self.accepts_sparse_input():
             return self._run_layer(layer, x, graph, sparse_input=True)
         return self._run_layer(layer, x, graph)
 
+    def accepts_sparse_input(self) -> bool:
+        """Whether layer 0 multiplies a sparse CSR input as it is (its type is in ``_SPARSE_FIRST``;
+        a layer swapped in by a caller, e.g. T2-GNN's imputing one, may not).
+
+        Example:
+            >>> gkdfast.nn.SAGE(8, 16, 3).accepts_sparse_input()
+            True
+        """
+        return isinstance(self.layers[0], self._SPARSE_FIRST)
+
     def _dropped_input(self, x: Tensor) -> Tensor:
-        """Input dropout; on mostly-zero features it drops the stored non-zeros of their sparse copy
-        (same distribution, ``nnz`` cost) so the first layer keeps its sparse product."""
+        """Input dropout; on mostly-zero features (or sparse rows) it drops the stored non-zeros of
+        their sparse copy (same distribution, ``nnz`` cost) so the first layer keeps its sparse product."""
         p = self.input_dropout
-        if isinstance(self.layers[0], self._SPARSE_FIRST):
+        if x.layout == torch.sparse_csr or self.accepts_sparse_input():
             dropped = dropout_sparse_input(x, lambda v: model_dropout(v, p, True))
             if dropped is not None:
                 return dropped
@@ -168,9 +178,8 @@ class _Stack(nn.Module):
                              "layers (sample one hop per layer: len(fanouts) == num_layers)")
         x, hidden = x_src, None
         if self.input_dropout and self.training:
-            p = self.input_dropout  # sparse rows: drop their stored non-zeros (zeros stay zero)
-            x = (dropout_sparse_input(x, lambda v: model_dropout(v, p, True)) if x.layout == torch.sparse_csr
-                 else model_dropout(x, p, True))
+            # dense rows are a fresh gather each batch: plain dropout, no sparse copy of them
+            x = self._dropped_input(x) if x.layout == torch.sparse_csr else model_dropout(x, self.input_dropout, True)
         for i, layer in enumerate(self.layers[:-1]):
             x = self._run_block(layer, x, blocks[i])
             if self.norms is not None:

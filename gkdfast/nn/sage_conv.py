@@ -8,7 +8,7 @@ from torch import Tensor, nn
 
 from gkdfast.graph import Graph
 from gkdfast.nn._utils import check_input, csr_view
-from gkdfast.nn.sparse_input import input_product, sparse_operand
+from gkdfast.nn.sparse_input import input_product, wants_sparse
 from gkdfast.ops import spmm
 
 __all__ = ["SAGEConv"]
@@ -66,7 +66,7 @@ class SAGEConv(nn.Module):
         up to rounding."""
         check_input("SAGEConv", x, graph, self.in_channels)
         g = csr_view(graph) if graph.edge_weight is not None else graph  # drop weights, as PyG
-        sparse = (sparse_input or x.layout == torch.sparse_csr) and sparse_operand(x) is not None
+        sparse = wants_sparse(x, sparse_input)
         return self.combine(x, lambda t, reduce: spmm(g, t, reduce), lambda t: t,
                             lambda: graph.in_degree(x.dtype).to(x.device), sparse=sparse)
 

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["sparse_linear", "sparse_operand", "input_product", "dropout_sparse_input", "SparseInputLinear",
+__all__ = ["sparse_linear", "sparse_operand", "wants_sparse", "input_product", "dropout_sparse_input", "SparseInputLinear",
            "linear_rows", "sparse_rows", "csr_head", "csr_row_positions", "SPARSE_DENSITY"]
 
 SPARSE_DENSITY = 0.05
@@ -89,6 +89,18 @@ def sparse_operand(x: Tensor) -> Optional[Tensor]:
     """
     xs = _operand(x)
     return xs if xs.layout == torch.sparse_csr else None
+
+
+def wants_sparse(x: Tensor, sparse_input: bool) -> bool:
+    """Whether a layer called with ``sparse_input`` multiplies ``x`` sparsely: ``x`` is CSR already,
+    or the caller flagged it as a reused feature matrix and :func:`sparse_operand` gives a CSR copy.
+
+    Example:
+        >>> x = torch.zeros(4, 100); x[1, 7] = 1.0
+        >>> wants_sparse(x, True), wants_sparse(x, False), wants_sparse(torch.ones(4, 3), True)
+        (True, False, False)
+    """
+    return (sparse_input or x.layout == torch.sparse_csr) and sparse_operand(x) is not None
 
 
 def input_product(x: Tensor, weight: Tensor, sparse: bool = True) -> Tensor:

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from gkdfast.nn.sparse_input import sparse_rows
 from gkdfast.sampling.loader import Batch, NeighborLoader, mix_seed
 
 __all__ = ["fit_sampled", "predict_sampled", "gather_rows", "batch_features"]
@@ -54,10 +55,8 @@ def batch_features(model: nn.Module, x, n_id: Tensor) -> Tensor:
         >>> batch_features(gkdfast.nn.SAGE(400, 8, 2), x, torch.tensor([3, 1])).layout
         torch.sparse_csr
     """
-    from gkdfast.nn.models import _Stack
-    from gkdfast.nn.sparse_input import sparse_rows
-
-    if isinstance(x, Tensor) and isinstance(model, _Stack) and isinstance(model.layers[0], model._SPARSE_FIRST):
+    accepts = getattr(model, "accepts_sparse_input", None)
+    if isinstance(x, Tensor) and accepts is not None and accepts():
         rows = sparse_rows(x, n_id)
         if rows is not None:
             return rows
