@@ -397,7 +397,7 @@ def build_parser() -> argparse.ArgumentParser:
     pd.add_argument("--format", help="planetoid, npz, gnn-benchmark, musae, mat, ogb, ... (default: guessed)")
     pd.add_argument("--name", help="dataset inside a folder holding several (e.g. cora in the Planetoid folder)")
     pd.add_argument("--teacher", help="teacher model name[:hidden] (default sage, hidden 128; rgcn:64 on a "
-                                      "heterogeneous graph, or han:64; --task graph: gin:128x5), or 'auto': train "
+                                      "heterogeneous graph, or han:64, hgt:64; --task graph: gin:128x5), or 'auto': train "
                                       "GCN, SAGE and GAT at hidden 64 and 256 on the first seed's split and keep "
                                       "the best by validation accuracy.  Not trained when every method is "
                                       "teacher-free unless named here")

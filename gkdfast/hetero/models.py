@@ -1,4 +1,4 @@
-"""Heterogeneous GNNs on :class:`~gkdfast.hetero.HeteroGraph`: R-GCN and HAN.
+"""Heterogeneous GNNs on :class:`~gkdfast.hetero.HeteroGraph`: R-GCN and HAN (HGT: :mod:`gkdfast.hetero.hgt`).
 
 Both take the whole typed graph, return target-type logits ``[n_target, C]`` and, with
 ``return_hidden=True``, also ``{type: [n_type, hidden]}`` last hidden embeddings (R-GCN: every type;
@@ -147,12 +147,19 @@ def _key(r) -> str:
     return "__".join(r)
 
 
-HETERO_MODELS = {"rgcn": RGCN, "han": HAN}
+def _hgt(*args, **kwargs):
+    from gkdfast.hetero.hgt import HGT
+
+    return HGT(*args, **kwargs)
+
+
+HETERO_MODELS = {"rgcn": RGCN, "han": HAN, "hgt": _hgt}
 
 
 def build_hetero_model(spec: str, hg: HeteroGraph, num_classes: Optional[int] = None, dropout: float = 0.5):
-    """``"rgcn"``, ``"rgcn:16"``, ``"rgcn:16x1"``, ``"han:64"`` (``name[:hidden[xlayers]]``, default
-    hidden 64, R-GCN 2 layers) → a model for ``hg``.
+    """``"rgcn"``, ``"rgcn:16"``, ``"rgcn:16x1"``, ``"han:64"``, ``"hgt:64x2"`` (``name[:hidden[xlayers]]``,
+    default hidden 64, R-GCN and HGT 2 layers; HGT with 4 heads when the width allows, else 1) → a model
+    for ``hg``.
 
     Example:
         >>> from gkdfast.hetero import HeteroGraph
@@ -170,4 +177,6 @@ def build_hetero_model(spec: str, hg: HeteroGraph, num_classes: Optional[int] = 
         if "x" in rest:
             raise ValueError(f"bad model spec {spec!r}: HAN has one GAT layer per meta-path (han:64, no xlayers)")
         return HAN(hg, width, c, heads=8 if width % 8 == 0 else 1, dropout=dropout)
+    if name == "hgt":
+        return _hgt(hg, width, c, num_layers=layers, heads=4 if width % 4 == 0 else 1, dropout=dropout)
     return RGCN(hg, width, c, num_layers=layers, dropout=dropout)
