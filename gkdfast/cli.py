@@ -300,10 +300,12 @@ def _distill_hetero(args) -> int:
     methods = _split_list(args.methods or "kd,hire", "methods")
     log = (lambda s: None) if args.quiet else (lambda s: print(s, file=sys.stderr, flush=True))
     log(data.summary())
+    overrides = _parse_set(args.set)
     res = run_hetero_experiment(data, teacher=args.teacher or "rgcn:64",
                                 students=_split_list(args.student or "rgcn:16", "student"),
                                 methods=methods, seeds=list(range(args.seed, args.seed + args.seeds)),
-                                epochs=args.epochs, device=device, overrides=_parse_set(args.set), log=log)
+                                epochs=args.epochs, device=device, teacher_params=overrides.pop("teacher", None),
+                                overrides=overrides, log=log)
     os.makedirs(args.out, exist_ok=True)
     print(format_table(res))
     save_json(res, os.path.join(args.out, "results.json"))
@@ -397,10 +399,11 @@ def build_parser() -> argparse.ArgumentParser:
     pd.add_argument("--format", help="planetoid, npz, gnn-benchmark, musae, mat, ogb, ... (default: guessed)")
     pd.add_argument("--name", help="dataset inside a folder holding several (e.g. cora in the Planetoid folder)")
     pd.add_argument("--teacher", help="teacher model name[:hidden] (default sage, hidden 128; rgcn:64 on a "
-                                      "heterogeneous graph, or han:64, hgt:64; --task graph: gin:128x5), or 'auto': train "
-                                      "GCN, SAGE and GAT at hidden 64 and 256 on the first seed's split and keep "
-                                      "the best by validation accuracy.  Not trained when every method is "
-                                      "teacher-free unless named here")
+                                      "heterogeneous graph, or han:64, hgt:64; --task graph: gin:128x5), or "
+                                      "'auto': train GCN, SAGE and GAT at hidden 64 and 256 (heterogeneous data: "
+                                      "rgcn:64, hgt:64, han:64) on the first seed's split and keep the best by "
+                                      "validation accuracy.  Not trained when every method is teacher-free unless "
+                                      "named here")
     pd.add_argument("--target-type", help="heterogeneous data: the labelled node type (default: inferred from the "
                                           "meta-path file names, pap.npz -> paper)")
     pd.add_argument("--student", help="student model(s), comma-separated name[:hidden] "
@@ -434,7 +437,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "every method (T2-GNN's incomplete-graph setting; default 0)")
     pd.add_argument("--dropout", type=float, default=0.5, help="student dropout (default 0.5)")
     pd.add_argument("--set", action="append", metavar="METHOD.PARAM=VALUE",
-                    help="override a recipe hyperparameter, e.g. --set glnn.lamb=0.3 (repeatable)")
+                    help="override a recipe hyperparameter, e.g. --set glnn.lamb=0.3 (repeatable); on "
+                         "heterogeneous data also the teacher's training: teacher.epochs, teacher.patience, "
+                         "teacher.lr, teacher.weight_decay")
     pd.add_argument("--nodes", type=int, default=2000, help="nodes of the synthetic graph (default 2000)")
     _add_shape_flags(pd, ".  Any of --avg-degree/--features/--classes switches the built-in graph from the "
                          "small 5-class CSBM to the degree-corrected SBM (gkdfast.data.dcsbm) with --nodes nodes")

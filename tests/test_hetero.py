@@ -201,3 +201,47 @@ def test_hetero_model_specs_take_a_depth():
     for bad in ("rgcn:0", "rgcn:16x0", "rgcn:ax2", "han:8x2"):
         with pytest.raises(ValueError, match="bad model spec"):
             build_hetero_model(bad, hg)
+
+
+def test_teacher_auto_picks_the_best_validation_candidate(monkeypatch):
+    import gkdfast.hetero.experiment as ex
+
+    hg = HeteroGraph.toy()
+    val = {"rgcn:8": 0.25, "hgt:8": 0.75, "han:8": 0.5}
+    seen = []
+
+    def fake_train(model, g, loss_fn, **kw):  # the validation accuracy each candidate reaches, by type
+        seen.append(kw)
+        spec = {"RGCN": "rgcn:8", "HGT": "hgt:8", "HAN": "han:8"}[type(model).__name__]
+        return {"best_val": val[spec], "best_epoch": 1, "epochs": 1, "seconds": 0.0}
+
+    monkeypatch.setattr(ex, "train_hetero", fake_train)
+    spec, model, table = ex.select_hetero_teacher(hg, ["rgcn:8", "hgt:8", "han:8"], train={"epochs": 7})
+    assert spec == "hgt:8" and type(model).__name__ == "HGT"
+    assert [(r["model"], r["val_acc"]) for r in table] == [("rgcn:8", 0.25), ("hgt:8", 0.75), ("han:8", 0.5)]
+    assert all(kw == {"epochs": 7} for kw in seen)
+    hg.metapaths.clear()  # HAN needs meta-path graphs: skipped, not an error
+    assert [r["model"] for r in ex.select_hetero_teacher(hg, ["rgcn:8", "han:8"])[2]] == ["rgcn:8"]
+
+
+def test_teacher_params_reach_the_teacher_only_and_auto_is_recorded():
+    details = []
+    res = run_hetero_experiment(HeteroGraph.toy(), teacher="auto", students=["rgcn:4"], methods=["kd"], seeds=[0],
+                                epochs=3, teacher_params={"epochs": 5, "patience": None}, details=details)
+    assert [r["model"] for r in res["teacher_selection"]] == ["rgcn:64", "hgt:64", "han:64"]
+    assert res["rows"][0]["model"] in ("RGCN:64", "HGT:64", "HAN:64")
+    assert [(d["method"], d["epochs"]) for d in details] == [("teacher", 5), ("none", 3), ("kd", 3)]
+    with pytest.raises(ValueError, match="unknown key 'dropout'"):
+        run_hetero_experiment(HeteroGraph.toy(), teacher_params={"dropout": 0.1})
+
+
+def test_cli_hetero_teacher_settings(tmp_path):
+    (tmp_path / "mini").mkdir()
+    _heco(tmp_path / "mini")
+    out = str(tmp_path / "out")
+    rc = main(["distill", "--data", str(tmp_path), "--name", "mini", "--teacher", "hgt:8", "--methods", "kd",
+               "--seeds", "1", "--epochs", "2", "--set", "teacher.epochs=4", "--set", "teacher.patience=None",
+               "--quiet", "--device", "cpu", "--out", out])
+    assert rc == 0
+    rows = json.load(open(os.path.join(out, "results.json")))["rows"]
+    assert rows[0]["model"] == "HGT:8" and [r["method"] for r in rows] == ["teacher", "none", "kd"]

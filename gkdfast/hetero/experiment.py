@@ -22,9 +22,12 @@ from gkdfast.hetero.graph import HeteroGraph
 from gkdfast.hetero.hire import relation_loss
 from gkdfast.hetero.models import build_hetero_model
 
-__all__ = ["train_hetero", "run_hetero_experiment", "HETERO_METHODS"]
+__all__ = ["train_hetero", "run_hetero_experiment", "select_hetero_teacher", "HETERO_METHODS",
+           "HETERO_TEACHER_CANDIDATES"]
 
 HETERO_METHODS = ("none", "kd", "hire")
+HETERO_TEACHER_CANDIDATES = ("rgcn:64", "hgt:64", "han:64")
+_TRAIN_KEYS = ("lr", "weight_decay", "epochs", "patience")
 
 
 def train_hetero(model: nn.Module, hg: HeteroGraph, loss_fn: Callable, *, lr: float = 0.01,
@@ -67,6 +70,39 @@ def train_hetero(model: nn.Module, hg: HeteroGraph, loss_fn: Callable, *, lr: fl
     return {"best_val": best, "best_epoch": best_epoch, "epochs": epoch, "seconds": seconds}
 
 
+def _supervised(hg: HeteroGraph):
+    tr = hg.train_mask
+    return lambda logits, hidden: F.cross_entropy(logits[tr], hg.y[tr])
+
+
+def select_hetero_teacher(hg: HeteroGraph, candidates: Sequence[str] = HETERO_TEACHER_CANDIDATES, *, seed: int = 0,
+                          train: Optional[dict] = None, log: Callable[[str], None] = lambda s: None):
+    """Trains each candidate teacher (supervised, :func:`train_hetero` with ``train``) from ``seed``
+    and returns ``(spec, model, table)`` of the best by validation accuracy (ties: the earlier one).
+    HAN is skipped on a graph without meta-path graphs.  Test labels are not read.
+
+    Example:
+        >>> from gkdfast.hetero import HeteroGraph
+        >>> spec, model, table = select_hetero_teacher(HeteroGraph.toy(), ["rgcn:8", "hgt:8"], train={"epochs": 2})
+        >>> spec in ("rgcn:8", "hgt:8"), [row["model"] for row in table]
+        (True, ['rgcn:8', 'hgt:8'])
+    """
+    usable = [c for c in candidates if hg.metapaths or not str(c).lower().startswith("han")]
+    if not usable:
+        raise ValueError(f"select_hetero_teacher: no candidate runs on {hg.name} (HAN needs meta-path graphs)")
+    best, table = None, []
+    for spec in usable:
+        torch.manual_seed(seed)
+        model = build_hetero_model(spec, hg).to(hg.y.device)
+        info = train_hetero(model, hg, _supervised(hg), **(train or {}))
+        table.append({"model": spec, "val_acc": info["best_val"], "seconds": info["seconds"]})
+        log(f"teacher candidate {spec:<10} val acc {info['best_val']:.4f} ({info['seconds']:.1f}s)")
+        if best is None or info["best_val"] > best[2]:
+            best = (spec, model, info["best_val"])
+    log(f"teacher auto: picked {best[0]} (best validation accuracy {best[2]:.4f})")
+    return best[0], best[1], table
+
+
 def _kd(s, t, temperature):
     from gkdfast.losses import kd
 
@@ -100,14 +136,19 @@ def _peak_mb(device) -> float:
 def run_hetero_experiment(hg: HeteroGraph, *, teacher: str = "rgcn:64", students: Sequence[str] = ("rgcn:16",),
                           methods: Sequence[str] = ("kd", "hire"), seeds: Sequence[int] = (0,),
                           epochs: Optional[int] = None, device="cpu", overrides: Optional[Dict[str, dict]] = None,
-                          log: Callable[[str], None] = lambda s: None, details: Optional[list] = None) -> dict:
+                          teacher_params: Optional[dict] = None, log: Callable[[str], None] = lambda s: None,
+                          details: Optional[list] = None) -> dict:
     """Runs teacher / no-KD / KD / HIRE rows and returns the results dictionary.
 
     Args:
-        hg: the graph.  teacher, students: ``name[:hidden]`` of :func:`build_hetero_model`
-            (``rgcn``, ``han``).  methods: subset of ``kd``, ``hire`` (``none`` always runs).
+        hg: the graph.  teacher, students: ``name[:hidden[xlayers]]`` of :func:`build_hetero_model`
+            (``rgcn``, ``han``, ``hgt``); ``teacher="auto"``: :func:`select_hetero_teacher` on the first
+            seed picks it from :data:`HETERO_TEACHER_CANDIDATES`.  methods: subset of ``kd``, ``hire``
+            (``none`` always runs).
         seeds: one run of everything per seed (the split is the shipped one).  epochs: maximum epochs.
         overrides: per-method hyperparameters, e.g. ``{"hire": {"beta": 10.0}}``.
+        teacher_params: the teacher's own ``lr`` / ``weight_decay`` / ``epochs`` / ``patience``
+            (default: the students' settings), e.g. ``{"epochs": 300, "patience": 100}``.
         details: if a list, one dict per training run is appended.
 
     Example:
@@ -121,6 +162,9 @@ def run_hetero_experiment(hg: HeteroGraph, *, teacher: str = "rgcn:64", students
     if bad:
         raise ValueError(f"method {bad[0]!r} does not run on a heterogeneous graph; choose from kd, hire")
     names = [m for m in names if m != "none"]
+    bad = sorted(set(teacher_params or {}) - set(_TRAIN_KEYS))
+    if bad:
+        raise ValueError(f"teacher_params: unknown key {bad[0]!r}; known: {', '.join(_TRAIN_KEYS)}")
     overrides = {_recipes.get(k).name: v for k, v in (overrides or {}).items()}
     dev = torch.device(device)
     g = hg.to(dev)
@@ -147,11 +191,14 @@ def run_hetero_experiment(hg: HeteroGraph, *, teacher: str = "rgcn:64", students
         kw = {"lr": r.lr, "weight_decay": r.weight_decay, "epochs": epochs or r.epochs, "patience": r.patience}
         return r, kw
 
+    tkw = dict(params("none")[1], **(teacher_params or {}))
+    selection = None
+    if str(teacher).strip().lower() == "auto":
+        teacher, _, selection = select_hetero_teacher(g, seed=seeds[0], train=tkw, log=log)
     for seed in seeds:
         torch.manual_seed(seed)
         tmodel = build_hetero_model(teacher, g).to(dev)
-        tr, kw = params("none")
-        info = train_hetero(tmodel, g, _loss("none", tr, g, None, None), **kw)
+        info = train_hetero(tmodel, g, _supervised(g), **tkw)
         record(seed, "teacher", teacher.upper(), tmodel, info)
         with torch.no_grad():
             t_logits, t_hidden = tmodel(g, return_hidden=True)
@@ -162,5 +209,8 @@ def run_hetero_experiment(hg: HeteroGraph, *, teacher: str = "rgcn:64", students
                 model = build_hetero_model(spec, g).to(dev)
                 info = train_hetero(model, g, _loss(method, recipe, g, t_logits, t_hidden), **kw)
                 record(seed, method, spec.upper(), model, info)
-    return summarize_runs(runs, dataset=hg.name, num_nodes=sum(hg.num_nodes.values()),
-                          num_edges=sum(r.num_edges for r in hg.relations.values()))
+    res = summarize_runs(runs, dataset=hg.name, num_nodes=sum(hg.num_nodes.values()),
+                         num_edges=sum(r.num_edges for r in hg.relations.values()))
+    if selection is not None:
+        res["teacher_selection"] = selection
+    return res

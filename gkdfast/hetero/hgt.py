@@ -50,8 +50,10 @@ def merged_in_graph(hg: HeteroGraph, dst: str, rels: List[Relation]) -> Tuple[Gr
         >>> hg = HeteroGraph.toy()
         >>> rels = [r for r in hg.relations if r[2] == "movie"]
         >>> g, rel, off = merged_in_graph(hg, "movie", rels)
-        >>> g.num_edges == sum(hg.relations[r].num_edges for r in rels), off[-1] == sum(hg.num_nodes[r[0]] for r in rels)
-        (True, True)
+        >>> g.num_edges == sum(hg.relations[r].num_edges for r in rels)
+        True
+        >>> off[-1] == sum(hg.num_nodes[r[0]] for r in rels)
+        True
     """
     offsets, srcs, dsts, ids = [0], [], [], []
     for j, r in enumerate(rels):
