@@ -248,7 +248,7 @@ def _distill(args) -> int:
         if group is not None:
             raise ValueError("--teacher auto: pick the teacher in one process first (the log names it), then "
                              "pass it with --teacher under --distributed")
-        teacher, _ = select_teacher(data, seed=args.seed, epochs=args.epochs, device=device, log=log)
+        teacher, selection = select_teacher(data, seed=args.seed, epochs=args.epochs, device=device, log=log)
     if args.setting == "inductive":
         log(f"inductive setting: {args.inductive_fraction:.0%} of the test nodes and their edges are hidden "
             "during training; accuracy is measured on those nodes")
@@ -263,6 +263,8 @@ def _distill(args) -> int:
                                  missing_rate=args.missing_rate)
         if not main:
             return 0
+        if auto_teacher:
+            results["teacher_selection"] = selection
         print(format_table(results))
         stem = "results" if args.setting == "transductive" else "results-inductive"  # both can share an --out
         save_json(results, os.path.join(out, f"{stem}.json"))

@@ -14,6 +14,8 @@ def test_teacher_auto_picks_and_uses_the_best_candidate(tmp_path, capsys):
     picked = [line for line in err.splitlines() if "--teacher auto: picked" in line]
     assert len(picked) == 1
     assert err.count("teacher candidate") == 6  # GCN, SAGE, GAT at hidden 64 and 256
-    rows = json.loads((out / "results.json").read_text())["rows"]
-    teacher = [r["model"] for r in rows if r["method"] == "teacher"]
+    res = json.loads((out / "results.json").read_text())
+    teacher = [r["model"] for r in res["rows"] if r["method"] == "teacher"]
     assert teacher and teacher[0] in picked[0]
+    selection = res["teacher_selection"]  # the candidates' validation accuracies are kept with the results
+    assert len(selection) == 6 and max(selection, key=lambda r: r["val_acc"])["model"] == teacher[0]

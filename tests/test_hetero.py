@@ -245,3 +245,8 @@ def test_cli_hetero_teacher_settings(tmp_path):
     assert rc == 0
     rows = json.load(open(os.path.join(out, "results.json")))["rows"]
     assert rows[0]["model"] == "HGT:8" and [r["method"] for r in rows] == ["teacher", "none", "kd"]
+    rc = main(["distill", "--data", str(tmp_path), "--name", "mini", "--teacher", "auto", "--methods", "kd",
+               "--seeds", "1", "--epochs", "2", "--quiet", "--device", "cpu", "--out", out])
+    assert rc == 0
+    res = json.load(open(os.path.join(out, "results.json")))
+    assert [r["model"] for r in res["teacher_selection"]] == ["rgcn:64", "hgt:64", "han:64"]

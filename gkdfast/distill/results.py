@@ -6,6 +6,7 @@ student without KD, one per (student, recipe))::
     {"dataset": str, "num_nodes": int, "num_edges": int,
      "stages": [{"stage": str, "seconds": float, ...}, ...],      # optional: the out-of-core pipeline's
      "protocol": {"name": "published", "settings": [...]},        # optional: gkdfast.distill.protocols
+     "teacher_selection": [{"model": str, "val_acc": float, "seconds": float}, ...],  # optional: --teacher auto
      "rows": [{"method": str, "model": str, "test_acc_mean": float, "test_acc_std": float,
                "test_acc": [float, ...], "train_seconds": float, "inference_ms_per_1k_nodes": float,
                # only when the data has a sensitive attribute (gkdfast.distill.fairness), every row:
@@ -28,6 +29,7 @@ ROW_KEYS = ("method", "model", "test_acc_mean", "test_acc_std", "test_acc", "tra
             "inference_ms_per_1k_nodes")
 #: Keys every row has, or none has: group-fairness gaps (fractions) when a sensitive attribute exists.
 FAIR_KEYS = ("delta_sp_mean", "delta_sp_std", "delta_sp", "delta_eo_mean", "delta_eo_std", "delta_eo")
+OPTIONAL_KEYS = ("stages", "protocol", "teacher_selection")
 
 
 def has_fairness(results: dict) -> bool:
@@ -53,9 +55,12 @@ def validate(results: dict) -> None:
         ...
         ValueError: results: test_acc of none must be fractions in [0, 1]
     """
-    if not isinstance(results, dict) or set(results) - {"stages", "protocol"} != {"dataset", "num_nodes", "num_edges",
-                                                                                 "rows"}:
-        raise ValueError("results: expected keys dataset, num_nodes, num_edges, rows (and optionally stages, protocol)")
+    if not isinstance(results, dict) or set(results) - set(OPTIONAL_KEYS) != {"dataset", "num_nodes", "num_edges", "rows"}:
+        raise ValueError("results: expected keys dataset, num_nodes, num_edges, rows (and optionally "
+                         f"{', '.join(OPTIONAL_KEYS)})")
+    if "teacher_selection" in results and not (isinstance(results["teacher_selection"], list) and all(
+            isinstance(r, dict) and {"model", "val_acc"} <= set(r) for r in results["teacher_selection"])):
+        raise ValueError("results: teacher_selection must be a list of dicts with 'model' and 'val_acc'")
     if "protocol" in results and not (isinstance(results["protocol"], dict) and "name" in results["protocol"]):
         raise ValueError("results: protocol must be a dict with a 'name'")
     if "stages" in results and not (isinstance(results["stages"], list)
