@@ -231,6 +231,11 @@ def test_teacher_params_reach_the_teacher_only_and_auto_is_recorded():
     assert [r["model"] for r in res["teacher_selection"]] == ["rgcn:64", "hgt:64", "han:64"]
     assert res["rows"][0]["model"] in ("RGCN:64", "HGT:64", "HAN:64")
     assert [(d["method"], d["epochs"]) for d in details] == [("teacher", 5), ("none", 3), ("kd", 3)]
+    # the selection's winner serves seed 0 as it is: the same rows as naming that teacher
+    named = run_hetero_experiment(HeteroGraph.toy(), teacher=res["rows"][0]["model"].lower(), students=["rgcn:4"],
+                                  methods=["kd"], seeds=[0], epochs=3, teacher_params={"epochs": 5, "patience": None})
+    assert [r["test_acc"] for r in named["rows"]] == [r["test_acc"] for r in res["rows"]]
+    assert "teacher_selection" not in named
     with pytest.raises(ValueError, match="unknown key 'dropout'"):
         run_hetero_experiment(HeteroGraph.toy(), teacher_params={"dropout": 0.1})
 

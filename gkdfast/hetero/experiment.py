@@ -78,8 +78,10 @@ def _supervised(hg: HeteroGraph):
 def select_hetero_teacher(hg: HeteroGraph, candidates: Sequence[str] = HETERO_TEACHER_CANDIDATES, *, seed: int = 0,
                           train: Optional[dict] = None, log: Callable[[str], None] = lambda s: None):
     """Trains each candidate teacher (supervised, :func:`train_hetero` with ``train``) from ``seed``
-    and returns ``(spec, model, table)`` of the best by validation accuracy (ties: the earlier one).
-    HAN is skipped on a graph without meta-path graphs.  Test labels are not read.
+    and returns ``(spec, model, table)`` of the best by validation accuracy (ties: the earlier one);
+    ``table`` has one row per candidate: ``model``, ``val_acc``, ``seconds``, and the training's
+    ``info`` (:func:`train_hetero`).  HAN is skipped on a graph without meta-path graphs.  Test labels
+    are not read.
 
     Example:
         >>> from gkdfast.hetero import HeteroGraph
@@ -95,7 +97,7 @@ def select_hetero_teacher(hg: HeteroGraph, candidates: Sequence[str] = HETERO_TE
         torch.manual_seed(seed)
         model = build_hetero_model(spec, hg).to(hg.y.device)
         info = train_hetero(model, hg, _supervised(hg), **(train or {}))
-        table.append({"model": spec, "val_acc": info["best_val"], "seconds": info["seconds"]})
+        table.append({"model": spec, "val_acc": info["best_val"], "seconds": info["seconds"], "info": info})
         log(f"teacher candidate {spec:<10} val acc {info['best_val']:.4f} ({info['seconds']:.1f}s)")
         if best is None or info["best_val"] > best[2]:
             best = (spec, model, info["best_val"])
@@ -110,18 +112,14 @@ def _kd(s, t, temperature):
 
 
 def _loss(method: str, recipe, hg: HeteroGraph, t_logits, t_hidden):
-    tr = hg.train_mask
-
-    def ce(logits):
-        return F.cross_entropy(logits[tr], hg.y[tr])
-
+    ce = _supervised(hg)
     if method == "none":
-        return lambda logits, hidden: ce(logits)
+        return ce
     a, temp = float(recipe.alpha), float(recipe.temperature)
     if method == "kd":
-        return lambda logits, hidden: (1 - a) * ce(logits) + a * _kd(logits, t_logits, temp)
+        return lambda logits, hidden: (1 - a) * ce(logits, hidden) + a * _kd(logits, t_logits, temp)
     beta = float(recipe.beta)
-    return lambda logits, hidden: ((1 - a) * ce(logits) + a * _kd(logits, t_logits, temp)
+    return lambda logits, hidden: ((1 - a) * ce(logits, hidden) + a * _kd(logits, t_logits, temp)
                                    + beta * relation_loss(hidden, t_hidden, hg.target))
 
 
@@ -192,13 +190,18 @@ def run_hetero_experiment(hg: HeteroGraph, *, teacher: str = "rgcn:64", students
         return r, kw
 
     tkw = dict(params("none")[1], **(teacher_params or {}))
-    selection = None
+    selection, picked = None, None
     if str(teacher).strip().lower() == "auto":
-        teacher, _, selection = select_hetero_teacher(g, seed=seeds[0], train=tkw, log=log)
+        teacher, model, table = select_hetero_teacher(g, seed=seeds[0], train=tkw, log=log)
+        picked = (model, next(row["info"] for row in table if row["model"] == teacher))
+        selection = [{k: v for k, v in row.items() if k != "info"} for row in table]
     for seed in seeds:
-        torch.manual_seed(seed)
-        tmodel = build_hetero_model(teacher, g).to(dev)
-        info = train_hetero(tmodel, g, _supervised(g), **tkw)
+        if picked is not None and seed == seeds[0]:  # the winner of the selection is this seed's teacher
+            tmodel, info = picked
+        else:
+            torch.manual_seed(seed)
+            tmodel = build_hetero_model(teacher, g).to(dev)
+            info = train_hetero(tmodel, g, _supervised(g), **tkw)
         record(seed, "teacher", teacher.upper(), tmodel, info)
         with torch.no_grad():
             t_logits, t_hidden = tmodel(g, return_hidden=True)
