@@ -4,6 +4,7 @@ cached CSR copy vs dense (``SPARSE_DENSITY = 0``).  One thread.
 
     python scripts/first_layer_time.py [DATA_DIR [MODELS]]   # default ../shared/data/facebook_page_page, all
     python scripts/first_layer_time.py ../shared/data/facebook_page_page sage,gin
+    GKDFAST_KEEP_FREED_MEMORY=1 python scripts/first_layer_time.py ...   # freed memory kept (gkdfast.cpu_memory)
 """
 import os
 import sys
@@ -16,6 +17,10 @@ from gkdfast.data import load
 from gkdfast.nn import sparse_input
 
 torch.set_num_threads(1)
+if os.environ.get("GKDFAST_KEEP_FREED_MEMORY") == "1":  # as the gkdfast command does by default
+    from gkdfast.cpu_memory import keep_freed_memory
+
+    print("freed memory kept:", keep_freed_memory())
 here = os.path.dirname(os.path.abspath(__file__))
 d = load(sys.argv[1] if len(sys.argv) > 1 else os.path.join(here, "..", "..", "shared", "data", "facebook_page_page"))
 C = int(d.y.max()) + 1

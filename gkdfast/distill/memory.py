@@ -15,6 +15,8 @@ import sys
 import time
 from typing import Dict, Optional
 
+from gkdfast.cpu_memory import release_freed_memory
+
 __all__ = ["InsufficientMemory", "mem_available", "check_memory", "format_bytes", "StageTimer", "peak_rss"]
 
 GiB = float(1 << 30)
@@ -77,6 +79,8 @@ def check_memory(stage: str, parts: Dict[str, float], hint: str, available: Opti
         gkdfast.distill.memory.InsufficientMemory: stage 'inference' needs about 2.00 GiB (layer matrices 2.00 GiB) but only 1.00 GiB is available (MemAvailable; 90% may be planned): lower --chunk-rows
     """
     total = int(sum(parts.values()))
+    if available is None:  # memory this process freed but kept for reuse (gkdfast.cpu_memory) is free
+        release_freed_memory()
     free = mem_available() if available is None else int(available)
     if free is not None and total > fraction * free:
         detail = ", ".join(f"{k} {format_bytes(v)}" for k, v in sorted(parts.items(), key=lambda kv: -kv[1])
@@ -144,6 +148,7 @@ class StageTimer:
         self.record = {"stage": stage, "estimate_bytes": int(estimate_bytes)}
 
     def __enter__(self) -> "StageTimer":
+        release_freed_memory()  # the earlier stages' kept free pages are not this stage's
         self.record["rss_start_bytes"] = int(_vm_status("VmRSS") or 0)
         self._scoped = _reset_hwm() and _vm_status("VmHWM") is not None
         self._t0, self._cpu0 = time.perf_counter(), _cpu_seconds()

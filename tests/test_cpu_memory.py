@@ -1,0 +1,97 @@
+"""gkdfast.cpu_memory: with freed memory kept, a repeated large temporary costs no page faults; the
+kept pages go back on release; the gkdfast command turns it on unless told not to.
+
+Page faults are counted by the kernel (ru_minflt), not timed, so these checks do not depend on the
+machine's load.  Each check runs in a fresh interpreter: the setting is process-wide."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from gkdfast import cpu_memory
+
+pytestmark = pytest.mark.skipif(cpu_memory._glibc() is None, reason="glibc's mallopt / malloc_trim only")
+
+_STEP = """
+import resource, sys, torch
+from gkdfast.cpu_memory import keep_freed_memory
+if sys.argv[1] == "keep":
+    assert keep_freed_memory()
+
+def faults_of_one_step():  # one 64 MiB temporary, above glibc's largest mmap threshold (32 MiB)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    t = torch.empty(16 * 2**20)
+    t.fill_(1.0)
+    del t
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+faults_of_one_step()
+print(faults_of_one_step())
+"""
+
+
+def _faults(mode: str) -> int:
+    out = subprocess.run([sys.executable, "-c", _STEP, mode], capture_output=True, text=True, check=True)
+    return int(out.stdout.split()[-1])
+
+
+def _thp_always() -> bool:
+    try:
+        with open("/sys/kernel/mm/transparent_hugepage/enabled") as f:
+            return "[always]" in f.read()
+    except OSError:
+        return False
+
+
+def test_kept_memory_makes_the_second_step_fault_free():
+    kept = _faults("keep")
+    assert kept < 256, kept  # 16,384 pages of 4 KiB written, nearly none of them faulted in again
+    if not _thp_always():  # with 4 KiB pages glibc's default maps fresh pages for every step
+        assert _faults("default") > 8000
+
+
+def test_release_gives_the_kept_pages_back():
+    code = """
+import torch
+from gkdfast.cpu_memory import keep_freed_memory, release_freed_memory
+
+def rss():
+    return int(next(l for l in open('/proc/self/status') if l.startswith('VmRSS')).split()[1]) * 1024
+
+assert keep_freed_memory()
+t = torch.ones(32 * 2**20)  # 128 MiB
+del t
+kept = rss()
+assert release_freed_memory()
+print(kept - rss())
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert int(out.stdout.split()[-1]) > 100 * 2**20
+
+
+def test_restoring_the_defaults_and_the_state_flag():
+    code = """
+from gkdfast.cpu_memory import keep_freed_memory, keeping_freed_memory
+assert not keeping_freed_memory()
+assert keep_freed_memory() and keeping_freed_memory()
+assert keep_freed_memory(False) and not keeping_freed_memory()
+print("ok")
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "ok"
+
+
+@pytest.mark.parametrize("env, expected", [(None, [True]), ("0", [])])
+def test_the_command_keeps_freed_memory_unless_told_not_to(monkeypatch, env, expected):
+    from gkdfast.cli import main
+
+    calls = []
+    monkeypatch.setattr(cpu_memory, "keep_freed_memory", lambda enable=True: calls.append(enable) or True)
+    if env is None:
+        monkeypatch.delenv("GKDFAST_KEEP_FREED_MEMORY", raising=False)
+    else:
+        monkeypatch.setenv("GKDFAST_KEEP_FREED_MEMORY", env)
+    assert main(["info"]) == 0
+    assert calls == expected
