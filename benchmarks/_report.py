@@ -95,13 +95,26 @@ class PeakMemory:
         return False
 
 
+class _KeepFreedMemory(argparse.Action):
+    """``--keep-freed-memory``: :func:`gkdfast.cpu_memory.keep_freed_memory` as the flag is parsed
+    (before the runner allocates anything), as ``gkdfast bench`` does by default."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from gkdfast.cpu_memory import keep_freed_memory
+
+        setattr(namespace, self.dest, keep_freed_memory())
+
+
 def runner_parser(doc: str, repeats: int, max_seconds: float) -> argparse.ArgumentParser:
-    """The arguments every standalone runner takes (``--out``, ``--repeats``, ``--max-seconds``),
-    described by the first paragraph of the runner's module docstring ``doc``; callers add their own."""
+    """The arguments every standalone runner takes (``--out``, ``--repeats``, ``--max-seconds``,
+    ``--keep-freed-memory``), described by the first paragraph of the runner's module docstring
+    ``doc``; callers add their own."""
     p = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     p.add_argument("--out", default="bench-out")
     p.add_argument("--repeats", type=int, default=repeats)
     p.add_argument("--max-seconds", type=float, default=max_seconds)
+    p.add_argument("--keep-freed-memory", action=_KeepFreedMemory, nargs=0, default=False,
+                   help="reuse freed CPU memory between steps (gkdfast.cpu_memory; the gkdfast command's default)")
     return p
 
 
