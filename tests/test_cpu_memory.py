@@ -27,8 +27,9 @@ def faults_of_one_step():  # one 64 MiB temporary, above glibc's largest mmap th
     del t
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
 
-faults_of_one_step()
-print(faults_of_one_step())
+for _ in range(4):  # the heap settles: glibc may place the first few temporaries afresh
+    faults_of_one_step()
+print(sum(faults_of_one_step() for _ in range(3)))
 """
 
 
@@ -45,11 +46,11 @@ def _thp_always() -> bool:
         return False
 
 
-def test_kept_memory_makes_the_second_step_fault_free():
+def test_kept_memory_makes_later_steps_fault_free():
     kept = _faults("keep")
-    assert kept < 256, kept  # 16,384 pages of 4 KiB written, nearly none of them faulted in again
+    assert kept < 256, kept  # 3 x 16,384 pages of 4 KiB written, nearly none of them faulted in again
     if not _thp_always():  # with 4 KiB pages glibc's default maps fresh pages for every step
-        assert _faults("default") > 8000
+        assert _faults("default") > 3 * 8000
 
 
 def test_release_gives_the_kept_pages_back():

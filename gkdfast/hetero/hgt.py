@@ -114,7 +114,8 @@ class HGTConv(nn.Module):
     def _graphs(self, hg: HeteroGraph) -> Dict[str, tuple]:
         """Per destination type: ``(merged graph, relation of each edge, offsets, relation indices)``,
         built once per graph and device."""
-        if self._merged.get("hg") is not hg:  # holding hg keeps its id from being reused
+        # keyed by the graph object itself (held here, so its id cannot be reused by another graph)
+        if self._merged.get("hg") is not hg:
             merged = {}
             for t in self.types:
                 idx = [i for i, r in enumerate(self.rels) if r[2] == t]
@@ -129,7 +130,7 @@ class HGTConv(nn.Module):
         k = {t: self.k_lin[t](v).view(-1, hh, d) for t, v in h.items()}
         v_ = {t: self.v_lin[t](v).view(-1, hh, d) for t, v in h.items()}
         out = dict(h)
-        for t, (g, rel, off, idx) in self._graphs(hg).items():
+        for t, (g, rel, _offsets, idx) in self._graphs(hg).items():
             n = g.num_nodes
             # relation transforms on the source rows: [n_s, H, d] x [H, d, d] -> [n_s, H, d]
             keys = _pad(torch.cat([torch.einsum("nhd,hde->nhe", k[self.rels[i][0]], self.rel_att[i]) for i in idx]), n)
