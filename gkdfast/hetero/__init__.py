@@ -1,5 +1,5 @@
-"""Heterogeneous graphs: :class:`HeteroGraph`, readers (HeCo and MAGNN layouts), R-GCN / HAN models
-and the HIRE distillation recipe.
+"""Heterogeneous graphs: :class:`HeteroGraph`, readers (HeCo and MAGNN layouts), R-GCN / HAN
+(:mod:`gkdfast.hetero.models`) and HGT (:mod:`gkdfast.hetero.hgt`) models and the HIRE distillation recipe.
 
 Example:
     >>> from gkdfast.hetero import HeteroGraph
