@@ -31,13 +31,16 @@ _DEFAULT_TRIM_THRESHOLD, _DEFAULT_MMAP_MAX = 128 * 1024, 65536
 _KEEP_TRIM_THRESHOLD = 2**31 - 1  # mallopt takes an int: the largest heap top glibc then leaves mapped
 
 _libc: Optional[ctypes.CDLL] = None
+_probed = False
 _keeping = False
 
 
 def _glibc() -> Optional[ctypes.CDLL]:
-    """The C library when it is glibc (it has ``mallopt`` and ``malloc_trim``), else ``None``."""
-    global _libc
-    if _libc is None and sys.platform.startswith("linux"):
+    """The C library when it is glibc (it has ``mallopt`` and ``malloc_trim``), else ``None``;
+    looked up once per process."""
+    global _libc, _probed
+    if not _probed and sys.platform.startswith("linux"):
+        _probed = True
         try:
             lib = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
             if hasattr(lib, "mallopt") and hasattr(lib, "malloc_trim") and hasattr(lib, "gnu_get_libc_version"):
