@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gkdfast.graph import Graph
-from gkdfast.hetero.graph import HeteroGraph
+from gkdfast.hetero.graph import HeteroGraph, _pad_rows
 from gkdfast.nn.philox_dropout import model_dropout
 from gkdfast.ops import edge_softmax, sddmm, spmm
 
@@ -70,10 +70,6 @@ def merged_in_graph(hg: HeteroGraph, dst: str, rels: List[Relation]) -> Tuple[Gr
     if g.perm is not None:
         rel = rel[g.perm]
     return Graph._from_parts(g.rowptr, g.col, n), rel, offsets
-
-
-def _pad(x: Tensor, n: int) -> Tensor:
-    return x if x.size(0) == n else torch.cat([x, x.new_zeros((n - x.size(0),) + tuple(x.shape[1:]))])
 
 
 class HGTConv(nn.Module):
@@ -133,9 +129,12 @@ class HGTConv(nn.Module):
         for t, (g, rel, _offsets, idx) in self._graphs(hg).items():
             n = g.num_nodes
             # relation transforms on the source rows: [n_s, H, d] x [H, d, d] -> [n_s, H, d]
-            keys = _pad(torch.cat([torch.einsum("nhd,hde->nhe", k[self.rels[i][0]], self.rel_att[i]) for i in idx]), n)
-            vals = _pad(torch.cat([torch.einsum("nhd,hde->nhe", v_[self.rels[i][0]], self.rel_msg[i]) for i in idx]), n)
-            q = _pad(self.q_lin[t](h[t]).view(-1, hh, d), n)
+            def stacked(rows, mats):  # each relation's source rows times its [H, d, d] matrices
+                return _pad_rows(torch.cat([torch.einsum("nhd,hde->nhe", rows[self.rels[i][0]], mats[i])
+                                            for i in idx]), n)
+
+            keys, vals = stacked(k, self.rel_att), stacked(v_, self.rel_msg)
+            q = _pad_rows(self.q_lin[t](h[t]).view(-1, hh, d), n)
             scores = torch.stack([sddmm(g, q[:, j].contiguous(), keys[:, j].contiguous()) for j in range(hh)], 1)
             scores = scores * (self.rel_pri[idx][rel] / math.sqrt(d))  # [E, H]
             alpha = edge_softmax(g, scores)

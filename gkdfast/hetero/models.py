@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gkdfast.hetero.graph import HeteroGraph, relation_spmm
+from gkdfast.hetero.hgt import HGT
 from gkdfast.nn.philox_dropout import model_dropout
 from gkdfast.nn.sparse_input import sparse_linear
 
@@ -147,13 +148,7 @@ def _key(r) -> str:
     return "__".join(r)
 
 
-def _hgt(*args, **kwargs):
-    from gkdfast.hetero.hgt import HGT
-
-    return HGT(*args, **kwargs)
-
-
-HETERO_MODELS = {"rgcn": RGCN, "han": HAN, "hgt": _hgt}
+HETERO_MODELS = {"rgcn": RGCN, "han": HAN, "hgt": HGT}
 
 
 def build_hetero_model(spec: str, hg: HeteroGraph, num_classes: Optional[int] = None, dropout: float = 0.5):
@@ -178,5 +173,5 @@ def build_hetero_model(spec: str, hg: HeteroGraph, num_classes: Optional[int] = 
             raise ValueError(f"bad model spec {spec!r}: HAN has one GAT layer per meta-path (han:64, no xlayers)")
         return HAN(hg, width, c, heads=8 if width % 8 == 0 else 1, dropout=dropout)
     if name == "hgt":
-        return _hgt(hg, width, c, num_layers=layers, heads=4 if width % 4 == 0 else 1, dropout=dropout)
+        return HGT(hg, width, c, num_layers=layers, heads=4 if width % 4 == 0 else 1, dropout=dropout)
     return RGCN(hg, width, c, num_layers=layers, dropout=dropout)
