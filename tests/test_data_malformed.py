@@ -31,6 +31,17 @@ def test_validate_refuses_non_finite_features_and_names_the_row(tiny, bad):
         _with(tiny, x=x).validate()
 
 
+def test_validate_accepts_finite_features_whose_sum_overflows(tiny):
+    """The finiteness check sums x first (one cheap pass); a sum that overflows to inf from finite
+    values must fall through to the exact row search, not be reported as a bad feature."""
+    x = tiny.x.clone()
+    x[:, 0] = 3e38
+    import torch
+
+    assert not bool(torch.isfinite(x.sum()))
+    _with(tiny, x=x).validate()
+
+
 def test_validate_refuses_labels_below_minus_one_and_float_labels(tiny):
     y = tiny.y.clone()
     y[5] = -2

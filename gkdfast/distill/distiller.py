@@ -8,9 +8,10 @@ cross-entropy term):
   its batch rows; a GNN student runs on the whole graph and the terms read the batch rows;
 * teacher outputs (logits + hidden embedding) computed once and memory-mapped from an on-disk cache
   (:mod:`gkdfast.distill.teacher_cache`);
-* a checkpoint after every epoch (student + heads + optimiser + epoch + RNG states + best-so-far), so a
-  killed run started again with the same ``checkpoint_dir`` continues where it stopped and ends exactly
-  where an uninterrupted run would;
+* a checkpoint after every epoch (student + heads + optimiser + epoch + RNG states + best-so-far), spaced
+  out when one save is slow enough to cost more than 5 % of the time, so a killed run started again
+  with the same ``checkpoint_dir`` continues from the last one written and ends exactly where an
+  uninterrupted run would;
 * early stopping on validation accuracy, restoring the best epoch's weights at the end;
 * a tqdm progress bar;
 * the same loop across processes (``torch.distributed``, ``distributed="auto"``): the student and the
@@ -30,7 +31,8 @@ from typing import Callable, Dict, List, Optional, Sequence, Union
 import torch
 from torch import Tensor, nn
 
-from gkdfast._io import atomic_write
+from gkdfast._io import atomic_write, save_checkpoint_file
+from gkdfast.distill.checkpoint_cadence import CheckpointCadence
 from gkdfast.distill import ddp as _ddp
 from gkdfast.distill.teacher_cache import TeacherOutputs, hash_tensor, teacher_outputs
 from gkdfast.distill.terms import Dims, LossTerm, StepContext
@@ -138,6 +140,10 @@ class Distiller:
         batch_size: node mini-batch size (``None``: full batch).
         device: where to train (default: the student's device).
         checkpoint_dir: folder for ``checkpoint.pt``; an existing checkpoint there is resumed.
+        checkpoint_overhead: the largest share of wall time spent writing checkpoints (default 0.05):
+            every epoch while a save takes under 0.25 s, spaced out when it takes longer
+            (:class:`~gkdfast.distill.checkpoint_cadence.CheckpointCadence`); the last epoch, an epoch
+            a callback stops, and every epoch under DDP are always written.  ``None``: every epoch.
         cache_dir: teacher-output cache (see :func:`teacher_outputs`); ``None`` computes in memory.
         progress: show a tqdm bar.  desc: its label.
         seed: seeds the mini-batch order (the student's own init/dropout use torch's global RNG).
@@ -163,7 +169,8 @@ class Distiller:
                  weight_decay: float = 5e-4, epochs: int = 200, patience: Optional[int] = 50,
                  batch_size: Optional[int] = None, device=None, checkpoint_dir: Optional[str] = None,
                  cache_dir: Optional[str] = None, progress: bool = False, desc: str = "train", seed: int = 0,
-                 observed: Optional[Tensor] = None, distributed: Union[str, bool] = "auto", process_group=None):
+                 observed: Optional[Tensor] = None, distributed: Union[str, bool] = "auto", process_group=None,
+                 checkpoint_overhead: Optional[float] = 0.05):
         if not isinstance(student, nn.Module):
             raise TypeError(f"Distiller: student must be a torch.nn.Module, got {type(student).__name__}")
         terms = list(terms)
@@ -186,6 +193,8 @@ class Distiller:
         self.device = torch.device(device) if device is not None else next(
             (p.device for p in student.parameters()), torch.device("cpu"))
         self.checkpoint_dir, self.cache_dir = checkpoint_dir, cache_dir
+        CheckpointCadence(checkpoint_overhead)  # validates it here, not at the first epoch
+        self.checkpoint_overhead = checkpoint_overhead
         self.progress, self.desc, self.seed = progress, desc, int(seed)
         self.observed = observed
         if distributed not in ("auto", True, False):
@@ -288,7 +297,7 @@ class Distiller:
             state["world_size"] = ddp.world_size
         if ddp is None or ddp.is_main:
             # atomic: a kill mid-save leaves the previous checkpoint intact
-            atomic_write(path, lambda f: torch.save(state, f))
+            atomic_write(path, lambda f: save_checkpoint_file(state, f))
         if ddp is not None:
             ddp.barrier()
 
@@ -321,9 +330,9 @@ class Distiller:
         Args:
             data: graph, features, labels and masks.  inputs: the student's input features ``[N, F']``
                 (default ``data.x``; recipes pass e.g. features with position encodings appended).
-            callbacks: ``fn(epoch, info)`` called after each epoch's checkpoint; raise
-                :class:`StopTraining` to stop (the run can be resumed later; under DDP a stop on any
-                rank stops every rank).
+            callbacks: ``fn(epoch, info)`` called after each epoch (and its checkpoint, when one is
+                due); raise :class:`StopTraining` to stop: that epoch is then written, so the run
+                resumes after it (under DDP a stop on any rank stops every rank).
             select_best: keep the weights of the best validation epoch (default); ``False`` keeps the
                 last epoch's (for terms with no accuracy to watch, e.g. embedding regression).
 
@@ -406,6 +415,7 @@ class Distiller:
         start, best_val, best_epoch, bad, seconds, history = 0, -1.0, 0, 0, 0.0, []
         best_student = best_terms = None
         done = False
+        cadence = CheckpointCadence(self.checkpoint_overhead if self.checkpoint_dir else None)
         if state is not None:
             self.student.load_state_dict(state["student"])
             self.terms.load_state_dict(state["terms"])
@@ -493,13 +503,18 @@ class Distiller:
                     bad += 1
                 done = epoch >= self.epochs or (self.patience is not None and bad >= self.patience)
                 rng = _rng_states()
-                self._save({
+                # references to the live tensors, taken now: a save after the callbacks writes this epoch
+                ckpt_state = {
                     "fingerprint": fp, "epoch": epoch, "student": self.student.state_dict(),
                     "terms": self.terms.state_dict(), "optim": optim.state_dict(),
                     "rng_torch": rng["torch"], "rng_cuda": rng["cuda"],
                     "rng_gen": gen.get_state(), "best_val": best_val, "best_epoch": best_epoch, "bad": bad,
                     "seconds": seconds, "history": history, "best_student": best_student,
-                    "best_terms": best_terms, "done": done}, ddp)
+                    "best_terms": best_terms, "done": done}
+                saved = done or ddp is not None or cadence.due()
+                if saved:
+                    with cadence.timed():
+                        self._save(ckpt_state, ddp)
                 if ddp is not None and self.checkpoint_dir:
                     _ddp.fail_once_for_test(ddp, epoch, self.checkpoint_dir)
                 if bar is not None:
@@ -514,6 +529,8 @@ class Distiller:
                 if ddp is not None:  # one rank's stop stops them all, so no rank waits in a collective
                     stop = bool(ddp.all_reduce_sum(torch.tensor([float(stop)]))[0] > 0)
                 if stop:
+                    if not saved:  # "the last checkpoint is kept": a stopped run resumes after this epoch
+                        self._save(ckpt_state, ddp)
                     break
         finally:
             if bar is not None:
