@@ -148,3 +148,19 @@ def test_stop_at_an_epoch_that_was_not_due_writes_it(tiny, tmp_path, slow_saves)
     seen = []
     assert _run(tiny, ckpt, [lambda e, i: seen.append(e)]).epochs == 10
     assert seen[0] == 4
+
+
+def test_best_epoch_snapshot_reuses_its_tensors_and_stays_a_copy():
+    from gkdfast.distill.distiller import _snapshot
+
+    m = torch.nn.Linear(3, 2)
+    first = _snapshot(None, m.state_dict())
+    ptr = first["weight"].data_ptr()
+    with torch.no_grad():
+        m.weight.add_(1.0)
+    assert not torch.equal(first["weight"], m.weight)  # a copy, not a view of the live weights
+    again = _snapshot(first, m.state_dict())
+    assert again is first and again["weight"].data_ptr() == ptr  # written in place
+    assert torch.equal(again["weight"], m.weight)
+    other = _snapshot(first, torch.nn.Linear(4, 2).state_dict())  # another shape: a fresh copy
+    assert other is not first and other["weight"].shape == (2, 4)
