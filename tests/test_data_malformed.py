@@ -7,6 +7,7 @@ import zipfile
 
 import numpy as np
 import pytest
+import torch
 
 from gkdfast.data import GraphData, csbm, load, save_npz
 
@@ -36,8 +37,6 @@ def test_validate_accepts_finite_features_whose_sum_overflows(tiny):
     values must fall through to the exact row search, not be reported as a bad feature."""
     x = tiny.x.clone()
     x[:, 0] = 3e38
-    import torch
-
     assert not bool(torch.isfinite(x.sum()))
     _with(tiny, x=x).validate()
 
