@@ -41,6 +41,41 @@ def fit_exact(distributed, checkpoint_dir=None, epochs=6):
     return {k: v.detach().clone() for k, v in student.state_dict().items()}, res
 
 
+def fit_with_rank_cadence(rank: int, checkpoint_dir: str, epochs: int = 10) -> list:
+    """Trains the exact problem under DDP with a fake-clock cadence per rank: on rank 0 every save
+    "takes" 1 s and the next is due 4 s later (epochs 1, 5, 9, then the last), on the other ranks every
+    epoch is due.  Returns the epochs this rank took part in saving."""
+    import gkdfast.distill.distiller as distiller_mod
+    from gkdfast.distill import Distiller
+    from gkdfast.distill.checkpoint_cadence import CheckpointCadence
+
+    class Clock:
+        def __init__(self):
+            self.t = 0.0
+
+        def __call__(self):
+            self.t += 1.0
+            return self.t
+
+    class RankCadence(CheckpointCadence):
+        def __init__(self, overhead):
+            super().__init__(0.25 if rank == 0 else None, clock=Clock())
+
+    written = []
+    real_cadence, real_save = distiller_mod.CheckpointCadence, Distiller._save
+
+    def save(self, state, ddp=None):
+        written.append(state["epoch"])
+        real_save(self, state, ddp)
+
+    distiller_mod.CheckpointCadence, Distiller._save = RankCadence, save
+    try:
+        fit_exact("auto", checkpoint_dir=checkpoint_dir, epochs=epochs)
+    finally:
+        distiller_mod.CheckpointCadence, Distiller._save = real_cadence, real_save
+    return written
+
+
 def _init(rank: int, world: int, init_file: str):
     import torch.distributed as dist
 
@@ -94,6 +129,9 @@ def worker(rank: int, world: int, init_file: str, out_dir: str):
         results["gsp"] = "ran"
     except ValueError as exc:
         results["gsp"] = str(exc)
+    # 4. checkpoint cadence: the ranks' cadences disagree (rank 0 spaces slow saves, rank 1 would
+    # write every epoch); rank 0's decision must hold on both, or the save's collectives hang.
+    results["cadence_written"] = fit_with_rank_cadence(rank, os.path.join(out_dir, "ckpt-cadence"))
     torch.save(results, os.path.join(out_dir, f"rank{rank}.pt"))
     dist.barrier()
     dist.destroy_process_group()

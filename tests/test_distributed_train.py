@@ -90,6 +90,13 @@ def test_ddp_ranks_end_identical_with_batchnorm_dropout_and_padding(ranks):
     assert any("running_mean" in name for name in res[0]["bn_weights"])
 
 
+def test_ddp_checkpoints_follow_rank_0s_cadence(ranks):
+    """Rank 1's cadence would write every epoch, rank 0's spaces its slow saves: both ranks save at
+    rank 0's epochs (1, 5, 9 and the last), and the run ends instead of hanging in a collective."""
+    _, res = ranks
+    assert [res[r]["cadence_written"] for r in range(WORLD)] == [[1, 5, 9, 10]] * WORLD
+
+
 def test_ddp_checkpoint_refuses_another_world_size(ranks):
     out, _ = ranks
     ckpt = os.path.join(out, "ckpt")

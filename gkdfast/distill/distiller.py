@@ -100,6 +100,17 @@ def call_model(model: nn.Module, x: Tensor, graph, with_graph: bool, want_hidden
     return out, None
 
 
+
+def _checkpoint_due(cadence: CheckpointCadence, ddp: Optional[_ddp.Dist], checkpointing: bool) -> bool:
+    """Whether this epoch's checkpoint is written.  Under DDP every rank must agree (a save is a
+    collective: the RNG states are gathered, then all ranks wait for the file), but each rank's cadence
+    times a different thing (rank 0 the write, the others the barrier), so rank 0's decision is sent
+    to all; without a checkpoint folder there is nothing to decide and no collective."""
+    due = cadence.due()
+    if ddp is None or not checkpointing:
+        return due
+    return bool(ddp.all_reduce_sum(torch.tensor([float(due) if ddp.is_main else 0.0]))[0] > 0)
+
 def _snapshot(dst: Optional[dict], src: dict) -> dict:
     """A copy of state dict ``src``, written into ``dst``'s tensors when it has the same keys, shapes
     and dtypes.  The best epoch's weights are re-copied at every improvement: a fresh deep copy
@@ -158,7 +169,8 @@ class Distiller:
         checkpoint_overhead: the largest share of wall time spent writing checkpoints (default 0.05):
             every epoch while a save takes under 0.25 s, spaced out when it takes longer
             (:class:`~gkdfast.distill.checkpoint_cadence.CheckpointCadence`); the last epoch, an epoch
-            a callback stops, and every epoch under DDP are always written.  ``None``: every epoch.
+            a callback stops are always written; under DDP rank 0, which writes, decides for every
+            rank.  ``None``: every epoch.
         cache_dir: teacher-output cache (see :func:`teacher_outputs`); ``None`` computes in memory.
         progress: show a tqdm bar.  desc: its label.
         seed: seeds the mini-batch order (the student's own init/dropout use torch's global RNG).
@@ -526,7 +538,7 @@ class Distiller:
                     "rng_gen": gen.get_state(), "best_val": best_val, "best_epoch": best_epoch, "bad": bad,
                     "seconds": seconds, "history": history, "best_student": best_student,
                     "best_terms": best_terms, "done": done}
-                saved = done or ddp is not None or cadence.due()
+                saved = done or _checkpoint_due(cadence, ddp, bool(self.checkpoint_dir))
                 if saved:
                     with cadence.timed():
                         self._save(ckpt_state, ddp)
