@@ -297,6 +297,27 @@ def test_sail_reports_the_grace_baseline_of_the_same_run(small_cora):
     torch.manual_seed(0)
     t = recipes.get("sail", epochs=3, probe_epochs=10).fit(lambda f: GCN(f, 16, 7), small_cora, seed=0)
     assert 0.0 <= t.extras["grace_probe_acc"] <= 1.0 and "sail_probe_val_acc" in t.extras
+    grace = t.baselines["grace"]  # GRACE's encoder + its own probe: another model than SAIL's
+    assert grace.model.encoder is not t.model.encoder
+    with torch.no_grad():
+        logits = grace.model(small_cora.x, small_cora.graph)
+    val = small_cora.val_mask  # the probe keeps its best validation epoch
+    acc = float((logits[val].argmax(1) == small_cora.y[val]).float().mean())
+    assert acc == pytest.approx(t.extras["grace_probe_val_acc"])
+
+
+def test_the_grace_baseline_is_a_row_of_the_experiment():
+    from gkdfast.data import csbm
+    from gkdfast.distill.experiment import ModelSpec, run_experiment
+    from gkdfast.distill.results import validate
+
+    data = csbm(num_nodes=200, num_classes=3, feature_dim=16, seed=0)
+    res = run_experiment(data, teacher=None, students=[ModelSpec("gcn", 16, 2, 0.5)], methods=["sail"],
+                         seeds=(0, 1), overrides={"sail": {"epochs": 2, "probe_epochs": 5}, "none": {"epochs": 2}})
+    validate(res)
+    rows = {r["method"]: r for r in res["rows"]}
+    assert list(rows) == ["none", "sail", "grace"]
+    assert len(rows["grace"]["test_acc"]) == 2 and rows["grace"]["train_seconds"] > 0
 
 
 @pytest.mark.parametrize("name,kw", [("freekd", {"epochs": 4}), ("oad", {"epochs": 3, "warmup_epochs": 2}),

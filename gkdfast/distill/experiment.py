@@ -341,12 +341,14 @@ def run_experiment(data, *, teacher: Optional[ModelSpec], students: Sequence[Mod
                                      checkpoint_dir=ckpt(f"seed{seed}", f"{spec.label}-{recipe.name}"),
                                      cache_dir=cache_dir, progress=progress,
                                      desc=f"seed {seed}: {recipe.name} -> {spec.label}")
-                inputs = (recipe.inputs_on(d, split, trained.inputs) if inductive else trained.inputs).to(dev)
-                logits = call_model(trained.model.eval(), inputs, graph, trained.uses_graph, False)[0]
-                acc = accuracy(logits.cpu(), y, test)
-                infer = inference_ms_per_1k(trained.model, inputs, graph, trained.uses_graph)
-                record(recipe.name, spec.label, acc, trained.seconds, infer, seed, trained.fit, logits, test)
-                log(f"seed {seed}  {recipe.name:<9} {spec.label:<10} test acc {acc:.4f}  ({trained.seconds:.1f}s)")
+                # the recipe's model, then any baseline it trained in the same run (own rows)
+                for name, t in [(recipe.name, trained)] + list(trained.baselines.items()):
+                    inputs = (recipe.inputs_on(d, split, t.inputs) if inductive else t.inputs).to(dev)
+                    logits = call_model(t.model.eval(), inputs, graph, t.uses_graph, False)[0]
+                    acc = accuracy(logits.cpu(), y, test)
+                    infer = inference_ms_per_1k(t.model, inputs, graph, t.uses_graph)
+                    record(name, spec.label, acc, t.seconds, infer, seed, t.fit, logits, test)
+                    log(f"seed {seed}  {name:<9} {spec.label:<10} test acc {acc:.4f}  ({t.seconds:.1f}s)")
 
     name = str(getattr(data, "name", "graph"))
     if inductive:  # the schema has no setting field: the dataset label carries it into tables and plots

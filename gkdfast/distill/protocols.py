@@ -25,7 +25,7 @@ runs one comparison (:func:`gkdfast.distill.experiment.run_experiment`) per grou
 * ``gsdn`` — GSDN (TGS code): teacher-free MLP, 2 layers, width 1,024, dropout 0.5, lr 0.01,
   weight decay 5e-4, up to 200 epochs with patience 50, the data's split.
 * ``sail`` — SAIL: self-supervised GCN(128) encoder, linear probe on frozen embeddings, GRACE baseline
-  from the same run (in the row's extras), the data's split.
+  from the same run (its own ``grace`` row), the data's split.
 * ``t2gnn`` — T2-GNN: 30 % of feature entries and edges masked per seed (seeded), a stratified
   60 / 20 / 20 split drawn per seed (the Geom-GCN splits' proportions), GCN(64) student; on CiteSeer
   the reference's ``topk=0, lamb=0.9``.
@@ -199,7 +199,7 @@ def _gsdn(key: str) -> PublishedSetting:
 
 def _sail() -> PublishedSetting:
     notes = ["GCN(128) encoder, 200 epochs; the row's accuracy is the linear probe on frozen embeddings, the "
-             "GRACE baseline of the same run is in its extras; the none row is the supervised GCN(128)"]
+             "GRACE baseline of the same run is the grace row; the none row is the supervised GCN(128)"]
     return PublishedSetting("sail", ("sail",), None, (ModelSpec("gcn", 128, 2, 0.5),), {}, {}, notes=tuple(notes))
 
 

@@ -35,6 +35,9 @@ class Trained:
         inputs: the ``[N, F']`` features ``model`` takes.  uses_graph: whether ``model`` needs the graph.
         fit: the (last) :class:`FitResult`.  seconds: total wall time incl. preprocessing.
         extras: recipe-specific facts about the run (e.g. fitted mixing weights), JSON-friendly.
+        baselines: models the recipe trains in the same run as its own comparison point (SAIL's GRACE
+            encoder + probe), by method name; ``gkdfast distill`` evaluates each like ``model`` and
+            gives it its own results row.
     """
 
     model: nn.Module
@@ -43,6 +46,7 @@ class Trained:
     fit: FitResult
     seconds: float
     extras: Dict[str, object] = field(default_factory=dict)
+    baselines: Dict[str, "Trained"] = field(default_factory=dict)
 
 
 class Recipe:
