@@ -13,7 +13,7 @@ from gkdfast.reference import dropout as ref
 
 native = pytest.mark.skipif(not _backend.native_loaded(), reason="native extension not built")
 
-SHAPES = [(7,), (3, 5), (257, 129), (0, 4), (2, 3, 11)]  # tails of a 64-element group, empty, 3-D
+SHAPES = [(7,), (3, 5), (257, 129), (0, 4), (2, 3, 11)]  # tails of a 128-element group, empty, 3-D
 
 
 @native

@@ -17,11 +17,14 @@
 namespace gkdfast {
 namespace {
 
-constexpr int64_t kLanes = 16;              // Philox blocks per group
+// Philox blocks per group.  32 lanes give each round more independent multiplies to overlap their
+// latency: in a standalone copy of this loop, 0.54 / 0.75 ns per element with AVX-512 at 32 / 16
+// lanes, 1.26 / 1.39 with AVX2 (one thread, CPU time).  The mask does not depend on the group size.
+constexpr int64_t kLanes = 32;
 constexpr int64_t kGroup = 4 * kLanes;      // elements per group
 
 // The 4 * kLanes words of blocks first .. first + kLanes - 1, word j of block l at w[4 * l + j].
-GKD_CPU_CLONES void group_words(uint64_t seed, int64_t first, uint32_t* w) {
+GKD_CPU_CLONES_AVX512 void group_words(uint64_t seed, int64_t first, uint32_t* w) {
   uint32_t c0[kLanes], c1[kLanes], c2[kLanes], c3[kLanes];
   for (int64_t l = 0; l < kLanes; ++l) {
     const uint64_t b = static_cast<uint64_t>(first + l);
@@ -96,7 +99,7 @@ at::Tensor dropout_cpu(const at::Tensor& x, double p, int64_t seed) {
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, c.in.scalar_type(), "gkdfast_dropout_cpu", [&] {
     const scalar_t* xp = c.in.data_ptr<scalar_t>();
     scalar_t* op = c.out.data_ptr<scalar_t>();
-    // ~32k elements per task: the Philox rounds make each element cost a few nanoseconds.
+    // ~64k elements per task: the Philox rounds make each element cost about a nanosecond.
     at::parallel_for(0, groups, 512, [&](int64_t g0, int64_t g1) {
       mask_range<scalar_t>(xp, op, n, g0, g1, c.seed, c.threshold, c.scale);
     });
