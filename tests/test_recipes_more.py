@@ -293,6 +293,26 @@ def test_sail_intra_distillation_pulls_the_shallow_mode_towards_the_propagated_o
         recipes.get("sail", edge_drop_1=1.0).fit(lambda f: GCN(f, 8, 7), small_cora)
 
 
+@pytest.mark.parametrize("grace_weight", [0.0, 0.5])
+def test_sail_adds_graces_two_view_loss_only_when_weighted(grace_weight, small_cora, monkeypatch):
+    from gkdfast.distill.recipes import sail as sail_mod
+
+    seen = []
+    real = sail_mod._ViewTerm.two_views
+
+    def two_views(self, ctx):
+        seen.append(self.name)
+        return real(self, ctx)
+
+    monkeypatch.setattr(sail_mod._ViewTerm, "two_views", two_views)
+    torch.manual_seed(0)
+    recipes.get("sail", epochs=3, probe_epochs=2, baseline=False, grace_weight=grace_weight).fit(
+        lambda f: GCN(f, 16, 7), small_cora, seed=0)
+    assert seen == (["sail"] * 3 if grace_weight else [])
+    with pytest.raises(ValueError, match="grace_weight"):
+        recipes.get("sail", grace_weight=-1.0).fit(lambda f: GCN(f, 8, 7), small_cora)
+
+
 def test_sail_reports_the_grace_baseline_of_the_same_run(small_cora):
     torch.manual_seed(0)
     t = recipes.get("sail", epochs=3, probe_epochs=10).fit(lambda f: GCN(f, 16, 7), small_cora, seed=0)

@@ -89,6 +89,14 @@ class _ViewTerm(LossTerm):
         if not ctx.full_batch:
             raise ValueError(f"{self.name}: the views need the whole graph (batch_size=None)")
 
+    def two_views(self, ctx: StepContext) -> Tensor:
+        """GRACE's loss: ``nt_xent`` between two augmented views (drops 1 and drops 2)."""
+        from gkdfast.losses import nt_xent
+
+        x1, g1 = augment(ctx.inputs, ctx.full_graph, self.fd1, self.ed1)
+        x2, g2 = augment(ctx.inputs, ctx.full_graph, self.fd2, self.ed2)
+        return nt_xent(self.proj(self.embed(x1, g1)), self.proj(self.embed(x2, g2)), tau=self.tau)
+
 
 class GraceTerm(_ViewTerm):
     """GRACE (Zhu et al., 2020): ``nt_xent(g(z₁), g(z₂))`` between two augmented views."""
@@ -96,12 +104,8 @@ class GraceTerm(_ViewTerm):
     name = "grace"
 
     def forward(self, ctx: StepContext) -> Tensor:
-        from gkdfast.losses import nt_xent
-
         self.check(ctx)
-        x1, g1 = augment(ctx.inputs, ctx.full_graph, self.fd1, self.ed1)
-        x2, g2 = augment(ctx.inputs, ctx.full_graph, self.fd2, self.ed2)
-        return nt_xent(self.proj(self.embed(x1, g1)), self.proj(self.embed(x2, g2)), tau=self.tau)
+        return self.two_views(ctx)
 
 
 class SailTerm(_ViewTerm):
@@ -110,14 +114,17 @@ class SailTerm(_ViewTerm):
     * inter-graph: the original view's embedding ``z`` teaches an augmented view's, ``nt_xent(g(z_aug), g(z)ᵀ)``;
     * intra-graph: the propagated embedding ``z`` teaches the encoder's own shallow output, the same
       encoder on the edgeless graph (:func:`edgeless`), ``λ·nt_xent(g(z_shallow), g(z)ᵀ)``,
-      so the features alone come to carry what propagation adds.
+      so the features alone come to carry what propagation adds;
+    * optionally (``grace_weight`` > 0) GRACE's own two-view loss beside them, the two losses above
+      then acting as regularisers of a contrastive objective.
     """
 
     name = "sail"
 
-    def __init__(self, weight: float, tau: float, proj_dim: int, drops, intra_weight: float = 1.0):
+    def __init__(self, weight: float, tau: float, proj_dim: int, drops, intra_weight: float = 1.0,
+                 grace_weight: float = 0.0):
         super().__init__(weight, tau, proj_dim, drops)
-        self.intra_weight = float(intra_weight)
+        self.intra_weight, self.grace_weight = float(intra_weight), float(grace_weight)
 
     def forward(self, ctx: StepContext) -> Tensor:
         from gkdfast.losses import nt_xent
@@ -126,11 +133,13 @@ class SailTerm(_ViewTerm):
         z = ctx.hidden
         target = self.proj(z).detach()
         xa, ga = augment(ctx.inputs, ctx.full_graph, self.fd2, self.ed2)
-        inter = nt_xent(self.proj(self.embed(xa, ga)), target, tau=self.tau)
-        if not self.intra_weight:
-            return inter
-        shallow = self.embed(ctx.inputs, edgeless(ctx.full_graph.num_nodes, ctx.inputs.device))
-        return inter + self.intra_weight * nt_xent(self.proj(shallow), target, tau=self.tau)
+        loss = nt_xent(self.proj(self.embed(xa, ga)), target, tau=self.tau)
+        if self.intra_weight:
+            shallow = self.embed(ctx.inputs, edgeless(ctx.full_graph.num_nodes, ctx.inputs.device))
+            loss = loss + self.intra_weight * nt_xent(self.proj(shallow), target, tau=self.tau)
+        if self.grace_weight:
+            loss = loss + self.grace_weight * self.two_views(ctx)
+        return loss
 
 
 class ProbeModel(nn.Module):
@@ -180,7 +189,9 @@ class SAIL(Recipe):
     shared 2-layer ELU projection head, the teacher side detached; "shallow layer" = the same
     encoder run on the edgeless graph (an MLP with the GNN's weights); views as GRACE's Cora setting
     (feature drop 0.3 / 0.4, edge drop 0.2 / 0.4); GRACE's Cora training (Adam lr 5e-4, weight
-    decay 1e-5, 200 epochs, last epoch kept — no labels are used to pick an epoch); ``intra_weight`` 1.
+    decay 1e-5, 200 epochs, last epoch kept — no labels are used to pick an epoch); ``intra_weight`` 1;
+    ``grace_weight`` 0 (the distillation losses alone; > 0 adds GRACE's two-view loss, reading the
+    abstract's "self-distillation regularisers" as terms added to a contrastive objective).
 
     Shapes: ``make_student(F)`` must return its hidden layer ``[N, H]`` (``return_hidden=True``).
 
@@ -199,6 +210,7 @@ class SAIL(Recipe):
     feature_drop_1, edge_drop_1 = 0.3, 0.2
     feature_drop_2, edge_drop_2 = 0.4, 0.4
     intra_weight = 1.0
+    grace_weight = 0.0
     lr = 5e-4
     weight_decay = 1e-5
     epochs = 200
@@ -207,13 +219,17 @@ class SAIL(Recipe):
     baseline = True
 
     def _drops(self):
+        """The four drop rates, after checking every setting (a bad one fails before any training)."""
         drops = (self.feature_drop_1, self.edge_drop_1, self.feature_drop_2, self.edge_drop_2)
         if any(not 0.0 <= float(v) < 1.0 for v in drops):
             raise ValueError(f"sail: feature/edge drop rates must be in [0, 1), got {drops}")
+        if not (float(self.intra_weight) >= 0 and float(self.grace_weight) >= 0):
+            raise ValueError(f"sail: intra_weight and grace_weight must be >= 0, got {self.intra_weight}, "
+                             f"{self.grace_weight}")
         return drops
 
     def terms(self):
-        return [SailTerm(1.0, self.tau, self.proj_dim, self._drops(), self.intra_weight)]
+        return [SailTerm(1.0, self.tau, self.proj_dim, self._drops(), self.intra_weight, self.grace_weight)]
 
     def _train(self, encoder, term, data, seed, tag, **distiller_kw):
         from gkdfast.distill.distiller import call_model
