@@ -100,7 +100,6 @@ def call_model(model: nn.Module, x: Tensor, graph, with_graph: bool, want_hidden
     return out, None
 
 
-
 def _checkpoint_due(cadence: CheckpointCadence, ddp: Optional[_ddp.Dist], checkpointing: bool) -> bool:
     """Whether this epoch's checkpoint is written.  Under DDP every rank must agree (a save is a
     collective: the RNG states are gathered, then all ranks wait for the file), but each rank's cadence
@@ -110,6 +109,7 @@ def _checkpoint_due(cadence: CheckpointCadence, ddp: Optional[_ddp.Dist], checkp
     if ddp is None or not checkpointing:
         return due
     return bool(ddp.all_reduce_sum(torch.tensor([float(due) if ddp.is_main else 0.0]))[0] > 0)
+
 
 def _snapshot(dst: Optional[dict], src: dict) -> dict:
     """A copy of state dict ``src``, written into ``dst``'s tensors when it has the same keys, shapes
@@ -168,8 +168,8 @@ class Distiller:
         checkpoint_dir: folder for ``checkpoint.pt``; an existing checkpoint there is resumed.
         checkpoint_overhead: the largest share of wall time spent writing checkpoints (default 0.05):
             every epoch while a save takes under 0.25 s, spaced out when it takes longer
-            (:class:`~gkdfast.distill.checkpoint_cadence.CheckpointCadence`); the last epoch, an epoch
-            a callback stops are always written; under DDP rank 0, which writes, decides for every
+            (:class:`~gkdfast.distill.checkpoint_cadence.CheckpointCadence`); the last epoch and an
+            epoch a callback stops are always written; under DDP rank 0, which writes, decides for every
             rank.  ``None``: every epoch.
         cache_dir: teacher-output cache (see :func:`teacher_outputs`); ``None`` computes in memory.
         progress: show a tqdm bar.  desc: its label.
