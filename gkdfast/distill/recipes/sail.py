@@ -218,7 +218,7 @@ class SAIL(Recipe):
     probe_epochs = 300
     baseline = True
 
-    def _drops(self):
+    def _checked_drops(self):
         """The four drop rates, after checking every setting (a bad one fails before any training)."""
         drops = (self.feature_drop_1, self.edge_drop_1, self.feature_drop_2, self.edge_drop_2)
         if any(not 0.0 <= float(v) < 1.0 for v in drops):
@@ -229,7 +229,7 @@ class SAIL(Recipe):
         return drops
 
     def terms(self):
-        return [SailTerm(1.0, self.tau, self.proj_dim, self._drops(), self.intra_weight, self.grace_weight)]
+        return [SailTerm(1.0, self.tau, self.proj_dim, self._checked_drops(), self.intra_weight, self.grace_weight)]
 
     def _train(self, encoder, term, data, seed, tag, **distiller_kw):
         from gkdfast.distill.distiller import call_model
@@ -250,7 +250,7 @@ class SAIL(Recipe):
         """Trains SAIL (and the GRACE baseline), probes both, returns SAIL's encoder + probe."""
         from gkdfast.distill.distiller import accuracy, uses_graph
 
-        drops = self._drops()
+        drops = self._checked_drops()
         state = torch.get_rng_state()
         encoder = make_student(data.x.size(1))
         if not uses_graph(encoder):
