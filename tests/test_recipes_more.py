@@ -326,6 +326,38 @@ def test_sail_reports_the_grace_baseline_of_the_same_run(small_cora):
     assert acc == pytest.approx(t.extras["grace_probe_val_acc"])
 
 
+def test_sail_picks_the_intra_weight_by_the_probes_validation_accuracy(small_cora, monkeypatch):
+    from gkdfast.distill.recipes import sail as sail_mod
+
+    trained_weights, starts = [], []
+    real_train = sail_mod.SAIL._train
+
+    def train(self, encoder, term, *a, **kw):
+        trained_weights.append(getattr(term, "intra_weight", None))
+        starts.append([p.detach().clone() for p in encoder.parameters()])
+        return real_train(self, encoder, term, *a, **kw)
+
+    monkeypatch.setattr(sail_mod.SAIL, "_train", train)
+    torch.manual_seed(0)
+    t = recipes.get("sail", epochs=3, probe_epochs=10, baseline=False, intra_weight=(0, 1.0)).fit(
+        lambda f: GCN(f, 16, 7), small_cora, seed=0)
+    assert trained_weights == [0.0, 1.0]
+    assert all(torch.equal(a, b) for a, b in zip(*starts))  # every candidate from the same initial weights
+    by_weight = t.extras["sail_probe_val_acc_by_intra_weight"]
+    assert set(by_weight) == {0.0, 1.0}
+    pick = t.extras["sail_intra_weight"]
+    assert by_weight[pick] == max(by_weight.values()) == t.extras["sail_probe_val_acc"]
+    if by_weight[0.0] == by_weight[1.0]:
+        assert pick == 0.0  # the first candidate on a tie
+    with torch.no_grad():  # the returned model is the picked candidate's encoder + probe
+        logits = t.model(small_cora.x, small_cora.graph)
+    val = small_cora.val_mask
+    assert float((logits[val].argmax(1) == small_cora.y[val]).float().mean()) == pytest.approx(by_weight[pick])
+    for bad in ((), (1.0, -1.0), (1.0, 1.0), "heavy"):
+        with pytest.raises(ValueError, match="intra_weight"):
+            recipes.get("sail", intra_weight=bad).fit(lambda f: GCN(f, 8, 7), small_cora)
+
+
 def test_the_grace_baseline_is_a_row_of_the_experiment():
     from gkdfast.data import csbm
     from gkdfast.distill.experiment import ModelSpec, run_experiment

@@ -193,6 +193,12 @@ class SAIL(Recipe):
     ``grace_weight`` 0 (the distillation losses alone; > 0 adds GRACE's two-view loss, reading the
     abstract's "self-distillation regularisers" as terms added to a contrastive objective).
 
+    ``intra_weight`` may also be a sequence of candidates (``--set sail.intra_weight=0,1``): one SAIL
+    encoder per candidate, all from the same initial weights, and the one whose linear probe scores
+    best on the *validation* nodes is kept (the first on a tie).  The pick and every candidate's
+    validation accuracy are in ``trained.extras["sail_intra_weight"]`` /
+    ``["sail_probe_val_acc_by_intra_weight"]``; the row's training time counts every candidate.
+
     Shapes: ``make_student(F)`` must return its hidden layer ``[N, H]`` (``return_hidden=True``).
 
     Example:
@@ -218,18 +224,32 @@ class SAIL(Recipe):
     probe_epochs = 300
     baseline = True
 
+    def _intra_candidates(self) -> tuple:
+        """``intra_weight`` as a tuple of candidate weights (one element unless a sequence was given)."""
+        w = self.intra_weight
+        cands = tuple(w) if isinstance(w, (tuple, list)) else (w,)
+        try:
+            cands = tuple(float(v) for v in cands)
+        except (TypeError, ValueError):
+            raise ValueError(f"sail: intra_weight must be a number or a sequence of numbers, got {w!r}") from None
+        if not cands or any(not v >= 0 for v in cands) or len(set(cands)) != len(cands):
+            raise ValueError(f"sail: intra_weight must be >= 0 (candidates: non-empty, distinct), got {w!r}")
+        return cands
+
     def _checked_drops(self):
         """The four drop rates, after checking every setting (a bad one fails before any training)."""
         drops = (self.feature_drop_1, self.edge_drop_1, self.feature_drop_2, self.edge_drop_2)
         if any(not 0.0 <= float(v) < 1.0 for v in drops):
             raise ValueError(f"sail: feature/edge drop rates must be in [0, 1), got {drops}")
-        if not (float(self.intra_weight) >= 0 and float(self.grace_weight) >= 0):
-            raise ValueError(f"sail: intra_weight and grace_weight must be >= 0, got {self.intra_weight}, "
-                             f"{self.grace_weight}")
+        self._intra_candidates()
+        if not float(self.grace_weight) >= 0:
+            raise ValueError(f"sail: grace_weight must be >= 0, got {self.grace_weight}")
         return drops
 
     def terms(self):
-        return [SailTerm(1.0, self.tau, self.proj_dim, self._checked_drops(), self.intra_weight, self.grace_weight)]
+        """One :class:`SailTerm` per ``intra_weight`` candidate."""
+        drops = self._checked_drops()
+        return [SailTerm(1.0, self.tau, self.proj_dim, drops, w, self.grace_weight) for w in self._intra_candidates()]
 
     def _train(self, encoder, term, data, seed, tag, **distiller_kw):
         from gkdfast.distill.distiller import call_model
@@ -251,17 +271,24 @@ class SAIL(Recipe):
         from gkdfast.distill.distiller import accuracy, uses_graph
 
         drops = self._checked_drops()
+        terms = self.terms()
         state = torch.get_rng_state()
         encoder = make_student(data.x.size(1))
         if not uses_graph(encoder):
             raise ValueError("recipe 'sail' needs a GNN student (its losses compare graph views)")
+        after = torch.get_rng_state()
+
+        def same_start():
+            """Another encoder with ``encoder``'s initial weights; the global RNG is left as it was."""
+            torch.set_rng_state(state)
+            enc = make_student(data.x.size(1))
+            torch.set_rng_state(after)
+            return enc
+
         extras = {}
         baselines = {}
         if self.baseline:
-            after = torch.get_rng_state()
-            torch.set_rng_state(state)  # the baseline starts from the same weights
-            grace_enc = make_student(data.x.size(1))
-            torch.set_rng_state(after)
+            grace_enc = same_start()
             res_g, probe_g, h_g = self._train(grace_enc, GraceTerm(1.0, self.tau, self.proj_dim, drops), data,
                                               seed, "grace", **distiller_kw)
             logits = probe_g.student(h_g)
@@ -269,8 +296,20 @@ class SAIL(Recipe):
             extras["grace_probe_val_acc"] = probe_g.best_val_acc
             baselines["grace"] = Trained(ProbeModel(grace_enc, probe_g.student).eval(), data.x, True, res_g,
                                          res_g.seconds + probe_g.seconds)
-        res, probe, _ = self._train(encoder, self.terms()[0], data, seed, "sail", **distiller_kw)
+        best, seconds, by_weight = None, 0.0, {}
+        for i, term in enumerate(terms):
+            enc = encoder if i == 0 else same_start()
+            tag = "sail" if len(terms) == 1 else f"sail-intra{term.intra_weight:g}"
+            res, probe, _ = self._train(enc, term, data, seed, tag, **distiller_kw)
+            seconds += res.seconds + probe.seconds
+            by_weight[term.intra_weight] = probe.best_val_acc
+            if best is None or probe.best_val_acc > best[2].best_val_acc:  # validation nodes only
+                best = (enc, res, probe, term.intra_weight)
+        enc, res, probe, weight = best
         extras["sail_probe_val_acc"] = probe.best_val_acc
-        model = ProbeModel(encoder, probe.student).eval()
-        # seconds: SAIL's own training and probe; the baseline's are in its own row
-        return Trained(model, data.x, True, res, res.seconds + probe.seconds, extras=extras, baselines=baselines)
+        if len(terms) > 1:
+            extras["sail_intra_weight"] = weight
+            extras["sail_probe_val_acc_by_intra_weight"] = by_weight
+        model = ProbeModel(enc, probe.student).eval()
+        # seconds: SAIL's own training and probes (every candidate); the baseline's are in its own row
+        return Trained(model, data.x, True, res, seconds, extras=extras, baselines=baselines)
