@@ -364,12 +364,19 @@ def test_the_grace_baseline_is_a_row_of_the_experiment():
     from gkdfast.distill.results import validate
 
     data = csbm(num_nodes=200, num_classes=3, feature_dim=16, seed=0)
+    details, lines = [], []
     res = run_experiment(data, teacher=None, students=[ModelSpec("gcn", 16, 2, 0.5)], methods=["sail"],
-                         seeds=(0, 1), overrides={"sail": {"epochs": 2, "probe_epochs": 5}, "none": {"epochs": 2}})
+                         seeds=(0, 1), overrides={"sail": {"epochs": 2, "probe_epochs": 5, "intra_weight": [0, 1]},
+                                                  "none": {"epochs": 2}}, details=details, log=lines.append)
     validate(res)
     rows = {r["method"]: r for r in res["rows"]}
     assert list(rows) == ["none", "sail", "grace"]
     assert len(rows["grace"]["test_acc"]) == 2 and rows["grace"]["train_seconds"] > 0
+    # the recipe's choices reach the per-run records and the log, not the summary rows
+    picks = [r["extras"]["sail_intra_weight"] for r in details if r["method"] == "sail"]
+    assert len(picks) == 2 and set(picks) <= {0.0, 1.0}
+    assert "extras" not in next(r for r in details if r["method"] == "none")
+    assert sum("sail_intra_weight=" in line for line in lines) == 2
 
 
 @pytest.mark.parametrize("name,kw", [("freekd", {"epochs": 4}), ("oad", {"epochs": 3, "warmup_epochs": 2}),

@@ -156,6 +156,18 @@ def _summary(method: str, model: str, accs: List[float], secs: List[float], infe
     return row
 
 
+def _format_extras(extras: dict) -> str:
+    """``key=value`` pairs of a recipe's extras, floats to 4 digits, for the run log."""
+    def fmt(v):
+        if isinstance(v, float):
+            return f"{v:.4g}"
+        if isinstance(v, dict):
+            return "{" + ", ".join(f"{fmt(k)}: {fmt(x)}" for k, x in v.items()) + "}"
+        return str(v)
+
+    return "  ".join(f"{k}={fmt(v)}" for k, v in sorted(extras.items()))
+
+
 def summarize_runs(runs: Sequence[dict], *, dataset: str, num_nodes: int, num_edges: int) -> dict:
     """Builds the ``results.json`` dictionary from per-run records.
 
@@ -234,7 +246,8 @@ def run_experiment(data, *, teacher: Optional[ModelSpec], students: Sequence[Mod
         log: called with one line per finished run.
         teacher_params: hyperparameters for the teacher's supervised training (``lr``, ``epochs``, ...).
         details: if a list, one dict per training run is appended (seed, method, model, test_acc,
-            seconds, epochs, best_epoch) — per-run data the summary rows do not keep.
+            seconds, epochs, best_epoch; ``extras`` where the recipe reports any, e.g. SAIL's picked
+            ``intra_weight``) — per-run data the summary rows do not keep.
         setting: ``"transductive"`` (default; GLNN/NOSMOG's main tables: the teacher sees the whole
             graph, students are matched to its outputs on every node, test accuracy on the test nodes)
             or ``"inductive"`` (GLNN's inductive setting, :func:`gkdfast.data.inductive_split`: a
@@ -295,10 +308,12 @@ def run_experiment(data, *, teacher: Optional[ModelSpec], students: Sequence[Mod
     runs: List[dict] = []
     sensitive = getattr(data, "sensitive", None)
 
-    def record(method, model, acc, secs, infer, seed=None, fit=None, logits=None, test=None):
+    def record(method, model, acc, secs, infer, seed=None, fit=None, logits=None, test=None, extras=None):
         run = {"seed": seed, "method": method, "model": model, "test_acc": acc, "seconds": secs,
                "epochs": fit.epochs if fit else None, "best_epoch": fit.best_epoch if fit else None,
                "inference_ms_per_1k_nodes": infer}
+        if extras:
+            run["extras"] = dict(extras)
         if sensitive is not None and logits is not None:  # group-fairness gaps on the same test nodes
             from gkdfast.distill.fairness import fairness_gaps
 
@@ -347,8 +362,10 @@ def run_experiment(data, *, teacher: Optional[ModelSpec], students: Sequence[Mod
                     logits = call_model(t.model.eval(), inputs, graph, t.uses_graph, False)[0]
                     acc = accuracy(logits.cpu(), y, test)
                     infer = inference_ms_per_1k(t.model, inputs, graph, t.uses_graph)
-                    record(name, spec.label, acc, t.seconds, infer, seed, t.fit, logits, test)
+                    record(name, spec.label, acc, t.seconds, infer, seed, t.fit, logits, test, t.extras)
                     log(f"seed {seed}  {name:<9} {spec.label:<10} test acc {acc:.4f}  ({t.seconds:.1f}s)")
+                    if t.extras:  # what the recipe chose or measured on the way
+                        log(f"seed {seed}  {name:<9} {spec.label:<10} " + _format_extras(t.extras))
 
     name = str(getattr(data, "name", "graph"))
     if inductive:  # the schema has no setting field: the dataset label carries it into tables and plots
