@@ -358,6 +358,28 @@ def test_sail_picks_the_intra_weight_by_the_probes_validation_accuracy(small_cor
             recipes.get("sail", intra_weight=bad).fit(lambda f: GCN(f, 8, 7), small_cora)
 
 
+def test_a_sail_candidate_trains_exactly_as_the_single_weight_run(small_cora, monkeypatch):
+    from gkdfast.distill.recipes import sail as sail_mod
+
+    trained = {}
+    real_train = sail_mod.SAIL._train
+
+    def train(self, encoder, term, *a, **kw):
+        out = real_train(self, encoder, term, *a, **kw)
+        trained.setdefault(getattr(term, "intra_weight", "grace"), []).append([p.detach().clone() for p in encoder.parameters()])
+        return out
+
+    monkeypatch.setattr(sail_mod.SAIL, "_train", train)
+    runs = []
+    for weights in ((1.0,), (0.0, 1.0)):
+        torch.manual_seed(0)
+        runs.append(recipes.get("sail", epochs=3, probe_epochs=10, intra_weight=weights).fit(
+            lambda f: GCN(f, 16, 7), small_cora, seed=0))
+    alone, in_list = trained[1.0]  # intra_weight=1 alone, then as the second of two candidates
+    assert len(alone) > 0 and all(torch.equal(a, b) for a, b in zip(alone, in_list))
+    assert runs[1].extras["sail_probe_val_acc_by_intra_weight"][1.0] == runs[0].extras["sail_probe_val_acc"]
+
+
 def test_the_grace_baseline_is_a_row_of_the_experiment():
     from gkdfast.data import csbm
     from gkdfast.distill.experiment import ModelSpec, run_experiment

@@ -194,7 +194,8 @@ class SAIL(Recipe):
     abstract's "self-distillation regularisers" as terms added to a contrastive objective).
 
     ``intra_weight`` may also be a sequence of candidates (``--set sail.intra_weight=0,1``): one SAIL
-    encoder per candidate, all from the same initial weights, and the one whose linear probe scores
+    encoder per candidate, each trained exactly as a run with that weight alone would train it (same
+    initial weights, same random stream), and the one whose linear probe scores
     best on the *validation* nodes is kept (the first on a tie).  The pick and every candidate's
     validation accuracy are in ``trained.extras["sail_intra_weight"]`` /
     ``["sail_probe_val_acc_by_intra_weight"]``; the row's training time counts every candidate.
@@ -268,7 +269,7 @@ class SAIL(Recipe):
 
     def fit(self, make_student, data, teacher=None, seed: int = 0, **distiller_kw) -> Trained:
         """Trains SAIL (and the GRACE baseline), probes both, returns SAIL's encoder + probe."""
-        from gkdfast.distill.distiller import accuracy, uses_graph
+        from gkdfast.distill.distiller import _rng_states, _set_rng_states, accuracy, uses_graph
 
         drops = self._checked_drops()
         terms = self.terms()
@@ -296,16 +297,22 @@ class SAIL(Recipe):
             extras["grace_probe_val_acc"] = probe_g.best_val_acc
             baselines["grace"] = Trained(ProbeModel(grace_enc, probe_g.student).eval(), data.x, True, res_g,
                                          res_g.seconds + probe_g.seconds)
+        # Every candidate trains as it would alone: same initial weights, and the same RNG stream for its
+        # projection head, augmentations and dropout (the one the first candidate starts from), so a
+        # candidate of a list reproduces the single-weight run exactly.
+        start_rng = _rng_states()
         best, seconds, by_weight = None, 0.0, {}
         for i, term in enumerate(terms):
             enc = encoder if i == 0 else same_start()
+            _set_rng_states(start_rng)
             tag = "sail" if len(terms) == 1 else f"sail-intra{term.intra_weight:g}"
             res, probe, _ = self._train(enc, term, data, seed, tag, **distiller_kw)
             seconds += res.seconds + probe.seconds
             by_weight[term.intra_weight] = probe.best_val_acc
             if best is None or probe.best_val_acc > best[2].best_val_acc:  # validation nodes only
-                best = (enc, res, probe, term.intra_weight)
-        enc, res, probe, weight = best
+                best = (enc, res, probe, term.intra_weight, _rng_states())
+        enc, res, probe, weight, end_rng = best
+        _set_rng_states(end_rng)  # the RNG as the picked candidate alone would have left it
         extras["sail_probe_val_acc"] = probe.best_val_acc
         if len(terms) > 1:
             extras["sail_intra_weight"] = weight
