@@ -248,7 +248,8 @@ def _distill(args) -> int:
         if group is not None:
             raise ValueError("--teacher auto: pick the teacher in one process first (the log names it), then "
                              "pass it with --teacher under --distributed")
-        teacher, selection = select_teacher(data, seed=args.seed, epochs=args.epochs, device=device, log=log)
+        teacher, selection = select_teacher(data, seed=args.seed, epochs=args.epochs, device=device, log=log,
+                                            cache_dir=args.cache_dir or os.path.join(out, "cache"))
     if args.setting == "inductive":
         log(f"inductive setting: {args.inductive_fraction:.0%} of the test nodes and their edges are hidden "
             "during training; accuracy is measured on those nodes")

@@ -38,3 +38,29 @@ def test_bad_candidates_fail_before_training():
         select_teacher(data, ["gcn:8", "transformer"], log=lambda s: None)
     with pytest.raises(ValueError, match="at least one"):
         select_teacher(data, [], log=lambda s: None)
+
+
+def test_a_cached_selection_is_read_back_without_training(tmp_path, monkeypatch):
+    from gkdfast.distill import teacher_select as ts
+
+    data = csbm(num_nodes=300, num_classes=3, seed=3)
+    spec, table = select_teacher(data, ["mlp:8", "gcn:8"], epochs=10, log=lambda s: None, cache_dir=str(tmp_path))
+    files = list(tmp_path.glob("teacher-select-*.json"))
+    assert len(files) == 1
+
+    def no_training(*a, **kw):
+        raise AssertionError("a cached selection must not train its candidates")
+
+    monkeypatch.setattr(ts._recipes.NoKD, "fit", no_training)
+    lines = []
+    spec2, table2 = select_teacher(data, ["mlp:8", "gcn:8"], epochs=10, log=lines.append, cache_dir=str(tmp_path))
+    assert spec2 == spec and table2 == table
+    assert sum("(cached)" in line for line in lines) == 2
+    # anything the outcome depends on changes the key: another seed's split, other epochs or candidates
+    for kw in ({"seed": 1}, {"epochs": 11}, {"candidates": ["gcn:8", "mlp:8"]}):
+        call = dict({"candidates": ["mlp:8", "gcn:8"], "epochs": 10}, **kw)
+        with pytest.raises(AssertionError, match="must not train"):
+            select_teacher(data, log=lambda s: None, cache_dir=str(tmp_path), **call)
+    files[0].write_text("{ not json")  # a damaged file is ignored (and retrained)
+    with pytest.raises(AssertionError, match="must not train"):
+        select_teacher(data, ["mlp:8", "gcn:8"], epochs=10, log=lambda s: None, cache_dir=str(tmp_path))

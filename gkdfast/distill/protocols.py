@@ -337,7 +337,7 @@ def prepare(data, setting: PublishedSetting):
     return data
 
 
-def _select_teacher(s: PublishedSetting, d, seed: int, epochs: Optional[int], device, log):
+def _select_teacher(s: PublishedSetting, d, seed: int, epochs: Optional[int], device, log, cache_dir=None):
     """``s`` with the teacher picked by validation among its own and the common candidates (a candidate
     with the same label as the setting's teacher is left out: the rows could not tell them apart)."""
     from gkdfast.distill.experiment import parse_model
@@ -346,7 +346,7 @@ def _select_teacher(s: PublishedSetting, d, seed: int, epochs: Optional[int], de
     others = [c for c in DEFAULT_CANDIDATES if parse_model(c).label != s.teacher.label]
     params = dict(s.teacher_params, **({"epochs": epochs} if epochs else {}))
     spec, table = select_teacher(d, [s.teacher] + others, seed=seed, epochs=params.pop("epochs", None),
-                                 teacher_params=params, device=device, log=log)
+                                 teacher_params=params, device=device, log=log, cache_dir=cache_dir)
     note = f"--teacher auto: {spec.label} picked by validation accuracy among " + \
         ", ".join(f"{row['model']} {100 * row['val_acc']:.1f}" for row in table)
     return replace(s, teacher=spec, notes=s.notes + (note,)), {"picked": spec.label, "candidates": table}
@@ -395,7 +395,8 @@ def run_published(data, *, methods: Optional[Sequence[str]] = None, seeds: Seque
         d = prepare(data, s)
         selection = None
         if auto_teacher and s.teacher is not None:
-            s, selection = _select_teacher(s, d, seeds[0], epochs, device, log)
+            s, selection = _select_teacher(s, d, seeds[0], epochs, device, log,
+                                           None if out is None else os.path.join(out, s.key, "cache"))
         kw = {k: dict(v) for k, v in s.overrides.items()}
         for m, extra in (overrides or {}).items():
             kw.setdefault(_recipes.get(m).name, {}).update(extra)

@@ -6,10 +6,15 @@ selection trains every candidate (GCN, SAGE, GAT at two hidden widths by default
 seed's split, with the same supervised recipe the experiment uses for its teacher, and keeps the one
 with the best validation accuracy (ties: the earlier candidate).  The experiment then trains that
 teacher for every seed, once per seed, and every recipe reuses it (the teacher-output cache).
-Test labels are never looked at.
+With a ``cache_dir`` the selection itself is kept too (a small JSON file keyed by the data, the split,
+the candidates and the training settings), so a resumed or repeated run does not retrain every
+candidate.  Test labels are never looked at.
 """
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 from typing import Callable, List, Optional, Sequence, Tuple
 
 import torch
@@ -24,7 +29,8 @@ DEFAULT_CANDIDATES: Tuple[str, ...] = ("gcn:64", "gcn:256", "sage:64", "sage:256
 
 def select_teacher(data, candidates: Sequence[str] = DEFAULT_CANDIDATES, *, seed: int = 0,
                    epochs: Optional[int] = None, teacher_params: Optional[dict] = None, device="cpu",
-                   dropout: float = 0.5, log: Callable[[str], None] = print) -> Tuple[ModelSpec, List[dict]]:
+                   dropout: float = 0.5, log: Callable[[str], None] = print,
+                   cache_dir: Optional[str] = None) -> Tuple[ModelSpec, List[dict]]:
     """Trains each candidate teacher on ``seed``'s split and returns the best by validation accuracy.
 
     Args:
@@ -35,6 +41,9 @@ def select_teacher(data, candidates: Sequence[str] = DEFAULT_CANDIDATES, *, seed
         seed: whose split and initialisation the comparison uses.
         epochs / teacher_params: as for the experiment's teacher (``NoKD`` recipe settings).
         device: where to train.  dropout: the teachers' dropout.
+        cache_dir: where to keep the selection (``teacher-select-<key>.json``); a later call with the
+            same data, split, candidates and settings reads it instead of training (the ``gkdfast``
+            command passes the run's teacher cache, ``OUT/cache`` by default).  ``None``: no cache.
 
     Returns:
         ``(spec, table)``: the chosen :class:`ModelSpec` and one dict per candidate
@@ -53,6 +62,14 @@ def select_teacher(data, candidates: Sequence[str] = DEFAULT_CANDIDATES, *, seed
     specs = [c if isinstance(c, ModelSpec) else parse_model(c, dropout=dropout) for c in candidates]
     d = seed_split(data, seed)
     dev = torch.device(device)
+    path = None
+    if cache_dir is not None:
+        path = os.path.join(cache_dir, f"teacher-select-{_selection_key(d, specs, seed, epochs, teacher_params, dev)}.json")
+        table = _read_selection(path, specs)
+        if table is not None:
+            for row in table:
+                log(f"teacher candidate {row['model']:<10} val acc {row['val_acc']:.4f}  (cached)")
+            return _pick(specs, table, log)
     table: List[dict] = []
     for spec in specs:
         torch.manual_seed(seed)
@@ -62,6 +79,46 @@ def select_teacher(data, candidates: Sequence[str] = DEFAULT_CANDIDATES, *, seed
                          desc=f"teacher candidate {spec.label}")
         table.append({"model": spec.label, "val_acc": float(out.fit.best_val_acc), "seconds": float(out.seconds)})
         log(f"teacher candidate {spec.label:<10} val acc {out.fit.best_val_acc:.4f}  ({out.seconds:.1f}s)")
+    if path is not None:
+        os.makedirs(cache_dir, exist_ok=True)
+        tmp = f"{path}.tmp{os.getpid()}"
+        with open(tmp, "w") as f:
+            json.dump({"candidates": [repr(sp) for sp in specs], "table": table}, f, indent=1)
+        os.replace(tmp, path)  # a reader never sees half a file
+    return _pick(specs, table, log)
+
+
+def _pick(specs, table, log):
     best = max(range(len(specs)), key=lambda i: (table[i]["val_acc"], -i))
     log(f"--teacher auto: picked {specs[best].label} (validation accuracy {table[best]['val_acc']:.4f})")
     return specs[best], table
+
+
+def _selection_key(d, specs, seed, epochs, teacher_params, dev) -> str:
+    """Hex SHA-256 (first 40 digits) of everything the selection's outcome depends on."""
+    from gkdfast import __version__
+    from gkdfast.distill.teacher_cache import hash_tensor
+
+    h = hashlib.sha256()
+    h.update(f"teacher-select1;gkdfast{__version__};torch{torch.__version__};{dev.type};seed{seed};"
+             f"epochs{epochs};{sorted((teacher_params or {}).items())!r};{[repr(sp) for sp in specs]!r}".encode())
+    for t in (d.x, d.y, d.train_mask, d.val_mask, d.graph.rowptr, d.graph.col):
+        hash_tensor(h, t)
+    weight = getattr(d.graph, "edge_weight", None)
+    if weight is not None:
+        hash_tensor(h, weight)
+    return h.hexdigest()[:40]
+
+
+def _read_selection(path: str, specs) -> Optional[List[dict]]:
+    """The cached table at ``path``, or ``None`` when there is none (or it does not fit ``specs``)."""
+    try:
+        with open(path) as f:
+            saved = json.load(f)
+    except (OSError, ValueError):
+        return None
+    table = saved.get("table") if isinstance(saved, dict) else None
+    if saved.get("candidates") != [repr(sp) for sp in specs] or not isinstance(table, list) \
+            or [r.get("model") for r in table] != [sp.label for sp in specs]:
+        return None
+    return table
