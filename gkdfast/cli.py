@@ -163,6 +163,7 @@ def _distill(args) -> int:
         raise ValueError("--split-dir (Geom-GCN split files) applies to node classification on a homogeneous "
                          "graph with --protocol common; graph classification, heterogeneous data and the "
                          "published protocol have their own splits")
+    _check_pipeline_flags(args)
     if args.task == "graph":  # graph classification on a TU folder: its own pipeline (k-fold CV)
         from gkdfast.cli_graph import run_graph
 
@@ -280,6 +281,25 @@ def _any_needs_teacher(methods) -> bool:
 
     lists = methods.values() if isinstance(methods, dict) else [methods]
     return any(recipes.get(m).needs_teacher for ms in lists for m in ms)
+
+
+def _check_pipeline_flags(args) -> None:
+    """Graph classification and heterogeneous data run their own pipelines: flags that only the
+    node-classification pipeline on a homogeneous graph honours fail there instead of being ignored."""
+    if args.task == "graph":
+        where = "graph classification (--task graph)"
+    elif args.data is not None and _is_hetero(args):
+        where = "a heterogeneous graph"
+    else:
+        return
+    given = [("--missing-rate", bool(args.missing_rate)), ("--setting inductive", args.setting != "transductive"),
+             ("--fairness", bool(args.fairness)), ("--distributed", bool(args.distributed)),
+             ("--sampled", bool(getattr(args, "sampled", False))), ("--protocol published", args.protocol == "published")]
+    bad = [flag for flag, on in given if on]
+    if bad:
+        raise ValueError(f"{', '.join(bad)}: not supported on {where}, which runs its own pipeline "
+                         "(these flags apply to node classification on a homogeneous graph); drop "
+                         f"{'it' if len(bad) == 1 else 'them'}")
 
 
 def _is_hetero(args) -> bool:

@@ -315,6 +315,14 @@ def test_cli_graph_task_bad_method_is_one_clean_line(tmp_path):
     assert "graph classification knows kd, dfad, gfkd" in r.stderr.strip().splitlines()[-1]
 
 
+def test_cli_graph_task_rejects_flags_of_the_node_pipeline(tmp_path):
+    r = run_cli("distill", "--task", "graph", "--data", need_data("tu_mutag"), "--missing-rate", "0.3",
+                "--setting", "inductive", "--out", str(tmp_path / "x"))
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    last = r.stderr.strip().splitlines()[-1]
+    assert "--missing-rate, --setting inductive" in last and "graph classification" in last
+
+
 def test_cli_graph_task_set_reaches_the_configs_and_rejects_unknown_names():
     from gkdfast.cli_graph import _apply_set
 

@@ -121,6 +121,19 @@ def test_cli_hetero_folder_runs_kd_and_hire(tmp_path):
     assert rows[0]["model"] == "RGCN:64"
 
 
+def test_cli_hetero_rejects_flags_of_the_homogeneous_pipeline(tmp_path, capsys):
+    (tmp_path / "mini").mkdir()
+    _heco(tmp_path / "mini")
+    for flags in (["--missing-rate", "0.3"], ["--setting", "inductive"], ["--fairness", "sp"],
+                  ["--protocol", "published"]):
+        rc = main(["distill", "--data", str(tmp_path), "--name", "mini", "--seeds", "1", "--epochs", "1",
+                   "--quiet", "--device", "cpu", "--out", str(tmp_path / "out")] + flags)
+        assert rc == 2
+        err = capsys.readouterr().err.strip().splitlines()[-1]
+        assert flags[0] in err and "heterogeneous" in err
+    assert not (tmp_path / "out" / "results.json").exists()
+
+
 def test_malformed_heco_files_name_the_file_and_the_fix(tmp_path):
     d = _heco(tmp_path)
     np.savetxt(d / "pa.txt", np.array([[0, 1], [40, 2]]), fmt="%d")  # paper 40: beyond the 12 labels
