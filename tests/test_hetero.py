@@ -144,6 +144,14 @@ def test_malformed_heco_files_name_the_file_and_the_fix(tmp_path):
     with pytest.raises(ValueError, match=r"test_20\.npy: target id 99 outside \[0, 12\)"):
         load_heco(d)
     np.save(d / "test_20.npy", np.array([8, 9]))
+    sp.save_npz(d / "x_feat.npz", sp.csr_matrix(np.eye(3)))  # a type no relation file names
+    with pytest.raises(ValueError, match=r"x_feat\.npz: features of the unknown node type 'x'.*add its relation"):
+        load_heco(d)
+    os.remove(d / "x_feat.npz")
+    sp.save_npz(d / "pzp.npz", sp.coo_matrix(np.eye(12)))
+    with pytest.raises(ValueError, match=r"pzp\.npz: meta-path through the unknown node type 'z'"):
+        load_heco(d)
+    os.remove(d / "pzp.npz")
     os.remove(d / "labels.npy")
     with pytest.raises(ValueError, match=r"labels\.npy: no such file"):
         load_heco(d)
@@ -165,6 +173,37 @@ def test_heco_sets_match_the_data_readme(rel, counts):
     assert hg.num_nodes == counts
     assert int(hg.val_mask.sum()) == 1000 and int(hg.test_mask.sum()) == 1000
     assert int(hg.y.min()) == 0
+
+
+def _magnn(d):
+    """A tiny folder in MAGNN's IMDB layout: 4 movies, 2 directors, 3 actors."""
+    types = np.array([0, 0, 0, 0, 1, 1, 2, 2, 2])
+    np.save(d / "node_types.npy", types)
+    pairs = [(0, 4), (1, 4), (2, 5), (3, 5), (0, 6), (1, 7), (2, 8), (3, 6)]  # movie-director, movie-actor
+    r, c = np.array(pairs).T
+    adj = sp.coo_matrix((np.ones(2 * len(pairs)), (np.r_[r, c], np.r_[c, r])), shape=(9, 9))
+    sp.save_npz(d / "adjM.npz", adj)
+    for k, n in enumerate((4, 2, 3)):
+        sp.save_npz(d / f"features_{k}.npz", sp.csr_matrix(np.eye(n, 5)))
+    np.save(d / "labels.npy", np.array([0, 1, 0, 1]))
+    np.savez(d / "train_val_test_idx.npz", train_idx=np.array([0, 1]), val_idx=np.array([2]), test_idx=np.array([3]))
+    return d
+
+
+def test_malformed_magnn_files_name_the_file(tmp_path):
+    d = _magnn(tmp_path)
+    hg = load_magnn_imdb(d)
+    assert hg.num_nodes == {"movie": 4, "director": 2, "actor": 3} and int(hg.train_mask.sum()) == 2
+    for bad, match in (({"test_idx": np.array([3, 4])}, r"\(test_idx\): target id 4 outside \[0, 4\)"),
+                       ({"val_idx": np.array([-1])}, r"\(val_idx\): target id -1 outside"),
+                       ({"test_idx": None}, r"train_val_test_idx\.npz: not an \.npz with train_idx, val_idx")):
+        parts = dict({"train_idx": np.array([0, 1]), "val_idx": np.array([2]), "test_idx": np.array([3])}, **bad)
+        np.savez(d / "train_val_test_idx.npz", **{k: v for k, v in parts.items() if v is not None})
+        with pytest.raises(ValueError, match=match):
+            load_magnn_imdb(d)
+    (d / "adjM.npz").write_bytes(b"not a zip")
+    with pytest.raises(ValueError, match=r"adjM\.npz: not a scipy sparse \.npz"):
+        load_magnn_imdb(d)
 
 
 def test_magnn_imdb_matches_the_data_readme():

@@ -109,17 +109,20 @@ def _add_relation(rels, src, name, dst, e: np.ndarray, n_src: int, n_dst: int):
     rels[(dst, "rev_" + name, src)] = g.t()
 
 
+def _checked_mask(where: str, idx, y, n: int) -> torch.Tensor:
+    """The mask of target ids ``idx`` (read from ``where``): every id in ``[0, n)`` and labelled, else a
+    one-line error naming the file (a bare index would wrap around or raise IndexError)."""
+    idx = np.unique(np.asarray(idx).astype(np.int64).reshape(-1))
+    if idx.size and (idx.min() < 0 or idx.max() >= n):
+        raise fail(where, f"target id {int(idx.max() if idx.max() >= n else idx.min())} outside [0, {n})")
+    if idx.size and bool((y[torch.from_numpy(idx)] < 0).any()):
+        raise fail(where, "lists a target node without a label; fix the labels or drop the id from the split")
+    return mask_from_index(idx, n)
+
+
 def _split_masks(d, y, n, split: int):
-    masks = []
-    for part in ("train", "val", "test"):
-        path = os.path.join(d, f"{part}_{split}.npy")
-        idx = np.unique(_load_npy(path).astype(np.int64).reshape(-1))
-        if idx.size and (idx.min() < 0 or idx.max() >= n):
-            raise fail(path, f"target id {int(idx.max() if idx.max() >= n else idx.min())} outside [0, {n})")
-        if idx.size and bool((y[torch.from_numpy(idx)] < 0).any()):
-            raise fail(path, "lists a target node without a label; fix labels.npy or drop the id from the split")
-        masks.append(mask_from_index(idx, n))
-    return masks
+    paths = [os.path.join(d, f"{part}_{split}.npy") for part in ("train", "val", "test")]
+    return [_checked_mask(p, _load_npy(p), y, n) for p in paths]
 
 
 def load_heco(path, target_type: Optional[str] = None, split: int = 20, name: Optional[str] = None) -> HeteroGraph:
@@ -170,6 +173,12 @@ def load_heco(path, target_type: Optional[str] = None, split: int = 20, name: Op
     rels = {}
     for (a, b, p), e in edges.items():
         _add_relation(rels, names[a], a + b, names[b], e, counts[a], counts[b])
+    # a file naming a type no relation file has: a typo or a missing relation, never silently dropped
+    for fp in sorted(glob.glob(os.path.join(d, "*_feat.npz"))):
+        k = os.path.basename(fp)[:-len("_feat.npz")]
+        if k not in counts:
+            raise fail(fp, f"features of the unknown node type {k!r}: no relation file (<x><y>.txt) names it; add "
+                           f"its relation (e.g. {t}{k}.txt) or remove the file")
     x = {}
     for k in counts:
         fp = os.path.join(d, f"{k}_feat.npz")
@@ -183,6 +192,10 @@ def load_heco(path, target_type: Optional[str] = None, split: int = 20, name: Op
         mp = os.path.basename(p)[:-4]
         if mp[0] != t:
             continue
+        unknown = [k for k in mp if k not in counts]
+        if unknown:
+            raise fail(p, f"meta-path through the unknown node type {unknown[0]!r}: no relation file (<x><y>.txt) "
+                          f"names it; add its relation (e.g. {t}{unknown[0]}.txt) or remove the file")
         m = _load_sparse(p)
         if m.shape != (counts[t], counts[t]):
             raise fail(p, f"meta-path matrix is {m.shape}, expected ({counts[t]}, {counts[t]}) target nodes")
@@ -216,7 +229,7 @@ def load_magnn_imdb(path, name: Optional[str] = None) -> HeteroGraph:
     if types.size and (types.min() < 0 or types.max() > 2):
         raise fail(os.path.join(d, "node_types.npy"), f"type id {int(types.max())} unknown; expected 0 movie, "
                                                       "1 director, 2 actor")
-    adj = sp.load_npz(os.path.join(d, "adjM.npz")).tocoo()
+    adj = _load_sparse(os.path.join(d, "adjM.npz"))
     if adj.shape != (types.size, types.size):
         raise fail(os.path.join(d, "adjM.npz"), f"shape {adj.shape} does not match {types.size} node types")
     offs = {k: int(np.flatnonzero(types == k)[0]) if (types == k).any() else 0 for k in range(3)}
@@ -238,8 +251,15 @@ def load_magnn_imdb(path, name: Optional[str] = None) -> HeteroGraph:
     if y.numel() != n:
         raise fail(os.path.join(d, "labels.npy"), f"has {y.numel()} labels for {n} movies (the target type needs "
                                                   "one label per node, -1 for unknown)")
-    with np.load(os.path.join(d, "train_val_test_idx.npz"), allow_pickle=False) as s:
-        masks = [mask_from_index(s[k].astype(np.int64), n) for k in ("train_idx", "val_idx", "test_idx")]
+    split = os.path.join(d, "train_val_test_idx.npz")
+    try:
+        with np.load(split, allow_pickle=False) as s:
+            parts = {k: s[k] for k in ("train_idx", "val_idx", "test_idx")}
+    except FileNotFoundError:
+        raise fail(split, "no such file") from None
+    except (KeyError, ValueError, OSError) as exc:
+        raise fail(split, f"not an .npz with train_idx, val_idx and test_idx ({str(exc)[:60]})") from None
+    masks = [_checked_mask(f"{split} ({k})", v, y, n) for k, v in parts.items()]
     hg = HeteroGraph(counts, x, rels, "movie", y, *masks, int(y.max()) + 1, {}, name or "imdb-magnn",
                      {"split": "shipped (400/400/3478)", "format": "magnn"})
     hg.metapaths["mam"] = hg.metapath("movie", "actor", "movie")
