@@ -356,3 +356,33 @@ def test_conditional_generator_makes_graphs_the_teacher_puts_in_the_requested_cl
     assert after >= 0.8 and after > before, (before, after)
     with pytest.raises(ValueError, match="needs the classes"):
         gen(z)
+
+
+def test_conditional_generator_requests_the_classes_in_the_set_proportions(monkeypatch):
+    from gkdfast.distill import datafree
+
+    assert datafree.class_counts([0.75, 0.25], 32).tolist() == [24, 8]
+    assert datafree.class_counts([1, 1, 1], 32).tolist() == [11, 11, 10]  # sums to the batch exactly
+    teacher = GraphClassifier("gin", 7, 8, 2, 2).eval()
+    gen = GraphGenerator(num_nodes=6, onehot_dim=7, num_classes=2)
+    requested = []
+    real_forward = GraphGenerator.forward
+
+    def forward(self, z, c=None):
+        requested.append(c.clone())
+        return real_forward(self, z, c)
+
+    monkeypatch.setattr(GraphGenerator, "forward", forward)
+    cfg = DFADConfig(epochs=1, iters=2, student_steps=1, generator_steps=1, conditional=1.0, batch_size=32,
+                     num_nodes=6, class_proportions=(0.75, 0.25))
+    distill_dfad(teacher, GraphClassifier("gcn", 7, 8, 2, 2), gen, cfg, seed=0)
+    assert requested and all(torch.bincount(c, minlength=2).tolist() == [24, 8] for c in requested)
+    assert not torch.equal(requested[0], requested[1])  # dealt in a fresh order per batch
+    for bad in ((0.5, -0.5), (0.0, 0.0), ()):
+        with pytest.raises(ValueError, match="class_proportions must be"):
+            DFADConfig(conditional=1.0, class_proportions=bad)
+    with pytest.raises(ValueError, match="needs conditional > 0"):
+        DFADConfig(class_proportions=(0.5, 0.5))
+    with pytest.raises(ValueError, match="3 entries for 2 classes"):
+        distill_dfad(teacher, GraphClassifier("gcn", 7, 8, 2, 2), gen,
+                     DFADConfig(epochs=1, conditional=1.0, class_proportions=(1, 1, 1)), seed=0)

@@ -41,7 +41,7 @@ with ``onehot_prior=False`` is plain DFAD.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -52,7 +52,7 @@ from gkdfast.graph import Graph
 from gkdfast.nn.graph_models import WEIGHTED_CONVS
 
 __all__ = ["GraphGenerator", "DFADConfig", "BNStatistics", "distill_dfad", "feature_layout", "feature_metadata",
-           "onehot_frequencies", "onehot_log_prior", "complete_block_graph"]
+           "onehot_frequencies", "onehot_log_prior", "complete_block_graph", "class_counts"]
 
 
 def feature_layout(x: Tensor) -> int:
@@ -245,6 +245,8 @@ class DFADConfig:
     diversity: float = 0.0  # weight of the class-balance term (DAFL's information entropy); 0 = plain DFAD
     bn_match: float = 0.0  # weight of DeepInversion's BN-statistics matching in the generator loss; 0 = plain DFAD
     conditional: float = 0.0  # > 0: class-conditional generator (cGAN-KD / CGDD idea), teacher CE weight
+    # with `conditional`: the share of each class among a batch's requested classes (None: equal shares)
+    class_proportions: Optional[Tuple[float, ...]] = None
     student_loss: str = "kl"  # "kl": T^2 KL of the softmax outputs at `temperature`; "l1": L1 on logits (plain DFAD)
     temperature: float = 1.0
     onehot_prior: bool = True  # start the one-hot features at the training nodes' class frequencies
@@ -258,6 +260,33 @@ class DFADConfig:
             raise ValueError(f"DFAD-GNN: student_loss must be 'kl' or 'l1', got {self.student_loss!r}")
         if self.temperature <= 0:
             raise ValueError(f"DFAD-GNN: temperature must be > 0, got {self.temperature}")
+        if self.class_proportions is not None:
+            p = self.class_proportions
+            ok = isinstance(p, (tuple, list)) and len(p) > 0 and all(isinstance(v, (int, float)) for v in p)
+            if not ok or any(not v >= 0 for v in p) or not sum(p) > 0:
+                raise ValueError("DFAD-GNN: class_proportions must be one non-negative number per class, not all "
+                                 f"zero (e.g. 0.7,0.3), got {p!r}")
+            if not self.conditional:
+                raise ValueError("DFAD-GNN: class_proportions needs conditional > 0 (only a conditional "
+                                 "generator is asked for classes)")
+
+
+def class_counts(proportions: Sequence[float], total: int) -> Tensor:
+    """How many of ``total`` items each class gets: ``total * p / sum(p)`` rounded by largest remainder,
+    so the counts sum to ``total`` exactly.
+
+    Example:
+        >>> class_counts([0.7, 0.3], 64).tolist()
+        [45, 19]
+    """
+    p = torch.tensor([float(v) for v in proportions], dtype=torch.float64)
+    exact = total * p / p.sum()
+    counts = exact.floor().long()
+    rest = total - int(counts.sum())
+    if rest:  # the largest remainders get one more (ties: the earlier class)
+        order = sorted(range(len(p)), key=lambda i: (-float(exact[i] - counts[i]), i))
+        counts[order[:rest]] += 1
+    return counts
 
 
 class BNStatistics:
@@ -333,14 +362,19 @@ def distill_dfad(teacher: nn.Module, student: nn.Module, generator: GraphGenerat
     sched_s = torch.optim.lr_scheduler.CosineAnnealingLR(opt_s, T_max=max(cfg.epochs, 1))
     if cfg.conditional and not generator.num_classes:
         raise ValueError("DFAD-GNN: conditional > 0 needs a GraphGenerator built with num_classes")
+    if cfg.class_proportions is not None and len(cfg.class_proportions) != generator.num_classes:
+        raise ValueError(f"DFAD-GNN: class_proportions has {len(cfg.class_proportions)} entries for "
+                         f"{generator.num_classes} classes")
+    if generator.num_classes:  # each batch requests the classes in these exact counts (default: equal shares)
+        classes = torch.arange(cfg.batch_size) % generator.num_classes if cfg.class_proportions is None else \
+            torch.repeat_interleave(torch.arange(generator.num_classes),
+                                    class_counts(cfg.class_proportions, cfg.batch_size))
 
     def noise():
         z = torch.randn(cfg.batch_size, generator.z_dim, generator=gen).to(dev)
         if not generator.num_classes:
             return z, None
-        # classes dealt evenly over the batch: generated graphs cover the classes in equal shares
-        c = torch.arange(cfg.batch_size) % generator.num_classes
-        return z, c[torch.randperm(cfg.batch_size, generator=gen)].to(dev)
+        return z, classes[torch.randperm(cfg.batch_size, generator=gen)].to(dev)
     history = []
     bn = BNStatistics(teacher) if cfg.bn_match else None
     try:
