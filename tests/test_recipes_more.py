@@ -141,6 +141,13 @@ def test_freekd_agent_learns_a_node_dependent_policy(cora):
         probs = agent.action_probs(node_state(z0, z1, cora.y, cora.train_mask, agent.log_degree))
     assert float(probs[:, 0].std()) > 1e-3
     assert len(t.extras["peer_val_acc"]) == 2
+    # both networks are usable results: each member's validation accuracy is the one reported for it
+    assert len(t.members) == 2 and t.model is t.members[t.extras["best_peer"]]
+    for member, acc in zip(t.members, t.extras["peer_val_acc"]):
+        assert not member.training
+        with torch.no_grad():
+            pred = member(cora.x, cora.graph).argmax(1)
+        assert float((pred[cora.val_mask] == cora.y[cora.val_mask]).float().mean()) == pytest.approx(acc, abs=1e-6)
 
 
 def test_t2gnn_imputes_only_missing_entries_and_uses_ppr_edges(small_cora):

@@ -38,6 +38,9 @@ class Trained:
         baselines: models the recipe trains in the same run as its own comparison point (SAIL's GRACE
             encoder + probe), by method name; ``gkdfast distill`` evaluates each like ``model`` and
             gives it its own results row.
+        members: every network an online recipe trains as a usable result (FreeKD's two GNNs, OAD's K
+            branches), in eval mode, same ``inputs`` / graph as ``model``; ``model`` is the member
+            with the best validation accuracy (``extras["best_peer"]``).  Empty for other recipes.
     """
 
     model: nn.Module
@@ -47,6 +50,7 @@ class Trained:
     seconds: float
     extras: Dict[str, object] = field(default_factory=dict)
     baselines: Dict[str, "Trained"] = field(default_factory=dict)
+    members: Tuple[nn.Module, ...] = ()
 
 
 class Recipe:

@@ -150,7 +150,8 @@ def fit_peers(recipe: Recipe, group: PeerGroup, terms, data, seed: int, warmup_e
               **distiller_kw) -> Trained:
     """Shared by the online recipes: label-only warm-up (up to ``warmup_epochs``, early-stopped, the
     best-validation weights kept: the online phase starts from peers that have not yet overfitted),
-    the online phase with ``terms``, then the best peer by validation accuracy as the result.
+    the online phase with ``terms``, then the best peer by validation accuracy as the result (every
+    peer in ``Trained.members``).
 
     Example:
         >>> fit_peers(OAD(), group, OAD().peer_terms(group), data, 0, 100)   # doctest: +SKIP
@@ -171,6 +172,6 @@ def fit_peers(recipe: Recipe, group: PeerGroup, terms, data, seed: int, warmup_e
     result = recipe.distiller(group, None, terms, **distiller_kw).fit(data, data.x)
     seconds += result.seconds
     best, accs = best_peer(group, data, data.x, dev)
-    model = group.peers[best].eval()
-    return Trained(model, data.x, group.uses_graph, result, seconds,
-                   extras={"peer_val_acc": accs, "best_peer": best})
+    members = tuple(p.eval() for p in group.peers)  # each one usable on its own
+    return Trained(members[best], data.x, group.uses_graph, result, seconds,
+                   extras={"peer_val_acc": accs, "best_peer": best}, members=members)
