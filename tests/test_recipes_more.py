@@ -508,3 +508,37 @@ def test_imputing_mlp_reads_missing_entries_as_zero_whatever_x_holds_there(small
     with torch.no_grad():
         torch.testing.assert_close(m(noisy), m(d.x))
         assert m.mlp.layers[0]._observed(d.x) is d.x  # already zero there: no copy
+
+
+def test_missing_rate_masks_each_seeds_data_for_every_method(tmp_path, monkeypatch):
+    import json
+
+    from gkdfast.cli import main
+    from gkdfast.data import missing
+
+    calls, seen_edges = [], []
+    real_mask = missing.mask_missing
+
+    def mask(data, rate, seed):
+        out = real_mask(data, rate, seed)
+        calls.append((rate, seed, data.graph.num_edges, out.graph.num_edges))
+        return out
+
+    real_fit = recipes.KD.fit
+
+    def fit(self, make_student, data, *a, **kw):  # what the distilled student trains on
+        seen_edges.append(data.graph.num_edges)
+        return real_fit(self, make_student, data, *a, **kw)
+
+    monkeypatch.setattr(missing, "mask_missing", mask)
+    monkeypatch.setattr(recipes.KD, "fit", fit)
+    out = tmp_path / "run"
+    rc = main(["distill", "--nodes", "500", "--teacher", "gcn:8", "--student", "mlp:8", "--methods", "kd",
+               "--epochs", "3", "--seeds", "2", "--missing-rate", "0.3", "--no-progress", "--device", "cpu",
+               "--out", str(out)])
+    assert rc in (0, None)
+    assert [(r, s) for r, s, _, _ in calls] == [(0.3, 0), (0.3, 1)]  # once per seed, seeded by it
+    assert all(after < before for _, _, before, after in calls)
+    assert seen_edges == [after for _, _, _, after in calls]  # the student trained on the masked graph
+    res = json.loads((out / "results.json").read_text())
+    assert "[missing 30%]" in res["dataset"] and all(len(r["test_acc"]) == 2 for r in res["rows"])
