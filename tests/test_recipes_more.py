@@ -99,6 +99,24 @@ def test_ta_ensemble_weights_leave_out_a_bad_assistant(cora):
         recipes.get("ta_ensemble", mix="median").fit(lambda f: MLP(f, 8, 7), cora, torch.zeros(1))
 
 
+def test_ta_ensemble_fit_gives_a_bad_assistant_the_least_weight(small_cora, monkeypatch):
+    from gkdfast.distill.recipes.assistants import TAEnsemble
+
+    d = small_cora
+    good = torch.nn.functional.one_hot(d.y, 7).float() * 4.0  # an assistant that knows the labels
+    noisy = good + 3.0 * torch.randn(good.shape, generator=torch.Generator().manual_seed(0))
+    bad = torch.nn.functional.one_hot((d.y + 1) % 7, 7).float() * 4.0  # confidently wrong everywhere
+    fake = [{"logits": z, "val_acc": accuracy(z, d.y, d.val_mask), "seconds": 0.0} for z in (noisy, bad, good)]
+    monkeypatch.setattr(TAEnsemble, "assistants", lambda self, *a, **kw: fake)
+    torch.manual_seed(0)
+    t = recipes.get("ta_ensemble", epochs=2, patience=None, de_maxiter=20).fit(
+        lambda f: MLP(f, 8, 7), d, GCN(d.x.size(1), 8, 7).eval(), seed=0)
+    w = t.extras["weights"]
+    assert len(w) == 3 and abs(sum(w) - 1) < 1e-3
+    assert w[1] < 0.05 and w[2] == max(w)  # the wrong one is left out, the exact one leads: not uniform
+    assert t.extras["source_val_acc"][1] == 0.0
+
+
 def test_oad_peers_agree_more_than_independently_trained_peers(cora):
     def run(**kw):
         torch.manual_seed(0)
