@@ -64,12 +64,13 @@ def select_teacher(data, candidates: Sequence[str] = DEFAULT_CANDIDATES, *, seed
     dev = torch.device(device)
     path = None
     if cache_dir is not None:
-        path = os.path.join(cache_dir, f"teacher-select-{_selection_key(d, specs, seed, epochs, teacher_params, dev)}.json")
-        table = _read_selection(path, specs)
-        if table is not None:
-            for row in table:
+        key = _selection_key(d, specs, seed, epochs, teacher_params, dev)
+        path = os.path.join(cache_dir, f"teacher-select-{key}.json")
+        cached = _read_selection(path, specs)
+        if cached is not None:
+            for row in cached:
                 log(f"teacher candidate {row['model']:<10} val acc {row['val_acc']:.4f}  (cached)")
-            return _pick(specs, table, log)
+            return _pick(specs, cached, log)
     table: List[dict] = []
     for spec in specs:
         torch.manual_seed(seed)
