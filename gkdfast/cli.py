@@ -294,7 +294,8 @@ def _check_pipeline_flags(args) -> None:
         return
     given = [("--missing-rate", bool(args.missing_rate)), ("--setting inductive", args.setting != "transductive"),
              ("--fairness", bool(args.fairness)), ("--distributed", bool(args.distributed)),
-             ("--sampled", bool(getattr(args, "sampled", False))), ("--protocol published", args.protocol == "published")]
+             ("--sampled", bool(getattr(args, "sampled", False))),
+             ("--protocol published", args.protocol == "published")]
     bad = [flag for flag, on in given if on]
     if bad:
         raise ValueError(f"{', '.join(bad)}: not supported on {where}, which runs its own pipeline "

@@ -391,7 +391,8 @@ def test_a_sail_candidate_trains_exactly_as_the_single_weight_run(small_cora, mo
 
     def train(self, encoder, term, *a, **kw):
         out = real_train(self, encoder, term, *a, **kw)
-        trained.setdefault(getattr(term, "intra_weight", "grace"), []).append([p.detach().clone() for p in encoder.parameters()])
+        weights = [p.detach().clone() for p in encoder.parameters()]
+        trained.setdefault(getattr(term, "intra_weight", "grace"), []).append(weights)
         return out
 
     monkeypatch.setattr(sail_mod.SAIL, "_train", train)
