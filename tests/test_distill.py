@@ -137,6 +137,25 @@ def test_stop_training_callback_stops_and_resumes(tiny, tmp_path):
     assert r.epochs == 5
 
 
+def test_ties_pick_the_first_or_the_last_of_equally_good_epochs(tiny, tmp_path):
+    # lr 0: every epoch has the same validation accuracy, so every epoch ties the best
+    def fit(ties, **kw):
+        torch.manual_seed(0)
+        return Distiller(MLP(16, 8, 3), [terms.CrossEntropy()], lr=0.0, epochs=6, ties=ties, **kw).fit(tiny)
+
+    first, last = fit("first", patience=None), fit("last", patience=None)
+    assert first.best_epoch == 1 and last.best_epoch == 6
+    assert fit("first", patience=2).epochs == 3  # no better epoch after the first: stops after 2 more
+    assert fit("last", patience=2).epochs == 6   # a tie restarts the count, as the reference's >=
+    assert recipes.get("kd", ties="last").distiller(MLP(16, 8, 3), None).ties == "last"
+    with pytest.raises(ValueError, match="ties must be 'first' or 'last'"):
+        fit("middle")
+    Distiller(MLP(16, 8, 3), [terms.CrossEntropy()], epochs=1, checkpoint_dir=str(tmp_path)).fit(tiny)
+    with pytest.raises(ValueError, match="different run"):  # the rule is part of the run's identity
+        Distiller(MLP(16, 8, 3), [terms.CrossEntropy()], epochs=1, ties="last",
+                  checkpoint_dir=str(tmp_path)).fit(tiny)
+
+
 def test_checkpoint_of_another_run_is_refused(tiny, tmp_path):
     Distiller(MLP(16, 8, 3), [terms.CrossEntropy()], epochs=1, checkpoint_dir=str(tmp_path)).fit(tiny)
     with pytest.raises(ValueError, match="different run"):

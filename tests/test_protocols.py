@@ -165,6 +165,14 @@ def test_cpf_teacher_uses_the_gcn_aggregator_mean_over_neighbours_and_self():
     assert torch.allclose(conv(x, g), want, atol=1e-5)
 
 
+def test_cpf_keeps_the_latest_of_equally_good_epochs_like_the_reference():
+    s = published_settings("cora_ml", ["glnn", "nosmog"])[0]
+    assert s.teacher_params["ties"] == "last"
+    assert all(s.overrides[m]["ties"] == "last" for m in ("none", "glnn", "nosmog"))
+    gnn = published_settings("cora", ["kd"])[0]  # the other settings keep the default
+    assert gnn.key == "gnn" and all(v.get("ties", "first") == "first" for v in gnn.overrides.values())
+
+
 def test_quality_published_table_puts_the_paper_figure_beside_ours(tmp_path):
     """scripts/quality.py --protocol published --from-json: one row per (method, model), the published
     figure and the gap beside our mean; docs/results.md is not written."""

@@ -163,6 +163,11 @@ class Distiller:
             :class:`TeacherOutputs`, or ``None`` (label-only training).
         lr, weight_decay: Adam settings.  epochs: maximum epochs.  patience: stop after this many epochs
             without a better validation accuracy (``None``: never).
+        ties: which epoch is "best" when the validation accuracy repeats its best: ``"first"`` (default)
+            keeps the earliest; ``"last"`` keeps the latest and restarts the patience count, as GLNN's
+            and NOSMOG's reference code does (``score_val >= best``).  With 20 labels per class an
+            early epoch often ties the best while its outputs are still near uniform, and soft labels
+            from such a teacher carry almost no signal.
         batch_size: node mini-batch size (``None``: full batch).
         device: where to train (default: the student's device).
         checkpoint_dir: folder for ``checkpoint.pt``; an existing checkpoint there is resumed.
@@ -197,7 +202,7 @@ class Distiller:
                  batch_size: Optional[int] = None, device=None, checkpoint_dir: Optional[str] = None,
                  cache_dir: Optional[str] = None, progress: bool = False, desc: str = "train", seed: int = 0,
                  observed: Optional[Tensor] = None, distributed: Union[str, bool] = "auto", process_group=None,
-                 checkpoint_overhead: Optional[float] = 0.05):
+                 checkpoint_overhead: Optional[float] = 0.05, ties: str = "first"):
         if not isinstance(student, nn.Module):
             raise TypeError(f"Distiller: student must be a torch.nn.Module, got {type(student).__name__}")
         terms = list(terms)
@@ -212,6 +217,9 @@ class Distiller:
             raise ValueError(f"Distiller: epochs must be >= 0, got {epochs}")
         if batch_size is not None and batch_size < 1:
             raise ValueError(f"Distiller: batch_size must be >= 1, got {batch_size}")
+        if ties not in ("first", "last"):
+            raise ValueError(f"Distiller: ties must be 'first' or 'last', got {ties!r}")
+        self.ties = ties
         self.student = student
         self.terms = nn.ModuleList(terms)
         self.teacher = teacher
@@ -295,6 +303,8 @@ class Distiller:
                 h.update(f"{name}:{type(module).__qualname__}{settings}".encode())
         h.update(f"{self.lr},{self.weight_decay},{self.batch_size},{self.seed},{self.epochs},{self.patience},"
                  f"{bool(select_best)}".encode())
+        if self.ties != "first":  # (left out for the default, so existing checkpoints keep their key)
+            h.update(f"ties={self.ties}".encode())
         if world_size is not None:
             h.update(f"ddp{int(world_size)}".encode())
         for tensor in (inputs, y, *masks):
@@ -522,7 +532,7 @@ class Distiller:
                 seconds += time.perf_counter() - t0
                 sums["val_acc"] = val
                 history.append(sums)
-                if val > best_val or not select_best:
+                if val > best_val or not select_best or (self.ties == "last" and val == best_val):
                     best_val, best_epoch, bad = val, epoch, 0
                     best_student = _snapshot(best_student, self.student.state_dict())
                     best_terms = _snapshot(best_terms, self.terms.state_dict())

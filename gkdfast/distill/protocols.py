@@ -129,18 +129,21 @@ def _per_dataset(table: dict, key: str, fallback: str = "cora") -> Tuple[tuple, 
 def _cpf(key: str, methods: Sequence[str]) -> PublishedSetting:
     (lr, wd, dropout), missing = _per_dataset(_CPF_MLP, key)
     walk, walks, window, pos, eps, mu = _per_dataset(_NOSMOG, key)[0]
-    overrides = {"none": {"lr": lr, "weight_decay": wd},
-                 "glnn": {"lr": lr, "weight_decay": wd, "lamb": 0.0},
+    # ties="last": the reference keeps the latest of equally good validation epochs (score_val >= best),
+    # for the teacher and the students; the earliest one can be a near-uniform teacher (docs/protocols.md)
+    overrides = {"none": {"lr": lr, "weight_decay": wd, "ties": "last"},
+                 "glnn": {"lr": lr, "weight_decay": wd, "lamb": 0.0, "ties": "last"},
                  "nosmog": {"lr": lr, "weight_decay": _NOSMOG_MLP_WD.get(key, wd), "walk_length": walk,
                             "walks_per_node": walks, "window": window, "pos_dim": pos, "adv_eps": eps,
-                            "rsd_weight": mu}}
+                            "rsd_weight": mu, "ties": "last"}}
     notes = ["teacher SAGE (DGL's 'gcn' aggregator, as the reference) trained on the full neighbourhood "
              "(the reference samples 5, 5 neighbours)",
              "GLNN's two passes (labels, soft labels) summed into one optimiser step",
              "NOSMOG position features from a PPMI/SVD factorisation of the random walks, not word2vec"]
     return PublishedSetting(
         "cpf", tuple(methods), ModelSpec("sage", 128, 2, 0.0, (("aggr", "gcn"),)), (ModelSpec("mlp", 128, 2, dropout),),
-        {"lr": 0.01, "weight_decay": 5e-4}, {k: v for k, v in overrides.items() if k == "none" or k in methods},
+        {"lr": 0.01, "weight_decay": 5e-4, "ties": "last"},
+        {k: v for k, v in overrides.items() if k == "none" or k in methods},
         lcc=True, split="cpf", notes=tuple(notes + ([missing] if missing else [])))
 
 

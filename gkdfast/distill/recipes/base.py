@@ -57,7 +57,8 @@ class Recipe:
     """Base class: hyperparameters are class attributes, overridable per instance by keyword.
 
     Training hyperparameters every recipe has: ``lr``, ``weight_decay``, ``epochs``, ``patience``,
-    ``batch_size`` (``None`` = full batch).
+    ``batch_size`` (``None`` = full batch), ``ties`` (``"first"`` / ``"last"``: which of several epochs
+    with the best validation accuracy is kept, :class:`~gkdfast.distill.Distiller`).
     """
 
     name = "recipe"
@@ -71,6 +72,7 @@ class Recipe:
     epochs = 200
     patience: Optional[int] = 50
     batch_size: Optional[int] = None
+    ties = "first"  # the best-validation epoch among equals: "first" or "last" (see Distiller)
 
     def __init__(self, **overrides):
         for k, v in overrides.items():
@@ -119,7 +121,7 @@ class Recipe:
     def distiller(self, student, teacher, terms: Optional[List[LossTerm]] = None, **kw) -> Distiller:
         """The :class:`Distiller` this recipe trains with (``terms`` default: :meth:`terms`)."""
         opts = dict(lr=self.lr, weight_decay=self.weight_decay, epochs=self.epochs, patience=self.patience,
-                    batch_size=self.batch_size)
+                    batch_size=self.batch_size, ties=self.ties)
         opts.update(kw)
         return Distiller(student, self.terms() if terms is None else terms,
                          teacher if self.needs_teacher else None, **opts)
