@@ -221,8 +221,6 @@ def load_magnn_imdb(path, name: Optional[str] = None) -> HeteroGraph:
         >>> [hg.num_nodes[t] for t in ("movie", "director", "actor")], int(hg.train_mask.sum())
         ([4278, 2081, 5257], 400)
     """
-    import scipy.sparse as sp
-
     d = os.fspath(path)
     types = _load_npy(os.path.join(d, "node_types.npy")).astype(np.int64)
     names = ["movie", "director", "actor"]
