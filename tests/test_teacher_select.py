@@ -61,6 +61,7 @@ def test_a_cached_selection_is_read_back_without_training(tmp_path, monkeypatch)
         call = dict({"candidates": ["mlp:8", "gcn:8"], "epochs": 10}, **kw)
         with pytest.raises(AssertionError, match="must not train"):
             select_teacher(data, log=lambda s: None, cache_dir=str(tmp_path), **call)
-    files[0].write_text("{ not json")  # a damaged file is ignored (and retrained)
-    with pytest.raises(AssertionError, match="must not train"):
-        select_teacher(data, ["mlp:8", "gcn:8"], epochs=10, log=lambda s: None, cache_dir=str(tmp_path))
+    for damaged in ("{ not json", "[1, 2]", '{"candidates": [], "table": 3}'):  # ignored, and retrained
+        files[0].write_text(damaged)
+        with pytest.raises(AssertionError, match="must not train"):
+            select_teacher(data, ["mlp:8", "gcn:8"], epochs=10, log=lambda s: None, cache_dir=str(tmp_path))

@@ -118,8 +118,11 @@ def _read_selection(path: str, specs) -> Optional[List[dict]]:
             saved = json.load(f)
     except (OSError, ValueError):
         return None
-    table = saved.get("table") if isinstance(saved, dict) else None
+    if not isinstance(saved, dict):
+        return None
+    table = saved.get("table")
     if saved.get("candidates") != [repr(sp) for sp in specs] or not isinstance(table, list) \
+            or not all(isinstance(r, dict) for r in table) \
             or [r.get("model") for r in table] != [sp.label for sp in specs]:
         return None
     return table
