@@ -18,7 +18,7 @@ from gkdfast.data.fairness import FAIRNESS_SETS, fairness_split, load_fairness
 from gkdfast.data.geom_splits import geom_gcn_split, with_split_files
 from gkdfast.data.loader import FORMATS, guess_format, load
 from gkdfast.data.matlab import load_mat
-from gkdfast.data.isolation import isolation_split
+from gkdfast.data.isolation import cold_start_masks, isolation_split
 from gkdfast.data.missing import mask_missing
 from gkdfast.data.mmap import load_mmap, save_mmap
 from gkdfast.data.musae import load_musae
@@ -37,6 +37,7 @@ __all__ = [
     "load_planetoid", "load_gnn_benchmark", "load_npz_bundle", "load_musae", "load_mat", "load_tu", "load_graph_json", "load_ogb",
     "random_split", "fraction_split", "inductive_split", "geom_gcn_split", "with_split_files", "mask_missing", "InductiveSplit",
     "isolation_split",
+    "cold_start_masks",
     "subgraph",
     "csbm", "dcsbm", "power_law_graph", "edge_homophily",
 ]

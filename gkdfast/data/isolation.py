@@ -31,7 +31,7 @@ from dataclasses import replace
 import torch
 from torch import Tensor
 
-__all__ = ["isolation_split", "median_cuts"]
+__all__ = ["isolation_split", "median_cuts", "cold_start_masks", "COLD_START_SPLIT"]
 
 
 def median_cuts(values: Tensor, cuts: int, low: bool = True) -> Tensor:
@@ -101,3 +101,48 @@ def isolation_split(data, tail_cuts: int = 4, head_cuts: int = 5):
     extras = dict(data.extras, isolated_mask=isolated, tail_mask=rest, head_mask=head,
                   cold_start="isolation(Cold Brew)")
     return replace(data, graph=cut, extras=extras)
+
+
+#: ``data.extras["split"]`` mark of the Cold Brew setting: :func:`gkdfast.distill.experiment.seed_split`
+#: draws the validation nodes of each seed with :func:`cold_start_masks`.
+COLD_START_SPLIT = "isolation(train as given, 500 validation nodes with edges drawn per seed, test = isolated)"
+
+
+def cold_start_masks(data, seed: int, num_val: int = 500):
+    """Train / validation / test masks of Cold Brew's cold-start setting for ``seed``, on a graph from
+    :func:`isolation_split`.
+
+    Training nodes are ``data.train_mask`` (isolated or not, as in the public code).  Validation:
+    ``num_val`` nodes drawn with ``seed`` among those outside training that kept their edges (the
+    public code has no validation set and keeps the epoch best on the test nodes); fewer when there
+    are not ``2 · num_val`` such nodes (half of them then).  Test: every isolated node outside
+    training, the public code's cold-start evaluation set.
+
+    Returns:
+        ``(train, val, test)`` bool ``[N]`` masks.
+
+    Example:
+        >>> from gkdfast.data import csbm
+        >>> d = isolation_split(csbm(num_nodes=400, num_classes=3, seed=0))
+        >>> tr, va, te = cold_start_masks(d, seed=0, num_val=50)
+        >>> int(va.sum()), bool((va & d.extras["isolated_mask"]).any()), bool((te & tr).any())
+        (50, False, False)
+    """
+    iso = data.extras.get("isolated_mask") if hasattr(data, "extras") else None
+    if iso is None:
+        raise ValueError("cold_start_masks: the data has no isolated nodes marked; apply "
+                         "gkdfast.data.isolation_split first")
+    if not isinstance(num_val, int) or isinstance(num_val, bool) or num_val < 1:
+        raise ValueError(f"cold_start_masks: num_val must be a positive int, got {num_val!r}")
+    iso = iso.cpu().bool()
+    train = data.train_mask.cpu().bool().clone()
+    pool = (~train & ~iso).nonzero().flatten()
+    take = min(num_val, pool.numel() // 2)
+    gen = torch.Generator().manual_seed(int(seed))
+    val = torch.zeros_like(train)
+    val[pool[torch.randperm(pool.numel(), generator=gen)[:take]]] = True
+    test = iso & ~train
+    if int(test.sum()) == 0 or int(train.sum()) == 0:
+        raise ValueError(f"cold_start_masks: {int(train.sum())} training and {int(test.sum())} isolated test nodes; "
+                         "the setting needs both")
+    return train, val, test

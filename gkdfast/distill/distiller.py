@@ -162,7 +162,8 @@ class Distiller:
         teacher: a trained ``nn.Module`` (its outputs are computed once and cached), precomputed
             :class:`TeacherOutputs`, or ``None`` (label-only training).
         lr, weight_decay: Adam settings.  epochs: maximum epochs.  patience: stop after this many epochs
-            without a better validation accuracy (``None``: never).
+            without a better validation accuracy (``None``: never).  A student with a ``regularization()`` method
+            (e.g. :class:`gkdfast.nn.SEGCN`) has what it returns added to every step's loss.
         ties: which epoch is "best" when the validation accuracy repeats its best: ``"first"`` (default)
             keeps the earliest; ``"last"`` keeps the latest and restarts the patience count, as GLNN's
             and NOSMOG's reference code does (``score_val >= best``).  With 20 labels per class an
@@ -469,6 +470,15 @@ class Distiller:
         if ddp is not None:
             val_rows = val_rows[ddp.rank::ddp.world_size]
 
+        # A student may carry its own penalty (``regularization()`` -> 0-d tensor or None), e.g. the
+        # norm of SE-GCN's per-node tables; it is added to every step's loss.
+        regularization = getattr(self.student, "regularization", None)
+        if not callable(regularization):
+            regularization = None
+        elif ddp is not None:
+            raise ValueError(f"Distiller: {type(self.student).__name__} adds its own regularization() to the loss, "
+                             "which data-parallel training does not support; train it in one process")
+
         def batch_loss(nodes: Tensor):
             # A batch holding every node is the pool itself, i.e. arange(n): skip the gathers.
             full = nodes.numel() == n
@@ -494,6 +504,10 @@ class Distiller:
                 loss = loss + t.weight * v
             if not torch.is_tensor(loss):
                 raise ValueError("Distiller: every term has weight 0")
+            reg = regularization() if regularization is not None else None
+            if reg is not None:  # the model's own penalty (SE-GCN's se_reg * sum of embedding norms)
+                values["regularization"] = float(reg.detach())
+                loss = loss + reg
             return loss, values
 
         bar = None

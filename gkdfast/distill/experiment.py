@@ -41,11 +41,17 @@ class ModelSpec:
     def label(self) -> str:
         return f"{self.name.upper()}({self.hidden})"
 
-    def build(self, in_dim: int, num_classes: int) -> nn.Module:
+    def build(self, in_dim: int, num_classes: int, num_nodes: Optional[int] = None) -> nn.Module:
+        """The model; ``num_nodes`` (the graph it trains on) goes to models with per-node parameters
+        (``needs_num_nodes``, e.g. ``segcn``) and is ignored by the others."""
         from gkdfast.nn import build_model
+        from gkdfast.nn.models import _MODELS
 
+        extra = {}
+        if getattr(_MODELS.get(self.name), "needs_num_nodes", False) and num_nodes is not None:
+            extra["num_nodes"] = int(num_nodes)
         return build_model(self.name, in_dim, self.hidden, num_classes, num_layers=self.num_layers,
-                           dropout=self.dropout, **dict(self.options))
+                           dropout=self.dropout, **dict(self.options), **extra)
 
 
 def parse_model(spec: str, dropout: float = 0.5, num_layers: int = 2) -> ModelSpec:
@@ -72,7 +78,8 @@ def parse_model(spec: str, dropout: float = 0.5, num_layers: int = 2) -> ModelSp
 
 def seed_split(data, seed: int):
     """``data`` with the split for ``seed``: re-drawn (20/30 per class) when the data's split was a
-    random one, a stratified 60/20/20 drawn for the seed when it is marked ``fraction(...)``, Geom-GCN
+    random one, a stratified 60/20/20 drawn for the seed when it is marked ``fraction(...)``, Cold Brew's
+    cold-start masks when marked ``isolation(...)`` (:func:`gkdfast.data.isolation.cold_start_masks`), Geom-GCN
     split file ``seed`` when marked by :func:`gkdfast.data.geom_splits.with_split_files`, unchanged
     when it is a given split (Planetoid public split, masks in the file).
 
@@ -95,6 +102,11 @@ def seed_split(data, seed: int):
         from gkdfast.data.geom_splits import geom_gcn_split
 
         return geom_gcn_split(data, data.extras["split_dir"], seed, name=data.extras.get("split_name"))
+    if how.startswith("isolation("):  # Cold Brew's setting: validation nodes drawn per seed, test = isolated
+        from gkdfast.data.isolation import cold_start_masks
+
+        tr, va, te = cold_start_masks(data, seed)
+        return replace(data, train_mask=tr, val_mask=va, test_mask=te)
     if how.startswith("fraction("):  # a stratified 60/20/20 split (T2-GNN's published setting), per seed
         from gkdfast.data.splits import fraction_split
 
@@ -209,7 +221,7 @@ def _train_teacher(teacher, d, train_data, graph, y, test, seed, dev, epochs, te
     """One seed's teacher: supervised, early-stopped on validation accuracy, recorded as the teacher
     row; returns its outputs on what the students may see (cached on disk)."""
     torch.manual_seed(seed)
-    tmodel = teacher.build(d.x.size(1), d.num_classes)
+    tmodel = teacher.build(d.x.size(1), d.num_classes, train_data.graph.num_nodes)
     trecipe = _recipes.NoKD(**dict({"epochs": epochs} if epochs else {}, **(teacher_params or {})))
     tt = trecipe.fit(lambda f: tmodel, train_data, None, seed, device=dev,
                      checkpoint_dir=ckpt(f"seed{seed}", "teacher"), progress=progress,
@@ -352,7 +364,7 @@ def run_experiment(data, *, teacher: Optional[ModelSpec], students: Sequence[Mod
                     log(f"seed {seed}  skip {recipe.name} for {spec.label}: it needs a graph-free (mlp) student")
                     continue
                 torch.manual_seed(seed)  # the same initial student weights for every method
-                trained = recipe.fit(lambda f: spec.build(f, d.num_classes), train_data, tout, seed, device=dev,
+                trained = recipe.fit(lambda f: spec.build(f, d.num_classes, train_data.graph.num_nodes), train_data, tout, seed, device=dev,
                                      checkpoint_dir=ckpt(f"seed{seed}", f"{spec.label}-{recipe.name}"),
                                      cache_dir=cache_dir, progress=progress,
                                      desc=f"seed {seed}: {recipe.name} -> {spec.label}")

@@ -29,6 +29,12 @@ runs one comparison (:func:`gkdfast.distill.experiment.run_experiment`) per grou
 * ``t2gnn`` — T2-GNN: 30 % of feature entries and edges masked per seed (seeded), a stratified
   60 / 20 / 20 split drawn per seed (the Geom-GCN splits' proportions), GCN(64) student; on CiteSeer
   the reference's ``topk=0, lamb=0.9``.
+* ``coldbrew`` — Cold Brew: the strict cold-start setting of its public code (row-normalised features,
+  :func:`gkdfast.data.isolation_split` cuts every edge of the lowest-degree nodes, test accuracy on the
+  isolated nodes outside training; Cora trains on its first 600 nodes), an SE-GCN teacher
+  (:class:`gkdfast.nn.SEGCN`, structural embedding in the first layer, se_reg 32 on Cora / 0.5 on
+  CiteSeer, width 64 / 256, dropout 0.6), MLP(256) students (dropout 0.5, lr 0.005, weight decay 5e-4,
+  1,500 epochs), the regression MLP g(256) on the training nodes, top-3 retrieval by dot product with α₀-scaled query.
 * ``ta`` — teacher-assistant ensembles: SAGE(128) teacher (the common table's), MLP(128) student,
   ``kd`` from the teacher beside ``ta_ensemble``; no public code, so the setting is ours.
 
@@ -45,6 +51,8 @@ import os
 from dataclasses import dataclass, field, replace
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
+import torch
+
 from gkdfast.distill import recipes as _recipes
 from gkdfast.distill.experiment import ModelSpec, run_experiment
 
@@ -53,7 +61,7 @@ __all__ = ["PublishedSetting", "PUBLISHED_METHODS", "DEFAULT_PUBLISHED", "publis
 
 #: Every recipe that has a published setting here, in table order.
 PUBLISHED_METHODS = ("glnn", "nosmog", "graphmlp", "kd", "lsp", "gsp", "gcrd", "kd_gcrd", "freekd", "oad", "gsdn",
-                     "sail", "t2gnn", "ta_ensemble")
+                     "sail", "t2gnn", "ta_ensemble", "coldbrew")
 # The recipes ``gkdfast distill --protocol published`` runs when --methods is not given: the original
 # eight; the six later ones (teacher-free peers, self-distillation, masked data) are picked by name.
 DEFAULT_PUBLISHED = PUBLISHED_METHODS[:8]
@@ -79,8 +87,12 @@ class PublishedSetting:
         overrides: per-recipe hyperparameters (``"none"`` = the no-KD student).
         lcc: train on the largest connected component.  row_normalize: scale feature rows to sum 1.
         split: ``"cpf"`` (20 / 30 per class drawn per seed, rest test), ``"fraction"`` (a stratified
-            60 / 20 / 20 split drawn per seed) or ``"given"`` (the data's split).
+            60 / 20 / 20 split drawn per seed), ``"isolation"`` (Cold Brew's cold-start setting: the
+            graph cut by :func:`gkdfast.data.isolation_split`, 500 validation nodes with edges drawn per
+            seed, test = the isolated nodes outside training) or ``"given"`` (the data's split).
         missing_rate: fraction of feature entries and edges masked per seed (T2-GNN's setting).
+        train_first: the first ``train_first`` nodes are the training set (Cold Brew's Cora); ``None``:
+            the data's own training nodes.
         notes: what the published setting had that we changed, one line each.
     """
 
@@ -95,6 +107,7 @@ class PublishedSetting:
     split: str = "given"
     notes: Tuple[str, ...] = ()
     missing_rate: float = 0.0
+    train_first: Optional[int] = None
 
     def describe(self) -> dict:
         """JSON-friendly summary, stored in ``results.json`` under ``protocol.settings``."""
@@ -107,6 +120,7 @@ class PublishedSetting:
                 "students": [s.label for s in self.students], "teacher_params": dict(self.teacher_params),
                 "overrides": {k: dict(v) for k, v in self.overrides.items()}, "lcc": self.lcc,
                 "row_normalize": self.row_normalize, "split": self.split, "missing_rate": self.missing_rate,
+                **({"train_first": self.train_first} if self.train_first is not None else {}),
                 "notes": list(self.notes)}
 
 
@@ -223,6 +237,27 @@ def _ta(methods: Sequence[str]) -> PublishedSetting:
                             notes=tuple(notes))
 
 
+# Cold Brew per dataset (its base_options.py and README commands): teacher width, dropout, se_reg.
+_COLDBREW = {"cora": (64, 0.6, 32.0), "citeseer": (256, 0.6, 0.5)}
+_COLDBREW_TRAIN_FIRST = {"cora": 600}  # its Cora loader trains on the first 600 nodes; others: the public split
+
+
+def _coldbrew(key: str) -> PublishedSetting:
+    (hidden, dropout, se_reg), missing = _per_dataset(_COLDBREW, key)
+    teacher = ModelSpec("segcn", hidden, 2, dropout, (("se_layers", "first"), ("se_reg", se_reg)))
+    common = {"lr": 0.005, "weight_decay": 5e-4, "epochs": 1500, "patience": None}
+    student = dict(common, topk=3, metric="dot", alpha_query=True, hidden=256, g_dropout=0.5, regress_nodes="train",
+                   regress_epochs=1500, regress_lr=0.005, regress_weight_decay=5e-4)
+    notes = ["SE-GCN teacher (structural embedding in the first layer, se_reg "
+             f"{se_reg:g}) without the public code's normalisation layers (NodeNorm on Cora, GroupNorm on CiteSeer)",
+             "the test accuracy is on the isolated nodes outside training; validation: 500 nodes with edges "
+             "drawn per seed (the public code has no validation set and keeps the epoch best on the test nodes)",
+             "full-batch training (the public code samples its batch from the training nodes with replacement)"]
+    return PublishedSetting("coldbrew", ("coldbrew",), teacher, (ModelSpec("mlp", 256, 2, 0.5),), dict(common),
+                            {"none": dict(common), "coldbrew": student}, row_normalize=True, split="isolation",
+                            train_first=_COLDBREW_TRAIN_FIRST.get(key), notes=tuple(notes + ([missing] if missing else [])))
+
+
 # ``--set teacher.KEY=VALUE`` keys that set the teacher's training rather than its architecture.
 _TEACHER_TRAINING = ("lr", "weight_decay", "epochs", "patience")
 
@@ -263,7 +298,7 @@ def with_teacher(setting: PublishedSetting, changes: Dict[str, object]) -> Publi
     options.update(changes)
     spec = ModelSpec(name, arch["hidden"], arch["num_layers"], arch["dropout"], tuple(options.items()))
     try:  # a misspelt option fails here, in one line, not after the first seed's data is prepared
-        spec.build(4, 2)
+        spec.build(4, 2, num_nodes=4)
     except (TypeError, ValueError) as err:
         raise ValueError(f"--set teacher.*: the teacher {spec.label} with options {options} cannot be built: "
                          f"{err}") from None
@@ -274,12 +309,12 @@ def with_teacher(setting: PublishedSetting, changes: Dict[str, object]) -> Publi
 
 _GROUP = {"glnn": "cpf", "nosmog": "cpf", "graphmlp": "graphmlp", "kd": "gnn", "lsp": "gnn", "gsp": "gnn",
           "gcrd": "gnn", "kd_gcrd": "gnn", "freekd": "peers", "oad": "peers", "gsdn": "gsdn", "sail": "sail",
-          "t2gnn": "t2gnn", "ta_ensemble": "ta"}
+          "t2gnn": "t2gnn", "ta_ensemble": "ta", "coldbrew": "coldbrew"}
 
 
 def published_settings(dataset: str, methods: Optional[Sequence[str]] = None) -> List[PublishedSetting]:
     """The published settings that cover ``methods`` (default :data:`DEFAULT_PUBLISHED`) on ``dataset``,
-    in the order cpf, graphmlp, gnn, peers, gsdn, sail, t2gnn, ta; ValueError for a recipe without a
+    in the order cpf, graphmlp, gnn, peers, gsdn, sail, t2gnn, ta, coldbrew; ValueError for a recipe without a
     published setting.
 
     Example:
@@ -314,6 +349,8 @@ def published_settings(dataset: str, methods: Optional[Sequence[str]] = None) ->
         out.append(_t2gnn(key))
     if "ta_ensemble" in names:
         out.append(_ta(["ta_ensemble"]))
+    if "coldbrew" in names:
+        out.append(_coldbrew(key))
     return out
 
 
@@ -333,6 +370,14 @@ def prepare(data, setting: PublishedSetting):
         data = largest_connected_component(data)
     if setting.row_normalize:
         data = row_normalize(data)
+    if setting.split == "isolation":  # seed_split draws the validation nodes of each seed
+        from gkdfast.data.isolation import COLD_START_SPLIT, isolation_split
+
+        data = isolation_split(data)
+        train = data.train_mask
+        if setting.train_first is not None:
+            train = torch.arange(data.num_nodes) < int(setting.train_first)
+        data = replace(data, train_mask=train, extras=dict(data.extras, split=COLD_START_SPLIT))
     if setting.split == "cpf":  # seed_split re-draws a split marked random(...) for every seed
         data = replace(data, extras=dict(data.extras, split="random(20/30 per class, CPF, largest component)"))
     elif setting.split == "fraction":  # ... and one marked fraction(...) as a stratified 60/20/20

@@ -74,7 +74,7 @@ def select_teacher(data, candidates: Sequence[str] = DEFAULT_CANDIDATES, *, seed
     table: List[dict] = []
     for spec in specs:
         torch.manual_seed(seed)
-        model = spec.build(d.x.size(1), d.num_classes)
+        model = spec.build(d.x.size(1), d.num_classes, d.graph.num_nodes)
         recipe = _recipes.NoKD(**dict({"epochs": epochs} if epochs else {}, **(teacher_params or {})))
         out = recipe.fit(lambda f: model, d, None, seed, device=dev, progress=False,
                          desc=f"teacher candidate {spec.label}")

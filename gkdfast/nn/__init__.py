@@ -19,6 +19,7 @@ from gkdfast.nn.philox_dropout import Dropout
 from gkdfast.nn.models import GAT, GCN, GIN, MLP, SAGE, build_model, model_names
 from gkdfast.nn.projection import ProjectionHead
 from gkdfast.nn.sage_conv import SAGEConv
+from gkdfast.nn.se_gcn import SEGCN
 
-__all__ = ["GCNConv", "SAGEConv", "GINConv", "GATConv", "GCN", "SAGE", "GAT", "GIN", "MLP", "GraphMLPEncoder",
+__all__ = ["GCNConv", "SAGEConv", "GINConv", "GATConv", "GCN", "SAGE", "GAT", "GIN", "MLP", "GraphMLPEncoder", "SEGCN",
            "ProjectionHead", "Dropout", "build_model", "model_names", "layerwise_inference"]

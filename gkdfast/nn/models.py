@@ -23,6 +23,7 @@ from gkdfast.nn.gin_conv import GINConv
 from gkdfast.nn.graphmlp_encoder import GraphMLPEncoder
 from gkdfast.nn.philox_dropout import model_dropout
 from gkdfast.nn.sage_conv import SAGEConv
+from gkdfast.nn.se_gcn import SEGCN
 from gkdfast.nn.sparse_input import SparseInputLinear, csr_head, dropout_sparse_input
 
 __all__ = ["GCN", "SAGE", "GAT", "GIN", "MLP", "build_model"]
@@ -345,11 +346,13 @@ class MLP(_Stack):
 
 
 _MODELS = {"gcn": GCN, "sage": SAGE, "graphsage": SAGE, "gat": GAT, "gin": GIN, "mlp": MLP,
-           "gmlp": GraphMLPEncoder}  # gmlp: Graph-MLP's encoder (Linear-GELU-LayerNorm-Dropout-Linear)
+           "gmlp": GraphMLPEncoder,  # gmlp: Graph-MLP's encoder (Linear-GELU-LayerNorm-Dropout-Linear)
+           "segcn": SEGCN}  # Cold Brew's teacher: a GCN with per-node structural embeddings (needs num_nodes)
 
 
 def build_model(name: str, in_channels: int, hidden_channels: int, out_channels: int, **kwargs) -> nn.Module:
-    """Builds a model by name: ``gcn``, ``sage`` (alias ``graphsage``), ``gat``, ``gin``, ``mlp`` or ``gmlp``
+    """Builds a model by name: ``gcn``, ``sage`` (alias ``graphsage``), ``gat``, ``gin``, ``mlp``, ``gmlp`` or
+    ``segcn`` (:class:`gkdfast.nn.se_gcn.SEGCN`, which also needs ``num_nodes=``)
     (case-insensitive); ``kwargs`` go to its constructor (``num_layers``, ``dropout``, ``heads`` ...).
 
     Example:
@@ -371,6 +374,6 @@ def model_names() -> List[str]:
 
     Example:
         >>> model_names()
-        ['gat', 'gcn', 'gin', 'gmlp', 'graphsage', 'mlp', 'sage']
+        ['gat', 'gcn', 'gin', 'gmlp', 'graphsage', 'mlp', 'sage', 'segcn']
     """
     return sorted(_MODELS)
