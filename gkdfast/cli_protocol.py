@@ -20,8 +20,8 @@ def add_protocol_args(parser) -> None:
                              "published: each recipe with the split, preprocessing, teacher, student and "
                              "hyperparameters of its paper (docs/protocols.md); --methods picks among "
                              "glnn, nosmog, graphmlp, kd, lsp, gsp, gcrd, kd_gcrd (the default) and freekd, oad, gsdn, "
-                             "sail, t2gnn, ta_ensemble, --student gcn "
-                             "or sage keeps one of the GNN students, --set teacher.KEY=VALUE changes the "
+                             "sail, t2gnn, ta_ensemble, coldbrew, --student gcn, "
+                             "sage or gat keeps some of the GNN students, --set teacher.KEY=VALUE changes the "
                              "teacher (model, hidden, num_layers, dropout, heads, input_dropout, lr, ...)")
 
 
@@ -41,16 +41,16 @@ def _check_flags(args) -> None:
 
 def _published_students(text):
     """``--student gcn`` under the published protocol: names (no widths) of the published students to
-    keep (the gnn setting has GCN and SAGE); anything else fails."""
+    keep (the gnn setting has GCN, SAGE and GAT); anything else fails."""
     if not text:
         return None
     from gkdfast.cli import _split_list
 
     names = _split_list(text, "student")
-    bad = [n for n in names if n.lower() not in ("gcn", "sage", "mlp", "gmlp")]
+    bad = [n for n in names if n.lower() not in ("gcn", "sage", "gat", "mlp", "gmlp")]
     if bad or any(":" in n for n in names):
         raise ValueError(f"--protocol published sets the models of each recipe; --student only picks among its "
-                         f"students by name (gcn, sage), got {text!r}")
+                         f"students by name (gcn, sage, gat), got {text!r}")
     return [n.lower() for n in names]
 
 

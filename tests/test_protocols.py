@@ -85,7 +85,8 @@ def test_published_settings_group_the_recipes_and_reject_unknown_ones():
     assert keys == ["cpf", "graphmlp", "gnn"]
     gnn = published_settings("cora", ["gcrd", "kd+gcrd"])[0]
     assert gnn.methods == ("gcrd", "kd_gcrd") and gnn.teacher.name == "gat" and dict(gnn.teacher.options)["heads"] == 8
-    assert [x.name for x in gnn.students] == ["gcn", "sage"]
+    assert [x.label for x in gnn.students] == ["GCN(64)", "SAGE(64)", "GAT(32)"]
+    assert dict(gnn.students[2].options)["heads"] == 4
     assert set(PUBLISHED_METHODS) >= {"glnn", "nosmog", "graphmlp", "lsp", "gsp", "gcrd", "kd_gcrd"}
     with pytest.raises(ValueError, match="no published setting for 'reliant'"):
         published_settings("cora", ["reliant"])
