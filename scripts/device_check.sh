@@ -7,7 +7,8 @@
 # Steps, each with its own time limit so the whole run ends inside one 10-minute device call:
 #   1. environment report (GPU, driver, torch, nvcc)
 #   2. in-place build of gkdfast._C with the CUDA kernels (GKDFAST_CUDA=1, sm_90, MAX_JOBS=16)
-#   3. import check: compiled_with_cuda(), a GPU is visible, every gkdfast op has a CUDA kernel
+#   3. import check: compiled_with_cuda(), a GPU is visible, every gkdfast op has a CUDA kernel;
+#      3b. scripts/cuda_crash_probe.py (crash_probe.log): error paths of CUDA ops, one process per case
 #   4. pytest -m cuda (all CUDA tests), then the CPU tests (quick, parallel when xdist is present)
 #   5. benchmarks/gpu_compare.py: the new CUDA kernels vs the legacy ones (GKDFAST_CUDA_IMPL=legacy)
 #      vs each peer, TF32 off and on -> summary.json (commit it as docs/gpu-h200/summary.json),
@@ -22,7 +23,7 @@
 # default skips them: CI runs the CPU suite), bench.log + bench.tar.gz with BENCH_ALL=1,
 # quality.tar.gz with QUALITY=1, ncu.csv with PROFILE=1.
 # Knobs: PYTHON, GKDFAST_CUDA_ARCH_LIST (9.0), MAX_JOBS (16), T_BUILD / T_CUDA_TESTS / T_CPU_TESTS /
-# T_COMPARE / T_BENCH (seconds per step), SKIP_COMPARE=1, SKIP_CPU_TESTS (1 by default),
+# T_COMPARE / T_BENCH / T_PROBE (seconds per step), SKIP_COMPARE=1, SKIP_CPU_TESTS (1 by default),
 # BENCH_ALL=1, BENCH_SMALL=1 (tiny benchmark sizes),
 # BENCH_MAX_SECONDS (per case and implementation), PROFILE=1 (ncu on scripts/profile_gpu.py cases,
 # PROFILE_CASES, into ncu.csv), QUALITY=1, QUALITY_UNTIL (seconds, 400),
@@ -114,6 +115,11 @@ if [ "${QUALITY:-0}" = "1" ]; then
   done
   note "quality: $(jobs -r | wc -l) workers started, stopping at +${QUALITY_UNTIL:-400}s"
 fi
+
+# ---- 3b. crash probe: each suspect call of an op's CUDA error path in its own process ----------
+# (session 18: sample_neighbors with an out-of-range seed segfaulted the test process on the H200)
+step "crash probe" "${T_PROBE:-120}" "$OUT/crash_probe.log" "$PY" scripts/cuda_crash_probe.py
+grep -E "^[a-z].*: " "$OUT/crash_probe.log" | cut -c1-160 | sed 's/^/device_check: probe: /' | tee -a "$SUMMARY"
 
 # ---- 4. tests -----------------------------------------------------------------------------
 XDIST=""
