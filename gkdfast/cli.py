@@ -329,7 +329,8 @@ def _distill_hetero(args) -> int:
                                 students=_split_list(args.student or "rgcn:16", "student"),
                                 methods=methods, seeds=list(range(args.seed, args.seed + args.seeds)),
                                 epochs=args.epochs, device=device, teacher_params=overrides.pop("teacher", None),
-                                overrides=overrides, log=log)
+                                overrides=overrides, log=log,
+                                cache_dir=args.cache_dir or os.path.join(args.out, "cache"))
     os.makedirs(args.out, exist_ok=True)
     print(format_table(res))
     save_json(res, os.path.join(args.out, "results.json"))

@@ -276,6 +276,34 @@ def test_teacher_auto_picks_the_best_validation_candidate(monkeypatch):
     assert [r["model"] for r in ex.select_hetero_teacher(hg, ["rgcn:8", "han:8"])[2]] == ["rgcn:8"]
 
 
+def test_teacher_auto_selection_is_cached_and_a_rerun_gives_the_same_rows(tmp_path, monkeypatch):
+    import gkdfast.hetero.experiment as ex
+
+    kw = dict(teacher="auto", students=["rgcn:4"], methods=["kd"], seeds=[0], epochs=3,
+              teacher_params={"epochs": 4, "patience": None}, cache_dir=str(tmp_path))
+    first = run_hetero_experiment(HeteroGraph.toy(), **kw)
+    files = list(tmp_path.glob("hetero-teacher-select-*.json"))
+    assert len(files) == 1
+    trained = []
+    real = ex.train_hetero
+    monkeypatch.setattr(ex, "train_hetero", lambda model, *a, **k: trained.append(type(model).__name__) or
+                        real(model, *a, **k))
+    logs = []
+    again = run_hetero_experiment(HeteroGraph.toy(), log=logs.append, **kw)
+    # only the picked teacher and the students train again; the rows are the same
+    assert trained[0] == first["rows"][0]["model"].split(":")[0] and len(trained) == 3
+    assert [r["test_acc"] for r in again["rows"]] == [r["test_acc"] for r in first["rows"]]
+    assert again["teacher_selection"] == first["teacher_selection"]
+    assert any("(cached)" in line for line in logs)
+    # another seed, candidate list or training setting is another key: trained again, not read
+    ex.select_hetero_teacher(HeteroGraph.toy(), ["rgcn:8"], seed=1, train={"epochs": 2}, cache_dir=str(tmp_path))
+    assert len(list(tmp_path.glob("hetero-teacher-select-*.json"))) == 2
+    files[0].write_text("{not json")  # a damaged file is ignored: the candidates train again
+    trained.clear()
+    run_hetero_experiment(HeteroGraph.toy(), **kw)
+    assert len(trained) == 3 + 2
+
+
 def test_teacher_params_reach_the_teacher_only_and_auto_is_recorded():
     details = []
     res = run_hetero_experiment(HeteroGraph.toy(), teacher="auto", students=["rgcn:4"], methods=["kd"], seeds=[0],

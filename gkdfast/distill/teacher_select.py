@@ -81,11 +81,7 @@ def select_teacher(data, candidates: Sequence[str] = DEFAULT_CANDIDATES, *, seed
         table.append({"model": spec.label, "val_acc": float(out.fit.best_val_acc), "seconds": float(out.seconds)})
         log(f"teacher candidate {spec.label:<10} val acc {out.fit.best_val_acc:.4f}  ({out.seconds:.1f}s)")
     if path is not None:
-        os.makedirs(cache_dir, exist_ok=True)
-        tmp = f"{path}.tmp{os.getpid()}"
-        with open(tmp, "w") as f:
-            json.dump({"candidates": [repr(sp) for sp in specs], "table": table}, f, indent=1)
-        os.replace(tmp, path)  # a reader never sees half a file
+        write_cached_selection(path, [repr(sp) for sp in specs], table)
     return _pick(specs, table, log)
 
 
@@ -111,8 +107,11 @@ def _selection_key(d, specs, seed, epochs, teacher_params, dev) -> str:
     return h.hexdigest()[:40]
 
 
-def _read_selection(path: str, specs) -> Optional[List[dict]]:
-    """The cached table at ``path``, or ``None`` when there is none (or it does not fit ``specs``)."""
+def read_cached_selection(path: str, candidates: Sequence[str], labels: Sequence[str]) -> Optional[List[dict]]:
+    """The selection table cached at ``path``, or ``None`` when there is none or it does not fit:
+    it must have been written for exactly ``candidates`` (their ``repr`` / spec strings, in order) and
+    hold one dict per candidate whose ``model`` is the matching entry of ``labels``.  A damaged or
+    foreign file is ignored (the caller trains the candidates again)."""
     try:
         with open(path) as f:
             saved = json.load(f)
@@ -121,8 +120,22 @@ def _read_selection(path: str, specs) -> Optional[List[dict]]:
     if not isinstance(saved, dict):
         return None
     table = saved.get("table")
-    if saved.get("candidates") != [repr(sp) for sp in specs] or not isinstance(table, list) \
+    if saved.get("candidates") != list(candidates) or not isinstance(table, list) \
             or not all(isinstance(r, dict) for r in table) \
-            or [r.get("model") for r in table] != [sp.label for sp in specs]:
+            or [r.get("model") for r in table] != list(labels) \
+            or not all(isinstance(r.get("val_acc"), (int, float)) for r in table):
         return None
     return table
+
+
+def write_cached_selection(path: str, candidates: Sequence[str], table: List[dict]) -> None:
+    """Writes ``table`` for ``candidates`` to ``path`` atomically (a reader never sees half a file)."""
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w") as f:
+        json.dump({"candidates": list(candidates), "table": table}, f, indent=1)
+    os.replace(tmp, path)
+
+
+def _read_selection(path: str, specs) -> Optional[List[dict]]:
+    return read_cached_selection(path, [repr(sp) for sp in specs], [sp.label for sp in specs])

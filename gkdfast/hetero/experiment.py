@@ -75,13 +75,44 @@ def _supervised(hg: HeteroGraph):
     return lambda logits, hidden: F.cross_entropy(logits[tr], hg.y[tr])
 
 
+def _hetero_selection_key(hg: HeteroGraph, candidates: Sequence[str], seed: int, train: Optional[dict]) -> str:
+    """Hex SHA-256 (first 40 digits) of what the selection's outcome depends on: the graph's tensors
+    (features, relations, meta-paths, labels, training / validation masks), the candidates, the seed,
+    the training settings, the device type and the versions."""
+    import hashlib
+
+    from gkdfast import __version__
+    from gkdfast.distill.teacher_cache import hash_tensor
+
+    h = hashlib.sha256()
+    h.update(f"hetero-select1;gkdfast{__version__};torch{torch.__version__};{hg.y.device.type};seed{seed};"
+             f"{sorted((train or {}).items())!r};{list(candidates)!r};{hg.target};"
+             f"{sorted(hg.num_nodes.items())!r}".encode())
+    for t in sorted(hg.x):
+        hash_tensor(h, hg.x[t])
+    for graphs in (hg.relations, hg.metapaths):
+        for key in sorted(graphs, key=repr):
+            h.update(repr(key).encode())
+            hash_tensor(h, graphs[key].rowptr)
+            hash_tensor(h, graphs[key].col)
+    for t in (hg.y, hg.train_mask, hg.val_mask):
+        hash_tensor(h, t)
+    return h.hexdigest()[:40]
+
+
 def select_hetero_teacher(hg: HeteroGraph, candidates: Sequence[str] = HETERO_TEACHER_CANDIDATES, *, seed: int = 0,
-                          train: Optional[dict] = None, log: Callable[[str], None] = lambda s: None):
+                          train: Optional[dict] = None, log: Callable[[str], None] = lambda s: None,
+                          cache_dir: Optional[str] = None):
     """Trains each candidate teacher (supervised, :func:`train_hetero` with ``train``) from ``seed``
     and returns ``(spec, model, table)`` of the best by validation accuracy (ties: the earlier one);
     ``table`` has one row per candidate: ``model``, ``val_acc``, ``seconds``, and the training's
     ``info`` (:func:`train_hetero`).  HAN is skipped on a graph without meta-path graphs.  Test labels
     are not read.
+
+    With ``cache_dir`` the table is kept in ``hetero-teacher-select-<key>.json`` (the key covers the
+    graph, the split's training and validation nodes, the candidates, ``seed`` and ``train``); a later
+    call that finds it trains nothing and returns ``model = None`` and rows without ``info`` (the
+    caller trains the picked teacher again from ``seed``: the same model on the same device).
 
     Example:
         >>> from gkdfast.hetero import HeteroGraph
@@ -89,9 +120,23 @@ def select_hetero_teacher(hg: HeteroGraph, candidates: Sequence[str] = HETERO_TE
         >>> spec in ("rgcn:8", "hgt:8"), [row["model"] for row in table]
         (True, ['rgcn:8', 'hgt:8'])
     """
+    import os
+
+    from gkdfast.distill.teacher_select import read_cached_selection, write_cached_selection
+
     usable = [c for c in candidates if hg.metapaths or not str(c).lower().startswith("han")]
     if not usable:
         raise ValueError(f"select_hetero_teacher: no candidate runs on {hg.name} (HAN needs meta-path graphs)")
+    path = None
+    if cache_dir is not None:
+        path = os.path.join(cache_dir, f"hetero-teacher-select-{_hetero_selection_key(hg, usable, seed, train)}.json")
+        cached = read_cached_selection(path, usable, usable)
+        if cached is not None:
+            for row in cached:
+                log(f"teacher candidate {row['model']:<10} val acc {row['val_acc']:.4f} (cached)")
+            best = max(range(len(usable)), key=lambda i: (cached[i]["val_acc"], -i))
+            log(f"teacher auto: picked {usable[best]} (best validation accuracy {cached[best]['val_acc']:.4f})")
+            return usable[best], None, cached
     best, table = None, []
     for spec in usable:
         torch.manual_seed(seed)
@@ -101,6 +146,8 @@ def select_hetero_teacher(hg: HeteroGraph, candidates: Sequence[str] = HETERO_TE
         log(f"teacher candidate {spec:<10} val acc {info['best_val']:.4f} ({info['seconds']:.1f}s)")
         if best is None or info["best_val"] > best[2]:
             best = (spec, model, info["best_val"])
+    if path is not None:
+        write_cached_selection(path, usable, [{k: v for k, v in row.items() if k != "info"} for row in table])
     log(f"teacher auto: picked {best[0]} (best validation accuracy {best[2]:.4f})")
     return best[0], best[1], table
 
@@ -135,7 +182,7 @@ def run_hetero_experiment(hg: HeteroGraph, *, teacher: str = "rgcn:64", students
                           methods: Sequence[str] = ("kd", "hire"), seeds: Sequence[int] = (0,),
                           epochs: Optional[int] = None, device="cpu", overrides: Optional[Dict[str, dict]] = None,
                           teacher_params: Optional[dict] = None, log: Callable[[str], None] = lambda s: None,
-                          details: Optional[list] = None) -> dict:
+                          details: Optional[list] = None, cache_dir: Optional[str] = None) -> dict:
     """Runs teacher / no-KD / KD / HIRE rows and returns the results dictionary.
 
     Args:
@@ -148,6 +195,8 @@ def run_hetero_experiment(hg: HeteroGraph, *, teacher: str = "rgcn:64", students
         teacher_params: the teacher's own ``lr`` / ``weight_decay`` / ``epochs`` / ``patience``
             (default: the students' settings), e.g. ``{"epochs": 300, "patience": 100}``.
         details: if a list, one dict per training run is appended.
+        cache_dir: where ``teacher="auto"`` keeps its selection (:func:`select_hetero_teacher`);
+            ``None``: no cache.
 
     Example:
         >>> from gkdfast.hetero import HeteroGraph
@@ -192,8 +241,9 @@ def run_hetero_experiment(hg: HeteroGraph, *, teacher: str = "rgcn:64", students
     tkw = dict(params("none")[1], **(teacher_params or {}))
     selection, picked = None, None
     if str(teacher).strip().lower() == "auto":
-        teacher, model, table = select_hetero_teacher(g, seed=seeds[0], train=tkw, log=log)
-        picked = (model, next(row["info"] for row in table if row["model"] == teacher))
+        teacher, model, table = select_hetero_teacher(g, seed=seeds[0], train=tkw, log=log, cache_dir=cache_dir)
+        if model is not None:  # trained just now (not read from the cache): seed 0's teacher as it is
+            picked = (model, next(row["info"] for row in table if row["model"] == teacher))
         selection = [{k: v for k, v in row.items() if k != "info"} for row in table]
     for seed in seeds:
         if picked is not None and seed == seeds[0]:  # the winner of the selection is this seed's teacher
