@@ -19,7 +19,6 @@ from gkdfast.distill.terms import CrossEntropy, HiddenMSE, LogitKD
 __all__ = ["ColdBrew", "ColdBrewStudent"]
 
 
-
 def _attend(feats: Tensor, f: int, d: int, k: int, a0: Optional[Tensor]) -> Tensor:
     """ẽ ``[B, D]`` from retrieval features ``[x ; q ; s ; e_1 .. e_k]``: ``Σ_j softmax(s)_j e_j``
     (``softmax(α₀·s)`` when ``a0`` is given)."""
