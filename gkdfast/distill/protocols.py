@@ -253,7 +253,8 @@ def _coldbrew(key: str) -> PublishedSetting:
     student = dict(common, topk=3, metric="dot", alpha_query=True, hidden=256, g_dropout=0.5, regress_nodes="train",
                    regress_epochs=1500, regress_lr=0.005, regress_weight_decay=5e-4)
     notes = ["SE-GCN teacher (structural embedding in the first layer, se_reg "
-             f"{se_reg:g}) without the public code's normalisation layers (NodeNorm on Cora, GroupNorm on CiteSeer)",
+             f"{se_reg:g}); the public code builds NodeNorm / GroupNorm layers but never applies them "
+             "(its trick string 'NoResNodeNorm' fails an equality test), so neither does ours",
              "the test accuracy is on the isolated nodes outside training; validation: 500 nodes with edges "
              "drawn per seed (the public code has no validation set and keeps the epoch best on the test nodes)",
              "full-batch training (the public code samples its batch from the training nodes with replacement)"]

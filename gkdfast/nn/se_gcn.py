@@ -12,8 +12,10 @@ student regresses: the concatenation of every layer's output before its activati
 
 Choices (the public code, ``GNN_model/GCN.py``): dropout before every layer, the input included;
 ``E`` initialised from ``N(0, 1)``; ``E`` added after the source-side degree scaling there, before it
-here (the paper's formula).  The public teacher also has per-dataset normalisation layers (NodeNorm
-on Cora, GroupNorm on CiteSeer) and a dropout on the logits; this model has neither.
+here (the paper's formula).  The public teacher also builds per-dataset normalisation layers (NodeNorm
+on Cora, GroupNorm on CiteSeer) but never runs them: ``run_norm_if_any`` tests the trick string for
+equality with ``"NodeNorm"`` while the best configuration sets it to ``"NoResNodeNorm"``; this model
+has none either.  It has no dropout on the logits (the public code drops them out in training).
 
 Example:
     >>> import torch, gkdfast
