@@ -129,6 +129,16 @@ def worker(rank: int, world: int, init_file: str, out_dir: str):
         results["gsp"] = "ran"
     except ValueError as exc:
         results["gsp"] = str(exc)
+    # 3b. a student with its own regularization() (SE-GCN) cannot be data-parallel: a clear error on
+    # every rank before any collective.
+    from gkdfast.nn import SEGCN
+
+    try:
+        Distiller(SEGCN(data.num_features, 8, 3, num_nodes=101, se_reg=1.0), [terms.CrossEntropy(1.0)],
+                  epochs=1, patience=None).fit(data)
+        results["regularized"] = "ran"
+    except ValueError as exc:
+        results["regularized"] = str(exc)
     # 4. checkpoint cadence: the ranks' cadences disagree (rank 0 spaces slow saves, rank 1 would
     # write every epoch); rank 0's decision must hold on both, or the save's collectives hang.
     results["cadence_written"] = fit_with_rank_cadence(rank, os.path.join(out_dir, "ckpt-cadence"))

@@ -136,6 +136,12 @@ def test_all_pairs_term_under_ddp_needs_process_group_support(ranks):
         assert "'gsp'" in res[0]["gsp"] and "process_group" in res[0]["gsp"]
 
 
+def test_a_student_with_its_own_regularization_is_refused_under_ddp(ranks):
+    _, res = ranks
+    for r in range(WORLD):
+        assert "regularization()" in res[r]["regularized"] and "one process" in res[r]["regularized"]
+
+
 # -- the command ---------------------------------------------------------------------------------
 def _env(**extra):
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
