@@ -35,6 +35,23 @@ def test_segcn_adds_its_tables_before_propagation_and_returns_every_layer_as_the
     assert se.shape == (60, 19)
 
 
+def test_segcn_multiplies_bag_of_words_features_through_their_sparse_copy():
+    d = _data(80)
+    x = (torch.rand(80, 300, generator=torch.Generator().manual_seed(0)) < 0.02).float()  # 2 % non-zero
+    torch.manual_seed(0)
+    m = SEGCN(300, 16, 3, num_nodes=80, dropout=0.5).eval()
+    dense = m(x, d.graph)
+    torch.testing.assert_close(m(x.to_sparse_csr(), d.graph), dense)
+    l0 = m.layers[0]
+    want = gkdfast.spmm(d.graph, x @ l0.lin.weight.t() + m.embeddings["0"], "sum", norm="gcn") + l0.bias
+    torch.testing.assert_close(m(x, d.graph, return_hidden=True)[1][:, :16], want)
+    m.train()
+    torch.manual_seed(3)
+    a = m(x, d.graph)
+    torch.manual_seed(3)
+    assert torch.equal(a, m(x, d.graph)) and not torch.allclose(a, dense)  # seeded dropout, dropped entries
+
+
 @pytest.mark.parametrize("layers,expect", [("first", ["0"]), ("last", ["2"]), ("all", ["0", "1", "2"]),
                                            ("none", []), ([1], ["1"])])
 def test_segcn_se_layers_choose_which_layers_hold_a_table(layers, expect):

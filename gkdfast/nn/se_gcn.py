@@ -10,6 +10,9 @@ it runs on the ``num_nodes``-node graph it was built for, nothing else.
 student regresses: the concatenation of every layer's output before its activation
 (``[N, hidden·(num_layers-1) + out]``), the public code's ``collect_SE``.
 
+Mostly-zero (bag-of-words) input features are multiplied through their cached sparse copy, the
+input dropout applied to its non-zeros, as the other models' first layers do (``gkdfast.nn.sparse_input``).
+
 Choices (the public code, ``GNN_model/GCN.py``): dropout before every layer, the input included;
 ``E`` initialised from ``N(0, 1)``; ``E`` added after the source-side degree scaling there, before it
 here (the paper's formula).  The public teacher also builds per-dataset normalisation layers (NodeNorm
@@ -37,6 +40,7 @@ from gkdfast.graph import Graph
 from gkdfast.nn._utils import check_features
 from gkdfast.nn.gcn_conv import GCNConv
 from gkdfast.nn.philox_dropout import model_dropout
+from gkdfast.nn.sparse_input import dropout_sparse_input, sparse_linear
 
 __all__ = ["SEGCN"]
 
@@ -117,13 +121,10 @@ class SEGCN(nn.Module):
             raise ValueError(f"gkdfast.nn.SEGCN: built for a graph of {self.num_nodes} nodes (one learnable "
                              f"embedding per node), got {graph.num_nodes} nodes and {x.size(0)} feature rows; "
                              "the model is transductive")
-        if x.layout != torch.strided:
-            x = x.to_dense()
         outs = []
         last = self.num_layers - 1
         for i, conv in enumerate(self.layers):
-            x = model_dropout(x, self.dropout, self.training)
-            h = conv.lin(x)
+            h = self._first_linear(conv.lin, x) if i == 0 else conv.lin(model_dropout(x, self.dropout, self.training))
             if str(i) in self.embeddings:
                 h = h + self.embeddings[str(i)]
             x = conv.propagate(h, graph)
@@ -131,6 +132,17 @@ class SEGCN(nn.Module):
             if i < last:
                 x = F.relu(x)
         return (x, torch.cat(outs, dim=1)) if return_hidden else x
+
+    def _first_linear(self, lin: nn.Linear, x: Tensor) -> Tensor:
+        """``lin(dropout(x))`` on the model's own input: through the cached sparse copy of mostly-zero
+        (bag-of-words) features, the dropout applied to its stored non-zeros (``gkdfast.nn.sparse_input``;
+        the same distribution as dropout on the dense ``x``, other random numbers), else dense."""
+        if self.training and self.dropout:
+            dropped = dropout_sparse_input(x, lambda v: model_dropout(v, self.dropout, True))
+            if dropped is not None:
+                return sparse_linear(lin, dropped)
+            x = model_dropout(x.to_dense() if x.layout != torch.strided else x, self.dropout, True)
+        return sparse_linear(lin, x)
 
     def extra_repr(self) -> str:
         return f"num_nodes={self.num_nodes}, se_layers={list(self.se_layers)}, se_reg={self.se_reg}"
