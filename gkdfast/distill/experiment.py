@@ -364,7 +364,8 @@ def run_experiment(data, *, teacher: Optional[ModelSpec], students: Sequence[Mod
                     log(f"seed {seed}  skip {recipe.name} for {spec.label}: it needs a graph-free (mlp) student")
                     continue
                 torch.manual_seed(seed)  # the same initial student weights for every method
-                trained = recipe.fit(lambda f: spec.build(f, d.num_classes, train_data.graph.num_nodes), train_data, tout, seed, device=dev,
+                n_seen = train_data.graph.num_nodes  # models with per-node parameters are sized to it
+                trained = recipe.fit(lambda f: spec.build(f, d.num_classes, n_seen), train_data, tout, seed, device=dev,
                                      checkpoint_dir=ckpt(f"seed{seed}", f"{spec.label}-{recipe.name}"),
                                      cache_dir=cache_dir, progress=progress,
                                      desc=f"seed {seed}: {recipe.name} -> {spec.label}")

@@ -34,7 +34,8 @@ runs one comparison (:func:`gkdfast.distill.experiment.run_experiment`) per grou
   isolated nodes outside training; Cora trains on its first 600 nodes), an SE-GCN teacher
   (:class:`gkdfast.nn.SEGCN`, structural embedding in the first layer, se_reg 32 on Cora / 0.5 on
   CiteSeer, width 64 / 256, dropout 0.6), MLP(256) students (dropout 0.5, lr 0.005, weight decay 5e-4,
-  1,500 epochs), the regression MLP g(256) on the training nodes, top-3 retrieval by dot product with α₀-scaled query.
+  1,500 epochs), the regression MLP g(256) on the training nodes, top-3 retrieval by dot product with
+  the α₀-scaled query.
 * ``ta`` — teacher-assistant ensembles: SAGE(128) teacher (the common table's), MLP(128) student,
   ``kd`` from the teacher beside ``ta_ensemble``; no public code, so the setting is ours.
 
@@ -260,7 +261,8 @@ def _coldbrew(key: str) -> PublishedSetting:
              "full-batch training (the public code samples its batch from the training nodes with replacement)"]
     return PublishedSetting("coldbrew", ("coldbrew",), teacher, (ModelSpec("mlp", 256, 2, 0.5),), dict(common),
                             {"none": dict(common), "coldbrew": student}, row_normalize=True, split="isolation",
-                            train_first=_COLDBREW_TRAIN_FIRST.get(key), notes=tuple(notes + ([missing] if missing else [])))
+                            train_first=_COLDBREW_TRAIN_FIRST.get(key),
+                            notes=tuple(notes + ([missing] if missing else [])))
 
 
 # ``--set teacher.KEY=VALUE`` keys that set the teacher's training rather than its architecture.

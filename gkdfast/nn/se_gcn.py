@@ -93,7 +93,8 @@ class SEGCN(nn.Module):
         if not float(se_reg) >= 0.0:
             raise ValueError(f"gkdfast.nn.SEGCN: se_reg must be >= 0, got {se_reg}")
         self.in_channels, self.hidden_channels, self.out_channels = in_channels, hidden_channels, out_channels
-        self.num_layers, self.dropout, self.num_nodes, self.se_reg = num_layers, float(dropout), num_nodes, float(se_reg)
+        self.num_layers, self.dropout = num_layers, float(dropout)
+        self.num_nodes, self.se_reg = num_nodes, float(se_reg)
         dims = [in_channels] + [hidden_channels] * (num_layers - 1) + [out_channels]
         self.layers = nn.ModuleList([GCNConv(dims[i], dims[i + 1]) for i in range(num_layers)])
         self.se_layers = _layer_indices(se_layers, num_layers)
