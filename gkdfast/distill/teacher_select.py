@@ -85,8 +85,13 @@ def select_teacher(data, candidates: Sequence[str] = DEFAULT_CANDIDATES, *, seed
     return _pick(specs, table, log)
 
 
+def best_candidate(table: Sequence[dict]) -> int:
+    """Index of the row with the best ``val_acc`` in a selection table (ties: the earlier row)."""
+    return max(range(len(table)), key=lambda i: (table[i]["val_acc"], -i))
+
+
 def _pick(specs, table, log):
-    best = max(range(len(specs)), key=lambda i: (table[i]["val_acc"], -i))
+    best = best_candidate(table)
     log(f"--teacher auto: picked {specs[best].label} (validation accuracy {table[best]['val_acc']:.4f})")
     return specs[best], table
 

@@ -122,7 +122,7 @@ def select_hetero_teacher(hg: HeteroGraph, candidates: Sequence[str] = HETERO_TE
     """
     import os
 
-    from gkdfast.distill.teacher_select import read_cached_selection, write_cached_selection
+    from gkdfast.distill.teacher_select import best_candidate, read_cached_selection, write_cached_selection
 
     usable = [c for c in candidates if hg.metapaths or not str(c).lower().startswith("han")]
     if not usable:
@@ -134,7 +134,7 @@ def select_hetero_teacher(hg: HeteroGraph, candidates: Sequence[str] = HETERO_TE
         if cached is not None:
             for row in cached:
                 log(f"teacher candidate {row['model']:<10} val acc {row['val_acc']:.4f} (cached)")
-            best = max(range(len(usable)), key=lambda i: (cached[i]["val_acc"], -i))
+            best = best_candidate(cached)
             log(f"teacher auto: picked {usable[best]} (best validation accuracy {cached[best]['val_acc']:.4f})")
             return usable[best], None, cached
     best, table = None, []

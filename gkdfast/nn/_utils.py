@@ -15,6 +15,17 @@ from gkdfast.graph import Graph
 _DERIVED: "weakref.WeakKeyDictionary[Graph, Dict[str, Graph]]" = weakref.WeakKeyDictionary()
 
 
+def check_model_sizes(name: str, in_channels, hidden_channels, out_channels, num_layers, dropout) -> None:
+    """Raises ValueError naming model ``name`` for a non-positive width or layer count, or a dropout
+    outside [0, 1)."""
+    for what, v in (("in_channels", in_channels), ("hidden_channels", hidden_channels),
+                    ("out_channels", out_channels), ("num_layers", num_layers)):
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            raise ValueError(f"gkdfast.nn.{name}: {what} must be a positive int, got {v!r}")
+    if not 0.0 <= float(dropout) < 1.0:
+        raise ValueError(f"gkdfast.nn.{name}: dropout must be in [0, 1), got {dropout}")
+
+
 def check_input(layer: str, x, graph, in_channels) -> None:
     """Raises TypeError/ValueError with the layer's name for bad ``x`` / ``graph``."""
     where = f"gkdfast.nn.{layer}"

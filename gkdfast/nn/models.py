@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gkdfast.graph import Graph
-from gkdfast.nn._utils import check_features
+from gkdfast.nn._utils import check_features, check_model_sizes
 from gkdfast.nn.block_forward import layer_on_block
 from gkdfast.nn.gat_conv import GATConv
 from gkdfast.nn.gcn_conv import GCNConv
@@ -31,15 +31,6 @@ __all__ = ["GCN", "SAGE", "GAT", "GIN", "MLP", "build_model"]
 Output = Union[Tensor, Tuple[Tensor, Tensor]]
 
 
-def _check_sizes(name: str, in_channels, hidden_channels, out_channels, num_layers, dropout) -> None:
-    for what, v in (("in_channels", in_channels), ("hidden_channels", hidden_channels),
-                    ("out_channels", out_channels), ("num_layers", num_layers)):
-        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-            raise ValueError(f"gkdfast.nn.{name}: {what} must be a positive int, got {v!r}")
-    if not 0.0 <= float(dropout) < 1.0:
-        raise ValueError(f"gkdfast.nn.{name}: dropout must be in [0, 1), got {dropout}")
-
-
 class _Stack(nn.Module):
     """Shared body: ``layers[:-1]`` are hidden layers followed by [BN] -> ReLU -> dropout; with
     ``input_dropout`` > 0 the input features are dropped out first (GAT's and Kipf & Welling's GCN's
@@ -50,7 +41,7 @@ class _Stack(nn.Module):
     def __init__(self, in_channels: int, hidden_channels: int, out_channels: int, num_layers: int,
                  dropout: float, batch_norm: bool, input_dropout: float = 0.0):
         super().__init__()
-        _check_sizes(type(self).__name__, in_channels, hidden_channels, out_channels, num_layers, dropout)
+        check_model_sizes(type(self).__name__, in_channels, hidden_channels, out_channels, num_layers, dropout)
         if not 0.0 <= float(input_dropout) < 1.0:
             raise ValueError(f"gkdfast.nn.{type(self).__name__}: input_dropout must be in [0, 1), got {input_dropout}")
         self.input_dropout = float(input_dropout)

@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gkdfast.graph import Graph
-from gkdfast.nn._utils import check_features
+from gkdfast.nn._utils import check_features, check_model_sizes
 from gkdfast.nn.gcn_conv import GCNConv
 from gkdfast.nn.philox_dropout import model_dropout
 from gkdfast.nn.sparse_input import dropout_sparse_input, sparse_linear
@@ -81,15 +81,10 @@ class SEGCN(nn.Module):
                  dropout: float = 0.5, num_nodes: Optional[int] = None,
                  se_layers: Union[str, Sequence[int]] = "first", se_reg: float = 0.0):
         super().__init__()
-        for what, v in (("in_channels", in_channels), ("hidden_channels", hidden_channels),
-                        ("out_channels", out_channels), ("num_layers", num_layers)):
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"gkdfast.nn.SEGCN: {what} must be a positive int, got {v!r}")
+        check_model_sizes("SEGCN", in_channels, hidden_channels, out_channels, num_layers, dropout)
         if not isinstance(num_nodes, int) or isinstance(num_nodes, bool) or num_nodes < 1:
             raise ValueError("gkdfast.nn.SEGCN: num_nodes (the graph's node count) is required: the model holds a "
                              f"learnable table per node; got {num_nodes!r}")
-        if not 0.0 <= float(dropout) < 1.0:
-            raise ValueError(f"gkdfast.nn.SEGCN: dropout must be in [0, 1), got {dropout}")
         if not float(se_reg) >= 0.0:
             raise ValueError(f"gkdfast.nn.SEGCN: se_reg must be >= 0, got {se_reg}")
         self.in_channels, self.hidden_channels, self.out_channels = in_channels, hidden_channels, out_channels
@@ -142,7 +137,7 @@ class SEGCN(nn.Module):
             dropped = dropout_sparse_input(x, lambda v: model_dropout(v, self.dropout, True))
             if dropped is not None:
                 return sparse_linear(lin, dropped)
-            x = model_dropout(x.to_dense() if x.layout != torch.strided else x, self.dropout, True)
+            x = model_dropout(x, self.dropout, True)  # None above means x is dense
         return sparse_linear(lin, x)
 
     def extra_repr(self) -> str:

@@ -27,6 +27,11 @@ def _attend(feats: Tensor, f: int, d: int, k: int, a0: Optional[Tensor]) -> Tens
     return (w.unsqueeze(-1) * cand).sum(1)
 
 
+def _classifier_width(f: int, d: int, alpha_query: bool) -> int:
+    """Width of ``[x ; α·ẽ (; α₀·q)]``."""
+    return f + d * (2 if alpha_query else 1)
+
+
 class _RetrievalHead(nn.Module):
     """``classifier([x ; α·ẽ (; α₀·q)])`` from the retrieval features ``[x ; q ; s ; e_1 .. e_k]``
     (:meth:`ColdBrewStudent.features`): ``ẽ = Σ_j softmax(s)_j e_j``, or ``softmax(α₀·s)`` when the
@@ -43,7 +48,7 @@ class _RetrievalHead(nn.Module):
         self.alpha_query = nn.Parameter(torch.tensor(float(alpha_init))) if alpha_query else None
 
     def classifier_width(self) -> int:
-        return self.num_features + self.dim * (2 if self.alpha_query is not None else 1)
+        return _classifier_width(self.num_features, self.dim, self.alpha_query is not None)
 
     def mix(self, feats: Tensor) -> Tensor:
         """``[B, F + D + k + k·D]`` retrieval features → the classifier's input ``[B, classifier_width()]``."""
@@ -168,8 +173,7 @@ class ColdBrew(Recipe):
         with torch.no_grad():
             feats = torch.cat([probe.features(data.x[i:i + 8192].to(dev)) for i in range(0, data.x.size(0), 8192)])
         t_retrieve = time.perf_counter() - t1
-        sizing = _RetrievalHead(nn.Identity(), f, keys.size(1), self.topk, self.alpha_init, self.alpha_query)
-        classifier = make_student(sizing.classifier_width())
+        classifier = make_student(_classifier_width(f, keys.size(1), bool(self.alpha_query)))
         if uses_graph(classifier):
             raise ValueError("recipe 'coldbrew' needs a graph-free student (e.g. mlp)")
         head = _RetrievalHead(classifier, f, keys.size(1), self.topk, self.alpha_init, self.alpha_query)
