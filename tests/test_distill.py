@@ -1,11 +1,13 @@
 """gkdfast.distill: every recipe end to end on a tiny CSBM, KD beats no-KD, resume after a kill,
 teacher cache, position features, PGD, results schema."""
+import copy
 import dataclasses
 import json
 import os
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from gkdfast.data import csbm
 from gkdfast.distill import Distiller, StopTraining, TeacherOutputs, recipes, teacher_outputs, terms
@@ -405,3 +407,51 @@ def test_recipe_with_graph_inputs_and_no_inductive_version_says_so():
 
     with pytest.raises(NotImplementedError, match="inductive"):
         Custom().inputs_on(None, None, None)
+
+
+def test_separate_passes_replay_glnns_reference_schedule(tiny, tiny_teacher):
+    """passes="separate" is GLNN's ``train_mini_batch`` twice per epoch: the label pass over the
+    training nodes (loss × λ, stepping even at λ = 0), then the soft pass over every node, each
+    ``max(1, n // B)`` batches of a random order with the remainder dropped.  A hand-written replica of
+    that loop, drawing its orders from the same generator, ends at the same weights."""
+    _, tout = tiny_teacher
+    batch, epochs, seed = 64, 3, 7
+    torch.manual_seed(0)
+    student = MLP(16, 16, 3, dropout=0.0)
+    init = copy.deepcopy(student.state_dict())
+    Distiller(student, [terms.CrossEntropy(0.0), terms.LogitKD(1.0)], tout, lr=0.01, weight_decay=5e-3,
+              epochs=epochs, patience=None, batch_size=batch, seed=seed, passes="separate").fit(tiny)
+
+    replica = MLP(16, 16, 3, dropout=0.0)
+    replica.load_state_dict(init)
+    optim = torch.optim.Adam(replica.parameters(), lr=0.01, weight_decay=5e-3)
+    gen = torch.Generator().manual_seed(seed)
+    labelled = tiny.train_mask.nonzero().flatten()
+    every = torch.arange(tiny.num_nodes)
+    assert labelled.numel() < batch < every.numel() and every.numel() % batch != 0  # both branches of the rule
+
+    def reference_pass(rows, loss_of, weight):
+        count = max(1, rows.numel() // batch)
+        order = rows[torch.randperm(rows.numel(), generator=gen)][: count * batch]
+        for b in order.split(batch) if count > 1 else [order]:
+            loss = loss_of(b) * weight
+            optim.zero_grad()
+            loss.backward()
+            optim.step()
+
+    for _ in range(epochs):
+        reference_pass(labelled, lambda b: F.cross_entropy(replica(tiny.x[b]), tiny.y[b]), 0.0)
+        reference_pass(every, lambda b: F.kl_div(F.log_softmax(replica(tiny.x[b]), -1),
+                                                 F.softmax(tout.logits[b], -1), reduction="batchmean"), 1.0)
+    for (name, a), b in zip(student.state_dict().items(), replica.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=name)
+
+    # the zero-weight label pass is not a no-op: without it (joint) the weights differ
+    joint = MLP(16, 16, 3, dropout=0.0)
+    joint.load_state_dict(init)
+    Distiller(joint, [terms.CrossEntropy(0.0), terms.LogitKD(1.0)], tout, lr=0.01, weight_decay=5e-3,
+              epochs=epochs, patience=None, batch_size=batch, seed=seed).fit(tiny)
+    assert any(not torch.allclose(a, b) for a, b in zip(joint.state_dict().values(), student.state_dict().values()))
+    assert recipes.get("glnn", passes="separate").distiller(MLP(16, 8, 3), tout).passes == "separate"
+    with pytest.raises(ValueError, match="passes must be 'joint' or 'separate'"):
+        Distiller(MLP(16, 8, 3), [terms.CrossEntropy()], passes="both")

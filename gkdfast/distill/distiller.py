@@ -153,6 +153,17 @@ def _check_data(data) -> None:
         raise ValueError("Distiller.fit: the training mask selects no node")
 
 
+def _reference_batches(rows: Tensor, batch_size: Optional[int], gen: torch.Generator) -> List[Tensor]:
+    """One pass of GLNN's ``train_mini_batch``: ``max(1, n // batch_size)`` batches of a random order,
+    each ``batch_size`` rows (all ``n`` when fewer), the remainder dropped; every row when full-batch."""
+    n = rows.numel()
+    if batch_size is None or batch_size >= n:
+        return [rows[torch.randperm(n, generator=gen).to(rows.device)]] if batch_size is not None else [rows]
+    count = n // batch_size
+    order = rows[torch.randperm(n, generator=gen).to(rows.device)]
+    return list(order[: count * batch_size].split(batch_size))
+
+
 class Distiller:
     """Trains ``student`` with ``Σ weight·term`` over the given terms, from an optional teacher.
 
@@ -170,6 +181,14 @@ class Distiller:
             early epoch often ties the best while its outputs are still near uniform, and soft labels
             from such a teacher carry almost no signal.
         batch_size: node mini-batch size (``None``: full batch).
+        passes: ``"joint"`` (default): every term in one loss, one optimiser step per batch of the
+            pool.  ``"separate"``: GLNN's and NOSMOG's reference schedule, two passes per epoch, each
+            with its own optimiser steps: first the label terms (``nodes == "train"``, e.g.
+            :class:`~gkdfast.distill.terms.CrossEntropy`) over batches of the training nodes, then the
+            other terms over batches of the pool; each pass draws ``max(1, n // batch_size)`` full
+            batches and drops the remainder.  A label term of weight 0 still takes its steps (a zero
+            loss: Adam then moves on its momentum and weight decay alone), as the reference's
+            ``loss *= lamb`` does.  One process only.
         device: where to train (default: the student's device).
         checkpoint_dir: folder for ``checkpoint.pt``; an existing checkpoint there is resumed.
         checkpoint_overhead: the largest share of wall time spent writing checkpoints (default 0.05):
@@ -203,7 +222,7 @@ class Distiller:
                  batch_size: Optional[int] = None, device=None, checkpoint_dir: Optional[str] = None,
                  cache_dir: Optional[str] = None, progress: bool = False, desc: str = "train", seed: int = 0,
                  observed: Optional[Tensor] = None, distributed: Union[str, bool] = "auto", process_group=None,
-                 checkpoint_overhead: Optional[float] = 0.05, ties: str = "first"):
+                 checkpoint_overhead: Optional[float] = 0.05, ties: str = "first", passes: str = "joint"):
         if not isinstance(student, nn.Module):
             raise TypeError(f"Distiller: student must be a torch.nn.Module, got {type(student).__name__}")
         terms = list(terms)
@@ -220,7 +239,9 @@ class Distiller:
             raise ValueError(f"Distiller: batch_size must be >= 1, got {batch_size}")
         if ties not in ("first", "last"):
             raise ValueError(f"Distiller: ties must be 'first' or 'last', got {ties!r}")
-        self.ties = ties
+        if passes not in ("joint", "separate"):
+            raise ValueError(f"Distiller: passes must be 'joint' or 'separate', got {passes!r}")
+        self.ties, self.passes = ties, passes
         self.student = student
         self.terms = nn.ModuleList(terms)
         self.teacher = teacher
@@ -306,6 +327,8 @@ class Distiller:
                  f"{bool(select_best)}".encode())
         if self.ties != "first":  # (left out for the default, so existing checkpoints keep their key)
             h.update(f"ties={self.ties}".encode())
+        if self.passes != "joint":
+            h.update(f"passes={self.passes}".encode())
         if world_size is not None:
             h.update(f"ddp{int(world_size)}".encode())
         for tensor in (inputs, y, *masks):
@@ -440,6 +463,15 @@ class Distiller:
         val_idx = None if self.uses_graph else val_mask.nonzero().flatten()
         label_only = all(t.nodes == "train" for t in self.terms)
         pool = (train_mask if label_only else observed).nonzero().flatten()
+        if self.passes == "separate":
+            if ddp is not None:
+                raise ValueError("Distiller: passes='separate' (the GLNN / NOSMOG reference schedule) runs in one "
+                                 "process; use passes='joint' under data-parallel training")
+            label_terms = [t for t in self.terms if t.nodes == "train"]
+            other_terms = [t for t in self.terms if t.nodes != "train"]
+            # (nodes the pass draws its batches from, its terms); a pass without terms is left out
+            schedule = [(rows, ts) for rows, ts in ((train_mask.nonzero().flatten(), label_terms),
+                                                     (observed.nonzero().flatten(), other_terms)) if ts]
 
         fp = (self._fingerprint(inputs, y, (train_mask, val_mask, observed), graph, teacher, select_best,
                                 ddp.world_size if ddp is not None else None)
@@ -479,7 +511,9 @@ class Distiller:
             raise ValueError(f"Distiller: {type(self.student).__name__} adds its own regularization() to the loss, "
                              "which data-parallel training does not support; train it in one process")
 
-        def batch_loss(nodes: Tensor):
+        def batch_loss(nodes: Tensor, subset: Optional[Sequence[LossTerm]] = None):
+            # subset: the terms of one pass of passes="separate", kept at weight 0 too (a zero loss
+            # still takes its optimiser step there); None: every term of non-zero weight.
             # A batch holding every node is the pool itself, i.e. arange(n): skip the gathers.
             full = nodes.numel() == n
             x_b = inputs if (self.uses_graph or full) else inputs[nodes]
@@ -496,8 +530,8 @@ class Distiller:
                 process_group=(ddp.group if ddp.group is not None else _ddp.default_group()) if ddp else None,
                 student=self.student)
             loss, values = 0.0, {}
-            for t in self.terms:
-                if t.weight == 0:
+            for t in (self.terms if subset is None else subset):
+                if t.weight == 0 and subset is None:
                     continue
                 v = t(ctx)
                 values[t.name] = float(v.detach())
@@ -521,16 +555,21 @@ class Distiller:
                 t0 = time.perf_counter()
                 self.student.train()
                 self.terms.train()
-                whole = self.batch_size is None or self.batch_size >= pool.numel()
-                order = pool if whole else pool[torch.randperm(pool.numel(), generator=gen).to(dev)]
-                if ddp is None:
-                    batches = [pool] if whole else list(order.split(self.batch_size))
+                if self.passes == "separate":
+                    batches = [(nodes, ts) for rows, ts in schedule
+                               for nodes in _reference_batches(rows, self.batch_size, gen)]
                 else:
-                    batches = _ddp.local_batches(_ddp.shard_order(order, ddp.world_size, ddp.rank),
-                                                 None if whole else self.batch_size, ddp.world_size)
+                    whole = self.batch_size is None or self.batch_size >= pool.numel()
+                    order = pool if whole else pool[torch.randperm(pool.numel(), generator=gen).to(dev)]
+                    if ddp is None:
+                        batches = [pool] if whole else list(order.split(self.batch_size))
+                    else:
+                        batches = _ddp.local_batches(_ddp.shard_order(order, ddp.world_size, ddp.rank),
+                                                     None if whole else self.batch_size, ddp.world_size)
+                    batches = [(nodes, None) for nodes in batches]
                 sums: Dict[str, float] = {}
-                for nodes in batches:
-                    loss, values = step(batch_loss, nodes) if step is not None else batch_loss(nodes)
+                for nodes, subset in batches:
+                    loss, values = (step(batch_loss, nodes) if step is not None else batch_loss(nodes, subset))
                     for k, v in values.items():
                         sums[k] = sums.get(k, 0.0) + v / len(batches)
                     optim.zero_grad(set_to_none=True)

@@ -58,7 +58,9 @@ class Recipe:
 
     Training hyperparameters every recipe has: ``lr``, ``weight_decay``, ``epochs``, ``patience``,
     ``batch_size`` (``None`` = full batch), ``ties`` (``"first"`` / ``"last"``: which of several epochs
-    with the best validation accuracy is kept, :class:`~gkdfast.distill.Distiller`).
+    with the best validation accuracy is kept) and ``passes`` (``"joint"`` / ``"separate"``: one
+    optimiser step per batch for all terms, or GLNN's label pass then soft-label pass), both as in
+    :class:`~gkdfast.distill.Distiller`.
     """
 
     name = "recipe"
@@ -73,6 +75,7 @@ class Recipe:
     patience: Optional[int] = 50
     batch_size: Optional[int] = None
     ties = "first"  # the best-validation epoch among equals: "first" or "last" (see Distiller)
+    passes = "joint"  # "joint": all terms in one step; "separate": label pass, then the others (Distiller)
 
     def __init__(self, **overrides):
         for k, v in overrides.items():
@@ -121,7 +124,7 @@ class Recipe:
     def distiller(self, student, teacher, terms: Optional[List[LossTerm]] = None, **kw) -> Distiller:
         """The :class:`Distiller` this recipe trains with (``terms`` default: :meth:`terms`)."""
         opts = dict(lr=self.lr, weight_decay=self.weight_decay, epochs=self.epochs, patience=self.patience,
-                    batch_size=self.batch_size, ties=self.ties)
+                    batch_size=self.batch_size, ties=self.ties, passes=self.passes)
         opts.update(kw)
         return Distiller(student, self.terms() if terms is None else terms,
                          teacher if self.needs_teacher else None, **opts)

@@ -43,8 +43,9 @@ class GLNN(Recipe):
     Distillation", ICLR 2022): ``λ·CE(labelled) + (1−λ)·KL(p_T ‖ p_S)`` on all nodes, T = 1.
 
     Defaults follow the reference code (``--lamb 0``: pure soft-label matching; Adam lr 0.01,
-    200 epochs, patience 50).  The reference runs the two terms as two passes with an optimiser step
-    each; we sum them in one step.
+    200 epochs, patience 50).  The reference runs the two terms as two passes with optimiser steps
+    of their own, the label pass stepping even at ``λ = 0``; ``passes="separate"`` does the same,
+    the default sums them in one step.
     """
 
     name = "glnn"
