@@ -126,6 +126,10 @@ def test_norm_option_and_model_spec_errors():
         parse_graph_model("gcn/group")
     with pytest.raises(ValueError, match="norm must be one of batch, layer, none"):
         GraphClassifier("gcn", 7, 16, 2, norm="instance")
+    with pytest.raises(ValueError, match="GraphClassifier: num_classes must be a positive int, got 0"):
+        GraphClassifier("gcn", 7, 16, 0)
+    with pytest.raises(ValueError, match=r"GraphClassifier: dropout must be in \[0, 1\), got 1.0"):
+        GraphClassifier("gin", 7, 16, 2, dropout=1.0)
     for bad in ("gin:0", "gin:32x0", "gin:x3", "gin:32xa/layer"):
         with pytest.raises(ValueError, match=r"expected conv\[:hidden\[xlayers\]\]\[/norm\]"):
             parse_graph_model(bad)

@@ -15,11 +15,12 @@ from gkdfast.graph import Graph
 _DERIVED: "weakref.WeakKeyDictionary[Graph, Dict[str, Graph]]" = weakref.WeakKeyDictionary()
 
 
-def check_model_sizes(name: str, in_channels, hidden_channels, out_channels, num_layers, dropout) -> None:
+def check_model_sizes(name: str, in_channels, hidden_channels, out_channels, num_layers, dropout,
+                      out_name: str = "out_channels") -> None:
     """Raises ValueError naming model ``name`` for a non-positive width or layer count, or a dropout
-    outside [0, 1)."""
+    outside [0, 1).  ``out_name``: what the model calls its output width (e.g. ``num_classes``)."""
     for what, v in (("in_channels", in_channels), ("hidden_channels", hidden_channels),
-                    ("out_channels", out_channels), ("num_layers", num_layers)):
+                    (out_name, out_channels), ("num_layers", num_layers)):
         if not isinstance(v, int) or isinstance(v, bool) or v < 1:
             raise ValueError(f"gkdfast.nn.{name}: {what} must be a positive int, got {v!r}")
     if not 0.0 <= float(dropout) < 1.0:

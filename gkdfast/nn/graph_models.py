@@ -14,6 +14,7 @@ from typing import Optional
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from gkdfast.nn._utils import check_model_sizes
 from gkdfast.nn.gat_conv import GATConv
 from gkdfast.nn.gcn_conv import GCNConv
 from gkdfast.nn.gin_conv import GINConv
@@ -78,12 +79,8 @@ class GraphClassifier(nn.Module):
         conv = str(conv).lower()
         if conv not in _CONVS:
             raise ValueError(f"GraphClassifier: unknown conv {conv!r}; expected one of {', '.join(_CONVS)}")
-        for what, v in (("in_channels", in_channels), ("hidden_channels", hidden_channels),
-                        ("num_classes", num_classes), ("num_layers", num_layers)):
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"GraphClassifier: {what} must be a positive int, got {v!r}")
-        if not 0.0 <= float(dropout) < 1.0:
-            raise ValueError(f"GraphClassifier: dropout must be in [0, 1), got {dropout}")
+        check_model_sizes("GraphClassifier", in_channels, hidden_channels, num_classes, num_layers, dropout,
+                          out_name="num_classes")
         if norm not in NORMS:
             raise ValueError(f"GraphClassifier: norm must be one of {', '.join(NORMS)}, got {norm!r}")
         self.norm = norm
