@@ -432,7 +432,8 @@ def test_separate_passes_replay_glnns_reference_schedule(tiny, tiny_teacher):
 
     def reference_pass(rows, loss_of, weight):
         count = max(1, rows.numel() // batch)
-        order = rows[torch.randperm(rows.numel(), generator=gen)][: count * batch]
+        # (one batch of every row: its order changes nothing, and gkdfast draws none)
+        order = rows[torch.randperm(rows.numel(), generator=gen)][: count * batch] if count > 1 else rows
         for b in order.split(batch) if count > 1 else [order]:
             loss = loss_of(b) * weight
             optim.zero_grad()
@@ -455,3 +456,46 @@ def test_separate_passes_replay_glnns_reference_schedule(tiny, tiny_teacher):
     assert recipes.get("glnn", passes="separate").distiller(MLP(16, 8, 3), tout).passes == "separate"
     with pytest.raises(ValueError, match="passes must be 'joint' or 'separate'"):
         Distiller(MLP(16, 8, 3), [terms.CrossEntropy()], passes="both")
+
+
+def test_labelled_first_batching_replays_graph_mlps_batches(tiny):
+    """batching="labelled_first": one step per epoch on the training nodes followed by nodes drawn with
+    replacement; CE reads only the first rows and the neighbour-contrastive term the whole graph's Â^r
+    restricted to the batch.  A replica of Graph-MLP's loop (same generator) ends at the same weights."""
+    from gkdfast.losses import ncontrast
+
+    batch, epochs, seed, alpha, tau = 120, 4, 3, 2.0, 0.5
+    torch.manual_seed(0)
+    student = MLP(16, 16, 3, dropout=0.0)
+    init = copy.deepcopy(student.state_dict())
+    r = Distiller(student, [terms.CrossEntropy(1.0), terms.NContrast(alpha, tau, hops=2)], lr=0.01,
+                  weight_decay=5e-3, epochs=epochs, patience=None, batch_size=batch, seed=seed,
+                  batching="labelled_first").fit(tiny)
+    assert r.epochs == epochs
+
+    replica = MLP(16, 16, 3, dropout=0.0)
+    replica.load_state_dict(init)
+    optim = torch.optim.Adam(replica.parameters(), lr=0.01, weight_decay=5e-3)
+    gen = torch.Generator().manual_seed(seed)
+    train = tiny.train_mask.nonzero().flatten()
+    assert train.numel() < batch
+    for _ in range(epochs):
+        b = torch.cat([train, torch.randint(tiny.num_nodes, (batch - train.numel(),), generator=gen)])
+        logits, hidden = replica(tiny.x[b], return_hidden=True)
+        loss = F.cross_entropy(logits[: train.numel()], tiny.y[train]) + \
+            alpha * ncontrast(tiny.graph, hidden, tau=tau, hops=2, nodes=b)
+        optim.zero_grad()
+        loss.backward()
+        optim.step()
+    for (name, a), b in zip(student.state_dict().items(), replica.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=name)
+
+    with pytest.raises(ValueError, match="batch_size must be larger"):
+        Distiller(MLP(16, 8, 3), [terms.CrossEntropy()], batch_size=train.numel(),
+                  batching="labelled_first").fit(tiny)
+    with pytest.raises(ValueError, match="needs a batch_size"):
+        Distiller(MLP(16, 8, 3), [terms.CrossEntropy()], batching="labelled_first")
+    with pytest.raises(ValueError, match="batching must be 'partition' or 'labelled_first'"):
+        Distiller(MLP(16, 8, 3), [terms.CrossEntropy()], batching="sorted")
+    assert recipes.get("graphmlp", batch_size=500, batching="labelled_first").distiller(
+        MLP(16, 8, 3), None).batching == "labelled_first"

@@ -164,3 +164,39 @@ def test_cuda_matches_cpu(kw):
     torch.testing.assert_close(b.cpu(), a, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(torch.autograd.grad(b, zc)[0].cpu(), torch.autograd.grad(a, z)[0], rtol=1e-4,
                                atol=1e-5)
+
+
+@pytest.mark.parametrize("num_negatives", [None, 3])
+def test_batch_nodes_restrict_the_whole_graphs_positives(num_negatives):
+    """nodes=: the loss of a mini-batch with W = (Â^hops of the whole graph)[nodes][:, nodes], as
+    Graph-MLP's batches index its dense adj_label; repeated nodes are separate positions."""
+    ei, g = _sym_graph(40, 60, seed=2, isolated=3)
+    nodes = torch.tensor([5, 0, 17, 5, 39, 38, 2, 11, 17, 23, 30, 1])  # 5 and 17 twice, 38 / 39 isolated
+    z = _z(nodes.numel(), seed=4)
+    got = ncontrast(g, z, tau=0.6, hops=2, nodes=nodes, reduction="none")
+    want = rc.ncontrast(ei, 40, z, tau=0.6, hops=2, nodes=nodes, reduction="none")
+    if num_negatives is None:
+        torch.testing.assert_close(got, want)
+        torch.testing.assert_close(ncontrast(g, z, tau=0.6, hops=2, nodes=nodes),
+                                   rc.ncontrast(ei, 40, z, tau=0.6, hops=2, nodes=nodes))
+        assert torch.autograd.gradcheck(lambda x: ncontrast(g, x, tau=0.6, hops=2, nodes=nodes), (z,))
+    else:  # K >= B - 1 negatives: the sampled denominator falls back to the exact one
+        torch.testing.assert_close(ncontrast(g, z, tau=0.6, hops=2, nodes=nodes, num_negatives=nodes.numel(),
+                                             seed=1), ncontrast(g, z, tau=0.6, hops=2, nodes=nodes))
+        sampled = ncontrast(g, z, tau=0.6, hops=2, nodes=nodes, num_negatives=num_negatives, seed=1)
+        assert torch.isfinite(sampled) and sampled.item() != ncontrast(g, z, tau=0.6, hops=2, nodes=nodes).item()
+    # positions of isolated nodes have no positive; the two positions of node 5 attract each other
+    assert got[4] == 0 and got[5] == 0 and got[0] > 0
+    # the batch of every node once, in order, is the full loss
+    torch.testing.assert_close(ncontrast(g, _z(40), hops=2, nodes=torch.arange(40)), ncontrast(g, _z(40), hops=2))
+
+
+def test_batch_nodes_errors():
+    _, g = _sym_graph(10, 12)
+    z = _z(3)
+    with pytest.raises(ValueError, match="z has 3 rows but nodes lists 2 nodes"):
+        ncontrast(g, z, nodes=torch.tensor([0, 1]))
+    with pytest.raises(IndexError, match="node 10 in nodes is out of range"):
+        ncontrast(g, z, nodes=torch.tensor([0, 1, 10]))
+    with pytest.raises(TypeError, match="nodes must be a 1-D integer tensor"):
+        ncontrast(g, z, nodes=torch.tensor([0.0, 1.0, 2.0]))

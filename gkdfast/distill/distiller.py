@@ -158,7 +158,7 @@ def _reference_batches(rows: Tensor, batch_size: Optional[int], gen: torch.Gener
     each ``batch_size`` rows (all ``n`` when fewer), the remainder dropped; every row when full-batch."""
     n = rows.numel()
     if batch_size is None or batch_size >= n:
-        return [rows[torch.randperm(n, generator=gen).to(rows.device)]] if batch_size is not None else [rows]
+        return [rows]  # one batch of every row: its order changes nothing, so no draw
     count = n // batch_size
     order = rows[torch.randperm(n, generator=gen).to(rows.device)]
     return list(order[: count * batch_size].split(batch_size))
@@ -189,6 +189,12 @@ class Distiller:
             batches and drops the remainder.  A label term of weight 0 still takes its steps (a zero
             loss: Adam then moves on its momentum and weight decay alone), as the reference's
             ``loss *= lamb`` does.  One process only.
+        batching: ``"partition"`` (default): each epoch splits a random order of the pool into
+            batches of ``batch_size``.  ``"labelled_first"``: Graph-MLP's reference batches, one step
+            per epoch on ``batch_size`` rows, the training nodes first, then nodes drawn uniformly
+            *with replacement* from the pool; the label terms read only those first rows (a training
+            node drawn again is not labelled twice, as the reference's ``output[idx_train]``).  Needs
+            ``batch_size`` larger than the training set; one process only.
         device: where to train (default: the student's device).
         checkpoint_dir: folder for ``checkpoint.pt``; an existing checkpoint there is resumed.
         checkpoint_overhead: the largest share of wall time spent writing checkpoints (default 0.05):
@@ -222,7 +228,8 @@ class Distiller:
                  batch_size: Optional[int] = None, device=None, checkpoint_dir: Optional[str] = None,
                  cache_dir: Optional[str] = None, progress: bool = False, desc: str = "train", seed: int = 0,
                  observed: Optional[Tensor] = None, distributed: Union[str, bool] = "auto", process_group=None,
-                 checkpoint_overhead: Optional[float] = 0.05, ties: str = "first", passes: str = "joint"):
+                 checkpoint_overhead: Optional[float] = 0.05, ties: str = "first", passes: str = "joint",
+                 batching: str = "partition"):
         if not isinstance(student, nn.Module):
             raise TypeError(f"Distiller: student must be a torch.nn.Module, got {type(student).__name__}")
         terms = list(terms)
@@ -241,7 +248,12 @@ class Distiller:
             raise ValueError(f"Distiller: ties must be 'first' or 'last', got {ties!r}")
         if passes not in ("joint", "separate"):
             raise ValueError(f"Distiller: passes must be 'joint' or 'separate', got {passes!r}")
-        self.ties, self.passes = ties, passes
+        if batching not in ("partition", "labelled_first"):
+            raise ValueError(f"Distiller: batching must be 'partition' or 'labelled_first', got {batching!r}")
+        if batching == "labelled_first" and (batch_size is None or passes != "joint"):
+            raise ValueError("Distiller: batching='labelled_first' (Graph-MLP's batches) needs a batch_size and "
+                             "passes='joint'")
+        self.ties, self.passes, self.batching = ties, passes, batching
         self.student = student
         self.terms = nn.ModuleList(terms)
         self.teacher = teacher
@@ -329,6 +341,8 @@ class Distiller:
             h.update(f"ties={self.ties}".encode())
         if self.passes != "joint":
             h.update(f"passes={self.passes}".encode())
+        if self.batching != "partition":
+            h.update(f"batching={self.batching}".encode())
         if world_size is not None:
             h.update(f"ddp{int(world_size)}".encode())
         for tensor in (inputs, y, *masks):
@@ -463,6 +477,16 @@ class Distiller:
         val_idx = None if self.uses_graph else val_mask.nonzero().flatten()
         label_only = all(t.nodes == "train" for t in self.terms)
         pool = (train_mask if label_only else observed).nonzero().flatten()
+        if self.batching == "labelled_first":
+            if ddp is not None:
+                raise ValueError("Distiller: batching='labelled_first' (Graph-MLP's batches) runs in one process; "
+                                 "use batching='partition' under data-parallel training")
+            train_rows = train_mask.nonzero().flatten()
+            if self.batch_size <= train_rows.numel():
+                raise ValueError(f"Distiller: batching='labelled_first' puts the {train_rows.numel()} training nodes "
+                                 f"first in every batch, so batch_size must be larger (got {self.batch_size})")
+            first_labelled = torch.zeros(self.batch_size, dtype=torch.bool, device=dev)
+            first_labelled[: train_rows.numel()] = True
         if self.passes == "separate":
             if ddp is not None:
                 raise ValueError("Distiller: passes='separate' (the GLNN / NOSMOG reference schedule) runs in one "
@@ -511,11 +535,14 @@ class Distiller:
             raise ValueError(f"Distiller: {type(self.student).__name__} adds its own regularization() to the loss, "
                              "which data-parallel training does not support; train it in one process")
 
-        def batch_loss(nodes: Tensor, subset: Optional[Sequence[LossTerm]] = None):
+        def batch_loss(nodes: Tensor, subset: Optional[Sequence[LossTerm]] = None,
+                       labelled: Optional[Tensor] = None):
             # subset: the terms of one pass of passes="separate", kept at weight 0 too (a zero loss
             # still takes its optimiser step there); None: every term of non-zero weight.
-            # A batch holding every node is the pool itself, i.e. arange(n): skip the gathers.
-            full = nodes.numel() == n
+            # labelled: which rows the label terms read (default: the training nodes among them).
+            # A batch of n distinct rows is the pool itself, i.e. arange(n): skip the gathers
+            # (labelled_first batches may repeat nodes, so they always gather).
+            full = nodes.numel() == n and labelled is None
             x_b = inputs if (self.uses_graph or full) else inputs[nodes]
             sel = None if full else nodes
             logits, hidden = self._forward(x_b, graph, sel, True)
@@ -524,7 +551,8 @@ class Distiller:
                 teacher_logits=teacher.logits[nodes] if teacher is not None else None,
                 teacher_hidden=teacher.hidden[nodes] if teacher is not None and teacher.hidden is not None
                 else None,
-                y=y[nodes], labelled=train_mask[nodes], observed=observed[nodes], inputs=x_b,
+                y=y[nodes], labelled=train_mask[nodes] if labelled is None else labelled,
+                observed=observed[nodes], inputs=x_b,
                 forward=lambda xx, _sel=sel: self._forward(xx, graph, _sel, True),
                 full_graph=graph, full_batch=full,
                 process_group=(ddp.group if ddp.group is not None else _ddp.default_group()) if ddp else None,
@@ -555,8 +583,12 @@ class Distiller:
                 t0 = time.perf_counter()
                 self.student.train()
                 self.terms.train()
-                if self.passes == "separate":
-                    batches = [(nodes, ts) for rows, ts in schedule
+                if self.batching == "labelled_first":
+                    drawn = pool[torch.randint(pool.numel(), (self.batch_size - train_rows.numel(),),
+                                               generator=gen).to(dev)]
+                    batches = [(torch.cat([train_rows, drawn]), None, first_labelled)]
+                elif self.passes == "separate":
+                    batches = [(nodes, ts, None) for rows, ts in schedule
                                for nodes in _reference_batches(rows, self.batch_size, gen)]
                 else:
                     whole = self.batch_size is None or self.batch_size >= pool.numel()
@@ -566,10 +598,11 @@ class Distiller:
                     else:
                         batches = _ddp.local_batches(_ddp.shard_order(order, ddp.world_size, ddp.rank),
                                                      None if whole else self.batch_size, ddp.world_size)
-                    batches = [(nodes, None) for nodes in batches]
+                    batches = [(nodes, None, None) for nodes in batches]
                 sums: Dict[str, float] = {}
-                for nodes, subset in batches:
-                    loss, values = (step(batch_loss, nodes) if step is not None else batch_loss(nodes, subset))
+                for nodes, subset, labelled in batches:
+                    loss, values = (step(batch_loss, nodes) if step is not None
+                                    else batch_loss(nodes, subset, labelled))
                     for k, v in values.items():
                         sums[k] = sums.get(k, 0.0) + v / len(batches)
                     optim.zero_grad(set_to_none=True)

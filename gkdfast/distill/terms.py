@@ -345,6 +345,11 @@ class NContrast(LossTerm):
 
         z = self.head(ctx.hidden) if self.head is not None else ctx.hidden
         seed = int(torch.randint(0, 2**31 - 1, (1,)).item()) if self.num_negatives else None
+        if ctx.process_group is None and not ctx.full_batch:
+            # a mini-batch: the whole graph's Â^hops restricted to the batch (Graph-MLP's batches),
+            # not the powers of the batch's induced subgraph, which lose the paths through other nodes
+            return ncontrast(ctx.full_graph, z, tau=self.tau, hops=self.hops, num_negatives=self.num_negatives,
+                             seed=seed, nodes=ctx.nodes)
         graph = ctx.global_graph() if ctx.process_group is not None else ctx.graph
         return ncontrast(graph, z, tau=self.tau, hops=self.hops, num_negatives=self.num_negatives, seed=seed,
                          **_group(ctx))

@@ -352,6 +352,35 @@ def _positives(graph: Graph, hops: int, max_nnz: int):
     return cache[key]
 
 
+def _batch_positives(graph: Graph, hops: int, max_nnz: int, nodes: Tensor):
+    """W restricted to a batch of rows, ``W[nodes][:, nodes]`` without its diagonal *positions*, as
+    (position p, position q, log w), the positives graph over the B positions and the mask P.  A node
+    listed twice is two positions; the pair of them is a positive of weight ``W_vv`` (as in the dense
+    ``adj_label[idx][:, idx]`` of Graph-MLP's batches).  O(Σ_p nnz(W row nodes[p])), never B x B."""
+    rowptr, col, val = adjacency_power(graph, hops, max_nnz)
+    dev = col.device
+    nodes = nodes.to(dev).long()
+    b = nodes.numel()
+    start = rowptr[nodes]
+    count = rowptr[nodes + 1] - start
+    p = torch.repeat_interleave(torch.arange(b, device=dev), count)
+    within = torch.arange(p.numel(), device=dev) - torch.repeat_interleave(count.cumsum(0) - count, count)
+    entry = torch.repeat_interleave(start, count) + within  # W's entries in the rows of the batch
+    c, v = col[entry], val[entry]
+    ordered, perm = nodes.sort()
+    lo = torch.searchsorted(ordered, c)
+    hits = torch.searchsorted(ordered, c, right=True) - lo  # positions holding column c
+    p, v = torch.repeat_interleave(p, hits), torch.repeat_interleave(v, hits)
+    within = torch.arange(p.numel(), device=dev) - torch.repeat_interleave(hits.cumsum(0) - hits, hits)
+    q = perm[torch.repeat_interleave(lo, hits) + within]
+    keep = (p != q) & (v > 0)
+    p, q, v = p[keep], q[keep], v[keep]
+    pg = Graph(torch.stack([q, p]), num_nodes=b, validate=False)  # edge q -> p: row p lists its positives
+    has = torch.zeros(b, dtype=torch.bool, device=dev)
+    has[p] = True
+    return p, torch.log(v), pg, has
+
+
 def _segment_lse(x: Tensor, seg: Tensor, n: int, present: Tensor) -> Tensor:
     """log Σ_{e: seg[e]=i} exp(x_e) per i; rows without entries give 0 (callers mask them out)."""
     m = torch.full((n,), float("-inf"), dtype=x.dtype, device=x.device)
@@ -363,7 +392,7 @@ def _segment_lse(x: Tensor, seg: Tensor, n: int, present: Tensor) -> Tensor:
 
 def ncontrast(graph: Graph, z: Tensor, tau: float = 1.0, hops: int = 1, num_negatives: Optional[int] = None,
               seed: Optional[int] = None, max_nnz: int = 50_000_000, reduction: str = "mean",
-              process_group=None) -> Tensor:
+              process_group=None, nodes: Optional[Tensor] = None) -> Tensor:
     """Graph-MLP's neighbourhood contrastive loss (Hu et al., 2021), exact or with sampled negatives.
 
     With ``s_ij = cos(z_i, z_j) / τ`` and ``W = Â^hops`` (``Â = D^-1/2 (A+I) D^-1/2``, kept sparse; see
@@ -397,6 +426,12 @@ def ncontrast(graph: Graph, z: Tensor, tau: float = 1.0, hops: int = 1, num_nega
             negatives included (``seed=None`` uses rank 0's draw).  ``z`` is all-gathered
             (O(N d)); each rank computes its nodes' positives and their all-N denominator with
             ``infonce``'s row offset.  Every rank must call backward.
+        nodes: optional ``[B]`` node ids of a mini-batch (repeats allowed): ``z`` then holds their
+            rows (``[B, d]``), the positives are the *whole* graph's ``W`` restricted to the batch,
+            ``W[nodes][:, nodes]``, and both sums run over the batch's positions (``j ≠ i`` means
+            another position; two positions of one node are positives of weight ``W_vv``).  This is
+            Graph-MLP's batch loss without its dense ``Â^hops``: O(B·d) memory plus the batch rows of
+            ``W``; ``W`` is built once per graph.  Not with ``process_group``.
 
     Returns:
         scalar (or ``[N]``); 0 when P is empty.  Differentiable w.r.t. ``z``.
@@ -415,19 +450,25 @@ def ncontrast(graph: Graph, z: Tensor, tau: float = 1.0, hops: int = 1, num_nega
     z = check_matrix(z, op, "z")
     check_group(process_group, op)
     sh = Shards(z.size(0), process_group) if process_group is not None else None
-    if sh is None:
+    if nodes is not None:
+        if sh is not None:
+            raise ValueError("gkdfast.losses.ncontrast: nodes= (a mini-batch) cannot be combined with "
+                             "process_group= (row shards of all N nodes); pass one of them")
+        nodes = _check_batch_nodes(nodes, z, graph.num_nodes, op)
+    elif sh is None:
         check_rows_match(graph, z, f"gkdfast.losses.{op}", "z")
     else:
         check_rows_match(graph, z, f"gkdfast.losses.{op}", "z", num_rows=sh.total,
                          rows_text=f"the {sh.world} shards of z have {sh.total} rows together")
     tau = _check_tau(tau, op)
     reduction = _check_reduction(reduction, op)
-    n = graph.num_nodes
+    n = graph.num_nodes if nodes is None else nodes.numel()  # the rows the loss runs over
     k, sd = _check_negatives(num_negatives, seed, n, op)
     if sh is not None:
         sd = shared_seed(sd, seed, k, process_group)
         return _ncontrast_sharded(graph, z, tau, hops, k, sd, max_nnz, reduction, sh)
-    row, log_w, pg, has = _positives(graph, hops, max_nnz)
+    row, log_w, pg, has = (_positives(graph, hops, max_nnz) if nodes is None
+                           else _batch_positives(graph, hops, max_nnz, nodes))
     zn = _normalize(z)
     acc = torch.float64 if z.dtype == torch.float64 else torch.float32
     if row.numel() == 0:
@@ -444,6 +485,20 @@ def ncontrast(graph: Graph, z: Tensor, tau: float = 1.0, hops: int = 1, num_nega
         return rows.to(z.dtype)
     total = rows.sum()
     return (total if reduction == "sum" else total / has.sum()).to(z.dtype)
+
+
+def _check_batch_nodes(nodes, z: Tensor, num_nodes: int, op: str) -> Tensor:
+    """``nodes`` as a 1-D int64 tensor on z's device: B = len(z) ids in [0, num_nodes)."""
+    if not torch.is_tensor(nodes) or nodes.dim() != 1 or nodes.dtype.is_floating_point or nodes.dtype == torch.bool:
+        raise TypeError(f"gkdfast.losses.{op}: nodes must be a 1-D integer tensor of node ids, got "
+                        f"{type(nodes).__name__ if not torch.is_tensor(nodes) else f'{nodes.dtype} {list(nodes.shape)}'}")
+    if nodes.numel() != z.size(0):
+        raise ValueError(f"gkdfast.losses.{op}: z has {z.size(0)} rows but nodes lists {nodes.numel()} nodes "
+                         "(z must hold one row per listed node)")
+    if nodes.numel() and (int(nodes.min()) < 0 or int(nodes.max()) >= num_nodes):
+        bad = int(nodes.min()) if int(nodes.min()) < 0 else int(nodes.max())
+        raise IndexError(f"gkdfast.losses.{op}: node {bad} in nodes is out of range [0, {num_nodes})")
+    return nodes.to(z.device).long()
 
 
 def _ncontrast_sharded(graph: Graph, z: Tensor, tau: float, hops: int, k: int, sd: int, max_nnz: int,

@@ -187,13 +187,16 @@ def gcn_adjacency_power_dense(edge_index: Tensor, num_nodes: int, hops: int, edg
 
 
 def ncontrast(edge_index: Tensor, num_nodes: int, z: Tensor, tau: float = 1.0, hops: int = 1,
-              edge_weight=None, reduction: str = "mean") -> Tensor:
+              edge_weight=None, reduction: str = "mean", nodes=None) -> Tensor:
     """Dense Graph-MLP neighbour contrastive loss over all N (the definition in docs/ops.md):
-    ``−mean_{i∈P} log(Σ_{j≠i} W_ij e^{s_ij} / Σ_{j≠i} e^{s_ij})``, ``s = cos/τ``, ``W = Â^hops``."""
+    ``−mean_{i∈P} log(Σ_{j≠i} W_ij e^{s_ij} / Σ_{j≠i} e^{s_ij})``, ``s = cos/τ``, ``W = Â^hops``.
+    ``nodes``: a batch (z holds its rows); W becomes the dense ``W[nodes][:, nodes]``."""
     zn = F.normalize(z, dim=1, eps=1e-8)
     s = zn @ zn.t() / tau
     w = gcn_adjacency_power_dense(edge_index, num_nodes, hops, edge_weight, z.dtype)
-    off = ~torch.eye(num_nodes, dtype=torch.bool, device=z.device)
+    if nodes is not None:
+        w = w[nodes][:, nodes]
+    off = ~torch.eye(w.size(0), dtype=torch.bool, device=z.device)
     w = w * off
     has = (w > 0).any(1)
     s_off = s.masked_fill(~off, float("-inf"))

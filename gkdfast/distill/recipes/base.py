@@ -59,7 +59,8 @@ class Recipe:
     Training hyperparameters every recipe has: ``lr``, ``weight_decay``, ``epochs``, ``patience``,
     ``batch_size`` (``None`` = full batch), ``ties`` (``"first"`` / ``"last"``: which of several epochs
     with the best validation accuracy is kept) and ``passes`` (``"joint"`` / ``"separate"``: one
-    optimiser step per batch for all terms, or GLNN's label pass then soft-label pass), both as in
+    optimiser step per batch for all terms, or GLNN's label pass then soft-label pass) and
+    ``batching`` (``"partition"`` / ``"labelled_first"``: Graph-MLP's batches), all as in
     :class:`~gkdfast.distill.Distiller`.
     """
 
@@ -76,6 +77,7 @@ class Recipe:
     batch_size: Optional[int] = None
     ties = "first"  # the best-validation epoch among equals: "first" or "last" (see Distiller)
     passes = "joint"  # "joint": all terms in one step; "separate": label pass, then the others (Distiller)
+    batching = "partition"  # "partition" of the pool per epoch, or Graph-MLP's "labelled_first" (Distiller)
 
     def __init__(self, **overrides):
         for k, v in overrides.items():
@@ -124,7 +126,8 @@ class Recipe:
     def distiller(self, student, teacher, terms: Optional[List[LossTerm]] = None, **kw) -> Distiller:
         """The :class:`Distiller` this recipe trains with (``terms`` default: :meth:`terms`)."""
         opts = dict(lr=self.lr, weight_decay=self.weight_decay, epochs=self.epochs, patience=self.patience,
-                    batch_size=self.batch_size, ties=self.ties, passes=self.passes)
+                    batch_size=self.batch_size, ties=self.ties, passes=self.passes,
+                    batching=self.batching)
         opts.update(kw)
         return Distiller(student, self.terms() if terms is None else terms,
                          teacher if self.needs_teacher else None, **opts)
