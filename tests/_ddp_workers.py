@@ -139,6 +139,14 @@ def worker(rank: int, world: int, init_file: str, out_dir: str):
         results["regularized"] = "ran"
     except ValueError as exc:
         results["regularized"] = str(exc)
+    # 3c. the reference schedules (GLNN's two passes, Graph-MLP's batches) run in one process
+    for key, kw in (("passes", dict(passes="separate", batch_size=32)),
+                    ("batching", dict(batching="labelled_first", batch_size=64))):
+        try:
+            Distiller(MLP(data.num_features, 8, 3), [terms.CrossEntropy(1.0)], epochs=1, patience=None, **kw).fit(data)
+            results[key] = "ran"
+        except ValueError as exc:
+            results[key] = str(exc)
     # 4. checkpoint cadence: the ranks' cadences disagree (rank 0 spaces slow saves, rank 1 would
     # write every epoch); rank 0's decision must hold on both, or the save's collectives hang.
     results["cadence_written"] = fit_with_rank_cadence(rank, os.path.join(out_dir, "ckpt-cadence"))

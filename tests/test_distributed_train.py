@@ -142,6 +142,13 @@ def test_a_student_with_its_own_regularization_is_refused_under_ddp(ranks):
         assert "regularization()" in res[r]["regularized"] and "one process" in res[r]["regularized"]
 
 
+def test_the_reference_schedules_are_refused_under_ddp(ranks):
+    _, res = ranks
+    for r in range(WORLD):
+        assert "passes='separate'" in res[r]["passes"] and "one process" in res[r]["passes"]
+        assert "batching='labelled_first'" in res[r]["batching"] and "one process" in res[r]["batching"]
+
+
 # -- the command ---------------------------------------------------------------------------------
 def _env(**extra):
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
