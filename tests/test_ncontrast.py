@@ -200,3 +200,23 @@ def test_batch_nodes_errors():
         ncontrast(g, z, nodes=torch.tensor([0, 1, 10]))
     with pytest.raises(TypeError, match="nodes must be a 1-D integer tensor"):
         ncontrast(g, z, nodes=torch.tensor([0.0, 1.0, 2.0]))
+
+
+@pytest.mark.parametrize("hops", [1, 2, 3])
+def test_batch_rows_expanded_in_small_chunks_equal_the_dense_power(hops, monkeypatch):
+    """The batch's rows of Â^hops come from hop-by-hop expansion, never the whole W; forcing chunks
+    of a few entries (a hub's row split across many) gives the dense reference's loss."""
+    import gkdfast.losses.contrastive as lc
+
+    ei, _ = _sym_graph(30, 35, seed=5)
+    hub = torch.stack([torch.zeros(20, dtype=torch.long), torch.arange(1, 21)])  # node 0: 20 more neighbours
+    ei = torch.cat([ei, hub, hub.flip(0)], 1)
+    g = gkdfast.Graph(ei, num_nodes=30)
+    nodes = torch.tensor([0, 3, 3, 7, 12, 0, 29, 18, 21, 4])
+    z = _z(nodes.numel(), seed=6)
+    want = rc.ncontrast(ei, 30, z, tau=0.4, hops=hops, nodes=nodes, reduction="none")
+    torch.testing.assert_close(ncontrast(g, z, tau=0.4, hops=hops, nodes=nodes, reduction="none"), want)
+    monkeypatch.setattr(lc, "_BATCH_EXPAND_CHUNK", 3)
+    torch.testing.assert_close(ncontrast(g, z, tau=0.4, hops=hops, nodes=nodes, reduction="none"), want)
+    empty = ncontrast(g, z[:0], tau=0.4, hops=hops, nodes=nodes[:0])
+    assert empty.item() == 0

@@ -352,27 +352,72 @@ def _positives(graph: Graph, hops: int, max_nnz: int):
     return cache[key]
 
 
-def _batch_positives(graph: Graph, hops: int, max_nnz: int, nodes: Tensor):
-    """W restricted to a batch of rows, ``W[nodes][:, nodes]`` without its diagonal *positions*, as
-    (position p, position q, log w), the positives graph over the B positions and the mask P.  A node
-    listed twice is two positions; the pair of them is a positive of weight ``W_vv`` (as in the dense
-    ``adj_label[idx][:, idx]`` of Graph-MLP's batches).  O(Σ_p nnz(W row nodes[p])), never B x B."""
-    rowptr, col, val = adjacency_power(graph, hops, max_nnz)
-    dev = col.device
+# Entries one step of the batch expansion may hold at once (triples of int64 / float64): bounds
+# the memory of a batch whose rows reach hubs.  A module constant so tests can force small chunks.
+_BATCH_EXPAND_CHUNK = 1 << 23
+
+
+def _expand(p: Tensor, c: Tensor, v: Tensor, a_rowptr: Tensor, a_col: Tensor, a_val: Tensor):
+    """One hop: each entry (p, c, v) becomes (p, c', v·Â[c, c']) for every c' in row c of Â."""
+    start = a_rowptr[c]
+    count = a_rowptr[c + 1] - start
+    within = torch.arange(int(count.sum()), device=c.device) - torch.repeat_interleave(count.cumsum(0) - count, count)
+    entry = torch.repeat_interleave(start, count) + within
+    return torch.repeat_interleave(p, count), a_col[entry], torch.repeat_interleave(v, count) * a_val[entry]
+
+
+def _coalesce(p: Tensor, c: Tensor, v: Tensor, width: int):
+    """Sums entries with the same (p, c)."""
+    key, inv = torch.unique(p * width + c, return_inverse=True)
+    return key // width, key % width, torch.zeros(key.numel(), dtype=v.dtype, device=v.device).index_add_(0, inv, v)
+
+
+def _chunks(p: Tensor, c: Tensor, v: Tensor, a_rowptr: Tensor, limit: int):
+    """Splits the entries so that expanding each part creates at most ~``limit`` entries."""
+    grown = (a_rowptr[c + 1] - a_rowptr[c]).cumsum(0)
+    if grown.numel() == 0 or int(grown[-1]) <= limit:
+        yield p, c, v
+        return
+    cuts = torch.searchsorted(grown, torch.arange(limit, int(grown[-1]), limit, device=grown.device))
+    bounds = [0] + sorted(set(int(x) + 1 for x in cuts.tolist())) + [p.numel()]
+    for lo, hi in zip(bounds[:-1], bounds[1:]):
+        if hi > lo:
+            yield p[lo:hi], c[lo:hi], v[lo:hi]
+
+
+def _batch_positives(graph: Graph, hops: int, nodes: Tensor):
+    """``W[nodes][:, nodes]`` for ``W = Â^hops``, without the diagonal *positions*, as (position p,
+    position q, log w), the positives graph over the B positions and the mask P.  A node listed twice
+    is two positions; the pair of them is a positive of weight ``W_vv`` (as in the dense
+    ``adj_label[idx][:, idx]`` of Graph-MLP's batches).
+
+    W is never formed: the batch's rows of Â^hops are expanded hop by hop from the rows of Â (O(E),
+    cached per graph), the last hop keeping only the columns in the batch.  Work and memory follow
+    the paths of length ``hops`` that start in the batch (chunked to ``_BATCH_EXPAND_CHUNK`` entries),
+    not N or nnz(Â^hops), so it runs where Â^hops has billions of non-zeros."""
+    a_rowptr, a_col, a_val = adjacency_power(graph, 1, max(graph.num_edges + graph.num_nodes, 1))
+    dev = a_col.device
+    n = graph.num_nodes
     nodes = nodes.to(dev).long()
     b = nodes.numel()
-    start = rowptr[nodes]
-    count = rowptr[nodes + 1] - start
-    p = torch.repeat_interleave(torch.arange(b, device=dev), count)
-    within = torch.arange(p.numel(), device=dev) - torch.repeat_interleave(count.cumsum(0) - count, count)
-    entry = torch.repeat_interleave(start, count) + within  # W's entries in the rows of the batch
-    c, v = col[entry], val[entry]
     ordered, perm = nodes.sort()
-    lo = torch.searchsorted(ordered, c)
-    hits = torch.searchsorted(ordered, c, right=True) - lo  # positions holding column c
-    p, v = torch.repeat_interleave(p, hits), torch.repeat_interleave(v, hits)
-    within = torch.arange(p.numel(), device=dev) - torch.repeat_interleave(hits.cumsum(0) - hits, hits)
-    q = perm[torch.repeat_interleave(lo, hits) + within]
+    p, c, v = torch.arange(b, device=dev), nodes, torch.ones(b, dtype=a_val.dtype, device=dev)
+    for _ in range(hops - 1):  # the batch rows of Â^(hops-1), coalesced so paths do not multiply
+        parts = [_coalesce(*_expand(pp, cc, vv, a_rowptr, a_col, a_val), n)
+                 for pp, cc, vv in _chunks(p, c, v, a_rowptr, _BATCH_EXPAND_CHUNK)]
+        p, c, v = _coalesce(*(torch.cat(t) for t in zip(*parts)), n) if len(parts) > 1 else parts[0]
+    out_p, out_q, out_v = [], [], []
+    for pp, cc, vv in _chunks(p, c, v, a_rowptr, _BATCH_EXPAND_CHUNK):  # the last hop lands in the batch
+        pp, cc, vv = _expand(pp, cc, vv, a_rowptr, a_col, a_val)
+        lo = torch.searchsorted(ordered, cc)
+        hits = torch.searchsorted(ordered, cc, right=True) - lo  # positions holding column cc
+        keep = hits > 0
+        pp, vv, lo, hits = pp[keep], vv[keep], lo[keep], hits[keep]
+        within = torch.arange(int(hits.sum()), device=dev) - torch.repeat_interleave(hits.cumsum(0) - hits, hits)
+        out_q.append(perm[torch.repeat_interleave(lo, hits) + within])
+        out_p.append(torch.repeat_interleave(pp, hits))
+        out_v.append(torch.repeat_interleave(vv, hits))
+    p, q, v = _coalesce(torch.cat(out_p), torch.cat(out_q), torch.cat(out_v), max(b, 1))
     keep = (p != q) & (v > 0)
     p, q, v = p[keep], q[keep], v[keep]
     pg = Graph(torch.stack([q, p]), num_nodes=b, validate=False)  # edge q -> p: row p lists its positives
@@ -430,8 +475,11 @@ def ncontrast(graph: Graph, z: Tensor, tau: float = 1.0, hops: int = 1, num_nega
             rows (``[B, d]``), the positives are the *whole* graph's ``W`` restricted to the batch,
             ``W[nodes][:, nodes]``, and both sums run over the batch's positions (``j ≠ i`` means
             another position; two positions of one node are positives of weight ``W_vv``).  This is
-            Graph-MLP's batch loss without its dense ``Â^hops``: O(B·d) memory plus the batch rows of
-            ``W``; ``W`` is built once per graph.  Not with ``process_group``.
+            Graph-MLP's batch loss without its dense ``Â^hops``, and without the whole sparse one
+            either: the batch's rows of ``W`` are expanded from ``Â`` on each call (work and memory
+            follow the ``hops``-paths that start in the batch; ``max_nnz`` does not apply), so it runs
+            on graphs whose ``Â^hops`` has billions of non-zeros.  O(B·d) memory for the
+            similarities.  Not with ``process_group``.
 
     Returns:
         scalar (or ``[N]``); 0 when P is empty.  Differentiable w.r.t. ``z``.
@@ -468,7 +516,7 @@ def ncontrast(graph: Graph, z: Tensor, tau: float = 1.0, hops: int = 1, num_nega
         sd = shared_seed(sd, seed, k, process_group)
         return _ncontrast_sharded(graph, z, tau, hops, k, sd, max_nnz, reduction, sh)
     row, log_w, pg, has = (_positives(graph, hops, max_nnz) if nodes is None
-                           else _batch_positives(graph, hops, max_nnz, nodes))
+                           else _batch_positives(graph, hops, nodes))
     zn = _normalize(z)
     acc = torch.float64 if z.dtype == torch.float64 else torch.float32
     if row.numel() == 0:
