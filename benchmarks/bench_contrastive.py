@@ -19,6 +19,14 @@ What is measured (forward + backward w.r.t. every embedding, float32):
   once, outside the timed step, as Graph-MLP's ``get_A_r`` does; N x N cosine matrix per step) where
   it fits (N <= 12k by default).  Also the exact denominator alone, the symmetric ``gram_lse`` op
   (upper tiles: half the GEMMs) vs ``infonce(z, z)`` (every tile), on the same inputs.
+* batch (Graph-MLP's training batches): ``ncontrast(graph, z_B, hops=2, nodes=batch)`` for B = 2,000
+  nodes drawn per step (d = 256, Graph-MLP's width), the positives being the whole graph's Â² restricted
+  to the batch, expanded from Â per step (never the whole Â²), vs Graph-MLP's own batch step (dense
+  Â² computed once, ``adj[batch][:, batch]`` and a dense B x B loss per step) where the dense Â²
+  fits (N <= 12k), on a 10k-node power-law graph, Facebook, and power-law graphs of 1M and 2.45M
+  nodes (ogbn-products' size: 61.9M undirected edges).  The per-step time includes building the
+  batch's positives.  ``sum_deg2`` is Σ deg², the number of 2-paths, an upper bound on nnz(Â²) that
+  says how large the whole Â² would be.
 
 Prints a table; writes contrastive.json and contrastive.png under --out.
 """
@@ -49,6 +57,8 @@ NC_HOPS = 2
 SYNTH = (3_000, 15_000) if SMALL else (1_000_000, 10_000_000)  # nodes, undirected edges
 DENSE_MAX_N = 3_000 if SMALL else 12_000
 FACEBOOK_SMALL_N = 2_000  # smoke runs use the induced subgraph on the first nodes
+BATCH_B, BATCH_D = (300, 16) if SMALL else (2_000, 256)
+BATCH_GRAPHS = [(2_000, 10_000)] if SMALL else [(10_000, 50_000), (1_000_000, 10_000_000), (2_450_000, 61_900_000)]
 
 
 # ------------------------------------------------------------------------------------- memory
@@ -91,6 +101,28 @@ def ncontrast_step(graph, z, **kw):
     def step():
         z.grad = None
         gkdfast.losses.ncontrast(graph, z, **kw).backward()
+    return step
+
+
+def batch_step(graph, z, hops=2, seed=0, dense_w=None, tau=1.0):
+    """One Graph-MLP training batch: B nodes drawn uniformly with replacement (a new draw per step),
+    z their embeddings.  gkdfast: ncontrast(nodes=batch), positives expanded from the sparse Â per
+    step.  dense_w: Graph-MLP's own step instead, the dense Â^hops indexed by the batch."""
+    gen = torch.Generator().manual_seed(seed)
+    n, b = graph.num_nodes, z.size(0)
+    eye = torch.eye(b, dtype=torch.bool, device=z.device)
+
+    def step():
+        z.grad = None
+        nodes = torch.randint(n, (b,), generator=gen).to(z.device)
+        if dense_w is None:
+            gkdfast.losses.ncontrast(graph, z, tau=tau, hops=hops, nodes=nodes).backward()
+            return
+        w = dense_w[nodes][:, nodes].masked_fill(eye, 0)
+        has = (w > 0).any(1)
+        zn = F.normalize(z, dim=1)
+        e = torch.exp(zn @ zn.t() / tau).masked_fill(eye, 0)
+        (-torch.log((w * e).sum(1)[has] / e.sum(1)[has]).mean()).backward()
     return step
 
 
@@ -228,7 +260,38 @@ def part_ncontrast(device, repeats, max_seconds):
     return rows
 
 
-PARTS = {"crd": part_crd, "sampled": part_sampled, "ncontrast": part_ncontrast}
+def part_batch(device, repeats, max_seconds):
+    rows = []
+    graphs = [("power-law", *synthetic_graph(*BATCH_GRAPHS[0]))]
+    fb, n_fb = facebook_edges()
+    if fb is not None:
+        graphs.append(("facebook", fb, n_fb))
+    graphs += [("power-law", *synthetic_graph(n, m)) for n, m in BATCH_GRAPHS[1:]]
+    for name, ei, n in graphs:
+        g = gkdfast.Graph(ei, num_nodes=n).to(device)
+        del ei
+        deg = (g.rowptr[1:] - g.rowptr[:-1]).double() + 1  # with the self-loop
+        size = f"{name} N={n}, E={g.num_edges}, B={BATCH_B}, d={BATCH_D}"
+        t0 = time.perf_counter()
+        gkdfast.losses.adjacency_power(g, 1, g.num_edges + n)  # Â, once per graph (cached)
+        note = f"Â build {1e3 * (time.perf_counter() - t0):.0f} ms; sum_deg2 {float((deg * deg).sum()):.3g}"
+        z = torch.randn(BATCH_B, BATCH_D, generator=torch.Generator().manual_seed(1)).to(device).requires_grad_()
+        ms, mib = measure(batch_step(g, z), device, repeats, max_seconds)
+        rows.append(_row(size, "graph-mlp batch hops=2 fwd+bwd", "gkdfast", ms, mib, note=note))
+        if n <= DENSE_MAX_N:
+            w = dense_w(g.edge_index, n, 2, device)
+            ms, mib = measure(batch_step(g, z, dense_w=w), device, repeats, max_seconds)
+            rows.append(_row(size, "graph-mlp batch hops=2 fwd+bwd", "dense_graph_mlp", ms, mib,
+                             note=f"dense Â² {n * n * 4 / 2**20:.0f} MiB, built once"))
+            del w
+        else:
+            rows.append(_row(size, "graph-mlp batch hops=2 fwd+bwd", "dense_graph_mlp",
+                             note=f"dense Â² would take {n * n * 4 / 2**30:.0f} GiB"))
+        del g
+    return rows
+
+
+PARTS = {"crd": part_crd, "sampled": part_sampled, "ncontrast": part_ncontrast, "batch": part_batch}
 
 
 def main(argv=None):
@@ -291,6 +354,18 @@ def test_bench_ncontrast_facebook(benchmark):
     g = gkdfast.Graph(ei, num_nodes=n)
     z = torch.randn(n, NC_D).requires_grad_()
     benchmark(ncontrast_step(g, z, hops=NC_HOPS, num_negatives=NC_K, seed=0))
+
+
+def test_bench_graph_mlp_batch(benchmark):
+    ei, n = synthetic_graph(*BATCH_GRAPHS[0])
+    g = gkdfast.Graph(ei, num_nodes=n)
+    benchmark(batch_step(g, torch.randn(BATCH_B, BATCH_D).requires_grad_()))
+
+
+def test_bench_graph_mlp_batch_dense(benchmark):
+    ei, n = synthetic_graph(*BATCH_GRAPHS[0])
+    g = gkdfast.Graph(ei, num_nodes=n)
+    benchmark(batch_step(g, torch.randn(BATCH_B, BATCH_D).requires_grad_(), dense_w=dense_w(ei, n, 2, "cpu")))
 
 
 def _facebook_z():

@@ -357,13 +357,15 @@ def _positives(graph: Graph, hops: int, max_nnz: int):
 _BATCH_EXPAND_CHUNK = 1 << 23
 
 
-def _expand(p: Tensor, c: Tensor, v: Tensor, a_rowptr: Tensor, a_col: Tensor, a_val: Tensor):
-    """One hop: each entry (p, c, v) becomes (p, c', v·Â[c, c']) for every c' in row c of Â."""
-    start = a_rowptr[c]
-    count = a_rowptr[c + 1] - start
-    within = torch.arange(int(count.sum()), device=c.device) - torch.repeat_interleave(count.cumsum(0) - count, count)
-    entry = torch.repeat_interleave(start, count) + within
-    return torch.repeat_interleave(p, count), a_col[entry], torch.repeat_interleave(v, count) * a_val[entry]
+def _split_by_growth(growth: Tensor, limit: int):
+    """Index ranges of consecutive entries whose ``growth`` sums to about ``limit`` (an entry that
+    alone exceeds it is its own range)."""
+    total = growth.cumsum(0)
+    if total.numel() == 0 or int(total[-1]) <= limit:
+        return [(0, growth.numel())]
+    cuts = torch.searchsorted(total, torch.arange(limit, int(total[-1]), limit, device=total.device))
+    bounds = [0] + sorted(set(int(x) + 1 for x in cuts.tolist())) + [growth.numel()]
+    return [(lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:]) if hi > lo]
 
 
 def _coalesce(p: Tensor, c: Tensor, v: Tensor, width: int):
@@ -372,17 +374,39 @@ def _coalesce(p: Tensor, c: Tensor, v: Tensor, width: int):
     return key // width, key % width, torch.zeros(key.numel(), dtype=v.dtype, device=v.device).index_add_(0, inv, v)
 
 
-def _chunks(p: Tensor, c: Tensor, v: Tensor, a_rowptr: Tensor, limit: int):
-    """Splits the entries so that expanding each part creates at most ~``limit`` entries."""
-    grown = (a_rowptr[c + 1] - a_rowptr[c]).cumsum(0)
-    if grown.numel() == 0 or int(grown[-1]) <= limit:
-        yield p, c, v
-        return
-    cuts = torch.searchsorted(grown, torch.arange(limit, int(grown[-1]), limit, device=grown.device))
-    bounds = [0] + sorted(set(int(x) + 1 for x in cuts.tolist())) + [p.numel()]
-    for lo, hi in zip(bounds[:-1], bounds[1:]):
-        if hi > lo:
-            yield p[lo:hi], c[lo:hi], v[lo:hi]
+def _ranges(start: Tensor, count: Tensor) -> Tensor:
+    """Concatenation of ``arange(start[i], start[i] + count[i])`` over i."""
+    within = torch.arange(int(count.sum()), device=count.device) - torch.repeat_interleave(count.cumsum(0) - count, count)
+    return torch.repeat_interleave(start, count) + within
+
+
+def _batch_rows(nodes: Tensor, hops: int, rowptr: Tensor, col: Tensor, val: Tensor, width: int):
+    """Rows ``nodes[p]`` of M^hops for the CSR matrix M, as coalesced entries (p, k, v); hops = 0 is
+    the identity.  Expanded hop by hop, in chunks of ``_BATCH_EXPAND_CHUNK`` new entries."""
+    p = torch.arange(nodes.numel(), device=col.device)
+    k, v = nodes, torch.ones(nodes.numel(), dtype=val.dtype, device=col.device)
+    for _ in range(hops):
+        count = rowptr[k + 1] - rowptr[k]
+        parts = []
+        for lo, hi in _split_by_growth(count, _BATCH_EXPAND_CHUNK):
+            entry = _ranges(rowptr[k[lo:hi]], count[lo:hi])
+            parts.append(_coalesce(torch.repeat_interleave(p[lo:hi], count[lo:hi]), col[entry],
+                                   torch.repeat_interleave(v[lo:hi], count[lo:hi]) * val[entry], width))
+        p, k, v = _coalesce(*(torch.cat(t) for t in zip(*parts)), width) if len(parts) > 1 else parts[0]
+    return p, k, v
+
+
+def _transposed_adjacency(graph: Graph, rowptr: Tensor, col: Tensor, val: Tensor):
+    """CSR of Âᵀ (the columns of Â), built once per graph."""
+    cache = _W_CACHE.setdefault(graph, {})
+    if "A^T" not in cache:
+        n = graph.num_nodes
+        row = torch.repeat_interleave(torch.arange(n, device=col.device), rowptr[1:] - rowptr[:-1])
+        order = torch.argsort(col * n + row)
+        t_rowptr = torch.zeros(n + 1, dtype=torch.int64, device=col.device)
+        t_rowptr[1:] = torch.cumsum(torch.bincount(col, minlength=n), 0)
+        cache["A^T"] = (t_rowptr, row[order], val[order])
+    return cache["A^T"]
 
 
 def _batch_positives(graph: Graph, hops: int, nodes: Tensor):
@@ -391,33 +415,32 @@ def _batch_positives(graph: Graph, hops: int, nodes: Tensor):
     is two positions; the pair of them is a positive of weight ``W_vv`` (as in the dense
     ``adj_label[idx][:, idx]`` of Graph-MLP's batches).
 
-    W is never formed: the batch's rows of Â^hops are expanded hop by hop from the rows of Â (O(E),
-    cached per graph), the last hop keeping only the columns in the batch.  Work and memory follow
-    the paths of length ``hops`` that start in the batch (chunked to ``_BATCH_EXPAND_CHUNK`` entries),
-    not N or nnz(Â^hops), so it runs where Â^hops has billions of non-zeros."""
-    a_rowptr, a_col, a_val = adjacency_power(graph, 1, max(graph.num_edges + graph.num_nodes, 1))
-    dev = a_col.device
+    W is never formed.  ``W_pq = Σ_k (Â^a)[p, k] (Â^c)[k, q]`` with a + c = hops: the batch's rows of
+    Â^a and its columns of Â^c are expanded from Â (O(E), cached per graph) and joined on the middle
+    node k, so the work is the number of paths of length ``hops`` that start *and end* in the batch
+    (a hub in the middle costs (its batch neighbours)², not its degree), never N or nnz(Â^hops)."""
+    rowptr, col, val = adjacency_power(graph, 1, max(graph.num_edges + graph.num_nodes, 1))
+    dev = col.device
     n = graph.num_nodes
     nodes = nodes.to(dev).long()
     b = nodes.numel()
-    ordered, perm = nodes.sort()
-    p, c, v = torch.arange(b, device=dev), nodes, torch.ones(b, dtype=a_val.dtype, device=dev)
-    for _ in range(hops - 1):  # the batch rows of Â^(hops-1), coalesced so paths do not multiply
-        parts = [_coalesce(*_expand(pp, cc, vv, a_rowptr, a_col, a_val), n)
-                 for pp, cc, vv in _chunks(p, c, v, a_rowptr, _BATCH_EXPAND_CHUNK)]
-        p, c, v = _coalesce(*(torch.cat(t) for t in zip(*parts)), n) if len(parts) > 1 else parts[0]
-    out_p, out_q, out_v = [], [], []
-    for pp, cc, vv in _chunks(p, c, v, a_rowptr, _BATCH_EXPAND_CHUNK):  # the last hop lands in the batch
-        pp, cc, vv = _expand(pp, cc, vv, a_rowptr, a_col, a_val)
-        lo = torch.searchsorted(ordered, cc)
-        hits = torch.searchsorted(ordered, cc, right=True) - lo  # positions holding column cc
-        keep = hits > 0
-        pp, vv, lo, hits = pp[keep], vv[keep], lo[keep], hits[keep]
-        within = torch.arange(int(hits.sum()), device=dev) - torch.repeat_interleave(hits.cumsum(0) - hits, hits)
-        out_q.append(perm[torch.repeat_interleave(lo, hits) + within])
-        out_p.append(torch.repeat_interleave(pp, hits))
-        out_v.append(torch.repeat_interleave(vv, hits))
-    p, q, v = _coalesce(torch.cat(out_p), torch.cat(out_q), torch.cat(out_v), max(b, 1))
+    a = (hops + 1) // 2
+    lp, lk, lv = _batch_rows(nodes, a, rowptr, col, val, n)  # rows of Â^a
+    rq, rk, rv = _batch_rows(nodes, hops - a, *_transposed_adjacency(graph, rowptr, col, val), n)  # columns of Â^c
+    order = torch.argsort(rk)
+    rq, rk, rv = rq[order], rk[order], rv[order]
+    keys, counts = torch.unique_consecutive(rk, return_counts=True)
+    starts = counts.cumsum(0) - counts
+    at = torch.searchsorted(keys, lk).clamp(max=max(keys.numel() - 1, 0))
+    found = keys[at] == lk if keys.numel() else torch.zeros_like(lk, dtype=torch.bool)
+    m = torch.where(found, counts[at] if keys.numel() else torch.zeros_like(lk), torch.zeros_like(lk))
+    out = []
+    for lo, hi in _split_by_growth(m, _BATCH_EXPAND_CHUNK):  # the join, in chunks of left entries
+        mm = m[lo:hi]
+        r = _ranges(starts[at[lo:hi]] if keys.numel() else torch.zeros_like(mm), mm)
+        out.append(_coalesce(torch.repeat_interleave(lp[lo:hi], mm), rq[r],
+                             torch.repeat_interleave(lv[lo:hi], mm) * rv[r], max(b, 1)))
+    p, q, v = _coalesce(*(torch.cat(t) for t in zip(*out)), max(b, 1)) if len(out) > 1 else out[0]
     keep = (p != q) & (v > 0)
     p, q, v = p[keep], q[keep], v[keep]
     pg = Graph(torch.stack([q, p]), num_nodes=b, validate=False)  # edge q -> p: row p lists its positives
@@ -476,9 +499,9 @@ def ncontrast(graph: Graph, z: Tensor, tau: float = 1.0, hops: int = 1, num_nega
             ``W[nodes][:, nodes]``, and both sums run over the batch's positions (``j ≠ i`` means
             another position; two positions of one node are positives of weight ``W_vv``).  This is
             Graph-MLP's batch loss without its dense ``Â^hops``, and without the whole sparse one
-            either: the batch's rows of ``W`` are expanded from ``Â`` on each call (work and memory
-            follow the ``hops``-paths that start in the batch; ``max_nnz`` does not apply), so it runs
-            on graphs whose ``Â^hops`` has billions of non-zeros.  O(B·d) memory for the
+            either: the batch's block of ``W`` is joined from ``Â`` on each call (work and memory
+            follow the ``hops``-paths that start and end in the batch; ``max_nnz`` does not apply),
+            so it runs on graphs whose ``Â^hops`` has billions of non-zeros.  O(B·d) memory for the
             similarities.  Not with ``process_group``.
 
     Returns:
