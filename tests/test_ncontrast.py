@@ -220,3 +220,19 @@ def test_batch_rows_expanded_in_small_chunks_equal_the_dense_power(hops, monkeyp
     torch.testing.assert_close(ncontrast(g, z, tau=0.4, hops=hops, nodes=nodes, reduction="none"), want)
     empty = ncontrast(g, z[:0], tau=0.4, hops=hops, nodes=nodes[:0])
     assert empty.item() == 0
+
+
+@pytest.mark.parametrize("hops", [1, 2, 3])
+def test_batch_nodes_on_a_directed_weighted_graph_with_loops_and_repeats(hops):
+    """Â is not symmetric on a directed graph, and edge weights, an explicit self-loop and a repeated
+    edge enter its values: the batch block (rows from the CSR, columns from its transpose) still
+    equals the dense W[nodes][:, nodes]."""
+    ei = random_edge_index(25, 70, 7)
+    ei = torch.cat([ei, torch.tensor([[3, 4, 4], [3, 9, 9]])], 1)  # a self-loop on 3, edge 4 -> 9 twice
+    w = torch.rand(ei.size(1), generator=torch.Generator().manual_seed(8), dtype=torch.float64) + 0.1
+    g = gkdfast.Graph(ei, num_nodes=25, edge_weight=w)
+    nodes = torch.tensor([3, 9, 4, 4, 17, 0, 22, 9, 13])
+    z = _z(nodes.numel(), seed=9)
+    torch.testing.assert_close(ncontrast(g, z, tau=0.8, hops=hops, nodes=nodes, reduction="none"),
+                               rc.ncontrast(ei, 25, z, tau=0.8, hops=hops, edge_weight=w, nodes=nodes,
+                                            reduction="none"))

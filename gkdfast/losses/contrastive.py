@@ -380,33 +380,33 @@ def _ranges(start: Tensor, count: Tensor) -> Tensor:
     return torch.repeat_interleave(start, count) + within
 
 
-def _batch_rows(nodes: Tensor, hops: int, rowptr: Tensor, col: Tensor, val: Tensor, width: int):
-    """Rows ``nodes[p]`` of M^hops for the CSR matrix M, as coalesced entries (p, k, v); hops = 0 is
-    the identity.  Expanded hop by hop, in chunks of ``_BATCH_EXPAND_CHUNK`` new entries."""
-    p = torch.arange(nodes.numel(), device=col.device)
-    k, v = nodes, torch.ones(nodes.numel(), dtype=val.dtype, device=col.device)
+def _expand_hop(p: Tensor, k: Tensor, v: Tensor, rowptr: Tensor, col: Tensor, eid: Optional[Tensor],
+                weight: Optional[Tensor], dinv: Tensor, width: int):
+    """Entries (p, k, v) of a product with Â (rows k of Â, read straight from a CSR of the graph:
+    ``Â[k, j] = dinv_k · w · dinv_j`` per stored edge, ``dinv_k²`` for the self-loop), chunked to
+    ``_BATCH_EXPAND_CHUNK`` new entries, duplicates summed."""
+    count = (rowptr[k + 1] - rowptr[k]).long()
+    parts = []
+    for lo, hi in _split_by_growth(count, _BATCH_EXPAND_CHUNK):
+        pk, kk, vk, ck = p[lo:hi], k[lo:hi], v[lo:hi] * dinv[k[lo:hi]], count[lo:hi]
+        entry = _ranges(rowptr[kk].long(), ck)
+        nbr = col[entry].long()
+        val = torch.repeat_interleave(vk, ck) * dinv[nbr]
+        if weight is not None:
+            val = val * weight[eid[entry].long() if eid is not None else entry]
+        parts.append(_coalesce(torch.cat([torch.repeat_interleave(pk, ck), pk]), torch.cat([nbr, kk]),
+                               torch.cat([val, vk * dinv[kk]]), width))
+    return _coalesce(*(torch.cat(t) for t in zip(*parts)), width) if len(parts) > 1 else parts[0]
+
+
+def _batch_rows(nodes: Tensor, hops: int, csr, weight: Optional[Tensor], dinv: Tensor, width: int):
+    """Rows ``nodes[p]`` of M^hops as coalesced entries (p, k, v), where M is Â (``csr`` the graph's
+    CSR by destination) or Âᵀ (``csr`` its transpose); hops = 0 is the identity."""
+    p = torch.arange(nodes.numel(), device=nodes.device)
+    k, v = nodes, torch.ones(nodes.numel(), dtype=dinv.dtype, device=nodes.device)
     for _ in range(hops):
-        count = rowptr[k + 1] - rowptr[k]
-        parts = []
-        for lo, hi in _split_by_growth(count, _BATCH_EXPAND_CHUNK):
-            entry = _ranges(rowptr[k[lo:hi]], count[lo:hi])
-            parts.append(_coalesce(torch.repeat_interleave(p[lo:hi], count[lo:hi]), col[entry],
-                                   torch.repeat_interleave(v[lo:hi], count[lo:hi]) * val[entry], width))
-        p, k, v = _coalesce(*(torch.cat(t) for t in zip(*parts)), width) if len(parts) > 1 else parts[0]
+        p, k, v = _expand_hop(p, k, v, *csr, weight, dinv, width)
     return p, k, v
-
-
-def _transposed_adjacency(graph: Graph, rowptr: Tensor, col: Tensor, val: Tensor):
-    """CSR of Âᵀ (the columns of Â), built once per graph."""
-    cache = _W_CACHE.setdefault(graph, {})
-    if "A^T" not in cache:
-        n = graph.num_nodes
-        row = torch.repeat_interleave(torch.arange(n, device=col.device), rowptr[1:] - rowptr[:-1])
-        order = torch.argsort(col * n + row)
-        t_rowptr = torch.zeros(n + 1, dtype=torch.int64, device=col.device)
-        t_rowptr[1:] = torch.cumsum(torch.bincount(col, minlength=n), 0)
-        cache["A^T"] = (t_rowptr, row[order], val[order])
-    return cache["A^T"]
 
 
 def _batch_positives(graph: Graph, hops: int, nodes: Tensor):
@@ -415,25 +415,34 @@ def _batch_positives(graph: Graph, hops: int, nodes: Tensor):
     is two positions; the pair of them is a positive of weight ``W_vv`` (as in the dense
     ``adj_label[idx][:, idx]`` of Graph-MLP's batches).
 
-    W is never formed.  ``W_pq = Σ_k (Â^a)[p, k] (Â^c)[k, q]`` with a + c = hops: the batch's rows of
-    Â^a and its columns of Â^c are expanded from Â (O(E), cached per graph) and joined on the middle
-    node k, so the work is the number of paths of length ``hops`` that start *and end* in the batch
-    (a hub in the middle costs (its batch neighbours)², not its degree), never N or nnz(Â^hops)."""
-    rowptr, col, val = adjacency_power(graph, 1, max(graph.num_edges + graph.num_nodes, 1))
-    dev = col.device
+    Neither W nor Â is formed.  ``W_pq = Σ_k (Â^a)[p, k] (Â^c)[k, q]`` with a + c = hops: the
+    batch's rows of Â^a and its columns of Â^c are expanded from the graph's own CSR and its cached
+    transpose (values ``dinv_i · w · dinv_j`` on the fly, float64) and joined on the middle node k.
+    The work is the number of paths of length ``hops`` that start *and end* in the batch (a hub in
+    the middle costs its batch neighbours squared, not its degree) plus O(N) for the degrees, never
+    nnz(Â^hops); the memory is that and the batch's rows."""
+    dev = graph.device
     n = graph.num_nodes
+    cache = _W_CACHE.setdefault(graph, {})
+    if "dinv64" not in cache:
+        cache["dinv64"] = graph.gcn_norm_coefficients(None, torch.float64)
+    dinv = cache["dinv64"]
+    weight = None if graph.edge_weight is None else graph.to_csr_order(graph.edge_weight).to(torch.float64)
     nodes = nodes.to(dev).long()
     b = nodes.numel()
     a = (hops + 1) // 2
-    lp, lk, lv = _batch_rows(nodes, a, rowptr, col, val, n)  # rows of Â^a
-    rq, rk, rv = _batch_rows(nodes, hops - a, *_transposed_adjacency(graph, rowptr, col, val), n)  # columns of Â^c
+    lp, lk, lv = _batch_rows(nodes, a, (graph.rowptr, graph.col, None), weight, dinv, n)  # rows of Â^a
+    # columns of Â^c: rows of Âᵀ, i.e. the CSR by source; t_eid points each entry at its weight
+    rq, rk, rv = _batch_rows(nodes, hops - a, graph.transpose_csr(), weight, dinv, n)
     order = torch.argsort(rk)
     rq, rk, rv = rq[order], rk[order], rv[order]
     keys, counts = torch.unique_consecutive(rk, return_counts=True)
     starts = counts.cumsum(0) - counts
-    at = torch.searchsorted(keys, lk).clamp(max=max(keys.numel() - 1, 0))
-    found = keys[at] == lk if keys.numel() else torch.zeros_like(lk, dtype=torch.bool)
-    m = torch.where(found, counts[at] if keys.numel() else torch.zeros_like(lk), torch.zeros_like(lk))
+    if keys.numel():
+        at = torch.searchsorted(keys, lk).clamp(max=keys.numel() - 1)
+        m = torch.where(keys[at] == lk, counts[at], torch.zeros_like(lk))
+    else:
+        at, m = torch.zeros_like(lk), torch.zeros_like(lk)
     out = []
     for lo, hi in _split_by_growth(m, _BATCH_EXPAND_CHUNK):  # the join, in chunks of left entries
         mm = m[lo:hi]
@@ -499,8 +508,8 @@ def ncontrast(graph: Graph, z: Tensor, tau: float = 1.0, hops: int = 1, num_nega
             ``W[nodes][:, nodes]``, and both sums run over the batch's positions (``j ≠ i`` means
             another position; two positions of one node are positives of weight ``W_vv``).  This is
             Graph-MLP's batch loss without its dense ``Â^hops``, and without the whole sparse one
-            either: the batch's block of ``W`` is joined from ``Â`` on each call (work and memory
-            follow the ``hops``-paths that start and end in the batch; ``max_nnz`` does not apply),
+            either: the batch's block of ``W`` is joined from the graph's CSR on each call (work and
+            memory follow the ``hops``-paths that start and end in the batch; ``max_nnz`` does not apply),
             so it runs on graphs whose ``Â^hops`` has billions of non-zeros.  O(B·d) memory for the
             similarities.  Not with ``process_group``.
 
