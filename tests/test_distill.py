@@ -499,3 +499,19 @@ def test_labelled_first_batching_replays_graph_mlps_batches(tiny):
         Distiller(MLP(16, 8, 3), [terms.CrossEntropy()], batching="sorted")
     assert recipes.get("graphmlp", batch_size=500, batching="labelled_first").distiller(
         MLP(16, 8, 3), None).batching == "labelled_first"
+
+
+def test_eval_logits_runs_graph_free_models_in_chunks_without_autograd(tiny):
+    from gkdfast.distill.distiller import eval_logits
+
+    torch.manual_seed(0)
+    mlp, gcn = MLP(16, 32, 3, dropout=0.5), GCN(16, 8, 3, dropout=0.5)
+    seen = []
+    mlp.register_forward_hook(lambda m, args, out: seen.append(args[0].size(0)))
+    whole = eval_logits(mlp, tiny.x, None, False, chunk=1000)
+    parts = eval_logits(mlp, tiny.x, None, False, chunk=64)
+    assert seen == [300, 64, 64, 64, 64, 44] and not mlp.training  # eval mode: no dropout, same rows
+    torch.testing.assert_close(parts, whole)
+    assert not parts.requires_grad
+    g = eval_logits(gcn, tiny.x, tiny.graph, True, chunk=64)  # a GNN sees the whole graph at once
+    assert g.shape == (300, 3) and not g.requires_grad and not gcn.training

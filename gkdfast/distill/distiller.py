@@ -37,7 +37,7 @@ from gkdfast.distill import ddp as _ddp
 from gkdfast.distill.teacher_cache import TeacherOutputs, hash_tensor, teacher_outputs
 from gkdfast.distill.terms import Dims, LossTerm, StepContext
 
-__all__ = ["Distiller", "FitResult", "StopTraining", "accuracy", "uses_graph", "call_model"]
+__all__ = ["Distiller", "FitResult", "StopTraining", "accuracy", "uses_graph", "call_model", "eval_logits"]
 
 
 class StopTraining(Exception):
@@ -98,6 +98,23 @@ def call_model(model: nn.Module, x: Tensor, graph, with_graph: bool, want_hidden
     if isinstance(out, tuple):
         return out[0], out[1]
     return out, None
+
+
+@torch.no_grad()
+def eval_logits(model: nn.Module, inputs: Tensor, graph, with_graph: bool, chunk: int = 65536) -> Tensor:
+    """Eval-mode logits ``[N, C]`` of every node, without autograd; a graph-free model (an MLP) runs
+    over ``chunk`` rows at a time, so its activations never take N rows at once (a 256-wide MLP over
+    a million nodes would otherwise hold gigabytes).  Leaves ``model`` in eval mode.
+
+    Example:
+        >>> eval_logits(torch.nn.Linear(4, 2), torch.randn(5, 4), None, False, chunk=2).shape
+        torch.Size([5, 2])
+    """
+    model.eval()
+    if with_graph or inputs.size(0) <= chunk:
+        return call_model(model, inputs, graph, with_graph, False)[0]
+    return torch.cat([call_model(model, inputs[i:i + chunk], None, False, False)[0]
+                      for i in range(0, inputs.size(0), chunk)])
 
 
 def _checkpoint_due(cadence: CheckpointCadence, ddp: Optional[_ddp.Dist], checkpointing: bool) -> bool:
@@ -287,13 +304,8 @@ class Distiller:
     def predict(self, inputs: Tensor, graph=None, chunk: int = 65536) -> Tensor:
         """Eval-mode logits ``[N, C]`` for every node (graph-free students run in chunks)."""
         was = self.student.training
-        self.student.eval()
         try:
-            if self.uses_graph:
-                return call_model(self.student, inputs, graph, True, False)[0]
-            return torch.cat([call_model(self.student, inputs[i:i + chunk], None, False, False)[0]
-                              for i in range(0, inputs.size(0), chunk)]) if inputs.size(0) else \
-                call_model(self.student, inputs, None, False, False)[0]
+            return eval_logits(self.student, inputs, graph, self.uses_graph, chunk)
         finally:
             self.student.train(was)
 

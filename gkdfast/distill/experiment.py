@@ -19,7 +19,7 @@ from torch import nn
 
 from gkdfast.data.splits import inductive_split
 from gkdfast.distill import recipes as _recipes
-from gkdfast.distill.distiller import accuracy, call_model
+from gkdfast.distill.distiller import accuracy, eval_logits
 from gkdfast.distill.teacher_cache import teacher_outputs
 
 __all__ = ["ModelSpec", "parse_model", "run_experiment", "summarize_runs", "seed_split", "inference_ms_per_1k"]
@@ -140,12 +140,12 @@ def inference_ms_per_1k(model: nn.Module, inputs, graph, with_graph: bool, repea
     n = max(inputs.size(0), 1)
     sync = torch.cuda.synchronize if inputs.is_cuda else (lambda: None)
     for _ in range(2):  # warm-up (allocations, cached transposes, lazy kernel loading)
-        call_model(model, inputs, graph, with_graph, False)
+        eval_logits(model, inputs, graph, with_graph)
     times = []
     for _ in range(repeats):
         sync()
         t0 = time.perf_counter()
-        call_model(model, inputs, graph, with_graph, False)
+        eval_logits(model, inputs, graph, with_graph)  # (graph-free models in row chunks, as deployed)
         sync()
         times.append(time.perf_counter() - t0)
     return statistics.median(times) * 1000.0 * 1000.0 / n
@@ -226,7 +226,7 @@ def _train_teacher(teacher, d, train_data, graph, y, test, seed, dev, epochs, te
     tt = trecipe.fit(lambda f: tmodel, train_data, None, seed, device=dev,
                      checkpoint_dir=ckpt(f"seed{seed}", "teacher"), progress=progress,
                      desc=f"seed {seed}: teacher {teacher.label}")
-    tlogits = call_model(tmodel.eval(), d.x.to(dev), graph, True, False)[0]  # the full graph
+    tlogits = eval_logits(tmodel, d.x.to(dev), graph, True)  # the full graph
     tacc = accuracy(tlogits.cpu(), y, test)
     record("teacher", teacher.label, tacc, tt.seconds, inference_ms_per_1k(tmodel, d.x.to(dev), graph, True),
            seed, tt.fit, tlogits, test)
@@ -372,7 +372,7 @@ def run_experiment(data, *, teacher: Optional[ModelSpec], students: Sequence[Mod
                 # the recipe's model, then any baseline it trained in the same run (own rows)
                 for name, t in [(recipe.name, trained)] + list(trained.baselines.items()):
                     inputs = (recipe.inputs_on(d, split, t.inputs) if inductive else t.inputs).to(dev)
-                    logits = call_model(t.model.eval(), inputs, graph, t.uses_graph, False)[0]
+                    logits = eval_logits(t.model, inputs, graph, t.uses_graph)
                     acc = accuracy(logits.cpu(), y, test)
                     infer = inference_ms_per_1k(t.model, inputs, graph, t.uses_graph)
                     record(name, spec.label, acc, t.seconds, infer, seed, t.fit, logits, test, t.extras)
