@@ -78,6 +78,8 @@ def test_graphmlp_setting_uses_its_encoder_in_order_and_row_normalised_features(
     assert torch.allclose(z, model.encoder(x)) and torch.allclose(logits, model.classifier(z))
     kw = s.overrides["graphmlp"]  # CiteSeer: alpha 1, tau_GraphMLP 0.5 (ours divides: 2.0), no projection
     assert (kw["alpha"], kw["tau"], kw["proj_dim"], kw["epochs"], kw["patience"]) == (1.0, 2.0, None, 400, None)
+    # the reference's batches: 2000 nodes per step, training nodes first (its get_batch)
+    assert (kw["batch_size"], kw["batching"]) == (2000, "labelled_first") and "batch_size" not in s.overrides["none"]
 
 
 def test_published_settings_group_the_recipes_and_reject_unknown_ones():
