@@ -106,13 +106,17 @@ def _cli(tmp_path, name, *extra):
 def test_cli_published_writes_results_with_the_protocol_recorded(tmp_path):
     from gkdfast.distill.results import validate
 
-    rc, out = _cli(tmp_path, "pub", "--protocol", "published", "--methods", "glnn,graphmlp,kd_gcrd")
+    rc, out = _cli(tmp_path, "pub", "--protocol", "published", "--methods", "glnn,graphmlp,kd_gcrd",
+                   "--set", "graphmlp.alpha=2.5")
     assert rc in (0, None)
     res = json.loads((out / "results.json").read_text())
     validate(res)
     proto = res["protocol"]
     assert proto["name"] == "published"
     assert [s["key"] for s in proto["settings"]] == ["cpf", "graphmlp", "gnn"]
+    # what --set changed is recorded with the setting it changed, and only there
+    assert proto["settings"][1]["set"] == {"graphmlp": {"alpha": 2.5}}
+    assert "set" not in proto["settings"][0] and "set" not in proto["settings"][2]
     assert proto["settings"][0]["lcc"] and proto["settings"][1]["row_normalize"]
     rows = {(r["method"], r["model"]) for r in res["rows"]}
     assert {("teacher", "SAGE(128)"), ("glnn", "MLP(128)"), ("graphmlp", "GMLP(256)"), ("teacher", "GAT(64)"),

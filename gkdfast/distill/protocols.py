@@ -438,7 +438,8 @@ def run_published(data, *, methods: Optional[Sequence[str]] = None, seeds: Seque
         the ``results.json`` dictionary (rows of every setting; rows are told apart by their model
         label, e.g. ``teacher SAGE(128)`` for cpf, ``teacher GAT(64)`` for gnn) plus ``protocol``:
         ``{"name": "published", "settings": [...]}`` with each setting's :meth:`PublishedSetting.describe`,
-        the size of the graph it trained on and ``num_rows``, how many of ``rows`` (in order) are its.
+        the size of the graph it trained on, ``num_rows``, how many of ``rows`` (in order) are its, and
+        ``set``: the ``overrides`` given here for its recipes (absent when none).
 
     Example:
         >>> from gkdfast.data import csbm
@@ -473,8 +474,14 @@ def run_published(data, *, methods: Optional[Sequence[str]] = None, seeds: Seque
         rows += res["rows"]
         # num_rows: the rows are concatenated setting by setting, so a reader can tell which setting a
         # row came from even where two settings share a (method, model) pair (cpf's and ta's MLP(128))
+        # what --set changed on top of the setting's own values (its recipes and "none"), so that an
+        # ablation's results.json says which ablation it is
+        own = {_recipes.get(m).name for m in s.methods} | {"none"}
+        changed = {_recipes.get(m).name: dict(v) for m, v in (overrides or {}).items()
+                   if _recipes.get(m).name in own and v}
         described.append(dict(s.describe(), num_nodes=d.num_nodes, num_edges=d.graph.num_edges,
-                              num_rows=len(res["rows"]), **({"teacher_selection": selection} if selection else {})))
+                              num_rows=len(res["rows"]), **({"teacher_selection": selection} if selection else {}),
+                              **({"set": changed} if changed else {})))
     return {"dataset": str(getattr(data, "name", "graph")), "num_nodes": data.graph.num_nodes,
             "num_edges": data.graph.num_edges, "rows": rows,
             "protocol": {"name": "published", "settings": described}}
