@@ -88,10 +88,11 @@ class GraphMLP(Recipe):
 
     Defaults (Cora): α = 10, τ_GraphMLP = 2 (it multiplies the cosine, so our ``tau`` = 1/2), r = 2,
     Adam lr 0.001, weight decay 5e-3, 400 epochs.  The reference uses random batches of 2000 nodes
-    with a dense Â^r; we use every node at once, exactly, with Â^r kept sparse (``batch_size=2000,
-    batching="labelled_first"`` gives the reference's batches: one step per epoch on the training
-    nodes plus nodes drawn with replacement, the loss over the whole graph's Â^r restricted to the
-    batch, still sparse, so it runs on graphs whose Â^r has no dense form).  The reference encoder
+    with a dense Â^r; by default we use every node at once, exactly, with Â^r kept sparse.
+    ``batch_size=2000, batching="labelled_first"`` (what ``--protocol published`` runs) gives the
+    reference's batches: one step per epoch on the training nodes plus nodes drawn with replacement,
+    the loss over the batch block of the whole graph's Â^r, joined from the CSR per step, so it runs
+    on graphs whose Â^r has no dense (or even sparse) form.  The reference encoder
     ends with a Linear (width 256) before the loss; ``proj_dim`` = 256 adds that Linear on the
     student's (post-ReLU, non-negative) hidden layer — without it, Cora accuracy drops by ~15 points.
     """
