@@ -350,6 +350,8 @@ class NContrast(LossTerm):
             # not the powers of the batch's induced subgraph, which lose the paths through other nodes
             return ncontrast(ctx.full_graph, z, tau=self.tau, hops=self.hops, num_negatives=self.num_negatives,
                              seed=seed, nodes=ctx.nodes)
+        # Full batch, or data-parallel: under DDP a mini-batch still takes the powers of the global
+        # batch's induced subgraph (ncontrast's nodes= does not combine with process_group yet).
         graph = ctx.global_graph() if ctx.process_group is not None else ctx.graph
         return ncontrast(graph, z, tau=self.tau, hops=self.hops, num_negatives=self.num_negatives, seed=seed,
                          **_group(ctx))
