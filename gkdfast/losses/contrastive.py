@@ -245,6 +245,18 @@ def _nt_xent_sharded(z1: Tensor, z2: Tensor, tau: float, reduction: str, group) 
 _W_CACHE: "weakref.WeakKeyDictionary[Graph, dict]" = weakref.WeakKeyDictionary()
 
 
+def _coalesce(p: Tensor, c: Tensor, v: Tensor, width: int):
+    """Sums entries with the same (p, c)."""
+    key, inv = torch.unique(p * width + c, return_inverse=True)
+    return key // width, key % width, torch.zeros(key.numel(), dtype=v.dtype, device=v.device).index_add_(0, inv, v)
+
+
+def _ranges(start: Tensor, count: Tensor) -> Tensor:
+    """Concatenation of ``arange(start[i], start[i] + count[i])`` over i."""
+    first = torch.repeat_interleave(count.cumsum(0) - count, count)  # each output's offset of its range
+    return torch.repeat_interleave(start, count) + torch.arange(first.numel(), device=count.device) - first
+
+
 def _sparse_product(a_rowptr, a_col, a_val, b_rowptr, b_col, b_val, n, max_nnz, hop):
     """CSR x CSR by expanding every (i, k) x (k, j) product, in row chunks of bounded size."""
     if n == 0:
@@ -263,21 +275,15 @@ def _sparse_product(a_rowptr, a_col, a_val, b_rowptr, b_col, b_val, n, max_nnz, 
         r1 = max(r1, r0 + 1)
         e0, e1 = int(a_rowptr[r0]), int(a_rowptr[r1])
         rr, kk, vv, ww = a_row[e0:e1], a_col[e0:e1], a_val[e0:e1], work[e0:e1]
-        rep_row = torch.repeat_interleave(rr, ww)
-        rep_val = torch.repeat_interleave(vv, ww)
-        starts = torch.repeat_interleave(b_rowptr[:-1][kk], ww)
-        offs = torch.arange(rep_row.numel(), device=rr.device) - torch.repeat_interleave(torch.cumsum(ww, 0) - ww, ww)
-        pos = starts + offs
-        key = rep_row * n + b_col[pos]
-        uniq, inv = torch.unique(key, return_inverse=True)
-        val = torch.zeros(uniq.numel(), dtype=a_val.dtype, device=a_val.device).index_add_(0, inv,
-                                                                                           rep_val * b_val[pos])
-        total += uniq.numel()
+        pos = _ranges(b_rowptr[:-1][kk], ww)
+        r, c, val = _coalesce(torch.repeat_interleave(rr, ww), b_col[pos],
+                              torch.repeat_interleave(vv, ww) * b_val[pos], n)
+        total += val.numel()
         if total > max_nnz:
             raise ValueError(f"gkdfast.losses.ncontrast: Â^{hop} has more than max_nnz={max_nnz} nonzeros (it "
                              f"reached {total} by row {r1} of {n}); use fewer hops or raise max_nnz")
-        rows_out.append(uniq // n)
-        cols_out.append(uniq % n)
+        rows_out.append(r)
+        cols_out.append(c)
         vals_out.append(val)
         r0 = r1
     row = torch.cat(rows_out)
@@ -320,9 +326,7 @@ def adjacency_power(graph: Graph, hops: int = 1, max_nnz: int = 50_000_000) -> T
     rows = torch.cat([row, torch.arange(n, device=dev)])
     cols = torch.cat([col, torch.arange(n, device=dev)])
     vals = torch.cat([w, torch.ones(n, dtype=torch.float64, device=dev)])
-    key_ij, inv = torch.unique(rows * n + cols, return_inverse=True)
-    v = torch.zeros(key_ij.numel(), dtype=torch.float64, device=dev).index_add_(0, inv, vals)
-    r, c = key_ij // n, key_ij % n
+    r, c, v = _coalesce(rows, cols, vals, n)
     v = dinv[r] * v * dinv[c]
     if v.numel() > max_nnz:
         raise ValueError(f"gkdfast.losses.ncontrast: Â has {v.numel()} nonzeros, more than max_nnz={max_nnz}")
@@ -366,18 +370,6 @@ def _split_by_growth(growth: Tensor, limit: int):
     cuts = torch.searchsorted(total, torch.arange(limit, int(total[-1]), limit, device=total.device))
     bounds = [0] + sorted(set(int(x) + 1 for x in cuts.tolist())) + [growth.numel()]
     return [(lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:]) if hi > lo]
-
-
-def _coalesce(p: Tensor, c: Tensor, v: Tensor, width: int):
-    """Sums entries with the same (p, c)."""
-    key, inv = torch.unique(p * width + c, return_inverse=True)
-    return key // width, key % width, torch.zeros(key.numel(), dtype=v.dtype, device=v.device).index_add_(0, inv, v)
-
-
-def _ranges(start: Tensor, count: Tensor) -> Tensor:
-    """Concatenation of ``arange(start[i], start[i] + count[i])`` over i."""
-    within = torch.arange(int(count.sum()), device=count.device) - torch.repeat_interleave(count.cumsum(0) - count, count)
-    return torch.repeat_interleave(start, count) + within
 
 
 def _expand_hop(p: Tensor, k: Tensor, v: Tensor, rowptr: Tensor, col: Tensor, eid: Optional[Tensor],
@@ -424,10 +416,10 @@ def _batch_positives(graph: Graph, hops: int, nodes: Tensor):
     dev = graph.device
     n = graph.num_nodes
     cache = _W_CACHE.setdefault(graph, {})
-    if "dinv64" not in cache:
-        cache["dinv64"] = graph.gcn_norm_coefficients(None, torch.float64)
-    dinv = cache["dinv64"]
-    weight = None if graph.edge_weight is None else graph.to_csr_order(graph.edge_weight).to(torch.float64)
+    if "batch" not in cache:  # per graph, not per step: the degrees and the weights in CSR order (O(N + E))
+        cache["batch"] = (graph.gcn_norm_coefficients(None, torch.float64),
+                          None if graph.edge_weight is None else graph.to_csr_order(graph.edge_weight).double())
+    dinv, weight = cache["batch"]
     nodes = nodes.to(dev).long()
     b = nodes.numel()
     a = (hops + 1) // 2
@@ -438,17 +430,15 @@ def _batch_positives(graph: Graph, hops: int, nodes: Tensor):
     rq, rk, rv = rq[order], rk[order], rv[order]
     keys, counts = torch.unique_consecutive(rk, return_counts=True)
     starts = counts.cumsum(0) - counts
-    if keys.numel():
-        at = torch.searchsorted(keys, lk).clamp(max=keys.numel() - 1)
-        m = torch.where(keys[at] == lk, counts[at], torch.zeros_like(lk))
-    else:
-        at, m = torch.zeros_like(lk), torch.zeros_like(lk)
+    # for each left entry: where its middle node's right entries start, and how many there are
+    at = torch.searchsorted(keys, lk).clamp(max=max(keys.numel() - 1, 0))
+    m = torch.where(keys[at] == lk, counts[at], 0) if keys.numel() else torch.zeros_like(lk)
+    starts = starts[at] if keys.numel() else m
     out = []
     for lo, hi in _split_by_growth(m, _BATCH_EXPAND_CHUNK):  # the join, in chunks of left entries
-        mm = m[lo:hi]
-        r = _ranges(starts[at[lo:hi]] if keys.numel() else torch.zeros_like(mm), mm)
-        out.append(_coalesce(torch.repeat_interleave(lp[lo:hi], mm), rq[r],
-                             torch.repeat_interleave(lv[lo:hi], mm) * rv[r], max(b, 1)))
+        r = _ranges(starts[lo:hi], m[lo:hi])
+        out.append(_coalesce(torch.repeat_interleave(lp[lo:hi], m[lo:hi]), rq[r],
+                             torch.repeat_interleave(lv[lo:hi], m[lo:hi]) * rv[r], max(b, 1)))
     p, q, v = _coalesce(*(torch.cat(t) for t in zip(*out)), max(b, 1)) if len(out) > 1 else out[0]
     keep = (p != q) & (v > 0)
     p, q, v = p[keep], q[keep], v[keep]
@@ -570,13 +560,14 @@ def ncontrast(graph: Graph, z: Tensor, tau: float = 1.0, hops: int = 1, num_nega
 def _check_batch_nodes(nodes, z: Tensor, num_nodes: int, op: str) -> Tensor:
     """``nodes`` as a 1-D int64 tensor on z's device: B = len(z) ids in [0, num_nodes)."""
     if not torch.is_tensor(nodes) or nodes.dim() != 1 or nodes.dtype.is_floating_point or nodes.dtype == torch.bool:
-        raise TypeError(f"gkdfast.losses.{op}: nodes must be a 1-D integer tensor of node ids, got "
-                        f"{type(nodes).__name__ if not torch.is_tensor(nodes) else f'{nodes.dtype} {list(nodes.shape)}'}")
+        got = f"{nodes.dtype} {list(nodes.shape)}" if torch.is_tensor(nodes) else type(nodes).__name__
+        raise TypeError(f"gkdfast.losses.{op}: nodes must be a 1-D integer tensor of node ids, got {got}")
     if nodes.numel() != z.size(0):
         raise ValueError(f"gkdfast.losses.{op}: z has {z.size(0)} rows but nodes lists {nodes.numel()} nodes "
                          "(z must hold one row per listed node)")
-    if nodes.numel() and (int(nodes.min()) < 0 or int(nodes.max()) >= num_nodes):
-        bad = int(nodes.min()) if int(nodes.min()) < 0 else int(nodes.max())
+    low, high = (int(nodes.min()), int(nodes.max())) if nodes.numel() else (0, 0)
+    if nodes.numel() and (low < 0 or high >= num_nodes):
+        bad = low if low < 0 else high
         raise IndexError(f"gkdfast.losses.{op}: node {bad} in nodes is out of range [0, {num_nodes})")
     return nodes.to(z.device).long()
 
