@@ -82,7 +82,52 @@ def _cases():
             ("ncontrast none", split, dtype, (0,),
              lambda x, pg: L.ncontrast(g, x[0], 0.6, hops=2, reduction="none", process_group=pg)),
         ]
+        for split in ((6, 7), (13, 0), (2, 11)):  # mini-batches: each rank its shard of BATCH
+            cases += [
+                (f"ncontrast batch hops={h}", split, dtype, (0,),
+                 lambda x, pg, h=h: L.ncontrast(g, x[0], 0.6, hops=h, nodes=_batch(x[0], pg), process_group=pg))
+                for h in (1, 2, 3)
+            ]
+        split = (6, 7)
+        cases += [
+            ("ncontrast batch sampled", split, dtype, (0,),
+             lambda x, pg: L.ncontrast(g, x[0], 0.6, hops=2, num_negatives=4, seed=3, nodes=_batch(x[0], pg),
+                                       process_group=pg)),
+            ("ncontrast batch sum", split, dtype, (0,),
+             lambda x, pg: L.ncontrast(g, x[0], 0.6, hops=2, reduction="sum", nodes=_batch(x[0], pg),
+                                       process_group=pg)),
+            ("ncontrast batch none", split, dtype, (0,),
+             lambda x, pg: L.ncontrast(g, x[0], 0.6, hops=2, reduction="none", nodes=_batch(x[0], pg),
+                                       process_group=pg)),
+            ("NContrast term, mini-batch", split, dtype, (0,), lambda x, pg: _ncontrast_term(g, x[0], pg)),
+        ]
     return cases
+
+
+# A global mini-batch of N positions over the graph's nodes: node 3 twice, the isolated node 12 twice
+# (its two positions are each other's positives, through the self-loop), node 6 left out.
+BATCH = torch.tensor([3, 12, 0, 5, 3, 7, 1, 9, 10, 2, 12, 4, 8])
+
+
+def _batch(x, pg):
+    """The node ids of the rows ``x`` holds: the whole BATCH in one process, this rank's shard under pg."""
+    if pg is None:
+        return BATCH
+    counts = gdist.row_counts(x.size(0), pg)
+    begin = sum(counts[:gdist.group_rank(pg)[0]])
+    return BATCH[begin:begin + x.size(0)]
+
+
+def _ncontrast_term(g, z, pg):
+    """The Distiller's NContrast term on a mini-batch step (under pg: this rank's shard of the step)."""
+    from gkdfast.distill.terms import NContrast, StepContext
+
+    nodes = _batch(z, pg)
+    ctx = StepContext(nodes=nodes, logits=z, hidden=z, teacher_logits=None, teacher_hidden=None,
+                      y=torch.zeros_like(nodes), labelled=torch.zeros_like(nodes, dtype=torch.bool),
+                      observed=torch.ones_like(nodes, dtype=torch.bool), inputs=z, forward=None, full_graph=g,
+                      full_batch=False, process_group=pg)
+    return NContrast(1.0, tau=0.6, hops=2)(ctx)
 
 
 def _inputs(dtype):

@@ -211,7 +211,8 @@ class Distiller:
             per epoch on ``batch_size`` rows, the training nodes first, then nodes drawn uniformly
             *with replacement* from the pool; the label terms read only those first rows (a training
             node drawn again is not labelled twice, as the reference's ``output[idx_train]``).  Needs
-            ``batch_size`` larger than the training set; one process only.
+            ``batch_size`` larger than the training set.  Under DDP ``batch_size`` is the global batch
+            and rank r takes its positions r, r + W, ... (equal shares of the labelled rows).
         device: where to train (default: the student's device).
         checkpoint_dir: folder for ``checkpoint.pt``; an existing checkpoint there is resumed.
         checkpoint_overhead: the largest share of wall time spent writing checkpoints (default 0.05):
@@ -490,9 +491,6 @@ class Distiller:
         label_only = all(t.nodes == "train" for t in self.terms)
         pool = (train_mask if label_only else observed).nonzero().flatten()
         if self.batching == "labelled_first":
-            if ddp is not None:
-                raise ValueError("Distiller: batching='labelled_first' (Graph-MLP's batches) runs in one process; "
-                                 "use batching='partition' under data-parallel training")
             train_rows = train_mask.nonzero().flatten()
             if self.batch_size <= train_rows.numel():
                 raise ValueError(f"Distiller: batching='labelled_first' puts the {train_rows.numel()} training nodes "
@@ -569,19 +567,25 @@ class Distiller:
                 full_graph=graph, full_batch=full,
                 process_group=(ddp.group if ddp.group is not None else _ddp.default_group()) if ddp else None,
                 student=self.student)
-            loss, values = 0.0, {}
+            loss, reported, values = 0.0, 0.0, {}
             for t in (self.terms if subset is None else subset):
                 if t.weight == 0 and subset is None:
                     continue
                 v = t(ctx)
                 values[t.name] = float(v.detach())
-                loss = loss + t.weight * v
+                # Under DDP an all-pairs term is the *global* batch's loss on every rank, and each rank
+                # back-propagates it into its own rows only: the ranks' gradients sum to its gradient,
+                # and DDP averages them, so scale it by W (a batch-mean term is per rank and needs none).
+                loss = loss + t.weight * (ddp.world_size if ddp is not None and t.all_pairs_loss else 1) * v
+                reported += t.weight * values[t.name]
             if not torch.is_tensor(loss):
                 raise ValueError("Distiller: every term has weight 0")
             reg = regularization() if regularization is not None else None
             if reg is not None:  # the model's own penalty (SE-GCN's se_reg * sum of embedding norms)
                 values["regularization"] = float(reg.detach())
                 loss = loss + reg
+                reported += values["regularization"]
+            values["loss"] = reported
             return loss, values
 
         bar = None
@@ -598,7 +602,10 @@ class Distiller:
                 if self.batching == "labelled_first":
                     drawn = pool[torch.randint(pool.numel(), (self.batch_size - train_rows.numel(),),
                                                generator=gen).to(dev)]
-                    batches = [(torch.cat([train_rows, drawn]), None, first_labelled)]
+                    rows, labelled = torch.cat([train_rows, drawn]), first_labelled
+                    if ddp is not None:  # rank r takes positions r, r + W, ...: equal shares of the labelled rows
+                        rows, labelled = rows[ddp.rank::ddp.world_size], labelled[ddp.rank::ddp.world_size]
+                    batches = [(rows, None, labelled)]
                 elif self.passes == "separate":
                     batches = [(nodes, ts, None) for rows, ts in schedule
                                for nodes in _reference_batches(rows, self.batch_size, gen)]
@@ -613,14 +620,13 @@ class Distiller:
                     batches = [(nodes, None, None) for nodes in batches]
                 sums: Dict[str, float] = {}
                 for nodes, subset, labelled in batches:
-                    loss, values = (step(batch_loss, nodes) if step is not None
+                    loss, values = (step(batch_loss, nodes, subset, labelled) if step is not None
                                     else batch_loss(nodes, subset, labelled))
-                    for k, v in values.items():
+                    for k, v in values.items():  # "loss" among them: the step's loss as one process has it
                         sums[k] = sums.get(k, 0.0) + v / len(batches)
                     optim.zero_grad(set_to_none=True)
                     loss.backward()
                     optim.step()
-                    sums["loss"] = sums.get("loss", 0.0) + float(loss.detach()) / len(batches)
                 epoch += 1
                 if ddp is None:
                     val = self._val_accuracy(inputs, graph, y, val_mask, val_idx)

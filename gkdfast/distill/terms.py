@@ -76,17 +76,6 @@ class StepContext:
             self._graph = self.full_graph if self.full_batch else induced_subgraph(self.full_graph, self.nodes)
         return self._graph
 
-    def global_graph(self):
-        """Under DDP, the graph over the *global* batch (every rank's rows, in rank order, as an
-        all-gather of the row shards stacks them); without a process group, :attr:`graph`."""
-        if self.process_group is None:
-            return self.graph
-        import torch.distributed as dist
-
-        parts = [torch.empty_like(self.nodes) for _ in range(dist.get_world_size(self.process_group))]
-        dist.all_gather(parts, self.nodes.contiguous(), group=self.process_group)  # ranks' batches: equal sizes
-        return induced_subgraph(self.full_graph, torch.cat(parts))
-
 
 def induced_subgraph(graph, nodes: Tensor):
     """The subgraph on ``nodes`` (edges with both ends inside), relabelled to ``0..len(nodes)-1``.
@@ -345,16 +334,13 @@ class NContrast(LossTerm):
 
         z = self.head(ctx.hidden) if self.head is not None else ctx.hidden
         seed = int(torch.randint(0, 2**31 - 1, (1,)).item()) if self.num_negatives else None
-        if ctx.process_group is None and not ctx.full_batch:
-            # a mini-batch: the whole graph's Â^hops restricted to the batch (Graph-MLP's batches),
-            # not the powers of the batch's induced subgraph, which lose the paths through other nodes
-            return ncontrast(ctx.full_graph, z, tau=self.tau, hops=self.hops, num_negatives=self.num_negatives,
-                             seed=seed, nodes=ctx.nodes)
-        # Full batch, or data-parallel: under DDP a mini-batch still takes the powers of the global
-        # batch's induced subgraph (ncontrast's nodes= does not combine with process_group yet).
-        graph = ctx.global_graph() if ctx.process_group is not None else ctx.graph
-        return ncontrast(graph, z, tau=self.tau, hops=self.hops, num_negatives=self.num_negatives, seed=seed,
-                         **_group(ctx))
+        if ctx.full_batch and ctx.process_group is None:
+            return ncontrast(ctx.graph, z, tau=self.tau, hops=self.hops, num_negatives=self.num_negatives, seed=seed)
+        # A mini-batch, or under DDP this rank's shard of the global batch: the whole graph's Â^hops
+        # restricted to the (global) batch, as Graph-MLP's batches index it; not the powers of the
+        # batch's induced subgraph, which lose the paths through nodes outside the batch.
+        return ncontrast(ctx.full_graph, z, tau=self.tau, hops=self.hops, num_negatives=self.num_negatives,
+                         seed=seed, nodes=ctx.nodes, **_group(ctx))
 
 
 class HiddenMSE(LossTerm):

@@ -401,18 +401,20 @@ def _batch_rows(nodes: Tensor, hops: int, csr, weight: Optional[Tensor], dinv: T
     return p, k, v
 
 
-def _batch_positives(graph: Graph, hops: int, nodes: Tensor):
-    """``W[nodes][:, nodes]`` for ``W = Â^hops``, without the diagonal *positions*, as (position p,
-    position q, log w), the positives graph over the B positions and the mask P.  A node listed twice
-    is two positions; the pair of them is a positive of weight ``W_vv`` (as in the dense
-    ``adj_label[idx][:, idx]`` of Graph-MLP's batches).
+def _batch_positives(graph: Graph, hops: int, nodes: Tensor, cols: Optional[Tensor] = None, begin: int = 0):
+    """``W[nodes][:, cols]`` for ``W = Â^hops`` (``cols`` defaults to ``nodes``), without the diagonal
+    *positions* (row position p is position ``begin + p`` among the columns), as (position p, column
+    position q, log w) and the mask of rows with a positive.  A node listed twice is two positions; the
+    pair of them is a positive of weight ``W_vv`` (as in the dense ``adj_label[idx][:, idx]`` of
+    Graph-MLP's batches).  A rank's shard of a global batch passes its rows as ``nodes``, the whole
+    global batch as ``cols`` and its offset in it as ``begin``.
 
     Neither W nor Â is formed.  ``W_pq = Σ_k (Â^a)[p, k] (Â^c)[k, q]`` with a + c = hops: the
-    batch's rows of Â^a and its columns of Â^c are expanded from the graph's own CSR and its cached
-    transpose (values ``dinv_i · w · dinv_j`` on the fly, float64) and joined on the middle node k.
-    The work is the number of paths of length ``hops`` that start *and end* in the batch (a hub in
-    the middle costs its batch neighbours squared, not its degree) plus O(N) for the degrees, never
-    nnz(Â^hops); the memory is that and the batch's rows."""
+    rows' rows of Â^a and the columns' columns of Â^c are expanded from the graph's own CSR and its
+    cached transpose (values ``dinv_i · w · dinv_j`` on the fly, float64) and joined on the middle
+    node k.  The work is the number of paths of length ``hops`` that start in the rows *and end* in
+    the columns (a hub in the middle costs its batch neighbours squared, not its degree) plus O(N) for
+    the degrees, never nnz(Â^hops); the memory is that and the batch's rows."""
     dev = graph.device
     n = graph.num_nodes
     cache = _W_CACHE.setdefault(graph, {})
@@ -421,11 +423,12 @@ def _batch_positives(graph: Graph, hops: int, nodes: Tensor):
                           None if graph.edge_weight is None else graph.to_csr_order(graph.edge_weight).double())
     dinv, weight = cache["batch"]
     nodes = nodes.to(dev).long()
-    b = nodes.numel()
+    cols = nodes if cols is None else cols.to(dev).long()
+    width = max(cols.numel(), 1)
     a = (hops + 1) // 2
     lp, lk, lv = _batch_rows(nodes, a, (graph.rowptr, graph.col, None), weight, dinv, n)  # rows of Â^a
     # columns of Â^c: rows of Âᵀ, i.e. the CSR by source; t_eid points each entry at its weight
-    rq, rk, rv = _batch_rows(nodes, hops - a, graph.transpose_csr(), weight, dinv, n)
+    rq, rk, rv = _batch_rows(cols, hops - a, graph.transpose_csr(), weight, dinv, n)
     order = torch.argsort(rk)
     rq, rk, rv = rq[order], rk[order], rv[order]
     keys, counts = torch.unique_consecutive(rk, return_counts=True)
@@ -438,14 +441,13 @@ def _batch_positives(graph: Graph, hops: int, nodes: Tensor):
     for lo, hi in _split_by_growth(m, _BATCH_EXPAND_CHUNK):  # the join, in chunks of left entries
         r = _ranges(starts[lo:hi], m[lo:hi])
         out.append(_coalesce(torch.repeat_interleave(lp[lo:hi], m[lo:hi]), rq[r],
-                             torch.repeat_interleave(lv[lo:hi], m[lo:hi]) * rv[r], max(b, 1)))
-    p, q, v = _coalesce(*(torch.cat(t) for t in zip(*out)), max(b, 1)) if len(out) > 1 else out[0]
-    keep = (p != q) & (v > 0)
+                             torch.repeat_interleave(lv[lo:hi], m[lo:hi]) * rv[r], width))
+    p, q, v = _coalesce(*(torch.cat(t) for t in zip(*out)), width) if len(out) > 1 else out[0]
+    keep = (p + begin != q) & (v > 0)
     p, q, v = p[keep], q[keep], v[keep]
-    pg = Graph(torch.stack([q, p]), num_nodes=b, validate=False)  # edge q -> p: row p lists its positives
-    has = torch.zeros(b, dtype=torch.bool, device=dev)
+    has = torch.zeros(nodes.numel(), dtype=torch.bool, device=dev)
     has[p] = True
-    return p, torch.log(v), pg, has
+    return p, q, torch.log(v), has
 
 
 def _segment_lse(x: Tensor, seg: Tensor, n: int, present: Tensor) -> Tensor:
@@ -501,7 +503,10 @@ def ncontrast(graph: Graph, z: Tensor, tau: float = 1.0, hops: int = 1, num_nega
             either: the batch's block of ``W`` is joined from the graph's CSR on each call (work and
             memory follow the ``hops``-paths that start and end in the batch; ``max_nnz`` does not apply),
             so it runs on graphs whose ``Â^hops`` has billions of non-zeros.  O(B·d) memory for the
-            similarities.  Not with ``process_group``.
+            similarities.  With ``process_group`` each rank passes its **shard of the global batch**:
+            its ``nodes`` and their rows of ``z`` (shards in rank order, sizes may differ); the loss is
+            that of the concatenated batch, exactly as one process computes it, and each rank joins
+            only its own rows of the batch's ``W`` block (against the gathered node ids).
 
     Returns:
         scalar (or ``[N]``); 0 when P is empty.  Differentiable w.r.t. ``z``.
@@ -519,42 +524,60 @@ def ncontrast(graph: Graph, z: Tensor, tau: float = 1.0, hops: int = 1, num_nega
     check_graph(graph, f"gkdfast.losses.{op}")
     z = check_matrix(z, op, "z")
     check_group(process_group, op)
-    sh = Shards(z.size(0), process_group) if process_group is not None else None
+    # Without a group the shard is every row: the collectives are the identity, begin is 0.
+    sh = Shards(z.size(0), process_group)
     if nodes is not None:
-        if sh is not None:
-            raise ValueError("gkdfast.losses.ncontrast: nodes= (a mini-batch) cannot be combined with "
-                             "process_group= (row shards of all N nodes); pass one of them")
         nodes = _check_batch_nodes(nodes, z, graph.num_nodes, op)
-    elif sh is None:
+    elif process_group is None:
         check_rows_match(graph, z, f"gkdfast.losses.{op}", "z")
     else:
         check_rows_match(graph, z, f"gkdfast.losses.{op}", "z", num_rows=sh.total,
                          rows_text=f"the {sh.world} shards of z have {sh.total} rows together")
     tau = _check_tau(tau, op)
     reduction = _check_reduction(reduction, op)
-    n = graph.num_nodes if nodes is None else nodes.numel()  # the rows the loss runs over
-    k, sd = _check_negatives(num_negatives, seed, n, op)
-    if sh is not None:
-        sd = shared_seed(sd, seed, k, process_group)
-        return _ncontrast_sharded(graph, z, tau, hops, k, sd, max_nnz, reduction, sh)
-    row, log_w, pg, has = (_positives(graph, hops, max_nnz) if nodes is None
-                           else _batch_positives(graph, hops, nodes))
+    k, sd = _check_negatives(num_negatives, seed, sh.total, op)  # sh.total: the rows the loss runs over
+    sd = shared_seed(sd, seed, k, process_group)
     zn = _normalize(z)
-    acc = torch.float64 if z.dtype == torch.float64 else torch.float32
-    if row.numel() == 0:
-        rows = zn.sum(1).to(acc) * 0.0  # P is empty: the loss is 0 (and keeps the graph connected to z)
-        return rows if reduction == "none" else rows.sum().to(z.dtype)
-    s = sddmm(pg, zn, zn).to(acc) / tau  # s_ij for every positive pair, in pg's edge order = (row, col) order
-    num = _segment_lse(s + log_w.to(acc), row, n, has)
-    if k == 0:
-        den = _gram_lse(zn, tau, True)
+    zn_all = sh.gather(zn)
+    if nodes is None:
+        row, log_w, pg, has = _positives(graph, hops, max_nnz)
+        count = has.sum()
+        if process_group is not None:  # this rank's rows' positives
+            mine = (row >= sh.begin) & (row < sh.end)
+            row, log_w, has = row[mine], log_w[mine], has[sh.begin:sh.end]
+            pg = _positives_in_rows(graph, hops, max_nnz, sh.begin, sh.end) if row.numel() else None
     else:
-        den = torch.logaddexp(_infonce(zn, zn, tau, -1, True, k, sd)[0], _segment_lse(s, row, n, has))
-    rows = torch.where(has, den - num, torch.zeros_like(num))
-    if reduction == "none":
-        return rows.to(z.dtype)
-    total = rows.sum()
-    return (total if reduction == "sum" else total / has.sum()).to(z.dtype)
+        p, q, log_w, has = _batch_positives(graph, hops, nodes, sh.gather(nodes), sh.begin)
+        row = p + sh.begin
+        pg = Graph(torch.stack([q, row]), num_nodes=sh.total, validate=False)  # edge q -> row: row's positives
+        count = sh.sum(has.sum().double()) if reduction == "mean" else None  # |P| of the global batch
+    rows = _ncontrast_rows(zn, zn_all, sh.begin, row, log_w, pg, has, tau, k, sd)
+    return reduce_rows(rows, reduction, sh, z.dtype, count=count)
+
+
+def _ncontrast_rows(zn: Tensor, zn_all: Tensor, begin: int, row: Tensor, log_w: Tensor, pg: Optional[Graph],
+                    has: Tensor, tau: float, k: int, sd: int) -> Tensor:
+    """Per-row losses of the anchors ``zn`` (rows ``[begin, begin + len(zn))`` of the unit-norm
+    candidates ``zn_all``), whose positives are the entries (global row ``row``, log weight ``log_w``)
+    and the edges of ``pg`` (over the candidates, in the same (row, column) order); ``has`` marks the
+    anchors with a positive, the other rows are 0."""
+    n, end = zn_all.size(0), begin + zn.size(0)
+    acc = torch.float64 if zn.dtype == torch.float64 else torch.float32
+    if row.numel() == 0:
+        # No positives here: zero rows, still connected to the (gathered) z, so that under a process
+        # group this rank's backward joins the gather's collective like every other rank's.
+        return zn_all[begin:end].sum(1).to(acc) * 0.0
+    present = torch.zeros(n, dtype=torch.bool, device=zn.device)
+    present[begin:end] = has  # the segments this rank sums
+    s = sddmm(pg, zn_all, zn_all).to(acc) / tau  # s_ij for every positive pair, in (row, col) order
+    num = _segment_lse(s + log_w.to(acc), row, n, present)[begin:end]
+    if k == 0:
+        den = (_gram_lse(zn, tau, True) if zn_all is zn  # one process, all rows: the symmetric half-GEMM op
+               else _infonce(zn, zn_all, tau, -1, True, 0, 0, begin)[1])
+    else:
+        den = torch.logaddexp(_infonce(zn, zn_all, tau, -1, True, k, sd, begin)[0],
+                              _segment_lse(s, row, n, present)[begin:end])
+    return torch.where(has, den - num, torch.zeros_like(num))
 
 
 def _check_batch_nodes(nodes, z: Tensor, num_nodes: int, op: str) -> Tensor:
@@ -570,39 +593,6 @@ def _check_batch_nodes(nodes, z: Tensor, num_nodes: int, op: str) -> Tensor:
         bad = low if low < 0 else high
         raise IndexError(f"gkdfast.losses.{op}: node {bad} in nodes is out of range [0, {num_nodes})")
     return nodes.to(z.device).long()
-
-
-def _ncontrast_sharded(graph: Graph, z: Tensor, tau: float, hops: int, k: int, sd: int, max_nnz: int,
-                       reduction: str, sh: Shards) -> Tensor:
-    """ncontrast of this rank's nodes [sh.begin, sh.end) against all N nodes."""
-    n, b, e = graph.num_nodes, sh.begin, sh.end
-    row, log_w, _, has = _positives(graph, hops, max_nnz)
-    zn = _normalize(z)
-    zn_all = sh.gather(zn)
-    acc = torch.float64 if z.dtype == torch.float64 else torch.float32
-    has_mine = has[b:e]
-    mine = (row >= b) & (row < e)  # positives of this rank's nodes
-    row_m, log_w_m = row[mine], log_w[mine]
-    present = torch.zeros_like(has)
-    present[b:e] = has_mine  # the segments this rank sums
-    if row_m.numel() == 0:
-        # No positives here: zero rows, still connected to the gathered z, so that this rank's
-        # backward joins the gather's collective like every other rank's.
-        rows = zn_all[b:e].sum(1).to(acc) * 0.0
-    else:
-
-        pg_m = _positives_in_rows(graph, hops, max_nnz, b, e)
-        s = sddmm(pg_m, zn_all, zn_all).to(acc) / tau  # (row_m, col_m) order
-        num = _segment_lse(s + log_w_m.to(acc), row_m, n, present)[b:e]
-        if k == 0:
-            den = _infonce(zn, zn_all, tau, -1, True, 0, 0, b)[1]
-        else:
-            den = torch.logaddexp(_infonce(zn, zn_all, tau, -1, True, k, sd, b)[0],
-                                  _segment_lse(s, row_m, n, present)[b:e])
-        rows = torch.where(has_mine, den - num, torch.zeros_like(num))
-    if reduction == "none":
-        return rows.to(z.dtype)
-    return reduce_rows(rows, reduction, sh, z.dtype, count=None if reduction == "sum" else has.sum())
 
 
 def _positives_in_rows(graph: Graph, hops: int, max_nnz: int, begin: int, end: int) -> Graph:
