@@ -230,12 +230,9 @@ def _distill(args) -> int:
     if wants_large(args, data):  # sampled teacher, layer-wise inference, mini-batch MLP student
         if args.split_dir:
             raise ValueError("--split-dir: the large-graph pipeline keeps the data's split; run without --sampled")
-        if group is not None:
-            raise ValueError("--distributed: the large-graph pipeline runs in one process; run it without "
-                             "--distributed")
         if args.missing_rate:
             raise ValueError("--missing-rate: the large-graph pipeline does not mask data; run without --sampled")
-        return run_large(args, data)
+        return run_large(args, data, group=group)
     log = (lambda s: None) if args.quiet or not main else (lambda s: print(s, file=sys.stderr, flush=True))
     if group is not None:
         log(f"distributed: {group.world_size} processes ({group.backend}), training rows sharded per rank")

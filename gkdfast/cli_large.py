@@ -54,9 +54,11 @@ def wants_large(args, data) -> bool:
     return bool(getattr(args, "sampled", False)) or (above > 0 and data.num_nodes >= above)
 
 
-def run_large(args, data, log=None) -> int:
+def run_large(args, data, log=None, group=None) -> int:
     """Runs :func:`distill_large` from parsed ``distill`` arguments; prints the results and stage
-    tables and writes ``results.json`` (with the ``stages`` table), ``results.png`` and ``stages.md``."""
+    tables and writes ``results.json`` (with the ``stages`` table), ``results.png`` and ``stages.md``.
+    ``group``: under ``--distributed`` the :class:`gkdfast.distill.ddp.Dist` of this rank; every rank
+    runs the pipeline, rank 0 alone logs, prints and writes."""
     from gkdfast.distill import recipes
     from gkdfast.distill.experiment import parse_model
     from gkdfast.distill.large import LARGE_METHODS
@@ -92,16 +94,20 @@ def run_large(args, data, log=None) -> int:
             except (ValueError, SyntaxError):
                 overrides[param] = value
     recipes.get(methods[0], **overrides)  # unknown hyperparameter: fail before any work
-    log = log or ((lambda s: None) if args.quiet else (lambda s: print(s, file=sys.stderr, flush=True)))
+    main = group is None or group.is_main
+    quiet = args.quiet or not main
+    log = log or ((lambda s: None) if quiet else (lambda s: print(s, file=sys.stderr, flush=True)))
     log(f"{data.name}: {data.num_nodes} nodes, {data.graph.num_edges} edges, {data.num_features} features, "
-        f"{data.num_classes} classes; out-of-core pipeline (seed {args.seed}; --seeds is not used)")
+        f"{data.num_classes} classes; out-of-core pipeline (seed {args.seed}; --seeds is not used)"
+        + (f"; {group.world_size} processes ({group.backend})" if group is not None else ""))
     from gkdfast._io import exclusive_dir
 
-    with exclusive_dir(args.out, "--out folder"):  # one run per --out: they would share checkpoints and cache
-        return _run(args, data, teacher, student, methods[0], fanouts, overrides, log)
+    # one run per --out: they would share checkpoints and cache (under torchrun rank 0 holds the lock)
+    with exclusive_dir(args.out, "--out folder", enabled=main):
+        return _run(args, data, teacher, student, methods[0], fanouts, overrides, log, main)
 
 
-def _run(args, data, teacher, student, method, fanouts, overrides, log) -> int:
+def _run(args, data, teacher, student, method, fanouts, overrides, log, main=True) -> int:
     from gkdfast.distill.large import distill_large, format_stages
     from gkdfast.distill.results import format_table, save_json, save_png
 
@@ -112,6 +118,8 @@ def _run(args, data, teacher, student, method, fanouts, overrides, log) -> int:
         student_dropout=args.dropout, method=method, student_epochs=args.epochs or 20, seed=args.seed,
         out_dir=args.out, cache_dir=args.cache_dir, progress=not args.quiet and not args.no_progress,
         check_memory_first=not args.no_memory_check, overrides=overrides, log=log)
+    if not main:
+        return 0
     print(format_table(results))
     print()
     print(format_stages(results["stages"]))

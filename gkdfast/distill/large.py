@@ -26,7 +26,7 @@ from torch import Tensor, nn
 
 from gkdfast._io import atomic_write
 from gkdfast.distill import recipes as _recipes
-from gkdfast.distill.memory import StageTimer, check_memory, format_bytes
+from gkdfast.distill.memory import InsufficientMemory, StageTimer, check_memory, format_bytes
 from gkdfast.distill.teacher_cache import TeacherOutputs, teacher_outputs
 
 __all__ = ["distill_large", "format_stages", "estimate_teacher", "estimate_inference", "estimate_student", "estimate_evaluate",
@@ -138,7 +138,7 @@ def distill_large(data, *, teacher: Union[str, nn.Module] = "sage", hidden: int 
                   student_epochs: int = 20, student_dropout: float = 0.5, patience: Optional[int] = 5, eval_batch_size: int = 65536,
                   seed: int = 0, out_dir: str = "gkdfast-large", cache_dir: Optional[str] = None,
                   progress: bool = True, check_memory_first: bool = True, overrides: Optional[dict] = None,
-                  log: Callable[[str], None] = lambda s: None) -> dict:
+                  log: Callable[[str], None] = lambda s: None, distributed="auto", process_group=None) -> dict:
     """Runs the out-of-core pipeline (module docstring) and returns ``results.json``'s dictionary.
 
     Args:
@@ -160,6 +160,13 @@ def distill_large(data, *, teacher: Union[str, nn.Module] = "sage", hidden: int 
         overrides: the method's recipe hyperparameters, e.g. ``{"lamb": 0.5}`` (GLNN's default
             ``lamb=0`` trains on the teacher's soft labels alone).
         log: called with one line per finished stage.
+        distributed / process_group: as in :class:`~gkdfast.distill.Distiller` (``"auto"``: data-parallel
+            when a process group of several ranks is initialised, e.g. under ``torchrun``).  Every rank
+            calls with the same arguments and an ``out_dir`` they all see; the sampled teacher trains
+            data-parallel (:func:`gkdfast.sampling.fit_sampled`), the layer-wise inference shares its row
+            blocks (:func:`gkdfast.distill.teacher_outputs`), the students train data-parallel, and a
+            stage's memory check stops every rank when one of them would not fit.  Each rank gets
+            the same results; the ``stages`` table records this rank's peak RSS.
 
     Returns:
         ``{"dataset", "num_nodes", "num_edges", "rows", "stages"}``: rows as in
@@ -180,8 +187,11 @@ def distill_large(data, *, teacher: Union[str, nn.Module] = "sage", hidden: int 
         >>> [r["method"] for r in res["rows"]], [s["stage"] for s in res["stages"]]
         (['teacher', 'none', 'glnn'], ['inference', 'student', 'baseline', 'evaluate'])
     """
+    from gkdfast.distill import ddp as _ddp
     from gkdfast.nn import build_model
 
+    group = _ddp.resolve(distributed, process_group)
+    ddp_kw = dict(distributed=distributed, process_group=process_group)
     method = _recipes.get(method).name
     if method not in LARGE_METHODS:
         raise ValueError(f"distill_large: method {method!r} is not supported at scale; use one of "
@@ -210,7 +220,16 @@ def distill_large(data, *, teacher: Union[str, nn.Module] = "sage", hidden: int 
     def plan(stage: str, parts: Dict[str, float], hint: str) -> int:
         if not check_memory_first:
             return int(sum(parts.values()))
-        return check_memory(stage, parts, hint)
+        if group is None:
+            return check_memory(stage, parts, hint)
+        try:  # one decision for every rank: a rank stopping alone would leave the others in a collective
+            total, error = check_memory(stage, parts, hint), None
+        except InsufficientMemory as exc:
+            total, error = None, f"rank {group.rank}: {exc}"
+        errors = [e for e in group.all_gather_object(error) if e]
+        if errors:
+            raise InsufficientMemory(errors[0])
+        return total
 
     def done(timer: StageTimer, amount: float, unit: str, rate: Optional[float] = None, **extra) -> None:
         rec = timer.record
@@ -235,7 +254,10 @@ def distill_large(data, *, teacher: Union[str, nn.Module] = "sage", hidden: int 
                    f"{','.join(map(str, fanouts))}) or the hidden width (now {hidden})")
         weights = os.path.join(out_dir, f"teacher-{tlabel}-seed{seed}.pt")
         with StageTimer("teacher", est) as timer:
-            if os.path.exists(weights):  # a rerun resumes after the teacher
+            have = os.path.exists(weights)
+            if group is not None:  # rank 0 decides for every rank
+                have = group.broadcast_object(have)
+            if have:  # a rerun resumes after the teacher
                 tmodel.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
                 stats = {"seconds": 0.0, "nodes_per_s": 0.0, "resumed": True}
             else:
@@ -251,9 +273,12 @@ def distill_large(data, *, teacher: Union[str, nn.Module] = "sage", hidden: int 
                 epochs = max(teacher_epochs, -(-teacher_min_steps // batches))
                 stats = fit_sampled(tmodel, data, fanouts=fanouts, batch_size=teacher_batch_size,
                                     epochs=epochs, lr=teacher_lr, weight_decay=0.0, seed=seed,
-                                    progress=progress)
+                                    progress=progress, **ddp_kw)
                 state = tmodel.state_dict()
-                atomic_write(weights, lambda f: torch.save(state, f))
+                if group is None or group.is_main:  # the ranks hold the same weights
+                    atomic_write(weights, lambda f: torch.save(state, f))
+                if group is not None:
+                    group.barrier()
         teacher_seconds = float(stats.get("seconds", timer.record["seconds"]))
         done(timer, 0.0, "nodes/s", rate=float(stats.get("nodes_per_s", 0.0)),
              **{k: (None if isinstance(v, float) and v != v else v)  # NaN (no validation node) -> null
@@ -269,7 +294,7 @@ def distill_large(data, *, teacher: Union[str, nn.Module] = "sage", hidden: int 
                f"lower --chunk-rows (now {chunk_rows}) or the teacher's hidden width (now {t_hidden})")
     with StageTimer("inference", est) as timer:
         tout = teacher_outputs(tmodel, data.x, data.graph, cache_dir=cache_dir, chunk_rows=chunk_rows,
-                               progress=progress)
+                               progress=progress, **ddp_kw)
     done(timer, n * len(tmodel.layers), "rows/s", cached=bool(tout.cached),
          edges_per_s=e * len(tmodel.layers) / max(timer.record["seconds"], 1e-9))
     teacher_ms_per_1k = timer.record["seconds"] * 1000.0 * 1000.0 / max(n, 1)
@@ -288,7 +313,8 @@ def distill_large(data, *, teacher: Union[str, nn.Module] = "sage", hidden: int 
         # so the mapped hidden file is never paged in by this stage.
         logits_only = TeacherOutputs(tout.logits, None, tout.key, tout.cached)
         distiller = recipe.distiller(mlp, logits_only, progress=progress, seed=seed, desc=f"{stage}: {name} -> MLP",
-                                     checkpoint_dir=os.path.join(out_dir, "checkpoints", f"{name}-seed{seed}"))
+                                     checkpoint_dir=os.path.join(out_dir, "checkpoints", f"{name}-seed{seed}"),
+                                     **ddp_kw)
         with StageTimer(stage, est) as timer:
             fit = distiller.fit(data)
         pool = n if name != "none" else int(data.train_mask.sum())

@@ -188,14 +188,15 @@ def teacher_outputs(teacher: nn.Module, x: Tensor, graph=None, cache_dir: Option
         chunk_rows: if given, the teacher (a :mod:`gkdfast.nn` model on the CPU) runs by
             :func:`gkdfast.nn.layerwise_inference` with this many rows per block, writing its
             outputs straight into the cache files (never a full in-memory copy): for graphs whose
-            full forward does not fit in memory.  Same cache key either way.  Not sharded across
-            ranks (each process that calls it computes; the entry is stored once).
+            full forward does not fit in memory.  Same cache key either way.  Under a process group
+            the ranks share the row blocks of every layer (below).
         progress: tqdm bar for the layer-wise inference.
         distributed / process_group: as in :class:`~gkdfast.distill.Distiller`: with a process group
-            of several ranks and a ``cache_dir`` (and no ``chunk_rows``), each rank computes rows
-            ``[r·⌈N/W⌉, (r+1)·⌈N/W⌉)`` into the shared cache (a graph-free teacher runs on those rows
-            only; a GNN still runs over the whole graph, since its rows need their neighbourhoods) and
-            every rank maps the result.  Every rank must pass the same teacher weights and inputs
+            of several ranks and a ``cache_dir``, each rank computes rows ``[r·⌈N/W⌉, (r+1)·⌈N/W⌉)``
+            into the shared cache (a graph-free teacher runs on those rows only; a GNN still runs over
+            the whole graph, since its rows need their neighbourhoods) and every rank maps the
+            result; with ``chunk_rows`` the ranks run layer-wise inference together instead (every
+            W-th row block of each layer, a barrier between layers), so a GNN's work is divided too.  Every rank must pass the same teacher weights and inputs
             (checked: the cache keys must agree).
 
     Returns:
@@ -227,9 +228,9 @@ def teacher_outputs(teacher: nn.Module, x: Tensor, graph=None, cache_dir: Option
     key = fingerprint(teacher, x, graph)
     folder = os.path.join(cache_dir, "teachers", key)
     meta_path = os.path.join(folder, "meta.json")
-    group = _ddp.resolve(distributed, process_group) if chunk_rows is None else None
+    group = _ddp.resolve(distributed, process_group)
     if group is not None:
-        out = _sharded(teacher, x, graph, cache_dir, key, group)
+        out = _sharded(teacher, x, graph, cache_dir, key, group, chunk_rows, progress)
         return out.to(device) if device is not None else out
     if os.path.exists(meta_path):
         with open(meta_path) as f:
@@ -270,7 +271,8 @@ def teacher_outputs(teacher: nn.Module, x: Tensor, graph=None, cache_dir: Option
     return out.to(device) if device is not None else out
 
 
-def _sharded(teacher: nn.Module, x: Tensor, graph, cache_dir: str, key: str, group) -> TeacherOutputs:
+def _sharded(teacher: nn.Module, x: Tensor, graph, cache_dir: str, key: str, group, chunk_rows: Optional[int] = None,
+             progress: bool = False) -> TeacherOutputs:
     """The distributed path of :func:`teacher_outputs` (``group``: a :class:`gkdfast.distill.ddp.Dist`)."""
     from gkdfast.distill.distiller import uses_graph
 
@@ -282,30 +284,40 @@ def _sharded(teacher: nn.Module, x: Tensor, graph, cache_dir: str, key: str, gro
     # One decision for all ranks (another job could create the entry between two ranks' checks).
     if not group.broadcast_object(os.path.exists(os.path.join(folder, "meta.json"))):
         n = x.size(0)
-        chunk = -(-n // group.world_size)
-        lo, hi = min(n, group.rank * chunk), min(n, (group.rank + 1) * chunk)
-        if graph is None or not uses_graph(teacher):
-            logits, hidden = _forward(teacher, x[lo:hi], None)
-        else:
-            logits, hidden = _forward(teacher, x, graph)
-            logits, hidden = logits[lo:hi], hidden[lo:hi] if hidden is not None else None
-        meta = {"logits": [n, logits.size(1)], "hidden": [n, hidden.size(1)] if hidden is not None else None}
         tmp = None
         if group.is_main:
             os.makedirs(os.path.join(cache_dir, "teachers"), exist_ok=True)
             tmp = tempfile.mkdtemp(prefix=".tmp-", dir=os.path.join(cache_dir, "teachers"))
-            for name, shape in (("logits", meta["logits"]), ("hidden", meta["hidden"])):
-                if shape is not None:
-                    with open(os.path.join(tmp, f"{name}.f32"), "wb") as f:
-                        f.truncate(shape[0] * shape[1] * 4)  # full size: every rank writes into it
         tmp = group.broadcast_object(tmp)
-        for name, rows in (("logits", logits), ("hidden", hidden)):
-            if rows is not None and rows.numel():
-                with open(os.path.join(tmp, f"{name}.f32"), "r+b") as f:
-                    f.seek(lo * rows.size(1) * 4)
-                    f.write(rows.detach().cpu().contiguous().float().numpy().tobytes())
-                    f.flush()
-                    os.fsync(f.fileno())
+        if chunk_rows is not None:  # the ranks run the layers together, writing into tmp's files
+            from gkdfast.nn.layerwise import layerwise_inference
+
+            logits, hidden = layerwise_inference(teacher, x, graph, chunk_rows=chunk_rows, out_dir=tmp,
+                                                 progress=progress and group.is_main, group=group)
+            meta = {"logits": list(logits.shape), "hidden": list(hidden.shape) if hidden is not None else None}
+            del logits, hidden  # drop the writable maps before the folder is renamed
+        else:
+            chunk = -(-n // group.world_size)
+            lo, hi = min(n, group.rank * chunk), min(n, (group.rank + 1) * chunk)
+            if graph is None or not uses_graph(teacher):
+                logits, hidden = _forward(teacher, x[lo:hi], None)
+            else:
+                logits, hidden = _forward(teacher, x, graph)
+                logits, hidden = logits[lo:hi], hidden[lo:hi] if hidden is not None else None
+            meta = {"logits": [n, logits.size(1)], "hidden": [n, hidden.size(1)] if hidden is not None else None}
+            if group.is_main:
+                for name, shape in (("logits", meta["logits"]), ("hidden", meta["hidden"])):
+                    if shape is not None:
+                        with open(os.path.join(tmp, f"{name}.f32"), "wb") as f:
+                            f.truncate(shape[0] * shape[1] * 4)  # full size: every rank writes into it
+            group.barrier()
+            for name, rows in (("logits", logits), ("hidden", hidden)):
+                if rows is not None and rows.numel():
+                    with open(os.path.join(tmp, f"{name}.f32"), "r+b") as f:
+                        f.seek(lo * rows.size(1) * 4)
+                        f.write(rows.detach().cpu().contiguous().float().numpy().tobytes())
+                        f.flush()
+                        os.fsync(f.fileno())
         group.barrier()
         if group.is_main:
             with open(os.path.join(tmp, "meta.json"), "w") as f:

@@ -46,6 +46,25 @@ def alloc_matrix(rows: int, cols: int, path: Optional[str] = None) -> Tensor:
     return torch.from_numpy(arr)
 
 
+def _open_matrix(rows: int, cols: int, path: str) -> Tensor:
+    """The writable memory map of an existing raw float32 ``[rows, cols]`` file (another process
+    created it; its writes and ours meet in the shared page cache)."""
+    if rows * cols == 0:
+        return torch.empty(rows, cols)
+    return torch.from_numpy(np.memmap(path, dtype=np.float32, mode="r+", shape=(rows, cols)))
+
+
+def _shared_matrix(rows: int, cols: int, path: Optional[str], group) -> Tensor:
+    """:func:`alloc_matrix`, created by rank 0 of ``group`` (a :class:`gkdfast.distill.ddp.Dist`) and
+    mapped by the others once it exists; without a group, :func:`alloc_matrix` itself."""
+    if group is None:
+        return alloc_matrix(rows, cols, path)
+    if group.is_main:
+        out = alloc_matrix(rows, cols, path)
+    group.barrier()
+    return out if group.is_main else _open_matrix(rows, cols, path)
+
+
 def _flush(t: Tensor) -> None:
     """Writes a mapped buffer's dirty pages back (no-op for an in-memory tensor)."""
     base = t.numpy().base if t.numel() else None
@@ -228,7 +247,7 @@ class _LayerRunner:
 
 @torch.no_grad()
 def layerwise_inference(model: nn.Module, x: Tensor, graph: Optional[Graph], *, chunk_rows: int = 65536,
-                        out_dir: Optional[str] = None, progress: bool = True) -> Tuple[Tensor, Tensor]:
+                        out_dir: Optional[str] = None, progress: bool = True, group=None) -> Tuple[Tensor, Tensor]:
     """Eval-mode ``(logits, hidden)`` of a :mod:`gkdfast.nn` model for every node, one layer at a time.
 
     Each layer is computed for ``chunk_rows`` destination rows at a time from the whole
@@ -245,6 +264,11 @@ def layerwise_inference(model: nn.Module, x: Tensor, graph: Optional[Graph], *, 
             ``out_dir/logits.f32`` ``[N, C]`` and ``out_dir/hidden.f32`` ``[N, H]`` (raw float32,
             row-major), returned mapped.  Intermediate files are deleted once used.
         progress: tqdm bar over rows x layers, with throughput.
+        group: ``None``, or a :class:`gkdfast.distill.ddp.Dist` whose ranks share the work: every
+            rank calls with the same model, ``x``, graph and ``out_dir`` (a folder all of them see:
+            one machine or a shared file system; required), computes every W-th row block of each
+            layer into the shared files, and waits for the others before the next layer reads them.
+            Each rank returns the maps of the complete results.
 
     Returns:
         ``(logits [N, C], hidden [N, H])``; ``hidden`` is the input of the last layer after its
@@ -280,8 +304,12 @@ def layerwise_inference(model: nn.Module, x: Tensor, graph: Optional[Graph], *, 
         if graph.num_nodes != n:
             raise ValueError(f"layerwise_inference: x has {n} rows but the graph has {graph.num_nodes} nodes")
         graph = graph.cpu()
+    if group is not None and out_dir is None:
+        raise ValueError("layerwise_inference: with a group the ranks meet in files; pass out_dir (a folder every "
+                         "rank sees)")
     if out_dir is not None:
         os.makedirs(out_dir, exist_ok=True)
+    rank, world = (group.rank, group.world_size) if group is not None else (0, 1)
 
     def path(name):
         return os.path.join(out_dir, name) if out_dir is not None else None
@@ -291,8 +319,10 @@ def layerwise_inference(model: nn.Module, x: Tensor, graph: Optional[Graph], *, 
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=n * len(layers), desc="layer-wise inference", unit="rows", unit_scale=True,
-                   leave=False, dynamic_ncols=True)
+        starts = range(0, n, chunk_rows)
+        mine = sum(min(chunk_rows, n - a) for a in starts[rank::world])
+        bar = tqdm(total=mine * len(layers), desc="layer-wise inference" + (f" (rank {rank})" if group else ""),
+                   unit="rows", unit_scale=True, leave=False, dynamic_ncols=True)
     was_training = model.training
     model.eval()
     h = x.float() if x.dtype != torch.float32 else x
@@ -300,10 +330,12 @@ def layerwise_inference(model: nn.Module, x: Tensor, graph: Optional[Graph], *, 
     try:
         for i, layer in enumerate(layers):
             last = i == len(layers) - 1
-            runner = _LayerRunner(layer, graph, chunk_rows, path(f"pre{i}.f32"))
+            # each rank its own pre-transform file (it is per-node work every rank needs whole)
+            runner = _LayerRunner(layer, graph, chunk_rows, path(f"pre{i}.f32" if group is None else f"pre{i}.r{rank}.f32"))
             runner.prepare(h)
-            out = alloc_matrix(n, model.out_channels if last else model.hidden_channels, path(_layer_file(i, layers)))
-            for a in range(0, n, chunk_rows):
+            out = _shared_matrix(n, model.out_channels if last else model.hidden_channels,
+                                 path(_layer_file(i, layers)), group)
+            for a in range(rank * chunk_rows, n, world * chunk_rows):  # every W-th row block
                 b = min(a + chunk_rows, n)
                 blk = runner.rows(h, a, b)
                 if not last:
@@ -313,17 +345,21 @@ def layerwise_inference(model: nn.Module, x: Tensor, graph: Optional[Graph], *, 
                 out[a:b] = blk
                 if bar is not None:
                     bar.update(b - a)
+            _remove(runner.tmp_path)
             del runner
             _flush(out)
-            _remove(path(f"pre{i}.f32"))
-            if i > 0 and not last:  # the layer before this one is no longer needed
+            if group is not None:  # every rank's blocks are in the file before anyone reads it
+                group.barrier()
+            if i > 0 and not last and rank == 0:  # the layer before this one is no longer needed
                 _remove(path(_layer_file(i - 1, layers)))
             hidden, h = h, out
         if len(layers) == 1 and out_dir is not None:  # hidden is x itself: give it the same file layout
-            hidden = alloc_matrix(n, x.size(1), path("hidden.f32"))
-            for a in range(0, n, chunk_rows):
+            hidden = _shared_matrix(n, x.size(1), path("hidden.f32"), group)
+            for a in range(rank * chunk_rows, n, world * chunk_rows):
                 hidden[a:a + chunk_rows] = x[a:a + chunk_rows]
             _flush(hidden)
+            if group is not None:
+                group.barrier()
     finally:
         model.train(was_training)
         if bar is not None:

@@ -125,12 +125,22 @@ class NeighborLoader:
                                      self._csr_weight)
         return Batch(n_id, blocks, int(seeds.numel()))
 
+    def order(self, epoch: int) -> Tensor:
+        """The seeds in epoch ``epoch``'s order (a fresh permutation per epoch when shuffling).
+
+        Example:
+            >>> g = gkdfast.Graph(torch.tensor([[1], [0]]))
+            >>> NeighborLoader(g, torch.arange(2), [1]).order(3).tolist()
+            [0, 1]
+        """
+        if not self.shuffle:
+            return self.nodes
+        gen = torch.Generator().manual_seed(mix_seed(self.seed, epoch, 1))
+        return self.nodes[torch.randperm(self.nodes.numel(), generator=gen).to(self.nodes.device)]
+
     def __iter__(self) -> Iterator[Batch]:
         epoch = self.epoch
         self.epoch += 1
-        order = self.nodes
-        if self.shuffle:
-            gen = torch.Generator().manual_seed(mix_seed(self.seed, epoch, 1))
-            order = order[torch.randperm(order.numel(), generator=gen).to(order.device)]
+        order = self.order(epoch)
         for start in range(0, order.numel(), self.batch_size):
             yield self.sample(order[start:start + self.batch_size], epoch)

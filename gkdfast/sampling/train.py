@@ -128,13 +128,30 @@ def _bar(progress: bool, total: int, desc: str):
     return tqdm(total=total, desc=desc, unit="node", unit_scale=True, leave=False)
 
 
+def _epoch_batches(loader: NeighborLoader, group):
+    """One epoch of ``loader``'s batches, or under ``group`` this rank's share of them: the epoch's
+    single-process seed order padded to a multiple of W, positions r, r + W, ..., in steps of
+    ``ceil(batch_size / W)`` (:func:`gkdfast.distill.ddp.shard_order` / ``local_batches``)."""
+    if group is None:
+        yield from loader
+        return
+    from gkdfast.distill import ddp as _ddp
+
+    epoch = loader.epoch
+    loader.epoch += 1
+    for seeds in _ddp.local_batches(_ddp.shard_order(loader.order(epoch), group.world_size, group.rank),
+                                    loader.batch_size, group.world_size):
+        yield loader.sample(seeds, epoch)
+
+
 def _labels(y, nodes: Tensor) -> Tensor:
     return gather_rows(y, nodes).to(torch.int64)
 
 
 def fit_sampled(model: nn.Module, data, *, fanouts: Sequence[int] = (15, 10), batch_size: int = 1024,
                 epochs: int = 3, lr: float = 0.01, weight_decay: float = 0.0, seed: int = 0,
-                progress: bool = True, eval_every: int = 1) -> Dict[str, object]:
+                progress: bool = True, eval_every: int = 1, distributed="auto",
+                process_group=None) -> Dict[str, object]:
     """Trains ``model`` in place (Adam, cross-entropy on ``data.train_mask``) on sampled mini-batches.
 
     Every ``eval_every`` epochs (and after the last) the validation accuracy is measured by sampled
@@ -147,6 +164,15 @@ def fit_sampled(model: nn.Module, data, *, fanouts: Sequence[int] = (15, 10), ba
         fanouts: neighbours per hop, ``fanouts[0]`` for the seeds' own.  batch_size: seeds per step.
         epochs, lr, weight_decay: the optimisation.  seed: fixes shuffles, samples and dropout.
         progress: tqdm bars (nodes/s).  eval_every: validation period in epochs.
+        distributed / process_group: as in :class:`gkdfast.distill.Distiller` (``"auto"``: data-parallel
+            when a process group of several ranks is initialised).  Then every rank calls with the
+            same arguments; each epoch's seed order is the single-process one, padded to a multiple
+            of W, and rank r takes its positions r, r + W, ... in steps of ``ceil(batch_size / W)``
+            seeds (``batch_size`` is the global batch); a node's sampled neighbourhood depends only
+            on (seed, epoch, node), so the union of the ranks' k-th batches is the single-process
+            k-th batch when the seed count and the batch are multiples of W.  Gradients are averaged
+            by DDP, validation counts summed over the ranks (each samples every W-th validation
+            node), so every rank keeps the same best epoch and ends with the same weights.
 
     Returns:
         ``{"epochs", "seconds", "best_val_acc", "best_epoch", "nodes_per_s", "history"}``;
@@ -160,45 +186,62 @@ def fit_sampled(model: nn.Module, data, *, fanouts: Sequence[int] = (15, 10), ba
         >>> sorted(k for k in stats if k != "history")
         ['best_epoch', 'best_val_acc', 'epochs', 'nodes_per_s', 'seconds']
     """
+    from gkdfast.distill import ddp as _ddp
+
     fanouts = tuple(int(f) for f in fanouts)
     _check(model, data, fanouts, batch_size, epochs, eval_every)
     train_nodes, val_nodes = _nodes(data.train_mask), _nodes(data.val_mask)
     if train_nodes.numel() == 0:
         raise ValueError("gkdfast.sampling.fit_sampled: data.train_mask selects no node")
     device = _model_device(model)
+    group = _ddp.resolve(distributed, process_group)
+    rank, world = (group.rank, group.world_size) if group is not None else (0, 1)
+    progress = progress and rank == 0
     loader = NeighborLoader(data.graph, train_nodes, fanouts, batch_size=batch_size, shuffle=True, seed=seed)
-    val_loader = NeighborLoader(data.graph, val_nodes, fanouts, batch_size=batch_size, shuffle=False,
+    val_loader = NeighborLoader(data.graph, val_nodes[rank::world], fanouts, batch_size=batch_size, shuffle=False,
                                 seed=mix_seed(seed, 2)) if val_nodes.numel() else None
+    step = _ddp.wrap(model, nn.ModuleList(), device) if group is not None else None  # rank 0's weights broadcast
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     best_acc, best_loss, best_epoch, best_state = -math.inf, math.inf, 0, None
     history, train_seconds, seen = [], 0.0, 0
     t_start = time.perf_counter()
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(mix_seed(seed, 3))
+        torch.manual_seed(mix_seed(seed, 3) if rank == 0 else mix_seed(seed, 3, rank))  # dropout: own masks per rank
         for epoch in range(1, epochs + 1):
             model.train()
             bar = _bar(progress, train_nodes.numel(), f"epoch {epoch}/{epochs}")
-            t0, total_loss = time.perf_counter(), 0.0
-            for batch in loader:
-                out = _forward(model, data.x, batch, device)
+            t0, total_loss, local_seeds = time.perf_counter(), 0.0, 0
+            for batch in _epoch_batches(loader, group):
+                if step is None:
+                    out = _forward(model, data.x, batch, device)
+                else:  # inside DDP's forward, so the backward averages the gradients over the ranks
+                    out = step(_forward, model, data.x, batch, device)
                 loss = F.cross_entropy(out, _labels(data.y, batch.seeds).to(device))
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
                 total_loss += float(loss.detach()) * batch.num_seeds
+                local_seeds += batch.num_seeds
                 if bar is not None:
-                    bar.update(batch.num_seeds)
+                    bar.update(batch.num_seeds * world)
                     bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
             if bar is not None:
                 bar.close()
             train_seconds += time.perf_counter() - t0
             seen += train_nodes.numel()
-            record = {"epoch": epoch, "loss": total_loss / train_nodes.numel()}
+            if group is not None:
+                total_loss, local_seeds = group.all_reduce_sum(torch.tensor([total_loss, local_seeds])).tolist()
+            record = {"epoch": epoch, "loss": total_loss / local_seeds}
             if val_loader is not None and (epoch % eval_every == 0 or epoch == epochs):
                 logits = _predict(model, data.x, val_loader, progress)
-                y_val = _labels(data.y, val_nodes)
-                acc = float((logits.argmax(1) == y_val).float().mean())
-                val_loss = float(F.cross_entropy(logits, y_val))
+                y_val = _labels(data.y, val_loader.nodes.long())
+                counts = torch.tensor([float((logits.argmax(1) == y_val).sum()),
+                                       float(F.cross_entropy(logits, y_val, reduction="sum")) if y_val.numel() else 0.0,
+                                       float(y_val.numel())])
+                if group is not None:  # every rank its share of the validation nodes: sum the counts
+                    counts = group.all_reduce_sum(counts)
+                correct, loss_sum, total = counts.tolist()
+                acc, val_loss = correct / total, loss_sum / total
                 record["val_acc"], record["val_loss"] = acc, val_loss
                 # Ties on accuracy (common once validation is saturated) go to the lower validation
                 # loss: the better-calibrated, more trained model, not the first epoch that got there

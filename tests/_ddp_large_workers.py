@@ -1,0 +1,83 @@
+"""Worker bodies for tests/test_distributed_large.py, run in spawned gloo processes (a module of its
+own so ``torch.multiprocessing`` can import them in the children)."""
+from __future__ import annotations
+
+import os
+
+import torch
+
+
+def problem():
+    """A 301-node graph (row blocks of 37 do not divide it) with 60 training nodes (a multiple of 2)."""
+    from gkdfast.data import csbm
+
+    return csbm(num_nodes=301, num_classes=3, feature_dim=12, seed=1)
+
+
+def models():
+    """The teachers layer-wise inference runs (fixed weights, dropout 0 so sampled training is exact)."""
+    from gkdfast.nn import GAT, GCN, MLP, SAGE
+
+    torch.manual_seed(0)
+    return {"gcn": GCN(12, 16, 3, dropout=0.0), "sage": SAGE(12, 16, 3, dropout=0.0),
+            "gat": GAT(12, 8, 3, heads=2, dropout=0.0), "mlp1": MLP(12, 16, 3, num_layers=1, dropout=0.0)}
+
+
+def fit_sampled_problem(distributed):
+    """fit_sampled of a SAGE without dropout: 60 seeds, global batch 20 (both multiples of 2).
+    Returns (weights, stats, seeds this process sampled: training and validation)."""
+    from gkdfast.nn import SAGE
+    from gkdfast.sampling import NeighborLoader, fit_sampled
+
+    data = problem()
+    torch.manual_seed(0)
+    model = SAGE(12, 16, 3, dropout=0.0)
+    sampled, real = [0], NeighborLoader.sample
+
+    def counting(self, seeds, epoch=None):
+        sampled[0] += seeds.numel()
+        return real(self, seeds, epoch)
+
+    NeighborLoader.sample = counting
+    try:
+        stats = fit_sampled(model, data, fanouts=(4, 3), batch_size=20, epochs=3, lr=0.01, seed=5, progress=False,
+                            distributed=distributed)
+    finally:
+        NeighborLoader.sample = real
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}, stats, sampled[0]
+
+
+def worker(rank: int, world: int, init_file: str, out_dir: str):
+    """Runs every check of the test file on one rank; writes ``rank<r>.pt``."""
+    import torch.distributed as dist
+
+    from gkdfast.distill import teacher_outputs
+    from gkdfast.distill.ddp import resolve
+    from gkdfast.distill.large import distill_large
+    from gkdfast.nn import layerwise_inference
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    group = resolve("auto")
+    data = problem()
+    results = {}
+    # 1. layer-wise inference: the ranks share the row blocks of every layer through shared files
+    for name, model in models().items():
+        logits, hidden = layerwise_inference(model, data.x, data.graph, chunk_rows=37, progress=False,
+                                             out_dir=os.path.join(out_dir, f"lw-{name}"), group=group)
+        results[f"lw_{name}"] = (logits.clone(), hidden.clone(), sorted(os.listdir(os.path.join(out_dir, f"lw-{name}"))))
+        dist.barrier()
+    # 2. the teacher cache through the layer-wise path
+    out = teacher_outputs(models()["gcn"], data.x, data.graph, cache_dir=os.path.join(out_dir, "cache"),
+                          chunk_rows=50)
+    results["cache"] = (out.logits.clone(), out.hidden.clone(), out.cached)
+    # 3. sampled teacher training, data-parallel
+    results["fit"] = fit_sampled_problem("auto")
+    # 4. the whole pipeline: sampled teacher, layer-wise inference, students (GLNN and the baseline)
+    res = distill_large(data, teacher="sage", hidden=16, fanouts=(4, 3), teacher_epochs=2, teacher_min_steps=4,
+                        batch_size=64, chunk_rows=50, student_epochs=2, out_dir=os.path.join(out_dir, "large"),
+                        progress=False)
+    results["large"] = res
+    torch.save(results, os.path.join(out_dir, f"rank{rank}.pt"))
+    dist.barrier()
+    dist.destroy_process_group()

@@ -1,0 +1,93 @@
+"""The out-of-core pipeline under torch.distributed: layer-wise inference sharing its row blocks,
+the teacher cache on that path, sampled teacher training data-parallel (equal to one process on the
+same global batches), the whole ``distill_large`` and ``gkdfast distill --distributed --sampled``."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+import _ddp_large_workers as workers
+from test_distributed_train import ROOT, _env, _torchrun
+
+WORLD = 2
+pytestmark = pytest.mark.skipif(not dist.is_available(), reason="torch.distributed is not available")
+
+
+@pytest.fixture(scope="module")
+def ranks(tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("ddp-large"))
+    mp.start_processes(workers.worker, args=(WORLD, os.path.join(out, "init"), out), nprocs=WORLD, join=True,
+                       start_method="spawn")
+    return out, [torch.load(os.path.join(out, f"rank{r}.pt"), weights_only=False) for r in range(WORLD)]
+
+
+@pytest.mark.parametrize("name", ["gcn", "sage", "gat", "mlp1"])
+def test_layerwise_inference_shared_by_two_ranks_equals_the_full_forward(ranks, name):
+    _, res = ranks
+    data = workers.problem()
+    model = workers.models()[name].eval()
+    with torch.no_grad():
+        want_logits, want_hidden = model(data.x, data.graph, return_hidden=True)
+    for r in range(WORLD):
+        logits, hidden, files = res[r][f"lw_{name}"]
+        torch.testing.assert_close(logits, want_logits, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(hidden, want_hidden, rtol=1e-5, atol=1e-5)
+        assert files == ["hidden.f32", "logits.f32"]  # every rank's pre-transform and the layers in between removed
+
+
+def test_teacher_cache_layerwise_under_ddp_equals_one_process(ranks, tmp_path):
+    from gkdfast.distill import teacher_outputs
+
+    _, res = ranks
+    data = workers.problem()
+    want = teacher_outputs(workers.models()["gcn"], data.x, data.graph, cache_dir=str(tmp_path), chunk_rows=50)
+    for r in range(WORLD):
+        logits, hidden, cached = res[r]["cache"]
+        assert not cached
+        torch.testing.assert_close(logits, want.logits, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(hidden, want.hidden, rtol=1e-5, atol=1e-5)
+
+
+def test_fit_sampled_under_ddp_equals_one_process(ranks):
+    """60 seeds and a global batch of 20: each step's global batch is the single-process batch, with
+    the same sampled neighbourhoods, so the DDP-averaged gradient is the single-process one."""
+    _, res = ranks
+    want, stats, sampled = workers.fit_sampled_problem(False)
+    for r in range(WORLD):
+        weights, got, mine = res[r]["fit"]
+        assert mine == sampled // WORLD  # each rank samples its half of the training and validation seeds
+        for name, w in want.items():
+            torch.testing.assert_close(weights[name], w, rtol=1e-5, atol=1e-6)
+        assert got["best_epoch"] == stats["best_epoch"] and got["best_val_acc"] == stats["best_val_acc"]
+        for a, b in zip(got["history"], stats["history"]):
+            assert a["val_acc"] == b["val_acc"]
+            assert a["loss"] == pytest.approx(b["loss"], rel=1e-5)
+
+
+def test_distill_large_under_ddp_gives_every_rank_the_same_results(ranks):
+    out, res = ranks
+    rows = [{r["method"]: r for r in res[k]["large"]["rows"]} for k in range(WORLD)]
+    assert set(rows[0]) == {"teacher", "none", "glnn"}
+    for method, row in rows[0].items():
+        assert rows[1][method]["test_acc_mean"] == row["test_acc_mean"], method
+    assert rows[0]["teacher"]["test_acc_mean"] > 0.5  # a 3-class CSBM: well above chance
+    assert os.listdir(os.path.join(out, "large", "cache", "teachers"))  # one cache entry, written together
+
+
+def test_distill_sampled_command_under_torchrun(tmp_path):
+    out = tmp_path / "out"
+    cmd = _torchrun() + ["--standalone", "--nproc_per_node=2", "-m", "gkdfast.cli", "distill", "--distributed",
+                         "--sampled", "--nodes", "3000", "--features", "16", "--classes", "3", "--teacher", "sage:16",
+                         "--fanouts", "5,5", "--teacher-epochs", "1", "--epochs", "2", "--batch-size", "512",
+                         "--chunk-rows", "700", "--no-progress", "--out", str(out)]
+    r = subprocess.run(cmd, capture_output=True, text=True, env=_env(), cwd=ROOT, timeout=600)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert r.stdout.count("wrote ") == 1  # rank 0 alone prints and writes
+    res = json.loads((out / "results.json").read_text())
+    assert {row["method"] for row in res["rows"]} == {"teacher", "none", "glnn"}
+    assert [s["stage"] for s in res["stages"]] == ["teacher", "inference", "student", "baseline", "evaluate"]
