@@ -71,6 +71,15 @@ def worker(rank: int, world: int, init_file: str, out_dir: str):
     out = teacher_outputs(models()["gcn"], data.x, data.graph, cache_dir=os.path.join(out_dir, "cache"),
                           chunk_rows=50)
     results["cache"] = (out.logits.clone(), out.hidden.clone(), out.cached)
+    # 2b. ranks on different machines (torchrun's LOCAL_WORLD_SIZE below the world size): rank 0 runs
+    # the layers alone, since memory maps are coherent only within a machine
+    os.environ["LOCAL_WORLD_SIZE"] = "1"
+    try:
+        out = teacher_outputs(models()["gcn"], data.x, data.graph, cache_dir=os.path.join(out_dir, "cache-apart"),
+                              chunk_rows=50)
+    finally:
+        del os.environ["LOCAL_WORLD_SIZE"]
+    results["cache_apart"] = (out.logits.clone(), out.hidden.clone(), out.cached)
     # 3. sampled teacher training, data-parallel
     results["fit"] = fit_sampled_problem("auto")
     # 4. the whole pipeline: sampled teacher, layer-wise inference, students (GLNN and the baseline)

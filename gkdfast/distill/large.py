@@ -117,13 +117,20 @@ def estimate_evaluate(n: int, f: int, hidden: int, c: int, batch_size: int) -> D
 
 
 @torch.no_grad()
-def _batched_accuracy(model: nn.Module, x: Tensor, y: Tensor, idx: Tensor, batch: int):
-    """(accuracy, seconds) of a graph-free ``model`` on rows ``idx``, gathering ``batch`` rows at a time."""
+def _batched_accuracy(model: nn.Module, x: Tensor, y: Tensor, idx: Tensor, batch: int, group=None):
+    """(accuracy, seconds) of a graph-free ``model`` on rows ``idx``, gathering ``batch`` rows at a time;
+    under ``group`` (a :class:`gkdfast.distill.ddp.Dist`) each rank every W-th row, counts summed
+    (the seconds are this rank's, for its share)."""
     model.eval()
+    mine = idx if group is None else idx[group.rank::group.world_size]
     correct, t0 = 0, time.perf_counter()
-    for part in idx.split(batch):
-        correct += int((model(x[part]).argmax(-1) == y[part]).sum())
-    return (correct / idx.numel() if idx.numel() else 0.0), time.perf_counter() - t0
+    with torch.no_grad():
+        for part in mine.split(batch):
+            correct += int((model(x[part]).argmax(-1) == y[part]).sum())
+    seconds = time.perf_counter() - t0
+    if group is not None:
+        correct = int(group.all_reduce_sum(torch.tensor([float(correct)]))[0])
+    return (correct / idx.numel() if idx.numel() else 0.0), seconds
 
 
 def _row(method: str, model: str, acc: float, seconds: float, ms_per_1k: float) -> dict:
@@ -333,8 +340,9 @@ def distill_large(data, *, teacher: Union[str, nn.Module] = "sage", hidden: int 
         rows.append(_row("teacher", tlabel, t_acc, teacher_seconds, teacher_ms_per_1k))
         for name in ("none", method):
             model, secs = trained[name]
-            acc, infer = _batched_accuracy(model, data.x, data.y, test_idx, eval_batch_size)
-            rows.append(_row(name, f"MLP({s_hidden})", acc, secs, infer * 1e6 / max(test_idx.numel(), 1)))
+            acc, infer = _batched_accuracy(model, data.x, data.y, test_idx, eval_batch_size, group)
+            share = test_idx.numel() if group is None else test_idx[group.rank::group.world_size].numel()
+            rows.append(_row(name, f"MLP({s_hidden})", acc, secs, infer * 1e6 / max(share, 1)))
     done(timer, 2 * test_idx.numel(), "nodes/s")
     for r in rows:
         log(f"{r['method']:<8} {r['model']:<10} test acc {r['test_acc_mean']:.4f}")
