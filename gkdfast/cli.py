@@ -124,18 +124,17 @@ def _init_distributed(args, device: str):
 
 
 def _check_distributable(methods, overrides) -> None:
-    """Under --distributed, fails before any training when a recipe has an all-pairs term whose loss
-    cannot run across processes yet (see docs/distributed.md)."""
+    """Under --distributed, fails before any training when a recipe cannot run across processes
+    (:meth:`~gkdfast.distill.recipes.base.Recipe.distributed_problem`; see docs/distributed.md)."""
     from gkdfast.distill import recipes
 
     names = {m for ms in (methods.values() if isinstance(methods, dict) else [methods]) for m in ms}
     canonical = {recipes.get(k).name: v for k, v in overrides.items()}
     for name in sorted(names):
-        recipe = recipes.get(name, **canonical.get(recipes.get(name).name, {}))
-        bad = [t.name for t in recipe.terms() if t.weight and not t.supports_process_group()]
-        if bad:
-            raise ValueError(f"--distributed: method {name!r} uses the all-pairs term {bad[0]!r}, whose loss does not "
-                             "accept process_group=; choose --methods without it or run without --distributed")
+        problem = recipes.get(name, **canonical.get(recipes.get(name).name, {})).distributed_problem()
+        if problem:
+            raise ValueError(f"--distributed: method {name!r} cannot train across processes: {problem}; choose "
+                             "--methods without it or run without --distributed")
 
 
 def _cmd_distill(args) -> int:

@@ -172,6 +172,18 @@ def _env(**extra):
     return env
 
 
+def test_recipes_say_before_training_whether_they_run_data_parallel():
+    """``gkdfast distill --distributed`` asks every recipe first, so a run cannot stop halfway (FreeKD and
+    T2-GNN build their terms inside fit, where the Distiller would only refuse after earlier rows)."""
+    from gkdfast.distill import recipes
+
+    refused = {name: recipes.get(name).distributed_problem() for name in ("freekd", "t2gnn", "sail")}
+    assert all(isinstance(why, str) and why for why in refused.values()), refused
+    for name in ("kd", "glnn", "nosmog", "graphmlp", "lsp", "gsp", "gcrd", "kd_gcrd", "oad", "gsdn"):
+        assert recipes.get(name).distributed_problem() is None, name
+    assert "one process" in recipes.get("glnn", passes="separate").distributed_problem()
+
+
 def test_distributed_outside_torchrun_is_a_one_line_error():
     r = subprocess.run([sys.executable, "-m", "gkdfast.cli", "distill", "--distributed", "--methods", "glnn"],
                        capture_output=True, text=True, env=_env(), cwd=ROOT, timeout=120)

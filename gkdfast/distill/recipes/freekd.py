@@ -225,6 +225,9 @@ class FreeKD(Recipe):
     def terms(self):
         return [PeerCE(PeerGroup([nn.Identity(), nn.Identity()]))]  # kinds only, for the CLI's checks
 
+    def distributed_problem(self):
+        return "its agent keeps per-node state (the previous step's actions and losses) that ranks would not share"
+
     def fit(self, make_student, data, teacher=None, seed: int = 0, **distiller_kw) -> Trained:
         """Trains the two peers with the agent; returns the better one by validation accuracy."""
         group = PeerGroup([make_student(data.x.size(1)) for _ in range(2)])

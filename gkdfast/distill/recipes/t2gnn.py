@@ -252,6 +252,9 @@ class T2GNN(Recipe):
     def terms(self) -> List[LossTerm]:
         return [CrossEntropy(1.0)]  # the teacher terms need the teachers: built in fit
 
+    def distributed_problem(self):
+        return "its contrastive terms (NT-Xent over sampled rows of one process) are not sharded"
+
     def _teacher(self, model: nn.Module, data, tag: str, seed: int, **kw):
         from gkdfast.distill.distiller import Distiller, accuracy, call_model
 
