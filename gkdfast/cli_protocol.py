@@ -29,8 +29,7 @@ def _check_flags(args) -> None:
     """The published protocol fixes the models and the setting: flags that would change them fail."""
     clashes = [("--teacher", args.teacher and args.teacher.strip().lower() != "auto"),
                ("--setting inductive", args.setting != "transductive"), ("--missing-rate", args.missing_rate),
-               ("--distributed", args.distributed), ("--sampled", getattr(args, "sampled", False)),
-               ("--fairness", args.fairness)]
+               ("--sampled", getattr(args, "sampled", False)), ("--fairness", args.fairness)]
     for flag, given in clashes:
         if given:
             hint = (" (--teacher auto picks each setting's teacher by validation; --set teacher.KEY=VALUE changes "
@@ -54,10 +53,30 @@ def _published_students(text):
     return [n.lower() for n in names]
 
 
+def _check_distributable(settings, overrides) -> None:
+    """Under ``--distributed``: fails before any training when a setting's recipe (with the setting's
+    and the user's hyperparameters) or one of its models cannot train data-parallel."""
+    from gkdfast.distill import recipes
+    from gkdfast.nn.models import _MODELS
+
+    for s in settings:
+        for m in s.methods:
+            kw = dict(s.overrides.get(recipes.get(m).name, {}), **overrides.get(recipes.get(m).name, {}))
+            problem = recipes.get(m, **kw).distributed_problem()
+            if problem:
+                raise ValueError(f"--distributed: method {m!r} in the published {s.key} setting cannot train across "
+                                 f"processes: {problem}; choose --methods without it or run without --distributed")
+        for spec in ((s.teacher,) if s.teacher else ()) + tuple(s.students):
+            if callable(getattr(_MODELS.get(spec.name), "regularization", None)):
+                raise ValueError(f"--distributed: the published {s.key} setting trains {spec.label}, which adds its "
+                                 "own regularization() to the loss (not data-parallel); run it without --distributed")
+
+
 def run_published_cli(args, device: str) -> int:
-    """Runs :func:`gkdfast.distill.protocols.run_published` for ``gkdfast distill`` and writes the results."""
+    """Runs :func:`gkdfast.distill.protocols.run_published` for ``gkdfast distill`` and writes the results;
+    under ``--distributed`` every rank trains (data-parallel) and rank 0 alone logs and writes."""
     from gkdfast._io import exclusive_dir
-    from gkdfast.cli import _load_data, _parse_set, _split_list
+    from gkdfast.cli import _init_distributed, _load_data, _parse_set, _split_list
     from gkdfast.distill.protocols import published_settings, run_published
     from gkdfast.distill.results import format_table, save_json, save_png
 
@@ -65,17 +84,30 @@ def run_published_cli(args, device: str) -> int:
     methods = _split_list(args.methods, "methods") if args.methods else None
     students = _published_students(args.student)
     overrides = _parse_set(args.set)
+    auto_teacher = (args.teacher or "").strip().lower() == "auto"
+    if args.distributed and auto_teacher:
+        raise ValueError("--teacher auto: pick the teachers in one process first (results.json names them), then "
+                         "pass them with --set teacher.KEY=VALUE under --distributed")
+    group, device = _init_distributed(args, device)
     data = _load_data(args)
-    published_settings(data.name, methods)  # a recipe without a published setting fails before training
-    log = (lambda s: None) if args.quiet else (lambda s: print(s, file=sys.stderr, flush=True))
+    settings = published_settings(data.name, methods)  # a recipe without a published setting fails before training
+    if group is not None:
+        from gkdfast.distill import recipes
+
+        _check_distributable(settings, {recipes.get(k).name: v for k, v in overrides.items() if k != "teacher"})
+    main = group is None or group.is_main
+    log = (lambda s: None) if args.quiet or not main else (lambda s: print(s, file=sys.stderr, flush=True))
     log(f"{data.name}: {data.num_nodes} nodes, {data.graph.num_edges} edges, {data.x.size(1)} features, "
-        f"{data.num_classes} classes; split {data.extras.get('split', 'given')}; device {device}; published protocol")
+        f"{data.num_classes} classes; split {data.extras.get('split', 'given')}; device {device}; published protocol"
+        + (f"; {group.world_size} processes ({group.backend})" if group is not None else ""))
     os.makedirs(args.out, exist_ok=True)
-    with exclusive_dir(args.out, "--out folder"):
+    with exclusive_dir(args.out, "--out folder", enabled=main):
         results = run_published(data, methods=methods, seeds=list(range(args.seed, args.seed + args.seeds)),
                                 epochs=args.epochs, device=device, out=args.out, log=log, overrides=overrides,
                                 progress=not args.quiet and not args.no_progress, students=students,
-                                auto_teacher=(args.teacher or "").strip().lower() == "auto")
+                                auto_teacher=auto_teacher)
+        if not main:
+            return 0
         print(format_table(results))
         save_json(results, os.path.join(args.out, "results.json"))
         save_png(results, os.path.join(args.out, "results.png"))

@@ -184,6 +184,34 @@ def test_recipes_say_before_training_whether_they_run_data_parallel():
     assert "one process" in recipes.get("glnn", passes="separate").distributed_problem()
 
 
+def test_published_settings_that_cannot_run_data_parallel_are_refused_first():
+    from gkdfast.cli_protocol import _check_distributable
+    from gkdfast.distill.protocols import published_settings
+
+    with pytest.raises(ValueError, match="regularization"):  # Cold Brew's SE-GCN teacher
+        _check_distributable(published_settings("cora", ["coldbrew"]), {})
+    with pytest.raises(ValueError, match="'freekd' in the published peers setting"):
+        _check_distributable(published_settings("cora", ["freekd"]), {})
+    with pytest.raises(ValueError, match="one process"):  # an ablation's --set glnn.passes=separate
+        _check_distributable(published_settings("cora", ["glnn"]), {"glnn": {"passes": "separate"}})
+    _check_distributable(published_settings("cora", ["glnn", "nosmog", "graphmlp", "gsp", "gcrd"]), {})
+
+
+def test_published_protocol_under_torchrun(tmp_path):
+    """Graph-MLP's published batches (labelled rows first, the whole graph's Â² restricted to the batch)
+    and the CPF setting, data-parallel on two ranks; rank 0 alone prints and writes."""
+    out = tmp_path / "out"
+    cmd = _torchrun() + ["--standalone", "--nproc_per_node=2", "-m", "gkdfast.cli", "distill", "--distributed",
+                         "--protocol", "published", "--nodes", "600", "--methods", "graphmlp,glnn", "--epochs", "3",
+                         "--no-progress", "--out", str(out)]
+    r = subprocess.run(cmd, capture_output=True, text=True, env=_env(), cwd=ROOT, timeout=600)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert r.stdout.count("wrote ") == 1 and "2 processes (gloo)" in r.stderr
+    res = json.loads((out / "results.json").read_text())
+    assert [s["key"] for s in res["protocol"]["settings"]] == ["cpf", "graphmlp"]
+    assert {(row["method"], row["model"]) for row in res["rows"]} >= {("graphmlp", "GMLP(256)"), ("glnn", "MLP(128)")}
+
+
 def test_distributed_outside_torchrun_is_a_one_line_error():
     r = subprocess.run([sys.executable, "-m", "gkdfast.cli", "distill", "--distributed", "--methods", "glnn"],
                        capture_output=True, text=True, env=_env(), cwd=ROOT, timeout=120)
