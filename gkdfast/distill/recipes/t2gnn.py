@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from gkdfast.distill.recipes.base import Recipe, Trained
-from gkdfast.distill.terms import CrossEntropy, LossTerm, StepContext, _sample
+from gkdfast.distill.terms import CrossEntropy, LossTerm, StepContext, _group, _sample
 
 __all__ = ["T2GNN", "ImputingMLP", "EmbeddingGCN", "FixedTargetKD", "FixedTargetContrast"]
 
@@ -160,6 +160,9 @@ class FixedTargetContrast(LossTerm):
 
     name = "contrast_fixed"
     needs_hidden = True
+    # Under DDP each rank samples up to max_samples of its own rows and NT-Xent runs over the union
+    # (every rank's rows against all ranks' rows, as GSP / G-CRD do with theirs).
+    all_pairs_loss = "nt_xent"
 
     def __init__(self, hidden: Tensor, logits: Tensor, weight: float = 1.0, tau: float = 0.5,
                  max_samples: Optional[int] = 2048, name: str = "contrast_fixed"):
@@ -168,9 +171,6 @@ class FixedTargetContrast(LossTerm):
             max_samples, name
         self.target_key = _key(hidden, logits)
         self.proj: Optional[nn.Module] = None
-
-    def supports_process_group(self) -> bool:
-        return False  # NT-Xent over the sampled rows of one process; not sharded yet
 
     def setup(self, dims) -> None:
         self.proj = nn.Linear(self.hidden_t.size(1), dims.student_hidden)
@@ -185,7 +185,7 @@ class FixedTargetContrast(LossTerm):
         if pick is not None:
             rows, hs, zs = rows[pick], hs[pick], zs[pick]
         ht, zt = self.hidden_t.to(dev)[rows], self.logits_t.to(dev)[rows]
-        return nt_xent(hs, self.proj(ht), tau=self.tau) + nt_xent(zs, zt, tau=self.tau)
+        return nt_xent(hs, self.proj(ht), tau=self.tau, **_group(ctx)) + nt_xent(zs, zt, tau=self.tau, **_group(ctx))
 
 
 class T2GNN(Recipe):
@@ -251,9 +251,6 @@ class T2GNN(Recipe):
 
     def terms(self) -> List[LossTerm]:
         return [CrossEntropy(1.0)]  # the teacher terms need the teachers: built in fit
-
-    def distributed_problem(self):
-        return "its contrastive terms (NT-Xent over sampled rows of one process) are not sharded"
 
     def _teacher(self, model: nn.Module, data, tag: str, seed: int, **kw):
         from gkdfast.distill.distiller import Distiller, accuracy, call_model
