@@ -92,3 +92,12 @@ def test_distill_sampled_command_under_torchrun(tmp_path):
     res = json.loads((out / "results.json").read_text())
     assert {row["method"] for row in res["rows"]} == {"teacher", "none", "glnn"}
     assert [s["stage"] for s in res["stages"]] == ["teacher", "inference", "student", "baseline", "evaluate"]
+
+
+def test_layerwise_inference_with_a_group_needs_a_shared_folder():
+    from gkdfast.distill.ddp import Dist
+    from gkdfast.nn import layerwise_inference
+
+    data = workers.problem()
+    with pytest.raises(ValueError, match="pass out_dir"):
+        layerwise_inference(workers.models()["gcn"], data.x, data.graph, chunk_rows=50, group=Dist(0, 2))
