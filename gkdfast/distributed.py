@@ -31,7 +31,8 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-__all__ = ["shard_range", "row_counts", "all_gather_rows", "all_reduce_sum", "group_rank", "broadcast_int"]
+__all__ = ["shard_range", "row_counts", "all_gather_rows", "all_reduce_sum", "group_rank", "broadcast_int",
+           "global_count"]
 
 
 def shard_range(n: int, world_size: int, rank: int) -> Tuple[int, int]:
@@ -94,6 +95,20 @@ def broadcast_int(value: int, group=None) -> int:
         return int(value)
     t = torch.tensor([int(value)], dtype=torch.int64, device=_comm_device(group))
     dist.broadcast(t, src=dist.get_global_rank(group, 0), group=group)
+    return int(t.item())
+
+
+def global_count(count: int, group=None) -> int:
+    """``count`` summed over the ranks of ``group`` (one small all-reduce); ``group=None`` returns it.
+
+    Example:
+        >>> gkdfast.distributed.global_count(3)       # single process
+        3
+    """
+    if group is None:
+        return int(count)
+    t = torch.tensor([int(count)], dtype=torch.int64, device=_comm_device(group))
+    dist.all_reduce(t, group=group)
     return int(t.item())
 
 

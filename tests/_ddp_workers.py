@@ -54,6 +54,16 @@ def fit_all_pairs(distributed, which: str):
     g = torch.Generator().manual_seed(2)
     teacher = TeacherOutputs(teacher.logits, torch.randn(120, 5, generator=g, dtype=torch.float64))
     kw = dict(batch_size=40)
+    if which == "ce-uneven":
+        # no pair term: a label term whose rows fall unevenly on the ranks (the 60 training nodes in a
+        # random order) and soft labels on 118 observed rows (last batches of 19 + 19 rows)
+        observed = torch.ones(120, dtype=torch.bool)
+        observed[[7, 50]] = False
+        student = make_student(data.x.size(1))
+        d = Distiller(student, [terms.CrossEntropy(0.7), loss_terms[1]], teacher, lr=0.01, epochs=3, patience=None,
+                      seed=3, distributed=distributed, batch_size=40, observed=observed)
+        res = d.fit(data, data.x)
+        return {k: v.detach().clone() for k, v in student.state_dict().items()}, res
     if which == "gsp":
         term = terms.GSP(1.0, proj_dim=None, max_samples=None)
     else:
@@ -129,7 +139,7 @@ def worker(rank: int, world: int, init_file: str, out_dir: str):
     results["loss"] = [h["loss"] for h in res.history]
     results["best_epoch"] = res.best_epoch
     # 1a. all-pairs terms: the global batch's loss on every rank, the single-process gradient
-    for which in ("ncontrast", "gsp", "ncontrast-labelled_first"):
+    for which in ("ncontrast", "gsp", "ncontrast-labelled_first", "ce-uneven"):
         results[f"pairs_{which}"] = fit_all_pairs("auto", which)[0]
     # 1b. BatchNorm + dropout + a label term, odd pool (padding): not equal to one process, but the
     # final weights and running statistics must be identical on every rank.

@@ -82,6 +82,16 @@ def test_ddp_equals_one_process_on_the_same_global_batches(ranks):
         torch.testing.assert_close(res[r]["loss"], [h["loss"] for h in single.history], rtol=1e-12, atol=0)
 
 
+def test_label_rows_falling_unevenly_on_the_ranks_give_the_single_process_gradient(ranks):
+    """Cross-entropy and KD average over the *global* batch's rows (counts all-reduced, times W), not
+    per rank, so the training rows' uneven split over the ranks does not reweigh them."""
+    _, res = ranks
+    single, _ = _ddp_workers.fit_all_pairs(False, "ce-uneven")
+    for r in range(WORLD):
+        for name, w in single.items():
+            torch.testing.assert_close(res[r]["pairs_ce-uneven"][name], w, rtol=0, atol=1e-10)
+
+
 @pytest.mark.parametrize("which", ["ncontrast", "gsp", "ncontrast-labelled_first"])
 def test_all_pairs_terms_under_ddp_give_the_single_process_gradient(ranks, which):
     """Every rank computes the global batch's all-pairs loss L and back-propagates it into its own

@@ -99,6 +99,22 @@ def _group(ctx: StepContext) -> dict:
     return {} if ctx.process_group is None else {"process_group": ctx.process_group}
 
 
+def _rows_mean(total: Tensor, count: int, ctx: StepContext) -> Tensor:
+    """``total / count`` for a term that averages over some rows of the batch.  Under DDP: the mean
+    over the *global* batch's rows (the counts all-reduced) times W, because DDP averages the ranks'
+    gradients; the result is the single-process gradient however unevenly the rows fall on the ranks
+    (a per-rank mean would weigh one rank's few labelled rows as much as another's many).  Every rank
+    must call it, with or without rows of its own."""
+    if ctx.process_group is None:
+        return total / max(count, 1)
+    import torch.distributed as dist
+
+    from gkdfast.distributed import global_count
+
+    n = global_count(count, ctx.process_group)
+    return total * (dist.get_world_size(ctx.process_group) / max(n, 1))
+
+
 def _rows(mask: Tensor, *ts):
     idx = mask.nonzero().flatten()
     return [t[idx] if t is not None else None for t in ts]
@@ -149,7 +165,8 @@ class LossTerm(nn.Module):
 
 
 class CrossEntropy(LossTerm):
-    """Hard-label cross-entropy on the labelled rows of the batch (0 when the batch has none)."""
+    """Hard-label cross-entropy on the labelled rows of the batch (0 when the batch has none); under
+    DDP the mean over the global batch's labelled rows."""
 
     name = "ce"
 
@@ -159,14 +176,15 @@ class CrossEntropy(LossTerm):
 
     def forward(self, ctx: StepContext, logits: Optional[Tensor] = None) -> Tensor:
         logits = ctx.logits if logits is None else logits
-        logits, y = _rows(ctx.labelled, logits, ctx.y)
-        if y.numel() == 0:
-            return logits.sum() * 0.0
-        return F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
+        rows, y = _rows(ctx.labelled, logits, ctx.y)
+        total = (F.cross_entropy(rows, y, label_smoothing=self.label_smoothing, reduction="sum") if y.numel()
+                 else logits.sum() * 0.0)
+        return _rows_mean(total, y.numel(), ctx)
 
 
 class LogitKD(LossTerm):
-    """``gkdfast.losses.kd``: T² · KL(softmax(t/T) ‖ softmax(s/T)), batchmean over the rows used."""
+    """``gkdfast.losses.kd``: T² · KL(softmax(t/T) ‖ softmax(s/T)), batchmean over the rows used (under
+    DDP over the global batch's rows)."""
 
     name = "kd"
     needs_teacher = True
@@ -180,9 +198,8 @@ class LogitKD(LossTerm):
 
         logits = ctx.logits if logits is None else logits
         s, t = _rows(self.row_mask(ctx), logits, ctx.teacher_logits)
-        if s.numel() == 0:
-            return logits.sum() * 0.0
-        return kd(s, t, temperature=self.temperature, reduction="batchmean")
+        total = kd(s, t, temperature=self.temperature, reduction="sum") if s.size(0) else logits.sum() * 0.0
+        return _rows_mean(total, s.size(0), ctx)
 
 
 class LSP(LossTerm):
