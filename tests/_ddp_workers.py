@@ -66,6 +66,8 @@ def fit_all_pairs(distributed, which: str):
         return {k: v.detach().clone() for k, v in student.state_dict().items()}, res
     if which == "gsp":
         term = terms.GSP(1.0, proj_dim=None, max_samples=None)
+    elif which == "rsd":  # NOSMOG's term, with its learned map (a head DDP averages with the student)
+        term = terms.RSD(1.0)
     else:
         term = terms.NContrast(1.0, tau=0.5, hops=2)
     if which == "ncontrast-labelled_first":
@@ -76,7 +78,12 @@ def fit_all_pairs(distributed, which: str):
     student = make_student(data.x.size(1))
     d = Distiller(student, loss_terms + [term], teacher, lr=0.01, epochs=3, patience=None, seed=3,
                   distributed=distributed, **kw)
-    res = d.fit(data, data.x)
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)  # RSD's map is built in fit: float64 like the student
+    try:
+        res = d.fit(data, data.x)
+    finally:
+        torch.set_default_dtype(before)
     return {k: v.detach().clone() for k, v in student.state_dict().items()}, res
 
 
@@ -139,7 +146,7 @@ def worker(rank: int, world: int, init_file: str, out_dir: str):
     results["loss"] = [h["loss"] for h in res.history]
     results["best_epoch"] = res.best_epoch
     # 1a. all-pairs terms: the global batch's loss on every rank, the single-process gradient
-    for which in ("ncontrast", "gsp", "ncontrast-labelled_first", "ce-uneven"):
+    for which in ("ncontrast", "gsp", "rsd", "ncontrast-labelled_first", "ce-uneven"):
         results[f"pairs_{which}"] = fit_all_pairs("auto", which)[0]
     # 1b. BatchNorm + dropout + a label term, odd pool (padding): not equal to one process, but the
     # final weights and running statistics must be identical on every rank.

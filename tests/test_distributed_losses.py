@@ -59,6 +59,7 @@ def _cases():
              lambda x, pg: L.gsp(x[0], x[1], "linear", "mse", process_group=pg)),
             ("gsp laplace/kl", split, dtype, (0, 1), lambda x, pg: L.gsp(x[0], x[1], "laplace", "kl", 1.3, 0.2,
                                                                      process_group=pg)),
+            ("rsd", split, dtype, (0, 1), lambda x, pg: L.rsd(x[0], x[1], process_group=pg)),
             ("gsp poly/mse nodes", split, dtype, (0, 1),
              lambda x, pg: L.gsp(x[0], x[1], "poly", "mse", nodes=torch.arange(0, x[0].size(0), 2),
                                  process_group=pg)),

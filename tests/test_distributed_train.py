@@ -92,7 +92,7 @@ def test_label_rows_falling_unevenly_on_the_ranks_give_the_single_process_gradie
             torch.testing.assert_close(res[r]["pairs_ce-uneven"][name], w, rtol=0, atol=1e-10)
 
 
-@pytest.mark.parametrize("which", ["ncontrast", "gsp", "ncontrast-labelled_first"])
+@pytest.mark.parametrize("which", ["ncontrast", "gsp", "rsd", "ncontrast-labelled_first"])
 def test_all_pairs_terms_under_ddp_give_the_single_process_gradient(ranks, which):
     """Every rank computes the global batch's all-pairs loss L and back-propagates it into its own
     rows only, so the ranks' gradients sum to ∇L; DDP averages them, so the Distiller scales such a

@@ -306,6 +306,7 @@ class RSD(LossTerm):
     Ĥ^S = Dropout(ReLU(W h^S)) (a learned map of the student's hidden layer to the teacher's width)."""
 
     name = "rsd"
+    all_pairs_loss = "rsd"  # under DDP the pairs of the global batch (d x d Grams all-reduced)
     needs_teacher = needs_hidden = True
 
     def __init__(self, weight: float = 0.1, dropout: float = 0.0, max_samples: Optional[int] = None):
@@ -324,7 +325,7 @@ class RSD(LossTerm):
         pick = _sample(s.size(0), self.max_samples, s.device)
         if pick is not None:
             s, t = s[pick], t[pick]
-        return rsd(self.head(s), t)
+        return rsd(self.head(s), t, **_group(ctx))
 
 
 class NContrast(LossTerm):

@@ -281,19 +281,20 @@ def _gsp_sharded(student: Tensor, teacher: Tensor, kernel: str, loss: str, tau: 
     return sh.sum(per_row.sum()) / (sh.total * sh.total if loss == "mse" else sh.total)
 
 
-def rsd(student: Tensor, teacher: Tensor, nodes: Optional[Tensor] = None) -> Tensor:
+def rsd(student: Tensor, teacher: Tensor, nodes: Optional[Tensor] = None, process_group=None) -> Tensor:
     """Representation similarity distillation (NOSMOG): ``(1/N^2) |S S^T - T T^T|_F^2``.
 
     Equal to ``gsp(student, teacher, kernel="linear", loss="mse", nodes=nodes)``: exact over all
     pairs through the float64 Gram identity, O(N d^2) time, O(d^2) extra memory.  NOSMOG applies
     it per mini-batch B (pass ``nodes=batch``) with the student side ``Dropout(ReLU(W h^S))``
-    (apply that projection before calling).
+    (apply that projection before calling).  ``process_group``: each rank passes its row shard and
+    gets the loss over all ranks' rows (as :func:`gsp`; the d x d Grams are all-reduced).
 
     Example:
         >>> s, t = torch.randn(1000, 64, requires_grad=True), torch.randn(1000, 128)
         >>> gkdfast.losses.rsd(s, t).backward()
     """
-    return gsp(student, teacher, kernel="linear", loss="mse", nodes=nodes)
+    return gsp(student, teacher, kernel="linear", loss="mse", nodes=nodes, process_group=process_group)
 
 
 # ------------------------------------------------------------------------------------------ relation
