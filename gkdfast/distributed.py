@@ -93,9 +93,7 @@ def broadcast_int(value: int, group=None) -> int:
     """
     if group is None:
         return int(value)
-    t = torch.tensor([int(value)], dtype=torch.int64, device=_comm_device(group))
-    dist.broadcast(t, src=dist.get_global_rank(group, 0), group=group)
-    return int(t.item())
+    return _int_collective(value, group, lambda t: dist.broadcast(t, src=dist.get_global_rank(group, 0), group=group))
 
 
 def global_count(count: int, group=None) -> int:
@@ -107,8 +105,13 @@ def global_count(count: int, group=None) -> int:
     """
     if group is None:
         return int(count)
-    t = torch.tensor([int(count)], dtype=torch.int64, device=_comm_device(group))
-    dist.all_reduce(t, group=group)
+    return _int_collective(count, group, lambda t: dist.all_reduce(t, group=group))
+
+
+def _int_collective(value: int, group, collective) -> int:
+    """Runs ``collective`` in place on a one-int64 tensor holding ``value`` (on the group's device)."""
+    t = torch.tensor([int(value)], dtype=torch.int64, device=_comm_device(group))
+    collective(t)
     return int(t.item())
 
 
