@@ -373,9 +373,9 @@ class HiddenMSE(LossTerm):
 
     def forward(self, ctx: StepContext) -> Tensor:
         s, t = _rows(self.row_mask(ctx), ctx.logits, ctx.teacher_hidden.to(ctx.logits.dtype))
-        if s.numel() == 0:
-            return ctx.logits.sum() * 0.0
-        return F.mse_loss(s, t)
+        # the mean over rows and columns; under DDP over the global batch's rows
+        total = F.mse_loss(s, t, reduction="sum") / max(s.size(1), 1) if s.numel() else ctx.logits.sum() * 0.0
+        return _rows_mean(total, s.size(0), ctx)
 
 
 class Adversarial(LossTerm):
