@@ -131,6 +131,27 @@ def _ncontrast_term(g, z, pg):
     return NContrast(1.0, tau=0.6, hops=2)(ctx)
 
 
+def _freekd_memory(x, rows, pg):
+    """FreeKD's agent (two GNN peers, whose last forward covered all N nodes: ``x`` by node id) after
+    one step on the batch ``rows`` (under pg: this rank's shard of it): its per-node memory of states
+    and losses, which every rank must hold for every rank's rows (a node's next batch may fall on
+    another rank)."""
+    from gkdfast.distill.recipes.freekd import FreeKDAgent
+    from gkdfast.distill.recipes.peers import PeerGroup
+    from gkdfast.distill.terms import StepContext
+    from gkdfast.nn import GCN
+
+    peers = PeerGroup([GCN(6, 4, 3), GCN(6, 4, 3)])
+    peers.last = [(x[0][:, :3], x[0]), (x[2][:, :3], x[2])]
+    agent = FreeKDAgent(peers, structure_weight=0.0).bind(_graph(), "cpu")
+    ones = torch.ones(rows.numel(), dtype=torch.bool)
+    ctx = StepContext(nodes=rows, logits=x[0][rows, :3], hidden=x[0][rows], teacher_logits=None, teacher_hidden=None,
+                      y=rows % 3, labelled=rows % 2 == 0, observed=ones, inputs=x[0], forward=None,
+                      full_graph=_graph(), full_batch=False, process_group=pg)
+    agent(ctx)
+    return torch.cat([agent.prev_state.flatten(), agent.prev_ce.flatten(), agent.has_prev.to(x[0].dtype)])
+
+
 def _inputs(dtype):
     gen = torch.Generator().manual_seed(4)
     s = torch.randn(N, 6, generator=gen, dtype=dtype)
@@ -160,6 +181,15 @@ def _check_all(rank: int, group) -> list:
                 _close(problems, f"{label} grad[{k}]", a, w[b:e], dtype)
         except Exception:  # noqa: BLE001  (recorded, reported by the parent)
             problems.append(f"{label}: {traceback.format_exc()}")
+    # FreeKD's agent: after a step on shards of one batch every rank holds the memory of all its rows
+    try:
+        x = _inputs(torch.float32)  # the agent's state and policy are float32
+        batch = torch.randperm(N, generator=torch.Generator().manual_seed(5))[:11]  # 2 nodes not in it
+        b, e = gdist.shard_range(batch.numel(), WORLD, rank)
+        want = _freekd_memory(x, batch, None)
+        _close(problems, "freekd memory", _freekd_memory(x, batch[b:e], group), want, torch.float32)
+    except Exception:  # noqa: BLE001
+        problems.append(f"freekd memory: {traceback.format_exc()}")
     # seed=None: every rank must use rank 0's draw, so the value is the same on both ranks
     s, _, t2 = _inputs(torch.float64)
     b, e = gdist.shard_range(N, WORLD, rank)

@@ -103,9 +103,6 @@ class FreeKDAgent(PeerTerm):
         self.register_buffer("has_prev", torch.zeros(n, dtype=torch.bool, device=device))
         return self
 
-    def supports_process_group(self) -> bool:
-        return False  # the per-node memory would differ between ranks
-
     def action_probs(self, state: Tensor) -> Tensor:
         """``[B, 2]``: P(Φ teaches Ψ), P(propagate structure)."""
         logits = self.policy(state * _LABEL_FREE.to(state.device) if self.reward == "teacher_gap" else state)
@@ -171,6 +168,11 @@ class FreeKDAgent(PeerTerm):
             s = torch.where(forward_dir, s_fwd, s_bwd) * chosen
             loss = loss + self.structure_weight * s.sum() / chosen.sum().clamp(min=1.0)
         with torch.no_grad():
+            if ctx.process_group is not None:  # every rank remembers every rank's rows: a node's next
+                from gkdfast.distributed import all_gather_rows  # batch may fall on another rank
+
+                nodes, state, actions, ce_now = (all_gather_rows(t.contiguous(), ctx.process_group)
+                                                 for t in (nodes, state, actions, ce_now))
             self.prev_state[nodes] = state
             self.prev_actions[nodes] = actions
             self.prev_ce[nodes] = ce_now
@@ -224,9 +226,6 @@ class FreeKD(Recipe):
 
     def terms(self):
         return [PeerCE(PeerGroup([nn.Identity(), nn.Identity()]))]  # kinds only, for the CLI's checks
-
-    def distributed_problem(self):
-        return "its agent keeps per-node state (the previous step's actions and losses) that ranks would not share"
 
     def fit(self, make_student, data, teacher=None, seed: int = 0, **distiller_kw) -> Trained:
         """Trains the two peers with the agent; returns the better one by validation accuracy."""
