@@ -64,6 +64,16 @@ def fit_all_pairs(distributed, which: str):
                       seed=3, distributed=distributed, batch_size=40, observed=observed)
         res = d.fit(data, data.x)
         return {k: v.detach().clone() for k, v in student.state_dict().items()}, res
+    if which == "lsp-gcn":
+        # a GNN student: LSP over the global batch's edges (every rank from its full-graph forward)
+        from gkdfast.nn import GCN
+
+        torch.manual_seed(0)
+        student = GCN(data.x.size(1), 16, 3, dropout=0.0).double()
+        d = Distiller(student, loss_terms + [terms.LSP(1.0, kernel="rbf", gamma=0.5)], teacher, lr=0.01, epochs=3,
+                      patience=None, seed=3, distributed=distributed, batch_size=40)
+        res = d.fit(data, data.x)
+        return {k: v.detach().clone() for k, v in student.state_dict().items()}, res
     if which == "gsp":
         term = terms.GSP(1.0, proj_dim=None, max_samples=None)
     elif which == "rsd":  # NOSMOG's term, with its learned map (a head DDP averages with the student)
@@ -146,7 +156,7 @@ def worker(rank: int, world: int, init_file: str, out_dir: str):
     results["loss"] = [h["loss"] for h in res.history]
     results["best_epoch"] = res.best_epoch
     # 1a. all-pairs terms: the global batch's loss on every rank, the single-process gradient
-    for which in ("ncontrast", "gsp", "rsd", "ncontrast-labelled_first", "ce-uneven"):
+    for which in ("ncontrast", "gsp", "rsd", "ncontrast-labelled_first", "ce-uneven", "lsp-gcn"):
         results[f"pairs_{which}"] = fit_all_pairs("auto", which)[0]
     # 1b. BatchNorm + dropout + a label term, odd pool (padding): not equal to one process, but the
     # final weights and running statistics must be identical on every rank.

@@ -555,9 +555,15 @@ class Distiller:
             full = nodes.numel() == n and labelled is None
             x_b = inputs if (self.uses_graph or full) else inputs[nodes]
             sel = None if full else nodes
-            logits, hidden = self._forward(x_b, graph, sel, True)
+            # a GNN student runs over the whole graph: keep its hidden layer for every node (a term that
+            # needs rows outside the batch, LSP under DDP, reads it), then select the batch rows
+            logits, hidden = self._forward(x_b, graph, None if self.uses_graph else sel, True)
+            all_hidden = hidden if self.uses_graph else None
+            if self.uses_graph and sel is not None:
+                logits, hidden = logits[sel], hidden[sel] if hidden is not None else None
             ctx = StepContext(
-                nodes=nodes, logits=logits, hidden=hidden,
+                nodes=nodes, logits=logits, hidden=hidden, all_hidden=all_hidden,
+                all_teacher_hidden=teacher.hidden if teacher is not None else None,
                 teacher_logits=teacher.logits[nodes] if teacher is not None else None,
                 teacher_hidden=teacher.hidden[nodes] if teacher is not None and teacher.hidden is not None
                 else None,

@@ -48,6 +48,8 @@ class StepContext:
         full_graph / full_batch: the whole graph, and whether the batch is every node.
         process_group: under DDP, the group whose ranks hold the other rows of the global batch (each
             rank's batch rows are its shard; all-pairs terms pass it to their loss); ``None`` otherwise.
+        all_hidden: a GNN student's hidden layer for every node (``hidden`` is its batch rows);
+            ``None`` for a graph-free student.  all_teacher_hidden: the teacher's, for every node.
         student: the student module itself, for a term that runs part of it (GSDN applies a graph-free
             MLP's first layer to nodes once, then mixes its outputs); ``None`` when not given.  Outside
             DDP only: under a process group go through ``forward``.
@@ -67,6 +69,8 @@ class StepContext:
     full_batch: bool = True
     process_group: object = None
     student: object = None
+    all_hidden: Optional[Tensor] = None
+    all_teacher_hidden: Optional[Tensor] = None
     _graph: object = field(default=None, repr=False)
 
     @property
@@ -215,8 +219,17 @@ class LSP(LossTerm):
     def forward(self, ctx: StepContext) -> Tensor:
         from gkdfast.losses import lsp
 
-        return lsp(ctx.graph, ctx.hidden, ctx.teacher_hidden.to(ctx.hidden.dtype), kernel=self.kernel,
-                   gamma=self.gamma, tau=self.tau, reduction="mean")
+        graph, s, t = ctx.graph, ctx.hidden, ctx.teacher_hidden
+        if ctx.process_group is not None and ctx.all_hidden is not None and ctx.all_teacher_hidden is not None:
+            # Under DDP with a GNN student: the global batch's edges, not only those inside this rank's
+            # shard.  Every rank computes the same loss from its full forward (no W factor: DDP's
+            # average of identical gradients is the gradient), as one process does on that batch.
+            from gkdfast.distributed import all_gather_rows
+
+            nodes = torch.unique(all_gather_rows(ctx.nodes.contiguous(), ctx.process_group))  # padding: once
+            graph = induced_subgraph(ctx.full_graph, nodes)
+            s, t = ctx.all_hidden[nodes], ctx.all_teacher_hidden.to(ctx.all_hidden.device)[nodes]
+        return lsp(graph, s, t.to(s.dtype), kernel=self.kernel, gamma=self.gamma, tau=self.tau, reduction="mean")
 
 
 def _sample(n: int, max_samples: Optional[int], device) -> Optional[Tensor]:
