@@ -65,7 +65,8 @@ def worker(rank: int, world: int, init_file: str, out_dir: str):
     for name, model in models().items():
         logits, hidden = layerwise_inference(model, data.x, data.graph, chunk_rows=37, progress=False,
                                              out_dir=os.path.join(out_dir, f"lw-{name}"), group=group)
-        results[f"lw_{name}"] = (logits.clone(), hidden.clone(), sorted(os.listdir(os.path.join(out_dir, f"lw-{name}"))))
+        files = sorted(os.listdir(os.path.join(out_dir, f"lw-{name}")))
+        results[f"lw_{name}"] = (logits.clone(), hidden.clone(), files)
         dist.barrier()
     # 2. the teacher cache through the layer-wise path
     out = teacher_outputs(models()["gcn"], data.x, data.graph, cache_dir=os.path.join(out_dir, "cache"),

@@ -557,7 +557,7 @@ class Distiller:
             sel = None if full else nodes
             # a GNN student runs over the whole graph: keep its hidden layer for every node (a term that
             # needs rows outside the batch, LSP under DDP, reads it), then select the batch rows
-            logits, hidden = self._forward(x_b, graph, None if self.uses_graph else sel, True)
+            logits, hidden = self._forward(x_b, graph, None, True)
             all_hidden = hidden if self.uses_graph else None
             if self.uses_graph and sel is not None:
                 logits, hidden = logits[sel], hidden[sel] if hidden is not None else None
@@ -581,7 +581,8 @@ class Distiller:
                 values[t.name] = float(v.detach())
                 # Under DDP an all-pairs term is the *global* batch's loss on every rank, and each rank
                 # back-propagates it into its own rows only: the ranks' gradients sum to its gradient,
-                # and DDP averages them, so scale it by W (a batch-mean term is per rank and needs none).
+                # and DDP averages them, so scale it by W.  (A row-mean term scales its own share,
+                # terms._rows_mean; a term every rank computes whole, LSP on a GNN, needs nothing.)
                 loss = loss + t.weight * (ddp.world_size if ddp is not None and t.all_pairs_loss else 1) * v
                 reported += t.weight * values[t.name]
             if not torch.is_tensor(loss):

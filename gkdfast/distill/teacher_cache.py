@@ -196,8 +196,9 @@ def teacher_outputs(teacher: nn.Module, x: Tensor, graph=None, cache_dir: Option
             into the shared cache (a graph-free teacher runs on those rows only; a GNN still runs over
             the whole graph, since its rows need their neighbourhoods) and every rank maps the
             result; with ``chunk_rows`` the ranks run layer-wise inference together instead (every
-            W-th row block of each layer, a barrier between layers), so a GNN's work is divided too.  Every rank must pass the same teacher weights and inputs
-            (checked: the cache keys must agree).
+            W-th row block of each layer, a barrier between layers), so a GNN's work is divided too.
+            Every rank must pass the same teacher weights and inputs (checked: the cache keys must
+            agree).
 
     Returns:
         :class:`TeacherOutputs` with ``logits [N, C]`` and ``hidden [N, H]`` (or ``None``).

@@ -42,13 +42,12 @@ def alloc_matrix(rows: int, cols: int, path: Optional[str] = None) -> Tensor:
         return torch.empty(rows, cols)
     with open(path, "wb") as f:
         f.truncate(rows * cols * 4)
-    arr = np.memmap(path, dtype=np.float32, mode="r+", shape=(rows, cols))
-    return torch.from_numpy(arr)
+    return _open_matrix(rows, cols, path)
 
 
 def _open_matrix(rows: int, cols: int, path: str) -> Tensor:
-    """The writable memory map of an existing raw float32 ``[rows, cols]`` file (another process
-    created it; its writes and ours meet in the shared page cache)."""
+    """The writable memory map of an existing raw float32 ``[rows, cols]`` file (when another process
+    created it, its writes and ours meet in the shared page cache)."""
     if rows * cols == 0:
         return torch.empty(rows, cols)
     return torch.from_numpy(np.memmap(path, dtype=np.float32, mode="r+", shape=(rows, cols)))
@@ -331,7 +330,8 @@ def layerwise_inference(model: nn.Module, x: Tensor, graph: Optional[Graph], *, 
         for i, layer in enumerate(layers):
             last = i == len(layers) - 1
             # each rank its own pre-transform file (it is per-node work every rank needs whole)
-            runner = _LayerRunner(layer, graph, chunk_rows, path(f"pre{i}.f32" if group is None else f"pre{i}.r{rank}.f32"))
+            runner = _LayerRunner(layer, graph, chunk_rows,
+                                  path(f"pre{i}.f32" if group is None else f"pre{i}.r{rank}.f32"))
             runner.prepare(h)
             out = _shared_matrix(n, model.out_channels if last else model.hidden_channels,
                                  path(_layer_file(i, layers)), group)
