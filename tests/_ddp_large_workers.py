@@ -72,15 +72,16 @@ def worker(rank: int, world: int, init_file: str, out_dir: str):
     out = teacher_outputs(models()["gcn"], data.x, data.graph, cache_dir=os.path.join(out_dir, "cache"),
                           chunk_rows=50)
     results["cache"] = (out.logits.clone(), out.hidden.clone(), out.cached)
-    # 2b. ranks on different machines (torchrun's LOCAL_WORLD_SIZE below the world size): rank 0 runs
-    # the layers alone, since memory maps are coherent only within a machine
-    os.environ["LOCAL_WORLD_SIZE"] = "1"
+    # 2b. ranks on different machines (torchrun's GROUP_RANK differs): each machine keeps its own layer
+    # files and the machines exchange row blocks by messages
+    os.environ["GROUP_RANK"] = str(rank)
     try:
         out = teacher_outputs(models()["gcn"], data.x, data.graph, cache_dir=os.path.join(out_dir, "cache-apart"),
                               chunk_rows=50)
+        results["cache_apart"] = (out.logits.clone(), out.hidden.clone(), out.cached,
+                                  sorted(os.listdir(os.path.join(out_dir, "cache-apart", "teachers", out.key))))
     finally:
-        del os.environ["LOCAL_WORLD_SIZE"]
-    results["cache_apart"] = (out.logits.clone(), out.hidden.clone(), out.cached)
+        del os.environ["GROUP_RANK"]
     # 3. sampled teacher training, data-parallel
     results["fit"] = fit_sampled_problem("auto")
     # 4. the whole pipeline: sampled teacher, layer-wise inference, students (GLNN and the baseline)
@@ -88,6 +89,33 @@ def worker(rank: int, world: int, init_file: str, out_dir: str):
                         batch_size=64, chunk_rows=50, student_epochs=2, out_dir=os.path.join(out_dir, "large"),
                         progress=False)
     results["large"] = res
+    torch.save(results, os.path.join(out_dir, f"rank{rank}.pt"))
+    dist.barrier()
+    dist.destroy_process_group()
+
+
+def apart_worker(rank: int, world: int, init_file: str, out_dir: str):
+    """Three ranks on two "machines" (GROUP_RANK 0, 0, 1): layer-wise inference of every model, with
+    the third rank's layer copies in a folder of its own, so only the block exchange can fill them."""
+    import torch.distributed as dist
+
+    from gkdfast.distill.ddp import resolve
+    from gkdfast.nn import layerwise_inference
+
+    torch.set_num_threads(1)
+    os.environ["GROUP_RANK"] = "0" if rank < 2 else "1"
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    group = resolve("auto")
+    data = problem()
+    results = {"machines": group.machines()}
+    for name, model in models().items():
+        folder = os.path.join(out_dir, f"lw-{name}")
+        logits, hidden = layerwise_inference(model, data.x, data.graph, chunk_rows=37, progress=False,
+                                             out_dir=folder, group=group)
+        results[name] = (logits.clone(), hidden.clone())
+        del logits, hidden
+        dist.barrier()
+        results[name] += (sorted(os.listdir(folder)),)
     torch.save(results, os.path.join(out_dir, f"rank{rank}.pt"))
     dist.barrier()
     dist.destroy_process_group()

@@ -64,12 +64,14 @@ def fit_all_pairs(distributed, which: str):
                       seed=3, distributed=distributed, batch_size=40, observed=observed)
         res = d.fit(data, data.x)
         return {k: v.detach().clone() for k, v in student.state_dict().items()}, res
-    if which == "lsp-gcn":
-        # a GNN student: LSP over the global batch's edges (every rank from its full-graph forward)
+    if which in ("lsp-gcn", "lsp-mlp"):
+        # LSP over the global batch's edges: a GNN student from every rank's full-graph forward, a
+        # graph-free one from the batch rows gathered from the ranks
         from gkdfast.nn import GCN
 
         torch.manual_seed(0)
-        student = GCN(data.x.size(1), 16, 3, dropout=0.0).double()
+        student = GCN(data.x.size(1), 16, 3, dropout=0.0).double() if which == "lsp-gcn" else \
+            make_student(data.x.size(1))
         d = Distiller(student, loss_terms + [terms.LSP(1.0, kernel="rbf", gamma=0.5)], teacher, lr=0.01, epochs=3,
                       patience=None, seed=3, distributed=distributed, batch_size=40)
         res = d.fit(data, data.x)
@@ -88,12 +90,7 @@ def fit_all_pairs(distributed, which: str):
     student = make_student(data.x.size(1))
     d = Distiller(student, loss_terms + [term], teacher, lr=0.01, epochs=3, patience=None, seed=3,
                   distributed=distributed, **kw)
-    before = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)  # RSD's map is built in fit: float64 like the student
-    try:
-        res = d.fit(data, data.x)
-    finally:
-        torch.set_default_dtype(before)
+    res = d.fit(data, data.x)  # RSD's map is built in fit, in the student's float64
     return {k: v.detach().clone() for k, v in student.state_dict().items()}, res
 
 
@@ -156,7 +153,7 @@ def worker(rank: int, world: int, init_file: str, out_dir: str):
     results["loss"] = [h["loss"] for h in res.history]
     results["best_epoch"] = res.best_epoch
     # 1a. all-pairs terms: the global batch's loss on every rank, the single-process gradient
-    for which in ("ncontrast", "gsp", "rsd", "ncontrast-labelled_first", "ce-uneven", "lsp-gcn"):
+    for which in ("ncontrast", "gsp", "rsd", "ncontrast-labelled_first", "ce-uneven", "lsp-gcn", "lsp-mlp"):
         results[f"pairs_{which}"] = fit_all_pairs("auto", which)[0]
     # 1b. BatchNorm + dropout + a label term, odd pool (padding): not equal to one process, but the
     # final weights and running statistics must be identical on every rank.

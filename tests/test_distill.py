@@ -340,6 +340,19 @@ def test_projection_terms_survive_a_one_row_last_batch(tiny, tiny_teacher):
     assert r.epochs == 2
 
 
+def test_term_heads_take_the_students_dtype(tiny, tiny_teacher):
+    """A float64 student (default dtype float32): the projection heads and RSD's map the terms build
+    in fit are float64 too, and training runs."""
+    _, tout = tiny_teacher
+    torch.manual_seed(0)
+    student = MLP(16, 8, 3).double()
+    loss_terms = [terms.CrossEntropy(), terms.GSP(1.0, proj_dim=4), terms.CRD(1.0, proj_dim=4), terms.RSD(1.0)]
+    r = Distiller(student, loss_terms, tout, epochs=2, batch_size=100, patience=None).fit(tiny, tiny.x.double())
+    assert r.epochs == 2
+    heads = [p for t in loss_terms for p in t.parameters()]
+    assert heads and all(p.dtype == torch.float64 for p in heads)
+
+
 # -- inductive setting ---------------------------------------------------------------------------
 def test_inductive_setting_end_to_end_teacher_never_sees_held_out_nodes(tmp_path, monkeypatch):
     """Every recipe runs in the inductive setting; nothing trained (teacher, students, their teacher

@@ -41,17 +41,46 @@ def test_layerwise_inference_shared_by_two_ranks_equals_the_full_forward(ranks, 
 
 
 def test_teacher_cache_layerwise_under_ddp_equals_one_process(ranks, tmp_path):
-    """Ranks on one machine share the layers' row blocks; ranks on several machines let rank 0 run them."""
+    """Ranks on one machine share the layers' row blocks; ranks on two machines exchange them, and only
+    the finished entry's files stay in the cache."""
     from gkdfast.distill import teacher_outputs
 
     _, res = ranks
     data = workers.problem()
     want = teacher_outputs(workers.models()["gcn"], data.x, data.graph, cache_dir=str(tmp_path), chunk_rows=50)
     for r, key in [(r, key) for r in range(WORLD) for key in ("cache", "cache_apart")]:
-        logits, hidden, cached = res[r][key]
+        logits, hidden, cached = res[r][key][:3]
         assert not cached
         torch.testing.assert_close(logits, want.logits, rtol=1e-5, atol=1e-5)
         torch.testing.assert_close(hidden, want.hidden, rtol=1e-5, atol=1e-5)
+
+
+    for r in range(WORLD):
+        assert res[r]["cache_apart"][3] == ["hidden.f32", "logits.f32", "meta.json"]
+
+
+@pytest.fixture(scope="module")
+def apart(tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("ddp-apart"))
+    mp.start_processes(workers.apart_worker, args=(3, os.path.join(out, "init"), out), nprocs=3, join=True,
+                       start_method="spawn")
+    return [torch.load(os.path.join(out, f"rank{r}.pt"), weights_only=False) for r in range(3)]
+
+
+@pytest.mark.parametrize("name", ["gcn", "sage", "gat", "mlp1"])
+def test_layerwise_inference_across_two_machines_equals_the_full_forward(apart, name):
+    """Ranks 0, 1 on machine 0 share files; rank 2 alone on machine 1 holds its own copies, filled by
+    the exchange (9 blocks of 37 rows: every rank owns blocks of every layer)."""
+    data = workers.problem()
+    model = workers.models()[name].eval()
+    with torch.no_grad():
+        want_logits, want_hidden = model(data.x, data.graph, return_hidden=True)
+    for r in range(3):
+        assert apart[r]["machines"] == [0, 0, 1]
+        logits, hidden, files = apart[r][name]
+        torch.testing.assert_close(logits, want_logits, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(hidden, want_hidden, rtol=1e-5, atol=1e-5)
+        assert files == ["hidden.f32", "logits.f32"]  # machine 1's copies (".machine1") deleted
 
 
 def test_fit_sampled_under_ddp_equals_one_process(ranks):

@@ -92,12 +92,13 @@ def test_label_rows_falling_unevenly_on_the_ranks_give_the_single_process_gradie
             torch.testing.assert_close(res[r]["pairs_ce-uneven"][name], w, rtol=0, atol=1e-10)
 
 
-@pytest.mark.parametrize("which", ["ncontrast", "gsp", "rsd", "ncontrast-labelled_first", "lsp-gcn"])
+@pytest.mark.parametrize("which", ["ncontrast", "gsp", "rsd", "ncontrast-labelled_first", "lsp-gcn", "lsp-mlp"])
 def test_pair_terms_under_ddp_give_the_single_process_gradient(ranks, which):
     """Every rank computes the global batch's all-pairs loss L and back-propagates it into its own
     rows only, so the ranks' gradients sum to ∇L; DDP averages them, so the Distiller scales such a
-    term by the world size.  LSP with a GNN student: every rank computes the global batch's edges
-    from its full-graph forward (identical gradients, averaged).  Pool 120, global batch 40: the DDP weights after 9 Adam steps equal the
+    term by the world size.  LSP: every rank computes the loss over the global batch's edges, from
+    its full-graph forward (GNN student) or the gathered batch rows (MLP student), and DDP averages
+    the identical gradients.  Pool 120, global batch 40: the DDP weights after 9 Adam steps equal the
     single-process ones (the union of the ranks' batches is the single-process batch, and both losses
     are invariant to the order of its rows)."""
     _, res = ranks

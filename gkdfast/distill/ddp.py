@@ -87,6 +87,36 @@ class Dist:
                                    else src, group=self.group)
         return box[0]
 
+    def machines(self) -> List[int]:
+        """The machine of every rank, numbered in order of first appearance (rank 0's machine is 0).
+
+        A machine is torchrun's ``GROUP_RANK`` (one per agent, i.e. per ``--nnodes`` member) where it
+        is set, else the host name (processes started by ``torch.multiprocessing`` share one)."""
+        import socket
+
+        ids = self.all_gather_object(os.environ.get("GROUP_RANK") or socket.gethostname())
+        index: dict = {}
+        return [index.setdefault(m, len(index)) for m in ids]
+
+    def _global(self, rank: int) -> int:
+        import torch.distributed as dist
+
+        return dist.get_global_rank(self.group, rank) if self.group is not None else rank
+
+    def send(self, t: Tensor, dst: int) -> None:
+        """Sends a CPU tensor to rank ``dst`` of the group (through the GPU under NCCL)."""
+        import torch.distributed as dist
+
+        dist.send(t.to(self._device()).contiguous(), dst=self._global(dst), group=self.group)
+
+    def recv(self, t: Tensor, src: int) -> Tensor:
+        """Receives into (a copy of) the CPU tensor ``t``'s shape and dtype from rank ``src``."""
+        import torch.distributed as dist
+
+        box = torch.empty(t.shape, dtype=t.dtype, device=self._device())
+        dist.recv(box, src=self._global(src), group=self.group)
+        return box.cpu()
+
 
 def resolve(distributed, process_group=None) -> Optional[Dist]:
     """The :class:`Dist` to train with, or ``None`` for plain single-process training.

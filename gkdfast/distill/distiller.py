@@ -482,7 +482,9 @@ class Distiller:
                     else None, num_classes=probe[0].size(-1))
         for t in self.terms:
             t.setup(dims)
-        self.terms.to(dev)
+        # heads the terms built (projections, RSD's map) take the student's device and float dtype
+        out_dtype = (probe[1] if probe[1] is not None else probe[0]).dtype
+        self.terms.to(dev, dtype=out_dtype if out_dtype.is_floating_point else None)
 
         params = list(self.student.parameters()) + list(self.terms.parameters())
         optim = torch.optim.Adam(params, lr=self.lr, weight_decay=self.weight_decay)

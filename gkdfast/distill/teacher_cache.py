@@ -272,14 +272,6 @@ def teacher_outputs(teacher: nn.Module, x: Tensor, graph=None, cache_dir: Option
     return out.to(device) if device is not None else out
 
 
-def _one_machine(group) -> bool:
-    """Whether every rank of ``group`` runs on this machine: torchrun's ``LOCAL_WORLD_SIZE`` equals
-    the group's size (processes started another way, e.g. by ``torch.multiprocessing``, count as one
-    machine)."""
-    local = os.environ.get("LOCAL_WORLD_SIZE")
-    return local is None or int(local) >= group.world_size
-
-
 def _sharded(teacher: nn.Module, x: Tensor, graph, cache_dir: str, key: str, group, chunk_rows: Optional[int] = None,
              progress: bool = False) -> TeacherOutputs:
     """The distributed path of :func:`teacher_outputs` (``group``: a :class:`gkdfast.distill.ddp.Dist`)."""
@@ -301,16 +293,11 @@ def _sharded(teacher: nn.Module, x: Tensor, graph, cache_dir: str, key: str, gro
         if chunk_rows is not None:  # the ranks run the layers together, writing into tmp's files
             from gkdfast.nn.layerwise import layerwise_inference
 
-            # The ranks meet in memory-mapped files, which only one machine keeps coherent: across
-            # machines rank 0 runs the layers alone and the others wait for the finished entry.
-            together = _one_machine(group)
-            meta = None
-            if together or group.is_main:
-                logits, hidden = layerwise_inference(teacher, x, graph, chunk_rows=chunk_rows, out_dir=tmp,
-                                                     progress=progress and group.is_main,
-                                                     group=group if together else None)
-                meta = {"logits": list(logits.shape), "hidden": list(hidden.shape) if hidden is not None else None}
-                del logits, hidden  # drop the writable maps before the folder is renamed
+            # A machine's ranks meet in its memory-mapped files; machines exchange row blocks by messages.
+            logits, hidden = layerwise_inference(teacher, x, graph, chunk_rows=chunk_rows, out_dir=tmp,
+                                                 progress=progress and group.is_main, group=group)
+            meta = {"logits": list(logits.shape), "hidden": list(hidden.shape) if hidden is not None else None}
+            del logits, hidden  # drop the writable maps before the folder is renamed
         else:
             chunk = -(-n // group.world_size)
             lo, hi = min(n, group.rank * chunk), min(n, (group.rank + 1) * chunk)

@@ -220,16 +220,29 @@ class LSP(LossTerm):
         from gkdfast.losses import lsp
 
         graph, s, t = ctx.graph, ctx.hidden, ctx.teacher_hidden
-        if ctx.process_group is not None and ctx.all_hidden is not None and ctx.all_teacher_hidden is not None:
-            # Under DDP with a GNN student: the global batch's edges, not only those inside this rank's
-            # shard.  Every rank computes the same loss from its full forward (no W factor: DDP's
-            # average of identical gradients is the gradient), as one process does on that batch.
-            from gkdfast.distributed import all_gather_rows
-
-            nodes = torch.unique(all_gather_rows(ctx.nodes.contiguous(), ctx.process_group))  # padding: once
-            graph = induced_subgraph(ctx.full_graph, nodes)
-            s, t = ctx.all_hidden[nodes], ctx.all_teacher_hidden.to(ctx.all_hidden.device)[nodes]
+        if ctx.process_group is not None and ctx.all_teacher_hidden is not None:
+            graph, s, t = self._global_batch(ctx)
         return lsp(graph, s, t.to(s.dtype), kernel=self.kernel, gamma=self.gamma, tau=self.tau, reduction="mean")
+
+    @staticmethod
+    def _global_batch(ctx: StepContext):
+        """Under DDP: the global batch's edges, not only those inside this rank's shard, as one process
+        sees that batch.  Every rank computes the same loss: a GNN student from its full-graph forward,
+        a graph-free one from the batch rows gathered from every rank (their backward sums the ranks'
+        identical gradients into each owner's rows).  Either way DDP's average of the ranks' gradients
+        is the loss's gradient, so the term needs no W factor."""
+        from gkdfast.distributed import all_gather_rows
+
+        ids = all_gather_rows(ctx.nodes.contiguous(), ctx.process_group)
+        nodes, inverse = torch.unique(ids, return_inverse=True)  # padding repeats a node: count it once
+        if ctx.all_hidden is not None:
+            s = ctx.all_hidden[nodes]
+        else:
+            first = torch.full((nodes.numel(),), ids.numel(), dtype=torch.long, device=ids.device)
+            first = first.scatter_reduce(0, inverse, torch.arange(ids.numel(), device=ids.device), "amin")
+            s = all_gather_rows(ctx.hidden, ctx.process_group)[first]
+        t = ctx.all_teacher_hidden.to(s.device)[nodes]
+        return induced_subgraph(ctx.full_graph, nodes), s, t
 
 
 def _sample(n: int, max_samples: Optional[int], device) -> Optional[Tensor]:

@@ -53,17 +53,6 @@ def _open_matrix(rows: int, cols: int, path: str) -> Tensor:
     return torch.from_numpy(np.memmap(path, dtype=np.float32, mode="r+", shape=(rows, cols)))
 
 
-def _shared_matrix(rows: int, cols: int, path: Optional[str], group) -> Tensor:
-    """:func:`alloc_matrix`, created by rank 0 of ``group`` (a :class:`gkdfast.distill.ddp.Dist`) and
-    mapped by the others once it exists; without a group, :func:`alloc_matrix` itself."""
-    if group is None:
-        return alloc_matrix(rows, cols, path)
-    if group.is_main:
-        out = alloc_matrix(rows, cols, path)
-    group.barrier()
-    return out if group.is_main else _open_matrix(rows, cols, path)
-
-
 def _flush(t: Tensor) -> None:
     """Writes a mapped buffer's dirty pages back (no-op for an in-memory tensor)."""
     base = t.numpy().base if t.numel() else None
@@ -244,6 +233,82 @@ class _LayerRunner:
         return out
 
 
+class _Machines:
+    """Where the ranks of a group meet during :func:`layerwise_inference`.
+
+    The ranks of one machine share each layer matrix as one memory-mapped file (writes from several
+    processes meet in that machine's page cache).  Page caches of different machines are not kept
+    coherent, even over a shared file system, so each further machine keeps its own copies of the
+    layers in ``out_dir/.machine<m>`` and the machines exchange row blocks by point-to-point messages
+    between their first ranks (the leaders): after a layer, the leader of the block owner's machine
+    reads the block from its file and sends it to the other leaders, which write it into theirs.
+    Rank 0's machine holds the results in ``out_dir`` itself; the others' copies are deleted at the end.
+    Without a group: one rank, one machine, files (if any) straight in ``out_dir``."""
+
+    def __init__(self, group, out_dir: Optional[str]):
+        self.group, self.out_dir = group, out_dir
+        self.rank, self.world = (group.rank, group.world_size) if group is not None else (0, 1)
+        self.machine_of = group.machines() if group is not None else [0]
+        self.mine = self.machine_of[self.rank]
+        self.local = [r for r in range(self.world) if self.machine_of[r] == self.mine]
+        self.leaders = [self.machine_of.index(m) for m in range(max(self.machine_of) + 1)]
+        self.is_leader = self.rank == self.local[0]
+        self.folder = out_dir if out_dir is None or self.mine == 0 else os.path.join(out_dir, f".machine{self.mine}")
+        if self.folder is not None:
+            os.makedirs(self.folder, exist_ok=True)
+
+    def path(self, name: str) -> Optional[str]:
+        return os.path.join(self.folder, name) if self.folder is not None else None
+
+    def barrier(self) -> None:
+        if self.group is not None:
+            self.group.barrier()
+
+    def matrix(self, rows: int, cols: int, name: str) -> Tensor:
+        """This machine's ``[rows, cols]`` layer buffer: created by the machine's leader, mapped by the
+        machine's other ranks once it exists."""
+        path = self.path(name)
+        if self.group is None or path is None:
+            return alloc_matrix(rows, cols, path)
+        if self.is_leader:
+            out = alloc_matrix(rows, cols, path)
+        self.barrier()
+        return out if self.is_leader else _open_matrix(rows, cols, path)
+
+    def exchange(self, out: Tensor, chunk_rows: int, owner, everywhere: bool) -> None:
+        """Copies every row block of ``out`` from its owner's machine to the other machines (to rank
+        0's machine only unless ``everywhere``).  Call after the layer's barrier; the caller flushes
+        and waits again before anyone reads ``out``."""
+        if len(self.leaders) < 2 or not self.is_leader:
+            return
+        receivers = self.leaders if everywhere else self.leaders[:1]
+        for j, a in enumerate(range(0, out.size(0), chunk_rows)):
+            b = min(a + chunk_rows, out.size(0))
+            src = self.leaders[self.machine_of[owner(j)]]
+            if self.rank == src:
+                for dst in receivers:
+                    if dst != src:
+                        self.group.send(out[a:b], dst)
+            elif self.rank in receivers:
+                out[a:b] = self.group.recv(out[a:b], src)
+
+    @property
+    def apart(self) -> bool:
+        """Whether the ranks span more than one machine (every rank agrees)."""
+        return len(self.leaders) > 1
+
+    def results(self, shapes) -> Tuple[Tensor, ...]:
+        """Maps of rank 0's machine's result files (``logits.f32``, ``hidden.f32``), once every rank
+        has dropped its own maps; a further machine's leader deletes that machine's copies."""
+        self.barrier()
+        if self.mine != 0 and self.is_leader:
+            import shutil
+
+            shutil.rmtree(self.folder, ignore_errors=True)
+        return tuple(_open_matrix(rows, cols, os.path.join(self.out_dir, name))
+                     for (rows, cols), name in zip(shapes, ("logits.f32", "hidden.f32")))
+
+
 @torch.no_grad()
 def layerwise_inference(model: nn.Module, x: Tensor, graph: Optional[Graph], *, chunk_rows: int = 65536,
                         out_dir: Optional[str] = None, progress: bool = True, group=None) -> Tuple[Tensor, Tensor]:
@@ -264,10 +329,14 @@ def layerwise_inference(model: nn.Module, x: Tensor, graph: Optional[Graph], *, 
             row-major), returned mapped.  Intermediate files are deleted once used.
         progress: tqdm bar over rows x layers, with throughput.
         group: ``None``, or a :class:`gkdfast.distill.ddp.Dist` whose ranks share the work: every
-            rank calls with the same model, ``x``, graph and ``out_dir`` (a folder all of them see:
-            one machine or a shared file system; required), computes every W-th row block of each
-            layer into the shared files, and waits for the others before the next layer reads them.
-            Each rank returns the maps of the complete results.
+            rank calls with the same model, ``x``, graph and ``out_dir`` (required: a folder every
+            rank sees, on one machine or a shared file system), computes every W-th row block of
+            each layer, and waits for the others before the next layer reads them.  The ranks of one
+            machine share each layer as one memory-mapped file; when the ranks span several machines
+            (torchrun's ``GROUP_RANK``, else the host name), each further machine keeps its own
+            copies under ``out_dir/.machine<m>`` (deleted at the end) and the machines' first ranks
+            exchange the row blocks by point-to-point messages.  Each rank returns the maps of the
+            complete results in ``out_dir``.
 
     Returns:
         ``(logits [N, C], hidden [N, H])``; ``hidden`` is the input of the last layer after its
@@ -308,10 +377,11 @@ def layerwise_inference(model: nn.Module, x: Tensor, graph: Optional[Graph], *, 
                          "rank sees)")
     if out_dir is not None:
         os.makedirs(out_dir, exist_ok=True)
-    rank, world = (group.rank, group.world_size) if group is not None else (0, 1)
+    machines = _Machines(group, out_dir)
+    rank, world = machines.rank, machines.world
 
-    def path(name):
-        return os.path.join(out_dir, name) if out_dir is not None else None
+    def owner(j: int) -> int:  # block j of every layer is computed by rank j mod W
+        return j % world
 
     layers = list(model.layers)
     bar = None
@@ -331,10 +401,9 @@ def layerwise_inference(model: nn.Module, x: Tensor, graph: Optional[Graph], *, 
             last = i == len(layers) - 1
             # each rank its own pre-transform file (it is per-node work every rank needs whole)
             runner = _LayerRunner(layer, graph, chunk_rows,
-                                  path(f"pre{i}.f32" if group is None else f"pre{i}.r{rank}.f32"))
+                                  machines.path(f"pre{i}.f32" if group is None else f"pre{i}.r{rank}.f32"))
             runner.prepare(h)
-            out = _shared_matrix(n, model.out_channels if last else model.hidden_channels,
-                                 path(_layer_file(i, layers)), group)
+            out = machines.matrix(n, model.out_channels if last else model.hidden_channels, _layer_file(i, layers))
             for a in range(rank * chunk_rows, n, world * chunk_rows):  # every W-th row block
                 b = min(a + chunk_rows, n)
                 blk = runner.rows(h, a, b)
@@ -348,18 +417,26 @@ def layerwise_inference(model: nn.Module, x: Tensor, graph: Optional[Graph], *, 
             _remove(runner.tmp_path)
             del runner
             _flush(out)
-            if group is not None:  # every rank's blocks are in the file before anyone reads it
-                group.barrier()
-            if i > 0 and not last and rank == 0:  # the layer before this one is no longer needed
-                _remove(path(_layer_file(i - 1, layers)))
+            machines.barrier()  # every rank's blocks are in its machine's file before anyone reads it
+            if machines.apart:  # the other machines' blocks (the logits: rank 0's machine alone needs them)
+                machines.exchange(out, chunk_rows, owner, everywhere=not last)
+                _flush(out)
+                machines.barrier()
+            if i > 0 and not last and machines.is_leader:  # the layer before this one is no longer needed
+                _remove(machines.path(_layer_file(i - 1, layers)))
             hidden, h = h, out
         if len(layers) == 1 and out_dir is not None:  # hidden is x itself: give it the same file layout
-            hidden = _shared_matrix(n, x.size(1), path("hidden.f32"), group)
-            for a in range(rank * chunk_rows, n, world * chunk_rows):
-                hidden[a:a + chunk_rows] = x[a:a + chunk_rows]
+            hidden = machines.matrix(n, x.size(1), "hidden.f32")
+            if machines.mine == 0:  # rank 0's machine holds the results; its ranks split the rows
+                k, count = machines.local.index(rank), len(machines.local)
+                for a in range(k * chunk_rows, n, count * chunk_rows):
+                    hidden[a:a + chunk_rows] = x[a:a + chunk_rows]
             _flush(hidden)
-            if group is not None:
-                group.barrier()
+            machines.barrier()
+        if machines.apart and out_dir is not None:
+            shapes = (tuple(h.shape), tuple(hidden.shape))
+            del h, hidden, out  # no map of this machine's copies stays open while they are deleted
+            return machines.results(shapes)
     finally:
         model.train(was_training)
         if bar is not None:
