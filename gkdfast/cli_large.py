@@ -78,22 +78,24 @@ def run_large(args, data, log=None, group=None) -> int:
         raise ValueError(f"--student {args.student}: the out-of-core pipeline trains one graph-free student "
                          "(mlp or mlp:HIDDEN)")
     methods = [recipes.get(m).name for m in (args.methods or "glnn").split(",") if m.strip()]
-    if len(methods) != 1 or methods[0] not in LARGE_METHODS:
-        raise ValueError(f"--methods {args.methods}: the out-of-core pipeline runs one of "
+    if not methods or any(m not in LARGE_METHODS for m in methods) or len(set(methods)) != len(methods):
+        raise ValueError(f"--methods {args.methods}: the out-of-core pipeline runs distinct methods among "
                          f"{', '.join(LARGE_METHODS)}")
     fanouts = parse_fanouts(args.fanouts)
     overrides = {}
     for item in args.set or ():
         key, _, value = item.partition("=")
         m, _, param = key.partition(".")
-        if recipes.get(m).name == methods[0]:
+        if recipes.get(m).name in methods:
             import ast
 
             try:
-                overrides[param] = ast.literal_eval(value)
+                overrides[f"{recipes.get(m).name}.{param}"] = ast.literal_eval(value)
             except (ValueError, SyntaxError):
-                overrides[param] = value
-    recipes.get(methods[0], **overrides)  # unknown hyperparameter: fail before any work
+                overrides[f"{recipes.get(m).name}.{param}"] = value
+    from gkdfast.distill.large import _method_overrides
+
+    _method_overrides(methods, overrides)  # unknown hyperparameter: fail before any work
     main = group is None or group.is_main
     quiet = args.quiet or not main
     log = log or ((lambda s: None) if quiet else (lambda s: print(s, file=sys.stderr, flush=True)))
@@ -104,10 +106,10 @@ def run_large(args, data, log=None, group=None) -> int:
 
     # one run per --out: they would share checkpoints and cache (under torchrun rank 0 holds the lock)
     with exclusive_dir(args.out, "--out folder", enabled=main):
-        return _run(args, data, teacher, student, methods[0], fanouts, overrides, log, main)
+        return _run(args, data, teacher, student, methods, fanouts, overrides, log, main)
 
 
-def _run(args, data, teacher, student, method, fanouts, overrides, log, main=True) -> int:
+def _run(args, data, teacher, student, methods, fanouts, overrides, log, main=True) -> int:
     from gkdfast.distill.large import distill_large, format_stages
     from gkdfast.distill.results import format_table, save_json, save_png
 
@@ -115,7 +117,7 @@ def _run(args, data, teacher, student, method, fanouts, overrides, log, main=Tru
         data, teacher=teacher.name, hidden=teacher.hidden, num_layers=len(fanouts), fanouts=fanouts,
         teacher_epochs=args.teacher_epochs, teacher_batch_size=args.teacher_batch_size,
         batch_size=args.batch_size, chunk_rows=args.chunk_rows, student_hidden=student.hidden,
-        student_dropout=args.dropout, method=method, student_epochs=args.epochs or 20, seed=args.seed,
+        student_dropout=args.dropout, method=methods, student_epochs=args.epochs or 20, seed=args.seed,
         out_dir=args.out, cache_dir=args.cache_dir, progress=not args.quiet and not args.no_progress,
         check_memory_first=not args.no_memory_check, overrides=overrides, log=log)
     if not main:

@@ -84,10 +84,11 @@ def worker(rank: int, world: int, init_file: str, out_dir: str):
         del os.environ["GROUP_RANK"]
     # 3. sampled teacher training, data-parallel
     results["fit"] = fit_sampled_problem("auto")
-    # 4. the whole pipeline: sampled teacher, layer-wise inference, students (GLNN and the baseline)
+    # 4. the whole pipeline: sampled teacher, layer-wise inference, students (GLNN, G-CRD's all-pairs term
+    # across the ranks, and the baseline)
     res = distill_large(data, teacher="sage", hidden=16, fanouts=(4, 3), teacher_epochs=2, teacher_min_steps=4,
                         batch_size=64, chunk_rows=50, student_epochs=2, out_dir=os.path.join(out_dir, "large"),
-                        progress=False)
+                        method=["glnn", "gcrd"], progress=False)
     results["large"] = res
     torch.save(results, os.path.join(out_dir, f"rank{rank}.pt"))
     dist.barrier()

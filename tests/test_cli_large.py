@@ -37,11 +37,29 @@ def test_sampled_run_writes_results_with_stages(tmp_path, capsys):
     assert (out / "results.png").exists() and "| inference |" in (out / "stages.md").read_text()
 
 
+def test_sampled_run_with_several_methods(tmp_path):
+    """GLNN and GSP in one run: a student stage each, one row each, the --set aimed at its method."""
+    data, path = _bundle(tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    torch.manual_seed(0)
+    torch.save(SAGE(16, 16, 3).state_dict(), out / "teacher-SAGE(16)-seed0.pt")
+    rc = main(["distill", "--data", path, "--sampled", "--teacher", "sage:16", "--student", "mlp:16",
+               "--methods", "glnn,gsp", "--batch-size", "128", "--chunk-rows", "100", "--epochs", "2", "--out",
+               str(out), "--quiet", "--set", "gsp.proj_dim=8"])
+    assert rc == 0
+    res = json.loads((out / "results.json").read_text())
+    assert [s["stage"] for s in res["stages"]] == ["teacher", "inference", "student:glnn", "student:gsp",
+                                                   "baseline", "evaluate"]
+    assert [r["method"] for r in res["rows"]] == ["teacher", "none", "glnn", "gsp"]
+
+
 @pytest.mark.parametrize("args,needle", [
     (["--fanouts", "15,x"], "--fanouts '15,x'"),
     (["--student", "gcn"], "one graph-free student"),
-    (["--methods", "gsp"], "runs one of glnn, kd"),
-    (["--methods", "glnn,kd"], "runs one of glnn, kd"),
+    (["--methods", "lsp"], "runs distinct methods among glnn, kd, gsp, gcrd, kd_gcrd"),
+    (["--methods", "glnn,glnn"], "runs distinct methods among glnn, kd, gsp, gcrd, kd_gcrd"),
+    (["--methods", "glnn,gsp", "--set", "gsp.nope=1"], "unknown hyperparameter 'nope'"),
     (["--chunk-rows", "0"], "--chunk-rows must be >= 1"),
     (["--set", "glnn.nope=1"], "unknown hyperparameter 'nope'"),
     (["--setting", "inductive"], "not supported with --sampled"),

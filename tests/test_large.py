@@ -61,6 +61,41 @@ def test_stages_inference_students_evaluation(tmp_path):
     assert [r["test_acc"] for r in again["rows"]] == [r["test_acc"] for r in res["rows"]]
 
 
+def test_representation_recipes_run_on_the_mapped_teacher_hidden_rows(tmp_path, monkeypatch):
+    """GSP, G-CRD and KD + G-CRD beside GLNN in one run: one student stage each (same initial weights,
+    same cached teacher), their pair terms fed the batch's rows of the mapped teacher hidden matrix."""
+    from gkdfast.distill import terms
+
+    data = _data()
+    teacher = _trained_teacher(data)
+    seen = {}
+    for cls in (terms.GSP, terms.CRD):
+        real = cls.forward
+
+        def spy(self, ctx, _real=real, _name=cls.__name__):
+            seen.setdefault(_name, []).append((ctx.hidden.shape[0], tuple(ctx.teacher_hidden.shape)))
+            return _real(self, ctx)
+
+        monkeypatch.setattr(cls, "forward", spy)
+    res = distill_large(data, teacher=teacher, hidden=32, batch_size=200, chunk_rows=97, student_epochs=2,
+                        method=["glnn", "gsp", "gcrd", "kd_gcrd"], overrides={"glnn.lamb": 0.5},
+                        out_dir=str(tmp_path), progress=False)
+    assert [s["stage"] for s in res["stages"]] == ["inference", "student:glnn", "student:gsp", "student:gcrd",
+                                                   "student:kd_gcrd", "baseline", "evaluate"]
+    assert [r["method"] for r in res["rows"]] == ["teacher", "none", "glnn", "gsp", "gcrd", "kd_gcrd"]
+    assert all(0.0 <= r["test_acc_mean"] <= 1.0 for r in res["rows"])
+    # every batch of 200 rows (800 nodes, 2 epochs: 8 steps per recipe) met its teacher rows, 32 wide
+    assert seen["GSP"] == [(200, (200, 32))] * 8 and seen["CRD"] == [(200, (200, 32))] * 16
+    est = {s["stage"]: s["estimate_bytes"] for s in res["stages"]}
+    assert est["student:gsp"] > est["student:glnn"]  # the mapped hidden matrix and the heads are planned for
+    with pytest.raises(ValueError, match="names no method"):
+        distill_large(data, teacher=teacher, method=["glnn", "gsp"], overrides={"lamb": 0.5}, out_dir=str(tmp_path))
+    with pytest.raises(ValueError, match="not among the methods"):
+        distill_large(data, teacher=teacher, method="glnn", overrides={"gsp.beta": 1.0}, out_dir=str(tmp_path))
+    with pytest.raises(ValueError, match="not supported at scale"):
+        distill_large(data, teacher=teacher, method=["glnn", "glnn"], out_dir=str(tmp_path))
+
+
 def test_memory_check_stops_a_stage_with_the_flag_to_lower(tmp_path, monkeypatch):
     data = _data()
     teacher = _trained_teacher(data)
@@ -98,7 +133,7 @@ def test_estimates_grow_with_their_flags():
 def test_bad_arguments(tmp_path):
     data = _data()
     with pytest.raises(ValueError, match="not supported at scale"):
-        distill_large(data, teacher=SAGE(16, 8, 4), method="gsp", out_dir=str(tmp_path))
+        distill_large(data, teacher=SAGE(16, 8, 4), method="lsp", out_dir=str(tmp_path))
     with pytest.raises(ValueError, match="student must be 'mlp'"):
         distill_large(data, teacher=SAGE(16, 8, 4), student="gcn", out_dir=str(tmp_path))
     with pytest.raises(ValueError, match="fanouts must be 2 positive ints"):

@@ -1,4 +1,5 @@
-"""Distillation on graphs too big for full-batch training: the out-of-core GLNN pipeline.
+"""Distillation on graphs too big for full-batch training: the out-of-core pipeline (GLNN, KD, and
+the representation recipes GSP, G-CRD and KD + G-CRD, whose terms need only batch rows).
 
 Stages (each one first checks its memory estimate against ``MemAvailable``, then records wall time,
 throughput and its own peak RSS in the ``stages`` table):
@@ -7,8 +8,10 @@ throughput and its own peak RSS in the ``stages`` table):
    skipped when a trained teacher module is passed.
 2. ``inference``: the teacher over every node by :func:`gkdfast.nn.layerwise_inference`, written
    straight into the memory-mapped teacher cache (:mod:`gkdfast.distill.teacher_cache`).
-3. ``student``: an MLP trained in node mini-batches by the recipe (GLNN: CE on the training nodes +
-   KL to the teacher on every node) reading the mapped teacher outputs and only the batch rows of ``x``.
+3. ``student``: an MLP trained in node mini-batches by each recipe (GLNN: CE on the training nodes +
+   KL to the teacher on every node; GSP / G-CRD: CE + the all-pairs term between the batch's student
+   and teacher hidden rows) reading the mapped teacher outputs and only the batch rows of ``x``; with
+   several methods, one stage per method (``student:<method>``).
 4. ``baseline``: the same MLP trained on labels alone (the "no KD" row).
 5. ``evaluate``: test accuracy of teacher (from its cached logits), student and baseline, in batches.
 
@@ -32,7 +35,9 @@ from gkdfast.distill.teacher_cache import TeacherOutputs, teacher_outputs
 __all__ = ["distill_large", "format_stages", "estimate_teacher", "estimate_inference", "estimate_student", "estimate_evaluate",
            "LARGE_METHODS"]
 
-LARGE_METHODS = ("glnn", "kd")  # per-node terms only: no graph needed by the student stage
+# Recipes whose terms need no graph: per-node terms (GLNN, KD) and all-pairs terms within the batch
+# (GSP, G-CRD), so a student step reads only its batch rows of x and of the mapped teacher outputs.
+LARGE_METHODS = ("glnn", "kd", "gsp", "gcrd", "kd_gcrd")
 _F32 = 4
 
 
@@ -88,10 +93,13 @@ def estimate_inference(n: int, avg_degree: float, f: int, hidden: int, c: int, c
 
 
 def estimate_student(n: int, f: int, hidden: int, c: int, batch_size: int, num_val: int,
-                     model: nn.Module) -> Dict[str, float]:
+                     model: nn.Module, teacher_hidden: int = 0, pair_width: int = 0) -> Dict[str, float]:
     """Bytes of mini-batch MLP training: weights with gradients and Adam state, the batch order over
     every node (int64 permutation and its batches), the teacher's logits paged in from the cache
     over an epoch, one batch's gathered rows and activations, and the per-epoch validation pass.
+    A representation recipe (GSP, G-CRD) also pages in the teacher's ``[n, teacher_hidden]`` hidden
+    matrix and keeps its projection heads and the batch's projected rows (``pair_width`` wide); its
+    pair losses run in tiles of a fixed workspace, never ``batch x batch``.
 
     Example:
         >>> from gkdfast.nn import MLP
@@ -100,10 +108,16 @@ def estimate_student(n: int, f: int, hidden: int, c: int, batch_size: int, num_v
         '23.8 MiB'
     """
     b = min(batch_size, n)
-    return {"weights+grad+adam": 4 * _params_bytes(model), "batch order": 3 * n * 8 + n,
-            "teacher logits (mapped, read)": n * c * _F32,
-            "batch rows": 6 * b * (f + hidden + 2 * c) * _F32,
-            "validation pass": num_val * (f * _F32 + 8) + min(num_val, 65536) * (hidden + c) * _F32}
+    parts = {"weights+grad+adam": 4 * _params_bytes(model), "batch order": 3 * n * 8 + n,
+             "teacher logits (mapped, read)": n * c * _F32,
+             "batch rows": 6 * b * (f + hidden + 2 * c) * _F32,
+             "validation pass": num_val * (f * _F32 + 8) + min(num_val, 65536) * (hidden + c) * _F32}
+    if teacher_hidden:
+        p = pair_width or hidden
+        parts["teacher hidden (mapped, read)"] = n * teacher_hidden * _F32
+        parts["pair term (heads, projected rows)"] = (4 * (hidden + teacher_hidden + 2 * p) * p
+                                                     + 6 * b * (teacher_hidden + 2 * p)) * _F32
+    return parts
 
 
 def estimate_evaluate(n: int, f: int, hidden: int, c: int, batch_size: int) -> Dict[str, float]:
@@ -133,6 +147,28 @@ def _batched_accuracy(model: nn.Module, x: Tensor, y: Tensor, idx: Tensor, batch
     return (correct / idx.numel() if idx.numel() else 0.0), seconds
 
 
+def _method_overrides(methods: Sequence[str], overrides: Optional[dict]) -> Dict[str, dict]:
+    """``overrides`` per method: keys ``"method.param"`` (e.g. ``"glnn.lamb"``), or plain ``"param"``
+    when one method runs.  Each method's set is checked by building its recipe (an unknown key fails
+    here, before any work)."""
+    per: Dict[str, dict] = {m: {} for m in methods}
+    for key, value in (overrides or {}).items():
+        m, dot, param = str(key).partition(".")
+        if not dot:
+            if len(methods) != 1:
+                raise ValueError(f"distill_large: override {key!r} names no method; with several methods "
+                                 "write 'method.param' (e.g. 'glnn.lamb')")
+            m, param = methods[0], key
+        m = _recipes.get(m).name
+        if m not in per:
+            raise ValueError(f"distill_large: override {key!r} is for {m!r}, which is not among the methods "
+                             f"{methods}")
+        per[m][param] = value
+    for m, kw in per.items():
+        _recipes.get(m, **kw)
+    return per
+
+
 def _row(method: str, model: str, acc: float, seconds: float, ms_per_1k: float) -> dict:
     return {"method": method, "model": model, "test_acc_mean": float(acc), "test_acc_std": 0.0,
             "test_acc": [float(acc)], "train_seconds": float(seconds), "inference_ms_per_1k_nodes": float(ms_per_1k)}
@@ -141,7 +177,8 @@ def _row(method: str, model: str, acc: float, seconds: float, ms_per_1k: float) 
 def distill_large(data, *, teacher: Union[str, nn.Module] = "sage", hidden: int = 256, num_layers: int = 2,
                   fanouts: Sequence[int] = (15, 10), teacher_epochs: int = 3, teacher_batch_size: int = 1024,
                   teacher_lr: float = 0.003, teacher_min_steps: int = 200, batch_size: int = 4096, chunk_rows: int = 65536,
-                  student: str = "mlp", student_hidden: Optional[int] = None, method: str = "glnn",
+                  student: str = "mlp", student_hidden: Optional[int] = None,
+                  method: Union[str, Sequence[str]] = "glnn",
                   student_epochs: int = 20, student_dropout: float = 0.5, patience: Optional[int] = 5, eval_batch_size: int = 65536,
                   seed: int = 0, out_dir: str = "gkdfast-large", cache_dir: Optional[str] = None,
                   progress: bool = True, check_memory_first: bool = True, overrides: Optional[dict] = None,
@@ -158,14 +195,16 @@ def distill_large(data, *, teacher: Union[str, nn.Module] = "sage", hidden: int 
             nodes (one batch per epoch) ``teacher_epochs`` is raised to ``ceil(steps / batches)``.
         batch_size: the students' node mini-batch.  chunk_rows: rows per block of layer-wise inference.
         student: ``"mlp"`` (the pipeline trains graph-free students).  student_hidden: its width
-            (default ``hidden``).  method: ``"glnn"`` or ``"kd"``.
+            (default ``hidden``).  method: one of :data:`LARGE_METHODS` (``"glnn"``, ``"kd"``,
+            ``"gsp"``, ``"gcrd"``, ``"kd_gcrd"``) or a list of them, each trained from the same
+            initial weights on the same cached teacher outputs.
         student_epochs, patience: student training length and early stopping.  student_dropout: MLP dropout.
         eval_batch_size: rows per evaluation batch.
         seed: weights, batch order and sampling.  out_dir: checkpoints, teacher weights and results.
         cache_dir: teacher-output cache (default ``out_dir/cache``).
         progress: tqdm bars.  check_memory_first: stop a stage whose estimate exceeds the free memory.
-        overrides: the method's recipe hyperparameters, e.g. ``{"lamb": 0.5}`` (GLNN's default
-            ``lamb=0`` trains on the teacher's soft labels alone).
+        overrides: recipe hyperparameters, ``{"glnn.lamb": 0.5}`` (or ``{"lamb": 0.5}`` when one
+            method runs; GLNN's default ``lamb=0`` trains on the teacher's soft labels alone).
         log: called with one line per finished stage.
         distributed / process_group: as in :class:`~gkdfast.distill.Distiller` (``"auto"``: data-parallel
             when a process group of several ranks is initialised, e.g. under ``torchrun``).  Every rank
@@ -177,7 +216,7 @@ def distill_large(data, *, teacher: Union[str, nn.Module] = "sage", hidden: int 
 
     Returns:
         ``{"dataset", "num_nodes", "num_edges", "rows", "stages"}``: rows as in
-        :mod:`gkdfast.distill.results` (teacher, ``none``, the method; one seed), ``stages`` one dict
+        :mod:`gkdfast.distill.results` (teacher, ``none``, each method; one seed), ``stages`` one dict
         per stage: ``stage``, ``seconds``, ``estimate_bytes``, ``peak_rss_bytes``, ``peak_rss_scope``,
         ``throughput`` and ``throughput_unit``.
 
@@ -199,10 +238,12 @@ def distill_large(data, *, teacher: Union[str, nn.Module] = "sage", hidden: int 
 
     group = _ddp.resolve(distributed, process_group)
     ddp_kw = dict(distributed=distributed, process_group=process_group)
-    method = _recipes.get(method).name
-    if method not in LARGE_METHODS:
-        raise ValueError(f"distill_large: method {method!r} is not supported at scale; use one of "
-                         f"{', '.join(LARGE_METHODS)} (their terms are per-node, so batches need no graph)")
+    methods = [_recipes.get(m).name for m in ([method] if isinstance(method, str) else method)]
+    odd = [m for m in methods if m not in LARGE_METHODS]
+    if odd or not methods or len(set(methods)) != len(methods):
+        raise ValueError(f"distill_large: method {method!r} is not supported at scale; give one or more distinct "
+                         f"of {', '.join(LARGE_METHODS)} (their terms need no graph, so batches need none)")
+    per_method = _method_overrides(methods, overrides)
     if str(student).lower() != "mlp":
         raise ValueError(f"distill_large: student must be 'mlp' (got {student!r}); a GNN student needs the "
                          "graph at every step — use gkdfast distill without --sampled")
@@ -308,18 +349,22 @@ def distill_large(data, *, teacher: Union[str, nn.Module] = "sage", hidden: int 
 
     # 3./4. students ---------------------------------------------------------------------------------
     trained = {}
-    for stage, name in (("student", method), ("baseline", "none")):
-        torch.manual_seed(seed)  # the same initial weights for both
+    stage_of = {name: "student" if len(methods) == 1 else f"student:{name}" for name in methods}
+    for stage, name in [(stage_of[m], m) for m in methods] + [("baseline", "none")]:
+        torch.manual_seed(seed)  # the same initial weights for every student
         mlp = build_model("mlp", f, s_hidden, c, num_layers=2, dropout=student_dropout)
-        est = plan(stage, estimate_student(n, f, s_hidden, c, batch_size, num_val, mlp),
-                   f"lower --batch-size (now {batch_size}) or the student's hidden width (now {s_hidden})")
-        kw = dict(overrides or {}) if name == method else {}
+        kw = dict(per_method.get(name, {}))
         kw.update(epochs=student_epochs, patience=patience, batch_size=batch_size)
         recipe = _recipes.get(name, **kw)
         # GLNN/KD match logits only: without the hidden matrix the Distiller gathers no hidden rows,
-        # so the mapped hidden file is never paged in by this stage.
-        logits_only = TeacherOutputs(tout.logits, None, tout.key, tout.cached)
-        distiller = recipe.distiller(mlp, logits_only, progress=progress, seed=seed, desc=f"{stage}: {name} -> MLP",
+        # so the mapped hidden file is never paged in by their stages.
+        wants_hidden = tout.hidden is not None and any(t.needs_teacher and t.needs_hidden for t in recipe.terms())
+        est = plan(stage, estimate_student(n, f, s_hidden, c, batch_size, num_val, mlp,
+                                           teacher_hidden=tout.hidden.size(1) if wants_hidden else 0,
+                                           pair_width=int(getattr(recipe, "proj_dim", None) or 0)),
+                   f"lower --batch-size (now {batch_size}) or the student's hidden width (now {s_hidden})")
+        teacher_rows = tout if wants_hidden else TeacherOutputs(tout.logits, None, tout.key, tout.cached)
+        distiller = recipe.distiller(mlp, teacher_rows, progress=progress, seed=seed, desc=f"{stage}: {name} -> MLP",
                                      checkpoint_dir=os.path.join(out_dir, "checkpoints", f"{name}-seed{seed}"),
                                      **ddp_kw)
         with StageTimer(stage, est) as timer:
@@ -338,7 +383,7 @@ def distill_large(data, *, teacher: Union[str, nn.Module] = "sage", hidden: int 
         y_test = data.y[test_idx]
         t_acc = float((tout.logits[test_idx].argmax(-1) == y_test).float().mean())
         rows.append(_row("teacher", tlabel, t_acc, teacher_seconds, teacher_ms_per_1k))
-        for name in ("none", method):
+        for name in ["none"] + methods:
             model, secs = trained[name]
             acc, infer = _batched_accuracy(model, data.x, data.y, test_idx, eval_batch_size, group)
             share = test_idx.numel() if group is None else test_idx[group.rank::group.world_size].numel()
