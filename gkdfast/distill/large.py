@@ -244,6 +244,8 @@ def distill_large(data, *, teacher: Union[str, nn.Module] = "sage", hidden: int 
         raise ValueError(f"distill_large: method {method!r} is not supported at scale; give one or more distinct "
                          f"of {', '.join(LARGE_METHODS)} (their terms need no graph, so batches need none)")
     per_method = _method_overrides(methods, overrides)
+    stage_of = {name: "student" if len(methods) == 1 else f"student:{name}" for name in methods}
+    width = max([9] + [len(v) for v in stage_of.values()])  # of the stage column in the log lines
     if str(student).lower() != "mlp":
         raise ValueError(f"distill_large: student must be 'mlp' (got {student!r}); a GNN student needs the "
                          "graph at every step — use gkdfast distill without --sampled")
@@ -285,7 +287,7 @@ def distill_large(data, *, teacher: Union[str, nn.Module] = "sage", hidden: int 
         rec["throughput_unit"] = unit
         rec.update(extra)
         stages.append(rec)
-        log(f"stage {rec['stage']:<9} {rec['seconds']:8.1f} s  {rec['throughput']:12.0f} {unit:<12} "
+        log(f"stage {rec['stage']:<{width}} {rec['seconds']:8.1f} s  {rec['throughput']:12.0f} {unit:<12} "
             f"peak RSS {format_bytes(rec['peak_rss_bytes'])} (estimate {format_bytes(rec['estimate_bytes'])})")
 
     # 1. teacher -------------------------------------------------------------------------------------
@@ -349,7 +351,6 @@ def distill_large(data, *, teacher: Union[str, nn.Module] = "sage", hidden: int 
 
     # 3./4. students ---------------------------------------------------------------------------------
     trained = {}
-    stage_of = {name: "student" if len(methods) == 1 else f"student:{name}" for name in methods}
     for stage, name in [(stage_of[m], m) for m in methods] + [("baseline", "none")]:
         torch.manual_seed(seed)  # the same initial weights for every student
         mlp = build_model("mlp", f, s_hidden, c, num_layers=2, dropout=student_dropout)
