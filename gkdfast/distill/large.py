@@ -242,7 +242,8 @@ def distill_large(data, *, teacher: Union[str, nn.Module] = "sage", hidden: int 
     odd = [m for m in methods if m not in LARGE_METHODS]
     if odd or not methods or len(set(methods)) != len(methods):
         raise ValueError(f"distill_large: method {method!r} is not supported at scale; give one or more distinct "
-                         f"of {', '.join(LARGE_METHODS)} (their terms need no graph, so batches need none)")
+                         f"methods among {', '.join(LARGE_METHODS)} (their terms need no graph, so the student's "
+                         "batches need none)")
     per_method = _method_overrides(methods, overrides)
     stage_of = {name: "student" if len(methods) == 1 else f"student:{name}" for name in methods}
     width = max([9] + [len(v) for v in stage_of.values()])  # of the stage column in the log lines
