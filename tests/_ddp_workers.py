@@ -41,6 +41,9 @@ def fit_exact(distributed, checkpoint_dir=None, epochs=6):
     return {k: v.detach().clone() for k, v in student.state_dict().items()}, res
 
 
+BATCH_ROWS: list = []  # fit_all_pairs("gsp-separate"): rows of each step's GSP call in this process
+
+
 def fit_all_pairs(distributed, which: str):
     """The exact problem with an all-pairs term beside its logit KD (``"ncontrast"``: Graph-MLP's
     neighbour contrast on the student's hidden layer, the whole graph's Â² restricted to each batch;
@@ -76,7 +79,7 @@ def fit_all_pairs(distributed, which: str):
                       patience=None, seed=3, distributed=distributed, batch_size=40)
         res = d.fit(data, data.x)
         return {k: v.detach().clone() for k, v in student.state_dict().items()}, res
-    if which == "gsp":
+    if which in ("gsp", "gsp-separate"):
         term = terms.GSP(1.0, proj_dim=None, max_samples=None)
     elif which == "rsd":  # NOSMOG's term, with its learned map (a head DDP averages with the student)
         term = terms.RSD(1.0)
@@ -87,6 +90,15 @@ def fit_all_pairs(distributed, which: str):
         # position (30 labelled rows each), so the ranks' mean cross-entropies average to the batch's
         kw = dict(batch_size=80, batching="labelled_first")
         loss_terms = [terms.CrossEntropy(0.5)] + loss_terms[1:]
+    if which == "gsp-separate":
+        # GLNN's reference schedule: a pass over the 60 training nodes (one global batch of 40, the
+        # remainder dropped), then 3 batches of the pool with the KD and GSP terms; each rank every
+        # other row of each global batch
+        kw = dict(batch_size=40, passes="separate")
+        loss_terms = [terms.CrossEntropy(0.5)] + loss_terms[1:]
+    if which == "gsp-separate":  # the rows each step of this process sees (its shard under DDP)
+        real, BATCH_ROWS[:] = term.forward, []
+        term.forward = lambda ctx: (BATCH_ROWS.append(int(ctx.hidden.size(0))), real(ctx))[1]
     student = make_student(data.x.size(1))
     d = Distiller(student, loss_terms + [term], teacher, lr=0.01, epochs=3, patience=None, seed=3,
                   distributed=distributed, **kw)
@@ -153,8 +165,10 @@ def worker(rank: int, world: int, init_file: str, out_dir: str):
     results["loss"] = [h["loss"] for h in res.history]
     results["best_epoch"] = res.best_epoch
     # 1a. all-pairs terms: the global batch's loss on every rank, the single-process gradient
-    for which in ("ncontrast", "gsp", "rsd", "ncontrast-labelled_first", "ce-uneven", "lsp-gcn", "lsp-mlp"):
+    for which in ("ncontrast", "gsp", "rsd", "ncontrast-labelled_first", "ce-uneven", "lsp-gcn", "lsp-mlp",
+                  "gsp-separate"):
         results[f"pairs_{which}"] = fit_all_pairs("auto", which)[0]
+    results["separate_rows"] = list(BATCH_ROWS)
     # 1b. BatchNorm + dropout + a label term, odd pool (padding): not equal to one process, but the
     # final weights and running statistics must be identical on every rank.
     data_bn, teacher_bn, _ = exact_problem()
@@ -195,8 +209,8 @@ def worker(rank: int, world: int, init_file: str, out_dir: str):
         results["regularized"] = "ran"
     except ValueError as exc:
         results["regularized"] = str(exc)
-    # 3c. GLNN's reference two-pass schedule runs in one process; Graph-MLP's batches run sharded
-    # (the training nodes spread over the ranks, one step per epoch)
+    # 3c. GLNN's reference two-pass schedule and Graph-MLP's batches run sharded (each global batch's
+    # rows spread over the ranks)
     for key, kw in (("passes", dict(passes="separate", batch_size=32)),
                     ("batching", dict(batching="labelled_first", batch_size=64))):
         try:

@@ -500,9 +500,6 @@ class Distiller:
             first_labelled = torch.zeros(self.batch_size, dtype=torch.bool, device=dev)
             first_labelled[: train_rows.numel()] = True
         if self.passes == "separate":
-            if ddp is not None:
-                raise ValueError("Distiller: passes='separate' (the GLNN / NOSMOG reference schedule) runs in one "
-                                 "process; use passes='joint' under data-parallel training")
             label_terms = [t for t in self.terms if t.nodes == "train"]
             other_terms = [t for t in self.terms if t.nodes != "train"]
             # (nodes the pass draws its batches from, its terms); a pass without terms is left out
@@ -616,8 +613,10 @@ class Distiller:
                         rows, labelled = rows[ddp.rank::ddp.world_size], labelled[ddp.rank::ddp.world_size]
                     batches = [(rows, None, labelled)]
                 elif self.passes == "separate":
-                    batches = [(nodes, ts, None) for rows, ts in schedule
-                               for nodes in _reference_batches(rows, self.batch_size, gen)]
+                    # Under DDP every rank draws the same global batches (same generator) and takes
+                    # positions r, r + W, ...; the terms average over (or pair across) the global batch.
+                    batches = [(nodes if ddp is None else nodes[ddp.rank::ddp.world_size], ts, None)
+                               for rows, ts in schedule for nodes in _reference_batches(rows, self.batch_size, gen)]
                 else:
                     whole = self.batch_size is None or self.batch_size >= pool.numel()
                     order = pool if whole else pool[torch.randperm(pool.numel(), generator=gen).to(dev)]

@@ -126,13 +126,11 @@ class Recipe:
     def distributed_problem(self) -> Optional[str]:
         """Why this recipe cannot train data-parallel (under a process group), or ``None`` when it can:
         checked before any training (``gkdfast distill --distributed``), so a run does not stop halfway.
-        Default: an all-pairs term whose loss does not accept ``process_group=``, or GLNN's two-pass
-        schedule.  Recipes that build their terms in :meth:`fit` say it themselves."""
+        Default: an all-pairs term whose loss does not accept ``process_group=``.  Recipes that build
+        their terms in :meth:`fit` say it themselves."""
         bad = [t.name for t in self.terms() if t.weight and not t.supports_process_group()]
         if bad:
             return (f"it uses the all-pairs term {bad[0]!r}, whose loss does not accept process_group=")
-        if self.passes == "separate":
-            return "passes='separate' (the GLNN / NOSMOG reference schedule) runs in one process"
         return None
 
     def distiller(self, student, teacher, terms: Optional[List[LossTerm]] = None, **kw) -> Distiller:
