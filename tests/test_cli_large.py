@@ -18,16 +18,21 @@ def _bundle(tmp_path):
     return data, path
 
 
-def test_sampled_run_writes_results_with_stages(tmp_path, capsys):
-    data, path = _bundle(tmp_path)
+def _run_with_saved_teacher(tmp_path, *args):
+    """``gkdfast distill --sampled`` on a 600-node bundle whose teacher stage resumes from saved
+    weights (so it needs no neighbour sampler); returns (exit status, out folder)."""
+    _, path = _bundle(tmp_path)
     out = tmp_path / "out"
     out.mkdir()
-    # The teacher stage resumes from saved weights (so this test needs no neighbour sampler).
     torch.manual_seed(0)
     torch.save(SAGE(16, 16, 3).state_dict(), out / "teacher-SAGE(16)-seed0.pt")
     rc = main(["distill", "--data", path, "--sampled", "--teacher", "sage:16", "--student", "mlp:16",
-               "--batch-size", "128", "--chunk-rows", "100", "--epochs", "2", "--out", str(out), "--quiet",
-               "--set", "glnn.lamb=0.5"])
+               "--batch-size", "128", "--chunk-rows", "100", "--epochs", "2", "--out", str(out), "--quiet", *args])
+    return rc, out
+
+
+def test_sampled_run_writes_results_with_stages(tmp_path, capsys):
+    rc, out = _run_with_saved_teacher(tmp_path, "--set", "glnn.lamb=0.5")
     assert rc == 0
     printed = capsys.readouterr().out
     assert "inference" in printed and "peak RSS" in printed
@@ -39,14 +44,7 @@ def test_sampled_run_writes_results_with_stages(tmp_path, capsys):
 
 def test_sampled_run_with_several_methods(tmp_path):
     """GLNN and GSP in one run: a student stage each, one row each, the --set aimed at its method."""
-    data, path = _bundle(tmp_path)
-    out = tmp_path / "out"
-    out.mkdir()
-    torch.manual_seed(0)
-    torch.save(SAGE(16, 16, 3).state_dict(), out / "teacher-SAGE(16)-seed0.pt")
-    rc = main(["distill", "--data", path, "--sampled", "--teacher", "sage:16", "--student", "mlp:16",
-               "--methods", "glnn,gsp", "--batch-size", "128", "--chunk-rows", "100", "--epochs", "2", "--out",
-               str(out), "--quiet", "--set", "gsp.proj_dim=8"])
+    rc, out = _run_with_saved_teacher(tmp_path, "--methods", "glnn,gsp", "--set", "gsp.proj_dim=8")
     assert rc == 0
     res = json.loads((out / "results.json").read_text())
     assert [s["stage"] for s in res["stages"]] == ["teacher", "inference", "student:glnn", "student:gsp",
