@@ -110,7 +110,7 @@ class Dist:
         dist.send(t.to(self._device()).contiguous(), dst=self._global(dst), group=self.group)
 
     def recv(self, t: Tensor, src: int) -> Tensor:
-        """Receives into (a copy of) the CPU tensor ``t``'s shape and dtype from rank ``src``."""
+        """A CPU tensor of ``t``'s shape and dtype, received from rank ``src`` of the group."""
         import torch.distributed as dist
 
         box = torch.empty(t.shape, dtype=t.dtype, device=self._device())
