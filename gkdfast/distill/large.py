@@ -9,10 +9,11 @@ throughput and its own peak RSS in the ``stages`` table):
 2. ``inference``: the teacher over every node by :func:`gkdfast.nn.layerwise_inference`, written
    straight into the memory-mapped teacher cache (:mod:`gkdfast.distill.teacher_cache`).
 3. ``student``: an MLP trained in node mini-batches by each recipe (GLNN: CE on the training nodes +
-   KL to the teacher on every node; GSP / G-CRD: CE in a label pass of its own, see ``_LABEL_PASS``,
-   then the all-pairs term between the batch's student and teacher hidden rows) reading the mapped
-   teacher outputs and only the batch rows of ``x``; with several methods, one stage per method
-   (``student:<method>``).
+   KL to the teacher on every node; GSP / G-CRD: CE + the all-pairs term between the batch's student
+   and teacher hidden rows) reading the mapped teacher outputs and only the batch rows of ``x``; with
+   several methods, one stage per method (``student:<method>``).  With few labels, GSP's and G-CRD's
+   CE sees a handful of training rows per batch; ``docs/scale.md`` measures that schedule against
+   ``passes="separate"`` (a label pass of its own) at 2·10⁵ and 2.45·10⁶ nodes.
 4. ``baseline``: the same MLP trained on labels alone (the "no KD" row).
 5. ``evaluate``: test accuracy of teacher (from its cached logits), student and baseline, in batches.
 
@@ -39,13 +40,6 @@ __all__ = ["distill_large", "format_stages", "estimate_teacher", "estimate_infer
 # Recipes whose terms need no graph: per-node terms (GLNN, KD) and all-pairs terms within the batch
 # (GSP, G-CRD), so a student step reads only its batch rows of x and of the mapped teacher outputs.
 LARGE_METHODS = ("glnn", "kd", "gsp", "gcrd", "kd_gcrd")
-# Recipes whose only label signal is CE on the training rows, beside a term on every node.  Batches
-# drawn from all N nodes hold a few training rows each (5 of 4,096 on the products-sized graph), and
-# that diluted CE left these students far below an MLP on labels alone (200k-node graph, GSP: 59.0 %
-# against 71.8 %; with beta = 0, i.e. CE alone on those batches, 56.6 %).  So they take the
-# label pass apart (Distiller(passes="separate"): the training rows, then the term over every node):
-# GSP 75.5 %, G-CRD 75.1 %.  ``--set gsp.passes=joint`` restores the recipe's one-step schedule.
-_LABEL_PASS = ("gsp", "gcrd")
 _F32 = 4
 
 
@@ -364,8 +358,6 @@ def distill_large(data, *, teacher: Union[str, nn.Module] = "sage", hidden: int 
         torch.manual_seed(seed)  # the same initial weights for every student
         mlp = build_model("mlp", f, s_hidden, c, num_layers=2, dropout=student_dropout)
         kw = dict(per_method.get(name, {}))
-        if name in _LABEL_PASS:
-            kw.setdefault("passes", "separate")
         kw.update(epochs=student_epochs, patience=patience, batch_size=batch_size)
         recipe = _recipes.get(name, **kw)
         # GLNN/KD match logits only: without the hidden matrix the Distiller gathers no hidden rows,
