@@ -86,13 +86,14 @@ def run_large(args, data, log=None, group=None) -> int:
     for item in args.set or ():
         key, _, value = item.partition("=")
         m, _, param = key.partition(".")
-        if recipes.get(m).name in methods:
+        name = recipes.get(m).name
+        if name in methods:
             import ast
 
             try:
-                overrides[f"{recipes.get(m).name}.{param}"] = ast.literal_eval(value)
+                overrides[f"{name}.{param}"] = ast.literal_eval(value)
             except (ValueError, SyntaxError):
-                overrides[f"{recipes.get(m).name}.{param}"] = value
+                overrides[f"{name}.{param}"] = value
     from gkdfast.distill.large import _method_overrides
 
     _method_overrides(methods, overrides)  # unknown hyperparameter: fail before any work
