@@ -76,15 +76,13 @@ class Dist:
         for module in modules:
             for buf in module.buffers():
                 if buf.numel():
-                    dist.broadcast(buf, src=dist.get_global_rank(self.group, 0) if self.group is not None else 0,
-                                   group=self.group)
+                    dist.broadcast(buf, src=self._global(0), group=self.group)
 
     def broadcast_object(self, obj, src: int = 0):
         import torch.distributed as dist
 
         box = [obj]
-        dist.broadcast_object_list(box, src=dist.get_global_rank(self.group, src) if self.group is not None
-                                   else src, group=self.group)
+        dist.broadcast_object_list(box, src=self._global(src), group=self.group)
         return box[0]
 
     def machines(self) -> List[int]:
@@ -99,6 +97,7 @@ class Dist:
         return [index.setdefault(m, len(index)) for m in ids]
 
     def _global(self, rank: int) -> int:
+        """The default group's rank of rank ``rank`` of this group."""
         import torch.distributed as dist
 
         return dist.get_global_rank(self.group, rank) if self.group is not None else rank

@@ -205,7 +205,7 @@ class Distiller:
             other terms over batches of the pool; each pass draws ``max(1, n // batch_size)`` full
             batches and drops the remainder.  A label term of weight 0 still takes its steps (a zero
             loss: Adam then moves on its momentum and weight decay alone), as the reference's
-            ``loss *= lamb`` does.  One process only.
+            ``loss *= lamb`` does.  Under DDP each rank takes every W-th row of each global batch.
         batching: ``"partition"`` (default): each epoch splits a random order of the pool into
             batches of ``batch_size``.  ``"labelled_first"``: Graph-MLP's reference batches, one step
             per epoch on ``batch_size`` rows, the training nodes first, then nodes drawn uniformly
