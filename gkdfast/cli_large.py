@@ -10,6 +10,9 @@ import sys
 __all__ = ["add_large_args", "wants_large", "run_large", "parse_fanouts", "DEFAULT_SAMPLED_ABOVE"]
 
 DEFAULT_SAMPLED_ABOVE = 1_000_000  # nodes: above this, full-batch training does not fit a 24 GiB machine
+# The students' schedule flags (distill_large's patience, student_min_steps, min_patience_steps): the
+# pipeline's own, so given without it they stop the run rather than being ignored.
+PIPELINE_STEPS = {"patience": 5, "min_steps": 600, "min_patience_steps": 100}
 
 
 def parse_fanouts(text: str) -> tuple:
@@ -42,6 +45,14 @@ def add_large_args(parser) -> None:
     g.add_argument("--teacher-batch-size", type=int, default=1024,
                    help="seed nodes per sampled teacher batch (default 1024)")
     g.add_argument("--teacher-epochs", type=int, default=3, help="sampled teacher epochs (default 3)")
+    g.add_argument("--patience", type=int, default=None,
+                   help=f"students' early-stopping patience in epochs (default {PIPELINE_STEPS['patience']}; "
+                        "at least --min-patience-steps steps)")
+    g.add_argument("--min-steps", type=int, default=None,
+                   help="optimiser steps every student gets at least, the label-only baseline too (default "
+                        f"{PIPELINE_STEPS['min_steps']}): with few labels one of its epochs is one step")
+    g.add_argument("--min-patience-steps", type=int, default=None,
+                   help=f"early-stopping patience in steps at least (default {PIPELINE_STEPS['min_patience_steps']})")
     g.add_argument("--chunk-rows", type=int, default=65536,
                    help="rows per block of layer-wise teacher inference (default 65536; lower = less memory)")
     g.add_argument("--no-memory-check", action="store_true",
@@ -49,9 +60,22 @@ def add_large_args(parser) -> None:
 
 
 def wants_large(args, data) -> bool:
-    """Whether this ``distill`` run goes through the out-of-core pipeline."""
+    """Whether this ``distill`` run goes through the out-of-core pipeline.  A run that does not but was
+    given the pipeline's schedule flags (``--patience``, ``--min-steps``, ``--min-patience-steps``)
+    stops with a ValueError naming ``--set METHOD.patience=N``, the per-recipe way."""
     above = getattr(args, "sampled_above", 0) or 0
-    return bool(getattr(args, "sampled", False)) or (above > 0 and data.num_nodes >= above)
+    large = bool(getattr(args, "sampled", False)) or (above > 0 and data.num_nodes >= above)
+    given = [f"--{k.replace('_', '-')}" for k in PIPELINE_STEPS if getattr(args, k, None) is not None]
+    if given and not large:
+        raise ValueError(f"{', '.join(given)}: the out-of-core pipeline's schedule (--sampled, or graphs above "
+                         f"--sampled-above nodes); {data.num_nodes} nodes run full-batch, where each recipe has "
+                         "its own: --set METHOD.patience=N, --set METHOD.epochs=N")
+    return large
+
+
+def _flag(args, name: str) -> int:
+    v = getattr(args, name, None)
+    return PIPELINE_STEPS[name] if v is None else v
 
 
 def run_large(args, data, log=None, group=None) -> int:
@@ -64,9 +88,14 @@ def run_large(args, data, log=None, group=None) -> int:
     from gkdfast.distill.large import LARGE_METHODS
 
     for flag, v in (("--batch-size", args.batch_size), ("--teacher-batch-size", args.teacher_batch_size),
-                    ("--teacher-epochs", args.teacher_epochs), ("--chunk-rows", args.chunk_rows)):
+                    ("--teacher-epochs", args.teacher_epochs), ("--chunk-rows", args.chunk_rows),
+                    ("--patience", _flag(args, "patience"))):
         if v < 1:
             raise ValueError(f"{flag} must be >= 1, got {v}")
+    for flag, v in (("--min-steps", _flag(args, "min_steps")),
+                    ("--min-patience-steps", _flag(args, "min_patience_steps"))):
+        if v < 0:
+            raise ValueError(f"{flag} must be >= 0, got {v}")
     if args.setting != "transductive":
         raise ValueError("--setting inductive is not supported with --sampled (the out-of-core pipeline is "
                          "transductive: the teacher's outputs cover every node)")
@@ -118,7 +147,9 @@ def _run(args, data, teacher, student, methods, fanouts, overrides, log, main=Tr
         data, teacher=teacher.name, hidden=teacher.hidden, num_layers=len(fanouts), fanouts=fanouts,
         teacher_epochs=args.teacher_epochs, teacher_batch_size=args.teacher_batch_size,
         batch_size=args.batch_size, chunk_rows=args.chunk_rows, student_hidden=student.hidden,
-        student_dropout=args.dropout, method=methods, student_epochs=args.epochs or 20, seed=args.seed,
+        student_dropout=args.dropout, method=methods, student_epochs=args.epochs or 20, patience=_flag(args, "patience"),
+        student_min_steps=_flag(args, "min_steps"), min_patience_steps=_flag(args, "min_patience_steps"),
+        seed=args.seed,
         out_dir=args.out, cache_dir=args.cache_dir, progress=not args.quiet and not args.no_progress,
         check_memory_first=not args.no_memory_check, overrides=overrides, log=log)
     if not main:

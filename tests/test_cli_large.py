@@ -44,12 +44,19 @@ def test_sampled_run_writes_results_with_stages(tmp_path, capsys):
 
 def test_sampled_run_with_several_methods(tmp_path):
     """GLNN and GSP in one run: a student stage each, one row each, the --set aimed at its method."""
-    rc, out = _run_with_saved_teacher(tmp_path, "--methods", "glnn,gsp", "--set", "gsp.proj_dim=8")
+    rc, out = _run_with_saved_teacher(tmp_path, "--methods", "glnn,gsp", "--set", "gsp.proj_dim=8",
+                                      "--min-steps", "9", "--min-patience-steps", "0", "--patience", "50")
     assert rc == 0
     res = json.loads((out / "results.json").read_text())
     assert [s["stage"] for s in res["stages"]] == ["teacher", "inference", "student:glnn", "student:gsp",
                                                    "baseline", "evaluate"]
     assert [r["method"] for r in res["rows"]] == ["teacher", "none", "glnn", "gsp"]
+    # the step floor reaches every student: GSP on labelled_first batches (60 labels, batches of 128)
+    # and the baseline take one step per epoch, GLNN 5 per epoch (600 nodes) for its 2 epochs
+    st = {s["stage"]: s for s in res["stages"]}
+    assert (st["student:gsp"]["batching"], st["student:gsp"]["steps"]) == ("labelled_first", 9)
+    assert (st["baseline"]["epochs"], st["baseline"]["steps"]) == (9, 9)
+    assert (st["student:glnn"]["epochs"], st["student:glnn"]["steps"]) == (2, 10)
 
 
 @pytest.mark.parametrize("args,needle", [
@@ -58,6 +65,8 @@ def test_sampled_run_with_several_methods(tmp_path):
     (["--methods", "lsp"], "runs distinct methods among glnn, kd, gsp, gcrd, kd_gcrd"),
     (["--methods", "glnn,glnn"], "runs distinct methods among glnn, kd, gsp, gcrd, kd_gcrd"),
     (["--methods", "glnn,gsp", "--set", "gsp.nope=1"], "unknown hyperparameter 'nope'"),
+    (["--patience", "0"], "--patience must be >= 1"),
+    (["--min-steps", "-1"], "--min-steps must be >= 0"),
     (["--chunk-rows", "0"], "--chunk-rows must be >= 1"),
     (["--set", "glnn.nope=1"], "unknown hyperparameter 'nope'"),
     (["--setting", "inductive"], "not supported with --sampled"),
@@ -82,6 +91,12 @@ def test_automatic_switch_by_node_count():
     Args.sampled = True
     assert wants_large(Args, Data)
     assert parse_fanouts("25,10,5") == (25, 10, 5)
+    # the pipeline's schedule flags on a full-batch run stop it, naming the per-recipe way
+    Args.sampled, Args.patience = False, 10
+    with pytest.raises(ValueError, match=r"--patience: the out-of-core pipeline's schedule.*--set METHOD.patience"):
+        wants_large(Args, Data)
+    Args.sampled = True
+    assert wants_large(Args, Data)
 
 
 def test_sampled_end_to_end_with_the_sampler(tmp_path):

@@ -34,7 +34,8 @@ def test_stages_inference_students_evaluation(tmp_path):
     teacher = _trained_teacher(data)
     lines = []
     res = distill_large(data, teacher=teacher, hidden=32, batch_size=100, chunk_rows=97, student_epochs=3,
-                        out_dir=str(tmp_path), progress=False, overrides={"lamb": 0.5}, log=lines.append)
+                        student_min_steps=0, out_dir=str(tmp_path), progress=False, overrides={"lamb": 0.5},
+                        log=lines.append)
     assert [s["stage"] for s in res["stages"]] == ["inference", "student", "baseline", "evaluate"]
     for s in res["stages"]:
         assert s["seconds"] > 0 and s["peak_rss_bytes"] > 0 and s["throughput"] > 0 and s["estimate_bytes"] > 0
@@ -56,7 +57,7 @@ def test_stages_inference_students_evaluation(tmp_path):
     # The teacher outputs are in the cache, memory-mapped; a rerun reads them and resumes the students.
     assert os.listdir(tmp_path / "cache" / "teachers")
     again = distill_large(data, teacher=teacher, hidden=32, batch_size=100, chunk_rows=97, student_epochs=3,
-                          out_dir=str(tmp_path), progress=False, overrides={"lamb": 0.5})
+                          student_min_steps=0, out_dir=str(tmp_path), progress=False, overrides={"lamb": 0.5})
     assert again["stages"][0]["cached"] is True
     assert [r["test_acc"] for r in again["rows"]] == [r["test_acc"] for r in res["rows"]]
 
@@ -78,7 +79,8 @@ def test_representation_recipes_run_on_the_mapped_teacher_hidden_rows(tmp_path, 
 
         monkeypatch.setattr(cls, "forward", spy)
     res = distill_large(data, teacher=teacher, hidden=32, batch_size=200, chunk_rows=97, student_epochs=2,
-                        method=["glnn", "gsp", "gcrd", "kd_gcrd"], overrides={"glnn.lamb": 0.5},
+                        student_min_steps=0, method=["glnn", "gsp", "gcrd", "kd_gcrd"],
+                        overrides={"glnn.lamb": 0.5, "gsp.batching": "partition", "gcrd.batching": "partition"},
                         out_dir=str(tmp_path), progress=False)
     assert [s["stage"] for s in res["stages"]] == ["inference", "student:glnn", "student:gsp", "student:gcrd",
                                                    "student:kd_gcrd", "baseline", "evaluate"]
@@ -94,6 +96,59 @@ def test_representation_recipes_run_on_the_mapped_teacher_hidden_rows(tmp_path, 
         distill_large(data, teacher=teacher, method="glnn", overrides={"gsp.beta": 1.0}, out_dir=str(tmp_path))
     with pytest.raises(ValueError, match="not supported at scale"):
         distill_large(data, teacher=teacher, method=["glnn", "glnn"], out_dir=str(tmp_path))
+
+
+def test_student_schedule_counts_steps():
+    """Floors in steps, GSP/G-CRD's labelled_first batches while the labels fill half a batch at most, and
+    a method's own settings kept as given."""
+    sched = large.student_schedule
+    kw = dict(num_pool=2_450_000, batch_size=4096, epochs=20, patience=5, min_steps=600, min_patience_steps=100)
+    # 235 labels: the baseline's epoch is one step, so 600 epochs of patience 100
+    assert sched("none", {}, num_train=235, **kw) == {"batching": "partition", "steps_per_epoch": 1,
+                                                      "epochs": 600, "patience": 100}
+    # GLNN's epoch is 599 steps: the pipeline's 20 epochs and patience 5 stand
+    assert sched("glnn", {}, num_train=235, **kw) == {"batching": "partition", "steps_per_epoch": 599,
+                                                      "epochs": 20, "patience": 5}
+    assert sched("gcrd", {}, num_train=235, **kw)["batching"] == "labelled_first"
+    assert sched("kd_gcrd", {}, num_train=235, **kw)["batching"] == "partition"  # soft labels on every node
+    # labels filling more than half a batch: partition batches carry labelled rows anyway
+    many = sched("gsp", {}, num_train=196_615, **kw)
+    assert many["batching"] == "partition" and many["steps_per_epoch"] == 599
+    assert sched("glnn", {}, num_train=235, passes="separate", **kw)["steps_per_epoch"] == 1 + 598
+    mine = sched("gsp", {"batching": "partition", "epochs": 3, "patience": 7}, num_train=235, **kw)
+    assert (mine["batching"], mine["epochs"], mine["patience"]) == ("partition", 3, 7)
+    assert sched("none", {}, num_train=235, **{**kw, "patience": None})["patience"] is None
+
+
+def test_few_labels_train_by_steps_and_gsp_on_batches_that_carry_them(tmp_path, monkeypatch):
+    """80 labelled nodes among 800, batches of 200: GSP's batches start with every training node (one
+    step per epoch), the label-only baseline (one step per epoch too) is raised to the step floor."""
+    from gkdfast.distill import terms
+
+    data = _data()
+    teacher = _trained_teacher(data)
+    train = set(data.train_mask.nonzero().flatten().tolist())
+    firsts = []
+    real = terms.GSP.forward
+
+    def spy(self, ctx):
+        firsts.append((set(ctx.nodes[:80].tolist()) == train, int(ctx.labelled.sum()), ctx.nodes.numel()))
+        return real(self, ctx)
+
+    monkeypatch.setattr(terms.GSP, "forward", spy)
+    res = distill_large(data, teacher=teacher, hidden=32, batch_size=200, chunk_rows=97, student_epochs=2,
+                        patience=None, student_min_steps=12, min_patience_steps=0, method=["gsp", "glnn"],
+                        overrides={"glnn.patience": 1}, out_dir=str(tmp_path), progress=False)
+    st = {s["stage"]: s for s in res["stages"]}
+    assert (st["student:gsp"]["batching"], st["student:gsp"]["epochs"], st["student:gsp"]["steps"]) == \
+        ("labelled_first", 12, 12)
+    assert firsts == [(True, 80, 200)] * 12
+    assert (st["baseline"]["batching"], st["baseline"]["epochs"], st["baseline"]["steps"]) == ("partition", 12, 12)
+    # GLNN: 4 steps per epoch, so 3 epochs reach the floor of 12 steps; its own patience of 1 is kept
+    assert st["student:glnn"]["batching"] == "partition" and st["student:glnn"]["steps"] == \
+        4 * st["student:glnn"]["epochs"] <= 12
+    with pytest.raises(ValueError, match="student_min_steps must be an int >= 0"):
+        distill_large(data, teacher=teacher, student_min_steps=-1, out_dir=str(tmp_path))
 
 
 def test_memory_check_stops_a_stage_with_the_flag_to_lower(tmp_path, monkeypatch):
@@ -112,7 +167,7 @@ def test_memory_check_stops_a_stage_with_the_flag_to_lower(tmp_path, monkeypatch
                       progress=False)
     # The check can be turned off.
     res = distill_large(data, teacher=teacher, hidden=32, chunk_rows=500, batch_size=800, student_epochs=1,
-                        out_dir=str(tmp_path), progress=False, check_memory_first=False)
+                        student_min_steps=0, out_dir=str(tmp_path), progress=False, check_memory_first=False)
     assert len(res["rows"]) == 3
 
 
@@ -147,12 +202,14 @@ def test_whole_pipeline_with_sampled_teacher(tmp_path):
     pytest.importorskip("gkdfast.sampling", reason="gkdfast.sampling (neighbour sampler) not in this tree")
     data = _data()
     res = distill_large(data, teacher="sage", hidden=32, fanouts=(5, 5), teacher_epochs=2, teacher_batch_size=128,
-                        batch_size=128, chunk_rows=100, student_epochs=2, out_dir=str(tmp_path), progress=False)
+                        batch_size=128, chunk_rows=100, student_epochs=2, student_min_steps=0, out_dir=str(tmp_path),
+                        progress=False)
     assert [s["stage"] for s in res["stages"]] == ["teacher", "inference", "student", "baseline", "evaluate"]
     assert res["stages"][0]["throughput"] > 0 and res["rows"][0]["train_seconds"] > 0
     assert os.path.exists(tmp_path / "teacher-SAGE(32)-seed0.pt")
     # A rerun reuses the saved teacher weights and the cached outputs.
     again = distill_large(data, teacher="sage", hidden=32, fanouts=(5, 5), teacher_epochs=2, teacher_batch_size=128,
-                          batch_size=128, chunk_rows=100, student_epochs=2, out_dir=str(tmp_path), progress=False)
+                          batch_size=128, chunk_rows=100, student_epochs=2, student_min_steps=0, out_dir=str(tmp_path),
+                        progress=False)
     assert again["stages"][1]["cached"] is True
     assert again["rows"][0]["test_acc"] == res["rows"][0]["test_acc"]

@@ -11,10 +11,14 @@ throughput and its own peak RSS in the ``stages`` table):
 3. ``student``: an MLP trained in node mini-batches by each recipe (GLNN: CE on the training nodes +
    KL to the teacher on every node; GSP / G-CRD: CE + the all-pairs term between the batch's student
    and teacher hidden rows) reading the mapped teacher outputs and only the batch rows of ``x``; with
-   several methods, one stage per method (``student:<method>``).  With few labels, GSP's and G-CRD's
-   CE sees a handful of training rows per batch; ``docs/scale.md`` measures that schedule against
-   ``passes="separate"`` (a label pass of its own) at 2·10⁵ and 2.45·10⁶ nodes.
-4. ``baseline``: the same MLP trained on labels alone (the "no KD" row).
+   several methods, one stage per method (``student:<method>``).  Schedules (:func:`student_schedule`):
+   GSP's and G-CRD's only label signal is the CE on the training rows, which a partition batch of a
+   graph with few labels rarely holds, so while the training nodes fill at most half a batch they
+   train on Graph-MLP's ``labelled_first`` batches (every training node plus drawn nodes, one step per
+   epoch); ``docs/scale.md`` measures this against partition batches and ``passes="separate"`` at
+   2·10⁵ and 2.45·10⁶ nodes.  Every student gets at least ``student_min_steps`` optimiser steps and
+   ``min_patience_steps`` steps of patience, however few steps an epoch holds.
+4. ``baseline``: the same MLP trained on labels alone (the "no KD" row), on the same step budget.
 5. ``evaluate``: test accuracy of teacher (from its cached logits), student and baseline, in batches.
 
 Nothing holds a second full copy of ``x`` or of the teacher outputs: ``x`` may be a read-only memory
@@ -34,12 +38,15 @@ from gkdfast.distill import recipes as _recipes
 from gkdfast.distill.memory import InsufficientMemory, StageTimer, check_memory, format_bytes
 from gkdfast.distill.teacher_cache import TeacherOutputs, teacher_outputs
 
-__all__ = ["distill_large", "format_stages", "estimate_teacher", "estimate_inference", "estimate_student", "estimate_evaluate",
-           "LARGE_METHODS"]
+__all__ = ["distill_large", "student_schedule", "format_stages", "estimate_teacher", "estimate_inference", "estimate_student", "estimate_evaluate",
+           "LARGE_METHODS", "LABELLED_FIRST_METHODS"]
 
 # Recipes whose terms need no graph: per-node terms (GLNN, KD) and all-pairs terms within the batch
 # (GSP, G-CRD), so a student step reads only its batch rows of x and of the mapped teacher outputs.
 LARGE_METHODS = ("glnn", "kd", "gsp", "gcrd", "kd_gcrd")
+# Recipes whose only label signal is the CE on the training rows (no soft labels on every node): on
+# a graph with few labels they train on batches that carry every training node (student_schedule).
+LABELLED_FIRST_METHODS = ("gsp", "gcrd")
 _F32 = 4
 
 
@@ -171,6 +178,51 @@ def _method_overrides(methods: Sequence[str], overrides: Optional[dict]) -> Dict
     return per
 
 
+def student_schedule(method: str, params: dict, *, num_train: int, num_pool: int, batch_size: int, epochs: int,
+                     patience: Optional[int], min_steps: int = 0, min_patience_steps: int = 0,
+                     passes: str = "joint") -> dict:
+    """The pipeline's training schedule of one student: ``batching``, ``epochs`` and ``patience``.
+
+    An epoch holds ``steps`` optimiser steps: one on ``labelled_first`` batches, ``ceil(pool /
+    batch_size)`` on partition batches (the pool: the training nodes for ``"none"``, every node for the
+    others), the two passes' full batches with ``passes="separate"``.  ``epochs`` and ``patience`` are
+    raised so the student gets at least ``min_steps`` steps and ``min_patience_steps`` steps of patience:
+    with 235 labelled nodes among 2.45·10⁶, 20 epochs of the label-only baseline would be 20 steps.
+    Methods in :data:`LABELLED_FIRST_METHODS` take ``batching="labelled_first"`` while the training nodes
+    fill at most half a batch.  What ``params`` (the method's overrides) sets is kept as given.
+
+    Args:
+        method: a recipe name or ``"none"``.  params: its overrides (``epochs``, ``patience`` and
+            ``batching`` are read).  num_train / num_pool: training nodes / all nodes.
+        batch_size, epochs, patience: the pipeline's settings.  min_steps, min_patience_steps: floors.
+        passes: the recipe's ``passes`` (``"joint"`` or ``"separate"``).
+
+    Returns:
+        ``{"batching", "epochs", "patience", "steps_per_epoch"}``.
+
+    Example:
+        >>> s = student_schedule("gsp", {}, num_train=235, num_pool=2_450_000, batch_size=4096, epochs=20,
+        ...                      patience=5, min_steps=600, min_patience_steps=100)
+        >>> s["batching"], s["epochs"], s["patience"], s["steps_per_epoch"]
+        ('labelled_first', 600, 100, 1)
+    """
+    batching = params.get("batching")
+    if batching is None:
+        batching = ("labelled_first" if method in LABELLED_FIRST_METHODS and 2 * num_train <= batch_size
+                    else "partition")
+    if batching == "labelled_first":
+        steps = 1
+    elif passes == "separate":
+        steps = max(1, num_train // batch_size) + max(1, num_pool // batch_size)
+    else:
+        steps = -(-(num_train if method == "none" else num_pool) // batch_size)
+    out = {"batching": batching, "steps_per_epoch": steps,
+           "epochs": max(epochs, -(-min_steps // steps)),
+           "patience": None if patience is None else max(patience, -(-min_patience_steps // steps))}
+    out.update({k: params[k] for k in ("epochs", "patience") if k in params})
+    return out
+
+
 def _row(method: str, model: str, acc: float, seconds: float, ms_per_1k: float) -> dict:
     return {"method": method, "model": model, "test_acc_mean": float(acc), "test_acc_std": 0.0,
             "test_acc": [float(acc)], "train_seconds": float(seconds), "inference_ms_per_1k_nodes": float(ms_per_1k)}
@@ -181,7 +233,8 @@ def distill_large(data, *, teacher: Union[str, nn.Module] = "sage", hidden: int 
                   teacher_lr: float = 0.003, teacher_min_steps: int = 200, batch_size: int = 4096, chunk_rows: int = 65536,
                   student: str = "mlp", student_hidden: Optional[int] = None,
                   method: Union[str, Sequence[str]] = "glnn",
-                  student_epochs: int = 20, student_dropout: float = 0.5, patience: Optional[int] = 5, eval_batch_size: int = 65536,
+                  student_epochs: int = 20, student_dropout: float = 0.5, patience: Optional[int] = 5,
+                  student_min_steps: int = 600, min_patience_steps: int = 100, eval_batch_size: int = 65536,
                   seed: int = 0, out_dir: str = "gkdfast-large", cache_dir: Optional[str] = None,
                   progress: bool = True, check_memory_first: bool = True, overrides: Optional[dict] = None,
                   log: Callable[[str], None] = lambda s: None, distributed="auto", process_group=None) -> dict:
@@ -200,7 +253,12 @@ def distill_large(data, *, teacher: Union[str, nn.Module] = "sage", hidden: int 
             (default ``hidden``).  method: one of :data:`LARGE_METHODS` (``"glnn"``, ``"kd"``,
             ``"gsp"``, ``"gcrd"``, ``"kd_gcrd"``) or a list of them, each trained from the same
             initial weights on the same cached teacher outputs.
-        student_epochs, patience: student training length and early stopping.  student_dropout: MLP dropout.
+        student_epochs, patience: student training length and early stopping, in epochs.
+        student_min_steps, min_patience_steps: each student (the baseline too) gets at least this many
+            optimiser steps and steps of patience; with few labelled nodes an epoch of the baseline is
+            one step (:func:`student_schedule`, which also picks GSP's and G-CRD's batches; a method's
+            own ``epochs`` / ``patience`` / ``batching`` in ``overrides`` are used as given).
+        student_dropout: MLP dropout.
         eval_batch_size: rows per evaluation batch.
         seed: weights, batch order and sampling.  out_dir: checkpoints, teacher weights and results.
         cache_dir: teacher-output cache (default ``out_dir/cache``).
@@ -258,6 +316,9 @@ def distill_large(data, *, teacher: Union[str, nn.Module] = "sage", hidden: int 
                     ("eval_batch_size", eval_batch_size), ("teacher_batch_size", teacher_batch_size)):
         if not isinstance(v, int) or isinstance(v, bool) or v < 1:
             raise ValueError(f"distill_large: {what} must be a positive int, got {v!r}")
+    for what, v in (("student_min_steps", student_min_steps), ("min_patience_steps", min_patience_steps)):
+        if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+            raise ValueError(f"distill_large: {what} must be an int >= 0, got {v!r}")
     fanouts = tuple(int(k) for k in fanouts)
     if len(fanouts) != num_layers or any(k < 1 for k in fanouts):
         raise ValueError(f"distill_large: fanouts must be {num_layers} positive ints (one per layer), got {fanouts}")
@@ -269,6 +330,7 @@ def distill_large(data, *, teacher: Union[str, nn.Module] = "sage", hidden: int 
     cache_dir = cache_dir or os.path.join(out_dir, "cache")
     stages: list = []
     num_val = int(data.val_mask.sum())
+    num_train = int(data.train_mask.sum())
 
     def plan(stage: str, parts: Dict[str, float], hint: str) -> int:
         if not check_memory_first:
@@ -357,25 +419,31 @@ def distill_large(data, *, teacher: Union[str, nn.Module] = "sage", hidden: int 
     for stage, name in [(stage_of[m], m) for m in methods] + [("baseline", "none")]:
         torch.manual_seed(seed)  # the same initial weights for every student
         mlp = build_model("mlp", f, s_hidden, c, num_layers=2, dropout=student_dropout)
-        kw = dict(per_method.get(name, {}))
-        kw.update(epochs=student_epochs, patience=patience, batch_size=batch_size)
+        params = per_method.get(name, {})
+        kw = {"batch_size": batch_size, **params}
+        sched = student_schedule(name, params, num_train=num_train, num_pool=n, batch_size=kw["batch_size"],
+                                 epochs=student_epochs, patience=patience, min_steps=student_min_steps,
+                                 min_patience_steps=min_patience_steps, passes=_recipes.get(name, **kw).passes)
+        kw.update(batching=sched["batching"], epochs=sched["epochs"], patience=sched["patience"])
         recipe = _recipes.get(name, **kw)
         # GLNN/KD match logits only: without the hidden matrix the Distiller gathers no hidden rows,
         # so the mapped hidden file is never paged in by their stages.
         wants_hidden = tout.hidden is not None and any(t.needs_teacher and t.needs_hidden for t in recipe.terms())
-        est = plan(stage, estimate_student(n, f, s_hidden, c, batch_size, num_val, mlp,
+        est = plan(stage, estimate_student(n, f, s_hidden, c, kw["batch_size"], num_val, mlp,
                                            teacher_hidden=tout.hidden.size(1) if wants_hidden else 0,
                                            pair_width=int(getattr(recipe, "proj_dim", None) or 0)),
-                   f"lower --batch-size (now {batch_size}) or the student's hidden width (now {s_hidden})")
+                   f"lower --batch-size (now {kw['batch_size']}) or the student's hidden width (now {s_hidden})")
         teacher_rows = tout if wants_hidden else TeacherOutputs(tout.logits, None, tout.key, tout.cached)
         distiller = recipe.distiller(mlp, teacher_rows, progress=progress, seed=seed, desc=f"{stage}: {name} -> MLP",
                                      checkpoint_dir=os.path.join(out_dir, "checkpoints", f"{name}-seed{seed}"),
                                      **ddp_kw)
         with StageTimer(stage, est) as timer:
             fit = distiller.fit(data)
-        pool = n if name != "none" else int(data.train_mask.sum())
-        done(timer, pool * fit.epochs, "nodes/s", epochs=fit.epochs, best_epoch=fit.best_epoch,
-             best_val_acc=fit.best_val_acc, passes=recipe.passes)
+        rows_per_epoch = (kw["batch_size"] if recipe.batching == "labelled_first"
+                          else num_train if name == "none" else n)
+        done(timer, rows_per_epoch * fit.epochs, "nodes/s", epochs=fit.epochs, best_epoch=fit.best_epoch,
+             best_val_acc=fit.best_val_acc, passes=recipe.passes, batching=recipe.batching,
+             steps=fit.epochs * sched["steps_per_epoch"])
         trained[name] = (fit.student, fit.seconds)
 
     # 5. evaluation ----------------------------------------------------------------------------------
