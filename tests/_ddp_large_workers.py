@@ -85,10 +85,10 @@ def worker(rank: int, world: int, init_file: str, out_dir: str):
     # 3. sampled teacher training, data-parallel
     results["fit"] = fit_sampled_problem("auto")
     # 4. the whole pipeline: sampled teacher, layer-wise inference, students (GLNN, G-CRD's all-pairs term
-    # across the ranks, and the baseline)
+    # across the ranks, LSP on each rank's neighbourhood batches, and the baseline)
     res = distill_large(data, teacher="sage", hidden=16, fanouts=(4, 3), teacher_epochs=2, teacher_min_steps=4,
-                        batch_size=64, chunk_rows=50, student_epochs=2, out_dir=os.path.join(out_dir, "large"),
-                        method=["glnn", "gcrd"], progress=False)
+                        batch_size=64, chunk_rows=50, student_epochs=2, student_min_steps=6,
+                        out_dir=os.path.join(out_dir, "large"), method=["glnn", "gcrd", "lsp"], progress=False)
     results["large"] = res
     torch.save(results, os.path.join(out_dir, f"rank{rank}.pt"))
     dist.barrier()

@@ -67,16 +67,18 @@ def fit_all_pairs(distributed, which: str):
                       seed=3, distributed=distributed, batch_size=40, observed=observed)
         res = d.fit(data, data.x)
         return {k: v.detach().clone() for k, v in student.state_dict().items()}, res
-    if which in ("lsp-gcn", "lsp-mlp"):
+    if which in ("lsp-gcn", "lsp-mlp", "lsp-neighbours"):
         # LSP over the global batch's edges: a GNN student from every rank's full-graph forward, a
-        # graph-free one from the batch rows gathered from the ranks
+        # graph-free one from the batch rows gathered from the ranks; on neighbourhood batches each
+        # rank expands its own shard and the mean is over the global batch's centres
         from gkdfast.nn import GCN
 
         torch.manual_seed(0)
         student = GCN(data.x.size(1), 16, 3, dropout=0.0).double() if which == "lsp-gcn" else \
             make_student(data.x.size(1))
         d = Distiller(student, loss_terms + [terms.LSP(1.0, kernel="rbf", gamma=0.5)], teacher, lr=0.01, epochs=3,
-                      patience=None, seed=3, distributed=distributed, batch_size=40)
+                      patience=None, seed=3, distributed=distributed, batch_size=40,
+                      batch_edges="neighbours" if which == "lsp-neighbours" else "induced")
         res = d.fit(data, data.x)
         return {k: v.detach().clone() for k, v in student.state_dict().items()}, res
     if which in ("gsp", "gsp-separate"):
@@ -166,7 +168,7 @@ def worker(rank: int, world: int, init_file: str, out_dir: str):
     results["best_epoch"] = res.best_epoch
     # 1a. all-pairs terms: the global batch's loss on every rank, the single-process gradient
     for which in ("ncontrast", "gsp", "rsd", "ncontrast-labelled_first", "ce-uneven", "lsp-gcn", "lsp-mlp",
-                  "gsp-separate"):
+                  "lsp-neighbours", "gsp-separate"):
         results[f"pairs_{which}"] = fit_all_pairs("auto", which)[0]
     results["separate_rows"] = list(BATCH_ROWS)
     # 1b. BatchNorm + dropout + a label term, odd pool (padding): not equal to one process, but the

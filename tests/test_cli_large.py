@@ -62,8 +62,8 @@ def test_sampled_run_with_several_methods(tmp_path):
 @pytest.mark.parametrize("args,needle", [
     (["--fanouts", "15,x"], "--fanouts '15,x'"),
     (["--student", "gcn"], "one graph-free student"),
-    (["--methods", "lsp"], "runs distinct methods among glnn, kd, gsp, gcrd, kd_gcrd"),
-    (["--methods", "glnn,glnn"], "runs distinct methods among glnn, kd, gsp, gcrd, kd_gcrd"),
+    (["--methods", "nosmog"], "runs distinct methods among glnn, kd, lsp, gsp, gcrd, kd_gcrd"),
+    (["--methods", "glnn,glnn"], "runs distinct methods among glnn, kd, lsp, gsp, gcrd, kd_gcrd"),
     (["--methods", "glnn,gsp", "--set", "gsp.nope=1"], "unknown hyperparameter 'nope'"),
     (["--patience", "0"], "--patience must be >= 1"),
     (["--min-steps", "-1"], "--min-steps must be >= 0"),

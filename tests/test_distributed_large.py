@@ -102,7 +102,9 @@ def test_fit_sampled_under_ddp_equals_one_process(ranks):
 def test_distill_large_under_ddp_gives_every_rank_the_same_results(ranks):
     out, res = ranks
     rows = [{r["method"]: r for r in res[k]["large"]["rows"]} for k in range(WORLD)]
-    assert set(rows[0]) == {"teacher", "none", "glnn", "gcrd"}
+    assert set(rows[0]) == {"teacher", "none", "glnn", "gcrd", "lsp"}
+    lsp = [s for s in res[0]["large"]["stages"] if s["stage"] == "student:lsp"][0]
+    assert lsp["batch_edges"] == "neighbours"
     for method, row in rows[0].items():
         assert rows[1][method]["test_acc_mean"] == row["test_acc_mean"], method
     assert rows[0]["teacher"]["test_acc_mean"] > 0.5  # a 3-class CSBM: well above chance

@@ -93,7 +93,7 @@ def test_label_rows_falling_unevenly_on_the_ranks_give_the_single_process_gradie
 
 
 @pytest.mark.parametrize("which", ["ncontrast", "gsp", "rsd", "ncontrast-labelled_first", "lsp-gcn", "lsp-mlp",
-                                   "gsp-separate"])
+                                   "lsp-neighbours", "gsp-separate"])
 def test_pair_terms_under_ddp_give_the_single_process_gradient(ranks, which):
     """Every rank computes the global batch's all-pairs loss L and back-propagates it into its own
     rows only, so the ranks' gradients sum to ∇L; DDP averages them, so the Distiller scales such a

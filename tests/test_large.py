@@ -104,11 +104,14 @@ def test_student_schedule_counts_steps():
     sched = large.student_schedule
     kw = dict(num_pool=2_450_000, batch_size=4096, epochs=20, patience=5, min_steps=600, min_patience_steps=100)
     # 235 labels: the baseline's epoch is one step, so 600 epochs of patience 100
-    assert sched("none", {}, num_train=235, **kw) == {"batching": "partition", "steps_per_epoch": 1,
-                                                      "epochs": 600, "patience": 100}
+    assert sched("none", {}, num_train=235, **kw) == {"batching": "partition", "batch_edges": "induced",
+                                                      "steps_per_epoch": 1, "epochs": 600, "patience": 100}
     # GLNN's epoch is 599 steps: the pipeline's 20 epochs and patience 5 stand
-    assert sched("glnn", {}, num_train=235, **kw) == {"batching": "partition", "steps_per_epoch": 599,
-                                                      "epochs": 20, "patience": 5}
+    assert sched("glnn", {}, num_train=235, **kw) == {"batching": "partition", "batch_edges": "induced",
+                                                      "steps_per_epoch": 599, "epochs": 20, "patience": 5}
+    lsp = sched("lsp", {}, num_train=235, **kw)
+    assert (lsp["batching"], lsp["batch_edges"]) == ("labelled_first", "neighbours")
+    assert sched("lsp", {"batch_edges": "induced"}, num_train=235, **kw)["batch_edges"] == "induced"
     assert sched("gcrd", {}, num_train=235, **kw)["batching"] == "labelled_first"
     assert sched("kd_gcrd", {}, num_train=235, **kw)["batching"] == "partition"  # soft labels on every node
     # labels filling more than half a batch: partition batches carry labelled rows anyway
@@ -151,6 +154,38 @@ def test_few_labels_train_by_steps_and_gsp_on_batches_that_carry_them(tmp_path, 
         distill_large(data, teacher=teacher, student_min_steps=-1, out_dir=str(tmp_path))
 
 
+def test_lsp_trains_on_neighbourhood_batches(tmp_path, monkeypatch):
+    """LSP in the pipeline: each step's rows are the batch nodes (labelled_first: the 80 training nodes
+    first) followed by their in-neighbours, and its term is averaged over the batch nodes alone."""
+    from gkdfast.distill import terms
+
+    data = _data()
+    teacher = _trained_teacher(data)
+    steps = []
+    real = terms.LSP.forward
+
+    def spy(self, ctx):
+        b = int(ctx.observed.sum())
+        steps.append((ctx.neighbourhood, b, ctx.nodes.numel(), int(ctx.graph.in_degree()[b:].sum())))
+        return real(self, ctx)
+
+    monkeypatch.setattr(terms.LSP, "forward", spy)
+    res = distill_large(data, teacher=teacher, hidden=32, batch_size=200, chunk_rows=97, student_epochs=1,
+                        student_min_steps=5, min_patience_steps=0, method="lsp", out_dir=str(tmp_path),
+                        progress=False)
+    st = res["stages"][1]
+    assert (st["stage"], st["batching"], st["batch_edges"], st["steps"]) == ("student", "labelled_first",
+                                                                               "neighbours", 5)
+    assert len(steps) == 5
+    for neighbourhood, b, rows, edges_into_neighbours in steps:
+        assert neighbourhood and b == 200 and rows > b and edges_into_neighbours == 0
+    assert [r["method"] for r in res["rows"]] == ["teacher", "none", "lsp"]
+    # the estimate plans for the neighbour rows
+    small = large.estimate_student(800, 16, 32, 4, 200, 120, SAGE(16, 32, 4))
+    grown = large.estimate_student(800, 16, 32, 4, 200, 120, SAGE(16, 32, 4), neighbours=3.0)
+    assert grown["batch rows"] == 4 * small["batch rows"] and "batch graph (neighbourhoods)" in grown
+
+
 def test_memory_check_stops_a_stage_with_the_flag_to_lower(tmp_path, monkeypatch):
     data = _data()
     teacher = _trained_teacher(data)
@@ -188,7 +223,7 @@ def test_estimates_grow_with_their_flags():
 def test_bad_arguments(tmp_path):
     data = _data()
     with pytest.raises(ValueError, match="not supported at scale"):
-        distill_large(data, teacher=SAGE(16, 8, 4), method="lsp", out_dir=str(tmp_path))
+        distill_large(data, teacher=SAGE(16, 8, 4), method="nosmog", out_dir=str(tmp_path))
     with pytest.raises(ValueError, match="student must be 'mlp'"):
         distill_large(data, teacher=SAGE(16, 8, 4), student="gcn", out_dir=str(tmp_path))
     with pytest.raises(ValueError, match="fanouts must be 2 positive ints"):

@@ -33,6 +33,7 @@ from torch import Tensor, nn
 
 from gkdfast._io import atomic_write, save_checkpoint_file
 from gkdfast.distill.checkpoint_cadence import CheckpointCadence
+from gkdfast.distill.neighbourhood import neighbourhood_batch
 from gkdfast.distill import ddp as _ddp
 from gkdfast.distill.teacher_cache import TeacherOutputs, hash_tensor, teacher_outputs
 from gkdfast.distill.terms import Dims, LossTerm, StepContext
@@ -213,6 +214,14 @@ class Distiller:
             node drawn again is not labelled twice, as the reference's ``output[idx_train]``).  Needs
             ``batch_size`` larger than the training set.  Under DDP ``batch_size`` is the global batch
             and rank r takes its positions r, r + W, ... (equal shares of the labelled rows).
+        batch_edges: ``"induced"`` (default): a graph-free student's batch graph holds the edges among
+            the batch nodes.  ``"neighbours"``: each batch (of either ``batching``) is followed by every
+            in-neighbour of its nodes, with their in-edges as the batch graph
+            (:func:`gkdfast.distill.neighbourhood.neighbourhood_batch`), so LSP compares each batch
+            node's whole neighbourhood, as on the full graph, where a random batch of a large graph
+            holds almost no edges; the other terms still read only the batch nodes' rows.  The
+            student runs on the neighbour rows too (a step costs ``B · (1 + mean degree)`` rows).
+            Graph-free students, ``passes="joint"``, a ``batch_size``.
         device: where to train (default: the student's device).
         checkpoint_dir: folder for ``checkpoint.pt``; an existing checkpoint there is resumed.
         checkpoint_overhead: the largest share of wall time spent writing checkpoints (default 0.05):
@@ -247,7 +256,7 @@ class Distiller:
                  cache_dir: Optional[str] = None, progress: bool = False, desc: str = "train", seed: int = 0,
                  observed: Optional[Tensor] = None, distributed: Union[str, bool] = "auto", process_group=None,
                  checkpoint_overhead: Optional[float] = 0.05, ties: str = "first", passes: str = "joint",
-                 batching: str = "partition"):
+                 batching: str = "partition", batch_edges: str = "induced"):
         if not isinstance(student, nn.Module):
             raise TypeError(f"Distiller: student must be a torch.nn.Module, got {type(student).__name__}")
         terms = list(terms)
@@ -271,7 +280,14 @@ class Distiller:
         if batching == "labelled_first" and (batch_size is None or passes != "joint"):
             raise ValueError("Distiller: batching='labelled_first' (Graph-MLP's batches) needs a batch_size and "
                              "passes='joint'")
-        self.ties, self.passes, self.batching = ties, passes, batching
+        if batch_edges not in ("induced", "neighbours"):
+            raise ValueError(f"Distiller: batch_edges must be 'induced' or 'neighbours', got {batch_edges!r}")
+        if batch_edges == "neighbours" and (batch_size is None or passes != "joint" or uses_graph(student)):
+            raise ValueError("Distiller: batch_edges='neighbours' adds each batch node's in-neighbours to the "
+                             "batch of a graph-free student; it needs a batch_size, passes='joint' and a "
+                             f"graph-free student (got batch_size={batch_size}, passes={passes!r}, "
+                             f"{type(student).__name__})")
+        self.ties, self.passes, self.batching, self.batch_edges = ties, passes, batching, batch_edges
         self.student = student
         self.terms = nn.ModuleList(terms)
         self.teacher = teacher
@@ -356,6 +372,8 @@ class Distiller:
             h.update(f"passes={self.passes}".encode())
         if self.batching != "partition":
             h.update(f"batching={self.batching}".encode())
+        if self.batch_edges != "induced":
+            h.update(f"batch_edges={self.batch_edges}".encode())
         if world_size is not None:
             h.update(f"ddp{int(world_size)}".encode())
         for tensor in (inputs, y, *masks):
@@ -551,7 +569,14 @@ class Distiller:
             # labelled: which rows the label terms read (default: the training nodes among them).
             # A batch of n distinct rows is the pool itself, i.e. arange(n): skip the gathers
             # (labelled_first batches may repeat nodes, so they always gather).
-            full = nodes.numel() == n and labelled is None
+            full = nodes.numel() == n and labelled is None and self.batch_edges == "induced"
+            is_centre, batch_graph = None, None
+            if self.batch_edges == "neighbours":  # the batch nodes, then their in-neighbours (neighbourhood.py)
+                labelled = train_mask[nodes] if labelled is None else labelled
+                nodes, batch_graph, b = neighbourhood_batch(graph, nodes)
+                is_centre = torch.zeros(nodes.numel(), dtype=torch.bool, device=dev)
+                is_centre[:b] = True
+                labelled = torch.cat([labelled, torch.zeros(nodes.numel() - b, dtype=torch.bool, device=dev)])
             x_b = inputs if (self.uses_graph or full) else inputs[nodes]
             sel = None if full else nodes
             # a GNN student runs over the whole graph: keep its hidden layer for every node (a term that
@@ -567,11 +592,12 @@ class Distiller:
                 teacher_hidden=teacher.hidden[nodes] if teacher is not None and teacher.hidden is not None
                 else None,
                 y=y[nodes], labelled=train_mask[nodes] if labelled is None else labelled,
-                observed=observed[nodes], inputs=x_b,
+                # neighbour rows serve LSP's centres only: the other terms read the batch nodes alone
+                observed=observed[nodes] if is_centre is None else observed[nodes] & is_centre, inputs=x_b,
                 forward=lambda xx, _sel=sel: self._forward(xx, graph, _sel, True),
                 full_graph=graph, full_batch=full,
                 process_group=(ddp.group if ddp.group is not None else _ddp.default_group()) if ddp else None,
-                student=self.student)
+                student=self.student, neighbourhood=batch_graph is not None, _graph=batch_graph)
             loss, reported, values = 0.0, 0.0, {}
             for t in (self.terms if subset is None else subset):
                 if t.weight == 0 and subset is None:

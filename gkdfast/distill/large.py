@@ -1,5 +1,6 @@
 """Distillation on graphs too big for full-batch training: the out-of-core pipeline (GLNN, KD, and
-the representation recipes GSP, G-CRD and KD + G-CRD, whose terms need only batch rows).
+the representation recipes LSP, GSP, G-CRD and KD + G-CRD, whose terms need only batch rows and, for
+LSP, the batch nodes' in-neighbours).
 
 Stages (each one first checks its memory estimate against ``MemAvailable``, then records wall time,
 throughput and its own peak RSS in the ``stages`` table):
@@ -11,8 +12,10 @@ throughput and its own peak RSS in the ``stages`` table):
 3. ``student``: an MLP trained in node mini-batches by each recipe (GLNN: CE on the training nodes +
    KL to the teacher on every node; GSP / G-CRD: CE + the all-pairs term between the batch's student
    and teacher hidden rows) reading the mapped teacher outputs and only the batch rows of ``x``; with
-   several methods, one stage per method (``student:<method>``).  Schedules (:func:`student_schedule`):
-   GSP's and G-CRD's only label signal is the CE on the training rows, which a partition batch of a
+   several methods, one stage per method (``student:<method>``).  LSP's batches bring every in-neighbour
+   of their nodes (:mod:`gkdfast.distill.neighbourhood`): its loss per node is then the full-graph one.
+   Schedules (:func:`student_schedule`):
+   LSP's, GSP's and G-CRD's only label signal is the CE on the training rows, which a partition batch of a
    graph with few labels rarely holds, so while the training nodes fill at most half a batch they
    train on Graph-MLP's ``labelled_first`` batches (every training node plus drawn nodes, one step per
    epoch); ``docs/scale.md`` measures this against partition batches and ``passes="separate"`` at
@@ -39,14 +42,19 @@ from gkdfast.distill.memory import InsufficientMemory, StageTimer, check_memory,
 from gkdfast.distill.teacher_cache import TeacherOutputs, teacher_outputs
 
 __all__ = ["distill_large", "student_schedule", "format_stages", "estimate_teacher", "estimate_inference", "estimate_student", "estimate_evaluate",
-           "LARGE_METHODS", "LABELLED_FIRST_METHODS"]
+           "LARGE_METHODS", "LABELLED_FIRST_METHODS", "NEIGHBOURHOOD_METHODS"]
 
-# Recipes whose terms need no graph: per-node terms (GLNN, KD) and all-pairs terms within the batch
-# (GSP, G-CRD), so a student step reads only its batch rows of x and of the mapped teacher outputs.
-LARGE_METHODS = ("glnn", "kd", "gsp", "gcrd", "kd_gcrd")
+# Recipes a graph-free student can train on batches: per-node terms (GLNN, KD), all-pairs terms within
+# the batch (GSP, G-CRD) and LSP on neighbourhood batches, so a student step reads only its batch rows
+# (and LSP's neighbours) of x and of the mapped teacher outputs.
+LARGE_METHODS = ("glnn", "kd", "lsp", "gsp", "gcrd", "kd_gcrd")
 # Recipes whose only label signal is the CE on the training rows (no soft labels on every node): on
 # a graph with few labels they train on batches that carry every training node (student_schedule).
-LABELLED_FIRST_METHODS = ("gsp", "gcrd")
+LABELLED_FIRST_METHODS = ("lsp", "gsp", "gcrd")
+# Recipes whose term compares each node with its in-neighbours (LSP): their batches bring every
+# in-neighbour of the batch nodes (Distiller(batch_edges="neighbours")), as a random batch of a large
+# graph holds almost no edges.
+NEIGHBOURHOOD_METHODS = ("lsp",)
 _F32 = 4
 
 
@@ -102,13 +110,16 @@ def estimate_inference(n: int, avg_degree: float, f: int, hidden: int, c: int, c
 
 
 def estimate_student(n: int, f: int, hidden: int, c: int, batch_size: int, num_val: int,
-                     model: nn.Module, teacher_hidden: int = 0, pair_width: int = 0) -> Dict[str, float]:
+                     model: nn.Module, teacher_hidden: int = 0, pair_width: int = 0,
+                     neighbours: float = 0.0) -> Dict[str, float]:
     """Bytes of mini-batch MLP training: weights with gradients and Adam state, the batch order over
     every node (int64 permutation and its batches), the teacher's logits paged in from the cache
     over an epoch, one batch's gathered rows and activations, and the per-epoch validation pass.
     A representation recipe (GSP, G-CRD) also pages in the teacher's ``[n, teacher_hidden]`` hidden
     matrix and keeps its projection heads and the batch's projected rows (``pair_width`` wide); its
-    pair losses run in tiles of a fixed workspace, never ``batch x batch``.
+    pair losses run in tiles of a fixed workspace, never ``batch x batch``.  ``neighbours``: the mean
+    in-degree when each batch brings its nodes' in-neighbours (LSP's neighbourhood batches): the rows
+    and activations grow to ``batch · (1 + neighbours)``, plus the batch graph's index tensors.
 
     Example:
         >>> from gkdfast.nn import MLP
@@ -117,6 +128,8 @@ def estimate_student(n: int, f: int, hidden: int, c: int, batch_size: int, num_v
         '23.8 MiB'
     """
     b = min(batch_size, n)
+    edges = b * neighbours
+    b = min(int(b + edges), n)  # rows the student runs on
     parts = {"weights+grad+adam": 4 * _params_bytes(model), "batch order": 3 * n * 8 + n,
              "teacher logits (mapped, read)": n * c * _F32,
              "batch rows": 6 * b * (f + hidden + 2 * c) * _F32,
@@ -126,6 +139,8 @@ def estimate_student(n: int, f: int, hidden: int, c: int, batch_size: int, num_v
         parts["teacher hidden (mapped, read)"] = n * teacher_hidden * _F32
         parts["pair term (heads, projected rows)"] = (4 * (hidden + teacher_hidden + 2 * p) * p
                                                      + 6 * b * (teacher_hidden + 2 * p)) * _F32
+    if neighbours:
+        parts["batch graph (neighbourhoods)"] = 12 * edges * 8  # gathers, sort/unique and CSR of the in-edges
     return parts
 
 
@@ -181,7 +196,8 @@ def _method_overrides(methods: Sequence[str], overrides: Optional[dict]) -> Dict
 def student_schedule(method: str, params: dict, *, num_train: int, num_pool: int, batch_size: int, epochs: int,
                      patience: Optional[int], min_steps: int = 0, min_patience_steps: int = 0,
                      passes: str = "joint") -> dict:
-    """The pipeline's training schedule of one student: ``batching``, ``epochs`` and ``patience``.
+    """The pipeline's training schedule of one student: ``batching``, ``batch_edges``, ``epochs`` and
+    ``patience``.
 
     An epoch holds ``steps`` optimiser steps: one on ``labelled_first`` batches, ``ceil(pool /
     batch_size)`` on partition batches (the pool: the training nodes for ``"none"``, every node for the
@@ -189,16 +205,17 @@ def student_schedule(method: str, params: dict, *, num_train: int, num_pool: int
     raised so the student gets at least ``min_steps`` steps and ``min_patience_steps`` steps of patience:
     with 235 labelled nodes among 2.45·10⁶, 20 epochs of the label-only baseline would be 20 steps.
     Methods in :data:`LABELLED_FIRST_METHODS` take ``batching="labelled_first"`` while the training nodes
-    fill at most half a batch.  What ``params`` (the method's overrides) sets is kept as given.
+    fill at most half a batch; those in :data:`NEIGHBOURHOOD_METHODS` ``batch_edges="neighbours"``.  What
+    ``params`` (the method's overrides) sets is kept as given.
 
     Args:
-        method: a recipe name or ``"none"``.  params: its overrides (``epochs``, ``patience`` and
-            ``batching`` are read).  num_train / num_pool: training nodes / all nodes.
+        method: a recipe name or ``"none"``.  params: its overrides (``epochs``, ``patience``,
+            ``batching`` and ``batch_edges`` are read).  num_train / num_pool: training nodes / all nodes.
         batch_size, epochs, patience: the pipeline's settings.  min_steps, min_patience_steps: floors.
         passes: the recipe's ``passes`` (``"joint"`` or ``"separate"``).
 
     Returns:
-        ``{"batching", "epochs", "patience", "steps_per_epoch"}``.
+        ``{"batching", "batch_edges", "epochs", "patience", "steps_per_epoch"}``.
 
     Example:
         >>> s = student_schedule("gsp", {}, num_train=235, num_pool=2_450_000, batch_size=4096, epochs=20,
@@ -217,6 +234,7 @@ def student_schedule(method: str, params: dict, *, num_train: int, num_pool: int
     else:
         steps = -(-(num_train if method == "none" else num_pool) // batch_size)
     out = {"batching": batching, "steps_per_epoch": steps,
+           "batch_edges": params.get("batch_edges", "neighbours" if method in NEIGHBOURHOOD_METHODS else "induced"),
            "epochs": max(epochs, -(-min_steps // steps)),
            "patience": None if patience is None else max(patience, -(-min_patience_steps // steps))}
     out.update({k: params[k] for k in ("epochs", "patience") if k in params})
@@ -302,8 +320,8 @@ def distill_large(data, *, teacher: Union[str, nn.Module] = "sage", hidden: int 
     odd = [m for m in methods if m not in LARGE_METHODS]
     if odd or not methods or len(set(methods)) != len(methods):
         raise ValueError(f"distill_large: method {method!r} is not supported at scale; give one or more distinct "
-                         f"methods among {', '.join(LARGE_METHODS)} (their terms need no graph, so the student's "
-                         "batches need none)")
+                         f"methods among {', '.join(LARGE_METHODS)} (their terms read a batch's rows, LSP's also "
+                         "their in-neighbours, so an MLP student trains in batches)")
     per_method = _method_overrides(methods, overrides)
     stage_of = {name: "student" if len(methods) == 1 else f"student:{name}" for name in methods}
     width = max([9] + [len(v) for v in stage_of.values()])  # of the stage column in the log lines
@@ -424,14 +442,16 @@ def distill_large(data, *, teacher: Union[str, nn.Module] = "sage", hidden: int 
         sched = student_schedule(name, params, num_train=num_train, num_pool=n, batch_size=kw["batch_size"],
                                  epochs=student_epochs, patience=patience, min_steps=student_min_steps,
                                  min_patience_steps=min_patience_steps, passes=_recipes.get(name, **kw).passes)
-        kw.update(batching=sched["batching"], epochs=sched["epochs"], patience=sched["patience"])
+        kw.update(batching=sched["batching"], batch_edges=sched["batch_edges"], epochs=sched["epochs"],
+                  patience=sched["patience"])
         recipe = _recipes.get(name, **kw)
         # GLNN/KD match logits only: without the hidden matrix the Distiller gathers no hidden rows,
         # so the mapped hidden file is never paged in by their stages.
         wants_hidden = tout.hidden is not None and any(t.needs_teacher and t.needs_hidden for t in recipe.terms())
         est = plan(stage, estimate_student(n, f, s_hidden, c, kw["batch_size"], num_val, mlp,
                                            teacher_hidden=tout.hidden.size(1) if wants_hidden else 0,
-                                           pair_width=int(getattr(recipe, "proj_dim", None) or 0)),
+                                           pair_width=int(getattr(recipe, "proj_dim", None) or 0),
+                                           neighbours=e / max(n, 1) if recipe.batch_edges == "neighbours" else 0.0),
                    f"lower --batch-size (now {kw['batch_size']}) or the student's hidden width (now {s_hidden})")
         teacher_rows = tout if wants_hidden else TeacherOutputs(tout.logits, None, tout.key, tout.cached)
         distiller = recipe.distiller(mlp, teacher_rows, progress=progress, seed=seed, desc=f"{stage}: {name} -> MLP",
@@ -443,6 +463,7 @@ def distill_large(data, *, teacher: Union[str, nn.Module] = "sage", hidden: int 
                           else num_train if name == "none" else n)
         done(timer, rows_per_epoch * fit.epochs, "nodes/s", epochs=fit.epochs, best_epoch=fit.best_epoch,
              best_val_acc=fit.best_val_acc, passes=recipe.passes, batching=recipe.batching,
+             batch_edges=recipe.batch_edges,
              steps=fit.epochs * sched["steps_per_epoch"])
         trained[name] = (fit.student, fit.seconds)
 

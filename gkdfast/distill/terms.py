@@ -53,6 +53,9 @@ class StepContext:
         student: the student module itself, for a term that runs part of it (GSDN applies a graph-free
             MLP's first layer to nodes once, then mixes its outputs); ``None`` when not given.  Outside
             DDP only: under a process group go through ``forward``.
+        neighbourhood: the batch is a neighbourhood batch (``Distiller(batch_edges="neighbours")``):
+            the batch nodes, then their in-neighbours; ``graph`` holds the batch nodes' in-edges only,
+            and ``observed`` / ``labelled`` mark batch nodes only.
     """
 
     nodes: Tensor
@@ -71,6 +74,7 @@ class StepContext:
     student: object = None
     all_hidden: Optional[Tensor] = None
     all_teacher_hidden: Optional[Tensor] = None
+    neighbourhood: bool = False
     _graph: object = field(default=None, repr=False)
 
     @property
@@ -207,7 +211,10 @@ class LogitKD(LossTerm):
 
 
 class LSP(LossTerm):
-    """Local structure preservation (Yang et al., CVPR 2020) over the edges of the batch graph."""
+    """Local structure preservation (Yang et al., CVPR 2020) over the edges of the batch graph.
+
+    On a neighbourhood batch the loss is the mean over the batch nodes (those with an in-edge) of their
+    full-graph per-node term; under DDP the mean over the global batch's nodes (:func:`_rows_mean`)."""
 
     name = "lsp"
     needs_teacher = needs_hidden = needs_graph = True
@@ -220,6 +227,9 @@ class LSP(LossTerm):
         from gkdfast.losses import lsp
 
         graph, s, t = ctx.graph, ctx.hidden, ctx.teacher_hidden
+        if ctx.neighbourhood:  # every centre's whole neighbourhood is in this rank's batch
+            total = lsp(graph, s, t.to(s.dtype), kernel=self.kernel, gamma=self.gamma, tau=self.tau, reduction="sum")
+            return _rows_mean(total, int((graph.rowptr[1:] > graph.rowptr[:-1]).sum()), ctx)
         if ctx.process_group is not None and ctx.all_teacher_hidden is not None:
             graph, s, t = self._global_batch(ctx)
         return lsp(graph, s, t.to(s.dtype), kernel=self.kernel, gamma=self.gamma, tau=self.tau, reduction="mean")

@@ -60,8 +60,9 @@ class Recipe:
     ``batch_size`` (``None`` = full batch), ``ties`` (``"first"`` / ``"last"``: which of several epochs
     with the best validation accuracy is kept) and ``passes`` (``"joint"`` / ``"separate"``: one
     optimiser step per batch for all terms, or GLNN's label pass then soft-label pass) and
-    ``batching`` (``"partition"`` / ``"labelled_first"``: Graph-MLP's batches), all as in
-    :class:`~gkdfast.distill.Distiller`.
+    ``batching`` (``"partition"`` / ``"labelled_first"``: Graph-MLP's batches) and ``batch_edges``
+    (``"induced"`` / ``"neighbours"``: each batch node's in-neighbours added for a graph-free student),
+    all as in :class:`~gkdfast.distill.Distiller`.
     """
 
     name = "recipe"
@@ -78,6 +79,7 @@ class Recipe:
     ties = "first"  # the best-validation epoch among equals: "first" or "last" (see Distiller)
     passes = "joint"  # "joint": all terms in one step; "separate": label pass, then the others (Distiller)
     batching = "partition"  # "partition" of the pool per epoch, or Graph-MLP's "labelled_first" (Distiller)
+    batch_edges = "induced"  # "induced": edges inside the batch; "neighbours": every in-neighbour added (Distiller)
 
     def __init__(self, **overrides):
         for k, v in overrides.items():
@@ -137,7 +139,7 @@ class Recipe:
         """The :class:`Distiller` this recipe trains with (``terms`` default: :meth:`terms`)."""
         opts = dict(lr=self.lr, weight_decay=self.weight_decay, epochs=self.epochs, patience=self.patience,
                     batch_size=self.batch_size, ties=self.ties, passes=self.passes,
-                    batching=self.batching)
+                    batching=self.batching, batch_edges=self.batch_edges)
         opts.update(kw)
         return Distiller(student, self.terms() if terms is None else terms,
                          teacher if self.needs_teacher else None, **opts)
