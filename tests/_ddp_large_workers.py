@@ -101,22 +101,37 @@ def apart_worker(rank: int, world: int, init_file: str, out_dir: str):
     import torch.distributed as dist
 
     from gkdfast.distill.ddp import resolve
-    from gkdfast.nn import layerwise_inference
+    from gkdfast.nn import layerwise, layerwise_inference
 
     torch.set_num_threads(1)
     os.environ["GROUP_RANK"] = "0" if rank < 2 else "1"
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
     group = resolve("auto")
     data = problem()
-    results = {"machines": group.machines()}
-    for name, model in models().items():
+    results = {"machines": group.machines(), "copies": []}
+    # the second machine's leader records where its layer copies are and what is there at the end
+    real_results = layerwise._Machines.results
+
+    def spy(self, shapes):
+        if self.mine != 0 and self.is_leader:
+            results["copies"].append((self.folder, sorted(os.listdir(self.folder))))
+        return real_results(self, shapes)
+
+    layerwise._Machines.results = spy
+    for i, (name, model) in enumerate(models().items()):
         folder = os.path.join(out_dir, f"lw-{name}")
+        # every other model: the second machine keeps its copies on its "local disk"
+        scratch = os.path.join(out_dir, f"scratch-machine{group.machines()[rank]}")
+        if i % 2:
+            os.environ["GKDFAST_SCRATCH"] = scratch
         logits, hidden = layerwise_inference(model, data.x, data.graph, chunk_rows=37, progress=False,
                                              out_dir=folder, group=group)
+        os.environ.pop("GKDFAST_SCRATCH", None)
         results[name] = (logits.clone(), hidden.clone())
         del logits, hidden
         dist.barrier()
-        results[name] += (sorted(os.listdir(folder)),)
+        results[name] += (sorted(os.listdir(folder)),
+                          sorted(os.listdir(scratch)) if os.path.isdir(scratch) else None)
     torch.save(results, os.path.join(out_dir, f"rank{rank}.pt"))
     dist.barrier()
     dist.destroy_process_group()

@@ -77,10 +77,20 @@ def test_layerwise_inference_across_two_machines_equals_the_full_forward(apart, 
         want_logits, want_hidden = model(data.x, data.graph, return_hidden=True)
     for r in range(3):
         assert apart[r]["machines"] == [0, 0, 1]
-        logits, hidden, files = apart[r][name]
+        logits, hidden, files, scratch = apart[r][name]
         torch.testing.assert_close(logits, want_logits, rtol=1e-5, atol=1e-5)
         torch.testing.assert_close(hidden, want_hidden, rtol=1e-5, atol=1e-5)
         assert files == ["hidden.f32", "logits.f32"]  # machine 1's copies (".machine1") deleted
+    # Machine 1 kept its copies in the run's folder, or in its GKDFAST_SCRATCH folder (sage, mlp1),
+    # and deleted them at the end either way.
+    i = list(workers.models()).index(name)
+    folder, listing = apart[2]["copies"][i]
+    assert listing == ["hidden.f32", "logits.f32"]
+    if i % 2:
+        assert os.path.basename(os.path.dirname(folder)) == "scratch-machine1"
+        assert os.path.basename(folder).startswith("gkdfast-layers-") and apart[2][name][3] == []
+    else:
+        assert os.path.basename(folder) == ".machine1" and os.path.basename(os.path.dirname(folder)) == f"lw-{name}"
 
 
 def test_fit_sampled_under_ddp_equals_one_process(ranks):

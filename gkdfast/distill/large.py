@@ -115,9 +115,10 @@ def estimate_student(n: int, f: int, hidden: int, c: int, batch_size: int, num_v
     """Bytes of mini-batch MLP training: weights with gradients and Adam state, the batch order over
     every node (int64 permutation and its batches), the teacher's logits paged in from the cache
     over an epoch, one batch's gathered rows and activations, and the per-epoch validation pass.
-    A representation recipe (GSP, G-CRD) also pages in the teacher's ``[n, teacher_hidden]`` hidden
-    matrix and keeps its projection heads and the batch's projected rows (``pair_width`` wide); its
-    pair losses run in tiles of a fixed workspace, never ``batch x batch``.  ``neighbours``: the mean
+    A representation recipe (LSP, GSP, G-CRD) also pages in the teacher's ``[n, teacher_hidden]`` hidden
+    matrix and gathers the batch's rows of it; an all-pairs one (GSP, G-CRD: ``pair_width > 0``) keeps
+    its projection heads and the batch's projected rows (``pair_width`` wide); its pair losses run in
+    tiles of a fixed workspace, never ``batch x batch``.  ``neighbours``: the mean
     in-degree when each batch brings its nodes' in-neighbours (LSP's neighbourhood batches): the rows
     and activations grow to ``batch · (1 + neighbours)``, plus the batch graph's index tensors.
 
@@ -135,10 +136,12 @@ def estimate_student(n: int, f: int, hidden: int, c: int, batch_size: int, num_v
              "batch rows": 6 * b * (f + hidden + 2 * c) * _F32,
              "validation pass": num_val * (f * _F32 + 8) + min(num_val, 65536) * (hidden + c) * _F32}
     if teacher_hidden:
-        p = pair_width or hidden
         parts["teacher hidden (mapped, read)"] = n * teacher_hidden * _F32
+        parts["teacher hidden rows"] = 2 * b * teacher_hidden * _F32
+    if pair_width:
+        p = pair_width
         parts["pair term (heads, projected rows)"] = (4 * (hidden + teacher_hidden + 2 * p) * p
-                                                     + 6 * b * (teacher_hidden + 2 * p)) * _F32
+                                                     + 6 * b * 2 * p) * _F32
     if neighbours:
         parts["batch graph (neighbourhoods)"] = 12 * edges * 8  # gathers, sort/unique and CSR of the in-edges
     return parts
@@ -450,7 +453,8 @@ def distill_large(data, *, teacher: Union[str, nn.Module] = "sage", hidden: int 
         wants_hidden = tout.hidden is not None and any(t.needs_teacher and t.needs_hidden for t in recipe.terms())
         est = plan(stage, estimate_student(n, f, s_hidden, c, kw["batch_size"], num_val, mlp,
                                            teacher_hidden=tout.hidden.size(1) if wants_hidden else 0,
-                                           pair_width=int(getattr(recipe, "proj_dim", None) or 0),
+                                           pair_width=(int(getattr(recipe, "proj_dim", None) or s_hidden)
+                                                       if any(t.all_pairs_loss for t in recipe.terms()) else 0),
                                            neighbours=e / max(n, 1) if recipe.batch_edges == "neighbours" else 0.0),
                    f"lower --batch-size (now {kw['batch_size']}) or the student's hidden width (now {s_hidden})")
         teacher_rows = tout if wants_hidden else TeacherOutputs(tout.logits, None, tout.key, tout.cached)

@@ -239,7 +239,9 @@ class _Machines:
     The ranks of one machine share each layer matrix as one memory-mapped file (writes from several
     processes meet in that machine's page cache).  Page caches of different machines are not kept
     coherent, even over a shared file system, so each further machine keeps its own copies of the
-    layers in ``out_dir/.machine<m>`` and the machines exchange row blocks by point-to-point messages
+    layers, in ``out_dir/.machine<m>`` or, where the environment names a machine-local folder
+    (``GKDFAST_SCRATCH``, e.g. a node's local disk), in a folder of its own there, so the copies
+    never travel over the shared file system; the machines exchange row blocks by point-to-point messages
     between their first ranks (the leaders): after a layer, the leader of the block owner's machine
     reads the block from its file and sends it to the other leaders, which write it into theirs.
     Rank 0's machine holds the results in ``out_dir`` itself; the others' copies are deleted at the end.
@@ -253,9 +255,20 @@ class _Machines:
         self.local = [r for r in range(self.world) if self.machine_of[r] == self.mine]
         self.leaders = [self.machine_of.index(m) for m in range(max(self.machine_of) + 1)]
         self.is_leader = self.rank == self.local[0]
-        self.folder = out_dir if out_dir is None or self.mine == 0 else os.path.join(out_dir, f".machine{self.mine}")
+        self.folder = out_dir if out_dir is None or self.mine == 0 else self._copies_folder(out_dir, self.mine)
         if self.folder is not None:
             os.makedirs(self.folder, exist_ok=True)
+
+    @staticmethod
+    def _copies_folder(out_dir: str, machine: int) -> str:
+        scratch = os.environ.get("GKDFAST_SCRATCH")
+        if not scratch:
+            return os.path.join(out_dir, f".machine{machine}")
+        import hashlib
+
+        # one folder per out_dir and machine, so runs sharing a scratch disk do not meet
+        tag = hashlib.sha1(os.path.abspath(out_dir).encode()).hexdigest()[:12]
+        return os.path.join(scratch, f"gkdfast-layers-{tag}-machine{machine}")
 
     def path(self, name: str) -> Optional[str]:
         return os.path.join(self.folder, name) if self.folder is not None else None
@@ -334,7 +347,8 @@ def layerwise_inference(model: nn.Module, x: Tensor, graph: Optional[Graph], *, 
             each layer, and waits for the others before the next layer reads them.  The ranks of one
             machine share each layer as one memory-mapped file; when the ranks span several machines
             (torchrun's ``GROUP_RANK``, else the host name), each further machine keeps its own
-            copies under ``out_dir/.machine<m>`` (deleted at the end) and the machines' first ranks
+            copies under ``out_dir/.machine<m>``, or under ``$GKDFAST_SCRATCH`` when that names a
+            machine-local folder (deleted at the end either way), and the machines' first ranks
             exchange the row blocks by point-to-point messages.  Each rank returns the maps of the
             complete results in ``out_dir``.
 
