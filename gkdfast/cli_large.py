@@ -101,11 +101,14 @@ def run_large(args, data, log=None, group=None) -> int:
                          "transductive: the teacher's outputs cover every node)")
     if args.device and args.device != "cpu":
         raise ValueError(f"--device {args.device}: the out-of-core pipeline (--sampled) runs on the CPU")
+    from gkdfast.distill.large_gnn import GNN_STUDENTS
+
     teacher = parse_model(args.teacher or "sage")
     student = parse_model(args.student or "mlp:" + str(teacher.hidden), dropout=args.dropout)
-    if "," in (args.student or "") or student.name != "mlp":
-        raise ValueError(f"--student {args.student}: the out-of-core pipeline trains one graph-free student "
-                         "(mlp or mlp:HIDDEN)")
+    if "," in (args.student or "") or student.name not in ("mlp",) + GNN_STUDENTS:
+        raise ValueError(f"--student {args.student}: the out-of-core pipeline trains one student: mlp[:HIDDEN] "
+                         f"(node batches) or one of {', '.join(GNN_STUDENTS)}[:HIDDEN] (neighbour-sampled batches "
+                         "with --fanouts)")
     methods = [recipes.get(m).name for m in (args.methods or "glnn").split(",") if m.strip()]
     if not methods or any(m not in LARGE_METHODS for m in methods) or len(set(methods)) != len(methods):
         raise ValueError(f"--methods {args.methods}: the out-of-core pipeline runs distinct methods among "
@@ -146,7 +149,7 @@ def _run(args, data, teacher, student, methods, fanouts, overrides, log, main=Tr
     results = distill_large(
         data, teacher=teacher.name, hidden=teacher.hidden, num_layers=len(fanouts), fanouts=fanouts,
         teacher_epochs=args.teacher_epochs, teacher_batch_size=args.teacher_batch_size,
-        batch_size=args.batch_size, chunk_rows=args.chunk_rows, student_hidden=student.hidden,
+        batch_size=args.batch_size, chunk_rows=args.chunk_rows, student=student.name, student_hidden=student.hidden,
         student_dropout=args.dropout, method=methods, student_epochs=args.epochs or 20, patience=_flag(args, "patience"),
         student_min_steps=_flag(args, "min_steps"), min_patience_steps=_flag(args, "min_patience_steps"),
         seed=args.seed,

@@ -59,9 +59,22 @@ def test_sampled_run_with_several_methods(tmp_path):
     assert (st["student:glnn"]["epochs"], st["student:glnn"]["steps"]) == (2, 10)
 
 
+def test_sampled_run_with_a_gnn_student(tmp_path):
+    """``--student gcn:8``: the students train on neighbour-sampled batches (--fanouts) and are
+    evaluated by layer-wise inference; the rows name the GCN."""
+    rc, out = _run_with_saved_teacher(tmp_path, "--student", "gcn:8", "--fanouts", "3,3", "--methods", "kd",
+                                      "--min-steps", "4")
+    assert rc == 0
+    res = json.loads((out / "results.json").read_text())
+    assert [(r["method"], r["model"]) for r in res["rows"]] == [("teacher", "SAGE(16)"), ("none", "GCN(8)"),
+                                                                ("kd", "GCN(8)")]
+    assert [s["stage"] for s in res["stages"]] == ["teacher", "inference", "student", "baseline", "evaluate"]
+
+
 @pytest.mark.parametrize("args,needle", [
     (["--fanouts", "15,x"], "--fanouts '15,x'"),
-    (["--student", "gcn"], "one graph-free student"),
+    (["--student", "segcn"], "trains one student"),
+    (["--student", "gcn", "--methods", "lsp"], "lsp with a GNN student"),
     (["--methods", "nosmog"], "runs distinct methods among glnn, kd, lsp, gsp, gcrd, kd_gcrd"),
     (["--methods", "glnn,glnn"], "runs distinct methods among glnn, kd, lsp, gsp, gcrd, kd_gcrd"),
     (["--methods", "glnn,gsp", "--set", "gsp.nope=1"], "unknown hyperparameter 'nope'"),

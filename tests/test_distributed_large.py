@@ -109,6 +109,18 @@ def test_fit_sampled_under_ddp_equals_one_process(ranks):
             assert a["loss"] == pytest.approx(b["loss"], rel=1e-5)
 
 
+@pytest.mark.parametrize("batching", ["partition", "labelled_first"])
+def test_sampled_distillation_under_ddp_equals_one_process(ranks, batching):
+    """A GNN student distilled on sampled batches (label term, KD, GSP across the ranks): each rank
+    takes its positions of the global batch, whose sampled neighbourhoods are the single-process ones,
+    so the DDP weights equal one process's."""
+    _, res = ranks
+    want = workers.fit_sampled_distil_problem(False, batching)
+    for r in range(WORLD):
+        for name, w in want.items():
+            torch.testing.assert_close(res[r]["distil"][batching][name], w, rtol=1e-5, atol=1e-6)
+
+
 def test_distill_large_under_ddp_gives_every_rank_the_same_results(ranks):
     out, res = ranks
     rows = [{r["method"]: r for r in res[k]["large"]["rows"]} for k in range(WORLD)]

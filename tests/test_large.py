@@ -186,6 +186,48 @@ def test_lsp_trains_on_neighbourhood_batches(tmp_path, monkeypatch):
     assert grown["batch rows"] == 4 * small["batch rows"] and "batch graph (neighbourhoods)" in grown
 
 
+def test_gnn_students_train_on_sampled_batches(tmp_path, monkeypatch):
+    """A SAGE student per method: KD on partition batches of every node, GSP on labelled_first batches
+    (80 labels, batches of 200), the baseline on the training nodes; each step's terms read the seeds'
+    teacher rows; test accuracy from exact layer-wise inference of the student, whose files are gone."""
+    from gkdfast.distill import terms
+    from gkdfast.nn import layerwise
+
+    data = _data()
+    teacher = _trained_teacher(data)
+    seen = []
+    real = terms.GSP.forward
+
+    def spy(self, ctx):
+        seen.append((ctx.nodes.numel(), int(ctx.labelled.sum()), tuple(ctx.teacher_hidden.shape),
+                     ctx.hidden.shape[1]))
+        return real(self, ctx)
+
+    monkeypatch.setattr(terms.GSP, "forward", spy)
+    full = []
+    real_lw = layerwise.layerwise_inference
+
+    def lw(model, *a, **k):
+        out = real_lw(model, *a, **k)
+        with torch.no_grad():  # the teacher's, then each student's: the full-graph outputs
+            full.append(torch.allclose(out[0], model(data.x, data.graph), atol=1e-5))
+        return out
+
+    monkeypatch.setattr(layerwise, "layerwise_inference", lw)
+    res = distill_large(data, teacher=teacher, hidden=32, student="sage", student_hidden=16, fanouts=(5, 5),
+                        batch_size=200, chunk_rows=97, student_epochs=2, student_min_steps=8, min_patience_steps=0,
+                        method=["kd", "gsp"], out_dir=str(tmp_path), progress=False)
+    st = {s["stage"]: s for s in res["stages"]}
+    assert (st["student:kd"]["batching"], st["student:kd"]["steps"]) == ("partition", 8)  # 4 batches x 2 epochs
+    assert (st["student:gsp"]["batching"], st["student:gsp"]["steps"]) == ("labelled_first", 8)
+    assert (st["baseline"]["epochs"], st["baseline"]["steps"]) == (8, 8)
+    assert seen == [(200, 80, (200, 32), 16)] * 8
+    assert [(r["method"], r["model"]) for r in res["rows"]] == [("teacher", "SAGE(32)"), ("none", "SAGE(16)"),
+                                                                ("kd", "SAGE(16)"), ("gsp", "SAGE(16)")]
+    assert full == [True] * 4 and all(0.0 < r["test_acc_mean"] <= 1.0 for r in res["rows"])
+    assert not [p for p in os.listdir(tmp_path) if p.startswith("student-")]
+
+
 def test_memory_check_stops_a_stage_with_the_flag_to_lower(tmp_path, monkeypatch):
     data = _data()
     teacher = _trained_teacher(data)
@@ -224,8 +266,10 @@ def test_bad_arguments(tmp_path):
     data = _data()
     with pytest.raises(ValueError, match="not supported at scale"):
         distill_large(data, teacher=SAGE(16, 8, 4), method="nosmog", out_dir=str(tmp_path))
-    with pytest.raises(ValueError, match="student must be 'mlp'"):
-        distill_large(data, teacher=SAGE(16, 8, 4), student="gcn", out_dir=str(tmp_path))
+    with pytest.raises(ValueError, match="student must be 'mlp' or one of sage, gcn, gin, gat"):
+        distill_large(data, teacher=SAGE(16, 8, 4), student="rgcn", out_dir=str(tmp_path))
+    with pytest.raises(ValueError, match="lsp with a GNN student"):
+        distill_large(data, teacher=SAGE(16, 8, 4), student="gcn", method="lsp", out_dir=str(tmp_path))
     with pytest.raises(ValueError, match="fanouts must be 2 positive ints"):
         distill_large(data, fanouts=(15,), out_dir=str(tmp_path))
     with pytest.raises(ValueError, match="chunk_rows must be a positive int"):

@@ -38,6 +38,7 @@ from torch import Tensor, nn
 
 from gkdfast._io import atomic_write
 from gkdfast.distill import recipes as _recipes
+from gkdfast.distill.large_gnn import GNN_STUDENTS, estimate_gnn_student, fit_gnn_student, gnn_accuracy
 from gkdfast.distill.memory import InsufficientMemory, StageTimer, check_memory, format_bytes
 from gkdfast.distill.teacher_cache import TeacherOutputs, teacher_outputs
 
@@ -270,8 +271,11 @@ def distill_large(data, *, teacher: Union[str, nn.Module] = "sage", hidden: int 
         teacher_min_steps: the teacher gets at least this many optimiser steps: with few labelled
             nodes (one batch per epoch) ``teacher_epochs`` is raised to ``ceil(steps / batches)``.
         batch_size: the students' node mini-batch.  chunk_rows: rows per block of layer-wise inference.
-        student: ``"mlp"`` (the pipeline trains graph-free students).  student_hidden: its width
-            (default ``hidden``).  method: one of :data:`LARGE_METHODS` (``"glnn"``, ``"kd"``,
+        student: ``"mlp"`` (a graph-free student in node batches), or ``"sage"``, ``"gcn"``, ``"gin"``,
+            ``"gat"``: a GNN student with ``len(fanouts)`` layers trained on neighbour-sampled batches
+            of ``batch_size`` seeds with the recipe's terms over the seeds
+            (:mod:`gkdfast.distill.large_gnn`; not LSP), evaluated by exact layer-wise inference.
+            student_hidden: its width (default ``hidden``).  method: one of :data:`LARGE_METHODS` (``"glnn"``, ``"kd"``,
             ``"gsp"``, ``"gcrd"``, ``"kd_gcrd"``) or a list of them, each trained from the same
             initial weights on the same cached teacher outputs.
         student_epochs, patience: student training length and early stopping, in epochs.
@@ -328,9 +332,13 @@ def distill_large(data, *, teacher: Union[str, nn.Module] = "sage", hidden: int 
     per_method = _method_overrides(methods, overrides)
     stage_of = {name: "student" if len(methods) == 1 else f"student:{name}" for name in methods}
     width = max([9] + [len(v) for v in stage_of.values()])  # of the stage column in the log lines
-    if str(student).lower() != "mlp":
-        raise ValueError(f"distill_large: student must be 'mlp' (got {student!r}); a GNN student needs the "
-                         "graph at every step — use gkdfast distill without --sampled")
+    s_name = str(student).lower()
+    if s_name in GNN_STUDENTS and any(m in NEIGHBOURHOOD_METHODS for m in methods):
+        raise ValueError(f"distill_large: {', '.join(m for m in methods if m in NEIGHBOURHOOD_METHODS)} with a GNN "
+                         "student: a sampled batch holds only part of each node's neighbourhood; use student='mlp'")
+    if s_name != "mlp" and s_name not in GNN_STUDENTS:
+        raise ValueError(f"distill_large: student must be 'mlp' or one of {', '.join(GNN_STUDENTS)} (a GNN trained "
+                         f"on neighbour-sampled batches), got {student!r}")
     for what, v in (("hidden", hidden), ("batch_size", batch_size), ("chunk_rows", chunk_rows),
                     ("teacher_epochs", teacher_epochs), ("student_epochs", student_epochs),
                     ("teacher_min_steps", teacher_min_steps),
@@ -347,6 +355,7 @@ def distill_large(data, *, teacher: Union[str, nn.Module] = "sage", hidden: int 
         raise ValueError("distill_large: the split has no training or no test node")
     n, f, c, e = data.num_nodes, data.num_features, data.num_classes, data.graph.num_edges
     s_hidden = student_hidden or hidden
+    s_label = f"{s_name.upper()}({s_hidden})"
     os.makedirs(out_dir, exist_ok=True)
     cache_dir = cache_dir or os.path.join(out_dir, "cache")
     stages: list = []
@@ -439,7 +448,8 @@ def distill_large(data, *, teacher: Union[str, nn.Module] = "sage", hidden: int 
     trained = {}
     for stage, name in [(stage_of[m], m) for m in methods] + [("baseline", "none")]:
         torch.manual_seed(seed)  # the same initial weights for every student
-        mlp = build_model("mlp", f, s_hidden, c, num_layers=2, dropout=student_dropout)
+        smodel = build_model(s_name, f, s_hidden, c, num_layers=2 if s_name == "mlp" else len(fanouts),
+                             dropout=student_dropout)
         params = per_method.get(name, {})
         kw = {"batch_size": batch_size, **params}
         sched = student_schedule(name, params, num_train=num_train, num_pool=n, batch_size=kw["batch_size"],
@@ -451,20 +461,34 @@ def distill_large(data, *, teacher: Union[str, nn.Module] = "sage", hidden: int 
         # GLNN/KD match logits only: without the hidden matrix the Distiller gathers no hidden rows,
         # so the mapped hidden file is never paged in by their stages.
         wants_hidden = tout.hidden is not None and any(t.needs_teacher and t.needs_hidden for t in recipe.terms())
-        est = plan(stage, estimate_student(n, f, s_hidden, c, kw["batch_size"], num_val, mlp,
-                                           teacher_hidden=tout.hidden.size(1) if wants_hidden else 0,
-                                           pair_width=(int(getattr(recipe, "proj_dim", None) or s_hidden)
-                                                       if any(t.all_pairs_loss for t in recipe.terms()) else 0),
-                                           neighbours=e / max(n, 1) if recipe.batch_edges == "neighbours" else 0.0),
-                   f"lower --batch-size (now {kw['batch_size']}) or the student's hidden width (now {s_hidden})")
+        t_width = tout.hidden.size(1) if wants_hidden else 0
+        pair_width = (int(getattr(recipe, "proj_dim", None) or s_hidden)
+                      if any(t.all_pairs_loss for t in recipe.terms()) else 0)
+        hint = f"lower --batch-size (now {kw['batch_size']}) or the student's hidden width (now {s_hidden})"
         teacher_rows = tout if wants_hidden else TeacherOutputs(tout.logits, None, tout.key, tout.cached)
-        distiller = recipe.distiller(mlp, teacher_rows, progress=progress, seed=seed, desc=f"{stage}: {name} -> MLP",
+        rows_per_epoch = (kw["batch_size"] if recipe.batching == "labelled_first"
+                          else num_train if name == "none" else n)
+        if s_name != "mlp":  # sampled GNN student (large_gnn.py)
+            est = plan(stage, estimate_gnn_student(n, f, s_hidden, c, fanouts, kw["batch_size"], smodel, num_val,
+                                                   t_width, pair_width), hint + " or --fanouts")
+            with StageTimer(stage, est) as timer:
+                stats = fit_gnn_student(smodel, data, recipe, teacher_rows, fanouts=fanouts, schedule=sched,
+                                        seed=seed, progress=progress, **ddp_kw)
+            done(timer, rows_per_epoch * stats["epochs"], "nodes/s", epochs=stats["epochs"],
+                 best_epoch=stats["best_epoch"], best_val_acc=stats["best_val_acc"], passes=recipe.passes,
+                 batching=recipe.batching, steps=stats["epochs"] * sched["steps_per_epoch"])
+            trained[name] = (smodel, stats["seconds"])
+            continue
+        est = plan(stage, estimate_student(n, f, s_hidden, c, kw["batch_size"], num_val, smodel,
+                                           teacher_hidden=t_width, pair_width=pair_width,
+                                           neighbours=e / max(n, 1) if recipe.batch_edges == "neighbours" else 0.0),
+                   hint)
+        distiller = recipe.distiller(smodel, teacher_rows, progress=progress, seed=seed,
+                                     desc=f"{stage}: {name} -> MLP",
                                      checkpoint_dir=os.path.join(out_dir, "checkpoints", f"{name}-seed{seed}"),
                                      **ddp_kw)
         with StageTimer(stage, est) as timer:
             fit = distiller.fit(data)
-        rows_per_epoch = (kw["batch_size"] if recipe.batching == "labelled_first"
-                          else num_train if name == "none" else n)
         done(timer, rows_per_epoch * fit.epochs, "nodes/s", epochs=fit.epochs, best_epoch=fit.best_epoch,
              best_val_acc=fit.best_val_acc, passes=recipe.passes, batching=recipe.batching,
              batch_edges=recipe.batch_edges,
@@ -473,8 +497,14 @@ def distill_large(data, *, teacher: Union[str, nn.Module] = "sage", hidden: int 
 
     # 5. evaluation ----------------------------------------------------------------------------------
     test_idx = data.test_mask.nonzero().flatten()
-    est = plan("evaluate", estimate_evaluate(n, f, s_hidden, c, eval_batch_size),
-               f"lower eval_batch_size (now {eval_batch_size} rows per evaluation batch)")
+    parts = estimate_evaluate(n, f, s_hidden, c, eval_batch_size)
+    if s_name != "mlp":  # a GNN student's layer-wise inference, one student at a time
+        student0 = trained["none"][0]
+        parts.update({f"student inference: {k}": v for k, v in estimate_inference(
+            n, e / max(n, 1), f, s_hidden, c, chunk_rows, len(student0.layers),
+            getattr(student0.layers[0], "heads", 1), isinstance(student0, GAT)).items()})
+    est = plan("evaluate", parts, f"lower eval_batch_size (now {eval_batch_size} rows per evaluation batch)"
+               + (f" or --chunk-rows (now {chunk_rows})" if s_name != "mlp" else ""))
     rows = []
     with StageTimer("evaluate", est) as timer:
         y_test = data.y[test_idx]
@@ -482,9 +512,14 @@ def distill_large(data, *, teacher: Union[str, nn.Module] = "sage", hidden: int 
         rows.append(_row("teacher", tlabel, t_acc, teacher_seconds, teacher_ms_per_1k))
         for name in ["none"] + methods:
             model, secs = trained[name]
+            if s_name != "mlp":  # exact layer-wise inference over every node; ms per 1k nodes of the graph
+                acc, infer = gnn_accuracy(model, data, test_idx, os.path.join(out_dir, f"student-{name}-inference"),
+                                          chunk_rows, group)
+                rows.append(_row(name, s_label, acc, secs, infer * 1e6 / max(n, 1)))
+                continue
             acc, infer = _batched_accuracy(model, data.x, data.y, test_idx, eval_batch_size, group)
             share = test_idx.numel() if group is None else test_idx[group.rank::group.world_size].numel()
-            rows.append(_row(name, f"MLP({s_hidden})", acc, secs, infer * 1e6 / max(share, 1)))
+            rows.append(_row(name, s_label, acc, secs, infer * 1e6 / max(share, 1)))
     done(timer, 2 * test_idx.numel(), "nodes/s")
     for r in rows:
         log(f"{r['method']:<8} {r['model']:<10} test acc {r['test_acc_mean']:.4f}")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from typing import Dict, Sequence
+from typing import Dict, Optional, Sequence
 
 import numpy as np
 import torch
@@ -144,19 +144,107 @@ def _epoch_batches(loader: NeighborLoader, group):
         yield loader.sample(seeds, epoch)
 
 
+def _labelled_first_batch(loader: NeighborLoader, train_nodes: Tensor, others: Tensor, draw: int, group):
+    """One epoch of ``batching="labelled_first"``: the training nodes, then ``draw`` other pool nodes
+    (a permutation seeded by (loader seed, epoch)); under ``group`` this rank's positions r, r + W, ..."""
+    epoch = loader.epoch
+    loader.epoch += 1
+    gen = torch.Generator().manual_seed(mix_seed(loader.seed, epoch, 5))
+    seeds = torch.cat([train_nodes, others[torch.randperm(others.numel(), generator=gen)[:draw]]])
+    if group is not None:
+        seeds = seeds[group.rank::group.world_size]
+    yield loader.sample(seeds, epoch)
+
+
 def _labels(y, nodes: Tensor) -> Tensor:
     return gather_rows(y, nodes).to(torch.int64)
+
+
+class _TermsLoss:
+    """A step's distillation loss for :func:`fit_sampled` with ``terms``: the terms over the batch's
+    seeds, weighted as the Distiller weighs them (an all-pairs term times W under DDP, as each rank
+    back-propagates the global batch's loss into its own rows only).  Builds the terms' heads from a
+    probe of the widths, on the model's device and float dtype."""
+
+    def __init__(self, model: nn.Module, data, terms, teacher, loader: NeighborLoader, device, group):
+        from gkdfast.distill import ddp as _ddp
+        from gkdfast.distill.terms import Dims, LossTerm
+
+        terms = list(terms)
+        if not terms or not all(isinstance(t, LossTerm) for t in terms):
+            raise TypeError("gkdfast.sampling.fit_sampled: terms must be a non-empty sequence of LossTerm")
+        self.terms = nn.ModuleList(terms)
+        bad = [t.name for t in self.terms if t.needs_graph]
+        if bad:
+            raise ValueError(f"gkdfast.sampling.fit_sampled: term {bad[0]!r} needs the graph around each node, which "
+                             "a sampled batch only holds in part; sampled students take per-node and all-pairs terms "
+                             "(KD, CE, GSP, CRD)")
+        if teacher is None and any(t.needs_teacher for t in self.terms):
+            raise ValueError("gkdfast.sampling.fit_sampled: the terms need teacher= (a TeacherOutputs)")
+        if any(t.needs_teacher and t.needs_hidden for t in self.terms) and getattr(teacher, "hidden", None) is None:
+            raise ValueError("gkdfast.sampling.fit_sampled: a term needs the teacher's hidden rows, which teacher= lacks")
+        self.model, self.data, self.teacher, self.device, self.group = model, data, teacher, device, group
+        self.pg = (group.group if group.group is not None else _ddp.default_group()) if group is not None else None
+        self.world = group.world_size if group is not None else 1
+        was = model.training
+        model.eval()
+        with torch.no_grad():  # widths for the heads: one seed's forward
+            probe = loader.sample(loader.nodes[:1].long(), 0)
+            logits, hidden = self.forward(probe)
+        model.train(was)
+        th = getattr(teacher, "hidden", None)
+        dims = Dims(student_hidden=hidden.size(-1), teacher_hidden=th.shape[1] if th is not None else None,
+                    num_classes=logits.size(-1))
+        for t in self.terms:
+            t.setup(dims)
+        self.terms.to(device, dtype=logits.dtype)
+
+    def forward(self, batch: Batch):
+        feats = batch_features(self.model, self.data.x, batch.n_id).to(device=self.device, dtype=torch.float32)
+        blocks = batch.to(self.device).blocks if self.device.type != "cpu" else batch.blocks
+        return self.model.forward_blocks(feats, blocks, return_hidden=True)
+
+    def __call__(self, batch: Batch) -> Tensor:
+        from gkdfast.distill.terms import StepContext
+
+        logits, hidden = self.forward(batch)
+        seeds = batch.seeds.long()
+        dev = logits.device
+        t = self.teacher
+        rows = (lambda m: None if m is None else gather_rows(m, seeds).to(dev))
+        labelled = gather_rows(self.data.train_mask, seeds).to(dev).bool()
+        ctx = StepContext(nodes=seeds.to(dev), logits=logits, hidden=hidden,
+                          teacher_logits=rows(getattr(t, "logits", None)), teacher_hidden=rows(getattr(t, "hidden", None)),
+                          y=_labels(self.data.y, seeds).to(dev), labelled=labelled,
+                          observed=torch.ones_like(labelled), inputs=None, forward=None, full_graph=None,
+                          full_batch=False, process_group=self.pg)
+        loss = 0.0
+        for term in self.terms:
+            if term.weight:
+                loss = loss + term.weight * (self.world if self.pg is not None and term.all_pairs_loss else 1) * term(ctx)
+        if not torch.is_tensor(loss):
+            raise ValueError("gkdfast.sampling.fit_sampled: every term has weight 0")
+        return loss
 
 
 def fit_sampled(model: nn.Module, data, *, fanouts: Sequence[int] = (15, 10), batch_size: int = 1024,
                 epochs: int = 3, lr: float = 0.01, weight_decay: float = 0.0, seed: int = 0,
                 progress: bool = True, eval_every: int = 1, distributed="auto",
-                process_group=None) -> Dict[str, object]:
-    """Trains ``model`` in place (Adam, cross-entropy on ``data.train_mask``) on sampled mini-batches.
+                process_group=None, terms: Optional[Sequence] = None, teacher=None, nodes=None,
+                patience: Optional[int] = None, batching: str = "partition") -> Dict[str, object]:
+    """Trains ``model`` in place (Adam, cross-entropy on ``data.train_mask``) on sampled mini-batches,
+    or, with ``terms``, distils it: a GNN student on sampled batches of every node.
 
     Every ``eval_every`` epochs (and after the last) the validation accuracy is measured by sampled
     inference on ``data.val_mask``; the weights of the best validation epoch (highest accuracy, ties
     broken by the lower validation cross-entropy) are loaded back at the end.
+
+    With ``terms`` (:class:`gkdfast.distill.terms.LossTerm`, e.g. a recipe's ``terms()``) each step's
+    loss is theirs over the batch's seeds, as the :class:`~gkdfast.distill.Distiller` forms it: the
+    seeds' logits and last hidden rows from :meth:`forward_blocks`, the teacher's rows of those seeds
+    (``teacher``: a :class:`~gkdfast.distill.TeacherOutputs`, e.g. the memory-mapped cache), labels on
+    the seeds among ``data.train_mask``.  Per-node terms (CE, KD) and all-pairs terms (GSP, CRD: across
+    the ranks under DDP) are supported; a term that needs the graph around each node (LSP) is not.
 
     Args:
         model: a gkdfast.nn model with ``num_layers == len(fanouts)``.
@@ -164,6 +252,14 @@ def fit_sampled(model: nn.Module, data, *, fanouts: Sequence[int] = (15, 10), ba
         fanouts: neighbours per hop, ``fanouts[0]`` for the seeds' own.  batch_size: seeds per step.
         epochs, lr, weight_decay: the optimisation.  seed: fixes shuffles, samples and dropout.
         progress: tqdm bars (nodes/s).  eval_every: validation period in epochs.
+        terms, teacher: distillation (above); ``None``: plain cross-entropy, no teacher.
+        nodes: the seed pool (mask or ids); default the training nodes, or every node with ``terms``.
+        patience: stop after this many evaluations without a better validation accuracy (``None``: never).
+        batching: ``"partition"`` (default): each epoch splits a shuffled pool into batches.
+            ``"labelled_first"``: one step per epoch on ``batch_size`` distinct seeds, every training
+            node first, the rest drawn without replacement from the other pool nodes (the sampler takes
+            distinct seeds; the Distiller's version draws with replacement); under DDP rank r takes
+            positions r, r + W, ... of it.  Needs more seeds than training nodes.
         distributed / process_group: as in :class:`gkdfast.distill.Distiller` (``"auto"``: data-parallel
             when a process group of several ranks is initialised).  Then every rank calls with the
             same arguments; each epoch's seed order is the single-process one, padded to a multiple
@@ -190,33 +286,54 @@ def fit_sampled(model: nn.Module, data, *, fanouts: Sequence[int] = (15, 10), ba
 
     fanouts = tuple(int(f) for f in fanouts)
     _check(model, data, fanouts, batch_size, epochs, eval_every)
+    if patience is not None and (isinstance(patience, bool) or not isinstance(patience, int) or patience < 1):
+        raise ValueError(f"gkdfast.sampling.fit_sampled: patience must be a positive int or None, got {patience!r}")
     train_nodes, val_nodes = _nodes(data.train_mask), _nodes(data.val_mask)
     if train_nodes.numel() == 0:
         raise ValueError("gkdfast.sampling.fit_sampled: data.train_mask selects no node")
+    pool = train_nodes if nodes is None and terms is None else \
+        torch.arange(data.graph.num_nodes) if nodes is None else _nodes(nodes)
+    if batching not in ("partition", "labelled_first"):
+        raise ValueError(f"gkdfast.sampling.fit_sampled: batching must be 'partition' or 'labelled_first', got {batching!r}")
+    if batching == "labelled_first":
+        if batch_size <= train_nodes.numel():
+            raise ValueError(f"gkdfast.sampling.fit_sampled: batching='labelled_first' puts the {train_nodes.numel()} "
+                             f"training nodes first in every batch, so batch_size must be larger (got {batch_size})")
+        others = pool[~torch.isin(pool, train_nodes)]
+        draw = min(batch_size - train_nodes.numel(), others.numel())
     device = _model_device(model)
     group = _ddp.resolve(distributed, process_group)
     rank, world = (group.rank, group.world_size) if group is not None else (0, 1)
     progress = progress and rank == 0
-    loader = NeighborLoader(data.graph, train_nodes, fanouts, batch_size=batch_size, shuffle=True, seed=seed)
+    loader = NeighborLoader(data.graph, pool, fanouts, batch_size=batch_size, shuffle=True, seed=seed)
     val_loader = NeighborLoader(data.graph, val_nodes[rank::world], fanouts, batch_size=batch_size, shuffle=False,
                                 seed=mix_seed(seed, 2)) if val_nodes.numel() else None
-    step = _ddp.wrap(model, nn.ModuleList(), device) if group is not None else None  # rank 0's weights broadcast
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    loss_of = _TermsLoss(model, data, terms, teacher, loader, device, group) if terms is not None else None
+    heads = loss_of.terms if loss_of is not None else nn.ModuleList()
+    step = _ddp.wrap(model, heads, device) if group is not None else None  # rank 0's weights broadcast
+    optimizer = torch.optim.Adam(list(model.parameters()) + list(heads.parameters()), lr=lr,
+                                 weight_decay=weight_decay)
     best_acc, best_loss, best_epoch, best_state = -math.inf, math.inf, 0, None
-    history, train_seconds, seen = [], 0.0, 0
+    history, train_seconds, seen, bad, epoch = [], 0.0, 0, 0, 0
     t_start = time.perf_counter()
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(mix_seed(seed, 3) if rank == 0 else mix_seed(seed, 3, rank))  # dropout: own masks per rank
         for epoch in range(1, epochs + 1):
             model.train()
-            bar = _bar(progress, train_nodes.numel(), f"epoch {epoch}/{epochs}")
+            heads.train()
+            bar = _bar(progress, pool.numel() if batching == "partition" else train_nodes.numel() + draw,
+                       f"epoch {epoch}/{epochs}")
             t0, total_loss, local_seeds = time.perf_counter(), 0.0, 0
-            for batch in _epoch_batches(loader, group):
-                if step is None:
+            for batch in (_epoch_batches(loader, group) if batching == "partition" else
+                          _labelled_first_batch(loader, train_nodes, others, draw, group)):
+                if loss_of is not None:
+                    loss = loss_of(batch) if step is None else step(loss_of, batch)
+                elif step is None:
                     out = _forward(model, data.x, batch, device)
                 else:  # inside DDP's forward, so the backward averages the gradients over the ranks
                     out = step(_forward, model, data.x, batch, device)
-                loss = F.cross_entropy(out, _labels(data.y, batch.seeds).to(device))
+                if loss_of is None:
+                    loss = F.cross_entropy(out, _labels(data.y, batch.seeds).to(device))
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -228,7 +345,7 @@ def fit_sampled(model: nn.Module, data, *, fanouts: Sequence[int] = (15, 10), ba
             if bar is not None:
                 bar.close()
             train_seconds += time.perf_counter() - t0
-            seen += train_nodes.numel()
+            seen += pool.numel() if batching == "partition" else train_nodes.numel() + draw
             if group is not None:
                 total_loss, local_seeds = group.all_reduce_sum(torch.tensor([total_loss, local_seeds])).tolist()
             record = {"epoch": epoch, "loss": total_loss / local_seeds}
@@ -247,13 +364,17 @@ def fit_sampled(model: nn.Module, data, *, fanouts: Sequence[int] = (15, 10), ba
                 # loss: the better-calibrated, more trained model, not the first epoch that got there
                 # (a teacher's soft labels from an early epoch are nearly flat).
                 if acc > best_acc or (acc == best_acc and val_loss < best_loss):
-                    best_acc, best_loss, best_epoch = acc, val_loss, epoch
+                    best_acc, best_loss, best_epoch, bad = acc, val_loss, epoch, 0
                     best_state = copy.deepcopy(model.state_dict())
+                else:
+                    bad += 1
             history.append(record)
+            if patience is not None and bad >= patience:
+                break
     if best_state is not None:
         model.load_state_dict(best_state)
     else:
-        best_epoch = epochs
-    return {"epochs": epochs, "seconds": time.perf_counter() - t_start,
+        best_epoch = epoch
+    return {"epochs": epoch, "seconds": time.perf_counter() - t_start,
             "best_val_acc": best_acc if best_state is not None else float("nan"), "best_epoch": best_epoch,
             "nodes_per_s": seen / max(train_seconds, 1e-9), "history": history}
