@@ -65,8 +65,9 @@ def _parse_set(items) -> dict:
     return out
 
 
-# --avg-degree/--features/--classes (argparse attribute -> gkdfast.data.dcsbm keyword)
-_SHAPE_FLAGS = {"avg_degree": "avg_degree", "features": "feature_dim", "classes": "num_classes"}
+# --avg-degree/--features/--classes/--homophily (argparse attribute -> gkdfast.data.dcsbm keyword)
+_SHAPE_FLAGS = {"avg_degree": "avg_degree", "features": "feature_dim", "classes": "num_classes",
+                "homophily": "homophily"}
 
 
 def _synthetic_shape(args) -> dict:
@@ -359,6 +360,9 @@ def _add_shape_flags(p, note: str = "") -> None:
     p.add_argument("--avg-degree", type=float, help="average degree (dcsbm default 51)" + note)
     p.add_argument("--features", type=int, help="feature dimension (dcsbm default 100)")
     p.add_argument("--classes", type=int, help="number of classes (dcsbm default 47)")
+    p.add_argument("--homophily", type=float,
+                   help="probability that an edge stays inside its source's class (dcsbm default 0.8; lower "
+                        "makes the graph harder for GNNs)")
 
 
 # -- bench ---------------------------------------------------------------------------------------
@@ -462,7 +466,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "heterogeneous data also the teacher's training: teacher.epochs, teacher.patience, "
                          "teacher.lr, teacher.weight_decay")
     pd.add_argument("--nodes", type=int, default=2000, help="nodes of the synthetic graph (default 2000)")
-    _add_shape_flags(pd, ".  Any of --avg-degree/--features/--classes switches the built-in graph from the "
+    _add_shape_flags(pd, ".  Any of --avg-degree/--features/--classes/--homophily switches the built-in graph from the "
                          "small 5-class CSBM to the degree-corrected SBM (gkdfast.data.dcsbm) with --nodes nodes")
     pd.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     pd.add_argument("--out", default="gkdfast-results", help="output folder (default ./gkdfast-results)")

@@ -111,6 +111,12 @@ def worker(rank: int, world: int, init_file: str, out_dir: str):
                         batch_size=64, chunk_rows=50, student_epochs=2, student_min_steps=6,
                         out_dir=os.path.join(out_dir, "large"), method=["glnn", "gcrd", "lsp"], progress=False)
     results["large"] = res
+    # 5. the same with a GNN student: sampled batches data-parallel, layer-wise inference shared
+    results["large_gnn"] = distill_large(data, teacher="sage", hidden=16, fanouts=(4, 3), teacher_epochs=2,
+                                         teacher_min_steps=4, batch_size=64, chunk_rows=50, student="gcn",
+                                         student_hidden=8, student_epochs=2, student_min_steps=6,
+                                         out_dir=os.path.join(out_dir, "large"), method=["kd", "gsp"],
+                                         progress=False)
     torch.save(results, os.path.join(out_dir, f"rank{rank}.pt"))
     dist.barrier()
     dist.destroy_process_group()

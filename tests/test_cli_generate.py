@@ -37,6 +37,20 @@ def test_generate_then_distill_from_the_folder(tmp_path):
     assert result["dataset"] == "dcsbm" and result["num_nodes"] == 3000
 
 
+def test_homophily_flag_reaches_the_generator(tmp_path):
+    """--homophily sets the planted homophily: the realised edge homophily follows it."""
+    got = {}
+    for h in ("0.2", "0.9"):
+        out = str(tmp_path / f"g{h}")
+        r = _cli("generate", "--nodes", "3000", "--avg-degree", "12", "--features", "8", "--classes", "6",
+                 "--homophily", h, "--out", out, "--no-progress")
+        assert r.returncode == 0, r.stderr
+        got[h] = load_mmap(out).extras["edge_homophily"]
+    assert abs(got["0.2"] - 0.2) < 0.05 and abs(got["0.9"] - 0.9) < 0.05
+    _one_line_error(_cli("generate", "--nodes", "3000", "--homophily", "1.5", "--out", str(tmp_path / "bad")),
+                    "homophily must be in [0, 1]")
+
+
 def test_distill_shape_flags_switch_to_dcsbm(tmp_path):
     res = str(tmp_path / "res")
     r = _cli("distill", "--nodes", "1500", "--avg-degree", "8", "--features", "8", "--classes", "4",

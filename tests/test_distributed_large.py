@@ -130,6 +130,10 @@ def test_distill_large_under_ddp_gives_every_rank_the_same_results(ranks):
     for method, row in rows[0].items():
         assert rows[1][method]["test_acc_mean"] == row["test_acc_mean"], method
     assert rows[0]["teacher"]["test_acc_mean"] > 0.5  # a 3-class CSBM: well above chance
+    gnn = [{r["method"]: r for r in res[k]["large_gnn"]["rows"]} for k in range(WORLD)]
+    assert set(gnn[0]) == {"teacher", "none", "kd", "gsp"} and gnn[0]["kd"]["model"] == "GCN(8)"
+    for method, row in gnn[0].items():
+        assert gnn[1][method]["test_acc_mean"] == row["test_acc_mean"], method
     assert os.listdir(os.path.join(out, "large", "cache", "teachers"))  # one cache entry, written together
 
 
