@@ -20,7 +20,9 @@ throughput and its own peak RSS in the ``stages`` table):
    train on Graph-MLP's ``labelled_first`` batches (every training node plus drawn nodes, one step per
    epoch); ``docs/scale.md`` measures this against partition batches and ``passes="separate"`` at
    2·10⁵ and 2.45·10⁶ nodes.  Every student gets at least ``student_min_steps`` optimiser steps and
-   ``min_patience_steps`` steps of patience, however few steps an epoch holds.
+   ``min_patience_steps`` steps of patience, however few steps an epoch holds.  With
+   ``student="sage"`` (``gcn``, ``gin``, ``gat``) the student is a GNN trained on neighbour-sampled
+   batches with the same terms over each batch's seeds (:mod:`gkdfast.distill.large_gnn`).
 4. ``baseline``: the same MLP trained on labels alone (the "no KD" row), on the same step budget.
 5. ``evaluate``: test accuracy of teacher (from its cached logits), student and baseline, in batches.
 
@@ -42,8 +44,8 @@ from gkdfast.distill.large_gnn import GNN_STUDENTS, estimate_gnn_student, fit_gn
 from gkdfast.distill.memory import InsufficientMemory, StageTimer, check_memory, format_bytes
 from gkdfast.distill.teacher_cache import TeacherOutputs, teacher_outputs
 
-__all__ = ["distill_large", "student_schedule", "format_stages", "estimate_teacher", "estimate_inference", "estimate_student", "estimate_evaluate",
-           "LARGE_METHODS", "LABELLED_FIRST_METHODS", "NEIGHBOURHOOD_METHODS"]
+__all__ = ["distill_large", "student_schedule", "format_stages", "estimate_teacher", "estimate_inference",
+           "estimate_student", "estimate_evaluate", "LARGE_METHODS", "LABELLED_FIRST_METHODS", "NEIGHBOURHOOD_METHODS"]
 
 # Recipes a graph-free student can train on batches: per-node terms (GLNN, KD), all-pairs terms within
 # the batch (GSP, G-CRD) and LSP on neighbourhood batches, so a student step reads only its batch rows
