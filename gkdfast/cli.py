@@ -292,12 +292,19 @@ def _check_pipeline_flags(args) -> None:
     given = [("--missing-rate", bool(args.missing_rate)), ("--setting inductive", args.setting != "transductive"),
              ("--fairness", bool(args.fairness)), ("--distributed", bool(args.distributed)),
              ("--sampled", bool(getattr(args, "sampled", False))),
-             ("--protocol published", args.protocol == "published")]
+             ("--protocol published", args.protocol == "published")] + _schedule_flags(args)
     bad = [flag for flag, on in given if on]
     if bad:
         raise ValueError(f"{', '.join(bad)}: not supported on {where}, which runs its own pipeline "
                          "(these flags apply to node classification on a homogeneous graph); drop "
                          f"{'it' if len(bad) == 1 else 'them'}")
+
+
+def _schedule_flags(args) -> list:
+    """(flag, given) of the out-of-core pipeline's student schedule flags (``cli_large.PIPELINE_STEPS``)."""
+    from gkdfast.cli_large import PIPELINE_STEPS
+
+    return [(f"--{k.replace('_', '-')}", getattr(args, k, None) is not None) for k in PIPELINE_STEPS]
 
 
 def _is_hetero(args) -> bool:

@@ -49,8 +49,9 @@ def add_large_args(parser) -> None:
                    help=f"students' early-stopping patience in epochs (default {PIPELINE_STEPS['patience']}; "
                         "at least --min-patience-steps steps)")
     g.add_argument("--min-steps", type=int, default=None,
-                   help="optimiser steps every student gets at least, the label-only baseline too (default "
-                        f"{PIPELINE_STEPS['min_steps']}): with few labels one of its epochs is one step")
+                   help="each student's step budget is at least this, the label-only baseline's too (default "
+                        f"{PIPELINE_STEPS['min_steps']}; early stopping may end it sooner): with few labels "
+                        "one of its epochs is one step")
     g.add_argument("--min-patience-steps", type=int, default=None,
                    help=f"early-stopping patience in steps at least (default {PIPELINE_STEPS['min_patience_steps']})")
     g.add_argument("--chunk-rows", type=int, default=65536,

@@ -30,6 +30,9 @@ def _check_flags(args) -> None:
     clashes = [("--teacher", args.teacher and args.teacher.strip().lower() != "auto"),
                ("--setting inductive", args.setting != "transductive"), ("--missing-rate", args.missing_rate),
                ("--sampled", getattr(args, "sampled", False)), ("--fairness", args.fairness)]
+    from gkdfast.cli import _schedule_flags
+
+    clashes += _schedule_flags(args)
     for flag, given in clashes:
         if given:
             hint = (" (--teacher auto picks each setting's teacher by validation; --set teacher.KEY=VALUE changes "

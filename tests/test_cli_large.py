@@ -91,6 +91,19 @@ def test_bad_large_arguments_give_one_line(tmp_path, capsys, args, needle):
     assert rc == 2 and needle in err and err.count("\n") == 1
 
 
+@pytest.mark.parametrize("args,needle", [
+    (["--task", "graph", "--patience", "5"], "--patience: not supported on graph classification"),
+    (["--protocol", "published", "--min-steps", "10"], "--protocol published sets the models and setting of each "
+                                                       "recipe; drop --min-steps"),
+])
+def test_schedule_flags_on_other_pipelines_stop_the_run(tmp_path, capsys, args, needle):
+    """The student schedule flags belong to the out-of-core pipeline: elsewhere they are refused, not ignored."""
+    _, path = _bundle(tmp_path)
+    rc = main(["distill", "--data", path, "--out", str(tmp_path / "o"), "--quiet", *args])
+    err = capsys.readouterr().err
+    assert rc == 2 and needle in err and err.count("\n") == 1, err
+
+
 def test_automatic_switch_by_node_count():
     class Args:
         sampled, sampled_above = False, 500

@@ -118,6 +118,8 @@ def test_student_schedule_counts_steps():
     many = sched("gsp", {}, num_train=196_615, **kw)
     assert many["batching"] == "partition" and many["steps_per_epoch"] == 599
     assert sched("glnn", {}, num_train=235, passes="separate", **kw)["steps_per_epoch"] == 1 + 598
+    # separate passes have a label pass of their own: they keep partition batches
+    assert sched("gsp", {}, num_train=235, passes="separate", **kw)["batching"] == "partition"
     mine = sched("gsp", {"batching": "partition", "epochs": 3, "patience": 7}, num_train=235, **kw)
     assert (mine["batching"], mine["epochs"], mine["patience"]) == ("partition", 3, 7)
     assert sched("none", {}, num_train=235, **{**kw, "patience": None})["patience"] is None

@@ -133,5 +133,9 @@ def test_bad_arguments():
     for kw in (dict(batch_size=None), dict(batch_size=10, passes="separate")):
         with pytest.raises(ValueError, match="batch_edges='neighbours' adds each batch node's in-neighbours"):
             Distiller(_student(), [terms.LSP(1.0)], teacher, batch_edges="neighbours", **kw)
+    # a term that reads rows beyond its masks would see the neighbour rows: refused
+    with pytest.raises(ValueError, match="term 'ncontrast' reads batch rows beyond its masks"):
+        Distiller(_student(), [terms.CrossEntropy(1.0), terms.NContrast(1.0)], None, batch_size=10,
+                  batch_edges="neighbours")
     with pytest.raises(ValueError, match="graph-free student"):
         Distiller(GCN(8, 16, 3).double(), [terms.LSP(1.0)], teacher, batch_size=10, batch_edges="neighbours")

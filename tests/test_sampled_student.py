@@ -94,3 +94,7 @@ def test_bad_arguments():
                     **dict(kw, batch_size=10))
     with pytest.raises(ValueError, match="patience must be a positive int"):
         fit_sampled(_model(), data, patience=0, **kw)
+    # plain training reads the training nodes' labels only: seeds beyond them need terms
+    for bad in (dict(nodes=torch.arange(300)), dict(batching="labelled_first", batch_size=100)):
+        with pytest.raises(ValueError, match="need terms="):
+            fit_sampled(_model(), data, **dict(kw, **bad))

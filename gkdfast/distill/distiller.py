@@ -287,6 +287,11 @@ class Distiller:
                              "batch of a graph-free student; it needs a batch_size, passes='joint' and a "
                              f"graph-free student (got batch_size={batch_size}, passes={passes!r}, "
                              f"{type(student).__name__})")
+        unmasked = [t.name for t in terms if batch_edges == "neighbours" and not t.masked_rows_only]
+        if unmasked:
+            raise ValueError(f"Distiller: term {unmasked[0]!r} reads batch rows beyond its masks, so on "
+                             "batch_edges='neighbours' batches it would see the neighbour rows; there only terms "
+                             "with masked_rows_only (ce, kd, lsp, gsp, crd, rsd, hidden_mse) run")
         self.ties, self.passes, self.batching, self.batch_edges = ties, passes, batching, batch_edges
         self.student = student
         self.terms = nn.ModuleList(terms)

@@ -19,8 +19,9 @@ throughput and its own peak RSS in the ``stages`` table):
    graph with few labels rarely holds, so while the training nodes fill at most half a batch they
    train on Graph-MLP's ``labelled_first`` batches (every training node plus drawn nodes, one step per
    epoch); ``docs/scale.md`` measures this against partition batches and ``passes="separate"`` at
-   2·10⁵ and 2.45·10⁶ nodes.  Every student gets at least ``student_min_steps`` optimiser steps and
-   ``min_patience_steps`` steps of patience, however few steps an epoch holds.  With
+   2·10⁵ and 2.45·10⁶ nodes.  Every student's budget is at least ``student_min_steps`` optimiser steps
+   and its patience at least ``min_patience_steps`` steps, however few steps an epoch holds (early
+   stopping may still end it sooner).  With
    ``student="sage"`` (``gcn``, ``gin``, ``gat``) the student is a GNN trained on neighbour-sampled
    batches with the same terms over each batch's seeds (:mod:`gkdfast.distill.large_gnn`).
 4. ``baseline``: the same MLP trained on labels alone (the "no KD" row), on the same step budget.
@@ -208,10 +209,11 @@ def student_schedule(method: str, params: dict, *, num_train: int, num_pool: int
     An epoch holds ``steps`` optimiser steps: one on ``labelled_first`` batches, ``ceil(pool /
     batch_size)`` on partition batches (the pool: the training nodes for ``"none"``, every node for the
     others), the two passes' full batches with ``passes="separate"``.  ``epochs`` and ``patience`` are
-    raised so the student gets at least ``min_steps`` steps and ``min_patience_steps`` steps of patience:
+    raised so the student's budget is at least ``min_steps`` steps and its patience at least
+    ``min_patience_steps`` steps (early stopping may still end it sooner):
     with 235 labelled nodes among 2.45·10⁶, 20 epochs of the label-only baseline would be 20 steps.
     Methods in :data:`LABELLED_FIRST_METHODS` take ``batching="labelled_first"`` while the training nodes
-    fill at most half a batch; those in :data:`NEIGHBOURHOOD_METHODS` ``batch_edges="neighbours"``.  What
+    fill at most half a batch (with ``passes="joint"``); those in :data:`NEIGHBOURHOOD_METHODS` ``batch_edges="neighbours"``.  What
     ``params`` (the method's overrides) sets is kept as given.
 
     Args:
@@ -232,7 +234,7 @@ def student_schedule(method: str, params: dict, *, num_train: int, num_pool: int
     batching = params.get("batching")
     if batching is None:
         batching = ("labelled_first" if method in LABELLED_FIRST_METHODS and 2 * num_train <= batch_size
-                    else "partition")
+                    and passes == "joint" else "partition")  # (separate passes have a label pass of their own)
     if batching == "labelled_first":
         steps = 1
     elif passes == "separate":
@@ -281,8 +283,8 @@ def distill_large(data, *, teacher: Union[str, nn.Module] = "sage", hidden: int 
             ``"gsp"``, ``"gcrd"``, ``"kd_gcrd"``) or a list of them, each trained from the same
             initial weights on the same cached teacher outputs.
         student_epochs, patience: student training length and early stopping, in epochs.
-        student_min_steps, min_patience_steps: each student (the baseline too) gets at least this many
-            optimiser steps and steps of patience; with few labelled nodes an epoch of the baseline is
+        student_min_steps, min_patience_steps: each student's (the baseline's too) budget of optimiser
+            steps and its patience, in steps, are at least these (early stopping may end it sooner); with few labelled nodes an epoch of the baseline is
             one step (:func:`student_schedule`, which also picks GSP's and G-CRD's batches; a method's
             own ``epochs`` / ``patience`` / ``batching`` in ``overrides`` are used as given).
         student_dropout: MLP dropout.

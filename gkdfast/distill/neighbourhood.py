@@ -48,13 +48,14 @@ def neighbourhood_batch(graph, nodes: Tensor) -> Tuple[Tensor, "object", int]:
     nodes = nodes.long()
     dev = nodes.device
     b = nodes.numel()
-    rowptr, col = graph.rowptr.to(dev).long(), graph.col.to(dev)
+    rowptr, col = graph.rowptr.to(dev), graph.col.to(dev)  # (no cast: that would copy all N + 1 offsets)
     # the first position of every distinct node: its centre row
     uniq, inv = torch.unique(nodes, return_inverse=True)
     first = torch.full((uniq.numel(),), b, dtype=torch.long, device=dev)
     first = first.scatter_reduce(0, inv, torch.arange(b, device=dev), "amin")
     # the centres' CSR rows, gathered without touching other rows
-    starts, degree = rowptr[uniq], rowptr[uniq + 1] - rowptr[uniq]
+    starts = rowptr[uniq].long()
+    degree = rowptr[uniq + 1].long() - starts
     total = int(degree.sum())
     seg = torch.repeat_interleave(torch.arange(uniq.numel(), device=dev), degree)
     offset = torch.arange(total, device=dev) - torch.repeat_interleave(torch.cumsum(degree, 0) - degree, degree)

@@ -137,6 +137,9 @@ class LossTerm(nn.Module):
     needs_teacher = False
     needs_hidden = False
     needs_graph = False
+    #: True when the term reads only the rows its mask selects (``labelled`` / ``observed``), so the
+    #: Distiller may run it on neighbourhood batches, whose neighbour rows both masks exclude.
+    masked_rows_only = False
 
     def __init__(self, weight: float = 1.0, nodes: str = "all"):
         super().__init__()
@@ -177,6 +180,7 @@ class CrossEntropy(LossTerm):
     DDP the mean over the global batch's labelled rows."""
 
     name = "ce"
+    masked_rows_only = True
 
     def __init__(self, weight: float = 1.0, label_smoothing: float = 0.0):
         super().__init__(weight, nodes="train")
@@ -196,6 +200,7 @@ class LogitKD(LossTerm):
 
     name = "kd"
     needs_teacher = True
+    masked_rows_only = True
 
     def __init__(self, weight: float = 1.0, temperature: float = 1.0, nodes: str = "all"):
         super().__init__(weight, nodes)
@@ -218,6 +223,7 @@ class LSP(LossTerm):
 
     name = "lsp"
     needs_teacher = needs_hidden = needs_graph = True
+    masked_rows_only = True  # (on neighbourhood batches: the batch nodes' in-edges, their own terms)
 
     def __init__(self, weight: float = 1.0, kernel: str = "laplace", gamma: float = 0.01, tau: float = 1.0):
         super().__init__(weight, nodes="all")
@@ -267,6 +273,7 @@ class _Projected(LossTerm):
     """A term comparing (optionally projected) student and teacher hidden embeddings."""
 
     needs_teacher = needs_hidden = True
+    masked_rows_only = True
 
     def __init__(self, weight, proj_dim, max_samples, project_teacher=True):
         super().__init__(weight, nodes="all")
@@ -344,6 +351,7 @@ class RSD(LossTerm):
     name = "rsd"
     all_pairs_loss = "rsd"  # under DDP the pairs of the global batch (d x d Grams all-reduced)
     needs_teacher = needs_hidden = True
+    masked_rows_only = True
 
     def __init__(self, weight: float = 0.1, dropout: float = 0.0, max_samples: Optional[int] = None):
         super().__init__(weight, nodes="all")
@@ -403,6 +411,7 @@ class HiddenMSE(LossTerm):
 
     name = "hidden_mse"
     needs_teacher = needs_hidden = True
+    masked_rows_only = True
 
     def __init__(self, weight: float = 1.0, nodes: str = "train"):
         super().__init__(weight, nodes)

@@ -218,10 +218,12 @@ class _TermsLoss:
                           y=_labels(self.data.y, seeds).to(dev), labelled=labelled,
                           observed=torch.ones_like(labelled), inputs=None, forward=None, full_graph=None,
                           full_batch=False, process_group=self.pg)
-        loss = 0.0
+        loss, self.reported = 0.0, 0.0
         for term in self.terms:
             if term.weight:
-                loss = loss + term.weight * (self.world if self.pg is not None and term.all_pairs_loss else 1) * term(ctx)
+                v = term(ctx)
+                loss = loss + term.weight * (self.world if self.pg is not None and term.all_pairs_loss else 1) * v
+                self.reported += term.weight * float(v.detach())
         if not torch.is_tensor(loss):
             raise ValueError("gkdfast.sampling.fit_sampled: every term has weight 0")
         return loss
@@ -253,7 +255,8 @@ def fit_sampled(model: nn.Module, data, *, fanouts: Sequence[int] = (15, 10), ba
         epochs, lr, weight_decay: the optimisation.  seed: fixes shuffles, samples and dropout.
         progress: tqdm bars (nodes/s).  eval_every: validation period in epochs.
         terms, teacher: distillation (above); ``None``: plain cross-entropy, no teacher.
-        nodes: the seed pool (mask or ids); default the training nodes, or every node with ``terms``.
+        nodes: the seed pool of a distillation (mask or ids; default every node); plain training's
+            seeds are the training nodes.
         patience: stop after this many evaluations without a better validation accuracy (``None``: never).
         batching: ``"partition"`` (default): each epoch splits a shuffled pool into batches.
             ``"labelled_first"``: one step per epoch on ``batch_size`` distinct seeds, every training
@@ -291,8 +294,10 @@ def fit_sampled(model: nn.Module, data, *, fanouts: Sequence[int] = (15, 10), ba
     train_nodes, val_nodes = _nodes(data.train_mask), _nodes(data.val_mask)
     if train_nodes.numel() == 0:
         raise ValueError("gkdfast.sampling.fit_sampled: data.train_mask selects no node")
-    pool = train_nodes if nodes is None and terms is None else \
-        torch.arange(data.graph.num_nodes) if nodes is None else _nodes(nodes)
+    if terms is None and (nodes is not None or batching != "partition"):
+        raise ValueError("gkdfast.sampling.fit_sampled: plain training takes its seeds and labels from the training "
+                         "nodes; nodes= and batching='labelled_first' (seeds beyond them) need terms=")
+    pool = train_nodes if terms is None else torch.arange(data.graph.num_nodes) if nodes is None else _nodes(nodes)
     if batching not in ("partition", "labelled_first"):
         raise ValueError(f"gkdfast.sampling.fit_sampled: batching must be 'partition' or 'labelled_first', got {batching!r}")
     if batching == "labelled_first":
@@ -337,7 +342,8 @@ def fit_sampled(model: nn.Module, data, *, fanouts: Sequence[int] = (15, 10), ba
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
-                total_loss += float(loss.detach()) * batch.num_seeds
+                # (the reported loss leaves out the W factor of all-pairs terms under DDP, as the Distiller's)
+                total_loss += (loss_of.reported if loss_of is not None else float(loss.detach())) * batch.num_seeds
                 local_seeds += batch.num_seeds
                 if bar is not None:
                     bar.update(batch.num_seeds * world)
