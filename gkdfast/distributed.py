@@ -32,7 +32,7 @@ import torch.distributed as dist
 from torch import Tensor
 
 __all__ = ["shard_range", "row_counts", "all_gather_rows", "all_reduce_sum", "group_rank", "broadcast_int",
-           "global_count"]
+           "global_count", "global_min"]
 
 
 def shard_range(n: int, world_size: int, rank: int) -> Tuple[int, int]:
@@ -106,6 +106,19 @@ def global_count(count: int, group=None) -> int:
     if group is None:
         return int(count)
     return _int_collective(count, group, lambda t: dist.all_reduce(t, group=group))
+
+
+def global_min(value: int, group=None) -> int:
+    """The smallest ``value`` over the ranks of ``group`` (one small all-reduce); ``group=None`` returns
+    it.  For a decision every rank must take alike, e.g. whether each holds enough rows for a step.
+
+    Example:
+        >>> gkdfast.distributed.global_min(3)       # single process
+        3
+    """
+    if group is None:
+        return int(value)
+    return _int_collective(value, group, lambda t: dist.all_reduce(t, op=dist.ReduceOp.MIN, group=group))
 
 
 def _int_collective(value: int, group, collective) -> int:

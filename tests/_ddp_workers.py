@@ -3,6 +3,7 @@ own so ``torch.multiprocessing`` can import them in the children)."""
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import os
 
 import torch
@@ -143,11 +144,33 @@ def fit_with_rank_cadence(rank: int, checkpoint_dir: str, epochs: int = 10) -> l
     return written
 
 
+def few_rows_step(rank: int) -> list:
+    """GSP's and CRD's values on a step where this rank holds ``1`` (rank 0) or ``3`` observed rows."""
+    import torch.distributed as dist
+
+    from gkdfast.distill import terms
+
+    rows = 1 if rank == 0 else 3
+    g = torch.Generator().manual_seed(rank)
+    ctx = terms.StepContext(nodes=torch.arange(rows), logits=torch.randn(rows, 2, generator=g),
+                            hidden=torch.randn(rows, 3, generator=g, requires_grad=True), teacher_logits=None,
+                            teacher_hidden=torch.randn(rows, 3, generator=g), y=torch.zeros(rows, dtype=torch.long),
+                            labelled=torch.zeros(rows, dtype=torch.bool), observed=torch.ones(rows, dtype=torch.bool),
+                            inputs=None, forward=None, full_batch=False, process_group=dist.group.WORLD)
+    out = []
+    for term in (terms.GSP(1.0, proj_dim=4, max_samples=None), terms.CRD(1.0, proj_dim=4, max_samples=None)):
+        term.setup(terms.Dims(student_hidden=3, teacher_hidden=3, num_classes=2))
+        out.append(float(term(ctx).detach()))
+    return out
+
+
 def _init(rank: int, world: int, init_file: str):
     import torch.distributed as dist
 
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    # a collective one rank never reaches fails after 5 minutes instead of hanging the suite
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world,
+                            timeout=datetime.timedelta(seconds=300))
 
 
 def worker(rank: int, world: int, init_file: str, out_dir: str):
@@ -171,6 +194,9 @@ def worker(rank: int, world: int, init_file: str, out_dir: str):
                   "lsp-neighbours", "gsp-separate"):
         results[f"pairs_{which}"] = fit_all_pairs("auto", which)[0]
     results["separate_rows"] = list(BATCH_ROWS)
+    # 1a'. a step where rank 0 holds one row and rank 1 three: both skip the all-pairs terms alike (a
+    # rank returning early alone would leave the other in the loss's collective)
+    results["few_rows"] = few_rows_step(rank)
     # 1b. BatchNorm + dropout + a label term, odd pool (padding): not equal to one process, but the
     # final weights and running statistics must be identical on every rank.
     data_bn, teacher_bn, _ = exact_problem()

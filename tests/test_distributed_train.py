@@ -109,6 +109,13 @@ def test_pair_terms_under_ddp_give_the_single_process_gradient(ranks, which):
             torch.testing.assert_close(res[r][f"pairs_{which}"][name], w, rtol=0, atol=1e-10)
 
 
+def test_a_rank_with_one_row_makes_every_rank_skip_the_all_pairs_terms(ranks):
+    """Rank 0 holds one row, rank 1 three: GSP and CRD return 0 on both (the fewest rows over the
+    ranks decides), where rank 1 alone used to enter the loss's collective and wait for rank 0."""
+    _, res = ranks
+    assert res[0]["few_rows"] == res[1]["few_rows"] == [0.0, 0.0]
+
+
 def test_separate_passes_split_each_global_batch_over_the_ranks(ranks):
     """GLNN's two-pass schedule under DDP: each rank's GSP step sees its half of the global batch of
     40 (a rank computing the whole batch would give the same weights, as these losses are invariant

@@ -123,6 +123,16 @@ def _rows_mean(total: Tensor, count: int, ctx: StepContext) -> Tensor:
     return total * (dist.get_world_size(ctx.process_group) / max(n, 1))
 
 
+def _fewest_rows(ctx: StepContext) -> int:
+    """The fewest observed rows any rank holds in this step (this batch's count outside DDP).  An
+    all-pairs term skips a step when it is below 2 (its heads' BatchNorm cannot train on one row), and
+    under DDP every rank must skip alike: its loss is a collective, which a rank returning early would
+    leave the others waiting in."""
+    from gkdfast.distributed import global_min
+
+    return global_min(int(ctx.observed.sum()), ctx.process_group)
+
+
 def _rows(mask: Tensor, *ts):
     idx = mask.nonzero().flatten()
     return [t[idx] if t is not None else None for t in ts]
@@ -317,7 +327,7 @@ class GSP(_Projected):
     def forward(self, ctx: StepContext) -> Tensor:
         from gkdfast.losses import gsp
 
-        if int(ctx.observed.sum()) < 2:  # a 1-row last batch: BatchNorm in the heads cannot train on it
+        if _fewest_rows(ctx) < 2:  # a 1-row last batch: BatchNorm in the heads cannot train on it
             return ctx.hidden.sum() * 0.0
         s, t = self.embeddings(ctx)
         return gsp(s, t, kernel=self.kernel, loss=self.loss, tau=self.tau, gamma=self.gamma, **_group(ctx))
@@ -337,7 +347,7 @@ class CRD(_Projected):
     def forward(self, ctx: StepContext) -> Tensor:
         from gkdfast.losses import crd
 
-        if int(ctx.observed.sum()) < 2:  # see GSP
+        if _fewest_rows(ctx) < 2:  # see GSP
             return ctx.hidden.sum() * 0.0
         s, t = self.embeddings(ctx)
         seed = int(torch.randint(0, 2**31 - 1, (1,)).item()) if self.num_negatives else None
