@@ -63,11 +63,11 @@ def batch_features(model: nn.Module, x, n_id: Tensor) -> Tensor:
     return gather_rows(x, n_id)
 
 
-def _forward(model: nn.Module, x, batch: Batch, device: torch.device) -> Tensor:
+def _forward(model: nn.Module, x, batch: Batch, device: torch.device, return_hidden: bool = False):
     feats = batch_features(model, x, batch.n_id).to(device=device, dtype=torch.float32, non_blocking=True)
     if device.type != "cpu":
         batch = batch.to(device, non_blocking=True)
-    return model.forward_blocks(feats, batch.blocks)
+    return model.forward_blocks(feats, batch.blocks, return_hidden=return_hidden)
 
 
 def _check(model: nn.Module, data, fanouts: Sequence[int], batch_size, epochs, eval_every) -> None:
@@ -190,7 +190,7 @@ class _TermsLoss:
         model.eval()
         with torch.no_grad():  # widths for the heads: one seed's forward
             probe = loader.sample(loader.nodes[:1].long(), 0)
-            logits, hidden = self.forward(probe)
+            logits, hidden = _forward(model, data.x, probe, device, return_hidden=True)
         model.train(was)
         th = getattr(teacher, "hidden", None)
         dims = Dims(student_hidden=hidden.size(-1), teacher_hidden=th.shape[1] if th is not None else None,
@@ -199,15 +199,10 @@ class _TermsLoss:
             t.setup(dims)
         self.terms.to(device, dtype=logits.dtype)
 
-    def forward(self, batch: Batch):
-        feats = batch_features(self.model, self.data.x, batch.n_id).to(device=self.device, dtype=torch.float32)
-        blocks = batch.to(self.device).blocks if self.device.type != "cpu" else batch.blocks
-        return self.model.forward_blocks(feats, blocks, return_hidden=True)
-
     def __call__(self, batch: Batch) -> Tensor:
         from gkdfast.distill.terms import StepContext
 
-        logits, hidden = self.forward(batch)
+        logits, hidden = _forward(self.model, self.data.x, batch, self.device, return_hidden=True)
         seeds = batch.seeds.long()
         dev = logits.device
         t = self.teacher
