@@ -83,6 +83,11 @@ TORCH_LIBRARY(gkdfast, m) {
   // (index [S, k] int64, value [S, k] float32), k largest estimates other than the source; see
   // csrc/ops/ppr.h.  CUDA tensors: the push runs on the host, the result returns to the device.
   m.def("ppr_topk(Tensor rowptr, Tensor col, Tensor sources, int k, float alpha, float eps) -> (Tensor, Tensor)");
+  // Streaming DeepWalk: [N, dim] float32 skip-gram input vectors trained with negative sampling on
+  // walks from `starts` (one per entry, in that order) over the CSR by destination, generated from
+  // Philox words keyed by (seed, walk) and never stored; see csrc/ops/deepwalk.h.  CPU only.
+  m.def("deepwalk(Tensor rowptr, Tensor col, Tensor starts, int dim, int walk_length, int window, int negative, "
+        "float lr, int seed, bool deterministic) -> Tensor");
   // ---- graph-level pooling -------------------------------------------------------------------
   // Global sum / mean / max over contiguous node segments (the graphs of a batch, offsets ptr [B+1]);
   // see csrc/ops/segment_pool.h.  arg: [B, d] first maximal node for max, else [0].

@@ -15,6 +15,11 @@
 // Dropout (ops/dropout.h) has a third domain: element e of the flattened tensor takes word e % 4 of
 // the block with counter = (lo32(e / 4), hi32(e / 4), 0, 0x64720000 "dr"), same key;
 // gkdfast/reference/dropout.py holds its vectorised copy.
+//
+// DeepWalk (ops/deepwalk.h) has two: walk i's k-th word is word k % 4 of the block with counter
+// (lo32(i), hi32(i), k / 4, 0x64770000 "dw"); the initial input vector entry (v, j) is word j % 4 of
+// the block with counter (lo32(v), hi32(v), j / 4, 0x64690000 "di"), same key;
+// gkdfast/reference/deepwalk.py holds its pure-Python copy.
 #pragma once
 
 #include <cstdint>
@@ -29,6 +34,8 @@ constexpr uint32_t kW0 = 0x9E3779B9u, kW1 = 0xBB67AE85u;
 constexpr uint32_t kNegDomain = 0x6E656700u;
 constexpr uint32_t kNeighborDomain = 0x6E620000u;  // | hop (hop < 2^16)
 constexpr uint32_t kDropoutDomain = 0x64720000u;
+constexpr uint32_t kWalkDomain = 0x64770000u;
+constexpr uint32_t kWalkInitDomain = 0x64690000u;
 
 struct U4 {
   uint32_t x, y, z, w;
@@ -95,6 +102,15 @@ GKD_HD U4 neighbor_words(uint64_t seed, int64_t node, int64_t hop, int64_t q) {
 GKD_HD U4 dropout_words(uint64_t seed, int64_t block) {
   const uint64_t b = static_cast<uint64_t>(block);
   return philox4x32_10(U4{static_cast<uint32_t>(b), static_cast<uint32_t>(b >> 32), 0u, kDropoutDomain},
+                       static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32));
+}
+
+// Four raw words 4*block .. 4*block+3 of the stream keyed by (id, domain): a DeepWalk walk's
+// words (domain kWalkDomain, id = walk) or a node's initial vector (kWalkInitDomain, id = node).
+GKD_HD U4 stream_words(uint64_t seed, int64_t id, int64_t block, uint32_t domain) {
+  const uint64_t r = static_cast<uint64_t>(id);
+  return philox4x32_10(U4{static_cast<uint32_t>(r), static_cast<uint32_t>(r >> 32), static_cast<uint32_t>(block),
+                          domain},
                        static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32));
 }
 

@@ -7,6 +7,7 @@
 namespace gkdfast {
 
 TORCH_LIBRARY_IMPL(gkdfast, CPU, m) {
+  m.impl("deepwalk", &deepwalk_cpu);
   m.impl("dropout", &dropout_cpu);
   m.impl("edge_softmax", &edge_softmax_cpu);
   m.impl("edge_softmax_backward", &edge_softmax_backward_cpu);

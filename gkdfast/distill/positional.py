@@ -18,6 +18,11 @@ closed-form factorisation instead of SGD, so numbers differ slightly from the re
 :func:`deepwalk_features` is the other way, the one NOSMOG's code takes: skip-gram with negative
 sampling trained by SGD on the same walks (word2vec's update rule, batched), raw embeddings
 without the column standardisation.  ``position_features(..., method="deepwalk")`` picks it.
+
+:func:`streaming_deepwalk` is the same skip-gram at scale: the native ``gkdfast::deepwalk`` op
+generates each walk from its Philox words when it trains on it, so neither the walks nor the pairs
+are ever stored; memory is O(N·dim) and the threads update the embeddings lock-free, as word2vec
+does (``method="stream"``).  It is what the out-of-core pipeline uses for NOSMOG.
 """
 from __future__ import annotations
 
@@ -27,7 +32,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["random_walks", "position_features", "deepwalk_features"]
+__all__ = ["random_walks", "position_features", "deepwalk_features", "streaming_deepwalk", "POSITION_METHODS"]
+
+POSITION_METHODS = ("svd", "deepwalk", "stream")
 
 
 def random_walks(graph, walk_length: int = 30, walks_per_node: int = 1, seed: int = 0) -> Tensor:
@@ -65,13 +72,14 @@ def position_features(graph, dim: int = 64, walk_length: int = 30, walks_per_nod
                       negative: float = 1.0, seed: int = 0, method: str = "svd") -> Tensor:
     """``[N, dim]`` float32 position features: truncated SVD of the random-walk PPMI matrix
     (``method="svd"``, default) or skip-gram embeddings trained on the walks (``"deepwalk"``:
-    :func:`deepwalk_features` with its defaults).
+    :func:`deepwalk_features` with its defaults; ``"stream"``: :func:`streaming_deepwalk`, O(N·dim)
+    memory, for large graphs).
 
     Args:
         graph: :class:`gkdfast.Graph`.  dim: embedding width (NOSMOG: 16–128).
         walk_length, walks_per_node, window: as DeepWalk (NOSMOG: 30–70, 1–5, 5).
         negative: the skip-gram negative-sample count, i.e. the PMI shift ``log(negative)`` (svd only).
-        seed: walk seed.  method: ``"svd"`` or ``"deepwalk"``.
+        seed: walk seed.  method: ``"svd"``, ``"deepwalk"`` or ``"stream"``.
 
     Example:
         >>> from gkdfast.data import csbm
@@ -84,8 +92,11 @@ def position_features(graph, dim: int = 64, walk_length: int = 30, walks_per_nod
 
     if method == "deepwalk":
         return deepwalk_features(graph, dim, walk_length, walks_per_node, window, seed=seed)
+    if method == "stream":
+        return streaming_deepwalk(graph, dim, walk_length, walks_per_node, window, seed=seed)
     if method != "svd":
-        raise ValueError(f"position_features: method must be 'svd' or 'deepwalk', got {method!r}")
+        raise ValueError(f"position_features: method must be one of {', '.join(map(repr, POSITION_METHODS))}, "
+                         f"got {method!r}")
     n = graph.num_nodes
     if dim < 1:
         raise ValueError(f"position_features: dim must be >= 1, got {dim}")
@@ -201,3 +212,64 @@ def deepwalk_features(graph, dim: int = 64, walk_length: int = 30, walks_per_nod
             emb_out.index_add_(0, neg, (rate * g_neg * vc.unsqueeze(1)).reshape(-1, dim))
             emb_in.index_add_(0, c, rate * d_in)
     return emb_in.float()
+
+
+def streaming_deepwalk(graph, dim: int = 64, walk_length: int = 30, walks_per_node: int = 5, window: int = 5,
+                       negative: int = 5, lr: float = 0.025, seed: int = 0, deterministic: bool = False) -> Tensor:
+    """``[N, dim]`` float32 DeepWalk embeddings in O(N·dim) memory: skip-gram with negative sampling,
+    each walk trained on as it is generated (the native ``gkdfast::deepwalk`` op; docs/ops.md).
+
+    ``walks_per_node`` rounds; each round starts one walk from every node, in a random order drawn
+    from ``seed`` (DeepWalk shuffles the nodes per round).  Per walk, as word2vec trains a sentence:
+    a reduced window (uniform in 1..``window``) per position, the word2vec update for every
+    (context, centre) pair with ``negative`` noise nodes drawn from the walks' node counts to the
+    power 0.75, the learning rate decaying linearly from ``lr`` to ``lr·1e-4`` over the walks.  The
+    walks come from Philox words keyed by (seed, walk), so the op regenerates them instead of storing
+    them: memory is the two ``[N, dim]`` matrices plus O(N), against O(N·walks·length·window) for
+    :func:`deepwalk_features` and :func:`position_features`' PPMI matrix.  Differences from NOSMOG's
+    word2vec: no frequent-node subsampling, noise counts from the walks themselves, one pass.
+
+    The threads update the embeddings without locks (Hogwild, like word2vec), so two runs differ in
+    rounding-level ways; ``deterministic=True`` runs the walks in order on one thread (bitwise
+    repeatable, the reference's order).  Without the native extension the pure-Python reference
+    runs, one update at a time (fine for a few hundred nodes only).
+
+    Args:
+        graph: :class:`gkdfast.Graph` (walks follow in-edges; CPU, any device accepted and copied).
+        dim: embedding width.  walk_length: steps per walk (a walk stops early at a node without
+            in-edges).  walks_per_node: rounds.  window: the largest context distance.
+        negative: noise nodes per pair.  lr: initial SGD step (word2vec: 0.025).
+        seed: start orders, walks, windows, negatives and initial vectors.
+        deterministic: one thread, walks in order.
+
+    Example:
+        >>> from gkdfast.data import csbm
+        >>> g = csbm(num_nodes=300, seed=0).graph
+        >>> p = streaming_deepwalk(g, dim=16, walk_length=10, walks_per_node=2)
+        >>> p.shape, p.dtype
+        (torch.Size([300, 16]), torch.float32)
+    """
+    from gkdfast import _backend
+    from gkdfast.reference import deepwalk as ref
+
+    for name, v in (("dim", dim), ("walk_length", walk_length), ("walks_per_node", walks_per_node),
+                    ("window", window)):
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            raise ValueError(f"streaming_deepwalk: {name} must be a positive int, got {v!r}")
+    if not isinstance(negative, int) or isinstance(negative, bool) or negative < 0:
+        raise ValueError(f"streaming_deepwalk: negative must be an int >= 0, got {negative!r}")
+    if not (isinstance(lr, (int, float)) and lr > 0 and lr < float("inf")):
+        raise ValueError(f"streaming_deepwalk: lr must be positive and finite, got {lr!r}")
+    if walk_length > 10000 or window > 100 or negative > 100:
+        raise ValueError(f"streaming_deepwalk: walk_length <= 10000, window <= 100 and negative <= 100 (the "
+                         f"Philox word budget of a walk), got {walk_length}, {window}, {negative}")
+    n = graph.num_nodes
+    rowptr, col = graph.rowptr.cpu(), graph.col.cpu()
+    gen = torch.Generator().manual_seed(int(seed))
+    index = torch.int32 if n < 2 ** 31 else torch.int64
+    starts = torch.cat([torch.randperm(n, generator=gen, dtype=index) for _ in range(walks_per_node)]) \
+        if n else torch.zeros(0, dtype=index)
+    args = (rowptr, col, starts, dim, walk_length, window, negative, float(lr), int(seed), bool(deterministic))
+    if _backend.choose("deepwalk", torch.device("cpu")) == "cpu":
+        return torch.ops.gkdfast.deepwalk(*args)
+    return ref.deepwalk(*args)

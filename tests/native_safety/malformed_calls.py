@@ -95,6 +95,17 @@ def cases(index_dtype):
     yield "ppr_topk col out of range", lambda: ops.ppr_topk(trp, mod(tcol, 3, 10**6), seeds, 2, 0.15, 1e-4), False
     yield "ppr_topk source out of range", lambda: ops.ppr_topk(trp, tcol, mod(seeds, 1, 99), 2, 0.15, 1e-4), False
     yield "ppr_topk negative source", lambda: ops.ppr_topk(trp, tcol, mod(seeds, 0, -1), 2, 0.15, 1e-4), False
+    starts = torch.tensor([0, 4, 2, 4], dtype=seeds.dtype)
+    yield "deepwalk valid", lambda: ops.deepwalk(rp, col, starts, 4, 3, 2, 2, 0.025, 0, True), True
+    yield "deepwalk rowptr past E", lambda: ops.deepwalk(mod(rp, -1, e + 3), col, starts, 4, 3, 2, 2, 0.025, 0,
+                                                         True), False
+    yield "deepwalk non-monotone", lambda: ops.deepwalk(mod(rp, 2, 7), col, starts, 4, 3, 2, 2, 0.025, 0, True), False
+    yield "deepwalk col out of range", lambda: ops.deepwalk(rp, mod(col, 3, 10**6), starts, 4, 3, 2, 2, 0.025, 0,
+                                                            True), False
+    yield "deepwalk start out of range", lambda: ops.deepwalk(rp, col, mod(starts, 1, 99), 4, 3, 2, 2, 0.025, 0,
+                                                              False), False
+    yield "deepwalk negative start", lambda: ops.deepwalk(rp, col, mod(starts, 0, -1), 4, 3, 2, 2, 0.025, 0,
+                                                          True), False
     pn, lse = ops.lsp(rp, col, trp, tcol, teid, x, t, "rbf", 1.0, 1.0)
     yield "lsp_backward bad t_eid", lambda: ops.lsp_backward(rp, col, trp, tcol, mod(teid, 0, -3), x, t, pn, lse,
                                                              torch.ones(5), "rbf", 1.0, 1.0, True, True), False
