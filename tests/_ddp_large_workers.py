@@ -106,10 +106,13 @@ def worker(rank: int, world: int, init_file: str, out_dir: str):
     results["fit"] = fit_sampled_problem("auto")
     results["distil"] = {b: fit_sampled_distil_problem("auto", b) for b in ("partition", "labelled_first")}
     # 4. the whole pipeline: sampled teacher, layer-wise inference, students (GLNN, G-CRD's all-pairs term
-    # across the ranks, LSP on each rank's neighbourhood batches, and the baseline)
+    # across the ranks, LSP on each rank's neighbourhood batches, NOSMOG on the positions file rank 0
+    # writes, and the baseline)
     res = distill_large(data, teacher="sage", hidden=16, fanouts=(4, 3), teacher_epochs=2, teacher_min_steps=4,
                         batch_size=64, chunk_rows=50, student_epochs=2, student_min_steps=6,
-                        out_dir=os.path.join(out_dir, "large"), method=["glnn", "gcrd", "lsp"], progress=False)
+                        out_dir=os.path.join(out_dir, "large"), method=["glnn", "gcrd", "lsp", "nosmog"],
+                        overrides={"nosmog.pos_dim": 4, "nosmog.walk_length": 5, "nosmog.adv_steps": 1},
+                        progress=False)
     results["large"] = res
     # 5. the same with a GNN student: sampled batches data-parallel, layer-wise inference shared
     results["large_gnn"] = distill_large(data, teacher="sage", hidden=16, fanouts=(4, 3), teacher_epochs=2,

@@ -156,6 +156,54 @@ def test_few_labels_train_by_steps_and_gsp_on_batches_that_carry_them(tmp_path, 
         distill_large(data, teacher=teacher, student_min_steps=-1, out_dir=str(tmp_path))
 
 
+def test_nosmog_trains_on_features_joined_to_streaming_positions(tmp_path, monkeypatch):
+    """NOSMOG in the pipeline: a positions stage writes [x ; DeepWalk] once (a rerun maps it), the
+    NOSMOG student reads that matrix for training and evaluation, GLNN beside it reads x alone."""
+    from gkdfast.distill import distiller as _distiller
+    from gkdfast.distill import large_positions
+
+    data = _data()
+    teacher = _trained_teacher(data)
+    widths = {}
+    real_fit = _distiller.Distiller.fit
+
+    def spy(self, d, inputs=None, **kw):
+        x = d.x if inputs is None else inputs
+        widths[self.desc] = (x.shape, bool(torch.equal(x[:, :16], d.x)), x[:, 16:].clone())
+        return real_fit(self, d, inputs=inputs, **kw)
+
+    monkeypatch.setattr(_distiller.Distiller, "fit", spy)
+    walks = {"nosmog.pos_dim": 8, "nosmog.walks_per_node": 2, "nosmog.walk_length": 8, "nosmog.adv_steps": 1}
+    lines = []
+    kw = dict(teacher=teacher, hidden=32, batch_size=200, chunk_rows=97, student_epochs=1, student_min_steps=0,
+              method=["glnn", "nosmog"], overrides=walks, out_dir=str(tmp_path), progress=False, log=lines.append)
+    res = distill_large(data, **kw)
+    assert [s["stage"] for s in res["stages"]] == ["inference", "positions", "student:glnn", "student:nosmog",
+                                                   "baseline", "evaluate"]
+    assert [r["method"] for r in res["rows"]] == ["teacher", "none", "glnn", "nosmog"]
+    shape, x_first, positions = widths["student:nosmog: nosmog -> MLP"]
+    assert shape == (800, 24) and x_first and torch.isfinite(positions).all() and float(positions.std()) > 0.01
+    assert widths["student:glnn: glnn -> MLP"][0] == (800, 16)
+    pos = res["stages"][1]
+    assert pos["throughput_unit"] == "walks/s" and (pos["dim"], pos["walks_per_node"], pos["lr"]) == (8, 2, 0.1)
+    assert pos["cached"] is False
+    assert any(line.startswith("positions: DeepWalk 8 x 2") for line in lines)
+    # a rerun maps the file instead of training DeepWalk again
+    calls = []
+    monkeypatch.setattr("gkdfast.distill.positional.streaming_deepwalk", lambda *a, **k: calls.append(a))
+    lines.clear()
+    again = distill_large(data, **kw)
+    assert not calls and not any(line.startswith("positions:") for line in lines)
+    assert again["stages"][1]["cached"] is True
+    assert torch.equal(widths["student:nosmog: nosmog -> MLP"][2], positions)
+    assert again["rows"][3]["test_acc_mean"] == res["rows"][3]["test_acc_mean"]
+    assert large_positions.estimate_positions(800, 16, 8, 2)["DeepWalk matrices"] == 2 * 800 * 8 * 4
+    with pytest.raises(ValueError, match="graph-free"):
+        distill_large(data, teacher=teacher, student="sage", method="nosmog", out_dir=str(tmp_path))
+    with pytest.raises(ValueError, match="streaming DeepWalk"):
+        distill_large(data, teacher=teacher, method="nosmog", overrides={"pos_method": "svd"}, out_dir=str(tmp_path))
+
+
 def test_lsp_trains_on_neighbourhood_batches(tmp_path, monkeypatch):
     """LSP in the pipeline: each step's rows are the batch nodes (labelled_first: the 80 training nodes
     first) followed by their in-neighbours, and its term is averaged over the batch nodes alone."""
@@ -267,7 +315,7 @@ def test_estimates_grow_with_their_flags():
 def test_bad_arguments(tmp_path):
     data = _data()
     with pytest.raises(ValueError, match="not supported at scale"):
-        distill_large(data, teacher=SAGE(16, 8, 4), method="nosmog", out_dir=str(tmp_path))
+        distill_large(data, teacher=SAGE(16, 8, 4), method="graphmlp", out_dir=str(tmp_path))
     with pytest.raises(ValueError, match="student must be 'mlp' or one of sage, gcn, gin, gat"):
         distill_large(data, teacher=SAGE(16, 8, 4), student="rgcn", out_dir=str(tmp_path))
     with pytest.raises(ValueError, match="lsp with a GNN student"):

@@ -1,6 +1,6 @@
-"""Distillation on graphs too big for full-batch training: the out-of-core pipeline (GLNN, KD, and
-the representation recipes LSP, GSP, G-CRD and KD + G-CRD, whose terms need only batch rows and, for
-LSP, the batch nodes' in-neighbours).
+"""Distillation on graphs too big for full-batch training: the out-of-core pipeline (GLNN, KD, NOSMOG,
+and the representation recipes LSP, GSP, G-CRD and KD + G-CRD, whose terms need only batch rows and,
+for LSP, the batch nodes' in-neighbours).
 
 Stages (each one first checks its memory estimate against ``MemAvailable``, then records wall time,
 throughput and its own peak RSS in the ``stages`` table):
@@ -9,7 +9,9 @@ throughput and its own peak RSS in the ``stages`` table):
    skipped when a trained teacher module is passed.
 2. ``inference``: the teacher over every node by :func:`gkdfast.nn.layerwise_inference`, written
    straight into the memory-mapped teacher cache (:mod:`gkdfast.distill.teacher_cache`).
-3. ``student``: an MLP trained in node mini-batches by each recipe (GLNN: CE on the training nodes +
+3. ``positions`` (NOSMOG only): DeepWalk position features by the streaming native op, joined to
+   ``x`` in one memory-mapped file (:mod:`gkdfast.distill.large_positions`): NOSMOG's student input.
+4. ``student``: an MLP trained in node mini-batches by each recipe (GLNN: CE on the training nodes +
    KL to the teacher on every node; GSP / G-CRD: CE + the all-pairs term between the batch's student
    and teacher hidden rows) reading the mapped teacher outputs and only the batch rows of ``x``; with
    several methods, one stage per method (``student:<method>``).  LSP's batches bring every in-neighbour
@@ -24,8 +26,8 @@ throughput and its own peak RSS in the ``stages`` table):
    stopping may still end it sooner).  With
    ``student="sage"`` (``gcn``, ``gin``, ``gat``) the student is a GNN trained on neighbour-sampled
    batches with the same terms over each batch's seeds (:mod:`gkdfast.distill.large_gnn`).
-4. ``baseline``: the same MLP trained on labels alone (the "no KD" row), on the same step budget.
-5. ``evaluate``: test accuracy of teacher (from its cached logits), student and baseline, in batches.
+5. ``baseline``: the same MLP trained on labels alone (the "no KD" row), on the same step budget.
+6. ``evaluate``: test accuracy of teacher (from its cached logits), student and baseline, in batches.
 
 Nothing holds a second full copy of ``x`` or of the teacher outputs: ``x`` may be a read-only memory
 map (:func:`gkdfast.data.load_mmap`), the students gather batch rows from it.
@@ -46,12 +48,13 @@ from gkdfast.distill.memory import InsufficientMemory, StageTimer, check_memory,
 from gkdfast.distill.teacher_cache import TeacherOutputs, teacher_outputs
 
 __all__ = ["distill_large", "student_schedule", "format_stages", "estimate_teacher", "estimate_inference",
-           "estimate_student", "estimate_evaluate", "LARGE_METHODS", "LABELLED_FIRST_METHODS", "NEIGHBOURHOOD_METHODS"]
+           "estimate_student", "estimate_evaluate", "LARGE_METHODS", "LABELLED_FIRST_METHODS", "NEIGHBOURHOOD_METHODS",
+           "POSITION_METHODS"]
 
 # Recipes a graph-free student can train on batches: per-node terms (GLNN, KD), all-pairs terms within
 # the batch (GSP, G-CRD) and LSP on neighbourhood batches, so a student step reads only its batch rows
 # (and LSP's neighbours) of x and of the mapped teacher outputs.
-LARGE_METHODS = ("glnn", "kd", "lsp", "gsp", "gcrd", "kd_gcrd")
+LARGE_METHODS = ("glnn", "kd", "nosmog", "lsp", "gsp", "gcrd", "kd_gcrd")
 # Recipes whose only label signal is the CE on the training rows (no soft labels on every node): on
 # a graph with few labels they train on batches that carry every training node (student_schedule).
 LABELLED_FIRST_METHODS = ("lsp", "gsp", "gcrd")
@@ -59,6 +62,17 @@ LABELLED_FIRST_METHODS = ("lsp", "gsp", "gcrd")
 # in-neighbour of the batch nodes (Distiller(batch_edges="neighbours")), as a random batch of a large
 # graph holds almost no edges.
 NEIGHBOURHOOD_METHODS = ("lsp",)
+# Recipes whose MLP student reads [x ; DeepWalk positions] (NOSMOG): the ``positions`` stage computes
+# them once by streaming DeepWalk (O(N·dim) memory), whatever the recipe's ``pos_method``.
+POSITION_METHODS = ("nosmog",)
+# The pipeline's own position settings, used unless --set gives the recipe's: NOSMOG's Cora setting
+# (5 walks per node, word2vec's step 0.025) costs 5 DeepWalk passes over millions of nodes, while one
+# walk per node at step 0.1 already recovers the planted communities (docs/scale.md, NOSMOG: 2.45 M
+# nodes in 156 s; at step 0.025 one walk per node learns nothing from the near-zero initial vectors).
+LARGE_POSITION_DEFAULTS = {"walks_per_node": 1, "pos_lr": 0.1}
+# The recipe attributes that set the positions (NOSMOG's names) -> streaming_deepwalk's arguments.
+_POSITION_SETTINGS = {"pos_dim": "dim", "walk_length": "walk_length", "walks_per_node": "walks_per_node",
+                      "window": "window", "pos_negative": "negative", "pos_lr": "lr"}
 _F32 = 4
 
 
@@ -337,6 +351,14 @@ def distill_large(data, *, teacher: Union[str, nn.Module] = "sage", hidden: int 
     stage_of = {name: "student" if len(methods) == 1 else f"student:{name}" for name in methods}
     width = max([9] + [len(v) for v in stage_of.values()])  # of the stage column in the log lines
     s_name = str(student).lower()
+    if s_name in GNN_STUDENTS and any(m in POSITION_METHODS for m in methods):
+        raise ValueError(f"distill_large: {', '.join(m for m in methods if m in POSITION_METHODS)} trains a "
+                         "graph-free (MLP) student on [x ; positions]; use student='mlp'")
+    for m in methods:
+        if m in POSITION_METHODS and per_method[m].get("pos_method", "stream") != "stream":
+            raise ValueError(f"distill_large: {m}.pos_method={per_method[m]['pos_method']!r}: at scale the "
+                             "positions come from streaming DeepWalk (pos_method='stream'); the others store every "
+                             "walk's pairs")
     if s_name in GNN_STUDENTS and any(m in NEIGHBOURHOOD_METHODS for m in methods):
         raise ValueError(f"distill_large: {', '.join(m for m in methods if m in NEIGHBOURHOOD_METHODS)} with a GNN "
                          "student: a sampled batch holds only part of each node's neighbourhood; use student='mlp'")
@@ -448,11 +470,37 @@ def distill_large(data, *, teacher: Union[str, nn.Module] = "sage", hidden: int 
          edges_per_s=e * len(tmodel.layers) / max(timer.record["seconds"], 1e-9))
     teacher_ms_per_1k = timer.record["seconds"] * 1000.0 * 1000.0 / max(n, 1)
 
-    # 3./4. students ---------------------------------------------------------------------------------
+    # 3. position features (NOSMOG) ------------------------------------------------------------------
+    inputs_of: Dict[str, Tensor] = {}
+    pos_methods = [m for m in methods if m in POSITION_METHODS]
+    if pos_methods:
+        from gkdfast.distill.large_positions import estimate_positions, position_inputs
+
+        def position_recipe(m):
+            return _recipes.get(m, **{**LARGE_POSITION_DEFAULTS, **per_method[m]})
+
+        pos = {arg: getattr(position_recipe(pos_methods[0]), attr) for attr, arg in _POSITION_SETTINGS.items()}
+        for m in pos_methods[1:]:
+            other = position_recipe(m)
+            if any(getattr(other, a) != pos[b] for a, b in _POSITION_SETTINGS.items()):
+                raise ValueError(f"distill_large: {pos_methods[0]} and {m} set different position features")
+        est = plan("positions", estimate_positions(n, f, pos["dim"], pos["walks_per_node"]),
+                   f"lower {pos_methods[0]}.pos_dim (now {pos['dim']})")
+        with StageTimer("positions", est) as timer:
+            computed = []
+            joined = position_inputs(data, cache_dir, seed=seed, group=group, log=lambda s: (computed.append(s), log(s)),
+                                     **pos)
+        done(timer, n * pos["walks_per_node"], "walks/s", dim=pos["dim"], walks_per_node=pos["walks_per_node"],
+             lr=pos["lr"], cached=not computed)
+        for m in pos_methods:
+            inputs_of[m] = joined
+
+    # 4./5. students ---------------------------------------------------------------------------------
     trained = {}
     for stage, name in [(stage_of[m], m) for m in methods] + [("baseline", "none")]:
-        torch.manual_seed(seed)  # the same initial weights for every student
-        smodel = build_model(s_name, f, s_hidden, c, num_layers=2 if s_name == "mlp" else len(fanouts),
+        torch.manual_seed(seed)  # the same initial weights for every student (of the same input width)
+        x_in = inputs_of.get(name, data.x)
+        smodel = build_model(s_name, x_in.size(1), s_hidden, c, num_layers=2 if s_name == "mlp" else len(fanouts),
                              dropout=student_dropout)
         params = per_method.get(name, {})
         kw = {"batch_size": batch_size, **params}
@@ -483,7 +531,7 @@ def distill_large(data, *, teacher: Union[str, nn.Module] = "sage", hidden: int 
                  batching=recipe.batching, steps=stats["epochs"] * sched["steps_per_epoch"])
             trained[name] = (smodel, stats["seconds"])
             continue
-        est = plan(stage, estimate_student(n, f, s_hidden, c, kw["batch_size"], num_val, smodel,
+        est = plan(stage, estimate_student(n, x_in.size(1), s_hidden, c, kw["batch_size"], num_val, smodel,
                                            teacher_hidden=t_width, pair_width=pair_width,
                                            neighbours=e / max(n, 1) if recipe.batch_edges == "neighbours" else 0.0),
                    hint)
@@ -492,7 +540,7 @@ def distill_large(data, *, teacher: Union[str, nn.Module] = "sage", hidden: int 
                                      checkpoint_dir=os.path.join(out_dir, "checkpoints", f"{name}-seed{seed}"),
                                      **ddp_kw)
         with StageTimer(stage, est) as timer:
-            fit = distiller.fit(data)
+            fit = distiller.fit(data, inputs=x_in if name in inputs_of else None)
         done(timer, rows_per_epoch * fit.epochs, "nodes/s", epochs=fit.epochs, best_epoch=fit.best_epoch,
              best_val_acc=fit.best_val_acc, passes=recipe.passes, batching=recipe.batching,
              batch_edges=recipe.batch_edges,
@@ -521,7 +569,8 @@ def distill_large(data, *, teacher: Union[str, nn.Module] = "sage", hidden: int 
                                           chunk_rows, group)
                 rows.append(_row(name, s_label, acc, secs, infer * 1e6 / max(n, 1)))
                 continue
-            acc, infer = _batched_accuracy(model, data.x, data.y, test_idx, eval_batch_size, group)
+            acc, infer = _batched_accuracy(model, inputs_of.get(name, data.x), data.y, test_idx, eval_batch_size,
+                                           group)
             share = test_idx.numel() if group is None else test_idx[group.rank::group.world_size].numel()
             rows.append(_row(name, s_label, acc, secs, infer * 1e6 / max(share, 1)))
     done(timer, 2 * test_idx.numel(), "nodes/s")

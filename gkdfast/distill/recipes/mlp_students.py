@@ -27,8 +27,9 @@ class NOSMOG(Recipe):
     length 30, 5 per node, window 5; soft-label pass weight 1, hard-label pass weight 0
     (``lamb = 1``; we keep a ``ce_weight`` knob).  Position features come from a PPMI/SVD
     factorisation instead of word2vec by default (``pos_method="svd"``); ``pos_method="deepwalk"``
-    trains skip-gram embeddings on the walks as the reference does (see
-    :mod:`~gkdfast.distill.positional`).
+    trains skip-gram embeddings on the walks as the reference does, ``"stream"`` the same with the
+    native streaming op (O(N·dim) memory; ``pos_negative`` negatives, initial step ``pos_lr``; what
+    the out-of-core pipeline uses) (see :mod:`~gkdfast.distill.positional`).
     """
 
     name = "nosmog"
@@ -43,14 +44,22 @@ class NOSMOG(Recipe):
     walks_per_node = 5
     window = 5
     pos_method = "svd"
+    pos_negative = 5  # skip-gram negatives and SGD step of the DeepWalk methods ("deepwalk" keeps its own)
+    pos_lr = 0.025
     batch_size = 512
     weight_decay = 5e-3
 
     def inputs(self, data, seed=0):
         from gkdfast.distill.positional import position_features
 
-        p = position_features(data.graph, self.pos_dim, self.walk_length, self.walks_per_node, self.window,
-                              seed=seed, method=self.pos_method)
+        if self.pos_method == "stream":
+            from gkdfast.distill.positional import streaming_deepwalk
+
+            p = streaming_deepwalk(data.graph, self.pos_dim, self.walk_length, self.walks_per_node, self.window,
+                                   self.pos_negative, self.pos_lr, seed=seed)
+        else:
+            p = position_features(data.graph, self.pos_dim, self.walk_length, self.walks_per_node, self.window,
+                                  seed=seed, method=self.pos_method)
         return torch.cat([data.x, p.to(data.x.device, data.x.dtype)], dim=1)
 
     def inputs_on(self, full, split, seen: Tensor) -> Tensor:
