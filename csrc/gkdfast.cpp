@@ -85,7 +85,8 @@ TORCH_LIBRARY(gkdfast, m) {
   m.def("ppr_topk(Tensor rowptr, Tensor col, Tensor sources, int k, float alpha, float eps) -> (Tensor, Tensor)");
   // Streaming DeepWalk: [N, dim] float32 skip-gram input vectors trained with negative sampling on
   // walks from `starts` (one per entry, in that order) over the CSR by destination, generated from
-  // Philox words keyed by (seed, walk) and never stored; see csrc/ops/deepwalk.h.  CPU only.
+  // Philox words keyed by (seed, walk) and never stored; see csrc/ops/deepwalk.h.  CUDA tensors:
+  // trained on the host, the result returns to the device.
   m.def("deepwalk(Tensor rowptr, Tensor col, Tensor starts, int dim, int walk_length, int window, int negative, "
         "float lr, int seed, bool deterministic) -> Tensor");
   // ---- graph-level pooling -------------------------------------------------------------------

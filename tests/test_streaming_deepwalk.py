@@ -58,11 +58,14 @@ def test_initial_vectors_and_untouched_rows():
     assert torch.equal(init, ref.deepwalk(g.rowptr, g.col, empty, 6, 4, 2, 2, 0.025, 5))  # same Philox words
     assert float(init.abs().max()) <= 0.5 / 6 and float(init.std()) > 0.01
     assert not torch.equal(init, torch.ops.gkdfast.deepwalk(g.rowptr, g.col, empty, 6, 4, 2, 2, 0.025, 6, False))
-    # Walks from node 29 (no in-edge) have no pair: only the other nodes' rows can move; with
-    # several threads (Hogwild) the result is still finite and leaves never-paired rows alone.
-    starts = torch.tensor([29] * 8 + [0, 1, 2])
-    got = torch.ops.gkdfast.deepwalk(g.rowptr, g.col, starts, 6, 4, 2, 2, 0.025, 5, False)
-    assert torch.isfinite(got).all() and torch.equal(got[29], init[29])
+    # Node 30 has no edge at all: walks from it have no pair and no walk reaches it, so with several
+    # threads (Hogwild) its row keeps its initial vector while the others move.
+    ei = torch.stack([g.col.long(), torch.repeat_interleave(torch.arange(30), g.rowptr[1:] - g.rowptr[:-1])])
+    g31 = gkdfast.Graph(ei, 31)
+    init31 = torch.ops.gkdfast.deepwalk(g31.rowptr, g31.col, empty, 6, 4, 2, 2, 0.025, 5, False)
+    starts = torch.tensor([30] * 8 + list(range(25)))
+    got = torch.ops.gkdfast.deepwalk(g31.rowptr, g31.col, starts, 6, 4, 2, 2, 0.025, 5, False)
+    assert torch.isfinite(got).all() and torch.equal(got[30], init31[30]) and not torch.equal(got[:25], init31[:25])
 
 
 @native
@@ -72,11 +75,15 @@ def test_threads_train_the_same_model_as_one_thread():
     train = torch.zeros(400, dtype=torch.bool)
     train[::4] = True
     accs = []
-    for det in (True, False):
-        torch.set_num_threads(2)
-        p = streaming_deepwalk(data.graph, dim=16, walk_length=20, walks_per_node=5, lr=0.05, seed=1,
-                               deterministic=det)
-        accs.append(_probe_accuracy(p, data.y, train))
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        for det in (True, False):
+            p = streaming_deepwalk(data.graph, dim=16, walk_length=20, walks_per_node=5, lr=0.05, seed=1,
+                                   deterministic=det)
+            accs.append(_probe_accuracy(p, data.y, train))
+    finally:
+        torch.set_num_threads(before)
     # The classes are the planted communities, so positions alone separate them (chance: 0.5).
     assert min(accs) > 0.85, accs
     assert abs(accs[0] - accs[1]) < 0.05, accs
@@ -105,6 +112,12 @@ def test_position_features_stream_and_the_nosmog_recipe():
         position_features(data.graph, dim=8, method="word2vec")
 
 
+def test_the_reference_refuses_a_large_graph(monkeypatch):
+    monkeypatch.setattr(_backend, "choose", lambda *a, **k: "reference")
+    with pytest.raises(RuntimeError, match="need the native kernel"):
+        streaming_deepwalk(csbm(num_nodes=5000, seed=0).graph, walks_per_node=5)
+
+
 def test_empty_graph():
     g = gkdfast.Graph(torch.zeros(2, 0, dtype=torch.int64), 0)
     assert streaming_deepwalk(g, dim=3).shape == (0, 3)
@@ -124,6 +137,8 @@ def test_opcheck():
     (dict(lr=0.0), "lr must be positive and finite"),
     (dict(lr=float("inf")), "lr must be positive and finite"),
     (dict(walk_length=10001), "walk_length <= 10000"),
+    (dict(lr=True), "lr must be positive and finite"),
+    (dict(seed=-1), "seed must be an int >= 0"),
 ])
 def test_public_argument_errors(kw, match):
     with pytest.raises(ValueError, match=match):
@@ -134,14 +149,23 @@ def test_public_argument_errors(kw, match):
 @pytest.mark.parametrize("args, exc, match", [
     ((4, 5, 0, 2, 0.025, 0), ValueError, "window must be in"),
     ((4, 5, 2, 101, 0.025, 0), ValueError, "negative must be in"),
-    ((0, 5, 2, 2, 0.025, 0), ValueError, "dim must be >= 1"),
+    ((0, 5, 2, 2, 0.025, 0), ValueError, "dim must be in"),
     ((4, 5, 2, 2, -1.0, 0), ValueError, "lr must be positive"),
     ((4, 5, 2, 2, 0.025, -3), ValueError, "seed must be >= 0"),
+    ((2 ** 40, 5, 2, 2, 0.025, 0), ValueError, "dim must be in"),
 ])
 def test_op_argument_errors(args, exc, match):
     g = _directed()
     with pytest.raises(exc, match=match):
         torch.ops.gkdfast.deepwalk(g.rowptr, g.col, torch.tensor([0, 1]), *args, False)
+
+
+@native
+def test_embedding_size_is_bounded_before_allocating():
+    # 2^17 nodes x dim 2^24 = 2^41 floats per matrix: refused by the check, nothing allocated
+    rowptr, col = torch.zeros(2 ** 17 + 1, dtype=torch.int64), torch.zeros(0, dtype=torch.int64)
+    with pytest.raises(ValueError, match="too large an embedding matrix"):
+        torch.ops.gkdfast.deepwalk(rowptr, col, torch.tensor([0]), 2 ** 24, 5, 2, 2, 0.025, 0, False)
 
 
 @native

@@ -6,7 +6,6 @@
 // shared rows without locks.  Rows are 4*dim bytes and the graph has many more nodes than threads,
 // so collisions are rare and harmless to SGD; `deterministic` runs the walks in order on one thread.
 #include <ATen/Parallel.h>
-#include <omp.h>
 #include <torch/types.h>
 
 #include <algorithm>
@@ -162,6 +161,11 @@ at::Tensor run(const at::Tensor& rowptr, const at::Tensor& col, const at::Tensor
     const int64_t v = static_cast<int64_t>(sp[i]);
     TORCH_CHECK_VALUE(v >= 0 && v < n, "gkdfast.deepwalk: start node ", v, " is out of range [0, ", n, ")");
   }
+  for (int64_t v = 0; v < n; ++v) {  // the step draw maps a 32-bit word onto [0, deg)
+    const int64_t deg = static_cast<int64_t>(rp[v + 1]) - static_cast<int64_t>(rp[v]);
+    TORCH_CHECK_VALUE(deg < (int64_t{1} << 32), "gkdfast.deepwalk: node ", v, " has ", deg,
+                      " in-edges; at most 2^32 - 1 are supported");
+  }
   HugeMatrix in(n, dim);
   float* inp = in.data;
   const int threads = deterministic ? 1 : std::max(1, at::get_num_threads());
@@ -194,18 +198,25 @@ at::Tensor run(const at::Tensor& rowptr, const at::Tensor& col, const at::Tensor
   const AliasTable noise(weight);
   std::vector<double>().swap(weight);
 
-  // Pass 2: skip-gram with negative sampling, walk by walk.  A walk's (context, centre) pairs and
-  // their negatives are listed first (the alias draws are independent loads the CPU overlaps), then
-  // trained on in order, the noise rows of a later pair prefetched while the current one updates.
+  // Pass 2: skip-gram with negative sampling, walk by walk.  A walk's (context, centre) pairs are
+  // listed, then trained on in chunks of kChunk pairs: the chunk's noise draws are made first (the
+  // alias lookups are independent loads the CPU overlaps), and the noise rows of a later pair are
+  // prefetched while the current one updates.  Chunks keep the per-thread buffers at a fixed size
+  // whatever the walk length, window and negative count; the words are still used in order.
   HugeMatrix out(n, dim);
   float* outp = out.data;
   at::parallel_for(0, n, 4096, [&](int64_t b, int64_t e) { std::fill(outp + b * dim, outp + e * dim, 0.0f); });
-  constexpr int64_t kAhead = 2;  // pairs whose noise rows are prefetched ahead
+  constexpr int64_t kAhead = 2;    // pairs whose noise rows are prefetched ahead
+  constexpr int64_t kChunk = 256;  // pairs whose noise draws are made at once
+  // Raw OpenMP instead of at::parallel_for: schedule(static, kWalkBlock) interleaves blocks of walks
+  // over the threads, so every thread's learning rate follows the global progress.  Nothing in the
+  // region throws (its buffers are sized before the loop).
 #pragma omp parallel num_threads(threads)
   {
-    std::vector<int64_t> nodes(length + 1), pairs, noise_nodes;
-    std::vector<uint32_t> keep_words;
+    std::vector<int64_t> nodes(length + 1), pairs, noise_nodes(kChunk * negative);
+    std::vector<uint32_t> keep_words(kChunk * negative);
     std::vector<float> e(dim);
+    pairs.reserve(static_cast<size_t>(4 * (length + 1) * window));
 #pragma omp for schedule(static, kWalkBlock)
     for (int64_t i = 0; i < walks; ++i) {
       WordStream words(seed, i, philox::kWalkDomain);
@@ -223,29 +234,31 @@ at::Tensor run(const at::Tensor& rowptr, const at::Tensor& col, const at::Tensor
         }
       }
       const int64_t num_pairs = static_cast<int64_t>(pairs.size()) / 2;
-      const int64_t draws = num_pairs * negative;
-      noise_nodes.resize(static_cast<size_t>(draws));
-      keep_words.resize(static_cast<size_t>(draws));
-      for (int64_t r = 0, k = 2 * length + 1; r < draws; ++r, k += 2) {
-        noise_nodes[r] = noise.candidate(words(k));
-        keep_words[r] = words(k + 1);
-        noise.prefetch(noise_nodes[r]);
-      }
-      for (int64_t r = 0; r < draws; ++r) noise_nodes[r] = noise.resolve(noise_nodes[r], keep_words[r]);
-      for (int64_t j = 0; j < num_pairs; ++j) {
-        if (j + kAhead < num_pairs) {
-          for (int64_t r = 0; r < negative; ++r) prefetch_row(outp + noise_nodes[(j + kAhead) * negative + r] * dim, dim);
+      int64_t k = 2 * length + 1;  // the next noise draw's first word
+      for (int64_t c0 = 0; c0 < num_pairs; c0 += kChunk) {
+        const int64_t c1 = std::min(num_pairs, c0 + kChunk);
+        const int64_t draws = (c1 - c0) * negative;
+        for (int64_t r = 0; r < draws; ++r, k += 2) {
+          noise_nodes[r] = noise.candidate(words(k));
+          keep_words[r] = words(k + 1);
+          noise.prefetch(noise_nodes[r]);
         }
-        const int64_t centre = nodes[pairs[2 * j + 1]];
-        float* v = inp + nodes[pairs[2 * j]] * dim;
-        std::fill(e.begin(), e.end(), 0.0f);
-        sgns_update(v, outp + centre * dim, e.data(), dim, 1.0f, a);
-        for (int64_t r = 0; r < negative; ++r) {
-          const int64_t t = noise_nodes[j * negative + r];
-          if (t != centre) sgns_update(v, outp + t * dim, e.data(), dim, 0.0f, a);
-        }
+        for (int64_t r = 0; r < draws; ++r) noise_nodes[r] = noise.resolve(noise_nodes[r], keep_words[r]);
+        for (int64_t j = c0; j < c1; ++j) {
+          const int64_t* noise_of_j = noise_nodes.data() + (j - c0) * negative;
+          if (j + kAhead < c1) {
+            for (int64_t r = 0; r < negative; ++r) prefetch_row(outp + noise_of_j[kAhead * negative + r] * dim, dim);
+          }
+          const int64_t centre = nodes[pairs[2 * j + 1]];
+          float* v = inp + nodes[pairs[2 * j]] * dim;
+          std::fill(e.begin(), e.end(), 0.0f);
+          sgns_update(v, outp + centre * dim, e.data(), dim, 1.0f, a);
+          for (int64_t r = 0; r < negative; ++r) {
+            if (noise_of_j[r] != centre) sgns_update(v, outp + noise_of_j[r] * dim, e.data(), dim, 0.0f, a);
+          }
 #pragma omp simd
-        for (int64_t d = 0; d < dim; ++d) v[d] += e[d];
+          for (int64_t d = 0; d < dim; ++d) v[d] += e[d];
+        }
       }
     }
   }

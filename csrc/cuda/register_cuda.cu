@@ -7,6 +7,7 @@
 namespace gkdfast {
 
 TORCH_LIBRARY_IMPL(gkdfast, CUDA, m) {
+  m.impl("deepwalk", &cuda::deepwalk_cuda);
   m.impl("dropout", &cuda::dropout_cuda);
   m.impl("edge_softmax", &cuda::edge_softmax_cuda);
   m.impl("edge_softmax_backward", &cuda::edge_softmax_backward_cuda);

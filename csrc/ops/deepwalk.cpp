@@ -2,6 +2,7 @@
 
 #include <torch/library.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "ops/graph_checks.h"
@@ -12,11 +13,14 @@ void check_deepwalk(const at::Tensor& rowptr, const at::Tensor& col, const at::T
                     int64_t walk_length, int64_t window, int64_t negative, double lr, int64_t seed) {
   check_csr(rowptr, col, "deepwalk");
   check_node_ids(starts, rowptr, "deepwalk", "starts");
-  TORCH_CHECK_VALUE(rowptr.device().is_cpu(), "gkdfast.deepwalk: the graph must be on the CPU, got ",
-                    rowptr.device());
   TORCH_CHECK_VALUE(csr_num_rows(rowptr) < (int64_t{1} << 32), "gkdfast.deepwalk: at most 2^32 - 1 nodes, got ",
                     csr_num_rows(rowptr));
-  TORCH_CHECK_VALUE(dim >= 1, "gkdfast.deepwalk: dim must be >= 1, got ", dim);
+  TORCH_CHECK_VALUE(dim >= 1 && dim <= kDeepWalkMaxDim, "gkdfast.deepwalk: dim must be in [1, ", kDeepWalkMaxDim,
+                    "], got ", dim);
+  // The two [N, dim] float32 matrices are sized in bytes: keep N * dim * 4 far from overflow.
+  const int64_t n = std::max<int64_t>(csr_num_rows(rowptr), 1);
+  TORCH_CHECK_VALUE(dim <= (int64_t{1} << 40) / n, "gkdfast.deepwalk: ", n, " nodes x dim ", dim,
+                    " is too large an embedding matrix");
   TORCH_CHECK_VALUE(walk_length >= 1 && walk_length <= kDeepWalkMaxLength, "gkdfast.deepwalk: walk_length must be in [1, ",
                     kDeepWalkMaxLength, "], got ", walk_length);
   TORCH_CHECK_VALUE(window >= 1 && window <= kDeepWalkMaxWindow, "gkdfast.deepwalk: window must be in [1, ",

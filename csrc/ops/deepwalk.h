@@ -18,6 +18,7 @@
 //             prob[t]; a draw equal to w_p is skipped.  Per target: g = a * (label - sigmoid(in[w_q] .
 //             out[t])); e += g * out[t]; out[t] += g * in[w_q].  Then in[w_q] += e.
 //   Returns in, [N, dim] float32.
+// CUDA tensors: trained on the host, the result returns to the device.
 // With deterministic = true the walks run in that order on one thread; otherwise threads take
 // interleaved blocks of walks (so the learning rate follows the global progress) and update the
 // shared matrices without locks (Hogwild, as word2vec), so the result depends on the timing.
@@ -27,12 +28,15 @@
 
 namespace gkdfast {
 
-// Limits that keep a walk's Philox word count below 2^34 (block counter in 32 bits).
+// Limits that keep a walk's Philox word count below 2^34 and a node's initial vector within its own
+// stream (block counters in 32 bits); gkdfast/distill/positional.py repeats them for its messages.
 constexpr int64_t kDeepWalkMaxLength = 10000, kDeepWalkMaxWindow = 100, kDeepWalkMaxNegative = 100;
+constexpr int64_t kDeepWalkMaxDim = int64_t{1} << 24;
 
-// rowptr/col a valid CSR (int32/int64) on the CPU; starts 1-D int32/int64 (range checked by the
-// kernel); 1 <= dim; 1 <= walk_length <= 10^4; 1 <= window <= 100; 0 <= negative <= 100; lr > 0
-// and finite; seed >= 0; N < 2^32 (the multiply-shift draw).
+// rowptr/col a valid CSR (int32/int64); starts 1-D int32/int64 on its device (range checked by the
+// kernel, and every in-degree < 2^32 for the multiply-shift step draw); 1 <= dim <= 2^24 with
+// N * dim <= 2^40; 1 <= walk_length <= 10^4; 1 <= window <= 100; 0 <= negative <= 100; lr > 0 and
+// finite; seed >= 0; N < 2^32 (the multiply-shift noise draw).
 void check_deepwalk(const at::Tensor& rowptr, const at::Tensor& col, const at::Tensor& starts, int64_t dim,
                     int64_t walk_length, int64_t window, int64_t negative, double lr, int64_t seed);
 

@@ -63,7 +63,8 @@ LABELLED_FIRST_METHODS = ("lsp", "gsp", "gcrd")
 # graph holds almost no edges.
 NEIGHBOURHOOD_METHODS = ("lsp",)
 # Recipes whose MLP student reads [x ; DeepWalk positions] (NOSMOG): the ``positions`` stage computes
-# them once by streaming DeepWalk (O(N·dim) memory), whatever the recipe's ``pos_method``.
+# them once by streaming DeepWalk (O(N·dim) memory); a ``pos_method`` that stores the walks' pairs is
+# refused.
 POSITION_METHODS = ("nosmog",)
 # The pipeline's own position settings, used unless --set gives the recipe's: NOSMOG's Cora setting
 # (5 walks per node, word2vec's step 0.025) costs 5 DeepWalk passes over millions of nodes, while one
@@ -294,8 +295,9 @@ def distill_large(data, *, teacher: Union[str, nn.Module] = "sage", hidden: int 
             of ``batch_size`` seeds with the recipe's terms over the seeds
             (:mod:`gkdfast.distill.large_gnn`; not LSP), evaluated by exact layer-wise inference.
             student_hidden: its width (default ``hidden``).  method: one of :data:`LARGE_METHODS` (``"glnn"``, ``"kd"``,
-            ``"gsp"``, ``"gcrd"``, ``"kd_gcrd"``) or a list of them, each trained from the same
-            initial weights on the same cached teacher outputs.
+            ``"nosmog"``, ``"lsp"``, ``"gsp"``, ``"gcrd"``, ``"kd_gcrd"``) or a list of them, each trained
+            from the same initial weights on the same cached teacher outputs (NOSMOG's student, whose
+            input is ``[x ; positions]``, from its own).
         student_epochs, patience: student training length and early stopping, in epochs.
         student_min_steps, min_patience_steps: each student's (the baseline's too) budget of optimiser
             steps and its patience, in steps, are at least these (early stopping may end it sooner); with few labelled nodes an epoch of the baseline is
@@ -474,7 +476,8 @@ def distill_large(data, *, teacher: Union[str, nn.Module] = "sage", hidden: int 
     inputs_of: Dict[str, Tensor] = {}
     pos_methods = [m for m in methods if m in POSITION_METHODS]
     if pos_methods:
-        from gkdfast.distill.large_positions import estimate_positions, position_inputs
+        from gkdfast.distill.large_positions import (estimate_positions, position_inputs, positions_path,
+                                                     positions_ready)
 
         def position_recipe(m):
             return _recipes.get(m, **{**LARGE_POSITION_DEFAULTS, **per_method[m]})
@@ -484,14 +487,21 @@ def distill_large(data, *, teacher: Union[str, nn.Module] = "sage", hidden: int 
             other = position_recipe(m)
             if any(getattr(other, a) != pos[b] for a, b in _POSITION_SETTINGS.items()):
                 raise ValueError(f"distill_large: {pos_methods[0]} and {m} set different position features")
-        est = plan("positions", estimate_positions(n, f, pos["dim"], pos["walks_per_node"]),
+        settings = {**pos, "seed": int(seed)}
+        path = positions_path(data, cache_dir, settings)
+        if group is not None and len(set(group.all_gather_object(path))) != 1:
+            raise ValueError("distill_large: the ranks disagree on the position features' file (different data or "
+                             "settings on some rank)")
+        ready = positions_ready(path, n, f + pos["dim"])
+        if group is not None:
+            ready = group.broadcast_object(ready)
+        # a rerun only maps the file: nothing to plan for
+        est = plan("positions", {} if ready else estimate_positions(n, f, pos["dim"], pos["walks_per_node"]),
                    f"lower {pos_methods[0]}.pos_dim (now {pos['dim']})")
         with StageTimer("positions", est) as timer:
-            computed = []
-            joined = position_inputs(data, cache_dir, seed=seed, group=group, log=lambda s: (computed.append(s), log(s)),
-                                     **pos)
-        done(timer, n * pos["walks_per_node"], "walks/s", dim=pos["dim"], walks_per_node=pos["walks_per_node"],
-             lr=pos["lr"], cached=not computed)
+            joined, computed = position_inputs(data, path, settings, group=group, log=log)
+        done(timer, n * pos["walks_per_node"], "walks/s", rate=None if computed else 0.0, dim=pos["dim"],
+             walks_per_node=pos["walks_per_node"], lr=pos["lr"], cached=not computed)
         for m in pos_methods:
             inputs_of[m] = joined
 
@@ -549,7 +559,8 @@ def distill_large(data, *, teacher: Union[str, nn.Module] = "sage", hidden: int 
 
     # 5. evaluation ----------------------------------------------------------------------------------
     test_idx = data.test_mask.nonzero().flatten()
-    parts = estimate_evaluate(n, f, s_hidden, c, eval_batch_size)
+    parts = estimate_evaluate(n, max(x.size(1) for x in [data.x, *inputs_of.values()]), s_hidden, c,
+                              eval_batch_size)
     if s_name != "mlp":  # a GNN student's layer-wise inference, one student at a time
         student0 = trained["none"][0]
         parts.update({f"student inference: {k}": v for k, v in estimate_inference(

@@ -5,44 +5,55 @@ The positions come from :func:`gkdfast.distill.positional.streaming_deepwalk` (O
 the walks are never stored).  The joined matrix is written in row blocks, so the features are never
 copied whole into RAM, and it is mapped back like the teacher's outputs: a student batch pages in
 its rows only.  The file is keyed by the features, the graph and the walk settings, so a rerun (or
-another method, seed of the student, or rank) maps it instead of training DeepWalk again.  Under
-DDP the first rank computes and writes it while the others wait at a barrier; every rank must see
-``cache_dir`` (on several machines: a shared file system).
+another method or rank) maps it instead of training DeepWalk again.
+
+Under DDP the first rank computes and writes the file (with the threads of every rank of its
+machine, which are idle meanwhile) while the other ranks poll for it, not in a collective: DeepWalk
+over millions of nodes can outlast a collective's timeout.  A failure on the first rank leaves an
+``error.txt`` beside the file, which stops the others with its message.  Every rank must see
+``cache_dir`` (on several machines: a shared file system); the ranks first check they agree on the key.
 
 Example:
     >>> import tempfile
     >>> from gkdfast.data import csbm
     >>> data = csbm(num_nodes=200, num_classes=2, feature_dim=8, seed=0)
-    >>> x = position_inputs(data, tempfile.mkdtemp(), dim=4, walk_length=5, walks_per_node=1)
-    >>> x.shape, bool((x[:, :8] == data.x).all())
-    (torch.Size([200, 12]), True)
+    >>> settings = dict(dim=4, walk_length=5, walks_per_node=1, window=5, negative=5, lr=0.1, seed=0)
+    >>> path = positions_path(data, tempfile.mkdtemp(), settings)
+    >>> x, computed = position_inputs(data, path, settings)
+    >>> x.shape, bool((x[:, :8] == data.x).all()), computed, positions_ready(path, 200, 12)
+    (torch.Size([200, 12]), True, True, True)
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import time
+from typing import Tuple
+
 import numpy as np
 import torch
 from torch import Tensor
 
-from gkdfast.distill.teacher_cache import hash_tensor
 from gkdfast._io import atomic_write
+from gkdfast.distill.teacher_cache import hash_tensor
 
-__all__ = ["position_inputs", "positions_key", "estimate_positions"]
+__all__ = ["position_inputs", "positions_path", "positions_ready", "estimate_positions"]
 
 # Bump when the file's meaning changes (the walk definition, the layout): old files then miss.
 POSITIONS_FORMAT = 1
 _ROWS_PER_BLOCK = 65536
+_POLL_SECONDS = 0.5
 
 
-def positions_key(data, settings: dict) -> str:
-    """Hex SHA-256 of (format, features, graph structure, walk settings).
+def positions_path(data, cache_dir: str, settings: dict) -> str:
+    """``cache_dir/positions-<key>/inputs.f32``, the key a SHA-256 of (format, walk settings, N,
+    features, graph structure).
 
     Example:
         >>> from gkdfast.data import csbm
         >>> d = csbm(num_nodes=50, seed=0)
-        >>> positions_key(d, {"dim": 4}) != positions_key(d, {"dim": 8})
+        >>> positions_path(d, "c", {"dim": 4}) != positions_path(d, "c", {"dim": 8})
         True
     """
     h = hashlib.sha256()
@@ -50,18 +61,24 @@ def positions_key(data, settings: dict) -> str:
     hash_tensor(h, data.x)
     hash_tensor(h, data.graph.rowptr)
     hash_tensor(h, data.graph.col)
-    return h.hexdigest()
+    return os.path.join(cache_dir, f"positions-{h.hexdigest()[:32]}", "inputs.f32")
+
+
+def positions_ready(path: str, n: int, width: int) -> bool:
+    """Whether ``path`` holds a complete ``[n, width]`` float32 matrix (it appears only when whole)."""
+    return os.path.exists(path) and os.path.getsize(path) == n * width * 4
 
 
 def estimate_positions(n: int, f: int, dim: int, walks_per_node: int) -> dict:
-    """Bytes the positions stage allocates: the two ``[N, dim]`` DeepWalk matrices, the walk counts
-    and alias table (24 bytes per node), the start permutations, and one block of joined rows.
+    """Bytes the positions stage allocates: the two ``[N, dim]`` DeepWalk matrices, the walk counts and
+    alias table (48 bytes per node while the table is built: counts^0.75, entries, scaled weights and
+    the two work lists), the start permutations, and one block of joined rows.
 
     Example:
         >>> sorted(estimate_positions(1000, 100, 64, 5))
         ['DeepWalk matrices', 'counts and alias table', 'joined row block', 'walk starts']
     """
-    return {"DeepWalk matrices": 2.0 * n * dim * 4, "counts and alias table": 24.0 * n,
+    return {"DeepWalk matrices": 2.0 * n * dim * 4, "counts and alias table": 48.0 * n,
             "walk starts": 8.0 * n * walks_per_node, "joined row block": 2.0 * min(n, _ROWS_PER_BLOCK) * (f + dim) * 4}
 
 
@@ -76,47 +93,74 @@ def _write_joined(path: str, x: Tensor, p: Tensor) -> None:
     atomic_write(path, write)
 
 
-def position_inputs(data, cache_dir: str, *, dim: int = 64, walk_length: int = 30, walks_per_node: int = 5,
-                    window: int = 5, negative: int = 5, lr: float = 0.025, seed: int = 0, group=None,
-                    log=lambda s: None) -> Tensor:
-    """``[N, F + dim]`` float32, memory-mapped: ``data.x`` followed by
-    :func:`~gkdfast.distill.positional.streaming_deepwalk` positions (module docstring).
+def _compute(data, path: str, settings: dict, threads: int) -> None:
+    from gkdfast.distill.positional import streaming_deepwalk
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(max(before, threads))
+    try:
+        p = streaming_deepwalk(data.graph, settings["dim"], settings["walk_length"], settings["walks_per_node"],
+                               settings["window"], settings["negative"], settings["lr"], settings["seed"])
+    finally:
+        torch.set_num_threads(before)
+    _write_joined(path, data.x, p)
+    # provenance for a person looking at the cache (the key already covers the settings)
+    atomic_write(os.path.join(os.path.dirname(path), "meta.json"),
+                 lambda fh: fh.write(json.dumps({"shape": [data.num_nodes, data.num_features + settings["dim"]],
+                                                 "features": data.num_features, **settings}, indent=1).encode()))
+
+
+def position_inputs(data, path: str, settings: dict, *, group=None, log=lambda s: None) -> Tuple[Tensor, bool]:
+    """The mapped ``[N, F + dim]`` float32 matrix ``[data.x ; positions]`` at ``path`` (module docstring),
+    computed first when it is not there.
 
     Args:
         data: a :class:`gkdfast.data.GraphData` (``x`` may be memory-mapped).
-        cache_dir: where the file lives (``positions-<key>/inputs.f32``), shared by every rank.
-        dim, walk_length, walks_per_node, window, negative, lr, seed: the DeepWalk settings.
-        group: a :class:`gkdfast.distributed.Dist` (or None): its first rank computes, the others wait.
-        log: called with one line when the positions are computed (not when mapped).
+        path: from :func:`positions_path` (every rank passes the same).
+        settings: ``dim``, ``walk_length``, ``walks_per_node``, ``window``, ``negative``, ``lr``, ``seed``
+            (:func:`~gkdfast.distill.positional.streaming_deepwalk`'s arguments).
+        group: a :class:`gkdfast.distill.ddp.Dist` (or None): its first rank computes, the others poll.
+        log: called with one line when the positions are computed.
 
     Returns:
-        the mapped matrix (a private copy-on-write mapping: writing into it never changes the file).
+        ``(matrix, computed)``: a private copy-on-write mapping (writing into it never changes the
+        file), and whether this call computed it (the first rank's answer, on every rank).
     """
-    from gkdfast.distill.positional import streaming_deepwalk
-
-    settings = {"dim": dim, "walk_length": walk_length, "walks_per_node": walks_per_node, "window": window,
-                "negative": negative, "lr": float(lr), "seed": int(seed)}
-    n, f = data.num_nodes, data.num_features
-    folder = os.path.join(cache_dir, f"positions-{positions_key(data, settings)[:32]}")
-    path = os.path.join(folder, "inputs.f32")
-    want = n * (f + dim) * 4
-    if group is None or group.is_main:
-        if not (os.path.exists(path) and os.path.getsize(path) == want):
+    n, width = data.num_nodes, data.num_features + settings["dim"]
+    folder = os.path.dirname(path)
+    error = os.path.join(folder, "error.txt")
+    main = group is None or group.is_main
+    computed = not positions_ready(path, n, width)
+    if group is not None:
+        computed = group.broadcast_object(computed)
+    if computed:
+        if main:
             os.makedirs(folder, exist_ok=True)
-            p = streaming_deepwalk(data.graph, dim, walk_length, walks_per_node, window, negative, lr, seed)
-            _write_joined(path, data.x, p)
-            del p
-            atomic_write(os.path.join(folder, "meta.json"),
-                         lambda fh: fh.write(json.dumps({"shape": [n, f + dim], "features": f, **settings},
-                                                        indent=1).encode()))
-            log(f"positions: DeepWalk {dim} x {walks_per_node} walks per node written to {path}")
+            if os.path.exists(error):
+                os.remove(error)  # a failure of an earlier run
+        if group is not None:
+            group.barrier()  # no rank polls before a stale error file is gone
+        if main:
+            try:
+                local = int(os.environ.get("LOCAL_WORLD_SIZE", "1")) if group is not None else 1
+                _compute(data, path, settings, torch.get_num_threads() * local)
+            except BaseException as exc:
+                if group is not None:
+                    atomic_write(error, lambda fh: fh.write(f"{type(exc).__name__}: {exc}".encode()))
+                raise
+            log(f"positions: DeepWalk {settings['dim']} x {settings['walks_per_node']} walks per node written to "
+                f"{path}")
+        else:
+            while not positions_ready(path, n, width):
+                if os.path.exists(error):
+                    with open(error) as fh:
+                        raise RuntimeError(f"positions: the first rank failed computing {path}: {fh.read()}")
+                time.sleep(_POLL_SECONDS)
     if group is not None:
         group.barrier()
-    if n == 0 or f + dim == 0:
-        return torch.zeros(n, f + dim)
-    size = os.path.getsize(path)
-    if size != want:
-        raise ValueError(f"positions: {path} holds {size} bytes, expected {want} ([{n}, {f + dim}] float32); "
-                         f"delete {folder} to recompute")
-    return torch.from_file(path, shared=False, size=n * (f + dim), dtype=torch.float32).view(n, f + dim)
-
+    if n == 0:
+        return torch.zeros(0, width), computed
+    if not positions_ready(path, n, width):
+        raise FileNotFoundError(f"positions: {path} is missing or incomplete (expected [{n}, {width}] float32); "
+                                f"every rank must see the cache folder; delete {folder} to recompute")
+    return torch.from_file(path, shared=False, size=n * width, dtype=torch.float32).view(n, width), computed

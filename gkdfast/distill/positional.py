@@ -35,6 +35,11 @@ from torch import Tensor
 __all__ = ["random_walks", "position_features", "deepwalk_features", "streaming_deepwalk", "POSITION_METHODS"]
 
 POSITION_METHODS = ("svd", "deepwalk", "stream")
+# The native op's limits (csrc/ops/deepwalk.h), checked here for one-line messages that name them.
+_MAX_WALK_LENGTH, _MAX_WINDOW, _MAX_NEGATIVE = 10000, 100, 100
+# Above this many walks the pure-Python reference (one update at a time) would take hours: refuse
+# instead of falling back silently when the native kernel cannot run.
+_REFERENCE_MAX_WALKS = 20000
 
 
 def random_walks(graph, walk_length: int = 30, walks_per_node: int = 1, seed: int = 0) -> Tensor:
@@ -72,8 +77,8 @@ def position_features(graph, dim: int = 64, walk_length: int = 30, walks_per_nod
                       negative: float = 1.0, seed: int = 0, method: str = "svd") -> Tensor:
     """``[N, dim]`` float32 position features: truncated SVD of the random-walk PPMI matrix
     (``method="svd"``, default) or skip-gram embeddings trained on the walks (``"deepwalk"``:
-    :func:`deepwalk_features` with its defaults; ``"stream"``: :func:`streaming_deepwalk`, O(N·dim)
-    memory, for large graphs).
+    :func:`deepwalk_features` with its defaults; ``"stream"``: :func:`streaming_deepwalk` with
+    ``deterministic=True``, O(N·dim) memory, repeatable).
 
     Args:
         graph: :class:`gkdfast.Graph`.  dim: embedding width (NOSMOG: 16–128).
@@ -93,7 +98,9 @@ def position_features(graph, dim: int = 64, walk_length: int = 30, walks_per_nod
     if method == "deepwalk":
         return deepwalk_features(graph, dim, walk_length, walks_per_node, window, seed=seed)
     if method == "stream":
-        return streaming_deepwalk(graph, dim, walk_length, walks_per_node, window, seed=seed)
+        # deterministic: the features must not depend on thread timing (a resumed or data-parallel run
+        # recomputes them and checks they are the inputs it trained on)
+        return streaming_deepwalk(graph, dim, walk_length, walks_per_node, window, seed=seed, deterministic=True)
     if method != "svd":
         raise ValueError(f"position_features: method must be one of {', '.join(map(repr, POSITION_METHODS))}, "
                          f"got {method!r}")
@@ -229,10 +236,12 @@ def streaming_deepwalk(graph, dim: int = 64, walk_length: int = 30, walks_per_no
     :func:`deepwalk_features` and :func:`position_features`' PPMI matrix.  Differences from NOSMOG's
     word2vec: no frequent-node subsampling, noise counts from the walks themselves, one pass.
 
-    The threads update the embeddings without locks (Hogwild, like word2vec), so two runs differ in
-    rounding-level ways; ``deterministic=True`` runs the walks in order on one thread (bitwise
-    repeatable, the reference's order).  Without the native extension the pure-Python reference
-    runs, one update at a time (fine for a few hundred nodes only).
+    The threads update the embeddings without locks (Hogwild, like word2vec): which update sees which
+    depends on the timing, so two runs differ (statistically equivalent: the same quality, measured
+    in tests/test_streaming_deepwalk.py); ``deterministic=True`` runs the walks in order on one thread
+    (bitwise repeatable, the reference's order, about half the speed on 2 threads).  Without the
+    native extension the pure-Python reference runs, one update at a time: up to 20,000 walks, beyond
+    that a ``RuntimeError`` says to build the extension.
 
     Args:
         graph: :class:`gkdfast.Graph` (walks follow in-edges; CPU, any device accepted and copied).
@@ -258,11 +267,14 @@ def streaming_deepwalk(graph, dim: int = 64, walk_length: int = 30, walks_per_no
             raise ValueError(f"streaming_deepwalk: {name} must be a positive int, got {v!r}")
     if not isinstance(negative, int) or isinstance(negative, bool) or negative < 0:
         raise ValueError(f"streaming_deepwalk: negative must be an int >= 0, got {negative!r}")
-    if not (isinstance(lr, (int, float)) and lr > 0 and lr < float("inf")):
+    if isinstance(lr, bool) or not (isinstance(lr, (int, float)) and 0 < lr < float("inf")):
         raise ValueError(f"streaming_deepwalk: lr must be positive and finite, got {lr!r}")
-    if walk_length > 10000 or window > 100 or negative > 100:
-        raise ValueError(f"streaming_deepwalk: walk_length <= 10000, window <= 100 and negative <= 100 (the "
-                         f"Philox word budget of a walk), got {walk_length}, {window}, {negative}")
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise ValueError(f"streaming_deepwalk: seed must be an int >= 0, got {seed!r}")
+    if walk_length > _MAX_WALK_LENGTH or window > _MAX_WINDOW or negative > _MAX_NEGATIVE:
+        raise ValueError(f"streaming_deepwalk: walk_length <= {_MAX_WALK_LENGTH}, window <= {_MAX_WINDOW} and "
+                         f"negative <= {_MAX_NEGATIVE} (the Philox word budget of a walk), got {walk_length}, "
+                         f"{window}, {negative}")
     n = graph.num_nodes
     rowptr, col = graph.rowptr.cpu(), graph.col.cpu()
     gen = torch.Generator().manual_seed(int(seed))
@@ -272,4 +284,8 @@ def streaming_deepwalk(graph, dim: int = 64, walk_length: int = 30, walks_per_no
     args = (rowptr, col, starts, dim, walk_length, window, negative, float(lr), int(seed), bool(deterministic))
     if _backend.choose("deepwalk", torch.device("cpu")) == "cpu":
         return torch.ops.gkdfast.deepwalk(*args)
+    if starts.numel() > _REFERENCE_MAX_WALKS:
+        raise RuntimeError(f"streaming_deepwalk: {starts.numel()} walks need the native kernel (gkdfast._C, "
+                           f"see gkdfast.explain('deepwalk')); the pure-Python reference trains one pair at a time and is "
+                           f"meant for at most {_REFERENCE_MAX_WALKS} walks")
     return ref.deepwalk(*args)

@@ -104,6 +104,8 @@ def cases(index_dtype):
                                                             True), False
     yield "deepwalk start out of range", lambda: ops.deepwalk(rp, col, mod(starts, 1, 99), 4, 3, 2, 2, 0.025, 0,
                                                               False), False
+    yield "deepwalk embedding too large", lambda: ops.deepwalk(rp, col, starts, 2 ** 40, 3, 2, 2, 0.025, 0,
+                                                               True), False
     yield "deepwalk negative start", lambda: ops.deepwalk(rp, col, mod(starts, 0, -1), 4, 3, 2, 2, 0.025, 0,
                                                           True), False
     pn, lse = ops.lsp(rp, col, trp, tcol, teid, x, t, "rbf", 1.0, 1.0)

@@ -55,8 +55,9 @@ class NOSMOG(Recipe):
         if self.pos_method == "stream":
             from gkdfast.distill.positional import streaming_deepwalk
 
+            # deterministic: a resumed or data-parallel run recomputes the inputs and must get the same
             p = streaming_deepwalk(data.graph, self.pos_dim, self.walk_length, self.walks_per_node, self.window,
-                                   self.pos_negative, self.pos_lr, seed=seed)
+                                   self.pos_negative, self.pos_lr, seed=seed, deterministic=True)
         else:
             p = position_features(data.graph, self.pos_dim, self.walk_length, self.walks_per_node, self.window,
                                   seed=seed, method=self.pos_method)
