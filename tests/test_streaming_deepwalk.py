@@ -11,6 +11,8 @@ from gkdfast.data import csbm
 from gkdfast.distill.positional import position_features, streaming_deepwalk
 from gkdfast.reference import deepwalk as ref
 
+from conftest import load_repo_script
+
 native = pytest.mark.skipif(not _backend.native_loaded(), reason="native extension not built")
 
 
@@ -20,19 +22,6 @@ def _directed(n=30, e=90, seed=0):
     src = torch.randint(0, n, (e,), generator=g)
     dst = torch.randint(0, n - 5, (e,), generator=g)  # the last 5 nodes have no in-edge
     return gkdfast.Graph(torch.stack([src, dst]), n)
-
-
-def _probe_accuracy(p, y, train):
-    """Accuracy of a logistic regression on standardised embeddings, fitted on `train`."""
-    x = (p - p.mean(0)) / (p.std(0) + 1e-8)
-    w = torch.zeros(x.size(1), int(y.max()) + 1, requires_grad=True)
-    opt = torch.optim.Adam([w], lr=0.05)
-    for _ in range(200):
-        opt.zero_grad()
-        torch.nn.functional.cross_entropy(x[train] @ w, y[train]).backward()
-        opt.step()
-    test = ~train
-    return float(((x[test] @ w).argmax(1) == y[test]).float().mean())
 
 
 @native
@@ -71,9 +60,8 @@ def test_initial_vectors_and_untouched_rows():
 @native
 def test_threads_train_the_same_model_as_one_thread():
     # Hogwild may change rounding, not what is learnt: both recover the planted classes equally.
+    probe_accuracy = load_repo_script("benchmarks/bench_positions.py").probe_accuracy  # half the nodes train it
     data = csbm(num_nodes=400, num_classes=2, feature_dim=4, seed=0)
-    train = torch.zeros(400, dtype=torch.bool)
-    train[::4] = True
     accs = []
     before = torch.get_num_threads()
     torch.set_num_threads(2)
@@ -81,7 +69,7 @@ def test_threads_train_the_same_model_as_one_thread():
         for det in (True, False):
             p = streaming_deepwalk(data.graph, dim=16, walk_length=20, walks_per_node=5, lr=0.05, seed=1,
                                    deterministic=det)
-            accs.append(_probe_accuracy(p, data.y, train))
+            accs.append(probe_accuracy(p, data.y))
     finally:
         torch.set_num_threads(before)
     # The classes are the planted communities, so positions alone separate them (chance: 0.5).
