@@ -66,14 +66,6 @@ NEIGHBOURHOOD_METHODS = ("lsp",)
 # them once by streaming DeepWalk (O(N·dim) memory); a ``pos_method`` that stores the walks' pairs is
 # refused.
 POSITION_METHODS = ("nosmog",)
-# The pipeline's own position settings, used unless --set gives the recipe's: NOSMOG's Cora setting
-# (5 walks per node, word2vec's step 0.025) costs 5 DeepWalk passes over millions of nodes, while one
-# walk per node at step 0.1 already recovers the planted communities (docs/scale.md, NOSMOG: 2.45 M
-# nodes in 156 s; at step 0.025 one walk per node learns nothing from the near-zero initial vectors).
-LARGE_POSITION_DEFAULTS = {"walks_per_node": 1, "pos_lr": 0.1}
-# The recipe attributes that set the positions (NOSMOG's names) -> streaming_deepwalk's arguments.
-_POSITION_SETTINGS = {"pos_dim": "dim", "walk_length": "walk_length", "walks_per_node": "walks_per_node",
-                      "window": "window", "pos_negative": "negative", "pos_lr": "lr"}
 _F32 = 4
 
 
@@ -476,19 +468,11 @@ def distill_large(data, *, teacher: Union[str, nn.Module] = "sage", hidden: int 
     inputs_of: Dict[str, Tensor] = {}
     pos_methods = [m for m in methods if m in POSITION_METHODS]
     if pos_methods:
-        from gkdfast.distill.large_positions import (estimate_positions, position_inputs, positions_path,
-                                                     positions_ready)
+        from gkdfast.distill.large_positions import (estimate_positions, position_inputs, position_settings,
+                                                     positions_path, positions_ready)
 
-        def position_recipe(m):
-            return _recipes.get(m, **{**LARGE_POSITION_DEFAULTS, **per_method[m]})
-
-        pos = {arg: getattr(position_recipe(pos_methods[0]), attr) for attr, arg in _POSITION_SETTINGS.items()}
-        for m in pos_methods[1:]:
-            other = position_recipe(m)
-            if any(getattr(other, a) != pos[b] for a, b in _POSITION_SETTINGS.items()):
-                raise ValueError(f"distill_large: {pos_methods[0]} and {m} set different position features")
-        settings = {**pos, "seed": int(seed)}
-        path = positions_path(data, cache_dir, settings)
+        pos = position_settings(pos_methods, per_method, seed)
+        path = positions_path(data, cache_dir, pos)
         if group is not None and len(set(group.all_gather_object(path))) != 1:
             raise ValueError("distill_large: the ranks disagree on the position features' file (different data or "
                              "settings on some rank)")
@@ -499,7 +483,7 @@ def distill_large(data, *, teacher: Union[str, nn.Module] = "sage", hidden: int 
         est = plan("positions", {} if ready else estimate_positions(n, f, pos["dim"], pos["walks_per_node"]),
                    f"lower {pos_methods[0]}.pos_dim (now {pos['dim']})")
         with StageTimer("positions", est) as timer:
-            joined, computed = position_inputs(data, path, settings, group=group, log=log)
+            joined, computed = position_inputs(data, path, pos, group=group, log=log)
         done(timer, n * pos["walks_per_node"], "walks/s", rate=None if computed else 0.0, dim=pos["dim"],
              walks_per_node=pos["walks_per_node"], lr=pos["lr"], cached=not computed)
         for m in pos_methods:

@@ -38,12 +38,41 @@ from torch import Tensor
 from gkdfast._io import atomic_write
 from gkdfast.distill.teacher_cache import hash_tensor
 
-__all__ = ["position_inputs", "positions_path", "positions_ready", "estimate_positions"]
+__all__ = ["position_inputs", "position_settings", "positions_path", "positions_ready", "estimate_positions",
+           "LARGE_POSITION_DEFAULTS"]
 
 # Bump when the file's meaning changes (the walk definition, the layout): old files then miss.
 POSITIONS_FORMAT = 1
 _ROWS_PER_BLOCK = 65536
 _POLL_SECONDS = 0.5
+# The pipeline's own position settings, used unless --set gives the recipe's: NOSMOG's Cora setting
+# (5 walks per node, word2vec's step 0.025) costs 5 DeepWalk passes over millions of nodes, while one
+# walk per node at step 0.1 already recovers the planted communities (docs/scale.md, NOSMOG: 2.45 M
+# nodes in 156 s; at step 0.025 one walk per node learns nothing from the near-zero initial vectors).
+LARGE_POSITION_DEFAULTS = {"walks_per_node": 1, "pos_lr": 0.1}
+# The recipe attributes that set the positions (NOSMOG's names) -> streaming_deepwalk's arguments.
+_RECIPE_ATTRS = {"pos_dim": "dim", "walk_length": "walk_length", "walks_per_node": "walks_per_node",
+                 "window": "window", "pos_negative": "negative", "pos_lr": "lr"}
+
+
+def position_settings(methods, overrides: dict, seed: int) -> dict:
+    """The DeepWalk settings of ``methods`` (recipes with position features) from their recipes, the
+    pipeline defaults and ``overrides`` (``{method: {param: value}}``), plus ``seed``; the methods must
+    agree (they share one file).
+
+    Example:
+        >>> position_settings(["nosmog"], {"nosmog": {"pos_dim": 16}}, seed=3)["dim"]
+        16
+    """
+    from gkdfast.distill import recipes
+
+    found = []
+    for m in methods:
+        r = recipes.get(m, **{**LARGE_POSITION_DEFAULTS, **overrides.get(m, {})})
+        found.append({arg: getattr(r, attr) for attr, arg in _RECIPE_ATTRS.items()})
+    if any(f != found[0] for f in found[1:]):
+        raise ValueError(f"distill_large: {', '.join(methods)} set different position features")
+    return {**found[0], "seed": int(seed)}
 
 
 def positions_path(data, cache_dir: str, settings: dict) -> str:
