@@ -163,3 +163,13 @@ def test_start_out_of_range_is_an_error():
         torch.ops.gkdfast.deepwalk(g.rowptr, g.col, torch.tensor([0, 30]), 4, 5, 2, 2, 0.025, 0, False)
     with pytest.raises(ValueError, match="start node 30 is out of range"):
         ref.deepwalk(g.rowptr, g.col, torch.tensor([0, 30]), 4, 5, 2, 2, 0.025, 0)
+
+
+@native
+@pytest.mark.cuda  # conftest skips it without a GPU; scripts/device_check.sh runs -m cuda
+def test_cuda_tensors_train_on_the_host_and_come_back():
+    g = _directed()
+    starts = torch.tensor([3, 0, 17, 8])
+    want = torch.ops.gkdfast.deepwalk(g.rowptr, g.col, starts, 8, 6, 2, 3, 0.05, 11, True)
+    got = torch.ops.gkdfast.deepwalk(g.rowptr.cuda(), g.col.cuda(), starts.cuda(), 8, 6, 2, 3, 0.05, 11, True)
+    assert got.device.type == "cuda" and torch.equal(got.cpu(), want)
