@@ -15,7 +15,8 @@ Usage:
     python -m venv gs && gs/bin/pip install gensim
     GENSIM_PYTHON=gs/bin/python python scripts/ablation_gensim_positions.py ITER -- distill \\
         --protocol published --seeds 5 --device cpu --data DIR/gnn_benchmark_npz/cora.npz --methods nosmog --out OUT
-(ITER: NOSMOG's dw_iter, 1 for Cora, 5 for CiteSeer.)
+(ITER: NOSMOG's dw_iter, 1 for Cora, 5 for CiteSeer.)  GENSIM_HS=0 trains with negative sampling
+alone (``hs=0``), the ablation of the hierarchical softmax.
 """
 import hashlib
 import os
@@ -25,7 +26,7 @@ import sys
 import tempfile
 
 
-def word2vec(edges_path, n, walk_length, num_walks, window, iters, dim, out):  # runs under GENSIM_PYTHON
+def word2vec(edges_path, n, walk_length, num_walks, window, iters, dim, out, hs="1"):  # runs under GENSIM_PYTHON
     import numpy as np
     from gensim.models import Word2Vec
 
@@ -44,7 +45,7 @@ def word2vec(edges_path, n, walk_length, num_walks, window, iters, dim, out):  #
             while len(walk) < walk_length and neighbours[walk[-1]]:
                 walk.append(random.choice(neighbours[walk[-1]]))
             walks.append([str(x) for x in walk])
-    model = Word2Vec(sentences=walks, vector_size=dim, window=window, min_count=0, sg=1, hs=1, workers=1,
+    model = Word2Vec(sentences=walks, vector_size=dim, window=window, min_count=0, sg=1, hs=int(hs), workers=1,
                      epochs=iters)
     np.save(out, np.stack([model.wv[str(i)] for i in range(n)]).astype(np.float32))
 
@@ -70,7 +71,8 @@ def main(argv):
             edges_path, out = os.path.join(folder, "edges.npy"), os.path.join(folder, "emb.npy")
             np.save(edges_path, edges)
             subprocess.run([python, os.path.abspath(__file__), "--w2v", edges_path, str(graph.num_nodes),
-                            str(walk_length), str(walks_per_node), str(window), iters, str(dim), out], check=True)
+                            str(walk_length), str(walks_per_node), str(window), iters, str(dim), out,
+                            os.environ.get("GENSIM_HS", "1")], check=True)
             cache[key] = torch.from_numpy(np.load(out))
         return cache[key]
 
