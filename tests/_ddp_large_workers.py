@@ -49,8 +49,9 @@ def fit_sampled_problem(distributed):
 
 def fit_sampled_distil_problem(distributed, batching="partition"):
     """fit_sampled distilling a SAGE without dropout with a label term, KD and GSP's all-pairs term:
-    300 seeds in global batches of 20, or labelled_first batches of 100 (60 training nodes first).
-    Returns the weights."""
+    300 seeds in global batches of 20, or labelled_first batches of 100 (60 training nodes first), or
+    (``batching="neighbours"``) partition batches of 20 centres with their in-neighbours and LSP beside
+    the other terms.  Returns the weights."""
     from gkdfast.distill import TeacherOutputs, terms
     from gkdfast.nn import SAGE
     from gkdfast.sampling import fit_sampled
@@ -60,10 +61,13 @@ def fit_sampled_distil_problem(distributed, batching="partition"):
     model = SAGE(12, 16, 3, dropout=0.0)
     g = torch.Generator().manual_seed(4)
     teacher = TeacherOutputs(torch.randn(301, 3, generator=g), torch.randn(301, 5, generator=g))
-    fit_sampled(model, data, fanouts=(4, 3), batch_size=20 if batching == "partition" else 100, epochs=2, lr=0.01,
+    edges = "neighbours" if batching == "neighbours" else "sampled"
+    fit_sampled(model, data, fanouts=(4, 3), batch_size=100 if batching == "labelled_first" else 20, epochs=2, lr=0.01,
                 seed=5, progress=False, terms=[terms.CrossEntropy(0.5), terms.LogitKD(1.0, temperature=2.0),
-                                               terms.GSP(1.0, proj_dim=None, max_samples=None)],
-                teacher=teacher, nodes=torch.arange(300), batching=batching, distributed=distributed)
+                                               terms.GSP(1.0, proj_dim=None, max_samples=None)]
+                + ([terms.LSP(1.0)] if edges == "neighbours" else []),
+                teacher=teacher, nodes=torch.arange(300), batching="labelled_first" if batching == "labelled_first"
+                else "partition", batch_edges=edges, distributed=distributed)
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
@@ -104,7 +108,7 @@ def worker(rank: int, world: int, init_file: str, out_dir: str):
         del os.environ["GROUP_RANK"]
     # 3. sampled teacher training, data-parallel
     results["fit"] = fit_sampled_problem("auto")
-    results["distil"] = {b: fit_sampled_distil_problem("auto", b) for b in ("partition", "labelled_first")}
+    results["distil"] = {b: fit_sampled_distil_problem("auto", b) for b in ("partition", "labelled_first", "neighbours")}
     # 4. the whole pipeline: sampled teacher, layer-wise inference, students (GLNN, G-CRD's all-pairs term
     # across the ranks, LSP on each rank's neighbourhood batches, NOSMOG on the positions file rank 0
     # writes, and the baseline)
@@ -118,7 +122,7 @@ def worker(rank: int, world: int, init_file: str, out_dir: str):
     results["large_gnn"] = distill_large(data, teacher="sage", hidden=16, fanouts=(4, 3), teacher_epochs=2,
                                          teacher_min_steps=4, batch_size=64, chunk_rows=50, student="gcn",
                                          student_hidden=8, student_epochs=2, student_min_steps=6,
-                                         out_dir=os.path.join(out_dir, "large"), method=["kd", "gsp"],
+                                         out_dir=os.path.join(out_dir, "large"), method=["kd", "gsp", "lsp"],
                                          progress=False)
     torch.save(results, os.path.join(out_dir, f"rank{rank}.pt"))
     dist.barrier()

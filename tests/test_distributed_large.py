@@ -109,11 +109,12 @@ def test_fit_sampled_under_ddp_equals_one_process(ranks):
             assert a["loss"] == pytest.approx(b["loss"], rel=1e-5)
 
 
-@pytest.mark.parametrize("batching", ["partition", "labelled_first"])
+@pytest.mark.parametrize("batching", ["partition", "labelled_first", "neighbours"])
 def test_sampled_distillation_under_ddp_equals_one_process(ranks, batching):
-    """A GNN student distilled on sampled batches (label term, KD, GSP across the ranks): each rank
-    takes its positions of the global batch, whose sampled neighbourhoods are the single-process ones,
-    so the DDP weights equal one process's."""
+    """A GNN student distilled on sampled batches (label term, KD, GSP across the ranks; with
+    "neighbours" also LSP, each rank expanding its own centres): each rank takes its positions of the
+    global batch, whose sampled neighbourhoods are the single-process ones, so the DDP weights equal
+    one process's."""
     _, res = ranks
     want = workers.fit_sampled_distil_problem(False, batching)
     for r in range(WORLD):
@@ -133,7 +134,7 @@ def test_distill_large_under_ddp_gives_every_rank_the_same_results(ranks):
         assert rows[1][method]["test_acc_mean"] == row["test_acc_mean"], method
     assert rows[0]["teacher"]["test_acc_mean"] > 0.5  # a 3-class CSBM: well above chance
     gnn = [{r["method"]: r for r in res[k]["large_gnn"]["rows"]} for k in range(WORLD)]
-    assert set(gnn[0]) == {"teacher", "none", "kd", "gsp"} and gnn[0]["kd"]["model"] == "GCN(8)"
+    assert set(gnn[0]) == {"teacher", "none", "kd", "gsp", "lsp"} and gnn[0]["kd"]["model"] == "GCN(8)"
     for method, row in gnn[0].items():
         assert gnn[1][method]["test_acc_mean"] == row["test_acc_mean"], method
     assert os.listdir(os.path.join(out, "large", "cache", "teachers"))  # one cache entry, written together

@@ -278,6 +278,41 @@ def test_gnn_students_train_on_sampled_batches(tmp_path, monkeypatch):
     assert not [p for p in os.listdir(tmp_path) if p.startswith("student-")]
 
 
+def test_lsp_with_a_gnn_student_takes_neighbourhood_batches(tmp_path, monkeypatch):
+    """LSP into a SAGE student: labelled_first centres (the 80 training nodes first) whose in-neighbours
+    join each sampled batch; the term sees the centres' in-edges only, the labels on centres only; the
+    estimate plans for the grown batch."""
+    from gkdfast.distill import large_gnn, terms
+
+    data = _data()
+    teacher = _trained_teacher(data)
+    steps = []
+    real = terms.LSP.forward
+
+    def spy(self, ctx):
+        b = int(ctx.observed.sum())
+        steps.append((ctx.neighbourhood, b, ctx.nodes.numel() > b, int(ctx.graph.in_degree()[b:].sum()),
+                      int(ctx.labelled.sum()), ctx.hidden.shape[1], tuple(ctx.teacher_hidden.shape)))
+        return real(self, ctx)
+
+    monkeypatch.setattr(terms.LSP, "forward", spy)
+    res = distill_large(data, teacher=teacher, hidden=32, student="sage", student_hidden=16, fanouts=(5, 5),
+                        batch_size=200, chunk_rows=97, student_epochs=1, student_min_steps=4, min_patience_steps=0,
+                        method="lsp", out_dir=str(tmp_path), progress=False)
+    st = res["stages"][1]
+    assert (st["stage"], st["batching"], st["steps"]) == ("student", "labelled_first", 4)
+    assert len(steps) == 4
+    for neighbourhood, b, grown, edges_into_neighbours, labelled, width, t_shape in steps:
+        assert neighbourhood and b == 200 and grown and edges_into_neighbours == 0 and labelled == 80
+        assert width == 16 and t_shape[1] == 32
+    assert [(r["method"], r["model"]) for r in res["rows"]] == [("teacher", "SAGE(32)"), ("none", "SAGE(16)"),
+                                                                ("lsp", "SAGE(16)")]
+    m = SAGE(16, 16, 4)
+    small = large_gnn.estimate_gnn_student(10**6, 16, 16, 4, (5, 5), 100, m, 120, 32)
+    grown = large_gnn.estimate_gnn_student(10**6, 16, 16, 4, (5, 5), 100, m, 120, 32, neighbours=3.0)
+    assert grown["gathered features"] == 4 * small["gathered features"] and "batch graph (neighbourhoods)" in grown
+
+
 def test_memory_check_stops_a_stage_with_the_flag_to_lower(tmp_path, monkeypatch):
     data = _data()
     teacher = _trained_teacher(data)
@@ -318,8 +353,6 @@ def test_bad_arguments(tmp_path):
         distill_large(data, teacher=SAGE(16, 8, 4), method="graphmlp", out_dir=str(tmp_path))
     with pytest.raises(ValueError, match="student must be 'mlp' or one of sage, gcn, gin, gat"):
         distill_large(data, teacher=SAGE(16, 8, 4), student="rgcn", out_dir=str(tmp_path))
-    with pytest.raises(ValueError, match="lsp with a GNN student"):
-        distill_large(data, teacher=SAGE(16, 8, 4), student="gcn", method="lsp", out_dir=str(tmp_path))
     with pytest.raises(ValueError, match="fanouts must be 2 positive ints"):
         distill_large(data, fanouts=(15,), out_dir=str(tmp_path))
     with pytest.raises(ValueError, match="chunk_rows must be a positive int"):

@@ -285,7 +285,7 @@ def distill_large(data, *, teacher: Union[str, nn.Module] = "sage", hidden: int 
         student: ``"mlp"`` (a graph-free student in node batches), or ``"sage"``, ``"gcn"``, ``"gin"``,
             ``"gat"``: a GNN student with ``len(fanouts)`` layers trained on neighbour-sampled batches
             of ``batch_size`` seeds with the recipe's terms over the seeds
-            (:mod:`gkdfast.distill.large_gnn`; not LSP), evaluated by exact layer-wise inference.
+            (:mod:`gkdfast.distill.large_gnn`; LSP's steps take neighbourhood batches of sampled blocks), evaluated by exact layer-wise inference.
             student_hidden: its width (default ``hidden``).  method: one of :data:`LARGE_METHODS` (``"glnn"``, ``"kd"``,
             ``"nosmog"``, ``"lsp"``, ``"gsp"``, ``"gcrd"``, ``"kd_gcrd"``) or a list of them, each trained
             from the same initial weights on the same cached teacher outputs (NOSMOG's student, whose
@@ -353,9 +353,6 @@ def distill_large(data, *, teacher: Union[str, nn.Module] = "sage", hidden: int 
             raise ValueError(f"distill_large: {m}.pos_method={per_method[m]['pos_method']!r}: at scale the "
                              "positions come from streaming DeepWalk (pos_method='stream'); the others store every "
                              "walk's pairs")
-    if s_name in GNN_STUDENTS and any(m in NEIGHBOURHOOD_METHODS for m in methods):
-        raise ValueError(f"distill_large: {', '.join(m for m in methods if m in NEIGHBOURHOOD_METHODS)} with a GNN "
-                         "student: a sampled batch holds only part of each node's neighbourhood; use student='mlp'")
     if s_name != "mlp" and s_name not in GNN_STUDENTS:
         raise ValueError(f"distill_large: student must be 'mlp' or one of {', '.join(GNN_STUDENTS)} (a GNN trained "
                          f"on neighbour-sampled batches), got {student!r}")
@@ -516,7 +513,9 @@ def distill_large(data, *, teacher: Union[str, nn.Module] = "sage", hidden: int 
                           else num_train if name == "none" else n)
         if s_name != "mlp":  # sampled GNN student (large_gnn.py)
             est = plan(stage, estimate_gnn_student(n, f, s_hidden, c, fanouts, kw["batch_size"], smodel, num_val,
-                                                   t_width, pair_width), hint + " or --fanouts")
+                                                   t_width, pair_width,
+                                                   neighbours=e / max(n, 1) if recipe.batch_edges == "neighbours"
+                                                   else 0.0), hint + " or --fanouts")
             with StageTimer(stage, est) as timer:
                 stats = fit_gnn_student(smodel, data, recipe, teacher_rows, fanouts=fanouts, schedule=sched,
                                         seed=seed, progress=progress, **ddp_kw)

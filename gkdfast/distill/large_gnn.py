@@ -4,7 +4,8 @@ style distillation (a big GNN into a small GNN) at a size where neither can trai
 
 A GNN student trains like the sampled teacher (:func:`gkdfast.sampling.fit_sampled`: neighbour-sampled
 blocks, only ``x[n_id]`` gathered), with the recipe's terms over each batch's seeds, whose teacher rows
-come from the memory-mapped cache; its test accuracy comes from exact layer-wise inference over the
+come from the memory-mapped cache (LSP: each step's seeds are centres whose in-neighbours join the
+sampled batch, ``fit_sampled(batch_edges="neighbours")``, so its term per centre is the full-graph one); its test accuracy comes from exact layer-wise inference over the
 whole graph (:func:`gkdfast.nn.layerwise_inference`), written to a scratch folder and deleted after.
 """
 from __future__ import annotations
@@ -24,12 +25,15 @@ _F32 = 4
 
 
 def estimate_gnn_student(n: int, f: int, hidden: int, c: int, fanouts: Sequence[int], batch_size: int,
-                         model: nn.Module, num_val: int, teacher_hidden: int = 0, pair_width: int = 0
-                         ) -> Dict[str, float]:
+                         model: nn.Module, num_val: int, teacher_hidden: int = 0, pair_width: int = 0,
+                         neighbours: float = 0.0) -> Dict[str, float]:
     """Bytes of a sampled GNN student's stage: the sampled batch (as the teacher's,
     :func:`~gkdfast.distill.large.estimate_teacher`), the seed order, the teacher logits paged in from
     the cache, and for representation recipes the mapped teacher hidden matrix and the pair term's heads
-    and projected seed rows.
+    and projected seed rows.  ``neighbours``: the mean in-degree when each step's seeds bring their
+    in-neighbours (LSP's neighbourhood batches): the sampled batch then grows from ``batch_size`` to
+    ``batch_size · (1 + neighbours)`` seeds (at most ``n``), plus the batch graph's index tensors and
+    the LSP kernel's per-edge rows.
 
     Example:
         >>> from gkdfast.nn import SAGE
@@ -39,7 +43,12 @@ def estimate_gnn_student(n: int, f: int, hidden: int, c: int, fanouts: Sequence[
     """
     from gkdfast.distill.large import estimate_teacher
 
-    parts = estimate_teacher(n, f, hidden, c, fanouts, batch_size, model)
+    rows = min(n, int(batch_size * (1 + neighbours)))
+    parts = estimate_teacher(n, f, hidden, c, fanouts, rows, model)
+    if neighbours:
+        edges = batch_size * neighbours
+        parts["batch graph (neighbourhoods)"] = 12 * edges * 8  # gathers, sort/unique and CSR of the in-edges
+        parts["teacher rows of the neighbourhoods"] = rows * (c + teacher_hidden) * _F32
     parts["seed order"] = 3 * n * 8
     parts["teacher logits (mapped, read)"] = n * c * _F32
     parts["validation pass"] = 2 * min(num_val, batch_size) * (f + hidden + c) * _F32 * max(fanouts)
@@ -62,10 +71,12 @@ def fit_gnn_student(model: nn.Module, data, recipe, teacher, *, fanouts: Sequenc
         raise ValueError(f"distill_large: {recipe.name} with passes={recipe.passes!r} and a GNN student: sampled "
                          "students train joint passes only")
     terms = None if recipe.name == "none" else recipe.terms()
+    # (the recipe's "neighbours" batches, LSP's, become neighbourhood batches of sampled blocks)
+    edges = "neighbours" if terms is not None and schedule.get("batch_edges") == "neighbours" else "sampled"
     return fit_sampled(model, data, fanouts=fanouts, batch_size=recipe.batch_size, epochs=schedule["epochs"],
                        lr=recipe.lr, weight_decay=recipe.weight_decay, seed=seed, progress=progress,
                        terms=terms, teacher=teacher if terms is not None else None,
-                       patience=schedule["patience"], batching=schedule["batching"],
+                       patience=schedule["patience"], batching=schedule["batching"], batch_edges=edges,
                        distributed=distributed, process_group=process_group)
 
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 import copy
 import math
 import time
-from typing import Dict, Optional, Sequence
+from dataclasses import dataclass
+from typing import Callable, Dict, Optional, Sequence
 
 import numpy as np
 import torch
@@ -19,7 +20,7 @@ from torch import Tensor, nn
 from gkdfast.nn.sparse_input import sparse_rows
 from gkdfast.sampling.loader import Batch, NeighborLoader, mix_seed
 
-__all__ = ["fit_sampled", "predict_sampled", "gather_rows", "batch_features"]
+__all__ = ["fit_sampled", "predict_sampled", "gather_rows", "batch_features", "NeighbourhoodBatch"]
 
 
 def gather_rows(x, index: Tensor) -> Tensor:
@@ -128,23 +129,60 @@ def _bar(progress: bool, total: int, desc: str):
     return tqdm(total=total, desc=desc, unit="node", unit_scale=True, leave=False)
 
 
-def _epoch_batches(loader: NeighborLoader, group):
-    """One epoch of ``loader``'s batches, or under ``group`` this rank's share of them: the epoch's
-    single-process seed order padded to a multiple of W, positions r, r + W, ..., in steps of
-    ``ceil(batch_size / W)`` (:func:`gkdfast.distill.ddp.shard_order` / ``local_batches``)."""
+@dataclass
+class NeighbourhoodBatch:
+    """A step of ``fit_sampled(batch_edges="neighbours")``: ``batch`` is sampled for the centres (the
+    step's seeds, ``num_seeds`` of them, first) followed by every in-neighbour of them, so the student
+    computes a hidden row for each; ``graph`` holds the centres' in-edges only, over ``batch``'s seed rows
+    (:func:`gkdfast.distill.neighbourhood.neighbourhood_batch`)."""
+
+    batch: Batch
+    graph: object
+    num_seeds: int
+
+
+def _sampler(loader: NeighborLoader, batch_edges: str) -> Callable:
+    """``sample(seeds, epoch)``: the loader's batch of ``seeds``, or with ``batch_edges="neighbours"`` a
+    :class:`NeighbourhoodBatch` around them.  (DDP padding may repeat a seed within a rank's shard: the
+    centres keep its first position, as the sampler takes distinct seeds.)"""
+    if batch_edges != "neighbours":
+        return loader.sample
+    from gkdfast.distill.neighbourhood import neighbourhood_batch
+
+    def sample(seeds: Tensor, epoch: int) -> NeighbourhoodBatch:
+        seeds = seeds.long()
+        uniq, inverse = torch.unique(seeds, return_inverse=True)
+        if uniq.numel() < seeds.numel():
+            first = torch.full((uniq.numel(),), seeds.numel(), dtype=torch.long)
+            first = first.scatter_reduce(0, inverse, torch.arange(seeds.numel()), "amin")
+            seeds = seeds[first.sort().values]
+        rows, graph, b = neighbourhood_batch(loader.graph, seeds)
+        return NeighbourhoodBatch(loader.sample(rows, epoch), graph, b)
+
+    return sample
+
+
+def _epoch_batches(loader: NeighborLoader, group, sample: Callable):
+    """One epoch of ``loader``'s batches (``sample(seeds, epoch)`` of consecutive slices of its order),
+    or under ``group`` this rank's share of them: the epoch's single-process seed order padded to a
+    multiple of W, positions r, r + W, ..., in steps of ``ceil(batch_size / W)``
+    (:func:`gkdfast.distill.ddp.shard_order` / ``local_batches``)."""
+    epoch = loader.epoch
+    loader.epoch += 1
+    order = loader.order(epoch)
     if group is None:
-        yield from loader
+        for start in range(0, order.numel(), loader.batch_size):
+            yield sample(order[start:start + loader.batch_size], epoch)
         return
     from gkdfast.distill import ddp as _ddp
 
-    epoch = loader.epoch
-    loader.epoch += 1
-    for seeds in _ddp.local_batches(_ddp.shard_order(loader.order(epoch), group.world_size, group.rank),
+    for seeds in _ddp.local_batches(_ddp.shard_order(order, group.world_size, group.rank),
                                     loader.batch_size, group.world_size):
-        yield loader.sample(seeds, epoch)
+        yield sample(seeds, epoch)
 
 
-def _labelled_first_batch(loader: NeighborLoader, train_nodes: Tensor, others: Tensor, draw: int, group):
+def _labelled_first_batch(loader: NeighborLoader, train_nodes: Tensor, others: Tensor, draw: int, group,
+                          sample: Callable):
     """One epoch of ``batching="labelled_first"``: the training nodes, then ``draw`` other pool nodes
     (a permutation seeded by (loader seed, epoch)); under ``group`` this rank's positions r, r + W, ..."""
     epoch = loader.epoch
@@ -153,7 +191,7 @@ def _labelled_first_batch(loader: NeighborLoader, train_nodes: Tensor, others: T
     seeds = torch.cat([train_nodes, others[torch.randperm(others.numel(), generator=gen)[:draw]]])
     if group is not None:
         seeds = seeds[group.rank::group.world_size]
-    yield loader.sample(seeds, epoch)
+    yield sample(seeds, epoch)
 
 
 def _labels(y, nodes: Tensor) -> Tensor:
@@ -166,7 +204,8 @@ class _TermsLoss:
     back-propagates the global batch's loss into its own rows only).  Builds the terms' heads from a
     probe of the widths, on the model's device and float dtype."""
 
-    def __init__(self, model: nn.Module, data, terms, teacher, loader: NeighborLoader, device, group):
+    def __init__(self, model: nn.Module, data, terms, teacher, loader: NeighborLoader, device, group,
+                 batch_edges: str = "sampled"):
         from gkdfast.distill import ddp as _ddp
         from gkdfast.distill.terms import Dims, LossTerm
 
@@ -174,11 +213,19 @@ class _TermsLoss:
         if not terms or not all(isinstance(t, LossTerm) for t in terms):
             raise TypeError("gkdfast.sampling.fit_sampled: terms must be a non-empty sequence of LossTerm")
         self.terms = nn.ModuleList(terms)
-        bad = [t.name for t in self.terms if t.needs_graph]
-        if bad:
-            raise ValueError(f"gkdfast.sampling.fit_sampled: term {bad[0]!r} needs the graph around each node, which "
-                             "a sampled batch only holds in part; sampled students take per-node and all-pairs terms "
-                             "(KD, CE, GSP, CRD)")
+        if batch_edges == "neighbours":
+            bad = [t.name for t in self.terms if not t.masked_rows_only]
+            if bad:
+                raise ValueError(f"gkdfast.sampling.fit_sampled: term {bad[0]!r} reads batch rows beyond its masks, so "
+                                 "on batch_edges='neighbours' batches it would see the neighbour rows; there only terms "
+                                 "with masked_rows_only (ce, kd, lsp, gsp, crd, rsd, hidden_mse) run")
+        else:
+            bad = [t.name for t in self.terms if t.needs_graph]
+            if bad:
+                raise ValueError(f"gkdfast.sampling.fit_sampled: term {bad[0]!r} needs the graph around each node, which "
+                                 "a sampled batch only holds in part; pass batch_edges='neighbours' (each batch then "
+                                 "brings every in-neighbour of its seeds, for LSP) or use per-node and all-pairs "
+                                 "terms (KD, CE, GSP, CRD)")
         if teacher is None and any(t.needs_teacher for t in self.terms):
             raise ValueError("gkdfast.sampling.fit_sampled: the terms need teacher= (a TeacherOutputs)")
         if any(t.needs_teacher and t.needs_hidden for t in self.terms) and getattr(teacher, "hidden", None) is None:
@@ -199,20 +246,28 @@ class _TermsLoss:
             t.setup(dims)
         self.terms.to(device, dtype=logits.dtype)
 
-    def __call__(self, batch: Batch) -> Tensor:
+    def __call__(self, item) -> Tensor:
         from gkdfast.distill.terms import StepContext
 
+        # A neighbourhood batch: every row gets logits and hidden, but only the centres (its first
+        # num_seeds rows) are observed / labelled; the neighbour rows serve LSP's centres alone.
+        centred = isinstance(item, NeighbourhoodBatch)
+        batch = item.batch if centred else item
         logits, hidden = _forward(self.model, self.data.x, batch, self.device, return_hidden=True)
         seeds = batch.seeds.long()
         dev = logits.device
         t = self.teacher
         rows = (lambda m: None if m is None else gather_rows(m, seeds).to(dev))
-        labelled = gather_rows(self.data.train_mask, seeds).to(dev).bool()
+        observed = torch.ones(seeds.numel(), dtype=torch.bool, device=dev)
+        if centred:
+            observed[item.num_seeds:] = False
+        labelled = gather_rows(self.data.train_mask, seeds).to(dev).bool() & observed
         ctx = StepContext(nodes=seeds.to(dev), logits=logits, hidden=hidden,
                           teacher_logits=rows(getattr(t, "logits", None)), teacher_hidden=rows(getattr(t, "hidden", None)),
                           y=_labels(self.data.y, seeds).to(dev), labelled=labelled,
-                          observed=torch.ones_like(labelled), inputs=None, forward=None, full_graph=None,
-                          full_batch=False, process_group=self.pg)
+                          observed=observed, inputs=None, forward=None, full_graph=None,
+                          full_batch=False, process_group=self.pg, neighbourhood=centred,
+                          _graph=item.graph.to(dev) if centred else None)
         loss, self.reported = 0.0, 0.0
         for term in self.terms:
             if term.weight:
@@ -228,7 +283,8 @@ def fit_sampled(model: nn.Module, data, *, fanouts: Sequence[int] = (15, 10), ba
                 epochs: int = 3, lr: float = 0.01, weight_decay: float = 0.0, seed: int = 0,
                 progress: bool = True, eval_every: int = 1, distributed="auto",
                 process_group=None, terms: Optional[Sequence] = None, teacher=None, nodes=None,
-                patience: Optional[int] = None, batching: str = "partition") -> Dict[str, object]:
+                patience: Optional[int] = None, batching: str = "partition",
+                batch_edges: str = "sampled") -> Dict[str, object]:
     """Trains ``model`` in place (Adam, cross-entropy on ``data.train_mask``) on sampled mini-batches,
     or, with ``terms``, distils it: a GNN student on sampled batches of every node.
 
@@ -241,7 +297,8 @@ def fit_sampled(model: nn.Module, data, *, fanouts: Sequence[int] = (15, 10), ba
     seeds' logits and last hidden rows from :meth:`forward_blocks`, the teacher's rows of those seeds
     (``teacher``: a :class:`~gkdfast.distill.TeacherOutputs`, e.g. the memory-mapped cache), labels on
     the seeds among ``data.train_mask``.  Per-node terms (CE, KD) and all-pairs terms (GSP, CRD: across
-    the ranks under DDP) are supported; a term that needs the graph around each node (LSP) is not.
+    the ranks under DDP) are supported everywhere; a term that needs each node's whole neighbourhood
+    (LSP) with ``batch_edges="neighbours"``.
 
     Args:
         model: a gkdfast.nn model with ``num_layers == len(fanouts)``.
@@ -258,6 +315,13 @@ def fit_sampled(model: nn.Module, data, *, fanouts: Sequence[int] = (15, 10), ba
             node first, the rest drawn without replacement from the other pool nodes (the sampler takes
             distinct seeds; the Distiller's version draws with replacement); under DDP rank r takes
             positions r, r + W, ... of it.  Needs more seeds than training nodes.
+        batch_edges: ``"sampled"`` (default): the terms read the seeds' rows.  ``"neighbours"`` (with
+            ``terms``): each step's seeds are the centres of a neighbourhood batch
+            (:class:`NeighbourhoodBatch`): the student runs, on sampled blocks as usual, over the
+            centres and every in-neighbour of them, and LSP compares each centre with its whole
+            neighbourhood, its per-centre term the full-graph one on the student's sampled hidden
+            rows; the other terms read the centres alone.  A step then costs the sampled blocks of
+            ``batch_size · (1 + mean in-degree)`` seeds: take a smaller ``batch_size``.
         distributed / process_group: as in :class:`gkdfast.distill.Distiller` (``"auto"``: data-parallel
             when a process group of several ranks is initialised).  Then every rank calls with the
             same arguments; each epoch's seed order is the single-process one, padded to a multiple
@@ -292,6 +356,11 @@ def fit_sampled(model: nn.Module, data, *, fanouts: Sequence[int] = (15, 10), ba
     if terms is None and (nodes is not None or batching != "partition"):
         raise ValueError("gkdfast.sampling.fit_sampled: plain training takes its seeds and labels from the training "
                          "nodes; nodes= and batching='labelled_first' (seeds beyond them) need terms=")
+    if batch_edges not in ("sampled", "neighbours"):
+        raise ValueError(f"gkdfast.sampling.fit_sampled: batch_edges must be 'sampled' or 'neighbours', got {batch_edges!r}")
+    if terms is None and batch_edges != "sampled":
+        raise ValueError("gkdfast.sampling.fit_sampled: batch_edges='neighbours' serves distillation terms (LSP); "
+                         "plain training takes terms=None with the default batch_edges='sampled'")
     pool = train_nodes if terms is None else torch.arange(data.graph.num_nodes) if nodes is None else _nodes(nodes)
     if batching not in ("partition", "labelled_first"):
         raise ValueError(f"gkdfast.sampling.fit_sampled: batching must be 'partition' or 'labelled_first', got {batching!r}")
@@ -308,7 +377,8 @@ def fit_sampled(model: nn.Module, data, *, fanouts: Sequence[int] = (15, 10), ba
     loader = NeighborLoader(data.graph, pool, fanouts, batch_size=batch_size, shuffle=True, seed=seed)
     val_loader = NeighborLoader(data.graph, val_nodes[rank::world], fanouts, batch_size=batch_size, shuffle=False,
                                 seed=mix_seed(seed, 2)) if val_nodes.numel() else None
-    loss_of = _TermsLoss(model, data, terms, teacher, loader, device, group) if terms is not None else None
+    loss_of = _TermsLoss(model, data, terms, teacher, loader, device, group, batch_edges) if terms is not None else None
+    sample = _sampler(loader, batch_edges)
     heads = loss_of.terms if loss_of is not None else nn.ModuleList()
     step = _ddp.wrap(model, heads, device) if group is not None else None  # rank 0's weights broadcast
     optimizer = torch.optim.Adam(list(model.parameters()) + list(heads.parameters()), lr=lr,
@@ -324,8 +394,8 @@ def fit_sampled(model: nn.Module, data, *, fanouts: Sequence[int] = (15, 10), ba
             bar = _bar(progress, pool.numel() if batching == "partition" else train_nodes.numel() + draw,
                        f"epoch {epoch}/{epochs}")
             t0, total_loss, local_seeds = time.perf_counter(), 0.0, 0
-            for batch in (_epoch_batches(loader, group) if batching == "partition" else
-                          _labelled_first_batch(loader, train_nodes, others, draw, group)):
+            for batch in (_epoch_batches(loader, group, sample) if batching == "partition" else
+                          _labelled_first_batch(loader, train_nodes, others, draw, group, sample)):
                 if loss_of is not None:
                     loss = loss_of(batch) if step is None else step(loss_of, batch)
                 elif step is None:
