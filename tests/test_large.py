@@ -300,7 +300,8 @@ def test_lsp_with_a_gnn_student_takes_neighbourhood_batches(tmp_path, monkeypatc
                         batch_size=200, chunk_rows=97, student_epochs=1, student_min_steps=4, min_patience_steps=0,
                         method="lsp", out_dir=str(tmp_path), progress=False)
     st = res["stages"][1]
-    assert (st["stage"], st["batching"], st["steps"]) == ("student", "labelled_first", 4)
+    assert (st["stage"], st["batching"], st["batch_edges"], st["steps"]) == ("student", "labelled_first",
+                                                                               "neighbours", 4)
     assert len(steps) == 4
     for neighbourhood, b, grown, edges_into_neighbours, labelled, width, t_shape in steps:
         assert neighbourhood and b == 200 and grown and edges_into_neighbours == 0 and labelled == 80

@@ -33,7 +33,7 @@ from torch import Tensor, nn
 
 from gkdfast._io import atomic_write, save_checkpoint_file
 from gkdfast.distill.checkpoint_cadence import CheckpointCadence
-from gkdfast.distill.neighbourhood import neighbourhood_batch
+from gkdfast.distill.neighbourhood import neighbourhood_batch, refuse_unmasked_terms
 from gkdfast.distill import ddp as _ddp
 from gkdfast.distill.teacher_cache import TeacherOutputs, hash_tensor, teacher_outputs
 from gkdfast.distill.terms import Dims, LossTerm, StepContext
@@ -287,11 +287,8 @@ class Distiller:
                              "batch of a graph-free student; it needs a batch_size, passes='joint' and a "
                              f"graph-free student (got batch_size={batch_size}, passes={passes!r}, "
                              f"{type(student).__name__})")
-        unmasked = [t.name for t in terms if batch_edges == "neighbours" and not t.masked_rows_only]
-        if unmasked:
-            raise ValueError(f"Distiller: term {unmasked[0]!r} reads batch rows beyond its masks, so on "
-                             "batch_edges='neighbours' batches it would see the neighbour rows; there only terms "
-                             "with masked_rows_only (ce, kd, lsp, gsp, crd, rsd, hidden_mse) run")
+        if batch_edges == "neighbours":
+            refuse_unmasked_terms(terms, "Distiller")
         self.ties, self.passes, self.batching, self.batch_edges = ties, passes, batching, batch_edges
         self.student = student
         self.terms = nn.ModuleList(terms)

@@ -521,7 +521,8 @@ def distill_large(data, *, teacher: Union[str, nn.Module] = "sage", hidden: int 
                                         seed=seed, progress=progress, **ddp_kw)
             done(timer, rows_per_epoch * stats["epochs"], "nodes/s", epochs=stats["epochs"],
                  best_epoch=stats["best_epoch"], best_val_acc=stats["best_val_acc"], passes=recipe.passes,
-                 batching=recipe.batching, steps=stats["epochs"] * sched["steps_per_epoch"])
+                 batching=recipe.batching, batch_edges="neighbours" if recipe.batch_edges == "neighbours" else
+                 "sampled", steps=stats["epochs"] * sched["steps_per_epoch"])
             trained[name] = (smodel, stats["seconds"])
             continue
         est = plan(stage, estimate_student(n, x_in.size(1), s_hidden, c, kw["batch_size"], num_val, smodel,

@@ -19,7 +19,31 @@ from typing import Tuple
 import torch
 from torch import Tensor
 
-__all__ = ["neighbourhood_batch"]
+__all__ = ["neighbourhood_batch", "first_positions", "refuse_unmasked_terms"]
+
+
+def first_positions(ids: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+    """``(uniq, inverse, first)`` of ``torch.unique(ids, return_inverse=True)`` plus each distinct id's
+    first position in ``ids`` (where a batch that repeats a node keeps its row).
+
+    Example:
+        >>> first_positions(torch.tensor([7, 3, 7, 9]))[2].tolist()
+        [1, 0, 3]
+    """
+    uniq, inverse = torch.unique(ids, return_inverse=True)
+    first = torch.full((uniq.numel(),), ids.numel(), dtype=torch.long, device=ids.device)
+    first = first.scatter_reduce(0, inverse, torch.arange(ids.numel(), device=ids.device), "amin")
+    return uniq, inverse, first
+
+
+def refuse_unmasked_terms(terms, who: str) -> None:
+    """Neighbourhood batches hold rows (the in-neighbours) that only LSP's centres may read: one clear
+    error for a term that reads rows beyond its ``labelled`` / ``observed`` masks."""
+    unmasked = [t.name for t in terms if not t.masked_rows_only]
+    if unmasked:
+        raise ValueError(f"{who}: term {unmasked[0]!r} reads batch rows beyond its masks, so on "
+                         "batch_edges='neighbours' batches it would see the neighbour rows; there only terms "
+                         "with masked_rows_only (ce, kd, lsp, gsp, crd, rsd, hidden_mse) run")
 
 
 def neighbourhood_batch(graph, nodes: Tensor) -> Tuple[Tensor, "object", int]:
@@ -49,10 +73,7 @@ def neighbourhood_batch(graph, nodes: Tensor) -> Tuple[Tensor, "object", int]:
     dev = nodes.device
     b = nodes.numel()
     rowptr, col = graph.rowptr.to(dev), graph.col.to(dev)  # (no cast: that would copy all N + 1 offsets)
-    # the first position of every distinct node: its centre row
-    uniq, inv = torch.unique(nodes, return_inverse=True)
-    first = torch.full((uniq.numel(),), b, dtype=torch.long, device=dev)
-    first = first.scatter_reduce(0, inv, torch.arange(b, device=dev), "amin")
+    uniq, _, first = first_positions(nodes)  # the first position of every distinct node: its centre row
     # the centres' CSR rows, gathered without touching other rows
     starts = rowptr[uniq].long()
     degree = rowptr[uniq + 1].long() - starts

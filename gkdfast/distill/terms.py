@@ -259,13 +259,13 @@ class LSP(LossTerm):
         is the loss's gradient, so the term needs no W factor."""
         from gkdfast.distributed import all_gather_rows
 
+        from gkdfast.distill.neighbourhood import first_positions
+
         ids = all_gather_rows(ctx.nodes.contiguous(), ctx.process_group)
-        nodes, inverse = torch.unique(ids, return_inverse=True)  # padding repeats a node: count it once
+        nodes, _, first = first_positions(ids)  # padding repeats a node: count it once
         if ctx.all_hidden is not None:
             s = ctx.all_hidden[nodes]
         else:
-            first = torch.full((nodes.numel(),), ids.numel(), dtype=torch.long, device=ids.device)
-            first = first.scatter_reduce(0, inverse, torch.arange(ids.numel(), device=ids.device), "amin")
             s = all_gather_rows(ctx.hidden, ctx.process_group)[first]
         t = ctx.all_teacher_hidden.to(s.device)[nodes]
         return induced_subgraph(ctx.full_graph, nodes), s, t

@@ -147,14 +147,12 @@ def _sampler(loader: NeighborLoader, batch_edges: str) -> Callable:
     centres keep its first position, as the sampler takes distinct seeds.)"""
     if batch_edges != "neighbours":
         return loader.sample
-    from gkdfast.distill.neighbourhood import neighbourhood_batch
+    from gkdfast.distill.neighbourhood import first_positions, neighbourhood_batch
 
     def sample(seeds: Tensor, epoch: int) -> NeighbourhoodBatch:
         seeds = seeds.long()
-        uniq, inverse = torch.unique(seeds, return_inverse=True)
+        uniq, _, first = first_positions(seeds)
         if uniq.numel() < seeds.numel():
-            first = torch.full((uniq.numel(),), seeds.numel(), dtype=torch.long)
-            first = first.scatter_reduce(0, inverse, torch.arange(seeds.numel()), "amin")
             seeds = seeds[first.sort().values]
         rows, graph, b = neighbourhood_batch(loader.graph, seeds)
         return NeighbourhoodBatch(loader.sample(rows, epoch), graph, b)
@@ -214,11 +212,9 @@ class _TermsLoss:
             raise TypeError("gkdfast.sampling.fit_sampled: terms must be a non-empty sequence of LossTerm")
         self.terms = nn.ModuleList(terms)
         if batch_edges == "neighbours":
-            bad = [t.name for t in self.terms if not t.masked_rows_only]
-            if bad:
-                raise ValueError(f"gkdfast.sampling.fit_sampled: term {bad[0]!r} reads batch rows beyond its masks, so "
-                                 "on batch_edges='neighbours' batches it would see the neighbour rows; there only terms "
-                                 "with masked_rows_only (ce, kd, lsp, gsp, crd, rsd, hidden_mse) run")
+            from gkdfast.distill.neighbourhood import refuse_unmasked_terms
+
+            refuse_unmasked_terms(self.terms, "gkdfast.sampling.fit_sampled")
         else:
             bad = [t.name for t in self.terms if t.needs_graph]
             if bad:
