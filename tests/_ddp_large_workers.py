@@ -47,11 +47,15 @@ def fit_sampled_problem(distributed):
     return {k: v.detach().clone() for k, v in model.state_dict().items()}, stats, sampled[0]
 
 
-def fit_sampled_distil_problem(distributed, batching="partition"):
+DISTIL_CASES = (("partition", "sampled"), ("labelled_first", "sampled"), ("partition", "neighbours"),
+                ("labelled_first", "neighbours"))
+
+
+def fit_sampled_distil_problem(distributed, batching="partition", edges="sampled"):
     """fit_sampled distilling a SAGE without dropout with a label term, KD and GSP's all-pairs term:
-    300 seeds in global batches of 20, or labelled_first batches of 100 (60 training nodes first), or
-    (``batching="neighbours"``) partition batches of 20 centres with their in-neighbours and LSP beside
-    the other terms.  Returns the weights."""
+    300 seeds in global batches of 20, or labelled_first batches of 100 (60 training nodes first); with
+    ``edges="neighbours"`` each step's seeds are centres whose in-neighbours join the batch, and LSP
+    runs beside the other terms.  Returns the weights."""
     from gkdfast.distill import TeacherOutputs, terms
     from gkdfast.nn import SAGE
     from gkdfast.sampling import fit_sampled
@@ -61,13 +65,12 @@ def fit_sampled_distil_problem(distributed, batching="partition"):
     model = SAGE(12, 16, 3, dropout=0.0)
     g = torch.Generator().manual_seed(4)
     teacher = TeacherOutputs(torch.randn(301, 3, generator=g), torch.randn(301, 5, generator=g))
-    edges = "neighbours" if batching == "neighbours" else "sampled"
-    fit_sampled(model, data, fanouts=(4, 3), batch_size=100 if batching == "labelled_first" else 20, epochs=2, lr=0.01,
+    fit_sampled(model, data, fanouts=(4, 3), batch_size=20 if batching == "partition" else 100, epochs=2, lr=0.01,
                 seed=5, progress=False, terms=[terms.CrossEntropy(0.5), terms.LogitKD(1.0, temperature=2.0),
                                                terms.GSP(1.0, proj_dim=None, max_samples=None)]
                 + ([terms.LSP(1.0)] if edges == "neighbours" else []),
-                teacher=teacher, nodes=torch.arange(300), batching="labelled_first" if batching == "labelled_first"
-                else "partition", batch_edges=edges, distributed=distributed)
+                teacher=teacher, nodes=torch.arange(300), batching=batching, batch_edges=edges,
+                distributed=distributed)
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
@@ -108,7 +111,7 @@ def worker(rank: int, world: int, init_file: str, out_dir: str):
         del os.environ["GROUP_RANK"]
     # 3. sampled teacher training, data-parallel
     results["fit"] = fit_sampled_problem("auto")
-    results["distil"] = {b: fit_sampled_distil_problem("auto", b) for b in ("partition", "labelled_first", "neighbours")}
+    results["distil"] = {case: fit_sampled_distil_problem("auto", *case) for case in DISTIL_CASES}
     # 4. the whole pipeline: sampled teacher, layer-wise inference, students (GLNN, G-CRD's all-pairs term
     # across the ranks, LSP on each rank's neighbourhood batches, NOSMOG on the positions file rank 0
     # writes, and the baseline)

@@ -109,17 +109,17 @@ def test_fit_sampled_under_ddp_equals_one_process(ranks):
             assert a["loss"] == pytest.approx(b["loss"], rel=1e-5)
 
 
-@pytest.mark.parametrize("batching", ["partition", "labelled_first", "neighbours"])
-def test_sampled_distillation_under_ddp_equals_one_process(ranks, batching):
-    """A GNN student distilled on sampled batches (label term, KD, GSP across the ranks; with
-    "neighbours" also LSP, each rank expanding its own centres): each rank takes its positions of the
-    global batch, whose sampled neighbourhoods are the single-process ones, so the DDP weights equal
-    one process's."""
+@pytest.mark.parametrize("case", workers.DISTIL_CASES, ids="-".join)
+def test_sampled_distillation_under_ddp_equals_one_process(ranks, case):
+    """A GNN student distilled on sampled batches (label term, KD, GSP across the ranks; on
+    neighbourhood batches also LSP, each rank expanding its own centres): each rank takes its positions
+    of the global batch, whose sampled neighbourhoods are the single-process ones, so the DDP weights
+    equal one process's."""
     _, res = ranks
-    want = workers.fit_sampled_distil_problem(False, batching)
+    want = workers.fit_sampled_distil_problem(False, *case)
     for r in range(WORLD):
         for name, w in want.items():
-            torch.testing.assert_close(res[r]["distil"][batching][name], w, rtol=1e-5, atol=1e-6)
+            torch.testing.assert_close(res[r]["distil"][case][name], w, rtol=1e-5, atol=1e-6)
 
 
 def test_distill_large_under_ddp_gives_every_rank_the_same_results(ranks):

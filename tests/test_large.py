@@ -354,6 +354,9 @@ def test_bad_arguments(tmp_path):
         distill_large(data, teacher=SAGE(16, 8, 4), method="graphmlp", out_dir=str(tmp_path))
     with pytest.raises(ValueError, match="student must be 'mlp' or one of sage, gcn, gin, gat"):
         distill_large(data, teacher=SAGE(16, 8, 4), student="rgcn", out_dir=str(tmp_path))
+    with pytest.raises(ValueError, match=r"lsp with a GNN student .* drop --set lsp.batch_edges=induced"):
+        distill_large(data, teacher=SAGE(16, 8, 4), student="gcn", method="lsp", overrides={"batch_edges": "induced"},
+                      out_dir=str(tmp_path))
     with pytest.raises(ValueError, match="fanouts must be 2 positive ints"):
         distill_large(data, fanouts=(15,), out_dir=str(tmp_path))
     with pytest.raises(ValueError, match="chunk_rows must be a positive int"):

@@ -100,16 +100,18 @@ def test_lsp_trains_the_student_towards_the_teacher_and_labelled_first_expands(m
     assert len(steps) == 30 and all(s <= 200 for s in steps)
 
 
-def test_repeated_seeds_keep_their_first_position():
+def test_the_sampler_wraps_each_step_and_refuses_repeated_seeds_in_either_mode():
     from gkdfast.sampling.train import _sampler
 
     data = _data()
     loader = NeighborLoader(data.graph, torch.arange(200), (3, 2), batch_size=10, seed=0)
-    item = _sampler(loader, "neighbours")(torch.tensor([7, 3, 7, 9]), 0)
+    item = _sampler(loader, "neighbours")(torch.tensor([7, 3, 9]), 0)
     assert isinstance(item, NeighbourhoodBatch) and item.num_seeds == 3
-    assert item.batch.seeds[:3].tolist() == [7, 3, 9]
-    assert item.batch.seeds.unique().numel() == item.batch.num_seeds
+    assert item.batch.seeds[:3].tolist() == [7, 3, 9] and item.batch.seeds.unique().numel() == item.batch.num_seeds
     assert _sampler(loader, "sampled") == loader.sample
+    for edges in ("sampled", "neighbours"):
+        with pytest.raises(ValueError, match="distinct"):
+            _sampler(loader, edges)(torch.tensor([7, 3, 7]), 0)
 
 
 def test_bad_arguments():

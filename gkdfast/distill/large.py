@@ -285,7 +285,8 @@ def distill_large(data, *, teacher: Union[str, nn.Module] = "sage", hidden: int 
         student: ``"mlp"`` (a graph-free student in node batches), or ``"sage"``, ``"gcn"``, ``"gin"``,
             ``"gat"``: a GNN student with ``len(fanouts)`` layers trained on neighbour-sampled batches
             of ``batch_size`` seeds with the recipe's terms over the seeds
-            (:mod:`gkdfast.distill.large_gnn`; LSP's steps take neighbourhood batches of sampled blocks), evaluated by exact layer-wise inference.
+            (:mod:`gkdfast.distill.large_gnn`; LSP's steps take neighbourhood batches of sampled
+            blocks), evaluated by exact layer-wise inference.
             student_hidden: its width (default ``hidden``).  method: one of :data:`LARGE_METHODS` (``"glnn"``, ``"kd"``,
             ``"nosmog"``, ``"lsp"``, ``"gsp"``, ``"gcrd"``, ``"kd_gcrd"``) or a list of them, each trained
             from the same initial weights on the same cached teacher outputs (NOSMOG's student, whose
@@ -353,6 +354,12 @@ def distill_large(data, *, teacher: Union[str, nn.Module] = "sage", hidden: int 
             raise ValueError(f"distill_large: {m}.pos_method={per_method[m]['pos_method']!r}: at scale the "
                              "positions come from streaming DeepWalk (pos_method='stream'); the others store every "
                              "walk's pairs")
+    for m in methods:  # (refused here, before the teacher stages, not at the student's first step)
+        if (s_name in GNN_STUDENTS and m in NEIGHBOURHOOD_METHODS
+                and per_method[m].get("batch_edges", "neighbours") != "neighbours"):
+            raise ValueError(f"distill_large: {m} with a GNN student compares each node with all its in-neighbours, "
+                             f"which a sampled batch holds only in part; drop --set {m}.batch_edges="
+                             f"{per_method[m]['batch_edges']} (its steps take neighbourhood batches)")
     if s_name != "mlp" and s_name not in GNN_STUDENTS:
         raise ValueError(f"distill_large: student must be 'mlp' or one of {', '.join(GNN_STUDENTS)} (a GNN trained "
                          f"on neighbour-sampled batches), got {student!r}")

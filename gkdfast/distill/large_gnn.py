@@ -5,7 +5,8 @@ style distillation (a big GNN into a small GNN) at a size where neither can trai
 A GNN student trains like the sampled teacher (:func:`gkdfast.sampling.fit_sampled`: neighbour-sampled
 blocks, only ``x[n_id]`` gathered), with the recipe's terms over each batch's seeds, whose teacher rows
 come from the memory-mapped cache (LSP: each step's seeds are centres whose in-neighbours join the
-sampled batch, ``fit_sampled(batch_edges="neighbours")``, so its term per centre is the full-graph one); its test accuracy comes from exact layer-wise inference over the
+sampled batch, ``fit_sampled(batch_edges="neighbours")``, so its term per centre is the full-graph
+one); its test accuracy comes from exact layer-wise inference over the
 whole graph (:func:`gkdfast.nn.layerwise_inference`), written to a scratch folder and deleted after.
 """
 from __future__ import annotations

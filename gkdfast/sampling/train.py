@@ -143,18 +143,14 @@ class NeighbourhoodBatch:
 
 def _sampler(loader: NeighborLoader, batch_edges: str) -> Callable:
     """``sample(seeds, epoch)``: the loader's batch of ``seeds``, or with ``batch_edges="neighbours"`` a
-    :class:`NeighbourhoodBatch` around them.  (DDP padding may repeat a seed within a rank's shard: the
-    centres keep its first position, as the sampler takes distinct seeds.)"""
+    :class:`NeighbourhoodBatch` around them (distinct seeds, as the sampler takes: a repeated one is
+    refused by the sampler in either mode)."""
     if batch_edges != "neighbours":
         return loader.sample
-    from gkdfast.distill.neighbourhood import first_positions, neighbourhood_batch
+    from gkdfast.distill.neighbourhood import neighbourhood_batch
 
     def sample(seeds: Tensor, epoch: int) -> NeighbourhoodBatch:
-        seeds = seeds.long()
-        uniq, _, first = first_positions(seeds)
-        if uniq.numel() < seeds.numel():
-            seeds = seeds[first.sort().values]
-        rows, graph, b = neighbourhood_batch(loader.graph, seeds)
+        rows, graph, b = neighbourhood_batch(loader.graph, seeds.long())
         return NeighbourhoodBatch(loader.sample(rows, epoch), graph, b)
 
     return sample
@@ -218,9 +214,9 @@ class _TermsLoss:
         else:
             bad = [t.name for t in self.terms if t.needs_graph]
             if bad:
-                raise ValueError(f"gkdfast.sampling.fit_sampled: term {bad[0]!r} needs the graph around each node, which "
-                                 "a sampled batch only holds in part; pass batch_edges='neighbours' (each batch then "
-                                 "brings every in-neighbour of its seeds, for LSP) or use per-node and all-pairs "
+                raise ValueError(f"gkdfast.sampling.fit_sampled: term {bad[0]!r} needs the graph around each node, "
+                                 "which a sampled batch only holds in part; pass batch_edges='neighbours' (each batch "
+                                 "then brings every in-neighbour of its seeds, for LSP) or use per-node and all-pairs "
                                  "terms (KD, CE, GSP, CRD)")
         if teacher is None and any(t.needs_teacher for t in self.terms):
             raise ValueError("gkdfast.sampling.fit_sampled: the terms need teacher= (a TeacherOutputs)")
@@ -317,7 +313,9 @@ def fit_sampled(model: nn.Module, data, *, fanouts: Sequence[int] = (15, 10), ba
             centres and every in-neighbour of them, and LSP compares each centre with its whole
             neighbourhood, its per-centre term the full-graph one on the student's sampled hidden
             rows; the other terms read the centres alone.  A step then costs the sampled blocks of
-            ``batch_size · (1 + mean in-degree)`` seeds: take a smaller ``batch_size``.
+            ``batch_size · (1 + mean in-degree)`` seeds: take a smaller ``batch_size``.  Under DDP
+            each rank expands its own centres; a centre the epoch's padding puts on two ranks counts
+            twice in LSP's mean, as padded rows do in every row-mean term.
         distributed / process_group: as in :class:`gkdfast.distill.Distiller` (``"auto"``: data-parallel
             when a process group of several ranks is initialised).  Then every rank calls with the
             same arguments; each epoch's seed order is the single-process one, padded to a multiple
@@ -330,7 +328,8 @@ def fit_sampled(model: nn.Module, data, *, fanouts: Sequence[int] = (15, 10), ba
 
     Returns:
         ``{"epochs", "seconds", "best_val_acc", "best_epoch", "nodes_per_s", "history"}``;
-        ``nodes_per_s`` counts training seeds per second of training (validation excluded),
+        ``nodes_per_s`` counts training seeds (the centres on neighbourhood batches) per second of
+        training (validation excluded),
         ``best_val_acc`` is NaN when there are no validation nodes (the last weights are kept).
 
     Example:
@@ -353,7 +352,8 @@ def fit_sampled(model: nn.Module, data, *, fanouts: Sequence[int] = (15, 10), ba
         raise ValueError("gkdfast.sampling.fit_sampled: plain training takes its seeds and labels from the training "
                          "nodes; nodes= and batching='labelled_first' (seeds beyond them) need terms=")
     if batch_edges not in ("sampled", "neighbours"):
-        raise ValueError(f"gkdfast.sampling.fit_sampled: batch_edges must be 'sampled' or 'neighbours', got {batch_edges!r}")
+        raise ValueError(f"gkdfast.sampling.fit_sampled: batch_edges must be 'sampled' or 'neighbours', "
+                         f"got {batch_edges!r}")
     if terms is None and batch_edges != "sampled":
         raise ValueError("gkdfast.sampling.fit_sampled: batch_edges='neighbours' serves distillation terms (LSP); "
                          "plain training takes terms=None with the default batch_edges='sampled'")
