@@ -204,36 +204,56 @@ def test_nosmog_trains_on_features_joined_to_streaming_positions(tmp_path, monke
         distill_large(data, teacher=teacher, method="nosmog", overrides={"pos_method": "svd"}, out_dir=str(tmp_path))
 
 
-def test_lsp_trains_on_neighbourhood_batches(tmp_path, monkeypatch):
-    """LSP in the pipeline: each step's rows are the batch nodes (labelled_first: the 80 training nodes
-    first) followed by their in-neighbours, and its term is averaged over the batch nodes alone."""
+def _spy_lsp_steps(monkeypatch) -> list:
+    """Records each LSP step: (neighbourhood batch?, centres, rows, edges into non-centre rows, labelled
+    rows, student hidden width, teacher hidden width)."""
     from gkdfast.distill import terms
 
-    data = _data()
-    teacher = _trained_teacher(data)
-    steps = []
-    real = terms.LSP.forward
+    steps, real = [], terms.LSP.forward
 
     def spy(self, ctx):
         b = int(ctx.observed.sum())
-        steps.append((ctx.neighbourhood, b, ctx.nodes.numel(), int(ctx.graph.in_degree()[b:].sum())))
+        steps.append((ctx.neighbourhood, b, ctx.nodes.numel(), int(ctx.graph.in_degree()[b:].sum()),
+                      int(ctx.labelled.sum()), ctx.hidden.shape[1], ctx.teacher_hidden.shape[1]))
         return real(self, ctx)
 
     monkeypatch.setattr(terms.LSP, "forward", spy)
-    res = distill_large(data, teacher=teacher, hidden=32, batch_size=200, chunk_rows=97, student_epochs=1,
-                        student_min_steps=5, min_patience_steps=0, method="lsp", out_dir=str(tmp_path),
-                        progress=False)
+    return steps
+
+
+@pytest.mark.parametrize("student", ["mlp", "sage"])
+def test_lsp_trains_on_neighbourhood_batches(tmp_path, monkeypatch, student):
+    """LSP in the pipeline, into an MLP or a SAGE student: each step's rows are 200 centres
+    (labelled_first: the 80 training nodes first) followed by their in-neighbours (for the SAGE, as
+    further seeds of its sampled batch); the term sees the centres' in-edges only, the labels on the
+    centres only; the estimates plan for the grown batch."""
+    from gkdfast.distill import large_gnn
+
+    data = _data()
+    teacher = _trained_teacher(data)
+    steps = _spy_lsp_steps(monkeypatch)
+    res = distill_large(data, teacher=teacher, hidden=32, student=student, student_hidden=16, fanouts=(5, 5),
+                        batch_size=200, chunk_rows=97, student_epochs=1, student_min_steps=5, min_patience_steps=0,
+                        method="lsp", out_dir=str(tmp_path), progress=False)
     st = res["stages"][1]
     assert (st["stage"], st["batching"], st["batch_edges"], st["steps"]) == ("student", "labelled_first",
                                                                                "neighbours", 5)
     assert len(steps) == 5
-    for neighbourhood, b, rows, edges_into_neighbours in steps:
-        assert neighbourhood and b == 200 and rows > b and edges_into_neighbours == 0
-    assert [r["method"] for r in res["rows"]] == ["teacher", "none", "lsp"]
-    # the estimate plans for the neighbour rows
-    small = large.estimate_student(800, 16, 32, 4, 200, 120, SAGE(16, 32, 4))
-    grown = large.estimate_student(800, 16, 32, 4, 200, 120, SAGE(16, 32, 4), neighbours=3.0)
-    assert grown["batch rows"] == 4 * small["batch rows"] and "batch graph (neighbourhoods)" in grown
+    for neighbourhood, b, rows, edges_into_neighbours, labelled, width, t_width in steps:
+        assert neighbourhood and b == 200 and rows > b and edges_into_neighbours == 0 and labelled == 80
+        assert (width, t_width) == (16, 32)
+    model = "MLP(16)" if student == "mlp" else "SAGE(16)"
+    assert [(r["method"], r["model"]) for r in res["rows"]][1:] == [("none", model), ("lsp", model)]
+    if student == "mlp":
+        small = large.estimate_student(800, 16, 32, 4, 200, 120, SAGE(16, 32, 4))
+        grown = large.estimate_student(800, 16, 32, 4, 200, 120, SAGE(16, 32, 4), neighbours=3.0)
+        assert grown["batch rows"] == 4 * small["batch rows"] and "batch graph (neighbourhoods)" in grown
+    else:
+        m = SAGE(16, 16, 4)
+        small = large_gnn.estimate_gnn_student(10**6, 16, 16, 4, (5, 5), 100, m, 120, 32)
+        grown = large_gnn.estimate_gnn_student(10**6, 16, 16, 4, (5, 5), 100, m, 120, 32, neighbours=3.0)
+        assert grown["gathered features"] == 4 * small["gathered features"]
+        assert "batch graph (neighbourhoods)" in grown
 
 
 def test_gnn_students_train_on_sampled_batches(tmp_path, monkeypatch):
@@ -276,42 +296,6 @@ def test_gnn_students_train_on_sampled_batches(tmp_path, monkeypatch):
                                                                 ("kd", "SAGE(16)"), ("gsp", "SAGE(16)")]
     assert full == [True] * 4 and all(0.0 < r["test_acc_mean"] <= 1.0 for r in res["rows"])
     assert not [p for p in os.listdir(tmp_path) if p.startswith("student-")]
-
-
-def test_lsp_with_a_gnn_student_takes_neighbourhood_batches(tmp_path, monkeypatch):
-    """LSP into a SAGE student: labelled_first centres (the 80 training nodes first) whose in-neighbours
-    join each sampled batch; the term sees the centres' in-edges only, the labels on centres only; the
-    estimate plans for the grown batch."""
-    from gkdfast.distill import large_gnn, terms
-
-    data = _data()
-    teacher = _trained_teacher(data)
-    steps = []
-    real = terms.LSP.forward
-
-    def spy(self, ctx):
-        b = int(ctx.observed.sum())
-        steps.append((ctx.neighbourhood, b, ctx.nodes.numel() > b, int(ctx.graph.in_degree()[b:].sum()),
-                      int(ctx.labelled.sum()), ctx.hidden.shape[1], tuple(ctx.teacher_hidden.shape)))
-        return real(self, ctx)
-
-    monkeypatch.setattr(terms.LSP, "forward", spy)
-    res = distill_large(data, teacher=teacher, hidden=32, student="sage", student_hidden=16, fanouts=(5, 5),
-                        batch_size=200, chunk_rows=97, student_epochs=1, student_min_steps=4, min_patience_steps=0,
-                        method="lsp", out_dir=str(tmp_path), progress=False)
-    st = res["stages"][1]
-    assert (st["stage"], st["batching"], st["batch_edges"], st["steps"]) == ("student", "labelled_first",
-                                                                               "neighbours", 4)
-    assert len(steps) == 4
-    for neighbourhood, b, grown, edges_into_neighbours, labelled, width, t_shape in steps:
-        assert neighbourhood and b == 200 and grown and edges_into_neighbours == 0 and labelled == 80
-        assert width == 16 and t_shape[1] == 32
-    assert [(r["method"], r["model"]) for r in res["rows"]] == [("teacher", "SAGE(32)"), ("none", "SAGE(16)"),
-                                                                ("lsp", "SAGE(16)")]
-    m = SAGE(16, 16, 4)
-    small = large_gnn.estimate_gnn_student(10**6, 16, 16, 4, (5, 5), 100, m, 120, 32)
-    grown = large_gnn.estimate_gnn_student(10**6, 16, 16, 4, (5, 5), 100, m, 120, 32, neighbours=3.0)
-    assert grown["gathered features"] == 4 * small["gathered features"] and "batch graph (neighbourhoods)" in grown
 
 
 def test_memory_check_stops_a_stage_with_the_flag_to_lower(tmp_path, monkeypatch):
