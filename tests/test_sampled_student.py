@@ -11,6 +11,8 @@ from gkdfast.nn import SAGE
 from gkdfast.sampling import NeighborLoader, fit_sampled
 from gkdfast.sampling.train import NeighbourhoodBatch
 
+from conftest import DEVICES
+
 
 def _data():
     return csbm(num_nodes=300, num_classes=3, feature_dim=12, seed=1)
@@ -110,7 +112,8 @@ def test_bad_arguments():
         fit_sampled(_model(), data, terms=[terms.NContrast(1.0)], teacher=teacher, batch_edges="neighbours", **kw)
 
 
-def test_each_step_is_the_full_graph_lsp_over_its_centres(monkeypatch):
+@pytest.mark.parametrize("device", DEVICES)
+def test_each_step_is_the_full_graph_lsp_over_its_centres(monkeypatch, device):
     """With every neighbour sampled (fan-outs -1) the student's rows are its full-graph forward, so each
     step's LSP must be the full-graph per-node LSP averaged over that step's centres (those with an
     in-edge); the neighbour rows are neither observed nor labelled."""
@@ -118,6 +121,7 @@ def test_each_step_is_the_full_graph_lsp_over_its_centres(monkeypatch):
     model = _model()
     with torch.no_grad():
         _, full_hidden = model(data.x, data.graph, return_hidden=True)
+    model.to(device)  # (the graph and features stay on the CPU; each batch moves to the model's device)
     per_node = lsp(data.graph, full_hidden, teacher.hidden, kernel="laplace", gamma=0.01, reduction="none")
     has_in = data.graph.in_degree() > 0
     got, want, centre_sets = [], [], []
@@ -127,9 +131,9 @@ def test_each_step_is_the_full_graph_lsp_over_its_centres(monkeypatch):
         v = real(self, ctx)
         b = int(ctx.observed.sum())
         assert bool(ctx.observed[:b].all()) and not bool(ctx.observed[b:].any()) and ctx.neighbourhood
-        assert not bool(ctx.labelled[b:].any())
-        centres = ctx.nodes[:b]
-        assert torch.equal(ctx.teacher_hidden, teacher.hidden[ctx.nodes])
+        assert not bool(ctx.labelled[b:].any()) and ctx.graph.rowptr.device == ctx.hidden.device
+        centres = ctx.nodes[:b].cpu()
+        assert torch.equal(ctx.teacher_hidden.cpu(), teacher.hidden[ctx.nodes.cpu()])
         centre_sets.append(set(centres.tolist()))
         got.append(float(v.detach()))
         want.append(float(per_node[centres][has_in[centres]].mean()))
