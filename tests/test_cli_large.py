@@ -74,7 +74,7 @@ def test_sampled_run_with_a_gnn_student(tmp_path):
 @pytest.mark.parametrize("args,needle", [
     (["--fanouts", "15,x"], "--fanouts '15,x'"),
     (["--student", "segcn"], "trains one student"),
-    (["--student", "gcn", "--methods", "lsp"], "lsp with a GNN student"),
+    (["--student", "gcn", "--methods", "lsp", "--set", "lsp.batch_edges=induced"], "lsp with a GNN student"),
     (["--methods", "graphmlp"], "runs distinct methods among glnn, kd, nosmog, lsp, gsp, gcrd, kd_gcrd"),
     (["--methods", "glnn,glnn"], "runs distinct methods among glnn, kd, nosmog, lsp, gsp, gcrd, kd_gcrd"),
     (["--methods", "glnn,gsp", "--set", "gsp.nope=1"], "unknown hyperparameter 'nope'"),
