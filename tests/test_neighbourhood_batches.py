@@ -116,6 +116,36 @@ def test_neighbour_rows_change_nothing_for_per_node_terms():
         torch.testing.assert_close(out["neighbours"][name], w, rtol=0, atol=1e-12)
 
 
+def test_teacher_logits_are_read_for_the_centres_only(monkeypatch):
+    """KD reads the observed rows, i.e. the centres, so the teacher's logits of the neighbour rows are
+    not read: NaN there (a term that read them would show it in the loss); the centres' rows are the
+    teacher's, and the steps' losses stay finite."""
+    data, teacher = _problem()
+    seen = []
+    real = terms.LogitKD.forward
+
+    def spy(self, ctx):
+        b = int(ctx.observed.sum())
+        seen.append(torch.equal(ctx.teacher_logits[:b], teacher.logits[ctx.nodes[:b]])
+                    and bool(ctx.teacher_logits[b:].isnan().all()) and ctx.nodes.numel() > b
+                    and torch.equal(ctx.teacher_hidden, teacher.hidden[ctx.nodes]))  # LSP reads every row
+        return real(self, ctx)
+
+    monkeypatch.setattr(terms.LogitKD, "forward", spy)
+    res = Distiller(_student(), [terms.LogitKD(1.0), terms.LSP(1.0)], teacher, epochs=2, patience=None,
+                    batch_size=50, batch_edges="neighbours").fit(data, data.x)
+    assert seen == [True] * 8
+    assert all(torch.isfinite(torch.tensor(h["loss"])) for h in res.history)
+
+
+def test_pad_neighbour_rows():
+    from gkdfast.distill.neighbourhood import pad_neighbour_rows
+
+    out = pad_neighbour_rows(torch.arange(6.0).view(2, 3), 5)
+    assert out.shape == (5, 3) and out[:2].tolist() == [[0, 1, 2], [3, 4, 5]] and bool(out[2:].isnan().all())
+    assert pad_neighbour_rows(torch.ones(2, 3, dtype=torch.float64), 2).dtype == torch.float64
+
+
 def test_labelled_first_batches_expand_too():
     """Graph-MLP's batches (training nodes first, drawn nodes with replacement) with neighbours: a
     repeated node is one centre, and the label rows stay the first ones."""

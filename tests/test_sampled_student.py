@@ -163,6 +163,28 @@ def test_neighbour_rows_change_nothing_for_per_node_and_pair_terms():
         torch.testing.assert_close(out["neighbours"][name], w, rtol=1e-5, atol=1e-6)
 
 
+def test_neighbourhood_steps_read_the_teacher_logits_of_the_centres_only(monkeypatch):
+    """The neighbour rows' teacher logits are never read (NaN in the step's context); the centres' are
+    the teacher's, and the teacher's hidden rows are read for every row (LSP compares each in-edge)."""
+    data, teacher = _data(), _teacher()
+    seen = []
+    real = terms.LogitKD.forward
+
+    def spy(self, ctx):
+        b = int(ctx.observed.sum())
+        seen.append(torch.equal(ctx.teacher_logits[:b], teacher.logits[ctx.nodes[:b]])
+                    and bool(ctx.teacher_logits[b:].isnan().all()) and ctx.nodes.numel() > b
+                    and torch.equal(ctx.teacher_hidden, teacher.hidden[ctx.nodes]))
+        v = real(self, ctx)
+        seen.append(bool(torch.isfinite(v)))
+        return v
+
+    monkeypatch.setattr(terms.LogitKD, "forward", spy)
+    fit_sampled(_model(), data, fanouts=(4, 3), batch_size=50, epochs=1, seed=5, progress=False,
+                terms=[terms.LogitKD(1.0), terms.LSP(1.0)], teacher=teacher, batch_edges="neighbours")
+    assert seen == [True] * 12  # 6 steps, two checks each
+
+
 def test_lsp_trains_the_student_towards_the_teacher_and_labelled_first_expands(monkeypatch):
     data, teacher = _data(), _teacher()
     sizes = []

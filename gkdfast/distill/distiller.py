@@ -33,7 +33,7 @@ from torch import Tensor, nn
 
 from gkdfast._io import atomic_write, save_checkpoint_file
 from gkdfast.distill.checkpoint_cadence import CheckpointCadence
-from gkdfast.distill.neighbourhood import neighbourhood_batch, refuse_unmasked_terms
+from gkdfast.distill.neighbourhood import neighbourhood_batch, pad_neighbour_rows, refuse_unmasked_terms
 from gkdfast.distill import ddp as _ddp
 from gkdfast.distill.teacher_cache import TeacherOutputs, hash_tensor, teacher_outputs
 from gkdfast.distill.terms import Dims, LossTerm, StepContext
@@ -590,7 +590,9 @@ class Distiller:
             ctx = StepContext(
                 nodes=nodes, logits=logits, hidden=hidden, all_hidden=all_hidden,
                 all_teacher_hidden=teacher.hidden if teacher is not None else None,
-                teacher_logits=teacher.logits[nodes] if teacher is not None else None,
+                # (the logits serve the observed rows only: on a neighbourhood batch, its centres)
+                teacher_logits=(None if teacher is None else teacher.logits[nodes] if batch_graph is None
+                                else pad_neighbour_rows(teacher.logits[nodes[:b]], nodes.numel())),
                 teacher_hidden=teacher.hidden[nodes] if teacher is not None and teacher.hidden is not None
                 else None,
                 y=y[nodes], labelled=train_mask[nodes] if labelled is None else labelled,

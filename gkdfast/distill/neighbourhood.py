@@ -19,7 +19,7 @@ from typing import Tuple
 import torch
 from torch import Tensor
 
-__all__ = ["neighbourhood_batch", "first_positions", "refuse_unmasked_terms"]
+__all__ = ["neighbourhood_batch", "first_positions", "refuse_unmasked_terms", "pad_neighbour_rows"]
 
 
 def first_positions(ids: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
@@ -34,6 +34,25 @@ def first_positions(ids: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
     first = torch.full((uniq.numel(),), ids.numel(), dtype=torch.long, device=ids.device)
     first = first.scatter_reduce(0, inverse, torch.arange(ids.numel(), device=ids.device), "amin")
     return uniq, inverse, first
+
+
+def pad_neighbour_rows(centre_rows: Tensor, num_rows: int) -> Tensor:
+    """A per-node matrix of a neighbourhood batch from its centres' rows alone: ``[num_rows, K]``, the
+    ``[B, K]`` ``centre_rows`` first and NaN in the neighbour rows.
+
+    Per-node teacher rows that only the centres use (the teacher's logits: KD reads the observed rows,
+    which are the centres) need not be read for the in-neighbours, most of a batch whose centres bring
+    their whole neighbourhood.  The terms allowed on such batches (:func:`refuse_unmasked_terms`) read
+    those rows through their masks only; the NaN makes any other read show in the loss instead of
+    passing silently.
+
+    Example:
+        >>> pad_neighbour_rows(torch.ones(2, 3), 4)[:, 0].tolist()
+        [1.0, 1.0, nan, nan]
+    """
+    out = centre_rows.new_full((num_rows, centre_rows.size(1)), float("nan"))
+    out[:centre_rows.size(0)] = centre_rows
+    return out
 
 
 def refuse_unmasked_terms(terms, who: str) -> None:

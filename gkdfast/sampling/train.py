@@ -239,6 +239,7 @@ class _TermsLoss:
         self.terms.to(device, dtype=logits.dtype)
 
     def __call__(self, item) -> Tensor:
+        from gkdfast.distill.neighbourhood import pad_neighbour_rows
         from gkdfast.distill.terms import StepContext
 
         # A neighbourhood batch: every row gets logits and hidden, but only the centres (its first
@@ -249,13 +250,18 @@ class _TermsLoss:
         seeds = batch.seeds.long()
         dev = logits.device
         t = self.teacher
-        rows = (lambda m: None if m is None else gather_rows(m, seeds).to(dev))
+        rows_of = (lambda m, ids: None if m is None else gather_rows(m, ids).to(dev))
+        rows = (lambda m: rows_of(m, seeds))
         observed = torch.ones(seeds.numel(), dtype=torch.bool, device=dev)
         if centred:
             observed[item.num_seeds:] = False
         labelled = gather_rows(self.data.train_mask, seeds).to(dev).bool() & observed
+        # (the teacher's logits serve the observed rows only: on a neighbourhood batch, its centres)
+        tl = getattr(t, "logits", None)
+        teacher_logits = (pad_neighbour_rows(rows_of(tl, seeds[:item.num_seeds]), seeds.numel())
+                          if centred and tl is not None else rows(tl))
         ctx = StepContext(nodes=seeds.to(dev), logits=logits, hidden=hidden,
-                          teacher_logits=rows(getattr(t, "logits", None)), teacher_hidden=rows(getattr(t, "hidden", None)),
+                          teacher_logits=teacher_logits, teacher_hidden=rows(getattr(t, "hidden", None)),
                           y=_labels(self.data.y, seeds).to(dev), labelled=labelled,
                           observed=observed, inputs=None, forward=None, full_graph=None,
                           full_batch=False, process_group=self.pg, neighbourhood=centred,
