@@ -71,3 +71,27 @@ def test_fullgraph_compile_matches_eager(name):
     out.backward()
     torch.testing.assert_close(out, eager)
     torch.testing.assert_close(xc.grad, xe.grad)
+
+
+def test_the_backend_choice_carries_dynamos_own_constant_mark():
+    """``gkdfast._backend`` marks ``choose`` as ``torch._dynamo.assume_constant_result`` would, without
+    importing Dynamo: the decorator must still set exactly that one attribute (if a torch release
+    changes it, this fails and the fullgraph tests above graph-break)."""
+    from gkdfast import _backend
+
+    def probe():
+        return 0
+
+    assert torch._dynamo.assume_constant_result(probe) is probe and vars(probe) == {"_dynamo_marked_constant": True}
+    assert vars(_backend.choose).get("_dynamo_marked_constant") is True
+
+
+def test_importing_gkdfast_does_not_load_dynamo():
+    """``import gkdfast`` stays free of ``torch._dynamo`` (about 2 s for a process that does not train:
+    ``gkdfast --help``, ``gkdfast generate``)."""
+    import subprocess
+    import sys
+
+    code = "import sys, gkdfast, gkdfast.distill, gkdfast.nn, gkdfast.cli; print('torch._dynamo' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False", out.stderr
