@@ -110,3 +110,26 @@ def test_calibration_script_smoke(capsys):
     assert res["nodes"] == 1500 and res["dcsbm"] == {"mean_norm": 3.5}
     assert all(0.0 <= res[k] <= 1.0 for k in ("sage", "mlp", "mlp_all"))
     assert res["sage_minus_mlp"] == pytest.approx(res["sage"] - res["mlp"], abs=1e-3)
+
+
+def test_grouped_search_is_searchsorted(monkeypatch):
+    """The generator's cache-friendly inverse-CDF search (queries grouped before searching) returns
+    torch.searchsorted's indices, ties and both ends included, so the graphs stay bit for bit the same."""
+    import importlib
+
+    module = importlib.import_module("gkdfast.data.dcsbm")  # (the package exports the function by that name)
+
+    g = torch.Generator().manual_seed(3)
+    cw = torch.cumsum(torch.rand(5000, generator=g, dtype=torch.float64), 0)
+    r = torch.cat([torch.rand(20000, generator=g, dtype=torch.float64) * float(cw[-1]),
+                   cw[::37], torch.tensor([0.0, float(cw[-1])], dtype=torch.float64)])
+    monkeypatch.setattr(module, "_GROUPED_SEARCH_MIN", 1)
+    monkeypatch.setattr(module, "_SEARCH_GROUPS", 64)
+    assert torch.equal(module._search(cw, r), torch.searchsorted(cw, r))
+    grouped = dcsbm(num_nodes=3000, avg_degree=10, num_classes=5, feature_dim=4, seed=2)
+    monkeypatch.setattr(module, "_GROUPED_SEARCH_MIN", 1 << 62)
+    plain = dcsbm(num_nodes=3000, avg_degree=10, num_classes=5, feature_dim=4, seed=2)
+    assert torch.equal(grouped.graph.rowptr, plain.graph.rowptr) and torch.equal(grouped.graph.col, plain.graph.col)
+    assert grouped.extras["edge_homophily"] == plain.extras["edge_homophily"]
+    many = dcsbm(num_nodes=600, avg_degree=6, num_classes=130, feature_dim=4, seed=1)  # labels past int8
+    assert abs(many.extras["edge_homophily"] - edge_homophily(many.graph, many.y)) < 1e-6

@@ -18,6 +18,10 @@ __all__ = ["dcsbm"]
 # ~100 MB of int64/float64 scratch; a destination range holds ~E / _BUCKETS directed edges).
 _CHUNK = 4_000_000
 _BUCKETS = 16
+# Inverse-CDF draws over a cumulative array of at least this many entries (8 MiB of float64: past
+# the caches) group their queries first (:func:`_search`).
+_GROUPED_SEARCH_MIN = 1 << 20
+_SEARCH_GROUPS = 1 << 16
 
 # Calibration of the defaults (see the dcsbm docstring for the measured numbers).
 _MEAN_NORM = 5.0
@@ -55,6 +59,24 @@ def _progress(total: int, desc: str, enabled: bool):
     return tqdm(total=total, desc=desc, leave=False, dynamic_ncols=True)
 
 
+def _search(cw: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+    """``torch.searchsorted(cw, r)``, the same result, for many random queries into a long ``cw``.
+
+    Random queries into an array that has outgrown the caches miss on most steps of each binary
+    search.  Grouped by which of ``_SEARCH_GROUPS`` equal slices of ``[0, cw[-1]]`` they fall in (a
+    stable integer argsort, which torch does by radix), consecutive searches walk ``cw`` in order.
+    10 M entries, 4 M queries, 2 threads: 0.7 s against 2.3 s; the generator does two such searches per
+    edge draw.  The result is the same index for every query whatever the order of the searches."""
+    if cw.numel() < _GROUPED_SEARCH_MIN:
+        return torch.searchsorted(cw, r)
+    g = _SEARCH_GROUPS
+    group = (r * (g / float(cw[-1]))).to(torch.int32).clamp_(0, g - 1)
+    perm = torch.argsort(group, stable=True)
+    out = torch.empty(r.shape, dtype=torch.int64)
+    out[perm] = torch.searchsorted(cw, r[perm])
+    return out
+
+
 def _draw_edges(m, y, order, start, size, theta, homophily, gen, progress):
     """``m`` undirected draws (self-loops dropped) as two int32 arrays: source ∝ θ over all nodes,
     destination ∝ θ within the source's class (probability ``homophily``) or within a uniformly
@@ -72,13 +94,13 @@ def _draw_edges(m, y, order, start, size, theta, homophily, gen, progress):
     for a in range(0, m, _CHUNK):
         k = min(_CHUNK, m - a)
         r = torch.rand(k, generator=gen, dtype=torch.float64) * float(cw[-1])
-        u = order[torch.searchsorted(cw, r).clamp_max_(n - 1)]
+        u = order[_search(cw, r).clamp_max_(n - 1)]
         cu = y[u]
         same = torch.rand(k, generator=gen) < homophily
         shift = torch.randint(1, max(c, 2), (k,), generator=gen)
         cls = torch.where(same, cu, (cu + shift) % c)
         r = lo_w[cls] + torch.rand(k, generator=gen, dtype=torch.float64) * (hi_w[cls] - lo_w[cls])
-        pos = torch.searchsorted(cw, r)
+        pos = _search(cw, r)
         pos = torch.minimum(torch.maximum(pos, start[cls]), end[cls] - 1)  # float round-off at class edges
         v = order[pos]
         ok = u != v
@@ -95,28 +117,33 @@ def _draw_edges(m, y, order, start, size, theta, homophily, gen, progress):
 
 def _symmetric_csr(src, dst, n, y, progress):
     """CSR by destination of ``{src -> dst} ∪ {dst -> src}`` without duplicates: one destination
-    range at a time, a ``torch.unique`` of (dst, src) keys sorts and dedups that range's edges, so
+    range at a time, a sort of (dst, src) keys orders and dedups that range's edges, so
     no sort ever sees all ~2m edges.  Returns ``(rowptr int32/int64, col int32, same_label_count)``."""
     cap = 2 * src.numel()
     col = torch.empty(cap, dtype=torch.int32)
     counts = torch.zeros(n, dtype=torch.int64)
     filled, same = 0, 0
     step = max(1, -(-n // _BUCKETS))
+    # each endpoint's destination range, as one byte: a range's mask is then one compare on a byte
+    # array instead of two on int32 (the masks scan all m draws once per range)
+    dst_range, src_range = (torch.div(v, step, rounding_mode="floor").to(torch.int8) for v in (dst, src))
+    # labels as bytes for the same-label count: its random gathers then stay in cache (y is int64)
+    y_small = y.to(torch.int8) if int(y.max()) < 128 else y
     bar = _progress(n, "dcsbm csr", progress)
-    for lo in range(0, n, step):
+    for k, lo in enumerate(range(0, n, step)):
         hi = min(n, lo + step)
-        a = (dst >= lo) & (dst < hi)
-        b = (src >= lo) & (src < hi)
+        a, b = dst_range == k, src_range == k
         d = torch.cat([dst[a], src[b]]).long()
         s = torch.cat([src[a], dst[b]]).long()
         del a, b
-        key = torch.unique((d - lo) * n + s)  # sorted by destination, then source; duplicates gone
+        # sorted by destination, then source; duplicates gone
+        key = torch.unique_consecutive(torch.sort((d - lo) * n + s).values)
         del d, s
         s = key % n
         d = key // n
         counts[lo:hi] = torch.bincount(d, minlength=hi - lo)
         col[filled:filled + key.numel()] = s.to(torch.int32)
-        same += int((y[s] == y[d + lo]).sum())
+        same += int((y_small[s] == y_small[d + lo]).sum())
         filled += key.numel()
         del key, s, d
         if bar is not None:
