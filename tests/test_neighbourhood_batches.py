@@ -138,6 +138,29 @@ def test_teacher_logits_are_read_for_the_centres_only(monkeypatch):
     assert all(torch.isfinite(torch.tensor(h["loss"])) for h in res.history)
 
 
+class _MaskedByProduct(terms.LossTerm):
+    """A user term that claims masked rows but combines them by multiplying with the mask."""
+
+    name = "by_product"
+    needs_teacher = True
+    masked_rows_only = True
+
+    def forward(self, ctx):
+        per_row = (ctx.logits - ctx.teacher_logits).square().sum(-1)
+        return (per_row * ctx.observed).sum() / ctx.observed.sum()
+
+
+def test_a_term_that_multiplies_by_its_mask_is_stopped_with_one_clear_error():
+    data, teacher = _problem()
+    with pytest.raises(FloatingPointError, match="non-finite loss on a neighbourhood batch"):
+        Distiller(_student(), [_MaskedByProduct(1.0), terms.LSP(1.0)], teacher, epochs=1, patience=None,
+                  batch_size=50, batch_edges="neighbours").fit(data, data.x)
+    # the same term on ordinary batches: no NaN rows, trains
+    res = Distiller(_student(), [_MaskedByProduct(1.0)], teacher, epochs=1, patience=None,
+                    batch_size=50).fit(data, data.x)
+    assert all(torch.isfinite(torch.tensor(h["loss"])) for h in res.history)
+
+
 def test_pad_neighbour_rows():
     from gkdfast.distill.neighbourhood import pad_neighbour_rows
 

@@ -185,6 +185,15 @@ def test_neighbourhood_steps_read_the_teacher_logits_of_the_centres_only(monkeyp
     assert seen == [True] * 12  # 6 steps, two checks each
 
 
+def test_a_term_that_multiplies_by_its_mask_is_stopped_on_neighbourhood_steps():
+    from test_neighbourhood_batches import _MaskedByProduct
+
+    data, teacher = _data(), _teacher()
+    with pytest.raises(FloatingPointError, match="non-finite loss on a neighbourhood batch"):
+        fit_sampled(_model(), data, fanouts=(4, 3), batch_size=50, epochs=1, seed=5, progress=False,
+                    terms=[_MaskedByProduct(1.0), terms.LSP(1.0)], teacher=teacher, batch_edges="neighbours")
+
+
 def test_lsp_trains_the_student_towards_the_teacher_and_labelled_first_expands(monkeypatch):
     data, teacher = _data(), _teacher()
     sizes = []

@@ -3,7 +3,7 @@
 // csrc/cpu/register_cpu.cpp.
 #pragma once
 
-#include <torch/types.h>
+#include <ATen/ATen.h>
 
 #include <tuple>
 

@@ -6,7 +6,7 @@
 // shared rows without locks.  Rows are 4*dim bytes and the graph has many more nodes than threads,
 // so collisions are rare and harmless to SGD; `deterministic` runs the walks in order on one thread.
 #include <ATen/Parallel.h>
-#include <torch/types.h>
+#include <ATen/ATen.h>
 
 #include <algorithm>
 #include <cmath>

@@ -1,6 +1,6 @@
 // CPU edge softmax over each destination's in-edges (scores [E] or [E, H], heads independent).
 #include <ATen/Dispatch.h>
-#include <torch/types.h>
+#include <ATen/ATen.h>
 
 #include <cmath>
 #include <limits>

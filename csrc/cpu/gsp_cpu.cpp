@@ -24,7 +24,6 @@
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/core/LegacyTypeDispatch.h>
-#include <torch/types.h>
 
 #include <cmath>
 #include <vector>

@@ -10,7 +10,7 @@
 // [row_begin, row_begin + R) of the N candidates: anchor r draws as global row row_begin + r.
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
-#include <torch/types.h>
+#include <ATen/ATen.h>
 
 #include <cmath>
 #include <limits>

@@ -12,7 +12,7 @@
 //      the source side;
 //   2. rows of the transposed CSR: grad[j] += those scalars times s_i (or a sign term for laplace).
 #include <ATen/Dispatch.h>
-#include <torch/types.h>
+#include <ATen/ATen.h>
 
 #include <cmath>
 #include <vector>

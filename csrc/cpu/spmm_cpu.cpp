@@ -2,7 +2,7 @@
 // row's output lives in L1 while its in-edges stream through, and features are processed with
 // vectorised row primitives.  No atomics anywhere, so results are bitwise reproducible.
 #include <ATen/Dispatch.h>
-#include <torch/types.h>
+#include <ATen/ATen.h>
 
 #include "cpu/cpu_kernels.h"
 #include "common/cpu_parallel.h"

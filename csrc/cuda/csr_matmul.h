@@ -2,7 +2,7 @@
 // cuSPARSE headers: used by spmm (sum / mean) and by the staged LSP backward.
 #pragma once
 
-#include <torch/types.h>
+#include <ATen/ATen.h>
 
 namespace gkdfast {
 namespace cuda {

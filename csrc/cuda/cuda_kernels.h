@@ -3,7 +3,7 @@
 // csrc/cuda/register_cuda.cu.
 #pragma once
 
-#include <torch/types.h>
+#include <ATen/ATen.h>
 
 #include <tuple>
 

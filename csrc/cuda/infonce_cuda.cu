@@ -15,7 +15,7 @@
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAStream.h>
 #include <c10/cuda/CUDAGuard.h>
-#include <torch/types.h>
+#include <ATen/ATen.h>
 
 #include "cuda/cuda_kernels.h"
 #include "common/online_softmax.h"

@@ -3,7 +3,7 @@
 // laplace or the dtype is half.  Arguments already checked; tensors contiguous.
 #pragma once
 
-#include <torch/types.h>
+#include <ATen/ATen.h>
 
 #include <tuple>
 

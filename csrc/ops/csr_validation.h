@@ -16,7 +16,7 @@
 // seen — documented).
 #pragma once
 
-#include <torch/types.h>
+#include <ATen/ATen.h>
 
 namespace gkdfast {
 

@@ -3,7 +3,7 @@
 // calls, where a score tensor shorter than the edge list would be read out of bounds.
 #pragma once
 
-#include <torch/types.h>
+#include <ATen/ATen.h>
 
 namespace gkdfast {
 

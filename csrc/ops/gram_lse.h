@@ -12,7 +12,7 @@
 // over all pairs instead of 4).
 #pragma once
 
-#include <torch/types.h>
+#include <ATen/ATen.h>
 
 #include "ops/lse_tiles.h"
 

@@ -3,7 +3,7 @@
 // read or write out of bounds; a graph whose arrays do not change is validated once.
 #pragma once
 
-#include <torch/types.h>
+#include <ATen/ATen.h>
 
 namespace gkdfast {
 

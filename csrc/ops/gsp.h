@@ -3,7 +3,7 @@
 // torch.ops calls.
 #pragma once
 
-#include <torch/types.h>
+#include <ATen/ATen.h>
 
 #include <string>
 

@@ -16,7 +16,7 @@
 // CPU test suite exercises the orchestration the GPU runs.
 #pragma once
 
-#include <torch/types.h>
+#include <ATen/ATen.h>
 
 #include <tuple>
 

@@ -10,7 +10,7 @@
 // with exclude_self they take no part in a log-sum-exp and get weight 0.
 #pragma once
 
-#include <torch/types.h>
+#include <ATen/ATen.h>
 
 namespace gkdfast {
 

@@ -2,7 +2,7 @@
 // The Python layer (gkdfast.losses.lsp) validates first; these guard direct torch.ops calls.
 #pragma once
 
-#include <torch/types.h>
+#include <ATen/ATen.h>
 
 #include "common/similarity_kernels.h"
 

@@ -14,7 +14,7 @@
 // (ties: smaller v first); rows with fewer than k positive estimates are padded with (s, 0).
 #pragma once
 
-#include <torch/types.h>
+#include <ATen/ATen.h>
 
 namespace gkdfast {
 

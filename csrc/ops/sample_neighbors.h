@@ -12,7 +12,7 @@
 // positions rowptr[v] + p), out_col / out_eid in col's index dtype.
 #pragma once
 
-#include <torch/types.h>
+#include <ATen/ATen.h>
 
 #include <tuple>
 

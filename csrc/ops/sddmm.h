@@ -2,7 +2,7 @@
 // kernels.  The Python layer (gkdfast.sddmm) validates first; these guard direct torch.ops calls.
 #pragma once
 
-#include <torch/types.h>
+#include <ATen/ATen.h>
 
 namespace gkdfast {
 

@@ -10,7 +10,7 @@
 //     at node arg[b, f] only.  Every (node, feature) has one writer: deterministic, no atomics.
 #pragma once
 
-#include <torch/types.h>
+#include <ATen/ATen.h>
 
 #include <string>
 

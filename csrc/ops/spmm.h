@@ -3,7 +3,7 @@
 // validates first; these guard direct torch.ops calls.
 #pragma once
 
-#include <torch/types.h>
+#include <ATen/ATen.h>
 
 #include <string>
 

@@ -72,7 +72,7 @@ def _search(cw: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
     g = _SEARCH_GROUPS
     group = (r * (g / float(cw[-1]))).to(torch.int32).clamp_(0, g - 1)
     perm = torch.argsort(group, stable=True)
-    out = torch.empty(r.shape, dtype=torch.int64)
+    out = torch.empty(r.shape, dtype=torch.int64, device=r.device)
     out[perm] = torch.searchsorted(cw, r[perm])
     return out
 
@@ -192,8 +192,10 @@ def dcsbm(num_nodes: int = 100_000, avg_degree: float = 51, num_classes: int = 4
     * split: :func:`gkdfast.data.random_split` with ``train_per_class`` / ``val_per_class``.
 
     Memory: the edge draws (two int32 arrays of ``m``), the int32 CSR (``~2m``) and ``x`` are the
-    only full-size arrays.  ``dcsbm(num_nodes=2_450_000)`` (123.3M directed edges) measured 77
-    CPU-seconds and 2.15 GiB peak RSS on a shared 2-core machine (``/usr/bin/time -v``).
+    full-size arrays; while the CSR is built, two int8 arrays of ``m`` (each draw's destination range)
+    live beside them, made through one transient int32 array of ``m``.  ``dcsbm(num_nodes=2_450_000)``
+    (123.3M directed edges) measured 77 CPU-seconds and 2.15 GiB peak RSS on a shared 2-core machine
+    (``/usr/bin/time -v``; before the range ids, session 23).
 
     Calibration of the defaults (``mean_norm=5.0``, ``homophily=0.8``, 5 / 30 labels per class),
     measured at N = 100k (4.54M directed edges, edge homophily 0.776), avg_degree 51, 100 features,

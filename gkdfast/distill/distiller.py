@@ -33,7 +33,8 @@ from torch import Tensor, nn
 
 from gkdfast._io import atomic_write, save_checkpoint_file
 from gkdfast.distill.checkpoint_cadence import CheckpointCadence
-from gkdfast.distill.neighbourhood import neighbourhood_batch, pad_neighbour_rows, refuse_unmasked_terms
+from gkdfast.distill.neighbourhood import (neighbourhood_batch, pad_neighbour_rows, refuse_nonfinite_loss,
+                                          refuse_unmasked_terms)
 from gkdfast.distill import ddp as _ddp
 from gkdfast.distill.teacher_cache import TeacherOutputs, hash_tensor, teacher_outputs
 from gkdfast.distill.terms import Dims, LossTerm, StepContext
@@ -622,6 +623,8 @@ class Distiller:
                 loss = loss + reg
                 reported += values["regularization"]
             values["loss"] = reported
+            if batch_graph is not None and ddp is None:  # (under DDP one rank raising would hang the others)
+                refuse_nonfinite_loss(loss, "Distiller")
             return loss, values
 
         bar = None

@@ -19,7 +19,7 @@ from typing import Tuple
 import torch
 from torch import Tensor
 
-__all__ = ["neighbourhood_batch", "first_positions", "refuse_unmasked_terms", "pad_neighbour_rows"]
+__all__ = ["neighbourhood_batch", "first_positions", "refuse_unmasked_terms", "pad_neighbour_rows", "refuse_nonfinite_loss"]
 
 
 def first_positions(ids: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
@@ -53,6 +53,22 @@ def pad_neighbour_rows(centre_rows: Tensor, num_rows: int) -> Tensor:
     out = centre_rows.new_full((num_rows, centre_rows.size(1)), float("nan"))
     out[:centre_rows.size(0)] = centre_rows
     return out
+
+
+def refuse_nonfinite_loss(loss, who: str) -> None:
+    """One clear error for a non-finite step loss on a neighbourhood batch, whose neighbour rows of
+    the teacher's logits are NaN (:func:`pad_neighbour_rows`): a term that combines rows by
+    arithmetic instead of indexing them would otherwise turn the student's weights into NaN silently.
+
+    Example:
+        >>> refuse_nonfinite_loss(torch.tensor(0.5), "Distiller")   # a finite loss passes
+    """
+    if not bool(torch.isfinite(loss.detach()).all()):
+        raise FloatingPointError(
+            f"{who}: non-finite loss on a neighbourhood batch.  Its neighbour rows of the teacher's logits "
+            "are NaN (only the batch nodes' are read); a term must select rows by indexing with the "
+            "labelled / observed masks, not by multiplying with them; otherwise training diverged (lower "
+            "the learning rate)")
 
 
 def refuse_unmasked_terms(terms, who: str) -> None:

@@ -55,7 +55,10 @@ class StepContext:
             DDP only: under a process group go through ``forward``.
         neighbourhood: the batch is a neighbourhood batch (``Distiller(batch_edges="neighbours")``):
             the batch nodes, then their in-neighbours; ``graph`` holds the batch nodes' in-edges only,
-            and ``observed`` / ``labelled`` mark batch nodes only.
+            and ``observed`` / ``labelled`` mark batch nodes only.  ``teacher_logits`` is read for the
+            batch nodes alone and is NaN in the neighbour rows: select rows by indexing with the masks
+            (``t[mask.nonzero()]``), not by multiplying or ``torch.where`` (NaN · 0 is NaN, and
+            ``where``'s backward leaks it into the gradient).
     """
 
     nodes: Tensor
@@ -148,7 +151,8 @@ class LossTerm(nn.Module):
     needs_hidden = False
     needs_graph = False
     #: True when the term reads only the rows its mask selects (``labelled`` / ``observed``), so the
-    #: Distiller may run it on neighbourhood batches, whose neighbour rows both masks exclude.
+    #: Distiller may run it on neighbourhood batches, whose neighbour rows both masks exclude.  It must
+    #: *index* those rows: there the neighbour rows of ``teacher_logits`` are NaN (StepContext).
     masked_rows_only = False
 
     def __init__(self, weight: float = 1.0, nodes: str = "all"):

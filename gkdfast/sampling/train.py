@@ -239,7 +239,7 @@ class _TermsLoss:
         self.terms.to(device, dtype=logits.dtype)
 
     def __call__(self, item) -> Tensor:
-        from gkdfast.distill.neighbourhood import pad_neighbour_rows
+        from gkdfast.distill.neighbourhood import pad_neighbour_rows, refuse_nonfinite_loss
         from gkdfast.distill.terms import StepContext
 
         # A neighbourhood batch: every row gets logits and hidden, but only the centres (its first
@@ -274,6 +274,8 @@ class _TermsLoss:
                 self.reported += term.weight * float(v.detach())
         if not torch.is_tensor(loss):
             raise ValueError("gkdfast.sampling.fit_sampled: every term has weight 0")
+        if centred and self.pg is None:  # (under DDP one rank raising would hang the others)
+            refuse_nonfinite_loss(loss, "gkdfast.sampling.fit_sampled")
         return loss
 
 
