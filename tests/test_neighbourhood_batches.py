@@ -116,22 +116,31 @@ def test_neighbour_rows_change_nothing_for_per_node_terms():
         torch.testing.assert_close(out["neighbours"][name], w, rtol=0, atol=1e-12)
 
 
-def test_teacher_logits_are_read_for_the_centres_only(monkeypatch):
-    """KD reads the observed rows, i.e. the centres, so the teacher's logits of the neighbour rows are
-    not read: NaN there (a term that read them would show it in the loss); the centres' rows are the
-    teacher's, and the steps' losses stay finite."""
-    data, teacher = _problem()
+def spy_teacher_logit_rows(monkeypatch, teacher) -> list:
+    """Patches LogitKD so each step appends whether its context reads the teacher's logits for the
+    centres (the observed rows, first) only, NaN in the neighbour rows, the teacher's hidden rows for
+    every row (LSP compares each in-edge), and gives a finite KD value."""
     seen = []
     real = terms.LogitKD.forward
 
     def spy(self, ctx):
         b = int(ctx.observed.sum())
+        v = real(self, ctx)
         seen.append(torch.equal(ctx.teacher_logits[:b], teacher.logits[ctx.nodes[:b]])
                     and bool(ctx.teacher_logits[b:].isnan().all()) and ctx.nodes.numel() > b
-                    and torch.equal(ctx.teacher_hidden, teacher.hidden[ctx.nodes]))  # LSP reads every row
-        return real(self, ctx)
+                    and torch.equal(ctx.teacher_hidden, teacher.hidden[ctx.nodes]) and bool(torch.isfinite(v)))
+        return v
 
     monkeypatch.setattr(terms.LogitKD, "forward", spy)
+    return seen
+
+
+def test_teacher_logits_are_read_for_the_centres_only(monkeypatch):
+    """KD reads the observed rows, i.e. the centres, so the teacher's logits of the neighbour rows are
+    not read: NaN there (a term that read them would show it in the loss); the centres' rows are the
+    teacher's, and the steps' losses stay finite."""
+    data, teacher = _problem()
+    seen = spy_teacher_logit_rows(monkeypatch, teacher)
     res = Distiller(_student(), [terms.LogitKD(1.0), terms.LSP(1.0)], teacher, epochs=2, patience=None,
                     batch_size=50, batch_edges="neighbours").fit(data, data.x)
     assert seen == [True] * 8
