@@ -154,8 +154,9 @@ def _assume_constant(fn):
     nothing else.  The mark is set here directly because importing ``torch._dynamo`` costs about 2 s
     (``import gkdfast``: 3.0-3.2 s against 5.5-5.6 s on the 2-core development machine), which a
     process that neither compiles nor steps a torch optimiser (both load Dynamo themselves) need not
-    pay: ``gkdfast --help``, ``gkdfast generate``, reading data or results.  ``tests/test_compile.py`` checks that Dynamo's
-    decorator still sets exactly this mark; its fullgraph tests, that compiled calls do not graph-break."""
+    pay: ``gkdfast --help``, ``gkdfast generate``, reading data or results.  ``tests/test_compile.py``
+    checks that Dynamo's decorator still sets exactly this mark; its fullgraph tests, that compiled
+    calls do not graph-break."""
     fn._dynamo_marked_constant = True
     return fn
 

@@ -131,7 +131,11 @@ def test_grouped_search_is_searchsorted(monkeypatch):
     plain = dcsbm(num_nodes=3000, avg_degree=10, num_classes=5, feature_dim=4, seed=2)
     assert torch.equal(grouped.graph.rowptr, plain.graph.rowptr) and torch.equal(grouped.graph.col, plain.graph.col)
     assert grouped.extras["edge_homophily"] == plain.extras["edge_homophily"]
-    # labels past a byte: the same-label count must not fold them (an int8 cast is one-to-one up to 255)
+
+
+def test_labels_past_a_byte_are_counted_apart():
+    """The same-label count reads byte-wide labels when they fit; with 300 classes it must not fold
+    them (an int8 cast is one-to-one up to 255 only): all edges cross classes here."""
     many = dcsbm(num_nodes=3000, avg_degree=20, num_classes=300, feature_dim=4, homophily=0.0, seed=1)
     assert abs(many.extras["edge_homophily"] - edge_homophily(many.graph, many.y)) < 1e-6
 

@@ -624,7 +624,7 @@ class Distiller:
                 reported += values["regularization"]
             values["loss"] = reported
             if batch_graph is not None and ddp is None:  # (under DDP one rank raising would hang the others)
-                refuse_nonfinite_loss(loss, "Distiller")
+                refuse_nonfinite_loss(reported, "Distiller")
             return loss, values
 
         bar = None

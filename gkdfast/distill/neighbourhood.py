@@ -14,12 +14,14 @@ The expansion reads the centres' CSR rows only: ``O(Σ degree)`` per batch, neve
 """
 from __future__ import annotations
 
+import math
 from typing import Tuple
 
 import torch
 from torch import Tensor
 
-__all__ = ["neighbourhood_batch", "first_positions", "refuse_unmasked_terms", "pad_neighbour_rows", "refuse_nonfinite_loss"]
+__all__ = ["neighbourhood_batch", "first_positions", "refuse_unmasked_terms", "pad_neighbour_rows",
+           "refuse_nonfinite_loss"]
 
 
 def first_positions(ids: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
@@ -55,15 +57,16 @@ def pad_neighbour_rows(centre_rows: Tensor, num_rows: int) -> Tensor:
     return out
 
 
-def refuse_nonfinite_loss(loss, who: str) -> None:
+def refuse_nonfinite_loss(value: float, who: str) -> None:
     """One clear error for a non-finite step loss on a neighbourhood batch, whose neighbour rows of
     the teacher's logits are NaN (:func:`pad_neighbour_rows`): a term that combines rows by
     arithmetic instead of indexing them would otherwise turn the student's weights into NaN silently.
+    ``value``: the step's loss as the caller already reads it back (a float: no extra device sync).
 
     Example:
-        >>> refuse_nonfinite_loss(torch.tensor(0.5), "Distiller")   # a finite loss passes
+        >>> refuse_nonfinite_loss(0.5, "Distiller")   # a finite loss passes
     """
-    if not bool(torch.isfinite(loss.detach()).all()):
+    if not math.isfinite(value):
         raise FloatingPointError(
             f"{who}: non-finite loss on a neighbourhood batch.  Its neighbour rows of the teacher's logits "
             "are NaN (only the batch nodes' are read); a term must select rows by indexing with the "

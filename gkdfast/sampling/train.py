@@ -250,15 +250,14 @@ class _TermsLoss:
         seeds = batch.seeds.long()
         dev = logits.device
         t = self.teacher
-        rows_of = (lambda m, ids: None if m is None else gather_rows(m, ids).to(dev))
-        rows = (lambda m: rows_of(m, seeds))
+        rows = (lambda m, ids=seeds: None if m is None else gather_rows(m, ids).to(dev))
         observed = torch.ones(seeds.numel(), dtype=torch.bool, device=dev)
         if centred:
             observed[item.num_seeds:] = False
         labelled = gather_rows(self.data.train_mask, seeds).to(dev).bool() & observed
         # (the teacher's logits serve the observed rows only: on a neighbourhood batch, its centres)
         tl = getattr(t, "logits", None)
-        teacher_logits = (pad_neighbour_rows(rows_of(tl, seeds[:item.num_seeds]), seeds.numel())
+        teacher_logits = (pad_neighbour_rows(rows(tl, seeds[:item.num_seeds]), seeds.numel())
                           if centred and tl is not None else rows(tl))
         ctx = StepContext(nodes=seeds.to(dev), logits=logits, hidden=hidden,
                           teacher_logits=teacher_logits, teacher_hidden=rows(getattr(t, "hidden", None)),
@@ -275,7 +274,7 @@ class _TermsLoss:
         if not torch.is_tensor(loss):
             raise ValueError("gkdfast.sampling.fit_sampled: every term has weight 0")
         if centred and self.pg is None:  # (under DDP one rank raising would hang the others)
-            refuse_nonfinite_loss(loss, "gkdfast.sampling.fit_sampled")
+            refuse_nonfinite_loss(self.reported, "gkdfast.sampling.fit_sampled")
         return loss
 
 
