@@ -13,7 +13,7 @@
 // GKDFAST_NO_PYTHON (set by CMakeLists.txt): the plain C++ library for libtorch users, without
 // the pybind11 module and so without Python.
 #ifndef GKDFAST_NO_PYTHON
-#include <torch/extension.h>
+#include <pybind11/pybind11.h>
 #endif
 #include <torch/library.h>
 

@@ -23,7 +23,9 @@
 #include "common/online_softmax.h"
 
 #ifndef __CUDACC__
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/mm.h>
 #include <ATen/Parallel.h>
 #endif
 

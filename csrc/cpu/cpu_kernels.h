@@ -3,7 +3,7 @@
 // csrc/cpu/register_cpu.cpp.
 #pragma once
 
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
 
 #include <tuple>
 

@@ -6,7 +6,9 @@
 // shared rows without locks.  Rows are 4*dim bytes and the graph has many more nodes than threads,
 // so collisions are rare and harmless to SGD; `deterministic` runs the walks in order on one thread.
 #include <ATen/Parallel.h>
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/from_blob.h>
 
 #include <algorithm>
 #include <cmath>

@@ -4,7 +4,7 @@
 // contiguous range of groups: deterministic, and the mask does not depend on the thread count.
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
 
 #include <algorithm>
 #include <type_traits>

@@ -1,6 +1,7 @@
 // CPU edge softmax over each destination's in-edges (scores [E] or [E, H], heads independent).
 #include <ATen/Dispatch.h>
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty_like.h>
 
 #include <cmath>
 #include <limits>

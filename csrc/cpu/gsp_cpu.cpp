@@ -21,7 +21,11 @@
 // already holds both orders, row block I gets its complete gradient from its own tiles: the
 // column-side contributions never have to be scattered to other blocks.  The first term is one
 // GEMM per tile, (C .* other) @ S_J, formed in place in the tile buffer; the second a row sum.
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/TensorOperators.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/zeros.h>
+#include <ATen/ops/zeros_like.h>
 #include <ATen/Dispatch.h>
 #include <ATen/core/LegacyTypeDispatch.h>
 

@@ -4,7 +4,12 @@
 // coefficients are those derived in gsp_cpu.cpp's header comment.
 #include "cpu/gsp_pairwise_cpu.h"
 
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/TensorOperators.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/from_blob.h>
+#include <ATen/ops/zeros.h>
+#include <ATen/ops/zeros_like.h>
 #include <ATen/Dispatch.h>
 
 #include <cmath>

@@ -1,7 +1,7 @@
 // CPU GSP per-pair path (laplace), called by the gsp_tiled CPU entry points in gsp_cpu.cpp.
 #pragma once
 
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
 
 #include <tuple>
 

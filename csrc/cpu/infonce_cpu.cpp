@@ -10,7 +10,9 @@
 // [row_begin, row_begin + R) of the N candidates: anchor r draws as global row row_begin + r.
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/empty_like.h>
 
 #include <cmath>
 #include <limits>

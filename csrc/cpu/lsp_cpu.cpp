@@ -12,7 +12,10 @@
 //      the source side;
 //   2. rows of the transposed CSR: grad[j] += those scalars times s_i (or a sign term for laplace).
 #include <ATen/Dispatch.h>
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/zeros.h>
+#include <ATen/ops/zeros_like.h>
 
 #include <cmath>
 #include <vector>

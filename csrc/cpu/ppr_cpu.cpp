@@ -2,7 +2,8 @@
 // with its own dense scratch (estimates, residuals, flags) of N entries, reset through the list of
 // nodes the source touched, so a source costs O(nodes touched + pushes), never O(N).
 #include <ATen/Parallel.h>
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
 
 #include <algorithm>
 #include <cstdint>

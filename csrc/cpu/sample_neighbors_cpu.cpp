@@ -3,7 +3,8 @@
 // words, so the result is bitwise identical for any thread count and any batch composition.
 // The per-seed draw (common/neighbor_draw.h) is shared with the CUDA kernel.
 #include <ATen/Parallel.h>
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
 
 #include "cpu/cpu_kernels.h"
 #include "common/neighbor_draw.h"

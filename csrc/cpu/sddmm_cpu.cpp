@@ -1,7 +1,8 @@
 // CPU SDDMM: out[e] = a[i] . b[j] for every edge e = (j -> i), rows of the destination CSR in
 // degree-balanced parallel chunks; a[i] stays in L1 while the row's sources stream through.
 #include <ATen/Dispatch.h>
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
 
 #include "cpu/cpu_kernels.h"
 #include "common/cpu_parallel.h"

@@ -2,7 +2,7 @@
 // owns its output row (forward) or its nodes' rows (backward): deterministic, no atomics.
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
 
 #include <limits>
 #include <vector>

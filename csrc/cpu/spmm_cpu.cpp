@@ -2,7 +2,11 @@
 // row's output lives in L1 while its in-edges stream through, and features are processed with
 // vectorised row primitives.  No atomics anywhere, so results are bitwise reproducible.
 #include <ATen/Dispatch.h>
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/TensorOperators.h>
+#include <ATen/Parallel.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/zeros.h>
 
 #include "cpu/cpu_kernels.h"
 #include "common/cpu_parallel.h"

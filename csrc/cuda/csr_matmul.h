@@ -2,7 +2,7 @@
 // cuSPARSE headers: used by spmm (sum / mean) and by the staged LSP backward.
 #pragma once
 
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
 
 namespace gkdfast {
 namespace cuda {

@@ -3,7 +3,7 @@
 // csrc/cuda/register_cuda.cu.
 #pragma once
 
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
 
 #include <tuple>
 

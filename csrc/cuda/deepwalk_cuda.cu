@@ -3,7 +3,7 @@
 // over the CPU threads, huge pages, prefetched rows) runs it, and the embedding comes back on the
 // device.  The graph and starts are copied to the host once per call: O(N + E + W) bytes, next to
 // O(W * walk_length * window * negative * dim) work.
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
 
 #include "cpu/cpu_kernels.h"
 #include "cuda/cuda_kernels.h"

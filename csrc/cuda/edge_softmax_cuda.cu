@@ -9,6 +9,7 @@
 #include "cuda/heavy_rows.cuh"
 #include "ops/edge_softmax.h"
 #include "ops/graph_checks.h"
+#include <ATen/ops/empty_like.h>
 
 namespace gkdfast {
 namespace cuda {

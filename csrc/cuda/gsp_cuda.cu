@@ -17,6 +17,8 @@
 #include "cuda/gsp_tiles_cuda.h"
 #include "ops/gsp.h"
 #include "ops/gsp_tiles.h"
+#include <ATen/ops/empty.h>
+#include <ATen/ops/zeros.h>
 
 namespace gkdfast {
 namespace cuda {

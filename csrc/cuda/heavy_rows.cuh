@@ -10,6 +10,7 @@
 #pragma once
 
 #include "cuda/cuda_utils.cuh"
+#include <ATen/ops/zeros.h>
 
 namespace gkdfast {
 namespace cuda {

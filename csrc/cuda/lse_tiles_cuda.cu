@@ -14,6 +14,7 @@
 #include "common/tile_workspace.h"
 #include "cuda/cuda_utils.cuh"
 #include "cuda/lse_tiles_cuda.h"
+#include <ATen/ops/empty.h>
 
 namespace gkdfast {
 namespace cuda {

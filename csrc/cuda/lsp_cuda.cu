@@ -21,6 +21,8 @@
 #include "cuda/lsp_staged_cuda.h"
 #include "ops/graph_checks.h"
 #include "ops/lsp.h"
+#include <ATen/ops/empty.h>
+#include <ATen/ops/zeros.h>
 
 namespace gkdfast {
 namespace cuda {

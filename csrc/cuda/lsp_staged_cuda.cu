@@ -16,7 +16,12 @@
 //                the CSR and the transposed CSR (csr_matmul: cuSPARSE), the per-row sums by a warp
 //                per row.
 // Memory: a few scalars per edge, never E x d.  Deterministic: no atomics; fixed reductions.
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/TensorOperators.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/repeat_interleave.h>
+#include <ATen/ops/zeros.h>
+#include <ATen/ops/zeros_like.h>
 #include <ATen/Dispatch.h>
 
 #include "common/similarity_kernels.h"

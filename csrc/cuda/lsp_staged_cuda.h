@@ -3,7 +3,7 @@
 // laplace or the dtype is half.  Arguments already checked; tensors contiguous.
 #pragma once
 
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
 
 #include <tuple>
 

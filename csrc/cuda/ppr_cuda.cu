@@ -3,7 +3,7 @@
 // scratch arrays at once, so the push runs on the host (the CPU kernel, sources in parallel over the
 // CPU threads) and the result comes back on the device.  The graph and sources are copied to the
 // host once per call: O(N + E + S) bytes, next to O(S / (alpha * eps)) work.
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
 
 #include "cpu/cpu_kernels.h"
 #include "cuda/cuda_kernels.h"

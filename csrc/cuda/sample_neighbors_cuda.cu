@@ -2,7 +2,9 @@
 // seed range check), an exclusive scan (ATen), one thread per seed filling its own output slice with
 // the shared Philox draw (common/neighbor_draw.h).  The same words are drawn as on the CPU, so CPU
 // and CUDA pick bit-identical neighbours; no atomics on the outputs.
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/zeros.h>
 #include <c10/cuda/CUDAGuard.h>
 
 #include "cuda/cuda_kernels.h"

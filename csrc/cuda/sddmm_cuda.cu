@@ -6,6 +6,7 @@
 #include "cuda/edge_dot.cuh"
 #include "ops/graph_checks.h"
 #include "ops/sddmm.h"
+#include <ATen/ops/empty.h>
 
 namespace gkdfast {
 namespace cuda {

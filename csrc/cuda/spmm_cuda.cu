@@ -17,6 +17,11 @@
 #include "cuda/row_gather.cuh"
 #include "ops/graph_checks.h"
 #include "ops/spmm.h"
+#include <ATen/TensorOperators.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/where.h>
+#include <ATen/ops/zeros.h>
+#include <ATen/ops/zeros_like.h>
 
 namespace gkdfast {
 namespace cuda {

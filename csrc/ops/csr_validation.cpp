@@ -1,5 +1,6 @@
 #include "ops/csr_validation.h"
 
+#include <ATen/TensorOperators.h>
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <c10/core/StorageImpl.h>
@@ -12,6 +13,11 @@
 #include <memory>
 #include <mutex>
 #include <vector>
+#include <ATen/ops/arange.h>
+#include <ATen/ops/bincount.h>
+#include <ATen/ops/ones.h>
+#include <ATen/ops/repeat_interleave.h>
+#include <ATen/ops/stack.h>
 
 namespace gkdfast {
 namespace {

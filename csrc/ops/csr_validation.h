@@ -16,7 +16,7 @@
 // seen — documented).
 #pragma once
 
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
 
 namespace gkdfast {
 

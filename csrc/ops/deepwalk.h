@@ -24,7 +24,7 @@
 // shared matrices without locks (Hogwild, as word2vec), so the result depends on the timing.
 #pragma once
 
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
 
 namespace gkdfast {
 

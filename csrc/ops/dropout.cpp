@@ -1,6 +1,9 @@
 #include "ops/dropout.h"
 
 #include <cmath>
+#include <ATen/ops/empty_like.h>
+#include <ATen/ops/mul.h>
+#include <ATen/ops/zeros.h>
 
 namespace gkdfast {
 

@@ -11,7 +11,7 @@
 // backward: torch's dropout keeps one of x's size (its dtype on CPU) for backward.
 #pragma once
 
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
 
 #include <cstdint>
 

@@ -3,7 +3,7 @@
 // calls, where a score tensor shorter than the edge list would be read out of bounds.
 #pragma once
 
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
 
 namespace gkdfast {
 

@@ -12,7 +12,7 @@
 // over all pairs instead of 4).
 #pragma once
 
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
 
 #include "ops/lse_tiles.h"
 

@@ -3,7 +3,7 @@
 // read or write out of bounds; a graph whose arrays do not change is validated once.
 #pragma once
 
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
 
 namespace gkdfast {
 

@@ -1,4 +1,6 @@
 #include "ops/gsp.h"
+#include <ATen/ops/full.h>
+#include <ATen/ops/zeros.h>
 
 namespace gkdfast {
 

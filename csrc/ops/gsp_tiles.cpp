@@ -1,7 +1,12 @@
 // GSP GEMM-tile driver and its host epilogue (see gsp_tiles.h).
 #include "ops/gsp_tiles.h"
 
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/TensorOperators.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/mm.h>
+#include <ATen/ops/zeros.h>
+#include <ATen/ops/zeros_like.h>
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 

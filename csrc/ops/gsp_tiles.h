@@ -16,7 +16,7 @@
 // CPU test suite exercises the orchestration the GPU runs.
 #pragma once
 
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
 
 #include <tuple>
 

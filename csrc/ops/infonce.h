@@ -12,7 +12,7 @@
 // loss and lse come back in the accumulation dtype (float64 for float64 input, else float32).
 #pragma once
 
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
 
 #include <tuple>
 

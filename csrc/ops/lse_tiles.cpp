@@ -1,7 +1,10 @@
 // ATen implementation of LseTileOps and the tile shapes (see lse_tiles.h).
 #include "ops/lse_tiles.h"
 
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/TensorOperators.h>
+#include <ATen/ops/logaddexp.h>
+#include <ATen/ops/logsumexp.h>
 
 #include <algorithm>
 #include <cmath>

@@ -10,7 +10,7 @@
 // with exclude_self they take no part in a log-sum-exp and get weight 0.
 #pragma once
 
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
 
 namespace gkdfast {
 

@@ -2,7 +2,7 @@
 // The Python layer (gkdfast.losses.lsp) validates first; these guard direct torch.ops calls.
 #pragma once
 
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
 
 #include "common/similarity_kernels.h"
 

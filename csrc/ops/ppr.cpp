@@ -1,6 +1,5 @@
 #include "ops/ppr.h"
 
-#include <torch/library.h>
 
 #include "ops/graph_checks.h"
 

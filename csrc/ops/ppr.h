@@ -14,7 +14,7 @@
 // (ties: smaller v first); rows with fewer than k positive estimates are padded with (s, 0).
 #pragma once
 
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
 
 namespace gkdfast {
 

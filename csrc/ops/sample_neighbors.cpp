@@ -1,6 +1,5 @@
 #include "ops/sample_neighbors.h"
 
-#include <torch/library.h>
 
 #include "ops/graph_checks.h"
 

@@ -12,7 +12,7 @@
 // positions rowptr[v] + p), out_col / out_eid in col's index dtype.
 #pragma once
 
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
 
 #include <tuple>
 

@@ -2,7 +2,7 @@
 // kernels.  The Python layer (gkdfast.sddmm) validates first; these guard direct torch.ops calls.
 #pragma once
 
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
 
 namespace gkdfast {
 

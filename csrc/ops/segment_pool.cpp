@@ -2,6 +2,8 @@
 
 #include "ops/csr_validation.h"
 #include "ops/graph_checks.h"
+#include <ATen/ops/empty.h>
+#include <ATen/ops/zeros.h>
 
 namespace gkdfast {
 namespace {

@@ -10,7 +10,7 @@
 //     at node arg[b, f] only.  Every (node, feature) has one writer: deterministic, no atomics.
 #pragma once
 
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
 
 #include <string>
 

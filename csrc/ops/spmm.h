@@ -3,7 +3,7 @@
 // validates first; these guard direct torch.ops calls.
 #pragma once
 
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
 
 #include <string>
 
