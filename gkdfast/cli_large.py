@@ -10,9 +10,9 @@ import sys
 __all__ = ["add_large_args", "wants_large", "run_large", "parse_fanouts", "DEFAULT_SAMPLED_ABOVE"]
 
 DEFAULT_SAMPLED_ABOVE = 1_000_000  # nodes: above this, full-batch training does not fit a 24 GiB machine
-# The students' schedule flags (distill_large's patience, student_min_steps, min_patience_steps): the
+# The students' schedule flags (distill_large's patience, student_min_steps, min/max_patience_steps): the
 # pipeline's own, so given without it they stop the run rather than being ignored.
-PIPELINE_STEPS = {"patience": 5, "min_steps": 600, "min_patience_steps": 100}
+PIPELINE_STEPS = {"patience": 5, "min_steps": 600, "min_patience_steps": 100, "max_patience_steps": 3000}
 
 
 def parse_fanouts(text: str) -> tuple:
@@ -54,6 +54,9 @@ def add_large_args(parser) -> None:
                         "one of its epochs is one step")
     g.add_argument("--min-patience-steps", type=int, default=None,
                    help=f"early-stopping patience in steps at least (default {PIPELINE_STEPS['min_patience_steps']})")
+    g.add_argument("--max-patience-steps", type=int, default=None,
+                   help="early-stopping patience in steps at most, rounded up to whole epochs (default "
+                        f"{PIPELINE_STEPS['max_patience_steps']}): on a huge graph one epoch is thousands of steps")
     g.add_argument("--chunk-rows", type=int, default=65536,
                    help="rows per block of layer-wise teacher inference (default 65536; lower = less memory)")
     g.add_argument("--no-memory-check", action="store_true",
@@ -97,6 +100,9 @@ def run_large(args, data, log=None, group=None) -> int:
                     ("--min-patience-steps", _flag(args, "min_patience_steps"))):
         if v < 0:
             raise ValueError(f"{flag} must be >= 0, got {v}")
+    if _flag(args, "max_patience_steps") < max(1, _flag(args, "min_patience_steps")):
+        raise ValueError(f"--max-patience-steps must be >= max(1, --min-patience-steps = "
+                         f"{_flag(args, 'min_patience_steps')}), got {_flag(args, 'max_patience_steps')}")
     if args.setting != "transductive":
         raise ValueError("--setting inductive is not supported with --sampled (the out-of-core pipeline is "
                          "transductive: the teacher's outputs cover every node)")
@@ -153,6 +159,7 @@ def _run(args, data, teacher, student, methods, fanouts, overrides, log, main=Tr
         batch_size=args.batch_size, chunk_rows=args.chunk_rows, student=student.name, student_hidden=student.hidden,
         student_dropout=args.dropout, method=methods, student_epochs=args.epochs or 20, patience=_flag(args, "patience"),
         student_min_steps=_flag(args, "min_steps"), min_patience_steps=_flag(args, "min_patience_steps"),
+        max_patience_steps=_flag(args, "max_patience_steps"),
         seed=args.seed,
         out_dir=args.out, cache_dir=args.cache_dir, progress=not args.quiet and not args.no_progress,
         check_memory_first=not args.no_memory_check, overrides=overrides, log=log)

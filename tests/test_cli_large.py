@@ -80,6 +80,7 @@ def test_sampled_run_with_a_gnn_student(tmp_path):
     (["--methods", "glnn,gsp", "--set", "gsp.nope=1"], "unknown hyperparameter 'nope'"),
     (["--patience", "0"], "--patience must be >= 1"),
     (["--min-steps", "-1"], "--min-steps must be >= 0"),
+    (["--max-patience-steps", "50"], "--max-patience-steps must be >= max(1, --min-patience-steps = 100)"),
     (["--chunk-rows", "0"], "--chunk-rows must be >= 1"),
     (["--set", "glnn.nope=1"], "unknown hyperparameter 'nope'"),
     (["--setting", "inductive"], "not supported with --sampled"),

@@ -125,6 +125,21 @@ def test_student_schedule_counts_steps():
     assert sched("none", {}, num_train=235, **{**kw, "patience": None})["patience"] is None
 
 
+def test_patience_has_a_ceiling_in_steps():
+    """At 10^7 nodes an epoch is 2,442 steps: the 3,000-step ceiling leaves 2 epochs of patience, not 5;
+    at 2.45·10^6 (599 steps) 5 epochs are 2,995 steps and stand; the floor still wins on tiny epochs."""
+    sched = large.student_schedule
+    kw = dict(num_train=235, batch_size=4096, epochs=20, patience=5, min_steps=600, min_patience_steps=100,
+              max_patience_steps=3000)
+    assert sched("glnn", {}, num_pool=10**7, **kw)["patience"] == 2
+    assert sched("glnn", {}, num_pool=2_450_000, **kw)["patience"] == 5
+    assert sched("glnn", {}, num_pool=10**9, **kw)["patience"] == 1  # never below one epoch
+    assert sched("none", {}, num_pool=10**7, **kw)["patience"] == 100  # one-step epochs: the floor
+    assert sched("glnn", {}, num_pool=10**7, **{**kw, "max_patience_steps": None})["patience"] == 5
+    assert sched("glnn", {"patience": 9}, num_pool=10**7, **kw)["patience"] == 9  # a method's own setting
+    assert sched("glnn", {}, num_pool=10**7, **{**kw, "patience": None})["patience"] is None
+
+
 def test_few_labels_train_by_steps_and_gsp_on_batches_that_carry_them(tmp_path, monkeypatch):
     """80 labelled nodes among 800, batches of 200: GSP's batches start with every training node (one
     step per epoch), the label-only baseline (one step per epoch too) is raised to the step floor."""
@@ -154,6 +169,8 @@ def test_few_labels_train_by_steps_and_gsp_on_batches_that_carry_them(tmp_path, 
         4 * st["student:glnn"]["epochs"] <= 12
     with pytest.raises(ValueError, match="student_min_steps must be an int >= 0"):
         distill_large(data, teacher=teacher, student_min_steps=-1, out_dir=str(tmp_path))
+    with pytest.raises(ValueError, match=r"max_patience_steps must be None or an int >= max\(1, min_patience_steps"):
+        distill_large(data, teacher=teacher, min_patience_steps=100, max_patience_steps=99, out_dir=str(tmp_path))
 
 
 def test_nosmog_trains_on_features_joined_to_streaming_positions(tmp_path, monkeypatch):

@@ -23,7 +23,9 @@ throughput and its own peak RSS in the ``stages`` table):
    epoch); ``docs/scale.md`` measures this against partition batches and ``passes="separate"`` at
    2·10⁵ and 2.45·10⁶ nodes.  Every student's budget is at least ``student_min_steps`` optimiser steps
    and its patience at least ``min_patience_steps`` steps, however few steps an epoch holds (early
-   stopping may still end it sooner).  With
+   stopping may still end it sooner), and at most ``max_patience_steps`` steps (rounded up to whole
+   epochs), however many an epoch holds: at 10⁷ nodes a GLNN epoch is 2,441 steps, and five epochs of
+   patience after the best one were three quarters of the student stage.  With
    ``student="sage"`` (``gcn``, ``gin``, ``gat``) the student is a GNN trained on neighbour-sampled
    batches with the same terms over each batch's seeds (:mod:`gkdfast.distill.large_gnn`).
 5. ``baseline``: the same MLP trained on labels alone (the "no KD" row), on the same step budget.
@@ -209,7 +211,7 @@ def _method_overrides(methods: Sequence[str], overrides: Optional[dict]) -> Dict
 
 def student_schedule(method: str, params: dict, *, num_train: int, num_pool: int, batch_size: int, epochs: int,
                      patience: Optional[int], min_steps: int = 0, min_patience_steps: int = 0,
-                     passes: str = "joint") -> dict:
+                     max_patience_steps: Optional[int] = None, passes: str = "joint") -> dict:
     """The pipeline's training schedule of one student: ``batching``, ``batch_edges``, ``epochs`` and
     ``patience``.
 
@@ -219,6 +221,8 @@ def student_schedule(method: str, params: dict, *, num_train: int, num_pool: int
     raised so the student's budget is at least ``min_steps`` steps and its patience at least
     ``min_patience_steps`` steps (early stopping may still end it sooner):
     with 235 labelled nodes among 2.45·10⁶, 20 epochs of the label-only baseline would be 20 steps.
+    ``patience`` is then lowered to at most ``ceil(max_patience_steps / steps)`` epochs (at least one):
+    early stopping counts epochs, and on a huge pool an epoch of patience is thousands of steps.
     Methods in :data:`LABELLED_FIRST_METHODS` take ``batching="labelled_first"`` while the training nodes
     fill at most half a batch (with ``passes="joint"``); those in :data:`NEIGHBOURHOOD_METHODS` ``batch_edges="neighbours"``.  What
     ``params`` (the method's overrides) sets is kept as given.
@@ -227,6 +231,7 @@ def student_schedule(method: str, params: dict, *, num_train: int, num_pool: int
         method: a recipe name or ``"none"``.  params: its overrides (``epochs``, ``patience``,
             ``batching`` and ``batch_edges`` are read).  num_train / num_pool: training nodes / all nodes.
         batch_size, epochs, patience: the pipeline's settings.  min_steps, min_patience_steps: floors.
+        max_patience_steps: the ceiling on patience, in steps (None: none).
         passes: the recipe's ``passes`` (``"joint"`` or ``"separate"``).
 
     Returns:
@@ -237,6 +242,10 @@ def student_schedule(method: str, params: dict, *, num_train: int, num_pool: int
         ...                      patience=5, min_steps=600, min_patience_steps=100)
         >>> s["batching"], s["epochs"], s["patience"], s["steps_per_epoch"]
         ('labelled_first', 600, 100, 1)
+        >>> s = student_schedule("glnn", {}, num_train=10**5, num_pool=10**7, batch_size=4096, epochs=20,
+        ...                      patience=5, max_patience_steps=3000)
+        >>> s["steps_per_epoch"], s["patience"]
+        (2442, 2)
     """
     batching = params.get("batching")
     if batching is None:
@@ -252,6 +261,8 @@ def student_schedule(method: str, params: dict, *, num_train: int, num_pool: int
            "batch_edges": params.get("batch_edges", "neighbours" if method in NEIGHBOURHOOD_METHODS else "induced"),
            "epochs": max(epochs, -(-min_steps // steps)),
            "patience": None if patience is None else max(patience, -(-min_patience_steps // steps))}
+    if out["patience"] is not None and max_patience_steps is not None:
+        out["patience"] = min(out["patience"], max(1, -(-max_patience_steps // steps)))
     out.update({k: params[k] for k in ("epochs", "patience") if k in params})
     return out
 
@@ -267,7 +278,8 @@ def distill_large(data, *, teacher: Union[str, nn.Module] = "sage", hidden: int 
                   student: str = "mlp", student_hidden: Optional[int] = None,
                   method: Union[str, Sequence[str]] = "glnn",
                   student_epochs: int = 20, student_dropout: float = 0.5, patience: Optional[int] = 5,
-                  student_min_steps: int = 600, min_patience_steps: int = 100, eval_batch_size: int = 65536,
+                  student_min_steps: int = 600, min_patience_steps: int = 100,
+                  max_patience_steps: Optional[int] = 3000, eval_batch_size: int = 65536,
                   seed: int = 0, out_dir: str = "gkdfast-large", cache_dir: Optional[str] = None,
                   progress: bool = True, check_memory_first: bool = True, overrides: Optional[dict] = None,
                   log: Callable[[str], None] = lambda s: None, distributed="auto", process_group=None) -> dict:
@@ -296,6 +308,9 @@ def distill_large(data, *, teacher: Union[str, nn.Module] = "sage", hidden: int 
             steps and its patience, in steps, are at least these (early stopping may end it sooner); with few labelled nodes an epoch of the baseline is
             one step (:func:`student_schedule`, which also picks GSP's and G-CRD's batches; a method's
             own ``epochs`` / ``patience`` / ``batching`` in ``overrides`` are used as given).
+        max_patience_steps: and their patience at most this many steps, rounded up to whole epochs
+            (None: no ceiling).  The default, 3,000 steps of 4,096 rows (12 M rows without a better
+            validation accuracy), leaves every graph up to 2.45·10⁶ nodes at ``patience`` epochs.
         student_dropout: MLP dropout.
         eval_batch_size: rows per evaluation batch.
         seed: weights, batch order and sampling.  out_dir: checkpoints, teacher weights and results.
@@ -372,6 +387,10 @@ def distill_large(data, *, teacher: Union[str, nn.Module] = "sage", hidden: int 
     for what, v in (("student_min_steps", student_min_steps), ("min_patience_steps", min_patience_steps)):
         if not isinstance(v, int) or isinstance(v, bool) or v < 0:
             raise ValueError(f"distill_large: {what} must be an int >= 0, got {v!r}")
+    if max_patience_steps is not None and (not isinstance(max_patience_steps, int) or isinstance(max_patience_steps, bool)
+                                           or max_patience_steps < max(1, min_patience_steps)):
+        raise ValueError(f"distill_large: max_patience_steps must be None or an int >= max(1, min_patience_steps = "
+                         f"{min_patience_steps}), got {max_patience_steps!r}")
     fanouts = tuple(int(k) for k in fanouts)
     if len(fanouts) != num_layers or any(k < 1 for k in fanouts):
         raise ValueError(f"distill_large: fanouts must be {num_layers} positive ints (one per layer), got {fanouts}")
@@ -504,7 +523,8 @@ def distill_large(data, *, teacher: Union[str, nn.Module] = "sage", hidden: int 
         kw = {"batch_size": batch_size, **params}
         sched = student_schedule(name, params, num_train=num_train, num_pool=n, batch_size=kw["batch_size"],
                                  epochs=student_epochs, patience=patience, min_steps=student_min_steps,
-                                 min_patience_steps=min_patience_steps, passes=_recipes.get(name, **kw).passes)
+                                 min_patience_steps=min_patience_steps, max_patience_steps=max_patience_steps,
+                                 passes=_recipes.get(name, **kw).passes)
         kw.update(batching=sched["batching"], batch_edges=sched["batch_edges"], epochs=sched["epochs"],
                   patience=sched["patience"])
         recipe = _recipes.get(name, **kw)
