@@ -47,7 +47,7 @@ def add_large_args(parser) -> None:
     g.add_argument("--teacher-epochs", type=int, default=3, help="sampled teacher epochs (default 3)")
     g.add_argument("--patience", type=int, default=None,
                    help=f"students' early-stopping patience in epochs (default {PIPELINE_STEPS['patience']}; "
-                        "at least --min-patience-steps steps)")
+                        "at least --min-patience-steps steps, at most --max-patience-steps)")
     g.add_argument("--min-steps", type=int, default=None,
                    help="each student's step budget is at least this, the label-only baseline's too (default "
                         f"{PIPELINE_STEPS['min_steps']}; early stopping may end it sooner): with few labels "
@@ -56,7 +56,8 @@ def add_large_args(parser) -> None:
                    help=f"early-stopping patience in steps at least (default {PIPELINE_STEPS['min_patience_steps']})")
     g.add_argument("--max-patience-steps", type=int, default=None,
                    help="early-stopping patience in steps at most, rounded up to whole epochs (default "
-                        f"{PIPELINE_STEPS['max_patience_steps']}): on a huge graph one epoch is thousands of steps")
+                        f"{PIPELINE_STEPS['max_patience_steps']}; 0: no ceiling; --min-patience-steps wins over "
+                        "it): on a huge graph one epoch is thousands of steps")
     g.add_argument("--chunk-rows", type=int, default=65536,
                    help="rows per block of layer-wise teacher inference (default 65536; lower = less memory)")
     g.add_argument("--no-memory-check", action="store_true",
@@ -65,8 +66,8 @@ def add_large_args(parser) -> None:
 
 def wants_large(args, data) -> bool:
     """Whether this ``distill`` run goes through the out-of-core pipeline.  A run that does not but was
-    given the pipeline's schedule flags (``--patience``, ``--min-steps``, ``--min-patience-steps``)
-    stops with a ValueError naming ``--set METHOD.patience=N``, the per-recipe way."""
+    given the pipeline's schedule flags (``--patience``, ``--min-steps``, ``--min-patience-steps``,
+    ``--max-patience-steps``) stops with a ValueError naming ``--set METHOD.patience=N``, the per-recipe way."""
     above = getattr(args, "sampled_above", 0) or 0
     large = bool(getattr(args, "sampled", False)) or (above > 0 and data.num_nodes >= above)
     given = [f"--{k.replace('_', '-')}" for k in PIPELINE_STEPS if getattr(args, k, None) is not None]
@@ -100,9 +101,8 @@ def run_large(args, data, log=None, group=None) -> int:
                     ("--min-patience-steps", _flag(args, "min_patience_steps"))):
         if v < 0:
             raise ValueError(f"{flag} must be >= 0, got {v}")
-    if _flag(args, "max_patience_steps") < max(1, _flag(args, "min_patience_steps")):
-        raise ValueError(f"--max-patience-steps must be >= max(1, --min-patience-steps = "
-                         f"{_flag(args, 'min_patience_steps')}), got {_flag(args, 'max_patience_steps')}")
+    if _flag(args, "max_patience_steps") < 0:
+        raise ValueError(f"--max-patience-steps must be >= 0 (0: no ceiling), got {_flag(args, 'max_patience_steps')}")
     if args.setting != "transductive":
         raise ValueError("--setting inductive is not supported with --sampled (the out-of-core pipeline is "
                          "transductive: the teacher's outputs cover every node)")
@@ -159,7 +159,7 @@ def _run(args, data, teacher, student, methods, fanouts, overrides, log, main=Tr
         batch_size=args.batch_size, chunk_rows=args.chunk_rows, student=student.name, student_hidden=student.hidden,
         student_dropout=args.dropout, method=methods, student_epochs=args.epochs or 20, patience=_flag(args, "patience"),
         student_min_steps=_flag(args, "min_steps"), min_patience_steps=_flag(args, "min_patience_steps"),
-        max_patience_steps=_flag(args, "max_patience_steps"),
+        max_patience_steps=_flag(args, "max_patience_steps") or None,
         seed=args.seed,
         out_dir=args.out, cache_dir=args.cache_dir, progress=not args.quiet and not args.no_progress,
         check_memory_first=not args.no_memory_check, overrides=overrides, log=log)

@@ -45,7 +45,8 @@ def test_sampled_run_writes_results_with_stages(tmp_path, capsys):
 def test_sampled_run_with_several_methods(tmp_path):
     """GLNN and GSP in one run: a student stage each, one row each, the --set aimed at its method."""
     rc, out = _run_with_saved_teacher(tmp_path, "--methods", "glnn,gsp", "--set", "gsp.proj_dim=8",
-                                      "--min-steps", "9", "--min-patience-steps", "0", "--patience", "50")
+                                      "--min-steps", "9", "--min-patience-steps", "0", "--patience", "50",
+                                      "--max-patience-steps", "12")
     assert rc == 0
     res = json.loads((out / "results.json").read_text())
     assert [s["stage"] for s in res["stages"]] == ["teacher", "inference", "student:glnn", "student:gsp",
@@ -57,6 +58,8 @@ def test_sampled_run_with_several_methods(tmp_path):
     assert (st["student:gsp"]["batching"], st["student:gsp"]["steps"]) == ("labelled_first", 9)
     assert (st["baseline"]["epochs"], st["baseline"]["steps"]) == (9, 9)
     assert (st["student:glnn"]["epochs"], st["student:glnn"]["steps"]) == (2, 10)
+    # patience 50 epochs, at most 12 steps: 3 epochs of GLNN's 5 steps, 12 of the one-step epochs
+    assert [st[k]["patience"] for k in ("student:glnn", "student:gsp", "baseline")] == [3, 12, 12]
 
 
 def test_sampled_run_with_a_gnn_student(tmp_path):
@@ -80,7 +83,7 @@ def test_sampled_run_with_a_gnn_student(tmp_path):
     (["--methods", "glnn,gsp", "--set", "gsp.nope=1"], "unknown hyperparameter 'nope'"),
     (["--patience", "0"], "--patience must be >= 1"),
     (["--min-steps", "-1"], "--min-steps must be >= 0"),
-    (["--max-patience-steps", "50"], "--max-patience-steps must be >= max(1, --min-patience-steps = 100)"),
+    (["--max-patience-steps", "-1"], "--max-patience-steps must be >= 0 (0: no ceiling)"),
     (["--chunk-rows", "0"], "--chunk-rows must be >= 1"),
     (["--set", "glnn.nope=1"], "unknown hyperparameter 'nope'"),
     (["--setting", "inductive"], "not supported with --sampled"),
@@ -94,6 +97,7 @@ def test_bad_large_arguments_give_one_line(tmp_path, capsys, args, needle):
 
 @pytest.mark.parametrize("args,needle", [
     (["--task", "graph", "--patience", "5"], "--patience: not supported on graph classification"),
+    (["--task", "graph", "--max-patience-steps", "5"], "--max-patience-steps: not supported on graph classification"),
     (["--protocol", "published", "--min-steps", "10"], "--protocol published sets the models and setting of each "
                                                        "recipe; drop --min-steps"),
 ])

@@ -138,6 +138,13 @@ def test_patience_has_a_ceiling_in_steps():
     assert sched("glnn", {}, num_pool=10**7, **{**kw, "max_patience_steps": None})["patience"] == 5
     assert sched("glnn", {"patience": 9}, num_pool=10**7, **kw)["patience"] == 9  # a method's own setting
     assert sched("glnn", {}, num_pool=10**7, **{**kw, "patience": None})["patience"] is None
+    # the floor wins where the two meet: 5,000 steps need 3 epochs of 2,442
+    assert sched("glnn", {}, num_pool=10**7, **{**kw, "min_patience_steps": 5000})["patience"] == 3
+    assert sched("gsp", {}, num_pool=10**7, **{**kw, "max_patience_steps": 50})["patience"] == 100  # labelled_first
+    assert sched("gsp", {}, num_pool=10**7, **{**kw, "max_patience_steps": 50, "min_patience_steps": 0})[
+        "patience"] == 5
+    sep = sched("glnn", {}, num_pool=10**7, passes="separate", **kw)  # 1 label step + 2,441 pool steps
+    assert (sep["steps_per_epoch"], sep["patience"]) == (2442, 2)
 
 
 def test_few_labels_train_by_steps_and_gsp_on_batches_that_carry_them(tmp_path, monkeypatch):
@@ -169,8 +176,9 @@ def test_few_labels_train_by_steps_and_gsp_on_batches_that_carry_them(tmp_path, 
         4 * st["student:glnn"]["epochs"] <= 12
     with pytest.raises(ValueError, match="student_min_steps must be an int >= 0"):
         distill_large(data, teacher=teacher, student_min_steps=-1, out_dir=str(tmp_path))
-    with pytest.raises(ValueError, match=r"max_patience_steps must be None or an int >= max\(1, min_patience_steps"):
-        distill_large(data, teacher=teacher, min_patience_steps=100, max_patience_steps=99, out_dir=str(tmp_path))
+    for bad in (0, True, 2.5, "3000"):
+        with pytest.raises(ValueError, match="max_patience_steps must be None or a positive int"):
+            distill_large(data, teacher=teacher, max_patience_steps=bad, out_dir=str(tmp_path))
 
 
 def test_nosmog_trains_on_features_joined_to_streaming_positions(tmp_path, monkeypatch):

@@ -5,6 +5,11 @@
 #include <ATen/Parallel.h>
 #include <c10/core/StorageImpl.h>
 #include <c10/util/intrusive_ptr.h>
+#include <ATen/ops/arange.h>
+#include <ATen/ops/bincount.h>
+#include <ATen/ops/ones.h>
+#include <ATen/ops/repeat_interleave.h>
+#include <ATen/ops/stack.h>
 
 #include <algorithm>
 #include <atomic>
@@ -13,11 +18,6 @@
 #include <memory>
 #include <mutex>
 #include <vector>
-#include <ATen/ops/arange.h>
-#include <ATen/ops/bincount.h>
-#include <ATen/ops/ones.h>
-#include <ATen/ops/repeat_interleave.h>
-#include <ATen/ops/stack.h>
 
 namespace gkdfast {
 namespace {

@@ -1,6 +1,5 @@
 #include "ops/deepwalk.h"
 
-
 #include <algorithm>
 #include <cmath>
 

@@ -1,9 +1,10 @@
 #include "ops/dropout.h"
 
-#include <cmath>
 #include <ATen/ops/empty_like.h>
 #include <ATen/ops/mul.h>
 #include <ATen/ops/zeros.h>
+
+#include <cmath>
 
 namespace gkdfast {
 

@@ -1,6 +1,5 @@
 #include "ops/graph_checks.h"
 
-
 #include "common/reducers.h"
 #include "ops/csr_validation.h"
 

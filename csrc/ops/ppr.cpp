@@ -1,6 +1,5 @@
 #include "ops/ppr.h"
 
-
 #include "ops/graph_checks.h"
 
 namespace gkdfast {

@@ -1,6 +1,5 @@
 #include "ops/sample_neighbors.h"
 
-
 #include "ops/graph_checks.h"
 
 namespace gkdfast {

@@ -24,8 +24,8 @@ throughput and its own peak RSS in the ``stages`` table):
    2·10⁵ and 2.45·10⁶ nodes.  Every student's budget is at least ``student_min_steps`` optimiser steps
    and its patience at least ``min_patience_steps`` steps, however few steps an epoch holds (early
    stopping may still end it sooner), and at most ``max_patience_steps`` steps (rounded up to whole
-   epochs), however many an epoch holds: at 10⁷ nodes a GLNN epoch is 2,441 steps, and five epochs of
-   patience after the best one were three quarters of the student stage.  With
+   epochs; the floor wins where the two meet), however many an epoch holds: at 10⁷ nodes a GLNN epoch
+   is 2,442 steps, and five epochs of patience after the best one were five sixths of its stage.  With
    ``student="sage"`` (``gcn``, ``gin``, ``gat``) the student is a GNN trained on neighbour-sampled
    batches with the same terms over each batch's seeds (:mod:`gkdfast.distill.large_gnn`).
 5. ``baseline``: the same MLP trained on labels alone (the "no KD" row), on the same step budget.
@@ -221,8 +221,9 @@ def student_schedule(method: str, params: dict, *, num_train: int, num_pool: int
     raised so the student's budget is at least ``min_steps`` steps and its patience at least
     ``min_patience_steps`` steps (early stopping may still end it sooner):
     with 235 labelled nodes among 2.45·10⁶, 20 epochs of the label-only baseline would be 20 steps.
-    ``patience`` is then lowered to at most ``ceil(max_patience_steps / steps)`` epochs (at least one):
-    early stopping counts epochs, and on a huge pool an epoch of patience is thousands of steps.
+    ``patience`` is then lowered to at most ``ceil(max_patience_steps / steps)`` epochs (at least one,
+    and never below the ``min_patience_steps`` floor): early stopping counts epochs, and on a huge pool an
+    epoch of patience is thousands of steps.
     Methods in :data:`LABELLED_FIRST_METHODS` take ``batching="labelled_first"`` while the training nodes
     fill at most half a batch (with ``passes="joint"``); those in :data:`NEIGHBOURHOOD_METHODS` ``batch_edges="neighbours"``.  What
     ``params`` (the method's overrides) sets is kept as given.
@@ -231,7 +232,7 @@ def student_schedule(method: str, params: dict, *, num_train: int, num_pool: int
         method: a recipe name or ``"none"``.  params: its overrides (``epochs``, ``patience``,
             ``batching`` and ``batch_edges`` are read).  num_train / num_pool: training nodes / all nodes.
         batch_size, epochs, patience: the pipeline's settings.  min_steps, min_patience_steps: floors.
-        max_patience_steps: the ceiling on patience, in steps (None: none).
+        max_patience_steps: the ceiling on patience, in steps (None: none); the floor wins over it.
         passes: the recipe's ``passes`` (``"joint"`` or ``"separate"``).
 
     Returns:
@@ -262,7 +263,8 @@ def student_schedule(method: str, params: dict, *, num_train: int, num_pool: int
            "epochs": max(epochs, -(-min_steps // steps)),
            "patience": None if patience is None else max(patience, -(-min_patience_steps // steps))}
     if out["patience"] is not None and max_patience_steps is not None:
-        out["patience"] = min(out["patience"], max(1, -(-max_patience_steps // steps)))
+        ceiling = max(1, -(-max_patience_steps // steps), -(-min_patience_steps // steps))
+        out["patience"] = min(out["patience"], ceiling)
     out.update({k: params[k] for k in ("epochs", "patience") if k in params})
     return out
 
@@ -309,8 +311,11 @@ def distill_large(data, *, teacher: Union[str, nn.Module] = "sage", hidden: int 
             one step (:func:`student_schedule`, which also picks GSP's and G-CRD's batches; a method's
             own ``epochs`` / ``patience`` / ``batching`` in ``overrides`` are used as given).
         max_patience_steps: and their patience at most this many steps, rounded up to whole epochs
-            (None: no ceiling).  The default, 3,000 steps of 4,096 rows (12 M rows without a better
-            validation accuracy), leaves every graph up to 2.45·10⁶ nodes at ``patience`` epochs.
+            (None: no ceiling; ``min_patience_steps`` wins where the two meet).  The default, 3,000
+            steps (12 M rows without a better validation accuracy at batches of 4,096), cuts the
+            default 5 epochs of patience only where an epoch holds 750 steps or more: MLP students
+            on graphs above 3.07·10⁶ nodes at ``batch_size`` 4,096, GNN students (1,024 seeds per
+            batch in docs/scale.md) above 7.7·10⁵.  The stage records carry the patience used.
         student_dropout: MLP dropout.
         eval_batch_size: rows per evaluation batch.
         seed: weights, batch order and sampling.  out_dir: checkpoints, teacher weights and results.
@@ -387,10 +392,9 @@ def distill_large(data, *, teacher: Union[str, nn.Module] = "sage", hidden: int 
     for what, v in (("student_min_steps", student_min_steps), ("min_patience_steps", min_patience_steps)):
         if not isinstance(v, int) or isinstance(v, bool) or v < 0:
             raise ValueError(f"distill_large: {what} must be an int >= 0, got {v!r}")
-    if max_patience_steps is not None and (not isinstance(max_patience_steps, int) or isinstance(max_patience_steps, bool)
-                                           or max_patience_steps < max(1, min_patience_steps)):
-        raise ValueError(f"distill_large: max_patience_steps must be None or an int >= max(1, min_patience_steps = "
-                         f"{min_patience_steps}), got {max_patience_steps!r}")
+    if max_patience_steps is not None and (not isinstance(max_patience_steps, int)
+                                           or isinstance(max_patience_steps, bool) or max_patience_steps < 1):
+        raise ValueError(f"distill_large: max_patience_steps must be None or a positive int, got {max_patience_steps!r}")
     fanouts = tuple(int(k) for k in fanouts)
     if len(fanouts) != num_layers or any(k < 1 for k in fanouts):
         raise ValueError(f"distill_large: fanouts must be {num_layers} positive ints (one per layer), got {fanouts}")
@@ -546,7 +550,7 @@ def distill_large(data, *, teacher: Union[str, nn.Module] = "sage", hidden: int 
             with StageTimer(stage, est) as timer:
                 stats = fit_gnn_student(smodel, data, recipe, teacher_rows, fanouts=fanouts, schedule=sched,
                                         seed=seed, progress=progress, **ddp_kw)
-            done(timer, rows_per_epoch * stats["epochs"], "nodes/s", epochs=stats["epochs"],
+            done(timer, rows_per_epoch * stats["epochs"], "nodes/s", epochs=stats["epochs"], patience=sched["patience"],
                  best_epoch=stats["best_epoch"], best_val_acc=stats["best_val_acc"], passes=recipe.passes,
                  batching=recipe.batching, batch_edges="neighbours" if recipe.batch_edges == "neighbours" else
                  "sampled", steps=stats["epochs"] * sched["steps_per_epoch"])
@@ -562,7 +566,8 @@ def distill_large(data, *, teacher: Union[str, nn.Module] = "sage", hidden: int 
                                      **ddp_kw)
         with StageTimer(stage, est) as timer:
             fit = distiller.fit(data, inputs=x_in if name in inputs_of else None)
-        done(timer, rows_per_epoch * fit.epochs, "nodes/s", epochs=fit.epochs, best_epoch=fit.best_epoch,
+        done(timer, rows_per_epoch * fit.epochs, "nodes/s", epochs=fit.epochs, patience=sched["patience"],
+             best_epoch=fit.best_epoch,
              best_val_acc=fit.best_val_acc, passes=recipe.passes, batching=recipe.batching,
              batch_edges=recipe.batch_edges,
              steps=fit.epochs * sched["steps_per_epoch"])
