@@ -5,8 +5,8 @@
 #
 #   bash scripts/sanitize.sh [pytest args...]   # default: the op and malformed-input tests
 #
-# About 8 minutes on the 2-core machine (build ~5 min at -O1, tests ~3 min); not part of CI's
-# 90-minute budget by default — run it before a release or after touching csrc/.
+# CI runs it last (.ci/run); run it yourself after touching csrc/.  On the 2-core machine the tests
+# under the sanitizers took 72 s in session 27's CI replica, after an -O1 build of the CPU kernels.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/env.sh >/dev/null
