@@ -260,11 +260,11 @@ def student_schedule(method: str, params: dict, *, num_train: int, num_pool: int
         steps = -(-(num_train if method == "none" else num_pool) // batch_size)
     out = {"batching": batching, "steps_per_epoch": steps,
            "batch_edges": params.get("batch_edges", "neighbours" if method in NEIGHBOURHOOD_METHODS else "induced"),
-           "epochs": max(epochs, -(-min_steps // steps)),
-           "patience": None if patience is None else max(patience, -(-min_patience_steps // steps))}
-    if out["patience"] is not None and max_patience_steps is not None:
-        ceiling = max(1, -(-max_patience_steps // steps), -(-min_patience_steps // steps))
-        out["patience"] = min(out["patience"], ceiling)
+           "epochs": max(epochs, -(-min_steps // steps)), "patience": patience}
+    if patience is not None:  # the ceiling first, so that the floor wins where the two meet
+        if max_patience_steps is not None:
+            patience = min(patience, max(1, -(-max_patience_steps // steps)))
+        out["patience"] = max(patience, -(-min_patience_steps // steps))
     out.update({k: params[k] for k in ("epochs", "patience") if k in params})
     return out
 
