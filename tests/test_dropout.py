@@ -2,6 +2,9 @@
 reference: the same mask bit for bit on CPU and CUDA, the keep rate, gradients (the same mask,
 re-drawn), seeding from torch's generator, opcheck, compile, bad arguments."""
 import math
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -149,6 +152,28 @@ def test_thread_count_does_not_change_the_mask():
     finally:
         torch.set_num_threads(before)
     assert torch.equal(outs[0], outs[1])
+
+
+@native
+def test_both_cpu_word_sources_equal_the_reference():
+    """The CPU kernel takes its Philox words from hand-written AVX2 code on AVX2 machines without
+    AVX-512, else from compiler-vectorised rounds; GKDFAST_CPU_PHILOX=generic (read once per
+    process) forces the second.  Each process checks full groups, tails and every dtype."""
+    code = """if True:
+        import torch, gkdfast
+        from gkdfast.reference import dropout as ref
+        seed = 0x0123_4567_89AB_CDEF
+        for dtype in (torch.float32, torch.float64, torch.float16, torch.bfloat16):
+            for shape in ((4096, 128), (257, 129), (5,)):
+                x = torch.randn(shape).to(dtype)
+                for p in (0.1, 0.5, 0.9):
+                    assert torch.equal(torch.ops.gkdfast.dropout(x, p, seed), ref.dropout(x, p, seed)), (dtype, shape, p)
+        print("ok")
+    """
+    for source in ("default", "generic"):
+        env = {**os.environ, "GKDFAST_CPU_PHILOX": source}
+        run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+        assert run.returncode == 0 and run.stdout.strip() == "ok", (source, run.stderr[-2000:])
 
 
 def test_bad_arguments():

@@ -1,16 +1,22 @@
 // CPU dropout with a Philox mask (see ops/dropout.h).  Elements go in groups of kLanes Philox blocks
-// (4 elements each): the ten rounds run lane-parallel over plain arrays, which the compiler turns into
-// 32x32->64-bit vector multiplies, then one branch-free scale writes the group.  Each thread owns a
-// contiguous range of groups: deterministic, and the mask does not depend on the thread count.
+// (4 elements each), then one branch-free scale writes the group.  The words come from one of two
+// places: on AVX2 machines without AVX-512, common/philox_avx2.h (hand-written, eight blocks per
+// register; float32 groups are masked without leaving the registers); elsewhere the ten rounds run
+// lane-parallel over plain arrays, which the compiler vectorises (well with AVX-512, see
+// GKD_CPU_CLONES_AVX512).  Both give the same words.  Each thread owns a contiguous range of groups:
+// deterministic, and the mask does not depend on the thread count.
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
 
 #include <algorithm>
+#include <cstdlib>
+#include <string_view>
 #include <type_traits>
 
 #include "common/macros.h"
 #include "common/philox.h"
+#include "common/philox_avx2.h"
 #include "cpu/cpu_kernels.h"
 #include "ops/dropout.h"
 
@@ -58,6 +64,55 @@ GKD_CPU_CLONES_AVX512 void group_words(uint64_t seed, int64_t first, uint32_t* w
   }
 }
 
+#if defined(GKD_PHILOX_AVX2)
+// The hand-written AVX2 words, where they are the fastest we have: AVX2 present, not the full
+// AVX-512 set of the x86-64-v4 clone above.  GKDFAST_CPU_PHILOX=generic (read once) forces the
+// generic words, so tests can check both against the reference on one machine.
+bool use_avx2_words() {
+  static const bool use = [] {
+    const char* force = std::getenv("GKDFAST_CPU_PHILOX");
+    if (force != nullptr && std::string_view(force) == "generic") return false;
+    const bool v4 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                    __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
+    return philox::cpu_has_avx2() && !v4;
+  }();
+  return use;
+}
+
+// group_words' output from the AVX2 rounds.  `first` is a multiple of kLanes (a multiple of 8), so the
+// low counter word of eight consecutive blocks never wraps.
+__attribute__((target("avx2"))) void group_words_avx2(uint64_t seed, int64_t first, uint32_t* w) {
+  const uint32_t k0 = static_cast<uint32_t>(seed), k1 = static_cast<uint32_t>(seed >> 32);
+  for (int64_t v = 0; v < kLanes / 8; ++v) {
+    const uint64_t b = static_cast<uint64_t>(first + 8 * v);
+    __m256i o[4];
+    philox::in_stream_order(
+        philox::philox8(static_cast<uint32_t>(b), static_cast<uint32_t>(b >> 32), 0u, philox::kDropoutDomain, k0, k1), o);
+    for (int q = 0; q < 4; ++q) _mm256_storeu_si256(reinterpret_cast<__m256i*>(w + 32 * v + 8 * q), o[q]);
+  }
+}
+
+// A whole float32 group from the AVX2 words, kept in registers: out = x * (w >= threshold ? scale : 0),
+// the same product as scale_group's.
+__attribute__((target("avx2"))) void mask_group_f32_avx2(const float* x, float* out, uint64_t seed, int64_t first,
+                                                         uint32_t threshold, float scale) {
+  const uint32_t k0 = static_cast<uint32_t>(seed), k1 = static_cast<uint32_t>(seed >> 32);
+  const __m256i thr = _mm256_set1_epi32(static_cast<int>(threshold));
+  const __m256 sc = _mm256_set1_ps(scale);
+  for (int64_t v = 0; v < kLanes / 8; ++v) {
+    const uint64_t b = static_cast<uint64_t>(first + 8 * v);
+    __m256i o[4];
+    philox::in_stream_order(
+        philox::philox8(static_cast<uint32_t>(b), static_cast<uint32_t>(b >> 32), 0u, philox::kDropoutDomain, k0, k1), o);
+    for (int q = 0; q < 4; ++q) {
+      const __m256i keep = _mm256_cmpeq_epi32(_mm256_max_epu32(o[q], thr), o[q]);  // unsigned w >= threshold
+      const int64_t e = 32 * v + 8 * q;
+      _mm256_storeu_ps(out + e, _mm256_mul_ps(_mm256_loadu_ps(x + e), _mm256_and_ps(_mm256_castsi256_ps(keep), sc)));
+    }
+  }
+}
+#endif
+
 // One group: x times 1 / (1 - p) where kept, times 0 where dropped (so a dropped NaN stays NaN, as
 // in torch's dropout).  The factor is chosen between two constants, which the compiler if-converts;
 // a select of the product it would not (the multiply may trap), and at p = 0.5 a branch mispredicts
@@ -79,9 +134,25 @@ void mask_range(const scalar_t* x, scalar_t* out, int64_t n, int64_t g0, int64_t
   using acc_t = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
   const acc_t scale = static_cast<acc_t>(scale_d);
   uint32_t w[kGroup];
+#if defined(GKD_PHILOX_AVX2)
+  const bool avx2 = use_avx2_words();
+#endif
   for (int64_t g = g0; g < g1; ++g) {
-    group_words(seed, g * kLanes, w);
     const int64_t e0 = g * kGroup;
+#if defined(GKD_PHILOX_AVX2)
+    if constexpr (std::is_same_v<scalar_t, float>) {
+      if (avx2 && n - e0 >= kGroup) {
+        mask_group_f32_avx2(x + e0, out + e0, seed, g * kLanes, threshold, scale);
+        continue;
+      }
+    }
+    if (avx2)
+      group_words_avx2(seed, g * kLanes, w);
+    else
+      group_words(seed, g * kLanes, w);
+#else
+    group_words(seed, g * kLanes, w);
+#endif
     if (n - e0 >= kGroup)  // a full group: constant trip count, vectorised
       scale_group<scalar_t, acc_t>(x + e0, out + e0, w, kGroup, threshold, scale);
     else

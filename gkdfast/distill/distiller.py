@@ -31,6 +31,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Union
 import torch
 from torch import Tensor, nn
 
+from gkdfast._rows import take_rows
 from gkdfast._io import atomic_write, save_checkpoint_file
 from gkdfast.distill.checkpoint_cadence import CheckpointCadence
 from gkdfast.distill.neighbourhood import (neighbourhood_batch, pad_neighbour_rows, refuse_nonfinite_loss,
@@ -316,8 +317,8 @@ class Distiller:
         want_hidden = want_hidden and self._hidden_ok
         logits, hidden = call_model(self.student, inputs, graph, self.uses_graph, want_hidden)
         if self.uses_graph and nodes is not None:
-            logits = logits[nodes]
-            hidden = hidden[nodes] if hidden is not None else None
+            logits = take_rows(logits, nodes)
+            hidden = take_rows(hidden, nodes) if hidden is not None else None
         return logits, hidden
 
     @torch.no_grad()
@@ -335,7 +336,7 @@ class Distiller:
         if val_idx is None:
             logits, y, mask = self.predict(inputs, graph), y, val_mask
         else:
-            logits, y, mask = self.predict(inputs[val_idx]), y[val_idx], None
+            logits, y, mask = self.predict(take_rows(inputs, val_idx)), take_rows(y, val_idx), None
         # A student made of members (gkdfast.distill.recipes.peers.PeerGroup) may score the members
         # itself: model selection then follows the member the recipe returns, not their ensemble.
         member = getattr(self.student, "member_accuracy", None)
@@ -575,30 +576,30 @@ class Distiller:
             full = nodes.numel() == n and labelled is None and self.batch_edges == "induced"
             is_centre, batch_graph = None, None
             if self.batch_edges == "neighbours":  # the batch nodes, then their in-neighbours (neighbourhood.py)
-                labelled = train_mask[nodes] if labelled is None else labelled
+                labelled = take_rows(train_mask, nodes) if labelled is None else labelled
                 nodes, batch_graph, b = neighbourhood_batch(graph, nodes)
                 is_centre = torch.zeros(nodes.numel(), dtype=torch.bool, device=dev)
                 is_centre[:b] = True
                 labelled = torch.cat([labelled, torch.zeros(nodes.numel() - b, dtype=torch.bool, device=dev)])
-            x_b = inputs if (self.uses_graph or full) else inputs[nodes]
+            x_b = inputs if (self.uses_graph or full) else take_rows(inputs, nodes)
             sel = None if full else nodes
             # a GNN student runs over the whole graph: keep its hidden layer for every node (a term that
             # needs rows outside the batch, LSP under DDP, reads it), then select the batch rows
             logits, hidden = self._forward(x_b, graph, None, True)
             all_hidden = hidden if self.uses_graph else None
             if self.uses_graph and sel is not None:
-                logits, hidden = logits[sel], hidden[sel] if hidden is not None else None
+                logits, hidden = take_rows(logits, sel), take_rows(hidden, sel) if hidden is not None else None
             ctx = StepContext(
                 nodes=nodes, logits=logits, hidden=hidden, all_hidden=all_hidden,
                 all_teacher_hidden=teacher.hidden if teacher is not None else None,
                 # (the logits serve the observed rows only: on a neighbourhood batch, its centres)
-                teacher_logits=(None if teacher is None else teacher.logits[nodes] if batch_graph is None
-                                else pad_neighbour_rows(teacher.logits[nodes[:b]], nodes.numel())),
-                teacher_hidden=teacher.hidden[nodes] if teacher is not None and teacher.hidden is not None
+                teacher_logits=(None if teacher is None else take_rows(teacher.logits, nodes) if batch_graph is None
+                                else pad_neighbour_rows(take_rows(teacher.logits, nodes[:b]), nodes.numel())),
+                teacher_hidden=take_rows(teacher.hidden, nodes) if teacher is not None and teacher.hidden is not None
                 else None,
-                y=y[nodes], labelled=train_mask[nodes] if labelled is None else labelled,
+                y=take_rows(y, nodes), labelled=take_rows(train_mask, nodes) if labelled is None else labelled,
                 # neighbour rows serve LSP's centres only: the other terms read the batch nodes alone
-                observed=observed[nodes] if is_centre is None else observed[nodes] & is_centre, inputs=x_b,
+                observed=(take_rows(observed, nodes) if is_centre is None else take_rows(observed, nodes) & is_centre), inputs=x_b,
                 forward=lambda xx, _sel=sel: self._forward(xx, graph, _sel, True),
                 full_graph=graph, full_batch=full,
                 process_group=(ddp.group if ddp.group is not None else _ddp.default_group()) if ddp else None,

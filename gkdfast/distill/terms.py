@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from gkdfast._rows import take_rows
 from gkdfast.nn.philox_dropout import Dropout
 
 __all__ = [
@@ -137,8 +138,12 @@ def _fewest_rows(ctx: StepContext) -> int:
 
 
 def _rows(mask: Tensor, *ts):
+    """The rows of ``ts`` where ``mask`` holds; when it holds everywhere (GLNN's soft labels on every
+    row of a batch), the tensors themselves: no copy, and no scatter of their gradients back."""
     idx = mask.nonzero().flatten()
-    return [t[idx] if t is not None else None for t in ts]
+    if idx.numel() == mask.numel():
+        return list(ts)
+    return [take_rows(t, idx) if t is not None else None for t in ts]
 
 
 class LossTerm(nn.Module):

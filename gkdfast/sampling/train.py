@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from gkdfast._rows import take_rows
 from gkdfast.nn.sparse_input import sparse_rows
 from gkdfast.sampling.loader import Batch, NeighborLoader, mix_seed
 
@@ -32,7 +33,7 @@ def gather_rows(x, index: Tensor) -> Tensor:
     """
     if isinstance(x, np.ndarray):
         return torch.from_numpy(np.ascontiguousarray(x[index.cpu().numpy()]))
-    return x[index.to(x.device)]
+    return take_rows(x, index.to(x.device))
 
 
 def _nodes(mask) -> Tensor:
