@@ -4,7 +4,8 @@ backward) vs torch.nn.functional.dropout (Bernoulli draw, mask kept for backward
 Runner:  ``python benchmarks/bench_dropout.py [--out DIR] [--device cuda]``
 pytest:  ``pytest benchmarks/bench_dropout.py --benchmark-only``  (``GKDFAST_BENCH_SMALL=1``: tiny)
 
-Tensors: [N, 512] float32 activations with N = 22,470 (Facebook's node count: T2-GNN's feature
+Tensors: [4,096, 128] float32 (the hidden layer of an MLP(128) student on one 4,096-row batch of the
+out-of-core pipeline), [N, 512] float32 activations with N = 22,470 (Facebook's node count: T2-GNN's feature
 teacher drops a 22,470 x 512 hidden layer) and [N, 1024] with N = 80,000 (GSDN's 5 rows per edge
 through TGS's 1,024-wide layer, on a Cora-ML-sized edge batch), p = 0.5: forward alone and forward +
 backward.  The extra column is the memory autograd keeps between them: torch's mask is a tensor of
@@ -26,7 +27,7 @@ import _report  # noqa: E402
 from gkdfast.nn.philox_dropout import dropout  # noqa: E402
 
 SMALL = os.environ.get("GKDFAST_BENCH_SMALL", "") not in ("", "0")
-SHAPES = [(2_000, 64)] if SMALL else [(22_470, 512), (80_000, 1024)]
+SHAPES = [(2_000, 64)] if SMALL else [(4_096, 128), (22_470, 512), (80_000, 1024)]
 P = 0.5
 IMPLS = {"gkdfast": lambda x: dropout(x, P), "torch F.dropout": lambda x: F.dropout(x, P, training=True)}
 
