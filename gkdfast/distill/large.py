@@ -43,6 +43,7 @@ from typing import Callable, Dict, Optional, Sequence, Union
 import torch
 from torch import Tensor, nn
 
+from gkdfast._rows import take_rows
 from gkdfast._io import atomic_write
 from gkdfast.distill import recipes as _recipes
 from gkdfast.distill.large_gnn import GNN_STUDENTS, estimate_gnn_student, fit_gnn_student, gnn_accuracy
@@ -180,7 +181,7 @@ def _batched_accuracy(model: nn.Module, x: Tensor, y: Tensor, idx: Tensor, batch
     correct, t0 = 0, time.perf_counter()
     with torch.no_grad():
         for part in mine.split(batch):
-            correct += int((model(x[part]).argmax(-1) == y[part]).sum())
+            correct += int((model(take_rows(x, part)).argmax(-1) == take_rows(y, part)).sum())
     seconds = time.perf_counter() - t0
     if group is not None:
         correct = int(group.all_reduce_sum(torch.tensor([float(correct)]))[0])
