@@ -8,7 +8,8 @@ pytest:  ``pytest benchmarks/bench_student_step.py --benchmark-only``  (``GKDFAS
 4,096 rows, MLP(128) with dropout 0.5, teacher logits random (their values do not change the work);
 milliseconds per step, validation included, as the pipeline runs it.  ``bare MLP step``: forward,
 cross-entropy + KL, backward and Adam step of the same MLP on 4,096 rows already in memory: what a
-step costs without gathering rows, masks and teacher logits.  The ratio is the pipeline's overhead.
+step costs without gathering rows, masks and teacher logits.  The ratio is the pipeline's overhead
+(those gathers, the validation pass, and the Distiller's set-up spread over the steps).
 
 Graph: ``gkdfast.data.dcsbm`` with products' shape (average degree 50, 100 features, 47 classes),
 200,000 nodes (5,000 with ``GKDFAST_BENCH_SMALL``), or ``--data``: a folder ``gkdfast generate`` or

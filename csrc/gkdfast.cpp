@@ -19,6 +19,8 @@
 
 #include <omp.h>
 
+#include <string>
+
 TORCH_LIBRARY(gkdfast, m) {
   // ---- message passing --------------------------------------------------------------------
   // out[i] = reduce_{e=(j->i)} w_e * x[j];  arg: [N, d] int64 edge position for max/min, else [0].
@@ -102,6 +104,11 @@ TORCH_LIBRARY(gkdfast, m) {
   m.def("topk_similar(Tensor query, Tensor keys, int k) -> (Tensor, Tensor)");
 }
 
+namespace gkdfast {
+// "avx2" or "generic": the Philox words the CPU dropout uses in this process (cpu/dropout_cpu.cpp).
+const char* cpu_dropout_words();
+}  // namespace gkdfast
+
 namespace {
 
 bool compiled_with_cuda() {
@@ -114,6 +121,8 @@ bool compiled_with_cuda() {
 
 int openmp_max_threads() { return omp_get_max_threads(); }
 
+std::string cpu_dropout_words_name() { return gkdfast::cpu_dropout_words(); }
+
 }  // namespace
 
 #ifndef GKDFAST_NO_PYTHON
@@ -121,5 +130,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "gkdfast native kernels (operators live under torch.ops.gkdfast)";
   m.def("compiled_with_cuda", &compiled_with_cuda, "True when the CUDA kernels were compiled in");
   m.def("openmp_max_threads", &openmp_max_threads, "OpenMP's thread limit inside the extension");
+  m.def("cpu_dropout_words", &cpu_dropout_words_name,
+        "'avx2' or 'generic': the Philox words of the CPU dropout in this process (GKDFAST_CPU_PHILOX forces one)");
 }
 #endif  // GKDFAST_NO_PYTHON

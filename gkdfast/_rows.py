@@ -1,4 +1,4 @@
-"""Row gathers on the training hot paths: ``t[index]`` through ``index_select``.
+"""Row gathers on the training hot paths: ``t[index]`` through ``index_select`` on CPU.
 
 Mini-batch training gathers the batch's rows of the features, the teacher's logits, the labels and
 the masks every step.  For a 1-D integer index, ``t[index]`` (``aten::index``) goes through a
@@ -6,11 +6,16 @@ generic advanced-indexing kernel that computes an offset per element; ``index_se
 whole rows.  On CPU the row copy is 3-5x faster for rows of 47-128 floats (4,096 rows out of 10⁶,
 2 threads: 0.81 against 0.16 ms for 100 floats, 0.31 against 0.11 ms for 47), and its backward
 (``index_add_`` into zeros) is cheaper than advanced indexing's (``index_put_`` with accumulate).
-Both give the same values; for a gradient, each row's contributions arrive in index order in both,
-so the results are bit for bit the same on CPU.
 
-On CUDA, a tensor that requires grad keeps ``t[index]``: its backward sorts the index (the same
-result every run), where ``index_add_`` would add repeated rows with atomics in any order.
+Both give the same values.  Gradients: each row's contributions are added in index order by
+``index_select``'s backward, the same result every run; ``t[index]``'s backward gives that result
+too on one thread or under ``torch.use_deterministic_algorithms(True)``, but with repeated rows, a
+large gradient and several threads it adds them with atomics in any order (tests/test_rows.py).
+The training loops gather distinct rows (a permutation's slice, a mask's ``nonzero``), where the two
+agree bit for bit.
+
+CUDA tensors keep ``t[index]``: the speed-up was measured on CPU only, and ``index_select`` there
+would turn a negative id into a device-side assert instead of wrapping it.
 """
 from __future__ import annotations
 
@@ -23,9 +28,9 @@ _INDEX_DTYPES = (torch.int64, torch.int32)
 
 
 def take_rows(t: Tensor, index: Tensor) -> Tensor:
-    """``t[index]`` for a 1-D integer ``index`` of non-negative row ids, gathered by ``index_select``
-    where that is the same result, faster (see the module docstring); anything else (a bool mask,
-    a sparse ``t``, a 0-d tensor) falls back to ``t[index]``.
+    """``t[index]`` for a 1-D integer ``index``, gathered by ``index_select`` on CPU when the ids are
+    non-negative (see the module docstring); anything else (negative ids, a bool mask, a sparse or
+    CUDA ``t``, a 0-d tensor) is ``t[index]`` itself.
 
     Shapes: ``t`` ``[N, ...]``, ``index`` ``[B]`` -> ``[B, ...]``.
 
@@ -35,6 +40,7 @@ def take_rows(t: Tensor, index: Tensor) -> Tensor:
         [[9.0, 10.0, 11.0], [0.0, 1.0, 2.0], [9.0, 10.0, 11.0]]
     """
     if (index.dim() == 1 and index.dtype in _INDEX_DTYPES and t.dim() >= 1 and t.layout == torch.strided
-            and index.device == t.device and (t.device.type == "cpu" or not t.requires_grad)):
+            and t.device.type == "cpu" and index.device.type == "cpu"
+            and (index.numel() == 0 or int(index.min()) >= 0)):
         return t.index_select(0, index)
     return t[index]

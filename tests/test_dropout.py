@@ -154,14 +154,33 @@ def test_thread_count_does_not_change_the_mask():
     assert torch.equal(outs[0], outs[1])
 
 
+def _cpu_has_avx2() -> bool:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return " avx2 " in f.read().replace("\n", " ")
+    except OSError:
+        return False
+
+
+def _run_with_words(source: str, code: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "GKDFAST_CPU_PHILOX": source}
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+
+
 @native
-def test_both_cpu_word_sources_equal_the_reference():
-    """The CPU kernel takes its Philox words from hand-written AVX2 code on AVX2 machines without
-    AVX-512, else from compiler-vectorised rounds; GKDFAST_CPU_PHILOX=generic (read once per
-    process) forces the second.  Each process checks full groups, tails and every dtype."""
-    code = """if True:
+@pytest.mark.parametrize("source", ["generic", "avx2"])
+def test_both_cpu_word_sources_equal_the_reference(source):
+    """The CPU kernel takes its Philox words from hand-written AVX2 code (on AVX2 machines without
+    AVX-512, by default) or from compiler-vectorised rounds; GKDFAST_CPU_PHILOX forces one (read
+    once per process, so each runs in its own).  Each checks full groups, tails and every dtype, and
+    that the words it asked for are the ones used."""
+    if source == "avx2" and not (_cpu_has_avx2() and _backend.native_loaded()):
+        pytest.skip("this CPU has no AVX2")
+    code = f"""if True:
         import torch, gkdfast
+        from gkdfast import _C
         from gkdfast.reference import dropout as ref
+        assert _C.cpu_dropout_words() == {source!r}, _C.cpu_dropout_words()
         seed = 0x0123_4567_89AB_CDEF
         for dtype in (torch.float32, torch.float64, torch.float16, torch.bfloat16):
             for shape in ((4096, 128), (257, 129), (5,)):
@@ -170,10 +189,22 @@ def test_both_cpu_word_sources_equal_the_reference():
                     assert torch.equal(torch.ops.gkdfast.dropout(x, p, seed), ref.dropout(x, p, seed)), (dtype, shape, p)
         print("ok")
     """
-    for source in ("default", "generic"):
-        env = {**os.environ, "GKDFAST_CPU_PHILOX": source}
-        run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
-        assert run.returncode == 0 and run.stdout.strip() == "ok", (source, run.stderr[-2000:])
+    run = _run_with_words(source, code)
+    assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr[-2000:]
+
+
+@native
+def test_unknown_word_source_is_one_clear_error():
+    code = """if True:
+        import torch, gkdfast
+        try:
+            torch.ops.gkdfast.dropout(torch.ones(300), 0.5, 1)
+        except RuntimeError as e:
+            print(str(e).splitlines()[0])
+    """
+    run = _run_with_words("avx512", code)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "GKDFAST_CPU_PHILOX must be 'avx2', 'generic' or unset, got 'avx512'" in run.stdout
 
 
 def test_bad_arguments():

@@ -1,6 +1,9 @@
 """gkdfast._rows.take_rows (row gathers of the training loops through index_select) against plain
 indexing: the same values, the same gradients bit for bit, and the fallbacks; and the loss terms'
 row selection, which passes the tensors through when every row is selected."""
+import warnings
+
+import numpy as np
 import pytest
 import torch
 
@@ -19,9 +22,15 @@ def test_same_rows_as_indexing(dtype, shape):
         assert got.dtype == t.dtype and torch.equal(got, t[index])
 
 
-def test_non_contiguous_and_memory_like_sources():
-    t = torch.randn(40, 12)[:, ::3]  # strided view
+def test_non_contiguous_and_read_only_sources():
     index = torch.tensor([3, 3, 0, 39])
+    t = torch.randn(40, 12)[:, ::3]  # strided view
+    assert torch.equal(take_rows(t, index), t[index])
+    frozen = np.arange(480, dtype=np.float32).reshape(40, 12)
+    frozen.setflags(write=False)  # as a read-only memory-mapped feature file
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # torch warns about non-writable arrays
+        t = torch.from_numpy(frozen)
     assert torch.equal(take_rows(t, index), t[index])
 
 
@@ -37,12 +46,41 @@ def test_gradient_bit_for_bit_with_repeated_rows():
     assert torch.equal(grads[0], grads[1])
 
 
+def test_gradient_with_many_repeated_rows_is_the_deterministic_one():
+    """Large gradient, many repeats, several threads: t[index]'s default backward may add rows in any
+    order; take_rows gives the deterministic result every run."""
+    g = torch.Generator().manual_seed(4)
+    index = torch.randint(0, 1000, (200_000,), generator=g)
+    w = torch.randn(200_000, 16, generator=g)
+    src = torch.randn(1000, 16, generator=g)
+
+    def grad(gather):
+        t = src.clone().requires_grad_(True)
+        (gather(t, index) * w).sum().backward()
+        return t.grad
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        mine = [grad(take_rows) for _ in range(3)]
+        torch.use_deterministic_algorithms(True)
+        try:
+            reference = grad(lambda t, i: t[i])
+        finally:
+            torch.use_deterministic_algorithms(False)
+    finally:
+        torch.set_num_threads(before)
+    assert all(torch.equal(m, reference) for m in mine)
+
+
 def test_fallbacks_keep_indexing_semantics():
     t = torch.arange(12.0).view(6, 2)
     mask = torch.tensor([True, False, True, False, False, True])
     assert torch.equal(take_rows(t, mask), t[mask])  # a bool mask selects
     with pytest.raises(IndexError):
         take_rows(t, torch.tensor([1.0]))  # a float index is refused, as by t[index]
+    negative = torch.tensor([-1, 0, -6])  # negative ids wrap, as in t[index]
+    assert torch.equal(take_rows(t, negative), t[negative])
 
 
 def test_term_rows_pass_through_when_every_row_is_selected():

@@ -9,6 +9,7 @@
 //
 // Only the functions' bodies need AVX2 (target attribute): include this anywhere, and call it
 // after checking the CPU (cpu_has_avx2 below).  Same words, bit for bit, as philox4x32_10.
+// GCC and clang on x86-64 only (GKD_PHILOX_AVX2 says it is there).
 #pragma once
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && !defined(__CUDACC__)
@@ -30,7 +31,9 @@ struct Words8 {
   __m256i w0, w1, w2, w3;
 };
 
-// hi / lo 32 bits of a * m in each 32-bit lane (vpmuludq multiplies the even lanes only).
+// hi / lo 32 bits of a * m in each 32-bit lane, for m the same constant in every lane (a broadcast):
+// vpmuludq multiplies the even 32-bit lanes only, so the odd lanes of a are shifted down to meet m's
+// even ones.
 __attribute__((target("avx2"))) inline void mulhilo8(__m256i a, __m256i m, __m256i& hi, __m256i& lo) {
   const __m256i even = _mm256_mul_epu32(a, m);
   const __m256i odd = _mm256_mul_epu32(_mm256_srli_epi64(a, 32), m);

@@ -64,21 +64,38 @@ GKD_CPU_CLONES_AVX512 void group_words(uint64_t seed, int64_t first, uint32_t* w
   }
 }
 
+// Which Philox words the kernel uses, chosen once per process: the hand-written AVX2 words where they
+// are the fastest we have (AVX2 present, and not the full AVX-512 set that the x86-64-v4 clone of
+// group_words uses, when this compiler built that clone), else the generic ones.
+// GKDFAST_CPU_PHILOX=avx2 / generic forces one (tests check both against the reference on one machine).
+bool choose_avx2_words() {
+  const char* env = std::getenv("GKDFAST_CPU_PHILOX");
+  const std::string_view force = env != nullptr ? env : "";
 #if defined(GKD_PHILOX_AVX2)
-// The hand-written AVX2 words, where they are the fastest we have: AVX2 present, not the full
-// AVX-512 set of the x86-64-v4 clone above.  GKDFAST_CPU_PHILOX=generic (read once) forces the
-// generic words, so tests can check both against the reference on one machine.
+  const bool avx2 = philox::cpu_has_avx2();
+#else
+  const bool avx2 = false;
+#endif
+  if (force == "generic") return false;
+  if (force == "avx2") {
+    TORCH_CHECK(avx2, "GKDFAST_CPU_PHILOX=avx2: this CPU or build has no AVX2 (unset it, or set it to 'generic')");
+    return true;
+  }
+  TORCH_CHECK(force.empty(), "GKDFAST_CPU_PHILOX must be 'avx2', 'generic' or unset, got '", force, "'");
+#if defined(GKD_HAS_V4_CLONE)
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") &&
+      __builtin_cpu_supports("avx512vl"))
+    return false;
+#endif
+  return avx2;
+}
+
 bool use_avx2_words() {
-  static const bool use = [] {
-    const char* force = std::getenv("GKDFAST_CPU_PHILOX");
-    if (force != nullptr && std::string_view(force) == "generic") return false;
-    const bool v4 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-                    __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
-    return philox::cpu_has_avx2() && !v4;
-  }();
+  static const bool use = choose_avx2_words();  // (a throw leaves it unset: the next call checks again)
   return use;
 }
 
+#if defined(GKD_PHILOX_AVX2)
 // group_words' output from the AVX2 rounds.  `first` is a multiple of kLanes (a multiple of 8), so the
 // low counter word of eight consecutive blocks never wraps.
 __attribute__((target("avx2"))) void group_words_avx2(uint64_t seed, int64_t first, uint32_t* w) {
@@ -130,13 +147,10 @@ inline void scale_group(const scalar_t* __restrict x, scalar_t* __restrict out, 
 // Half types and float scale in float, double in double (as torch's dropout computes).
 template <typename scalar_t>
 void mask_range(const scalar_t* x, scalar_t* out, int64_t n, int64_t g0, int64_t g1, uint64_t seed,
-                uint32_t threshold, double scale_d) {
+                uint32_t threshold, double scale_d, [[maybe_unused]] bool avx2) {
   using acc_t = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
   const acc_t scale = static_cast<acc_t>(scale_d);
   uint32_t w[kGroup];
-#if defined(GKD_PHILOX_AVX2)
-  const bool avx2 = use_avx2_words();
-#endif
   for (int64_t g = g0; g < g1; ++g) {
     const int64_t e0 = g * kGroup;
 #if defined(GKD_PHILOX_AVX2)
@@ -167,15 +181,18 @@ at::Tensor dropout_cpu(const at::Tensor& x, double p, int64_t seed) {
   if (dropout_without_mask(c)) return c.out;
   const int64_t n = c.numel();
   const int64_t groups = (n + kGroup - 1) / kGroup;
+  const bool avx2 = use_avx2_words();  // outside the parallel region: it may throw on a bad setting
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, c.in.scalar_type(), "gkdfast_dropout_cpu", [&] {
     const scalar_t* xp = c.in.data_ptr<scalar_t>();
     scalar_t* op = c.out.data_ptr<scalar_t>();
     // ~64k elements per task: the Philox rounds make each element cost about a nanosecond.
     at::parallel_for(0, groups, 512, [&](int64_t g0, int64_t g1) {
-      mask_range<scalar_t>(xp, op, n, g0, g1, c.seed, c.threshold, c.scale);
+      mask_range<scalar_t>(xp, op, n, g0, g1, c.seed, c.threshold, c.scale, avx2);
     });
   });
   return c.out;
 }
+
+const char* cpu_dropout_words() { return use_avx2_words() ? "avx2" : "generic"; }
 
 }  // namespace gkdfast

@@ -42,6 +42,9 @@ from gkdfast.distill.terms import Dims, LossTerm, StepContext
 
 __all__ = ["Distiller", "FitResult", "StopTraining", "accuracy", "uses_graph", "call_model", "eval_logits"]
 
+# Largest validation feature block a fit keeps for its whole run (Distiller.fit, val_kept).
+_VAL_ROWS_KEPT_BYTES = 64 << 20
+
 
 class StopTraining(Exception):
     """Raise from a callback to stop ``fit`` early (the last checkpoint is kept, so ``fit`` resumes)."""
@@ -330,11 +333,15 @@ class Distiller:
         finally:
             self.student.train(was)
 
-    def _val_accuracy(self, inputs: Tensor, graph, y: Tensor, val_mask: Tensor, val_idx: Optional[Tensor]) -> float:
+    def _val_accuracy(self, inputs: Tensor, graph, y: Tensor, val_mask: Tensor, val_idx: Optional[Tensor],
+                      val_kept: Optional[tuple] = None) -> float:
         """Validation accuracy; a graph-free student reads only the validation rows of ``inputs``
-        (on a large, memory-mapped feature matrix this is a gather, not a pass over every node)."""
+        (on a large, memory-mapped feature matrix this is a gather, not a pass over every node), or
+        ``val_kept``, those rows and their labels gathered once by the caller."""
         if val_idx is None:
             logits, y, mask = self.predict(inputs, graph), y, val_mask
+        elif val_kept is not None:
+            logits, y, mask = self.predict(val_kept[0]), val_kept[1], None
         else:
             logits, y, mask = self.predict(take_rows(inputs, val_idx)), take_rows(y, val_idx), None
         # A student made of members (gkdfast.distill.recipes.peers.PeerGroup) may score the members
@@ -512,6 +519,11 @@ class Distiller:
         optim = torch.optim.Adam(params, lr=self.lr, weight_decay=self.weight_decay)
         gen = torch.Generator(device="cpu").manual_seed(self.seed)
         val_idx = None if self.uses_graph else val_mask.nonzero().flatten()
+        # A graph-free student's validation rows, gathered once for the whole fit when they are small
+        # (then the same tensor every epoch, so a sparse first layer converts it once, too); a large
+        # validation set of memory-mapped features is gathered again each epoch instead of held.
+        val_kept = (None if val_idx is None or val_idx.numel() * inputs[:1].nelement() * inputs.element_size()
+                    > _VAL_ROWS_KEPT_BYTES else (take_rows(inputs, val_idx), take_rows(y, val_idx)))
         label_only = all(t.nodes == "train" for t in self.terms)
         pool = (train_mask if label_only else observed).nonzero().flatten()
         if self.batching == "labelled_first":
@@ -671,7 +683,7 @@ class Distiller:
                     optim.step()
                 epoch += 1
                 if ddp is None:
-                    val = self._val_accuracy(inputs, graph, y, val_mask, val_idx)
+                    val = self._val_accuracy(inputs, graph, y, val_mask, val_idx, val_kept)
                 else:  # this rank's share of the validation rows; counts summed over ranks
                     ddp.broadcast_buffers(self.student, self.terms)
                     val, sums = self._ddp_epoch_stats(ddp, inputs, graph, y, val_rows, sums)
@@ -730,8 +742,8 @@ class Distiller:
         if self.uses_graph:
             logits = self.predict(inputs, graph)[val_rows]
         else:
-            logits = self.predict(inputs[val_rows]) if val_rows.numel() else inputs.new_zeros(0, 1)
-        correct = int((logits.argmax(-1) == y[val_rows]).sum()) if val_rows.numel() else 0
+            logits = self.predict(take_rows(inputs, val_rows)) if val_rows.numel() else inputs.new_zeros(0, 1)
+        correct = int((logits.argmax(-1) == take_rows(y, val_rows)).sum()) if val_rows.numel() else 0
         keys = sorted(sums)
         total = ddp.all_reduce_sum(torch.tensor([float(correct), float(val_rows.numel())] +
                                                 [sums[k] for k in keys], dtype=torch.float64))
