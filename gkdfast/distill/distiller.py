@@ -521,9 +521,11 @@ class Distiller:
         val_idx = None if self.uses_graph else val_mask.nonzero().flatten()
         # A graph-free student's validation rows, gathered once for the whole fit when they are small
         # (then the same tensor every epoch, so a sparse first layer converts it once, too); a large
-        # validation set of memory-mapped features is gathered again each epoch instead of held.
-        val_kept = (None if val_idx is None or val_idx.numel() * inputs[:1].nelement() * inputs.element_size()
-                    > _VAL_ROWS_KEPT_BYTES else (take_rows(inputs, val_idx), take_rows(y, val_idx)))
+        # validation set of memory-mapped features is gathered again each epoch instead of held.  (Under
+        # DDP each rank validates its own share, in _ddp_epoch_stats.)
+        val_kept = (None if val_idx is None or ddp is not None
+                    or val_idx.numel() * inputs[:1].nelement() * inputs.element_size() > _VAL_ROWS_KEPT_BYTES
+                    else (take_rows(inputs, val_idx), take_rows(y, val_idx)))
         label_only = all(t.nodes == "train" for t in self.terms)
         pool = (train_mask if label_only else observed).nonzero().flatten()
         if self.batching == "labelled_first":
