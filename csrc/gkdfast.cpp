@@ -19,8 +19,6 @@
 
 #include <omp.h>
 
-#include <string>
-
 TORCH_LIBRARY(gkdfast, m) {
   // ---- message passing --------------------------------------------------------------------
   // out[i] = reduce_{e=(j->i)} w_e * x[j];  arg: [N, d] int64 edge position for max/min, else [0].
@@ -121,8 +119,6 @@ bool compiled_with_cuda() {
 
 int openmp_max_threads() { return omp_get_max_threads(); }
 
-std::string cpu_dropout_words_name() { return gkdfast::cpu_dropout_words(); }
-
 }  // namespace
 
 #ifndef GKDFAST_NO_PYTHON
@@ -130,7 +126,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "gkdfast native kernels (operators live under torch.ops.gkdfast)";
   m.def("compiled_with_cuda", &compiled_with_cuda, "True when the CUDA kernels were compiled in");
   m.def("openmp_max_threads", &openmp_max_threads, "OpenMP's thread limit inside the extension");
-  m.def("cpu_dropout_words", &cpu_dropout_words_name,
+  m.def("cpu_dropout_words", &gkdfast::cpu_dropout_words,
         "'avx2' or 'generic': the Philox words of the CPU dropout in this process (GKDFAST_CPU_PHILOX forces one)");
 }
 #endif  // GKDFAST_NO_PYTHON

@@ -96,15 +96,20 @@ bool use_avx2_words() {
 }
 
 #if defined(GKD_PHILOX_AVX2)
-// group_words' output from the AVX2 rounds.  `first` is a multiple of kLanes (a multiple of 8), so the
-// low counter word of eight consecutive blocks never wraps.
+// The dropout words of blocks b .. b + 7 in stream order (philox::in_stream_order).  Callers pass b a
+// multiple of 8 (groups start at multiples of kLanes), so the low counter word never wraps among them.
+__attribute__((target("avx2"))) inline void dropout_words8(uint64_t seed, uint64_t b, __m256i o[4]) {
+  philox::in_stream_order(philox::philox8(static_cast<uint32_t>(b), static_cast<uint32_t>(b >> 32), 0u,
+                                          philox::kDropoutDomain, static_cast<uint32_t>(seed),
+                                          static_cast<uint32_t>(seed >> 32)),
+                          o);
+}
+
+// group_words' output from the AVX2 rounds.
 __attribute__((target("avx2"))) void group_words_avx2(uint64_t seed, int64_t first, uint32_t* w) {
-  const uint32_t k0 = static_cast<uint32_t>(seed), k1 = static_cast<uint32_t>(seed >> 32);
   for (int64_t v = 0; v < kLanes / 8; ++v) {
-    const uint64_t b = static_cast<uint64_t>(first + 8 * v);
     __m256i o[4];
-    philox::in_stream_order(
-        philox::philox8(static_cast<uint32_t>(b), static_cast<uint32_t>(b >> 32), 0u, philox::kDropoutDomain, k0, k1), o);
+    dropout_words8(seed, static_cast<uint64_t>(first + 8 * v), o);
     for (int q = 0; q < 4; ++q) _mm256_storeu_si256(reinterpret_cast<__m256i*>(w + 32 * v + 8 * q), o[q]);
   }
 }
@@ -113,14 +118,11 @@ __attribute__((target("avx2"))) void group_words_avx2(uint64_t seed, int64_t fir
 // the same product as scale_group's.
 __attribute__((target("avx2"))) void mask_group_f32_avx2(const float* x, float* out, uint64_t seed, int64_t first,
                                                          uint32_t threshold, float scale) {
-  const uint32_t k0 = static_cast<uint32_t>(seed), k1 = static_cast<uint32_t>(seed >> 32);
   const __m256i thr = _mm256_set1_epi32(static_cast<int>(threshold));
   const __m256 sc = _mm256_set1_ps(scale);
   for (int64_t v = 0; v < kLanes / 8; ++v) {
-    const uint64_t b = static_cast<uint64_t>(first + 8 * v);
     __m256i o[4];
-    philox::in_stream_order(
-        philox::philox8(static_cast<uint32_t>(b), static_cast<uint32_t>(b >> 32), 0u, philox::kDropoutDomain, k0, k1), o);
+    dropout_words8(seed, static_cast<uint64_t>(first + 8 * v), o);
     for (int q = 0; q < 4; ++q) {
       const __m256i keep = _mm256_cmpeq_epi32(_mm256_max_epu32(o[q], thr), o[q]);  // unsigned w >= threshold
       const int64_t e = 32 * v + 8 * q;
