@@ -83,6 +83,10 @@ TORCH_LIBRARY(gkdfast, m) {
   // (index [S, k] int64, value [S, k] float32), k largest estimates other than the source; see
   // csrc/ops/ppr.h.  CUDA tensors: the push runs on the host, the result returns to the device.
   m.def("ppr_topk(Tensor rowptr, Tensor col, Tensor sources, int k, float alpha, float eps) -> (Tensor, Tensor)");
+  // An undirected graph's CSR by destination from an edge list: every pair {src, dst} (src != dst)
+  // once in each direction, rows sorted, no duplicates; see csrc/ops/symmetric_csr.h.  Returns
+  // (rowptr [num_nodes + 1] int64, col [nnz] with src's dtype).  CUDA tensors: built on the host.
+  m.def("symmetric_csr(Tensor src, Tensor dst, int num_nodes) -> (Tensor, Tensor)");
   // Streaming DeepWalk: [N, dim] float32 skip-gram input vectors trained with negative sampling on
   // walks from `starts` (one per entry, in that order) over the CSR by destination, generated from
   // Philox words keyed by (seed, walk) and never stored; see csrc/ops/deepwalk.h.  CUDA tensors:

@@ -8,6 +8,7 @@ from typing import Optional, Sequence, Tuple
 import numpy as np
 import torch
 
+from gkdfast import graph_build
 from gkdfast.graph import Graph
 
 
@@ -31,22 +32,12 @@ def fail(path, msg: str) -> DataFormatError:
 
 
 def undirected_graph(src, dst, num_nodes: int) -> Graph:
-    """A Graph with every pair ``{u, v}`` (u != v) stored once in each direction.
+    """A Graph with every pair ``{u, v}`` (u != v) stored once in each direction, int64 indices.
 
-    Duplicates and self-loops are dropped.  Built directly in CSR-by-destination order (sorted by
-    destination, then source), so the Graph needs no permutation.
+    Duplicates and self-loops are dropped (:func:`gkdfast.graph_build.undirected_graph`, O(E));
+    the rows come sorted by source, so the Graph needs no permutation.
     """
-    src = torch.as_tensor(np.asarray(src), dtype=torch.int64).reshape(-1)
-    dst = torch.as_tensor(np.asarray(dst), dtype=torch.int64).reshape(-1)
-    if src.numel() != dst.numel():
-        raise ValueError("undirected_graph: src and dst differ in length")
-    keep = src != dst
-    src, dst = src[keep], dst[keep]
-    a = torch.cat([src, dst])
-    b = torch.cat([dst, src])
-    key = torch.unique(b * max(num_nodes, 1) + a)  # sorted: by destination b, then source a
-    d, s = key // max(num_nodes, 1), key % max(num_nodes, 1)
-    return Graph(torch.stack([s, d]), num_nodes)
+    return graph_build.undirected_graph(src, dst, num_nodes, index_dtype=torch.int64)
 
 
 def check_edge_range(path, src: np.ndarray, dst: np.ndarray, num_nodes: int, what="edge list"):

@@ -8,14 +8,14 @@ from typing import Optional
 
 import torch
 
-from gkdfast.graph import Graph
 from gkdfast.data.graphdata import GraphData
 from gkdfast.data.splits import random_split
+from gkdfast.graph_build import undirected_graph
 
 __all__ = ["dcsbm"]
 
-# Edge draws per chunk and destination ranges of the CSR build: bound the temporaries (a chunk is
-# ~100 MB of int64/float64 scratch; a destination range holds ~E / _BUCKETS directed edges).
+# Edge draws per chunk and row ranges of the same-label count: bound the temporaries (a chunk is
+# ~100 MB of int64/float64 scratch; a row range holds ~E / _BUCKETS directed edges).
 _CHUNK = 4_000_000
 _BUCKETS = 16
 # Inverse-CDF draws over a cumulative array of at least this many entries (8 MiB of float64: past
@@ -115,45 +115,18 @@ def _draw_edges(m, y, order, start, size, theta, homophily, gen, progress):
     return src[:kept], dst[:kept]
 
 
-def _symmetric_csr(src, dst, n, y, progress):
-    """CSR by destination of ``{src -> dst} ∪ {dst -> src}`` without duplicates: one destination
-    range at a time, a sort of (dst, src) keys orders and dedups that range's edges, so
-    no sort ever sees all ~2m edges.  Returns ``(rowptr int32/int64, col int32, same_label_count)``."""
-    cap = 2 * src.numel()
-    col = torch.empty(cap, dtype=torch.int32)
-    counts = torch.zeros(n, dtype=torch.int64)
-    filled, same = 0, 0
-    step = max(1, -(-n // _BUCKETS))
-    # each endpoint's destination range, as one byte: a range's mask is then one compare on a byte
-    # array instead of two on int32 (the masks scan all m draws once per range)
-    dst_range, src_range = (torch.div(v, step, rounding_mode="floor").to(torch.int8) for v in (dst, src))
-    # labels as bytes for the same-label count: its random gathers then stay in cache (y is int64)
+def _same_label_edges(rowptr, col, y) -> int:
+    """How many directed edges join two nodes of one label, a range of rows at a time (each edge's
+    destination label is its row's, repeated; labels as bytes keep the gathers in cache)."""
     y_small = y.to(torch.int8) if int(y.max()) < 128 else y
-    bar = _progress(n, "dcsbm csr", progress)
-    for k, lo in enumerate(range(0, n, step)):
-        hi = min(n, lo + step)
-        a, b = dst_range == k, src_range == k
-        d = torch.cat([dst[a], src[b]]).long()
-        s = torch.cat([src[a], dst[b]]).long()
-        del a, b
-        # sorted by destination, then source; duplicates gone
-        key = torch.unique_consecutive(torch.sort((d - lo) * n + s).values)
-        del d, s
-        s = key % n
-        d = key // n
-        counts[lo:hi] = torch.bincount(d, minlength=hi - lo)
-        col[filled:filled + key.numel()] = s.to(torch.int32)
-        same += int((y_small[s] == y_small[d + lo]).sum())
-        filled += key.numel()
-        del key, s, d
-        if bar is not None:
-            bar.update(hi - lo)
-    if bar is not None:
-        bar.close()
-    index_dtype = torch.int32 if filled < 2**31 - 1 else torch.int64
-    rowptr = torch.zeros(n + 1, dtype=torch.int64)
-    torch.cumsum(counts, 0, out=rowptr[1:])
-    return rowptr.to(index_dtype), col[:filled], same
+    n, same = y.numel(), 0
+    rows = max(1, n // _BUCKETS)
+    for lo in range(0, n, rows):
+        hi = min(n, lo + rows)
+        a, b = int(rowptr[lo]), int(rowptr[hi])
+        dst_label = torch.repeat_interleave(y_small[lo:hi], (rowptr[lo + 1:hi + 1] - rowptr[lo:hi]).long())
+        same += int((y_small[col[a:b]] == dst_label).sum())
+    return same
 
 
 def _features(y, num_classes, feature_dim, mean_norm, noise, gen):
@@ -185,17 +158,17 @@ def dcsbm(num_nodes: int = 100_000, avg_degree: float = 51, num_classes: int = 4
       nodes, the destination ``∝ θ`` within the source's class with probability ``homophily``, else
       ``∝ θ`` within a uniformly chosen other class.  Self-loops and duplicates are dropped (the
       realised average degree is a little below ``avg_degree``, more so for heavy tails, whose hubs
-      repeat pairs), and every edge is stored in both directions as an int32 CSR, built one
-      destination range at a time (no global sort of the edge list);
+      repeat pairs), and every edge is stored in both directions as an int32 CSR, built by
+      :func:`gkdfast.graph_build.symmetric_csr` (O(E), no global sort of the edge list);
     * features: float32 ``x = mu[y] + feature_noise * eps`` with Gaussian class means of norm about
       ``mean_norm`` (per-coordinate std ``mean_norm / sqrt(feature_dim)``);
     * split: :func:`gkdfast.data.random_split` with ``train_per_class`` / ``val_per_class``.
 
     Memory: the edge draws (two int32 arrays of ``m``), the int32 CSR (``~2m``) and ``x`` are the
-    full-size arrays; while the CSR is built, two int8 arrays of ``m`` (each draw's destination range)
-    live beside them, made through one transient int32 array of ``m``.  ``dcsbm(num_nodes=2_450_000)``
-    (123.3M directed edges) measured 77 CPU-seconds and 2.15 GiB peak RSS on a shared 2-core machine
-    (``/usr/bin/time -v``; before the range ids, session 23).
+    full-size arrays; while the CSR is built, the native kernel's scratch (two lists of one row
+    group's entries, at most about 2 GiB together, and two int64 arrays of ``N``) lives beside them.
+    ``dcsbm(num_nodes=2_450_000)`` (123.3M directed edges) measured 77 CPU-seconds and 2.15 GiB peak
+    RSS on a shared 2-core machine (``/usr/bin/time -v``; session 23, before the native CSR build).
 
     Calibration of the defaults (``mean_norm=5.0``, ``homophily=0.8``, 5 / 30 labels per class),
     measured at N = 100k (4.54M directed edges, edge homophily 0.776), avg_degree 51, 100 features,
@@ -261,9 +234,10 @@ def dcsbm(num_nodes: int = 100_000, avg_degree: float = 51, num_classes: int = 4
     m = int(round(n * avg_degree / 2))
     src, dst = _draw_edges(m, y, order, start, size, theta, homophily, gen, progress)
     del theta, order
-    rowptr, col, same = _symmetric_csr(src, dst, n, y, progress)
+    graph = undirected_graph(src, dst, n)  # int32 ids: an int32 CSR while the edges fit
     del src, dst
-    graph = Graph.from_csr(rowptr, col, n)
+    rowptr, col = graph.rowptr, graph.col
+    same = _same_label_edges(rowptr, col, y)
 
     x = _features(y, c, feature_dim, mean_norm, feature_noise, gen)
     tr, va, te = random_split(y, train_per_class, val_per_class, seed)

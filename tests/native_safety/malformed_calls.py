@@ -95,6 +95,13 @@ def cases(index_dtype):
     yield "ppr_topk col out of range", lambda: ops.ppr_topk(trp, mod(tcol, 3, 10**6), seeds, 2, 0.15, 1e-4), False
     yield "ppr_topk source out of range", lambda: ops.ppr_topk(trp, tcol, mod(seeds, 1, 99), 2, 0.15, 1e-4), False
     yield "ppr_topk negative source", lambda: ops.ppr_topk(trp, tcol, mod(seeds, 0, -1), 2, 0.15, 1e-4), False
+    pair_a, pair_b = col.clone(), col.flip(0).clone()
+    yield "symmetric_csr valid", lambda: ops.symmetric_csr(pair_a, pair_b, 5), True
+    yield "symmetric_csr id past N", lambda: ops.symmetric_csr(mod(pair_a, 1, 5), pair_b, 5), False
+    yield "symmetric_csr huge id", lambda: ops.symmetric_csr(pair_a, mod(pair_b, 2, 10**6), 5), False
+    yield "symmetric_csr negative id", lambda: ops.symmetric_csr(mod(pair_a, 0, -1), pair_b, 5), False
+    yield "symmetric_csr short dst", lambda: ops.symmetric_csr(pair_a, pair_b[1:], 5), False
+    yield "symmetric_csr no nodes", lambda: ops.symmetric_csr(pair_a, pair_b, 0), False
     starts = torch.tensor([0, 4, 2, 4], dtype=seeds.dtype)
     yield "deepwalk valid", lambda: ops.deepwalk(rp, col, starts, 4, 3, 2, 2, 0.025, 0, True), True
     yield "deepwalk rowptr past E", lambda: ops.deepwalk(mod(rp, -1, e + 3), col, starts, 4, 3, 2, 2, 0.025, 0,
