@@ -200,6 +200,43 @@ def test_graph_construction_refuses_malformed_edges_or_builds_the_right_csr(data
 
 @FUZZ
 @given(st.data())
+def test_undirected_build_refuses_malformed_pairs_or_builds_their_set(data):
+    from gkdfast.graph_build import symmetric_csr
+    from gkdfast.reference import graph_build as ref
+
+    n = data.draw(st.integers(0, 6))
+    e = data.draw(st.integers(0, 10))
+    src = data.draw(st.lists(st.integers(-2, n + 2), min_size=e, max_size=e))
+    dst = data.draw(st.lists(st.integers(-2, n + 2), min_size=e, max_size=e))
+    dtype = data.draw(st.sampled_from([torch.int32, torch.int64]))
+    kind = data.draw(st.sampled_from(["plain", "plain", "float", "bool", "short", "num_nodes_neg"]))
+    s, d, num = torch.tensor(src, dtype=dtype), torch.tensor(dst, dtype=dtype), n
+    if kind == "float":
+        s = s.float()
+    elif kind == "bool":
+        d = d > 0
+    elif kind == "short":
+        d = torch.cat([d, d[:1], torch.zeros(1, dtype=dtype)])
+    elif kind == "num_nodes_neg":
+        num = -1
+    try:
+        rowptr, col = symmetric_csr(s, d, num)
+    except ERRORS as exc:
+        msg = str(exc).splitlines()[0]
+        assert msg.startswith("gkdfast.symmetric_csr"), msg
+        return
+    # Accepted: plain ids, all in range, and the CSR of their set of undirected pairs
+    assert kind == "plain" and all(0 <= v < n for v in src + dst)
+    rows = [sorted({u for a, b in zip(src, dst) if a != b for u, w in ((a, b), (b, a)) if w == r})
+            for r in range(n)]
+    assert rowptr.tolist() == [0] + torch.tensor([len(r) for r in rows], dtype=torch.int64).cumsum(0).tolist()
+    assert col.tolist() == [u for r in rows for u in r] and col.dtype == dtype
+    want = ref.symmetric_csr(s, d, num)
+    assert torch.equal(want[0], rowptr) and torch.equal(want[1], col)
+
+
+@FUZZ
+@given(st.data())
 def test_graph_from_csr_refuses_malformed_arrays(data):
     n = data.draw(st.integers(0, 5))
     deg = data.draw(st.lists(st.integers(0, 3), min_size=n, max_size=n))
