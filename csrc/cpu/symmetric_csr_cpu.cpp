@@ -1,17 +1,19 @@
 // CPU build of an undirected graph's CSR from an edge list (see ops/symmetric_csr.h), in O(E) work:
-// count both directions of every pair per row, move the sources into their rows, then sort and
-// deduplicate each row on its own and close the gaps.
+// every directed entry (both directions of every pair) is moved into its row, and each row is sorted
+// and deduplicated on its own.
 //
 // Why not a sort of all 2E (destination, source) keys: that is O(E log E) over 16 bytes per key
 // (32 GB at 10^9 directed edges), where the rows here are sorted one at a time in cache.
 //
-// Why the move goes through two partitions: writing each source straight to its row's next free
-// slot is one cache and TLB miss per entry once the CSR outgrows the caches (measured ~100 ns per
-// entry at 5 * 10^8 entries, 2 threads).  Instead the rows are cut into groups of fixed node ranges;
-// per group, each thread appends its pairs' entries of that group to a scratch list (sequential
-// writes), the list is partitioned by sub-range of rows (a few hundred sequential write streams),
-// and each sub-range, whose rows span a cache-sized piece of the CSR, is filled by one thread.
-// The scratch holds one group at a time (twice), so memory stays O(E / groups) above the CSR.
+// Why the move goes through two partitions: counting each row's entries and writing each source to
+// its row's next free slot straight from the pairs is one cache and TLB miss per entry once the CSR
+// outgrows the caches (measured ~100 ns per entry at 5 * 10^8 entries, 2 threads).  Instead the rows
+// are cut into groups of fixed node ranges; per group, each thread appends its pairs' entries of that
+// group to a scratch list (sequential writes), the list is partitioned by sub-range of rows (a few
+// hundred sequential write streams), and one thread lays out each sub-range: counts its rows, fills
+// them, sorts and deduplicates them, all within a cache-sized span of the CSR.  The scratch holds one
+// group at a time (twice), so memory stays O(E / groups) above the CSR.  Every result is independent
+// of the thread count: each row's entries end up sorted.
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
@@ -25,7 +27,6 @@
 #include <memory>
 #include <vector>
 
-#include "common/cpu_parallel.h"
 #include "cpu/cpu_kernels.h"
 #include "ops/symmetric_csr.h"
 
@@ -34,8 +35,11 @@ namespace {
 
 // Below this many pairs a single thread is faster than forking.
 constexpr int64_t kParallelPairs = 1 << 16;
-// Scratch per group: a group's entries are at most about this many bytes (two such lists live at once).
-constexpr int64_t kGroupBytes = int64_t(512) << 20;
+// Scratch per group: a group's entries take about a quarter of the CSR's ids, within these bounds
+// (two such lists live at once): small graphs need no more than a fraction of their CSR on top, large
+// ones are not cut into more groups than needed (each group reads all pairs once).
+constexpr int64_t kMinGroupBytes = int64_t(64) << 20;
+constexpr int64_t kMaxGroupBytes = int64_t(512) << 20;
 // Entries per sub-range of rows on average: its piece of the CSR (and cursors) stays in cache.
 constexpr int64_t kSubEntries = int64_t(1) << 16;
 
@@ -86,8 +90,10 @@ std::tuple<at::Tensor, at::Tensor> build(const at::Tensor& src_t, const at::Tens
   auto chunk_begin = [&](int t) { return m * t / threads; };
 
   // Row groups (2^group_shift nodes) and sub-ranges (2^sub_shift nodes), sized from the upper bound
-  // 2m on the entries: a group's entries fill about kGroupBytes, a sub-range's about kSubEntries.
-  const int64_t group_bytes = size_setting("GKDFAST_CSR_GROUP_BYTES", kGroupBytes);
+  // 2m on the entries: a group's entries fill about group_bytes, a sub-range's about kSubEntries.
+  const int64_t group_bytes = size_setting(
+      "GKDFAST_CSR_GROUP_BYTES",
+      std::clamp<int64_t>(2 * m * int64_t(sizeof(id_t)) / 4, kMinGroupBytes, kMaxGroupBytes));
   const double sub_entries = static_cast<double>(size_setting("GKDFAST_CSR_SUB_ENTRIES", kSubEntries));
   const uint64_t nodes = static_cast<uint64_t>(std::max<int64_t>(n, 1));
   const uint64_t groups_wanted = static_cast<uint64_t>(2 * m * int64_t(sizeof(Entry<id_t>)) / group_bytes + 1);
@@ -97,11 +103,8 @@ std::tuple<at::Tensor, at::Tensor> build(const at::Tensor& src_t, const at::Tens
   const int sub_shift = std::min(ceil_log2(static_cast<uint64_t>(sub_entries / entries_per_node)), group_shift);
   const int64_t subs_per_group = int64_t(1) << (group_shift - sub_shift);
 
-  // 1. Entries per row (both directions of every pair) in rowptr[1..n], and per thread and group;
-  //    ids checked on the way.
-  at::Tensor rowptr_t = at::zeros({n + 1}, src_t.options().dtype(at::kLong));
-  int64_t* rowptr = rowptr_t.data_ptr<int64_t>();
-  int64_t* count = rowptr + 1;
+  // 1. Ids checked, and the entries (both directions of every pair but self-loops) counted per
+  //    thread and row group.
   std::vector<int64_t> group_count(static_cast<size_t>(threads) * num_groups, 0);
   bool bad = false;
 #pragma omp parallel num_threads(threads) if (threads > 1) reduction(|| : bad)
@@ -115,28 +118,31 @@ std::tuple<at::Tensor, at::Tensor> build(const at::Tensor& src_t, const at::Tens
         continue;
       }
       if (u == v) continue;
-#pragma omp atomic
-      count[v]++;
-#pragma omp atomic
-      count[u]++;
       mine[v >> group_shift]++;
       mine[u >> group_shift]++;
     }
   }
   if (bad) report_out_of_range(src, dst, m, n);
-  for (int64_t r = 0; r < n; ++r) rowptr[r + 1] += rowptr[r];
-  const int64_t cap = rowptr[n];
-
-  // 2. Move the entries into their rows, one group at a time.
-  at::Tensor col_t = at::empty({cap}, src_t.options());
-  id_t* col = col_t.data_ptr<id_t>();
-  std::vector<int64_t> cursor(rowptr, rowptr + n);
+  std::vector<int64_t> group_begin(num_groups + 1, 0);
   int64_t largest = 0;
   for (int64_t g = 0; g < num_groups; ++g) {
     int64_t size = 0;
     for (int t = 0; t < threads; ++t) size += group_count[t * num_groups + g];
+    group_begin[g + 1] = group_begin[g] + size;
     largest = std::max(largest, size);
   }
+  const int64_t cap = group_begin[num_groups];
+
+  // 2. One group at a time: its entries listed, partitioned by sub-range of rows, and each sub-range
+  //    laid out from its own first slot: rows counted, filled, sorted and deduplicated while its
+  //    span of the CSR is in cache.  Kept entries per row go to rowptr[r + 1]; each sub-range's kept
+  //    entries are packed at its start (span_begin) with length span_kept.
+  at::Tensor rowptr_t = at::zeros({n + 1}, src_t.options().dtype(at::kLong));
+  int64_t* rowptr = rowptr_t.data_ptr<int64_t>();
+  at::Tensor col_t = at::empty({cap}, src_t.options());
+  id_t* col = col_t.data_ptr<id_t>();
+  const int64_t num_spans = num_groups * subs_per_group;
+  std::vector<int64_t> span_begin(num_spans, 0), span_kept(num_spans, 0);
   // (not value-initialised: every slot of a group is written before it is read)
   // (a slot of slack per thread: the branch-free append below writes one entry past its part)
   std::unique_ptr<Entry<id_t>[]> listed(new Entry<id_t>[largest + threads]), sorted(new Entry<id_t>[largest]);
@@ -146,8 +152,7 @@ std::tuple<at::Tensor, at::Tensor> build(const at::Tensor& src_t, const at::Tens
     const int64_t lo = g << group_shift;
     std::vector<int64_t> offset(threads + 1, 0);
     for (int t = 0; t < threads; ++t) offset[t + 1] = offset[t] + group_count[t * num_groups + g];
-    const int64_t size = offset[threads];
-    if (size == 0) continue;
+    if (offset[threads] == 0) continue;
     std::fill(sub_count.begin(), sub_count.end(), 0);
 #pragma omp parallel num_threads(threads) if (threads > 1)
     {
@@ -189,46 +194,52 @@ std::tuple<at::Tensor, at::Tensor> build(const at::Tensor& src_t, const at::Tens
         sorted[mine[(static_cast<int64_t>(x.row) - lo) >> sub_shift]++] = x;
       }
 #pragma omp barrier
-      // (c) each sub-range's entries to their rows: its rows' slots and cursors are a cache-sized span
+      // (c) each sub-range laid out by one thread
+      std::vector<int64_t> cursor(int64_t(1) << sub_shift);
 #pragma omp for schedule(dynamic, 4)
       for (int64_t s = 0; s < subs_per_group; ++s) {
-        for (int64_t i = sub_begin[s]; i < sub_begin[s + 1]; ++i) col[cursor[sorted[i].row]++] = sorted[i].src;
+        const int64_t r0 = lo + (s << sub_shift), r1 = std::min(n, r0 + (int64_t(1) << sub_shift));
+        const int64_t base = group_begin[g] + sub_begin[s];
+        const Entry<id_t>* first = sorted.get() + sub_begin[s];
+        const Entry<id_t>* last = sorted.get() + sub_begin[s + 1];
+        span_begin[g * subs_per_group + s] = base;
+        if (first == last) continue;
+        int64_t* size = cursor.data();  // per row: its entry count, then its next free slot
+        std::fill(size, size + (r1 - r0), 0);
+        for (const Entry<id_t>* x = first; x != last; ++x) size[static_cast<int64_t>(x->row) - r0]++;
+        for (int64_t r = r0, at = base; r < r1; ++r) {
+          const int64_t k = size[r - r0];
+          size[r - r0] = at;
+          at += k;
+        }
+        for (const Entry<id_t>* x = first; x != last; ++x) col[size[static_cast<int64_t>(x->row) - r0]++] = x->src;
+        int64_t write = base;
+        for (int64_t r = r0, begin = base; r < r1; ++r) {
+          const int64_t end = size[r - r0];
+          std::sort(col + begin, col + end);
+          const int64_t kept = std::unique(col + begin, col + end) - (col + begin);
+          if (write != begin) std::memmove(col + write, col + begin, sizeof(id_t) * kept);
+          rowptr[r + 1] = kept;
+          write += kept;
+          begin = end;
+        }
+        span_kept[g * subs_per_group + s] = write - base;
       }
     }
   }
   listed.reset();
   sorted.reset();
 
-  // 3. Each row sorted and deduplicated; a chunk of rows packs its rows' distinct entries from its own
-  //    first position on (in place: a row's packed start never passes its old start).  The kept
-  //    count of row r goes to cursor[r], each chunk's packed length to packed[c].
-  const auto bounds = balanced_row_chunks(rowptr, n, threads > 1 ? int64_t(threads) * 16 : 1);
-  const int64_t chunks = static_cast<int64_t>(bounds.size()) - 1;
-  std::vector<int64_t> packed(std::max<int64_t>(chunks, 0), 0);
-#pragma omp parallel for schedule(dynamic, 1) num_threads(threads) if (threads > 1)
-  for (int64_t c = 0; c < chunks; ++c) {
-    int64_t write = rowptr[bounds[c]];
-    for (int64_t r = bounds[c]; r < bounds[c + 1]; ++r) {
-      id_t* row = col + rowptr[r];
-      const int64_t len = rowptr[r + 1] - rowptr[r];
-      std::sort(row, row + len);
-      const int64_t kept = std::unique(row, row + len) - row;
-      if (col + write != row) std::memmove(col + write, row, sizeof(id_t) * kept);
-      cursor[r] = kept;
-      write += kept;
-    }
-    packed[c] = write - rowptr[bounds[c]];
-  }
-
-  // 4. Chunks moved down to their final offsets, in order (each lands at or before its packed start,
-  //    after every earlier chunk's end), and the row offsets rewritten from the kept counts.
+  // 3. The sub-ranges moved down to their final offsets, in order (each lands at or before its own
+  //    start, after every earlier one's end), and the row offsets summed from the kept counts.
   int64_t total = 0;
-  for (int64_t c = 0; c < chunks; ++c) {
-    const int64_t from = rowptr[bounds[c]];
-    if (from != total) std::memmove(col + total, col + from, sizeof(id_t) * packed[c]);
-    total += packed[c];
+  for (int64_t i = 0; i < num_spans; ++i) {
+    if (span_begin[i] != total && span_kept[i] > 0) {
+      std::memmove(col + total, col + span_begin[i], sizeof(id_t) * span_kept[i]);
+    }
+    total += span_kept[i];
   }
-  for (int64_t r = 0; r < n; ++r) rowptr[r + 1] = rowptr[r] + cursor[r];
+  for (int64_t r = 0; r < n; ++r) rowptr[r + 1] += rowptr[r];
   TORCH_CHECK(rowptr[n] == total, "gkdfast.symmetric_csr: internal error: packed ", total, " entries, counted ",
               rowptr[n]);
   // A few duplicates leave the tail unused; many (repeated pairs, hubs) would waste memory the caller keeps.
