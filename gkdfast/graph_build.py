@@ -4,7 +4,7 @@ Loaders of undirected graphs (Planetoid, MUSAE, OGB, the synthetic generators) g
 often with both directions, repeats and self-loops.  :func:`symmetric_csr` turns it into the CSR by
 destination a :class:`~gkdfast.Graph` stores: the native kernel (``gkdfast::symmetric_csr``) counts
 and scatters both directions of every pair and sorts each row on its own, where a sort of all ``2E``
-int64 keys would need several times the edge list's memory (docs/ops.md, "symmetric_csr").
+int64 keys would need several times the edge list's memory (docs/ops.md, "Undirected graphs from pairs").
 """
 from __future__ import annotations
 
@@ -18,11 +18,18 @@ __all__ = ["symmetric_csr", "undirected_graph"]
 
 
 def _ids(values, name: str) -> Tensor:
-    t = values if isinstance(values, Tensor) else torch.as_tensor(np.asarray(values))
+    if isinstance(values, Tensor):
+        t = values
+    else:
+        arr = np.asarray(values)
+        t = torch.as_tensor(arr if arr.size else arr.astype(np.int64))  # an empty list reads as float64
     if t.dtype not in (torch.int32, torch.int64):
         if t.is_floating_point() or t.dtype == torch.bool or t.is_complex():
             raise TypeError(f"gkdfast.symmetric_csr: {name} must hold integer node ids, got {t.dtype}")
         t = t.to(torch.int64)  # int8/int16/uint8 ids
+    if t.dim() > 1:
+        raise ValueError(f"gkdfast.symmetric_csr: {name} must be 1-D, got shape {list(t.shape)} "
+                         "(for an edge_index pass edge_index[0] and edge_index[1])")
     return t.reshape(-1)
 
 
@@ -83,6 +90,6 @@ def undirected_graph(src, dst, num_nodes: int, index_dtype=None):
     rowptr, col = symmetric_csr(src, dst, num_nodes)
     if index_dtype is None:
         index_dtype = col.dtype
-    if index_dtype == torch.int32 and col.numel() >= 2**31 - 1:
-        index_dtype = torch.int64
+    if index_dtype == torch.int32 and (col.numel() >= 2**31 - 1 or int(num_nodes) > 2**31 - 1):
+        index_dtype = torch.int64  # int32 cannot hold these offsets or ids
     return Graph._from_parts(rowptr.to(index_dtype), col.to(index_dtype), int(num_nodes))

@@ -56,8 +56,8 @@ KINDS = [pytest.param("native", marks=native), "reference"]
 
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("dtype", [torch.int32, torch.int64])
-@pytest.mark.parametrize("n,m,hub", [(1, 5, False), (7, 40, False), (50, 600, False), (300, 20_000, True),
-                                     (2_000, 90_000, False)])  # the last two run the kernel's parallel path
+@pytest.mark.parametrize("n,m,hub", [(1, 5, False), (7, 40, False), (50, 600, False), (300, 60_000, True),
+                                     (2_000, 90_000, False)])  # the last two: > 65,536 pairs, the parallel path
 def test_equals_the_set_oracle(kind, dtype, n, m, hub):
     src, dst = _pairs(n, m, seed=n, dtype=dtype, hub=hub)
     rowptr, col = _build(kind, src, dst, n)
@@ -172,6 +172,21 @@ def test_opcheck():
 
 
 @pytest.mark.parametrize("kind", KINDS)
+def test_shape_and_dtype_errors_are_the_same_on_both_backends(kind):
+    i = torch.tensor([0, 1])
+    with pytest.raises(ValueError, match="src and dst must be 1-D"):
+        _build(kind, i.view(1, 2), i.view(1, 2), 3)
+    with pytest.raises(ValueError, match=r"differ in length \(2 vs 3\)"):
+        _build(kind, i, torch.tensor([0, 1, 2]), 3)
+    with pytest.raises(TypeError, match="int32 or int64"):
+        _build(kind, i.float(), i.float(), 3)
+    with pytest.raises(ValueError, match="num_nodes must be >= 0"):
+        _build(kind, i, i, -1)
+    with pytest.raises(ValueError, match="does not fit int32"):
+        _build(kind, i.int(), i.int(), 2**31)
+
+
+@pytest.mark.parametrize("kind", KINDS)
 def test_out_of_range_ids_name_the_pair(kind):
     with pytest.raises(ValueError, match=r"symmetric_csr: pair 2 has node id 5 outside \[0, 5\)"):
         _build(kind, torch.tensor([0, 1, 5, 9]), torch.tensor([1, 2, 3, 0]), 5)
@@ -197,6 +212,18 @@ def test_native_argument_errors():
         op(i.int(), i.int(), 2**31)
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+@native
+def test_cuda_tensors_are_built_on_the_host_and_come_back():
+    src, dst = _pairs(500, 20_000, seed=6, dtype=torch.int32)
+    want = torch.ops.gkdfast.symmetric_csr(src, dst, 500)
+    got = torch.ops.gkdfast.symmetric_csr(src.cuda(), dst.cuda(), 500)
+    assert got[0].is_cuda and got[1].is_cuda
+    assert torch.equal(got[0].cpu(), want[0]) and torch.equal(got[1].cpu(), want[1])
+    with pytest.raises(ValueError, match="one device"):
+        torch.ops.gkdfast.symmetric_csr(src.cuda(), dst, 500)
+
+
 def test_public_function_errors():
     with pytest.raises(TypeError, match="integer node ids"):
         symmetric_csr(torch.tensor([0.0, 1.0]), torch.tensor([1.0, 0.0]), 2)
@@ -204,5 +231,9 @@ def test_public_function_errors():
         symmetric_csr([0, 1], [1], 2)
     with pytest.raises(ValueError, match="num_nodes must be >= 0"):
         symmetric_csr([0], [0], -2)
+    with pytest.raises(ValueError, match="src must be 1-D"):
+        symmetric_csr(torch.tensor([[0, 1], [1, 0]]), torch.tensor([1, 0, 1, 0]), 2)
+    rowptr, col = symmetric_csr([], [], 3)  # an empty list reads as float64: taken as no pairs
+    assert rowptr.tolist() == [0, 0, 0, 0] and col.dtype == torch.int64 and col.numel() == 0
     rowptr, col = symmetric_csr(torch.tensor([0, 1], dtype=torch.int32), torch.tensor([1, 2]), 3)  # mixed: int64
     assert col.dtype == torch.int64 and col.tolist() == [1, 0, 2, 1]

@@ -12,8 +12,10 @@
 // group to a scratch list (sequential writes), the list is partitioned by sub-range of rows (a few
 // hundred sequential write streams), and one thread lays out each sub-range: counts its rows, fills
 // them, sorts and deduplicates them, all within a cache-sized span of the CSR.  The scratch holds one
-// group at a time (twice), so memory stays O(E / groups) above the CSR.  Every result is independent
-// of the thread count: each row's entries end up sorted.
+// group at a time (twice): about a quarter of the CSR when the entries spread over the node ids, more
+// when hubs crowd one node range.  There are at most kMaxGroups groups, so the pairs are read at most
+// that many times (O(E) work).  Every result is independent of the thread count: each row's entries
+// end up sorted.
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
@@ -40,6 +42,8 @@ constexpr int64_t kParallelPairs = 1 << 16;
 // ones are not cut into more groups than needed (each group reads all pairs once).
 constexpr int64_t kMinGroupBytes = int64_t(64) << 20;
 constexpr int64_t kMaxGroupBytes = int64_t(512) << 20;
+// At most this many row groups (each reads all pairs once): past it the groups grow instead.
+constexpr int64_t kMaxGroups = 16;
 // Entries per sub-range of rows on average: its piece of the CSR (and cursors) stays in cache.
 constexpr int64_t kSubEntries = int64_t(1) << 16;
 
@@ -86,17 +90,22 @@ std::tuple<at::Tensor, at::Tensor> build(const at::Tensor& src_t, const at::Tens
   const id_t* dst = dst_t.data_ptr<id_t>();
   const int64_t m = src_t.numel();
   const int threads = (at::get_num_threads() > 1 && m >= kParallelPairs) ? at::get_num_threads() : 1;
-  // Pairs are cut into one fixed chunk per thread; every pass below walks the same chunks.
-  auto chunk_begin = [&](int t) { return m * t / threads; };
+  // The pairs are cut into `chunks` fixed chunks; every pass below walks the same chunks, handed out
+  // by `omp for`, so the work does not depend on how many threads OpenMP actually starts.
+  const int64_t chunks = threads;
+  auto chunk_begin = [&](int64_t c) { return m * c / chunks; };
 
   // Row groups (2^group_shift nodes) and sub-ranges (2^sub_shift nodes), sized from the upper bound
   // 2m on the entries: a group's entries fill about group_bytes, a sub-range's about kSubEntries.
+  // Past kMaxGroupBytes the groups grow so that there are at most kMaxGroups (passes over the pairs).
+  const int64_t list_bytes = 2 * m * int64_t(sizeof(Entry<id_t>));
   const int64_t group_bytes = size_setting(
       "GKDFAST_CSR_GROUP_BYTES",
-      std::clamp<int64_t>(2 * m * int64_t(sizeof(id_t)) / 4, kMinGroupBytes, kMaxGroupBytes));
+      std::max(std::clamp<int64_t>(2 * m * int64_t(sizeof(id_t)) / 4, kMinGroupBytes, kMaxGroupBytes),
+               list_bytes / kMaxGroups + 1));
   const double sub_entries = static_cast<double>(size_setting("GKDFAST_CSR_SUB_ENTRIES", kSubEntries));
   const uint64_t nodes = static_cast<uint64_t>(std::max<int64_t>(n, 1));
-  const uint64_t groups_wanted = static_cast<uint64_t>(2 * m * int64_t(sizeof(Entry<id_t>)) / group_bytes + 1);
+  const uint64_t groups_wanted = static_cast<uint64_t>(list_bytes / group_bytes + 1);
   const int group_shift = ceil_log2((nodes + groups_wanted - 1) / groups_wanted);
   const int64_t num_groups = static_cast<int64_t>(((nodes - 1) >> group_shift) + 1);
   const double entries_per_node = std::max(2.0 * static_cast<double>(m) / static_cast<double>(nodes), 1.0);
@@ -104,14 +113,13 @@ std::tuple<at::Tensor, at::Tensor> build(const at::Tensor& src_t, const at::Tens
   const int64_t subs_per_group = int64_t(1) << (group_shift - sub_shift);
 
   // 1. Ids checked, and the entries (both directions of every pair but self-loops) counted per
-  //    thread and row group.
-  std::vector<int64_t> group_count(static_cast<size_t>(threads) * num_groups, 0);
+  //    chunk and row group.
+  std::vector<int64_t> group_count(static_cast<size_t>(chunks) * num_groups, 0);
   bool bad = false;
-#pragma omp parallel num_threads(threads) if (threads > 1) reduction(|| : bad)
-  {
-    const int t = threads > 1 ? omp_get_thread_num() : 0;
-    int64_t* mine = group_count.data() + t * num_groups;
-    for (int64_t e = chunk_begin(t), end = chunk_begin(t + 1); e < end; ++e) {
+#pragma omp parallel for schedule(static, 1) num_threads(threads) if (threads > 1) reduction(|| : bad)
+  for (int64_t c = 0; c < chunks; ++c) {
+    int64_t* mine = group_count.data() + c * num_groups;
+    for (int64_t e = chunk_begin(c), end = chunk_begin(c + 1); e < end; ++e) {
       const int64_t u = src[e], v = dst[e];
       if (u < 0 || u >= n || v < 0 || v >= n) {
         bad = true;
@@ -127,7 +135,7 @@ std::tuple<at::Tensor, at::Tensor> build(const at::Tensor& src_t, const at::Tens
   int64_t largest = 0;
   for (int64_t g = 0; g < num_groups; ++g) {
     int64_t size = 0;
-    for (int t = 0; t < threads; ++t) size += group_count[t * num_groups + g];
+    for (int64_t c = 0; c < chunks; ++c) size += group_count[c * num_groups + g];
     group_begin[g + 1] = group_begin[g] + size;
     largest = std::max(largest, size);
   }
@@ -144,58 +152,66 @@ std::tuple<at::Tensor, at::Tensor> build(const at::Tensor& src_t, const at::Tens
   const int64_t num_spans = num_groups * subs_per_group;
   std::vector<int64_t> span_begin(num_spans, 0), span_kept(num_spans, 0);
   // (not value-initialised: every slot of a group is written before it is read)
-  // (a slot of slack per thread: the branch-free append below writes one entry past its part)
-  std::unique_ptr<Entry<id_t>[]> listed(new Entry<id_t>[largest + threads]), sorted(new Entry<id_t>[largest]);
-  std::vector<int64_t> sub_count(static_cast<size_t>(threads) * subs_per_group);
+  // (a slot of slack per chunk: the branch-free append below writes one entry past its part)
+  std::unique_ptr<Entry<id_t>[]> listed(new Entry<id_t>[largest + chunks]), sorted(new Entry<id_t>[largest]);
+  std::vector<int64_t> sub_count(static_cast<size_t>(chunks) * subs_per_group);
   std::vector<int64_t> sub_begin(subs_per_group + 1);
+  // Per thread: a sub-range's rows' counts, then their next free slots.
+  const int64_t sub_rows = int64_t(1) << sub_shift;
+  std::vector<int64_t> row_slots(static_cast<size_t>(threads) * sub_rows);
   for (int64_t g = 0; g < num_groups; ++g) {
     const int64_t lo = g << group_shift;
-    std::vector<int64_t> offset(threads + 1, 0);
-    for (int t = 0; t < threads; ++t) offset[t + 1] = offset[t] + group_count[t * num_groups + g];
-    if (offset[threads] == 0) continue;
+    std::vector<int64_t> offset(chunks + 1, 0);
+    for (int64_t c = 0; c < chunks; ++c) offset[c + 1] = offset[c] + group_count[c * num_groups + g];
+    if (offset[chunks] == 0) continue;
     std::fill(sub_count.begin(), sub_count.end(), 0);
 #pragma omp parallel num_threads(threads) if (threads > 1)
     {
-      const int t = threads > 1 ? omp_get_thread_num() : 0;
-      // (a) this thread's entries of group g, appended in pair order
-      const int64_t part_lo = offset[t] + t, part_hi = offset[t + 1] + t;  // parts a slot apart
-      Entry<id_t>* out = listed.get() + part_lo;
-      // Branch-free: both entries are always written and the end advances only past the kept
-      // ones (whether a pair has an entry in g is a coin flip the branch predictor would lose).
-      for (int64_t e = chunk_begin(t), end = chunk_begin(t + 1); e < end; ++e) {
-        const id_t u = src[e], v = dst[e];
-        const bool loop = u == v;
-        *out = {v, u};
-        out += !loop && (static_cast<int64_t>(v) >> group_shift) == g;
-        *out = {u, v};
-        out += !loop && (static_cast<int64_t>(u) >> group_shift) == g;
-      }
-      // (b) partitioned by sub-range: counts of this thread's part of the list, then (after every
-      //     thread's counts) a scatter to sub-range-major, thread-minor positions
-      int64_t* mine = sub_count.data() + t * subs_per_group;
-      for (int64_t i = part_lo; i < part_hi; ++i) mine[(static_cast<int64_t>(listed[i].row) - lo) >> sub_shift]++;
-#pragma omp barrier
+      // (a) each chunk's entries of group g, appended in pair order to the chunk's part of the list,
+      //     and counted per sub-range of rows
+#pragma omp for schedule(static, 1)
+      for (int64_t c = 0; c < chunks; ++c) {
+        const int64_t part_lo = offset[c] + c, part_hi = offset[c + 1] + c;  // parts a slot apart
+        Entry<id_t>* out = listed.get() + part_lo;
+        // Branch-free: both entries are always written and the end advances only past the kept
+        // ones (whether a pair has an entry in g is a coin flip the branch predictor would lose).
+        for (int64_t e = chunk_begin(c), end = chunk_begin(c + 1); e < end; ++e) {
+          const id_t u = src[e], v = dst[e];
+          const bool loop = u == v;
+          *out = {v, u};
+          out += !loop && (static_cast<int64_t>(v) >> group_shift) == g;
+          *out = {u, v};
+          out += !loop && (static_cast<int64_t>(u) >> group_shift) == g;
+        }
+        int64_t* mine = sub_count.data() + c * subs_per_group;
+        for (int64_t i = part_lo; i < part_hi; ++i) mine[(static_cast<int64_t>(listed[i].row) - lo) >> sub_shift]++;
+      }  // implicit barrier
+      // (b) partitioned by sub-range: every chunk's counts become its write positions (sub-range-major,
+      //     chunk-minor), then each chunk scatters its part
 #pragma omp single
       {
         int64_t at = 0;
         for (int64_t s = 0; s < subs_per_group; ++s) {
           sub_begin[s] = at;
-          for (int u = 0; u < threads; ++u) {
-            int64_t& c = sub_count[u * subs_per_group + s];
-            const int64_t k = c;
-            c = at;  // now this thread's write position in sub-range s
+          for (int64_t c = 0; c < chunks; ++c) {
+            int64_t& slot = sub_count[c * subs_per_group + s];
+            const int64_t k = slot;
+            slot = at;
             at += k;
           }
         }
         sub_begin[subs_per_group] = at;
       }  // implicit barrier
-      for (int64_t i = part_lo; i < part_hi; ++i) {
-        const Entry<id_t> x = listed[i];
-        sorted[mine[(static_cast<int64_t>(x.row) - lo) >> sub_shift]++] = x;
-      }
-#pragma omp barrier
+#pragma omp for schedule(static, 1)
+      for (int64_t c = 0; c < chunks; ++c) {
+        int64_t* mine = sub_count.data() + c * subs_per_group;
+        for (int64_t i = offset[c] + c, end = offset[c + 1] + c; i < end; ++i) {
+          const Entry<id_t> x = listed[i];
+          sorted[mine[(static_cast<int64_t>(x.row) - lo) >> sub_shift]++] = x;
+        }
+      }  // implicit barrier
       // (c) each sub-range laid out by one thread
-      std::vector<int64_t> cursor(int64_t(1) << sub_shift);
+      int64_t* cursor = row_slots.data() + (threads > 1 ? omp_get_thread_num() : 0) * sub_rows;
 #pragma omp for schedule(dynamic, 4)
       for (int64_t s = 0; s < subs_per_group; ++s) {
         const int64_t r0 = lo + (s << sub_shift), r1 = std::min(n, r0 + (int64_t(1) << sub_shift));
@@ -204,7 +220,7 @@ std::tuple<at::Tensor, at::Tensor> build(const at::Tensor& src_t, const at::Tens
         const Entry<id_t>* last = sorted.get() + sub_begin[s + 1];
         span_begin[g * subs_per_group + s] = base;
         if (first == last) continue;
-        int64_t* size = cursor.data();  // per row: its entry count, then its next free slot
+        int64_t* size = cursor;  // per row: its entry count, then its next free slot
         std::fill(size, size + (r1 - r0), 0);
         for (const Entry<id_t>* x = first; x != last; ++x) size[static_cast<int64_t>(x->row) - r0]++;
         for (int64_t r = r0, at = base; r < r1; ++r) {

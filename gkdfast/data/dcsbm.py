@@ -166,7 +166,7 @@ def dcsbm(num_nodes: int = 100_000, avg_degree: float = 51, num_classes: int = 4
 
     Memory: the edge draws (two int32 arrays of ``m``), the int32 CSR (``~2m``) and ``x`` are the
     full-size arrays; while the CSR is built, the native kernel's scratch (two lists of one row
-    group's entries, at most about 2 GiB together, and two int64 arrays of ``N``) lives beside them.
+    group's entries: about 2 GiB together at 10⁷ nodes) lives beside them.
     ``dcsbm(num_nodes=2_450_000)`` (123.3M directed edges) measured 77 CPU-seconds and 2.15 GiB peak
     RSS on a shared 2-core machine (``/usr/bin/time -v``; session 23, before the native CSR build).
 
@@ -198,7 +198,7 @@ def dcsbm(num_nodes: int = 100_000, avg_degree: float = 51, num_classes: int = 4
         max_degree: cap on any node's expected degree (None = ``min(N - 1, 100 * avg_degree)``).
         class_skew: 0 for balanced classes, e.g. 0.5 for mildly skewed ones.
         mean_norm, feature_noise: class-mean norm and per-coordinate noise std of ``x``.
-        seed: everything depends only on it.  progress: tqdm bars for the edge draws and CSR build.
+        seed: everything depends only on it.  progress: a tqdm bar for the edge draws.
 
     Returns:
         :class:`GraphData` named ``"dcsbm"``; ``extras`` holds the generator arguments, the

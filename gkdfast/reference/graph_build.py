@@ -1,5 +1,5 @@
 """Pure-PyTorch build of an undirected graph's CSR: the oracle of ``gkdfast::symmetric_csr`` and its
-fallback (docs/ops.md, "symmetric_csr").
+fallback (docs/ops.md, "Undirected graphs from pairs").
 
 Sorting all ``2E`` (destination, source) keys at once needs ``2E`` int64 keys plus the sort's
 scratch; here one destination range at a time is sorted and deduplicated, so no sort sees more than
@@ -40,11 +40,19 @@ def symmetric_csr(src: Tensor, dst: Tensor, num_nodes: int) -> Tuple[Tensor, Ten
         ([0, 1, 3, 4], [1, 0, 2, 1])
     """
     n = int(num_nodes)
-    if src.dim() != 1 or dst.dim() != 1 or src.numel() != dst.numel():
-        raise ValueError(f"gkdfast.symmetric_csr: src and dst must be 1-D of one length, got "
-                         f"{list(src.shape)} and {list(dst.shape)}")
+    if src.dim() != 1 or dst.dim() != 1:
+        raise ValueError(f"gkdfast.symmetric_csr: src and dst must be 1-D, got {src.dim()}-D and {dst.dim()}-D")
+    if src.numel() != dst.numel():
+        raise ValueError(f"gkdfast.symmetric_csr: src and dst differ in length ({src.numel()} vs {dst.numel()})")
+    if src.dtype not in (torch.int32, torch.int64) or dst.dtype != src.dtype:
+        raise TypeError(f"gkdfast.symmetric_csr: src and dst must be int32 or int64 of one dtype, got "
+                        f"{src.dtype} and {dst.dtype}")
     if n < 0:
         raise ValueError(f"gkdfast.symmetric_csr: num_nodes must be >= 0, got {n}")
+    if src.dtype == torch.int32 and n > 2**31 - 1:
+        raise ValueError(f"gkdfast.symmetric_csr: num_nodes {n} does not fit int32 ids; pass int64 src/dst")
+    if -(-n // _BUCKETS) * n >= 2**63:  # the (destination, source) keys below are int64
+        raise ValueError(f"gkdfast.symmetric_csr: the reference handles num_nodes up to about 1.2e10, got {n}")
     _check_range(src, dst, n)
     keep = src != dst
     if not bool(keep.all()):
