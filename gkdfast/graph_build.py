@@ -61,11 +61,7 @@ def symmetric_csr(src, dst, num_nodes: int) -> Tuple[Tensor, Tensor]:
         src, dst = src.to(torch.int64), dst.to(torch.int64)
     if src.device != dst.device:
         raise ValueError(f"gkdfast.symmetric_csr: src and dst must be on one device, got {src.device} and {dst.device}")
-    if src.numel() != dst.numel():
-        raise ValueError(f"gkdfast.symmetric_csr: src and dst differ in length ({src.numel()} vs {dst.numel()})")
-    num_nodes = int(num_nodes)
-    if num_nodes < 0:
-        raise ValueError(f"gkdfast.symmetric_csr: num_nodes must be >= 0, got {num_nodes}")
+    num_nodes = int(num_nodes)  # lengths and num_nodes: both backends check them, with one message
     if src.dtype == torch.int32 and num_nodes > 2**31 - 1:
         src, dst = src.to(torch.int64), dst.to(torch.int64)
     if _backend.choose("symmetric_csr", src.device) != "reference":
