@@ -87,6 +87,11 @@ TORCH_LIBRARY(gkdfast, m) {
   // once in each direction, rows sorted, no duplicates; see csrc/ops/symmetric_csr.h.  Returns
   // (rowptr [num_nodes + 1] int64, col [nnz] with src's dtype).  CUDA tensors: built on the host.
   m.def("symmetric_csr(Tensor src, Tensor dst, int num_nodes) -> (Tensor, Tensor)");
+  // Inverse-CDF search: cdf_guide indexes a sorted float array by equal-width buckets of its
+  // range; cdf_search(cdf, guide, values) = torch.searchsorted(cdf, values) (first i with
+  // cdf[i] >= value), found within each value's bucket; see csrc/ops/inverse_cdf.h.
+  m.def("cdf_guide(Tensor cdf, int num_buckets) -> Tensor");
+  m.def("cdf_search(Tensor cdf, Tensor guide, Tensor values) -> Tensor");
   // Streaming DeepWalk: [N, dim] float32 skip-gram input vectors trained with negative sampling on
   // walks from `starts` (one per entry, in that order) over the CSR by destination, generated from
   // Philox words keyed by (seed, walk) and never stored; see csrc/ops/deepwalk.h.  CUDA tensors:

@@ -112,10 +112,13 @@ def test_calibration_script_smoke(capsys):
     assert res["sage_minus_mlp"] == pytest.approx(res["sage"] - res["mlp"], abs=1e-3)
 
 
-def test_grouped_search_is_searchsorted(monkeypatch):
-    """The generator's cache-friendly inverse-CDF search (queries grouped before searching) returns
-    torch.searchsorted's indices, ties and both ends included, so the graphs stay bit for bit the same."""
+def test_every_search_path_is_searchsorted(monkeypatch):
+    """The generator's inverse-CDF searches (the native guided one, and without it the pure-PyTorch
+    one that groups the queries first) return torch.searchsorted's indices, ties and both ends
+    included, so the graphs are bit for bit the same whichever runs."""
     import importlib
+
+    from gkdfast import _backend
 
     module = importlib.import_module("gkdfast.data.dcsbm")  # (the package exports the function by that name)
 
@@ -125,12 +128,16 @@ def test_grouped_search_is_searchsorted(monkeypatch):
                    cw[::37], torch.tensor([0.0, float(cw[-1])], dtype=torch.float64)])
     monkeypatch.setattr(module, "_GROUPED_SEARCH_MIN", 1)
     monkeypatch.setattr(module, "_SEARCH_GROUPS", 64)
-    assert torch.equal(module._search(cw, r), torch.searchsorted(cw, r))
-    grouped = dcsbm(num_nodes=3000, avg_degree=10, num_classes=5, feature_dim=4, seed=2)
+    want = torch.searchsorted(cw, r)
+    assert torch.equal(module._grouped_search(cw, r), want)
+    assert torch.equal(module._searcher(cw)(r), want)
+    with _backend.forced("reference"):
+        assert torch.equal(module._searcher(cw)(r), want)
+        grouped = dcsbm(num_nodes=3000, avg_degree=10, num_classes=5, feature_dim=4, seed=2)
     monkeypatch.setattr(module, "_GROUPED_SEARCH_MIN", 1 << 62)
-    plain = dcsbm(num_nodes=3000, avg_degree=10, num_classes=5, feature_dim=4, seed=2)
-    assert torch.equal(grouped.graph.rowptr, plain.graph.rowptr) and torch.equal(grouped.graph.col, plain.graph.col)
-    assert grouped.extras["edge_homophily"] == plain.extras["edge_homophily"]
+    default = dcsbm(num_nodes=3000, avg_degree=10, num_classes=5, feature_dim=4, seed=2)
+    assert torch.equal(grouped.graph.rowptr, default.graph.rowptr) and torch.equal(grouped.graph.col, default.graph.col)
+    assert grouped.extras["edge_homophily"] == default.extras["edge_homophily"]
 
 
 def test_labels_past_a_byte_are_counted_apart():

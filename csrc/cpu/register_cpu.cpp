@@ -7,6 +7,8 @@
 namespace gkdfast {
 
 TORCH_LIBRARY_IMPL(gkdfast, CPU, m) {
+  m.impl("cdf_guide", &cdf_guide_cpu);
+  m.impl("cdf_search", &cdf_search_cpu);
   m.impl("deepwalk", &deepwalk_cpu);
   m.impl("dropout", &dropout_cpu);
   m.impl("edge_softmax", &edge_softmax_cpu);

@@ -7,6 +7,8 @@
 namespace gkdfast {
 
 TORCH_LIBRARY_IMPL(gkdfast, CUDA, m) {
+  m.impl("cdf_guide", &cuda::cdf_guide_cuda);
+  m.impl("cdf_search", &cuda::cdf_search_cuda);
   m.impl("deepwalk", &cuda::deepwalk_cuda);
   m.impl("dropout", &cuda::dropout_cuda);
   m.impl("edge_softmax", &cuda::edge_softmax_cuda);

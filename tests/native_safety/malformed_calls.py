@@ -102,6 +102,18 @@ def cases(index_dtype):
     yield "symmetric_csr negative id", lambda: ops.symmetric_csr(mod(pair_a, 0, -1), pair_b, 5), False
     yield "symmetric_csr short dst", lambda: ops.symmetric_csr(pair_a, pair_b[1:], 5), False
     yield "symmetric_csr no nodes", lambda: ops.symmetric_csr(pair_a, pair_b, 0), False
+    cdf = torch.cumsum(torch.rand(40, dtype=torch.float64), 0)
+    guide = ops.cdf_guide(cdf, 20)
+    probe = torch.rand(300, dtype=torch.float64) * 30 - 5
+    yield "cdf_search valid", lambda: ops.cdf_search(cdf, guide, probe), True
+    # A guide of another array (or garbage) gives wrong indices, never a read outside cdf.
+    yield "cdf_search guide past n", lambda: ops.cdf_search(cdf, mod(guide, slice(5, 15), 10**9), probe), True
+    yield "cdf_search negative guide", lambda: ops.cdf_search(cdf, mod(guide, slice(0, 12), -7), probe), True
+    yield "cdf_search inverted guide", lambda: ops.cdf_search(cdf, guide.flip(0).contiguous(), probe), True
+    yield "cdf_search guide of a longer array", lambda: ops.cdf_search(cdf[:3], guide, probe), True
+    yield "cdf_search one-entry guide", lambda: ops.cdf_search(cdf, guide[:1], probe), False
+    yield "cdf_guide unsorted", lambda: ops.cdf_guide(mod(cdf, 7, -1.0), 20), False
+    yield "cdf_guide zero buckets", lambda: ops.cdf_guide(cdf, 0), False
     starts = torch.tensor([0, 4, 2, 4], dtype=seeds.dtype)
     yield "deepwalk valid", lambda: ops.deepwalk(rp, col, starts, 4, 3, 2, 2, 0.025, 0, True), True
     yield "deepwalk rowptr past E", lambda: ops.deepwalk(mod(rp, -1, e + 3), col, starts, 4, 3, 2, 2, 0.025, 0,
