@@ -150,7 +150,7 @@ def _same_label_edges(rowptr, col, y) -> int:
         hi = min(n, lo + rows)
         a, b = int(rowptr[lo]), int(rowptr[hi])
         dst_label = torch.repeat_interleave(y_small[lo:hi], (rowptr[lo + 1:hi + 1] - rowptr[lo:hi]).long())
-        same += int((y_small[col[a:b]] == dst_label).sum())
+        same += int((y_small.index_select(0, col[a:b]) == dst_label).sum())
     return same
 
 
@@ -181,7 +181,8 @@ def dcsbm(num_nodes: int = 100_000, avg_degree: float = 51, num_classes: int = 4
       in random node order;
     * edges: ``num_nodes * avg_degree / 2`` undirected draws; the source is drawn ``∝ θ`` over all
       nodes, the destination ``∝ θ`` within the source's class with probability ``homophily``, else
-      ``∝ θ`` within a uniformly chosen other class.  Self-loops and duplicates are dropped (the
+      ``∝ θ`` within a uniformly chosen other class (each draw an inverse-CDF search of one
+      cumulative-θ array, :func:`gkdfast.inverse_cdf.cdf_search`).  Self-loops and duplicates are dropped (the
       realised average degree is a little below ``avg_degree``, more so for heavy tails, whose hubs
       repeat pairs), and every edge is stored in both directions as an int32 CSR, built by
       :func:`gkdfast.graph_build.symmetric_csr` (O(E), no global sort of the edge list);
