@@ -59,6 +59,7 @@ def test_resume_loads_rng_state_on_cpu_whatever_the_device(tiny, tmp_path, monke
     assert seen["map_location"] == "cpu" and seen["weights_only"] is True
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_resume_on_cuda(tiny, tmp_path):
     from gkdfast.distill import StopTraining

@@ -170,6 +170,7 @@ def test_public_functions():
         assert cdf_search(cdf, torch.tensor([4.0])).tolist() == [1]
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 @native
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])

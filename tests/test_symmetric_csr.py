@@ -212,6 +212,7 @@ def test_native_argument_errors():
         op(i.int(), i.int(), 2**31)
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 @native
 def test_cuda_tensors_are_built_on_the_host_and_come_back():
