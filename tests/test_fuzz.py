@@ -12,6 +12,7 @@ xfail tests.  ``derandomize=True`` and modest example counts: the suite takes we
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import subprocess
@@ -233,6 +234,34 @@ def test_undirected_build_refuses_malformed_pairs_or_builds_their_set(data):
     assert col.tolist() == [u for r in rows for u in r] and col.dtype == dtype
     want = ref.symmetric_csr(s, d, num)
     assert torch.equal(want[0], rowptr) and torch.equal(want[1], col)
+
+
+@FUZZ
+@given(st.data())
+def test_inverse_cdf_search_refuses_bad_arrays_or_equals_searchsorted(data):
+    """Any float list as cdf (sorted or not, NaN, infinities, repeats), any buckets, any values: a
+    one-line error naming the op, or exactly torch.searchsorted's indices on both backends."""
+    from gkdfast.inverse_cdf import cdf_guide, cdf_search
+
+    floats = st.one_of(st.floats(-5, 5, allow_nan=False), st.sampled_from([math.nan, math.inf, -math.inf, 0.0]))
+    cdf_list = data.draw(st.lists(floats, min_size=0, max_size=8))
+    if data.draw(st.booleans()):
+        cdf_list = sorted(v for v in cdf_list if not math.isnan(v))
+    dtype = data.draw(st.sampled_from([torch.float32, torch.float64]))
+    cdf = torch.tensor(cdf_list, dtype=dtype)
+    values = torch.tensor(data.draw(st.lists(floats, min_size=0, max_size=12)), dtype=dtype)
+    buckets = data.draw(st.sampled_from([None, 0, 1, 2, 5, 17, -3]))
+    for mode in ("auto", "reference"):
+        with _backend.forced(mode):
+            try:
+                guide = cdf_guide(cdf, buckets)
+            except ERRORS as exc:
+                msg = str(exc).splitlines()[0]
+                assert msg.startswith("gkdfast.cdf_guide"), msg
+                bad_order = any(math.isnan(v) for v in cdf_list) or cdf_list != sorted(cdf_list)
+                assert bad_order or (buckets is not None and buckets < 1), msg
+                continue
+            assert torch.equal(cdf_search(cdf, values, guide), torch.searchsorted(cdf, values))
 
 
 @FUZZ

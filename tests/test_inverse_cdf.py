@@ -72,6 +72,52 @@ def test_native_guide_equals_the_reference_guide(dtype):
             assert torch.equal(torch.ops.gkdfast.cdf_guide(cdf, buckets), ref.cdf_guide(cdf, buckets))
 
 
+def _hard_arrays():
+    """Arrays whose buckets are hard to get right: flat, one entry, infinite ends, a width that
+    overflows float64, a subnormal width (an infinite scale), and entries on the bucket edges
+    ``lo + k * width / B`` and their float neighbours (B = 10)."""
+    f64 = dict(dtype=torch.float64)
+    edges = torch.tensor([k * 0.1 for k in range(11)], **f64)
+    around = torch.cat([edges, torch.nextafter(edges, torch.full_like(edges, 2.0)),
+                        torch.nextafter(edges, torch.full_like(edges, -1.0))]).sort().values.clamp(0.0, 1.0)
+    return [torch.full((5,), 3.0, **f64), torch.tensor([2.0], **f64), torch.tensor([1.0, 4.0, math.inf], **f64),
+            torch.tensor([-math.inf, -math.inf, 0.0, 2.0], **f64), torch.tensor([-1e308, 0.0, 1e308], **f64),
+            torch.tensor([0.0, 5e-324, 5e-324], **f64), around, around.float(),
+            torch.tensor([-3.0, -3.0, -1.0, 0.0, 0.0, 7.0], dtype=torch.float32)]
+
+
+@native
+def test_native_guide_equals_the_reference_guide_on_hard_arrays():
+    for cdf in _hard_arrays():
+        for buckets in (1, 3, 10, 1000):
+            got, want = torch.ops.gkdfast.cdf_guide(cdf, buckets), ref.cdf_guide(cdf, buckets)
+            assert torch.equal(got, want), (cdf.tolist(), buckets)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_the_answer_lies_in_the_values_bucket(kind):
+    """The property the search relies on: for each value, torch.searchsorted's index lies in
+    [guide[b], guide[b + 1]] with b the value's bucket (ref.bucket_of, the C++ bucket's twin)."""
+    arrays = _hard_arrays() + [_cdf(3000, seed=12, dtype=torch.float32, zeros=True, heavy=True)]
+    for cdf in arrays:
+        values = _probes(cdf, 2000, seed=13)
+        want = torch.searchsorted(cdf, values)
+        for buckets in (1, 7, 10, 2 * cdf.numel() + 3):
+            guide = _guide(kind, cdf, buckets)
+            b = ref.bucket_of(values, float(cdf[0]), float(cdf[-1]), buckets)
+            assert bool((guide[b] <= want).all() and (want <= guide[b + 1]).all()), (cdf.tolist()[:5], buckets)
+            assert torch.equal(_search(kind, cdf, guide, values), want)
+
+
+def test_bucket_of_follows_the_c_order_of_tests():
+    """NaN ends: not ``v < last`` (NaN) puts a value in the last bucket, as the C++ ``!(v < hi)``;
+    ``v > first`` decides first, so a value at a zero-width array's only point is in bucket 0."""
+    v = torch.tensor([0.0, 1.0, 2.0], dtype=torch.float64)
+    assert ref.bucket_of(v, 0.5, math.nan, 4).tolist() == [0, 3, 3]
+    assert ref.bucket_of(v, 1.0, 1.0, 4).tolist() == [0, 0, 3]
+    assert ref.bucket_of(torch.tensor(1.5, dtype=torch.float64), 1.0, 2.0, 4).tolist() == 2  # 0-dim
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_degenerate_arrays(kind):
     empty = torch.empty(0, dtype=torch.float64)
@@ -129,7 +175,8 @@ def test_opcheck():
     cdf = _cdf(64, seed=9, dtype=torch.float64, zeros=True)
     guide = torch.ops.gkdfast.cdf_guide(cdf, 16)
     torch.library.opcheck(torch.ops.gkdfast.cdf_guide.default, (cdf, 16))
-    torch.library.opcheck(torch.ops.gkdfast.cdf_search.default, (cdf, guide, torch.rand(7, 3, dtype=torch.float64) * 40))
+    values = torch.rand(7, 3, dtype=torch.float64) * 40
+    torch.library.opcheck(torch.ops.gkdfast.cdf_search.default, (cdf, guide, values))
     torch.library.opcheck(torch.ops.gkdfast.cdf_search.default, (cdf.float(), guide, torch.rand(11) * 40))
 
 
@@ -146,8 +193,10 @@ def test_errors_are_the_same_on_both_backends(kind):
         _guide(kind, torch.ones(2, 2), 4)
     with pytest.raises(TypeError, match="cdf must be float32 or float64"):
         _guide(kind, torch.arange(4), 4)
-    with pytest.raises(ValueError, match="num_buckets must be >= 1"):
+    with pytest.raises(ValueError, match=r"num_buckets must be in \[1, 2\^62\)"):
         _guide(kind, torch.ones(3), 0)
+    with pytest.raises(ValueError, match="num_buckets must be in"):
+        _guide(kind, torch.ones(3), 2**63 - 1)
     good = torch.tensor([0.0, 1.0, 2.0])
     guide = _guide(kind, good, 2)
     with pytest.raises(TypeError, match="values must have cdf's dtype"):
@@ -186,3 +235,21 @@ def test_cuda_equals_the_cpu(dtype):
         torch.ops.gkdfast.cdf_guide(torch.tensor([0.0, 1.0, 3.0, 2.0], device="cuda"), 4)
     with pytest.raises(ValueError, match="one device"):
         torch.ops.gkdfast.cdf_search(cdf.cuda(), got_guide, values)
+    for hard in _hard_arrays():  # the buckets computed on the device, against the CPU's
+        probe = _probes(hard, 500, seed=14)
+        for buckets in (1, 10, 1000):
+            g_cpu = torch.ops.gkdfast.cdf_guide(hard, buckets)
+            g_gpu = torch.ops.gkdfast.cdf_guide(hard.cuda(), buckets)
+            assert torch.equal(g_gpu.cpu(), g_cpu), (hard.tolist(), buckets)
+            assert torch.equal(torch.ops.gkdfast.cdf_search(hard.cuda(), g_gpu, probe.cuda()).cpu(),
+                               torch.searchsorted(hard, probe))
+    empty = torch.empty(0, dtype=dtype, device="cuda")
+    assert torch.ops.gkdfast.cdf_guide(empty, 3).tolist() == [0, 0, 0, 0]
+    assert torch.ops.gkdfast.cdf_search(empty, torch.zeros(4, dtype=torch.long, device="cuda"),
+                                        torch.ones(2, dtype=dtype, device="cuda")).tolist() == [0, 0]
+    grid = (torch.rand(30, 20, dtype=dtype) * float(cdf[-1])).cuda().t()  # not contiguous
+    assert torch.equal(torch.ops.gkdfast.cdf_search(cdf.cuda(), got_guide, grid).cpu(),
+                       torch.searchsorted(cdf, grid.cpu().contiguous()))
+    garbage = torch.randint(-10**9, 10**9, (9_001,), device="cuda")
+    out = torch.ops.gkdfast.cdf_search(cdf.cuda(), garbage, values.cuda())
+    assert int(out.min()) >= 0 and int(out.max()) <= cdf.numel()

@@ -23,7 +23,8 @@ struct CdfBuckets {
   GKD_HD int64_t operator()(double v) const {
     if (!(v > lo)) return v != v ? buckets - 1 : 0;  // NaN sorts last; at or below the first entry
     if (!(v < hi)) return buckets - 1;
-    const double t = (v - lo) * scale;  // > 0; infinite scale or hi - lo is caught by the test below
+    // >= 0, or NaN (v - lo infinite with scale 0); too large, infinite and NaN all fail the test below.
+    const double t = (v - lo) * scale;
     return t < static_cast<double>(buckets) ? static_cast<int64_t>(t) : buckets - 1;
   }
 };

@@ -1,6 +1,7 @@
-// CUDA guided inverse-CDF search (see ops/inverse_cdf.h, common/cdf_buckets.h): a thread per cdf
-// entry builds the guide (entry i fills the buckets (bucket(cdf[i-1]), bucket(cdf[i])], disjoint, no
-// atomics but the error flag), a thread per value searches its bucket.
+// CUDA guided inverse-CDF search (see ops/inverse_cdf.h, common/cdf_buckets.h): a thread per bucket
+// finds its guide entry, a thread per value searches its bucket.  Every thread derives the buckets
+// from cdf's first and last entries itself, so a search never waits on the host; the guide's build
+// syncs once, for its order check.
 #include <ATen/ops/empty.h>
 
 #include <limits>
@@ -16,42 +17,64 @@ namespace {
 
 constexpr int kThreads = 256;
 
+// The buckets of cdf, from its first and last entries, computed by each thread: no host round trip.
 template <typename scalar_t>
-__global__ void cdf_guide_kernel(const scalar_t* __restrict__ cdf, int64_t n, CdfBuckets bk,
-                                 int64_t* __restrict__ guide, long long* __restrict__ first_bad) {
+__device__ __forceinline__ CdfBuckets buckets_of(const scalar_t* __restrict__ cdf, int64_t n, int64_t num_buckets) {
+  return make_cdf_buckets(static_cast<double>(cdf[0]), static_cast<double>(cdf[n - 1]), num_buckets);
+}
+
+// A thread per bucket b in [0, num_buckets]: guide[b] = the first i with bucket(cdf[i]) >= b, by
+// binary search (bucket(cdf[i]) is non-decreasing for a sorted cdf; an unsorted one is refused).
+// O(B log n) work, and no thread fills a long run of buckets alone.
+template <typename scalar_t>
+__global__ void cdf_guide_kernel(const scalar_t* __restrict__ cdf, int64_t n, int64_t num_buckets,
+                                 int64_t* __restrict__ guide) {
+  const int64_t b = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (b > num_buckets) return;
+  const CdfBuckets bk = buckets_of(cdf, n, num_buckets);
+  int64_t lo = 0, hi = n;
+  while (lo < hi) {
+    const int64_t mid = lo + (hi - lo) / 2;
+    if (bk(static_cast<double>(cdf[mid])) < b) {
+      lo = mid + 1;
+    } else {
+      hi = mid;
+    }
+  }
+  guide[b] = lo;
+}
+
+// A thread per entry: the first entry that is NaN or below its predecessor.
+template <typename scalar_t>
+__global__ void cdf_order_kernel(const scalar_t* __restrict__ cdf, int64_t n, long long* __restrict__ first_bad) {
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= n) return;
   const scalar_t x = cdf[i];
   if (i == 0 ? x != x : !(cdf[i - 1] <= x)) atomicMin(first_bad, static_cast<long long>(i));
-  const int64_t prev = i == 0 ? -1 : bk(static_cast<double>(cdf[i - 1]));
-  const int64_t cur = bk(static_cast<double>(x));
-  for (int64_t q = prev + 1; q <= cur; ++q) guide[q] = i;
-  if (i == n - 1)
-    for (int64_t q = cur + 1; q <= bk.buckets; ++q) guide[q] = n;  // past the last entry's bucket
 }
 
 template <typename scalar_t>
 __global__ void cdf_search_kernel(const scalar_t* __restrict__ cdf, int64_t n, const int64_t* __restrict__ guide,
-                                  CdfBuckets bk, const scalar_t* __restrict__ values, int64_t q,
+                                  int64_t num_buckets, const scalar_t* __restrict__ values, int64_t q,
                                   int64_t* __restrict__ out) {
   const int64_t j = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (j >= q) return;
   const scalar_t v = values[j];
-  const int64_t b = bk(static_cast<double>(v));
+  const int64_t b = buckets_of(cdf, n, num_buckets)(static_cast<double>(v));
   int64_t lo = min(max(guide[b], int64_t(0)), n), hi = min(max(guide[b + 1], int64_t(0)), n);
-  if (lo > hi) lo = 0, hi = n;  // a guide from another array: wrong, but in bounds
-  while (lo < hi) {
+  if (lo > hi) {  // a guide from another array: wrong, but in bounds
+    lo = 0;
+    hi = n;
+  }
+  while (lo < hi) {  // the first i with cdf[i] >= v; "not >=" moves right, so NaN goes past every entry
     const int64_t mid = lo + (hi - lo) / 2;
-    if (!(cdf[mid] >= v)) lo = mid + 1; else hi = mid;
+    if (!(cdf[mid] >= v)) {
+      lo = mid + 1;
+    } else {
+      hi = mid;
+    }
   }
   out[j] = lo;
-}
-
-template <typename scalar_t>
-CdfBuckets device_buckets(const at::Tensor& cdf, int64_t num_buckets) {
-  // The first and last entries, read on the host once per call (two scalars).
-  const double first = cdf.select(0, 0).item<double>(), last = cdf.select(0, cdf.numel() - 1).item<double>();
-  return make_cdf_buckets(first, last, num_buckets);
 }
 
 }  // namespace
@@ -65,13 +88,14 @@ at::Tensor cdf_guide_cuda(const at::Tensor& cdf_in, int64_t num_buckets) {
   if (n == 0) return guide.zero_();
   at::Tensor first_bad = at::empty({1}, cdf.options().dtype(at::kLong)).fill_(std::numeric_limits<int64_t>::max());
   AT_DISPATCH_FLOATING_TYPES(cdf.scalar_type(), "gkdfast_cdf_guide_cuda", [&] {
-    const CdfBuckets bk = device_buckets<scalar_t>(cdf, num_buckets);
-    cdf_guide_kernel<scalar_t><<<num_blocks(n, kThreads), kThreads, 0, stream>>>(
-        cdf.data_ptr<scalar_t>(), n, bk, guide.data_ptr<int64_t>(),
-        reinterpret_cast<long long*>(first_bad.data_ptr<int64_t>()));
+    cdf_order_kernel<scalar_t><<<num_blocks(n, kThreads), kThreads, 0, stream>>>(
+        cdf.data_ptr<scalar_t>(), n, reinterpret_cast<long long*>(first_bad.data_ptr<int64_t>()));
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    cdf_guide_kernel<scalar_t><<<num_blocks(num_buckets + 1, kThreads), kThreads, 0, stream>>>(
+        cdf.data_ptr<scalar_t>(), n, num_buckets, guide.data_ptr<int64_t>());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
-  const int64_t bad = first_bad.item<int64_t>();
+  const int64_t bad = first_bad.item<int64_t>();  // the one host sync: the error must be raised here
   if (bad != std::numeric_limits<int64_t>::max()) fail_unsorted_cdf(bad);
   return guide;
 }
@@ -85,9 +109,8 @@ at::Tensor cdf_search_cuda(const at::Tensor& cdf_in, const at::Tensor& guide_in,
   if (q == 0) return out;
   if (n == 0) return out.zero_();
   AT_DISPATCH_FLOATING_TYPES(cdf.scalar_type(), "gkdfast_cdf_search_cuda", [&] {
-    const CdfBuckets bk = device_buckets<scalar_t>(cdf, guide.numel() - 1);
     cdf_search_kernel<scalar_t><<<num_blocks(q, kThreads), kThreads, 0, stream>>>(
-        cdf.data_ptr<scalar_t>(), n, guide.data_ptr<int64_t>(), bk, values.data_ptr<scalar_t>(), q,
+        cdf.data_ptr<scalar_t>(), n, guide.data_ptr<int64_t>(), guide.numel() - 1, values.data_ptr<scalar_t>(), q,
         out.data_ptr<int64_t>());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });

@@ -14,7 +14,8 @@ void check_cdf(const at::Tensor& cdf, const char* op) {
 
 void check_cdf_guide(const at::Tensor& cdf, int64_t num_buckets) {
   check_cdf(cdf, "cdf_guide");
-  TORCH_CHECK_VALUE(num_buckets >= 1, "gkdfast.cdf_guide: num_buckets must be >= 1, got ", num_buckets);
+  TORCH_CHECK_VALUE(num_buckets >= 1 && num_buckets < (int64_t(1) << 62),
+                    "gkdfast.cdf_guide: num_buckets must be in [1, 2^62), got ", num_buckets);
 }
 
 void check_cdf_search(const at::Tensor& cdf, const at::Tensor& guide, const at::Tensor& values) {

@@ -65,7 +65,8 @@ def _grouped_search(cw: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
 
     Grouped by which of ``_SEARCH_GROUPS`` equal slices of ``[0, cw[-1]]`` they fall in (a stable
     integer argsort, which torch does by radix), consecutive searches walk ``cw`` in order: 10 M
-    entries, 4 M queries, 2 threads, 0.7 s against 2.3 s for the queries in their drawn order."""
+    entries, 4 M queries, 2 threads, 0.7 s against 2.3 s for the queries in their drawn order
+    (session 26's machine; 0.45-0.64 s against 1.75 s in session 30)."""
     if cw.numel() < _GROUPED_SEARCH_MIN:
         return torch.searchsorted(cw, r)
     g = _SEARCH_GROUPS
@@ -102,12 +103,12 @@ def _draw_edges(m, y, order, start, size, theta, homophily, gen, progress):
     lo_w = torch.where(start > 0, cw[(start - 1).clamp_min(0)], torch.zeros((), dtype=torch.float64))
     hi_w = cw[end - 1]
     width_w = hi_w - lo_w
-    # The gathers of each chunk read tables of N entries at random: int32 node ids and the class of
-    # each position of cw (y[order[p]], sorted, as bytes when it fits) halve or octuple their
-    # footprint; index_select copies without aten::index's per-element offsets.  Same values.
+    # The gathers of each chunk read tables of N entries at random: int32 node ids (half the bytes of
+    # int64) and the class of each position of cw (y[order[p]], sorted, as bytes when it fits: an
+    # eighth) shrink them; index_select copies without aten::index's per-element offsets.  Same values.
     order32 = order.to(torch.int32)
     y_sorted = y[order]
-    if c <= 127:
+    if c <= 128:  # class ids 0..127 fit int8
         y_sorted = y_sorted.to(torch.int8)
     end_last = end - 1
     src = torch.empty(m, dtype=torch.int32)
@@ -182,7 +183,8 @@ def dcsbm(num_nodes: int = 100_000, avg_degree: float = 51, num_classes: int = 4
     * edges: ``num_nodes * avg_degree / 2`` undirected draws; the source is drawn ``∝ θ`` over all
       nodes, the destination ``∝ θ`` within the source's class with probability ``homophily``, else
       ``∝ θ`` within a uniformly chosen other class (each draw an inverse-CDF search of one
-      cumulative-θ array, :func:`gkdfast.inverse_cdf.cdf_search`).  Self-loops and duplicates are dropped (the
+      cumulative-θ array: :func:`gkdfast.inverse_cdf.cdf_search`, or without the native extension a
+      pure-PyTorch search of the same result).  Self-loops and duplicates are dropped (the
       realised average degree is a little below ``avg_degree``, more so for heavy tails, whose hubs
       repeat pairs), and every edge is stored in both directions as an int32 CSR, built by
       :func:`gkdfast.graph_build.symmetric_csr` (O(E), no global sort of the edge list);

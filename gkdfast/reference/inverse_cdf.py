@@ -22,17 +22,25 @@ def _check_cdf(cdf: Tensor, op: str) -> None:
 
 def bucket_of(values: Tensor, first: float, last: float, num_buckets: int) -> Tensor:
     """The bucket (int64, ``values``' shape) of each value among ``num_buckets`` equal-width buckets
-    over ``[first, last]``: 0 at or below ``first``, the last bucket at or above ``last`` and for
-    NaN, else ``floor((v - first) * num_buckets / (last - first))`` in float64 (capped)."""
+    over ``[first, last]``, by the steps of ``csrc/common/cdf_buckets.h``: 0 when not ``v > first``
+    (NaN excepted), the last bucket when not ``v < last`` and for NaN, else ``floor(t)`` capped at
+    ``num_buckets - 1``, with ``t = (v - first) * scale`` and ``scale = num_buckets / (last - first)``
+    (0 unless ``last - first > 0``), in float64 and in that order (``t`` NaN or past the last bucket:
+    the last bucket).
+
+    Example:
+        >>> bucket_of(torch.tensor([0.0, 1.0, 2.5, 4.0, float("nan")]), 1.0, 4.0, 3).tolist()
+        [0, 0, 1, 2, 2]
+    """
     v = values.to(torch.float64)
     width = last - first
     scale = num_buckets / width if width > 0 else 0.0
     t = (v - first) * scale
-    fits = (t >= 0) & (t < num_buckets)  # the rest (NaN, inf, below first) are replaced below
-    inner = torch.where(fits, t, torch.zeros((), dtype=torch.float64)).to(torch.int64)
-    inner = torch.where(fits, inner, torch.full((), num_buckets - 1, dtype=torch.int64))
     top = torch.full((), num_buckets - 1, dtype=torch.int64)
-    out = torch.where(v >= last, top, inner)
+    fits = (t >= 0) & (t < num_buckets)  # false for NaN and past the last bucket: the last bucket
+    inner = torch.where(fits, t, torch.zeros((), dtype=torch.float64)).to(torch.int64)
+    inner = torch.where(fits, inner, top)
+    out = torch.where(~(v < last), top, inner)  # as C++'s !(v < hi)
     out = torch.where(v > first, out, torch.zeros((), dtype=torch.int64))  # checked first, as in C++
     return torch.where(torch.isnan(v), top, out)
 
@@ -47,8 +55,8 @@ def cdf_guide(cdf: Tensor, num_buckets: int) -> Tensor:
     """
     _check_cdf(cdf, "cdf_guide")
     num_buckets = int(num_buckets)
-    if num_buckets < 1:
-        raise ValueError(f"gkdfast.cdf_guide: num_buckets must be >= 1, got {num_buckets}")
+    if not 1 <= num_buckets < 2**62:
+        raise ValueError(f"gkdfast.cdf_guide: num_buckets must be in [1, 2^62), got {num_buckets}")
     n = cdf.numel()
     if n == 0:
         return torch.zeros(num_buckets + 1, dtype=torch.int64, device=cdf.device)
