@@ -11,6 +11,7 @@ from gkdfast.graph import Graph
 from gkdfast.data._util import undirected_graph
 from gkdfast.data.graphdata import GraphData
 from gkdfast.data.splits import random_split
+from gkdfast.inverse_cdf import cdf_guide, cdf_search
 
 __all__ = ["csbm", "power_law_graph", "edge_homophily"]
 
@@ -106,7 +107,7 @@ def power_law_graph(num_nodes: int, num_edges: int, seed: int = 0, exponent: flo
 
     Node ``i`` (before a random relabelling) gets weight ``w_i = (i + 1) ** (-1 / (exponent - 1))``;
     both ends of every edge are drawn independently with probability proportional to ``w``
-    (inverse-CDF sampling: ``searchsorted`` on the cumulative weights, O(E log N), no N x N).
+    (inverse-CDF sampling: :func:`gkdfast.inverse_cdf.cdf_search` on the cumulative weights, no N x N).
     Self-loops and duplicates are dropped and replaced by fresh draws until the target count is
     met, so the result has **exactly** ``num_edges`` edges when ``directed=True``, and
     ``2 * (num_edges // 2)`` (each undirected pair stored both ways) otherwise.  Node ids are
@@ -132,6 +133,7 @@ def power_law_graph(num_nodes: int, num_edges: int, seed: int = 0, exponent: flo
     w = torch.arange(1, n + 1, dtype=torch.float64).pow(-1.0 / (exponent - 1.0))
     cdf = torch.cumsum(w, 0)
     cdf /= cdf[-1].clone()
+    guide = cdf_guide(cdf)  # the draws search this one array many times (torch.searchsorted's indices)
     relabel = torch.randperm(n, generator=gen)
     target = e if directed else e // 2
     nn = max(n, 1)
@@ -141,8 +143,8 @@ def power_law_graph(num_nodes: int, num_edges: int, seed: int = 0, exponent: flo
         if need <= 0:
             break
         k = int(need * 1.1) + 16
-        a = torch.searchsorted(cdf, torch.rand(k, generator=gen, dtype=torch.float64)).clamp_max(n - 1)
-        b = torch.searchsorted(cdf, torch.rand(k, generator=gen, dtype=torch.float64)).clamp_max(n - 1)
+        a = cdf_search(cdf, torch.rand(k, generator=gen, dtype=torch.float64), guide).clamp_max(n - 1)
+        b = cdf_search(cdf, torch.rand(k, generator=gen, dtype=torch.float64), guide).clamp_max(n - 1)
         ok = a != b
         a, b = a[ok], b[ok]
         if not directed:
