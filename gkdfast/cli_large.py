@@ -45,6 +45,8 @@ def add_large_args(parser) -> None:
     g.add_argument("--teacher-batch-size", type=int, default=1024,
                    help="seed nodes per sampled teacher batch (default 1024)")
     g.add_argument("--teacher-epochs", type=int, default=3, help="sampled teacher epochs (default 3)")
+    g.add_argument("--teacher-validations", type=int, default=20,
+                   help="validate the sampled teacher about this many times, the last epoch included (default 20)")
     g.add_argument("--patience", type=int, default=None,
                    help=f"students' early-stopping patience in epochs (default {PIPELINE_STEPS['patience']}; "
                         "at least --min-patience-steps steps, at most --max-patience-steps)")
@@ -94,6 +96,7 @@ def run_large(args, data, log=None, group=None) -> int:
 
     for flag, v in (("--batch-size", args.batch_size), ("--teacher-batch-size", args.teacher_batch_size),
                     ("--teacher-epochs", args.teacher_epochs), ("--chunk-rows", args.chunk_rows),
+                    ("--teacher-validations", args.teacher_validations),
                     ("--patience", _flag(args, "patience"))):
         if v < 1:
             raise ValueError(f"{flag} must be >= 1, got {v}")
@@ -156,7 +159,7 @@ def _run(args, data, teacher, student, methods, fanouts, overrides, log, main=Tr
     results = distill_large(
         data, teacher=teacher.name, hidden=teacher.hidden, num_layers=len(fanouts), fanouts=fanouts,
         teacher_epochs=args.teacher_epochs, teacher_batch_size=args.teacher_batch_size,
-        batch_size=args.batch_size, chunk_rows=args.chunk_rows, student=student.name, student_hidden=student.hidden,
+        teacher_validations=args.teacher_validations, batch_size=args.batch_size, chunk_rows=args.chunk_rows, student=student.name, student_hidden=student.hidden,
         student_dropout=args.dropout, method=methods, student_epochs=args.epochs or 20, patience=_flag(args, "patience"),
         student_min_steps=_flag(args, "min_steps"), min_patience_steps=_flag(args, "min_patience_steps"),
         max_patience_steps=_flag(args, "max_patience_steps") or None,

@@ -388,3 +388,31 @@ def test_whole_pipeline_with_sampled_teacher(tmp_path):
                         progress=False)
     assert again["stages"][1]["cached"] is True
     assert again["rows"][0]["test_acc"] == res["rows"][0]["test_acc"]
+
+
+def test_sampled_teacher_is_validated_about_teacher_validations_times(tmp_path, monkeypatch):
+    """With one batch per epoch the teacher trains many one-step epochs: it is validated every
+    ceil(epochs / teacher_validations) epochs and after the last, not after every step."""
+    pytest.importorskip("gkdfast.sampling", reason="gkdfast.sampling (neighbour sampler) not in this tree")
+    import gkdfast.sampling as sampling
+
+    seen = {}
+    real = sampling.fit_sampled
+
+    def spy(*args, **kwargs):
+        out = real(*args, **kwargs)
+        seen.update(epochs=kwargs["epochs"], eval_every=kwargs["eval_every"],
+                    validated=[h["epoch"] for h in out["history"] if "val_acc" in h])
+        return out
+
+    monkeypatch.setattr(sampling, "fit_sampled", spy)
+    data = _data()
+    batches = -(-int(data.train_mask.sum()) // 1024)
+    res = distill_large(data, teacher="sage", hidden=16, fanouts=(3, 3), teacher_batch_size=1024,
+                        teacher_min_steps=45 * batches, teacher_validations=7, batch_size=128, chunk_rows=100,
+                        student_epochs=1, student_min_steps=0, out_dir=str(tmp_path), progress=False)
+    assert seen["epochs"] == 45 and seen["eval_every"] == 7  # ceil(45 / 7)
+    assert seen["validated"] == [7, 14, 21, 28, 35, 42, 45]
+    assert res["stages"][0]["eval_every"] == 7
+    with pytest.raises(ValueError, match="teacher_validations must be a positive int"):
+        distill_large(data, teacher_validations=0, out_dir=str(tmp_path / "bad"))

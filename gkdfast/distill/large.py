@@ -277,7 +277,8 @@ def _row(method: str, model: str, acc: float, seconds: float, ms_per_1k: float) 
 
 def distill_large(data, *, teacher: Union[str, nn.Module] = "sage", hidden: int = 256, num_layers: int = 2,
                   fanouts: Sequence[int] = (15, 10), teacher_epochs: int = 3, teacher_batch_size: int = 1024,
-                  teacher_lr: float = 0.003, teacher_min_steps: int = 200, batch_size: int = 4096, chunk_rows: int = 65536,
+                  teacher_lr: float = 0.003, teacher_min_steps: int = 200, teacher_validations: int = 20,
+                  batch_size: int = 4096, chunk_rows: int = 65536,
                   student: str = "mlp", student_hidden: Optional[int] = None,
                   method: Union[str, Sequence[str]] = "glnn",
                   student_epochs: int = 20, student_dropout: float = 0.5, patience: Optional[int] = 5,
@@ -296,6 +297,10 @@ def distill_large(data, *, teacher: Union[str, nn.Module] = "sage", hidden: int 
         teacher_epochs, teacher_batch_size, teacher_lr: sampled training settings.
         teacher_min_steps: the teacher gets at least this many optimiser steps: with few labelled
             nodes (one batch per epoch) ``teacher_epochs`` is raised to ``ceil(steps / batches)``.
+        teacher_validations: how many times, about, the sampled teacher is validated (every
+            ``ceil(epochs / teacher_validations)`` epochs, and after the last; the best validated
+            weights are kept).  With one batch per epoch, validating every epoch cost twice the
+            training steps (10⁶ nodes: 49.5 of 72.6 s).
         batch_size: the students' node mini-batch.  chunk_rows: rows per block of layer-wise inference.
         student: ``"mlp"`` (a graph-free student in node batches), or ``"sage"``, ``"gcn"``, ``"gin"``,
             ``"gat"``: a GNN student with ``len(fanouts)`` layers trained on neighbour-sampled batches
@@ -386,7 +391,7 @@ def distill_large(data, *, teacher: Union[str, nn.Module] = "sage", hidden: int 
                          f"on neighbour-sampled batches), got {student!r}")
     for what, v in (("hidden", hidden), ("batch_size", batch_size), ("chunk_rows", chunk_rows),
                     ("teacher_epochs", teacher_epochs), ("student_epochs", student_epochs),
-                    ("teacher_min_steps", teacher_min_steps),
+                    ("teacher_min_steps", teacher_min_steps), ("teacher_validations", teacher_validations),
                     ("eval_batch_size", eval_batch_size), ("teacher_batch_size", teacher_batch_size)):
         if not isinstance(v, int) or isinstance(v, bool) or v < 1:
             raise ValueError(f"distill_large: {what} must be a positive int, got {v!r}")
@@ -464,9 +469,11 @@ def distill_large(data, *, teacher: Union[str, nn.Module] = "sage", hidden: int 
                 # Few labelled nodes mean one batch per epoch: a few epochs would be a few steps.
                 batches = -(-int(data.train_mask.sum()) // teacher_batch_size)
                 epochs = max(teacher_epochs, -(-teacher_min_steps // batches))
+                eval_every = -(-epochs // teacher_validations)
                 stats = fit_sampled(tmodel, data, fanouts=fanouts, batch_size=teacher_batch_size,
                                     epochs=epochs, lr=teacher_lr, weight_decay=0.0, seed=seed,
-                                    progress=progress, **ddp_kw)
+                                    progress=progress, eval_every=eval_every, **ddp_kw)
+                stats["eval_every"] = eval_every
                 state = tmodel.state_dict()
                 if group is None or group.is_main:  # the ranks hold the same weights
                     atomic_write(weights, lambda f: torch.save(state, f))
