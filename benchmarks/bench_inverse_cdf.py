@@ -8,8 +8,8 @@ Runner:  ``python benchmarks/bench_inverse_cdf.py [--out DIR] [--sizes 1e5,1e6,1
 pytest:  ``pytest benchmarks/bench_inverse_cdf.py --benchmark-only``  (``GKDFAST_BENCH_SMALL=1``: tiny)
 
 The array is the cumulative sum of Pareto weights drawn as ``dcsbm`` draws its node weights
-(degree exponent 2.5, here uncapped), float64; the values are uniform over its range.  Default: 4·10⁶ values (one chunk of the
-generator's draws) into 10⁵, 10⁶ and 10⁷ entries; 10⁴ and 2·10⁵ entries, 2·10⁵ values with
+(degree exponent 2.5, here uncapped), float64; the values are uniform over its range.  Default:
+4·10⁶ values (one chunk of the generator's draws) into 10⁵, 10⁶ and 10⁷ entries; 10⁴ and 2·10⁵ entries, 2·10⁵ values with
 ``GKDFAST_BENCH_SMALL``.  The guide is built once per array (its own row, "guide build"); every
 search's indices are checked against ``torch.searchsorted`` before they are timed.  Prints a table;
 writes inverse_cdf.json and inverse_cdf.png under --out.

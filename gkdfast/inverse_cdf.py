@@ -7,7 +7,8 @@ step of a binary search over it misses.  :func:`cdf_guide` indexes the array onc
 buckets of its range, and :func:`cdf_search` then reads one guide entry and the few entries of one
 bucket per value (docs/ops.md, "Inverse-CDF search"): 10⁷ entries, 4·10⁶ random values, 2 threads,
 0.16-0.19 s against 0.45-0.64 s for the values grouped by region of the array first and 1.75 s for
-``torch.searchsorted`` alone (docs/scale.md, "Drawing the edges").  The result is exactly ``torch.searchsorted(cdf, values)`` (left side), NaN included.
+``torch.searchsorted`` alone (docs/scale.md, "Drawing the edges").  The result is exactly
+``torch.searchsorted(cdf, values)`` (left side), NaN included.
 
 Example:
     >>> w = torch.tensor([1.0, 3.0, 0.0, 4.0])

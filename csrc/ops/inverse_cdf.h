@@ -15,7 +15,8 @@
 
 namespace gkdfast {
 
-// cdf: 1-D float32/float64; 1 <= num_buckets < 2^62 (the guide has num_buckets + 1 entries).  The order and NaN check is the kernel's (one pass).
+// cdf: 1-D float32/float64; 1 <= num_buckets < 2^62 (the guide has num_buckets + 1 entries).  The order
+// and NaN check is the kernel's (one pass).
 void check_cdf_guide(const at::Tensor& cdf, int64_t num_buckets);
 
 // cdf as above; guide: 1-D int64 with at least 2 entries; values: cdf's dtype; all on one device.

@@ -127,7 +127,8 @@ def _draw_edges(m, y, order, start, size, theta, homophily, gen, progress):
         r = torch.rand(k, generator=gen, dtype=torch.float64).mul_(width_w.index_select(0, cls))
         r = lo_w.index_select(0, cls).add_(r)
         pos = search(r)
-        pos = torch.minimum(torch.maximum(pos, start.index_select(0, cls)), end_last.index_select(0, cls))  # round-off
+        # float round-off at class edges: keep the position inside the drawn class
+        pos = torch.minimum(torch.maximum(pos, start.index_select(0, cls)), end_last.index_select(0, cls))
         v = order32.index_select(0, pos)
         ok = u != v
         j = int(ok.sum())
