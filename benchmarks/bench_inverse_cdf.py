@@ -61,11 +61,11 @@ def rows_for(sizes, queries, device, repeats, max_seconds):
     rows = []
     for n in sizes:
         cdf, values = problem(n, queries, device)
-        size = f"n={n} values={queries}"
+        size = f"n={n:,}"  # the value count is the run's (JSON meta): short labels for the chart
         want = torch.searchsorted(cdf, values)
         ms = _report.time_fn(lambda: cdf_guide(cdf), repeats=repeats, warmup=1, max_seconds=max_seconds)
         rows.append(dict(size=size, case="guide build", impl="gkdfast", ms=ms))
-        print(f"  {size:<32} {'guide build':<28} {ms:9.2f} ms")
+        print(f"  {size:<14} {'guide build':<28} {ms:9.2f} ms")
         guide = cdf_guide(cdf)
         for name, fn in impls(device).items():
             fn = fn or (lambda c, v: cdf_search(c, v, guide))
@@ -74,7 +74,7 @@ def rows_for(sizes, queries, device, repeats, max_seconds):
                 raise AssertionError(f"bench_inverse_cdf: {name} differs from torch.searchsorted at n={n}")
             ms = _report.time_fn(lambda: fn(cdf, values), repeats=repeats, warmup=1, max_seconds=max_seconds)
             rows.append(dict(size=size, case="search", impl=name, ms=ms, ns_per_value=1e6 * ms / queries))
-            print(f"  {size:<32} {name:<28} {ms:9.2f} ms")
+            print(f"  {size:<14} {name:<28} {ms:9.2f} ms")
     return _report.add_ratios(rows)
 
 
