@@ -40,4 +40,43 @@ GKD_HD CdfBuckets make_cdf_buckets(double first, double last, int64_t buckets) {
   return b;
 }
 
+// The buckets of a cdf of n >= 1 entries (the guide's build and every search derive them alike).
+template <typename scalar_t>
+GKD_HD CdfBuckets cdf_buckets_of(const scalar_t* cdf, int64_t n, int64_t buckets) {
+  return make_cdf_buckets(static_cast<double>(cdf[0]), static_cast<double>(cdf[n - 1]), buckets);
+}
+
+// Entry i breaks the order a guide needs: NaN, or below its predecessor (a NaN predecessor too).
+template <typename scalar_t>
+GKD_HD bool cdf_entry_out_of_order(const scalar_t* cdf, int64_t i) {
+  return i == 0 ? cdf[0] != cdf[0] : !(cdf[i - 1] <= cdf[i]);
+}
+
+// The index range [lo, hi] of bucket b from a guide, clamped to [0, n]: a guide of another array
+// gives a wrong range (widened to the whole array when inverted), never one outside cdf.
+GKD_HD void guide_range(const int64_t* guide, int64_t b, int64_t n, int64_t* lo, int64_t* hi) {
+  const int64_t l = guide[b], h = guide[b + 1];
+  *lo = l < 0 ? 0 : (l > n ? n : l);
+  *hi = h < 0 ? 0 : (h > n ? n : h);
+  if (*lo > *hi) {
+    *lo = 0;
+    *hi = n;
+  }
+}
+
+// The first i in [lo, hi) with cdf[i] >= v, else hi.  "Not >=" moves right, so NaN goes past every
+// entry, as in torch.searchsorted.
+template <typename scalar_t>
+GKD_HD int64_t first_not_below(const scalar_t* cdf, int64_t lo, int64_t hi, scalar_t v) {
+  while (lo < hi) {
+    const int64_t mid = lo + (hi - lo) / 2;
+    if (!(cdf[mid] >= v)) {
+      lo = mid + 1;
+    } else {
+      hi = mid;
+    }
+  }
+  return lo;
+}
+
 }  // namespace gkdfast

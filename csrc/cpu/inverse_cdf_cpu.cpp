@@ -24,22 +24,6 @@ namespace {
 constexpr int64_t kBlock = 32;
 
 template <typename scalar_t>
-CdfBuckets make_buckets(const scalar_t* cdf, int64_t n, int64_t num_buckets) {
-  return make_cdf_buckets(static_cast<double>(cdf[0]), static_cast<double>(cdf[n - 1]), num_buckets);
-}
-
-// First index in [lo, hi) with cdf[i] >= v, else hi.  "Not >=" moves right, so NaN goes past every
-// entry, as in torch.searchsorted.
-template <typename scalar_t>
-inline int64_t first_not_below(const scalar_t* cdf, int64_t lo, int64_t hi, scalar_t v) {
-  while (lo < hi) {
-    const int64_t mid = lo + (hi - lo) / 2;
-    if (!(cdf[mid] >= v)) lo = mid + 1; else hi = mid;
-  }
-  return lo;
-}
-
-template <typename scalar_t>
 void search_range(const scalar_t* cdf, int64_t n, const int64_t* guide, const CdfBuckets& bk, const scalar_t* v,
                   int64_t* out, int64_t begin, int64_t end) {
   int64_t b[kBlock], lo[kBlock], hi[kBlock];
@@ -50,16 +34,8 @@ void search_range(const scalar_t* cdf, int64_t n, const int64_t* guide, const Cd
       __builtin_prefetch(guide + b[j]);
     }
     for (int64_t j = 0; j < m; ++j) {
-      // A guide from another array must not lead outside [0, n]: clamp, widen if inverted.
-      int64_t l = std::min(std::max<int64_t>(guide[b[j]], 0), n);
-      int64_t h = std::min(std::max<int64_t>(guide[b[j] + 1], 0), n);
-      if (l > h) {
-        l = 0;
-        h = n;
-      }
-      lo[j] = l;
-      hi[j] = h;
-      if (l < n) __builtin_prefetch(cdf + l);
+      guide_range(guide, b[j], n, &lo[j], &hi[j]);
+      if (lo[j] < n) __builtin_prefetch(cdf + lo[j]);
     }
     for (int64_t j = 0; j < m; ++j) out[q0 + j] = first_not_below(cdf, lo[j], hi[j], v[q0 + j]);
   }
@@ -80,16 +56,15 @@ at::Tensor cdf_guide_cpu(const at::Tensor& cdf_in, int64_t num_buckets) {
   std::atomic<int64_t> first_bad{std::numeric_limits<int64_t>::max()};
   AT_DISPATCH_FLOATING_TYPES(cdf.scalar_type(), "gkdfast_cdf_guide_cpu", [&] {
     const scalar_t* c = cdf.data_ptr<scalar_t>();
-    const CdfBuckets bk = make_buckets(c, n, num_buckets);
+    const CdfBuckets bk = cdf_buckets_of(c, n, num_buckets);
     // Entry i owns the buckets (bucket(cdf[i-1]), bucket(cdf[i])]: disjoint ranges for a sorted cdf, no
     // atomics (an unsorted one may overlap them, but is refused below and its guide dropped).
     at::parallel_for(0, n, 1 << 14, [&](int64_t i0, int64_t i1) {
       int64_t bad = std::numeric_limits<int64_t>::max();
       int64_t prev = i0 == 0 ? -1 : bk(static_cast<double>(c[i0 - 1]));
       for (int64_t i = i0; i < i1; ++i) {
-        const scalar_t x = c[i];
-        if (i == 0 ? x != x : !(c[i - 1] <= x)) bad = std::min(bad, i);
-        const int64_t cur = bk(static_cast<double>(x));
+        if (cdf_entry_out_of_order(c, i)) bad = std::min(bad, i);
+        const int64_t cur = bk(static_cast<double>(c[i]));
         for (int64_t q = prev + 1; q <= cur; ++q) g[q] = i;
         prev = std::max(prev, cur);
       }
@@ -120,7 +95,7 @@ at::Tensor cdf_search_cpu(const at::Tensor& cdf_in, const at::Tensor& guide_in, 
   AT_DISPATCH_FLOATING_TYPES(cdf.scalar_type(), "gkdfast_cdf_search_cpu", [&] {
     const scalar_t* c = cdf.data_ptr<scalar_t>();
     const scalar_t* v = values.data_ptr<scalar_t>();
-    const CdfBuckets bk = make_buckets(c, n, num_buckets);
+    const CdfBuckets bk = cdf_buckets_of(c, n, num_buckets);
     at::parallel_for(0, q, 1 << 13, [&](int64_t a, int64_t b) { search_range(c, n, g, bk, v, o, a, b); });
   });
   return out;

@@ -17,12 +17,6 @@ namespace {
 
 constexpr int kThreads = 256;
 
-// The buckets of cdf, from its first and last entries, computed by each thread: no host round trip.
-template <typename scalar_t>
-__device__ __forceinline__ CdfBuckets buckets_of(const scalar_t* __restrict__ cdf, int64_t n, int64_t num_buckets) {
-  return make_cdf_buckets(static_cast<double>(cdf[0]), static_cast<double>(cdf[n - 1]), num_buckets);
-}
-
 // A thread per bucket b in [0, num_buckets]: guide[b] = the first i with bucket(cdf[i]) >= b, by
 // binary search (bucket(cdf[i]) is non-decreasing for a sorted cdf; an unsorted one is refused).
 // O(B log n) work, and no thread fills a long run of buckets alone.
@@ -31,7 +25,7 @@ __global__ void cdf_guide_kernel(const scalar_t* __restrict__ cdf, int64_t n, in
                                  int64_t* __restrict__ guide) {
   const int64_t b = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (b > num_buckets) return;
-  const CdfBuckets bk = buckets_of(cdf, n, num_buckets);
+  const CdfBuckets bk = cdf_buckets_of(cdf, n, num_buckets);  // each thread: no host round trip
   int64_t lo = 0, hi = n;
   while (lo < hi) {
     const int64_t mid = lo + (hi - lo) / 2;
@@ -49,8 +43,7 @@ template <typename scalar_t>
 __global__ void cdf_order_kernel(const scalar_t* __restrict__ cdf, int64_t n, long long* __restrict__ first_bad) {
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= n) return;
-  const scalar_t x = cdf[i];
-  if (i == 0 ? x != x : !(cdf[i - 1] <= x)) atomicMin(first_bad, static_cast<long long>(i));
+  if (cdf_entry_out_of_order(cdf, i)) atomicMin(first_bad, static_cast<long long>(i));
 }
 
 template <typename scalar_t>
@@ -60,21 +53,10 @@ __global__ void cdf_search_kernel(const scalar_t* __restrict__ cdf, int64_t n, c
   const int64_t j = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (j >= q) return;
   const scalar_t v = values[j];
-  const int64_t b = buckets_of(cdf, n, num_buckets)(static_cast<double>(v));
-  int64_t lo = min(max(guide[b], int64_t(0)), n), hi = min(max(guide[b + 1], int64_t(0)), n);
-  if (lo > hi) {  // a guide from another array: wrong, but in bounds
-    lo = 0;
-    hi = n;
-  }
-  while (lo < hi) {  // the first i with cdf[i] >= v; "not >=" moves right, so NaN goes past every entry
-    const int64_t mid = lo + (hi - lo) / 2;
-    if (!(cdf[mid] >= v)) {
-      lo = mid + 1;
-    } else {
-      hi = mid;
-    }
-  }
-  out[j] = lo;
+  const int64_t b = cdf_buckets_of(cdf, n, num_buckets)(static_cast<double>(v));
+  int64_t lo, hi;
+  guide_range(guide, b, n, &lo, &hi);
+  out[j] = first_not_below(cdf, lo, hi, v);
 }
 
 }  // namespace
