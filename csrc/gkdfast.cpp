@@ -92,6 +92,12 @@ TORCH_LIBRARY(gkdfast, m) {
   // cdf[i] >= value), found within each value's bucket; see csrc/ops/inverse_cdf.h.
   m.def("cdf_guide(Tensor cdf, int num_buckets) -> Tensor");
   m.def("cdf_search(Tensor cdf, Tensor guide, Tensor values) -> Tensor");
+  // ---- data loading ------------------------------------------------------------------------
+  // The numbers of a text table: the tokens of `text` (uint8 bytes; separators ASCII whitespace and
+  // ',') read as int64 / float32 / float64, as the Python loaders read them; status [2] = (0, -1),
+  // (1, byte offset of the first token that is not a number) or (2, offset of a token only Python's
+  // parser reads exactly); see csrc/ops/number_table.h.  CPU only.
+  m.def("parse_numbers(Tensor text, ScalarType dtype) -> (Tensor, Tensor)");
   // Streaming DeepWalk: [N, dim] float32 skip-gram input vectors trained with negative sampling on
   // walks from `starts` (one per entry, in that order) over the CSR by destination, generated from
   // Philox words keyed by (seed, walk) and never stored; see csrc/ops/deepwalk.h.  CUDA tensors:

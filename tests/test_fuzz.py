@@ -266,6 +266,29 @@ def test_inverse_cdf_search_refuses_bad_arrays_or_equals_searchsorted(data):
 
 @FUZZ
 @given(st.data())
+def test_parse_numbers_reads_what_python_reads(data):
+    """Any soup of number-like pieces, letters, signs and separators: the native reader gives the
+    reference's values and first-bad-token offset bit for bit, or hands the text to Python (status 2)."""
+    from gkdfast.reference import number_table as ref
+
+    if not _backend.native_loaded():
+        pytest.skip("native extension not built")
+    pieces = st.sampled_from(["0", "1", "9", "12", ".", "e", "E", "+", "-", "inf", "nan", "x", "_", " ", ",", "\n",
+                              "\t", "\x1c", "00", "e308", "e-330", "1e400", "\u00e9", "\u00a0"])
+    text = "".join(data.draw(st.lists(pieces, max_size=40))).encode()
+    dtype = data.draw(st.sampled_from([torch.int64, torch.float32, torch.float64]))
+    t = torch.frombuffer(bytearray(text), dtype=torch.uint8) if text else torch.empty(0, dtype=torch.uint8)
+    got, status = torch.ops.gkdfast.parse_numbers(t, dtype)
+    if status[0] == 2:
+        return
+    want, want_status = ref.parse_numbers(text, dtype)
+    assert status.tolist() == want_status.tolist(), text
+    view = {torch.float32: torch.int32, torch.float64: torch.int64, torch.int64: torch.int64}[dtype]
+    assert got.view(view).tolist() == want.view(view).tolist(), text
+
+
+@FUZZ
+@given(st.data())
 def test_graph_from_csr_refuses_malformed_arrays(data):
     n = data.draw(st.integers(0, 5))
     deg = data.draw(st.lists(st.integers(0, 3), min_size=n, max_size=n))

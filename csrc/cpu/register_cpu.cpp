@@ -25,6 +25,7 @@ TORCH_LIBRARY_IMPL(gkdfast, CPU, m) {
   m.impl("lsp_backward", &lsp_backward_cpu);
   m.impl("sample_neighbors", &sample_neighbors_cpu);
   m.impl("sddmm", &sddmm_cpu);
+  m.impl("parse_numbers", &parse_numbers_cpu);
   m.impl("ppr_topk", &ppr_topk_cpu);
   m.impl("segment_pool", &segment_pool_cpu);
   m.impl("segment_pool_backward", &segment_pool_backward_cpu);

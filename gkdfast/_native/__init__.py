@@ -1,6 +1,7 @@
 """Python-side registrations of the native operators: one module per op family, mirroring
 ``csrc/ops/`` (``spmm``, ``sddmm``, ``edge_softmax``, ``lsp``, ``gsp``, ``infonce``, ``gram_lse``,
-``sample_neighbors``, ``ppr``, ``deepwalk``, ``segment_pool``, ``dropout``, ``symmetric_csr``, ``inverse_cdf``).
+``sample_neighbors``, ``ppr``, ``deepwalk``, ``segment_pool``, ``dropout``, ``symmetric_csr``, ``inverse_cdf``,
+``number_table``).
 
 Each module holds, for the ops its C++ header declares, the fake (meta) kernel that torch.compile
 and meta tensors use to know output shapes, and the autograd formula (usually another native op:
@@ -21,7 +22,7 @@ __all__ = ["FAMILIES", "register_all", "registered"]
 
 # One module per csrc/ops/<family>.h, in dependency order (none depends on another today).
 FAMILIES = ("spmm", "sddmm", "edge_softmax", "lsp", "gsp", "infonce", "gram_lse", "sample_neighbors", "ppr",
-            "deepwalk", "segment_pool", "dropout", "symmetric_csr", "inverse_cdf")
+            "deepwalk", "segment_pool", "dropout", "symmetric_csr", "inverse_cdf", "number_table")
 
 _DONE = False
 

@@ -1,7 +1,6 @@
 """Small helpers shared by the readers: undirected edge sets, label encoding, error messages."""
 from __future__ import annotations
 
-import decimal
 import os
 from typing import Optional, Sequence, Tuple
 
@@ -77,37 +76,15 @@ def pick_dataset(directory, names, name: Optional[str], kind: str) -> str:
 
 
 def parse_int_table(path, text: str, ncols: int, what: str) -> np.ndarray:
-    """Fast parse of a comma/whitespace separated integer table with ``ncols`` columns -> int64
-    ``[rows, ncols]``.  Integers written as floats (``"12.0"``, ``"1.08e+04"``, as some published edge
-    lists are) are accepted and kept exact (past 2**53 through :class:`decimal.Decimal`, never
-    float64); any other number is a :class:`DataFormatError` naming the file."""
-    tokens = text.replace(",", " ").split()
-    try:
-        flat = np.array(tokens, dtype=np.int64)
-    except (ValueError, OverflowError):
-        flat = _float_written_ints(path, tokens, ncols, what)
-    if flat.size % ncols:
-        raise fail(path, f"{what}: expected {ncols} integer columns per line, got {flat.size} numbers")
-    return flat.reshape(-1, ncols)
+    """Integer table with ``ncols`` columns (comma/whitespace separated) -> int64 ``[rows, ncols]``.
+    Integers written as floats (``"12.0"``, ``"1.08e+04"``, as some published edge lists are) are
+    accepted and kept exact (past 2**53 too, never through float64); any other token is a
+    :class:`DataFormatError` naming the file, the line and the token.  Native when the extension is
+    built (:mod:`gkdfast.data.text_tables`); for a file not yet in memory use
+    :func:`gkdfast.data.text_tables.read_numbers`, which reads it block by block."""
+    from gkdfast.data.text_tables import parse_numbers
 
-
-def _float_written_ints(path, tokens, ncols: int, what: str) -> np.ndarray:
-    bad = fail(path, f"{what}: expected {ncols} integer columns per line, found a non-integer value")
-    try:
-        as_float = np.array(tokens, dtype=np.float64)
-    except ValueError:
-        raise bad from None
-    if not np.all(np.isfinite(as_float) & (as_float == np.round(as_float))):
-        raise bad
-    if as_float.size == 0 or float(np.abs(as_float).max()) < 2.0 ** 53:
-        return as_float.astype(np.int64)  # every integer below 2**53 is exact in float64
-    out = []
-    for t in tokens:  # rare: huge ids written as floats; exact decimal arithmetic
-        d = decimal.Decimal(t)
-        if d != d.to_integral_value():
-            raise bad
-        out.append(int(d))
-    return np.array(out, dtype=np.int64)
+    return parse_numbers(text, torch.int64, ncols=ncols, source=path, what=what).numpy()
 
 
 def to_float_features(mat) -> torch.Tensor:

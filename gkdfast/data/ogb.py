@@ -24,9 +24,10 @@ from typing import Optional
 import numpy as np
 import torch
 
-from gkdfast.data._util import check_edge_range, fail, mask_from_index, parse_int_table, undirected_graph
+from gkdfast.data._util import check_edge_range, fail, mask_from_index, undirected_graph
 from gkdfast.data.graphdata import GraphData
 from gkdfast.data.splits import random_split
+from gkdfast.data.text_tables import read_numbers
 
 __all__ = ["load_ogb", "is_ogb_dir"]
 
@@ -48,15 +49,24 @@ def is_ogb_dir(root) -> bool:
     return _find(_raw_dir(os.fspath(root)), "edge") is not None
 
 
-def _text(path):
+def _first_line(path) -> bytes:
     try:
-        if path.endswith(".gz"):
-            with gzip.open(path, "rt") as f:
-                return f.read()
-        with open(path) as f:
-            return f.read()
-    except (OSError, EOFError, UnicodeDecodeError) as exc:
+        with (gzip.open if path.endswith(".gz") else open)(path, "rb") as f:
+            return f.readline()
+    except (OSError, EOFError) as exc:
         raise fail(path, f"cannot read ({str(exc)[:60]})") from None
+
+
+def _count_hint(raw, stem) -> Optional[int]:
+    """OGB's num-edge-list: the edge count, to fill the edge table in place (a hint; never checked)."""
+    path = _find(raw, stem)
+    if path is None:
+        return None
+    try:
+        nums = read_numbers(path, what=stem).reshape(-1)
+    except ValueError:
+        return None
+    return int(nums[0]) if nums.numel() == 1 and int(nums[0]) >= 0 else None
 
 
 def load_ogb(root, name: Optional[str] = None, seed: int = 0, scheme: Optional[str] = None) -> GraphData:
@@ -72,19 +82,18 @@ def load_ogb(root, name: Optional[str] = None, seed: int = 0, scheme: Optional[s
     edge_path = _find(raw, "edge")
     if edge_path is None:
         raise fail(root, "no raw/edge.csv.gz (OGB node-property layout)")
-    edges = parse_int_table(edge_path, _text(edge_path), 2, "edge list")
+    num_edges = _count_hint(raw, "num-edge-list")
+    edges = read_numbers(edge_path, ncols=2, what="edge list",
+                         expected=None if num_edges is None else 2 * num_edges).numpy()
     label_path = _find(raw, "node-label")
     if label_path is None:
         raise fail(raw, "no node-label.csv.gz")
-    try:
-        lab = np.array(_text(label_path).replace(",", " ").split(), dtype=np.float64)
-    except ValueError:
-        raise fail(label_path, "expected one class id per line") from None
+    lab = read_numbers(label_path, torch.float64, what="node labels (one class id per line)").reshape(-1).numpy()
     n = lab.size
     nn_path = _find(raw, "num-node-list")
     if nn_path is not None:
-        nums = parse_int_table(nn_path, _text(nn_path), 1, "num-node-list").reshape(-1)
-        if nums.size != 1:
+        nums = read_numbers(nn_path, what="num-node-list").reshape(-1)
+        if nums.numel() != 1:
             raise fail(nn_path, "node-property data has one graph: expected a single node count")
         if int(nums[0]) != n:
             raise fail(label_path, f"{n} labels but num-node-list says {int(nums[0])} nodes")
@@ -96,15 +105,12 @@ def load_ogb(root, name: Optional[str] = None, seed: int = 0, scheme: Optional[s
     if feat_path is None:
         x = torch.ones(n, 1)
     else:
-        text = _text(feat_path).strip()
-        ncol = text.partition("\n")[0].count(",") + 1
-        try:
-            flat = np.array(text.replace(",", " ").split(), dtype=np.float32)
-        except ValueError:
-            raise fail(feat_path, "expected comma-separated floats") from None
-        if flat.size != n * ncol:
-            raise fail(feat_path, f"expected {n} rows of {ncol} floats, got {flat.size} values")
-        x = torch.from_numpy(flat.reshape(n, ncol))
+        ncol = _first_line(feat_path).count(b",") + 1
+        flat = read_numbers(feat_path, torch.float32, what="node features (comma-separated floats)",
+                            expected=n * ncol).reshape(-1)
+        if flat.numel() != n * ncol:
+            raise fail(feat_path, f"expected {n} rows of {ncol} floats, got {flat.numel()} values")
+        x = flat.view(n, ncol)
     g = undirected_graph(edges[:, 0], edges[:, 1], n)
     yt = torch.from_numpy(y)
     num_classes = int(y.max()) + 1 if y.size else 0
@@ -124,7 +130,7 @@ def load_ogb(root, name: Optional[str] = None, seed: int = 0, scheme: Optional[s
             sp = _find(os.path.join(split_root, scheme), part)
             if sp is None:
                 raise fail(os.path.join(split_root, scheme), f"missing {part}.csv.gz")
-            idx = parse_int_table(sp, _text(sp), 1, f"{part} ids").reshape(-1)
+            idx = read_numbers(sp, what=f"{part} ids").reshape(-1).numpy()
             if idx.size and (int(idx.min()) < 0 or int(idx.max()) >= n):
                 raise fail(sp, f"node id outside [0, {n})")
             masks.append(mask_from_index(idx, n) & (yt >= 0))

@@ -114,6 +114,19 @@ def cases(index_dtype):
     yield "cdf_search one-entry guide", lambda: ops.cdf_search(cdf, guide[:1], probe), False
     yield "cdf_guide unsorted", lambda: ops.cdf_guide(mod(cdf, 7, -1.0), 20), False
     yield "cdf_guide zero buckets", lambda: ops.cdf_guide(cdf, 0), False
+    text = torch.frombuffer(bytearray(b"1 2.5e3 nan,-4\n"), dtype=torch.uint8)
+    yield "parse_numbers valid", lambda: ops.parse_numbers(text, torch.float32), True
+    yield "parse_numbers strided bytes", lambda: ops.parse_numbers(text[::2], torch.float64), True
+    yield "parse_numbers bad token", lambda: ops.parse_numbers(text, torch.int64), True
+    # a token running to the last byte (no separator after it) and one of 10^5 digits
+    yield "parse_numbers unterminated", lambda: ops.parse_numbers(text[:6].clone(), torch.float64), True
+    yield "parse_numbers long token", lambda: ops.parse_numbers(torch.full((10**5,), ord("7"), dtype=torch.uint8),
+                                                                torch.float64), True
+    yield "parse_numbers long integer", lambda: ops.parse_numbers(torch.full((10**5,), ord("7"), dtype=torch.uint8),
+                                                                  torch.int64), True
+    yield "parse_numbers int32 text", lambda: ops.parse_numbers(text.int(), torch.int64), False
+    yield "parse_numbers 2-D text", lambda: ops.parse_numbers(text.view(1, -1), torch.int64), False
+    yield "parse_numbers int32 dtype", lambda: ops.parse_numbers(text, torch.int32), False
     starts = torch.tensor([0, 4, 2, 4], dtype=seeds.dtype)
     yield "deepwalk valid", lambda: ops.deepwalk(rp, col, starts, 4, 3, 2, 2, 0.025, 0, True), True
     yield "deepwalk rowptr past E", lambda: ops.deepwalk(mod(rp, -1, e + 3), col, starts, 4, 3, 2, 2, 0.025, 0,

@@ -1,0 +1,263 @@
+// CPU reader of the numbers of a text table (see ops/number_table.h).
+//
+// Why native: the loaders used to split the whole text into Python strings and hand them to numpy.
+// That costs about 60 bytes of Python objects per token, so an ogbn-products-sized feature file
+// (2.45 M rows of 100 floats) needs about 15 GB of strings before a single number exists.  Here the
+// bytes are scanned once and each token is converted in place (std::from_chars: correctly rounded,
+// locale-free), so memory is the output plus the caller's block of text.
+//
+// The text is cut into pieces at separators (a token never straddles two pieces); each thread
+// reads its pieces into its own buffer and stops at its first token that is not a number.  The
+// result is the pieces' values in order up to the first piece that stopped: the same for any number
+// of threads.
+#include <ATen/Parallel.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <system_error>
+#include <vector>
+
+#include "cpu/cpu_kernels.h"
+#include "ops/number_table.h"
+
+namespace gkdfast {
+namespace {
+
+enum Code : int64_t { kOk = 0, kBad = 1, kPython = 2 };
+
+// Bytes of text per piece (a piece is one task of the parallel loop).
+constexpr int64_t kPieceBytes = int64_t(1) << 20;
+// Integers written as floats are read exactly below this magnitude (every integer below 2^53 is a double).
+constexpr double kExactIntegers = 9007199254740992.0;
+
+struct SeparatorTable {
+  bool sep[256] = {};
+  constexpr SeparatorTable() {
+    sep[static_cast<unsigned char>(' ')] = true;
+    sep[static_cast<unsigned char>(',')] = true;
+    for (int c = '\t'; c <= '\r'; ++c) sep[c] = true;  // \t \n \v \f \r
+    for (int c = 0x1c; c <= 0x1f; ++c) sep[c] = true;  // str.split() also splits on these
+  }
+};
+constexpr SeparatorTable kSeparators;
+
+inline bool is_separator(char c) { return kSeparators.sep[static_cast<unsigned char>(c)]; }
+inline bool is_digit(char c) { return c >= '0' && c <= '9'; }
+
+// A token this reader rejects: a digit separator or a non-ASCII byte means Python's parser may still
+// read it (PEP 515 underscores, Unicode digits), so it decides; anything else is not a number.
+int64_t rejected(const char* b, const char* e) {
+  for (const char* p = b; p < e; ++p) {
+    if (*p == '_' || static_cast<unsigned char>(*p) >= 0x80) return kPython;
+  }
+  return kBad;
+}
+
+// Case-insensitive comparison of [b, e) with a lower-case ASCII word.
+bool equals_word(const char* b, const char* e, const char* word) {
+  const size_t n = std::strlen(word);
+  if (static_cast<size_t>(e - b) != n) return false;
+  for (size_t i = 0; i < n; ++i) {
+    char c = b[i];
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+    if (c != word[i]) return false;
+  }
+  return true;
+}
+
+// The sign of log10 of a decimal token that from_chars found out of double's range: > 0 means it
+// overflowed (Python gives +-inf), <= 0 that it underflowed to zero (Python gives +-0.0).  The
+// token matched the float grammar (digits, '.', an exponent) after an optional sign.
+bool overflows(const char* p, const char* e) {
+  int64_t int_digits = 0, frac_zeros = 0;  // significant integer digits; zeros before the first non-zero
+  bool seen_nonzero = false;
+  for (; p < e && is_digit(*p); ++p) {
+    if (*p != '0') seen_nonzero = true;
+    if (seen_nonzero) ++int_digits;
+  }
+  if (p < e && *p == '.') {
+    for (++p; p < e && is_digit(*p); ++p) {
+      if (*p != '0') seen_nonzero = true;
+      if (!seen_nonzero) ++frac_zeros;
+    }
+  }
+  int64_t exp = 0;
+  if (p < e && (*p == 'e' || *p == 'E')) {
+    ++p;
+    const bool neg = p < e && *p == '-';
+    if (p < e && (*p == '+' || *p == '-')) ++p;
+    for (; p < e && is_digit(*p); ++p) exp = std::min<int64_t>(exp * 10 + (*p - '0'), int64_t(1) << 40);
+    if (neg) exp = -exp;
+  }
+  // the first non-zero digit's decimal place: the value lies in [10^(mag-1), 10^mag)
+  const int64_t mag = int_digits > 0 ? int_digits + exp : exp - frac_zeros;
+  return mag > 0;
+}
+
+// Reads the token [b, e) as Python's float() does.
+int64_t read_float(const char* b, const char* e, double* out) {
+  const char* p = b;
+  const bool negative = *p == '-';
+  if (*p == '+' || *p == '-') ++p;
+  if (p == e) return kBad;
+  if (!is_digit(*p) && *p != '.') {
+    if (equals_word(p, e, "inf") || equals_word(p, e, "infinity")) {
+      *out = negative ? -std::numeric_limits<double>::infinity() : std::numeric_limits<double>::infinity();
+      return kOk;
+    }
+    if (equals_word(p, e, "nan")) {
+      *out = std::copysign(std::numeric_limits<double>::quiet_NaN(), negative ? -1.0 : 1.0);
+      return kOk;
+    }
+    return rejected(b, e);
+  }
+  const char* digits = p;
+  int64_t mantissa_digits = 0;
+  for (; p < e && is_digit(*p); ++p) ++mantissa_digits;
+  if (p < e && *p == '.') {
+    for (++p; p < e && is_digit(*p); ++p) ++mantissa_digits;
+  }
+  if (mantissa_digits == 0) return rejected(b, e);
+  if (p < e && (*p == 'e' || *p == 'E')) {
+    ++p;
+    if (p < e && (*p == '+' || *p == '-')) ++p;
+    if (p == e || !is_digit(*p)) return rejected(b, e);
+    while (p < e && is_digit(*p)) ++p;
+  }
+  if (p != e) return rejected(b, e);
+  double v = 0.0;
+  const char* start = negative ? b : b + (*b == '+');  // from_chars takes a '-' but no '+'
+  const auto r = std::from_chars(start, e, v, std::chars_format::general);
+  if (r.ec == std::errc::result_out_of_range) {
+    v = overflows(digits, e) ? std::numeric_limits<double>::infinity() : 0.0;
+    if (negative) v = -v;
+  } else if (r.ec != std::errc() || r.ptr != e) {
+    return kBad;  // unreachable for a token of this grammar; kept as a guard
+  }
+  *out = v;
+  return kOk;
+}
+
+// Reads the token [b, e) as the loaders read integers (ops/number_table.h).
+int64_t read_integer(const char* b, const char* e, int64_t* out) {
+  const char* p = b + (*b == '+' || *b == '-');
+  bool plain = p < e;
+  for (const char* q = p; q < e && plain; ++q) plain = is_digit(*q);
+  if (plain) {
+    int64_t v = 0;
+    const auto r = std::from_chars(*b == '+' ? b + 1 : b, e, v);
+    if (r.ec == std::errc::result_out_of_range) return kPython;  // Python reads it exactly, then decides
+    if (r.ec != std::errc() || r.ptr != e) return kBad;
+    *out = v;
+    return kOk;
+  }
+  double d = 0.0;
+  const int64_t code = read_float(b, e, &d);
+  if (code != kOk) return code;
+  if (!std::isfinite(d) || d != std::trunc(d)) return kBad;
+  if (std::fabs(d) >= kExactIntegers) return kPython;
+  *out = static_cast<int64_t>(d);
+  return kOk;
+}
+
+template <typename T>
+int64_t read_token(const char* b, const char* e, T* out) {
+  if constexpr (std::is_same_v<T, int64_t>) {
+    return read_integer(b, e, out);
+  } else {
+    double d = 0.0;
+    const int64_t code = read_float(b, e, &d);
+    if (code == kOk) *out = static_cast<T>(d);  // float32: rounded from the double, as numpy does
+    return code;
+  }
+}
+
+struct Piece {
+  int64_t begin = 0, end = 0;
+  int64_t code = kOk, offset = -1;
+};
+
+template <typename T>
+void read_piece(const char* text, Piece& piece, std::vector<T>& values) {
+  const char* p = text + piece.begin;
+  const char* end = text + piece.end;
+  while (true) {
+    while (p < end && is_separator(*p)) ++p;
+    if (p == end) return;
+    const char* b = p;
+    while (p < end && !is_separator(*p)) ++p;
+    T v{};
+    const int64_t code = read_token(b, p, &v);
+    if (code != kOk) {
+      piece.code = code;
+      piece.offset = b - text;
+      return;
+    }
+    values.push_back(v);
+  }
+}
+
+// Piece boundaries at separators: every boundary but the last is the position of a separator byte
+// (or the text's end), so no token is cut.
+std::vector<Piece> cut_pieces(const char* text, int64_t n) {
+  std::vector<Piece> pieces;
+  int64_t begin = 0;
+  while (begin < n) {
+    int64_t end = std::min(n, begin + kPieceBytes);
+    while (end < n && !is_separator(text[end])) ++end;
+    pieces.push_back(Piece{begin, end});
+    begin = end;
+  }
+  return pieces;
+}
+
+template <typename T>
+std::tuple<at::Tensor, at::Tensor> parse(const at::Tensor& text, at::ScalarType dtype) {
+  const char* data = reinterpret_cast<const char*>(text.data_ptr<uint8_t>());
+  std::vector<Piece> pieces = cut_pieces(data, text.numel());
+  const int64_t num_pieces = static_cast<int64_t>(pieces.size());
+  std::vector<std::vector<T>> values(pieces.size());
+  at::parallel_for(0, num_pieces, 1, [&](int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; ++i) {
+      values[i].reserve(static_cast<size_t>((pieces[i].end - pieces[i].begin) / 8));
+      read_piece(data, pieces[i], values[i]);
+    }
+  });
+  // the values up to the first piece that stopped at a token it could not read
+  int64_t stopped = -1, total = 0;
+  for (int64_t i = 0; i < num_pieces && stopped < 0; ++i) {
+    total += static_cast<int64_t>(values[i].size());
+    if (pieces[i].code != kOk) stopped = i;
+  }
+  const int64_t used = stopped < 0 ? num_pieces : stopped + 1;
+  at::Tensor out = at::empty({total}, text.options().dtype(dtype));
+  T* dst = out.data_ptr<T>();
+  for (int64_t i = 0; i < used; ++i) {
+    if (!values[i].empty()) std::memcpy(dst, values[i].data(), values[i].size() * sizeof(T));
+    dst += values[i].size();
+  }
+  at::Tensor status = at::empty({2}, text.options().dtype(at::kLong));
+  status.data_ptr<int64_t>()[0] = stopped < 0 ? kOk : pieces[stopped].code;
+  status.data_ptr<int64_t>()[1] = stopped < 0 ? -1 : pieces[stopped].offset;
+  return {out, status};
+}
+
+}  // namespace
+
+std::tuple<at::Tensor, at::Tensor> parse_numbers_cpu(const at::Tensor& text_in, at::ScalarType dtype) {
+  check_parse_numbers(text_in, dtype);
+  const at::Tensor text = text_in.contiguous();
+  switch (dtype) {
+    case at::kLong: return parse<int64_t>(text, dtype);
+    case at::kFloat: return parse<float>(text, dtype);
+    default: return parse<double>(text, dtype);
+  }
+}
+
+}  // namespace gkdfast

@@ -1,0 +1,219 @@
+"""Numbers from text tables (edge lists, labels, feature rows as CSV), read in blocks.
+
+The readers used to split a whole file into Python strings and convert those with numpy: about 60
+bytes of Python objects per token, so an ogbn-products-sized feature file (2.45 M rows of 100
+floats) needed about 15 GB before the first number existed.  :func:`read_numbers` decompresses a
+block of the file at a time (``.gz`` or plain) and converts it with the native ``parse_numbers``
+op (csrc/ops/number_table.h), so memory is the result plus one block.  The values are the ones the
+Python path gives (``gkdfast/reference/number_table.py``, which also runs when the extension is
+missing, for tokens only Python reads exactly, and under ``GKDFAST_BACKEND=reference``).
+
+Tokens are separated by ASCII whitespace and commas; integers may be written as floats ("12.0",
+exact below 2**53); float32 values are rounded from float64, as numpy rounds.  A token that is not a
+number is a :class:`~gkdfast.data.DataFormatError` naming the file, the line and the token.
+
+Example:
+    >>> parse_numbers("0,1\\n1,2\\n")
+    tensor([0, 1, 1, 2])
+"""
+from __future__ import annotations
+
+import gzip
+import os
+import re
+from typing import List, Optional, Tuple
+
+import torch
+from torch import Tensor
+
+from gkdfast.data._util import fail
+from gkdfast.reference import number_table as _reference
+
+__all__ = ["parse_numbers", "read_numbers", "BLOCK_BYTES"]
+
+# Bytes of text converted per call (the decompressed block; a token never straddles two blocks).
+BLOCK_BYTES = 64 << 20
+
+_DTYPES = (torch.int64, torch.float32, torch.float64)
+_TOKEN = re.compile(rb"[^\s,]+")
+
+
+def _check_dtype(dtype, fn: str) -> None:
+    if dtype not in _DTYPES:
+        raise TypeError(f"gkdfast.data.{fn}: dtype must be torch.int64, torch.float32 or torch.float64, got {dtype!r}")
+
+
+def _native() -> bool:
+    from gkdfast import _backend
+
+    return _backend.choose("parse_numbers", torch.device("cpu")) == "cpu"
+
+
+def _parse_block(block: bytearray, length: int, dtype: torch.dtype, native: bool) -> Tuple[Tensor, int, int]:
+    """``(values, code, offset)`` of ``block[:length]``: code 0 (all read) or 1 (the token at byte
+    ``offset`` is not a number; values hold the tokens before it)."""
+    if native:
+        text = torch.frombuffer(block, dtype=torch.uint8, count=length) if length else torch.empty(0, dtype=torch.uint8)
+        values, status = torch.ops.gkdfast.parse_numbers(text, dtype)
+        code, offset = status.tolist()
+        if code != 2:
+            return values, code, offset
+    values, status = _reference.parse_numbers(bytes(memoryview(block)[:length]), dtype)
+    code, offset = status.tolist()
+    return values, code, offset
+
+
+def _not_a_number(source, what: str, dtype: torch.dtype, ncols: int, block: bytearray, end: int, offset: int,
+                  line: int):
+    m = _TOKEN.match(bytes(memoryview(block)[offset:min(end, offset + 64)]))
+    token = (m.group() if m else b"").decode("utf-8", errors="replace")
+    if dtype == torch.int64:
+        return fail(source, f"{what}: expected {ncols} integer columns per line, found a non-integer value "
+                            f"{token!r} on line {line}")
+    return fail(source, f"{what}: expected numbers, found {token!r} on line {line}")
+
+
+def _rows(flat: Tensor, ncols: int, source, what: str, dtype: torch.dtype) -> Tensor:
+    if flat.numel() % ncols:
+        kind = "integer columns per line" if dtype == torch.int64 else "numbers per line"
+        raise fail(source, f"{what}: expected {ncols} {kind}, got {flat.numel()} numbers")
+    return flat.view(-1, ncols)
+
+
+class _Collector:
+    """Gathers the blocks' values: straight into one tensor when the count is known in advance
+    (no second copy at the end), else in a list joined at the end."""
+
+    def __init__(self, dtype: torch.dtype, expected: Optional[int]):
+        self.out = torch.empty(expected, dtype=dtype) if expected is not None and expected >= 0 else None
+        self.parts: List[Tensor] = []
+        self.count = 0
+
+    def add(self, values: Tensor) -> None:
+        n = values.numel()
+        if self.out is not None and self.count + n <= self.out.numel():
+            self.out[self.count:self.count + n] = values
+        else:
+            if self.out is not None:  # more than expected: keep what is there, collect the rest
+                self.parts.append(self.out[:self.count])
+                self.out = None
+            self.parts.append(values)
+        self.count += n
+
+    def result(self) -> Tensor:
+        if self.out is not None:
+            return self.out[:self.count]
+        return torch.cat(self.parts) if len(self.parts) != 1 else self.parts[0]
+
+
+def _fill(f, view: memoryview) -> int:
+    """Reads into ``view`` until it is full or the file ends; returns the bytes read."""
+    got = 0
+    while got < len(view):
+        n = f.readinto(view[got:])
+        if not n:
+            break
+        got += n
+    return got
+
+
+def _last_separator(block: bytearray, end: int) -> int:
+    """Index of the last separator byte in ``block[:end]`` (-1 if none)."""
+    nl = block.rfind(b"\n", 0, end)
+    if nl >= 0:
+        return nl
+    return max(block.rfind(sep, 0, end) for sep in (b" ", b",", b"\t", b"\r", b"\v", b"\f"))
+
+
+def read_numbers(path, dtype: torch.dtype = torch.int64, *, ncols: int = 1, what: str = "numbers",
+                 expected: Optional[int] = None, block_bytes: int = BLOCK_BYTES) -> Tensor:
+    """Every number of a text table file as a ``[rows, ncols]`` tensor, read block by block.
+
+    Args:
+        path: a text file; ``.gz`` files are decompressed on the fly.
+        dtype: ``torch.int64`` (default), ``torch.float32`` or ``torch.float64``.
+        ncols: numbers per row; the file's count must be a multiple of it (rows are not checked one
+            by one: what matters is the token stream, as in the readers before).
+        what: what the file holds, for error messages ("edge list", "node features").
+        expected: the count of numbers if known (e.g. rows x columns): the result is then filled in
+            place instead of joined at the end (half the peak memory); any other count still reads.
+        block_bytes: decompressed bytes converted per call.
+
+    Returns:
+        ``[count // ncols, ncols]`` tensor of ``dtype``.
+
+    Raises:
+        DataFormatError: a token that is not a number (the file, line and token are named), or a
+            count that is not a multiple of ``ncols``; also for an unreadable file.
+
+    Example:
+        >>> import tempfile, os
+        >>> p = os.path.join(tempfile.mkdtemp(), "edges.csv")
+        >>> _ = open(p, "w").write("0,1\\n1,2\\n2,0\\n")
+        >>> read_numbers(p, ncols=2, what="edge list")
+        tensor([[0, 1],
+                [1, 2],
+                [2, 0]])
+    """
+    _check_dtype(dtype, "read_numbers")
+    if not isinstance(ncols, int) or isinstance(ncols, bool) or ncols < 1:
+        raise ValueError(f"gkdfast.data.read_numbers: ncols must be a positive int, got {ncols!r}")
+    if not isinstance(block_bytes, int) or block_bytes < 1:
+        raise ValueError(f"gkdfast.data.read_numbers: block_bytes must be a positive int, got {block_bytes!r}")
+    path = os.fspath(path)
+    native = _native()
+    collect = _Collector(dtype, expected)
+    block = bytearray(block_bytes)
+    carry, line = 0, 1  # bytes kept from the last block (a token cut by its end); line of block[0]
+    opener = gzip.open if path.endswith(".gz") else open
+    try:
+        with opener(path, "rb") as f:
+            while True:
+                got = _fill(f, memoryview(block)[carry:])
+                end = carry + got
+                final = end < len(block)
+                cut = end if final else _last_separator(block, end) + 1
+                if cut == 0:  # one token fills the whole block: make room and read on
+                    block.extend(bytearray(len(block)))
+                    carry = end
+                    continue
+                values, code, offset = _parse_block(block, cut, dtype, native)
+                if code:
+                    raise _not_a_number(path, what, dtype, ncols, block, cut, offset, line + block.count(b"\n", 0, offset))
+                collect.add(values)
+                if final:
+                    break
+                line += block.count(b"\n", 0, cut)
+                carry = end - cut
+                block[:carry] = block[cut:end]
+    except (OSError, EOFError) as exc:
+        raise fail(path, f"cannot read ({str(exc)[:60]})") from None
+    return _rows(collect.result(), ncols, path, what, dtype)
+
+
+def parse_numbers(text, dtype: torch.dtype = torch.int64, *, ncols: Optional[int] = None, source="text",
+                  what: str = "numbers") -> Tensor:
+    """Every number of a text (``str`` or ``bytes``) already in memory: :func:`read_numbers` without
+    the file.
+
+    Args:
+        text: the table's text.
+        dtype: ``torch.int64`` (default), ``torch.float32`` or ``torch.float64``.
+        ncols: ``None`` for a 1-D result, else numbers per row (``[rows, ncols]``, the count checked).
+        source, what: name the text and its content in error messages.
+
+    Raises:
+        DataFormatError: a token that is not a number (line and token named), or a count that is not
+            a multiple of ``ncols``.
+
+    Example:
+        >>> parse_numbers("1.5 2\\n-inf", torch.float32)
+        tensor([1.5000, 2.0000,   -inf])
+    """
+    _check_dtype(dtype, "parse_numbers")
+    block = bytearray(text.encode("utf-8", errors="surrogateescape") if isinstance(text, str) else text)
+    values, code, offset = _parse_block(block, len(block), dtype, _native())
+    if code:
+        raise _not_a_number(source, what, dtype, ncols or 1, block, len(block), offset,
+                            1 + block.count(b"\n", 0, offset))
+    return values if ncols is None else _rows(values, ncols, source, what, dtype)

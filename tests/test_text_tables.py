@@ -1,0 +1,261 @@
+"""Reading numbers from text (torch.ops.gkdfast.parse_numbers, gkdfast.data.text_tables) against the
+pure-Python reader (gkdfast/reference/number_table.py, numpy's conversions): every token form the
+grammar allows, out-of-range floats, integers written as floats, tokens only Python reads, the first
+bad token's offset, thread counts, blocks cut anywhere, gzip, errors and opcheck."""
+import gzip
+import random
+import struct
+
+import numpy as np
+import pytest
+import torch
+
+from gkdfast import _backend
+from gkdfast.data import DataFormatError
+from gkdfast.data.text_tables import parse_numbers, read_numbers
+from gkdfast.reference import number_table as ref
+
+native = pytest.mark.skipif(not _backend.native_loaded(), reason="native extension not built")
+DTYPES = [torch.int64, torch.float32, torch.float64]
+
+
+def _op(text: bytes, dtype):
+    t = torch.frombuffer(bytearray(text), dtype=torch.uint8) if text else torch.empty(0, dtype=torch.uint8)
+    values, status = torch.ops.gkdfast.parse_numbers(t, dtype)
+    return values, status.tolist()
+
+
+def _bits(t: torch.Tensor) -> list:
+    """Values compared bit for bit (NaN payloads and signs, -0.0)."""
+    if t.dtype == torch.float32:
+        return t.view(torch.int32).tolist()
+    if t.dtype == torch.float64:
+        return t.view(torch.int64).tolist()
+    return t.tolist()
+
+
+def _float_tokens(rng: random.Random, n: int) -> list:
+    out = []
+    for _ in range(n):
+        k = rng.randrange(12)
+        if k == 0:
+            out.append(rng.choice(["inf", "-inf", "+inf", "Infinity", "-INFINITY", "nan", "-nan", "NaN", "+nAn"]))
+        elif k == 1:  # out of double's range, both ways, and the subnormal edge
+            out.append(rng.choice(["1e400", "-1e400", "1e-400", "-1e-400", "2e-324", "3e-324", "-4.9e-324",
+                                   "1.8e308", "1e-310", "0e99999999999", "0.000e500", "123456e-330",
+                                   "0.00001e-320", "1" + "0" * 400, "0." + "0" * 400 + "1"]))
+        elif k == 2:  # a double's exact repr, so no rounding shortcut passes
+            out.append(repr(struct.unpack("<d", struct.pack("<Q", rng.getrandbits(64)))[0]))
+        elif k == 3:  # long mantissas (correct rounding beyond 17 digits)
+            out.append(f"{rng.randrange(10**30)}.{rng.randrange(10**25):025d}e{rng.randint(-60, 60)}")
+        elif k == 4:  # forms: ".5", "5.", "+5", "1.E3", "-0", "007"
+            out.append(rng.choice([".5", "5.", "+5", "1.E3", "-0", "-0.0", "007", "+.5e-3", "1e+03", "-.0"]))
+        elif k == 5:  # float32 rounding midpoints: double rounding as numpy does it
+            m = rng.randrange(1 << 23) | 1
+            out.append(repr((2 * m + 1) * 2.0 ** rng.randint(-150, 100)))
+        else:
+            out.append(f"{rng.uniform(-1e6, 1e6):.{rng.randint(0, 12)}f}")
+    return out
+
+
+def _int_tokens(rng: random.Random, n: int) -> list:
+    out = []
+    for _ in range(n):
+        k = rng.randrange(8)
+        if k == 0:
+            out.append(rng.choice(["9223372036854775807", "-9223372036854775808", "+12", "-0", "000123",
+                                   "12.0", "1.2e+03", "-7.0E0", "9007199254740991.0", "0e5"]))
+        elif k == 1:
+            out.append(str(rng.randrange(-(2**63), 2**63)))
+        else:
+            out.append(str(rng.randrange(-10**6, 10**6)))
+    return out
+
+
+def _join(rng: random.Random, tokens: list) -> bytes:
+    seps = [" ", ",", "\n", "\t", "\r\n", ", ", "  ", "\x1c", "\f", "\v"]
+    body = "".join(t + rng.choice(seps) for t in tokens)
+    return (rng.choice(["", " ", "\n"]) + body).encode()
+
+
+@native
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_native_reads_what_python_reads(dtype, seed):
+    rng = random.Random(seed)
+    tokens = _int_tokens(rng, 3000) if dtype == torch.int64 else _float_tokens(rng, 3000)
+    text = _join(rng, tokens)
+    got, status = _op(text, dtype)
+    want, want_status = ref.parse_numbers(text, dtype)
+    assert status == [0, -1] and want_status.tolist() == [0, -1]
+    assert got.dtype == dtype and _bits(got) == _bits(want)
+
+
+@native
+def test_float32_is_rounded_from_the_double_as_numpy_does():
+    # 1 + 2^-24 + 2^-60 lies above the float32 midpoint 1 + 2^-24, but its nearest double is the
+    # midpoint itself, which rounds to even (1.0): numpy's result, and ours.
+    token = "1.00000005960464477625798673798840354720596224069595336914062"
+    got, _ = _op(token.encode(), torch.float32)
+    assert got.item() == 1.0 == np.array([token], dtype=np.float32)[0]
+
+
+@native
+def test_float_edges_match_python_float():
+    tokens = ["1e400", "-1e400", "1e-400", "-1e-400", "2e-324", "3e-324", "1e-310", "-nan", "0e99999999999"]
+    got, status = _op(" ".join(tokens).encode(), torch.float64)
+    assert status == [0, -1]
+    assert _bits(got) == _bits(torch.tensor([float(t) for t in tokens], dtype=torch.float64))
+
+
+@native
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("bad", ["abc", "1.2.3", "--5", "+-5", "1e", "e5", ".", "-", "+", "1e+", "nan(1)", "0x10",
+                                 "inf5", "12abc", "1,5x"])
+def test_first_bad_token_matches_the_reference(dtype, bad):
+    text = f"1 2,3\n4.0 {bad} 7\n{bad}\n".encode()
+    got, status = _op(text, dtype)
+    want, want_status = ref.parse_numbers(text, dtype)
+    assert want_status.tolist()[0] == 1 and status == want_status.tolist()
+    assert _bits(got) == _bits(want)
+
+
+@native
+@pytest.mark.parametrize("token", ["1.5", "inf", "-nan", "1e-5"])
+def test_integers_reject_non_integral_values(token):
+    text = f"3 {token}".encode()
+    got, status = _op(text, torch.int64)
+    assert status == [1, 2] and got.tolist() == [3]
+    assert ref.parse_numbers(text, torch.int64)[1].tolist() == [1, 2]
+
+
+@native
+@pytest.mark.parametrize("dtype,token,value", [
+    (torch.int64, "1_000", 1000),                      # PEP 515 digit separators
+    (torch.float64, "1_0.5", 10.5),
+    (torch.int64, "9007199254740993.0", None),         # a float-written integer past 2^53: exact in Python
+    (torch.int64, "99999999999999999999", None),       # outside int64: Python names it
+    (torch.float64, "\u0661\u0662", 12.0),             # Arabic-Indic digits
+])
+def test_tokens_only_python_reads_are_handed_to_it(dtype, token, value):
+    text = f"5 {token} 6".encode()
+    got, status = _op(text, dtype)
+    assert status == [2, 2] and got.tolist() == [5]
+    if value is None:
+        want, want_status = ref.parse_numbers(text, dtype)
+        if want_status.tolist()[0] == 0:
+            assert parse_numbers(text, dtype).tolist() == want.tolist()
+        else:
+            with pytest.raises(DataFormatError):
+                parse_numbers(text, dtype)
+    else:
+        assert parse_numbers(text, dtype).tolist() == [5, value, 6]
+
+
+def test_float_written_integers_stay_exact_past_2_pow_53():
+    big = 2**60 + 1
+    assert parse_numbers(f"1.0 2e0\n{big} 3", torch.int64).tolist() == [1, 2, big, 3]
+    assert parse_numbers("9007199254740993.0", torch.int64).tolist() == [2**53 + 1]
+    with pytest.raises(DataFormatError, match="non-integer value '1e30'"):
+        parse_numbers("1 1e30", torch.int64)  # integral but outside int64
+
+
+@native
+def test_threads_do_not_change_the_result_and_the_first_bad_token_wins():
+    rng = random.Random(5)
+    tokens = _float_tokens(rng, 400_000)  # several 1 MiB pieces
+    text = bytearray(_join(rng, tokens))
+    cuts = [text.index(b"\n", len(text) * k // 5) + 1 for k in (1, 2, 4)]  # at line starts: no token is cut
+    for c in reversed(cuts):  # bad tokens in three pieces: the first one is reported
+        text[c:c] = b" bad "
+    prev = torch.get_num_threads()
+    try:
+        runs = []
+        for threads in (1, 2, 3):
+            torch.set_num_threads(threads)
+            runs.append(_op(bytes(text), torch.float64))
+    finally:
+        torch.set_num_threads(prev)
+    for got, status in runs:
+        assert status == runs[0][1] and _bits(got) == _bits(runs[0][0])
+    assert runs[0][1] == [1, cuts[0] + 1] and runs[0][0].numel() > 50_000
+    want, want_status = ref.parse_numbers(bytes(text), torch.float64)
+    assert want_status.tolist() == runs[0][1] and _bits(want) == _bits(runs[0][0])
+
+
+@native
+def test_opcheck():
+    text = torch.frombuffer(bytearray(b"1, 2\n3.5 -4e2\n"), dtype=torch.uint8)
+    for dtype in DTYPES[1:]:
+        torch.library.opcheck(torch.ops.gkdfast.parse_numbers.default, (text, dtype))
+    torch.library.opcheck(torch.ops.gkdfast.parse_numbers.default,
+                          (torch.frombuffer(bytearray(b"1 2 3"), dtype=torch.uint8), torch.int64))
+
+
+@native
+def test_op_errors():
+    with pytest.raises(TypeError, match="uint8"):
+        torch.ops.gkdfast.parse_numbers(torch.zeros(3, dtype=torch.int32), torch.int64)
+    with pytest.raises(ValueError, match="1-D"):
+        torch.ops.gkdfast.parse_numbers(torch.zeros(2, 2, dtype=torch.uint8), torch.int64)
+    with pytest.raises(TypeError, match="int64, float32 or float64"):
+        torch.ops.gkdfast.parse_numbers(torch.zeros(2, dtype=torch.uint8), torch.int32)
+    got, status = _op(b"", torch.float32)
+    assert got.numel() == 0 and status == [0, -1]
+    got, status = _op(b" \n,,\t", torch.int64)
+    assert got.numel() == 0 and status == [0, -1]
+
+
+@pytest.mark.parametrize("backend", [pytest.param("native", marks=native), "reference"])
+@pytest.mark.parametrize("gz", [False, True])
+@pytest.mark.parametrize("block", [1, 7, 64, 1 << 20])
+def test_read_numbers_in_blocks_of_any_size(tmp_path, backend, gz, block):
+    rng = random.Random(11)
+    rows = [[rng.uniform(-10, 10) for _ in range(3)] for _ in range(500)]
+    text = "".join(",".join(f"{v:.{rng.randint(0, 9)}g}" for v in r) + "\n" for r in rows)
+    path = tmp_path / ("t.csv.gz" if gz else "t.csv")
+    path.write_bytes(gzip.compress(text.encode()) if gz else text.encode())
+    want = np.array(text.replace(",", " ").split(), dtype=np.float32).reshape(-1, 3)
+    with _backend.forced("auto" if backend == "native" else "reference"):
+        for expected in (None, 1500, 10, 5000):
+            got = read_numbers(path, torch.float32, ncols=3, what="rows", expected=expected, block_bytes=block)
+            assert got.shape == (500, 3) and np.array_equal(got.numpy(), want)
+
+
+@pytest.mark.parametrize("backend", [pytest.param("native", marks=native), "reference"])
+def test_read_numbers_names_the_line_and_token(tmp_path, backend):
+    path = tmp_path / "edges.csv.gz"
+    lines = [f"{i},{i + 1}" for i in range(3000)]
+    lines[2345] = "2345,x17"
+    path.write_bytes(gzip.compress(("\n".join(lines) + "\n").encode()))
+    with _backend.forced("auto" if backend == "native" else "reference"):
+        with pytest.raises(DataFormatError, match=r"edges.csv.gz: edge list: expected 2 integer columns per line, "
+                                                  r"found a non-integer value 'x17' on line 2346"):
+            read_numbers(path, ncols=2, what="edge list", block_bytes=1000)
+        path.write_bytes(gzip.compress(b"0,1\n1\n"))
+        with pytest.raises(DataFormatError, match="expected 2 integer columns per line, got 3 numbers"):
+            read_numbers(path, ncols=2, what="edge list")
+        (tmp_path / "f.txt").write_text("0.5 1e3 zz")
+        with pytest.raises(DataFormatError, match="f.txt: features: expected numbers, found 'zz' on line 1"):
+            read_numbers(tmp_path / "f.txt", torch.float32, what="features")
+
+
+def test_read_numbers_errors(tmp_path):
+    with pytest.raises(DataFormatError, match="cannot read"):
+        read_numbers(tmp_path / "missing.csv")
+    bad_gz = tmp_path / "b.csv.gz"
+    bad_gz.write_bytes(b"not gzip at all")
+    with pytest.raises(DataFormatError, match="cannot read"):
+        read_numbers(bad_gz)
+    with pytest.raises(TypeError, match="dtype"):
+        read_numbers(bad_gz, torch.int32)
+    with pytest.raises(ValueError, match="ncols"):
+        read_numbers(bad_gz, ncols=0)
+
+
+def test_reference_locates_the_first_bad_token_in_utf8_bytes():
+    text = "é 1 2\n3 ?? 4".encode()
+    values, status = ref.parse_numbers(text, torch.float64)
+    assert status.tolist() == [1, 0] and values.numel() == 0
+    values, status = ref.parse_numbers("1 2\n3 ?? 4".encode(), torch.float64)
+    assert status.tolist() == [1, 6] and values.tolist() == [1, 2, 3]
