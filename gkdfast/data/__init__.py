@@ -29,6 +29,7 @@ from gkdfast.data.splits import InductiveSplit, fraction_split, inductive_split,
 from gkdfast.data.synthetic import csbm, edge_homophily, power_law_graph
 from gkdfast.data.tu import GraphDataset, TUGraph, load_tu
 from gkdfast.data.graph_json import load_graph_json
+from gkdfast.data.text_tables import parse_numbers, read_numbers
 
 __all__ = [
     "default_root", "GraphData", "GraphDataset", "TUGraph", "DataFormatError", "FORMATS",
@@ -40,4 +41,5 @@ __all__ = [
     "cold_start_masks",
     "subgraph",
     "csbm", "dcsbm", "power_law_graph", "edge_homophily",
+    "read_numbers", "parse_numbers",
 ]

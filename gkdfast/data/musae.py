@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from gkdfast.data._util import PICK_ONE, encode_labels, fail, parse_int_table, undirected_graph
+from gkdfast.data.text_tables import parse_numbers
 from gkdfast.data.graphdata import GraphData
 from gkdfast.data.splits import random_split
 
@@ -136,10 +137,8 @@ def load_musae(directory, name: Optional[str] = None, seed: int = 0, feature_dim
     elif feat_csv is not None:
         t = _read_text(feat_csv)
         h, _, b = t.partition("\n")
-        try:
-            tab = np.array(b.replace(",", " ").split(), dtype=np.float64).reshape(-1, 3)
-        except ValueError:
-            raise fail(feat_csv, "expected rows node_id,feature_id,value") from None
+        tab = parse_numbers(b, torch.float64, ncols=3, source=feat_csv,
+                            what="rows node_id,feature_id,value").numpy()
 
     n = 0
     for arr in (edges.reshape(-1), ids):

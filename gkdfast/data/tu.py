@@ -26,6 +26,7 @@ import torch
 from torch import Tensor
 
 from gkdfast.data._util import fail, parse_int_table, pick_dataset, undirected_graph
+from gkdfast.data.text_tables import parse_numbers
 from gkdfast.graph import Graph
 
 __all__ = ["GraphDataset", "TUGraph", "load_tu", "tu_names"]
@@ -187,10 +188,8 @@ def load_tu(directory, name: Optional[str] = None, seed: int = 0) -> GraphDatase
     if os.path.exists(p("node_attributes")):
         text = _read(p("node_attributes"), "node attributes").strip()
         ncol = text.partition("\n")[0].count(",") + 1
-        try:
-            flat = np.array(text.replace(",", " ").split(), dtype=np.float32)
-        except ValueError:
-            raise fail(p("node_attributes"), "expected comma-separated floats") from None
+        flat = parse_numbers(text, torch.float32, source=p("node_attributes"),
+                             what="node attributes (comma-separated floats)").numpy()
         if flat.size != n * ncol:
             raise fail(p("node_attributes"), f"expected {n} rows of {ncol} comma-separated floats, got {flat.size} values")
         parts.append(flat.reshape(n, ncol))
