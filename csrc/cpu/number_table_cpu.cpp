@@ -100,7 +100,15 @@ bool overflows(const char* p, const char* e) {
   return mag > 0;
 }
 
-// Reads the token [b, e) as Python's float() does.
+// Powers of ten that are exact doubles (10^22 is the last).
+constexpr double kExactPowers[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
+                                   1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+
+// Reads the token [b, e) as Python's float() does, in one pass.  The digits are gathered into an
+// integer mantissa m and a decimal exponent; when m is below 2^53 and the exponent within +-22, both
+// are exact doubles and m * 10^e (or m / 10^-e) is one correctly rounded operation (Clinger's fast
+// path), which covers feature files' fixed-point numbers.  Anything else goes to std::from_chars
+// (correctly rounded for any digit count).
 int64_t read_float(const char* b, const char* e, double* out) {
   const char* p = b;
   const bool negative = *p == '-';
@@ -118,19 +126,40 @@ int64_t read_float(const char* b, const char* e, double* out) {
     return rejected(b, e);
   }
   const char* digits = p;
-  int64_t mantissa_digits = 0;
-  for (; p < e && is_digit(*p); ++p) ++mantissa_digits;
+  uint64_t mantissa = 0;
+  int64_t significant = 0, fraction_digits = 0, any_digits = 0;
+  bool exact = true;  // every significant digit is in `mantissa` (at most 19 of them)
+  auto take = [&](char c) {
+    if (mantissa == 0 && c == '0') return;  // a leading zero
+    if (significant < 19) {
+      mantissa = mantissa * 10 + static_cast<uint64_t>(c - '0');
+      ++significant;
+    } else {
+      exact = false;
+    }
+  };
+  for (; p < e && is_digit(*p); ++p) take(*p), ++any_digits;
   if (p < e && *p == '.') {
-    for (++p; p < e && is_digit(*p); ++p) ++mantissa_digits;
+    for (++p; p < e && is_digit(*p); ++p) take(*p), ++any_digits, ++fraction_digits;
   }
-  if (mantissa_digits == 0) return rejected(b, e);
+  if (any_digits == 0) return rejected(b, e);
+  int64_t exponent = 0;
   if (p < e && (*p == 'e' || *p == 'E')) {
     ++p;
+    const bool negative_exponent = p < e && *p == '-';
     if (p < e && (*p == '+' || *p == '-')) ++p;
     if (p == e || !is_digit(*p)) return rejected(b, e);
-    while (p < e && is_digit(*p)) ++p;
+    for (; p < e && is_digit(*p); ++p) exponent = std::min<int64_t>(exponent * 10 + (*p - '0'), int64_t(1) << 40);
+    if (negative_exponent) exponent = -exponent;
   }
   if (p != e) return rejected(b, e);
+  const int64_t e10 = exponent - fraction_digits;
+  if (exact && mantissa <= (uint64_t(1) << 53) && (mantissa == 0 || (e10 >= -22 && e10 <= 22))) {
+    const double m = static_cast<double>(mantissa);
+    const double v = mantissa == 0 ? 0.0 : e10 >= 0 ? m * kExactPowers[e10] : m / kExactPowers[-e10];
+    *out = negative ? -v : v;
+    return kOk;
+  }
   double v = 0.0;
   const char* start = negative ? b : b + (*b == '+');  // from_chars takes a '-' but no '+'
   const auto r = std::from_chars(start, e, v, std::chars_format::general);
@@ -144,17 +173,23 @@ int64_t read_float(const char* b, const char* e, double* out) {
   return kOk;
 }
 
-// Reads the token [b, e) as the loaders read integers (ops/number_table.h).
+// Reads the token [b, e) as the loaders read integers (ops/number_table.h): [+-]digits in one pass,
+// else the float syntax with an integral value.
 int64_t read_integer(const char* b, const char* e, int64_t* out) {
-  const char* p = b + (*b == '+' || *b == '-');
-  bool plain = p < e;
-  for (const char* q = p; q < e && plain; ++q) plain = is_digit(*q);
-  if (plain) {
-    int64_t v = 0;
-    const auto r = std::from_chars(*b == '+' ? b + 1 : b, e, v);
-    if (r.ec == std::errc::result_out_of_range) return kPython;  // Python reads it exactly, then decides
-    if (r.ec != std::errc() || r.ptr != e) return kBad;
-    *out = v;
+  const char* p = b;
+  const bool negative = *p == '-';
+  if (*p == '+' || *p == '-') ++p;
+  uint64_t magnitude = 0;
+  bool overflow = false;
+  const char* q = p;
+  for (; q < e && is_digit(*q); ++q) {
+    overflow |= __builtin_mul_overflow(magnitude, uint64_t(10), &magnitude);
+    overflow |= __builtin_add_overflow(magnitude, static_cast<uint64_t>(*q - '0'), &magnitude);
+  }
+  if (q == e && q > p) {  // [+-]digits
+    const uint64_t limit = negative ? (uint64_t(1) << 63) : (uint64_t(1) << 63) - 1;
+    if (overflow || magnitude > limit) return kPython;  // outside int64: Python names it
+    *out = negative ? static_cast<int64_t>(0 - magnitude) : static_cast<int64_t>(magnitude);
     return kOk;
   }
   double d = 0.0;

@@ -19,8 +19,10 @@ Example:
 from __future__ import annotations
 
 import gzip
+import itertools
 import os
 import re
+import zlib
 from typing import List, Optional, Tuple
 
 import torch
@@ -106,15 +108,19 @@ class _Collector:
         return torch.cat(self.parts) if len(self.parts) != 1 else self.parts[0]
 
 
-def _fill(f, view: memoryview) -> int:
-    """Reads into ``view`` until it is full or the file ends; returns the bytes read."""
-    got = 0
-    while got < len(view):
-        n = f.readinto(view[got:])
-        if not n:
-            break
-        got += n
-    return got
+def _chunks(f, size: int):
+    """The file's bytes, ``size`` at a time, each read (and decompressed) in a helper thread while
+    the caller converts the one before: zlib and the native reader both release the GIL."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1, thread_name_prefix="gkdfast-read") as pool:
+        pending = pool.submit(f.read, size)
+        while True:
+            chunk = pending.result()
+            if not chunk:
+                return
+            pending = pool.submit(f.read, size)
+            yield chunk
 
 
 def _last_separator(block: bytearray, end: int) -> int:
@@ -163,30 +169,25 @@ def read_numbers(path, dtype: torch.dtype = torch.int64, *, ncols: int = 1, what
     path = os.fspath(path)
     native = _native()
     collect = _Collector(dtype, expected)
-    block = bytearray(block_bytes)
-    carry, line = 0, 1  # bytes kept from the last block (a token cut by its end); line of block[0]
+    carry, line = b"", 1  # the bytes after the last block's last separator; line number of a block's start
     opener = gzip.open if path.endswith(".gz") else open
     try:
         with opener(path, "rb") as f:
-            while True:
-                got = _fill(f, memoryview(block)[carry:])
-                end = carry + got
-                final = end < len(block)
-                cut = end if final else _last_separator(block, end) + 1
-                if cut == 0:  # one token fills the whole block: make room and read on
-                    block.extend(bytearray(len(block)))
-                    carry = end
+            for chunk in itertools.chain(_chunks(f, block_bytes), [None]):
+                final = chunk is None
+                block = bytearray(carry)
+                if not final:
+                    block += chunk
+                cut = len(block) if final else _last_separator(block, len(block)) + 1
+                carry = bytes(memoryview(block)[cut:])  # a token the block's end may have cut (all of it
+                if cut == 0:                             # when the block holds no separator: read on)
                     continue
                 values, code, offset = _parse_block(block, cut, dtype, native)
                 if code:
                     raise _not_a_number(path, what, dtype, ncols, block, cut, offset, line + block.count(b"\n", 0, offset))
                 collect.add(values)
-                if final:
-                    break
                 line += block.count(b"\n", 0, cut)
-                carry = end - cut
-                block[:carry] = block[cut:end]
-    except (OSError, EOFError) as exc:
+    except (OSError, EOFError, zlib.error) as exc:
         raise fail(path, f"cannot read ({str(exc)[:60]})") from None
     return _rows(collect.result(), ncols, path, what, dtype)
 

@@ -1,5 +1,5 @@
 """Pure-Python reading of the numbers of a text table: the oracle of ``gkdfast::parse_numbers`` and
-its fallback (docs/data-and-results.md, "Reading large text tables").
+its fallback (docs/ops.md, "Reading numbers from text").
 
 Tokens are what ``text.replace(",", " ").split()`` gives; numpy converts them as a whole (strings to
 float64, then float32 where asked, as numpy rounds; integers exactly, and integers written as floats
