@@ -92,6 +92,38 @@ def test_native_reads_what_python_reads(dtype, seed):
 
 
 @native
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_word_wise_forms_match_python(dtype):
+    """The kernel reads short integers and fixed-point decimals 8 bytes at a time: every digit count
+    on either side of the point (1-20), leading zeros, signs, mantissas around 2^53, each token
+    followed by every kind of separator and by bytes that end the fast form (a letter, a second point)."""
+    rng = random.Random(3)
+    tokens = []
+    for ni in range(0, 21):
+        for nf in [None] + list(range(0, 21)):
+            for _ in range(3):
+                ip = "".join(rng.choice("0123456789") for _ in range(ni))
+                tok = ip if nf is None else ip + "." + "".join(rng.choice("0123456789") for _ in range(nf))
+                if not any(c.isdigit() for c in tok):
+                    continue
+                tokens.append(rng.choice(["", "-", "+"]) + tok)
+    tokens += [str(2**53 + k) for k in range(-2, 3)] + [f"{2**53 + k}.0" for k in range(-2, 3)]
+    tokens += ["9007199254740993.5", "0.9007199254740993", "000000000000000000001", "-0.000"]
+    seps = [",", "\n", " ", "\t", "\r\n", "\x1c"]
+    text = "".join(t + rng.choice(seps) for t in tokens).encode() + b" " * 64
+    if dtype == torch.int64:  # integers (int64's 18 digits): the fractional forms are the float tests'
+        text = "".join(t + rng.choice(seps) for t in tokens
+                       if "." not in t and len(t.lstrip("+-")) <= 18).encode() + b" " * 64
+    got, status = _op(text, dtype)
+    want, want_status = ref.parse_numbers(text, dtype)
+    assert status == want_status.tolist() == [0, -1]
+    assert _bits(got) == _bits(want) and got.numel() > 50
+    for tail in (b"x ", b".5.5 ", b"e3 ", b"\xc3\xa9 "):  # forms that leave the fast path mid-token
+        t = b"12345" + tail + b" " * 64
+        assert _op(t, dtype)[1] == ref.parse_numbers(t, dtype)[1].tolist() or _op(t, dtype)[1][0] == 2
+
+
+@native
 def test_float32_is_rounded_from_the_double_as_numpy_does():
     # 1 + 2^-24 + 2^-60 lies above the float32 midpoint 1 + 2^-24, but its nearest double is the
     # midpoint itself, which rounds to even (1.0): numpy's result, and ours.

@@ -213,21 +213,127 @@ int64_t read_token(const char* b, const char* e, T* out) {
   }
 }
 
+// ---- the common token forms, 8 bytes at a time -------------------------------------------------
+// Edge lists and feature files are almost all short integers and fixed-point decimals.  For those the
+// digits are found and converted as 8-byte words (no per-digit loop or branch); every other token
+// takes the general readers above, which give the same value for these forms.
+
+// Bytes of slack a word-wise read may need past a token's first byte.
+constexpr int64_t kWordSlack = 40;
+
+inline uint64_t load_word(const char* p) {
+  uint64_t w;
+  std::memcpy(&w, p, sizeof(w));  // little-endian: p[0] is the lowest byte
+  return w;
+}
+
+// The number of leading ASCII digits among the word's 8 bytes.  A borrow (byte < '0') or carry
+// (byte > '9') only runs towards later bytes, so the first flagged byte is the first non-digit.
+inline int leading_digits(uint64_t w) {
+  const uint64_t below = w - 0x3030303030303030ULL;
+  const uint64_t above = w + 0x4646464646464646ULL;
+  const uint64_t flags = (below | above | w) & 0x8080808080808080ULL;  // `| w`: bytes >= 0x80
+  return flags ? __builtin_ctzll(flags) >> 3 : 8;
+}
+
+// The value of the word's first n digits, 1 <= n <= 8: shifted so they end at the top byte, then
+// combined pairwise (2, 4, 8 digits) by multiplies.
+inline uint64_t word_value(uint64_t w, int n) {
+  w <<= 8 * (8 - n);
+  w = ((w & 0x0F0F0F0F0F0F0F0FULL) * 2561) >> 8;
+  w = ((w & 0x00FF00FF00FF00FFULL) * 6553601) >> 16;
+  return ((w & 0x0000FFFF0000FFFFULL) * 42949672960001ULL) >> 32;
+}
+
+constexpr uint64_t kPow10[] = {1ULL, 10ULL, 100ULL, 1000ULL, 10000ULL, 100000ULL, 1000000ULL, 10000000ULL,
+                               100000000ULL};
+
+// The run of digits at p, up to 15 of them: returns the count (-1 for 16 or more) and sets *value.
+inline int digit_run(const char* p, uint64_t* value) {
+  const uint64_t w = load_word(p);
+  const int n = leading_digits(w);
+  if (n < 8) {
+    *value = n ? word_value(w, n) : 0;
+    return n;
+  }
+  const uint64_t w2 = load_word(p + 8);
+  const int n2 = leading_digits(w2);
+  if (n2 == 8) return -1;
+  *value = word_value(w, 8) * kPow10[n2] + (n2 ? word_value(w2, n2) : 0);
+  return 8 + n2;
+}
+
+// [+-]digits (1 to 15) then a separator: the token's end, with *out set; nullptr for any other form.
+inline const char* fast_integer(const char* p, int64_t* out) {
+  const bool negative = *p == '-';
+  p += (*p == '-' || *p == '+');
+  uint64_t m = 0;
+  const int n = digit_run(p, &m);
+  if (n <= 0 || !is_separator(p[n])) return nullptr;
+  *out = negative ? -static_cast<int64_t>(m) : static_cast<int64_t>(m);
+  return p + n;
+}
+
+// [+-]digits[.digits] (19 digits at most, at least one) then a separator, read as read_float does:
+// the exact integer mantissa over a power of ten (Clinger's fast path).
+inline const char* fast_decimal(const char* p, double* out) {
+  const bool negative = *p == '-';
+  p += (*p == '-' || *p == '+');
+  uint64_t int_part = 0, frac_part = 0;
+  const int ni = digit_run(p, &int_part);
+  if (ni < 0) return nullptr;
+  p += ni;
+  int nf = 0;
+  if (*p == '.') {
+    nf = digit_run(p + 1, &frac_part);
+    if (nf < 0) return nullptr;
+    p += 1 + nf;
+  }
+  if (ni + nf == 0 || ni + nf > 19 || !is_separator(*p)) return nullptr;
+  const uint64_t m = int_part * (nf > 8 ? kPow10[8] * kPow10[nf - 8] : kPow10[nf]) + frac_part;
+  if (m > (uint64_t(1) << 53)) return nullptr;
+  const double v = nf ? static_cast<double>(m) / kExactPowers[nf] : static_cast<double>(m);
+  *out = negative ? -v : v;
+  return p;
+}
+
+template <typename T>
+inline const char* fast_token(const char* p, T* out) {
+  if constexpr (std::is_same_v<T, int64_t>) {
+    return fast_integer(p, out);
+  } else {
+    double d = 0.0;
+    const char* end = fast_decimal(p, &d);
+    if (end) *out = static_cast<T>(d);  // float32: rounded from the double, as read_token does
+    return end;
+  }
+}
+
 struct Piece {
   int64_t begin = 0, end = 0;
   int64_t code = kOk, offset = -1;
 };
 
+// Reads the piece's tokens into `values`, stopping at the first it cannot read.  `text_end` bounds the
+// word-wise reads, which may look past the piece (never past the text).
 template <typename T>
-void read_piece(const char* text, Piece& piece, std::vector<T>& values) {
+void read_piece(const char* text, const char* text_end, Piece& piece, std::vector<T>& values) {
   const char* p = text + piece.begin;
   const char* end = text + piece.end;
   while (true) {
     while (p < end && is_separator(*p)) ++p;
     if (p == end) return;
+    T v{};
+    if (text_end - p >= kWordSlack) {
+      const char* after = fast_token(p, &v);
+      if (after != nullptr) {
+        values.push_back(v);
+        p = after;
+        continue;
+      }
+    }
     const char* b = p;
     while (p < end && !is_separator(*p)) ++p;
-    T v{};
     const int64_t code = read_token(b, p, &v);
     if (code != kOk) {
       piece.code = code;
@@ -261,7 +367,7 @@ std::tuple<at::Tensor, at::Tensor> parse(const at::Tensor& text, at::ScalarType 
   at::parallel_for(0, num_pieces, 1, [&](int64_t lo, int64_t hi) {
     for (int64_t i = lo; i < hi; ++i) {
       values[i].reserve(static_cast<size_t>((pieces[i].end - pieces[i].begin) / 8));
-      read_piece(data, pieces[i], values[i]);
+      read_piece(data, data + text.numel(), pieces[i], values[i]);
     }
   });
   // the values up to the first piece that stopped at a token it could not read
