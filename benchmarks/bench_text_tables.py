@@ -10,7 +10,8 @@ ogbn-products' ``edge.csv``) and ``N`` rows of 100 comma-separated floats with 6
 ``node-feat.csv``).  Default E = 4·10⁶, N = 2·10⁵ (10⁵ / 10⁴ with ``GKDFAST_BENCH_SMALL``).  Every
 reader's result is checked equal to the previous path's before it is timed.  ``--memory`` also
 runs each reader once in a fresh process on the text written to a file and reports its peak RSS
-above the process's start (the Python strings are the old path's cost).  Prints a table; writes
+above the RSS before the read (Linux: the peak is reset through ``/proc/self/clear_refs``; the
+Python strings are the old path's cost).  Prints a table; writes
 text_tables.json and text_tables.png under --out.
 """
 from __future__ import annotations
@@ -112,17 +113,22 @@ IMPLS = {
 }
 
 _CHILD = """
-import resource, sys, time
+import sys, time
 sys.path.insert(0, {bench!r})
 import bench_text_tables as b, torch
+def status(key):  # kB
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(key + ":"))
 dtype = {{'int64': torch.int64, 'float32': torch.float32}}[{dtype!r}]
 with open({path!r}, 'rb') as f:
     text = f.read()
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+with open("/proc/self/clear_refs", "w") as f:
+    f.write("5")  # resets the peak (VmHWM) to the current RSS
+base = status("VmRSS")
 t = time.perf_counter()
 out = b.IMPLS[{impl!r}](text, dtype, {ncols})
 secs = time.perf_counter() - t
-print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024, secs, out.size)
+print((status("VmHWM") - base) / 1024, secs, out.size)
 """
 
 
@@ -176,7 +182,7 @@ def main(argv=None) -> int:
     rows = rows_for(int(args.edges), int(args.rows), args.repeats, args.max_seconds, args.memory)
     _report.report(rows, args.out, "text_tables", "reading text tables (median ms)",
                    extra_cols=("mb_per_s", "peak_mib") if args.memory else ("mb_per_s",),
-                   small=SMALL, edges=int(args.edges), rows=int(args.rows))
+                   small=SMALL, edges=int(args.edges), feature_rows=int(args.rows))
     return 0
 
 

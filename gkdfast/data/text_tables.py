@@ -22,6 +22,7 @@ import gzip
 import itertools
 import os
 import re
+import warnings
 import zlib
 from typing import List, Optional, Tuple
 
@@ -51,12 +52,20 @@ def _native() -> bool:
     return _backend.choose("parse_numbers", torch.device("cpu")) == "cpu"
 
 
-def _parse_block(block: bytearray, length: int, dtype: torch.dtype, native: bool) -> Tuple[Tensor, int, int]:
-    """``(values, code, offset)`` of ``block[:length]``: code 0 (all read) or 1 (the token at byte
-    ``offset`` is not a number; values hold the tokens before it)."""
+def _byte_tensor(block, length: int) -> Tensor:
+    """``block[:length]`` as a uint8 tensor without a copy (``bytes`` are read-only: the op only reads)."""
+    if not length:
+        return torch.empty(0, dtype=torch.uint8)
+    with warnings.catch_warnings():  # "The given buffer is not writable": nothing writes to it
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.frombuffer(block, dtype=torch.uint8, count=length)
+
+
+def _parse_block(block, length: int, dtype: torch.dtype, native: bool) -> Tuple[Tensor, int, int]:
+    """``(values, code, offset)`` of ``block[:length]`` (bytes or bytearray): code 0 (all read) or 1
+    (the token at byte ``offset`` is not a number; values hold the tokens before it)."""
     if native:
-        text = torch.frombuffer(block, dtype=torch.uint8, count=length) if length else torch.empty(0, dtype=torch.uint8)
-        values, status = torch.ops.gkdfast.parse_numbers(text, dtype)
+        values, status = torch.ops.gkdfast.parse_numbers(_byte_tensor(block, length), dtype)
         code, offset = status.tolist()
         if code != 2:
             return values, code, offset
@@ -212,7 +221,14 @@ def parse_numbers(text, dtype: torch.dtype = torch.int64, *, ncols: Optional[int
         tensor([1.5000, 2.0000,   -inf])
     """
     _check_dtype(dtype, "parse_numbers")
-    block = bytearray(text.encode("utf-8", errors="surrogateescape") if isinstance(text, str) else text)
+    if isinstance(text, str):
+        block = text.encode("utf-8", errors="surrogateescape")
+    elif isinstance(text, (bytes, bytearray)):
+        block = text
+    elif isinstance(text, memoryview):
+        block = text.tobytes()
+    else:
+        raise TypeError(f"gkdfast.data.parse_numbers: text must be str or bytes, got {type(text).__name__}")
     values, code, offset = _parse_block(block, len(block), dtype, _native())
     if code:
         raise _not_a_number(source, what, dtype, ncols or 1, block, len(block), offset,
