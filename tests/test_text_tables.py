@@ -291,3 +291,25 @@ def test_reference_locates_the_first_bad_token_in_utf8_bytes():
     assert status.tolist() == [1, 0] and values.numel() == 0
     values, status = ref.parse_numbers("1 2\n3 ?? 4".encode(), torch.float64)
     assert status.tolist() == [1, 6] and values.tolist() == [1, 2, 3]
+
+
+def test_gzip_with_and_without_isal_read_the_same(tmp_path, monkeypatch):
+    import sys
+
+    from gkdfast.data import text_tables
+
+    pytest.importorskip("isal", reason="isal not installed: only gzip to compare")
+    text = "".join(f"{i},{(i * 7919) % 1000}\n" for i in range(20_000)).encode()
+    path = tmp_path / "e.csv.gz"
+    path.write_bytes(gzip.compress(text))
+    assert text_tables._gzip_module().__name__ == "isal.igzip"
+    with_isal = read_numbers(path, ncols=2, block_bytes=4096)
+    monkeypatch.setitem(sys.modules, "isal", None)  # import isal now fails
+    assert text_tables._gzip_module() is gzip
+    assert torch.equal(read_numbers(path, ncols=2, block_bytes=4096), with_isal)
+    path.write_bytes(gzip.compress(text)[:5000])  # truncated: the same error either way
+    with pytest.raises(DataFormatError, match="cannot read"):
+        read_numbers(path, ncols=2)
+    monkeypatch.delitem(sys.modules, "isal")
+    with pytest.raises(DataFormatError, match="cannot read"):
+        read_numbers(path, ncols=2)

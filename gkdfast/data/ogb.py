@@ -17,7 +17,6 @@ Plain ``.csv`` files (not gzipped) are read too.
 """
 from __future__ import annotations
 
-import gzip
 import os
 from typing import Optional
 
@@ -27,7 +26,7 @@ import torch
 from gkdfast.data._util import check_edge_range, fail, mask_from_index, undirected_graph
 from gkdfast.data.graphdata import GraphData
 from gkdfast.data.splits import random_split
-from gkdfast.data.text_tables import read_numbers
+from gkdfast.data.text_tables import open_table_file, read_errors, read_numbers
 
 __all__ = ["load_ogb", "is_ogb_dir"]
 
@@ -51,9 +50,9 @@ def is_ogb_dir(root) -> bool:
 
 def _first_line(path) -> bytes:
     try:
-        with (gzip.open if path.endswith(".gz") else open)(path, "rb") as f:
+        with open_table_file(path) as f:
             return f.readline()
-    except (OSError, EOFError) as exc:
+    except read_errors() as exc:
         raise fail(path, f"cannot read ({str(exc)[:60]})") from None
 
 
