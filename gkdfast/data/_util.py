@@ -75,16 +75,17 @@ def pick_dataset(directory, names, name: Optional[str], kind: str) -> str:
     return hit[0]
 
 
-def parse_int_table(path, text: str, ncols: int, what: str) -> np.ndarray:
+def parse_int_table(path, text: str, ncols: int, what: str, first_line: Optional[int] = 1) -> np.ndarray:
     """Integer table with ``ncols`` columns (comma/whitespace separated) -> int64 ``[rows, ncols]``.
     Integers written as floats (``"12.0"``, ``"1.08e+04"``, as some published edge lists are) are
     accepted and kept exact (past 2**53 too, never through float64); any other token is a
     :class:`DataFormatError` naming the file, the line and the token.  Native when the extension is
     built (:mod:`gkdfast.data.text_tables`); for a file not yet in memory use
-    :func:`gkdfast.data.text_tables.read_numbers`, which reads it block by block."""
+    :func:`gkdfast.data.text_tables.read_numbers`, which reads it block by block.  ``first_line``: the
+    file's line number of the text's first line (``None``: the text is not lines of the file)."""
     from gkdfast.data.text_tables import parse_numbers
 
-    return parse_numbers(text, torch.int64, ncols=ncols, source=path, what=what).numpy()
+    return parse_numbers(text, torch.int64, ncols=ncols, source=path, what=what, first_line=first_line).numpy()
 
 
 def to_float_features(mat) -> torch.Tensor:

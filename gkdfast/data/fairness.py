@@ -138,7 +138,7 @@ def _column_index(path, header, name) -> int:
 def _id_column(path, header, body, name) -> np.ndarray:
     """An integer id column, exact in int64: Twitter ids run past 2**53, where float64 merges neighbours."""
     j = _column_index(path, header, name)
-    return parse_int_table(path, " ".join(r[j] for r in body), 1, f"column {name!r}").reshape(-1)
+    return parse_int_table(path, " ".join(r[j] for r in body), 1, f"column {name!r}", first_line=None).reshape(-1)
 
 
 def _column(path, header, body, name, codes=None) -> np.ndarray:

@@ -35,7 +35,7 @@ def _targets(path) -> dict:
         body = f.read()
     if header != ["id", "target"]:
         raise fail(path, f"expected the header 'id,target', got {','.join(header)!r}")
-    table = parse_int_table(path, body, 2, "id,target rows")
+    table = parse_int_table(path, body, 2, "id,target rows", first_line=2)
     ids = table[:, 0]
     if np.unique(ids).size != ids.size:
         raise fail(path, "a graph id appears twice")

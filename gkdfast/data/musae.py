@@ -92,9 +92,10 @@ def load_musae(directory, name: Optional[str] = None, seed: int = 0, feature_dim
 
     text = _read_text(edge_path)
     head, _, body = text.partition("\n")
-    if any(c.isalpha() for c in head):  # header line
+    header = any(c.isalpha() for c in head)
+    if header:
         text = body
-    edges = parse_int_table(edge_path, text, 2, "edge list")
+    edges = parse_int_table(edge_path, text, 2, "edge list", first_line=2 if header else 1)
 
     rows = list(csv.reader(io.StringIO(_read_text(target_path))))
     if len(rows) < 2:
@@ -137,8 +138,8 @@ def load_musae(directory, name: Optional[str] = None, seed: int = 0, feature_dim
     elif feat_csv is not None:
         t = _read_text(feat_csv)
         h, _, b = t.partition("\n")
-        tab = parse_numbers(b, torch.float64, ncols=3, source=feat_csv,
-                            what="rows node_id,feature_id,value").numpy()
+        tab = parse_numbers(b, torch.float64, ncols=3, source=feat_csv, what="rows node_id,feature_id,value",
+                            first_line=2).numpy()
 
     n = 0
     for arr in (edges.reshape(-1), ids):

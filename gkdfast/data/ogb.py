@@ -49,9 +49,13 @@ def is_ogb_dir(root) -> bool:
 
 
 def _first_line(path) -> bytes:
+    """The first line that is not blank (the feature file's width)."""
     try:
         with open_table_file(path) as f:
-            return f.readline()
+            for line in f:
+                if line.strip():
+                    return line
+            return b""
     except read_errors() as exc:
         raise fail(path, f"cannot read ({str(exc)[:60]})") from None
 

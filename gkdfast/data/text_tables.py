@@ -36,9 +36,11 @@ __all__ = ["parse_numbers", "read_numbers", "open_table_file", "BLOCK_BYTES"]
 
 # Bytes of text converted per call (the decompressed block; a token never straddles two blocks).
 BLOCK_BYTES = 64 << 20
+# A run of bytes without a separator longer than this is not a number: the file is refused.
+MAX_TOKEN_BYTES = 256 << 20
 
 _DTYPES = (torch.int64, torch.float32, torch.float64)
-_TOKEN = re.compile(rb"[^\s,]+")
+_TOKEN = re.compile(rb"[^ ,\t\n\v\f\r\x1c-\x1f]+")  # a token: up to the next separator
 
 
 def _check_dtype(dtype, fn: str) -> None:
@@ -74,14 +76,14 @@ def _parse_block(block, length: int, dtype: torch.dtype, native: bool) -> Tuple[
     return values, code, offset
 
 
-def _not_a_number(source, what: str, dtype: torch.dtype, ncols: int, block: bytearray, end: int, offset: int,
-                  line: int):
+def _not_a_number(source, what: str, dtype: torch.dtype, ncols: int, block, end: int, offset: int,
+                  line: Optional[int]):
     m = _TOKEN.match(bytes(memoryview(block)[offset:min(end, offset + 64)]))
     token = (m.group() if m else b"").decode("utf-8", errors="replace")
+    where = f"{token!r}" + (f" on line {line}" if line is not None else "")
     if dtype == torch.int64:
-        return fail(source, f"{what}: expected {ncols} integer columns per line, found a non-integer value "
-                            f"{token!r} on line {line}")
-    return fail(source, f"{what}: expected numbers, found {token!r} on line {line}")
+        return fail(source, f"{what}: expected {ncols} integer columns per line, found a non-integer value {where}")
+    return fail(source, f"{what}: expected numbers, found {where}")
 
 
 def _rows(flat: Tensor, ncols: int, source, what: str, dtype: torch.dtype) -> Tensor:
@@ -93,10 +95,17 @@ def _rows(flat: Tensor, ncols: int, source, what: str, dtype: torch.dtype) -> Te
 
 class _Collector:
     """Gathers the blocks' values: straight into one tensor when the count is known in advance
-    (no second copy at the end), else in a list joined at the end."""
+    (no second copy at the end), else in a list joined at the end.  The count is a hint: a wrong one
+    (too small, too large, not allocatable) only costs the copy it was meant to save."""
 
     def __init__(self, dtype: torch.dtype, expected: Optional[int]):
-        self.out = torch.empty(expected, dtype=dtype) if expected is not None and expected >= 0 else None
+        self.dtype = dtype
+        self.out = None
+        if expected is not None and expected >= 0:
+            try:
+                self.out = torch.empty(expected, dtype=dtype)
+            except RuntimeError:  # e.g. a corrupt count file: read without the hint
+                self.out = None
         self.parts: List[Tensor] = []
         self.count = 0
 
@@ -113,7 +122,10 @@ class _Collector:
 
     def result(self) -> Tensor:
         if self.out is not None:
-            return self.out[:self.count]
+            # fewer than expected: a copy, so the result does not hold the oversized buffer
+            return self.out if self.count == self.out.numel() else self.out[:self.count].clone()
+        if not self.parts:
+            return torch.empty(0, dtype=self.dtype)
         return torch.cat(self.parts) if len(self.parts) != 1 else self.parts[0]
 
 
@@ -220,27 +232,35 @@ def read_numbers(path, dtype: torch.dtype = torch.int64, *, ncols: int = 1, what
     carry, line = b"", 1  # the bytes after the last block's last separator; line number of a block's start
     try:
         with open_table_file(path) as f:
-            for chunk in itertools.chain(_chunks(f, block_bytes), [None]):
-                final = chunk is None
-                block = bytearray(carry)
-                if not final:
-                    block += chunk
-                cut = len(block) if final else _last_separator(block, len(block)) + 1
-                carry = bytes(memoryview(block)[cut:])  # a token the block's end may have cut (all of it
-                if cut == 0:                             # when the block holds no separator: read on)
-                    continue
-                values, code, offset = _parse_block(block, cut, dtype, native)
-                if code:
-                    raise _not_a_number(path, what, dtype, ncols, block, cut, offset, line + block.count(b"\n", 0, offset))
-                collect.add(values)
-                line += block.count(b"\n", 0, cut)
+            chunks = _chunks(f, block_bytes)
+            try:
+                for chunk in itertools.chain(chunks, [None]):
+                    final = chunk is None
+                    block = bytearray(carry)
+                    if not final:
+                        block += chunk
+                    cut = len(block) if final else _last_separator(block, len(block)) + 1
+                    carry = bytes(memoryview(block)[cut:])  # a token the block's end may have cut
+                    if cut == 0:  # no separator in the block: read on, within reason
+                        if len(carry) > MAX_TOKEN_BYTES:
+                            raise fail(path, f"{what}: no separator in the first {len(carry)} bytes from line "
+                                             f"{line} on (not a text table?)")
+                        continue
+                    values, code, offset = _parse_block(block, cut, dtype, native)
+                    if code:
+                        raise _not_a_number(path, what, dtype, ncols, block, cut, offset,
+                                            line + block.count(b"\n", 0, offset))
+                    collect.add(values)
+                    line += block.count(b"\n", 0, cut)
+            finally:
+                chunks.close()  # waits for the helper thread's read before the file closes
     except read_errors() as exc:
         raise fail(path, f"cannot read ({str(exc)[:60]})") from None
     return _rows(collect.result(), ncols, path, what, dtype)
 
 
 def parse_numbers(text, dtype: torch.dtype = torch.int64, *, ncols: Optional[int] = None, source="text",
-                  what: str = "numbers") -> Tensor:
+                  what: str = "numbers", first_line: Optional[int] = 1) -> Tensor:
     """Every number of a text (``str`` or ``bytes``) already in memory: :func:`read_numbers` without
     the file.
 
@@ -249,6 +269,9 @@ def parse_numbers(text, dtype: torch.dtype = torch.int64, *, ncols: Optional[int
         dtype: ``torch.int64`` (default), ``torch.float32`` or ``torch.float64``.
         ncols: ``None`` for a 1-D result, else numbers per row (``[rows, ncols]``, the count checked).
         source, what: name the text and its content in error messages.
+        first_line: the file's line number of the text's first line, for error messages (``2`` for
+            the text after a header line); ``None`` when the text is not lines of a file (a column
+            joined into one line): errors then name the token only.
 
     Raises:
         DataFormatError: a token that is not a number (line and token named), or a count that is not
@@ -269,6 +292,6 @@ def parse_numbers(text, dtype: torch.dtype = torch.int64, *, ncols: Optional[int
         raise TypeError(f"gkdfast.data.parse_numbers: text must be str or bytes, got {type(text).__name__}")
     values, code, offset = _parse_block(block, len(block), dtype, _native())
     if code:
-        raise _not_a_number(source, what, dtype, ncols or 1, block, len(block), offset,
-                            1 + block.count(b"\n", 0, offset))
+        line = None if first_line is None else first_line + block.count(b"\n", 0, offset)
+        raise _not_a_number(source, what, dtype, ncols or 1, block, len(block), offset, line)
     return values if ncols is None else _rows(values, ncols, source, what, dtype)

@@ -186,8 +186,8 @@ def load_tu(directory, name: Optional[str] = None, seed: int = 0) -> GraphDatase
         oh[np.arange(n), inv] = 1.0
         parts.append(oh)
     if os.path.exists(p("node_attributes")):
-        text = _read(p("node_attributes"), "node attributes").strip()
-        ncol = text.partition("\n")[0].count(",") + 1
+        text = _read(p("node_attributes"), "node attributes")
+        ncol = text.lstrip().partition("\n")[0].count(",") + 1  # the first line that is not blank
         flat = parse_numbers(text, torch.float32, source=p("node_attributes"),
                              what="node attributes (comma-separated floats)").numpy()
         if flat.size != n * ncol:
