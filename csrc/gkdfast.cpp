@@ -96,7 +96,7 @@ TORCH_LIBRARY(gkdfast, m) {
   // The numbers of a text table: the tokens of `text` (uint8 bytes; separators ASCII whitespace and
   // ',') read as int64 / float32 / float64, as the Python loaders read them; status [2] = (0, -1),
   // (1, byte offset of the first token that is not a number) or (2, offset of a token only Python's
-  // parser reads exactly); see csrc/ops/number_table.h.  CPU only.
+  // parser reads exactly); see csrc/ops/number_table.h.  CUDA text is read on the host.
   m.def("parse_numbers(Tensor text, ScalarType dtype) -> (Tensor, Tensor)");
   // Streaming DeepWalk: [N, dim] float32 skip-gram input vectors trained with negative sampling on
   // walks from `starts` (one per entry, in that order) over the CSR by destination, generated from

@@ -229,6 +229,18 @@ def test_opcheck():
                           (torch.frombuffer(bytearray(b"1 2 3"), dtype=torch.uint8), torch.int64))
 
 
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_cuda_text_is_read_on_the_host():
+    text = b"1 2.5e3 -inf,7\n0.1 bad 3"
+    t = torch.frombuffer(bytearray(text), dtype=torch.uint8)
+    for dtype in DTYPES:
+        want, want_status = torch.ops.gkdfast.parse_numbers(t, dtype)
+        got, status = torch.ops.gkdfast.parse_numbers(t.cuda(), dtype)
+        assert got.is_cuda and status.is_cuda and status.tolist() == want_status.tolist()
+        assert _bits(got.cpu()) == _bits(want)
+
+
 @native
 def test_op_errors():
     with pytest.raises(TypeError, match="uint8"):

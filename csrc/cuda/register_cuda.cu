@@ -25,6 +25,7 @@ TORCH_LIBRARY_IMPL(gkdfast, CUDA, m) {
   m.impl("lsp_backward", &cuda::lsp_backward_cuda);
   m.impl("ppr_topk", &cuda::ppr_topk_cuda);
   m.impl("symmetric_csr", &cuda::symmetric_csr_cuda);
+  m.impl("parse_numbers", &cuda::parse_numbers_cuda);
   m.impl("sample_neighbors", &cuda::sample_neighbors_cuda);
   m.impl("sddmm", &cuda::sddmm_cuda);
   m.impl("segment_pool", &cuda::segment_pool_cuda);

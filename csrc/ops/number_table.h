@@ -16,14 +16,15 @@
 //   parser reads exactly (digit separators '_', non-ASCII bytes, an integer outside int64, or one
 //   written as a float at or beyond 2^53): the caller reads the text in Python instead.  With a
 //   non-zero status, values holds the tokens before that one.
-// The result does not depend on the thread count.
+// The result does not depend on the thread count.  Text on a CUDA device is read on the host (a
+// one-off loading step with data-dependent token lengths); the results return to its device.
 #pragma once
 
 #include <ATen/core/Tensor.h>
 
 namespace gkdfast {
 
-// text: 1-D uint8 on the CPU; dtype: int64, float32 or float64.
+// text: 1-D uint8; dtype: int64, float32 or float64.
 void check_parse_numbers(const at::Tensor& text, at::ScalarType dtype);
 
 }  // namespace gkdfast
