@@ -344,47 +344,52 @@ def _distill_hetero(args) -> int:
     return 0
 
 
-# -- generate ------------------------------------------------------------------------------------
-def _cmd_generate(args) -> int:
-    """Generates the degree-corrected SBM once and saves it memory-mappable for ``distill --data``."""
+# -- generate / convert -----------------------------------------------------------------------------
+def _refuse_existing_out(args) -> None:
+    if os.path.exists(args.out) and not args.overwrite:
+        raise FileExistsError(f"--out {args.out}: already exists (pass --overwrite to replace it)")
+
+
+def _save_mmap_and_report(data, args, start: float, detail: str) -> None:
+    """Saves ``data`` memory-mappable at ``--out`` and prints one line: sizes, ``detail``, time, peak RSS."""
     import resource
     import time
 
-    from gkdfast.data import dcsbm, save_mmap
+    from gkdfast.data import save_mmap
 
-    if os.path.exists(args.out) and not args.overwrite:
-        raise FileExistsError(f"--out {args.out}: already exists (pass --overwrite to replace it)")
-    start = time.time()
-    data = dcsbm(num_nodes=args.nodes, seed=args.seed, progress=not args.no_progress, **_synthetic_shape(args))
     save_mmap(data, args.out, overwrite=args.overwrite)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux -> GiB
     print(f"{args.out}: {data.num_nodes} nodes, {data.num_edges} directed edges, {data.num_features} features, "
-          f"{data.num_classes} classes, edge homophily {data.extras['edge_homophily']:.3f}; "
-          f"{time.time() - start:.1f} s, peak RSS {peak:.2f} GiB")
+          f"{data.num_classes} classes, {detail}; {time.time() - start:.1f} s, peak RSS {peak:.2f} GiB")
+
+
+def _cmd_generate(args) -> int:
+    """Generates the degree-corrected SBM once and saves it memory-mappable for ``distill --data``."""
+    import time
+
+    from gkdfast.data import dcsbm
+
+    _refuse_existing_out(args)
+    start = time.time()
+    data = dcsbm(num_nodes=args.nodes, seed=args.seed, progress=not args.no_progress, **_synthetic_shape(args))
+    _save_mmap_and_report(data, args, start, f"edge homophily {data.extras['edge_homophily']:.3f}")
     return 0
 
 
-# -- convert -------------------------------------------------------------------------------------
 def _cmd_convert(args) -> int:
     """Reads any node-classification format once and saves it memory-mappable for ``distill --data``."""
-    import resource
     import time
 
-    from gkdfast.data import GraphData, load, save_mmap
+    from gkdfast.data import GraphData, load
 
-    if os.path.exists(args.out) and not args.overwrite:
-        raise FileExistsError(f"--out {args.out}: already exists (pass --overwrite to replace it)")
+    _refuse_existing_out(args)
     start = time.time()
     data = load(args.data, format=args.format, name=args.name, seed=args.seed)
     if not isinstance(data, GraphData):
         raise ValueError(f"--data {args.data}: holds {type(data).__name__}, not one node-classification graph; "
                          "convert writes the memory-mapped layout of a single graph")
-    read = time.time() - start
-    save_mmap(data, args.out, overwrite=args.overwrite)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux -> GiB
-    print(f"{args.out}: {data.num_nodes} nodes, {data.num_edges} directed edges, {data.num_features} features, "
-          f"{data.num_classes} classes, split {data.extras.get('split', 'as stored')}; read {read:.1f} s, "
-          f"written {time.time() - start - read:.1f} s, peak RSS {peak:.2f} GiB")
+    _save_mmap_and_report(data, args, start, f"split {data.extras.get('split', 'as stored')}; "
+                                             f"read in {time.time() - start:.1f} s")
     return 0
 
 
