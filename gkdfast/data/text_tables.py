@@ -98,10 +98,10 @@ class _Collector:
     (no second copy at the end), else in a list joined at the end.  The count is a hint: a wrong one
     (too small, too large, not allocatable) only costs the copy it was meant to save."""
 
-    def __init__(self, dtype: torch.dtype, expected: Optional[int]):
+    def __init__(self, dtype: torch.dtype, expected: Optional[int], most: Optional[int] = None):
         self.dtype = dtype
         self.out = None
-        if expected is not None and expected >= 0:
+        if expected is not None and 0 <= expected <= (most if most is not None else expected):
             try:
                 self.out = torch.empty(expected, dtype=dtype)
             except RuntimeError:  # e.g. a corrupt count file: read without the hint
@@ -127,6 +127,20 @@ class _Collector:
         if not self.parts:
             return torch.empty(0, dtype=self.dtype)
         return torch.cat(self.parts) if len(self.parts) != 1 else self.parts[0]
+
+
+# Deflate expands at most about 1032-fold: the most text a .gz file of n bytes holds.
+_DEFLATE_MAX_RATIO = 1032
+
+
+def _most_numbers(path: str) -> Optional[int]:
+    """The most numbers the file can hold (one byte and one separator each), to refuse an impossible
+    count hint before allocating it; None when the size is unknown."""
+    try:
+        size = os.path.getsize(path)
+    except OSError:
+        return None
+    return (size * (_DEFLATE_MAX_RATIO if path.endswith(".gz") else 1) + 1) // 2
 
 
 def _gzip_module():
@@ -228,7 +242,7 @@ def read_numbers(path, dtype: torch.dtype = torch.int64, *, ncols: int = 1, what
         raise ValueError(f"gkdfast.data.read_numbers: block_bytes must be a positive int, got {block_bytes!r}")
     path = os.fspath(path)
     native = _native()
-    collect = _Collector(dtype, expected)
+    collect = _Collector(dtype, expected, _most_numbers(path))
     carry, line = b"", 1  # the bytes after the last block's last separator; line number of a block's start
     try:
         with open_table_file(path) as f:
