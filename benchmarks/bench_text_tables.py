@@ -42,18 +42,28 @@ def _digits(a: np.ndarray) -> np.ndarray:
     return np.maximum(1, np.floor(np.log10(np.maximum(a, 1))).astype(np.int64) + 1)
 
 
+def _starts(width: np.ndarray) -> np.ndarray:
+    """Where each number's text begins, given each one's width."""
+    return np.concatenate([[0], np.cumsum(width)[:-1]])
+
+
+def _put_digits(out: np.ndarray, last: np.ndarray, values: np.ndarray, nd: np.ndarray) -> None:
+    """Writes each of ``values`` (non-negative) in ``nd`` decimal digits, its last digit at ``out[last]``
+    (leading zeros where ``nd`` exceeds its own digit count)."""
+    rest = values.copy()
+    for k in range(int(nd.max()) if nd.size else 0):  # the k-th digit from the right, where there is one
+        has = nd > k
+        out[(last - k)[has]] = (48 + rest[has] % 10).astype(np.uint8)
+        rest //= 10
+
+
 def format_ints(values: np.ndarray, seps: np.ndarray) -> bytes:
     """``values`` (non-negative int64) as decimal text, each followed by its separator byte:
     vectorised (Python's formatting takes minutes at 10⁸ numbers)."""
     nd = _digits(values)
-    width = nd + 1
-    start = np.concatenate([[0], np.cumsum(width)[:-1]])
-    out = np.empty(int(width.sum()), dtype=np.uint8)
-    rest = values.copy()
-    for k in range(int(nd.max())):  # the k-th digit from the right, where the number has one
-        has = nd > k
-        out[(start + nd - 1 - k)[has]] = (48 + rest[has] % 10).astype(np.uint8)
-        rest //= 10
+    start = _starts(nd + 1)
+    out = np.empty(int((nd + 1).sum()), dtype=np.uint8)
+    _put_digits(out, start + nd - 1, values, nd)
     out[start + nd] = seps
     return out.tobytes()
 
@@ -65,21 +75,13 @@ def format_fixed(values: np.ndarray, seps: np.ndarray, decimals: int = 6) -> byt
     neg = (values < 0) & (scaled > 0)
     nd = _digits(ip)
     width = neg + nd + 1 + decimals + 1
-    start = np.concatenate([[0], np.cumsum(width)[:-1]])
+    start = _starts(width)
     out = np.empty(int(width.sum()), dtype=np.uint8)
     out[start[neg]] = ord("-")
-    lead = start + neg
-    rest = ip.copy()
-    for k in range(int(nd.max())):
-        has = nd > k
-        out[(lead + nd - 1 - k)[has]] = (48 + rest[has] % 10).astype(np.uint8)
-        rest //= 10
-    dot = lead + nd
+    dot = start + neg + nd
+    _put_digits(out, dot - 1, ip, nd)
     out[dot] = ord(".")
-    rest = fp.copy()
-    for k in range(decimals):
-        out[dot + decimals - k] = (48 + rest % 10).astype(np.uint8)
-        rest //= 10
+    _put_digits(out, dot + decimals, fp, np.full_like(nd, decimals))
     out[dot + decimals + 1] = seps
     return out.tobytes()
 
