@@ -197,7 +197,10 @@ class Distiller:
             :class:`TeacherOutputs`, or ``None`` (label-only training).
         lr, weight_decay: Adam settings.  epochs: maximum epochs.  patience: stop after this many epochs
             without a better validation accuracy (``None``: never).  A student with a ``regularization()`` method
-            (e.g. :class:`gkdfast.nn.SEGCN`) has what it returns added to every step's loss.
+            (e.g. :class:`gkdfast.nn.SEGCN`) has what it returns added to every step's loss.  A student
+            with ``optimizer_groups(weight_decay)`` (e.g. :class:`gkdfast.nn.GCNII`, whose convolutions take
+            their own weight decay) gives its own Adam parameter groups; the terms' parameters join with
+            ``weight_decay``.
         ties: which epoch is "best" when the validation accuracy repeats its best: ``"first"`` (default)
             keeps the earliest; ``"last"`` keeps the latest and restarts the patience count, as GLNN's
             and NOSMOG's reference code does (``score_val >= best``).  With 20 labels per class an
@@ -400,6 +403,20 @@ class Distiller:
                 hash_tensor(h, teacher.logits)
         return h.hexdigest()
 
+    def _param_groups(self) -> List[dict]:
+        """Adam's parameter groups: the student's own (``optimizer_groups``) where it has them, else one
+        group of its parameters; then the terms' parameters (projection heads) with ``weight_decay``."""
+        own = getattr(self.student, "optimizer_groups", None)
+        groups = [dict(g) for g in own(self.weight_decay)] if callable(own) else \
+            [{"params": list(self.student.parameters())}]
+        grouped = {id(p) for g in groups for p in g["params"]}
+        missing = [n for n, p in self.student.named_parameters() if id(p) not in grouped]
+        if missing:  # a parameter left out would silently never train
+            raise ValueError(f"Distiller: {type(self.student).__name__}.optimizer_groups() leaves out "
+                             f"{', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}")
+        extra = list(self.terms.parameters())
+        return groups + ([{"params": extra}] if extra else [])
+
     def _ckpt_path(self) -> Optional[str]:
         return os.path.join(self.checkpoint_dir, "checkpoint.pt") if self.checkpoint_dir else None
 
@@ -515,8 +532,7 @@ class Distiller:
         out_dtype = (probe[1] if probe[1] is not None else probe[0]).dtype
         self.terms.to(dev, dtype=out_dtype if out_dtype.is_floating_point else None)
 
-        params = list(self.student.parameters()) + list(self.terms.parameters())
-        optim = torch.optim.Adam(params, lr=self.lr, weight_decay=self.weight_decay)
+        optim = torch.optim.Adam(self._param_groups(), lr=self.lr, weight_decay=self.weight_decay)
         gen = torch.Generator(device="cpu").manual_seed(self.seed)
         val_idx = None if self.uses_graph else val_mask.nonzero().flatten()
         # A graph-free student's validation rows, gathered once for the whole fit when they are small

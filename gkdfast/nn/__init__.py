@@ -12,6 +12,7 @@ Example:
 """
 from gkdfast.nn.gat_conv import GATConv
 from gkdfast.nn.gcn_conv import GCNConv
+from gkdfast.nn.gcnii import GCNII
 from gkdfast.nn.gin_conv import GINConv
 from gkdfast.nn.graphmlp_encoder import GraphMLPEncoder
 from gkdfast.nn.layerwise import layerwise_inference
@@ -22,4 +23,4 @@ from gkdfast.nn.sage_conv import SAGEConv
 from gkdfast.nn.se_gcn import SEGCN
 
 __all__ = ["GCNConv", "SAGEConv", "GINConv", "GATConv", "GCN", "SAGE", "GAT", "GIN", "MLP", "GraphMLPEncoder", "SEGCN",
-           "ProjectionHead", "Dropout", "build_model", "model_names", "layerwise_inference"]
+           "GCNII", "ProjectionHead", "Dropout", "build_model", "model_names", "layerwise_inference"]

@@ -19,6 +19,7 @@ from gkdfast.nn._utils import check_features, check_model_sizes
 from gkdfast.nn.block_forward import layer_on_block
 from gkdfast.nn.gat_conv import GATConv
 from gkdfast.nn.gcn_conv import GCNConv
+from gkdfast.nn.gcnii import GCNII
 from gkdfast.nn.gin_conv import GINConv
 from gkdfast.nn.graphmlp_encoder import GraphMLPEncoder
 from gkdfast.nn.philox_dropout import model_dropout
@@ -338,13 +339,14 @@ class MLP(_Stack):
 
 _MODELS = {"gcn": GCN, "sage": SAGE, "graphsage": SAGE, "gat": GAT, "gin": GIN, "mlp": MLP,
            "gmlp": GraphMLPEncoder,  # gmlp: Graph-MLP's encoder (Linear-GELU-LayerNorm-Dropout-Linear)
-           "segcn": SEGCN}  # Cold Brew's teacher: a GCN with per-node structural embeddings (needs num_nodes)
+           "segcn": SEGCN,  # Cold Brew's teacher: a GCN with per-node structural embeddings (needs num_nodes)
+           "gcnii": GCNII}  # a deep GCN (initial residual + identity mapping): the structure recipes' teacher
 
 
 def build_model(name: str, in_channels: int, hidden_channels: int, out_channels: int, **kwargs) -> nn.Module:
-    """Builds a model by name: ``gcn``, ``sage`` (alias ``graphsage``), ``gat``, ``gin``, ``mlp``, ``gmlp`` or
-    ``segcn`` (:class:`gkdfast.nn.se_gcn.SEGCN`, which also needs ``num_nodes=``)
-    (case-insensitive); ``kwargs`` go to its constructor (``num_layers``, ``dropout``, ``heads`` ...).
+    """Builds a model by name: ``gcn``, ``sage`` (alias ``graphsage``), ``gat``, ``gin``, ``mlp``, ``gmlp``,
+    ``gcnii`` (:class:`gkdfast.nn.gcnii.GCNII`) or ``segcn`` (:class:`gkdfast.nn.se_gcn.SEGCN`, which also
+    needs ``num_nodes=``) (case-insensitive); ``kwargs`` go to its constructor (``num_layers``, ``dropout``, ``heads`` ...).
 
     Example:
         >>> m = gkdfast.nn.build_model("sage", 8, 16, 3, num_layers=3, dropout=0.2)
@@ -365,6 +367,6 @@ def model_names() -> List[str]:
 
     Example:
         >>> model_names()
-        ['gat', 'gcn', 'gin', 'gmlp', 'graphsage', 'mlp', 'sage', 'segcn']
+        ['gat', 'gcn', 'gcnii', 'gin', 'gmlp', 'graphsage', 'mlp', 'sage', 'segcn']
     """
     return sorted(_MODELS)
