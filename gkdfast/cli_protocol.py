@@ -22,7 +22,8 @@ def add_protocol_args(parser) -> None:
                              "glnn, nosmog, graphmlp, kd, lsp, gsp, gcrd, kd_gcrd (the default) and freekd, oad, gsdn, "
                              "sail, t2gnn, ta_ensemble, coldbrew, --student gcn, "
                              "sage or gat keeps some of the GNN students, --set teacher.KEY=VALUE changes the "
-                             "teacher (model, hidden, num_layers, dropout, heads, input_dropout, lr, ...)")
+                             "teacher (model, hidden, num_layers, dropout, heads, input_dropout, lr, ...), "
+                             "--set data.row_normalize=True / data.lcc=True the data preparation")
 
 
 def _check_flags(args) -> None:
@@ -97,7 +98,8 @@ def run_published_cli(args, device: str) -> int:
     if group is not None:
         from gkdfast.distill import recipes
 
-        _check_distributable(settings, {recipes.get(k).name: v for k, v in overrides.items() if k != "teacher"})
+        _check_distributable(settings, {recipes.get(k).name: v for k, v in overrides.items()
+                                        if k not in ("teacher", "data")})
     main = group is None or group.is_main
     log = (lambda s: None) if args.quiet or not main else (lambda s: print(s, file=sys.stderr, flush=True))
     log(f"{data.name}: {data.num_nodes} nodes, {data.graph.num_edges} edges, {data.x.size(1)} features, "

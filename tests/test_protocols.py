@@ -250,6 +250,30 @@ def test_set_teacher_changes_the_teacher_of_every_setting_with_one_and_records_i
     assert "--set teacher" in res["protocol"]["settings"][0]["notes"][-1]
 
 
+def test_set_data_changes_the_preparation_and_a_gcnii_teacher_runs_from_the_command_line(tmp_path):
+    from gkdfast.distill.protocols import with_preparation
+
+    gnn = published_settings("cora", ["kd"])[0]
+    assert not gnn.row_normalize and not gnn.lcc
+    changed = with_preparation(gnn, {"row_normalize": True, "lcc": True})
+    assert changed.row_normalize and changed.lcc and "--set data" in changed.notes[-1]
+    assert with_preparation(gnn, {}) is gnn and with_preparation(gnn, None) is gnn
+    with pytest.raises(ValueError, match="unknown; data"):
+        with_preparation(gnn, {"normalise": True})
+    with pytest.raises(ValueError, match="True or False"):
+        with_preparation(gnn, {"row_normalize": 1})
+
+    rc, out = _cli(tmp_path, "deep", "--protocol", "published", "--methods", "kd", "--student", "gcn",
+                   "--set", "teacher.model=gcnii", "--set", "teacher.num_layers=4", "--set", "teacher.theta=0.5",
+                   "--set", "data.row_normalize=True")
+    assert rc in (0, None)
+    res = json.loads((out / "results.json").read_text())
+    setting = res["protocol"]["settings"][0]
+    assert setting["row_normalize"] is True and setting["teacher_spec"]["model"] == "gcnii"
+    assert setting["teacher_spec"]["theta"] == 0.5 and "heads" not in setting["teacher_spec"]
+    assert ("teacher", "GCNII(64)") in {(r["method"], r["model"]) for r in res["rows"]}
+
+
 def test_the_six_later_recipes_have_published_settings():
     settings = {s.key: s for s in published_settings("citeseer", ["freekd", "oad", "gsdn", "sail", "t2gnn",
                                                                    "ta_ensemble"])}

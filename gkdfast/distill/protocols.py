@@ -58,7 +58,7 @@ from gkdfast.distill import recipes as _recipes
 from gkdfast.distill.experiment import ModelSpec, run_experiment
 
 __all__ = ["PublishedSetting", "PUBLISHED_METHODS", "DEFAULT_PUBLISHED", "published_settings", "prepare",
-           "run_published", "dataset_key", "with_teacher"]
+           "run_published", "dataset_key", "with_teacher", "with_preparation"]
 
 #: Every recipe that has a published setting here, in table order.
 PUBLISHED_METHODS = ("glnn", "nosmog", "graphmlp", "kd", "lsp", "gsp", "gcrd", "kd_gcrd", "freekd", "oad", "gsdn",
@@ -320,6 +320,33 @@ def with_teacher(setting: PublishedSetting, changes: Dict[str, object]) -> Publi
                    notes=setting.notes + ((note + (f", training {training}" if training else "")),))
 
 
+# What ``--set data.KEY=VALUE`` may change in a setting's data preparation.
+_PREPARATION = ("row_normalize", "lcc")
+
+
+def with_preparation(setting: PublishedSetting, changes: Dict[str, object]) -> PublishedSetting:
+    """``setting`` with its data preparation changed (``--set data.KEY=VALUE`` under ``--protocol published``):
+    ``row_normalize`` (scale feature rows to sum 1, as the GCN and GAT papers' code does for Cora /
+    CiteSeer) and ``lcc`` (largest connected component), each ``True`` / ``False``.  For ablations; the
+    setting's ``notes`` in ``results.json`` say what changed.
+
+    Example:
+        >>> s = published_settings("cora", ["kd"])[0]
+        >>> s.row_normalize, with_preparation(s, {"row_normalize": True}).row_normalize
+        (False, True)
+    """
+    if not changes:
+        return setting
+    unknown = sorted(set(changes) - set(_PREPARATION))
+    if unknown:
+        raise ValueError(f"--set data.{unknown[0]}: unknown; data.* takes {', '.join(_PREPARATION)}")
+    for k, v in changes.items():
+        if not isinstance(v, bool):
+            raise ValueError(f"--set data.{k}={v!r}: expected True or False")
+    note = "data preparation changed by --set data.*: " + ", ".join(f"{k}={v}" for k, v in changes.items())
+    return replace(setting, notes=setting.notes + (note,), **changes)
+
+
 _GROUP = {"glnn": "cpf", "nosmog": "cpf", "graphmlp": "graphmlp", "kd": "gnn", "lsp": "gnn", "gsp": "gnn",
           "gcrd": "gnn", "kd_gcrd": "gnn", "freekd": "peers", "oad": "peers", "gsdn": "gsdn", "sail": "sail",
           "t2gnn": "t2gnn", "ta_ensemble": "ta", "coldbrew": "coldbrew"}
@@ -426,7 +453,8 @@ def run_published(data, *, methods: Optional[Sequence[str]] = None, seeds: Seque
             progress: as :func:`~gkdfast.distill.experiment.run_experiment`.
         out: checkpoint folder; each setting uses ``out/<key>`` (they train on different data).
         overrides: per-recipe hyperparameters applied on top of the published ones; the key
-            ``"teacher"`` changes the teacher of every setting that has one (:func:`with_teacher`).
+            ``"teacher"`` changes the teacher of every setting that has one (:func:`with_teacher`),
+            ``"data"`` every setting's data preparation (:func:`with_preparation`).
         students: model names (e.g. ``["gcn"]``) to keep among a setting's published students, to
             save time; a setting none of whose students is named keeps them all.
         auto_teacher: ``--teacher auto``: in each setting with a teacher, pick it by validation accuracy
@@ -450,8 +478,9 @@ def run_published(data, *, methods: Optional[Sequence[str]] = None, seeds: Seque
     rows, described = [], []
     overrides = dict(overrides or {})
     teacher_changes = overrides.pop("teacher", None)
+    data_changes = overrides.pop("data", None)
     for s in published_settings(getattr(data, "name", "graph"), methods):
-        s = with_teacher(s, teacher_changes)
+        s = with_preparation(with_teacher(s, teacher_changes), data_changes)
         picked = tuple(x for x in s.students if x.name in (students or ()))
         s = replace(s, students=picked) if picked else s
         d = prepare(data, s)
