@@ -179,7 +179,7 @@ def _distill(args) -> int:
         raise ValueError(f"--missing-rate must be in [0, 1), got {args.missing_rate}")
     if args.epochs is not None and args.epochs < 1:
         raise ValueError(f"--epochs must be >= 1, got {args.epochs}")
-    if not 0.0 <= args.dropout < 1.0:
+    if args.dropout is not None and not 0.0 <= args.dropout < 1.0:
         raise ValueError(f"--dropout must be in [0, 1), got {args.dropout}")
     if args.nodes < 500:  # 5 classes x (20 train + 30 val) = 250 nodes before any test node
         raise ValueError(f"--nodes must be >= 500, got {args.nodes}")
@@ -197,7 +197,7 @@ def _distill(args) -> int:
     auto_teacher = (args.teacher or "").strip().lower() == "auto"
     teacher = None if auto_teacher else parse_model(args.teacher or "sage", dropout=0.5)
     default_students = "mlp" if args.data is not None else "mlp,gcn:16"
-    students = [parse_model(s, dropout=args.dropout) for s in _split_list(args.student or default_students,
+    students = [parse_model(s, dropout=student_dropout(args)) for s in _split_list(args.student or default_students,
                                                                           "student")]
     if len({s.label for s in students}) != len(students):
         raise ValueError("--student lists the same model twice")
@@ -293,12 +293,23 @@ def _check_pipeline_flags(args) -> None:
     given = [("--missing-rate", bool(args.missing_rate)), ("--setting inductive", args.setting != "transductive"),
              ("--fairness", bool(args.fairness)), ("--distributed", bool(args.distributed)),
              ("--sampled", bool(getattr(args, "sampled", False))),
-             ("--protocol published", args.protocol == "published")] + _schedule_flags(args)
+             ("--protocol published", args.protocol == "published"),
+             ("--dropout", args.dropout is not None)] + _schedule_flags(args)
     bad = [flag for flag, on in given if on]
     if bad:
         raise ValueError(f"{', '.join(bad)}: not supported on {where}, which runs its own pipeline "
                          "(these flags apply to node classification on a homogeneous graph); drop "
                          f"{'it' if len(bad) == 1 else 'them'}")
+
+
+STUDENT_DROPOUT = 0.5
+"""The students' dropout when ``--dropout`` is not given."""
+
+
+def student_dropout(args) -> float:
+    """``--dropout``, or :data:`STUDENT_DROPOUT` when it was not given (the flag defaults to ``None`` so
+    that the pipelines that fix their own students can refuse it instead of ignoring it)."""
+    return STUDENT_DROPOUT if args.dropout is None else float(args.dropout)
 
 
 def _schedule_flags(args) -> list:
@@ -497,7 +508,9 @@ def build_parser() -> argparse.ArgumentParser:
     pd.add_argument("--missing-rate", type=float, default=0.0, metavar="R",
                     help="remove a fraction R of the feature entries and of the edges, seeded per seed, for "
                          "every method (T2-GNN's incomplete-graph setting; default 0)")
-    pd.add_argument("--dropout", type=float, default=0.5, help="student dropout (default 0.5)")
+    pd.add_argument("--dropout", type=float, default=None,
+                    help="student dropout (default 0.5; --protocol published, --task graph and "
+                         "heterogeneous data set their own students' and refuse it)")
     pd.add_argument("--set", action="append", metavar="METHOD.PARAM=VALUE",
                     help="override a recipe hyperparameter, e.g. --set glnn.lamb=0.3 (repeatable); on "
                          "heterogeneous data also the teacher's training: teacher.epochs, teacher.patience, "

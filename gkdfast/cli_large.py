@@ -90,6 +90,7 @@ def run_large(args, data, log=None, group=None) -> int:
     tables and writes ``results.json`` (with the ``stages`` table), ``results.png`` and ``stages.md``.
     ``group``: under ``--distributed`` the :class:`gkdfast.distill.ddp.Dist` of this rank; every rank
     runs the pipeline, rank 0 alone logs, prints and writes."""
+    from gkdfast.cli import student_dropout
     from gkdfast.distill import recipes
     from gkdfast.distill.experiment import parse_model
     from gkdfast.distill.large import LARGE_METHODS
@@ -114,7 +115,7 @@ def run_large(args, data, log=None, group=None) -> int:
     from gkdfast.distill.large_gnn import GNN_STUDENTS
 
     teacher = parse_model(args.teacher or "sage")
-    student = parse_model(args.student or "mlp:" + str(teacher.hidden), dropout=args.dropout)
+    student = parse_model(args.student or "mlp:" + str(teacher.hidden), dropout=student_dropout(args))
     if "," in (args.student or "") or student.name not in ("mlp",) + GNN_STUDENTS:
         raise ValueError(f"--student {args.student}: the out-of-core pipeline trains one student: mlp[:HIDDEN] "
                          f"(node batches) or one of {', '.join(GNN_STUDENTS)}[:HIDDEN] (neighbour-sampled batches "
@@ -161,7 +162,8 @@ def _run(args, data, teacher, student, methods, fanouts, overrides, log, main=Tr
         teacher_epochs=args.teacher_epochs, teacher_batch_size=args.teacher_batch_size,
         teacher_validations=args.teacher_validations, batch_size=args.batch_size, chunk_rows=args.chunk_rows,
         student=student.name, student_hidden=student.hidden,
-        student_dropout=args.dropout, method=methods, student_epochs=args.epochs or 20, patience=_flag(args, "patience"),
+        student_dropout=student_dropout(args), method=methods, student_epochs=args.epochs or 20,
+        patience=_flag(args, "patience"),
         student_min_steps=_flag(args, "min_steps"), min_patience_steps=_flag(args, "min_patience_steps"),
         max_patience_steps=_flag(args, "max_patience_steps") or None,
         seed=args.seed,

@@ -30,7 +30,8 @@ def _check_flags(args) -> None:
     """The published protocol fixes the models and the setting: flags that would change them fail."""
     clashes = [("--teacher", args.teacher and args.teacher.strip().lower() != "auto"),
                ("--setting inductive", args.setting != "transductive"), ("--missing-rate", args.missing_rate),
-               ("--sampled", getattr(args, "sampled", False)), ("--fairness", args.fairness)]
+               ("--sampled", getattr(args, "sampled", False)), ("--fairness", args.fairness),
+               ("--dropout", args.dropout is not None)]
     from gkdfast.cli import _schedule_flags
 
     clashes += _schedule_flags(args)

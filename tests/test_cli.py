@@ -195,3 +195,24 @@ def test_teacher_free_methods_train_no_teacher_unless_one_is_named(tmp_path):
     assert r.returncode == 0, r.stderr
     with open(tmp_path / "b" / "results.json") as f:
         assert [row["method"] for row in json.load(f)["rows"]] == ["teacher", "none", "freekd"]
+
+
+def test_dropout_reaches_the_common_protocols_students_and_defaults_to_one_half(monkeypatch, tmp_path):
+    import argparse
+
+    import gkdfast.distill.experiment as experiment
+    from gkdfast.cli import STUDENT_DROPOUT, main, student_dropout
+
+    assert student_dropout(argparse.Namespace(dropout=None)) == STUDENT_DROPOUT == 0.5
+    assert student_dropout(argparse.Namespace(dropout=0.0)) == 0.0
+    seen = []
+
+    def fake_run(data, *, students, **kw):
+        seen.extend(s.dropout for s in students)
+        raise SystemExit(0)  # the students were built from the flags: nothing to train here
+
+    monkeypatch.setattr(experiment, "run_experiment", fake_run)
+    with pytest.raises(SystemExit):
+        main(["distill", "--nodes", "500", "--student", "mlp,gcn:16", "--dropout", "0.2", "--quiet",
+              "--out", str(tmp_path / "o")])
+    assert seen == [0.2, 0.2]

@@ -100,9 +100,14 @@ def test_bad_large_arguments_give_one_line(tmp_path, capsys, args, needle):
     (["--task", "graph", "--max-patience-steps", "5"], "--max-patience-steps: not supported on graph classification"),
     (["--protocol", "published", "--min-steps", "10"], "--protocol published sets the models and setting of each "
                                                        "recipe; drop --min-steps"),
+    # --dropout sets the common protocol's students: where a pipeline fixes its own, it is refused, not ignored
+    (["--protocol", "published", "--dropout", "0"], "--protocol published sets the models and setting of each "
+                                                    "recipe; drop --dropout"),
+    (["--task", "graph", "--dropout", "0.2"], "--dropout: not supported on graph classification"),
 ])
-def test_schedule_flags_on_other_pipelines_stop_the_run(tmp_path, capsys, args, needle):
-    """The student schedule flags belong to the out-of-core pipeline: elsewhere they are refused, not ignored."""
+def test_flags_other_pipelines_do_not_honour_stop_the_run(tmp_path, capsys, args, needle):
+    """The student schedule flags belong to the out-of-core pipeline, --dropout to the common protocol's and
+    the pipeline's students: elsewhere they are refused, not ignored."""
     _, path = _bundle(tmp_path)
     rc = main(["distill", "--data", path, "--out", str(tmp_path / "o"), "--quiet", *args])
     err = capsys.readouterr().err
