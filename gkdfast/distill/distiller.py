@@ -279,6 +279,8 @@ class Distiller:
             raise ValueError(f"Distiller: epochs must be >= 0, got {epochs}")
         if batch_size is not None and batch_size < 1:
             raise ValueError(f"Distiller: batch_size must be >= 1, got {batch_size}")
+        if patience is not None and (isinstance(patience, bool) or int(patience) != patience or patience < 1):
+            raise ValueError(f"Distiller: patience must be None or an integer >= 1, got {patience!r}")
         if ties not in ("first", "last"):
             raise ValueError(f"Distiller: ties must be 'first' or 'last', got {ties!r}")
         if passes not in ("joint", "separate"):
@@ -407,8 +409,13 @@ class Distiller:
         """Adam's parameter groups: the student's own (``optimizer_groups``) where it has them, else one
         group of its parameters; then the terms' parameters (projection heads) with ``weight_decay``."""
         own = getattr(self.student, "optimizer_groups", None)
-        groups = [dict(g) for g in own(self.weight_decay)] if callable(own) else \
-            [{"params": list(self.student.parameters())}]
+        if not callable(own):  # one group, as before models could bring their own (checkpoints stay loadable)
+            return [{"params": list(self.student.parameters()) + list(self.terms.parameters())}]
+        groups = []
+        for g in own(self.weight_decay):
+            g = dict(g)  # params as torch accepts them (a tensor, a list, a generator), made a list once
+            g["params"] = [g["params"]] if torch.is_tensor(g["params"]) else list(g["params"])
+            groups.append(g)
         grouped = {id(p) for g in groups for p in g["params"]}
         missing = [n for n, p in self.student.named_parameters() if id(p) not in grouped]
         if missing:  # a parameter left out would silently never train
@@ -485,6 +492,15 @@ class Distiller:
         train_mask, val_mask = data.train_mask.to(dev), data.val_mask.to(dev)
         observed = (self.observed.to(dev) if self.observed is not None
                     else torch.ones(n, dtype=torch.bool, device=dev))
+        if observed.dtype != torch.bool or observed.shape != (n,):
+            raise ValueError(f"Distiller: observed must be a bool mask of the N={n} nodes, got "
+                             f"{observed.dtype} of shape {list(observed.shape)}")
+        if not bool(val_mask.any()) and (select_best or self.patience is not None):
+            # every epoch would score 0 on no node: the first epoch would be kept as the best and the
+            # patience would stop the run after it
+            raise ValueError("Distiller.fit: the validation mask selects no node, so there is no validation "
+                             "accuracy to keep the best epoch by or stop on; give validation nodes, or pass "
+                             "select_best=False and patience=None to train every epoch and keep the last")
 
         teacher = self.teacher
         if isinstance(teacher, nn.Module):
@@ -542,7 +558,8 @@ class Distiller:
         val_kept = (None if val_idx is None or ddp is not None
                     or val_idx.numel() * inputs[:1].nelement() * inputs.element_size() > _VAL_ROWS_KEPT_BYTES
                     else (take_rows(inputs, val_idx), take_rows(y, val_idx)))
-        label_only = all(t.nodes == "train" for t in self.terms)
+        # (joint steps skip weight-0 terms, so they do not widen the batches to unlabelled rows either)
+        label_only = all(t.nodes == "train" for t in self.terms if t.weight != 0)
         pool = (train_mask if label_only else observed).nonzero().flatten()
         if self.batching == "labelled_first":
             train_rows = train_mask.nonzero().flatten()
@@ -691,14 +708,19 @@ class Distiller:
                                                      None if whole else self.batch_size, ddp.world_size)
                     batches = [(nodes, None, None) for nodes in batches]
                 sums: Dict[str, float] = {}
+                counts: Dict[str, int] = {}
                 for nodes, subset, labelled in batches:
                     loss, values = (step(batch_loss, nodes, subset, labelled) if step is not None
                                     else batch_loss(nodes, subset, labelled))
                     for k, v in values.items():  # "loss" among them: the step's loss as one process has it
-                        sums[k] = sums.get(k, 0.0) + v / len(batches)
+                        sums[k] = sums.get(k, 0.0) + v
+                        counts[k] = counts.get(k, 0) + 1
                     optim.zero_grad(set_to_none=True)
                     loss.backward()
                     optim.step()
+                # each value's mean over the steps that computed it (with passes="separate" a term
+                # appears in its own pass only)
+                sums = {k: v / counts[k] for k, v in sums.items()}
                 epoch += 1
                 if ddp is None:
                     val = self._val_accuracy(inputs, graph, y, val_mask, val_idx, val_kept)
