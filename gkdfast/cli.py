@@ -213,6 +213,10 @@ def _distill(args) -> int:
     overrides = _parse_set(args.set)
     if args.fairness:  # the bias RELIANT reduces (and the one its --set reliant.* sweep is about)
         overrides.setdefault("reliant", {}).setdefault("fairness", args.fairness)
+    for key, where in (("data", "--protocol published (here the data trains as loaded)"),
+                       ("teacher", "--protocol published and on heterogeneous data (here name it with --teacher)")):
+        if key in overrides:  # not a recipe here: say where the key belongs instead of "unknown method"
+            raise ValueError(f"--set {key}.*: only under {where}")
     for m, kw in overrides.items():
         recipes.get(m, **kw)  # unknown method or hyperparameter: fail before training
     if args.distributed:

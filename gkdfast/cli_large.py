@@ -162,7 +162,7 @@ def _run(args, data, teacher, student, methods, fanouts, overrides, log, main=Tr
         teacher_epochs=args.teacher_epochs, teacher_batch_size=args.teacher_batch_size,
         teacher_validations=args.teacher_validations, batch_size=args.batch_size, chunk_rows=args.chunk_rows,
         student=student.name, student_hidden=student.hidden,
-        student_dropout=student_dropout(args), method=methods, student_epochs=args.epochs or 20,
+        student_dropout=student.dropout, method=methods, student_epochs=args.epochs or 20,
         patience=_flag(args, "patience"),
         student_min_steps=_flag(args, "min_steps"), min_patience_steps=_flag(args, "min_patience_steps"),
         max_patience_steps=_flag(args, "max_patience_steps") or None,

@@ -31,7 +31,8 @@ def _check_flags(args) -> None:
     clashes = [("--teacher", args.teacher and args.teacher.strip().lower() != "auto"),
                ("--setting inductive", args.setting != "transductive"), ("--missing-rate", args.missing_rate),
                ("--sampled", getattr(args, "sampled", False)), ("--fairness", args.fairness),
-               ("--dropout", args.dropout is not None)]
+               ("--dropout", args.dropout is not None),
+               ("--cache-dir", getattr(args, "cache_dir", None) is not None)]  # each setting caches in OUT/<setting>
     from gkdfast.cli import _schedule_flags
 
     clashes += _schedule_flags(args)
@@ -54,7 +55,7 @@ def _published_students(text):
     bad = [n for n in names if n.lower() not in ("gcn", "sage", "gat", "mlp", "gmlp")]
     if bad or any(":" in n for n in names):
         raise ValueError(f"--protocol published sets the models of each recipe; --student only picks among its "
-                         f"students by name (gcn, sage, gat), got {text!r}")
+                         f"students by name (gcn, sage, gat, mlp, gmlp), got {text!r}")
     return [n.lower() for n in names]
 
 
@@ -99,8 +100,8 @@ def run_published_cli(args, device: str) -> int:
     if group is not None:
         from gkdfast.distill import recipes
 
-        _check_distributable(settings, {recipes.get(k).name: v for k, v in overrides.items()
-                                        if k not in ("teacher", "data")})
+        _check_distributable(settings, recipes.by_name({k: v for k, v in overrides.items()
+                                                       if k not in ("teacher", "data")}))
     main = group is None or group.is_main
     log = (lambda s: None) if args.quiet or not main else (lambda s: print(s, file=sys.stderr, flush=True))
     log(f"{data.name}: {data.num_nodes} nodes, {data.graph.num_edges} edges, {data.x.size(1)} features, "

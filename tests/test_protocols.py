@@ -274,6 +274,50 @@ def test_set_data_changes_the_preparation_and_a_gcnii_teacher_runs_from_the_comm
     assert ("teacher", "GCNII(64)") in {(r["method"], r["model"]) for r in res["rows"]}
 
 
+def test_every_set_value_is_checked_before_anything_trains(monkeypatch):
+    import gkdfast.distill.protocols as protocols
+    from gkdfast.data import csbm
+    from gkdfast.distill.protocols import with_teacher
+
+    def never(*a, **k):
+        raise AssertionError("trained before the --set values were checked")
+
+    monkeypatch.setattr(protocols, "run_experiment", never)
+    monkeypatch.setattr(protocols, "prepare", never)
+    data = csbm(num_nodes=300, num_classes=3, seed=0)
+    with pytest.raises(ValueError, match="lamdb"):  # a misspelt hyperparameter of a later setting's recipe
+        protocols.run_published(data, methods=["glnn", "kd"], overrides={"kd": {"lamdb": 0.3}})
+    with pytest.raises(ValueError, match="not among the methods run"):
+        protocols.run_published(data, methods=["glnn"], overrides={"kd": {"temperature": 2.0}})
+    with pytest.raises(ValueError, match="trains a teacher"):
+        protocols.run_published(data, methods=["graphmlp"], overrides={"teacher": {"hidden": 8}})
+    with pytest.raises(ValueError, match="cannot be built"):  # fits no setting's teacher: before the first
+        protocols.run_published(data, methods=["glnn", "kd"], overrides={"teacher": {"heads": 2}})
+    gnn = published_settings("cora", ["kd"])[0]
+    assert with_teacher(gnn, {"model": "gcnii"}).teacher.num_layers == 64  # the new model's own depth
+    assert with_teacher(gnn, {"hidden": 32}).teacher.num_layers == gnn.teacher.num_layers
+    with pytest.raises(ValueError, match="expected a number"):
+        with_teacher(gnn, {"dropout": "high"})
+
+
+def test_two_spellings_of_one_recipe_merge_their_set_values():
+    from gkdfast.distill import recipes
+
+    assert recipes.by_name({"glnn": {"lamb": 0.3}, "GLNN": {"temperature": 2.0}}) == \
+        {"glnn": {"lamb": 0.3, "temperature": 2.0}}
+    with pytest.raises(ValueError, match="unknown method"):
+        recipes.by_name({"glnm": {"lamb": 0.3}})
+
+
+def test_flags_the_published_protocol_or_the_common_one_does_not_take(tmp_path, capsys):
+    rc, _ = _cli(tmp_path, "cache", "--protocol", "published", "--methods", "kd", "--cache-dir", str(tmp_path))
+    assert rc == 2 and "drop --cache-dir" in capsys.readouterr().err
+    rc, _ = _cli(tmp_path, "data", "--set", "data.lcc=True")
+    assert rc == 2 and "--set data.*: only under --protocol published" in capsys.readouterr().err
+    rc, _ = _cli(tmp_path, "teach", "--set", "teacher.hidden=8")
+    assert rc == 2 and "name it with --teacher" in capsys.readouterr().err
+
+
 def test_the_six_later_recipes_have_published_settings():
     settings = {s.key: s for s in published_settings("citeseer", ["freekd", "oad", "gsdn", "sail", "t2gnn",
                                                                    "ta_ensemble"])}

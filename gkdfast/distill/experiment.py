@@ -22,7 +22,7 @@ from gkdfast.distill import recipes as _recipes
 from gkdfast.distill.distiller import accuracy, eval_logits
 from gkdfast.distill.teacher_cache import teacher_outputs
 
-__all__ = ["ModelSpec", "parse_model", "run_experiment", "summarize_runs", "seed_split", "inference_ms_per_1k"]
+__all__ = ["ModelSpec", "parse_model", "default_depth", "run_experiment", "summarize_runs", "seed_split", "inference_ms_per_1k"]
 
 DEFAULT_HIDDEN = 128
 
@@ -54,14 +54,32 @@ class ModelSpec:
                            dropout=self.dropout, **dict(self.options), **extra)
 
 
-def parse_model(spec: str, dropout: float = 0.5, num_layers: int = 2) -> ModelSpec:
+def default_depth(name: str) -> int:
+    """The ``num_layers`` default of model ``name``'s constructor (2 for the usual GNNs and MLPs, 64 for
+    :class:`gkdfast.nn.GCNII`); 2 when the constructor has none.
+
+    Example:
+        >>> default_depth("gcn"), default_depth("gcnii")
+        (2, 64)
+    """
+    import inspect
+
+    from gkdfast.nn.models import _MODELS
+
+    cls = _MODELS.get(str(name).lower())
+    param = inspect.signature(cls.__init__).parameters.get("num_layers") if cls is not None else None
+    return param.default if param is not None and isinstance(param.default, int) else 2
+
+
+def parse_model(spec: str, dropout: float = 0.5, num_layers: Optional[int] = None) -> ModelSpec:
     """``"sage"`` or ``"sage:64"`` (name[:hidden]) → :class:`ModelSpec`; ValueError for unknown names.
+    ``num_layers=None``: the model's own default depth (:func:`default_depth`).
 
     Example:
         >>> parse_model("sage:64").label
         'SAGE(64)'
-        >>> parse_model("mlp").hidden
-        128
+        >>> parse_model("mlp").hidden, parse_model("gcnii").num_layers
+        (128, 64)
     """
     from gkdfast.nn import model_names
 
@@ -69,6 +87,7 @@ def parse_model(spec: str, dropout: float = 0.5, num_layers: int = 2) -> ModelSp
     known = list(model_names())
     if name not in known:
         raise ValueError(f"unknown model {name!r}; known: {', '.join(known)}")
+    num_layers = default_depth(name) if num_layers is None else num_layers
     if hidden:
         if not hidden.isdigit() or int(hidden) < 1:
             raise ValueError(f"bad hidden width in {spec!r}: expected name:positive_int, e.g. sage:64")
@@ -296,7 +315,7 @@ def run_experiment(data, *, teacher: Optional[ModelSpec], students: Sequence[Mod
                    for spec in students}
     # Canonical names, "none" dropped (it always runs); unknown names fail here, before any training.
     per_student = {k: [m for m in (_recipes.get(x).name for x in v) if m != "none"] for k, v in per_student.items()}
-    overrides = {(_recipes.get(k).name): v for k, v in (overrides or {}).items()}
+    overrides = _recipes.by_name(overrides)  # two spellings of one recipe: their values merged
     if setting not in ("transductive", "inductive"):
         raise ValueError(f"run_experiment: setting must be 'transductive' or 'inductive', got {setting!r}")
     inductive = setting == "inductive"

@@ -55,7 +55,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import torch
 
 from gkdfast.distill import recipes as _recipes
-from gkdfast.distill.experiment import ModelSpec, run_experiment
+from gkdfast.distill.experiment import ModelSpec, default_depth, run_experiment
 
 __all__ = ["PublishedSetting", "PUBLISHED_METHODS", "DEFAULT_PUBLISHED", "published_settings", "prepare",
            "run_published", "dataset_key", "with_teacher", "with_preparation"]
@@ -302,8 +302,13 @@ def with_teacher(setting: PublishedSetting, changes: Dict[str, object]) -> Publi
     name = str(changes.pop("model", t.name)).lower()
     if name not in model_names():
         raise ValueError(f"--set teacher.model={name!r}: unknown model; known: {', '.join(model_names())}")
-    arch = {"hidden": changes.pop("hidden", t.hidden), "num_layers": changes.pop("num_layers", t.num_layers),
-            "dropout": float(changes.pop("dropout", t.dropout))}
+    # another model starts from its own depth (GCNII: 64 layers), not the old teacher's
+    depth = t.num_layers if name == t.name else default_depth(name)
+    arch = {"hidden": changes.pop("hidden", t.hidden), "num_layers": changes.pop("num_layers", depth),
+            "dropout": changes.pop("dropout", t.dropout)}
+    if isinstance(arch["dropout"], bool) or not isinstance(arch["dropout"], (int, float)):
+        raise ValueError(f"--set teacher.dropout={arch['dropout']!r}: expected a number in [0, 1)")
+    arch["dropout"] = float(arch["dropout"])
     for k in ("hidden", "num_layers"):
         if not isinstance(arch[k], int) or isinstance(arch[k], bool) or arch[k] < 1:
             raise ValueError(f"--set teacher.{k}={arch[k]!r}: expected a positive integer")
@@ -440,6 +445,41 @@ def _select_teacher(s: PublishedSetting, d, seed: int, epochs: Optional[int], de
     return replace(s, teacher=spec, notes=s.notes + (note,)), {"picked": spec.label, "candidates": table}
 
 
+def _recipe_kwargs(s: PublishedSetting, user: Dict[str, dict], epochs: Optional[int]) -> Dict[str, dict]:
+    """Each recipe's hyperparameters in setting ``s``: the setting's own, capped by ``--epochs`` (a quick
+    run), then the user's ``--set`` values on top (so an explicit ``--set m.epochs`` wins, as under the
+    common protocol)."""
+    kw = {k: dict(v) for k, v in s.overrides.items()}
+    for m, v in kw.items() if epochs else ():
+        v.update({f: epochs for f in ("epochs",) + tuple(_recipes.get(m).stage_epochs)})
+    for m, extra in user.items():
+        kw.setdefault(m, {}).update(extra)
+    return kw
+
+
+def _teacher_params(s: PublishedSetting, teacher_changes: Optional[dict], epochs: Optional[int]) -> dict:
+    """The teacher's training: the setting's, ``--epochs`` capping it unless ``--set teacher.epochs`` was given."""
+    params = dict(s.teacher_params)
+    if epochs and "epochs" not in (teacher_changes or {}):
+        params["epochs"] = epochs
+    return params
+
+
+def _check_set(settings: Sequence[PublishedSetting], user: Dict[str, dict], teacher_changes: Optional[dict],
+               epochs: Optional[int]) -> None:
+    """Refuses, before any training, a ``--set`` that no setting would use or that a recipe rejects."""
+    if teacher_changes and not any(s.teacher is not None for s in settings):
+        raise ValueError("--set teacher.*: none of the published settings of these methods trains a teacher")
+    run = {"none"} | {_recipes.get(m).name for s in settings for m in s.methods}
+    unused = sorted(set(user) - run)
+    if unused:
+        raise ValueError(f"--set {unused[0]}.*: {unused[0]} is not among the methods run ({', '.join(sorted(run))})")
+    for s in settings:
+        for m in ("none",) + tuple(s.methods):
+            m = _recipes.get(m).name
+            _recipes.get(m, **_recipe_kwargs(s, user, epochs).get(m, {}))  # an unknown hyperparameter fails here
+
+
 def run_published(data, *, methods: Optional[Sequence[str]] = None, seeds: Sequence[int] = (0,),
                   epochs: Optional[int] = None, device="cpu", out: Optional[str] = None,
                   log: Callable[[str], None] = lambda s: None, progress: bool = False,
@@ -479,26 +519,26 @@ def run_published(data, *, methods: Optional[Sequence[str]] = None, seeds: Seque
     overrides = dict(overrides or {})
     teacher_changes = overrides.pop("teacher", None)
     data_changes = overrides.pop("data", None)
+    user = _recipes.by_name(overrides)
+    settings = []
     for s in published_settings(getattr(data, "name", "graph"), methods):
         s = with_preparation(with_teacher(s, teacher_changes), data_changes)
         picked = tuple(x for x in s.students if x.name in (students or ()))
-        s = replace(s, students=picked) if picked else s
+        settings.append(replace(s, students=picked) if picked else s)
+    _check_set(settings, user, teacher_changes, epochs)  # every --set value, before anything trains
+    for s in settings:
         d = prepare(data, s)
         selection = None
         if auto_teacher and s.teacher is not None:
             s, selection = _select_teacher(s, d, seeds[0], epochs, device, log,
                                            None if out is None else os.path.join(out, s.key, "cache"))
-        kw = {k: dict(v) for k, v in s.overrides.items()}
-        for m, extra in (overrides or {}).items():
-            kw.setdefault(_recipes.get(m).name, {}).update(extra)
-        for m, v in kw.items() if epochs else ():  # a quick run caps every recipe, published epochs or not
-            v.update({f: epochs for f in ("epochs",) + tuple(_recipes.get(m).stage_epochs)})
+        kw = _recipe_kwargs(s, user, epochs)
         log(f"published setting {s.key}: {', '.join(s.methods)} on {d.num_nodes} nodes; teacher "
             f"{s.teacher.label if s.teacher else 'none'}, students {', '.join(x.label for x in s.students)}")
         res = run_experiment(d, teacher=s.teacher, students=list(s.students), methods=list(s.methods),
                              seeds=seeds, epochs=epochs, device=device,
                              out=None if out is None else os.path.join(out, s.key), overrides=kw,
-                             teacher_params=dict(s.teacher_params, **({"epochs": epochs} if epochs else {})),
+                             teacher_params=_teacher_params(s, teacher_changes, epochs),
                              log=log, progress=progress, missing_rate=s.missing_rate)
         rows += res["rows"]
         # num_rows: the rows are concatenated setting by setting, so a reader can tell which setting a
@@ -506,8 +546,7 @@ def run_published(data, *, methods: Optional[Sequence[str]] = None, seeds: Seque
         # what --set changed on top of the setting's own values (its recipes and "none"), so that an
         # ablation's results.json says which ablation it is
         own = {_recipes.get(m).name for m in s.methods} | {"none"}
-        changed = {_recipes.get(m).name: dict(v) for m, v in (overrides or {}).items()
-                   if _recipes.get(m).name in own and v}
+        changed = {m: dict(v) for m, v in user.items() if m in own and v}
         described.append(dict(s.describe(), num_nodes=d.num_nodes, num_edges=d.graph.num_edges,
                               num_rows=len(res["rows"]), **({"teacher_selection": selection} if selection else {}),
                               **({"set": changed} if changed else {})))

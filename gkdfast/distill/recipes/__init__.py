@@ -22,7 +22,7 @@ Example:
 """
 from __future__ import annotations
 
-from typing import List
+from typing import Dict, List, Optional
 
 from gkdfast.distill.recipes.assistants import TAEnsemble
 from gkdfast.distill.recipes.base import Recipe, Trained
@@ -37,7 +37,8 @@ from gkdfast.distill.recipes.t2gnn import T2GNN
 from gkdfast.distill.recipes.representation import GCRD, KDGCRD, GSPRecipe, LSPRecipe
 
 __all__ = ["Recipe", "Trained", "NoKD", "KD", "GLNN", "LSPRecipe", "GSPRecipe", "GCRD", "KDGCRD", "NOSMOG", "GraphMLP",
-           "ColdBrew", "ColdBrewStudent", "GSDN", "TAEnsemble", "OAD", "FreeKD", "T2GNN", "SAIL", "RECIPES", "get", "names"]
+           "ColdBrew", "ColdBrewStudent", "GSDN", "TAEnsemble", "OAD", "FreeKD", "T2GNN", "SAIL", "RECIPES", "get", "names",
+           "by_name"]
 
 RECIPES = {r.name: r for r in (NoKD, KD, GLNN, LSPRecipe, GSPRecipe, GCRD, KDGCRD, NOSMOG, GraphMLP, ColdBrew,
                                 GSDN, TAEnsemble, OAD, FreeKD, T2GNN, SAIL)}
@@ -67,6 +68,21 @@ def get(name: str, **overrides) -> Recipe:
     if key not in RECIPES:
         raise ValueError(f"unknown method {name!r}; known: {', '.join(RECIPES)}")
     return RECIPES[key](**overrides)
+
+
+def by_name(overrides: Optional[Dict[str, dict]]) -> Dict[str, dict]:
+    """``--set`` values keyed by canonical recipe name, the values of two spellings of one recipe merged
+    (``{"glnn": {...}, "GLNN": {...}}`` -> one ``"glnn"`` entry; the later spelling wins a shared key);
+    ValueError for an unknown recipe.
+
+    Example:
+        >>> by_name({"glnn": {"lamb": 0.3}, "GLNN": {"temperature": 2.0}})
+        {'glnn': {'lamb': 0.3, 'temperature': 2.0}}
+    """
+    out: Dict[str, dict] = {}
+    for k, v in (overrides or {}).items():
+        out.setdefault(get(k).name, {}).update(v)
+    return out
 
 
 def _register_extensions() -> None:
