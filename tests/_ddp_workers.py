@@ -45,6 +45,24 @@ def fit_exact(distributed, checkpoint_dir=None, epochs=6):
 BATCH_ROWS: list = []  # fit_all_pairs("gsp-separate"): rows of each step's GSP call in this process
 
 
+def fit_peer_group(distributed, graph_students: bool):
+    """The exact problem with a student made of three peers (FreeKD's / OAD's PeerGroup), whose
+    validation score is its best peer's accuracy.  Returns each epoch's validation accuracy, the
+    best epoch and the final weights."""
+    from gkdfast.distill import Distiller
+    from gkdfast.distill.recipes.peers import PeerGroup
+    from gkdfast.nn import GCN, MLP
+
+    data, teacher, loss_terms = exact_problem()
+    torch.manual_seed(0)
+    cls = GCN if graph_students else MLP
+    group = PeerGroup([cls(data.x.size(1), 4 + 4 * i, 3, num_layers=2, dropout=0.0).double() for i in range(3)])
+    res = Distiller(group, loss_terms, teacher, lr=0.05, epochs=8, patience=None, batch_size=40, seed=3,
+                    distributed=distributed).fit(data, data.x)
+    return [h["val_acc"] for h in res.history], res.best_epoch, \
+        {k: v.detach().clone() for k, v in group.state_dict().items()}
+
+
 def fit_all_pairs(distributed, which: str):
     """The exact problem with an all-pairs term beside its logit KD (``"ncontrast"``: Graph-MLP's
     neighbour contrast on the student's hidden layer, the whole graph's Â² restricted to each batch;
@@ -194,6 +212,9 @@ def worker(rank: int, world: int, init_file: str, out_dir: str):
                   "lsp-neighbours", "gsp-separate"):
         results[f"pairs_{which}"] = fit_all_pairs("auto", which)[0]
     results["separate_rows"] = list(BATCH_ROWS)
+    # 1a''. a student of peers scores its best peer over every rank's validation rows
+    results["peers_mlp"] = fit_peer_group("auto", False)
+    results["peers_gcn"] = fit_peer_group("auto", True)
     # 1a'. a step where rank 0 holds one row and rank 1 three: both skip the all-pairs terms alike (a
     # rank returning early alone would leave the other in the loss's collective)
     results["few_rows"] = few_rows_step(rank)

@@ -82,6 +82,19 @@ def test_ddp_equals_one_process_on_the_same_global_batches(ranks):
         torch.testing.assert_close(res[r]["loss"], [h["loss"] for h in single.history], rtol=1e-12, atol=0)
 
 
+@pytest.mark.parametrize("graph_students", [False, True])
+def test_a_student_of_peers_scores_its_best_peer_over_all_ranks_as_in_one_process(ranks, graph_students):
+    """FreeKD's and OAD's groups: the validation score (and so the best epoch) is the best peer's
+    accuracy, counted over every rank's validation rows, not the peers' mean."""
+    _, res = ranks
+    val, best, weights = _ddp_workers.fit_peer_group(False, graph_students)
+    for r in range(WORLD):
+        got_val, got_best, got_weights = res[r]["peers_gcn" if graph_students else "peers_mlp"]
+        assert got_val == val and got_best == best
+        for name, w in weights.items():
+            torch.testing.assert_close(got_weights[name], w, rtol=0, atol=1e-12)
+
+
 def test_label_rows_falling_unevenly_on_the_ranks_give_the_single_process_gradient(ranks):
     """Cross-entropy and KD average over the *global* batch's rows (counts all-reduced, times W), not
     per rank, so the training rows' uneven split over the ranks does not reweigh them."""

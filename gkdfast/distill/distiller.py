@@ -433,8 +433,8 @@ class Distiller:
         path = self._ckpt_path()
         if path is None:
             return
-        if ddp is not None:
-            state["rng_ranks"] = ddp.all_gather_object(_rng_states())
+        if ddp is not None:  # each rank's states as taken with the epoch's state (before any callback ran)
+            state["rng_ranks"] = ddp.all_gather_object({"torch": state["rng_torch"], "cuda": state.get("rng_cuda")})
             state["world_size"] = ddp.world_size
         if ddp is None or ddp.is_main:
             # atomic: a kill mid-save leaves the previous checkpoint intact
@@ -780,18 +780,32 @@ class Distiller:
         """Validation accuracy over every rank's share of the validation rows, and the epoch's loss
         values averaged over ranks (so each rank records the same history and stops at the same epoch)."""
         if self.uses_graph:
-            logits = self.predict(inputs, graph)[val_rows]
+            full = self.predict(inputs, graph)
+            logits, rows = full[val_rows], full.size(0)
         else:
             logits = self.predict(take_rows(inputs, val_rows)) if val_rows.numel() else inputs.new_zeros(0, 1)
-        correct = int((logits.argmax(-1) == take_rows(y, val_rows)).sum()) if val_rows.numel() else 0
+            rows = val_rows.numel()
+        # A student made of members scores its best member, as in one process (_val_accuracy): each
+        # member's correct count is summed over the ranks before the best is taken.  The member count is
+        # fixed by the model, so every rank sends as many numbers; where a rank's last forward does not
+        # cover its rows (chunked), the ensemble's accuracy is used, as in one process.
+        k = len(getattr(self.student, "peers", ())) if hasattr(self.student, "member_logits") else 0
+        y_rows = take_rows(y, val_rows)
+        has_rows = val_rows.numel() > 0
+        ensemble = float((logits.argmax(-1) == y_rows).sum()) if has_rows else 0.0
+        members = self.student.member_logits(rows) if k and has_rows else None
+        member_counts = ([float((z[val_rows] if self.uses_graph else z).argmax(-1).eq(y_rows).sum()) for z in members]
+                         if members is not None else [0.0] * k)
+        scored = 1.0 if k and (members is not None or not has_rows) else 0.0
         keys = sorted(sums)
-        total = ddp.all_reduce_sum(torch.tensor([float(correct), float(val_rows.numel())] +
-                                                [sums[k] for k in keys], dtype=torch.float64))
+        total = ddp.all_reduce_sum(torch.tensor([ensemble] + member_counts + [scored, float(val_rows.numel())] +
+                                                [sums[key] for key in keys], dtype=torch.float64))
+        count = total[k + 2].item()
+        wins = total[1:k + 1].tolist() if k and total[k + 1].item() == ddp.world_size else [total[0].item()]
         # float32 division, as accuracy() does, so 1 and W processes see the same numbers
-        val = float(torch.tensor(total[0].item(), dtype=torch.float32) / torch.tensor(total[1].item(),
-                                                                                       dtype=torch.float32)) \
-            if total[1] > 0 else 0.0
-        return val, {k: float(total[2 + i]) / ddp.world_size for i, k in enumerate(keys)}
+        val = max(float(torch.tensor(c, dtype=torch.float32) / torch.tensor(count, dtype=torch.float32))
+                  for c in wins) if count > 0 else 0.0
+        return val, {key: float(total[k + 3 + i]) / ddp.world_size for i, key in enumerate(keys)}
 
 
 def _rng_states() -> dict:

@@ -13,7 +13,7 @@ Example:
 """
 from __future__ import annotations
 
-from typing import List, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -62,9 +62,16 @@ class PeerGroup(nn.Module):
         (:func:`best_peer`) peaks; selecting on the ensemble's accuracy stopped at epochs where the
         returned peer was past its best (measured, docs/recipes-more.md).
         """
+        outs = self.member_logits(rows)
+        return None if outs is None else max(accuracy(z, y, mask) for z in outs)
+
+    def member_logits(self, rows: int) -> Optional[List[Tensor]]:
+        """Each peer's logits from the last forward (detached) when it covered all ``rows`` and
+        ``select == "best"``, else None: what :meth:`member_accuracy` scores, and what a data-parallel
+        validation counts per peer over every rank's rows before taking the best."""
         if self.select != "best" or not self.last or any(z.size(0) != rows for z, _ in self.last):
             return None
-        return max(accuracy(z.detach(), y, mask) for z, _ in self.last)
+        return [z.detach() for z, _ in self.last]
 
 
 def peer_outputs(group: PeerGroup, ctx: StepContext) -> List[Tuple[Tensor, Tensor]]:
