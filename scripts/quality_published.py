@@ -27,7 +27,7 @@ sys.path.insert(0, ROOT)
 
 from gkdfast.data import default_root, load  # noqa: E402
 from gkdfast.distill.protocols import DEFAULT_PUBLISHED, dataset_key, published_settings, run_published  # noqa: E402
-from gkdfast.distill.results import save_json  # noqa: E402
+from gkdfast.distill.results import row_settings as results_row_settings, save_json  # noqa: E402
 from gkdfast.distill.teacher_cache import default_cache_dir  # noqa: E402
 
 # name -> (file for the CPF setting, file for the others, name inside the folder); paths under the data root.
@@ -68,10 +68,10 @@ def row_settings(res) -> list:
     if "row_settings" in res:
         return res["row_settings"]
     settings = res["protocol"]["settings"]
-    if settings and all("num_rows" in s for s in settings) and \
-            sum(s["num_rows"] for s in settings) == len(res["rows"]):
-        return [s["key"] for s in settings for _ in range(s["num_rows"])]
-    return [SETTING_OF_MODEL.get(r["model"], "gnn") for r in res["rows"]]
+    if len(settings) == 1 and settings[0].get("num_rows") == len(res["rows"]):
+        return [settings[0]["key"]] * len(res["rows"])
+    counted = results_row_settings(res)  # several settings with their row counts
+    return counted if counted is not None else [SETTING_OF_MODEL.get(r["model"], "gnn") for r in res["rows"]]
 
 
 def run_dataset(name, args, log):

@@ -528,3 +528,23 @@ def test_eval_logits_runs_graph_free_models_in_chunks_without_autograd(tiny):
     assert not parts.requires_grad
     g = eval_logits(gcn, tiny.x, tiny.graph, True, chunk=64)  # a GNN sees the whole graph at once
     assert g.shape == (300, 3) and not g.requires_grad and not gcn.training
+
+
+def test_table_and_plot_name_the_setting_of_rows_from_several_published_settings(tmp_path):
+    from gkdfast.distill.results import format_table, row_settings, save_png, validate
+
+    row = {"method": "teacher", "model": "SAGE(128)", "test_acc_mean": 0.8, "test_acc_std": 0.0,
+           "test_acc": [0.8], "train_seconds": 1.0, "inference_ms_per_1k_nodes": 0.1}
+    res = {"dataset": "cora", "num_nodes": 10, "num_edges": 20, "rows": [row, dict(row, method="none"), row],
+           "protocol": {"name": "published", "settings": [{"key": "cpf", "num_rows": 2}, {"key": "ta", "num_rows": 1}]}}
+    validate(res)
+    assert row_settings(res) == ["cpf", "cpf", "ta"]
+    lines = format_table(res).splitlines()
+    assert lines[1].split()[:3] == ["setting", "method", "model"]
+    assert lines[3].split()[:3] == ["cpf", "teacher", "SAGE(128)"]
+    assert lines[5].split()[:3] == ["ta", "teacher", "SAGE(128)"]
+    save_png(res, str(tmp_path / "r.png"))
+    one = dict(res, rows=[row], protocol={"name": "published", "settings": [{"key": "cpf", "num_rows": 1}]})
+    assert row_settings(one) is None and "setting" not in format_table(one)  # one setting: nothing to tell apart
+    bad = dict(res, protocol={"name": "published", "settings": [{"key": "cpf", "num_rows": 1}, {"key": "ta"}]})
+    assert row_settings(bad) is None

@@ -22,7 +22,8 @@ from gkdfast.distill import recipes as _recipes
 from gkdfast.distill.distiller import accuracy, eval_logits
 from gkdfast.distill.teacher_cache import teacher_outputs
 
-__all__ = ["ModelSpec", "parse_model", "default_depth", "run_experiment", "summarize_runs", "seed_split", "inference_ms_per_1k"]
+__all__ = ["ModelSpec", "parse_model", "default_depth", "run_experiment", "summarize_runs", "seed_split",
+           "inference_ms_per_1k"]
 
 DEFAULT_HIDDEN = 128
 

@@ -18,12 +18,12 @@ from __future__ import annotations
 import json
 import math
 import os
-from typing import List
+from typing import List, Optional
 
 from gkdfast._io import atomic_write
 
 __all__ = ["format_table", "format_markdown", "validate", "save_json", "save_png", "ROW_KEYS", "FAIR_KEYS",
-           "has_fairness"]
+           "has_fairness", "row_settings"]
 
 ROW_KEYS = ("method", "model", "test_acc_mean", "test_acc_std", "test_acc", "train_seconds",
             "inference_ms_per_1k_nodes")
@@ -94,6 +94,26 @@ def _pct(row, key: str = "test_acc") -> str:
     return f"{100 * row[key + '_mean']:6.2f} ± {100 * row[key + '_std']:5.2f}"
 
 
+def row_settings(results: dict) -> Optional[List[str]]:
+    """The published setting each row came from, in row order, when the results hold rows of more than
+    one setting (``protocol.settings`` with their ``num_rows``: rows are concatenated setting by
+    setting); ``None`` otherwise (one setting, the common protocol, or counts that do not add up).
+
+    Two settings can share a (method, model) pair, e.g. the CPF and TA settings' ``teacher SAGE(128)``:
+    the table and the plot then name the setting beside it.
+
+    Example:
+        >>> row_settings({"rows": [{}, {}, {}], "protocol": {"name": "published", "settings": [
+        ...     {"key": "cpf", "num_rows": 2}, {"key": "ta", "num_rows": 1}]}})
+        ['cpf', 'cpf', 'ta']
+    """
+    settings = (results.get("protocol") or {}).get("settings") or []
+    if len(settings) < 2 or not all(isinstance(s.get("num_rows"), int) for s in settings) or \
+            sum(s["num_rows"] for s in settings) != len(results["rows"]):
+        return None
+    return [s["key"] for s in settings for _ in range(s["num_rows"])]
+
+
 def format_table(results: dict) -> str:
     """Plain-text table: method, model, test accuracy (% mean ± std), train s/seed, inference ms/1k nodes.
 
@@ -117,11 +137,15 @@ def format_table(results: dict) -> str:
     if has_fairness(results):
         cols += ("ΔSP (%)", "ΔEO (%)")
         body = [b + (_pct(r, "delta_sp"), _pct(r, "delta_eo")) for b, r in zip(body, rows)]
+    settings = row_settings(results)
+    text_cols = 2 + (settings is not None)  # left-aligned; the numbers right-aligned
+    if settings is not None:
+        cols, body = ("setting",) + cols, [(k,) + b for k, b in zip(settings, body)]
     widths = [max(len(c), *(len(b[i]) for b in body)) if body else len(c) for i, c in enumerate(cols)]
     line = "  ".join(c.ljust(w) for c, w in zip(cols, widths))
     out: List[str] = [head, line, "-" * len(line)]
     for b in body:
-        out.append("  ".join(v.ljust(w) if i < 2 else v.rjust(w) for i, (v, w) in enumerate(zip(b, widths))))
+        out.append("  ".join(v.ljust(w) if i < text_cols else v.rjust(w) for i, (v, w) in enumerate(zip(b, widths))))
     return "\n".join(out)
 
 
@@ -173,7 +197,8 @@ def save_png(results: dict, path: str) -> None:
     import matplotlib.pyplot as plt
 
     rows = results["rows"]
-    labels = [f"{r['method']}\n{r['model']}" for r in rows]
+    settings = row_settings(results) or [None] * len(rows)
+    labels = [f"{r['method']}\n{r['model']}" + (f"\n[{k}]" if k else "") for r, k in zip(rows, settings)]
     means = [100 * r["test_acc_mean"] for r in rows]
     stds = [100 * r["test_acc_std"] for r in rows]
     colors = ["#555555" if r["method"] == "teacher" else "#bbbbbb" if r["method"] == "none" else "#3b75af"

@@ -346,7 +346,8 @@ _MODELS = {"gcn": GCN, "sage": SAGE, "graphsage": SAGE, "gat": GAT, "gin": GIN, 
 def build_model(name: str, in_channels: int, hidden_channels: int, out_channels: int, **kwargs) -> nn.Module:
     """Builds a model by name: ``gcn``, ``sage`` (alias ``graphsage``), ``gat``, ``gin``, ``mlp``, ``gmlp``,
     ``gcnii`` (:class:`gkdfast.nn.gcnii.GCNII`) or ``segcn`` (:class:`gkdfast.nn.se_gcn.SEGCN`, which also
-    needs ``num_nodes=``) (case-insensitive); ``kwargs`` go to its constructor (``num_layers``, ``dropout``, ``heads`` ...).
+    needs ``num_nodes=``) (case-insensitive); ``kwargs`` go to its constructor (``num_layers``, ``dropout``,
+    ``heads`` ...).
 
     Example:
         >>> m = gkdfast.nn.build_model("sage", 8, 16, 3, num_layers=3, dropout=0.2)

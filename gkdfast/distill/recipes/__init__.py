@@ -37,8 +37,8 @@ from gkdfast.distill.recipes.t2gnn import T2GNN
 from gkdfast.distill.recipes.representation import GCRD, KDGCRD, GSPRecipe, LSPRecipe
 
 __all__ = ["Recipe", "Trained", "NoKD", "KD", "GLNN", "LSPRecipe", "GSPRecipe", "GCRD", "KDGCRD", "NOSMOG", "GraphMLP",
-           "ColdBrew", "ColdBrewStudent", "GSDN", "TAEnsemble", "OAD", "FreeKD", "T2GNN", "SAIL", "RECIPES", "get", "names",
-           "by_name"]
+           "ColdBrew", "ColdBrewStudent", "GSDN", "TAEnsemble", "OAD", "FreeKD", "T2GNN", "SAIL", "RECIPES", "get",
+           "names", "by_name"]
 
 RECIPES = {r.name: r for r in (NoKD, KD, GLNN, LSPRecipe, GSPRecipe, GCRD, KDGCRD, NOSMOG, GraphMLP, ColdBrew,
                                 GSDN, TAEnsemble, OAD, FreeKD, T2GNN, SAIL)}
