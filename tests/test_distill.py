@@ -548,3 +548,13 @@ def test_table_and_plot_name_the_setting_of_rows_from_several_published_settings
     assert row_settings(one) is None and "setting" not in format_table(one)  # one setting: nothing to tell apart
     bad = dict(res, protocol={"name": "published", "settings": [{"key": "cpf", "num_rows": 1}, {"key": "ta"}]})
     assert row_settings(bad) is None
+
+
+def test_a_model_with_per_node_tables_is_refused_in_the_inductive_setting_before_training():
+    from gkdfast.data import csbm
+    from gkdfast.distill.experiment import ModelSpec, run_experiment
+
+    data = csbm(num_nodes=300, num_classes=3, seed=0)
+    with pytest.raises(ValueError, match="SEGCN.*inductive"):
+        run_experiment(data, teacher=ModelSpec("segcn", 16), students=[ModelSpec("mlp", 16)], methods=["kd"],
+                       setting="inductive", epochs=1)

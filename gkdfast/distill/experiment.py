@@ -320,6 +320,14 @@ def run_experiment(data, *, teacher: Optional[ModelSpec], students: Sequence[Mod
     if setting not in ("transductive", "inductive"):
         raise ValueError(f"run_experiment: setting must be 'transductive' or 'inductive', got {setting!r}")
     inductive = setting == "inductive"
+    if inductive:  # a model with per-node tables is sized to the nodes it trains on and cannot see the rest
+        from gkdfast.nn.models import _MODELS
+
+        for spec in ([teacher] if teacher is not None else []) + list(students):
+            if getattr(_MODELS.get(spec.name), "needs_num_nodes", False):
+                raise ValueError(f"run_experiment: {spec.label} keeps a table row per training node, so it cannot "
+                                 "score the nodes the inductive setting holds out; use another model or "
+                                 "setting='transductive'")
     if inductive and not 0.0 < float(inductive_fraction) < 1.0:
         raise ValueError(f"run_experiment: inductive_fraction must be in (0, 1), got {inductive_fraction}")
     if cache_dir is None and out is not None:
