@@ -7,6 +7,7 @@ import torch
 
 from gkdfast.data import csbm
 from gkdfast.distill import large, memory
+from gkdfast.distill.experiment import seed_split
 from gkdfast.distill.large import distill_large, format_stages
 from gkdfast.distill.memory import InsufficientMemory, check_memory
 from gkdfast.distill.results import save_json, validate
@@ -386,8 +387,14 @@ def test_whole_pipeline_with_sampled_teacher(tmp_path):
     again = distill_large(data, teacher="sage", hidden=32, fanouts=(5, 5), teacher_epochs=2, teacher_batch_size=128,
                           batch_size=128, chunk_rows=100, student_epochs=2, student_min_steps=0, out_dir=str(tmp_path),
                         progress=False)
-    assert again["stages"][1]["cached"] is True
+    assert again["stages"][1]["cached"] is True and again["stages"][0]["resumed"] is True
     assert again["rows"][0]["test_acc"] == res["rows"][0]["test_acc"]
+    # Other teacher settings, or another split of the same graph: the saved weights are not theirs
+    for kw, d in ((dict(teacher_epochs=3), data), ({}, seed_split(data, 5))):
+        third = distill_large(d, teacher="sage", hidden=32, fanouts=(5, 5), teacher_batch_size=128,
+                              batch_size=128, chunk_rows=100, student_epochs=2, student_min_steps=0,
+                              out_dir=str(tmp_path), progress=False, **dict(dict(teacher_epochs=2), **kw))
+        assert "resumed" not in third["stages"][0]
 
 
 def test_sampled_teacher_is_validated_about_teacher_validations_times(tmp_path, monkeypatch):

@@ -275,6 +275,22 @@ def _row(method: str, model: str, acc: float, seconds: float, ms_per_1k: float) 
             "test_acc": [float(acc)], "train_seconds": float(seconds), "inference_ms_per_1k_nodes": float(ms_per_1k)}
 
 
+def _teacher_key(data, label: str, num_layers: int, fanouts, epochs: int, batch_size: int, lr: float,
+                 min_steps: int, validations: int, seed: int) -> str:
+    """32 hex digits of a hash of the sampled teacher's training: its settings, the features, the graph,
+    the labels and the split (every byte: a few seconds at 10^7 nodes, against minutes of training)."""
+    import hashlib
+
+    from gkdfast.distill.teacher_cache import hash_tensor
+
+    h = hashlib.sha256()
+    h.update(f"teacher1;{label};{num_layers};{tuple(fanouts)};{epochs};{batch_size};{lr!r};{min_steps};"
+             f"{validations};{seed}".encode())
+    for t in (data.x, data.graph.rowptr, data.graph.col, data.y, data.train_mask, data.val_mask):
+        hash_tensor(h, t)
+    return h.hexdigest()[:32]
+
+
 def distill_large(data, *, teacher: Union[str, nn.Module] = "sage", hidden: int = 256, num_layers: int = 2,
                   fanouts: Sequence[int] = (15, 10), teacher_epochs: int = 3, teacher_batch_size: int = 1024,
                   teacher_lr: float = 0.003, teacher_min_steps: int = 200, teacher_validations: int = 20,
@@ -406,6 +422,9 @@ def distill_large(data, *, teacher: Union[str, nn.Module] = "sage", hidden: int 
         raise ValueError(f"distill_large: fanouts must be {num_layers} positive ints (one per layer), got {fanouts}")
     if int(data.train_mask.sum()) == 0 or int(data.test_mask.sum()) == 0:
         raise ValueError("distill_large: the split has no training or no test node")
+    if int(data.val_mask.sum()) == 0:  # found here, not after the teacher and inference stages
+        raise ValueError("distill_large: the split has no validation node: the students keep their best "
+                         "validation epoch and stop on it; give the data a split with validation nodes")
     n, f, c, e = data.num_nodes, data.num_features, data.num_classes, data.graph.num_edges
     s_hidden = student_hidden or hidden
     s_label = f"{s_name.upper()}({s_hidden})"
@@ -433,7 +452,7 @@ def distill_large(data, *, teacher: Union[str, nn.Module] = "sage", hidden: int 
         rec = timer.record
         rec["throughput"] = float(rate) if rate is not None else (amount / rec["seconds"] if rec["seconds"] > 0 else 0.0)
         rec["throughput_unit"] = unit
-        rec.update(extra)
+        rec.update({k: None if isinstance(v, float) and v != v else v for k, v in extra.items()})  # NaN: null
         stages.append(rec)
         log(f"stage {rec['stage']:<{width}} {rec['seconds']:8.1f} s  {rec['throughput']:12.0f} {unit:<12} "
             f"peak RSS {format_bytes(rec['peak_rss_bytes'])} (estimate {format_bytes(rec['estimate_bytes'])})")
@@ -451,8 +470,19 @@ def distill_large(data, *, teacher: Union[str, nn.Module] = "sage", hidden: int 
                    f"lower --teacher-batch-size (now {teacher_batch_size}), --fanouts (now "
                    f"{','.join(map(str, fanouts))}) or the hidden width (now {hidden})")
         weights = os.path.join(out_dir, f"teacher-{tlabel}-seed{seed}.pt")
+        # Beside the weights, a key of what the teacher trained on and how: a rerun with other data, split
+        # or teacher settings trains again instead of loading weights made for something else.  (Weights
+        # without a key file, e.g. placed there by hand, are loaded as they are.)
+        key = _teacher_key(data, tlabel, num_layers, fanouts, teacher_epochs, teacher_batch_size, teacher_lr,
+                           teacher_min_steps, teacher_validations, seed)
+        key_file = weights + ".key"
         with StageTimer("teacher", est) as timer:
             have = os.path.exists(weights)
+            if have and os.path.exists(key_file):
+                with open(key_file) as fh:
+                    have = fh.read().strip() == key
+                if not have:
+                    log(f"teacher: {os.path.basename(weights)} was trained on other data or settings; training again")
             if group is not None:  # rank 0 decides for every rank
                 have = group.broadcast_object(have)
             if have:  # a rerun resumes after the teacher
@@ -477,12 +507,12 @@ def distill_large(data, *, teacher: Union[str, nn.Module] = "sage", hidden: int 
                 state = tmodel.state_dict()
                 if group is None or group.is_main:  # the ranks hold the same weights
                     atomic_write(weights, lambda f: torch.save(state, f))
+                    atomic_write(key_file, lambda f: f.write(key.encode()))
                 if group is not None:
                     group.barrier()
         teacher_seconds = float(stats.get("seconds", timer.record["seconds"]))
         done(timer, 0.0, "nodes/s", rate=float(stats.get("nodes_per_s", 0.0)),
-             **{k: (None if isinstance(v, float) and v != v else v)  # NaN (no validation node) -> null
-                for k, v in stats.items() if isinstance(v, (int, float, bool))})
+             **{k: v for k, v in stats.items() if isinstance(v, (int, float, bool))})
     tmodel = tmodel.cpu().eval()
 
     # 2. layer-wise inference into the cache -----------------------------------------------------------
@@ -570,7 +600,10 @@ def distill_large(data, *, teacher: Union[str, nn.Module] = "sage", hidden: int 
                    hint)
         distiller = recipe.distiller(smodel, teacher_rows, progress=progress, seed=seed,
                                      desc=f"{stage}: {name} -> MLP",
-                                     checkpoint_dir=os.path.join(out_dir, "checkpoints", f"{name}-seed{seed}"),
+                                     # per teacher (its outputs' key): after a teacher retrained on other
+                                     # data or settings, the students start afresh instead of refusing
+                                     checkpoint_dir=os.path.join(out_dir, "checkpoints", f"{name}-seed{seed}"
+                                                                 + (f"-{tout.key[:12]}" if tout.key else "")),
                                      **ddp_kw)
         with StageTimer(stage, est) as timer:
             fit = distiller.fit(data, inputs=x_in if name in inputs_of else None)
