@@ -83,7 +83,7 @@ def _load_data(args):
 
         if args.format or args.name:
             raise ValueError("--format/--name need --data PATH")
-        # One fixed graph (seed 0); --seed varies splits and weights.  The shape flags switch to the
+        # One fixed graph (seed 0); --seed varies weights and, outside --sampled, the split.  The shape flags switch to the
         # degree-corrected SBM (power-law degrees, products-like defaults for the flags not given).
         return dcsbm(num_nodes=args.nodes, seed=0, **shape) if shape else csbm(num_nodes=args.nodes, seed=0)
     if shape:
@@ -498,7 +498,9 @@ def build_parser() -> argparse.ArgumentParser:
     pd.add_argument("--seeds", type=int, default=3, help="number of seeds (default 3): seeds SEED .. SEED+N-1")
     pd.add_argument("--seed", type=int, default=0,
                     help="first seed (default 0).  Each seed draws the initial weights and, for data without "
-                         "train/val/test masks, a random split of 20 / 30 labelled nodes per class")
+                         "train/val/test masks, a random split of 20 / 30 labelled nodes per class (not under "
+                         "--sampled, which keeps the graph's own split: there it seeds weights, batches, "
+                         "sampling and positions)")
     pd.add_argument("--setting", choices=("transductive", "inductive"), default="transductive",
                     help="transductive (default: students matched to the teacher on every node) or inductive "
                          "(GLNN: a fraction of the test nodes and their edges hidden while training; accuracy "
