@@ -317,10 +317,11 @@ def student_dropout(args) -> float:
 
 
 def _schedule_flags(args) -> list:
-    """(flag, given) of the out-of-core pipeline's student schedule flags (``cli_large.PIPELINE_STEPS``)."""
-    from gkdfast.cli_large import PIPELINE_STEPS
+    """(flag, True) for each out-of-core pipeline flag given (``cli_large.pipeline_flags_given``): other
+    pipelines refuse them rather than ignore them."""
+    from gkdfast.cli_large import pipeline_flags_given
 
-    return [(f"--{k.replace('_', '-')}", getattr(args, k, None) is not None) for k in PIPELINE_STEPS]
+    return [(flag, True) for flag in pipeline_flags_given(args)]
 
 
 def _is_hetero(args) -> bool:

@@ -13,6 +13,23 @@ DEFAULT_SAMPLED_ABOVE = 1_000_000  # nodes: above this, full-batch training does
 # The students' schedule flags (distill_large's patience, student_min_steps, min/max_patience_steps): the
 # pipeline's own, so given without it they stop the run rather than being ignored.
 PIPELINE_STEPS = {"patience": 5, "min_steps": 600, "min_patience_steps": 100, "max_patience_steps": 3000}
+# The pipeline's other flags and their defaults.  Every pipeline flag defaults to None on the command
+# line, so a run that does not go through the pipeline can refuse them instead of ignoring them.
+PIPELINE_FLAGS = {"fanouts": "15,10", "batch_size": 4096, "teacher_batch_size": 1024, "teacher_epochs": 3,
+                  "teacher_validations": 20, "chunk_rows": 65536, "no_memory_check": False}
+
+
+def pipeline_flags_given(args) -> list:
+    """The out-of-core pipeline's flags given on this command line (``--patience``, ``--batch-size`` ...),
+    as the user spelt them.
+
+    Example:
+        >>> import argparse
+        >>> pipeline_flags_given(argparse.Namespace(batch_size=7, patience=None, no_memory_check=True))
+        ['--batch-size', '--no-memory-check']
+    """
+    return [f"--{k.replace('_', '-')}" for k in (*PIPELINE_STEPS, *PIPELINE_FLAGS)
+            if getattr(args, k, None) not in (None, False)]
 
 
 def parse_fanouts(text: str) -> tuple:
@@ -40,12 +57,12 @@ def add_large_args(parser) -> None:
     g.add_argument("--sampled-above", type=int, default=DEFAULT_SAMPLED_ABOVE, metavar="N",
                    help=f"switch to the pipeline for graphs with at least N nodes (default {DEFAULT_SAMPLED_ABOVE}; "
                         "0 never switches automatically)")
-    g.add_argument("--fanouts", default="15,10", help="neighbours sampled per teacher layer (default 15,10)")
-    g.add_argument("--batch-size", type=int, default=4096, help="student node mini-batch (default 4096)")
-    g.add_argument("--teacher-batch-size", type=int, default=1024,
+    g.add_argument("--fanouts", default=None, help="neighbours sampled per teacher layer (default 15,10)")
+    g.add_argument("--batch-size", type=int, default=None, help="student node mini-batch (default 4096)")
+    g.add_argument("--teacher-batch-size", type=int, default=None,
                    help="seed nodes per sampled teacher batch (default 1024)")
-    g.add_argument("--teacher-epochs", type=int, default=3, help="sampled teacher epochs (default 3)")
-    g.add_argument("--teacher-validations", type=int, default=20,
+    g.add_argument("--teacher-epochs", type=int, default=None, help="sampled teacher epochs (default 3)")
+    g.add_argument("--teacher-validations", type=int, default=None,
                    help="validate the sampled teacher about this many times, the last epoch included (default 20)")
     g.add_argument("--patience", type=int, default=None,
                    help=f"students' early-stopping patience in epochs (default {PIPELINE_STEPS['patience']}; "
@@ -60,7 +77,7 @@ def add_large_args(parser) -> None:
                    help="early-stopping patience in steps at most, rounded up to whole epochs (default "
                         f"{PIPELINE_STEPS['max_patience_steps']}; 0: no ceiling; --min-patience-steps wins over "
                         "it): on a huge graph one epoch is thousands of steps")
-    g.add_argument("--chunk-rows", type=int, default=65536,
+    g.add_argument("--chunk-rows", type=int, default=None,
                    help="rows per block of layer-wise teacher inference (default 65536; lower = less memory)")
     g.add_argument("--no-memory-check", action="store_true",
                    help="run a stage even when its memory estimate exceeds the available memory")
@@ -68,21 +85,21 @@ def add_large_args(parser) -> None:
 
 def wants_large(args, data) -> bool:
     """Whether this ``distill`` run goes through the out-of-core pipeline.  A run that does not but was
-    given the pipeline's schedule flags (``--patience``, ``--min-steps``, ``--min-patience-steps``,
-    ``--max-patience-steps``) stops with a ValueError naming ``--set METHOD.patience=N``, the per-recipe way."""
+    given the pipeline's flags (``--patience``, ``--min-steps``, ``--batch-size``, ``--fanouts``,
+    ``--chunk-rows`` ...) stops with a ValueError naming ``--set METHOD.patience=N``, the per-recipe way."""
     above = getattr(args, "sampled_above", 0) or 0
     large = bool(getattr(args, "sampled", False)) or (above > 0 and data.num_nodes >= above)
-    given = [f"--{k.replace('_', '-')}" for k in PIPELINE_STEPS if getattr(args, k, None) is not None]
+    given = pipeline_flags_given(args)
     if given and not large:
         raise ValueError(f"{', '.join(given)}: the out-of-core pipeline's schedule (--sampled, or graphs above "
                          f"--sampled-above nodes); {data.num_nodes} nodes run full-batch, where each recipe has "
-                         "its own: --set METHOD.patience=N, --set METHOD.epochs=N")
+                         "its own: --set METHOD.patience=N, --set METHOD.epochs=N, --set METHOD.batch_size=N")
     return large
 
 
-def _flag(args, name: str) -> int:
+def _flag(args, name: str):
     v = getattr(args, name, None)
-    return PIPELINE_STEPS[name] if v is None else v
+    return {**PIPELINE_STEPS, **PIPELINE_FLAGS}[name] if v is None else v
 
 
 def run_large(args, data, log=None, group=None) -> int:
@@ -95,6 +112,9 @@ def run_large(args, data, log=None, group=None) -> int:
     from gkdfast.distill.experiment import parse_model
     from gkdfast.distill.large import LARGE_METHODS
 
+    for k, default in PIPELINE_FLAGS.items():  # the flags not given take their defaults here
+        if getattr(args, k, None) is None:
+            setattr(args, k, default)
     for flag, v in (("--batch-size", args.batch_size), ("--teacher-batch-size", args.teacher_batch_size),
                     ("--teacher-epochs", args.teacher_epochs), ("--chunk-rows", args.chunk_rows),
                     ("--teacher-validations", args.teacher_validations),

@@ -157,3 +157,12 @@ def test_memory_error_is_one_line_naming_the_flag(tmp_path, capsys, monkeypatch)
     err = capsys.readouterr().err
     assert rc == 1 and err.count("\n") == 1
     assert "error: InsufficientMemory: stage 'teacher' needs about" in err and "--teacher-batch-size (now 1024)" in err
+
+
+@pytest.mark.parametrize("flag", [["--batch-size", "7"], ["--fanouts", "1,1"], ["--teacher-epochs", "9"],
+                                  ["--chunk-rows", "3"], ["--no-memory-check"], ["--teacher-validations", "2"]])
+def test_pipeline_flags_on_a_full_batch_run_stop_it_instead_of_being_ignored(tmp_path, capsys, flag):
+    _, path = _bundle(tmp_path)  # 600 nodes: full-batch unless --sampled
+    rc = main(["distill", "--data", path, "--out", str(tmp_path / "o"), "--quiet", *flag])
+    err = capsys.readouterr().err
+    assert rc == 2 and f"{flag[0]}: the out-of-core pipeline's schedule" in err and err.count("\n") == 1, err
