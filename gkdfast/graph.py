@@ -162,7 +162,12 @@ class Graph:
         if coo.shape[0] != coo.shape[1]:
             raise ValueError(f"gkdfast.Graph.from_scipy: adjacency must be square, got {coo.shape}")
         ei = torch.from_numpy(np.vstack([coo.row, coo.col]).astype(np.int64))
-        w = torch.from_numpy(np.asarray(coo.data, dtype=np.float32))
+        # float64 values stay float64 (spmm needs weights in x's dtype); integers and bools become float32
+        data = np.asarray(coo.data)
+        w = torch.from_numpy(data.astype(data.dtype if data.dtype in (np.float32, np.float64) else np.float32))
+        if num_nodes is not None and num_nodes < coo.shape[0]:
+            raise ValueError(f"gkdfast.Graph.from_scipy: num_nodes={num_nodes} is smaller than the matrix "
+                             f"({coo.shape[0]} x {coo.shape[1]})")
         n = coo.shape[0] if num_nodes is None else num_nodes
         return cls(ei, n, None if bool((w == 1).all()) else w)
 
@@ -214,8 +219,9 @@ class Graph:
             raise ValueError(f"gkdfast.Graph.from_sparse: adjacency must be square, got {tuple(shape)}")
         src, dst = (col, row) if transposed else (row, col)
         weight = None
-        if values is not None and values.numel() and values.is_floating_point() and not bool((values == 1).all()):
-            weight = values
+        if values is not None and values.numel() and values.dtype != torch.bool and not bool((values == 1).all()):
+            # integer values (counts, coalesced duplicates) are weights too, as from_scipy takes them
+            weight = values if values.is_floating_point() else values.to(torch.float32)
         return cls(torch.stack([src, dst]), int(shape[0]), weight)
 
     # ------------------------------------------------------------------ basic properties
@@ -354,11 +360,12 @@ class Graph:
             edge_weight = self.edge_weight
         if edge_weight is None:
             deg = self.in_degree(dtype) + 1
-        else:
+        else:  # summed in the wider of the weights' and the asked dtype (float64 asked: float64 degrees)
             w = self.to_csr_order(edge_weight)
+            w = w.to(torch.promote_types(w.dtype, dtype)) if w.is_floating_point() else w.to(dtype)
             deg = torch.zeros(self.num_nodes, dtype=w.dtype, device=self.device)
             deg = deg.index_add(0, self.dst.long(), w) + 1
-        return deg.clamp_min(torch.finfo(deg.dtype).tiny).rsqrt()
+        return deg.clamp_min(torch.finfo(deg.dtype).tiny).rsqrt().to(dtype)
 
     def reorder(self, method="rcm", communities: Optional[Tensor] = None):
         """Relabels the nodes for gather locality: returns ``(graph, reordering)``.

@@ -30,6 +30,17 @@ def _check(x: Tensor, ptr: Tensor, reduce: str) -> None:
         raise ValueError(f"gkdfast.global_pool: ptr is on {ptr.device}, x on {x.device}")
 
 
+def _check_offsets(ptr: Tensor, n: int) -> None:
+    """The native op's checks of ``ptr``'s values, for the pure-PyTorch path (same messages)."""
+    first, last = int(ptr[0]), int(ptr[-1])
+    if first != 0:
+        raise ValueError(f"gkdfast.global_pool: ptr rowptr[0] must be 0, got {first}")
+    if ptr.numel() > 1 and bool((ptr[1:] < ptr[:-1]).any()):
+        raise ValueError("gkdfast.global_pool: ptr must be non-decreasing")
+    if last != n:
+        raise ValueError(f"gkdfast.global_pool: ptr[-1] must be the number of rows of x ({n}), got {last}")
+
+
 def global_pool(x: Tensor, ptr: Tensor, reduce: str = "sum") -> Tensor:
     """One row per graph: ``out[b] = reduce over i in [ptr[b], ptr[b+1]) of x[i]`` (0 for an empty graph).
 
@@ -53,6 +64,7 @@ def global_pool(x: Tensor, ptr: Tensor, reduce: str = "sum") -> Tensor:
     """
     _check(x, ptr, reduce)
     if _backend.choose("segment_pool", x.device, x.dtype) == "reference":
+        _check_offsets(ptr, x.size(0))  # the native op checks them itself; the reference does not
         return _ref.global_pool(x, ptr, reduce)
     out, _ = torch.ops.gkdfast.segment_pool(x, ptr, reduce)
     return out

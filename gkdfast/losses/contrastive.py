@@ -311,7 +311,7 @@ def adjacency_power(graph: Graph, hops: int = 1, max_nnz: int = 50_000_000) -> T
         raise ValueError(f"gkdfast.losses.ncontrast: hops must be an int >= 1, got {hops!r}")
     if isinstance(max_nnz, bool) or not isinstance(max_nnz, int) or max_nnz < 1:
         raise ValueError(f"gkdfast.losses.ncontrast: max_nnz must be an int >= 1, got {max_nnz!r}")
-    cache = _W_CACHE.setdefault(graph, {})
+    cache = _graph_cache(graph)
     key = (hops, max_nnz)
     if key in cache:
         return cache[key]
@@ -339,9 +339,30 @@ def adjacency_power(graph: Graph, hops: int = 1, max_nnz: int = 50_000_000) -> T
     return out
 
 
+def _graph_cache(graph: Graph) -> dict:
+    """The cache of W, its positives and batch rows for ``graph`` with its current ``edge_weight``:
+    another weight tensor assigned to the graph, or the same one written in place, gets a fresh cache
+    (W depends on them), and the old weights' entries are dropped (each holds O(nnz))."""
+    per_graph = _W_CACHE.setdefault(graph, {})
+    w = graph.edge_weight
+    if w is None:
+        return per_graph.setdefault(None, {})
+    if torch.compiler.is_compiling():  # a tensor's version is data to the tracer: match the tensor alone
+        for k, (ref, sub) in per_graph.items():
+            if k is not None and ref() is w:
+                return sub
+    key = (id(w), w._version)
+    entry = per_graph.get(key)
+    if entry is None or entry[0]() is not w:  # (a new tensor may reuse a freed one's id: check it is w)
+        for old in [k for k in per_graph if k is not None]:
+            del per_graph[old]
+        entry = per_graph[key] = (weakref.ref(w), {})
+    return entry[1]
+
+
 def _positives(graph: Graph, hops: int, max_nnz: int):
     """Off-diagonal part of W as (dst i, src j, log w), the positives graph, and the mask P."""
-    cache = _W_CACHE.setdefault(graph, {})
+    cache = _graph_cache(graph)
     key = ("pos", hops, max_nnz)
     if key not in cache:
         rowptr, col, val = adjacency_power(graph, hops, max_nnz)
@@ -417,7 +438,7 @@ def _batch_positives(graph: Graph, hops: int, nodes: Tensor, cols: Optional[Tens
     the degrees, never nnz(Â^hops); the memory is that and the batch's rows."""
     dev = graph.device
     n = graph.num_nodes
-    cache = _W_CACHE.setdefault(graph, {})
+    cache = _graph_cache(graph)
     if "batch" not in cache:  # per graph, not per step: the degrees and the weights in CSR order (O(N + E))
         cache["batch"] = (graph.gcn_norm_coefficients(None, torch.float64),
                           None if graph.edge_weight is None else graph.to_csr_order(graph.edge_weight).double())
@@ -522,6 +543,8 @@ def ncontrast(graph: Graph, z: Tensor, tau: float = 1.0, hops: int = 1, num_nega
     """
     op = "ncontrast"
     check_graph(graph, f"gkdfast.losses.{op}")
+    if isinstance(hops, bool) or not isinstance(hops, int) or hops < 1:  # every path, nodes= included
+        raise ValueError(f"gkdfast.losses.ncontrast: hops must be an int >= 1, got {hops!r}")
     z = check_matrix(z, op, "z")
     check_group(process_group, op)
     # Without a group the shard is every row: the collectives are the identity, begin is 0.
@@ -598,7 +621,7 @@ def _check_batch_nodes(nodes, z: Tensor, num_nodes: int, op: str) -> Tensor:
 def _positives_in_rows(graph: Graph, hops: int, max_nnz: int, begin: int, end: int) -> Graph:
     """The positives graph restricted to destination rows [begin, end) (cached per graph), its edges
     in the same (row, col) order as :func:`_positives`' arrays."""
-    cache = _W_CACHE.setdefault(graph, {})
+    cache = _graph_cache(graph)
     key = ("pos_rows", hops, max_nnz, begin, end)
     if key not in cache:
         rowptr, col, val = adjacency_power(graph, hops, max_nnz)

@@ -1,6 +1,8 @@
 """Logit distillation (Hinton et al., 2015)."""
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -34,13 +36,18 @@ def kd(student_logits: Tensor, teacher_logits: Tensor, temperature: float = 1.0,
     if student_logits.device != teacher_logits.device:
         raise ValueError(f"gkdfast.losses.kd: student_logits is on {student_logits.device}, teacher_logits on "
                          f"{teacher_logits.device}")
-    if not temperature > 0:
-        raise ValueError(f"gkdfast.losses.kd: temperature must be > 0, got {temperature}")
+    if not (temperature > 0 and math.isfinite(temperature)):
+        raise ValueError(f"gkdfast.losses.kd: temperature must be a finite number > 0, got {temperature}")
     if reduction not in _REDUCTIONS:
         raise ValueError(f"gkdfast.losses.kd: unknown reduction {reduction!r}; expected one of {', '.join(_REDUCTIONS)}")
     log_p_s = F.log_softmax(student_logits / temperature, dim=-1)
     log_p_t = F.log_softmax(teacher_logits.to(student_logits.dtype) / temperature, dim=-1)
-    per_row = (log_p_t.exp() * (log_p_t - log_p_s)).sum(-1) * temperature**2
+    # A class the teacher rules out (logit -inf, e.g. masked) has p_t = 0 and adds nothing: 0·log 0 = 0,
+    # computed without the 0·(-inf) that would make the row NaN (and its gradients).
+    p_t = log_p_t.exp()
+    kept = p_t > 0
+    log_ratio = torch.where(kept, log_p_t, torch.zeros_like(log_p_t)) - log_p_s
+    per_row = torch.where(kept, p_t * log_ratio, torch.zeros_like(p_t)).sum(-1) * temperature**2
     if reduction == "none":
         return per_row
     if reduction == "sum":

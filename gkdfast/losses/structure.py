@@ -355,7 +355,8 @@ def relation(student_blocks: Sequence[Tensor], teacher_blocks: Sequence[Tensor],
     n = student_blocks[0].size(0)
     if any(b.size(0) != n for b in student_blocks):
         raise ValueError("gkdfast.losses.relation: mode='gram' needs every block to have the same rows (one per node)")
-    us = _unit_rows(torch.stack(student_blocks, 1).reshape(n * kk, -1)).reshape(n, kk, -1)
-    ut = _unit_rows(torch.stack([b.to(dtype) for b in teacher_blocks], 1).reshape(n * kk, -1)).reshape(n, kk, -1)
+    ds, dt = student_blocks[0].size(1), teacher_blocks[0].size(1)  # explicit widths: N = 0 reshapes too
+    us = _unit_rows(torch.stack(student_blocks, 1).reshape(n * kk, ds)).reshape(n, kk, ds)
+    ut = _unit_rows(torch.stack([b.to(dtype) for b in teacher_blocks], 1).reshape(n * kk, dt)).reshape(n, kk, dt)
     rs, rt = us @ us.transpose(1, 2), ut @ ut.transpose(1, 2)
     return (rs - rt).pow(2).sum() / (max(n, 1) * kk * kk)

@@ -1,0 +1,80 @@
+"""Public-API edge cases found in review: masked teacher classes in kd, ncontrast after the graph's
+weights change, hops on the batch path, integer and float64 sparse adjacencies, degrees in the asked
+dtype, and relation's Gram mode on no rows."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import gkdfast
+from gkdfast import losses
+
+
+def test_kd_with_a_class_the_teacher_rules_out_is_finite_and_matches_kl_div():
+    s = torch.randn(3, 4, requires_grad=True)
+    t = torch.tensor([[1.0, 2.0, -float("inf"), 0.5], [0.0, 0.0, 0.0, 0.0], [-float("inf"), 3.0, 1.0, 1.0]])
+    loss = losses.kd(s, t, temperature=2.0)
+    loss.backward()
+    want = F.kl_div(F.log_softmax(s / 2, -1), F.softmax(t / 2, -1), reduction="batchmean") * 4  # xlogy: 0·log 0 = 0
+    torch.testing.assert_close(loss, want)
+    assert torch.isfinite(s.grad).all()
+    with pytest.raises(ValueError, match="finite number > 0"):
+        losses.kd(s, t, temperature=float("inf"))
+
+
+def test_ncontrast_follows_the_graphs_weights_when_they_change():
+    torch.manual_seed(0)
+    ei = torch.randint(0, 20, (2, 60))
+    ei = torch.cat([ei, ei.flip(0)], 1)
+    g, z = gkdfast.Graph(ei, 20), torch.randn(20, 4)
+    plain = losses.ncontrast(g, z, hops=2)
+    w = torch.rand(g.num_edges)
+    g.edge_weight = w  # a new weight tensor on the same graph
+    torch.testing.assert_close(losses.ncontrast(g, z, hops=2), losses.ncontrast(gkdfast.Graph(ei, 20, w), z, hops=2))
+    w.mul_(2.0)  # the same tensor written in place
+    torch.testing.assert_close(losses.ncontrast(g, z, hops=2),
+                               losses.ncontrast(gkdfast.Graph(ei, 20, w.clone()), z, hops=2))
+    g.edge_weight = None
+    torch.testing.assert_close(losses.ncontrast(g, z, hops=2), plain)
+
+
+@pytest.mark.parametrize("hops", [0, -2, True, 1.5])
+def test_ncontrast_checks_hops_on_the_batch_path_too(hops):
+    g = gkdfast.Graph(torch.tensor([[0, 1, 1, 2], [1, 0, 2, 1]]))
+    with pytest.raises(ValueError, match="hops must be an int >= 1"):
+        losses.ncontrast(g, torch.randn(3, 4), hops=hops, nodes=torch.tensor([0, 1]))
+
+
+def test_integer_sparse_values_are_weights_and_float64_scipy_weights_stay_float64():
+    sp = pytest.importorskip("scipy.sparse")
+    idx = torch.tensor([[0, 1], [1, 2]])
+    g = gkdfast.Graph.from_sparse(torch.sparse_coo_tensor(idx, torch.tensor([5, 7]), (3, 3)))
+    assert g.edge_weight is not None and g.edge_weight.tolist() == [5.0, 7.0]
+    m = sp.coo_matrix((np.array([5, 7]), ([0, 1], [1, 2])), shape=(3, 3))
+    assert gkdfast.Graph.from_scipy(m).edge_weight.tolist() == [5.0, 7.0]  # the two constructors agree
+    m64 = sp.coo_matrix((np.array([0.1, 0.3]), ([0, 1], [1, 2])), shape=(3, 3))
+    g64 = gkdfast.Graph.from_scipy(m64)
+    assert g64.edge_weight.dtype == torch.float64
+    out = gkdfast.spmm(g64, torch.ones(3, 2, dtype=torch.float64))
+    assert out.dtype == torch.float64
+    with pytest.raises(ValueError, match="smaller than the matrix"):
+        gkdfast.Graph.from_scipy(m64, num_nodes=2)
+    bools = gkdfast.Graph.from_sparse(torch.sparse_coo_tensor(idx, torch.tensor([True, True]), (3, 3)))
+    assert bools.edge_weight is None
+
+
+def test_gcn_degrees_in_the_asked_dtype_on_a_weighted_graph():
+    w = torch.tensor([0.1, 0.2, 0.3], dtype=torch.float32)
+    g = gkdfast.Graph(torch.tensor([[0, 1, 2], [1, 2, 0]]), 3, w)
+    d64 = g.gcn_norm_coefficients(None, torch.float64)
+    want = (1.0 + w.double()[[2, 0, 1]]).rsqrt()  # node i's in-edge weight, + the self-loop
+    assert d64.dtype == torch.float64
+    torch.testing.assert_close(d64, want, rtol=1e-7, atol=0)  # float32 weights, float64 sums
+    assert g.gcn_norm_coefficients(None, torch.float32).dtype == torch.float32
+
+
+def test_relation_gram_on_no_rows_is_zero():
+    out = losses.relation([torch.zeros(0, 4), torch.zeros(0, 4)], [torch.zeros(0, 3), torch.zeros(0, 3)], mode="gram")
+    assert float(out) == 0.0
