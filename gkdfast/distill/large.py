@@ -88,11 +88,12 @@ def estimate_teacher(n: int, f: int, hidden: int, c: int, fanouts: Sequence[int]
         >>> sorted(parts)
         ['activations', 'gathered features', 'sampled edges', 'weights+grad+adam']
     """
-    nodes, frontier, edges = batch_size, batch_size, 0
-    for k in reversed(list(fanouts)):  # seeds -> 1 hop -> 2 hops (upper bound: no shared neighbours)
-        edges += frontier * k
-        frontier = frontier * k
-        nodes += frontier
+    # Hop h: every node gathered so far draws fanouts[h] neighbours (gkdfast.sampling.sample_blocks), so
+    # the nodes grow by a factor (1 + k) per hop; an upper bound (no shared neighbours).
+    nodes, edges = batch_size, 0
+    for k in fanouts:
+        edges += nodes * k
+        nodes += nodes * k
     nodes = min(nodes, n)
     return {"weights+grad+adam": 4 * _params_bytes(model), "gathered features": 2 * nodes * f * _F32,
             "activations": 4 * nodes * (hidden + c) * _F32, "sampled edges": 3 * edges * 8}
