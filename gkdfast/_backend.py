@@ -180,6 +180,34 @@ def choose(op: str, device: torch.device, dtype: Optional[torch.dtype] = None) -
     return "reference"
 
 
+# (op, reason) pairs already warned about by warn_dense_fallback: one warning each per process.
+_DENSE_WARNED: set = set()
+DENSE_WARN_BYTES = 64 << 20
+
+
+def warn_dense_fallback(op: str, device: torch.device, dtype: Optional[torch.dtype], elements: int,
+                        what: str) -> None:
+    """Warns once per op and reason when ``op`` is about to run on the reference backend, which builds
+    ``elements`` scores (``what``, e.g. "an N x N matrix") that the native kernel never holds, and they
+    take more than :data:`DENSE_WARN_BYTES`: the O(N·d) memory a user counts on is not what they get.
+
+    Example:
+        >>> warn_dense_fallback("gsp_tiled", torch.device("cpu"), torch.float32, 10, "a 10 x 1 block")  # small: silent
+    """
+    if elements * 4 < DENSE_WARN_BYTES or torch.compiler.is_compiling():
+        return
+    reasons = [r for r in _reasons(op, device, dtype).get(device.type, [])
+               if not r.startswith("inputs are on")]
+    key = (op, tuple(reasons))
+    if key in _DENSE_WARNED:
+        return
+    _DENSE_WARNED.add(key)
+    warnings.warn(f"gkdfast: {op} runs on the pure-PyTorch reference here, which holds {what} "
+                  f"({elements * 4 / 2**20:,.0f} MiB or more) instead of the kernel's O(N·d) tiles: "
+                  f"{'; '.join(reasons) or 'no native kernel'}. Float32 or float64 inputs on the CPU (any of "
+                  "them on CUDA) take the kernel.", RuntimeWarning, stacklevel=3)
+
+
 def explain(op: str, device="cpu", dtype: Optional[torch.dtype] = torch.float32) -> Dict[str, object]:
     """Which backend ``op`` would use for ``device``/``dtype`` and why the others were not used.
 

@@ -78,3 +78,19 @@ def test_gcn_degrees_in_the_asked_dtype_on_a_weighted_graph():
 def test_relation_gram_on_no_rows_is_zero():
     out = losses.relation([torch.zeros(0, 4), torch.zeros(0, 4)], [torch.zeros(0, 3), torch.zeros(0, 3)], mode="gram")
     assert float(out) == 0.0
+
+
+def test_a_pairwise_loss_on_the_dense_reference_warns_once_when_large(monkeypatch):
+    from gkdfast import _backend
+
+    monkeypatch.setattr(_backend, "_DENSE_WARNED", set())
+    s, t = torch.randn(3000, 4).half(), torch.randn(3000, 4).half()  # float16 on the CPU: the reference
+    with pytest.warns(RuntimeWarning, match="gsp_tiled runs on the pure-PyTorch reference.*3000 x 3000"):
+        losses.gsp(s, t, kernel="rbf")
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        losses.gsp(s, t, kernel="rbf")  # the same reason again: no second warning
+        losses.gsp(s[:100], t[:100], kernel="rbf")  # small: silent
+        losses.gsp(s.float(), t.float(), kernel="rbf")  # the kernel: silent

@@ -85,6 +85,9 @@ def _infonce(a: Tensor, c: Tensor, tau: float, pos_offset: int, exclude_self: bo
     """(loss_rows, lse) of the infonce op on the best backend, in the accumulation dtype; the anchors
     ``a`` are the global rows ``[row_begin, row_begin + len(a))`` of the candidates ``c``."""
     if _backend.choose("infonce", a.device, a.dtype) == "reference":
+        if not k:  # the exact loss: the reference holds every row's logits against every candidate
+            _backend.warn_dense_fallback("infonce", a.device, a.dtype, a.size(0) * c.size(0),
+                                         f"a {a.size(0)} x {c.size(0)} logit matrix")
         return ref.infonce(a, c, 1.0 / tau, pos_offset, exclude_self, k, seed, row_begin)
     if row_begin == 0 and a.size(0) == c.size(0):  # the square call, as every single-process loss makes it
         return torch.ops.gkdfast.infonce(a.contiguous(), c.contiguous(), 1.0 / tau, pos_offset, exclude_self, k,
@@ -97,6 +100,8 @@ def _gram_lse(x: Tensor, tau: float, exclude_self: bool) -> Tensor:
     """``lse_i = log Σ_j exp(x_i·x_j / τ)`` (j ≠ i when ``exclude_self``) on the best backend, in the
     accumulation dtype: ``_infonce(x, x, ...)``'s lse at half the GEMM work (the logits are symmetric)."""
     if _backend.choose("gram_lse", x.device, x.dtype) == "reference":
+        _backend.warn_dense_fallback("gram_lse", x.device, x.dtype, x.size(0) ** 2,
+                                     f"a {x.size(0)} x {x.size(0)} similarity matrix")
         return ref.gram_lse(x, 1.0 / tau, exclude_self)
     return torch.ops.gkdfast.gram_lse(x.contiguous(), 1.0 / tau, exclude_self)
 

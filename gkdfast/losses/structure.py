@@ -259,6 +259,8 @@ def gsp(student: Tensor, teacher: Tensor, kernel: str = "linear", loss: str = "m
     if n == 0:
         return student.sum() * 0 + teacher.sum() * 0
     if _backend.choose("gsp_tiled", student.device, student.dtype) == "reference":
+        _backend.warn_dense_fallback("gsp_tiled", student.device, student.dtype, 2 * n * n,
+                                     f"two {n} x {n} kernel matrices")
         return ref.gsp(student, teacher, kernel, loss, tau, gamma)
     per_row, _ = torch.ops.gkdfast.gsp_tiled(student.contiguous(), teacher.contiguous(), kernel, loss, float(gamma),
                                              float(tau))
