@@ -134,6 +134,9 @@ def run_large(args, data, log=None, group=None) -> int:
         raise ValueError(f"--device {args.device}: the out-of-core pipeline (--sampled) runs on the CPU")
     from gkdfast.distill.large_gnn import GNN_STUDENTS
 
+    if (args.teacher or "").strip().lower() == "auto":
+        raise ValueError("--teacher auto: not available in the out-of-core pipeline (--sampled), which trains one "
+                         "sampled teacher; name it, e.g. --teacher sage:256")
     teacher = parse_model(args.teacher or "sage")
     student = parse_model(args.student or "mlp:" + str(teacher.hidden), dropout=student_dropout(args))
     if "," in (args.student or "") or student.name not in ("mlp",) + GNN_STUDENTS:
@@ -196,7 +199,9 @@ def _run(args, data, teacher, student, methods, fanouts, overrides, log, main=Tr
     print(format_stages(results["stages"]))
     save_json(results, os.path.join(args.out, "results.json"))
     save_png(results, os.path.join(args.out, "results.png"))
-    with open(os.path.join(args.out, "stages.md"), "w") as f:
-        f.write(format_stages(results["stages"], markdown=True) + "\n")
+    from gkdfast._io import atomic_write
+
+    stages_md = (format_stages(results["stages"], markdown=True) + "\n").encode()
+    atomic_write(os.path.join(args.out, "stages.md"), lambda f: f.write(stages_md))
     print(f"wrote {os.path.join(args.out, 'results.json')}, results.png and stages.md")
     return 0

@@ -166,3 +166,10 @@ def test_pipeline_flags_on_a_full_batch_run_stop_it_instead_of_being_ignored(tmp
     rc = main(["distill", "--data", path, "--out", str(tmp_path / "o"), "--quiet", *flag])
     err = capsys.readouterr().err
     assert rc == 2 and f"{flag[0]}: the out-of-core pipeline's schedule" in err and err.count("\n") == 1, err
+
+
+def test_teacher_auto_is_refused_by_the_pipeline_with_its_reason(tmp_path, capsys):
+    _, path = _bundle(tmp_path)
+    rc = main(["distill", "--data", path, "--sampled", "--teacher", "auto", "--out", str(tmp_path / "o"), "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "--teacher auto: not available in the out-of-core pipeline" in err

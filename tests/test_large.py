@@ -388,6 +388,8 @@ def test_whole_pipeline_with_sampled_teacher(tmp_path):
                           batch_size=128, chunk_rows=100, student_epochs=2, student_min_steps=0, out_dir=str(tmp_path),
                         progress=False)
     assert again["stages"][1]["cached"] is True and again["stages"][0]["resumed"] is True
+    # the resumed teacher reports the training it did when it ran, not zeros
+    assert again["rows"][0]["train_seconds"] == res["rows"][0]["train_seconds"] > 0
     assert again["rows"][0]["test_acc"] == res["rows"][0]["test_acc"]
     # Other teacher settings, or another split of the same graph: the saved weights are not theirs
     for kw, d in ((dict(teacher_epochs=3), data), ({}, seed_split(data, 5))):

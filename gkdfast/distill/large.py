@@ -36,6 +36,7 @@ map (:func:`gkdfast.data.load_mmap`), the students gather batch rows from it.
 """
 from __future__ import annotations
 
+import json
 import os
 import time
 from typing import Callable, Dict, Optional, Sequence, Union
@@ -467,9 +468,6 @@ def distill_large(data, *, teacher: Union[str, nn.Module] = "sage", hidden: int 
         torch.manual_seed(seed)
         tmodel = build_model(str(teacher), f, hidden, c, num_layers=num_layers, dropout=0.5)
         tlabel = f"{str(teacher).upper()}({hidden})"
-        est = plan("teacher", estimate_teacher(n, f, hidden, c, fanouts, teacher_batch_size, tmodel),
-                   f"lower --teacher-batch-size (now {teacher_batch_size}), --fanouts (now "
-                   f"{','.join(map(str, fanouts))}) or the hidden width (now {hidden})")
         weights = os.path.join(out_dir, f"teacher-{tlabel}-seed{seed}.pt")
         # Beside the weights, a key of what the teacher trained on and how: a rerun with other data, split
         # or teacher settings trains again instead of loading weights made for something else.  (Weights
@@ -477,18 +475,26 @@ def distill_large(data, *, teacher: Union[str, nn.Module] = "sage", hidden: int 
         key = _teacher_key(data, tlabel, num_layers, fanouts, teacher_epochs, teacher_batch_size, teacher_lr,
                            teacher_min_steps, teacher_validations, seed)
         key_file = weights + ".key"
+        have = os.path.exists(weights)
+        if have and os.path.exists(key_file):
+            with open(key_file) as fh:
+                have = fh.read().strip() == key
+            if not have:
+                log(f"teacher: {os.path.basename(weights)} was trained on other data or settings; training again")
+        if group is not None:  # rank 0 decides for every rank
+            have = group.broadcast_object(have)
+        # a rerun that loads the weights allocates nothing to plan for
+        est = plan("teacher", {} if have else estimate_teacher(n, f, hidden, c, fanouts, teacher_batch_size, tmodel),
+                   f"lower --teacher-batch-size (now {teacher_batch_size}), --fanouts (now "
+                   f"{','.join(map(str, fanouts))}) or the hidden width (now {hidden})")
         with StageTimer("teacher", est) as timer:
-            have = os.path.exists(weights)
-            if have and os.path.exists(key_file):
-                with open(key_file) as fh:
-                    have = fh.read().strip() == key
-                if not have:
-                    log(f"teacher: {os.path.basename(weights)} was trained on other data or settings; training again")
-            if group is not None:  # rank 0 decides for every rank
-                have = group.broadcast_object(have)
-            if have:  # a rerun resumes after the teacher
+            if have:  # a rerun resumes after the teacher, reporting the training it did then
                 tmodel.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
-                stats = {"seconds": 0.0, "nodes_per_s": 0.0, "resumed": True}
+                stats = {"seconds": 0.0, "nodes_per_s": 0.0}
+                if os.path.exists(weights + ".json"):
+                    with open(weights + ".json") as fh:
+                        stats.update(json.load(fh))
+                stats["resumed"] = True
             else:
                 try:
                     from gkdfast.sampling import fit_sampled  # the neighbour sampler
@@ -509,6 +515,9 @@ def distill_large(data, *, teacher: Union[str, nn.Module] = "sage", hidden: int 
                 if group is None or group.is_main:  # the ranks hold the same weights
                     atomic_write(weights, lambda f: torch.save(state, f))
                     atomic_write(key_file, lambda f: f.write(key.encode()))
+                    saved = json.dumps({k: v for k, v in stats.items() if isinstance(v, (int, float, bool))
+                                        and not (isinstance(v, float) and v != v)}).encode()  # NaN left out
+                    atomic_write(weights + ".json", lambda f: f.write(saved))
                 if group is not None:
                     group.barrier()
         teacher_seconds = float(stats.get("seconds", timer.record["seconds"]))
