@@ -390,3 +390,37 @@ def test_conditional_generator_requests_the_classes_in_the_set_proportions(monke
     with pytest.raises(ValueError, match="3 entries for 2 classes"):
         distill_dfad(teacher, GraphClassifier("gcn", 7, 8, 2, 2), gen,
                      DFADConfig(epochs=1, conditional=1.0, class_proportions=(1, 1, 1)), seed=0)
+
+
+def test_graph_training_review_edges():
+    """A batch size of 1 is refused (it would skip every batch and train nothing); a bool mask selects
+    its graphs rather than ids 0 and 1; no validation graph keeps the last epoch instead of the first."""
+    ds = load_tu(need_data("tu_mutag"))
+    with pytest.raises(ValueError, match="batch_size must be an int >= 2"):
+        GraphTrainConfig(batch_size=1)
+    mask = torch.zeros(len(ds), dtype=torch.bool)
+    mask[[5, 9, 40]] = True
+    assert select_graphs(ds, mask).y.tolist() == select_graphs(ds, [5, 9, 40]).y.tolist()
+    assert [b.num_graphs for b in GraphLoader(ds, mask, batch_size=2)] == [2, 1]
+    with pytest.raises(ValueError, match="one entry per graph"):
+        select_graphs(ds, mask[:10])
+    torch.manual_seed(0)
+    model = GraphClassifier("gcn", ds.num_features, 8, ds.num_classes, 2)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    trained = train_graph_classifier(model, ds, range(40), [], GraphTrainConfig(epochs=2, batch_size=8))
+    changed = [k for k, v in trained.state_dict().items() if v.is_floating_point() and not torch.equal(v, before[k])]
+    assert changed  # trained, and kept (the last epoch: nothing to select on)
+    with pytest.raises(ValueError, match="no training batch"):
+        train_graph_classifier(GraphClassifier("gcn", ds.num_features, 8, ds.num_classes, 2), ds, [3], [4],
+                               GraphTrainConfig(epochs=1, batch_size=2))
+
+
+def test_gfkd_fake_graphs_take_their_metadata_from_the_given_graphs_only():
+    from gkdfast.distill.gfkd import GFKDConfig, fake_graphs_for
+
+    ds = load_tu(need_data("tu_mutag"))
+    cfg = GFKDConfig(num_graphs=4, onehot_prior=True)  # the atom-type frequencies start the features
+    every, some = fake_graphs_for(ds, cfg, 0), fake_graphs_for(ds, cfg, 0, graphs=range(20))
+    again = fake_graphs_for(ds, cfg, 0, graphs=torch.arange(20))
+    assert torch.equal(some.x(), again.x())
+    assert not torch.equal(every.x(), some.x())  # other graphs' statistics, another start

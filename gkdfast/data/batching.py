@@ -20,7 +20,7 @@ from torch import Tensor
 
 from gkdfast.graph import Graph
 
-__all__ = ["GraphBatch", "collate", "select_graphs", "GraphLoader", "stratified_kfold"]
+__all__ = ["GraphBatch", "collate", "select_graphs", "graph_ids", "GraphLoader", "stratified_kfold"]
 
 
 @dataclass
@@ -90,6 +90,25 @@ def _ranges(starts: Tensor, counts: Tensor) -> Tensor:
     return torch.repeat_interleave(starts, counts) + within
 
 
+def graph_ids(index, num_graphs: int, where: str = "graph_ids") -> Tensor:
+    """``[B]`` int64 graph ids from ids (a tensor, array, list or range; repeats allowed) or from a bool mask
+    over the ``num_graphs`` graphs (e.g. a dataset's ``test_mask``), which would otherwise read as ids 0
+    and 1.
+
+    Example:
+        >>> graph_ids(torch.tensor([False, True, True]), 3).tolist(), graph_ids(range(2), 3).tolist()
+        ([1, 2], [0, 1])
+    """
+    arr = np.asarray(list(index) if isinstance(index, range) else
+                     (index.detach().cpu().numpy() if isinstance(index, Tensor) else index))
+    if arr.dtype == np.bool_:
+        if arr.ndim != 1 or arr.shape[0] != num_graphs:
+            raise ValueError(f"{where}: a bool mask must have one entry per graph ({num_graphs}), got shape "
+                             f"{tuple(arr.shape)}")
+        return torch.from_numpy(np.flatnonzero(arr)).to(torch.int64)
+    return torch.as_tensor(arr, dtype=torch.int64).reshape(-1)
+
+
 def select_graphs(dataset, index) -> GraphBatch:
     """The graphs ``index`` of a :class:`~gkdfast.data.GraphDataset` as one :class:`GraphBatch`, in that order.
 
@@ -104,7 +123,7 @@ def select_graphs(dataset, index) -> GraphBatch:
         >>> b.num_graphs, b.num_nodes == len(ds[3].x) + len(ds[0].x), b.y.tolist() == [int(ds.y[3]), int(ds.y[0])]
         (2, True, True)
     """
-    idx = torch.as_tensor(np.asarray(index), dtype=torch.int64).reshape(-1)
+    idx = graph_ids(index, len(dataset), "select_graphs")
     if idx.numel() and (int(idx.min()) < -len(dataset) or int(idx.max()) >= len(dataset)):
         raise IndexError(f"select_graphs: graph ids must be in [0, {len(dataset)}), got {idx.min()}..{idx.max()}")
     idx = idx % max(len(dataset), 1)
@@ -184,8 +203,7 @@ class GraphLoader:
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"GraphLoader: batch_size must be a positive int, got {batch_size!r}")
         self.dataset, self.batch_size, self.shuffle, self.seed, self.device = dataset, batch_size, shuffle, seed, device
-        self.index = torch.arange(len(dataset)) if index is None else \
-            torch.as_tensor(np.asarray(list(index) if isinstance(index, range) else index), dtype=torch.int64)
+        self.index = torch.arange(len(dataset)) if index is None else graph_ids(index, len(dataset), "GraphLoader")
         self._epoch = 0
 
     def __len__(self) -> int:

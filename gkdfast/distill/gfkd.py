@@ -248,10 +248,11 @@ def invert_graphs(teacher: nn.Module, fake: FakeGraphs, cfg: GFKDConfig, seed: i
     return history
 
 
-def fake_graphs_for(dataset, cfg: GFKDConfig, seed: int = 0) -> FakeGraphs:
+def fake_graphs_for(dataset, cfg: GFKDConfig, seed: int = 0, graphs=None) -> FakeGraphs:
     """Fake graphs shaped like ``dataset``'s node features (the one-hot block and the continuous
     columns' scale: feature metadata, no graph), ``cfg.num_graphs`` of them (0: 70 % of the dataset's
-    graph count), classes dealt evenly.
+    graph count), classes dealt evenly.  ``graphs``: the ids whose features and edge density give that
+    metadata (a fold's training graphs, so its test graphs are never read); default every graph.
 
     Example:
         >>> from gkdfast.data import load_tu
@@ -265,16 +266,17 @@ def fake_graphs_for(dataset, cfg: GFKDConfig, seed: int = 0) -> FakeGraphs:
     g = cfg.num_graphs or max(dataset.num_classes, int(0.7 * len(dataset)))
     sizes = torch.randint(cfg.min_nodes, cfg.max_nodes, (g,), generator=gen)
     targets = (torch.arange(g) % dataset.num_classes)[torch.randperm(g, generator=gen)]
-    k, mean, std = feature_metadata(dataset.x)
-    prior = onehot_frequencies(dataset.x, k) if cfg.onehot_prior and k else None
+    seen = dataset if graphs is None else select_graphs(dataset, graphs)
+    k, mean, std = feature_metadata(seen.x)
+    prior = onehot_frequencies(seen.x, k) if cfg.onehot_prior and k else None
     if cfg.init_logit is not None:
         return FakeGraphs(sizes, dataset.x.size(1), k, targets, cfg.init_logit, mean, std, gen, onehot_prior=prior)
     # Start the deterministic structure 1[phi >= 0] at the real graphs' mean pair density rho (counts
     # only, no graph is read): phi ~ N(mu, 1) with P(phi >= 0) = rho.  An empty start (phi < 0
     # everywhere) leaves isolated nodes, on which feature steps cannot move a GIN teacher's class.
-    n = (dataset.ptr[1:] - dataset.ptr[:-1]).double()
+    n = (seen.ptr[1:] - seen.ptr[:-1]).double()
     pairs = (n * (n - 1) / 2).sum().clamp_min(1)
-    rho = float((dataset.graph.num_edges / 2) / pairs)
+    rho = float((seen.graph.num_edges / 2) / pairs)
     rho = min(max(rho, 1e-3), 1 - 1e-3)
     mu = float(torch.special.ndtri(torch.tensor(rho, dtype=torch.float64)))
     return FakeGraphs(sizes, dataset.x.size(1), k, targets, mu, mean, std, gen, init_spread=1.0, onehot_prior=prior)
@@ -305,9 +307,11 @@ class TransferSet:
         return int(self.y.numel())
 
 
-def gfkd_transfer_set(teacher: nn.Module, dataset, cfg: GFKDConfig, seed: int = 0, device=None) -> TransferSet:
-    """Fake graphs inverted from ``teacher`` (shaped like ``dataset``'s node features; no real graph is
-    read), frozen with the teacher's logits.
+def gfkd_transfer_set(teacher: nn.Module, dataset, cfg: GFKDConfig, seed: int = 0, device=None,
+                      graphs=None) -> TransferSet:
+    """Fake graphs inverted from ``teacher`` (shaped like ``dataset``'s node features, or those of the
+    ``graphs`` ids given, e.g. a fold's training graphs; no real graph is read), frozen with the
+    teacher's logits.
 
     Example:
         >>> from gkdfast.data import load_tu
@@ -319,7 +323,7 @@ def gfkd_transfer_set(teacher: nn.Module, dataset, cfg: GFKDConfig, seed: int = 
     """
     dev = device or "cpu"
     teacher = teacher.to(dev).eval()
-    fake = fake_graphs_for(dataset, cfg, seed).to(dev)
+    fake = fake_graphs_for(dataset, cfg, seed, graphs).to(dev)
     return TransferSet(fake, teacher, invert_graphs(teacher, fake, cfg, seed))
 
 

@@ -144,7 +144,8 @@ def run_graph_experiment(dataset, teacher: GraphModelSpec, students: Sequence[Gr
         transfer = None
         if "gfkd" in methods:  # one inversion per teacher, shared by every student
             t0 = time.perf_counter()
-            transfer = gfkd_transfer_set(t_model, dataset, gfkd_cfg, seed + k, device)
+            # its feature metadata from the fold's training graphs only, as DFAD's generator
+            transfer = gfkd_transfer_set(t_model, dataset, gfkd_cfg, seed + k, device, graphs=train_all)
             inversion_seconds = time.perf_counter() - t0
             log(f"fold {k + 1}/{len(splits)}: GFKD inverted {len(transfer)} graphs in {inversion_seconds:.0f} s "
                 f"(teacher CE {transfer.inversion_ce:.3f}, edge density {transfer.edge_density:.3f})")

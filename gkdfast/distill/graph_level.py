@@ -36,6 +36,13 @@ class GraphTrainConfig:
     temperature: float = 2.0
     alpha: float = 0.5
 
+    def __post_init__(self):
+        # batches of one graph are skipped (BatchNorm over one row): a batch size of 1 would train nothing
+        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 2:
+            raise ValueError(f"GraphTrainConfig: batch_size must be an int >= 2, got {self.batch_size!r}")
+        if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 0:
+            raise ValueError(f"GraphTrainConfig: epochs must be an int >= 0, got {self.epochs!r}")
+
 
 def kd_loss(student_logits: Tensor, teacher_logits: Tensor, y: Optional[Tensor], temperature: float = 2.0,
             alpha: float = 0.5) -> Tensor:
@@ -100,7 +107,7 @@ def split_validation(y: Tensor, train_idx: Tensor, fraction: float = 0.1, seed: 
 def train_graph_classifier(model: nn.Module, dataset, train_idx, val_idx, cfg: GraphTrainConfig, seed: int = 0,
                            device=None, teacher: Optional[nn.Module] = None) -> nn.Module:
     """Trains ``model`` on graphs ``train_idx`` (CE, or KD from ``teacher`` when given) and returns it with
-    the weights of its best validation epoch.
+    the weights of its best validation epoch (the last epoch's when ``val_idx`` is empty).
 
     Shapes: the model maps a :class:`~gkdfast.data.batching.GraphBatch` of ``B`` graphs to ``[B, C]``.
 
@@ -119,12 +126,17 @@ def train_graph_classifier(model: nn.Module, dataset, train_idx, val_idx, cfg: G
     if teacher is not None:
         teacher.eval()
     loader = GraphLoader(dataset, train_idx, batch_size=cfg.batch_size, shuffle=True, seed=seed, device=device)
+    # no validation graph (e.g. one training graph per class): nothing to select on, keep the last epoch
+    select = len(val_idx) > 0
+    batch_norm = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
     best, best_state = -1.0, None
     for _ in range(cfg.epochs):
         model.train()
+        steps = 0
         for b in loader:
-            if b.num_graphs < 2:  # a lone last graph: BatchNorm over a one-node graph would fail; skip it
-                continue
+            if batch_norm and (b.num_graphs < 2 or b.num_nodes < 2):
+                continue  # BatchNorm over one row (a lone last graph, or one node in all) would fail: skip it
+            steps += 1
             logits = model(b)
             if teacher is None:
                 loss = F.cross_entropy(logits, b.y)
@@ -135,10 +147,14 @@ def train_graph_classifier(model: nn.Module, dataset, train_idx, val_idx, cfg: G
             opt.zero_grad()
             loss.backward()
             opt.step()
+        if steps == 0:
+            raise ValueError(f"train_graph_classifier: no training batch has the 2 graphs and 2 nodes BatchNorm "
+                             f"needs ({len(train_idx)} training graphs, batch size {cfg.batch_size})")
         sched.step()
-        acc = graph_accuracy(model, dataset, val_idx, device=device)
-        if acc > best:
-            best, best_state = acc, copy.deepcopy(model.state_dict())
+        if select:
+            acc = graph_accuracy(model, dataset, val_idx, device=device)
+            if acc > best:
+                best, best_state = acc, copy.deepcopy(model.state_dict())
     if best_state is not None:
         model.load_state_dict(best_state)
     model.eval()
@@ -160,6 +176,8 @@ def inference_ms_per_1k_nodes(model: nn.Module, dataset, index, device=None) -> 
     b = b if device is None else b.to(device)
     model.eval()
     model(b)  # warm-up
+    if b.x.is_cuda:  # the warm-up's kernels finish before the clock starts
+        torch.cuda.synchronize()
     t0 = time.perf_counter()
     model(b)
     if b.x.is_cuda:
