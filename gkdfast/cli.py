@@ -165,11 +165,18 @@ def _distill(args) -> int:
                          "graph with --protocol common; graph classification, heterogeneous data and the "
                          "published protocol have their own splits")
     _check_pipeline_flags(args)
+    if args.task != "graph":
+        from gkdfast.cli_graph import graph_flags_given
+
+        given = graph_flags_given(args)
+        if given:
+            raise ValueError(f"{', '.join(given)}: flags of graph classification (--task graph); node "
+                             "classification splits by seed (--seeds)")
     if args.task == "graph":  # graph classification on a TU folder: its own pipeline (k-fold CV)
         from gkdfast.cli_graph import run_graph
 
         return run_graph(args)
-    if args.seeds < 1:
+    if args.seeds is not None and args.seeds < 1:
         raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
     if args.seed < 0:
         raise ValueError(f"--seed must be >= 0, got {args.seed}")
@@ -226,7 +233,7 @@ def _distill(args) -> int:
     if args.split_dir:
         from gkdfast.data.geom_splits import with_split_files
 
-        data = with_split_files(data, args.split_dir, range(args.seed, args.seed + args.seeds))
+        data = with_split_files(data, args.split_dir, range(args.seed, args.seed + num_seeds(args)))
     main = group is None or group.is_main  # under --distributed only rank 0 prints and writes files
     out = args.out
     os.makedirs(out, exist_ok=True)
@@ -260,7 +267,7 @@ def _distill(args) -> int:
     # rank 0 holds the lock for the whole group.
     with exclusive_dir(out, "--out folder", enabled=os.environ.get("RANK", "0") == "0"):
         results = run_experiment(data, teacher=teacher, students=students, methods=methods,
-                                 seeds=list(range(args.seed, args.seed + args.seeds)), epochs=args.epochs,
+                                 seeds=list(range(args.seed, args.seed + num_seeds(args))), epochs=args.epochs,
                                  device=device, out=out, cache_dir=args.cache_dir,
                                  progress=main and not args.quiet and not args.no_progress, overrides=overrides,
                                  log=log, setting=args.setting, inductive_fraction=args.inductive_fraction,
@@ -299,6 +306,10 @@ def _check_pipeline_flags(args) -> None:
              ("--sampled", bool(getattr(args, "sampled", False))),
              ("--protocol published", args.protocol == "published"),
              ("--dropout", args.dropout is not None)] + _schedule_flags(args)
+    if args.task == "graph":  # k-fold cross-validation over the folder's own graphs
+        given += [("--seeds", args.seeds is not None), ("--cache-dir", args.cache_dir is not None),
+                  ("--target-type", getattr(args, "target_type", None) is not None)]
+        given += [("--" + a.replace("_", "-"), getattr(args, a, None) is not None) for a in _SHAPE_FLAGS]
     bad = [flag for flag, on in given if on]
     if bad:
         raise ValueError(f"{', '.join(bad)}: not supported on {where}, which runs its own pipeline "
@@ -308,6 +319,14 @@ def _check_pipeline_flags(args) -> None:
 
 STUDENT_DROPOUT = 0.5
 """The students' dropout when ``--dropout`` is not given."""
+DEFAULT_SEEDS = 3
+"""Seeds a node-classification run trains when ``--seeds`` is not given."""
+
+
+def num_seeds(args) -> int:
+    """``--seeds``, or :data:`DEFAULT_SEEDS` when it was not given (``None`` by default, so the pipelines
+    that run one seed or folds can refuse it instead of ignoring it)."""
+    return DEFAULT_SEEDS if args.seeds is None else int(args.seeds)
 
 
 def student_dropout(args) -> float:
@@ -348,7 +367,7 @@ def _distill_hetero(args) -> int:
     overrides = _parse_set(args.set)
     res = run_hetero_experiment(data, teacher=args.teacher or "rgcn:64",
                                 students=_split_list(args.student or "rgcn:16", "student"),
-                                methods=methods, seeds=list(range(args.seed, args.seed + args.seeds)),
+                                methods=methods, seeds=list(range(args.seed, args.seed + num_seeds(args))),
                                 epochs=args.epochs, device=device, teacher_params=overrides.pop("teacher", None),
                                 overrides=overrides, log=log,
                                 cache_dir=args.cache_dir or os.path.join(args.out, "cache"))
@@ -496,7 +515,8 @@ def build_parser() -> argparse.ArgumentParser:
     pd.add_argument("--fairness", choices=("sp", "eo"),
                     help="bias RELIANT reduces: sp (statistical parity, default) or eo (equal opportunity); "
                          "with a sensitive attribute every row reports both ΔSP and ΔEO")
-    pd.add_argument("--seeds", type=int, default=3, help="number of seeds (default 3): seeds SEED .. SEED+N-1")
+    pd.add_argument("--seeds", type=int, default=None,
+                    help=f"number of seeds (default {DEFAULT_SEEDS}): seeds SEED .. SEED+N-1")
     pd.add_argument("--seed", type=int, default=0,
                     help="first seed (default 0).  Each seed draws the initial weights and, for data without "
                          "train/val/test masks, a random split of 20 / 30 labelled nodes per class (not under "

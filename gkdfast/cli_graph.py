@@ -15,12 +15,28 @@ DEFAULT_TEACHER = "gin:128x5"
 DEFAULT_STUDENTS = "gin,gcn"
 
 
+DEFAULT_FOLDS = 10
+# The flags only --task graph reads (argparse attribute names): a node-classification run refuses them.
+GRAPH_ONLY = ("folds", "max_folds", "dfad_epochs", "dfad_nodes")
+
+
+def graph_flags_given(args) -> list:
+    """The graph-classification flags given on this command line, as the user spelt them.
+
+    Example:
+        >>> import argparse
+        >>> graph_flags_given(argparse.Namespace(folds=5, max_folds=None, dfad_epochs=None, dfad_nodes=None))
+        ['--folds']
+    """
+    return ["--" + k.replace("_", "-") for k in GRAPH_ONLY if getattr(args, k, None) is not None]
+
+
 def add_graph_args(parser) -> None:
     """Adds the graph-classification flags to the ``distill`` sub-parser."""
     g = parser.add_argument_group("graph classification (--task graph: TU-format folder, k-fold CV)")
     g.add_argument("--task", choices=("node", "graph"), default="node",
                    help="node classification (default) or graph classification (--data a TU folder)")
-    g.add_argument("--folds", type=int, default=10, help="k of the stratified k-fold split (default 10)")
+    g.add_argument("--folds", type=int, default=None, help=f"k of the stratified k-fold split (default {DEFAULT_FOLDS})")
     g.add_argument("--max-folds", type=int, help="run only the first N folds (quick runs)")
     g.add_argument("--dfad-epochs", type=int, help="DFAD-GNN epochs (default 100)")
     g.add_argument("--dfad-nodes", type=int, help="nodes per generated graph (default: mean graph size, rounded)")
@@ -64,10 +80,11 @@ def run_graph(args) -> int:
     if not os.path.isdir(args.data):
         raise FileNotFoundError(f"--data {args.data}: not a folder (--task graph reads TU-format or graphs.json "
                                 "folders)")
-    if args.folds < 2:
-        raise ValueError(f"--folds must be >= 2, got {args.folds}")
-    if args.max_folds is not None and not 1 <= args.max_folds <= args.folds:
-        raise ValueError(f"--max-folds must be in 1..{args.folds}, got {args.max_folds}")
+    folds = DEFAULT_FOLDS if args.folds is None else args.folds
+    if folds < 2:
+        raise ValueError(f"--folds must be >= 2, got {folds}")
+    if args.max_folds is not None and not 1 <= args.max_folds <= folds:
+        raise ValueError(f"--max-folds must be in 1..{folds}, got {args.max_folds}")
     for flag in ("epochs", "dfad_epochs", "dfad_nodes"):
         v = getattr(args, flag)
         if v is not None and v < (2 if flag == "dfad_nodes" else 1):
@@ -82,7 +99,7 @@ def run_graph(args) -> int:
     if len({s.label for s in students}) != len(students):
         raise ValueError("--student lists the same model twice")
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    data = load(args.data, name=args.name, seed=args.seed)
+    data = load(args.data, format=args.format, name=args.name, seed=args.seed)
     if not isinstance(data, GraphDataset):
         raise ValueError(f"--data {args.data}: holds a node-classification graph; --task graph needs many small "
                          "graphs (TU format, or graphs.json + target.csv)")
@@ -92,11 +109,11 @@ def run_graph(args) -> int:
                           num_nodes=args.dfad_nodes or max(2, round(float(sizes.mean()))))
     train_cfg, dfad_cfg, gfkd_cfg = _apply_set(args.set, train_cfg, dfad_cfg, GFKDConfig())
     log = (lambda s: None) if args.quiet else (lambda s: print(s, file=sys.stderr, flush=True))
-    log(f"{data!r}; {args.folds}-fold CV{f' (first {args.max_folds})' if args.max_folds else ''}; device {device}")
+    log(f"{data!r}; {folds}-fold CV{f' (first {args.max_folds})' if args.max_folds else ''}; device {device}")
     out = args.out
     os.makedirs(out, exist_ok=True)
     with exclusive_dir(out, "--out folder"):
-        results = run_graph_experiment(data, teacher, students, methods, folds=args.folds, seed=args.seed,
+        results = run_graph_experiment(data, teacher, students, methods, folds=folds, seed=args.seed,
                                        train_cfg=train_cfg, dfad_cfg=dfad_cfg, gfkd_cfg=gfkd_cfg, device=device,
                                        max_folds=args.max_folds, log=log)
         print(format_table(results).replace("seed(s)", "fold(s)", 1))

@@ -134,6 +134,8 @@ def run_large(args, data, log=None, group=None) -> int:
         raise ValueError(f"--device {args.device}: the out-of-core pipeline (--sampled) runs on the CPU")
     from gkdfast.distill.large_gnn import GNN_STUDENTS
 
+    if getattr(args, "seeds", None) is not None:
+        raise ValueError("--seeds: the out-of-core pipeline runs one seed per command; pick it with --seed S")
     if (args.teacher or "").strip().lower() == "auto":
         raise ValueError("--teacher auto: not available in the out-of-core pipeline (--sampled), which trains one "
                          "sampled teacher; name it, e.g. --teacher sage:256")
@@ -167,7 +169,7 @@ def run_large(args, data, log=None, group=None) -> int:
     quiet = args.quiet or not main
     log = log or ((lambda s: None) if quiet else (lambda s: print(s, file=sys.stderr, flush=True)))
     log(f"{data.name}: {data.num_nodes} nodes, {data.graph.num_edges} edges, {data.num_features} features, "
-        f"{data.num_classes} classes; out-of-core pipeline (seed {args.seed}; --seeds is not used)"
+        f"{data.num_classes} classes; out-of-core pipeline (seed {args.seed})"
         + (f"; {group.world_size} processes ({group.backend})" if group is not None else ""))
     from gkdfast._io import exclusive_dir
 

@@ -82,7 +82,7 @@ def run_published_cli(args, device: str) -> int:
     """Runs :func:`gkdfast.distill.protocols.run_published` for ``gkdfast distill`` and writes the results;
     under ``--distributed`` every rank trains (data-parallel) and rank 0 alone logs and writes."""
     from gkdfast._io import exclusive_dir
-    from gkdfast.cli import _init_distributed, _load_data, _parse_set, _split_list
+    from gkdfast.cli import _init_distributed, _load_data, _parse_set, _split_list, num_seeds
     from gkdfast.distill.protocols import published_settings, run_published
     from gkdfast.distill.results import format_table, save_json, save_png
 
@@ -109,7 +109,7 @@ def run_published_cli(args, device: str) -> int:
         + (f"; {group.world_size} processes ({group.backend})" if group is not None else ""))
     os.makedirs(args.out, exist_ok=True)
     with exclusive_dir(args.out, "--out folder", enabled=main):
-        results = run_published(data, methods=methods, seeds=list(range(args.seed, args.seed + args.seeds)),
+        results = run_published(data, methods=methods, seeds=list(range(args.seed, args.seed + num_seeds(args))),
                                 epochs=args.epochs, device=device, out=args.out, log=log, overrides=overrides,
                                 progress=not args.quiet and not args.no_progress, students=students,
                                 auto_teacher=auto_teacher)

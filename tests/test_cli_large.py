@@ -173,3 +173,17 @@ def test_teacher_auto_is_refused_by_the_pipeline_with_its_reason(tmp_path, capsy
     rc = main(["distill", "--data", path, "--sampled", "--teacher", "auto", "--out", str(tmp_path / "o"), "--quiet"])
     err = capsys.readouterr().err
     assert rc == 2 and "--teacher auto: not available in the out-of-core pipeline" in err
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--sampled", "--seeds", "2"], "--seeds: the out-of-core pipeline runs one seed per command"),
+    (["--folds", "5"], "--folds: flags of graph classification"),
+    (["--dfad-epochs", "3"], "--dfad-epochs: flags of graph classification"),
+    (["--task", "graph", "--seeds", "2"], "--seeds: not supported on graph classification"),
+    (["--task", "graph", "--cache-dir", "c"], "--cache-dir: not supported on graph classification"),
+])
+def test_flags_a_pipeline_would_ignore_are_refused(tmp_path, capsys, args, needle):
+    _, path = _bundle(tmp_path)
+    rc = main(["distill", "--data", path, "--out", str(tmp_path / "o"), "--quiet", *args])
+    err = capsys.readouterr().err
+    assert rc == 2 and needle in err and err.count("\n") == 1, err
