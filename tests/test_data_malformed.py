@@ -132,7 +132,7 @@ def test_int_tables_accept_float_written_ids_and_stay_exact_past_2_pow_53():
     assert got.dtype == np.int64 and got.tolist() == [[1, 2], [big, 3]]
     with pytest.raises(DataFormatError, match="f.txt: edge list: .*non-integer"):
         parse_int_table("f.txt", "1 2.5", 2, "edge list")
-    with pytest.raises(DataFormatError, match="got 3 numbers"):
+    with pytest.raises(DataFormatError, match="expected 2 integer columns per line, found 3 on line 1"):
         parse_int_table("f.txt", "1 2 3", 2, "edge list")
 
 

@@ -282,7 +282,7 @@ def test_read_numbers_names_the_line_and_token(tmp_path, backend):
                                                   r"found a non-integer value 'x17' on line 2346"):
             read_numbers(path, ncols=2, what="edge list", block_bytes=1000)
         path.write_bytes(gzip.compress(b"0,1\n1\n"))
-        with pytest.raises(DataFormatError, match="expected 2 integer columns per line, got 3 numbers"):
+        with pytest.raises(DataFormatError, match=r"expected 2 integer columns per line, found 1 on line 2 \('1'\)"):
             read_numbers(path, ncols=2, what="edge list")
         (tmp_path / "f.txt").write_text("0.5 1e3 zz")
         with pytest.raises(DataFormatError, match="f.txt: features: expected numbers, found 'zz' on line 1"):
@@ -380,3 +380,29 @@ def test_ogb_feature_width_skips_blank_lines(tmp_path):
     raw.joinpath("num-edge-list.csv.gz").write_bytes(gzip.compress(b""))  # an empty hint file: ignored
     d = load(tmp_path / "ogbn_blank")
     assert d.x.tolist() == [[0.5, 1, 2], [3, 4, 5], [6, 7, 8.25]] and d.graph.num_edges == 4
+
+
+def test_rows_of_another_width_are_errors_naming_the_line(tmp_path):
+    """A weighted edge list read as two columns would regroup its numbers into wrong edges: every
+    non-blank line must hold ncols numbers (blank lines are skipped)."""
+    p = tmp_path / "edges.csv"
+    p.write_text("0,1,5\n2,3,7\n")
+    with pytest.raises(DataFormatError, match=r"edge list: expected 2 integer columns per line, found 3 on line 1"):
+        read_numbers(p, ncols=2, what="edge list")
+    with pytest.raises(DataFormatError, match=r"found 3 on line 1"):
+        parse_numbers("0,1,5\n2,3,7\n", ncols=2, what="edge list")
+    p.write_text("0,1\n\n2,3\n  \n4,5")  # blank lines and no final newline: fine
+    assert read_numbers(p, ncols=2).tolist() == [[0, 1], [2, 3], [4, 5]]
+    assert read_numbers(p, ncols=2, block_bytes=4).tolist() == [[0, 1], [2, 3], [4, 5]]
+    assert parse_numbers("1 2 3\n4", ncols=1).tolist() == [[1], [2], [3], [4]]  # one column: a stream
+
+
+def test_ogb_labels_keep_their_nodes_across_empty_lines(tmp_path):
+    from gkdfast.data.ogb import _read_labels
+
+    p = tmp_path / "node-label.csv"
+    p.write_text("0\n\n1\n")
+    lab = _read_labels(p)
+    assert lab[0] == 0 and np.isnan(lab[1]) and lab[2] == 1
+    p.write_text("0\n1\n")
+    assert _read_labels(p).tolist() == [0.0, 1.0]

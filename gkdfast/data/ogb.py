@@ -72,6 +72,32 @@ def _count_hint(raw, stem) -> Optional[int]:
     return int(nums[0]) if nums.numel() == 1 and int(nums[0]) >= 0 else None
 
 
+def _read_labels(path) -> np.ndarray:
+    """One label per line as float64 (``nan`` for an empty line or ``nan``: no label).  The numbers are
+    read as a stream first; when their count is not the file's line count (empty lines), the file is
+    read again line by line so that each label stays on its node."""
+    lab = read_numbers(path, torch.float64, what="node labels (one class id per line)").reshape(-1).numpy()
+    try:
+        with open_table_file(path) as f:
+            lines = f.read().split(b"\n")
+    except read_errors() as exc:
+        raise fail(path, f"cannot read ({str(exc)[:60]})") from None
+    if lines and not lines[-1].strip():
+        lines.pop()  # the last line's newline
+    if len(lines) == lab.size:
+        return lab
+    out = np.full(len(lines), np.nan)
+    for i, line in enumerate(lines):
+        token = line.strip()
+        if token:
+            try:
+                out[i] = float(token)
+            except ValueError:
+                raise fail(path, f"node labels: expected one class id per line, found {token[:40]!r} on line "
+                                 f"{i + 1}") from None
+    return out
+
+
 def load_ogb(root, name: Optional[str] = None, seed: int = 0, scheme: Optional[str] = None) -> GraphData:
     """Reads an OGB node-property directory; see the module doc.
 
@@ -91,7 +117,7 @@ def load_ogb(root, name: Optional[str] = None, seed: int = 0, scheme: Optional[s
     label_path = _find(raw, "node-label")
     if label_path is None:
         raise fail(raw, "no node-label.csv.gz")
-    lab = read_numbers(label_path, torch.float64, what="node labels (one class id per line)").reshape(-1).numpy()
+    lab = _read_labels(label_path)
     n = lab.size
     nn_path = _find(raw, "num-node-list")
     if nn_path is not None:
@@ -109,7 +135,7 @@ def load_ogb(root, name: Optional[str] = None, seed: int = 0, scheme: Optional[s
         x = torch.ones(n, 1)
     else:
         ncol = _first_line(feat_path).count(b",") + 1
-        flat = read_numbers(feat_path, torch.float32, what="node features (comma-separated floats)",
+        flat = read_numbers(feat_path, torch.float32, ncols=ncol, what="node features (comma-separated floats)",
                             expected=n * ncol).reshape(-1)
         if flat.numel() != n * ncol:
             raise fail(feat_path, f"expected {n} rows of {ncol} floats, got {flat.numel()} values")

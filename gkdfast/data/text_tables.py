@@ -86,6 +86,36 @@ def _not_a_number(source, what: str, dtype: torch.dtype, ncols: int, block, end:
     return fail(source, f"{what}: expected numbers, found {where}")
 
 
+_BLANK = b" \t\r\v\f,"
+_NEWLINE = b"\n"
+
+
+def _line_count(block, end: int, final: bool) -> int:
+    """Lines of ``block[:end]`` (a block ends at a line end unless it is the ``final`` one)."""
+    lines = block.count(_NEWLINE, 0, end)
+    if final and end:
+        last = bytes(memoryview(block)[block.rfind(_NEWLINE, 0, end) + 1:end])
+        lines += bool(last.strip(_BLANK))  # a last line without its newline
+    return lines
+
+
+def _check_widths(block, end: int, final: bool, values: int, ncols: int, source, what: str, line: int,
+                  dtype: torch.dtype) -> None:
+    """Every non-blank line of ``block[:end]`` holds ``ncols`` numbers: first by the total (as many
+    numbers as ``ncols`` times the lines, one count of newlines), and only when that is off (blank
+    lines, or rows of another width) line by line.  A file with a column too many or too few fails here
+    instead of being regrouped into wrong rows.  (Separators are runs of whitespace and commas, so
+    ``1,,2`` is two numbers, as before.)"""
+    if _line_count(block, end, final) * ncols == values:
+        return
+    kind = "integer columns per line" if dtype == torch.int64 else "numbers per line"
+    for k, row in enumerate(bytes(memoryview(block)[:end]).split(_NEWLINE)):
+        width = len(row.replace(b",", b" ").split())
+        if width and width != ncols:
+            text = row[:60].decode("utf-8", errors="replace")
+            raise fail(source, f"{what}: expected {ncols} {kind}, found {width} on line {line + k} ({text!r})")
+
+
 def _rows(flat: Tensor, ncols: int, source, what: str, dtype: torch.dtype) -> Tensor:
     if flat.numel() % ncols:
         kind = "integer columns per line" if dtype == torch.int64 else "numbers per line"
@@ -212,8 +242,9 @@ def read_numbers(path, dtype: torch.dtype = torch.int64, *, ncols: int = 1, what
     Args:
         path: a text file; ``.gz`` files are decompressed on the fly.
         dtype: ``torch.int64`` (default), ``torch.float32`` or ``torch.float64``.
-        ncols: numbers per row; the file's count must be a multiple of it (rows are not checked one
-            by one: what matters is the token stream, as in the readers before).
+        ncols: numbers per row: above 1, every non-blank line must hold that many (blank lines are
+            skipped; a line of another width is an error naming the line); 1 reads the numbers as
+            one stream, however many a line holds.
         what: what the file holds, for error messages ("edge list", "node features").
         expected: the count of numbers if known (e.g. rows x columns): the result is then filled in
             place instead of joined at the end (half the peak memory); any other count still reads.
@@ -244,6 +275,7 @@ def read_numbers(path, dtype: torch.dtype = torch.int64, *, ncols: int = 1, what
     native = _native()
     collect = _Collector(dtype, expected, _most_numbers(path))
     carry, line = b"", 1  # the bytes after the last block's last separator; line number of a block's start
+    whole_lines = True  # every block so far ended at a line end: the rows can be checked block by block
     try:
         with open_table_file(path) as f:
             chunks = _chunks(f, block_bytes)
@@ -264,6 +296,10 @@ def read_numbers(path, dtype: torch.dtype = torch.int64, *, ncols: int = 1, what
                     if code:
                         raise _not_a_number(path, what, dtype, ncols, block, cut, offset,
                                             line + block.count(b"\n", 0, offset))
+                    if ncols > 1 and whole_lines and (final or block[cut - 1:cut] == _NEWLINE):
+                        _check_widths(block, cut, final, values.numel(), ncols, path, what, line, dtype)
+                    else:  # a line longer than a block: rows are only checked by the total count
+                        whole_lines = False
                     collect.add(values)
                     line += block.count(b"\n", 0, cut)
             finally:
@@ -281,7 +317,8 @@ def parse_numbers(text, dtype: torch.dtype = torch.int64, *, ncols: Optional[int
     Args:
         text: the table's text.
         dtype: ``torch.int64`` (default), ``torch.float32`` or ``torch.float64``.
-        ncols: ``None`` for a 1-D result, else numbers per row (``[rows, ncols]``, the count checked).
+        ncols: ``None`` for a 1-D result, else numbers per row (``[rows, ncols]``; above 1 and with
+            ``first_line`` set, every non-blank line must hold that many, as in :func:`read_numbers`).
         source, what: name the text and its content in error messages.
         first_line: the file's line number of the text's first line, for error messages (``2`` for
             the text after a header line); ``None`` when the text is not lines of a file (a column
@@ -308,4 +345,6 @@ def parse_numbers(text, dtype: torch.dtype = torch.int64, *, ncols: Optional[int
     if code:
         line = None if first_line is None else first_line + block.count(b"\n", 0, offset)
         raise _not_a_number(source, what, dtype, ncols or 1, block, len(block), offset, line)
+    if ncols is not None and ncols > 1 and first_line is not None:  # rows of a file: check their widths
+        _check_widths(block, len(block), True, values.numel(), ncols, source, what, first_line, dtype)
     return values if ncols is None else _rows(values, ncols, source, what, dtype)
