@@ -558,3 +558,14 @@ def test_a_model_with_per_node_tables_is_refused_in_the_inductive_setting_before
     with pytest.raises(ValueError, match="SEGCN.*inductive"):
         run_experiment(data, teacher=ModelSpec("segcn", 16), students=[ModelSpec("mlp", 16)], methods=["kd"],
                        setting="inductive", epochs=1)
+
+
+def test_seed_split_redraws_with_the_graphs_own_per_class_counts():
+    from gkdfast.data import dcsbm
+    from gkdfast.distill.experiment import seed_split
+
+    d = dcsbm(3000, 10, 5, 16, seed=1)  # products-shaped: 5 labelled nodes per class
+    s = seed_split(d, 7)
+    assert int(s.train_mask.sum()) == int(d.train_mask.sum()) == 25 and int(s.val_mask.sum()) == 150
+    assert s.extras["split"] == "random(5/30 per class, seed=7)"
+    assert bool((s.train_mask != d.train_mask).any())  # redrawn for the seed

@@ -9,6 +9,7 @@ teacher (supervised, early-stopped on validation accuracy), its outputs (cached 
 from __future__ import annotations
 
 import os
+import re
 import statistics
 import time
 from dataclasses import dataclass, replace
@@ -97,8 +98,8 @@ def parse_model(spec: str, dropout: float = 0.5, num_layers: Optional[int] = Non
 
 
 def seed_split(data, seed: int):
-    """``data`` with the split for ``seed``: re-drawn (20/30 per class) when the data's split was a
-    random one, a stratified 60/20/20 drawn for the seed when it is marked ``fraction(...)``, Cold Brew's
+    """``data`` with the split for ``seed``: re-drawn with the same per-class counts (e.g. 20/30) when the
+    data's split was a random one, a stratified 60/20/20 drawn for the seed when it is marked ``fraction(...)``, Cold Brew's
     cold-start masks when marked ``isolation(...)`` (:func:`gkdfast.data.isolation.cold_start_masks`), Geom-GCN
     split file ``seed`` when marked by :func:`gkdfast.data.geom_splits.with_split_files`, unchanged
     when it is a given split (Planetoid public split, masks in the file).
@@ -140,8 +141,11 @@ def seed_split(data, seed: int):
     except ImportError:  # the package's public names not exported yet
         from gkdfast.data.splits import random_split
 
-    tr, va, te = random_split(data.y, 20, 30, seed=seed)
-    extras = dict(data.extras, split=f"random(20/30 per class, seed={seed})")
+    # the per-class counts the split was drawn with (dcsbm's 5/30, the readers' 20/30), not always 20/30
+    counts = re.match(r"random\((\d+)/(\d+) per class", how)
+    train_k, val_k = (int(counts.group(1)), int(counts.group(2))) if counts else (20, 30)
+    tr, va, te = random_split(data.y, train_k, val_k, seed=seed)
+    extras = dict(data.extras, split=f"random({train_k}/{val_k} per class, seed={seed})")
     return replace(data, train_mask=tr, val_mask=va, test_mask=te, extras=extras)
 
 
