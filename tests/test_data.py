@@ -402,3 +402,24 @@ def test_graphdata_helpers(small):
     bad = d.with_split(d.train_mask, d.train_mask, d.test_mask)
     with pytest.raises(ValueError, match="overlap"):
         bad.validate()
+
+
+def test_save_npz_writes_the_path_given_and_never_a_half_file(tmp_path, monkeypatch):
+    import numpy as np
+
+    from gkdfast.data import csbm, load, save_npz
+
+    d = csbm(num_nodes=100, seed=0)
+    path = tmp_path / "g.bundle"
+    save_npz(d, str(path))  # no .npz suffix added
+    assert path.exists() and not (tmp_path / "g.bundle.npz").exists()
+    assert load(str(path), format="npz").num_nodes == 100
+    good = path.read_bytes()
+
+    def boom(*a, **k):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(np, "savez_compressed", boom)
+    with pytest.raises(RuntimeError, match="disk full"):
+        save_npz(d, str(path))
+    assert path.read_bytes() == good  # the old bundle is intact

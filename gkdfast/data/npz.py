@@ -35,6 +35,7 @@ from typing import Optional
 import numpy as np
 import torch
 
+from gkdfast._io import atomic_write
 from gkdfast.data._util import DataFormatError, check_edge_range, fail, to_float_features, undirected_graph
 from gkdfast.data.graphdata import GraphData
 from gkdfast.data.splits import random_split
@@ -89,7 +90,9 @@ def npz_kind(path) -> str:
 def save_npz(data: GraphData, path, compressed: bool = True) -> None:
     """Writes ``data`` as a gkdfast ``.npz`` bundle (see the module doc for the keys).
 
-    ``load(path)`` gives back equal tensors (the graph's edge order is ``data.graph.edge_index``).
+    ``load(path)`` gives back equal tensors (the graph's edge order is ``data.graph.edge_index``).  The
+    file is written whole or not at all (a temporary file renamed into place), at ``path`` exactly
+    (numpy's own savez would add ``.npz`` to a path without it).
 
     Example:
         >>> import os, tempfile
@@ -112,7 +115,8 @@ def save_npz(data: GraphData, path, compressed: bool = True) -> None:
         arrays["sensitive"] = d.sensitive.to(torch.int64).numpy()
     if d.graph.edge_weight is not None:
         arrays["edge_weight"] = d.graph.edge_weight.to(torch.float32).numpy()
-    (np.savez_compressed if compressed else np.savez)(os.fspath(path), **arrays)
+    save = np.savez_compressed if compressed else np.savez
+    atomic_write(os.fspath(path), lambda f: save(f, **arrays))  # a file object: no suffix added
 
 
 def load_npz_bundle(path, seed: int = 0, name: Optional[str] = None) -> GraphData:
