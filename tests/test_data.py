@@ -423,3 +423,17 @@ def test_save_npz_writes_the_path_given_and_never_a_half_file(tmp_path, monkeypa
     with pytest.raises(RuntimeError, match="disk full"):
         save_npz(d, str(path))
     assert path.read_bytes() == good  # the old bundle is intact
+
+
+def test_per_node_extras_follow_the_nodes_when_they_are_dropped_or_reordered():
+    from gkdfast.data import csbm, inductive_split, mask_missing
+    from gkdfast.data.preprocess import largest_connected_component
+
+    d = mask_missing(csbm(num_nodes=200, num_classes=3, feature_dim=8, seed=0), 0.3, 0)
+    s = inductive_split(d, 0.2)
+    miss = d.extras["missing_features"]
+    assert torch.equal(s.observed.extras["missing_features"], miss[s.obs_idx])
+    r_data, r = d.reorder("rcm")
+    assert torch.equal(r.unpermute(r_data.extras["missing_features"]), miss)
+    lcc = largest_connected_component(d)
+    assert lcc.extras["missing_features"].size(0) == lcc.num_nodes

@@ -9,7 +9,7 @@ from torch import Tensor
 
 from gkdfast.graph import Graph
 
-__all__ = ["GraphData"]
+__all__ = ["GraphData", "per_node_extras"]
 
 # Rows per chunk when scanning features for NaN/inf: bounds the temporary bool mask on big
 # (possibly memory-mapped) feature matrices.
@@ -30,6 +30,20 @@ def _first_non_finite_row(x: Tensor):
         if not bool(ok.all()):
             return r0 + int((~ok).nonzero()[0, 0])
     return None
+
+
+def per_node_extras(extras: dict, num_nodes: int, take) -> dict:
+    """``extras`` with every tensor of ``num_nodes`` rows (per-node metadata: T2-GNN's
+    ``missing_features``, Cold Brew's ``isolated_mask``, ``lcc_nodes``, ...) passed through ``take``
+    (a row selection or permutation); everything else as it is.  Used where nodes are dropped or
+    reordered, so such metadata stays aligned with the node ids.
+
+    Example:
+        >>> per_node_extras({"mask": torch.tensor([1, 2, 3]), "name": "x"}, 3, lambda t: t[[2, 0]])
+        {'mask': tensor([3, 1]), 'name': 'x'}
+    """
+    return {k: take(v) if isinstance(v, torch.Tensor) and v.dim() >= 1 and v.size(0) == num_nodes else v
+            for k, v in extras.items()}
 
 
 @dataclass
@@ -146,7 +160,7 @@ class GraphData:
         def nodes(t):
             return None if t is None else r.permute(t)
 
-        extras = dict(self.extras)
+        extras = per_node_extras(self.extras, self.num_nodes, r.permute)
         extras["reordered"] = r.method
         return GraphData(graph, nodes(self.x), nodes(self.y), nodes(self.train_mask), nodes(self.val_mask),
                          nodes(self.test_mask), self.num_classes, self.name, nodes(self.sensitive), extras), r

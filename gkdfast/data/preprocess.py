@@ -14,7 +14,7 @@ from dataclasses import replace
 import torch
 from torch import Tensor
 
-from gkdfast.data.graphdata import GraphData
+from gkdfast.data.graphdata import GraphData, per_node_extras
 from gkdfast.data.splits import subgraph
 
 __all__ = ["largest_component_mask", "largest_connected_component", "row_normalize"]
@@ -70,7 +70,8 @@ def largest_connected_component(data: GraphData) -> GraphData:
         return None if t is None else t[idx.to(t.device)]
 
     how = str(data.extras.get("split", "given"))
-    extras = dict(data.extras, lcc_nodes=idx.cpu(), split=f"{how} restricted to the largest connected component")
+    extras = dict(per_node_extras(data.extras, data.num_nodes, take), lcc_nodes=idx.cpu(),
+                  split=f"{how} restricted to the largest connected component")
     return GraphData(sub, take(data.x), take(data.y), take(data.train_mask), take(data.val_mask),
                      take(data.test_mask), data.num_classes, data.name, take(data.sensitive), extras)
 

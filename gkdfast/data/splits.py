@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 from gkdfast.graph import Graph
-from gkdfast.data.graphdata import GraphData
+from gkdfast.data.graphdata import GraphData, per_node_extras
 
 __all__ = ["random_split", "fraction_split", "inductive_split", "InductiveSplit", "subgraph"]
 
@@ -188,7 +188,7 @@ def inductive_split(data: GraphData, test_fraction: float = 0.2, seed: int = 0) 
     def take(t):
         return None if t is None else t[obs_idx.to(t.device)]
 
-    extras = dict(data.extras)
+    extras = per_node_extras(data.extras, n, take)  # per-node metadata follows the observed nodes
     extras["split"] = f"inductive(test_fraction={test_fraction}, seed={seed}) of {data.extras.get('split', 'given')}"
     observed = GraphData(sub.to(dev), take(data.x), take(data.y), take(data.train_mask), take(data.val_mask),
                          take(tran_mask.to(dev)), data.num_classes, data.name + "[observed]", take(data.sensitive),
