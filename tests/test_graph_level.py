@@ -424,3 +424,10 @@ def test_gfkd_fake_graphs_take_their_metadata_from_the_given_graphs_only():
     again = fake_graphs_for(ds, cfg, 0, graphs=torch.arange(20))
     assert torch.equal(some.x(), again.x())
     assert not torch.equal(every.x(), some.x())  # other graphs' statistics, another start
+
+
+def test_tu_graphs_missing_from_the_end_of_the_indicator_are_empty_graphs(tmp_path):
+    ds = load_tu(_write_tu(tmp_path / "tail", "TAIL", [(1, 2), (2, 1)], [1, 1, 2], [0, 1, 0, 1]))
+    assert len(ds) == 4 and (ds.ptr[1:] - ds.ptr[:-1]).tolist() == [2, 1, 0, 0]
+    with pytest.raises(gkdfast.data.DataFormatError, match="graph ids must be in 1..2"):
+        load_tu(_write_tu(tmp_path / "over", "OVER", [(1, 2), (2, 1)], [1, 1, 3], [0, 1]))

@@ -163,8 +163,9 @@ def load_tu(directory, name: Optional[str] = None, seed: int = 0) -> GraphDatase
     n, num_graphs = gi.size, glab.size
     if n == 0 or num_graphs == 0:
         raise fail(directory, f"{ds}: empty graph indicator or graph labels")
-    if int(gi.min()) < 1 or int(gi.max()) != num_graphs:
-        raise fail(p("graph_indicator"), f"graph ids must run 1..{num_graphs} (the number of graph labels), "
+    # ids missing from the indicator, at its end too, are graphs without nodes (one label each)
+    if int(gi.min()) < 1 or int(gi.max()) > num_graphs:
+        raise fail(p("graph_indicator"), f"graph ids must be in 1..{num_graphs} (the number of graph labels), "
                                          f"got {int(gi.min())}..{int(gi.max())}")
     if bool((np.diff(gi) < 0).any()):
         raise fail(p("graph_indicator"), "graph ids must be non-decreasing (nodes grouped by graph)")
