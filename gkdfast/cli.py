@@ -83,8 +83,8 @@ def _load_data(args):
 
         if args.format or args.name:
             raise ValueError("--format/--name need --data PATH")
-        # One fixed graph (seed 0); --seed varies weights and, outside --sampled, the split.  The shape flags switch to the
-        # degree-corrected SBM (power-law degrees, products-like defaults for the flags not given).
+        # One fixed graph (seed 0); --seed varies weights and, outside --sampled, the split.  The shape
+        # flags switch to the degree-corrected SBM (power-law degrees, products-like defaults for the flags not given).
         return dcsbm(num_nodes=args.nodes, seed=0, **shape) if shape else csbm(num_nodes=args.nodes, seed=0)
     if shape:
         given = ", ".join("--" + a.replace("_", "-") for a in _SHAPE_FLAGS if getattr(args, a) is not None)

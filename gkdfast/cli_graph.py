@@ -36,7 +36,8 @@ def add_graph_args(parser) -> None:
     g = parser.add_argument_group("graph classification (--task graph: TU-format folder, k-fold CV)")
     g.add_argument("--task", choices=("node", "graph"), default="node",
                    help="node classification (default) or graph classification (--data a TU folder)")
-    g.add_argument("--folds", type=int, default=None, help=f"k of the stratified k-fold split (default {DEFAULT_FOLDS})")
+    g.add_argument("--folds", type=int, default=None,
+                   help=f"k of the stratified k-fold split (default {DEFAULT_FOLDS})")
     g.add_argument("--max-folds", type=int, help="run only the first N folds (quick runs)")
     g.add_argument("--dfad-epochs", type=int, help="DFAD-GNN epochs (default 100)")
     g.add_argument("--dfad-nodes", type=int, help="nodes per generated graph (default: mean graph size, rounded)")

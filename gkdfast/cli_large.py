@@ -140,6 +140,11 @@ def run_large(args, data, log=None, group=None) -> int:
         raise ValueError("--teacher auto: not available in the out-of-core pipeline (--sampled), which trains one "
                          "sampled teacher; name it, e.g. --teacher sage:256")
     teacher = parse_model(args.teacher or "sage")
+    from gkdfast.nn.models import _MODELS
+
+    if not hasattr(_MODELS[teacher.name], "forward_blocks"):  # the sampled teacher trains on sampled blocks
+        raise ValueError(f"--teacher {args.teacher}: the out-of-core pipeline trains its teacher on sampled "
+                         "neighbourhoods, which this model does not run on; use gcn, sage, gat or gin")
     student = parse_model(args.student or "mlp:" + str(teacher.hidden), dropout=student_dropout(args))
     if "," in (args.student or "") or student.name not in ("mlp",) + GNN_STUDENTS:
         raise ValueError(f"--student {args.student}: the out-of-core pipeline trains one student: mlp[:HIDDEN] "

@@ -148,9 +148,11 @@ class Graph:
         return cls._from_parts(rowptr.to(dtype).contiguous(), col.to(dtype).contiguous(), n, None, edge_weight)
 
     @classmethod
-    def from_scipy(cls, matrix, num_nodes: Optional[int] = None) -> "Graph":
+    def from_scipy(cls, matrix, num_nodes: Optional[int] = None, dtype: torch.dtype = torch.float32) -> "Graph":
         """From a square scipy.sparse matrix ``A`` with ``A[src, dst] != 0`` for an edge ``src -> dst``
-        (PyG's ``from_scipy_sparse_matrix`` convention).  Stored values become ``edge_weight``.
+        (PyG's ``from_scipy_sparse_matrix`` convention).  Stored values become ``edge_weight`` of
+        ``dtype`` (float32 by default, the features' usual dtype; ``torch.float64`` keeps double weights
+        for float64 features: spmm needs the two to match).
 
         Example:
             >>> import scipy.sparse as sp
@@ -162,9 +164,9 @@ class Graph:
         if coo.shape[0] != coo.shape[1]:
             raise ValueError(f"gkdfast.Graph.from_scipy: adjacency must be square, got {coo.shape}")
         ei = torch.from_numpy(np.vstack([coo.row, coo.col]).astype(np.int64))
-        # float64 values stay float64 (spmm needs weights in x's dtype); integers and bools become float32
-        data = np.asarray(coo.data)
-        w = torch.from_numpy(data.astype(data.dtype if data.dtype in (np.float32, np.float64) else np.float32))
+        if dtype not in (torch.float32, torch.float64):
+            raise ValueError(f"gkdfast.Graph.from_scipy: dtype must be torch.float32 or torch.float64, got {dtype}")
+        w = torch.from_numpy(np.asarray(coo.data, dtype=np.float64 if dtype == torch.float64 else np.float32))
         if num_nodes is not None and num_nodes < coo.shape[0]:
             raise ValueError(f"gkdfast.Graph.from_scipy: num_nodes={num_nodes} is smaller than the matrix "
                              f"({coo.shape[0]} x {coo.shape[1]})")

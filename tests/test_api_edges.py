@@ -47,7 +47,7 @@ def test_ncontrast_checks_hops_on_the_batch_path_too(hops):
         losses.ncontrast(g, torch.randn(3, 4), hops=hops, nodes=torch.tensor([0, 1]))
 
 
-def test_integer_sparse_values_are_weights_and_float64_scipy_weights_stay_float64():
+def test_integer_sparse_values_are_weights_and_scipy_weights_take_the_dtype_asked():
     sp = pytest.importorskip("scipy.sparse")
     idx = torch.tensor([[0, 1], [1, 2]])
     g = gkdfast.Graph.from_sparse(torch.sparse_coo_tensor(idx, torch.tensor([5, 7]), (3, 3)))
@@ -55,8 +55,10 @@ def test_integer_sparse_values_are_weights_and_float64_scipy_weights_stay_float6
     m = sp.coo_matrix((np.array([5, 7]), ([0, 1], [1, 2])), shape=(3, 3))
     assert gkdfast.Graph.from_scipy(m).edge_weight.tolist() == [5.0, 7.0]  # the two constructors agree
     m64 = sp.coo_matrix((np.array([0.1, 0.3]), ([0, 1], [1, 2])), shape=(3, 3))
-    g64 = gkdfast.Graph.from_scipy(m64)
-    assert g64.edge_weight.dtype == torch.float64
+    g32 = gkdfast.Graph.from_scipy(m64)  # float32 by default: the features' usual dtype
+    assert g32.edge_weight.dtype == torch.float32 and gkdfast.spmm(g32, torch.ones(3, 2)).dtype == torch.float32
+    g64 = gkdfast.Graph.from_scipy(m64, dtype=torch.float64)
+    assert g64.edge_weight.dtype == torch.float64 and g64.edge_weight.tolist() == [0.1, 0.3]
     out = gkdfast.spmm(g64, torch.ones(3, 2, dtype=torch.float64))
     assert out.dtype == torch.float64
     with pytest.raises(ValueError, match="smaller than the matrix"):

@@ -177,6 +177,7 @@ def test_teacher_auto_is_refused_by_the_pipeline_with_its_reason(tmp_path, capsy
 
 @pytest.mark.parametrize("args,needle", [
     (["--sampled", "--seeds", "2"], "--seeds: the out-of-core pipeline runs one seed per command"),
+    (["--sampled", "--teacher", "gcnii"], "which this model does not run on"),
     (["--folds", "5"], "--folds: flags of graph classification"),
     (["--dfad-epochs", "3"], "--dfad-epochs: flags of graph classification"),
     (["--task", "graph", "--seeds", "2"], "--seeds: not supported on graph classification"),

@@ -396,8 +396,12 @@ def test_graph_training_review_edges():
     """A batch size of 1 is refused (it would skip every batch and train nothing); a bool mask selects
     its graphs rather than ids 0 and 1; no validation graph keeps the last epoch instead of the first."""
     ds = load_tu(need_data("tu_mutag"))
-    with pytest.raises(ValueError, match="batch_size must be an int >= 2"):
-        GraphTrainConfig(batch_size=1)
+    with pytest.raises(ValueError, match="BatchNorm, which needs batches of at least 2 graphs"):
+        train_graph_classifier(GraphClassifier("gcn", ds.num_features, 8, ds.num_classes, 2), ds, range(20),
+                               range(20, 30), GraphTrainConfig(epochs=1, batch_size=1))
+    layer = GraphClassifier("gcn", ds.num_features, 8, ds.num_classes, 2, norm="layer")  # no BatchNorm: batches of 1
+    train_graph_classifier(layer, ds, range(6), range(6, 9), GraphTrainConfig(epochs=1, batch_size=1))
+    none_val = torch.zeros(len(ds), dtype=torch.bool)  # an all-False mask: no validation graph either
     mask = torch.zeros(len(ds), dtype=torch.bool)
     mask[[5, 9, 40]] = True
     assert select_graphs(ds, mask).y.tolist() == select_graphs(ds, [5, 9, 40]).y.tolist()
@@ -407,7 +411,7 @@ def test_graph_training_review_edges():
     torch.manual_seed(0)
     model = GraphClassifier("gcn", ds.num_features, 8, ds.num_classes, 2)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    trained = train_graph_classifier(model, ds, range(40), [], GraphTrainConfig(epochs=2, batch_size=8))
+    trained = train_graph_classifier(model, ds, range(40), none_val, GraphTrainConfig(epochs=2, batch_size=8))
     changed = [k for k, v in trained.state_dict().items() if v.is_floating_point() and not torch.equal(v, before[k])]
     assert changed  # trained, and kept (the last epoch: nothing to select on)
     with pytest.raises(ValueError, match="no training batch"):

@@ -126,7 +126,7 @@ def test_deterministic_and_thread_count_invariant():
 
 
 @pytest.mark.parametrize("ptr,needle", [([1, 2, 3], "rowptr\\[0\\] must be 0"), ([0, 2, 1, 3], "decreas"),
-                                        ([0, 1, 2, 5], "3")])
+                                        ([0, 1, 2, 5], "ptr\\[?-1\\]?.*(3|5)")])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
 def test_a_malformed_ptr_is_a_value_error_on_every_path(ptr, needle, dtype):
     """float16 / bfloat16 on the CPU go through the pure-PyTorch reference, which checks ptr as the op does."""

@@ -406,3 +406,5 @@ def test_ogb_labels_keep_their_nodes_across_empty_lines(tmp_path):
     assert lab[0] == 0 and np.isnan(lab[1]) and lab[2] == 1
     p.write_text("0\n1\n")
     assert _read_labels(p).tolist() == [0.0, 1.0]
+    p.write_text("0\n\n1\n\n\n")  # blank lines after the last label are not nodes
+    assert _read_labels(p).size == 3

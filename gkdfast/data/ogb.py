@@ -73,17 +73,18 @@ def _count_hint(raw, stem) -> Optional[int]:
 
 
 def _read_labels(path) -> np.ndarray:
-    """One label per line as float64 (``nan`` for an empty line or ``nan``: no label).  The numbers are
-    read as a stream first; when their count is not the file's line count (empty lines), the file is
-    read again line by line so that each label stays on its node."""
+    """One label per line as float64 (``nan`` for an empty line or ``nan``: no label; blank lines at the
+    end are not nodes).  The numbers are read as a stream, then the file's lines are counted (a second
+    read of this small file); when the two differ (empty lines inside), the lines are parsed one by one
+    so that each label stays on its node."""
     lab = read_numbers(path, torch.float64, what="node labels (one class id per line)").reshape(-1).numpy()
     try:
         with open_table_file(path) as f:
             lines = f.read().split(b"\n")
     except read_errors() as exc:
         raise fail(path, f"cannot read ({str(exc)[:60]})") from None
-    if lines and not lines[-1].strip():
-        lines.pop()  # the last line's newline
+    while lines and not lines[-1].strip():
+        lines.pop()  # the last line's newline, and blank lines after the last label
     if len(lines) == lab.size:
         return lab
     out = np.full(len(lines), np.nan)

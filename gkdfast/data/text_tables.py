@@ -101,11 +101,11 @@ def _line_count(block, end: int, final: bool) -> int:
 
 def _check_widths(block, end: int, final: bool, values: int, ncols: int, source, what: str, line: int,
                   dtype: torch.dtype) -> None:
-    """Every non-blank line of ``block[:end]`` holds ``ncols`` numbers: first by the total (as many
-    numbers as ``ncols`` times the lines, one count of newlines), and only when that is off (blank
-    lines, or rows of another width) line by line.  A file with a column too many or too few fails here
-    instead of being regrouped into wrong rows.  (Separators are runs of whitespace and commas, so
-    ``1,,2`` is two numbers, as before.)"""
+    """The rows of ``block[:end]`` against its lines: the total first (as many numbers as ``ncols``
+    times the lines, one count of newlines), and only when that is off (blank lines, or rows of another
+    width) line by line, naming the first line of another width.  A file with a column too many or too
+    few fails here instead of being regrouped into wrong rows; lines whose errors cancel out in the
+    total pass.  (Separators are runs of whitespace and commas, so ``1,,2`` is two numbers.)"""
     if _line_count(block, end, final) * ncols == values:
         return
     kind = "integer columns per line" if dtype == torch.int64 else "numbers per line"
@@ -242,9 +242,10 @@ def read_numbers(path, dtype: torch.dtype = torch.int64, *, ncols: int = 1, what
     Args:
         path: a text file; ``.gz`` files are decompressed on the fly.
         dtype: ``torch.int64`` (default), ``torch.float32`` or ``torch.float64``.
-        ncols: numbers per row: above 1, every non-blank line must hold that many (blank lines are
-            skipped; a line of another width is an error naming the line); 1 reads the numbers as
-            one stream, however many a line holds.
+        ncols: numbers per row.  Above 1 the rows are checked against the lines: the numbers must
+            be ``ncols`` times the non-blank lines (a file whose lines hold a column too many or too
+            few is an error naming the first such line; lines whose errors cancel out in the total
+            are not caught).  1 reads the numbers as one stream, however many a line holds.
         what: what the file holds, for error messages ("edge list", "node features").
         expected: the count of numbers if known (e.g. rows x columns): the result is then filled in
             place instead of joined at the end (half the peak memory); any other count still reads.
@@ -318,7 +319,7 @@ def parse_numbers(text, dtype: torch.dtype = torch.int64, *, ncols: Optional[int
         text: the table's text.
         dtype: ``torch.int64`` (default), ``torch.float32`` or ``torch.float64``.
         ncols: ``None`` for a 1-D result, else numbers per row (``[rows, ncols]``; above 1 and with
-            ``first_line`` set, every non-blank line must hold that many, as in :func:`read_numbers`).
+            ``first_line`` set, checked against the lines as in :func:`read_numbers`).
         source, what: name the text and its content in error messages.
         first_line: the file's line number of the text's first line, for error messages (``2`` for
             the text after a header line); ``None`` when the text is not lines of a file (a column

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -279,7 +280,8 @@ class Distiller:
             raise ValueError(f"Distiller: epochs must be >= 0, got {epochs}")
         if batch_size is not None and batch_size < 1:
             raise ValueError(f"Distiller: batch_size must be >= 1, got {batch_size}")
-        if patience is not None and (isinstance(patience, bool) or int(patience) != patience or patience < 1):
+        if patience is not None and (isinstance(patience, bool) or not isinstance(patience, (int, float))
+                                     or not math.isfinite(patience) or int(patience) != patience or patience < 1):
             raise ValueError(f"Distiller: patience must be None or an integer >= 1, got {patience!r}")
         if ties not in ("first", "last"):
             raise ValueError(f"Distiller: ties must be 'first' or 'last', got {ties!r}")

@@ -99,8 +99,8 @@ def parse_model(spec: str, dropout: float = 0.5, num_layers: Optional[int] = Non
 
 def seed_split(data, seed: int):
     """``data`` with the split for ``seed``: re-drawn with the same per-class counts (e.g. 20/30) when the
-    data's split was a random one, a stratified 60/20/20 drawn for the seed when it is marked ``fraction(...)``, Cold Brew's
-    cold-start masks when marked ``isolation(...)`` (:func:`gkdfast.data.isolation.cold_start_masks`), Geom-GCN
+    data's split was a random one, a stratified 60/20/20 drawn for the seed when it is marked
+    ``fraction(...)``, Cold Brew's cold-start masks when marked ``isolation(...)`` (:func:`gkdfast.data.isolation.cold_start_masks`), Geom-GCN
     split file ``seed`` when marked by :func:`gkdfast.data.geom_splits.with_split_files`, unchanged
     when it is a given split (Planetoid public split, masks in the file).
 

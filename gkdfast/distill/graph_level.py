@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gkdfast.data.batching import GraphLoader, select_graphs
+from gkdfast.data.batching import GraphLoader, graph_ids, select_graphs
 
 __all__ = ["GraphTrainConfig", "train_graph_classifier", "graph_accuracy", "kd_loss", "split_validation",
            "inference_ms_per_1k_nodes"]
@@ -37,9 +37,8 @@ class GraphTrainConfig:
     alpha: float = 0.5
 
     def __post_init__(self):
-        # batches of one graph are skipped (BatchNorm over one row): a batch size of 1 would train nothing
-        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 2:
-            raise ValueError(f"GraphTrainConfig: batch_size must be an int >= 2, got {self.batch_size!r}")
+        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise ValueError(f"GraphTrainConfig: batch_size must be a positive int, got {self.batch_size!r}")
         if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 0:
             raise ValueError(f"GraphTrainConfig: epochs must be an int >= 0, got {self.epochs!r}")
 
@@ -127,8 +126,12 @@ def train_graph_classifier(model: nn.Module, dataset, train_idx, val_idx, cfg: G
         teacher.eval()
     loader = GraphLoader(dataset, train_idx, batch_size=cfg.batch_size, shuffle=True, seed=seed, device=device)
     # no validation graph (e.g. one training graph per class): nothing to select on, keep the last epoch
-    select = len(val_idx) > 0
+    select = graph_ids(val_idx, len(dataset)).numel() > 0
+    num_train = graph_ids(train_idx, len(dataset)).numel()
     batch_norm = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    if batch_norm and cfg.batch_size < 2:  # every batch would be one graph, which BatchNorm cannot take
+        raise ValueError(f"train_graph_classifier: {type(model).__name__} has BatchNorm, which needs batches of at "
+                         f"least 2 graphs; got batch_size={cfg.batch_size}")
     best, best_state = -1.0, None
     for _ in range(cfg.epochs):
         model.train()
@@ -149,7 +152,7 @@ def train_graph_classifier(model: nn.Module, dataset, train_idx, val_idx, cfg: G
             opt.step()
         if steps == 0:
             raise ValueError(f"train_graph_classifier: no training batch has the 2 graphs and 2 nodes BatchNorm "
-                             f"needs ({len(train_idx)} training graphs, batch size {cfg.batch_size})")
+                             f"needs ({num_train} training graphs, batch size {cfg.batch_size})")
         sched.step()
         if select:
             acc = graph_accuracy(model, dataset, val_idx, device=device)

@@ -288,7 +288,9 @@ def _teacher_key(data, label: str, num_layers: int, fanouts, epochs: int, batch_
     h = hashlib.sha256()
     h.update(f"teacher1;{label};{num_layers};{tuple(fanouts)};{epochs};{batch_size};{lr!r};{min_steps};"
              f"{validations};{seed}".encode())
-    for t in (data.x, data.graph.rowptr, data.graph.col, data.y, data.train_mask, data.val_mask):
+    weights = data.graph.edge_weight
+    for t in (data.x, data.graph.rowptr, data.graph.col, data.y, data.train_mask, data.val_mask) + \
+            (() if weights is None else (weights,)):
         hash_tensor(h, t)
     return h.hexdigest()[:32]
 

@@ -353,9 +353,9 @@ def _graph_cache(graph: Graph) -> dict:
     if w is None:
         return per_graph.setdefault(None, {})
     if torch.compiler.is_compiling():  # a tensor's version is data to the tracer: match the tensor alone
-        for k, (ref, sub) in per_graph.items():
-            if k is not None and ref() is w:
-                return sub
+        for k, entry in per_graph.items():
+            if k is not None and entry[0]() is w:
+                return entry[1]
     key = (id(w), w._version)
     entry = per_graph.get(key)
     if entry is None or entry[0]() is not w:  # (a new tensor may reuse a freed one's id: check it is w)
