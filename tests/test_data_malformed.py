@@ -172,3 +172,19 @@ def test_graph_json_small_folder_loads_through_the_format_guess(tmp_path):
     ds = load(str(tmp_path))
     assert (len(ds), ds.num_nodes, ds.graph.num_edges) == (2, 5, 2 * 3)  # self-loop dropped
     assert ds.y.tolist() == [0, 1] and ds.ptr.tolist() == [0, 2, 5]  # graphs ordered by id
+
+
+def test_musae_feature_rows_without_a_header_keep_their_first_row_and_ids_must_be_integers(tmp_path):
+    from gkdfast.data import load
+    from gkdfast.data._util import DataFormatError
+
+    (tmp_path / "x_edges.csv").write_text("id_1,id_2\n0,1\n1,2\n")
+    (tmp_path / "x_target.csv").write_text("id,target\n0,a\n1,b\n2,a\n")
+    (tmp_path / "x_features.csv").write_text("0,5,1.0\n1,2,1.0\n")  # no header: the first row is data
+    d = load(str(tmp_path), format="musae")
+    assert d.x.shape == (3, 6) and d.x[0, 5] == 1.0 and d.x[1, 2] == 1.0
+    with pytest.raises(DataFormatError, match="feature index 5 >= feature_dim=3"):
+        load(str(tmp_path), format="musae", feature_dim=3)
+    (tmp_path / "x_features.csv").write_text("node,feature,value\n0,5,1.0\n1,2.5,1.0\n")
+    with pytest.raises(DataFormatError, match="must be integers"):
+        load(str(tmp_path), format="musae")

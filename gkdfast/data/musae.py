@@ -138,8 +138,14 @@ def load_musae(directory, name: Optional[str] = None, seed: int = 0, feature_dim
     elif feat_csv is not None:
         t = _read_text(feat_csv)
         h, _, b = t.partition("\n")
-        tab = parse_numbers(b, torch.float64, ncols=3, source=feat_csv, what="rows node_id,feature_id,value",
-                            first_line=2).numpy()
+        has_header = any(c.isalpha() for c in h)  # as for the edge list: a first row of numbers is data
+        tab = parse_numbers(b if has_header else t, torch.float64, ncols=3, source=feat_csv,
+                            what="rows node_id,feature_id,value", first_line=2 if has_header else 1).numpy()
+        ids_cols = tab[:, :2]
+        if ids_cols.size and bool((ids_cols != np.floor(ids_cols)).any()):
+            row = int(np.argwhere(ids_cols != np.floor(ids_cols))[0][0])
+            raise fail(feat_csv, f"node ids and feature indices must be integers, got {tab[row, :2].tolist()} "
+                                 f"(data row {row + 1})")
 
     n = 0
     for arr in (edges.reshape(-1), ids):
@@ -169,7 +175,11 @@ def load_musae(directory, name: Optional[str] = None, seed: int = 0, feature_dim
         r, c, v = tab[:, 0].astype(np.int64), tab[:, 1].astype(np.int64), tab[:, 2].astype(np.float32)
         if r.size and (int(r.min()) < 0 or int(c.min()) < 0):
             raise fail(feat_csv, "negative node id or feature index")
-        f_dim = max(int(c.max()) + 1 if c.size else 0, int(feature_dim or 0))
+        f_dim = int(c.max()) + 1 if c.size else 0
+        if feature_dim is not None:
+            if feature_dim < f_dim:
+                raise fail(feat_csv, f"feature index {f_dim - 1} >= feature_dim={feature_dim}")
+            f_dim = int(feature_dim)
         n = max(n, int(r.max()) + 1 if r.size else 0)
         x = torch.zeros(n, f_dim)
         x[torch.from_numpy(r), torch.from_numpy(c)] = torch.from_numpy(v)
