@@ -435,3 +435,16 @@ def test_tu_graphs_missing_from_the_end_of_the_indicator_are_empty_graphs(tmp_pa
     assert len(ds) == 4 and (ds.ptr[1:] - ds.ptr[:-1]).tolist() == [2, 1, 0, 0]
     with pytest.raises(gkdfast.data.DataFormatError, match="graph ids must be in 1..2"):
         load_tu(_write_tu(tmp_path / "over", "OVER", [(1, 2), (2, 1)], [1, 1, 3], [0, 1]))
+
+
+def test_dfad_with_a_model_that_ignores_edge_weights_is_refused_before_training(monkeypatch):
+    import gkdfast.distill.graph_experiment as ge
+
+    def never(*a, **k):
+        raise AssertionError("trained before the models were checked")
+
+    monkeypatch.setattr(ge, "train_graph_classifier", never)
+    ds = load_tu(need_data("tu_mutag"))
+    with pytest.raises(ValueError, match="DFAD-GNN: the student SAGE.* ignores edge weights"):
+        ge.run_graph_experiment(ds, ge.parse_graph_model("gin"), [ge.parse_graph_model("gin"),
+                                                                   ge.parse_graph_model("sage")], ["kd", "dfad"])

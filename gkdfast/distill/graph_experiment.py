@@ -128,6 +128,13 @@ def run_graph_experiment(dataset, teacher: GraphModelSpec, students: Sequence[Gr
     for m in methods:
         if m not in GRAPH_METHODS:
             raise ValueError(f"unknown graph-level method {m!r}; expected one of {', '.join(GRAPH_METHODS)}")
+    if "dfad" in methods:  # refused here, not after the first fold's teacher and students have trained
+        from gkdfast.nn.graph_models import WEIGHTED_CONVS
+
+        for who, spec in [("teacher", teacher)] + [("student", s) for s in students]:
+            if spec.conv not in WEIGHTED_CONVS:
+                raise ValueError(f"DFAD-GNN: the {who} {spec.label} ignores edge weights, so the generator's relaxed "
+                                 f"edges cannot reach it; use one of {', '.join(WEIGHTED_CONVS)}")
     train_cfg = train_cfg or GraphTrainConfig()
     dfad_cfg = dfad_cfg or DFADConfig()
     gfkd_cfg = gfkd_cfg or GFKDConfig()
