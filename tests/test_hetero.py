@@ -335,3 +335,14 @@ def test_cli_hetero_teacher_settings(tmp_path):
     assert rc == 0
     res = json.load(open(os.path.join(out, "results.json")))
     assert [r["model"] for r in res["teacher_selection"]] == ["rgcn:64", "hgt:64", "han:64"]
+
+
+def test_heco_labels_from_one_are_shifted_and_unlabelled_nodes_stay_unlabelled(tmp_path):
+    d = _heco(tmp_path)
+    for part, ids in (("train", [0, 1, 2]), ("val", [4, 5, 6]), ("test", [8, 9, 10])):  # paper 11 in no split
+        np.save(d / f"{part}_20.npy", np.array(ids))
+    y = np.arange(12) % 2 + 1  # classes 1..2, as MEOW's IMDB writes them
+    y[11] = -1  # an unlabelled paper: before, it kept the labels from shifting (an empty class 0 stayed)
+    np.save(d / "labels.npy", y)
+    hg = load_heco(d)
+    assert hg.y.tolist() == [0, 1] * 5 + [0, -1]

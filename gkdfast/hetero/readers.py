@@ -145,8 +145,9 @@ def load_heco(path, target_type: Optional[str] = None, split: int = 20, name: Op
     t = infer_target(d) if target_type is None else letters_of.get(str(target_type).lower(), str(target_type).lower())
     label_path = os.path.join(d, "labels.npy")
     y = _load_npy(label_path).astype(np.int64).reshape(-1)
-    if y.size and y.min() == 1:  # MEOW's IMDB labels are 1..C
-        y = y - 1
+    labelled = y[y >= 0]
+    if labelled.size and labelled.min() == 1:  # MEOW's IMDB labels are 1..C (-1, unlabelled, stays -1)
+        y = np.where(y >= 0, y - 1, y)
     y_t = torch.from_numpy(y)
     counts: Dict[str, int] = {t: int(y.size)}
     rel_files = sorted(p for p in glob.glob(os.path.join(d, "*.txt")) if re.fullmatch(r"[a-z]{2}",
