@@ -288,7 +288,11 @@ def test_torchrun_restart_resumes_to_the_uninterrupted_result(tmp_path):
         out = str(tmp_path / tag)
         extra = {"GKDFAST_TEST_FAIL_ONCE_AT_EPOCH": "5",
                  "GKDFAST_TEST_FAIL_ONCE_MARKER": str(tmp_path / "marker")} if tag == "killed" else {}
-        r = subprocess.run([*_torchrun(), "--standalone", "--nproc_per_node", str(WORLD), "--max-restarts", "1",
+        # Restarts beyond the one the hook causes absorb a gloo abort ("terminate called without an active
+        # exception") that a restarted rank sometimes hits while the group re-forms on a loaded 2-core
+        # machine; measured with the code of 2026-12-05 too (1 in about 6 runs beside a build).  Each
+        # restart resumes from the checkpoint, so the comparison below is unchanged.
+        r = subprocess.run([*_torchrun(), "--standalone", "--nproc_per_node", str(WORLD), "--max-restarts", "3",
                             *args, "--out", out], capture_output=True, text=True, env=_env(**extra), cwd=ROOT,
                            timeout=240)
         assert r.returncode == 0, r.stderr[-3000:]
