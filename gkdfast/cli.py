@@ -84,10 +84,11 @@ def _load_data(args):
         if args.format or args.name:
             raise ValueError("--format/--name need --data PATH")
         # One fixed graph (seed 0); --seed varies weights and, outside --sampled, the split.  The shape
-        # flags switch to the degree-corrected SBM (power-law degrees, products-like defaults for the flags not given).
+        # flags switch to the degree-corrected SBM (power-law degrees, products-like defaults for the
+        # flags not given).
         return dcsbm(num_nodes=args.nodes, seed=0, **shape) if shape else csbm(num_nodes=args.nodes, seed=0)
     if shape:
-        given = ", ".join("--" + a.replace("_", "-") for a in _SHAPE_FLAGS if getattr(args, a) is not None)
+        given = ", ".join(flags_given(args, _SHAPE_FLAGS))
         raise ValueError(f"{given} shape the built-in synthetic graph; drop them or --data")
     import os
 
@@ -166,9 +167,9 @@ def _distill(args) -> int:
                          "published protocol have their own splits")
     _check_pipeline_flags(args)
     if args.task != "graph":
-        from gkdfast.cli_graph import graph_flags_given
+        from gkdfast.cli_graph import GRAPH_ONLY
 
-        given = graph_flags_given(args)
+        given = flags_given(args, GRAPH_ONLY)
         if given:
             raise ValueError(f"{', '.join(given)}: flags of graph classification (--task graph); node "
                              "classification splits by seed (--seeds)")
@@ -307,9 +308,7 @@ def _check_pipeline_flags(args) -> None:
              ("--protocol published", args.protocol == "published"),
              ("--dropout", args.dropout is not None)] + _schedule_flags(args)
     if args.task == "graph":  # k-fold cross-validation over the folder's own graphs
-        given += [("--seeds", args.seeds is not None), ("--cache-dir", args.cache_dir is not None),
-                  ("--target-type", getattr(args, "target_type", None) is not None)]
-        given += [("--" + a.replace("_", "-"), getattr(args, a, None) is not None) for a in _SHAPE_FLAGS]
+        given += [(flag, True) for flag in flags_given(args, ("seeds", "cache_dir", "target_type", *_SHAPE_FLAGS))]
     bad = [flag for flag, on in given if on]
     if bad:
         raise ValueError(f"{', '.join(bad)}: not supported on {where}, which runs its own pipeline "
@@ -335,12 +334,25 @@ def student_dropout(args) -> float:
     return STUDENT_DROPOUT if args.dropout is None else float(args.dropout)
 
 
-def _schedule_flags(args) -> list:
-    """(flag, True) for each out-of-core pipeline flag given (``cli_large.pipeline_flags_given``): other
-    pipelines refuse them rather than ignore them."""
-    from gkdfast.cli_large import pipeline_flags_given
+def flags_given(args, names) -> list:
+    """The flags among ``names`` (argparse attribute names) given on this command line, as the user spelt
+    them: the ones whose value is not the ``None`` / ``False`` they default to.
 
-    return [(flag, True) for flag in pipeline_flags_given(args)]
+    Example:
+        >>> flags_given(argparse.Namespace(batch_size=7, patience=None, no_memory_check=True),
+        ...             ("batch_size", "patience", "no_memory_check"))
+        ['--batch-size', '--no-memory-check']
+    """
+    return ["--" + k.replace("_", "-") for k in names
+            if getattr(args, k, None) is not None and getattr(args, k) is not False]  # 0 is given (0 == False)
+
+
+def _schedule_flags(args) -> list:
+    """(flag, True) for each out-of-core pipeline flag given (``cli_large.PIPELINE_NAMES``): other
+    pipelines refuse them rather than ignore them."""
+    from gkdfast.cli_large import PIPELINE_NAMES
+
+    return [(flag, True) for flag in flags_given(args, PIPELINE_NAMES)]
 
 
 def _is_hetero(args) -> bool:

@@ -20,17 +20,6 @@ DEFAULT_FOLDS = 10
 GRAPH_ONLY = ("folds", "max_folds", "dfad_epochs", "dfad_nodes")
 
 
-def graph_flags_given(args) -> list:
-    """The graph-classification flags given on this command line, as the user spelt them.
-
-    Example:
-        >>> import argparse
-        >>> graph_flags_given(argparse.Namespace(folds=5, max_folds=None, dfad_epochs=None, dfad_nodes=None))
-        ['--folds']
-    """
-    return ["--" + k.replace("_", "-") for k in GRAPH_ONLY if getattr(args, k, None) is not None]
-
-
 def add_graph_args(parser) -> None:
     """Adds the graph-classification flags to the ``distill`` sub-parser."""
     g = parser.add_argument_group("graph classification (--task graph: TU-format folder, k-fold CV)")

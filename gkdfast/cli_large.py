@@ -17,19 +17,7 @@ PIPELINE_STEPS = {"patience": 5, "min_steps": 600, "min_patience_steps": 100, "m
 # line, so a run that does not go through the pipeline can refuse them instead of ignoring them.
 PIPELINE_FLAGS = {"fanouts": "15,10", "batch_size": 4096, "teacher_batch_size": 1024, "teacher_epochs": 3,
                   "teacher_validations": 20, "chunk_rows": 65536, "no_memory_check": False}
-
-
-def pipeline_flags_given(args) -> list:
-    """The out-of-core pipeline's flags given on this command line (``--patience``, ``--batch-size`` ...),
-    as the user spelt them.
-
-    Example:
-        >>> import argparse
-        >>> pipeline_flags_given(argparse.Namespace(batch_size=7, patience=None, no_memory_check=True))
-        ['--batch-size', '--no-memory-check']
-    """
-    return [f"--{k.replace('_', '-')}" for k in (*PIPELINE_STEPS, *PIPELINE_FLAGS)
-            if getattr(args, k, None) not in (None, False)]
+PIPELINE_NAMES = (*PIPELINE_STEPS, *PIPELINE_FLAGS)
 
 
 def parse_fanouts(text: str) -> tuple:
@@ -89,17 +77,14 @@ def wants_large(args, data) -> bool:
     ``--chunk-rows`` ...) stops with a ValueError naming ``--set METHOD.patience=N``, the per-recipe way."""
     above = getattr(args, "sampled_above", 0) or 0
     large = bool(getattr(args, "sampled", False)) or (above > 0 and data.num_nodes >= above)
-    given = pipeline_flags_given(args)
+    from gkdfast.cli import flags_given
+
+    given = flags_given(args, PIPELINE_NAMES)
     if given and not large:
         raise ValueError(f"{', '.join(given)}: the out-of-core pipeline's schedule (--sampled, or graphs above "
                          f"--sampled-above nodes); {data.num_nodes} nodes run full-batch, where each recipe has "
                          "its own: --set METHOD.patience=N, --set METHOD.epochs=N, --set METHOD.batch_size=N")
     return large
-
-
-def _flag(args, name: str):
-    v = getattr(args, name, None)
-    return {**PIPELINE_STEPS, **PIPELINE_FLAGS}[name] if v is None else v
 
 
 def run_large(args, data, log=None, group=None) -> int:
@@ -112,21 +97,21 @@ def run_large(args, data, log=None, group=None) -> int:
     from gkdfast.distill.experiment import parse_model
     from gkdfast.distill.large import LARGE_METHODS
 
-    for k, default in PIPELINE_FLAGS.items():  # the flags not given take their defaults here
+    for k, default in {**PIPELINE_STEPS, **PIPELINE_FLAGS}.items():  # the flags not given: their defaults
         if getattr(args, k, None) is None:
             setattr(args, k, default)
     for flag, v in (("--batch-size", args.batch_size), ("--teacher-batch-size", args.teacher_batch_size),
                     ("--teacher-epochs", args.teacher_epochs), ("--chunk-rows", args.chunk_rows),
                     ("--teacher-validations", args.teacher_validations),
-                    ("--patience", _flag(args, "patience"))):
+                    ("--patience", args.patience)):
         if v < 1:
             raise ValueError(f"{flag} must be >= 1, got {v}")
-    for flag, v in (("--min-steps", _flag(args, "min_steps")),
-                    ("--min-patience-steps", _flag(args, "min_patience_steps"))):
+    for flag, v in (("--min-steps", args.min_steps),
+                    ("--min-patience-steps", args.min_patience_steps)):
         if v < 0:
             raise ValueError(f"{flag} must be >= 0, got {v}")
-    if _flag(args, "max_patience_steps") < 0:
-        raise ValueError(f"--max-patience-steps must be >= 0 (0: no ceiling), got {_flag(args, 'max_patience_steps')}")
+    if args.max_patience_steps < 0:
+        raise ValueError(f"--max-patience-steps must be >= 0 (0: no ceiling), got {args.max_patience_steps}")
     if args.setting != "transductive":
         raise ValueError("--setting inductive is not supported with --sampled (the out-of-core pipeline is "
                          "transductive: the teacher's outputs cover every node)")
@@ -193,9 +178,9 @@ def _run(args, data, teacher, student, methods, fanouts, overrides, log, main=Tr
         teacher_validations=args.teacher_validations, batch_size=args.batch_size, chunk_rows=args.chunk_rows,
         student=student.name, student_hidden=student.hidden,
         student_dropout=student.dropout, method=methods, student_epochs=args.epochs or 20,
-        patience=_flag(args, "patience"),
-        student_min_steps=_flag(args, "min_steps"), min_patience_steps=_flag(args, "min_patience_steps"),
-        max_patience_steps=_flag(args, "max_patience_steps") or None,
+        patience=args.patience,
+        student_min_steps=args.min_steps, min_patience_steps=args.min_patience_steps,
+        max_patience_steps=args.max_patience_steps or None,
         seed=args.seed,
         out_dir=args.out, cache_dir=args.cache_dir, progress=not args.quiet and not args.no_progress,
         check_memory_first=not args.no_memory_check, overrides=overrides, log=log)

@@ -62,6 +62,17 @@ def _read_text(path):
         raise fail(path, "not UTF-8 text") from None
 
 
+def _feature_width(cols: np.ndarray, feature_dim: Optional[int], path) -> int:
+    """Columns of the feature matrix: one past the largest feature index, or ``feature_dim`` when given
+    (refused when an index does not fit)."""
+    width = int(cols.max()) + 1 if cols.size else 0
+    if feature_dim is None:
+        return width
+    if feature_dim < width:
+        raise fail(path, f"feature index {width - 1} >= feature_dim={feature_dim}")
+    return int(feature_dim)
+
+
 def load_musae(directory, name: Optional[str] = None, seed: int = 0, feature_dim: Optional[int] = None) -> GraphData:
     """Reads a MUSAE-style directory; see the module doc.
 
@@ -141,9 +152,9 @@ def load_musae(directory, name: Optional[str] = None, seed: int = 0, feature_dim
         has_header = any(c.isalpha() for c in h)  # as for the edge list: a first row of numbers is data
         tab = parse_numbers(b if has_header else t, torch.float64, ncols=3, source=feat_csv,
                             what="rows node_id,feature_id,value", first_line=2 if has_header else 1).numpy()
-        ids_cols = tab[:, :2]
-        if ids_cols.size and bool((ids_cols != np.floor(ids_cols)).any()):
-            row = int(np.argwhere(ids_cols != np.floor(ids_cols))[0][0])
+        fractional = tab[:, :2] != np.floor(tab[:, :2])
+        if fractional.any():
+            row = int(np.argwhere(fractional)[0][0])
             raise fail(feat_csv, f"node ids and feature indices must be integers, got {tab[row, :2].tolist()} "
                                  f"(data row {row + 1})")
 
@@ -164,24 +175,14 @@ def load_musae(directory, name: Optional[str] = None, seed: int = 0, feature_dim
         cols_i = np.concatenate(list(feats_idx.values())) if feats_idx else np.zeros(0, np.int64)
         if cols_i.size and int(cols_i.min()) < 0:
             raise fail(feat_json, "negative feature index")
-        f_dim = int(cols_i.max()) + 1 if cols_i.size else 0
-        if feature_dim is not None:
-            if feature_dim < f_dim:
-                raise fail(feat_json, f"feature index {f_dim - 1} >= feature_dim={feature_dim}")
-            f_dim = int(feature_dim)
-        x = torch.zeros(n, f_dim)
+        x = torch.zeros(n, _feature_width(cols_i, feature_dim, feat_json))
         x[torch.from_numpy(rows_i), torch.from_numpy(cols_i)] = 1.0
     elif feat_csv is not None:
         r, c, v = tab[:, 0].astype(np.int64), tab[:, 1].astype(np.int64), tab[:, 2].astype(np.float32)
         if r.size and (int(r.min()) < 0 or int(c.min()) < 0):
             raise fail(feat_csv, "negative node id or feature index")
-        f_dim = int(c.max()) + 1 if c.size else 0
-        if feature_dim is not None:
-            if feature_dim < f_dim:
-                raise fail(feat_csv, f"feature index {f_dim - 1} >= feature_dim={feature_dim}")
-            f_dim = int(feature_dim)
         n = max(n, int(r.max()) + 1 if r.size else 0)
-        x = torch.zeros(n, f_dim)
+        x = torch.zeros(n, _feature_width(c, feature_dim, feat_csv))
         x[torch.from_numpy(r), torch.from_numpy(c)] = torch.from_numpy(v)
     else:
         x = torch.ones(n, 1)

@@ -26,7 +26,7 @@ import torch
 from gkdfast.data._util import check_edge_range, fail, mask_from_index, undirected_graph
 from gkdfast.data.graphdata import GraphData
 from gkdfast.data.splits import random_split
-from gkdfast.data.text_tables import open_table_file, read_errors, read_numbers
+from gkdfast.data.text_tables import open_table_file, parse_numbers, read_errors, read_numbers
 
 __all__ = ["load_ogb", "is_ogb_dir"]
 
@@ -74,19 +74,19 @@ def _count_hint(raw, stem) -> Optional[int]:
 
 def _read_labels(path) -> np.ndarray:
     """One label per line as float64 (``nan`` for an empty line or ``nan``: no label; blank lines at the
-    end are not nodes).  The numbers are read as a stream, then the file's lines are counted (a second
-    read of this small file); when the two differ (empty lines inside), the lines are parsed one by one
-    so that each label stays on its node."""
-    lab = read_numbers(path, torch.float64, what="node labels (one class id per line)").reshape(-1).numpy()
+    end are not nodes).  The file (one short line per node) is read once; its numbers are parsed as a
+    stream, and only when their count is not the line count (empty lines inside) are the lines parsed
+    one by one, so that each label stays on its node."""
     try:
         with open_table_file(path) as f:
-            lines = f.read().split(b"\n")
+            text = f.read()
     except read_errors() as exc:
         raise fail(path, f"cannot read ({str(exc)[:60]})") from None
-    while lines and not lines[-1].strip():
-        lines.pop()  # the last line's newline, and blank lines after the last label
-    if len(lines) == lab.size:
+    lab = parse_numbers(text, torch.float64, source=path, what="node labels (one class id per line)").numpy()
+    body = text.rstrip()  # the last line's newline, and blank lines after the last label
+    if (body.count(b"\n") + 1 if body else 0) == lab.size:  # a count, no list of lines: the common case
         return lab
+    lines = body.split(b"\n")
     out = np.full(len(lines), np.nan)
     for i, line in enumerate(lines):
         token = line.strip()

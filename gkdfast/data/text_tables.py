@@ -76,6 +76,10 @@ def _parse_block(block, length: int, dtype: torch.dtype, native: bool) -> Tuple[
     return values, code, offset
 
 
+def _per_line(dtype: torch.dtype) -> str:
+    return "integer columns per line" if dtype == torch.int64 else "numbers per line"
+
+
 def _not_a_number(source, what: str, dtype: torch.dtype, ncols: int, block, end: int, offset: int,
                   line: Optional[int]):
     m = _TOKEN.match(bytes(memoryview(block)[offset:min(end, offset + 64)]))
@@ -90,25 +94,26 @@ _BLANK = b" \t\r\v\f,"
 _NEWLINE = b"\n"
 
 
-def _line_count(block, end: int, final: bool) -> int:
-    """Lines of ``block[:end]`` (a block ends at a line end unless it is the ``final`` one)."""
-    lines = block.count(_NEWLINE, 0, end)
+def _line_count(block, end: int, final: bool, newlines: int) -> int:
+    """Lines of ``block[:end]``, which holds ``newlines`` newlines (a block ends at a line end unless it is
+    the ``final`` one)."""
+    lines = newlines
     if final and end:
         last = bytes(memoryview(block)[block.rfind(_NEWLINE, 0, end) + 1:end])
         lines += bool(last.strip(_BLANK))  # a last line without its newline
     return lines
 
 
-def _check_widths(block, end: int, final: bool, values: int, ncols: int, source, what: str, line: int,
-                  dtype: torch.dtype) -> None:
+def _check_widths(block, end: int, final: bool, newlines: int, values: int, ncols: int, source, what: str,
+                  line: int, dtype: torch.dtype) -> None:
     """The rows of ``block[:end]`` against its lines: the total first (as many numbers as ``ncols``
     times the lines, one count of newlines), and only when that is off (blank lines, or rows of another
     width) line by line, naming the first line of another width.  A file with a column too many or too
     few fails here instead of being regrouped into wrong rows; lines whose errors cancel out in the
     total pass.  (Separators are runs of whitespace and commas, so ``1,,2`` is two numbers.)"""
-    if _line_count(block, end, final) * ncols == values:
+    if _line_count(block, end, final, newlines) * ncols == values:
         return
-    kind = "integer columns per line" if dtype == torch.int64 else "numbers per line"
+    kind = _per_line(dtype)
     for k, row in enumerate(bytes(memoryview(block)[:end]).split(_NEWLINE)):
         width = len(row.replace(b",", b" ").split())
         if width and width != ncols:
@@ -118,8 +123,7 @@ def _check_widths(block, end: int, final: bool, values: int, ncols: int, source,
 
 def _rows(flat: Tensor, ncols: int, source, what: str, dtype: torch.dtype) -> Tensor:
     if flat.numel() % ncols:
-        kind = "integer columns per line" if dtype == torch.int64 else "numbers per line"
-        raise fail(source, f"{what}: expected {ncols} {kind}, got {flat.numel()} numbers")
+        raise fail(source, f"{what}: expected {ncols} {_per_line(dtype)}, got {flat.numel()} numbers")
     return flat.view(-1, ncols)
 
 
@@ -297,12 +301,13 @@ def read_numbers(path, dtype: torch.dtype = torch.int64, *, ncols: int = 1, what
                     if code:
                         raise _not_a_number(path, what, dtype, ncols, block, cut, offset,
                                             line + block.count(b"\n", 0, offset))
+                    newlines = block.count(_NEWLINE, 0, cut)  # once per block: line numbers and the row check
                     if ncols > 1 and whole_lines and (final or block[cut - 1:cut] == _NEWLINE):
-                        _check_widths(block, cut, final, values.numel(), ncols, path, what, line, dtype)
+                        _check_widths(block, cut, final, newlines, values.numel(), ncols, path, what, line, dtype)
                     else:  # a line longer than a block: rows are only checked by the total count
                         whole_lines = False
                     collect.add(values)
-                    line += block.count(b"\n", 0, cut)
+                    line += newlines
             finally:
                 chunks.close()  # waits for the helper thread's read before the file closes
     except read_errors() as exc:
@@ -347,5 +352,6 @@ def parse_numbers(text, dtype: torch.dtype = torch.int64, *, ncols: Optional[int
         line = None if first_line is None else first_line + block.count(b"\n", 0, offset)
         raise _not_a_number(source, what, dtype, ncols or 1, block, len(block), offset, line)
     if ncols is not None and ncols > 1 and first_line is not None:  # rows of a file: check their widths
-        _check_widths(block, len(block), True, values.numel(), ncols, source, what, first_line, dtype)
+        _check_widths(block, len(block), True, block.count(_NEWLINE), values.numel(), ncols, source, what,
+                      first_line, dtype)
     return values if ncols is None else _rows(values, ncols, source, what, dtype)

@@ -51,7 +51,8 @@ from gkdfast.data.batching import GraphBatch
 from gkdfast.graph import Graph
 from gkdfast.nn.graph_models import WEIGHTED_CONVS
 
-__all__ = ["GraphGenerator", "DFADConfig", "BNStatistics", "distill_dfad", "feature_layout", "feature_metadata",
+__all__ = ["GraphGenerator", "DFADConfig", "BNStatistics", "distill_dfad", "check_weighted_conv", "feature_layout",
+           "feature_metadata",
            "onehot_frequencies", "onehot_log_prior", "complete_block_graph", "class_counts"]
 
 
@@ -329,6 +330,19 @@ class BNStatistics:
             h.remove()
 
 
+def check_weighted_conv(role: str, conv: Optional[str]) -> None:
+    """DFAD-GNN's generator reaches a model only through edge weights: a ``conv`` whose layers ignore
+    them (SAGE, GAT) is refused, naming the ``role`` ("teacher", "student"); ``None`` (a model without a
+    ``conv`` name) passes.
+
+    Example:
+        >>> check_weighted_conv("student", "gin")
+    """
+    if conv is not None and conv not in WEIGHTED_CONVS:
+        raise ValueError(f"DFAD-GNN: the {role} is {conv.upper()}, whose layers ignore edge weights, so the "
+                         f"generator's relaxed edges cannot reach it; use one of {', '.join(WEIGHTED_CONVS)}")
+
+
 def distill_dfad(teacher: nn.Module, student: nn.Module, generator: GraphGenerator, cfg: DFADConfig,
                  seed: int = 0, device=None, on_epoch: Optional[Callable[[int, float, float], None]] = None):
     """Runs the min-max game; returns ``(student, history)`` with ``history`` a list of
@@ -345,10 +359,7 @@ def distill_dfad(teacher: nn.Module, student: nn.Module, generator: GraphGenerat
         2
     """
     for name, m in (("teacher", teacher), ("student", student)):
-        conv = getattr(m, "conv", None)
-        if conv is not None and conv not in WEIGHTED_CONVS:
-            raise ValueError(f"DFAD-GNN: the {name} is {conv.upper()}, whose layers ignore edge weights, so the "
-                             f"generator's relaxed edges cannot reach it; use one of {', '.join(WEIGHTED_CONVS)}")
+        check_weighted_conv(name, getattr(m, "conv", None))
     cfg.validate()  # fields may have been changed after construction
     dev = device or "cpu"
     teacher.to(dev).eval()

@@ -43,14 +43,20 @@ class ModelSpec:
     def label(self) -> str:
         return f"{self.name.upper()}({self.hidden})"
 
+    @property
+    def needs_num_nodes(self) -> bool:
+        """Whether the model keeps per-node parameters (``segcn``): it is sized to the graph it trains on."""
+        from gkdfast.nn.models import _MODELS
+
+        return bool(getattr(_MODELS.get(self.name), "needs_num_nodes", False))
+
     def build(self, in_dim: int, num_classes: int, num_nodes: Optional[int] = None) -> nn.Module:
         """The model; ``num_nodes`` (the graph it trains on) goes to models with per-node parameters
         (``needs_num_nodes``, e.g. ``segcn``) and is ignored by the others."""
         from gkdfast.nn import build_model
-        from gkdfast.nn.models import _MODELS
 
         extra = {}
-        if getattr(_MODELS.get(self.name), "needs_num_nodes", False) and num_nodes is not None:
+        if self.needs_num_nodes and num_nodes is not None:
             extra["num_nodes"] = int(num_nodes)
         return build_model(self.name, in_dim, self.hidden, num_classes, num_layers=self.num_layers,
                            dropout=self.dropout, **dict(self.options), **extra)
@@ -100,8 +106,9 @@ def parse_model(spec: str, dropout: float = 0.5, num_layers: Optional[int] = Non
 def seed_split(data, seed: int):
     """``data`` with the split for ``seed``: re-drawn with the same per-class counts (e.g. 20/30) when the
     data's split was a random one, a stratified 60/20/20 drawn for the seed when it is marked
-    ``fraction(...)``, Cold Brew's cold-start masks when marked ``isolation(...)`` (:func:`gkdfast.data.isolation.cold_start_masks`), Geom-GCN
-    split file ``seed`` when marked by :func:`gkdfast.data.geom_splits.with_split_files`, unchanged
+    ``fraction(...)``, Cold Brew's cold-start masks when marked ``isolation(...)``
+    (:func:`gkdfast.data.isolation.cold_start_masks`), Geom-GCN split file ``seed`` when marked by
+    :func:`gkdfast.data.geom_splits.with_split_files`, unchanged
     when it is a given split (Planetoid public split, masks in the file).
 
     Example:
@@ -325,10 +332,8 @@ def run_experiment(data, *, teacher: Optional[ModelSpec], students: Sequence[Mod
         raise ValueError(f"run_experiment: setting must be 'transductive' or 'inductive', got {setting!r}")
     inductive = setting == "inductive"
     if inductive:  # a model with per-node tables is sized to the nodes it trains on and cannot see the rest
-        from gkdfast.nn.models import _MODELS
-
         for spec in ([teacher] if teacher is not None else []) + list(students):
-            if getattr(_MODELS.get(spec.name), "needs_num_nodes", False):
+            if spec.needs_num_nodes:
                 raise ValueError(f"run_experiment: {spec.label} keeps a table row per training node, so it cannot "
                                  "score the nodes the inductive setting holds out; use another model or "
                                  "setting='transductive'")

@@ -19,7 +19,8 @@ from typing import Callable, Dict, List, Optional, Sequence
 import torch
 
 from gkdfast.data.batching import select_graphs, stratified_kfold
-from gkdfast.distill.datafree import DFADConfig, GraphGenerator, distill_dfad, feature_metadata, onehot_frequencies
+from gkdfast.distill.datafree import (DFADConfig, GraphGenerator, check_weighted_conv, distill_dfad, feature_metadata,
+                                      onehot_frequencies)
 from gkdfast.distill.gfkd import GFKDConfig, distill_gfkd, gfkd_transfer_set
 from gkdfast.distill.graph_level import (GraphTrainConfig, graph_accuracy, inference_ms_per_1k_nodes,
                                          split_validation, train_graph_classifier)
@@ -129,12 +130,8 @@ def run_graph_experiment(dataset, teacher: GraphModelSpec, students: Sequence[Gr
         if m not in GRAPH_METHODS:
             raise ValueError(f"unknown graph-level method {m!r}; expected one of {', '.join(GRAPH_METHODS)}")
     if "dfad" in methods:  # refused here, not after the first fold's teacher and students have trained
-        from gkdfast.nn.graph_models import WEIGHTED_CONVS
-
         for who, spec in [("teacher", teacher)] + [("student", s) for s in students]:
-            if spec.conv not in WEIGHTED_CONVS:
-                raise ValueError(f"DFAD-GNN: the {who} {spec.label} ignores edge weights, so the generator's relaxed "
-                                 f"edges cannot reach it; use one of {', '.join(WEIGHTED_CONVS)}")
+            check_weighted_conv(who, spec.conv)
     train_cfg = train_cfg or GraphTrainConfig()
     dfad_cfg = dfad_cfg or DFADConfig()
     gfkd_cfg = gfkd_cfg or GFKDConfig()

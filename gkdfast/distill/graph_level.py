@@ -127,7 +127,6 @@ def train_graph_classifier(model: nn.Module, dataset, train_idx, val_idx, cfg: G
     loader = GraphLoader(dataset, train_idx, batch_size=cfg.batch_size, shuffle=True, seed=seed, device=device)
     # no validation graph (e.g. one training graph per class): nothing to select on, keep the last epoch
     select = graph_ids(val_idx, len(dataset)).numel() > 0
-    num_train = graph_ids(train_idx, len(dataset)).numel()
     batch_norm = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
     if batch_norm and cfg.batch_size < 2:  # every batch would be one graph, which BatchNorm cannot take
         raise ValueError(f"train_graph_classifier: {type(model).__name__} has BatchNorm, which needs batches of at "
@@ -152,7 +151,7 @@ def train_graph_classifier(model: nn.Module, dataset, train_idx, val_idx, cfg: G
             opt.step()
         if steps == 0:
             raise ValueError(f"train_graph_classifier: no training batch has the 2 graphs and 2 nodes BatchNorm "
-                             f"needs ({num_train} training graphs, batch size {cfg.batch_size})")
+                             f"needs ({loader.index.numel()} training graphs, batch size {cfg.batch_size})")
         sched.step()
         if select:
             acc = graph_accuracy(model, dataset, val_idx, device=device)

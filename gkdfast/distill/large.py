@@ -277,6 +277,18 @@ def _row(method: str, model: str, acc: float, seconds: float, ms_per_1k: float) 
             "test_acc": [float(acc)], "train_seconds": float(seconds), "inference_ms_per_1k_nodes": float(ms_per_1k)}
 
 
+def _plain_numbers(values: dict, keep_all: bool = False) -> dict:
+    """``values`` for JSON: NaN (e.g. a validation score without validation nodes) becomes ``None``;
+    unless ``keep_all``, only the numbers and flags are kept.
+
+    Example:
+        >>> _plain_numbers({"a": float("nan"), "b": 2, "c": "x"})
+        {'a': None, 'b': 2}
+    """
+    return {k: None if isinstance(v, float) and v != v else v for k, v in values.items()
+            if keep_all or isinstance(v, (int, float, bool))}
+
+
 def _teacher_key(data, label: str, num_layers: int, fanouts, epochs: int, batch_size: int, lr: float,
                  min_steps: int, validations: int, seed: int) -> str:
     """32 hex digits of a hash of the sampled teacher's training: its settings, the features, the graph,
@@ -456,7 +468,7 @@ def distill_large(data, *, teacher: Union[str, nn.Module] = "sage", hidden: int 
         rec = timer.record
         rec["throughput"] = float(rate) if rate is not None else (amount / rec["seconds"] if rec["seconds"] > 0 else 0.0)
         rec["throughput_unit"] = unit
-        rec.update({k: None if isinstance(v, float) and v != v else v for k, v in extra.items()})  # NaN: null
+        rec.update(_plain_numbers(extra, keep_all=True))
         stages.append(rec)
         log(f"stage {rec['stage']:<{width}} {rec['seconds']:8.1f} s  {rec['throughput']:12.0f} {unit:<12} "
             f"peak RSS {format_bytes(rec['peak_rss_bytes'])} (estimate {format_bytes(rec['estimate_bytes'])})")
@@ -471,18 +483,20 @@ def distill_large(data, *, teacher: Union[str, nn.Module] = "sage", hidden: int 
         tmodel = build_model(str(teacher), f, hidden, c, num_layers=num_layers, dropout=0.5)
         tlabel = f"{str(teacher).upper()}({hidden})"
         weights = os.path.join(out_dir, f"teacher-{tlabel}-seed{seed}.pt")
-        # Beside the weights, a key of what the teacher trained on and how: a rerun with other data, split
-        # or teacher settings trains again instead of loading weights made for something else.  (Weights
-        # without a key file, e.g. placed there by hand, are loaded as they are.)
+        # Beside the weights, a record of the training: a key of what the teacher trained on and how (a
+        # rerun with other data, split or teacher settings trains again instead of loading weights made
+        # for something else) and its statistics (a resumed run reports them).  Weights without a
+        # record, e.g. placed there by hand, are loaded as they are.
         key = _teacher_key(data, tlabel, num_layers, fanouts, teacher_epochs, teacher_batch_size, teacher_lr,
                            teacher_min_steps, teacher_validations, seed)
-        key_file = weights + ".key"
-        have = os.path.exists(weights)
-        if have and os.path.exists(key_file):
-            with open(key_file) as fh:
-                have = fh.read().strip() == key
-            if not have:
-                log(f"teacher: {os.path.basename(weights)} was trained on other data or settings; training again")
+        record_file = weights + ".json"
+        record = {}
+        if os.path.exists(weights) and os.path.exists(record_file):
+            with open(record_file) as fh:
+                record = json.load(fh)
+        have = os.path.exists(weights) and record.get("key", key) == key
+        if os.path.exists(weights) and not have:
+            log(f"teacher: {os.path.basename(weights)} was trained on other data or settings; training again")
         if group is not None:  # rank 0 decides for every rank
             have = group.broadcast_object(have)
         # a rerun that loads the weights allocates nothing to plan for
@@ -492,11 +506,7 @@ def distill_large(data, *, teacher: Union[str, nn.Module] = "sage", hidden: int 
         with StageTimer("teacher", est) as timer:
             if have:  # a rerun resumes after the teacher, reporting the training it did then
                 tmodel.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
-                stats = {"seconds": 0.0, "nodes_per_s": 0.0}
-                if os.path.exists(weights + ".json"):
-                    with open(weights + ".json") as fh:
-                        stats.update(json.load(fh))
-                stats["resumed"] = True
+                stats = {"seconds": 0.0, "nodes_per_s": 0.0, **record.get("stats", {}), "resumed": True}
             else:
                 try:
                     from gkdfast.sampling import fit_sampled  # the neighbour sampler
@@ -516,10 +526,8 @@ def distill_large(data, *, teacher: Union[str, nn.Module] = "sage", hidden: int 
                 state = tmodel.state_dict()
                 if group is None or group.is_main:  # the ranks hold the same weights
                     atomic_write(weights, lambda f: torch.save(state, f))
-                    atomic_write(key_file, lambda f: f.write(key.encode()))
-                    saved = json.dumps({k: v for k, v in stats.items() if isinstance(v, (int, float, bool))
-                                        and not (isinstance(v, float) and v != v)}).encode()  # NaN left out
-                    atomic_write(weights + ".json", lambda f: f.write(saved))
+                    saved = json.dumps({"key": key, "stats": _plain_numbers(stats)}).encode()
+                    atomic_write(record_file, lambda f: f.write(saved))
                 if group is not None:
                     group.barrier()
         teacher_seconds = float(stats.get("seconds", timer.record["seconds"]))

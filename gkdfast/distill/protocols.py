@@ -475,9 +475,10 @@ def _check_set(settings: Sequence[PublishedSetting], user: Dict[str, dict], teac
     if unused:
         raise ValueError(f"--set {unused[0]}.*: {unused[0]} is not among the methods run ({', '.join(sorted(run))})")
     for s in settings:
+        kw = _recipe_kwargs(s, user, epochs)
         for m in ("none",) + tuple(s.methods):
             m = _recipes.get(m).name
-            _recipes.get(m, **_recipe_kwargs(s, user, epochs).get(m, {}))  # an unknown hyperparameter fails here
+            _recipes.get(m, **kw.get(m, {}))  # an unknown hyperparameter fails here
 
 
 def run_published(data, *, methods: Optional[Sequence[str]] = None, seeds: Sequence[int] = (0,),

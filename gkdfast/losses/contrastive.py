@@ -297,6 +297,11 @@ def _sparse_product(a_rowptr, a_col, a_val, b_rowptr, b_col, b_val, n, max_nnz, 
     return rowptr, torch.cat(cols_out), torch.cat(vals_out)
 
 
+def _check_hops(hops) -> None:
+    if isinstance(hops, bool) or not isinstance(hops, int) or hops < 1:
+        raise ValueError(f"gkdfast.losses.ncontrast: hops must be an int >= 1, got {hops!r}")
+
+
 def adjacency_power(graph: Graph, hops: int = 1, max_nnz: int = 50_000_000) -> Tuple[Tensor, Tensor, Tensor]:
     """Sparse ``W = Â^hops`` with ``Â = D^-1/2 (A+I) D^-1/2`` (``A[i, j] = w`` for each edge ``j -> i``,
     ``deg_i = 1 + in-weights``, as :func:`gkdfast.spmm` with ``norm="gcn"``), in float64.
@@ -312,8 +317,7 @@ def adjacency_power(graph: Graph, hops: int = 1, max_nnz: int = 50_000_000) -> T
         >>> rowptr, col, val = gkdfast.losses.adjacency_power(g, hops=2)
     """
     check_graph(graph, "gkdfast.losses.ncontrast")
-    if isinstance(hops, bool) or not isinstance(hops, int) or hops < 1:
-        raise ValueError(f"gkdfast.losses.ncontrast: hops must be an int >= 1, got {hops!r}")
+    _check_hops(hops)
     if isinstance(max_nnz, bool) or not isinstance(max_nnz, int) or max_nnz < 1:
         raise ValueError(f"gkdfast.losses.ncontrast: max_nnz must be an int >= 1, got {max_nnz!r}")
     cache = _graph_cache(graph)
@@ -548,8 +552,7 @@ def ncontrast(graph: Graph, z: Tensor, tau: float = 1.0, hops: int = 1, num_nega
     """
     op = "ncontrast"
     check_graph(graph, f"gkdfast.losses.{op}")
-    if isinstance(hops, bool) or not isinstance(hops, int) or hops < 1:  # every path, nodes= included
-        raise ValueError(f"gkdfast.losses.ncontrast: hops must be an int >= 1, got {hops!r}")
+    _check_hops(hops)  # every path, nodes= included
     z = check_matrix(z, op, "z")
     check_group(process_group, op)
     # Without a group the shard is every row: the collectives are the identity, begin is 0.

@@ -35,7 +35,7 @@ from torch import Tensor, nn
 from gkdfast.graph import Graph
 from gkdfast.nn._utils import check_features, check_model_sizes
 from gkdfast.nn.philox_dropout import model_dropout
-from gkdfast.nn.sparse_input import dropout_sparse_input, sparse_linear
+from gkdfast.nn.sparse_input import dropped_linear
 from gkdfast.ops import spmm
 
 __all__ = ["GCNII"]
@@ -114,12 +114,8 @@ class GCNII(nn.Module):
                 {"params": dense, "weight_decay": float(weight_decay)}]
 
     def _input_layer(self, x: Tensor) -> Tensor:
-        if self.training and self.dropout:
-            dropped = dropout_sparse_input(x, lambda v: model_dropout(v, self.dropout, True))
-            if dropped is not None:  # mostly-zero features: dropout and product at nnz cost
-                return sparse_linear(self.lin_in, dropped)
-            x = model_dropout(x, self.dropout, True)
-        return sparse_linear(self.lin_in, x)
+        drop = (lambda v: model_dropout(v, self.dropout, True)) if self.training and self.dropout else None
+        return dropped_linear(self.lin_in, x, drop)  # bag-of-words input: dropout and product at nnz cost
 
     def forward(self, x: Tensor, graph: Optional[Graph] = None,
                 return_hidden: bool = False) -> Union[Tensor, Tuple[Tensor, Tensor]]:

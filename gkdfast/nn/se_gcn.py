@@ -40,7 +40,7 @@ from gkdfast.graph import Graph
 from gkdfast.nn._utils import check_features, check_model_sizes
 from gkdfast.nn.gcn_conv import GCNConv
 from gkdfast.nn.philox_dropout import model_dropout
-from gkdfast.nn.sparse_input import dropout_sparse_input, sparse_linear
+from gkdfast.nn.sparse_input import dropped_linear
 
 __all__ = ["SEGCN"]
 
@@ -133,12 +133,8 @@ class SEGCN(nn.Module):
         """``lin(dropout(x))`` on the model's own input: through the cached sparse copy of mostly-zero
         (bag-of-words) features, the dropout applied to its stored non-zeros (``gkdfast.nn.sparse_input``;
         the same distribution as dropout on the dense ``x``, other random numbers), else dense."""
-        if self.training and self.dropout:
-            dropped = dropout_sparse_input(x, lambda v: model_dropout(v, self.dropout, True))
-            if dropped is not None:
-                return sparse_linear(lin, dropped)
-            x = model_dropout(x, self.dropout, True)  # None above means x is dense
-        return sparse_linear(lin, x)
+        drop = (lambda v: model_dropout(v, self.dropout, True)) if self.training and self.dropout else None
+        return dropped_linear(lin, x, drop)
 
     def extra_repr(self) -> str:
         return f"num_nodes={self.num_nodes}, se_layers={list(self.se_layers)}, se_reg={self.se_reg}"

@@ -21,7 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["sparse_linear", "sparse_operand", "wants_sparse", "input_product", "dropout_sparse_input", "SparseInputLinear",
+__all__ = ["sparse_linear", "sparse_operand", "wants_sparse", "input_product", "dropout_sparse_input", "dropped_linear",
+           "SparseInputLinear",
            "linear_rows", "sparse_rows", "csr_head", "csr_row_positions", "SPARSE_DENSITY"]
 
 SPARSE_DENSITY = 0.05
@@ -157,6 +158,27 @@ def dropout_sparse_input(x: Tensor, drop: Callable[[Tensor], Tensor]) -> Optiona
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         return torch.sparse_csr_tensor(xs.crow_indices(), xs.col_indices(), drop(xs.values()), xs.shape)
+
+
+def dropped_linear(lin: nn.Linear, x: Tensor, drop: Optional[Callable[[Tensor], Tensor]]) -> Tensor:
+    """``lin(drop(x))`` on a model's own input: through the cached sparse copy of mostly-zero
+    (bag-of-words) features, ``drop`` (a dropout, or ``None`` for none) applied to its stored non-zeros
+    (:func:`dropout_sparse_input`: the distribution of dropout on the dense ``x``), else dense.
+
+    Shapes: ``x`` ``[N, F]`` -> ``[N, lin.out_features]``.
+
+    Example:
+        >>> lin = torch.nn.Linear(100, 4)
+        >>> x = torch.zeros(3, 100); x[0, 5] = 1.0
+        >>> torch.allclose(dropped_linear(lin, x, None), lin(x))
+        True
+    """
+    if drop is not None:
+        dropped = dropout_sparse_input(x, drop)
+        if dropped is not None:
+            return sparse_linear(lin, dropped)
+        x = drop(x)  # None above means x is dense
+    return sparse_linear(lin, x)
 
 
 class SparseInputLinear(nn.Linear):
