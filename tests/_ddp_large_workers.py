@@ -47,6 +47,20 @@ def fit_sampled_problem(distributed):
     return {k: v.detach().clone() for k, v in model.state_dict().items()}, stats, sampled[0]
 
 
+def fit_sampled_batch_norm_problem(distributed):
+    """fit_sampled of a SAGE with BatchNorm: each rank's last step of an epoch updates the running
+    statistics from its own rows.  Returns the weights and buffers."""
+    from gkdfast.nn import SAGE
+    from gkdfast.sampling import fit_sampled
+
+    data = problem()
+    torch.manual_seed(0)
+    model = SAGE(12, 16, 3, dropout=0.0, batch_norm=True)
+    fit_sampled(model, data, fanouts=(4, 3), batch_size=20, epochs=2, lr=0.01, seed=5, progress=False,
+                distributed=distributed)
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
 DISTIL_CASES = (("partition", "sampled"), ("labelled_first", "sampled"), ("partition", "neighbours"),
                 ("labelled_first", "neighbours"))
 
@@ -111,6 +125,7 @@ def worker(rank: int, world: int, init_file: str, out_dir: str):
         del os.environ["GROUP_RANK"]
     # 3. sampled teacher training, data-parallel
     results["fit"] = fit_sampled_problem("auto")
+    results["fit_bn"] = fit_sampled_batch_norm_problem("auto")
     results["distil"] = {case: fit_sampled_distil_problem("auto", *case) for case in DISTIL_CASES}
     # 4. the whole pipeline: sampled teacher, layer-wise inference, students (GLNN, G-CRD's all-pairs term
     # across the ranks, LSP on each rank's neighbourhood batches, NOSMOG on the positions file rank 0

@@ -109,6 +109,17 @@ def test_fit_sampled_under_ddp_equals_one_process(ranks):
             assert a["loss"] == pytest.approx(b["loss"], rel=1e-5)
 
 
+def test_fit_sampled_under_ddp_keeps_batch_norm_statistics_equal_on_every_rank(ranks):
+    """Each rank's last forward of an epoch updates BatchNorm's running statistics from its own rows;
+    the epoch ends by copying rank 0's buffers, so every rank validates and keeps the same model."""
+    _, res = ranks
+    first = res[0]["fit_bn"]
+    assert any("running_mean" in name for name in first)
+    for r in range(1, WORLD):
+        for name, w in first.items():
+            assert torch.equal(res[r]["fit_bn"][name], w), name
+
+
 @pytest.mark.parametrize("case", workers.DISTIL_CASES, ids="-".join)
 def test_sampled_distillation_under_ddp_equals_one_process(ranks, case):
     """A GNN student distilled on sampled batches (label term, KD, GSP across the ranks; on

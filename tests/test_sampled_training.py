@@ -145,6 +145,38 @@ def test_loader_bad_arguments():
         NeighborLoader(g, torch.ones(3, dtype=torch.bool), [2])
     with pytest.raises(ValueError, match="nodes must be in"):
         NeighborLoader(g, torch.tensor([g.num_nodes]), [2])
+    with pytest.raises(ValueError, match="distinct"):  # before: failed mid-epoch, or trained a node twice
+        NeighborLoader(g, torch.tensor([3, 4, 3, 5]), [2], batch_size=2)
+
+
+def test_neighbouring_seeds_do_not_replay_each_others_epochs():
+    """Seed s at epoch e and seed s + 1 at epoch e - 1 once drew the same stream (seed and salt were
+    added before mixing)."""
+    from gkdfast.sampling import mix_seed
+
+    assert mix_seed(0, 1) != mix_seed(1, 0) and mix_seed(0, 5, 1) != mix_seed(3, 2, 1)
+    assert len({mix_seed(s, e) for s in range(20) for e in range(20)}) == 400
+    g = _graph()
+    a = list(NeighborLoader(g, torch.arange(40), [4], batch_size=8, shuffle=True, seed=0))  # epoch 0
+    b = NeighborLoader(g, torch.arange(40), [4], batch_size=8, shuffle=True, seed=1)
+    b.set_epoch(1)
+    assert not all(torch.equal(x.n_id, y.n_id) for x, y in zip(a, list(b)))
+
+
+def test_sample_blocks_checks_the_range_before_the_cast_to_int32():
+    g = gkdfast.Graph(torch.tensor([[1, 2, 3], [0, 1, 2]]), 6).to(index_dtype=torch.int32)
+    with pytest.raises(IndexError, match="seed nodes"):
+        sample_blocks(g, torch.tensor([2**32 + 1]), [2])  # wrapped to node 1 before
+
+
+def test_fit_and_predict_sampled_in_float64():
+    data = csbm(num_nodes=120, num_classes=3, feature_dim=8, seed=0)
+    torch.manual_seed(0)
+    model = gkdfast.nn.SAGE(8, 16, 3).double()
+    stats = fit_sampled(model, data, fanouts=(3, 3), batch_size=32, epochs=2, progress=False)
+    assert stats["epochs"] == 2
+    out = predict_sampled(model, data, torch.arange(10), fanouts=(3, 3))
+    assert out.dtype == torch.float64 and out.shape == (10, 3)
 
 
 def test_fit_sampled_close_to_full_batch_and_memmap(tmp_path):

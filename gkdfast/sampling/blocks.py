@@ -163,10 +163,11 @@ def sample_blocks(graph: Graph, seeds: Tensor, fanouts: Sequence[int], seed: int
     if csr_weight is None and graph.edge_weight is not None:
         csr_weight = graph.to_csr_order(graph.edge_weight)
     table = node_map.table
-    seeds = seeds.to(graph.col.dtype)
     num_seeds = seeds.numel()
+    # Range first: the cast to an int32 graph's index type would wrap an id of 2^31 or more.
     if num_seeds and (int(seeds.min()) < 0 or int(seeds.max()) >= graph.num_nodes):
         raise IndexError(f"gkdfast.sampling: seed nodes must be in [0, {graph.num_nodes})")
+    seeds = seeds.to(graph.col.dtype)
     table[seeds] = torch.arange(num_seeds, dtype=table.dtype, device=table.device)
     if num_seeds and not bool((table[seeds] == torch.arange(num_seeds, device=table.device)).all()):
         node_map.reset(seeds)

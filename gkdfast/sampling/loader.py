@@ -23,13 +23,20 @@ def mix_seed(seed: int, *salt: int) -> int:
         >>> mix_seed(0, 1) == mix_seed(0, 1) != mix_seed(0, 2)
         True
     """
-    z = seed & _MASK64
+    # The seed is mixed on its own before any salt is folded in: adding them first would make
+    # (seed, epoch) and (seed + 1, epoch - 1) the same stream.
+    z = _splitmix(seed & _MASK64)
     for s in salt:
-        z = (z + 0x9E3779B97F4A7C15 + (s & _MASK64)) & _MASK64
-        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
-        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
-        z ^= z >> 31
+        z = _splitmix(z ^ (s & _MASK64))
     return z & ((1 << 63) - 1)
+
+
+def _splitmix(z: int) -> int:
+    """One step of splitmix64: the golden-ratio increment, then its finaliser (a bijection of 64 bits)."""
+    z = (z + 0x9E3779B97F4A7C15) & _MASK64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return z ^ (z >> 31)
 
 
 @dataclass
@@ -98,6 +105,8 @@ class NeighborLoader:
             raise ValueError(f"gkdfast.sampling.NeighborLoader: seed must be a non-negative int, got {seed!r}")
         if nodes.numel() and (int(nodes.min()) < 0 or int(nodes.max()) >= graph.num_nodes):
             raise ValueError(f"gkdfast.sampling.NeighborLoader: nodes must be in [0, {graph.num_nodes})")
+        if nodes.unique().numel() != nodes.numel():  # else a batch with both copies fails mid-epoch
+            raise ValueError("gkdfast.sampling.NeighborLoader: nodes must be distinct (a node is listed twice)")
         self.graph, self.nodes, self.fanouts = graph, nodes.to(graph.col.dtype), fanouts
         self.batch_size, self.shuffle, self.seed = batch_size, bool(shuffle), seed
         self.epoch = 0

@@ -65,8 +65,14 @@ def batch_features(model: nn.Module, x, n_id: Tensor) -> Tensor:
     return gather_rows(x, n_id)
 
 
+def _input_dtype(model: nn.Module) -> torch.dtype:
+    """The dtype of the model's first floating-point parameter (float32 for a model without one): a
+    float64 model gets float64 features, whatever the stored features' dtype."""
+    return next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
+
+
 def _forward(model: nn.Module, x, batch: Batch, device: torch.device, return_hidden: bool = False):
-    feats = batch_features(model, x, batch.n_id).to(device=device, dtype=torch.float32, non_blocking=True)
+    feats = batch_features(model, x, batch.n_id).to(device=device, dtype=_input_dtype(model), non_blocking=True)
     if device.type != "cpu":
         batch = batch.to(device, non_blocking=True)
     return model.forward_blocks(feats, batch.blocks, return_hidden=return_hidden)
@@ -113,7 +119,8 @@ def _predict(model: nn.Module, x, loader: NeighborLoader, progress: bool) -> Ten
     bar = _bar(progress, loader.nodes.numel(), "predict")
     with torch.no_grad():
         for batch in loader:
-            outs.append(_forward(model, x, batch, device).float().cpu())
+            out = _forward(model, x, batch, device)  # half precision comes back as float32, float64 stays
+            outs.append(out.to(torch.promote_types(out.dtype, torch.float32)).cpu())
             if bar is not None:
                 bar.update(batch.num_seeds)
     if bar is not None:
@@ -423,6 +430,10 @@ def fit_sampled(model: nn.Module, data, *, fanouts: Sequence[int] = (15, 10), ba
             seen += pool.numel() if batching == "partition" else train_nodes.numel() + draw
             if group is not None:
                 total_loss, local_seeds = group.all_reduce_sum(torch.tensor([total_loss, local_seeds])).tolist()
+                # DDP copies rank 0's buffers only at the start of a forward: after the epoch's last step
+                # each rank's BatchNorm statistics come from its own rows, so validation and the kept
+                # weights would differ between ranks without this.
+                group.broadcast_buffers(model, heads)
             record = {"epoch": epoch, "loss": total_loss / local_seeds}
             if val_loader is not None and (epoch % eval_every == 0 or epoch == epochs):
                 logits = _predict(model, data.x, val_loader, progress)
