@@ -91,6 +91,9 @@ def _load(args):
     data = load(args.data, format=args.format, name=args.name, seed=args.seed)
     if isinstance(data, GraphDataset) or not hasattr(data, "train_mask"):
         raise ValueError(f"--data {args.data}: condensation needs one node-classification graph")
+    from gkdfast.condense.evaluate import check_split
+
+    check_split(data, f"--data {args.data}")
     return data
 
 

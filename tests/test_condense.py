@@ -130,6 +130,28 @@ def test_condense_is_deterministic_and_one_step_runs(clear_graph):
         condense(clear_graph, 0.02, config=published_config(one_step=True, epochs=1, outer=2))
 
 
+def test_a_split_without_validation_or_test_nodes_is_refused(clear_graph, tmp_path, capsys):
+    """The evaluation keeps the best validation epoch and tests on the test nodes: without them it kept
+    the first epoch (or reported 0) with no error."""
+    import dataclasses
+
+    from gkdfast.condense import run_condense
+    from gkdfast.data import save_npz
+
+    for name in ("val_mask", "test_mask", "train_mask"):
+        d = dataclasses.replace(clear_graph, **{name: torch.zeros_like(clear_graph.val_mask)})
+        short = name.split("_")[0]
+        with pytest.raises(ValueError, match=f"no {short} nodes"):
+            train_and_test(d.x, d.graph, d.y, torch.arange(5), d, d.x, epochs=2)
+        with pytest.raises(ValueError, match=f"no {short} nodes"):
+            run_condense(d, 0.02, [0], published_config(epochs=1, outer=1, inner=0), eval_epochs=2, eval_runs=1)
+    d = dataclasses.replace(clear_graph, val_mask=torch.zeros_like(clear_graph.val_mask))
+    save_npz(d, str(tmp_path / "noval.npz"))
+    assert main(["condense", "--data", str(tmp_path / "noval.npz"), "--ratio", "0.02", "--out",
+                 str(tmp_path / "out")]) == 2
+    assert "no val nodes" in capsys.readouterr().err
+
+
 def test_npz_round_trip(tmp_path):
     adj = torch.tensor([[0.0, 0.25, 0.5], [0.25, 0.0, 0.0], [0.5, 0.0, 0.0]])
     g = CondensedGraph(torch.randn(3, 4), adj, torch.tensor([0, 1, 1]), 2, name="toy-gcond")

@@ -167,3 +167,30 @@ def test_ppr_rows_match_the_dense_ppr():
     rows = ppr_rows(g, torch.tensor([3, 0, 17]))
     assert rows.dtype == torch.float64 and rows.shape == (3, g.num_nodes)
     torch.testing.assert_close(rows.float(), dense_ppr(g)[[3, 0, 17]], atol=1e-6, rtol=0)
+
+
+def test_power_iteration_warns_when_max_iter_ends_it_and_refuses_a_bad_max_iter():
+    from gkdfast.distill.ppr import ppr_rows
+
+    g = _random_directed(seed=8)
+    with pytest.warns(RuntimeWarning, match="not converged after max_iter=3"):
+        topk_ppr(g, k=3, method="power", alpha=0.01, eps=1e-10, max_iter=3)
+    with pytest.warns(RuntimeWarning, match="not converged"):
+        ppr_rows(g, torch.tensor([0]), alpha=0.01, max_iter=2)
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(ValueError, match="max_iter must be a positive int"):
+            topk_ppr(g, k=3, method="power", max_iter=bad)
+    assert ppr_rows(g, torch.tensor([], dtype=torch.long)).shape == (0, g.num_nodes)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_power_iteration_on_a_cuda_graph_gives_the_cpu_answer():
+    from gkdfast.distill.ppr import ppr_rows
+
+    g = _random_directed(seed=9)
+    want = topk_ppr(g, k=4, method="power", eps=1e-10)
+    got = topk_ppr(g.to("cuda"), k=4, method="power", eps=1e-10)
+    assert torch.equal(got[0], want[0]) and not got[0].is_cuda
+    torch.testing.assert_close(got[1], want[1], atol=1e-6, rtol=0)
+    torch.testing.assert_close(ppr_rows(g.to("cuda"), torch.tensor([1, 2])), ppr_rows(g, torch.tensor([1, 2])))

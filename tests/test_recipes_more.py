@@ -1,6 +1,8 @@
 """The recipes of issue 14 on real graphs (Cora): each test checks what makes the method more than
 plain KD or plain training, plus the sparse top-k PPR and the missing-data mask they rely on."""
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -71,6 +73,12 @@ def test_mask_missing_is_seeded_symmetric_and_at_the_rate(cora):
     assert float(a.x[a.extras["missing_features"]].abs().sum()) == 0.0
     with pytest.raises(ValueError, match="rate must be in"):
         mask_missing(cora, 1.0)
+    # The edges come from their own stream: an edges-only mask deletes the full mask's edges, whatever
+    # the feature width.
+    edges_only = mask_missing(cora, 0.3, seed=1, features=False)
+    assert torch.equal(edges_only.graph.edge_index, a.graph.edge_index) and torch.equal(edges_only.x, cora.x)
+    narrow = mask_missing(dataclasses.replace(cora, x=cora.x[:, :7]), 0.3, seed=1)
+    assert torch.equal(narrow.graph.edge_index, a.graph.edge_index)
 
 
 def test_in_edges_lists_every_in_edge_of_the_batch(small_cora):

@@ -12,7 +12,7 @@ from torch import Tensor
 
 from gkdfast.graph import Graph
 
-__all__ = ["EvalResult", "train_and_test"]
+__all__ = ["EvalResult", "check_split", "train_and_test"]
 
 
 @dataclass(frozen=True)
@@ -26,7 +26,19 @@ class EvalResult:
 
 
 def _accuracy(logits: Tensor, y: Tensor, idx: Tensor) -> float:
-    return float((logits[idx].argmax(1) == y[idx]).float().mean()) if idx.numel() else 0.0
+    return float((logits[idx].argmax(1) == y[idx]).float().mean())
+
+
+def check_split(real, fn: str = "gkdfast condense") -> None:
+    """Refuses a real graph without training, validation or test nodes: the evaluation keeps the epoch of
+    the best validation accuracy and tests on the test nodes (an empty set would keep the first epoch
+    and report 0)."""
+    for name in ("train_mask", "val_mask", "test_mask"):
+        mask = getattr(real, name, None)
+        if mask is None or not bool(mask.any()):
+            raise ValueError(f"{fn}: the graph's split has no {name.split('_')[0]} nodes ({name} is "
+                             f"{'missing' if mask is None else 'empty'}); give it a split with train, "
+                             "validation and test nodes")
 
 
 def train_and_test(x: Tensor, graph: Graph, y: Tensor, train_idx: Tensor, real, real_x: Tensor, seed: int = 0,
@@ -50,6 +62,9 @@ def train_and_test(x: Tensor, graph: Graph, y: Tensor, train_idx: Tensor, real, 
 
     if epochs < 1:
         raise ValueError(f"evaluation epochs must be >= 1, got {epochs}")
+    check_split(real, "gkdfast.condense.train_and_test")
+    if train_idx.numel() == 0:
+        raise ValueError("gkdfast.condense.train_and_test: train_idx is empty")
     torch.manual_seed(int(seed))
     model = GCN(x.size(1), hidden, int(real.num_classes), num_layers=2, dropout=dropout)
     val_idx, test_idx = real.val_mask.nonzero().flatten(), real.test_mask.nonzero().flatten()

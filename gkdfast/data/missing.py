@@ -20,6 +20,8 @@ import torch
 
 __all__ = ["mask_missing"]
 
+_EDGE_STREAM = 0x2545F4914F6CDD1D  # xor-ed into the seed for the edge stream (any fixed odd constant)
+
 
 def mask_missing(data, rate: float, seed: int = 0, features: bool = True, edges: bool = True):
     """A copy of ``data`` with a fraction ``rate`` of its feature entries and edges removed.
@@ -27,7 +29,8 @@ def mask_missing(data, rate: float, seed: int = 0, features: bool = True, edges:
     Args:
         data: :class:`gkdfast.data.GraphData` (``x`` ``[N, F]``, graph with ``E`` directed edges).
         rate: probability in ``[0, 1)`` that a feature entry is missing and that an edge is deleted.
-        seed: seeds both draws (same seed → same mask).  features / edges: what to mask.
+        seed: seeds both draws (same seed → same mask), each from its own stream: the deleted edges do
+            not depend on ``features`` or on the feature width.  features / edges: what to mask.
 
     Returns:
         ``GraphData`` with missing entries set to 0, ``extras["missing_features"]`` (bool ``[N, F]``),
@@ -46,6 +49,9 @@ def mask_missing(data, rate: float, seed: int = 0, features: bool = True, edges:
     if not 0.0 <= float(rate) < 1.0:
         raise ValueError(f"mask_missing: rate must be in [0, 1), got {rate}")
     gen = torch.Generator().manual_seed(int(seed))
+    # The edges draw from a stream of their own, so the same seed deletes the same edges whether the
+    # features are masked too and whatever their width (an edges-only ablation matches the full mask).
+    edge_gen = torch.Generator().manual_seed((int(seed) ^ _EDGE_STREAM) & ((1 << 63) - 1))
     n, f = data.x.shape
     miss = torch.zeros(n, f, dtype=torch.bool)
     if features and rate > 0:
@@ -57,7 +63,7 @@ def mask_missing(data, rate: float, seed: int = 0, features: bool = True, edges:
         lo, hi = torch.minimum(ei[0], ei[1]), torch.maximum(ei[0], ei[1])
         pair = lo * n + hi  # one id per undirected pair, so both directions share the coin flip
         uniq, inverse = torch.unique(pair, return_inverse=True)
-        keep_pair = torch.rand(uniq.numel(), generator=gen) >= rate
+        keep_pair = torch.rand(uniq.numel(), generator=edge_gen) >= rate
         keep = keep_pair[inverse]
         w = graph.edge_weight.cpu()[keep] if graph.edge_weight is not None else None
         graph = Graph(ei[:, keep], num_nodes=n, edge_weight=w).to(data.graph.device)

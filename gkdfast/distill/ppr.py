@@ -25,6 +25,8 @@ Example:
 """
 from __future__ import annotations
 
+import math
+import warnings
 from typing import Optional, Tuple
 
 import torch
@@ -78,6 +80,7 @@ def topk_ppr(graph, k: int, alpha: float = 0.15, eps: Optional[float] = None, bl
     eps = _DEFAULT_EPS[method] if eps is None else eps
     if not eps > 0 or block < 1:
         raise ValueError(f"topk_ppr: eps must be > 0 and block >= 1, got eps={eps}, block={block}")
+    _check_max_iter(max_iter, "topk_ppr")
     if method == "push":
         return _push(graph, k, float(alpha), float(eps))
     return _power(graph, k, float(alpha), float(eps), block, max_iter)
@@ -106,7 +109,13 @@ def ppr_rows(graph, sources: Tensor, alpha: float = 0.15, eps: float = 1e-10, ma
         >>> [round(v, 4) for v in ppr_rows(g, torch.tensor([0]), alpha=0.5)[0].tolist()]
         [0.6667, 0.3333]
     """
-    return _power_block(graph, _walk(graph, dtype), sources, float(alpha), float(eps), max_iter).t()
+    _check_max_iter(max_iter, "ppr_rows")
+    return _power_block(graph, _walk(graph, dtype), sources, float(alpha), float(eps), max_iter).t().cpu()
+
+
+def _check_max_iter(max_iter, fn: str) -> None:
+    if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 1:
+        raise ValueError(f"{fn}: max_iter must be a positive int, got {max_iter!r}")
 
 
 def _walk(graph, dtype: torch.dtype) -> Tuple[Tensor, Tensor]:
@@ -121,16 +130,24 @@ def _power_block(graph, walk, sources: Tensor, alpha: float, eps: float, max_ite
     from gkdfast import spmm
 
     inv_deg, unweighted = walk  # the walk ignores edge weights, as push does
-    cols = torch.arange(sources.numel())
-    restart = torch.zeros(graph.num_nodes, sources.numel(), dtype=inv_deg.dtype)
+    dev = inv_deg.device  # the graph's: the iteration runs where the graph is
+    sources = sources.to(dev)
+    cols = torch.arange(sources.numel(), device=dev)
+    restart = torch.zeros(graph.num_nodes, sources.numel(), dtype=inv_deg.dtype, device=dev)
     restart[sources, cols] = alpha
-    x = restart.clone()
+    x, change = restart.clone(), math.inf
+    if x.numel() == 0:
+        return x
     for _ in range(max_iter):
         nxt = restart + (1 - alpha) * spmm(graph, x * inv_deg, "sum", edge_weight=unweighted)
-        done = float((nxt - x).abs().max()) < eps
+        change = float((nxt - x).abs().max())
         x = nxt
-        if done:
-            break
+        if change < eps:
+            return x
+    # The scores still move by more than eps: say so rather than hand them back as converged.
+    warnings.warn(f"PPR power iteration: not converged after max_iter={max_iter} steps (last change "
+                  f"{change:.3g} > eps={eps:g}); (1 - alpha)^max_iter = {(1 - alpha) ** max_iter:.3g}: "
+                  "raise max_iter or alpha", RuntimeWarning, stacklevel=3)
     return x
 
 
@@ -141,7 +158,7 @@ def _power(graph, k: int, alpha: float, eps: float, block: int, max_iter: int) -
     val_out = torch.empty(n, k)
     for start in range(0, n, block):
         src = torch.arange(start, min(start + block, n))
-        x = _power_block(graph, walk, src, alpha, eps, max_iter)
+        x = _power_block(graph, walk, src, alpha, eps, max_iter).cpu()
         x[src, torch.arange(src.numel())] = -1.0  # drop the source itself
         val, idx = torch.topk(x, k, dim=0)
         idx_out[src], val_out[src] = idx.t(), val.t()

@@ -210,7 +210,10 @@ class T2GNN(Recipe):
     training (the reference keeps them in the graph but never steps them); the contrastive term
     samples ``contrast_samples`` = 2048 nodes per step (the reference uses all N with N x N matrices);
     early stopping with patience 100 (the reference reports its best validation epoch of 400);
-    ``structure_emb_dim`` = 128 (the reference: F).
+    ``structure_emb_dim`` = 128 (the reference: F).  The PPR runs on A itself (no self-loops), each
+    node's own score is left out of its top-k, and the structure teacher GCN-normalises ``A + A_PPR``
+    (self-loops added there); a reading of the reference suggests it pushes on ``A + I``, keeps the
+    source and does not normalise the sum, which we have not verified.
 
     Shapes: student ``[N, F] -> [N, C]`` with ``return_hidden``; never an ``N x N`` tensor.
 
