@@ -65,7 +65,17 @@ std::mutex g_mutex;
 std::vector<Entry> g_entries;
 size_t g_next = 0;
 
+// Tensors made under torch.inference_mode() have no version counter (reading it throws), so a change
+// to them cannot be detected: they are validated on every call instead of remembered.
+bool any_inference(std::initializer_list<at::Tensor> ts) {
+  for (const auto& t : ts) {
+    if (t.is_inference()) return true;
+  }
+  return false;
+}
+
 bool remembered(int kind, int64_t extra, std::initializer_list<at::Tensor> ts) {
+  if (any_inference(ts)) return false;
   std::lock_guard<std::mutex> lock(g_mutex);
   for (const auto& e : g_entries) {
     if (e.kind != kind || e.extra != extra || e.stamps.size() != ts.size()) continue;
@@ -78,6 +88,7 @@ bool remembered(int kind, int64_t extra, std::initializer_list<at::Tensor> ts) {
 }
 
 void remember(int kind, int64_t extra, std::initializer_list<at::Tensor> ts) {
+  if (any_inference(ts)) return;
   Entry e;
   e.kind = kind;
   e.extra = extra;

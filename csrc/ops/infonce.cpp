@@ -36,7 +36,7 @@ void check_infonce(const at::Tensor& a, const at::Tensor& c, int64_t pos_offset,
                    int64_t row_begin, const char* op) {
   TORCH_CHECK(a.dim() == 2 && c.dim() == 2, "gkdfast.", op, ": anchors and candidates must be 2-D, got ",
               a.sizes(), " and ", c.sizes());
-  TORCH_CHECK(row_begin >= 0 && row_begin + a.size(0) <= c.size(0), "gkdfast.", op, ": the ", a.size(0),
+  TORCH_CHECK(row_begin >= 0 && row_begin <= c.size(0) - a.size(0), "gkdfast.", op, ": the ", a.size(0),
               " anchors are rows [row_begin, row_begin + R) of the ", c.size(0),
               " candidates, so need 0 <= row_begin <= N - R; got row_begin = ", row_begin);
   TORCH_CHECK(a.size(1) == c.size(1), "gkdfast.", op, ": anchors and candidates need the same width, got ",

@@ -28,6 +28,7 @@ def _gsp_setup(ctx, inputs, output):
     ctx.args = (kernel, loss, gamma, tau)
     ctx.rows = tuple(inputs[6:8]) if len(inputs) > 6 else (0, -1)
     ctx.save_for_backward(student, teacher, output[0], output[1])
+    ctx.mark_non_differentiable(output[1])  # saved statistics: a gradient through them would be dropped
 
 
 def _gsp_backward(ctx, grad_row, _grad_stats):

@@ -27,6 +27,7 @@ def _lsp_setup(ctx, inputs, output):
     rowptr, col, t_rowptr, t_col, t_eid, student, teacher, kernel, gamma, tau = inputs
     ctx.args = (kernel, gamma, tau)
     ctx.save_for_backward(rowptr, col, t_rowptr, t_col, t_eid, student, teacher, output[0], output[1])
+    ctx.mark_non_differentiable(output[1])  # saved statistics: a gradient through them would be dropped
 
 
 def _lsp_backward(ctx, grad_node, _grad_lse):

@@ -23,6 +23,9 @@ def _sddmm_backward(ctx, g):
     rowptr, col, t_rowptr, t_col, t_eid, a, b = ctx.saved_tensors
     if t_rowptr.numel() == 0 and col.numel() > 0:
         raise needs_transpose_error("sddmm")
+    if col.numel() == 0:  # an edgeless graph (possibly without a transposed CSR): nothing flows back
+        return (None, None, None, None, None, torch.zeros_like(a) if ctx.needs_input_grad[5] else None,
+                torch.zeros_like(b) if ctx.needs_input_grad[6] else None)
     grad_a = grad_b = None
     g = g.contiguous()
     if ctx.needs_input_grad[5]:

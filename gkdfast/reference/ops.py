@@ -63,10 +63,11 @@ def edge_softmax(graph: Graph, scores: Tensor) -> Tensor:
     idx = dst.unsqueeze(-1).expand(-1, h)
     mx = torch.full((n, h), float("-inf"), dtype=s.dtype, device=s.device)
     mx = mx.scatter_reduce(0, idx, s.detach(), "amax", include_self=True)
-    mx = torch.where(torch.isinf(mx), torch.zeros_like(mx), mx)
+    # Only an all -inf row's maximum is reset; a +inf score gives NaN over its row, as torch.softmax.
+    mx = torch.where(mx == float("-inf"), torch.zeros_like(mx), mx)
     ex = (s - mx[dst]).exp()
     den = torch.zeros((n, h), dtype=s.dtype, device=s.device).index_add(0, dst, ex)
     # A row whose scores are all -inf (fully masked) gives 0, not 0/0 = NaN: the kernels' rule.
-    den = torch.where(den > 0, den, torch.ones_like(den))
+    den = torch.where(den == 0, torch.ones_like(den), den)  # (a NaN sum stays NaN)
     out = ex / den[dst]
     return out if scores.dim() == 2 else out.squeeze(-1)

@@ -25,7 +25,8 @@ def global_pool(x: Tensor, ptr: Tensor, reduce: str = "sum") -> Tensor:
         out = x.new_full((num_graphs, d), float("-inf")).scatter_reduce(
             0, batch.view(-1, 1).expand(-1, d), x, "amax", include_self=True)
         # first maximal node per (graph, feature): the gradient goes there only
-        is_max = x == out[batch]
+        # (a NaN is its segment's maximum, as in the kernel: it must match itself here)
+        is_max = (x == out[batch]) | (x.isnan() & out[batch].isnan())
         pos = torch.arange(x.size(0), device=x.device).view(-1, 1).expand(-1, d)
         first = torch.full((num_graphs, d), x.size(0), dtype=torch.long, device=x.device).scatter_reduce(
             0, batch.view(-1, 1).expand(-1, d), torch.where(is_max, pos, x.size(0)), "amin", include_self=True)
