@@ -83,6 +83,9 @@ def _load_data(args):
 
         if args.format or args.name:
             raise ValueError("--format/--name need --data PATH")
+        hetero = flags_given(args, ("target_type", "split"))
+        if hetero:
+            raise ValueError(f"{', '.join(hetero)}: for heterogeneous data; give --data DIR (HeCo / MAGNN folder)")
         # One fixed graph (seed 0); --seed varies weights and, outside --sampled, the split.  The shape
         # flags switch to the degree-corrected SBM (power-law degrees, products-like defaults for the
         # flags not given).
@@ -98,9 +101,10 @@ def _load_data(args):
 
     from gkdfast.data import GraphDataset
 
-    extra = {"target_type": args.target_type} if getattr(args, "target_type", None) else {}
+    extra = {k: getattr(args, k) for k in ("target_type", "split") if getattr(args, k, None) is not None}
     if extra and not _is_hetero(args):
-        raise ValueError(f"--target-type is for heterogeneous data (HeCo / MAGNN folders); {args.data} is not one")
+        given = ", ".join(flags_given(args, ("target_type", "split")))
+        raise ValueError(f"{given}: for heterogeneous data (HeCo / MAGNN folders); {args.data} is not one")
     try:
         data = load(args.data, format=args.format, name=args.name, seed=args.seed, **extra)
     except (ValueError, TypeError, FileNotFoundError, NotImplementedError):
@@ -219,6 +223,10 @@ def _distill(args) -> int:
     if args.teacher is None and not _any_needs_teacher(methods):
         teacher = None  # nothing would read it: no teacher row (name one with --teacher to get it anyway)
     overrides = _parse_set(args.set)
+    lists = methods.values() if isinstance(methods, dict) else [methods]
+    if args.fairness and not any(recipes.get(m).name == "reliant" for ms in lists for m in ms):
+        raise ValueError(f"--fairness {args.fairness}: picks the bias RELIANT reduces; add reliant to --methods "
+                         "(ΔSP and ΔEO are reported for every method whenever the data has a sensitive attribute)")
     if args.fairness:  # the bias RELIANT reduces (and the one its --set reliant.* sweep is about)
         overrides.setdefault("reliant", {}).setdefault("fairness", args.fairness)
     for key, where in (("data", "--protocol published (here the data trains as loaded)"),
@@ -308,7 +316,8 @@ def _check_pipeline_flags(args) -> None:
              ("--protocol published", args.protocol == "published"),
              ("--dropout", args.dropout is not None)] + _schedule_flags(args)
     if args.task == "graph":  # k-fold cross-validation over the folder's own graphs
-        given += [(flag, True) for flag in flags_given(args, ("seeds", "cache_dir", "target_type", *_SHAPE_FLAGS))]
+        given += [(flag, True) for flag in flags_given(args, ("seeds", "cache_dir", "target_type", "split",
+                                                              *_SHAPE_FLAGS))]
     bad = [flag for flag, on in given if on]
     if bad:
         raise ValueError(f"{', '.join(bad)}: not supported on {where}, which runs its own pipeline "
@@ -515,6 +524,9 @@ def build_parser() -> argparse.ArgumentParser:
                                       "named here")
     pd.add_argument("--target-type", help="heterogeneous data: the labelled node type (default: inferred from the "
                                           "meta-path file names, pap.npz -> paper)")
+    pd.add_argument("--split", type=int, choices=(20, 40, 60), help="heterogeneous data in the HeCo layout: the "
+                                                                       "shipped split with 20, 40 or 60 labelled "
+                                                                       "nodes per class (default 20)")
     pd.add_argument("--student", help="student model(s), comma-separated name[:hidden] "
                                       "(default: mlp,gcn:16 on the synthetic graph, mlp with --data; --task graph: "
                                       "conv[:hidden[xlayers]][/norm], default gin,gcn)")

@@ -123,6 +123,56 @@ def test_fairness_csv_with_a_non_binary_sensitive_column_names_file_and_fix(tmp_
         load_fairness(tmp_path)
 
 
+def test_a_sensitive_attribute_with_other_values_is_refused_on_every_path(tmp_path):
+    """ΔSP / ΔEO compare groups 0 and 1: a third value was silently left out of the metrics when the
+    data came from code or from the memory-mapped layout."""
+    from gkdfast.data import load_mmap, save_mmap
+
+    d = _biased(60)
+    d.sensitive = torch.arange(60) % 3
+    with pytest.raises(ValueError, match=r"sensitive must hold 0/1 only, got values \[0, 1, 2\]"):
+        d.validate()
+    good = _biased(60)
+    save_mmap(good, str(tmp_path / "mm"))
+    np.save(tmp_path / "mm" / "sensitive.npy", (np.arange(60) % 3).astype(np.int64))
+    with pytest.raises(ValueError, match=r"sensitive\.npy: sensitive attribute 'sensitive' has 3 values"):
+        load_mmap(str(tmp_path / "mm"))
+
+
+def test_fairness_csv_with_a_header_only_names_the_file(tmp_path):
+    (tmp_path / "income.csv").write_text("age,race,sex,income\n")
+    (tmp_path / "income_edges.txt").write_text("0 1\n")
+    with pytest.raises(ValueError, match=r"income\.csv: empty table: a header and no rows"):
+        load_fairness(tmp_path)
+
+
+def test_fairness_flag_without_reliant_is_refused(tmp_path, capsys):
+    path = str(tmp_path / "biased.npz")
+    save_npz(_biased(), path)
+    assert main(["distill", "--data", path, "--methods", "kd", "--fairness", "eo", "--quiet",
+                 "--out", str(tmp_path / "out")]) == 2
+    assert "--fairness eo: picks the bias RELIANT reduces; add reliant" in capsys.readouterr().err
+
+
+def test_reliant_trains_with_the_recipe_distiller_options(monkeypatch):
+    """ties / passes / batching reached RELIANT's Distiller as they reach every recipe's (they were dropped)."""
+    from gkdfast.distill import distiller as distiller_mod
+
+    seen = {}
+    real = distiller_mod.Distiller.__init__
+
+    def spy(self, *a, **kw):
+        seen.update(kw)
+        real(self, *a, **kw)
+
+    monkeypatch.setattr(distiller_mod.Distiller, "__init__", spy)
+    data = _biased(200)
+    tout = teacher_outputs(MLP(8, 8, 2), data.x, None)
+    recipes.get("reliant", epochs=1, ties="last", passes="separate", batch_size=64).fit(
+        lambda f: MLP(f, 8, 2), data, tout, 0)
+    assert (seen["ties"], seen["passes"], seen["batch_size"]) == ("last", "separate", 64)
+
+
 @pytest.mark.parametrize("name,nodes,edges,features,sens1", [
     ("german", 1000, 21742, 27, 310), ("bail", 18876, 311870, 18, 9559), ("credit", 30000, 137377, 13, 2685),
     ("income", 14821, 42831, 13, 4685), ("nba", 403, 10621, 95, 107)])

@@ -106,7 +106,12 @@ def test_heco_folder_target_inferred_and_overridden(tmp_path):
     assert hg.target == "paper" and hg.num_nodes == {"paper": 12, "author": 5}
     with pytest.raises(ValueError, match="no relation file involves the target type 'x'"):
         load_heco(tmp_path, target_type="x")
-    assert load_heco(tmp_path, target_type="author").target == "author"  # the override wins over pap.npz
+    assert load_heco(tmp_path, target_type="p").target == "paper"
+    # An override whose type has another node count than labels.npy has labels: the labels (and splits)
+    # belong to another type; before, authors 5..11 were invented to carry the papers' labels.
+    with pytest.raises(ValueError, match=r"labels\.npy: has 12 labels, but the relation files name 5 nodes of the "
+                                         r"target type 'author'"):
+        load_heco(tmp_path, target_type="author")
 
 
 def test_cli_hetero_folder_runs_kd_and_hire(tmp_path):
@@ -346,3 +351,93 @@ def test_heco_labels_from_one_are_shifted_and_unlabelled_nodes_stay_unlabelled(t
     np.save(d / "labels.npy", y)
     hg = load_heco(d)
     assert hg.y.tolist() == [0, 1] * 5 + [0, -1]
+
+
+def test_metapath_between_two_types_keeps_pairs_with_equal_ids():
+    """A path ending on another type: row u and column u are different nodes (movie 0 -> actor 0 was
+    dropped as a 'self' pair)."""
+    hg = HeteroGraph.toy()
+    ma = hg.metapath("movie", "actor")
+    assert torch.equal(ma.edge_index, hg.relations[("movie", "ma", "actor")].edge_index)
+    mama = hg.metapath("movie", "actor", "movie", "actor")
+    d = _dense(hg.relations[("movie", "ma", "actor")], 6, 3)
+    want = ((d @ d.T @ d) > 0).float()
+    assert torch.equal(_dense(mama, 6, 3), want) and bool(want[0, 0])
+
+
+def test_metapath_cap_is_checked_on_the_product_built_so_far():
+    """A 3-relation path whose first two relations are small but whose full product is large."""
+    n = 400
+    a_hub = Graph(torch.tensor([[0, 1], [0, 0]]), num_nodes=n)  # two a's -> one hub
+    hub_c = Graph(torch.stack([torch.zeros(n, dtype=torch.long), torch.arange(n)]), num_nodes=n)  # hub -> every c
+    c_d = Graph(torch.stack([torch.arange(n), torch.arange(n)]), num_nodes=n)  # c -> d one to one
+    dense = compose_metapath([a_hub, hub_c, c_d], [2, 1, n, n], max_nnz=10_000, drop_self=False)
+    assert dense.num_edges == 2 * n
+    with pytest.raises(ValueError, match=r"could hold 800 pairs, over max_nnz=500"):
+        compose_metapath([a_hub, hub_c, c_d], [2, 1, n, n], max_nnz=500, drop_self=False)
+
+
+def test_validate_refuses_an_id_beyond_its_type():
+    hg = HeteroGraph.toy()
+    ei = hg.relations[("movie", "ma", "actor")].edge_index.clone()
+    ei[1, 0] = 5  # actor 5 of 3 (the relation graph has 6 rows, so the graph itself accepts it)
+    hg.relations[("movie", "ma", "actor")] = Graph(ei, num_nodes=6)
+    with pytest.raises(ValueError, match="relation 'ma' has 'actor' id 5, but 'actor' has 3 nodes"):
+        hg.validate()
+
+
+def test_from_pyg_adds_a_reverse_for_every_relation_without_one():
+    toy = HeteroGraph.toy()
+    fake = _FakeHeteroData(toy)
+    ma = toy.relations[("movie", "ma", "actor")].edge_index
+    fake.edge_types = [("movie", "ma", "actor"), ("movie", "plays", "actor"), ("movie", "sequel", "movie"),
+                       ("movie", "similar", "movie")]
+    fake.stores[("movie", "plays", "actor")] = _Store(edge_index=ma.flip(1))
+    fake.stores[("movie", "sequel", "movie")] = _Store(edge_index=torch.tensor([[0, 2], [1, 3]]))
+    fake.stores[("movie", "similar", "movie")] = _Store(edge_index=torch.tensor([[0, 1], [1, 0]]))  # symmetric
+    hg = HeteroGraph.from_pyg(fake, "movie")
+    assert {r for r in hg.relations if r[1].startswith("rev_")} == {
+        ("actor", "rev_ma", "movie"), ("actor", "rev_plays", "movie"), ("movie", "rev_sequel", "movie")}
+
+
+def test_magnn_reader_refuses_other_targets_non_contiguous_types_and_names_a_negative_type(tmp_path):
+    d = _magnn(tmp_path)
+    with pytest.raises(ValueError, match="labels movies only"):
+        load_hetero(d, target_type="director")
+    assert load_hetero(d, target_type="movie").target == "movie"
+    with pytest.raises(ValueError, match="ships one split"):
+        load_hetero(d, split=40)
+    np.save(d / "node_types.npy", np.array([0, 0, 0, 1, 0, 1, 2, 2, 2]))
+    with pytest.raises(ValueError, match=r"node_types\.npy: node types are not in contiguous blocks"):
+        load_magnn_imdb(d)
+    np.save(d / "node_types.npy", np.array([0, 0, 0, 0, 1, 1, 2, 2, -1]))
+    with pytest.raises(ValueError, match=r"type id -1 unknown"):
+        load_magnn_imdb(d)
+
+
+def test_heco_split_reaches_the_reader_through_load_and_the_cli(tmp_path, capsys):
+    from gkdfast.data import load
+
+    (tmp_path / "mini").mkdir()
+    d = _heco(tmp_path / "mini")
+    for part, ids in (("train", [0, 1]), ("val", [4, 5]), ("test", [8, 9])):
+        np.save(d / f"{part}_40.npy", np.array(ids))
+    assert int(load(str(d), split=40).train_mask.sum()) == 2
+    assert int(load(str(d)).train_mask.sum()) == 4
+    out = str(tmp_path / "out")
+    assert main(["distill", "--data", str(tmp_path), "--name", "mini", "--split", "40", "--methods", "kd",
+                 "--seeds", "1", "--epochs", "1", "--quiet", "--device", "cpu", "--out", out]) == 0
+    assert main(["distill", "--split", "40", "--epochs", "1", "--quiet", "--out", str(tmp_path / "o2")]) == 2
+    assert "--split: for heterogeneous data" in capsys.readouterr().err
+
+
+def test_hetero_runner_refuses_settings_it_would_ignore():
+    with pytest.raises(ValueError, match=r"--set kd\.batch_size: not used on a heterogeneous graph"):
+        run_hetero_experiment(HeteroGraph.toy(), teacher="rgcn:8", students=["rgcn:4"], epochs=1,
+                              overrides={"kd": {"batch_size": 16}})
+    with pytest.raises(ValueError, match=r"--set reliant\.\*: method 'reliant' does not run here"):
+        run_hetero_experiment(HeteroGraph.toy(), teacher="rgcn:8", students=["rgcn:4"], epochs=1,
+                              overrides={"reliant": {"alpha": 1.0}})
+    res = run_hetero_experiment(HeteroGraph.toy(), teacher="rgcn:8", students=["rgcn:4"], epochs=1,
+                                overrides={"hire": {"beta": 2.0}, "none": {"lr": 0.02}})
+    assert [r["method"] for r in res["rows"]] == ["teacher", "none", "kd", "hire"]

@@ -123,6 +123,8 @@ def _read_csv(path, text: str) -> Tuple[List[str], List[List[str]]]:
     if not rows:
         raise fail(path, "empty table")
     header, body = rows[0], [r for r in rows[1:] if r]
+    if not body:
+        raise fail(path, "empty table: a header and no rows")
     bad = next((i for i, r in enumerate(body) if len(r) != len(header)), None)
     if bad is not None:
         raise fail(path, f"row {bad + 2} has {len(body[bad])} fields, the header has {len(header)}")

@@ -195,6 +195,10 @@ class GraphData:
             raise ValueError(f"GraphData({self.name}): train/val/test masks overlap")
         if self.sensitive is not None and self.sensitive.shape != (n,):
             raise ValueError(f"GraphData({self.name}): sensitive must be [N={n}], got {list(self.sensitive.shape)}")
+        if self.sensitive is not None and n and bool(((self.sensitive != 0) & (self.sensitive != 1)).any()):
+            # ΔSP / ΔEO compare groups 0 and 1: any other value would be silently left out
+            raise ValueError(f"GraphData({self.name}): sensitive must hold 0/1 only, got values "
+                             f"{torch.unique(self.sensitive).tolist()[:8]}; map it to 0/1 before training")
         return self
 
     def summary(self) -> str:

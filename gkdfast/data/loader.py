@@ -167,7 +167,8 @@ def load(path, format: Optional[str] = None, name: Optional[str] = None, seed: i
         seed: seed of the random 20/30-per-class split used when the data has no split of its own
             (every format but Planetoid, OGB with ``split/``, and npz bundles with masks).
         options: reader-specific keywords: ``feature_dim`` (musae), ``scheme`` (ogb), ``target_type``
-            (hetero: HeCo / MAGNN folders, read as a :class:`gkdfast.hetero.HeteroGraph`).
+            and ``split`` (hetero: HeCo / MAGNN folders, read as a :class:`gkdfast.hetero.HeteroGraph`;
+            ``split`` = HeCo's 20 / 40 / 60 labelled nodes per class).
 
     Returns:
         :class:`GraphData` for node classification; a :class:`gkdfast.data.GraphDataset` for
@@ -200,7 +201,7 @@ def load(path, format: Optional[str] = None, name: Optional[str] = None, seed: i
             p, name = g_p, g_name
         else:
             p = os.path.dirname(p)
-    allowed = {"musae": {"feature_dim"}, "ogb": {"scheme"}, "hetero": {"target_type"}}.get(fmt, set())
+    allowed = {"musae": {"feature_dim"}, "ogb": {"scheme"}, "hetero": {"target_type", "split"}}.get(fmt, set())
     bad = set(options) - allowed
     if bad:
         raise ValueError(f"load: option(s) {sorted(bad)} not accepted by format {fmt!r}")

@@ -230,6 +230,11 @@ def load_mmap(path, mode: str = "c", check_indices: bool = True) -> GraphData:
         expect("edge_weight", ("float32",), (e,))
     if "sensitive" in arrays:
         expect("sensitive", ("int64",), (n,))
+        sens = arrays["sensitive"]
+        if n and bool(((sens != 0) & (sens != 1)).any()):  # one streaming pass; the message names the values
+            from gkdfast.data.fairness import check_sensitive
+
+            check_sensitive(os.path.join(path, "sensitive.npy"), np.asarray(sens), "sensitive")
     rowptr, col = arrays["rowptr"], arrays["col"]
     rp_file = os.path.join(path, "rowptr.npy")
     if int(rowptr[0]) != 0 or int(rowptr[-1]) != e:

@@ -27,7 +27,7 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
-from gkdfast.distill.distiller import Distiller, uses_graph
+from gkdfast.distill.distiller import uses_graph
 from gkdfast.distill.recipes import KD, Recipe, Trained
 from gkdfast.distill.terms import LossTerm, StepContext
 
@@ -220,10 +220,8 @@ class RELIANT(Recipe):
                              self.proxy_dim, seed)
         bias = FairBias(float(self.alpha), data.sensitive, model, self.fairness, self.proxy_lr)
         terms = self.terms() + [bias]
-        opts = dict(lr=self.lr, weight_decay=self.weight_decay, epochs=self.epochs, patience=self.patience,
-                    batch_size=self.batch_size)
-        opts.update(distiller_kw)
-        opts.setdefault("seed", seed)
+        distiller_kw.setdefault("seed", seed)
         prep = time.perf_counter() - t0
-        result = Distiller(model, terms, teacher, **opts).fit(data, data.x)
+        # The recipe's own Distiller options (ties, passes, batching, ...), as every recipe: not a copy of them
+        result = self.distiller(model, teacher, terms, **distiller_kw).fit(data, data.x)
         return Trained(result.student, data.x, model.uses_graph, result, prep + result.seconds)

@@ -178,6 +178,24 @@ def _peak_mb(device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+# What this runner reads of each method's settings (the rest of a recipe's options, batch sizes, tie
+# rules, ..., belong to the homogeneous Distiller and would be ignored here).
+_METHOD_KEYS = {"none": _TRAIN_KEYS, "kd": _TRAIN_KEYS + ("alpha", "temperature"),
+                "hire": _TRAIN_KEYS + ("alpha", "temperature", "beta")}
+
+
+def _check_overrides(overrides: Dict[str, dict], run: Sequence[str]) -> None:
+    """Refuses a setting this runner would silently drop: one for a method that does not run, or a key it
+    does not read."""
+    for method, kw in overrides.items():
+        if method not in run:
+            raise ValueError(f"--set {method}.*: method {method!r} does not run here (methods: {', '.join(run)})")
+        bad = sorted(set(kw) - set(_METHOD_KEYS[method]))
+        if bad:
+            raise ValueError(f"--set {method}.{bad[0]}: not used on a heterogeneous graph; {method} reads "
+                             f"{', '.join(_METHOD_KEYS[method])}")
+
+
 def run_hetero_experiment(hg: HeteroGraph, *, teacher: str = "rgcn:64", students: Sequence[str] = ("rgcn:16",),
                           methods: Sequence[str] = ("kd", "hire"), seeds: Sequence[int] = (0,),
                           epochs: Optional[int] = None, device="cpu", overrides: Optional[Dict[str, dict]] = None,
@@ -213,6 +231,7 @@ def run_hetero_experiment(hg: HeteroGraph, *, teacher: str = "rgcn:64", students
     if bad:
         raise ValueError(f"teacher_params: unknown key {bad[0]!r}; known: {', '.join(_TRAIN_KEYS)}")
     overrides = {_recipes.get(k).name: v for k, v in (overrides or {}).items()}
+    _check_overrides(overrides, ["none"] + names)
     dev = torch.device(device)
     g = hg.to(dev)
     runs: List[dict] = []

@@ -42,13 +42,6 @@ def relation_spmm(graph: Graph, x_src: Tensor, num_dst: int, reduce: str = "mean
     return spmm(graph, _pad_rows(x_src, graph.num_nodes), reduce)[:num_dst]
 
 
-def _csr_counts(graph: Graph, n_src: int, n_dst: int) -> Tuple[Tensor, Tensor]:
-    """(out-degree per source, in-degree per destination) of a relation graph."""
-    ei = graph.edge_index
-    return (torch.bincount(ei[0], minlength=graph.num_nodes)[:n_src],
-            torch.bincount(ei[1], minlength=graph.num_nodes)[:n_dst])
-
-
 def compose_metapath(graphs: Sequence[Graph], sizes: Sequence[int], max_nnz: int = 50_000_000,
                      drop_self: bool = True, name: str = "meta-path") -> Graph:
     """The binarised product ``A_1 A_2 ... A_k`` of relation graphs as a Graph over ``sizes[-1]``
@@ -57,8 +50,11 @@ def compose_metapath(graphs: Sequence[Graph], sizes: Sequence[int], max_nnz: int
     Args:
         graphs: relation graphs, ``graphs[i]`` from a type with ``sizes[i]`` nodes to one with
             ``sizes[i+1]``.  sizes: ``k + 1`` node counts along the path.
-        max_nnz: refuse (ValueError) when the product could hold more pairs than this.
-        drop_self: drop ``u -> u`` pairs (a node is trivially its own meta-path neighbour).
+        max_nnz: refuse (ValueError) when a product could hold more pairs than this (checked before
+            each multiplication, on the product built so far).
+        drop_self: drop ``u -> u`` pairs (a node is trivially its own meta-path neighbour); only for a
+            path that starts and ends on the same type (else row ``u`` and column ``u`` are different
+            nodes): :meth:`HeteroGraph.metapath` passes it so.
 
     Example:
         >>> ma = Graph(torch.tensor([[0, 1, 2], [0, 0, 1]]), num_nodes=3)  # 3 movies -> 2 actors
@@ -68,23 +64,28 @@ def compose_metapath(graphs: Sequence[Graph], sizes: Sequence[int], max_nnz: int
     """
     if len(graphs) < 1 or len(sizes) != len(graphs) + 1:
         raise ValueError(f"{name}: give k relation graphs and k + 1 sizes")
-    bound = None
-    for i in range(len(graphs) - 1):  # pairs through each middle type: Σ in_deg · out_deg
-        _, ind = _csr_counts(graphs[i], sizes[i], sizes[i + 1])
-        outd, _ = _csr_counts(graphs[i + 1], sizes[i + 1], sizes[i + 2])
-        step = int((ind.long() * outd.long()).sum())
-        bound = step if bound is None else max(bound, step)
-    if bound is not None and bound > max_nnz:
-        raise ValueError(f"{name}: the product could hold {bound:,} pairs, over max_nnz={max_nnz:,}; raise max_nnz "
-                         "or use a shorter / more selective meta-path")
     mat = None
     for g, a, b in zip(graphs, sizes[:-1], sizes[1:]):
         sub = _block(g.edge_index.cpu().numpy(), a, b)
+        if mat is not None:
+            # Pairs the product can hold: Σ over the middle type of (in-degree so far) · (out-degree next),
+            # before scipy allocates them.
+            bound = int((mat.getnnz(axis=0).astype(np.int64) * sub.getnnz(axis=1).astype(np.int64)).sum())
+            if bound > max_nnz:
+                raise ValueError(f"{name}: the product could hold {bound:,} pairs, over max_nnz={max_nnz:,}; raise "
+                                 "max_nnz or use a shorter / more selective meta-path")
         mat = sub if mat is None else _binarise(mat @ sub)
     coo = mat.tocoo()
     keep = coo.row != coo.col if drop_self else slice(None)
     idx = torch.from_numpy(np.stack([coo.row[keep], coo.col[keep]]).astype(np.int64))
     return Graph(idx, num_nodes=max(sizes[0], sizes[-1]))
+
+
+def _symmetric(graph: Graph) -> bool:
+    """Whether the (deduplicated) edge set equals its reverse."""
+    ei = graph.edge_index.long()
+    n = graph.num_nodes
+    return torch.equal(torch.unique(ei[0] * n + ei[1]), torch.unique(ei[1] * n + ei[0]))
 
 
 def _block(edge_index: np.ndarray, rows: int, cols: int):
@@ -157,7 +158,7 @@ class HeteroGraph:
                 raise ValueError(f"{self.name}: no relation from {a!r} to {b!r} (relations: {list(self.relations)})")
             graphs.append(self.relations[rels[0]])
             sizes.append(self.num_nodes[b])
-        return compose_metapath(graphs, sizes, max_nnz, name="-".join(types))
+        return compose_metapath(graphs, sizes, max_nnz, drop_self=types[0] == types[-1], name="-".join(types))
 
     def to(self, device) -> "HeteroGraph":
         """A copy with every tensor and graph on ``device``."""
@@ -178,6 +179,11 @@ class HeteroGraph:
                     raise ValueError(f"{self.name}: relation {r!r} names the unknown node type {t!r}")
             if g.num_nodes < max(self.num_nodes[s], self.num_nodes[d]):
                 raise ValueError(f"{self.name}: relation {r!r} graph has {g.num_nodes} nodes, fewer than its types")
+            ei = g.edge_index
+            for side, t in ((0, s), (1, d)):  # ids index their own type (R-GCN would drop the others)
+                if ei.size(1) and int(ei[side].max()) >= self.num_nodes[t]:
+                    raise ValueError(f"{self.name}: relation {r!r} has {t!r} id {int(ei[side].max())}, but {t!r} has "
+                                     f"{self.num_nodes[t]} nodes")
         for t, x in self.x.items():
             if x.dim() != 2 or x.size(0) != self.num_nodes[t]:
                 raise ValueError(f"{self.name}: features of {t!r} must be [{self.num_nodes[t]}, F], "
@@ -205,7 +211,8 @@ class HeteroGraph:
         """From a PyG ``HeteroData`` (read through its public attributes, so PyG need not be imported
         here): node types with ``num_nodes`` / ``x``; edge types ``(src, rel, dst)`` with
         ``edge_index``; ``data[target]`` with ``y`` and ``train_mask`` / ``val_mask`` / ``test_mask``.
-        Reverse relations are added unless the data already has one for the pair.  ``metapaths``:
+        A reverse ``(dst, "rev_<name>", src)`` is added for every relation that comes without one (a
+        relation within one type whose edges are already symmetric needs none).  ``metapaths``:
         ``{"mam": ("movie", "actor", "movie")}`` to compose.
 
         Example:
@@ -219,9 +226,13 @@ class HeteroGraph:
         for (s, r, d) in data.edge_types:
             g = Graph(data[(s, r, d)].edge_index.long(), num_nodes=max(counts[s], counts[d]))
             rels[(s, r, d)] = g
+        given = set(rels)
         for (s, r, d), g in list(rels.items()):
-            if not any(k[0] == d and k[2] == s for k in rels):
-                rels[(d, "rev_" + r, s)] = g.t()
+            if (d, "rev_" + r, s) in given or (r.startswith("rev_") and (d, r[4:], s) in given):
+                continue  # its reverse came with the data (PyG's ToUndirected names it rev_<name>)
+            if s == d and _symmetric(g):
+                continue  # a relation within one type whose edges go both ways already
+            rels[(d, "rev_" + r, s)] = g.t()
         t = data[target]
         masks = [getattr(t, m, None) for m in ("train_mask", "val_mask", "test_mask")]
         if any(m is None for m in masks) or getattr(t, "y", None) is None:

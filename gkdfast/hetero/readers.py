@@ -168,6 +168,11 @@ def load_heco(path, target_type: Optional[str] = None, split: int = 20, name: Op
     if t not in {k for a, b, _ in edges for k in (a, b)}:
         raise fail(d, f"no relation file involves the target type {t!r} (files: "
                       f"{listing(os.path.basename(p) for p in rel_files)}); check target_type")
+    seen = max(int(e[:, col].max()) + 1 for (a, b, _), e in edges.items() for letter, col in ((a, 0), (b, 1))
+               if letter == t and e.size) if any(t in (a, b) and e.size for (a, b, _), e in edges.items()) else 0
+    if target_type is not None and seen != counts[t]:  # labels of another type put on this one
+        raise fail(label_path, f"has {counts[t]} labels, but the relation files name {seen} nodes of the "
+                               f"target type {target_type!r}: the labels belong to another type; check target_type")
     names = {k: _type_name(k, t) for k in counts}
     if target_type is not None and len(str(target_type)) > 1:  # a name given: keep it ("author", not "actor")
         names[t] = str(target_type).lower()
@@ -223,11 +228,15 @@ def load_magnn_imdb(path, name: Optional[str] = None) -> HeteroGraph:
         ([4278, 2081, 5257], 400)
     """
     d = os.fspath(path)
-    types = _load_npy(os.path.join(d, "node_types.npy")).astype(np.int64)
+    type_path = os.path.join(d, "node_types.npy")
+    types = _load_npy(type_path).astype(np.int64)
     names = ["movie", "director", "actor"]
-    if types.size and (types.min() < 0 or types.max() > 2):
-        raise fail(os.path.join(d, "node_types.npy"), f"type id {int(types.max())} unknown; expected 0 movie, "
-                                                      "1 director, 2 actor")
+    bad = types[(types < 0) | (types > 2)]
+    if bad.size:
+        raise fail(type_path, f"type id {int(bad[0])} unknown; expected 0 movie, 1 director, 2 actor")
+    if types.size and bool((np.diff(types) < 0).any()):  # global id - first id of the type = local id
+        raise fail(type_path, "node types are not in contiguous blocks (all movies, then directors, then actors, "
+                              "as MAGNN writes them); sort the nodes by type")
     adj = _load_sparse(os.path.join(d, "adjM.npz"))
     if adj.shape != (types.size, types.size):
         raise fail(os.path.join(d, "adjM.npz"), f"shape {adj.shape} does not match {types.size} node types")
@@ -266,11 +275,17 @@ def load_magnn_imdb(path, name: Optional[str] = None) -> HeteroGraph:
     return hg.validate()
 
 
-def load_hetero(path, target_type: Optional[str] = None, name: Optional[str] = None) -> HeteroGraph:
-    """Either layout, told apart by the files (MAGNN: adjM.npz; HeCo: labels.npy + meta-path .npz)."""
+def load_hetero(path, target_type: Optional[str] = None, name: Optional[str] = None,
+                split: Optional[int] = None) -> HeteroGraph:
+    """Either layout, told apart by the files (MAGNN: adjM.npz; HeCo: labels.npy + meta-path .npz).
+    ``split``: HeCo's 20 / 40 / 60 labelled nodes per class (default 20); MAGNN ships one split."""
     if is_magnn_dir(path):
+        if target_type is not None and str(target_type).lower() not in ("m", "movie"):
+            raise fail(path, f"target_type {target_type!r}: MAGNN's IMDB labels movies only (target 'movie')")
+        if split is not None:
+            raise fail(path, f"split={split}: MAGNN's IMDB ships one split (train_val_test_idx.npz)")
         return load_magnn_imdb(path, name=name)
     if is_heco_dir(path):
-        return load_heco(path, target_type=target_type, name=name)
+        return load_heco(path, target_type=target_type, name=name, split=20 if split is None else split)
     raise fail(path, "neither the HeCo layout (labels.npy, <x><y>.txt, <x><y><x>.npz) nor MAGNN's IMDB (adjM.npz, "
                      "node_types.npy)")
