@@ -94,6 +94,32 @@ def test_spmm_two_runs_bitwise_equal(reduce):
     assert torch.equal(runs[0][0], runs[1][0]) and torch.equal(runs[0][1], runs[1][1])
 
 
+@pytest.mark.parametrize("reduce", ["sum", "mean"])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_spmm_cusparse_on_rows_with_descending_and_repeated_columns(reduce, weighted):
+    """cuSPARSE documents sorted, unique columns per CSR row; a Graph keeps each row's columns in input
+    order and keeps repeated edges.  The result must equal gkdfast's own kernel and the reference."""
+    n = 64
+    dst = torch.arange(n).repeat_interleave(6)
+    src = torch.stack([(n - 1 - torch.arange(n)), (n - 1 - torch.arange(n)), torch.arange(n) // 2,
+                       torch.arange(n) // 3, torch.arange(n) // 3, torch.zeros(n, dtype=torch.long)], 1).flatten()
+    graph = gkdfast.Graph(torch.stack([src, dst]), n).to(DEV)
+    assert graph.col[6:12].tolist() == [n - 2, n - 2, 0, 0, 0, 0]  # row 1 in input order: descending, repeated
+    x = torch.randn(n, 17, device=DEV, dtype=torch.float64, requires_grad=True)
+    w = torch.rand(graph.num_edges, device=DEV, dtype=torch.float64, requires_grad=True) if weighted else None
+    leaves = (x, w) if weighted else (x,)
+    out = gkdfast.spmm(graph, x, reduce, edge_weight=w)
+    got = _grads(out.square().sum(), leaves)
+    with settings.cuda_impl("legacy"):
+        old = gkdfast.spmm(graph, x, reduce, edge_weight=w)
+        want = _grads(old.square().sum(), leaves)
+    exp = ref_ops.spmm(graph, x, reduce, weight=w)
+    torch.testing.assert_close(out, old, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(out, exp, rtol=1e-12, atol=1e-12)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
 def test_spmm_empty_graph_and_isolated_rows():
     graph = gkdfast.Graph(torch.empty(2, 0, dtype=torch.long), 5).to(DEV)
     x = torch.randn(5, 4, device=DEV, requires_grad=True)
@@ -210,6 +236,23 @@ def test_gsp_tf32_within_its_bound(tf32_on):
     na = max(s.norm(dim=1).max().item(), t.norm(dim=1).max().item())
     bound = 2 * (2 * 0.5 * 2 * 2.0**-11 * na * na / 0.5) + 1e-5
     assert abs(out.double().item() - exp.item()) <= bound
+
+
+@pytest.mark.parametrize("kernel,loss", [("rbf", "kl"), ("l2", "mse")])
+def test_gsp_distance_kernels_far_from_the_origin_under_tf32(tf32_on, kernel, loss):
+    """Rows around 30 with a spread of 0.5: without centring, |a|^2 + |b|^2 - 2 a.b in TF32 (a 2^-11
+    relative error on a.b ~ 1.4e4) would swamp distances of order 1."""
+    gen = torch.Generator().manual_seed(7)
+    s = (0.5 * torch.randn(1500, 32, generator=gen, dtype=torch.float64) + 30.0)
+    t = (0.5 * torch.randn(1500, 32, generator=gen, dtype=torch.float64) + 30.0)
+    s32 = s.float().to(DEV).requires_grad_()
+    out = _gsp_mean(s32, t.float().to(DEV), kernel, loss, 1.0, 0.5)
+    (g,) = _grads(out, (s32,))
+    s64 = s.clone().requires_grad_()
+    exp = ref.gsp(s64, t, kernel, loss, 1.0, 0.5)
+    (g_exp,) = _grads(exp, (s64,))
+    assert abs(out.double().item() - exp.item()) <= 1e-2 * abs(exp.item())
+    assert float((g.double().cpu() - g_exp).abs().max()) <= 2e-2 * float(g_exp.abs().max())
 
 
 def test_gsp_opcheck_cuda():

@@ -300,11 +300,16 @@ struct GemmSide {
       den.assign(dn.data_ptr<double>(), dn.data_ptr<double>() + dn.numel());
       const auto act = (nrm > kCosineEps).to(at::kDouble).contiguous();
       active.assign(act.data_ptr<double>(), act.data_ptr<double>() + act.numel());
+    } else if (kernel_needs_d2(kind)) {
+      // Centred rows (mean in float64): squared distances from norms and dots cancel in proportion to
+      // the norms; a translation changes no distance and no gradient (see gsp_tiles.cpp's prepare).
+      const auto xd = t.to(at::kDouble);
+      x = (xd - xd.mean(0, /*keepdim=*/true)).to(t.scalar_type()).contiguous();
     } else {
       x = t;
     }
     if (kernel_needs_d2(kind)) {
-      const auto n = t.to(at::kDouble).pow(2).sum(1).to(t.scalar_type()).contiguous();
+      const auto n = x.to(at::kDouble).pow(2).sum(1).to(t.scalar_type()).contiguous();
       sqn.assign(n.data_ptr<T>(), n.data_ptr<T>() + n.numel());
     }
   }

@@ -151,6 +151,8 @@ class FusedLseTileOps final : public LseTileOps {
     const int64_t bi = tile.size(0), bj = tile.size(1);
     if (bi == 0 || bj == 0) return;
     const int64_t chunks = ceil_div<int64_t>(bi, kColChunk);
+    TORCH_CHECK(chunks <= 65535, "gkdfast: a tile of ", bi, " rows exceeds the column pass's grid (at most ",
+                65535 * kColChunk, " rows); lower GKDFAST_TILE_WORKSPACE_MB");  // gridDim.y limit
     at::Tensor part = at::empty({2, chunks, bj}, tile.options());
     AT_DISPATCH_FLOATING_TYPES(tile.scalar_type(), "gkdfast_lse_cols_cuda", [&] {
       const dim3 grid(num_blocks(bj, kThreads), static_cast<unsigned>(chunks));

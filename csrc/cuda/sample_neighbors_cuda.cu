@@ -4,8 +4,11 @@
 // and CUDA pick bit-identical neighbours; no atomics on the outputs.
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
+#include <ATen/ops/full.h>
 #include <ATen/ops/zeros.h>
 #include <c10/cuda/CUDAGuard.h>
+
+#include <limits>
 
 #include "cuda/cuda_kernels.h"
 #include "common/neighbor_draw.h"
@@ -26,7 +29,7 @@ __global__ void count_kernel(const index_t* __restrict__ rp, const seed_t* __res
   if (t >= s_count) return;
   const int64_t v = static_cast<int64_t>(sp[t]);
   if (v < 0 || v >= n) {  // reported by the host; this seed samples nothing
-    atomicCAS(bad, 0ull, static_cast<unsigned long long>(t) + 1ull);
+    atomicMin(bad, static_cast<unsigned long long>(t));  // the first bad seed, as the CPU names it
     counts[t] = 0;
     return;
   }
@@ -52,7 +55,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> run(const at::Tensor& rowptr, con
   const int64_t s_count = seeds.size(0);
   auto long_opts = rowptr.options().dtype(at::kLong);
   at::Tensor counts = at::empty({s_count}, long_opts);
-  at::Tensor bad = at::zeros({1}, long_opts);
+  at::Tensor bad = at::full({1}, std::numeric_limits<int64_t>::max(), long_opts);  // none yet
   if (s_count > 0) {
     count_kernel<index_t, seed_t><<<num_blocks(s_count, kThreads), kThreads, 0, stream>>>(
         rowptr.data_ptr<index_t>(), seeds.data_ptr<seed_t>(), s_count, n, fanout, counts.data_ptr<int64_t>(),
@@ -60,8 +63,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> run(const at::Tensor& rowptr, con
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   }
   const int64_t first_bad = bad.item<int64_t>();  // one sync; a bad seed fails before any output
-  if (first_bad > 0) {
-    const int64_t value = seeds[first_bad - 1].item<int64_t>();
+  if (first_bad != std::numeric_limits<int64_t>::max()) {
+    const int64_t value = seeds[first_bad].item<int64_t>();
     TORCH_CHECK_INDEX(false, "gkdfast.sample_neighbors: seed node ", value, " is out of range [0, ", n, ")");
   }
   at::Tensor out_rowptr = at::zeros({s_count + 1}, long_opts);

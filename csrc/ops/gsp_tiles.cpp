@@ -42,10 +42,16 @@ Operand prepare(const at::Tensor& in, SimKernel kind) {
     o.den = nrm.clamp_min(kCosineEps).to(x.scalar_type());
     o.active = (nrm > kCosineEps).to(x.scalar_type());
     o.x = (x / o.den.unsqueeze(1)).contiguous();
+  } else if (kernel_needs_d2(kind)) {
+    // d2 = |a|^2 + |b|^2 - 2 a.b cancels in proportion to the norms, not the distance (badly so with
+    // TF32 tiles): distances do not change under a translation, so the rows are centred first (mean in
+    // float64). The gradient, a sum of coefficient * (x_a - x_b), is the same for centred rows.
+    const at::Tensor xd = x.to(at::kDouble);
+    o.x = (xd - xd.mean(0, /*keepdim=*/true)).to(x.scalar_type()).contiguous();
   } else {
     o.x = x;
   }
-  if (kernel_needs_d2(kind)) o.sqn = x.to(at::kDouble).pow(2).sum(1).to(x.scalar_type()).contiguous();
+  if (kernel_needs_d2(kind)) o.sqn = o.x.to(at::kDouble).pow(2).sum(1).to(x.scalar_type()).contiguous();
   return o;
 }
 
