@@ -9,6 +9,7 @@ instead of atomics, is built on first use and cached.
 """
 from __future__ import annotations
 
+import contextlib
 from typing import Optional, Tuple
 
 import torch
@@ -32,6 +33,14 @@ def _as_index(t, what: str) -> Tensor:
     if t.dtype not in _INDEX_DTYPES:
         t = t.to(torch.int64)
     return t
+
+
+def cache_mode():
+    """The context the graph's cached tensors (destinations, transposed CSR, inverse permutation,
+    derived graphs) are built in: outside inference mode, since an inference tensor kept in a cache
+    would make every later autograd use of the graph fail ("Inference tensors cannot be saved for
+    backward")."""
+    return torch.inference_mode(False) if torch.is_inference_mode_enabled() else contextlib.nullcontext()
 
 
 class Graph:
@@ -219,6 +228,9 @@ class Graph:
             raise TypeError(f"gkdfast.Graph.from_sparse: unsupported type {type(adj).__name__}")
         if shape[0] != shape[1]:
             raise ValueError(f"gkdfast.Graph.from_sparse: adjacency must be square, got {tuple(shape)}")
+        if values is not None and values.dtype == torch.bool:  # a stored False is no edge
+            keep = values
+            row, col, values = row[keep], col[keep], None
         src, dst = (col, row) if transposed else (row, col)
         weight = None
         if values is not None and values.numel() and values.dtype != torch.bool and not bool((values == 1).all()):
@@ -246,10 +258,11 @@ class Graph:
     def dst(self) -> Tensor:
         """Destination of each edge, in CSR order ([E], the graph's index dtype)."""
         if self._dst is None:
-            # output_size: a static length, so torch.compile can trace it (no data-dependent size)
-            self._dst = torch.repeat_interleave(
-                torch.arange(self.num_nodes, device=self.device, dtype=self.index_dtype),
-                self.in_degree(), output_size=self.num_edges)
+            with cache_mode():
+                # output_size: a static length, so torch.compile can trace it (no data-dependent size)
+                self._dst = torch.repeat_interleave(
+                    torch.arange(self.num_nodes, device=self.device, dtype=self.index_dtype),
+                    self.in_degree(), output_size=self.num_edges)
         return self._dst
 
     @property
@@ -263,8 +276,9 @@ class Graph:
         """``[E]``: input edge id -> CSR position, the inverse of ``perm`` (built once, then cached).
         Only defined when the input edges were not already in CSR order (``perm`` is not None)."""
         if self._inv_perm is None:
-            inv = torch.empty_like(self.perm)
-            inv[self.perm] = torch.arange(self.perm.numel(), device=self.perm.device)
+            with cache_mode():
+                inv = torch.empty_like(self.perm)
+                inv[self.perm] = torch.arange(self.perm.numel(), device=self.perm.device)
             self._inv_perm = inv
         return self._inv_perm
 
@@ -288,17 +302,22 @@ class Graph:
         """CSR by *source*: ``(t_rowptr [N+1], t_col [E] destinations, t_eid [E])`` where
         ``t_eid[k]`` is the CSR position of the k-th transposed entry.  Built once, cached."""
         if self._transpose is None:
-            n, dt = self.num_nodes, self.index_dtype
-            src = self.col.to(torch.int64)
-            order = torch.sort(src, stable=True)[1] if self.num_edges else src
-            # Counts by index_add (a static [n] shape, unlike bincount) so torch.compile can trace
-            # the transpose when a compiled function builds it.
-            counts = torch.zeros(n, dtype=torch.int64, device=self.device).index_add_(
-                0, src, torch.ones_like(src))
-            t_rowptr = torch.cat([counts.new_zeros(1), counts.cumsum(0)])
-            t_col = self.dst[order] if self.num_edges else self.col.new_empty(0)
-            self._transpose = (t_rowptr.to(dt), t_col.to(dt).contiguous(), order.to(dt).contiguous())
+            with cache_mode():
+                self._transpose = self._build_transpose()
         return self._transpose
+
+    def _build_transpose(self) -> Tuple[Tensor, Tensor, Tensor]:
+        """The transposed CSR of :meth:`transpose_csr`, computed."""
+        n, dt = self.num_nodes, self.index_dtype
+        src = self.col.to(torch.int64)
+        order = torch.sort(src, stable=True)[1] if self.num_edges else src
+        # Counts by index_add (a static [n] shape, unlike bincount) so torch.compile can trace
+        # the transpose when a compiled function builds it.
+        counts = torch.zeros(n, dtype=torch.int64, device=self.device).index_add_(
+            0, src, torch.ones_like(src))
+        t_rowptr = torch.cat([counts.new_zeros(1), counts.cumsum(0)])
+        t_col = self.dst[order] if self.num_edges else self.col.new_empty(0)
+        return t_rowptr.to(dt), t_col.to(dt).contiguous(), order.to(dt).contiguous()
 
     def t(self) -> "Graph":
         """The reversed graph (every edge ``j -> i`` becomes ``i -> j``), sharing cached CSRs.
@@ -360,11 +379,14 @@ class Graph:
         materialising per-edge weights or the self-loops."""
         if edge_weight is None:
             edge_weight = self.edge_weight
+        # Summed in at least float32, and in the widest of the weights', the asked and float32: float16
+        # stops counting at 2,048 and bfloat16 at 256, which would mis-scale every hub.
+        acc = torch.promote_types(dtype, torch.float32)
         if edge_weight is None:
-            deg = self.in_degree(dtype) + 1
-        else:  # summed in the wider of the weights' and the asked dtype (float64 asked: float64 degrees)
+            deg = self.in_degree(acc) + 1
+        else:
             w = self.to_csr_order(edge_weight)
-            w = w.to(torch.promote_types(w.dtype, dtype)) if w.is_floating_point() else w.to(dtype)
+            w = w.to(torch.promote_types(w.dtype, acc)) if w.is_floating_point() else w.to(acc)
             deg = torch.zeros(self.num_nodes, dtype=w.dtype, device=self.device)
             deg = deg.index_add(0, self.dst.long(), w) + 1
         return deg.clamp_min(torch.finfo(deg.dtype).tiny).rsqrt().to(dtype)
@@ -394,6 +416,12 @@ class Graph:
     def to(self, device=None, index_dtype: Optional[torch.dtype] = None) -> "Graph":
         """Copy to another device and/or index dtype (cached transpose included)."""
         device = torch.device(device) if device is not None else self.device
+        if index_dtype is not None:
+            if index_dtype not in (torch.int32, torch.int64):
+                raise TypeError(f"Graph.to: index_dtype must be torch.int32 or torch.int64, got {index_dtype}")
+            if index_dtype == torch.int32 and max(self.num_nodes, self.num_edges) >= 2**31 - 1:
+                raise ValueError(f"Graph.to: {self.num_nodes} nodes / {self.num_edges} edges do not fit int32 "
+                                 "indices; keep int64")
 
         def mv(t, is_index=True):
             if t is None:

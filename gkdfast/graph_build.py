@@ -86,6 +86,8 @@ def undirected_graph(src, dst, num_nodes: int, index_dtype=None):
     rowptr, col = symmetric_csr(src, dst, num_nodes)
     if index_dtype is None:
         index_dtype = col.dtype
+    elif index_dtype not in (torch.int32, torch.int64):
+        raise TypeError(f"undirected_graph: index_dtype must be torch.int32 or torch.int64, got {index_dtype}")
     if index_dtype == torch.int32 and (col.numel() >= 2**31 - 1 or int(num_nodes) > 2**31 - 1):
         index_dtype = torch.int64  # int32 cannot hold these offsets or ids
     return Graph._from_parts(rowptr.to(index_dtype), col.to(index_dtype), int(num_nodes))

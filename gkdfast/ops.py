@@ -62,7 +62,8 @@ def spmm(graph: Graph, x: Tensor, reduce: str = "sum", edge_weight: Optional[Ten
             order, and the gradient flows to that edge only.
         edge_weight: optional ``[E]`` weights in the order of the graph's ``edge_index``; defaults to
             ``graph.edge_weight``.  Differentiable.
-        norm: ``"gcn"`` applies ``D^-1/2 (A + I) D^-1/2`` (``deg_i = 1 + sum of in-weights``) without
+        norm: ``"gcn"`` applies ``D^-1/2 (A + I) D^-1/2`` (``deg_i = 1 + sum of in-weights``; ``I`` added
+            even where the graph has self-loops) without
             materialising per-edge coefficients or self-loops; only with ``reduce="sum"``.
 
     Determinism: bitwise reproducible run to run on CPU and CUDA (no atomics, forward or backward),
@@ -114,7 +115,9 @@ def gcn_norm(graph: Graph, edge_weight: Optional[Tensor] = None, dtype=torch.flo
     """Explicit GCN normalisation for code that wants per-edge coefficients (e.g. to pass to another library).
 
     Returns ``(graph_with_self_loops, weight)`` with ``weight[e] = w_e / sqrt(deg_i deg_j)`` for
-    ``D^-1/2 (A + I) D^-1/2``; prefer ``spmm(..., norm="gcn")``, which never builds them.
+    ``D^-1/2 (A + I) D^-1/2`` (the graph's ``edge_weight`` is ``weight``); prefer ``spmm(..., norm="gcn")``,
+    which never builds them.  One self-loop per node is added whatever the graph has: a graph that
+    already has loops counts them twice (``A_ii = 2``), unlike PyG's ``add_remaining_self_loops``.
     With edge weights on CUDA the degrees are an ``index_add_`` (atomics): the weights may differ in
     the last bits between runs (compute them once and reuse them for bitwise reproducibility).
 
@@ -129,10 +132,16 @@ def gcn_norm(graph: Graph, edge_weight: Optional[Tensor] = None, dtype=torch.flo
     dinv = graph.gcn_norm_coefficients(edge_weight, dtype)
     w = edge_weight if edge_weight is not None else graph.edge_weight
     w = torch.ones(graph.num_edges, dtype=dtype, device=graph.device) if w is None else w.to(dtype)
-    looped = graph.add_self_loops()
+    looped = Graph(torch.cat([graph.edge_index, torch.arange(graph.num_nodes, device=graph.device,
+                                                             dtype=graph.index_dtype).expand(2, -1)], 1),
+                   graph.num_nodes, validate=False)
     ei = looped.edge_index.long()
     w_all = torch.cat([w, torch.ones(graph.num_nodes, dtype=dtype, device=graph.device)])
-    return looped, dinv[ei[0]] * w_all * dinv[ei[1]]
+    norm_w = dinv[ei[0]] * w_all * dinv[ei[1]]
+    # The returned graph carries the normalised weights themselves: spmm(looped, x) applies them, rather
+    # than the raw weights of another edge set.
+    looped.edge_weight = norm_w
+    return looped, norm_w
 
 
 # ---------------------------------------------------------------------------------------- sddmm

@@ -196,7 +196,8 @@ def node_order(graph, method: str = "rcm", communities: Optional[Tensor] = None)
 
 
 def _check_perm(perm: Tensor, n: int) -> Tensor:
-    if not isinstance(perm, Tensor) or perm.dim() != 1 or perm.numel() != n or perm.is_floating_point():
+    if (not isinstance(perm, Tensor) or perm.dim() != 1 or perm.numel() != n or perm.is_floating_point()
+            or perm.dtype == torch.bool):  # a bool mask is not an order
         shape = list(perm.shape) if isinstance(perm, Tensor) else type(perm).__name__
         raise ValueError(f"reorder: a custom order must be an integer tensor of shape [{n}] (new id -> old id), "
                          f"got {shape}")

@@ -34,7 +34,7 @@ def topk_similar(query: Tensor, keys: Tensor, k: int, metric: str = "cosine") ->
     so memory is O((Q_tile + k) · N_tile) on top of the inputs.
 
     Args:
-        query: ``[Q, d]``.  keys: ``[N, d]`` (same dtype and device).
+        query: ``[Q, d]``.  keys: ``[N, d]`` (same device; converted to ``query``'s dtype).
         k: how many neighbours, ``0 <= k <= N``.
         metric: ``"cosine"`` (rows L2-normalised with eps 1e-8) or ``"dot"``.
 

@@ -16,6 +16,7 @@
 #include <cstdlib>
 #include <limits>
 #include <memory>
+#include <cstring>
 #include <mutex>
 #include <vector>
 
@@ -139,6 +140,9 @@ int64_t first_bad(int64_t n, F bad) {
   return kNone;
 }
 
+// What a rowptr's last entry counts: a graph's edges, or for a pooling `ptr` the rows of x.
+const char* counted(const char* what) { return std::strcmp(what, "ptr") == 0 ? "rows of x" : "edges"; }
+
 // ------------------------------------------------------------------ CPU passes
 template <typename index_t>
 void rowptr_cpu(const index_t* rp, int64_t rows, int64_t num_entries, const char* op, const char* what) {
@@ -148,7 +152,7 @@ void rowptr_cpu(const index_t* rp, int64_t rows, int64_t num_entries, const char
                     "] = ", bad == kNone ? 0 : int64_t(rp[bad + 1]), " < rowptr[", bad, "] = ",
                     bad == kNone ? 0 : int64_t(rp[bad]));
   TORCH_CHECK_VALUE(int64_t(rp[rows]) == num_entries, "gkdfast.", op, ": ", what, " rowptr[-1] = ",
-                    int64_t(rp[rows]), " must equal the number of edges ", num_entries);
+                    int64_t(rp[rows]), " must equal the number of ", counted(what), ", ", num_entries);
 }
 
 template <typename index_t>
@@ -214,7 +218,8 @@ void validate_rowptr(const at::Tensor& rowptr, int64_t num_entries, const char* 
   const int64_t rows = rowptr.size(0) - 1;
   if (use_aten_path(rowptr)) {
     TORCH_CHECK_VALUE(rowptr_ok_aten(rowptr, num_entries).item<bool>(), "gkdfast.", op, ": ", what,
-                      " rowptr must start at 0, never decrease and end at the number of edges ", num_entries);
+                      " rowptr must start at 0, never decrease and end at the number of ", counted(what), ", ",
+                      num_entries);
   } else {
     const auto rp = rowptr.contiguous();
     AT_DISPATCH_INDEX_TYPES(rp.scalar_type(), "gkdfast_validate_rowptr",

@@ -188,6 +188,18 @@ def _reference_batches(rows: Tensor, batch_size: Optional[int], gen: torch.Gener
     return list(order[: count * batch_size].split(batch_size))
 
 
+def _term_option_groups(terms: nn.Module, weight_decay: float) -> List[dict]:
+    """Adam groups of the term modules that ask for their own options (``optimizer_options(weight_decay)``
+    -> dict, e.g. GSDN's rescaled layers, whose decay must follow their scale); their own parameters only."""
+    groups = []
+    for module in terms.modules():
+        options = getattr(module, "optimizer_options", None)
+        params = list(module.parameters(recurse=False))
+        if callable(options) and params:
+            groups.append(dict(options(weight_decay), params=params))
+    return groups
+
+
 class Distiller:
     """Trains ``student`` with ``Σ weight·term`` over the given terms, from an optional teacher.
 
@@ -411,8 +423,11 @@ class Distiller:
         """Adam's parameter groups: the student's own (``optimizer_groups``) where it has them, else one
         group of its parameters; then the terms' parameters (projection heads) with ``weight_decay``."""
         own = getattr(self.student, "optimizer_groups", None)
+        special = _term_option_groups(self.terms, self.weight_decay)
+        kept = {id(p) for g in special for p in g["params"]}
+        term_params = [p for p in self.terms.parameters() if id(p) not in kept]
         if not callable(own):  # one group, as before models could bring their own (checkpoints stay loadable)
-            return [{"params": list(self.student.parameters()) + list(self.terms.parameters())}]
+            return [{"params": list(self.student.parameters()) + term_params}] + special
         groups = []
         for g in own(self.weight_decay):
             g = dict(g)  # params as torch accepts them (a tensor, a list, a generator), made a list once
@@ -423,8 +438,7 @@ class Distiller:
         if missing:  # a parameter left out would silently never train
             raise ValueError(f"Distiller: {type(self.student).__name__}.optimizer_groups() leaves out "
                              f"{', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}")
-        extra = list(self.terms.parameters())
-        return groups + ([{"params": extra}] if extra else [])
+        return groups + ([{"params": term_params}] if term_params else []) + special
 
     def _ckpt_path(self) -> Optional[str]:
         return os.path.join(self.checkpoint_dir, "checkpoint.pt") if self.checkpoint_dir else None

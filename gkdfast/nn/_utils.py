@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import weakref
-from typing import Callable, Dict
+from typing import Callable, Dict, Optional
 
 import torch
 from torch import Tensor
@@ -50,7 +50,10 @@ def derived_graph(graph: Graph, key: str, build: Callable[[Graph], Graph]) -> Gr
         _DERIVED[graph] = per_graph
     g = per_graph.get(key)
     if g is None:
-        g = build(graph)
+        from gkdfast.graph import cache_mode
+
+        with cache_mode():  # built under inference mode, it would break later training on the graph
+            g = build(graph)
         per_graph[key] = g
     return g
 
@@ -127,3 +130,16 @@ def parse_width_layers(rest: str, spec: str, form: str, hidden: int, num_layers:
     if not h.isdigit() or int(h) < 1 or (layers and (not layers.isdigit() or int(layers) < 1)):
         raise ValueError(f"bad model spec {spec!r}: expected {form}, e.g. {spec.split(':')[0]}:128x2")
     return int(h), int(layers) if layers else num_layers
+
+
+def weights_like(graph: Graph, edge_weight: Optional[Tensor], x: Tensor) -> Optional[Tensor]:
+    """The edge weights a layer applies (``edge_weight``, else the graph's own) in ``x``'s dtype: a
+    float64 model on a graph with float32 weights (or the reverse) would otherwise be refused by spmm.
+
+    Example:
+        >>> g = Graph(torch.tensor([[0], [1]]), edge_weight=torch.tensor([2.0]))
+        >>> weights_like(g, None, torch.zeros(2, 1, dtype=torch.float64)).dtype
+        torch.float64
+    """
+    w = graph.edge_weight if edge_weight is None else edge_weight
+    return w if w is None or w.dtype == x.dtype else w.to(x.dtype)

@@ -7,7 +7,7 @@ import torch
 from torch import Tensor, nn
 
 from gkdfast.graph import Graph
-from gkdfast.nn._utils import check_input
+from gkdfast.nn._utils import check_input, weights_like
 from gkdfast.nn.sparse_input import sparse_linear
 from gkdfast.ops import spmm
 
@@ -72,8 +72,7 @@ class GCNConv(nn.Module):
             >>> torch.allclose(conv.propagate(conv.lin(x), g), conv(x, g))
             True
         """
-        if edge_weight is not None and edge_weight.dtype != h.dtype:
-            edge_weight = edge_weight.to(h.dtype)
+        edge_weight = weights_like(graph, edge_weight, h)
         out = spmm(graph, h, "sum", edge_weight=edge_weight, norm="gcn" if self.normalize else None)
         if self.bias is not None:
             out = out + self.bias

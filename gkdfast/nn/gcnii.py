@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gkdfast.graph import Graph
-from gkdfast.nn._utils import check_features, check_model_sizes
+from gkdfast.nn._utils import check_features, check_model_sizes, weights_like
 from gkdfast.nn.philox_dropout import model_dropout
 from gkdfast.nn.sparse_input import dropped_linear
 from gkdfast.ops import spmm
@@ -124,9 +124,10 @@ class GCNII(nn.Module):
             raise ValueError("gkdfast.nn.GCNII: a graph is required (forward(x, graph))")
         h0 = F.relu(self._input_layer(x))
         h = h0
+        edge_weight = weights_like(graph, None, h0)
         for w, beta in zip(self.weights, self.betas()):
             h = model_dropout(h, self.dropout, self.training)
-            s = (1.0 - self.alpha) * spmm(graph, h, "sum", norm="gcn") + self.alpha * h0
+            s = (1.0 - self.alpha) * spmm(graph, h, "sum", edge_weight=edge_weight, norm="gcn") + self.alpha * h0
             h = F.relu(torch.addmm(s, s, w, beta=1.0 - beta, alpha=beta))
         out = self.lin_out(model_dropout(h, self.dropout, self.training))
         return (out, h) if return_hidden else out

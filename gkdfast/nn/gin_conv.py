@@ -7,7 +7,7 @@ import torch
 from torch import Tensor, nn
 
 from gkdfast.graph import Graph
-from gkdfast.nn._utils import check_input
+from gkdfast.nn._utils import check_input, weights_like
 from gkdfast.nn.sparse_input import input_product, wants_sparse
 from gkdfast.ops import spmm
 
@@ -76,8 +76,7 @@ class GINConv(nn.Module):
         is the same up to rounding."""
         check_input("GINConv", x, graph, self.in_channels)
         sparse = wants_sparse(x, sparse_input)
-        if edge_weight is not None and edge_weight.dtype != x.dtype:
-            edge_weight = edge_weight.to(x.dtype)
+        edge_weight = weights_like(graph, edge_weight, x)
         return self.combine(x, lambda t: spmm(graph, t, "sum", edge_weight=edge_weight), lambda t: t, sparse=sparse)
 
     def combine(self, x: Tensor, aggregate: Callable[[Tensor], Tensor], dst: Callable[[Tensor], Tensor],

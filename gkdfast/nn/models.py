@@ -93,9 +93,16 @@ class _Stack(nn.Module):
         return model_dropout(x, p, True)
 
     def reset_parameters(self) -> None:
-        for m in self.modules():
-            if m is not self and hasattr(m, "reset_parameters"):
-                m.reset_parameters()
+        """Re-initialises every layer as at construction: a module with its own ``reset_parameters``
+        resets itself and its children (GCNConv / GATConv: glorot), which are then left alone (a
+        second reset of the inner ``nn.Linear`` would overwrite glorot with its kaiming default)."""
+        def reset(module: nn.Module) -> None:
+            for child in module.children():
+                if hasattr(child, "reset_parameters"):
+                    child.reset_parameters()
+                else:
+                    reset(child)
+        reset(self)
 
     def forward(self, x: Tensor, graph: Optional[Graph] = None, return_hidden: bool = False) -> Output:
         name = type(self).__name__

@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from gkdfast.graph import cache_mode
+
 __all__ = ["sparse_linear", "sparse_operand", "wants_sparse", "input_product", "dropout_sparse_input", "dropped_linear",
            "SparseInputLinear",
            "linear_rows", "sparse_rows", "csr_head", "csr_row_positions", "SPARSE_DENSITY"]
@@ -28,10 +30,16 @@ __all__ = ["sparse_linear", "sparse_operand", "wants_sparse", "input_product", "
 SPARSE_DENSITY = 0.05
 """Inputs with fewer non-zeros than this fraction take the sparse product."""
 
-# id(features) -> (weak reference to them, their version, their CSR copy or None for "dense").  The
+# id(features) -> (weak reference to them, their stamp, their CSR copy or None for "dense").  The
 # entry goes when the tensor is freed (the weakref's callback), so a mini-batch's sliced features do
-# not outlive their step, and a tensor written in place (its version moves) is converted again.
-_CACHE: Dict[int, Tuple["weakref.ref[Tensor]", int, Optional[Tensor]]] = {}
+# not outlive their step, and a tensor written in place (its version moves) or given other memory
+# (``x.data = y`` keeps the version) is converted again.  Writes through ``x.data[...]`` or a NumPy view
+# move neither and are not seen.
+_CACHE: Dict[int, Tuple["weakref.ref[Tensor]", tuple, Optional[Tensor]]] = {}
+
+
+def _stamp(x: Tensor) -> tuple:
+    return x._version, x.data_ptr(), x.storage_offset(), tuple(x.shape), x.stride()
 
 
 def _forget(key: int, ref) -> None:
@@ -51,19 +59,20 @@ def _operand(x: Tensor) -> Tensor:
     # Dense stays dense for: a trainable input, anything but a plain float32/float64 matrix (sparse
     # products in half types are not everywhere), autocast regions (the dense product is the one
     # autocast casts) and torch.compile tracing (the cache lookup would break the graph).
+    # An inference tensor (made under torch.inference_mode()) has no version counter to watch: dense.
     if (x.requires_grad or x.dim() != 2 or x.layout != torch.strided or x.dtype not in (torch.float32, torch.float64)
-            or _autocast_on(x.device.type) or torch.compiler.is_compiling()):
+            or _autocast_on(x.device.type) or torch.compiler.is_compiling() or x.is_inference()):
         return x
     key = id(x)
     hit = _CACHE.get(key)
-    if hit is None or hit[0]() is not x or hit[1] != x._version:
+    if hit is None or hit[0]() is not x or hit[1] != _stamp(x):
         # count_nonzero: no float copy of x (424 MB for Facebook's features) just to measure it
         sparse = x.numel() > 0 and int(torch.count_nonzero(x)) < SPARSE_DENSITY * x.numel()
-        with warnings.catch_warnings():  # torch calls sparse CSR "beta"; sparse.mm on it is what we need
+        with warnings.catch_warnings(), cache_mode():  # (torch calls sparse CSR "beta"; sparse.mm is what we need)
             warnings.simplefilter("ignore", UserWarning)
-            csr = x.to_sparse_csr() if sparse else None
+            csr = x.to_sparse_csr() if sparse else None  # outside inference mode: later training uses it
         ref = weakref.ref(x, lambda r, k=key: _forget(k, r))
-        hit = _CACHE[key] = (ref, x._version, csr)
+        hit = _CACHE[key] = (ref, _stamp(x), csr)
     return x if hit[2] is None else hit[2]
 
 
@@ -125,7 +134,7 @@ def sparse_linear(lin: nn.Linear, x: Tensor) -> Tensor:
     """``lin(x)``, through a cached CSR copy of ``x`` when fewer than :data:`SPARSE_DENSITY` of its
     entries are non-zero (decided and converted once per tensor object, so pass the same feature
     tensor every epoch; the copy lives as long as ``x`` and is redone when ``x`` is written in place).
-    An ``x`` that requires grad always takes the dense path.
+    An ``x`` that requires grad, or a ``lin`` with forward hooks, always takes the dense path.
 
     Shapes: ``x`` ``[N, F]`` -> ``[N, lin.out_features]``; gradients flow to ``lin``'s parameters.
 
@@ -134,8 +143,15 @@ def sparse_linear(lin: nn.Linear, x: Tensor) -> Tensor:
         >>> sparse_linear(lin, torch.eye(3)).shape
         torch.Size([3, 2])
     """
+    if _hooked(lin):  # reading lin.weight directly would skip its hooks (pruning, weight norm ...)
+        return lin(x.to_dense() if x.layout == torch.sparse_csr else x)
     xs = _operand(x)  # a CSR x (dropout_sparse_input's output) comes back as it is
     return _sparse_mm(xs, lin.weight, lin.bias) if xs.layout == torch.sparse_csr else lin(x)
+
+
+def _hooked(module: nn.Module) -> bool:
+    """Whether ``module`` has forward hooks, which only its own ``__call__`` runs."""
+    return bool(module._forward_hooks or module._forward_pre_hooks)
 
 
 def dropout_sparse_input(x: Tensor, drop: Callable[[Tensor], Tensor]) -> Optional[Tensor]:
@@ -174,10 +190,10 @@ def dropped_linear(lin: nn.Linear, x: Tensor, drop: Optional[Callable[[Tensor], 
         True
     """
     if drop is not None:
-        dropped = dropout_sparse_input(x, drop)
+        dropped = None if _hooked(lin) else dropout_sparse_input(x, drop)
         if dropped is not None:
             return sparse_linear(lin, dropped)
-        x = drop(x)  # None above means x is dense
+        x = drop(x)  # dense: x takes the dense path (or lin has hooks, which the dense call runs)
     return sparse_linear(lin, x)
 
 

@@ -148,8 +148,10 @@ class TAEnsemble(Recipe):
             if kw.get("checkpoint_dir"):
                 kw["checkpoint_dir"] = f"{kw['checkpoint_dir']}-ta{i}"
             kw["desc"] = f"ta_ensemble: assistant {i + 1} ({self.assistant_model}:{width})"
-            kd = KD(alpha=self.alpha, temperature=self.temperature,
-                    **({"epochs": self.assistant_epochs or self.epochs}))
+            # the recipe's training settings reach the assistants too (not KD's defaults)
+            kd = KD(alpha=self.alpha, temperature=self.temperature, epochs=self.assistant_epochs or self.epochs,
+                    **{k: getattr(self, k) for k in ("lr", "weight_decay", "patience", "batch_size", "ties", "passes",
+                                                     "batching", "batch_edges")})
             num_classes = teacher.logits.size(1)
             torch.manual_seed(seed * 1000 + i)
             trained = kd.fit(lambda f, w=width: build_model(self.assistant_model, f, w, num_classes, dropout=0.5),

@@ -81,9 +81,13 @@ class Recipe:
     batching = "partition"  # "partition" of the pool per epoch, or Graph-MLP's "labelled_first" (Distiller)
     batch_edges = "induced"  # "induced": edges inside the batch; "neighbours": every in-neighbour added (Distiller)
 
+    # Hyperparameters a subclass inherits but does not read (refused rather than silently ignored).
+    _not_used: Tuple[str, ...] = ()
+
     def __init__(self, **overrides):
         for k, v in overrides.items():
-            if k.startswith("_") or not hasattr(type(self), k) or callable(getattr(type(self), k)):
+            if k.startswith("_") or k in self._not_used or not hasattr(type(self), k) \
+                    or callable(getattr(type(self), k)):
                 raise ValueError(f"{self.name}: unknown hyperparameter {k!r}; known: {', '.join(self.params())}")
             setattr(self, k, v)
 
@@ -92,7 +96,8 @@ class Recipe:
         out = {}
         for cls in reversed(type(self).__mro__):
             for k, v in vars(cls).items():
-                if not k.startswith("_") and k not in ("name", "needs_teacher", "graph_free_student") and not callable(v) \
+                if not k.startswith("_") and k not in ("name", "needs_teacher", "graph_free_student") \
+                        and k not in self._not_used and not callable(v) \
                         and not isinstance(v, (property, staticmethod, classmethod)):
                     out[k] = getattr(self, k)
         return out

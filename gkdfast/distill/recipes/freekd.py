@@ -191,7 +191,9 @@ class FreeKD(Recipe):
     structure action's reward = drop of the receiver's cross-entropy on labelled nodes between
     consecutive steps (mean baseline), LSP with the Laplace kernel (γ = 0.01) as the local-structure
     loss, T = 1, Adam lr 0.01, weight decay 5e-4, 200 epochs, patience 50 on the best peer's
-    validation accuracy.  The direction policy starts from "the more confident (lower-entropy)
+    validation accuracy.  ``kd_weight`` weighs the whole agent term (node KD, ``structure_weight`` ×
+    LSP and ``policy_weight`` × the policy loss together), so ``kd_weight=0`` trains on labels alone.
+    The direction policy starts from "the more confident (lower-entropy)
     network teaches" (``confidence_prior`` = 5) and learns a correction rewarded by
     ``CE(receiver) − CE(teacher)`` (``reward="teacher_gap"``); the first agent
     (``confidence_prior=0, reward="ce_drop"``) ended below two label-only peers

@@ -62,6 +62,11 @@ class _ScaledLinear(nn.Linear):
             if self.bias is not None:
                 self.bias.div_(self.scale)
 
+    def optimizer_options(self, weight_decay: float) -> dict:
+        """Adam's L2 decay acts on the raw weights: ``wd·scale²`` on them is ``wd`` on the effective
+        weights (the plain ``wd`` would be ``wd / scale²`` there, 10^4 times too strong at scale 0.01)."""
+        return {"weight_decay": weight_decay * self.scale ** 2}
+
     def effective(self) -> Tuple[Tensor, Optional[Tensor]]:
         """The weights the layer applies: ``(scale·weight, scale·bias)``."""
         return self.weight * self.scale, (self.bias * self.scale if self.bias is not None else None)
@@ -211,6 +216,9 @@ class GSDN(Recipe):
       the second head ``z`` is TGS's, on the student's hidden layer; the student's width and depth
       come from the caller (TGS: 1024 hidden).
     * a fresh negative node per edge and step (TGS: per edge and epoch).
+    * the interpolator's linear maps train at ``factor_lr_scale`` × the lr with weight decay 5e-4 on the
+      weights they apply (:class:`_ScaledLinear`); its BatchNorm trains at the full lr (TGS: 1e-4), and
+      its width is ``factor_dim`` = 128 (TGS: the hidden width, 1024 on Cora).
 
     Shapes: the student maps ``[B, F]`` features to ``[B, C]`` logits and must return its hidden layer
     (``return_hidden=True``), e.g. :class:`gkdfast.nn.MLP`.

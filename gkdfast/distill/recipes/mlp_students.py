@@ -23,8 +23,9 @@ class NOSMOG(Recipe):
     features p (:func:`gkdfast.distill.positional.position_features`), and minimises
     ``KL(p_T ‖ p_S) + 0.1·KL at x+δ* (PGD, 5 steps of ε/4) + μ·RSD`` over node mini-batches of 512.
 
-    Defaults (Cora settings of the reference): μ = 0.1, ε = 0.05, position width 64, walks of
-    length 30, 5 per node, window 5; soft-label pass weight 1, hard-label pass weight 0
+    Defaults: μ = 0.1, ε = 0.05, position width 64, walks of length 30, 5 per node, window 5 (the
+    reference's Cora configuration has walks of 50 and ε = 0.04: ``--protocol published`` takes the
+    reference's per-dataset values); soft-label pass weight 1, hard-label pass weight 0
     (``lamb = 1``; we keep a ``ce_weight`` knob).  Position features come from a PPMI/SVD
     factorisation instead of word2vec by default (``pos_method="svd"``); ``pos_method="deepwalk"``
     trains skip-gram embeddings on the walks as the reference does, ``"stream"`` the same with the

@@ -156,17 +156,14 @@ def fit_peers(recipe: Recipe, group: PeerGroup, terms, data, seed: int, warmup_e
     Example:
         >>> fit_peers(OAD(), group, OAD().peer_terms(group), data, 0, 100)   # doctest: +SKIP
     """
-    from gkdfast.distill.distiller import Distiller
-
     dev = distiller_kw.get("device") or "cpu"
     seconds = 0.0
     if warmup_epochs:
         kw = dict(distiller_kw, seed=seed, desc=f"{recipe.name}: warm-up")
         if kw.get("checkpoint_dir"):
             kw["checkpoint_dir"] = kw["checkpoint_dir"] + "-warmup"
-        warm = Distiller(group, [PeerCE(group)], None, lr=recipe.lr, weight_decay=recipe.weight_decay,
-                         epochs=int(warmup_epochs), patience=recipe.patience, batch_size=recipe.batch_size,
-                         **kw).fit(data, data.x)
+        # the recipe's own Distiller options (ties, passes, batching ...), as in the online phase
+        warm = recipe.distiller(group, None, [PeerCE(group)], epochs=int(warmup_epochs), **kw).fit(data, data.x)
         seconds += warm.seconds
     distiller_kw.setdefault("seed", seed)
     result = recipe.distiller(group, None, terms, **distiller_kw).fit(data, data.x)

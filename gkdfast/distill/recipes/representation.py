@@ -94,6 +94,7 @@ class KDGCRD(GCRD):
     """
 
     name = "kd_gcrd"
+    _not_used = ("kd_weight",)  # G-CRD's optional KD term: here KD is the α term
     alpha = 0.9
     temperature = 4.0
     beta = 0.05

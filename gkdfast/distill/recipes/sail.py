@@ -223,6 +223,7 @@ class SAIL(Recipe):
     epochs = 200
     patience: Optional[int] = None
     probe_epochs = 300
+    stage_epochs = ("probe_epochs",)  # a quick run (--epochs N) caps the linear probes too
     baseline = True
 
     def _intra_candidates(self) -> tuple:
