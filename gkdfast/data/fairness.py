@@ -2,7 +2,7 @@
 
 Each returns a :class:`GraphData` with a binary ``sensitive`` attribute (``[N]`` int64 in {0, 1}).
 The column recipes follow the loaders the fair-GNN literature uses (NIFTY for German, Bail, Credit;
-the Income repository's ``load_income``; FairGNN for NBA):
+the Income repository's ``load_income``; FairGNN's columns for NBA, split the NIFTY way below):
 
 ==========  ==============================  ===================  ========================  =========
 name        files                           label                sensitive (1 = ...)       features
@@ -16,7 +16,7 @@ nba         nba.csv, nba_relationship.txt   SALARY (-1 = none)   country        
 ==========  ==============================  ===================  ========================  =========
 
 Features are every other column except the ones the recipe drops (German: ``OtherLoansAtStore``,
-``PurposeOfLoan``; Credit: ``Single``; Income: ``race``; NBA: ``user_id``), each scaled to [-1, 1]
+``PurposeOfLoan``; Credit: ``Single``; Income: ``race``; NBA: ``user_id``, ``country``), each scaled to [-1, 1]
 by its min and max (NIFTY's ``feature_norm``; a constant column becomes 0).  The sensitive column
 stays among the features for German, Bail and Credit (not for Income and NBA).
 Edges are symmetrised, de-duplicated, self-loops dropped.
