@@ -92,8 +92,8 @@ class Runner:
                 with _report.PeakMemory(self.device) as pm:
                     run()
                 mib = pm.peak_bytes / 2**20
-        except RuntimeError as exc:
-            note = str(exc).splitlines()[0][:160]
+        except Exception as exc:  # any one case failing must not lose the others' rows
+            note = f"{type(exc).__name__}: " + (str(exc).splitlines() or [""])[0][:160]
             if self.device.type == "cuda":
                 torch.cuda.empty_cache()
         self.rows.append(dict(case=case, impl=impl, ms=ms, peak_mib=mib, tf32=tf32_on, note=note))
@@ -298,25 +298,31 @@ def main(argv=None) -> int:
     sz = SMALL_SIZES if args.small else sizes(False)
     r = Runner(device, args.repeats, args.max_seconds)
     tf32_settings = (False, True) if device.type == "cuda" else (False,)
+    os.makedirs(args.out, exist_ok=True)
+
+    def save() -> dict:
+        """Both JSON files as they stand: written after every part, so a run stopped by its time
+        limit still leaves what it measured."""
+        _report.write_json(r.rows, os.path.join(args.out, "compare.json"), device=str(device))
+        summary = summarize(r.rows)
+        with open(os.path.join(args.out, "summary.json"), "w") as f:
+            json.dump(summary, f, indent=1)
+        return summary
+
     if "spmm" in args.parts:
         spmm_cases(r, sz)
+        save()
     if "lsp" in args.parts:
         lsp_case(r, sz)
+        save()
     for tf32_on in tf32_settings:
         with tf32(tf32_on):
             matmul_case(r, sz, tf32_on)
-            if "gsp" in args.parts:
-                gsp_cases(r, sz, tf32_on)
-            if "crd" in args.parts:
-                crd_case(r, sz, tf32_on)
-            if "gram" in args.parts:
-                gram_case(r, sz, tf32_on)
-    os.makedirs(args.out, exist_ok=True)
-    _report.write_json(r.rows, os.path.join(args.out, "compare.json"), device=str(device))
-    summary = summarize(r.rows)
-    with open(os.path.join(args.out, "summary.json"), "w") as f:
-        json.dump(summary, f, indent=1)
-    print("\n" + format_summary(summary))
+            for part, run in (("gsp", gsp_cases), ("crd", crd_case), ("gram", gram_case)):
+                if part in args.parts:
+                    run(r, sz, tf32_on)
+                    save()
+    print("\n" + format_summary(save()))
     return 0
 
 

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# The one script to run on a lent GPU machine (H200: python3 with torch+CUDA, nvcc, pytest,
-# hypothesis, pytest-benchmark preinstalled; no internet).  From the repository root:
+# The one script to run on a lent GPU machine (H200: python3 with torch+CUDA and nvcc; pytest,
+# hypothesis, numpy, scipy, xdist and ninja are checked in env.txt; no internet).  From the repository root:
 #
 #     bash scripts/device_check.sh            # results under $OUT (default: out/device)
+#     DRY_RUN=1 OUT=/tmp/dc bash scripts/device_check.sh   # CPU rehearsal: no build, compare --small on cpu
 #
-# Steps, each with its own time limit so the whole run ends inside one 10-minute device call:
+# Steps, each with its own time limit, all inside DEADLINE seconds (default 540) so the whole run ends
+# inside one 10-minute device call; results land in $OUT as each step ends:
 #   1. environment report (GPU, driver, torch, nvcc)
 #   2. in-place build of gkdfast._C with the CUDA kernels (GKDFAST_CUDA=1, sm_90, MAX_JOBS=16)
 #   3. import check: compiled_with_cuda(), a GPU is visible, every gkdfast op has a CUDA kernel;
@@ -18,13 +20,15 @@
 #   build and run beside the tests until QUALITY_UNTIL seconds after the start, then stop; every
 #   finished training run is in quality.tar.gz (runs-*.jsonl), and the report is rebuilt from them
 #   with `scripts/quality.py --from-runs` (there, and again wherever the files land).
-# Files written to $OUT (flat, as the device tool returns them): summary.txt, env.txt, build.log,
-# tests_cuda.log, compare.log, summary.json, compare.json; tests_cpu.log without SKIP_CPU_TESTS=1 (the
-# default skips them: CI runs the CPU suite), bench.log + bench.tar.gz with BENCH_ALL=1,
+# Files written to $OUT: summary.txt, env.txt, build.log, crash_probe.log, tests_cuda.log, compare.log,
+# summary.json, compare.json (rewritten after every part of the comparison); tests_cpu.log without
+# SKIP_CPU_TESTS=1 (the default skips them: CI runs the CPU suite), bench.log + bench/ with BENCH_ALL=1,
 # quality.tar.gz with QUALITY=1, ncu.csv with PROFILE=1.
-# Knobs: PYTHON, GKDFAST_CUDA_ARCH_LIST (9.0), MAX_JOBS (16), T_BUILD / T_CUDA_TESTS / T_CPU_TESTS /
-# T_COMPARE / T_BENCH / T_PROBE (seconds per step), SKIP_COMPARE=1, SKIP_CPU_TESTS (1 by default),
-# BENCH_ALL=1, BENCH_SMALL=1 (tiny benchmark sizes),
+# Knobs: PYTHON, GKDFAST_CUDA_ARCH_LIST (9.0), MAX_JOBS (16), DEADLINE (seconds for everything, 540),
+# T_BUILD / T_CUDA_TESTS / T_CPU_TESTS / T_COMPARE / T_BENCH / T_PROBE (seconds per step, clipped to
+# what DEADLINE leaves), SKIP_COMPARE=1, SKIP_CPU_TESTS (1 by default), GKDFAST_COMMIT (recorded in
+# env.txt when the copy has no .git), DRY_RUN=1, TEST_PATHS (tests), BENCH_ALL=1, BENCH_LIST (spmm structure pooling
+# contrastive: the GPU runners, in that order), BENCH_SMALL=1 (tiny benchmark sizes),
 # BENCH_MAX_SECONDS (per case and implementation), PROFILE=1 (ncu on scripts/profile_gpu.py cases,
 # PROFILE_CASES, into ncu.csv), QUALITY=1, QUALITY_UNTIL (seconds, 400),
 # QUALITY_DATASETS (all six), QUALITY_SEEDS (one worker per dataset and space-separated seed list;
@@ -39,21 +43,27 @@ export PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
 export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
 export MAX_JOBS=${MAX_JOBS:-16}
 ARCH=${GKDFAST_CUDA_ARCH_LIST:-9.0}
-T_BUILD=${T_BUILD:-300}
-T_CUDA_TESTS=${T_CUDA_TESTS:-150}
+T_BUILD=${T_BUILD:-270}
+T_CUDA_TESTS=${T_CUDA_TESTS:-120}
 T_CPU_TESTS=${T_CPU_TESTS:-120}
 T_BENCH=${T_BENCH:-150}
-T_COMPARE=${T_COMPARE:-240}
+T_COMPARE=${T_COMPARE:-150}
+DEADLINE=${DEADLINE:-540}
+DRY=${DRY_RUN:-0}
 SUMMARY="$OUT/summary.txt"
 : > "$SUMMARY"
 t0=$(date +%s)
 note() { echo "device_check: $*" | tee -a "$SUMMARY"; }
-# step NAME SECONDS LOGFILE CMD...: runs CMD with a time limit, output to LOGFILE (and its tail to
-# stdout), and records status and duration in the summary.
+# step NAME SECONDS LOGFILE CMD...: runs CMD with a time limit (clipped so the run ends by DEADLINE,
+# 15 s kept for the summary), output to LOGFILE (and its tail to stdout), and records status and
+# duration in the summary.  A step with under 10 s left is skipped (exit 124).
 step() {
-  local name=$1 limit=$2 log=$3 s rc
+  local name=$1 limit=$2 log=$3 s rc left
   shift 3
   s=$(date +%s)
+  left=$(( t0 + DEADLINE - 15 - s ))
+  if [ "$left" -lt 10 ]; then note "$name: skipped, DEADLINE=${DEADLINE}s reached"; return 124; fi
+  [ "$limit" -gt "$left" ] && limit=$left
   timeout --signal=TERM --kill-after=10 "$limit" "$@" >> "$log" 2>&1
   rc=$?
   tail -n 25 "$log"
@@ -67,27 +77,40 @@ step() {
 # ---- 1. environment ------------------------------------------------------------------------
 {
   date -u
+  echo "commit ${GKDFAST_COMMIT:-$(git rev-parse HEAD 2>/dev/null || echo unknown)}"
   nvidia-smi 2>&1 | head -n 15
   "$PY" -c "import torch, sys; print('python', sys.version.split()[0]); print('torch', torch.__version__, 'cuda', torch.version.cuda, 'available', torch.cuda.is_available()); print('device', torch.cuda.get_device_name(0) if torch.cuda.is_available() else None)"
   nvcc --version 2>&1 | tail -n 2
   echo "cpus $(nproc)"
+  for m in pytest hypothesis numpy scipy xdist ninja tqdm; do
+    if "$PY" -c "import $m" 2>/dev/null; then echo "module $m: yes"; else echo "module $m: MISSING"; fi
+  done
+  for c in ninja gdb ncu; do echo "command $c: $(command -v "$c" || echo MISSING)"; done
 } > "$OUT/env.txt" 2>&1
 cat "$OUT/env.txt"
+if grep -q "module ninja: MISSING" "$OUT/env.txt" && ! command -v ninja >/dev/null 2>&1; then
+  note "no ninja: the build runs one file at a time and may not fit T_BUILD"
+fi
 
 # ---- 2. build -----------------------------------------------------------------------------
-CUDA_HOME=$(bash scripts/cuda_home.sh) || { note "no CUDA toolkit found"; exit 1; }
-export CUDA_HOME
-note "building with CUDA_HOME=$CUDA_HOME, arch $ARCH, MAX_JOBS=$MAX_JOBS"
-rm -f gkdfast/_C*.so
-if ! step build "$T_BUILD" "$OUT/build.log" env GKDFAST_CUDA=1 GKDFAST_CUDA_ARCH_LIST="$ARCH" \
-    "$PY" setup.py build_ext --inplace; then
-  grep -E "error|FAILED" "$OUT/build.log" | head -n 30
-  note "build failed: stopping (see build.log)"
-  exit 1
+if [ "$DRY" = "1" ]; then
+  note "DRY_RUN: no CUDA build; the extension already built here is used"
+else
+  CUDA_HOME=$(bash scripts/cuda_home.sh) || { note "no CUDA toolkit found"; exit 1; }
+  export CUDA_HOME
+  note "building with CUDA_HOME=$CUDA_HOME, arch $ARCH, MAX_JOBS=$MAX_JOBS"
+  rm -f gkdfast/_C*.so
+  if ! step build "$T_BUILD" "$OUT/build.log" env GKDFAST_CUDA=1 GKDFAST_CUDA_ARCH_LIST="$ARCH" \
+      "$PY" setup.py build_ext --inplace; then
+    grep -E "error|FAILED" "$OUT/build.log" | head -n 30
+    note "build failed: stopping (see build.log)"
+    exit 1
+  fi
 fi
 
 # ---- 3. import check ----------------------------------------------------------------------
-"$PY" - <<'EOF' 2>&1 | tee -a "$SUMMARY"
+DRY_RUN="$DRY" "$PY" - <<'EOF' 2>&1 | tee -a "$SUMMARY"
+import os, sys
 import torch
 import gkdfast
 from gkdfast import _backend
@@ -98,7 +121,14 @@ missing = [n for n in ops if not torch._C._dispatch_has_kernel_for_dispatch_key(
 print("device_check: import: compiled_with_cuda=%s, cuda available=%s, %d/%d ops with CUDA kernels%s"
       % (m.compiled_with_cuda(), torch.cuda.is_available(), len(ops) - len(missing), len(ops),
          (" (missing: %s)" % ", ".join(missing)) if missing else ""))
+# Without the CUDA kernels every later step would time the pure-PyTorch reference: stop instead.
+if os.environ.get("DRY_RUN") != "1" and not (m.compiled_with_cuda() and torch.cuda.is_available()):
+    sys.exit("device_check: import: no CUDA kernels or no GPU")
 EOF
+if [ "${PIPESTATUS[0]}" -ne 0 ]; then
+  note "import check failed: stopping (the tests and timings would run on the reference backend)"
+  exit 1
+fi
 
 # ---- quality workers (background, beside the tests) ----------------------------------------
 QDIR=""
@@ -118,7 +148,7 @@ fi
 
 # ---- 3b. crash probe: each suspect call of an op's CUDA error path in its own process ----------
 # (session 18: sample_neighbors with an out-of-range seed segfaulted the test process on the H200)
-step "crash probe" "${T_PROBE:-120}" "$OUT/crash_probe.log" "$PY" scripts/cuda_crash_probe.py
+step "crash probe" "${T_PROBE:-60}" "$OUT/crash_probe.log" "$PY" scripts/cuda_crash_probe.py
 grep -E "^[a-z].*: " "$OUT/crash_probe.log" | cut -c1-160 | sed 's/^/device_check: probe: /' | tee -a "$SUMMARY"
 
 # ---- 4. tests -----------------------------------------------------------------------------
@@ -126,9 +156,14 @@ XDIST=""
 "$PY" -c "import xdist" 2>/dev/null && XDIST="-n 8"
 CUDA_XDIST=""
 [ -n "$XDIST" ] && CUDA_XDIST="-n 4"
-step "tests (-m cuda)" "$T_CUDA_TESTS" "$OUT/tests_cuda.log" "$PY" -m pytest -q -m cuda -p no:cacheprovider \
-  $CUDA_XDIST --durations=10 tests
-note "cuda tests: $(grep -E '(passed|failed|error)' "$OUT/tests_cuda.log" | tail -n 1)"
+# A missing optional module fails only its files (--continue-on-collection-errors); a hang dumps the
+# stacks after 60 s; -rfE lists every failure, copied into the summary.
+step "tests (-m cuda)" "$T_CUDA_TESTS" "$OUT/tests_cuda.log" "$PY" -m pytest -q -rfE -m cuda -p no:cacheprovider \
+  --continue-on-collection-errors -o faulthandler_timeout=60 $CUDA_XDIST --durations=10 ${TEST_PATHS:-tests}
+last=$(grep -E '[0-9]+ (passed|failed|error|skipped|deselected)' "$OUT/tests_cuda.log" | tail -n 1)
+note "cuda tests: ${last:-no final summary (killed or crashed: see tests_cuda.log)}"
+grep -E '^(FAILED|ERROR) ' "$OUT/tests_cuda.log" | head -n 30 | cut -c1-200 | sed 's/^/device_check:   /' \
+  | tee -a "$SUMMARY"
 if [ "${SKIP_CPU_TESTS:-1}" != "1" ]; then
   step "tests (cpu)" "$T_CPU_TESTS" "$OUT/tests_cpu.log" env OMP_NUM_THREADS=2 "$PY" -m pytest -q \
     -m "not cuda and not slow" -p no:cacheprovider $XDIST tests
@@ -147,29 +182,30 @@ fi
 
 # ---- 5. new vs legacy vs peers --------------------------------------------------------------
 if [ "${SKIP_COMPARE:-0}" != "1" ]; then
-  CMP_DIR=$(mktemp -d)
-  step "gpu compare" "$T_COMPARE" "$OUT/compare.log" "$PY" benchmarks/gpu_compare.py --device cuda --out "$CMP_DIR" \
-    --max-seconds "${BENCH_MAX_SECONDS:-4}"
-  cp "$CMP_DIR/summary.json" "$CMP_DIR/compare.json" "$OUT/" 2>/dev/null || note "gpu compare: no summary written"
+  # Written straight into $OUT after every part: a run cut by its limit keeps what it measured.
+  CMP_ARGS=(--device cuda)
+  [ "$DRY" = "1" ] && CMP_ARGS=(--device cpu --small --repeats 1)
+  step "gpu compare" "$T_COMPARE" "$OUT/compare.log" "$PY" benchmarks/gpu_compare.py "${CMP_ARGS[@]}" \
+    --out "$OUT" --max-seconds "${BENCH_MAX_SECONDS:-4}"
+  [ -f "$OUT/summary.json" ] || note "gpu compare: no summary written"
 fi
 
 # ---- 6. all benchmarks (BENCH_ALL=1) --------------------------------------------------------
 if [ "${BENCH_ALL:-0}" = "1" ] && [ "${SKIP_BENCH:-0}" != "1" ]; then
-  BENCH_DIR=$(mktemp -d)
   [ "${BENCH_SMALL:-0}" = "1" ] && export GKDFAST_BENCH_SMALL=1
+  bench_device=cuda
+  [ "$DRY" = "1" ] && bench_device=cpu
   budget_end=$(( $(date +%s) + T_BENCH ))
-  for b in benchmarks/bench_*.py; do
-    [ -f "$b" ] || continue
-    grep -q '__main__' "$b" || continue
+  for name in ${BENCH_LIST:-spmm structure pooling contrastive}; do
+    b="benchmarks/bench_$name.py"
+    [ -f "$b" ] || { note "bench $name: no $b"; continue; }
     left=$(( budget_end - $(date +%s) ))
-    if [ $left -lt 20 ]; then note "bench $(basename "$b"): skipped, benchmark budget spent"; continue; fi
-    args=(--out "$BENCH_DIR/$(basename "$b" .py)" --max-seconds "${BENCH_MAX_SECONDS:-20}")
-    "$PY" "$b" --help 2>/dev/null | grep -q -- '--device' && args+=(--device cuda)
+    if [ $left -lt 20 ]; then note "bench $name: skipped, benchmark budget spent"; continue; fi
+    args=(--out "$OUT/bench/$name" --max-seconds "${BENCH_MAX_SECONDS:-20}")
+    grep -q '"--device"' "$b" && args+=(--device "$bench_device")
     echo "==== $b ${args[*]}" >> "$OUT/bench.log"
-    step "bench $(basename "$b")" "$left" "$OUT/bench.log" "$PY" "$b" "${args[@]}"
+    step "bench $name" "$left" "$OUT/bench.log" "$PY" "$b" "${args[@]}"
   done
-  tar -czf "$OUT/bench.tar.gz" -C "$BENCH_DIR" . 2>/dev/null
-  rm -rf "$BENCH_DIR"
 fi
 # ---- 7. profiles (PROFILE=1): Nsight Compute on one call per case, summary CSV --------------------
 if [ "${PROFILE:-0}" = "1" ]; then
