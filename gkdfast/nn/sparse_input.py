@@ -145,8 +145,15 @@ def sparse_linear(lin: nn.Linear, x: Tensor) -> Tensor:
     """
     if _hooked(lin):  # reading lin.weight directly would skip its hooks (pruning, weight norm ...)
         return lin(x.to_dense() if x.layout == torch.sparse_csr else x)
+    return _linear_body(lin, x)
+
+
+def _linear_body(lin: nn.Linear, x: Tensor) -> Tensor:
+    """:func:`sparse_linear` once ``lin``'s hooks have run (inside its own ``forward``)."""
     xs = _operand(x)  # a CSR x (dropout_sparse_input's output) comes back as it is
-    return _sparse_mm(xs, lin.weight, lin.bias) if xs.layout == torch.sparse_csr else lin(x)
+    if xs.layout == torch.sparse_csr:
+        return _sparse_mm(xs, lin.weight, lin.bias)
+    return F.linear(x, lin.weight, lin.bias)
 
 
 def _hooked(module: nn.Module) -> bool:
@@ -210,7 +217,7 @@ class SparseInputLinear(nn.Linear):
     """
 
     def forward(self, x: Tensor, sparse_input: bool = False) -> Tensor:
-        return sparse_linear(self, x) if sparse_input else super().forward(x)
+        return _linear_body(self, x) if sparse_input else super().forward(x)  # (hooks ran in __call__)
 
 
 def csr_row_positions(rowptr: Tensor, rows: Tensor) -> Tuple[Tensor, Tensor]:
