@@ -29,6 +29,12 @@ def _fsync_dir(folder: str) -> None:
         os.close(fd)
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: str, write: Callable[[IO[bytes]], None]) -> None:
     """Calls ``write(f)`` on a fresh binary temporary file beside ``path``, then renames it to ``path``.
 
@@ -43,6 +49,8 @@ def atomic_write(path: str, write: Callable[[IO[bytes]], None]) -> None:
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
     try:
+        # mkstemp makes the file 0600; the result gets the mode a plain open() would give it
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()

@@ -267,14 +267,18 @@ def _distill(args) -> int:
         if group is not None:
             raise ValueError("--teacher auto: pick the teacher in one process first (the log names it), then "
                              "pass it with --teacher under --distributed")
-        teacher, selection = select_teacher(data, seed=args.seed, epochs=args.epochs, device=device, log=log,
-                                            cache_dir=args.cache_dir or os.path.join(out, "cache"))
+        selection = None
     if args.setting == "inductive":
         log(f"inductive setting: {args.inductive_fraction:.0%} of the test nodes and their edges are hidden "
             "during training; accuracy is measured on those nodes")
     # One run per --out at a time: a second one would share checkpoints and results.  Under torchrun
-    # rank 0 holds the lock for the whole group.
+    # rank 0 holds the lock for the whole group.  (Taken before the teacher selection, which may be long.)
     with exclusive_dir(out, "--out folder", enabled=os.environ.get("RANK", "0") == "0"):
+        if auto_teacher:  # on what the experiment's teacher will see: masked data, the observed graph
+            teacher, selection = select_teacher(
+                data, seed=args.seed, epochs=args.epochs, device=device, log=log,
+                cache_dir=args.cache_dir or os.path.join(out, "cache"), missing_rate=args.missing_rate or 0.0,
+                inductive_fraction=args.inductive_fraction if args.setting == "inductive" else None)
         results = run_experiment(data, teacher=teacher, students=students, methods=methods,
                                  seeds=list(range(args.seed, args.seed + num_seeds(args))), epochs=args.epochs,
                                  device=device, out=out, cache_dir=args.cache_dir,

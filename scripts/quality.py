@@ -47,6 +47,7 @@ sys.path.insert(0, ROOT)
 import torch  # noqa: E402
 
 from gkdfast import _backend  # noqa: E402
+from gkdfast._io import atomic_write  # noqa: E402
 from gkdfast.data import default_root, load  # noqa: E402
 from gkdfast.distill.teacher_cache import default_cache_dir  # noqa: E402
 from gkdfast.distill.experiment import parse_model, run_experiment  # noqa: E402
@@ -91,6 +92,19 @@ def _where(args):
             "threads": torch.get_num_threads()}
 
 
+def run_config(common: dict) -> str:
+    """A short hash of the settings a run's numbers depend on (models, dropout, methods, per-dataset
+    overrides, epochs, gkdfast version): ``merge_runs`` refuses to merge runs of different settings that
+    ended up in one log (a quick ``--epochs 5`` check beside the full run, say)."""
+    import hashlib
+
+    from gkdfast import __version__
+
+    keys = ("teacher", "students", "methods", "overrides", "epochs")
+    text = json.dumps({k: repr(common[k]) for k in keys}, sort_keys=True) + __version__
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
 def _dataset_path(name, args):
     rel, inner, split = DATASETS[name]
     path = os.path.join(args.data, rel)
@@ -106,7 +120,7 @@ def run_dataset(name, args, log):
     common = dict(teacher=parse_model("sage:128"), students=[parse_model("mlp:128", dropout=args.dropout)],
                   methods=args.methods, device=args.device, overrides=OVERRIDES.get(name, {}), log=log,
                   epochs=args.epochs, progress=args.progress)
-    where = _where(args)
+    where = dict(_where(args), config=run_config(common))
     t0 = time.perf_counter()
     ours_runs = RunsLog(args.runs_log, dataset=name, backend="native", **where)
     ref_runs = RunsLog(args.runs_log, dataset=name, backend="reference", **where)
@@ -204,8 +218,8 @@ def write_markdown(all_results, args, path):
     kept = _kept_published_block(path)
     if kept:  # the second table (--protocol published) lives in this file too: keep it
         lines += ["", kept, ""]
-    with open(path, "w") as f:
-        f.write("\n".join(lines))
+    # atomic: a kill mid-write would truncate the report and lose the kept published block for good
+    atomic_write(path, lambda f: f.write("\n".join(lines).encode()))
 
 
 def _kept_published_block(path):
@@ -299,8 +313,8 @@ def main(argv=None):
         _, _, res, ref, _, _ = all_results[name]
         save_json(res, os.path.join(raw, f"{name}.json"))
         if ref is not None and "error" not in ref:
-            with open(os.path.join(raw, f"{name}.reference-timing.json"), "w") as f:
-                json.dump(ref, f, indent=2)
+            atomic_write(os.path.join(raw, f"{name}.reference-timing.json"),
+                         lambda f, ref=ref: f.write(json.dumps(ref, indent=2).encode()))
         write_markdown(all_results, args, args.out)  # after each dataset: partial results survive a kill
     if args.report:
         log(f"wrote {args.out}")

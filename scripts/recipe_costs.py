@@ -141,9 +141,11 @@ def main() -> int:
         out += rs
         print(_row(rs), flush=True)
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"data": os.path.basename(args.data.rstrip("/")), "name": args.name, "epochs": args.epochs,
-                       "protocol": args.protocol, "rows": out}, f, indent=1)
+        from gkdfast._io import atomic_write
+
+        doc = {"data": os.path.basename(args.data.rstrip("/")), "name": args.name, "epochs": args.epochs,
+               "protocol": args.protocol, "rows": out}
+        atomic_write(args.json, lambda f: f.write(json.dumps(doc, indent=1).encode()))
     return 0
 
 

@@ -38,7 +38,7 @@ from gkdfast.distill.checkpoint_cadence import CheckpointCadence
 from gkdfast.distill.neighbourhood import (neighbourhood_batch, pad_neighbour_rows, refuse_nonfinite_loss,
                                           refuse_unmasked_terms)
 from gkdfast.distill import ddp as _ddp
-from gkdfast.distill.teacher_cache import TeacherOutputs, hash_tensor, teacher_outputs
+from gkdfast.distill.teacher_cache import TeacherOutputs, hash_edge_weights, hash_tensor, teacher_outputs
 from gkdfast.distill.terms import Dims, LossTerm, StepContext
 
 __all__ = ["Distiller", "FitResult", "StopTraining", "accuracy", "uses_graph", "call_model", "eval_logits"]
@@ -412,6 +412,7 @@ class Distiller:
             h.update(str(graph.num_nodes).encode())
             hash_tensor(h, graph.rowptr)
             hash_tensor(h, graph.col)
+            hash_edge_weights(h, graph)  # (nothing for an unweighted graph: its fingerprints are unchanged)
         if teacher is not None:
             if teacher.key is not None:  # the cache key already hashes the teacher's weights and inputs
                 h.update(teacher.key.encode())

@@ -103,6 +103,27 @@ def parse_model(spec: str, dropout: float = 0.5, num_layers: Optional[int] = Non
     return ModelSpec(name, DEFAULT_HIDDEN, num_layers, dropout)
 
 
+def seed_data(data, seed: int, missing_rate: float = 0.0, inductive_fraction: Optional[float] = None):
+    """``(d, split, train_data)`` of one seed: ``d`` the seed's split (:func:`seed_split`) with its
+    missing features and edges masked under ``missing_rate`` (:func:`gkdfast.data.mask_missing`), ``split``
+    the inductive split of ``d`` (``None`` unless ``inductive_fraction`` is given), and ``train_data`` what
+    teacher and students may see: ``split.observed`` in the inductive setting, else ``d``.
+
+    Example:
+        >>> from gkdfast.data import csbm
+        >>> d, split, seen = seed_data(csbm(num_nodes=300, num_classes=3, seed=0), 1, inductive_fraction=0.2)
+        >>> seen.num_nodes < d.num_nodes
+        True
+    """
+    d = seed_split(data, seed)
+    if missing_rate:
+        from gkdfast.data.missing import mask_missing
+
+        d = mask_missing(d, missing_rate, seed)
+    split = inductive_split(d, inductive_fraction, seed) if inductive_fraction is not None else None
+    return d, split, (split.observed if split is not None else d)
+
+
 def seed_split(data, seed: int):
     """``data`` with the split for ``seed``: re-drawn with the same per-class counts (e.g. 20/30) when the
     data's split was a random one, a stratified 60/20/20 drawn for the seed when it is marked
@@ -372,14 +393,8 @@ def run_experiment(data, *, teacher: Optional[ModelSpec], students: Sequence[Mod
             details.append(dict(run))
 
     for seed in seeds:
-        d = seed_split(data, seed)
-        if missing_rate:
-            from gkdfast.data.missing import mask_missing
-
-            d = mask_missing(d, missing_rate, seed)
+        d, split, train_data = seed_data(data, seed, missing_rate, inductive_fraction if inductive else None)
         graph = d.graph.to(dev)  # the graph every model is evaluated on (incomplete under missing_rate)
-        split = inductive_split(d, inductive_fraction, seed) if inductive else None
-        train_data = split.observed if inductive else d  # what teacher and students may see
         y, test = d.y, (split.ind_test_mask.cpu() if inductive else d.test_mask)
         if int(test.sum()) == 0 or int(d.train_mask.sum()) == 0:
             raise ValueError(f"the split of seed {seed} leaves no training or no test node "

@@ -430,16 +430,18 @@ def prepare(data, setting: PublishedSetting):
     return data
 
 
-def _select_teacher(s: PublishedSetting, d, seed: int, epochs: Optional[int], device, log, cache_dir=None):
+def _select_teacher(s: PublishedSetting, d, seed: int, epochs: Optional[int], device, log, cache_dir=None,
+                    teacher_changes: Optional[dict] = None):
     """``s`` with the teacher picked by validation among its own and the common candidates (a candidate
     with the same label as the setting's teacher is left out: the rows could not tell them apart)."""
     from gkdfast.distill.experiment import parse_model
     from gkdfast.distill.teacher_select import DEFAULT_CANDIDATES, select_teacher
 
     others = [c for c in DEFAULT_CANDIDATES if parse_model(c).label != s.teacher.label]
-    params = dict(s.teacher_params, **({"epochs": epochs} if epochs else {}))
+    params = _teacher_params(s, teacher_changes, epochs)  # the epochs the chosen teacher will train
     spec, table = select_teacher(d, [s.teacher] + others, seed=seed, epochs=params.pop("epochs", None),
-                                 teacher_params=params, device=device, log=log, cache_dir=cache_dir)
+                                 teacher_params=params, device=device, log=log, cache_dir=cache_dir,
+                                 missing_rate=s.missing_rate or 0.0)
     note = f"--teacher auto: {spec.label} picked by validation accuracy among " + \
         ", ".join(f"{row['model']} {100 * row['val_acc']:.1f}" for row in table)
     return replace(s, teacher=spec, notes=s.notes + (note,)), {"picked": spec.label, "candidates": table}
@@ -532,7 +534,8 @@ def run_published(data, *, methods: Optional[Sequence[str]] = None, seeds: Seque
         selection = None
         if auto_teacher and s.teacher is not None:
             s, selection = _select_teacher(s, d, seeds[0], epochs, device, log,
-                                           None if out is None else os.path.join(out, s.key, "cache"))
+                                           None if out is None else os.path.join(out, s.key, "cache"),
+                                           teacher_changes)
         kw = _recipe_kwargs(s, user, epochs)
         log(f"published setting {s.key}: {', '.join(s.methods)} on {d.num_nodes} nodes; teacher "
             f"{s.teacher.label if s.teacher else 'none'}, students {', '.join(x.label for x in s.students)}")

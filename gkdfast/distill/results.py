@@ -229,6 +229,7 @@ def save_png(results: dict, path: str) -> None:
     for i, m in enumerate(means):
         ax.text(i, m + 0.5, f"{m:.1f}", ha="center", va="bottom", fontsize=7)
     fig.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=120)
+    from gkdfast._io import atomic_write
+
+    atomic_write(path, lambda f: fig.savefig(f, dpi=120, format="png"))  # a kill leaves no truncated PNG
     plt.close(fig)

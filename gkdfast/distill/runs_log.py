@@ -128,7 +128,9 @@ def merge_runs(runs: Iterable[dict], dataset: str, seeds: Sequence[int], num_nod
     from one source only, the one that finished most runs of it (ties: the first seen), so a seed's
     rows share one teacher; the first record of a (seed, method, model) wins (a resumed worker may
     log a run twice).  A row's accuracy averages over every seed that has it (rows may have different
-    seed counts); only ``seeds`` count, so a timing-only run can use a seed of its own.  Train /
+    seed counts); only ``seeds`` count, so a timing-only run can use a seed of its own.  Runs recorded
+    with different ``config`` fields (``scripts/quality.py`` hashes its settings into each) are refused
+    (ValueError) rather than merged into one row.  Train /
     inference times come from the source with the most chosen runs, the others only where that source
     has no run of the row.  Reference-backend runs are paired with our runs of the same source.
     ``name`` is the dataset name in the results (default ``dataset``).
@@ -143,8 +145,14 @@ def merge_runs(runs: Iterable[dict], dataset: str, seeds: Sequence[int], num_nod
         True
     """
     mine = [r for r in runs if r.get("dataset") == dataset]
-    per_seed = {}  # seed -> source -> {(method, model): run}
     wanted = set(seeds)
+    configs = sorted({str(r.get("config")) for r in mine if r.get("backend", "native") == "native"
+                      and r["seed"] in wanted})
+    if len(configs) > 1:  # e.g. a quick --epochs check logged beside the full run: never one row
+        raise ValueError(f"merge_runs: the runs of {dataset} come from {len(configs)} different settings "
+                         f"(config {', '.join(configs)}; 'None': logged without one); merge the logs of one "
+                         "setting at a time")
+    per_seed = {}  # seed -> source -> {(method, model): run}
     for r in mine:
         if r.get("backend", "native") != "native" or r["seed"] not in wanted:
             continue

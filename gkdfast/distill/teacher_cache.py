@@ -60,6 +60,25 @@ def default_cache_dir() -> str:
     return os.environ.get("GKDFAST_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "gkdfast")
 
 
+def hash_edge_weights(h, graph) -> None:
+    """Feeds ``graph``'s edge weights, if any, into ``h`` in CSR order: the weights are stored in the order
+    of the input edges, so two graphs with the same CSR and the same weight vector can still weigh
+    different edges (hashing the raw vector would give them one key).  Nothing for an unweighted graph.
+
+    Example:
+        >>> import hashlib, gkdfast
+        >>> w = torch.tensor([1.0, 5.0, 1.0])
+        >>> a, b = hashlib.sha256(), hashlib.sha256()
+        >>> hash_edge_weights(a, gkdfast.Graph(torch.tensor([[1, 0, 2], [0, 1, 0]]), 3, w))
+        >>> hash_edge_weights(b, gkdfast.Graph(torch.tensor([[1, 2, 0], [0, 0, 1]]), 3, w))
+        >>> a.hexdigest() == b.hexdigest()
+        False
+    """
+    weight = getattr(graph, "edge_weight", None)
+    if weight is not None:
+        hash_tensor(h, graph.to_csr_order(weight))
+
+
 def hash_tensor(h, t: Tensor) -> None:
     """Feeds dtype, shape and every byte of ``t`` into the hashlib object ``h``.
 
@@ -124,10 +143,8 @@ def fingerprint(model: nn.Module, x: Tensor, graph=None) -> str:
         h.update(str(graph.num_nodes).encode())
         hash_tensor(h, graph.rowptr)
         hash_tensor(h, graph.col)
-        weight = getattr(graph, "edge_weight", None)
-        h.update(b"w" if weight is not None else b"-")
-        if weight is not None:
-            hash_tensor(h, weight)
+        h.update(b"w" if getattr(graph, "edge_weight", None) is not None else b"-")
+        hash_edge_weights(h, graph)
     return h.hexdigest()
 
 
@@ -154,6 +171,21 @@ def _forward(model: nn.Module, x: Tensor, graph, chunk_rows: Optional[int] = Non
     else:
         logits, hidden = out, None
     return logits.float(), (hidden.float() if hidden is not None else None)
+
+
+def _durable(folder: str) -> None:
+    """fsyncs every file of ``folder`` and the folder itself before the rename that publishes it: after an
+    OS crash a published entry could otherwise hold pre-sized files of zeros (layer-wise inference sizes
+    them first) that the size check would pass and serve as teacher outputs."""
+    from gkdfast._io import _fsync_dir
+
+    for name in os.listdir(folder):
+        fd = os.open(os.path.join(folder, name), os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    _fsync_dir(folder)
 
 
 def _write(path: str, t: Tensor) -> None:
@@ -255,6 +287,7 @@ def teacher_outputs(teacher: nn.Module, x: Tensor, graph=None, cache_dir: Option
         del logits, hidden  # drop the writable maps before the folder is renamed
         with open(os.path.join(tmp, "meta.json"), "w") as f:
             json.dump(meta, f)
+        _durable(tmp)
         try:
             os.rename(tmp, folder)
         except OSError:
@@ -324,6 +357,7 @@ def _sharded(teacher: nn.Module, x: Tensor, graph, cache_dir: str, key: str, gro
         if group.is_main:
             with open(os.path.join(tmp, "meta.json"), "w") as f:
                 json.dump(meta, f)
+            _durable(tmp)
             try:
                 os.rename(tmp, folder)
             except OSError:

@@ -20,7 +20,7 @@ from typing import Callable, List, Optional, Sequence, Tuple
 import torch
 
 from gkdfast.distill import recipes as _recipes
-from gkdfast.distill.experiment import ModelSpec, parse_model, seed_split
+from gkdfast.distill.experiment import ModelSpec, parse_model, seed_data
 
 __all__ = ["DEFAULT_CANDIDATES", "select_teacher"]
 
@@ -30,7 +30,8 @@ DEFAULT_CANDIDATES: Tuple[str, ...] = ("gcn:64", "gcn:256", "sage:64", "sage:256
 def select_teacher(data, candidates: Sequence[str] = DEFAULT_CANDIDATES, *, seed: int = 0,
                    epochs: Optional[int] = None, teacher_params: Optional[dict] = None, device="cpu",
                    dropout: float = 0.5, log: Callable[[str], None] = print,
-                   cache_dir: Optional[str] = None) -> Tuple[ModelSpec, List[dict]]:
+                   cache_dir: Optional[str] = None, missing_rate: float = 0.0,
+                   inductive_fraction: Optional[float] = None) -> Tuple[ModelSpec, List[dict]]:
     """Trains each candidate teacher on ``seed``'s split and returns the best by validation accuracy.
 
     Args:
@@ -44,6 +45,9 @@ def select_teacher(data, candidates: Sequence[str] = DEFAULT_CANDIDATES, *, seed
         cache_dir: where to keep the selection (``teacher-select-<key>.json``); a later call with the
             same data, split, candidates and settings reads it instead of training (the ``gkdfast``
             command passes the run's teacher cache, ``OUT/cache`` by default).  ``None``: no cache.
+        missing_rate / inductive_fraction: the experiment's setting (:func:`~gkdfast.distill.experiment.
+            seed_data`): the candidates see what the experiment's teacher sees, the seed's masked features
+            and edges, and in the inductive setting the observed graph only (never the hidden test nodes).
 
     Returns:
         ``(spec, table)``: the chosen :class:`ModelSpec` and one dict per candidate
@@ -60,7 +64,7 @@ def select_teacher(data, candidates: Sequence[str] = DEFAULT_CANDIDATES, *, seed
         raise ValueError("select_teacher: give at least one candidate model (e.g. gcn:64)")
     # unknown names fail before training
     specs = [c if isinstance(c, ModelSpec) else parse_model(c, dropout=dropout) for c in candidates]
-    d = seed_split(data, seed)
+    d = seed_data(data, seed, missing_rate, inductive_fraction)[2]
     dev = torch.device(device)
     path = None
     if cache_dir is not None:
@@ -99,16 +103,14 @@ def _pick(specs, table, log):
 def _selection_key(d, specs, seed, epochs, teacher_params, dev) -> str:
     """Hex SHA-256 (first 40 digits) of everything the selection's outcome depends on."""
     from gkdfast import __version__
-    from gkdfast.distill.teacher_cache import hash_tensor
+    from gkdfast.distill.teacher_cache import hash_edge_weights, hash_tensor
 
     h = hashlib.sha256()
     h.update(f"teacher-select1;gkdfast{__version__};torch{torch.__version__};{dev.type};seed{seed};"
              f"epochs{epochs};{sorted((teacher_params or {}).items())!r};{[repr(sp) for sp in specs]!r}".encode())
     for t in (d.x, d.y, d.train_mask, d.val_mask, d.graph.rowptr, d.graph.col):
         hash_tensor(h, t)
-    weight = getattr(d.graph, "edge_weight", None)
-    if weight is not None:
-        hash_tensor(h, weight)
+    hash_edge_weights(h, d.graph)
     return h.hexdigest()[:40]
 
 
