@@ -535,7 +535,7 @@ def build_parser() -> argparse.ArgumentParser:
                                       "(default: mlp,gcn:16 on the synthetic graph, mlp with --data; --task graph: "
                                       "conv[:hidden[xlayers]][/norm], default gin,gcn)")
     pd.add_argument("--methods", help="comma-separated recipes: " + ", ".join(
-        n for n in ("kd", "glnn", "lsp", "gsp", "gcrd", "nosmog", "graphmlp", "coldbrew", "freekd", "oad", "t2gnn",
+        n for n in ("kd", "glnn", "lsp", "gsp", "gcrd", "kd_gcrd", "nosmog", "graphmlp", "coldbrew", "freekd", "oad", "t2gnn",
                     "gsdn", "sail", "ta_ensemble", "reliant", "hire") if n in _recipe_names()) +
         f" (default: {DEFAULT_METHODS_MLP} for an MLP, {DEFAULT_METHODS_GNN} for a GNN).  freekd and oad train "
         "the --student GNN with its peers (teacher-free), gsdn and coldbrew need an mlp student; reliant needs a "
@@ -556,7 +556,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "on those nodes)")
     pd.add_argument("--inductive-fraction", type=float, default=0.2,
                     help="fraction of the test nodes held out in the inductive setting (default 0.2)")
-    pd.add_argument("--epochs", type=int, help="override every recipe's maximum epochs")
+    pd.add_argument("--epochs", type=int, help="override every recipe's maximum epochs (--task graph: every "
+                                               "student's; GFKD's inversion keeps --set gfkd.iterations, "
+                                               "DFAD's generator --dfad-epochs)")
     pd.add_argument("--split-dir", metavar="DIR",
                     help="Geom-GCN 60/20/20 split files (<name>_split_0.6_0.2_<i>.npz, e.g. "
                          "../shared/data/planetoid_geom_gcn_splits): seed i trains on split i (seeds 0-9)")

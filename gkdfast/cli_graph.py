@@ -97,7 +97,10 @@ def run_graph(args) -> int:
     train_cfg = GraphTrainConfig(epochs=args.epochs or 100)
     dfad_cfg = DFADConfig(epochs=args.dfad_epochs or 100,
                           num_nodes=args.dfad_nodes or max(2, round(float(sizes.mean()))))
-    train_cfg, dfad_cfg, gfkd_cfg = _apply_set(args.set, train_cfg, dfad_cfg, GFKDConfig())
+    # --epochs caps GFKD's student epochs as every other student's; its fake-graph inversion keeps its
+    # own budget (--set gfkd.iterations=N), as DFAD's generator keeps --dfad-epochs
+    gfkd_cfg = GFKDConfig(student_epochs=args.epochs) if args.epochs else GFKDConfig()
+    train_cfg, dfad_cfg, gfkd_cfg = _apply_set(args.set, train_cfg, dfad_cfg, gfkd_cfg)
     log = (lambda s: None) if args.quiet else (lambda s: print(s, file=sys.stderr, flush=True))
     log(f"{data!r}; {folds}-fold CV{f' (first {args.max_folds})' if args.max_folds else ''}; device {device}")
     out = args.out

@@ -118,6 +118,8 @@ def gcn_norm(graph: Graph, edge_weight: Optional[Tensor] = None, dtype=torch.flo
     ``D^-1/2 (A + I) D^-1/2`` (the graph's ``edge_weight`` is ``weight``); prefer ``spmm(..., norm="gcn")``,
     which never builds them.  One self-loop per node is added whatever the graph has: a graph that
     already has loops counts them twice (``A_ii = 2``), unlike PyG's ``add_remaining_self_loops``.
+    ``dtype``: of the returned weights (float32 by default, whatever the edge weights' dtype; pass
+    ``torch.float64`` to keep float64 weights).
     With edge weights on CUDA the degrees are an ``index_add_`` (atomics): the weights may differ in
     the last bits between runs (compute them once and reuse them for bitwise reproducibility).
 

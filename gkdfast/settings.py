@@ -1,7 +1,9 @@
-"""Process-wide knobs of the native kernels, as context managers.
+"""Process-wide knobs of the native kernels.
 
-Both are environment variables read by the C++ side at every call, so they can also be set before
-Python starts; the context managers set them for a block and restore the previous value.
+Each is an environment variable read at every call, so it can also be set before Python starts.  Each
+function sets its variable at once, like ``torch.set_grad_enabled``: ``gkdfast.settings.dropout_impl("torch")``
+on its own line keeps the setting for the rest of the process, and ``with gkdfast.settings.dropout_impl("torch"):``
+restores the previous value at the end of the block.
 
 * ``tile_workspace(megabytes)`` -> ``GKDFAST_TILE_WORKSPACE_MB``: how much memory the GEMM tiles of
   the all-pairs losses (``losses.gsp``, ``losses.crd`` all-N, ``ncontrast`` / ``nt_xent``'s exact
@@ -22,28 +24,33 @@ Python starts; the context managers set them for a block and restore the previou
 """
 from __future__ import annotations
 
-import contextlib
 import math
 import os
-from typing import Iterator, Optional
+from typing import Optional
 
 __all__ = ["tile_workspace", "cuda_impl", "cpu_gsp_impl", "dropout_impl"]
 
 
-@contextlib.contextmanager
-def _env(name: str, value: Optional[str]) -> Iterator[None]:
-    old = os.environ.get(name)
+class _env:
+    """Sets the variable at once, like ``torch.set_grad_enabled``: called as a statement the setting stays
+    for the rest of the process; used in a ``with`` block, the previous value comes back at its end."""
+
+    def __init__(self, name: str, value: Optional[str]):
+        self.name, self.old = name, os.environ.get(name)
+        _put(name, value)
+
+    def __enter__(self) -> "_env":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        _put(self.name, self.old)
+
+
+def _put(name: str, value: Optional[str]) -> None:
     if value is None:
         os.environ.pop(name, None)
     else:
         os.environ[name] = value
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = old
 
 
 def tile_workspace(megabytes: Optional[float]):

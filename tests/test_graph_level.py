@@ -448,3 +448,21 @@ def test_dfad_with_a_model_that_ignores_edge_weights_is_refused_before_training(
     with pytest.raises(ValueError, match="DFAD-GNN: the student is SAGE, whose layers ignore edge weights"):
         ge.run_graph_experiment(ds, ge.parse_graph_model("gin"), [ge.parse_graph_model("gin"),
                                                                    ge.parse_graph_model("sage")], ["kd", "dfad"])
+
+
+def test_epochs_flag_caps_gfkd_student_epochs_and_set_still_wins(tmp_path, monkeypatch):
+    from gkdfast.distill import graph_experiment
+
+    seen = []
+
+    def capture(*a, **kw):
+        seen.append(kw["gfkd_cfg"])
+        raise KeyboardInterrupt  # stop before any training
+
+    monkeypatch.setattr(graph_experiment, "run_graph_experiment", capture)
+    from gkdfast.cli import main
+
+    base = ["distill", "--task", "graph", "--data", need_data("tu_mutag"), "--quiet", "--out", str(tmp_path / "o")]
+    for extra in (["--epochs", "3"], ["--epochs", "3", "--set", "gfkd.student_epochs=7"]):
+        main(base + extra)
+    assert [c.student_epochs for c in seen] == [3, 7]

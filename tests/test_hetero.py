@@ -441,3 +441,11 @@ def test_hetero_runner_refuses_settings_it_would_ignore():
     res = run_hetero_experiment(HeteroGraph.toy(), teacher="rgcn:8", students=["rgcn:4"], epochs=1,
                                 overrides={"hire": {"beta": 2.0}, "none": {"lr": 0.02}})
     assert [r["method"] for r in res["rows"]] == ["teacher", "none", "kd", "hire"]
+
+
+def test_explicit_hetero_format_honours_name():
+    from gkdfast.data import load
+
+    root = need_data("hetero_heco_format")
+    a = load(root, format="hetero", name="imdb")  # was: "neither the HeCo layout ... nor MAGNN's IMDB"
+    assert a.target == "movie" and a.num_nodes == load(root, name="imdb").num_nodes

@@ -201,3 +201,14 @@ def test_settings_context_managers_set_and_restore_the_environment():
         gkdfast.settings.tile_workspace(0)
     with pytest.raises(ValueError, match="fast"):
         gkdfast.settings.cuda_impl("turbo")
+
+
+def test_settings_called_as_a_statement_take_effect_like_set_grad_enabled(monkeypatch):
+    """Called on its own line a setting used to build an unused context manager and change nothing."""
+    monkeypatch.delenv("GKDFAST_DROPOUT", raising=False)
+    settings.dropout_impl("torch")
+    assert os.environ["GKDFAST_DROPOUT"] == "torch"
+    with settings.dropout_impl("philox"):
+        assert os.environ["GKDFAST_DROPOUT"] == "philox"
+    assert os.environ["GKDFAST_DROPOUT"] == "torch"  # the block restores what was there before it
+    monkeypatch.delenv("GKDFAST_DROPOUT")

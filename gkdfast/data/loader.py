@@ -208,6 +208,9 @@ def load(path, format: Optional[str] = None, name: Optional[str] = None, seed: i
 
     if fmt == "hetero":
         from gkdfast.hetero.readers import load_hetero
+        if name and os.path.isdir(p):  # a folder of several sets (HeCo's): name picks one, as without format=
+            g_fmt, g_p, _ = guess_format(p, name)
+            p = g_p if g_fmt == "hetero" else p
         return load_hetero(p if os.path.isdir(p) else os.path.dirname(p), name=None, **options)
     if fmt == "fair":
         from gkdfast.data.fairness import load_fairness
