@@ -492,7 +492,9 @@ class Distiller:
                 due); raise :class:`StopTraining` to stop: that epoch is then written, so the run
                 resumes after it (under DDP a stop on any rank stops every rank).
             select_best: keep the weights of the best validation epoch (default); ``False`` keeps the
-                last epoch's (for terms with no accuracy to watch, e.g. embedding regression).
+                last epoch's (for terms with no accuracy to watch, e.g. embedding regression), and the
+                result's ``best_epoch`` / ``best_val_acc`` are that epoch's; ``patience`` still counts
+                epochs since the best validation accuracy.
 
         Returns:
             :class:`FitResult` (the same on every rank under DDP, except ``seconds``).
@@ -512,6 +514,7 @@ class Distiller:
         if observed.dtype != torch.bool or observed.shape != (n,):
             raise ValueError(f"Distiller: observed must be a bool mask of the N={n} nodes, got "
                              f"{observed.dtype} of shape {list(observed.shape)}")
+        joinable = None if bool(observed.all()) else observed  # who may join a neighbourhood batch
         if not bool(val_mask.any()) and (select_best or self.patience is not None):
             # every epoch would score 0 on no node: the first epoch would be kept as the best and the
             # patience would stop the run after it
@@ -560,7 +563,10 @@ class Distiller:
                     teacher_hidden=teacher.hidden.size(-1) if teacher is not None and teacher.hidden is not None
                     else None, num_classes=probe[0].size(-1))
         for t in self.terms:
-            t.setup(dims)
+            # A term that never runs builds no heads: their initialisation would shift every later random
+            # draw (dropout masks, batches), so a weight-0 term would change the training it takes no part in.
+            if t.weight != 0 or (self.passes == "separate" and t.nodes == "train"):
+                t.setup(dims)
         # heads the terms built (projections, RSD's map) take the student's device and float dtype
         out_dtype = (probe[1] if probe[1] is not None else probe[0]).dtype
         self.terms.to(dev, dtype=out_dtype if out_dtype.is_floating_point else None)
@@ -587,7 +593,9 @@ class Distiller:
             first_labelled[: train_rows.numel()] = True
         if self.passes == "separate":
             label_terms = [t for t in self.terms if t.nodes == "train"]
-            other_terms = [t for t in self.terms if t.nodes != "train"]
+            # (weight-0 label terms keep their zero-loss steps, as the reference's schedule; other weight-0
+            # terms never run, as in joint steps)
+            other_terms = [t for t in self.terms if t.nodes != "train" and t.weight != 0]
             # (nodes the pass draws its batches from, its terms); a pass without terms is left out
             schedule = [(rows, ts) for rows, ts in ((train_mask.nonzero().flatten(), label_terms),
                                                      (observed.nonzero().flatten(), other_terms)) if ts]
@@ -602,6 +610,7 @@ class Distiller:
                                  f"rank {ddp.rank}; every rank must call fit with the same arguments")
         state = self._load(fp, ddp.world_size if ddp is not None else 1) if fp is not None else None
         start, best_val, best_epoch, bad, seconds, history = 0, -1.0, 0, 0, 0.0, []
+        best_seen = best_val  # the best validation so far: patience counts from it even with select_best=False
         best_student = best_terms = None
         done = False
         cadence = CheckpointCadence(self.checkpoint_overhead if self.checkpoint_dir else None)
@@ -613,6 +622,7 @@ class Distiller:
                             {"torch": state["rng_torch"], "cuda": state.get("rng_cuda")})
             gen.set_state(state["rng_gen"])
             start, best_val, best_epoch, bad = state["epoch"], state["best_val"], state["best_epoch"], state["bad"]
+            best_seen = state.get("best_seen", best_val)
             seconds, history = state["seconds"], state["history"]
             best_student, best_terms, done = state["best_student"], state["best_terms"], state["done"]
         # Under DDP one module holds the student and the heads, so gradients of both are averaged.
@@ -641,7 +651,7 @@ class Distiller:
             is_centre, batch_graph = None, None
             if self.batch_edges == "neighbours":  # the batch nodes, then their in-neighbours (neighbourhood.py)
                 labelled = take_rows(train_mask, nodes) if labelled is None else labelled
-                nodes, batch_graph, b = neighbourhood_batch(graph, nodes)
+                nodes, batch_graph, b = neighbourhood_batch(graph, nodes, joinable)
                 is_centre = torch.zeros(nodes.numel(), dtype=torch.bool, device=dev)
                 is_centre[:b] = True
                 labelled = torch.cat([labelled, torch.zeros(nodes.numel() - b, dtype=torch.bool, device=dev)])
@@ -747,12 +757,12 @@ class Distiller:
                 seconds += time.perf_counter() - t0
                 sums["val_acc"] = val
                 history.append(sums)
-                if val > best_val or not select_best or (self.ties == "last" and val == best_val):
-                    best_val, best_epoch, bad = val, epoch, 0
+                improved = val > best_seen or (self.ties == "last" and val == best_seen)
+                best_seen, bad = (val, 0) if improved else (best_seen, bad + 1)
+                if improved or not select_best:  # (select_best=False keeps, and reports, the last epoch)
+                    best_val, best_epoch = val, epoch
                     best_student = _snapshot(best_student, self.student.state_dict())
                     best_terms = _snapshot(best_terms, self.terms.state_dict())
-                else:
-                    bad += 1
                 done = epoch >= self.epochs or (self.patience is not None and bad >= self.patience)
                 rng = _rng_states()
                 # references to the live tensors, taken now: a save after the callbacks writes this epoch
@@ -761,6 +771,7 @@ class Distiller:
                     "terms": self.terms.state_dict(), "optim": optim.state_dict(),
                     "rng_torch": rng["torch"], "rng_cuda": rng["cuda"],
                     "rng_gen": gen.get_state(), "best_val": best_val, "best_epoch": best_epoch, "bad": bad,
+                    "best_seen": best_seen,
                     "seconds": seconds, "history": history, "best_student": best_student,
                     "best_terms": best_terms, "done": done}
                 saved = done or _checkpoint_due(cadence, ddp, bool(self.checkpoint_dir))

@@ -15,7 +15,7 @@ The expansion reads the centres' CSR rows only: ``O(Σ degree)`` per batch, neve
 from __future__ import annotations
 
 import math
-from typing import Tuple
+from typing import Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -84,13 +84,16 @@ def refuse_unmasked_terms(terms, who: str) -> None:
                          "with masked_rows_only (ce, kd, lsp, gsp, crd, rsd, hidden_mse) run")
 
 
-def neighbourhood_batch(graph, nodes: Tensor) -> Tuple[Tensor, "object", int]:
+def neighbourhood_batch(graph, nodes: Tensor, observed: Optional[Tensor] = None) -> Tuple[Tensor, "object", int]:
     """The rows and graph of a neighbourhood batch.
 
     Args:
         graph: the full :class:`gkdfast.Graph` (CSR by destination: row ``i`` lists ``i``'s in-neighbours).
         nodes: ``[B]`` int64 batch nodes (the centres); a node may repeat (``labelled_first`` batches
             draw with replacement): its first position is its centre row, later ones carry no edges.
+        observed: optional ``[N]`` bool: only these nodes may join as neighbours (the in-edges from the
+            others are left out, as an ``induced`` batch leaves them out), so no hidden node's features
+            or teacher rows reach a loss.
 
     Returns:
         ``(rows, batch_graph, num_centres)``: ``rows`` ``[B + M]`` global node ids, ``nodes`` first and
@@ -119,6 +122,9 @@ def neighbourhood_batch(graph, nodes: Tensor) -> Tuple[Tensor, "object", int]:
     seg = torch.repeat_interleave(torch.arange(uniq.numel(), device=dev), degree)
     offset = torch.arange(total, device=dev) - torch.repeat_interleave(torch.cumsum(degree, 0) - degree, degree)
     nbr = col[starts[seg] + offset].long()
+    if observed is not None:  # in-edges from hidden nodes are not part of the batch
+        seen = observed.to(dev)[nbr]
+        nbr, seg = nbr[seen], seg[seen]
     # a neighbour that is itself a batch node points at its centre row; the others get new rows
     pos = torch.searchsorted(uniq, nbr).clamp_(max=max(uniq.numel() - 1, 0))
     inside = uniq[pos] == nbr if uniq.numel() else torch.zeros_like(nbr, dtype=torch.bool)

@@ -649,8 +649,11 @@ def sample_negatives(num_nodes: int, num_negatives: int, seed: int, rows: Option
         >>> gkdfast.losses.sample_negatives(10, 3, seed=0, rows=torch.tensor([0, 5])).shape
         torch.Size([2, 3])
     """
-    if num_nodes < 2:
-        raise ValueError("gkdfast.losses.sample_negatives: need num_nodes >= 2")
+    for name, v in (("num_nodes", num_nodes), ("num_negatives", num_negatives), ("seed", seed)):
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise TypeError(f"gkdfast.losses.sample_negatives: {name} must be an int, got {v!r}")
+    if not 2 <= num_nodes < 1 << 32:  # the draw's 32-bit words: beyond, not the documented formula
+        raise ValueError(f"gkdfast.losses.sample_negatives: need 2 <= num_nodes < 2**32, got {num_nodes}")
     if num_negatives < 0:
         raise ValueError("gkdfast.losses.sample_negatives: num_negatives must be >= 0")
     if not 0 <= seed < 1 << _SEED_BITS:

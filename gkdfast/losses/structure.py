@@ -56,10 +56,12 @@ def _check_embeddings(op: str, student, teacher, graph: Optional[Graph] = None):
 def _check_kernel(op: str, kernel: str, gamma: float, tau: float):
     if kernel not in KERNELS:
         raise ValueError(f"gkdfast.losses.{op}: unknown kernel {kernel!r}; expected one of {', '.join(KERNELS)}")
-    if not (isinstance(tau, (int, float)) and tau > 0 and math.isfinite(tau)):
+    if isinstance(tau, bool) or not (isinstance(tau, (int, float)) and tau > 0 and math.isfinite(tau)):
         raise ValueError(f"gkdfast.losses.{op}: tau must be a finite number > 0, got {tau!r}")
-    if not (isinstance(gamma, (int, float)) and math.isfinite(gamma)):
+    if isinstance(gamma, bool) or not (isinstance(gamma, (int, float)) and math.isfinite(gamma)):
         raise ValueError(f"gkdfast.losses.{op}: gamma must be a finite number, got {gamma!r}")
+    if kernel in ("rbf", "laplace") and gamma < 0:  # a bandwidth: negative would grow with the distance
+        raise ValueError(f"gkdfast.losses.{op}: gamma must be >= 0 for the {kernel} kernel, got {gamma!r}")
 
 
 def _needs_grad(*tensors) -> bool:
@@ -154,14 +156,24 @@ class _GramMSE(torch.autograd.Function):
             n = int(round(float(packed[-1])))  # single process: no read-back (torch.compile traces it)
         total = a.pow(2).sum() - 2.0 * b.pow(2).sum() + c.pow(2).sum()
         ctx.save_for_backward(s, t, a, b, c)
-        ctx.n = n
+        ctx.n, ctx.distributed = n, group is not None
         # Exactly >= 0 in exact arithmetic; rounding of the cancelling terms may leave -1e-17.
         return (total.clamp_min(0) / max(n * n, 1)).to(s.dtype)
 
     @staticmethod
     def backward(ctx, grad, *_):
         s, t, a, b, c = ctx.saved_tensors
-        scale = 4.0 * float(grad) / max(ctx.n * ctx.n, 1)
+        scale = grad.double() * (4.0 / max(ctx.n * ctx.n, 1))  # a tensor: no device sync
+        if torch.is_grad_enabled():  # create_graph=True: the gradient must itself be differentiable
+            if ctx.distributed:
+                raise RuntimeError("gkdfast: double backward through losses.rsd / losses.gsp (linear or cosine, "
+                                   "mse) with process_group= is not supported (the Grams are all-reduced)")
+            # the Grams again, tracked this time (forward built them outside autograd): O(N d^2)
+            s64, t64 = s.double(), t.double()
+            a, b, c = s64.t() @ s64, s64.t() @ t64, t64.t() @ t64
+            gs = ((s64 @ a - t64 @ b.t()) * scale).to(s.dtype) if ctx.needs_input_grad[0] else None
+            gt = ((t64 @ c - s64 @ b) * scale).to(t.dtype) if ctx.needs_input_grad[1] else None
+            return gs, gt, None
         n_local = s.size(0)
         gs = gt = None
         if ctx.needs_input_grad[0]:
@@ -175,6 +187,15 @@ class _GramMSE(torch.autograd.Function):
                 sc, tc = s[r0:r0 + _GRAM_CHUNK].double(), t[r0:r0 + _GRAM_CHUNK].double()
                 gt[r0:r0 + _GRAM_CHUNK] = ((tc @ c - sc @ b) * scale).to(t.dtype)
         return gs, gt, None
+
+
+def _gram_mse_autograd(s: Tensor, t: Tensor) -> Tensor:
+    """:class:`_GramMSE`'s value by plain autograd (float64 Grams, O(d^2) memory): the reference path,
+    which also has second derivatives."""
+    s64, t64 = s.double(), t.double()
+    n = s.size(0)
+    total = (s64.t() @ s64).pow(2).sum() - 2.0 * (s64.t() @ t64).pow(2).sum() + (t64.t() @ t64).pow(2).sum()
+    return (total.clamp_min(0) / max(n * n, 1)).to(s.dtype)
 
 
 def _unit_rows(x: Tensor) -> Tensor:
@@ -241,7 +262,8 @@ def gsp(student: Tensor, teacher: Tensor, kernel: str = "linear", loss: str = "m
                 raise ValueError(f"gkdfast.losses.gsp: a bool nodes mask must have shape [{student.size(0)}], "
                                  f"got {list(nodes.shape)}")
             nodes = nodes.nonzero().squeeze(1)
-        if nodes.is_floating_point() or nodes.dim() != 1:
+        if nodes.is_floating_point() or nodes.dim() != 1 or nodes.dtype == torch.uint8:
+            # (uint8 indexing is torch's old mask form: refused rather than read either way)
             raise TypeError("gkdfast.losses.gsp: nodes must be a 1-D integer index tensor or a bool mask")
         if nodes.device != student.device:
             raise ValueError(f"gkdfast.losses.gsp: nodes is on {nodes.device} but the embeddings are on "
@@ -252,6 +274,8 @@ def gsp(student: Tensor, teacher: Tensor, kernel: str = "linear", loss: str = "m
     if loss == "mse" and kernel in ("linear", "cosine"):
         if kernel == "cosine":
             student, teacher = _unit_rows(student), _unit_rows(teacher)
+        if process_group is None and _backend.choose("gsp_tiled", student.device, student.dtype) == "reference":
+            return _gram_mse_autograd(student, teacher)  # twice differentiable, as every reference loss
         return _GramMSE.apply(student, teacher, process_group)
     if process_group is not None:
         return _gsp_sharded(student, teacher, kernel, loss, tau, gamma, process_group)

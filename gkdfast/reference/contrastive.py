@@ -165,10 +165,12 @@ def nt_xent(z1: Tensor, z2: Tensor, tau: float = 0.5, reduction: str = "mean") -
     u = F.normalize(z1, dim=1, eps=1e-8)
     v = F.normalize(z2.to(z1.dtype), dim=1, eps=1e-8)
 
-    def semi(x, y):
-        refl = torch.exp(x @ x.t() / tau)
-        between = torch.exp(x @ y.t() / tau)
-        return -torch.log(between.diagonal() / (refl.sum(1) + between.sum(1) - refl.diagonal()))
+    def semi(x, y):  # in log space: exp(1 / tau) overflows float32 for tau below ~0.011
+        refl = x @ x.t() / tau
+        between = x @ y.t() / tau
+        eye = torch.eye(x.size(0), dtype=torch.bool, device=x.device)
+        lse = torch.logsumexp(torch.cat([refl.masked_fill(eye, float("-inf")), between], 1), 1)
+        return lse - between.diagonal()
 
     return _reduce(0.5 * (semi(u, v) + semi(v, u)), reduction)
 

@@ -64,6 +64,14 @@ def _reduce_nodes(per_node: Tensor, has: Tensor, reduction: str) -> Tensor:
     return per_node.sum() / has.sum().clamp_min(1).to(per_node.dtype)
 
 
+def _acc(x: Tensor, like: Optional[Tensor] = None) -> Tensor:
+    """``x`` in the accumulation dtype of ``like`` (default ``x``): float64 stays, anything narrower is
+    computed in float32 (half-precision kernels and softmaxes summed in half lose the loss: a KL of
+    1e-5 came out negative in bfloat16), as the native kernels accumulate."""
+    dtype = (like if like is not None else x).dtype
+    return x.to(torch.float64 if dtype == torch.float64 else torch.float32)
+
+
 def lsp(graph: Graph, student: Tensor, teacher: Tensor, kernel: str = "rbf", gamma: float = 1.0,
         tau: float = 1.0, reduction: str = "mean") -> Tensor:
     """Local structure preserving loss by gathering (E x d), as the public code does.
@@ -73,7 +81,8 @@ def lsp(graph: Graph, student: Tensor, teacher: Tensor, kernel: str = "rbf", gam
     """
     dst, src = graph.dst.long(), graph.col.long()
     n = graph.num_nodes
-    teacher = teacher.to(student.dtype)
+    out_dtype = student.dtype
+    student, teacher = _acc(student), _acc(teacher, student)
 
     def log_alpha(h):
         x = pair_kernel(h[dst], h[src], kernel, gamma) / tau
@@ -86,7 +95,7 @@ def lsp(graph: Graph, student: Tensor, teacher: Tensor, kernel: str = "rbf", gam
     la_s, la_t = log_alpha(student), log_alpha(teacher)
     per_edge = la_t.exp() * (la_t - la_s)
     per_node = torch.zeros(n, dtype=student.dtype, device=student.device).index_add(0, dst, per_edge)
-    return _reduce_nodes(per_node, graph.in_degree() > 0, reduction)
+    return _reduce_nodes(per_node, graph.in_degree() > 0, reduction).to(out_dtype)
 
 
 def gsp(student: Tensor, teacher: Tensor, kernel: str = "linear", loss: str = "mse", tau: float = 1.0,
@@ -96,16 +105,17 @@ def gsp(student: Tensor, teacher: Tensor, kernel: str = "linear", loss: str = "m
     ``mse``: ``(1/N^2) sum_ij (K^S_ij - K^T_ij)^2``; ``kl``: ``(1/N) sum_i KL(softmax(K^T_i/tau) ||
     softmax(K^S_i/tau))``.
     """
-    teacher = teacher.to(student.dtype)
+    out_dtype = student.dtype
+    student, teacher = _acc(student), _acc(teacher, student)
     if nodes is not None:
         student, teacher = student[nodes], teacher[nodes]
     n = student.size(0)
     ks, kt = kernel_matrix(student, kernel, gamma), kernel_matrix(teacher, kernel, gamma)
     if loss == "mse":
-        return (ks - kt).pow(2).sum() / max(n * n, 1)
+        return ((ks - kt).pow(2).sum() / max(n * n, 1)).to(out_dtype)
     if loss == "kl":
         ls, lt = torch.log_softmax(ks / tau, -1), torch.log_softmax(kt / tau, -1)
-        return (lt.exp() * (lt - ls)).sum() / max(n, 1)
+        return ((lt.exp() * (lt - ls)).sum() / max(n, 1)).to(out_dtype)
     raise ValueError(f"unknown loss {loss!r}; expected 'mse' or 'kl'")
 
 
@@ -114,13 +124,14 @@ def gsp_rows(student: Tensor, teacher: Tensor, kernel: str, loss: str, tau: floa
     """Reference of ``torch.ops.gkdfast.gsp_tiled``'s per-row values for rows ``[row_begin, row_end)``
     against all N columns: ``[R]`` with ``sum_j (K^S_ij - K^T_ij)^2`` (mse) or ``KL_i`` (kl).  Dense
     ``[R, N, d]`` pair tensors: small inputs only."""
-    teacher = teacher.to(student.dtype)
+    out_dtype = student.dtype
+    student, teacher = _acc(student), _acc(teacher, student)
     ks = pair_kernel(student[row_begin:row_end].unsqueeze(1), student.unsqueeze(0), kernel, gamma)
     kt = pair_kernel(teacher[row_begin:row_end].unsqueeze(1), teacher.unsqueeze(0), kernel, gamma)
     if loss == "mse":
-        return (ks - kt).pow(2).sum(1)
+        return (ks - kt).pow(2).sum(1).to(out_dtype)
     ls, lt = torch.log_softmax(ks / tau, -1), torch.log_softmax(kt / tau, -1)
-    return (lt.exp() * (lt - ls)).sum(1)
+    return (lt.exp() * (lt - ls)).sum(1).to(out_dtype)
 
 
 def relation(student_blocks: Sequence[Tensor], teacher_blocks: Sequence[Tensor], mode: str = "centroid") -> Tensor:
