@@ -425,3 +425,60 @@ def test_sampled_teacher_is_validated_about_teacher_validations_times(tmp_path, 
     assert res["stages"][0]["eval_every"] == 7
     with pytest.raises(ValueError, match="teacher_validations must be a positive int"):
         distill_large(data, teacher_validations=0, out_dir=str(tmp_path / "bad"))
+
+
+def test_rerun_with_other_student_settings_and_a_cached_teacher_under_little_memory(tmp_path, monkeypatch):
+    """A rerun in the same folder: other student settings start afresh beside the old checkpoints (they
+    were refused as "a different run"); the cached teacher outputs need no memory plan and report the
+    inference time of the run that made them, not the time of opening the files."""
+    data = _data()
+    teacher = _trained_teacher(data)
+    kw = dict(teacher=teacher, hidden=32, chunk_rows=97, student_epochs=2, student_min_steps=0,
+              out_dir=str(tmp_path), progress=False)
+    first = distill_large(data, batch_size=100, **kw)
+    second = distill_large(data, batch_size=128, student_hidden=16, **kw)
+    assert [r["model"] for r in second["rows"]][1:] == ["MLP(16)", "MLP(16)"]
+    assert second["stages"][0]["cached"] is True and second["stages"][0]["estimate_bytes"] == 0
+    assert second["rows"][0]["inference_ms_per_1k_nodes"] == first["rows"][0]["inference_ms_per_1k_nodes"]
+    monkeypatch.setattr(memory, "mem_available", lambda: 1 << 10)  # 1 KiB: the cached teacher needs none
+    with pytest.raises(InsufficientMemory, match="stage 'student'"):  # not 'inference'
+        distill_large(data, batch_size=100, **kw)
+
+
+def test_inference_estimate_takes_the_fullest_block(tmp_path):
+    from gkdfast import Graph
+
+    n = 1000
+    hub = Graph(torch.stack([torch.randint(0, n, (20000,)), torch.zeros(20000, dtype=torch.long)]), n)
+    assert large._max_block_edges(hub, 100) == 20000
+    avg = sum(large.estimate_inference(n, 20.0, 16, 32, 4, 100).values())
+    worst = sum(large.estimate_inference(n, 20.0, 16, 32, 4, 100, max_block_edges=20000).values())
+    assert worst > avg
+
+
+def test_teacher_key_tells_weightings_of_the_same_csr_apart():
+    from gkdfast import Graph
+
+    d = csbm(num_nodes=3, num_classes=2, feature_dim=4, seed=0)
+    w = torch.tensor([1.0, 5.0, 1.0])
+    a = Graph(torch.tensor([[1, 0, 2], [0, 1, 0]]), 3, w)
+    b = Graph(torch.tensor([[1, 2, 0], [0, 0, 1]]), 3, w)
+    keys = [large._teacher_key(type(d)(**dict(vars(d), graph=g)), "sage", 2, (5, 5), 2, 64, 0.01, 0, 1, 0)
+            for g in (a, b)]
+    assert keys[0] != keys[1]
+
+
+def test_teacher_cache_sweeps_the_folders_of_killed_writers(tmp_path):
+    from gkdfast.distill.teacher_cache import STALE_SECONDS, teacher_outputs
+
+    root = tmp_path / "teachers"
+    old, live = root / ".tmp-old", root / ".tmp-live"
+    for d in (old, live):
+        d.mkdir(parents=True)
+        (d / "logits.f32").write_bytes(b"\0" * 16)
+    stamp = os.path.getmtime(old) - STALE_SECONDS - 60
+    for p in (old, old / "logits.f32"):
+        os.utime(p, (stamp, stamp))
+    data = _data()
+    teacher_outputs(SAGE(16, 8, 4), data.x, data.graph, cache_dir=str(tmp_path))
+    assert not old.exists() and live.exists()  # a writer still touching its files keeps them

@@ -36,6 +36,7 @@ map (:func:`gkdfast.data.load_mmap`), the students gather batch rows from it.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -96,16 +97,23 @@ def estimate_teacher(n: int, f: int, hidden: int, c: int, fanouts: Sequence[int]
         edges += nodes * k
         nodes += nodes * k
     nodes = min(nodes, n)
-    return {"weights+grad+adam": 4 * _params_bytes(model), "gathered features": 2 * nodes * f * _F32,
-            "activations": 4 * nodes * (hidden + c) * _F32, "sampled edges": 3 * edges * 8}
+    parts = {"weights+grad+adam": 4 * _params_bytes(model), "gathered features": 2 * nodes * f * _F32,
+             "activations": 4 * nodes * (hidden + c) * _F32, "sampled edges": 3 * edges * 8}
+    heads = int(getattr(getattr(model, "layers", [None])[0], "heads", 0) or 0)
+    if heads:  # attention: per edge and head ~8 floats forward, kept for backward, plus index arrays
+        parts["attention (per edge)"] = edges * (heads * 8 * _F32 * 2 + 24)
+    return parts
 
 
 def estimate_inference(n: int, avg_degree: float, f: int, hidden: int, c: int, chunk_rows: int,
-                       num_layers: int = 2, heads: int = 1, attention: bool = False) -> Dict[str, float]:
+                       num_layers: int = 2, heads: int = 1, attention: bool = False,
+                       max_block_edges: Optional[int] = None) -> Dict[str, float]:
     """Bytes of :func:`gkdfast.nn.layerwise_inference` at its worst layer: that layer's input and
     output matrices and its transform buffer (``h W^T`` when the output is narrower than the input,
     always for GAT), all ``[N, width]`` float32 memory-mapped into the cache folder, the degree vector,
     and one block's workspace (its CSR slice, per-edge values and attention, its rows in and out).
+    ``max_block_edges``: the in-edges of the fullest block of ``chunk_rows`` rows (hubs gathered in one
+    block, as after a degree reordering, take several times the average); default the average.
 
     Example:
         >>> parts = estimate_inference(10**6, 50, 100, 256, 47, 65536)
@@ -119,10 +127,24 @@ def estimate_inference(n: int, avg_degree: float, f: int, hidden: int, c: int, c
         pre = w_out if (attention or w_out < w_in) else 0
         worst = max(worst, (w_in if i > 0 else 0) + w_out + pre)  # x itself is already loaded
     chunk = min(chunk_rows, n)
-    block_edges = chunk * max(avg_degree, 1.0)
-    per_edge = 8 + 8 + _F32 + (_F32 * (4 * heads + 2 * max(hidden // heads, c)) if attention else 0)
+    block_edges = max(chunk * max(avg_degree, 1.0), max_block_edges or 0)
+    # GAT per edge and head: scores, their softmax and the intermediates of both (~8 floats), the
+    # messages, and the int64 index arrays the block builds (measured on a 30k-node graph, session 33)
+    per_edge = 8 + 8 + _F32 + (_F32 * (8 * heads + 2 * max(hidden // heads, c)) + 24 if attention else 0)
     return {"layer matrices (mapped)": n * worst * _F32, "degree vector": n * _F32,
             "block workspace": block_edges * per_edge + 4 * chunk * (max(f, hidden) + hidden) * _F32}
+
+
+def _max_block_edges(graph, chunk_rows: int) -> int:
+    """In-edges of the fullest block of ``chunk_rows`` consecutive rows (O(N / chunk_rows) reads of rowptr)."""
+    n = graph.num_nodes
+    if n == 0:
+        return 0
+    chunk = max(1, min(int(chunk_rows), n))
+    rp = graph.rowptr
+    starts = torch.arange(0, n, chunk)
+    ends = (starts + chunk).clamp(max=n)
+    return int((rp[ends].long() - rp[starts].long()).max())
 
 
 def estimate_student(n: int, f: int, hidden: int, c: int, batch_size: int, num_val: int,
@@ -293,17 +315,14 @@ def _teacher_key(data, label: str, num_layers: int, fanouts, epochs: int, batch_
                  min_steps: int, validations: int, seed: int) -> str:
     """32 hex digits of a hash of the sampled teacher's training: its settings, the features, the graph,
     the labels and the split (every byte: a few seconds at 10^7 nodes, against minutes of training)."""
-    import hashlib
-
-    from gkdfast.distill.teacher_cache import hash_tensor
+    from gkdfast.distill.teacher_cache import hash_edge_weights, hash_tensor
 
     h = hashlib.sha256()
     h.update(f"teacher1;{label};{num_layers};{tuple(fanouts)};{epochs};{batch_size};{lr!r};{min_steps};"
              f"{validations};{seed}".encode())
-    weights = data.graph.edge_weight
-    for t in (data.x, data.graph.rowptr, data.graph.col, data.y, data.train_mask, data.val_mask) + \
-            (() if weights is None else (weights,)):
+    for t in (data.x, data.graph.rowptr, data.graph.col, data.y, data.train_mask, data.val_mask):
         hash_tensor(h, t)
+    hash_edge_weights(h, data.graph)  # in CSR order: which edge carries which weight
     return h.hexdigest()[:32]
 
 
@@ -538,16 +557,33 @@ def distill_large(data, *, teacher: Union[str, nn.Module] = "sage", hidden: int 
     # 2. layer-wise inference into the cache -----------------------------------------------------------
     from gkdfast.nn import GAT
 
+    from gkdfast.distill.teacher_cache import fingerprint
+
     t_hidden = int(getattr(tmodel, "hidden_channels", hidden))
-    est = plan("inference", estimate_inference(n, e / max(n, 1), f, t_hidden, c, chunk_rows, len(tmodel.layers),
-                                               getattr(tmodel.layers[0], "heads", 1), isinstance(tmodel, GAT)),
+    t_key = fingerprint(tmodel, data.x, data.graph)
+    in_cache = os.path.exists(os.path.join(cache_dir, "teachers", t_key, "meta.json"))
+    # a rerun only maps the cached outputs: nothing to plan for
+    est = plan("inference", {} if in_cache else
+               estimate_inference(n, e / max(n, 1), f, t_hidden, c, chunk_rows, len(tmodel.layers),
+                                  getattr(tmodel.layers[0], "heads", 1), isinstance(tmodel, GAT),
+                                  max_block_edges=_max_block_edges(data.graph, chunk_rows)),
                f"lower --chunk-rows (now {chunk_rows}) or the teacher's hidden width (now {t_hidden})")
     with StageTimer("inference", est) as timer:
         tout = teacher_outputs(tmodel, data.x, data.graph, cache_dir=cache_dir, chunk_rows=chunk_rows,
-                               progress=progress, **ddp_kw)
-    done(timer, n * len(tmodel.layers), "rows/s", cached=bool(tout.cached),
-         edges_per_s=e * len(tmodel.layers) / max(timer.record["seconds"], 1e-9))
-    teacher_ms_per_1k = timer.record["seconds"] * 1000.0 * 1000.0 / max(n, 1)
+                               progress=progress, key=t_key, **ddp_kw)
+    # The inference time is kept beside the cached outputs: a rerun that only maps them reports the
+    # time of the inference that made them, not of opening the files.
+    timing = os.path.join(cache_dir, "teachers", t_key, "inference-seconds.json")
+    infer_seconds = timer.record["seconds"]
+    if tout.cached and os.path.exists(timing):
+        with open(timing) as fh:
+            infer_seconds = float(json.load(fh)["seconds"])
+    elif not tout.cached and (group is None or group.is_main):
+        atomic_write(timing, lambda fh: fh.write(json.dumps({"seconds": infer_seconds}).encode()))
+    done(timer, n * len(tmodel.layers), "rows/s", rate=n * len(tmodel.layers) / max(infer_seconds, 1e-9),
+         cached=bool(tout.cached), edges_per_s=e * len(tmodel.layers) / max(infer_seconds, 1e-9),
+         inference_seconds=infer_seconds)
+    teacher_ms_per_1k = infer_seconds * 1000.0 * 1000.0 / max(n, 1)
 
     # 3. position features (NOSMOG) ------------------------------------------------------------------
     inputs_of: Dict[str, Tensor] = {}
@@ -618,12 +654,17 @@ def distill_large(data, *, teacher: Union[str, nn.Module] = "sage", hidden: int 
                                            teacher_hidden=t_width, pair_width=pair_width,
                                            neighbours=e / max(n, 1) if recipe.batch_edges == "neighbours" else 0.0),
                    hint)
+        # Per teacher (its outputs' key) and per student settings (model, recipe, schedule, input
+        # width): a rerun with other settings starts afresh beside the old checkpoint instead of
+        # refusing it; the same command resumes.
+        extra = repr(pos) if name in inputs_of else ""  # NOSMOG's position settings change its inputs
+        settings = hashlib.sha256(f"{smodel!r};{recipe!r};{student_dropout!r};{x_in.size(1)};{extra}".encode()
+                                  ).hexdigest()[:8]
         distiller = recipe.distiller(smodel, teacher_rows, progress=progress, seed=seed,
                                      desc=f"{stage}: {name} -> MLP",
-                                     # per teacher (its outputs' key): after a teacher retrained on other
-                                     # data or settings, the students start afresh instead of refusing
                                      checkpoint_dir=os.path.join(out_dir, "checkpoints", f"{name}-seed{seed}"
-                                                                 + (f"-{tout.key[:12]}" if tout.key else "")),
+                                                                 + (f"-{tout.key[:12]}" if tout.key else "")
+                                                                 + f"-{settings}"),
                                      **ddp_kw)
         with StageTimer(stage, est) as timer:
             fit = distiller.fit(data, inputs=x_in if name in inputs_of else None)

@@ -88,14 +88,16 @@ def gnn_accuracy(model: nn.Module, data, test_idx: Tensor, folder: str, chunk_ro
     from gkdfast.nn import layerwise
 
     t0 = time.perf_counter()
-    logits, _ = layerwise.layerwise_inference(model.eval(), data.x, data.graph, chunk_rows=chunk_rows, out_dir=folder,
-                                    progress=False, group=group)
-    seconds = time.perf_counter() - t0
-    pred = logits[test_idx].argmax(-1)
-    acc = float((pred == torch.as_tensor(data.y[test_idx]).to(pred.device)).float().mean())
-    del logits, _
-    if group is not None:
-        group.barrier()  # every rank has dropped its maps
-    if group is None or group.is_main:
-        shutil.rmtree(folder, ignore_errors=True)
+    try:
+        logits, _ = layerwise.layerwise_inference(model.eval(), data.x, data.graph, chunk_rows=chunk_rows,
+                                                  out_dir=folder, progress=False, group=group)
+        seconds = time.perf_counter() - t0
+        pred = logits[test_idx].argmax(-1)
+        acc = float((pred == torch.as_tensor(data.y[test_idx]).to(pred.device)).float().mean())
+        del logits, _
+        if group is not None:
+            group.barrier()  # every rank has dropped its maps
+    finally:  # the layer files go on an error or an interrupt too (N x width each)
+        if group is None or group.is_main:
+            shutil.rmtree(folder, ignore_errors=True)
     return acc, seconds

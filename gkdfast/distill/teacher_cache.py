@@ -18,6 +18,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass
 from typing import Optional
 
@@ -173,6 +174,26 @@ def _forward(model: nn.Module, x: Tensor, graph, chunk_rows: Optional[int] = Non
     return logits.float(), (hidden.float() if hidden is not None else None)
 
 
+STALE_SECONDS = 24 * 3600
+
+
+def _sweep_stale(folder: str, max_age: float = STALE_SECONDS) -> None:
+    """Removes the ``.tmp-*`` folders of runs that were killed while writing (an out-of-memory kill
+    leaves N x width files behind): those untouched for ``max_age`` seconds, so a live writer, which
+    touches its files as it goes, keeps its own."""
+    now = time.time()
+    for name in os.listdir(folder):
+        path = os.path.join(folder, name)
+        if not name.startswith(".tmp-") or not os.path.isdir(path):
+            continue
+        try:
+            newest = max([os.path.getmtime(path)] + [os.path.getmtime(os.path.join(path, f)) for f in os.listdir(path)])
+        except OSError:  # removed meanwhile by its owner
+            continue
+        if now - newest > max_age:
+            shutil.rmtree(path, ignore_errors=True)
+
+
 def _durable(folder: str) -> None:
     """fsyncs every file of ``folder`` and the folder itself before the rename that publishes it: after an
     OS crash a published entry could otherwise hold pre-sized files of zeros (layer-wise inference sizes
@@ -208,7 +229,7 @@ def _map(path: str, shape) -> Tensor:
 
 def teacher_outputs(teacher: nn.Module, x: Tensor, graph=None, cache_dir: Optional[str] = None,
                     device=None, chunk_rows: Optional[int] = None, progress: bool = False, distributed="auto",
-                    process_group=None) -> TeacherOutputs:
+                    process_group=None, key: Optional[str] = None) -> TeacherOutputs:
     """Teacher logits and hidden embedding for every node, computed once and cached on disk.
 
     Args:
@@ -231,6 +252,8 @@ def teacher_outputs(teacher: nn.Module, x: Tensor, graph=None, cache_dir: Option
             W-th row block of each layer, a barrier between layers), so a GNN's work is divided too.
             Every rank must pass the same teacher weights and inputs (checked: the cache keys must
             agree).
+        key: :func:`fingerprint` ``(teacher, x, graph)`` when the caller has already computed it (it
+            hashes every byte of ``x``); ``None`` computes it.
 
     Returns:
         :class:`TeacherOutputs` with ``logits [N, C]`` and ``hidden [N, H]`` (or ``None``).
@@ -258,7 +281,7 @@ def teacher_outputs(teacher: nn.Module, x: Tensor, graph=None, cache_dir: Option
 
     from gkdfast.distill import ddp as _ddp
 
-    key = fingerprint(teacher, x, graph)
+    key = fingerprint(teacher, x, graph) if key is None else key
     folder = os.path.join(cache_dir, "teachers", key)
     meta_path = os.path.join(folder, "meta.json")
     group = _ddp.resolve(distributed, process_group)
@@ -274,6 +297,7 @@ def teacher_outputs(teacher: nn.Module, x: Tensor, graph=None, cache_dir: Option
         return out.to(device) if device is not None else out
 
     os.makedirs(os.path.join(cache_dir, "teachers"), exist_ok=True)
+    _sweep_stale(os.path.join(cache_dir, "teachers"))
     # Write into a temporary folder and rename it into place, so a run killed mid-write never
     # leaves a half-written entry that a later run would trust.
     tmp = tempfile.mkdtemp(prefix=".tmp-", dir=os.path.join(cache_dir, "teachers"))

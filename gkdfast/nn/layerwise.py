@@ -416,19 +416,22 @@ def layerwise_inference(model: nn.Module, x: Tensor, graph: Optional[Graph], *, 
             # each rank its own pre-transform file (it is per-node work every rank needs whole)
             runner = _LayerRunner(layer, graph, chunk_rows,
                                   machines.path(f"pre{i}.f32" if group is None else f"pre{i}.r{rank}.f32"))
-            runner.prepare(h)
-            out = machines.matrix(n, model.out_channels if last else model.hidden_channels, _layer_file(i, layers))
-            for a in range(rank * chunk_rows, n, world * chunk_rows):  # every W-th row block
-                b = min(a + chunk_rows, n)
-                blk = runner.rows(h, a, b)
-                if not last:
-                    if model.norms is not None:
-                        blk = model.norms[i](blk)
-                    blk = F.relu(blk)
-                out[a:b] = blk
-                if bar is not None:
-                    bar.update(b - a)
-            _remove(runner.tmp_path)
+            try:  # the pre-transform file goes whether the layer finishes or not
+                runner.prepare(h)
+                out = machines.matrix(n, model.out_channels if last else model.hidden_channels,
+                                      _layer_file(i, layers))
+                for a in range(rank * chunk_rows, n, world * chunk_rows):  # every W-th row block
+                    b = min(a + chunk_rows, n)
+                    blk = runner.rows(h, a, b)
+                    if not last:
+                        if model.norms is not None:
+                            blk = model.norms[i](blk)
+                        blk = F.relu(blk)
+                    out[a:b] = blk
+                    if bar is not None:
+                        bar.update(b - a)
+            finally:
+                _remove(runner.tmp_path)
             del runner
             _flush(out)
             machines.barrier()  # every rank's blocks are in its machine's file before anyone reads it
