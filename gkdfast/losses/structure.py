@@ -334,8 +334,9 @@ def relation(student_blocks: Sequence[Tensor], teacher_blocks: Sequence[Tensor],
     Each model gives K blocks; a block is a 2-D tensor of embeddings.  Within one model all blocks
     share the width (``d_s`` for the student, ``d_t`` for the teacher; the two may differ).
 
-    * ``mode="centroid"`` (HIRE's relation-level term: correlation between the embeddings of
-      different node types): blocks ``[N_k, d]`` may have different row counts;
+    * ``mode="centroid"`` (a coarse form of HIRE's relation-level term, correlation between the
+      embeddings of different node types; the HIRE recipe uses the full cross-type similarity
+      matrices, :func:`gkdfast.hetero.hire.relation_loss`): blocks ``[N_k, d]`` may have different row counts;
       ``R_kl = cos(mean(B_k), mean(B_l))`` (``K x K``) per model and
       ``loss = (1/K^2) sum_kl (R^S_kl - R^T_kl)^2``.
     * ``mode="gram"`` (multimodal Gram-matrix term): all blocks are ``[N, d]``, row ``i`` of every

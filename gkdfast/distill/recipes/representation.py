@@ -19,7 +19,8 @@ class LSPRecipe(Recipe):
 
     Defaults from the official code: Laplace kernel ``exp(−0.01·‖h_i − h_j‖₁)`` (γ = 0.01), τ = 1,
     β = 1, Adam lr 0.005.  The official code applies LSP only for the first 30 epochs; we keep it on
-    throughout.  Set ``kd_weight > 0`` to add logit KD (Joshi's "KD+LSP").
+    throughout.  ``kd_weight > 0`` adds ``kd_weight``·KL at T = 1 beside CE (weight 1): not Joshi's
+    "KD+LSP", which is ``(1−α)·CE + α·T²·KL`` (α 0.9, T 4) plus the term (as :class:`KDGCRD` for G-CRD).
     """
 
     name = "lsp"

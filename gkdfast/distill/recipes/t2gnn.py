@@ -153,10 +153,12 @@ class FixedTargetKD(LossTerm):
 
 
 class FixedTargetContrast(LossTerm):
-    """T2-GNN's ``semi_loss(h^S, P h^T) + semi_loss(z^S, z^T)``: GRACE's NT-Xent
+    """T2-GNN's ``semi_loss(h^S, P h^T) + semi_loss(z^S, z^T)`` as GRACE's NT-Xent
     (:func:`gkdfast.losses.nt_xent`, τ = 0.5) between the student's hidden layer and a learned
     projection P of a fixed teacher's hidden layer, and between the two logit matrices, over a
-    sample of at most ``max_samples`` rows per step (all rows when ``None``)."""
+    sample of at most ``max_samples`` rows per step (all rows when ``None``).  Unlike the reference,
+    ``nt_xent`` averages both anchor directions (its ``semi_loss`` anchors the student only) and the
+    hidden layers are post-activation (the reference contrasts the first layers' pre-activation outputs)."""
 
     name = "contrast_fixed"
     needs_hidden = True
@@ -185,6 +187,7 @@ class FixedTargetContrast(LossTerm):
         if pick is not None:
             rows, hs, zs = rows[pick], hs[pick], zs[pick]
         ht, zt = self.hidden_t.to(dev)[rows], self.logits_t.to(dev)[rows]
+        # (nt_xent averages both anchor directions; the reference's semi_loss anchors the student only)
         return nt_xent(hs, self.proj(ht), tau=self.tau, **_group(ctx)) + nt_xent(zs, zt, tau=self.tau, **_group(ctx))
 
 
