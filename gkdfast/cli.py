@@ -49,7 +49,8 @@ def _split_list(text: str, what: str) -> list:
 
 
 def _parse_set(items) -> dict:
-    """``--set glnn.lamb=0.3`` → ``{"glnn": {"lamb": 0.3}}`` (values parsed as Python literals)."""
+    """``--set glnn.lamb=0.3`` → ``{"glnn": {"lamb": 0.3}}`` (values parsed as Python literals; ``true`` /
+    ``false`` / ``none`` / ``null`` in any case are the booleans and ``None``, not text)."""
     import ast
 
     out: dict = {}
@@ -58,10 +59,14 @@ def _parse_set(items) -> dict:
         method, dot, param = key.partition(".")
         if not eq or not dot or not method or not param:
             raise ValueError(f"--set {item!r}: expected METHOD.PARAM=VALUE, e.g. glnn.lamb=0.3")
-        try:
-            parsed = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
-            parsed = value
+        words = {"true": True, "false": False, "none": None, "null": None}  # any case: not text
+        if value.strip().lower() in words:
+            parsed = words[value.strip().lower()]
+        else:
+            try:
+                parsed = ast.literal_eval(value)
+            except (ValueError, SyntaxError):
+                parsed = value
         out.setdefault(method, {})[param] = parsed
     return out
 
@@ -161,7 +166,7 @@ def _distill(args) -> int:
 
     from gkdfast._io import exclusive_dir
     from gkdfast.distill import recipes
-    from gkdfast.distill.experiment import parse_model, run_experiment
+    from gkdfast.distill.experiment import parse_model, run_experiment, setting_tag
     from gkdfast.distill.results import format_table, save_json, save_png
 
     if args.split_dir and (args.task == "graph" or args.protocol == "published"
@@ -177,6 +182,7 @@ def _distill(args) -> int:
         if given:
             raise ValueError(f"{', '.join(given)}: flags of graph classification (--task graph); node "
                              "classification splits by seed (--seeds)")
+    _check_device(args)
     if args.task == "graph":  # graph classification on a TU folder: its own pipeline (k-fold CV)
         from gkdfast.cli_graph import run_graph
 
@@ -185,6 +191,10 @@ def _distill(args) -> int:
         raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
     if args.seed < 0:
         raise ValueError(f"--seed must be >= 0, got {args.seed}")
+    if args.inductive_fraction is not None and args.setting != "inductive":
+        raise ValueError("--inductive-fraction: only with --setting inductive")
+    if args.inductive_fraction is None:
+        args.inductive_fraction = 0.2
     if not 0.0 < args.inductive_fraction < 1.0:
         raise ValueError(f"--inductive-fraction must be in (0, 1), got {args.inductive_fraction}")
     if not 0.0 <= args.missing_rate < 1.0:
@@ -193,13 +203,13 @@ def _distill(args) -> int:
         raise ValueError(f"--epochs must be >= 1, got {args.epochs}")
     if args.dropout is not None and not 0.0 <= args.dropout < 1.0:
         raise ValueError(f"--dropout must be in [0, 1), got {args.dropout}")
+    if args.nodes is not None and args.data is not None:
+        raise ValueError("--nodes: the size of the built-in synthetic graph; drop it or --data")
+    if args.nodes is None:
+        args.nodes = 2000
     if args.nodes < 500:  # 5 classes x (20 train + 30 val) = 250 nodes before any test node
         raise ValueError(f"--nodes must be >= 500, got {args.nodes}")
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError("--device cuda: no CUDA device is available")
-    if device != "cpu" and not device.startswith("cuda"):
-        raise ValueError(f"--device must be cpu or cuda[:i], got {device!r}")
+    device = _check_device(args)
     if args.data is not None and _is_hetero(args):  # typed graph: R-GCN / HAN models, kd / hire
         return _distill_hetero(args)
     if args.protocol == "published":  # each recipe in its paper's setting: gkdfast/distill/protocols.py
@@ -215,8 +225,12 @@ def _distill(args) -> int:
         raise ValueError("--student lists the same model twice")
     if args.methods:
         methods = _split_list(args.methods, "methods")
-        for m in methods:
-            recipes.get(m)
+        seen: dict = {}
+        for m in methods:  # two spellings of one recipe would run it twice and merge both into one row
+            name = recipes.get(m).name
+            if name in seen:
+                raise ValueError(f"--methods names {seen[name]!r} and {m!r}, the same recipe ({name}); name it once")
+            seen[name] = m
     else:
         methods = {s.label: _split_list(DEFAULT_METHODS_MLP if s.name == "mlp" else DEFAULT_METHODS_GNN, "methods")
                    for s in students}
@@ -290,11 +304,26 @@ def _distill(args) -> int:
         if auto_teacher:
             results["teacher_selection"] = selection
         print(format_table(results))
-        stem = "results" if args.setting == "transductive" else "results-inductive"  # both can share an --out
+        # one file per setting, as the checkpoints: several settings can share an --out
+        stem = "results" + setting_tag(args.inductive_fraction if args.setting == "inductive" else None,
+                                       args.missing_rate or 0.0)
         save_json(results, os.path.join(out, f"{stem}.json"))
         save_png(results, os.path.join(out, f"{stem}.png"))
     print(f"wrote {os.path.join(out, stem + '.json')} and {os.path.join(out, stem + '.png')}")
     return 0
+
+
+def _check_device(args) -> str:
+    """The device to run on: ``--device`` or cuda when available; a one-line error for a CUDA request on
+    a machine without one, or a name that is neither cpu nor cuda[:i]."""
+    import torch
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError("--device cuda: no CUDA device is available")
+    if device != "cpu" and not device.startswith("cuda"):
+        raise ValueError(f"--device must be cpu or cuda[:i], got {device!r}")
+    return device
 
 
 def _any_needs_teacher(methods) -> bool:
@@ -554,7 +583,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="transductive (default: students matched to the teacher on every node) or inductive "
                          "(GLNN: a fraction of the test nodes and their edges hidden while training; accuracy "
                          "on those nodes)")
-    pd.add_argument("--inductive-fraction", type=float, default=0.2,
+    pd.add_argument("--inductive-fraction", type=float,
                     help="fraction of the test nodes held out in the inductive setting (default 0.2)")
     pd.add_argument("--epochs", type=int, help="override every recipe's maximum epochs (--task graph: every "
                                                "student's; GFKD's inversion keeps --set gfkd.iterations, "
@@ -572,7 +601,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="override a recipe hyperparameter, e.g. --set glnn.lamb=0.3 (repeatable); on "
                          "heterogeneous data also the teacher's training: teacher.epochs, teacher.patience, "
                          "teacher.lr, teacher.weight_decay")
-    pd.add_argument("--nodes", type=int, default=2000, help="nodes of the synthetic graph (default 2000)")
+    pd.add_argument("--nodes", type=int, help="nodes of the built-in synthetic graph (default 2000; not with --data)")
     _add_shape_flags(pd, ".  Any of --avg-degree/--features/--classes/--homophily switches the built-in graph from the "
                          "small 5-class CSBM to the degree-corrected SBM (gkdfast.data.dcsbm) with --nodes nodes")
     pd.add_argument("--device", help="cpu or cuda (default: cuda when available)")

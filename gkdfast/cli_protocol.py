@@ -111,7 +111,7 @@ def run_published_cli(args, device: str) -> int:
     with exclusive_dir(args.out, "--out folder", enabled=main):
         results = run_published(data, methods=methods, seeds=list(range(args.seed, args.seed + num_seeds(args))),
                                 epochs=args.epochs, device=device, out=args.out, log=log, overrides=overrides,
-                                progress=not args.quiet and not args.no_progress, students=students,
+                                progress=main and not args.quiet and not args.no_progress, students=students,
                                 auto_teacher=auto_teacher)
         if not main:
             return 0

@@ -175,7 +175,7 @@ def test_distill_inductive_setting(tmp_path):
              "--methods", "glnn", "--seeds", "1", "--epochs", "3", "--out", out)
     assert r.returncode == 0, r.stderr
     assert "inductive setting: 20% of the test nodes" in r.stderr
-    with open(os.path.join(out, "results-inductive.json")) as f:
+    with open(os.path.join(out, "results-inductive-0.2.json")) as f:
         res = json.load(f)
     assert res["dataset"] == "csbm [inductive 20%]"
     assert [row["method"] for row in res["rows"]] == ["teacher", "none", "glnn"]
@@ -216,3 +216,34 @@ def test_dropout_reaches_the_common_protocols_students_and_defaults_to_one_half(
         main(["distill", "--nodes", "500", "--student", "mlp,gcn:16", "--dropout", "0.2", "--quiet",
               "--out", str(tmp_path / "o")])
     assert seen == [0.2, 0.2]
+
+
+def test_set_values_true_false_none_in_any_case_and_text_refused_before_training(capsys):
+    from gkdfast.cli import _parse_set, main
+
+    assert _parse_set(["ta_ensemble.include_teacher=false", "a.b=TRUE", "a.c=none", "a.d=Null", "a.e=1e-3"]) == {
+        "ta_ensemble": {"include_teacher": False}, "a": {"b": True, "c": None, "d": None, "e": 1e-3}}
+    for bad, msg in (("glnn.lamb=flase", "lamb takes a float"), ("ta_ensemble.include_teacher=1",
+                                                                  "include_teacher takes True or False")):
+        assert main(["distill", "--methods", "glnn,ta_ensemble", "--set", bad, "--epochs", "1", "--quiet"]) == 2
+        assert msg in capsys.readouterr().err  # refused before the teacher trained
+
+
+def test_cli_refuses_duplicates_and_flags_that_would_do_nothing(tmp_path, capsys):
+    from gkdfast.cli import main
+
+    base = ["distill", "--epochs", "1", "--quiet", "--out", str(tmp_path / "o")]
+    cases = ((["--methods", "kd,hinton"], "the same recipe (kd)"),
+             (["--inductive-fraction", "0.5"], "--inductive-fraction: only with --setting inductive"),
+             (["--nodes", "600", "--data", _need("planetoid"), "--name", "cora"], "--nodes: the size of the built-in"))
+    for extra, msg in cases:
+        assert main(base + extra) == 2
+        assert msg in capsys.readouterr().err
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks the no-GPU message")
+def test_graph_task_on_cuda_without_a_gpu_is_a_one_line_error(capsys):
+    from gkdfast.cli import main
+
+    assert main(["distill", "--task", "graph", "--data", _need("tu_mutag"), "--device", "cuda", "--quiet"]) == 2
+    assert "--device cuda: no CUDA device is available" in capsys.readouterr().err

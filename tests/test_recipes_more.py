@@ -587,5 +587,5 @@ def test_missing_rate_masks_each_seeds_data_for_every_method(tmp_path, monkeypat
     assert [(r, s) for r, s, _, _ in calls] == [(0.3, 0), (0.3, 1)]  # once per seed, seeded by it
     assert all(after < before for _, _, before, after in calls)
     assert seen_edges == [after for _, _, _, after in calls]  # the student trained on the masked graph
-    res = json.loads((out / "results.json").read_text())
+    res = json.loads((out / "results-missing-0.3.json").read_text())  # its own file beside a plain run's
     assert "[missing 30%]" in res["dataset"] and all(len(r["test_acc"]) == 2 for r in res["rows"])

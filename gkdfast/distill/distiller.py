@@ -477,7 +477,7 @@ class Distiller:
                              f"{saved_world} process(es) (this run has {world_size}) or use another checkpoint_dir")
         if state.get("fingerprint") != fp:
             raise ValueError(f"Distiller: {path} belongs to a different run (model, terms or settings differ); "
-                             "use another checkpoint_dir or delete it")
+                             "use another checkpoint_dir (gkdfast distill: another --out) or delete it")
         return state
 
     # -- training -------------------------------------------------------------------------------

@@ -103,6 +103,18 @@ def parse_model(spec: str, dropout: float = 0.5, num_layers: Optional[int] = Non
     return ModelSpec(name, DEFAULT_HIDDEN, num_layers, dropout)
 
 
+def setting_tag(inductive_fraction: Optional[float] = None, missing_rate: float = 0.0) -> str:
+    """The suffix that keeps a setting's checkpoints and result files apart in one ``--out``:
+    ``""`` for the plain transductive run, e.g. ``"-inductive-0.2-missing-0.3"`` otherwise.
+
+    Example:
+        >>> setting_tag(0.2), setting_tag(None, 0.3), setting_tag()
+        ('-inductive-0.2', '-missing-0.3', '')
+    """
+    tag = f"-inductive-{float(inductive_fraction):g}" if inductive_fraction is not None else ""
+    return tag + (f"-missing-{float(missing_rate):g}" if missing_rate else "")
+
+
 def seed_data(data, seed: int, missing_rate: float = 0.0, inductive_fraction: Optional[float] = None):
     """``(d, split, train_data)`` of one seed: ``d`` the seed's split (:func:`seed_split`) with its
     missing features and edges masked under ``missing_rate`` (:func:`gkdfast.data.mask_missing`), ``split``
@@ -362,14 +374,11 @@ def run_experiment(data, *, teacher: Optional[ModelSpec], students: Sequence[Mod
         raise ValueError(f"run_experiment: inductive_fraction must be in (0, 1), got {inductive_fraction}")
     if cache_dir is None and out is not None:
         cache_dir = os.path.join(out, "cache")
-    # The settings train on different data: separate checkpoint folders, so they can share an --out.
-    tag = f"-inductive-{float(inductive_fraction):g}" if inductive else ""
-    ckpt_root = os.path.join(out, "checkpoints" + tag) if out is not None else None
     if not 0.0 <= float(missing_rate) < 1.0:
         raise ValueError(f"run_experiment: missing_rate must be in [0, 1), got {missing_rate}")
-    if missing_rate:
-        tag += f"-missing-{float(missing_rate):g}"
-        ckpt_root = os.path.join(out, "checkpoints" + tag) if out is not None else None
+    # The settings train on different data: separate checkpoint folders, so they can share an --out.
+    tag = setting_tag(inductive_fraction if inductive else None, missing_rate)
+    ckpt_root = os.path.join(out, "checkpoints" + tag) if out is not None else None
     dev = torch.device(device)
 
     def ckpt(*parts):

@@ -89,6 +89,14 @@ class Recipe:
             if k.startswith("_") or k in self._not_used or not hasattr(type(self), k) \
                     or callable(getattr(type(self), k)):
                 raise ValueError(f"{self.name}: unknown hyperparameter {k!r}; known: {', '.join(self.params())}")
+            default = getattr(type(self), k)
+            # Text where the default is not text (``--set x.flag=flase``, ``x.lr=1e-3x``): refused here,
+            # before anything trains, instead of failing mid-run or reading a non-empty text as true.
+            if isinstance(v, str) and default is not None and not isinstance(default, str):
+                raise ValueError(f"{self.name}: {k} takes a {type(default).__name__} (default {default!r}), got the "
+                                f"text {v!r}")
+            if isinstance(default, bool) and not isinstance(v, bool):
+                raise ValueError(f"{self.name}: {k} takes True or False, got {v!r}")
             setattr(self, k, v)
 
     def params(self) -> Dict[str, object]:
