@@ -686,7 +686,9 @@ def main(argv=None) -> int:
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
-        print(f"gkdfast {args.command}: interrupted (rerun the same command to resume)", file=sys.stderr)
+        how = ("graph classification keeps no per-fold state: a rerun starts over"
+               if getattr(args, "task", None) == "graph" else "rerun the same command to resume")
+        print(f"gkdfast {args.command}: interrupted ({how})", file=sys.stderr)
         return 130
     except (ValueError, TypeError, OSError, KeyError, NotImplementedError) as exc:
         if os.environ.get("GKDFAST_DEBUG"):

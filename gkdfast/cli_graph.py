@@ -109,7 +109,9 @@ def run_graph(args) -> int:
         results = run_graph_experiment(data, teacher, students, methods, folds=folds, seed=args.seed,
                                        train_cfg=train_cfg, dfad_cfg=dfad_cfg, gfkd_cfg=gfkd_cfg, device=device,
                                        max_folds=args.max_folds, log=log)
-        print(format_table(results).replace("seed(s)", "fold(s)", 1))
+        proto = results["protocol"]
+        folds_text = (f"fold(s) of {proto['folds']}" if proto["folds_run"] < proto["folds"] else "fold(s)")
+        print(format_table(results).replace("seed(s)", folds_text, 1))
         save_json(results, os.path.join(out, "results.json"))
         save_png(results, os.path.join(out, "results.png"))
     print(f"wrote {os.path.join(out, 'results.json')} and {os.path.join(out, 'results.png')}")

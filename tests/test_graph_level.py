@@ -466,3 +466,20 @@ def test_epochs_flag_caps_gfkd_student_epochs_and_set_still_wins(tmp_path, monke
     for extra in (["--epochs", "3"], ["--epochs", "3", "--set", "gfkd.student_epochs=7"]):
         main(base + extra)
     assert [c.student_epochs for c in seen] == [3, 7]
+
+
+def test_a_students_rows_do_not_depend_on_the_other_methods_and_the_protocol_is_recorded():
+    """The global RNG ran on from one student and method to the next: the second student's no-KD row
+    changed when a method was added (the cause of the moving baselines in docs/results-graph-level.md)."""
+    from gkdfast.distill.graph_experiment import GraphTrainConfig, parse_graph_model, run_graph_experiment
+
+    ds = load_tu(need_data("tu_mutag"))
+    teacher = parse_graph_model("gin:8x2")
+    students = [parse_graph_model("gin:8x2"), parse_graph_model("gcn:8x2")]
+    runs = [run_graph_experiment(ds, teacher, students, methods, folds=10, max_folds=1,
+                                 train_cfg=GraphTrainConfig(epochs=2)) for methods in ([], ["kd"])]
+    rows = [{(r["method"], r["model"]): r["test_acc"] for r in res["rows"]} for res in runs]
+    assert all(rows[1][key] == acc for key, acc in rows[0].items())
+    assert runs[0]["protocol"] == {"name": "stratified k-fold", "folds": 10, "folds_run": 1, "seed": 0}
+    with pytest.raises(ValueError, match="max_folds"):
+        run_graph_experiment(ds, teacher, students, [], folds=10, max_folds=0)

@@ -135,7 +135,9 @@ def run_graph_experiment(dataset, teacher: GraphModelSpec, students: Sequence[Gr
     train_cfg = train_cfg or GraphTrainConfig()
     dfad_cfg = dfad_cfg or DFADConfig()
     gfkd_cfg = gfkd_cfg or GFKDConfig()
-    splits = stratified_kfold(dataset.y, folds, seed)[:max_folds or folds]
+    if max_folds is not None and not 1 <= int(max_folds) <= folds:
+        raise ValueError(f"max_folds must be in [1, {folds}] or None, got {max_folds}")
+    splits = stratified_kfold(dataset.y, folds, seed)[:folds if max_folds is None else int(max_folds)]
     f_in, c = dataset.num_features, dataset.num_classes
     acc: Dict[tuple, _Acc] = {}
     for k, (train_all, test) in enumerate(splits):
@@ -153,9 +155,13 @@ def run_graph_experiment(dataset, teacher: GraphModelSpec, students: Sequence[Gr
             inversion_seconds = time.perf_counter() - t0
             log(f"fold {k + 1}/{len(splits)}: GFKD inverted {len(transfer)} graphs in {inversion_seconds:.0f} s "
                 f"(teacher CE {transfer.inversion_ce:.3f}, edge density {transfer.edge_density:.3f})")
-        for spec in students:
+        for i, spec in enumerate(students):
+            # Seeded per (fold, student) and per method: a row does not depend on which other methods or
+            # students ran before it (the no-KD baseline moved with --methods and the student order).
+            torch.manual_seed(_stream(seed, k, i))
             init = spec.build(f_in, c).state_dict()
-            for method in ("none", *methods):
+            for j, method in enumerate(("none", *methods)):
+                torch.manual_seed(_stream(seed, k, i, j + 1))
                 s_model = spec.build(f_in, c)
                 s_model.load_state_dict(init)
                 t0 = time.perf_counter()
@@ -172,7 +178,17 @@ def run_graph_experiment(dataset, teacher: GraphModelSpec, students: Sequence[Gr
                 log(f"fold {k + 1}/{len(splits)}: {method} {spec.label} test {acc[(method, spec.label)].accs[-1]:.3f}")
     rows = [_row(m, label, a.accs, a.secs, a.infer) for (m, label), a in acc.items()]
     return {"dataset": dataset.name, "num_nodes": int(dataset.num_nodes), "num_edges": int(dataset.graph.num_edges),
-            "rows": rows}
+            "rows": rows,  # how many of how many folds: 3 of 10 is not a 3-fold cross-validation
+            "protocol": {"name": "stratified k-fold", "folds": int(folds), "folds_run": len(splits),
+                         "seed": int(seed)}}
+
+
+def _stream(*parts: int) -> int:
+    """A torch seed from small non-negative ints (seed, fold, student, method), one per combination."""
+    out = 0
+    for p in parts:
+        out = (out * 1_000_003 + int(p) + 1) % (2**63 - 1)
+    return out
 
 
 def _record(acc, key, model, dataset, test, t0, device) -> None:
