@@ -136,12 +136,13 @@ def cold_start_masks(data, seed: int, num_val: int = 500):
         raise ValueError(f"cold_start_masks: num_val must be a positive int, got {num_val!r}")
     iso = iso.cpu().bool()
     train = data.train_mask.cpu().bool().clone()
-    pool = (~train & ~iso).nonzero().flatten()
+    labelled = data.y.cpu() >= 0  # an unlabelled node (y = -1) would count as a wrong answer
+    pool = (~train & ~iso & labelled).nonzero().flatten()
     take = min(num_val, pool.numel() // 2)
     gen = torch.Generator().manual_seed(int(seed))
     val = torch.zeros_like(train)
     val[pool[torch.randperm(pool.numel(), generator=gen)[:take]]] = True
-    test = iso & ~train
+    test = iso & ~train & labelled
     if int(test.sum()) == 0 or int(train.sum()) == 0:
         raise ValueError(f"cold_start_masks: {int(train.sum())} training and {int(test.sum())} isolated test nodes; "
                          "the setting needs both")

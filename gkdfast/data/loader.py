@@ -46,9 +46,23 @@ def _subdir(directory, name):
     if exact:
         return os.path.join(directory, exact[0])
     pre = [d for d in subs if d.lower().startswith(name.lower())]  # e.g. Twitch "EN" -> ENGB
-    if len(pre) == 1:
+    # Only where the folders are one collection's members: at a data root, "cora" is not "cora_ml"
+    # (Cora lives in planetoid/), so a prefix among unrelated folders is no match.
+    if len(pre) == 1 and _one_collection(directory, subs):
         return os.path.join(directory, pre[0])
     return None
+
+
+def _one_collection(directory, subs) -> bool:
+    """Whether the sibling folders that hold graphs are one collection's members (Twitch's countries,
+    HeCo's sets): all of one format (folders of other files, e.g. split files, do not count)."""
+    formats = set()
+    for d in subs:
+        try:
+            formats.add(guess_format(os.path.join(directory, d))[0])
+        except (ValueError, OSError):
+            pass
+    return len(formats) == 1
 
 
 def guess_format(path, name: Optional[str] = None):

@@ -92,6 +92,7 @@ def load_mat(path, seed: int = 0, name: Optional[str] = None) -> GraphData:
     import scipy.sparse as sp
 
     coo = sp.coo_matrix(adj)
+    coo.eliminate_zeros()  # an explicitly stored 0 is no edge
     g = undirected_graph(coo.row, coo.col, n)
     feat = _get(m, _FEAT)
     x = torch.ones(n, 1) if feat is None else to_float_features(feat)
@@ -99,6 +100,8 @@ def load_mat(path, seed: int = 0, name: Optional[str] = None) -> GraphData:
     if lab is None:
         raise fail(path, f"no label variable (looked for {', '.join(_LAB)})")
     lab = lab.toarray() if hasattr(lab, "toarray") else np.asarray(lab)
+    if lab.ndim == 2 and lab.shape[0] == 1 and lab.shape[1] == n and n > 1:  # savemat's 1 x N label vector
+        lab = lab.reshape(-1)
     extras = {"format": "mat"}
     if lab.ndim == 2 and lab.shape[1] > 1:
         if lab.shape[0] != n:

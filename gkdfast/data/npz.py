@@ -16,6 +16,10 @@ key              dtype / shape               meaning
 ``sensitive``    int ``[N]``                 optional sensitive attribute
 ``num_classes``  int scalar                  optional (default ``max(y) + 1``)
 ``name``         str scalar                  optional (default: file name)
+``edge_weight``  float ``[E]``               optional, finite
+``extras_json``  str scalar                  optional: the data's JSON-able extras
+                                             (split marker, label_number, format ...)
+``extra__<k>``   any ``[N, ...]``            optional: per-node tensor extras
 ===============  ==========================  =========================================
 
 ``N`` is ``x.shape[0]``.  Files are read with ``allow_pickle=False``.
@@ -28,6 +32,7 @@ There is no public split: a random 20/30-per-class split is drawn from ``seed``.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import zipfile
 from typing import Optional
@@ -115,21 +120,32 @@ def save_npz(data: GraphData, path, compressed: bool = True) -> None:
         arrays["sensitive"] = d.sensitive.to(torch.int64).numpy()
     if d.graph.edge_weight is not None:
         arrays["edge_weight"] = d.graph.edge_weight.to(torch.float32).numpy()
+    # The extras travel too: the split marker (without it every seed of a reloaded bundle would train on
+    # the saved masks), the fairness split's label_number, and per-node tensors (Cold Brew's isolated
+    # nodes, PubMed's feature mask) as extra__<key> arrays.
+    from gkdfast.data.mmap import _jsonable
+
+    arrays["extras_json"] = np.str_(json.dumps(_jsonable(d.extras)))
+    for k, v in d.extras.items():
+        if isinstance(v, torch.Tensor) and v.dim() >= 1 and v.size(0) == d.num_nodes:
+            arrays[f"extra__{k}"] = v.detach().cpu().numpy()
     save = np.savez_compressed if compressed else np.savez
     atomic_write(os.fspath(path), lambda f: save(f, **arrays))  # a file object: no suffix added
 
 
 def load_npz_bundle(path, seed: int = 0, name: Optional[str] = None) -> GraphData:
     """Reads a gkdfast ``.npz`` bundle; see the module doc.  Random per-class split from ``seed``
-    when the file has no masks.
+    when the file has no masks.  A bundle written by :func:`save_npz` brings back the data's extras
+    (``extras_json``, ``extra__<key>`` arrays), its split marker included, so an experiment re-draws a
+    random split per seed as it would have in memory.
 
     Example:
         >>> import os, tempfile
         >>> from gkdfast.data import csbm
         >>> path = os.path.join(tempfile.mkdtemp(), "g.npz")
         >>> save_npz(csbm(num_nodes=100), path)
-        >>> load_npz_bundle(path).extras["split"]
-        'file'
+        >>> load_npz_bundle(path).extras["split"]   # csbm's own marker: seeds re-draw the split
+        'random(20/30 per class, seed=0)'
     """
     with _reading(path) as f:
         keys = set(f.files)
@@ -137,7 +153,7 @@ def load_npz_bundle(path, seed: int = 0, name: Optional[str] = None) -> GraphDat
             if k not in keys:
                 raise fail(path, f"missing array {k!r} (a gkdfast .npz needs edge_index, x, y)")
         arr = {k: f[k] for k in keys if k in {"edge_index", "x", "y", "sensitive", "num_classes", "name",
-                                               "edge_weight", *_MASKS}}
+                                               "edge_weight", "extras_json", *_MASKS} or k.startswith("extra__")}
     ei, x, y = arr["edge_index"], arr["x"], arr["y"]
     if ei.ndim != 2 or ei.shape[0] != 2 or not np.issubdtype(ei.dtype, np.integer):
         raise fail(path, f"edge_index must be an integer [2, E] array, got {ei.dtype} {list(ei.shape)}")
@@ -152,6 +168,8 @@ def load_npz_bundle(path, seed: int = 0, name: Optional[str] = None) -> GraphDat
     check_edge_range(path, ei[0], ei[1], n, "edge_index")
     if y.size and int(y.min()) < -1:
         raise fail(path, f"y has label {int(y.min())}; labels must be >= 0 (or -1 for unlabelled)")
+    if "num_classes" in arr and np.ndim(arr["num_classes"]) != 0:
+        raise fail(path, f"num_classes must be one number, got an array of shape {list(np.shape(arr['num_classes']))}")
     num_classes = int(arr["num_classes"]) if "num_classes" in arr else (int(y.max()) + 1 if y.size else 0)
     if y.size and int(y.max()) >= num_classes:
         raise fail(path, f"y has label {int(y.max())} but num_classes is {num_classes}")
@@ -160,6 +178,8 @@ def load_npz_bundle(path, seed: int = 0, name: Optional[str] = None) -> GraphDat
         w = torch.from_numpy(np.asarray(arr["edge_weight"], dtype=np.float32))
         if w.shape != (ei.shape[1],):
             raise fail(path, f"edge_weight must be [E={ei.shape[1]}], got {list(w.shape)}")
+        if not bool(torch.isfinite(w).all()):
+            raise fail(path, "edge_weight contains NaN or inf")
     g = Graph(torch.from_numpy(ei.astype(np.int64)), n, w)
     yt = torch.from_numpy(y.astype(np.int64))
     present = [k for k in _MASKS if k in arr]
@@ -189,8 +209,17 @@ def load_npz_bundle(path, seed: int = 0, name: Optional[str] = None) -> GraphDat
 
         sens = torch.from_numpy(check_sensitive(path, np.asarray(s), "sensitive"))
     nm = name or (str(arr["name"]) if "name" in arr else os.path.splitext(os.path.basename(os.fspath(path)))[0])
+    extras = {"split": split, "format": "npz"}
+    if "extras_json" in arr and split == "file":  # saved by save_npz: the data's own extras, split marker included
+        try:
+            saved = json.loads(str(arr["extras_json"]))
+        except ValueError:
+            raise fail(path, "extras_json is not valid JSON") from None
+        extras.update(saved if isinstance(saved, dict) else {})
+        extras.update({k[len("extra__"):]: torch.from_numpy(np.ascontiguousarray(arr[k])) for k in arr
+                       if k.startswith("extra__")})
     data = GraphData(g, torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), yt, *masks, num_classes, nm,
-                     sens, {"split": split, "format": "npz"})
+                     sens, extras)
     return data.validate()
 
 
@@ -239,6 +268,7 @@ def load_gnn_benchmark(path, seed: int = 0, name: Optional[str] = None) -> Graph
     if x.size(0) != n or labels.shape != (n,):
         raise fail(path, f"adjacency has {n} nodes but features/labels have {x.size(0)}/{labels.shape[0]} rows")
     coo = adj.tocoo()
+    coo.eliminate_zeros()  # an explicitly stored 0 is no edge
     g = undirected_graph(coo.row, coo.col, n)
     y = torch.from_numpy(labels)
     num_classes = int(labels.max()) + 1 if labels.size else 0

@@ -1,0 +1,75 @@
+"""Data-layer cases a second review found broken: Cold Brew masks with unlabelled nodes, a bundle round
+trip freezing the split, a prefix matching an unrelated dataset, Geom-GCN files on another node order,
+explicit zeros read as edges, a 1 x N label row, unchecked weights."""
+import os
+
+import numpy as np
+import pytest
+import scipy.io
+import scipy.sparse as sp
+import torch
+
+from conftest import need_data
+from gkdfast.data import csbm, load, save_npz
+from gkdfast.distill.experiment import seed_split
+
+
+def test_cold_start_masks_leave_unlabelled_nodes_out():
+    from gkdfast.data.isolation import cold_start_masks, isolation_split
+
+    d = csbm(num_nodes=600, num_classes=3, feature_dim=8, seed=0)
+    d.y[::7] = -1
+    d.train_mask &= d.y >= 0
+    d.val_mask &= d.y >= 0
+    d.test_mask &= d.y >= 0
+    tr, va, te = cold_start_masks(isolation_split(d), 0)
+    assert not bool(((va | te) & (d.y < 0)).any())  # counted as wrong answers before
+
+
+def test_a_saved_bundle_keeps_its_split_rule_and_per_node_extras(tmp_path):
+    d = csbm(num_nodes=300, num_classes=3, feature_dim=8, seed=0)
+    d.extras["isolated_mask"] = torch.arange(300) % 5 == 0
+    p = str(tmp_path / "g.npz")
+    save_npz(d, p)
+    e = load(p)
+    assert e.extras["split"] == d.extras["split"]
+    assert torch.equal(e.extras["isolated_mask"], d.extras["isolated_mask"])
+    a, b = seed_split(e, 1), seed_split(e, 2)
+    assert not torch.equal(a.train_mask, b.train_mask)  # every seed trained on the saved masks before
+
+
+def test_a_name_prefix_matches_within_one_collection_only():
+    root = os.path.dirname(need_data("twitch"))
+    assert load(need_data("twitch"), name="EN").name.lower().endswith("engb")
+    with pytest.raises(ValueError):
+        load(root, name="cora")  # was Cora-ML, silently
+
+
+def test_geom_gcn_split_files_refuse_another_node_order():
+    from gkdfast.data.geom_splits import geom_gcn_split
+
+    d = load(need_data("gnn_benchmark_npz/cora.npz"))
+    with pytest.raises(ValueError, match="Planetoid's node order"):
+        geom_gcn_split(d, need_data("planetoid_geom_gcn_splits"), 0, name="cora")
+
+
+def test_explicit_zeros_are_no_edges_and_a_label_row_is_a_vector(tmp_path):
+    adj = sp.csr_matrix((np.array([1.0, 1.0, 0.0, 0.0]), (np.array([0, 1, 1, 2]), np.array([1, 0, 2, 1]))),
+                        shape=(3, 3))
+    assert adj.nnz == 4  # two stored zeros
+    p = str(tmp_path / "g.mat")
+    scipy.io.savemat(p, {"network": adj, "group": np.array([0, 1, 1])})  # savemat stores labels as 1 x N
+    g = load(p)
+    assert g.graph.edge_index.tolist() == [[1, 0], [0, 1]] and g.y.tolist() == [0, 1, 1]
+
+
+def test_bundle_weights_must_be_finite(tmp_path):
+    p = str(tmp_path / "w.npz")
+    np.savez(p, edge_index=np.array([[0, 1], [1, 0]]), x=np.ones((2, 2), np.float32), y=np.array([0, 1]),
+             edge_weight=np.array([1.0, np.nan], np.float32))
+    with pytest.raises(ValueError, match="edge_weight contains NaN or inf"):
+        load(p)
+    np.savez(p, edge_index=np.array([[0, 1], [1, 0]]), x=np.ones((2, 2), np.float32), y=np.array([0, 1]),
+             num_classes=np.array([2, 2]))
+    with pytest.raises(ValueError, match="num_classes must be one number"):
+        load(p)
