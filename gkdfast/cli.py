@@ -564,8 +564,8 @@ def build_parser() -> argparse.ArgumentParser:
                                       "(default: mlp,gcn:16 on the synthetic graph, mlp with --data; --task graph: "
                                       "conv[:hidden[xlayers]][/norm], default gin,gcn)")
     pd.add_argument("--methods", help="comma-separated recipes: " + ", ".join(
-        n for n in ("kd", "glnn", "lsp", "gsp", "gcrd", "kd_gcrd", "nosmog", "graphmlp", "coldbrew", "freekd", "oad", "t2gnn",
-                    "gsdn", "sail", "ta_ensemble", "reliant", "hire") if n in _recipe_names()) +
+        n for n in ("kd", "glnn", "lsp", "gsp", "gcrd", "kd_gcrd", "nosmog", "graphmlp", "coldbrew", "freekd", "oad",
+                    "t2gnn", "gsdn", "sail", "ta_ensemble", "reliant", "hire") if n in _recipe_names()) +
         f" (default: {DEFAULT_METHODS_MLP} for an MLP, {DEFAULT_METHODS_GNN} for a GNN).  freekd and oad train "
         "the --student GNN with its peers (teacher-free), gsdn and coldbrew need an mlp student; reliant needs a "
         "sensitive attribute; hire heterogeneous data (default there kd,hire)")
