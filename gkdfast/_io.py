@@ -29,10 +29,17 @@ def _fsync_dir(folder: str) -> None:
         os.close(fd)
 
 
-def _umask() -> int:
+def _read_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+_UMASK = _read_umask()  # read once at import: flipping it later would open a window for other threads
+
+
+def _umask() -> int:
+    return _UMASK
 
 
 def atomic_write(path: str, write: Callable[[IO[bytes]], None]) -> None:

@@ -40,6 +40,8 @@ def cache_mode():
     derived graphs) are built in: outside inference mode, since an inference tensor kept in a cache
     would make every later autograd use of the graph fail ("Inference tensors cannot be saved for
     backward")."""
+    if torch.compiler.is_compiling():  # (Dynamo cannot trace is_inference_mode_enabled; a trace is no cache)
+        return contextlib.nullcontext()
     return torch.inference_mode(False) if torch.is_inference_mode_enabled() else contextlib.nullcontext()
 
 

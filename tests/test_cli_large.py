@@ -79,7 +79,7 @@ def test_sampled_run_with_a_gnn_student(tmp_path):
     (["--student", "segcn"], "trains one student"),
     (["--student", "gcn", "--methods", "lsp", "--set", "lsp.batch_edges=induced"], "lsp with a GNN student"),
     (["--methods", "graphmlp"], "runs distinct methods among glnn, kd, nosmog, lsp, gsp, gcrd, kd_gcrd"),
-    (["--methods", "glnn,glnn"], "runs distinct methods among glnn, kd, nosmog, lsp, gsp, gcrd, kd_gcrd"),
+    (["--methods", "glnn,glnn"], "the same recipe (glnn); name it once"),
     (["--methods", "glnn,gsp", "--set", "gsp.nope=1"], "unknown hyperparameter 'nope'"),
     (["--patience", "0"], "--patience must be >= 1"),
     (["--min-steps", "-1"], "--min-steps must be >= 0"),

@@ -95,3 +95,11 @@ def test_importing_gkdfast_does_not_load_dynamo():
     code = "import sys, gkdfast, gkdfast.distill, gkdfast.nn, gkdfast.cli; print('torch._dynamo' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False", out.stderr
+
+
+def test_a_fresh_graph_builds_its_caches_inside_a_compiled_function():
+    """The caches' inference-mode guard must not break tracing (Dynamo cannot trace
+    torch.is_inference_mode_enabled)."""
+    g = gkdfast.Graph(torch.tensor([[0, 1, 2, 3], [1, 2, 3, 0]]), 4)  # no cache built yet
+    f = torch.compile(lambda x: x.sum() + g.dst.sum(), fullgraph=True, backend="eager")
+    assert float(f(torch.ones(3))) == 3.0 + 6.0

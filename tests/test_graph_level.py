@@ -476,10 +476,11 @@ def test_a_students_rows_do_not_depend_on_the_other_methods_and_the_protocol_is_
     ds = load_tu(need_data("tu_mutag"))
     teacher = parse_graph_model("gin:8x2")
     students = [parse_graph_model("gin:8x2"), parse_graph_model("gcn:8x2")]
-    runs = [run_graph_experiment(ds, teacher, students, methods, folds=10, max_folds=1,
-                                 train_cfg=GraphTrainConfig(epochs=2)) for methods in ([], ["kd"])]
+    runs = [run_graph_experiment(ds, teacher, s, methods, folds=10, max_folds=1, train_cfg=GraphTrainConfig(epochs=4))
+            for s, methods in ((students, []), (students, ["kd"]), (students[1:], ["kd"]))]
     rows = [{(r["method"], r["model"]): r["test_acc"] for r in res["rows"]} for res in runs]
-    assert all(rows[1][key] == acc for key, acc in rows[0].items())
+    assert all(rows[1][key] == acc for key, acc in rows[0].items())  # a method added
+    assert all(rows[1][key] == acc for key, acc in rows[2].items())  # the other student left out
     assert runs[0]["protocol"] == {"name": "stratified k-fold", "folds": 10, "folds_run": 1, "seed": 0}
     with pytest.raises(ValueError, match="max_folds"):
         run_graph_experiment(ds, teacher, students, [], folds=10, max_folds=0)

@@ -398,6 +398,11 @@ def test_from_pyg_adds_a_reverse_for_every_relation_without_one():
     hg = HeteroGraph.from_pyg(fake, "movie")
     assert {r for r in hg.relations if r[1].startswith("rev_")} == {
         ("actor", "rev_ma", "movie"), ("actor", "rev_plays", "movie"), ("movie", "rev_sequel", "movie")}
+    # both directions shipped under one name ("to", as PyG's IMDB): no third copy
+    fake.edge_types = [("movie", "to", "actor"), ("actor", "to", "movie")]
+    fake.stores[("movie", "to", "actor")] = _Store(edge_index=ma)
+    fake.stores[("actor", "to", "movie")] = _Store(edge_index=ma.flip(0))
+    assert sorted(HeteroGraph.from_pyg(fake, "movie").relations) == [("actor", "to", "movie"), ("movie", "to", "actor")]
 
 
 def test_magnn_reader_refuses_other_targets_non_contiguous_types_and_names_a_negative_type(tmp_path):

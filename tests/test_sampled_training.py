@@ -177,6 +177,8 @@ def test_fit_and_predict_sampled_in_float64():
     assert stats["epochs"] == 2
     out = predict_sampled(model, data, torch.arange(10), fanouts=(3, 3))
     assert out.dtype == torch.float64 and out.shape == (10, 3)
+    again = predict_sampled(model, data, torch.tensor([3, 3, 1]), fanouts=(3, 3))  # repeats: one row each
+    assert torch.equal(again[0], again[1]) and torch.equal(again[2], out[1])
 
 
 def test_fit_sampled_close_to_full_batch_and_memmap(tmp_path):

@@ -41,7 +41,7 @@ def geom_gcn_split(data, directory, index: int, name=None):
     if masks[0].numel() != data.num_nodes:
         raise ValueError(f"geom_gcn_split: {path} has {masks[0].numel()} nodes, the data {data.num_nodes}")
     fmt = data.extras.get("format") if hasattr(data, "extras") else None
-    if fmt is not None and fmt != "planetoid":  # same count, other node order (gnn-benchmark's Cora)
+    if fmt == "gnn-benchmark":  # same count as Planetoid's Cora / CiteSeer, another node order
         raise ValueError(f"geom_gcn_split: the split files index Planetoid's node order; {data.name} was read "
                          f"from the {fmt!r} format, whose nodes are ordered differently: load the Planetoid files")
     labelled = data.y.cpu() >= 0

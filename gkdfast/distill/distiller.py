@@ -615,9 +615,14 @@ class Distiller:
         done = False
         cadence = CheckpointCadence(self.checkpoint_overhead if self.checkpoint_dir else None)
         if state is not None:
-            self.student.load_state_dict(state["student"])
-            self.terms.load_state_dict(state["terms"])
-            optim.load_state_dict(state["optim"])
+            try:
+                self.student.load_state_dict(state["student"])
+                self.terms.load_state_dict(state["terms"])
+                optim.load_state_dict(state["optim"])
+            except (RuntimeError, ValueError, KeyError) as exc:  # e.g. a checkpoint of an older layout
+                raise ValueError(f"Distiller: {self._ckpt_path()} does not fit this run's model, heads or optimiser "
+                                 f"({type(exc).__name__}: {str(exc).splitlines()[0][:100]}); it was probably "
+                                 "written by an older gkdfast: delete it to start over") from None
             _set_rng_states(state["rng_ranks"][ddp.rank] if ddp is not None else
                             {"torch": state["rng_torch"], "cuda": state.get("rng_cuda")})
             gen.set_state(state["rng_gen"])

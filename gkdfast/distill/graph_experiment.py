@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import statistics
 import time
+import zlib
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence
 
@@ -155,13 +156,14 @@ def run_graph_experiment(dataset, teacher: GraphModelSpec, students: Sequence[Gr
             inversion_seconds = time.perf_counter() - t0
             log(f"fold {k + 1}/{len(splits)}: GFKD inverted {len(transfer)} graphs in {inversion_seconds:.0f} s "
                 f"(teacher CE {transfer.inversion_ce:.3f}, edge density {transfer.edge_density:.3f})")
-        for i, spec in enumerate(students):
-            # Seeded per (fold, student) and per method: a row does not depend on which other methods or
-            # students ran before it (the no-KD baseline moved with --methods and the student order).
-            torch.manual_seed(_stream(seed, k, i))
+        for spec in students:
+            # Seeded per (fold, student) and per method by stable ids (the student's label, the method's
+            # place in GRAPH_METHODS): a row does not depend on which other methods or students run.
+            sid = zlib.crc32(spec.label.encode())
+            torch.manual_seed(_stream(seed, k, sid))
             init = spec.build(f_in, c).state_dict()
-            for j, method in enumerate(("none", *methods)):
-                torch.manual_seed(_stream(seed, k, i, j + 1))
+            for method in ("none", *methods):
+                torch.manual_seed(_stream(seed, k, sid, _METHOD_IDS[method]))
                 s_model = spec.build(f_in, c)
                 s_model.load_state_dict(init)
                 t0 = time.perf_counter()
@@ -181,6 +183,9 @@ def run_graph_experiment(dataset, teacher: GraphModelSpec, students: Sequence[Gr
             "rows": rows,  # how many of how many folds: 3 of 10 is not a 3-fold cross-validation
             "protocol": {"name": "stratified k-fold", "folds": int(folds), "folds_run": len(splits),
                          "seed": int(seed)}}
+
+
+_METHOD_IDS = {m: i + 1 for i, m in enumerate(("none",) + tuple(GRAPH_METHODS))}
 
 
 def _stream(*parts: int) -> int:

@@ -142,7 +142,7 @@ def _max_block_edges(graph, chunk_rows: int) -> int:
         return 0
     chunk = max(1, min(int(chunk_rows), n))
     rp = graph.rowptr
-    starts = torch.arange(0, n, chunk)
+    starts = torch.arange(0, n, chunk, device=rp.device)
     ends = (starts + chunk).clamp(max=n)
     return int((rp[ends].long() - rp[starts].long()).max())
 

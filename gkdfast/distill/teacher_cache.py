@@ -345,6 +345,7 @@ def _sharded(teacher: nn.Module, x: Tensor, graph, cache_dir: str, key: str, gro
         tmp = None
         if group.is_main:
             os.makedirs(os.path.join(cache_dir, "teachers"), exist_ok=True)
+            _sweep_stale(os.path.join(cache_dir, "teachers"))
             tmp = tempfile.mkdtemp(prefix=".tmp-", dir=os.path.join(cache_dir, "teachers"))
         tmp = group.broadcast_object(tmp)
         if chunk_rows is not None:  # the ranks run the layers together, writing into tmp's files

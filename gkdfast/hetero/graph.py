@@ -81,6 +81,13 @@ def compose_metapath(graphs: Sequence[Graph], sizes: Sequence[int], max_nnz: int
     return Graph(idx, num_nodes=max(sizes[0], sizes[-1]))
 
 
+def _transposes(a: Graph, b: Graph) -> bool:
+    """Whether ``a``'s (deduplicated) edge set is ``b``'s reversed."""
+    ea, eb = a.edge_index.long(), b.edge_index.long()
+    n = max(a.num_nodes, b.num_nodes)
+    return torch.equal(torch.unique(ea[0] * n + ea[1]), torch.unique(eb[1] * n + eb[0]))
+
+
 def _symmetric(graph: Graph) -> bool:
     """Whether the (deduplicated) edge set equals its reverse."""
     ei = graph.edge_index.long()
@@ -230,6 +237,8 @@ class HeteroGraph:
         for (s, r, d), g in list(rels.items()):
             if (d, "rev_" + r, s) in given or (r.startswith("rev_") and (d, r[4:], s) in given):
                 continue  # its reverse came with the data (PyG's ToUndirected names it rev_<name>)
+            if any(k[0] == d and k[2] == s and k != (s, r, d) and _transposes(rels[k], g) for k in given):
+                continue  # ... or under another name ("to" both ways, as PyG's IMDB / DBLP ship them)
             if s == d and _symmetric(g):
                 continue  # a relation within one type whose edges go both ways already
             rels[(d, "rev_" + r, s)] = g.t()

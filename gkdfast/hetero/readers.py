@@ -170,7 +170,13 @@ def load_heco(path, target_type: Optional[str] = None, split: int = 20, name: Op
                       f"{listing(os.path.basename(p) for p in rel_files)}); check target_type")
     seen = max(int(e[:, col].max()) + 1 for (a, b, _), e in edges.items() for letter, col in ((a, 0), (b, 1))
                if letter == t and e.size) if any(t in (a, b) and e.size for (a, b, _), e in edges.items()) else 0
-    if target_type is not None and seen != counts[t]:  # labels of another type put on this one
+    try:
+        inferred = infer_target(d)
+    except ValueError:
+        inferred = None
+    # labels of another type put on this one (the count check only where the override names another type
+    # than the meta-path files: the shipped target may have isolated nodes past its last relation id)
+    if target_type is not None and t != inferred and seen != counts[t]:
         raise fail(label_path, f"has {counts[t]} labels, but the relation files name {seen} nodes of the "
                                f"target type {target_type!r}: the labels belong to another type; check target_type")
     names = {k: _type_name(k, t) for k in counts}

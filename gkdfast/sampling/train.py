@@ -106,8 +106,9 @@ def predict_sampled(model: nn.Module, data, nodes, *, fanouts: Sequence[int] = (
         torch.Size([5, 3])
     """
     nodes = _nodes(nodes)
-    loader = NeighborLoader(data.graph, nodes, fanouts, batch_size=batch_size, shuffle=False, seed=seed)
-    return _predict(model, data.x, loader, progress)
+    uniq, inverse = torch.unique(nodes, return_inverse=True)  # a node asked for twice is predicted once
+    loader = NeighborLoader(data.graph, uniq, fanouts, batch_size=batch_size, shuffle=False, seed=seed)
+    return _predict(model, data.x, loader, progress)[inverse]
 
 
 def _predict(model: nn.Module, x, loader: NeighborLoader, progress: bool) -> Tensor:

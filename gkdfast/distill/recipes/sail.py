@@ -261,7 +261,9 @@ class SAIL(Recipe):
         kw.pop("batch_size", None)
         if kw.get("checkpoint_dir") and tag != "sail":
             kw["checkpoint_dir"] = f"{kw['checkpoint_dir']}-{tag}"
-        res = self.distiller(encoder, None, [term], batch_size=None, **kw).fit(data, data.x, select_best=False)
+        # (no accuracy to watch in an embedding stage: patience would stop on an argmax of embeddings)
+        res = self.distiller(encoder, None, [term], batch_size=None, **dict(kw, patience=None)).fit(
+            data, data.x, select_best=False)
         dev = kw.get("device") or "cpu"
         with torch.no_grad():
             h = call_model(encoder.eval(), data.x.to(dev), data.graph.to(dev), True, True)[1]
