@@ -73,3 +73,16 @@ def test_bundle_weights_must_be_finite(tmp_path):
              num_classes=np.array([2, 2]))
     with pytest.raises(ValueError, match="num_classes must be one number"):
         load(p)
+
+
+def test_the_memory_mapped_layout_keeps_per_node_extras(tmp_path):
+    """save_mmap (gkdfast convert) dropped per-node tensor extras such as Cold Brew's isolated-node mask,
+    which its isolation(...) split rule needs."""
+    from gkdfast.data import load_mmap, save_mmap
+    from gkdfast.data.isolation import isolation_split
+
+    d = isolation_split(csbm(num_nodes=600, num_classes=3, feature_dim=8, seed=0))
+    save_mmap(d, str(tmp_path / "mm"))
+    e = load_mmap(str(tmp_path / "mm"))
+    assert torch.equal(e.extras["isolated_mask"], d.extras["isolated_mask"])
+    assert int(seed_split(e, 1).test_mask.sum()) > 0
