@@ -176,9 +176,10 @@ def machine_info() -> dict:
 
 
 def write_json(rows: Iterable[dict], path: str, **meta) -> str:
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "w") as f:
-        json.dump({"machine": machine_info(), **meta, "rows": list(rows)}, f, indent=2)
+    from gkdfast._io import atomic_write  # a run killed mid-write leaves the previous file whole
+
+    text = json.dumps({"machine": machine_info(), **meta, "rows": list(rows)}, indent=2)
+    atomic_write(path, lambda f: f.write(text.encode()))
     return path
 
 

@@ -58,15 +58,17 @@ def bench_blocks(g, fanouts, batch_size, max_batches):
     loader = NeighborLoader(g, torch.arange(g.num_nodes), fanouts, batch_size=batch_size, shuffle=True, seed=0)
     seeds = edges = nodes = 0
     t0 = time.perf_counter()
+    count = 0
     for i, batch in enumerate(loader):
         if i >= max_batches:
             break
+        count += 1
         seeds += batch.num_seeds
         nodes += batch.n_id.numel()
         edges += sum(b.num_edges for b in batch.blocks)
     sec = time.perf_counter() - t0
     row = {"fanouts": list(fanouts), "batch_size": batch_size, "batches": min(max_batches, len(loader)),
-           "seeds_per_s": seeds / sec, "edges_per_s": edges / sec, "nodes_per_batch": nodes / max(1, i)}
+           "seeds_per_s": seeds / sec, "edges_per_s": edges / sec, "nodes_per_batch": nodes / max(1, count)}
     print(f"blocks    fanouts {fanouts}: {seeds / sec:9.0f} seeds/s, {edges / sec / 1e6:6.2f} M sampled edges/s, "
           f"{row['nodes_per_batch']:.0f} nodes per batch")
     return row

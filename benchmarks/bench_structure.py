@@ -44,9 +44,14 @@ def measure(fn, device, repeats: int, max_seconds: float):
         fn()
         _report.sync(device)
 
+    ms = _report.time_fn(run, repeats=repeats, warmup=1, max_seconds=max_seconds)
+    # Memory after the timing, from a clean state for every side: no gradient left over from an earlier
+    # run in the starting value (it was counted for one side and not the other).
+    for t in getattr(fn, "leaves", ()):
+        t.grad = None
+    _report.sync(device)
     with _report.PeakMemory(device) as pm:
         run()
-    ms = _report.time_fn(run, repeats=repeats, warmup=0, max_seconds=max_seconds)
     return ms, pm.peak_bytes / 2**20
 
 
@@ -55,6 +60,7 @@ def fwd_bwd(loss_fn, *leaves):
         for x in leaves:
             x.grad = None
         loss_fn().backward()
+    run.leaves = leaves  # (measure() clears their gradients before the memory run)
     return run
 
 
@@ -117,8 +123,8 @@ def bench_gsp(device, repeats, max_seconds, log=print):
         size = f"N={n} d={GSP_D}"
         flop = 2.0 * n * n * (s.size(1) + t.size(1))
         fwd = lambda: gkdfast.losses.gsp(s, t, kernel="rbf", loss="kl", gamma=0.5)  # noqa: E731
-        with torch.no_grad():
-            fwd_ms = _report.time_fn(fwd, repeats=max(1, repeats // 2), warmup=0, max_seconds=max_seconds)
+        with torch.no_grad():  # warm: a cold first call (lazy kernel loading, cuBLAS set-up) is not the tiles' speed
+            fwd_ms = _report.time_fn(fwd, repeats=max(3, repeats), warmup=1, max_seconds=max_seconds)
         tile_gflops = flop / (fwd_ms * 1e-3) / 1e9
         ms, mib = measure(fwd_bwd(fwd, s), device, repeats, max_seconds)
         rows.append(dict(size=size, case="gsp rbf/kl fwd+bwd", impl="gkdfast", ms=ms, peak_mib=mib,

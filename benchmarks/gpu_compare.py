@@ -303,10 +303,13 @@ def main(argv=None) -> int:
     def save() -> dict:
         """Both JSON files as they stand: written after every part, so a run stopped by its time
         limit still leaves what it measured."""
-        _report.write_json(r.rows, os.path.join(args.out, "compare.json"), device=str(device))
+        run = {"device": str(device), "small": bool(args.small), "repeats": args.repeats,
+               "max_seconds": args.max_seconds}  # a --small smoke run is told apart from a measurement
+        _report.write_json(r.rows, os.path.join(args.out, "compare.json"), **run)
         summary = summarize(r.rows)
-        with open(os.path.join(args.out, "summary.json"), "w") as f:
-            json.dump(summary, f, indent=1)
+        from gkdfast._io import atomic_write
+
+        atomic_write(os.path.join(args.out, "summary.json"), lambda f: f.write(json.dumps(summary, indent=1).encode()))
         return summary
 
     if "spmm" in args.parts:
