@@ -113,6 +113,19 @@ def _mode() -> str:
     return mode
 
 
+def reference_requested() -> bool:
+    """Whether the pure-PyTorch reference was asked for (``GKDFAST_BACKEND=reference`` or
+    ``forced("reference")``) or is the only backend (no extension): for code paths that are plain
+    PyTorch on every backend and only pick their reference form (no kernel to check for).
+
+    Example:
+        >>> with forced("reference"):
+        ...     reference_requested()
+        True
+    """
+    return _mode() == "reference" or not native_loaded()
+
+
 def has_kernel(op: str, dispatch_key: str) -> bool:
     """True when ``gkdfast::<op>`` has a kernel registered for ``dispatch_key`` ("CPU", "CUDA")."""
     if _C is None:

@@ -678,7 +678,7 @@ def main(argv=None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
-    if os.environ.get("GKDFAST_KEEP_FREED_MEMORY", "1") != "0":
+    if os.environ.get("GKDFAST_KEEP_FREED_MEMORY", "1").strip().lower() not in ("0", "false", "no", "off"):
         # large per-step temporaries reuse mapped pages instead of faulting in fresh ones every step
         from gkdfast.cpu_memory import keep_freed_memory
 

@@ -106,3 +106,12 @@ def test_a_weight_0_term_does_not_change_the_run():
 
     assert history([]) == history([terms.RSD(0.0)])  # RSD's map was initialised: later draws shifted
     assert history([], "separate") == history([terms.GSP(0.0, proj_dim=None)], "separate")
+
+
+def test_laplace_reference_fallback_warns_for_its_n_n_d_differences(monkeypatch):
+    """The warning counted two N x N matrices; laplace's reference builds N x N x d differences."""
+    monkeypatch.setattr(_backend, "DENSE_WARN_BYTES", 1 << 20)
+    monkeypatch.setattr(_backend, "_DENSE_WARNED", set())
+    s, t = torch.randn(64, 128, dtype=torch.bfloat16), torch.randn(64, 128, dtype=torch.bfloat16)
+    with pytest.warns(RuntimeWarning, match="from N x N x d differences"):  # 2 x 64 x 64 x 128 x 4 B = 4 MiB
+        losses.gsp(s, t, kernel="laplace", loss="kl")

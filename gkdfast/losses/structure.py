@@ -274,7 +274,7 @@ def gsp(student: Tensor, teacher: Tensor, kernel: str = "linear", loss: str = "m
     if loss == "mse" and kernel in ("linear", "cosine"):
         if kernel == "cosine":
             student, teacher = _unit_rows(student), _unit_rows(teacher)
-        if process_group is None and _backend.choose("gsp_tiled", student.device, student.dtype) == "reference":
+        if process_group is None and _backend.reference_requested():
             return _gram_mse_autograd(student, teacher)  # twice differentiable, as every reference loss
         return _GramMSE.apply(student, teacher, process_group)
     if process_group is not None:
@@ -283,8 +283,11 @@ def gsp(student: Tensor, teacher: Tensor, kernel: str = "linear", loss: str = "m
     if n == 0:
         return student.sum() * 0 + teacher.sum() * 0
     if _backend.choose("gsp_tiled", student.device, student.dtype) == "reference":
-        _backend.warn_dense_fallback("gsp_tiled", student.device, student.dtype, 2 * n * n,
-                                     f"two {n} x {n} kernel matrices")
+        # (laplace's reference builds the N x N x d differences; the others two N x N matrices)
+        per_pair = 2 * student.size(1) if kernel == "laplace" else 2
+        _backend.warn_dense_fallback("gsp_tiled", student.device, student.dtype, per_pair * n * n,
+                                     f"{n} x {n} kernel matrices" + (" from N x N x d differences"
+                                                                     if kernel == "laplace" else ""))
         return ref.gsp(student, teacher, kernel, loss, tau, gamma)
     per_row, _ = torch.ops.gkdfast.gsp_tiled(student.contiguous(), teacher.contiguous(), kernel, loss, float(gamma),
                                              float(tau))
@@ -300,6 +303,9 @@ def _gsp_sharded(student: Tensor, teacher: Tensor, kernel: str, loss: str, tau: 
     if sh.total == 0:
         return student.sum() * 0 + teacher.sum() * 0
     if _backend.choose("gsp_tiled", student.device, student.dtype) == "reference":
+        rows = sh.end - sh.begin
+        _backend.warn_dense_fallback("gsp_tiled", student.device, student.dtype, 2 * rows * sh.total * s_all.size(1),
+                                     f"{rows} x {sh.total} x d pair tensors")
         per_row = ref.gsp_rows(s_all, t_all, kernel, loss, tau, gamma, sh.begin, sh.end)
     else:
         per_row, _ = torch.ops.gkdfast.gsp_tiled(s_all.contiguous(), t_all.contiguous(), kernel, loss, float(gamma),
