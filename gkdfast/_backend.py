@@ -221,13 +221,26 @@ def warn_dense_fallback(op: str, device: torch.device, dtype: Optional[torch.dty
                   "them on CUDA) take the kernel.", RuntimeWarning, stacklevel=3)
 
 
+# public functions whose heavy part is one native op (what explain() reports for them)
+_PUBLIC_OPS = {"gsp": "gsp_tiled", "rsd": "gsp_tiled", "crd": "infonce", "nt_xent": "gram_lse",
+               "ncontrast": "gram_lse", "global_pool": "segment_pool", "lsp": "lsp"}
+
+
 def explain(op: str, device="cpu", dtype: Optional[torch.dtype] = torch.float32) -> Dict[str, object]:
     """Which backend ``op`` would use for ``device``/``dtype`` and why the others were not used.
+    ``op``: a native op (``registered_ops()``) or a public name that runs one (``gsp``, ``rsd`` ->
+    ``gsp_tiled``; ``crd`` -> ``infonce``; ``nt_xent``, ``ncontrast`` -> ``gram_lse``; ``global_pool`` ->
+    ``segment_pool``); another name is a ValueError.
 
     Example:
         >>> gkdfast.explain("spmm", "cpu", torch.float16)["chosen"]   # doctest: +SKIP
         'reference'
     """
+    op = _PUBLIC_OPS.get(op, op)
+    known = registered_ops()
+    if known and op not in known:
+        raise ValueError(f"gkdfast.explain: unknown op {op!r}; ops: {', '.join(known)} (or a public name: "
+                         f"{', '.join(sorted(_PUBLIC_OPS))})")
     device = torch.device(device)
     reasons = _reasons(op, device, dtype)
     try:

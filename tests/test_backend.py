@@ -74,10 +74,15 @@ def test_native_mode_raises_with_reasons(monkeypatch):
         assert _backend.choose("spmm", torch.device("cpu"), torch.float32) == "cpu"
 
 
-def test_unknown_op_is_reference():
-    info = gkdfast.explain("does_not_exist", "cpu", torch.float32)
-    assert info["chosen"] == "reference"
-    assert any("no CPU kernel" in r or "not loaded" in r for r in info["not_used"]["cpu"])
+def test_unknown_op_is_refused_and_public_names_map_to_their_op():
+    if NATIVE:  # a misspelt name was answered "reference" (and "gsp" too, though it runs the kernel)
+        with pytest.raises(ValueError, match="unknown op 'does_not_exist'"):
+            gkdfast.explain("does_not_exist", "cpu", torch.float32)
+        assert gkdfast.explain("gsp", "cpu", torch.float32)["chosen"] == "cpu"
+        assert gkdfast.explain("nt_xent", "cpu", torch.float32)["op"] == "gram_lse"
+    else:  # without the extension every op runs on the reference
+        info = gkdfast.explain("does_not_exist", "cpu", torch.float32)
+        assert info["chosen"] == "reference"
 
 
 def test_backend_info_shape():
