@@ -223,7 +223,7 @@ def warn_dense_fallback(op: str, device: torch.device, dtype: Optional[torch.dty
 
 # public functions whose heavy part is one native op (what explain() reports for them)
 _PUBLIC_OPS = {"gsp": "gsp_tiled", "rsd": "gsp_tiled", "crd": "infonce", "nt_xent": "gram_lse",
-               "ncontrast": "gram_lse", "global_pool": "segment_pool", "lsp": "lsp"}
+               "ncontrast": "gram_lse", "global_pool": "segment_pool"}
 
 
 def explain(op: str, device="cpu", dtype: Optional[torch.dtype] = torch.float32) -> Dict[str, object]:

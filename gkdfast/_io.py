@@ -38,10 +38,6 @@ def _read_umask() -> int:
 _UMASK = _read_umask()  # read once at import: flipping it later would open a window for other threads
 
 
-def _umask() -> int:
-    return _UMASK
-
-
 def atomic_write(path: str, write: Callable[[IO[bytes]], None]) -> None:
     """Calls ``write(f)`` on a fresh binary temporary file beside ``path``, then renames it to ``path``.
 
@@ -57,7 +53,7 @@ def atomic_write(path: str, write: Callable[[IO[bytes]], None]) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
     try:
         # mkstemp makes the file 0600; the result gets the mode a plain open() would give it
-        os.fchmod(fd, 0o666 & ~_umask())
+        os.fchmod(fd, 0o666 & ~_UMASK)
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()

@@ -182,7 +182,7 @@ def _distill(args) -> int:
         if given:
             raise ValueError(f"{', '.join(given)}: flags of graph classification (--task graph); node "
                              "classification splits by seed (--seeds)")
-    _check_device(args)
+    device = _check_device(args)
     if args.task == "graph":  # graph classification on a TU folder: its own pipeline (k-fold CV)
         from gkdfast.cli_graph import run_graph
 
@@ -209,7 +209,6 @@ def _distill(args) -> int:
         args.nodes = 2000
     if args.nodes < 500:  # 5 classes x (20 train + 30 val) = 250 nodes before any test node
         raise ValueError(f"--nodes must be >= 500, got {args.nodes}")
-    device = _check_device(args)
     if args.data is not None and _is_hetero(args):  # typed graph: R-GCN / HAN models, kd / hire
         return _distill_hetero(args)
     if args.protocol == "published":  # each recipe in its paper's setting: gkdfast/distill/protocols.py
@@ -237,8 +236,7 @@ def _distill(args) -> int:
     if args.teacher is None and not _any_needs_teacher(methods):
         teacher = None  # nothing would read it: no teacher row (name one with --teacher to get it anyway)
     overrides = _parse_set(args.set)
-    lists = methods.values() if isinstance(methods, dict) else [methods]
-    if args.fairness and not any(recipes.get(m).name == "reliant" for ms in lists for m in ms):
+    if args.fairness and "reliant" not in (recipes.get(m).name for m in _all_methods(methods)):
         raise ValueError(f"--fairness {args.fairness}: picks the bias RELIANT reduces; add reliant to --methods "
                          "(ΔSP and ΔEO are reported for every method whenever the data has a sensitive attribute)")
     if args.fairness:  # the bias RELIANT reduces (and the one its --set reliant.* sweep is about)
@@ -281,7 +279,6 @@ def _distill(args) -> int:
         if group is not None:
             raise ValueError("--teacher auto: pick the teacher in one process first (the log names it), then "
                              "pass it with --teacher under --distributed")
-        selection = None
     if args.setting == "inductive":
         log(f"inductive setting: {args.inductive_fraction:.0%} of the test nodes and their edges are hidden "
             "during training; accuracy is measured on those nodes")
@@ -330,8 +327,13 @@ def _any_needs_teacher(methods) -> bool:
     """Whether any recipe of ``methods`` (a list, or per-student lists in a dict) reads a teacher."""
     from gkdfast.distill import recipes
 
+    return any(recipes.get(m).needs_teacher for m in _all_methods(methods))
+
+
+def _all_methods(methods) -> list:
+    """Every method of ``methods``: a list, or per-student lists in a dict."""
     lists = methods.values() if isinstance(methods, dict) else [methods]
-    return any(recipes.get(m).needs_teacher for ms in lists for m in ms)
+    return [m for ms in lists for m in ms]
 
 
 def _check_pipeline_flags(args) -> None:

@@ -134,9 +134,7 @@ def gcn_norm(graph: Graph, edge_weight: Optional[Tensor] = None, dtype=torch.flo
     dinv = graph.gcn_norm_coefficients(edge_weight, dtype)
     w = edge_weight if edge_weight is not None else graph.edge_weight
     w = torch.ones(graph.num_edges, dtype=dtype, device=graph.device) if w is None else w.to(dtype)
-    looped = Graph(torch.cat([graph.edge_index, torch.arange(graph.num_nodes, device=graph.device,
-                                                             dtype=graph.index_dtype).expand(2, -1)], 1),
-                   graph.num_nodes, validate=False)
+    looped = graph.add_self_loops()
     ei = looped.edge_index.long()
     w_all = torch.cat([w, torch.ones(graph.num_nodes, dtype=dtype, device=graph.device)])
     norm_w = dinv[ei[0]] * w_all * dinv[ei[1]]

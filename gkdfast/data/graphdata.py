@@ -32,6 +32,11 @@ def _first_non_finite_row(x: Tensor):
     return None
 
 
+def is_per_node(value, num_nodes: int) -> bool:
+    """Whether an extras value is per-node metadata: a tensor with one row per node."""
+    return isinstance(value, torch.Tensor) and value.dim() >= 1 and value.size(0) == num_nodes
+
+
 def per_node_extras(extras: dict, num_nodes: int, take) -> dict:
     """``extras`` with every tensor of ``num_nodes`` rows (per-node metadata: T2-GNN's
     ``missing_features``, Cold Brew's ``isolated_mask``, ``lcc_nodes``, ...) passed through ``take``
@@ -42,8 +47,7 @@ def per_node_extras(extras: dict, num_nodes: int, take) -> dict:
         >>> per_node_extras({"mask": torch.tensor([1, 2, 3]), "name": "x"}, 3, lambda t: t[[2, 0]])
         {'mask': tensor([3, 1]), 'name': 'x'}
     """
-    return {k: take(v) if isinstance(v, torch.Tensor) and v.dim() >= 1 and v.size(0) == num_nodes else v
-            for k, v in extras.items()}
+    return {k: take(v) if is_per_node(v, num_nodes) else v for k, v in extras.items()}
 
 
 @dataclass

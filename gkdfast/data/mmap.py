@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 from gkdfast.data._util import fail
-from gkdfast.data.graphdata import GraphData
+from gkdfast.data.graphdata import GraphData, is_per_node
 from gkdfast.graph import Graph
 
 __all__ = ["save_mmap", "load_mmap", "is_mmap_dir", "MMAP_FORMAT"]
@@ -47,7 +47,7 @@ _VERSION = 1
 _MASKS = ("train_mask", "val_mask", "test_mask")
 _REQUIRED = ("rowptr", "col", "x", "y") + _MASKS
 _OPTIONAL = ("edge_weight", "sensitive")
-_EXTRA = "extra__"  # prefix of a per-node tensor extra's array (listed in meta.json like the others)
+EXTRA_PREFIX = "extra__"  # a per-node tensor extra's array name (mmap .npy file, npz bundle member)
 
 
 def is_mmap_dir(path) -> bool:
@@ -110,8 +110,8 @@ def save_mmap(data: GraphData, path, overwrite: bool = False) -> str:
     # per-node tensor extras (Cold Brew's isolated nodes, PubMed's feature mask): the split markers that
     # need them would otherwise come back without them
     for k, v in data.extras.items():
-        if isinstance(v, torch.Tensor) and v.dim() >= 1 and v.size(0) == g.num_nodes and re.fullmatch(r"\w+", str(k)):
-            arrays[_EXTRA + str(k)] = v.detach().cpu()
+        if is_per_node(v, g.num_nodes) and re.fullmatch(r"\w+", str(k)):  # (a file name per key)
+            arrays[EXTRA_PREFIX + str(k)] = v.detach().cpu()
     meta = {"format": MMAP_FORMAT, "version": _VERSION, "name": data.name, "num_nodes": g.num_nodes,
             "num_edges": g.num_edges, "num_classes": int(data.num_classes),
             "arrays": {k: {"dtype": str(v.numpy().dtype), "shape": list(v.shape)} for k, v in arrays.items()},
@@ -200,7 +200,7 @@ def load_mmap(path, mode: str = "c", check_indices: bool = True) -> GraphData:
         raise fail(meta_path, f"missing or bad field {exc}") from None
 
     arrays = {}
-    for k in _REQUIRED + _OPTIONAL + tuple(k for k in specs if str(k).startswith(_EXTRA)):
+    for k in _REQUIRED + _OPTIONAL + tuple(k for k in specs if str(k).startswith(EXTRA_PREFIX)):
         file = os.path.join(path, k + ".npy")
         if k not in specs:
             if k in _REQUIRED:
@@ -257,10 +257,10 @@ def load_mmap(path, mode: str = "c", check_indices: bool = True) -> GraphData:
     t = {k: _tensor(a) for k, a in arrays.items()}
     graph = Graph._from_parts(t["rowptr"], t["col"], n, None, t.get("edge_weight"))
     extras = dict(meta.get("extras") or {})
-    for k in [k for k in t if k.startswith(_EXTRA)]:
+    for k in [k for k in t if k.startswith(EXTRA_PREFIX)]:
         if t[k].dim() < 1 or t[k].size(0) != n:
             raise fail(os.path.join(path, k + ".npy"), f"has {t[k].size(0) if t[k].dim() else 0} rows for {n} nodes")
-        extras[k[len(_EXTRA):]] = t.pop(k)
+        extras[k[len(EXTRA_PREFIX):]] = t.pop(k)
     extras.update(storage="mmap", path=os.path.abspath(path))
     extras.setdefault("split", "file")
     # The masks are checked here (O(N)); x is not scanned for NaN/inf, so that opening stays

@@ -42,7 +42,8 @@ import torch
 
 from gkdfast._io import atomic_write
 from gkdfast.data._util import DataFormatError, check_edge_range, fail, to_float_features, undirected_graph
-from gkdfast.data.graphdata import GraphData
+from gkdfast.data.graphdata import GraphData, is_per_node
+from gkdfast.data.mmap import EXTRA_PREFIX, _jsonable
 from gkdfast.data.splits import random_split
 from gkdfast.graph import Graph
 
@@ -123,12 +124,10 @@ def save_npz(data: GraphData, path, compressed: bool = True) -> None:
     # The extras travel too: the split marker (without it every seed of a reloaded bundle would train on
     # the saved masks), the fairness split's label_number, and per-node tensors (Cold Brew's isolated
     # nodes, PubMed's feature mask) as extra__<key> arrays.
-    from gkdfast.data.mmap import _jsonable
-
     arrays["extras_json"] = np.str_(json.dumps(_jsonable(d.extras)))
     for k, v in d.extras.items():
-        if isinstance(v, torch.Tensor) and v.dim() >= 1 and v.size(0) == d.num_nodes:
-            arrays[f"extra__{k}"] = v.detach().cpu().numpy()
+        if is_per_node(v, d.num_nodes):
+            arrays[EXTRA_PREFIX + str(k)] = v.detach().cpu().numpy()
     save = np.savez_compressed if compressed else np.savez
     atomic_write(os.fspath(path), lambda f: save(f, **arrays))  # a file object: no suffix added
 
@@ -153,7 +152,7 @@ def load_npz_bundle(path, seed: int = 0, name: Optional[str] = None) -> GraphDat
             if k not in keys:
                 raise fail(path, f"missing array {k!r} (a gkdfast .npz needs edge_index, x, y)")
         arr = {k: f[k] for k in keys if k in {"edge_index", "x", "y", "sensitive", "num_classes", "name",
-                                               "edge_weight", "extras_json", *_MASKS} or k.startswith("extra__")}
+                                               "edge_weight", "extras_json", *_MASKS} or k.startswith(EXTRA_PREFIX)}
     ei, x, y = arr["edge_index"], arr["x"], arr["y"]
     if ei.ndim != 2 or ei.shape[0] != 2 or not np.issubdtype(ei.dtype, np.integer):
         raise fail(path, f"edge_index must be an integer [2, E] array, got {ei.dtype} {list(ei.shape)}")
@@ -216,8 +215,8 @@ def load_npz_bundle(path, seed: int = 0, name: Optional[str] = None) -> GraphDat
         except ValueError:
             raise fail(path, "extras_json is not valid JSON") from None
         extras.update(saved if isinstance(saved, dict) else {})
-        extras.update({k[len("extra__"):]: torch.from_numpy(np.ascontiguousarray(arr[k])) for k in arr
-                       if k.startswith("extra__")})
+        extras.update({k[len(EXTRA_PREFIX):]: torch.from_numpy(np.ascontiguousarray(arr[k])) for k in arr
+                       if k.startswith(EXTRA_PREFIX)})
     data = GraphData(g, torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), yt, *masks, num_classes, nm,
                      sens, extras)
     return data.validate()

@@ -129,7 +129,7 @@ def estimate_inference(n: int, avg_degree: float, f: int, hidden: int, c: int, c
     chunk = min(chunk_rows, n)
     block_edges = max(chunk * max(avg_degree, 1.0), max_block_edges or 0)
     # GAT per edge and head: scores, their softmax and the intermediates of both (~8 floats), the
-    # messages, and the int64 index arrays the block builds (measured on a 30k-node graph, session 33)
+    # messages, and the int64 index arrays the block builds (a count of the arrays, not a measurement)
     per_edge = 8 + 8 + _F32 + (_F32 * (8 * heads + 2 * max(hidden // heads, c)) + 24 if attention else 0)
     return {"layer matrices (mapped)": n * worst * _F32, "degree vector": n * _F32,
             "block workspace": block_edges * per_edge + 4 * chunk * (max(f, hidden) + hidden) * _F32}
@@ -555,13 +555,12 @@ def distill_large(data, *, teacher: Union[str, nn.Module] = "sage", hidden: int 
     tmodel = tmodel.cpu().eval()
 
     # 2. layer-wise inference into the cache -----------------------------------------------------------
+    from gkdfast.distill.teacher_cache import entry_folder, fingerprint
     from gkdfast.nn import GAT
-
-    from gkdfast.distill.teacher_cache import fingerprint
 
     t_hidden = int(getattr(tmodel, "hidden_channels", hidden))
     t_key = fingerprint(tmodel, data.x, data.graph)
-    in_cache = os.path.exists(os.path.join(cache_dir, "teachers", t_key, "meta.json"))
+    in_cache = os.path.exists(os.path.join(entry_folder(cache_dir, t_key), "meta.json"))
     # a rerun only maps the cached outputs: nothing to plan for
     est = plan("inference", {} if in_cache else
                estimate_inference(n, e / max(n, 1), f, t_hidden, c, chunk_rows, len(tmodel.layers),
@@ -573,7 +572,7 @@ def distill_large(data, *, teacher: Union[str, nn.Module] = "sage", hidden: int 
                                progress=progress, key=t_key, **ddp_kw)
     # The inference time is kept beside the cached outputs: a rerun that only maps them reports the
     # time of the inference that made them, not of opening the files.
-    timing = os.path.join(cache_dir, "teachers", t_key, "inference-seconds.json")
+    timing = os.path.join(entry_folder(cache_dir, t_key), "inference-seconds.json")
     infer_seconds = timer.record["seconds"]
     if tout.cached and os.path.exists(timing):
         with open(timing) as fh:

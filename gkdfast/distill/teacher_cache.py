@@ -194,6 +194,11 @@ def _sweep_stale(folder: str, max_age: float = STALE_SECONDS) -> None:
             shutil.rmtree(path, ignore_errors=True)
 
 
+def entry_folder(cache_dir: str, key: str) -> str:
+    """The folder of the cache entry ``key`` (complete once its ``meta.json`` exists)."""
+    return os.path.join(cache_dir, "teachers", key)
+
+
 def _durable(folder: str) -> None:
     """fsyncs every file of ``folder`` and the folder itself before the rename that publishes it: after an
     OS crash a published entry could otherwise hold pre-sized files of zeros (layer-wise inference sizes
@@ -282,7 +287,7 @@ def teacher_outputs(teacher: nn.Module, x: Tensor, graph=None, cache_dir: Option
     from gkdfast.distill import ddp as _ddp
 
     key = fingerprint(teacher, x, graph) if key is None else key
-    folder = os.path.join(cache_dir, "teachers", key)
+    folder = entry_folder(cache_dir, key)
     meta_path = os.path.join(folder, "meta.json")
     group = _ddp.resolve(distributed, process_group)
     if group is not None:
@@ -338,7 +343,7 @@ def _sharded(teacher: nn.Module, x: Tensor, graph, cache_dir: str, key: str, gro
     if odd:
         raise ValueError(f"teacher_outputs: rank(s) {odd} hold another teacher or other inputs than rank "
                          f"{group.rank}; every rank must pass the same teacher weights, features and graph")
-    folder = os.path.join(cache_dir, "teachers", key)
+    folder = entry_folder(cache_dir, key)
     # One decision for all ranks (another job could create the entry between two ranks' checks).
     if not group.broadcast_object(os.path.exists(os.path.join(folder, "meta.json"))):
         n = x.size(0)

@@ -88,13 +88,6 @@ def _transposes(a: Graph, b: Graph) -> bool:
     return torch.equal(torch.unique(ea[0] * n + ea[1]), torch.unique(eb[1] * n + eb[0]))
 
 
-def _symmetric(graph: Graph) -> bool:
-    """Whether the (deduplicated) edge set equals its reverse."""
-    ei = graph.edge_index.long()
-    n = graph.num_nodes
-    return torch.equal(torch.unique(ei[0] * n + ei[1]), torch.unique(ei[1] * n + ei[0]))
-
-
 def _block(edge_index: np.ndarray, rows: int, cols: int):
     """The 0/1 ``[rows, cols]`` scipy CSR matrix of a relation's edges (duplicates merged)."""
     import scipy.sparse as sp
@@ -239,7 +232,7 @@ class HeteroGraph:
                 continue  # its reverse came with the data (PyG's ToUndirected names it rev_<name>)
             if any(k[0] == d and k[2] == s and k != (s, r, d) and _transposes(rels[k], g) for k in given):
                 continue  # ... or under another name ("to" both ways, as PyG's IMDB / DBLP ship them)
-            if s == d and _symmetric(g):
+            if s == d and _transposes(g, g):
                 continue  # a relation within one type whose edges go both ways already
             rels[(d, "rev_" + r, s)] = g.t()
         t = data[target]

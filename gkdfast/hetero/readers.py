@@ -168,8 +168,8 @@ def load_heco(path, target_type: Optional[str] = None, split: int = 20, name: Op
     if t not in {k for a, b, _ in edges for k in (a, b)}:
         raise fail(d, f"no relation file involves the target type {t!r} (files: "
                       f"{listing(os.path.basename(p) for p in rel_files)}); check target_type")
-    seen = max(int(e[:, col].max()) + 1 for (a, b, _), e in edges.items() for letter, col in ((a, 0), (b, 1))
-               if letter == t and e.size) if any(t in (a, b) and e.size for (a, b, _), e in edges.items()) else 0
+    seen = max((int(e[:, col].max()) + 1 for (a, b, _), e in edges.items() for letter, col in ((a, 0), (b, 1))
+                if letter == t and e.size), default=0)
     try:
         inferred = infer_target(d)
     except ValueError:

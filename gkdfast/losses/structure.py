@@ -18,7 +18,7 @@ How the published code maps onto these arguments is in ``docs/losses.md``.
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
@@ -170,7 +170,7 @@ class _GramMSE(torch.autograd.Function):
                                    "mse) with process_group= is not supported (the Grams are all-reduced)")
             # the Grams again, tracked this time (forward built them outside autograd): O(N d^2)
             s64, t64 = s.double(), t.double()
-            a, b, c = s64.t() @ s64, s64.t() @ t64, t64.t() @ t64
+            a, b, c = _grams(s64, t64)
             gs = ((s64 @ a - t64 @ b.t()) * scale).to(s.dtype) if ctx.needs_input_grad[0] else None
             gt = ((t64 @ c - s64 @ b) * scale).to(t.dtype) if ctx.needs_input_grad[1] else None
             return gs, gt, None
@@ -189,12 +189,17 @@ class _GramMSE(torch.autograd.Function):
         return gs, gt, None
 
 
+def _grams(s64: Tensor, t64: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+    """``(SᵀS, SᵀT, TᵀT)``: the three d x d Grams of :class:`_GramMSE`, by tracked products."""
+    return s64.t() @ s64, s64.t() @ t64, t64.t() @ t64
+
+
 def _gram_mse_autograd(s: Tensor, t: Tensor) -> Tensor:
     """:class:`_GramMSE`'s value by plain autograd (float64 Grams, O(d^2) memory): the reference path,
     which also has second derivatives."""
-    s64, t64 = s.double(), t.double()
+    a, b, c = _grams(s.double(), t.double())
     n = s.size(0)
-    total = (s64.t() @ s64).pow(2).sum() - 2.0 * (s64.t() @ t64).pow(2).sum() + (t64.t() @ t64).pow(2).sum()
+    total = a.pow(2).sum() - 2.0 * b.pow(2).sum() + c.pow(2).sum()
     return (total.clamp_min(0) / max(n * n, 1)).to(s.dtype)
 
 

@@ -8,7 +8,7 @@ from torch import Tensor, nn
 
 from gkdfast.graph import Graph
 from gkdfast.nn._utils import check_input, weights_like
-from gkdfast.nn.sparse_input import input_product, wants_sparse
+from gkdfast.nn.sparse_input import has_forward_hooks, input_product, wants_sparse
 from gkdfast.ops import spmm
 
 __all__ = ["GINConv"]
@@ -108,13 +108,10 @@ class GINConv(nn.Module):
     def leading_linear(self) -> Optional[nn.Linear]:
         """``nn``'s first module when ``nn`` is a ``Sequential`` starting with a plain ``nn.Linear``
         that has no hooks (which applying its weight directly would skip); else ``None``."""
-        if not isinstance(self.nn, nn.Sequential) or len(self.nn) < 1 or self.nn._forward_hooks \
-                or self.nn._forward_pre_hooks:
+        if not isinstance(self.nn, nn.Sequential) or len(self.nn) < 1 or has_forward_hooks(self.nn):
             return None
         first = self.nn[0]
-        if type(first) is not nn.Linear or first._forward_hooks or first._forward_pre_hooks:
-            return None
-        return first
+        return None if type(first) is not nn.Linear or has_forward_hooks(first) else first
 
 
 def _infer_in(module: nn.Module) -> Optional[int]:

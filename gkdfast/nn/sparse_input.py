@@ -25,7 +25,7 @@ from gkdfast.graph import cache_mode
 
 __all__ = ["sparse_linear", "sparse_operand", "wants_sparse", "input_product", "dropout_sparse_input", "dropped_linear",
            "SparseInputLinear",
-           "linear_rows", "sparse_rows", "csr_head", "csr_row_positions", "SPARSE_DENSITY"]
+           "linear_rows", "sparse_rows", "csr_head", "csr_row_positions", "has_forward_hooks", "SPARSE_DENSITY"]
 
 SPARSE_DENSITY = 0.05
 """Inputs with fewer non-zeros than this fraction take the sparse product."""
@@ -143,7 +143,7 @@ def sparse_linear(lin: nn.Linear, x: Tensor) -> Tensor:
         >>> sparse_linear(lin, torch.eye(3)).shape
         torch.Size([3, 2])
     """
-    if _hooked(lin):  # reading lin.weight directly would skip its hooks (pruning, weight norm ...)
+    if has_forward_hooks(lin):  # reading lin.weight directly would skip its hooks (pruning, weight norm ...)
         return lin(x.to_dense() if x.layout == torch.sparse_csr else x)
     return _linear_body(lin, x)
 
@@ -156,8 +156,15 @@ def _linear_body(lin: nn.Linear, x: Tensor) -> Tensor:
     return F.linear(x, lin.weight, lin.bias)
 
 
-def _hooked(module: nn.Module) -> bool:
-    """Whether ``module`` has forward hooks, which only its own ``__call__`` runs."""
+def has_forward_hooks(module: nn.Module) -> bool:
+    """Whether ``module`` has forward (pre-)hooks, which only its own ``__call__`` runs: code that reads
+    its weights directly (a sparse or reordered product) must call it instead.
+
+    Example:
+        >>> lin = nn.Linear(2, 2)
+        >>> has_forward_hooks(lin), has_forward_hooks(lin.register_forward_hook(lambda *a: None) and lin)
+        (False, True)
+    """
     return bool(module._forward_hooks or module._forward_pre_hooks)
 
 
@@ -197,7 +204,7 @@ def dropped_linear(lin: nn.Linear, x: Tensor, drop: Optional[Callable[[Tensor], 
         True
     """
     if drop is not None:
-        dropped = None if _hooked(lin) else dropout_sparse_input(x, drop)
+        dropped = None if has_forward_hooks(lin) else dropout_sparse_input(x, drop)
         if dropped is not None:
             return sparse_linear(lin, dropped)
         x = drop(x)  # dense: x takes the dense path (or lin has hooks, which the dense call runs)

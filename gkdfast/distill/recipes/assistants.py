@@ -149,9 +149,8 @@ class TAEnsemble(Recipe):
                 kw["checkpoint_dir"] = f"{kw['checkpoint_dir']}-ta{i}"
             kw["desc"] = f"ta_ensemble: assistant {i + 1} ({self.assistant_model}:{width})"
             # the recipe's training settings reach the assistants too (not KD's defaults)
-            kd = KD(alpha=self.alpha, temperature=self.temperature, epochs=self.assistant_epochs or self.epochs,
-                    **{k: getattr(self, k) for k in ("lr", "weight_decay", "patience", "batch_size", "ties", "passes",
-                                                     "batching", "batch_edges")})
+            kd = KD(alpha=self.alpha, temperature=self.temperature,
+                    **dict(self.training_options(), epochs=self.assistant_epochs or self.epochs))
             num_classes = teacher.logits.size(1)
             torch.manual_seed(seed * 1000 + i)
             trained = kd.fit(lambda f, w=width: build_model(self.assistant_model, f, w, num_classes, dropout=0.5),

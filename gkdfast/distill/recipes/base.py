@@ -148,12 +148,16 @@ class Recipe:
             return (f"it uses the all-pairs term {bad[0]!r}, whose loss does not accept process_group=")
         return None
 
-    def distiller(self, student, teacher, terms: Optional[List[LossTerm]] = None, **kw) -> Distiller:
-        """The :class:`Distiller` this recipe trains with (``terms`` default: :meth:`terms`)."""
-        opts = dict(lr=self.lr, weight_decay=self.weight_decay, epochs=self.epochs, patience=self.patience,
+    def training_options(self) -> dict:
+        """The recipe's :class:`Distiller` settings (lr, weight decay, epochs, patience, batches, ties,
+        passes): what :meth:`distiller` passes, and what a recipe's own sub-stages train with."""
+        return dict(lr=self.lr, weight_decay=self.weight_decay, epochs=self.epochs, patience=self.patience,
                     batch_size=self.batch_size, ties=self.ties, passes=self.passes,
                     batching=self.batching, batch_edges=self.batch_edges)
-        opts.update(kw)
+
+    def distiller(self, student, teacher, terms: Optional[List[LossTerm]] = None, **kw) -> Distiller:
+        """The :class:`Distiller` this recipe trains with (``terms`` default: :meth:`terms`)."""
+        opts = dict(self.training_options(), **kw)
         return Distiller(student, self.terms() if terms is None else terms,
                          teacher if self.needs_teacher else None, **opts)
 
