@@ -261,3 +261,16 @@ def test_cuda_half_and_opcheck():
     torch.testing.assert_close(crd(s.half(), t.half(), num_negatives=8, seed=1).float(), ref, rtol=2e-2, atol=2e-2)
     for args in OPCHECK_ARGS:
         torch.library.opcheck(torch.ops.gkdfast.infonce.default, (s.double(), t.double(), *args))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("args", [(0.7, 0, False, 4, 9), (0.7, -1, True, 3, 2)])
+def test_infonce_no_anchor_rows(device, args):
+    # A rank whose shard of a sharded crd is empty calls the kernel with zero anchor rows; the sampled
+    # CUDA path launched a zero-block grid there ("invalid configuration argument").
+    a = torch.zeros(0, 4, dtype=torch.float64, device=device)
+    c = torch.randn(6, 4, dtype=torch.float64, device=device)
+    loss, lse = torch.ops.gkdfast.infonce(a, c, *args, 2)
+    assert loss.shape == lse.shape == (0,)
+    da, dc = torch.ops.gkdfast.infonce_backward(a, c, lse, loss, lse, *args, 2)
+    assert da.shape == (0, 4) and torch.equal(dc, torch.zeros_like(c))

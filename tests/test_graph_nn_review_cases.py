@@ -192,3 +192,49 @@ def test_online_warm_up_and_assistants_train_with_the_recipe_settings(monkeypatc
     recipes.get("ta_ensemble", epochs=1, assistant_epochs=1, assistant_widths=(8,), lr=0.003,
                 de_maxiter=1).fit(lambda f: MLP(f, 8, 3), d, teacher)
     assert seen[0]["lr"] == 0.003  # the assistant (KD's default lr is 0.01)
+
+
+# ------------------------------------------------------------------------------ session 34 review
+def test_a_graph_without_reordering_or_weights_is_freed_after_a_gat_layer():
+    """csr_view cached the graph itself under its own weak key: the cache kept every such graph alive,
+    and after edge weights were assigned SAGE aggregated with them through the stale entry."""
+    import gc
+    import weakref
+
+    from gkdfast.nn import GATConv, SAGEConv
+
+    g = gkdfast.Graph(torch.tensor([[1, 2, 3, 4], [0, 1, 2, 3]]), 5)  # already in CSR order
+    ref = weakref.ref(g)
+    GATConv(4, 2, add_self_loops=False)(torch.randn(5, 4), g)
+    del g
+    gc.collect()
+    assert ref() is None
+    g = gkdfast.Graph(torch.tensor([[1, 2, 3, 4], [0, 0, 2, 3]]), 5)
+    sage, x = SAGEConv(4, 2), torch.randn(5, 4)
+    before = sage(x, g)
+    g.edge_weight = torch.tensor([5.0, 0.1, 2.0, 3.0])
+    torch.testing.assert_close(sage(x, g), before)  # SAGE ignores edge weights
+
+
+def test_reset_parameters_of_a_gin_around_one_module_and_of_a_graph_classifier():
+    from gkdfast.nn import GINConv
+    from gkdfast.nn.graph_models import GraphClassifier
+
+    conv = GINConv(torch.nn.Linear(5, 3))
+    model = GraphClassifier("gin", 4, 8, 2, num_layers=2)
+    for module in (conv, model):
+        with torch.no_grad():
+            for p in module.parameters():
+                p.fill_(123.0)
+        module.reset_parameters()
+        assert all(float(p.detach().abs().max()) < 123.0 for p in module.parameters() if p.numel() > 1)
+
+
+def test_gat_attention_vectors_use_pygs_glorot_bound():
+    from gkdfast.nn import GATConv
+
+    torch.manual_seed(0)
+    conv = GATConv(16, 8, heads=8)
+    bound = (6.0 / (8 + 8)) ** 0.5  # PyG: sqrt(6 / (H + C)); xavier_uniform_ on [1, H, C] gave sqrt(6 / 72)
+    for att in (conv.att_src, conv.att_dst):
+        assert 0.9 * bound < float(att.detach().abs().max()) <= bound

@@ -126,3 +126,19 @@ def test_distance_kernels_stay_accurate_far_from_the_origin(monkeypatch, impl, k
     g_ours = torch.autograd.grad(ours, s32)[0]
     assert abs(float(ours) - float(exact)) <= 1e-4 * abs(float(exact))
     assert float((g_ours.double() - g_exact).abs().max()) <= 1e-4 * float(g_exact.abs().max())
+
+
+@pytest.mark.parametrize("kernel", ["l2", "poly", "rbf"])
+def test_half_inputs_keep_row_sums_and_statistics_in_float32(monkeypatch, kernel):
+    # The shared tile driver (the CUDA path's; on the CPU behind GKDFAST_CPU_GSP_IMPL=portable) took
+    # half inputs and returned its per-row sums in half: an mse row here sums to about 2e7, past half's
+    # 65504, so the loss was inf.  The sums and the log-sum-exps now stay float32.
+    monkeypatch.setenv("GKDFAST_CPU_GSP_IMPL", "portable")
+    s, t = (x.detach() for x in _pair(300, 16, 16, dtype=torch.float32, scale=3.0))
+    for loss in ("mse", "kl"):
+        per_row, stats = torch.ops.gkdfast.gsp_tiled(s.half(), t.half(), kernel, loss, 1.0, 1.0)
+        assert per_row.dtype == stats.dtype == torch.float32
+        exact, _ = torch.ops.gkdfast.gsp_tiled(s.half().float(), t.half().float(), kernel, loss, 1.0, 1.0)
+        assert torch.isfinite(per_row).all()
+        torch.testing.assert_close(per_row, exact)
+    torch.library.opcheck(torch.ops.gkdfast.gsp_tiled.default, (s.half(), t.half(), kernel, "mse", 1.0, 1.0))

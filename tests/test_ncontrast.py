@@ -236,3 +236,35 @@ def test_batch_nodes_on_a_directed_weighted_graph_with_loops_and_repeats(hops):
     torch.testing.assert_close(ncontrast(g, z, tau=0.8, hops=hops, nodes=nodes, reduction="none"),
                                rc.ncontrast(ei, 25, z, tau=0.8, hops=hops, edge_weight=w, nodes=nodes,
                                             reduction="none"))
+
+
+_NC_CASES = [{}, {"num_negatives": 2}, {"nodes": torch.tensor([0, 2])}]
+
+
+@pytest.mark.parametrize("backend", ["native", "reference"])
+@pytest.mark.parametrize("kw", _NC_CASES)
+def test_an_inference_mode_call_does_not_poison_the_cache(backend, kw, monkeypatch):
+    # A validation pass under inference_mode filled the graph's W cache with inference tensors, and
+    # the next training step failed ("Inference tensors cannot be saved for backward").
+    monkeypatch.setenv("GKDFAST_BACKEND", backend)
+    g = gkdfast.Graph(torch.tensor([[0, 1, 1, 2], [1, 0, 2, 1]]), num_nodes=3)
+    z = torch.randn(2 if "nodes" in kw else 3, 8, dtype=torch.float64, requires_grad=True)
+    with torch.inference_mode():
+        expected = ncontrast(g, z, **kw)
+    loss = ncontrast(g, z, **kw)
+    loss.backward()
+    assert torch.equal(loss.detach(), expected) and z.grad is not None
+
+
+@pytest.mark.parametrize("backend", ["native", "reference"])
+@pytest.mark.parametrize("kw", _NC_CASES)
+def test_learnable_edge_weights_are_constants_of_the_cached_w(backend, kw, monkeypatch):
+    # W kept the weights' autograd history: the first step back-propagated into them through the
+    # cache, the second failed ("Trying to backward through the graph a second time").
+    monkeypatch.setenv("GKDFAST_BACKEND", backend)
+    w = torch.rand(4, dtype=torch.float64, requires_grad=True)
+    g = gkdfast.Graph(torch.tensor([[0, 1, 1, 2], [1, 0, 2, 1]]), num_nodes=3, edge_weight=w)
+    z = torch.randn(2 if "nodes" in kw else 3, 8, dtype=torch.float64, requires_grad=True)
+    for _ in range(2):
+        ncontrast(g, z, **kw).backward()
+    assert w.grad is None

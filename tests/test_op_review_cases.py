@@ -84,3 +84,13 @@ def test_edge_softmax_with_a_plus_inf_score_is_nan_over_its_row_as_torch_softmax
     reference = ref_ops.edge_softmax(g, scores)
     torch.testing.assert_close(kernel, reference, equal_nan=True)
     assert torch.isnan(kernel[:3]).all() and kernel[3] == 1.0
+
+
+def test_references_stay_on_the_autograd_graph_for_empty_inputs(monkeypatch):
+    # (half precision on the CPU always takes the reference: an empty batch's backward raised there)
+    monkeypatch.setenv("GKDFAST_BACKEND", "reference")
+    s = torch.randn(0, 3, requires_grad=True)
+    t = torch.randn(0, 3, requires_grad=True)
+    for out in (gkdfast.losses.crd(s, t), gkdfast.global_pool(s, torch.tensor([0, 0]), "max")):
+        assert out.requires_grad
+        out.sum().backward()

@@ -29,8 +29,8 @@ constexpr int kWarpsPerBlock = 8;
 template <typename scalar_t>
 __global__ void gsp_forward_kernel(const scalar_t* __restrict__ s, int64_t ds, const scalar_t* __restrict__ t,
                                    int64_t dt, int64_t n, int64_t r0, int64_t r1, SimKernel kind, bool kl_loss,
-                                   double gamma, double inv_tau, scalar_t* __restrict__ per_row,
-                                   scalar_t* __restrict__ stats) {
+                                   double gamma, double inv_tau, acc_type<scalar_t>* __restrict__ per_row,
+                                   acc_type<scalar_t>* __restrict__ stats) {
   using acc_t = acc_type<scalar_t>;
   // rows [r0, r1) only; output row o = a - r0
   const int64_t o = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + threadIdx.x / kWarp;
@@ -56,13 +56,13 @@ __global__ void gsp_forward_kernel(const scalar_t* __restrict__ s, int64_t ds, c
     if (kl_loss) {
       const acc_t lse_s = ls.value(), lse_t = lt.lse();
       const acc_t kl = lt.mean() - lse_t + lse_s;
-      per_row[o] = static_cast<scalar_t>(kl < acc_t(0) ? acc_t(0) : kl);  // NaN stays NaN
-      stats[2 * o] = static_cast<scalar_t>(lse_s);
-      stats[2 * o + 1] = static_cast<scalar_t>(lse_t);
+      per_row[o] = kl < acc_t(0) ? acc_t(0) : kl;  // NaN stays NaN
+      stats[2 * o] = lse_s;
+      stats[2 * o + 1] = lse_t;
     } else {
-      per_row[o] = static_cast<scalar_t>(sq);
-      stats[2 * o] = scalar_t(0);
-      stats[2 * o + 1] = scalar_t(0);
+      per_row[o] = static_cast<acc_t>(sq);
+      stats[2 * o] = acc_t(0);
+      stats[2 * o + 1] = acc_t(0);
     }
   }
 }
@@ -130,13 +130,16 @@ std::tuple<at::Tensor, at::Tensor> gsp_tiled_cuda(const at::Tensor& s_in, const 
     return gsp_tiles_forward(s_in, t_in, kind, args.loss, gamma, tau, r0, r1, cuda_gsp_epilogue());
   const auto s = s_in.contiguous();
   const auto t = t_in.contiguous();
-  auto per_row = at::zeros({r1 - r0}, s.options());
-  auto stats = at::zeros({r1 - r0, 2}, s.options());
+  // Row sums and log-sum-exps in the accumulation type (float for half inputs): a row's mse sum
+  // overflows half, and the backward's p = exp(x - lse) needs lse to more than half's 11 bits.
+  const auto out_opts = s.options().dtype(gsp_output_dtype(s.scalar_type()));
+  auto per_row = at::zeros({r1 - r0}, out_opts);
+  auto stats = at::zeros({r1 - r0, 2}, out_opts);
   if (r1 == r0) return {per_row, stats};
   GKD_DISPATCH_FLOATING(s.scalar_type(), "gkdfast_gsp_cuda", [&] {
     gsp_forward_kernel<scalar_t><<<num_blocks(r1 - r0, kWarpsPerBlock), kWarpsPerBlock * kWarp, 0, stream>>>(
         s.data_ptr<scalar_t>(), s.size(1), t.data_ptr<scalar_t>(), t.size(1), n, r0, r1, kind, kl_loss, gamma,
-        1.0 / tau, per_row.data_ptr<scalar_t>(), stats.data_ptr<scalar_t>());
+        1.0 / tau, per_row.data_ptr<acc_type<scalar_t>>(), stats.data_ptr<acc_type<scalar_t>>());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
   return {per_row, stats};

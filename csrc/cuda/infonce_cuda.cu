@@ -10,6 +10,8 @@
 // (a sampled candidate can be hit by any row; the CPU kernel avoids atomics with owner ranges, which
 // would cost every GPU warp a scan of all N x K draws).  So the sampled CUDA backward is
 // deterministic up to float addition order in the candidate gradient.
+#include <algorithm>
+
 #include <ATen/AccumulateType.h>
 #include <ATen/Dispatch.h>
 #include <c10/cuda/CUDAException.h>
@@ -117,8 +119,10 @@ __global__ void sample_negatives_kernel(const int64_t* __restrict__ rows, int64_
   out[t] = philox::negative_index(seed, rows[row], k, n);
 }
 
+// At least one block: an empty shard (no anchor rows on this rank) must launch, not fail with
+// "invalid configuration argument"; the kernels return at once for i >= n.
 unsigned int warp_blocks(int64_t rows) {
-  return static_cast<unsigned int>((rows + kWarpsPerBlock - 1) / kWarpsPerBlock);
+  return static_cast<unsigned int>(std::max<int64_t>(1, (rows + kWarpsPerBlock - 1) / kWarpsPerBlock));
 }
 
 void check_cuda(const at::Tensor& a, const char* op) {

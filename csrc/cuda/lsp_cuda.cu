@@ -34,14 +34,14 @@ template <typename scalar_t, typename index_t>
 __global__ void lsp_forward_kernel(const index_t* __restrict__ rowptr, const index_t* __restrict__ col,
                                    const scalar_t* __restrict__ s, int64_t ds, const scalar_t* __restrict__ t,
                                    int64_t dt, int64_t n, SimKernel kind, double gamma, double inv_tau,
-                                   scalar_t* __restrict__ per_node, scalar_t* __restrict__ lse) {
+                                   acc_type<scalar_t>* __restrict__ per_node, acc_type<scalar_t>* __restrict__ lse) {
   using acc_t = acc_type<scalar_t>;
   const int64_t i = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + threadIdx.x / kWarp;
   if (i >= n) return;
   const int64_t e0 = rowptr[i], e1 = rowptr[i + 1];
   const int lane = threadIdx.x % kWarp;
   if (e0 == e1) {
-    if (lane == 0) { per_node[i] = scalar_t(0); lse[2 * i] = scalar_t(0); lse[2 * i + 1] = scalar_t(0); }
+    if (lane == 0) { per_node[i] = acc_t(0); lse[2 * i] = acc_t(0); lse[2 * i + 1] = acc_t(0); }
     return;
   }
   OnlineLSE<acc_t> ls;
@@ -58,9 +58,9 @@ __global__ void lsp_forward_kernel(const index_t* __restrict__ rowptr, const ind
   if (lane == 0) {
     const acc_t lse_s = ls.value(), lse_t = lt.lse();
     const acc_t kl = lt.mean() - lse_t + lse_s;
-    per_node[i] = static_cast<scalar_t>(kl < acc_t(0) ? acc_t(0) : kl);  // NaN stays NaN
-    lse[2 * i] = static_cast<scalar_t>(lse_s);
-    lse[2 * i + 1] = static_cast<scalar_t>(lse_t);
+    per_node[i] = kl < acc_t(0) ? acc_t(0) : kl;  // NaN stays NaN
+    lse[2 * i] = lse_s;
+    lse[2 * i + 1] = lse_t;
   }
 }
 
@@ -68,8 +68,9 @@ template <typename scalar_t, typename index_t>
 __global__ void lsp_backward_rows_kernel(const index_t* __restrict__ rowptr, const index_t* __restrict__ col,
                                          const scalar_t* __restrict__ s, int64_t ds, const scalar_t* __restrict__ t,
                                          int64_t dt, int64_t n, SimKernel kind, double gamma, double inv_tau,
-                                         const scalar_t* __restrict__ per_node, const scalar_t* __restrict__ lse,
-                                         const scalar_t* __restrict__ gnode, bool need_s, bool need_t,
+                                         const acc_type<scalar_t>* __restrict__ per_node,
+                                         const acc_type<scalar_t>* __restrict__ lse,
+                                         const acc_type<scalar_t>* __restrict__ gnode, bool need_s, bool need_t,
                                          acc_type<scalar_t>* __restrict__ gs, acc_type<scalar_t>* __restrict__ gt,
                                          acc_type<scalar_t>* __restrict__ cs, acc_type<scalar_t>* __restrict__ ct) {
   using acc_t = acc_type<scalar_t>;
@@ -77,7 +78,7 @@ __global__ void lsp_backward_rows_kernel(const index_t* __restrict__ rowptr, con
   if (i >= n) return;
   const int lane = threadIdx.x % kWarp;
   const acc_t g = static_cast<acc_t>(gamma), it = static_cast<acc_t>(inv_tau);
-  const acc_t gi = static_cast<acc_t>(gnode[i]) * it;
+  const acc_t gi = gnode[i] * it;
   const acc_t lse_s = lse[2 * i], lse_t = lse[2 * i + 1], kl = per_node[i];
   acc_t self_s = 0, self_t = 0;
   for (int64_t e = rowptr[i]; e < rowptr[i + 1]; ++e) {
@@ -153,15 +154,18 @@ std::tuple<at::Tensor, at::Tensor> lsp_cuda(const at::Tensor& rowptr_in, const a
   if (lsp_staged_supported(kind, s.scalar_type()) && !cuda_legacy_impl())
     return lsp_staged_forward(rowptr, col, s, t, kind, gamma, tau);
   const int64_t n = csr_num_rows(rowptr);
-  auto per_node = at::zeros({n}, s.options());
-  auto lse = at::zeros({n, 2}, s.options());
+  // Per-node KL and log-sum-exps in the accumulation type (float for half inputs): the backward's
+  // p = exp(x - lse) needs lse to more than half's 11 bits.
+  const auto acc_opts = s.options().dtype(at::toOpMathType(s.scalar_type()));
+  auto per_node = at::zeros({n}, acc_opts);
+  auto lse = at::zeros({n, 2}, acc_opts);
   if (n == 0) return {per_node, lse};
   GKD_DISPATCH_FLOATING(s.scalar_type(), "gkdfast_lsp_cuda", [&] {
     AT_DISPATCH_INDEX_TYPES(col.scalar_type(), "gkdfast_lsp_cuda_index", [&] {
       lsp_forward_kernel<scalar_t, index_t><<<num_blocks(n, kWarpsPerBlock), kWarpsPerBlock * kWarp, 0, stream>>>(
           rowptr.data_ptr<index_t>(), col.data_ptr<index_t>(), s.data_ptr<scalar_t>(), s.size(1),
-          t.data_ptr<scalar_t>(), t.size(1), n, kind, gamma, 1.0 / tau, per_node.data_ptr<scalar_t>(),
-          lse.data_ptr<scalar_t>());
+          t.data_ptr<scalar_t>(), t.size(1), n, kind, gamma, 1.0 / tau, per_node.data_ptr<acc_type<scalar_t>>(),
+          lse.data_ptr<acc_type<scalar_t>>());
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     });
   });
@@ -185,10 +189,10 @@ std::tuple<at::Tensor, at::Tensor> lsp_backward_cuda(
   if (lsp_staged_supported(kind, s.scalar_type()) && !cuda_legacy_impl())
     return lsp_staged_backward(rowptr, col, t_rowptr_in.contiguous(), t_col_in.contiguous(), t_eid_in.contiguous(), s,
                                t, per_node_in, lse_in, grad_in, kind, gamma, tau, need_s, need_t);
-  const auto per_node = per_node_in.to(s.scalar_type()).contiguous();
-  const auto lse = lse_in.to(s.scalar_type()).contiguous();
-  const auto gnode = grad_in.to(s.scalar_type()).contiguous();
   const auto acc_opts = s.options().dtype(at::toOpMathType(s.scalar_type()));
+  const auto per_node = per_node_in.to(acc_opts.dtype()).contiguous();
+  const auto lse = lse_in.to(acc_opts.dtype()).contiguous();
+  const auto gnode = grad_in.to(acc_opts.dtype()).contiguous();
   const int64_t num_e = col.numel();
   auto gs = at::zeros({need_s ? n : 0, s.size(1)}, acc_opts);
   auto gt = at::zeros({need_t ? n : 0, t.size(1)}, acc_opts);
@@ -201,8 +205,8 @@ std::tuple<at::Tensor, at::Tensor> lsp_backward_cuda(
         const unsigned blocks = num_blocks(n, kWarpsPerBlock);
         lsp_backward_rows_kernel<scalar_t, index_t><<<blocks, kWarpsPerBlock * kWarp, 0, stream>>>(
             rowptr.data_ptr<index_t>(), col.data_ptr<index_t>(), s.data_ptr<scalar_t>(), s.size(1),
-            t.data_ptr<scalar_t>(), t.size(1), n, kind, gamma, 1.0 / tau, per_node.data_ptr<scalar_t>(),
-            lse.data_ptr<scalar_t>(), gnode.data_ptr<scalar_t>(), need_s, need_t,
+            t.data_ptr<scalar_t>(), t.size(1), n, kind, gamma, 1.0 / tau, per_node.data_ptr<acc_t>(),
+            lse.data_ptr<acc_t>(), gnode.data_ptr<acc_t>(), need_s, need_t,
             need_s ? gs.data_ptr<acc_t>() : nullptr, need_t ? gt.data_ptr<acc_t>() : nullptr,
             need_s ? cs.data_ptr<acc_t>() : nullptr, need_t ? ct.data_ptr<acc_t>() : nullptr);
         C10_CUDA_KERNEL_LAUNCH_CHECK();

@@ -16,6 +16,10 @@ enum class GspLoss { Mse, Kl };
 // "mse" or "kl"; anything else is a ValueError naming both.  `op` prefixes the message.
 GspLoss parse_gsp_loss(const std::string& name, const char* op);
 
+// dtype of gsp_tiled's per-row sums and statistics, and of the GEMM operands: float32 for half
+// inputs (an mse row sum of N squared differences overflows half), otherwise the input's own.
+inline at::ScalarType gsp_output_dtype(at::ScalarType t) { return t == at::kDouble ? at::kDouble : at::kFloat; }
+
 // student s [N, ds] and teacher t [N, dt]: 2-D, same row count, one floating dtype, one device;
 // tau > 0.
 void check_gsp_pair(const at::Tensor& s, const at::Tensor& t, double tau, const char* op);

@@ -26,8 +26,6 @@ constexpr int64_t kHostTileBudget = int64_t(32) << 20;
 
 int64_t tile_budget(const at::Tensor& like) { return tile_workspace_bytes(like.is_cuda(), kHostTileBudget); }
 
-at::ScalarType acc_dtype(at::ScalarType t) { return t == at::kDouble ? at::kDouble : at::kFloat; }
-
 // One model's GEMM operand: rows in the accumulation dtype (normalised for cosine), squared norms
 // for l2/rbf, and for cosine the clamped norms and the "above eps" mask the gradient needs.
 struct Operand {
@@ -36,7 +34,7 @@ struct Operand {
 
 Operand prepare(const at::Tensor& in, SimKernel kind) {
   Operand o;
-  const at::Tensor x = in.detach().to(acc_dtype(in.scalar_type())).contiguous();
+  const at::Tensor x = in.detach().to(gsp_output_dtype(in.scalar_type())).contiguous();
   if (kind == SimKernel::Cosine) {
     const at::Tensor nrm = x.to(at::kDouble).pow(2).sum(1).sqrt();
     o.den = nrm.clamp_min(kCosineEps).to(x.scalar_type());
@@ -177,8 +175,9 @@ std::tuple<at::Tensor, at::Tensor> gsp_tiles_forward(const at::Tensor& s_in, con
                                                      GspLoss loss, double gamma, double tau, int64_t r0, int64_t r1,
                                                      const GspTileEpilogue& epi) {
   const int64_t n = s_in.size(0), rows = r1 - r0;
-  auto per_row = at::zeros({rows}, s_in.options());
-  auto stats = at::zeros({rows, 2}, s_in.options());
+  const auto out_opts = s_in.options().dtype(gsp_output_dtype(s_in.scalar_type()));
+  auto per_row = at::zeros({rows}, out_opts);
+  auto stats = at::zeros({rows, 2}, out_opts);
   if (rows == 0) return {per_row, stats};
   const Operand S = prepare(s_in, kind), Tt = prepare(t_in, kind);
   const auto opts = S.x.options();

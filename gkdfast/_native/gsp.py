@@ -13,7 +13,8 @@ from gkdfast._native._common import register_op
 
 def _gsp_fake(student, teacher, kernel, loss, gamma, tau, row_begin=0, row_end=-1):
     n = (student.shape[0] if row_end < 0 else row_end) - row_begin
-    return student.new_empty((n,)), student.new_empty((n, 2))
+    out = torch.float64 if student.dtype == torch.float64 else torch.float32  # csrc/ops/gsp.h gsp_output_dtype
+    return student.new_empty((n,), dtype=out), student.new_empty((n, 2), dtype=out)
 
 
 def _gsp_backward_fake(student, teacher, per_row, stats, grad, kernel, loss, gamma, tau, need_student,

@@ -12,7 +12,8 @@ from gkdfast._native._common import needs_transpose_error, register_op
 
 def _lsp_fake(rowptr, col, t_rowptr, t_col, t_eid, student, teacher, kernel, gamma, tau):
     n = rowptr.shape[0] - 1
-    return student.new_empty((n,)), student.new_empty((n, 2))
+    out = torch.float64 if student.dtype == torch.float64 else torch.float32  # the accumulation dtype
+    return student.new_empty((n,), dtype=out), student.new_empty((n, 2), dtype=out)
 
 
 def _lsp_backward_fake(rowptr, col, t_rowptr, t_col, t_eid, student, teacher, per_node, lse, grad, kernel,

@@ -195,6 +195,20 @@ def local_batches(local: Tensor, batch_size: Optional[int], world_size: int) -> 
     return list(local.split(per_rank)) if local.numel() else [local]
 
 
+def join_lone_last(steps: List[Tensor]) -> List[Tensor]:
+    """``steps`` with a last step of a single row joined to the one before: one row alone (e.g. an
+    isolated node) gives the hidden layers one row, on which BatchNorm cannot train ("Expected more than
+    1 value per channel").  Under DDP every rank's steps have the same lengths, so all ranks join alike.
+
+    Example:
+        >>> [b.tolist() for b in join_lone_last(list(torch.arange(5).split(2)))]
+        [[0, 1], [2, 3, 4]]
+    """
+    if len(steps) >= 2 and steps[-1].numel() == 1:
+        return steps[:-2] + [torch.cat(steps[-2:])]
+    return steps
+
+
 def init_from_env(device: str = "cpu") -> Dist:
     """Initialises the default process group from torchrun's environment (``RANK``, ``WORLD_SIZE``,
     ``LOCAL_RANK``, ``MASTER_ADDR``, ``MASTER_PORT``): NCCL on ``cuda`` (device ``cuda:LOCAL_RANK``),

@@ -738,7 +738,7 @@ class Distiller:
                     else:
                         batches = _ddp.local_batches(_ddp.shard_order(order, ddp.world_size, ddp.rank),
                                                      None if whole else self.batch_size, ddp.world_size)
-                    batches = [(nodes, None, None) for nodes in batches]
+                    batches = [(nodes, None, None) for nodes in _ddp.join_lone_last(batches)]
                 sums: Dict[str, float] = {}
                 counts: Dict[str, int] = {}
                 for nodes, subset, labelled in batches:

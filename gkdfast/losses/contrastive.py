@@ -21,7 +21,7 @@ from torch import Tensor
 
 from gkdfast import _backend
 from gkdfast._checks import check_graph, check_rows_match
-from gkdfast.graph import Graph
+from gkdfast.graph import Graph, cache_mode
 from gkdfast.losses._checks import check_matrix
 from gkdfast.losses._sharded import Shards, check_group, reduce_rows, shared_seed
 from gkdfast.ops import sddmm
@@ -322,11 +322,16 @@ def adjacency_power(graph: Graph, hops: int = 1, max_nnz: int = 50_000_000) -> T
         raise ValueError(f"gkdfast.losses.ncontrast: max_nnz must be an int >= 1, got {max_nnz!r}")
     cache = _graph_cache(graph)
     key = (hops, max_nnz)
-    if key in cache:
-        return cache[key]
+    if key not in cache:
+        with cache_mode():
+            cache[key] = _adjacency_power(graph, hops, max_nnz)
+    return cache[key]
+
+
+def _adjacency_power(graph: Graph, hops: int, max_nnz: int) -> Tuple[Tensor, Tensor, Tensor]:
     n, dev = graph.num_nodes, graph.device
-    dinv = graph.gcn_norm_coefficients(None, torch.float64)
-    w = graph.edge_weight
+    w = _constant_weights(graph)
+    dinv = graph.gcn_norm_coefficients(w, torch.float64)
     w = torch.ones(graph.num_edges, dtype=torch.float64, device=dev) if w is None else \
         graph.to_csr_order(w).to(torch.float64)
     row = graph.dst.long()
@@ -344,8 +349,13 @@ def adjacency_power(graph: Graph, hops: int = 1, max_nnz: int = 50_000_000) -> T
     out = (a_rowptr, c, v)
     for h in range(2, hops + 1):
         out = _sparse_product(*out, a_rowptr, c, v, n, max_nnz, h)
-    cache[key] = out
     return out
+
+
+def _constant_weights(graph: Graph) -> Optional[Tensor]:
+    """The graph's edge weights as the constants W is built from: detached, since W is cached across
+    steps (a learnable weight's history would be backpropagated through once and then fail)."""
+    return None if graph.edge_weight is None else graph.edge_weight.detach()
 
 
 def _graph_cache(graph: Graph) -> dict:
@@ -376,13 +386,14 @@ def _positives(graph: Graph, hops: int, max_nnz: int):
     if key not in cache:
         rowptr, col, val = adjacency_power(graph, hops, max_nnz)
         n = graph.num_nodes
-        row = torch.repeat_interleave(torch.arange(n, device=col.device), rowptr[1:] - rowptr[:-1])
-        keep = (row != col) & (val > 0)
-        row, col, val = row[keep], col[keep], val[keep]
-        pg = Graph(torch.stack([col, row]), num_nodes=n, validate=False)  # edge j -> i: row i lists its positives
-        has = torch.zeros(n, dtype=torch.bool, device=col.device)
-        has[row] = True
-        cache[key] = (row, torch.log(val), pg, has)
+        with cache_mode():
+            row = torch.repeat_interleave(torch.arange(n, device=col.device), rowptr[1:] - rowptr[:-1])
+            keep = (row != col) & (val > 0)
+            row, col, val = row[keep], col[keep], val[keep]
+            pg = Graph(torch.stack([col, row]), num_nodes=n, validate=False)  # edge j -> i: row i lists its positives
+            has = torch.zeros(n, dtype=torch.bool, device=col.device)
+            has[row] = True
+            cache[key] = (row, torch.log(val), pg, has)
     return cache[key]
 
 
@@ -449,8 +460,10 @@ def _batch_positives(graph: Graph, hops: int, nodes: Tensor, cols: Optional[Tens
     n = graph.num_nodes
     cache = _graph_cache(graph)
     if "batch" not in cache:  # per graph, not per step: the degrees and the weights in CSR order (O(N + E))
-        cache["batch"] = (graph.gcn_norm_coefficients(None, torch.float64),
-                          None if graph.edge_weight is None else graph.to_csr_order(graph.edge_weight).double())
+        w = _constant_weights(graph)
+        with cache_mode():
+            cache["batch"] = (graph.gcn_norm_coefficients(w, torch.float64),
+                              None if w is None else graph.to_csr_order(w).double())
     dinv, weight = cache["batch"]
     nodes = nodes.to(dev).long()
     cols = nodes if cols is None else cols.to(dev).long()
@@ -633,9 +646,11 @@ def _positives_in_rows(graph: Graph, hops: int, max_nnz: int, begin: int, end: i
     key = ("pos_rows", hops, max_nnz, begin, end)
     if key not in cache:
         rowptr, col, val = adjacency_power(graph, hops, max_nnz)
-        row = torch.repeat_interleave(torch.arange(graph.num_nodes, device=col.device), rowptr[1:] - rowptr[:-1])
-        keep = (row != col) & (val > 0) & (row >= begin) & (row < end)
-        cache[key] = Graph(torch.stack([col[keep], row[keep]]), num_nodes=graph.num_nodes, validate=False)
+        with cache_mode():
+            row = torch.repeat_interleave(torch.arange(graph.num_nodes, device=col.device),
+                                          rowptr[1:] - rowptr[:-1])
+            keep = (row != col) & (val > 0) & (row >= begin) & (row < end)
+            cache[key] = Graph(torch.stack([col[keep], row[keep]]), num_nodes=graph.num_nodes, validate=False)
     return cache[key]
 
 

@@ -112,12 +112,13 @@ def lsp(graph: Graph, student: Tensor, teacher: Tensor, kernel: str = "rbf", gam
         t_rowptr = t_col = t_eid = graph.col.new_empty(0)
     per_node, _ = torch.ops.gkdfast.lsp(graph.rowptr, graph.col, t_rowptr, t_col, t_eid, student.contiguous(),
                                         teacher.contiguous(), kernel, float(gamma), float(tau))
+    # (per_node is float32 for half inputs; sums are taken there and cast once)
     if reduction == "none":
-        return per_node
+        return per_node.to(student.dtype)
     if reduction == "sum":
-        return per_node.sum()
+        return per_node.sum().to(student.dtype)
     count = int((graph.rowptr[1:] > graph.rowptr[:-1]).sum())
-    return per_node.sum() / max(count, 1)
+    return (per_node.sum() / max(count, 1)).to(student.dtype)
 
 
 # ------------------------------------------------------------------------------------------ GSP
@@ -296,7 +297,8 @@ def gsp(student: Tensor, teacher: Tensor, kernel: str = "linear", loss: str = "m
         return ref.gsp(student, teacher, kernel, loss, tau, gamma)
     per_row, _ = torch.ops.gkdfast.gsp_tiled(student.contiguous(), teacher.contiguous(), kernel, loss, float(gamma),
                                              float(tau))
-    return per_row.sum() / (n * n if loss == "mse" else n)
+    # (per_row is float32 for half inputs: its sums would overflow half)
+    return (per_row.sum() / (n * n if loss == "mse" else n)).to(student.dtype)
 
 
 def _gsp_sharded(student: Tensor, teacher: Tensor, kernel: str, loss: str, tau: float, gamma: float,
@@ -315,7 +317,7 @@ def _gsp_sharded(student: Tensor, teacher: Tensor, kernel: str, loss: str, tau: 
     else:
         per_row, _ = torch.ops.gkdfast.gsp_tiled(s_all.contiguous(), t_all.contiguous(), kernel, loss, float(gamma),
                                                  float(tau), sh.begin, sh.end)
-    return sh.sum(per_row.sum()) / (sh.total * sh.total if loss == "mse" else sh.total)
+    return (sh.sum(per_row.sum()) / (sh.total * sh.total if loss == "mse" else sh.total)).to(student.dtype)
 
 
 def rsd(student: Tensor, teacher: Tensor, nodes: Optional[Tensor] = None, process_group=None) -> Tensor:

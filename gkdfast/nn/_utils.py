@@ -42,6 +42,18 @@ def check_features(layer: str, x, in_channels) -> None:
         raise ValueError(f"gkdfast.nn.{layer}: x has {x.size(1)} features but the layer expects {in_channels}")
 
 
+def reset_children(module: torch.nn.Module) -> None:
+    """Re-initialises ``module``'s children as at construction: a child with its own
+    ``reset_parameters`` resets itself (and its children: GCNConv / GATConv use glorot, which a second
+    reset of their inner ``nn.Linear`` would overwrite with its kaiming default); other children are
+    walked into."""
+    for child in module.children():
+        if hasattr(child, "reset_parameters"):
+            child.reset_parameters()
+        else:
+            reset_children(child)
+
+
 def derived_graph(graph: Graph, key: str, build: Callable[[Graph], Graph]) -> Graph:
     """``build(graph)``, computed once per (graph, key) and cached while ``graph`` is alive."""
     per_graph = _DERIVED.get(graph)
@@ -62,9 +74,12 @@ def csr_view(graph: Graph) -> Graph:
     """The same edges with the user's edge order replaced by CSR order and no edge weights, so that
     per-edge tensors computed from ``graph.col`` / ``graph.dst`` can be passed to the ops as they
     are (no permutation per call).  Shares the cached transposed CSR when it exists."""
+    if graph.perm is None and graph.edge_weight is None:
+        # The graph itself, never cached: a cache value that refers to its own (weak) key keeps the
+        # graph alive forever, and would go on being returned after edge weights are assigned to it.
+        return graph
+
     def build(g: Graph) -> Graph:
-        if g.perm is None and g.edge_weight is None:
-            return g
         view = Graph._from_parts(g.rowptr, g.col, g.num_nodes)
         if g._transpose is not None:
             view._transpose = g._transpose  # t_eid indexes CSR positions, identical in both graphs

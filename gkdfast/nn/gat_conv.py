@@ -1,6 +1,8 @@
 """GATConv: graph attention on per-edge scores + :func:`gkdfast.edge_softmax` + :func:`gkdfast.spmm`."""
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -62,8 +64,11 @@ class GATConv(nn.Module):
 
     def reset_parameters(self) -> None:
         nn.init.xavier_uniform_(self.lin.weight)
-        nn.init.xavier_uniform_(self.att_src)
-        nn.init.xavier_uniform_(self.att_dst)
+        # PyG's glorot on the [1, H, C] attention vectors: bound sqrt(6 / (H + C)) from the last two
+        # sizes (xavier_uniform_ reads [1, H, C] as fan_in H*C, fan_out C, a bound up to 2x smaller).
+        bound = math.sqrt(6.0 / (self.heads + self.out_channels))
+        nn.init.uniform_(self.att_src, -bound, bound)
+        nn.init.uniform_(self.att_dst, -bound, bound)
         if self.bias is not None:
             nn.init.zeros_(self.bias)
 
@@ -95,8 +100,10 @@ class GATConv(nn.Module):
         if heads == 1:
             out = spmm(g, h.view(n, c), "sum", edge_weight=alpha.view(-1)).unsqueeze(1)
         else:
-            out = torch.stack([spmm(g, h[:, k].contiguous(), "sum", edge_weight=alpha[:, k].contiguous())
-                               for k in range(heads)], dim=1)
+            # unbind: one [E, H] / [N, H, C] gradient in backward (a select per head allocates a full
+            # zero tensor per head)
+            out = torch.stack([spmm(g, hk.contiguous(), "sum", edge_weight=ak.contiguous())
+                               for hk, ak in zip(h.unbind(1), alpha.unbind(1))], dim=1)
         out = out.reshape(n, heads * c) if self.concat else out.mean(dim=1)
         if self.bias is not None:
             out = out + self.bias

@@ -7,7 +7,7 @@ import torch
 from torch import Tensor, nn
 
 from gkdfast.graph import Graph
-from gkdfast.nn._utils import check_input, weights_like
+from gkdfast.nn._utils import check_input, reset_children, weights_like
 from gkdfast.nn.sparse_input import has_forward_hooks, input_product, wants_sparse
 from gkdfast.ops import spmm
 
@@ -63,9 +63,11 @@ class GINConv(nn.Module):
             self.register_buffer("eps", torch.tensor([float(eps)]))
 
     def reset_parameters(self) -> None:
-        for m in self.nn.modules():
-            if m is not self.nn and hasattr(m, "reset_parameters"):
-                m.reset_parameters()
+        # (the wrapped module itself may be the one with reset_parameters, e.g. a lone nn.Linear)
+        if hasattr(self.nn, "reset_parameters"):
+            self.nn.reset_parameters()
+        else:
+            reset_children(self.nn)
         self.eps.data.fill_(self.initial_eps)
 
     def forward(self, x: Tensor, graph: Graph, edge_weight: Optional[Tensor] = None,

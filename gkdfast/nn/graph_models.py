@@ -14,7 +14,7 @@ from typing import Optional
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gkdfast.nn._utils import check_model_sizes
+from gkdfast.nn._utils import check_model_sizes, reset_children
 from gkdfast.nn.gat_conv import GATConv
 from gkdfast.nn.gcn_conv import GCNConv
 from gkdfast.nn.gin_conv import GINConv
@@ -94,6 +94,10 @@ class GraphClassifier(nn.Module):
         self.norms = nn.ModuleList([_norm_layer(norm, hidden_channels) for _ in range(num_layers)])
         self.head1 = nn.Linear(hidden_channels, hidden_channels)
         self.head2 = nn.Linear(hidden_channels, num_classes)
+
+    def reset_parameters(self) -> None:
+        """Re-initialises every convolution, norm and head layer as at construction."""
+        reset_children(self)
 
     @property
     def label(self) -> str:

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gkdfast.graph import Graph
-from gkdfast.nn._utils import check_features, check_model_sizes
+from gkdfast.nn._utils import check_features, check_model_sizes, reset_children
 from gkdfast.nn.block_forward import layer_on_block
 from gkdfast.nn.gat_conv import GATConv
 from gkdfast.nn.gcn_conv import GCNConv
@@ -96,13 +96,7 @@ class _Stack(nn.Module):
         """Re-initialises every layer as at construction: a module with its own ``reset_parameters``
         resets itself and its children (GCNConv / GATConv: glorot), which are then left alone (a
         second reset of the inner ``nn.Linear`` would overwrite glorot with its kaiming default)."""
-        def reset(module: nn.Module) -> None:
-            for child in module.children():
-                if hasattr(child, "reset_parameters"):
-                    child.reset_parameters()
-                else:
-                    reset(child)
-        reset(self)
+        reset_children(self)
 
     def forward(self, x: Tensor, graph: Optional[Graph] = None, return_hidden: bool = False) -> Output:
         name = type(self).__name__

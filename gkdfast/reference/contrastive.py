@@ -104,7 +104,7 @@ def infonce(a: Tensor, c: Tensor, inv_tau: float, pos_offset: int, exclude_self:
         if exclude_self:
             self_mask = rows.unsqueeze(1) == torch.arange(n, device=a.device).unsqueeze(0)
             logits = logits.masked_fill(self_mask, float("-inf"))
-        lse = torch.logsumexp(logits, dim=1) if n else logits.new_zeros(r)
+        lse = torch.logsumexp(logits, dim=1) if n else logits.new_zeros(r) + 0 * logits.sum()  # (kept on the graph)
     else:
         idx = sample_negatives(rows, n, num_negatives, seed)
         neg = (a.unsqueeze(1) * c[idx]).sum(-1) * inv_tau  # [R, K]

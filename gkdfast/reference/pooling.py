@@ -32,6 +32,6 @@ def global_pool(x: Tensor, ptr: Tensor, reduce: str = "sum") -> Tensor:
             0, batch.view(-1, 1).expand(-1, d), torch.where(is_max, pos, x.size(0)), "amin", include_self=True)
         empty = counts == 0
         safe = first.clamp_max(max(x.size(0) - 1, 0))
-        picked = x.gather(0, safe) if x.size(0) else x.new_zeros(num_graphs, d)
+        picked = x.gather(0, safe) if x.size(0) else x.new_zeros(num_graphs, d) + 0 * x.sum()  # (kept on the graph)
         return torch.where(empty.unsqueeze(1), torch.zeros_like(picked), picked)
     raise ValueError(f"gkdfast.reference.global_pool: reduce must be sum, mean or max, got {reduce!r}")

@@ -1,6 +1,7 @@
 """``NeighborLoader``: mini-batches of seed nodes with their sampled multi-hop blocks."""
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass
 from typing import Iterator, List, Optional, Sequence
 
@@ -37,6 +38,16 @@ def _splitmix(z: int) -> int:
     z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
     z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
     return z ^ (z >> 31)
+
+
+def _as_int(value) -> Optional[int]:
+    """``value`` as an int when it is a Python or numpy integer (not a bool), else ``None``."""
+    if isinstance(value, bool):
+        return None
+    try:
+        return operator.index(value)
+    except TypeError:
+        return None
 
 
 @dataclass
@@ -99,9 +110,10 @@ class NeighborLoader:
         fanouts = [int(f) for f in fanouts]
         if not fanouts or any(f == 0 or f < -1 for f in fanouts):
             raise ValueError(f"gkdfast.sampling.NeighborLoader: fanouts must be positive ints or -1, got {fanouts}")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        batch_size, seed = _as_int(batch_size), _as_int(seed)  # (numpy integers too)
+        if batch_size is None or batch_size < 1:
             raise ValueError(f"gkdfast.sampling.NeighborLoader: batch_size must be a positive int, got {batch_size!r}")
-        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        if seed is None or seed < 0:
             raise ValueError(f"gkdfast.sampling.NeighborLoader: seed must be a non-negative int, got {seed!r}")
         if nodes.numel() and (int(nodes.min()) < 0 or int(nodes.max()) >= graph.num_nodes):
             raise ValueError(f"gkdfast.sampling.NeighborLoader: nodes must be in [0, {graph.num_nodes})")
@@ -148,8 +160,10 @@ class NeighborLoader:
         return self.nodes[torch.randperm(self.nodes.numel(), generator=gen).to(self.nodes.device)]
 
     def __iter__(self) -> Iterator[Batch]:
+        # The epoch is taken here, at iter(), not at the first next(): a generator function would
+        # postpone it, so two iter() calls before any batch ran the same epoch.
         epoch = self.epoch
         self.epoch += 1
         order = self.order(epoch)
-        for start in range(0, order.numel(), self.batch_size):
-            yield self.sample(order[start:start + self.batch_size], epoch)
+        return (self.sample(order[start:start + self.batch_size], epoch)
+                for start in range(0, order.numel(), self.batch_size))

@@ -173,14 +173,14 @@ def _epoch_batches(loader: NeighborLoader, group, sample: Callable):
     epoch = loader.epoch
     loader.epoch += 1
     order = loader.order(epoch)
-    if group is None:
-        for start in range(0, order.numel(), loader.batch_size):
-            yield sample(order[start:start + loader.batch_size], epoch)
-        return
     from gkdfast.distill import ddp as _ddp
 
-    for seeds in _ddp.local_batches(_ddp.shard_order(order, group.world_size, group.rank),
-                                    loader.batch_size, group.world_size):
+    if group is None:
+        steps = list(order.split(loader.batch_size))
+    else:
+        steps = _ddp.local_batches(_ddp.shard_order(order, group.world_size, group.rank), loader.batch_size,
+                                   group.world_size)
+    for seeds in _ddp.join_lone_last(steps):
         yield sample(seeds, epoch)
 
 
@@ -208,7 +208,7 @@ class _TermsLoss:
     probe of the widths, on the model's device and float dtype."""
 
     def __init__(self, model: nn.Module, data, terms, teacher, loader: NeighborLoader, device, group,
-                 batch_edges: str = "sampled"):
+                 batch_edges: str = "sampled", seed: int = 0):
         from gkdfast.distill import ddp as _ddp
         from gkdfast.distill.terms import Dims, LossTerm
 
@@ -243,8 +243,13 @@ class _TermsLoss:
         th = getattr(teacher, "hidden", None)
         dims = Dims(student_hidden=hidden.size(-1), teacher_hidden=th.shape[1] if th is not None else None,
                     num_classes=logits.size(-1))
-        for t in self.terms:
-            t.setup(dims)
+        # The heads' initial weights come from ``seed`` alone, not from the global generator; a term
+        # that never runs (weight 0) builds none, as in the Distiller: its draws would shift the others'.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            for t in self.terms:
+                if t.weight != 0:
+                    t.setup(dims)
         self.terms.to(device, dtype=logits.dtype)
 
     def __call__(self, item) -> Tensor:
@@ -389,7 +394,8 @@ def fit_sampled(model: nn.Module, data, *, fanouts: Sequence[int] = (15, 10), ba
     loader = NeighborLoader(data.graph, pool, fanouts, batch_size=batch_size, shuffle=True, seed=seed)
     val_loader = NeighborLoader(data.graph, val_nodes[rank::world], fanouts, batch_size=batch_size, shuffle=False,
                                 seed=mix_seed(seed, 2)) if val_nodes.numel() else None
-    loss_of = _TermsLoss(model, data, terms, teacher, loader, device, group, batch_edges) if terms is not None else None
+    loss_of = (_TermsLoss(model, data, terms, teacher, loader, device, group, batch_edges, seed=mix_seed(seed, 4))
+               if terms is not None else None)
     sample = _sampler(loader, batch_edges)
     heads = loss_of.terms if loss_of is not None else nn.ModuleList()
     step = _ddp.wrap(model, heads, device) if group is not None else None  # rank 0's weights broadcast
