@@ -28,7 +28,8 @@ if .venv/bin/python -c "import importlib.metadata as m; m.version('gkdfast')" >/
     || { tail -n 40 .venv/build.log; echo "gkdfast: build failed (full log: .venv/build.log)"; exit 1; }
 else
   say "building the native module gkdfast._C (first run: about 2-4 minutes on 2 cores; log: .venv/build.log)"
-  .venv/bin/python -m pip install --no-build-isolation --no-deps -e . > .venv/build.log 2>&1 \
+  flock /tmp/gkdfast-build.lock .venv/bin/python -m pip install --no-build-isolation --no-deps -e . \
+    > .venv/build.log 2>&1 \
     || { tail -n 40 .venv/build.log; echo "gkdfast: build failed (full log: .venv/build.log)"; exit 1; }
 fi
 .venv/bin/python -c "import gkdfast, sys; i = gkdfast.backend_info(); print('gkdfast', i['version'], '| native extension:', 'loaded' if i['extension_loaded'] else 'NOT loaded: %s' % i['load_error']); sys.exit(0 if i['extension_loaded'] else 1)"
