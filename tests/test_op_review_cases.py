@@ -94,3 +94,31 @@ def test_references_stay_on_the_autograd_graph_for_empty_inputs(monkeypatch):
     for out in (gkdfast.losses.crd(s, t), gkdfast.global_pool(s, torch.tensor([0, 0]), "max")):
         assert out.requires_grad
         out.sum().backward()
+
+
+@pytest.mark.parametrize("num_negatives", [2, 0])
+def test_a_minus_inf_first_logit_adds_nothing_to_the_streaming_log_sum_exp(num_negatives):
+    # The sampled kernel streams the positive first: -inf there made the running log-sum-exp
+    # exp(-inf - -inf) = NaN, where the reference (and the all-column path) ignore it.
+    from gkdfast.reference import contrastive as rc
+
+    a, c = torch.tensor([[1e20], [1.0], [1.0]]), torch.tensor([[-1e20], [1.0], [1.0]])
+    args = (1.0, 0, False, num_negatives, 0)
+    for got, want in zip(O.infonce(a, c, *args), rc.infonce(a, c, *args)):
+        torch.testing.assert_close(got, want)
+
+
+def test_max_backward_needs_the_transposed_csr_on_every_thread_count():
+    # Which backward path runs depends on d and the thread count; only one of them asked for the
+    # transpose, so a call passed on one thread and failed on two.
+    g = gkdfast.Graph(torch.tensor([[0, 1, 2], [1, 2, 0]]), 3)
+    x, none = torch.randn(3, 20), g.col.new_empty(0)
+    _, arg = O.spmm(g.rowptr, g.col, none, none, none, None, x, "max")
+    threads = torch.get_num_threads()
+    try:
+        for t in (1, 2):
+            torch.set_num_threads(t)
+            with pytest.raises(ValueError, match="transposed CSR"):
+                O.spmm_arg_backward(g.rowptr, g.col, none, none, none, None, x, arg, torch.ones_like(x))
+    finally:
+        torch.set_num_threads(threads)

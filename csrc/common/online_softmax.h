@@ -15,6 +15,8 @@ struct OnlineLSE {
   acc_t sum = acc_t(0);
 
   GKD_HD void add(acc_t x) {
+    // exp(-inf) = 0 adds nothing; taken on its own, since with max still -inf, x - max is NaN.
+    if (x == -std::numeric_limits<acc_t>::infinity()) return;
     if (x > max) {
       sum = sum * std::exp(max - x) + acc_t(1);
       max = x;

@@ -46,6 +46,8 @@ struct OnlineWeightedLSE {
   acc_t wsum = acc_t(0);
 
   GKD_HD void add(acc_t x, acc_t v) {
+    // weight exp(-inf) = 0: nothing to add (with max still -inf, x - max would be NaN)
+    if (x == -std::numeric_limits<acc_t>::infinity()) return;
     if (x > max) {
       const acc_t r = std::exp(max - x);  // 0 on the first element (max = -inf)
       sum = sum * r + acc_t(1);

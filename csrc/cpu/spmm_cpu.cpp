@@ -137,9 +137,10 @@ std::tuple<at::Tensor, at::Tensor> spmm_arg_backward_cpu(
     const at::Tensor& rowptr_in, const at::Tensor& col_in, const at::Tensor& t_rowptr_in,
     const at::Tensor& t_col_in, const at::Tensor& t_eid_in, const c10::optional<at::Tensor>& weight_in,
     const at::Tensor& x_in, const at::Tensor& arg_in, const at::Tensor& grad_in) {
-  // The transposed CSR is only needed by the narrow-feature path below, which checks for it.
+  // Only the narrow-feature path below reads the transposed CSR, but it is required on every path: which
+  // path runs depends on the thread count, and a call must not pass or fail with OMP_NUM_THREADS.
   check_spmm_arg_backward(rowptr_in, col_in, t_rowptr_in, t_col_in, t_eid_in, x_in, arg_in, grad_in,
-                          /*need_transpose=*/false);
+                          /*need_transpose=*/true);
   const auto rowptr = rowptr_in.contiguous();
   const auto col = col_in.contiguous();
   const auto x = x_in.contiguous();
@@ -187,7 +188,6 @@ std::tuple<at::Tensor, at::Tensor> spmm_arg_backward_cpu(
       } else {
         // Few features per thread: each thread owns whole source rows and walks their
         // out-edges in the transposed CSR (ascending destination, as above).
-        TORCH_CHECK_VALUE(t_rowptr.numel() == rowptr.numel(), "gkdfast.spmm_arg_backward needs the transposed CSR");
         const index_t* trp = t_rowptr.data_ptr<index_t>();
         const index_t* tcl = t_col.data_ptr<index_t>();
         const index_t* teid = t_eid.data_ptr<index_t>();
