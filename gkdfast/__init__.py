@@ -1,8 +1,8 @@
 """gkdfast: fused, exact, memory-lean kernels for knowledge distillation on graphs.
 
-Public names only; see README.md for a tour.  ``gkdfast.data``, ``gkdfast.distill`` and
-``gkdfast.sampling`` are imported on first use (they pull in scipy, tqdm and matplotlib, which the
-kernels do not need).
+Public names only; see README.md for a tour.  The other subpackages (``gkdfast.data``,
+``gkdfast.distill``, ``gkdfast.sampling``, ``gkdfast.hetero``, ...) are imported on first attribute
+access (some pull in scipy, tqdm and matplotlib, which the kernels do not need).
 """
 import importlib
 
@@ -17,9 +17,11 @@ __version__ = "0.1.0"
 
 __all__ = ["Graph", "spmm", "sddmm", "edge_softmax", "gcn_norm", "global_pool", "topk_similar", "backend_info",
            "explain",
-           "losses", "nn", "pooling", "settings", "data", "distill", "sampling", "__version__"]
+           "losses", "nn", "pooling", "settings", "__version__"]
 
-_LAZY_SUBMODULES = ("data", "distill", "sampling")
+_LAZY_SUBMODULES = ("data", "distill", "sampling", "hetero", "condense", "distributed", "reference", "graph_build",
+                    "inverse_cdf", "reorder", "cpu_memory")
+__all__ += list(_LAZY_SUBMODULES)
 
 
 def __getattr__(name):

@@ -33,7 +33,7 @@ class Reordering:
         rank: ``[N]`` int64, old id -> new id (the inverse of ``perm``).
         edge_perm: ``[E]`` int64, new graph's edge (CSR) position -> the old graph's edge id in the
             order the old graph was built from (its ``edge_index`` order).
-        method: how the order was made (``"rcm"``, ``"degree"`` or ``"custom"``).
+        method: how the order was made (``"rcm"``, ``"degree"``, ``"community"`` or ``"custom"``).
 
     Example:
         >>> import torch, gkdfast

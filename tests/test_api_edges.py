@@ -96,3 +96,15 @@ def test_a_pairwise_loss_on_the_dense_reference_warns_once_when_large(monkeypatc
         losses.gsp(s, t, kernel="rbf")  # the same reason again: no second warning
         losses.gsp(s[:100], t[:100], kernel="rbf")  # small: silent
         losses.gsp(s.float(), t.float(), kernel="rbf")  # the kernel: silent
+
+
+def test_every_public_subpackage_is_an_attribute_of_gkdfast():
+    # gkdfast.hetero, .condense, .reorder, ... raised AttributeError in a fresh interpreter (the README
+    # names them); run in a subprocess so no earlier import hides it
+    import subprocess
+    import sys
+
+    code = ("import gkdfast; [getattr(gkdfast, n) for n in gkdfast.__all__]; "
+            "assert {'hetero', 'condense', 'reorder', 'cpu_memory', 'graph_build'} <= set(gkdfast.__all__); "
+            "gkdfast.hetero.RGCN, gkdfast.hetero.HAN, gkdfast.hetero.HGT")
+    subprocess.run([sys.executable, "-c", code], check=True)

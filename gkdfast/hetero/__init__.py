@@ -7,5 +7,7 @@ Example:
     2
 """
 from gkdfast.hetero.graph import HeteroGraph, compose_metapath, relation_spmm
+from gkdfast.hetero.hgt import HGT
+from gkdfast.hetero.models import HAN, RGCN
 
-__all__ = ["HeteroGraph", "compose_metapath", "relation_spmm"]
+__all__ = ["HeteroGraph", "compose_metapath", "relation_spmm", "RGCN", "HAN", "HGT"]

@@ -1,5 +1,7 @@
-"""Distillation losses (functional).  Each one: CPU kernel, CUDA kernel and a pure-PyTorch reference
-in :mod:`gkdfast.reference`, chosen per call like the message-passing ops."""
+"""Distillation losses (functional).  ``lsp``, ``gsp``, ``rsd``, ``crd``, ``ncontrast`` and ``nt_xent``
+run native CPU / CUDA kernels with a pure-PyTorch reference (:mod:`gkdfast.reference.structure`,
+:mod:`gkdfast.reference.contrastive`) chosen per call like the message-passing ops; ``kd`` and
+``relation`` are plain PyTorch."""
 from gkdfast.losses.kd import kd
 
 # structure-preserving losses (lsp, gsp, rsd, relation) ------------------------------------------

@@ -324,10 +324,18 @@ def rsd(student: Tensor, teacher: Tensor, nodes: Optional[Tensor] = None, proces
     """Representation similarity distillation (NOSMOG): ``(1/N^2) |S S^T - T T^T|_F^2``.
 
     Equal to ``gsp(student, teacher, kernel="linear", loss="mse", nodes=nodes)``: exact over all
-    pairs through the float64 Gram identity, O(N d^2) time, O(d^2) extra memory.  NOSMOG applies
-    it per mini-batch B (pass ``nodes=batch``) with the student side ``Dropout(ReLU(W h^S))``
-    (apply that projection before calling).  ``process_group``: each rank passes its row shard and
-    gets the loss over all ranks' rows (as :func:`gsp`; the d x d Grams are all-reduced).
+    pairs through the float64 Gram identity, O(N d^2) time, O(d^2) memory beyond the inputs (and the
+    gathered rows with ``nodes``).  NOSMOG applies it per mini-batch B (pass ``nodes=batch``) with the
+    student side ``Dropout(ReLU(W h^S))`` (apply that projection before calling).
+
+    Args:
+        student: ``[N, d_s]``.  teacher: ``[N, d_t]``; widths may differ.  Both differentiable.
+        nodes: optional ``[B]`` index (or ``[N]`` bool mask) restricting the loss to those rows.
+        process_group: each rank passes its row shard and gets the loss over all ranks' rows (as
+            :func:`gsp`; the d x d Grams are all-reduced).
+
+    Returns:
+        scalar tensor in the student's dtype.
 
     Example:
         >>> s, t = torch.randn(1000, 64, requires_grad=True), torch.randn(1000, 128)
