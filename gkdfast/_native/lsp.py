@@ -13,7 +13,7 @@ from gkdfast._native._common import needs_transpose_error, register_op
 def _lsp_fake(rowptr, col, t_rowptr, t_col, t_eid, student, teacher, kernel, gamma, tau):
     n = rowptr.shape[0] - 1
     # the precision the kernel computes them in: float64 on the CPU, the accumulation type on CUDA
-    wide = student.device.type == "cpu" or student.dtype == torch.float64
+    wide = student.device.type != "cuda" or student.dtype == torch.float64
     out = torch.float64 if wide else torch.float32
     return student.new_empty((n,), dtype=out), student.new_empty((n, 2), dtype=out)
 
