@@ -117,6 +117,9 @@ void softmax_launch(const at::Tensor& rowptr, const at::Tensor& a, const at::Ten
           rp, a.data_ptr<scalar_t>(), bp, out.data_ptr<scalar_t>(), n, heads, heavy.view);
       C10_CUDA_KERNEL_LAUNCH_CHECK();
       if (heavy.any()) {
+        // grid.y holds the heads; CUDA caps it at 65,535
+        TORCH_CHECK_VALUE(heads <= 65535, "gkdfast.edge_softmax: ", heads, " heads is more than the CUDA kernel's "
+                          "65,535 on rows with more than 512 edges");
         const dim3 grid(static_cast<unsigned int>(heavy.view.capacity), static_cast<unsigned int>(heads));
         softmax_heavy<kBackward><<<grid, kHeavyWarps * kWarp, 0, stream>>>(rp, a.data_ptr<scalar_t>(), bp,
                                                                             out.data_ptr<scalar_t>(), heads,

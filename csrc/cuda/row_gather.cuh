@@ -201,6 +201,9 @@ void launch_row_gather(const Op& op, const index_t* rowptr, int64_t num_rows, in
       op, rowptr, num_rows, d, chunks, lanes_f, heavy.view);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   if (heavy.any()) {
+    // grid.y holds the feature chunks; CUDA caps it at 65,535
+    TORCH_CHECK_VALUE(chunks <= 65535, "gkdfast: feature width ", d, " is too wide for the CUDA row kernels on rows "
+                      "with more than 512 edges (at most ", int64_t(65535) * kWarp * V, " at this alignment)");
     const dim3 grid(static_cast<unsigned int>(heavy.view.capacity), static_cast<unsigned int>(chunks));
     row_gather_heavy<R, V><<<grid, kHeavyWarps * kWarp, 0, stream>>>(op, rowptr, d, lanes_f, heavy.view);
     C10_CUDA_KERNEL_LAUNCH_CHECK();

@@ -16,9 +16,14 @@ GLNN), :mod:`.representation` (LSP, GSP, G-CRD), :mod:`.mlp_students` (NOSMOG, G
 :mod:`.t2gnn` (incomplete graphs), :mod:`.sail` (self-supervised); this module keeps the registry (:func:`get`, :func:`names`).
 
 Example:
+    >>> import gkdfast
     >>> from gkdfast.distill import recipes
+    >>> data = gkdfast.data.csbm(num_nodes=300, seed=0)
+    >>> teacher = gkdfast.nn.SAGE(data.num_features, 32, data.num_classes)   # (trained first, in practice)
     >>> r = recipes.get("glnn")
-    >>> trained = r.fit(lambda f: gkdfast.nn.MLP(f, 128, data.num_classes), data, teacher)  # doctest: +SKIP
+    >>> trained = r.fit(lambda f: gkdfast.nn.MLP(f, 32, data.num_classes), data, teacher, epochs=3)
+    >>> trained.model.training
+    False
 """
 from __future__ import annotations
 
