@@ -13,7 +13,9 @@ def default_root() -> str:
     """The data root: ``$GKDFAST_DATA`` if set, else ``shared/data`` beside the repository
     (``<repo>/../shared/data``), the layout of the development machines and CI.
 
-    The folder need not exist; readers report a missing dataset by its full path.
+    The folder need not exist; readers report a missing dataset by its full path.  For an installed
+    (not editable) package "beside the repository" is inside the environment, so set
+    ``GKDFAST_DATA`` or pass a path.
 
     Example:
         >>> import os
