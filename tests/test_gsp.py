@@ -179,3 +179,21 @@ def test_relation_bad_arguments():
         gkdfast.losses.relation(a, a, mode="x")
     with pytest.raises(ValueError, match="same rows"):
         gkdfast.losses.relation(a, a, mode="gram")
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+@pytest.mark.parametrize("kernel", ["l2", "poly", "rbf", "laplace"])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_cuda_half_inputs_do_not_overflow_the_row_sums(kernel, dtype):
+    # the CUDA paths returned each row's sum of N squared differences in half: here up to 5e5 (l2: 8e4),
+    # past half's 65504, so the mse loss was inf; the sums and log-sum-exps now stay float32
+    s, t = _pair(300, ds=16, dt=16, dtype=torch.float32, device="cuda")
+    for loss in ("mse", "kl"):
+        exact = ref.gsp(s.detach().to(dtype).float(), t.detach().to(dtype).float(), kernel, loss, 1.0, 0.3)
+        sh, th = s.detach().to(dtype).requires_grad_(), t.detach().to(dtype).requires_grad_()
+        out = gkdfast.losses.gsp(sh, th, kernel=kernel, loss=loss, gamma=0.3)
+        assert out.dtype == dtype and torch.isfinite(out)
+        torch.testing.assert_close(out.float(), exact, rtol=2e-2, atol=1e-3)
+        out.backward()
+        assert torch.isfinite(sh.grad).all() and torch.isfinite(th.grad).all()
