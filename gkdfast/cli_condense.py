@@ -116,7 +116,7 @@ def run_condense_cmd(args) -> int:
     """Runs ``gkdfast condense`` from parsed arguments; returns the exit code."""
     from gkdfast._io import exclusive_dir
     from gkdfast.condense import published_config, run_condense
-    from gkdfast.condense.synthetic import synthetic_size
+    from gkdfast.condense.synthetic import class_counts, synthetic_size
 
     if args.seeds < 1:
         raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
@@ -131,8 +131,9 @@ def run_condense_cmd(args) -> int:
     config = published_config(one_step=args.one_step, epochs=args.epochs, outer=args.outer, inner=args.inner,
                               lr_feat=args.lr_feat, lr_adj=args.lr_adj, backbone=args.backbone, metric=args.metric)
     data = _load(args)
-    # Fail on a bad ratio before any training.
-    synthetic_size(args.ratio, data.num_nodes, data.num_classes, int(data.train_mask.sum()))
+    # Fail on a bad ratio, or a class without training nodes, before any training.
+    n_syn = synthetic_size(args.ratio, data.num_nodes, data.num_classes, int(data.train_mask.sum()))
+    class_counts(data.y[data.train_mask], data.num_classes, n_syn)
     log = (lambda s: None) if args.quiet else (lambda s: print(s, file=sys.stderr, flush=True))
     log(data.summary())
     with exclusive_dir(args.out, "--out folder"):

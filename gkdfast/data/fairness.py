@@ -104,7 +104,8 @@ def fairness_split(y: torch.Tensor, label_number: int, seed: int = 0):
 
 
 def check_sensitive(path, values: np.ndarray, column: str) -> np.ndarray:
-    """``values`` as int64 in {0, 1}; a one-line error naming ``path`` when it has other values.
+    """``values`` as int64 in {0, 1}; a one-line error naming ``path`` when it has other values, or only
+    one of them (every node in one group: ΔSP and ΔEO would read as 100 % bias).
 
     Example:
         >>> check_sensitive("x.csv", np.array([0.0, 1.0, 1.0]), "s").tolist()
@@ -115,6 +116,9 @@ def check_sensitive(path, values: np.ndarray, column: str) -> np.ndarray:
         shown = listing(v.item() if hasattr(v, "item") else v for v in vals)
         raise fail(path, f"sensitive attribute {column!r} has {vals.size} values {shown}; fairness metrics need a "
                          "binary attribute: map it to 0/1 (e.g. majority group 0, the rest 1) before loading")
+    if vals.size < 2:
+        raise fail(path, f"sensitive attribute {column!r} has the single value {listing(v.item() for v in vals)} "
+                         "(or no rows); fairness metrics compare two groups, so both 0 and 1 must occur")
     return values.astype(np.int64)
 
 
@@ -152,10 +156,14 @@ def _column(path, header, body, name, codes=None) -> np.ndarray:
         except KeyError as exc:
             raise fail(path, f"column {name!r} has value {exc.args[0]!r}, expected one of {sorted(codes)}") from None
     try:
-        return np.array(raw, dtype=np.float64)
+        col = np.array(raw, dtype=np.float64)
     except ValueError:
         bad = next(v for v in raw if not _is_number(v))
         raise fail(path, f"column {name!r} has the non-numeric value {bad!r}") from None
+    if not np.isfinite(col).all():  # (a NaN made the min-max scaling zero the whole column)
+        bad = int(np.flatnonzero(~np.isfinite(col))[0])
+        raise fail(path, f"column {name!r} has {raw[bad]!r} in row {bad + 2}; fill or drop missing values first")
+    return col
 
 
 def _is_number(v: str) -> bool:
@@ -273,6 +281,9 @@ def load_fairness(path, name: Optional[str] = None, seed: int = 0) -> GraphData:
         if found == "nba":  # Twitter user ids -> rows of nba.csv
             ids = _id_column(table_path, header, body, "user_id")
             row = {int(u): i for i, u in enumerate(ids)}
+            if len(row) != ids.size:  # a repeated id would take all its edges from the first row
+                dup = next(int(u) for u in np.unique(ids) if int((ids == u).sum()) > 1)
+                raise fail(table_path, f"user_id {dup} appears more than once; each row must be one user")
             unknown = next((int(u) for u in e.reshape(-1) if int(u) not in row), None)
             if unknown is not None:
                 raise fail(ep, f"user id {unknown} is not in {os.path.basename(table_path)}'s user_id column")

@@ -170,7 +170,8 @@ def load_tu(directory, name: Optional[str] = None, seed: int = 0) -> GraphDatase
     if bool((np.diff(gi) < 0).any()):
         raise fail(p("graph_indicator"), "graph ids must be non-decreasing (nodes grouped by graph)")
     if edges.size and (int(edges.min()) < 1 or int(edges.max()) > n):
-        raise fail(p("A"), f"node ids must be in 1..{n} (1-based), got {int(edges.min())}..{int(edges.max())}")
+        raise fail(p("A"), f"node ids must be in 1..{n} (1-based; {ds}_graph_indicator.txt lists {n} nodes), "
+                           f"got {int(edges.min())}..{int(edges.max())}")
     src, dst = edges[:, 0] - 1, edges[:, 1] - 1
     batch = gi - 1
     if edges.size and bool((batch[src] != batch[dst]).any()):
@@ -193,6 +194,12 @@ def load_tu(directory, name: Optional[str] = None, seed: int = 0) -> GraphDatase
                              what="node attributes (comma-separated floats)").numpy()
         if flat.size != n * ncol:
             raise fail(p("node_attributes"), f"expected {n} rows of {ncol} comma-separated floats, got {flat.size} values")
+        # the total alone lets rows of 2, 3 and 1 values pass as rows of 2: every line's width
+        widths = np.array([line.count(",") + 1 for line in text.splitlines() if line.strip()])
+        if widths.size and bool((widths != ncol).any()):
+            bad = int(np.flatnonzero(widths != ncol)[0])
+            raise fail(p("node_attributes"), f"row {bad + 1} (not counting blank lines) has {int(widths[bad])} values, "
+                                             f"the first row {ncol}")
         parts.append(flat.reshape(n, ncol))
     x = torch.from_numpy(np.concatenate(parts, 1)) if parts else torch.ones(n, 1)
 

@@ -83,6 +83,22 @@ class GFKDConfig:
     batch_size: int = 32
     lr_student: float = 0.01
 
+    def __post_init__(self):
+        """One clear error for a bad setting at construction, so the CLI fails before any training."""
+        if not 2 <= self.min_nodes < self.max_nodes:
+            raise ValueError(f"GFKD: need 2 <= min_nodes < max_nodes, got {self.min_nodes}, {self.max_nodes}")
+        minimum = {"num_graphs": 0, "iterations": 0, "student_epochs": 0, "batch_size": 1}
+        for key, low in minimum.items():
+            v = getattr(self, key)
+            if isinstance(v, bool) or not isinstance(v, int) or v < low:
+                raise ValueError(f"GFKD: {key} must be an int >= {low}, got {v!r}")
+        for key in ("lr_structure", "lr_features", "lr_student", "temperature"):
+            if not getattr(self, key) > 0:
+                raise ValueError(f"GFKD: {key} must be > 0, got {getattr(self, key)!r}")
+        for key in ("bn_reg", "onehot_cof"):
+            if not getattr(self, key) >= 0:
+                raise ValueError(f"GFKD: {key} must be >= 0, got {getattr(self, key)!r}")
+
 
 class FakeGraphs(nn.Module):
     """``G`` fake graphs with learnable edge logits (one per unordered node pair) and node features.

@@ -188,6 +188,8 @@ class HeteroGraph:
             if x.dim() != 2 or x.size(0) != self.num_nodes[t]:
                 raise ValueError(f"{self.name}: features of {t!r} must be [{self.num_nodes[t]}, F], "
                                  f"got {list(x.shape)}")
+            if x.is_floating_point() and not bool(torch.isfinite(x).all()):
+                raise ValueError(f"{self.name}: features of {t!r} have NaN or inf")
         if self.y.shape != (n,):
             raise ValueError(f"{self.name}: y must have one label per {self.target!r} node ({n}), "
                              f"got {list(self.y.shape)}")
@@ -196,6 +198,9 @@ class HeteroGraph:
                 raise ValueError(f"{self.name}: masks must be bool [{n}]")
             if bool((m & (self.y < 0)).any()):
                 raise ValueError(f"{self.name}: a mask contains unlabelled {self.target!r} nodes")
+        if bool((self.train_mask & self.val_mask).any() | (self.train_mask & self.test_mask).any()
+                | (self.val_mask & self.test_mask).any()):
+            raise ValueError(f"{self.name}: the train / val / test masks overlap (a test node in training leaks)")
         return self
 
     def summary(self) -> str:

@@ -122,7 +122,44 @@ def _checked_mask(where: str, idx, y, n: int) -> torch.Tensor:
 
 def _split_masks(d, y, n, split: int):
     paths = [os.path.join(d, f"{part}_{split}.npy") for part in ("train", "val", "test")]
-    return [_checked_mask(p, _load_npy(p), y, n) for p in paths]
+    return _disjoint(paths, [_checked_mask(p, _load_npy(p), y, n) for p in paths])
+
+
+def _disjoint(names, masks):
+    """``masks`` (train, val, test), refused with the two files named when they share a node (a test node
+    in the training split would leak its label)."""
+    for i in range(3):
+        for j in range(i + 1, 3):
+            both = masks[i] & masks[j]
+            if bool(both.any()):
+                raise fail(names[j], f"shares {int(both.sum())} node(s) with {names[i]} (first: id "
+                                     f"{int(both.nonzero()[0])}); the train / val / test splits must be disjoint")
+    return masks
+
+
+def _labels(path, arr: np.ndarray) -> np.ndarray:
+    """Target labels as int64 ``[N]``: whole numbers (-1 for unknown), one per node; else a one-line error
+    naming the file (float labels were truncated, NaN became a huge negative, one-hot [N, C] was flattened)."""
+    a = np.asarray(arr)
+    if a.ndim == 2 and a.shape[1] == 1:
+        a = a.reshape(-1)
+    if a.ndim != 1:
+        raise fail(path, f"labels must be one class id per node ([N]), got shape {list(a.shape)} (one-hot labels: "
+                         "store their argmax)")
+    if a.dtype.kind == "f":
+        if not np.isfinite(a).all() or bool((a != np.round(a)).any()):
+            bad = int(np.flatnonzero(~np.isfinite(a) | (a != np.round(a)))[0])
+            raise fail(path, f"label {a[bad]} of node {bad} is not a whole number (class ids, -1 for unknown)")
+    elif a.dtype.kind not in "iub":
+        raise fail(path, f"labels must be integers, got dtype {a.dtype}")
+    return a.astype(np.int64)
+
+
+def _finite(path, x: torch.Tensor) -> torch.Tensor:
+    bad = ~torch.isfinite(x)
+    if bool(bad.any()):
+        raise fail(path, f"NaN or inf in the features (row {int(bad.any(1).nonzero()[0])})")
+    return x
 
 
 def load_heco(path, target_type: Optional[str] = None, split: int = 20, name: Optional[str] = None) -> HeteroGraph:
@@ -144,7 +181,7 @@ def load_heco(path, target_type: Optional[str] = None, split: int = 20, name: Op
     letters_of = dict({v: k for k, v in _LETTERS.items()}, author="a")
     t = infer_target(d) if target_type is None else letters_of.get(str(target_type).lower(), str(target_type).lower())
     label_path = os.path.join(d, "labels.npy")
-    y = _load_npy(label_path).astype(np.int64).reshape(-1)
+    y = _labels(label_path, _load_npy(label_path))
     labelled = y[y >= 0]
     if labelled.size and labelled.min() == 1:  # MEOW's IMDB labels are 1..C (-1, unlabelled, stays -1)
         y = np.where(y >= 0, y - 1, y)
@@ -198,7 +235,7 @@ def load_heco(path, target_type: Optional[str] = None, split: int = 20, name: Op
             f = _load_sparse(fp).tocsr()
             if f.shape[0] != counts[k]:
                 raise fail(fp, f"has {f.shape[0]} rows, but type {names[k]!r} has {counts[k]} nodes")
-            x[names[k]] = torch.from_numpy(np.asarray(f.toarray(), dtype=np.float32))
+            x[names[k]] = _finite(fp, torch.from_numpy(np.asarray(f.toarray(), dtype=np.float32)))
     metapaths = {}
     for p in _metapath_files(d):
         mp = os.path.basename(p)[:-4]
@@ -259,8 +296,10 @@ def load_magnn_imdb(path, name: Optional[str] = None) -> HeteroGraph:
         if f.shape[0] != counts[names[k]]:
             raise fail(os.path.join(d, f"features_{k}.npz"), f"has {f.shape[0]} rows for {counts[names[k]]} "
                                                              f"{names[k]} nodes")
-        x[names[k]] = torch.from_numpy(np.asarray(f.toarray(), dtype=np.float32))
-    y = torch.from_numpy(_load_npy(os.path.join(d, "labels.npy")).astype(np.int64).reshape(-1))
+        x[names[k]] = _finite(os.path.join(d, f"features_{k}.npz"),
+                              torch.from_numpy(np.asarray(f.toarray(), dtype=np.float32)))
+    label_path = os.path.join(d, "labels.npy")
+    y = torch.from_numpy(_labels(label_path, _load_npy(label_path)))
     n = counts["movie"]
     if y.numel() != n:
         raise fail(os.path.join(d, "labels.npy"), f"has {y.numel()} labels for {n} movies (the target type needs "
@@ -273,7 +312,8 @@ def load_magnn_imdb(path, name: Optional[str] = None) -> HeteroGraph:
         raise fail(split, "no such file") from None
     except (KeyError, ValueError, OSError) as exc:
         raise fail(split, f"not an .npz with train_idx, val_idx and test_idx ({str(exc)[:60]})") from None
-    masks = [_checked_mask(f"{split} ({k})", v, y, n) for k, v in parts.items()]
+    names_of = [f"{split} ({k})" for k in parts]
+    masks = _disjoint(names_of, [_checked_mask(w, v, y, n) for w, v in zip(names_of, parts.values())])
     hg = HeteroGraph(counts, x, rels, "movie", y, *masks, int(y.max()) + 1, {}, name or "imdb-magnn",
                      {"split": "shipped (400/400/3478)", "format": "magnn"})
     hg.metapaths["mam"] = hg.metapath("movie", "actor", "movie")
