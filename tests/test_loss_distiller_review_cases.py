@@ -7,7 +7,7 @@ import torch
 import gkdfast
 from gkdfast import _backend, losses
 from gkdfast.data import csbm
-from gkdfast.distill import terms
+from gkdfast.distill import recipes, terms
 from gkdfast.distill.distiller import Distiller
 from gkdfast.distill.neighbourhood import neighbourhood_batch
 from gkdfast.distill.teacher_cache import TeacherOutputs
@@ -116,3 +116,26 @@ def test_laplace_reference_fallback_warns_for_its_n_n_d_differences(monkeypatch)
     s, t = torch.randn(64, 128, dtype=torch.bfloat16), torch.randn(64, 128, dtype=torch.bfloat16)
     with pytest.warns(RuntimeWarning, match="from N x N x d differences"):  # 2 x 64 x 64 x 128 x 4 B = 4 MiB
         losses.gsp(s, t, kernel="laplace", loss="kl")
+
+
+@pytest.mark.parametrize("name,kw,match", [
+    ("kd", {"temperature": 0}, r"kd \(temperature=0\): LogitKD: temperature"),
+    ("kd", {"alpha": 1.5}, r"kd \(alpha=1.5\): CrossEntropy: weight must be >= 0"),
+    ("glnn", {"lamb": 1.5}, r"glnn \(lamb=1.5\)"),
+    ("lsp", {"kernel": "foo"}, "unknown kernel 'foo'"),
+    ("gsp", {"max_samples": 0}, "max_samples must be None or an int >= 2"),
+    ("gcrd", {"max_samples": 1}, "max_samples must be None or an int >= 2"),
+    ("kd", {"epochs": 2.5}, "epochs=2.5 is out of range"),
+    ("kd", {"patience": 0}, "patience=0 is out of range"),
+    ("kd", {"ties": "middle"}, "ties='middle' is out of range"),
+    ("sail", {"batch_size": 64}, "unknown hyperparameter 'batch_size'"),
+    ("sail", {"patience": 5}, "patience=5"),
+    ("kd", {"needs_teacher": False}, "unknown hyperparameter 'needs_teacher'"),
+    ("oad", {"stage_epochs": ("lr",)}, "unknown hyperparameter 'stage_epochs'"),
+])
+def test_recipe_values_are_refused_where_they_are_given(name, kw, match):
+    # they were accepted by get() / --set and failed only mid-run, after the teacher and the earlier
+    # methods had trained (or, for SAIL's batch_size and the class flags, were ignored)
+    with pytest.raises(ValueError, match=match):
+        recipes.get(name, **kw)
+    recipes.get(name, patience=None)  # a valid override still passes

@@ -8,6 +8,7 @@ Each term imports its gkdfast loss lazily, so a recipe only needs the losses it 
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Callable, List, Optional
 
@@ -194,6 +195,13 @@ class LossTerm(nn.Module):
         return f"weight={self.weight}, nodes={self.nodes!r}"
 
 
+def _positive(term, key: str, value) -> float:
+    """``value`` as a float, or a ValueError naming the term when it is not a finite number > 0."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{type(term).__name__}: {key} must be a finite number > 0, got {value!r}")
+    return float(value)
+
+
 class CrossEntropy(LossTerm):
     """Hard-label cross-entropy on the labelled rows of the batch (0 when the batch has none); under
     DDP the mean over the global batch's labelled rows."""
@@ -223,7 +231,7 @@ class LogitKD(LossTerm):
 
     def __init__(self, weight: float = 1.0, temperature: float = 1.0, nodes: str = "all"):
         super().__init__(weight, nodes)
-        self.temperature = float(temperature)
+        self.temperature = _positive(self, "temperature", temperature)
 
     def forward(self, ctx: StepContext, logits: Optional[Tensor] = None) -> Tensor:
         from gkdfast.losses import kd
@@ -246,6 +254,9 @@ class LSP(LossTerm):
 
     def __init__(self, weight: float = 1.0, kernel: str = "laplace", gamma: float = 0.01, tau: float = 1.0):
         super().__init__(weight, nodes="all")
+        from gkdfast.losses.structure import _check_kernel
+
+        _check_kernel("lsp", kernel, gamma, tau)  # here, not at the first step
         self.kernel, self.gamma, self.tau = kernel, float(gamma), float(tau)
 
     def forward(self, ctx: StepContext) -> Tensor:
@@ -296,6 +307,10 @@ class _Projected(LossTerm):
 
     def __init__(self, weight, proj_dim, max_samples, project_teacher=True):
         super().__init__(weight, nodes="all")
+        for key, v, low in (("proj_dim", proj_dim, 1), ("max_samples", max_samples, 2)):
+            # (a sample of 0 rows switched the term off; of 1, the heads' BatchNorm cannot train)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < low):
+                raise ValueError(f"{type(self).__name__}: {key} must be None or an int >= {low}, got {v!r}")
         self.proj_dim, self.max_samples, self.project_teacher = proj_dim, max_samples, project_teacher
         self.student_head: Optional[nn.Module] = None
         self.teacher_head: Optional[nn.Module] = None
@@ -331,6 +346,11 @@ class GSP(_Projected):
     def __init__(self, weight: float = 100.0, kernel: str = "cosine", loss: str = "mse", tau: float = 1.0,
                  gamma: float = 1.0, proj_dim: Optional[int] = 128, max_samples: Optional[int] = 4096):
         super().__init__(weight, proj_dim, max_samples)
+        from gkdfast.losses.structure import _check_kernel
+
+        _check_kernel("gsp", kernel, gamma, tau)
+        if loss not in ("mse", "kl"):
+            raise ValueError(f"GSP: loss must be 'mse' or 'kl', got {loss!r}")
         self.kernel, self.loss, self.tau, self.gamma = kernel, loss, float(tau), float(gamma)
 
     def forward(self, ctx: StepContext) -> Tensor:
@@ -351,7 +371,7 @@ class CRD(_Projected):
     def __init__(self, weight: float = 0.05, tau: float = 0.075, proj_dim: Optional[int] = 256,
                  max_samples: Optional[int] = 16384, num_negatives: Optional[int] = None):
         super().__init__(weight, proj_dim, max_samples)
-        self.tau, self.num_negatives = float(tau), num_negatives
+        self.tau, self.num_negatives = _positive(self, "tau", tau), num_negatives
 
     def forward(self, ctx: StepContext) -> Tensor:
         from gkdfast.losses import crd

@@ -53,6 +53,11 @@ class Trained:
     members: Tuple[nn.Module, ...] = ()
 
 
+# What a recipe *is*, not a hyperparameter: refused as an override and left out of params() (the
+# runner reads stage_epochs from the class, so overriding it would change nothing).
+_CLASS_FLAGS = ("name", "needs_teacher", "graph_free_student", "stage_epochs")
+
+
 class Recipe:
     """Base class: hyperparameters are class attributes, overridable per instance by keyword.
 
@@ -86,7 +91,7 @@ class Recipe:
 
     def __init__(self, **overrides):
         for k, v in overrides.items():
-            if k.startswith("_") or k in self._not_used or not hasattr(type(self), k) \
+            if k.startswith("_") or k in self._not_used or k in _CLASS_FLAGS or not hasattr(type(self), k) \
                     or callable(getattr(type(self), k)):
                 raise ValueError(f"{self.name}: unknown hyperparameter {k!r}; known: {', '.join(self.params())}")
             default = getattr(type(self), k)
@@ -98,13 +103,38 @@ class Recipe:
             if isinstance(default, bool) and not isinstance(v, bool):
                 raise ValueError(f"{self.name}: {k} takes True or False, got {v!r}")
             setattr(self, k, v)
+        if overrides:
+            self._check_overrides(overrides)
+
+    def _check_overrides(self, overrides: Dict[str, object]) -> None:
+        """Values checked where they are given (``get(...)``, ``--set``), before anything trains: the
+        shared training settings, then the recipe's terms built once (their own checks: a temperature,
+        a kernel, a weight out of range), an error naming the settings that were given."""
+        checks = {"lr": lambda v: v > 0, "weight_decay": lambda v: v >= 0,
+                  "epochs": lambda v: isinstance(v, int) and v >= 0,
+                  "patience": lambda v: v is None or (isinstance(v, int) and v >= 1),
+                  "batch_size": lambda v: v is None or (isinstance(v, int) and v >= 1),
+                  "ties": lambda v: v in ("first", "last"), "passes": lambda v: v in ("joint", "separate"),
+                  "batching": lambda v: v in ("partition", "labelled_first"),
+                  "batch_edges": lambda v: v in ("induced", "neighbours")}
+        for k, ok in checks.items():
+            v = getattr(self, k, None)
+            if k in overrides and (isinstance(v, bool) or not ok(v)):
+                raise ValueError(f"{self.name}: {k}={v!r} is out of range")
+        given = ", ".join(f"{k}={v!r}" for k, v in overrides.items())
+        try:
+            self.terms()
+        except NotImplementedError:
+            return
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"{self.name} ({given}): {exc}") from None
 
     def params(self) -> Dict[str, object]:
         """All hyperparameters and their current values."""
         out = {}
         for cls in reversed(type(self).__mro__):
             for k, v in vars(cls).items():
-                if not k.startswith("_") and k not in ("name", "needs_teacher", "graph_free_student") \
+                if not k.startswith("_") and k not in _CLASS_FLAGS \
                         and k not in self._not_used and not callable(v) \
                         and not isinstance(v, (property, staticmethod, classmethod)):
                     out[k] = getattr(self, k)

@@ -212,6 +212,16 @@ class SAIL(Recipe):
 
     name = "sail"
     needs_teacher = False
+    # every stage trains full-batch to its last epoch (no labels to pick one by): batch_size and ties
+    # are refused, patience taken only as None (what every stage runs with)
+    _not_used = ("batch_size", "ties")
+    patience = None
+
+    def _check_overrides(self, overrides):
+        if self.patience is not None:
+            raise ValueError(f"sail: patience={self.patience!r}: SAIL trains every stage to its last epoch "
+                             "(patience None)")
+        super()._check_overrides(overrides)
     tau = 0.4
     proj_dim = 128
     feature_drop_1, edge_drop_1 = 0.3, 0.2
