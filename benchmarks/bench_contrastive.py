@@ -62,16 +62,7 @@ BATCH_GRAPHS = [(2_000, 10_000)] if SMALL else [(10_000, 50_000), (1_000_000, 10
 
 
 # ------------------------------------------------------------------------------------- memory
-def measure(step, device, repeats, max_seconds):
-    """(median ms, peak extra MiB of one step)."""
-    def run():
-        step()
-        _report.sync(device)
-
-    ms = _report.time_fn(run, repeats=repeats, warmup=1, max_seconds=max_seconds)
-    with _report.PeakMemory(device) as pm:
-        run()
-    return ms, pm.peak_bytes / 2**20
+measure = _report.measure_step  # (median ms, peak extra MiB of one step)
 
 
 def _row(size, case, impl, ms=None, mib=None, note=None):

@@ -38,21 +38,7 @@ GRAM_N = 10_000 if SMALL else 1_000_000
 
 
 # ------------------------------------------------------------------------------------- memory
-def measure(fn, device, repeats: int, max_seconds: float):
-    """(median ms, peak extra MiB) of fn(); the memory run is separate from the timed runs."""
-    def run():
-        fn()
-        _report.sync(device)
-
-    ms = _report.time_fn(run, repeats=repeats, warmup=1, max_seconds=max_seconds)
-    # Memory after the timing, from a clean state for every side: no gradient left over from an earlier
-    # run in the starting value (it was counted for one side and not the other).
-    for t in getattr(fn, "leaves", ()):
-        t.grad = None
-    _report.sync(device)
-    with _report.PeakMemory(device) as pm:
-        run()
-    return ms, pm.peak_bytes / 2**20
+measure = _report.measure_step  # (median ms, peak extra MiB) of fn()
 
 
 def fwd_bwd(loss_fn, *leaves):
@@ -60,7 +46,6 @@ def fwd_bwd(loss_fn, *leaves):
         for x in leaves:
             x.grad = None
         loss_fn().backward()
-    run.leaves = leaves  # (measure() clears their gradients before the memory run)
     return run
 
 

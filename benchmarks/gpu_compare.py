@@ -89,6 +89,7 @@ class Runner:
         try:
             ms = _report.time_fn(run, repeats=self.repeats, warmup=1, max_seconds=self.max_seconds)
             if memory:
+                _report.drop_grads()  # (the last timed run's gradients out of the starting value)
                 with _report.PeakMemory(self.device) as pm:
                     run()
                 mib = pm.peak_bytes / 2**20
@@ -270,7 +271,7 @@ def format_summary(summary: List[dict]) -> str:
     def f(v, fmt):
         return "-" if v is None else format(v, fmt)
 
-    lines = [f"{'case':<20} {'tf32':<4} {'gkdfast ms':>11} {'legacy ms':>10} {'new/old':>8} "
+    lines = [f"{'case':<20} {'tf32':<4} {'gkdfast ms':>11} {'legacy ms':>10} {'old/new':>8} "
              f"{'peer':<24} {'peer ms':>9} {'ratio':>7} {'MiB':>9} {'peer MiB':>9}"]
     for e in summary:
         lines.append(f"{e['case']:<20} {'on' if e['tf32'] else 'off':<4} {f(e['gkdfast_ms'], '11.3f')} "

@@ -11,6 +11,7 @@ import errno
 import fcntl
 import os
 import tempfile
+import time
 from typing import Callable, IO, Iterator
 
 __all__ = ["atomic_write", "save_checkpoint_file", "DirectoryBusy", "exclusive_dir"]
@@ -50,6 +51,7 @@ def atomic_write(path: str, write: Callable[[IO[bytes]], None]) -> None:
     """
     folder = os.path.dirname(os.path.abspath(path)) or "."
     os.makedirs(folder, exist_ok=True)
+    _remove_stale_temps(folder, f".{os.path.basename(path)}.")
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
     try:
         # mkstemp makes the file 0600; the result gets the mode a plain open() would give it
@@ -64,6 +66,27 @@ def atomic_write(path: str, write: Callable[[IO[bytes]], None]) -> None:
             os.unlink(tmp)
         raise
     _fsync_dir(folder)
+
+
+# A temporary file of an atomic write untouched this long was left by a killed writer (a live one
+# writes to it continuously; an hour is far beyond the largest checkpoint's write).
+STALE_TEMP_SECONDS = 3600.0
+
+
+def _remove_stale_temps(folder: str, prefix: str, max_age: float = STALE_TEMP_SECONDS) -> None:
+    """Deletes ``prefix*.tmp`` files in ``folder`` older than ``max_age`` seconds: what a process killed
+    between its temporary write and the rename leaves behind (a checkpoint's can be gigabytes)."""
+    now = time.time()
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return
+    for name in names:
+        if name.startswith(prefix) and name.endswith(".tmp"):
+            p = os.path.join(folder, name)
+            with contextlib.suppress(OSError):
+                if now - os.path.getmtime(p) > max_age:
+                    os.unlink(p)
 
 
 def save_checkpoint_file(obj, f: IO[bytes]) -> None:

@@ -674,6 +674,19 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(text.split())
 
 
+def _resume_hint(args) -> str:
+    """What a rerun of an interrupted command does: only the node-classification runs keep checkpoints."""
+    if getattr(args, "task", None) == "graph":
+        return "graph classification keeps no per-fold state: a rerun starts over"
+    if args.command == "condense":
+        return "condensation keeps no checkpoints: a rerun starts over"
+    if args.command == "distill" and getattr(args, "data", None) is not None and _is_hetero(args):
+        return "heterogeneous runs keep no checkpoints: a rerun starts over"
+    if args.command == "distill":
+        return "rerun the same command to resume"
+    return "rerun the same command"
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -688,8 +701,7 @@ def main(argv=None) -> int:
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
-        how = ("graph classification keeps no per-fold state: a rerun starts over"
-               if getattr(args, "task", None) == "graph" else "rerun the same command to resume")
+        how = _resume_hint(args)
         print(f"gkdfast {args.command}: interrupted ({how})", file=sys.stderr)
         return 130
     except (ValueError, TypeError, OSError, KeyError, NotImplementedError) as exc:

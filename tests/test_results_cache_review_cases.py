@@ -85,3 +85,41 @@ def test_results_png_is_written_atomically_and_is_a_png(tmp_path):
     save_png(res, path)
     assert open(path, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
     assert [f for f in os.listdir(tmp_path) if f.endswith(".tmp")] == []
+
+
+def test_atomic_write_removes_the_stale_temporaries_of_killed_writers(tmp_path):
+    import time
+
+    from gkdfast._io import STALE_TEMP_SECONDS, atomic_write
+
+    old = tmp_path / ".checkpoint.pt.abc123.tmp"  # left by a writer killed before its rename
+    fresh = tmp_path / ".checkpoint.pt.def456.tmp"  # a live writer's
+    other = tmp_path / ".results.json.x.tmp"
+    for p in (old, fresh, other):
+        p.write_bytes(b"x")
+    past = time.time() - STALE_TEMP_SECONDS - 10
+    os.utime(old, (past, past))
+    os.utime(other, (past, past))
+    atomic_write(str(tmp_path / "checkpoint.pt"), lambda f: f.write(b"state"))
+    assert not old.exists() and fresh.exists() and other.exists()  # (only this file's temporaries)
+
+
+def test_distiller_callbacks_do_not_shift_the_training_random_stream():
+    # a callback's draws moved the uninterrupted run's later epochs, which a resumed run (its streams
+    # restored from the checkpoint) does not see
+    from gkdfast.data import csbm
+    from gkdfast.distill import Distiller, terms
+    from gkdfast.nn import MLP
+
+    data = csbm(num_nodes=200, seed=0)
+
+    def fit(callbacks):
+        torch.manual_seed(0)
+        m = MLP(data.num_features, 16, data.num_classes, dropout=0.5)
+        Distiller(m, [terms.CrossEntropy(1.0)], epochs=4, patience=None, batch_size=64).fit(data, callbacks=callbacks)
+        return m.state_dict()
+
+    plain = fit([])
+    drawing = fit([lambda epoch, values: torch.rand(3)])
+    for k, v in plain.items():
+        assert torch.equal(drawing[k], v)

@@ -244,7 +244,11 @@ class Distiller:
             student runs on the neighbour rows too (a step costs ``B · (1 + mean degree)`` rows).
             Graph-free students, ``passes="joint"``, a ``batch_size``.
         device: where to train (default: the student's device).
-        checkpoint_dir: folder for ``checkpoint.pt``; an existing checkpoint there is resumed.
+        checkpoint_dir: folder for ``checkpoint.pt``; an existing checkpoint there is resumed.  It is
+            refused when the data, teacher, terms, optimiser settings, seed or the student's parameter
+            shapes differ, but not for other *initial values* of the same student: a resumed
+            multi-stage recipe builds its later models from another random state (the earlier stages
+            are loaded, not trained), and must find their checkpoints.  Give each run its own folder.
         checkpoint_overhead: the largest share of wall time spent writing checkpoints (default 0.05):
             every epoch while a save takes under 0.25 s, spaced out when it takes longer
             (:class:`~gkdfast.distill.checkpoint_cadence.CheckpointCadence`); the last epoch and an
@@ -794,11 +798,16 @@ class Distiller:
                     bar.update(1)
                     bar.set_postfix(loss=f"{sums['loss']:.4f}", val=f"{val:.3f}", best=f"{best_val:.3f}")
                 stop = False
-                for cb in callbacks:
-                    try:
-                        cb(epoch, sums)
-                    except StopTraining:
-                        stop = True
+                # callbacks run on their own copy of the random streams: draws of theirs would shift the
+                # training's, which a resumed run (its streams restored from the checkpoint, taken above)
+                # would not see
+                with torch.random.fork_rng(devices=list(range(torch.cuda.device_count()))
+                                           if torch.cuda.is_available() else []):
+                    for cb in callbacks:
+                        try:
+                            cb(epoch, sums)
+                        except StopTraining:
+                            stop = True
                 if ddp is not None:  # one rank's stop stops them all, so no rank waits in a collective
                     stop = bool(ddp.all_reduce_sum(torch.tensor([float(stop)]))[0] > 0)
                 if stop:

@@ -36,6 +36,7 @@ map (:func:`gkdfast.data.load_mmap`), the students gather batch rows from it.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -544,9 +545,14 @@ def distill_large(data, *, teacher: Union[str, nn.Module] = "sage", hidden: int 
                 stats["eval_every"] = eval_every
                 state = tmodel.state_dict()
                 if group is None or group.is_main:  # the ranks hold the same weights
-                    atomic_write(weights, lambda f: torch.save(state, f))
+                    # old weights out, the record, then the weights: a kill at any point leaves either
+                    # no weights (trained again) or weights with their own record, never new weights
+                    # without one (those would be loaded unchecked) or old weights under a new record
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(weights)
                     saved = json.dumps({"key": key, "stats": _plain_numbers(stats)}).encode()
                     atomic_write(record_file, lambda f: f.write(saved))
+                    atomic_write(weights, lambda f: torch.save(state, f))
                 if group is not None:
                     group.barrier()
         teacher_seconds = float(stats.get("seconds", timer.record["seconds"]))
