@@ -177,6 +177,31 @@ def fwd_bwd(fn: Callable, x: torch.Tensor, grad: torch.Tensor) -> Callable[[], N
     return run
 
 
+def max_difference(peer: str, ctx: SpmmInputs, reduce: str) -> Optional[float]:
+    """Largest |peer - gkdfast| over the forward output and the gradient w.r.t. ``x`` (for an upstream
+    gradient of ones), relative to the largest gkdfast value; None when the peer cannot run the case.
+    Checked once per case before timing: a peer computing something else would make the ratio
+    meaningless (max/min ties may pick other edges, but the values agree)."""
+    def both(name):
+        fn = make(name, ctx, reduce)
+        if fn is None:
+            return None
+        x = ctx.features().requires_grad_()
+        out = fn(x)
+        (g,) = torch.autograd.grad(out, x, torch.ones_like(out), allow_unused=True)
+        return out.detach(), (torch.zeros_like(x) if g is None else g)
+
+    theirs = both(peer)
+    if theirs is None:
+        return None
+    ours = both("gkdfast")
+    worst = 0.0
+    for a, b in zip(ours, theirs):
+        scale = max(float(a.abs().max()), 1e-30) if a.numel() else 1.0
+        worst = max(worst, float((a - b).abs().max()) / scale if a.numel() else 0.0)
+    return worst
+
+
 # ------------------------------------------------------------------------------------ machine
 def copy_bandwidth(num_bytes: int = 256 << 20, repeats: int = 5, device="cpu") -> float:
     """Memory bandwidth of ``device`` in GB/s for a large tensor copy (bytes read + written)."""

@@ -184,6 +184,7 @@ def test_spmm_stream_ratio(benchmark, order, index):
 
 
 # ------------------------------------------------------------------------------------ standalone runner
+CHECK_RTOL = 1e-4  # float32 sums in another order
 def run_all(sizes, reduces, peers, repeats: int, max_seconds: float, log=print, device: str = "cpu"):
     rows = []
     for size in sizes:
@@ -191,9 +192,21 @@ def run_all(sizes, reduces, peers, repeats: int, max_seconds: float, log=print, 
         log(f"# {size}: N={ctx.num_nodes} E={ctx.num_edges} d={ctx.dim} "
             f"max in-degree={int(ctx.graph.in_degree().max())} index={ctx.graph.index_dtype}")
         for reduce in reduces:
+            # every peer's output and gradient against ours, once per case, before any timing
+            diffs = {}
+            for peer in peers:
+                try:
+                    diffs[peer] = _peers.max_difference(peer, ctx, reduce)
+                except (RuntimeError, NotImplementedError) as exc:  # (a peer without a backward)
+                    diffs[peer] = f"{type(exc).__name__}"
+                d = diffs[peer]
+                if isinstance(d, float) and d > CHECK_RTOL:
+                    raise AssertionError(f"spmm {size} {reduce}: {peer} differs from gkdfast by {d:.2e} (relative), "
+                                         "so its timing would not compare the same computation")
             for mode in MODES:
                 for peer in peers:
-                    row = {"size": size, "case": f"{reduce} {mode}", "impl": peer, "reduce": reduce, "mode": mode}
+                    row = {"size": size, "case": f"{reduce} {mode}", "impl": peer, "reduce": reduce, "mode": mode,
+                           "max_rel_diff": diffs[peer] if isinstance(diffs[peer], float) else None}
                     try:
                         run = closure(peer, ctx, reduce, mode)
                         if run is None:
