@@ -31,6 +31,16 @@ NATIVE_DTYPES = {
     "cpu": (torch.float32, torch.float64),
     "cuda": (torch.float32, torch.float64, torch.float16, torch.bfloat16),
 }
+# ops whose kernels take more dtypes than their backend's default (CPU dropout: a Philox mask and a
+# multiply, exact in any float type; without this half inputs ran the reference, ~100x slower)
+_OP_DTYPES = {
+    ("dropout", "cpu"): (torch.float32, torch.float64, torch.float16, torch.bfloat16),
+}
+
+
+def native_dtypes(op: str, kind: str):
+    """The dtypes ``op``'s ``kind`` ("cpu" / "cuda") kernel takes."""
+    return _OP_DTYPES.get((op, kind), NATIVE_DTYPES[kind])
 
 _C = None
 _LOAD_ERROR: Optional[str] = None
@@ -153,9 +163,9 @@ def _reasons(op: str, device: torch.device, dtype: Optional[torch.dtype]) -> Dic
                 r.append(f"no {key} kernel registered for gkdfast::{op}")
         if device.type != kind:
             r.append(f"inputs are on {device.type}, not {kind}")
-        if dtype is not None and dtype not in NATIVE_DTYPES[kind]:
+        if dtype is not None and dtype not in native_dtypes(op, kind):
             r.append(f"dtype {dtype} has no {kind} kernel (supported: "
-                     + ", ".join(str(d).replace("torch.", "") for d in NATIVE_DTYPES[kind]) + ")")
+                     + ", ".join(str(d).replace("torch.", "") for d in native_dtypes(op, kind)) + ")")
     return out
 
 

@@ -122,3 +122,26 @@ def test_max_backward_needs_the_transposed_csr_on_every_thread_count():
                 O.spmm_arg_backward(g.rowptr, g.col, none, none, none, None, x, arg, torch.ones_like(x))
     finally:
         torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_dropout_runs_the_cpu_kernel(dtype, monkeypatch):
+    # the CPU kernel dispatches half types, but the backend table sent them to the (100x slower,
+    # memory-hungry) reference; the results are bitwise the same either way
+    from gkdfast.nn import philox_dropout as pd
+    from gkdfast.reference import dropout as ref_dropout
+
+    x = torch.randn(1000, 7).to(dtype)
+    assert gkdfast._backend.choose("dropout", x.device, dtype) == "cpu"
+    monkeypatch.setattr(ref_dropout, "dropout", lambda *a: pytest.fail("ran the reference"))
+    out = pd.dropout(x, 0.3, seed=11)
+    monkeypatch.undo()
+    assert torch.equal(out, ref_dropout.dropout(x, 0.3, 11))
+
+
+def test_dropout_with_a_drawn_seed_compiles_without_a_graph_break():
+    from gkdfast.nn import philox_dropout as pd
+
+    f = torch.compile(lambda t: pd.dropout(t, 0.5), fullgraph=True, backend="eager")
+    out = f(torch.ones(64))
+    assert bool(((out == 0) | (out == 2)).all())

@@ -53,15 +53,17 @@ def dropout(x: Tensor, p: float = 0.5, training: bool = True, seed: Optional[int
     """Zeroes each element of ``x`` with probability ``p`` and scales the rest by ``1 / (1 - p)``.
 
     Args:
-        x: a floating tensor of any shape (native kernels: float32/float64 on CPU, also
-            float16/bfloat16 on CUDA; other cases run the reference).
+        x: a floating tensor of any shape (native kernels for float32, float64, float16 and bfloat16
+            on CPU and CUDA).
         p: drop probability in ``[0, 1]``.  training: ``False`` returns ``x`` unchanged.
         seed: the mask's seed (any int, taken modulo 2^64); ``None`` draws one with
             :func:`draw_seed`.  The same ``(seed, p, x.shape)`` gives the same mask on every device.
+            Under ``torch.compile`` a ``None`` seed runs ``torch.nn.functional.dropout`` (drawing a
+            seed is not traceable), as :func:`model_dropout` does.
 
     Returns:
-        A tensor shaped like ``x`` (contiguous): ``x * (1 / (1 - p))`` where kept, ``x * 0`` where
-        dropped (0, or NaN where ``x`` is NaN or infinite, as with ``torch.nn.functional.dropout``).
+        ``x`` itself when ``p == 0`` or not training; else a contiguous tensor shaped like ``x``:
+        ``x * (1 / (1 - p))`` where kept, ``x * 0`` where dropped (0, or NaN where ``x`` is NaN or infinite, as with ``torch.nn.functional.dropout``).
         Differentiable (any order): the gradient is the same mask and scale.
 
     Example:
@@ -78,6 +80,8 @@ def dropout(x: Tensor, p: float = 0.5, training: bool = True, seed: Optional[int
         raise ValueError(f"gkdfast.dropout: p must be in [0, 1], got {p}")
     if not training or p == 0.0:
         return x
+    if seed is None and torch.compiler.is_compiling():
+        return torch.nn.functional.dropout(x, p, True)
     seed = draw_seed() if seed is None else int(seed)
     seed = ((seed + (1 << 63)) % (1 << 64)) - (1 << 63)  # the same 64 bits, as a signed int64 for the schema
     if _backend.choose("dropout", x.device, x.dtype) == "reference":
