@@ -123,3 +123,25 @@ def test_distiller_callbacks_do_not_shift_the_training_random_stream():
     drawing = fit([lambda epoch, values: torch.rand(3)])
     for k, v in plain.items():
         assert torch.equal(drawing[k], v)
+
+
+def test_a_record_after_a_cut_line_starts_a_line_of_its_own(tmp_path):
+    from gkdfast.distill.runs_log import RunsLog, read_runs
+
+    path = tmp_path / "runs.jsonl"
+    path.write_text('{"seed": 0, "method": "kd"}\n{"seed": 1, "meth')  # a worker killed mid-line
+    RunsLog(str(path)).append({"seed": 2, "method": "glnn"})
+    assert [r["seed"] for r in read_runs(str(path))] == [0, 2]
+
+
+def test_the_dropout_implementation_is_part_of_the_checkpoint_key(monkeypatch):
+    from gkdfast.data import csbm
+    from gkdfast.distill import Distiller, terms
+    from gkdfast.nn import MLP
+
+    data = csbm(num_nodes=100, seed=0)
+    d = Distiller(MLP(data.num_features, 8, data.num_classes), [terms.CrossEntropy(1.0)], epochs=1)
+    key = lambda: d._fingerprint(data.x, data.y, (data.train_mask, data.val_mask), data.graph, None, True)  # noqa
+    philox = key()
+    monkeypatch.setenv("GKDFAST_DROPOUT", "torch")
+    assert key() != philox

@@ -40,6 +40,7 @@ from gkdfast.distill.neighbourhood import (neighbourhood_batch, pad_neighbour_ro
 from gkdfast.distill import ddp as _ddp
 from gkdfast.distill.teacher_cache import TeacherOutputs, hash_edge_weights, hash_tensor, teacher_outputs
 from gkdfast.distill.terms import Dims, LossTerm, StepContext
+from gkdfast.nn.philox_dropout import dropout_implementation
 
 __all__ = ["Distiller", "FitResult", "StopTraining", "accuracy", "uses_graph", "call_model", "eval_logits"]
 
@@ -415,6 +416,9 @@ class Distiller:
             h.update(f"batch_edges={self.batch_edges}".encode())
         if world_size is not None:
             h.update(f"ddp{int(world_size)}".encode())
+        dropout_impl = dropout_implementation()
+        if dropout_impl != "philox":  # (the default left out: existing checkpoints keep their key)
+            h.update(f"dropout={dropout_impl}".encode())
         for tensor in (inputs, y, *masks):
             hash_tensor(h, tensor)
         if graph is not None:

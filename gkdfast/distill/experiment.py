@@ -288,7 +288,9 @@ def _train_teacher(teacher, d, train_data, graph, y, test, seed, dev, epochs, te
     tmodel = teacher.build(d.x.size(1), d.num_classes, train_data.graph.num_nodes)
     trecipe = _recipes.NoKD(**dict({"epochs": epochs} if epochs else {}, **(teacher_params or {})))
     tt = trecipe.fit(lambda f: tmodel, train_data, None, seed, device=dev,
-                     checkpoint_dir=ckpt(f"seed{seed}", "teacher"), progress=progress,
+                     # one folder per teacher: a rerun in the same --out with another teacher (or another
+                     # --teacher auto pick) trains it instead of finding the first one's checkpoint
+                     checkpoint_dir=ckpt(f"seed{seed}", f"teacher-{teacher.label}"), progress=progress,
                      desc=f"seed {seed}: teacher {teacher.label}")
     tlogits = eval_logits(tmodel, d.x.to(dev), graph, True)  # the full graph
     tacc = accuracy(tlogits.cpu(), y, test)

@@ -223,11 +223,13 @@ def save_png(results: dict, path: str) -> None:
     ax.set_xticks(range(len(rows)))
     ax.set_xticklabels(labels, fontsize=8)
     lo = min(means) - max(stds + [0]) - 5 if means else 0
-    ax.set_ylim(max(0.0, lo), 100)
+    # (mean + population std can pass 100: the top leaves room for the bar and its label)
+    hi = max([100.0] + [m + s + 4 for m, s in zip(means, stds)])
+    ax.set_ylim(max(0.0, lo), hi)
     ax.set_ylabel("test accuracy (%)")
     ax.set_title(f"{results['dataset']}: teacher, no-KD student and distilled students")
-    for i, m in enumerate(means):
-        ax.text(i, m + 0.5, f"{m:.1f}", ha="center", va="bottom", fontsize=7)
+    for i, (m, s) in enumerate(zip(means, stds)):  # above the error bar, not struck through by it
+        ax.text(i, m + s + 0.5, f"{m:.1f}", ha="center", va="bottom", fontsize=7)
     fig.tight_layout()
     from gkdfast._io import atomic_write
 

@@ -14,6 +14,7 @@ describes the workflow.
 from __future__ import annotations
 
 import glob
+import os
 import json
 import sys
 from collections import Counter
@@ -43,8 +44,15 @@ class RunsLog(list):
         run = dict(run, **self.fields)
         super().append(run)
         if self.path:
-            with open(self.path, "a") as f:
-                f.write(json.dumps(run) + "\n")
+            with open(self.path, "ab+") as f:
+                # a worker killed mid-line left no newline: start on a line of our own, or this record
+                # would be glued to the cut one and skipped with it
+                end = f.seek(0, os.SEEK_END)
+                if end > 0:
+                    f.seek(end - 1)
+                    if f.read(1) != b"\n":
+                        f.write(b"\n")
+                f.write((json.dumps(run) + "\n").encode())
 
 
 def read_runs(spec: str) -> List[dict]:

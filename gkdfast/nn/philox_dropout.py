@@ -35,7 +35,7 @@ from torch import Tensor, nn
 from gkdfast import _backend
 from gkdfast.reference import dropout as _ref
 
-__all__ = ["dropout", "model_dropout", "Dropout", "draw_seed"]
+__all__ = ["dropout", "model_dropout", "Dropout", "draw_seed", "dropout_implementation"]
 
 
 def draw_seed(generator: Optional[torch.Generator] = None) -> int:
@@ -89,11 +89,22 @@ def dropout(x: Tensor, p: float = 0.5, training: bool = True, seed: Optional[int
     return torch.ops.gkdfast.dropout(x, p, seed)
 
 
-def _use_torch() -> bool:
+def dropout_implementation() -> str:
+    """``GKDFAST_DROPOUT``: ``"philox"`` (default) or ``"torch"``; part of every checkpoint and teacher
+    selection key, since it changes how a model trains.
+
+    Example:
+        >>> dropout_implementation() in ("philox", "torch")
+        True
+    """
     impl = os.environ.get("GKDFAST_DROPOUT", "philox").strip().lower() or "philox"
     if impl not in ("philox", "torch"):
         raise ValueError(f"GKDFAST_DROPOUT must be 'philox' or 'torch', got {impl!r}")
-    return impl == "torch" or torch.compiler.is_compiling()
+    return impl
+
+
+def _use_torch() -> bool:
+    return dropout_implementation() == "torch" or torch.compiler.is_compiling()
 
 
 def model_dropout(x: Tensor, p: float, training: bool = True) -> Tensor:
