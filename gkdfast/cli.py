@@ -245,8 +245,12 @@ def _distill(args) -> int:
                        ("teacher", "--protocol published and on heterogeneous data (here name it with --teacher)")):
         if key in overrides:  # not a recipe here: say where the key belongs instead of "unknown method"
             raise ValueError(f"--set {key}.*: only under {where}")
+    run = {recipes.get(m).name for m in _all_methods(methods)} | {"none"}
     for m, kw in overrides.items():
         recipes.get(m, **kw)  # unknown method or hyperparameter: fail before training
+        if recipes.get(m).name not in run:  # (a typo'd method or a forgotten --methods entry: silently unused)
+            raise ValueError(f"--set {m}.*: {recipes.get(m).name} is not among the methods this run trains "
+                             f"({', '.join(sorted(run))}); add it to --methods or drop the setting")
     if args.distributed:
         _check_distributable(methods, overrides)
     group, device = _init_distributed(args, device)
@@ -421,8 +425,14 @@ def _distill_hetero(args) -> int:
     log = (lambda s: None) if args.quiet else (lambda s: print(s, file=sys.stderr, flush=True))
     log(data.summary())
     overrides = _parse_set(args.set)
-    res = run_hetero_experiment(data, teacher=args.teacher or "rgcn:64",
-                                students=_split_list(args.student or "rgcn:16", "student"),
+    teacher, students = args.teacher or "rgcn:64", _split_list(args.student or "rgcn:16", "student")
+    from gkdfast.hetero.models import build_hetero_model
+
+    for spec in [teacher] + students:  # a bad spec fails here, not after the teacher has trained
+        build_hetero_model(spec, data)
+    if len({s.strip().lower() for s in students}) != len(students):
+        raise ValueError("--student lists the same model twice")
+    res = run_hetero_experiment(data, teacher=teacher, students=students,
                                 methods=methods, seeds=list(range(args.seed, args.seed + num_seeds(args))),
                                 epochs=args.epochs, device=device, teacher_params=overrides.pop("teacher", None),
                                 overrides=overrides, log=log,
@@ -687,6 +697,11 @@ def _resume_hint(args) -> str:
     return "rerun the same command"
 
 
+def _interrupted(args) -> int:
+    print(f"gkdfast {args.command}: interrupted ({_resume_hint(args)})", file=sys.stderr)
+    return 130
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -701,15 +716,15 @@ def main(argv=None) -> int:
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
-        how = _resume_hint(args)
-        print(f"gkdfast {args.command}: interrupted ({how})", file=sys.stderr)
-        return 130
+        return _interrupted(args)
     except (ValueError, TypeError, OSError, KeyError, NotImplementedError) as exc:
         if os.environ.get("GKDFAST_DEBUG"):
             raise
         print(f"gkdfast {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
     except (RuntimeError, IndexError, MemoryError, EOFError) as exc:  # e.g. CUDA out of memory, a corrupt file
+        if isinstance(exc.__context__, KeyboardInterrupt):  # (torch.save turns a Ctrl-C inside write into this)
+            return _interrupted(args)
         if os.environ.get("GKDFAST_DEBUG"):
             raise
         print(f"gkdfast {args.command}: error: {type(exc).__name__}: {_one_line(exc)} "

@@ -42,7 +42,8 @@ def add_condense_parser(sub) -> None:
     p.add_argument("--eval-epochs", type=int, default=600, help="GCN training steps in evaluation (default 600)")
     p.add_argument("--eval-runs", type=int, default=3,
                    help="GCNs trained per condensed graph, accuracies averaged (default 3, as GCond)")
-    p.add_argument("--nodes", type=int, default=2000, help="nodes of the built-in synthetic graph (default 2000)")
+    p.add_argument("--nodes", type=int, default=None,
+                   help="nodes of the built-in synthetic graph (default 2000; not with --data)")
     p.add_argument("--out", default="gkdfast-condense", help="output folder (default ./gkdfast-condense)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--quiet", action="store_true", help="print only the final table")
@@ -83,7 +84,9 @@ def _load(args):
 
         if args.format or args.name:
             raise ValueError("--format/--name need --data PATH")
-        return csbm(num_nodes=args.nodes, seed=0)
+        return csbm(num_nodes=2000 if args.nodes is None else args.nodes, seed=0)
+    if args.nodes is not None:
+        raise ValueError("--nodes sizes the built-in synthetic graph; with --data the graph is the file's")
     if not os.path.exists(args.data):
         raise FileNotFoundError(f"--data {args.data}: no such file or directory")
     from gkdfast.data import GraphDataset, load

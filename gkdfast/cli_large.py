@@ -130,8 +130,9 @@ def run_large(args, data, log=None, group=None) -> int:
     if not hasattr(_MODELS[teacher.name], "forward_blocks"):  # the sampled teacher trains on sampled blocks
         raise ValueError(f"--teacher {args.teacher}: the out-of-core pipeline trains its teacher on sampled "
                          "neighbourhoods, which this model does not run on; use gcn, sage, gat or gin")
-    student = parse_model(args.student or "mlp:" + str(teacher.hidden), dropout=student_dropout(args))
-    if "," in (args.student or "") or student.name not in ("mlp",) + GNN_STUDENTS:
+    one = "," not in (args.student or "")  # (checked before parsing: "mlp,gcn" is no model name)
+    student = parse_model(args.student or "mlp:" + str(teacher.hidden), dropout=student_dropout(args)) if one else None
+    if not one or student.name not in ("mlp",) + GNN_STUDENTS:
         raise ValueError(f"--student {args.student}: the out-of-core pipeline trains one student: mlp[:HIDDEN] "
                          f"(node batches) or one of {', '.join(GNN_STUDENTS)}[:HIDDEN] (neighbour-sampled batches "
                          "with --fanouts)")

@@ -66,6 +66,9 @@ def test_distill_end_to_end_schema_png_and_resume(tmp_path):
     (("distill", "--seed", "-1"), "--seed"),
     (("distill", "--format", "npz"), "--data"),
     (("distill", "--unknown-flag"), "--unknown-flag"),
+    (("distill", "--methods", "glnn", "--set", "kd.temperature=4"), "kd is not among the methods"),
+    (("distill", "--sampled", "--student", "mlp,gcn"), "trains one student"),
+    (("condense", "--ratio", "0.05", "--nodes", "600", "--data", "/definitely/not/here"), "--nodes sizes the built-in"),
     (("bench", "--dir", "/definitely/not/here"), "benchmark"),
     (("bench", "--size", "huge"), "--size"),
     (("bench", "--only", "nope"), "nope"),
@@ -247,3 +250,29 @@ def test_graph_task_on_cuda_without_a_gpu_is_a_one_line_error(capsys):
 
     assert main(["distill", "--task", "graph", "--data", _need("tu_mutag"), "--device", "cuda", "--quiet"]) == 2
     assert "--device cuda: no CUDA device is available" in capsys.readouterr().err
+
+
+def test_a_ctrl_c_that_torch_save_turned_into_a_runtime_error_is_still_an_interrupt(monkeypatch, capsys):
+    # torch.save raises RuntimeError("... unexpected pos ...") when a KeyboardInterrupt hits its write;
+    # the command said "error" and exited 1 instead of "interrupted" and 130
+    import gkdfast.cli as cli
+
+    def run(args):
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            raise RuntimeError("[enforce fail at inline_container.cc] unexpected pos")
+
+    monkeypatch.setattr(cli, "_distill", run)
+    assert cli.main(["distill", "--quiet"]) == 130
+    assert "interrupted" in capsys.readouterr().err
+
+
+def test_hetero_students_are_checked_before_the_teacher_trains(capsys):
+    from gkdfast.cli import main
+
+    data = _need("hetero_imdb_magnn")
+    assert main(["distill", "--data", data, "--student", "rgcn:16,rgcn:16", "--quiet", "--epochs", "1"]) == 2
+    assert "same model twice" in capsys.readouterr().err
+    assert main(["distill", "--data", data, "--student", "mlp", "--quiet", "--epochs", "1"]) == 2
+    assert "unknown heterogeneous model 'mlp'" in capsys.readouterr().err
