@@ -573,14 +573,16 @@ def build_parser() -> argparse.ArgumentParser:
                                                                        "shipped split with 20, 40 or 60 labelled "
                                                                        "nodes per class (default 20)")
     pd.add_argument("--student", help="student model(s), comma-separated name[:hidden] "
-                                      "(default: mlp,gcn:16 on the synthetic graph, mlp with --data; --task graph: "
+                                      "(default: mlp,gcn:16 on the synthetic graph, mlp with --data; heterogeneous "
+                                      "data: rgcn/han/hgt[:hidden], default rgcn:16; --task graph: "
                                       "conv[:hidden[xlayers]][/norm], default gin,gcn)")
     pd.add_argument("--methods", help="comma-separated recipes: " + ", ".join(
         n for n in ("kd", "glnn", "lsp", "gsp", "gcrd", "kd_gcrd", "nosmog", "graphmlp", "coldbrew", "freekd", "oad",
                     "t2gnn", "gsdn", "sail", "ta_ensemble", "reliant", "hire") if n in _recipe_names()) +
         f" (default: {DEFAULT_METHODS_MLP} for an MLP, {DEFAULT_METHODS_GNN} for a GNN).  freekd and oad train "
         "the --student GNN with its peers (teacher-free), gsdn and coldbrew need an mlp student; reliant needs a "
-        "sensitive attribute; hire heterogeneous data (default there kd,hire)")
+        "sensitive attribute; hire heterogeneous data (default there kd,hire).  --task graph: kd, dfad, gfkd "
+        "(default kd)")
     pd.add_argument("--fairness", choices=("sp", "eo"),
                     help="bias RELIANT reduces: sp (statistical parity, default) or eo (equal opportunity); "
                          "with a sensitive attribute every row reports both ΔSP and ΔEO")
@@ -610,9 +612,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="student dropout (default 0.5; --protocol published, --task graph and "
                          "heterogeneous data set their own students' and refuse it)")
     pd.add_argument("--set", action="append", metavar="METHOD.PARAM=VALUE",
-                    help="override a recipe hyperparameter, e.g. --set glnn.lamb=0.3 (repeatable); on "
-                         "heterogeneous data also the teacher's training: teacher.epochs, teacher.patience, "
-                         "teacher.lr, teacher.weight_decay")
+                    help="override a recipe hyperparameter, e.g. --set glnn.lamb=0.3 (repeatable; the recipe must "
+                         "be among the methods run); on heterogeneous data also the teacher's training: "
+                         "teacher.epochs, teacher.patience, teacher.lr, teacher.weight_decay; --task graph: "
+                         "kd.*, dfad.* and gfkd.* (GraphTrainConfig, DFADConfig, GFKDConfig fields)")
     pd.add_argument("--nodes", type=int, help="nodes of the built-in synthetic graph (default 2000; not with --data)")
     _add_shape_flags(pd, ".  Any of --avg-degree/--features/--classes/--homophily switches the built-in graph from the "
                          "small 5-class CSBM to the degree-corrected SBM (gkdfast.data.dcsbm) with --nodes nodes")
