@@ -74,14 +74,24 @@ def row_counts(num_rows: int, group=None) -> List[int]:
         >>> gkdfast.distributed.row_counts(5)          # single process
         [5]
     """
+    return [row[0] for row in gather_ints([num_rows], group)]
+
+
+def gather_ints(values: List[int], group=None) -> List[List[int]]:
+    """Every rank's ``values`` (the same length on every rank), in rank order: one small all-gather.
+
+    Example:
+        >>> gkdfast.distributed.gather_ints([5, 16])   # single process
+        [[5, 16]]
+    """
     if group is None:
-        return [int(num_rows)]
+        return [[int(v) for v in values]]
     _, world = group_rank(group)
     device = _comm_device(group)
-    mine = torch.tensor([int(num_rows)], dtype=torch.int64, device=device)
+    mine = torch.tensor([int(v) for v in values], dtype=torch.int64, device=device)
     out = [torch.empty_like(mine) for _ in range(world)]
     dist.all_gather(out, mine, group=group)
-    return [int(t.item()) for t in out]
+    return [[int(v) for v in t.tolist()] for t in out]
 
 
 def broadcast_int(value: int, group=None) -> int:

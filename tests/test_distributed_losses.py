@@ -190,6 +190,30 @@ def _check_all(rank: int, group) -> list:
         _close(problems, "freekd memory", _freekd_memory(x, batch[b:e], group), want, torch.float32)
     except Exception:  # noqa: BLE001
         problems.append(f"freekd memory: {traceback.format_exc()}")
+    # inputs of other widths or dtypes on one rank: the same ValueError on both ranks (the collectives
+    # aborted the process with a gloo size error, or, with widths swapped, computed garbage)
+    L = gkdfast.losses
+    gen = torch.Generator().manual_seed(rank)
+    w6, w9 = torch.randn(4, 6, generator=gen, dtype=torch.float64), torch.randn(4, 9, generator=gen,
+                                                                             dtype=torch.float64)
+    swapped = (w6, w9) if rank == 0 else (w9, w6)
+    other_width = torch.randn(4, 6 + rank, generator=gen, dtype=torch.float64)
+    other_dtype = w6.float() if rank else w6
+    for label, call in (("gsp rbf/kl swapped widths", lambda: L.gsp(*swapped, "rbf", "kl", process_group=group)),
+                        ("gsp linear/mse swapped widths", lambda: L.gsp(*swapped, process_group=group)),
+                        ("crd dtype", lambda: L.crd(other_dtype, other_dtype, process_group=group)),
+                        ("nt_xent width", lambda: L.nt_xent(other_width, other_width, process_group=group)),
+                        ("ncontrast width", lambda: L.ncontrast(_graph(), torch.randn(6 + rank * 7, 4 + rank,
+                                                                                       dtype=torch.float64),
+                                                                process_group=group))):
+        try:
+            call()
+            problems.append(f"{label}: no error")
+        except ValueError as err:
+            if "different widths or dtypes" not in str(err):
+                problems.append(f"{label}: {err}")
+        except Exception:  # noqa: BLE001
+            problems.append(f"{label}: {traceback.format_exc()}")
     # seed=None: every rank must use rank 0's draw, so the value is the same on both ranks
     s, _, t2 = _inputs(torch.float64)
     b, e = gdist.shard_range(N, WORLD, rank)

@@ -170,7 +170,7 @@ def crd(student: Tensor, teacher: Tensor, tau: float = 0.075, num_negatives: Opt
     tau = _check_tau(tau, op)
     reduction = _check_reduction(reduction, op)
     check_group(process_group, op)
-    sh = Shards(student.size(0), process_group) if process_group is not None else None
+    sh = Shards(student.size(0), process_group, like=(student, teacher), op=op) if process_group is not None else None
     k, sd = _check_negatives(num_negatives, seed, sh.total if sh else student.size(0), op)
     s, t = _normalize(student), _normalize(teacher)
     if sh is None:
@@ -236,7 +236,7 @@ def nt_xent(z1: Tensor, z2: Tensor, tau: float = 0.5, reduction: str = "mean", p
 def _nt_xent_sharded(z1: Tensor, z2: Tensor, tau: float, reduction: str, group) -> Tensor:
     # Global candidate rows: [u_0 .. u_{N-1}, v_0 .. v_{N-1}]; this rank's u rows start at begin,
     # its v rows at N + begin.
-    sh = Shards(z1.size(0), group)
+    sh = Shards(z1.size(0), group, like=(z1, z2), op="nt_xent")
     u, v = _normalize(z1), _normalize(z2)
     uv_all = sh.gather(torch.cat([u, v], 1))  # one collective for both views
     x = torch.cat(uv_all.split([u.size(1), v.size(1)], 1), 0)
@@ -569,7 +569,7 @@ def ncontrast(graph: Graph, z: Tensor, tau: float = 1.0, hops: int = 1, num_nega
     z = check_matrix(z, op, "z")
     check_group(process_group, op)
     # Without a group the shard is every row: the collectives are the identity, begin is 0.
-    sh = Shards(z.size(0), process_group)
+    sh = Shards(z.size(0), process_group, like=(z,), op=op)
     if nodes is not None:
         nodes = _check_batch_nodes(nodes, z, graph.num_nodes, op)
     elif process_group is None:

@@ -152,6 +152,7 @@ class _GramMSE(torch.autograd.Function):
             c.addmm_(tc.t(), tc)
         n = n_local
         if group is not None:
+            Shards(n_local, group, like=(s, t), op="gsp")  # equal widths / dtypes on every rank, or one error
             packed[-1] = n_local
             torch.distributed.all_reduce(packed, group=group)
             n = int(round(float(packed[-1])))  # single process: no read-back (torch.compile traces it)
@@ -304,7 +305,7 @@ def gsp(student: Tensor, teacher: Tensor, kernel: str = "linear", loss: str = "m
 def _gsp_sharded(student: Tensor, teacher: Tensor, kernel: str, loss: str, tau: float, gamma: float,
                  group) -> Tensor:
     """Tiled GSP of this rank's row shard against every rank's rows, summed over the ranks."""
-    sh = Shards(student.size(0), group)
+    sh = Shards(student.size(0), group, like=(student, teacher), op="gsp")
     st_all = sh.gather(torch.cat([student, teacher], 1))  # one collective for both models
     s_all, t_all = st_all.split([student.size(1), teacher.size(1)], 1)
     if sh.total == 0:
