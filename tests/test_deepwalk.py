@@ -59,3 +59,22 @@ def test_nosmog_pos_method_deepwalk_appends_raw_skipgram_features():
     x = r.inputs(data, seed=2)
     assert x.shape == (150, 6 + 8) and torch.equal(x[:, :6], data.x)
     assert torch.equal(x[:, 6:], deepwalk_features(data.graph, 8, 6, 1, r.window, seed=2))
+
+
+def test_a_node_without_in_edges_that_walks_reach_is_trained():
+    # walks follow in-edges and stand still at a node without any; that node's pairs were all dropped
+    # (the filter meant for isolated nodes), so its vector stayed as initialised whatever the lr
+    from gkdfast.distill.positional import deepwalk_features
+
+    g = gkdfast.Graph(torch.tensor([[0, 0, 1, 2, 2, 3, 3, 1], [1, 2, 2, 1, 3, 2, 1, 3]]), num_nodes=4)
+    kw = dict(dim=4, walk_length=6, walks_per_node=20, window=3, batch_size=8)
+    assert not torch.equal(deepwalk_features(g, **kw, lr=0.025)[0], deepwalk_features(g, **kw, lr=0.5)[0])
+
+
+def test_svd_positions_refuse_a_bad_window_or_negative():
+    from gkdfast.distill.positional import position_features
+
+    g = gkdfast.Graph(torch.tensor([[0, 1], [1, 0]]), num_nodes=2)
+    for kw, match in (({"window": 0}, "window"), ({"negative": 0}, "negative")):
+        with pytest.raises(ValueError, match=match):
+            position_features(g, dim=2, **kw)

@@ -26,7 +26,7 @@ does (``method="stream"``).  It is what the out-of-core pipeline uses for NOSMOG
 """
 from __future__ import annotations
 
-from typing import Tuple
+from typing import Optional, Tuple
 
 import numpy as np
 import torch
@@ -107,6 +107,10 @@ def position_features(graph, dim: int = 64, walk_length: int = 30, walks_per_nod
     n = graph.num_nodes
     if dim < 1:
         raise ValueError(f"position_features: dim must be >= 1, got {dim}")
+    if isinstance(window, bool) or not isinstance(window, int) or window < 1:
+        raise ValueError(f"position_features: window must be a positive int, got {window!r}")
+    if not negative > 0:  # (the PMI shift is log(negative))
+        raise ValueError(f"position_features: negative must be > 0, got {negative!r}")
     if n == 0:
         return torch.zeros(0, dim)
     walks = random_walks(graph, walk_length, walks_per_node, seed).numpy()
@@ -142,14 +146,18 @@ def position_features(graph, dim: int = 64, walk_length: int = 30, walks_per_nod
     return torch.from_numpy(emb.astype(np.float32))
 
 
-def _skipgram_pairs(walks: Tensor, window: int, gen: torch.Generator) -> Tuple[Tensor, Tensor]:
+def _skipgram_pairs(walks: Tensor, window: int, gen: torch.Generator,
+                    alive: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
     """(centre, context) pairs of every walk position, both directions, with word2vec's reduced window:
     a pair ``off`` steps apart is kept with probability ``(window - off + 1) / window`` (word2vec draws
-    the window of each centre uniformly from 1..window, so nearer contexts count more)."""
+    the window of each centre uniformly from 1..window, so nearer contexts count more).  ``alive``
+    (bool, the walks' shape): positions a walk really reached; pairs touching another are dropped."""
     centres, contexts = [], []
     for off in range(1, min(window, walks.size(1) - 1) + 1):
         a, b = walks[:, :-off].reshape(-1), walks[:, off:].reshape(-1)
         keep = torch.rand(a.numel(), generator=gen) < (window - off + 1) / window
+        if alive is not None:
+            keep &= alive[:, :-off].reshape(-1) & alive[:, off:].reshape(-1)
         centres += [a[keep], b[keep]]
         contexts += [b[keep], a[keep]]
     return torch.cat(centres), torch.cat(contexts)
@@ -194,10 +202,14 @@ def deepwalk_features(graph, dim: int = 64, walk_length: int = 30, walks_per_nod
         return torch.zeros(0, dim)
     gen = torch.Generator().manual_seed(int(seed))
     walks = random_walks(graph, walk_length, walks_per_node, seed)
-    centres, contexts = _skipgram_pairs(walks, window, gen)
-    # an isolated node's "walk" stands still; the reference's walk from it has one node and no pairs
-    moving = (graph.rowptr[1:] - graph.rowptr[:-1]).cpu()[centres] > 0
-    centres, contexts = centres[moving], contexts[moving]
+    # A walk at a node without in-edges stands still in random_walks; the reference's walk stops there.
+    # So a position counts only when the walk moved into it: an isolated start has no pairs (its
+    # vector stays as initialised, as in the reference), and a sink reached mid-walk keeps the pairs
+    # of its arrival (it was dropped whole before, though walks visit it) but not its repeats.
+    degree = (graph.rowptr[1:] - graph.rowptr[:-1]).cpu()
+    alive = torch.ones_like(walks, dtype=torch.bool)
+    alive[:, 1:] = degree[walks[:, :-1]] > 0
+    centres, contexts = _skipgram_pairs(walks, window, gen, alive)
     noise = torch.bincount(walks.reshape(-1), minlength=n).double().pow(0.75)
     emb_in = (torch.rand(n, dim, generator=gen, dtype=torch.float64) - 0.5) / dim
     emb_out = torch.zeros(n, dim, dtype=torch.float64)
