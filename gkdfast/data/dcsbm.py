@@ -93,8 +93,10 @@ def _searcher(cw: torch.Tensor):
 
 def _draw_edges(m, y, order, start, size, theta, homophily, gen, progress):
     """``m`` undirected draws (self-loops dropped) as two int32 arrays: source ∝ θ over all nodes,
-    destination ∝ θ within the source's class (probability ``homophily``) or within a uniformly
-    chosen other class.  Both are inverse-CDF draws on one cumulative-θ array over the nodes grouped
+    destination ∝ θ within the source's class (probability ``homophily``) or within another class,
+    chosen uniformly when the classes are balanced and ∝ its θ mass when they are not (uniformly, a
+    small class would take as many cross-class edges as a large one, over far fewer nodes: its degrees
+    went several times past the average and past ``max_degree``).  Both are inverse-CDF draws on one cumulative-θ array over the nodes grouped
     by class, so "∝ θ within class k" is a uniform number in class k's slice of that array."""
     n, c = y.numel(), size.numel()
     cw = torch.cumsum(theta[order], 0)
@@ -103,6 +105,8 @@ def _draw_edges(m, y, order, start, size, theta, homophily, gen, progress):
     lo_w = torch.where(start > 0, cw[(start - 1).clamp_min(0)], torch.zeros((), dtype=torch.float64))
     hi_w = cw[end - 1]
     width_w = hi_w - lo_w
+    total_w = hi_w[-1]
+    balanced = bool((size == size[0]).all())
     # The gathers of each chunk read tables of N entries at random: int32 node ids (half the bytes of
     # int64) and the class of each position of cw (y[order[p]], sorted, as bytes when it fits: an
     # eighth) shrink them; index_select copies without aten::index's per-element offsets.  Same values.
@@ -122,8 +126,14 @@ def _draw_edges(m, y, order, start, size, theta, homophily, gen, progress):
         u = order32.index_select(0, p)
         cu = y_sorted.index_select(0, p).long()
         same = torch.rand(k, generator=gen) < homophily
-        shift = torch.randint(1, max(c, 2), (k,), generator=gen)
-        cls = torch.where(same, cu, (cu + shift) % c)
+        if balanced:  # (this draw kept as it was: balanced graphs are unchanged)
+            shift = torch.randint(1, max(c, 2), (k,), generator=gen)
+            other = (cu + shift) % c
+        else:  # ∝ class mass with the source's own class cut out of the cumulative masses
+            t = torch.rand(k, generator=gen, dtype=torch.float64) * (total_w - width_w.index_select(0, cu))
+            t = torch.where(t >= lo_w.index_select(0, cu), t + width_w.index_select(0, cu), t)
+            other = torch.searchsorted(hi_w, t, right=True).clamp_max_(c - 1)
+        cls = torch.where(same, cu, other)
         r = torch.rand(k, generator=gen, dtype=torch.float64).mul_(width_w.index_select(0, cls))
         r = lo_w.index_select(0, cls).add_(r)
         pos = search(r)
@@ -249,6 +259,12 @@ def dcsbm(num_nodes: int = 100_000, avg_degree: float = 51, num_classes: int = 4
         raise ValueError(f"dcsbm: degree_exponent must be > 2 (finite mean degree), got {degree_exponent}")
     if avg_degree < 0 or feature_dim < 1 or feature_noise < 0 or mean_norm < 0 or class_skew < 0:
         raise ValueError("dcsbm: avg_degree, mean_norm, feature_noise, class_skew must be >= 0 and feature_dim >= 1")
+    for key, v in (("avg_degree", avg_degree), ("degree_exponent", degree_exponent), ("mean_norm", mean_norm),
+                   ("feature_noise", feature_noise), ("class_skew", class_skew)):
+        if not math.isfinite(v):
+            raise ValueError(f"dcsbm: {key} must be finite, got {v}")
+    if avg_degree > n - 1:
+        raise ValueError(f"dcsbm: avg_degree ({avg_degree}) must be at most num_nodes - 1 ({n - 1})")
     if max_degree is None:
         max_degree = min(n - 1, 100 * avg_degree)
     if avg_degree > 0 and max_degree < avg_degree:

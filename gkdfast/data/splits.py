@@ -86,6 +86,7 @@ def fraction_split(y: Tensor, train_fraction: float = 0.6, val_fraction: float =
         idx = (yc == c).nonzero().flatten()
         idx = idx[torch.randperm(idx.numel(), generator=gen)]
         n_tr, n_va = round(train_fraction * idx.numel()), round(val_fraction * idx.numel())
+        n_va = min(n_va, idx.numel() - n_tr)  # (two halves of 3 round to 2 + 2: the class has 3)
         train[idx[:n_tr]] = True
         val[idx[n_tr:n_tr + n_va]] = True
     test = (yc >= 0) & ~train & ~val

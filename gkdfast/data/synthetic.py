@@ -74,6 +74,8 @@ def csbm(num_nodes: int = 2000, num_classes: int = 5, avg_degree: float = 10, ho
         raise ValueError(f"csbm: homophily must be in [0, 1], got {homophily}")
     if avg_degree < 0 or feature_dim < 1 or feature_noise < 0:
         raise ValueError("csbm: avg_degree, feature_noise must be >= 0 and feature_dim >= 1")
+    if not (math.isfinite(avg_degree) and math.isfinite(feature_noise)):
+        raise ValueError(f"csbm: avg_degree and feature_noise must be finite, got {avg_degree}, {feature_noise}")
     gen = torch.Generator().manual_seed(int(seed))
     n, c = int(num_nodes), int(num_classes)
     y = (torch.arange(n) % c)[torch.randperm(n, generator=gen)]
@@ -123,12 +125,16 @@ def power_law_graph(num_nodes: int, num_edges: int, seed: int = 0, exponent: flo
         4000000
     """
     n, e = int(num_nodes), int(num_edges)
+    if n < 0:
+        raise ValueError(f"power_law_graph: num_nodes must be >= 0, got {n}")
     if n < 2 and e > 0:
         raise ValueError("power_law_graph: need at least 2 nodes for edges")
     if e < 0 or e > n * (n - 1):
         raise ValueError(f"power_law_graph: num_edges must be in [0, N*(N-1)] = [0, {n * (n - 1)}], got {e}")
-    if exponent <= 2.0:
+    if not exponent > 2.0:  # (NaN too)
         raise ValueError(f"power_law_graph: exponent must be > 2, got {exponent}")
+    if e == 0:  # (an empty graph: nothing to draw, also for N = 0)
+        return Graph(torch.zeros(2, 0, dtype=torch.int64), num_nodes=n)
     gen = torch.Generator().manual_seed(int(seed))
     w = torch.arange(1, n + 1, dtype=torch.float64).pow(-1.0 / (exponent - 1.0))
     cdf = torch.cumsum(w, 0)
