@@ -22,6 +22,8 @@ def _ids(values, name: str) -> Tensor:
         t = values
     else:
         arr = np.asarray(values)
+        if arr.dtype.kind == "u" and arr.size and int(arr.max()) > np.iinfo(np.int64).max:
+            raise ValueError(f"gkdfast.symmetric_csr: {name} has node id {int(arr.max())}, past int64")
         t = torch.as_tensor(arr if arr.size else arr.astype(np.int64))  # an empty list reads as float64
     if t.dtype not in (torch.int32, torch.int64):
         if t.is_floating_point() or t.dtype == torch.bool or t.is_complex():
@@ -61,6 +63,8 @@ def symmetric_csr(src, dst, num_nodes: int) -> Tuple[Tensor, Tensor]:
         src, dst = src.to(torch.int64), dst.to(torch.int64)
     if src.device != dst.device:
         raise ValueError(f"gkdfast.symmetric_csr: src and dst must be on one device, got {src.device} and {dst.device}")
+    if isinstance(num_nodes, bool) or int(num_nodes) != num_nodes:  # (3.9 was read as 3)
+        raise TypeError(f"gkdfast.symmetric_csr: num_nodes must be an int, got {num_nodes!r}")
     num_nodes = int(num_nodes)  # lengths and num_nodes: both backends check them, with one message
     if src.dtype == torch.int32 and num_nodes > 2**31 - 1:
         src, dst = src.to(torch.int64), dst.to(torch.int64)

@@ -115,3 +115,16 @@ def test_generator_edge_cases():
     y = torch.tensor([0, 0, 0, 1, 1, 1])
     tr, va, te = fraction_split(y, 0.5, 0.5, seed=0)
     assert int(tr.sum() + va.sum() + te.sum()) == 6 and not bool((tr & va).any())
+
+
+def test_rcm_pattern_keeps_pairs_joined_by_256_parallel_edges_and_ids_are_checked():
+    import gkdfast
+    from gkdfast.graph_build import symmetric_csr
+    from gkdfast.reorder import _scipy_pattern
+
+    g = gkdfast.Graph(torch.tensor([[0] * 256 + [2], [1] * 256 + [3]]), 4)  # int8 counts wrapped to 0
+    assert _scipy_pattern(g)[0, 1] == 1 and _scipy_pattern(g)[1, 0] == 1
+    with pytest.raises(ValueError, match="past int64"):
+        symmetric_csr(np.array([2**63 + 1], np.uint64), np.array([0], np.uint64), 3)
+    with pytest.raises(TypeError, match="num_nodes must be an int"):
+        symmetric_csr([0], [1], 3.9)
