@@ -96,8 +96,9 @@ def _draw_edges(m, y, order, start, size, theta, homophily, gen, progress):
     destination ∝ θ within the source's class (probability ``homophily``) or within another class,
     chosen uniformly when the classes are balanced and ∝ its θ mass when they are not (uniformly, a
     small class would take as many cross-class edges as a large one, over far fewer nodes: its degrees
-    went several times past the average and past ``max_degree``).  Both are inverse-CDF draws on one cumulative-θ array over the nodes grouped
-    by class, so "∝ θ within class k" is a uniform number in class k's slice of that array."""
+    went several times past the average and past ``max_degree``).  Both are inverse-CDF draws on one
+    cumulative-θ array over the nodes grouped by class, so "∝ θ within class k" is a uniform number in
+    class k's slice of that array."""
     n, c = y.numel(), size.numel()
     cw = torch.cumsum(theta[order], 0)
     search = _searcher(cw)

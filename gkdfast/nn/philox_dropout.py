@@ -63,7 +63,8 @@ def dropout(x: Tensor, p: float = 0.5, training: bool = True, seed: Optional[int
 
     Returns:
         ``x`` itself when ``p == 0`` or not training; else a contiguous tensor shaped like ``x``:
-        ``x * (1 / (1 - p))`` where kept, ``x * 0`` where dropped (0, or NaN where ``x`` is NaN or infinite, as with ``torch.nn.functional.dropout``).
+        ``x * (1 / (1 - p))`` where kept, ``x * 0`` where dropped (0, or NaN where ``x`` is NaN or
+        infinite, as with ``torch.nn.functional.dropout``).
         Differentiable (any order): the gradient is the same mask and scale.
 
     Example:
