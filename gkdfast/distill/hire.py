@@ -24,6 +24,8 @@ class HIRE(Recipe):
     temperature = KD.temperature
     beta = 1.0
 
+    _terms_at_setup = False  # (its terms exist only on a heterogeneous graph: not built to check settings)
+
     def terms(self):
         raise ValueError("recipe 'hire' distils heterogeneous GNNs: give a HeCo- or MAGNN-layout folder "
                          "(gkdfast distill --data DIR --name imdb --methods kd,hire)")

@@ -88,6 +88,8 @@ class Recipe:
 
     # Hyperparameters a subclass inherits but does not read (refused rather than silently ignored).
     _not_used: Tuple[str, ...] = ()
+    # Whether terms() can be built from the settings alone (to check them where they are given).
+    _terms_at_setup = True
 
     def __init__(self, **overrides):
         for k, v in overrides.items():
@@ -122,6 +124,8 @@ class Recipe:
             if k in overrides and (isinstance(v, bool) or not ok(v)):
                 raise ValueError(f"{self.name}: {k}={v!r} is out of range")
         given = ", ".join(f"{k}={v!r}" for k, v in overrides.items())
+        if not self._terms_at_setup:
+            return
         try:
             self.terms()
         except NotImplementedError:
