@@ -428,7 +428,8 @@ def _distill_hetero(args) -> int:
     teacher, students = args.teacher or "rgcn:64", _split_list(args.student or "rgcn:16", "student")
     from gkdfast.hetero.models import build_hetero_model
 
-    for spec in [teacher] + students:  # a bad spec fails here, not after the teacher has trained
+    # a bad spec fails here, not after the teacher has trained ("auto": the candidates are the runner's)
+    for spec in ([] if teacher.strip().lower() == "auto" else [teacher]) + students:
         build_hetero_model(spec, data)
     if len({s.strip().lower() for s in students}) != len(students):
         raise ValueError("--student lists the same model twice")

@@ -134,14 +134,13 @@ def _scipy_pattern(graph):
 
     n, e = graph.num_nodes, graph.num_edges
     idx = np.int32 if e < 2**31 - 1 and n < 2**31 - 1 else np.int64
-    data = np.ones(e, dtype=np.int8)  # 1 byte per edge: only the pattern matters
+    # 1 byte per edge: only the pattern matters.  bool, whose sums are ORs: int8 counts of 256 parallel
+    # edges wrapped to 0 and scipy dropped the pair.  (a shares the graph's index arrays: nothing
+    # here may modify it in place)
+    data = np.ones(e, dtype=np.bool_)
     a = sp.csr_matrix((data, graph.col.cpu().numpy().astype(idx, copy=False),
                        graph.rowptr.cpu().numpy().astype(idx, copy=False)), shape=(n, n))
-    a.sum_duplicates()
-    a.data[:] = 1  # (256 parallel edges summed to 0 in int8, and scipy then dropped the pair)
-    pattern = (a + a.T).tocsr()
-    pattern.data[:] = 1
-    return pattern
+    return (a + a.T).tocsr()
 
 
 def community_order(communities: Tensor, num_nodes: int) -> Tensor:

@@ -254,9 +254,9 @@ class LSP(LossTerm):
 
     def __init__(self, weight: float = 1.0, kernel: str = "laplace", gamma: float = 0.01, tau: float = 1.0):
         super().__init__(weight, nodes="all")
-        from gkdfast.losses.structure import _check_kernel
+        from gkdfast.losses.structure import check_kernel
 
-        _check_kernel("lsp", kernel, gamma, tau)  # here, not at the first step
+        check_kernel("lsp", kernel, gamma, tau)  # here, not at the first step
         self.kernel, self.gamma, self.tau = kernel, float(gamma), float(tau)
 
     def forward(self, ctx: StepContext) -> Tensor:
@@ -346,9 +346,9 @@ class GSP(_Projected):
     def __init__(self, weight: float = 100.0, kernel: str = "cosine", loss: str = "mse", tau: float = 1.0,
                  gamma: float = 1.0, proj_dim: Optional[int] = 128, max_samples: Optional[int] = 4096):
         super().__init__(weight, proj_dim, max_samples)
-        from gkdfast.losses.structure import _check_kernel
+        from gkdfast.losses.structure import check_kernel
 
-        _check_kernel("gsp", kernel, gamma, tau)
+        check_kernel("gsp", kernel, gamma, tau)
         if loss not in ("mse", "kl"):
             raise ValueError(f"GSP: loss must be 'mse' or 'kl', got {loss!r}")
         self.kernel, self.loss, self.tau, self.gamma = kernel, loss, float(tau), float(gamma)

@@ -30,7 +30,7 @@ from gkdfast.losses._checks import check_matrix
 from gkdfast.losses._sharded import Shards, check_group
 from gkdfast.reference import structure as ref
 
-__all__ = ["lsp", "gsp", "rsd", "relation", "KERNELS"]
+__all__ = ["lsp", "gsp", "rsd", "relation", "KERNELS", "check_kernel"]
 
 KERNELS = ref.KERNELS
 _LSP_REDUCTIONS = ("mean", "sum", "none")
@@ -53,7 +53,19 @@ def _check_embeddings(op: str, student, teacher, graph: Optional[Graph] = None):
         check_rows_match(graph, student, where, "student", rows_text=f"embeddings have {student.size(0)} rows")
 
 
-def _check_kernel(op: str, kernel: str, gamma: float, tau: float):
+def check_kernel(op: str, kernel: str, gamma: float, tau: float) -> None:
+    """The checks :func:`lsp` and :func:`gsp` make on their kernel settings, for callers that hold the
+    settings before any data (the distillation terms, at construction): a ValueError naming
+    ``gkdfast.losses.<op>`` for an unknown kernel, a tau that is not finite and > 0, a non-finite gamma
+    or a negative rbf/laplace bandwidth.
+
+    Example:
+        >>> check_kernel("lsp", "rbf", 1.0, 0.5)   # fine: returns None
+        >>> check_kernel("gsp", "foo", 1.0, 1.0)
+        Traceback (most recent call last):
+        ...
+        ValueError: gkdfast.losses.gsp: unknown kernel 'foo'; expected one of linear, cosine, poly, l2, rbf, laplace
+    """
     if kernel not in KERNELS:
         raise ValueError(f"gkdfast.losses.{op}: unknown kernel {kernel!r}; expected one of {', '.join(KERNELS)}")
     if isinstance(tau, bool) or not (isinstance(tau, (int, float)) and tau > 0 and math.isfinite(tau)):
@@ -99,7 +111,7 @@ def lsp(graph: Graph, student: Tensor, teacher: Tensor, kernel: str = "rbf", gam
     """
     check_graph(graph, "gkdfast.losses.lsp")
     _check_embeddings("lsp", student, teacher, graph)
-    _check_kernel("lsp", kernel, gamma, tau)
+    check_kernel("lsp", kernel, gamma, tau)
     if reduction not in _LSP_REDUCTIONS:
         raise ValueError(f"gkdfast.losses.lsp: unknown reduction {reduction!r}; expected one of "
                          f"{', '.join(_LSP_REDUCTIONS)}")
@@ -256,7 +268,7 @@ def gsp(student: Tensor, teacher: Tensor, kernel: str = "linear", loss: str = "m
         >>> gkdfast.losses.gsp(s, t, kernel="rbf", loss="kl", gamma=0.1).backward()
     """
     _check_embeddings("gsp", student, teacher)
-    _check_kernel("gsp", kernel, gamma, tau)
+    check_kernel("gsp", kernel, gamma, tau)
     check_group(process_group, "gsp")
     if loss not in _GSP_LOSSES:
         raise ValueError(f"gkdfast.losses.gsp: unknown loss {loss!r}; expected 'mse' or 'kl'")

@@ -13,8 +13,9 @@ from torch import Tensor
 ISSUES = {
     "lsp_nonfinite": "lsp: Inf in the embeddings (or kernel values that overflow to Inf) can give a finite per-node "
                      "loss where the reference gives NaN (NaN inputs propagate)",
-    "infonce_nonfinite": "infonce with sampled negatives: when every logit of a row is -inf (infinite "
-                         "inputs), the kernel's log-sum-exp is NaN (the reference gives -inf)",
+    "infonce_nonfinite": "infonce with sampled negatives: when a row holds +inf logits more than once (infinite "
+                         "inputs), the kernel's log-sum-exp is NaN (the reference gives +inf); -inf logits are "
+                         "skipped as the reference's, since session 34",
     "gsp_nonfinite": "gsp_tiled with the l2 / rbf / laplace kernels: Inf in the embeddings gives distances from "
                      "||a||^2 + ||b||^2 - 2 a.b (NaN) where the reference's direct differences give Inf (NaN "
                      "inputs propagate)",
