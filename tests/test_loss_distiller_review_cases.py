@@ -132,6 +132,10 @@ def test_laplace_reference_fallback_warns_for_its_n_n_d_differences(monkeypatch)
     ("sail", {"patience": 5}, "patience=5"),
     ("kd", {"needs_teacher": False}, "unknown hyperparameter 'needs_teacher'"),
     ("oad", {"stage_epochs": ("lr",)}, "unknown hyperparameter 'stage_epochs'"),
+    ("gsdn", {"factor_lr_scale": 0}, "a learning rate must be > 0"),  # (NaN in every epoch)
+    ("freekd", {"structure_weight": -1}, "a loss weight must be >= 0"),
+    ("oad", {"d_weight": -1}, "a loss weight must be >= 0"),
+    ("reliant", {"proxy_lr": -1}, "a learning rate must be > 0"),  # (the proxy descended)
 ])
 def test_recipe_values_are_refused_where_they_are_given(name, kw, match):
     # they were accepted by get() / --set and failed only mid-run, after the teacher and the earlier

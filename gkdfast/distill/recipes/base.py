@@ -123,6 +123,13 @@ class Recipe:
             v = getattr(self, k, None)
             if k in overrides and (isinstance(v, bool) or not ok(v)):
                 raise ValueError(f"{self.name}: {k}={v!r} is out of range")
+        for k, v in overrides.items():  # loss weights >= 0; learning rates and their scales > 0 (0 = off for proxy_lr)
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                continue
+            if k.endswith("weight") and not v >= 0:
+                raise ValueError(f"{self.name}: {k}={v!r}: a loss weight must be >= 0")
+            if (k.endswith("_lr") or k.endswith("lr_scale")) and not (v > 0 or (k == "proxy_lr" and v == 0)):
+                raise ValueError(f"{self.name}: {k}={v!r}: a learning rate must be > 0")
         given = ", ".join(f"{k}={v!r}" for k, v in overrides.items())
         if not self._terms_at_setup:
             return
