@@ -42,6 +42,39 @@ def time_fn(fn: Callable[[], object], repeats: int = 5, warmup: int = 1, max_sec
     return 1e3 * statistics.median(times)
 
 
+def time_interleaved(fns: Dict[str, Callable[[], object]], repeats: int = 5, warmup: int = 1,
+                     max_seconds: float = 30.0) -> Dict[str, dict]:
+    """``{name: {"ms": median, "samples": count}}`` of every ``fns`` entry, timed round-robin (one call
+    of each per round, after ``warmup`` rounds): the implementations see the same machine load, which
+    on a shared machine moves a block-by-block comparison by several times.  An entry whose own time
+    passes ``max_seconds`` stops being timed (its samples so far count).
+
+    Example:
+        >>> r = time_interleaved({"a": lambda: None, "b": lambda: None}, repeats=3)
+        >>> sorted(r), r["a"]["samples"]
+        (['a', 'b'], 3)
+    """
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    cuda = torch.cuda.is_available() and torch.cuda.is_initialized()
+    wait = torch.cuda.synchronize if cuda else (lambda: None)
+    times: Dict[str, List[float]] = {k: [] for k in fns}
+    spent = {k: 0.0 for k in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            if spent[name] > max_seconds:
+                continue
+            wait()
+            t0 = time.perf_counter()
+            fn()
+            wait()
+            dt = time.perf_counter() - t0
+            times[name].append(dt)
+            spent[name] += dt
+    return {k: {"ms": 1e3 * statistics.median(v), "samples": len(v)} for k, v in times.items()}
+
+
 def sync(device: torch.device) -> None:
     """Waits for queued CUDA work (a no-op on CPU), so a timing or memory reading covers all of it."""
     if device.type == "cuda":

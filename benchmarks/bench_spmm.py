@@ -204,19 +204,26 @@ def run_all(sizes, reduces, peers, repeats: int, max_seconds: float, log=print, 
                     raise AssertionError(f"spmm {size} {reduce}: {peer} differs from gkdfast by {d:.2e} (relative), "
                                          "so its timing would not compare the same computation")
             for mode in MODES:
+                case_rows, runs = {}, {}
                 for peer in peers:
-                    row = {"size": size, "case": f"{reduce} {mode}", "impl": peer, "reduce": reduce, "mode": mode,
-                           "max_rel_diff": diffs[peer] if isinstance(diffs[peer], float) else None}
+                    row = case_rows[peer] = {"size": size, "case": f"{reduce} {mode}", "impl": peer,
+                                             "reduce": reduce, "mode": mode,
+                                             "max_rel_diff": diffs[peer] if isinstance(diffs[peer], float) else None}
                     try:
                         run = closure(peer, ctx, reduce, mode)
                         if run is None:
                             row.update(ms=None, note="not installed / unsupported")
                         else:
-                            ms = _report.time_fn(run, repeats=repeats, warmup=1, max_seconds=max_seconds)
-                            row.update(ms=ms, gbps=_peers.spmm_bytes(ctx, backward=(mode != "fwd")) / ms / 1e6)
+                            run()  # (a peer without this backward fails here, before the timed rounds)
+                            runs[peer] = run
                     except (RuntimeError, NotImplementedError, MemoryError) as exc:  # e.g. no backward
                         row.update(ms=None, note=f"{type(exc).__name__}: {str(exc).splitlines()[0][:60]}")
-                    rows.append(row)
+                # every implementation of the case timed round-robin, under the same load
+                for peer, t in _report.time_interleaved(runs, repeats=repeats, warmup=1,
+                                                        max_seconds=max_seconds).items():
+                    case_rows[peer].update(ms=t["ms"], samples=t["samples"],
+                                           gbps=_peers.spmm_bytes(ctx, backward=(mode != "fwd")) / t["ms"] / 1e6)
+                rows += [case_rows[p] for p in peers]
     return _report.add_ratios(rows, "gkdfast")
 
 
