@@ -163,7 +163,10 @@ class Graph:
         """From a square scipy.sparse matrix ``A`` with ``A[src, dst] != 0`` for an edge ``src -> dst``
         (PyG's ``from_scipy_sparse_matrix`` convention).  Stored values become ``edge_weight`` of
         ``dtype`` (float32 by default, the features' usual dtype; ``torch.float64`` keeps double weights
-        for float64 features: spmm needs the two to match).
+        for float64 features: spmm needs the two to match).  Every stored entry is an edge, as in PyG:
+        duplicate entries stay parallel edges and an explicitly stored zero a weight-0 edge (call
+        ``matrix.sum_duplicates()`` and ``matrix.eliminate_zeros()`` first for one edge per nonzero;
+        :meth:`from_sparse` coalesces a torch COO tensor instead).
 
         Example:
             >>> import scipy.sparse as sp
@@ -207,7 +210,9 @@ class Graph:
 
         ``adj[src, dst]`` is an edge ``src -> dst`` (PyG's ``to_torch_coo_tensor(edge_index)`` and
         ``SparseTensor(row=edge_index[0], col=edge_index[1])``); pass ``transposed=True`` for an
-        ``adj_t`` (rows are destinations).  Non-unit values become ``edge_weight``.
+        ``adj_t`` (rows are destinations).  Non-unit values become ``edge_weight``.  An uncoalesced COO
+        tensor is coalesced first: duplicate entries become one edge with their summed value (unlike
+        :meth:`from_scipy`, which keeps them as parallel edges).
 
         Example:
             >>> a = torch.sparse_coo_tensor(torch.tensor([[0], [1]]), torch.ones(1), (2, 2))
