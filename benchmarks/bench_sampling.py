@@ -3,9 +3,10 @@
     python benchmarks/bench_sampling.py --nodes 200000 --avg-degree 20 --features 100 --out /tmp/bs
     GKDFAST_BENCH_SMALL=1 python benchmarks/bench_sampling.py            # smoke (tiny sizes)
 
-Prints and (with ``--out``) writes ``sampling.json``:
-* ``sampler``: ``gkdfast.sampling.sample_neighbors`` over every node in batches (one hop), sampled
-  edges per second, native kernel and (on a slice) the pure-PyTorch reference;
+Prints and (with ``--out``) writes ``sampling.json`` (atomically, with the machine's description):
+* ``rows`` (the sampler): ``gkdfast.sampling.sample_neighbors`` over every node in batches (one hop),
+  sampled edges per second, native kernel and (on a slice, checked equal to the native samples of it
+  first, timed as often) the pure-PyTorch reference;
 * ``blocks``: ``NeighborLoader`` batches (all hops + local relabelling), seeds and sampled edges/s;
 * ``epoch``: ``fit_sampled`` of a 2-layer SAGE for one epoch (no validation), training nodes/s.
 Timings are wall-clock medians on whatever else the machine is running: quote them as such.
@@ -13,9 +14,9 @@ Timings are wall-clock medians on whatever else the machine is running: quote th
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
+import sys
 import time
 
 import torch
@@ -44,9 +45,15 @@ def bench_sampler(g, fanouts, batch_size, repeats):
     for k in fanouts:
         edges = sum(int(sample_neighbors(g, b, k, seed=0)[1].numel()) for b in batches)
         sec = _median_time(lambda: [sample_neighbors(g, b, k, seed=0) for b in batches], repeats)
+        # The reference on a slice of the batches (it is slow), checked equal to the native samples of the
+        # same slice first, and timed as often as the native run (after one untimed call each)
         part = batches[:max(1, len(batches) // 20)]
+        for b in part:
+            for x, y in zip(sample_neighbors(g, b, k, seed=0), ref.sample_neighbors(g.rowptr, g.col, b, k, 0, 0)):
+                if not torch.equal(x.long(), y.long()):
+                    raise AssertionError(f"fanout {k}: the native sampler and the reference disagree")
         ref_edges = sum(int(ref.sample_neighbors(g.rowptr, g.col, b, k, 0, 0)[1].numel()) for b in part)
-        ref_sec = _median_time(lambda: [ref.sample_neighbors(g.rowptr, g.col, b, k, 0, 0) for b in part], 1)
+        ref_sec = _median_time(lambda: [ref.sample_neighbors(g.rowptr, g.col, b, k, 0, 0) for b in part], repeats)
         rows.append({"fanout": k, "sampled_edges": edges, "seconds": sec, "edges_per_s": edges / sec,
                      "reference_edges_per_s": ref_edges / ref_sec})
         print(f"sampler   fanout {k:>3}: {edges:>10} edges in {sec * 1e3:8.1f} ms = {edges / sec / 1e6:7.2f} M edges/s"
@@ -119,9 +126,11 @@ def main():
     if not args.skip_epoch:
         out["epoch"] = bench_epoch(g, args.features, args.classes, args.fanouts, args.batch_size, args.train_fraction)
     if args.out:
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # benchmarks/_report
+        import _report  # the shared atomic, machine-stamped JSON writer
+
         os.makedirs(args.out, exist_ok=True)
-        with open(os.path.join(args.out, "sampling.json"), "w") as f:
-            json.dump(out, f, indent=2)
+        _report.write_json(out.pop("sampler"), os.path.join(args.out, "sampling.json"), benchmark="sampling", **out)
 
 
 if __name__ == "__main__":
