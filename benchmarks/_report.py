@@ -23,23 +23,7 @@ import torch
 def time_fn(fn: Callable[[], object], repeats: int = 5, warmup: int = 1, max_seconds: float = 30.0) -> float:
     """Median wall time of ``fn()`` in milliseconds (after ``warmup`` untimed calls), CUDA work included.
     Stops early once ``max_seconds`` have been spent, so slow peers cannot stall a run."""
-    for _ in range(warmup):
-        fn()
-    # CUDA work is asynchronous: wait for it on both sides of each timed call (a no-op on CPU runs).
-    # Decided after the warm-up, which initialises CUDA when the closure is the first to use it.
-    cuda = torch.cuda.is_available() and torch.cuda.is_initialized()
-    wait = torch.cuda.synchronize if cuda else (lambda: None)
-    times: List[float] = []
-    start = time.perf_counter()
-    for _ in range(repeats):
-        wait()
-        t0 = time.perf_counter()
-        fn()
-        wait()
-        times.append(time.perf_counter() - t0)
-        if time.perf_counter() - start > max_seconds:
-            break
-    return 1e3 * statistics.median(times)
+    return time_interleaved({"fn": fn}, repeats, warmup, max_seconds)["fn"]["ms"]
 
 
 def time_interleaved(fns: Dict[str, Callable[[], object]], repeats: int = 5, warmup: int = 1,
@@ -57,6 +41,8 @@ def time_interleaved(fns: Dict[str, Callable[[], object]], repeats: int = 5, war
     for _ in range(warmup):
         for fn in fns.values():
             fn()
+    # CUDA work is asynchronous: wait for it on both sides of each timed call (a no-op on CPU runs).
+    # Decided after the warm-up, which initialises CUDA when a closure is the first to use it.
     cuda = torch.cuda.is_available() and torch.cuda.is_initialized()
     wait = torch.cuda.synchronize if cuda else (lambda: None)
     times: Dict[str, List[float]] = {k: [] for k in fns}
@@ -83,9 +69,9 @@ def sync(device: torch.device) -> None:
 
 def _release_free_heap() -> None:
     """Hands the C heap's free pages back to the system (glibc ``malloc_trim``), so that a block which
-    reuses memory an earlier run freed is charged for it: RSS counts mapped pages, and without this the
-    second measurement of the same function read a fraction of the first (58 MiB cold, 15 MiB after the
-    timed runs, for a dense 1,000 x 1,000 GSP).  A no-op where glibc is not the allocator."""
+    reuses memory an earlier run freed is charged for it: RSS counts mapped pages, and without this a
+    measurement taken after the timed runs of the same function read a fraction of a cold one.  A no-op
+    where glibc is not the allocator."""
     try:
         import ctypes
 

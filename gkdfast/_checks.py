@@ -69,3 +69,26 @@ def check_node_matrix(graph: Graph, x, where: str, name: str = "x", width: str =
     """
     check_float_matrix(x, where, name, f"[num_nodes, {width}]")
     return check_rows_match(graph, x, where, name)
+
+
+def check_settings(where: str, obj, ints: Optional[dict] = None, positive=(), nonnegative=()) -> None:
+    """Range checks of a settings object's fields, one ValueError naming ``where`` and the field:
+    ``ints`` maps a field to its least value (an int, not a bool), ``positive`` fields must be > 0,
+    ``nonnegative`` ones >= 0 (NaN fails both).  For configs checked at construction, before training.
+
+    Example:
+        >>> from types import SimpleNamespace
+        >>> check_settings("X", SimpleNamespace(n=2, lr=0.1), ints={"n": 1}, positive=("lr",))
+        >>> check_settings("X", SimpleNamespace(n=0), ints={"n": 1})
+        Traceback (most recent call last):
+        ...
+        ValueError: X: n must be an int >= 1, got 0
+    """
+    for key, low in (ints or {}).items():
+        v = getattr(obj, key)
+        if isinstance(v, bool) or not isinstance(v, int) or v < low:
+            raise ValueError(f"{where}: {key} must be an int >= {low}, got {v!r}")
+    for keys, ok, text in ((positive, lambda v: v > 0, "> 0"), (nonnegative, lambda v: v >= 0, ">= 0")):
+        for key in keys:
+            if not ok(getattr(obj, key)):
+                raise ValueError(f"{where}: {key} must be {text}, got {getattr(obj, key)!r}")

@@ -247,9 +247,9 @@ def _distill(args) -> int:
             raise ValueError(f"--set {key}.*: only under {where}")
     run = {recipes.get(m).name for m in _all_methods(methods)} | {"none"}
     for m, kw in overrides.items():
-        recipes.get(m, **kw)  # unknown method or hyperparameter: fail before training
-        if recipes.get(m).name not in run:  # (a typo'd method or a forgotten --methods entry: silently unused)
-            raise ValueError(f"--set {m}.*: {recipes.get(m).name} is not among the methods this run trains "
+        name = recipes.get(m, **kw).name  # unknown method or hyperparameter: fail before training
+        if name not in run:  # (a typo'd method or a forgotten --methods entry: silently unused)
+            raise ValueError(f"--set {m}.*: {name} is not among the methods this run trains "
                              f"({', '.join(sorted(run))}); add it to --methods or drop the setting")
     if args.distributed:
         _check_distributable(methods, overrides)

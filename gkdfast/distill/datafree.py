@@ -47,6 +47,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from gkdfast._checks import check_settings
 from gkdfast.data.batching import GraphBatch
 from gkdfast.graph import Graph
 from gkdfast.nn.graph_models import WEIGHTED_CONVS
@@ -265,20 +266,10 @@ class DFADConfig:
             raise ValueError(f"DFAD-GNN: student_loss must be 'kl' or 'l1', got {self.student_loss!r}")
         # (the generator's BatchNorm needs two graphs per batch and a graph two nodes: refused here, not
         # after the teacher and the other students have trained)
-        minimum = {"batch_size": 2, "num_nodes": 2, "z_dim": 1, "epochs": 0, "iters": 0, "student_steps": 0,
-                   "generator_steps": 0}
-        for key, low in minimum.items():
-            v = getattr(self, key)
-            if isinstance(v, bool) or not isinstance(v, int) or v < low:
-                raise ValueError(f"DFAD-GNN: {key} must be an int >= {low}, got {v!r}")
-        for key in ("lr_student", "lr_generator", "tau"):
-            if not getattr(self, key) > 0:
-                raise ValueError(f"DFAD-GNN: {key} must be > 0, got {getattr(self, key)!r}")
-        for key in ("diversity", "bn_match", "conditional"):
-            if not getattr(self, key) >= 0:
-                raise ValueError(f"DFAD-GNN: {key} must be >= 0, got {getattr(self, key)!r}")
-        if self.temperature <= 0:
-            raise ValueError(f"DFAD-GNN: temperature must be > 0, got {self.temperature}")
+        check_settings("DFAD-GNN", self, ints={"batch_size": 2, "num_nodes": 2, "z_dim": 1, "epochs": 0, "iters": 0,
+                                               "student_steps": 0, "generator_steps": 0},
+                       positive=("lr_student", "lr_generator", "tau", "temperature"),
+                       nonnegative=("diversity", "bn_match", "conditional"))
         if self.class_proportions is not None:
             p = self.class_proportions
             ok = isinstance(p, (tuple, list)) and len(p) > 0 and all(isinstance(v, (int, float)) for v in p)

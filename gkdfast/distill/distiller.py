@@ -805,8 +805,7 @@ class Distiller:
                 # callbacks run on their own copy of the random streams: draws of theirs would shift the
                 # training's, which a resumed run (its streams restored from the checkpoint, taken above)
                 # would not see
-                with torch.random.fork_rng(devices=list(range(torch.cuda.device_count()))
-                                           if torch.cuda.is_available() else []):
+                with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
                     for cb in callbacks:
                         try:
                             cb(epoch, sums)

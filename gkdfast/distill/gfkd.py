@@ -52,6 +52,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from gkdfast._checks import check_settings
 from gkdfast.data.batching import GraphBatch, select_graphs
 from gkdfast.distill.datafree import BNStatistics, feature_metadata, onehot_frequencies, onehot_log_prior
 from gkdfast.distill.graph_level import kd_loss
@@ -87,17 +88,9 @@ class GFKDConfig:
         """One clear error for a bad setting at construction, so the CLI fails before any training."""
         if not 2 <= self.min_nodes < self.max_nodes:
             raise ValueError(f"GFKD: need 2 <= min_nodes < max_nodes, got {self.min_nodes}, {self.max_nodes}")
-        minimum = {"num_graphs": 0, "iterations": 0, "student_epochs": 0, "batch_size": 1}
-        for key, low in minimum.items():
-            v = getattr(self, key)
-            if isinstance(v, bool) or not isinstance(v, int) or v < low:
-                raise ValueError(f"GFKD: {key} must be an int >= {low}, got {v!r}")
-        for key in ("lr_structure", "lr_features", "lr_student", "temperature"):
-            if not getattr(self, key) > 0:
-                raise ValueError(f"GFKD: {key} must be > 0, got {getattr(self, key)!r}")
-        for key in ("bn_reg", "onehot_cof"):
-            if not getattr(self, key) >= 0:
-                raise ValueError(f"GFKD: {key} must be >= 0, got {getattr(self, key)!r}")
+        check_settings("GFKD", self, ints={"num_graphs": 0, "iterations": 0, "student_epochs": 0, "batch_size": 1},
+                       positive=("lr_structure", "lr_features", "lr_student", "temperature"),
+                       nonnegative=("bn_reg", "onehot_cof"))
 
 
 class FakeGraphs(nn.Module):

@@ -196,6 +196,7 @@ class RELIANT(Recipe):
     fairness = "sp"
     proxy_dim = 2
     proxy_lr = 0.01
+    _zero_lr_allowed = ("proxy_lr",)  # 0: the proxy is not updated
     kd_alpha = KD.alpha
     temperature = KD.temperature
 

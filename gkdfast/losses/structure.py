@@ -151,11 +151,11 @@ class _GramMSE(torch.autograd.Function):
     def forward(ctx, s: Tensor, t: Tensor, group=None) -> Tensor:
         n_local = s.size(0)
         ds, dt = s.size(1), t.size(1)
-        # One float64 buffer [A | B | C | N]: a single all-reduce when distributed.
-        packed = s.new_zeros((ds * ds + ds * dt + dt * dt + 1,), dtype=torch.float64)
+        # One float64 buffer [A | B | C]: a single all-reduce when distributed.
+        packed = s.new_zeros((ds * ds + ds * dt + dt * dt,), dtype=torch.float64)
         a = packed[:ds * ds].view(ds, ds)
         b = packed[ds * ds:ds * ds + ds * dt].view(ds, dt)
-        c = packed[ds * ds + ds * dt:-1].view(dt, dt)
+        c = packed[ds * ds + ds * dt:].view(dt, dt)
         for r0 in range(0, n_local, _GRAM_CHUNK):
             sc = s[r0:r0 + _GRAM_CHUNK].double()
             tc = t[r0:r0 + _GRAM_CHUNK].double()
@@ -164,10 +164,9 @@ class _GramMSE(torch.autograd.Function):
             c.addmm_(tc.t(), tc)
         n = n_local
         if group is not None:
-            Shards(n_local, group, like=(s, t), op="gsp")  # equal widths / dtypes on every rank, or one error
-            packed[-1] = n_local
+            # N from the row counts, whose all-gather also checks equal widths / dtypes on every rank
+            n = Shards(n_local, group, like=(s, t), op="gsp").total
             torch.distributed.all_reduce(packed, group=group)
-            n = int(round(float(packed[-1])))  # single process: no read-back (torch.compile traces it)
         total = a.pow(2).sum() - 2.0 * b.pow(2).sum() + c.pow(2).sum()
         ctx.save_for_backward(s, t, a, b, c)
         ctx.n, ctx.distributed = n, group is not None

@@ -1,7 +1,6 @@
 """``NeighborLoader``: mini-batches of seed nodes with their sampled multi-hop blocks."""
 from __future__ import annotations
 
-import operator
 from dataclasses import dataclass
 from typing import Iterator, List, Optional, Sequence
 
@@ -11,6 +10,7 @@ from torch import Tensor
 from gkdfast._checks import check_graph
 from gkdfast.graph import Graph
 from gkdfast.sampling.blocks import Block, NodeMap, full_in_degree, sample_blocks
+from gkdfast.sampling.sampler import as_int
 
 __all__ = ["Batch", "NeighborLoader", "mix_seed"]
 
@@ -38,16 +38,6 @@ def _splitmix(z: int) -> int:
     z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
     z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
     return z ^ (z >> 31)
-
-
-def _as_int(value) -> Optional[int]:
-    """``value`` as an int when it is a Python or numpy integer (not a bool), else ``None``."""
-    if isinstance(value, bool):
-        return None
-    try:
-        return operator.index(value)
-    except TypeError:
-        return None
 
 
 @dataclass
@@ -110,7 +100,7 @@ class NeighborLoader:
         fanouts = [int(f) for f in fanouts]
         if not fanouts or any(f == 0 or f < -1 for f in fanouts):
             raise ValueError(f"gkdfast.sampling.NeighborLoader: fanouts must be positive ints or -1, got {fanouts}")
-        batch_size, seed = _as_int(batch_size), _as_int(seed)  # (numpy integers too)
+        batch_size, seed = as_int(batch_size), as_int(seed)  # (numpy integers too)
         if batch_size is None or batch_size < 1:
             raise ValueError(f"gkdfast.sampling.NeighborLoader: batch_size must be a positive int, got {batch_size!r}")
         if seed is None or seed < 0:

@@ -9,7 +9,8 @@ the GPU (see :class:`gkdfast.sampling.NeighborLoader`).
 """
 from __future__ import annotations
 
-from typing import Tuple
+import operator
+from typing import Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -24,17 +25,27 @@ __all__ = ["sample_neighbors"]
 _OP = "sample_neighbors"
 
 
-def _check_int(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        try:
-            import numpy as np
+def as_int(value) -> Optional[int]:
+    """``value`` as an int when it is a Python or numpy integer (not a bool), else ``None``.
 
-            if isinstance(value, np.integer):
-                return int(value)
-        except ImportError:  # pragma: no cover
-            pass
+    Example:
+        >>> import numpy as np
+        >>> as_int(np.int64(3)), as_int(True), as_int(2.0)
+        (3, None, None)
+    """
+    if isinstance(value, bool):
+        return None
+    try:
+        return operator.index(value)
+    except TypeError:
+        return None
+
+
+def _check_int(value, name: str) -> int:
+    v = as_int(value)
+    if v is None:
         raise TypeError(f"gkdfast.sample_neighbors: {name} must be an int, got {type(value).__name__}")
-    return int(value)
+    return v
 
 
 def sample_neighbors(graph: Graph, seeds: Tensor, fanout: int, seed: int = 0,

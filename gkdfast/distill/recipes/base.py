@@ -90,6 +90,8 @@ class Recipe:
     _not_used: Tuple[str, ...] = ()
     # Whether terms() can be built from the settings alone (to check them where they are given).
     _terms_at_setup = True
+    # Learning-rate settings for which 0 means "off" rather than out of range.
+    _zero_lr_allowed: Tuple[str, ...] = ()
 
     def __init__(self, **overrides):
         for k, v in overrides.items():
@@ -123,16 +125,16 @@ class Recipe:
             v = getattr(self, k, None)
             if k in overrides and (isinstance(v, bool) or not ok(v)):
                 raise ValueError(f"{self.name}: {k}={v!r} is out of range")
-        for k, v in overrides.items():  # loss weights >= 0; learning rates and their scales > 0 (0 = off for proxy_lr)
+        for k, v in overrides.items():  # loss weights >= 0; learning rates and their scales > 0
             if isinstance(v, bool) or not isinstance(v, (int, float)):
                 continue
             if k.endswith("weight") and not v >= 0:
                 raise ValueError(f"{self.name}: {k}={v!r}: a loss weight must be >= 0")
-            if (k.endswith("_lr") or k.endswith("lr_scale")) and not (v > 0 or (k == "proxy_lr" and v == 0)):
+            if (k.endswith("_lr") or k.endswith("lr_scale")) and not (v > 0 or (k in self._zero_lr_allowed and v == 0)):
                 raise ValueError(f"{self.name}: {k}={v!r}: a learning rate must be > 0")
-        given = ", ".join(f"{k}={v!r}" for k, v in overrides.items())
         if not self._terms_at_setup:
             return
+        given = ", ".join(f"{k}={v!r}" for k, v in overrides.items())
         try:
             self.terms()
         except NotImplementedError:

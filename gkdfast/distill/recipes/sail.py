@@ -215,13 +215,6 @@ class SAIL(Recipe):
     # every stage trains full-batch to its last epoch (no labels to pick one by): batch_size and ties
     # are refused, patience taken only as None (what every stage runs with)
     _not_used = ("batch_size", "ties")
-    patience = None
-
-    def _check_overrides(self, overrides):
-        if self.patience is not None:
-            raise ValueError(f"sail: patience={self.patience!r}: SAIL trains every stage to its last epoch "
-                             "(patience None)")
-        super()._check_overrides(overrides)
     tau = 0.4
     proj_dim = 128
     feature_drop_1, edge_drop_1 = 0.3, 0.2
@@ -235,6 +228,12 @@ class SAIL(Recipe):
     probe_epochs = 300
     stage_epochs = ("probe_epochs",)  # a quick run (--epochs N) caps the linear probes too
     baseline = True
+
+    def _check_overrides(self, overrides):
+        if self.patience is not None:
+            raise ValueError(f"sail: patience={self.patience!r}: SAIL trains every stage to its last epoch "
+                             "(patience None)")
+        super()._check_overrides(overrides)
 
     def _intra_candidates(self) -> tuple:
         """``intra_weight`` as a tuple of candidate weights (one element unless a sequence was given)."""
