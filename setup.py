@@ -52,7 +52,12 @@ LEAN_ATEN = [("AT_PER_OPERATOR_HEADERS", None), ("TORCH_ASSERT_ONLY_METHOD_OPERA
 def make_extension():
     debug = os.environ.get("DEBUG", "0") == "1"
     opt = ["-O0", "-g"] if debug else ["-O3", "-g0"]
-    cxx = opt + ["-fopenmp", "-Wno-unused-function"]
+    # -ffp-contract=off: g++ fuses `x = a * b; y = x - c` into one fma even in -std=c++17 mode, skipping
+    # the rounding of x.  The kernels rely on every product rounding as written: a backward that
+    # recomputes a logit k / tau must get the number the forward reduced into its log-sum-exp (a fused
+    # multiply-subtract cost GSP's float32 gradient up to 2% at tau = 0.05), and the AVX2 and baseline
+    # clones must give the same bits (docs/adding-an-op.md, "Floating-point contraction").
+    cxx = opt + ["-fopenmp", "-Wno-unused-function", "-ffp-contract=off"]
     # GKDFAST_SANITIZE=1: AddressSanitizer + UndefinedBehaviorSanitizer on the CPU kernels
     # (scripts/sanitize.sh builds that way in its own tree and runs the op tests under it).
     sanitize = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-fno-sanitize-recover=undefined"] \
@@ -68,7 +73,7 @@ def make_extension():
             os.environ["TORCH_CUDA_ARCH_LIST"] = arch
         # nvcc has no -g0: pass only the optimisation level to it.
         nvcc = (["-O0", "-g"] if debug else ["-O3"]) + ["--expt-relaxed-constexpr", "-lineinfo" if debug else "-DNDEBUG",
-                      "-Xcompiler", "-fopenmp"]
+                      "-Xcompiler", "-fopenmp", "-Xcompiler", "-ffp-contract=off"]  # device code: common/rounding.h
         return cpp_extension.CUDAExtension(
             "gkdfast._C",
             sources + _sources("csrc/cuda/*.cu"),

@@ -197,3 +197,46 @@ def test_cuda_half_inputs_do_not_overflow_the_row_sums(kernel, dtype):
         torch.testing.assert_close(out.float(), exact, rtol=2e-2, atol=1e-3)
         out.backward()
         assert torch.isfinite(sh.grad).all() and torch.isfinite(th.grad).all()
+
+
+def _kl_rows_reference(s, t, kernel, tau):
+    # plain log-softmax over the dense N x N kernel values: the float32 yardstick
+    def k(x):
+        g = x @ x.T
+        return g if kernel == "linear" else (g + 1) ** 2
+    ls, lt = torch.log_softmax(k(s) / tau, 1), torch.log_softmax(k(t) / tau, 1)
+    return (lt.exp() * (lt - ls)).sum(1)
+
+
+def _kl_rows_native(s, t, kernel, tau):
+    return torch.ops.gkdfast.gsp_tiled(s, t, kernel, "kl", 1.0, tau, 0, s.shape[0])[0]
+
+
+@pytest.mark.parametrize("impl", ["simd", "portable"])
+@pytest.mark.parametrize("kernel", ["linear", "poly"])
+def test_kl_float32_small_tau_as_precise_as_the_dense_reference(monkeypatch, impl, kernel):
+    # Near one-hot rows (tau = 0.05, kernel values up to 1e5 / tau): the backward must recompute the
+    # forward's logits bit for bit (an fma that skipped their rounding put 3e-5 into every p, times
+    # 1 / tau: student gradient error 7.9e-3 for linear, 51 for poly), and the KL must not subtract
+    # numbers of the size of the logits (a one-hot row with KL 0 came out at 4e-3).
+    if not gkdfast._backend.has_kernel("gsp_tiled", "CPU"):
+        pytest.fail("no CPU kernel registered for gkdfast::gsp_tiled")
+    monkeypatch.setenv("GKDFAST_CPU_GSP_IMPL", impl)
+    g = torch.Generator().manual_seed(0)
+    s64, t64 = torch.randn(700, 32, generator=g, dtype=torch.float64), torch.randn(700, 48, generator=g, dtype=torch.float64)
+    w64 = torch.rand(700, generator=g, dtype=torch.float64)
+    tau = 0.05
+
+    def run(fn, dtype):
+        s, t = s64.to(dtype).requires_grad_(), t64.to(dtype).requires_grad_()
+        loss = (fn(s, t, kernel, tau) * w64.to(dtype)).sum()
+        return (loss.detach().double(), *(gr.double() for gr in torch.autograd.grad(loss, (s, t))))
+
+    exact = run(_kl_rows_reference, torch.float64)
+    native, dense = run(_kl_rows_native, torch.float32), run(_kl_rows_reference, torch.float32)
+    grad_scale = max(exact[1].abs().max().item(), exact[2].abs().max().item())
+    for i, name in enumerate(("loss", "student grad", "teacher grad")):
+        err, ref_err = (native[i] - exact[i]).abs().max().item(), (dense[i] - exact[i]).abs().max().item()
+        scale = exact[0].abs().item() if i == 0 else grad_scale
+        # at most a few times the dense float32 error, or a few float32 roundings of the largest value
+        assert err <= 4 * ref_err + 4e-7 * scale, (name, err, ref_err, scale)

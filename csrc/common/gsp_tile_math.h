@@ -17,6 +17,7 @@
 #include <cmath>
 
 #include "common/macros.h"
+#include "common/rounding.h"
 #include "common/similarity_kernels.h"
 
 namespace gkdfast {
@@ -64,7 +65,7 @@ GKD_HD void pair_coef(bool kl_loss, T ks, T kt, T inv_tau, const RowStats<T>& a,
     ct = -cs;
     return;
   }
-  const T xs = ks * inv_tau, xt = kt * inv_tau;
+  const T xs = mul_rn(ks, inv_tau), xt = mul_rn(kt, inv_tau);  // as the forward rounded them
   const T ls_a = xs - a.lse_s, lt_a = xt - a.lse_t, ls_b = xs - b.lse_s, lt_b = xt - b.lse_t;
   const T pt_a = std::exp(lt_a), pt_b = std::exp(lt_b);
   cs = (a.w * (std::exp(ls_a) - pt_a) + b.w * (std::exp(ls_b) - pt_b)) * inv_tau;

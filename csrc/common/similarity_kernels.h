@@ -195,7 +195,8 @@ GKD_SIMK_CPU_DEFS(double)
 // Tile loops of the pairwise losses are written once over a "lane type" V: either a GCC vector of
 // T (8 floats / 4 doubles, 32 bytes) for the main loop or T itself for the tail.  Vector types
 // lower to AVX2 inside a GKD_CPU_CLONES function and to SSE2 pairs in the baseline clone, with
-// identical IEEE results (no fma contraction), so results do not depend on the CPU.
+// identical IEEE results (no fma contraction: setup.py builds with -ffp-contract=off), so results do not
+// depend on the CPU.
 #if defined(__GNUC__)
 #define GKD_ALWAYS_INLINE inline __attribute__((always_inline))
 #else
@@ -203,7 +204,8 @@ GKD_SIMK_CPU_DEFS(double)
 #endif
 
 // Clones for the tile loops: AVX-512, AVX2 (+FMA, BMI2: x86-64-v3) and the baseline, chosen at
-// load time.  No fma contraction happens (ISO C++ mode), so all clones give identical results.
+// load time.  No fma contraction happens (-ffp-contract=off; g++ contracts by default even with
+// -std=c++17), so all clones give identical results.
 #if !defined(__CUDACC__) && defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
 #define GKD_TILE_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else

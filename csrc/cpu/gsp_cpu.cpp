@@ -88,7 +88,7 @@ struct TileArgs {
   T* buf;                          // scratch, 4 * bj
   // forward outputs, per row of the tile
   T *ms, *mt;                   // kl: tile max of x^S = K^S / tau and x^T
-  double *ss, *st, *sw, *sq;    // kl: sum exp(x^S - ms), sum exp(x^T - mt), sum exp(x^T - mt)(x^T - x^S); mse: sum (K^S - K^T)^2
+  double *ss, *st, *sw, *sq;    // kl: sum exp(x^S - ms), sum exp(x^T - mt), sum exp(x^T - mt)((x^T - mt) - (x^S - ms)); mse: sum (K^S - K^T)^2
   // backward inputs (row side _r, column side _c) and outputs
   const T *lse_s_r, *lse_t_r, *w_r, *kl_r, *lse_s_c, *lse_t_c, *w_c, *kl_c;
   // kl backward with a small spread of the log-sum-exps: p_ja = p_aj * e_a * f_j, where
@@ -121,8 +121,10 @@ struct KlForwardX {  // x = K / tau for both models, in place
     store(xt + j, tile_kval<K, T, V>(load<V>(xt + j), nat, nbt, j, ngamma) * inv_tau);
   }
 };
+// Exponentials against the tile maxima, into three scratch rows; the teacher-weighted differences
+// are taken against the maxima too, as tiles::OnlineKL keeps them (why: its comment).
 template <typename T>
-struct KlForwardExp {  // exponentials against the tile maxima, into three scratch rows
+struct KlForwardExp {
   const T *xs, *xt;
   T *es, *et, *ew;
   T ms, mt;
@@ -134,7 +136,7 @@ struct KlForwardExp {  // exponentials against the tile maxima, into three scrat
     const V e = simk_cpu::vexp<T, V, true>(vt - mt);
     store(es + j, simk_cpu::vexp<T, V, true>(vs - ms));
     store(et + j, e);
-    store(ew + j, e * (vt - vs));
+    store(ew + j, e * ((vt - mt) - (vs - ms)));
   }
 };
 
@@ -335,28 +337,6 @@ void finish_grad(at::Tensor& grad, const at::Tensor& acc, const std::vector<doub
   }
 }
 
-// Streaming softmax state of one row across column tiles, in double.
-struct RowLSE {
-  double max = -std::numeric_limits<double>::infinity();
-  double sum = 0, wsum = 0;
-  // adds a tile's (max m, sum exp(x - m), sum exp(x - m) v)
-  void merge(double m, double s, double w) {
-    if (!(s > 0)) {
-      if (std::isnan(s)) sum = wsum = s;  // keep NaN visible
-      return;
-    }
-    if (sum == 0) { max = m; sum = s; wsum = w; return; }
-    if (m > max) {
-      const double r = std::exp(max - m);
-      sum = sum * r + s; wsum = wsum * r + w; max = m;
-    } else {
-      const double r = std::exp(m - max);
-      sum += s * r; wsum += w * r;
-    }
-  }
-  double lse() const { return max + std::log(sum); }
-};
-
 template <typename T>
 void gsp_gemm_forward(const at::Tensor& s, const at::Tensor& t, SimKernel kind, GspLoss loss, double gamma, double tau,
                       int64_t r0, int64_t r1, at::Tensor& per_row, at::Tensor& stats) {
@@ -371,7 +351,7 @@ void gsp_gemm_forward(const at::Tensor& s, const at::Tensor& t, SimKernel kind, 
     auto bufS = tiles::tile_buffer(s, RB, CB), bufT = tiles::tile_buffer(t, RB, CB);
     std::vector<T> scratch(4 * CB), ms(bi), mt(bi);
     std::vector<double> ss(bi), st(bi), sw(bi), sq(bi), total(bi, 0.0);
-    std::vector<RowLSE> ls(bi), lt(bi);
+    std::vector<tiles::OnlineKL<double>> rows(bi);
     TileArgs<T> A{};
     A.gs = bufS.data_ptr<T>();
     A.gt = bufT.data_ptr<T>();
@@ -397,8 +377,9 @@ void gsp_gemm_forward(const at::Tensor& s, const at::Tensor& t, SimKernel kind, 
       } else {
         tile_kl_fwd(kind, A);
         for (int64_t r = 0; r < bi; ++r) {
-          ls[r].merge(double(ms[r]), ss[r], 0.0);
-          lt[r].merge(double(mt[r]), st[r], sw[r]);
+          tiles::OnlineKL<double> tile;
+          tile.ms = ms[r]; tile.ss = ss[r]; tile.mt = mt[r]; tile.st = st[r]; tile.w = sw[r];
+          rows[r].merge(tile);
         }
       }
     }
@@ -407,12 +388,10 @@ void gsp_gemm_forward(const at::Tensor& s, const at::Tensor& t, SimKernel kind, 
       if (loss == GspLoss::Mse) {
         pr[a] = static_cast<T>(total[r]);
       } else {
-        const double lse_s = ls[r].lse(), lse_t = lt[r].lse();
-        // KL = E_pT[x^T - x^S] - lse_t + lse_s >= 0 up to rounding: clamp
-        const double kl = lt[r].wsum / lt[r].sum - lse_t + lse_s;
+        const double kl = rows[r].kl();  // >= 0 up to rounding: clamp
         pr[a] = static_cast<T>(kl > 0 ? kl : (std::isnan(kl) ? kl : 0.0));
-        sp[2 * a] = static_cast<T>(lse_s);
-        sp[2 * a + 1] = static_cast<T>(lse_t);
+        sp[2 * a] = static_cast<T>(rows[r].lse_s());
+        sp[2 * a + 1] = static_cast<T>(rows[r].lse_t());
       }
     }
   });

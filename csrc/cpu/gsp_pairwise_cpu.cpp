@@ -100,8 +100,7 @@ std::tuple<at::Tensor, at::Tensor> gsp_direct_cpu(const at::Tensor& s_in, const 
       auto bufS = tiles::tile_buffer(s, tiles::kCpuRowBlock, tiles::kCpuColBlock);
       auto bufT = tiles::tile_buffer(t, tiles::kCpuRowBlock, tiles::kCpuColBlock);
       std::vector<double> sq(bi, 0.0);
-      std::vector<OnlineLSE<double>> ls(loss == GspLoss::Kl ? bi : 0);
-      std::vector<tiles::OnlineWeightedLSE<double>> lt(loss == GspLoss::Kl ? bi : 0);
+      std::vector<tiles::OnlineKL<double>> rows(loss == GspLoss::Kl ? bi : 0);
       for (int64_t j0 = 0; j0 < n; j0 += tiles::kCpuColBlock) {
         const int64_t j1 = std::min(n, j0 + tiles::kCpuColBlock);
         for_each_pair(kind, gamma, S, Tt, i0, i1, j0, j1, bufS, bufT,
@@ -109,9 +108,7 @@ std::tuple<at::Tensor, at::Tensor> gsp_direct_cpu(const at::Tensor& s_in, const 
                         if (loss == GspLoss::Mse) {
                           sq[a - i0] += (ks - kt) * (ks - kt);
                         } else {
-                          const double xs = ks * inv_tau, xt = kt * inv_tau;
-                          ls[a - i0].add(xs);
-                          lt[a - i0].add(xt, xt - xs);
+                          rows[a - i0].add(ks * inv_tau, kt * inv_tau);
                         }
                       });
       }
@@ -120,11 +117,11 @@ std::tuple<at::Tensor, at::Tensor> gsp_direct_cpu(const at::Tensor& s_in, const 
         if (loss == GspLoss::Mse) {
           pr[o] = static_cast<T>(sq[a - i0]);
         } else {
-          const double lse_s = ls[a - i0].value(), lse_t = lt[a - i0].lse();
-          const double kl = lt[a - i0].mean() - lse_t + lse_s;  // >= 0 up to rounding: clamp
+          const tiles::OnlineKL<double>& row = rows[a - i0];
+          const double kl = row.kl();  // >= 0 up to rounding: clamp
           pr[o] = static_cast<T>(kl < 0 ? 0.0 : kl);  // NaN stays NaN
-          sp[2 * o] = static_cast<T>(lse_s);
-          sp[2 * o + 1] = static_cast<T>(lse_t);
+          sp[2 * o] = static_cast<T>(row.lse_s());
+          sp[2 * o + 1] = static_cast<T>(row.lse_t());
         }
       }
     });

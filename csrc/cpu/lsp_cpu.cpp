@@ -115,21 +115,17 @@ std::tuple<at::Tensor, at::Tensor> lsp_cpu(const at::Tensor& rowptr_in, const at
       parallel_rows(rp, n, s.size(1) + t.size(1), [&](int64_t begin, int64_t end) {
         for (int64_t i = begin; i < end; ++i) {
           if (rp[i] == rp[i + 1]) continue;  // no in-edge: 0 by definition
-          OnlineLSE<double> ls;
-          tiles::OnlineWeightedLSE<double> lt;  // weights: x^T - x^S, so mean() = E_T[x^T - x^S]
+          tiles::OnlineKL<double> row;
           for (int64_t e = rp[i]; e < rp[i + 1]; ++e) {
             const int64_t j = cl[e];
             const double xs = kernel_value(kind, edge_stats(kind, ms, i, j), gamma) * inv_tau;
             const double xt = kernel_value(kind, edge_stats(kind, mt, i, j), gamma) * inv_tau;
-            ls.add(xs);
-            lt.add(xt, xt - xs);
+            row.add(xs, xt);
           }
-          const double lse_s = ls.value(), lse_t = lt.lse();
-          // KL = E_T[x^T - x^S] - lse_T + lse_S >= 0; rounding may leave -1e-16: clamp.
-          const double kl = lt.mean() - lse_t + lse_s;
+          const double kl = row.kl();  // >= 0; rounding may leave -1e-16: clamp
           out[i] = kl < 0 ? 0.0 : kl;  // NaN stays NaN
-          lp[2 * i] = lse_s;
-          lp[2 * i + 1] = lse_t;
+          lp[2 * i] = row.lse_s();
+          lp[2 * i + 1] = row.lse_t();
         }
       });
     });

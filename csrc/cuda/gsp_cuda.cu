@@ -11,6 +11,7 @@
 #include "cuda/cuda_kernels.h"
 #include "common/online_softmax.h"
 #include "common/pairwise_tiles.h"
+#include "common/rounding.h"
 #include "common/similarity_kernels.h"
 #include "cuda/cuda_utils.cuh"
 #include "common/tile_workspace.h"
@@ -38,27 +39,24 @@ __global__ void gsp_forward_kernel(const scalar_t* __restrict__ s, int64_t ds, c
   const int64_t a = r0 + o;
   const int lane = threadIdx.x % kWarp;
   const acc_t g = static_cast<acc_t>(gamma), it = static_cast<acc_t>(inv_tau);
-  OnlineLSE<acc_t> ls;
-  tiles::OnlineWeightedLSE<acc_t> lt;
+  tiles::OnlineKL<acc_t> row;
   double sq = 0;  // sum of squared differences: all terms >= 0, accumulated wide
   for (int64_t b = 0; b < n; ++b) {
     const auto ss = warp_pair_stats<acc_t>(kind, s + a * ds, s + b * ds, ds);
     const auto st = warp_pair_stats<acc_t>(kind, t + a * dt, t + b * dt, dt);
     const acc_t ks = kernel_value(kind, ss, g), kt = kernel_value(kind, st, g);
     if (kl_loss) {
-      ls.add(ks * it);
-      lt.add(kt * it, (kt - ks) * it);
+      row.add(mul_rn(ks, it), mul_rn(kt, it));
     } else {
       sq += double(ks - kt) * double(ks - kt);
     }
   }
   if (lane == 0) {
     if (kl_loss) {
-      const acc_t lse_s = ls.value(), lse_t = lt.lse();
-      const acc_t kl = lt.mean() - lse_t + lse_s;
+      const acc_t kl = row.kl();
       per_row[o] = kl < acc_t(0) ? acc_t(0) : kl;  // NaN stays NaN
-      stats[2 * o] = lse_s;
-      stats[2 * o + 1] = lse_t;
+      stats[2 * o] = row.lse_s();
+      stats[2 * o + 1] = row.lse_t();
     } else {
       per_row[o] = static_cast<acc_t>(sq);
       stats[2 * o] = acc_t(0);
@@ -93,7 +91,7 @@ __global__ void gsp_backward_kernel(const scalar_t* __restrict__ s, int64_t ds, 
       cs = acc_t(2) * (ks - kt) * static_cast<acc_t>(w[a] + w[b]);
       ct = -cs;
     } else {
-      const acc_t xs = ks * it, xt = kt * it;
+      const acc_t xs = mul_rn(ks, it), xt = mul_rn(kt, it);  // as the forward rounded them
       const acc_t ls_a = xs - acc_t(st[2 * a]), lt_a = xt - acc_t(st[2 * a + 1]);
       const acc_t ls_b = xs - acc_t(st[2 * b]), lt_b = xt - acc_t(st[2 * b + 1]);
       const acc_t pt_a = exp(lt_a), pt_b = exp(lt_b);

@@ -38,8 +38,8 @@ __global__ void gsp_kl_forward_tile(T* __restrict__ gs, int64_t lds, T* __restri
   T ms = -std::numeric_limits<T>::infinity(), mt = ms;
   for (int64_t c = threadIdx.x; c < bj; c += blockDim.x) {
     const int64_t b = j0 + c;
-    const T xs = gsp_tile::kernel_from_dot<T>(kind, rs[c], nas, ns ? ns[b] : T(0), a == b, gamma) * inv_tau;
-    const T xt = gsp_tile::kernel_from_dot<T>(kind, rt[c], nat, nt ? nt[b] : T(0), a == b, gamma) * inv_tau;
+    const T xs = mul_rn(gsp_tile::kernel_from_dot<T>(kind, rs[c], nas, ns ? ns[b] : T(0), a == b, gamma), inv_tau);
+    const T xt = mul_rn(gsp_tile::kernel_from_dot<T>(kind, rt[c], nat, nt ? nt[b] : T(0), a == b, gamma), inv_tau);
     rs[c] = xs;  // this thread reads them back in the second pass
     rt[c] = xt;
     ms = xs > ms ? xs : ms;
@@ -53,21 +53,17 @@ __global__ void gsp_kl_forward_tile(T* __restrict__ gs, int64_t lds, T* __restri
     ss += exp(xs - ms);
     const T e = exp(xt - mt);
     st += e;
-    wt += e * (xt - xs);
+    wt += e * ((xt - mt) - (xs - ms));  // against the tile maxima, as tiles::OnlineKL keeps it
   }
   ss = block_sum(ss, smem);
   st = block_sum(st, smem);
   wt = block_sum(wt, smem);
   if (threadIdx.x == 0) {
     T* row = state + r * ld_state;
-    tiles::OnlineWeightedLSE<T> s0, t0, s1, t1;
-    s0.max = row[0]; s0.sum = row[1];
-    t0.max = row[2]; t0.sum = row[3]; t0.wsum = row[4];
-    s1.max = ms; s1.sum = ss;
-    t1.max = mt; t1.sum = st; t1.wsum = wt;
-    s0.merge(s1);
-    t0.merge(t1);
-    row[0] = s0.max; row[1] = s0.sum; row[2] = t0.max; row[3] = t0.sum; row[4] = t0.wsum;
+    tiles::OnlineKL<T> acc = tiles::OnlineKL<T>::load(row), tile;
+    tile.ms = ms; tile.ss = ss; tile.mt = mt; tile.st = st; tile.w = wt;
+    acc.merge(tile);
+    acc.save(row);
   }
 }
 

@@ -15,6 +15,7 @@
 #include "cuda/cuda_kernels.h"
 #include "common/online_softmax.h"
 #include "common/pairwise_tiles.h"
+#include "common/rounding.h"
 #include "common/similarity_kernels.h"
 #include "cuda/cuda_utils.cuh"
 #include "common/tile_workspace.h"
@@ -44,23 +45,19 @@ __global__ void lsp_forward_kernel(const index_t* __restrict__ rowptr, const ind
     if (lane == 0) { per_node[i] = acc_t(0); lse[2 * i] = acc_t(0); lse[2 * i + 1] = acc_t(0); }
     return;
   }
-  OnlineLSE<acc_t> ls;
-  tiles::OnlineWeightedLSE<acc_t> lt;
+  tiles::OnlineKL<acc_t> row;
   const acc_t g = static_cast<acc_t>(gamma), it = static_cast<acc_t>(inv_tau);
   for (int64_t e = e0; e < e1; ++e) {
     const int64_t j = col[e];
     const auto ss = warp_pair_stats<acc_t>(kind, s + i * ds, s + j * ds, ds);
     const auto st = warp_pair_stats<acc_t>(kind, t + i * dt, t + j * dt, dt);
-    const acc_t xs = kernel_value(kind, ss, g) * it, xt = kernel_value(kind, st, g) * it;
-    ls.add(xs);
-    lt.add(xt, xt - xs);
+    row.add(mul_rn(kernel_value(kind, ss, g), it), mul_rn(kernel_value(kind, st, g), it));
   }
   if (lane == 0) {
-    const acc_t lse_s = ls.value(), lse_t = lt.lse();
-    const acc_t kl = lt.mean() - lse_t + lse_s;
+    const acc_t kl = row.kl();
     per_node[i] = kl < acc_t(0) ? acc_t(0) : kl;  // NaN stays NaN
-    lse[2 * i] = lse_s;
-    lse[2 * i + 1] = lse_t;
+    lse[2 * i] = row.lse_s();
+    lse[2 * i + 1] = row.lse_t();
   }
 }
 
@@ -86,7 +83,7 @@ __global__ void lsp_backward_rows_kernel(const index_t* __restrict__ rowptr, con
     const auto ss = warp_pair_stats<acc_t>(kind, s + i * ds, s + j * ds, ds);
     const auto st = warp_pair_stats<acc_t>(kind, t + i * dt, t + j * dt, dt);
     const acc_t ks = kernel_value(kind, ss, g), kt = kernel_value(kind, st, g);
-    const acc_t ls = ks * it - lse_s, lt = kt * it - lse_t;
+    const acc_t ls = mul_rn(ks, it) - lse_s, lt = mul_rn(kt, it) - lse_t;  // logits as the forward rounded them
     const acc_t ps = exp(ls), pt = exp(lt);
     if (need_s) {
       const acc_t c = gi * (ps - pt);

@@ -24,6 +24,8 @@
 #include <ATen/ops/zeros_like.h>
 #include <ATen/Dispatch.h>
 
+#include "common/pairwise_tiles.h"
+#include "common/rounding.h"
 #include "common/similarity_kernels.h"
 #include "cuda/csr_matmul.h"
 #include "cuda/cuda_utils.cuh"
@@ -85,7 +87,7 @@ __global__ void lsp_edge_stage(const index_t* __restrict__ dst, const index_t* _
     const PairStats<T> pt = group_pair_stats<G, T>(kind, t + i * dt, t + j * dt, dt, active);
     if (!active || lane != 0) continue;
     const T ks = kernel_value(kind, ps, gamma), kt = kernel_value(kind, pt, gamma);
-    const T xs = ks * inv_tau, xt = kt * inv_tau;
+    const T xs = mul_rn(ks, inv_tau), xt = mul_rn(kt, inv_tau);  // rounded alike in both passes
     if constexpr (!kBackward) {
       xs_out[e] = xs;
       xt_out[e] = xt;
@@ -134,17 +136,18 @@ __global__ void lsp_segment_stage(const index_t* __restrict__ rowptr, int64_t n,
     ss += exp(xs[e] - ms);
     const T p = exp(xt[e] - mt);
     st += p;
-    wt += p * (xt[e] - xs[e]);
+    wt += p * ((xt[e] - mt) - (xs[e] - ms));  // against the maxima, as tiles::OnlineKL keeps it
   }
   ss = warp_sum(ss);
   st = warp_sum(st);
   wt = warp_sum(wt);
   if (lane == 0) {
-    const T lse_s = ms + log(ss), lse_t = mt + log(st);
-    const T k = wt / st - lse_t + lse_s;  // >= 0 up to rounding: clamp (NaN stays NaN)
+    tiles::OnlineKL<T> row;
+    row.ms = ms; row.ss = ss; row.mt = mt; row.st = st; row.w = wt;
+    const T k = row.kl();  // >= 0 up to rounding: clamp (NaN stays NaN)
     per_node[i] = k < T(0) ? T(0) : k;
-    lse[2 * i] = lse_s;
-    lse[2 * i + 1] = lse_t;
+    lse[2 * i] = row.lse_s();
+    lse[2 * i + 1] = row.lse_t();
   }
 }
 

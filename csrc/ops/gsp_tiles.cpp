@@ -16,6 +16,7 @@
 
 #include "common/gsp_tile_math.h"
 #include "common/pairwise_tiles.h"
+#include "common/rounding.h"
 #include "common/tile_workspace.h"
 
 namespace gkdfast {
@@ -75,7 +76,7 @@ void host_forward(const GspTileConsts& k, const GspTile& tile, const GspNorms& n
   at::parallel_for(0, bi, 16, [&](int64_t r_begin, int64_t r_end) {
     for (int64_t r = r_begin; r < r_end; ++r) {
       const int64_t a = tile.i0 + r;
-      tiles::OnlineWeightedLSE<T> ls, lt;
+      tiles::OnlineKL<T> row;
       double sq = 0;
       for (int64_t c = 0; c < bj; ++c) {
         const int64_t b = tile.j0 + c;
@@ -84,21 +85,16 @@ void host_forward(const GspTileConsts& k, const GspTile& tile, const GspNorms& n
         const T kt = gsp_tile::kernel_from_dot<T>(k.kind, gt[r * ldt + c], nt ? nt[a] : T(0), nt ? nt[b] : T(0),
                                                    a == b, gamma);
         if (k.kl) {
-          const T xs = ks * inv_tau, xt = kt * inv_tau;
-          ls.add(xs, T(0));
-          lt.add(xt, xt - xs);
+          row.add(mul_rn(ks, inv_tau), mul_rn(kt, inv_tau));
         } else {
           sq += double(ks - kt) * double(ks - kt);
         }
       }
       if (k.kl) {
         T* st = state.data_ptr<T>() + r * state.stride(0);
-        tiles::OnlineWeightedLSE<T> s0, t0;
-        s0.max = st[0]; s0.sum = st[1];
-        t0.max = st[2]; t0.sum = st[3]; t0.wsum = st[4];
-        s0.merge(ls);
-        t0.merge(lt);
-        st[0] = s0.max; st[1] = s0.sum; st[2] = t0.max; st[3] = t0.sum; st[4] = t0.wsum;
+        tiles::OnlineKL<T> acc = tiles::OnlineKL<T>::load(st);
+        acc.merge(row);
+        acc.save(st);
       } else {
         state.data_ptr<double>()[r * state.stride(0)] += sq;
       }
@@ -205,10 +201,11 @@ std::tuple<at::Tensor, at::Tensor> gsp_tiles_forward(const at::Tensor& s_in, con
     }
   }
   if (kl) {
-    const at::Tensor lse_s = state.select(1, 0) + state.select(1, 1).log();
-    const at::Tensor lse_t = state.select(1, 2) + state.select(1, 3).log();
-    // KL = E_pT[x^T - x^S] - lse_t + lse_s >= 0 up to rounding: clamp (NaN stays NaN)
-    const at::Tensor kl_rows = (state.select(1, 4) / state.select(1, 3) - lse_t + lse_s).clamp_min(0);
+    const at::Tensor log_ss = state.select(1, 1).log(), log_st = state.select(1, 3).log();
+    const at::Tensor lse_s = state.select(1, 0) + log_ss;
+    const at::Tensor lse_t = state.select(1, 2) + log_st;
+    // KL = w / s^T - log s^T + log s^S (tiles::OnlineKL::kl) >= 0 up to rounding: clamp (NaN stays NaN)
+    const at::Tensor kl_rows = (state.select(1, 4) / state.select(1, 3) - log_st + log_ss).clamp_min(0);
     per_row.copy_(kl_rows);
     stats.select(1, 0).copy_(lse_s);
     stats.select(1, 1).copy_(lse_t);

@@ -52,9 +52,8 @@ struct GspRowState {
 class GspTileEpilogue {
  public:
   virtual ~GspTileEpilogue() = default;
-  // kl : state [bi, 5] (max_s, sum_s, max_t, sum_t, wsum_t) of the tile's rows, accumulation
-  //      dtype, merged with the row log-sum-exps of this tile's x = k / tau (wsum_t carries
-  //      sum exp(x^T - max_t) (x^T - x^S));
+  // kl : state [bi, 5] of the tile's rows in the accumulation dtype, the slots of tiles::OnlineKL
+  //      (max_s, sum_s, max_t, sum_t, w), merged with this tile's x = k / tau formed by mul_rn;
   // mse: state [bi] float64 += sum over the tile's columns of (K^S - K^T)^2.
   virtual void forward(const GspTileConsts& k, const GspTile& tile, const GspNorms& norms,
                        at::Tensor state) const = 0;
