@@ -86,6 +86,19 @@ def test_crd_multi_tile_float32():
         torch.testing.assert_close(x.double(), y.double(), rtol=1e-4, atol=1e-7)
 
 
+@pytest.mark.parametrize("device", DEVICES)
+def test_crd_sampled_float32_well_aligned_rows_not_biased_low(device):
+    # A student close to its teacher: each row's loss is log(1 + sum of 1024 terms below 2^-24).
+    # A float running sum near 1 dropped them one by one (the loss came out 51% low on every row);
+    # the log-sum-exp is now accumulated in double and the positive's logit cancels first.
+    g = torch.Generator().manual_seed(0)
+    t = torch.randn(1100, 128, generator=g, dtype=torch.float64)
+    s = t + 0.05 * torch.randn(1100, 128, generator=g, dtype=torch.float64)
+    exact = crd(s.to(device), t.to(device), tau=0.05, num_negatives=1024, seed=1).item()
+    out = crd(s.float().to(device), t.float().to(device), tau=0.05, num_negatives=1024, seed=1).item()
+    assert exact > 0 and abs(out - exact) <= 1e-3 * exact, (out, exact)
+
+
 def test_crd_sampled_reproducible_and_seed_dependent():
     s, t = _pair(50, 5)
     a = crd(s, t, num_negatives=7, seed=1)

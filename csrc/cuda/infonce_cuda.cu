@@ -24,6 +24,7 @@
 #include "cuda/cuda_kernels.h"
 #include "common/online_softmax.h"
 #include "common/philox.h"
+#include "common/rounding.h"
 #include "cuda/lse_tiles_cuda.h"
 #include "ops/gram_lse.h"
 #include "ops/infonce.h"
@@ -55,23 +56,22 @@ __global__ void sampled_forward_kernel(const scalar_t* __restrict__ a, const sca
   if (i >= n) return;  // uniform per warp
   const int64_t gi = r0 + i;
   const scalar_t* ai = a + i * d;
-  OnlineLSE<acc_t> st;
+  OnlineLSE<double> st;  // a float sum near 1 drops terms below half an ulp (infonce_cpu.cpp)
   acc_t lpos = 0;
   if (has_pos) {
-    lpos = inv_tau * warp_dot<scalar_t, acc_t>(ai, c + gi * d, d, lane);
+    lpos = mul_rn(inv_tau, warp_dot<scalar_t, acc_t>(ai, c + gi * d, d, lane));
     st.add(lpos);
   }
   for (int64_t q = 0; q * 4 < k_neg; ++q) {
     const philox::U4 w = philox::negative_words(seed, gi, q);
     for (int t = 0; t < 4 && q * 4 + t < k_neg; ++t) {
       const int64_t j = philox::word_to_index(philox::pick_word(w, t), n_c, gi);
-      st.add(inv_tau * warp_dot<scalar_t, acc_t>(ai, c + j * d, d, lane));
+      st.add(mul_rn(inv_tau, warp_dot<scalar_t, acc_t>(ai, c + j * d, d, lane)));
     }
   }
   if (lane == 0) {
-    const acc_t v = st.value();
-    lse[i] = v;
-    loss[i] = v - lpos;
+    lse[i] = static_cast<acc_t>(st.value());
+    loss[i] = static_cast<acc_t>((st.max - double(lpos)) + log(st.sum));  // the size of the logits cancels first
   }
 }
 
@@ -99,14 +99,14 @@ __global__ void sampled_backward_kernel(const scalar_t* __restrict__ a, const sc
     }
   };
   if (has_pos) {
-    const acc_t p = exp(inv_tau * warp_dot<scalar_t, acc_t>(ai, c + gi * d, d, lane) - li);
+    const acc_t p = exp(mul_rn(inv_tau, warp_dot<scalar_t, acc_t>(ai, c + gi * d, d, lane)) - li);
     scatter(gi, gp * p - g[i] * inv_tau);
   }
   for (int64_t q = 0; q * 4 < k_neg; ++q) {
     const philox::U4 w = philox::negative_words(seed, gi, q);
     for (int t = 0; t < 4 && q * 4 + t < k_neg; ++t) {
       const int64_t j = philox::word_to_index(philox::pick_word(w, t), n_c, gi);
-      scatter(j, gp * exp(inv_tau * warp_dot<scalar_t, acc_t>(ai, c + j * d, d, lane) - li));
+      scatter(j, gp * exp(mul_rn(inv_tau, warp_dot<scalar_t, acc_t>(ai, c + j * d, d, lane)) - li));
     }
   }
 }
