@@ -17,11 +17,11 @@ def _row_sum_per_edge(rowptr: Tensor, v: Tensor) -> Tensor:
 
 
 def _edge_softmax_fake(rowptr, scores):
-    return torch.empty_like(scores)
+    return torch.empty_like(scores, memory_format=torch.contiguous_format)
 
 
 def _edge_softmax_backward_fake(rowptr, out, grad_out):
-    return torch.empty_like(out)
+    return torch.empty_like(out, memory_format=torch.contiguous_format)
 
 
 def _softmax_setup(ctx, inputs, output):

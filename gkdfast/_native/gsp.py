@@ -19,8 +19,8 @@ def _gsp_fake(student, teacher, kernel, loss, gamma, tau, row_begin=0, row_end=-
 
 def _gsp_backward_fake(student, teacher, per_row, stats, grad, kernel, loss, gamma, tau, need_student,
                        need_teacher, row_begin=0, row_end=-1):
-    gs = torch.empty_like(student) if need_student else student.new_empty((0,))
-    gt = torch.empty_like(teacher) if need_teacher else teacher.new_empty((0,))
+    gs = torch.empty_like(student, memory_format=torch.contiguous_format) if need_student else student.new_empty((0,))
+    gt = torch.empty_like(teacher, memory_format=torch.contiguous_format) if need_teacher else teacher.new_empty((0,))
     return gs, gt
 
 

@@ -20,7 +20,8 @@ def _infonce_fake(a, c, inv_tau, pos_offset, exclude_self, num_negatives, seed, 
 
 def _infonce_backward_fake(a, c, lse, grad_loss, grad_lse, inv_tau, pos_offset, exclude_self, num_negatives,
                            seed, row_begin=0):
-    return torch.empty_like(a), torch.empty_like(c)
+    dense = torch.contiguous_format  # the kernel makes its inputs contiguous first
+    return torch.empty_like(a, memory_format=dense), torch.empty_like(c, memory_format=dense)
 
 
 def _sample_negatives_fake(rows, num_nodes, num_negatives, seed):

@@ -20,8 +20,8 @@ def _lsp_fake(rowptr, col, t_rowptr, t_col, t_eid, student, teacher, kernel, gam
 
 def _lsp_backward_fake(rowptr, col, t_rowptr, t_col, t_eid, student, teacher, per_node, lse, grad, kernel,
                        gamma, tau, need_student, need_teacher):
-    gs = torch.empty_like(student) if need_student else student.new_empty((0,))
-    gt = torch.empty_like(teacher) if need_teacher else teacher.new_empty((0,))
+    gs = torch.empty_like(student, memory_format=torch.contiguous_format) if need_student else student.new_empty((0,))
+    gt = torch.empty_like(teacher, memory_format=torch.contiguous_format) if need_teacher else teacher.new_empty((0,))
     return gs, gt
 
 

@@ -20,7 +20,8 @@ def _spmm_fake(rowptr, col, t_rowptr, t_col, t_eid, weight, x, reduce):
 
 
 def _spmm_arg_backward_fake(rowptr, col, t_rowptr, t_col, t_eid, weight, x, arg, grad_out):
-    return torch.empty_like(x), x.new_empty((col.shape[0],) if weight is not None else (0,))
+    grad_x = torch.empty_like(x, memory_format=torch.contiguous_format)  # the kernel reads x made contiguous
+    return grad_x, x.new_empty((col.shape[0],) if weight is not None else (0,))
 
 
 def _spmm_setup(ctx, inputs, output):
