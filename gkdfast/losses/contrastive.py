@@ -546,7 +546,8 @@ def ncontrast(graph: Graph, z: Tensor, tau: float = 1.0, hops: int = 1, num_nega
             either: the batch's block of ``W`` is joined from the graph's CSR on each call (work and
             memory follow the ``hops``-paths that start and end in the batch; ``max_nnz`` does not apply),
             so it runs on graphs whose ``Â^hops`` has billions of non-zeros.  O(B·d) memory for the
-            similarities.  With ``process_group`` each rank passes its **shard of the global batch**:
+            similarities.  That join reads the values of ``nodes``: ``torch.compile`` runs it between
+            graphs (no ``fullgraph=True``), with values and gradients equal to eager.  With ``process_group`` each rank passes its **shard of the global batch**:
             its ``nodes`` and their rows of ``z`` (shards in rank order, sizes may differ); the loss is
             that of the concatenated batch, exactly as one process computes it, and each rank joins
             only its own rows of the batch's ``W`` block (against the gathered node ids).
@@ -632,6 +633,8 @@ def _check_batch_nodes(nodes, z: Tensor, num_nodes: int, op: str) -> Tensor:
     if nodes.numel() != z.size(0):
         raise ValueError(f"gkdfast.losses.{op}: z has {z.size(0)} rows but nodes lists {nodes.numel()} nodes "
                          "(z must hold one row per listed node)")
+    if torch.compiler.is_compiling():  # the bounds read the values: left to the indexing while tracing
+        return nodes.to(z.device).long()
     low, high = (int(nodes.min()), int(nodes.max())) if nodes.numel() else (0, 0)
     if nodes.numel() and (low < 0 or high >= num_nodes):
         bad = low if low < 0 else high

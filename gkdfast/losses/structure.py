@@ -244,7 +244,8 @@ def gsp(student: Tensor, teacher: Tensor, kernel: str = "linear", loss: str = "m
         nodes: optional 1-D index (or bool mask) tensor restricting the loss to those rows, e.g. a
             random sample, as in the public subsampled implementations.  With ``process_group`` it
             indexes this rank's shard (the loss is then over the concatenation of every rank's
-            selected rows).
+            selected rows).  Under ``torch.compile(fullgraph=True)`` pass an index tensor: a mask's
+            row count depends on its values, which a full graph cannot branch on.
         process_group: ``None`` (single process) or a ``torch.distributed`` group.  Each rank then
             passes its **row shard** (contiguous rows, rank order = row order, sizes may differ; see
             :func:`gkdfast.distributed.shard_range`) of ``student`` and ``teacher`` and gets the loss
@@ -286,7 +287,10 @@ def gsp(student: Tensor, teacher: Tensor, kernel: str = "linear", loss: str = "m
         if nodes.device != student.device:
             raise ValueError(f"gkdfast.losses.gsp: nodes is on {nodes.device} but the embeddings are on "
                              f"{student.device}")
-        if nodes.numel() and (int(nodes.min()) < -student.size(0) or int(nodes.max()) >= student.size(0)):
+        # The bounds read the values: skipped while torch.compile traces (fullgraph cannot branch on
+        # data), where the indexing below still refuses an index out of range.
+        if (not torch.compiler.is_compiling() and nodes.numel()
+                and (int(nodes.min()) < -student.size(0) or int(nodes.max()) >= student.size(0))):
             raise ValueError(f"gkdfast.losses.gsp: nodes has indices outside [0, {student.size(0)})")
         student, teacher = student[nodes], teacher[nodes]
     if loss == "mse" and kernel in ("linear", "cosine"):
