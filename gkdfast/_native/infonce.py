@@ -3,8 +3,9 @@
 
 ``infonce`` returns ``(loss [R], lse [R])`` in the accumulation dtype; its backward is the explicit
 ``infonce_backward`` op, which recomputes the logit tiles (or re-draws the Philox negatives) instead
-of saving anything N x N or N x K: only the inputs and ``lse`` are saved.  ``sample_negatives`` and
-``topk_similar`` have no gradient (indices; topk's values are recomputed in Python).
+of saving anything N x N or N x K: only the inputs and ``lse`` are saved.  ``sample_negatives`` has no
+gradient (indices).  ``topk_similar``'s values ``query_q . keys_idx`` get theirs from the saved indices
+(the public ``gkdfast.topk_similar`` recomputes its values in Python instead, from normalised rows).
 """
 from __future__ import annotations
 
@@ -50,6 +51,22 @@ def _backward(ctx, grad_loss, grad_lse):
     return (da if ctx.needs_input_grad[0] else None, dc if ctx.needs_input_grad[1] else None, *rest)
 
 
+def _topk_setup(ctx, inputs, output):
+    ctx.save_for_backward(inputs[0], inputs[1], output[1])
+
+
+def _topk_backward(ctx, grad_values, grad_idx):
+    query, keys, idx = ctx.saved_tensors
+    if grad_values is None:
+        return None, None, None
+    gq = (grad_values.unsqueeze(2) * keys[idx]).sum(1) if ctx.needs_input_grad[0] else None
+    gk = None
+    if ctx.needs_input_grad[1]:
+        rows = (grad_values.unsqueeze(2) * query.unsqueeze(1)).reshape(-1, query.shape[1])
+        gk = torch.zeros_like(keys).index_add_(0, idx.reshape(-1), rows)
+    return gq, gk, None
+
+
 def register() -> None:
     """Registers the family's fake kernels and infonce's autograd (nothing on a build without it)."""
     if not has_op("infonce"):
@@ -58,4 +75,4 @@ def register() -> None:
     register_op("infonce_backward", _infonce_backward_fake,
                 no_double_backward="gkdfast.losses.crd / nt_xent / ncontrast")
     register_op("sample_negatives", _sample_negatives_fake)
-    register_op("topk_similar", _topk_fake)
+    register_op("topk_similar", _topk_fake, _topk_backward, _topk_setup)
