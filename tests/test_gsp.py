@@ -240,3 +240,25 @@ def test_kl_float32_small_tau_as_precise_as_the_dense_reference(monkeypatch, imp
         scale = exact[0].abs().item() if i == 0 else grad_scale
         # at most a few times the dense float32 error, or a few float32 roundings of the largest value
         assert err <= 4 * ref_err + 4e-7 * scale, (name, err, ref_err, scale)
+
+
+@pytest.mark.parametrize("kernel", ["rbf", "poly", "laplace"])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_cpu_half_raw_op_runs_in_float32_on_the_default_path(kernel, dtype):
+    # the default (SIMD) CPU path raised "not implemented for 'Half'" while the fake kernel promised
+    # float32 outputs; half now runs in float32 there as on the portable driver and on CUDA
+    if not gkdfast._backend.has_kernel("gsp_tiled", "CPU"):
+        pytest.fail("no CPU kernel registered for gkdfast::gsp_tiled")
+    s, t = _pair(30, 4, 6, dtype=torch.float32)
+    sh, th = s.detach().to(dtype), t.detach().to(dtype)
+    for loss in ("mse", "kl"):
+        args = (sh, th, kernel, loss, 0.5, 1.0)
+        torch.library.opcheck(torch.ops.gkdfast.gsp_tiled.default, args)
+        per_row, stats = torch.ops.gkdfast.gsp_tiled(*args)
+        exact = torch.ops.gkdfast.gsp_tiled(sh.float(), th.float(), kernel, loss, 0.5, 1.0)[0]
+        assert per_row.dtype == torch.float32
+        torch.testing.assert_close(per_row, exact, rtol=1e-4, atol=1e-4)
+        bargs = (sh, th, per_row, stats, torch.full_like(per_row, 0.1), kernel, loss, 0.5, 1.0, True, True)
+        torch.library.opcheck(torch.ops.gkdfast.gsp_tiled_backward.default, bargs)
+        gs, gt = torch.ops.gkdfast.gsp_tiled_backward(*bargs)
+        assert gs.dtype == dtype and gt.dtype == dtype

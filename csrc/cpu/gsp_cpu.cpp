@@ -493,6 +493,10 @@ void gsp_gemm_backward(const at::Tensor& s, const at::Tensor& t, const at::Tenso
   });
 }
 
+bool simd_dtype(const at::Tensor& x) {
+  return x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble;
+}
+
 }  // namespace
 
 std::tuple<at::Tensor, at::Tensor> gsp_tiled_cpu(const at::Tensor& s_in, const at::Tensor& t_in,
@@ -502,8 +506,13 @@ std::tuple<at::Tensor, at::Tensor> gsp_tiled_cpu(const at::Tensor& s_in, const a
   const SimKernel kind = args.kind;
   const GspLoss loss = args.loss;
   const int64_t r0 = args.r0, r1 = args.r1;
-  if (!kernel_is_gemm_friendly(kind)) return cpu::gsp_direct_cpu(s_in, t_in, kind, loss, gamma, tau, r0, r1);
-  if (cpu_gsp_portable()) return gsp_tiles_forward(s_in, t_in, kind, loss, gamma, tau, r0, r1, host_gsp_epilogue());
+  // half / bfloat16 run in float32, the dtype of their outputs (gsp_output_dtype): laplace through the
+  // per-pair path on float copies, the rest through the portable driver (the SIMD tiles are float / double)
+  if (!kernel_is_gemm_friendly(kind))
+    return simd_dtype(s_in) ? cpu::gsp_direct_cpu(s_in, t_in, kind, loss, gamma, tau, r0, r1)
+                            : cpu::gsp_direct_cpu(s_in.to(at::kFloat), t_in.to(at::kFloat), kind, loss, gamma, tau, r0, r1);
+  if (cpu_gsp_portable() || !simd_dtype(s_in))
+    return gsp_tiles_forward(s_in, t_in, kind, loss, gamma, tau, r0, r1, host_gsp_epilogue());
   // detach: the tiles are plain kernels (worker threads do not inherit the caller's grad mode)
   const auto s = s_in.detach().contiguous();
   const auto t = t_in.detach().contiguous();
@@ -533,10 +542,15 @@ std::tuple<at::Tensor, at::Tensor> gsp_tiled_backward_cpu(const at::Tensor& s_in
   const at::Tensor& per_row_n = partial ? full.per_row : per_row_in;
   const at::Tensor& stats_n = partial ? full.stats : stats_in;
   const at::Tensor& grad_n = partial ? full.grad : grad_in;
-  if (!kernel_is_gemm_friendly(kind))
-    return cpu::gsp_direct_backward_cpu(s_in, t_in, per_row_n, stats_n, grad_n, kind, loss, gamma, tau, need_s,
-                                        need_t, r0, r1);
-  if (cpu_gsp_portable())
+  if (!kernel_is_gemm_friendly(kind)) {
+    if (simd_dtype(s_in))
+      return cpu::gsp_direct_backward_cpu(s_in, t_in, per_row_n, stats_n, grad_n, kind, loss, gamma, tau, need_s,
+                                          need_t, r0, r1);
+    auto [gs, gt] = cpu::gsp_direct_backward_cpu(s_in.to(at::kFloat), t_in.to(at::kFloat), per_row_n, stats_n, grad_n,
+                                                 kind, loss, gamma, tau, need_s, need_t, r0, r1);
+    return {gs.to(s_in.scalar_type()), gt.to(t_in.scalar_type())};
+  }
+  if (cpu_gsp_portable() || !simd_dtype(s_in))
     return gsp_tiles_backward(s_in, t_in, per_row_n, stats_n, grad_n, kind, loss, gamma, tau, need_s, need_t, r0, r1,
                               host_gsp_epilogue());
   const auto s = s_in.detach().contiguous();
