@@ -423,4 +423,6 @@ def relation(student_blocks: Sequence[Tensor], teacher_blocks: Sequence[Tensor],
     us = _unit_rows(torch.stack(student_blocks, 1).reshape(n * kk, ds)).reshape(n, kk, ds)
     ut = _unit_rows(torch.stack([b.to(dtype) for b in teacher_blocks], 1).reshape(n * kk, dt)).reshape(n, kk, dt)
     rs, rt = us @ us.transpose(1, 2), ut @ ut.transpose(1, 2)
-    return (rs - rt).pow(2).sum() / (max(n, 1) * kk * kk)
+    sq = (rs - rt).pow(2)  # half / bfloat16: summed in float32 (N K^2 terms pass 65,504 long before the mean)
+    total = sq.sum(dtype=torch.float32) if sq.element_size() < 4 else sq.sum()
+    return (total / (max(n, 1) * kk * kk)).to(dtype)
