@@ -721,6 +721,11 @@ def main(argv=None) -> int:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         return _interrupted(args)
+    except BrokenPipeError:
+        # the reader went away (`gkdfast info | head -3`): stop quietly, as a shell command does; stdout
+        # goes to devnull so that the interpreter's final flush does not raise again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE
     except (ValueError, TypeError, OSError, KeyError, NotImplementedError) as exc:
         if os.environ.get("GKDFAST_DEBUG"):
             raise

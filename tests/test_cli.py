@@ -276,3 +276,29 @@ def test_hetero_students_are_checked_before_the_teacher_trains(capsys):
     assert "same model twice" in capsys.readouterr().err
     assert main(["distill", "--data", data, "--student", "mlp", "--quiet", "--epochs", "1"]) == 2
     assert "unknown heterogeneous model 'mlp'" in capsys.readouterr().err
+
+
+def test_python_dash_m_gkdfast_is_the_command():
+    import subprocess
+    import sys
+
+    from conftest import REPO
+    env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    res = subprocess.run([sys.executable, "-m", "gkdfast", "info"], capture_output=True, text=True, env=env, cwd=REPO,
+                         timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout == run_cli("info").stdout
+
+
+def test_closed_stdout_stops_quietly():
+    # `gkdfast info | head -1` printed "gkdfast info: error: [Errno 32] Broken pipe"
+    import subprocess
+    import sys
+
+    from conftest import REPO
+    env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.Popen([sys.executable, "-m", "gkdfast", "info"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=env, cwd=REPO)
+    proc.stdout.close()  # the reader is gone before anything is written
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141 and err == ""
