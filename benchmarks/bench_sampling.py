@@ -3,7 +3,8 @@
     python benchmarks/bench_sampling.py --nodes 200000 --avg-degree 20 --features 100 --out /tmp/bs
     GKDFAST_BENCH_SMALL=1 python benchmarks/bench_sampling.py            # smoke (tiny sizes)
 
-Prints and (with ``--out``) writes ``sampling.json`` (atomically, with the machine's description):
+Prints a table and (with ``--out``) writes ``sampling.json`` (atomically, with the machine's description)
+and ``sampling.png`` (time per million sampled edges, native against the reference, and the epoch):
 * ``rows`` (the sampler): ``gkdfast.sampling.sample_neighbors`` over every node in batches (one hop),
   sampled edges per second, native kernel and (on a slice, checked equal to the native samples of it
   first, timed as often) the pure-PyTorch reference;
@@ -19,6 +20,7 @@ import statistics
 import sys
 import time
 
+import pytest
 import torch
 
 import gkdfast
@@ -98,6 +100,20 @@ def bench_epoch(g, features, classes, fanouts, batch_size, train_fraction):
     return row
 
 
+# ------------------------------------------------------------------------------------ pytest-benchmark
+@pytest.mark.parametrize("impl", ["gkdfast", "reference"])
+def test_bench_sample_neighbors(benchmark, impl):
+    # one hop, fan-out 15, four batches of 1024 seeds of a 20,000-node power-law graph (the same for both)
+    g = power_law_graph(20_000, 200_000, seed=0, exponent=2.2).to(index_dtype=torch.int32)
+    order = torch.randperm(g.num_nodes, generator=torch.Generator().manual_seed(0)).to(g.col.dtype)
+    batches = [order[i:i + 1024] for i in range(0, 4 * 1024, 1024)]
+    if impl == "gkdfast":
+        run = lambda: [sample_neighbors(g, b, 15, seed=0) for b in batches]  # noqa: E731
+    else:
+        run = lambda: [ref.sample_neighbors(g.rowptr, g.col, b, 15, 0, 0) for b in batches]  # noqa: E731
+    benchmark.pedantic(run, rounds=3, iterations=1)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--nodes", type=int, default=2000 if SMALL else 200_000)
@@ -126,12 +142,38 @@ def main():
            "blocks": bench_blocks(g, args.fanouts, args.batch_size, 20 if SMALL else 50)}
     if not args.skip_epoch:
         out["epoch"] = bench_epoch(g, args.features, args.classes, args.fanouts, args.batch_size, args.train_fraction)
-    if args.out:
-        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # benchmarks/_report
-        import _report  # the shared atomic, machine-stamped JSON writer
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # benchmarks/_report
+    import _report  # the shared table, atomic machine-stamped JSON and chart
 
-        os.makedirs(args.out, exist_ok=True)
-        _report.write_json(out.pop("sampler"), os.path.join(args.out, "sampling.json"), benchmark="sampling", **out)
+    rows = _table_rows(out)
+    title = "\nms per million sampled edges (epoch: ms); ratio = impl / gkdfast (>1: gkdfast faster)"
+    if args.out:
+        _report.report(rows, args.out, "sampling", f"neighbour sampling, {g.num_nodes} nodes / {g.num_edges} edges",
+                       extra_cols=("rate",), table_title=title, **out)
+    else:
+        print(_report.format_table(_report.add_ratios(rows), extra_cols=("rate",), title=title))
+
+
+def _table_rows(out):
+    """The measurements as the shared report's rows: time per million sampled edges for the sampler
+    (native and reference) and the loader, the epoch's wall time; ``rate`` says the throughput."""
+    import _report
+
+    rows = []
+    for r in out["sampler"]:
+        case = f"sampler k={r['fanout']}"
+        rows.append({"case": case, "impl": "gkdfast", "ms": 1e9 / r["edges_per_s"],
+                     "rate": f"{r['edges_per_s'] / 1e6:.1f} M edges/s"})
+        rows.append({"case": case, "impl": "reference", "ms": 1e9 / r["reference_edges_per_s"],
+                     "rate": f"{r['reference_edges_per_s'] / 1e6:.1f} M edges/s"})
+    b = out["blocks"]
+    rows.append({"case": "loader " + ",".join(map(str, b["fanouts"])), "impl": "gkdfast", "ms": 1e9 / b["edges_per_s"],
+                 "rate": f"{b['seeds_per_s']:.0f} seeds/s"})
+    if "epoch" in out:
+        e = out["epoch"]
+        rows.append({"case": "SAGE epoch", "impl": "gkdfast", "ms": 1e3 * e["seconds"],
+                     "rate": f"{e['nodes_per_s']:.0f} nodes/s"})
+    return _report.add_ratios(rows)
 
 
 if __name__ == "__main__":
