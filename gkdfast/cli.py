@@ -277,8 +277,8 @@ def _distill(args) -> int:
         f"{data.num_classes} classes; split {data.extras.get('split', 'given')}; device {device}")
     if teacher is None and not auto_teacher:
         log("no teacher: every method is teacher-free (--teacher NAME adds a teacher row)")
-    if auto_teacher:  # the candidates train on the first seed's split; the winner serves every seed
-        from gkdfast.distill.teacher_select import select_teacher
+    if auto_teacher:  # picked on each seed's split where the splits differ (else the first seed's serves all)
+        from gkdfast.distill.teacher_select import select_per_seed, select_teacher
 
         if group is not None:
             raise ValueError("--teacher auto: pick the teacher in one process first (the log names it), then "
@@ -289,13 +289,18 @@ def _distill(args) -> int:
     # One run per --out at a time: a second one would share checkpoints and results.  Under torchrun
     # rank 0 holds the lock for the whole group.  (Taken before the teacher selection, which may be long.)
     with exclusive_dir(out, "--out folder", enabled=os.environ.get("RANK", "0") == "0"):
+        seeds = list(range(args.seed, args.seed + num_seeds(args)))
+        inductive_fraction = args.inductive_fraction if args.setting == "inductive" else None
         if auto_teacher:  # on what the experiment's teacher will see: masked data, the observed graph
-            teacher, selection = select_teacher(
-                data, seed=args.seed, epochs=args.epochs, device=device, log=log,
-                cache_dir=args.cache_dir or os.path.join(out, "cache"), missing_rate=args.missing_rate or 0.0,
-                inductive_fraction=args.inductive_fraction if args.setting == "inductive" else None)
+            (teacher, selection), for_seed, picks = select_per_seed(
+                lambda s: select_teacher(data, seed=s, epochs=args.epochs, device=device, log=log,
+                                         cache_dir=args.cache_dir or os.path.join(out, "cache"),
+                                         missing_rate=args.missing_rate or 0.0, inductive_fraction=inductive_fraction),
+                data, seeds, inductive_fraction, log)
+            if len(picks) > 1:
+                teacher = lambda s: for_seed(s)[0]  # noqa: E731
         results = run_experiment(data, teacher=teacher, students=students, methods=methods,
-                                 seeds=list(range(args.seed, args.seed + num_seeds(args))), epochs=args.epochs,
+                                 seeds=seeds, epochs=args.epochs,
                                  device=device, out=out, cache_dir=args.cache_dir,
                                  progress=main and not args.quiet and not args.no_progress, overrides=overrides,
                                  log=log, setting=args.setting, inductive_fraction=args.inductive_fraction,
@@ -303,7 +308,9 @@ def _distill(args) -> int:
         if not main:
             return 0
         if auto_teacher:
-            results["teacher_selection"] = selection
+            results["teacher_selection"] = selection  # the first seed's candidates
+            if len(picks) > 1:
+                results["teacher_selection_per_seed"] = {str(s): t for s, t in picks.items()}
         print(format_table(results))
         # one file per setting, as the checkpoints: several settings can share an --out
         stem = "results" + setting_tag(args.inductive_fraction if args.setting == "inductive" else None,
@@ -565,9 +572,9 @@ def build_parser() -> argparse.ArgumentParser:
     pd.add_argument("--teacher", help="teacher model name[:hidden] (default sage, hidden 128; rgcn:64 on a "
                                       "heterogeneous graph, or han:64, hgt:64; --task graph: gin:128x5), or "
                                       "'auto': train GCN, SAGE and GAT at hidden 64 and 256 (heterogeneous data: "
-                                      "rgcn:64, hgt:64, han:64) on the first seed's split and keep the best by "
-                                      "validation accuracy.  Not trained when every method is teacher-free unless "
-                                      "named here")
+                                      "rgcn:64, hgt:64, han:64) on the first seed's split (each seed's own where the "
+                                      "split is re-drawn per seed) and keep the best by validation accuracy.  Not "
+                                      "trained when every method is teacher-free unless named here")
     pd.add_argument("--target-type", help="heterogeneous data: the labelled node type (default: inferred from the "
                                           "meta-path file names, pap.npz -> paper)")
     pd.add_argument("--split", type=int, choices=(20, 40, 60), help="heterogeneous data in the HeCo layout: the "

@@ -283,7 +283,7 @@ def test_python_dash_m_gkdfast_is_the_command():
     import sys
 
     from conftest import REPO
-    env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
     res = subprocess.run([sys.executable, "-m", "gkdfast", "info"], capture_output=True, text=True, env=env, cwd=REPO,
                          timeout=120)
     assert res.returncode == 0, res.stderr

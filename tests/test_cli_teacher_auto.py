@@ -27,3 +27,39 @@ def test_teacher_auto_picks_and_uses_the_best_candidate(tmp_path, capsys):
     assert err.count("teacher candidate") == err.count("(cached)") == 6
     assert [line for line in err.splitlines() if "--teacher auto: picked" in line] == picked
     assert json.loads((out / "results.json").read_text())["teacher_selection"] == selection
+
+
+def test_teacher_auto_picks_per_seed_where_the_split_is_redrawn(tmp_path, capsys):
+    # seed 0's validation nodes are test nodes of seed 1 on a random 20/30-per-class split: picking seed 1's
+    # teacher there let seed 1's test labels choose it; each seed now picks on its own split
+    from gkdfast.cli import main
+
+    out = tmp_path / "run"
+    rc = main(["distill", "--nodes", "500", "--teacher", "auto", "--student", "mlp:8", "--methods", "kd",
+               "--epochs", "4", "--seeds", "2", "--no-progress", "--device", "cpu", "--out", str(out)])
+    assert rc in (0, None)
+    err = capsys.readouterr().err
+    assert "each pick their teacher on their own split" in err
+    assert err.count("teacher candidate") == 12  # six candidates for each of the two seeds
+    res = json.loads((out / "results.json").read_text())
+    per_seed = res["teacher_selection_per_seed"]
+    assert sorted(per_seed) == ["0", "1"] and per_seed["0"] == res["teacher_selection"]
+    picks = {s: max(t, key=lambda r: r["val_acc"])["model"] for s, t in per_seed.items()}
+    teacher_rows = {r["model"]: r for r in res["rows"] if r["method"] == "teacher"}
+    assert set(teacher_rows) == set(picks.values())  # one teacher row per picked architecture
+    assert sum(len(r["test_acc"]) for r in teacher_rows.values()) == 2
+
+
+def test_seeds_needing_own_selection_fixed_and_redrawn_splits():
+    import dataclasses
+
+    import torch
+
+    from gkdfast.data import csbm
+    from gkdfast.distill.teacher_select import seeds_needing_own_selection
+
+    d = csbm(num_nodes=300, num_classes=3, seed=0)  # a random split rule: re-drawn per seed
+    assert seeds_needing_own_selection(d, [0, 1, 2]) == [0, 1, 2]
+    fixed = dataclasses.replace(d, extras={**d.extras, "split": "given"})  # the masks as they are
+    assert seeds_needing_own_selection(fixed, [0, 1, 2]) == [0]
+    assert torch.equal(fixed.test_mask, d.test_mask)

@@ -301,7 +301,7 @@ def _train_teacher(teacher, d, train_data, graph, y, test, seed, dev, epochs, te
     return teacher_outputs(tmodel, train_data.x.to(dev), train_data.graph.to(dev), cache_dir=cache_dir, device=dev)
 
 
-def run_experiment(data, *, teacher: Optional[ModelSpec], students: Sequence[ModelSpec],
+def run_experiment(data, *, teacher: Union[None, ModelSpec, Callable[[int], ModelSpec]], students: Sequence[ModelSpec],
                    methods: Union[Sequence[str], Dict[str, Sequence[str]]],
                    seeds: Sequence[int] = (0,), epochs: Optional[int] = None, device="cpu",
                    out: Optional[str] = None, cache_dir: Optional[str] = None, progress: bool = False,
@@ -314,8 +314,9 @@ def run_experiment(data, *, teacher: Optional[ModelSpec], students: Sequence[Mod
     Args:
         data: a :class:`gkdfast.data.GraphData`.
         teacher: teacher :class:`ModelSpec`, or ``None`` when every method is teacher-free (no
-            teacher row; e.g. Graph-MLP's published setting).  students: student specs (each gets a "none" row and a
-            row per method).  methods: recipe names (see :func:`gkdfast.distill.recipes.names`), or a
+            teacher row; e.g. Graph-MLP's published setting), or a function ``seed -> ModelSpec`` (a
+            teacher picked per seed, e.g. by ``--teacher auto`` on a split re-drawn per seed).
+            students: student specs (each gets a "none" row and a row per method).  methods: recipe names (see :func:`gkdfast.distill.recipes.names`), or a
             dict from a student's ``label`` (e.g. ``"MLP(128)"``) to its own list.
         seeds: one run of everything per seed.  epochs: override every recipe's maximum epochs.
         device: training device.  out: folder for checkpoints (resume) — ``None``: no checkpoints.
@@ -366,12 +367,15 @@ def run_experiment(data, *, teacher: Optional[ModelSpec], students: Sequence[Mod
     if setting not in ("transductive", "inductive"):
         raise ValueError(f"run_experiment: setting must be 'transductive' or 'inductive', got {setting!r}")
     inductive = setting == "inductive"
-    if inductive:  # a model with per-node tables is sized to the nodes it trains on and cannot see the rest
-        for spec in ([teacher] if teacher is not None else []) + list(students):
-            if spec.needs_num_nodes:
-                raise ValueError(f"run_experiment: {spec.label} keeps a table row per training node, so it cannot "
-                                 "score the nodes the inductive setting holds out; use another model or "
-                                 "setting='transductive'")
+
+    def check_inductive(spec):  # a model with per-node tables is sized to the nodes it trains on
+        if inductive and spec.needs_num_nodes:
+            raise ValueError(f"run_experiment: {spec.label} keeps a table row per training node, so it cannot "
+                             "score the nodes the inductive setting holds out; use another model or "
+                             "setting='transductive'")
+
+    for spec in ([teacher] if isinstance(teacher, ModelSpec) else []) + list(students):
+        check_inductive(spec)
     if inductive and not 0.0 < float(inductive_fraction) < 1.0:
         raise ValueError(f"run_experiment: inductive_fraction must be in (0, 1), got {inductive_fraction}")
     if cache_dir is None and out is not None:
@@ -411,8 +415,11 @@ def run_experiment(data, *, teacher: Optional[ModelSpec], students: Sequence[Mod
             raise ValueError(f"the split of seed {seed} leaves no training or no test node "
                              f"({int(d.train_mask.sum())} train, {int(test.sum())} test"
                              f"{', inductive' if inductive else ''})")
-        tout = None if teacher is None else _train_teacher(
-            teacher, d, train_data, graph, y, test, seed, dev, epochs, teacher_params, ckpt, cache_dir, progress,
+        tspec = teacher(seed) if callable(teacher) else teacher
+        if tspec is not None:
+            check_inductive(tspec)
+        tout = None if tspec is None else _train_teacher(
+            tspec, d, train_data, graph, y, test, seed, dev, epochs, teacher_params, ckpt, cache_dir, progress,
             record, log)
 
         # Students --------------------------------------------------------------------------------

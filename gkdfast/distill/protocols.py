@@ -502,8 +502,10 @@ def run_published(data, *, methods: Optional[Sequence[str]] = None, seeds: Seque
             save time; a setting none of whose students is named keeps them all.
         auto_teacher: ``--teacher auto``: in each setting with a teacher, pick it by validation accuracy
             on the first seed's split among the setting's own teacher and the common candidates
-            (:func:`gkdfast.distill.teacher_select.select_teacher`); the choice and every candidate's
-            validation accuracy go into the setting's ``teacher_selection``.
+            (:func:`gkdfast.distill.teacher_select.select_teacher`; on each seed's own split where the
+            split is re-drawn per seed, :func:`~gkdfast.distill.teacher_select.select_per_seed`); the
+            choice and every candidate's validation accuracy go into the setting's ``teacher_selection``
+            (``per_seed``: each seed's).
 
     Returns:
         the ``results.json`` dictionary (rows of every setting; rows are told apart by their model
@@ -531,15 +533,22 @@ def run_published(data, *, methods: Optional[Sequence[str]] = None, seeds: Seque
     _check_set(settings, user, teacher_changes, epochs)  # every --set value, before anything trains
     for s in settings:
         d = prepare(data, s)
-        selection = None
-        if auto_teacher and s.teacher is not None:
-            s, selection = _select_teacher(s, d, seeds[0], epochs, device, log,
-                                           None if out is None else os.path.join(out, s.key, "cache"),
-                                           teacher_changes)
+        selection, teacher = None, s.teacher
+        if auto_teacher and s.teacher is not None:  # on each seed's split where the splits differ
+            from gkdfast.distill.teacher_select import select_per_seed
+
+            cache = None if out is None else os.path.join(out, s.key, "cache")
+            (s, selection), for_seed, picks = select_per_seed(
+                lambda seed, s=s: _select_teacher(s, d, seed, epochs, device, log, cache, teacher_changes), d, seeds,
+                log=log)
+            teacher = s.teacher
+            if len(picks) > 1:
+                teacher = lambda seed: for_seed(seed)[0].teacher  # noqa: E731
+                selection = dict(selection, per_seed={str(k): v for k, v in picks.items()})
         kw = _recipe_kwargs(s, user, epochs)
         log(f"published setting {s.key}: {', '.join(s.methods)} on {d.num_nodes} nodes; teacher "
             f"{s.teacher.label if s.teacher else 'none'}, students {', '.join(x.label for x in s.students)}")
-        res = run_experiment(d, teacher=s.teacher, students=list(s.students), methods=list(s.methods),
+        res = run_experiment(d, teacher=teacher, students=list(s.students), methods=list(s.methods),
                              seeds=seeds, epochs=epochs, device=device,
                              out=None if out is None else os.path.join(out, s.key), overrides=kw,
                              teacher_params=_teacher_params(s, teacher_changes, epochs),

@@ -89,6 +89,46 @@ def select_teacher(data, candidates: Sequence[str] = DEFAULT_CANDIDATES, *, seed
     return _pick(specs, table, log)
 
 
+def seeds_needing_own_selection(data, seeds: Sequence[int], inductive_fraction: Optional[float] = None) -> List[int]:
+    """The seeds whose teacher must be picked on their own split: ``seeds[0]``, and every later seed
+    whose evaluation nodes ``seeds[0]``'s selection read (its training or validation labels).
+
+    On a fixed split (Planetoid's public one) one pick serves every seed.  Where the split is re-drawn
+    per seed (20 / 30 labels per class, 60/20/20, the inductive hold-out), the first seed's validation
+    nodes are mostly test nodes of the others: picking their teacher there would let their test labels
+    choose it.
+
+    Example:
+        >>> from gkdfast.data import csbm
+        >>> seeds_needing_own_selection(csbm(num_nodes=300, num_classes=3, seed=0), [0, 1, 2])
+        [0, 1, 2]
+    """
+    seeds = list(seeds)
+    first = seed_data(data, seeds[0], 0.0, inductive_fraction)[0]  # (masked features change no split)
+    read = (first.train_mask | first.val_mask).cpu()
+    own = [seeds[0]]
+    for s in seeds[1:]:
+        d, split = seed_data(data, s, 0.0, inductive_fraction)[:2]
+        test = (split.ind_test_mask if split is not None else d.test_mask).cpu()
+        if bool((test & read).any()):
+            own.append(s)
+    return own
+
+
+def select_per_seed(select: Callable[[int], tuple], data, seeds: Sequence[int],
+                    inductive_fraction: Optional[float] = None, log: Callable[[str], None] = print):
+    """Runs ``select(seed) -> (spec_or_setting, record)`` for the seeds that need their own pick
+    (:func:`seeds_needing_own_selection`) and returns ``(first, for_seed, records)``: the first seed's
+    result, a function ``seed -> result`` (a seed that needs no pick of its own gets the first seed's),
+    and ``{seed: record}`` of every pick made."""
+    own = seeds_needing_own_selection(data, seeds, inductive_fraction)
+    if len(own) > 1:
+        log(f"--teacher auto: the split is re-drawn per seed, so seeds {', '.join(map(str, own))} each pick "
+            "their teacher on their own split (one seed's validation nodes are another's test nodes)")
+    picks = {s: select(s) for s in own}
+    return picks[own[0]], (lambda s: picks.get(s, picks[own[0]])), {s: p[1] for s, p in picks.items()}
+
+
 def best_candidate(table: Sequence[dict]) -> int:
     """Index of the row with the best ``val_acc`` in a selection table (ties: the earlier row)."""
     return max(range(len(table)), key=lambda i: (table[i]["val_acc"], -i))
