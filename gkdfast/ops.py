@@ -14,7 +14,7 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor
 
-from gkdfast import _backend
+from gkdfast import _autocast, _backend
 from gkdfast import _checks
 from gkdfast import reference as ref
 from gkdfast.graph import Graph
@@ -89,8 +89,12 @@ def spmm(graph: Graph, x: Tensor, reduce: str = "sum", edge_weight: Optional[Ten
         edge_weight = graph.edge_weight
     if edge_weight is not None:
         graph.check_edge_values(edge_weight, "edge_weight")
-        if edge_weight.dtype != x.dtype:
-            raise TypeError(f"gkdfast.spmm: edge_weight has dtype {edge_weight.dtype} but x has {x.dtype}")
+    if _autocast.autocast_on(x.device.type):  # inputs of any float dtypes meet in the region's (a matmul's)
+        dtype = _autocast.message_dtype(x, _backend.native_dtypes("spmm", x.device.type))
+        x = x.to(dtype)
+        edge_weight = None if edge_weight is None else edge_weight.to(dtype)
+    if edge_weight is not None and edge_weight.dtype != x.dtype:
+        raise TypeError(f"gkdfast.spmm: edge_weight has dtype {edge_weight.dtype} but x has {x.dtype}")
     if norm is not None:
         if norm != "gcn":
             raise ValueError(f"gkdfast.spmm: unknown norm {norm!r}; expected None or 'gcn'")

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from gkdfast import _backend
+from gkdfast._autocast import call_without_autocast
 
 __all__ = ["topk_similar"]
 
@@ -69,8 +70,12 @@ def topk_similar(query: Tensor, keys: Tensor, k: int, metric: str = "cosine") ->
         else (query, keys)
     with torch.no_grad():
         if _backend.choose("topk_similar", q.device, q.dtype) == "reference":
-            _, idx = _reference_topk(q.detach(), kk.detach(), k)
+            search = _reference_topk
         else:
-            _, idx = torch.ops.gkdfast.topk_similar(q.detach().contiguous(), kk.detach().contiguous(), k)
+            search = lambda a, b, n: torch.ops.gkdfast.topk_similar(a.contiguous(), b.contiguous(), n)  # noqa: E731
+        # autocast off: the similarity products (at::mm in the kernel, a matmul in the reference) would run
+        # in the region's half type and pick other neighbours for float32 inputs (234 of 2,000 top-10
+        # indices differed in bfloat16)
+        _, idx = call_without_autocast(q.device.type, search, q.detach(), kk.detach(), k)
     values = (q.unsqueeze(1) * kk[idx]).sum(-1)  # [Q, k, d] gather: small, and gives gradients
     return values, idx

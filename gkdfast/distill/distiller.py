@@ -580,8 +580,11 @@ class Distiller:
             # draw (dropout masks, batches), so a weight-0 term would change the training it takes no part in.
             if t.weight != 0 or (self.passes == "separate" and t.nodes == "train"):
                 t.setup(dims)
-        # heads the terms built (projections, RSD's map) take the student's device and float dtype
-        out_dtype = (probe[1] if probe[1] is not None else probe[0]).dtype
+        # heads the terms built (projections, RSD's map) take the student's device and float dtype: its
+        # parameters' (under autocast its outputs are bfloat16 while it trains float32 weights, and so
+        # must the heads), else its output's
+        out_dtype = next((p.dtype for p in self.student.parameters() if p.is_floating_point()),
+                         (probe[1] if probe[1] is not None else probe[0]).dtype)
         self.terms.to(dev, dtype=out_dtype if out_dtype.is_floating_point else None)
 
         optim = torch.optim.Adam(self._param_groups(), lr=self.lr, weight_decay=self.weight_decay)

@@ -299,6 +299,14 @@ def _sample(n: int, max_samples: Optional[int], device) -> Optional[Tensor]:
     return torch.randperm(n, device=device)[:max_samples]
 
 
+def _work_dtype(head: Optional[nn.Module], hidden: Tensor) -> torch.dtype:
+    """The dtype a term's head works in: its parameters' (the student's, see Distiller.fit), else the
+    hidden rows'.  A student whose forward runs under autocast returns bfloat16 rows while its weights,
+    and so its heads', stay float32: the rows (and the float32 teacher's) are brought to the heads."""
+    p = None if head is None else next((q for q in head.parameters() if q.is_floating_point()), None)
+    return hidden.dtype if p is None else p.dtype
+
+
 class _Projected(LossTerm):
     """A term comparing (optionally projected) student and teacher hidden embeddings."""
 
@@ -325,7 +333,8 @@ class _Projected(LossTerm):
             self.teacher_head = ProjectionHead(dims.teacher_hidden, self.proj_dim, self.proj_dim)
 
     def embeddings(self, ctx: StepContext):
-        s, t = _rows(ctx.observed, ctx.hidden, ctx.teacher_hidden.to(ctx.hidden.dtype))
+        dtype = _work_dtype(self.student_head, ctx.hidden)
+        s, t = _rows(ctx.observed, ctx.hidden.to(dtype), ctx.teacher_hidden.to(dtype))
         pick = _sample(s.size(0), self.max_samples, s.device)
         if pick is not None:
             s, t = s[pick], t[pick]
@@ -404,7 +413,8 @@ class RSD(LossTerm):
     def forward(self, ctx: StepContext) -> Tensor:
         from gkdfast.losses import rsd
 
-        s, t = _rows(ctx.observed, ctx.hidden, ctx.teacher_hidden.to(ctx.hidden.dtype))
+        dtype = _work_dtype(self.head, ctx.hidden)
+        s, t = _rows(ctx.observed, ctx.hidden.to(dtype), ctx.teacher_hidden.to(dtype))
         pick = _sample(s.size(0), self.max_samples, s.device)
         if pick is not None:
             s, t = s[pick], t[pick]

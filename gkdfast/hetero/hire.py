@@ -26,9 +26,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from gkdfast._autocast import float32_loss
+
 __all__ = ["cross_similarity_gap", "relation_loss"]
 
 
+@float32_loss
 def cross_similarity_gap(s_a: Tensor, s_b: Tensor, t_a: Tensor, t_b: Tensor, normalize: bool = True) -> Tensor:
     """``‖ŝ_a ŝ_bᵀ − t̂_a t̂_bᵀ‖²_F / (n_a·n_b)`` via Gram identities (module doc); differentiable.
 

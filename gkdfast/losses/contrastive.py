@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from gkdfast._autocast import float32_loss
 from gkdfast import _backend
 from gkdfast._checks import check_graph, check_rows_match
 from gkdfast.graph import Graph, cache_mode
@@ -119,6 +120,7 @@ def _normalize(x: Tensor) -> Tensor:
 
 
 # ------------------------------------------------------------------------------ crd
+@float32_loss
 def crd(student: Tensor, teacher: Tensor, tau: float = 0.075, num_negatives: Optional[int] = None,
         seed: Optional[int] = None, symmetric: bool = False, reduction: str = "mean",
         process_group=None) -> Tensor:
@@ -191,6 +193,7 @@ def crd(student: Tensor, teacher: Tensor, tau: float = 0.075, num_negatives: Opt
 
 
 # ------------------------------------------------------------------------------ nt_xent
+@float32_loss
 def nt_xent(z1: Tensor, z2: Tensor, tau: float = 0.5, reduction: str = "mean", process_group=None) -> Tensor:
     """Two-view NT-Xent as in GRACE (Zhu et al., 2020), the contrastive term of T2-GNN and SAIL.
 
@@ -502,6 +505,7 @@ def _segment_lse(x: Tensor, seg: Tensor, n: int, present: Tensor) -> Tensor:
     return torch.where(present, torch.log(torch.where(present, s, torch.ones_like(s))) + m, torch.zeros_like(s))
 
 
+@float32_loss
 def ncontrast(graph: Graph, z: Tensor, tau: float = 1.0, hops: int = 1, num_negatives: Optional[int] = None,
               seed: Optional[int] = None, max_nnz: int = 50_000_000, reduction: str = "mean",
               process_group=None, nodes: Optional[Tensor] = None) -> Tensor:

@@ -7,9 +7,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from gkdfast._autocast import float32_loss
+
 _REDUCTIONS = ("batchmean", "mean", "sum", "none")
 
 
+@float32_loss
 def kd(student_logits: Tensor, teacher_logits: Tensor, temperature: float = 1.0,
        reduction: str = "batchmean") -> Tensor:
     """Soft-label distillation: ``T^2 * KL(softmax(t/T) || softmax(s/T))`` per row.

@@ -23,6 +23,7 @@ from typing import Optional, Sequence, Tuple
 import torch
 from torch import Tensor
 
+from gkdfast._autocast import float32_loss
 from gkdfast import _backend
 from gkdfast._checks import check_graph, check_rows_match
 from gkdfast.graph import Graph
@@ -81,6 +82,7 @@ def _needs_grad(*tensors) -> bool:
 
 
 # ------------------------------------------------------------------------------------------ LSP
+@float32_loss
 def lsp(graph: Graph, student: Tensor, teacher: Tensor, kernel: str = "rbf", gamma: float = 1.0,
         tau: float = 1.0, reduction: str = "mean") -> Tensor:
     """Local structure preserving loss (Yang et al., CVPR 2020), fused per destination node.
@@ -220,6 +222,7 @@ def _unit_rows(x: Tensor) -> Tensor:
     return x / x.norm(dim=1, keepdim=True).clamp_min(ref.COSINE_EPS)
 
 
+@float32_loss
 def gsp(student: Tensor, teacher: Tensor, kernel: str = "linear", loss: str = "mse", tau: float = 1.0,
         gamma: float = 1.0, nodes: Optional[Tensor] = None, process_group=None) -> Tensor:
     """Global structure preserving loss over *all* N^2 node pairs, exact, in O(N d) memory.
@@ -336,6 +339,7 @@ def _gsp_sharded(student: Tensor, teacher: Tensor, kernel: str, loss: str, tau: 
     return (sh.sum(per_row.sum()) / (sh.total * sh.total if loss == "mse" else sh.total)).to(student.dtype)
 
 
+@float32_loss
 def rsd(student: Tensor, teacher: Tensor, nodes: Optional[Tensor] = None, process_group=None) -> Tensor:
     """Representation similarity distillation (NOSMOG): ``(1/N^2) |S S^T - T T^T|_F^2``.
 
@@ -365,6 +369,7 @@ def _block_cos(a: Tensor, b: Tensor) -> Tensor:
     return (a * b).sum(-1) / (a.norm(dim=-1).clamp_min(ref.COSINE_EPS) * b.norm(dim=-1).clamp_min(ref.COSINE_EPS))
 
 
+@float32_loss
 def relation(student_blocks: Sequence[Tensor], teacher_blocks: Sequence[Tensor], mode: str = "centroid") -> Tensor:
     """Relation-level distillation between K groups of embeddings (node types or modalities).
 
