@@ -212,25 +212,33 @@ def _kl_rows_native(s, t, kernel, tau):
     return torch.ops.gkdfast.gsp_tiled(s, t, kernel, "kl", 1.0, tau, 0, s.shape[0])[0]
 
 
-@pytest.mark.parametrize("impl", ["simd", "portable"])
+CUDA_IMPL = pytest.param("cuda", marks=[pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(),
+                                                                             reason="no CUDA device")])
+
+
+@pytest.mark.parametrize("impl", ["simd", "portable", CUDA_IMPL])
 @pytest.mark.parametrize("kernel", ["linear", "poly"])
 def test_kl_float32_small_tau_as_precise_as_the_dense_reference(monkeypatch, impl, kernel):
     # Near one-hot rows (tau = 0.05, kernel values up to 1e5 / tau): the backward must recompute the
     # forward's logits bit for bit (an fma that skipped their rounding put 3e-5 into every p, times
     # 1 / tau: student gradient error 7.9e-3 for linear, 51 for poly), and the KL must not subtract
     # numbers of the size of the logits (a one-hot row with KL 0 came out at 4e-3).
-    if not gkdfast._backend.has_kernel("gsp_tiled", "CPU"):
-        pytest.fail("no CPU kernel registered for gkdfast::gsp_tiled")
-    monkeypatch.setenv("GKDFAST_CPU_GSP_IMPL", impl)
+    device = "cuda" if impl == "cuda" else "cpu"
+    if not gkdfast._backend.has_kernel("gsp_tiled", device.upper()):
+        pytest.fail(f"no {device} kernel registered for gkdfast::gsp_tiled")
+    if device == "cpu":
+        monkeypatch.setenv("GKDFAST_CPU_GSP_IMPL", impl)
     g = torch.Generator().manual_seed(0)
-    s64, t64 = torch.randn(700, 32, generator=g, dtype=torch.float64), torch.randn(700, 48, generator=g, dtype=torch.float64)
+    s64 = torch.randn(700, 32, generator=g, dtype=torch.float64)
+    t64 = torch.randn(700, 48, generator=g, dtype=torch.float64)
     w64 = torch.rand(700, generator=g, dtype=torch.float64)
     tau = 0.05
 
     def run(fn, dtype):
-        s, t = s64.to(dtype).requires_grad_(), t64.to(dtype).requires_grad_()
-        loss = (fn(s, t, kernel, tau) * w64.to(dtype)).sum()
-        return (loss.detach().double(), *(gr.double() for gr in torch.autograd.grad(loss, (s, t))))
+        on = "cpu" if dtype == torch.float64 else device  # the float64 yardstick on the CPU
+        s, t = s64.to(on, dtype).requires_grad_(), t64.to(on, dtype).requires_grad_()
+        loss = (fn(s, t, kernel, tau) * w64.to(on, dtype)).sum()
+        return (loss.detach().double().cpu(), *(gr.double().cpu() for gr in torch.autograd.grad(loss, (s, t))))
 
     exact = run(_kl_rows_reference, torch.float64)
     native, dense = run(_kl_rows_native, torch.float32), run(_kl_rows_reference, torch.float32)
