@@ -5,11 +5,12 @@
 
 Prints a table and (with ``--out``) writes ``sampling.json`` (atomically, with the machine's description)
 and ``sampling.png`` (time per million sampled edges, native against the reference, and the epoch):
-* ``rows`` (the sampler): ``gkdfast.sampling.sample_neighbors`` over every node in batches (one hop),
+* ``sampler``: ``gkdfast.sampling.sample_neighbors`` over every node in batches (one hop),
   sampled edges per second, native kernel and (on a slice, checked equal to the native samples of it
   first, timed as often) the pure-PyTorch reference;
 * ``blocks``: ``NeighborLoader`` batches (all hops + local relabelling), seeds and sampled edges/s;
-* ``epoch``: ``fit_sampled`` of a 2-layer SAGE for one epoch (no validation), training nodes/s.
+* ``epoch``: ``fit_sampled`` of a 2-layer SAGE for one epoch (no validation), training nodes/s;
+* ``rows``: the printed table's rows (ms per million sampled edges, the epoch's ms, ratios).
 Timings are wall-clock medians on whatever else the machine is running: quote them as such.
 """
 from __future__ import annotations

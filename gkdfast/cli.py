@@ -713,6 +713,18 @@ def _interrupted(args) -> int:
     return 130
 
 
+def _stdout_reader_gone() -> bool:
+    """True when stdout is a pipe whose reading end is closed (poll reports an error on it)."""
+    import select
+
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(ev & (select.POLLERR | select.POLLHUP) for _, ev in poller.poll(0))
+    except (AttributeError, OSError, ValueError):  # no poll (Windows), no real stdout (captured)
+        return False
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -728,10 +740,17 @@ def main(argv=None) -> int:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         return _interrupted(args)
-    except BrokenPipeError:
-        # the reader went away (`gkdfast info | head -3`): stop quietly, as a shell command does; stdout
-        # goes to devnull so that the interpreter's final flush does not raise again
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except BrokenPipeError as exc:
+        if not _stdout_reader_gone():  # another pipe (a subprocess, a socket): an error like any OSError
+            if os.environ.get("GKDFAST_DEBUG"):
+                raise
+            print(f"gkdfast {args.command}: error: {_one_line(exc)}", file=sys.stderr)
+            return 2
+        # the reader of stdout went away (`gkdfast info | head -3`): stop quietly, as a shell command does;
+        # stdout goes to devnull so that the interpreter's final flush does not raise again
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
         return 141  # 128 + SIGPIPE
     except (ValueError, TypeError, OSError, KeyError, NotImplementedError) as exc:
         if os.environ.get("GKDFAST_DEBUG"):

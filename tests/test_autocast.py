@@ -99,8 +99,9 @@ def test_topk_similar_keeps_float32_products():
 
 
 def test_distiller_heads_take_the_students_parameter_dtype():
-    # a student whose forward runs under autocast returns bfloat16; the GSP projection heads must stay
-    # float32 like the student's weights (they became bfloat16 parameters trained by Adam)
+    # a student whose forward runs under autocast returns bfloat16; the terms' heads (GSP's projections,
+    # NContrast's map) stay float32 like the student's weights (they became bfloat16 parameters trained
+    # by Adam) and the Distiller hands every term the rows in that dtype
     from gkdfast.data import csbm
     from gkdfast.distill import Distiller, terms
 
@@ -111,8 +112,8 @@ def test_distiller_heads_take_the_students_parameter_dtype():
     from gkdfast.distill.teacher_cache import TeacherOutputs
 
     teacher = TeacherOutputs(logits=torch.randn(200, 3), hidden=torch.randn(200, 12))
-    dist = Distiller(student, [terms.CrossEntropy(1.0), terms.GSP(1.0, kernel="linear", proj_dim=8)], teacher,
-                     epochs=2)
+    dist = Distiller(student, [terms.CrossEntropy(1.0), terms.GSP(1.0, kernel="linear", proj_dim=8),
+                               terms.NContrast(1.0, proj_dim=8)], teacher, epochs=2)
     dist.fit(data)
     heads = [p for t in dist.terms for p in t.parameters()]
     assert heads and all(p.dtype == torch.float32 for p in heads)

@@ -302,3 +302,15 @@ def test_closed_stdout_stops_quietly():
     proc.stdout.close()  # the reader is gone before anything is written
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=120) == 141 and err == ""
+
+
+def test_a_broken_pipe_that_is_not_stdout_is_an_error(monkeypatch, capsys):
+    # only a closed stdout ends quietly; a pipe to a subprocess or socket breaking is reported
+    from gkdfast import cli
+
+    def broken(args):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(cli, "_cmd_info", broken)
+    assert cli.main(["info"]) == 2
+    assert "gkdfast info: error:" in capsys.readouterr().err

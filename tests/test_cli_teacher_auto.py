@@ -63,3 +63,5 @@ def test_seeds_needing_own_selection_fixed_and_redrawn_splits():
     fixed = dataclasses.replace(d, extras={**d.extras, "split": "given"})  # the masks as they are
     assert seeds_needing_own_selection(fixed, [0, 1, 2]) == [0]
     assert torch.equal(fixed.test_mask, d.test_mask)
+    # inductive: seed 0's candidates see nodes that seeds 1 and 2 hold out, so each seed picks its own
+    assert seeds_needing_own_selection(fixed, [0, 1, 2], inductive_fraction=0.2) == [0, 1, 2]

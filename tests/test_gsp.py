@@ -270,3 +270,16 @@ def test_cpu_half_raw_op_runs_in_float32_on_the_default_path(kernel, dtype):
         torch.library.opcheck(torch.ops.gkdfast.gsp_tiled_backward.default, bargs)
         gs, gt = torch.ops.gkdfast.gsp_tiled_backward(*bargs)
         assert gs.dtype == dtype and gt.dtype == dtype
+
+
+@pytest.mark.parametrize("impl", ["simd", "portable"])
+def test_kl_student_minus_inf_where_the_teacher_has_weight_is_inf(monkeypatch, impl):
+    # l2 at tau = 1e-300: the student's off-diagonal logits are -inf, the teacher's all 0.  Every row's
+    # KL is +inf on both CPU paths, as in the reference (the portable driver gave NaN on rows whose
+    # first column was a -inf student logit)
+    monkeypatch.setenv("GKDFAST_CPU_GSP_IMPL", impl)
+    s = torch.tensor([[0.0], [1e5], [2e5]], dtype=torch.float64)
+    t = torch.zeros(3, 1, dtype=torch.float64)
+    out = torch.ops.gkdfast.gsp_tiled(s, t, "l2", "kl", 1.0, 1e-300)[0]
+    torch.testing.assert_close(out, ref.gsp_rows(s, t, "l2", "kl", 1e-300, 1.0, 0, 3))
+    assert torch.isinf(out).all()

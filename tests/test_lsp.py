@@ -194,3 +194,20 @@ def test_cuda_half_statistics_are_float32_and_gradients_close(dtype):
     assert loss.dtype == dtype
     (gh,) = torch.autograd.grad(loss, sh)
     torch.testing.assert_close(gh.float(), g32, rtol=5e-2, atol=5e-2 * float(g32.abs().max()))
+
+
+@pytest.mark.parametrize("sources", [[1, 2], [2, 1]])
+def test_infinite_logits_give_the_references_kl_in_any_edge_order(sources):
+    # tau = 1e-300 turns the l2 kernel's distances into -inf logits.  A student -inf where the teacher
+    # has weight is KL = +inf whichever edge comes first (it was NaN when the far source came first);
+    # a teacher row that is -inf everywhere is NaN, as the reference says (it was 0)
+    from gkdfast.reference import structure as R
+
+    g = gkdfast.Graph(torch.tensor([sources, [0, 0]]), num_nodes=3)
+    s = torch.tensor([[0.0], [1e5], [1.0]], dtype=torch.float64)
+    t = torch.zeros(3, 1, dtype=torch.float64)
+    for a, b in ((s, t), (t + torch.tensor([[0.0], [1.0], [2.0]], dtype=torch.float64),
+                          torch.tensor([[0.0], [1e5], [2e5]], dtype=torch.float64))):
+        out = gkdfast.losses.lsp(g, a, b, kernel="l2", tau=1e-300, reduction="none")
+        ref = R.lsp(g, a, b, kernel="l2", tau=1e-300, reduction="none")
+        torch.testing.assert_close(out, ref, equal_nan=True)

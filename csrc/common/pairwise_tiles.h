@@ -64,7 +64,9 @@ struct OnlineKL {
       }
     }
     if (xt == ninf) return;  // teacher weight 0
-    const acc_t ds = xs - ms;
+    // a student -inf where the teacher has weight: KL = +inf (before any finite student logit, ms is
+    // still -inf and xs - ms would be NaN)
+    const acc_t ds = xs == ninf ? ninf : xs - ms;
     if (xt > mt) {
       const acc_t r = std::exp(mt - xt);  // 0 on the first pair
       w = st != acc_t(0) ? (w - (xt - mt) * st) * r - ds : -ds;
@@ -96,8 +98,11 @@ struct OnlineKL {
   GKD_HD void save(acc_t* r) const { r[0] = ms; r[1] = ss; r[2] = mt; r[3] = st; r[4] = w; }
   GKD_HD acc_t lse_s() const { return ss == acc_t(0) ? -std::numeric_limits<acc_t>::infinity() : ms + std::log(ss); }
   GKD_HD acc_t lse_t() const { return st == acc_t(0) ? -std::numeric_limits<acc_t>::infinity() : mt + std::log(st); }
-  // KL(p_T || p_S) >= 0 up to rounding (the caller clamps); 0 for an empty teacher row.
-  GKD_HD acc_t kl() const { return st == acc_t(0) ? acc_t(0) : w / st - std::log(st) + std::log(ss); }
+  // KL(p_T || p_S) >= 0 up to rounding (the caller clamps); NaN when the teacher row has no weight at
+  // all (every logit -inf: p_T is 0 / 0, as the dense reference says), like w / s^T - log s^T there.
+  GKD_HD acc_t kl() const {
+    return st == acc_t(0) ? std::numeric_limits<acc_t>::quiet_NaN() : w / st - std::log(st) + std::log(ss);
+  }
 
  private:
   static GKD_HD acc_t scaled(acc_t s, acc_t m, acc_t to) { return s == acc_t(0) ? acc_t(0) : s * std::exp(m - to); }

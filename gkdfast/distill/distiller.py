@@ -24,6 +24,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import math
+import numbers
 import os
 import time
 from dataclasses import dataclass, field
@@ -290,6 +291,10 @@ class Distiller:
                  batching: str = "partition", batch_edges: str = "induced"):
         if not isinstance(student, nn.Module):
             raise TypeError(f"Distiller: student must be a torch.nn.Module, got {type(student).__name__}")
+        if isinstance(terms, LossTerm):  # one term given on its own
+            terms = [terms]
+        if isinstance(terms, (str, bytes)) or not hasattr(terms, "__iter__"):
+            raise TypeError(f"Distiller: terms must be a list of LossTerm instances, got {type(terms).__name__}")
         terms = list(terms)
         if not terms:
             raise ValueError("Distiller: give at least one loss term")
@@ -300,6 +305,9 @@ class Distiller:
             raise TypeError("Distiller: teacher must be an nn.Module, TeacherOutputs or None")
         if epochs < 0:
             raise ValueError(f"Distiller: epochs must be >= 0, got {epochs}")
+        for key, v in (("lr", lr), ("weight_decay", weight_decay)):
+            if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v) or v < 0:
+                raise ValueError(f"Distiller: {key} must be a finite number >= 0, got {v!r}")
         if batch_size is not None and batch_size < 1:
             raise ValueError(f"Distiller: batch_size must be >= 1, got {batch_size}")
         if patience is not None and (isinstance(patience, bool) or not isinstance(patience, (int, float))
@@ -348,6 +356,12 @@ class Distiller:
         rows for a graph-free student and the full matrix for a GNN."""
         want_hidden = want_hidden and self._hidden_ok
         logits, hidden = call_model(self.student, inputs, graph, self.uses_graph, want_hidden)
+        # A forward run under autocast returns half rows while the weights, and so the terms' heads, stay
+        # float32: every term sees the rows in the parameters' dtype (a float32 head refused bfloat16 rows)
+        wide = next((p.dtype for p in self.student.parameters() if p.is_floating_point()), None)
+        if wide is not None:
+            logits, hidden = (v.to(wide) if v is not None and v.is_floating_point() and v.element_size()
+                              < torch.finfo(wide).bits // 8 else v for v in (logits, hidden))
         if self.uses_graph and nodes is not None:
             logits = take_rows(logits, nodes)
             hidden = take_rows(hidden, nodes) if hidden is not None else None

@@ -91,7 +91,8 @@ def select_teacher(data, candidates: Sequence[str] = DEFAULT_CANDIDATES, *, seed
 
 def seeds_needing_own_selection(data, seeds: Sequence[int], inductive_fraction: Optional[float] = None) -> List[int]:
     """The seeds whose teacher must be picked on their own split: ``seeds[0]``, and every later seed
-    whose evaluation nodes ``seeds[0]``'s selection read (its training or validation labels).
+    whose evaluation nodes ``seeds[0]``'s selection read (its training or validation labels; in the
+    inductive setting also every node its candidates saw).
 
     On a fixed split (Planetoid's public one) one pick serves every seed.  Where the split is re-drawn
     per seed (20 / 30 labels per class, 60/20/20, the inductive hold-out), the first seed's validation
@@ -104,8 +105,10 @@ def seeds_needing_own_selection(data, seeds: Sequence[int], inductive_fraction: 
         [0, 1, 2]
     """
     seeds = list(seeds)
-    first = seed_data(data, seeds[0], 0.0, inductive_fraction)[0]  # (masked features change no split)
+    first, split = seed_data(data, seeds[0], 0.0, inductive_fraction)[:2]  # (masked features change no split)
     read = (first.train_mask | first.val_mask).cpu()
+    if split is not None:  # inductive: the candidates also see every observed node (features, edges)
+        read = read | ~split.ind_test_mask.cpu()
     own = [seeds[0]]
     for s in seeds[1:]:
         d, split = seed_data(data, s, 0.0, inductive_fraction)[:2]

@@ -9,6 +9,7 @@ Each term imports its gkdfast loss lazily, so a recipe only needs the losses it 
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass, field
 from typing import Callable, List, Optional
 
@@ -202,6 +203,16 @@ def _positive(term, key: str, value) -> float:
     return float(value)
 
 
+def _count(term, key: str, value, low: int = 1, allow_none: bool = False):
+    """``value`` as an int >= ``low`` (or ``None`` where allowed), else a ValueError naming the term."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+        raise ValueError(f"{type(term).__name__}: {key} must be {'None or ' if allow_none else ''}an int >= {low}, "
+                         f"got {value!r}")
+    return int(value)
+
+
 class CrossEntropy(LossTerm):
     """Hard-label cross-entropy on the labelled rows of the batch (0 when the batch has none); under
     DDP the mean over the global batch's labelled rows."""
@@ -211,7 +222,10 @@ class CrossEntropy(LossTerm):
 
     def __init__(self, weight: float = 1.0, label_smoothing: float = 0.0):
         super().__init__(weight, nodes="train")
-        self.label_smoothing = label_smoothing
+        if isinstance(label_smoothing, bool) or not isinstance(label_smoothing, numbers.Real) \
+                or not 0.0 <= label_smoothing <= 1.0:
+            raise ValueError(f"CrossEntropy: label_smoothing must be a number in [0, 1], got {label_smoothing!r}")
+        self.label_smoothing = float(label_smoothing)
 
     def forward(self, ctx: StepContext, logits: Optional[Tensor] = None) -> Tensor:
         logits = ctx.logits if logits is None else logits
@@ -299,14 +313,6 @@ def _sample(n: int, max_samples: Optional[int], device) -> Optional[Tensor]:
     return torch.randperm(n, device=device)[:max_samples]
 
 
-def _work_dtype(head: Optional[nn.Module], hidden: Tensor) -> torch.dtype:
-    """The dtype a term's head works in: its parameters' (the student's, see Distiller.fit), else the
-    hidden rows'.  A student whose forward runs under autocast returns bfloat16 rows while its weights,
-    and so its heads', stay float32: the rows (and the float32 teacher's) are brought to the heads."""
-    p = None if head is None else next((q for q in head.parameters() if q.is_floating_point()), None)
-    return hidden.dtype if p is None else p.dtype
-
-
 class _Projected(LossTerm):
     """A term comparing (optionally projected) student and teacher hidden embeddings."""
 
@@ -333,8 +339,7 @@ class _Projected(LossTerm):
             self.teacher_head = ProjectionHead(dims.teacher_hidden, self.proj_dim, self.proj_dim)
 
     def embeddings(self, ctx: StepContext):
-        dtype = _work_dtype(self.student_head, ctx.hidden)
-        s, t = _rows(ctx.observed, ctx.hidden.to(dtype), ctx.teacher_hidden.to(dtype))
+        s, t = _rows(ctx.observed, ctx.hidden, ctx.teacher_hidden.to(ctx.hidden.dtype))
         pick = _sample(s.size(0), self.max_samples, s.device)
         if pick is not None:
             s, t = s[pick], t[pick]
@@ -380,7 +385,8 @@ class CRD(_Projected):
     def __init__(self, weight: float = 0.05, tau: float = 0.075, proj_dim: Optional[int] = 256,
                  max_samples: Optional[int] = 16384, num_negatives: Optional[int] = None):
         super().__init__(weight, proj_dim, max_samples)
-        self.tau, self.num_negatives = _positive(self, "tau", tau), num_negatives
+        self.tau, self.num_negatives = _positive(self, "tau", tau), _count(self, "num_negatives", num_negatives,
+                                                                            allow_none=True)
 
     def forward(self, ctx: StepContext) -> Tensor:
         from gkdfast.losses import crd
@@ -413,8 +419,7 @@ class RSD(LossTerm):
     def forward(self, ctx: StepContext) -> Tensor:
         from gkdfast.losses import rsd
 
-        dtype = _work_dtype(self.head, ctx.hidden)
-        s, t = _rows(ctx.observed, ctx.hidden.to(dtype), ctx.teacher_hidden.to(dtype))
+        s, t = _rows(ctx.observed, ctx.hidden, ctx.teacher_hidden.to(ctx.hidden.dtype))
         pick = _sample(s.size(0), self.max_samples, s.device)
         if pick is not None:
             s, t = s[pick], t[pick]
@@ -431,7 +436,9 @@ class NContrast(LossTerm):
     def __init__(self, weight: float = 1.0, tau: float = 1.0, hops: int = 1, num_negatives: Optional[int] = None,
                  proj_dim: Optional[int] = None):
         super().__init__(weight, nodes="all")
-        self.tau, self.hops, self.num_negatives, self.proj_dim = float(tau), int(hops), num_negatives, proj_dim
+        self.tau, self.hops = _positive(self, "tau", tau), _count(self, "hops", hops)
+        self.num_negatives = _count(self, "num_negatives", num_negatives, allow_none=True)
+        self.proj_dim = _count(self, "proj_dim", proj_dim, allow_none=True)
         self.head: Optional[nn.Module] = None
 
     def setup(self, dims: Dims) -> None:

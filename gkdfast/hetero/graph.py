@@ -11,6 +11,7 @@ before it is formed, and a path that would exceed ``max_nnz`` is refused with a 
 """
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -29,6 +30,18 @@ def _pad_rows(x: Tensor, n: int) -> Tensor:
     return x if x.size(0) == n else torch.cat([x, x.new_zeros(n - x.size(0), *x.shape[1:])])
 
 
+_SOURCES: "weakref.WeakKeyDictionary[Graph, int]" = weakref.WeakKeyDictionary()
+
+
+def _num_sources(graph: Graph) -> int:
+    """1 + the largest source id of ``graph``'s edges (0 without edges), computed once per graph."""
+    n = _SOURCES.get(graph)
+    if n is None:
+        n = int(graph.col.max()) + 1 if graph.num_edges else 0
+        _SOURCES[graph] = n
+    return n
+
+
 def relation_spmm(graph: Graph, x_src: Tensor, num_dst: int, reduce: str = "mean") -> Tensor:
     """``out[j] = reduce over relation edges (i -> j) of x_src[i]`` → ``[num_dst, d]``.
 
@@ -39,6 +52,15 @@ def relation_spmm(graph: Graph, x_src: Tensor, num_dst: int, reduce: str = "mean
     """
     from gkdfast.ops import spmm
 
+    if isinstance(num_dst, bool) or not isinstance(num_dst, int) or not 0 <= num_dst <= graph.num_nodes:
+        raise ValueError(f"relation_spmm: num_dst must be an int in [0, {graph.num_nodes}], got {num_dst!r}")
+    if x_src.size(0) > graph.num_nodes:
+        raise ValueError(f"relation_spmm: x_src has {x_src.size(0)} rows but the relation graph has "
+                         f"{graph.num_nodes} nodes")
+    # fewer rows than the relation has sources would silently read zeros for the missing ones
+    if not torch.compiler.is_compiling() and x_src.size(0) < _num_sources(graph):
+        raise ValueError(f"relation_spmm: x_src has {x_src.size(0)} rows but the relation's edges start at "
+                         f"source ids up to {_num_sources(graph) - 1}")
     return spmm(graph, _pad_rows(x_src, graph.num_nodes), reduce)[:num_dst]
 
 

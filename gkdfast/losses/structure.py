@@ -222,6 +222,35 @@ def _unit_rows(x: Tensor) -> Tensor:
     return x / x.norm(dim=1, keepdim=True).clamp_min(ref.COSINE_EPS)
 
 
+def _selected_rows(op: str, student: Tensor, teacher: Tensor, nodes, process_group) -> Tuple[Tensor, Tensor]:
+    """``op``'s (gsp's, rsd's) argument checks and its ``nodes=`` rows: ``(student, teacher)`` restricted to
+    them, the teacher in the student's dtype; errors name ``op``."""
+    _check_embeddings(op, student, teacher)
+    check_group(process_group, op)
+    teacher = teacher.to(student.dtype)
+    if nodes is None:
+        return student, teacher
+    if not isinstance(nodes, Tensor):
+        nodes = torch.as_tensor(nodes, device=student.device)
+    if nodes.dtype == torch.bool:
+        if nodes.shape != (student.size(0),):
+            raise ValueError(f"gkdfast.losses.{op}: a bool nodes mask must have shape [{student.size(0)}], "
+                             f"got {list(nodes.shape)}")
+        nodes = nodes.nonzero().squeeze(1)
+    if nodes.is_floating_point() or nodes.dim() != 1 or nodes.dtype == torch.uint8:
+        # (uint8 indexing is torch's old mask form: refused rather than read either way)
+        raise TypeError(f"gkdfast.losses.{op}: nodes must be a 1-D integer index tensor or a bool mask")
+    if nodes.device != student.device:
+        raise ValueError(f"gkdfast.losses.{op}: nodes is on {nodes.device} but the embeddings are on "
+                         f"{student.device}")
+    # The bounds read the values: skipped while torch.compile traces (fullgraph cannot branch on
+    # data), where the indexing below still refuses an index out of range.
+    if (not torch.compiler.is_compiling() and nodes.numel()
+            and (int(nodes.min()) < -student.size(0) or int(nodes.max()) >= student.size(0))):
+        raise ValueError(f"gkdfast.losses.{op}: nodes has indices outside [0, {student.size(0)})")
+    return student[nodes], teacher[nodes]
+
+
 @float32_loss
 def gsp(student: Tensor, teacher: Tensor, kernel: str = "linear", loss: str = "mse", tau: float = 1.0,
         gamma: float = 1.0, nodes: Optional[Tensor] = None, process_group=None) -> Tensor:
@@ -270,32 +299,10 @@ def gsp(student: Tensor, teacher: Tensor, kernel: str = "linear", loss: str = "m
         >>> s, t = torch.randn(100, 16, requires_grad=True), torch.randn(100, 32)
         >>> gkdfast.losses.gsp(s, t, kernel="rbf", loss="kl", gamma=0.1).backward()
     """
-    _check_embeddings("gsp", student, teacher)
     check_kernel("gsp", kernel, gamma, tau)
-    check_group(process_group, "gsp")
     if loss not in _GSP_LOSSES:
         raise ValueError(f"gkdfast.losses.gsp: unknown loss {loss!r}; expected 'mse' or 'kl'")
-    teacher = teacher.to(student.dtype)
-    if nodes is not None:
-        if not isinstance(nodes, Tensor):
-            nodes = torch.as_tensor(nodes, device=student.device)
-        if nodes.dtype == torch.bool:
-            if nodes.shape != (student.size(0),):
-                raise ValueError(f"gkdfast.losses.gsp: a bool nodes mask must have shape [{student.size(0)}], "
-                                 f"got {list(nodes.shape)}")
-            nodes = nodes.nonzero().squeeze(1)
-        if nodes.is_floating_point() or nodes.dim() != 1 or nodes.dtype == torch.uint8:
-            # (uint8 indexing is torch's old mask form: refused rather than read either way)
-            raise TypeError("gkdfast.losses.gsp: nodes must be a 1-D integer index tensor or a bool mask")
-        if nodes.device != student.device:
-            raise ValueError(f"gkdfast.losses.gsp: nodes is on {nodes.device} but the embeddings are on "
-                             f"{student.device}")
-        # The bounds read the values: skipped while torch.compile traces (fullgraph cannot branch on
-        # data), where the indexing below still refuses an index out of range.
-        if (not torch.compiler.is_compiling() and nodes.numel()
-                and (int(nodes.min()) < -student.size(0) or int(nodes.max()) >= student.size(0))):
-            raise ValueError(f"gkdfast.losses.gsp: nodes has indices outside [0, {student.size(0)})")
-        student, teacher = student[nodes], teacher[nodes]
+    student, teacher = _selected_rows("gsp", student, teacher, nodes, process_group)
     if loss == "mse" and kernel in ("linear", "cosine"):
         if kernel == "cosine":
             student, teacher = _unit_rows(student), _unit_rows(teacher)
@@ -361,7 +368,8 @@ def rsd(student: Tensor, teacher: Tensor, nodes: Optional[Tensor] = None, proces
         >>> s, t = torch.randn(1000, 64, requires_grad=True), torch.randn(1000, 128)
         >>> gkdfast.losses.rsd(s, t).backward()
     """
-    return gsp(student, teacher, kernel="linear", loss="mse", nodes=nodes, process_group=process_group)
+    student, teacher = _selected_rows("rsd", student, teacher, nodes, process_group)  # (errors name rsd)
+    return gsp(student, teacher, kernel="linear", loss="mse", process_group=process_group)
 
 
 # ------------------------------------------------------------------------------------------ relation
