@@ -59,3 +59,52 @@ def test_check_rows_match_counts_all_shards_when_told():
                                  rows_text="the 2 shards of z have 5 rows together")
     x = torch.randn(3, 2)
     assert _checks.check_node_matrix(g, x, "w") is x
+
+
+# ------------------------------------------------------------------ one-line errors at the API (session 35)
+BAD_ARGUMENTS = [
+    # (call, exception, what the message must say)
+    (lambda: gkdfast.losses.rsd(torch.randn(4, 3), torch.randn(3, 5)), ValueError, "gkdfast.losses.rsd: student has"),
+    (lambda: gkdfast.losses.rsd(torch.randn(4, 3), torch.randn(4, 5), nodes=torch.tensor([9])), ValueError,
+     "gkdfast.losses.rsd: nodes has indices outside"),
+    (lambda: _terms().CRD(num_negatives=-3), ValueError, "CRD: num_negatives must be None or an int >= 1"),
+    (lambda: _terms().NContrast(hops=0), ValueError, "NContrast: hops must be an int >= 1"),
+    (lambda: _terms().NContrast(tau=-1), ValueError, "NContrast: tau must be a finite number > 0"),
+    (lambda: _terms().CrossEntropy(label_smoothing=2.0), ValueError, "CrossEntropy: label_smoothing must be"),
+    (lambda: _distiller(lr=float("nan")), ValueError, "Distiller: lr must be a finite number >= 0"),
+    (lambda: _distiller(weight_decay=-1.0), ValueError, "Distiller: weight_decay must be a finite number >= 0"),
+    (lambda: _relation_spmm(rows=2), ValueError, "relation_spmm: x_src has 2 rows but the relation's edges"),
+    (lambda: _relation_spmm(num_dst=-1), ValueError, "relation_spmm: num_dst must be an int in [0, 4]"),
+]
+
+
+def _terms():
+    from gkdfast.distill import terms
+
+    return terms
+
+
+def _distiller(**kw):
+    from gkdfast.distill import Distiller
+
+    return Distiller(torch.nn.Linear(3, 2), [_terms().CrossEntropy()], **kw)
+
+
+def _relation_spmm(rows=4, num_dst=3):
+    from gkdfast.hetero.graph import relation_spmm
+
+    g = gkdfast.Graph(torch.tensor([[0, 3, 1], [0, 0, 2]]), num_nodes=4)  # sources up to id 3
+    return relation_spmm(g, torch.ones(rows, 1), num_dst)
+
+
+@pytest.mark.parametrize("call, exc, text", BAD_ARGUMENTS)
+def test_bad_arguments_give_one_line_naming_the_function(call, exc, text):
+    with pytest.raises(exc) as info:
+        call()
+    assert text in str(info.value) and "\n" not in str(info.value)
+
+
+def test_distiller_takes_a_single_term():
+    from gkdfast.distill import Distiller
+
+    assert len(Distiller(torch.nn.Linear(3, 2), _terms().CrossEntropy()).terms) == 1
