@@ -10,6 +10,7 @@ instead of atomics, is built on first use and cached.
 from __future__ import annotations
 
 import contextlib
+import numbers
 from typing import Optional, Tuple
 
 import torch
@@ -74,6 +75,9 @@ class Graph:
         num_edges = edge_index.size(1)
         if num_nodes is None:
             num_nodes = int(edge_index.max()) + 1 if num_edges > 0 else 0
+        if isinstance(num_nodes, bool) or not isinstance(num_nodes, numbers.Integral) and not (
+                isinstance(num_nodes, Tensor) and num_nodes.numel() == 1 and not num_nodes.is_floating_point()):
+            raise TypeError(f"gkdfast.Graph: num_nodes must be an int, got {num_nodes!r}")
         num_nodes = int(num_nodes)
         if num_nodes < 0:
             raise ValueError(f"gkdfast.Graph: num_nodes must be >= 0, got {num_nodes}")

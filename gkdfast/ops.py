@@ -133,6 +133,8 @@ def gcn_norm(graph: Graph, edge_weight: Optional[Tensor] = None, dtype=torch.flo
         torch.Size([3])
     """
     check_graph(graph, "gcn_norm")
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise TypeError(f"gkdfast.gcn_norm: dtype must be a floating-point torch.dtype, got {dtype!r}")
     if edge_weight is not None:
         graph.check_edge_values(edge_weight, "edge_weight")
     dinv = graph.gcn_norm_coefficients(edge_weight, dtype)

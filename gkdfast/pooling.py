@@ -19,6 +19,9 @@ _REDUCES = ("sum", "mean", "max")
 
 
 def _check(x: Tensor, ptr: Tensor, reduce: str) -> None:
+    if not isinstance(x, Tensor) or not isinstance(ptr, Tensor):
+        raise TypeError(f"gkdfast.global_pool: x and ptr must be tensors, got {type(x).__name__} and "
+                        f"{type(ptr).__name__} (ptr: torch.tensor([0, n_1, n_1 + n_2, ...]))")
     if reduce not in _REDUCES:
         raise ValueError(f"gkdfast.global_pool: reduce must be one of {', '.join(_REDUCES)}, got {reduce!r}")
     if x.dim() != 2:

@@ -75,7 +75,18 @@ BAD_ARGUMENTS = [
     (lambda: _distiller(weight_decay=-1.0), ValueError, "Distiller: weight_decay must be a finite number >= 0"),
     (lambda: _relation_spmm(rows=2), ValueError, "relation_spmm: x_src has 2 rows but the relation's edges"),
     (lambda: _relation_spmm(num_dst=-1), ValueError, "relation_spmm: num_dst must be an int in [0, 4]"),
+    (lambda: gkdfast.gcn_norm(_graph(), dtype=torch.int64), TypeError, "gkdfast.gcn_norm: dtype must be"),
+    (lambda: gkdfast.global_pool(torch.ones(4, 2), [0, 2, 4]), TypeError, "gkdfast.global_pool: x and ptr must"),
+    (lambda: gkdfast.Graph(EI, num_nodes=4.5), TypeError, "gkdfast.Graph: num_nodes must be an int"),
+    (lambda: _accuracy(torch.randn(4)), ValueError, "accuracy: logits must be [N, C] and y [N]"),
+    (lambda: gkdfast.data.random_split(torch.randn(4)), TypeError, "random_split: y must hold integer class"),
 ]
+
+
+def _accuracy(logits):
+    from gkdfast.distill import accuracy
+
+    return accuracy(logits, torch.tensor([0, 1, 0, 1]))
 
 
 def _terms():
@@ -108,3 +119,10 @@ def test_distiller_takes_a_single_term():
     from gkdfast.distill import Distiller
 
     assert len(Distiller(torch.nn.Linear(3, 2), _terms().CrossEntropy()).terms) == 1
+
+
+def test_kd_nan_teacher_row_stays_nan_while_minus_inf_classes_are_masked():
+    s = torch.randn(2, 3)
+    t = torch.tensor([[0.0, float("-inf"), 1.0], [float("nan")] * 3])
+    per_row = gkdfast.losses.kd(s, t, reduction="none")
+    assert torch.isfinite(per_row[0]) and torch.isnan(per_row[1])  # the NaN row came out 0

@@ -38,6 +38,8 @@ def random_split(y: Tensor, train_per_class: int = 20, val_per_class: int = 30, 
     """
     if not isinstance(y, Tensor) or y.dim() != 1:
         raise ValueError("random_split: y must be a 1-D label tensor")
+    if y.is_floating_point() or y.dtype == torch.bool:
+        raise TypeError(f"random_split: y must hold integer class labels, got {y.dtype}")
     if train_per_class < 0 or val_per_class < 0:
         raise ValueError("random_split: train_per_class and val_per_class must be >= 0")
     yc = y.detach().to("cpu", torch.int64)

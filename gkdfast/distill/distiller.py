@@ -159,6 +159,8 @@ def accuracy(logits: Tensor, y: Tensor, mask: Optional[Tensor] = None) -> float:
         >>> accuracy(torch.tensor([[2.0, 0.0], [0.0, 1.0], [1.0, 0.0]]), torch.tensor([0, 1, 1]))
         0.6666666865348816
     """
+    if logits.dim() != 2 or y.dim() != 1 or logits.size(0) != y.size(0):
+        raise ValueError(f"accuracy: logits must be [N, C] and y [N], got {list(logits.shape)} and {list(y.shape)}")
     if mask is not None:
         logits, y = logits[mask], y[mask]
     if y.numel() == 0:

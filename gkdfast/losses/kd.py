@@ -48,7 +48,7 @@ def kd(student_logits: Tensor, teacher_logits: Tensor, temperature: float = 1.0,
     # A class the teacher rules out (logit -inf, e.g. masked) has p_t = 0 and adds nothing: 0·log 0 = 0,
     # computed without the 0·(-inf) that would make the row NaN (and its gradients).
     p_t = log_p_t.exp()
-    kept = p_t > 0
+    kept = p_t != 0  # (a NaN teacher row stays NaN: it is not a masked class)
     log_ratio = torch.where(kept, log_p_t, torch.zeros_like(log_p_t)) - log_p_s
     per_row = torch.where(kept, p_t * log_ratio, torch.zeros_like(p_t)).sum(-1) * temperature**2
     if reduction == "none":
