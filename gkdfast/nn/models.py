@@ -199,6 +199,8 @@ class GCN(_Stack):
     Args:
         in_channels, hidden_channels, out_channels: widths.  num_layers: number of convolutions.
         dropout: after each hidden activation.  batch_norm: BatchNorm1d after each hidden conv.
+        normalize: ``D^-1/2 (A + I) D^-1/2`` in every layer (default; ``False``: plain sum aggregation, as
+            :class:`GCNConv`'s ``normalize``).
         input_dropout: dropout on the input features (default 0: none).
 
     Shapes: ``x`` ``[N, in]`` -> logits ``[N, out]`` (and hidden ``[N, hidden]`` with ``return_hidden``).
@@ -224,6 +226,10 @@ class GCN(_Stack):
 
 class SAGE(_Stack):
     """Stack of :class:`SAGEConv` layers (``aggr`` as in SAGEConv, default mean).
+
+    Args:
+        aggr: the layers' neighbour aggregation (``"mean"``, ``"max"``, ``"gcn"``, ... as :class:`SAGEConv`).
+        Other args as :class:`GCN`.
 
     Shapes: ``x`` ``[N, in]`` -> logits ``[N, out]`` (and hidden ``[N, hidden]``).
 
@@ -254,7 +260,8 @@ class GAT(_Stack):
 
     Args:
         heads: hidden-layer heads (default 4).  out_heads: output-layer heads (default 1).
-        attn_dropout: dropout on attention weights.  Other args as :class:`GCN`.
+        attn_dropout: dropout on attention weights.  negative_slope: the attention's LeakyReLU slope
+        (default 0.2, as :class:`GATConv`).  Other args as :class:`GCN`.
 
     Example:
         >>> g = gkdfast.Graph(torch.tensor([[0, 1, 2], [1, 2, 0]]))
