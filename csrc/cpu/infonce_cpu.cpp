@@ -15,6 +15,7 @@
 #include <ATen/ops/empty_like.h>
 
 #include <cmath>
+#include <vector>
 #include <limits>
 
 #include "cpu/cpu_kernels.h"
@@ -62,6 +63,11 @@ void sampled_backward(const scalar_t* a, const scalar_t* c, const scalar_t* lse,
                       const scalar_t* gl, scalar_t* da, scalar_t* dc, int64_t n, int64_t n_c, int64_t r0, int64_t d,
                       scalar_t inv_tau, bool has_pos, int64_t k_neg, uint64_t seed) {
   auto skip = [&](int64_t i) { return std::isinf(lse[i]) || (g[i] == 0 && gl[i] == 0); };
+  // The positive's coefficient, g (p - 1) / tau + gl p / tau, per anchor row (read again by the
+  // candidate side).  p - 1 is taken as minus the negatives' probabilities: p is 1 - 1e-5 on a row whose
+  // positive dominates, and its rounding at the scale of lse (~1 / tau) swamped that difference (the
+  // gradient was 1.6% off in norm, a row up to 5.6%).
+  std::vector<scalar_t> pos_coef(has_pos ? n : 0, scalar_t(0));
   // Anchor side: row i is written by the thread that owns i.
   at::parallel_for(0, n, 16, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
@@ -71,16 +77,20 @@ void sampled_backward(const scalar_t* a, const scalar_t* c, const scalar_t* lse,
       const int64_t gi = r0 + i;
       const scalar_t* ai = a + i * d;
       const scalar_t gp = (g[i] + gl[i]) * inv_tau;
-      if (has_pos) {
-        const scalar_t p = std::exp(inv_tau * vec::dot(ai, c + gi * d, d) - lse[i]);
-        vec::axpy(dai, c + gi * d, gp * p - g[i] * inv_tau, d);
-      }
+      double neg_p = 0;  // sum of the negatives' probabilities: 1 - p_pos without the cancellation
       for (int64_t q = 0; q * 4 < k_neg; ++q) {
         const philox::U4 w = philox::negative_words(seed, gi, q);
         for (int64_t t = 0; t < 4 && q * 4 + t < k_neg; ++t) {
           const scalar_t* cj = c + philox::word_to_index(philox::pick_word(w, t), n_c, gi) * d;
-          vec::axpy(dai, cj, gp * std::exp(inv_tau * vec::dot(ai, cj, d) - lse[i]), d);
+          const scalar_t p = std::exp(inv_tau * vec::dot(ai, cj, d) - lse[i]);
+          neg_p += p;
+          vec::axpy(dai, cj, gp * p, d);
         }
+      }
+      if (has_pos) {
+        const scalar_t p = std::exp(inv_tau * vec::dot(ai, c + gi * d, d) - lse[i]);
+        pos_coef[i] = static_cast<scalar_t>(-double(g[i]) * double(inv_tau) * neg_p) + gl[i] * inv_tau * p;
+        vec::axpy(dai, c + gi * d, pos_coef[i], d);
       }
     }
   });
@@ -95,10 +105,7 @@ void sampled_backward(const scalar_t* a, const scalar_t* c, const scalar_t* lse,
         const int64_t gi = r0 + i;
         const scalar_t* ai = a + i * d;
         const scalar_t gp = (g[i] + gl[i]) * inv_tau;
-        if (has_pos && gi >= lo && gi < hi) {
-          const scalar_t p = std::exp(inv_tau * vec::dot(ai, c + gi * d, d) - lse[i]);
-          vec::axpy(dc + gi * d, ai, gp * p - g[i] * inv_tau, d);
-        }
+        if (has_pos && gi >= lo && gi < hi) vec::axpy(dc + gi * d, ai, pos_coef[i], d);
         for (int64_t q = 0; q * 4 < k_neg; ++q) {
           const philox::U4 w = philox::negative_words(seed, gi, q);
           for (int64_t t = 0; t < 4 && q * 4 + t < k_neg; ++t) {

@@ -98,16 +98,19 @@ __global__ void sampled_backward_kernel(const scalar_t* __restrict__ a, const sc
       atomicAdd(dcj + f, coef * static_cast<acc_t>(ai[f]));
     }
   };
-  if (has_pos) {
-    const acc_t p = exp(mul_rn(inv_tau, warp_dot<scalar_t, acc_t>(ai, c + gi * d, d, lane)) - li);
-    scatter(gi, gp * p - g[i] * inv_tau);
-  }
+  double neg_p = 0;  // the negatives' probabilities: 1 - p_pos without the cancellation (infonce_cpu.cpp)
   for (int64_t q = 0; q * 4 < k_neg; ++q) {
     const philox::U4 w = philox::negative_words(seed, gi, q);
     for (int t = 0; t < 4 && q * 4 + t < k_neg; ++t) {
       const int64_t j = philox::word_to_index(philox::pick_word(w, t), n_c, gi);
-      scatter(j, gp * exp(mul_rn(inv_tau, warp_dot<scalar_t, acc_t>(ai, c + j * d, d, lane)) - li));
+      const acc_t p = exp(mul_rn(inv_tau, warp_dot<scalar_t, acc_t>(ai, c + j * d, d, lane)) - li);
+      neg_p += p;
+      scatter(j, gp * p);
     }
+  }
+  if (has_pos) {  // g (p - 1) / tau + gl p / tau with p - 1 = -neg_p
+    const acc_t p = exp(mul_rn(inv_tau, warp_dot<scalar_t, acc_t>(ai, c + gi * d, d, lane)) - li);
+    scatter(gi, static_cast<acc_t>(-double(g[i]) * double(inv_tau) * neg_p) + gl[i] * inv_tau * p);
   }
 }
 
