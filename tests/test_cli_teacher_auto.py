@@ -3,13 +3,17 @@ teacher row is that model."""
 import json
 
 
-def test_teacher_auto_picks_and_uses_the_best_candidate(tmp_path, capsys):
+def _distill_auto(out, method, epochs, seeds):
+    """``gkdfast distill --teacher auto`` on the built-in 500-node graph; its exit status."""
     from gkdfast.cli import main
 
+    return main(["distill", "--nodes", "500", "--teacher", "auto", "--student", "mlp:8", "--methods", method,
+                 "--epochs", str(epochs), "--seeds", str(seeds), "--no-progress", "--device", "cpu", "--out", str(out)])
+
+
+def test_teacher_auto_picks_and_uses_the_best_candidate(tmp_path, capsys):
     out = tmp_path / "run"
-    rc = main(["distill", "--nodes", "500", "--teacher", "auto", "--student", "mlp:8", "--methods", "glnn",
-               "--epochs", "8", "--seeds", "1", "--no-progress", "--device", "cpu", "--out", str(out)])
-    assert rc in (0, None)
+    assert _distill_auto(out, "glnn", 8, 1) in (0, None)
     err = capsys.readouterr().err
     picked = [line for line in err.splitlines() if "--teacher auto: picked" in line]
     assert len(picked) == 1
@@ -20,9 +24,7 @@ def test_teacher_auto_picks_and_uses_the_best_candidate(tmp_path, capsys):
     selection = res["teacher_selection"]  # the candidates' validation accuracies are kept with the results
     assert len(selection) == 6 and max(selection, key=lambda r: r["val_acc"])["model"] == teacher[0]
     # The same command again (a resumed run): the selection comes from OUT/cache, nothing retrains
-    rc = main(["distill", "--nodes", "500", "--teacher", "auto", "--student", "mlp:8", "--methods", "glnn",
-               "--epochs", "8", "--seeds", "1", "--no-progress", "--device", "cpu", "--out", str(out)])
-    assert rc in (0, None)
+    assert _distill_auto(out, "glnn", 8, 1) in (0, None)
     err = capsys.readouterr().err
     assert err.count("teacher candidate") == err.count("(cached)") == 6
     assert [line for line in err.splitlines() if "--teacher auto: picked" in line] == picked
@@ -32,12 +34,8 @@ def test_teacher_auto_picks_and_uses_the_best_candidate(tmp_path, capsys):
 def test_teacher_auto_picks_per_seed_where_the_split_is_redrawn(tmp_path, capsys):
     # seed 0's validation nodes are test nodes of seed 1 on a random 20/30-per-class split: picking seed 1's
     # teacher there let seed 1's test labels choose it; each seed now picks on its own split
-    from gkdfast.cli import main
-
     out = tmp_path / "run"
-    rc = main(["distill", "--nodes", "500", "--teacher", "auto", "--student", "mlp:8", "--methods", "kd",
-               "--epochs", "4", "--seeds", "2", "--no-progress", "--device", "cpu", "--out", str(out)])
-    assert rc in (0, None)
+    assert _distill_auto(out, "kd", 4, 2) in (0, None)
     err = capsys.readouterr().err
     assert "each pick their teacher on their own split" in err
     assert err.count("teacher candidate") == 12  # six candidates for each of the two seeds
