@@ -10,7 +10,7 @@ half / bfloat16 tensor arguments are cast to float32 and the body runs with auto
 * a float32 teacher is compared as it is, not rounded to the student's bfloat16,
 * on the CPU the native float32 kernels run (O(N·d) memory) instead of the pure-PyTorch fallback,
   whose N x N / E x d products autocast would otherwise also run in bfloat16 (a crd loss came out
-  negative, an float16 gsp inf).
+  negative, a float16 gsp inf).
 
 Message passing (``spmm``) is matmul-like: it runs in the region's dtype where a kernel takes it
 (CUDA) and in float32 elsewhere, with the edge weights cast alike; see :func:`message_dtype`.
@@ -73,7 +73,8 @@ def float32_loss(fn: Callable) -> Callable:
         devices = sorted(d for d in _device_types(list(args) + list(kwargs.values())) if autocast_on(d))
         if not devices:
             return fn(*args, **kwargs)
-        return _without_autocast(devices, fn, tuple(_widen(a) for a in args), {k: _widen(v) for k, v in kwargs.items()})
+        widened = tuple(_widen(a) for a in args), {k: _widen(v) for k, v in kwargs.items()}
+        return _without_autocast(devices, fn, *widened)
 
     return wrapper
 

@@ -88,7 +88,8 @@ struct TileArgs {
   T* buf;                          // scratch, 4 * bj
   // forward outputs, per row of the tile
   T *ms, *mt;                   // kl: tile max of x^S = K^S / tau and x^T
-  double *ss, *st, *sw, *sq;    // kl: sum exp(x^S - ms), sum exp(x^T - mt), sum exp(x^T - mt)((x^T - mt) - (x^S - ms)); mse: sum (K^S - K^T)^2
+  // kl: sum exp(x^S - ms), sum exp(x^T - mt), sum exp(x^T - mt)((x^T - mt) - (x^S - ms)); mse: sum (K^S - K^T)^2
+  double *ss, *st, *sw, *sq;
   // backward inputs (row side _r, column side _c) and outputs
   const T *lse_s_r, *lse_t_r, *w_r, *kl_r, *lse_s_c, *lse_t_c, *w_c, *kl_c;
   // kl backward with a small spread of the log-sum-exps: p_ja = p_aj * e_a * f_j, where
@@ -509,8 +510,9 @@ std::tuple<at::Tensor, at::Tensor> gsp_tiled_cpu(const at::Tensor& s_in, const a
   // half / bfloat16 run in float32, the dtype of their outputs (gsp_output_dtype): laplace through the
   // per-pair path on float copies, the rest through the portable driver (the SIMD tiles are float / double)
   if (!kernel_is_gemm_friendly(kind))
-    return simd_dtype(s_in) ? cpu::gsp_direct_cpu(s_in, t_in, kind, loss, gamma, tau, r0, r1)
-                            : cpu::gsp_direct_cpu(s_in.to(at::kFloat), t_in.to(at::kFloat), kind, loss, gamma, tau, r0, r1);
+    return simd_dtype(s_in)
+               ? cpu::gsp_direct_cpu(s_in, t_in, kind, loss, gamma, tau, r0, r1)
+               : cpu::gsp_direct_cpu(s_in.to(at::kFloat), t_in.to(at::kFloat), kind, loss, gamma, tau, r0, r1);
   if (cpu_gsp_portable() || !simd_dtype(s_in))
     return gsp_tiles_forward(s_in, t_in, kind, loss, gamma, tau, r0, r1, host_gsp_epilogue());
   // detach: the tiles are plain kernels (worker threads do not inherit the caller's grad mode)

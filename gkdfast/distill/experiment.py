@@ -316,8 +316,9 @@ def run_experiment(data, *, teacher: Union[None, ModelSpec, Callable[[int], Mode
         teacher: teacher :class:`ModelSpec`, or ``None`` when every method is teacher-free (no
             teacher row; e.g. Graph-MLP's published setting), or a function ``seed -> ModelSpec`` (a
             teacher picked per seed, e.g. by ``--teacher auto`` on a split re-drawn per seed).
-            students: student specs (each gets a "none" row and a row per method).  methods: recipe names (see :func:`gkdfast.distill.recipes.names`), or a
-            dict from a student's ``label`` (e.g. ``"MLP(128)"``) to its own list.
+            students: student specs (each gets a "none" row and a row per method). methods: recipe names
+            (see :func:`gkdfast.distill.recipes.names`), or a dict from a student's ``label`` (e.g.
+            ``"MLP(128)"``) to its own list.
         seeds: one run of everything per seed.  epochs: override every recipe's maximum epochs.
         device: training device.  out: folder for checkpoints (resume) — ``None``: no checkpoints.
         cache_dir: teacher-output cache (default ``out/cache`` when ``out`` is given).

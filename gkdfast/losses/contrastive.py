@@ -549,12 +549,13 @@ def ncontrast(graph: Graph, z: Tensor, tau: float = 1.0, hops: int = 1, num_nega
             Graph-MLP's batch loss without its dense ``Â^hops``, and without the whole sparse one
             either: the batch's block of ``W`` is joined from the graph's CSR on each call (work and
             memory follow the ``hops``-paths that start and end in the batch; ``max_nnz`` does not apply),
-            so it runs on graphs whose ``Â^hops`` has billions of non-zeros.  O(B·d) memory for the
-            similarities.  That join reads the values of ``nodes``: ``torch.compile`` runs it between
-            graphs (no ``fullgraph=True``), with values and gradients equal to eager.  With ``process_group`` each rank passes its **shard of the global batch**:
-            its ``nodes`` and their rows of ``z`` (shards in rank order, sizes may differ); the loss is
-            that of the concatenated batch, exactly as one process computes it, and each rank joins
-            only its own rows of the batch's ``W`` block (against the gathered node ids).
+            so it runs on graphs whose ``Â^hops`` has billions of non-zeros. O(B·d) memory for the
+            similarities. That join reads the values of ``nodes``: ``torch.compile`` runs it between graphs
+            (no ``fullgraph=True``), with values and gradients equal to eager. With ``process_group`` each
+            rank passes its **shard of the global batch**: its ``nodes`` and their rows of ``z`` (shards in
+            rank order, sizes may differ); the loss is that of the concatenated batch, exactly as one
+            process computes it, and each rank joins only its own rows of the batch's ``W`` block (against
+            the gathered node ids).
 
     Returns:
         scalar (or ``[N]``); 0 when P is empty.  Differentiable w.r.t. ``z``.
