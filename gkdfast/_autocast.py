@@ -54,6 +54,17 @@ def _device_types(values: Iterable) -> set:
     return out
 
 
+def wide_sum(x: Tensor) -> Tensor:
+    """``x.sum()``, accumulated and returned in float32 for half / bfloat16 ``x`` (a loss's sum of many
+    rows passes half's 65,504 long before its mean does); the caller casts back.
+
+    Example:
+        >>> wide_sum(torch.full((1000,), 70.0, dtype=torch.float16))
+        tensor(70000.)
+    """
+    return x.sum(dtype=torch.float32) if x.dtype in _NARROW else x.sum()
+
+
 def float32_loss(fn: Callable) -> Callable:
     """Decorator for a public loss: inside an autocast region, half / bfloat16 tensor arguments (also
     inside lists, e.g. ``relation``'s blocks) become float32 and ``fn`` runs with autocast off; outside

@@ -88,13 +88,15 @@ struct OnlineKL {
     ms = nms;
     mt = nmt;
   }
-  // Five slots per row in a state tensor: (m^S, s^S, m^T, s^T, w); an empty state is
-  // (-inf, 0, -inf, 0, 0).
-  static GKD_HD OnlineKL load(const acc_t* r) {
+  // A tile's partial state from its own maxima and sums (w against those maxima).
+  static GKD_HD OnlineKL of(acc_t ms, acc_t ss, acc_t mt, acc_t st, acc_t w) {
     OnlineKL k;
-    k.ms = r[0]; k.ss = r[1]; k.mt = r[2]; k.st = r[3]; k.w = r[4];
+    k.ms = ms; k.ss = ss; k.mt = mt; k.st = st; k.w = w;
     return k;
   }
+  // Five slots per row in a state tensor: (m^S, s^S, m^T, s^T, w); an empty state is
+  // (-inf, 0, -inf, 0, 0).
+  static GKD_HD OnlineKL load(const acc_t* r) { return of(r[0], r[1], r[2], r[3], r[4]); }
   GKD_HD void save(acc_t* r) const { r[0] = ms; r[1] = ss; r[2] = mt; r[3] = st; r[4] = w; }
   GKD_HD acc_t lse_s() const { return ss == acc_t(0) ? -std::numeric_limits<acc_t>::infinity() : ms + std::log(ss); }
   GKD_HD acc_t lse_t() const { return st == acc_t(0) ? -std::numeric_limits<acc_t>::infinity() : mt + std::log(st); }

@@ -33,7 +33,6 @@
 #include <vector>
 
 #include "cpu/cpu_kernels.h"
-#include "common/online_softmax.h"
 #include "common/pairwise_tiles.h"
 #include "common/similarity_kernels.h"
 #include "cpu/gsp_pairwise_cpu.h"
@@ -377,11 +376,8 @@ void gsp_gemm_forward(const at::Tensor& s, const at::Tensor& t, SimKernel kind, 
         for (int64_t r = 0; r < bi; ++r) total[r] += sq[r];
       } else {
         tile_kl_fwd(kind, A);
-        for (int64_t r = 0; r < bi; ++r) {
-          tiles::OnlineKL<double> tile;
-          tile.ms = ms[r]; tile.ss = ss[r]; tile.mt = mt[r]; tile.st = st[r]; tile.w = sw[r];
-          rows[r].merge(tile);
-        }
+        for (int64_t r = 0; r < bi; ++r)
+          rows[r].merge(tiles::OnlineKL<double>::of(ms[r], ss[r], mt[r], st[r], sw[r]));
       }
     }
     for (int64_t r = 0; r < bi; ++r) {

@@ -15,7 +15,6 @@
 #include <cmath>
 #include <vector>
 
-#include "common/online_softmax.h"
 #include "common/pairwise_tiles.h"
 
 namespace gkdfast {

@@ -23,7 +23,6 @@
 #include "cpu/cpu_kernels.h"
 #include "common/cpu_parallel.h"
 #include "common/cpu_vec.h"
-#include "common/online_softmax.h"
 #include "common/pairwise_tiles.h"
 #include "common/similarity_kernels.h"
 #include "ops/graph_checks.h"

@@ -9,7 +9,6 @@
 // GKDFAST_CUDA_IMPL=legacy; laplace (L1 distances, no GEMM) always runs here.
 
 #include "cuda/cuda_kernels.h"
-#include "common/online_softmax.h"
 #include "common/pairwise_tiles.h"
 #include "common/rounding.h"
 #include "common/similarity_kernels.h"

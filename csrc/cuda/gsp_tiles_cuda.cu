@@ -60,9 +60,8 @@ __global__ void gsp_kl_forward_tile(T* __restrict__ gs, int64_t lds, T* __restri
   wt = block_sum(wt, smem);
   if (threadIdx.x == 0) {
     T* row = state + r * ld_state;
-    tiles::OnlineKL<T> acc = tiles::OnlineKL<T>::load(row), tile;
-    tile.ms = ms; tile.ss = ss; tile.mt = mt; tile.st = st; tile.w = wt;
-    acc.merge(tile);
+    tiles::OnlineKL<T> acc = tiles::OnlineKL<T>::load(row);
+    acc.merge(tiles::OnlineKL<T>::of(ms, ss, mt, st, wt));
     acc.save(row);
   }
 }

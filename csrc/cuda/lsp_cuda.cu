@@ -13,7 +13,6 @@
 // unless GKDFAST_CUDA_IMPL=legacy.  laplace and half types always run here.
 
 #include "cuda/cuda_kernels.h"
-#include "common/online_softmax.h"
 #include "common/pairwise_tiles.h"
 #include "common/rounding.h"
 #include "common/similarity_kernels.h"

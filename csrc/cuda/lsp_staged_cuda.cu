@@ -142,8 +142,7 @@ __global__ void lsp_segment_stage(const index_t* __restrict__ rowptr, int64_t n,
   st = warp_sum(st);
   wt = warp_sum(wt);
   if (lane == 0) {
-    tiles::OnlineKL<T> row;
-    row.ms = ms; row.ss = ss; row.mt = mt; row.st = st; row.w = wt;
+    const tiles::OnlineKL<T> row = tiles::OnlineKL<T>::of(ms, ss, mt, st, wt);
     const T k = row.kl();  // >= 0 up to rounding: clamp (NaN stays NaN)
     per_node[i] = k < T(0) ? T(0) : k;
     lse[2 * i] = row.lse_s();

@@ -351,6 +351,7 @@ class Distiller:
         self.distributed, self.process_group = distributed, process_group
         self.uses_graph = uses_graph(student)
         self._hidden_ok = True
+        self._param_dtype: Optional[torch.dtype] = None  # set by fit
 
     # -- forward helpers ------------------------------------------------------------------------
     def _forward(self, inputs: Tensor, graph, nodes: Optional[Tensor], want_hidden: bool):
@@ -360,10 +361,10 @@ class Distiller:
         logits, hidden = call_model(self.student, inputs, graph, self.uses_graph, want_hidden)
         # A forward run under autocast returns half rows while the weights, and so the terms' heads, stay
         # float32: every term sees the rows in the parameters' dtype (a float32 head refused bfloat16 rows)
-        wide = next((p.dtype for p in self.student.parameters() if p.is_floating_point()), None)
+        wide = self._param_dtype
         if wide is not None:
-            logits, hidden = (v.to(wide) if v is not None and v.is_floating_point() and v.element_size()
-                              < torch.finfo(wide).bits // 8 else v for v in (logits, hidden))
+            logits, hidden = (v.to(wide) if v is not None and v.is_floating_point() and v.dtype.itemsize
+                              < wide.itemsize else v for v in (logits, hidden))
         if self.uses_graph and nodes is not None:
             logits = take_rows(logits, nodes)
             hidden = take_rows(hidden, nodes) if hidden is not None else None
@@ -575,6 +576,8 @@ class Distiller:
 
         # Probe the student once: can it return a hidden embedding, and how wide is it?
         self.student.to(dev)
+        # the dtype of its floating-point weights (None: it has none), which _forward widens rows to
+        self._param_dtype = next((p.dtype for p in self.student.parameters() if p.is_floating_point()), None)
         probe_rows = torch.arange(min(n, 8), device=dev)
         with torch.no_grad():
             was = self.student.training
@@ -599,8 +602,7 @@ class Distiller:
         # heads the terms built (projections, RSD's map) take the student's device and float dtype: its
         # parameters' (under autocast its outputs are bfloat16 while it trains float32 weights, and so
         # must the heads), else its output's
-        out_dtype = next((p.dtype for p in self.student.parameters() if p.is_floating_point()),
-                         (probe[1] if probe[1] is not None else probe[0]).dtype)
+        out_dtype = self._param_dtype or (probe[1] if probe[1] is not None else probe[0]).dtype
         self.terms.to(dev, dtype=out_dtype if out_dtype.is_floating_point else None)
 
         optim = torch.optim.Adam(self._param_groups(), lr=self.lr, weight_decay=self.weight_decay)

@@ -59,12 +59,13 @@ def validate(results: dict) -> None:
     if not isinstance(results, dict) or set(results) - set(OPTIONAL_KEYS) != {"dataset", "num_nodes", "num_edges", "rows"}:
         raise ValueError("results: expected keys dataset, num_nodes, num_edges, rows (and optionally "
                          f"{', '.join(OPTIONAL_KEYS)})")
-    if "teacher_selection" in results and not (isinstance(results["teacher_selection"], list) and all(
-            isinstance(r, dict) and {"model", "val_acc"} <= set(r) for r in results["teacher_selection"])):
+    def is_selection(t) -> bool:  # the candidates' table of one --teacher auto pick
+        return isinstance(t, list) and all(isinstance(r, dict) and {"model", "val_acc"} <= set(r) for r in t)
+
+    if "teacher_selection" in results and not is_selection(results["teacher_selection"]):
         raise ValueError("results: teacher_selection must be a list of dicts with 'model' and 'val_acc'")
     per_seed = results.get("teacher_selection_per_seed", {})
-    if not (isinstance(per_seed, dict) and all(isinstance(t, list) and all(
-            isinstance(r, dict) and {"model", "val_acc"} <= set(r) for r in t) for t in per_seed.values())):
+    if not (isinstance(per_seed, dict) and all(is_selection(t) for t in per_seed.values())):
         raise ValueError("results: teacher_selection_per_seed must map seeds to lists of dicts with 'model' and "
                          "'val_acc'")
     if "protocol" in results and not (isinstance(results["protocol"], dict) and "name" in results["protocol"]):

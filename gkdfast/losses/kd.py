@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from gkdfast._autocast import float32_loss
+from gkdfast._autocast import float32_loss, wide_sum
 
 _REDUCTIONS = ("batchmean", "mean", "sum", "none")
 
@@ -53,9 +53,7 @@ def kd(student_logits: Tensor, teacher_logits: Tensor, temperature: float = 1.0,
     per_row = torch.where(kept, p_t * log_ratio, torch.zeros_like(p_t)).sum(-1) * temperature**2
     if reduction == "none":
         return per_row
-    # half / bfloat16 rows are summed in float32: 1,000 rows of KL 70 pass half's 65,504 before the
-    # division brings the mean back into range
-    total = per_row.sum(dtype=torch.float32) if per_row.element_size() < 4 else per_row.sum()
+    total = wide_sum(per_row)  # half rows in float32: 1,000 rows of KL 70 pass 65,504 before the mean
     if reduction == "sum":
         return total.to(per_row.dtype)
     count = student_logits.numel() if reduction == "mean" else student_logits.size(0)

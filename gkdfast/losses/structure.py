@@ -23,7 +23,7 @@ from typing import Optional, Sequence, Tuple
 import torch
 from torch import Tensor
 
-from gkdfast._autocast import float32_loss
+from gkdfast._autocast import float32_loss, wide_sum
 from gkdfast import _backend
 from gkdfast._checks import check_graph, check_rows_match
 from gkdfast.graph import Graph
@@ -436,6 +436,4 @@ def relation(student_blocks: Sequence[Tensor], teacher_blocks: Sequence[Tensor],
     us = _unit_rows(torch.stack(student_blocks, 1).reshape(n * kk, ds)).reshape(n, kk, ds)
     ut = _unit_rows(torch.stack([b.to(dtype) for b in teacher_blocks], 1).reshape(n * kk, dt)).reshape(n, kk, dt)
     rs, rt = us @ us.transpose(1, 2), ut @ ut.transpose(1, 2)
-    sq = (rs - rt).pow(2)  # half / bfloat16: summed in float32 (N K^2 terms pass 65,504 long before the mean)
-    total = sq.sum(dtype=torch.float32) if sq.element_size() < 4 else sq.sum()
-    return (total / (max(n, 1) * kk * kk)).to(dtype)
+    return (wide_sum((rs - rt).pow(2)) / (max(n, 1) * kk * kk)).to(dtype)  # (half: N K^2 terms in float32)
