@@ -9,9 +9,9 @@ import sys
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 
 import _ddp_large_workers as workers
+from _spawn_ranks import spawn_ranks
 from test_distributed_train import ROOT, _env, _torchrun
 
 WORLD = 2
@@ -20,9 +20,8 @@ pytestmark = pytest.mark.skipif(not dist.is_available(), reason="torch.distribut
 
 @pytest.fixture(scope="module")
 def ranks(tmp_path_factory):
-    out = str(tmp_path_factory.mktemp("ddp-large"))
-    mp.start_processes(workers.worker, args=(WORLD, os.path.join(out, "init"), out), nprocs=WORLD, join=True,
-                       start_method="spawn")
+    out = spawn_ranks(workers.worker, WORLD, str(tmp_path_factory.mktemp("ddp-large")),
+                      lambda init, out: (WORLD, init, out))
     return out, [torch.load(os.path.join(out, f"rank{r}.pt"), weights_only=False) for r in range(WORLD)]
 
 
@@ -61,9 +60,8 @@ def test_teacher_cache_layerwise_under_ddp_equals_one_process(ranks, tmp_path):
 
 @pytest.fixture(scope="module")
 def apart(tmp_path_factory):
-    out = str(tmp_path_factory.mktemp("ddp-apart"))
-    mp.start_processes(workers.apart_worker, args=(3, os.path.join(out, "init"), out), nprocs=3, join=True,
-                       start_method="spawn")
+    out = spawn_ranks(workers.apart_worker, 3, str(tmp_path_factory.mktemp("ddp-apart")),
+                      lambda init, out: (3, init, out))
     return [torch.load(os.path.join(out, f"rank{r}.pt"), weights_only=False) for r in range(3)]
 
 

@@ -17,9 +17,9 @@ import traceback
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 
 import gkdfast
+from _spawn_ranks import spawn_ranks
 from gkdfast import distributed as gdist
 
 WORLD = 2
@@ -250,8 +250,8 @@ def _worker(rank: int, init_file: str, out_dir: str):
 
 @pytest.mark.skipif(not dist.is_available(), reason="torch.distributed is not available")
 def test_two_gloo_ranks_match_the_single_process_losses(tmp_path):
-    mp.spawn(_worker, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=WORLD, join=True)
-    report = [(tmp_path / f"rank{r}.txt").read_text() for r in range(WORLD)]
+    out = pathlib.Path(spawn_ranks(_worker, WORLD, str(tmp_path), lambda init, out: (init, out)))
+    report = [(out / f"rank{r}.txt").read_text() for r in range(WORLD)]
     assert report == ["", ""], "\n\n".join(f"rank {r}:\n{t}" for r, t in enumerate(report) if t)
 
 

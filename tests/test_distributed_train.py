@@ -9,9 +9,9 @@ import sys
 
 import pytest
 import torch
-import torch.multiprocessing as mp
 
 import _ddp_workers
+from _spawn_ranks import spawn_ranks
 from gkdfast.distill import Distiller, teacher_outputs
 from gkdfast.distill.ddp import Dist, fail_once_for_test, local_batches, resolve, shard_order
 
@@ -61,9 +61,8 @@ def test_fail_once_hook_is_off_without_its_variable(tmp_path, monkeypatch):
 # -- two gloo processes ----------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def ranks(tmp_path_factory):
-    out = str(tmp_path_factory.mktemp("ddp"))
-    mp.start_processes(_ddp_workers.worker, args=(WORLD, os.path.join(out, "init"), out), nprocs=WORLD,
-                       join=True, start_method="spawn")
+    out = spawn_ranks(_ddp_workers.worker, WORLD, str(tmp_path_factory.mktemp("ddp")),
+                      lambda init, out: (WORLD, init, out))
     return out, [torch.load(os.path.join(out, f"rank{r}.pt"), weights_only=False) for r in range(WORLD)]
 
 
