@@ -99,6 +99,27 @@ def _without_autocast(device_types, fn, args, kwargs):
         return _without_autocast(device_types[1:], fn, args, kwargs)
 
 
+_AUTOCAST_NAMES = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp16": torch.float16,
+                   "float16": torch.float16, "half": torch.float16}
+
+
+def autocast_dtype(value, who: str) -> Optional[torch.dtype]:
+    """A mixed-precision setting as a dtype: ``None`` (off), ``torch.bfloat16`` / ``torch.float16`` or
+    their names (``"bf16"``, ``"bfloat16"``, ``"fp16"``, ``"float16"``, ``"half"``); ValueError naming
+    ``who`` otherwise.
+
+    Example:
+        >>> autocast_dtype("bf16", "Distiller")
+        torch.bfloat16
+    """
+    if value is None or value in _NARROW:
+        return value
+    if isinstance(value, str) and value.lower() in _AUTOCAST_NAMES:
+        return _AUTOCAST_NAMES[value.lower()]
+    raise ValueError(f"{who}: autocast must be None, torch.bfloat16, torch.float16 or one of "
+                     f"{', '.join(sorted(_AUTOCAST_NAMES))}, got {value!r}")
+
+
 def call_without_autocast(device_type: str, fn: Callable, *args, **kwargs):
     """``fn(*args, **kwargs)``, with autocast off for ``device_type`` if a region is active there."""
     return _without_autocast([device_type] if autocast_on(device_type) else [], fn, args, kwargs)

@@ -21,6 +21,7 @@ cross-entropy term):
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import math
@@ -33,6 +34,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Union
 import torch
 from torch import Tensor, nn
 
+from gkdfast._autocast import autocast_dtype
 from gkdfast._rows import take_rows
 from gkdfast._io import atomic_write, save_checkpoint_file
 from gkdfast.distill.checkpoint_cadence import CheckpointCadence
@@ -270,6 +272,16 @@ class Distiller:
             rank and step), every rank must pass the same data, and all-pairs terms (GSP, CRD,
             NContrast) need a loss that accepts ``process_group=``.
         process_group: the group to train over (default: the default group).
+        autocast: mixed precision, ``None`` (default: every step in the parameters' dtype),
+            ``torch.bfloat16`` or ``torch.float16`` (or ``"bf16"`` / ``"fp16"``): the student's forward
+            and the loss terms run in a ``torch.autocast`` region of the training device, for the
+            training steps and the validation / :meth:`predict` forwards.  The weights stay float32
+            (a student with other floating-point weights is refused); gkdfast's losses compute in
+            float32 inside the region, and every term reads the student's rows widened to float32.
+            float16 scales the loss with a ``torch.amp.GradScaler`` (steps with an inf / NaN gradient
+            are skipped and the scale lowered), whose state is checkpointed with the optimiser's.
+            Worth it where half-precision matrix products are fast (GPUs); on a CPU without bfloat16
+            matrix units it is usually slower than float32.
 
     Example:
         >>> import gkdfast
@@ -290,7 +302,7 @@ class Distiller:
                  cache_dir: Optional[str] = None, progress: bool = False, desc: str = "train", seed: int = 0,
                  observed: Optional[Tensor] = None, distributed: Union[str, bool] = "auto", process_group=None,
                  checkpoint_overhead: Optional[float] = 0.05, ties: str = "first", passes: str = "joint",
-                 batching: str = "partition", batch_edges: str = "induced"):
+                 batching: str = "partition", batch_edges: str = "induced", autocast=None):
         if not isinstance(student, nn.Module):
             raise TypeError(f"Distiller: student must be a torch.nn.Module, got {type(student).__name__}")
         if isinstance(terms, LossTerm):  # one term given on its own
@@ -352,8 +364,15 @@ class Distiller:
         self.uses_graph = uses_graph(student)
         self._hidden_ok = True
         self._param_dtype: Optional[torch.dtype] = None  # set by fit
+        self.autocast = autocast_dtype(autocast, "Distiller")
 
     # -- forward helpers ------------------------------------------------------------------------
+    def _region(self):
+        """The ``torch.autocast`` region of ``autocast=`` on the training device (nothing when off)."""
+        if self.autocast is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.autocast)
+
     def _forward(self, inputs: Tensor, graph, nodes: Optional[Tensor], want_hidden: bool):
         """Student logits/hidden for rows ``nodes`` (all rows when ``None``).  ``inputs`` are the batch
         rows for a graph-free student and the full matrix for a GNN."""
@@ -375,7 +394,10 @@ class Distiller:
         """Eval-mode logits ``[N, C]`` for every node (graph-free students run in chunks)."""
         was = self.student.training
         try:
-            return eval_logits(self.student, inputs, graph, self.uses_graph, chunk)
+            with self._region():
+                logits = eval_logits(self.student, inputs, graph, self.uses_graph, chunk)
+            # (under autocast: the rows in float32, the weights' dtype, as the terms read them)
+            return logits.float() if self.autocast is not None and logits.dtype == self.autocast else logits
         finally:
             self.student.train(was)
 
@@ -433,6 +455,8 @@ class Distiller:
             h.update(f"batch_edges={self.batch_edges}".encode())
         if world_size is not None:
             h.update(f"ddp{int(world_size)}".encode())
+        if self.autocast is not None:
+            h.update(f"autocast={self.autocast}".encode())
         dropout_impl = dropout_implementation()
         if dropout_impl != "philox":  # (the default left out: existing checkpoints keep their key)
             h.update(f"dropout={dropout_impl}".encode())
@@ -578,6 +602,12 @@ class Distiller:
         self.student.to(dev)
         # the dtype of its floating-point weights (None: it has none), which _forward widens rows to
         self._param_dtype = next((p.dtype for p in self.student.parameters() if p.is_floating_point()), None)
+        if self.autocast is not None:
+            odd = sorted({str(p.dtype) for p in self.student.parameters() if p.is_floating_point()
+                          and p.dtype != torch.float32})
+            if odd:
+                raise ValueError(f"Distiller: autocast={self.autocast} trains float32 weights in a mixed-precision "
+                                 f"region; the student has {', '.join(odd)} weights (convert it with .float())")
         probe_rows = torch.arange(min(n, 8), device=dev)
         with torch.no_grad():
             was = self.student.training
@@ -606,6 +636,8 @@ class Distiller:
         self.terms.to(dev, dtype=out_dtype if out_dtype.is_floating_point else None)
 
         optim = torch.optim.Adam(self._param_groups(), lr=self.lr, weight_decay=self.weight_decay)
+        # float16's narrow range: the loss is scaled so small gradients do not flush to zero
+        scaler = torch.amp.GradScaler(dev.type) if self.autocast == torch.float16 else None
         gen = torch.Generator(device="cpu").manual_seed(self.seed)
         val_idx = None if self.uses_graph else val_mask.nonzero().flatten()
         # A graph-free student's validation rows, gathered once for the whole fit when they are small
@@ -653,6 +685,8 @@ class Distiller:
                 self.student.load_state_dict(state["student"])
                 self.terms.load_state_dict(state["terms"])
                 optim.load_state_dict(state["optim"])
+                if scaler is not None:
+                    scaler.load_state_dict(state["scaler"])
             except (RuntimeError, ValueError, KeyError) as exc:  # e.g. a checkpoint of an older layout
                 raise ValueError(f"Distiller: {self._ckpt_path()} does not fit this run's model, heads or optimiser "
                                  f"({type(exc).__name__}: {str(exc).splitlines()[0][:100]}); it was probably "
@@ -776,14 +810,20 @@ class Distiller:
                 sums: Dict[str, float] = {}
                 counts: Dict[str, int] = {}
                 for nodes, subset, labelled in batches:
-                    loss, values = (step(batch_loss, nodes, subset, labelled) if step is not None
-                                    else batch_loss(nodes, subset, labelled))
+                    with self._region():
+                        loss, values = (step(batch_loss, nodes, subset, labelled) if step is not None
+                                        else batch_loss(nodes, subset, labelled))
                     for k, v in values.items():  # "loss" among them: the step's loss as one process has it
                         sums[k] = sums.get(k, 0.0) + v
                         counts[k] = counts.get(k, 0) + 1
                     optim.zero_grad(set_to_none=True)
-                    loss.backward()
-                    optim.step()
+                    if scaler is None:
+                        loss.backward()
+                        optim.step()
+                    else:  # (a step whose scaled gradient overflowed is skipped, the scale lowered)
+                        scaler.scale(loss).backward()
+                        scaler.step(optim)
+                        scaler.update()
                 # each value's mean over the steps that computed it (with passes="separate" a term
                 # appears in its own pass only)
                 sums = {k: v / counts[k] for k, v in sums.items()}
@@ -808,6 +848,7 @@ class Distiller:
                 ckpt_state = {
                     "fingerprint": fp, "epoch": epoch, "student": self.student.state_dict(),
                     "terms": self.terms.state_dict(), "optim": optim.state_dict(),
+                    "scaler": scaler.state_dict() if scaler is not None else None,
                     "rng_torch": rng["torch"], "rng_cuda": rng["cuda"],
                     "rng_gen": gen.get_state(), "best_val": best_val, "best_epoch": best_epoch, "bad": bad,
                     "best_seen": best_seen,
