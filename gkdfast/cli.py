@@ -269,6 +269,8 @@ def _distill(args) -> int:
             raise ValueError("--split-dir: the large-graph pipeline keeps the data's split; run without --sampled")
         if args.missing_rate:
             raise ValueError("--missing-rate: the large-graph pipeline does not mask data; run without --sampled")
+        if args.autocast:
+            raise ValueError("--autocast: the large-graph pipeline trains in float32; run without --sampled")
         return run_large(args, data, group=group)
     log = (lambda s: None) if args.quiet or not main else (lambda s: print(s, file=sys.stderr, flush=True))
     if group is not None:
@@ -295,7 +297,8 @@ def _distill(args) -> int:
             (teacher, selection), for_seed, picks = select_per_seed(
                 lambda s: select_teacher(data, seed=s, epochs=args.epochs, device=device, log=log,
                                          cache_dir=args.cache_dir or os.path.join(out, "cache"),
-                                         missing_rate=args.missing_rate or 0.0, inductive_fraction=inductive_fraction),
+                                         missing_rate=args.missing_rate or 0.0, inductive_fraction=inductive_fraction,
+                                         autocast=args.autocast),
                 data, seeds, inductive_fraction, log)
             if len(picks) > 1:
                 teacher = lambda s: for_seed(s)[0]  # noqa: E731
@@ -304,7 +307,7 @@ def _distill(args) -> int:
                                  device=device, out=out, cache_dir=args.cache_dir,
                                  progress=main and not args.quiet and not args.no_progress, overrides=overrides,
                                  log=log, setting=args.setting, inductive_fraction=args.inductive_fraction,
-                                 missing_rate=args.missing_rate)
+                                 missing_rate=args.missing_rate, autocast=args.autocast)
         if not main:
             return 0
         if auto_teacher:
@@ -360,7 +363,7 @@ def _check_pipeline_flags(args) -> None:
              ("--fairness", bool(args.fairness)), ("--distributed", bool(args.distributed)),
              ("--sampled", bool(getattr(args, "sampled", False))),
              ("--protocol published", args.protocol == "published"),
-             ("--dropout", args.dropout is not None)] + _schedule_flags(args)
+             ("--dropout", args.dropout is not None), ("--autocast", bool(args.autocast))] + _schedule_flags(args)
     if args.task == "graph":  # k-fold cross-validation over the folder's own graphs
         given += [(flag, True) for flag in flags_given(args, ("seeds", "cache_dir", "target_type", "split",
                                                               *_SHAPE_FLAGS))]
@@ -628,6 +631,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_shape_flags(pd, ".  Any of --avg-degree/--features/--classes/--homophily switches the built-in graph from the "
                          "small 5-class CSBM to the degree-corrected SBM (gkdfast.data.dcsbm) with --nodes nodes")
     pd.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    pd.add_argument("--autocast", choices=("bf16", "fp16"),
+                    help="mixed-precision training of the teacher and the students (torch.autocast on the device, "
+                         "float32 weights, fp16 with a gradient scaler; Distiller(autocast=)); test accuracy "
+                         "is measured in float32.  Worth it on GPUs; on most CPUs slower than the default float32")
     pd.add_argument("--out", default="gkdfast-results", help="output folder (default ./gkdfast-results)")
     pd.add_argument("--cache-dir", help="teacher-output cache (default OUT/cache)")
     pd.add_argument("--no-progress", action="store_true", help="no progress bars")

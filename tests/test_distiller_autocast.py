@@ -99,3 +99,21 @@ def test_errors(problem, tmp_path):
     with pytest.raises(ValueError, match="belongs to a different run"):
         Distiller(MLP(16, 8, 3), [terms.CrossEntropy()], epochs=1, checkpoint_dir=str(tmp_path),
                   autocast="bf16").fit(data)
+
+
+def test_cli_autocast_records_the_setting_and_refuses_other_pipelines(tmp_path):
+    from conftest import run_cli
+
+    out = str(tmp_path / "res")
+    r = run_cli("distill", "--nodes", "500", "--epochs", "5", "--student", "mlp:16", "--teacher", "gcn:16",
+                "--methods", "kd,gsp", "--autocast", "bf16", "--out", out, "--quiet")
+    assert r.returncode == 0, r.stderr
+    import json
+
+    with open(os.path.join(out, "results.json")) as f:
+        res = json.load(f)
+    assert res["autocast"] == "bfloat16" and [row["method"] for row in res["rows"]] == ["teacher", "none", "kd", "gsp"]
+    r = run_cli("distill", "--nodes", "500", "--sampled", "--autocast", "fp16", "--out", str(tmp_path / "s"))
+    assert r.returncode == 2 and "--autocast: the large-graph pipeline trains in float32" in r.stderr
+    r = run_cli("distill", "--task", "graph", "--autocast", "bf16", "--out", str(tmp_path / "g"))
+    assert r.returncode == 2 and "--autocast" in r.stderr and "graph classification" in r.stderr

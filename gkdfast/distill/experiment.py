@@ -18,6 +18,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 import torch
 from torch import nn
 
+from gkdfast._autocast import autocast_dtype
 from gkdfast.data.splits import inductive_split
 from gkdfast.distill import recipes as _recipes
 from gkdfast.distill.distiller import accuracy, eval_logits
@@ -281,13 +282,13 @@ def summarize_runs(runs: Sequence[dict], *, dataset: str, num_nodes: int, num_ed
 
 
 def _train_teacher(teacher, d, train_data, graph, y, test, seed, dev, epochs, teacher_params, ckpt, cache_dir,
-                   progress, record, log):
+                   progress, record, log, autocast=None):
     """One seed's teacher: supervised, early-stopped on validation accuracy, recorded as the teacher
     row; returns its outputs on what the students may see (cached on disk)."""
     torch.manual_seed(seed)
     tmodel = teacher.build(d.x.size(1), d.num_classes, train_data.graph.num_nodes)
     trecipe = _recipes.NoKD(**dict({"epochs": epochs} if epochs else {}, **(teacher_params or {})))
-    tt = trecipe.fit(lambda f: tmodel, train_data, None, seed, device=dev,
+    tt = trecipe.fit(lambda f: tmodel, train_data, None, seed, device=dev, autocast=autocast,
                      # one folder per teacher: a rerun in the same --out with another teacher (or another
                      # --teacher auto pick) trains it instead of finding the first one's checkpoint
                      checkpoint_dir=ckpt(f"seed{seed}", f"teacher-{teacher.label}"), progress=progress,
@@ -308,7 +309,7 @@ def run_experiment(data, *, teacher: Union[None, ModelSpec, Callable[[int], Mode
                    overrides: Optional[Dict[str, dict]] = None, log: Callable[[str], None] = lambda s: None,
                    teacher_params: Optional[dict] = None, details: Optional[list] = None,
                    setting: str = "transductive", inductive_fraction: float = 0.2,
-                   missing_rate: float = 0.0) -> dict:
+                   missing_rate: float = 0.0, autocast=None) -> dict:
     """Runs the comparison and returns the ``results.json`` dictionary.
 
     Args:
@@ -339,6 +340,10 @@ def run_experiment(data, *, teacher: Union[None, ModelSpec, Callable[[int], Mode
             fraction of the feature entries and of the edges is removed (seeded by the seed) before
             the teacher and the students train, and stays removed at evaluation.  ``0`` (default):
             the data as given.  The dataset is labelled ``"<name> [missing 30%]"``.
+        autocast: mixed-precision training for the teacher and every student (``torch.bfloat16`` /
+            ``torch.float16`` or ``"bf16"`` / ``"fp16"``; :class:`~gkdfast.distill.Distiller`'s
+            ``autocast``); the test rows evaluate the float32 weights in float32.  The returned
+            dictionary then has ``"autocast": "bfloat16"`` (or ``"float16"``).
 
     Under torch.distributed (every rank calling with the same arguments, e.g. ``gkdfast distill
     --distributed`` under torchrun) the teacher and every student train data-parallel through the
@@ -360,6 +365,7 @@ def run_experiment(data, *, teacher: Union[None, ModelSpec, Callable[[int], Mode
     """
     if not seeds:
         raise ValueError("run_experiment: give at least one seed")
+    autocast = autocast_dtype(autocast, "run_experiment")
     per_student = {spec.label: list(methods.get(spec.label, ()) if isinstance(methods, dict) else methods)
                    for spec in students}
     # Canonical names, "none" dropped (it always runs); unknown names fail here, before any training.
@@ -421,7 +427,7 @@ def run_experiment(data, *, teacher: Union[None, ModelSpec, Callable[[int], Mode
             check_inductive(tspec)
         tout = None if tspec is None else _train_teacher(
             tspec, d, train_data, graph, y, test, seed, dev, epochs, teacher_params, ckpt, cache_dir, progress,
-            record, log)
+            record, log, autocast)
 
         # Students --------------------------------------------------------------------------------
         for spec in students:
@@ -438,7 +444,7 @@ def run_experiment(data, *, teacher: Union[None, ModelSpec, Callable[[int], Mode
                 n_seen = train_data.graph.num_nodes  # models with per-node parameters are sized to it
                 trained = recipe.fit(lambda f: spec.build(f, d.num_classes, n_seen), train_data, tout, seed, device=dev,
                                      checkpoint_dir=ckpt(f"seed{seed}", f"{spec.label}-{recipe.name}"),
-                                     cache_dir=cache_dir, progress=progress,
+                                     cache_dir=cache_dir, progress=progress, autocast=autocast,
                                      desc=f"seed {seed}: {recipe.name} -> {spec.label}")
                 # the recipe's model, then any baseline it trained in the same run (own rows)
                 for name, t in [(recipe.name, trained)] + list(trained.baselines.items()):
@@ -456,4 +462,7 @@ def run_experiment(data, *, teacher: Union[None, ModelSpec, Callable[[int], Mode
         name = f"{name} [inductive {float(inductive_fraction):.0%}]"
     if missing_rate:
         name = f"{name} [missing {float(missing_rate):.0%}]"
-    return summarize_runs(runs, dataset=name, num_nodes=data.graph.num_nodes, num_edges=data.graph.num_edges)
+    summary = summarize_runs(runs, dataset=name, num_nodes=data.graph.num_nodes, num_edges=data.graph.num_edges)
+    if autocast is not None:
+        summary["autocast"] = str(autocast).replace("torch.", "")
+    return summary

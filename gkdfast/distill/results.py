@@ -8,6 +8,7 @@ student without KD, one per (student, recipe))::
      "protocol": {"name": "published", "settings": [...]},        # optional: gkdfast.distill.protocols
      "teacher_selection": [{"model": str, "val_acc": float, "seconds": float}, ...],  # optional: --teacher auto
      "teacher_selection_per_seed": {"<seed>": [...], ...},  # optional: --teacher auto on splits re-drawn per seed
+     "autocast": "bfloat16" | "float16",                      # optional: mixed-precision training (--autocast)
      "rows": [{"method": str, "model": str, "test_acc_mean": float, "test_acc_std": float,
                "test_acc": [float, ...], "train_seconds": float, "inference_ms_per_1k_nodes": float,
                # only when the data has a sensitive attribute (gkdfast.distill.fairness), every row:
@@ -30,7 +31,7 @@ ROW_KEYS = ("method", "model", "test_acc_mean", "test_acc_std", "test_acc", "tra
             "inference_ms_per_1k_nodes")
 #: Keys every row has, or none has: group-fairness gaps (fractions) when a sensitive attribute exists.
 FAIR_KEYS = ("delta_sp_mean", "delta_sp_std", "delta_sp", "delta_eo_mean", "delta_eo_std", "delta_eo")
-OPTIONAL_KEYS = ("stages", "protocol", "teacher_selection", "teacher_selection_per_seed")
+OPTIONAL_KEYS = ("stages", "protocol", "teacher_selection", "teacher_selection_per_seed", "autocast")
 
 
 def has_fairness(results: dict) -> bool:
@@ -68,6 +69,8 @@ def validate(results: dict) -> None:
     if not (isinstance(per_seed, dict) and all(is_selection(t) for t in per_seed.values())):
         raise ValueError("results: teacher_selection_per_seed must map seeds to lists of dicts with 'model' and "
                          "'val_acc'")
+    if results.get("autocast", "bfloat16") not in ("bfloat16", "float16"):
+        raise ValueError("results: autocast must be 'bfloat16' or 'float16'")
     if "protocol" in results and not (isinstance(results["protocol"], dict) and "name" in results["protocol"]):
         raise ValueError("results: protocol must be a dict with a 'name'")
     if "stages" in results and not (isinstance(results["stages"], list)

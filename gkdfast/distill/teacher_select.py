@@ -19,6 +19,7 @@ from typing import Callable, List, Optional, Sequence, Tuple
 
 import torch
 
+from gkdfast._autocast import autocast_dtype
 from gkdfast.distill import recipes as _recipes
 from gkdfast.distill.experiment import ModelSpec, parse_model, seed_data
 
@@ -31,7 +32,7 @@ def select_teacher(data, candidates: Sequence[str] = DEFAULT_CANDIDATES, *, seed
                    epochs: Optional[int] = None, teacher_params: Optional[dict] = None, device="cpu",
                    dropout: float = 0.5, log: Callable[[str], None] = print,
                    cache_dir: Optional[str] = None, missing_rate: float = 0.0,
-                   inductive_fraction: Optional[float] = None) -> Tuple[ModelSpec, List[dict]]:
+                   inductive_fraction: Optional[float] = None, autocast=None) -> Tuple[ModelSpec, List[dict]]:
     """Trains each candidate teacher on ``seed``'s split and returns the best by validation accuracy.
 
     Args:
@@ -48,6 +49,8 @@ def select_teacher(data, candidates: Sequence[str] = DEFAULT_CANDIDATES, *, seed
         missing_rate / inductive_fraction: the experiment's setting (:func:`~gkdfast.distill.experiment.
             seed_data`): the candidates see what the experiment's teacher sees, the seed's masked features
             and edges, and in the inductive setting the observed graph only (never the hidden test nodes).
+        autocast: the candidates train in mixed precision, as the experiment's teacher will
+            (:class:`~gkdfast.distill.Distiller`'s ``autocast``).
 
     Returns:
         ``(spec, table)``: the chosen :class:`ModelSpec` and one dict per candidate
@@ -68,7 +71,7 @@ def select_teacher(data, candidates: Sequence[str] = DEFAULT_CANDIDATES, *, seed
     dev = torch.device(device)
     path = None
     if cache_dir is not None:
-        key = _selection_key(d, specs, seed, epochs, teacher_params, dev)
+        key = _selection_key(d, specs, seed, epochs, teacher_params, dev, autocast_dtype(autocast, "select_teacher"))
         path = os.path.join(cache_dir, f"teacher-select-{key}.json")
         cached = _read_selection(path, specs)
         if cached is not None:
@@ -80,7 +83,7 @@ def select_teacher(data, candidates: Sequence[str] = DEFAULT_CANDIDATES, *, seed
         torch.manual_seed(seed)
         model = spec.build(d.x.size(1), d.num_classes, d.graph.num_nodes)
         recipe = _recipes.NoKD(**dict({"epochs": epochs} if epochs else {}, **(teacher_params or {})))
-        out = recipe.fit(lambda f: model, d, None, seed, device=dev, progress=False,
+        out = recipe.fit(lambda f: model, d, None, seed, device=dev, progress=False, autocast=autocast,
                          desc=f"teacher candidate {spec.label}")
         table.append({"model": spec.label, "val_acc": float(out.fit.best_val_acc), "seconds": float(out.seconds)})
         log(f"teacher candidate {spec.label:<10} val acc {out.fit.best_val_acc:.4f}  ({out.seconds:.1f}s)")
@@ -143,7 +146,7 @@ def _pick(specs, table, log):
     return specs[best], table
 
 
-def _selection_key(d, specs, seed, epochs, teacher_params, dev) -> str:
+def _selection_key(d, specs, seed, epochs, teacher_params, dev, autocast=None) -> str:
     """Hex SHA-256 (first 40 digits) of everything the selection's outcome depends on."""
     from gkdfast import __version__
     from gkdfast.distill.teacher_cache import hash_edge_weights, hash_tensor
@@ -155,6 +158,8 @@ def _selection_key(d, specs, seed, epochs, teacher_params, dev) -> str:
     dropout_impl = dropout_implementation()
     if dropout_impl != "philox":  # (how every candidate trains; the default left out)
         h.update(f"dropout={dropout_impl}".encode())
+    if autocast is not None:  # (off left out: existing selections keep their key)
+        h.update(f"autocast={autocast}".encode())
     for t in (d.x, d.y, d.train_mask, d.val_mask, d.graph.rowptr, d.graph.col):
         hash_tensor(h, t)
     hash_edge_weights(h, d.graph)
