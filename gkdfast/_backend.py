@@ -192,15 +192,33 @@ def choose(op: str, device: torch.device, dtype: Optional[torch.dtype] = None) -
     Under ``torch.compile`` the choice is made once while tracing (``GKDFAST_BACKEND`` changed
     later does not affect an already compiled function).
     """
-    reasons = _reasons(op, torch.device(device), dtype)
+    device = torch.device(device)
+    reasons = _reasons(op, device, dtype)
     for kind in ("cuda", "cpu"):
         if not reasons[kind]:
             return kind
+    if device.type == "cuda" and _C is not None and not _C.compiled_with_cuda() and _mode() != "reference":
+        _warn_cpu_only_build()
     if _mode() == "native":
         raise NotImplementedError(
             f"gkdfast.{op}: GKDFAST_BACKEND=native but no native kernel can run this call: "
             + "; ".join(f"{k}: {', '.join(v)}" for k, v in reasons.items() if k != "reference" and v))
     return "reference"
+
+
+_CPU_ONLY_WARNED = False
+
+
+def _warn_cpu_only_build() -> None:
+    """Once per process: CUDA tensors met a build without CUDA kernels, so every op runs the reference
+    (E x d messages, N x N blocks), which ``explain()`` would show but nothing else says."""
+    global _CPU_ONLY_WARNED
+    if _CPU_ONLY_WARNED:
+        return
+    _CPU_ONLY_WARNED = True
+    warnings.warn("gkdfast: this build has no CUDA kernels, so ops on CUDA tensors run the pure-PyTorch reference "
+                  "(E x d and N x N intermediates instead of O(N·d) memory); reinstall gkdfast with a CUDA "
+                  "toolkit and a CUDA build of torch (README, Install)", RuntimeWarning, stacklevel=3)
 
 
 # (op, reason) pairs already warned about by warn_dense_fallback: one warning each per process.
@@ -209,10 +227,12 @@ DENSE_WARN_BYTES = 64 << 20
 
 
 def warn_dense_fallback(op: str, device: torch.device, dtype: Optional[torch.dtype], elements: int,
-                        what: str) -> None:
-    """Warns once per op and reason when ``op`` is about to run on the reference backend, which builds
-    ``elements`` scores (``what``, e.g. "an N x N matrix") that the native kernel never holds, and they
-    take more than :data:`DENSE_WARN_BYTES`: the O(N·d) memory a user counts on is not what they get.
+                        what: str, name: Optional[str] = None) -> None:
+    """Warns once per public function and reason when native op ``op`` is about to run on the reference
+    backend, which builds ``elements`` values (``what``, e.g. "an N x N matrix") that the native kernel
+    never holds, and they take more than :data:`DENSE_WARN_BYTES`: the O(N·d) memory a user counts on is
+    not what they get.  ``name``: the public function the user called (default ``op``), which the
+    warning names.  (Not while ``torch.compile`` traces: an eager call of the same function warns.)
 
     Example:
         >>> warn_dense_fallback("gsp_tiled", torch.device("cpu"), torch.float32, 10, "a 10 x 1 block")  # small: silent
@@ -221,12 +241,12 @@ def warn_dense_fallback(op: str, device: torch.device, dtype: Optional[torch.dty
         return
     reasons = [r for r in _reasons(op, device, dtype).get(device.type, [])
                if not r.startswith("inputs are on")]
-    key = (op, tuple(reasons))
+    key = (name or op, tuple(reasons))
     if key in _DENSE_WARNED:
         return
     _DENSE_WARNED.add(key)
-    warnings.warn(f"gkdfast: {op} runs on the pure-PyTorch reference here, which holds {what} "
-                  f"({elements * 4 / 2**20:,.0f} MiB or more) instead of the kernel's O(N·d) tiles: "
+    warnings.warn(f"gkdfast: {name or op} runs on the pure-PyTorch reference here, which holds {what} "
+                  f"({elements * 4 / 2**20:,.0f} MiB or more) where the native kernel needs O(N·d) memory: "
                   f"{'; '.join(reasons) or 'no native kernel'}. Float32 or float64 inputs on the CPU (any of "
                   "them on CUDA) take the kernel.", RuntimeWarning, stacklevel=3)
 

@@ -109,6 +109,8 @@ def spmm(graph: Graph, x: Tensor, reduce: str = "sum", edge_weight: Optional[Ten
 def _spmm(graph: Graph, x: Tensor, reduce: str, edge_weight: Optional[Tensor]) -> Tensor:
     w = graph.to_csr_order(edge_weight) if edge_weight is not None else None
     if _backend.choose("spmm", x.device, x.dtype) == "reference":
+        _backend.warn_dense_fallback("spmm", x.device, x.dtype, graph.num_edges * x.size(1),
+                                     f"one message per edge ({graph.num_edges} x {x.size(1)})", name="spmm")
         return ref.spmm(graph, x, reduce, w)
     tensors = graph_tensors(graph, _needs_grad(x, w))
     out, _ = torch.ops.gkdfast.spmm(*tensors, w, x, reduce)
@@ -169,9 +171,15 @@ def sddmm(graph: Graph, a: Tensor, b: Tensor) -> Tensor:
     b = check_node_tensor(graph, b, "sddmm", "b")
     if a.size(1) != b.size(1):
         raise ValueError(f"gkdfast.sddmm: a and b must have the same width, got {a.size(1)} and {b.size(1)}")
+    if _autocast.autocast_on(a.device.type):  # as spmm: the region's dtype where a kernel takes it, else float32
+        dtype = _autocast.message_dtype(a, _backend.native_dtypes("sddmm", a.device.type))
+        a, b = a.to(dtype), b.to(dtype)
     if a.dtype != b.dtype:
         raise TypeError(f"gkdfast.sddmm: a and b have different dtypes ({a.dtype}, {b.dtype})")
     if _backend.choose("sddmm", a.device, a.dtype) == "reference":
+        _backend.warn_dense_fallback("sddmm", a.device, a.dtype, 2 * graph.num_edges * a.size(1),
+                                     f"both endpoint rows of every edge (2 x {graph.num_edges} x {a.size(1)})",
+                                     name="sddmm")
         out = ref.sddmm(graph, a, b)
     else:
         out = torch.ops.gkdfast.sddmm(*graph_tensors(graph, _needs_grad(a, b)), a, b)

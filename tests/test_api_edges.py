@@ -108,3 +108,56 @@ def test_every_public_subpackage_is_an_attribute_of_gkdfast():
             "assert {'hetero', 'condense', 'reorder', 'cpu_memory', 'graph_build'} <= set(gkdfast.__all__); "
             "gkdfast.hetero.RGCN, gkdfast.hetero.HAN, gkdfast.hetero.HGT")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("case", ["lsp", "spmm", "sddmm", "sampled_crd", "topk"])
+def test_other_ops_on_the_reference_warn_when_large(monkeypatch, case):
+    """lsp, message passing, sampled InfoNCE and top-k hold E x d / R x K x d / block x N values on the
+    reference (float16 on the CPU): a warning above the threshold, as the pairwise losses give."""
+    import gkdfast
+    from gkdfast import _backend
+
+    monkeypatch.setattr(_backend, "_DENSE_WARNED", set())
+    monkeypatch.setattr(_backend, "DENSE_WARN_BYTES", 1 << 16)
+    g = gkdfast.Graph(torch.randint(0, 500, (2, 4000)), num_nodes=500)
+    x, y = torch.randn(500, 16).half(), torch.randn(500, 16).half()
+    calls = {"lsp": ("losses.lsp", lambda: losses.lsp(g, x, y)),
+             "spmm": ("spmm", lambda: gkdfast.spmm(g, x)),
+             "sddmm": ("sddmm", lambda: gkdfast.sddmm(g, x, y)),
+             "sampled_crd": (r"sampled InfoNCE \(num_negatives=\)", lambda: losses.crd(x, y, num_negatives=64)),
+             "topk": ("topk_similar", lambda: gkdfast.topk_similar(x, y, 5))}
+    name, call = calls[case]
+    with pytest.warns(RuntimeWarning, match=f"gkdfast: {name} runs on the pure-PyTorch reference"):
+        call()
+    import warnings
+
+    with warnings.catch_warnings():  # float32: the kernel, silent
+        warnings.simplefilter("error")
+        x, y = x.float(), y.float()
+        call()
+
+
+def test_sddmm_under_autocast_takes_the_float32_kernel_on_the_cpu():
+    import gkdfast
+
+    g = gkdfast.Graph(torch.randint(0, 50, (2, 300)), num_nodes=50)
+    a, b = torch.randn(50, 8), torch.randn(50, 8)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = gkdfast.sddmm(g, a.bfloat16(), b.bfloat16())
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, gkdfast.sddmm(g, a.bfloat16().float(), b.bfloat16().float()))
+
+
+def test_cuda_tensors_with_a_cpu_only_build_warn_once(monkeypatch):
+    from gkdfast import _backend
+
+    if _backend._C is None or _backend._C.compiled_with_cuda():
+        pytest.skip("needs the CPU-only build (the CUDA build has the kernels)")
+    monkeypatch.setattr(_backend, "_CPU_ONLY_WARNED", False)
+    with pytest.warns(RuntimeWarning, match="this build has no CUDA kernels"):
+        assert _backend.choose("spmm", torch.device("cuda"), torch.float32) == "reference"
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _backend.choose("lsp", torch.device("cuda"), torch.float32)  # once per process

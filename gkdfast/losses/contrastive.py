@@ -89,6 +89,10 @@ def _infonce(a: Tensor, c: Tensor, tau: float, pos_offset: int, exclude_self: bo
         if not k:  # the exact loss: the reference holds every row's logits against every candidate
             _backend.warn_dense_fallback("infonce", a.device, a.dtype, a.size(0) * c.size(0),
                                          f"a {a.size(0)} x {c.size(0)} logit matrix")
+        else:  # sampled: it gathers every row's K negatives' embeddings
+            _backend.warn_dense_fallback("infonce", a.device, a.dtype, a.size(0) * k * a.size(1),
+                                         f"the negatives' rows ({a.size(0)} x {k} x {a.size(1)})",
+                                         name="sampled InfoNCE (num_negatives=)")
         return ref.infonce(a, c, 1.0 / tau, pos_offset, exclude_self, k, seed, row_begin)
     if row_begin == 0 and a.size(0) == c.size(0):  # the square call, as every single-process loss makes it
         return torch.ops.gkdfast.infonce(a.contiguous(), c.contiguous(), 1.0 / tau, pos_offset, exclude_self, k,

@@ -119,6 +119,10 @@ def lsp(graph: Graph, student: Tensor, teacher: Tensor, kernel: str = "rbf", gam
                          f"{', '.join(_LSP_REDUCTIONS)}")
     teacher = teacher.to(student.dtype)
     if _backend.choose("lsp", student.device, student.dtype) == "reference":
+        # both ends of every edge, for both models
+        e = graph.num_edges
+        _backend.warn_dense_fallback("lsp", student.device, student.dtype, 2 * e * (student.size(1) + teacher.size(1)),
+                                     f"the {e} edges' endpoint rows (E x d)", name="losses.lsp")
         return ref.lsp(graph, student, teacher, kernel, float(gamma), float(tau), reduction)
     if _needs_grad(student, teacher):
         t_rowptr, t_col, t_eid = graph.transpose_csr()
