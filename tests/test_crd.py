@@ -48,6 +48,13 @@ def test_sampler_reproducible_and_seed_dependent():
     assert abs(a.double().mean().item() - 499.5) < 15
 
 
+def test_native_sampler_refuses_2_to_the_32_nodes_called_directly():
+    # the draw maps a 32-bit word onto [0, N): the public function refused N >= 2^32, the op did not
+    with pytest.raises(ValueError, match="num_nodes must be below 2\\^32"):
+        torch.ops.gkdfast.sample_negatives(torch.arange(3), 1 << 32, 4, 0)
+    assert int(torch.ops.gkdfast.sample_negatives(torch.arange(3), (1 << 32) - 1, 4, 0).max()) < (1 << 32) - 1
+
+
 # ------------------------------------------------------------------------------ crd vs reference
 @pytest.mark.parametrize("kw", [{}, {"symmetric": True}, {"num_negatives": 5, "seed": 11},
                                 {"num_negatives": 3, "seed": 2, "symmetric": True}, {"reduction": "sum"},
