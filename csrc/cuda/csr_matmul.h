@@ -12,5 +12,10 @@ namespace cuda {
 // must already be validated (the unchecked constructor is used).  Returns [N, d].
 at::Tensor csr_matmul(const at::Tensor& rowptr, const at::Tensor& col, const at::Tensor& values, const at::Tensor& x);
 
+// Whether csr_matmul may take a CSR of `num_edges` non-zeros.  cuSPARSE SpMM has been reported to fail
+// (CUSPARSE_STATUS_INTERNAL_ERROR) from 2^31 non-zeros on, 64-bit indices notwithstanding, in some CUDA
+// 12 releases; callers route such graphs to gkdfast's own kernels, whose offsets are int64 throughout.
+inline bool csr_matmul_fits(int64_t num_edges) { return num_edges < (int64_t{1} << 31); }
+
 }  // namespace cuda
 }  // namespace gkdfast

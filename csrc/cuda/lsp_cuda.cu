@@ -12,6 +12,7 @@
 // version (lsp_staged_cuda.cu: edge stage, segment log-sum-exp, cuSPARSE SpMMs for the gradients)
 // unless GKDFAST_CUDA_IMPL=legacy.  laplace and half types always run here.
 
+#include "cuda/csr_matmul.h"
 #include "cuda/cuda_kernels.h"
 #include "common/pairwise_tiles.h"
 #include "common/rounding.h"
@@ -147,7 +148,8 @@ std::tuple<at::Tensor, at::Tensor> lsp_cuda(const at::Tensor& rowptr_in, const a
   const auto col = col_in.contiguous();
   const auto s = s_in.contiguous();
   const auto t = t_in.contiguous();
-  if (lsp_staged_supported(kind, s.scalar_type()) && !cuda_legacy_impl())
+  // (the staged backward multiplies through csr_matmul: forward and backward take the same path)
+  if (lsp_staged_supported(kind, s.scalar_type()) && !cuda_legacy_impl() && csr_matmul_fits(col.size(0)))
     return lsp_staged_forward(rowptr, col, s, t, kind, gamma, tau);
   const int64_t n = csr_num_rows(rowptr);
   // Per-node KL and log-sum-exps in the accumulation type (float for half inputs): the backward's
@@ -182,7 +184,7 @@ std::tuple<at::Tensor, at::Tensor> lsp_backward_cuda(
   const auto col = col_in.contiguous();
   const auto s = s_in.contiguous();
   const auto t = t_in.contiguous();
-  if (lsp_staged_supported(kind, s.scalar_type()) && !cuda_legacy_impl())
+  if (lsp_staged_supported(kind, s.scalar_type()) && !cuda_legacy_impl() && csr_matmul_fits(col.size(0)))
     return lsp_staged_backward(rowptr, col, t_rowptr_in.contiguous(), t_col_in.contiguous(), t_eid_in.contiguous(), s,
                                t, per_node_in, lse_in, grad_in, kind, gamma, tau, need_s, need_t);
   const auto acc_opts = s.options().dtype(at::toOpMathType(s.scalar_type()));
