@@ -6,6 +6,8 @@ import os
 
 import torch
 
+from _spawn_ranks import assert_group_released
+
 
 def problem():
     """A 301-node graph (row blocks of 37 do not divide it) with 60 training nodes (a multiple of 2)."""
@@ -145,6 +147,7 @@ def worker(rank: int, world: int, init_file: str, out_dir: str):
     torch.save(results, os.path.join(out_dir, f"rank{rank}.pt"))
     dist.barrier()
     dist.destroy_process_group()
+    assert_group_released(rank)
 
 
 def apart_worker(rank: int, world: int, init_file: str, out_dir: str):
@@ -187,3 +190,4 @@ def apart_worker(rank: int, world: int, init_file: str, out_dir: str):
     torch.save(results, os.path.join(out_dir, f"rank{rank}.pt"))
     dist.barrier()
     dist.destroy_process_group()
+    assert_group_released(rank)

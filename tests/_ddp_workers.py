@@ -8,6 +8,8 @@ import os
 
 import torch
 
+from _spawn_ranks import assert_group_released
+
 
 def exact_problem():
     """A small float64 problem where 2-rank DDP must equal one process: GLNN-style pure logit KD
@@ -273,3 +275,4 @@ def worker(rank: int, world: int, init_file: str, out_dir: str):
     torch.save(results, os.path.join(out_dir, f"rank{rank}.pt"))
     dist.barrier()
     dist.destroy_process_group()
+    assert_group_released(rank)

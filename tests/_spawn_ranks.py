@@ -1,19 +1,17 @@
-"""Starts the gloo ranks of the distributed tests as spawned processes.
+"""Starts the gloo ranks of the distributed tests as spawned processes, and checks how they end.
 
-Each rank runs with ``faulthandler`` on, so a rank that dies by a signal prints every thread's
-Python stack into the test's captured stderr.  A rank killed by a signal (not one that raised or
-exited with a status) is re-run once in a fresh directory, and the test run shows a warning naming
-the signal.  Why: one CI run (2 cores) saw a gloo rank abort with "terminate called without an active
-exception" a second after its first DDP step; 36 local runs of the same ranks, 30 of them beside a
-CPU hog, did not repeat it.  A second death fails the test, and the retried run's results are checked
-as strictly as the first's.
+Each rank runs with ``faulthandler`` on, so a rank that dies by a signal prints every thread's Python
+stack into the test's captured stderr.  Each worker ends with :func:`assert_group_released`: after
+``destroy_process_group`` no gloo thread may be left.  Threads left running into interpreter shutdown
+made a rank abort now and then ("terminate called without an active exception", once in CI): a
+module of torch held the group (``gkdfast.distill.ddp._unpin_default_group``).  The check turns that
+rare abort into a failure on every run.
 """
 from __future__ import annotations
 
 import faulthandler
 import os
-import warnings
-from typing import Callable
+from typing import Callable, List
 
 import torch.multiprocessing as mp
 
@@ -24,18 +22,36 @@ def _entry(rank: int, fn: Callable, *args) -> None:
 
 
 def spawn_ranks(fn: Callable, nprocs: int, base_dir: str, make_args: Callable[[str, str], tuple]) -> str:
-    """Runs ``fn(rank, *make_args(init_file, out_dir))`` on ``nprocs`` spawned ranks and returns the
-    ``out_dir`` (under ``base_dir``) that holds the finished run's files."""
-    for attempt in (1, 2):
-        out = os.path.join(base_dir, f"attempt{attempt}")
-        os.makedirs(out)
+    """Runs ``fn(rank, *make_args(init_file, out_dir))`` on ``nprocs`` spawned ranks and returns
+    ``out_dir`` (``base_dir/ranks``), which holds the run's files."""
+    out = os.path.join(base_dir, "ranks")
+    os.makedirs(out)
+    mp.start_processes(_entry, args=(fn,) + tuple(make_args(os.path.join(out, "init"), out)), nprocs=nprocs,
+                       join=True, start_method="spawn")
+    return out
+
+
+def gloo_threads() -> List[str]:
+    """Names of this process's gloo threads (Linux: ``/proc/self/task/*/comm``; [] elsewhere)."""
+    names = []
+    try:
+        tasks = os.listdir("/proc/self/task")
+    except OSError:
+        return names
+    for t in tasks:
         try:
-            mp.start_processes(_entry, args=(fn,) + tuple(make_args(os.path.join(out, "init"), out)),
-                               nprocs=nprocs, join=True, start_method="spawn")
-            return out
-        except mp.ProcessExitedException as exc:
-            if attempt == 2 or not exc.signal_name:
-                raise
-            warnings.warn(f"{fn.__name__}: a rank died by {exc.signal_name} ({exc}); running the ranks once more",
-                          RuntimeWarning, stacklevel=2)
-    raise AssertionError("unreachable")
+            with open(f"/proc/self/task/{t}/comm") as f:
+                name = f.read().strip()
+        except OSError:  # the thread ended meanwhile
+            continue
+        if "gloo" in name:
+            names.append(name)
+    return sorted(names)
+
+
+def assert_group_released(rank: int) -> None:
+    """Call after ``destroy_process_group``: the group's gloo threads must have been joined."""
+    left = gloo_threads()
+    if left:
+        raise AssertionError(f"rank {rank}: gloo threads {left} outlived destroy_process_group (something still "
+                             "references the process group)")

@@ -19,7 +19,7 @@ import torch
 import torch.distributed as dist
 
 import gkdfast
-from _spawn_ranks import spawn_ranks
+from _spawn_ranks import assert_group_released, spawn_ranks
 from gkdfast import distributed as gdist
 
 WORLD = 2
@@ -246,6 +246,7 @@ def _worker(rank: int, init_file: str, out_dir: str):
         f.write("\n".join(problems))
     dist.barrier()
     dist.destroy_process_group()
+    assert_group_released(rank)
 
 
 @pytest.mark.skipif(not dist.is_available(), reason="torch.distributed is not available")
