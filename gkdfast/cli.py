@@ -634,7 +634,7 @@ def build_parser() -> argparse.ArgumentParser:
     pd.add_argument("--autocast", choices=("bf16", "fp16"),
                     help="mixed-precision training of the teacher and the students (torch.autocast on the device, "
                          "float32 weights, fp16 with a gradient scaler; Distiller(autocast=)); test accuracy "
-                         "is measured in float32.  Worth it on GPUs; on most CPUs slower than the default float32")
+                         "is measured in float32.  Worth it on GPUs (on CPUs bf16 at best, fp16 is far slower there)")
     pd.add_argument("--out", default="gkdfast-results", help="output folder (default ./gkdfast-results)")
     pd.add_argument("--cache-dir", help="teacher-output cache (default OUT/cache)")
     pd.add_argument("--no-progress", action="store_true", help="no progress bars")

@@ -28,7 +28,7 @@
 # T_BUILD / T_CUDA_TESTS / T_CPU_TESTS / T_COMPARE / T_BENCH / T_PROBE (seconds per step, clipped to
 # what DEADLINE leaves), SKIP_COMPARE=1, SKIP_CPU_TESTS (1 by default), GKDFAST_COMMIT (recorded in
 # env.txt when the copy has no .git), DRY_RUN=1, TEST_PATHS (tests), BENCH_ALL=1, BENCH_LIST (spmm structure
-# pooling: GPU runners that fit the budget; contrastive takes minutes), BENCH_SMALL=1 (tiny benchmark sizes),
+# pooling autocast: GPU runners that fit the budget; contrastive takes minutes), BENCH_SMALL=1 (tiny benchmark sizes),
 # BENCH_MAX_SECONDS (per case and implementation), PROFILE=1 (ncu on scripts/profile_gpu.py cases,
 # PROFILE_CASES, into ncu.csv), QUALITY=1, QUALITY_UNTIL (seconds, 400),
 # QUALITY_DATASETS (all six), QUALITY_SEEDS (one worker per dataset and space-separated seed list;
@@ -197,7 +197,7 @@ if [ "${BENCH_ALL:-0}" = "1" ] && [ "${SKIP_BENCH:-0}" != "1" ]; then
   [ "$DRY" = "1" ] && bench_device=cpu
   budget_end=$(( $(date +%s) + T_BENCH ))
   # (contrastive's CUDA run forces the exact all-N loss at 10^6 nodes: minutes; gpu_compare covers crd)
-  for name in ${BENCH_LIST:-spmm structure pooling}; do
+  for name in ${BENCH_LIST:-spmm structure pooling autocast}; do
     b="benchmarks/bench_$name.py"
     [ -f "$b" ] || { note "bench $name: no $b"; continue; }
     left=$(( budget_end - $(date +%s) ))

@@ -280,8 +280,8 @@ class Distiller:
             float32 inside the region, and every term reads the student's rows widened to float32.
             float16 scales the loss with a ``torch.amp.GradScaler`` (steps with an inf / NaN gradient
             are skipped and the scale lowered), whose state is checkpointed with the optimiser's.
-            Worth it where half-precision matrix products are fast (GPUs); on a CPU without bfloat16
-            matrix units it is usually slower than float32.
+            Worth it where half-precision matrix products are fast (GPUs; bfloat16 on CPUs with bfloat16
+            instructions); float16 on a CPU is usually much slower than float32 (README, Mixed precision).
 
     Example:
         >>> import gkdfast
