@@ -237,7 +237,7 @@ def warn_dense_fallback(op: str, device: torch.device, dtype: Optional[torch.dty
     Example:
         >>> warn_dense_fallback("gsp_tiled", torch.device("cpu"), torch.float32, 10, "a 10 x 1 block")  # small: silent
     """
-    if elements * 4 < DENSE_WARN_BYTES or torch.compiler.is_compiling():
+    if torch.compiler.is_compiling() or elements * 4 < DENSE_WARN_BYTES:  # (no size guard while tracing)
         return
     reasons = [r for r in _reasons(op, device, dtype).get(device.type, [])
                if not r.startswith("inputs are on")]

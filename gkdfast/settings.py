@@ -3,7 +3,9 @@
 Each is an environment variable read at every call, so it can also be set before Python starts.  Each
 function sets its variable at once, like ``torch.set_grad_enabled``: ``gkdfast.settings.dropout_impl("torch")``
 on its own line keeps the setting for the rest of the process, and ``with gkdfast.settings.dropout_impl("torch"):``
-restores the previous value at the end of the block.
+restores the previous value at the end of the block.  Being process-wide, a setting changed in one
+thread applies to every thread's calls, and ``with`` blocks of two threads that overlap restore each
+other's values out of order: set these once, before any thread starts, not per thread.
 
 * ``tile_workspace(megabytes)`` -> ``GKDFAST_TILE_WORKSPACE_MB``: how much memory the GEMM tiles of
   the all-pairs losses (``losses.gsp``, ``losses.crd`` all-N, ``ncontrast`` / ``nt_xent``'s exact

@@ -189,7 +189,9 @@ void transpose_cpu(const index_t* rp, const index_t* cl, const index_t* trp, con
   for (int64_t v : first) bad = std::min(bad, v);
   TORCH_CHECK_VALUE(bad == kNone, "gkdfast.", op, ": the transposed CSR disagrees with the graph at entry ", bad,
                     " (t_eid must be a permutation of the edges with col[t_eid[k]] == the transposed row of k "
-                    "and t_eid[k] inside row t_col[k]); build it with gkdfast.Graph.transpose_csr()");
+                    "and t_eid[k] inside row t_col[k]); build it with gkdfast.Graph.transpose_csr() of a Graph "
+                    "whose rowptr / col were not edited after it was made (a Graph caches its transpose: "
+                    "build a new Graph instead)");
 }
 
 // ------------------------------------------------------------------ ATen passes (any device)
@@ -269,7 +271,9 @@ void validate_transpose(const at::Tensor& rowptr, const at::Tensor& col, const a
       ok = in_range.logical_and(perm).logical_and(src_ok).logical_and(dst_ok);
     }
     raise_if(ok, op, "the transposed CSR disagrees with the graph (t_eid must be a permutation of the edges "
-                     "consistent with col and rowptr); build it with gkdfast.Graph.transpose_csr()");
+                     "consistent with col and rowptr); build it with gkdfast.Graph.transpose_csr() of a "
+                     "Graph whose rowptr / col were not edited after it was made (a Graph caches its "
+                     "transpose: build a new Graph instead)");
   } else {
     const auto rp = rowptr.contiguous(), cl = col.contiguous(), trp = t_rowptr.contiguous(),
                tcl = t_col.contiguous(), teid = t_eid.contiguous();

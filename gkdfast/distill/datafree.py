@@ -49,7 +49,7 @@ from torch import Tensor, nn
 
 from gkdfast._checks import check_settings
 from gkdfast.data.batching import GraphBatch
-from gkdfast.graph import Graph
+from gkdfast.graph import Graph, cache_mode
 from gkdfast.nn.graph_models import WEIGHTED_CONVS
 
 __all__ = ["GraphGenerator", "DFADConfig", "BNStatistics", "distill_dfad", "check_weighted_conv", "feature_layout",
@@ -185,7 +185,8 @@ class GraphGenerator(nn.Module):
     def _graph(self, b: int, device) -> Graph:
         key = (b, str(device))
         if key not in self._graph_cache:
-            self._graph_cache = {key: complete_block_graph(b, self.n, device)}
+            with cache_mode():  # built under inference mode, it would break later training
+                self._graph_cache = {key: complete_block_graph(b, self.n, device)}
         return self._graph_cache[key]
 
     def _body(self, z: Tensor, c: Optional[Tensor]) -> Tensor:

@@ -103,17 +103,40 @@ def hash_tensor(h, t: Tensor) -> None:
 
 # Bump when the cached files' meaning or layout changes: old entries then miss instead of being
 # mapped with new assumptions.
-CACHE_FORMAT = 2
+CACHE_FORMAT = 3  # 3: the key also covers callables, buffers and forward code (session 36)
+
+
+def _describe(value) -> str:
+    """A description of an attribute that is the same in every process: values of plain types and
+    containers of them, dtypes and devices as text, functions and classes by their qualified name (an
+    activation passed in), anything else by its type (never a repr with a memory address)."""
+    if value is None or isinstance(value, (int, float, str, bool, bytes)):
+        return repr(value)
+    if isinstance(value, (tuple, list)):
+        return f"{type(value).__name__}({','.join(_describe(v) for v in value)})"
+    if isinstance(value, dict):
+        items = sorted(value.items(), key=lambda kv: str(kv[0]))
+        return "{" + ",".join(f"{_describe(k)}:{_describe(v)}" for k, v in items) + "}"
+    if isinstance(value, (torch.dtype, torch.device)):
+        return str(value)
+    if callable(value) and hasattr(value, "__qualname__"):
+        return f"{getattr(value, '__module__', '')}.{value.__qualname__}"
+    return f"<{type(value).__module__}.{type(value).__qualname__}>"
 
 
 def _plain_settings(model: nn.Module) -> str:
-    """Non-parameter settings of every submodule (SAGE aggregation, GCN normalisation, dropout, ...):
-    the public plain-valued attributes, which change outputs without changing any weight."""
+    """Non-parameter settings of every submodule (SAGE aggregation, GCN normalisation, dropout, an
+    activation function passed in, ...): its class and the code of its ``forward``, its plain-valued
+    attributes and its public attributes of other types (:func:`_describe`), which change outputs
+    without changing any weight."""
     parts = []
     for name, module in model.named_modules():
-        settings = {k: v for k, v in sorted(vars(module).items()) if not k.startswith("__") and k != "training"
-                    and (v is None or isinstance(v, (int, float, str, bool, tuple)))}
-        parts.append(f"{name}:{type(module).__qualname__}{settings}")
+        settings = {k: _describe(v) for k, v in sorted(vars(module).items())
+                    if not k.startswith("__") and k != "training"
+                    and (not k.startswith("_") or v is None or isinstance(v, (int, float, str, bool, tuple)))}
+        forward = getattr(type(module).forward, "__code__", None)  # an edited forward computes something else
+        code = hashlib.sha256(forward.co_code).hexdigest()[:16] if forward is not None else "-"
+        parts.append(f"{name}:{type(module).__qualname__}[{code}]{settings}")
     return ";".join(parts)
 
 
@@ -122,7 +145,8 @@ def fingerprint(model: nn.Module, x: Tensor, graph=None) -> str:
     state_dict, x, graph structure and edge weights).
 
     Two calls agree exactly when the teacher would produce the same outputs (same weights on the
-    same inputs), which is what makes the cache safe to share between runs.
+    same inputs), which is what makes the cache safe to share between runs.  Not seen: tensors held as
+    plain attributes (not parameters or buffers) and code outside the modules' ``forward`` methods.
 
     Example:
         >>> key = fingerprint(torch.nn.Linear(3, 2), torch.zeros(5, 3))
@@ -135,9 +159,14 @@ def fingerprint(model: nn.Module, x: Tensor, graph=None) -> str:
     h.update(f"format{CACHE_FORMAT};gkdfast{__version__};".encode())
     h.update(f"{type(model).__module__}.{type(model).__qualname__}".encode())
     h.update(_plain_settings(model).encode())
-    for name, value in model.state_dict().items():
+    state = model.state_dict()
+    for name, value in state.items():
         h.update(name.encode())
         if isinstance(value, Tensor):
+            hash_tensor(h, value)
+    for name, value in model.named_buffers():  # non-persistent buffers (a missing-entry mask) shape outputs too
+        if name not in state:
+            h.update(f"buffer:{name}".encode())
             hash_tensor(h, value)
     hash_tensor(h, x)
     if graph is not None:

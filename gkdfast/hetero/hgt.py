@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gkdfast.graph import Graph
+from gkdfast.graph import Graph, cache_mode
 from gkdfast.hetero.graph import HeteroGraph, _pad_rows
 from gkdfast.nn.philox_dropout import model_dropout
 from gkdfast.ops import edge_softmax, sddmm, spmm
@@ -113,11 +113,12 @@ class HGTConv(nn.Module):
         # keyed by the graph object itself (held here, so its id cannot be reused by another graph)
         if self._merged.get("hg") is not hg:
             merged = {}
-            for t in self.types:
-                idx = [i for i, r in enumerate(self.rels) if r[2] == t]
-                if idx:
-                    g, rel, off = merged_in_graph(hg, t, [self.rels[i] for i in idx])
-                    merged[t] = (g, rel, off, idx)
+            with cache_mode():  # built under inference mode, it would break later training
+                for t in self.types:
+                    idx = [i for i, r in enumerate(self.rels) if r[2] == t]
+                    if idx:
+                        g, rel, off = merged_in_graph(hg, t, [self.rels[i] for i in idx])
+                        merged[t] = (g, rel, off, idx)
             self._merged = {"hg": hg, "graphs": merged}
         return self._merged["graphs"]
 

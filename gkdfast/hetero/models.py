@@ -14,12 +14,14 @@ without an ``n × n`` identity matrix).
 """
 from __future__ import annotations
 
+import weakref
 from typing import Dict, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from gkdfast.graph import cache_mode
 from gkdfast.hetero.graph import HeteroGraph, relation_spmm
 from gkdfast.hetero.hgt import HGT
 from gkdfast.nn.philox_dropout import model_dropout
@@ -129,11 +131,19 @@ class HAN(nn.Module):
 
     def _graph(self, hg: HeteroGraph, p: str):
         g = hg.metapaths[p]
-        key = (p, id(g), str(g.device))
-        if key not in self._graphs:  # every node attends to itself too (isolated nodes keep their input)
-            self._graphs = {k: v for k, v in self._graphs.items() if k[0] != p}
-            self._graphs[key] = g.add_self_loops()
-        return self._graphs[key]
+        # one entry per meta-path, for the graph object it was built from (held weakly: a freed graph's
+        # id is soon reused by a new one, which must not get the old graph's edges)
+        ref, looped = self._graphs.get(p, (None, None))
+        if ref is None or ref() is not g:  # every node attends to itself too (isolated nodes keep their input)
+            with cache_mode():  # built under inference mode, it would break later training
+                looped = g.add_self_loops()
+            self._graphs[p] = (weakref.ref(g), looped)
+        return looped
+
+    def __getstate__(self):  # (a weak reference does not pickle; the graphs are rebuilt on first use)
+        state = dict(super().__getstate__())
+        state["_graphs"] = {}
+        return state
 
     def forward(self, hg: HeteroGraph, return_hidden: bool = False):
         x = model_dropout(self.inputs(hg)[self.target], self.dropout, self.training)

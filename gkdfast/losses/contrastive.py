@@ -367,7 +367,8 @@ def _constant_weights(graph: Graph) -> Optional[Tensor]:
 
 def _graph_cache(graph: Graph) -> dict:
     """The cache of W, its positives and batch rows for ``graph`` with its current ``edge_weight``:
-    another weight tensor assigned to the graph, or the same one written in place, gets a fresh cache
+    another weight tensor assigned to the graph, the same one written in place, or given other storage
+    (``w.data = ...``), gets a fresh cache
     (W depends on them), and the old weights' entries are dropped (each holds O(nnz))."""
     per_graph = _W_CACHE.setdefault(graph, {})
     w = graph.edge_weight
@@ -377,7 +378,9 @@ def _graph_cache(graph: Graph) -> dict:
         for k, entry in per_graph.items():
             if k is not None and entry[0]() is w:
                 return entry[1]
-    key = (id(w), w._version)
+    # (.data = other swaps the storage without a version bump: the data pointer tells; writes through
+    # .data[...] bump nothing and are not seen, as for every tensor torch hands out without autograd)
+    key = (id(w), w._version, w.data_ptr())
     entry = per_graph.get(key)
     if entry is None or entry[0]() is not w:  # (a new tensor may reuse a freed one's id: check it is w)
         for old in [k for k in per_graph if k is not None]:

@@ -1,6 +1,7 @@
 """``NeighborLoader``: mini-batches of seed nodes with their sampled multi-hop blocks."""
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Iterator, List, Optional, Sequence
 
@@ -113,11 +114,23 @@ class NeighborLoader:
         self.batch_size, self.shuffle, self.seed = batch_size, bool(shuffle), seed
         self.epoch = 0
         self._map = NodeMap(graph.num_nodes, graph.device)
+        # the node map is one scratch table for every batch: a second thread sampling at once (a
+        # prefetching thread beside the training loop) would corrupt the first one's batch
+        self._map_lock = threading.Lock()
         self._degree = full_in_degree(graph)
         self._csr_weight = None if graph.edge_weight is None else graph.to_csr_order(graph.edge_weight)
 
     def __len__(self) -> int:
         return (self.nodes.numel() + self.batch_size - 1) // self.batch_size
+
+    def __getstate__(self):  # (a lock does not pickle: a copy, e.g. in a worker process, gets its own)
+        state = dict(self.__dict__)
+        del state["_map_lock"]
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._map_lock = threading.Lock()
 
     def set_epoch(self, epoch: int) -> None:
         """The next ``iter()`` runs epoch ``epoch`` (its shuffle and its samples)."""
@@ -132,8 +145,9 @@ class NeighborLoader:
             2
         """
         sample_seed = mix_seed(self.seed, self.epoch if epoch is None else epoch)
-        n_id, blocks = sample_blocks(self.graph, seeds, self.fanouts, sample_seed, self._map, self._degree,
-                                     self._csr_weight)
+        with self._map_lock:
+            n_id, blocks = sample_blocks(self.graph, seeds, self.fanouts, sample_seed, self._map, self._degree,
+                                         self._csr_weight)
         return Batch(n_id, blocks, int(seeds.numel()))
 
     def order(self, epoch: int) -> Tensor:
