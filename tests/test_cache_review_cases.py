@@ -156,3 +156,22 @@ def test_neighbor_loader_shared_by_two_threads_gives_the_single_thread_batches()
 
     copy_ = pickle.loads(pickle.dumps(loader))  # the lock is not pickled; the copy makes its own
     assert torch.equal(copy_.sample(seeds[0], 0).n_id, want[0])
+
+
+def test_selection_and_sampled_teacher_keys_cover_the_dropout_implementation():
+    from gkdfast import settings
+    from gkdfast.data import csbm
+    from gkdfast.distill.large import _teacher_key
+    from gkdfast.hetero import HeteroGraph
+    from gkdfast.hetero.experiment import _hetero_selection_key
+
+    hg, data = HeteroGraph.toy(), csbm(num_nodes=100, num_classes=3, seed=0)
+
+    def keys():
+        return _hetero_selection_key(hg, ["rgcn:8"], 0, None), _teacher_key(data, "sage", 2, [5, 5], 3, 64, 0.01, 1,
+                                                                            1, 0)
+
+    philox = keys()
+    with settings.dropout_impl("torch"):  # other dropout masks: another training, another cache entry
+        torch_masks = keys()
+    assert philox[0] != torch_masks[0] and philox[1] != torch_masks[1] and keys() == philox

@@ -82,9 +82,13 @@ def _hetero_selection_key(hg: HeteroGraph, candidates: Sequence[str], seed: int,
     import hashlib
 
     from gkdfast import __version__
-    from gkdfast.distill.teacher_cache import hash_tensor
+    from gkdfast.distill.teacher_cache import hash_edge_weights, hash_tensor
+    from gkdfast.nn.philox_dropout import dropout_implementation
 
     h = hashlib.sha256()
+    dropout_impl = dropout_implementation()
+    if dropout_impl != "philox":  # (how every candidate trains; the default left out, as in teacher_select)
+        h.update(f"dropout={dropout_impl}".encode())
     h.update(f"hetero-select1;gkdfast{__version__};torch{torch.__version__};{hg.y.device.type};seed{seed};"
              f"{sorted((train or {}).items())!r};{list(candidates)!r};{hg.target};"
              f"{sorted(hg.num_nodes.items())!r}".encode())
@@ -95,6 +99,7 @@ def _hetero_selection_key(hg: HeteroGraph, candidates: Sequence[str], seed: int,
             h.update(repr(key).encode())
             hash_tensor(h, graphs[key].rowptr)
             hash_tensor(h, graphs[key].col)
+            hash_edge_weights(h, graphs[key])  # (nothing for an unweighted graph: its key is unchanged)
     for t in (hg.y, hg.train_mask, hg.val_mask):
         hash_tensor(h, t)
     return h.hexdigest()[:40]
