@@ -19,9 +19,24 @@ def register_op(name: str, fake: Callable, backward: Optional[Callable] = None, 
     an autograd formula that refuses double backward naming the public loss ``no_double_backward``."""
     torch.library.register_fake(LIB + name)(fake)
     if backward is not None:
-        torch.library.register_autograd(LIB + name, backward, setup_context=setup)
+        torch.library.register_autograd(LIB + name, backward, setup_context=_recording_needs(setup))
     if no_double_backward is not None:
         forbid_double_backward(LIB + name, no_double_backward)
+
+
+def _recording_needs(setup: Callable) -> Callable:
+    """``setup`` that first records which inputs need a gradient as ``ctx.input_needs_grad`` (one entry
+    per schema input), which the backward formulas read instead of ``ctx.needs_input_grad``: torch's
+    wrapper shortens that attribute around each backward call and restores it afterwards, so two
+    threads back-propagating through the same node (``autograd.grad(..., retain_graph=True)`` on
+    several threads) saw it shortened twice (wrong-length gradient tuples, IndexError) and could leave
+    it shortened for good (helper 84: 198 failures in 200 concurrent gsp backward calls)."""
+
+    def setup_context(ctx, inputs, output):
+        ctx.input_needs_grad = tuple(ctx.needs_input_grad[:len(inputs)])
+        setup(ctx, inputs, output)
+
+    return setup_context
 
 
 def has_op(name: str) -> bool:

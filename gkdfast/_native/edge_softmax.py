@@ -43,9 +43,9 @@ def _softmax_bwd_backward(ctx, u):
     rowptr, y, g = ctx.saved_tensors
     u = u.contiguous()
     grad_y = grad_g = None
-    if ctx.needs_input_grad[2]:
+    if ctx.input_needs_grad[2]:
         grad_g = torch.ops.gkdfast.edge_softmax_backward(rowptr, y, u)
-    if ctx.needs_input_grad[1]:
+    if ctx.input_needs_grad[1]:
         g = g.to(y.dtype)
         grad_y = u * (g - _row_sum_per_edge(rowptr, y * g)) - g * _row_sum_per_edge(rowptr, u * y)
     return None, grad_y, grad_g

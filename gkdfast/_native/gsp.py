@@ -34,8 +34,8 @@ def _gsp_setup(ctx, inputs, output):
 
 def _gsp_backward(ctx, grad_row, _grad_stats):
     student, teacher, per_row, stats = ctx.saved_tensors
-    need_s, need_t = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-    nones = [None] * len(ctx.needs_input_grad)
+    need_s, need_t = ctx.input_needs_grad[0], ctx.input_needs_grad[1]
+    nones = [None] * len(ctx.input_needs_grad)
     if not (need_s or need_t) or grad_row is None:
         return tuple(nones)
     gs, gt = torch.ops.gkdfast.gsp_tiled_backward(student, teacher, per_row, stats, grad_row.contiguous(),

@@ -47,8 +47,8 @@ def _backward(ctx, grad_loss, grad_lse):
     if grad_lse is None:
         grad_lse = torch.zeros_like(lse)
     da, dc = torch.ops.gkdfast.infonce_backward(a, c, lse, grad_loss.contiguous(), grad_lse.contiguous(), *ctx.args)
-    rest = [None] * (len(ctx.needs_input_grad) - 2)
-    return (da if ctx.needs_input_grad[0] else None, dc if ctx.needs_input_grad[1] else None, *rest)
+    rest = [None] * (len(ctx.input_needs_grad) - 2)
+    return (da if ctx.input_needs_grad[0] else None, dc if ctx.input_needs_grad[1] else None, *rest)
 
 
 def _topk_setup(ctx, inputs, output):
@@ -59,9 +59,9 @@ def _topk_backward(ctx, grad_values, grad_idx):
     query, keys, idx = ctx.saved_tensors
     if grad_values is None:
         return None, None, None
-    gq = (grad_values.unsqueeze(2) * keys[idx]).sum(1) if ctx.needs_input_grad[0] else None
+    gq = (grad_values.unsqueeze(2) * keys[idx]).sum(1) if ctx.input_needs_grad[0] else None
     gk = None
-    if ctx.needs_input_grad[1]:
+    if ctx.input_needs_grad[1]:
         rows = (grad_values.unsqueeze(2) * query.unsqueeze(1)).reshape(-1, query.shape[1])
         gk = torch.zeros_like(keys).index_add_(0, idx.reshape(-1), rows)
     return gq, gk, None

@@ -35,7 +35,7 @@ def _lsp_setup(ctx, inputs, output):
 
 def _lsp_backward(ctx, grad_node, _grad_lse):
     rowptr, col, t_rowptr, t_col, t_eid, student, teacher, per_node, lse = ctx.saved_tensors
-    need_s, need_t = ctx.needs_input_grad[5], ctx.needs_input_grad[6]
+    need_s, need_t = ctx.input_needs_grad[5], ctx.input_needs_grad[6]
     nones = [None] * 10
     if not (need_s or need_t) or grad_node is None:
         return tuple(nones)

@@ -24,13 +24,13 @@ def _sddmm_backward(ctx, g):
     if t_rowptr.numel() == 0 and col.numel() > 0:
         raise needs_transpose_error("sddmm")
     if col.numel() == 0:  # an edgeless graph (possibly without a transposed CSR): nothing flows back
-        return (None, None, None, None, None, torch.zeros_like(a) if ctx.needs_input_grad[5] else None,
-                torch.zeros_like(b) if ctx.needs_input_grad[6] else None)
+        return (None, None, None, None, None, torch.zeros_like(a) if ctx.input_needs_grad[5] else None,
+                torch.zeros_like(b) if ctx.input_needs_grad[6] else None)
     grad_a = grad_b = None
     g = g.contiguous()
-    if ctx.needs_input_grad[5]:
+    if ctx.input_needs_grad[5]:
         grad_a, _ = torch.ops.gkdfast.spmm(rowptr, col, t_rowptr, t_col, t_eid, g, b, "sum")
-    if ctx.needs_input_grad[6]:
+    if ctx.input_needs_grad[6]:
         back_t = (rowptr, col, inverse_permutation(t_eid)) if torch.is_grad_enabled() else (col.new_empty(0),) * 3
         grad_b, _ = torch.ops.gkdfast.spmm(t_rowptr, t_col, *back_t, g[t_eid.long()], a, "sum")
     return None, None, None, None, None, grad_a, grad_b

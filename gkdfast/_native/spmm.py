@@ -33,7 +33,7 @@ def _spmm_setup(ctx, inputs, output):
 
 def _spmm_backward(ctx, grad_out, _grad_arg):
     rowptr, col, t_rowptr, t_col, t_eid, weight, x, arg = ctx.saved_tensors
-    need_w, need_x = ctx.needs_input_grad[5], ctx.needs_input_grad[6]
+    need_w, need_x = ctx.input_needs_grad[5], ctx.input_needs_grad[6]
     if t_rowptr.numel() == 0 and col.numel() > 0:
         raise needs_transpose_error("spmm")
     grad_w = grad_x = None
@@ -77,15 +77,15 @@ def _arg_backward_backward(ctx, u_gx, u_gw):
     graph_t = (rowptr, col, t_rowptr, t_col, t_eid)
     has_w = ctx.has_weight and u_gw is not None and u_gw.numel() == col.numel()
     grad_w = grad_x = grad_g = None
-    if ctx.needs_input_grad[5] and ctx.has_weight and u_gx is not None:
+    if ctx.input_needs_grad[5] and ctx.has_weight and u_gx is not None:
         # d gx / d w_e = sum_f [arg[i,f] = e] g[i, f] u_gx[col_e, f]: the op's own gw with x := u_gx
         grad_w = torch.ops.gkdfast.spmm_arg_backward(*graph_t, weight, u_gx.contiguous(), arg, g)[1]
-    if ctx.needs_input_grad[6] and has_w:
+    if ctx.input_needs_grad[6] and has_w:
         # d gw_e / d x[j, f] = g[i, f] where arg[i, f] = e and col_e = j: the op's gx with w := u_gw
         grad_x = torch.ops.gkdfast.spmm_arg_backward(*graph_t, u_gw.contiguous(), x, arg, g)[0]
-    if ctx.needs_input_grad[8] and col.numel() == 0:
+    if ctx.input_needs_grad[8] and col.numel() == 0:
         grad_g = torch.zeros_like(g)
-    elif ctx.needs_input_grad[8]:
+    elif ctx.input_needs_grad[8]:
         e = arg.clamp_min(0)
         src = col.long()[e]  # [N, d] source node of each winning edge
         grad_g = torch.zeros_like(g)
