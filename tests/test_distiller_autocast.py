@@ -50,14 +50,28 @@ def test_steps_run_in_the_region_and_train_like_float32(problem, amp):
     assert d.predict(data.x).dtype == torch.float32
 
 
-def test_a_gnn_student_under_bfloat16(problem):
+@pytest.mark.parametrize("amp", ["bf16", "fp16"])
+def test_a_gnn_student_with_structure_terms(problem, device, amp):
+    """GCN + LSP + GSP on the device (CUDA: message passing and the student's products in the half
+    type, the losses' kernels in float32)."""
     data, teacher = problem
-    torch.manual_seed(0)
-    mixed = Distiller(GCN(16, 32, 3), [terms.CrossEntropy(0.5), terms.LogitKD(0.5), terms.LSP(1.0)], teacher,
-                      epochs=30, patience=None, autocast="bf16").fit(data)
-    torch.manual_seed(0)
-    plain = Distiller(GCN(16, 32, 3), [terms.CrossEntropy(0.5), terms.LogitKD(0.5), terms.LSP(1.0)], teacher,
-                      epochs=30, patience=None).fit(data)
+    data, teacher = data.to(device), teacher.to(device)
+
+    def fit(**kw):
+        torch.manual_seed(0)
+        student = GCN(16, 32, 3).to(device)
+        seen = []
+        first = next(m for m in student.modules() if isinstance(m, torch.nn.Linear))  # a convolution's product
+        first.register_forward_hook(lambda m, i, o: seen.append((m.training, o.dtype)))
+        res = Distiller(student, [terms.CrossEntropy(0.5), terms.LogitKD(0.5), terms.LSP(1.0),
+                                  terms.GSP(1.0, proj_dim=8)], teacher, epochs=30, patience=None, **kw).fit(data)
+        assert all(p.dtype == torch.float32 for p in student.parameters())
+        return res, {dtype for training, dtype in seen if training}
+
+    mixed, dtypes = fit(autocast=amp)
+    plain, _ = fit()
+    assert dtypes == {torch.bfloat16 if amp == "bf16" else torch.float16}
+    assert all(torch.isfinite(torch.tensor(h["loss"])) for h in mixed.history)
     assert abs(mixed.best_val_acc - plain.best_val_acc) <= 0.05
 
 
