@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import warnings
 from typing import Dict, List, Optional
 
@@ -207,6 +208,16 @@ def choose(op: str, device: torch.device, dtype: Optional[torch.dtype] = None) -
 
 
 _CPU_ONLY_WARNED = False
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def _warn_at_caller(message: str) -> None:
+    """``warnings.warn(message, RuntimeWarning)`` attributed to the first frame outside gkdfast (the
+    user's call), however deep inside the package (wrappers, helpers) the warning is raised."""
+    frame, level = sys._getframe(0), 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(_PACKAGE_DIR):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, RuntimeWarning, stacklevel=level)
 
 
 def _warn_cpu_only_build() -> None:
@@ -216,9 +227,9 @@ def _warn_cpu_only_build() -> None:
     if _CPU_ONLY_WARNED:
         return
     _CPU_ONLY_WARNED = True
-    warnings.warn("gkdfast: this build has no CUDA kernels, so ops on CUDA tensors run the pure-PyTorch reference "
-                  "(E x d and N x N intermediates instead of O(N·d) memory); reinstall gkdfast with a CUDA "
-                  "toolkit and a CUDA build of torch (README, Install)", RuntimeWarning, stacklevel=3)
+    _warn_at_caller("gkdfast: this build has no CUDA kernels, so ops on CUDA tensors run the pure-PyTorch reference "
+                    "(E x d and N x N intermediates instead of O(N·d) memory); reinstall gkdfast with a CUDA "
+                    "toolkit and a CUDA build of torch (README, Install)")
 
 
 # (op, reason) pairs already warned about by warn_dense_fallback: one warning each per process.
@@ -245,10 +256,10 @@ def warn_dense_fallback(op: str, device: torch.device, dtype: Optional[torch.dty
     if key in _DENSE_WARNED:
         return
     _DENSE_WARNED.add(key)
-    warnings.warn(f"gkdfast: {name or op} runs on the pure-PyTorch reference here, which holds {what} "
-                  f"({elements * 4 / 2**20:,.0f} MiB or more) where the native kernel needs O(N·d) memory: "
-                  f"{'; '.join(reasons) or 'no native kernel'}. Float32 or float64 inputs on the CPU (any of "
-                  "them on CUDA) take the kernel.", RuntimeWarning, stacklevel=3)
+    _warn_at_caller(f"gkdfast: {name or op} runs on the pure-PyTorch reference here, which holds {what} "
+                    f"({elements * 4 / 2**20:,.0f} MiB or more) where the native kernel needs O(N·d) memory: "
+                    f"{'; '.join(reasons) or 'no native kernel'}. Float32 or float64 inputs on the CPU (any of "
+                    "them on CUDA) take the kernel.")
 
 
 # public functions whose heavy part is one native op (what explain() reports for them)

@@ -270,7 +270,8 @@ def _distill(args) -> int:
         if args.missing_rate:
             raise ValueError("--missing-rate: the large-graph pipeline does not mask data; run without --sampled")
         if args.autocast:
-            raise ValueError("--autocast: the large-graph pipeline trains in float32; run without --sampled")
+            raise ValueError("--autocast: the large-graph pipeline (--sampled, or a graph above --sampled-above) "
+                             "trains in float32; drop --autocast")
         return run_large(args, data, group=group)
     log = (lambda s: None) if args.quiet or not main else (lambda s: print(s, file=sys.stderr, flush=True))
     if group is not None:

@@ -31,7 +31,7 @@ def _check_flags(args) -> None:
     clashes = [("--teacher", args.teacher and args.teacher.strip().lower() != "auto"),
                ("--setting inductive", args.setting != "transductive"), ("--missing-rate", args.missing_rate),
                ("--sampled", getattr(args, "sampled", False)), ("--fairness", args.fairness),
-               ("--dropout", args.dropout is not None),
+               ("--dropout", args.dropout is not None), ("--autocast", getattr(args, "autocast", None)),
                ("--cache-dir", getattr(args, "cache_dir", None) is not None)]  # each setting caches in OUT/<setting>
     from gkdfast.cli import _schedule_flags
 

@@ -70,7 +70,7 @@ def topk_similar(query: Tensor, keys: Tensor, k: int, metric: str = "cosine") ->
         else (query, keys)
     with torch.no_grad():
         if _backend.choose("topk_similar", q.device, q.dtype) == "reference":
-            rows = min(q.size(0), 1024)  # a block of scores and its sort's int64 order (3 words per score)
+            rows = min(int(q.size(0)), 1024)  # a block of scores and its sort's int64 order (3 words per score)
             _backend.warn_dense_fallback("topk_similar", q.device, q.dtype, 3 * rows * kk.size(0),
                                          f"{rows} x {kk.size(0)} blocks of scores and their sort order",
                                          name="topk_similar")

@@ -292,7 +292,7 @@ def test_torchrun_restart_resumes_to_the_uninterrupted_result(tmp_path):
         # machine; measured with the code of 2026-12-05 too (1 in about 6 runs beside a build).  Each
         # restart resumes from the checkpoint, so the comparison below is unchanged.  (Session 36 found
         # one cause of such aborts, a group that torch kept past destroy_process_group, fixed in
-        # gkdfast.distill.ddp._unpin_default_group; whether it was this one was not measured.)
+        # gkdfast.distributed.unpin_default_group; whether it was this one was not measured.)
         r = subprocess.run([*_torchrun(), "--standalone", "--nproc_per_node", str(WORLD), "--max-restarts", "3",
                             *args, "--out", out], capture_output=True, text=True, env=_env(**extra), cwd=ROOT,
                            timeout=240)

@@ -1,5 +1,5 @@
 """How the distributed tests' ranks end: a process group that torch keeps referenced outlives
-``destroy_process_group`` (gkdfast.distill.ddp releases it), and a rank that dies by a signal
+``destroy_process_group`` (importing gkdfast releases it), and a rank that dies by a signal
 prints its Python stack."""
 import os
 import signal
@@ -45,6 +45,8 @@ def test_importing_gkdfast_releases_the_group_torch_would_keep(tmp_path, order, 
                        timeout=120)
     assert r.returncode == 0, r.stderr
     threads = r.stdout.strip().splitlines()[-1]
+    if order == "plain" and threads == "[]":
+        pytest.skip("this torch no longer pins the default group: nothing left for gkdfast to release")
     assert (threads != "[]") == left, threads
 
 

@@ -62,9 +62,10 @@ struct Entry {
 };
 
 constexpr size_t kRemembered = 16;
-// Arrays shorter than this in total are checked on every call instead of remembered: their check costs
-// about what a lookup does, and a run that makes many small graphs (sampled blocks, every step) would
-// otherwise push a large graph out of the 16 entries and have its check repeated each step.
+// CPU arrays shorter than this in total are checked on every call instead of remembered: their check
+// costs about what a lookup does, and a run that makes many small graphs (sampled blocks, every step)
+// would otherwise push a large graph out of the 16 entries and have its check repeated each step.  (On
+// other devices every check is remembered: there it costs kernel launches and a synchronisation.)
 constexpr int64_t kMinRememberedElements = int64_t{1} << 16;
 std::mutex g_mutex;
 std::vector<Entry> g_entries;
@@ -95,8 +96,12 @@ bool remembered(int kind, int64_t extra, std::initializer_list<at::Tensor> ts) {
 void remember(int kind, int64_t extra, std::initializer_list<at::Tensor> ts) {
   if (any_inference(ts)) return;
   int64_t elements = 0;
-  for (const auto& t : ts) elements += t.numel();
-  if (elements < kMinRememberedElements) return;
+  bool on_cpu = true;
+  for (const auto& t : ts) {
+    elements += t.numel();
+    on_cpu = on_cpu && t.device().is_cpu();
+  }
+  if (on_cpu && elements < kMinRememberedElements) return;
   Entry e;
   e.kind = kind;
   e.extra = extra;

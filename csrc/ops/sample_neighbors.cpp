@@ -16,10 +16,12 @@ void check_sample_neighbors(const at::Tensor& rowptr, const at::Tensor& col, con
   TORCH_CHECK_VALUE(seed >= 0, "gkdfast.sample_neighbors: seed must be >= 0, got ", seed);
   TORCH_CHECK_VALUE(hop >= 0 && hop < 65536, "gkdfast.sample_neighbors: hop must be in [0, 65536), got ", hop);
   // The draw maps a 32-bit Philox word onto [0, deg): a degree of 2^32 or more would not be drawn uniformly.
-  // Only a graph with that many edges can hold such a node, so the O(N) scan runs only there.
-  if (col.numel() >= (int64_t{1} << 32)) {
-    const int64_t max_deg = (rowptr.slice(0, 1) - rowptr.slice(0, 0, -1)).max().item<int64_t>();
-    TORCH_CHECK_VALUE(max_deg < (int64_t{1} << 32), "gkdfast.sample_neighbors: a node has ", max_deg,
+  // Only a graph with that many edges can hold such a node, so only there are the seeds' degrees read
+  // (O(seeds) per call).
+  if (col.numel() >= (int64_t{1} << 32) && seeds.numel() > 0) {
+    const at::Tensor s = seeds.to(at::kLong), rp = rowptr.to(at::kLong);
+    const int64_t max_deg = (rp.index_select(0, s + 1) - rp.index_select(0, s)).max().item<int64_t>();
+    TORCH_CHECK_VALUE(max_deg < (int64_t{1} << 32), "gkdfast.sample_neighbors: a seed node has ", max_deg,
                       " in-edges; at most 2^32 - 1 are supported");
   }
 }

@@ -24,17 +24,19 @@ def register_op(name: str, fake: Callable, backward: Optional[Callable] = None, 
         forbid_double_backward(LIB + name, no_double_backward)
 
 
-def _recording_needs(setup: Callable) -> Callable:
-    """``setup`` that first records which inputs need a gradient as ``ctx.input_needs_grad`` (one entry
-    per schema input), which the backward formulas read instead of ``ctx.needs_input_grad``: torch's
-    wrapper shortens that attribute around each backward call and restores it afterwards, so two
+def _recording_needs(setup: Optional[Callable]) -> Callable:
+    """``setup`` that first records which inputs need a gradient as ``ctx.input_needs_grad`` (what
+    torch's wrapper hands the backward formula as ``ctx.needs_input_grad``: one flag per argument the
+    op was called with), which the backward formulas read instead: torch's wrapper shortens
+    ``ctx.needs_input_grad`` by its own last flag around each backward call and restores it afterwards, so two
     threads back-propagating through the same node (``autograd.grad(..., retain_graph=True)`` on
     several threads) saw it shortened twice (wrong-length gradient tuples, IndexError) and could leave
     it shortened for good (helper 84: 198 failures in 200 concurrent gsp backward calls)."""
 
     def setup_context(ctx, inputs, output):
-        ctx.input_needs_grad = tuple(ctx.needs_input_grad[:len(inputs)])
-        setup(ctx, inputs, output)
+        ctx.input_needs_grad = tuple(ctx.needs_input_grad[:-1])  # (the last flag is the wrapper's own)
+        if setup is not None:
+            setup(ctx, inputs, output)
 
     return setup_context
 

@@ -12,7 +12,6 @@ single-process code path stays the same code.  The conventions (see ``docs/distr
 """
 from __future__ import annotations
 
-import inspect
 import os
 from dataclasses import dataclass
 from typing import List, Optional
@@ -20,39 +19,7 @@ from typing import List, Optional
 import torch
 from torch import Tensor, nn
 
-
-def _unpin_default_group() -> None:
-    """Keeps ``torch.distributed.nn.functional`` from holding the default process group past
-    ``destroy_process_group``.
-
-    Its functions default to ``group=group.WORLD``, a value Python takes when the module is first
-    imported; DistributedDataParallel's constructor imports it (through ``torch._dynamo``).  Imported
-    after ``init_process_group``, those defaults are the group object itself, so destroying the group
-    cannot free it: its gloo threads run on into interpreter shutdown, and one that releases a finished
-    collective's tensor there must take the GIL, is ended by Python (``pthread_exit``) inside a
-    noexcept destructor, and the process aborts with "terminate called without an active exception"
-    (about 1 exit in 6 in a 2-rank DDP script; seen once in CI).  Imported before the group exists the
-    defaults are ``None``, which those functions read as the default group at call time; defaults that
-    are the live group are set to ``None`` here, which means the same to them."""
-    import torch.distributed as dist
-
-    if not dist.is_available():
-        return
-    import torch.distributed.nn.functional as functional
-
-    world = dist.group.WORLD
-    if world is None:  # no group yet: the import above took None as the defaults
-        return
-    for f in vars(functional).values():
-        if not (inspect.isfunction(f) and f.__module__ == functional.__name__):
-            continue
-        if f.__defaults__ and any(d is world for d in f.__defaults__):
-            f.__defaults__ = tuple(None if d is world else d for d in f.__defaults__)
-        if f.__kwdefaults__ and any(d is world for d in f.__kwdefaults__.values()):
-            f.__kwdefaults__ = {k: None if d is world else d for k, d in f.__kwdefaults__.items()}
-
-
-_unpin_default_group()  # usually runs before any process group exists: importing gkdfast first is the fix
+from gkdfast.distributed import unpin_default_group
 
 __all__ = ["Dist", "resolve", "shard_order", "local_batches", "init_from_env", "is_main_process", "default_group",
            "wrap", "fail_once_for_test"]
@@ -328,7 +295,7 @@ def wrap(student: nn.Module, terms: nn.Module, device) -> Optional[nn.Module]:
     if not any(p.requires_grad for p in module.parameters()):
         return None
     device = torch.device(device)
-    _unpin_default_group()  # a group made before gkdfast was imported: DDP's own imports would pin it
+    unpin_default_group()  # a group made before gkdfast was imported: DDP's own imports would pin it
     return DistributedDataParallel(
         module, device_ids=[device.index if device.index is not None else torch.cuda.current_device()]
         if device.type == "cuda" else None,

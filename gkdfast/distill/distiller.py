@@ -279,7 +279,9 @@ class Distiller:
             (a student with other floating-point weights is refused); gkdfast's losses compute in
             float32 inside the region, and every term reads the student's rows widened to float32.
             float16 scales the loss with a ``torch.amp.GradScaler`` (steps with an inf / NaN gradient
-            are skipped and the scale lowered), whose state is checkpointed with the optimiser's.
+            are skipped and the scale lowered), whose state is checkpointed with the optimiser's; a
+            forward that overflows float16 on every step thus skips every step (the loss history shows
+            it), and with ``batch_edges="neighbours"`` raises as a non-finite loss.
             Worth it where half-precision matrix products are fast (GPUs; bfloat16 on CPUs with bfloat16
             instructions); float16 on a CPU is usually much slower than float32 (README, Mixed precision).
 

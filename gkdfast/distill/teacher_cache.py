@@ -13,7 +13,9 @@ one machine, or a shared file system).
 """
 from __future__ import annotations
 
+import functools
 import hashlib
+import inspect
 import json
 import os
 import shutil
@@ -119,9 +121,33 @@ def _describe(value) -> str:
         return "{" + ",".join(f"{_describe(k)}:{_describe(v)}" for k, v in items) + "}"
     if isinstance(value, (torch.dtype, torch.device)):
         return str(value)
+    if isinstance(value, functools.partial):  # partial(leaky_relu, negative_slope=0.1): the bound values count
+        return f"partial({_describe(value.func)},{_describe(value.args)},{_describe(value.keywords)})"
     if callable(value) and hasattr(value, "__qualname__"):
         return f"{getattr(value, '__module__', '')}.{value.__qualname__}"
     return f"<{type(value).__module__}.{type(value).__qualname__}>"
+
+
+def _code_digest(fn) -> str:
+    """16 hex digits of a function's code (bytecode, names, constants, nested functions' code), through
+    decorators (``__wrapped__``): an edited ``forward`` computes something else.  ``-`` without code."""
+    fn = inspect.unwrap(fn)
+    code = getattr(fn, "__code__", None)
+    if code is None:
+        return "-"
+    h = hashlib.sha256()
+
+    def feed(c):
+        h.update(c.co_code)
+        h.update(repr(c.co_names).encode())
+        for const in c.co_consts:  # (numbers, strings, tuples of them: stable reprs; code objects: recursed)
+            if inspect.iscode(const):
+                feed(const)
+            else:
+                h.update(repr(const).encode())
+
+    feed(code)
+    return h.hexdigest()[:16]
 
 
 def _plain_settings(model: nn.Module) -> str:
@@ -131,12 +157,12 @@ def _plain_settings(model: nn.Module) -> str:
     without changing any weight."""
     parts = []
     for name, module in model.named_modules():
+        # (private attributes: plain scalars only; a private tuple may be a cache holding weak references
+        # or tensors, whose description would change from run to run)
         settings = {k: _describe(v) for k, v in sorted(vars(module).items())
                     if not k.startswith("__") and k != "training"
-                    and (not k.startswith("_") or v is None or isinstance(v, (int, float, str, bool, tuple)))}
-        forward = getattr(type(module).forward, "__code__", None)  # an edited forward computes something else
-        code = hashlib.sha256(forward.co_code).hexdigest()[:16] if forward is not None else "-"
-        parts.append(f"{name}:{type(module).__qualname__}[{code}]{settings}")
+                    and (not k.startswith("_") or v is None or isinstance(v, (int, float, str, bool)))}
+        parts.append(f"{name}:{type(module).__qualname__}[{_code_digest(type(module).forward)}]{settings}")
     return ";".join(parts)
 
 
