@@ -231,6 +231,19 @@ def worker(rank: int, world: int, init_file: str, out_dir: str):
                        batch_size=32, observed=observed).fit(data_bn, data_bn.x)
     results["bn_weights"] = {k: v.detach().clone() for k, v in bn.state_dict().items()}
     results["bn_history"] = res_bn.history
+    # 1c. mixed precision under DDP: float16 with its GradScaler and a GSP head (all-pairs term), float32
+    # weights; the ranks must end with one set of weights and one scaler state.
+    data_amp = dataclasses.replace(data_bn, x=data_bn.x.float())
+    teacher_amp = dataclasses.replace(teacher_bn, logits=teacher_bn.logits.float(),
+                                      hidden=torch.randn(120, 6, generator=torch.Generator().manual_seed(2)))
+    torch.manual_seed(0)
+    amp = MLP(data_amp.x.size(1), 16, 3, dropout=0.0)
+    res_amp = Distiller(amp, [terms.CrossEntropy(0.5), terms.LogitKD(0.5), terms.GSP(1.0, proj_dim=4)], teacher_amp,
+                        epochs=4, patience=None, batch_size=40, autocast="fp16",
+                        checkpoint_dir=os.path.join(out_dir, "ckpt-amp")).fit(data_amp, data_amp.x)
+    results["amp_weights"] = {k: v.detach().clone() for k, v in amp.state_dict().items()}
+    results["amp_history"] = res_amp.history
+    results["amp_scaler"] = torch.load(os.path.join(out_dir, "ckpt-amp", "checkpoint.pt"), weights_only=True)["scaler"]
     # 2. sharded teacher inference into a shared cache: a graph-free and a graph teacher.
     data = csbm(num_nodes=101, num_classes=3, seed=0)  # 101 rows: ranks get unequal row ranges
     torch.manual_seed(0)

@@ -1,6 +1,7 @@
 """Distiller under torch.distributed: row shards, DDP equal to one process on the same global batches,
 sharded teacher inference, all-pairs terms, ``gkdfast distill --distributed`` and a torchrun restart."""
 import inspect
+import math
 import json
 import os
 import shutil
@@ -143,6 +144,18 @@ def test_ddp_ranks_end_identical_with_batchnorm_dropout_and_padding(ranks):
     for name, w in res[0]["bn_weights"].items():
         assert torch.equal(res[1]["bn_weights"][name], w), name
     assert any("running_mean" in name for name in res[0]["bn_weights"])
+
+
+def test_ddp_with_float16_autocast_ends_identical_on_every_rank(ranks):
+    """Distiller(autocast="fp16") under DDP: each rank's steps run in float16 with a GradScaler; the
+    averaged gradients make the ranks take the same steps (also the same skipped ones), so weights,
+    history and the checkpointed scaler agree."""
+    _, res = ranks
+    assert res[0]["amp_history"] == res[1]["amp_history"]
+    assert all(math.isfinite(h["loss"]) for h in res[0]["amp_history"])
+    for name, w in res[0]["amp_weights"].items():
+        assert w.dtype == torch.float32 and torch.equal(res[1]["amp_weights"][name], w), name
+    assert res[0]["amp_scaler"]["scale"] > 0 and res[0]["amp_scaler"] == res[1]["amp_scaler"]
 
 
 def test_ddp_checkpoints_follow_rank_0s_cadence(ranks):
