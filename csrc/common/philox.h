@@ -79,6 +79,10 @@ GKD_HD uint32_t pick_word(const U4& u, int64_t k) {
   }
 }
 
+// The draws below map one 32-bit word onto a range by multiply-shift: uniform only over fewer than
+// kRangeLimit values (node counts, degrees, candidate counts are checked against it by the ops).
+constexpr int64_t kRangeLimit = int64_t{1} << 32;
+
 // Maps a raw word to an index in [0, n) \ {row}; needs n >= 2.
 GKD_HD int64_t word_to_index(uint32_t word, int64_t n, int64_t row) {
   const int64_t j = static_cast<int64_t>((static_cast<uint64_t>(word) * static_cast<uint64_t>(n - 1)) >> 32);

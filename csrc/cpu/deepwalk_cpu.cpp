@@ -165,7 +165,7 @@ at::Tensor run(const at::Tensor& rowptr, const at::Tensor& col, const at::Tensor
   }
   for (int64_t v = 0; v < n; ++v) {  // the step draw maps a 32-bit word onto [0, deg)
     const int64_t deg = static_cast<int64_t>(rp[v + 1]) - static_cast<int64_t>(rp[v]);
-    TORCH_CHECK_VALUE(deg < (int64_t{1} << 32), "gkdfast.deepwalk: node ", v, " has ", deg,
+    TORCH_CHECK_VALUE(deg < philox::kRangeLimit, "gkdfast.deepwalk: node ", v, " has ", deg,
                       " in-edges; at most 2^32 - 1 are supported");
   }
   HugeMatrix in(n, dim);

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "common/philox.h"
 #include "ops/graph_checks.h"
 
 namespace gkdfast {
@@ -11,7 +12,7 @@ void check_deepwalk(const at::Tensor& rowptr, const at::Tensor& col, const at::T
                     int64_t walk_length, int64_t window, int64_t negative, double lr, int64_t seed) {
   check_csr(rowptr, col, "deepwalk");
   check_node_ids(starts, rowptr, "deepwalk", "starts");
-  TORCH_CHECK_VALUE(csr_num_rows(rowptr) < (int64_t{1} << 32), "gkdfast.deepwalk: at most 2^32 - 1 nodes, got ",
+  TORCH_CHECK_VALUE(csr_num_rows(rowptr) < philox::kRangeLimit, "gkdfast.deepwalk: at most 2^32 - 1 nodes, got ",
                     csr_num_rows(rowptr));
   TORCH_CHECK_VALUE(dim >= 1 && dim <= kDeepWalkMaxDim, "gkdfast.deepwalk: dim must be in [1, ", kDeepWalkMaxDim,
                     "], got ", dim);

@@ -3,6 +3,7 @@
 // matrix is never formed.  Both the CPU and the CUDA registrations call these for num_negatives == 0.
 #include "ops/infonce.h"
 
+#include "common/philox.h"
 #include "ops/lse_tiles.h"
 
 #include <ATen/core/Tensor.h>
@@ -52,7 +53,7 @@ void check_infonce(const at::Tensor& a, const at::Tensor& c, int64_t pos_offset,
   if (num_negatives > 0) {
     TORCH_CHECK(c.size(0) >= 2, "gkdfast.", op, ": sampled negatives need at least 2 rows of candidates");
     // (the draw maps a 32-bit word onto the candidates: beyond 2^32 rows it would not be uniform)
-    TORCH_CHECK_VALUE(c.size(0) < (int64_t{1} << 32), "gkdfast.", op,
+    TORCH_CHECK_VALUE(c.size(0) < philox::kRangeLimit, "gkdfast.", op,
                       ": sampled negatives support fewer than 2^32 candidate rows, got ", c.size(0));
     TORCH_CHECK(pos_offset <= 0, "gkdfast.", op, ": with sampled negatives the positive must be row i itself "
                 "(pos_offset 0) or absent (-1), got ", pos_offset);
@@ -75,7 +76,7 @@ void check_sample_negatives(const at::Tensor& rows, int64_t num_nodes, int64_t k
   TORCH_CHECK(rows.dim() == 1 && rows.scalar_type() == at::kLong,
               "gkdfast.sample_negatives: rows must be a 1-D int64 tensor");
   TORCH_CHECK(num_nodes >= 2 && k_neg >= 0, "gkdfast.sample_negatives: need num_nodes >= 2 and num_negatives >= 0");
-  TORCH_CHECK_VALUE(num_nodes < (int64_t{1} << 32), "gkdfast.sample_negatives: num_nodes must be below 2^32, got ",
+  TORCH_CHECK_VALUE(num_nodes < philox::kRangeLimit, "gkdfast.sample_negatives: num_nodes must be below 2^32, got ",
                     num_nodes);
 }
 

@@ -1,5 +1,6 @@
 #include "ops/sample_neighbors.h"
 
+#include "common/philox.h"
 #include "ops/graph_checks.h"
 
 #include <ATen/TensorOperators.h>
@@ -18,10 +19,10 @@ void check_sample_neighbors(const at::Tensor& rowptr, const at::Tensor& col, con
   // The draw maps a 32-bit Philox word onto [0, deg): a degree of 2^32 or more would not be drawn uniformly.
   // Only a graph with that many edges can hold such a node, so only there are the seeds' degrees read
   // (O(seeds) per call).
-  if (col.numel() >= (int64_t{1} << 32) && seeds.numel() > 0) {
+  if (col.numel() >= philox::kRangeLimit && seeds.numel() > 0) {
     const at::Tensor s = seeds.to(at::kLong), rp = rowptr.to(at::kLong);
     const int64_t max_deg = (rp.index_select(0, s + 1) - rp.index_select(0, s)).max().item<int64_t>();
-    TORCH_CHECK_VALUE(max_deg < (int64_t{1} << 32), "gkdfast.sample_neighbors: a seed node has ", max_deg,
+    TORCH_CHECK_VALUE(max_deg < philox::kRangeLimit, "gkdfast.sample_neighbors: a seed node has ", max_deg,
                       " in-edges; at most 2^32 - 1 are supported");
   }
 }

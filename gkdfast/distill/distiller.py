@@ -41,9 +41,9 @@ from gkdfast.distill.checkpoint_cadence import CheckpointCadence
 from gkdfast.distill.neighbourhood import (neighbourhood_batch, pad_neighbour_rows, refuse_nonfinite_loss,
                                           refuse_unmasked_terms)
 from gkdfast.distill import ddp as _ddp
-from gkdfast.distill.teacher_cache import TeacherOutputs, hash_edge_weights, hash_tensor, teacher_outputs
+from gkdfast.distill.teacher_cache import (TeacherOutputs, hash_dropout_implementation, hash_edge_weights,
+                                           hash_tensor, teacher_outputs)
 from gkdfast.distill.terms import Dims, LossTerm, StepContext
-from gkdfast.nn.philox_dropout import dropout_implementation
 
 __all__ = ["Distiller", "FitResult", "StopTraining", "accuracy", "uses_graph", "call_model", "eval_logits"]
 
@@ -459,9 +459,7 @@ class Distiller:
             h.update(f"ddp{int(world_size)}".encode())
         if self.autocast is not None:
             h.update(f"autocast={self.autocast}".encode())
-        dropout_impl = dropout_implementation()
-        if dropout_impl != "philox":  # (the default left out: existing checkpoints keep their key)
-            h.update(f"dropout={dropout_impl}".encode())
+        hash_dropout_implementation(h)
         for tensor in (inputs, y, *masks):
             hash_tensor(h, tensor)
         if graph is not None:

@@ -316,13 +316,10 @@ def _teacher_key(data, label: str, num_layers: int, fanouts, epochs: int, batch_
                  min_steps: int, validations: int, seed: int) -> str:
     """32 hex digits of a hash of the sampled teacher's training: its settings, the features, the graph,
     the labels and the split (every byte: a few seconds at 10^7 nodes, against minutes of training)."""
-    from gkdfast.distill.teacher_cache import hash_edge_weights, hash_tensor
-    from gkdfast.nn.philox_dropout import dropout_implementation
+    from gkdfast.distill.teacher_cache import hash_dropout_implementation, hash_edge_weights, hash_tensor
 
     h = hashlib.sha256()
-    dropout_impl = dropout_implementation()
-    if dropout_impl != "philox":  # (the teacher's dropout masks; the default left out: existing keys unchanged)
-        h.update(f"dropout={dropout_impl}".encode())
+    hash_dropout_implementation(h)  # (the teacher's dropout masks)
     h.update(f"teacher1;{label};{num_layers};{tuple(fanouts)};{epochs};{batch_size};{lr!r};{min_steps};"
              f"{validations};{seed}".encode())
     for t in (data.x, data.graph.rowptr, data.graph.col, data.y, data.train_mask, data.val_mask):

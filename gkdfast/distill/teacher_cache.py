@@ -63,6 +63,25 @@ def default_cache_dir() -> str:
     return os.environ.get("GKDFAST_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "gkdfast")
 
 
+def hash_dropout_implementation(h) -> None:
+    """Feeds the dropout implementation models train with (``gkdfast.settings.dropout_impl``) into
+    ``h``: other masks, another training.  Nothing for the default (Philox), so keys made before the
+    setting existed are unchanged.
+
+    Example:
+        >>> import hashlib
+        >>> a, b = hashlib.sha256(), hashlib.sha256()
+        >>> hash_dropout_implementation(a)
+        >>> a.hexdigest() == b.hexdigest()
+        True
+    """
+    from gkdfast.nn.philox_dropout import dropout_implementation
+
+    impl = dropout_implementation()
+    if impl != "philox":
+        h.update(f"dropout={impl}".encode())
+
+
 def hash_edge_weights(h, graph) -> None:
     """Feeds ``graph``'s edge weights, if any, into ``h`` in CSR order: the weights are stored in the order
     of the input edges, so two graphs with the same CSR and the same weight vector can still weigh

@@ -149,15 +149,12 @@ def _pick(specs, table, log):
 def _selection_key(d, specs, seed, epochs, teacher_params, dev, autocast=None) -> str:
     """Hex SHA-256 (first 40 digits) of everything the selection's outcome depends on."""
     from gkdfast import __version__
-    from gkdfast.distill.teacher_cache import hash_edge_weights, hash_tensor
-    from gkdfast.nn.philox_dropout import dropout_implementation
+    from gkdfast.distill.teacher_cache import hash_dropout_implementation, hash_edge_weights, hash_tensor
 
     h = hashlib.sha256()
     h.update(f"teacher-select1;gkdfast{__version__};torch{torch.__version__};{dev.type};seed{seed};"
              f"epochs{epochs};{sorted((teacher_params or {}).items())!r};{[repr(sp) for sp in specs]!r}".encode())
-    dropout_impl = dropout_implementation()
-    if dropout_impl != "philox":  # (how every candidate trains; the default left out)
-        h.update(f"dropout={dropout_impl}".encode())
+    hash_dropout_implementation(h)  # (how every candidate trains)
     if autocast is not None:  # (off left out: existing selections keep their key)
         h.update(f"autocast={autocast}".encode())
     for t in (d.x, d.y, d.train_mask, d.val_mask, d.graph.rowptr, d.graph.col):

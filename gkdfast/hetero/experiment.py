@@ -82,13 +82,10 @@ def _hetero_selection_key(hg: HeteroGraph, candidates: Sequence[str], seed: int,
     import hashlib
 
     from gkdfast import __version__
-    from gkdfast.distill.teacher_cache import hash_edge_weights, hash_tensor
-    from gkdfast.nn.philox_dropout import dropout_implementation
+    from gkdfast.distill.teacher_cache import hash_dropout_implementation, hash_edge_weights, hash_tensor
 
     h = hashlib.sha256()
-    dropout_impl = dropout_implementation()
-    if dropout_impl != "philox":  # (how every candidate trains; the default left out, as in teacher_select)
-        h.update(f"dropout={dropout_impl}".encode())
+    hash_dropout_implementation(h)  # (how every candidate trains)
     h.update(f"hetero-select1;gkdfast{__version__};torch{torch.__version__};{hg.y.device.type};seed{seed};"
              f"{sorted((train or {}).items())!r};{list(candidates)!r};{hg.target};"
              f"{sorted(hg.num_nodes.items())!r}".encode())

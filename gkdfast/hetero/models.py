@@ -14,16 +14,15 @@ without an ``n × n`` identity matrix).
 """
 from __future__ import annotations
 
-import weakref
 from typing import Dict, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gkdfast.graph import cache_mode
 from gkdfast.hetero.graph import HeteroGraph, relation_spmm
 from gkdfast.hetero.hgt import HGT
+from gkdfast.nn._utils import derived_graph
 from gkdfast.nn.philox_dropout import model_dropout
 from gkdfast.nn.sparse_input import sparse_linear
 
@@ -127,23 +126,11 @@ class HAN(nn.Module):
         self.sem = nn.Sequential(nn.Linear(hidden, semantic_dim), nn.Tanh(), nn.Linear(semantic_dim, 1, bias=False))
         self.classifier = nn.Linear(hidden, num_classes)
         self.dropout = float(dropout)
-        self._graphs: Dict[str, object] = {}
 
     def _graph(self, hg: HeteroGraph, p: str):
-        g = hg.metapaths[p]
-        # one entry per meta-path, for the graph object it was built from (held weakly: a freed graph's
-        # id is soon reused by a new one, which must not get the old graph's edges)
-        ref, looped = self._graphs.get(p, (None, None))
-        if ref is None or ref() is not g:  # every node attends to itself too (isolated nodes keep their input)
-            with cache_mode():  # built under inference mode, it would break later training
-                looped = g.add_self_loops()
-            self._graphs[p] = (weakref.ref(g), looped)
-        return looped
-
-    def __getstate__(self):  # (a weak reference does not pickle; the graphs are rebuilt on first use)
-        state = dict(super().__getstate__())
-        state["_graphs"] = {}
-        return state
+        # every node attends to itself too (isolated nodes keep their input); cached per graph object,
+        # held weakly (keyed by id, a freed graph's successor got the old graph's edges)
+        return derived_graph(hg.metapaths[p], "han_self_loops", lambda g: g.add_self_loops())
 
     def forward(self, hg: HeteroGraph, return_hidden: bool = False):
         x = model_dropout(self.inputs(hg)[self.target], self.dropout, self.training)

@@ -43,18 +43,21 @@ class _ImputedLinear(nn.Module):
         # once per feature tensor and content
         self._zeroed = (None, None, None)
 
+    def _zero_missing(self, x: Tensor) -> Optional[Tensor]:
+        """``x`` with the missing entries 0, or ``None`` when they already are (mask_missing zeroes them:
+        then x itself serves, no second [N, F] copy).  logical_and, not masked_select: one vectorised
+        pass (Facebook's 106 M entries: 0.3 s, not 5 s)."""
+        miss = self.missing.to(x.device)
+        return None if not bool(torch.logical_and(x, miss).any()) else x.masked_fill(miss, 0.0)
+
     def _observed(self, x: Tensor) -> Tensor:
-        if x.is_inference():  # no version counter to stamp the copy with: made for this call only
-            miss = self.missing.to(x.device)
-            return x if not bool(torch.logical_and(x, miss).any()) else x.masked_fill(miss, 0.0)
+        if x.is_inference():  # no version counter to stamp a copy with: made for this call only
+            zeroed = self._zero_missing(x)
+            return x if zeroed is None else zeroed
         ref, stamp, zeroed = self._zeroed
         if ref is None or ref() is not x or stamp != (x._version, x.data_ptr()):
-            miss = self.missing.to(x.device)
-            # mask_missing already zeroes the missing entries: then x itself serves, no second [N, F] copy.
-            # logical_and, not masked_select: one vectorised pass (Facebook's 106 M entries: 0.3 s, not 5 s)
             with cache_mode():  # built under inference mode, it would break later training
-                clean = not bool(torch.logical_and(x, miss).any())
-                zeroed = None if clean else x.masked_fill(miss, 0.0)
+                zeroed = self._zero_missing(x)
             self._zeroed = (weakref.ref(x), (x._version, x.data_ptr()), zeroed)
         return x if zeroed is None else zeroed
 
