@@ -19,6 +19,8 @@
 
 #include <omp.h>
 
+#include "ops/infonce.h"
+
 TORCH_LIBRARY(gkdfast, m) {
   // ---- message passing --------------------------------------------------------------------
   // out[i] = reduce_{e=(j->i)} w_e * x[j];  arg: [N, d] int64 edge position for max/min, else [0].
@@ -135,6 +137,17 @@ bool compiled_with_cuda() {
 int openmp_max_threads() { return omp_get_max_threads(); }
 
 }  // namespace
+
+// Device-agnostic paths that a backend runs only in some modes, exposed for the CPU tests (not a
+// public API).  infonce_sampled_backward_chunked: what CUDA's infonce_backward runs under
+// torch.use_deterministic_algorithms(True) (csrc/ops/infonce.h), compared with the CPU kernel in
+// tests/test_infonce_deterministic.py.
+TORCH_LIBRARY(gkdfast_testing, m) {
+  m.def("infonce_sampled_backward_chunked(Tensor anchors, Tensor candidates, Tensor lse, Tensor grad_loss, "
+        "Tensor grad_lse, float inv_tau, int pos_offset, int num_negatives, int seed, int row_begin) "
+        "-> (Tensor, Tensor)",
+        &gkdfast::infonce_sampled_backward_chunked);
+}
 
 #ifndef GKDFAST_NO_PYTHON
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {

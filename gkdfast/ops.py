@@ -68,8 +68,9 @@ def spmm(graph: Graph, x: Tensor, reduce: str = "sum", edge_weight: Optional[Ten
 
     Determinism: bitwise reproducible run to run on CPU and CUDA (no atomics, forward or backward),
     except ``norm="gcn"`` **with edge weights on CUDA**: the weighted degrees are summed with
-    ``index_add_`` (atomics), so the result may differ in the last bits between runs.  Without edge
-    weights the degrees are exact counts.  See README, "Determinism".
+    ``index_add_`` (atomics), so the result may differ in the last bits between runs, unless
+    ``torch.use_deterministic_algorithms(True)`` is on (PyTorch's ``index_add_`` is then
+    deterministic).  Without edge weights the degrees are exact counts.  See README, "Determinism".
 
     Returns:
         ``[N, d]`` tensor.
@@ -127,7 +128,8 @@ def gcn_norm(graph: Graph, edge_weight: Optional[Tensor] = None, dtype=torch.flo
     ``dtype``: of the returned weights (float32 by default, whatever the edge weights' dtype; pass
     ``torch.float64`` to keep float64 weights).
     With edge weights on CUDA the degrees are an ``index_add_`` (atomics): the weights may differ in
-    the last bits between runs (compute them once and reuse them for bitwise reproducibility).
+    the last bits between runs (compute them once and reuse them, or turn on
+    ``torch.use_deterministic_algorithms(True)``, for bitwise reproducibility).
 
     Example:
         >>> g2, w = gkdfast.gcn_norm(gkdfast.Graph(torch.tensor([[0], [1]])))

@@ -9,10 +9,13 @@
 // warp, the candidate-side gradient is scattered with atomicAdd into an accumulation-dtype buffer
 // (a sampled candidate can be hit by any row; the CPU kernel avoids atomics with owner ranges, which
 // would cost every GPU warp a scan of all N x K draws).  So the sampled CUDA backward is
-// deterministic up to float addition order in the candidate gradient.
+// deterministic up to float addition order in the candidate gradient, except under
+// torch.use_deterministic_algorithms(True), which runs the chunked ATen backward instead
+// (ops/infonce_sampled_aten.cpp).
 #include <algorithm>
 
 #include <ATen/AccumulateType.h>
+#include <ATen/Context.h>
 #include <ATen/Dispatch.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAStream.h>
@@ -171,6 +174,9 @@ std::tuple<at::Tensor, at::Tensor> infonce_backward_cuda(const at::Tensor& a_in,
   if (num_negatives == 0)
     return infonce_tiled_backward(a_in, c_in, lse_in, g_in, gl_in, inv_tau, pos_offset, exclude_self, row_begin,
                                   cuda::cuda_lse_tile_ops());
+  if (at::globalContext().deterministicAlgorithms())  // the kernel below scatters with atomicAdd
+    return infonce_sampled_backward_chunked(a_in, c_in, lse_in, g_in, gl_in, inv_tau, pos_offset, num_negatives,
+                                            seed, row_begin);
   const auto a = a_in.contiguous(), c = c_in.contiguous();
   const auto acc = infonce_acc_type(a.scalar_type());
   const auto lse = lse_in.to(acc).contiguous(), g = g_in.to(acc).contiguous(), gl = gl_in.to(acc).contiguous();

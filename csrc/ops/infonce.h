@@ -43,6 +43,17 @@ std::tuple<at::Tensor, at::Tensor> infonce_tiled_backward(const at::Tensor& a, c
                                                           int64_t pos_offset, bool exclude_self, int64_t row_begin,
                                                          const LseTileOps& ops = aten_lse_tile_ops());
 
+// The sampled-negative backward (num_negatives > 0) from ATen ops, chunked over anchor rows: the
+// negatives re-drawn by the sample_negatives op, the candidate gradient added with index_add_.  Same
+// result as the kernels up to float rounding; deterministic on CUDA under
+// torch.use_deterministic_algorithms(True), where the CUDA registration runs it instead of the
+// atomicAdd kernel (infonce_sampled_aten.cpp).
+std::tuple<at::Tensor, at::Tensor> infonce_sampled_backward_chunked(const at::Tensor& a, const at::Tensor& c,
+                                                                    const at::Tensor& lse, const at::Tensor& grad_loss,
+                                                                    const at::Tensor& grad_lse, double inv_tau,
+                                                                    int64_t pos_offset, int64_t num_negatives,
+                                                                    int64_t seed, int64_t row_begin);
+
 // Streaming top-k of query . key over all keys: (values [Q, k], indices [Q, k] int64), best first.
 std::tuple<at::Tensor, at::Tensor> topk_similar_tiled(const at::Tensor& query, const at::Tensor& keys, int64_t k);
 

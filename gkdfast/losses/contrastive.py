@@ -147,8 +147,10 @@ def crd(student: Tensor, teacher: Tensor, tau: float = 0.075, num_negatives: Opt
         num_negatives: ``None`` for all N (exact) or ``K >= 1`` sampled negatives per row.  On CUDA
             the sampled backward is **not bitwise reproducible**: each sampled candidate's gradient
             is accumulated with ``atomicAdd`` (any row may draw it), so the teacher's gradient (with
-            ``symmetric=True`` the student's too) may differ in the last bits between runs.  The draws, the forward, the CPU kernels and
-            the exact mode are reproducible.
+            ``symmetric=True`` the student's too) may differ in the last bits between runs, unless
+            ``torch.use_deterministic_algorithms(True)`` is on: then a chunked backward whose candidate
+            sums are ``index_add_`` (deterministic in that mode) runs instead, bitwise reproducible
+            (its speed on a GPU is not measured yet).  The draws, the forward, the CPU kernels and the exact mode are reproducible.
         seed: Philox seed in ``[0, 2**63)``; ``None`` draws one from torch's default generator (so
             ``torch.manual_seed`` makes runs reproducible).  Ignored when the loss is exact.
         symmetric: also contrast teacher anchors against student candidates and average the two
@@ -537,8 +539,9 @@ def ncontrast(graph: Graph, z: Tensor, tau: float = 1.0, hops: int = 1, num_nega
         hops: power of ``Â`` (Graph-MLP uses 2 or 3).
         num_negatives, seed: sampled denominator (see above); ``seed=None`` draws from torch's generator.
             On CUDA the sampled backward is **not bitwise reproducible** (the gradient of each drawn
-            negative is accumulated with ``atomicAdd``; it may differ in the last bits between runs);
-            the draws, the forward, the CPU kernels and the exact default are reproducible.
+            negative is accumulated with ``atomicAdd``; it may differ in the last bits between runs)
+            unless ``torch.use_deterministic_algorithms(True)`` is on, which runs a deterministic chunked
+            backward; the draws, the forward, the CPU kernels and the exact default are reproducible.
         max_nnz: cap on the nonzeros of ``Â^hops`` (a clear ``ValueError`` when exceeded).
         reduction: ``"mean"`` (over P), ``"sum"`` or ``"none"`` (``[N]``, 0 outside P).
         process_group: ``None`` (single process) or a ``torch.distributed`` group.  Then every rank
