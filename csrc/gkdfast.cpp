@@ -141,7 +141,7 @@ int openmp_max_threads() { return omp_get_max_threads(); }
 // Device-agnostic paths that a backend runs only in some modes, exposed for the CPU tests (not a
 // public API).  infonce_sampled_backward_chunked: what CUDA's infonce_backward runs under
 // torch.use_deterministic_algorithms(True) (csrc/ops/infonce.h), compared with the CPU kernel in
-// tests/test_infonce_deterministic.py.
+// tests/test_deterministic_mode.py.
 TORCH_LIBRARY(gkdfast_testing, m) {
   m.def("infonce_sampled_backward_chunked(Tensor anchors, Tensor candidates, Tensor lse, Tensor grad_loss, "
         "Tensor grad_lse, float inv_tau, int pos_offset, int num_negatives, int seed, int row_begin) "

@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["take_rows"]
+__all__ = ["take_rows", "add_rows"]
 
 _INDEX_DTYPES = (torch.int64, torch.int32)
 
@@ -44,3 +44,23 @@ def take_rows(t: Tensor, index: Tensor) -> Tensor:
             and (index.numel() == 0 or int(index.min()) >= 0)):
         return t.index_select(0, index)
     return t[index]
+
+
+def add_rows(num_rows: int, index: Tensor, src: Tensor, fixed_order: "bool | None" = None) -> Tensor:
+    """``zeros(num_rows, ...).index_add(0, index, src)``: row ``i`` is the sum of the rows of ``src``
+    whose ``index`` is ``i``.  CUDA's ``index_add`` adds repeated ids with atomics, in a varying order
+    (the last bits differ between runs); there (``fixed_order=None``: on CUDA) the rows are sorted by
+    ``index`` (stably) and summed by a segmented reduction, bitwise reproducible.  Differentiable.
+
+    Shapes: ``index`` ``[M]`` int64 in ``[0, num_rows)``, ``src`` ``[M, ...]`` -> ``[num_rows, ...]``.
+
+    Example:
+        >>> add_rows(3, torch.tensor([2, 0, 2]), torch.tensor([1.0, 2.0, 3.0]), fixed_order=True).tolist()
+        [2.0, 0.0, 4.0]
+    """
+    if not (src.is_cuda if fixed_order is None else fixed_order):
+        return torch.zeros((num_rows,) + tuple(src.shape[1:]), dtype=src.dtype, device=src.device).index_add(0, index,
+                                                                                                            src)
+    order = torch.argsort(index, stable=True)
+    return torch.segment_reduce(src[order], "sum", lengths=torch.bincount(index, minlength=num_rows), axis=0,
+                                unsafe=True)

@@ -1,5 +1,6 @@
 #include "cuda/csr_matmul.h"
 
+#include <ATen/Context.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/_sparse_csr_tensor_unsafe.h>
 #include <ATen/ops/mm.h>
@@ -8,10 +9,15 @@
 
 #include <array>
 
+#include "common/tile_workspace.h"
 #include "ops/graph_checks.h"
 
 namespace gkdfast {
 namespace cuda {
+
+bool csr_matmul_enabled(int64_t num_edges) {
+  return !cuda_legacy_impl() && csr_matmul_fits(num_edges) && !at::globalContext().deterministicAlgorithms();
+}
 
 at::Tensor csr_matmul(const at::Tensor& rowptr, const at::Tensor& col, const at::Tensor& values, const at::Tensor& x) {
   const int64_t n = csr_num_rows(rowptr), num_edges = col.size(0);

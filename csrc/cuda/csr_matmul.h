@@ -17,5 +17,11 @@ at::Tensor csr_matmul(const at::Tensor& rowptr, const at::Tensor& col, const at:
 // 12 releases; callers route such graphs to gkdfast's own kernels, whose offsets are int64 throughout.
 inline bool csr_matmul_fits(int64_t num_edges) { return num_edges < (int64_t{1} << 31); }
 
+// Whether a fast-path caller routes a CSR of `num_edges` non-zeros through csr_matmul: the "fast"
+// implementation is selected (GKDFAST_CUDA_IMPL), the CSR fits, and torch.use_deterministic_algorithms
+// is off.  cuSPARSE documents bitwise reproducibility for some SpMM algorithms only (not the CSR
+// algorithm ATen picks), so the deterministic mode takes gkdfast's own kernels (no atomics).
+bool csr_matmul_enabled(int64_t num_edges);
+
 }  // namespace cuda
 }  // namespace gkdfast

@@ -184,7 +184,9 @@ std::tuple<at::Tensor, at::Tensor> lsp_backward_cuda(
   const auto col = col_in.contiguous();
   const auto s = s_in.contiguous();
   const auto t = t_in.contiguous();
-  if (lsp_staged_supported(kind, s.scalar_type()) && !cuda_legacy_impl() && csr_matmul_fits(col.size(0)))
+  // (the staged forward has no cuSPARSE step, so under the deterministic mode it may pair with the fused
+  // backward: both keep KL and the log-sum-exps in the same form)
+  if (lsp_staged_supported(kind, s.scalar_type()) && csr_matmul_enabled(col.size(0)))
     return lsp_staged_backward(rowptr, col, t_rowptr_in.contiguous(), t_col_in.contiguous(), t_eid_in.contiguous(), s,
                                t, per_node_in, lse_in, grad_in, kind, gamma, tau, need_s, need_t);
   const auto acc_opts = s.options().dtype(at::toOpMathType(s.scalar_type()));

@@ -189,8 +189,8 @@ std::tuple<at::Tensor, at::Tensor> spmm_cuda(const at::Tensor& rowptr_in, const 
   const at::Tensor weight = spmm_edge_weight(weight_in, col, x, "spmm");
   const int64_t n = csr_num_rows(rowptr), d = x.size(1);
   const bool cusparse_dtype = x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble;
-  if ((reduce == Reduce::Sum || reduce == Reduce::Mean) && cusparse_dtype && n > 0 && d > 0 && !cuda_legacy_impl() &&
-      csr_matmul_fits(col.size(0)))
+  if ((reduce == Reduce::Sum || reduce == Reduce::Mean) && cusparse_dtype && n > 0 && d > 0 &&
+      csr_matmul_enabled(col.size(0)))
     return {spmm_sum_cusparse(rowptr, col, weight, x, reduce == Reduce::Mean),
             at::empty({0}, x.options().dtype(at::kLong))};
   auto out = at::empty({n, d}, x.options());

@@ -22,6 +22,7 @@ from torch import Tensor
 from gkdfast._autocast import float32_loss
 from gkdfast import _backend
 from gkdfast._checks import check_graph, check_rows_match
+from gkdfast._rows import add_rows
 from gkdfast.graph import Graph, cache_mode
 from gkdfast.losses._checks import check_matrix
 from gkdfast.losses._sharded import Shards, check_group, reduce_rows, shared_seed
@@ -259,10 +260,10 @@ def _nt_xent_sharded(z1: Tensor, z2: Tensor, tau: float, reduction: str, group) 
 _W_CACHE: "weakref.WeakKeyDictionary[Graph, dict]" = weakref.WeakKeyDictionary()
 
 
-def _coalesce(p: Tensor, c: Tensor, v: Tensor, width: int):
-    """Sums entries with the same (p, c)."""
+def _coalesce(p: Tensor, c: Tensor, v: Tensor, width: int, fixed_order: Optional[bool] = None):
+    """Sums entries with the same (p, c) (in a fixed order on CUDA: :func:`gkdfast._rows.add_rows`)."""
     key, inv = torch.unique(p * width + c, return_inverse=True)
-    return key // width, key % width, torch.zeros(key.numel(), dtype=v.dtype, device=v.device).index_add_(0, inv, v)
+    return key // width, key % width, add_rows(key.numel(), inv, v, fixed_order)
 
 
 def _ranges(start: Tensor, count: Tensor) -> Tensor:
@@ -505,12 +506,12 @@ def _batch_positives(graph: Graph, hops: int, nodes: Tensor, cols: Optional[Tens
     return p, q, torch.log(v), has
 
 
-def _segment_lse(x: Tensor, seg: Tensor, n: int, present: Tensor) -> Tensor:
+def _segment_lse(x: Tensor, seg: Tensor, n: int, present: Tensor, fixed_order: Optional[bool] = None) -> Tensor:
     """log Σ_{e: seg[e]=i} exp(x_e) per i; rows without entries give 0 (callers mask them out)."""
     m = torch.full((n,), float("-inf"), dtype=x.dtype, device=x.device)
     m = m.scatter_reduce(0, seg, x.detach(), "amax", include_self=True)
     m = torch.where(present, m, torch.zeros_like(m))
-    s = torch.zeros(n, dtype=x.dtype, device=x.device).index_add(0, seg, torch.exp(x - m[seg]))
+    s = add_rows(n, seg, torch.exp(x - m[seg]), fixed_order)
     return torch.where(present, torch.log(torch.where(present, s, torch.ones_like(s))) + m, torch.zeros_like(s))
 
 

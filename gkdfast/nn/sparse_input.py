@@ -60,8 +60,11 @@ def _operand(x: Tensor) -> Tensor:
     # products in half types are not everywhere), autocast regions (the dense product is the one
     # autocast casts) and torch.compile tracing (the cache lookup would break the graph).
     # An inference tensor (made under torch.inference_mode()) has no version counter to watch: dense.
+    # On CUDA under torch.use_deterministic_algorithms(True): dense, as cuSPARSE's products with a
+    # transposed CSR (the weight gradient) may differ in the last bits from run to run.
     if (x.requires_grad or x.dim() != 2 or x.layout != torch.strided or x.dtype not in (torch.float32, torch.float64)
-            or _autocast_on(x.device.type) or torch.compiler.is_compiling() or x.is_inference()):
+            or _autocast_on(x.device.type) or torch.compiler.is_compiling() or x.is_inference()
+            or (x.is_cuda and torch.are_deterministic_algorithms_enabled())):
         return x
     key = id(x)
     hit = _CACHE.get(key)

@@ -109,11 +109,11 @@ def full_in_degree(graph: Graph) -> Tensor:
     """
     if graph.edge_weight is None:
         return (graph.rowptr[1:] - graph.rowptr[:-1]).to(torch.float32)
+    # A segmented sum per row in float64 (no atomics; a float cumsum on CUDA raises under
+    # torch.use_deterministic_algorithms(True) before torch 2.14).
     w = graph.to_csr_order(graph.edge_weight).to(torch.float32)
-    csum = torch.zeros(w.numel() + 1, dtype=torch.float64, device=w.device)
-    torch.cumsum(w.to(torch.float64), 0, out=csum[1:])
     rp = graph.rowptr.to(torch.int64)
-    return (csum[rp[1:]] - csum[rp[:-1]]).to(torch.float32)
+    return torch.segment_reduce(w.to(torch.float64), "sum", offsets=rp, axis=0, unsafe=True).to(torch.float32)
 
 
 def _first_occurrences(table: Tensor, cand: Tensor) -> Tensor:

@@ -1,10 +1,18 @@
-"""torch.use_deterministic_algorithms(True) and the two CUDA paths that otherwise add in a varying order.
+"""torch.use_deterministic_algorithms(True) and the CUDA paths that otherwise add in a varying order.
 
-The sampled-negative InfoNCE backward (crd / ncontrast with ``num_negatives=K``) scatters candidate
-gradients with atomicAdd on CUDA; in deterministic mode the CUDA registration runs the chunked ATen
-backward instead (csrc/ops/infonce_sampled_aten.cpp), exposed as ``torch.ops.gkdfast_testing`` so the
-CPU tests here check it against the CPU kernel.  ``spmm(norm="gcn")`` with edge weights sums degrees
-with ``index_add_``, which PyTorch itself makes deterministic in that mode.
+* The sampled-negative InfoNCE backward (crd / ncontrast with ``num_negatives=K``) scatters candidate
+  gradients with atomicAdd on CUDA; in deterministic mode the CUDA registration runs the chunked ATen
+  backward instead (csrc/ops/infonce_sampled_aten.cpp), exposed as ``torch.ops.gkdfast_testing`` so
+  the CPU tests here check it against the CPU kernel.
+* ``spmm(norm="gcn")`` with edge weights sums degrees with ``index_add_``, which PyTorch itself makes
+  deterministic in that mode.
+* cuSPARSE (spmm sum / mean, the staged LSP backward, the bag-of-words first layer) is left for
+  gkdfast's own kernels and dense products in that mode (csrc/cuda/csr_matmul.h).
+* ncontrast's sums over its positives and topk_similar's key gradient add repeated rows: on CUDA
+  by a sort and a segmented reduction (``gkdfast._rows.add_rows``), with or without the mode.
+* The sampler's weighted in-degrees are a segmented sum, not a float cumsum (which raises on CUDA in
+  that mode before torch 2.14).
+The CUDA variants run on a GPU only (scripts/device_check.sh).
 """
 from __future__ import annotations
 
@@ -15,6 +23,10 @@ import torch
 
 import gkdfast
 from gkdfast import losses
+from gkdfast._rows import add_rows
+from gkdfast.losses import contrastive
+from gkdfast.nn import sparse_input
+from gkdfast.sampling.blocks import full_in_degree
 
 chunked = torch.ops.gkdfast_testing.infonce_sampled_backward_chunked
 
@@ -165,3 +177,57 @@ def test_weighted_gcn_norm_is_bitwise_reproducible_in_deterministic_mode(device)
         first = gkdfast.spmm(g, x, edge_weight=w, norm="gcn")
         second = gkdfast.spmm(g, x, edge_weight=w, norm="gcn")
     assert torch.equal(first, second)
+
+
+def test_weighted_full_in_degree_is_a_segmented_sum():
+    # Rows 1 and 4 have no in-edges; the weights' order is the edge_index's, summed per destination.
+    edge_index = torch.tensor([[1, 2, 3, 0, 2, 0], [0, 0, 2, 2, 2, 3]])
+    w = torch.tensor([0.5, 1.5, 2.0, 0.25, 1e-8, 3.0])
+    g = gkdfast.Graph(edge_index, num_nodes=5, edge_weight=w)
+    want = torch.zeros(5, dtype=torch.float64).index_add_(0, edge_index[1], w.double()).float()
+    got = full_in_degree(g)
+    assert got.dtype == torch.float32 and torch.equal(got, want)
+    with deterministic_algorithms():
+        assert torch.equal(full_in_degree(g), want)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_bag_of_words_input_goes_dense_on_cuda_in_deterministic_mode(device):
+    x = torch.zeros(50, 400, device=device)
+    x[torch.arange(50), torch.arange(50) * 7] = 1.0  # 0.25 % non-zeros: the sparse first layer's case
+    assert sparse_input.sparse_operand(x) is not None
+    with deterministic_algorithms():
+        on_cuda = x.is_cuda
+        assert (sparse_input.sparse_operand(x) is None) == on_cuda
+
+
+@pytest.mark.parametrize("shape", [(), (3,)])
+def test_add_rows_in_fixed_order_equals_index_add(shape):
+    gen = torch.Generator().manual_seed(0)
+    index = torch.tensor([4, 0, 4, 2, 0, 4])  # unsorted, repeated, rows 1 and 3 empty
+    src = torch.randn((6,) + shape, generator=gen, dtype=torch.float64, requires_grad=True)
+    want = torch.zeros((5,) + shape, dtype=torch.float64).index_add(0, index, src)
+    got = add_rows(5, index, src, fixed_order=True)
+    torch.testing.assert_close(got, want)
+    (g_src,) = torch.autograd.grad((got * torch.arange(1.0, 6.0, dtype=torch.float64).view((5,) + (1,) * len(shape))).sum(),
+                                   src)
+    torch.testing.assert_close(g_src, torch.arange(1.0, 6.0, dtype=torch.float64)[index].view((6,) + (1,) * len(shape))
+                               .expand_as(src))
+    assert torch.equal(add_rows(5, index, src.detach()), want.detach())  # CPU default: index_add itself
+
+
+def test_ncontrast_sums_in_fixed_order_equal_the_cpu_sums():
+    # The pieces ncontrast runs in a fixed order on CUDA (its positives' coalescing and per-row
+    # log-sum-exp), run here on the CPU both ways.
+    gen = torch.Generator().manual_seed(1)
+    p, c = torch.randint(0, 30, (400,), generator=gen), torch.randint(0, 30, (400,), generator=gen)
+    v = torch.rand(400, generator=gen, dtype=torch.float64)
+    a, b = contrastive._coalesce(p, c, v, 30, fixed_order=False), contrastive._coalesce(p, c, v, 30, fixed_order=True)
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    torch.testing.assert_close(a[2], b[2])
+    seg = torch.sort(p).values
+    x = torch.randn(400, generator=gen, dtype=torch.float64)
+    present = torch.zeros(32, dtype=torch.bool)
+    present[seg] = True
+    torch.testing.assert_close(contrastive._segment_lse(x, seg, 32, present, fixed_order=True),
+                               contrastive._segment_lse(x, seg, 32, present, fixed_order=False))
