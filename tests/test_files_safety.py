@@ -3,6 +3,7 @@ a planted pickle, a BatchNorm teacher, settings that change outputs without chan
 stale cache folder, two writers, a resume whose RNG state must stay on the CPU."""
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import subprocess
@@ -119,6 +120,42 @@ def test_cache_file_of_the_wrong_size_is_a_clear_error(tiny, tmp_path):
     (folder / "logits.f32").write_bytes(b"\0" * 8)
     with pytest.raises(ValueError, match="delete the folder"):
         teacher_outputs(t, tiny.x, None, cache_dir=str(tmp_path))
+
+
+@pytest.mark.parametrize("name", ["logits", "hidden"])
+def test_cache_file_damaged_at_its_size_is_a_clear_error(tiny, tmp_path, name):
+    # The right size with other bytes passed the size check and was served as the teacher's outputs
+    # (a KD student fell from 77 % to 20-44 %).
+    t = SAGE(8, 16, 3)
+    first = teacher_outputs(t, tiny.x, tiny.graph, cache_dir=str(tmp_path))
+    assert teacher_outputs(t, tiny.x, tiny.graph, cache_dir=str(tmp_path)).cached
+    path = tmp_path / "teachers" / first.key / f"{name}.f32"
+    raw = bytearray(path.read_bytes())
+    raw[100:104] = b"\xff\xff\xff\xff"
+    path.write_bytes(bytes(raw))
+    with pytest.raises(ValueError, match=f"{name}.f32 does not match the checksum.*delete the folder"):
+        teacher_outputs(t, tiny.x, tiny.graph, cache_dir=str(tmp_path))
+
+
+@pytest.mark.parametrize("text", ['{"logits": [200', "{}", "[1, 2]"])
+def test_damaged_cache_meta_is_a_clear_error(tiny, tmp_path, text):
+    t = MLP(8, 16, 3)
+    key = teacher_outputs(t, tiny.x, None, cache_dir=str(tmp_path)).key
+    (tmp_path / "teachers" / key / "meta.json").write_text(text)
+    with pytest.raises(ValueError, match=r"meta.json is damaged .*delete the folder"):
+        teacher_outputs(t, tiny.x, None, cache_dir=str(tmp_path))
+
+
+def test_cache_entry_without_checksums_is_still_read(tiny, tmp_path):
+    # entries written before the checksums existed are checked by size only
+    t = MLP(8, 16, 3)
+    first = teacher_outputs(t, tiny.x, None, cache_dir=str(tmp_path))
+    meta_path = tmp_path / "teachers" / first.key / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    assert set(meta.pop("crc32")) == {"logits", "hidden"}
+    meta_path.write_text(json.dumps(meta))
+    again = teacher_outputs(t, tiny.x, None, cache_dir=str(tmp_path))
+    assert again.cached and torch.equal(again.logits, first.logits)
 
 
 def test_atomic_write_uses_unique_temporaries_and_leaves_none(tmp_path):

@@ -399,6 +399,30 @@ def test_whole_pipeline_with_sampled_teacher(tmp_path):
         assert "resumed" not in third["stages"][0]
 
 
+def test_saved_teacher_without_a_readable_record_or_weights_trains_again(tmp_path):
+    """Weights whose record is missing or damaged, or which cannot be read, are not loaded: they could be
+    another graph's teacher (a 600-node run's weights loaded onto a 700-node graph scored 30 %)."""
+    pytest.importorskip("gkdfast.sampling", reason="gkdfast.sampling (neighbour sampler) not in this tree")
+    data = _data()
+    kw = dict(teacher="sage", hidden=16, fanouts=(3, 3), teacher_epochs=1, teacher_batch_size=128, batch_size=128,
+              chunk_rows=100, student_epochs=1, student_min_steps=0, out_dir=str(tmp_path), progress=False)
+    lines = []
+    distill_large(data, log=lines.append, **kw)
+    weights = tmp_path / "teacher-SAGE(16)-seed0.pt"
+    record = tmp_path / "teacher-SAGE(16)-seed0.pt.json"
+    assert distill_large(data, **kw)["stages"][0].get("resumed") is True
+    damage = [("missing record", lambda: record.unlink(), "has no readable record"),
+              ("damaged record", lambda: record.write_text('{"key": "ab'), "has no readable record"),
+              ("damaged weights", lambda: weights.write_bytes(b"\x00" * 64), "cannot be read")]
+    for what, spoil, said in damage:
+        spoil()
+        lines.clear()
+        res = distill_large(data, log=lines.append, **kw)
+        assert "resumed" not in res["stages"][0], what
+        assert any(said in line and "training again" in line for line in lines), (what, lines)
+        assert distill_large(data, **kw)["stages"][0].get("resumed") is True, what  # rewritten whole
+
+
 def test_sampled_teacher_is_validated_about_teacher_validations_times(tmp_path, monkeypatch):
     """With one batch per epoch the teacher trains many one-step epochs: it is validated every
     ceil(epochs / teacher_validations) epochs and after the last, not after every step."""

@@ -312,6 +312,24 @@ def _plain_numbers(values: dict, keep_all: bool = False) -> dict:
             if keep_all or isinstance(v, (int, float, bool))}
 
 
+def _read_record(path: str) -> dict:
+    """The teacher's training record, or ``{}`` when it is missing or damaged (then it trains again)."""
+    try:
+        with open(path) as fh:
+            record = json.load(fh)
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def _read_weights(path: str):
+    """``(state_dict, None)``, or ``(None, why)`` when the file cannot be read (then it trains again)."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True), None
+    except Exception as exc:  # truncated, damaged or not a state dict: torch raises several types
+        return None, f"cannot be read ({type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''})"
+
+
 def _teacher_key(data, label: str, num_layers: int, fanouts, epochs: int, batch_size: int, lr: float,
                  min_steps: int, validations: int, seed: int) -> str:
     """32 hex digits of a hash of the sampled teacher's training: its settings, the features, the graph,
@@ -507,17 +525,22 @@ def distill_large(data, *, teacher: Union[str, nn.Module] = "sage", hidden: int 
         # Beside the weights, a record of the training: a key of what the teacher trained on and how (a
         # rerun with other data, split or teacher settings trains again instead of loading weights made
         # for something else) and its statistics (a resumed run reports them).  Weights without a
-        # record, e.g. placed there by hand, are loaded as they are.
+        # readable record (an older gkdfast's, or placed by hand) or that cannot be read train again:
+        # loading them could distil from a teacher of another graph.  A trained module can be passed
+        # as `teacher` instead.
         key = _teacher_key(data, tlabel, num_layers, fanouts, teacher_epochs, teacher_batch_size, teacher_lr,
                            teacher_min_steps, teacher_validations, seed)
         record_file = weights + ".json"
-        record = {}
-        if os.path.exists(weights) and os.path.exists(record_file):
-            with open(record_file) as fh:
-                record = json.load(fh)
-        have = os.path.exists(weights) and record.get("key", key) == key
-        if os.path.exists(weights) and not have:
-            log(f"teacher: {os.path.basename(weights)} was trained on other data or settings; training again")
+        record, state = {}, None
+        if os.path.exists(weights):
+            record, why = _read_record(record_file), "was trained on other data or settings"
+            if not record:
+                why = "has no readable record of what it was trained on (" + os.path.basename(record_file) + ")"
+            elif record.get("key") == key:
+                state, why = _read_weights(weights)
+            if state is None:
+                log(f"teacher: {os.path.basename(weights)} {why}; training again")
+        have = state is not None
         if group is not None:  # rank 0 decides for every rank
             have = group.broadcast_object(have)
         # a rerun that loads the weights allocates nothing to plan for
@@ -526,7 +549,8 @@ def distill_large(data, *, teacher: Union[str, nn.Module] = "sage", hidden: int 
                    f"{','.join(map(str, fanouts))}) or the hidden width (now {hidden})")
         with StageTimer("teacher", est) as timer:
             if have:  # a rerun resumes after the teacher, reporting the training it did then
-                tmodel.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+                tmodel.load_state_dict(state if state is not None else torch.load(weights, map_location="cpu",
+                                                                                  weights_only=True))
                 stats = {"seconds": 0.0, "nodes_per_s": 0.0, **record.get("stats", {}), "resumed": True}
             else:
                 try:

@@ -21,6 +21,7 @@ import os
 import shutil
 import tempfile
 import time
+import zlib
 from dataclasses import dataclass
 from typing import Optional
 
@@ -306,6 +307,57 @@ def _map(path: str, shape) -> Tensor:
     return torch.from_file(path, shared=False, size=numel, dtype=torch.float32).view(*shape)
 
 
+def _file_crc32(path: str) -> int:
+    crc = 0
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(_HASH_BLOCK), b""):
+            crc = zlib.crc32(block, crc)
+    return crc
+
+
+def _seal(folder: str, meta: dict) -> None:
+    """Completes an entry being written: the CRC-32 of each tensor file into ``meta.json`` (checked when
+    the entry is mapped), then everything fsynced before the rename that publishes it."""
+    meta = dict(meta, crc32={name: _file_crc32(os.path.join(folder, f"{name}.f32"))
+                             for name in ("logits", "hidden") if meta.get(name)})
+    with open(os.path.join(folder, "meta.json"), "w") as f:
+        json.dump(meta, f)
+    _durable(folder)
+
+
+# Files this process has checked against their meta.json: (path, size, mtime) -> CRC-32.
+_VERIFIED: dict = {}
+
+
+def _open_entry(folder: str, key: str, cached: bool) -> TeacherOutputs:
+    """Maps a published entry after checking it: a damaged ``meta.json`` or a tensor file whose size or
+    CRC-32 disagrees with it is a clear error naming the folder to delete (entries written before
+    checksums existed are checked by size only).  Each file's CRC is read once per process."""
+    meta_path = os.path.join(folder, "meta.json")
+    try:
+        with open(meta_path) as f:
+            meta = json.load(f)
+        shapes = {name: meta[name] for name in ("logits", "hidden") if meta.get(name) or name == "logits"}
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ValueError(f"teacher cache: {meta_path} is damaged ({type(exc).__name__}: {exc}); delete the folder "
+                         f"{folder} to recompute") from None
+    maps = {}
+    for name, shape in shapes.items():
+        path = os.path.join(folder, f"{name}.f32")
+        maps[name] = _map(path, shape)
+        want = (meta.get("crc32") or {}).get(name)
+        if want is None:
+            continue
+        st = os.stat(path)
+        stamp = (path, st.st_size, st.st_mtime_ns)
+        if _VERIFIED.get(stamp) != want:
+            if _file_crc32(path) != want:
+                raise ValueError(f"teacher cache: {path} does not match the checksum in its meta.json (damaged "
+                                 f"on disk); delete the folder {folder} to recompute")
+            _VERIFIED[stamp] = want
+    return TeacherOutputs(maps["logits"], maps.get("hidden"), key, cached=cached)
+
+
 def teacher_outputs(teacher: nn.Module, x: Tensor, graph=None, cache_dir: Optional[str] = None,
                     device=None, chunk_rows: Optional[int] = None, progress: bool = False, distributed="auto",
                     process_group=None, key: Optional[str] = None) -> TeacherOutputs:
@@ -368,11 +420,7 @@ def teacher_outputs(teacher: nn.Module, x: Tensor, graph=None, cache_dir: Option
         out = _sharded(teacher, x, graph, cache_dir, key, group, chunk_rows, progress)
         return out.to(device) if device is not None else out
     if os.path.exists(meta_path):
-        with open(meta_path) as f:
-            meta = json.load(f)
-        logits = _map(os.path.join(folder, "logits.f32"), meta["logits"])
-        hidden = _map(os.path.join(folder, "hidden.f32"), meta["hidden"]) if meta.get("hidden") else None
-        out = TeacherOutputs(logits, hidden, key, cached=True)
+        out = _open_entry(folder, key, cached=True)
         return out.to(device) if device is not None else out
 
     os.makedirs(os.path.join(cache_dir, "teachers"), exist_ok=True)
@@ -388,9 +436,7 @@ def teacher_outputs(teacher: nn.Module, x: Tensor, graph=None, cache_dir: Option
                 _write(os.path.join(tmp, "hidden.f32"), hidden)
         meta = {"logits": list(logits.shape), "hidden": list(hidden.shape) if hidden is not None else None}
         del logits, hidden  # drop the writable maps before the folder is renamed
-        with open(os.path.join(tmp, "meta.json"), "w") as f:
-            json.dump(meta, f)
-        _durable(tmp)
+        _seal(tmp, meta)
         try:
             os.rename(tmp, folder)
         except OSError:
@@ -402,9 +448,7 @@ def teacher_outputs(teacher: nn.Module, x: Tensor, graph=None, cache_dir: Option
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    logits = _map(os.path.join(folder, "logits.f32"), meta["logits"])
-    hidden = _map(os.path.join(folder, "hidden.f32"), meta["hidden"]) if meta["hidden"] else None
-    out = TeacherOutputs(logits, hidden, key, cached=False)
+    out = _open_entry(folder, key, cached=False)
     return out.to(device) if device is not None else out
 
 
@@ -459,9 +503,7 @@ def _sharded(teacher: nn.Module, x: Tensor, graph, cache_dir: str, key: str, gro
                         os.fsync(f.fileno())
         group.barrier()
         if group.is_main:
-            with open(os.path.join(tmp, "meta.json"), "w") as f:
-                json.dump(meta, f)
-            _durable(tmp)
+            _seal(tmp, meta)
             try:
                 os.rename(tmp, folder)
             except OSError:
@@ -474,8 +516,4 @@ def _sharded(teacher: nn.Module, x: Tensor, graph, cache_dir: str, key: str, gro
         cached = False
     else:
         cached = True
-    with open(os.path.join(folder, "meta.json")) as f:
-        meta = json.load(f)
-    logits = _map(os.path.join(folder, "logits.f32"), meta["logits"])
-    hidden = _map(os.path.join(folder, "hidden.f32"), meta["hidden"]) if meta.get("hidden") else None
-    return TeacherOutputs(logits, hidden, key, cached=cached)
+    return _open_entry(folder, key, cached=cached)
