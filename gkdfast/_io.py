@@ -10,6 +10,7 @@ import contextlib
 import errno
 import fcntl
 import os
+import shutil
 import tempfile
 import time
 from typing import Callable, IO, Iterator
@@ -61,11 +62,40 @@ def atomic_write(path: str, write: Callable[[IO[bytes]], None]) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
+        full = out_of_space(folder, exc)  # before the temporary file is gone and frees its space
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if full:
+            raise no_space_error(path, folder) from exc
         raise
     _fsync_dir(folder)
+
+
+# Below this much free space a failed write is taken for a full disk: torch's zip writer reports a
+# short write as "unexpected pos ..." and numpy's tofile as "N requested and M written", neither an
+# ENOSPC.
+_FULL_BYTES = 16 << 20
+
+
+def out_of_space(folder: str, exc: BaseException) -> bool:
+    """Whether the write that raised ``exc`` into ``folder`` failed for want of space (ENOSPC / EDQUOT,
+    or another write error with less than 16 MiB left on the folder's file system)."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    if not isinstance(exc, (OSError, RuntimeError)):
+        return False
+    try:
+        return shutil.disk_usage(folder).free < _FULL_BYTES
+    except OSError:
+        return False
+
+
+def no_space_error(path: str, folder: str) -> OSError:
+    """The one error of a write that ran out of space: names the file, the folder and what to do."""
+    return OSError(errno.ENOSPC, f"no space left on the file system of {folder} while writing "
+                                 f"{os.path.basename(path)}; free some space (or point the output elsewhere) "
+                                 f"and run the same command again: it resumes from what was saved", path)
 
 
 # A temporary file of an atomic write untouched this long was left by a killed writer (a live one

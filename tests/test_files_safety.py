@@ -3,6 +3,7 @@ a planted pickle, a BatchNorm teacher, settings that change outputs without chan
 stale cache folder, two writers, a resume whose RNG state must stay on the CPU."""
 from __future__ import annotations
 
+import errno
 import json
 import os
 import pickle
@@ -156,6 +157,51 @@ def test_cache_entry_without_checksums_is_still_read(tiny, tmp_path):
     meta_path.write_text(json.dumps(meta))
     again = teacher_outputs(t, tiny.x, None, cache_dir=str(tmp_path))
     assert again.cached and torch.equal(again.logits, first.logits)
+
+
+def _full_disk(monkeypatch):
+    import collections
+    import shutil
+
+    usage = collections.namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(1 << 30, 1 << 30, 0))
+
+
+@pytest.mark.parametrize("error", [RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 3200"),
+                                   OSError(errno.ENOSPC, "No space left on device")])
+def test_a_write_that_fills_the_disk_says_so(tmp_path, monkeypatch, error):
+    _full_disk(monkeypatch)
+
+    def write(f):
+        f.write(b"partial")
+        raise error
+
+    target = tmp_path / "checkpoint.pt"
+    with pytest.raises(OSError, match="no space left on the file system of .* while writing checkpoint.pt.*resumes") as e:
+        atomic_write(str(target), write)
+    assert e.value.errno == errno.ENOSPC and e.value.__cause__ is error
+    assert os.listdir(tmp_path) == []  # the temporary file is gone
+
+
+def test_other_write_errors_pass_through(tmp_path):
+    def write(f):
+        raise RuntimeError("not about space")
+
+    with pytest.raises(RuntimeError, match="not about space"):  # plenty of space left here
+        atomic_write(str(tmp_path / "x"), write)
+
+
+def test_a_teacher_cache_write_that_fills_the_disk_says_so(tiny, tmp_path, monkeypatch):
+    from gkdfast.distill import teacher_cache
+
+    def short_write(path, t):
+        raise OSError("64000 requested and 48128 written")  # numpy's tofile on a full disk
+
+    monkeypatch.setattr(teacher_cache, "_write", short_write)
+    _full_disk(monkeypatch)
+    with pytest.raises(OSError, match="no space left on the file system of"):
+        teacher_outputs(MLP(8, 16, 3), tiny.x, None, cache_dir=str(tmp_path))
+    assert [n for n in os.listdir(tmp_path / "teachers") if n.startswith(".tmp-")] == []
 
 
 def test_atomic_write_uses_unique_temporaries_and_leaves_none(tmp_path):

@@ -28,6 +28,8 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
+from gkdfast._io import no_space_error, out_of_space
+
 __all__ = ["TeacherOutputs", "teacher_outputs", "fingerprint", "default_cache_dir"]
 
 _HASH_BLOCK = 1 << 24  # bytes hashed per slice
@@ -445,8 +447,11 @@ def teacher_outputs(teacher: nn.Module, x: Tensor, graph=None, cache_dir: Option
             else:  # a stale folder without meta.json (a killed older version): never map its files
                 shutil.rmtree(folder, ignore_errors=True)
                 os.rename(tmp, folder)
-    except BaseException:
+    except BaseException as exc:
+        full = out_of_space(tmp, exc)  # before the temporary folder is gone and frees its space
         shutil.rmtree(tmp, ignore_errors=True)
+        if full:
+            raise no_space_error(os.path.join(tmp, "logits.f32"), cache_dir) from exc
         raise
     out = _open_entry(folder, key, cached=False)
     return out.to(device) if device is not None else out
