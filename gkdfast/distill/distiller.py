@@ -36,8 +36,9 @@ from torch import Tensor, nn
 
 from gkdfast._autocast import autocast_dtype
 from gkdfast._rows import take_rows
-from gkdfast._io import atomic_write, save_checkpoint_file
 from gkdfast.distill.checkpoint_cadence import CheckpointCadence
+from gkdfast.distill.checkpoint_file import (checkpoint_due, read_checkpoint, resume_rng_states, rng_states,
+                                             write_checkpoint)
 from gkdfast.distill.neighbourhood import (neighbourhood_batch, pad_neighbour_rows, refuse_nonfinite_loss,
                                           refuse_unmasked_terms)
 from gkdfast.distill import ddp as _ddp
@@ -126,17 +127,6 @@ def eval_logits(model: nn.Module, inputs: Tensor, graph, with_graph: bool, chunk
         return call_model(model, inputs, graph, with_graph, False)[0]
     return torch.cat([call_model(model, inputs[i:i + chunk], None, False, False)[0]
                       for i in range(0, inputs.size(0), chunk)])
-
-
-def _checkpoint_due(cadence: CheckpointCadence, ddp: Optional[_ddp.Dist], checkpointing: bool) -> bool:
-    """Whether this epoch's checkpoint is written.  Under DDP every rank must agree (a save is a
-    collective: the RNG states are gathered, then all ranks wait for the file), but each rank's cadence
-    times a different thing (rank 0 the write, the others the barrier), so rank 0's decision is sent
-    to all; without a checkpoint folder there is nothing to decide and no collective."""
-    due = cadence.due()
-    if ddp is None or not checkpointing:
-        return due
-    return bool(ddp.all_reduce_sum(torch.tensor([float(due) if ddp.is_main else 0.0]))[0] > 0)
 
 
 def _snapshot(dst: Optional[dict], src: dict) -> dict:
@@ -499,37 +489,16 @@ class Distiller:
         return os.path.join(self.checkpoint_dir, "checkpoint.pt") if self.checkpoint_dir else None
 
     def _save(self, state: dict, ddp: Optional[_ddp.Dist] = None) -> None:
-        """Writes the checkpoint atomically; under DDP every rank's RNG states are gathered into it,
-        rank 0 alone writes, and all ranks wait until the file is in place."""
+        """Writes the checkpoint (:func:`gkdfast.distill.checkpoint_file.write_checkpoint`: atomically;
+        under DDP with every rank's RNG states, rank 0 writing, all ranks waiting)."""
         path = self._ckpt_path()
-        if path is None:
-            return
-        if ddp is not None:  # each rank's states as taken with the epoch's state (before any callback ran)
-            state["rng_ranks"] = ddp.all_gather_object({"torch": state["rng_torch"], "cuda": state.get("rng_cuda")})
-            state["world_size"] = ddp.world_size
-        if ddp is None or ddp.is_main:
-            # atomic: a kill mid-save leaves the previous checkpoint intact
-            atomic_write(path, lambda f: save_checkpoint_file(state, f))
-        if ddp is not None:
-            ddp.barrier()
+        if path is not None:
+            write_checkpoint(path, state, ddp)
 
     def _load(self, fp: str, world_size: int = 1) -> Optional[dict]:
         path = self._ckpt_path()
-        if path is None or not os.path.exists(path):
-            return None
-        # weights_only: a checkpoint is data (tensors, numbers, lists), never code, so a planted file
-        # cannot run anything.  Loaded to the CPU: RNG states must stay CPU tensors, and
-        # load_state_dict copies weights onto the student's device.
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # unpickling refused or the file is damaged
-            raise ValueError(f"Distiller: cannot read checkpoint {path} ({type(exc).__name__}: {str(exc)[:120]}); "
-                             "delete it to start over") from None
-        saved_world = int(state.get("world_size", 1))
-        if saved_world != world_size:
-            raise ValueError(f"Distiller: {path} was written by a {saved_world}-process run; resume it with "
-                             f"{saved_world} process(es) (this run has {world_size}) or use another checkpoint_dir")
-        if state.get("fingerprint") != fp:
+        state = read_checkpoint(path, "Distiller", world_size) if path is not None else None
+        if state is not None and state.get("fingerprint") != fp:
             raise ValueError(f"Distiller: {path} belongs to a different run (model, terms or settings differ); "
                              "use another checkpoint_dir (gkdfast distill: another --out) or delete it")
         return state
@@ -691,8 +660,7 @@ class Distiller:
                 raise ValueError(f"Distiller: {self._ckpt_path()} does not fit this run's model, heads or optimiser "
                                  f"({type(exc).__name__}: {str(exc).splitlines()[0][:100]}); it was probably "
                                  "written by an older gkdfast: delete it to start over") from None
-            _set_rng_states(state["rng_ranks"][ddp.rank] if ddp is not None else
-                            {"torch": state["rng_torch"], "cuda": state.get("rng_cuda")})
+            resume_rng_states(state, ddp)
             gen.set_state(state["rng_gen"])
             start, best_val, best_epoch, bad = state["epoch"], state["best_val"], state["best_epoch"], state["bad"]
             best_seen = state.get("best_seen", best_val)
@@ -843,7 +811,7 @@ class Distiller:
                     best_student = _snapshot(best_student, self.student.state_dict())
                     best_terms = _snapshot(best_terms, self.terms.state_dict())
                 done = epoch >= self.epochs or (self.patience is not None and bad >= self.patience)
-                rng = _rng_states()
+                rng = rng_states()
                 # references to the live tensors, taken now: a save after the callbacks writes this epoch
                 ckpt_state = {
                     "fingerprint": fp, "epoch": epoch, "student": self.student.state_dict(),
@@ -854,7 +822,7 @@ class Distiller:
                     "best_seen": best_seen,
                     "seconds": seconds, "history": history, "best_student": best_student,
                     "best_terms": best_terms, "done": done}
-                saved = done or _checkpoint_due(cadence, ddp, bool(self.checkpoint_dir))
+                saved = done or checkpoint_due(cadence, ddp, bool(self.checkpoint_dir))
                 if saved:
                     with cadence.timed():
                         self._save(ckpt_state, ddp)
@@ -920,13 +888,3 @@ class Distiller:
         return val, {key: float(total[k + 3 + i]) / ddp.world_size for i, key in enumerate(keys)}
 
 
-def _rng_states() -> dict:
-    """This process's torch RNG states (CPU, and the CUDA devices when there are any)."""
-    return {"torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
-
-
-def _set_rng_states(states: dict) -> None:
-    torch.set_rng_state(states["torch"])
-    if torch.cuda.is_available() and states.get("cuda") is not None:
-        torch.cuda.set_rng_state_all(states["cuda"])

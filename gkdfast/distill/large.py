@@ -312,6 +312,17 @@ def _plain_numbers(values: dict, keep_all: bool = False) -> dict:
             if keep_all or isinstance(v, (int, float, bool))}
 
 
+def _remove_other_partials(weights: str, keep: str) -> None:
+    """Deletes the partial training checkpoints of this teacher file made for other keys (other data or
+    settings: never resumed)."""
+    folder, stem = os.path.split(weights[:-3])
+    for name in os.listdir(folder or "."):
+        path = os.path.join(folder, name)
+        if name.startswith(stem + ".") and name.endswith(".partial.pt") and path != keep:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+
+
 def _read_record(path: str) -> dict:
     """The teacher's training record, or ``{}`` when it is missing or damaged (then it trains again)."""
     try:
@@ -564,9 +575,14 @@ def distill_large(data, *, teacher: Union[str, nn.Module] = "sage", hidden: int 
                 batches = -(-int(data.train_mask.sum()) // teacher_batch_size)
                 epochs = max(teacher_epochs, -(-teacher_min_steps // batches))
                 eval_every = -(-epochs // teacher_validations)
+                # A kill during the training resumes from its last epoch: the partial checkpoint is named
+                # after the key (another run's is not resumed) and goes once the weights are saved.
+                partial = f"{weights[:-3]}.{key[:16]}.partial.pt"
+                if group is None or group.is_main:
+                    _remove_other_partials(weights, partial)
                 stats = fit_sampled(tmodel, data, fanouts=fanouts, batch_size=teacher_batch_size,
                                     epochs=epochs, lr=teacher_lr, weight_decay=0.0, seed=seed,
-                                    progress=progress, eval_every=eval_every, **ddp_kw)
+                                    progress=progress, eval_every=eval_every, checkpoint=partial, **ddp_kw)
                 stats["eval_every"] = eval_every
                 state = tmodel.state_dict()
                 if group is None or group.is_main:  # the ranks hold the same weights
@@ -578,6 +594,8 @@ def distill_large(data, *, teacher: Union[str, nn.Module] = "sage", hidden: int 
                     saved = json.dumps({"key": key, "stats": _plain_numbers(stats)}).encode()
                     atomic_write(record_file, lambda f: f.write(saved))
                     atomic_write(weights, lambda f: torch.save(state, f))
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(partial)
                 if group is not None:
                     group.barrier()
         teacher_seconds = float(stats.get("seconds", timer.record["seconds"]))
@@ -666,6 +684,14 @@ def distill_large(data, *, teacher: Union[str, nn.Module] = "sage", hidden: int 
         teacher_rows = tout if wants_hidden else TeacherOutputs(tout.logits, None, tout.key, tout.cached)
         rows_per_epoch = (kw["batch_size"] if recipe.batching == "labelled_first"
                           else num_train if name == "none" else n)
+        # Per teacher (its outputs' key) and per student settings (model, recipe, schedule, input
+        # width): a rerun with other settings starts afresh beside the old checkpoint instead of
+        # refusing it; the same command resumes.
+        extra = repr(pos) if name in inputs_of else ""  # NOSMOG's position settings change its inputs
+        settings = hashlib.sha256(f"{smodel!r};{recipe!r};{student_dropout!r};{x_in.size(1)};{extra}".encode()
+                                  ).hexdigest()[:8]
+        ckpt_dir = os.path.join(out_dir, "checkpoints", f"{name}-seed{seed}" + (f"-{tout.key[:12]}" if tout.key else "")
+                                + f"-{settings}")
         if s_name != "mlp":  # sampled GNN student (large_gnn.py)
             est = plan(stage, estimate_gnn_student(n, f, s_hidden, c, fanouts, kw["batch_size"], smodel, num_val,
                                                    t_width, pair_width,
@@ -673,7 +699,8 @@ def distill_large(data, *, teacher: Union[str, nn.Module] = "sage", hidden: int 
                                                    else 0.0), hint + " or --fanouts")
             with StageTimer(stage, est) as timer:
                 stats = fit_gnn_student(smodel, data, recipe, teacher_rows, fanouts=fanouts, schedule=sched,
-                                        seed=seed, progress=progress, **ddp_kw)
+                                        seed=seed, progress=progress, checkpoint=os.path.join(ckpt_dir, "sampled.pt"),
+                                        **ddp_kw)
             done(timer, rows_per_epoch * stats["epochs"], "nodes/s", epochs=stats["epochs"], patience=sched["patience"],
                  best_epoch=stats["best_epoch"], best_val_acc=stats["best_val_acc"], passes=recipe.passes,
                  batching=recipe.batching, batch_edges="neighbours" if recipe.batch_edges == "neighbours" else
@@ -684,18 +711,8 @@ def distill_large(data, *, teacher: Union[str, nn.Module] = "sage", hidden: int 
                                            teacher_hidden=t_width, pair_width=pair_width,
                                            neighbours=e / max(n, 1) if recipe.batch_edges == "neighbours" else 0.0),
                    hint)
-        # Per teacher (its outputs' key) and per student settings (model, recipe, schedule, input
-        # width): a rerun with other settings starts afresh beside the old checkpoint instead of
-        # refusing it; the same command resumes.
-        extra = repr(pos) if name in inputs_of else ""  # NOSMOG's position settings change its inputs
-        settings = hashlib.sha256(f"{smodel!r};{recipe!r};{student_dropout!r};{x_in.size(1)};{extra}".encode()
-                                  ).hexdigest()[:8]
         distiller = recipe.distiller(smodel, teacher_rows, progress=progress, seed=seed,
-                                     desc=f"{stage}: {name} -> MLP",
-                                     checkpoint_dir=os.path.join(out_dir, "checkpoints", f"{name}-seed{seed}"
-                                                                 + (f"-{tout.key[:12]}" if tout.key else "")
-                                                                 + f"-{settings}"),
-                                     **ddp_kw)
+                                     desc=f"{stage}: {name} -> MLP", checkpoint_dir=ckpt_dir, **ddp_kw)
         with StageTimer(stage, est) as timer:
             fit = distiller.fit(data, inputs=x_in if name in inputs_of else None)
         done(timer, rows_per_epoch * fit.epochs, "nodes/s", epochs=fit.epochs, patience=sched["patience"],

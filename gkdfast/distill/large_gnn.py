@@ -62,10 +62,12 @@ def estimate_gnn_student(n: int, f: int, hidden: int, c: int, fanouts: Sequence[
 
 
 def fit_gnn_student(model: nn.Module, data, recipe, teacher, *, fanouts: Sequence[int], schedule: dict,
-                    seed: int, progress: bool, distributed="auto", process_group=None) -> dict:
+                    seed: int, progress: bool, distributed="auto", process_group=None,
+                    checkpoint: Optional[str] = None) -> dict:
     """Trains ``model`` in place by ``recipe`` on sampled batches; returns :func:`fit_sampled`'s stats.
     ``recipe.name == "none"``: cross-entropy on the training nodes alone (the baseline).  ``schedule``:
-    :func:`~gkdfast.distill.large.student_schedule`'s (``epochs``, ``patience``, ``batching``)."""
+    :func:`~gkdfast.distill.large.student_schedule`'s (``epochs``, ``patience``, ``batching``).
+    ``checkpoint``: :func:`fit_sampled`'s (a rerun resumes, or returns a finished training at once)."""
     from gkdfast.sampling import fit_sampled
 
     if recipe.passes != "joint":
@@ -78,7 +80,7 @@ def fit_gnn_student(model: nn.Module, data, recipe, teacher, *, fanouts: Sequenc
                        lr=recipe.lr, weight_decay=recipe.weight_decay, seed=seed, progress=progress,
                        terms=terms, teacher=teacher if terms is not None else None,
                        patience=schedule["patience"], batching=schedule["batching"], batch_edges=edges,
-                       distributed=distributed, process_group=process_group)
+                       distributed=distributed, process_group=process_group, checkpoint=checkpoint)
 
 
 def gnn_accuracy(model: nn.Module, data, test_idx: Tensor, folder: str, chunk_rows: int,

@@ -7,6 +7,7 @@ each batch's features and blocks are moved to the model's device.
 from __future__ import annotations
 
 import copy
+import hashlib
 import math
 import time
 from dataclasses import dataclass
@@ -292,12 +293,38 @@ class _TermsLoss:
         return loss
 
 
+def _run_fingerprint(model: nn.Module, heads: nn.Module, data, pool: Tensor, world: int, **settings) -> str:
+    """What a checkpoint of :func:`fit_sampled` must agree on: the model's class and initial weights, the
+    heads', the settings, the data's sizes and the seed pool."""
+    from gkdfast.distill.teacher_cache import hash_tensor
+
+    h = hashlib.sha256(repr((type(model).__name__, sorted(settings.items()), world, data.graph.num_nodes,
+                             data.graph.num_edges, int(pool.numel()))).encode())
+    for module in (model, heads):
+        for name, t in module.state_dict().items():
+            h.update(name.encode())
+            hash_tensor(h, t)
+    hash_tensor(h, pool)
+    return h.hexdigest()
+
+
+def _resume_state(path: str, fp: str, world: int) -> Optional[dict]:
+    from gkdfast.distill.checkpoint_file import read_checkpoint
+
+    state = read_checkpoint(path, "gkdfast.sampling.fit_sampled", world)
+    if state is not None and state.get("fingerprint") != fp:
+        raise ValueError(f"gkdfast.sampling.fit_sampled: {path} belongs to a different run (model, settings or data "
+                         "differ); pass another checkpoint or delete it")
+    return state
+
+
 def fit_sampled(model: nn.Module, data, *, fanouts: Sequence[int] = (15, 10), batch_size: int = 1024,
                 epochs: int = 3, lr: float = 0.01, weight_decay: float = 0.0, seed: int = 0,
                 progress: bool = True, eval_every: int = 1, distributed="auto",
                 process_group=None, terms: Optional[Sequence] = None, teacher=None, nodes=None,
                 patience: Optional[int] = None, batching: str = "partition",
-                batch_edges: str = "sampled") -> Dict[str, object]:
+                batch_edges: str = "sampled", checkpoint: Optional[str] = None,
+                checkpoint_overhead: float = 0.05) -> Dict[str, object]:
     """Trains ``model`` in place (Adam, cross-entropy on ``data.train_mask``) on sampled mini-batches,
     or, with ``terms``, distils it: a GNN student on sampled batches of every node.
 
@@ -337,6 +364,11 @@ def fit_sampled(model: nn.Module, data, *, fanouts: Sequence[int] = (15, 10), ba
             ``batch_size · (1 + mean in-degree)`` seeds: take a smaller ``batch_size``.  Under DDP
             each rank expands its own centres; a centre the epoch's padding puts on two ranks counts
             twice in LSP's mean, as padded rows do in every row-mean term.
+        checkpoint: a file to checkpoint the training into after an epoch (model, heads, optimiser,
+            best epoch, every rank's RNG states; written while cheap, then no more than
+            ``checkpoint_overhead`` of the time, as the Distiller's): a rerun with the same file resumes
+            and ends exactly where an uninterrupted run would.  A file of another run (other model,
+            settings, data sizes or process count) is refused; ``None``: no checkpoint.
         distributed / process_group: as in :class:`gkdfast.distill.Distiller` (``"auto"``: data-parallel
             when a process group of several ranks is initialised).  Then every rank calls with the
             same arguments; each epoch's seed order is the single-process one, padded to a multiple
@@ -361,6 +393,8 @@ def fit_sampled(model: nn.Module, data, *, fanouts: Sequence[int] = (15, 10), ba
         ['best_epoch', 'best_val_acc', 'epochs', 'nodes_per_s', 'seconds']
     """
     from gkdfast.distill import ddp as _ddp
+    from gkdfast.distill.checkpoint_cadence import CheckpointCadence
+    from gkdfast.distill.checkpoint_file import checkpoint_due, resume_rng_states, rng_states, write_checkpoint
 
     fanouts = tuple(int(f) for f in fanouts)
     _check(model, data, fanouts, batch_size, epochs, eval_every)
@@ -402,11 +436,31 @@ def fit_sampled(model: nn.Module, data, *, fanouts: Sequence[int] = (15, 10), ba
     optimizer = torch.optim.Adam(list(model.parameters()) + list(heads.parameters()), lr=lr,
                                  weight_decay=weight_decay)
     best_acc, best_loss, best_epoch, best_state = -math.inf, math.inf, 0, None
-    history, train_seconds, seen, bad, epoch = [], 0.0, 0, 0, 0
+    history, train_seconds, seen, bad, epoch, done, before = [], 0.0, 0, 0, 0, False, 0.0
     t_start = time.perf_counter()
+    fp = _run_fingerprint(model, heads, data, pool, world, fanouts=fanouts, batch_size=batch_size, epochs=epochs,
+                          lr=lr, weight_decay=weight_decay, seed=seed, eval_every=eval_every, patience=patience,
+                          batching=batching, batch_edges=batch_edges) if checkpoint else None
+    state = _resume_state(checkpoint, fp, world) if checkpoint else None
+    cadence = CheckpointCadence(checkpoint_overhead if checkpoint else None)
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(mix_seed(seed, 3) if rank == 0 else mix_seed(seed, 3, rank))  # dropout: own masks per rank
-        for epoch in range(1, epochs + 1):
+        start = 0
+        if state is not None:
+            model.load_state_dict(state["model"])
+            heads.load_state_dict(state["heads"])
+            optimizer.load_state_dict(state["optim"])
+            resume_rng_states(state, group)
+            start, loader.epoch, done = state["epoch"], state["loader_epoch"], state["done"]
+            best_acc, best_loss, best_epoch, best_state = (state["best_acc"], state["best_loss"], state["best_epoch"],
+                                                           state["best_state"])
+            history, train_seconds, seen, bad, before = (state["history"], state["train_seconds"], state["seen"],
+                                                         state["bad"], state["seconds"])
+            epoch = start
+        for epoch in range(start + 1, epochs + 1):
+            if done:
+                epoch -= 1
+                break
             model.train()
             heads.train()
             bar = _bar(progress, pool.numel() if batching == "partition" else train_nodes.numel() + draw,
@@ -462,12 +516,23 @@ def fit_sampled(model: nn.Module, data, *, fanouts: Sequence[int] = (15, 10), ba
                 else:
                     bad += 1
             history.append(record)
-            if patience is not None and bad >= patience:
+            done = epoch == epochs or (patience is not None and bad >= patience)
+            if checkpoint and (done or checkpoint_due(cadence, group, True)):
+                rng = rng_states()
+                with cadence.timed():
+                    write_checkpoint(checkpoint, {
+                        "fingerprint": fp, "epoch": epoch, "loader_epoch": loader.epoch, "done": done,
+                        "model": model.state_dict(), "heads": heads.state_dict(), "optim": optimizer.state_dict(),
+                        "best_acc": best_acc, "best_loss": best_loss, "best_epoch": best_epoch,
+                        "best_state": best_state, "history": history, "train_seconds": train_seconds, "seen": seen,
+                        "bad": bad, "seconds": before + time.perf_counter() - t_start,
+                        "rng_torch": rng["torch"], "rng_cuda": rng["cuda"]}, group)
+            if done:
                 break
     if best_state is not None:
         model.load_state_dict(best_state)
     else:
         best_epoch = epoch
-    return {"epochs": epoch, "seconds": time.perf_counter() - t_start,
+    return {"epochs": epoch, "seconds": before + time.perf_counter() - t_start,
             "best_val_acc": best_acc if best_state is not None else float("nan"), "best_epoch": best_epoch,
             "nodes_per_s": seen / max(train_seconds, 1e-9), "history": history}

@@ -281,7 +281,8 @@ class SAIL(Recipe):
 
     def fit(self, make_student, data, teacher=None, seed: int = 0, **distiller_kw) -> Trained:
         """Trains SAIL (and the GRACE baseline), probes both, returns SAIL's encoder + probe."""
-        from gkdfast.distill.distiller import _rng_states, _set_rng_states, accuracy, uses_graph
+        from gkdfast.distill.checkpoint_file import rng_states as _rng_states, set_rng_states as _set_rng_states
+        from gkdfast.distill.distiller import accuracy, uses_graph
 
         drops = self._checked_drops()
         terms = self.terms()
