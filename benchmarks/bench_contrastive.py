@@ -206,7 +206,16 @@ def part_sampled(device, repeats, max_seconds):
     t = torch.randn(n, CRD_D, generator=gen).to(device).requires_grad_()
     size = f"N={n}, d={CRD_D}"
     ms, mib = measure(crd_step(s, t, num_negatives=k, seed=0), device, repeats, max_seconds)
-    return [_row(size, f"crd K={k} fwd+bwd", "gkdfast", ms, mib)]
+    rows = [_row(size, f"crd K={k} fwd+bwd", "gkdfast", ms, mib)]
+    if device == "cuda":  # the deterministic mode's chunked backward instead of the atomicAdd kernel
+        before = torch.are_deterministic_algorithms_enabled()
+        torch.use_deterministic_algorithms(True)
+        try:
+            ms, mib = measure(crd_step(s, t, num_negatives=k, seed=0), device, repeats, max_seconds)
+        finally:
+            torch.use_deterministic_algorithms(before)
+        rows.append(_row(size, f"crd K={k} fwd+bwd", "gkdfast, deterministic mode", ms, mib))
+    return rows
 
 
 def part_ncontrast(device, repeats, max_seconds):

@@ -147,6 +147,14 @@ def test_damaged_cache_meta_is_a_clear_error(tiny, tmp_path, text):
         teacher_outputs(t, tiny.x, None, cache_dir=str(tmp_path))
 
 
+def test_cache_entries_get_the_mode_of_a_plain_folder(tiny, tmp_path):
+    # (mkdtemp's 0700 left entries of a cache shared by several users unreadable to the others)
+    key = teacher_outputs(MLP(8, 16, 3), tiny.x, None, cache_dir=str(tmp_path)).key
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (tmp_path / "teachers" / key).stat().st_mode & 0o777 == 0o777 & ~mask
+
+
 def test_cache_entry_without_checksums_is_still_read(tiny, tmp_path):
     # entries written before the checksums existed are checked by size only
     t = MLP(8, 16, 3)

@@ -28,7 +28,7 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
-from gkdfast._io import no_space_error, out_of_space
+from gkdfast._io import _UMASK, no_space_error, out_of_space
 
 __all__ = ["TeacherOutputs", "teacher_outputs", "fingerprint", "default_cache_dir"]
 
@@ -324,6 +324,7 @@ def _seal(folder: str, meta: dict) -> None:
                              for name in ("logits", "hidden") if meta.get(name)})
     with open(os.path.join(folder, "meta.json"), "w") as f:
         json.dump(meta, f)
+    os.chmod(folder, 0o777 & ~_UMASK)  # mkdtemp made it 0700: a cache shared by users must be readable
     _durable(folder)
 
 
