@@ -79,11 +79,14 @@ _FULL_BYTES = 16 << 20
 
 
 def out_of_space(folder: str, exc: BaseException) -> bool:
-    """Whether the write that raised ``exc`` into ``folder`` failed for want of space (ENOSPC / EDQUOT,
-    or another write error with less than 16 MiB left on the folder's file system)."""
+    """Whether the write that raised ``exc`` into ``folder`` failed for want of space: ENOSPC / EDQUOT,
+    or a short write (an ``OSError`` without an errno, torch's zip writer's "unexpected pos") with less
+    than 16 MiB left on the folder's file system."""
     if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return True
-    if not isinstance(exc, (OSError, RuntimeError)):
+    short_write = ((isinstance(exc, OSError) and exc.errno is None)
+                   or (isinstance(exc, RuntimeError) and "unexpected pos" in str(exc)))
+    if not short_write:
         return False
     try:
         return shutil.disk_usage(folder).free < _FULL_BYTES
@@ -92,10 +95,10 @@ def out_of_space(folder: str, exc: BaseException) -> bool:
 
 
 def no_space_error(path: str, folder: str) -> OSError:
-    """The one error of a write that ran out of space: names the file, the folder and what to do."""
+    """The one error of a write that ran out of space: names what was written, the folder and what to do."""
     return OSError(errno.ENOSPC, f"no space left on the file system of {folder} while writing "
-                                 f"{os.path.basename(path)}; free some space (or point the output elsewhere) "
-                                 f"and run the same command again: it resumes from what was saved", path)
+                                 f"{os.path.basename(path)}; free some space or write elsewhere, then run again "
+                                 f"(a gkdfast distill run resumes from its checkpoints)", path)
 
 
 # A temporary file of an atomic write untouched this long was left by a killed writer (a live one

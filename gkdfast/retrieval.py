@@ -41,7 +41,9 @@ def topk_similar(query: Tensor, keys: Tensor, k: int, metric: str = "cosine") ->
 
     Returns:
         ``(values [Q, k], indices [Q, k] int64)``, best first.  ``values`` is differentiable w.r.t.
-        ``query`` and ``keys`` (recomputed from the selected rows; the selection itself is not).
+        ``query`` and ``keys`` (recomputed from the selected rows; the selection itself is not); on
+        CUDA the gradient for ``keys`` adds repeated rows with ``index_add`` (atomics: the last bits
+        may vary between runs unless ``torch.use_deterministic_algorithms(True)`` is on).
         Among equal scores the smaller key index comes first; which of several tied keys fills the
         last slots is unspecified.
 

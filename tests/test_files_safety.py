@@ -138,6 +138,34 @@ def test_cache_file_damaged_at_its_size_is_a_clear_error(tiny, tmp_path, name):
         teacher_outputs(t, tiny.x, tiny.graph, cache_dir=str(tmp_path))
 
 
+def test_cache_checksums_are_read_once_and_sample_large_files(tiny, tmp_path, monkeypatch):
+    from gkdfast.distill import teacher_cache
+
+    reads = []
+    real = teacher_cache._file_digest
+    monkeypatch.setattr(teacher_cache, "_file_digest", lambda path, stride: reads.append(stride) or real(path, stride))
+    t = SAGE(8, 16, 3)
+    first = teacher_outputs(t, tiny.x, tiny.graph, cache_dir=str(tmp_path))
+    assert reads == [1, 1]  # written and summed once; the writer does not read its files again
+    teacher_outputs(t, tiny.x, tiny.graph, cache_dir=str(tmp_path))
+    assert reads == [1, 1]  # this process checked them already
+    # A file above the whole-file limit is summed by every STRIDE-th block.
+    monkeypatch.setattr(teacher_cache, "_CRC_WHOLE_BYTES", 5000)  # logits: 2,400 bytes
+    monkeypatch.setattr(teacher_cache, "_CRC_BLOCK", 256)
+    t2 = MLP(8, 16, 3)
+    second = teacher_outputs(t2, tiny.x, None, cache_dir=str(tmp_path))  # hidden: 200 x 16 x 4 = 12,800 bytes
+    meta = json.loads((tmp_path / "teachers" / second.key / "meta.json").read_text())
+    assert meta["crc32"]["hidden"]["stride"] == teacher_cache._CRC_STRIDE and meta["crc32"]["logits"]["stride"] == 1
+    teacher_cache._VERIFIED.clear()  # as a new process
+    path = tmp_path / "teachers" / second.key / "hidden.f32"
+    raw = bytearray(path.read_bytes())
+    raw[10] ^= 0xFF  # inside the first block, which is summed
+    path.write_bytes(bytes(raw))
+    with pytest.raises(ValueError, match="does not match the checksum"):
+        teacher_outputs(t2, tiny.x, None, cache_dir=str(tmp_path))
+    assert first.key != second.key
+
+
 @pytest.mark.parametrize("text", ['{"logits": [200', "{}", "[1, 2]"])
 def test_damaged_cache_meta_is_a_clear_error(tiny, tmp_path, text):
     t = MLP(8, 16, 3)
@@ -185,17 +213,20 @@ def test_a_write_that_fills_the_disk_says_so(tmp_path, monkeypatch, error):
         raise error
 
     target = tmp_path / "checkpoint.pt"
-    with pytest.raises(OSError, match="no space left on the file system of .* while writing checkpoint.pt.*resumes") as e:
+    with pytest.raises(OSError, match="no space left on the file system of .* while writing checkpoint.pt") as e:
         atomic_write(str(target), write)
     assert e.value.errno == errno.ENOSPC and e.value.__cause__ is error
     assert os.listdir(tmp_path) == []  # the temporary file is gone
 
 
-def test_other_write_errors_pass_through(tmp_path):
+def test_other_write_errors_pass_through(tmp_path, monkeypatch):
     def write(f):
         raise RuntimeError("not about space")
 
     with pytest.raises(RuntimeError, match="not about space"):  # plenty of space left here
+        atomic_write(str(tmp_path / "x"), write)
+    _full_disk(monkeypatch)
+    with pytest.raises(RuntimeError, match="not about space"):  # a full disk, but not a failed write
         atomic_write(str(tmp_path / "x"), write)
 
 

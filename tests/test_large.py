@@ -421,6 +421,9 @@ def test_saved_teacher_without_a_readable_record_or_weights_trains_again(tmp_pat
         assert "resumed" not in res["stages"][0], what
         assert any(said in line and "training again" in line for line in lines), (what, lines)
         assert distill_large(data, **kw)["stages"][0].get("resumed") is True, what  # rewritten whole
+        if "record" in what:  # weights without a record may be a user's: kept aside, not overwritten
+            assert (tmp_path / "teacher-SAGE(16)-seed0.unverified.pt").exists()
+            assert any("moved to teacher-SAGE(16)-seed0.unverified.pt" in line for line in lines)
 
 
 def test_sampled_teacher_is_validated_about_teacher_validations_times(tmp_path, monkeypatch):

@@ -129,6 +129,24 @@ def test_max_nnz_cap():
     assert torch.isfinite(ncontrast(g, _z(50), hops=1, max_nnz=10**6))
 
 
+def test_cache_is_one_entry_per_hops_whatever_max_nnz():
+    # (one copy of Â^hops per max_nnz value grew without bound in a sweep: 37 MiB per call at 2,000 nodes)
+    from gkdfast.losses import contrastive
+
+    ei, g = _sym_graph(50, 200, seed=8)
+    z = _z(50)
+    want = ncontrast(g, z, hops=2)
+    for cap in (10**6, 10**6 + 1, 10**7, 2000):
+        torch.testing.assert_close(ncontrast(g, z, hops=2, max_nnz=cap), want, rtol=0, atol=0)
+        ncontrast(g, z, hops=2, max_nnz=cap, num_negatives=4, seed=1)
+    entries = contrastive._graph_cache(g)
+    assert sorted(k for k in entries if k[0] in ("W", "pos")) == [("W", 2), ("pos", 2)]
+    peak = entries[("W", 2)][3]
+    with pytest.raises(ValueError, match=f"has {peak} nonzeros, more than max_nnz={peak - 1}"):  # from the cache
+        ncontrast(g, z, hops=2, max_nnz=peak - 1)
+    assert torch.isfinite(ncontrast(g, z, hops=2, max_nnz=peak))
+
+
 @pytest.mark.parametrize("kw, exc, match", [
     (dict(hops=0), ValueError, "hops"),
     (dict(hops=1.5), ValueError, "hops"),

@@ -12,7 +12,6 @@ from __future__ import annotations
 import torch
 
 from gkdfast._native._common import acc_dtype, has_op, register_op
-from gkdfast._rows import add_rows
 
 
 def _infonce_fake(a, c, inv_tau, pos_offset, exclude_self, num_negatives, seed, row_begin=0):
@@ -64,7 +63,7 @@ def _topk_backward(ctx, grad_values, grad_idx):
     gk = None
     if ctx.input_needs_grad[1]:
         rows = (grad_values.unsqueeze(2) * query.unsqueeze(1)).reshape(-1, query.shape[1])
-        gk = add_rows(keys.shape[0], idx.reshape(-1), rows)  # in a fixed order on CUDA
+        gk = torch.zeros_like(keys).index_add_(0, idx.reshape(-1), rows)
     return gq, gk, None
 
 

@@ -18,26 +18,64 @@ import torch
 from gkdfast._io import atomic_write, save_checkpoint_file
 from gkdfast.distill.checkpoint_cadence import CheckpointCadence
 
-__all__ = ["rng_states", "set_rng_states", "checkpoint_due", "write_checkpoint", "read_checkpoint",
-           "resume_rng_states"]
+__all__ = ["rng_states", "set_rng_states", "hash_module_settings", "checkpoint_due", "write_checkpoint",
+           "read_checkpoint", "resume_rng_states"]
 
 
-def rng_states() -> dict:
-    """Torch's CPU and (when present) CUDA generator states.
+def rng_states(device=None) -> dict:
+    """Torch's CPU generator state and CUDA ones: with a CUDA ``device`` (the one a training loop
+    forks) that device's; with ``None`` every device's once CUDA is initialised (a CPU run creates no
+    CUDA context); with a CPU ``device`` none.
 
     Example:
         >>> s = rng_states(); a = torch.rand(1); set_rng_states(s); bool(torch.rand(1) == a)
         True
     """
-    return {"torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+    cuda = None
+    if device is not None and torch.device(device).type == "cuda":
+        index = torch.device(device).index
+        index = torch.cuda.current_device() if index is None else index
+        cuda = {index: torch.cuda.get_rng_state(index)}
+    elif device is None and torch.cuda.is_available() and torch.cuda.is_initialized():
+        cuda = {i: torch.cuda.get_rng_state(i) for i in range(torch.cuda.device_count())}
+    return {"torch": torch.get_rng_state(), "cuda": cuda}
 
 
 def set_rng_states(states: dict) -> None:
-    """Restores what :func:`rng_states` returned (the CUDA part only where CUDA is available)."""
+    """Restores what :func:`rng_states` returned (also a list of every device's states, as checkpoints
+    of earlier versions hold them; CUDA states only where CUDA is available)."""
     torch.set_rng_state(states["torch"])
-    if states.get("cuda") is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])
+    cuda = states.get("cuda")
+    if cuda is None or not torch.cuda.is_available():
+        return
+    if isinstance(cuda, dict):
+        for index, state in cuda.items():
+            torch.cuda.set_rng_state(state, int(index))
+    else:
+        torch.cuda.set_rng_state_all(cuda)
+
+
+def hash_module_settings(h, *roots) -> None:
+    """Feeds into the hashlib object ``h`` what a checkpoint's numbers depend on in each module of
+    ``roots``, without their weight values (a resumed run overwrites those): its ``repr``, every
+    state entry's name and shape, and every submodule's class and plain settings (dropout, temperature,
+    tau, ...: public attributes of type ``int``, ``float``, ``str``, ``bool``, ``tuple`` or ``None``).
+
+    Example:
+        >>> import hashlib
+        >>> a, b = hashlib.sha256(), hashlib.sha256()
+        >>> hash_module_settings(a, torch.nn.Dropout(0.1)); hash_module_settings(b, torch.nn.Dropout(0.5))
+        >>> a.hexdigest() == b.hexdigest()
+        False
+    """
+    for root in roots:
+        h.update(repr(root).encode())
+        for name, p in root.state_dict().items():
+            h.update(f"{name}{tuple(p.shape)}".encode())
+        for name, module in root.named_modules():  # plain settings: dropout, temperature, tau, ...
+            settings = {k: v for k, v in sorted(vars(module).items()) if not k.startswith("_")
+                        and k != "training" and (v is None or isinstance(v, (int, float, str, bool, tuple)))}
+            h.update(f"{name}:{type(module).__qualname__}{settings}".encode())
 
 
 def checkpoint_due(cadence: CheckpointCadence, ddp, checkpointing: bool) -> bool:
@@ -60,7 +98,7 @@ def write_checkpoint(path: str, state: dict, ddp=None) -> None:
     """Writes ``state`` (which holds this rank's generator states as ``"rng_torch"`` and ``"rng_cuda"``,
     from :func:`rng_states`) to ``path`` atomically; under ``ddp`` (a :class:`gkdfast.distill.ddp.Dist`)
     every rank's states are gathered into ``"rng_ranks"`` with the ``"world_size"``, rank 0 alone
-    writes, and all ranks wait.
+    writes, and all ranks wait for it; if its write fails, every rank raises.
 
     Example:
         >>> import os, tempfile
@@ -70,13 +108,22 @@ def write_checkpoint(path: str, state: dict, ddp=None) -> None:
         >>> read_checkpoint(p, "example")["epoch"]
         3
     """
-    if ddp is not None:
-        state["rng_ranks"] = ddp.all_gather_object({"torch": state["rng_torch"], "cuda": state.get("rng_cuda")})
-        state["world_size"] = ddp.world_size
-    if ddp is None or ddp.is_main:
+    if ddp is None:
         atomic_write(path, lambda f: save_checkpoint_file(state, f))
-    if ddp is not None:
-        ddp.barrier()
+        return
+    state["rng_ranks"] = ddp.all_gather_object({"torch": state["rng_torch"], "cuda": state.get("rng_cuda")})
+    state["world_size"] = ddp.world_size
+    error = None
+    if ddp.is_main:
+        try:
+            atomic_write(path, lambda f: save_checkpoint_file(state, f))
+        except Exception as exc:  # every rank must hear of it: the others would wait for the file forever
+            error = exc
+    failed = ddp.broadcast_object(None if error is None else f"{type(error).__name__}: {error}")  # (waits for rank 0)
+    if error is not None:
+        raise error
+    if failed is not None:
+        raise RuntimeError(f"checkpoint {path}: rank 0 could not write it ({failed})")
 
 
 def read_checkpoint(path: str, who: str, world_size: int = 1) -> Optional[dict]:

@@ -37,8 +37,8 @@ from torch import Tensor, nn
 from gkdfast._autocast import autocast_dtype
 from gkdfast._rows import take_rows
 from gkdfast.distill.checkpoint_cadence import CheckpointCadence
-from gkdfast.distill.checkpoint_file import (checkpoint_due, read_checkpoint, resume_rng_states, rng_states,
-                                             write_checkpoint)
+from gkdfast.distill.checkpoint_file import (checkpoint_due, hash_module_settings, read_checkpoint,
+                                             resume_rng_states, rng_states, write_checkpoint)
 from gkdfast.distill.neighbourhood import (neighbourhood_batch, pad_neighbour_rows, refuse_nonfinite_loss,
                                           refuse_unmasked_terms)
 from gkdfast.distill import ddp as _ddp
@@ -427,14 +427,7 @@ class Distiller:
         error instead of silently continuing (or reporting) the old run.  ``world_size``: the number of
         DDP ranks (``None`` for single-process runs, whose fingerprints it leaves unchanged)."""
         h = hashlib.sha256()
-        for root in (self.student, self.terms):
-            h.update(repr(root).encode())
-            for name, p in root.state_dict().items():
-                h.update(f"{name}{tuple(p.shape)}".encode())
-            for name, module in root.named_modules():  # plain settings: dropout, temperature, tau, ...
-                settings = {k: v for k, v in sorted(vars(module).items()) if not k.startswith("_")
-                            and k != "training" and (v is None or isinstance(v, (int, float, str, bool, tuple)))}
-                h.update(f"{name}:{type(module).__qualname__}{settings}".encode())
+        hash_module_settings(h, self.student, self.terms)
         h.update(f"{self.lr},{self.weight_decay},{self.batch_size},{self.seed},{self.epochs},{self.patience},"
                  f"{bool(select_best)}".encode())
         if self.ties != "first":  # (left out for the default, so existing checkpoints keep their key)
@@ -811,7 +804,7 @@ class Distiller:
                     best_student = _snapshot(best_student, self.student.state_dict())
                     best_terms = _snapshot(best_terms, self.terms.state_dict())
                 done = epoch >= self.epochs or (self.patience is not None and bad >= self.patience)
-                rng = rng_states()
+                rng = rng_states(dev)
                 # references to the live tensors, taken now: a save after the callbacks writes this epoch
                 ckpt_state = {
                     "fingerprint": fp, "epoch": epoch, "student": self.student.state_dict(),

@@ -550,6 +550,11 @@ def distill_large(data, *, teacher: Union[str, nn.Module] = "sage", hidden: int 
             elif record.get("key") == key:
                 state, why = _read_weights(weights)
             if state is None:
+                # kept aside, not overwritten: they may be weights a user placed there
+                aside = f"{weights[:-3]}.unverified.pt"
+                if (group is None or group.is_main) and not record:
+                    os.replace(weights, aside)
+                    why += f"; moved to {os.path.basename(aside)}"
                 log(f"teacher: {os.path.basename(weights)} {why}; training again")
         have = state is not None
         if group is not None:  # rank 0 decides for every rank

@@ -13,6 +13,7 @@ one machine, or a shared file system).
 """
 from __future__ import annotations
 
+import collections
 import functools
 import hashlib
 import inspect
@@ -309,55 +310,104 @@ def _map(path: str, shape) -> Tensor:
     return torch.from_file(path, shared=False, size=numel, dtype=torch.float32).view(*shape)
 
 
-def _file_crc32(path: str) -> int:
-    crc = 0
+# Checksums: a file up to this size is read whole; a larger one (hundreds of MiB per million nodes) by
+# every STRIDE-th block of BLOCK bytes, so a new process checks a products-sized entry in a fraction
+# of a second instead of re-reading gigabytes.  Sparse damage in the skipped blocks goes unseen there.
+_CRC_WHOLE_BYTES = 1 << 30
+_CRC_BLOCK = 1 << 20
+_CRC_STRIDE = 64
+
+
+def _file_digest(path: str, stride: int) -> int:
+    """CRC-32 of every ``stride``-th ``_CRC_BLOCK``-byte block of the file (all of it for stride 1)."""
+    crc, size = 0, os.path.getsize(path)
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(_HASH_BLOCK), b""):
-            crc = zlib.crc32(block, crc)
+        for start in range(0, size, _CRC_BLOCK * stride):
+            f.seek(start)
+            crc = zlib.crc32(f.read(_CRC_BLOCK), crc)
     return crc
 
 
-def _seal(folder: str, meta: dict) -> None:
-    """Completes an entry being written: the CRC-32 of each tensor file into ``meta.json`` (checked when
-    the entry is mapped), then everything fsynced before the rename that publishes it."""
-    meta = dict(meta, crc32={name: _file_crc32(os.path.join(folder, f"{name}.f32"))
-                             for name in ("logits", "hidden") if meta.get(name)})
+def _seal(folder: str, meta: dict) -> dict:
+    """Completes an entry being written: a checksum of each tensor file into ``meta.json`` (checked when
+    the entry is mapped), then everything fsynced before the rename that publishes it.  Returns the
+    checksums (see :func:`_remember`)."""
+    sums = {}
+    for name in ("logits", "hidden"):
+        if meta.get(name):
+            path = os.path.join(folder, f"{name}.f32")
+            stride = 1 if os.path.getsize(path) <= _CRC_WHOLE_BYTES else _CRC_STRIDE
+            sums[name] = {"stride": stride, "crc": _file_digest(path, stride)}
     with open(os.path.join(folder, "meta.json"), "w") as f:
-        json.dump(meta, f)
+        json.dump(dict(meta, crc32=sums), f)
     os.chmod(folder, 0o777 & ~_UMASK)  # mkdtemp made it 0700: a cache shared by users must be readable
     _durable(folder)
+    return sums
 
 
-# Files this process has checked against their meta.json: (path, size, mtime) -> CRC-32.
-_VERIFIED: dict = {}
+# Files this process has checked against (or written with) their meta.json: (path, size, mtime) -> checksum,
+# the most recent _VERIFIED_MAX (a long sweep opens a new entry per teacher).
+_VERIFIED: "collections.OrderedDict[tuple, dict]" = collections.OrderedDict()
+_VERIFIED_MAX = 4096
 
 
-def _open_entry(folder: str, key: str, cached: bool) -> TeacherOutputs:
-    """Maps a published entry after checking it: a damaged ``meta.json`` or a tensor file whose size or
-    CRC-32 disagrees with it is a clear error naming the folder to delete (entries written before
-    checksums existed are checked by size only).  Each file's CRC is read once per process."""
+def _verified(stamp: tuple, want: dict) -> None:
+    _VERIFIED[stamp] = want
+    _VERIFIED.move_to_end(stamp)
+    while len(_VERIFIED) > _VERIFIED_MAX:
+        _VERIFIED.popitem(last=False)
+
+
+def _stamp(path: str) -> tuple:
+    st = os.stat(path)
+    return path, st.st_size, st.st_mtime_ns
+
+
+def _remember(folder: str, sums: dict) -> None:
+    """Records the checksums :func:`_seal` computed under the published folder, so the writer does not
+    read its own files again (a rename keeps sizes and times)."""
+    for name, want in sums.items():
+        _verified(_stamp(os.path.join(folder, f"{name}.f32")), want)
+
+
+def _read_meta(folder: str) -> dict:
     meta_path = os.path.join(folder, "meta.json")
     try:
         with open(meta_path) as f:
             meta = json.load(f)
-        shapes = {name: meta[name] for name in ("logits", "hidden") if meta.get(name) or name == "logits"}
+        meta["shapes"] = {name: meta[name] for name in ("logits", "hidden") if meta.get(name) or name == "logits"}
+        return meta
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise ValueError(f"teacher cache: {meta_path} is damaged ({type(exc).__name__}: {exc}); delete the folder "
                          f"{folder} to recompute") from None
-    maps = {}
-    for name, shape in shapes.items():
+
+
+def _check_entry(folder: str) -> None:
+    """Raises a ``ValueError`` naming the folder to delete when ``meta.json`` is damaged or a tensor
+    file's size or checksum disagrees with it (entries written before checksums existed: size only).
+    Each file is read once per process."""
+    meta = _read_meta(folder)
+    for name, shape in meta["shapes"].items():
         path = os.path.join(folder, f"{name}.f32")
-        maps[name] = _map(path, shape)
+        _map(path, shape)  # the size check
         want = (meta.get("crc32") or {}).get(name)
         if want is None:
             continue
-        st = os.stat(path)
-        stamp = (path, st.st_size, st.st_mtime_ns)
+        stamp = _stamp(path)
         if _VERIFIED.get(stamp) != want:
-            if _file_crc32(path) != want:
+            if not isinstance(want, dict) or _file_digest(path, int(want.get("stride", 1))) != want.get("crc"):
                 raise ValueError(f"teacher cache: {path} does not match the checksum in its meta.json (damaged "
                                  f"on disk); delete the folder {folder} to recompute")
-            _VERIFIED[stamp] = want
+        _verified(stamp, want)
+
+
+def _open_entry(folder: str, key: str, cached: bool, check: bool = True) -> TeacherOutputs:
+    """Maps a published entry, after :func:`_check_entry` unless ``check`` is off (a rank that has
+    its result from rank 0)."""
+    if check:
+        _check_entry(folder)
+    shapes = _read_meta(folder)["shapes"]
+    maps = {name: _map(os.path.join(folder, f"{name}.f32"), shape) for name, shape in shapes.items()}
     return TeacherOutputs(maps["logits"], maps.get("hidden"), key, cached=cached)
 
 
@@ -439,9 +489,10 @@ def teacher_outputs(teacher: nn.Module, x: Tensor, graph=None, cache_dir: Option
                 _write(os.path.join(tmp, "hidden.f32"), hidden)
         meta = {"logits": list(logits.shape), "hidden": list(hidden.shape) if hidden is not None else None}
         del logits, hidden  # drop the writable maps before the folder is renamed
-        _seal(tmp, meta)
+        sums = _seal(tmp, meta)
         try:
             os.rename(tmp, folder)
+            _remember(folder, sums)
         except OSError:
             if os.path.exists(meta_path):  # another process stored the same key first: theirs is identical
                 shutil.rmtree(tmp, ignore_errors=True)
@@ -452,7 +503,7 @@ def teacher_outputs(teacher: nn.Module, x: Tensor, graph=None, cache_dir: Option
         full = out_of_space(tmp, exc)  # before the temporary folder is gone and frees its space
         shutil.rmtree(tmp, ignore_errors=True)
         if full:
-            raise no_space_error(os.path.join(tmp, "logits.f32"), cache_dir) from exc
+            raise no_space_error(os.path.join(cache_dir, "teachers", key), cache_dir) from exc
         raise
     out = _open_entry(folder, key, cached=False)
     return out.to(device) if device is not None else out
@@ -509,9 +560,10 @@ def _sharded(teacher: nn.Module, x: Tensor, graph, cache_dir: str, key: str, gro
                         os.fsync(f.fileno())
         group.barrier()
         if group.is_main:
-            _seal(tmp, meta)
+            sums = _seal(tmp, meta)
             try:
                 os.rename(tmp, folder)
+                _remember(folder, sums)
             except OSError:
                 if os.path.exists(os.path.join(folder, "meta.json")):  # another job stored the same key first
                     shutil.rmtree(tmp, ignore_errors=True)
@@ -522,4 +574,14 @@ def _sharded(teacher: nn.Module, x: Tensor, graph, cache_dir: str, key: str, gro
         cached = False
     else:
         cached = True
-    return _open_entry(folder, key, cached=cached)
+    # Rank 0 checks the entry and tells the others (each reading every file would multiply the reads).
+    problem = None
+    if group.is_main:
+        try:
+            _check_entry(folder)
+        except ValueError as exc:
+            problem = str(exc)
+    problem = group.broadcast_object(problem)
+    if problem is not None:
+        raise ValueError(problem)
+    return _open_entry(folder, key, cached=cached, check=False)

@@ -261,7 +261,8 @@ _W_CACHE: "weakref.WeakKeyDictionary[Graph, dict]" = weakref.WeakKeyDictionary()
 
 
 def _coalesce(p: Tensor, c: Tensor, v: Tensor, width: int, fixed_order: Optional[bool] = None):
-    """Sums entries with the same (p, c) (in a fixed order on CUDA: :func:`gkdfast._rows.add_rows`)."""
+    """Sums entries with the same (p, c) (in a fixed order on CUDA: :func:`gkdfast._rows.add_rows`; the
+    positives' weights are built once per graph and cached, so their bits do not depend on the run)."""
     key, inv = torch.unique(p * width + c, return_inverse=True)
     return key // width, key % width, add_rows(key.numel(), inv, v, fixed_order)
 
@@ -317,7 +318,8 @@ def adjacency_power(graph: Graph, hops: int = 1, max_nnz: int = 50_000_000) -> T
     ``deg_i = 1 + in-weights``, as :func:`gkdfast.spmm` with ``norm="gcn"``), in float64.
 
     Computed by repeated sparse products, never densely; raises ``ValueError`` as soon as a power has
-    more than ``max_nnz`` nonzeros.  Cached per graph (weakly), hops and ``max_nnz``.
+    more than ``max_nnz`` nonzeros.  Cached per graph (weakly) and hops, with the largest nonzero count
+    of its powers: a later call with a smaller ``max_nnz`` raises the same error without recomputing.
 
     Returns:
         ``(rowptr [N+1], col [nnz], val [nnz])``: CSR of W (row i, column j), diagonal included.
@@ -331,14 +333,18 @@ def adjacency_power(graph: Graph, hops: int = 1, max_nnz: int = 50_000_000) -> T
     if isinstance(max_nnz, bool) or not isinstance(max_nnz, int) or max_nnz < 1:
         raise ValueError(f"gkdfast.losses.ncontrast: max_nnz must be an int >= 1, got {max_nnz!r}")
     cache = _graph_cache(graph)
-    key = (hops, max_nnz)
+    key = ("W", hops)  # (max_nnz changes no value, only whether a power is refused)
     if key not in cache:
         with cache_mode():
             cache[key] = _adjacency_power(graph, hops, max_nnz)
-    return cache[key]
+    rowptr, col, val, peak = cache[key]
+    if peak > max_nnz:
+        raise ValueError(f"gkdfast.losses.ncontrast: Â^{hops} (or a lower power) has {peak} nonzeros, more than "
+                         f"max_nnz={max_nnz}; use fewer hops or raise max_nnz")
+    return rowptr, col, val
 
 
-def _adjacency_power(graph: Graph, hops: int, max_nnz: int) -> Tuple[Tensor, Tensor, Tensor]:
+def _adjacency_power(graph: Graph, hops: int, max_nnz: int) -> Tuple[Tensor, Tensor, Tensor, int]:
     n, dev = graph.num_nodes, graph.device
     w = _constant_weights(graph)
     dinv = graph.gcn_norm_coefficients(w, torch.float64)
@@ -356,10 +362,11 @@ def _adjacency_power(graph: Graph, hops: int, max_nnz: int) -> Tuple[Tensor, Ten
         raise ValueError(f"gkdfast.losses.ncontrast: Â has {v.numel()} nonzeros, more than max_nnz={max_nnz}")
     a_rowptr = torch.zeros(n + 1, dtype=torch.int64, device=dev)
     a_rowptr[1:] = torch.cumsum(torch.bincount(r, minlength=n), 0)
-    out = (a_rowptr, c, v)
+    out, peak = (a_rowptr, c, v), v.numel()
     for h in range(2, hops + 1):
         out = _sparse_product(*out, a_rowptr, c, v, n, max_nnz, h)
-    return out
+        peak = max(peak, out[2].numel())
+    return (*out, peak)
 
 
 def _constant_weights(graph: Graph) -> Optional[Tensor]:
@@ -394,10 +401,10 @@ def _graph_cache(graph: Graph) -> dict:
 
 def _positives(graph: Graph, hops: int, max_nnz: int):
     """Off-diagonal part of W as (dst i, src j, log w), the positives graph, and the mask P."""
+    rowptr, col, val = adjacency_power(graph, hops, max_nnz)  # (a cache hit that checks max_nnz)
     cache = _graph_cache(graph)
-    key = ("pos", hops, max_nnz)
+    key = ("pos", hops)
     if key not in cache:
-        rowptr, col, val = adjacency_power(graph, hops, max_nnz)
         n = graph.num_nodes
         with cache_mode():
             row = torch.repeat_interleave(torch.arange(n, device=col.device), rowptr[1:] - rowptr[:-1])
@@ -506,12 +513,14 @@ def _batch_positives(graph: Graph, hops: int, nodes: Tensor, cols: Optional[Tens
     return p, q, torch.log(v), has
 
 
-def _segment_lse(x: Tensor, seg: Tensor, n: int, present: Tensor, fixed_order: Optional[bool] = None) -> Tensor:
-    """log Σ_{e: seg[e]=i} exp(x_e) per i; rows without entries give 0 (callers mask them out)."""
+def _segment_lse(x: Tensor, seg: Tensor, n: int, present: Tensor) -> Tensor:
+    """log Σ_{e: seg[e]=i} exp(x_e) per i; rows without entries give 0 (callers mask them out).  (On
+    CUDA the sum is an ``index_add`` with atomics: deterministic under torch.use_deterministic_algorithms,
+    and twice differentiable, which a segmented reduction is not.)"""
     m = torch.full((n,), float("-inf"), dtype=x.dtype, device=x.device)
     m = m.scatter_reduce(0, seg, x.detach(), "amax", include_self=True)
     m = torch.where(present, m, torch.zeros_like(m))
-    s = add_rows(n, seg, torch.exp(x - m[seg]), fixed_order)
+    s = torch.zeros(n, dtype=x.dtype, device=x.device).index_add(0, seg, torch.exp(x - m[seg]))
     return torch.where(present, torch.log(torch.where(present, s, torch.ones_like(s))) + m, torch.zeros_like(s))
 
 
@@ -539,10 +548,12 @@ def ncontrast(graph: Graph, z: Tensor, tau: float = 1.0, hops: int = 1, num_nega
         tau: temperature ``τ > 0``.
         hops: power of ``Â`` (Graph-MLP uses 2 or 3).
         num_negatives, seed: sampled denominator (see above); ``seed=None`` draws from torch's generator.
-            On CUDA the sampled backward is **not bitwise reproducible** (the gradient of each drawn
-            negative is accumulated with ``atomicAdd``; it may differ in the last bits between runs)
-            unless ``torch.use_deterministic_algorithms(True)`` is on, which runs a deterministic chunked
-            backward; the draws, the forward, the CPU kernels and the exact default are reproducible.
+            On CUDA the loss is **not bitwise reproducible** without
+            ``torch.use_deterministic_algorithms(True)``: the per-row sums over the positives are an
+            ``index_add`` (atomics), and the sampled backward accumulates each drawn negative's gradient
+            with ``atomicAdd``, so the last bits may differ between runs.  In that mode both are
+            deterministic (the sampled backward runs a chunked path); the draws and the CPU kernels are
+            always reproducible.
         max_nnz: cap on the nonzeros of ``Â^hops`` (a clear ``ValueError`` when exceeded).
         reduction: ``"mean"`` (over P), ``"sum"`` or ``"none"`` (``[N]``, 0 outside P).
         process_group: ``None`` (single process) or a ``torch.distributed`` group.  Then every rank
@@ -662,7 +673,7 @@ def _positives_in_rows(graph: Graph, hops: int, max_nnz: int, begin: int, end: i
     """The positives graph restricted to destination rows [begin, end) (cached per graph), its edges
     in the same (row, col) order as :func:`_positives`' arrays."""
     cache = _graph_cache(graph)
-    key = ("pos_rows", hops, max_nnz, begin, end)
+    key = ("pos_rows", hops, begin, end)  # (callers checked max_nnz through _positives)
     if key not in cache:
         rowptr, col, val = adjacency_power(graph, hops, max_nnz)
         with cache_mode():

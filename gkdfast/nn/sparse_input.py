@@ -33,8 +33,9 @@ SPARSE_DENSITY = 0.05
 # id(features) -> (weak reference to them, their stamp, their CSR copy or None for "dense").  The
 # entry goes when the tensor is freed (the weakref's callback), so a mini-batch's sliced features do
 # not outlive their step, and a tensor written in place (its version moves) or given other memory
-# (``x.data = y`` keeps the version) is converted again.  Writes through ``x.data[...]`` or a NumPy view
-# move neither and are not seen.
+# (``x.data = y`` keeps the version) is converted again.  Writes that bypass the version counter are
+# not seen: through ``x.data[...]``, ``x.numpy()``, the NumPy array behind ``torch.from_numpy``, or
+# another tensor sharing the storage (``set_``).  After such a write, pass a fresh tensor (``x.clone()``).
 _CACHE: Dict[int, Tuple["weakref.ref[Tensor]", tuple, Optional[Tensor]]] = {}
 
 

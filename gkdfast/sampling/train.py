@@ -73,7 +73,11 @@ def _input_dtype(model: nn.Module) -> torch.dtype:
 
 
 def _forward(model: nn.Module, x, batch: Batch, device: torch.device, return_hidden: bool = False):
-    feats = batch_features(model, x, batch.n_id).to(device=device, dtype=_input_dtype(model), non_blocking=True)
+    # Dense rows for a CUDA model under torch.use_deterministic_algorithms(True): the CSR rows' products
+    # run through cuSPARSE, which does not promise the same bits twice (gkdfast.nn.sparse_input).
+    dense = device.type == "cuda" and torch.are_deterministic_algorithms_enabled()
+    rows = gather_rows(x, batch.n_id) if dense else batch_features(model, x, batch.n_id)
+    feats = rows.to(device=device, dtype=_input_dtype(model), non_blocking=True)
     if device.type != "cpu":
         batch = batch.to(device, non_blocking=True)
     return model.forward_blocks(feats, batch.blocks, return_hidden=return_hidden)
@@ -293,18 +297,33 @@ class _TermsLoss:
         return loss
 
 
-def _run_fingerprint(model: nn.Module, heads: nn.Module, data, pool: Tensor, world: int, **settings) -> str:
-    """What a checkpoint of :func:`fit_sampled` must agree on: the model's class and initial weights, the
-    heads', the settings, the data's sizes and the seed pool."""
-    from gkdfast.distill.teacher_cache import hash_tensor
+def _run_fingerprint(model: nn.Module, heads: nn.Module, data, pool: Tensor, teacher, world: int, **settings) -> str:
+    """What a checkpoint of :func:`fit_sampled` must agree on (as the Distiller's fingerprint): the
+    model's and the heads' structure and settings (not their weight values, which a resume overwrites),
+    the loop's settings, the data (features, labels, masks, graph, seed pool), the teacher outputs and
+    the process count."""
+    from gkdfast.distill.checkpoint_file import hash_module_settings
+    from gkdfast.distill.teacher_cache import hash_dropout_implementation, hash_edge_weights, hash_tensor
 
-    h = hashlib.sha256(repr((type(model).__name__, sorted(settings.items()), world, data.graph.num_nodes,
-                             data.graph.num_edges, int(pool.numel()))).encode())
-    for module in (model, heads):
-        for name, t in module.state_dict().items():
-            h.update(name.encode())
+    h = hashlib.sha256()
+    hash_module_settings(h, model, heads)
+    h.update(repr((sorted(settings.items()), world)).encode())
+    hash_dropout_implementation(h)
+    for t in (data.x, data.y, data.train_mask, data.val_mask, data.graph.rowptr, data.graph.col, pool):
+        if isinstance(t, np.ndarray):  # a memory-mapped array: its bytes in blocks, no tensor made
+            h.update(f"{t.dtype}{t.shape}".encode())
+            raw = t.reshape(-1).view(np.uint8)
+            for start in range(0, raw.size, 1 << 24):
+                h.update(raw[start:start + (1 << 24)])
+        else:
             hash_tensor(h, t)
-    hash_tensor(h, pool)
+    hash_edge_weights(h, data.graph)
+    if teacher is not None:
+        key = getattr(teacher, "key", None)
+        if key is not None:  # the cache key already hashes the teacher's weights and inputs
+            h.update(key.encode())
+        else:
+            hash_tensor(h, teacher.logits)
     return h.hexdigest()
 
 
@@ -438,9 +457,10 @@ def fit_sampled(model: nn.Module, data, *, fanouts: Sequence[int] = (15, 10), ba
     best_acc, best_loss, best_epoch, best_state = -math.inf, math.inf, 0, None
     history, train_seconds, seen, bad, epoch, done, before = [], 0.0, 0, 0, 0, False, 0.0
     t_start = time.perf_counter()
-    fp = _run_fingerprint(model, heads, data, pool, world, fanouts=fanouts, batch_size=batch_size, epochs=epochs,
-                          lr=lr, weight_decay=weight_decay, seed=seed, eval_every=eval_every, patience=patience,
-                          batching=batching, batch_edges=batch_edges) if checkpoint else None
+    fp = _run_fingerprint(model, heads, data, pool, teacher if terms is not None else None, world, fanouts=fanouts,
+                          batch_size=batch_size, epochs=epochs, lr=lr, weight_decay=weight_decay, seed=seed,
+                          eval_every=eval_every, patience=patience, batching=batching,
+                          batch_edges=batch_edges) if checkpoint else None
     state = _resume_state(checkpoint, fp, world) if checkpoint else None
     cadence = CheckpointCadence(checkpoint_overhead if checkpoint else None)
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
@@ -518,7 +538,7 @@ def fit_sampled(model: nn.Module, data, *, fanouts: Sequence[int] = (15, 10), ba
             history.append(record)
             done = epoch == epochs or (patience is not None and bad >= patience)
             if checkpoint and (done or checkpoint_due(cadence, group, True)):
-                rng = rng_states()
+                rng = rng_states(device)
                 with cadence.timed():
                     write_checkpoint(checkpoint, {
                         "fingerprint": fp, "epoch": epoch, "loader_epoch": loader.epoch, "done": done,
