@@ -385,9 +385,10 @@ class Graph:
         return Graph(ei, self.num_nodes, w, validate=False)
 
     def gcn_norm_coefficients(self, edge_weight: Optional[Tensor] = None, dtype=torch.float32) -> Tensor:
-        """``deg^{-1/2}`` of ``A + I`` (``[N]``), where ``deg_i = 1 + sum of in-edge weights``.
-        :func:`gkdfast.spmm` with ``norm="gcn"`` uses it to apply ``D^-1/2 (A+I) D^-1/2`` without
-        materialising per-edge weights or the self-loops."""
+        """``deg^{-1/2}`` of ``A + I`` (``[N]``), where ``deg_i = 1 + sum of in-edge weights``, and 0 where
+        ``deg_i <= 0`` (negative weights can cancel the self-loop; PyG's ``gcn_norm`` also gives 0 for
+        a zero degree).  :func:`gkdfast.spmm` with ``norm="gcn"`` uses it to apply ``D^-1/2 (A+I) D^-1/2``
+        without materialising per-edge weights or the self-loops."""
         if edge_weight is None:
             edge_weight = self.edge_weight
         # Summed in at least float32, and in the widest of the weights', the asked and float32: float16
@@ -400,7 +401,9 @@ class Graph:
             w = w.to(torch.promote_types(w.dtype, acc)) if w.is_floating_point() else w.to(acc)
             deg = torch.zeros(self.num_nodes, dtype=w.dtype, device=self.device)
             deg = deg.index_add(0, self.dst.long(), w) + 1
-        return deg.clamp_min(torch.finfo(deg.dtype).tiny).rsqrt().to(dtype)
+        # (clamped before rsqrt so that a masked entry has a finite gradient, not 0 * inf)
+        dinv = deg.clamp_min(torch.finfo(deg.dtype).tiny).rsqrt()
+        return torch.where(deg > 0, dinv, torch.zeros_like(dinv)).to(dtype)
 
     def reorder(self, method="rcm", communities: Optional[Tensor] = None):
         """Relabels the nodes for gather locality: returns ``(graph, reordering)``.

@@ -63,7 +63,8 @@ def spmm(graph: Graph, x: Tensor, reduce: str = "sum", edge_weight: Optional[Ten
         edge_weight: optional ``[E]`` weights in the order of the graph's ``edge_index``; defaults to
             ``graph.edge_weight``.  Differentiable.
         norm: ``"gcn"`` applies ``D^-1/2 (A + I) D^-1/2`` (``deg_i = 1 + sum of in-weights``; ``I`` added
-            even where the graph has self-loops) without
+            even where the graph has self-loops; a node whose degree is 0 or negative, possible with
+            negative weights, gets coefficient 0) without
             materialising per-edge coefficients or self-loops; only with ``reduce="sum"``.
 
     Determinism: bitwise reproducible run to run on CPU and CUDA (no atomics, forward or backward),

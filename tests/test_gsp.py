@@ -272,6 +272,24 @@ def test_cpu_half_raw_op_runs_in_float32_on_the_default_path(kernel, dtype):
         assert gs.dtype == dtype and gt.dtype == dtype
 
 
+@pytest.mark.parametrize("impl", ["simd", "portable", CUDA_IMPL])
+@pytest.mark.parametrize("kernel", ["l2", "rbf"])
+@pytest.mark.parametrize("loss", ["mse", "kl"])
+def test_distance_kernels_see_no_distance_from_a_row_to_itself(monkeypatch, impl, kernel, loss):
+    # Large float32 rows: the GEMM's dot and the row's norm round apart, and the default CPU path left
+    # na + nb - 2 g nonzero on the diagonal (k(x_i, x_i) < 1 for rbf): gsp(s, t) with t = s scaled
+    # came out 1e-3 (rbf mse) against 7e-21 in float64.
+    device = "cuda" if impl == "cuda" else "cpu"
+    if device == "cpu":
+        monkeypatch.setenv("GKDFAST_CPU_GSP_IMPL", impl)
+    g = torch.Generator().manual_seed(0)
+    s = (torch.randn(64, 8, generator=g) * 1e3).to(device)
+    t = (torch.randn(64, 12, generator=g) * 1e3).to(device)
+    out = gkdfast.losses.gsp(s, t, kernel=kernel, loss=loss, gamma=0.5)
+    want = ref.gsp(s.double(), t.double(), kernel, loss, 1.0, 0.5)
+    assert abs(float(out) - float(want)) < 1e-6 * max(1.0, abs(float(want)))
+
+
 @pytest.mark.parametrize("impl", ["simd", "portable"])
 def test_kl_student_minus_inf_where_the_teacher_has_weight_is_inf(monkeypatch, impl):
     # l2 at tau = 1e-300: the student's off-diagonal logits are -inf, the teacher's all 0.  Every row's

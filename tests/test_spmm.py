@@ -2,6 +2,8 @@
 algebra; gradients (gradcheck / gradgradcheck / opcheck), determinism, bad input, dtype fallback."""
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 import torch
 from hypothesis import given
@@ -404,3 +406,21 @@ def test_tiny_graph_gradients_vs_reference(name, ei, n, reduce, device, monkeypa
         results.append((out.detach(), x.grad, w.grad))
     for a, b in zip(*results):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("backend", ["native", "reference"])
+def test_gcn_norm_gives_zero_to_a_node_whose_degree_is_not_positive(backend):
+    # Negative weights cancelling the self-loop (deg 1 - 0.5 - 0.5 = 0) made the coefficient 1/sqrt(tiny):
+    # rows of 8.5e37, inf for features above about 4.
+    from gkdfast import _backend
+
+    g = gkdfast.Graph(torch.tensor([[1, 2, 0], [0, 0, 1]]), 3)
+    w = torch.tensor([-0.5, -0.5, 1.0], requires_grad=True)
+    x = torch.ones(3, 1)
+    with _backend.forced(backend) if backend == "reference" else contextlib.nullcontext():
+        out = gkdfast.spmm(g, x, "sum", edge_weight=w, norm="gcn")
+        out.sum().backward()
+    torch.testing.assert_close(out, torch.tensor([[0.0], [0.5], [1.0]]))
+    assert torch.isfinite(w.grad).all()
+    _, coef = gkdfast.gcn_norm(g, torch.tensor([-2.0, 0.5, 1.0]))  # deg 0: 1 - 2 + 0.5 = -0.5
+    assert torch.isfinite(coef).all() and coef[:2].abs().sum() == 0

@@ -29,6 +29,7 @@
 #include <ATen/Dispatch.h>
 #include <ATen/core/LegacyTypeDispatch.h>
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -318,6 +319,18 @@ struct GemmSide {
   const T* norms(int64_t off) const { return sqn.empty() ? nullptr : sqn.data() + off; }
 };
 
+// l2 / rbf: the dot of a row with itself becomes its squared norm exactly, so that the tile loops'
+// na + nb - 2 g is exactly 0 on the diagonal (k(x_i, x_i) = 1 for rbf), as in the portable and CUDA
+// tiles.  Computed apart, the GEMM's dot and the norm round differently: on float32 rows of size 1e3
+// the diagonal rbf values fell below 1 (a gsp of identical inputs came out 1e-3 instead of 0).
+template <typename T>
+void exact_self_dots(const GemmSide<T>& side, const at::Tensor& tile, int64_t i0, int64_t i1, int64_t j0, int64_t j1) {
+  if (side.sqn.empty()) return;
+  T* g = tile.data_ptr<T>();
+  const int64_t ld = tile.stride(0);
+  for (int64_t k = std::max(i0, j0); k < std::min(i1, j1); ++k) g[(k - i0) * ld + (k - j0)] = side.sqn[k];
+}
+
 // grad rows [i0, i0 + bi) = acc + self * x (cosine: (acc - active * self * x_hat) / den).
 template <typename T>
 void finish_grad(at::Tensor& grad, const at::Tensor& acc, const std::vector<double>& self, const GemmSide<T>& side,
@@ -366,8 +379,8 @@ void gsp_gemm_forward(const at::Tensor& s, const at::Tensor& t, SimKernel kind, 
     A.ss = ss.data(); A.st = st.data(); A.sw = sw.data(); A.sq = sq.data();
     for (int64_t j0 = 0; j0 < n; j0 += CB) {
       const int64_t j1 = std::min(n, j0 + CB);
-      tiles::dot_tile_cpu(S.x, i0, i1, S.x, j0, j1, bufS);
-      tiles::dot_tile_cpu(Tt.x, i0, i1, Tt.x, j0, j1, bufT);
+      exact_self_dots(S, tiles::dot_tile_cpu(S.x, i0, i1, S.x, j0, j1, bufS), i0, i1, j0, j1);
+      exact_self_dots(Tt, tiles::dot_tile_cpu(Tt.x, i0, i1, Tt.x, j0, j1, bufT), i0, i1, j0, j1);
       A.bj = j1 - j0;
       A.nbs = S.norms(j0);
       A.nbt = Tt.norms(j0);
@@ -470,6 +483,8 @@ void gsp_gemm_backward(const at::Tensor& s, const at::Tensor& t, const at::Tenso
       const int64_t j1 = std::min(je, j0 + CB), bj = j1 - j0;
       auto ts = tiles::dot_tile_cpu(S.x, i0, i1, S.x, j0, j1, bufS);
       auto tt = tiles::dot_tile_cpu(Tt.x, i0, i1, Tt.x, j0, j1, bufT);
+      exact_self_dots(S, ts, i0, i1, j0, j1);
+      exact_self_dots(Tt, tt, i0, i1, j0, j1);
       A.bj = bj;
       A.nbs = S.norms(j0);
       A.nbt = Tt.norms(j0);
