@@ -4,8 +4,10 @@ Each is an environment variable read at every call, so it can also be set before
 function sets its variable at once, like ``torch.set_grad_enabled``: ``gkdfast.settings.dropout_impl("torch")``
 on its own line keeps the setting for the rest of the process, and ``with gkdfast.settings.dropout_impl("torch"):``
 restores the previous value at the end of the block.  Being process-wide, a setting changed in one
-thread applies to every thread's calls, and ``with`` blocks of two threads that overlap restore each
-other's values out of order: set these once, before any thread starts, not per thread.
+thread applies to every thread's calls while it holds: overlapping ``with`` blocks of two threads end
+with the value from before both (none is left stuck), but in between each thread's calls see the other's
+value: there are no per-thread settings, so where threads must not see each other's, set them once
+before the threads start.
 
 * ``tile_workspace(megabytes)`` -> ``GKDFAST_TILE_WORKSPACE_MB``: how much memory the GEMM tiles of
   the all-pairs losses (``losses.gsp``, ``losses.crd`` all-N, ``ncontrast`` / ``nt_xent``'s exact
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 from typing import Optional
 
 __all__ = ["tile_workspace", "cuda_impl", "cpu_gsp_impl", "dropout_impl"]
@@ -35,17 +38,42 @@ __all__ = ["tile_workspace", "cuda_impl", "cpu_gsp_impl", "dropout_impl"]
 
 class _env:
     """Sets the variable at once, like ``torch.set_grad_enabled``: called as a statement the setting stays
-    for the rest of the process; used in a ``with`` block, the previous value comes back at its end."""
+    for the rest of the process; used in a ``with`` block, the previous value comes back at its end.
+
+    ``with`` blocks are tracked per variable: the variable holds the innermost (latest entered) block
+    still open, and when the last one closes, the value from before them, or the last statement-form
+    call made meanwhile.  So blocks of two threads that close out of order cannot leave either one's
+    value behind (each restoring the value it saw at its start did: a setting stayed stuck)."""
 
     def __init__(self, name: str, value: Optional[str]):
-        self.name, self.old = name, os.environ.get(name)
-        _put(name, value)
+        self.name, self.value = name, value
+        with _LOCK:
+            state = _STATE.setdefault(name, {"open": [], "base": None})
+            # as a statement this is the new value outside every block; __enter__ undoes that
+            self._undo = (bool(state["open"]), state["base"], os.environ.get(name))
+            if state["open"]:
+                state["base"] = value
+            _put(name, value)
 
     def __enter__(self) -> "_env":
+        with _LOCK:
+            state = _STATE[self.name]
+            had_open, base, before = self._undo
+            state["base"] = base if had_open else before
+            state["open"].append(self)
+            _put(self.name, self.value)
         return self
 
     def __exit__(self, *exc) -> None:
-        _put(self.name, self.old)
+        with _LOCK:
+            state = _STATE[self.name]
+            state["open"] = [e for e in state["open"] if e is not self]
+            _put(self.name, state["open"][-1].value if state["open"] else state["base"])
+
+
+_LOCK = threading.Lock()
+# Per variable: the with-blocks open now (in order of entry) and the value outside them.
+_STATE: dict = {}
 
 
 def _put(name: str, value: Optional[str]) -> None:
