@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 import sys
 import warnings
 from typing import Dict, List, Optional
@@ -90,13 +91,16 @@ def load_error() -> Optional[str]:
 
 
 _FORCED: Optional[str] = None  # set by forced(); wins over GKDFAST_BACKEND
+_FORCED_OPEN: list = []  # forced() blocks open now, in order of entry: (token, mode)
+_FORCED_LOCK = threading.Lock()
 
 
 @contextlib.contextmanager
 def forced(mode: str):
     """Within the block, every call uses backend ``mode`` ("reference", "native" or "auto") as if
-    ``GKDFAST_BACKEND`` were set, without touching the environment (process-wide, not per thread;
-    already compiled ``torch.compile`` functions keep the choice they traced).
+    ``GKDFAST_BACKEND`` were set, without touching the environment (process-wide, not per thread: the
+    innermost block still open wins, so blocks of two threads closing out of order leave nothing
+    behind; already compiled ``torch.compile`` functions keep the choice they traced).
 
     Example:
         >>> import gkdfast, torch
@@ -108,11 +112,16 @@ def forced(mode: str):
     mode = str(mode).strip().lower()
     if mode not in ("auto", "reference", "native"):
         raise ValueError(f"gkdfast._backend.forced: mode must be auto, reference or native, got {mode!r}")
-    previous, _FORCED = _FORCED, mode
+    token = object()
+    with _FORCED_LOCK:
+        _FORCED_OPEN.append((token, mode))
+        _FORCED = mode
     try:
         yield
     finally:
-        _FORCED = previous
+        with _FORCED_LOCK:
+            _FORCED_OPEN[:] = [e for e in _FORCED_OPEN if e[0] is not token]
+            _FORCED = _FORCED_OPEN[-1][1] if _FORCED_OPEN else None
 
 
 def _mode() -> str:

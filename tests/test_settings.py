@@ -73,3 +73,16 @@ def test_threads_with_overlapping_blocks_end_with_the_value_from_before():
     for t in threads:
         t.join()
     assert os.environ[VAR] == "philox"
+
+
+def test_forced_backend_blocks_closing_out_of_order_leave_nothing_stuck():
+    from gkdfast import _backend
+
+    a, b = _backend.forced("reference"), _backend.forced("native")
+    a.__enter__()
+    b.__enter__()
+    assert _backend._mode() == "native"
+    a.__exit__(None, None, None)
+    assert _backend._mode() == "native"
+    b.__exit__(None, None, None)
+    assert _backend._FORCED is None  # (the old code left "reference" forced here)
