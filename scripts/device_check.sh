@@ -3,7 +3,7 @@
 # hypothesis, numpy, scipy, xdist and ninja are checked in env.txt; no internet).  From the repository root:
 #
 #     bash scripts/device_check.sh            # results under $OUT (default: out/device)
-#     DRY_RUN=1 OUT=/tmp/dc bash scripts/device_check.sh   # CPU rehearsal: no build, compare --small on cpu
+#     PYTHON=.venv/bin/python DRY_RUN=1 OUT=/tmp/dc bash scripts/device_check.sh   # CPU rehearsal: no build
 #
 # Steps, each with its own time limit, all inside DEADLINE seconds (default 540) so the whole run ends
 # inside one 10-minute device call; results land in $OUT as each step ends:
