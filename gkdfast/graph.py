@@ -403,7 +403,7 @@ class Graph:
             deg = deg.index_add(0, self.dst.long(), w) + 1
         # (clamped before rsqrt so that a masked entry has a finite gradient, not 0 * inf)
         dinv = deg.clamp_min(torch.finfo(deg.dtype).tiny).rsqrt()
-        return torch.where(deg > 0, dinv, torch.zeros_like(dinv)).to(dtype)
+        return torch.where(deg <= 0, torch.zeros_like(dinv), dinv).to(dtype)  # (a NaN degree stays NaN)
 
     def reorder(self, method="rcm", communities: Optional[Tensor] = None):
         """Relabels the nodes for gather locality: returns ``(graph, reordering)``.

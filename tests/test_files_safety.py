@@ -143,7 +143,8 @@ def test_cache_checksums_are_read_once_and_sample_large_files(tiny, tmp_path, mo
 
     reads = []
     real = teacher_cache._file_digest
-    monkeypatch.setattr(teacher_cache, "_file_digest", lambda path, stride: reads.append(stride) or real(path, stride))
+    monkeypatch.setattr(teacher_cache, "_file_digest",
+                        lambda path, stride, block=None: reads.append(stride) or real(path, stride, block))
     t = SAGE(8, 16, 3)
     first = teacher_outputs(t, tiny.x, tiny.graph, cache_dir=str(tmp_path))
     assert reads == [1, 1]  # written and summed once; the writer does not read its files again
@@ -181,6 +182,21 @@ def test_cache_entries_get_the_mode_of_a_plain_folder(tiny, tmp_path):
     mask = os.umask(0)
     os.umask(mask)
     assert (tmp_path / "teachers" / key).stat().st_mode & 0o777 == 0o777 & ~mask
+
+
+def test_cache_entry_with_the_first_checksum_format_is_still_read(tiny, tmp_path):
+    # (entries of the first checksummed version hold one whole-file CRC-32 per file, an int)
+    from gkdfast.distill import teacher_cache
+
+    t = MLP(8, 16, 3)
+    first = teacher_outputs(t, tiny.x, None, cache_dir=str(tmp_path))
+    meta_path = tmp_path / "teachers" / first.key / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    meta["crc32"] = {name: v["crc"] for name, v in meta["crc32"].items()}
+    meta_path.write_text(json.dumps(meta))
+    teacher_cache._VERIFIED.clear()  # as a new process
+    again = teacher_outputs(t, tiny.x, None, cache_dir=str(tmp_path))
+    assert again.cached and torch.equal(again.logits, first.logits)
 
 
 def test_cache_entry_without_checksums_is_still_read(tiny, tmp_path):

@@ -198,6 +198,8 @@ def test_a_failed_checkpoint_write_raises_on_every_rank(tmp_path, monkeypatch):
 def test_rng_states_of_a_cpu_run_touch_no_cuda():
     states = checkpoint_file.rng_states("cpu")
     assert states["cuda"] is None
+    if torch.cuda.is_available():  # (on a GPU machine: no context was created for a CPU run)
+        assert checkpoint_file.rng_states()["cuda"] is None or torch.cuda.is_initialized()
     a = torch.rand(3)
     checkpoint_file.set_rng_states(states)
     checkpoint_file.set_rng_states({"torch": states["torch"], "cuda": None})

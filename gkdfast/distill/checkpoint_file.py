@@ -41,12 +41,26 @@ def rng_states(device=None) -> dict:
     return {"torch": torch.get_rng_state(), "cuda": cuda}
 
 
-def set_rng_states(states: dict) -> None:
+def set_rng_states(states: dict, device=None) -> None:
     """Restores what :func:`rng_states` returned (also a list of every device's states, as checkpoints
-    of earlier versions hold them; CUDA states only where CUDA is available)."""
+    of earlier versions hold them).  With ``device`` (the training device of a resumed run) the saved
+    CUDA state goes onto that device whatever its number was when saved (a rank may see its GPU under
+    another ordinal after a restart), and a CPU device restores no CUDA state."""
     torch.set_rng_state(states["torch"])
     cuda = states.get("cuda")
     if cuda is None or not torch.cuda.is_available():
+        return
+    if device is not None:
+        device = torch.device(device)
+        if device.type != "cuda":
+            return
+        index = torch.cuda.current_device() if device.index is None else device.index
+        saved = list(cuda.values()) if isinstance(cuda, dict) else list(cuda)
+        if isinstance(cuda, dict) and index in cuda:
+            state = cuda[index]
+        else:
+            state = saved[index] if len(saved) > 1 and index < len(saved) else saved[0]
+        torch.cuda.set_rng_state(state, index)
         return
     if isinstance(cuda, dict):
         for index, state in cuda.items():
@@ -145,7 +159,8 @@ def read_checkpoint(path: str, who: str, world_size: int = 1) -> Optional[dict]:
     return state
 
 
-def resume_rng_states(state: dict, ddp=None) -> None:
-    """Restores this rank's generator states from a checkpoint :func:`write_checkpoint` wrote."""
+def resume_rng_states(state: dict, ddp=None, device=None) -> None:
+    """Restores this rank's generator states from a checkpoint :func:`write_checkpoint` wrote, the CUDA
+    one onto ``device`` (see :func:`set_rng_states`)."""
     set_rng_states(state["rng_ranks"][ddp.rank] if ddp is not None else
-                   {"torch": state["rng_torch"], "cuda": state.get("rng_cuda")})
+                   {"torch": state["rng_torch"], "cuda": state.get("rng_cuda")}, device)

@@ -653,7 +653,7 @@ class Distiller:
                 raise ValueError(f"Distiller: {self._ckpt_path()} does not fit this run's model, heads or optimiser "
                                  f"({type(exc).__name__}: {str(exc).splitlines()[0][:100]}); it was probably "
                                  "written by an older gkdfast: delete it to start over") from None
-            resume_rng_states(state, ddp)
+            resume_rng_states(state, ddp, dev)
             gen.set_state(state["rng_gen"])
             start, best_val, best_epoch, bad = state["epoch"], state["best_val"], state["best_epoch"], state["bad"]
             best_seen = state.get("best_seen", best_val)

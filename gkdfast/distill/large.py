@@ -551,10 +551,15 @@ def distill_large(data, *, teacher: Union[str, nn.Module] = "sage", hidden: int 
                 state, why = _read_weights(weights)
             if state is None:
                 # kept aside, not overwritten: they may be weights a user placed there
-                aside = f"{weights[:-3]}.unverified.pt"
                 if (group is None or group.is_main) and not record:
-                    os.replace(weights, aside)
-                    why += f"; moved to {os.path.basename(aside)}"
+                    aside, k = f"{weights[:-3]}.unverified.pt", 1
+                    while os.path.exists(aside):  # an earlier move's file is kept too
+                        aside, k = f"{weights[:-3]}.unverified-{k}.pt", k + 1
+                    try:
+                        os.rename(weights, aside)
+                        why += f"; moved to {os.path.basename(aside)}"
+                    except OSError as exc:  # (the other ranks wait for rank 0's decision below)
+                        why += f"; could not move it aside ({exc}), so it is overwritten"
                 log(f"teacher: {os.path.basename(weights)} {why}; training again")
         have = state is not None
         if group is not None:  # rank 0 decides for every rank

@@ -318,13 +318,15 @@ _CRC_BLOCK = 1 << 20
 _CRC_STRIDE = 64
 
 
-def _file_digest(path: str, stride: int) -> int:
-    """CRC-32 of every ``stride``-th ``_CRC_BLOCK``-byte block of the file (all of it for stride 1)."""
+def _file_digest(path: str, stride: int, block: Optional[int] = None) -> int:
+    """CRC-32 of every ``stride``-th ``block``-byte block of the file (``_CRC_BLOCK`` by default; all of
+    it for stride 1, which equals the whole file's CRC-32: the CRC chains over the blocks)."""
+    block = _CRC_BLOCK if block is None else int(block)
     crc, size = 0, os.path.getsize(path)
     with open(path, "rb") as f:
-        for start in range(0, size, _CRC_BLOCK * stride):
+        for start in range(0, size, block * stride):
             f.seek(start)
-            crc = zlib.crc32(f.read(_CRC_BLOCK), crc)
+            crc = zlib.crc32(f.read(block), crc)
     return crc
 
 
@@ -337,7 +339,7 @@ def _seal(folder: str, meta: dict) -> dict:
         if meta.get(name):
             path = os.path.join(folder, f"{name}.f32")
             stride = 1 if os.path.getsize(path) <= _CRC_WHOLE_BYTES else _CRC_STRIDE
-            sums[name] = {"stride": stride, "crc": _file_digest(path, stride)}
+            sums[name] = {"stride": stride, "block": _CRC_BLOCK, "crc": _file_digest(path, stride)}
     with open(os.path.join(folder, "meta.json"), "w") as f:
         json.dump(dict(meta, crc32=sums), f)
     os.chmod(folder, 0o777 & ~_UMASK)  # mkdtemp made it 0700: a cache shared by users must be readable
@@ -393,9 +395,12 @@ def _check_entry(folder: str) -> None:
         want = (meta.get("crc32") or {}).get(name)
         if want is None:
             continue
+        if isinstance(want, int):  # (the first checksummed entries: the whole file's CRC-32)
+            want = {"stride": 1, "crc": want}
         stamp = _stamp(path)
         if _VERIFIED.get(stamp) != want:
-            if not isinstance(want, dict) or _file_digest(path, int(want.get("stride", 1))) != want.get("crc"):
+            if (not isinstance(want, dict)
+                    or _file_digest(path, int(want.get("stride", 1)), want.get("block")) != want.get("crc")):
                 raise ValueError(f"teacher cache: {path} does not match the checksum in its meta.json (damaged "
                                  f"on disk); delete the folder {folder} to recompute")
         _verified(stamp, want)
@@ -575,13 +580,15 @@ def _sharded(teacher: nn.Module, x: Tensor, graph, cache_dir: str, key: str, gro
     else:
         cached = True
     # Rank 0 checks the entry and tells the others (each reading every file would multiply the reads).
-    problem = None
+    problem, error = None, None
     if group.is_main:
         try:
             _check_entry(folder)
-        except ValueError as exc:
-            problem = str(exc)
+        except Exception as exc:  # (any error: the other ranks wait for this broadcast)
+            problem, error = f"{type(exc).__name__}: {exc}", exc
     problem = group.broadcast_object(problem)
+    if error is not None:
+        raise error
     if problem is not None:
-        raise ValueError(problem)
+        raise ValueError(f"teacher cache: rank 0 could not use the entry {folder} ({problem})")
     return _open_entry(folder, key, cached=cached, check=False)

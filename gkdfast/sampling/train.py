@@ -333,7 +333,7 @@ def _resume_state(path: str, fp: str, world: int) -> Optional[dict]:
     state = read_checkpoint(path, "gkdfast.sampling.fit_sampled", world)
     if state is not None and state.get("fingerprint") != fp:
         raise ValueError(f"gkdfast.sampling.fit_sampled: {path} belongs to a different run (model, settings or data "
-                         "differ); pass another checkpoint or delete it")
+                         "differ, or an older gkdfast wrote it); pass another checkpoint or delete it")
     return state
 
 
@@ -457,10 +457,14 @@ def fit_sampled(model: nn.Module, data, *, fanouts: Sequence[int] = (15, 10), ba
     best_acc, best_loss, best_epoch, best_state = -math.inf, math.inf, 0, None
     history, train_seconds, seen, bad, epoch, done, before = [], 0.0, 0, 0, 0, False, 0.0
     t_start = time.perf_counter()
-    fp = _run_fingerprint(model, heads, data, pool, teacher if terms is not None else None, world, fanouts=fanouts,
-                          batch_size=batch_size, epochs=epochs, lr=lr, weight_decay=weight_decay, seed=seed,
-                          eval_every=eval_every, patience=patience, batching=batching,
-                          batch_edges=batch_edges) if checkpoint else None
+    fp = None
+    if checkpoint and (group is None or group.is_main):  # (it reads all the data: rank 0 alone, then sent)
+        fp = _run_fingerprint(model, heads, data, pool, teacher if terms is not None else None, world,
+                              fanouts=fanouts, batch_size=batch_size, epochs=epochs, lr=lr, weight_decay=weight_decay,
+                              seed=seed, eval_every=eval_every, patience=patience, batching=batching,
+                              batch_edges=batch_edges)
+    if checkpoint and group is not None:
+        fp = group.broadcast_object(fp)
     state = _resume_state(checkpoint, fp, world) if checkpoint else None
     cadence = CheckpointCadence(checkpoint_overhead if checkpoint else None)
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
@@ -470,7 +474,7 @@ def fit_sampled(model: nn.Module, data, *, fanouts: Sequence[int] = (15, 10), ba
             model.load_state_dict(state["model"])
             heads.load_state_dict(state["heads"])
             optimizer.load_state_dict(state["optim"])
-            resume_rng_states(state, group)
+            resume_rng_states(state, group, device)
             start, loader.epoch, done = state["epoch"], state["loader_epoch"], state["done"]
             best_acc, best_loss, best_epoch, best_state = (state["best_acc"], state["best_loss"], state["best_epoch"],
                                                            state["best_state"])

@@ -313,7 +313,9 @@ class SAIL(Recipe):
         # Every candidate trains as it would alone: same initial weights, and the same RNG stream for its
         # projection head, augmentations and dropout (the one the first candidate starts from), so a
         # candidate of a list reproduces the single-weight run exactly.
-        start_rng = _rng_states()
+        # (the training device's CUDA stream too: rng_states() alone skips CUDA before it is initialised)
+        device = distiller_kw.get("device") or next((p.device for p in encoder.parameters()), torch.device("cpu"))
+        start_rng = _rng_states(device)
         best, seconds, by_weight = None, 0.0, {}
         for i, term in enumerate(terms):
             enc = encoder if i == 0 else same_start()
@@ -323,7 +325,7 @@ class SAIL(Recipe):
             seconds += res.seconds + probe.seconds
             by_weight[term.intra_weight] = probe.best_val_acc
             if best is None or probe.best_val_acc > best[2].best_val_acc:  # validation nodes only
-                best = (enc, res, probe, term.intra_weight, _rng_states())
+                best = (enc, res, probe, term.intra_weight, _rng_states(device))
         enc, res, probe, weight, end_rng = best
         _set_rng_states(end_rng)  # the RNG as the picked candidate alone would have left it
         extras["sail_probe_val_acc"] = probe.best_val_acc
