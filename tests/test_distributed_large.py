@@ -149,21 +149,34 @@ def test_distill_large_under_ddp_gives_every_rank_the_same_results(ranks):
     assert os.listdir(os.path.join(out, "large", "cache", "teachers"))  # one cache entry, written together
 
 
-def test_distill_sampled_command_under_torchrun(tmp_path):
-    out = tmp_path / "out"
-    # --max-restarts: a restart (resuming from --out) absorbs the gloo abort a rank sometimes hits while the
-    # group forms on a loaded 2-core machine (see test_torchrun_restart_resumes_to_the_uninterrupted_result)
-    cmd = _torchrun() + ["--standalone", "--nproc_per_node=2", "--max-restarts", "2", "-m", "gkdfast.cli", "distill",
-                         "--distributed",
-                         "--sampled", "--nodes", "3000", "--features", "16", "--classes", "3", "--teacher", "sage:16",
-                         "--fanouts", "5,5", "--teacher-epochs", "1", "--epochs", "2", "--batch-size", "512",
-                         "--chunk-rows", "700", "--no-progress", "--out", str(out)]
-    r = subprocess.run(cmd, capture_output=True, text=True, env=_env(), cwd=ROOT, timeout=600)
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    assert r.stdout.count("wrote ") == 1  # rank 0 alone prints and writes
-    res = json.loads((out / "results.json").read_text())
-    assert {row["method"] for row in res["rows"]} == {"teacher", "none", "glnn"}
-    assert [s["stage"] for s in res["stages"]] == ["teacher", "inference", "student", "baseline", "evaluate"]
+def test_distill_sampled_command_under_torchrun_and_its_restart_mid_teacher(tmp_path):
+    """The whole --sampled pipeline under torchrun; then again with rank 1 killed after the sampled
+    teacher's second epoch: torchrun restarts the group, the teacher resumes from its partial checkpoint
+    (fit_sampled(checkpoint=)), and every result equals the uninterrupted run's."""
+    res = {}
+    for tag in ("plain", "killed"):
+        out = tmp_path / tag
+        extra = {"GKDFAST_TEST_FAIL_ONCE_AT_EPOCH": "2",
+                 "GKDFAST_TEST_FAIL_ONCE_MARKER": str(tmp_path / "marker")} if tag == "killed" else {}
+        # --max-restarts beyond the hook's one: a restart (resuming from --out) absorbs the gloo abort a rank
+        # sometimes hits while the group forms on a loaded 2-core machine (see
+        # test_torchrun_restart_resumes_to_the_uninterrupted_result)
+        cmd = _torchrun() + ["--standalone", "--nproc_per_node=2", "--max-restarts", "3", "-m", "gkdfast.cli",
+                             "distill", "--distributed",
+                             "--sampled", "--nodes", "3000", "--features", "16", "--classes", "3", "--teacher",
+                             "sage:16", "--fanouts", "5,5", "--teacher-epochs", "3", "--epochs", "2", "--batch-size",
+                             "512", "--chunk-rows", "700", "--no-progress", "--out", str(out)]
+        r = subprocess.run(cmd, capture_output=True, text=True, env=_env(**extra), cwd=ROOT, timeout=600)
+        assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+        assert r.stdout.count("wrote ") == 1  # rank 0 alone prints and writes
+        res[tag] = json.loads((out / "results.json").read_text())
+        assert not list(out.glob("*.partial.pt"))  # the teacher's partial checkpoint goes with its weights
+    assert (tmp_path / "marker").exists()  # the failure happened
+    assert {row["method"] for row in res["plain"]["rows"]} == {"teacher", "none", "glnn"}
+    assert [s["stage"] for s in res["plain"]["stages"]] == ["teacher", "inference", "student", "baseline", "evaluate"]
+    assert [r["test_acc"] for r in res["killed"]["rows"]] == [r["test_acc"] for r in res["plain"]["rows"]]
+    assert res["killed"]["stages"][0]["best_epoch"] == res["plain"]["stages"][0]["best_epoch"]
+    assert res["killed"]["stages"][0]["resumed_after_epoch"] == 2 and res["plain"]["stages"][0]["resumed_after_epoch"] == 0
 
 
 def test_layerwise_inference_with_a_group_needs_a_shared_folder():

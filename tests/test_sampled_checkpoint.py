@@ -72,7 +72,7 @@ def test_killed_training_resumes_exactly(data, tmp_path, monkeypatch, distil, st
     steps.clear()
     # another initial draw: the resumed run takes the checkpoint's weights, so it must still be accepted
     model, got = _fit(data, ckpt, init_seed=1, **kw)
-    assert len(steps) == whole * 3 // 5  # epochs 3-5 only
+    assert len(steps) == whole * 3 // 5 and got["resumed_after_epoch"] == 2  # epochs 3-5 only
     for (name, a), b in zip(want_model.state_dict().items(), model.state_dict().values()):
         assert torch.equal(a, b), name
     assert got["history"] == want["history"] and got["best_epoch"] == want["best_epoch"]

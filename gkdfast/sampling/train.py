@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import math
+import os
 import time
 from dataclasses import dataclass
 from typing import Callable, Dict, Optional, Sequence
@@ -399,7 +400,9 @@ def fit_sampled(model: nn.Module, data, *, fanouts: Sequence[int] = (15, 10), ba
             node), so every rank keeps the same best epoch and ends with the same weights.
 
     Returns:
-        ``{"epochs", "seconds", "best_val_acc", "best_epoch", "nodes_per_s", "history"}``;
+        ``{"epochs", "seconds", "best_val_acc", "best_epoch", "nodes_per_s", "history",
+        "resumed_after_epoch"}`` (the last: the checkpoint's epoch this call resumed after, 0 when it
+        started afresh);
         ``nodes_per_s`` counts training seeds (the centres on neighbourhood batches) per second of
         training (validation excluded),
         ``best_val_acc`` is NaN when there are no validation nodes (the last weights are kept).
@@ -409,7 +412,7 @@ def fit_sampled(model: nn.Module, data, *, fanouts: Sequence[int] = (15, 10), ba
         >>> d = csbm(num_nodes=100, num_classes=3, feature_dim=8)
         >>> stats = fit_sampled(gkdfast.nn.SAGE(8, 16, 3), d, fanouts=(5, 5), epochs=1, progress=False)
         >>> sorted(k for k in stats if k != "history")
-        ['best_epoch', 'best_val_acc', 'epochs', 'nodes_per_s', 'seconds']
+        ['best_epoch', 'best_val_acc', 'epochs', 'nodes_per_s', 'resumed_after_epoch', 'seconds']
     """
     from gkdfast.distill import ddp as _ddp
     from gkdfast.distill.checkpoint_cadence import CheckpointCadence
@@ -470,6 +473,7 @@ def fit_sampled(model: nn.Module, data, *, fanouts: Sequence[int] = (15, 10), ba
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(mix_seed(seed, 3) if rank == 0 else mix_seed(seed, 3, rank))  # dropout: own masks per rank
         start = 0
+        resumed = state["epoch"] if state is not None else 0
         if state is not None:
             model.load_state_dict(state["model"])
             heads.load_state_dict(state["heads"])
@@ -551,6 +555,8 @@ def fit_sampled(model: nn.Module, data, *, fanouts: Sequence[int] = (15, 10), ba
                         "best_state": best_state, "history": history, "train_seconds": train_seconds, "seen": seen,
                         "bad": bad, "seconds": before + time.perf_counter() - t_start,
                         "rng_torch": rng["torch"], "rng_cuda": rng["cuda"]}, group)
+                if group is not None:
+                    _ddp.fail_once_for_test(group, epoch, os.path.dirname(os.path.abspath(checkpoint)))
             if done:
                 break
     if best_state is not None:
@@ -559,4 +565,4 @@ def fit_sampled(model: nn.Module, data, *, fanouts: Sequence[int] = (15, 10), ba
         best_epoch = epoch
     return {"epochs": epoch, "seconds": before + time.perf_counter() - t_start,
             "best_val_acc": best_acc if best_state is not None else float("nan"), "best_epoch": best_epoch,
-            "nodes_per_s": seen / max(train_seconds, 1e-9), "history": history}
+            "nodes_per_s": seen / max(train_seconds, 1e-9), "history": history, "resumed_after_epoch": resumed}
