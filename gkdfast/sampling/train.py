@@ -387,8 +387,10 @@ def fit_sampled(model: nn.Module, data, *, fanouts: Sequence[int] = (15, 10), ba
         checkpoint: a file to checkpoint the training into after an epoch (model, heads, optimiser,
             best epoch, every rank's RNG states; written while cheap, then no more than
             ``checkpoint_overhead`` of the time, as the Distiller's): a rerun with the same file resumes
-            and ends exactly where an uninterrupted run would.  A file of another run (other model,
-            settings, data sizes or process count) is refused; ``None``: no checkpoint.
+            and ends where an uninterrupted run would (bit for bit in one process or two).  A file of
+            another run (another model structure or module settings, loop settings, data, teacher outputs
+            or process count) is refused; ``None``: no checkpoint.  The check hashes the data once per
+            call (on rank 0 under DDP).
         distributed / process_group: as in :class:`gkdfast.distill.Distiller` (``"auto"``: data-parallel
             when a process group of several ranks is initialised).  Then every rank calls with the
             same arguments; each epoch's seed order is the single-process one, padded to a multiple
