@@ -45,7 +45,12 @@ def set_rng_states(states: dict, device=None) -> None:
     """Restores what :func:`rng_states` returned (also a list of every device's states, as checkpoints
     of earlier versions hold them).  With ``device`` (the training device of a resumed run) the saved
     CUDA state goes onto that device whatever its number was when saved (a rank may see its GPU under
-    another ordinal after a restart), and a CPU device restores no CUDA state."""
+    another ordinal after a restart), and a CPU device restores no CUDA state.
+
+    Example:
+        >>> s = rng_states("cpu"); a = torch.randn(2); set_rng_states(s, "cpu"); torch.equal(torch.randn(2), a)
+        True
+    """
     torch.set_rng_state(states["torch"])
     cuda = states.get("cuda")
     if cuda is None or not torch.cuda.is_available():
@@ -144,7 +149,12 @@ def read_checkpoint(path: str, who: str, world_size: int = 1) -> Optional[dict]:
     """The checkpoint at ``path`` (loaded onto the CPU), or ``None`` when there is none.  A file that
     cannot be read, or one written by a run with another number of processes, is a ``ValueError``
     naming it (``who``: the caller, for the message).  A resumed rank takes its RNG states back with
-    :func:`resume_rng_states`."""
+    :func:`resume_rng_states`.
+
+    Example:
+        >>> read_checkpoint("no-such-checkpoint.pt", "example") is None
+        True
+    """
     if not os.path.exists(path):
         return None
     try:
@@ -161,6 +171,13 @@ def read_checkpoint(path: str, who: str, world_size: int = 1) -> Optional[dict]:
 
 def resume_rng_states(state: dict, ddp=None, device=None) -> None:
     """Restores this rank's generator states from a checkpoint :func:`write_checkpoint` wrote, the CUDA
-    one onto ``device`` (see :func:`set_rng_states`)."""
+    one onto ``device`` (see :func:`set_rng_states`).
+
+    Example:
+        >>> rng = rng_states("cpu"); a = torch.rand(1)
+        >>> resume_rng_states({"rng_torch": rng["torch"], "rng_cuda": rng["cuda"]}, None, "cpu")
+        >>> bool(torch.rand(1) == a)
+        True
+    """
     set_rng_states(state["rng_ranks"][ddp.rank] if ddp is not None else
                    {"torch": state["rng_torch"], "cuda": state.get("rng_cuda")}, device)
