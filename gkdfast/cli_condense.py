@@ -14,7 +14,16 @@ __all__ = ["add_condense_parser", "run_condense_cmd", "format_condense_table"]
 
 
 def add_condense_parser(sub) -> None:
-    """Registers ``condense`` on the ``gkdfast`` sub-parsers."""
+    """Registers ``condense`` on the ``gkdfast`` sub-parsers.
+
+    Example:
+        >>> import argparse
+        >>> p = argparse.ArgumentParser(prog="gkdfast")
+        >>> add_condense_parser(p.add_subparsers(dest="command"))
+        >>> args = p.parse_args(["condense", "--ratio", "0.026", "--one-step"])
+        >>> args.ratio, args.one_step, args.eval_runs, args.func is run_condense_cmd
+        (0.026, True, 3, True)
+    """
     p = sub.add_parser(
         "condense", help="condense a graph into a tiny synthetic one (GCond / DosCond gradient matching)",
         description="Learns N' = ratio * N synthetic nodes (features + a PGE adjacency) whose GCN training "
@@ -116,7 +125,22 @@ def _save(results: dict, out: str) -> None:
 
 
 def run_condense_cmd(args) -> int:
-    """Runs ``gkdfast condense`` from parsed arguments; returns the exit code."""
+    """Runs ``gkdfast condense`` from parsed arguments; returns the exit code.
+
+    Example:
+        >>> import contextlib, io, os, tempfile
+        >>> from gkdfast.cli import build_parser
+        >>> out = tempfile.mkdtemp()
+        >>> args = build_parser().parse_args(["condense", "--ratio", "0.1", "--nodes", "300", "--epochs", "1",
+        ...                                   "--outer", "1", "--inner", "0", "--eval-epochs", "2", "--eval-runs", "1",
+        ...                                   "--quiet", "--out", out])
+        >>> with contextlib.redirect_stdout(io.StringIO()) as table:
+        ...     code = run_condense_cmd(args)
+        >>> code, sorted(f for f in os.listdir(out) if not f.startswith("."))
+        (0, ['csbm-gcond-r0.1-seed0.npz', 'results.json', 'results.png'])
+        >>> [line.split()[:3] for line in table.getvalue().splitlines() if line.startswith("gcond")]  # 30 nodes
+        [['gcond', 'GCN(256)', '30']]
+    """
     from gkdfast._io import exclusive_dir
     from gkdfast.condense import published_config, run_condense
     from gkdfast.condense.synthetic import class_counts, synthetic_size

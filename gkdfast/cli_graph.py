@@ -21,7 +21,16 @@ GRAPH_ONLY = ("folds", "max_folds", "dfad_epochs", "dfad_nodes")
 
 
 def add_graph_args(parser) -> None:
-    """Adds the graph-classification flags to the ``distill`` sub-parser."""
+    """Adds the graph-classification flags to the ``distill`` sub-parser.
+
+    Example:
+        >>> import argparse
+        >>> p = argparse.ArgumentParser()
+        >>> add_graph_args(p)
+        >>> args = p.parse_args(["--task", "graph", "--folds", "5", "--max-folds", "1"])
+        >>> args.task, args.folds, args.max_folds, args.dfad_epochs
+        ('graph', 5, 1, None)
+    """
     g = parser.add_argument_group("graph classification (--task graph: TU-format folder, k-fold CV)")
     g.add_argument("--task", choices=("node", "graph"), default="node",
                    help="node classification (default) or graph classification (--data a TU folder)")
@@ -53,7 +62,25 @@ def _apply_set(items, train_cfg, dfad_cfg, gfkd_cfg):
 
 
 def run_graph(args) -> int:
-    """Runs :func:`gkdfast.distill.graph_experiment.run_graph_experiment` from parsed ``distill`` arguments."""
+    """Runs :func:`gkdfast.distill.graph_experiment.run_graph_experiment` from parsed ``distill`` arguments.
+
+    Example:
+        >>> import contextlib, io, json, os, pathlib, tempfile
+        >>> from gkdfast.cli import build_parser
+        >>> data, out = tempfile.mkdtemp(), tempfile.mkdtemp()  # 20 graphs: triangles (label 1) and paths (label 0)
+        >>> graphs = {i: [[0, 1], [1, 2], [2, 0]] if i % 2 else [[0, 1], [1, 2], [2, 3]] for i in range(20)}
+        >>> _ = pathlib.Path(data, "graphs.json").write_text(json.dumps(graphs))
+        >>> labels = "".join(f"{i},{i % 2}\\n" for i in range(20))
+        >>> _ = pathlib.Path(data, "target.csv").write_text("id,target\\n" + labels)
+        >>> args = build_parser().parse_args(["distill", "--task", "graph", "--data", data, "--teacher", "gin:8x2",
+        ...                                   "--student", "gin:8x2", "--folds", "2", "--max-folds", "1",
+        ...                                   "--epochs", "1", "--quiet", "--out", out])
+        >>> with contextlib.redirect_stdout(io.StringIO()):  # the results table
+        ...     code = run_graph(args)
+        >>> with open(os.path.join(out, "results.json")) as f: results = json.load(f)
+        >>> code, [(r["method"], r["model"]) for r in results["rows"]]
+        (0, [('teacher', 'GIN(2x8)'), ('none', 'GIN(2x8)'), ('kd', 'GIN(2x8)')])
+    """
     import torch
 
     from gkdfast._io import exclusive_dir

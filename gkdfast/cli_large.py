@@ -37,7 +37,16 @@ def parse_fanouts(text: str) -> tuple:
 
 
 def add_large_args(parser) -> None:
-    """Adds the out-of-core pipeline's flags to the ``distill`` sub-parser."""
+    """Adds the out-of-core pipeline's flags to the ``distill`` sub-parser.
+
+    Example:
+        >>> import argparse
+        >>> p = argparse.ArgumentParser()
+        >>> add_large_args(p)
+        >>> args = p.parse_args(["--sampled", "--fanouts", "10,5"])
+        >>> args.sampled, parse_fanouts(args.fanouts), args.sampled_above, args.batch_size  # None: the default
+        (True, (10, 5), 1000000, None)
+    """
     g = parser.add_argument_group("large graphs (out-of-core pipeline: sampled teacher, layer-wise "
                                   "inference into a memory-mapped cache, mini-batch MLP student)")
     g.add_argument("--sampled", action="store_true",
@@ -74,7 +83,20 @@ def add_large_args(parser) -> None:
 def wants_large(args, data) -> bool:
     """Whether this ``distill`` run goes through the out-of-core pipeline.  A run that does not but was
     given the pipeline's flags (``--patience``, ``--min-steps``, ``--batch-size``, ``--fanouts``,
-    ``--chunk-rows`` ...) stops with a ValueError naming ``--set METHOD.patience=N``, the per-recipe way."""
+    ``--chunk-rows`` ...) stops with a ValueError naming ``--set METHOD.patience=N``, the per-recipe way.
+
+    Example:
+        >>> from gkdfast.cli import build_parser
+        >>> from gkdfast.data import csbm
+        >>> d, parse = csbm(num_nodes=100), build_parser().parse_args
+        >>> wants_large(parse(["distill"]), d), wants_large(parse(["distill", "--sampled"]), d)
+        (False, True)
+        >>> wants_large(parse(["distill", "--sampled-above", "100"]), d)  # at least 100 nodes
+        True
+        >>> wants_large(parse(["distill", "--patience", "3"]), d)
+        Traceback (most recent call last):
+        ValueError: --patience: the out-of-core pipeline's schedule (--sampled, or graphs above --sampled-above ...
+    """
     above = getattr(args, "sampled_above", 0) or 0
     large = bool(getattr(args, "sampled", False)) or (above > 0 and data.num_nodes >= above)
     from gkdfast.cli import flags_given
@@ -91,7 +113,23 @@ def run_large(args, data, log=None, group=None) -> int:
     """Runs :func:`distill_large` from parsed ``distill`` arguments; prints the results and stage
     tables and writes ``results.json`` (with the ``stages`` table), ``results.png`` and ``stages.md``.
     ``group``: under ``--distributed`` the :class:`gkdfast.distill.ddp.Dist` of this rank; every rank
-    runs the pipeline, rank 0 alone logs, prints and writes."""
+    runs the pipeline, rank 0 alone logs, prints and writes.
+
+    Example:
+        >>> import contextlib, io, json, os, tempfile
+        >>> from gkdfast.cli import build_parser
+        >>> from gkdfast.data import csbm
+        >>> out = tempfile.mkdtemp()
+        >>> args = build_parser().parse_args(["distill", "--sampled", "--teacher", "sage:16", "--teacher-epochs", "1",
+        ...                                   "--epochs", "1", "--fanouts", "5,5", "--batch-size", "64",
+        ...                                   "--min-steps", "1", "--min-patience-steps", "1", "--quiet",
+        ...                                   "--no-progress", "--out", out])
+        >>> with contextlib.redirect_stdout(io.StringIO()):  # the results and stage tables
+        ...     code = run_large(args, csbm(num_nodes=200, num_classes=3, feature_dim=8))
+        >>> with open(os.path.join(out, "results.json")) as f: results = json.load(f)
+        >>> code, [(r["method"], r["model"]) for r in results["rows"]], os.path.exists(os.path.join(out, "stages.md"))
+        (0, [('teacher', 'SAGE(16)'), ('none', 'MLP(16)'), ('glnn', 'MLP(16)')], True)
+    """
     from gkdfast.cli import student_dropout
     from gkdfast.distill import recipes
     from gkdfast.distill.experiment import parse_model

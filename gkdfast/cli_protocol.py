@@ -14,7 +14,15 @@ __all__ = ["add_protocol_args", "run_published_cli"]
 
 
 def add_protocol_args(parser) -> None:
-    """Adds ``--protocol`` to the ``distill`` sub-parser."""
+    """Adds ``--protocol`` to the ``distill`` sub-parser.
+
+    Example:
+        >>> import argparse
+        >>> p = argparse.ArgumentParser()
+        >>> add_protocol_args(p)
+        >>> p.parse_args([]).protocol, p.parse_args(["--protocol", "published"]).protocol
+        ('common', 'published')
+    """
     parser.add_argument("--protocol", choices=("common", "published"), default="common",
                         help="common (default): every recipe into the same --student on the data's split; "
                              "published: each recipe with the split, preprocessing, teacher, student and "
@@ -80,7 +88,21 @@ def _check_distributable(settings, overrides) -> None:
 
 def run_published_cli(args, device: str) -> int:
     """Runs :func:`gkdfast.distill.protocols.run_published` for ``gkdfast distill`` and writes the results;
-    under ``--distributed`` every rank trains (data-parallel) and rank 0 alone logs and writes."""
+    under ``--distributed`` every rank trains (data-parallel) and rank 0 alone logs and writes.
+
+    Example:
+        >>> import contextlib, io, json, os, tempfile
+        >>> from gkdfast.cli import build_parser
+        >>> out = tempfile.mkdtemp()
+        >>> args = build_parser().parse_args(["distill", "--protocol", "published", "--methods", "glnn",
+        ...                                   "--epochs", "1", "--seeds", "1", "--nodes", "500", "--quiet",
+        ...                                   "--no-progress", "--out", out])
+        >>> with contextlib.redirect_stdout(io.StringIO()):  # the results table
+        ...     code = run_published_cli(args, "cpu")
+        >>> with open(os.path.join(out, "results.json")) as f: results = json.load(f)
+        >>> code, [(r["method"], r["model"]) for r in results["rows"]]
+        (0, [('teacher', 'SAGE(128)'), ('none', 'MLP(128)'), ('glnn', 'MLP(128)')])
+    """
     from gkdfast._io import exclusive_dir
     from gkdfast.cli import _init_distributed, _load_data, _parse_set, _split_list, num_seeds
     from gkdfast.distill.protocols import published_settings, run_published

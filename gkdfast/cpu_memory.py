@@ -77,7 +77,17 @@ def keep_freed_memory(enable: bool = True) -> bool:
 
 
 def keeping_freed_memory() -> bool:
-    """Whether :func:`keep_freed_memory` is in effect in this process."""
+    """Whether :func:`keep_freed_memory` is in effect in this process.
+
+    Example:
+        >>> from gkdfast.cpu_memory import keep_freed_memory, keeping_freed_memory
+        >>> before = keeping_freed_memory()
+        >>> ok = keep_freed_memory(); keeping_freed_memory() == ok  # on when glibc accepted the settings
+        True
+        >>> _ = keep_freed_memory(False); keeping_freed_memory()
+        False
+        >>> _ = keep_freed_memory(before)  # (leave the process as it was)
+    """
     return _keeping
 
 

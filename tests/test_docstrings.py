@@ -54,6 +54,24 @@ def test_the_public_modules_have_examples():
         assert name in MODULES
 
 
+def test_every_public_function_has_an_example():
+    # "Every public function has a docstring with shapes and an example": each function a public module
+    # lists in __all__ and defines itself.
+    import inspect
+
+    missing = []
+    for info in pkgutil.walk_packages(gkdfast.__path__, "gkdfast."):
+        name = info.name
+        if any(part.startswith("_") for part in name.split(".")[1:]):
+            continue
+        mod = importlib.import_module(name)
+        for attr in getattr(mod, "__all__", []):
+            obj = getattr(mod, attr, None)
+            if inspect.isfunction(obj) and obj.__module__ == name and ">>>" not in (inspect.getdoc(obj) or ""):
+                missing.append(f"{name}.{attr}")
+    assert not missing, f"{len(missing)} public functions without an example: {missing}"
+
+
 @pytest.mark.parametrize("mod_name", MODULES)
 def test_docstring_examples_run(mod_name):
     mod = importlib.import_module(mod_name)

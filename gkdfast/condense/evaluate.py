@@ -32,7 +32,17 @@ def _accuracy(logits: Tensor, y: Tensor, idx: Tensor) -> float:
 def check_split(real, fn: str = "gkdfast condense") -> None:
     """Refuses a real graph without training, validation or test nodes: the evaluation keeps the epoch of
     the best validation accuracy and tests on the test nodes (an empty set would keep the first epoch
-    and report 0)."""
+    and report 0).
+
+    Example:
+        >>> from gkdfast.data import csbm
+        >>> d = csbm(num_nodes=200, num_classes=2, seed=0)
+        >>> check_split(d)  # train, validation and test nodes: passes
+        >>> d.val_mask = torch.zeros_like(d.val_mask)
+        >>> check_split(d)
+        Traceback (most recent call last):
+        ValueError: gkdfast condense: the graph's split has no val nodes (val_mask is empty); give it a split ...
+    """
     for name in ("train_mask", "val_mask", "test_mask"):
         mask = getattr(real, name, None)
         if mask is None or not bool(mask.any()):

@@ -25,7 +25,17 @@ GRAPHS_FILE, TARGET_FILE = "graphs.json", "target.csv"
 
 
 def is_graph_json_dir(directory) -> bool:
-    """True when ``directory`` holds ``graphs.json`` and ``target.csv``."""
+    """True when ``directory`` holds ``graphs.json`` and ``target.csv``.
+
+    Example:
+        >>> import os, tempfile
+        >>> d = tempfile.mkdtemp()
+        >>> is_graph_json_dir(d)
+        False
+        >>> for f in ("graphs.json", "target.csv"): open(os.path.join(d, f), "w").close()
+        >>> is_graph_json_dir(d)
+        True
+    """
     return all(os.path.isfile(os.path.join(directory, f)) for f in (GRAPHS_FILE, TARGET_FILE))
 
 

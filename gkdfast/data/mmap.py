@@ -51,7 +51,15 @@ EXTRA_PREFIX = "extra__"  # a per-node tensor extra's array name (mmap .npy file
 
 
 def is_mmap_dir(path) -> bool:
-    """True when ``path`` is a directory holding a ``meta.json`` of this layout."""
+    """True when ``path`` is a directory holding a ``meta.json`` of this layout.
+
+    Example:
+        >>> import os, tempfile
+        >>> from gkdfast.data import csbm
+        >>> path = save_mmap(csbm(num_nodes=100), os.path.join(tempfile.mkdtemp(), "g"))
+        >>> is_mmap_dir(path), is_mmap_dir(os.path.dirname(path))
+        (True, False)
+    """
     meta = os.path.join(os.fspath(path), "meta.json")
     if not os.path.isfile(meta):
         return False

@@ -42,7 +42,16 @@ _LABEL_COLS = ("page_type", "mature", "ml_target", "target", "label")
 
 
 def musae_prefixes(directory) -> list:
-    """Dataset prefixes with an ``<prefix>edges.csv`` in ``directory``."""
+    """Dataset prefixes with an ``<prefix>edges.csv`` in ``directory``.
+
+    Example:
+        >>> import os, tempfile
+        >>> d = tempfile.mkdtemp()
+        >>> for f in ("musae_git_edges.csv", "musae_git_target.csv", "ENGB_edges.csv"):
+        ...     open(os.path.join(d, f), "w").close()
+        >>> musae_prefixes(d)
+        ['ENGB_', 'musae_git_']
+    """
     return sorted(os.path.basename(p)[:-len("edges.csv")] for p in glob.glob(os.path.join(directory, "*edges.csv")))
 
 

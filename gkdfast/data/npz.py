@@ -80,7 +80,21 @@ def _reading(path):
 
 
 def npz_kind(path) -> str:
-    """``"npz"`` (our bundle), ``"gnn-benchmark"``, or raises ValueError (e.g. a split-only file)."""
+    """``"npz"`` (our bundle), ``"gnn-benchmark"``, or raises ValueError (e.g. a split-only file).
+
+    Example:
+        >>> import os, tempfile
+        >>> import numpy as np
+        >>> from gkdfast.data import csbm
+        >>> d = tempfile.mkdtemp()
+        >>> save_npz(csbm(num_nodes=50), os.path.join(d, "g.npz"))
+        >>> npz_kind(os.path.join(d, "g.npz"))
+        'npz'
+        >>> adj = dict(adj_data=np.ones(1), adj_indices=np.zeros(1), adj_indptr=np.array([0, 1]))  # a CSR matrix
+        >>> np.savez(os.path.join(d, "a.npz"), **adj)
+        >>> npz_kind(os.path.join(d, "a.npz"))
+        'gnn-benchmark'
+    """
     with _open(path) as f:
         keys = set(f.files)
     if "edge_index" in keys:

@@ -45,6 +45,17 @@ def _raw_dir(root):
 
 
 def is_ogb_dir(root) -> bool:
+    """True when ``root`` (or its ``raw/`` folder) holds the edge file ``edge.csv.gz`` or ``edge.csv``.
+
+    Example:
+        >>> import os, tempfile
+        >>> root = tempfile.mkdtemp()
+        >>> is_ogb_dir(root)
+        False
+        >>> os.mkdir(os.path.join(root, "raw")); open(os.path.join(root, "raw", "edge.csv.gz"), "w").close()
+        >>> is_ogb_dir(root)
+        True
+    """
     return _find(_raw_dir(os.fspath(root)), "edge") is not None
 
 

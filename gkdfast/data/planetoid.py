@@ -71,7 +71,15 @@ def _load_pickle(path):
 
 
 def planetoid_names(directory) -> list:
-    """Dataset names with an ``ind.<name>.graph`` file in ``directory`` (sorted)."""
+    """Dataset names with an ``ind.<name>.graph`` file in ``directory`` (sorted).
+
+    Example:
+        >>> import os, tempfile
+        >>> d = tempfile.mkdtemp()
+        >>> for f in ("ind.cora.graph", "ind.cora.x", "ind.citeseer.graph"): open(os.path.join(d, f), "w").close()
+        >>> planetoid_names(d)
+        ['citeseer', 'cora']
+    """
     return sorted(os.path.basename(p)[4:-6] for p in glob.glob(os.path.join(os.fspath(directory), "ind.*.graph")))
 
 

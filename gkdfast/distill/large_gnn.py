@@ -67,7 +67,20 @@ def fit_gnn_student(model: nn.Module, data, recipe, teacher, *, fanouts: Sequenc
     """Trains ``model`` in place by ``recipe`` on sampled batches; returns :func:`fit_sampled`'s stats.
     ``recipe.name == "none"``: cross-entropy on the training nodes alone (the baseline).  ``schedule``:
     :func:`~gkdfast.distill.large.student_schedule`'s (``epochs``, ``patience``, ``batching``).
-    ``checkpoint``: :func:`fit_sampled`'s (a rerun resumes, or returns a finished training at once)."""
+    ``checkpoint``: :func:`fit_sampled`'s (a rerun resumes, or returns a finished training at once).
+    ``teacher``: a :class:`~gkdfast.distill.TeacherOutputs` (``logits`` ``[N, C]``, ``hidden`` ``[N, H]`` or None).
+
+    Example:
+        >>> from gkdfast.data import csbm
+        >>> from gkdfast.distill import TeacherOutputs, recipes
+        >>> d = csbm(num_nodes=200, num_classes=3, feature_dim=8, seed=0)
+        >>> teacher = TeacherOutputs(4.0 * torch.nn.functional.one_hot(d.y, 3).float())  # [N, C] logits
+        >>> stats = fit_gnn_student(gkdfast.nn.SAGE(8, 16, 3), d, recipes.get("glnn", batch_size=64), teacher,
+        ...                         fanouts=(5, 5), schedule={"epochs": 1, "patience": None, "batching": "partition"},
+        ...                         seed=0, progress=False)
+        >>> stats["epochs"], sorted(k for k in stats if k != "history")
+        (1, ['best_epoch', 'best_val_acc', 'epochs', 'nodes_per_s', 'resumed_after_epoch', 'seconds'])
+    """
     from gkdfast.sampling import fit_sampled
 
     if recipe.passes != "joint":
@@ -86,7 +99,17 @@ def fit_gnn_student(model: nn.Module, data, recipe, teacher, *, fanouts: Sequenc
 def gnn_accuracy(model: nn.Module, data, test_idx: Tensor, folder: str, chunk_rows: int,
                  group=None) -> Tuple[float, float]:
     """``(test accuracy, seconds)`` of a GNN by exact layer-wise inference over every node (the rows of
-    ``test_idx`` read from the result), its layer files in ``folder``, deleted afterwards."""
+    ``test_idx`` (``[T]`` node ids) read from the result), its layer files in ``folder``, deleted afterwards.
+
+    Example:
+        >>> import os, tempfile
+        >>> from gkdfast.data import csbm
+        >>> d = csbm(num_nodes=200, num_classes=3, feature_dim=8, seed=0)
+        >>> folder = os.path.join(tempfile.mkdtemp(), "inference")
+        >>> acc, seconds = gnn_accuracy(gkdfast.nn.SAGE(8, 16, 3), d, d.test_mask.nonzero().view(-1), folder, 64)
+        >>> 0.0 <= acc <= 1.0, os.path.exists(folder)  # the layer files are gone
+        (True, False)
+    """
     from gkdfast.nn import layerwise
 
     t0 = time.perf_counter()

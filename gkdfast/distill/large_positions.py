@@ -94,7 +94,17 @@ def positions_path(data, cache_dir: str, settings: dict) -> str:
 
 
 def positions_ready(path: str, n: int, width: int) -> bool:
-    """Whether ``path`` holds a complete ``[n, width]`` float32 matrix (it appears only when whole)."""
+    """Whether ``path`` holds a complete ``[n, width]`` float32 matrix (it appears only when whole).
+
+    Example:
+        >>> import os, tempfile
+        >>> path = os.path.join(tempfile.mkdtemp(), "inputs.f32")
+        >>> positions_ready(path, 3, 2)
+        False
+        >>> torch.zeros(3, 2).numpy().tofile(path)
+        >>> positions_ready(path, 3, 2), positions_ready(path, 3, 4)
+        (True, False)
+    """
     return os.path.exists(path) and os.path.getsize(path) == n * width * 4
 
 
@@ -154,6 +164,18 @@ def position_inputs(data, path: str, settings: dict, *, group=None, log=lambda s
     Returns:
         ``(matrix, computed)``: a private copy-on-write mapping (writing into it never changes the
         file), and whether this call computed it (the first rank's answer, on every rank).
+
+    Example:
+        >>> import tempfile
+        >>> from gkdfast.data import csbm
+        >>> data = csbm(num_nodes=60, num_classes=2, feature_dim=4, seed=0)
+        >>> settings = dict(dim=2, walk_length=4, walks_per_node=1, window=2, negative=2, lr=0.1, seed=0)
+        >>> path = positions_path(data, tempfile.mkdtemp(), settings)
+        >>> x, computed = position_inputs(data, path, settings)
+        >>> x.shape, x.dtype, torch.equal(x[:, :4], data.x), computed
+        (torch.Size([60, 6]), torch.float32, True, True)
+        >>> position_inputs(data, path, settings)[1]  # a second call maps the file
+        False
     """
     n, width = data.num_nodes, data.num_features + settings["dim"]
     folder = os.path.dirname(path)

@@ -76,7 +76,15 @@ def refuse_nonfinite_loss(value: float, who: str) -> None:
 
 def refuse_unmasked_terms(terms, who: str) -> None:
     """Neighbourhood batches hold rows (the in-neighbours) that only LSP's centres may read: one clear
-    error for a term that reads rows beyond its ``labelled`` / ``observed`` masks."""
+    error for a term that reads rows beyond its ``labelled`` / ``observed`` masks.
+
+    Example:
+        >>> from gkdfast.distill import recipes
+        >>> refuse_unmasked_terms(recipes.get("lsp").terms(), "fit_sampled")  # ce and lsp: masked rows only
+        >>> refuse_unmasked_terms(recipes.get("graphmlp").terms(), "fit_sampled")
+        Traceback (most recent call last):
+        ValueError: fit_sampled: term 'ncontrast' reads batch rows beyond its masks, ...
+    """
     unmasked = [t.name for t in terms if not t.masked_rows_only]
     if unmasked:
         raise ValueError(f"{who}: term {unmasked[0]!r} reads batch rows beyond its masks, so on "

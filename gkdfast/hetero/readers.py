@@ -44,13 +44,32 @@ def _type_name(letter: str, target: str) -> str:
 
 
 def is_heco_dir(directory) -> bool:
-    """Whether ``directory`` holds the HeCo layout (labels.npy and at least one ``xyx.npz``)."""
+    """Whether ``directory`` holds the HeCo layout (labels.npy and at least one ``xyx.npz``).
+
+    Example:
+        >>> import os, tempfile
+        >>> d = tempfile.mkdtemp()
+        >>> open(os.path.join(d, "labels.npy"), "w").close()
+        >>> is_heco_dir(d)
+        False
+        >>> open(os.path.join(d, "pap.npz"), "w").close()  # a meta-path file (only the names are checked)
+        >>> is_heco_dir(d), is_magnn_dir(d)
+        (True, False)
+    """
     d = os.fspath(directory)
     return os.path.isfile(os.path.join(d, "labels.npy")) and bool(_metapath_files(d))
 
 
 def is_magnn_dir(directory) -> bool:
-    """Whether ``directory`` holds MAGNN's preprocessed IMDB (adjM.npz + node_types.npy)."""
+    """Whether ``directory`` holds MAGNN's preprocessed IMDB (adjM.npz + node_types.npy).
+
+    Example:
+        >>> import os, tempfile
+        >>> d = tempfile.mkdtemp()
+        >>> for f in ("adjM.npz", "node_types.npy"): open(os.path.join(d, f), "w").close()
+        >>> is_magnn_dir(d), is_heco_dir(d)
+        (True, False)
+    """
     d = os.fspath(directory)
     return all(os.path.isfile(os.path.join(d, f)) for f in ("adjM.npz", "node_types.npy"))
 
@@ -324,7 +343,21 @@ def load_magnn_imdb(path, name: Optional[str] = None) -> HeteroGraph:
 def load_hetero(path, target_type: Optional[str] = None, name: Optional[str] = None,
                 split: Optional[int] = None) -> HeteroGraph:
     """Either layout, told apart by the files (MAGNN: adjM.npz; HeCo: labels.npy + meta-path .npz).
-    ``split``: HeCo's 20 / 40 / 60 labelled nodes per class (default 20); MAGNN ships one split."""
+    ``split``: HeCo's 20 / 40 / 60 labelled nodes per class (default 20); MAGNN ships one split.
+
+    Example:
+        >>> import os, tempfile  # a HeCo folder of 4 papers: labels, paper-author pairs, the PAP meta-path, a split
+        >>> import numpy as np, scipy.sparse as sp
+        >>> d = tempfile.mkdtemp(); f = lambda name: os.path.join(d, name)
+        >>> np.save(f("labels.npy"), np.array([0, 1, 0, 1]))
+        >>> _ = open(f("pa.txt"), "w").write("0 0\\n1 1\\n2 0\\n3 1\\n")
+        >>> sp.save_npz(f("pap.npz"), sp.coo_matrix(np.array([[0, 0, 1, 0], [0, 0, 0, 1], [1, 0, 0, 0], [0, 1, 0, 0]])))
+        >>> for part, ids in (("train", [0, 1]), ("val", [2]), ("test", [3])):
+        ...     np.save(f(f"{part}_20.npy"), np.array(ids))
+        >>> hg = load_hetero(d)
+        >>> hg.target, hg.num_nodes, sorted(hg.metapaths), int(hg.train_mask.sum())
+        ('paper', {'paper': 4, 'author': 2}, ['pap'], 2)
+    """
     if is_magnn_dir(path):
         if target_type is not None and str(target_type).lower() not in ("m", "movie"):
             raise fail(path, f"target_type {target_type!r}: MAGNN's IMDB labels movies only (target 'movie')")

@@ -25,7 +25,15 @@ _NEG_DOMAIN = 0x6E656700
 
 # ------------------------------------------------------------------------------ Philox (scalar)
 def philox4x32_10(counter, key):
-    """Philox-4x32-10 on Python ints: ``counter`` 4 words, ``key`` 2 words -> 4 words."""
+    """Philox-4x32-10 on Python ints: ``counter`` 4 words, ``key`` 2 words -> 4 words.
+
+    Example:
+        >>> words = philox4x32_10((3, 0, 0, _NEG_DOMAIN), (1, 0))
+        >>> len(words), all(0 <= w < 2**32 for w in words)
+        (4, True)
+        >>> list(words) == philox_words(torch.tensor([3]), torch.arange(4), _NEG_DOMAIN, seed=1).tolist()
+        True
+    """
     c0, c1, c2, c3 = counter
     k0, k1 = key
     for _ in range(10):
@@ -36,7 +44,13 @@ def philox4x32_10(counter, key):
 
 
 def negative_index_py(seed: int, row: int, k: int, n: int) -> int:
-    """Negative ``k`` of ``row`` among ``n >= 2`` nodes, exactly as the kernels draw it."""
+    """Negative ``k`` of ``row`` among ``n >= 2`` nodes, exactly as the kernels draw it.
+
+    Example:
+        >>> drawn = [negative_index_py(seed=0, row=5, k=k, n=10) for k in range(3)]
+        >>> drawn == gkdfast.losses.sample_negatives(10, 3, seed=0, rows=torch.tensor([5]))[0].tolist(), 5 in drawn
+        (True, False)
+    """
     seed &= (1 << 64) - 1
     words = philox4x32_10((row & _M32, (row >> 32) & _M32, (k >> 2) & _M32, _NEG_DOMAIN), (seed & _M32, seed >> 32))
     j = (words[k & 3] * (n - 1)) >> 32
@@ -78,7 +92,13 @@ def philox_words(keys: Tensor, draws: Tensor, domain: int, seed: int) -> Tensor:
 
 
 def sample_negatives(rows: Tensor, num_nodes: int, num_negatives: int, seed: int) -> Tensor:
-    """``[R, K]`` int64: the negatives the kernels draw for ``rows`` (vectorised Philox in int64)."""
+    """``[R, K]`` int64: the negatives the kernels draw for ``rows`` (``[R]`` node ids; vectorised Philox in int64).
+
+    Example:
+        >>> neg = sample_negatives(torch.tensor([0, 5]), 10, 3, seed=0)
+        >>> neg.shape, torch.equal(neg, gkdfast.losses.sample_negatives(10, 3, seed=0, rows=torch.tensor([0, 5])))
+        (torch.Size([2, 3]), True)
+    """
     if num_nodes < 2:
         raise ValueError("gkdfast.sample_negatives: need at least 2 nodes")
     seed &= (1 << 64) - 1
@@ -94,7 +114,15 @@ def sample_negatives(rows: Tensor, num_nodes: int, num_negatives: int, seed: int
 def infonce(a: Tensor, c: Tensor, inv_tau: float, pos_offset: int, exclude_self: bool, num_negatives: int,
             seed: int, row_begin: int = 0) -> Tuple[Tensor, Tensor]:
     """Reference of ``torch.ops.gkdfast.infonce`` (see csrc/ops/infonce.h): ``(loss [R], lse [R])`` for
-    anchors ``a [R, d]`` that are the global rows ``[row_begin, row_begin + R)`` of ``c [N, d]``."""
+    anchors ``a [R, d]`` that are the global rows ``[row_begin, row_begin + R)`` of ``c [N, d]``.
+
+    Example:
+        >>> import torch.nn.functional as F
+        >>> _ = torch.manual_seed(0); s, t = torch.randn(6, 4), torch.randn(6, 4)
+        >>> loss, lse = infonce(F.normalize(s), F.normalize(t), 1 / 0.075, 0, False, 0, 0)  # G-CRD, all N
+        >>> loss.shape, torch.allclose(loss.mean(), gkdfast.losses.crd(s, t, tau=0.075))
+        (torch.Size([6]), True)
+    """
     acc = torch.float64 if a.dtype == torch.float64 else torch.float32
     a, c = a.to(acc), c.to(acc)
     r, n = a.size(0), c.size(0)
@@ -119,7 +147,14 @@ def infonce(a: Tensor, c: Tensor, inv_tau: float, pos_offset: int, exclude_self:
 
 def gram_lse(z: Tensor, inv_tau: float, exclude_self: bool) -> Tensor:
     """Reference of ``torch.ops.gkdfast.gram_lse`` (see csrc/ops/gram_lse.h): ``lse [N]`` of the rows of
-    ``inv_tau · z zᵀ`` (diagonal left out when ``exclude_self``), in the accumulation dtype."""
+    ``inv_tau · z zᵀ`` (diagonal left out when ``exclude_self``), in the accumulation dtype.  ``z``: ``[N, d]``.
+
+    Example:
+        >>> z = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+        >>> logits = (2.0 * z @ z.t()).fill_diagonal_(float("-inf"))
+        >>> gram_lse(z, 2.0, exclude_self=True).shape, torch.allclose(gram_lse(z, 2.0, True), logits.logsumexp(1))
+        (torch.Size([3]), True)
+    """
     return infonce(z, z, inv_tau, -1, exclude_self, 0, 0)[1]
 
 
@@ -134,7 +169,16 @@ def _reduce(rows: Tensor, reduction: str) -> Tensor:
 
 def crd(student: Tensor, teacher: Tensor, tau: float = 0.075, num_negatives=None, seed=None,
         symmetric: bool = False, reduction: str = "mean") -> Tensor:
-    """Dense G-CRD: ``mean_i [logsumexp_j (ẑS_i·ẑT_j/τ) − ẑS_i·ẑT_i/τ]`` (sampled: over {i} ∪ negatives)."""
+    """Dense G-CRD: ``mean_i [logsumexp_j (ẑS_i·ẑT_j/τ) − ẑS_i·ẑT_i/τ]`` (sampled: over {i} ∪ negatives).
+    ``student``, ``teacher``: ``[N, d]``; returns a scalar (``[N]`` with ``reduction="none"``).
+
+    Example:
+        >>> _ = torch.manual_seed(0); s, t = torch.randn(8, 4), torch.randn(8, 4)
+        >>> torch.allclose(crd(s, t), gkdfast.losses.crd(s, t))
+        True
+        >>> torch.allclose(crd(s, t, num_negatives=3, seed=1), gkdfast.losses.crd(s, t, num_negatives=3, seed=1))
+        True
+    """
     s = F.normalize(student, dim=1, eps=1e-8)
     t = F.normalize(teacher.to(student.dtype), dim=1, eps=1e-8)
     n = s.size(0)
@@ -161,7 +205,14 @@ def _second_seed(seed: int) -> int:
 
 
 def nt_xent(z1: Tensor, z2: Tensor, tau: float = 0.5, reduction: str = "mean") -> Tensor:
-    """GRACE's loss with full N x N similarity matrices, averaged over both directions."""
+    """GRACE's loss with full N x N similarity matrices, averaged over both directions.  ``z1``, ``z2``:
+    ``[N, d]``; returns a scalar (``[N]`` with ``reduction="none"``).
+
+    Example:
+        >>> _ = torch.manual_seed(0); z1, z2 = torch.randn(8, 4), torch.randn(8, 4)
+        >>> torch.allclose(nt_xent(z1, z2, tau=0.5), gkdfast.losses.nt_xent(z1, z2, tau=0.5))
+        True
+    """
     u = F.normalize(z1, dim=1, eps=1e-8)
     v = F.normalize(z2.to(z1.dtype), dim=1, eps=1e-8)
 
@@ -177,7 +228,17 @@ def nt_xent(z1: Tensor, z2: Tensor, tau: float = 0.5, reduction: str = "mean") -
 
 def gcn_adjacency_power_dense(edge_index: Tensor, num_nodes: int, hops: int, edge_weight=None,
                               dtype=torch.float64) -> Tensor:
-    """Dense ``(D^-1/2 (A+I) D^-1/2)^hops`` with ``A[i, j] = w`` for each edge ``j -> i`` (duplicates add)."""
+    """Dense ``(D^-1/2 (A+I) D^-1/2)^hops`` with ``A[i, j] = w`` for each edge ``j -> i`` (duplicates add).
+    ``edge_index``: ``[2, E]`` (row 0 sources), ``edge_weight``: ``[E]``; returns ``[N, N]``.
+
+    Example:
+        >>> g = gkdfast.Graph(torch.tensor([[0, 1, 1, 2], [1, 0, 2, 1]]))
+        >>> w = gcn_adjacency_power_dense(g.edge_index, 3, hops=2)
+        >>> rowptr, col, val = gkdfast.losses.adjacency_power(g, hops=2)  # the sparse W the kernels use
+        >>> rows = torch.repeat_interleave(torch.arange(3), rowptr.diff())
+        >>> w.shape, torch.allclose(w, torch.zeros(3, 3, dtype=torch.float64).index_put((rows, col), val))
+        (torch.Size([3, 3]), True)
+    """
     a = torch.zeros(num_nodes, num_nodes, dtype=dtype, device=edge_index.device)
     w = torch.ones(edge_index.size(1), dtype=dtype, device=edge_index.device) if edge_weight is None \
         else edge_weight.to(dtype)
@@ -192,7 +253,16 @@ def ncontrast(edge_index: Tensor, num_nodes: int, z: Tensor, tau: float = 1.0, h
               edge_weight=None, reduction: str = "mean", nodes=None) -> Tensor:
     """Dense Graph-MLP neighbour contrastive loss over all N (the definition in docs/ops.md):
     ``−mean_{i∈P} log(Σ_{j≠i} W_ij e^{s_ij} / Σ_{j≠i} e^{s_ij})``, ``s = cos/τ``, ``W = Â^hops``.
-    ``nodes``: a batch (z holds its rows); W becomes the dense ``W[nodes][:, nodes]``."""
+    ``nodes``: a batch (z holds its rows); W becomes the dense ``W[nodes][:, nodes]``.  ``edge_index``:
+    ``[2, E]``; ``z``: ``[N, d]`` (``[B, d]`` with ``nodes [B]``); returns a scalar (``[N]`` with ``"none"``).
+
+    Example:
+        >>> g = gkdfast.Graph(torch.tensor([[0, 1, 1, 2, 2, 3], [1, 0, 2, 1, 3, 2]]))
+        >>> _ = torch.manual_seed(0); z = torch.randn(4, 8)
+        >>> ref = ncontrast(g.edge_index, 4, z, tau=0.5, hops=2)
+        >>> ref.shape, torch.allclose(ref, gkdfast.losses.ncontrast(g, z, tau=0.5, hops=2))
+        (torch.Size([]), True)
+    """
     zn = F.normalize(z, dim=1, eps=1e-8)
     s = zn @ zn.t() / tau
     w = gcn_adjacency_power_dense(edge_index, num_nodes, hops, edge_weight, z.dtype)

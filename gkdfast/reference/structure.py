@@ -21,7 +21,13 @@ __all__ = ["KERNELS", "pair_kernel", "kernel_matrix", "lsp", "gsp", "relation"]
 
 
 def pair_kernel(u: Tensor, v: Tensor, kernel: str, gamma: float = 1.0) -> Tensor:
-    """Row-wise ``k(u[m], v[m])`` for ``[M, d]`` inputs -> ``[M]`` (the kernel table of docs/ops.md)."""
+    """Row-wise ``k(u[m], v[m])`` for ``[M, d]`` inputs -> ``[M]`` (the kernel table of docs/ops.md).
+
+    Example:
+        >>> u, v = torch.tensor([[1.0, 0.0], [1.0, 1.0]]), torch.tensor([[0.0, 1.0], [1.0, 3.0]])
+        >>> pair_kernel(u, v, "linear").tolist(), pair_kernel(u, v, "l2").tolist(), pair_kernel(u, v, "poly").tolist()
+        ([0.0, 4.0], [-2.0, -4.0], [1.0, 25.0])
+    """
     if kernel == "linear":
         return (u * v).sum(-1)
     if kernel == "cosine":
@@ -40,7 +46,17 @@ def pair_kernel(u: Tensor, v: Tensor, kernel: str, gamma: float = 1.0) -> Tensor
 
 
 def kernel_matrix(x: Tensor, kernel: str, gamma: float = 1.0) -> Tensor:
-    """``K[i, j] = k(x_i, x_j)`` as a dense ``[N, N]`` matrix (reference only)."""
+    """``K[i, j] = k(x_i, x_j)`` as a dense ``[N, N]`` matrix (reference only); ``x``: ``[N, d]``.
+
+    Example:
+        >>> x = torch.tensor([[1.0, 0.0], [0.0, 2.0], [1.0, 1.0]])
+        >>> kernel_matrix(x, "linear").tolist()
+        [[1.0, 0.0, 1.0], [0.0, 4.0, 2.0], [1.0, 2.0, 2.0]]
+        >>> i, j = torch.meshgrid(torch.arange(3), torch.arange(3), indexing="ij")
+        >>> k = pair_kernel(x[i.reshape(-1)], x[j.reshape(-1)], "rbf", gamma=0.5).view(3, 3)
+        >>> torch.allclose(kernel_matrix(x, "rbf", gamma=0.5), k)
+        True
+    """
     if kernel in ("linear", "cosine", "poly"):
         if kernel == "cosine":
             x = x / x.norm(dim=-1, keepdim=True).clamp_min(COSINE_EPS)
@@ -78,6 +94,14 @@ def lsp(graph: Graph, student: Tensor, teacher: Tensor, kernel: str = "rbf", gam
 
     For each edge ``e = (j -> i)``: ``x_e = k(h_i, h_j) / tau`` per model, ``alpha = softmax of x over
     i's in-edges``; per node ``KL(alpha^T_i || alpha^S_i)``; ``mean`` over nodes with an in-edge.
+    ``student``: ``[N, d_s]``, ``teacher``: ``[N, d_t]``; returns a scalar (``[N]`` with ``reduction="none"``).
+
+    Example:
+        >>> g = gkdfast.Graph(torch.tensor([[0, 1, 2, 0], [1, 2, 0, 2]]))
+        >>> _ = torch.manual_seed(0); s, t = torch.randn(3, 8), torch.randn(3, 16)
+        >>> ref = lsp(g, s, t, kernel="cosine", tau=0.5)
+        >>> ref.shape, torch.allclose(ref, gkdfast.losses.lsp(g, s, t, kernel="cosine", tau=0.5))
+        (torch.Size([]), True)
     """
     dst, src = graph.dst.long(), graph.col.long()
     n = graph.num_nodes
@@ -103,7 +127,16 @@ def gsp(student: Tensor, teacher: Tensor, kernel: str = "linear", loss: str = "m
     """Global structure preserving loss with dense ``[N, N]`` kernel matrices (memory O(N^2)).
 
     ``mse``: ``(1/N^2) sum_ij (K^S_ij - K^T_ij)^2``; ``kl``: ``(1/N) sum_i KL(softmax(K^T_i/tau) ||
-    softmax(K^S_i/tau))``.
+    softmax(K^S_i/tau))``.  ``student``: ``[N, d_s]``, ``teacher``: ``[N, d_t]``, ``nodes``: ``[B]`` ids
+    or an ``[N]`` mask; returns a scalar.
+
+    Example:
+        >>> _ = torch.manual_seed(0); s, t = torch.randn(6, 4), torch.randn(6, 8)
+        >>> torch.allclose(gsp(s, t), gkdfast.losses.gsp(s, t))
+        True
+        >>> ref = gsp(s, t, kernel="rbf", loss="kl", tau=0.5)  # the dense [N, N] kernel matrices
+        >>> torch.allclose(ref, gkdfast.losses.gsp(s, t, kernel="rbf", loss="kl", tau=0.5))
+        True
     """
     out_dtype = student.dtype
     student, teacher = _acc(student), _acc(teacher, student)
@@ -135,7 +168,18 @@ def gsp_rows(student: Tensor, teacher: Tensor, kernel: str, loss: str, tau: floa
 
 
 def relation(student_blocks: Sequence[Tensor], teacher_blocks: Sequence[Tensor], mode: str = "centroid") -> Tensor:
-    """Relation distillation between K groups of embeddings by explicit loops (see gkdfast.losses.relation)."""
+    """Relation distillation between K groups of embeddings by explicit loops (see gkdfast.losses.relation).
+    Blocks: ``[N_k, d_s]`` (student) and ``[N_k, d_t]`` (teacher), all ``[N, d]`` for ``"gram"``; returns a scalar.
+
+    Example:
+        >>> _ = torch.manual_seed(0)
+        >>> s, t = [torch.randn(5, 8), torch.randn(7, 8)], [torch.randn(5, 16), torch.randn(7, 16)]
+        >>> torch.allclose(relation(s, t), gkdfast.losses.relation(s, t))
+        True
+        >>> s, t = [torch.randn(5, 8), torch.randn(5, 8)], [torch.randn(5, 16), torch.randn(5, 16)]
+        >>> torch.allclose(relation(s, t, mode="gram"), gkdfast.losses.relation(s, t, mode="gram"))
+        True
+    """
     k = len(student_blocks)
     dtype = student_blocks[0].dtype
 
