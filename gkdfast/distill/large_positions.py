@@ -12,16 +12,7 @@ machine, which are idle meanwhile) while the other ranks poll for it, not in a c
 over millions of nodes can outlast a collective's timeout.  A failure on the first rank leaves an
 ``error.txt`` beside the file, which stops the others with its message.  Every rank must see
 ``cache_dir`` (on several machines: a shared file system); the ranks first check they agree on the key.
-
-Example:
-    >>> import tempfile
-    >>> from gkdfast.data import csbm
-    >>> data = csbm(num_nodes=200, num_classes=2, feature_dim=8, seed=0)
-    >>> settings = dict(dim=4, walk_length=5, walks_per_node=1, window=5, negative=5, lr=0.1, seed=0)
-    >>> path = positions_path(data, tempfile.mkdtemp(), settings)
-    >>> x, computed = position_inputs(data, path, settings)
-    >>> x.shape, bool((x[:, :8] == data.x).all()), computed, positions_ready(path, 200, 12)
-    (torch.Size([200, 12]), True, True, True)
+Examples: :func:`position_inputs` and :func:`positions_ready`.
 """
 from __future__ import annotations
 
