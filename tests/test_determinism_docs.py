@@ -21,7 +21,8 @@ def test_docstrings_state_the_exceptions():
 
 def test_readme_qualifies_its_reproducibility_claim():
     section = README.split("### Determinism", 1)[1].split("\n## ", 1)[0]
-    for needle in ("num_negatives=K", "atomicAdd", 'norm="gcn"', "index_add_", "torch.use_deterministic_algorithms(True)"):
+    for needle in ("num_negatives=K", "atomicAdd", 'norm="gcn"', "index_add_",
+                   "torch.use_deterministic_algorithms(True)"):
         assert needle in section, needle
     # The table's "bitwise reproducible" claims point at the section.
     table_rows = [line for line in README.splitlines() if "bitwise reproducible" in line and line.startswith("|")]

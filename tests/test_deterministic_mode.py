@@ -33,7 +33,8 @@ chunked = torch.ops.gkdfast_testing.infonce_sampled_backward_chunked
 
 @contextlib.contextmanager
 def deterministic_algorithms():
-    before, warn_only = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+    before = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
     torch.use_deterministic_algorithms(True)
     try:
         yield
@@ -44,7 +45,8 @@ def deterministic_algorithms():
 def _problem(dtype, n=300, rows=(50, 170), d=16, seed=0):
     gen = torch.Generator().manual_seed(seed)
     c = torch.randn(n, d, generator=gen, dtype=torch.float64).to(dtype)
-    a = (c[rows[0]:rows[1]].double() + 0.1 * torch.randn(rows[1] - rows[0], d, generator=gen, dtype=torch.float64)).to(dtype)
+    noise = 0.1 * torch.randn(rows[1] - rows[0], d, generator=gen, dtype=torch.float64)
+    a = (c[rows[0]:rows[1]].double() + noise).to(dtype)
     return a, c, rows[0]
 
 
@@ -56,7 +58,8 @@ def test_chunked_backward_equals_the_cpu_kernel(dtype, pos_offset, workspace_mb)
     k, seed, inv_tau = 37, 7, 2.0
     loss, lse = torch.ops.gkdfast.infonce(a, c, inv_tau, pos_offset, True, k, seed, r0)
     gen = torch.Generator().manual_seed(1)
-    g, gl = torch.rand(loss.shape, generator=gen, dtype=loss.dtype), torch.rand(loss.shape, generator=gen, dtype=loss.dtype)
+    g = torch.rand(loss.shape, generator=gen, dtype=loss.dtype)
+    gl = torch.rand(loss.shape, generator=gen, dtype=loss.dtype)
     g[3] = gl[3] = 0  # a row without incoming gradient contributes nothing
     gl[5] = 0
     want = torch.ops.gkdfast.infonce_backward(a, c, lse, g, gl, inv_tau, pos_offset, True, k, seed, r0)
@@ -209,8 +212,8 @@ def test_add_rows_in_fixed_order_equals_index_add(shape):
     want = torch.zeros((5,) + shape, dtype=torch.float64).index_add(0, index, src)
     got = add_rows(5, index, src, fixed_order=True)
     torch.testing.assert_close(got, want)
-    (g_src,) = torch.autograd.grad((got * torch.arange(1.0, 6.0, dtype=torch.float64).view((5,) + (1,) * len(shape))).sum(),
-                                   src)
+    row_weights = torch.arange(1.0, 6.0, dtype=torch.float64).view((5,) + (1,) * len(shape))
+    (g_src,) = torch.autograd.grad((got * row_weights).sum(), src)
     torch.testing.assert_close(g_src, torch.arange(1.0, 6.0, dtype=torch.float64)[index].view((6,) + (1,) * len(shape))
                                .expand_as(src))
     assert torch.equal(add_rows(5, index, src.detach()), want.detach())  # CPU default: index_add itself

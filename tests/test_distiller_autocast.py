@@ -129,7 +129,8 @@ def test_cli_autocast_records_the_setting_and_refuses_other_pipelines(tmp_path):
     assert res["autocast"] == "bfloat16" and [row["method"] for row in res["rows"]] == ["teacher", "none", "kd", "gsp"]
     r = run_cli("distill", "--nodes", "500", "--sampled", "--autocast", "fp16", "--out", str(tmp_path / "s"))
     assert r.returncode == 2 and "--autocast: the large-graph pipeline" in r.stderr and "trains in float32" in r.stderr
-    r = run_cli("distill", "--nodes", "500", "--protocol", "published", "--autocast", "bf16", "--out", str(tmp_path / "p"))
+    r = run_cli("distill", "--nodes", "500", "--protocol", "published", "--autocast", "bf16",
+                "--out", str(tmp_path / "p"))
     assert r.returncode == 2 and "--autocast" in r.stderr
     r = run_cli("distill", "--task", "graph", "--autocast", "bf16", "--out", str(tmp_path / "g"))
     assert r.returncode == 2 and "--autocast" in r.stderr and "graph classification" in r.stderr

@@ -176,7 +176,8 @@ def test_distill_sampled_command_under_torchrun_and_its_restart_mid_teacher(tmp_
     assert [s["stage"] for s in res["plain"]["stages"]] == ["teacher", "inference", "student", "baseline", "evaluate"]
     assert [r["test_acc"] for r in res["killed"]["rows"]] == [r["test_acc"] for r in res["plain"]["rows"]]
     assert res["killed"]["stages"][0]["best_epoch"] == res["plain"]["stages"][0]["best_epoch"]
-    assert res["killed"]["stages"][0]["resumed_after_epoch"] == 2 and res["plain"]["stages"][0]["resumed_after_epoch"] == 0
+    assert res["killed"]["stages"][0]["resumed_after_epoch"] == 2
+    assert res["plain"]["stages"][0]["resumed_after_epoch"] == 0
 
 
 def test_layerwise_inference_with_a_group_needs_a_shared_folder():

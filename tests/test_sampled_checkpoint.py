@@ -10,6 +10,7 @@ import torch
 import gkdfast
 from gkdfast.data import csbm
 from gkdfast.distill import checkpoint_file, terms
+from gkdfast.distill.ddp import Dist
 from gkdfast.distill.large import distill_large
 from gkdfast.sampling import fit_sampled
 
@@ -167,6 +168,8 @@ class _FakeRanks:
     def broadcast_object(self, obj):
         self.broadcasts.append(obj)
         return obj if self.is_main else self.sent
+
+    on_main = Dist.on_main
 
 
 def test_a_failed_checkpoint_write_raises_on_every_rank(tmp_path, monkeypatch):

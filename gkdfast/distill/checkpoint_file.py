@@ -132,17 +132,8 @@ def write_checkpoint(path: str, state: dict, ddp=None) -> None:
         return
     state["rng_ranks"] = ddp.all_gather_object({"torch": state["rng_torch"], "cuda": state.get("rng_cuda")})
     state["world_size"] = ddp.world_size
-    error = None
-    if ddp.is_main:
-        try:
-            atomic_write(path, lambda f: save_checkpoint_file(state, f))
-        except Exception as exc:  # every rank must hear of it: the others would wait for the file forever
-            error = exc
-    failed = ddp.broadcast_object(None if error is None else f"{type(error).__name__}: {error}")  # (waits for rank 0)
-    if error is not None:
-        raise error
-    if failed is not None:
-        raise RuntimeError(f"checkpoint {path}: rank 0 could not write it ({failed})")
+    ddp.on_main(lambda: atomic_write(path, lambda f: save_checkpoint_file(state, f)),
+                f"checkpoint {path}: rank 0 could not write it")
 
 
 def read_checkpoint(path: str, who: str, world_size: int = 1) -> Optional[dict]:

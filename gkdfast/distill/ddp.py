@@ -87,6 +87,28 @@ class Dist:
         dist.broadcast_object_list(box, src=self._global(src), group=self.group)
         return box[0]
 
+    def on_main(self, fn, failure: str, error: type = RuntimeError):
+        """Runs ``fn()`` on rank 0 alone and returns its result there (``None`` on the other ranks), which
+        wait for it; if it raises, rank 0 re-raises and every other rank raises ``error("<failure>
+        (<rank 0's exception>)")``, instead of waiting forever for a file or a message.
+
+        Example:
+            >>> # (on rank 0 of an initialised process group; the others get None)
+            >>> group.on_main(lambda: save(path), f"{path}: rank 0 could not write it")  # doctest: +SKIP
+        """
+        result, raised = None, None
+        if self.is_main:
+            try:
+                result = fn()
+            except Exception as exc:
+                raised = exc
+        failed = self.broadcast_object(None if raised is None else f"{type(raised).__name__}: {raised}")
+        if raised is not None:
+            raise raised
+        if failed is not None:
+            raise error(f"{failure} ({failed})")
+        return result
+
     def machines(self) -> List[int]:
         """The machine of every rank, numbered in order of first appearance (rank 0's machine is 0).
 

@@ -26,6 +26,7 @@ import zlib
 from dataclasses import dataclass
 from typing import Optional
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -105,8 +106,9 @@ def hash_edge_weights(h, graph) -> None:
         hash_tensor(h, graph.to_csr_order(weight))
 
 
-def hash_tensor(h, t: Tensor) -> None:
-    """Feeds dtype, shape and every byte of ``t`` into the hashlib object ``h``.
+def hash_tensor(h, t) -> None:
+    """Feeds dtype, shape and every byte of ``t`` (a tensor, or a NumPy array such as a memory-mapped
+    feature matrix) into the hashlib object ``h``.
 
     Example:
         >>> import hashlib
@@ -115,13 +117,17 @@ def hash_tensor(h, t: Tensor) -> None:
         >>> a.hexdigest() == b.hexdigest()                # same values, different dtype
         False
     """
-    t = t.detach().cpu().contiguous()
-    h.update(f"{t.dtype}{tuple(t.shape)}".encode())
-    if not t.numel():
-        return
-    # The bytes are fed straight from the tensor's buffer, in slices: no copy of a large (possibly
+    if isinstance(t, np.ndarray):
+        h.update(f"{t.dtype}{t.shape}".encode())
+        raw = np.ascontiguousarray(t).reshape(-1).view(np.uint8)
+    else:
+        t = t.detach().cpu().contiguous()
+        h.update(f"{t.dtype}{tuple(t.shape)}".encode())
+        if not t.numel():
+            return
+        raw = t.reshape(-1).view(torch.uint8).numpy()
+    # The bytes are fed straight from the buffer, in slices: no copy of a large (possibly
     # memory-mapped) matrix is ever made, only its pages are read.
-    raw = t.reshape(-1).view(torch.uint8).numpy()
     for start in range(0, raw.size, _HASH_BLOCK):
         h.update(raw[start:start + _HASH_BLOCK])
 
@@ -384,16 +390,18 @@ def _read_meta(folder: str) -> dict:
                          f"{folder} to recompute") from None
 
 
-def _check_entry(folder: str) -> None:
-    """Raises a ``ValueError`` naming the folder to delete when ``meta.json`` is damaged or a tensor
-    file's size or checksum disagrees with it (entries written before checksums existed: size only).
-    Each file is read once per process."""
+def _open_entry(folder: str, key: str, cached: bool, check: bool = True) -> TeacherOutputs:
+    """Maps a published entry.  A damaged ``meta.json``, or a tensor file whose size disagrees with it,
+    is a ``ValueError`` naming the folder to delete; with ``check`` (not on a rank that has rank 0's
+    word for it) so is a file whose checksum disagrees (entries written before checksums existed: size
+    only).  Each file's checksum is read once per process."""
     meta = _read_meta(folder)
+    maps = {}
     for name, shape in meta["shapes"].items():
         path = os.path.join(folder, f"{name}.f32")
-        _map(path, shape)  # the size check
+        maps[name] = _map(path, shape)  # (the size check)
         want = (meta.get("crc32") or {}).get(name)
-        if want is None:
+        if not check or want is None:
             continue
         if isinstance(want, int):  # (the first checksummed entries: the whole file's CRC-32)
             want = {"stride": 1, "crc": want}
@@ -404,15 +412,6 @@ def _check_entry(folder: str) -> None:
                 raise ValueError(f"teacher cache: {path} does not match the checksum in its meta.json (damaged "
                                  f"on disk); delete the folder {folder} to recompute")
         _verified(stamp, want)
-
-
-def _open_entry(folder: str, key: str, cached: bool, check: bool = True) -> TeacherOutputs:
-    """Maps a published entry, after :func:`_check_entry` unless ``check`` is off (a rank that has
-    its result from rank 0)."""
-    if check:
-        _check_entry(folder)
-    shapes = _read_meta(folder)["shapes"]
-    maps = {name: _map(os.path.join(folder, f"{name}.f32"), shape) for name, shape in shapes.items()}
     return TeacherOutputs(maps["logits"], maps.get("hidden"), key, cached=cached)
 
 
@@ -580,15 +579,6 @@ def _sharded(teacher: nn.Module, x: Tensor, graph, cache_dir: str, key: str, gro
     else:
         cached = True
     # Rank 0 checks the entry and tells the others (each reading every file would multiply the reads).
-    problem, error = None, None
-    if group.is_main:
-        try:
-            _check_entry(folder)
-        except Exception as exc:  # (any error: the other ranks wait for this broadcast)
-            problem, error = f"{type(exc).__name__}: {exc}", exc
-    problem = group.broadcast_object(problem)
-    if error is not None:
-        raise error
-    if problem is not None:
-        raise ValueError(f"teacher cache: rank 0 could not use the entry {folder} ({problem})")
-    return _open_entry(folder, key, cached=cached, check=False)
+    checked = group.on_main(lambda: _open_entry(folder, key, cached=cached),
+                            f"teacher cache: rank 0 could not use the entry {folder}", ValueError)
+    return checked if checked is not None else _open_entry(folder, key, cached=cached, check=False)

@@ -151,7 +151,8 @@ def crd(student: Tensor, teacher: Tensor, tau: float = 0.075, num_negatives: Opt
             ``symmetric=True`` the student's too) may differ in the last bits between runs, unless
             ``torch.use_deterministic_algorithms(True)`` is on: then a chunked backward whose candidate
             sums are ``index_add_`` (deterministic in that mode) runs instead, bitwise reproducible
-            (its speed on a GPU is not measured yet).  The draws, the forward, the CPU kernels and the exact mode are reproducible.
+            (its speed on a GPU is not measured yet).  The draws, the forward, the CPU kernels and the
+            exact mode are reproducible.
         seed: Philox seed in ``[0, 2**63)``; ``None`` draws one from torch's default generator (so
             ``torch.manual_seed`` makes runs reproducible).  Ignored when the loss is exact.
         symmetric: also contrast teacher anchors against student candidates and average the two

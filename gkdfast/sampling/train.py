@@ -311,13 +311,7 @@ def _run_fingerprint(model: nn.Module, heads: nn.Module, data, pool: Tensor, tea
     h.update(repr((sorted(settings.items()), world)).encode())
     hash_dropout_implementation(h)
     for t in (data.x, data.y, data.train_mask, data.val_mask, data.graph.rowptr, data.graph.col, pool):
-        if isinstance(t, np.ndarray):  # a memory-mapped array: its bytes in blocks, no tensor made
-            h.update(f"{t.dtype}{t.shape}".encode())
-            raw = t.reshape(-1).view(np.uint8)
-            for start in range(0, raw.size, 1 << 24):
-                h.update(raw[start:start + (1 << 24)])
-        else:
-            hash_tensor(h, t)
+        hash_tensor(h, t)  # (a memory-mapped NumPy array too)
     hash_edge_weights(h, data.graph)
     if teacher is not None:
         key = getattr(teacher, "key", None)
