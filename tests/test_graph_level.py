@@ -9,9 +9,9 @@ import torch
 import gkdfast
 from conftest import need_data, run_cli
 from gkdfast.data import load_tu
-from gkdfast.data.batching import GraphLoader, collate, select_graphs, stratified_kfold
+from gkdfast.data.batching import GraphBatch, GraphLoader, collate, select_graphs, stratified_kfold
 from gkdfast.distill.datafree import (BNStatistics, DFADConfig, GraphGenerator, distill_dfad, feature_layout,
-                                      onehot_frequencies)
+                                      onehot_frequencies, size_frequencies)
 from gkdfast.distill.graph_experiment import dfad_generator_for
 from gkdfast.distill.graph_level import GraphTrainConfig, graph_accuracy, train_graph_classifier
 from gkdfast.nn.graph_models import GraphClassifier
@@ -170,6 +170,61 @@ def test_generator_producing_empty_graphs_still_gives_finite_outputs_and_gradien
     gen.zero_grad()
     GraphClassifier("gin", 3, 8, 2, 2).eval()(gen(torch.randn(4, 32))).sum().backward()
     assert gen.feat.weight.grad.abs().sum() > 0
+
+
+def test_sized_generator_keeps_each_graphs_first_nodes_and_their_pairs():
+    torch.manual_seed(0)
+    prior = torch.tensor([0., 0., 1., 0., 2., 0., 1.])  # sizes 2, 4 and 6
+    gen = GraphGenerator(num_nodes=6, onehot_dim=4, cont_dim=1, edge_bias=1.0, size_prior=prior)
+    b = gen(torch.randn(64, 32))
+    sizes = (b.ptr[1:] - b.ptr[:-1]).tolist()
+    assert set(sizes) == {2, 4, 6} and 20 < sizes.count(4) < 44
+    src, dst = b.graph.edge_index
+    assert b.graph.num_edges == sum(s * (s - 1) for s in sizes)  # every ordered pair of a graph, no more
+    owner = torch.repeat_interleave(torch.arange(64), torch.tensor(sizes))
+    assert torch.equal(owner[src], owner[dst]) and bool((src != dst).all())
+    n = b.graph.num_nodes
+    dense = torch.zeros(n, n)
+    dense[dst, src] = b.edge_weight.detach()
+    assert torch.equal(dense, dense.t()) and dense.sum() > 0
+    # each graph gives the model what it gives the same graph alone
+    model = GraphClassifier("gin", 5, 16, 3, 2).eval()
+    out = model(b)
+    for g in (0, 1, 2):
+        lo, hi = int(b.ptr[g]), int(b.ptr[g + 1])
+        keep = (src >= lo) & (src < hi)
+        alone = GraphBatch(gkdfast.Graph(torch.stack([src[keep], dst[keep]]) - lo, hi - lo), b.x[lo:hi],
+                           torch.tensor([0, hi - lo]), None, b.edge_weight[keep])
+        torch.testing.assert_close(model(alone)[0], out[g])
+    out.square().sum().backward()
+    assert gen.adj.weight.grad.abs().sum() > 0 and gen.feat.weight.grad.abs().sum() > 0
+    for bad in (torch.ones(6), torch.tensor([0., 1., 1., 0., 0., 0., 0.]), torch.zeros(7)):
+        with pytest.raises(ValueError, match="size_prior must be"):
+            GraphGenerator(num_nodes=6, onehot_dim=4, size_prior=bad)
+
+
+def test_dfad_size_prior_draws_the_training_graphs_sizes():
+    ds = load_tu(need_data("tu_mutag"))
+    train = torch.arange(0, 188, 2)
+    counts = select_graphs(ds, train).ptr.diff()
+    gen = dfad_generator_for(ds, train, DFADConfig(size_prior=True))
+    assert gen.n == int(torch.quantile(counts.double(), 0.95).ceil())
+    torch.manual_seed(0)
+    drawn = gen.eval()(torch.randn(512, 32)).ptr.diff()
+    assert int(drawn.min()) >= int(counts.min()) and int(drawn.max()) == gen.n
+    assert abs(float(drawn.double().mean() - counts.clamp(max=gen.n).double().mean())) < 1.0
+    assert dfad_generator_for(ds, train, DFADConfig(size_prior=True, max_nodes=12)).n == 12
+    assert dfad_generator_for(ds, train, DFADConfig()).size_prior is None
+    with pytest.raises(ValueError, match="max_nodes"):
+        DFADConfig(size_prior=True, max_nodes=1)
+
+
+def test_size_frequencies_clamps_and_refuses():
+    assert size_frequencies(torch.tensor([1, 2, 7]), 4).tolist() == pytest.approx([0, 0, 2 / 3, 0, 1 / 3])
+    with pytest.raises(ValueError, match="max_nodes must be >= 2"):
+        size_frequencies(torch.tensor([3]), 1)
+    with pytest.raises(ValueError, match="no graph sizes"):
+        size_frequencies(torch.tensor([], dtype=torch.int64), 4)
 
 
 def test_onehot_frequencies_and_their_errors():

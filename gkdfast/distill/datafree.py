@@ -54,7 +54,7 @@ from gkdfast.nn.graph_models import WEIGHTED_CONVS
 
 __all__ = ["GraphGenerator", "DFADConfig", "BNStatistics", "distill_dfad", "check_weighted_conv", "feature_layout",
            "feature_metadata",
-           "onehot_frequencies", "onehot_log_prior", "complete_block_graph", "class_counts"]
+           "onehot_frequencies", "onehot_log_prior", "complete_block_graph", "class_counts", "size_frequencies"]
 
 
 def feature_layout(x: Tensor) -> int:
@@ -118,6 +118,23 @@ def onehot_log_prior(frequencies: Tensor, k: int, owner: str) -> Tensor:
     return torch.log(frequencies.float().clamp_min(1e-4))
 
 
+def size_frequencies(sizes: Tensor, max_nodes: int) -> Tensor:
+    """``[max_nodes + 1]`` share of the graphs with each node count, sizes above ``max_nodes`` counted as
+    ``max_nodes`` and below 2 as 2 (a generated graph needs an edge slot): the size *metadata* of a set of
+    graphs, for :class:`GraphGenerator`'s ``size_prior``.
+
+    Example:
+        >>> size_frequencies(torch.tensor([3, 3, 4, 9]), 5).tolist()
+        [0.0, 0.0, 0.0, 0.5, 0.25, 0.25]
+    """
+    if max_nodes < 2:
+        raise ValueError(f"size_frequencies: max_nodes must be >= 2, got {max_nodes}")
+    sizes = torch.as_tensor(sizes).to(torch.int64).clamp(2, max_nodes)
+    if sizes.numel() == 0:
+        raise ValueError("size_frequencies: no graph sizes given")
+    return torch.bincount(sizes, minlength=max_nodes + 1).float() / sizes.numel()
+
+
 def complete_block_graph(num_graphs: int, n: int, device=None) -> Graph:
     """``num_graphs`` blocks of ``n`` nodes, every ordered pair ``j != i`` of a block an edge, sorted by
     destination (so edge ``e`` of ``edge_index`` is CSR position ``e``).
@@ -147,18 +164,25 @@ class GraphGenerator(nn.Module):
         onehot_prior: optional ``[onehot_dim]`` class frequencies (:func:`onehot_frequencies`); the
             one-hot logits start at their logs (floored at 1e-4), so the first graphs draw feature
             classes in those proportions instead of uniformly.
+        size_prior: optional ``[num_nodes + 1]`` weights over graph sizes (:func:`size_frequencies`):
+            each generated graph then has its own node count drawn from them (``num_nodes`` is the
+            largest; the generator still emits ``num_nodes`` nodes and the batch keeps the first ``s``
+            of each graph with the edges among them).  None: every graph has ``num_nodes`` nodes.
 
     Example:
         >>> gen = GraphGenerator(num_nodes=5, onehot_dim=7)
         >>> b = gen(torch.randn(4, 32))
         >>> b.num_graphs, b.x.shape, b.edge_weight.shape
         (4, torch.Size([20, 7]), torch.Size([80]))
+        >>> sized = GraphGenerator(num_nodes=5, onehot_dim=7, size_prior=torch.tensor([0., 0., 0., 1., 0., 0.]))
+        >>> sized(torch.randn(4, 32)).ptr.tolist()  # every graph 3 nodes
+        [0, 3, 6, 9, 12]
     """
 
     def __init__(self, z_dim: int = 32, num_nodes: int = 20, onehot_dim: int = 7, cont_dim: int = 0,
                  hidden=(64, 128, 256), tau: float = 1.0, edge_bias: float = -2.0,
                  cont_mean: Optional[Tensor] = None, cont_std: Optional[Tensor] = None, num_classes: int = 0,
-                 onehot_prior: Optional[Tensor] = None):
+                 onehot_prior: Optional[Tensor] = None, size_prior: Optional[Tensor] = None):
         super().__init__()
         if num_nodes < 2:
             raise ValueError(f"GraphGenerator: num_nodes must be >= 2, got {num_nodes}")
@@ -178,6 +202,13 @@ class GraphGenerator(nn.Module):
             log_prior = onehot_log_prior(onehot_prior, onehot_dim, "GraphGenerator")
             with torch.no_grad():  # bias of every node's one-hot logits += log-frequency
                 self.feat.bias.view(num_nodes, onehot_dim + cont_dim)[:, :onehot_dim] += log_prior
+        if size_prior is not None:
+            size_prior = torch.as_tensor(size_prior, dtype=torch.float32)
+            if size_prior.shape != (num_nodes + 1,) or not bool((size_prior >= 0).all()) \
+                    or not float(size_prior[2:].sum()) > 0 or float(size_prior[:2].sum()) != 0:
+                raise ValueError(f"GraphGenerator: size_prior must be [{num_nodes + 1}] non-negative weights over "
+                                 f"graph sizes 0..{num_nodes}, zero below 2 nodes and not all zero")
+        self.register_buffer("size_prior", size_prior)
         self.register_buffer("cont_mean", torch.zeros(cont_dim) if cont_mean is None else cont_mean.float())
         self.register_buffer("cont_std", torch.ones(cont_dim) if cont_std is None else cont_std.float())
         self._graph_cache = {}
@@ -225,8 +256,28 @@ class GraphGenerator(nn.Module):
         # Edge (j -> i) of the complete graph, sorted by destination i: entry adj[g, i, j], j != i.
         off = ~torch.eye(n, dtype=torch.bool, device=z.device)
         w = adj[:, off].reshape(-1)  # row-major over (i, j): destination-major, as complete_block_graph
+        if self.size_prior is not None:
+            return self._sized_batch(x, adj[:, off], c)
         ptr = torch.arange(b + 1, device=z.device) * n
         return GraphBatch(self._graph(b, z.device), x, ptr, c, w)
+
+    def _sized_batch(self, x: Tensor, pair_weights: Tensor, c: Optional[Tensor]) -> GraphBatch:
+        """Graph ``g`` keeps its first ``s_g`` nodes (``s_g`` drawn from ``size_prior``) and the pairs among
+        them; ``pair_weights`` ``[B, n (n - 1)]`` in the complete layout's (destination, source) order,
+        which the kept subset preserves, so edge ``e`` stays CSR position ``e``."""
+        b, n, dev = pair_weights.size(0), self.n, x.device
+        sizes = torch.multinomial(self.size_prior, b, replacement=True)
+        local = torch.arange(n, device=dev)
+        keep_node = (local.unsqueeze(0) < sizes.unsqueeze(1)).reshape(-1)
+        dst_local, src_local = (~torch.eye(n, dtype=torch.bool, device=dev)).nonzero(as_tuple=True)
+        keep_pair = (dst_local.unsqueeze(0) < sizes.unsqueeze(1)) & (src_local.unsqueeze(0) < sizes.unsqueeze(1))
+        ptr = torch.cat([sizes.new_zeros(1), sizes.cumsum(0)])
+        graph_of_pair = torch.arange(b, device=dev).unsqueeze(1).expand_as(keep_pair)[keep_pair]
+        start = ptr[graph_of_pair]
+        ei = torch.stack([start + src_local.expand(b, -1)[keep_pair], start + dst_local.expand(b, -1)[keep_pair]])
+        with cache_mode():
+            graph = Graph(ei, int(ptr[-1]), validate=False)
+        return GraphBatch(graph, x[keep_node], ptr, c, pair_weights[keep_pair])
 
 
 @dataclass
@@ -257,6 +308,10 @@ class DFADConfig:
     student_loss: str = "kl"  # "kl": T^2 KL of the softmax outputs at `temperature`; "l1": L1 on logits (plain DFAD)
     temperature: float = 1.0
     onehot_prior: bool = True  # start the one-hot features at the training nodes' class frequencies
+    # True: each generated graph's node count is drawn from the training graphs' sizes (size metadata,
+    # like onehot_prior's frequencies), capped at max_nodes; False: every graph has num_nodes nodes
+    size_prior: bool = False
+    max_nodes: int = 0  # with size_prior: the largest generated graph; 0 = the training sizes' 95th percentile
 
     def __post_init__(self):
         self.validate()
@@ -268,9 +323,11 @@ class DFADConfig:
         # (the generator's BatchNorm needs two graphs per batch and a graph two nodes: refused here, not
         # after the teacher and the other students have trained)
         check_settings("DFAD-GNN", self, ints={"batch_size": 2, "num_nodes": 2, "z_dim": 1, "epochs": 0, "iters": 0,
-                                               "student_steps": 0, "generator_steps": 0},
+                                               "student_steps": 0, "generator_steps": 0, "max_nodes": 0},
                        positive=("lr_student", "lr_generator", "tau", "temperature"),
                        nonnegative=("diversity", "bn_match", "conditional"))
+        if self.max_nodes == 1:
+            raise ValueError("DFAD-GNN: max_nodes must be 0 (the training sizes' 95th percentile) or >= 2, got 1")
         if self.class_proportions is not None:
             p = self.class_proportions
             ok = isinstance(p, (tuple, list)) and len(p) > 0 and all(isinstance(v, (int, float)) for v in p)

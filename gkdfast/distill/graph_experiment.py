@@ -21,7 +21,7 @@ import torch
 
 from gkdfast.data.batching import select_graphs, stratified_kfold
 from gkdfast.distill.datafree import (DFADConfig, GraphGenerator, check_weighted_conv, distill_dfad, feature_metadata,
-                                      onehot_frequencies)
+                                      onehot_frequencies, size_frequencies)
 from gkdfast.distill.gfkd import GFKDConfig, distill_gfkd, gfkd_transfer_set
 from gkdfast.distill.graph_level import (GraphTrainConfig, graph_accuracy, inference_ms_per_1k_nodes,
                                          split_validation, train_graph_classifier)
@@ -85,12 +85,18 @@ def dfad_generator_for(dataset, train_idx, cfg: DFADConfig) -> GraphGenerator:
         >>> g.onehot_dim, g.cont_dim
         (3, 1)
     """
-    x = select_graphs(dataset, train_idx).x
+    train = select_graphs(dataset, train_idx)
+    x = train.x
     k, mean, std = feature_metadata(x)
     prior = onehot_frequencies(x, k) if cfg.onehot_prior and k else None
-    return GraphGenerator(cfg.z_dim, cfg.num_nodes, k, x.size(1) - k, tau=cfg.tau, cont_mean=mean,
+    num_nodes, sizes = cfg.num_nodes, None
+    if cfg.size_prior:
+        counts = train.ptr[1:] - train.ptr[:-1]
+        num_nodes = cfg.max_nodes or max(2, int(torch.quantile(counts.double(), 0.95).ceil()))
+        sizes = size_frequencies(counts, num_nodes)
+    return GraphGenerator(cfg.z_dim, num_nodes, k, x.size(1) - k, tau=cfg.tau, cont_mean=mean,
                           cont_std=std, num_classes=dataset.num_classes if cfg.conditional else 0,
-                          onehot_prior=prior)
+                          onehot_prior=prior, size_prior=sizes)
 
 
 def _row(method, model, accs, seconds, infer):
