@@ -145,3 +145,26 @@ def test_dropout_with_a_drawn_seed_compiles_without_a_graph_break():
     f = torch.compile(lambda t: pd.dropout(t, 0.5), fullgraph=True, backend="eager")
     out = f(torch.ones(64))
     assert bool(((out == 0) | (out == 2)).all())
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_direct_cpu_op_calls_with_half_inputs_name_the_supported_dtypes(dtype):
+    """The CPU kernels take float32 / float64; ATen's generic "not implemented for 'Half'" said neither
+    that nor what to do (the public functions run half on CPU through the reference ops)."""
+    g = gkdfast.Graph(torch.tensor([[1, 0], [0, 1]]), 2)
+    rowptr, col, t = g.rowptr, g.col, g.transpose_csr()
+    x = torch.randn(2, 4, dtype=dtype)
+    calls = {"spmm": lambda: O.spmm(rowptr, col, *t, None, x, "sum"),
+             "sddmm": lambda: O.sddmm(rowptr, col, *t, x, x),
+             "edge_softmax": lambda: O.edge_softmax(rowptr, torch.randn(2, dtype=dtype)),
+             "segment_pool": lambda: O.segment_pool(x, rowptr, "sum")}
+    for name, call in calls.items():
+        with pytest.raises(TypeError, match="takes float32 or float64, got (Half|BFloat16).*reference ops"):
+            call()
+    assert gkdfast.spmm(g, x).dtype == dtype  # the public function still runs it
+
+
+def test_edge_softmax_with_the_wrong_number_of_scores_names_the_scores():
+    rowptr = torch.tensor([0, 3, 7])
+    with pytest.raises(ValueError, match=r"must equal the number of edges \(one per row of scores\), 6"):
+        O.edge_softmax(rowptr, torch.randn(6))

@@ -194,3 +194,10 @@ def test_power_iteration_on_a_cuda_graph_gives_the_cpu_answer():
     assert torch.equal(got[0], want[0]) and not got[0].is_cuda
     torch.testing.assert_close(got[1], want[1], atol=1e-6, rtol=0)
     torch.testing.assert_close(ppr_rows(g.to("cuda"), torch.tensor([1, 2])), ppr_rows(g, torch.tensor([1, 2])))
+
+
+@pytest.mark.parametrize("n", [0, 1])
+def test_topk_ppr_on_a_graph_too_small_for_neighbours_says_so(n):
+    g = gkdfast.Graph(torch.zeros(2, 0, dtype=torch.long), n)
+    with pytest.raises(ValueError, match=f"the graph has {n} node.*need at least 2"):
+        topk_ppr(g, 1)

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <limits>
 
+#include "cpu/cpu_dispatch.h"
 #include "cpu/cpu_kernels.h"
 #include "common/cpu_parallel.h"
 #include "ops/edge_softmax.h"
@@ -20,7 +21,7 @@ at::Tensor edge_softmax_cpu(const at::Tensor& rowptr_in, const at::Tensor& s_in)
   const int64_t n = csr_num_rows(rowptr);
   const int64_t heads = s.dim() == 2 ? s.size(1) : 1;
   auto out = at::empty_like(s);
-  AT_DISPATCH_FLOATING_TYPES(s.scalar_type(), "gkdfast_edge_softmax_cpu", [&] {
+  GKD_DISPATCH_CPU_FLOATS(s.scalar_type(), "gkdfast_edge_softmax_cpu", [&] {
     AT_DISPATCH_INDEX_TYPES(rowptr.scalar_type(), "gkdfast_edge_softmax_cpu_index", [&] {
       const index_t* rp = rowptr.data_ptr<index_t>();
       const scalar_t* sp = s.data_ptr<scalar_t>();
@@ -60,7 +61,7 @@ at::Tensor edge_softmax_backward_cpu(const at::Tensor& rowptr_in, const at::Tens
   const int64_t n = csr_num_rows(rowptr);
   const int64_t heads = y.dim() == 2 ? y.size(1) : 1;
   auto grad = at::empty_like(y);
-  AT_DISPATCH_FLOATING_TYPES(y.scalar_type(), "gkdfast_edge_softmax_backward_cpu", [&] {
+  GKD_DISPATCH_CPU_FLOATS(y.scalar_type(), "gkdfast_edge_softmax_backward_cpu", [&] {
     AT_DISPATCH_INDEX_TYPES(rowptr.scalar_type(), "gkdfast_edge_softmax_backward_cpu_index", [&] {
       const index_t* rp = rowptr.data_ptr<index_t>();
       const scalar_t* yp = y.data_ptr<scalar_t>();

@@ -33,6 +33,7 @@
 #include <cmath>
 #include <vector>
 
+#include "cpu/cpu_dispatch.h"
 #include "cpu/cpu_kernels.h"
 #include "common/pairwise_tiles.h"
 #include "common/similarity_kernels.h"
@@ -531,7 +532,7 @@ std::tuple<at::Tensor, at::Tensor> gsp_tiled_cpu(const at::Tensor& s_in, const a
   const auto t = t_in.detach().contiguous();
   auto per_row = at::zeros({r1 - r0}, s.options());
   auto stats = at::zeros({r1 - r0, 2}, s.options());
-  AT_DISPATCH_FLOATING_TYPES(s.scalar_type(), "gkdfast_gsp_cpu", [&] {
+  GKD_DISPATCH_CPU_FLOATS(s.scalar_type(), "gkdfast_gsp_cpu", [&] {
     gsp_gemm_forward<scalar_t>(s, t, kind, loss, gamma, tau, r0, r1, per_row, stats);
   });
   return {per_row, stats};
@@ -571,7 +572,7 @@ std::tuple<at::Tensor, at::Tensor> gsp_tiled_backward_cpu(const at::Tensor& s_in
   auto grad_s = need_s ? at::zeros_like(s) : at::empty({0}, s.options());
   auto grad_t = need_t ? at::zeros_like(t) : at::empty({0}, t.options());
   if (!need_s && !need_t) return {grad_s, grad_t};
-  AT_DISPATCH_FLOATING_TYPES(s.scalar_type(), "gkdfast_gsp_backward_cpu", [&] {
+  GKD_DISPATCH_CPU_FLOATS(s.scalar_type(), "gkdfast_gsp_backward_cpu", [&] {
     gsp_gemm_backward<scalar_t>(s, t, per_row_n.detach(), stats_n.detach(), grad_n.detach(), kind, loss, gamma, tau,
                                 need_s, need_t, r0, r1, grad_s, grad_t);
   });

@@ -2,6 +2,7 @@
 // pairs are evaluated one by one (the dot-product kernels use the GEMM tiles of gsp_cpu.cpp).
 // Row blocks run in parallel and own their output rows (deterministic, no atomics).  The backward
 // coefficients are those derived in gsp_cpu.cpp's header comment.
+#include "cpu/cpu_dispatch.h"
 #include "cpu/gsp_pairwise_cpu.h"
 
 #include <ATen/core/Tensor.h>
@@ -89,7 +90,7 @@ std::tuple<at::Tensor, at::Tensor> gsp_direct_cpu(const at::Tensor& s_in, const 
   auto per_row = at::zeros({r1 - r0}, s.options());
   auto stats = at::zeros({r1 - r0, 2}, s.options());
   const double inv_tau = 1.0 / tau;
-  AT_DISPATCH_FLOATING_TYPES(s.scalar_type(), "gkdfast_gsp_cpu", [&] {
+  GKD_DISPATCH_CPU_FLOATS(s.scalar_type(), "gkdfast_gsp_cpu", [&] {
     using T = scalar_t;
     const Side<T> S(s, kind), Tt(t, kind);
     T* pr = per_row.data_ptr<T>();
@@ -147,7 +148,7 @@ std::tuple<at::Tensor, at::Tensor> gsp_direct_backward_cpu(const at::Tensor& s_i
   if (!need_s && !need_t) return {grad_s, grad_t};
   const double inv_tau = 1.0 / tau;
   const bool gemm = kernel_is_gemm_friendly(kind);
-  AT_DISPATCH_FLOATING_TYPES(s.scalar_type(), "gkdfast_gsp_backward_cpu", [&] {
+  GKD_DISPATCH_CPU_FLOATS(s.scalar_type(), "gkdfast_gsp_backward_cpu", [&] {
     using T = scalar_t;
     const Side<T> S(s, kind), Tt(t, kind);
     const double* kl = per_row.data_ptr<double>();

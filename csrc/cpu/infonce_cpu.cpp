@@ -18,6 +18,7 @@
 #include <vector>
 #include <limits>
 
+#include "cpu/cpu_dispatch.h"
 #include "cpu/cpu_kernels.h"
 #include "common/cpu_vec.h"
 #include "common/online_softmax.h"
@@ -137,7 +138,7 @@ std::tuple<at::Tensor, at::Tensor> infonce_cpu(const at::Tensor& a_in, const at:
   const auto a = a_in.contiguous(), c = c_in.contiguous();
   const int64_t n = a.size(0), n_c = c.size(0), d = a.size(1);
   auto loss = at::empty({n}, a.options()), lse = at::empty({n}, a.options());
-  AT_DISPATCH_FLOATING_TYPES(a.scalar_type(), "gkdfast_infonce_cpu", [&] {
+  GKD_DISPATCH_CPU_FLOATS(a.scalar_type(), "gkdfast_infonce_cpu", [&] {
     sampled_forward<scalar_t>(a.data_ptr<scalar_t>(), c.data_ptr<scalar_t>(), loss.data_ptr<scalar_t>(),
                               lse.data_ptr<scalar_t>(), n, n_c, row_begin, d, static_cast<scalar_t>(inv_tau),
                               pos_offset == 0,
@@ -161,7 +162,7 @@ std::tuple<at::Tensor, at::Tensor> infonce_backward_cpu(const at::Tensor& a_in, 
   const auto lse = lse_in.to(st).contiguous(), g = g_in.to(st).contiguous(), gl = gl_in.to(st).contiguous();
   const int64_t n = a.size(0), n_c = c.size(0), d = a.size(1);
   auto da = at::empty_like(a), dc = at::empty_like(c);
-  AT_DISPATCH_FLOATING_TYPES(st, "gkdfast_infonce_backward_cpu", [&] {
+  GKD_DISPATCH_CPU_FLOATS(st, "gkdfast_infonce_backward_cpu", [&] {
     sampled_backward<scalar_t>(a.data_ptr<scalar_t>(), c.data_ptr<scalar_t>(), lse.data_ptr<scalar_t>(),
                                g.data_ptr<scalar_t>(), gl.data_ptr<scalar_t>(), da.data_ptr<scalar_t>(),
                                dc.data_ptr<scalar_t>(), n, n_c, row_begin, d, static_cast<scalar_t>(inv_tau),

@@ -15,6 +15,7 @@
 #include <limits>
 
 #include "common/cdf_buckets.h"
+#include "cpu/cpu_dispatch.h"
 #include "cpu/cpu_kernels.h"
 #include "ops/inverse_cdf.h"
 
@@ -54,7 +55,7 @@ at::Tensor cdf_guide_cpu(const at::Tensor& cdf_in, int64_t num_buckets) {
     return guide;
   }
   std::atomic<int64_t> first_bad{std::numeric_limits<int64_t>::max()};
-  AT_DISPATCH_FLOATING_TYPES(cdf.scalar_type(), "gkdfast_cdf_guide_cpu", [&] {
+  GKD_DISPATCH_CPU_FLOATS(cdf.scalar_type(), "gkdfast_cdf_guide_cpu", [&] {
     const scalar_t* c = cdf.data_ptr<scalar_t>();
     const CdfBuckets bk = cdf_buckets_of(c, n, num_buckets);
     // Entry i owns the buckets (bucket(cdf[i-1]), bucket(cdf[i])]: disjoint ranges for a sorted cdf, no
@@ -92,7 +93,7 @@ at::Tensor cdf_search_cpu(const at::Tensor& cdf_in, const at::Tensor& guide_in, 
   }
   const int64_t num_buckets = guide.numel() - 1;
   const int64_t* g = guide.data_ptr<int64_t>();
-  AT_DISPATCH_FLOATING_TYPES(cdf.scalar_type(), "gkdfast_cdf_search_cpu", [&] {
+  GKD_DISPATCH_CPU_FLOATS(cdf.scalar_type(), "gkdfast_cdf_search_cpu", [&] {
     const scalar_t* c = cdf.data_ptr<scalar_t>();
     const scalar_t* v = values.data_ptr<scalar_t>();
     const CdfBuckets bk = cdf_buckets_of(c, n, num_buckets);

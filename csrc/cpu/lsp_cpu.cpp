@@ -20,6 +20,7 @@
 #include <cmath>
 #include <vector>
 
+#include "cpu/cpu_dispatch.h"
 #include "cpu/cpu_kernels.h"
 #include "common/cpu_parallel.h"
 #include "common/cpu_vec.h"
@@ -103,7 +104,7 @@ std::tuple<at::Tensor, at::Tensor> lsp_cpu(const at::Tensor& rowptr_in, const at
   auto lse = at::zeros({n, 2}, s.options().dtype(at::kDouble));
   const auto sn = row_sq_norms(s, kind), tn = row_sq_norms(t, kind);
   const double inv_tau = 1.0 / tau;
-  AT_DISPATCH_FLOATING_TYPES(s.scalar_type(), "gkdfast_lsp_cpu", [&] {
+  GKD_DISPATCH_CPU_FLOATS(s.scalar_type(), "gkdfast_lsp_cpu", [&] {
     AT_DISPATCH_INDEX_TYPES(col.scalar_type(), "gkdfast_lsp_cpu_index", [&] {
       const index_t* rp = rowptr.data_ptr<index_t>();
       const index_t* cl = col.data_ptr<index_t>();
@@ -156,7 +157,7 @@ std::tuple<at::Tensor, at::Tensor> lsp_backward_cpu(
   auto coef_t = at::empty({need_t ? num_e : 0, 2}, s.options());
   const auto sn = row_sq_norms(s, kind), tn = row_sq_norms(t, kind);
   const double inv_tau = 1.0 / tau;
-  AT_DISPATCH_FLOATING_TYPES(s.scalar_type(), "gkdfast_lsp_backward_cpu", [&] {
+  GKD_DISPATCH_CPU_FLOATS(s.scalar_type(), "gkdfast_lsp_backward_cpu", [&] {
     AT_DISPATCH_INDEX_TYPES(col.scalar_type(), "gkdfast_lsp_backward_cpu_index", [&] {
       using T = scalar_t;
       const index_t* rp = rowptr.data_ptr<index_t>();

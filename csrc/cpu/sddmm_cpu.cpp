@@ -4,6 +4,7 @@
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
 
+#include "cpu/cpu_dispatch.h"
 #include "cpu/cpu_kernels.h"
 #include "common/cpu_parallel.h"
 #include "common/cpu_vec.h"
@@ -21,7 +22,7 @@ at::Tensor sddmm_cpu(const at::Tensor& rowptr_in, const at::Tensor& col_in, cons
   const auto b = b_in.contiguous();
   const int64_t n = csr_num_rows(rowptr), d = a.size(1);
   auto out = at::empty({col.size(0)}, a.options());
-  AT_DISPATCH_FLOATING_TYPES(a.scalar_type(), "gkdfast_sddmm_cpu", [&] {
+  GKD_DISPATCH_CPU_FLOATS(a.scalar_type(), "gkdfast_sddmm_cpu", [&] {
     AT_DISPATCH_INDEX_TYPES(col.scalar_type(), "gkdfast_sddmm_cpu_index", [&] {
       const index_t* rp = rowptr.data_ptr<index_t>();
       const index_t* cl = col.data_ptr<index_t>();

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "common/cpu_vec.h"
+#include "cpu/cpu_dispatch.h"
 #include "cpu/cpu_kernels.h"
 #include "ops/segment_pool.h"
 
@@ -29,7 +30,7 @@ std::tuple<at::Tensor, at::Tensor> segment_pool_cpu(const at::Tensor& x_in, cons
   const PoolReduce reduce = c.reduce;
   const int64_t b = c.segments, d = c.d, n = c.in.size(0);
   const int64_t* pp = c.ptr.data_ptr<int64_t>();
-  AT_DISPATCH_FLOATING_TYPES(c.in.scalar_type(), "gkdfast_segment_pool_cpu", [&] {
+  GKD_DISPATCH_CPU_FLOATS(c.in.scalar_type(), "gkdfast_segment_pool_cpu", [&] {
     const scalar_t* xp = c.in.data_ptr<scalar_t>();
     scalar_t* op = c.out.data_ptr<scalar_t>();
     int64_t* ap = reduce == PoolReduce::Max ? c.arg.data_ptr<int64_t>() : nullptr;
@@ -77,7 +78,7 @@ at::Tensor segment_pool_backward_cpu(const at::Tensor& ptr_in, const at::Tensor&
   const PoolReduce reduce = c.reduce;
   const int64_t b = c.segments, d = c.d;
   const int64_t* pp = c.ptr.data_ptr<int64_t>();
-  AT_DISPATCH_FLOATING_TYPES(c.in.scalar_type(), "gkdfast_segment_pool_backward_cpu", [&] {
+  GKD_DISPATCH_CPU_FLOATS(c.in.scalar_type(), "gkdfast_segment_pool_backward_cpu", [&] {
     const scalar_t* gp = c.in.data_ptr<scalar_t>();
     scalar_t* xp = c.out.data_ptr<scalar_t>();
     const int64_t* ap = reduce == PoolReduce::Max ? c.arg.data_ptr<int64_t>() : nullptr;

@@ -8,6 +8,7 @@
 #include <ATen/ops/empty.h>
 #include <ATen/ops/zeros.h>
 
+#include "cpu/cpu_dispatch.h"
 #include "cpu/cpu_kernels.h"
 #include "common/cpu_parallel.h"
 #include "common/cpu_vec.h"
@@ -120,7 +121,7 @@ std::tuple<at::Tensor, at::Tensor> spmm_cpu(const at::Tensor& rowptr_in, const a
   auto out = at::empty({n, d}, x.options());
   auto arg = reduce_has_arg(reduce) ? at::empty({n, d}, x.options().dtype(at::kLong))
                                     : at::empty({0}, x.options().dtype(at::kLong));
-  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "gkdfast_spmm_cpu", [&] {
+  GKD_DISPATCH_CPU_FLOATS(x.scalar_type(), "gkdfast_spmm_cpu", [&] {
     AT_DISPATCH_INDEX_TYPES(col.scalar_type(), "gkdfast_spmm_cpu_index", [&] {
       spmm_rows<scalar_t, index_t>(rowptr.data_ptr<index_t>(), col.data_ptr<index_t>(),
                                    weight.defined() ? weight.data_ptr<scalar_t>() : nullptr,
@@ -154,7 +155,7 @@ std::tuple<at::Tensor, at::Tensor> spmm_arg_backward_cpu(
   const auto t_rowptr = t_rowptr_in.contiguous();
   const auto t_col = t_col_in.contiguous();
   const auto t_eid = t_eid_in.contiguous().to(col.scalar_type());
-  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "gkdfast_spmm_arg_backward_cpu", [&] {
+  GKD_DISPATCH_CPU_FLOATS(x.scalar_type(), "gkdfast_spmm_arg_backward_cpu", [&] {
     AT_DISPATCH_INDEX_TYPES(col.scalar_type(), "gkdfast_spmm_arg_backward_cpu_index", [&] {
       const index_t* rp = rowptr.data_ptr<index_t>();
       const index_t* cl = col.data_ptr<index_t>();

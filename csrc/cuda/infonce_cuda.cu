@@ -199,8 +199,10 @@ at::Tensor sample_negatives_cuda(const at::Tensor& rows_in, int64_t num_nodes, i
   check_cuda(rows_in, "sample_negatives");
   c10::cuda::CUDAGuard guard(rows_in.device());
   const auto rows = rows_in.contiguous();
-  if (rows.numel()) {
-    TORCH_CHECK(rows.min().item<int64_t>() >= 0 && rows.max().item<int64_t>() < num_nodes,
+  if (rows.numel()) {  // one sync for both bounds
+    const auto [lo, hi] = at::aminmax(rows);
+    const at::Tensor host = at::stack({lo, hi}).cpu();
+    TORCH_CHECK(host.data_ptr<int64_t>()[0] >= 0 && host.data_ptr<int64_t>()[1] < num_nodes,
                 "gkdfast.sample_negatives: rows out of range [0, ", num_nodes, ")");
   }
   const int64_t r = rows.size(0);

@@ -62,14 +62,15 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> run(const at::Tensor& rowptr, con
         reinterpret_cast<unsigned long long*>(bad.data_ptr<int64_t>()));
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   }
-  const int64_t first_bad = bad.item<int64_t>();  // one sync; a bad seed fails before any output
+  at::Tensor out_rowptr = at::zeros({s_count + 1}, long_opts);
+  if (s_count > 0) out_rowptr.slice(0, 1).copy_(counts.cumsum(0));
+  // one sync for both: the first bad seed (a bad seed fails before any output) and the sample count
+  const at::Tensor host = at::cat({bad, out_rowptr.slice(0, s_count)}).cpu();
+  const int64_t first_bad = host.data_ptr<int64_t>()[0], nnz = host.data_ptr<int64_t>()[1];
   if (first_bad != std::numeric_limits<int64_t>::max()) {
     const int64_t value = seeds[first_bad].item<int64_t>();
     TORCH_CHECK_INDEX(false, "gkdfast.sample_neighbors: seed node ", value, " is out of range [0, ", n, ")");
   }
-  at::Tensor out_rowptr = at::zeros({s_count + 1}, long_opts);
-  if (s_count > 0) out_rowptr.slice(0, 1).copy_(counts.cumsum(0));
-  const int64_t nnz = out_rowptr[s_count].item<int64_t>();
   at::Tensor out_col = at::empty({nnz}, col.options());
   at::Tensor out_eid = at::empty({nnz}, col.options());
   if (s_count > 0 && nnz > 0) {

@@ -153,7 +153,12 @@ int64_t first_bad(int64_t n, F bad) {
 }
 
 // What a rowptr's last entry counts: a graph's edges, or for a pooling `ptr` the rows of x.
-const char* counted(const char* what) { return std::strcmp(what, "ptr") == 0 ? "rows of x" : "edges"; }
+// what a rowptr's last entry counts, by the caller's name for it ("scores' graph": edge_softmax, whose
+// edge count is the length of its scores)
+const char* counted(const char* what) {
+  if (std::strcmp(what, "ptr") == 0) return "rows of x";
+  return std::strcmp(what, "scores' graph") == 0 ? "edges (one per row of scores)" : "edges";
+}
 
 // ------------------------------------------------------------------ CPU passes
 template <typename index_t>

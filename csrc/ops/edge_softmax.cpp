@@ -12,7 +12,7 @@ void check_edge_scores(const at::Tensor& rowptr, const at::Tensor& s, const char
   TORCH_CHECK_VALUE(s.device() == rowptr.device(), "gkdfast.", op, ": ", name, " is on ", s.device(),
                     " but the graph is on ", rowptr.device());
   // rowptr must run from 0 to exactly s.size(0), never decreasing: the kernels write s's rows by it.
-  validate_rowptr(rowptr, s.size(0), op, "graph");
+  validate_rowptr(rowptr, s.size(0), op, "scores' graph");
 }
 
 void check_edge_softmax_grad(const at::Tensor& y, const at::Tensor& g) {

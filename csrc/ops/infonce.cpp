@@ -154,10 +154,12 @@ std::tuple<at::Tensor, at::Tensor> infonce_tiled_backward(const at::Tensor& a_in
       ops.softmax_weights(tile, lse.narrow(0, i0, bi), g_p.narrow(0, i0, bi), at::Tensor(), at::Tensor(),
                           row_begin + i0, j0, exclude_self);
       if (pos_idx.defined()) {
+        // zero each row's positive column where it falls in this tile; gather / where / scatter rather
+        // than masked_select, whose data-dependent size would synchronise a GPU twice per tile
         const at::Tensor col = pos_idx.narrow(0, i0, bi) - j0;
-        const at::Tensor in = (col >= 0).logical_and_(col < bj);
-        const at::Tensor rows = at::arange(bi, col.options()).masked_select(in);
-        tile.index_put_({rows, col.masked_select(in)}, at::zeros({}, tile.options()));
+        const at::Tensor in = (col >= 0).logical_and_(col < bj).unsqueeze(1);
+        const at::Tensor cc = col.clamp(0, bj - 1).unsqueeze(1);
+        tile.scatter_(1, cc, at::where(in, at::zeros({}, tile.options()), tile.gather(1, cc)));
         others.narrow(0, i0, bi).add_(tile.sum(at::IntArrayRef{1}, false, at::kDouble));
       }
       dai.addmm_(tile, cj);

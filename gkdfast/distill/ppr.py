@@ -66,6 +66,9 @@ def topk_ppr(graph, k: int, alpha: float = 0.15, eps: Optional[float] = None, bl
         [1, 0]
     """
     n = graph.num_nodes
+    if n < 2:
+        raise ValueError(f"topk_ppr: the graph has {n} node{'' if n == 1 else 's'}; top-k PPR neighbours need at "
+                         "least 2")
     if not isinstance(k, int) or not 1 <= k < n:
         raise ValueError(f"topk_ppr: k must be an int in [1, {n - 1}], got {k!r}")
     if not 0.0 < float(alpha) < 1.0:
