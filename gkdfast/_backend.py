@@ -51,6 +51,12 @@ _WARNED = False
 
 def _load():
     global _C, _LOAD_ERROR
+    import importlib.util
+
+    if importlib.util.find_spec("gkdfast._C") is None:  # (the import below would blame a circular import)
+        folder = os.path.dirname(os.path.abspath(__file__))
+        _LOAD_ERROR = f"no compiled gkdfast._C in {folder} (the extension was not built or not installed there)"
+        return
     try:
         from gkdfast import _C as module  # noqa: F401  (runs the static operator registrations)
 
@@ -75,8 +81,25 @@ def _warn_once():
         warnings.warn(
             "gkdfast: the native extension gkdfast._C could not be loaded, so every op runs on the pure-PyTorch "
             f"reference backend (correct but slower, and pairwise losses use more memory). Reason: {_LOAD_ERROR}. "
-            "Rebuild with `pip install --no-build-isolation -e .`.",
-            RuntimeWarning, stacklevel=3)
+            "Build it against the installed torch: `pip install --no-build-isolation -e .` in a source checkout, "
+            "or `pip install --no-build-isolation <sdist or folder>` (README, \"Installing into your own "
+            "environment\").",
+            RuntimeWarning, stacklevel=_caller_stacklevel())
+
+
+def _caller_stacklevel() -> int:
+    """The ``stacklevel`` that points a warning raised while gkdfast is being imported at the first frame
+    outside gkdfast and the import machinery: the user's ``import`` line, not the gkdfast module that
+    happened to import this one."""
+    package = os.path.dirname(os.path.abspath(__file__)) + os.sep
+    frame, level = sys._getframe(1), 1  # level 1: _warn_once, whose caller asked for the warning
+    while frame is not None:
+        name = frame.f_code.co_filename
+        internal = "importlib" in name and "_bootstrap" in name  # frames warnings.warn skips without counting
+        if not (internal or name.startswith(package)):
+            return level
+        frame, level = frame.f_back, level + (not internal)
+    return 2
 
 
 _warn_once()

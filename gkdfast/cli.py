@@ -628,7 +628,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "be among the methods run); on heterogeneous data also the teacher's training: "
                          "teacher.epochs, teacher.patience, teacher.lr, teacher.weight_decay; --task graph: "
                          "kd.*, dfad.* and gfkd.* (GraphTrainConfig, DFADConfig, GFKDConfig fields)")
-    pd.add_argument("--nodes", type=int, help="nodes of the built-in synthetic graph (default 2000; not with --data)")
+    pd.add_argument("--nodes", type=int,
+                    help="nodes of the built-in synthetic graph (default 2000, at least 500; not with --data)")
     _add_shape_flags(pd, ".  Any of --avg-degree/--features/--classes/--homophily switches the built-in graph from the "
                          "small 5-class CSBM to the degree-corrected SBM (gkdfast.data.dcsbm) with --nodes nodes")
     pd.add_argument("--device", help="cpu or cuda (default: cuda when available)")

@@ -1,6 +1,7 @@
-"""The source distribution builds on its own: it carries every kernel source and header, the CMake
-build of the C++ tests and the test suite (without a MANIFEST.in setuptools packed only the .cpp
-files named in ext_modules, so an sdist install failed on the first #include)."""
+"""The source distribution builds on its own and tests itself: it carries every kernel source and header,
+the CMake build of the C++ tests, the test suite and the scripts, benchmarks and docs the tests read
+(without a MANIFEST.in setuptools packed only the .cpp files named in ext_modules, so an sdist install
+failed on the first #include)."""
 import os
 import shutil
 import subprocess
@@ -20,7 +21,8 @@ def _tracked(*paths):
 @pytest.mark.skipif(shutil.which("git") is None or not os.path.isdir(os.path.join(ROOT, ".git")),
                     reason="needs a git checkout to know the tracked files")
 def test_sdist_holds_every_tracked_source_header_and_test(tmp_path):
-    tracked = _tracked("csrc", "tests", "gkdfast", "CMakeLists.txt", "LICENSE", "pyproject.toml", "setup.py")
+    tracked = _tracked("csrc", "tests", "gkdfast", "scripts", "benchmarks", "docs", "README.md", "CMakeLists.txt",
+                       "LICENSE", "pyproject.toml", "setup.py")
     subprocess.run([sys.executable, "setup.py", "-q", "sdist", "-d", str(tmp_path)], cwd=ROOT, check=True,
                    capture_output=True, env={**os.environ, "GKDFAST_CUDA": "0"})
     (archive,) = tmp_path.glob("*.tar.gz")

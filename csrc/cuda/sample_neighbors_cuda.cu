@@ -3,6 +3,7 @@
 // the shared Philox draw (common/neighbor_draw.h).  The same words are drawn as on the CPU, so CPU
 // and CUDA pick bit-identical neighbours; no atomics on the outputs.
 #include <ATen/core/Tensor.h>
+#include <ATen/ops/cat.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/full.h>
 #include <ATen/ops/zeros.h>
