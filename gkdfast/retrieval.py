@@ -44,8 +44,8 @@ def topk_similar(query: Tensor, keys: Tensor, k: int, metric: str = "cosine") ->
         ``query`` and ``keys`` (recomputed from the selected rows; the selection itself is not); on
         CUDA the gradient for ``keys`` adds repeated rows with ``index_add`` (atomics: the last bits
         may vary between runs unless ``torch.use_deterministic_algorithms(True)`` is on).
-        Among equal scores the smaller key index comes first; which of several tied keys fills the
-        last slots is unspecified.
+        Among equal scores the smaller key index comes first, also for the last slots: of several keys
+        tied at the k-th score, the smallest indices are kept (every backend; all-zero key rows tie).
 
     Example:
         >>> teacher = torch.randn(10000, 64); q = torch.randn(5, 64)

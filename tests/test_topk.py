@@ -33,6 +33,25 @@ def test_float64_exact_indices_and_ties_by_index():
     torch.testing.assert_close(vals, torch.ones(1, 3, dtype=torch.float64))
 
 
+@pytest.mark.parametrize("workspace_mb", [None, 0.05])  # 0.05 MiB: several key tiles per query block
+def test_ties_at_the_last_slots_keep_the_smallest_indices_on_every_backend(workspace_mb):
+    """at::topk keeps an arbitrary subset of keys tied at the k-th score: the kernel used to return
+    other neighbours than the reference for all-zero or repeated key rows."""
+    g = torch.Generator().manual_seed(1)
+    keys = torch.randint(-2, 3, (3000, 4), generator=g).double()  # few distinct scores: ties everywhere
+    keys[::7] = 0  # all-zero rows (isolated nodes' embeddings) tie on every score
+    query = torch.randint(-2, 3, (9, 4), generator=g).double()
+    scores = query @ keys.t()
+    with gkdfast.settings.tile_workspace(workspace_mb):
+        for k in (1, 5, 64):
+            vals, idx = topk_similar(query, keys, k, metric="dot")
+            order = torch.sort(scores, dim=1, descending=True, stable=True)[1][:, :k]
+            assert torch.equal(idx, order), k
+            assert torch.equal(vals, scores.gather(1, order))
+        zero_vals, zero_idx = topk_similar(query, torch.zeros(50, 4, dtype=torch.float64), 3)
+        assert zero_idx.tolist() == [[0, 1, 2]] * 9 and not zero_vals.any()
+
+
 def test_values_are_differentiable():
     query, keys = _qk(4, 30, dtype=torch.float64)
     query.requires_grad_()

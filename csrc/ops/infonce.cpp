@@ -15,6 +15,8 @@
 #include <ATen/ops/full_like.h>
 #include <ATen/ops/isneginf.h>
 #include <ATen/ops/mm.h>
+#include <ATen/ops/nan_to_num.h>
+#include <ATen/ops/searchsorted.h>
 #include <ATen/ops/sort.h>
 #include <ATen/ops/topk.h>
 #include <ATen/ops/where.h>
@@ -27,6 +29,25 @@
 
 namespace gkdfast {
 namespace {
+
+// The k best columns of each row of `tile` [rows, cols] (1 <= k <= cols) as (values, column indices in
+// increasing order), ties at the k-th score going to the smaller columns, as the reference's stable sort
+// does.  at::topk alone keeps an arbitrary subset of the tied columns (all-zero key rows tie on every
+// score), so it only supplies each row's k-th score v: a row keeps every column above v and its first
+// (k - that many) columns equal to v, and the r-th kept column is where the running count of kept columns
+// first reaches r.  No sort of the tile, no data-dependent size (no GPU synchronisation), no atomics.
+// NaN scores count as +inf for the choice.
+std::tuple<at::Tensor, at::Tensor> tile_topk_first_ties(const at::Tensor& tile, int64_t k) {
+  const double inf = std::numeric_limits<double>::infinity();
+  const at::Tensor s = at::nan_to_num(tile, inf, inf, -inf);
+  const at::Tensor kth = std::get<0>(at::topk(s, k, 1, /*largest=*/true, /*sorted=*/false)).amin(1, true);
+  const at::Tensor above = s.gt(kth), tied = s.eq(kth);
+  const at::Tensor room = above.sum(1, true).neg_().add_(k);  // slots left for tied columns
+  const at::Tensor kept = above.logical_or_(tied.logical_and_(tied.cumsum(1).le(room))).cumsum(1);
+  const at::Tensor rank = at::arange(1, k + 1, kept.options()).expand({tile.size(0), k}).contiguous();
+  const at::Tensor idx = at::searchsorted(kept, rank);
+  return {tile.gather(1, idx), idx};
+}
 
 }  // namespace
 
@@ -206,7 +227,7 @@ std::tuple<at::Tensor, at::Tensor> topk_similar_tiled(const at::Tensor& query, c
       const at::Tensor tile = at::mm(qi, kk.narrow(0, j0, bj).t());
       // Partial top-k of this tile, merged with the running best and ordered by (score descending,
       // index ascending): sort by index, then a stable sort by score.
-      const auto part = at::topk(tile, std::min(k, bj), 1, /*largest=*/true, /*sorted=*/false);
+      const auto part = tile_topk_first_ties(tile, std::min(k, bj));
       at::Tensor cand_v = at::cat({best_v, std::get<0>(part)}, 1);
       at::Tensor cand_i = at::cat({best_i, std::get<1>(part).add_(j0)}, 1);
       const at::Tensor by_index = std::get<1>(at::sort(cand_i, /*stable=*/true, /*dim=*/1, /*descending=*/false));
