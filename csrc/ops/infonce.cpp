@@ -30,13 +30,12 @@
 namespace gkdfast {
 namespace {
 
-// The k best columns of each row of `tile` [rows, cols] (1 <= k <= cols) as (values, column indices in
+// The k best columns of each row of `tile` [rows, cols] (1 <= k < cols) as (values, column indices in
 // increasing order), ties at the k-th score going to the smaller columns, as the reference's stable sort
 // does.  at::topk alone keeps an arbitrary subset of the tied columns (all-zero key rows tie on every
 // score), so it only supplies each row's k-th score v: a row keeps every column above v and its first
 // (k - that many) columns equal to v, and the r-th kept column is where the running count of kept columns
-// first reaches r.  No sort of the tile, no data-dependent size (no GPU synchronisation), no atomics.
-// NaN scores count as +inf for the choice.
+// first reaches r.  No sort of the tile, no atomics.  NaN scores count as +inf for the choice.
 std::tuple<at::Tensor, at::Tensor> tile_topk_first_ties(const at::Tensor& tile, int64_t k) {
   const double inf = std::numeric_limits<double>::infinity();
   const at::Tensor s = at::nan_to_num(tile, inf, inf, -inf);
@@ -47,6 +46,27 @@ std::tuple<at::Tensor, at::Tensor> tile_topk_first_ties(const at::Tensor& tile, 
   const at::Tensor rank = at::arange(1, k + 1, kept.options()).expand({tile.size(0), k}).contiguous();
   const at::Tensor idx = at::searchsorted(kept, rank);
   return {tile.gather(1, idx), idx};
+}
+
+// at::topk of each row of `tile` (1 <= k <= cols), with ties at the k-th score going to the smaller
+// columns.  One column more than asked shows whether a row has a tie across its k-th slot (its k-th and
+// (k+1)-th scores equal; random scores almost never do); only those rows are redone by
+// tile_topk_first_ties, whose extra passes over the tile would cost 3.5x the GEMM's time on every tile
+// (CPU, d = 64).  Checking for such rows costs one synchronisation per tile on a GPU.
+std::tuple<at::Tensor, at::Tensor> tile_topk(const at::Tensor& tile, int64_t k) {
+  if (k >= tile.size(1)) return at::topk(tile, k, 1, /*largest=*/true, /*sorted=*/false);  // every column
+  const auto top = at::topk(tile, k + 1, 1, /*largest=*/true, /*sorted=*/true);
+  const at::Tensor last = std::get<0>(top).select(1, k - 1), next = std::get<0>(top).select(1, k);
+  const at::Tensor tie = last.eq(next).logical_or_(last.isnan().logical_and_(next.isnan()));
+  at::Tensor values = std::get<0>(top).narrow(1, 0, k).contiguous();
+  at::Tensor indices = std::get<1>(top).narrow(1, 0, k).contiguous();
+  if (tie.any().item<bool>()) {
+    const at::Tensor rows = tie.nonzero().squeeze(1);
+    const auto fixed = tile_topk_first_ties(tile.index_select(0, rows), k);
+    values.index_copy_(0, rows, std::get<0>(fixed));
+    indices.index_copy_(0, rows, std::get<1>(fixed));
+  }
+  return {values, indices};
 }
 
 }  // namespace
@@ -227,7 +247,7 @@ std::tuple<at::Tensor, at::Tensor> topk_similar_tiled(const at::Tensor& query, c
       const at::Tensor tile = at::mm(qi, kk.narrow(0, j0, bj).t());
       // Partial top-k of this tile, merged with the running best and ordered by (score descending,
       // index ascending): sort by index, then a stable sort by score.
-      const auto part = tile_topk_first_ties(tile, std::min(k, bj));
+      const auto part = tile_topk(tile, std::min(k, bj));
       at::Tensor cand_v = at::cat({best_v, std::get<0>(part)}, 1);
       at::Tensor cand_i = at::cat({best_i, std::get<1>(part).add_(j0)}, 1);
       const at::Tensor by_index = std::get<1>(at::sort(cand_i, /*stable=*/true, /*dim=*/1, /*descending=*/false));
