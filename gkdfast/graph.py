@@ -23,6 +23,9 @@ _INDEX_DTYPES = (torch.int32, torch.int64)
 
 def _as_index(t, what: str) -> Tensor:
     if not isinstance(t, Tensor):
+        if hasattr(t, "edge_index") or hasattr(t, "adj_t"):  # a PyG Data / HeteroData-like object
+            raise TypeError(f"gkdfast.Graph: {what} must be a tensor, got {type(t).__name__}; build a graph from "
+                            "a PyG object with gkdfast.Graph.from_pyg(data)")
         try:
             t = torch.as_tensor(t)
         except Exception as exc:  # pragma: no cover - message only
@@ -57,6 +60,10 @@ class Graph:
             :func:`gkdfast.spmm` when no explicit ``edge_weight`` is passed.
 
     Index dtype is kept (int32 stays int32 while ``E < 2**31``), so large graphs use half the memory.
+    An ``edge_index`` already sorted by destination is not copied: ``col`` is a view of its first row, so
+    edit a copy, or build a new Graph, rather than editing that tensor in place afterwards.  Building a
+    Graph validates the indices (it reads them), so under ``torch.compile(fullgraph=True)`` build it
+    outside the compiled function and pass it in.  From PyG: :meth:`Graph.from_pyg`.
 
     Example:
         >>> import torch, gkdfast

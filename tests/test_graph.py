@@ -269,3 +269,23 @@ def test_edge_weight_validation():
         Graph(ei, 2, edge_weight=torch.ones(3))
     with pytest.raises(TypeError, match="floating"):
         Graph(ei, 2, edge_weight=torch.ones(2, dtype=torch.long))
+
+
+def test_a_pyg_object_passed_as_edge_index_points_at_from_pyg():
+    class Data:  # what PyG's Data looks like to the constructor
+        edge_index = torch.tensor([[0, 1], [1, 0]])
+
+    with pytest.raises(TypeError, match=r"gkdfast.Graph.from_pyg\(data\)"):
+        gkdfast.Graph(Data())
+
+
+def test_editing_the_sorted_edge_index_a_graph_shares_is_caught_and_explained():
+    """A destination-sorted edge_index is not copied (col is its first row): an in-place edit of it
+    after the transpose was cached is refused with a message that names the shared edge_index."""
+    e = torch.tensor([[1, 2, 0, 2], [0, 0, 1, 1]])
+    g = gkdfast.Graph(e, 3)
+    s, t = torch.randn(3, 4, requires_grad=True), torch.randn(3, 4)
+    gkdfast.losses.lsp(g, s, t, kernel="linear").backward()
+    e[0, 0] = 2
+    with pytest.raises(ValueError, match="shares its first row as col, so editing that edge_index edits the graph"):
+        gkdfast.losses.lsp(g, s, t, kernel="linear").backward()

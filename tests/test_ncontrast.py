@@ -218,6 +218,18 @@ def test_batch_nodes_errors():
         ncontrast(g, z, nodes=torch.tensor([0, 1, 10]))
     with pytest.raises(TypeError, match="nodes must be a 1-D integer tensor"):
         ncontrast(g, z, nodes=torch.tensor([0.0, 1.0, 2.0]))
+    with pytest.raises(ValueError, match=r"bool nodes mask must have shape \[10\]"):
+        ncontrast(g, z, nodes=torch.ones(3, dtype=torch.bool))
+
+
+def test_batch_nodes_as_a_bool_mask_equal_their_ids():
+    """PyG users hold masks (data.train_mask): the mask is its set positions in increasing order."""
+    _, g = _sym_graph(30, 40, seed=3)
+    mask = torch.zeros(30, dtype=torch.bool)
+    mask[[2, 3, 7, 11, 12, 20, 29]] = True
+    z = _z(int(mask.sum()), seed=1)
+    torch.testing.assert_close(ncontrast(g, z, hops=2, nodes=mask),
+                               ncontrast(g, z, hops=2, nodes=mask.nonzero().squeeze(1)))
 
 
 @pytest.mark.parametrize("hops", [1, 2, 3])

@@ -208,7 +208,8 @@ void transpose_cpu(const index_t* rp, const index_t* cl, const index_t* trp, con
                     " (t_eid must be a permutation of the edges with col[t_eid[k]] == the transposed row of k "
                     "and t_eid[k] inside row t_col[k]); build it with gkdfast.Graph.transpose_csr() of a Graph "
                     "whose rowptr / col were not edited after it was made (a Graph caches its transpose: "
-                    "build a new Graph instead)");
+                    "build a new Graph instead; a Graph made from an edge_index sorted by destination "
+                    "shares its first row as col, so editing that edge_index edits the graph)");
 }
 
 // ------------------------------------------------------------------ ATen passes (any device)
@@ -290,7 +291,8 @@ void validate_transpose(const at::Tensor& rowptr, const at::Tensor& col, const a
     raise_if(ok, op, "the transposed CSR disagrees with the graph (t_eid must be a permutation of the edges "
                      "consistent with col and rowptr); build it with gkdfast.Graph.transpose_csr() of a "
                      "Graph whose rowptr / col were not edited after it was made (a Graph caches its "
-                     "transpose: build a new Graph instead)");
+                     "transpose: build a new Graph instead; a Graph made from an edge_index sorted by "
+                     "destination shares its first row as col, so editing that edge_index edits the graph)");
   } else {
     const auto rp = rowptr.contiguous(), cl = col.contiguous(), trp = t_rowptr.contiguous(),
                tcl = t_col.contiguous(), teid = t_eid.contiguous();

@@ -315,7 +315,8 @@ def _check_hops(hops) -> None:
 
 
 def adjacency_power(graph: Graph, hops: int = 1, max_nnz: int = 50_000_000) -> Tuple[Tensor, Tensor, Tensor]:
-    """Sparse ``W = Â^hops`` with ``Â = D^-1/2 (A+I) D^-1/2`` (``A[i, j] = w`` for each edge ``j -> i``,
+    """Sparse ``W = Â^hops`` with ``Â = D^-1/2 (A+I) D^-1/2`` (``A[i, j] = w`` for each edge ``j -> i``; ``I``
+    is added even where the graph has its own self-loops, which then count twice,
     ``deg_i = 1 + in-weights``, as :func:`gkdfast.spmm` with ``norm="gcn"``), in float64.
 
     Computed by repeated sparse products, never densely; raises ``ValueError`` as soon as a power has
@@ -532,7 +533,8 @@ def ncontrast(graph: Graph, z: Tensor, tau: float = 1.0, hops: int = 1, num_nega
     """Graph-MLP's neighbourhood contrastive loss (Hu et al., 2021), exact or with sampled negatives.
 
     With ``s_ij = cos(z_i, z_j) / τ`` and ``W = Â^hops`` (``Â = D^-1/2 (A+I) D^-1/2``, kept sparse; see
-    :func:`adjacency_power`)::
+    :func:`adjacency_power`; ``I`` is added whatever loops the graph has, as Graph-MLP adds it to its
+    adjacency: a graph that already carries PyG's ``add_self_loops`` counts each loop twice)::
 
         loss = −(1/|P|) Σ_{i∈P} log( Σ_{j≠i} W_ij e^{s_ij} / Σ_{j≠i} e^{s_ij} )
 
@@ -565,8 +567,8 @@ def ncontrast(graph: Graph, z: Tensor, tau: float = 1.0, hops: int = 1, num_nega
             negatives included (``seed=None`` uses rank 0's draw).  ``z`` is all-gathered
             (O(N d)); each rank computes its nodes' positives and their all-N denominator with
             ``infonce``'s row offset.  Every rank must call backward.
-        nodes: optional ``[B]`` node ids of a mini-batch (repeats allowed): ``z`` then holds their
-            rows (``[B, d]``), the positives are the *whole* graph's ``W`` restricted to the batch,
+        nodes: optional ``[B]`` node ids of a mini-batch (repeats allowed), or an ``[N]`` bool mask of
+            them (PyG's ``train_mask``; ids in increasing order): ``z`` then holds their rows (``[B, d]``), the positives are the *whole* graph's ``W`` restricted to the batch,
             ``W[nodes][:, nodes]``, and both sums run over the batch's positions (``j ≠ i`` means
             another position; two positions of one node are positives of weight ``W_vv``).  This is
             Graph-MLP's batch loss without its dense ``Â^hops``, and without the whole sparse one
@@ -654,10 +656,17 @@ def _ncontrast_rows(zn: Tensor, zn_all: Tensor, begin: int, row: Tensor, log_w: 
 
 
 def _check_batch_nodes(nodes, z: Tensor, num_nodes: int, op: str) -> Tensor:
-    """``nodes`` as a 1-D int64 tensor on z's device: B = len(z) ids in [0, num_nodes)."""
+    """``nodes`` as a 1-D int64 tensor on z's device: B = len(z) ids in [0, num_nodes) (a bool ``[num_nodes]``
+    mask gives its set positions)."""
+    if torch.is_tensor(nodes) and nodes.dtype == torch.bool:
+        if nodes.shape != (num_nodes,):
+            raise ValueError(f"gkdfast.losses.{op}: a bool nodes mask must have shape [{num_nodes}] (one entry per "
+                             f"node of the graph), got {list(nodes.shape)}")
+        nodes = nodes.nonzero().squeeze(1)
     if not torch.is_tensor(nodes) or nodes.dim() != 1 or nodes.dtype.is_floating_point or nodes.dtype == torch.bool:
         got = f"{nodes.dtype} {list(nodes.shape)}" if torch.is_tensor(nodes) else type(nodes).__name__
-        raise TypeError(f"gkdfast.losses.{op}: nodes must be a 1-D integer tensor of node ids, got {got}")
+        raise TypeError(f"gkdfast.losses.{op}: nodes must be a 1-D integer tensor of node ids or a bool mask, "
+                        f"got {got}")
     if nodes.numel() != z.size(0):
         raise ValueError(f"gkdfast.losses.{op}: z has {z.size(0)} rows but nodes lists {nodes.numel()} nodes "
                          "(z must hold one row per listed node)")
