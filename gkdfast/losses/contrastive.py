@@ -569,8 +569,9 @@ def ncontrast(graph: Graph, z: Tensor, tau: float = 1.0, hops: int = 1, num_nega
             ``infonce``'s row offset.  Every rank must call backward.
         nodes: optional ``[B]`` node ids of a mini-batch (repeats allowed), or an ``[N]`` bool mask of
             them (PyG's ``train_mask``; ids in increasing order): ``z`` then holds their rows (``[B, d]``),
-            the positives are the *whole* graph's ``W`` restricted to the batch, ``W[nodes][:, nodes]``, and both sums run over the batch's positions (``j ≠ i`` means
-            another position; two positions of one node are positives of weight ``W_vv``).  This is
+            the positives are the *whole* graph's ``W`` restricted to the batch, ``W[nodes][:, nodes]``,
+            and both sums run over the batch's positions (``j ≠ i`` means another position; two
+            positions of one node are positives of weight ``W_vv``).  This is
             Graph-MLP's batch loss without its dense ``Â^hops``, and without the whole sparse one
             either: the batch's block of ``W`` is joined from the graph's CSR on each call (work and
             memory follow the ``hops``-paths that start and end in the batch; ``max_nnz`` does not apply),
