@@ -120,6 +120,9 @@ def _pyg_gather_scatter(ctx: SpmmInputs, reduce: str):
         if reduce == "sum":
             return x.new_zeros(n, d).index_add_(0, dst, msg)
         idx = dst.view(-1, 1).expand(-1, d)
+        if reduce == "mean":  # as torch_geometric.utils.scatter(reduce="mean"): a sum and a count, then divide
+            count = x.new_zeros(n).scatter_add_(0, dst, x.new_ones(dst.numel())).clamp_(min=1)
+            return x.new_zeros(n, d).scatter_add_(0, idx, msg) / count.unsqueeze(1)
         return x.new_zeros(n, d).scatter_reduce_(0, idx, msg, _TORCH_REDUCE[reduce], include_self=False)
 
     return run

@@ -19,6 +19,8 @@ from typing import Callable, Dict, Iterable, List, Optional, Sequence
 
 import torch
 
+import gkdfast
+
 
 def time_fn(fn: Callable[[], object], repeats: int = 5, warmup: int = 1, max_seconds: float = 30.0) -> float:
     """Median wall time of ``fn()`` in milliseconds (after ``warmup`` untimed calls), CUDA work included.
@@ -162,7 +164,8 @@ class PeakMemory:
 
 class _KeepFreedMemory(argparse.Action):
     """``--keep-freed-memory``: :func:`gkdfast.cpu_memory.keep_freed_memory` as the flag is parsed
-    (before the runner allocates anything), as ``gkdfast bench`` does by default."""
+    (before the runner allocates anything).  The ``gkdfast`` command's training runs keep freed memory by
+    default; runners (also those ``gkdfast bench`` starts) do only with this flag."""
 
     def __call__(self, parser, namespace, values, option_string=None):
         from gkdfast.cpu_memory import keep_freed_memory
@@ -227,16 +230,49 @@ def format_table(rows: Sequence[dict], extra_cols: Sequence[str] = ("gbps",), ti
     return "\n".join(lines)
 
 
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _source_revision() -> Optional[str]:
+    """The checkout's commit, with ``+dirty`` for uncommitted changes (None outside a git checkout)."""
+    import subprocess
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=here, capture_output=True,
+                                text=True, timeout=10)
+        if commit.returncode:
+            return None
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return commit.stdout.strip() + ("+dirty" if dirty else "")
+
+
 def machine_info() -> dict:
-    """What the numbers were measured on."""
+    """What the numbers were measured on, and with which code."""
     return {
         "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
+        "processor": _cpu_model(),
         "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
         "torch": torch.__version__,
+        "gkdfast": getattr(gkdfast, "__version__", None),
+        "gkdfast_revision": _source_revision(),
+        "native_loaded": gkdfast.backend_info()["extension_loaded"],
         "torch_threads": torch.get_num_threads(),
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
         "cuda_device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-        "time": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "time": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
     }
 
 

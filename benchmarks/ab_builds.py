@@ -21,7 +21,7 @@ import sys
 from typing import Callable, Dict, List
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SMALL = os.environ.get("GKDFAST_BENCH_SMALL") == "1"
+SMALL = os.environ.get("GKDFAST_BENCH_SMALL", "") not in ("", "0")
 # (nodes, edges, features) of the graph cases and N, d of the all-pairs cases
 GRAPH = (2_000, 20_000, 32) if SMALL else (200_000, 4_000_000, 128)
 PAIRS = (500, 32) if SMALL else (8_000, 64)

@@ -207,7 +207,7 @@ def part_sampled(device, repeats, max_seconds):
     size = f"N={n}, d={CRD_D}"
     ms, mib = measure(crd_step(s, t, num_negatives=k, seed=0), device, repeats, max_seconds)
     rows = [_row(size, f"crd K={k} fwd+bwd", "gkdfast", ms, mib)]
-    if device == "cuda":  # the deterministic mode's chunked backward instead of the atomicAdd kernel
+    if device.type == "cuda":  # the deterministic mode's chunked backward instead of the atomicAdd kernel
         before = torch.are_deterministic_algorithms_enabled()
         torch.use_deterministic_algorithms(True)
         try:

@@ -81,7 +81,10 @@ def bench_lsp(device, repeats, max_seconds, log=print):
     return rows
 
 
-def matmul_gflops(device, d=GSP_D, n=4096 if not SMALL else 1024):
+GEMM_N = 1024 if SMALL else 4096
+
+
+def matmul_gflops(device, d=GSP_D, n=GEMM_N):
     a = torch.randn(n, d, device=device)
     b = torch.randn(n, d, device=device)
 
@@ -99,7 +102,7 @@ def bench_gsp(device, repeats, max_seconds, log=print):
     from gkdfast.reference import structure as ref
 
     gemm = matmul_gflops(device)
-    log(f"  torch.matmul [4096 x {GSP_D}] @ [{GSP_D} x 4096]: {gemm:.1f} GFLOP/s")
+    log(f"  torch.matmul [{GEMM_N} x {GSP_D}] @ [{GSP_D} x {GEMM_N}]: {gemm:.1f} GFLOP/s")
     rows = []
     for n in GSP_NS:
         gen = torch.Generator().manual_seed(n)

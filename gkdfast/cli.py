@@ -516,18 +516,32 @@ def _add_shape_flags(p, note: str = "") -> None:
 
 
 # -- bench ---------------------------------------------------------------------------------------
+def _is_gkdfast_checkout(folder: str) -> bool:
+    """Whether ``folder`` is the root of a gkdfast source tree (its pyproject.toml names the project)."""
+    import os
+
+    try:
+        with open(os.path.join(folder, "pyproject.toml")) as fh:
+            return 'name = "gkdfast"' in fh.read()
+    except OSError:
+        return False
+
+
 def _cmd_bench(args) -> int:
     """Runs each ``benchmarks/bench_<name>.py --out OUT`` runner (table + JSON + PNG), or pytest-benchmark."""
     import os
     import subprocess
 
-    here = os.path.dirname(os.path.abspath(__file__))
-    bench = args.dir or os.path.join(os.path.dirname(here), "benchmarks")
+    checkout = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    # the runners beside the package only in a source checkout of gkdfast: an installed package's
+    # parent is site-packages, whose top-level benchmarks/ (if any) is another project's
+    bench = args.dir or (os.path.join(checkout, "benchmarks") if _is_gkdfast_checkout(checkout) else None)
     runners = sorted(f[len("bench_"):-3] for f in os.listdir(bench)
-                     if f.startswith("bench_") and f.endswith(".py")) if os.path.isdir(bench) else []
+                     if f.startswith("bench_") and f.endswith(".py")) if bench and os.path.isdir(bench) else []
     if not runners:
-        raise FileNotFoundError(f"no benchmark runners (bench_*.py) in {bench}; bench needs a source checkout")
-    only = _split_list(args.only, "only") if args.only else runners
+        raise FileNotFoundError(f"no benchmark runners (bench_*.py) in {bench or 'a source checkout'}; bench needs "
+                                "a source checkout of gkdfast (or --dir DIR naming its benchmarks folder)")
+    only = _split_list(args.only, "only") if args.only is not None else runners
     unknown = [o for o in only if o not in runners]
     if unknown:
         raise ValueError(f"unknown benchmark {unknown[0]!r}; known: {', '.join(runners)}")
@@ -536,10 +550,14 @@ def _cmd_bench(args) -> int:
         env["GKDFAST_BENCH_SMALL"] = "1"
     else:
         env.pop("GKDFAST_BENCH_SMALL", None)
-    if args.pytest:
+    if args.pytest:  # pytest-benchmark's table on stdout, its JSON and storage under --out (not the checkout)
+        out = os.path.abspath(args.out)
+        os.makedirs(out, exist_ok=True)
         cmd = [sys.executable, "-m", "pytest", *[os.path.join(bench, f"bench_{o}.py") for o in only],
-               "--benchmark-only", "-q", "-p", "no:cacheprovider"]
-        return subprocess.call(cmd, env=env, cwd=bench)
+               "--benchmark-only", "-q", "-p", "no:cacheprovider", f"--rootdir={bench}",
+               f"--benchmark-json={os.path.join(out, 'pytest-benchmark.json')}",
+               f"--benchmark-storage=file://{os.path.join(out, '.benchmarks')}"]
+        return subprocess.call(cmd, env=env, cwd=out)
     worst = 0
     for name in only:
         print(f"== bench {name} ({args.size}) -> {args.out}", flush=True)
@@ -690,7 +708,8 @@ def build_parser() -> argparse.ArgumentParser:
     pb.add_argument("--size", choices=("small", "full"), default="small",
                     help="small: tiny smoke sizes (GKDFAST_BENCH_SMALL=1, seconds); full: the quoted sizes")
     pb.add_argument("--only", help="comma-separated runners, e.g. spmm,structure (default: all)")
-    pb.add_argument("--out", default="bench-out", help="output folder for each runner's JSON and PNG")
+    pb.add_argument("--out", default="bench-out",
+                    help="output folder for each runner's JSON and PNG (with --pytest: pytest-benchmark.json)")
     pb.add_argument("--pytest", action="store_true", help="run them under pytest-benchmark instead")
     pb.add_argument("--dir", help="benchmarks folder (default: the checkout's benchmarks/)")
     pb.set_defaults(func=_cmd_bench)

@@ -72,6 +72,7 @@ def test_distill_end_to_end_schema_png_and_resume(tmp_path):
     (("bench", "--dir", "/definitely/not/here"), "benchmark"),
     (("bench", "--size", "huge"), "--size"),
     (("bench", "--only", "nope"), "nope"),
+    (("bench", "--only", ""), "--only is empty"),  # (an unset shell variable used to run every runner)
     (("frobnicate",), "frobnicate"),
 ])
 def test_bad_arguments_give_one_line_and_exit_2(args, needle, capsys):
@@ -314,3 +315,20 @@ def test_a_broken_pipe_that_is_not_stdout_is_an_error(monkeypatch, capsys):
     monkeypatch.setattr(cli, "_cmd_info", broken)
     assert cli.main(["info"]) == 2
     assert "gkdfast info: error:" in capsys.readouterr().err
+
+
+def test_bench_finds_runners_only_in_a_gkdfast_checkout(tmp_path, monkeypatch, capsys):
+    """An installed package's parent is site-packages: a top-level benchmarks/ there is another project's,
+    and its bench_*.py must not run."""
+    from gkdfast import cli
+
+    assert cli._is_gkdfast_checkout(os.path.dirname(os.path.dirname(os.path.abspath(cli.__file__))))
+    (tmp_path / "benchmarks").mkdir()
+    (tmp_path / "benchmarks" / "bench_other.py").write_text("raise SystemExit('ran another project')\n")
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "other"\n')
+    assert not cli._is_gkdfast_checkout(str(tmp_path))
+    assert not cli._is_gkdfast_checkout(str(tmp_path / "missing"))
+    monkeypatch.setattr(cli, "__file__", str(tmp_path / "gkdfast" / "cli.py"))
+    assert cli.main(["bench", "--only", "other", "--out", str(tmp_path / "out")]) != 0
+    err = capsys.readouterr().err
+    assert "needs a source checkout of gkdfast" in err and "ran another project" not in err
