@@ -100,7 +100,7 @@ def _load_data(args):
         raise ValueError(f"{given} shape the built-in synthetic graph; drop them or --data")
     import os
 
-    if not os.path.exists(args.data):
+    if not os.path.exists(args.data) and not os.path.exists(args.data + ".graph"):  # (or a Planetoid prefix)
         raise FileNotFoundError(f"--data {args.data}: no such file or directory")
     from gkdfast.data import load
 
@@ -117,7 +117,7 @@ def _load_data(args):
     except Exception as exc:  # a malformed file can surface as anything (pickle, zip, json, numpy ...)
         raise ValueError(f"could not read {args.data}: {type(exc).__name__}: {exc}") from None
     if isinstance(data, GraphDataset):
-        raise ValueError(f"--data {args.data}: a graph-classification dataset ({len(data)} graphs, TU format); "
+        raise ValueError(f"--data {args.data}: a graph-classification dataset ({len(data)} graphs); "
                          "add --task graph for graph classification")
     return data
 
@@ -278,6 +278,9 @@ def _distill(args) -> int:
         log(f"distributed: {group.world_size} processes ({group.backend}), training rows sharded per rank")
     log(f"{data.name}: {data.num_nodes} nodes, {data.graph.num_edges} edges, {data.x.size(1)} features, "
         f"{data.num_classes} classes; split {data.extras.get('split', 'given')}; device {device}")
+    if data.extras.get("featureless"):
+        log("note: the data has no node features (x is one all-ones column): an MLP student sees nothing that "
+            "separates the nodes; use a GNN student (--student gcn) or position features (--methods nosmog)")
     if teacher is None and not auto_teacher:
         log("no teacher: every method is teacher-free (--teacher NAME adds a teacher row)")
     if auto_teacher:  # picked on each seed's split where the splits differ (else the first seed's serves all)

@@ -180,16 +180,34 @@ def test_format_npz_accepts_gnn_benchmark_files():
     assert d.extras["split"] == "random(20/30 per class, seed=3)"
 
 
-def test_split_file_is_rejected_clearly():
-    with pytest.raises(ValueError, match="only split masks"):
+def test_split_file_and_split_folder_point_at_the_split_files_option():
+    """Geom-GCN split files are masks for a graph loaded separately: the message says how to pass both
+    (it used to say "splits come with" the graph, or to pick one of the 30 files as if it were a graph)."""
+    with pytest.raises(ValueError, match="only split masks.*--split-dir"):
         load(need("planetoid_geom_gcn_splits/cora_split_0.6_0.2_0.npz"))
+    with pytest.raises(ValueError, match=r"only split files \(30 like citeseer_split_0.6_0.2_0.npz\).*--split-dir"):
+        load(need("planetoid_geom_gcn_splits"))
 
 
 def test_ambiguous_directory_needs_name():
     with pytest.raises(ValueError, match="name="):
         load(need("planetoid"))
-    with pytest.raises(ValueError, match="name="):
+    with pytest.raises(ValueError, match="name=") as err:
         load(need("twitch"))
+    assert "ENGB" in str(err.value) and "linkx_splits" not in str(err.value)  # a split folder is no dataset
+
+
+def test_cli_reads_a_planetoid_prefix_and_notes_featureless_data(tmp_path):
+    from conftest import run_cli
+
+    r = run_cli("distill", "--data", need("planetoid/ind.cora"), "--seeds", "1", "--epochs", "1", "--methods", "kd",
+                "--student", "mlp", "--no-progress", "--out", str(tmp_path / "cora"))
+    assert r.returncode == 0, r.stderr
+    assert "cora: 2708 nodes" in r.stderr
+    r = run_cli("distill", "--data", need("github_social"), "--seeds", "1", "--epochs", "1", "--methods", "kd",
+                "--student", "mlp", "--no-progress", "--out", str(tmp_path / "git"))
+    assert r.returncode == 0, r.stderr
+    assert "no node features" in r.stderr
 
 
 def test_reddit_threads_graph_json_matches_the_data_readme():

@@ -114,6 +114,14 @@ def test_heco_folder_target_inferred_and_overridden(tmp_path):
         load_heco(tmp_path, target_type="author")
 
 
+def test_heco_override_to_a_larger_type_says_the_labels_belong_to_another_type(tmp_path):
+    """Freebase's actors outnumber its labelled movies: the id range check used to fire first and ask
+    for labels to be added to type 'a'."""
+    with pytest.raises(ValueError, match=r"labels\.npy: has 3492 labels, but ma\.txt names nodes of the target type "
+                                         r"'actor' up to id 33400: the labels belong to another type \(movie\)"):
+        load_heco(need_data("hetero_heco_format/freebase"), target_type="actor")
+
+
 def test_cli_hetero_folder_runs_kd_and_hire(tmp_path):
     (tmp_path / "mini").mkdir()
     _heco(tmp_path / "mini")

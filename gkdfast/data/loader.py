@@ -3,12 +3,15 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 from typing import Optional, Union
 
 from gkdfast.data._util import PICK_ONE, fail, listing
 from gkdfast.data.graphdata import GraphData
 
 __all__ = ["load", "FORMATS", "guess_format"]
+
+_SPLIT_FILE = re.compile(r"_split_[0-9.]+_[0-9.]+_[0-9]+\.npz$")  # Geom-GCN's <name>_split_0.6_0.2_<i>.npz
 
 #: Canonical format names accepted by ``load(format=...)`` (aliases in ``_ALIASES``).
 FORMATS = ("npz", "gnn-benchmark", "planetoid", "musae", "mat", "tu", "graph-json", "ogb", "mmap", "fair", "hetero")
@@ -51,6 +54,16 @@ def _subdir(directory, name):
     if len(pre) == 1 and _one_collection(directory, subs):
         return os.path.join(directory, pre[0])
     return None
+
+
+def _holds_data(directory) -> bool:
+    """Whether ``directory`` holds something :func:`load` reads (a folder of split files, e.g. Twitch's
+    ``linkx_splits``, is not offered as a dataset)."""
+    try:
+        guess_format(directory, None)
+    except ValueError as exc:
+        return "no recognised graph files" not in str(exc) and "holds only split" not in str(exc)
+    return True
 
 
 def _one_collection(directory, subs) -> bool:
@@ -140,6 +153,10 @@ def guess_format(path, name: Optional[str] = None):
             return guess_format(sub, None)
     npzs = glob.glob(os.path.join(path, "*.npz"))
     mats = glob.glob(os.path.join(path, "*.mat"))
+    if npzs and not mats and all(_SPLIT_FILE.search(os.path.basename(f)) for f in npzs):
+        raise fail(path, f"holds only split files ({len(npzs)} like {os.path.basename(min(npzs))}), not a "
+                         "graph: pass the graph as the data (e.g. the Planetoid folder with name='cora') and this "
+                         "folder as the split files (gkdfast.data.with_split_files; gkdfast distill: --split-dir)")
     if npzs and not mats:
         f = _pick_file(path, "*.npz", name, ".npz")
         return npz_kind(f), f, name
@@ -154,7 +171,8 @@ def guess_format(path, name: Optional[str] = None):
                     continue
                 return (npz_kind(f) if f.endswith(".npz") else "mat"), f, name
         raise fail(path, f"holds several data files; {PICK_ONE}")
-    subs = sorted(d for d in os.listdir(path) if os.path.isdir(os.path.join(path, d)))
+    subs = sorted(d for d in os.listdir(path) if os.path.isdir(os.path.join(path, d))
+                  and _holds_data(os.path.join(path, d)))
     if name is None and subs:
         raise fail(path, f"no graph files here; pick a sub-directory with name= (gkdfast distill: --name), one of "
                          f"{listing(subs)}")

@@ -102,7 +102,9 @@ def npz_kind(path) -> str:
     if {"adj_data", "adj_indices", "adj_indptr"} <= keys or {"adj_matrix.data", "adj_matrix.indices"} <= keys:
         return "gnn-benchmark"
     if keys and keys <= set(_MASKS):
-        raise fail(path, "holds only split masks, not a graph (pass the graph file; splits come with it)")
+        raise fail(path, "holds only split masks (train / val / test), not a graph: pass the graph as the data "
+                         "(e.g. the Planetoid folder with name='cora') and these masks' folder as the split "
+                         "files (gkdfast.data.with_split_files; gkdfast distill: --split-dir)")
     raise fail(path, f"unknown .npz layout (keys {sorted(keys)[:8]}); expected 'edge_index', 'x', 'y' "
                      "(gkdfast bundle) or gnn-benchmark 'adj_*'/'attr_*' arrays")
 

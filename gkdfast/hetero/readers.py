@@ -210,6 +210,11 @@ def load_heco(path, target_type: Optional[str] = None, split: int = 20, name: Op
                                                                                       os.path.basename(p)[:-4]))
     if not rel_files:
         raise fail(d, "no relation files (<x><y>.txt, e.g. ma.txt)")
+    try:
+        inferred = infer_target(d)
+    except ValueError:
+        inferred = None
+    other_type = target_type is not None and t != inferred  # the labels were shipped for `inferred`
     edges = {}
     for p in rel_files:
         a, b = os.path.basename(p)[:2]
@@ -217,22 +222,24 @@ def load_heco(path, target_type: Optional[str] = None, split: int = 20, name: Op
         edges[(a, b, p)] = e
         for letter, col in ((a, 0), (b, 1)):
             hi = int(e[:, col].max()) + 1 if e.size else 0
+            if letter == t and hi > counts[t] and other_type:
+                owner = f" ({_type_name(inferred, inferred)})" if inferred else ""
+                raise fail(label_path, f"has {counts[t]} labels, but {os.path.basename(p)} names nodes of the target "
+                                       f"type {target_type!r} up to id {hi - 1}: the labels belong to another "
+                                       f"type{owner}; check target_type")
             if letter == t and hi > counts[t]:
                 raise fail(p, f"target id {hi - 1} is out of range: {label_path} has {counts[t]} labels; the target "
-                              f"type {t!r} needs one label per node (add the missing labels, -1 for unknown)")
+                              f"type {_type_name(t, t)!r} needs one label per node (add the missing labels, -1 for "
+                              "unknown)")
             counts[letter] = max(counts.get(letter, 0), hi)
     if t not in {k for a, b, _ in edges for k in (a, b)}:
         raise fail(d, f"no relation file involves the target type {t!r} (files: "
                       f"{listing(os.path.basename(p) for p in rel_files)}); check target_type")
     seen = max((int(e[:, col].max()) + 1 for (a, b, _), e in edges.items() for letter, col in ((a, 0), (b, 1))
                 if letter == t and e.size), default=0)
-    try:
-        inferred = infer_target(d)
-    except ValueError:
-        inferred = None
     # labels of another type put on this one (the count check only where the override names another type
     # than the meta-path files: the shipped target may have isolated nodes past its last relation id)
-    if target_type is not None and t != inferred and seen != counts[t]:
+    if other_type and seen != counts[t]:
         raise fail(label_path, f"has {counts[t]} labels, but the relation files name {seen} nodes of the "
                                f"target type {target_type!r}: the labels belong to another type; check target_type")
     names = {k: _type_name(k, t) for k in counts}
