@@ -1,4 +1,5 @@
-"""Row gathers on the training hot paths: ``t[index]`` through ``index_select`` on CPU.
+"""Row gathers on the training hot paths (``t[index]`` through ``index_select`` on CPU), and sums
+whose order does not depend on the thread count (:func:`ordered_sum`).
 
 Mini-batch training gathers the batch's rows of the features, the teacher's logits, the labels and
 the masks every step.  For a 1-D integer index, ``t[index]`` (``aten::index``) goes through a
@@ -22,15 +23,20 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["take_rows", "add_rows"]
+__all__ = ["take_rows", "add_rows", "ordered_sum"]
 
 _INDEX_DTYPES = (torch.int64, torch.int32)
+# torch splits a CPU reduction to one value across its threads above this many elements (at::internal::
+# GRAIN_SIZE), so the rounding of such a sum depends on the thread count; a reduction to many values runs
+# each one on one thread, in an order that depends only on the length of what it sums.
+_PARALLEL_GRAIN = 32_768
+_SUM_CHUNK = 16_384
 
 
 def take_rows(t: Tensor, index: Tensor) -> Tensor:
     """``t[index]`` for a 1-D integer ``index``, gathered by ``index_select`` on CPU when the ids are
     non-negative (see the module docstring); anything else (negative ids, a bool mask, a sparse or
-    CUDA ``t``, a 0-d tensor) is ``t[index]`` itself.
+    CUDA ``t``, a 0-d tensor, a ``torch.compile`` trace) is ``t[index]`` itself.
 
     Shapes: ``t`` ``[N, ...]``, ``index`` ``[B]`` -> ``[B, ...]``.
 
@@ -39,6 +45,8 @@ def take_rows(t: Tensor, index: Tensor) -> Tensor:
         >>> take_rows(t, torch.tensor([3, 0, 3])).tolist()
         [[9.0, 10.0, 11.0], [0.0, 1.0, 2.0], [9.0, 10.0, 11.0]]
     """
+    if torch.compiler.is_compiling():  # (the id check below reads values: no guard on data while tracing)
+        return t[index]
     if (index.dim() == 1 and index.dtype in _INDEX_DTYPES and t.dim() >= 1 and t.layout == torch.strided
             and t.device.type == "cpu" and index.device.type == "cpu"
             and (index.numel() == 0 or int(index.min()) >= 0)):
@@ -64,3 +72,24 @@ def add_rows(num_rows: int, index: Tensor, src: Tensor, fixed_order: "bool | Non
     order = torch.argsort(index, stable=True)
     return torch.segment_reduce(src[order], "sum", lengths=torch.bincount(index, minlength=num_rows), axis=0,
                                 unsafe=True)
+
+
+def ordered_sum(x: Tensor, dtype: "torch.dtype | None" = None) -> Tensor:
+    """``x.sum(dtype=dtype)`` with the same bits for any thread count: on CPU, above 32,768 elements,
+    the sum of fixed 16,384-element chunks (each summed by one thread), then of the chunks' sums.  Up to
+    that size, and on other devices, it is ``x.sum()`` itself.  Differentiable.
+
+    Example:
+        >>> x = torch.rand(100_000, dtype=torch.float64)
+        >>> bool(torch.isclose(ordered_sum(x), x.sum()))
+        True
+    """
+    flat = x.reshape(-1)
+    n = flat.numel()
+    if n <= _PARALLEL_GRAIN or flat.device.type != "cpu":
+        return flat.sum(dtype=dtype)
+    full = n - n % _SUM_CHUNK
+    parts = flat[:full].view(-1, _SUM_CHUNK).sum(1, dtype=dtype)
+    if full < n:
+        parts = torch.cat([parts, flat[full:].sum(dtype=dtype).view(1)])
+    return ordered_sum(parts)

@@ -9,6 +9,7 @@ from torch import Tensor
 
 from gkdfast import _backend
 from gkdfast._autocast import call_without_autocast
+from gkdfast._rows import take_rows
 
 __all__ = ["topk_similar"]
 
@@ -83,5 +84,7 @@ def topk_similar(query: Tensor, keys: Tensor, k: int, metric: str = "cosine") ->
         # in the region's half type and pick other neighbours for float32 inputs (234 of 2,000 top-10
         # indices differed in bfloat16)
         _, idx = call_without_autocast(q.device.type, search, q.detach(), kk.detach(), k)
-    values = (q.unsqueeze(1) * kk[idx]).sum(-1)  # [Q, k, d] gather: small, and gives gradients
+    # [Q, k, d] gather: small, and gives gradients; by index_select on CPU, whose backward adds a key's
+    # repeated rows in a fixed order (kk[idx]'s backward adds them with atomics on several threads)
+    values = (q.unsqueeze(1) * take_rows(kk, idx.reshape(-1)).view(*idx.shape, kk.size(1))).sum(-1)
     return values, idx

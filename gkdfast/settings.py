@@ -13,7 +13,8 @@ before the threads start.
   the all-pairs losses (``losses.gsp``, ``losses.crd`` all-N, ``ncontrast`` / ``nt_xent``'s exact
   denominator, ``topk_similar``) may take at once.  Default on CUDA: 256 MiB (tiles large enough for
   cuBLAS to run at full speed); on CPU the kernels keep their cache-sized tiles unless this is set.
-  Memory of those losses is O(N d) plus this budget, whatever N is.
+  Memory of those losses is O(N d) plus this budget, whatever N is.  The tile shape sets the order in
+  which ``crd``'s exact mode, ``ncontrast`` and ``nt_xent`` accumulate: their last bits change with it.
 * ``cuda_impl(name)`` -> ``GKDFAST_CUDA_IMPL``: ``"fast"`` (default: tensor-core tiles with fused
   epilogues for gsp / crd / gram_lse, cuSPARSE for spmm sum / mean in float32 / float64, the staged
   LSP) or ``"legacy"`` (the first-generation kernels: warp-per-row pair loops, gkdfast's own spmm
@@ -85,7 +86,8 @@ def _put(name: str, value: Optional[str]) -> None:
 
 def tile_workspace(megabytes: Optional[float]):
     """Within the block, the pairwise losses' GEMM tiles use at most ``megabytes`` MiB at once
-    (``None``: the default, 256 MiB on CUDA, cache-sized tiles on CPU).  Process-wide.
+    (``None``: the default, 256 MiB on CUDA, cache-sized tiles on CPU).  Process-wide.  Another budget
+    changes the last bits of ``crd``'s exact mode, ``ncontrast`` and ``nt_xent`` (their summation order).
 
     Example:
         >>> import torch, gkdfast

@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 
 from gkdfast import distributed as gdist
+from gkdfast._rows import ordered_sum
 
 
 _DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
@@ -80,7 +81,7 @@ def reduce_rows(rows: Tensor, reduction: str, shards: "Shards", dtype: torch.dty
     ``none`` keeps this rank's rows."""
     if reduction == "none":
         return rows.to(dtype)
-    total = shards.sum(rows.sum())
+    total = shards.sum(ordered_sum(rows))
     if reduction == "sum":
         return total.to(dtype)
     if count is None:

@@ -22,7 +22,7 @@ from torch import Tensor
 from gkdfast._autocast import float32_loss
 from gkdfast import _backend
 from gkdfast._checks import check_graph, check_rows_match
-from gkdfast._rows import add_rows
+from gkdfast._rows import add_rows, ordered_sum
 from gkdfast.graph import Graph, cache_mode
 from gkdfast.losses._checks import check_matrix
 from gkdfast.losses._sharded import Shards, check_group, reduce_rows, shared_seed
@@ -115,8 +115,10 @@ def _gram_lse(x: Tensor, tau: float, exclude_self: bool) -> Tensor:
 def _reduce(rows: Tensor, reduction: str, dtype: torch.dtype) -> Tensor:
     if reduction == "none":
         return rows.to(dtype)
-    # An empty input gives 0 (not the NaN of an empty mean), still connected to the inputs' graph.
-    return (rows.sum() if reduction == "sum" or rows.numel() == 0 else rows.mean()).to(dtype)
+    # An empty input gives 0 (not the NaN of an empty mean), still connected to the inputs' graph; the
+    # sum in an order independent of the thread count (torch's splits a long one across threads)
+    total = ordered_sum(rows)
+    return (total if reduction == "sum" or rows.numel() == 0 else total / rows.numel()).to(dtype)
 
 
 def _normalize(x: Tensor) -> Tensor:

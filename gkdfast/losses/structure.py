@@ -26,6 +26,7 @@ from torch import Tensor
 from gkdfast._autocast import float32_loss, wide_sum
 from gkdfast import _backend
 from gkdfast._checks import check_graph, check_rows_match
+from gkdfast._rows import ordered_sum, take_rows
 from gkdfast.graph import Graph
 from gkdfast.losses._checks import check_matrix
 from gkdfast.losses._sharded import Shards, check_group
@@ -136,7 +137,7 @@ def lsp(graph: Graph, student: Tensor, teacher: Tensor, kernel: str = "rbf", gam
     if reduction == "sum":
         return per_node.sum().to(student.dtype)
     count = int((graph.rowptr[1:] > graph.rowptr[:-1]).sum())
-    return (per_node.sum() / max(count, 1)).to(student.dtype)
+    return (ordered_sum(per_node) / max(count, 1)).to(student.dtype)
 
 
 # ------------------------------------------------------------------------------------------ GSP
@@ -252,7 +253,8 @@ def _selected_rows(op: str, student: Tensor, teacher: Tensor, nodes, process_gro
     if (not torch.compiler.is_compiling() and nodes.numel()
             and (int(nodes.min()) < -student.size(0) or int(nodes.max()) >= student.size(0))):
         raise ValueError(f"gkdfast.losses.{op}: nodes has indices outside [0, {student.size(0)})")
-    return student[nodes], teacher[nodes]
+    # take_rows: repeated ids' gradients added in a fixed order on CPU (t[nodes] used atomics there)
+    return take_rows(student, nodes), take_rows(teacher, nodes)
 
 
 @float32_loss
@@ -328,7 +330,7 @@ def gsp(student: Tensor, teacher: Tensor, kernel: str = "linear", loss: str = "m
     per_row, _ = torch.ops.gkdfast.gsp_tiled(student.contiguous(), teacher.contiguous(), kernel, loss, float(gamma),
                                              float(tau))
     # (per_row is float32 for half inputs: its sums would overflow half)
-    return (per_row.sum() / (n * n if loss == "mse" else n)).to(student.dtype)
+    return (ordered_sum(per_row) / (n * n if loss == "mse" else n)).to(student.dtype)
 
 
 def _gsp_sharded(student: Tensor, teacher: Tensor, kernel: str, loss: str, tau: float, gamma: float,
@@ -347,7 +349,7 @@ def _gsp_sharded(student: Tensor, teacher: Tensor, kernel: str, loss: str, tau: 
     else:
         per_row, _ = torch.ops.gkdfast.gsp_tiled(s_all.contiguous(), t_all.contiguous(), kernel, loss, float(gamma),
                                                  float(tau), sh.begin, sh.end)
-    return (sh.sum(per_row.sum()) / (sh.total * sh.total if loss == "mse" else sh.total)).to(student.dtype)
+    return (sh.sum(ordered_sum(per_row)) / (sh.total * sh.total if loss == "mse" else sh.total)).to(student.dtype)
 
 
 @float32_loss
