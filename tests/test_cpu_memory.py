@@ -19,12 +19,16 @@ import resource, sys, torch
 from gkdfast.cpu_memory import keep_freed_memory
 if sys.argv[1] == "keep":
     assert keep_freed_memory()
+torch.manual_seed(0)
+# a training step whose temporaries (activations, their gradients) are [16384, 1024] floats: 64 MiB
+# each, above glibc's largest mmap threshold (32 MiB)
+model = torch.nn.Sequential(torch.nn.Linear(64, 1024), torch.nn.ReLU(), torch.nn.Linear(1024, 8))
+x = torch.randn(16384, 64)
 
-def faults_of_one_step():  # one 64 MiB temporary, above glibc's largest mmap threshold (32 MiB)
+def faults_of_one_step():
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    t = torch.empty(16 * 2**20)
-    t.fill_(1.0)
-    del t
+    model.zero_grad(set_to_none=True)
+    model(x).square().mean().backward()
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
 
 for _ in range(4):  # the heap settles: glibc may place the first few temporaries afresh
@@ -46,11 +50,17 @@ def _thp_always() -> bool:
         return False
 
 
-def test_kept_memory_makes_later_steps_fault_free():
-    kept = _faults("keep")
-    assert kept < 256, kept  # 3 x 16,384 pages of 4 KiB written, nearly none of them faulted in again
+def test_kept_memory_spares_the_page_faults_of_later_steps():
+    """glibc's default maps every 64 MiB temporary afresh (about 197,000 faults over 3 steps here); kept
+    memory faults nearly none of them in again.  Not exactly none in every process: torch asks for
+    64-byte-aligned blocks, which glibc serves with some slack, so a freed block that a small allocation
+    has cut off from its free neighbours is one slack too small for the next step's same-size tensor,
+    and that one temporary is mapped afresh (measured: 16,385 faults in 1 of 10 processes, 0 in 9; a
+    one-tensor step did so in about half of them)."""
+    kept, default = _faults("keep"), _faults("default")
     if not _thp_always():  # with 4 KiB pages glibc's default maps fresh pages for every step
-        assert _faults("default") > 3 * 8000
+        assert default > 3 * 3 * 16_000, default
+    assert kept < 256 or kept < default / 8, (kept, default)
 
 
 def test_release_gives_the_kept_pages_back():
