@@ -17,7 +17,8 @@ try:
 except ImportError as exc:  # pip's own message would only say that metadata generation failed
     raise SystemExit(
         f"gkdfast builds its extension against the installed torch, and importing torch failed ({exc}). "
-        "Install torch first (e.g. `pip install torch`), then build without isolation: "
+        "Install torch and the build tools first (`pip install torch ninja \"setuptools>=77\" wheel`), then build "
+        "without isolation: "
         "`pip install --no-build-isolation .` (an isolated build compiles against another torch).") from exc
 
 HERE = os.path.dirname(os.path.abspath(__file__))

@@ -81,7 +81,8 @@ def _warn_once():
         warnings.warn(
             "gkdfast: the native extension gkdfast._C could not be loaded, so every op runs on the pure-PyTorch "
             f"reference backend (correct but slower, and pairwise losses use more memory). Reason: {_LOAD_ERROR}. "
-            "Build it against the installed torch: `pip install --no-build-isolation -e .` in a source checkout, "
+            "Build it against the installed torch (with ninja and setuptools>=77 installed): "
+            "`pip install --no-build-isolation -e .` in a source checkout, "
             "or `pip install --no-build-isolation <sdist or folder>` (README, \"Installing into your own "
             "environment\").",
             RuntimeWarning, stacklevel=_caller_stacklevel())
@@ -95,10 +96,10 @@ def _caller_stacklevel() -> int:
     frame, level = sys._getframe(1), 1  # level 1: _warn_once, whose caller asked for the warning
     while frame is not None:
         name = frame.f_code.co_filename
-        internal = "importlib" in name and "_bootstrap" in name  # frames warnings.warn skips without counting
-        if not (internal or name.startswith(package)):
+        uncounted = "importlib" in name and "_bootstrap" in name  # frames warnings.warn skips without counting
+        if not ("importlib" in name or name.startswith(package)):  # (importlib.import_module's frame too)
             return level
-        frame, level = frame.f_back, level + (not internal)
+        frame, level = frame.f_back, level + (not uncounted)
     return 2
 
 

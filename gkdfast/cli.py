@@ -539,6 +539,7 @@ def _cmd_bench(args) -> int:
     # the runners beside the package only in a source checkout of gkdfast: an installed package's
     # parent is site-packages, whose top-level benchmarks/ (if any) is another project's
     bench = args.dir or (os.path.join(checkout, "benchmarks") if _is_gkdfast_checkout(checkout) else None)
+    bench = os.path.abspath(bench) if bench else None  # (--pytest runs from --out: a relative --dir would break)
     runners = sorted(f[len("bench_"):-3] for f in os.listdir(bench)
                      if f.startswith("bench_") and f.endswith(".py")) if bench and os.path.isdir(bench) else []
     if not runners:

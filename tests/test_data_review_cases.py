@@ -130,3 +130,28 @@ def test_rcm_pattern_keeps_pairs_joined_by_256_parallel_edges_and_ids_are_checke
         symmetric_csr(np.array([2**63 + 1], np.uint64), np.array([0], np.uint64), 3)
     with pytest.raises(TypeError, match="num_nodes must be an int"):
         symmetric_csr([0], [1], 3.9)
+
+
+def test_the_sub_folders_offered_at_a_data_root_skip_split_folders_and_survive_unreadable_ones(tmp_path,
+                                                                                               monkeypatch):
+    """Only sub-folders that hold data are offered; an unreadable one (lost+found on a mounted volume) is
+    offered rather than turning the hint into a PermissionError, and nothing is read deeper than one
+    level below the listed folders."""
+    for name in ("alpha", "beta"):
+        (tmp_path / name).mkdir()
+        save_npz(csbm(num_nodes=60, seed=0), str(tmp_path / name / "g.npz"))
+    np.savez(tmp_path / "beta" / "extra.npz", train_mask=np.ones(3, bool))  # beta: two files, still data
+    (tmp_path / "splits").mkdir()
+    np.savez(tmp_path / "splits" / "cora_split_0.6_0.2_0.npz", train_mask=np.ones(3, bool))
+    (tmp_path / "locked" / "deep" / "deeper").mkdir(parents=True)
+    real_listdir = os.listdir
+
+    def listdir(path):
+        if os.path.basename(os.path.normpath(path)) == "locked":
+            raise PermissionError(13, "Permission denied", path)
+        assert os.path.basename(os.path.normpath(path)) != "deeper", "read two levels down"
+        return real_listdir(path)
+
+    monkeypatch.setattr(os, "listdir", listdir)
+    with pytest.raises(ValueError, match=r"one of \[alpha, beta, locked\]"):
+        load(str(tmp_path))

@@ -52,6 +52,21 @@ def test_ties_at_the_last_slots_keep_the_smallest_indices_on_every_backend(works
         assert zero_idx.tolist() == [[0, 1, 2]] * 9 and not zero_vals.any()
 
 
+def test_nan_ranks_above_inf_on_every_backend():
+    """NaN scores rank above +inf (topk's and the reference sort's order) also in the tie path, which
+    once mapped NaN to +inf and so kept an inf key where the reference keeps a NaN one."""
+    from gkdfast._backend import forced
+
+    inf, nan = float("inf"), float("nan")
+    for keys in ([[inf], [nan], [nan], [0.0]], [[5.0], [inf], [nan], [nan], [1.0]]):
+        for k in (1, 2, 3):
+            got = []
+            for mode in ("native", "reference"):
+                with forced(mode):
+                    got.append(topk_similar(torch.tensor([[1.0]]), torch.tensor(keys), k, metric="dot")[1])
+            assert torch.equal(got[0], got[1]), (keys, k, got)
+
+
 def test_values_are_differentiable():
     query, keys = _qk(4, 30, dtype=torch.float64)
     query.requires_grad_()

@@ -57,12 +57,14 @@ def _subdir(directory, name):
 
 
 def _holds_data(directory) -> bool:
-    """Whether ``directory`` holds something :func:`load` reads (a folder of split files, e.g. Twitch's
-    ``linkx_splits``, is not offered as a dataset)."""
+    """Whether ``directory`` holds something :func:`load` reads, looking one level down only (a folder of
+    split files, e.g. Twitch's ``linkx_splits``, is not offered as a dataset; an unreadable folder is)."""
     try:
-        guess_format(directory, None)
+        guess_format(directory, None, _listing=False)
     except ValueError as exc:
         return "no recognised graph files" not in str(exc) and "holds only split" not in str(exc)
+    except OSError:
+        return True
     return True
 
 
@@ -72,15 +74,16 @@ def _one_collection(directory, subs) -> bool:
     formats = set()
     for d in subs:
         try:
-            formats.add(guess_format(os.path.join(directory, d))[0])
+            formats.add(guess_format(os.path.join(directory, d), _listing=False)[0])
         except (ValueError, OSError):
             pass
     return len(formats) == 1
 
 
-def guess_format(path, name: Optional[str] = None):
+def guess_format(path, name: Optional[str] = None, _listing: bool = True):
     """``(format, path, name)`` for ``path``: a file, a directory, or a Planetoid prefix
-    ``dir/ind.cora``.  Raises ValueError when it cannot tell.
+    ``dir/ind.cora``.  Raises ValueError when it cannot tell (``_listing``: whether that error lists the
+    sub-folders that hold data, which looks one level further down).
 
     Example:
         >>> guess_format("../shared/data/planetoid/ind.cora")[0]
@@ -171,8 +174,9 @@ def guess_format(path, name: Optional[str] = None):
                     continue
                 return (npz_kind(f) if f.endswith(".npz") else "mat"), f, name
         raise fail(path, f"holds several data files; {PICK_ONE}")
-    subs = sorted(d for d in os.listdir(path) if os.path.isdir(os.path.join(path, d))
-                  and _holds_data(os.path.join(path, d)))
+    subs = sorted(d for d in os.listdir(path) if os.path.isdir(os.path.join(path, d)))
+    if name is None and _listing:  # (the sub-folders a user may pick: those that hold data)
+        subs = [d for d in subs if _holds_data(os.path.join(path, d))]
     if name is None and subs:
         raise fail(path, f"no graph files here; pick a sub-directory with name= (gkdfast distill: --name), one of "
                          f"{listing(subs)}")

@@ -257,7 +257,7 @@ class GraphGenerator(nn.Module):
         off = ~torch.eye(n, dtype=torch.bool, device=z.device)
         w = adj[:, off].reshape(-1)  # row-major over (i, j): destination-major, as complete_block_graph
         if self.size_prior is not None:
-            return self._sized_batch(x, adj[:, off], c)
+            return self._sized_batch(x, w.view(b, -1), c)
         ptr = torch.arange(b + 1, device=z.device) * n
         return GraphBatch(self._graph(b, z.device), x, ptr, c, w)
 

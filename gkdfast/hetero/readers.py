@@ -214,7 +214,8 @@ def load_heco(path, target_type: Optional[str] = None, split: int = 20, name: Op
         inferred = infer_target(d)
     except ValueError:
         inferred = None
-    other_type = target_type is not None and t != inferred  # the labels were shipped for `inferred`
+    # the labels were shipped for `inferred` (unknown when it cannot be inferred: then no such claim)
+    other_type = target_type is not None and inferred is not None and t != inferred
     edges = {}
     for p in rel_files:
         a, b = os.path.basename(p)[:2]

@@ -2,6 +2,7 @@
 ``gkdfast.losses.crd``)."""
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
 from gkdfast._checks import check_float_matrix
@@ -16,3 +17,19 @@ def check_matrix(x, op: str, name: str) -> Tensor:
     must be 2-D [num_nodes, dim], got shape [4]").
     """
     return check_float_matrix(x, f"gkdfast.losses.{op}", name, "[num_nodes, dim]")
+
+
+def mask_to_ids(nodes: Tensor, n: int, op: str) -> Tensor:
+    """A bool ``nodes`` mask of ``[n]`` nodes as its set positions (int64, increasing; PyG's
+    ``train_mask`` form); any other tensor is returned as it is.
+
+    Example:
+        >>> mask_to_ids(torch.tensor([False, True, True]), 3, "demo").tolist()
+        [1, 2]
+    """
+    if nodes.dtype != torch.bool:
+        return nodes
+    if nodes.shape != (n,):
+        raise ValueError(f"gkdfast.losses.{op}: a bool nodes mask must have shape [{n}] (one entry per node), "
+                         f"got {list(nodes.shape)}")
+    return nodes.nonzero().squeeze(1)

@@ -24,7 +24,7 @@ from gkdfast import _backend
 from gkdfast._checks import check_graph, check_rows_match
 from gkdfast._rows import add_rows, ordered_sum
 from gkdfast.graph import Graph, cache_mode
-from gkdfast.losses._checks import check_matrix
+from gkdfast.losses._checks import check_matrix, mask_to_ids
 from gkdfast.losses._sharded import Shards, check_group, reduce_rows, shared_seed
 from gkdfast.ops import sddmm
 from gkdfast.reference import contrastive as ref
@@ -661,11 +661,8 @@ def _ncontrast_rows(zn: Tensor, zn_all: Tensor, begin: int, row: Tensor, log_w: 
 def _check_batch_nodes(nodes, z: Tensor, num_nodes: int, op: str) -> Tensor:
     """``nodes`` as a 1-D int64 tensor on z's device: B = len(z) ids in [0, num_nodes) (a bool ``[num_nodes]``
     mask gives its set positions)."""
-    if torch.is_tensor(nodes) and nodes.dtype == torch.bool:
-        if nodes.shape != (num_nodes,):
-            raise ValueError(f"gkdfast.losses.{op}: a bool nodes mask must have shape [{num_nodes}] (one entry per "
-                             f"node of the graph), got {list(nodes.shape)}")
-        nodes = nodes.nonzero().squeeze(1)
+    if torch.is_tensor(nodes):
+        nodes = mask_to_ids(nodes, num_nodes, op)
     if not torch.is_tensor(nodes) or nodes.dim() != 1 or nodes.dtype.is_floating_point or nodes.dtype == torch.bool:
         got = f"{nodes.dtype} {list(nodes.shape)}" if torch.is_tensor(nodes) else type(nodes).__name__
         raise TypeError(f"gkdfast.losses.{op}: nodes must be a 1-D integer tensor of node ids or a bool mask, "

@@ -28,7 +28,7 @@ from gkdfast import _backend
 from gkdfast._checks import check_graph, check_rows_match
 from gkdfast._rows import ordered_sum, take_rows
 from gkdfast.graph import Graph
-from gkdfast.losses._checks import check_matrix
+from gkdfast.losses._checks import check_matrix, mask_to_ids
 from gkdfast.losses._sharded import Shards, check_group
 from gkdfast.reference import structure as ref
 
@@ -135,7 +135,7 @@ def lsp(graph: Graph, student: Tensor, teacher: Tensor, kernel: str = "rbf", gam
     if reduction == "none":
         return per_node.to(student.dtype)
     if reduction == "sum":
-        return per_node.sum().to(student.dtype)
+        return ordered_sum(per_node).to(student.dtype)
     count = int((graph.rowptr[1:] > graph.rowptr[:-1]).sum())
     return (ordered_sum(per_node) / max(count, 1)).to(student.dtype)
 
@@ -237,11 +237,7 @@ def _selected_rows(op: str, student: Tensor, teacher: Tensor, nodes, process_gro
         return student, teacher
     if not isinstance(nodes, Tensor):
         nodes = torch.as_tensor(nodes, device=student.device)
-    if nodes.dtype == torch.bool:
-        if nodes.shape != (student.size(0),):
-            raise ValueError(f"gkdfast.losses.{op}: a bool nodes mask must have shape [{student.size(0)}], "
-                             f"got {list(nodes.shape)}")
-        nodes = nodes.nonzero().squeeze(1)
+    nodes = mask_to_ids(nodes, student.size(0), op)
     if nodes.is_floating_point() or nodes.dim() != 1 or nodes.dtype == torch.uint8:
         # (uint8 indexing is torch's old mask form: refused rather than read either way)
         raise TypeError(f"gkdfast.losses.{op}: nodes must be a 1-D integer index tensor or a bool mask")
@@ -253,7 +249,9 @@ def _selected_rows(op: str, student: Tensor, teacher: Tensor, nodes, process_gro
     if (not torch.compiler.is_compiling() and nodes.numel()
             and (int(nodes.min()) < -student.size(0) or int(nodes.max()) >= student.size(0))):
         raise ValueError(f"gkdfast.losses.{op}: nodes has indices outside [0, {student.size(0)})")
-    # take_rows: repeated ids' gradients added in a fixed order on CPU (t[nodes] used atomics there)
+    # take_rows: repeated ids' gradients added in a fixed order on CPU (t[nodes] used atomics there);
+    # negative ids wrapped first, which take_rows would leave to t[nodes]
+    nodes = torch.where(nodes < 0, nodes + student.size(0), nodes)
     return take_rows(student, nodes), take_rows(teacher, nodes)
 
 
