@@ -4,6 +4,7 @@ import torch
 import torch.nn.functional as F
 
 import gkdfast
+from conftest import DEVICES
 from gkdfast import topk_similar
 
 
@@ -33,14 +34,16 @@ def test_float64_exact_indices_and_ties_by_index():
     torch.testing.assert_close(vals, torch.ones(1, 3, dtype=torch.float64))
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("workspace_mb", [None, 0.05])  # 0.05 MiB: several key tiles per query block
-def test_ties_at_the_last_slots_keep_the_smallest_indices_on_every_backend(workspace_mb):
+def test_ties_at_the_last_slots_keep_the_smallest_indices_on_every_backend(workspace_mb, device):
     """at::topk keeps an arbitrary subset of keys tied at the k-th score: the kernel used to return
     other neighbours than the reference for all-zero or repeated key rows."""
     g = torch.Generator().manual_seed(1)
     keys = torch.randint(-2, 3, (3000, 4), generator=g).double()  # few distinct scores: ties everywhere
     keys[::7] = 0  # all-zero rows (isolated nodes' embeddings) tie on every score
     query = torch.randint(-2, 3, (9, 4), generator=g).double()
+    keys, query = keys.to(device), query.to(device)
     scores = query @ keys.t()
     with gkdfast.settings.tile_workspace(workspace_mb):
         for k in (1, 5, 64):
@@ -48,11 +51,12 @@ def test_ties_at_the_last_slots_keep_the_smallest_indices_on_every_backend(works
             order = torch.sort(scores, dim=1, descending=True, stable=True)[1][:, :k]
             assert torch.equal(idx, order), k
             assert torch.equal(vals, scores.gather(1, order))
-        zero_vals, zero_idx = topk_similar(query, torch.zeros(50, 4, dtype=torch.float64), 3)
+        zero_vals, zero_idx = topk_similar(query, torch.zeros(50, 4, dtype=torch.float64, device=device), 3)
         assert zero_idx.tolist() == [[0, 1, 2]] * 9 and not zero_vals.any()
 
 
-def test_nan_ranks_above_inf_on_every_backend():
+@pytest.mark.parametrize("device", DEVICES)
+def test_nan_ranks_above_inf_on_every_backend(device):
     """NaN scores rank above +inf (topk's and the reference sort's order) also in the tie path, which
     once mapped NaN to +inf and so kept an inf key where the reference keeps a NaN one."""
     from gkdfast._backend import forced
@@ -63,7 +67,8 @@ def test_nan_ranks_above_inf_on_every_backend():
             got = []
             for mode in ("native", "reference"):
                 with forced(mode):
-                    got.append(topk_similar(torch.tensor([[1.0]]), torch.tensor(keys), k, metric="dot")[1])
+                    got.append(topk_similar(torch.tensor([[1.0]], device=device), torch.tensor(keys, device=device), k,
+                                            metric="dot")[1].cpu())
             assert torch.equal(got[0], got[1]), (keys, k, got)
 
 
