@@ -10,8 +10,8 @@ import contextlib
 import errno
 import fcntl
 import os
+import secrets
 import shutil
-import tempfile
 import time
 from typing import Callable, IO, Iterator
 
@@ -53,10 +53,11 @@ def atomic_write(path: str, write: Callable[[IO[bytes]], None]) -> None:
     folder = os.path.dirname(os.path.abspath(path)) or "."
     os.makedirs(folder, exist_ok=True)
     _remove_stale_temps(folder, f".{os.path.basename(path)}.")
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
+    # the name first, then the file inside the try: an interrupt right after mkstemp created its file
+    # would leave it behind, unnamed here (helper 102: 12 empty temporaries from 300 Ctrl-Cs)
+    tmp = os.path.join(folder, f".{os.path.basename(path)}.{secrets.token_hex(6)}.tmp")
     try:
-        # mkstemp makes the file 0600; the result gets the mode a plain open() would give it
-        os.fchmod(fd, 0o666 & ~_UMASK)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies: open()'s mode
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()

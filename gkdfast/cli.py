@@ -4,6 +4,7 @@ memory-mappable), ``condense`` (GCond graph condensation), ``bench``."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -591,7 +592,9 @@ def build_parser() -> argparse.ArgumentParser:
         "distill", help="train a teacher and distil it into students with published recipes",
         description="Without --data: a teacher on the built-in synthetic graph (contextual SBM) distilled into "
                     "an MLP and a small GCN with several recipes.  With --data: the same on a real graph.  "
-                    "Rerunning with the same --out resumes a killed run.")
+                    "Rerunning with the same --out resumes a killed node-classification run (graph "
+                    "classification and heterogeneous runs start over).  Ctrl-C or SIGTERM: one line, exit "
+                    "130 / 143.")
     pd.add_argument("--data", metavar="PATH", help="dataset file or folder (default: built-in synthetic graph)")
     pd.add_argument("--format", help="planetoid, npz, gnn-benchmark, musae, mat, ogb, ... (default: guessed)")
     pd.add_argument("--name", help="dataset inside a folder holding several (e.g. cora in the Planetoid folder)")
@@ -740,9 +743,38 @@ def _resume_hint(args) -> str:
     return "rerun the same command"
 
 
-def _interrupted(args) -> int:
-    print(f"gkdfast {args.command}: interrupted ({_resume_hint(args)})", file=sys.stderr)
-    return 130
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM (a batch system's cancel, ``timeout``, ``docker stop``, torchrun stopping its workers) raised
+    where the program is, as Ctrl-C's KeyboardInterrupt is: the same clean-ups (temporary files, partial
+    cache entries) and the same one line run, instead of a silent death that leaves them behind."""
+
+
+def _raise_terminated(signum, frame):
+    raise _Terminated()
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """Within the block, SIGTERM raises :class:`_Terminated` (main thread only: elsewhere Python cannot
+    install a handler, and the default stays)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupted(args, exc: BaseException = None) -> int:
+    terminated = isinstance(exc, _Terminated)
+    print(f"gkdfast {args.command}: {'terminated (SIGTERM)' if terminated else 'interrupted'} "
+          f"({_resume_hint(args)})", file=sys.stderr)
+    return 143 if terminated else 130  # 128 + the signal, as a shell reports it
 
 
 def _stdout_reader_gone() -> bool:
@@ -769,9 +801,10 @@ def main(argv=None) -> int:
 
         keep_freed_memory()
     try:
-        return int(args.func(args) or 0)
-    except KeyboardInterrupt:
-        return _interrupted(args)
+        with _sigterm_as_interrupt():
+            return int(args.func(args) or 0)
+    except KeyboardInterrupt as exc:
+        return _interrupted(args, exc)
     except BrokenPipeError as exc:
         if not _stdout_reader_gone():  # another pipe (a subprocess, a socket): an error like any OSError
             if os.environ.get("GKDFAST_DEBUG"):
@@ -791,7 +824,7 @@ def main(argv=None) -> int:
         return 2
     except (RuntimeError, IndexError, MemoryError, EOFError) as exc:  # e.g. CUDA out of memory, a corrupt file
         if isinstance(exc.__context__, KeyboardInterrupt):  # (torch.save turns a Ctrl-C inside write into this)
-            return _interrupted(args)
+            return _interrupted(args, exc.__context__)
         if os.environ.get("GKDFAST_DEBUG"):
             raise
         print(f"gkdfast {args.command}: error: {type(exc).__name__}: {_one_line(exc)} "

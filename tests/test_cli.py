@@ -269,6 +269,44 @@ def test_a_ctrl_c_that_torch_save_turned_into_a_runtime_error_is_still_an_interr
     assert "interrupted" in capsys.readouterr().err
 
 
+def test_sigterm_stops_a_run_like_ctrl_c_with_one_line_and_its_clean_ups(tmp_path):
+    """A batch system's cancel (SIGTERM) used to kill the command silently, leaving half-written
+    temporaries behind; now it is raised where the program is, as Ctrl-C is: the finally blocks run, one
+    line says so, exit 143; the default handler is back afterwards."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    code = (
+        "import os, signal, sys, time\n"
+        "import gkdfast.cli as cli\n"
+        "tmp = sys.argv[1]\n"
+        "def run(args):\n"
+        "    open(tmp, 'w').close()\n"
+        "    try:\n"
+        "        time.sleep(60)\n"
+        "    finally:\n"
+        "        os.remove(tmp)  # a clean-up a silent death would skip\n"
+        "cli._distill = run\n"
+        "rc = cli.main(['distill', '--quiet'])\n"
+        "assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL\n"
+        "sys.exit(rc)\n")
+    marker = tmp_path / "running"
+    p = subprocess.Popen([sys.executable, "-c", code, str(marker)], stderr=subprocess.PIPE, text=True,
+                         env=dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+    for _ in range(600):
+        if marker.exists():
+            break
+        time.sleep(0.05)
+    assert marker.exists(), p.communicate(timeout=60)[1]
+    p.send_signal(signal.SIGTERM)
+    err = p.communicate(timeout=60)[1]
+    assert p.returncode == 143, err
+    assert err.strip().splitlines() == ["gkdfast distill: terminated (SIGTERM) (rerun the same command to resume)"]
+    assert not marker.exists()
+
+
 def test_hetero_students_are_checked_before_the_teacher_trains(capsys):
     from gkdfast.cli import main
 
