@@ -23,6 +23,8 @@ from typing import Callable, Iterable, Optional
 import torch
 from torch import Tensor
 
+from gkdfast._rows import ordered_sum
+
 _NARROW = (torch.float16, torch.bfloat16)
 
 
@@ -62,9 +64,7 @@ def wide_sum(x: Tensor) -> Tensor:
         >>> wide_sum(torch.full((1000,), 70.0, dtype=torch.float16))
         tensor(70000.)
     """
-    from gkdfast._rows import ordered_sum  # (the same bits for any thread count)
-
-    return ordered_sum(x, torch.float32 if x.dtype in _NARROW else None)
+    return ordered_sum(x, torch.float32 if x.dtype in _NARROW else None)  # (the same bits for any thread count)
 
 
 def float32_loss(fn: Callable) -> Callable:

@@ -522,8 +522,6 @@ def _add_shape_flags(p, note: str = "") -> None:
 # -- bench ---------------------------------------------------------------------------------------
 def _is_gkdfast_checkout(folder: str) -> bool:
     """Whether ``folder`` is the root of a gkdfast source tree (its pyproject.toml names the project)."""
-    import os
-
     try:
         with open(os.path.join(folder, "pyproject.toml")) as fh:
             return 'name = "gkdfast"' in fh.read()

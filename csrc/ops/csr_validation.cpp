@@ -152,13 +152,18 @@ int64_t first_bad(int64_t n, F bad) {
   return kNone;
 }
 
-// What a rowptr's last entry counts: a graph's edges, or for a pooling `ptr` the rows of x.
-// what a rowptr's last entry counts, by the caller's name for it ("scores' graph": edge_softmax, whose
-// edge count is the length of its scores)
+// What a rowptr's last entry counts, by the caller's name for it: a graph's edges, for a pooling `ptr`
+// the rows of x, for edge_softmax's "scores' graph" the edges its scores have one row each for.
 const char* counted(const char* what) {
   if (std::strcmp(what, "ptr") == 0) return "rows of x";
   return std::strcmp(what, "scores' graph") == 0 ? "edges (one per row of scores)" : "edges";
 }
+
+// How to get a transposed CSR that agrees with its graph (both transposed-CSR checks end with it).
+constexpr const char* kRebuildTranspose =
+    "build it with gkdfast.Graph.transpose_csr() of a Graph whose rowptr / col were not edited after it was "
+    "made (a Graph caches its transpose: build a new Graph instead; a Graph made from an edge_index sorted by "
+    "destination shares its first row as col, so editing that edge_index edits the graph)";
 
 // ------------------------------------------------------------------ CPU passes
 template <typename index_t>
@@ -206,10 +211,7 @@ void transpose_cpu(const index_t* rp, const index_t* cl, const index_t* trp, con
   for (int64_t v : first) bad = std::min(bad, v);
   TORCH_CHECK_VALUE(bad == kNone, "gkdfast.", op, ": the transposed CSR disagrees with the graph at entry ", bad,
                     " (t_eid must be a permutation of the edges with col[t_eid[k]] == the transposed row of k "
-                    "and t_eid[k] inside row t_col[k]); build it with gkdfast.Graph.transpose_csr() of a Graph "
-                    "whose rowptr / col were not edited after it was made (a Graph caches its transpose: "
-                    "build a new Graph instead; a Graph made from an edge_index sorted by destination "
-                    "shares its first row as col, so editing that edge_index edits the graph)");
+                    "and t_eid[k] inside row t_col[k]); ", kRebuildTranspose);
 }
 
 // ------------------------------------------------------------------ ATen passes (any device)
@@ -225,10 +227,6 @@ at::Tensor col_ok_aten(const at::Tensor& cl, int64_t num_cols) {
   if (cl.numel() == 0) return at::ones({}, cl.options().dtype(at::kBool));
   auto c = cl.to(at::kLong);
   return (c.min() >= 0).logical_and(c.max() < num_cols);
-}
-
-void raise_if(const at::Tensor& ok, const char* op, const char* msg) {
-  TORCH_CHECK_VALUE(ok.item<bool>(), "gkdfast.", op, ": ", msg);
 }
 
 }  // namespace
@@ -288,11 +286,8 @@ void validate_transpose(const at::Tensor& rowptr, const at::Tensor& col, const a
       auto dst_ok = dst.index_select(0, safe).eq(t_col.to(at::kLong)).all();
       ok = in_range.logical_and(perm).logical_and(src_ok).logical_and(dst_ok);
     }
-    raise_if(ok, op, "the transposed CSR disagrees with the graph (t_eid must be a permutation of the edges "
-                     "consistent with col and rowptr); build it with gkdfast.Graph.transpose_csr() of a "
-                     "Graph whose rowptr / col were not edited after it was made (a Graph caches its "
-                     "transpose: build a new Graph instead; a Graph made from an edge_index sorted by "
-                     "destination shares its first row as col, so editing that edge_index edits the graph)");
+    TORCH_CHECK_VALUE(ok.item<bool>(), "gkdfast.", op, ": the transposed CSR disagrees with the graph (t_eid "
+                      "must be a permutation of the edges consistent with col and rowptr); ", kRebuildTranspose);
   } else {
     const auto rp = rowptr.contiguous(), cl = col.contiguous(), trp = t_rowptr.contiguous(),
                tcl = t_col.contiguous(), teid = t_eid.contiguous();

@@ -30,14 +30,13 @@ namespace gkdfast {
 namespace {
 
 // The k best columns of each row of `tile` [rows, cols] (1 <= k < cols) as (values, column indices in
-// increasing order), ties at the k-th score going to the smaller columns, as the reference's stable sort
-// does.  at::topk alone keeps an arbitrary subset of the tied columns (all-zero key rows tie on every
-// score), so it only supplies each row's k-th score v: a row keeps every column above v and its first
+// increasing order), ties at the k-th score `kth` [rows, 1] going to the smaller columns, as the reference's
+// stable sort does.  at::topk alone keeps an arbitrary subset of the tied columns (all-zero key rows tie on
+// every score), so it only supplies each row's k-th score v: a row keeps every column above v and its first
 // (k - that many) columns equal to v, and the r-th kept column is where the running count of kept columns
 // first reaches r.  No sort of the tile, no atomics.  NaN ranks above +inf, as in topk and the reference's
 // sort (NaN scores tie with each other).
-std::tuple<at::Tensor, at::Tensor> tile_topk_first_ties(const at::Tensor& tile, int64_t k) {
-  const at::Tensor kth = std::get<0>(at::topk(tile, k, 1, /*largest=*/true, /*sorted=*/true)).narrow(1, k - 1, 1);
+std::tuple<at::Tensor, at::Tensor> tile_topk_first_ties(const at::Tensor& tile, const at::Tensor& kth, int64_t k) {
   const at::Tensor nan = tile.isnan(), kth_nan = kth.isnan();
   const at::Tensor above = tile.gt(kth).logical_or_(nan.logical_and(kth_nan.logical_not()));
   const at::Tensor tied = tile.eq(kth).logical_or_(nan.logical_and(kth_nan));
@@ -62,7 +61,7 @@ std::tuple<at::Tensor, at::Tensor> tile_topk(const at::Tensor& tile, int64_t k) 
   at::Tensor indices = std::get<1>(top).narrow(1, 0, k).contiguous();
   if (tie.any().item<bool>()) {
     const at::Tensor rows = tie.nonzero().squeeze(1);
-    const auto fixed = tile_topk_first_ties(tile.index_select(0, rows), k);
+    const auto fixed = tile_topk_first_ties(tile.index_select(0, rows), last.index_select(0, rows).unsqueeze(1), k);
     values.index_copy_(0, rows, std::get<0>(fixed));
     indices.index_copy_(0, rows, std::get<1>(fixed));
   }

@@ -257,19 +257,20 @@ class GraphGenerator(nn.Module):
         off = ~torch.eye(n, dtype=torch.bool, device=z.device)
         w = adj[:, off].reshape(-1)  # row-major over (i, j): destination-major, as complete_block_graph
         if self.size_prior is not None:
-            return self._sized_batch(x, w.view(b, -1), c)
+            return self._sized_batch(x, w.view(b, -1), off, c)
         ptr = torch.arange(b + 1, device=z.device) * n
         return GraphBatch(self._graph(b, z.device), x, ptr, c, w)
 
-    def _sized_batch(self, x: Tensor, pair_weights: Tensor, c: Optional[Tensor]) -> GraphBatch:
+    def _sized_batch(self, x: Tensor, pair_weights: Tensor, off: Tensor, c: Optional[Tensor]) -> GraphBatch:
         """Graph ``g`` keeps its first ``s_g`` nodes (``s_g`` drawn from ``size_prior``) and the pairs among
-        them; ``pair_weights`` ``[B, n (n - 1)]`` in the complete layout's (destination, source) order,
-        which the kept subset preserves, so edge ``e`` stays CSR position ``e``."""
+        them; ``pair_weights`` ``[B, n (n - 1)]`` in the complete layout's (destination, source) order (the
+        ``[n, n]`` off-diagonal mask ``off``'s row-major order), which the kept subset preserves, so edge ``e``
+        stays CSR position ``e``."""
         b, n, dev = pair_weights.size(0), self.n, x.device
         sizes = torch.multinomial(self.size_prior, b, replacement=True)
         local = torch.arange(n, device=dev)
         keep_node = (local.unsqueeze(0) < sizes.unsqueeze(1)).reshape(-1)
-        dst_local, src_local = (~torch.eye(n, dtype=torch.bool, device=dev)).nonzero(as_tuple=True)
+        dst_local, src_local = off.nonzero(as_tuple=True)
         keep_pair = (dst_local.unsqueeze(0) < sizes.unsqueeze(1)) & (src_local.unsqueeze(0) < sizes.unsqueeze(1))
         ptr = torch.cat([sizes.new_zeros(1), sizes.cumsum(0)])
         graph_of_pair = torch.arange(b, device=dev).unsqueeze(1).expand_as(keep_pair)[keep_pair]

@@ -663,7 +663,7 @@ def _check_batch_nodes(nodes, z: Tensor, num_nodes: int, op: str) -> Tensor:
     mask gives its set positions)."""
     if torch.is_tensor(nodes):
         nodes = mask_to_ids(nodes, num_nodes, op)
-    if not torch.is_tensor(nodes) or nodes.dim() != 1 or nodes.dtype.is_floating_point or nodes.dtype == torch.bool:
+    if not torch.is_tensor(nodes) or nodes.dim() != 1 or nodes.dtype.is_floating_point:
         got = f"{nodes.dtype} {list(nodes.shape)}" if torch.is_tensor(nodes) else type(nodes).__name__
         raise TypeError(f"gkdfast.losses.{op}: nodes must be a 1-D integer tensor of node ids or a bool mask, "
                         f"got {got}")
