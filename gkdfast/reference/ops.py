@@ -10,11 +10,28 @@ from gkdfast.graph import Graph
 
 
 def spmm(graph: Graph, x: Tensor, reduce: str = "sum", weight: Optional[Tensor] = None) -> Tensor:
-    """``out[i] = reduce_{e=(j->i)} w_e * x[j]``; ``weight`` in CSR order; empty rows give 0.
+    """Reference of :func:`gkdfast.spmm`: ``out[i] = reduce_{e=(j->i)} w_e * x[j]``; empty rows give 0.
 
     For max/min the winning edge of each (row, feature) is the *first* maximal edge in CSR order, and the
     gradient flows to it alone: the same rule as the kernels (torch's scatter_reduce would split ties).
     A NaN message propagates (the first NaN edge wins), as in ``torch.amax``.
+
+    Args:
+        graph: a :class:`gkdfast.Graph` with ``N`` nodes and ``E`` edges.
+        x: ``[N, d]`` node features, any floating dtype.
+        reduce: ``"sum"``, ``"mean"``, ``"max"`` or ``"min"``.
+        weight: optional ``[E]`` edge weights in the graph's **CSR order** (``gkdfast.spmm`` takes them in
+            ``edge_index`` order; ``graph.to_csr_order`` converts).
+
+    Returns:
+        ``[N, d]``; materialises the ``[E, d]`` messages.
+
+    Example:
+        >>> g = gkdfast.Graph(torch.tensor([[0, 1, 2], [1, 2, 1]]))
+        >>> gkdfast.reference.spmm(g, torch.tensor([[1.0], [2.0], [3.0]]), "max")
+        tensor([[0.],
+                [3.],
+                [2.]])
     """
     n, d = graph.num_nodes, x.size(1)
     src, dst = graph.col.long(), graph.dst.long()
@@ -49,14 +66,42 @@ def spmm(graph: Graph, x: Tensor, reduce: str = "sum", weight: Optional[Tensor] 
 
 
 def sddmm(graph: Graph, a: Tensor, b: Tensor) -> Tensor:
-    """``out[e] = a[i] . b[j]`` for ``e = (j -> i)``, in CSR order."""
+    """Reference of :func:`gkdfast.sddmm`: ``out[e] = a[i] . b[j]`` for each edge ``e = (j -> i)``.
+
+    Args:
+        graph: a :class:`gkdfast.Graph` with ``N`` nodes and ``E`` edges.
+        a: ``[N, d]`` destination-side features.
+        b: ``[N, d]`` source-side features.
+
+    Returns:
+        ``[E]`` scores in the graph's **CSR order** (``gkdfast.sddmm`` returns ``edge_index`` order; ``graph.from_csr_order``
+        converts).
+
+    Example:
+        >>> g = gkdfast.Graph(torch.tensor([[0, 1], [1, 0]]))
+        >>> gkdfast.reference.sddmm(g, torch.tensor([[1.0], [2.0]]), torch.tensor([[3.0], [4.0]]))
+        tensor([4., 6.])
+    """
     return (a[graph.dst.long()] * b[graph.col.long()]).sum(-1)
 
 
 def edge_softmax(graph: Graph, scores: Tensor) -> Tensor:
-    """Softmax of ``scores`` ([E] or [E, H], CSR order) over each destination's in-edges.
+    """Reference of :func:`gkdfast.edge_softmax`: softmax of the scores over each destination's in-edges.
 
-    A destination whose in-edge scores are all ``-inf`` gets 0 on those edges (not NaN)."""
+    A destination whose in-edge scores are all ``-inf`` gets 0 on those edges (not NaN).
+
+    Args:
+        graph: a :class:`gkdfast.Graph` with ``N`` nodes and ``E`` edges.
+        scores: ``[E]`` or ``[E, H]`` (``H`` heads) in the graph's **CSR order**.
+
+    Returns:
+        the same shape as ``scores``, CSR order.
+
+    Example:
+        >>> g = gkdfast.Graph(torch.tensor([[0, 1], [2, 2]]))
+        >>> gkdfast.reference.edge_softmax(g, torch.tensor([0.0, 0.0]))
+        tensor([0.5000, 0.5000])
+    """
     dst = graph.dst.long()
     s = scores if scores.dim() == 2 else scores.unsqueeze(-1)
     n, h = graph.num_nodes, s.size(1)
