@@ -74,8 +74,8 @@ def sddmm(graph: Graph, a: Tensor, b: Tensor) -> Tensor:
         b: ``[N, d]`` source-side features.
 
     Returns:
-        ``[E]`` scores in the graph's **CSR order** (``gkdfast.sddmm`` returns ``edge_index`` order; ``graph.from_csr_order``
-        converts).
+        ``[E]`` scores in the graph's **CSR order** (``gkdfast.sddmm`` returns ``edge_index`` order;
+        ``graph.from_csr_order`` converts).
 
     Example:
         >>> g = gkdfast.Graph(torch.tensor([[0, 1], [1, 0]]))
