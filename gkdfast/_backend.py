@@ -157,9 +157,28 @@ def _mode() -> str:
     return mode
 
 
+def transforms_active() -> bool:
+    """Whether a ``torch.func`` transform (grad, vjp, jacrev, jvp, hessian, vmap) or a forward-mode AD
+    level (``torch.autograd.forward_ad.dual_level``) is active.
+
+    The native ops cannot serve either: their autograd formulas are registered with
+    ``torch.library.register_autograd``, which functorch refuses ("must override the setup_context
+    staticmethod"), and which drops forward-mode tangents **silently** (the kernel runs below autograd
+    when no input requires grad: a zero tangent, no error).  Their calls therefore take the reference,
+    which composes with both.
+
+    Example:
+        >>> with torch.autograd.forward_ad.dual_level():
+        ...     transforms_active()
+        True
+    """
+    return torch._C._are_functorch_transforms_active() or torch.autograd.forward_ad._current_level >= 0
+
+
 def reference_requested() -> bool:
     """Whether the pure-PyTorch reference was asked for (``GKDFAST_BACKEND=reference`` or
-    ``forced("reference")``) or is the only backend (no extension): for code paths that are plain
+    ``forced("reference")``), is the only backend (no extension), or is the one that composes with the
+    active ``torch.func`` / forward-mode AD (:func:`transforms_active`): for code paths that are plain
     PyTorch on every backend and only pick their reference form (no kernel to check for).
 
     Example:
@@ -167,7 +186,7 @@ def reference_requested() -> bool:
         ...     reference_requested()
         True
     """
-    return _mode() == "reference" or not native_loaded()
+    return _mode() == "reference" or not native_loaded() or transforms_active()
 
 
 def has_kernel(op: str, dispatch_key: str) -> bool:
@@ -183,11 +202,15 @@ def has_kernel(op: str, dispatch_key: str) -> bool:
 def _reasons(op: str, device: torch.device, dtype: Optional[torch.dtype]) -> Dict[str, List[str]]:
     """Why each backend can or cannot run ``op`` for tensors on ``device`` with ``dtype``."""
     mode = _mode()
+    transforms = transforms_active()
     out: Dict[str, List[str]] = {"cuda": [], "cpu": [], "reference": []}
     for kind, key in (("cuda", "CUDA"), ("cpu", "CPU")):
         r = out[kind]
         if mode == "reference":
             r.append("GKDFAST_BACKEND=reference forces the reference backend")
+        if transforms:
+            r.append("a torch.func transform or forward-mode AD is active, which the native ops' autograd "
+                     "does not support (the reference does)")
         if _C is None:
             r.append(f"native extension not loaded ({_LOAD_ERROR})")
         elif not has_kernel(op, key):

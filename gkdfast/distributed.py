@@ -189,7 +189,25 @@ def _gather(x: Tensor, counts: Sequence[int], group) -> Tensor:
     return torch.cat([p[:c] for p, c in zip(parts, counts)], 0)
 
 
+def _reduce_scatter(grad: Tensor, counts: Tuple[int, ...], group, rank: int) -> Tensor:
+    """This rank's rows of the sum over the ranks of ``grad [N, ...]``."""
+    grad = grad.contiguous()
+    if dist.get_backend(group) == "nccl" and len(set(counts)) == 1:
+        out = grad.new_empty((counts[rank],) + tuple(grad.shape[1:]))
+        dist.reduce_scatter_tensor(out, grad, group=group)
+        return out
+    # gloo has no reduce-scatter, and uneven shards: sum everything, keep this rank's rows
+    total = grad.clone()
+    dist.all_reduce(total, group=group)
+    begin = sum(counts[:rank])
+    return total[begin:begin + counts[rank]]
+
+
 class _AllGatherRows(torch.autograd.Function):
+    """All-gather of row shards; backward :class:`_ReduceScatterRows`, whose backward is this gather:
+    the two are adjoints, so second derivatives (``create_graph=True``: Hessian-vector products,
+    gradient penalties) are right too, as long as every rank takes them."""
+
     @staticmethod
     def forward(ctx, x: Tensor, group, counts: Tuple[int, ...], rank: int):
         ctx.group, ctx.counts, ctx.rank = group, counts, rank
@@ -197,17 +215,18 @@ class _AllGatherRows(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad: Tensor):
-        counts, rank = ctx.counts, ctx.rank
-        begin = sum(counts[:rank])
-        grad = grad.contiguous()
-        if dist.get_backend(ctx.group) == "nccl" and len(set(counts)) == 1:
-            out = grad.new_empty((counts[rank],) + tuple(grad.shape[1:]))
-            dist.reduce_scatter_tensor(out, grad, group=ctx.group)
-        else:  # gloo has no reduce-scatter, and uneven shards: sum everything, keep this rank's rows
-            total = grad.clone()
-            dist.all_reduce(total, group=ctx.group)
-            out = total[begin:begin + counts[rank]]
-        return out, None, None, None
+        return _ReduceScatterRows.apply(grad, ctx.group, ctx.counts, ctx.rank), None, None, None
+
+
+class _ReduceScatterRows(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, grad: Tensor, group, counts: Tuple[int, ...], rank: int):
+        ctx.group, ctx.counts, ctx.rank = group, counts, rank
+        return _reduce_scatter(grad.detach(), counts, group, rank)
+
+    @staticmethod
+    def backward(ctx, g: Tensor):
+        return _AllGatherRows.apply(g, ctx.group, ctx.counts, ctx.rank), None, None, None
 
 
 def all_gather_rows(x: Tensor, group=None, counts: Optional[Sequence[int]] = None) -> Tensor:

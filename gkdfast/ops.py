@@ -5,7 +5,7 @@ Each call picks the CUDA kernel, the CPU kernel or the pure-PyTorch reference (s
 their fake kernels (for torch.compile / meta tensors) and autograd formulas live in
 :mod:`gkdfast._native.spmm`, ``.sddmm`` and ``.edge_softmax``.  Backward passes are themselves
 gkdfast ops over the cached transposed CSR, so gradients are deterministic (no atomics) and
-twice-differentiable for sum/mean.
+twice-differentiable (every reduce; see docs/ops.md, "Differentiability").
 """
 from __future__ import annotations
 

@@ -214,6 +214,7 @@ def _check_all(rank: int, group) -> list:
                 problems.append(f"{label}: {err}")
         except Exception:  # noqa: BLE001
             problems.append(f"{label}: {traceback.format_exc()}")
+    problems += _check_second_derivatives(rank, group)
     # seed=None: every rank must use rank 0's draw, so the value is the same on both ranks
     s, _, t2 = _inputs(torch.float64)
     b, e = gdist.shard_range(N, WORLD, rank)
@@ -222,6 +223,44 @@ def _check_all(rank: int, group) -> list:
     dist.all_gather(both, v, group=group)
     if both[0].item() != both[1].item():
         problems.append(f"crd seed=None differs across ranks: {both}")
+    return problems
+
+
+def _hvp(fn, x, t, v, pg):
+    """``H v`` rows of ``fn(x, t)`` w.r.t. ``x``: the second backward goes through the first one."""
+    x = x.clone().requires_grad_()
+    (g,) = torch.autograd.grad(fn(x, t, pg), x, create_graph=True)
+    return torch.autograd.grad((g * v).sum(), x)[0]
+
+
+def _check_second_derivatives(rank: int, group) -> list:
+    """Hessian-vector products through the row gather (the reference losses, which are twice
+    differentiable): each rank's rows equal the single process's.  The gather's backward used an
+    untracked all-reduce, which create_graph took for the identity: rows off by up to 40 %."""
+    L = gkdfast.losses
+    s, t, t2 = _inputs(torch.float64)
+    v = torch.randn(s.shape, generator=torch.Generator().manual_seed(9), dtype=torch.float64)
+    b, e = 6 * rank, 6 + 7 * rank  # shards (6, 7)
+    problems = []
+    with gkdfast._backend.forced("reference"):
+        for label, fn, partner in (
+                ("gsp rbf/kl", lambda x, y, pg: L.gsp(x, y, "rbf", "kl", 0.7, 0.3, process_group=pg), t),
+                ("gsp l2/mse", lambda x, y, pg: L.gsp(x, y, "l2", "mse", process_group=pg), t),
+                ("crd", lambda x, y, pg: L.crd(x, y, 0.5, process_group=pg), t2),
+                ("nt_xent", lambda x, y, pg: L.nt_xent(x, y, 0.4, process_group=pg), t2),
+                ("ncontrast", lambda x, y, pg: L.ncontrast(_graph(), x, 0.6, hops=2, process_group=pg), t2)):
+            try:
+                want = _hvp(fn, s, partner, v, None)[b:e]
+                _close(problems, f"{label} Hessian-vector product", _hvp(fn, s[b:e], partner[b:e], v[b:e], group),
+                       want, torch.float64)
+            except Exception:  # noqa: BLE001
+                problems.append(f"{label} Hessian-vector product: {traceback.format_exc()}")
+        try:  # the all-reduced Grams: refused in one line, not wrong
+            _hvp(lambda x, y, pg: L.rsd(x, y, process_group=pg), s[b:e], t[b:e], v[b:e], group)
+            problems.append("rsd second derivative with process_group: no error")
+        except RuntimeError as err:
+            if "not supported" not in str(err):
+                problems.append(f"rsd second derivative: {err}")
     return problems
 
 

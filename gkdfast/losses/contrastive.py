@@ -586,7 +586,8 @@ def ncontrast(graph: Graph, z: Tensor, tau: float = 1.0, hops: int = 1, num_nega
             the gathered node ids).
 
     Returns:
-        scalar (or ``[N]``); 0 when P is empty.  Differentiable w.r.t. ``z``.
+        scalar (or ``[N]``); 0 when P is empty.  Differentiable w.r.t. ``z``; the graph's ``edge_weight``
+        only builds the (cached) positives and gets no gradient.
 
     The positives (``Â^hops``, a sparse product with a data-dependent size) are built on the first
     call for a graph and cached on it; under ``torch.compile(fullgraph=True)`` make that first call

@@ -7,6 +7,7 @@ from typing import Callable, Dict, Optional
 import torch
 from torch import Tensor
 
+from gkdfast import _backend
 from gkdfast._checks import check_float_matrix, check_graph, check_rows_match
 from gkdfast.graph import Graph
 
@@ -100,12 +101,14 @@ def with_self_loops_csr(graph: Graph) -> Graph:
     return derived_graph(graph, "self_loops_csr", build)
 
 
-class _EdgeSum(torch.autograd.Function):
+class _EdgeGather(torch.autograd.Function):
     """``out[e] = a_src[col[e]] + a_dst[dst[e]]`` for every edge in CSR order (``[E, H]``).
 
     Autograd's own backward for the two gathers would scatter-add (atomics on CUDA, so run-to-run
     differences); here each node's gradient is a segment sum over its CSR row (destination side)
-    or its transposed-CSR row (source side), which is deterministic on every device.
+    or its transposed-CSR row (source side), which is deterministic on every device.  The backward
+    is :class:`_EdgeSegmentSum`, whose backward is this gather again (the two are adjoints), so
+    derivatives of any order are right (``torch.autograd.functional.hvp`` on a GAT needs the third).
     """
 
     @staticmethod
@@ -115,20 +118,44 @@ class _EdgeSum(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad: Tensor):
-        g: Graph = ctx.graph
-        grad_src = grad_dst = None
-        if ctx.needs_input_grad[2]:
-            grad_dst = torch.segment_reduce(grad, "sum", offsets=g.rowptr.long(), axis=0)
-        if ctx.needs_input_grad[1]:
-            t_rowptr, _, t_eid = g.transpose_csr()
-            grad_src = torch.segment_reduce(grad[t_eid.long()], "sum", offsets=t_rowptr.long(), axis=0)
+        grad_src, grad_dst = _EdgeSegmentSum.apply(ctx.graph, grad, ctx.needs_input_grad[1], ctx.needs_input_grad[2])
         return None, grad_src, grad_dst
+
+
+class _EdgeSegmentSum(torch.autograd.Function):
+    """``(grad_src, grad_dst)``: per node, the sum of the ``[E, H]`` edge values over its out-edges
+    (transposed-CSR rows) and over its in-edges (CSR rows); ``None`` where not asked for.  The adjoint
+    of :class:`_EdgeGather`, which is its backward."""
+
+    @staticmethod
+    def forward(ctx, graph: Graph, grad: Tensor, want_src: bool, want_dst: bool):
+        ctx.graph = graph
+        grad_src = grad_dst = None
+        if want_dst:
+            grad_dst = torch.segment_reduce(grad, "sum", offsets=graph.rowptr.long(), axis=0)
+        if want_src:
+            t_rowptr, _, t_eid = graph.transpose_csr()
+            grad_src = torch.segment_reduce(grad[t_eid.long()], "sum", offsets=t_rowptr.long(), axis=0)
+        return grad_src, grad_dst
+
+    @staticmethod
+    def backward(ctx, gg_src, gg_dst):
+        if gg_src is None and gg_dst is None:
+            return None, None, None, None
+        # an output not used downstream has no gradient: zeros of the same [N, H] shape
+        gg_src = torch.zeros_like(gg_dst) if gg_src is None else gg_src
+        gg_dst = torch.zeros_like(gg_src) if gg_dst is None else gg_dst
+        return None, _EdgeGather.apply(ctx.graph, gg_src, gg_dst), None, None
 
 
 def edge_sum(graph: Graph, a_src: Tensor, a_dst: Tensor) -> Tensor:
     """Per-edge ``a_src[j] + a_dst[i]`` for ``e = (j -> i)`` in CSR order; ``a_*`` are ``[N, H]``,
-    the result ``[E, H]``.  Deterministic backward (segment sums, no scatter-add)."""
-    return _EdgeSum.apply(graph, a_src, a_dst)
+    the result ``[E, H]``.  Deterministic backward (segment sums, no scatter-add), differentiable to
+    any order.  Under ``torch.func`` transforms and forward-mode AD (which compose with plain indexing,
+    not with these hand-written functions) the gathers are plain indexing."""
+    if _backend.transforms_active():
+        return a_src[graph.col.long()] + a_dst[graph.dst.long()]
+    return _EdgeGather.apply(graph, a_src, a_dst)
 
 
 def parse_width_layers(rest: str, spec: str, form: str, hidden: int, num_layers: int):

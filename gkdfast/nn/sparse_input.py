@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from gkdfast import _backend
 from gkdfast.graph import cache_mode
 
 __all__ = ["sparse_linear", "sparse_operand", "wants_sparse", "input_product", "dropout_sparse_input", "dropped_linear",
@@ -59,12 +60,15 @@ def _autocast_on(device_type: str) -> bool:
 def _operand(x: Tensor) -> Tensor:
     # Dense stays dense for: a trainable input, anything but a plain float32/float64 matrix (sparse
     # products in half types are not everywhere), autocast regions (the dense product is the one
-    # autocast casts) and torch.compile tracing (the cache lookup would break the graph).
+    # autocast casts), torch.compile tracing (the cache lookup would break the graph) and torch.func /
+    # forward-mode AD (vmap cannot count non-zeros, jvp's dual tensors have no data pointer, and
+    # sparse.mm rejects a functorch-wrapped weight).
     # An inference tensor (made under torch.inference_mode()) has no version counter to watch: dense.
     # On CUDA under torch.use_deterministic_algorithms(True): dense, as cuSPARSE's products with a
     # transposed CSR (the weight gradient) may differ in the last bits from run to run.
     if (x.requires_grad or x.dim() != 2 or x.layout != torch.strided or x.dtype not in (torch.float32, torch.float64)
             or _autocast_on(x.device.type) or torch.compiler.is_compiling() or x.is_inference()
+            or _backend.transforms_active()
             or (x.is_cuda and torch.are_deterministic_algorithms_enabled())):
         return x
     key = id(x)
