@@ -163,7 +163,6 @@ def _cmd_distill(args) -> int:
 def _distill(args) -> int:
     import os
 
-    import torch
 
     from gkdfast._io import exclusive_dir
     from gkdfast.distill import recipes

@@ -11,7 +11,6 @@ whole graph (:func:`gkdfast.nn.layerwise_inference`), written to a scratch folde
 """
 from __future__ import annotations
 
-import os
 import shutil
 import time
 from typing import Dict, Optional, Sequence, Tuple

@@ -9,7 +9,6 @@ stage's own peak resident set size (Linux lets a process reset its high-water ma
 """
 from __future__ import annotations
 
-import os
 import resource
 import sys
 import time

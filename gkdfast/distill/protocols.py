@@ -294,7 +294,7 @@ def with_teacher(setting: PublishedSetting, changes: Dict[str, object]) -> Publi
     """
     if setting.teacher is None or not changes:
         return setting
-    from gkdfast.nn import build_model, model_names
+    from gkdfast.nn import model_names
 
     changes = dict(changes)
     training = {k: changes.pop(k) for k in _TEACHER_TRAINING if k in changes}

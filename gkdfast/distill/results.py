@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from typing import List, Optional
 
 from gkdfast._io import atomic_write

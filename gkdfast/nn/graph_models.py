@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Optional
 
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import nn
 
 from gkdfast.nn._utils import check_model_sizes, reset_children
 from gkdfast.nn.gat_conv import GATConv
