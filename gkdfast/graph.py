@@ -39,6 +39,15 @@ def _as_index(t, what: str) -> Tensor:
     return t
 
 
+def check_to_device(device, owner: str):
+    """``device`` for ``owner.to(device)``; a dtype there (as ``Tensor.to`` would take) is a TypeError
+    that says what to do instead, not torch's "invalid combination of arguments" from deep inside."""
+    if isinstance(device, torch.dtype):
+        raise TypeError(f"{owner}.to takes a device, not a dtype ({device}): cast the tensors that need it "
+                        "(e.g. data.x = data.x.double()); a Graph's indices: Graph.to(index_dtype=torch.int32)")
+    return device
+
+
 def cache_mode():
     """The context the graph's cached tensors (destinations, transposed CSR, inverse permutation,
     derived graphs) are built in: outside inference mode, since an inference tensor kept in a cache
@@ -291,8 +300,10 @@ class Graph:
 
     @property
     def inv_perm(self) -> Tensor:
-        """``[E]``: input edge id -> CSR position, the inverse of ``perm`` (built once, then cached).
-        Only defined when the input edges were not already in CSR order (``perm`` is not None)."""
+        """``[E]``: input edge id -> CSR position, the inverse of ``perm`` (built once, then cached);
+        ``arange(E)`` when the input edges were already in CSR order (``perm`` is None)."""
+        if self.perm is None:
+            return torch.arange(self.num_edges, device=self.device)
         if self._inv_perm is None:
             with cache_mode():
                 inv = torch.empty_like(self.perm)
@@ -435,8 +446,12 @@ class Graph:
         return reorder_graph(self, method, communities)
 
     def to(self, device=None, index_dtype: Optional[torch.dtype] = None) -> "Graph":
-        """Copy to another device and/or index dtype (cached transpose included)."""
-        device = torch.device(device) if device is not None else self.device
+        """The graph on another device and/or index dtype (cached transpose included).  A new Graph;
+        index tensors already on ``device`` with that dtype are shared, as ``Tensor.to`` shares them.
+        ``g.to(torch.int32)`` means ``g.to(index_dtype=torch.int32)``."""
+        if isinstance(device, torch.dtype) and device in (torch.int32, torch.int64) and index_dtype is None:
+            device, index_dtype = None, device
+        device = torch.device(check_to_device(device, "Graph")) if device is not None else self.device
         if index_dtype is not None:
             if index_dtype not in (torch.int32, torch.int64):
                 raise TypeError(f"Graph.to: index_dtype must be torch.int32 or torch.int64, got {index_dtype}")
@@ -464,6 +479,23 @@ class Graph:
     def cpu(self) -> "Graph":
         """``self.to("cpu")``."""
         return self.to("cpu")
+
+    # ------------------------------------------------------------------ pickling (torch.save, spawn, deepcopy)
+    def __getstate__(self) -> dict:
+        # The structure, not what is cheap to rebuild on first use (destinations, inverse permutation;
+        # the transposed CSR, a sort, stays); a ``col`` that views the caller's [2, E] edge_index is
+        # copied, so that storage (both rows) does not travel with it.
+        state = self.__dict__.copy()
+        state["_dst"] = state["_inv_perm"] = None
+        col = state["col"]
+        if col.device.type != "meta" and col.untyped_storage().nbytes() > col.numel() * col.element_size():
+            state["col"] = col.clone()
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        # defaults first: a pickle made before an attribute existed still loads
+        self.__dict__.update(perm=None, edge_weight=None, _inv_perm=None, _transpose=None, _dst=None)
+        self.__dict__.update(state)
 
     def __repr__(self) -> str:
         return (f"Graph(num_nodes={self.num_nodes}, num_edges={self.num_edges}, device={self.device}, "

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from gkdfast.graph import Graph
+from gkdfast.graph import Graph, check_to_device
 
 __all__ = ["GraphBatch", "collate", "select_graphs", "graph_ids", "GraphLoader", "stratified_kfold"]
 
@@ -75,7 +75,9 @@ class GraphBatch:
         return torch.repeat_interleave(torch.arange(self.num_graphs, device=self.ptr.device), counts)
 
     def to(self, device) -> "GraphBatch":
-        """A copy with every tensor on ``device``."""
+        """A new GraphBatch with every tensor on ``device`` (tensors already there are shared, as
+        ``Tensor.to`` shares them)."""
+        check_to_device(device, "GraphBatch")
         mv = lambda t: None if t is None else t.to(device)  # noqa: E731
         return GraphBatch(self.graph.to(device), mv(self.x), mv(self.ptr), mv(self.y), mv(self.edge_weight))
 

@@ -7,7 +7,7 @@ from typing import Any, Dict, Optional
 import torch
 from torch import Tensor
 
-from gkdfast.graph import Graph
+from gkdfast.graph import Graph, check_to_device
 
 __all__ = ["GraphData", "per_node_extras"]
 
@@ -122,13 +122,17 @@ class GraphData:
 
     # ------------------------------------------------------------------ transforms
     def to(self, device) -> "GraphData":
-        """A copy with every tensor (and the graph) on ``device``.
+        """A new GraphData with every tensor (and the graph) on ``device``; tensors already there are
+        shared, as ``Tensor.to`` shares them (``copy.deepcopy`` for an independent copy).  Takes a
+        device only: cast a tensor itself for another dtype (``data.x = data.x.double()``).
 
         Example:
             >>> from gkdfast.data import csbm
             >>> csbm(num_nodes=50).to("cpu").x.device.type
             'cpu'
         """
+        check_to_device(device, "GraphData")
+
         def mv(t):
             return None if t is None else t.to(device)
 

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from gkdfast.graph import Graph
+from gkdfast.graph import Graph, check_to_device
 
 __all__ = ["HeteroGraph", "Relation", "relation_spmm", "compose_metapath"]
 
@@ -125,7 +125,7 @@ def _binarise(m):
     return m
 
 
-@dataclass
+@dataclass(eq=False)  # identity equality and hashing, as Graph (a field-wise == would compare tensors)
 class HeteroGraph:
     """A typed graph for node classification on one target type.
 
@@ -183,7 +183,9 @@ class HeteroGraph:
         return compose_metapath(graphs, sizes, max_nnz, drop_self=types[0] == types[-1], name="-".join(types))
 
     def to(self, device) -> "HeteroGraph":
-        """A copy with every tensor and graph on ``device``."""
+        """A new HeteroGraph with every tensor and graph on ``device`` (tensors already there are shared,
+        as ``Tensor.to`` shares them)."""
+        check_to_device(device, "HeteroGraph")
         return HeteroGraph(dict(self.num_nodes), {k: v.to(device) for k, v in self.x.items()},
                            {k: g.to(device) for k, g in self.relations.items()}, self.target, self.y.to(device),
                            self.train_mask.to(device), self.val_mask.to(device), self.test_mask.to(device),

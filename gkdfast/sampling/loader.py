@@ -123,13 +123,17 @@ class NeighborLoader:
     def __len__(self) -> int:
         return (self.nodes.numel() + self.batch_size - 1) // self.batch_size
 
-    def __getstate__(self):  # (a lock does not pickle: a copy, e.g. in a worker process, gets its own)
+    def __getstate__(self):
+        # A copy (copy.copy, pickling for a worker process) gets its own lock (a lock does not pickle)
+        # and so its own scratch node map: a map shared under two locks corrupted the batches of a
+        # loader and its copy sampling in two threads.  (Nor does an N-entry table travel to workers.)
         state = dict(self.__dict__)
-        del state["_map_lock"]
+        del state["_map_lock"], state["_map"]
         return state
 
     def __setstate__(self, state):
         self.__dict__.update(state)
+        self._map = NodeMap(self.graph.num_nodes, self.graph.device)
         self._map_lock = threading.Lock()
 
     def set_epoch(self, epoch: int) -> None:
