@@ -48,6 +48,19 @@ def check_to_device(device, owner: str):
     return device
 
 
+def derived_cache(owner, name: str) -> dict:
+    """The dict ``name`` among what other modules derive from ``owner`` (a :class:`Graph` or a
+    ``HeteroGraph``) and keep while it lives: self-loop graphs, ncontrast's positives, merged relations.
+
+    Kept on the object, not in a module-level table keyed by it: ``torch.compile`` guards what it reads
+    from an input's attributes per call, but took a weak-keyed table's entry for the first graph as a
+    constant, so a function compiled on graph A and called with graph B of the same size ran on A's
+    self-loop graph or positives.  Not pickled (:meth:`Graph.__getstate__`) and not carried by ``.to``.
+    """
+    cache = owner.__dict__.setdefault("_cache", {})
+    return cache.setdefault(name, {})
+
+
 def cache_mode():
     """The context the graph's cached tensors (destinations, transposed CSR, inverse permutation,
     derived graphs) are built in: outside inference mode, since an inference tensor kept in a cache
@@ -134,6 +147,7 @@ class Graph:
         self._inv_perm: Optional[Tensor] = None
         self._transpose: Optional[Tuple[Tensor, Tensor, Tensor]] = None
         self._dst: Optional[Tensor] = None
+        self._cache: dict = {}  # see derived_cache
         self.edge_weight = None
         if edge_weight is not None:
             self.edge_weight = self.check_edge_values(edge_weight, "edge_weight")
@@ -487,6 +501,7 @@ class Graph:
         # copied, so that storage (both rows) does not travel with it.
         state = self.__dict__.copy()
         state["_dst"] = state["_inv_perm"] = None
+        state["_cache"] = {}
         col = state["col"]
         if col.device.type != "meta" and col.untyped_storage().nbytes() > col.numel() * col.element_size():
             state["col"] = col.clone()
@@ -494,7 +509,7 @@ class Graph:
 
     def __setstate__(self, state: dict) -> None:
         # defaults first: a pickle made before an attribute existed still loads
-        self.__dict__.update(perm=None, edge_weight=None, _inv_perm=None, _transpose=None, _dst=None)
+        self.__dict__.update(perm=None, edge_weight=None, _inv_perm=None, _transpose=None, _dst=None, _cache={})
         self.__dict__.update(state)
 
     def __repr__(self) -> str:

@@ -121,3 +121,33 @@ def test_ncontrast_batch_nodes_compile_with_graph_breaks():
     out.backward()
     torch.testing.assert_close(out, eager)
     torch.testing.assert_close(xc.grad, xe.grad)
+
+
+def _twin_graph(seed):
+    # same node and edge counts as another seed's, other edges: only the data tells them apart
+    gen = torch.Generator().manual_seed(seed)
+    return gkdfast.Graph(torch.randint(0, 40, (2, 200), generator=gen), 40,
+                         edge_weight=torch.rand(200, generator=gen) + 0.5)
+
+
+@pytest.mark.parametrize("name", ["sage", "gat", "ncontrast"])
+def test_one_compiled_function_serves_two_graphs_of_one_size(name):
+    # Before: what was derived from a graph (SAGE's and GAT's CSR views, ncontrast's positives) sat in
+    # module-level weak-keyed tables, whose entry for the first graph Dynamo took as a constant: the
+    # compiled function called with graph B returned graph A's result.
+    torch.manual_seed(2)
+    model = {"sage": SAGE(8, 16, 3), "gat": GAT(8, 16, 3)}.get(name)
+    if model is not None:
+        model.eval()
+        fn = lambda g, x: model(x, g).sum()  # noqa: E731
+    else:
+        fn = lambda g, x: losses.ncontrast(g, x, hops=2)  # noqa: E731
+    a, b = _twin_graph(5), _twin_graph(6)
+    x = torch.randn(40, 8)
+    want = [fn(a, x), fn(b, x)]  # (eager first: builds each graph's caches, as the README asks)
+    assert not torch.allclose(want[0], want[1])
+    torch._dynamo.reset()
+    compiled = torch.compile(fn, fullgraph=True, backend="aot_eager")
+    with torch.no_grad():
+        got = [compiled(a, x), compiled(b, x), compiled(a, x)]
+    torch.testing.assert_close(got, [want[0], want[1], want[0]])

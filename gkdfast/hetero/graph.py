@@ -11,7 +11,6 @@ before it is formed, and a path that would exceed ``max_nnz`` is refused with a 
 """
 from __future__ import annotations
 
-import weakref
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -19,7 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from gkdfast.graph import Graph, check_to_device
+from gkdfast.graph import Graph, check_to_device, derived_cache
 
 __all__ = ["HeteroGraph", "Relation", "relation_spmm", "compose_metapath"]
 
@@ -30,16 +29,12 @@ def _pad_rows(x: Tensor, n: int) -> Tensor:
     return x if x.size(0) == n else torch.cat([x, x.new_zeros(n - x.size(0), *x.shape[1:])])
 
 
-_SOURCES: "weakref.WeakKeyDictionary[Graph, int]" = weakref.WeakKeyDictionary()
-
-
 def _num_sources(graph: Graph) -> int:
     """1 + the largest source id of ``graph``'s edges (0 without edges), computed once per graph."""
-    n = _SOURCES.get(graph)
-    if n is None:
-        n = int(graph.col.max()) + 1 if graph.num_edges else 0
-        _SOURCES[graph] = n
-    return n
+    cache = derived_cache(graph, "hetero")
+    if "num_sources" not in cache:
+        cache["num_sources"] = int(graph.col.max()) + 1 if graph.num_edges else 0
+    return cache["num_sources"]
 
 
 def relation_spmm(graph: Graph, x_src: Tensor, num_dst: int, reduce: str = "mean") -> Tensor:
@@ -181,6 +176,11 @@ class HeteroGraph:
             graphs.append(self.relations[rels[0]])
             sizes.append(self.num_nodes[b])
         return compose_metapath(graphs, sizes, max_nnz, drop_self=types[0] == types[-1], name="-".join(types))
+
+    def __getstate__(self) -> dict:  # (what is derived from the graph, e.g. HGT's merged relations, is rebuilt)
+        state = dict(self.__dict__)
+        state.pop("_cache", None)
+        return state
 
     def to(self, device) -> "HeteroGraph":
         """A new HeteroGraph with every tensor and graph on ``device`` (tensors already there are shared,

@@ -21,14 +21,13 @@ attention-weighted sum, so a layer stores ``O(E·H)`` scalars.
 from __future__ import annotations
 
 import math
-import weakref
 from typing import Dict, List, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gkdfast.graph import Graph, cache_mode
+from gkdfast.graph import Graph, cache_mode, derived_cache
 from gkdfast.hetero.graph import HeteroGraph, _pad_rows
 from gkdfast.nn.philox_dropout import model_dropout
 from gkdfast.ops import edge_softmax, sddmm, spmm
@@ -36,11 +35,6 @@ from gkdfast.ops import edge_softmax, sddmm, spmm
 __all__ = ["HGT", "HGTConv", "merged_in_graph"]
 
 Relation = Tuple[str, str, str]
-
-# graph -> {(types, relations): merged graphs}.  Kept beside the graph, not on the layers: the entry goes
-# with the graph, and a pickled, copied or saved model carries no graph (a layer holding its last
-# graph made an HGT's pickle 100x larger after one forward: 11.8 MB against 117 KB, 4,000 nodes).
-_MERGED: "weakref.WeakKeyDictionary[HeteroGraph, Dict[tuple, Dict[str, tuple]]]" = weakref.WeakKeyDictionary()
 
 
 def merged_in_graph(hg: HeteroGraph, dst: str, rels: List[Relation]) -> Tuple[Graph, Tensor, List[int]]:
@@ -115,7 +109,10 @@ class HGTConv(nn.Module):
     def _graphs(self, hg: HeteroGraph) -> Dict[str, tuple]:
         """Per destination type: ``(merged graph, relation of each edge, offsets, relation indices)``,
         built once per graph (and device: ``hg.to`` makes another graph) and layer layout."""
-        per_graph = _MERGED.setdefault(hg, {})
+        # kept on the graph, not on the layer: a pickled, copied or saved model carries no graph (a layer
+        # holding its last graph made an HGT's pickle 100x larger after one forward: 11.8 MB against
+        # 117 KB, 4,000 nodes), and the merged graphs go with the graph
+        per_graph = derived_cache(hg, "hgt")
         key = (tuple(self.types), tuple(self.rels))
         if key not in per_graph:
             merged = {}

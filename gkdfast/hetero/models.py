@@ -128,8 +128,8 @@ class HAN(nn.Module):
         self.dropout = float(dropout)
 
     def _graph(self, hg: HeteroGraph, p: str):
-        # every node attends to itself too (isolated nodes keep their input); cached per graph object,
-        # held weakly (keyed by id, a freed graph's successor got the old graph's edges)
+        # every node attends to itself too (isolated nodes keep their input); cached on the meta-path
+        # graph itself (derived_cache), so it goes with that graph
         return derived_graph(hg.metapaths[p], "han_self_loops", lambda g: g.add_self_loops())
 
     def forward(self, hg: HeteroGraph, return_hidden: bool = False):

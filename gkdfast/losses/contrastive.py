@@ -23,7 +23,7 @@ from gkdfast._autocast import float32_loss
 from gkdfast import _backend
 from gkdfast._checks import check_graph, check_rows_match
 from gkdfast._rows import add_rows, ordered_sum
-from gkdfast.graph import Graph, cache_mode
+from gkdfast.graph import Graph, cache_mode, derived_cache
 from gkdfast.losses._checks import check_matrix, mask_to_ids
 from gkdfast.losses._sharded import Shards, check_group, reduce_rows, shared_seed
 from gkdfast.ops import sddmm
@@ -260,9 +260,6 @@ def _nt_xent_sharded(z1: Tensor, z2: Tensor, tau: float, reduction: str, group) 
 
 
 # ------------------------------------------------------------------------------ ncontrast
-_W_CACHE: "weakref.WeakKeyDictionary[Graph, dict]" = weakref.WeakKeyDictionary()
-
-
 def _coalesce(p: Tensor, c: Tensor, v: Tensor, width: int, fixed_order: Optional[bool] = None):
     """Sums entries with the same (p, c) (in a fixed order on CUDA: :func:`gkdfast._rows.add_rows`; the
     positives' weights are built once per graph and cached, so their bits do not depend on the run)."""
@@ -322,7 +319,7 @@ def adjacency_power(graph: Graph, hops: int = 1, max_nnz: int = 50_000_000) -> T
     ``deg_i = 1 + in-weights``, as :func:`gkdfast.spmm` with ``norm="gcn"``), in float64.
 
     Computed by repeated sparse products, never densely; raises ``ValueError`` as soon as a power has
-    more than ``max_nnz`` nonzeros.  Cached per graph (weakly) and hops, with the largest nonzero count
+    more than ``max_nnz`` nonzeros.  Cached on the graph per hops, with the largest nonzero count
     of its powers: a later call with a smaller ``max_nnz`` raises the same error without recomputing.
 
     Returns:
@@ -384,7 +381,7 @@ def _graph_cache(graph: Graph) -> dict:
     another weight tensor assigned to the graph, the same one written in place, or given other storage
     (``w.data = ...``), gets a fresh cache
     (W depends on them), and the old weights' entries are dropped (each holds O(nnz))."""
-    per_graph = _W_CACHE.setdefault(graph, {})
+    per_graph = derived_cache(graph, "ncontrast")
     w = graph.edge_weight
     if w is None:
         return per_graph.setdefault(None, {})

@@ -1,19 +1,15 @@
 """Helpers shared by the layers: input checks and per-graph caches of derived graphs."""
 from __future__ import annotations
 
-import weakref
-from typing import Callable, Dict, Optional
+from typing import Callable, Optional
 
 import torch
 from torch import Tensor
 
 from gkdfast import _backend
 from gkdfast._checks import check_float_matrix, check_graph, check_rows_match
-from gkdfast.graph import Graph
+from gkdfast.graph import Graph, derived_cache
 
-# graph -> {key: derived Graph}.  Weak keys: a derived graph (e.g. GAT's graph with self-loops)
-# lives exactly as long as the graph it came from, so repeated forward passes build it once.
-_DERIVED: "weakref.WeakKeyDictionary[Graph, Dict[str, Graph]]" = weakref.WeakKeyDictionary()
 
 
 def check_model_sizes(name: str, in_channels, hidden_channels, out_channels, num_layers, dropout,
@@ -56,11 +52,9 @@ def reset_children(module: torch.nn.Module) -> None:
 
 
 def derived_graph(graph: Graph, key: str, build: Callable[[Graph], Graph]) -> Graph:
-    """``build(graph)``, computed once per (graph, key) and cached while ``graph`` is alive."""
-    per_graph = _DERIVED.get(graph)
-    if per_graph is None:
-        per_graph = {}
-        _DERIVED[graph] = per_graph
+    """``build(graph)``, computed once per (graph, key) and kept on the graph (:func:`derived_cache`), so
+    a derived graph (e.g. GAT's graph with self-loops) lives exactly as long as the graph it came from."""
+    per_graph = derived_cache(graph, "graphs")
     g = per_graph.get(key)
     if g is None:
         from gkdfast.graph import cache_mode
@@ -76,8 +70,8 @@ def csr_view(graph: Graph) -> Graph:
     per-edge tensors computed from ``graph.col`` / ``graph.dst`` can be passed to the ops as they
     are (no permutation per call).  Shares the cached transposed CSR when it exists."""
     if graph.perm is None and graph.edge_weight is None:
-        # The graph itself, never cached: a cache value that refers to its own (weak) key keeps the
-        # graph alive forever, and would go on being returned after edge weights are assigned to it.
+        # The graph itself, never cached: it would go on being returned after edge weights are
+        # assigned to the graph.
         return graph
 
     def build(g: Graph) -> Graph:
