@@ -318,12 +318,13 @@ def _distill(args) -> int:
             results["teacher_selection"] = selection  # the first seed's candidates
             if len(picks) > 1:
                 results["teacher_selection_per_seed"] = {str(s): t for s, t in picks.items()}
-        print(format_table(results))
         # one file per setting, as the checkpoints: several settings can share an --out
         stem = "results" + setting_tag(args.inductive_fraction if args.setting == "inductive" else None,
                                        args.missing_rate or 0.0)
+        # saved before printing: a closed pipe or an unencodable character must not lose the run
         save_json(results, os.path.join(out, f"{stem}.json"))
         save_png(results, os.path.join(out, f"{stem}.png"))
+        print(format_table(results))
     print(f"wrote {os.path.join(out, stem + '.json')} and {os.path.join(out, stem + '.png')}")
     return 0
 
@@ -453,9 +454,9 @@ def _distill_hetero(args) -> int:
                                 overrides=overrides, log=log,
                                 cache_dir=args.cache_dir or os.path.join(args.out, "cache"))
     os.makedirs(args.out, exist_ok=True)
-    print(format_table(res))
-    save_json(res, os.path.join(args.out, "results.json"))
+    save_json(res, os.path.join(args.out, "results.json"))  # saved before printing, as distill's
     save_png(res, os.path.join(args.out, "results.png"))
+    print(format_table(res))
     print(f"wrote {os.path.join(args.out, 'results.json')} and {os.path.join(args.out, 'results.png')}")
     return 0
 
@@ -547,7 +548,7 @@ def _cmd_bench(args) -> int:
     unknown = [o for o in only if o not in runners]
     if unknown:
         raise ValueError(f"unknown benchmark {unknown[0]!r}; known: {', '.join(runners)}")
-    env = dict(os.environ, GKDFAST_BENCH_SIZE=args.size)
+    env = dict(os.environ)  # the runners read GKDFAST_BENCH_SMALL
     if args.size == "small":
         env["GKDFAST_BENCH_SMALL"] = "1"
     else:
@@ -786,12 +787,51 @@ def _stdout_reader_gone() -> bool:
         return False
 
 
+# Characters of our tables and help (mean ± std, ΔSP, 2×) on a stream whose encoding lacks them (a
+# Latin-1 or C locale with Python's UTF-8 mode off): their ASCII spelling, not a UnicodeEncodeError
+# after the whole run.
+_ASCII_SPELLING = {"±": "+-", "Δ": "d", "×": "x", "−": "-", "≤": "<=", "≥": ">=", "→": "->", "…": "...",
+                   "²": "^2", "·": "*", "≈": "~"}
+
+
+def _ascii_spelling(err: UnicodeError):
+    if not isinstance(err, UnicodeEncodeError):
+        raise err
+    bad = err.object[err.start:err.end]
+    return "".join(_ASCII_SPELLING.get(c, "?") for c in bad), err.end
+
+
+def _spell_unencodable_characters() -> None:
+    import codecs
+
+    codecs.register_error("gkdfast-ascii", _ascii_spelling)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            "±Δ×".encode(stream.encoding or "ascii")
+        except (UnicodeEncodeError, LookupError):
+            with contextlib.suppress(AttributeError, ValueError):  # (not a TextIOWrapper, or closed)
+                stream.reconfigure(errors="gkdfast-ascii")
+        except (AttributeError, TypeError):
+            pass
+
+
+def _debug() -> bool:
+    """``GKDFAST_DEBUG`` set to anything but empty, 0, false, no or off: tracebacks instead of one line."""
+    return os.environ.get("GKDFAST_DEBUG", "").strip().lower() not in ("", "0", "false", "no", "off")
+
+
+# OSErrors that name a path the user gave (exit 2, as a bad argument); others (disk full, I/O error)
+# are the machine's, exit 1, which a batch system may retry.
+_PATH_ERRORS = (FileNotFoundError, PermissionError, NotADirectoryError, IsADirectoryError, FileExistsError)
+
+
 def main(argv=None) -> int:
+    _spell_unencodable_characters()
     parser = build_parser()
     args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 0
+    if not getattr(args, "func", None):  # `gkdfast` alone (or `gkdfast $UNSET_VARIABLE`): a usage error
+        parser.print_help(sys.stderr)
+        return 2
     if os.environ.get("GKDFAST_KEEP_FREED_MEMORY", "1").strip().lower() not in ("0", "false", "no", "off"):
         # large per-step temporaries reuse mapped pages instead of faulting in fresh ones every step
         from gkdfast.cpu_memory import keep_freed_memory
@@ -799,15 +839,17 @@ def main(argv=None) -> int:
         keep_freed_memory()
     try:
         with _sigterm_as_interrupt():
-            return int(args.func(args) or 0)
+            code = int(args.func(args) or 0)
+            sys.stdout.flush()  # a reader gone (`| head`) shows here, in the branch below, not at exit
+            return code
     except KeyboardInterrupt as exc:
         return _interrupted(args, exc)
     except BrokenPipeError as exc:
         if not _stdout_reader_gone():  # another pipe (a subprocess, a socket): an error like any OSError
-            if os.environ.get("GKDFAST_DEBUG"):
+            if _debug():
                 raise
             print(f"gkdfast {args.command}: error: {_one_line(exc)}", file=sys.stderr)
-            return 2
+            return 1
         # the reader of stdout went away (`gkdfast info | head -3`): stop quietly, as a shell command does;
         # stdout goes to devnull so that the interpreter's final flush does not raise again
         devnull = os.open(os.devnull, os.O_WRONLY)
@@ -815,14 +857,17 @@ def main(argv=None) -> int:
         os.close(devnull)
         return 141  # 128 + SIGPIPE
     except (ValueError, TypeError, OSError, KeyError, NotImplementedError) as exc:
-        if os.environ.get("GKDFAST_DEBUG"):
+        if _debug():
             raise
+        if isinstance(exc, OSError) and not isinstance(exc, _PATH_ERRORS):
+            print(f"gkdfast {args.command}: error: {type(exc).__name__}: {_one_line(exc)}", file=sys.stderr)
+            return 1
         print(f"gkdfast {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
     except (RuntimeError, IndexError, MemoryError, EOFError) as exc:  # e.g. CUDA out of memory, a corrupt file
         if isinstance(exc.__context__, KeyboardInterrupt):  # (torch.save turns a Ctrl-C inside write into this)
             return _interrupted(args, exc.__context__)
-        if os.environ.get("GKDFAST_DEBUG"):
+        if _debug():
             raise
         print(f"gkdfast {args.command}: error: {type(exc).__name__}: {_one_line(exc)} "
               "(GKDFAST_DEBUG=1 shows the traceback)", file=sys.stderr)

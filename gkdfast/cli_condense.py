@@ -166,7 +166,7 @@ def run_condense_cmd(args) -> int:
     with exclusive_dir(args.out, "--out folder"):
         results = run_condense(data, args.ratio, list(range(args.seed, args.seed + args.seeds)), config, out=args.out,
                                eval_epochs=args.eval_epochs, eval_runs=args.eval_runs, progress=not (args.quiet or args.no_progress), log=log)
+        _save(results, args.out)  # before printing: a closed pipe must not lose the condensation
         print(format_condense_table(results))
-        _save(results, args.out)
     print(f"wrote {os.path.join(args.out, 'results.json')}, results.png and the condensed graph(s)")
     return 0

@@ -138,8 +138,8 @@ def run_graph(args) -> int:
                                        max_folds=args.max_folds, log=log)
         proto = results["protocol"]
         folds_text = (f"fold(s) of {proto['folds']}" if proto["folds_run"] < proto["folds"] else "fold(s)")
-        print(format_table(results).replace("seed(s)", folds_text, 1))
-        save_json(results, os.path.join(out, "results.json"))
+        save_json(results, os.path.join(out, "results.json"))  # saved before printing, as distill's
         save_png(results, os.path.join(out, "results.png"))
+        print(format_table(results).replace("seed(s)", folds_text, 1))
     print(f"wrote {os.path.join(out, 'results.json')} and {os.path.join(out, 'results.png')}")
     return 0

@@ -225,14 +225,14 @@ def _run(args, data, teacher, student, methods, fanouts, overrides, log, main=Tr
         check_memory_first=not args.no_memory_check, overrides=overrides, log=log)
     if not main:
         return 0
-    print(format_table(results))
-    print()
-    print(format_stages(results["stages"]))
-    save_json(results, os.path.join(args.out, "results.json"))
+    save_json(results, os.path.join(args.out, "results.json"))  # saved before printing, as distill's
     save_png(results, os.path.join(args.out, "results.png"))
     from gkdfast._io import atomic_write
 
     stages_md = (format_stages(results["stages"], markdown=True) + "\n").encode()
     atomic_write(os.path.join(args.out, "stages.md"), lambda f: f.write(stages_md))
+    print(format_table(results))
+    print()
+    print(format_stages(results["stages"]))
     print(f"wrote {os.path.join(args.out, 'results.json')}, results.png and stages.md")
     return 0

@@ -137,8 +137,8 @@ def run_published_cli(args, device: str) -> int:
                                 auto_teacher=auto_teacher)
         if not main:
             return 0
-        print(format_table(results))
-        save_json(results, os.path.join(args.out, "results.json"))
+        save_json(results, os.path.join(args.out, "results.json"))  # saved before printing, as distill's
         save_png(results, os.path.join(args.out, "results.png"))
+        print(format_table(results))
     print(f"wrote {os.path.join(args.out, 'results.json')} and {os.path.join(args.out, 'results.png')}")
     return 0

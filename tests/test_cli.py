@@ -351,7 +351,7 @@ def test_a_broken_pipe_that_is_not_stdout_is_an_error(monkeypatch, capsys):
         raise BrokenPipeError(32, "Broken pipe")
 
     monkeypatch.setattr(cli, "_cmd_info", broken)
-    assert cli.main(["info"]) == 2
+    assert cli.main(["info"]) == 1  # an OSError of the machine's, not of an argument (exit 1, as ENOSPC)
     assert "gkdfast info: error:" in capsys.readouterr().err
 
 

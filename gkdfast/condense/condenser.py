@@ -181,9 +181,9 @@ def condense(data, ratio: float, seed: int = 0, config: Optional[CondenseConfig]
     opt_pge = torch.optim.Adam(pge.parameters(), lr=cfg.lr_adj)
     coeff = [k / max(counts) for k in counts]
     history: List[float] = []
-    from tqdm.auto import tqdm
+    from gkdfast._progress import progress_bar
 
-    bar = tqdm(range(cfg.epochs), desc="condense", unit="epoch", disable=not progress, leave=False)
+    bar = progress_bar(range(cfg.epochs), enabled=progress, desc="condense", unit="epoch", leave=False)
     for epoch in bar:
         net = Backbone(cfg.backbone, x.size(1), data.num_classes, cfg.hidden, cfg.num_layers, gen)
         opt_model = torch.optim.Adam(net.params, lr=cfg.lr_model)

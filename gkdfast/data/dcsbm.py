@@ -54,9 +54,9 @@ def _class_sizes(n: int, c: int, skew: float) -> torch.Tensor:
 def _progress(total: int, desc: str, enabled: bool):
     if not enabled:
         return None
-    from tqdm.auto import tqdm
+    from gkdfast._progress import progress_bar
 
-    return tqdm(total=total, desc=desc, leave=False, dynamic_ncols=True)
+    return progress_bar(total=total, desc=desc, leave=False, dynamic_ncols=True)
 
 
 def _grouped_search(cw: torch.Tensor, r: torch.Tensor) -> torch.Tensor:

@@ -738,9 +738,9 @@ class Distiller:
 
         bar = None
         if self.progress and not done and (ddp is None or ddp.is_main):
-            from tqdm.auto import tqdm
+            from gkdfast._progress import progress_bar
 
-            bar = tqdm(total=self.epochs, initial=start, desc=self.desc, leave=False, dynamic_ncols=True)
+            bar = progress_bar(total=self.epochs, initial=start, desc=self.desc, leave=False, dynamic_ncols=True)
         try:
             epoch = start
             while not done and epoch < self.epochs:
@@ -823,7 +823,8 @@ class Distiller:
                     _ddp.fail_once_for_test(ddp, epoch, self.checkpoint_dir)
                 if bar is not None:
                     bar.update(1)
-                    bar.set_postfix(loss=f"{sums['loss']:.4f}", val=f"{val:.3f}", best=f"{best_val:.3f}")
+                    bar.set_postfix(loss=f"{sums['loss']:.4f}", val=f"{val:.3f}", best=f"{best_val:.3f}",
+                                    refresh=False)  # (drawn by the next update, at tqdm's pace)
                 stop = False
                 # callbacks run on their own copy of the random streams: draws of theirs would shift the
                 # training's, which a resumed run (its streams restored from the checkpoint, taken above)

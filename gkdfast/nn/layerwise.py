@@ -12,7 +12,6 @@ the result equals ``model(x, graph, return_hidden=True)`` in eval mode up to flo
 from __future__ import annotations
 
 import os
-import warnings
 from typing import Optional, Tuple
 
 import numpy as np
@@ -26,6 +25,7 @@ from gkdfast.nn.gcn_conv import GCNConv
 from gkdfast.nn.gin_conv import GINConv
 from gkdfast.nn.models import _Stack
 from gkdfast.nn.sage_conv import SAGEConv
+from gkdfast.nn.sparse_input import quiet_sparse_csr
 
 __all__ = ["layerwise_inference", "alloc_matrix"]
 
@@ -87,10 +87,9 @@ class _Rows:
         self.deg = (self.crow[1:] - self.crow[:-1])
 
     def matrix(self, values: Tensor) -> Tensor:
-        with warnings.catch_warnings():  # "sparse CSR support is in beta": the CSR matmul is all we use
-            warnings.simplefilter("ignore", UserWarning)
-            return torch.sparse_csr_tensor(self.crow, self.col, values, size=(self.b - self.a, self.n),
-                                           check_invariants=False)
+        quiet_sparse_csr()  # ("sparse CSR support is in beta": the CSR matmul is all we use)
+        return torch.sparse_csr_tensor(self.crow, self.col, values, size=(self.b - self.a, self.n),
+                                       check_invariants=False)
 
     def local_dst(self) -> Tensor:
         """Row (0-based within the block) of each edge of the block."""
@@ -400,11 +399,11 @@ def layerwise_inference(model: nn.Module, x: Tensor, graph: Optional[Graph], *, 
     layers = list(model.layers)
     bar = None
     if progress:
-        from tqdm.auto import tqdm
+        from gkdfast._progress import progress_bar
 
         starts = range(0, n, chunk_rows)
         mine = sum(min(chunk_rows, n - a) for a in starts[rank::world])
-        bar = tqdm(total=mine * len(layers), desc="layer-wise inference" + (f" (rank {rank})" if group else ""),
+        bar = progress_bar(total=mine * len(layers), desc="layer-wise inference" + (f" (rank {rank})" if group else ""),
                    unit="rows", unit_scale=True, leave=False, dynamic_ncols=True)
     was_training = model.training
     model.eval()

@@ -57,6 +57,25 @@ def _autocast_on(device_type: str) -> bool:
         return torch.is_autocast_enabled()
 
 
+_CSR_WARNINGS_SPENT = False
+
+
+def quiet_sparse_csr() -> None:
+    """Spends torch's two once-per-process sparse-CSR warnings ("support is in beta state", "invariant
+    checks are implicitly disabled") on a 1 x 1 tensor, hidden: the CSR products are what we need.
+
+    Call before making a CSR tensor.  Only the first call enters ``warnings.catch_warnings``: entering it
+    resets every module's warning registry (Python 3.11), so doing it on every forward (as before) made
+    other code's once-per-location warnings repeat on every training step."""
+    global _CSR_WARNINGS_SPENT
+    if _CSR_WARNINGS_SPENT:
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        torch.sparse_csr_tensor(torch.tensor([0, 1]), torch.tensor([0]), torch.tensor([1.0]), (1, 1))
+    _CSR_WARNINGS_SPENT = True
+
+
 def _operand(x: Tensor) -> Tensor:
     # Dense stays dense for: a trainable input, anything but a plain float32/float64 matrix (sparse
     # products in half types are not everywhere), autocast regions (the dense product is the one
@@ -76,8 +95,8 @@ def _operand(x: Tensor) -> Tensor:
     if hit is None or hit[0]() is not x or hit[1] != _stamp(x):
         # count_nonzero: no float copy of x (424 MB for Facebook's features) just to measure it
         sparse = x.numel() > 0 and int(torch.count_nonzero(x)) < SPARSE_DENSITY * x.numel()
-        with warnings.catch_warnings(), cache_mode():  # (torch calls sparse CSR "beta"; sparse.mm is what we need)
-            warnings.simplefilter("ignore", UserWarning)
+        quiet_sparse_csr()
+        with cache_mode():
             csr = x.to_sparse_csr() if sparse else None  # outside inference mode: later training uses it
         ref = weakref.ref(x, lambda r, k=key: _forget(k, r))
         hit = _CACHE[key] = (ref, _stamp(x), csr)
@@ -86,9 +105,8 @@ def _operand(x: Tensor) -> Tensor:
 
 def _sparse_mm(xs: Tensor, weight: Tensor, bias: Optional[Tensor]) -> Tensor:
     """``xs @ weightᵀ + bias`` for a sparse CSR ``xs``."""
-    with warnings.catch_warnings():  # torch calls sparse CSR "beta"; sparse.mm on it is what we need
-        warnings.simplefilter("ignore", UserWarning)
-        out = torch.sparse.mm(xs, weight.T)
+    quiet_sparse_csr()
+    out = torch.sparse.mm(xs, weight.T)
     return out + bias if bias is not None else out
 
 
@@ -193,9 +211,8 @@ def dropout_sparse_input(x: Tensor, drop: Callable[[Tensor], Tensor]) -> Optiona
     xs = sparse_operand(x)  # a CSR x (a batch's sparse rows) is dropped as it is
     if xs is None:
         return None
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        return torch.sparse_csr_tensor(xs.crow_indices(), xs.col_indices(), drop(xs.values()), xs.shape)
+    quiet_sparse_csr()
+    return torch.sparse_csr_tensor(xs.crow_indices(), xs.col_indices(), drop(xs.values()), xs.shape)
 
 
 def dropped_linear(lin: nn.Linear, x: Tensor, drop: Optional[Callable[[Tensor], Tensor]]) -> Tensor:
@@ -291,9 +308,8 @@ def sparse_rows(x: Tensor, rows: Tensor) -> Optional[Tensor]:
     pos, counts = csr_row_positions(xs.crow_indices(), rows)
     crow = torch.zeros(rows.numel() + 1, dtype=torch.long, device=rows.device)
     torch.cumsum(counts, 0, out=crow[1:])
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        return torch.sparse_csr_tensor(crow, xs.col_indices()[pos], xs.values()[pos], (rows.numel(), x.size(1)))
+    quiet_sparse_csr()
+    return torch.sparse_csr_tensor(crow, xs.col_indices()[pos], xs.values()[pos], (rows.numel(), x.size(1)))
 
 
 def csr_head(x: Tensor, rows: int) -> Tensor:
@@ -309,6 +325,5 @@ def csr_head(x: Tensor, rows: int) -> Tensor:
         return x[:rows]
     crow = x.crow_indices()[:rows + 1]
     end = int(crow[-1])
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        return torch.sparse_csr_tensor(crow, x.col_indices()[:end], x.values()[:end], (rows, x.size(1)))
+    quiet_sparse_csr()
+    return torch.sparse_csr_tensor(crow, x.col_indices()[:end], x.values()[:end], (rows, x.size(1)))

@@ -139,9 +139,9 @@ def _predict(model: nn.Module, x, loader: NeighborLoader, progress: bool) -> Ten
 def _bar(progress: bool, total: int, desc: str):
     if not progress:
         return None
-    from tqdm.auto import tqdm
+    from gkdfast._progress import progress_bar
 
-    return tqdm(total=total, desc=desc, unit="node", unit_scale=True, leave=False)
+    return progress_bar(total=total, desc=desc, unit="node", unit_scale=True, leave=False)
 
 
 @dataclass
@@ -508,7 +508,7 @@ def fit_sampled(model: nn.Module, data, *, fanouts: Sequence[int] = (15, 10), ba
                 local_seeds += batch.num_seeds
                 if bar is not None:
                     bar.update(batch.num_seeds * world)
-                    bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
+                    bar.set_postfix(loss=f"{float(loss.detach()):.3f}", refresh=False)
             if bar is not None:
                 bar.close()
             train_seconds += time.perf_counter() - t0
