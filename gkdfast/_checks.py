@@ -6,14 +6,29 @@ Callers pass their own message prefix ``where`` (``gkdfast.spmm``, ``gkdfast.nn.
 """
 from __future__ import annotations
 
+import math
 from typing import Optional
 
+import torch
 from torch import Tensor
 
 from gkdfast.graph import Graph
 
 _BUILD_HINT = " (build one with gkdfast.Graph(edge_index, num_nodes))"
 _MOVE_HINT = "; move one with .to(device)"
+
+
+def finite_number(value) -> bool:
+    """Whether ``value`` is a finite real number (an int or float, not a bool), also as ``torch.compile``
+    passes one that changes between calls (a symbolic float, on which ``math.isfinite`` does not trace).
+
+    Example:
+        >>> finite_number(0.5), finite_number(float("nan")), finite_number(True), finite_number("1")
+        (True, False, False, False)
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float, torch.SymInt, torch.SymFloat)):
+        return False
+    return bool(value == value) and bool(abs(value) != math.inf)  # (NaN is the one value unequal to itself)
 
 
 def check_float_matrix(x, where: str, name: str, shape: str) -> Tensor:
@@ -46,14 +61,15 @@ def check_rows_match(graph: Graph, x: Tensor, where: str, name: str = "x", num_r
                      rows_text: Optional[str] = None) -> Tensor:
     """Checks that tensor ``x`` has one row per node of ``graph`` and lives on the graph's device;
     returns it.  ``num_rows`` replaces ``x.size(0)`` (e.g. the rows of all shards of a distributed
-    call) and ``rows_text`` the ``"{name} has R rows"`` part of the message.
+    call) and ``rows_text`` the ``"{name} has R rows"`` part of the message; ``{rows}`` in it is filled
+    in only when the check fails (formatting a size eagerly would make ``torch.compile`` specialise on it).
 
     Example: ``check_rows_match(g3, torch.randn(4, 2), "gkdfast.spmm")`` raises
     ``ValueError("gkdfast.spmm: x has 4 rows but the graph has 3 nodes")``.
     """
     n_rows = x.size(0) if num_rows is None else num_rows
     if n_rows != graph.num_nodes:
-        rows_text = rows_text or f"{name} has {n_rows} rows"
+        rows_text = rows_text.format(rows=n_rows) if rows_text else f"{name} has {n_rows} rows"
         raise ValueError(f"{where}: {rows_text} but the graph has {graph.num_nodes} nodes")
     if x.device != graph.device:
         raise ValueError(f"{where}: {name} is on {x.device} but the graph is on {graph.device}{_MOVE_HINT}")

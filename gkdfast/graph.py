@@ -140,8 +140,10 @@ class Graph:
     # ------------------------------------------------------------------ construction helpers
     def _init_from_csr(self, rowptr: Tensor, col: Tensor, num_nodes: int, perm: Optional[Tensor],
                        edge_weight: Optional[Tensor]):
-        self.num_nodes = num_nodes
-        self.rowptr = rowptr
+        if rowptr.dim() != 1 or rowptr.size(0) != num_nodes + 1:
+            raise ValueError(f"gkdfast.Graph: rowptr must have num_nodes + 1 = {num_nodes + 1} entries, got "
+                             f"shape {list(rowptr.shape)}")
+        self.rowptr = rowptr  # (num_nodes is read from its length)
         self.col = col
         self.perm = perm  # CSR position -> input edge id (None: input was already in CSR order)
         self._inv_perm: Optional[Tensor] = None
@@ -280,6 +282,13 @@ class Graph:
         return cls(torch.stack([src, dst]), int(shape[0]), weight)
 
     # ------------------------------------------------------------------ basic properties
+    @property
+    def num_nodes(self) -> int:
+        """Number of nodes N (``rowptr`` has N + 1 entries).  Read from a tensor's size, so that under
+        ``torch.compile`` it is a size like the others, not a constant: a plain attribute made every
+        graph size a recompile (lsp failed on the ninth size with the recompile limit)."""
+        return self.rowptr.size(0) - 1
+
     @property
     def num_edges(self) -> int:
         """Number of directed edges E (an undirected edge stored both ways counts twice)."""
@@ -511,6 +520,7 @@ class Graph:
         # defaults first: a pickle made before an attribute existed still loads
         self.__dict__.update(perm=None, edge_weight=None, _inv_perm=None, _transpose=None, _dst=None, _cache={})
         self.__dict__.update(state)
+        self.__dict__.pop("num_nodes", None)  # (an attribute before it was read from rowptr)
 
     def __repr__(self) -> str:
         return (f"Graph(num_nodes={self.num_nodes}, num_edges={self.num_edges}, device={self.device}, "

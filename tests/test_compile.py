@@ -151,3 +151,43 @@ def test_one_compiled_function_serves_two_graphs_of_one_size(name):
     with torch.no_grad():
         got = [compiled(a, x), compiled(b, x), compiled(a, x)]
     torch.testing.assert_close(got, [want[0], want[1], want[0]])
+
+
+@pytest.mark.parametrize("name", ["lsp", "gsp_linear_mse", "gcn"])
+def test_graphs_of_new_sizes_do_not_recompile_each_time(name):
+    # Before: lsp formatted a size into its (unraised) error text and compared with a plain-int
+    # num_nodes, and gsp's Gram loop ran over range(N): each new size compiled again, and the ninth
+    # failed with the recompile limit (mini-batch and sampled-subgraph training meet many sizes).
+    import torch._dynamo.testing
+
+    torch.manual_seed(3)
+    model = GCN(8, 16, 3).eval()
+    fn = {"lsp": lambda g, x, t: losses.lsp(g, x, t),
+          "gsp_linear_mse": lambda g, x, t: losses.gsp(x, t),
+          "gcn": lambda g, x, t: model(x, g).sum()}[name]
+    torch._dynamo.reset()
+    counter = torch._dynamo.testing.CompileCounterWithBackend("aot_eager")
+    compiled = torch.compile(fn, backend=counter, fullgraph=True)
+    for n in (30, 37, 44, 51, 58):
+        gen = torch.Generator().manual_seed(n)
+        g = gkdfast.Graph(torch.randint(0, n, (2, 4 * n), generator=gen), n)
+        x, t = torch.randn(n, 8, generator=gen), torch.randn(n, 8, generator=gen)
+        with torch.no_grad():
+            torch.testing.assert_close(compiled(g, x, t), fn(g, x, t))
+    assert counter.frame_count <= 2  # the first size, then one dynamic-shape graph
+
+
+@pytest.mark.parametrize("name", ["kd", "crd", "nt_xent", "lsp", "gsp_rbf_kl"])
+def test_a_temperature_that_changes_between_calls_compiles(name):
+    # Before: math.isfinite() of the (then symbolic) float did not trace: fullgraph raised from the
+    # second value on.
+    fn = {"kd": lambda x, tau: losses.kd(x, T, temperature=tau),
+          "crd": lambda x, tau: losses.crd(x, T, tau=tau),
+          "nt_xent": lambda x, tau: losses.nt_xent(x, T, tau=tau),
+          "lsp": lambda x, tau: losses.lsp(G, x, T, tau=tau),
+          "gsp_rbf_kl": lambda x, tau: losses.gsp(x, T, kernel="rbf", loss="kl", gamma=tau)}[name]
+    torch._dynamo.reset()
+    compiled = torch.compile(fn, fullgraph=True, backend="aot_eager")
+    x = torch.randn(40, 8)
+    for tau in (4.0, 3.0, 2.0):
+        torch.testing.assert_close(compiled(x, tau), fn(x, tau))

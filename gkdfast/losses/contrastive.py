@@ -11,7 +11,6 @@ symmetric ``gkdfast::gram_lse`` computes only the tiles on and above the diagona
 """
 from __future__ import annotations
 
-import math
 import weakref
 from typing import Optional, Tuple
 
@@ -21,7 +20,7 @@ from torch import Tensor
 
 from gkdfast._autocast import float32_loss
 from gkdfast import _backend
-from gkdfast._checks import check_graph, check_rows_match
+from gkdfast._checks import check_graph, check_rows_match, finite_number
 from gkdfast._rows import add_rows, ordered_sum
 from gkdfast.graph import Graph, cache_mode, derived_cache
 from gkdfast.losses._checks import check_matrix, mask_to_ids
@@ -51,7 +50,7 @@ def _check_pair(a: Tensor, b: Tensor, op: str, na: str, nb: str, hint: str = "")
 
 
 def _check_tau(tau, op: str) -> float:
-    if isinstance(tau, bool) or not isinstance(tau, (int, float)) or not math.isfinite(tau) or tau <= 0:
+    if not (finite_number(tau) and tau > 0):
         raise ValueError(f"gkdfast.losses.{op}: tau must be a finite number > 0, got {tau!r}")
     return float(tau)
 

@@ -1,13 +1,13 @@
 """Logit distillation (Hinton et al., 2015)."""
 from __future__ import annotations
 
-import math
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from gkdfast._autocast import float32_loss, wide_sum
+from gkdfast._checks import finite_number
 
 _REDUCTIONS = ("batchmean", "mean", "sum", "none")
 
@@ -39,7 +39,7 @@ def kd(student_logits: Tensor, teacher_logits: Tensor, temperature: float = 1.0,
     if student_logits.device != teacher_logits.device:
         raise ValueError(f"gkdfast.losses.kd: student_logits is on {student_logits.device}, teacher_logits on "
                          f"{teacher_logits.device}")
-    if not (temperature > 0 and math.isfinite(temperature)):
+    if not (finite_number(temperature) and temperature > 0):
         raise ValueError(f"gkdfast.losses.kd: temperature must be a finite number > 0, got {temperature}")
     if reduction not in _REDUCTIONS:
         raise ValueError(f"gkdfast.losses.kd: unknown reduction {reduction!r}; expected one of {', '.join(_REDUCTIONS)}")

@@ -17,7 +17,6 @@ How the published code maps onto these arguments is in ``docs/losses.md``.
 """
 from __future__ import annotations
 
-import math
 from typing import Optional, Sequence, Tuple
 
 import torch
@@ -25,7 +24,7 @@ from torch import Tensor
 
 from gkdfast._autocast import float32_loss, wide_sum
 from gkdfast import _backend
-from gkdfast._checks import check_graph, check_rows_match
+from gkdfast._checks import check_graph, check_rows_match, finite_number
 from gkdfast._rows import ordered_sum, take_rows
 from gkdfast.graph import Graph
 from gkdfast.losses._checks import check_matrix, mask_to_ids
@@ -52,7 +51,7 @@ def _check_embeddings(op: str, student, teacher, graph: Optional[Graph] = None):
     if student.device != teacher.device:
         raise ValueError(f"{where}: student is on {student.device} but teacher is on {teacher.device}")
     if graph is not None:
-        check_rows_match(graph, student, where, "student", rows_text=f"embeddings have {student.size(0)} rows")
+        check_rows_match(graph, student, where, "student", rows_text="embeddings have {rows} rows")
 
 
 def check_kernel(op: str, kernel: str, gamma: float, tau: float) -> None:
@@ -70,9 +69,9 @@ def check_kernel(op: str, kernel: str, gamma: float, tau: float) -> None:
     """
     if kernel not in KERNELS:
         raise ValueError(f"gkdfast.losses.{op}: unknown kernel {kernel!r}; expected one of {', '.join(KERNELS)}")
-    if isinstance(tau, bool) or not (isinstance(tau, (int, float)) and tau > 0 and math.isfinite(tau)):
+    if not (finite_number(tau) and tau > 0):
         raise ValueError(f"gkdfast.losses.{op}: tau must be a finite number > 0, got {tau!r}")
-    if isinstance(gamma, bool) or not (isinstance(gamma, (int, float)) and math.isfinite(gamma)):
+    if not finite_number(gamma):
         raise ValueError(f"gkdfast.losses.{op}: gamma must be a finite number, got {gamma!r}")
     if kernel in ("rbf", "laplace") and gamma < 0:  # a bandwidth: negative would grow with the distance
         raise ValueError(f"gkdfast.losses.{op}: gamma must be >= 0 for the {kernel} kernel, got {gamma!r}")
@@ -136,8 +135,9 @@ def lsp(graph: Graph, student: Tensor, teacher: Tensor, kernel: str = "rbf", gam
         return per_node.to(student.dtype)
     if reduction == "sum":
         return ordered_sum(per_node).to(student.dtype)
-    count = int((graph.rowptr[1:] > graph.rowptr[:-1]).sum())
-    return (ordered_sum(per_node) / max(count, 1)).to(student.dtype)
+    # nodes with an in-edge, as a tensor: no host sync per call, and no graph break under torch.compile
+    count = (graph.rowptr[1:] > graph.rowptr[:-1]).sum().clamp_min(1)
+    return (ordered_sum(per_node) / count).to(student.dtype)
 
 
 # ------------------------------------------------------------------------------------------ GSP
@@ -310,8 +310,10 @@ def gsp(student: Tensor, teacher: Tensor, kernel: str = "linear", loss: str = "m
     if loss == "mse" and kernel in ("linear", "cosine"):
         if kernel == "cosine":
             student, teacher = _unit_rows(student), _unit_rows(teacher)
-        if process_group is None and _backend.reference_requested():
-            return _gram_mse_autograd(student, teacher)  # twice differentiable, as every reference loss
+        # the plain-autograd form: twice differentiable, as every reference loss, and what torch.compile
+        # traces for any N (the chunk loop below fixed N in the compiled code: a recompile per graph size)
+        if process_group is None and (_backend.reference_requested() or torch.compiler.is_compiling()):
+            return _gram_mse_autograd(student, teacher)
         return _GramMSE.apply(student, teacher, process_group)
     if process_group is not None:
         return _gsp_sharded(student, teacher, kernel, loss, tau, gamma, process_group)
