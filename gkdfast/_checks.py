@@ -7,8 +7,10 @@ Callers pass their own message prefix ``where`` (``gkdfast.spmm``, ``gkdfast.nn.
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Optional
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -19,14 +21,15 @@ _MOVE_HINT = "; move one with .to(device)"
 
 
 def finite_number(value) -> bool:
-    """Whether ``value`` is a finite real number (an int or float, not a bool), also as ``torch.compile``
-    passes one that changes between calls (a symbolic float, on which ``math.isfinite`` does not trace).
+    """Whether ``value`` is a finite real number (a Python or NumPy int or float, not a bool), also as
+    ``torch.compile`` passes one that changes between calls (a symbolic float, on which
+    ``math.isfinite`` does not trace).
 
     Example:
         >>> finite_number(0.5), finite_number(float("nan")), finite_number(True), finite_number("1")
         (True, False, False, False)
     """
-    if isinstance(value, bool) or not isinstance(value, (int, float, torch.SymInt, torch.SymFloat)):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Real, torch.SymInt, torch.SymFloat)):
         return False
     return bool(value == value) and bool(abs(value) != math.inf)  # (NaN is the one value unequal to itself)
 
@@ -46,13 +49,16 @@ def check_float_matrix(x, where: str, name: str, shape: str) -> Tensor:
     return x
 
 
-def check_graph(graph, where: str, name: str = "graph") -> Graph:
+def check_graph(graph, where: str, name: str = "graph", swapped_with=None) -> Graph:
     """Returns ``graph`` if it is a :class:`gkdfast.Graph`; raises TypeError naming ``where`` otherwise.
 
     Example: ``check_graph(edge_index, "gkdfast.spmm")`` raises ``TypeError("gkdfast.spmm: graph must
     be a gkdfast.Graph, got Tensor (build one with gkdfast.Graph(edge_index, num_nodes))")``.
     """
     if not isinstance(graph, Graph):
+        if isinstance(swapped_with, Graph):  # ``swapped_with``: the argument a swapped call puts the graph in
+            raise TypeError(f"{where}: got the graph as another argument; the graph comes first: "
+                            f"{where.rsplit('.', 1)[-1]}(graph, ...)")
         raise TypeError(f"{where}: {name} must be a gkdfast.Graph, got {type(graph).__name__}{_BUILD_HINT}")
     return graph
 

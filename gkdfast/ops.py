@@ -25,9 +25,9 @@ REDUCTIONS = ("sum", "mean", "max", "min")
 
 
 # ---------------------------------------------------------------------------------------- checks
-def check_graph(graph, op: str) -> Graph:
+def check_graph(graph, op: str, swapped_with=None) -> Graph:
     """``gkdfast._checks.check_graph`` with the ``gkdfast.<op>`` prefix; returns ``graph``."""
-    return _checks.check_graph(graph, f"gkdfast.{op}")
+    return _checks.check_graph(graph, f"gkdfast.{op}", swapped_with=swapped_with)
 
 
 def check_node_tensor(graph: Graph, x, op: str, name: str = "x") -> Tensor:
@@ -83,7 +83,7 @@ def spmm(graph: Graph, x: Tensor, reduce: str = "sum", edge_weight: Optional[Ten
                 [1., 0., 1.],
                 [0., 1., 0.]])
     """
-    check_graph(graph, "spmm")
+    check_graph(graph, "spmm", swapped_with=x)
     x = check_node_tensor(graph, x, "spmm")
     if reduce not in REDUCTIONS:
         raise ValueError(f"gkdfast.spmm: unknown reduce {reduce!r}; expected one of {', '.join(REDUCTIONS)}")
@@ -169,7 +169,7 @@ def sddmm(graph: Graph, a: Tensor, b: Tensor) -> Tensor:
         >>> gkdfast.sddmm(g, torch.tensor([[1.0], [2.0]]), torch.tensor([[3.0], [4.0]]))
         tensor([6., 4.])
     """
-    check_graph(graph, "sddmm")
+    check_graph(graph, "sddmm", swapped_with=a)
     a = check_node_tensor(graph, a, "sddmm", "a")
     b = check_node_tensor(graph, b, "sddmm", "b")
     if a.size(1) != b.size(1):
@@ -204,7 +204,7 @@ def edge_softmax(graph: Graph, scores: Tensor) -> Tensor:
         >>> gkdfast.edge_softmax(g, torch.tensor([0.0, 0.0]))
         tensor([0.5000, 0.5000])
     """
-    check_graph(graph, "edge_softmax")
+    check_graph(graph, "edge_softmax", swapped_with=scores)
     graph.check_edge_values(scores, "scores", allow_heads=True)
     s = graph.to_csr_order(scores)
     if _backend.choose("edge_softmax", s.device, s.dtype) == "reference":

@@ -25,23 +25,31 @@ def _check(x: Tensor, ptr: Tensor, reduce: str) -> None:
     if reduce not in _REDUCES:
         raise ValueError(f"gkdfast.global_pool: reduce must be one of {', '.join(_REDUCES)}, got {reduce!r}")
     if x.dim() != 2:
-        raise ValueError(f"gkdfast.global_pool: x must be 2-D [N, d], got shape {tuple(x.shape)}")
+        raise ValueError(f"gkdfast.global_pool: x must be 2-D [N, d], got shape {list(x.shape)}")
     if ptr.dim() != 1 or ptr.numel() < 1 or ptr.dtype not in (torch.int32, torch.int64):
         raise ValueError("gkdfast.global_pool: ptr must be a 1-D int32/int64 tensor of B + 1 offsets, got "
-                         f"{ptr.dtype} {tuple(ptr.shape)}")
+                         f"{ptr.dtype} {list(ptr.shape)}{_batch_vector_hint(x, ptr)}")
     if ptr.device != x.device:
         raise ValueError(f"gkdfast.global_pool: ptr is on {ptr.device}, x on {x.device}")
 
 
-def _check_offsets(ptr: Tensor, n: int) -> None:
+def _batch_vector_hint(x: Tensor, ptr: Tensor) -> str:
+    """What to do when ``ptr`` looks like PyG's ``batch`` (a graph id per node) rather than offsets."""
+    if ptr.dim() == 1 and x.dim() >= 1 and ptr.numel() == x.size(0):
+        return ("; ptr has one entry per node: is it a PyG batch vector (a graph id per node)? Offsets from it: "
+                "torch.cat([batch.new_zeros(1), torch.bincount(batch).cumsum(0)])")
+    return ""
+
+
+def _check_offsets(ptr: Tensor, n: int, hint: str = "") -> None:
     """The native op's checks of ``ptr``'s values, for the pure-PyTorch path (same messages)."""
     first, last = int(ptr[0]), int(ptr[-1])
     if first != 0:
-        raise ValueError(f"gkdfast.global_pool: ptr rowptr[0] must be 0, got {first}")
+        raise ValueError(f"gkdfast.global_pool: ptr rowptr[0] must be 0, got {first}{hint}")
     if ptr.numel() > 1 and bool((ptr[1:] < ptr[:-1]).any()):
-        raise ValueError("gkdfast.global_pool: ptr must be non-decreasing")
+        raise ValueError(f"gkdfast.global_pool: ptr must be non-decreasing{hint}")
     if last != n:
-        raise ValueError(f"gkdfast.global_pool: ptr[-1] must be the number of rows of x ({n}), got {last}")
+        raise ValueError(f"gkdfast.global_pool: ptr[-1] must be the number of rows of x ({n}), got {last}{hint}")
 
 
 def global_pool(x: Tensor, ptr: Tensor, reduce: str = "sum") -> Tensor:
@@ -67,7 +75,11 @@ def global_pool(x: Tensor, ptr: Tensor, reduce: str = "sum") -> Tensor:
     """
     _check(x, ptr, reduce)
     if _backend.choose("segment_pool", x.device, x.dtype) == "reference":
-        _check_offsets(ptr, x.size(0))  # the native op checks them itself; the reference does not
+        _check_offsets(ptr, x.size(0), _batch_vector_hint(x, ptr))  # (the native op checks them itself)
         return _ref.global_pool(x, ptr, reduce)
-    out, _ = torch.ops.gkdfast.segment_pool(x, ptr, reduce)
+    try:
+        out, _ = torch.ops.gkdfast.segment_pool(x, ptr, reduce)
+    except ValueError as err:  # the op's own message names it (segment_pool) and its ptr "rowptr"
+        raise ValueError(str(err).replace("gkdfast.segment_pool", "gkdfast.global_pool", 1)
+                         + _batch_vector_hint(x, ptr)) from None
     return out

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import hashlib
 import math
 import numbers
@@ -154,10 +155,23 @@ def accuracy(logits: Tensor, y: Tensor, mask: Optional[Tensor] = None) -> float:
     if logits.dim() != 2 or y.dim() != 1 or logits.size(0) != y.size(0):
         raise ValueError(f"accuracy: logits must be [N, C] and y [N], got {list(logits.shape)} and {list(y.shape)}")
     if mask is not None:
+        _check_mask(mask, y.size(0), "accuracy", "mask")
         logits, y = logits[mask], y[mask]
     if y.numel() == 0:
         return 0.0
     return float((logits.argmax(-1) == y).float().mean())
+
+
+def _check_mask(mask, n: int, where: str, name: str) -> None:
+    """A node mask must be bool ``[N]``: an int 0/1 tensor indexes rows 0 and 1 instead (a silent wrong
+    accuracy, or training on two nodes)."""
+    if not isinstance(mask, Tensor) or mask.dtype != torch.bool:
+        got = mask.dtype if isinstance(mask, Tensor) else type(mask).__name__
+        raise TypeError(f"{where}: {name} must be a bool [N] tensor, got {got}"
+                        + (" (an int 0/1 mask indexes rows 0 and 1: use mask.bool(); for node ids, index the "
+                           "tensors with them first)" if isinstance(mask, Tensor) else ""))
+    if mask.dim() != 1 or mask.size(0) != n:
+        raise ValueError(f"{where}: {name} must be a bool [N] tensor with N = {n}, got shape {list(mask.shape)}")
 
 
 def _check_data(data) -> None:
@@ -165,8 +179,15 @@ def _check_data(data) -> None:
         if not hasattr(data, attr):
             raise TypeError(f"Distiller.fit: data must be a gkdfast.data.GraphData (missing .{attr})")
     n = data.x.size(0)
-    if data.y.size(0) != n or data.train_mask.size(0) != n or data.val_mask.size(0) != n:
-        raise ValueError("Distiller.fit: x, y, train_mask and val_mask must have the same number of rows")
+    y = data.y
+    if not isinstance(y, Tensor) or y.dim() != 1 or y.dtype.is_floating_point or y.dtype == torch.bool:
+        raise TypeError("Distiller.fit: y must be an int64 [N] tensor of class ids (-1: unlabelled), got "
+                        + (f"{y.dtype} {list(y.shape)}" if isinstance(y, Tensor) else type(y).__name__))
+    if data.y.size(0) != n:
+        raise ValueError(f"Distiller.fit: y has {data.y.size(0)} rows but x has {n}")
+    for name in ("train_mask", "val_mask", "test_mask"):
+        if name != "test_mask" or getattr(data, name, None) is not None:
+            _check_mask(getattr(data, name), n, "Distiller.fit", f"data.{name}")
     if data.graph is not None and data.graph.num_nodes != n:
         raise ValueError(f"Distiller.fit: graph has {data.graph.num_nodes} nodes but x has {n} rows")
     if int(data.train_mask.sum()) == 0:
@@ -309,13 +330,14 @@ class Distiller:
                 raise TypeError(f"Distiller: terms must be LossTerm instances, got {type(t).__name__}")
         if teacher is not None and not isinstance(teacher, (nn.Module, TeacherOutputs)):
             raise TypeError("Distiller: teacher must be an nn.Module, TeacherOutputs or None")
-        if epochs < 0:
-            raise ValueError(f"Distiller: epochs must be >= 0, got {epochs}")
+        if isinstance(epochs, bool) or not isinstance(epochs, numbers.Integral) or epochs < 0:
+            raise ValueError(f"Distiller: epochs must be an int >= 0, got {epochs!r}")  # (1.5 ran 1 epoch)
         for key, v in (("lr", lr), ("weight_decay", weight_decay)):
             if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v) or v < 0:
                 raise ValueError(f"Distiller: {key} must be a finite number >= 0, got {v!r}")
-        if batch_size is not None and batch_size < 1:
-            raise ValueError(f"Distiller: batch_size must be >= 1, got {batch_size}")
+        if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral)
+                                       or batch_size < 1):
+            raise ValueError(f"Distiller: batch_size must be None or an int >= 1, got {batch_size!r}")
         if patience is not None and (isinstance(patience, bool) or not isinstance(patience, (int, float))
                                      or not math.isfinite(patience) or int(patience) != patience or patience < 1):
             raise ValueError(f"Distiller: patience must be None or an integer >= 1, got {patience!r}")
@@ -340,6 +362,12 @@ class Distiller:
         self.ties, self.passes, self.batching, self.batch_edges = ties, passes, batching, batch_edges
         self.student = student
         self.terms = nn.ModuleList(terms)
+        if isinstance(teacher, TeacherOutputs) and (teacher.logits.requires_grad or (
+                teacher.hidden is not None and teacher.hidden.requires_grad)):
+            # computed with autograd on: constants here (else epoch 1 backpropagated into the teacher and
+            # epoch 2 failed with "backward through the graph a second time")
+            teacher = dataclasses.replace(teacher, logits=teacher.logits.detach(),
+                                          hidden=None if teacher.hidden is None else teacher.hidden.detach())
         self.teacher = teacher
         self.lr, self.weight_decay = float(lr), float(weight_decay)
         self.epochs, self.patience, self.batch_size = int(epochs), patience, batch_size

@@ -33,12 +33,16 @@ def kd(student_logits: Tensor, teacher_logits: Tensor, temperature: float = 1.0,
             raise TypeError(f"gkdfast.losses.kd: {name} must be a tensor, got {type(t).__name__}")
         if t.dim() != 2:
             raise ValueError(f"gkdfast.losses.kd: {name} must be 2-D [N, C], got shape {list(t.shape)}")
+        if not t.is_floating_point():  # (integer one-hot labels are not logits: softmax of them means nothing)
+            raise TypeError(f"gkdfast.losses.kd: {name} must be floating-point logits, got {t.dtype}")
     if student_logits.shape != teacher_logits.shape:
         raise ValueError(f"gkdfast.losses.kd: student_logits has shape {list(student_logits.shape)} but "
                          f"teacher_logits has {list(teacher_logits.shape)} (the same [N, C] for both)")
     if student_logits.device != teacher_logits.device:
         raise ValueError(f"gkdfast.losses.kd: student_logits is on {student_logits.device}, teacher_logits on "
                          f"{teacher_logits.device}")
+    if isinstance(temperature, Tensor) and temperature.numel() == 1 and temperature.is_floating_point():
+        temperature = float(temperature)  # (accepted before the symbolic-float check; a host read)
     if not (finite_number(temperature) and temperature > 0):
         raise ValueError(f"gkdfast.losses.kd: temperature must be a finite number > 0, got {temperature}")
     if reduction not in _REDUCTIONS:

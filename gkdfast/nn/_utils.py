@@ -27,6 +27,8 @@ def check_model_sizes(name: str, in_channels, hidden_channels, out_channels, num
 def check_input(layer: str, x, graph, in_channels) -> None:
     """Raises TypeError/ValueError with the layer's name for bad ``x`` / ``graph``."""
     where = f"gkdfast.nn.{layer}"
+    if isinstance(x, Graph) and isinstance(graph, torch.Tensor):
+        raise TypeError(f"{where}: got (graph, x); layers take the features first: layer(x, graph)")
     check_graph(graph, where)
     check_features(layer, x, in_channels)
     check_rows_match(graph, x, where, "x")

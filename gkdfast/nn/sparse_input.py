@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gkdfast import _backend
+from gkdfast._autocast import autocast_on
 from gkdfast.graph import cache_mode
 
 __all__ = ["sparse_linear", "sparse_operand", "wants_sparse", "input_product", "dropout_sparse_input", "dropped_linear",
@@ -48,13 +49,6 @@ def _forget(key: int, ref) -> None:
     hit = _CACHE.get(key)
     if hit is not None and hit[0] is ref:
         del _CACHE[key]
-
-
-def _autocast_on(device_type: str) -> bool:
-    try:
-        return torch.is_autocast_enabled(device_type)
-    except TypeError:  # torch without the device-type argument
-        return torch.is_autocast_enabled()
 
 
 _CSR_WARNINGS_SPENT = False
@@ -86,8 +80,8 @@ def _operand(x: Tensor) -> Tensor:
     # On CUDA under torch.use_deterministic_algorithms(True): dense, as cuSPARSE's products with a
     # transposed CSR (the weight gradient) may differ in the last bits from run to run.
     if (x.requires_grad or x.dim() != 2 or x.layout != torch.strided or x.dtype not in (torch.float32, torch.float64)
-            or _autocast_on(x.device.type) or torch.compiler.is_compiling() or x.is_inference()
-            or _backend.transforms_active()
+            or autocast_on(x.device.type) or torch.compiler.is_compiling() or x.is_inference()
+            or _backend.transforms_active() or x.is_meta  # (meta tensors have no values to count)
             or (x.is_cuda and torch.are_deterministic_algorithms_enabled())):
         return x
     key = id(x)

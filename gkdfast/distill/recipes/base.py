@@ -238,6 +238,12 @@ class Recipe:
             seed: seeds preprocessing (random walks) and the batch order.
             distiller_kw: forwarded to :class:`Distiller` (device, checkpoint_dir, cache_dir, progress, ...).
         """
+        if isinstance(make_student, nn.Module) or not callable(make_student):
+            raise TypeError(f"{self.name}.fit: make_student must be a function in_features -> nn.Module (e.g. "
+                            f"lambda f: MLP(f, 64, num_classes)), got {type(make_student).__name__}")
+        if not all(hasattr(data, a) for a in ("x", "graph", "y", "train_mask")):
+            raise TypeError(f"{self.name}.fit: data must be a gkdfast.data.GraphData, got {type(data).__name__} "
+                            "(the order is make_student, data, teacher)")
         if self.needs_teacher and teacher is None:
             raise ValueError(f"recipe {self.name!r} needs a teacher")
         t0 = time.perf_counter()
