@@ -10,12 +10,13 @@ import contextlib
 import errno
 import fcntl
 import os
+import re
 import secrets
 import shutil
 import time
 from typing import Callable, IO, Iterator
 
-__all__ = ["atomic_write", "save_checkpoint_file", "DirectoryBusy", "exclusive_dir"]
+__all__ = ["atomic_write", "save_checkpoint_file", "DirectoryBusy", "exclusive_dir", "file_stem"]
 
 
 def _fsync_dir(folder: str) -> None:
@@ -156,6 +157,19 @@ class DirectoryBusy(OSError):
     """Another process holds the folder's lock (e.g. a second run writing into the same ``--out``)."""
 
 
+def file_stem(name: str) -> str:
+    """``name`` (e.g. a dataset's, read from its file) made safe as a file name: characters other than
+    letters, digits, ``.``, ``_`` and ``-`` become ``_`` and leading dots go, so a name such as
+    ``../x`` or ``/tmp/x`` cannot place a file outside the folder it is joined to.
+
+    Example:
+        >>> file_stem("../../etc/cora"), file_stem("cora-ml")
+        ('_.._etc_cora', 'cora-ml')
+    """
+    stem = re.sub(r"[^\w.-]", "_", str(name)).lstrip(".")
+    return stem or "data"
+
+
 @contextlib.contextmanager
 def exclusive_dir(folder: str, what: str = "output folder", enabled: bool = True) -> Iterator[None]:
     """Holds an exclusive lock on ``folder`` (a ``.lock`` file inside it) for the ``with`` block, so
@@ -174,7 +188,8 @@ def exclusive_dir(folder: str, what: str = "output folder", enabled: bool = True
     if not enabled:
         yield
         return
-    fd = os.open(os.path.join(folder, ".lock"), os.O_RDWR | os.O_CREAT, 0o644)
+    # (O_NOFOLLOW: a .lock planted as a symlink in a reused folder must not create a file elsewhere)
+    fd = os.open(os.path.join(folder, ".lock"), os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -556,11 +556,14 @@ def _cmd_bench(args) -> int:
     if args.pytest:  # pytest-benchmark's table on stdout, its JSON and storage under --out (not the checkout)
         out = os.path.abspath(args.out)
         os.makedirs(out, exist_ok=True)
-        cmd = [sys.executable, "-m", "pytest", *[os.path.join(bench, f"bench_{o}.py") for o in only],
+        # -P and cwd: a pytest.py (or pluggy/...) in --out, a folder that may come from elsewhere, is never
+        # imported (`python -m` puts the working directory first on sys.path)
+        safe_path = ["-P"] if sys.version_info >= (3, 11) else []
+        cmd = [sys.executable, *safe_path, "-m", "pytest", *[os.path.join(bench, f"bench_{o}.py") for o in only],
                "--benchmark-only", "-q", "-p", "no:cacheprovider", f"--rootdir={bench}",
                f"--benchmark-json={os.path.join(out, 'pytest-benchmark.json')}",
                f"--benchmark-storage=file://{os.path.join(out, '.benchmarks')}"]
-        return subprocess.call(cmd, env=env, cwd=out)
+        return subprocess.call(cmd, env=env, cwd=bench)
     worst = 0
     for name in only:
         print(f"== bench {name} ({args.size}) -> {args.out}", flush=True)

@@ -8,6 +8,7 @@ import statistics
 import sys
 from typing import Callable, List, Optional
 
+from gkdfast._io import file_stem
 from gkdfast.condense.condenser import CondenseConfig, condense, prepare_features, sparse_if_mostly_zero
 from gkdfast.condense.evaluate import EvalResult, check_split, train_and_test
 
@@ -69,7 +70,7 @@ def run_condense(data, ratio: float, seeds: List[int], config: CondenseConfig, o
         gd = g.to_graphdata()
         sizes.append((gd.num_nodes, gd.num_edges))
         if out:
-            path = os.path.join(out, f"{data.name}-{method}-r{ratio:g}-seed{seed}.npz")
+            path = os.path.join(out, f"{file_stem(data.name)}-{method}-r{ratio:g}-seed{seed}.npz")
             g.save(path)
             log(f"seed {seed}: wrote {path}")
         cond.append(_mean_result([train_and_test(gd.x, gd.graph, gd.y, gd.train_mask.nonzero().flatten(), data, x,

@@ -88,11 +88,59 @@ def parse_int_table(path, text: str, ncols: int, what: str, first_line: Optional
     return parse_numbers(text, torch.int64, ncols=ncols, source=path, what=what, first_line=first_line).numpy()
 
 
-def to_float_features(mat) -> torch.Tensor:
-    """scipy sparse or dense array -> contiguous float32 [N, F] tensor."""
-    if hasattr(mat, "toarray"):
-        mat = mat.toarray()
+def dense_array(mat, path=None, what: str = "matrix") -> np.ndarray:
+    """``mat`` (a scipy sparse matrix read from a file, or an array) as a dense array.
+
+    A sparse matrix is checked in full first: scipy's constructors and unpickling trust the stored
+    indices, and ``toarray`` of an index past the shape writes out of bounds (a crafted Planetoid,
+    gnn-benchmark or .mat file crashed the process with a segmentation fault).  A bad one is a
+    :class:`DataFormatError` naming ``path`` and ``what``."""
+    if not hasattr(mat, "toarray"):
+        return np.asarray(mat)
+    try:
+        if hasattr(mat, "check_format"):  # CSR / CSC: indptr and every index against the shape
+            mat.check_format(full_check=True)
+        else:  # COO (and other layouts through it): the coordinates against the shape
+            coo = mat.tocoo()
+            rows, cols = np.asarray(coo.row), np.asarray(coo.col)
+            if rows.shape != cols.shape or rows.shape != np.asarray(coo.data).shape:
+                raise ValueError("row, col and data lengths differ")
+            if rows.size and (rows.min() < 0 or cols.min() < 0 or rows.max() >= coo.shape[0]
+                              or cols.max() >= coo.shape[1]):
+                raise ValueError(f"an index lies outside the shape {coo.shape}")
+            mat = coo
+    except (ValueError, TypeError, IndexError, AttributeError) as exc:
+        where = os.fspath(path) if path is not None else "data"
+        raise DataFormatError(f"{where}: {what} is a malformed sparse matrix ({str(exc)[:80]})") from None
+    return mat.toarray()
+
+
+def to_float_features(mat, path=None) -> torch.Tensor:
+    """scipy sparse or dense array -> contiguous float32 [N, F] tensor (sparse input checked by
+    :func:`dense_array`)."""
+    mat = dense_array(mat, path, "the feature matrix")
     return torch.from_numpy(np.ascontiguousarray(np.asarray(mat, dtype=np.float32)))
+
+
+INFLATION_LIMIT = 1100
+"""The most bytes a zip member may claim per compressed byte: deflate's own limit is about 1032."""
+
+
+def check_zip_members(z, path, names=None) -> None:
+    """Refuses members of ``z`` (``names``, default all) that only a decompression bomb needs, before
+    any is inflated: methods other than stored and deflate (``zipfile`` also inflates bzip2 and lzma,
+    at millions to one: a 1.5 KB .npz reached 2.4 GB of memory) and sizes past deflate's ratio.  The
+    declared size bounds what ``zipfile`` inflates (it stops there and checks the CRC)."""
+    import zipfile
+
+    infos = z.infolist() if names is None else [z.getinfo(n) for n in names]
+    for info in infos:
+        if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+            raise fail(path, f"member {info.filename} is compressed with method {info.compress_type}; only stored "
+                             "and deflate members are read (re-save the archive with zip's defaults)")
+        if info.file_size > INFLATION_LIMIT * info.compress_size + 65536:
+            raise fail(path, f"member {info.filename} claims {info.file_size} bytes from {info.compress_size} "
+                             "compressed: more than deflate produces, refused as a decompression bomb")
 
 
 def mask_from_index(idx, n: int) -> torch.Tensor:

@@ -38,7 +38,8 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 import torch
 
-from gkdfast.data._util import PICK_ONE, check_edge_range, fail, listing, parse_int_table, undirected_graph
+from gkdfast.data._util import (PICK_ONE, check_edge_range, check_zip_members, fail, listing, parse_int_table,
+                                undirected_graph)
 from gkdfast.data.graphdata import GraphData
 
 __all__ = ["load_fairness", "fairness_name", "fairness_split", "FAIRNESS_SETS", "check_sensitive"]
@@ -193,6 +194,7 @@ def _files(directory, name):
                 missing = [m for m in need if m not in members]
                 if missing:
                     raise fail(zp, f"archive lacks {missing[0]} (members: {listing(sorted(members))})")
+                check_zip_members(z, zp, need)
                 table = z.read(need[0]).decode("utf-8")
                 edges = z.read(need[1]).decode("ascii")
         except (zipfile.BadZipFile, OSError) as exc:

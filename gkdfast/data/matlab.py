@@ -27,7 +27,7 @@ from typing import Optional, Tuple
 import numpy as np
 import torch
 
-from gkdfast.data._util import fail, to_float_features, undirected_graph
+from gkdfast.data._util import dense_array, fail, to_float_features, undirected_graph
 from gkdfast.data.graphdata import GraphData
 from gkdfast.data.splits import random_split
 
@@ -95,11 +95,11 @@ def load_mat(path, seed: int = 0, name: Optional[str] = None) -> GraphData:
     coo.eliminate_zeros()  # an explicitly stored 0 is no edge
     g = undirected_graph(coo.row, coo.col, n)
     feat = _get(m, _FEAT)
-    x = torch.ones(n, 1) if feat is None else to_float_features(feat)
+    x = torch.ones(n, 1) if feat is None else to_float_features(feat, path)
     lab = _get(m, _LAB)
     if lab is None:
         raise fail(path, f"no label variable (looked for {', '.join(_LAB)})")
-    lab = lab.toarray() if hasattr(lab, "toarray") else np.asarray(lab)
+    lab = dense_array(lab, path, "the label variable")
     if lab.ndim == 2 and lab.shape[0] == 1 and lab.shape[1] == n and n > 1:  # savemat's 1 x N label vector
         lab = lab.reshape(-1)
     extras = {"format": "mat"}

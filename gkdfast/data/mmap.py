@@ -208,6 +208,9 @@ def load_mmap(path, mode: str = "c", check_indices: bool = True) -> GraphData:
         raise fail(meta_path, f"missing or bad field {exc}") from None
 
     arrays = {}
+    for k in specs:  # (save_mmap writes extra__<word>; a listed "extra__/../../x" would read outside the folder)
+        if str(k).startswith(EXTRA_PREFIX) and not re.fullmatch(EXTRA_PREFIX + r"\w+", str(k)):
+            raise fail(meta_path, f"lists the array {k!r}: extra arrays are named {EXTRA_PREFIX}<letters, digits, _>")
     for k in _REQUIRED + _OPTIONAL + tuple(k for k in specs if str(k).startswith(EXTRA_PREFIX)):
         file = os.path.join(path, k + ".npy")
         if k not in specs:

@@ -41,7 +41,8 @@ import numpy as np
 import torch
 
 from gkdfast._io import atomic_write
-from gkdfast.data._util import DataFormatError, check_edge_range, fail, to_float_features, undirected_graph
+from gkdfast.data._util import (DataFormatError, check_edge_range, check_zip_members, dense_array, fail,
+                                to_float_features, undirected_graph)
 from gkdfast.data.graphdata import GraphData, is_per_node
 from gkdfast.data.mmap import EXTRA_PREFIX, _jsonable
 from gkdfast.data.splits import random_split
@@ -54,7 +55,17 @@ _MASKS = ("train_mask", "val_mask", "test_mask")
 
 def _open(path):
     try:
-        return np.load(os.fspath(path), allow_pickle=False)
+        f = np.load(os.fspath(path), allow_pickle=False)
+        zf = getattr(f, "zip", None)
+        if zf is not None:
+            try:
+                check_zip_members(zf, path)
+            except DataFormatError:
+                f.close()
+                raise
+        return f
+    except DataFormatError:
+        raise
     except FileNotFoundError:
         raise fail(path, "no such file") from None
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
@@ -274,12 +285,12 @@ def load_gnn_benchmark(path, seed: int = 0, name: Optional[str] = None) -> Graph
             lab = _csr(f, path, ("labels_", "labels."))
             if lab is None:
                 raise fail(path, "no labels in this .npz")
-            labels = _reduce_multilabel(lab.toarray())
+            labels = _reduce_multilabel(dense_array(lab, path, "the label matrix"))
         class_names = [str(c) for c in f["class_names"]] if "class_names" in f.files else None
     if attr is None:
         x = torch.ones(n, 1)
     else:
-        x = to_float_features(attr)
+        x = to_float_features(attr, path)
     if x.size(0) != n or labels.shape != (n,):
         raise fail(path, f"adjacency has {n} nodes but features/labels have {x.size(0)}/{labels.shape[0]} rows")
     coo = adj.tocoo()

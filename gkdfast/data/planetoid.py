@@ -30,7 +30,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from gkdfast.data._util import fail, mask_from_index, pick_dataset, undirected_graph
+from gkdfast.data._util import dense_array, fail, mask_from_index, pick_dataset, undirected_graph
 from gkdfast.data.graphdata import GraphData
 
 __all__ = ["load_planetoid", "planetoid_names"]
@@ -83,8 +83,8 @@ def planetoid_names(directory) -> list:
     return sorted(os.path.basename(p)[4:-6] for p in glob.glob(os.path.join(os.fspath(directory), "ind.*.graph")))
 
 
-def _as_dense_labels(m):
-    return np.asarray(m.toarray() if hasattr(m, "toarray") else m)
+def _as_dense_labels(m, path=None):
+    return dense_array(m, path, "the label matrix")
 
 
 def load_planetoid(directory, name: Optional[str] = None) -> GraphData:
@@ -125,15 +125,15 @@ def load_planetoid(directory, name: Optional[str] = None) -> GraphData:
     feats = np.zeros((n, n_feat), dtype=np.float32)
     feature_mask = np.zeros(n, dtype=bool)
     if allx is not None:
-        feats[:allx.shape[0]] = allx.toarray()
+        feats[:allx.shape[0]] = dense_array(allx, p("allx"), "the feature matrix")
         feature_mask[:allx.shape[0]] = True
     else:
-        feats[:x.shape[0]] = x.toarray()
+        feats[:x.shape[0]] = dense_array(x, p("x"), "the feature matrix")
         feature_mask[:x.shape[0]] = True
         warnings.warn(f"Planetoid {name}: ind.{name}.allx is missing; only the {x.shape[0]} train and "
                       f"{tx.shape[0]} test nodes have features (others are zero, see extras['feature_mask'])",
                       stacklevel=2)
-    feats[test_index] = tx.toarray()
+    feats[test_index] = dense_array(tx, p("tx"), "the feature matrix")
     feature_mask[test_index] = True
 
     labels = np.full(n, -1, dtype=np.int64)

@@ -573,8 +573,9 @@ class Distiller:
                                       process_group=self.process_group)
         if teacher is not None:
             teacher = teacher.to(dev)
-            if teacher.logits.size(0) != n:
-                raise ValueError(f"Distiller.fit: teacher outputs have {teacher.logits.size(0)} rows, data has {n}")
+            for what, t in (("logits", teacher.logits), ("hidden embedding", teacher.hidden)):
+                if t is not None and (t.dim() != 2 or t.size(0) != n):
+                    raise ValueError(f"Distiller.fit: the teacher's {what} is {list(t.shape)}, data has {n} rows")
         for t in self.terms:
             if t.needs_teacher and teacher is None:
                 raise ValueError(f"Distiller: term {t.name!r} needs a teacher")

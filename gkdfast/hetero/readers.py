@@ -27,7 +27,7 @@ from typing import Dict, Optional
 import numpy as np
 import torch
 
-from gkdfast.data._util import fail, listing, mask_from_index, parse_int_table
+from gkdfast.data._util import fail, listing, mask_from_index, parse_int_table, to_float_features
 from gkdfast.graph import Graph
 from gkdfast.hetero.graph import HeteroGraph
 
@@ -262,7 +262,7 @@ def load_heco(path, target_type: Optional[str] = None, split: int = 20, name: Op
             f = _load_sparse(fp).tocsr()
             if f.shape[0] != counts[k]:
                 raise fail(fp, f"has {f.shape[0]} rows, but type {names[k]!r} has {counts[k]} nodes")
-            x[names[k]] = _finite(fp, torch.from_numpy(np.asarray(f.toarray(), dtype=np.float32)))
+            x[names[k]] = _finite(fp, to_float_features(f, fp))
     metapaths = {}
     for p in _metapath_files(d):
         mp = os.path.basename(p)[:-4]
@@ -323,8 +323,8 @@ def load_magnn_imdb(path, name: Optional[str] = None) -> HeteroGraph:
         if f.shape[0] != counts[names[k]]:
             raise fail(os.path.join(d, f"features_{k}.npz"), f"has {f.shape[0]} rows for {counts[names[k]]} "
                                                              f"{names[k]} nodes")
-        x[names[k]] = _finite(os.path.join(d, f"features_{k}.npz"),
-                              torch.from_numpy(np.asarray(f.toarray(), dtype=np.float32)))
+        fp = os.path.join(d, f"features_{k}.npz")
+        x[names[k]] = _finite(fp, to_float_features(f, fp))
     label_path = os.path.join(d, "labels.npy")
     y = torch.from_numpy(_labels(label_path, _load_npy(label_path)))
     n = counts["movie"]
