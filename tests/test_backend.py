@@ -165,3 +165,24 @@ def test_forced_context_overrides_the_environment_and_restores_it(monkeypatch):
     with pytest.raises(ValueError, match="mode must be auto, reference or native"):
         with _backend.forced("gpu"):
             pass
+
+
+def test_a_remembered_native_choice_still_follows_the_mode(monkeypatch):
+    # choose() keeps native choices (working one out asks the dispatcher about every backend, ~10 us
+    # a call); the mode and torch.func transforms are part of what it remembers them by
+    from gkdfast import _backend
+
+    if not _backend.native_loaded():
+        pytest.skip("the native extension is not loaded")
+    cpu = torch.device("cpu")
+    assert _backend.choose("spmm", cpu, torch.float32) == "cpu"
+    assert _backend.choose("spmm", cpu, torch.float32) == "cpu"  # (remembered)
+    monkeypatch.setenv("GKDFAST_BACKEND", "reference")
+    assert _backend.choose("spmm", cpu, torch.float32) == "reference"
+    monkeypatch.delenv("GKDFAST_BACKEND")
+    with _backend.forced("reference"):
+        assert _backend.choose("spmm", cpu, torch.float32) == "reference"
+    assert _backend.choose("spmm", cpu, torch.int32) == "reference"  # no int kernel: not the float choice
+    with torch.autograd.forward_ad.dual_level():
+        assert _backend.choose("spmm", cpu, torch.float32) == "reference"
+    assert _backend.choose("spmm", cpu, torch.float32) == "cpu"
