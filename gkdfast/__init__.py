@@ -5,6 +5,8 @@ Public names only; see README.md for a tour.  The other subpackages (``gkdfast.d
 access (some pull in scipy, tqdm and matplotlib, which the kernels do not need).
 """
 import importlib
+import types
+from typing import TYPE_CHECKING
 
 from gkdfast import losses, nn, pooling, settings
 from gkdfast._backend import backend_info, explain
@@ -15,16 +17,21 @@ from gkdfast.retrieval import topk_similar
 
 __version__ = "0.1.0"
 
+# one literal list, so that type checkers read it (the lazy submodules are in it too)
 __all__ = ["Graph", "spmm", "sddmm", "edge_softmax", "gcn_norm", "global_pool", "topk_similar", "backend_info",
-           "explain",
-           "losses", "nn", "pooling", "settings", "__version__"]
+           "explain", "losses", "nn", "pooling", "settings", "__version__",
+           "data", "distill", "sampling", "hetero", "condense", "distributed", "reference", "graph_build",
+           "inverse_cdf", "reorder", "cpu_memory"]
 
 _LAZY_SUBMODULES = ("data", "distill", "sampling", "hetero", "condense", "distributed", "reference", "graph_build",
                     "inverse_cdf", "reorder", "cpu_memory")
-__all__ += list(_LAZY_SUBMODULES)
+
+if TYPE_CHECKING:  # what a type checker or IDE sees; at run time they load on first access (__getattr__)
+    from gkdfast import (condense, cpu_memory, data, distill, distributed, graph_build, hetero, inverse_cdf,
+                         reference, reorder, sampling)
 
 
-def __getattr__(name):
+def __getattr__(name: str) -> types.ModuleType:
     if name in _LAZY_SUBMODULES:
         module = importlib.import_module(f"gkdfast.{name}")
         globals()[name] = module

@@ -20,7 +20,7 @@ import os
 import threading
 import sys
 import warnings
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, TypedDict
 
 import torch
 
@@ -334,7 +334,7 @@ _PUBLIC_OPS = {"gsp": "gsp_tiled", "rsd": "gsp_tiled", "crd": "infonce", "nt_xen
                "ncontrast": "gram_lse", "global_pool": "segment_pool"}
 
 
-def explain(op: str, device="cpu", dtype: Optional[torch.dtype] = torch.float32) -> Dict[str, object]:
+def explain(op: str, device="cpu", dtype: Optional[torch.dtype] = torch.float32) -> Explanation:
     """Which backend ``op`` would use for ``device``/``dtype`` and why the others were not used.
     ``op``: a native op (``registered_ops()``) or a public name that runs one (``gsp``, ``rsd`` ->
     ``gsp_tiled``; ``crd`` -> ``infonce``; ``nt_xent``, ``ncontrast`` -> ``gram_lse``; ``global_pool`` ->
@@ -373,7 +373,39 @@ def registered_ops() -> List[str]:
     return sorted(set(names))
 
 
-def backend_info() -> Dict[str, object]:
+class BackendStatus(TypedDict):
+    """One backend in :func:`backend_info`: usable or not, and why not."""
+    available: bool
+    reasons: List[str]
+
+
+class BackendInfo(TypedDict):
+    """What :func:`backend_info` returns (a plain dict; the keys and value types for type checkers)."""
+    version: str
+    torch: str
+    torch_cuda: Optional[str]
+    mode: str
+    extension_loaded: bool
+    load_error: Optional[str]
+    compiled_with_cuda: bool
+    cuda_device: Optional[str]
+    openmp_threads: Optional[int]
+    torch_threads: int
+    backends: Dict[str, BackendStatus]
+    ops: Dict[str, List[str]]
+
+
+class Explanation(TypedDict):
+    """What :func:`explain` returns: the backend chosen (``None``: none can run the call in
+    ``GKDFAST_BACKEND=native`` mode) and why each other one was not."""
+    op: str
+    device: str
+    dtype: str
+    chosen: Optional[str]
+    not_used: Dict[str, List[str]]
+
+
+def backend_info() -> BackendInfo:
     """A dict describing what is available: the extension, each backend, and each op's kernels.
 
     Example:
@@ -382,7 +414,7 @@ def backend_info() -> Dict[str, object]:
         ['cpu', 'cuda', 'reference']
     """
     cuda_device = torch.cuda.is_available()
-    backends = {
+    backends: Dict[str, BackendStatus] = {
         "cuda": {"available": False, "reasons": []},
         "cpu": {"available": False, "reasons": []},
         "reference": {"available": True, "reasons": []},

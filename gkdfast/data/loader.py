@@ -4,10 +4,14 @@ from __future__ import annotations
 import glob
 import os
 import re
-from typing import Optional, Union
+from typing import TYPE_CHECKING, Optional, Union
 
 from gkdfast.data._util import PICK_ONE, fail, listing
 from gkdfast.data.graphdata import GraphData
+
+if TYPE_CHECKING:  # (imported when read: they pull in their readers)
+    from gkdfast.data.tu import GraphDataset
+    from gkdfast.hetero.graph import HeteroGraph
 
 __all__ = ["load", "FORMATS", "guess_format"]
 
@@ -185,7 +189,7 @@ def guess_format(path, name: Optional[str] = None, _listing: bool = True):
 
 
 def load(path, format: Optional[str] = None, name: Optional[str] = None, seed: int = 0, **options
-         ) -> Union[GraphData, "GraphDataset"]:  # noqa: F821
+         ) -> Union[GraphData, "GraphDataset", "HeteroGraph"]:
     """Loads a graph from ``path``, guessing the format when ``format`` is None.
 
     Args:
@@ -208,7 +212,8 @@ def load(path, format: Optional[str] = None, name: Optional[str] = None, seed: i
 
     Returns:
         :class:`GraphData` for node classification; a :class:`gkdfast.data.GraphDataset` for
-        the graph-classification ``tu`` and ``graph-json`` formats.  ``extras["split"]`` says how the masks were made.
+        the graph-classification ``tu`` and ``graph-json`` formats; a :class:`gkdfast.hetero.HeteroGraph`
+        for ``hetero``.  ``extras["split"]`` says how the masks were made.
 
     Raises:
         ValueError: a one-line message naming the file and the problem (missing, malformed,

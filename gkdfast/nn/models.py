@@ -8,7 +8,7 @@ With ``num_layers=1`` there is no hidden layer and ``hidden`` is ``x`` itself.
 """
 from __future__ import annotations
 
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import List, Literal, Optional, Sequence, Tuple, Union, overload
 
 import torch
 import torch.nn.functional as F
@@ -97,6 +97,17 @@ class _Stack(nn.Module):
         resets itself and its children (GCNConv / GATConv: glorot), which are then left alone (a
         second reset of the inner ``nn.Linear`` would overwrite glorot with its kaiming default)."""
         reset_children(self)
+
+    # (the overloads tell a type checker that return_hidden=True gives a pair and the default one tensor)
+    @overload
+    def forward(self, x: Tensor, graph: Optional[Graph] = None, return_hidden: Literal[False] = False) -> Tensor: ...
+
+    @overload
+    def forward(self, x: Tensor, graph: Optional[Graph] = None, *,
+                return_hidden: Literal[True]) -> Tuple[Tensor, Tensor]: ...
+
+    @overload
+    def forward(self, x: Tensor, graph: Optional[Graph], return_hidden: Literal[True]) -> Tuple[Tensor, Tensor]: ...
 
     def forward(self, x: Tensor, graph: Optional[Graph] = None, return_hidden: bool = False) -> Output:
         name = type(self).__name__

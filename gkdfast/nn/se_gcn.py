@@ -30,7 +30,7 @@ Example:
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence, Union
+from typing import Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -109,7 +109,8 @@ class SEGCN(nn.Module):
             return None
         return self.se_reg * sum(torch.linalg.vector_norm(e) for e in self.embeddings.values())
 
-    def forward(self, x: Tensor, graph: Optional[Graph] = None, return_hidden: bool = False):
+    def forward(self, x: Tensor, graph: Optional[Graph] = None,
+                return_hidden: bool = False) -> Union[Tensor, Tuple[Tensor, Tensor]]:
         check_features("SEGCN", x, self.in_channels)
         if graph is None:
             raise ValueError("gkdfast.nn.SEGCN: a graph is required (forward(x, graph))")

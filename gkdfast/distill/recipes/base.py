@@ -17,12 +17,15 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Tuple
 
 from torch import Tensor, nn
 
 from gkdfast.distill.distiller import Distiller, FitResult, uses_graph
 from gkdfast.distill.terms import CrossEntropy, LossTerm  # noqa: F401  (CrossEntropy: the example)
+
+if TYPE_CHECKING:
+    from gkdfast.distill.teacher_cache import TeacherOutputs
 
 __all__ = ["Recipe", "Trained"]
 
