@@ -89,3 +89,21 @@ def test_models_run_on_meta_tensors():
     # the non-zeros of a tensor without values.
     out = MLP(8, 4, 3).to("meta")(torch.randn(5, 8, device="meta"))
     assert out.shape == (5, 3) and out.is_meta
+
+
+def test_more_first_mistakes_get_named_errors():
+    from gkdfast.sampling import sample_blocks
+
+    g = gkdfast.Graph(torch.tensor([[1, 2, 3], [0, 1, 2]]))
+    with pytest.raises(TypeError, match=r"seeds must be a 1-D int tensor of node ids, got torch.bool.*nonzero"):
+        sample_blocks(g, torch.tensor([True, False, True, False]), [1])
+    with pytest.raises(TypeError, match="seeds must be a 1-D int tensor"):
+        sample_blocks(g, torch.tensor([0.0, 2.0]), [1])  # (truncated to ids before)
+    with pytest.raises(ValueError, match="one int per hop"):
+        sample_blocks(g, torch.tensor([0]), 2)
+    with pytest.raises(TypeError, match="must be a dict of hyperparameters"):
+        recipes.by_name({"glnn": 0.3})
+    with pytest.raises(TypeError, match=r"x is torch.float64 but the model's weights are torch.float32"):
+        GCN(4, 8, 2)(torch.randn(4, 4, dtype=torch.float64), g)
+    with pytest.raises(ValueError, match=r"nodes has indices outside \[-5, 5\)"):
+        gkdfast.losses.gsp(torch.randn(5, 2), torch.randn(5, 2), nodes=torch.tensor([0, 7]))

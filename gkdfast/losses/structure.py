@@ -248,7 +248,9 @@ def _selected_rows(op: str, student: Tensor, teacher: Tensor, nodes, process_gro
     # data), where the indexing below still refuses an index out of range.
     if (not torch.compiler.is_compiling() and nodes.numel()
             and (int(nodes.min()) < -student.size(0) or int(nodes.max()) >= student.size(0))):
-        raise ValueError(f"gkdfast.losses.{op}: nodes has indices outside [0, {student.size(0)})")
+        n = student.size(0)
+        raise ValueError(f"gkdfast.losses.{op}: nodes has indices outside [-{n}, {n}) (ids of the {n} rows; "
+                         "negative ones count from the end, as in tensor indexing)")
     # take_rows: repeated ids' gradients added in a fixed order on CPU (t[nodes] used atomics there);
     # negative ids wrapped first, which take_rows would leave to t[nodes]
     nodes = torch.where(nodes < 0, nodes + student.size(0), nodes)

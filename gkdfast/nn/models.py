@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from gkdfast._autocast import autocast_on
 from gkdfast.graph import Graph
 from gkdfast.nn._utils import check_features, check_model_sizes, reset_children
 from gkdfast.nn.block_forward import layer_on_block
@@ -112,6 +113,11 @@ class _Stack(nn.Module):
     def forward(self, x: Tensor, graph: Optional[Graph] = None, return_hidden: bool = False) -> Output:
         name = type(self).__name__
         check_features(name, x, self.in_channels)
+        weight = next(self.parameters(), None)
+        if weight is not None and x.dtype != weight.dtype and not autocast_on(x.device.type):
+            # (else torch's "mat1 and mat2 must have the same dtype" from inside a layer)
+            raise TypeError(f"gkdfast.nn.{name}: x is {x.dtype} but the model's weights are {weight.dtype}; "
+                            f"pass x.to({weight.dtype}) or convert the model (model.to({x.dtype}))")
         if self.uses_graph and graph is None:
             raise ValueError(f"gkdfast.nn.{name}: a graph is required (forward(x, graph))")
         hidden = x

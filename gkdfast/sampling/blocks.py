@@ -154,8 +154,16 @@ def sample_blocks(graph: Graph, seeds: Tensor, fanouts: Sequence[int], seed: int
         >>> n_id.tolist(), [(b.num_dst, b.num_src) for b in blocks]  # seeds, hop-1 nodes, hop-2 nodes
         ([0, 1, 2], [(2, 3), (1, 2)])
     """
-    if len(fanouts) == 0:
-        raise ValueError("gkdfast.sampling: fanouts must hold at least one hop")
+    if not isinstance(graph, Graph):
+        raise TypeError(f"gkdfast.sampling: graph must be a gkdfast.Graph, got {type(graph).__name__}")
+    if isinstance(fanouts, int) or len(fanouts) == 0:
+        raise ValueError(f"gkdfast.sampling: fanouts must be a list with one int per hop (e.g. [10, 5]), got "
+                         f"{fanouts!r}")
+    if (not isinstance(seeds, torch.Tensor) or seeds.dim() != 1 or seeds.is_floating_point()
+            or seeds.dtype == torch.bool):
+        got = f"{seeds.dtype} {list(seeds.shape)}" if isinstance(seeds, torch.Tensor) else type(seeds).__name__
+        raise TypeError(f"gkdfast.sampling: seeds must be a 1-D int tensor of node ids, got {got} (for a bool "
+                        "mask pass mask.nonzero().flatten())")
     if node_map is None:
         node_map = NodeMap(graph.num_nodes, graph.device)
     if degree is None:

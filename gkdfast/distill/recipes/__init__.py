@@ -86,6 +86,9 @@ def by_name(overrides: Optional[Dict[str, dict]]) -> Dict[str, dict]:
     """
     out: Dict[str, dict] = {}
     for k, v in (overrides or {}).items():
+        if not isinstance(v, dict):
+            raise TypeError(f"recipes.by_name: the value for {k!r} must be a dict of hyperparameters, e.g. "
+                            f"{{{k!r}: {{'lamb': 0.3}}}}, got {type(v).__name__}")
         out.setdefault(get(k).name, {}).update(v)
     return out
 
