@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import json
 import os
 import sys
@@ -160,6 +161,16 @@ def _cmd_distill(args) -> int:
             torch.distributed.destroy_process_group()
 
 
+def _writable_dir(path: str, flag: str) -> None:
+    """Creates ``path`` if needed and checks it takes files; else an error naming ``flag``."""
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as exc:
+        raise type(exc)(exc.errno, f"{flag} {path}: cannot create it ({exc.strerror})") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise PermissionError(errno.EACCES, f"{flag} {path}: not writable")
+
+
 def _distill(args) -> int:
     import os
 
@@ -295,6 +306,8 @@ def _distill(args) -> int:
     # One run per --out at a time: a second one would share checkpoints and results.  Under torchrun
     # rank 0 holds the lock for the whole group.  (Taken before the teacher selection, which may be long.)
     with exclusive_dir(out, "--out folder", enabled=os.environ.get("RANK", "0") == "0"):
+        if args.cache_dir:  # before the teacher trains, not when its outputs are first written
+            _writable_dir(args.cache_dir, "--cache-dir")
         seeds = list(range(args.seed, args.seed + num_seeds(args)))
         inductive_fraction = args.inductive_fraction if args.setting == "inductive" else None
         if auto_teacher:  # on what the experiment's teacher will see: masked data, the observed graph

@@ -112,3 +112,13 @@ for step in range(5):
     assert res.returncode == 0, res.stderr
     assert res.stderr.count("the user's own warning") == 1, res.stderr
     assert "beta state" not in res.stderr and "implicitly disabled" not in res.stderr
+
+
+def test_an_unusable_cache_dir_is_refused_before_the_teacher_trains(tmp_path, capsys):
+    # Before: the run trained its teacher, then failed writing its outputs.
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    code = cli.main([*SMALL_RUN, "--out", str(tmp_path / "run"), "--cache-dir", str(blocker / "cache")])
+    err = capsys.readouterr().err
+    assert code == 2 and "--cache-dir" in err and "cannot create it" in err
+    assert "teacher GCN" not in err  # nothing trained

@@ -140,3 +140,19 @@ def test_teacher_outputs_with_wrong_hidden_rows_are_refused():
     bad = TeacherOutputs(torch.randn(200, 3), torch.randn(1, 5))
     with pytest.raises(ValueError, match=r"the teacher's hidden embedding is \[1, 5\], data has 200 rows"):
         Distiller(MLP(8, 8, 3), [terms.CrossEntropy(1.0)], teacher=bad, epochs=1).fit(data)
+
+
+def test_json_and_csv_failures_are_format_errors(tmp_path):
+    from gkdfast.data.graph_json import load_graph_json
+    from gkdfast.data._util import csv_rows, parse_json
+
+    with pytest.raises(DataFormatError, match=r"deep.json: not valid JSON \(RecursionError"):
+        parse_json("deep.json", "[" * 100_000 + "]" * 100_000)
+    with pytest.raises(DataFormatError, match="big.csv: not a readable CSV table"):
+        csv_rows("big.csv", "a,b\n" + "x" * 200_000 + ",1\n")
+    folder = tmp_path / "gj"
+    folder.mkdir()
+    (folder / "graphs.json").write_text(json.dumps({"01": [[0, 1]], "2": [[0, 1]]}))
+    (folder / "target.csv").write_text("id,target\n1,0\n2,1\n")
+    with pytest.raises(DataFormatError, match="without leading zeros"):  # (a KeyError '1' before)
+        load_graph_json(str(folder))

@@ -88,6 +88,29 @@ def parse_int_table(path, text: str, ncols: int, what: str, first_line: Optional
     return parse_numbers(text, torch.int64, ncols=ncols, source=path, what=what, first_line=first_line).numpy()
 
 
+def parse_json(path, text: str, what: str = "JSON"):
+    """``json.loads(text)``, with what it raises on a bad file (malformed text; nesting deep enough to
+    exhaust Python's recursion limit, a RecursionError) as a :class:`DataFormatError` naming ``path``."""
+    import json
+
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise fail(path, f"not valid {what} ({type(exc).__name__}: {str(exc)[:80]})") from None
+
+
+def csv_rows(path, text: str) -> list:
+    """The rows of CSV ``text``; csv's own failures (a field over its size limit, a NUL byte) as a
+    :class:`DataFormatError` naming ``path``."""
+    import csv
+    import io
+
+    try:
+        return list(csv.reader(io.StringIO(text)))
+    except csv.Error as exc:
+        raise fail(path, f"not a readable CSV table ({str(exc)[:80]})") from None
+
+
 def dense_array(mat, path=None, what: str = "matrix") -> np.ndarray:
     """``mat`` (a scipy sparse matrix read from a file, or an array) as a dense array.
 

@@ -29,8 +29,6 @@ NBA).
 """
 from __future__ import annotations
 
-import csv
-import io
 import os
 import zipfile
 from typing import Dict, List, Optional, Tuple
@@ -38,8 +36,8 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 import torch
 
-from gkdfast.data._util import (PICK_ONE, check_edge_range, check_zip_members, fail, listing, parse_int_table,
-                                undirected_graph)
+from gkdfast.data._util import (PICK_ONE, check_edge_range, check_zip_members, csv_rows, fail, listing,
+                                parse_int_table, undirected_graph)
 from gkdfast.data.graphdata import GraphData
 
 __all__ = ["load_fairness", "fairness_name", "fairness_split", "FAIRNESS_SETS", "check_sensitive"]
@@ -124,7 +122,7 @@ def check_sensitive(path, values: np.ndarray, column: str) -> np.ndarray:
 
 
 def _read_csv(path, text: str) -> Tuple[List[str], List[List[str]]]:
-    rows = list(csv.reader(io.StringIO(text)))
+    rows = csv_rows(path, text)
     if not rows:
         raise fail(path, "empty table")
     header, body = rows[0], [r for r in rows[1:] if r]
@@ -199,6 +197,8 @@ def _files(directory, name):
                 edges = z.read(need[1]).decode("ascii")
         except (zipfile.BadZipFile, OSError) as exc:
             raise fail(zp, f"not a readable zip archive ({str(exc)[:60]}); re-copy it") from None
+        except UnicodeDecodeError as exc:
+            raise fail(zp, f"a member is not plain text ({exc.reason} at byte {exc.start})") from None
         return f"{zp}:bail/bail.csv", table, [(f"{zp}:bail/bail_edges.txt", edges)]
     table = os.path.join(d, _MARKERS[name])
     if name == "credit":

@@ -11,13 +11,12 @@ them self-loops: 246,184 edges remain).
 """
 from __future__ import annotations
 
-import json
 import os
 
 import numpy as np
 import torch
 
-from gkdfast.data._util import fail, parse_int_table, undirected_graph
+from gkdfast.data._util import fail, parse_int_table, parse_json, undirected_graph
 
 __all__ = ["is_graph_json_dir", "load_graph_json"]
 
@@ -70,18 +69,14 @@ def load_graph_json(directory, seed: int = 0, max_degree: int = 16):
     gpath, tpath = os.path.join(directory, GRAPHS_FILE), os.path.join(directory, TARGET_FILE)
     if not is_graph_json_dir(directory):
         raise fail(directory, f"needs {GRAPHS_FILE} and {TARGET_FILE}")
-    try:
-        with open(gpath, encoding="utf-8") as f:
-            raw = json.load(f)
-    except json.JSONDecodeError as exc:
-        raise fail(gpath, f"not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    with open(gpath, encoding="utf-8") as f:
+        raw = parse_json(gpath, f.read())
     if not isinstance(raw, dict) or not raw:
         raise fail(gpath, "expected a non-empty JSON object {graph id: [[u, v], ...]}")
     targets = _targets(tpath)
-    try:
-        ids = sorted(int(k) for k in raw)
-    except ValueError:
-        raise fail(gpath, "graph ids (the object's keys) must be integers") from None
+    if any(not (isinstance(k, str) and k.isdigit() and str(int(k)) == k) for k in raw):  # ("01" read as 1)
+        raise fail(gpath, "graph ids (the object's keys) must be integers written without leading zeros")
+    ids = sorted(int(k) for k in raw)
     missing = sorted(set(ids) - set(targets))
     if missing:
         raise fail(tpath, f"no label for graph id {missing[0]} ({len(missing)} graphs unlabelled)")

@@ -66,7 +66,7 @@ def is_mmap_dir(path) -> bool:
     try:
         with open(meta) as f:
             return json.load(f).get("format") == MMAP_FORMAT
-    except (OSError, ValueError, AttributeError):
+    except (OSError, ValueError, AttributeError, RecursionError):
         return False
 
 
@@ -194,7 +194,7 @@ def load_mmap(path, mode: str = "c", check_indices: bool = True) -> GraphData:
     try:
         with open(meta_path) as f:
             meta = json.load(f)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:
         raise fail(meta_path, f"not readable JSON ({str(exc)[:80]})") from None
     if not isinstance(meta, dict) or meta.get("format") != MMAP_FORMAT:
         raise fail(meta_path, f"format is not {MMAP_FORMAT!r}")

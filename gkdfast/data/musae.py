@@ -21,17 +21,14 @@ target file; they get zero features and no edges).  No public split: random 20/3
 """
 from __future__ import annotations
 
-import csv
 import glob
-import io
-import json
 import os
 from typing import Optional
 
 import numpy as np
 import torch
 
-from gkdfast.data._util import PICK_ONE, encode_labels, fail, parse_int_table, undirected_graph
+from gkdfast.data._util import PICK_ONE, csv_rows, encode_labels, fail, parse_int_table, parse_json, undirected_graph
 from gkdfast.data.text_tables import parse_numbers
 from gkdfast.data.graphdata import GraphData
 from gkdfast.data.splits import random_split
@@ -117,7 +114,7 @@ def load_musae(directory, name: Optional[str] = None, seed: int = 0, feature_dim
         text = body
     edges = parse_int_table(edge_path, text, 2, "edge list", first_line=2 if header else 1)
 
-    rows = list(csv.reader(io.StringIO(_read_text(target_path))))
+    rows = csv_rows(target_path, _read_text(target_path))
     if len(rows) < 2:
         raise fail(target_path, "empty target file (need a header and one row per node)")
     header = [h.strip() for h in rows[0]]
@@ -148,7 +145,7 @@ def load_musae(directory, name: Optional[str] = None, seed: int = 0, feature_dim
     feats_idx = None
     if feat_json is not None:
         try:
-            obj = json.loads(_read_text(feat_json))
+            obj = parse_json(feat_json, _read_text(feat_json))
             feats_idx = {int(k): np.asarray(v, dtype=np.int64).reshape(-1) for k, v in obj.items()}
         except (ValueError, TypeError) as exc:
             raise fail(feat_json, f"expected JSON {{node id: [feature index, ...]}} ({str(exc)[:60]})") from None

@@ -42,7 +42,7 @@ import torch
 
 from gkdfast._io import atomic_write
 from gkdfast.data._util import (DataFormatError, check_edge_range, check_zip_members, dense_array, fail,
-                                to_float_features, undirected_graph)
+                                parse_json, to_float_features, undirected_graph)
 from gkdfast.data.graphdata import GraphData, is_per_node
 from gkdfast.data.mmap import EXTRA_PREFIX, _jsonable
 from gkdfast.data.splits import random_split
@@ -237,10 +237,7 @@ def load_npz_bundle(path, seed: int = 0, name: Optional[str] = None) -> GraphDat
     nm = name or (str(arr["name"]) if "name" in arr else os.path.splitext(os.path.basename(os.fspath(path)))[0])
     extras = {"split": split, "format": "npz"}
     if "extras_json" in arr and split == "file":  # saved by save_npz: the data's own extras, split marker included
-        try:
-            saved = json.loads(str(arr["extras_json"]))
-        except ValueError:
-            raise fail(path, "extras_json is not valid JSON") from None
+        saved = parse_json(path, str(arr["extras_json"]), "JSON in extras_json")
         extras.update(saved if isinstance(saved, dict) else {})
         extras.update({k[len(EXTRA_PREFIX):]: torch.from_numpy(np.ascontiguousarray(arr[k])) for k in arr
                        if k.startswith(EXTRA_PREFIX)})
