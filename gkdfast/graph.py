@@ -48,6 +48,15 @@ def check_to_device(device, owner: str):
     return device
 
 
+def _tracing() -> bool:
+    """``torch.compile`` or ``torch.export`` is tracing: the graph's caches are computed in the traced
+    code but not stored.  A stored trace-time value was a FakeTensor after a non-strict
+    ``torch.export`` (later eager calls returned FakeTensors), or, replayed after a compiled call under
+    ``torch.inference_mode()``, an inference tensor that broke the next training step.  Build the
+    caches with one eager call per graph first (README, "torch.compile")."""
+    return torch.compiler.is_compiling()
+
+
 def derived_cache(owner, name: str) -> dict:
     """The dict ``name`` among what other modules derive from ``owner`` (a :class:`Graph` or a
     ``HeteroGraph``) and keep while it lives: self-loop graphs, ncontrast's positives, merged relations.
@@ -310,9 +319,12 @@ class Graph:
         if self._dst is None:
             with cache_mode():
                 # output_size: a static length, so torch.compile can trace it (no data-dependent size)
-                self._dst = torch.repeat_interleave(
+                dst = torch.repeat_interleave(
                     torch.arange(self.num_nodes, device=self.device, dtype=self.index_dtype),
                     self.in_degree(), output_size=self.num_edges)
+            if not _tracing():
+                self._dst = dst
+            return dst
         return self._dst
 
     @property
@@ -331,7 +343,9 @@ class Graph:
             with cache_mode():
                 inv = torch.empty_like(self.perm)
                 inv[self.perm] = torch.arange(self.perm.numel(), device=self.perm.device)
-            self._inv_perm = inv
+            if not _tracing():
+                self._inv_perm = inv
+            return inv
         return self._inv_perm
 
     def in_degree(self, dtype: Optional[torch.dtype] = None) -> Tensor:
@@ -355,7 +369,10 @@ class Graph:
         ``t_eid[k]`` is the CSR position of the k-th transposed entry.  Built once, cached."""
         if self._transpose is None:
             with cache_mode():
-                self._transpose = self._build_transpose()
+                transpose = self._build_transpose()
+            if not _tracing():
+                self._transpose = transpose
+            return transpose
         return self._transpose
 
     def _build_transpose(self) -> Tuple[Tensor, Tensor, Tensor]:

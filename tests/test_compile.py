@@ -191,3 +191,43 @@ def test_a_temperature_that_changes_between_calls_compiles(name):
     x = torch.randn(40, 8)
     for tau in (4.0, 3.0, 2.0):
         torch.testing.assert_close(compiled(x, tau), fn(x, tau))
+
+
+def test_tracing_a_cold_graph_leaves_no_trace_time_values_in_its_caches():
+    # Before: a compiled eval under inference_mode stored inference tensors in the graph (the next
+    # eager training step failed), and a non-strict torch.export stored FakeTensors (later eager
+    # calls returned FakeTensors).  Traced code now computes them without storing them.
+    torch.manual_seed(0)
+    x = torch.randn(40, 8)
+    g = gkdfast.Graph(torch.randint(0, 40, (2, 200)), 40)  # unsorted: a permutation to invert
+    fn = lambda graph, v: gkdfast.edge_softmax(graph, gkdfast.sddmm(graph, v, v)).sum()  # noqa: E731
+    torch._dynamo.reset()
+    compiled = torch.compile(fn, backend="aot_eager")
+    with torch.inference_mode():
+        compiled(g, x)
+    assert g._dst is None and g._inv_perm is None and g._transpose is None
+    xe = x.clone().requires_grad_()
+    fn(g, xe).backward()  # eager training step on the same graph
+    assert xe.grad is not None
+
+    from gkdfast.nn import GCNConv
+
+    conv = GCNConv(8, 4).eval()
+    ei = torch.randint(0, 40, (2, 200))
+    cold = gkdfast.Graph(ei, 40)
+    want = conv(x, gkdfast.Graph(ei.clone(), 40))
+
+    class HoldsGraph(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.g = conv, cold
+
+        def forward(self, v):
+            return self.conv(v, self.g)
+
+    exported = torch.export.export(HoldsGraph(), (x,), strict=False)
+    assert cold._transpose is None and cold._dst is None
+    torch.testing.assert_close(exported.module()(x), want)
+    out = conv(x, cold)
+    assert type(out) is torch.Tensor
+    torch.testing.assert_close(out, want)
