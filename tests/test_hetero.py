@@ -445,10 +445,10 @@ def test_heco_split_reaches_the_reader_through_load_and_the_cli(tmp_path, capsys
 
 
 def test_hetero_runner_refuses_settings_it_would_ignore():
-    with pytest.raises(ValueError, match=r"--set kd\.batch_size: not used on a heterogeneous graph"):
+    with pytest.raises(ValueError, match=r"--set kd\.batch_size \(overrides\['kd'\]\['batch_size'\]\): not used on a heterogeneous"):
         run_hetero_experiment(HeteroGraph.toy(), teacher="rgcn:8", students=["rgcn:4"], epochs=1,
                               overrides={"kd": {"batch_size": 16}})
-    with pytest.raises(ValueError, match=r"--set reliant\.\*: method 'reliant' does not run here"):
+    with pytest.raises(ValueError, match=r"--set reliant\.\* \(overrides\['reliant'\]\): method 'reliant' does not run here"):
         run_hetero_experiment(HeteroGraph.toy(), teacher="rgcn:8", students=["rgcn:4"], epochs=1,
                               overrides={"reliant": {"alpha": 1.0}})
     res = run_hetero_experiment(HeteroGraph.toy(), teacher="rgcn:8", students=["rgcn:4"], epochs=1,

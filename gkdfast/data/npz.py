@@ -145,6 +145,10 @@ def save_npz(data: GraphData, path, compressed: bool = True) -> None:
         "name": np.str_(d.name),
     }
     if d.sensitive is not None:
+        values = torch.unique(d.sensitive)
+        if not bool(((values == 0) | (values == 1)).all()):  # (load would refuse the file it wrote)
+            raise ValueError(f"save_npz: the sensitive attribute must be 0/1, got the values {values.tolist()[:8]}; "
+                             "map it to 0/1 before saving")
         arrays["sensitive"] = d.sensitive.to(torch.int64).numpy()
     if d.graph.edge_weight is not None:
         arrays["edge_weight"] = d.graph.edge_weight.to(torch.float32).numpy()

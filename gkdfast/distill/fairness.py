@@ -25,12 +25,27 @@ def _rate(pred: Tensor, keep: Tensor) -> float:
 
 
 def _check(pred: Tensor, sensitive: Tensor, mask: Optional[Tensor]):
+    # Each refusal below was a silent number: a third group or 1/2 coding dropped groups, one logit
+    # column or 1-D probabilities never predicted class 1, node ids read as a 0/1 mask.
     if pred.dim() == 2:  # logits -> classes
+        if pred.size(1) < 2:
+            raise ValueError(f"fairness: logits must have a column per class (C >= 2), got {list(pred.shape)}; for "
+                             "a one-column (binary cross-entropy) model pass (logit > 0).long()")
         pred = pred.argmax(-1)
+    elif pred.dim() != 1 or pred.is_floating_point():
+        raise TypeError(f"fairness: predictions must be [N, C] logits or [N] integer classes, got {pred.dtype} "
+                        f"{list(pred.shape)} (for probabilities of class 1 pass (p > 0.5).long())")
     if pred.shape != sensitive.shape:
         raise ValueError(f"fairness: predictions {list(pred.shape)} and sensitive {list(sensitive.shape)} differ")
     pred, sensitive = pred.cpu(), sensitive.cpu()
-    keep = torch.ones_like(sensitive, dtype=torch.bool) if mask is None else mask.cpu().bool()
+    values = torch.unique(sensitive)
+    if not bool(((values == 0) | (values == 1)).all()):
+        raise ValueError(f"fairness: the sensitive attribute must be 0/1, got the values {values.tolist()[:8]}; map "
+                         "it to 0/1 (two groups)")
+    if mask is not None and (mask.dtype != torch.bool or mask.shape != sensitive.shape):
+        raise TypeError(f"fairness: mask must be a bool {list(sensitive.shape)} tensor, got {mask.dtype} "
+                        f"{list(mask.shape)} (an int 0/1 mask: mask.bool(); node ids: index the tensors first)")
+    keep = torch.ones_like(sensitive, dtype=torch.bool) if mask is None else mask.cpu()
     return pred, sensitive, keep
 
 
@@ -55,6 +70,8 @@ def delta_eo(pred: Tensor, y: Tensor, sensitive: Tensor, mask: Optional[Tensor] 
         0.5
     """
     pred, s, keep = _check(pred, sensitive, mask)
+    if y.shape != s.shape:
+        raise ValueError(f"fairness: y must be the [N] true labels, like sensitive {list(s.shape)}, got {list(y.shape)}")
     keep = keep & (y.cpu() == 1)
     return abs(_rate(pred, keep & (s == 0)) - _rate(pred, keep & (s == 1)))
 

@@ -209,11 +209,16 @@ class RELIANT(Recipe):
         takes ``data.x`` (it appends the mean proxy itself)."""
         import time
 
+        self.check_fit_arguments(make_student, data)
         if teacher is None:
             raise ValueError("recipe 'reliant' needs a teacher")
         if getattr(data, "sensitive", None) is None:
             raise ValueError(f"recipe 'reliant' needs a sensitive attribute: {getattr(data, 'name', 'data')} has "
                              "none (load a fairness set, or give GraphData(sensitive=...) / an npz 'sensitive')")
+        values = torch.unique(data.sensitive)
+        if not bool(((values == 0) | (values == 1)).all()):  # (the bias term would leave the other groups out)
+            raise ValueError(f"recipe 'reliant': the sensitive attribute must be 0/1, got the values "
+                             f"{values.tolist()[:8]}; map it to 0/1 (two groups)")
         if self.fairness not in ("sp", "eo"):
             raise ValueError(f"reliant: fairness must be 'sp' or 'eo', got {self.fairness!r}")
         t0 = time.perf_counter()

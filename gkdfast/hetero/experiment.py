@@ -191,10 +191,12 @@ def _check_overrides(overrides: Dict[str, dict], run: Sequence[str]) -> None:
     does not read."""
     for method, kw in overrides.items():
         if method not in run:
-            raise ValueError(f"--set {method}.*: method {method!r} does not run here (methods: {', '.join(run)})")
+            raise ValueError(f"--set {method}.* (overrides[{method!r}]): method {method!r} does not run here "
+                             f"(methods: {', '.join(run)})")
         bad = sorted(set(kw) - set(_METHOD_KEYS[method]))
         if bad:
-            raise ValueError(f"--set {method}.{bad[0]}: not used on a heterogeneous graph; {method} reads "
+            raise ValueError(f"--set {method}.{bad[0]} (overrides[{method!r}][{bad[0]!r}]): not used on a "
+                             f"heterogeneous graph; {method} reads "
                              f"{', '.join(_METHOD_KEYS[method])}")
 
 

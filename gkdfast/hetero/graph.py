@@ -95,7 +95,8 @@ def compose_metapath(graphs: Sequence[Graph], sizes: Sequence[int], max_nnz: int
     coo = mat.tocoo()
     keep = coo.row != coo.col if drop_self else slice(None)
     idx = torch.from_numpy(np.stack([coo.row[keep], coo.col[keep]]).astype(np.int64))
-    return Graph(idx, num_nodes=max(sizes[0], sizes[-1]))
+    # (composed with scipy on the CPU; returned where the relations are, as hg.to(device) promises)
+    return Graph(idx.to(graphs[0].device), num_nodes=max(sizes[0], sizes[-1]))
 
 
 def _transposes(a: Graph, b: Graph) -> bool:
@@ -168,6 +169,10 @@ class HeteroGraph:
             >>> HeteroGraph.toy().metapath("movie", "actor", "movie").num_edges
             6
         """
+        unknown = [t for t in types if t not in self.num_nodes]
+        if len(types) < 2 or unknown:
+            raise ValueError(f"{self.name}: a meta-path needs two or more node types from {sorted(self.num_nodes)}, "
+                             f"got {list(types)}" + (f" ({unknown[0]!r} is not one)" if unknown else ""))
         graphs, sizes = [], [self.num_nodes[types[0]]]
         for a, b in zip(types[:-1], types[1:]):
             rels = self.relation(a, b)
@@ -209,6 +214,9 @@ class HeteroGraph:
                     raise ValueError(f"{self.name}: relation {r!r} has {t!r} id {int(ei[side].max())}, but {t!r} has "
                                      f"{self.num_nodes[t]} nodes")
         for t, x in self.x.items():
+            if t not in self.num_nodes:
+                raise ValueError(f"{self.name}: features of the unknown node type {t!r} "
+                                 f"(types: {sorted(self.num_nodes)})")
             if x.dim() != 2 or x.size(0) != self.num_nodes[t]:
                 raise ValueError(f"{self.name}: features of {t!r} must be [{self.num_nodes[t]}, F], "
                                  f"got {list(x.shape)}")
@@ -217,9 +225,17 @@ class HeteroGraph:
         if self.y.shape != (n,):
             raise ValueError(f"{self.name}: y must have one label per {self.target!r} node ({n}), "
                              f"got {list(self.y.shape)}")
-        for m in (self.train_mask, self.val_mask, self.test_mask):
+        if self.y.is_floating_point() or self.y.dtype == torch.bool:
+            raise ValueError(f"{self.name}: y must hold int class ids (-1: unlabelled), got {self.y.dtype}")
+        if n and int(self.y.max()) >= self.num_classes:  # (a crash in training, or a silent miss in testing)
+            raise ValueError(f"{self.name}: label {int(self.y.max())} is not below num_classes={self.num_classes}")
+        for name, g in self.metapaths.items():
+            if g.num_nodes != n:
+                raise ValueError(f"{self.name}: meta-path {name!r} has {g.num_nodes} nodes, but the target type "
+                                 f"{self.target!r} has {n}")
+        for name, m in (("train_mask", self.train_mask), ("val_mask", self.val_mask), ("test_mask", self.test_mask)):
             if m.shape != (n,) or m.dtype != torch.bool:
-                raise ValueError(f"{self.name}: masks must be bool [{n}]")
+                raise ValueError(f"{self.name}: {name} must be bool [{n}], got {m.dtype} {list(m.shape)}")
             if bool((m & (self.y < 0)).any()):
                 raise ValueError(f"{self.name}: a mask contains unlabelled {self.target!r} nodes")
         if bool((self.train_mask & self.val_mask).any() | (self.train_mask & self.test_mask).any()
@@ -253,6 +269,9 @@ class HeteroGraph:
         x = {t: data[t].x.float() for t in data.node_types if getattr(data[t], "x", None) is not None}
         rels: Dict[Relation, Graph] = {}
         for (s, r, d) in data.edge_types:
+            for t_ in (s, d):
+                if t_ not in counts:
+                    raise ValueError(f"from_pyg: edge type {(s, r, d)} names {t_!r}, not a node type {sorted(counts)}")
             g = Graph(data[(s, r, d)].edge_index.long(), num_nodes=max(counts[s], counts[d]))
             rels[(s, r, d)] = g
         given = set(rels)

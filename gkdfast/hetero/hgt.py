@@ -114,16 +114,21 @@ class HGTConv(nn.Module):
         # 117 KB, 4,000 nodes), and the merged graphs go with the graph
         per_graph = derived_cache(hg, "hgt")
         key = (tuple(self.types), tuple(self.rels))
-        if key not in per_graph:
-            merged = {}
-            with cache_mode():  # built under inference mode, it would break later training
-                for t in self.types:
-                    idx = [i for i, r in enumerate(self.rels) if r[2] == t]
-                    if idx:
-                        g, rel, off = merged_in_graph(hg, t, [self.rels[i] for i in idx])
-                        merged[t] = (g, rel, off, idx)
-            per_graph[key] = merged
-        return per_graph[key]
+        # the relation graphs themselves too: one replaced in place (hg.relations[r] = subgraph, an
+        # ablation) must not be served the merged graphs of the old one
+        sources = tuple(hg.relations[r] for r in self.rels)
+        hit = per_graph.get(key)
+        if hit is not None and all(a is b for a, b in zip(hit[0], sources)):
+            return hit[1]
+        merged = {}
+        with cache_mode():  # built under inference mode, it would break later training
+            for t in self.types:
+                idx = [i for i, r in enumerate(self.rels) if r[2] == t]
+                if idx:
+                    g, rel, off = merged_in_graph(hg, t, [self.rels[i] for i in idx])
+                    merged[t] = (g, rel, off, idx)
+        per_graph[key] = (sources, merged)  # (the entry of a replaced relation's graphs goes)
+        return merged
 
     def forward(self, h: Dict[str, Tensor], hg: HeteroGraph) -> Dict[str, Tensor]:
         hh, d = self.heads, self.head_dim

@@ -75,6 +75,10 @@ def relation_loss(student: Dict[str, Tensor], teacher: Dict[str, Tensor], target
     if target not in student or target not in teacher:
         raise ValueError(f"relation_loss: both models must embed the target type {target!r}")
     pick = [t for t in (types if types is not None else sorted(set(student) & set(teacher)))]
+    missing = [t for t in pick if t not in student or t not in teacher]
+    if missing:
+        raise ValueError(f"relation_loss: type {missing[0]!r} is not embedded by both models (student: "
+                         f"{sorted(student)}, teacher: {sorted(teacher)})")
     total = student[target].sum() * 0.0
     for t in pick:
         total = total + cross_similarity_gap(student[target], student[t], teacher[target], teacher[t])

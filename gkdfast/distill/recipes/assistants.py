@@ -167,6 +167,7 @@ class TAEnsemble(Recipe):
         from gkdfast.distill.distiller import accuracy
         from gkdfast.distill.teacher_cache import TeacherOutputs
 
+        self.check_fit_arguments(make_student, data)
         self._check()
         teacher = self.teacher_outputs_for(teacher, data, distiller_kw)
         dev = distiller_kw.get("device") or "cpu"

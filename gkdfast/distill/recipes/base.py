@@ -230,6 +230,16 @@ class Recipe:
                                       cache_dir=distiller_kw.get("cache_dir"))
         return teacher.to(dev)
 
+    def check_fit_arguments(self, make_student, data) -> None:
+        """The argument checks of :meth:`fit` (for subclasses that override it): a module passed where
+        the factory goes, or the arguments in another order, named before anything runs."""
+        if isinstance(make_student, nn.Module) or not callable(make_student):
+            raise TypeError(f"{self.name}.fit: make_student must be a function in_features -> nn.Module (e.g. "
+                            f"lambda f: MLP(f, 64, num_classes)), got {type(make_student).__name__}")
+        if not all(hasattr(data, a) for a in ("x", "graph", "y", "train_mask")):
+            raise TypeError(f"{self.name}.fit: data must be a gkdfast.data.GraphData, got {type(data).__name__} "
+                            "(the order is make_student, data, teacher)")
+
     def fit(self, make_student: Callable[[int], nn.Module], data, teacher=None, seed: int = 0,
             **distiller_kw) -> Trained:
         """Builds the inputs, the student (``make_student(input_width)``) and trains it.
@@ -241,12 +251,7 @@ class Recipe:
             seed: seeds preprocessing (random walks) and the batch order.
             distiller_kw: forwarded to :class:`Distiller` (device, checkpoint_dir, cache_dir, progress, ...).
         """
-        if isinstance(make_student, nn.Module) or not callable(make_student):
-            raise TypeError(f"{self.name}.fit: make_student must be a function in_features -> nn.Module (e.g. "
-                            f"lambda f: MLP(f, 64, num_classes)), got {type(make_student).__name__}")
-        if not all(hasattr(data, a) for a in ("x", "graph", "y", "train_mask")):
-            raise TypeError(f"{self.name}.fit: data must be a gkdfast.data.GraphData, got {type(data).__name__} "
-                            "(the order is make_student, data, teacher)")
+        self.check_fit_arguments(make_student, data)
         if self.needs_teacher and teacher is None:
             raise ValueError(f"recipe {self.name!r} needs a teacher")
         t0 = time.perf_counter()

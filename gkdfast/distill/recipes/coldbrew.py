@@ -139,6 +139,7 @@ class ColdBrew(Recipe):
     def fit(self, make_student, data, teacher=None, seed: int = 0, **distiller_kw) -> Trained:
         from gkdfast.nn import MLP
 
+        self.check_fit_arguments(make_student, data)
         if not isinstance(self.topk, int) or isinstance(self.topk, bool) or self.topk < 1:
             raise ValueError(f"recipe 'coldbrew': topk must be a positive int, got {self.topk!r}")
         if self.metric not in ("cosine", "dot"):

@@ -231,6 +231,7 @@ class FreeKD(Recipe):
 
     def fit(self, make_student, data, teacher=None, seed: int = 0, **distiller_kw) -> Trained:
         """Trains the two peers with the agent; returns the better one by validation accuracy."""
+        self.check_fit_arguments(make_student, data)
         group = PeerGroup([make_student(data.x.size(1)) for _ in range(2)])
         terms = self.peer_terms(group)
         terms[1].bind(data.graph, distiller_kw.get("device") or "cpu")

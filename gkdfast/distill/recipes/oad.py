@@ -140,6 +140,7 @@ class OAD(Recipe):
     def fit(self, make_student, data, teacher=None, seed: int = 0, **distiller_kw) -> Trained:
         """Builds ``num_branches`` peers (``make_student`` called once each), warms them up on labels,
         trains them online, returns the best peer by validation accuracy."""
+        self.check_fit_arguments(make_student, data)
         if int(self.num_branches) < 2:
             raise ValueError(f"oad: num_branches must be >= 2, got {self.num_branches}")
         group = PeerGroup([make_student(data.x.size(1)) for _ in range(int(self.num_branches))])

@@ -283,6 +283,7 @@ class SAIL(Recipe):
         from gkdfast.distill.checkpoint_file import rng_states as _rng_states, set_rng_states as _set_rng_states
         from gkdfast.distill.distiller import accuracy, uses_graph
 
+        self.check_fit_arguments(make_student, data)
         drops = self._checked_drops()
         terms = self.terms()
         state = torch.get_rng_state()

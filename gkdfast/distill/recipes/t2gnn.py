@@ -293,6 +293,7 @@ class T2GNN(Recipe):
         """Pre-trains both teachers, then the student (see the class docstring)."""
         from gkdfast.distill.ppr import ppr_graph
 
+        self.check_fit_arguments(make_student, data)
         self._check()
         t0 = time.perf_counter()
         n, f = data.x.shape
