@@ -101,12 +101,20 @@ def test_cli_reliant_writes_gaps_in_every_row(tmp_path):
 
 
 def test_npz_bundle_refuses_a_sensitive_attribute_with_three_values(tmp_path):
+    import numpy as np
+
     d = _biased(300)
-    d.sensitive = d.sensitive + (torch.arange(300) % 3 == 0).long()  # values 0, 1, 2
     path = str(tmp_path / "three.npz")
     save_npz(d, path)
+    with np.load(path) as f:  # a file from elsewhere: values 0, 1, 2
+        arrays = {k: f[k] for k in f.files}
+    arrays["sensitive"] = arrays["sensitive"] + (np.arange(300) % 3 == 0)
+    np.savez(path, **arrays)
     with pytest.raises(ValueError, match=r"three\.npz: sensitive attribute .* 3 values .* binary"):
         load(path)
+    d.sensitive = torch.from_numpy(arrays["sensitive"])
+    with pytest.raises(ValueError, match="save_npz: the sensitive attribute must be 0/1"):
+        save_npz(d, path)  # (nor is such a file written)
 
 
 def test_fairness_csv_with_a_non_binary_sensitive_column_names_file_and_fix(tmp_path):
