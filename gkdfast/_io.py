@@ -189,7 +189,15 @@ def exclusive_dir(folder: str, what: str = "output folder", enabled: bool = True
         yield
         return
     # (O_NOFOLLOW: a .lock planted as a symlink in a reused folder must not create a file elsewhere)
-    fd = os.open(os.path.join(folder, ".lock"), os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+    lock = os.path.join(folder, ".lock")
+    try:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+    except OSError as exc:
+        if exc.errno != errno.ELOOP:
+            raise
+        # a path problem (exit 2), not the machine's: retrying would meet the same link
+        raise FileExistsError(errno.EEXIST, f"{lock} is a symbolic link; the {what}'s lock file is never "
+                                            "followed: remove the link") from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -61,4 +61,5 @@ def progress_bar(iterable=None, *, enabled: bool = True, **kwargs):
         return tqdm(iterable, file=stream, **kwargs)
     kwargs.pop("dynamic_ncols", None)  # (a log has no width to follow)
     kwargs.setdefault("ncols", 100)
-    return tqdm(iterable, file=_LineStream(stream), mininterval=LOG_INTERVAL, **kwargs)
+    # maxinterval too: tqdm's monitor thread otherwise forces a line every 10 s of a slow-moving bar
+    return tqdm(iterable, file=_LineStream(stream), mininterval=LOG_INTERVAL, maxinterval=LOG_INTERVAL, **kwargs)

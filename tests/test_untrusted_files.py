@@ -113,7 +113,7 @@ def test_a_planted_lock_symlink_is_not_followed(tmp_path):
     folder.mkdir()
     victim = tmp_path / "victim"
     os.symlink(victim, folder / ".lock")
-    with pytest.raises(OSError):
+    with pytest.raises(FileExistsError, match="is a symbolic link"):  # (a path error: exit 2)
         with exclusive_dir(str(folder)):
             pass
     assert not victim.exists()
@@ -156,3 +156,41 @@ def test_json_and_csv_failures_are_format_errors(tmp_path):
     (folder / "target.csv").write_text("id,target\n1,0\n2,1\n")
     with pytest.raises(DataFormatError, match="without leading zeros"):  # (a KeyError '1' before)
         load_graph_json(str(folder))
+
+
+def test_adjacency_and_typed_graph_files_with_a_decreasing_indptr_are_format_errors(tmp_path):
+    # Before: scipy's tocoo() of such a CSR wrote past an array (exit 139) in the gnn-benchmark and
+    # HeCo readers; only the feature and label matrices had been checked.
+    bench = str(tmp_path / "bench.npz")
+    np.savez(bench, adj_data=np.ones(2, np.float32), adj_indices=np.array([1, 0]),
+             adj_indptr=np.array([0, 10**7, 2]), adj_shape=np.array([2, 2]), labels=np.array([0, 1]))
+    heco = tmp_path / "heco"
+    heco.mkdir()
+    np.savetxt(str(heco / "pa.txt"), np.array([[0, 0], [1, 1]]), fmt="%d")
+    np.save(str(heco / "labels.npy"), np.array([0, 1]))
+    np.savez(str(heco / "p_feat.npz"), format=b"csr", shape=np.array([2, 3]), data=np.ones(2, np.float32),
+             indices=np.array([0, 1], np.int32), indptr=np.array([0, 10**7, 2], np.int32))
+    res = _load_in_subprocess(
+        "import sys, gkdfast.data as d\n"
+        "from gkdfast.hetero.readers import load_heco\n"
+        "codes = []\n"
+        f"for call in (lambda: d.load({bench!r}), lambda: load_heco({str(heco)!r}, target_type='p')):\n"
+        "    try:\n        call(); codes.append('loaded')\n"
+        "    except d.DataFormatError as e:\n        print('refused:', e); codes.append('refused')\n"
+        "sys.exit(3 if codes == ['refused', 'refused'] else 1)\n")
+    assert res.returncode == 3, (res.returncode, res.stdout, res.stderr[-2000:])
+    assert res.stdout.count("indptr must be a non-decreasing sequence") == 2
+
+
+def test_split_files_are_checked_for_bomb_members(tmp_path):
+    from gkdfast.data.geom_splits import geom_gcn_split
+
+    data = csbm(num_nodes=60, seed=0)
+    folder = tmp_path / "splits"
+    folder.mkdir()
+    with zipfile.ZipFile(str(folder / f"{data.name}_split_0.6_0.2_0.npz"), "w", zipfile.ZIP_LZMA) as z:
+        for k in ("train_mask", "val_mask", "test_mask"):
+            with z.open(k + ".npy", "w") as fh:
+                np.lib.format.write_array(fh, np.zeros(60, np.uint8))
+    with pytest.raises(DataFormatError, match="compressed with method 14"):
+        geom_gcn_split(data, str(folder), 0)

@@ -34,7 +34,7 @@ def test_int_masks_are_refused_not_read_as_row_ids():
 
 
 def test_distiller_counts_must_be_ints():
-    for kw in ({"epochs": 1.5}, {"epochs": "10"}, {"batch_size": 32.0}):
+    for kw in ({"epochs": 1.5}, {"epochs": "10"}, {"batch_size": 32.5}, {"epochs": True}):
         with pytest.raises(ValueError, match="must be .*an int"):
             Distiller(MLP(8, 8, 3), [terms.CrossEntropy(1.0)], **kw)
 
@@ -107,3 +107,14 @@ def test_more_first_mistakes_get_named_errors():
         GCN(4, 8, 2)(torch.randn(4, 4, dtype=torch.float64), g)
     with pytest.raises(ValueError, match=r"nodes has indices outside \[-5, 5\)"):
         gkdfast.losses.gsp(torch.randn(5, 2), torch.randn(5, 2), nodes=torch.tensor([0, 7]))
+
+
+def test_a_learnable_temperature_keeps_its_gradient_and_whole_float_counts_pass():
+    s, t = torch.randn(4, 3), torch.randn(4, 3)
+    temperature = torch.nn.Parameter(torch.tensor(2.0))
+    gkdfast.losses.kd(s, t, temperature=temperature).backward()
+    assert temperature.grad is not None and float(temperature.grad) != 0.0
+    Distiller(MLP(8, 8, 3), [terms.CrossEntropy(1.0)], epochs=2e0, batch_size=64.0)  # (--set glnn.epochs=2e2)
+    data = _data()
+    with pytest.raises(TypeError, match="y must be an int64"):  # (cross-entropy takes int64 only)
+        Distiller(MLP(8, 8, 3), [terms.CrossEntropy(1.0)], epochs=1).fit(dataclasses.replace(data, y=data.y.int()))

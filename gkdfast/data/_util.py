@@ -120,6 +120,15 @@ def dense_array(mat, path=None, what: str = "matrix") -> np.ndarray:
     :class:`DataFormatError` naming ``path`` and ``what``."""
     if not hasattr(mat, "toarray"):
         return np.asarray(mat)
+    return check_sparse(mat, path, what).toarray()
+
+
+def check_sparse(mat, path=None, what: str = "matrix"):
+    """``mat`` (a scipy sparse matrix read from a file), its structure checked in full, as CSR / CSC /
+    COO: scipy's constructors and unpickling trust what is stored, and ``toarray`` of an index past the
+    shape, or ``tocoo`` of an ``indptr`` that decreases, writes out of bounds (a segmentation fault).  A
+    bad one is a :class:`DataFormatError` naming ``path`` and ``what``; a good one is returned (a COO
+    matrix is returned as COO)."""
     try:
         if hasattr(mat, "check_format"):  # CSR / CSC: indptr and every index against the shape
             mat.check_format(full_check=True)
@@ -135,7 +144,7 @@ def dense_array(mat, path=None, what: str = "matrix") -> np.ndarray:
     except (ValueError, TypeError, IndexError, AttributeError) as exc:
         where = os.fspath(path) if path is not None else "data"
         raise DataFormatError(f"{where}: {what} is a malformed sparse matrix ({str(exc)[:80]})") from None
-    return mat.toarray()
+    return mat
 
 
 def to_float_features(mat, path=None) -> torch.Tensor:
@@ -143,6 +152,25 @@ def to_float_features(mat, path=None) -> torch.Tensor:
     :func:`dense_array`)."""
     mat = dense_array(mat, path, "the feature matrix")
     return torch.from_numpy(np.ascontiguousarray(np.asarray(mat, dtype=np.float32)))
+
+
+def check_npz_members(path) -> None:
+    """:func:`check_zip_members` of the ``.npz`` file ``path``, before numpy or scipy reads it."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(os.fspath(path)) as z:
+            check_zip_members(z, path)
+    except (zipfile.BadZipFile, OSError):  # not a zip at all, or unreadable: the reader's own error says so
+        return
+
+
+def open_npz(path):
+    """``np.load(path, allow_pickle=False)`` for a ``.npz``, its members checked first
+    (:func:`check_npz_members`); use as a context manager.  Reading a member may still raise numpy's
+    own errors for a damaged file."""
+    check_npz_members(path)
+    return np.load(os.fspath(path), allow_pickle=False)
 
 
 INFLATION_LIMIT = 1100

@@ -12,8 +12,9 @@ from __future__ import annotations
 import os
 from dataclasses import replace
 
-import numpy as np
 import torch
+
+from gkdfast.data._util import open_npz
 
 __all__ = ["geom_gcn_split", "with_split_files"]
 
@@ -36,8 +37,8 @@ def geom_gcn_split(data, directory, index: int, name=None):
     path = os.path.join(str(directory), f"{name}_split_0.6_0.2_{int(index)}.npz")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"geom_gcn_split: no split file {path}")
-    z = np.load(path)
-    masks = [torch.from_numpy(z[k].astype(bool)) for k in ("train_mask", "val_mask", "test_mask")]
+    with open_npz(path) as z:
+        masks = [torch.from_numpy(z[k].astype(bool)) for k in ("train_mask", "val_mask", "test_mask")]
     if masks[0].numel() != data.num_nodes:
         raise ValueError(f"geom_gcn_split: {path} has {masks[0].numel()} nodes, the data {data.num_nodes}")
     fmt = data.extras.get("format") if hasattr(data, "extras") else None

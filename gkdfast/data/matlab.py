@@ -27,7 +27,7 @@ from typing import Optional, Tuple
 import numpy as np
 import torch
 
-from gkdfast.data._util import dense_array, fail, to_float_features, undirected_graph
+from gkdfast.data._util import check_sparse, dense_array, fail, to_float_features, undirected_graph
 from gkdfast.data.graphdata import GraphData
 from gkdfast.data.splits import random_split
 
@@ -91,7 +91,7 @@ def load_mat(path, seed: int = 0, name: Optional[str] = None) -> GraphData:
     n = adj.shape[0]
     import scipy.sparse as sp
 
-    coo = sp.coo_matrix(adj)
+    coo = sp.coo_matrix(check_sparse(adj, path, "the adjacency") if sp.issparse(adj) else adj)
     coo.eliminate_zeros()  # an explicitly stored 0 is no edge
     g = undirected_graph(coo.row, coo.col, n)
     feat = _get(m, _FEAT)

@@ -41,8 +41,8 @@ import numpy as np
 import torch
 
 from gkdfast._io import atomic_write
-from gkdfast.data._util import (DataFormatError, check_edge_range, check_zip_members, dense_array, fail,
-                                parse_json, to_float_features, undirected_graph)
+from gkdfast.data._util import (DataFormatError, check_edge_range, check_sparse, check_zip_members, dense_array,
+                                fail, parse_json, to_float_features, undirected_graph)
 from gkdfast.data.graphdata import GraphData, is_per_node
 from gkdfast.data.mmap import EXTRA_PREFIX, _jsonable
 from gkdfast.data.splits import random_split
@@ -256,9 +256,10 @@ def _csr(f, path, prefixes):
     for p in prefixes:
         if p + "data" in f.files:
             try:
-                return sp.csr_matrix((f[p + "data"], f[p + "indices"], f[p + "indptr"]), shape=tuple(f[p + "shape"]))
+                m = sp.csr_matrix((f[p + "data"], f[p + "indices"], f[p + "indptr"]), shape=tuple(f[p + "shape"]))
             except (KeyError, ValueError) as exc:
                 raise fail(path, f"broken sparse matrix {p}* ({str(exc)[:60]})") from None
+            return check_sparse(m, path, f"{p}*")
     return None
 
 

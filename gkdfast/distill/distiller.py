@@ -162,6 +162,13 @@ def accuracy(logits: Tensor, y: Tensor, mask: Optional[Tensor] = None) -> float:
     return float((logits.argmax(-1) == y).float().mean())
 
 
+def _whole_number(value) -> bool:
+    """An int, or a float with an integral value (``200.0``, ``2e2`` from ``--set``), not a bool."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return False
+    return isinstance(value, numbers.Integral) or (math.isfinite(value) and float(value).is_integer())
+
+
 def _check_mask(mask, n: int, where: str, name: str) -> None:
     """A node mask must be bool ``[N]``: an int 0/1 tensor indexes rows 0 and 1 instead (a silent wrong
     accuracy, or training on two nodes)."""
@@ -180,7 +187,7 @@ def _check_data(data) -> None:
             raise TypeError(f"Distiller.fit: data must be a gkdfast.data.GraphData (missing .{attr})")
     n = data.x.size(0)
     y = data.y
-    if not isinstance(y, Tensor) or y.dim() != 1 or y.dtype.is_floating_point or y.dtype == torch.bool:
+    if not isinstance(y, Tensor) or y.dim() != 1 or y.dtype != torch.int64:  # (cross-entropy takes int64 only)
         raise TypeError("Distiller.fit: y must be an int64 [N] tensor of class ids (-1: unlabelled), got "
                         + (f"{y.dtype} {list(y.shape)}" if isinstance(y, Tensor) else type(y).__name__))
     if data.y.size(0) != n:
@@ -330,14 +337,15 @@ class Distiller:
                 raise TypeError(f"Distiller: terms must be LossTerm instances, got {type(t).__name__}")
         if teacher is not None and not isinstance(teacher, (nn.Module, TeacherOutputs)):
             raise TypeError("Distiller: teacher must be an nn.Module, TeacherOutputs or None")
-        if isinstance(epochs, bool) or not isinstance(epochs, numbers.Integral) or epochs < 0:
+        if not _whole_number(epochs) or epochs < 0:
             raise ValueError(f"Distiller: epochs must be an int >= 0, got {epochs!r}")  # (1.5 ran 1 epoch)
+        epochs = int(epochs)
         for key, v in (("lr", lr), ("weight_decay", weight_decay)):
             if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v) or v < 0:
                 raise ValueError(f"Distiller: {key} must be a finite number >= 0, got {v!r}")
-        if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral)
-                                       or batch_size < 1):
+        if batch_size is not None and (not _whole_number(batch_size) or batch_size < 1):
             raise ValueError(f"Distiller: batch_size must be None or an int >= 1, got {batch_size!r}")
+        batch_size = None if batch_size is None else int(batch_size)
         if patience is not None and (isinstance(patience, bool) or not isinstance(patience, (int, float))
                                      or not math.isfinite(patience) or int(patience) != patience or patience < 1):
             raise ValueError(f"Distiller: patience must be None or an integer >= 1, got {patience!r}")
@@ -850,10 +858,10 @@ class Distiller:
                         self._save(ckpt_state, ddp)
                 if ddp is not None and self.checkpoint_dir:
                     _ddp.fail_once_for_test(ddp, epoch, self.checkpoint_dir)
-                if bar is not None:
-                    bar.update(1)
+                if bar is not None:  # (the postfix first: the update draws it, at tqdm's pace)
                     bar.set_postfix(loss=f"{sums['loss']:.4f}", val=f"{val:.3f}", best=f"{best_val:.3f}",
-                                    refresh=False)  # (drawn by the next update, at tqdm's pace)
+                                    refresh=False)
+                    bar.update(1)
                 stop = False
                 # callbacks run on their own copy of the random streams: draws of theirs would shift the
                 # training's, which a resumed run (its streams restored from the checkpoint, taken above)

@@ -27,7 +27,8 @@ from typing import Dict, Optional
 import numpy as np
 import torch
 
-from gkdfast.data._util import fail, listing, mask_from_index, parse_int_table, to_float_features
+from gkdfast.data._util import (check_npz_members, check_sparse, fail, listing, mask_from_index, open_npz,
+                                parse_int_table, to_float_features)
 from gkdfast.graph import Graph
 from gkdfast.hetero.graph import HeteroGraph
 
@@ -97,11 +98,13 @@ def infer_target(directory) -> str:
 def _load_sparse(path):
     import scipy.sparse as sp
 
+    check_npz_members(path)  # (before scipy inflates them)
     try:
-        return sp.load_npz(path).tocoo()
+        m = sp.load_npz(path)
     except Exception as exc:  # scipy raises several types for a damaged file
         raise fail(path, f"not a scipy sparse .npz ({type(exc).__name__}: {str(exc)[:60]}); re-create it with "
                          "scipy.sparse.save_npz") from None
+    return check_sparse(m, path, "the stored matrix").tocoo()
 
 
 def _load_npy(path):
@@ -333,7 +336,7 @@ def load_magnn_imdb(path, name: Optional[str] = None) -> HeteroGraph:
                                                   "one label per node, -1 for unknown)")
     split = os.path.join(d, "train_val_test_idx.npz")
     try:
-        with np.load(split, allow_pickle=False) as s:
+        with open_npz(split) as s:
             parts = {k: s[k] for k in ("train_idx", "val_idx", "test_idx")}
     except FileNotFoundError:
         raise fail(split, "no such file") from None

@@ -41,9 +41,10 @@ def kd(student_logits: Tensor, teacher_logits: Tensor, temperature: float = 1.0,
     if student_logits.device != teacher_logits.device:
         raise ValueError(f"gkdfast.losses.kd: student_logits is on {student_logits.device}, teacher_logits on "
                          f"{teacher_logits.device}")
-    if isinstance(temperature, Tensor) and temperature.numel() == 1 and temperature.is_floating_point():
-        temperature = float(temperature)  # (accepted before the symbolic-float check; a host read)
-    if not (finite_number(temperature) and temperature > 0):
+    # A one-element tensor (e.g. a learnable nn.Parameter) is checked by its value (a host read) and used
+    # as it is, so its gradient flows; a number, also a symbolic one under torch.compile, as a number.
+    value = float(temperature.detach()) if isinstance(temperature, Tensor) and temperature.numel() == 1 else temperature
+    if not (finite_number(value) and value > 0):
         raise ValueError(f"gkdfast.losses.kd: temperature must be a finite number > 0, got {temperature}")
     if reduction not in _REDUCTIONS:
         raise ValueError(f"gkdfast.losses.kd: unknown reduction {reduction!r}; expected one of {', '.join(_REDUCTIONS)}")

@@ -507,8 +507,8 @@ def fit_sampled(model: nn.Module, data, *, fanouts: Sequence[int] = (15, 10), ba
                 total_loss += (loss_of.reported if loss_of is not None else float(loss.detach())) * batch.num_seeds
                 local_seeds += batch.num_seeds
                 if bar is not None:
+                    bar.set_postfix(loss=f"{float(loss.detach()):.3f}", refresh=False)  # (drawn by the update)
                     bar.update(batch.num_seeds * world)
-                    bar.set_postfix(loss=f"{float(loss.detach()):.3f}", refresh=False)
             if bar is not None:
                 bar.close()
             train_seconds += time.perf_counter() - t0
