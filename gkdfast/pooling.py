@@ -80,6 +80,6 @@ def global_pool(x: Tensor, ptr: Tensor, reduce: str = "sum") -> Tensor:
     try:
         out, _ = torch.ops.gkdfast.segment_pool(x, ptr, reduce)
     except ValueError as err:  # the op's own message names it (segment_pool) and its ptr "rowptr"
-        raise ValueError(str(err).replace("gkdfast.segment_pool", "gkdfast.global_pool", 1).replace("ptr rowptr", "ptr")
+        raise ValueError(str(err).replace("gkdfast.segment_pool", "gkdfast.global_pool", 1)
                          + _batch_vector_hint(x, ptr)) from None
     return out
