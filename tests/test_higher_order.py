@@ -166,3 +166,15 @@ def test_gat_gathers_are_differentiable_to_any_order():
     xx = x.clone().requires_grad_()
     (gx,) = torch.autograd.grad((gat(xx, G) ** 2).sum(), xx, create_graph=True)
     torch.testing.assert_close(hv, torch.autograd.grad((gx * v).sum(), xx)[0])
+
+
+def test_models_in_training_mode_under_vmap_with_different_randomness():
+    # Before: dropout drew its Philox seed with .item(), which vmap cannot batch ("randomness='different'").
+    from gkdfast.nn import GCN
+
+    torch.manual_seed(0)
+    gcn = GCN(3, 4, 2).train()
+    params = dict(gcn.named_parameters())
+    xs = torch.randn(4, 9, 3)
+    out = tf.vmap(lambda a: torch.func.functional_call(gcn, params, (a, G)), randomness="different")(xs)
+    assert out.shape == (4, 9, 2) and torch.isfinite(out).all()

@@ -58,8 +58,9 @@ def dropout(x: Tensor, p: float = 0.5, training: bool = True, seed: Optional[int
         p: drop probability in ``[0, 1]``.  training: ``False`` returns ``x`` unchanged.
         seed: the mask's seed (any int, taken modulo 2^64); ``None`` draws one with
             :func:`draw_seed`.  The same ``(seed, p, x.shape)`` gives the same mask on every device.
-            Under ``torch.compile`` a ``None`` seed runs ``torch.nn.functional.dropout`` (drawing a
-            seed is not traceable), as :func:`model_dropout` does.
+            Under ``torch.compile`` and ``torch.func`` transforms a ``None`` seed runs
+            ``torch.nn.functional.dropout`` (drawing a seed reads a value, which neither traces nor
+            batches under ``vmap``), as :func:`model_dropout` does.
 
     Returns:
         ``x`` itself when ``p == 0`` or not training; else a contiguous tensor shaped like ``x``:
@@ -81,7 +82,7 @@ def dropout(x: Tensor, p: float = 0.5, training: bool = True, seed: Optional[int
         raise ValueError(f"gkdfast.dropout: p must be in [0, 1], got {p}")
     if not training or p == 0.0:
         return x
-    if seed is None and torch.compiler.is_compiling():
+    if seed is None and (torch.compiler.is_compiling() or _backend.transforms_active()):
         return torch.nn.functional.dropout(x, p, True)
     seed = draw_seed() if seed is None else int(seed)
     seed = ((seed + (1 << 63)) % (1 << 64)) - (1 << 63)  # the same 64 bits, as a signed int64 for the schema
