@@ -7,7 +7,7 @@ Two ways to run it:
     python benchmarks/bench_spmm.py --out bench-out               # table + JSON + PNG
 
 ``GKDFAST_BENCH_SMALL=1`` switches to tiny sizes (smoke runs).  Default sizes: 200k nodes / 4M edges /
-d=128 (the issue's target) and 20k / 400k / 128.  The table gives, per case, each implementation's
+d=128 (the issue's target), 20k / 400k / 128, and 1k / 8k / 16 (a sampled block: per-call overhead).  The table gives, per case, each implementation's
 median time, its ratio to gkdfast (``2.00x`` = twice as slow as gkdfast), and effective GB/s under the
 gather model of ``_peers.spmm_bytes``, next to this machine's measured copy bandwidth.
 
@@ -35,7 +35,11 @@ SMALL = os.environ.get("GKDFAST_BENCH_SMALL", "") not in ("", "0")
 SIZES = {"tiny": (2_000, 20_000, 32)} if SMALL else {
     "200k/4M/d128": (200_000, 4_000_000, 128),
     "20k/400k/d128": (20_000, 400_000, 128),
+    # a sampled mini-batch's block: the per-call overhead (argument checks, backend choice) dominates;
+    # reported, but not held to the targets below, which are the issue's for the large sizes
+    "1k/8k/d16": (1_000, 8_000, 16),
 }
+CALL_OVERHEAD_SIZES = ("1k/8k/d16",)
 # Only for --stream-ratio (never in the pytest-benchmark grid): the products-sized graph the issue's
 # spmm target is "measured on", 2.45 M nodes / ~123 M directed edges, products' 100 features.
 STREAM_ONLY_SIZES = {"products/d100": (2_450_000, 124_950_000, 100)}
@@ -230,7 +234,7 @@ def run_all(sizes, reduces, peers, repeats: int, max_seconds: float, log=print, 
 def check_targets(rows):
     out = []
     for reduce, mode, peer, need in TARGETS:
-        for size in dict.fromkeys(r["size"] for r in rows):
+        for size in dict.fromkeys(r["size"] for r in rows if r["size"] not in CALL_OVERHEAD_SIZES):
             r = next((r for r in rows if r["size"] == size and r["reduce"] == reduce and r["mode"] == mode
                       and r["impl"] == peer), None)
             if r is None or r.get("ratio") is None:
