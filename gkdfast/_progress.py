@@ -57,6 +57,9 @@ def progress_bar(iterable=None, *, enabled: bool = True, **kwargs):
         return tqdm(iterable, disable=True, **kwargs)
     notebook = any(c.__module__ == "tqdm.notebook" for c in tqdm.__mro__)
     stream = kwargs.pop("file", None) or sys.stderr
+    # disable=False: the decision is made here, TQDM_DISABLE included (tqdm reads its TQDM_* variables
+    # once, at import, so a later change of them would be missed)
+    kwargs["disable"] = False
     if notebook or _interactive(stream):
         return tqdm(iterable, file=stream, **kwargs)
     kwargs.pop("dynamic_ncols", None)  # (a log has no width to follow)

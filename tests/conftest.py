@@ -75,8 +75,14 @@ def device(request):
 
 @pytest.fixture(autouse=True)
 def _default_backend(monkeypatch):
-    """Every test starts on the automatic backend, whatever the caller's environment says."""
+    """Every test starts on the automatic backend, whatever the caller's environment says, with no
+    backend choice remembered from an earlier test (one that patches what a choice depends on must
+    not meet a stale one), and with the CLI's one-line errors (``GKDFAST_DEBUG`` unset)."""
     monkeypatch.delenv("GKDFAST_BACKEND", raising=False)
+    monkeypatch.delenv("GKDFAST_DEBUG", raising=False)
+    from gkdfast import _backend
+
+    _backend._NATIVE_CHOICES.clear()
 
 
 # ------------------------------------------------------------------------------------ helpers

@@ -78,7 +78,7 @@ def test_relation_loss_names_a_type_a_model_does_not_embed():
         relation_loss(s, t, "movie", types=["actor"])
 
 
-def test_reliant_checks_its_arguments_and_the_sensitive_values():
+def test_reliant_checks_its_arguments_and_the_sensitive_values(tmp_path):
     from gkdfast.data import csbm
     from gkdfast.distill import recipes
     from gkdfast.nn import MLP
@@ -93,4 +93,4 @@ def test_reliant_checks_its_arguments_and_the_sensitive_values():
     from gkdfast.data import save_npz
 
     with pytest.raises(ValueError, match="save_npz: the sensitive attribute must be 0/1"):
-        save_npz(data, "unused.npz")
+        save_npz(data, str(tmp_path / "unused.npz"))
