@@ -20,8 +20,12 @@ SMALL_RUN = ["distill", "--nodes", "500", "--seeds", "1", "--epochs", "5", "--st
 
 
 def test_a_bar_in_a_log_writes_lines_not_carriage_returns(monkeypatch):
-    monkeypatch.setattr(_progress, "LOG_INTERVAL", 0.0)
     monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    default = _progress.progress_bar(total=1, file=io.StringIO())
+    # both intervals: tqdm's monitor thread would otherwise force a line every 10 s of a slow bar
+    assert default.mininterval == default.maxinterval == _progress.LOG_INTERVAL == 30.0
+    default.close()
+    monkeypatch.setattr(_progress, "LOG_INTERVAL", 0.0)
     log = io.StringIO()  # not a terminal
     bar = _progress.progress_bar(total=3, desc="demo", leave=False, dynamic_ncols=True, file=log)
     for i in range(3):
@@ -32,11 +36,6 @@ def test_a_bar_in_a_log_writes_lines_not_carriage_returns(monkeypatch):
     assert "\r" not in text
     lines = text.splitlines()
     assert lines[0].startswith("demo:   0%") and any("3/3" in line for line in lines), text
-    monkeypatch.undo()
-    default = _progress.progress_bar(total=1, file=io.StringIO())
-    # both intervals: tqdm's monitor thread would otherwise force a line every 10 s of a slow bar
-    assert default.mininterval == default.maxinterval == _progress.LOG_INTERVAL == 30.0
-    default.close()
     quiet = io.StringIO()
     assert list(_progress.progress_bar(range(3), enabled=False, file=quiet)) == [0, 1, 2]
     monkeypatch.setenv("TQDM_DISABLE", "1")
