@@ -53,6 +53,8 @@ def progress_bar(iterable=None, *, enabled: bool = True, **kwargs):
 
     if os.environ.get("TQDM_DISABLE", "").strip().lower() in ("1", "true", "yes", "on"):
         enabled = False
+    if kwargs.pop("disable", False) is True:  # (a caller's own tqdm-style disable=True)
+        enabled = False
     if not enabled:
         return tqdm(iterable, disable=True, **kwargs)
     notebook = any(c.__module__ == "tqdm.notebook" for c in tqdm.__mro__)

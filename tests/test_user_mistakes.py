@@ -116,5 +116,5 @@ def test_a_learnable_temperature_keeps_its_gradient_and_whole_float_counts_pass(
     assert temperature.grad is not None and float(temperature.grad) != 0.0
     Distiller(MLP(8, 8, 3), [terms.CrossEntropy(1.0)], epochs=2e0, batch_size=64.0)  # (--set glnn.epochs=2e2)
     data = _data()
-    with pytest.raises(TypeError, match="y must be an int64"):  # (cross-entropy takes int64 only)
+    with pytest.raises(TypeError, match="y must be an int64"):  # (cross-entropy takes int64 or uint8 only)
         Distiller(MLP(8, 8, 3), [terms.CrossEntropy(1.0)], epochs=1).fit(dataclasses.replace(data, y=data.y.int()))

@@ -187,7 +187,7 @@ def _check_data(data) -> None:
             raise TypeError(f"Distiller.fit: data must be a gkdfast.data.GraphData (missing .{attr})")
     n = data.x.size(0)
     y = data.y
-    if not isinstance(y, Tensor) or y.dim() != 1 or y.dtype != torch.int64:  # (cross-entropy takes int64 only)
+    if not isinstance(y, Tensor) or y.dim() != 1 or y.dtype not in (torch.int64, torch.uint8):  # (cross-entropy's)
         raise TypeError("Distiller.fit: y must be an int64 [N] tensor of class ids (-1: unlabelled), got "
                         + (f"{y.dtype} {list(y.shape)}" if isinstance(y, Tensor) else type(y).__name__))
     if data.y.size(0) != n:

@@ -42,9 +42,11 @@ def _check(pred: Tensor, sensitive: Tensor, mask: Optional[Tensor]):
     if not bool(((values == 0) | (values == 1)).all()):
         raise ValueError(f"fairness: the sensitive attribute must be 0/1, got the values {values.tolist()[:8]}; map "
                          "it to 0/1 (two groups)")
-    if mask is not None and (mask.dtype != torch.bool or mask.shape != sensitive.shape):
+    if mask is not None and mask.dtype != torch.bool:
         raise TypeError(f"fairness: mask must be a bool {list(sensitive.shape)} tensor, got {mask.dtype} "
                         f"{list(mask.shape)} (an int 0/1 mask: mask.bool(); node ids: index the tensors first)")
+    if mask is not None and mask.shape != sensitive.shape:
+        raise ValueError(f"fairness: mask must be a bool {list(sensitive.shape)} tensor, got shape {list(mask.shape)}")
     keep = torch.ones_like(sensitive, dtype=torch.bool) if mask is None else mask.cpu()
     return pred, sensitive, keep
 

@@ -46,6 +46,8 @@ def kd(student_logits: Tensor, teacher_logits: Tensor, temperature: float = 1.0,
     value = float(temperature.detach()) if isinstance(temperature, Tensor) and temperature.numel() == 1 else temperature
     if not (finite_number(value) and value > 0):
         raise ValueError(f"gkdfast.losses.kd: temperature must be a finite number > 0, got {temperature}")
+    if isinstance(temperature, Tensor):  # a scalar of the logits' dtype and device: no broadcast, no promotion
+        temperature = temperature.reshape(()).to(device=student_logits.device, dtype=student_logits.dtype)
     if reduction not in _REDUCTIONS:
         raise ValueError(f"gkdfast.losses.kd: unknown reduction {reduction!r}; expected one of {', '.join(_REDUCTIONS)}")
     log_p_s = F.log_softmax(student_logits / temperature, dim=-1)
