@@ -7,7 +7,8 @@ Two ways to run it:
     python benchmarks/bench_spmm.py --out bench-out               # table + JSON + PNG
 
 ``GKDFAST_BENCH_SMALL=1`` switches to tiny sizes (smoke runs).  Default sizes: 200k nodes / 4M edges /
-d=128 (the issue's target), 20k / 400k / 128, and 1k / 8k / 16 (a sampled block: per-call overhead).  The table gives, per case, each implementation's
+d=128 (the issue's target), 20k / 400k / 128, and 1k / 8k / 16 (a sampled block: per-call
+overhead).  The table gives, per case, each implementation's
 median time, its ratio to gkdfast (``2.00x`` = twice as slow as gkdfast), and effective GB/s under the
 gather model of ``_peers.spmm_bytes``, next to this machine's measured copy bandwidth.
 

@@ -34,6 +34,27 @@ def finite_number(value) -> bool:
     return bool(value == value) and bool(abs(value) != math.inf)  # (NaN is the one value unequal to itself)
 
 
+def check_node_mask(mask, n: int, where: str, name: str) -> None:
+    """A node mask must be bool ``[N]``: an int 0/1 tensor indexes rows 0 and 1 instead (a silent wrong
+    accuracy, or training on two nodes).  TypeError for the dtype, ValueError for the shape."""
+    if not isinstance(mask, Tensor) or mask.dtype != torch.bool:
+        got = mask.dtype if isinstance(mask, Tensor) else type(mask).__name__
+        raise TypeError(f"{where}: {name} must be a bool [N] tensor, got {got}"
+                        + (" (an int 0/1 mask indexes rows 0 and 1: use mask.bool(); for node ids, index the "
+                           "tensors with them first)" if isinstance(mask, Tensor) else ""))
+    if mask.dim() != 1 or mask.size(0) != n:
+        raise ValueError(f"{where}: {name} must be a bool [N] tensor with N = {n}, got shape {list(mask.shape)}")
+
+
+def check_binary_sensitive(sensitive: Tensor, where: str) -> None:
+    """The fairness metrics and RELIANT compare groups 0 and 1: any other value (a third group, 1/2
+    coding) would be silently left out, so it is a ValueError naming ``where``."""
+    values = torch.unique(sensitive)
+    if not bool(((values == 0) | (values == 1)).all()):
+        raise ValueError(f"{where}: the sensitive attribute must be 0/1, got the values {values.tolist()[:8]}; map "
+                         "it to 0/1 (two groups)")
+
+
 def check_float_matrix(x, where: str, name: str, shape: str) -> Tensor:
     """Returns ``x`` if it is a 2-D floating tensor; raises TypeError / ValueError otherwise.
 

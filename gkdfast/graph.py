@@ -322,9 +322,7 @@ class Graph:
                 dst = torch.repeat_interleave(
                     torch.arange(self.num_nodes, device=self.device, dtype=self.index_dtype),
                     self.in_degree(), output_size=self.num_edges)
-            if not _tracing():
-                self._dst = dst
-            return dst
+            return self._keep("_dst", dst)
         return self._dst
 
     @property
@@ -343,10 +341,14 @@ class Graph:
             with cache_mode():
                 inv = torch.empty_like(self.perm)
                 inv[self.perm] = torch.arange(self.perm.numel(), device=self.perm.device)
-            if not _tracing():
-                self._inv_perm = inv
-            return inv
+            return self._keep("_inv_perm", inv)
         return self._inv_perm
+
+    def _keep(self, attr: str, value):
+        """``value``, stored as the cache ``attr`` unless torch.compile / export is tracing (:func:`_tracing`)."""
+        if not _tracing():
+            setattr(self, attr, value)
+        return value
 
     def in_degree(self, dtype: Optional[torch.dtype] = None) -> Tensor:
         """Number of in-edges per node, ``[N]`` (int64 unless ``dtype`` is given)."""
@@ -370,9 +372,7 @@ class Graph:
         if self._transpose is None:
             with cache_mode():
                 transpose = self._build_transpose()
-            if not _tracing():
-                self._transpose = transpose
-            return transpose
+            return self._keep("_transpose", transpose)
         return self._transpose
 
     def _build_transpose(self) -> Tuple[Tensor, Tensor, Tensor]:

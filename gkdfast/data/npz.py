@@ -41,7 +41,8 @@ import numpy as np
 import torch
 
 from gkdfast._io import atomic_write
-from gkdfast.data._util import (DataFormatError, check_edge_range, check_sparse, check_zip_members, dense_array,
+from gkdfast._checks import check_binary_sensitive
+from gkdfast.data._util import (DataFormatError, check_edge_range, check_npz_members, check_sparse, dense_array,
                                 fail, parse_json, to_float_features, undirected_graph)
 from gkdfast.data.graphdata import GraphData, is_per_node
 from gkdfast.data.mmap import EXTRA_PREFIX, _jsonable
@@ -54,18 +55,9 @@ _MASKS = ("train_mask", "val_mask", "test_mask")
 
 
 def _open(path):
+    check_npz_members(path)  # (before numpy inflates anything; a missing file is np.load's to report)
     try:
-        f = np.load(os.fspath(path), allow_pickle=False)
-        zf = getattr(f, "zip", None)
-        if zf is not None:
-            try:
-                check_zip_members(zf, path)
-            except DataFormatError:
-                f.close()
-                raise
-        return f
-    except DataFormatError:
-        raise
+        return np.load(os.fspath(path), allow_pickle=False)
     except FileNotFoundError:
         raise fail(path, "no such file") from None
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
@@ -145,10 +137,7 @@ def save_npz(data: GraphData, path, compressed: bool = True) -> None:
         "name": np.str_(d.name),
     }
     if d.sensitive is not None:
-        values = torch.unique(d.sensitive)
-        if not bool(((values == 0) | (values == 1)).all()):  # (load would refuse the file it wrote)
-            raise ValueError(f"save_npz: the sensitive attribute must be 0/1, got the values {values.tolist()[:8]}; "
-                             "map it to 0/1 before saving")
+        check_binary_sensitive(d.sensitive, "save_npz")  # (load would refuse the file it wrote)
         arrays["sensitive"] = d.sensitive.to(torch.int64).numpy()
     if d.graph.edge_weight is not None:
         arrays["edge_weight"] = d.graph.edge_weight.to(torch.float32).numpy()

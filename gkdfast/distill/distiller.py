@@ -36,6 +36,7 @@ import torch
 from torch import Tensor, nn
 
 from gkdfast._autocast import autocast_dtype
+from gkdfast._checks import check_node_mask
 from gkdfast._rows import take_rows
 from gkdfast.distill.checkpoint_cadence import CheckpointCadence
 from gkdfast.distill.checkpoint_file import (checkpoint_due, hash_module_settings, read_checkpoint,
@@ -155,7 +156,7 @@ def accuracy(logits: Tensor, y: Tensor, mask: Optional[Tensor] = None) -> float:
     if logits.dim() != 2 or y.dim() != 1 or logits.size(0) != y.size(0):
         raise ValueError(f"accuracy: logits must be [N, C] and y [N], got {list(logits.shape)} and {list(y.shape)}")
     if mask is not None:
-        _check_mask(mask, y.size(0), "accuracy", "mask")
+        check_node_mask(mask, y.size(0), "accuracy", "mask")
         logits, y = logits[mask], y[mask]
     if y.numel() == 0:
         return 0.0
@@ -167,18 +168,6 @@ def _whole_number(value) -> bool:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         return False
     return isinstance(value, numbers.Integral) or (math.isfinite(value) and float(value).is_integer())
-
-
-def _check_mask(mask, n: int, where: str, name: str) -> None:
-    """A node mask must be bool ``[N]``: an int 0/1 tensor indexes rows 0 and 1 instead (a silent wrong
-    accuracy, or training on two nodes)."""
-    if not isinstance(mask, Tensor) or mask.dtype != torch.bool:
-        got = mask.dtype if isinstance(mask, Tensor) else type(mask).__name__
-        raise TypeError(f"{where}: {name} must be a bool [N] tensor, got {got}"
-                        + (" (an int 0/1 mask indexes rows 0 and 1: use mask.bool(); for node ids, index the "
-                           "tensors with them first)" if isinstance(mask, Tensor) else ""))
-    if mask.dim() != 1 or mask.size(0) != n:
-        raise ValueError(f"{where}: {name} must be a bool [N] tensor with N = {n}, got shape {list(mask.shape)}")
 
 
 def _check_data(data) -> None:
@@ -194,7 +183,7 @@ def _check_data(data) -> None:
         raise ValueError(f"Distiller.fit: y has {data.y.size(0)} rows but x has {n}")
     for name in ("train_mask", "val_mask", "test_mask"):
         if name != "test_mask" or getattr(data, name, None) is not None:
-            _check_mask(getattr(data, name), n, "Distiller.fit", f"data.{name}")
+            check_node_mask(getattr(data, name), n, "Distiller.fit", f"data.{name}")
     if data.graph is not None and data.graph.num_nodes != n:
         raise ValueError(f"Distiller.fit: graph has {data.graph.num_nodes} nodes but x has {n} rows")
     if int(data.train_mask.sum()) == 0:

@@ -16,6 +16,8 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor
 
+from gkdfast._checks import check_binary_sensitive, check_node_mask
+
 __all__ = ["delta_sp", "delta_eo", "fairness_gaps"]
 
 
@@ -38,15 +40,9 @@ def _check(pred: Tensor, sensitive: Tensor, mask: Optional[Tensor]):
     if pred.shape != sensitive.shape:
         raise ValueError(f"fairness: predictions {list(pred.shape)} and sensitive {list(sensitive.shape)} differ")
     pred, sensitive = pred.cpu(), sensitive.cpu()
-    values = torch.unique(sensitive)
-    if not bool(((values == 0) | (values == 1)).all()):
-        raise ValueError(f"fairness: the sensitive attribute must be 0/1, got the values {values.tolist()[:8]}; map "
-                         "it to 0/1 (two groups)")
-    if mask is not None and mask.dtype != torch.bool:
-        raise TypeError(f"fairness: mask must be a bool {list(sensitive.shape)} tensor, got {mask.dtype} "
-                        f"{list(mask.shape)} (an int 0/1 mask: mask.bool(); node ids: index the tensors first)")
-    if mask is not None and mask.shape != sensitive.shape:
-        raise ValueError(f"fairness: mask must be a bool {list(sensitive.shape)} tensor, got shape {list(mask.shape)}")
+    check_binary_sensitive(sensitive, "fairness")
+    if mask is not None:
+        check_node_mask(mask, sensitive.size(0), "fairness", "mask")
     keep = torch.ones_like(sensitive, dtype=torch.bool) if mask is None else mask.cpu()
     return pred, sensitive, keep
 
@@ -73,7 +69,8 @@ def delta_eo(pred: Tensor, y: Tensor, sensitive: Tensor, mask: Optional[Tensor] 
     """
     pred, s, keep = _check(pred, sensitive, mask)
     if y.shape != s.shape:
-        raise ValueError(f"fairness: y must be the [N] true labels, like sensitive {list(s.shape)}, got {list(y.shape)}")
+        raise ValueError(f"fairness: y must be the [N] true labels, like sensitive {list(s.shape)}, got "
+                         f"{list(y.shape)}")
     keep = keep & (y.cpu() == 1)
     return abs(_rate(pred, keep & (s == 0)) - _rate(pred, keep & (s == 1)))
 

@@ -27,6 +27,7 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
+from gkdfast._checks import check_binary_sensitive
 from gkdfast.distill.distiller import uses_graph
 from gkdfast.distill.recipes import KD, Recipe, Trained
 from gkdfast.distill.terms import LossTerm, StepContext
@@ -215,10 +216,7 @@ class RELIANT(Recipe):
         if getattr(data, "sensitive", None) is None:
             raise ValueError(f"recipe 'reliant' needs a sensitive attribute: {getattr(data, 'name', 'data')} has "
                              "none (load a fairness set, or give GraphData(sensitive=...) / an npz 'sensitive')")
-        values = torch.unique(data.sensitive)
-        if not bool(((values == 0) | (values == 1)).all()):  # (the bias term would leave the other groups out)
-            raise ValueError(f"recipe 'reliant': the sensitive attribute must be 0/1, got the values "
-                             f"{values.tolist()[:8]}; map it to 0/1 (two groups)")
+        check_binary_sensitive(data.sensitive, "recipe 'reliant'")  # (the bias term would drop other groups)
         if self.fairness not in ("sp", "eo"):
             raise ValueError(f"reliant: fairness must be 'sp' or 'eo', got {self.fairness!r}")
         t0 = time.perf_counter()

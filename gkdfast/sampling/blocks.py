@@ -15,6 +15,7 @@ from typing import List, Optional, Sequence, Tuple
 import torch
 from torch import Tensor
 
+from gkdfast._checks import check_graph
 from gkdfast.graph import Graph
 from gkdfast.sampling.sampler import sample_neighbors
 
@@ -154,8 +155,7 @@ def sample_blocks(graph: Graph, seeds: Tensor, fanouts: Sequence[int], seed: int
         >>> n_id.tolist(), [(b.num_dst, b.num_src) for b in blocks]  # seeds, hop-1 nodes, hop-2 nodes
         ([0, 1, 2], [(2, 3), (1, 2)])
     """
-    if not isinstance(graph, Graph):
-        raise TypeError(f"gkdfast.sampling: graph must be a gkdfast.Graph, got {type(graph).__name__}")
+    check_graph(graph, "gkdfast.sampling")
     if isinstance(fanouts, int) or len(fanouts) == 0:
         raise ValueError(f"gkdfast.sampling: fanouts must be a list with one int per hop (e.g. [10, 5]), got "
                          f"{fanouts!r}")
