@@ -26,6 +26,12 @@ TORCH_LIBRARY(gkdfast, m) {
   // out[i] = reduce_{e=(j->i)} w_e * x[j];  arg: [N, d] int64 edge position for max/min, else [0].
   m.def("spmm(Tensor rowptr, Tensor col, Tensor t_rowptr, Tensor t_col, Tensor t_eid, Tensor? weight, "
         "Tensor x, str reduce) -> (Tensor, Tensor)");
+  // GCN propagation D^-1/2 (A + I) D^-1/2 x fused into one pass over the CSR, given dinv = D^-1/2 ([N]):
+  // out[i] = dinv[i] * (sum_{e=(j->i)} w_e * (dinv[j] * x[j]) + dinv[i] * x[i]), rounded exactly as
+  // spmm(norm="gcn")'s composite dinv * (spmm(x * dinv) + x * dinv).  Differentiable in x only (its
+  // gradient is the same op on the transposed CSR).
+  m.def("spmm_gcn(Tensor rowptr, Tensor col, Tensor t_rowptr, Tensor t_col, Tensor t_eid, Tensor? weight, "
+        "Tensor dinv, Tensor x) -> Tensor");
   // Gradients of max/min spmm through the recorded arg (deterministic, no atomics).
   m.def("spmm_arg_backward(Tensor rowptr, Tensor col, Tensor t_rowptr, Tensor t_col, Tensor t_eid, "
         "Tensor? weight, Tensor x, Tensor arg, Tensor grad_out) -> (Tensor, Tensor)");

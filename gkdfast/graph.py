@@ -446,9 +446,21 @@ class Graph:
         """``deg^{-1/2}`` of ``A + I`` (``[N]``), where ``deg_i = 1 + sum of in-edge weights``, and 0 where
         ``deg_i <= 0`` (negative weights can cancel the self-loop; PyG's ``gcn_norm`` also gives 0 for
         a zero degree).  :func:`gkdfast.spmm` with ``norm="gcn"`` uses it to apply ``D^-1/2 (A+I) D^-1/2``
-        without materialising per-edge weights or the self-loops."""
+        without materialising per-edge weights or the self-loops.  Without edge weights the result depends
+        on the structure alone and is kept per dtype (GCN layers ask for it in every forward)."""
         if edge_weight is None:
             edge_weight = self.edge_weight
+        if edge_weight is None and not _tracing():
+            per_dtype = derived_cache(self, "gcn_dinv")
+            dinv = per_dtype.get(dtype)
+            if dinv is None:
+                with cache_mode():  # an inference tensor kept here would break later training on the graph
+                    dinv = per_dtype[dtype] = self._gcn_dinv(None, dtype)
+            return dinv
+        return self._gcn_dinv(edge_weight, dtype)
+
+    def _gcn_dinv(self, edge_weight: Optional[Tensor], dtype) -> Tensor:
+        """:meth:`gcn_norm_coefficients`, computed."""
         # Summed in at least float32, and in the widest of the weights', the asked and float32: float16
         # stops counting at 2,048 and bfloat16 at 256, which would mis-scale every hub.
         acc = torch.promote_types(dtype, torch.float32)

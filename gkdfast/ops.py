@@ -102,10 +102,21 @@ def spmm(graph: Graph, x: Tensor, reduce: str = "sum", edge_weight: Optional[Ten
             raise ValueError(f"gkdfast.spmm: unknown norm {norm!r}; expected None or 'gcn'")
         if reduce != "sum":
             raise ValueError("gkdfast.spmm: norm='gcn' is defined for reduce='sum' only")
-        dinv = graph.gcn_norm_coefficients(edge_weight, x.dtype).unsqueeze(-1)
-        h = x * dinv
-        return dinv * (_spmm(graph, h, "sum", edge_weight) + h)
+        return _spmm_gcn(graph, x, edge_weight)
     return _spmm(graph, x, reduce, edge_weight)
+
+
+def _spmm_gcn(graph: Graph, x: Tensor, edge_weight: Optional[Tensor]) -> Tensor:
+    """``D^-1/2 (A + I) D^-1/2 x``: the fused native op where one runs (one pass, one [N, d] output,
+    the composite's bits), else the composite ``dinv * (spmm(x * dinv) + x * dinv)``, which is also the
+    path when the edge weights need a gradient (the fused op differentiates x only)."""
+    dinv = graph.gcn_norm_coefficients(edge_weight, x.dtype)
+    if not _needs_grad(edge_weight) and _backend.choose("spmm_gcn", x.device, x.dtype) != "reference":
+        w = graph.to_csr_order(edge_weight) if edge_weight is not None else None
+        return torch.ops.gkdfast.spmm_gcn(*graph_tensors(graph, _needs_grad(x)), w, dinv, x)
+    dinv = dinv.unsqueeze(-1)
+    h = x * dinv
+    return dinv * (_spmm(graph, h, "sum", edge_weight) + h)
 
 
 def _spmm(graph: Graph, x: Tensor, reduce: str, edge_weight: Optional[Tensor]) -> Tensor:

@@ -21,6 +21,7 @@ def _graph():
 
 
 G = _graph()
+G_UNWEIGHTED = gkdfast.Graph(G.edge_index, 40)  # GCN's unweighted path: kept coefficients, the fused op
 T = torch.randn(40, 8)
 T16 = torch.randn(40, 16)
 ROWS = torch.tensor([0, 3, 5, 7, 11, 19, 23, 31, 36, 39])  # a nodes= subset (the bounds check reads values)
@@ -30,6 +31,7 @@ CASES = {
     "spmm_mean": lambda x: gkdfast.spmm(G, x, "mean").square().sum(),
     "spmm_max": lambda x: gkdfast.spmm(G, x, "max").square().sum(),
     "spmm_min": lambda x: gkdfast.spmm(G, x, "min").square().sum(),
+    "spmm_gcn": lambda x: gkdfast.spmm(G_UNWEIGHTED, x, "sum", norm="gcn").square().sum(),
     "spmm_weighted_gcn": lambda x: gkdfast.spmm(G, x, "sum", edge_weight=G.edge_weight, norm="gcn").square().sum(),
     "sddmm": lambda x: gkdfast.sddmm(G, x, T).square().sum(),
     "edge_softmax": lambda x: gkdfast.edge_softmax(G, gkdfast.sddmm(G, x, x)).square().sum(),

@@ -30,6 +30,7 @@ TORCH_LIBRARY_IMPL(gkdfast, CPU, m) {
   m.impl("segment_pool", &segment_pool_cpu);
   m.impl("segment_pool_backward", &segment_pool_backward_cpu);
   m.impl("spmm", &spmm_cpu);
+  m.impl("spmm_gcn", &spmm_gcn_cpu);
   m.impl("symmetric_csr", &symmetric_csr_cpu);
   m.impl("spmm_arg_backward", &spmm_arg_backward_cpu);
 }

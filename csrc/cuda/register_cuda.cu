@@ -31,6 +31,7 @@ TORCH_LIBRARY_IMPL(gkdfast, CUDA, m) {
   m.impl("segment_pool", &cuda::segment_pool_cuda);
   m.impl("segment_pool_backward", &cuda::segment_pool_backward_cuda);
   m.impl("spmm", &cuda::spmm_cuda);
+  m.impl("spmm_gcn", &cuda::spmm_gcn_cuda);
   m.impl("spmm_arg_backward", &cuda::spmm_arg_backward_cuda);
 }
 

@@ -213,6 +213,19 @@ std::tuple<at::Tensor, at::Tensor> spmm_cuda(const at::Tensor& rowptr_in, const 
   return {out, arg};
 }
 
+// GCN propagation as the composite dinv * (spmm(x * dinv) + x * dinv) on the device: the sum goes
+// through spmm_cuda (cuSPARSE for float32 / float64), which a fused row kernel of our own would not
+// beat; the composite's Python-side passes and autograd nodes are what this op saves on CUDA.
+at::Tensor spmm_gcn_cuda(const at::Tensor& rowptr, const at::Tensor& col, const at::Tensor& t_rowptr,
+                         const at::Tensor& t_col, const at::Tensor& t_eid, const c10::optional<at::Tensor>& weight,
+                         const at::Tensor& dinv, const at::Tensor& x) {
+  check_spmm_gcn(rowptr, col, t_rowptr, t_col, t_eid, dinv, x);
+  const at::Tensor scale = dinv.unsqueeze(1);
+  const at::Tensor h = x * scale;
+  const at::Tensor s = std::get<0>(spmm_cuda(rowptr, col, t_rowptr, t_col, t_eid, weight, h, "sum"));
+  return scale * (s + h);
+}
+
 // Max/min backward.  grad_x runs over the transposed CSR so each source row has one writer;
 // grad_w runs over the forward CSR, where every edge belongs to exactly one destination row.
 std::tuple<at::Tensor, at::Tensor> spmm_arg_backward_cuda(

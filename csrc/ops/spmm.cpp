@@ -13,6 +13,18 @@ Reduce check_spmm(const at::Tensor& rowptr, const at::Tensor& col, const at::Ten
   return parse_reduce(reduce);
 }
 
+void check_spmm_gcn(const at::Tensor& rowptr, const at::Tensor& col, const at::Tensor& t_rowptr,
+                    const at::Tensor& t_col, const at::Tensor& t_eid, const at::Tensor& dinv, const at::Tensor& x) {
+  check_csr(rowptr, col, "spmm_gcn");
+  check_transpose(rowptr, col, t_rowptr, t_col, t_eid, "spmm_gcn");
+  check_node_features(x, rowptr, "spmm_gcn", "x");
+  TORCH_CHECK_VALUE(dinv.dim() == 1 && dinv.size(0) == csr_num_rows(rowptr), "gkdfast.spmm_gcn: dinv must have "
+                    "shape [", csr_num_rows(rowptr), "] (one coefficient per node), got ", dinv.sizes());
+  TORCH_CHECK_TYPE(dinv.scalar_type() == x.scalar_type(), "gkdfast.spmm_gcn: dinv has dtype ", dinv.scalar_type(),
+                   " but x has ", x.scalar_type());
+  check_same_device(dinv, x, "spmm_gcn", "dinv");
+}
+
 at::Tensor spmm_edge_weight(const c10::optional<at::Tensor>& weight, const at::Tensor& col, const at::Tensor& x,
                             const char* op) {
   if (!weight.has_value() || !weight->defined()) return at::Tensor();

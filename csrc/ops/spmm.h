@@ -16,6 +16,10 @@ namespace gkdfast {
 Reduce check_spmm(const at::Tensor& rowptr, const at::Tensor& col, const at::Tensor& t_rowptr,
                   const at::Tensor& t_col, const at::Tensor& t_eid, const at::Tensor& x, const std::string& reduce);
 
+// spmm_gcn: check_spmm's graph and x, and dinv [N] in x's dtype on x's device.
+void check_spmm_gcn(const at::Tensor& rowptr, const at::Tensor& col, const at::Tensor& t_rowptr,
+                    const at::Tensor& t_col, const at::Tensor& t_eid, const at::Tensor& dinv, const at::Tensor& x);
+
 // The optional edge weight, checked against the graph and x ([E], x's dtype, graph's device) and
 // made contiguous; an undefined tensor when absent.
 at::Tensor spmm_edge_weight(const c10::optional<at::Tensor>& weight, const at::Tensor& col, const at::Tensor& x,

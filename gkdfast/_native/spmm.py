@@ -1,8 +1,10 @@
-"""``gkdfast::spmm`` and ``gkdfast::spmm_arg_backward`` (csrc/ops/spmm.h): fake kernels and autograd.
+"""``gkdfast::spmm``, ``gkdfast::spmm_gcn`` and ``gkdfast::spmm_arg_backward`` (csrc/ops/spmm.h): fake
+kernels and autograd.
 
 Backward passes are gkdfast ops over the cached transposed CSR, so gradients are deterministic (no
-atomics) and twice-differentiable: sum/mean through spmm itself, max/min through
-``spmm_arg_backward``, whose own derivative is that op again with other inputs.
+atomics) and twice-differentiable: sum/mean through spmm itself, GCN propagation through spmm_gcn on
+the transpose (the operator is symmetric in its scaling), max/min through ``spmm_arg_backward``, whose
+own derivative is that op again with other inputs.
 """
 from __future__ import annotations
 
@@ -62,6 +64,36 @@ def _spmm_backward(ctx, grad_out, _grad_arg):
     return None, None, None, None, None, grad_w, grad_x, None
 
 
+def _spmm_gcn_fake(rowptr, col, t_rowptr, t_col, t_eid, weight, dinv, x):
+    return x.new_empty((rowptr.shape[0] - 1, x.shape[1]))
+
+
+def _spmm_gcn_setup(ctx, inputs, output):
+    rowptr, col, t_rowptr, t_col, t_eid, weight, dinv, x = inputs
+    ctx.save_for_backward(rowptr, col, t_rowptr, t_col, t_eid, weight, dinv)
+
+
+def _spmm_gcn_backward(ctx, grad_out):
+    """out = S x with S = D^-1/2 (A + I) D^-1/2, so grad_x = S^T g: the same op over the transposed CSR,
+    with the weights in transposed order.  Gradients of the weights and of dinv are not formulas of
+    this op: gkdfast.spmm(norm="gcn") takes the composite path when edge weights need one."""
+    rowptr, col, t_rowptr, t_col, t_eid, weight, dinv = ctx.saved_tensors
+    if ctx.input_needs_grad[5] or ctx.input_needs_grad[6]:
+        raise RuntimeError("gkdfast::spmm_gcn is differentiable in x only, not in weight or dinv; "
+                           "gkdfast.spmm(graph, x, edge_weight=w, norm='gcn') differentiates the weights")
+    if not ctx.input_needs_grad[7]:
+        return (None,) * 8
+    if col.numel() == 0:  # an edgeless graph is its own transpose (rowptr all zeros)
+        t_rowptr, t_col, t_eid = rowptr, col, col
+    elif t_rowptr.numel() == 0:
+        raise needs_transpose_error("spmm_gcn")
+    w_t = weight[t_eid.long()] if weight is not None else None
+    # The transpose of the transpose is the graph itself: passed only when a double backward may need it.
+    back_t = (rowptr, col, inverse_permutation(t_eid)) if torch.is_grad_enabled() else (col.new_empty(0),) * 3
+    grad_x = torch.ops.gkdfast.spmm_gcn(t_rowptr, t_col, *back_t, w_t, dinv, grad_out.contiguous())
+    return None, None, None, None, None, None, None, grad_x
+
+
 # spmm_arg_backward (double backward of max/min).  With e = arg[i, f] the winning edge,
 # gx[j, f] = sum_{e: col_e = j} w_e g[i, f] and gw[e] = sum_f x[col_e, f] g[i, f]: both linear in g,
 # so their derivatives are the same op with other inputs, plus a gather for grad_out.  Without this,
@@ -99,6 +131,7 @@ def _arg_backward_backward(ctx, u_gx, u_gw):
 
 
 def register() -> None:
-    """Registers the fake kernels and autograd formulas of spmm and spmm_arg_backward."""
+    """Registers the fake kernels and autograd formulas of spmm, spmm_gcn and spmm_arg_backward."""
     register_op("spmm", _spmm_fake, _spmm_backward, _spmm_setup)
+    register_op("spmm_gcn", _spmm_gcn_fake, _spmm_gcn_backward, _spmm_gcn_setup)
     register_op("spmm_arg_backward", _spmm_arg_backward_fake, _arg_backward_backward, _arg_backward_setup)

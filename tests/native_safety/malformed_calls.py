@@ -61,6 +61,17 @@ def cases(index_dtype):
     yield "t_col inconsistent", spmm(tcol=tcol.flip(0)), False
     yield "transpose wrong dtype", spmm(teid=teid.to(torch.int64 if index_dtype == torch.int32 else torch.int32)), False
     yield "max: col out of range", spmm(col=mod(col, 5, 7), reduce="max"), False
+    dinv = torch.ones(5)
+
+    def gcn(rp=rp, col=col, dinv=dinv, xx=x):
+        return lambda: ops.spmm_gcn(rp, col, trp, tcol, teid, None, dinv, xx)
+
+    yield "spmm_gcn valid", gcn(), True
+    yield "spmm_gcn col out of range", gcn(col=mod(col, 3, 5)), False
+    yield "spmm_gcn rowptr past E", gcn(rp=mod(rp, -1, e + 3)), False
+    yield "spmm_gcn dinv too short", gcn(dinv=torch.ones(4)), False
+    yield "spmm_gcn dinv 2-D", gcn(dinv=torch.ones(5, 1)), False
+    yield "spmm_gcn x too short", gcn(xx=x[:4]), False
     # sddmm with a rowptr whose end lies past E writes past its [E] output.
     yield "sddmm rowptr past E", lambda: ops.sddmm(mod(rp, -1, e + 4), col, trp, tcol, teid, x, x), False
     yield "sddmm valid", lambda: ops.sddmm(rp, col, trp, tcol, teid, x, x), True
