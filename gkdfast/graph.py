@@ -447,7 +447,8 @@ class Graph:
         ``deg_i <= 0`` (negative weights can cancel the self-loop; PyG's ``gcn_norm`` also gives 0 for
         a zero degree).  :func:`gkdfast.spmm` with ``norm="gcn"`` uses it to apply ``D^-1/2 (A+I) D^-1/2``
         without materialising per-edge weights or the self-loops.  Without edge weights the result depends
-        on the structure alone and is kept per dtype (GCN layers ask for it in every forward)."""
+        on the structure alone and is kept per dtype (GCN layers ask for it in every forward): the same
+        tensor is returned each time, so do not modify it in place."""
         if edge_weight is None:
             edge_weight = self.edge_weight
         if edge_weight is None and not _tracing():
