@@ -330,20 +330,28 @@ def warn_dense_fallback(op: str, device: torch.device, dtype: Optional[torch.dty
 
 
 # public functions whose heavy part is one native op (what explain() reports for them)
-_PUBLIC_OPS = {"gsp": "gsp_tiled", "rsd": "gsp_tiled", "crd": "infonce", "nt_xent": "gram_lse",
+_PUBLIC_OPS = {"gsp": "gsp_tiled", "crd": "infonce", "nt_xent": "gram_lse",
                "ncontrast": "gram_lse", "global_pool": "segment_pool"}
+# public functions that run no native op on any backend: explain() says so instead of naming a kernel
+_PLAIN_PYTORCH = {"rsd": "a Gram-matrix identity in plain PyTorch", "kd": "plain PyTorch",
+                  "relation": "plain PyTorch"}
 
 
 def explain(op: str, device="cpu", dtype: Optional[torch.dtype] = torch.float32) -> Explanation:
     """Which backend ``op`` would use for ``device``/``dtype`` and why the others were not used.
-    ``op``: a native op (``registered_ops()``) or a public name that runs one (``gsp``, ``rsd`` ->
-    ``gsp_tiled``; ``crd`` -> ``infonce``; ``nt_xent``, ``ncontrast`` -> ``gram_lse``; ``global_pool`` ->
-    ``segment_pool``); another name is a ValueError.
+    ``op``: a native op (``registered_ops()``) or a public name that runs one: ``gsp`` -> ``gsp_tiled``
+    (its rbf / poly / l2 / laplace kernels and ``loss="kl"``; linear and cosine with ``mse`` are a
+    plain-PyTorch Gram path), ``crd`` -> ``infonce``, ``nt_xent`` and exact ``ncontrast`` -> ``gram_lse``
+    (sampled ``ncontrast``: ``infonce``), ``global_pool`` -> ``segment_pool``.  ``rsd``, ``kd`` and
+    ``relation`` run no native op (a ValueError says so), nor does any other name.
 
     Example:
         >>> gkdfast.explain("spmm", "cpu", torch.float16)["chosen"]   # doctest: +SKIP
         'reference'
     """
+    if op in _PLAIN_PYTORCH:
+        raise ValueError(f"gkdfast.explain: {op} runs no native op on any backend ({_PLAIN_PYTORCH[op]}): "
+                         "it is the same code everywhere")
     op = _PUBLIC_OPS.get(op, op)
     known = registered_ops()
     if known and op not in known:

@@ -55,8 +55,8 @@ def spmm(graph: Graph, x: Tensor, reduce: str = "sum", edge_weight: Optional[Ten
 
     Args:
         graph: a :class:`gkdfast.Graph` with ``N`` nodes and ``E`` edges.
-        x: ``[N, d]`` node features (float32/float64 on CPU kernels, also float16/bfloat16 on CUDA;
-            other dtypes run on the reference).
+        x: ``[N, d]`` floating node features (float32/float64 on CPU kernels, also float16/bfloat16 on
+            CUDA; other floating dtypes run on the reference).
         reduce: ``"sum"``, ``"mean"`` (sum divided by the in-degree), ``"max"`` or ``"min"``.
             Rows without in-edges give 0.  For max/min, ties go to the first edge in the graph's CSR
             order, and the gradient flows to that edge only.

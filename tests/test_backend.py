@@ -186,3 +186,10 @@ def test_a_remembered_native_choice_still_follows_the_mode(monkeypatch):
     with torch.autograd.forward_ad.dual_level():
         assert _backend.choose("spmm", cpu, torch.float32) == "reference"
     assert _backend.choose("spmm", cpu, torch.float32) == "cpu"
+
+
+def test_explain_names_the_losses_that_run_no_native_op():
+    for name in ("rsd", "kd", "relation"):
+        with pytest.raises(ValueError, match=f"{name} runs no native op"):
+            gkdfast.explain(name)
+    assert gkdfast.explain("gsp")["op"] == "gsp_tiled"

@@ -107,7 +107,8 @@ class GraphData:
 
     @property
     def edge_index(self) -> Tensor:
-        """``[2, E]`` int64 (source, destination), as :attr:`gkdfast.Graph.edge_index`."""
+        """``[2, E]`` (source, destination) in the graph's index dtype (int64, or int32 for a graph
+        built or loaded with int32 indices, e.g. by ``load_mmap``), as :attr:`gkdfast.Graph.edge_index`."""
         return self.graph.edge_index
 
     @property

@@ -155,7 +155,8 @@ def crd(student: Tensor, teacher: Tensor, tau: float = 0.075, num_negatives: Opt
             (its speed on a GPU is not measured yet).  The draws, the forward, the CPU kernels and the
             exact mode are reproducible.
         seed: Philox seed in ``[0, 2**63)``; ``None`` draws one from torch's default generator (so
-            ``torch.manual_seed`` makes runs reproducible).  Ignored when the loss is exact.
+            ``torch.manual_seed`` makes runs reproducible).  Unused when the loss is exact (but still
+            checked).
         symmetric: also contrast teacher anchors against student candidates and average the two
             directions (the sampled reverse direction uses an independent stream derived from ``seed``).
         reduction: ``"mean"`` (over rows), ``"sum"`` or ``"none"`` (``[N]``).
@@ -556,7 +557,8 @@ def ncontrast(graph: Graph, z: Tensor, tau: float = 1.0, hops: int = 1, num_nega
             deterministic (the sampled backward runs a chunked path); the draws and the CPU kernels are
             always reproducible.
         max_nnz: cap on the nonzeros of ``Â^hops`` (a clear ``ValueError`` when exceeded).
-        reduction: ``"mean"`` (over P), ``"sum"`` or ``"none"`` (``[N]``, 0 outside P).
+        reduction: ``"mean"`` (over P), ``"sum"`` or ``"none"`` (``[N]``, 0 outside P; with ``nodes``:
+            ``[B]``, one value per batch position).
         process_group: ``None`` (single process) or a ``torch.distributed`` group.  Then every rank
             passes the **full** ``graph`` (all N nodes) and its **row shard** of ``z``: the rows of
             the nodes ``[begin, begin + len(z))``, shards contiguous in rank order (sizes may

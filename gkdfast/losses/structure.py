@@ -98,7 +98,8 @@ def lsp(graph: Graph, student: Tensor, teacher: Tensor, kernel: str = "rbf", gam
         student: ``[N, d_s]`` embeddings.  teacher: ``[N, d_t]`` (``d_t`` may differ; cast to the
             student's dtype).  Both differentiable.
         kernel: one of ``linear, cosine, poly, l2, rbf, laplace`` (module docstring).
-        gamma: bandwidth of ``rbf``/``laplace`` (ignored by the others).
+        gamma: bandwidth of ``rbf``/``laplace``; the other kernels do not use it, but it must still be a
+            finite number.
         tau: softmax temperature, > 0.
         reduction: ``"mean"`` over nodes with an in-edge, ``"sum"``, or ``"none"`` -> ``[N]`` (0 for
             nodes without in-edges).
@@ -278,7 +279,8 @@ def gsp(student: Tensor, teacher: Tensor, kernel: str = "linear", loss: str = "m
         student: ``[N, d_s]``.  teacher: ``[N, d_t]``; widths may differ.  Both differentiable.
         kernel: ``linear, cosine, poly, l2, rbf, laplace``.
         loss: ``"mse"`` or ``"kl"``.
-        tau: softmax temperature for ``kl`` (> 0).  gamma: bandwidth of ``rbf``/``laplace``.
+        tau: softmax temperature for ``kl`` (> 0).  gamma: bandwidth of ``rbf``/``laplace``.  Both are
+            checked (finite, tau > 0) even where the kernel or loss does not use them.
         nodes: optional 1-D index (or bool mask) tensor restricting the loss to those rows, e.g. a
             random sample, as in the public subsampled implementations.  With ``process_group`` it
             indexes this rank's shard (the loss is then over the concatenation of every rank's
