@@ -23,6 +23,7 @@ import warnings
 from typing import Dict, List, Optional, TypedDict
 
 import torch
+from gkdfast._tracing import tracing
 
 __all__ = ["backend_info", "choose", "explain", "native_loaded", "load_error", "NATIVE_DTYPES"]
 
@@ -199,10 +200,12 @@ def has_kernel(op: str, dispatch_key: str) -> bool:
         return False
 
 
-def _reasons(op: str, device: torch.device, dtype: Optional[torch.dtype]) -> Dict[str, List[str]]:
-    """Why each backend can or cannot run ``op`` for tensors on ``device`` with ``dtype``."""
-    mode = _mode()
-    transforms = transforms_active()
+def _reasons(op: str, device: torch.device, dtype: Optional[torch.dtype], mode: Optional[str] = None,
+             transforms: Optional[bool] = None) -> Dict[str, List[str]]:
+    """Why each backend can or cannot run ``op`` for tensors on ``device`` with ``dtype``, under ``mode``
+    and ``transforms`` (read now when not given: :func:`choose` passes the values it keys its cache by)."""
+    mode = _mode() if mode is None else mode
+    transforms = transforms_active() if transforms is None else transforms
     out: Dict[str, List[str]] = {"cuda": [], "cpu": [], "reference": []}
     for kind, key in (("cuda", "CUDA"), ("cpu", "CPU")):
         r = out[kind]
@@ -256,18 +259,21 @@ def choose(op: str, device: torch.device, dtype: Optional[torch.dtype] = None) -
     later does not affect an already compiled function).
     """
     device = torch.device(device)
-    key = (op, device.type, dtype, _mode(), transforms_active())
+    # The mode is read once: another thread's forced() block closing between two reads would store a
+    # native choice under the "reference" key, for good (helper 116).
+    mode, transforms = _mode(), transforms_active()
+    key = (op, device.type, dtype, mode, transforms)
     kind = _NATIVE_CHOICES.get(key)
     if kind is not None:
         return kind
-    reasons = _reasons(op, device, dtype)
+    reasons = _reasons(op, device, dtype, mode, transforms)
     for kind in ("cuda", "cpu"):
         if not reasons[kind]:
             _NATIVE_CHOICES[key] = kind
             return kind
-    if device.type == "cuda" and _C is not None and not _C.compiled_with_cuda() and _mode() != "reference":
+    if device.type == "cuda" and _C is not None and not _C.compiled_with_cuda() and mode != "reference":
         _warn_cpu_only_build()
-    if _mode() == "native":
+    if mode == "native":
         raise NotImplementedError(
             f"gkdfast.{op}: GKDFAST_BACKEND=native but no native kernel can run this call: "
             + "; ".join(f"{k}: {', '.join(v)}" for k, v in reasons.items() if k != "reference" and v))
@@ -315,7 +321,7 @@ def warn_dense_fallback(op: str, device: torch.device, dtype: Optional[torch.dty
     Example:
         >>> warn_dense_fallback("gsp_tiled", torch.device("cpu"), torch.float32, 10, "a 10 x 1 block")  # small: silent
     """
-    if torch.compiler.is_compiling() or elements * 4 < DENSE_WARN_BYTES:  # (no size guard while tracing)
+    if tracing() or elements * 4 < DENSE_WARN_BYTES:  # (no size guard while tracing)
         return
     reasons = [r for r in _reasons(op, device, dtype).get(device.type, [])
                if not r.startswith("inputs are on")]

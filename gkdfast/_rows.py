@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
+from gkdfast._tracing import tracing
 
 __all__ = ["take_rows", "add_rows", "ordered_sum"]
 
@@ -45,7 +46,7 @@ def take_rows(t: Tensor, index: Tensor) -> Tensor:
         >>> take_rows(t, torch.tensor([3, 0, 3])).tolist()
         [[9.0, 10.0, 11.0], [0.0, 1.0, 2.0], [9.0, 10.0, 11.0]]
     """
-    if torch.compiler.is_compiling():  # (the id check below reads values: no guard on data while tracing)
+    if tracing():  # (the id check below reads values: no guard on data while tracing)
         return t[index]
     if (index.dim() == 1 and index.dtype in _INDEX_DTYPES and t.dim() >= 1 and t.layout == torch.strided
             and t.device.type == "cpu" and index.device.type == "cpu"

@@ -15,6 +15,7 @@ from typing import Optional, Tuple
 
 import torch
 from torch import Tensor
+from gkdfast._tracing import tracing
 
 __all__ = ["Graph"]
 
@@ -54,7 +55,7 @@ def _tracing() -> bool:
     ``torch.export`` (later eager calls returned FakeTensors), or, replayed after a compiled call under
     ``torch.inference_mode()``, an inference tensor that broke the next training step.  Build the
     caches with one eager call per graph first (README, "torch.compile")."""
-    return torch.compiler.is_compiling()
+    return tracing()
 
 
 def derived_cache(owner, name: str) -> dict:
@@ -75,7 +76,7 @@ def cache_mode():
     derived graphs) are built in: outside inference mode, since an inference tensor kept in a cache
     would make every later autograd use of the graph fail ("Inference tensors cannot be saved for
     backward")."""
-    if torch.compiler.is_compiling():  # (Dynamo cannot trace is_inference_mode_enabled; a trace is no cache)
+    if tracing():  # (Dynamo cannot trace is_inference_mode_enabled; a trace is no cache)
         return contextlib.nullcontext()
     return torch.inference_mode(False) if torch.is_inference_mode_enabled() else contextlib.nullcontext()
 

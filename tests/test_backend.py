@@ -193,3 +193,17 @@ def test_explain_names_the_losses_that_run_no_native_op():
         with pytest.raises(ValueError, match=f"{name} runs no native op"):
             gkdfast.explain(name)
     assert gkdfast.explain("gsp")["op"] == "gsp_tiled"
+
+
+def test_choose_reads_the_mode_once(monkeypatch):
+    """Another thread's forced() block closing while choose() runs used to store a native choice under
+    the "reference" key, so that forced("reference") and GKDFAST_BACKEND=reference ran native for good."""
+    reads = []
+
+    def mode_that_changes():  # "reference" on the first read, "auto" afterwards: a block closing mid-call
+        reads.append(1)
+        return "reference" if len(reads) == 1 else "auto"
+
+    monkeypatch.setattr(_backend, "_mode", mode_that_changes)
+    assert _backend.choose("spmm", torch.device("cpu"), torch.float32) == "reference"
+    assert ("spmm", "cpu", torch.float32, "reference", False) not in _backend._NATIVE_CHOICES

@@ -240,3 +240,21 @@ def test_tracing_a_cold_graph_leaves_no_trace_time_values_in_its_caches():
     out = conv(x, cold)
     assert type(out) is torch.Tensor
     torch.testing.assert_close(out, want)
+
+
+def test_another_threads_compile_does_not_count_as_tracing_here(monkeypatch):
+    """torch.compiler.is_compiling() is one process-wide flag: while any thread compiled, eager calls in
+    every other thread skipped the graph caches, the sparse first layer and the Philox dropout."""
+    import torch.compiler as tc
+
+    from gkdfast._tracing import tracing
+
+    monkeypatch.setattr(tc, "_is_compiling_flag", True)  # what another thread's compile session sets
+    assert tc.is_compiling()
+    assert not tracing()
+    g = gkdfast.Graph(torch.tensor([[0, 1], [1, 2]]))
+    with torch.inference_mode():
+        g.transpose_csr()
+        g.gcn_norm_coefficients()
+    assert g._transpose is not None and not g._transpose[0].is_inference()
+    assert not g.gcn_norm_coefficients().is_inference()

@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from gkdfast.graph import Graph, check_to_device, derived_cache
+from gkdfast._tracing import tracing
 
 __all__ = ["HeteroGraph", "Relation", "relation_spmm", "compose_metapath"]
 
@@ -53,7 +54,7 @@ def relation_spmm(graph: Graph, x_src: Tensor, num_dst: int, reduce: str = "mean
         raise ValueError(f"relation_spmm: x_src has {x_src.size(0)} rows but the relation graph has "
                          f"{graph.num_nodes} nodes")
     # fewer rows than the relation has sources would silently read zeros for the missing ones
-    if not torch.compiler.is_compiling() and x_src.size(0) < _num_sources(graph):
+    if not tracing() and x_src.size(0) < _num_sources(graph):
         raise ValueError(f"relation_spmm: x_src has {x_src.size(0)} rows but the relation's edges start at "
                          f"source ids up to {_num_sources(graph) - 1}")
     return spmm(graph, _pad_rows(x_src, graph.num_nodes), reduce)[:num_dst]

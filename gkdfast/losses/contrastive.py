@@ -27,6 +27,7 @@ from gkdfast.losses._checks import check_matrix, mask_to_ids
 from gkdfast.losses._sharded import Shards, check_group, reduce_rows, shared_seed
 from gkdfast.ops import sddmm
 from gkdfast.reference import contrastive as ref
+from gkdfast._tracing import tracing
 
 __all__ = ["crd", "nt_xent", "ncontrast", "sample_negatives", "adjacency_power"]
 
@@ -385,7 +386,7 @@ def _graph_cache(graph: Graph) -> dict:
     w = graph.edge_weight
     if w is None:
         return per_graph.setdefault(None, {})
-    if torch.compiler.is_compiling():  # a tensor's version is data to the tracer: match the tensor alone
+    if tracing():  # a tensor's version is data to the tracer: match the tensor alone
         for k, entry in per_graph.items():
             if k is not None and entry[0]() is w:
                 return entry[1]
@@ -669,7 +670,7 @@ def _check_batch_nodes(nodes, z: Tensor, num_nodes: int, op: str) -> Tensor:
     if nodes.numel() != z.size(0):
         raise ValueError(f"gkdfast.losses.{op}: z has {z.size(0)} rows but nodes lists {nodes.numel()} nodes "
                          "(z must hold one row per listed node)")
-    if torch.compiler.is_compiling():  # the bounds read the values: left to the indexing while tracing
+    if tracing():  # the bounds read the values: left to the indexing while tracing
         return nodes.to(z.device).long()
     low, high = (int(nodes.min()), int(nodes.max())) if nodes.numel() else (0, 0)
     if nodes.numel() and (low < 0 or high >= num_nodes):

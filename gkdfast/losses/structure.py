@@ -30,6 +30,7 @@ from gkdfast.graph import Graph
 from gkdfast.losses._checks import check_matrix, mask_to_ids
 from gkdfast.losses._sharded import Shards, check_group
 from gkdfast.reference import structure as ref
+from gkdfast._tracing import tracing
 
 __all__ = ["lsp", "gsp", "rsd", "relation", "KERNELS", "check_kernel"]
 
@@ -247,7 +248,7 @@ def _selected_rows(op: str, student: Tensor, teacher: Tensor, nodes, process_gro
                          f"{student.device}")
     # The bounds read the values: skipped while torch.compile traces (fullgraph cannot branch on
     # data), where the indexing below still refuses an index out of range.
-    if (not torch.compiler.is_compiling() and nodes.numel()
+    if (not tracing() and nodes.numel()
             and (int(nodes.min()) < -student.size(0) or int(nodes.max()) >= student.size(0))):
         n = student.size(0)
         raise ValueError(f"gkdfast.losses.{op}: nodes has indices outside [-{n}, {n}) (ids of the {n} rows; "
@@ -316,7 +317,7 @@ def gsp(student: Tensor, teacher: Tensor, kernel: str = "linear", loss: str = "m
             student, teacher = _unit_rows(student), _unit_rows(teacher)
         # the plain-autograd form: twice differentiable, as every reference loss, and what torch.compile
         # traces for any N (the chunk loop below fixed N in the compiled code: a recompile per graph size)
-        if process_group is None and (_backend.reference_requested() or torch.compiler.is_compiling()):
+        if process_group is None and (_backend.reference_requested() or tracing()):
             return _gram_mse_autograd(student, teacher)
         return _GramMSE.apply(student, teacher, process_group)
     if process_group is not None:

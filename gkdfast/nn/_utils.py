@@ -8,6 +8,7 @@ from torch import Tensor
 
 from gkdfast import _backend
 from gkdfast._checks import check_float_matrix, check_graph, check_rows_match
+from gkdfast._tracing import tracing
 from gkdfast.graph import Graph, derived_cache
 
 
@@ -63,7 +64,8 @@ def derived_graph(graph: Graph, key: str, build: Callable[[Graph], Graph]) -> Gr
 
         with cache_mode():  # built under inference mode, it would break later training on the graph
             g = build(graph)
-        per_graph[key] = g
+        if not tracing():  # (a traced value is no cache: as Graph's own, see graph._tracing)
+            per_graph[key] = g
     return g
 
 

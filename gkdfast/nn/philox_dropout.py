@@ -34,6 +34,7 @@ from torch import Tensor, nn
 
 from gkdfast import _backend
 from gkdfast.reference import dropout as _ref
+from gkdfast._tracing import tracing
 
 __all__ = ["dropout", "model_dropout", "Dropout", "draw_seed", "dropout_implementation"]
 
@@ -82,7 +83,7 @@ def dropout(x: Tensor, p: float = 0.5, training: bool = True, seed: Optional[int
         raise ValueError(f"gkdfast.dropout: p must be in [0, 1], got {p}")
     if not training or p == 0.0:
         return x
-    if seed is None and (torch.compiler.is_compiling() or _backend.transforms_active()):
+    if seed is None and (tracing() or _backend.transforms_active()):
         return torch.nn.functional.dropout(x, p, True)
     seed = draw_seed() if seed is None else int(seed)
     seed = ((seed + (1 << 63)) % (1 << 64)) - (1 << 63)  # the same 64 bits, as a signed int64 for the schema
@@ -106,7 +107,7 @@ def dropout_implementation() -> str:
 
 
 def _use_torch() -> bool:
-    return dropout_implementation() == "torch" or torch.compiler.is_compiling()
+    return dropout_implementation() == "torch" or tracing()
 
 
 def model_dropout(x: Tensor, p: float, training: bool = True) -> Tensor:

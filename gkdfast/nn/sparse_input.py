@@ -24,6 +24,7 @@ from torch import Tensor, nn
 from gkdfast import _backend
 from gkdfast._autocast import autocast_on
 from gkdfast.graph import cache_mode
+from gkdfast._tracing import tracing
 
 __all__ = ["sparse_linear", "sparse_operand", "wants_sparse", "input_product", "dropout_sparse_input", "dropped_linear",
            "SparseInputLinear",
@@ -80,7 +81,7 @@ def _operand(x: Tensor) -> Tensor:
     # On CUDA under torch.use_deterministic_algorithms(True): dense, as cuSPARSE's products with a
     # transposed CSR (the weight gradient) may differ in the last bits from run to run.
     if (x.requires_grad or x.dim() != 2 or x.layout != torch.strided or x.dtype not in (torch.float32, torch.float64)
-            or autocast_on(x.device.type) or torch.compiler.is_compiling() or x.is_inference()
+            or autocast_on(x.device.type) or tracing() or x.is_inference()
             or _backend.transforms_active() or x.is_meta  # (meta tensors have no values to count)
             or (x.is_cuda and torch.are_deterministic_algorithms_enabled())):
         return x
