@@ -20,6 +20,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import sys
+import threading
 from typing import Optional
 
 __all__ = ["keep_freed_memory", "release_freed_memory", "keeping_freed_memory"]
@@ -32,6 +33,7 @@ _KEEP_TRIM_THRESHOLD = 2**31 - 1  # mallopt takes an int: the largest heap top g
 
 _libc: Optional[ctypes.CDLL] = None
 _probed = False
+_PROBE_LOCK = threading.Lock()
 _keeping = False
 
 
@@ -39,17 +41,24 @@ def _glibc() -> Optional[ctypes.CDLL]:
     """The C library when it is glibc (it has ``mallopt`` and ``malloc_trim``), else ``None``;
     looked up once per process."""
     global _libc, _probed
-    if not _probed and sys.platform.startswith("linux"):
-        _probed = True
-        try:
-            lib = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-            if hasattr(lib, "mallopt") and hasattr(lib, "malloc_trim") and hasattr(lib, "gnu_get_libc_version"):
-                lib.mallopt.argtypes, lib.mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-                lib.malloc_trim.argtypes, lib.malloc_trim.restype = [ctypes.c_size_t], ctypes.c_int
-                _libc = lib
-        except OSError:
-            _libc = None
+    with _PROBE_LOCK:  # (a second thread saw _probed set before the lookup had set _libc)
+        if not _probed and sys.platform.startswith("linux"):
+            _libc = _find_glibc()
+            _probed = True
     return _libc
+
+
+def _find_glibc() -> Optional[ctypes.CDLL]:
+    """The lookup of :func:`_glibc`."""
+    try:
+        lib = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    except OSError:
+        return None
+    if not (hasattr(lib, "mallopt") and hasattr(lib, "malloc_trim") and hasattr(lib, "gnu_get_libc_version")):
+        return None
+    lib.mallopt.argtypes, lib.mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    lib.malloc_trim.argtypes, lib.malloc_trim.restype = [ctypes.c_size_t], ctypes.c_int
+    return lib
 
 
 def keep_freed_memory(enable: bool = True) -> bool:

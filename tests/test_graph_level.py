@@ -539,3 +539,27 @@ def test_a_students_rows_do_not_depend_on_the_other_methods_and_the_protocol_is_
     assert runs[0]["protocol"] == {"name": "stratified k-fold", "folds": 10, "folds_run": 1, "seed": 0}
     with pytest.raises(ValueError, match="max_folds"):
         run_graph_experiment(ds, teacher, students, [], folds=10, max_folds=0)
+
+
+def test_graph_loader_epochs_taken_by_threads_are_distinct_and_it_pickles():
+    """Two threads starting epochs of one shuffling loader used to read the same epoch (same order): the
+    epoch is now taken, under a lock, when iteration starts."""
+    import pickle
+    import threading
+
+    loader = GraphLoader(list(range(20)), batch_size=20, shuffle=True, seed=3)  # (iter() alone reads no graph)
+    barrier, epochs = threading.Barrier(4), []
+
+    def start():
+        barrier.wait()
+        it = iter(loader)
+        epochs.append(it)
+
+    threads = [threading.Thread(target=start) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert loader._epoch == 4
+    copy = pickle.loads(pickle.dumps(loader))
+    assert copy._epoch == 4 and copy._epoch_lock is not loader._epoch_lock

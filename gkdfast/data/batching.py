@@ -11,6 +11,7 @@ contiguous.
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Iterator, List, Optional, Sequence, Tuple
 
@@ -207,16 +208,32 @@ class GraphLoader:
         self.dataset, self.batch_size, self.shuffle, self.seed, self.device = dataset, batch_size, shuffle, seed, device
         self.index = torch.arange(len(dataset)) if index is None else graph_ids(index, len(dataset), "GraphLoader")
         self._epoch = 0
+        self._epoch_lock = threading.Lock()
 
     def __len__(self) -> int:
         return (self.index.numel() + self.batch_size - 1) // self.batch_size
 
     def __iter__(self) -> Iterator[GraphBatch]:
+        # The epoch is taken when iteration starts, under a lock: two threads starting epochs of one
+        # loader got the same shuffle (helper 116).
+        with self._epoch_lock:
+            epoch, self._epoch = self._epoch, self._epoch + 1
         order = self.index
         if self.shuffle:
-            gen = torch.Generator().manual_seed(int(self.seed) + self._epoch)
+            gen = torch.Generator().manual_seed(int(self.seed) + epoch)
             order = order[torch.randperm(order.numel(), generator=gen)]
-        self._epoch += 1
+        return self._batches(order)
+
+    def __getstate__(self):  # (a lock neither pickles nor copies: each copy gets its own)
+        state = dict(self.__dict__)
+        del state["_epoch_lock"]
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._epoch_lock = threading.Lock()
+
+    def _batches(self, order: Tensor) -> Iterator[GraphBatch]:
         for s in range(0, order.numel(), self.batch_size):
             b = select_graphs(self.dataset, order[s:s + self.batch_size])
             yield b if self.device is None else b.to(self.device)

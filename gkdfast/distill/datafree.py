@@ -215,10 +215,13 @@ class GraphGenerator(nn.Module):
 
     def _graph(self, b: int, device) -> Graph:
         key = (b, str(device))
-        if key not in self._graph_cache:
+        cache = self._graph_cache  # (one read: another thread may replace the dict in between)
+        graph = cache.get(key)
+        if graph is None:
             with cache_mode():  # built under inference mode, it would break later training
-                self._graph_cache = {key: complete_block_graph(b, self.n, device)}
-        return self._graph_cache[key]
+                graph = complete_block_graph(b, self.n, device)
+            self._graph_cache = {key: graph}
+        return graph
 
     def _body(self, z: Tensor, c: Optional[Tensor]) -> Tensor:
         if self.num_classes:
