@@ -50,6 +50,14 @@ def kd(student_logits: Tensor, teacher_logits: Tensor, temperature: float = 1.0,
         temperature = temperature.reshape(()).to(device=student_logits.device, dtype=student_logits.dtype)
     if reduction not in _REDUCTIONS:
         raise ValueError(f"gkdfast.losses.kd: unknown reduction {reduction!r}; expected one of {', '.join(_REDUCTIONS)}")
+    # float16 / bfloat16 logits are computed in float32 and the result cast back (as the other losses'
+    # references do): in half precision the log-ratio of two close distributions cancels to noise, e.g.
+    # at temperature 100 bf16 gave 41x the float32 value and fp16 a negative KL (helper 119).
+    out_dtype = student_logits.dtype
+    if out_dtype in (torch.float16, torch.bfloat16):
+        student_logits = student_logits.float()
+        if isinstance(temperature, Tensor):
+            temperature = temperature.float()
     log_p_s = F.log_softmax(student_logits / temperature, dim=-1)
     log_p_t = F.log_softmax(teacher_logits.to(student_logits.dtype) / temperature, dim=-1)
     # A class the teacher rules out (logit -inf, e.g. masked) has p_t = 0 and adds nothing: 0·log 0 = 0,
@@ -59,9 +67,9 @@ def kd(student_logits: Tensor, teacher_logits: Tensor, temperature: float = 1.0,
     log_ratio = torch.where(kept, log_p_t, torch.zeros_like(log_p_t)) - log_p_s
     per_row = torch.where(kept, p_t * log_ratio, torch.zeros_like(p_t)).sum(-1) * temperature**2
     if reduction == "none":
-        return per_row
+        return per_row.to(out_dtype)
     total = wide_sum(per_row)  # half rows in float32: 1,000 rows of KL 70 pass 65,504 before the mean
     if reduction == "sum":
-        return total.to(per_row.dtype)
+        return total.to(out_dtype)
     count = student_logits.numel() if reduction == "mean" else student_logits.size(0)
-    return (total / max(count, 1)).to(per_row.dtype)
+    return (total / max(count, 1)).to(out_dtype)
