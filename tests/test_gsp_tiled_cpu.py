@@ -142,3 +142,22 @@ def test_half_inputs_keep_row_sums_and_statistics_in_float32(monkeypatch, kernel
         assert torch.isfinite(per_row).all()
         torch.testing.assert_close(per_row, exact)
     torch.library.opcheck(torch.ops.gkdfast.gsp_tiled.default, (s.half(), t.half(), kernel, "mse", 1.0, 1.0))
+
+
+@pytest.mark.parametrize("kernel,tau", [("poly", 0.5), ("poly", 0.05), ("linear", 0.05)])
+def test_kl_float32_teacher_gradient_with_duplicate_student_rows(kernel, tau):
+    """The kernels keep each row's log-sum-exp between forward and backward; rounded to float32 it made
+    the teacher gradient up to 330x its size off here (helper 119).  float32 KL now runs in float64."""
+    g = torch.Generator().manual_seed(0)
+    base = torch.randn(10, 16, generator=g) * 2
+    s = base.repeat_interleave(20, 0)  # 10 groups of 20 identical student rows (an MLP on equal features)
+    t = base.repeat_interleave(20, 0) * 1.3 + 0.3 * torch.randn(200, 16, generator=g)
+    grads = {}
+    for dtype in (torch.float32, torch.float64):
+        sd, td = s.to(dtype).requires_grad_(), t.to(dtype).requires_grad_()
+        value = gkdfast.losses.gsp(sd, td, kernel=kernel, loss="kl", tau=tau)
+        assert value.dtype == dtype
+        grads[dtype] = torch.autograd.grad(value, [sd, td])
+    for got, exact in zip(grads[torch.float32], grads[torch.float64]):
+        assert got.dtype == torch.float32
+        assert ((got.double() - exact).abs().max() / exact.abs().max()).item() < 1e-4

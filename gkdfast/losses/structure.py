@@ -320,6 +320,15 @@ def gsp(student: Tensor, teacher: Tensor, kernel: str = "linear", loss: str = "m
         if process_group is None and (_backend.reference_requested() or tracing()):
             return _gram_mse_autograd(student, teacher)
         return _GramMSE.apply(student, teacher, process_group)
+    if loss == "kl" and student.dtype != torch.float64 and not _backend.reference_requested():
+        # The kernels keep each row's log-sum-exp in the input dtype between forward and backward, and
+        # the teacher gradient's sum over a row cancels against it: rounded to float32, that cost up to
+        # 330x the gradient's size (identical student rows, tau = 0.05; helper 119).  In float64 the
+        # rounding is 2^-29 times smaller; the loss keeps the inputs' dtype and the gradients flow back
+        # through the casts.  (Storing the max and the log-sum apart would keep float32 tiles: not done.)
+        out_dtype = student.dtype
+        return gsp(student.double(), teacher.double(), kernel, loss, tau, gamma, None,
+                   process_group).to(out_dtype)
     if process_group is not None:
         return _gsp_sharded(student, teacher, kernel, loss, tau, gamma, process_group)
     n = student.size(0)
