@@ -161,3 +161,16 @@ def test_kl_float32_teacher_gradient_with_duplicate_student_rows(kernel, tau):
     for got, exact in zip(grads[torch.float32], grads[torch.float64]):
         assert got.dtype == torch.float32
         assert ((got.double() - exact).abs().max() / exact.abs().max()).item() < 1e-4
+
+
+def test_reference_distances_do_not_cancel_far_from_the_origin():
+    """The reference (the oracle) formed |x_i|^2 + |x_j|^2 - 2 x_i.x_j: a row scaled by 1e4 was 262,144
+    from itself in float32, and rows sharing an offset of 1000 lost the KL (helper 119)."""
+    far = torch.randn(1, 8) * 1e4
+    assert ref.kernel_matrix(far, "l2").item() == 0.0
+    assert ref.kernel_matrix(far, "rbf").item() == 1.0
+    g = torch.Generator().manual_seed(0)
+    s = torch.randn(50, 8, generator=g) + 1000.0
+    t = torch.randn(50, 8, generator=g) + 1000.0
+    exact = ref.gsp(s.double(), t.double(), "l2", "kl", 1.0, 1.0)
+    assert abs(ref.gsp(s, t, "l2", "kl", 1.0, 1.0).double() - exact) <= 1e-4 * exact

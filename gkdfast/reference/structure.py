@@ -63,8 +63,14 @@ def kernel_matrix(x: Tensor, kernel: str, gamma: float = 1.0) -> Tensor:
         g = x @ x.t()
         return (g + 1.0) ** 2 if kernel == "poly" else g
     if kernel in ("l2", "rbf"):
+        # |x_i|^2 + |x_j|^2 - 2 x_i.x_j cancels: rows far from the origin lost every digit (features x 1e4
+        # gave an l2 "distance" of 262,144 from a row to itself in float32; helper 119).  Distances do not
+        # move with a common shift, so the rows are centred first (the constant carries no gradient), and
+        # the diagonal is exactly 0, as in the native kernels.
+        x = x - x.mean(0, keepdim=True).detach()
         sq = x.pow(2).sum(-1)
         d2 = (sq.unsqueeze(1) + sq.unsqueeze(0) - 2.0 * (x @ x.t())).clamp_min(0)
+        d2 = torch.where(torch.eye(x.size(0), dtype=torch.bool, device=x.device), torch.zeros_like(d2), d2)
         return -d2 if kernel == "l2" else torch.exp(-gamma * d2)
     if kernel == "laplace":
         l1 = (x.unsqueeze(1) - x.unsqueeze(0)).abs().sum(-1)
