@@ -408,3 +408,24 @@ def test_ogb_labels_keep_their_nodes_across_empty_lines(tmp_path):
     assert _read_labels(p).tolist() == [0.0, 1.0]
     p.write_text("0\n\n1\n\n\n")  # blank lines after the last label are not nodes
     assert _read_labels(p).size == 3
+
+
+def test_later_reads_enter_no_catch_warnings(monkeypatch, tmp_path):
+    """catch_warnings swaps the process-wide filter list: entered on every block from several threads, it
+    left an "ignore UserWarning" filter behind for good (helper 116).  After the first read, none."""
+    import warnings
+
+    from gkdfast.data import mmap as mmap_module
+    from gkdfast.data.text_tables import read_numbers
+
+    path = tmp_path / "n.txt"
+    path.write_text("1 2 3\n4 5 6\n")
+    read_numbers(str(path))
+    mmap_module._tensor(np.zeros(2))
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("catch_warnings entered again")
+
+    monkeypatch.setattr(warnings, "catch_warnings", refuse)
+    assert read_numbers(str(path)).numel() == 6
+    assert mmap_module._tensor(np.zeros(3)).numel() == 3

@@ -30,12 +30,12 @@ import json
 import os
 import re
 import shutil
-import warnings
 from typing import Optional
 
 import numpy as np
 import torch
 
+from gkdfast._quiet import spend_once
 from gkdfast.data._util import fail
 from gkdfast.data.graphdata import GraphData, is_per_node
 from gkdfast.graph import Graph
@@ -148,10 +148,10 @@ def save_mmap(data: GraphData, path, overwrite: bool = False) -> str:
 
 
 def _tensor(arr: np.ndarray) -> torch.Tensor:
-    # A read-only memory map makes torch warn that the tensor is not writable; that is the point here.
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-        return torch.from_numpy(arr)
+    # A read-only memory map makes torch warn (once per process) that the tensor is not writable; that is
+    # the point here.
+    spend_once("from_numpy", lambda: torch.from_numpy(np.frombuffer(b"\0", dtype=np.uint8)))
+    return torch.from_numpy(arr)
 
 
 def load_mmap(path, mode: str = "c", check_indices: bool = True) -> GraphData:

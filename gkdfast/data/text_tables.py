@@ -22,13 +22,13 @@ import gzip
 import itertools
 import os
 import re
-import warnings
 import zlib
 from typing import List, Optional, Tuple
 
 import torch
 from torch import Tensor
 
+from gkdfast._quiet import spend_once
 from gkdfast.data._util import fail
 from gkdfast.reference import number_table as _reference
 
@@ -58,9 +58,9 @@ def _byte_tensor(block, length: int) -> Tensor:
     """``block[:length]`` as a uint8 tensor without a copy (``bytes`` are read-only: the op only reads)."""
     if not length:
         return torch.empty(0, dtype=torch.uint8)
-    with warnings.catch_warnings():  # "The given buffer is not writable": nothing writes to it
-        warnings.simplefilter("ignore", UserWarning)
-        return torch.frombuffer(block, dtype=torch.uint8, count=length)
+    # "The given buffer is not writable" (once per process): nothing writes to it
+    spend_once("frombuffer", lambda: torch.frombuffer(b"\0", dtype=torch.uint8))
+    return torch.frombuffer(block, dtype=torch.uint8, count=length)
 
 
 def _parse_block(block, length: int, dtype: torch.dtype, native: bool) -> Tuple[Tensor, int, int]:

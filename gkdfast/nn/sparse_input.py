@@ -13,7 +13,6 @@ Example:
 """
 from __future__ import annotations
 
-import warnings
 import weakref
 from typing import Callable, Dict, Optional, Tuple
 
@@ -21,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from gkdfast._quiet import spend_once
 from gkdfast import _backend
 from gkdfast._autocast import autocast_on
 from gkdfast.graph import cache_mode
@@ -52,23 +52,16 @@ def _forget(key: int, ref) -> None:
         del _CACHE[key]
 
 
-_CSR_WARNINGS_SPENT = False
-
-
 def quiet_sparse_csr() -> None:
     """Spends torch's two once-per-process sparse-CSR warnings ("support is in beta state", "invariant
     checks are implicitly disabled") on a 1 x 1 tensor, hidden: the CSR products are what we need.
 
-    Call before making a CSR tensor.  Only the first call enters ``warnings.catch_warnings``: entering it
-    resets every module's warning registry (Python 3.11), so doing it on every forward (as before) made
-    other code's once-per-location warnings repeat on every training step."""
-    global _CSR_WARNINGS_SPENT
-    if _CSR_WARNINGS_SPENT:
-        return
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        torch.sparse_csr_tensor(torch.tensor([0, 1]), torch.tensor([0]), torch.tensor([1.0]), (1, 1))
-    _CSR_WARNINGS_SPENT = True
+    Call before making a CSR tensor.  Only the first call enters ``warnings.catch_warnings``
+    (:func:`gkdfast._quiet.spend_once`): entering it resets every module's warning registry (Python 3.11),
+    so doing it on every forward (as before) made other code's once-per-location warnings repeat on
+    every training step."""
+    spend_once("sparse_csr", lambda: torch.sparse_csr_tensor(torch.tensor([0, 1]), torch.tensor([0]),
+                                                             torch.tensor([1.0]), (1, 1)))
 
 
 def _operand(x: Tensor) -> Tensor:
