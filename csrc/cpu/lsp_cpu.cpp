@@ -18,6 +18,7 @@
 #include <ATen/ops/zeros_like.h>
 
 #include <cmath>
+#include <algorithm>
 #include <vector>
 
 #include "cpu/cpu_dispatch.h"
@@ -171,26 +172,40 @@ std::tuple<at::Tensor, at::Tensor> lsp_backward_cpu(
       T* ct = need_t ? coef_t.data_ptr<T>() : nullptr;
       T* gs = need_s ? grad_s.data_ptr<T>() : nullptr;
       T* gt = need_t ? grad_t.data_ptr<T>() : nullptr;
-      // Destination side of one model's gradient for edge (j -> i) with dL/dk = c.
+      // Destination side of one model's gradient for edge (j -> i) with dL/dk = c, summed into the row's
+      // float64 accumulator: a hub's terms nearly cancel against its self term (cosine), and summed in
+      // float32 over 100k in-edges they lost two digits against the reference (helper 119).
       auto dest_part = [&](const ModelRows<T>& m, const PairStats<double>& st, double kval, double c, int64_t i,
-                           int64_t j, T* grow, double& self, T* coef_e) {
+                           int64_t j, double* acc, double& self, T* coef_e) {
         const KernelGrad<double> kg = kernel_grad(kind, st, kval, gamma);
+        const T* ri = m.row(i);
+        const T* rj = m.row(j);
         if (kind == SimKernel::Laplace) {
-          simk_cpu::sign_axpy(grow, m.row(i), m.row(j), static_cast<T>(c * kg.sgn), m.d);
+          const double w = c * kg.sgn;
+          for (int64_t f = 0; f < m.d; ++f) acc[f] += ri[f] > rj[f] ? w : (ri[f] < rj[f] ? -w : 0.0);
           coef_e[0] = static_cast<T>(c * kg.sgn);
           coef_e[1] = T(0);
         } else {
-          vec::axpy(grow, m.row(j), static_cast<T>(c * kg.other), m.d);
+          const double w = c * kg.other;
+          for (int64_t f = 0; f < m.d; ++f) acc[f] += w * static_cast<double>(rj[f]);
           self += c * kg.self_u;
           coef_e[0] = static_cast<T>(c * kg.other);
           coef_e[1] = static_cast<T>(c * kg.self_v);
         }
       };
+      // grow = acc + self * row_i, rounded once (grow is still 0: the source side comes later).
+      auto store_row = [](T* grow, const double* acc, double self, const T* ri, int64_t d) {
+        for (int64_t f = 0; f < d; ++f) grow[f] = static_cast<T>(acc[f] + self * static_cast<double>(ri[f]));
+      };
       parallel_rows(rp, n, s.size(1) + t.size(1), [&](int64_t begin, int64_t end) {
+        std::vector<double> acc_s(need_s ? ms.d : 0), acc_t(need_t ? mt.d : 0);
         for (int64_t i = begin; i < end; ++i) {
           const double g = gp[i] * inv_tau;
           const double lse_s = lp[2 * i], lse_t = lp[2 * i + 1], kl_i = kl[i];
           double self_s = 0, self_t = 0;
+          if (rp[i] == rp[i + 1]) continue;
+          std::fill(acc_s.begin(), acc_s.end(), 0.0);
+          std::fill(acc_t.begin(), acc_t.end(), 0.0);
           for (int64_t e = rp[i]; e < rp[i + 1]; ++e) {
             const int64_t j = cl[e];
             const auto st_s = edge_stats(kind, ms, i, j);
@@ -200,11 +215,11 @@ std::tuple<at::Tensor, at::Tensor> lsp_backward_cpu(
             const double ls = xs - lse_s, lt = xt - lse_t;  // log alpha
             const double ps = std::exp(ls), pt = std::exp(lt);
             // d KL_i / d x^S_e = p^S - p^T;  d KL_i / d x^T_e = p^T (log p^T - log p^S - KL_i).
-            if (need_s) dest_part(ms, st_s, ks, g * (ps - pt), i, j, gs + i * ms.d, self_s, cs + 2 * e);
-            if (need_t) dest_part(mt, st_t, kt, g * pt * (lt - ls - kl_i), i, j, gt + i * mt.d, self_t, ct + 2 * e);
+            if (need_s) dest_part(ms, st_s, ks, g * (ps - pt), i, j, acc_s.data(), self_s, cs + 2 * e);
+            if (need_t) dest_part(mt, st_t, kt, g * pt * (lt - ls - kl_i), i, j, acc_t.data(), self_t, ct + 2 * e);
           }
-          if (need_s && self_s != 0) vec::axpy(gs + i * ms.d, ms.row(i), static_cast<T>(self_s), ms.d);
-          if (need_t && self_t != 0) vec::axpy(gt + i * mt.d, mt.row(i), static_cast<T>(self_t), mt.d);
+          if (need_s) store_row(gs + i * ms.d, acc_s.data(), self_s, ms.row(i), ms.d);
+          if (need_t) store_row(gt + i * mt.d, acc_t.data(), self_t, mt.row(i), mt.d);
         }
       });
       if (num_e > 0) {
