@@ -92,8 +92,8 @@ class Graph:
             :func:`gkdfast.spmm` when no explicit ``edge_weight`` is passed.
 
     Index dtype is kept (int32 stays int32 while ``E < 2**31``), so large graphs use half the memory.
-    An ``edge_index`` already sorted by destination is not copied: ``col`` is a view of its first row, so
-    edit a copy, or build a new Graph, rather than editing that tensor in place afterwards.  Building a
+    ``col`` is the graph's own copy of the sources, also for an ``edge_index`` already sorted by destination
+    (a view of it kept all 2 x E indices alive, and an edit of ``edge_index`` edited the graph).  Building a
     Graph validates the indices (it reads them), so under ``torch.compile(fullgraph=True)`` build it
     outside the compiled function and pass it in.  From PyG: :meth:`Graph.from_pyg`.
 
@@ -145,7 +145,12 @@ class Graph:
             torch.zeros(num_nodes, dtype=torch.int64, device=edge_index.device)
         rowptr = torch.zeros(num_nodes + 1, dtype=torch.int64, device=edge_index.device)
         torch.cumsum(counts, 0, out=rowptr[1:])
-        self._init_from_csr(rowptr.to(index_dtype), src.to(index_dtype).contiguous(), num_nodes, perm, edge_weight)
+        col = src.to(index_dtype).contiguous()
+        if col.untyped_storage().nbytes() > col.numel() * col.element_size():
+            # A view of edge_index (already sorted, same dtype): kept as it was, it held all 2 x E of the
+            # input alive for the E sources (helper 117) and shared the caller's buffer.
+            col = col.clone()
+        self._init_from_csr(rowptr.to(index_dtype), col, num_nodes, perm, edge_weight)
 
     # ------------------------------------------------------------------ construction helpers
     def _init_from_csr(self, rowptr: Tensor, col: Tensor, num_nodes: int, perm: Optional[Tensor],

@@ -279,13 +279,16 @@ def test_a_pyg_object_passed_as_edge_index_points_at_from_pyg():
         gkdfast.Graph(Data())
 
 
-def test_editing_the_sorted_edge_index_a_graph_shares_is_caught_and_explained():
-    """A destination-sorted edge_index is not copied (col is its first row): an in-place edit of it
-    after the transpose was cached is refused with a message that names the shared edge_index."""
+def test_a_sorted_edge_index_is_copied_not_shared():
+    """col used to be a view of a destination-sorted edge_index's first row: it kept all 2 x E indices
+    alive (helper 117) and an in-place edit of edge_index edited the graph (caught only later, by the
+    transpose check).  The graph now owns its col."""
     e = torch.tensor([[1, 2, 0, 2], [0, 0, 1, 1]])
     g = gkdfast.Graph(e, 3)
+    assert g.perm is None  # (the already-sorted path)
+    assert g.col.untyped_storage().nbytes() == g.col.numel() * g.col.element_size()
     s, t = torch.randn(3, 4, requires_grad=True), torch.randn(3, 4)
-    gkdfast.losses.lsp(g, s, t, kernel="linear").backward()
+    before = gkdfast.losses.lsp(g, s, t, kernel="linear")
     e[0, 0] = 2
-    with pytest.raises(ValueError, match="shares its first row as col, so editing that edge_index edits the graph"):
-        gkdfast.losses.lsp(g, s, t, kernel="linear").backward()
+    assert g.col.tolist() == [1, 2, 0, 2]
+    assert torch.equal(gkdfast.losses.lsp(g, s, t, kernel="linear"), before)

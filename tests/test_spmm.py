@@ -424,3 +424,31 @@ def test_gcn_norm_gives_zero_to_a_node_whose_degree_is_not_positive(backend):
     assert torch.isfinite(w.grad).all()
     _, coef = gkdfast.gcn_norm(g, torch.tensor([-2.0, 0.5, 1.0]))  # deg 0: 1 - 2 + 0.5 = -0.5
     assert torch.isfinite(coef).all() and coef[:2].abs().sum() == 0
+
+
+def test_sum_keeps_no_input_for_backward_and_max_makes_no_int64_zeros():
+    """helper 117: a sum/mean spmm kept its [N, d] input for a backward that never reads it (one N·d per
+    layer), and a max/min backward made an [N, d] int64 zeros tensor as the arg output's gradient."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    g = gkdfast.Graph(torch.randint(0, 50, (2, 300)), 50)
+    x = torch.randn(50, 8, requires_grad=True)
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+        out = gkdfast.spmm(g, x, "sum")
+    assert not any(t.data_ptr() == x.data_ptr() for t in saved)
+    out.sum().backward()
+
+    class Int64Made(TorchDispatchMode):
+        made = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            r = func(*args, **(kwargs or {}))
+            if isinstance(r, torch.Tensor) and r.dtype == torch.int64 and r.numel() == 50 * 8:
+                self.made.append(str(func))
+            return r
+
+    out = gkdfast.spmm(g, x, "max")
+    with Int64Made():
+        out.sum().backward()
+    assert Int64Made.made == []

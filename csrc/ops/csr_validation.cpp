@@ -162,8 +162,8 @@ const char* counted(const char* what) {
 // How to get a transposed CSR that agrees with its graph (both transposed-CSR checks end with it).
 constexpr const char* kRebuildTranspose =
     "build it with gkdfast.Graph.transpose_csr() of a Graph whose rowptr / col were not edited after it was "
-    "made (a Graph caches its transpose: build a new Graph instead; a Graph made from an edge_index sorted by "
-    "destination shares its first row as col, so editing that edge_index edits the graph)";
+    "made (a Graph caches its transpose: build a new Graph instead; a Graph made with Graph.from_csr keeps the "
+    "rowptr and col it was given, so editing those tensors edits the graph)";
 
 // ------------------------------------------------------------------ CPU passes
 template <typename index_t>
