@@ -369,8 +369,9 @@ def rsd(student: Tensor, teacher: Tensor, nodes: Optional[Tensor] = None, proces
     """Representation similarity distillation (NOSMOG): ``(1/N^2) |S S^T - T T^T|_F^2``.
 
     Equal to ``gsp(student, teacher, kernel="linear", loss="mse", nodes=nodes)``: exact over all
-    pairs through the float64 Gram identity, O(N d^2) time, O(d^2) memory beyond the inputs (and the
-    gathered rows with ``nodes``).  NOSMOG applies it per mini-batch B (pass ``nodes=batch``) with the
+    pairs through the float64 Gram identity, O(N d^2) time; memory beyond the inputs and their
+    gradients: the d x d Grams and float64 copies of 4,096 rows at a time (and the gathered rows with
+    ``nodes``).  NOSMOG applies it per mini-batch B (pass ``nodes=batch``) with the
     student side ``Dropout(ReLU(W h^S))`` (apply that projection before calling).
 
     Args:
@@ -409,7 +410,8 @@ def relation(student_blocks: Sequence[Tensor], teacher_blocks: Sequence[Tensor],
       ``loss = (1/K^2) sum_kl (R^S_kl - R^T_kl)^2``.
     * ``mode="gram"`` (multimodal Gram-matrix term): all blocks are ``[N, d]``, row ``i`` of every
       block describing the same node in K modalities; per node ``R_i,kl = cos(B_k[i], B_l[i])`` and
-      ``loss = (1/(N K^2)) sum_i sum_kl (R^S_i,kl - R^T_i,kl)^2``.  Memory O(N K^2), never N x N.
+      ``loss = (1/(N K^2)) sum_i sum_kl (R^S_i,kl - R^T_i,kl)^2``.  Memory O(N K d) (the stacked
+      unit rows, about 4x the inputs), never N x N.
 
     These are tiny (K x K) computations, so they are plain differentiable PyTorch on every device.
 
