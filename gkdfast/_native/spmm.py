@@ -55,7 +55,7 @@ def _spmm_backward(ctx, grad_out, _grad_arg):
         return None, None, None, None, None, grad_w, grad_x, None
     if col.numel() == 0:  # an edgeless graph (possibly without a transposed CSR): nothing flows back
         return (None, None, None, None, None, torch.zeros_like(weight) if need_w and ctx.has_weight else None,
-                torch.zeros_like(x) if need_x else None, None)
+                torch.zeros_like(grad_out) if need_x else None, None)  # (x is not kept)
     g = grad_out
     if ctx.reduce == "mean":
         deg = (rowptr[1:] - rowptr[:-1]).clamp_min(1).to(g.dtype)
