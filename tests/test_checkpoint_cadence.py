@@ -168,3 +168,25 @@ def test_best_epoch_snapshot_reuses_its_tensors_and_stays_a_copy():
     assert torch.equal(again["weight"], m.weight)
     other = _snapshot(first, torch.nn.Linear(4, 2).state_dict())  # another shape: a fresh copy
     assert other is not first and other["weight"].shape == (2, 4)
+
+
+def test_a_checkpoint_that_is_no_dict_is_a_clear_error(tmp_path):
+    """helper 118: a tensor or list saved where a checkpoint belongs gave an AttributeError traceback."""
+    from gkdfast.distill.checkpoint_file import read_checkpoint
+
+    path = tmp_path / "checkpoint.pt"
+    torch.save(torch.zeros(3), path)
+    with pytest.raises(ValueError, match="holds a Tensor, not a gkdfast checkpoint; delete it"):
+        read_checkpoint(str(path), "Distiller")
+
+
+def test_a_checkpoint_missing_a_key_names_the_file(tiny, tmp_path):
+    """helper 118: a checkpoint with the right fingerprint but no 'rng_gen' said only "missing 'rng_gen'"."""
+    ckpt = str(tmp_path / "run")
+    _run(tiny, ckpt, epochs=2)
+    path = next(p for p in (tmp_path / "run").rglob("*.pt"))
+    state = torch.load(path, weights_only=True)
+    del state["rng_gen"]
+    torch.save(state, path)
+    with pytest.raises(ValueError, match=r"does not fit this run.*delete it to start over"):
+        _run(tiny, ckpt, epochs=2)

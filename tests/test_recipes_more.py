@@ -589,3 +589,26 @@ def test_missing_rate_masks_each_seeds_data_for_every_method(tmp_path, monkeypat
     assert seen_edges == [after for _, _, _, after in calls]  # the student trained on the masked graph
     res = json.loads((out / "results-missing-0.3.json").read_text())  # its own file beside a plain run's
     assert "[missing 30%]" in res["dataset"] and all(len(r["test_acc"]) == 2 for r in res["rows"])
+
+
+def test_t2gnn_structure_teacher_fingerprint_follows_its_ppr_graph():
+    """helper 118: topk / ppr_alpha changed between a kill and its resume went through silently (the PPR
+    graph was held outside every setting the checkpoint fingerprint reads)."""
+    import hashlib
+
+    from gkdfast.distill.checkpoint_file import hash_module_settings
+    from gkdfast.distill.recipes.t2gnn import EmbeddingGCN
+
+    from gkdfast import Graph
+
+    a = Graph(torch.tensor([[0, 1, 2], [1, 2, 0]]), 3)
+    b = Graph(torch.tensor([[0, 1, 2, 0], [1, 2, 0, 2]]), 3)
+
+    def digest(graph):
+        torch.manual_seed(0)
+        h = hashlib.sha256()
+        hash_module_settings(h, EmbeddingGCN(graph, 4, 8, 2))
+        return h.hexdigest()
+
+    assert digest(a) == digest(a)
+    assert digest(a) != digest(b)

@@ -200,3 +200,26 @@ def test_coefficients_first_built_under_inference_mode_serve_training():
         layer(x, graph)
     layer(x, graph).sum().backward()  # an inference tensor in the cache would fail here
     assert not graph.gcn_norm_coefficients(None, torch.float32).is_inference()
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_cuda_matches_the_cpu_op(dtype, weighted):
+    """On CUDA spmm_gcn is the composite in C++ around the CUDA sum: values and x-gradient against the
+    CPU op in float64 (half types at their precision)."""
+    graph = _graph()
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(graph.num_nodes, 24, dtype=torch.float64, generator=gen)
+    w = torch.rand(graph.num_edges, dtype=torch.float64, generator=gen) if weighted else None
+    g = torch.randn(graph.num_nodes, 24, dtype=torch.float64, generator=gen)
+    xc = x.clone().requires_grad_()
+    expected = gkdfast.spmm(graph, xc, edge_weight=w, norm="gcn")
+    (grad_expected,) = torch.autograd.grad(expected, xc, g)
+    cuda_graph = graph.to("cuda")
+    xd = x.to("cuda", dtype).requires_grad_()
+    out = gkdfast.spmm(cuda_graph, xd, edge_weight=None if w is None else w.to("cuda", dtype), norm="gcn")
+    (grad,) = torch.autograd.grad(out, xd, g.to("cuda", dtype))
+    tol = {torch.float64: 1e-12, torch.float32: 1e-5, torch.float16: 1e-2, torch.bfloat16: 5e-2}[dtype]
+    torch.testing.assert_close(out.double().cpu(), expected.detach(), rtol=tol, atol=tol)
+    torch.testing.assert_close(grad.double().cpu(), grad_expected, rtol=tol, atol=tol)

@@ -153,6 +153,9 @@ def read_checkpoint(path: str, who: str, world_size: int = 1) -> Optional[dict]:
     except Exception as exc:  # unpickling refused or the file is damaged
         raise ValueError(f"{who}: cannot read checkpoint {path} ({type(exc).__name__}: {str(exc)[:120]}); "
                          "delete it to start over") from None
+    if not isinstance(state, dict):  # (a tensor or list saved there by something else: .get below failed)
+        raise ValueError(f"{who}: {path} holds a {type(state).__name__}, not a gkdfast checkpoint; delete it "
+                         "to start over")
     saved_world = int(state.get("world_size", 1))
     if saved_world != world_size:
         raise ValueError(f"{who}: {path} was written by a {saved_world}-process run; resume it with "

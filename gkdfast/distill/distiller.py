@@ -675,16 +675,18 @@ class Distiller:
                 optim.load_state_dict(state["optim"])
                 if scaler is not None:
                     scaler.load_state_dict(state["scaler"])
+                # (read inside the try: a missing key named neither the file nor the fix, helper 118)
+                start, best_val, best_epoch, bad = state["epoch"], state["best_val"], state["best_epoch"], state["bad"]
+                best_seen = state.get("best_seen", best_val)
+                seconds, history = state["seconds"], state["history"]
+                best_student, best_terms, done = state["best_student"], state["best_terms"], state["done"]
+                rng_gen = state["rng_gen"]
             except (RuntimeError, ValueError, KeyError) as exc:  # e.g. a checkpoint of an older layout
                 raise ValueError(f"Distiller: {self._ckpt_path()} does not fit this run's model, heads or optimiser "
                                  f"({type(exc).__name__}: {str(exc).splitlines()[0][:100]}); it was probably "
                                  "written by an older gkdfast: delete it to start over") from None
             resume_rng_states(state, ddp, dev)
-            gen.set_state(state["rng_gen"])
-            start, best_val, best_epoch, bad = state["epoch"], state["best_val"], state["best_epoch"], state["bad"]
-            best_seen = state.get("best_seen", best_val)
-            seconds, history = state["seconds"], state["history"]
-            best_student, best_terms, done = state["best_student"], state["best_terms"], state["done"]
+            gen.set_state(rng_gen)
         # Under DDP one module holds the student and the heads, so gradients of both are averaged.
         step = _ddp.wrap(self.student, self.terms, dev) if ddp is not None and not done else None
         val_rows = val_mask.nonzero().flatten()

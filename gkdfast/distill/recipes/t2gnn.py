@@ -134,6 +134,9 @@ class EmbeddingGCN(nn.Module):
         self.emb = nn.Embedding(graph.num_nodes, emb_dim)
         self.gcn = GCN(emb_dim, hidden, out, dropout=dropout)
         self._graph = [graph]  # not a module attribute: moved per call
+        # The graph (A + top-k PPR) enters the checkpoint fingerprint through this plain setting: changed PPR
+        # settings between a kill and its resume went through silently (helper 118).
+        self.graph_key = _key(graph.rowptr, graph.col, *([] if graph.edge_weight is None else [graph.edge_weight]))
 
     def forward(self, x: Tensor, graph=None, return_hidden: bool = False):
         g = self._graph[0]
