@@ -213,8 +213,9 @@ class Graph:
     def from_scipy(cls, matrix, num_nodes: Optional[int] = None, dtype: torch.dtype = torch.float32) -> "Graph":
         """From a square scipy.sparse matrix ``A`` with ``A[src, dst] != 0`` for an edge ``src -> dst``
         (PyG's ``from_scipy_sparse_matrix`` convention).  Stored values become ``edge_weight`` of
-        ``dtype`` (none when every stored value is 1, as in :meth:`from_sparse`) (float32 by default, the features' usual dtype; ``torch.float64`` keeps double weights
-        for float64 features: spmm needs the two to match).  Every stored entry is an edge, as in PyG:
+        ``dtype`` (float32 by default, the features' usual dtype; ``torch.float64`` keeps double weights
+        for float64 features: spmm needs the two to match); when every stored value is 1 there is no
+        ``edge_weight``, as in :meth:`from_sparse`.  Every stored entry is an edge, as in PyG:
         duplicate entries stay parallel edges and an explicitly stored zero a weight-0 edge (call
         ``matrix.sum_duplicates()`` and ``matrix.eliminate_zeros()`` first for one edge per nonzero;
         :meth:`from_sparse` coalesces a torch COO tensor instead).
