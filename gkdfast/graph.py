@@ -146,7 +146,8 @@ class Graph:
         rowptr = torch.zeros(num_nodes + 1, dtype=torch.int64, device=edge_index.device)
         torch.cumsum(counts, 0, out=rowptr[1:])
         col = src.to(index_dtype).contiguous()
-        if col.untyped_storage().nbytes() > col.numel() * col.element_size():
+        if (col.untyped_storage().data_ptr() == edge_index.untyped_storage().data_ptr()
+                or col.untyped_storage().nbytes() > col.numel() * col.element_size()):
             # A view of edge_index (already sorted, same dtype): kept as it was, it held all 2 x E of the
             # input alive for the E sources (helper 117) and shared the caller's buffer.
             col = col.clone()

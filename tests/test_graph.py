@@ -292,3 +292,12 @@ def test_a_sorted_edge_index_is_copied_not_shared():
     e[0, 0] = 2
     assert g.col.tolist() == [1, 2, 0, 2]
     assert torch.equal(gkdfast.losses.lsp(g, s, t, kernel="linear"), before)
+
+
+def test_an_expanded_edge_index_is_copied_too():
+    """helper 121: a stride-0 (expanded) edge_index has storage of exactly one row, so the size check
+    alone let col share the caller's buffer."""
+    base = torch.arange(4)
+    g = gkdfast.Graph(base.expand(2, 4))
+    base[0] = 3
+    assert g.col.tolist() == [0, 1, 2, 3]

@@ -66,3 +66,13 @@ def test_half_logits_are_computed_in_float32(dtype):
     assert grad.dtype == dtype
     rel = (grad.double() - exact_grad).norm() / exact_grad.norm()
     assert rel < 0.02, rel
+
+
+def test_half_logits_with_a_tensor_temperature_match_a_float_one():
+    """helper 121: a tensor temperature was rounded to the logits' bf16 (0.3 -> 0.30078125) before the
+    float32 computation; a float one was not."""
+    g = torch.Generator().manual_seed(0)
+    s, t = (torch.randn(50, 7, generator=g) * 3).bfloat16(), (torch.randn(50, 7, generator=g) * 3).bfloat16()
+    as_float = gkdfast.losses.kd(s, t, temperature=0.3)
+    as_tensor = gkdfast.losses.kd(s, t, temperature=torch.tensor(0.3))
+    assert torch.equal(as_float, as_tensor)
