@@ -49,15 +49,6 @@ def check_to_device(device, owner: str):
     return device
 
 
-def _tracing() -> bool:
-    """``torch.compile`` or ``torch.export`` is tracing: the graph's caches are computed in the traced
-    code but not stored.  A stored trace-time value was a FakeTensor after a non-strict
-    ``torch.export`` (later eager calls returned FakeTensors), or, replayed after a compiled call under
-    ``torch.inference_mode()``, an inference tensor that broke the next training step.  Build the
-    caches with one eager call per graph first (README, "torch.compile")."""
-    return tracing()
-
-
 def derived_cache(owner, name: str) -> dict:
     """The dict ``name`` among what other modules derive from ``owner`` (a :class:`Graph` or a
     ``HeteroGraph``) and keep while it lives: self-loop graphs, ncontrast's positives, merged relations.
@@ -146,10 +137,9 @@ class Graph:
         rowptr = torch.zeros(num_nodes + 1, dtype=torch.int64, device=edge_index.device)
         torch.cumsum(counts, 0, out=rowptr[1:])
         col = src.to(index_dtype).contiguous()
-        if (col.untyped_storage().data_ptr() == edge_index.untyped_storage().data_ptr()
-                or col.untyped_storage().nbytes() > col.numel() * col.element_size()):
-            # A view of edge_index (already sorted, same dtype): kept as it was, it held all 2 x E of the
-            # input alive for the E sources (helper 117) and shared the caller's buffer.
+        if col.untyped_storage().data_ptr() == edge_index.untyped_storage().data_ptr():
+            # A view of edge_index (already sorted, same dtype; also an expanded one): kept as it was, it held
+            # all 2 x E of the input alive for the E sources (helper 117) and shared the caller's buffer.
             col = col.clone()
         self._init_from_csr(rowptr.to(index_dtype), col, num_nodes, perm, edge_weight)
 
@@ -353,8 +343,13 @@ class Graph:
         return self._inv_perm
 
     def _keep(self, attr: str, value):
-        """``value``, stored as the cache ``attr`` unless torch.compile / export is tracing (:func:`_tracing`)."""
-        if not _tracing():
+        """``value``, stored as the cache ``attr`` unless this thread traces for torch.compile / export
+        (:func:`gkdfast._tracing.tracing`): the caches are then computed in the traced code but not stored.
+        A stored trace-time value was a FakeTensor after a non-strict ``torch.export`` (later eager calls
+        returned FakeTensors), or, replayed after a compiled call under ``torch.inference_mode()``, an
+        inference tensor that broke the next training step.  Build the caches with one eager call per
+        graph first (README, "torch.compile")."""
+        if not tracing():
             setattr(self, attr, value)
         return value
 
@@ -459,7 +454,7 @@ class Graph:
         tensor is returned each time, so do not modify it in place."""
         if edge_weight is None:
             edge_weight = self.edge_weight
-        if edge_weight is None and not _tracing():
+        if edge_weight is None and not tracing():
             per_dtype = derived_cache(self, "gcn_dinv")
             dinv = per_dtype.get(dtype)
             if dinv is None:

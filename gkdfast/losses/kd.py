@@ -46,16 +46,15 @@ def kd(student_logits: Tensor, teacher_logits: Tensor, temperature: float = 1.0,
     value = float(temperature.detach()) if isinstance(temperature, Tensor) and temperature.numel() == 1 else temperature
     if not (finite_number(value) and value > 0):
         raise ValueError(f"gkdfast.losses.kd: temperature must be a finite number > 0, got {temperature}")
-    # float16 / bfloat16 logits are computed in float32 (below): a tensor temperature joins them there
-    # unrounded (rounded to bf16 first, 0.3 became 0.30078125; helper 121)
+    # float16 / bfloat16 logits are computed in float32 and the result cast back (as the other losses'
+    # references do): in half precision the log-ratio of two close distributions cancels to noise, e.g.
+    # at temperature 100 bf16 gave 41x the float32 value and fp16 a negative KL (helper 119).  A tensor
+    # temperature joins them in float32 unrounded (rounded to bf16 first, 0.3 became 0.30078125).
     compute_dtype = torch.float32 if student_logits.dtype in (torch.float16, torch.bfloat16) else student_logits.dtype
     if isinstance(temperature, Tensor):  # a scalar of the compute dtype and device: no broadcast, no promotion
         temperature = temperature.reshape(()).to(device=student_logits.device, dtype=compute_dtype)
     if reduction not in _REDUCTIONS:
         raise ValueError(f"gkdfast.losses.kd: unknown reduction {reduction!r}; expected one of {', '.join(_REDUCTIONS)}")
-    # float16 / bfloat16 logits are computed in float32 and the result cast back (as the other losses'
-    # references do): in half precision the log-ratio of two close distributions cancels to noise, e.g.
-    # at temperature 100 bf16 gave 41x the float32 value and fp16 a negative KL (helper 119).
     out_dtype = student_logits.dtype
     student_logits = student_logits.to(compute_dtype)
     log_p_s = F.log_softmax(student_logits / temperature, dim=-1)

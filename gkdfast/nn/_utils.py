@@ -64,7 +64,7 @@ def derived_graph(graph: Graph, key: str, build: Callable[[Graph], Graph]) -> Gr
 
         with cache_mode():  # built under inference mode, it would break later training on the graph
             g = build(graph)
-        if not tracing():  # (a traced value is no cache: as Graph's own, see graph._tracing)
+        if not tracing():  # (a traced value is no cache: as Graph's own, see Graph._keep)
             per_graph[key] = g
     return g
 
