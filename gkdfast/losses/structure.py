@@ -323,7 +323,8 @@ def gsp(student: Tensor, teacher: Tensor, kernel: str = "linear", loss: str = "m
         # the teacher gradient's sum over a row cancels against it: rounded to float32, that cost up to
         # 330x the gradient's size (identical student rows, tau = 0.05; helper 119).  In float64 the
         # rounding is 2^-29 times smaller; the loss keeps the inputs' dtype and the gradients flow back
-        # through the casts.  (Storing the max and the log-sum apart would keep float32 tiles: not done.)
+        # through the casts.  (Storing the max and the log-sum apart would keep float32 tiles at a dense
+        # float32 log_softmax's accuracy, not float64's: docs/losses.md, scripts/gsp_kl_precision.py.)
         out_dtype = student.dtype
         return gsp(student.double(), teacher.double(), kernel, loss, tau, gamma, None,
                    process_group).to(out_dtype)
