@@ -10,7 +10,17 @@ else torch's own default.  ``DEBUG=1`` builds with -O0 -g.
 import glob
 import os
 
+import setuptools
 from setuptools import setup
+
+# pyproject.toml's license is an SPDX string (PEP 639), which setuptools reads from 77 on; an older one
+# stops with a schema dump about `project.license` that names neither the cause nor the fix.
+_SETUPTOOLS = tuple(int(p) if p.isdigit() else 0 for p in setuptools.__version__.split(".")[:2])
+if _SETUPTOOLS < (77, 0):
+    raise SystemExit(
+        f"gkdfast needs setuptools >= 77 to build (found {setuptools.__version__}): "
+        "`pip install -U \"setuptools>=77\"`, then build again without isolation "
+        "(`pip install --no-build-isolation .`).")
 
 try:
     from torch.utils import cpp_extension

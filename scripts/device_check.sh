@@ -82,6 +82,7 @@ step() {
   "$PY" -c "import torch, sys; print('python', sys.version.split()[0]); print('torch', torch.__version__, 'cuda', torch.version.cuda, 'available', torch.cuda.is_available()); print('device', torch.cuda.get_device_name(0) if torch.cuda.is_available() else None)"
   nvcc --version 2>&1 | tail -n 2
   echo "cpus $(nproc)"
+  "$PY" -c "import setuptools; print('setuptools', setuptools.__version__, '(the build needs >= 77)')" 2>&1
   for m in pytest hypothesis numpy scipy xdist ninja tqdm; do
     if "$PY" -c "import $m" 2>/dev/null; then echo "module $m: yes"; else echo "module $m: MISSING"; fi
   done

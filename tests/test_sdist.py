@@ -30,3 +30,15 @@ def test_sdist_holds_every_tracked_source_header_and_test(tmp_path):
         names = {n.split("/", 1)[1] for n in tar.getnames() if "/" in n}
     assert tracked - names == set()
     assert not [n for n in names if n.endswith((".so", ".o", ".pyc"))]
+
+
+def test_setup_names_the_setuptools_it_needs():
+    """pyproject.toml's SPDX license needs setuptools >= 77; an older one printed a schema dump about
+    `project.license`.  setup.py now stops first with the version found and the command that fixes it."""
+    code = ("import runpy, sys, setuptools; setuptools.__version__ = '65.5.0'; sys.argv = ['setup.py', '--version']; "
+            "runpy.run_path('setup.py', run_name='__main__')")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                         env={**os.environ, "GKDFAST_CUDA": "0"})
+    assert out.returncode != 0
+    assert "needs setuptools >= 77 to build (found 65.5.0)" in out.stderr
+    assert 'pip install -U "setuptools>=77"' in out.stderr
