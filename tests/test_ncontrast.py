@@ -140,8 +140,9 @@ def test_cache_is_one_entry_per_hops_whatever_max_nnz():
         torch.testing.assert_close(ncontrast(g, z, hops=2, max_nnz=cap), want, rtol=0, atol=0)
         ncontrast(g, z, hops=2, max_nnz=cap, num_negatives=4, seed=1)
     entries = contrastive._graph_cache(g)
-    assert sorted(k for k in entries if k[0] in ("W", "pos")) == [("W", 2), ("pos", 2)]
-    peak = entries[("W", 2)][3]
+    assert sorted(k for k in entries if k[0] in ("W", "pos")) == [("pos", 2)]  # W itself is not kept
+    row, _, pg, _, peak = entries[("pos", 2)]
+    assert row.untyped_storage().data_ptr() == pg.dst.untyped_storage().data_ptr()  # destinations held once
     with pytest.raises(ValueError, match=f"has {peak} nonzeros, more than max_nnz={peak - 1}"):  # from the cache
         ncontrast(g, z, hops=2, max_nnz=peak - 1)
     assert torch.isfinite(ncontrast(g, z, hops=2, max_nnz=peak))
