@@ -241,3 +241,20 @@ def test_run_published_coldbrew_rows_on_a_small_graph():
     setting, = res["protocol"]["settings"]
     assert setting["key"] == "coldbrew" and setting["split"] == "isolation"
     assert all(0.0 <= r["test_acc_mean"] <= 1.0 for r in res["rows"])
+
+
+def test_retrieval_heads_fingerprint_covers_alpha_init():
+    """helper 118: a resume with another `alpha_init` went on silently (the parameters' starting value was
+    in no setting the checkpoint fingerprint reads; their values are overwritten on resume)."""
+    import hashlib
+
+    from gkdfast.distill.checkpoint_file import hash_module_settings
+    from gkdfast.distill.recipes.coldbrew import _RetrievalHead
+
+    def digest(alpha_init):
+        h = hashlib.sha256()
+        hash_module_settings(h, _RetrievalHead(torch.nn.Linear(11, 3), 8, 3, 2, alpha_init))
+        return h.hexdigest()
+
+    assert digest(1e-4) == digest(1e-4)
+    assert digest(1e-4) != digest(0.5)

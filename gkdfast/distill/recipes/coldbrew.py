@@ -44,6 +44,9 @@ class _RetrievalHead(nn.Module):
                  alpha_query: bool = False):
         super().__init__()
         self.classifier, self.num_features, self.dim, self.k = classifier, num_features, dim, k
+        # kept as a plain setting so a checkpoint's fingerprint (hash_module_settings) covers it: the
+        # parameters' values are overwritten on resume, the value they started from is not
+        self.alpha_init = float(alpha_init)
         self.alpha = nn.Parameter(torch.tensor(float(alpha_init)))
         self.alpha_query = nn.Parameter(torch.tensor(float(alpha_init))) if alpha_query else None
 
