@@ -25,6 +25,28 @@ def check_model_sizes(name: str, in_channels, hidden_channels, out_channels, num
         raise ValueError(f"gkdfast.nn.{name}: dropout must be in [0, 1), got {dropout}")
 
 
+def check_channels(layer: str, **widths) -> None:
+    """Raises ValueError naming ``layer`` for a width that is not a positive int; PyG's lazy ``-1`` and
+    bipartite ``(source, destination)`` widths say that they are not supported here."""
+    for what, v in widths.items():
+        if isinstance(v, int) and not isinstance(v, bool) and v >= 1:
+            continue
+        hint = ""
+        if isinstance(v, int) and not isinstance(v, bool) and v == -1:
+            hint = " (PyG's lazy width -1 is not supported: pass the input width)"
+        elif isinstance(v, tuple):
+            hint = " (PyG's bipartite (source, destination) widths are not supported)"
+        raise ValueError(f"gkdfast.nn.{layer}: {what} must be a positive int, got {v!r}{hint}")
+
+
+def check_sparse_input(layer: str, value, pyg_third: str) -> None:
+    """A tensor or a tuple where ``sparse_input`` (a flag) goes is PyG's third argument, which this
+    layer's ``forward`` does not take: a TypeError saying so (its truth value was read as the flag)."""
+    if isinstance(value, (torch.Tensor, tuple, list)):
+        raise TypeError(f"gkdfast.nn.{layer}: the third argument of forward is sparse_input (a bool), got "
+                        f"{type(value).__name__}; PyG's third argument ({pyg_third}) is not supported here")
+
+
 def check_input(layer: str, x, graph, in_channels) -> None:
     """Raises TypeError/ValueError with the layer's name for bad ``x`` / ``graph``."""
     where = f"gkdfast.nn.{layer}"

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gkdfast.graph import Graph
-from gkdfast.nn._utils import check_input, csr_view, edge_sum, with_self_loops_csr
+from gkdfast.nn._utils import check_channels, check_input, check_sparse_input, csr_view, edge_sum, with_self_loops_csr
 from gkdfast.nn.philox_dropout import model_dropout
 from gkdfast.nn.sparse_input import sparse_linear
 from gkdfast.ops import edge_softmax, spmm
@@ -37,8 +37,9 @@ class GATConv(nn.Module):
     Shapes:
         ``x`` ``[N, F]``, ``graph`` with ``N`` nodes -> ``[N, H*C]`` (concat) or ``[N, C]``.
 
-    Edge weights are ignored (PyG's ``GATConv`` has no edge weights; ``edge_dim`` features are
-    not supported).
+    Edge weights are ignored (PyG's ``GATConv`` has no edge weights).  Not supported: PyG's
+    ``edge_dim`` / ``edge_attr`` (forward's third argument is ``sparse_input`` here), ``fill_value``,
+    ``residual``, ``return_attention_weights``, bipartite or lazy (``-1``) widths.
 
     Example:
         >>> g = gkdfast.Graph(torch.tensor([[0, 1, 2], [1, 2, 0]]))
@@ -50,6 +51,7 @@ class GATConv(nn.Module):
                  negative_slope: float = 0.2, dropout: float = 0.0, add_self_loops: bool = True,
                  bias: bool = True):
         super().__init__()
+        check_channels("GATConv", in_channels=in_channels, out_channels=out_channels)
         if heads < 1:
             raise ValueError(f"gkdfast.nn.GATConv: heads must be >= 1, got {heads}")
         if not 0.0 <= dropout < 1.0:
@@ -75,6 +77,7 @@ class GATConv(nn.Module):
     def forward(self, x: Tensor, graph: Graph, sparse_input: bool = False) -> Tensor:
         """``sparse_input=True``: as :meth:`GCNConv.forward` (``lin`` through ``x``'s cached sparse
         copy when ``x`` is a mostly-zero feature matrix)."""
+        check_sparse_input("GATConv", sparse_input, "edge_attr")
         check_input("GATConv", x, graph, self.in_channels)
         return self.propagate(sparse_linear(self.lin, x) if sparse_input else self.lin(x), graph)
 

@@ -7,7 +7,7 @@ import torch
 from torch import Tensor, nn
 
 from gkdfast.graph import Graph
-from gkdfast.nn._utils import check_input, weights_like
+from gkdfast.nn._utils import check_channels, check_input, weights_like
 from gkdfast.nn.sparse_input import sparse_linear
 from gkdfast.ops import spmm
 
@@ -32,7 +32,8 @@ class GCNConv(nn.Module):
 
     Differences from PyG: self-loops already in the graph are kept and one more is added per node
     (PyG's ``add_remaining_self_loops`` would keep only the existing one); no ``improved`` /
-    ``cached`` options (the graph caches what it needs).
+    ``cached`` options (the graph caches what it needs), no ``add_self_loops`` (``normalize=True``
+    always adds them, ``normalize=False`` never), no lazy width (``in_channels=-1``).
 
     Example:
         >>> g = gkdfast.Graph(torch.tensor([[0, 1, 2], [1, 2, 0]]))
@@ -43,6 +44,7 @@ class GCNConv(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, bias: bool = True, normalize: bool = True):
         super().__init__()
+        check_channels("GCNConv", in_channels=in_channels, out_channels=out_channels)
         self.in_channels, self.out_channels, self.normalize = in_channels, out_channels, normalize
         self.lin = nn.Linear(in_channels, out_channels, bias=False)
         self.bias = nn.Parameter(torch.empty(out_channels)) if bias else None

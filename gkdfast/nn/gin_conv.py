@@ -7,7 +7,7 @@ import torch
 from torch import Tensor, nn
 
 from gkdfast.graph import Graph
-from gkdfast.nn._utils import check_input, reset_children, weights_like
+from gkdfast.nn._utils import check_channels, check_input, reset_children, weights_like
 from gkdfast.nn.sparse_input import has_forward_hooks, input_product, wants_sparse
 from gkdfast.ops import spmm
 
@@ -51,6 +51,7 @@ class GINConv(nn.Module):
         elif isinstance(nn_or_in, int) and not isinstance(nn_or_in, bool):
             if out is None:
                 raise ValueError("gkdfast.nn.GINConv: with an int in_channels, out_channels must be given")
+            check_channels("GINConv", in_channels=nn_or_in, out_channels=out)
             self.nn = nn.Sequential(nn.Linear(nn_or_in, out), nn.ReLU(), nn.Linear(out, out))
             self.in_channels = nn_or_in
         else:
@@ -117,10 +118,14 @@ class GINConv(nn.Module):
 
 
 def _infer_in(module: nn.Module) -> Optional[int]:
-    """Input width of the first Linear in ``module`` (None when unknown: the check is then skipped)."""
-    for m in module.modules():
-        if isinstance(m, nn.Linear):
-            return m.in_features
-        if hasattr(m, "in_channels") and isinstance(getattr(m, "in_channels"), int) and m is not module:
-            return m.in_channels
-    return None
+    """The input width ``module`` surely takes, or None (the layer's width check is then skipped).
+
+    Known only for what is applied first for certain: ``module`` itself, or the head of nested
+    ``Sequential``s, when it is a ``Linear`` or states a positive int ``in_channels`` (PyG's ``MLP``).
+    Lazy widths (``LazyLinear``'s 0, PyG's -1) and a Linear after another module (which may change the
+    width) are unknown."""
+    m = module
+    while isinstance(m, nn.Sequential) and len(m) > 0:
+        m = m[0]
+    width = m.in_features if isinstance(m, nn.Linear) else getattr(m, "in_channels", None)
+    return width if isinstance(width, int) and not isinstance(width, bool) and width > 0 else None

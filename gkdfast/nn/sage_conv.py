@@ -7,8 +7,8 @@ import torch
 from torch import Tensor, nn
 
 from gkdfast.graph import Graph
-from gkdfast.nn._utils import check_input, csr_view
-from gkdfast.nn.sparse_input import input_product, wants_sparse
+from gkdfast.nn._utils import check_channels, check_input, check_sparse_input, csr_view
+from gkdfast.nn.sparse_input import has_forward_hooks, input_product, wants_sparse
 from gkdfast.ops import spmm
 
 __all__ = ["SAGEConv"]
@@ -34,7 +34,9 @@ class SAGEConv(nn.Module):
     Shapes:
         ``x`` ``[N, F]``, ``graph`` with ``N`` nodes -> ``[N, C]``.
 
-    Edge weights (``graph.edge_weight``) are ignored, as PyG's ``SAGEConv`` ignores them.
+    Edge weights (``graph.edge_weight``) are ignored, as PyG's ``SAGEConv`` ignores them.  Not
+    supported: PyG's ``normalize``, ``project``, ``size`` (forward's third argument is ``sparse_input``
+    here), bipartite ``(F_src, F_dst)`` or lazy (``-1``) widths; PyG's ``aggr="add"`` is ``"sum"``.
 
     Example:
         >>> g = gkdfast.Graph(torch.tensor([[0, 1, 2], [1, 2, 0]]))
@@ -45,8 +47,10 @@ class SAGEConv(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, aggr: str = "mean", root_weight: bool = True,
                  bias: bool = True):
         super().__init__()
+        check_channels("SAGEConv", in_channels=in_channels, out_channels=out_channels)
         if aggr not in _AGGRS:
-            raise ValueError(f"gkdfast.nn.SAGEConv: unknown aggr {aggr!r}; expected one of {', '.join(_AGGRS)}")
+            hint = " (PyG's 'add' is 'sum' here)" if aggr == "add" else ""
+            raise ValueError(f"gkdfast.nn.SAGEConv: unknown aggr {aggr!r}; expected one of {', '.join(_AGGRS)}{hint}")
         self.in_channels, self.out_channels = in_channels, out_channels
         self.aggr, self.root_weight = aggr, root_weight
         self.lin_l = nn.Linear(in_channels, out_channels, bias=bias)
@@ -64,6 +68,7 @@ class SAGEConv(nn.Module):
         maps multiply its cached sparse copy and the aggregation runs on their output, at width ``C``
         (not for ``max`` / ``min``, which aggregate the features themselves).  The result is the same
         up to rounding."""
+        check_sparse_input("SAGEConv", sparse_input, "size")
         check_input("SAGEConv", x, graph, self.in_channels)
         g = csr_view(graph) if graph.edge_weight is not None else graph  # drop weights, as PyG
         sparse = wants_sparse(x, sparse_input)
@@ -86,9 +91,15 @@ class SAGEConv(nn.Module):
 
         Returns: ``[D, out_channels]``.
         """
+        if has_forward_hooks(self.lin_l) or (self.lin_r is not None and has_forward_hooks(self.lin_r)):
+            # reading their weights directly (a reordered or sparse product, or a caller's `pre`) would skip
+            # the hooks (pruning, weight norm, ...): the modules' own calls run them, on dense input
+            pre, sparse, reorder = None, False, False
+        else:
+            reorder = self.out_channels < self.in_channels
         # The linear map commutes with sum / mean / "gcn" aggregation: apply it first when that makes
         # the message passing narrower (C < F) or the product sparse.  The bias goes on afterwards.
-        first = pre is not None or sparse or self.out_channels < self.in_channels
+        first = pre is not None or sparse or reorder
         if x.layout == torch.sparse_csr and not first:
             x = x.to_dense()
         if self.aggr == "gcn":  # DGL's "gcn" aggregator: mean over the neighbours and the node itself
