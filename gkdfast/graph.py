@@ -58,7 +58,9 @@ def derived_cache(owner, name: str) -> dict:
     constant, so a function compiled on graph A and called with graph B of the same size ran on A's
     self-loop graph or positives.  Not pickled (:meth:`Graph.__getstate__`) and not carried by ``.to``.
     """
-    cache = owner.__dict__.setdefault("_cache", {})
+    cache = getattr(owner, "_cache", None)  # (not owner.__dict__.setdefault: torch 2.11's Dynamo cannot trace it)
+    if cache is None:
+        cache = owner._cache = {}
     return cache.setdefault(name, {})
 
 
