@@ -48,9 +48,12 @@ template <typename T>
 GKD_HD constexpr T ceil_div(T a, T b) { return (a + b - 1) / b; }
 
 // Blocks for `n` independent work items of `per_block` each (at least 1 so launches are valid;
-// callers skip launches for n == 0 anyway).  Grid x is limited to 2^31-1, far above any graph here.
+// callers skip launches for n == 0 anyway).  Grid x is limited to 2^31-1, far above any graph here; a
+// count past it is refused rather than cast (above 2^32 the cast wrapped and rows went unprocessed).
 inline unsigned int num_blocks(int64_t n, int64_t per_block) {
   const int64_t b = ceil_div<int64_t>(n, per_block);
+  TORCH_CHECK(b <= int64_t{2147483647}, "gkdfast: ", n, " work items need ", b,
+              " CUDA blocks, more than a grid's 2^31 - 1");
   return static_cast<unsigned int>(b < 1 ? 1 : b);
 }
 

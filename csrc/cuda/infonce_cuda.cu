@@ -211,7 +211,10 @@ at::Tensor sample_negatives_cuda(const at::Tensor& rows_in, int64_t num_nodes, i
   auto out = at::empty({r, k_neg}, rows.options());
   const int64_t total = r * k_neg;
   if (total > 0) {
-    sample_negatives_kernel<<<static_cast<unsigned int>((total + kThreads - 1) / kThreads), kThreads, 0,
+    const int64_t blocks = (total + kThreads - 1) / kThreads;
+    TORCH_CHECK(blocks <= int64_t{2147483647}, "gkdfast.sample_negatives: ", total, " draws need ", blocks,
+                " CUDA blocks, more than a grid's 2^31 - 1");  // (the cast below wrapped past 2^32)
+    sample_negatives_kernel<<<static_cast<unsigned int>(blocks), kThreads, 0,
                               c10::cuda::getCurrentCUDAStream()>>>(rows.data_ptr<int64_t>(), out.data_ptr<int64_t>(),
                                                                   r, num_nodes, k_neg, static_cast<uint64_t>(seed));
     C10_CUDA_KERNEL_LAUNCH_CHECK();

@@ -159,7 +159,8 @@ __global__ void row_sums(const index_t* __restrict__ rowptr, const index_t* __re
   if (r >= n) return;
   const int lane = threadIdx.x % kWarp;
   T acc = 0;
-  for (int64_t p = rowptr[r] + lane; p < rowptr[r + 1]; p += kWarp) {
+  // (widened before the add: with int32 indices rowptr[r] + lane wrapped for E within 31 of 2^31; helper 123)
+  for (int64_t p = static_cast<int64_t>(rowptr[r]) + lane; p < rowptr[r + 1]; p += kWarp) {
     const int64_t e = perm ? static_cast<int64_t>(perm[p]) : p;
     acc += vals[stride * e + offset];
   }
