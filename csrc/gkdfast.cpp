@@ -19,6 +19,7 @@
 
 #include <omp.h>
 
+#include "ops/csr_validation.h"
 #include "ops/infonce.h"
 
 TORCH_LIBRARY(gkdfast, m) {
@@ -160,6 +161,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "gkdfast native kernels (operators live under torch.ops.gkdfast)";
   m.def("compiled_with_cuda", &compiled_with_cuda, "True when the CUDA kernels were compiled in");
   m.def("openmp_max_threads", &openmp_max_threads, "OpenMP's thread limit inside the extension");
+  m.def("csr_checks_run", &gkdfast::csr_checks_run,
+        "CSR / rowptr / transpose checks run in full (not remembered) so far in this process (for the tests)");
   m.def("cpu_dropout_words", &gkdfast::cpu_dropout_words,
         "'avx2' or 'generic': the Philox words of the CPU dropout in this process (GKDFAST_CPU_PHILOX forces one)");
 }

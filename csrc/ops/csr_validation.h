@@ -30,6 +30,10 @@ void validate_rowptr(const at::Tensor& rowptr, int64_t num_entries, const char* 
 void validate_transpose(const at::Tensor& rowptr, const at::Tensor& col, const at::Tensor& t_rowptr,
                         const at::Tensor& t_col, const at::Tensor& t_eid, const char* op);
 
+// How many CSR / rowptr / transpose checks ran in full (not remembered) in this process: for the tests
+// of what is remembered (exposed as gkdfast._C.csr_checks_run; not a public API).
+int64_t csr_checks_run();
+
 // spmm's winning edges arg [R, d] (int64): every arg[i, f] is -1 (row i has no edge) or an edge of
 // row i, i.e. in [rowptr[i], rowptr[i+1]).  The max/min backward reads col[arg] and writes
 // grad_w[arg], so anything else would read or write out of bounds (or race between rows).
