@@ -28,6 +28,9 @@ def test_sageconv_runs_the_hooks_of_both_linear_maps(aggr):
     conv(x, g)
     assert len(fired) == (1 if aggr == "gcn" else 2)
     prune.l1_unstructured(conv.lin_l, "weight", 0.5)
+    with torch.no_grad():
+        conv.lin_l.weight_orig.add_(1.0)  # an optimiser step: only the pruning hook recomputes the weight
+    conv(x, g)  # (the hook runs at the call; eval's output must use the recomputed weight)
     want = SAGEConv(8, 4, aggr=aggr)
     want.load_state_dict({k.replace("_orig", ""): v for k, v in conv.state_dict().items() if "mask" not in k})
     with torch.no_grad():
@@ -54,18 +57,41 @@ def test_a_pruned_sage_first_layer_trains(sparse):
         opt.step()
 
 
+class _Twice(nn.Module):
+    """[N, F] -> [N, 2F]: a module before the first Linear that changes the width."""
+
+    def forward(self, x):
+        return torch.cat([x, x], dim=1)
+
+
 @pytest.mark.parametrize("make", [
     lambda: nn.Sequential(nn.LazyLinear(16), nn.ReLU(), nn.Linear(16, 4)),
-    lambda: nn.Sequential(nn.Identity(), nn.Linear(8, 4)),  # a Linear after another module
+    lambda: nn.Sequential(_Twice(), nn.Linear(16, 4)),  # the Linear's 16 is not the input width (8)
 ])
 def test_ginconv_takes_modules_whose_input_width_is_not_known(make):
     out = GINConv(make())(torch.randn(6, 8), _ring())
     assert out.shape == (6, 4)
 
 
-def test_ginconv_still_checks_a_known_width():
+@pytest.mark.parametrize("make", [
+    lambda: nn.Sequential(nn.Linear(8, 4), nn.ReLU()),
+    lambda: nn.Sequential(nn.Dropout(0.1), nn.Linear(8, 4)),  # looked through: keeps the width
+    lambda: nn.Sequential(nn.BatchNorm1d(8), nn.Linear(8, 4)),
+    lambda: nn.Sequential(nn.Sequential(nn.Identity(), nn.Linear(8, 4)), nn.ReLU()),
+])
+def test_ginconv_still_checks_a_known_width(make):
     with pytest.raises(ValueError, match="x has 5 features but the layer expects 8"):
-        GINConv(nn.Sequential(nn.Linear(8, 4), nn.ReLU()))(torch.randn(6, 5), _ring())
+        GINConv(make())(torch.randn(6, 5), _ring())
+
+
+def test_integer_scalars_of_numpy_and_torch_are_widths():
+    """`labels.max() + 1` from a NumPy array (or a torch tensor) as the class count."""
+    np = pytest.importorskip("numpy")
+    g, x = _ring(), torch.randn(6, 8)
+    for width in (np.int64(3), torch.tensor(3)):
+        for conv in (GCNConv(np.int64(8), width), SAGEConv(8, width), GATConv(8, width), GINConv(np.int32(8), width)):
+            assert conv(x, g).shape == (6, 3)
+            assert type(conv.in_channels) is int
 
 
 @pytest.mark.parametrize("layer, third, pyg", [

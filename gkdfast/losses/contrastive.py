@@ -611,8 +611,9 @@ def ncontrast(graph: Graph, z: Tensor, tau: float = 1.0, hops: int = 1, num_nega
     The positives (``Â^hops``, a sparse product with a data-dependent size) are built on the first
     call for a graph and cached on it; under ``torch.compile(fullgraph=True)`` make that first call
     eagerly (a warm-up step), after which the loss traces without a graph break.  What stays cached is
-    about 40 bytes per positive (their CSR, its transpose for the backward, log-weights), not ``W``
-    itself (165 MiB for 4.3 M positives: a 16,000-node graph of mean degree 10, ``hops=2``).
+    about 40 bytes per positive (their CSR, its transpose for the backward, log-weights: 165 MiB for
+    4.3 M positives, a 16,000-node graph of mean degree 10 with ``hops=2``); ``W`` itself (16 bytes per
+    entry) is not kept.
 
     Example:
         >>> g = gkdfast.Graph(torch.tensor([[0, 1, 1, 2], [1, 0, 2, 1]]))

@@ -1,6 +1,7 @@
 """Helpers shared by the layers: input checks and per-graph caches of derived graphs."""
 from __future__ import annotations
 
+import numbers
 from typing import Callable, Optional
 
 import torch
@@ -25,18 +26,25 @@ def check_model_sizes(name: str, in_channels, hidden_channels, out_channels, num
         raise ValueError(f"gkdfast.nn.{name}: dropout must be in [0, 1), got {dropout}")
 
 
-def check_channels(layer: str, **widths) -> None:
-    """Raises ValueError naming ``layer`` for a width that is not a positive int; PyG's lazy ``-1`` and
-    bipartite ``(source, destination)`` widths say that they are not supported here."""
+def check_channels(layer: str, **widths) -> tuple:
+    """The widths as Python ints (NumPy or torch integer scalars are taken, e.g. ``labels.max() + 1``);
+    ValueError naming ``layer`` for one that is not a positive integer, with PyG's lazy ``-1`` and
+    bipartite ``(source, destination)`` widths said not to be supported here."""
+    out = []
     for what, v in widths.items():
-        if isinstance(v, int) and not isinstance(v, bool) and v >= 1:
+        integral = isinstance(v, numbers.Integral) and not isinstance(v, bool)
+        if isinstance(v, torch.Tensor) and v.numel() == 1 and not v.is_floating_point() and v.dtype != torch.bool:
+            v, integral = int(v), True
+        if integral and v >= 1:
+            out.append(int(v))
             continue
         hint = ""
-        if isinstance(v, int) and not isinstance(v, bool) and v == -1:
+        if integral and v == -1:
             hint = " (PyG's lazy width -1 is not supported: pass the input width)"
         elif isinstance(v, tuple):
             hint = " (PyG's bipartite (source, destination) widths are not supported)"
         raise ValueError(f"gkdfast.nn.{layer}: {what} must be a positive int, got {v!r}{hint}")
+    return tuple(out)
 
 
 def check_sparse_input(layer: str, value, pyg_third: str) -> None:

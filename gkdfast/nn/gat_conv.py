@@ -51,7 +51,7 @@ class GATConv(nn.Module):
                  negative_slope: float = 0.2, dropout: float = 0.0, add_self_loops: bool = True,
                  bias: bool = True):
         super().__init__()
-        check_channels("GATConv", in_channels=in_channels, out_channels=out_channels)
+        in_channels, out_channels = check_channels("GATConv", in_channels=in_channels, out_channels=out_channels)
         if heads < 1:
             raise ValueError(f"gkdfast.nn.GATConv: heads must be >= 1, got {heads}")
         if not 0.0 <= dropout < 1.0:

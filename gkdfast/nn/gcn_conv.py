@@ -44,7 +44,7 @@ class GCNConv(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, bias: bool = True, normalize: bool = True):
         super().__init__()
-        check_channels("GCNConv", in_channels=in_channels, out_channels=out_channels)
+        in_channels, out_channels = check_channels("GCNConv", in_channels=in_channels, out_channels=out_channels)
         self.in_channels, self.out_channels, self.normalize = in_channels, out_channels, normalize
         self.lin = nn.Linear(in_channels, out_channels, bias=False)
         self.bias = nn.Parameter(torch.empty(out_channels)) if bias else None

@@ -1,6 +1,7 @@
 """GINConv: ``nn((1 + eps) x_i + sum_{j -> i} x_j)`` on :func:`gkdfast.spmm`."""
 from __future__ import annotations
 
+import numbers
 from typing import Callable, Optional, Union
 
 import torch
@@ -48,10 +49,10 @@ class GINConv(nn.Module):
                 raise ValueError("gkdfast.nn.GINConv: pass either a module or (in_channels, out_channels), not both")
             self.nn = nn_or_in
             self.in_channels = _infer_in(nn_or_in)
-        elif isinstance(nn_or_in, int) and not isinstance(nn_or_in, bool):
+        elif isinstance(nn_or_in, numbers.Integral) and not isinstance(nn_or_in, bool):
             if out is None:
                 raise ValueError("gkdfast.nn.GINConv: with an int in_channels, out_channels must be given")
-            check_channels("GINConv", in_channels=nn_or_in, out_channels=out)
+            nn_or_in, out = check_channels("GINConv", in_channels=nn_or_in, out_channels=out)
             self.nn = nn.Sequential(nn.Linear(nn_or_in, out), nn.ReLU(), nn.Linear(out, out))
             self.in_channels = nn_or_in
         else:
@@ -117,15 +118,34 @@ class GINConv(nn.Module):
         return None if type(first) is not nn.Linear or has_forward_hooks(first) else first
 
 
+# Modules that keep their input's width: the width check looks through them to the first one that states it.
+_SAME_WIDTH = (nn.Dropout, nn.AlphaDropout, nn.Identity, nn.ReLU, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.GELU,
+               nn.SiLU, nn.Tanh, nn.Sigmoid, nn.Softplus, nn.Mish, nn.Hardswish)
+
+
 def _infer_in(module: nn.Module) -> Optional[int]:
     """The input width ``module`` surely takes, or None (the layer's width check is then skipped).
 
-    Known only for what is applied first for certain: ``module`` itself, or the head of nested
-    ``Sequential``s, when it is a ``Linear`` or states a positive int ``in_channels`` (PyG's ``MLP``).
-    Lazy widths (``LazyLinear``'s 0, PyG's -1) and a Linear after another module (which may change the
-    width) are unknown."""
-    m = module
-    while isinstance(m, nn.Sequential) and len(m) > 0:
-        m = m[0]
-    width = m.in_features if isinstance(m, nn.Linear) else getattr(m, "in_channels", None)
-    return width if isinstance(width, int) and not isinstance(width, bool) and width > 0 else None
+    Read from what ``module`` applies first for certain: itself, or the first element of nested
+    ``Sequential``s, passing over modules that keep the width (dropout, activations, Identity).  Known
+    when that is a ``Linear`` (``in_features``), a ``BatchNorm1d`` / ``LayerNorm`` (its feature count) or
+    a module stating a positive int ``in_channels`` (PyG's ``MLP``); a lazy width (``LazyLinear``'s 0,
+    PyG's -1) or any other module (which may change the width) leaves it unknown."""
+    stack = [module]
+    while stack:
+        m = stack.pop(0)
+        if isinstance(m, nn.Sequential):
+            stack = list(m) + stack
+            continue
+        if isinstance(m, _SAME_WIDTH):
+            continue
+        if isinstance(m, nn.Linear):
+            width = m.in_features
+        elif isinstance(m, nn.BatchNorm1d):
+            width = m.num_features
+        elif isinstance(m, nn.LayerNorm):
+            width = m.normalized_shape[-1] if len(m.normalized_shape) == 1 else None
+        else:
+            width = getattr(m, "in_channels", None)
+        return width if isinstance(width, int) and not isinstance(width, bool) and width > 0 else None
+    return None

@@ -47,7 +47,7 @@ class SAGEConv(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, aggr: str = "mean", root_weight: bool = True,
                  bias: bool = True):
         super().__init__()
-        check_channels("SAGEConv", in_channels=in_channels, out_channels=out_channels)
+        in_channels, out_channels = check_channels("SAGEConv", in_channels=in_channels, out_channels=out_channels)
         if aggr not in _AGGRS:
             hint = " (PyG's 'add' is 'sum' here)" if aggr == "add" else ""
             raise ValueError(f"gkdfast.nn.SAGEConv: unknown aggr {aggr!r}; expected one of {', '.join(_AGGRS)}{hint}")
