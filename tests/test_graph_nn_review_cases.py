@@ -10,7 +10,7 @@ import gkdfast
 from gkdfast import _backend
 from gkdfast.data import csbm
 from gkdfast.distill import recipes
-from gkdfast.nn import GAT, GCN, MLP, build_model
+from gkdfast.nn import GAT, GCN, MLP, SAGE, build_model
 
 native = pytest.mark.skipif(not _backend.native_loaded(), reason="native extension not built")
 
@@ -126,14 +126,20 @@ def test_reset_parameters_keeps_glorot_in_gcn_and_gat():
         assert float(w.detach().abs().max()) > 0.9 * bound
 
 
-def test_a_pruned_first_layer_trains_on_bag_of_words_features():
-    """The sparse path read lin.weight directly, skipping the pruning hook (the second step then failed)."""
+@pytest.mark.parametrize("make, first", [(lambda: GCN(300, 8, 2), "lin"), (lambda: SAGE(300, 8, 2), "lin_l")])
+@pytest.mark.parametrize("bag_of_words", [True, False])
+def test_a_pruned_first_layer_trains(make, first, bag_of_words):
+    """GCN's sparse path, and SAGE's reordered product on any input (helper 122), read the weight
+    directly, skipping the pruning hook: the second step then failed ("backward through the graph a
+    second time": the pruned weight was the first step's tensor)."""
     torch.manual_seed(0)
     g = gkdfast.Graph(torch.tensor([[0, 1, 2], [1, 2, 0]]), 3)
     x = torch.zeros(3, 300)
     x[0, 5] = x[2, 9] = 1.0
-    model = GCN(300, 8, 2)
-    prune.l1_unstructured(model.layers[0].lin, "weight", 0.5)
+    if not bag_of_words:
+        x = torch.randn(3, 300)
+    model = make()
+    prune.l1_unstructured(getattr(model.layers[0], first), "weight", 0.5)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     for _ in range(2):
         opt.zero_grad()
