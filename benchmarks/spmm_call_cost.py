@@ -1,0 +1,78 @@
+"""What one spmm call costs on a small graph, where the fixed per-call work (checks, dispatch, autograd)
+weighs as much as the kernel: the raw op without and with the transposed CSR (what a training step
+passes), the public ``gkdfast.spmm`` forward, forward + backward, and torch's CSR product for scale.
+
+Runner:  ``python benchmarks/spmm_call_cost.py [--data ROOT] [--name cora] [--dims 8 16 64] [--loops 9]``
+
+Pin it to one core for stable figures (``OMP_NUM_THREADS=1 taskset -c 1 python ...``): one thread, best
+of ``--loops`` loops of ``--calls`` calls each, microseconds per call.  The graph is a Planetoid dataset
+from ``--data`` (default: ``gkdfast.data.default_root()``/planetoid).  Quoted in docs/ops.md ("Cost")
+and docs/spmm-perf.md (session 41).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import time
+import warnings
+
+import torch
+
+import gkdfast
+from gkdfast.data import default_root, load
+from gkdfast.ops import graph_tensors
+
+
+def per_call_us(fn, calls: int, loops: int) -> float:
+    for _ in range(min(calls, 50)):
+        fn()
+    best = float("inf")
+    for _ in range(loops):
+        t0 = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        best = min(best, (time.perf_counter() - t0) / calls * 1e6)
+    return best
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", default=os.path.join(default_root(), "planetoid"), help="Planetoid folder")
+    p.add_argument("--name", default="cora")
+    p.add_argument("--dims", type=int, nargs="*", default=[8, 16, 64])
+    p.add_argument("--calls", type=int, default=2000)
+    p.add_argument("--loops", type=int, default=9)
+    args = p.parse_args(argv)
+    torch.set_num_threads(1)
+    data = load(args.data, name=args.name)
+    g = gkdfast.Graph(data.edge_index, num_nodes=data.num_nodes)
+    with warnings.catch_warnings():  # torch's "sparse CSR is in beta" / invariant-check notes
+        warnings.simplefilter("ignore")
+        adj = torch.sparse_coo_tensor(data.edge_index.flip(0), torch.ones(data.edge_index.size(1)),
+                                      (data.num_nodes,) * 2).coalesce().to_sparse_csr()
+    op = torch.ops.gkdfast.spmm.default
+    plain, with_t = graph_tensors(g, False), graph_tensors(g, True)
+    print(f"{args.name}: {data.num_nodes} nodes, {g.num_edges} edges; one thread, best of {args.loops} x "
+          f"{args.calls} calls, us per call")
+    print(f"{'d':>4}  {'raw op':>8}  {'raw op + transpose':>18}  {'spmm fwd':>9}  {'spmm fwd+bwd':>12}  "
+          f"{'torch CSR fwd':>13}")
+    for d in args.dims:
+        x = torch.randn(data.num_nodes, d)
+        xg = x.clone().requires_grad_()
+
+        def fwd_bwd():
+            out = gkdfast.spmm(g, xg, "sum")
+            out.backward(torch.ones_like(out))
+
+        with torch.inference_mode():
+            row = [per_call_us(lambda: op(*plain, None, x, "sum"), args.calls, args.loops),
+                   per_call_us(lambda: op(*with_t, None, x, "sum"), args.calls, args.loops),
+                   per_call_us(lambda: gkdfast.spmm(g, x, "sum"), args.calls, args.loops)]
+        row.append(per_call_us(fwd_bwd, max(args.calls // 2, 1), args.loops))
+        with torch.inference_mode():
+            row.append(per_call_us(lambda: torch.sparse.mm(adj, x), args.calls, args.loops))
+        print(f"{d:>4}  {row[0]:>8.1f}  {row[1]:>18.1f}  {row[2]:>9.1f}  {row[3]:>12.1f}  {row[4]:>13.1f}")
+
+
+if __name__ == "__main__":
+    main()
