@@ -22,7 +22,10 @@ VENV=${GKDFAST_TORCH_VENV:-$REPO/.venv-torch-$VERSION}
 PY=${PYTHON:-python3}
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 say() { echo "check_torch_version: $*"; }
-pipq() { "$VENV/bin/python" -m pip install -q "$@" 2>&1 | { grep -v "is ignored" || true; }; return "${PIPESTATUS[0]}"; }
+pipq() {  # quiet pip, minus this machine's "Location ... is ignored" notes; pip's own exit status
+  "$VENV/bin/python" -m pip install -q "$@" 2>&1 | { grep -v "is ignored" || true; }
+  return "${PIPESTATUS[0]}"
+}
 
 if [ -z "${GKDFAST_TORCH_VENV:-}" ]; then
   [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
@@ -30,7 +33,7 @@ if [ -z "${GKDFAST_TORCH_VENV:-}" ]; then
   pipq "torch==$VERSION" -r requirements-dev.txt wheel
   pipq -U "setuptools>=77"
 fi
-say "$("$VENV/bin/python" -c "import torch, setuptools; print('torch', torch.__version__, '| setuptools', setuptools.__version__)")"
+say "$("$VENV/bin/python" -c "import torch, setuptools as s; print('torch', torch.__version__, '| setuptools', s.__version__)")"
 
 TREE=$(mktemp -d)
 cleanup() { git -C "$REPO" worktree remove --force "$TREE" 2>/dev/null || rm -rf "$TREE"; }

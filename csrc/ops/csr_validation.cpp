@@ -66,8 +66,8 @@ constexpr size_t kRemembered = 16;
 // small graphs (sampled blocks, every step) must not push a large graph out of its 16 entries and have
 // its check repeated each step (spmm 8.2 -> 10.8 ms on 4M edges, d = 4).  Not remembering them at all
 // cost a Cora-sized graph's every call a CSR and a transpose check, about two thirds of a small spmm's
-// time (96.7 against 36.1 us).  (On other devices every check goes to the main ring: there it costs kernel launches and a
-// synchronisation.)
+// time (96.7 against 36.1 us).  (On other devices every check goes to the main ring: there it costs
+// kernel launches and a synchronisation.)
 constexpr int64_t kMinRememberedElements = int64_t{1} << 16;
 
 struct Ring {
