@@ -33,7 +33,8 @@ if [ -z "${GKDFAST_TORCH_VENV:-}" ]; then
   pipq "torch==$VERSION" -r requirements-dev.txt wheel
   pipq -U "setuptools>=77"
 fi
-say "$("$VENV/bin/python" -c "import torch, setuptools as s; print('torch', torch.__version__, '| setuptools', s.__version__)")"
+say "$("$VENV/bin/python" -c "import torch, setuptools as s
+print('torch', torch.__version__, '| setuptools', s.__version__)")"
 
 TREE=$(mktemp -d)
 cleanup() { git -C "$REPO" worktree remove --force "$TREE" 2>/dev/null || rm -rf "$TREE"; }
