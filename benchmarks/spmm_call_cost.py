@@ -2,7 +2,11 @@
 weighs as much as the kernel: the raw op without and with the transposed CSR (what a training step
 passes), the public ``gkdfast.spmm`` forward, forward + backward, and torch's CSR product for scale.
 
-Runner:  ``python benchmarks/spmm_call_cost.py [--data ROOT] [--name cora] [--dims 8 16 64] [--loops 9]``
+Runner:  ``python benchmarks/spmm_call_cost.py [--data ROOT] [--name cora] [--dims 8 16 64] [--loops 9]
+[--train-epochs 100]``
+
+``--train-epochs E`` also times whole full-batch training epochs of GCN(64) and SAGE(64) on the graph
+(Adam, dropout 0.5, cross-entropy on the training nodes): ms per epoch, best of 5 runs of E epochs.
 
 Pin it to one core for stable figures (``OMP_NUM_THREADS=1 taskset -c 1 python ...``): one thread, best
 of ``--loops`` loops of ``--calls`` calls each, microseconds per call.  The graph is a Planetoid dataset
@@ -42,6 +46,7 @@ def main(argv=None) -> None:
     p.add_argument("--dims", type=int, nargs="*", default=[8, 16, 64])
     p.add_argument("--calls", type=int, default=2000)
     p.add_argument("--loops", type=int, default=9)
+    p.add_argument("--train-epochs", type=int, default=0, help="also time GCN(64) / SAGE(64) training epochs")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     data = load(args.data, name=args.name)
@@ -72,6 +77,33 @@ def main(argv=None) -> None:
         with torch.inference_mode():
             row.append(per_call_us(lambda: torch.sparse.mm(adj, x), args.calls, args.loops))
         print(f"{d:>4}  {row[0]:>8.1f}  {row[1]:>18.1f}  {row[2]:>9.1f}  {row[3]:>12.1f}  {row[4]:>13.1f}")
+    if args.train_epochs > 0:
+        for name, ms in train_epoch_ms(data, g, args.train_epochs).items():
+            print(f"{name} training epoch (full batch): {ms:.3f} ms")
+
+
+def train_epoch_ms(data, g, epochs: int) -> dict:
+    """ms per full-batch training epoch of GCN(64) and SAGE(64), best of 5 runs of ``epochs``."""
+    import torch.nn.functional as F
+
+    from gkdfast.nn import GCN, SAGE
+
+    x, y, train = data.x, data.y, data.train_mask
+    classes = int(y.max()) + 1
+    out = {}
+    for name, cls in (("GCN(64)", GCN), ("SAGE(64)", SAGE)):
+        torch.manual_seed(0)
+        model = cls(x.size(1), 64, classes)
+        opt = torch.optim.Adam(model.parameters(), lr=0.01, weight_decay=5e-4)
+
+        def epoch():
+            model.train()
+            opt.zero_grad()
+            F.cross_entropy(model(x, g)[train], y[train]).backward()
+            opt.step()
+
+        out[name] = per_call_us(epoch, epochs, 5) / 1e3
+    return out
 
 
 if __name__ == "__main__":
