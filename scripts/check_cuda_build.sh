@@ -24,8 +24,8 @@ say() { echo "check_cuda_build: $*"; }
 # ---- 1. environment -------------------------------------------------------------------------
 if [ -z "${GKDFAST_CUDA_VENV:-}" ]; then
   [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
-  say "installing $TORCH_SPEC numpy ninja setuptools wheel into $VENV"
-  "$VENV/bin/python" -m pip install -q "$TORCH_SPEC" numpy ninja setuptools wheel 2>&1 | { grep -v "is ignored" || true; }
+  say "installing $TORCH_SPEC numpy ninja setuptools>=77 wheel into $VENV"
+  "$VENV/bin/python" -m pip install -q "$TORCH_SPEC" numpy ninja "setuptools>=77" wheel 2>&1 | { grep -v "is ignored" || true; }
   [ "${PIPESTATUS[0]}" -eq 0 ] || { say "FAILED: pip install"; exit 1; }
 fi
 [ -x "$VENV/bin/python" ] || { say "FAILED: no python in $VENV"; exit 1; }

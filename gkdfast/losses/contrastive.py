@@ -710,8 +710,8 @@ def _positives_in_rows(graph: Graph, hops: int, max_nnz: int, begin: int, end: i
     if key not in cache:
         row, _, pg, _ = _positives(graph, hops, max_nnz)
         with cache_mode():
-            keep = (row >= begin) & (row < end)
-            cache[key] = Graph(torch.stack([pg.col[keep], row[keep]]), num_nodes=graph.num_nodes, validate=False)
+            lo, hi = int(pg.rowptr[begin]), int(pg.rowptr[end])  # the positives are in row order: a slice
+            cache[key] = Graph(torch.stack([pg.col[lo:hi], row[lo:hi]]), num_nodes=graph.num_nodes, validate=False)
     return cache[key]
 
 
