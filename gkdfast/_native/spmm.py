@@ -1,16 +1,18 @@
 """``gkdfast::spmm``, ``gkdfast::spmm_gcn`` and ``gkdfast::spmm_arg_backward`` (csrc/ops/spmm.h): fake
-kernels and autograd.
+kernels, and the autograd formula of ``spmm_arg_backward``.
 
-Backward passes are gkdfast ops over the cached transposed CSR, so gradients are deterministic (no
-atomics) and twice-differentiable: sum/mean through spmm itself, GCN propagation through spmm_gcn on
-the transpose (the operator is symmetric in its scaling), max/min through ``spmm_arg_backward``, whose
-own derivative is that op again with other inputs.
+The autograd of ``spmm`` and ``spmm_gcn`` is C++ (csrc/autograd/spmm_autograd.cpp: a Python formula
+cost more per call than a small graph's kernels).  Their backward passes are gkdfast ops over the cached
+transposed CSR, so gradients are deterministic (no atomics) and twice-differentiable: sum/mean through
+spmm itself, GCN propagation through spmm_gcn on the transpose (the operator is symmetric in its
+scaling), max/min through ``spmm_arg_backward``, whose own derivative is that op again with other inputs
+(below).
 """
 from __future__ import annotations
 
 import torch
 
-from gkdfast._native._common import inverse_permutation, needs_transpose_error, register_op
+from gkdfast._native._common import register_op
 
 _ARG_REDUCTIONS = ("max", "min", "amax", "amin")
 
@@ -26,79 +28,8 @@ def _spmm_arg_backward_fake(rowptr, col, t_rowptr, t_col, t_eid, weight, x, arg,
     return grad_x, x.new_empty((col.shape[0],) if weight is not None else (0,))
 
 
-def _spmm_setup(ctx, inputs, output):
-    rowptr, col, t_rowptr, t_col, t_eid, weight, x, reduce = inputs
-    ctx.reduce = reduce
-    ctx.has_weight = weight is not None
-    # x is read back only by max/min and by the weight gradient: a sum/mean layer kept one [N, d] input
-    # per layer alive for nothing (helper 117: a 2-layer GIN held 6.1 N·d after the forward, 5.1 now).
-    keep_x = reduce in _ARG_REDUCTIONS or ctx.input_needs_grad[5]
-    ctx.save_for_backward(rowptr, col, t_rowptr, t_col, t_eid, weight, x if keep_x else None, output[1])
-    # No zeros for the int64 arg output's (absent) gradient: that was an unused [N, d] int64 per backward.
-    ctx.set_materialize_grads(False)
-
-
-def _spmm_backward(ctx, grad_out, _grad_arg):
-    if grad_out is None:  # (only the arg output was used: nothing flows back)
-        return (None,) * 8
-    rowptr, col, t_rowptr, t_col, t_eid, weight, x, arg = ctx.saved_tensors
-    need_w, need_x = ctx.input_needs_grad[5], ctx.input_needs_grad[6]
-    if t_rowptr.numel() == 0 and col.numel() > 0:
-        raise needs_transpose_error("spmm")
-    grad_w = grad_x = None
-    if ctx.reduce in _ARG_REDUCTIONS:
-        if need_w or need_x:
-            gx, gw = torch.ops.gkdfast.spmm_arg_backward(rowptr, col, t_rowptr, t_col, t_eid, weight, x, arg,
-                                                         grad_out)
-            grad_x = gx if need_x else None
-            grad_w = gw if (need_w and ctx.has_weight) else None
-        return None, None, None, None, None, grad_w, grad_x, None
-    if col.numel() == 0:  # an edgeless graph (possibly without a transposed CSR): nothing flows back
-        return (None, None, None, None, None, torch.zeros_like(weight) if need_w and ctx.has_weight else None,
-                torch.zeros_like(grad_out) if need_x else None, None)  # (x is not kept)
-    g = grad_out
-    if ctx.reduce == "mean":
-        deg = (rowptr[1:] - rowptr[:-1]).clamp_min(1).to(g.dtype)
-        g = g / deg.unsqueeze(-1)
-    if need_x:
-        w_t = weight[t_eid.long()] if ctx.has_weight else None
-        # The transpose of the transpose is the graph itself (t_eid's inverse maps back): passed only
-        # when a double backward may need it.
-        back_t = (rowptr, col, inverse_permutation(t_eid)) if torch.is_grad_enabled() else (col.new_empty(0),) * 3
-        grad_x, _ = torch.ops.gkdfast.spmm(t_rowptr, t_col, *back_t, w_t, g.contiguous(), "sum")
-    if need_w and ctx.has_weight:
-        grad_w = torch.ops.gkdfast.sddmm(rowptr, col, t_rowptr, t_col, t_eid, g.contiguous(), x)
-    return None, None, None, None, None, grad_w, grad_x, None
-
-
 def _spmm_gcn_fake(rowptr, col, t_rowptr, t_col, t_eid, weight, dinv, x):
     return x.new_empty((rowptr.shape[0] - 1, x.shape[1]))
-
-
-def _spmm_gcn_setup(ctx, inputs, output):
-    rowptr, col, t_rowptr, t_col, t_eid, weight, dinv, x = inputs
-    ctx.save_for_backward(rowptr, col, t_rowptr, t_col, t_eid, weight, dinv)
-
-
-def _spmm_gcn_backward(ctx, grad_out):
-    """out = S x with S = D^-1/2 (A + I) D^-1/2, so grad_x = S^T g: the same op over the transposed CSR,
-    with the weights in transposed order.  Gradients of the weights and of dinv are not formulas of
-    this op: gkdfast.spmm(norm="gcn") takes the composite path when edge weights need one."""
-    rowptr, col, t_rowptr, t_col, t_eid, weight, dinv = ctx.saved_tensors
-    if ctx.input_needs_grad[5] or ctx.input_needs_grad[6]:
-        raise RuntimeError("gkdfast::spmm_gcn is differentiable in x only, not in weight or dinv; "
-                           "gkdfast.spmm(graph, x, edge_weight=w, norm='gcn') differentiates the weights")
-    if not ctx.input_needs_grad[7]:
-        return (None,) * 8
-    if col.numel() == 0:  # an edgeless graph is its own transpose (rowptr all zeros)
-        t_rowptr, t_col, t_eid = rowptr, col, col
-    elif t_rowptr.numel() == 0:
-        raise needs_transpose_error("spmm_gcn")
-    w_t = weight[t_eid.long()] if weight is not None else None
-    # The transpose of the transpose is the graph itself: passed only when a double backward may need it.
-    back_t = (rowptr, col, inverse_permutation(t_eid)) if torch.is_grad_enabled() else (col.new_empty(0),) * 3
-    grad_x = torch.ops.gkdfast.spmm_gcn(t_rowptr, t_col, *back_t, w_t, dinv, grad_out.contiguous())
-    return None, None, None, None, None, None, None, grad_x
 
 
 # spmm_arg_backward (double backward of max/min).  With e = arg[i, f] the winning edge,
@@ -139,6 +70,7 @@ def _arg_backward_backward(ctx, u_gx, u_gw):
 
 def register() -> None:
     """Registers the fake kernels and autograd formulas of spmm, spmm_gcn and spmm_arg_backward."""
-    register_op("spmm", _spmm_fake, _spmm_backward, _spmm_setup)
-    register_op("spmm_gcn", _spmm_gcn_fake, _spmm_gcn_backward, _spmm_gcn_setup)
+    # spmm and spmm_gcn: autograd in C++ (csrc/autograd/spmm_autograd.cpp), fake kernels here.
+    register_op("spmm", _spmm_fake)
+    register_op("spmm_gcn", _spmm_gcn_fake)
     register_op("spmm_arg_backward", _spmm_arg_backward_fake, _arg_backward_backward, _arg_backward_setup)
