@@ -1,4 +1,4 @@
-// spmm and spmm_gcn as torch::autograd::Functions (see spmm_autograd.h for why C++).
+// spmm and spmm_gcn as torch::autograd::Functions (autograd_kernels.h says why C++).
 //
 // Sizes are read as sym_numel(): under torch.compile with dynamic shapes the backward is traced with
 // symbolic sizes, which numel() refuses.
@@ -9,28 +9,25 @@
 //   sum / mean: grad_x = A^T g (mean: g divided by the in-degree first), grad_w = sddmm(g, x);
 //   max / min: both through spmm_arg_backward and the recorded arg;
 //   gcn: grad_x = S^T g with S = D^-1/2 (A + I) D^-1/2, the same op over the transposed CSR.
-#include "autograd/spmm_autograd.h"
-
 #include <ATen/TensorOperators.h>
-#include <ATen/core/dispatch/Dispatcher.h>
-#include <ATen/ops/arange.h>
-#include <ATen/ops/empty_like.h>
 #include <ATen/ops/zeros_like.h>
-#include <c10/core/GradMode.h>
 #include <torch/csrc/autograd/custom_function.h>
 
 #include <string>
 
+#include "autograd/autograd_common.h"
+#include "autograd/autograd_kernels.h"
+
 namespace gkdfast {
 namespace {
 
+using autograd::find_op;
+using autograd::needs_autograd;
+using autograd::spmm_op;
+using autograd::transpose_of_transpose;
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
-using SpmmSignature = std::tuple<at::Tensor, at::Tensor>(const at::Tensor&, const at::Tensor&, const at::Tensor&,
-                                                          const at::Tensor&, const at::Tensor&,
-                                                          const c10::optional<at::Tensor>&, const at::Tensor&,
-                                                          c10::string_view);
 using SpmmGcnSignature = at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
                                     const at::Tensor&, const c10::optional<at::Tensor>&, const at::Tensor&,
                                     const at::Tensor&);
@@ -41,16 +38,6 @@ using ArgBackwardSignature = std::tuple<at::Tensor, at::Tensor>(const at::Tensor
                                                                  const at::Tensor&);
 using SddmmSignature = at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
                                   const at::Tensor&, const at::Tensor&, const at::Tensor&);
-
-template <typename Signature>
-c10::TypedOperatorHandle<Signature> find_op(const char* name) {
-  return c10::Dispatcher::singleton().findSchemaOrThrow(name, "").typed<Signature>();
-}
-
-const c10::TypedOperatorHandle<SpmmSignature>& spmm_op() {
-  static const auto op = find_op<SpmmSignature>("gkdfast::spmm");
-  return op;
-}
 
 const c10::TypedOperatorHandle<SpmmGcnSignature>& spmm_gcn_op() {
   static const auto op = find_op<SpmmGcnSignature>("gkdfast::spmm_gcn");
@@ -72,32 +59,6 @@ bool is_arg_reduce(c10::string_view reduce) {
 }
 
 bool has_value(const c10::optional<at::Tensor>& t) { return t.has_value() && t->defined(); }
-
-// Whether autograd has anything to record for t: a gradient (grad mode on and t requires one) or a
-// forward-mode tangent (torch::autograd::Function refuses those with an error rather than drop them).
-// When no input has, the kernel alone serves the call, without building an autograd node.
-bool needs_autograd(const at::Tensor& t) {
-  return (c10::GradMode::is_enabled() && t.requires_grad()) || t._fw_grad(0).defined();
-}
-
-bool needs_autograd(const c10::optional<at::Tensor>& t) { return has_value(t) && needs_autograd(*t); }
-
-// inv with inv[perm[k]] = k: maps transposed-CSR positions back (t_eid's inverse), so the transpose
-// of the transpose, which a double backward needs, is the graph itself.
-at::Tensor inverse_permutation(const at::Tensor& perm) {
-  at::Tensor inv = at::empty_like(perm);
-  inv.scatter_(0, perm.to(at::kLong), at::arange(c10::Scalar(perm.sym_numel()), perm.options()));
-  return inv;
-}
-
-// The transposed CSR of the transposed CSR (rowptr, col, inverse of t_eid) for the backward's own op
-// when a double backward may need it (grad mode on inside backward: create_graph), else three empties.
-std::tuple<at::Tensor, at::Tensor, at::Tensor> transpose_of_transpose(const at::Tensor& rowptr, const at::Tensor& col,
-                                                                      const at::Tensor& t_eid) {
-  if (c10::GradMode::is_enabled()) return {rowptr, col, inverse_permutation(t_eid)};
-  at::Tensor none = col.new_empty({0});
-  return {none, none, none};
-}
 
 c10::optional<at::Tensor> weight_in_transposed_order(const at::Tensor& weight, const at::Tensor& t_eid) {
   if (!weight.defined()) return c10::nullopt;
@@ -141,8 +102,7 @@ class SpmmFunction : public torch::autograd::Function<SpmmFunction> {
     // needs_input_grad counts the tensor arguments that were passed: an absent weight has no slot.
     const bool need_w = with_weight && ctx->needs_input_grad(5);
     const bool need_x = ctx->needs_input_grad(with_weight ? 6 : 5);
-    TORCH_CHECK(t_rowptr.sym_numel() > 0 || col.sym_numel() == 0,
-                "gkdfast.spmm: backward needs the transposed CSR, which was not passed to the op");
+    if (t_rowptr.sym_numel() == 0 && col.sym_numel() > 0) autograd::needs_transpose_error("spmm");
     const c10::optional<at::Tensor> w = with_weight ? c10::optional<at::Tensor>(weight) : c10::nullopt;
     if (is_arg_reduce(reduce)) {
       if (need_w || need_x) {
@@ -207,9 +167,8 @@ class SpmmGcnFunction : public torch::autograd::Function<SpmmGcnFunction> {
       t_rowptr = rowptr;
       t_col = col;
       t_eid = col;
-    } else {
-      TORCH_CHECK(t_rowptr.sym_numel() > 0,
-                  "gkdfast.spmm_gcn: backward needs the transposed CSR, which was not passed to the op");
+    } else if (t_rowptr.sym_numel() == 0) {
+      autograd::needs_transpose_error("spmm_gcn");
     }
     auto [tt_rowptr, tt_col, tt_eid] = transpose_of_transpose(rowptr, col, t_eid);
     result[7] = spmm_gcn_op().call(t_rowptr, t_col, tt_rowptr, tt_col, tt_eid,

@@ -51,13 +51,6 @@ def acc_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
-def inverse_permutation(perm: Tensor) -> Tensor:
-    """``inv`` with ``inv[perm[k]] = k``: maps transposed-CSR positions back (``t_eid``'s inverse)."""
-    inv = torch.empty_like(perm)
-    inv[perm.long()] = torch.arange(perm.numel(), device=perm.device, dtype=perm.dtype)
-    return inv
-
-
 def needs_transpose_error(op: str) -> RuntimeError:
     """The error of a backward called on an op that was run without the transposed CSR."""
     return RuntimeError(f"gkdfast.{op}: backward needs the transposed CSR, which was not passed to the op")

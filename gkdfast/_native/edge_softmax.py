@@ -1,5 +1,6 @@
 """``gkdfast::edge_softmax`` and ``gkdfast::edge_softmax_backward`` (csrc/ops/edge_softmax.h): fake
-kernels and autograd (twice differentiable)."""
+kernels, and the autograd formula of ``edge_softmax_backward`` (double backward).  ``edge_softmax``'s own
+autograd is C++ (csrc/autograd/edge_softmax_autograd.cpp): its gradient is ``edge_softmax_backward``."""
 from __future__ import annotations
 
 import torch
@@ -24,15 +25,6 @@ def _edge_softmax_backward_fake(rowptr, out, grad_out):
     return torch.empty_like(out, memory_format=torch.contiguous_format)
 
 
-def _softmax_setup(ctx, inputs, output):
-    ctx.save_for_backward(inputs[0], output)
-
-
-def _softmax_backward(ctx, g):
-    rowptr, out = ctx.saved_tensors
-    return None, torch.ops.gkdfast.edge_softmax_backward(rowptr, out, g.contiguous())
-
-
 # edge_softmax_backward (double backward): z = y (g - S), S = row-sum of y g.  With upstream u:
 # dz/dg = y (u - row-sum(y u)) (the same op), dz/dy = u (g - S) - g row-sum(u y).
 def _softmax_bwd_setup(ctx, inputs, output):
@@ -52,6 +44,6 @@ def _softmax_bwd_backward(ctx, u):
 
 
 def register() -> None:
-    """Registers the fake kernels and autograd formulas of edge_softmax and its backward."""
-    register_op("edge_softmax", _edge_softmax_fake, _softmax_backward, _softmax_setup)
+    """Registers the fake kernels of edge_softmax and its backward, and the backward's autograd formula."""
+    register_op("edge_softmax", _edge_softmax_fake)
     register_op("edge_softmax_backward", _edge_softmax_backward_fake, _softmax_bwd_backward, _softmax_bwd_setup)
