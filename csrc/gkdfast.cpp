@@ -1,10 +1,11 @@
 // The one place where gkdfast's operator schemas are defined, and the pybind11 module _C.
 //
 // Kernels live in csrc/cpu/*_cpu.cpp and csrc/cuda/*_cuda.cu and are registered per backend in
-// one table each: csrc/cpu/register_cpu.cpp and csrc/cuda/register_cuda.cu.  Fake (meta) kernels and autograd formulas are
-// registered from Python (gkdfast/ops.py, gkdfast/losses/_structure_native.py and _contrastive_native.py,
-// gkdfast/sampling/sampler.py) so that backward logic stays
-// next to the reference implementation and composes with torch.compile.
+// one table each: csrc/cpu/register_cpu.cpp and csrc/cuda/register_cuda.cu.  Fake (meta) kernels are
+// registered from Python (gkdfast/_native/), and so are the autograd formulas of most ops, next to the
+// reference implementation.  The hot ops of a GNN layer (spmm, spmm_gcn, sddmm, edge_softmax, dropout)
+// have their autograd in C++ instead (csrc/autograd/, one table for the Autograd key): a Python formula
+// cost more per call than a small graph's kernels.
 //
 // Graph ops take the graph as CSR by destination (rowptr [N+1], col [E] = source of each edge) and,
 // where a backward needs it, the transposed CSR (t_rowptr, t_col = destinations, t_eid = position of

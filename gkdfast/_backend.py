@@ -162,10 +162,11 @@ def transforms_active() -> bool:
     """Whether a ``torch.func`` transform (grad, vjp, jacrev, jvp, hessian, vmap) or a forward-mode AD
     level (``torch.autograd.forward_ad.dual_level``) is active.
 
-    The native ops cannot serve either: their autograd formulas are registered with
-    ``torch.library.register_autograd``, which functorch refuses ("must override the setup_context
-    staticmethod"), and which drops forward-mode tangents **silently** (the kernel runs below autograd
-    when no input requires grad: a zero tangent, no error).  Their calls therefore take the reference,
+    The native ops cannot serve either: their autograd is either a ``torch.library.register_autograd``
+    formula, which functorch refuses ("must override the setup_context staticmethod") and which drops
+    forward-mode tangents **silently** (the kernel runs below autograd when no input requires grad: a
+    zero tangent, no error), or, for the hot ops (``csrc/autograd/``), a C++ autograd function, which
+    functorch refuses too and which raises on a forward-mode tangent.  Their calls therefore take the reference,
     which composes with both.
 
     Example:

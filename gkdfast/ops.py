@@ -2,8 +2,8 @@
 
 Each call picks the CUDA kernel, the CPU kernel or the pure-PyTorch reference (see
 :mod:`gkdfast._backend`).  The native operators are defined once in C++ (``torch.ops.gkdfast``);
-their fake kernels (for torch.compile / meta tensors) and autograd formulas live in
-:mod:`gkdfast._native.spmm`, ``.sddmm`` and ``.edge_softmax``.  Backward passes are themselves
+their fake kernels (for torch.compile / meta tensors) live in :mod:`gkdfast._native.spmm`, ``.sddmm``
+and ``.edge_softmax``, their autograd kernels in C++ (``csrc/autograd/``).  Backward passes are themselves
 gkdfast ops over the cached transposed CSR, so gradients are deterministic (no atomics) and
 twice-differentiable (every reduce; see docs/ops.md, "Differentiability").
 """

@@ -5,7 +5,8 @@
 
 Each module holds, for the ops its C++ header declares, the fake (meta) kernel that torch.compile
 and meta tensors use to know output shapes, and the autograd formula (usually another native op:
-``*_backward``).  :func:`register_all` runs once, from :mod:`gkdfast._backend`, right after the
+``*_backward``), except for the hot ops of a GNN layer (``spmm``, ``spmm_gcn``, ``sddmm``,
+``edge_softmax``, ``dropout``), whose autograd is C++ (``csrc/autograd/``).  :func:`register_all` runs once, from :mod:`gkdfast._backend`, right after the
 extension ``gkdfast._C`` has loaded; without the extension nothing is registered and every call
 takes the pure-PyTorch reference.  docs/adding-an-op.md walks through adding an op end to end.
 
@@ -28,7 +29,7 @@ _DONE = False
 
 
 def register_all() -> None:
-    """Registers every family's fake kernels and autograd formulas (idempotent: torch.library
+    """Registers every family's fake kernels and Python autograd formulas (idempotent: torch.library
     refuses a second registration, so later calls do nothing).
 
     Example:

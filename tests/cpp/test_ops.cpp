@@ -1,7 +1,7 @@
 // C++-level test of the CMake library: the operators are reachable through the dispatcher from a
 // program that links only libgkdfast + libtorch (no Python), every gkdfast op has a CPU kernel (and a
-// CUDA kernel when built with CUDA), and the message-passing ops give hand-checked results on a
-// 3-node graph.  Exit status 0 = pass.
+// CUDA kernel when built with CUDA), the message-passing ops give hand-checked results on a 3-node
+// graph, and spmm differentiates from C++.  Exit status 0 = pass.
 #include <ATen/ATen.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 
@@ -70,6 +70,18 @@ int main() {
   const auto w = f32({2, 1, -1}, {3});
   auto [wsum, unused2] = spmm.call(rowptr, col, t_rowptr, t_col, t_eid, w, x, "sum");
   expect(close(wsum, f32({0, 0, 2, 9, -3, 1}, {3, 2})), "spmm weighted sum");
+
+  {  // Gradients without Python: spmm's autograd kernel is C++ (csrc/autograd/).  With upstream ones,
+     // grad x[j] = the weights of j's out-edges, summed; grad w_e = the row sum of x[source of e].
+    at::Tensor xg = x.clone(), wg = w.clone();
+    xg.set_requires_grad(true);
+    wg.set_requires_grad(true);
+    auto [out, no_arg2] = spmm.call(rowptr, col, t_rowptr, t_col, t_eid, wg, xg, "sum");
+    out.sum().backward();
+    expect(xg.grad().defined() && close(xg.grad(), f32({2, 2, -1, -1, 1, 1}, {3, 2})) && wg.grad().defined() &&
+               close(wg.grad(), f32({3, 5, 2}, {3})),
+           "spmm backward from C++ (x and edge weights)");
+  }
 
   auto sddmm = dispatcher.findSchemaOrThrow("gkdfast::sddmm", "").typed<SddmmFn>();
   expect(close(sddmm.call(rowptr, col, t_rowptr, t_col, t_eid, x, x), f32({1, -5, -5}, {3})), "sddmm");
