@@ -15,18 +15,20 @@
 #   5. benchmarks/gpu_compare.py: the new CUDA kernels vs the legacy ones (GKDFAST_CUDA_IMPL=legacy)
 #      vs each peer, TF32 off and on -> summary.json (commit it as docs/gpu-h200/summary.json),
 #      compare.json, and the summary table printed last
+#   5b. benchmarks/spmm_call_cost.py --device cuda: one call's cost and training epochs on Cora
+#      (call_cost.log; needs GKDFAST_DATA/planetoid or .devdata/planetoid)
 #   6. BENCH_ALL=1: also every benchmarks/bench_*.py standalone runner, with --device cuda
 #   QUALITY=1 adds scripts/quality.py on the GPU: workers (dataset x seed half) start right after the
 #   build and run beside the tests until QUALITY_UNTIL seconds after the start, then stop; every
 #   finished training run is in quality.tar.gz (runs-*.jsonl), and the report is rebuilt from them
 #   with `scripts/quality.py --from-runs` (there, and again wherever the files land).
 # Files written to $OUT: summary.txt, env.txt, build.log, crash_probe.log, tests_cuda.log, compare.log,
-# summary.json, compare.json (rewritten after every part of the comparison); tests_cpu.log without
+# summary.json, compare.json (rewritten after every part of the comparison), call_cost.log; tests_cpu.log without
 # SKIP_CPU_TESTS=1 (the default skips them: CI runs the CPU suite), bench.log + bench/ with BENCH_ALL=1,
 # quality.tar.gz with QUALITY=1, ncu.csv with PROFILE=1.
 # Knobs: PYTHON, GKDFAST_CUDA_ARCH_LIST (9.0), MAX_JOBS (16), DEADLINE (seconds for everything, 540),
-# T_BUILD / T_CUDA_TESTS / T_CPU_TESTS / T_COMPARE / T_BENCH / T_PROBE (seconds per step, clipped to
-# what DEADLINE leaves), SKIP_COMPARE=1, SKIP_CPU_TESTS (1 by default), GKDFAST_COMMIT (recorded in
+# T_BUILD / T_CUDA_TESTS / T_CPU_TESTS / T_COMPARE / T_CALL_COST / T_BENCH / T_PROBE (seconds per step,
+# clipped to what DEADLINE leaves), SKIP_COMPARE=1, SKIP_CALL_COST=1, SKIP_CPU_TESTS (1 by default), GKDFAST_COMMIT (recorded in
 # env.txt when the copy has no .git), DRY_RUN=1, TEST_PATHS (tests), BENCH_ALL=1, BENCH_LIST (spmm structure
 # pooling autocast: GPU runners that fit the budget; contrastive takes minutes), BENCH_SMALL=1 (tiny benchmark sizes),
 # BENCH_MAX_SECONDS (per case and implementation), PROFILE=1 (ncu on scripts/profile_gpu.py cases,
@@ -189,6 +191,21 @@ if [ "${SKIP_COMPARE:-0}" != "1" ]; then
   step "gpu compare" "$T_COMPARE" "$OUT/compare.log" "$PY" benchmarks/gpu_compare.py "${CMP_ARGS[@]}" \
     --out "$OUT" --max-seconds "${BENCH_MAX_SECONDS:-4}"
   [ -f "$OUT/summary.json" ] || note "gpu compare: no summary written"
+fi
+
+# ---- 5b. what one call costs on a small graph (Cora): the per-call work the C++ autograd nodes cut
+# (session 42) against kernels of a few microseconds.  Needs Cora: GKDFAST_DATA/planetoid, or
+# .devdata/planetoid (copy ../shared/data/planetoid there and carry .devdata into the device call).
+if [ "${SKIP_CALL_COST:-0}" != "1" ]; then
+  PLANETOID="${GKDFAST_DATA:-$REPO/.devdata}/planetoid"
+  if [ -f "$PLANETOID/ind.cora.x" ]; then
+    CC_ARGS=(--device cuda --dims 8 16 64 --calls 500 --loops 3 --train-epochs 50)
+    [ "$DRY" = "1" ] && CC_ARGS=(--device cpu --dims 8 --calls 20 --loops 1 --train-epochs 2)
+    step "call cost" "${T_CALL_COST:-60}" "$OUT/call_cost.log" "$PY" benchmarks/spmm_call_cost.py \
+      --data "$PLANETOID" "${CC_ARGS[@]}"
+  else
+    note "call cost: skipped, no Cora under $PLANETOID"
+  fi
 fi
 
 # ---- 6. all benchmarks (BENCH_ALL=1) --------------------------------------------------------

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from conftest import REPO, load_repo_script
+from conftest import REPO, load_repo_script, need_data
 
 
 def test_crash_probe_tells_a_raise_from_a_crash():
@@ -24,7 +24,8 @@ def test_crash_probe_tells_a_raise_from_a_crash():
 def test_dry_run_writes_the_summary_and_the_comparison_under_out(tmp_path):
     out = tmp_path / "dc"
     env = dict(os.environ, DRY_RUN="1", OUT=str(out), PYTHON=sys.executable, TEST_PATHS="tests/test_pooling.py",
-               DEADLINE="300", T_COMPARE="200", BENCH_MAX_SECONDS="1", OMP_NUM_THREADS="1", GKDFAST_COMMIT="abc123")
+               DEADLINE="300", T_COMPARE="200", BENCH_MAX_SECONDS="1", OMP_NUM_THREADS="1", GKDFAST_COMMIT="abc123",
+               GKDFAST_DATA=os.path.dirname(need_data("planetoid")))
     p = subprocess.run(["bash", "scripts/device_check.sh"], cwd=REPO, env=env, capture_output=True, text=True,
                        timeout=600)
     summary = (out / "summary.txt").read_text()
@@ -36,6 +37,8 @@ def test_dry_run_writes_the_summary_and_the_comparison_under_out(tmp_path):
     assert "gpu compare: ok" in summary, summary
     assert json.loads((out / "compare.json").read_text())["rows"]  # written straight into $OUT
     assert (out / "summary.json").exists()
+    assert "call cost: ok" in summary, summary
+    assert "GAT(8x8) training epoch" in (out / "call_cost.log").read_text()
     env_txt = (out / "env.txt").read_text()
     assert "commit abc123" in env_txt and "module pytest: yes" in env_txt
     assert os.path.exists(os.path.join(REPO, "gkdfast")) and any(
