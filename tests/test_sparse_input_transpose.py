@@ -1,0 +1,87 @@
+"""The sparse first layer's weight gradient through the cached transposed structure
+(gkdfast.nn.sparse_input._CsrTranspose): the same structure torch builds by transposing the CSR matrix,
+the same gradients as the dense layer, built once per feature matrix and reused by every dropped-out
+copy, and torch's own product wherever the shortcut does not apply."""
+import pytest
+import torch
+
+from gkdfast.nn import sparse_input
+from gkdfast.nn.sparse_input import _CsrLinearWeightGrad, dropout_sparse_input, sparse_linear
+
+
+def _bag_of_words(n=60, f=45, seed=0, dtype=torch.float64):
+    gen = torch.Generator().manual_seed(seed)
+    x = (torch.rand(n, f, generator=gen) < 0.03).to(dtype) * torch.rand(n, f, generator=gen, dtype=dtype)
+    x[5] = 0  # an empty row
+    x[:, 7] = 0  # an empty column
+    return x
+
+
+def _uses_cached_transpose(out):
+    seen, stack = set(), [out.grad_fn]
+    while stack:
+        fn = stack.pop()
+        if fn is None or fn in seen:
+            continue
+        seen.add(fn)
+        if type(fn).__name__ == _CsrLinearWeightGrad.__name__ + "Backward":
+            return True
+        stack.extend(nxt for nxt, _ in fn.next_functions)
+    return False
+
+
+def test_transposed_structure_is_torchs_transpose():
+    x = _bag_of_words()
+    csr = sparse_input._operand(x)
+    t_crow, t_col, perm = csr._gkdfast_csr_t.transposed()
+    want = csr.t().to_sparse_csr()
+    assert torch.equal(t_crow, want.crow_indices()) and torch.equal(t_col, want.col_indices())
+    assert torch.equal(csr.values()[perm], want.values())
+
+
+@pytest.mark.parametrize("dropped", [False, True])
+def test_weight_gradient_equals_the_dense_layer(dropped):
+    x = _bag_of_words()
+    lin = torch.nn.Linear(45, 6).double()
+    ref = torch.nn.Linear(45, 6).double()
+    ref.load_state_dict(lin.state_dict())
+    if dropped:  # a fixed "dropout" of every other stored entry, scaled by 2
+        inp = dropout_sparse_input(x, lambda v: v * (torch.arange(v.numel()) % 2).to(v.dtype) * 2)
+        dense_inp = inp.to_dense()
+    else:
+        inp, dense_inp = x, x
+    out = sparse_linear(lin, inp)
+    assert _uses_cached_transpose(out)
+    out.square().sum().backward()
+    ref(dense_inp).square().sum().backward()
+    torch.testing.assert_close(lin.weight.grad, ref.weight.grad)
+    torch.testing.assert_close(lin.bias.grad, ref.bias.grad)
+
+
+def test_structure_built_once_and_shared_by_dropped_copies():
+    x = _bag_of_words(seed=1)
+    lin = torch.nn.Linear(45, 3).double()
+    structure = sparse_input._operand(x)._gkdfast_csr_t
+    assert structure._t is None  # nothing built until a backward needs it
+    built = []
+    for step in range(3):
+        gen = torch.Generator().manual_seed(step)
+        inp = dropout_sparse_input(x, lambda v: v * (torch.rand(v.shape, generator=gen, dtype=v.dtype) > 0.5) * 2)
+        assert inp._gkdfast_csr_t is structure
+        sparse_linear(lin, inp).sum().backward()
+        built.append(structure._t)
+    assert built[0] is not None and all(t is built[0] for t in built)
+
+
+def test_torchs_product_where_the_shortcut_does_not_apply():
+    x = _bag_of_words(seed=2)
+    lin = torch.nn.Linear(45, 4).double()
+    with torch.no_grad():  # nothing to differentiate
+        assert sparse_linear(lin, x).grad_fn is None
+    lin.weight.requires_grad_(False)  # a frozen layer: torch's product, no custom node
+    lin.bias.requires_grad_(False)
+    assert not _uses_cached_transpose(sparse_linear(lin, x).sum() + 0 * torch.zeros((), requires_grad=True))
+    # A CSR input without the cached structure (e.g. a batch's rows) takes torch's product as well.
+    lin.weight.requires_grad_(True)
+    plain = x.to_sparse_csr()
+    assert not hasattr(plain, "_gkdfast_csr_t") and not _uses_cached_transpose(sparse_linear(lin, plain))
