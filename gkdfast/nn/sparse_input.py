@@ -146,7 +146,7 @@ class _CsrLinearWeightGrad(torch.autograd.Function):
 def _sparse_mm(xs: Tensor, weight: Tensor, bias: Optional[Tensor]) -> Tensor:
     """``xs @ weightᵀ + bias`` for a sparse CSR ``xs``.  A cached feature matrix (or its dropped-out
     copy) carries its transposed structure, which the weight gradient reuses (:class:`_CsrTranspose`;
-    Cora's first layer forward + backward, one thread: 4.8 -> 2.5 ms)."""
+    Cora's first layer, 1,433 -> 64, dropout 0.5, forward + backward, one thread: 3.3 -> 1.8-2.0 ms)."""
     quiet_sparse_csr()
     structure = getattr(xs, "_gkdfast_csr_t", None)
     if (structure is not None and weight.requires_grad and torch.is_grad_enabled()
