@@ -85,7 +85,8 @@ class SpmmFunction : public torch::autograd::Function<SpmmFunction> {
                             keep_x ? x : at::Tensor(), arg});
     ctx->saved_data["reduce"] = std::string(reduce.data(), reduce.size());
     ctx->saved_data["has_weight"] = with_weight;
-    ctx->mark_non_differentiable({arg});
+    // arg is int64, never differentiable: not marked, as torch's compiled autograd asserts that a C++
+    // node marked nothing (helper 125: every spmm backward under compiled autograd crashed).
     // No zeros for the int64 arg output's (absent) gradient: that was an unused [N, d] int64 per backward.
     ctx->set_materialize_grads(false);
     return {out, arg};
