@@ -5,8 +5,8 @@ passes), the public ``gkdfast.spmm`` forward, forward + backward, and torch's CS
 Runner:  ``python benchmarks/spmm_call_cost.py [--data ROOT] [--name cora] [--dims 8 16 64] [--loops 9]
 [--train-epochs 100] [--device cuda]``
 
-``--train-epochs E`` also times whole full-batch training epochs of GCN(64), SAGE(64) and GAT(8x8: 8
-heads, attention dropout 0.6) on the graph (Adam, dropout 0.5, cross-entropy on the training nodes): ms
+``--train-epochs E`` also times whole full-batch training epochs of GCN(64), SAGE(64), GAT(8x8: 8
+heads, attention dropout 0.6) and MLP(128) on the graph (Adam, dropout 0.5, cross-entropy on the training nodes): ms
 per epoch, best of 5 runs of E epochs.
 
 Pin it to one core for stable figures (``OMP_NUM_THREADS=1 taskset -c 1 python ...``): one thread, best
@@ -97,17 +97,18 @@ def main(argv=None) -> None:
 
 
 def train_epoch_ms(data, g, epochs: int, sync=lambda: None) -> dict:
-    """ms per full-batch training epoch of GCN(64), SAGE(64) and GAT(8x8: 8 heads of 8), best of 5 runs of
-    ``epochs``."""
+    """ms per full-batch training epoch of GCN(64), SAGE(64), GAT(8x8: 8 heads of 8) and MLP(128) (a
+    GLNN-style student), best of 5 runs of ``epochs``."""
     import torch.nn.functional as F
 
-    from gkdfast.nn import GAT, GCN, SAGE
+    from gkdfast.nn import GAT, GCN, MLP, SAGE
 
     x, y, train = data.x, data.y, data.train_mask
     classes = int(y.max()) + 1
     out = {}
     models = (("GCN(64)", lambda: GCN(x.size(1), 64, classes)), ("SAGE(64)", lambda: SAGE(x.size(1), 64, classes)),
-              ("GAT(8x8)", lambda: GAT(x.size(1), 64, classes, heads=8, attn_dropout=0.6)))
+              ("GAT(8x8)", lambda: GAT(x.size(1), 64, classes, heads=8, attn_dropout=0.6)),
+              ("MLP(128)", lambda: MLP(x.size(1), 128, classes)))
     for name, make in models:
         torch.manual_seed(0)
         model = make().to(x.device)

@@ -1,5 +1,5 @@
 """benchmarks/spmm_call_cost.py runs end to end on Cora: a row per width with five positive per-call
-times, the forward + backward above the forward alone, and a GCN, a SAGE and a GAT training epoch."""
+times, the forward + backward above the forward alone, and a GCN, a SAGE, a GAT and an MLP training epoch."""
 from __future__ import annotations
 
 import pytest
@@ -18,9 +18,9 @@ def test_spmm_call_cost_prints_a_row_per_width(capsys):
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0].startswith("cora: 2708 nodes, 10556 edges")
     epochs = [line for line in lines if "training epoch" in line]
-    assert [line.split()[0] for line in epochs] == ["GCN(64)", "SAGE(64)", "GAT(8x8)"]
+    assert [line.split()[0] for line in epochs] == ["GCN(64)", "SAGE(64)", "GAT(8x8)", "MLP(128)"]
     assert all(float(line.split(": ")[1].split()[0]) > 0 for line in epochs)
-    rows = [line.split() for line in lines[2:-3]]
+    rows = [line.split() for line in lines[2:-4]]
     assert [r[0] for r in rows] == ["4", "8"]
     for r in rows:
         raw, raw_t, fwd, fwd_bwd, torch_csr = map(float, r[1:])
