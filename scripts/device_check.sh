@@ -17,18 +17,21 @@
 #      compare.json, and the summary table printed last
 #   5b. benchmarks/spmm_call_cost.py --device cuda: one call's cost and training epochs on Cora
 #      (call_cost.log; needs GKDFAST_DATA/planetoid or .devdata/planetoid)
+#   5c. scripts/int32_spmm_check.py: spmm on an int32 graph with N*d >= 2^31 against an exact gather
+#      (int32_spmm.log; ~26 GB of GPU memory)
 #   6. BENCH_ALL=1: also every benchmarks/bench_*.py standalone runner, with --device cuda
 #   QUALITY=1 adds scripts/quality.py on the GPU: workers (dataset x seed half) start right after the
 #   build and run beside the tests until QUALITY_UNTIL seconds after the start, then stop; every
 #   finished training run is in quality.tar.gz (runs-*.jsonl), and the report is rebuilt from them
 #   with `scripts/quality.py --from-runs` (there, and again wherever the files land).
 # Files written to $OUT: summary.txt, env.txt, build.log, crash_probe.log, tests_cuda.log, compare.log,
-# summary.json, compare.json (rewritten after every part of the comparison), call_cost.log; tests_cpu.log without
+# summary.json, compare.json (rewritten after every part of the comparison), call_cost.log, int32_spmm.log;
+# tests_cpu.log without
 # SKIP_CPU_TESTS=1 (the default skips them: CI runs the CPU suite), bench.log + bench/ with BENCH_ALL=1,
 # quality.tar.gz with QUALITY=1, ncu.csv with PROFILE=1.
 # Knobs: PYTHON, GKDFAST_CUDA_ARCH_LIST (9.0), MAX_JOBS (16), DEADLINE (seconds for everything, 540),
-# T_BUILD / T_CUDA_TESTS / T_CPU_TESTS / T_COMPARE / T_CALL_COST / T_BENCH / T_PROBE (seconds per step,
-# clipped to what DEADLINE leaves), SKIP_COMPARE=1, SKIP_CALL_COST=1, SKIP_CPU_TESTS (1 by default), GKDFAST_COMMIT (recorded in
+# T_BUILD / T_CUDA_TESTS / T_CPU_TESTS / T_COMPARE / T_CALL_COST / T_INT32 / T_BENCH / T_PROBE (seconds per
+# step, clipped to what DEADLINE leaves), SKIP_COMPARE=1, SKIP_CALL_COST=1, SKIP_INT32=1, SKIP_CPU_TESTS (1 by default), GKDFAST_COMMIT (recorded in
 # env.txt when the copy has no .git), DRY_RUN=1, TEST_PATHS (tests), BENCH_ALL=1, BENCH_LIST (spmm structure
 # pooling autocast: GPU runners that fit the budget; contrastive takes minutes), BENCH_SMALL=1 (tiny benchmark sizes),
 # BENCH_MAX_SECONDS (per case and implementation), PROFILE=1 (ncu on scripts/profile_gpu.py cases,
@@ -206,6 +209,14 @@ if [ "${SKIP_CALL_COST:-0}" != "1" ]; then
   else
     note "call cost: skipped, no Cora under $PLANETOID"
   fi
+fi
+
+# ---- 5c. int32 CSR with N*d >= 2^31 through cuSPARSE (docs/gpu-kernels.md, "Not done yet"): exact check
+if [ "${SKIP_INT32:-0}" != "1" ]; then
+  I32_ARGS=()
+  [ "$DRY" = "1" ] && I32_ARGS=(--device cpu --nodes 1000 --dim 8)
+  step "int32 spmm" "${T_INT32:-90}" "$OUT/int32_spmm.log" "$PY" scripts/int32_spmm_check.py "${I32_ARGS[@]}"
+  grep -E "^int32 spmm .*: " "$OUT/int32_spmm.log" | cut -c1-160 | sed 's/^/device_check: /' | tee -a "$SUMMARY"
 fi
 
 # ---- 6. all benchmarks (BENCH_ALL=1) --------------------------------------------------------

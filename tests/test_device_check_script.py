@@ -39,6 +39,7 @@ def test_dry_run_writes_the_summary_and_the_comparison_under_out(tmp_path):
     assert (out / "summary.json").exists()
     assert "call cost: ok" in summary, summary
     assert "GAT(8x8) training epoch" in (out / "call_cost.log").read_text()
+    assert "int32 spmm: ok" in summary and "int32 spmm weighted sum: ok" in summary, summary
     env_txt = (out / "env.txt").read_text()
     assert "commit abc123" in env_txt and "module pytest: yes" in env_txt
     assert os.path.exists(os.path.join(REPO, "gkdfast")) and any(
