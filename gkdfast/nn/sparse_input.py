@@ -139,7 +139,7 @@ class _CsrLinearWeightGrad(torch.autograd.Function):
         (values,) = ctx.saved_tensors
         st = ctx.structure
         t_crow, t_col, perm = st.transposed()
-        xt = torch.sparse_csr_tensor(t_crow, t_col, values[perm], (st.shape[1], st.shape[0]))
+        xt = torch.sparse_csr_tensor(t_crow, t_col, values.index_select(0, perm), (st.shape[1], st.shape[0]))
         return None, torch.sparse.mm(xt, grad_out).T, None
 
 
