@@ -85,3 +85,14 @@ def test_torchs_product_where_the_shortcut_does_not_apply():
     lin.weight.requires_grad_(True)
     plain = x.to_sparse_csr()
     assert not hasattr(plain, "_gkdfast_csr_t") and not _uses_cached_transpose(sparse_linear(lin, plain))
+
+
+def test_first_backward_under_inference_mode_builds_ordinary_tensors():
+    # helper 126: the structure lives as long as the features, so it must not be made of inference
+    # tensors when the first backward happens to run under torch.inference_mode().
+    x = _bag_of_words(seed=3)
+    lin = torch.nn.Linear(45, 3).double()
+    out = sparse_linear(lin, x).sum()
+    with torch.inference_mode():
+        out.backward()
+    assert not any(t.is_inference() for t in sparse_input._operand(x)._gkdfast_csr_t._t)

@@ -108,12 +108,14 @@ class _CsrTranspose:
 
     def transposed(self) -> Tuple[Tensor, Tensor, Tensor]:
         if self._t is None:
-            col = self.col
-            perm = torch.argsort(col, stable=True)  # by column, rows ascending inside one: torch's order
-            rows = torch.repeat_interleave(torch.arange(self.shape[0], device=col.device), self.crow.diff())
-            t_crow = torch.zeros(self.shape[1] + 1, dtype=self.crow.dtype, device=col.device)
-            t_crow[1:] = torch.cumsum(torch.bincount(col, minlength=self.shape[1]), 0)
-            self._t = (t_crow, rows[perm].to(col.dtype), perm)
+            # (Two threads' first backward may both build it: the same tensors, one kept.)
+            with cache_mode():  # as the CSR copy: a first backward under inference mode must not make it
+                col = self.col  # inference tensors for the features' lifetime (helper 126)
+                perm = torch.argsort(col, stable=True)  # by column, rows ascending inside one: torch's order
+                rows = torch.repeat_interleave(torch.arange(self.shape[0], device=col.device), self.crow.diff())
+                t_crow = torch.zeros(self.shape[1] + 1, dtype=self.crow.dtype, device=col.device)
+                t_crow[1:] = torch.cumsum(torch.bincount(col, minlength=self.shape[1]), 0)
+                self._t = (t_crow, rows[perm].to(col.dtype), perm)
         return self._t
 
 
