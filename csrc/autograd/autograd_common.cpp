@@ -13,6 +13,11 @@ const c10::TypedOperatorHandle<SpmmSignature>& spmm_op() {
   return op;
 }
 
+const c10::TypedOperatorHandle<SddmmSignature>& sddmm_op() {
+  static const auto op = find_op<SddmmSignature>("gkdfast::sddmm");
+  return op;
+}
+
 bool needs_autograd(const at::Tensor& t) {
   return (c10::GradMode::is_enabled() && t.requires_grad()) || t._fw_grad(0).defined();
 }

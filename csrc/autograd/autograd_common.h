@@ -26,6 +26,10 @@ using SpmmSignature = std::tuple<at::Tensor, at::Tensor>(const at::Tensor&, cons
                                                           c10::string_view);
 const c10::TypedOperatorHandle<SpmmSignature>& spmm_op();
 
+using SddmmSignature = at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
+                                  const at::Tensor&, const at::Tensor&, const at::Tensor&);
+const c10::TypedOperatorHandle<SddmmSignature>& sddmm_op();
+
 // Whether autograd has anything to record for t: a gradient (grad mode on and t requires one) or a
 // forward-mode tangent (torch::autograd::Function refuses those with an error rather than drop them).
 // When no input has, the kernel alone serves the call, without building an autograd node.

@@ -12,17 +12,10 @@ namespace gkdfast {
 namespace {
 
 using autograd::needs_autograd;
+using autograd::sddmm_op;
 using autograd::spmm_op;
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
-
-using SddmmSignature = at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
-                                  const at::Tensor&, const at::Tensor&, const at::Tensor&);
-
-const c10::TypedOperatorHandle<SddmmSignature>& sddmm_op() {
-  static const auto op = autograd::find_op<SddmmSignature>("gkdfast::sddmm");
-  return op;
-}
 
 class SddmmFunction : public torch::autograd::Function<SddmmFunction> {
  public:

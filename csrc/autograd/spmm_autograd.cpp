@@ -23,6 +23,7 @@ namespace {
 
 using autograd::find_op;
 using autograd::needs_autograd;
+using autograd::sddmm_op;
 using autograd::spmm_op;
 using autograd::transpose_of_transpose;
 using torch::autograd::AutogradContext;
@@ -36,8 +37,6 @@ using ArgBackwardSignature = std::tuple<at::Tensor, at::Tensor>(const at::Tensor
                                                                  const at::Tensor&, const c10::optional<at::Tensor>&,
                                                                  const at::Tensor&, const at::Tensor&,
                                                                  const at::Tensor&);
-using SddmmSignature = at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
-                                  const at::Tensor&, const at::Tensor&, const at::Tensor&);
 
 const c10::TypedOperatorHandle<SpmmGcnSignature>& spmm_gcn_op() {
   static const auto op = find_op<SpmmGcnSignature>("gkdfast::spmm_gcn");
@@ -46,11 +45,6 @@ const c10::TypedOperatorHandle<SpmmGcnSignature>& spmm_gcn_op() {
 
 const c10::TypedOperatorHandle<ArgBackwardSignature>& arg_backward_op() {
   static const auto op = find_op<ArgBackwardSignature>("gkdfast::spmm_arg_backward");
-  return op;
-}
-
-const c10::TypedOperatorHandle<SddmmSignature>& sddmm_op() {
-  static const auto op = find_op<SddmmSignature>("gkdfast::sddmm");
   return op;
 }
 
