@@ -197,7 +197,9 @@ def test_compiled_autograd_runs_the_cpp_nodes(reduce):
     loss = gkdfast.spmm(g, h, norm="gcn").square().sum() + torch.ops.gkdfast.edge_softmax(g.rowptr, s).sum()
     want = torch.autograd.grad(loss, [x, w], retain_graph=True)
     torch._dynamo.reset()
-    with torch._dynamo.compiled_autograd._enable(torch.compile(backend="aot_eager")):
+    compiled_autograd = torch._dynamo.compiled_autograd
+    enable = getattr(compiled_autograd, "_enable", None) or compiled_autograd.enable  # (torch < 2.6: enable)
+    with enable(torch.compile(backend="aot_eager")):
         loss.backward()
     torch._dynamo.reset()
     torch.testing.assert_close(x.grad, want[0])
