@@ -81,8 +81,8 @@ def make_extension():
         if os.environ.get("GKDFAST_SANITIZE", "0") == "1" else []
     if sanitize:
         cxx = ["-O1", "-g"] + cxx[2:] + sanitize
-    sources = (_sources("csrc/*.cpp") + _sources("csrc/common/*.cpp") + _sources("csrc/ops/*.cpp") + _sources("csrc/cpu/*.cpp")
-               + _sources("csrc/autograd/*.cpp"))
+    sources = (_sources("csrc/*.cpp") + _sources("csrc/common/*.cpp") + _sources("csrc/ops/*.cpp")
+               + _sources("csrc/cpu/*.cpp") + _sources("csrc/autograd/*.cpp"))
     include_dirs = [os.path.join(HERE, "csrc")]
     extra_link = ["-fopenmp"] + sanitize
     if _want_cuda():

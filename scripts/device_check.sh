@@ -31,7 +31,8 @@
 # quality.tar.gz with QUALITY=1, ncu.csv with PROFILE=1.
 # Knobs: PYTHON, GKDFAST_CUDA_ARCH_LIST (9.0), MAX_JOBS (16), DEADLINE (seconds for everything, 540),
 # T_BUILD / T_CUDA_TESTS / T_CPU_TESTS / T_COMPARE / T_CALL_COST / T_INT32 / T_BENCH / T_PROBE (seconds per
-# step, clipped to what DEADLINE leaves), SKIP_COMPARE=1, SKIP_CALL_COST=1, SKIP_INT32=1, SKIP_CPU_TESTS (1 by default), GKDFAST_COMMIT (recorded in
+# step, clipped to what DEADLINE leaves), SKIP_COMPARE=1, SKIP_CALL_COST=1, SKIP_INT32=1,
+# SKIP_CPU_TESTS (1 by default), GKDFAST_COMMIT (recorded in
 # env.txt when the copy has no .git), DRY_RUN=1, TEST_PATHS (tests), BENCH_ALL=1, BENCH_LIST (spmm structure
 # pooling autocast: GPU runners that fit the budget; contrastive takes minutes), BENCH_SMALL=1 (tiny benchmark sizes),
 # BENCH_MAX_SECONDS (per case and implementation), PROFILE=1 (ncu on scripts/profile_gpu.py cases,

@@ -6,8 +6,9 @@
 Each module holds, for the ops its C++ header declares, the fake (meta) kernel that torch.compile
 and meta tensors use to know output shapes, and the autograd formula (usually another native op:
 ``*_backward``), except for the hot ops of a GNN layer (``spmm``, ``spmm_gcn``, ``sddmm``,
-``edge_softmax``, ``dropout``), whose autograd is C++ (``csrc/autograd/``).  :func:`register_all` runs once, from :mod:`gkdfast._backend`, right after the
-extension ``gkdfast._C`` has loaded; without the extension nothing is registered and every call
+``edge_softmax``, ``dropout``), whose autograd is C++ (``csrc/autograd/``).  :func:`register_all`
+runs once, from :mod:`gkdfast._backend`, right after the extension ``gkdfast._C`` has loaded; without
+the extension nothing is registered and every call
 takes the pure-PyTorch reference.  docs/adding-an-op.md walks through adding an op end to end.
 
 Example:

@@ -97,8 +97,9 @@ class _CsrTranspose:
     """The transposed structure of a cached CSR feature matrix, built once on first use: the weight
     gradient of ``xs @ Wᵀ`` is ``xsᵀ @ g``, and torch rebuilds ``xsᵀ`` (a sort of all ``nnz`` entries)
     on every backward (it keeps no transpose of a CSR tensor, and input dropout makes a new one each
-    step anyway).  Dropout changes the values only, so the structure is the cached matrix's: ``t_crow`` [F + 1], ``t_col`` [nnz] (the row
-    of each entry, by column) and ``perm`` [nnz] (the entry's position in ``xs``'s value array)."""
+    step anyway).  Dropout changes the values only, so the structure is the cached matrix's:
+    ``t_crow`` [F + 1], ``t_col`` [nnz] (the row of each entry, by column) and ``perm`` [nnz] (the
+    entry's position in ``xs``'s value array)."""
 
     __slots__ = ("crow", "col", "shape", "_t")
 
