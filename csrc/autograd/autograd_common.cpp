@@ -22,9 +22,9 @@ bool needs_autograd(const at::Tensor& t) {
   return (c10::GradMode::is_enabled() && t.requires_grad()) || t._fw_grad(0).defined();
 }
 
-bool needs_autograd(const c10::optional<at::Tensor>& t) {
-  return t.has_value() && t->defined() && needs_autograd(*t);
-}
+bool has_value(const c10::optional<at::Tensor>& t) { return t.has_value() && t->defined(); }
+
+bool needs_autograd(const c10::optional<at::Tensor>& t) { return has_value(t) && needs_autograd(*t); }
 
 namespace {
 

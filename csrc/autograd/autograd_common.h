@@ -30,6 +30,9 @@ using SddmmSignature = at::Tensor(const at::Tensor&, const at::Tensor&, const at
                                   const at::Tensor&, const at::Tensor&, const at::Tensor&);
 const c10::TypedOperatorHandle<SddmmSignature>& sddmm_op();
 
+// Whether an optional tensor argument was passed (present and defined).
+bool has_value(const c10::optional<at::Tensor>& t);
+
 // Whether autograd has anything to record for t: a gradient (grad mode on and t requires one) or a
 // forward-mode tangent (torch::autograd::Function refuses those with an error rather than drop them).
 // When no input has, the kernel alone serves the call, without building an autograd node.

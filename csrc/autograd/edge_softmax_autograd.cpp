@@ -38,8 +38,8 @@ class EdgeSoftmaxFunction : public torch::autograd::Function<EdgeSoftmaxFunction
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    const variable_list saved = ctx->get_saved_variables();
     if (!ctx->needs_input_grad(1)) return {at::Tensor(), at::Tensor()};
+    const variable_list saved = ctx->get_saved_variables();
     return {at::Tensor(), edge_softmax_backward_op().call(saved[0], saved[1], grads[0].contiguous())};
   }
 };

@@ -22,6 +22,7 @@ namespace gkdfast {
 namespace {
 
 using autograd::find_op;
+using autograd::has_value;
 using autograd::needs_autograd;
 using autograd::sddmm_op;
 using autograd::spmm_op;
@@ -51,8 +52,6 @@ const c10::TypedOperatorHandle<ArgBackwardSignature>& arg_backward_op() {
 bool is_arg_reduce(c10::string_view reduce) {
   return reduce == "max" || reduce == "min" || reduce == "amax" || reduce == "amin";
 }
-
-bool has_value(const c10::optional<at::Tensor>& t) { return t.has_value() && t->defined(); }
 
 c10::optional<at::Tensor> weight_in_transposed_order(const at::Tensor& weight, const at::Tensor& t_eid) {
   if (!weight.defined()) return c10::nullopt;
