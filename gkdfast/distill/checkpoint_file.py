@@ -11,6 +11,7 @@ its own states back.  Whether an epoch's checkpoint is written at all is
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Optional
 
 import torch
@@ -19,7 +20,7 @@ from gkdfast._io import atomic_write, save_checkpoint_file
 from gkdfast.distill.checkpoint_cadence import CheckpointCadence
 
 __all__ = ["rng_states", "set_rng_states", "hash_module_settings", "checkpoint_due", "write_checkpoint",
-           "read_checkpoint", "resume_rng_states"]
+           "read_checkpoint", "warn_thread_change", "resume_rng_states"]
 
 
 def rng_states(device=None) -> dict:
@@ -117,7 +118,9 @@ def write_checkpoint(path: str, state: dict, ddp=None) -> None:
     """Writes ``state`` (which holds this rank's generator states as ``"rng_torch"`` and ``"rng_cuda"``,
     from :func:`rng_states`) to ``path`` atomically; under ``ddp`` (a :class:`gkdfast.distill.ddp.Dist`)
     every rank's states are gathered into ``"rng_ranks"`` with the ``"world_size"``, rank 0 alone
-    writes, and all ranks wait for it; if its write fails, every rank raises.
+    writes, and all ranks wait for it; if its write fails, every rank raises.  The writer's CPU thread
+    count goes in as ``"threads"`` (a resume at another count is not bit for bit:
+    :func:`warn_thread_change`).
 
     Example:
         >>> import os, tempfile
@@ -127,6 +130,7 @@ def write_checkpoint(path: str, state: dict, ddp=None) -> None:
         >>> read_checkpoint(p, "example")["epoch"]
         3
     """
+    state["threads"] = torch.get_num_threads()
     if ddp is None:
         atomic_write(path, lambda f: save_checkpoint_file(state, f))
         return
@@ -161,6 +165,26 @@ def read_checkpoint(path: str, who: str, world_size: int = 1) -> Optional[dict]:
         raise ValueError(f"{who}: {path} was written by a {saved_world}-process run; resume it with "
                          f"{saved_world} process(es) (this run has {world_size}) or use another checkpoint")
     return state
+
+
+def warn_thread_change(state: dict, path: str, who: str, device=None) -> None:
+    """Warns (``RuntimeWarning``) when the checkpoint ``state`` read from ``path`` was written with
+    another CPU thread count than this process has, on a CPU ``device`` (or ``None``).  The resumed run
+    is valid, but not the uninterrupted run bit for bit: torch's matrix products round differently per
+    thread count (README, "Determinism").  Checkpoints without the count (older ones) pass silently.
+
+    Example:
+        >>> warn_thread_change({"threads": torch.get_num_threads()}, "ckpt.pt", "example")  # same: silent
+    """
+    saved = state.get("threads")
+    if saved is None or (device is not None and torch.device(device).type != "cpu"):
+        return
+    now = torch.get_num_threads()
+    if int(saved) != now:
+        warnings.warn(f"{who}: {path} was written with {int(saved)} CPU thread(s) and this run has {now}: it "
+                      "resumes, but from here its numbers can differ in the last bits from an uninterrupted run "
+                      f"(matrix products round differently per thread count); OMP_NUM_THREADS={int(saved)} "
+                      "resumes it bit for bit", RuntimeWarning, stacklevel=3)
 
 
 def resume_rng_states(state: dict, ddp=None, device=None) -> None:

@@ -40,7 +40,8 @@ from gkdfast._checks import check_node_mask
 from gkdfast._rows import take_rows
 from gkdfast.distill.checkpoint_cadence import CheckpointCadence
 from gkdfast.distill.checkpoint_file import (checkpoint_due, hash_module_settings, read_checkpoint,
-                                             resume_rng_states, rng_states, write_checkpoint)
+                                             resume_rng_states, rng_states, warn_thread_change,
+                                             write_checkpoint)
 from gkdfast.distill.neighbourhood import (neighbourhood_batch, pad_neighbour_rows, refuse_nonfinite_loss,
                                           refuse_unmasked_terms)
 from gkdfast.distill import ddp as _ddp
@@ -519,6 +520,8 @@ class Distiller:
         if state is not None and state.get("fingerprint") != fp:
             raise ValueError(f"Distiller: {path} belongs to a different run (model, terms or settings differ); "
                              "use another checkpoint_dir (gkdfast distill: another --out) or delete it")
+        if state is not None:
+            warn_thread_change(state, path, "Distiller", self.device)
         return state
 
     # -- training -------------------------------------------------------------------------------

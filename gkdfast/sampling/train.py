@@ -322,13 +322,15 @@ def _run_fingerprint(model: nn.Module, heads: nn.Module, data, pool: Tensor, tea
     return h.hexdigest()
 
 
-def _resume_state(path: str, fp: str, world: int) -> Optional[dict]:
-    from gkdfast.distill.checkpoint_file import read_checkpoint
+def _resume_state(path: str, fp: str, world: int, device) -> Optional[dict]:
+    from gkdfast.distill.checkpoint_file import read_checkpoint, warn_thread_change
 
     state = read_checkpoint(path, "gkdfast.sampling.fit_sampled", world)
     if state is not None and state.get("fingerprint") != fp:
         raise ValueError(f"gkdfast.sampling.fit_sampled: {path} belongs to a different run (model, settings or data "
                          "differ, or an older gkdfast wrote it); pass another checkpoint or delete it")
+    if state is not None:
+        warn_thread_change(state, path, "gkdfast.sampling.fit_sampled", device)
     return state
 
 
@@ -464,7 +466,7 @@ def fit_sampled(model: nn.Module, data, *, fanouts: Sequence[int] = (15, 10), ba
                               batch_edges=batch_edges)
     if checkpoint and group is not None:
         fp = group.broadcast_object(fp)
-    state = _resume_state(checkpoint, fp, world) if checkpoint else None
+    state = _resume_state(checkpoint, fp, world, device) if checkpoint else None
     cadence = CheckpointCadence(checkpoint_overhead if checkpoint else None)
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(mix_seed(seed, 3) if rank == 0 else mix_seed(seed, 3, rank))  # dropout: own masks per rank
