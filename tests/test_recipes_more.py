@@ -612,3 +612,34 @@ def test_t2gnn_structure_teacher_fingerprint_follows_its_ppr_graph():
 
     assert digest(a) == digest(a)
     assert digest(a) != digest(b)
+
+
+def test_freekd_direction_log_survives_a_resume(small_cora, tmp_path, monkeypatch):
+    """session 40: the per-epoch Φ→Ψ fractions were a list on the agent, so a resumed run logged only the
+    epochs after its checkpoint; they now come from the Distiller's checkpointed history."""
+    from gkdfast.distill import distiller as distiller_module
+
+    def fit(ckpt=None):
+        torch.manual_seed(0)
+        return recipes.get("freekd", epochs=4, patience=None).fit(lambda f: GCN(f, 16, 7), small_cora, seed=0,
+                                                                  checkpoint_dir=ckpt)
+
+    whole = fit().extras["forward_fraction"]
+    assert len(whole) == 4 and all(0.0 <= f <= 1.0 for f in whole)
+
+    class Killed(Exception):
+        pass
+
+    real = distiller_module.write_checkpoint
+
+    def write_then_die(path, state, ddp=None):  # killed right after epoch 2's checkpoint
+        real(path, state, ddp)
+        if state["epoch"] == 2:
+            raise Killed
+
+    ckpt = str(tmp_path / "ck")
+    with monkeypatch.context() as m:
+        m.setattr(distiller_module, "write_checkpoint", write_then_die)
+        with pytest.raises(Killed):
+            fit(ckpt)
+    assert fit(ckpt).extras["forward_fraction"] == whole

@@ -749,6 +749,8 @@ class Distiller:
                     continue
                 v = t(ctx)
                 values[t.name] = float(v.detach())
+                for key, stat in t.step_stats().items():  # diagnostics: into the history, not the loss
+                    values[f"{t.name}.{key}"] = float(stat)
                 # Under DDP an all-pairs term is the *global* batch's loss on every rank, and each rank
                 # back-propagates it into its own rows only: the ranks' gradients sum to its gradient,
                 # and DDP averages them, so scale it by W.  (A row-mean term scales its own share,

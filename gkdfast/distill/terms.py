@@ -192,6 +192,17 @@ class LossTerm(nn.Module):
     def row_mask(self, ctx: StepContext) -> Tensor:
         return ctx.labelled if self.nodes == "train" else ctx.observed
 
+    def step_stats(self) -> dict:
+        """Diagnostics of the step just computed (``{name: float}``; none by default).  The Distiller
+        averages each over the epoch's steps into its ``history`` as ``"<term name>.<name>"``, which is
+        checkpointed: a resumed run's history is the whole run's, as an uninterrupted one's.
+
+        Example:
+            >>> CrossEntropy().step_stats()
+            {}
+        """
+        return {}
+
     def extra_repr(self) -> str:
         return f"weight={self.weight}, nodes={self.nodes!r}"
 

@@ -71,7 +71,8 @@ class FreeKDAgent(PeerTerm):
         67.76 %; the GCN alone 67.06 %); ``"teacher_gap"`` in the same run: see docs/recipes-more.md.
 
     The previous step's states, actions and losses live in buffers, so a resumed run continues
-    exactly.  ``direction_trace`` holds the fraction of Φ→Ψ choices per step (diagnostics).
+    exactly.  The fraction of Φ→Ψ choices of each step is a :meth:`step_stats` diagnostic
+    (``forward_fraction``), so it reaches the Distiller's checkpointed history.
     """
 
     name = "freekd"
@@ -90,7 +91,7 @@ class FreeKDAgent(PeerTerm):
         self.temperature, self.structure_weight = float(temperature), float(structure_weight)
         self.policy_weight, self.kernel, self.gamma = float(policy_weight), kernel, float(gamma)
         self.policy = nn.Sequential(nn.Linear(STATE_DIM, policy_hidden), nn.Tanh(), nn.Linear(policy_hidden, 2))
-        self.direction_trace: list = []
+        self._forward_fraction: Optional[float] = None
 
     def bind(self, graph, device) -> "FreeKDAgent":
         """Allocates the per-node memory for ``graph``'s ``N`` nodes."""
@@ -142,6 +143,10 @@ class FreeKDAgent(PeerTerm):
             logp = logp[:, 1:]
         return -(advantage.detach() * logp.sum(1)).mean()
 
+    def step_stats(self) -> dict:
+        """``{"forward_fraction": f}``: the share of this step's nodes where Φ taught Ψ."""
+        return {} if self._forward_fraction is None else {"forward_fraction": self._forward_fraction}
+
     def forward(self, ctx: StepContext) -> Tensor:
         from gkdfast.losses import kd, lsp
 
@@ -155,7 +160,7 @@ class FreeKDAgent(PeerTerm):
         if self.reward == "teacher_gap":
             loss = loss + self.policy_weight * self._direction_loss(state, actions, ce_now, labelled)
         forward_dir = actions[:, 0].bool()  # Φ -> Ψ
-        self.direction_trace.append(float(forward_dir.float().mean()))
+        self._forward_fraction = float(forward_dir.float().mean())
         t = self.temperature
         node_kd = torch.where(forward_dir, kd(z1, z0.detach(), t, reduction="none"),
                               kd(z0, z1.detach(), t, reduction="none"))
@@ -236,8 +241,6 @@ class FreeKD(Recipe):
         terms = self.peer_terms(group)
         terms[1].bind(data.graph, distiller_kw.get("device") or "cpu")
         trained = fit_peers(self, group, terms, data, seed, 0, **distiller_kw)
-        trace = terms[1].direction_trace
-        steps = max(1, len(trace) // max(1, trained.fit.epochs))
-        trained.extras["forward_fraction"] = [round(sum(trace[i:i + steps]) / len(trace[i:i + steps]), 4)
-                                              for i in range(0, len(trace), steps)]
+        key = f"{terms[1].name}.forward_fraction"  # per epoch, from the (checkpointed) history: whole after a resume
+        trained.extras["forward_fraction"] = [round(h[key], 4) for h in trained.fit.history if key in h]
         return trained
