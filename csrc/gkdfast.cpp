@@ -34,6 +34,11 @@ TORCH_LIBRARY(gkdfast, m) {
   // gradient is the same op on the transposed CSR).
   m.def("spmm_gcn(Tensor rowptr, Tensor col, Tensor t_rowptr, Tensor t_col, Tensor t_eid, Tensor? weight, "
         "Tensor dinv, Tensor x) -> Tensor");
+  // A rectangular CSR matrix times a dense one: out[i] = sum_{e in row i} values[e] * x[col[e]], [R, d]
+  // for x [C, d] (a bag-of-words feature matrix times a weight).  The transposed structure (t_rowptr
+  // [C+1], t_col, t_eid, or all empty) is for the gradient of x, the same op on the transpose.
+  m.def("csr_mm(Tensor rowptr, Tensor col, Tensor t_rowptr, Tensor t_col, Tensor t_eid, Tensor values, "
+        "Tensor x) -> Tensor");
   // Gradients of max/min spmm through the recorded arg (deterministic, no atomics).
   m.def("spmm_arg_backward(Tensor rowptr, Tensor col, Tensor t_rowptr, Tensor t_col, Tensor t_eid, "
         "Tensor? weight, Tensor x, Tensor arg, Tensor grad_out) -> (Tensor, Tensor)");

@@ -25,7 +25,7 @@ ASAN_LIB=$(g++ -print-file-name=libasan.so)
 UBSAN_LIB=$(g++ -print-file-name=libubsan.so)
 TESTS=("$@")
 if [ ${#TESTS[@]} -eq 0 ]; then
-  TESTS=(tests/test_spmm.py tests/test_spmm_gcn.py tests/test_sddmm_softmax.py tests/test_lsp.py tests/test_gsp_tiled_cpu.py
+  TESTS=(tests/test_spmm.py tests/test_spmm_gcn.py tests/test_csr_mm.py tests/test_sddmm_softmax.py tests/test_lsp.py tests/test_gsp_tiled_cpu.py
          tests/test_crd.py tests/test_gram_lse.py tests/test_topk.py tests/test_row_range_ops.py
          tests/test_native_safety.py tests/test_sample_neighbors.py tests/test_pooling.py tests/test_ppr.py
          tests/test_symmetric_csr.py tests/test_inverse_cdf.py tests/test_streaming_deepwalk.py

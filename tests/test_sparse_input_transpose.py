@@ -1,9 +1,12 @@
 """The sparse first layer's weight gradient through the cached transposed structure
 (gkdfast.nn.sparse_input._CsrTranspose): the same structure torch builds by transposing the CSR matrix,
 the same gradients as the dense layer, built once per feature matrix and reused by every dropped-out
-copy, and torch's own product wherever the shortcut does not apply."""
+copy, and torch's own product wherever the shortcut does not apply.  On the CPU the shortcut is the
+native csr_mm op (tests/test_csr_mm.py), elsewhere _CsrLinearWeightGrad around torch's product."""
 import pytest
 import torch
+
+import gkdfast
 
 from gkdfast.nn import sparse_input
 from gkdfast.nn.sparse_input import _CsrLinearWeightGrad, dropout_sparse_input, sparse_linear
@@ -24,10 +27,23 @@ def _uses_cached_transpose(out):
         if fn is None or fn in seen:
             continue
         seen.add(fn)
-        if type(fn).__name__ == _CsrLinearWeightGrad.__name__ + "Backward":
+        if type(fn).__name__ == _CsrLinearWeightGrad.__name__ + "Backward" or "csr_mm" in fn.name():
             return True
         stack.extend(nxt for nxt, _ in fn.next_functions)
     return False
+
+
+@pytest.fixture
+def paths(monkeypatch):
+    """Counts which product each sparse_linear call took: "native" (csr_mm with the transposed
+    structure), "native forward" (csr_mm without it), "shortcut" (_CsrLinearWeightGrad) or "torch"."""
+    taken = []
+    native, apply, mm = sparse_input._native_product, _CsrLinearWeightGrad.apply, torch.sparse.mm
+    monkeypatch.setattr(sparse_input, "_native_product",
+                        lambda xs, t, w: taken.append("native" if t is not None else "native forward") or native(xs, t, w))
+    monkeypatch.setattr(_CsrLinearWeightGrad, "apply", lambda *a: taken.append("shortcut") or apply(*a))
+    monkeypatch.setattr(torch.sparse, "mm", lambda *a: taken.append("torch") or mm(*a))
+    return taken
 
 
 def test_transposed_structure_is_torchs_transpose():
@@ -73,24 +89,40 @@ def test_structure_built_once_and_shared_by_dropped_copies():
     assert built[0] is not None and all(t is built[0] for t in built)
 
 
-def test_torchs_product_where_the_shortcut_does_not_apply(monkeypatch):
-    calls = []
-    apply = _CsrLinearWeightGrad.apply
-    monkeypatch.setattr(_CsrLinearWeightGrad, "apply", lambda *a: calls.append(1) or apply(*a))
+def test_torchs_product_where_the_shortcut_does_not_apply(paths):
+    native = sparse_input._native_csr_mm(torch.zeros(1, 1).to_sparse_csr().double(), torch.zeros(1, 1).double())
     x = _bag_of_words(seed=2)
     lin = torch.nn.Linear(45, 4).double()
     sparse_linear(lin, x)
-    assert len(calls) == 1  # (the spy sees the shortcut where it applies)
+    assert paths == ["native" if native else "shortcut"]  # (the spy sees the shortcut where it applies)
     with torch.no_grad():  # nothing to differentiate
         sparse_linear(lin, x)
     lin.weight.requires_grad_(False)  # a frozen layer
     sparse_linear(lin, x)
-    # A CSR input without the cached structure (e.g. a batch's rows).
+    assert paths[1:] == ["native forward" if native else "torch"] * 2
+    # A CSR input without the cached structure (e.g. a batch's rows): torch's product, which transposes
     lin.weight.requires_grad_(True)
     plain = x.to_sparse_csr()
     assert not hasattr(plain, "_gkdfast_csr_t")
     out = sparse_linear(lin, plain)
-    assert len(calls) == 1 and not _uses_cached_transpose(out)
+    assert paths[3:] == ["torch"] and not _uses_cached_transpose(out)
+
+
+@pytest.mark.skipif(not gkdfast._backend.native_loaded(), reason="native extension not built")
+def test_cpu_takes_the_native_product(paths):
+    """With the extension on the CPU the products are csr_mm's; GKDFAST_BACKEND=reference gives torch's
+    product back, with the same values and weight gradient."""
+    x = _bag_of_words(seed=4)
+    lin = torch.nn.Linear(45, 5).double()
+    out = sparse_linear(lin, x)
+    (grad,) = torch.autograd.grad(out.square().sum(), lin.weight)
+    assert paths == ["native"]
+    with gkdfast._backend.forced("reference"):
+        ref = sparse_linear(lin, x)
+        (ref_grad,) = torch.autograd.grad(ref.square().sum(), lin.weight)
+    assert paths[1] == "shortcut"  # (which calls torch's product inside)
+    torch.testing.assert_close(out, ref)
+    torch.testing.assert_close(grad, ref_grad)
 
 
 def test_first_backward_under_inference_mode_builds_ordinary_tensors():

@@ -33,6 +33,7 @@ TORCH_LIBRARY_IMPL(gkdfast, CPU, m) {
   m.impl("spmm_gcn", &spmm_gcn_cpu);
   m.impl("symmetric_csr", &symmetric_csr_cpu);
   m.impl("spmm_arg_backward", &spmm_arg_backward_cpu);
+  m.impl("csr_mm", &csr_mm_cpu);
 }
 
 }  // namespace gkdfast

@@ -132,6 +132,26 @@ std::tuple<at::Tensor, at::Tensor> spmm_cpu(const at::Tensor& rowptr_in, const a
   return {out, arg};
 }
 
+at::Tensor csr_mm_cpu(const at::Tensor& rowptr_in, const at::Tensor& col_in, const at::Tensor& t_rowptr,
+                      const at::Tensor& t_col, const at::Tensor& t_eid, const at::Tensor& values_in,
+                      const at::Tensor& x_in) {
+  check_csr_mm(rowptr_in, col_in, t_rowptr, t_col, t_eid, values_in, x_in);
+  const auto rowptr = rowptr_in.contiguous();
+  const auto col = col_in.contiguous();
+  const auto values = values_in.contiguous();
+  const auto x = x_in.contiguous();
+  const int64_t rows = csr_num_rows(rowptr), d = x.size(1);
+  auto out = at::empty({rows, d}, x.options());
+  // spmm's weighted sum, whose rows read x only through col: any number of x rows
+  GKD_DISPATCH_CPU_FLOATS(x.scalar_type(), "gkdfast_csr_mm_cpu", [&] {
+    AT_DISPATCH_INDEX_TYPES(col.scalar_type(), "gkdfast_csr_mm_cpu_index", [&] {
+      spmm_rows<scalar_t, index_t>(rowptr.data_ptr<index_t>(), col.data_ptr<index_t>(), values.data_ptr<scalar_t>(),
+                                   x.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), nullptr, rows, d, Reduce::Sum);
+    });
+  });
+  return out;
+}
+
 // Max/min backward.  grad_x runs over the transposed CSR so each source row has one writer;
 // grad_w runs over the forward CSR, where every edge belongs to exactly one destination row.
 std::tuple<at::Tensor, at::Tensor> spmm_arg_backward_cpu(

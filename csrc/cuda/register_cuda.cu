@@ -33,6 +33,7 @@ TORCH_LIBRARY_IMPL(gkdfast, CUDA, m) {
   m.impl("spmm", &cuda::spmm_cuda);
   m.impl("spmm_gcn", &cuda::spmm_gcn_cuda);
   m.impl("spmm_arg_backward", &cuda::spmm_arg_backward_cuda);
+  m.impl("csr_mm", &cuda::csr_mm_cuda);
 }
 
 }  // namespace gkdfast

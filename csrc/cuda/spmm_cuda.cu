@@ -175,7 +175,33 @@ at::Tensor spmm_sum_cusparse(const at::Tensor& rowptr, const at::Tensor& col, co
   return out;
 }
 
+// The weighted sum of csr_mm (x may have any number of rows: the kernels read it through col only):
+// cuSPARSE where spmm's sum takes it, else gkdfast's row kernel.
+at::Tensor weighted_sum(const at::Tensor& rowptr, const at::Tensor& col, const at::Tensor& values, const at::Tensor& x,
+                        cudaStream_t stream) {
+  const int64_t rows = csr_num_rows(rowptr), d = x.size(1);
+  const bool cusparse_dtype = x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble;
+  if (cusparse_dtype && rows > 0 && d > 0 && csr_matmul_enabled(col.size(0))) return csr_matmul(rowptr, col, values, x);
+  auto out = at::empty({rows, d}, x.options());
+  auto no_arg = at::empty({0}, x.options().dtype(at::kLong));
+  if (rows == 0 || d == 0) return out;
+  GKD_DISPATCH_FLOATING(x.scalar_type(), "gkdfast_csr_mm_cuda", [&] {
+    AT_DISPATCH_INDEX_TYPES(col.scalar_type(), "gkdfast_csr_mm_cuda_index", [&] {
+      spmm_launch<Reduce::Sum, scalar_t, index_t>(rowptr, col, values, x, out, no_arg, false, stream);
+    });
+  });
+  return out;
+}
+
 }  // namespace
+
+at::Tensor csr_mm_cuda(const at::Tensor& rowptr_in, const at::Tensor& col_in, const at::Tensor& t_rowptr,
+                       const at::Tensor& t_col, const at::Tensor& t_eid, const at::Tensor& values_in,
+                       const at::Tensor& x_in) {
+  check_csr_mm(rowptr_in, col_in, t_rowptr, t_col, t_eid, values_in, x_in);
+  GKD_CUDA_SETUP(x_in);
+  return weighted_sum(rowptr_in.contiguous(), col_in.contiguous(), values_in.contiguous(), x_in.contiguous(), stream);
+}
 
 std::tuple<at::Tensor, at::Tensor> spmm_cuda(const at::Tensor& rowptr_in, const at::Tensor& col_in,
                                              const at::Tensor& t_rowptr, const at::Tensor& t_col,

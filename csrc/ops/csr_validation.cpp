@@ -197,7 +197,7 @@ void col_cpu(const index_t* cl, int64_t e, int64_t num_cols, const char* op, con
 
 template <typename index_t>
 void transpose_cpu(const index_t* rp, const index_t* cl, const index_t* trp, const index_t* tcl,
-                   const index_t* teid, int64_t n, int64_t e, const char* op) {
+                   const index_t* teid, int64_t n, int64_t e, const char* op) {  // n: rows of the transpose
   // rows of the transposed CSR are the forward CSR's columns: a k -> row lookup per entry would
   // need a search, so walk rows and test each entry of the row.
   std::unique_ptr<std::atomic<uint8_t>[]> seen(new std::atomic<uint8_t>[e > 0 ? e : 1]);
@@ -282,7 +282,8 @@ void validate_csr(const at::Tensor& rowptr, const at::Tensor& col, int64_t num_c
 
 void validate_transpose(const at::Tensor& rowptr, const at::Tensor& col, const at::Tensor& t_rowptr,
                         const at::Tensor& t_col, const at::Tensor& t_eid, const char* op) {
-  const int64_t n = rowptr.size(0) - 1, e = col.size(0);
+  // n rows and nt columns (the transpose's rows): equal for a graph, not for a feature matrix (csr_mm)
+  const int64_t n = rowptr.size(0) - 1, nt = t_rowptr.size(0) - 1, e = col.size(0);
   if (remembered(kTranspose, n, {rowptr, col, t_rowptr, t_col, t_eid})) return;
   g_checks_run.fetch_add(1, std::memory_order_relaxed);
   validate_csr(t_rowptr, t_col, n, op, "transposed graph");
@@ -293,7 +294,8 @@ void validate_transpose(const at::Tensor& rowptr, const at::Tensor& col, const a
       auto in_range = (eid.min() >= 0).logical_and(eid.max() < e);
       auto safe = eid.clamp(0, e - 1);  // gathers below stay in bounds even when in_range is false
       auto ids = at::arange(n, rowptr.options().dtype(at::kLong));
-      auto t_row = at::repeat_interleave(ids, (t_rowptr.slice(0, 1) - t_rowptr.slice(0, 0, -1)).to(at::kLong), 0, e);
+      auto t_ids = at::arange(nt, rowptr.options().dtype(at::kLong));
+      auto t_row = at::repeat_interleave(t_ids, (t_rowptr.slice(0, 1) - t_rowptr.slice(0, 0, -1)).to(at::kLong), 0, e);
       auto dst = at::repeat_interleave(ids, (rowptr.slice(0, 1) - rowptr.slice(0, 0, -1)).to(at::kLong), 0, e);
       auto perm = at::bincount(safe, {}, e).eq(1).all();
       auto src_ok = col.to(at::kLong).index_select(0, safe).eq(t_row).all();
@@ -307,7 +309,7 @@ void validate_transpose(const at::Tensor& rowptr, const at::Tensor& col, const a
                tcl = t_col.contiguous(), teid = t_eid.contiguous();
     AT_DISPATCH_INDEX_TYPES(rp.scalar_type(), "gkdfast_validate_transpose", [&] {
       transpose_cpu(rp.data_ptr<index_t>(), cl.data_ptr<index_t>(), trp.data_ptr<index_t>(),
-                    tcl.data_ptr<index_t>(), teid.data_ptr<index_t>(), n, e, op);
+                    tcl.data_ptr<index_t>(), teid.data_ptr<index_t>(), nt, e, op);
     });
   }
   remember(kTranspose, n, {rowptr, col, t_rowptr, t_col, t_eid});

@@ -26,6 +26,11 @@ const char* reduce_name(Reduce r) {
 int64_t csr_num_rows(const at::Tensor& rowptr) { return rowptr.size(0) - 1; }
 
 void check_csr(const at::Tensor& rowptr, const at::Tensor& col, const char* op, const char* what) {
+  check_csr_matrix(rowptr, col, -1, op, what);
+}
+
+void check_csr_matrix(const at::Tensor& rowptr, const at::Tensor& col, int64_t num_cols, const char* op,
+                      const char* what) {
   TORCH_CHECK_VALUE(rowptr.dim() == 1 && rowptr.size(0) >= 1, "gkdfast.", op, ": ", what,
                     " rowptr must be 1-D with at least one entry, got shape ", rowptr.sizes());
   TORCH_CHECK_VALUE(col.dim() == 1, "gkdfast.", op, ": ", what, " col must be 1-D, got shape ", col.sizes());
@@ -36,7 +41,7 @@ void check_csr(const at::Tensor& rowptr, const at::Tensor& col, const char* op, 
                    col.scalar_type());
   TORCH_CHECK_VALUE(rowptr.device() == col.device(), "gkdfast.", op, ": ", what,
                     " rowptr and col are on different devices (", rowptr.device(), ", ", col.device(), ")");
-  validate_csr(rowptr, col, csr_num_rows(rowptr), op, what);
+  validate_csr(rowptr, col, num_cols < 0 ? csr_num_rows(rowptr) : num_cols, op, what);
 }
 
 void check_rowptr(const at::Tensor& rowptr, const char* op, const char* what) {
@@ -48,15 +53,21 @@ void check_rowptr(const at::Tensor& rowptr, const char* op, const char* what) {
 
 void check_transpose(const at::Tensor& rowptr, const at::Tensor& col, const at::Tensor& t_rowptr,
                      const at::Tensor& t_col, const at::Tensor& t_eid, const char* op) {
+  check_transpose_matrix(rowptr, col, t_rowptr, t_col, t_eid, csr_num_rows(rowptr), op);
+}
+
+void check_transpose_matrix(const at::Tensor& rowptr, const at::Tensor& col, const at::Tensor& t_rowptr,
+                            const at::Tensor& t_col, const at::Tensor& t_eid, int64_t num_cols, const char* op) {
   if (t_rowptr.numel() == 0 && t_col.numel() == 0 && t_eid.numel() == 0) return;  // not needed
   TORCH_CHECK_VALUE(t_rowptr.device() == rowptr.device() && t_col.device() == rowptr.device() &&
                         t_eid.device() == rowptr.device(),
                     "gkdfast.", op, ": the transposed CSR is on ", t_rowptr.device(), "/", t_col.device(), "/",
                     t_eid.device(), " but the graph is on ", rowptr.device());
-  TORCH_CHECK_VALUE(t_rowptr.dim() == 1 && t_col.dim() == 1 && t_rowptr.size(0) == rowptr.size(0) &&
+  TORCH_CHECK_VALUE(t_rowptr.dim() == 1 && t_col.dim() == 1 && t_rowptr.size(0) == num_cols + 1 &&
                         t_col.size(0) == col.size(0) && t_eid.dim() == 1 && t_eid.size(0) == col.size(0),
                     "gkdfast.", op, ": transposed CSR does not match the graph (", t_rowptr.sizes(), ", ",
-                    t_col.sizes(), ", ", t_eid.sizes(), " vs ", rowptr.sizes(), ", ", col.sizes(), ")");
+                    t_col.sizes(), ", ", t_eid.sizes(), "; expected [", num_cols + 1, "], [", col.size(0), "], [",
+                    col.size(0), "])");
   TORCH_CHECK_TYPE(t_rowptr.scalar_type() == rowptr.scalar_type() && t_col.scalar_type() == rowptr.scalar_type() &&
                        t_eid.scalar_type() == rowptr.scalar_type(),
                    "gkdfast.", op, ": the transposed CSR must use the graph's index dtype ", rowptr.scalar_type());

@@ -11,6 +11,10 @@ namespace gkdfast {
 // structure (ops/csr_validation.h: rowptr from 0 to E, never decreasing; col in [0, N)).
 void check_csr(const at::Tensor& rowptr, const at::Tensor& col, const char* op, const char* what = "graph");
 
+// A rectangular CSR matrix: rowptr [R+1], col [E] as above, col in [0, num_cols).
+void check_csr_matrix(const at::Tensor& rowptr, const at::Tensor& col, int64_t num_cols, const char* op,
+                      const char* what);
+
 // rowptr alone: 1-D, int32/int64 (its values are validated against the per-edge array's length by
 // the caller, see validate_rowptr).
 void check_rowptr(const at::Tensor& rowptr, const char* op, const char* what = "graph");
@@ -23,6 +27,10 @@ void check_same_device(const at::Tensor& t, const at::Tensor& like, const char* 
 // does not need gradients.
 void check_transpose(const at::Tensor& rowptr, const at::Tensor& col, const at::Tensor& t_rowptr,
                      const at::Tensor& t_col, const at::Tensor& t_eid, const char* op);
+
+// The same for a rectangular CSR with num_cols columns: t_rowptr [num_cols + 1].
+void check_transpose_matrix(const at::Tensor& rowptr, const at::Tensor& col, const at::Tensor& t_rowptr,
+                            const at::Tensor& t_col, const at::Tensor& t_eid, int64_t num_cols, const char* op);
 
 // Node ids (seeds, sources): 1-D int32/int64 on the graph's device (their range is the kernel's check).
 void check_node_ids(const at::Tensor& ids, const at::Tensor& rowptr, const char* op, const char* name);

@@ -32,6 +32,18 @@ at::Tensor spmm_edge_weight(const c10::optional<at::Tensor>& weight, const at::T
   return weight->contiguous();
 }
 
+void check_csr_mm(const at::Tensor& rowptr, const at::Tensor& col, const at::Tensor& t_rowptr,
+                  const at::Tensor& t_col, const at::Tensor& t_eid, const at::Tensor& values, const at::Tensor& x) {
+  TORCH_CHECK_VALUE(x.dim() == 2, "gkdfast.csr_mm: x must be 2-D [num_cols, d], got shape ", x.sizes());
+  TORCH_CHECK_TYPE(at::isFloatingType(x.scalar_type()), "gkdfast.csr_mm: x must be a floating tensor, got ",
+                   x.scalar_type());
+  check_csr_matrix(rowptr, col, x.size(0), "csr_mm", "sparse matrix");
+  check_transpose_matrix(rowptr, col, t_rowptr, t_col, t_eid, x.size(0), "csr_mm");
+  TORCH_CHECK_VALUE(x.device() == rowptr.device(), "gkdfast.csr_mm: x is on ", x.device(),
+                    " but the sparse matrix is on ", rowptr.device());
+  check_edge_values(values, col, x, "csr_mm", "values");
+}
+
 void check_spmm_arg_backward(const at::Tensor& rowptr, const at::Tensor& col, const at::Tensor& t_rowptr,
                              const at::Tensor& t_col, const at::Tensor& t_eid, const at::Tensor& x,
                              const at::Tensor& arg, const at::Tensor& grad, bool need_transpose) {

@@ -25,6 +25,11 @@ void check_spmm_gcn(const at::Tensor& rowptr, const at::Tensor& col, const at::T
 at::Tensor spmm_edge_weight(const c10::optional<at::Tensor>& weight, const at::Tensor& col, const at::Tensor& x,
                             const char* op);
 
+// csr_mm: a rectangular CSR matrix (rowptr [R+1], col [E] in [0, C), values [E] in x's dtype), x [C, d]
+// on its device, and the optional transposed structure (t_rowptr [C+1], t_col [E] in [0, R), t_eid [E]).
+void check_csr_mm(const at::Tensor& rowptr, const at::Tensor& col, const at::Tensor& t_rowptr,
+                  const at::Tensor& t_col, const at::Tensor& t_eid, const at::Tensor& values, const at::Tensor& x);
+
 // spmm_arg_backward: graph, x [N, d], grad_out [N, d] and arg (int64, grad_out's shape, x's
 // device).  need_transpose: the kernel always walks the transposed CSR, so it must be given
 // whenever the graph has edges.

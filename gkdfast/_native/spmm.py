@@ -1,5 +1,5 @@
-"""``gkdfast::spmm``, ``gkdfast::spmm_gcn`` and ``gkdfast::spmm_arg_backward`` (csrc/ops/spmm.h): fake
-kernels, and the autograd formula of ``spmm_arg_backward``.
+"""``gkdfast::spmm``, ``gkdfast::spmm_gcn``, ``gkdfast::spmm_arg_backward`` and ``gkdfast::csr_mm``
+(csrc/ops/spmm.h): fake kernels, and the autograd formulas of ``spmm_arg_backward`` and ``csr_mm``.
 
 The autograd of ``spmm`` and ``spmm_gcn`` is C++ (csrc/autograd/spmm_autograd.cpp: a Python formula
 cost more per call than a small graph's kernels).  Their backward passes are gkdfast ops over the cached
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from gkdfast._native._common import register_op
+from gkdfast._native._common import has_op, register_op
 
 _ARG_REDUCTIONS = ("max", "min", "amax", "amin")
 
@@ -68,9 +68,48 @@ def _arg_backward_backward(ctx, u_gx, u_gw):
     return None, None, None, None, None, grad_w, grad_x, None, grad_g
 
 
+def _csr_mm_fake(rowptr, col, t_rowptr, t_col, t_eid, values, x):
+    return x.new_empty((rowptr.shape[0] - 1, x.shape[1]))
+
+
+# csr_mm: out = A x for the [R, C] CSR matrix A.  grad_x = Aᵀ grad, the same op on the transposed
+# structure (given with the call: rebuilding it is a sort of every entry); grad_values[e] =
+# grad[row_e] · x[col_e], gathered ([E, d], only when the values need a gradient: the feature matrices
+# csr_mm serves have constant values).
+def _csr_mm_setup(ctx, inputs, output):
+    ctx.save_for_backward(*inputs)
+
+
+def _csr_mm_backward(ctx, grad):
+    rowptr, col, t_rowptr, t_col, t_eid, values, x = ctx.saved_tensors
+    grad_values = grad_x = None
+    if ctx.input_needs_grad[6]:
+        if t_rowptr.numel() == 0 and col.numel() > 0:
+            raise RuntimeError("gkdfast.csr_mm: the gradient of x needs the transposed structure (t_rowptr, "
+                               "t_col, t_eid); pass it with the call")
+        if t_rowptr.numel() == 0:  # no entries: A is all zeros
+            grad_x = torch.zeros_like(x)
+        else:
+            # Aᵀ's own transpose is A with the inverse permutation, needed only for a double backward
+            back = (torch.empty_like(t_eid).scatter_(0, t_eid, torch.arange(t_eid.numel(), dtype=t_eid.dtype,
+                                                                           device=t_eid.device))
+                    if torch.is_grad_enabled() else t_eid.new_empty(0))
+            none = rowptr.new_empty(0)
+            grad_x = torch.ops.gkdfast.csr_mm(t_rowptr, t_col, rowptr if back.numel() else none,
+                                              col if back.numel() else none, back,
+                                              values.index_select(0, t_eid.long()), grad.contiguous())
+    if ctx.input_needs_grad[5]:
+        rows = torch.repeat_interleave(torch.arange(rowptr.numel() - 1, device=col.device), rowptr.diff(),
+                                       output_size=col.numel())
+        grad_values = (grad.index_select(0, rows) * x.index_select(0, col.long())).sum(-1)
+    return None, None, None, None, None, grad_values, grad_x
+
+
 def register() -> None:
-    """Registers the fake kernels and autograd formulas of spmm, spmm_gcn and spmm_arg_backward."""
+    """Registers the fake kernels and autograd formulas of spmm, spmm_gcn, spmm_arg_backward and csr_mm."""
     # spmm and spmm_gcn: autograd in C++ (csrc/autograd/spmm_autograd.cpp), fake kernels here.
     register_op("spmm", _spmm_fake)
     register_op("spmm_gcn", _spmm_gcn_fake)
     register_op("spmm_arg_backward", _spmm_arg_backward_fake, _arg_backward_backward, _arg_backward_setup)
+    if has_op("csr_mm"):  # (an extension built before the op existed lacks it)
+        register_op("csr_mm", _csr_mm_fake, _csr_mm_backward, _csr_mm_setup)

@@ -99,7 +99,8 @@ class _CsrTranspose:
     on every backward (it keeps no transpose of a CSR tensor, and input dropout makes a new one each
     step anyway).  Dropout changes the values only, so the structure is the cached matrix's:
     ``t_crow`` [F + 1], ``t_col`` [nnz] (the row of each entry, by column) and ``perm`` [nnz] (the
-    entry's position in ``xs``'s value array)."""
+    entry's position in ``xs``'s value array), all in the matrix's index dtype (the ``csr_mm`` op's
+    transposed structure, ``docs/ops.md``)."""
 
     __slots__ = ("crow", "col", "shape", "_t")
 
@@ -116,7 +117,7 @@ class _CsrTranspose:
                 rows = torch.repeat_interleave(torch.arange(self.shape[0], device=col.device), self.crow.diff())
                 t_crow = torch.zeros(self.shape[1] + 1, dtype=self.crow.dtype, device=col.device)
                 t_crow[1:] = torch.cumsum(torch.bincount(col, minlength=self.shape[1]), 0)
-                self._t = (t_crow, rows[perm].to(col.dtype), perm)
+                self._t = (t_crow, rows[perm].to(col.dtype), perm.to(col.dtype))
         return self._t
 
 
@@ -149,15 +150,38 @@ class _CsrLinearWeightGrad(torch.autograd.Function):
 def _sparse_mm(xs: Tensor, weight: Tensor, bias: Optional[Tensor]) -> Tensor:
     """``xs @ weightᵀ + bias`` for a sparse CSR ``xs``.  A cached feature matrix (or its dropped-out
     copy) carries its transposed structure, which the weight gradient reuses (:class:`_CsrTranspose`;
-    Cora's first layer, 1,433 -> 64, dropout 0.5, forward + backward, one thread: 3.3 -> 1.8-2.0 ms)."""
+    Cora's first layer, 1,433 -> 64, dropout 0.5, forward + backward, one thread: 3.3 -> 1.8-2.0 ms).
+    On the CPU the products are the native ``csr_mm`` (torch's bits in half its time, docs/ops.md)."""
     quiet_sparse_csr()
     structure = getattr(xs, "_gkdfast_csr_t", None)
-    if (structure is not None and weight.requires_grad and torch.is_grad_enabled()
-            and not xs.values().requires_grad and not _backend.transforms_active()):
-        out = _CsrLinearWeightGrad.apply(xs.values(), weight, structure)
+    values = xs.values()
+    learns = weight.requires_grad and torch.is_grad_enabled() and not _backend.transforms_active()
+    if (not values.requires_grad and (structure is not None or not learns)
+            and _native_csr_mm(xs, weight)):
+        out = _native_product(xs, structure.transposed() if learns else None, weight)
+    elif structure is not None and learns and not values.requires_grad:
+        out = _CsrLinearWeightGrad.apply(values, weight, structure)
     else:
         out = torch.sparse.mm(xs, weight.T)
     return out + bias if bias is not None else out
+
+
+def _native_product(xs: Tensor, transposed: Optional[Tuple[Tensor, Tensor, Tensor]], weight: Tensor) -> Tensor:
+    """``xs @ weightᵀ`` by the native ``csr_mm``, differentiable in ``weight`` when given ``xs``'s
+    ``transposed`` structure (:meth:`_CsrTranspose.transposed`)."""
+    none = xs.crow_indices().new_empty(0)
+    t = transposed if transposed is not None else (none, none, none)
+    return torch.ops.gkdfast.csr_mm(xs.crow_indices(), xs.col_indices(), *t, xs.values(), weight.T)
+
+
+def _native_csr_mm(xs: Tensor, weight: Tensor) -> bool:
+    """Whether the native ``csr_mm`` runs ``xs @ weightᵀ``: on the CPU (CUDA keeps torch's cuSPARSE
+    product until a GPU run has compared them), for float32 / float64 matching the weight's, with the
+    extension loaded and not ``GKDFAST_BACKEND=reference`` (then torch's product, the fallback)."""
+    if (xs.device.type != "cpu" or xs.dtype != weight.dtype or xs.dtype not in (torch.float32, torch.float64)
+            or not _backend.has_kernel("csr_mm", "CPU")):  # (an extension built before the op: torch's product)
+        return False
+    return _backend.choose("csr_mm", xs.device, xs.dtype) == "cpu"
 
 
 def sparse_operand(x: Tensor) -> Optional[Tensor]:

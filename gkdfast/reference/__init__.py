@@ -4,6 +4,6 @@ They are the fallback when no native kernel can run a call, and the oracle the k
 against.  They favour clarity over speed and may materialise E x d (never N x N unless an op's
 docstring says so) tensors.  Per-edge tensors here are in the graph's CSR order.
 """
-from gkdfast.reference.ops import edge_softmax, sddmm, spmm
+from gkdfast.reference.ops import csr_mm, edge_softmax, sddmm, spmm
 
-__all__ = ["spmm", "sddmm", "edge_softmax"]
+__all__ = ["spmm", "sddmm", "edge_softmax", "csr_mm"]

@@ -116,3 +116,21 @@ def edge_softmax(graph: Graph, scores: Tensor) -> Tensor:
     den = torch.where(den == 0, torch.ones_like(den), den)  # (a NaN sum stays NaN)
     out = ex / den[dst]
     return out if scores.dim() == 2 else out.squeeze(-1)
+
+
+def csr_mm(rowptr: Tensor, col: Tensor, values: Tensor, x: Tensor) -> Tensor:
+    """Reference of the native op ``csr_mm`` (docs/ops.md, "Message passing"): the rectangular CSR
+    matrix ``A`` (``rowptr [R+1]``, ``col [E]`` in ``[0, C)``, ``values [E]``) times ``x [C, d]``,
+    ``out[i] = Σ_{e in row i} values[e] · x[col[e]]``, ``[R, d]``; a row without entries gives 0.
+    Differentiable in ``values`` and ``x``; materialises the ``[E, d]`` products.
+
+    Example:
+        >>> rowptr, col = torch.tensor([0, 2, 2, 3]), torch.tensor([0, 1, 1])
+        >>> gkdfast.reference.csr_mm(rowptr, col, torch.tensor([1.0, 2.0, 3.0]), torch.tensor([[1.0], [10.0]]))
+        tensor([[21.],
+                [ 0.],
+                [30.]])
+    """
+    rows = torch.repeat_interleave(torch.arange(rowptr.numel() - 1, device=col.device), rowptr.diff(),
+                                   output_size=col.numel())
+    return x.new_zeros(rowptr.numel() - 1, x.size(1)).index_add(0, rows, values.unsqueeze(-1) * x[col.long()])

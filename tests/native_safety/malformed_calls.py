@@ -72,6 +72,27 @@ def cases(index_dtype):
     yield "spmm_gcn dinv too short", gcn(dinv=torch.ones(4)), False
     yield "spmm_gcn dinv 2-D", gcn(dinv=torch.ones(5, 1)), False
     yield "spmm_gcn x too short", gcn(xx=x[:4]), False
+    # csr_mm: the graph's 5 x 5 CSR read as a 5 x 7 matrix (x has 7 rows; the transpose has 7 rows too)
+    x7, vals = torch.randn(7, 4), torch.rand(e)
+    trp7 = torch.cat([trp, trp[-1:].repeat(2)])
+
+    def cmm(rp=rp, col=col, trp=trp7, tcol=tcol, teid=teid, vals=vals, xx=x7):
+        return lambda: ops.csr_mm(rp, col, trp, tcol, teid, vals, xx)
+
+    none = rp.new_empty(0)
+    yield "csr_mm valid", cmm(), True
+    yield "csr_mm valid without a transpose", cmm(trp=none, tcol=none, teid=none), True
+    yield "csr_mm col out of range", cmm(col=mod(col, 3, 7)), False
+    yield "csr_mm negative col", cmm(col=mod(col, 0, -1)), False
+    yield "csr_mm rowptr past E", cmm(rp=mod(rp, -1, e + 3)), False
+    yield "csr_mm rowptr non-monotone", cmm(rp=mod(rp, 2, 7)), False
+    yield "csr_mm values too short", cmm(vals=vals[:-1]), False
+    yield "csr_mm values float64", cmm(vals=vals.double()), False
+    yield "csr_mm x 1-D", cmm(xx=x7[:, 0]), False
+    yield "csr_mm x too short for col", cmm(xx=x7[:4]), False
+    yield "csr_mm square transpose of a 5 x 7 matrix", cmm(trp=trp), False
+    yield "csr_mm t_eid repeated", cmm(teid=mod(teid, 1, teid[0])), False
+    yield "csr_mm t_col out of range", cmm(tcol=mod(tcol, 0, 5)), False
     # sddmm with a rowptr whose end lies past E writes past its [E] output.
     yield "sddmm rowptr past E", lambda: ops.sddmm(mod(rp, -1, e + 4), col, trp, tcol, teid, x, x), False
     yield "sddmm valid", lambda: ops.sddmm(rp, col, trp, tcol, teid, x, x), True
