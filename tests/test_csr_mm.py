@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-import gkdfast
 from gkdfast import _backend
 from gkdfast.data import load
 from gkdfast.reference import csr_mm as reference_csr_mm

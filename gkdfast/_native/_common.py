@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Callable, Optional
 
 import torch
-from torch import Tensor
 
 from gkdfast._autograd import forbid_double_backward
 

@@ -6,8 +6,6 @@ the edge gradient as weights) and ``grad_b = A^T (g) a`` (spmm over the transpos
 """
 from __future__ import annotations
 
-import torch
-
 from gkdfast._native._common import register_op
 
 
