@@ -25,7 +25,7 @@ from gkdfast.data.musae import load_musae
 from gkdfast.data.npz import load_gnn_benchmark, load_npz_bundle, save_npz
 from gkdfast.data.ogb import load_ogb
 from gkdfast.data.planetoid import load_planetoid
-from gkdfast.data.splits import InductiveSplit, fraction_split, inductive_split, random_split, subgraph
+from gkdfast.data.splits import InductiveSplit, cpf_split, fraction_split, inductive_split, random_split, subgraph
 from gkdfast.data.synthetic import csbm, edge_homophily, power_law_graph
 from gkdfast.data.tu import GraphDataset, TUGraph, load_tu
 from gkdfast.data.graph_json import load_graph_json
@@ -36,7 +36,7 @@ __all__ = [
     "load", "guess_format", "save_npz", "save_mmap", "load_mmap",
     "load_fairness", "fairness_split", "FAIRNESS_SETS",
     "load_planetoid", "load_gnn_benchmark", "load_npz_bundle", "load_musae", "load_mat", "load_tu", "load_graph_json", "load_ogb",
-    "random_split", "fraction_split", "inductive_split", "geom_gcn_split", "with_split_files", "mask_missing", "InductiveSplit",
+    "random_split", "cpf_split", "fraction_split", "inductive_split", "geom_gcn_split", "with_split_files", "mask_missing", "InductiveSplit",
     "isolation_split",
     "cold_start_masks",
     "subgraph",

@@ -13,7 +13,7 @@ from torch import Tensor
 from gkdfast.graph import Graph
 from gkdfast.data.graphdata import GraphData, per_node_extras
 
-__all__ = ["random_split", "fraction_split", "inductive_split", "InductiveSplit", "subgraph"]
+__all__ = ["random_split", "cpf_split", "fraction_split", "inductive_split", "InductiveSplit", "subgraph"]
 
 
 def random_split(y: Tensor, train_per_class: int = 20, val_per_class: int = 30, seed: int = 0
@@ -55,6 +55,58 @@ def random_split(y: Tensor, train_per_class: int = 20, val_per_class: int = 30, 
         val[idx[train_per_class:train_per_class + val_per_class]] = True
     test = (yc >= 0) & ~train & ~val
     return train.to(y.device), val.to(y.device), test.to(y.device)
+
+
+def cpf_split(y: Tensor, train_per_class: int = 20, val_per_class: int = 30, seed: int = 0
+              ) -> Tuple[Tensor, Tensor, Tensor]:
+    """The per-class split of the CPF benchmark as the GLNN and NOSMOG reference codes draw it, so that
+    seed ``s`` gives their split ``s`` node for node (on the same node order: the largest connected
+    component of the CPF files, as :func:`gkdfast.data.preprocess.largest_connected_component` keeps it).
+
+    The draw: NumPy's ``RandomState(seed)`` (a stream NumPy keeps fixed across versions); for each class
+    in increasing label order, ``choice(nodes of the class in index order, train_per_class,
+    replace=False)``; then, class by class again, ``val_per_class`` nodes by the same call from the
+    class's nodes not drawn for training; every other labelled node is test.
+
+    Args:
+        y: ``[N]`` integer labels; nodes with ``y < 0`` are unlabelled and go in no mask (the reference
+            has none).  Every present class needs ``train_per_class + val_per_class`` nodes.
+        train_per_class, val_per_class: nodes per class.
+        seed: the reference's seed (its run ``i`` uses seed ``i``).
+
+    Returns:
+        ``(train_mask, val_mask, test_mask)``, each ``[N]`` bool on ``y``'s device, disjoint.
+
+    Example:
+        >>> y = torch.arange(100) % 2
+        >>> tr, va, te = cpf_split(y, 20, 30, seed=0)
+        >>> int(tr.sum()), int(va.sum()), int(te.sum())
+        (40, 60, 0)
+    """
+    import numpy as np
+
+    if not isinstance(y, Tensor) or y.dim() != 1:
+        raise ValueError("cpf_split: y must be a 1-D label tensor")
+    if y.is_floating_point() or y.dtype == torch.bool:
+        raise TypeError(f"cpf_split: y must hold integer class labels, got {y.dtype}")
+    if train_per_class < 0 or val_per_class < 0:
+        raise ValueError("cpf_split: train_per_class and val_per_class must be >= 0")
+    yc = y.detach().to("cpu", torch.int64).numpy()
+    rs = np.random.RandomState(int(seed))
+    classes = np.unique(yc[yc >= 0])
+    members = [np.flatnonzero(yc == c) for c in classes]
+    for c, m in zip(classes, members):
+        if m.size < train_per_class + val_per_class:
+            raise ValueError(f"cpf_split: class {int(c)} has {m.size} nodes, fewer than {train_per_class} + "
+                             f"{val_per_class} to draw")
+    train = np.zeros(yc.size, dtype=bool)
+    val = np.zeros(yc.size, dtype=bool)
+    for m in members:
+        train[rs.choice(m, train_per_class, replace=False)] = True
+    for m in members:
+        val[rs.choice(m[~train[m]], val_per_class, replace=False)] = True
+    test = (yc >= 0) & ~train & ~val
+    return tuple(torch.from_numpy(a).to(y.device) for a in (train, val, test))
 
 
 def fraction_split(y: Tensor, train_fraction: float = 0.6, val_fraction: float = 0.2, seed: int = 0

@@ -139,7 +139,8 @@ def seed_data(data, seed: int, missing_rate: float = 0.0, inductive_fraction: Op
 
 def seed_split(data, seed: int):
     """``data`` with the split for ``seed``: re-drawn with the same per-class counts (e.g. 20/30) when the
-    data's split was a random one, a stratified 60/20/20 drawn for the seed when it is marked
+    data's split was a random one, the CPF codes' own draw for the seed when marked ``cpf(...)``
+    (:func:`gkdfast.data.cpf_split`), a stratified 60/20/20 drawn for the seed when it is marked
     ``fraction(...)``, Cold Brew's cold-start masks when marked ``isolation(...)``
     (:func:`gkdfast.data.isolation.cold_start_masks`), Geom-GCN split file ``seed`` when marked by
     :func:`gkdfast.data.geom_splits.with_split_files`, unchanged
@@ -169,6 +170,12 @@ def seed_split(data, seed: int):
 
         tr, va, te = cold_start_masks(data, seed)
         return replace(data, train_mask=tr, val_mask=va, test_mask=te)
+    if how.startswith("cpf("):  # the CPF protocol: the GLNN / NOSMOG codes' own draw of split `seed`
+        from gkdfast.data.splits import cpf_split
+
+        tr, va, te = cpf_split(data.y, 20, 30, seed=seed)
+        extras = dict(data.extras, split=f"cpf(20/30 per class, the reference's draw, seed={seed})")
+        return replace(data, train_mask=tr, val_mask=va, test_mask=te, extras=extras)
     if how.startswith("fraction("):  # a stratified 60/20/20 split (T2-GNN's published setting), per seed
         from gkdfast.data.splits import fraction_split
 

@@ -4,8 +4,9 @@ The common protocol (``gkdfast distill`` default) trains every recipe into one M
 data's split.  The published protocol groups the recipes by the setting they were published in and
 runs one comparison (:func:`gkdfast.distill.experiment.run_experiment`) per group:
 
-* ``cpf`` — GLNN, NOSMOG: the CPF benchmark protocol.  Largest connected component, a fresh random
-  split of 20 training + 30 validation nodes per class per seed (the rest test), SAGE(128) teacher
+* ``cpf`` — GLNN, NOSMOG: the CPF benchmark protocol.  Largest connected component, a random split of
+  20 training + 30 validation nodes per class per seed (the rest test), drawn as the GLNN / NOSMOG
+  codes draw it (:func:`gkdfast.data.cpf_split`: seed ``s`` is their split ``s``), SAGE(128) teacher
   with the "gcn" aggregator (dropout 0, lr 0.01, weight decay 5e-4), MLP(128) student with the per-dataset lr / weight decay /
   dropout of the GLNN and NOSMOG configuration files; NOSMOG's per-dataset position-feature sizes,
   PGD ε and similarity-distillation weight.
@@ -401,12 +402,13 @@ def published_settings(dataset: str, methods: Optional[Sequence[str]] = None) ->
 
 def prepare(data, setting: PublishedSetting):
     """``data`` as ``setting`` trains on: largest connected component and/or row-normalised features;
-    under the CPF split the masks are marked for a fresh 20 / 30-per-class draw per seed.
+    under the CPF split the masks are marked for a 20 / 30-per-class draw per seed, the GLNN / NOSMOG
+    codes' own (:func:`gkdfast.data.cpf_split`).
 
     Example:
         >>> from gkdfast.data import csbm
         >>> d = prepare(csbm(num_nodes=300, seed=0), published_settings("cora", ["glnn"])[0])
-        >>> d.extras["split"].startswith("random(")
+        >>> d.extras["split"].startswith("cpf(")
         True
     """
     from gkdfast.data.preprocess import largest_connected_component, row_normalize
@@ -423,8 +425,9 @@ def prepare(data, setting: PublishedSetting):
         if setting.train_first is not None:
             train = torch.arange(data.num_nodes) < int(setting.train_first)
         data = replace(data, train_mask=train, extras=dict(data.extras, split=COLD_START_SPLIT))
-    if setting.split == "cpf":  # seed_split re-draws a split marked random(...) for every seed
-        data = replace(data, extras=dict(data.extras, split="random(20/30 per class, CPF, largest component)"))
+    if setting.split == "cpf":  # seed_split draws the reference codes' split s for seed s (cpf_split)
+        data = replace(data, extras=dict(data.extras, split="cpf(20/30 per class, the reference's draw, largest "
+                                                            "component)"))
     elif setting.split == "fraction":  # ... and one marked fraction(...) as a stratified 60/20/20
         data = replace(data, extras=dict(data.extras, split="fraction(60/20/20 per class)"))
     return data
