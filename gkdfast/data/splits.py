@@ -16,6 +16,15 @@ from gkdfast.data.graphdata import GraphData, per_node_extras
 __all__ = ["random_split", "cpf_split", "fraction_split", "inductive_split", "InductiveSplit", "subgraph"]
 
 
+def _check_per_class_arguments(y, train_per_class: int, val_per_class: int, fn: str) -> None:
+    if not isinstance(y, Tensor) or y.dim() != 1:
+        raise ValueError(f"{fn}: y must be a 1-D label tensor")
+    if y.is_floating_point() or y.dtype == torch.bool:
+        raise TypeError(f"{fn}: y must hold integer class labels, got {y.dtype}")
+    if train_per_class < 0 or val_per_class < 0:
+        raise ValueError(f"{fn}: train_per_class and val_per_class must be >= 0")
+
+
 def random_split(y: Tensor, train_per_class: int = 20, val_per_class: int = 30, seed: int = 0
                  ) -> Tuple[Tensor, Tensor, Tensor]:
     """Random per-class split: ``train_per_class`` training and ``val_per_class`` validation nodes
@@ -36,12 +45,7 @@ def random_split(y: Tensor, train_per_class: int = 20, val_per_class: int = 30, 
         >>> int(tr.sum()), int(va.sum()), int(te.sum())
         (40, 60, 0)
     """
-    if not isinstance(y, Tensor) or y.dim() != 1:
-        raise ValueError("random_split: y must be a 1-D label tensor")
-    if y.is_floating_point() or y.dtype == torch.bool:
-        raise TypeError(f"random_split: y must hold integer class labels, got {y.dtype}")
-    if train_per_class < 0 or val_per_class < 0:
-        raise ValueError("random_split: train_per_class and val_per_class must be >= 0")
+    _check_per_class_arguments(y, train_per_class, val_per_class, "random_split")
     yc = y.detach().to("cpu", torch.int64)
     n = yc.numel()
     gen = torch.Generator().manual_seed(int(seed))
@@ -85,12 +89,7 @@ def cpf_split(y: Tensor, train_per_class: int = 20, val_per_class: int = 30, see
     """
     import numpy as np
 
-    if not isinstance(y, Tensor) or y.dim() != 1:
-        raise ValueError("cpf_split: y must be a 1-D label tensor")
-    if y.is_floating_point() or y.dtype == torch.bool:
-        raise TypeError(f"cpf_split: y must hold integer class labels, got {y.dtype}")
-    if train_per_class < 0 or val_per_class < 0:
-        raise ValueError("cpf_split: train_per_class and val_per_class must be >= 0")
+    _check_per_class_arguments(y, train_per_class, val_per_class, "cpf_split")
     yc = y.detach().to("cpu", torch.int64).numpy()
     rs = np.random.RandomState(int(seed))
     classes = np.unique(yc[yc >= 0])
