@@ -39,8 +39,8 @@ def paths(monkeypatch):
     structure), "native forward" (csr_mm without it), "shortcut" (_CsrLinearWeightGrad) or "torch"."""
     taken = []
     native, apply, mm = sparse_input._native_product, _CsrLinearWeightGrad.apply, torch.sparse.mm
-    monkeypatch.setattr(sparse_input, "_native_product",
-                        lambda xs, t, w: taken.append("native" if t is not None else "native forward") or native(xs, t, w))
+    monkeypatch.setattr(sparse_input, "_native_product", lambda xs, t, w: taken.append(
+        "native" if t is not None else "native forward") or native(xs, t, w))
     monkeypatch.setattr(_CsrLinearWeightGrad, "apply", lambda *a: taken.append("shortcut") or apply(*a))
     monkeypatch.setattr(torch.sparse, "mm", lambda *a: taken.append("torch") or mm(*a))
     return taken
