@@ -38,6 +38,7 @@ PYTHONPATH="$WORK" LD_PRELOAD="$ASAN_LIB $UBSAN_LIB" ASAN_OPTIONS=detect_leaks=0
 echo "gkdfast sanitize: running ${TESTS[*]} under ASan+UBSan" >&2
 # detect_leaks=0: CPython and torch keep allocations alive until exit by design.
 # The preload puts the sanitizer runtimes ahead of the (uninstrumented) interpreter.
-PYTHONPATH="$WORK" LD_PRELOAD="$ASAN_LIB $UBSAN_LIB" \
+# GKDFAST_DATA: the copy's "beside the repository" is $ROOT, not the repository's parent (real-data tests).
+GKDFAST_DATA="${GKDFAST_DATA:-$(dirname "$ROOT")/shared/data}" PYTHONPATH="$WORK" LD_PRELOAD="$ASAN_LIB $UBSAN_LIB" \
   ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:protect_shadow_gap=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   OMP_NUM_THREADS=2 "$ROOT/.venv/bin/python" -m pytest -q -p no:cacheprovider "${TESTS[@]}"
