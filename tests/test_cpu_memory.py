@@ -31,15 +31,15 @@ def faults_of_one_step():
     model(x).square().mean().backward()
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
 
-for _ in range(4):  # the heap settles: glibc may place the first few temporaries afresh
-    faults_of_one_step()
-print(sum(faults_of_one_step() for _ in range(3)))
+faults_of_one_step()  # the first step maps everything afresh in either mode
+print(" ".join(str(faults_of_one_step()) for _ in range(12)))
 """
 
 
-def _faults(mode: str) -> int:
+def _faults(mode: str) -> list[int]:
+    """Page faults of each of 12 steps after the first, in a fresh interpreter."""
     out = subprocess.run([sys.executable, "-c", _STEP, mode], capture_output=True, text=True, check=True)
-    return int(out.stdout.split()[-1])
+    return [int(v) for v in out.stdout.split()]
 
 
 def _thp_always() -> bool:
@@ -51,16 +51,22 @@ def _thp_always() -> bool:
 
 
 def test_kept_memory_spares_the_page_faults_of_later_steps():
-    """glibc's default maps every 64 MiB temporary afresh (about 197,000 faults over 3 steps here); kept
-    memory faults nearly none of them in again.  Not exactly none in every process: torch asks for
-    64-byte-aligned blocks, which glibc serves with some slack, so a freed block that a small allocation
-    has cut off from its free neighbours is one slack too small for the next step's same-size tensor,
-    and that one temporary is mapped afresh (measured: 16,385 faults in 1 of 10 processes, 0 in 9; a
-    one-tensor step did so in about half of them)."""
+    """glibc's default maps every 64 MiB temporary afresh, every step (about 66,000 faults a step here);
+    kept memory faults nearly none of them in again once the heap has settled.
+
+    Not from the very next step in every process: torch asks for 64-byte-aligned blocks, which glibc
+    serves with some slack, so a freed block that a small allocation has cut off from its free
+    neighbours is one slack too small for the next step's same-size tensor, and that temporary is
+    mapped afresh (16,384 faults) until the heap has grown past it.  Measured over 12 processes: one
+    or two such steps among the first three after the first, then none (a 256- or 512-fault step
+    now and then).  A check on three fixed steps failed under CI with 32,768 faults, so this one
+    counts the steps that fault nothing."""
     kept, default = _faults("keep"), _faults("default")
     if not _thp_always():  # with 4 KiB pages glibc's default maps fresh pages for every step
-        assert default > 3 * 3 * 16_000, default
-    assert kept < 256 or kept < default / 8, (kept, default)
+        assert min(default) > 3 * 16_000, default
+    quiet = [f for f in kept if f < 1024]
+    assert len(quiet) >= len(kept) // 2, (kept, default)
+    assert sum(kept) < sum(default) / 8, (kept, default)
 
 
 def test_release_gives_the_kept_pages_back():
