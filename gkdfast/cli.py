@@ -200,6 +200,8 @@ def _distill(args) -> int:
         return run_graph(args)
     if args.seeds is not None and args.seeds < 1:
         raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
+    if args.runs_log:
+        _check_runs_log(args)
     if args.seed < 0:
         raise ValueError(f"--seed must be >= 0, got {args.seed}")
     if args.inductive_fraction is not None and args.setting != "inductive":
@@ -283,6 +285,9 @@ def _distill(args) -> int:
         if args.autocast:
             raise ValueError("--autocast: the large-graph pipeline (--sampled, or a graph above --sampled-above) "
                              "trains in float32; drop --autocast")
+        if args.runs_log:
+            raise ValueError("--runs-log: the large-graph pipeline writes its stages to results.json, not a runs "
+                             "log; run without --sampled")
         return run_large(args, data, group=group)
     log = (lambda s: None) if args.quiet or not main else (lambda s: print(s, file=sys.stderr, flush=True))
     if group is not None:
@@ -324,7 +329,8 @@ def _distill(args) -> int:
                                  device=device, out=out, cache_dir=args.cache_dir,
                                  progress=main and not args.quiet and not args.no_progress, overrides=overrides,
                                  log=log, setting=args.setting, inductive_fraction=args.inductive_fraction,
-                                 missing_rate=args.missing_rate, autocast=args.autocast)
+                                 missing_rate=args.missing_rate, autocast=args.autocast,
+                                 details=runs_log(args, data, device, main))
         if not main:
             return 0
         if auto_teacher:
@@ -340,6 +346,25 @@ def _distill(args) -> int:
         print(format_table(results))
     print(f"wrote {os.path.join(out, stem + '.json')} and {os.path.join(out, stem + '.png')}")
     return 0
+
+
+def runs_log(args, data, device, main: bool):
+    """The ``--runs-log`` sink of a node-classification run (``None`` without the flag, or on a rank
+    other than 0 under ``--distributed``)."""
+    if not (args.runs_log and main):
+        return None
+    from gkdfast.distill.runs_log import RunsLog, where_fields
+
+    _check_runs_log(args)
+    return RunsLog(args.runs_log, dataset=str(data.name), **where_fields(device))
+
+
+def _check_runs_log(args) -> None:
+    """``--runs-log`` names a file in an existing folder (checked before anything trains, not when the
+    first run finishes)."""
+    parent = os.path.dirname(os.path.abspath(args.runs_log))
+    if not os.path.isdir(parent):
+        raise ValueError(f"--runs-log {args.runs_log}: the folder {parent} does not exist; create it first")
 
 
 def _check_device(args) -> str:
@@ -381,7 +406,8 @@ def _check_pipeline_flags(args) -> None:
              ("--fairness", bool(args.fairness)), ("--distributed", bool(args.distributed)),
              ("--sampled", bool(getattr(args, "sampled", False))),
              ("--protocol published", args.protocol == "published"),
-             ("--dropout", args.dropout is not None), ("--autocast", bool(args.autocast))] + _schedule_flags(args)
+             ("--dropout", args.dropout is not None), ("--autocast", bool(args.autocast)),
+             ("--runs-log", bool(args.runs_log))] + _schedule_flags(args)
     if args.task == "graph":  # k-fold cross-validation over the folder's own graphs
         given += [(flag, True) for flag in flags_given(args, ("seeds", "cache_dir", "target_type", "split",
                                                               *_SHAPE_FLAGS))]
@@ -678,6 +704,10 @@ def build_parser() -> argparse.ArgumentParser:
                          "is measured in float32.  Worth it on GPUs (on CPUs bf16 at best, fp16 is far slower there)")
     pd.add_argument("--out", default="gkdfast-results", help="output folder (default ./gkdfast-results)")
     pd.add_argument("--cache-dir", help="teacher-output cache (default OUT/cache)")
+    pd.add_argument("--runs-log", metavar="PATH",
+                    help="append one JSON line per finished training run to PATH (seed, method, model, test "
+                         "accuracy, epochs, the recipe's extras, where it ran): per-seed details that results.json "
+                         "averages away (docs/data-and-results.md, \"Run logs\")")
     pd.add_argument("--no-progress", action="store_true", help="no progress bars")
     pd.add_argument("--quiet", action="store_true", help="print only the final table")
     pd.add_argument("--distributed", action="store_true",

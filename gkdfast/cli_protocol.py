@@ -104,7 +104,7 @@ def run_published_cli(args, device: str) -> int:
         (0, [('teacher', 'SAGE(128)'), ('none', 'MLP(128)'), ('glnn', 'MLP(128)')])
     """
     from gkdfast._io import exclusive_dir
-    from gkdfast.cli import _init_distributed, _load_data, _parse_set, _split_list, num_seeds
+    from gkdfast.cli import _init_distributed, _load_data, _parse_set, _split_list, num_seeds, runs_log
     from gkdfast.distill.protocols import published_settings, run_published
     from gkdfast.distill.results import format_table, save_json, save_png
 
@@ -134,7 +134,7 @@ def run_published_cli(args, device: str) -> int:
         results = run_published(data, methods=methods, seeds=list(range(args.seed, args.seed + num_seeds(args))),
                                 epochs=args.epochs, device=device, out=args.out, log=log, overrides=overrides,
                                 progress=main and not args.quiet and not args.no_progress, students=students,
-                                auto_teacher=auto_teacher)
+                                auto_teacher=auto_teacher, details=runs_log(args, data, device, main))
         if not main:
             return 0
         save_json(results, os.path.join(args.out, "results.json"))  # saved before printing, as distill's

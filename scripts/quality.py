@@ -37,14 +37,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-
-import torch  # noqa: E402
 
 from gkdfast import _backend  # noqa: E402
 from gkdfast._io import atomic_write  # noqa: E402
@@ -53,7 +50,7 @@ from gkdfast.distill.teacher_cache import default_cache_dir  # noqa: E402
 from gkdfast.distill.experiment import parse_model, run_experiment  # noqa: E402
 from gkdfast.distill.results import format_markdown, save_json  # noqa: E402
 from gkdfast.distill.runs_log import (RunsLog, merge_runs, read_runs, reference_pair, run_source,  # noqa: E402
-                                      timing_markdown)
+                                      timing_markdown, where_fields)
 
 DATA = default_root()
 
@@ -85,11 +82,7 @@ def _row(res, method):
 
 
 def _where(args):
-    dev = args.device
-    if dev.startswith("cuda") and torch.cuda.is_available():
-        dev = f"{dev} ({torch.cuda.get_device_name(torch.device(dev))})"
-    return {"host": platform.node() or "unknown host", "device": dev, "torch": torch.__version__,
-            "threads": torch.get_num_threads()}
+    return where_fields(args.device)
 
 
 def run_config(common: dict) -> str:

@@ -2,6 +2,7 @@
 plain KD or plain training, plus the sparse top-k PPR and the missing-data mask they rely on."""
 
 import dataclasses
+import json
 
 import pytest
 import torch
@@ -362,6 +363,9 @@ def test_sail_reports_the_grace_baseline_of_the_same_run(small_cora):
 def test_sail_picks_the_intra_weight_by_the_probes_validation_accuracy(small_cora, monkeypatch):
     from gkdfast.distill.recipes import sail as sail_mod
 
+    # (the first 400 Cora nodes hold no test node of the public split: its last 100 validation nodes test here)
+    last = torch.arange(small_cora.num_nodes) >= 300
+    small_cora = dataclasses.replace(small_cora, val_mask=small_cora.val_mask & ~last, test_mask=last)
     trained_weights, starts = [], []
     real_train = sail_mod.SAIL._train
 
@@ -384,8 +388,11 @@ def test_sail_picks_the_intra_weight_by_the_probes_validation_accuracy(small_cor
         assert pick == 0.0  # the first candidate on a tie
     with torch.no_grad():  # the returned model is the picked candidate's encoder + probe
         logits = t.model(small_cora.x, small_cora.graph)
-    val = small_cora.val_mask
+    val, test = small_cora.val_mask, small_cora.test_mask
     assert float((logits[val].argmax(1) == small_cora.y[val]).float().mean()) == pytest.approx(by_weight[pick])
+    test_by_weight = t.extras["sail_probe_test_acc_by_intra_weight"]
+    assert set(test_by_weight) == {0.0, 1.0}  # reported for every candidate, the picked one as the model scores
+    assert float((logits[test].argmax(1) == small_cora.y[test]).float().mean()) == pytest.approx(test_by_weight[pick])
     for bad in ((), (1.0, -1.0), (1.0, 1.0), "heavy"):
         with pytest.raises(ValueError, match="intra_weight"):
             recipes.get("sail", intra_weight=bad).fit(lambda f: GCN(f, 8, 7), small_cora)
@@ -433,6 +440,19 @@ def test_the_grace_baseline_is_a_row_of_the_experiment():
     assert len(picks) == 2 and set(picks) <= {0.0, 1.0}
     assert "extras" not in next(r for r in details if r["method"] == "none")
     assert sum("sail_intra_weight=" in line for line in lines) == 2
+    # one weight for the dataset, from the same records as a runs log holds them (JSON: string keys)
+    from gkdfast.distill.recipes.sail import pick_intra_weight_per_dataset
+
+    pick = pick_intra_weight_per_dataset(json.loads(json.dumps(details)))
+    val = {w: [r["extras"]["sail_probe_val_acc_by_intra_weight"][w] for r in details if r["method"] == "sail"]
+           for w in (0.0, 1.0)}
+    means = {w: sum(v) / 2 for w, v in val.items()}
+    assert pick["weight"] == (1.0 if means[1.0] > means[0.0] else 0.0)
+    assert pick["val_mean"] == pytest.approx(means) and pick["seeds"] == [0, 1]
+    assert pick["test_acc"] == [r["extras"]["sail_probe_test_acc_by_intra_weight"][pick["weight"]]
+                                for r in details if r["method"] == "sail"]
+    with pytest.raises(ValueError, match="no sail run"):
+        pick_intra_weight_per_dataset([r for r in details if r["method"] != "sail"])
 
 
 @pytest.mark.parametrize("name,kw", [("freekd", {"epochs": 4}), ("oad", {"epochs": 3, "warmup_epochs": 2}),

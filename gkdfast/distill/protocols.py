@@ -486,11 +486,21 @@ def _check_set(settings: Sequence[PublishedSetting], user: Dict[str, dict], teac
             _recipes.get(m, **kw.get(m, {}))  # an unknown hyperparameter fails here
 
 
+class _SettingRuns:
+    """Where one setting's run records go: ``details``, each record tagged with the setting's key."""
+
+    def __init__(self, details: list, key: str):
+        self.details, self.key = details, key
+
+    def append(self, run: dict) -> None:
+        self.details.append(dict(run, setting=self.key))
+
+
 def run_published(data, *, methods: Optional[Sequence[str]] = None, seeds: Sequence[int] = (0,),
                   epochs: Optional[int] = None, device="cpu", out: Optional[str] = None,
                   log: Callable[[str], None] = lambda s: None, progress: bool = False,
                   overrides: Optional[Dict[str, dict]] = None, students: Optional[Sequence[str]] = None,
-                  auto_teacher: bool = False) -> dict:
+                  auto_teacher: bool = False, details: Optional[list] = None) -> dict:
     """Runs every published setting covering ``methods`` on ``data`` and merges their rows.
 
     Args:
@@ -509,6 +519,9 @@ def run_published(data, *, methods: Optional[Sequence[str]] = None, seeds: Seque
             split is re-drawn per seed, :func:`~gkdfast.distill.teacher_select.select_per_seed`); the
             choice and every candidate's validation accuracy go into the setting's ``teacher_selection``
             (``per_seed``: each seed's).
+        details: if given, every training run's record is appended to it, as
+            :func:`~gkdfast.distill.experiment.run_experiment` appends them, with ``setting`` (the
+            setting's key) added.
 
     Returns:
         the ``results.json`` dictionary (rows of every setting; rows are told apart by their model
@@ -555,7 +568,8 @@ def run_published(data, *, methods: Optional[Sequence[str]] = None, seeds: Seque
                              seeds=seeds, epochs=epochs, device=device,
                              out=None if out is None else os.path.join(out, s.key), overrides=kw,
                              teacher_params=_teacher_params(s, teacher_changes, epochs),
-                             log=log, progress=progress, missing_rate=s.missing_rate)
+                             log=log, progress=progress, missing_rate=s.missing_rate,
+                             details=None if details is None else _SettingRuns(details, s.key))
         rows += res["rows"]
         # num_rows: the rows are concatenated setting by setting, so a reader can tell which setting a
         # row came from even where two settings share a (method, model) pair (cpf's and ta's MLP(128))

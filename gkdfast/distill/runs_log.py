@@ -16,13 +16,14 @@ from __future__ import annotations
 import glob
 import os
 import json
+import platform
 import sys
 from collections import Counter
 from typing import Iterable, List, NamedTuple, Optional, Sequence
 
 from gkdfast.distill.experiment import summarize_runs
 
-__all__ = ["RunsLog", "read_runs", "run_source", "reference_pair", "merge_runs", "MergedRuns", "timing_markdown"]
+__all__ = ["RunsLog", "where_fields", "read_runs", "run_source", "reference_pair", "merge_runs", "MergedRuns", "timing_markdown"]
 
 
 class RunsLog(list):
@@ -53,6 +54,23 @@ class RunsLog(list):
                     if f.read(1) != b"\n":
                         f.write(b"\n")
                 f.write((json.dumps(run) + "\n").encode())
+
+
+def where_fields(device) -> dict:
+    """Where this process trains, as run records carry it: ``host``, ``device`` (with the GPU's name on
+    CUDA), ``torch`` and CPU ``threads``.
+
+    Example:
+        >>> sorted(where_fields("cpu"))
+        ['device', 'host', 'threads', 'torch']
+    """
+    import torch
+
+    dev = str(device)
+    if dev.startswith("cuda") and torch.cuda.is_available():
+        dev = f"{dev} ({torch.cuda.get_device_name(torch.device(dev))})"
+    return {"host": platform.node() or "unknown host", "device": dev, "torch": torch.__version__,
+            "threads": torch.get_num_threads()}
 
 
 def read_runs(spec: str) -> List[dict]:

@@ -15,7 +15,8 @@ from torch import Tensor, nn
 from gkdfast.distill.recipes.base import Recipe, Trained
 from gkdfast.distill.terms import CrossEntropy, LossTerm, StepContext
 
-__all__ = ["SAIL", "GraceTerm", "SailTerm", "ProbeModel", "augment", "edgeless", "linear_probe"]
+__all__ = ["SAIL", "GraceTerm", "SailTerm", "ProbeModel", "augment", "edgeless", "linear_probe",
+           "pick_intra_weight_per_dataset"]
 
 
 def edgeless(num_nodes: int, device=None):
@@ -197,7 +198,9 @@ class SAIL(Recipe):
     initial weights, same random stream), and the one whose linear probe scores
     best on the *validation* nodes is kept (the first on a tie).  The pick and every candidate's
     validation accuracy are in ``trained.extras["sail_intra_weight"]`` /
-    ``["sail_probe_val_acc_by_intra_weight"]``; the row's training time counts every candidate.
+    ``["sail_probe_val_acc_by_intra_weight"]``; the row's training time counts every candidate.  Every
+    candidate's test accuracy is in ``["sail_probe_test_acc_by_intra_weight"]``, for a pick of one weight
+    per dataset by the validation accuracy averaged over seeds (:func:`pick_intra_weight_per_dataset`).
 
     Shapes: ``make_student(F)`` must return its hidden layer ``[N, H]`` (``return_hidden=True``).
 
@@ -316,14 +319,17 @@ class SAIL(Recipe):
         # (the training device's CUDA stream too: rng_states() alone skips CUDA before it is initialised)
         device = distiller_kw.get("device") or next((p.device for p in encoder.parameters()), torch.device("cpu"))
         start_rng = _rng_states(device)
-        best, seconds, by_weight = None, 0.0, {}
+        best, seconds, by_weight, test_by_weight = None, 0.0, {}, {}
         for i, term in enumerate(terms):
             enc = encoder if i == 0 else same_start()
             _set_rng_states(start_rng)
             tag = "sail" if len(terms) == 1 else f"sail-intra{term.intra_weight:g}"
-            res, probe, _ = self._train(enc, term, data, seed, tag, **distiller_kw)
+            res, probe, h = self._train(enc, term, data, seed, tag, **distiller_kw)
             seconds += res.seconds + probe.seconds
             by_weight[term.intra_weight] = probe.best_val_acc
+            with torch.no_grad():  # reported beside the pick (a per-dataset pick needs every candidate's)
+                test_by_weight[term.intra_weight] = accuracy(probe.student(h).cpu(), data.y.cpu(),
+                                                             data.test_mask.cpu())
             if best is None or probe.best_val_acc > best[2].best_val_acc:  # validation nodes only
                 best = (enc, res, probe, term.intra_weight, _rng_states(device))
         enc, res, probe, weight, end_rng = best
@@ -332,6 +338,59 @@ class SAIL(Recipe):
         if len(terms) > 1:
             extras["sail_intra_weight"] = weight
             extras["sail_probe_val_acc_by_intra_weight"] = by_weight
+            extras["sail_probe_test_acc_by_intra_weight"] = test_by_weight  # never read for the pick
         model = ProbeModel(enc, probe.student).eval()
         # seconds: SAIL's own training and probes (every candidate); the baseline's are in its own row
         return Trained(model, data.x, True, res, seconds, extras=extras, baselines=baselines)
+
+
+def pick_intra_weight_per_dataset(runs) -> dict:
+    """One ``intra_weight`` for a whole dataset: the candidate whose linear probe has the highest
+    validation accuracy averaged over the seeds (the first candidate on a tie), from the run records
+    of ``gkdfast distill --methods sail --set sail.intra_weight=W1,W2,... --runs-log PATH``.
+
+    The per-seed pick of :class:`SAIL` follows validation differences of a few nodes; averaging over
+    seeds is the usual way to tune a hyperparameter per dataset.  Test accuracies are only reported.
+
+    Args:
+        runs: run records (dicts, e.g. :func:`gkdfast.distill.runs_log.read_runs`); those of method
+            ``sail`` with candidate accuracies in their extras are used (one per seed: a seed recorded
+            twice, by a resumed run, keeps its first record, as :func:`~gkdfast.distill.runs_log.merge_runs`).
+
+    Returns:
+        ``{"weight": w, "val_mean": {w: float}, "test_mean": {w: float}, "seeds": [int],
+        "test_acc": [float]}`` — ``test_acc``: the picked weight's test accuracy per seed, in
+        ``seeds``' order (fractions).
+
+    Example:
+        >>> runs = [{"method": "sail", "seed": s, "extras": {
+        ...     "sail_probe_val_acc_by_intra_weight": {"0.0": 0.70 + s / 100, "1.0": 0.69},
+        ...     "sail_probe_test_acc_by_intra_weight": {"0.0": 0.66, "1.0": 0.67}}} for s in (0, 1)]
+        >>> pick = pick_intra_weight_per_dataset(runs)
+        >>> pick["weight"], pick["test_acc"]
+        (0.0, [0.66, 0.66])
+    """
+    by_seed = {}
+    for run in runs:
+        extras = run.get("extras") or {}
+        if run.get("method") == "sail" and "sail_probe_test_acc_by_intra_weight" in extras:
+            by_seed.setdefault(int(run["seed"]), extras)
+    if not by_seed:
+        raise ValueError("pick_intra_weight_per_dataset: no sail run with candidate accuracies; run "
+                         "--methods sail --set sail.intra_weight=W1,W2 with --runs-log")
+    seeds = sorted(by_seed)
+
+    def table(key):  # {weight: [acc per seed]}; JSON turned the float keys into strings
+        cols = {}
+        for s in seeds:
+            for w, acc in by_seed[s][key].items():
+                cols.setdefault(float(w), []).append(float(acc))
+        return cols
+
+    val, test = table("sail_probe_val_acc_by_intra_weight"), table("sail_probe_test_acc_by_intra_weight")
+    if any(len(v) != len(seeds) for v in (*val.values(), *test.values())) or set(val) != set(test):
+        raise ValueError("pick_intra_weight_per_dataset: the seeds' runs trained different candidates")
+    val_mean = {w: sum(v) / len(v) for w, v in val.items()}
+    weight = max(val_mean, key=lambda w: (val_mean[w], -list(val_mean).index(w)))
+    return {"weight": weight, "val_mean": val_mean, "test_mean": {w: sum(v) / len(v) for w, v in test.items()},
+            "seeds": seeds, "test_acc": test[weight]}
