@@ -8,8 +8,11 @@ Batch: 100,000 graphs of 5-45 nodes (2.5M nodes, TU-like sizes), d = 64, float32
 (no autograd) and forward + backward.  Target (issue 16): fwd+bwd >= 3x the index_add peer.  On CPU
 the backward of sum/mean is one write of the [N, d] gradient on both sides, and that write is paid
 mostly in page faults of the fresh allocation (``THP_MEM_ALLOC_ENABLE=1`` lets PyTorch back it with
-huge pages); the forward rows show the reduction itself.  Prints a table; writes pooling.json and
-pooling.png under --out.
+huge pages); the forward rows show the reduction itself.  A third row per case, "memory floor", moves
+the bytes any pooling must move and computes nothing else: the forward reads x once (``x.sum(0)``),
+fwd+bwd also writes one [N, d] tensor (the gradient of x), so ``peer / floor`` bounds the speed-up
+any implementation can reach on the machine.  Prints a table; writes pooling.json and pooling.png under
+--out.
 """
 from __future__ import annotations
 
@@ -63,6 +66,17 @@ def forward_only(fn):
     return run
 
 
+def memory_floor(x, backward: bool):
+    """Reads x once (and, with ``backward``, writes one tensor of x's shape): the traffic of a pooling's
+    forward (and of its backward's gradient), with no reduction by segment."""
+    def run():
+        with torch.no_grad():
+            x.sum(0)
+            if backward:
+                torch.empty_like(x).fill_(1.0)
+    return run
+
+
 def rows_for(device, repeats, max_seconds):
     x, ptr, batch_vec, sizes = batch(device)
     grad = torch.randn(NUM_GRAPHS, DIM, device=device)
@@ -72,8 +86,9 @@ def rows_for(device, repeats, max_seconds):
                  "index_add / scatter_reduce": lambda: index_add_pool(x, batch_vec, sizes, reduce)}
         for case, wrap in (("fwd", forward_only), ("fwd+bwd", lambda fn: step(fn, x, grad))):
             # both implementations round-robin, so machine load hits them alike
-            timed = _report.time_interleaved({impl: wrap(fn) for impl, fn in impls.items()}, repeats=repeats,
-                                             warmup=1, max_seconds=max_seconds)
+            fns = {impl: wrap(fn) for impl, fn in impls.items()}
+            fns["memory floor"] = memory_floor(x, backward=case == "fwd+bwd")
+            timed = _report.time_interleaved(fns, repeats=repeats, warmup=1, max_seconds=max_seconds)
             for impl, t in timed.items():
                 rows.append(dict(size=f"B={NUM_GRAPHS} N={x.size(0)} d={DIM}", case=f"{reduce} {case}", impl=impl,
                                  ms=t["ms"]))

@@ -15,6 +15,7 @@ from typing import Optional, Tuple
 
 import torch
 from torch import Tensor
+from gkdfast._segments import segment_ids
 from gkdfast._tracing import tracing
 
 __all__ = ["Graph"]
@@ -319,9 +320,7 @@ class Graph:
         if self._dst is None:
             with cache_mode():
                 # output_size: a static length, so torch.compile can trace it (no data-dependent size)
-                dst = torch.repeat_interleave(
-                    torch.arange(self.num_nodes, device=self.device, dtype=self.index_dtype),
-                    self.in_degree(), output_size=self.num_edges)
+                dst = segment_ids(self.in_degree(), self.num_edges, dtype=self.index_dtype)
             return self._keep("_dst", dst)
         return self._dst
 

@@ -1,5 +1,6 @@
 """benchmarks/bench_pooling.py (the issue-16 pooling benchmark) runs end to end at its small size: one
-forward-only and one forward+backward row per reduction and implementation, ratios against gkdfast."""
+forward-only and one forward+backward row per reduction and implementation (and the memory floor), ratios
+against gkdfast."""
 from __future__ import annotations
 
 import json
@@ -23,7 +24,7 @@ def test_bench_pooling_runner_writes_both_cases_with_ratios(tmp_path, monkeypatc
     rows = json.load(open(os.path.join(out, "pooling.json")))["rows"]
     cases = {(r["case"], r["impl"]) for r in rows}
     assert cases == {(f"{red} {c}", impl) for red in ("sum", "mean", "max") for c in ("fwd", "fwd+bwd")
-                     for impl in ("gkdfast", "index_add / scatter_reduce")}
+                     for impl in ("gkdfast", "index_add / scatter_reduce", "memory floor")}
     ours = {r["case"]: r["ms"] for r in rows if r["impl"] == "gkdfast"}
     for r in rows:
         assert r["ms"] > 0 and r["ratio"] == pytest.approx(r["ms"] / ours[r["case"]])

@@ -11,6 +11,7 @@ scaling), max/min through ``spmm_arg_backward``, whose own derivative is that op
 from __future__ import annotations
 
 import torch
+from gkdfast._segments import segment_ids
 
 from gkdfast._native._common import has_op, register_op
 
@@ -99,8 +100,7 @@ def _csr_mm_backward(ctx, grad):
                                               col if back.numel() else none, back,
                                               values.index_select(0, t_eid.long()), grad.contiguous())
     if ctx.input_needs_grad[5]:
-        rows = torch.repeat_interleave(torch.arange(rowptr.numel() - 1, device=col.device), rowptr.diff(),
-                                       output_size=col.numel())
+        rows = segment_ids(rowptr.diff(), col.numel())
         grad_values = (grad.index_select(0, rows) * x.index_select(0, col.long())).sum(-1)
     return None, None, None, None, None, grad_values, grad_x
 

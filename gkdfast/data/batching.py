@@ -18,6 +18,7 @@ from typing import Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 from torch import Tensor
+from gkdfast._segments import concat_ranges, segment_ids
 
 from gkdfast.graph import Graph, check_to_device
 
@@ -72,8 +73,7 @@ class GraphBatch:
     @property
     def batch(self) -> Tensor:
         """``[N]`` int64 graph id of each node (computed from ``ptr``)."""
-        counts = self.ptr[1:] - self.ptr[:-1]
-        return torch.repeat_interleave(torch.arange(self.num_graphs, device=self.ptr.device), counts)
+        return segment_ids(self.ptr[1:] - self.ptr[:-1], self.num_nodes)
 
     def to(self, device) -> "GraphBatch":
         """A new GraphBatch with every tensor on ``device`` (tensors already there are shared, as
@@ -81,16 +81,6 @@ class GraphBatch:
         check_to_device(device, "GraphBatch")
         mv = lambda t: None if t is None else t.to(device)  # noqa: E731
         return GraphBatch(self.graph.to(device), mv(self.x), mv(self.ptr), mv(self.y), mv(self.edge_weight))
-
-
-def _ranges(starts: Tensor, counts: Tensor) -> Tensor:
-    """Concatenation of ``arange(starts[i], starts[i] + counts[i])`` without a Python loop."""
-    total = int(counts.sum())
-    if total == 0:
-        return torch.zeros(0, dtype=torch.int64)
-    offsets = torch.cumsum(counts, 0) - counts
-    within = torch.arange(total) - torch.repeat_interleave(offsets, counts)
-    return torch.repeat_interleave(starts, counts) + within
 
 
 def graph_ids(index, num_graphs: int, where: str = "graph_ids") -> Tensor:
@@ -132,11 +122,11 @@ def select_graphs(dataset, index) -> GraphBatch:
     idx = idx % max(len(dataset), 1)
     ptr, rowptr, col = dataset.ptr.cpu(), dataset.graph.rowptr.cpu().long(), dataset.graph.col.cpu().long()
     n_lo, n_cnt = ptr[idx], ptr[idx + 1] - ptr[idx]
-    nodes = _ranges(n_lo, n_cnt)
+    nodes = concat_ranges(n_lo.long(), n_cnt.long())
     new_ptr = torch.zeros(idx.numel() + 1, dtype=torch.int64)
     torch.cumsum(n_cnt, 0, out=new_ptr[1:])
     e_lo, e_cnt = rowptr[n_lo], rowptr[ptr[idx + 1]] - rowptr[n_lo]
-    edges = _ranges(e_lo, e_cnt)
+    edges = concat_ranges(e_lo, e_cnt)
     # An edge of graph g moves its source from block start ptr[g] to the batch's block start new_ptr[b].
     shift = torch.repeat_interleave(new_ptr[:-1] - n_lo, e_cnt)
     new_col = col[edges] + shift

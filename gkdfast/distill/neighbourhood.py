@@ -19,6 +19,7 @@ from typing import Optional, Tuple
 
 import torch
 from torch import Tensor
+from gkdfast._segments import concat_ranges, segment_ids
 
 __all__ = ["neighbourhood_batch", "first_positions", "refuse_unmasked_terms", "pad_neighbour_rows",
            "refuse_nonfinite_loss"]
@@ -127,9 +128,8 @@ def neighbourhood_batch(graph, nodes: Tensor, observed: Optional[Tensor] = None)
     starts = rowptr[uniq].long()
     degree = rowptr[uniq + 1].long() - starts
     total = int(degree.sum())
-    seg = torch.repeat_interleave(torch.arange(uniq.numel(), device=dev), degree)
-    offset = torch.arange(total, device=dev) - torch.repeat_interleave(torch.cumsum(degree, 0) - degree, degree)
-    nbr = col[starts[seg] + offset].long()
+    seg = segment_ids(degree, total)
+    nbr = col[concat_ranges(starts, degree, total)].long()
     if observed is not None:  # in-edges from hidden nodes are not part of the batch
         seen = observed.to(dev)[nbr]
         nbr, seg = nbr[seen], seg[seen]

@@ -17,6 +17,7 @@ from typing import Optional, Tuple
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from gkdfast._segments import concat_ranges, segment_ids
 
 from gkdfast._autocast import float32_loss
 from gkdfast import _backend
@@ -268,18 +269,12 @@ def _coalesce(p: Tensor, c: Tensor, v: Tensor, width: int, fixed_order: Optional
     return key // width, key % width, add_rows(key.numel(), inv, v, fixed_order)
 
 
-def _ranges(start: Tensor, count: Tensor) -> Tensor:
-    """Concatenation of ``arange(start[i], start[i] + count[i])`` over i."""
-    first = torch.repeat_interleave(count.cumsum(0) - count, count)  # each output's offset of its range
-    return torch.repeat_interleave(start, count) + torch.arange(first.numel(), device=count.device) - first
-
-
 def _sparse_product(a_rowptr, a_col, a_val, b_rowptr, b_col, b_val, n, max_nnz, hop):
     """CSR x CSR by expanding every (i, k) x (k, j) product, in row chunks of bounded size."""
     if n == 0:
         return a_rowptr, a_col, a_val
     b_deg = b_rowptr[1:] - b_rowptr[:-1]
-    a_row = torch.repeat_interleave(torch.arange(n, device=a_col.device), a_rowptr[1:] - a_rowptr[:-1])
+    a_row = segment_ids(a_rowptr[1:] - a_rowptr[:-1], a_col.numel())
     work = b_deg[a_col]  # products contributed by each nonzero of a
     row_work = torch.zeros(n, dtype=torch.int64, device=a_col.device).index_add_(0, a_row, work)
     rows_out, cols_out, vals_out, total = [], [], [], 0
@@ -292,7 +287,7 @@ def _sparse_product(a_rowptr, a_col, a_val, b_rowptr, b_col, b_val, n, max_nnz, 
         r1 = max(r1, r0 + 1)
         e0, e1 = int(a_rowptr[r0]), int(a_rowptr[r1])
         rr, kk, vv, ww = a_row[e0:e1], a_col[e0:e1], a_val[e0:e1], work[e0:e1]
-        pos = _ranges(b_rowptr[:-1][kk], ww)
+        pos = concat_ranges(b_rowptr[:-1][kk], ww)
         r, c, val = _coalesce(torch.repeat_interleave(rr, ww), b_col[pos],
                               torch.repeat_interleave(vv, ww) * b_val[pos], n)
         total += val.numel()
@@ -423,7 +418,7 @@ def _positives(graph: Graph, hops: int, max_nnz: int):
         n = graph.num_nodes
         with cache_mode():
             rowptr, col, val, peak = cache.get(("W", hops)) or _adjacency_power(graph, hops, max_nnz)
-            row = torch.repeat_interleave(torch.arange(n, device=col.device), rowptr[1:] - rowptr[:-1])
+            row = segment_ids(rowptr[1:] - rowptr[:-1], col.numel())
             keep = (row != col) & (val > 0)
             row, col, val = row[keep], col[keep], val[keep]
             del keep
@@ -464,7 +459,7 @@ def _expand_hop(p: Tensor, k: Tensor, v: Tensor, rowptr: Tensor, col: Tensor, ei
     parts = []
     for lo, hi in _split_by_growth(count, _BATCH_EXPAND_CHUNK):
         pk, kk, vk, ck = p[lo:hi], k[lo:hi], v[lo:hi] * dinv[k[lo:hi]], count[lo:hi]
-        entry = _ranges(rowptr[kk].long(), ck)
+        entry = concat_ranges(rowptr[kk].long(), ck)
         nbr = col[entry].long()
         val = torch.repeat_interleave(vk, ck) * dinv[nbr]
         if weight is not None:
@@ -524,7 +519,7 @@ def _batch_positives(graph: Graph, hops: int, nodes: Tensor, cols: Optional[Tens
     starts = starts[at] if keys.numel() else m
     out = []
     for lo, hi in _split_by_growth(m, _BATCH_EXPAND_CHUNK):  # the join, in chunks of left entries
-        r = _ranges(starts[lo:hi], m[lo:hi])
+        r = concat_ranges(starts[lo:hi], m[lo:hi])
         out.append(_coalesce(torch.repeat_interleave(lp[lo:hi], m[lo:hi]), rq[r],
                              torch.repeat_interleave(lv[lo:hi], m[lo:hi]) * rv[r], width))
     p, q, v = _coalesce(*(torch.cat(t) for t in zip(*out)), width) if len(out) > 1 else out[0]

@@ -22,6 +22,7 @@ from typing import Optional
 
 import torch
 from torch import Tensor, nn
+from gkdfast._segments import segment_ids
 
 from gkdfast.nn.gat_conv import GATConv
 from gkdfast.nn.gcn_conv import GCNConv
@@ -51,8 +52,7 @@ def gcn_block_weights(block, dtype=torch.float32) -> Tensor:
     dinv = (block.src_degree.to(torch.float64) + 1.0).rsqrt()
     sampled = block.rowptr[1:] - block.rowptr[:-1]
     scale = block.dst_count.to(torch.float64) / sampled.clamp(min=1).to(torch.float64)
-    row = torch.repeat_interleave(torch.arange(block.num_dst, device=dinv.device), sampled,
-                                  output_size=block.num_edges)
+    row = segment_ids(sampled, block.num_edges)
     w = dinv[row] * dinv[block.col.long()] * scale[row]
     if block.edge_weight is not None:
         w = w * block.edge_weight.to(torch.float64)

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from gkdfast._segments import segment_ids
 
 from gkdfast.graph import Graph
 from gkdfast.nn.gat_conv import GATConv
@@ -93,7 +94,7 @@ class _Rows:
 
     def local_dst(self) -> Tensor:
         """Row (0-based within the block) of each edge of the block."""
-        return torch.repeat_interleave(torch.arange(self.b - self.a), self.deg)
+        return segment_ids(self.deg)
 
     def aggregate(self, h: Tensor, reduce: str, weight: Optional[Tensor] = None) -> Tensor:
         """``reduce`` over each row's in-edges of ``w_e * h[src]`` (rows without in-edges give 0),

@@ -19,6 +19,7 @@ from typing import Callable, Dict, Optional, Tuple
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from gkdfast._segments import concat_ranges, segment_ids
 
 from gkdfast._quiet import spend_once
 from gkdfast import _backend
@@ -114,7 +115,7 @@ class _CsrTranspose:
             with cache_mode():  # as the CSR copy: a first backward under inference mode must not make it
                 col = self.col  # inference tensors for the features' lifetime (helper 126)
                 perm = torch.argsort(col, stable=True)  # by column, rows ascending inside one: torch's order
-                rows = torch.repeat_interleave(torch.arange(self.shape[0], device=col.device), self.crow.diff())
+                rows = segment_ids(self.crow.diff(), col.numel())
                 t_crow = torch.zeros(self.shape[1] + 1, dtype=self.crow.dtype, device=col.device)
                 t_crow[1:] = torch.cumsum(torch.bincount(col, minlength=self.shape[1]), 0)
                 self._t = (t_crow, rows[perm].to(col.dtype), perm.to(col.dtype))
@@ -344,9 +345,7 @@ def csr_row_positions(rowptr: Tensor, rows: Tensor) -> Tuple[Tensor, Tensor]:
     rowptr, rows = rowptr.long(), rows.long()
     start = rowptr[rows]
     counts = rowptr[rows + 1] - start
-    first = (torch.cumsum(counts, 0) - counts).repeat_interleave(counts)
-    offset = torch.arange(int(counts.sum()), device=rows.device) - first
-    return start.repeat_interleave(counts) + offset, counts
+    return concat_ranges(start, counts), counts
 
 
 def linear_rows(x: Tensor, rows: Tensor, weight: Tensor, bias: Optional[Tensor] = None) -> Tensor:

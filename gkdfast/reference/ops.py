@@ -5,6 +5,7 @@ from typing import Optional
 
 import torch
 from torch import Tensor
+from gkdfast._segments import segment_ids
 
 from gkdfast.graph import Graph
 
@@ -131,6 +132,5 @@ def csr_mm(rowptr: Tensor, col: Tensor, values: Tensor, x: Tensor) -> Tensor:
                 [ 0.],
                 [30.]])
     """
-    rows = torch.repeat_interleave(torch.arange(rowptr.numel() - 1, device=col.device), rowptr.diff(),
-                                   output_size=col.numel())
+    rows = segment_ids(rowptr.diff(), col.numel())
     return x.new_zeros(rowptr.numel() - 1, x.size(1)).index_add(0, rows, values.unsqueeze(-1) * x[col.long()])

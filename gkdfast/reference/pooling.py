@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
+from gkdfast._segments import segment_ids
 
 
 def global_pool(x: Tensor, ptr: Tensor, reduce: str = "sum") -> Tensor:
@@ -14,7 +15,7 @@ def global_pool(x: Tensor, ptr: Tensor, reduce: str = "sum") -> Tensor:
     """
     num_graphs = ptr.numel() - 1
     counts = (ptr[1:] - ptr[:-1]).long()
-    batch = torch.repeat_interleave(torch.arange(num_graphs, device=x.device), counts)
+    batch = segment_ids(counts.to(x.device))
     d = x.size(1)
     if reduce in ("sum", "mean"):
         out = x.new_zeros(num_graphs, d).index_add(0, batch, x)
