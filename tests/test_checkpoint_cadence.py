@@ -192,3 +192,11 @@ def test_a_checkpoint_missing_a_key_names_the_file(tiny, tmp_path):
     torch.save(state, path)
     with pytest.raises(ValueError, match=r"does not fit this run.*delete it to start over"):
         _run(tiny, ckpt, epochs=2)
+
+
+def test_the_armed_restart_hook_writes_every_epoch(tiny, tmp_path, slow_saves, monkeypatch):
+    """With the restart-test hook armed, every epoch is written whatever the cadence: the hook fires
+    right after epoch k's checkpoint, and a skipped epoch k moved the kill into a later stage."""
+    monkeypatch.setenv("GKDFAST_TEST_FAIL_ONCE_AT_EPOCH", "999")  # armed, at an epoch never reached
+    _run(tiny, str(tmp_path / "run"), epochs=6)
+    assert slow_saves == [1, 2, 3, 4, 5, 6]

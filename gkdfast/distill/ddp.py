@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from gkdfast.distributed import unpin_default_group
 
 __all__ = ["Dist", "resolve", "shard_order", "local_batches", "init_from_env", "is_main_process", "default_group",
-           "wrap", "fail_once_for_test"]
+           "wrap", "fail_once_for_test", "checkpoint_every_epoch_for_test"]
 
 
 @dataclass
@@ -326,6 +326,20 @@ def wrap(student: nn.Module, terms: nn.Module, device) -> Optional[nn.Module]:
 
 FAIL_ONCE_ENV = "GKDFAST_TEST_FAIL_ONCE_AT_EPOCH"
 FAIL_ONCE_MARKER_ENV = "GKDFAST_TEST_FAIL_ONCE_MARKER"
+
+
+def checkpoint_every_epoch_for_test() -> bool:
+    """Whether the restart-test hook of :func:`fail_once_for_test` is armed: the training loops then
+    write every epoch's checkpoint, whatever their cadence.  (The hook fires right after epoch k's
+    checkpoint; on a loaded machine the cadence can skip epoch k, when the save before it took over
+    ``ALWAYS_WRITE_SECONDS`` waiting for the other rank, and the hook then fired in a later stage's
+    training instead: the sampled teacher of a torchrun test was not interrupted at all.)
+
+    Example:
+        >>> checkpoint_every_epoch_for_test()    # the variable is not set
+        False
+    """
+    return bool(os.environ.get(FAIL_ONCE_ENV))
 
 
 def fail_once_for_test(ddp: Dist, epoch: int, checkpoint_dir: str) -> None:

@@ -670,7 +670,8 @@ class Distiller:
         best_seen = best_val  # the best validation so far: patience counts from it even with select_best=False
         best_student = best_terms = None
         done = False
-        cadence = CheckpointCadence(self.checkpoint_overhead if self.checkpoint_dir else None)
+        cadence = CheckpointCadence(self.checkpoint_overhead if self.checkpoint_dir
+                                    and not _ddp.checkpoint_every_epoch_for_test() else None)
         if state is not None:
             try:
                 self.student.load_state_dict(state["student"])

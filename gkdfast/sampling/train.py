@@ -467,7 +467,8 @@ def fit_sampled(model: nn.Module, data, *, fanouts: Sequence[int] = (15, 10), ba
     if checkpoint and group is not None:
         fp = group.broadcast_object(fp)
     state = _resume_state(checkpoint, fp, world, device) if checkpoint else None
-    cadence = CheckpointCadence(checkpoint_overhead if checkpoint else None)
+    cadence = CheckpointCadence(checkpoint_overhead if checkpoint and not _ddp.checkpoint_every_epoch_for_test()
+                                else None)
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(mix_seed(seed, 3) if rank == 0 else mix_seed(seed, 3, rank))  # dropout: own masks per rank
         start = 0
