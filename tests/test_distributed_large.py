@@ -4,7 +4,6 @@ same global batches), the whole ``distill_large`` and ``gkdfast distill --distri
 import json
 import os
 import subprocess
-import sys
 
 import pytest
 import torch

@@ -13,7 +13,7 @@ from gkdfast.data.batching import GraphBatch, GraphLoader, collate, select_graph
 from gkdfast.distill.datafree import (BNStatistics, DFADConfig, GraphGenerator, distill_dfad, feature_layout,
                                       onehot_frequencies, size_frequencies)
 from gkdfast.distill.graph_experiment import dfad_generator_for
-from gkdfast.distill.graph_level import GraphTrainConfig, graph_accuracy, train_graph_classifier
+from gkdfast.distill.graph_level import GraphTrainConfig, train_graph_classifier
 from gkdfast.nn.graph_models import GraphClassifier
 
 

@@ -5,7 +5,7 @@ import hashlib
 import torch
 
 from gkdfast.data import csbm
-from gkdfast.distill import Distiller, TeacherOutputs, recipes, teacher_outputs, terms
+from gkdfast.distill import TeacherOutputs, recipes, teacher_outputs
 from gkdfast.distill.teacher_cache import fingerprint, hash_tensor
 from gkdfast.nn import MLP, SAGE
 

@@ -4,7 +4,6 @@ until the entry is removed here).  The fuzzers count an example that hits one in
 """
 from __future__ import annotations
 
-import re
 from typing import Optional
 
 import torch
