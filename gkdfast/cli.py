@@ -200,7 +200,7 @@ def _distill(args) -> int:
         return run_graph(args)
     if args.seeds is not None and args.seeds < 1:
         raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
-    if args.runs_log:
+    if args.runs_log and os.environ.get("RANK", "0") == "0":  # rank 0 writes it (another host may lack the path)
         _check_runs_log(args)
     if args.seed < 0:
         raise ValueError(f"--seed must be >= 0, got {args.seed}")
@@ -330,7 +330,9 @@ def _distill(args) -> int:
                                  progress=main and not args.quiet and not args.no_progress, overrides=overrides,
                                  log=log, setting=args.setting, inductive_fraction=args.inductive_fraction,
                                  missing_rate=args.missing_rate, autocast=args.autocast,
-                                 details=runs_log(args, data, device, main))
+                                 details=runs_log(args, data, device, main, protocol="common",
+                                                  setting=args.setting, missing_rate=args.missing_rate or 0.0,
+                                                  inductive_fraction=inductive_fraction))
         if not main:
             return 0
         if auto_teacher:
@@ -348,23 +350,32 @@ def _distill(args) -> int:
     return 0
 
 
-def runs_log(args, data, device, main: bool):
+def runs_log(args, data, device, main: bool, **fields):
     """The ``--runs-log`` sink of a node-classification run (``None`` without the flag, or on a rank
-    other than 0 under ``--distributed``)."""
+    other than 0 under ``--distributed``); ``fields`` go into every record beside the dataset and
+    where the run trains."""
     if not (args.runs_log and main):
         return None
     from gkdfast.distill.runs_log import RunsLog, where_fields
 
     _check_runs_log(args)
-    return RunsLog(args.runs_log, dataset=str(data.name), **where_fields(device))
+    return RunsLog(args.runs_log, dataset=str(data.name), **fields, **where_fields(device))
 
 
 def _check_runs_log(args) -> None:
-    """``--runs-log`` names a file in an existing folder (checked before anything trains, not when the
-    first run finishes)."""
-    parent = os.path.dirname(os.path.abspath(args.runs_log))
+    """``--runs-log`` names a file that can be appended to (checked before anything trains, not when the
+    first run finishes: opening it creates it)."""
+    path = args.runs_log
+    parent = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(parent):
-        raise ValueError(f"--runs-log {args.runs_log}: the folder {parent} does not exist; create it first")
+        raise ValueError(f"--runs-log {path}: the folder {parent} does not exist; create it first")
+    if os.path.isdir(path):
+        raise ValueError(f"--runs-log {path}: is a folder; name a file in it (e.g. {os.path.join(path, 'runs.jsonl')})")
+    try:
+        with open(path, "ab"):
+            pass
+    except OSError as exc:
+        raise ValueError(f"--runs-log {path}: cannot be written ({exc.strerror or exc}); name another file") from None
 
 
 def _check_device(args) -> str:

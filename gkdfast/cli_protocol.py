@@ -134,7 +134,8 @@ def run_published_cli(args, device: str) -> int:
         results = run_published(data, methods=methods, seeds=list(range(args.seed, args.seed + num_seeds(args))),
                                 epochs=args.epochs, device=device, out=args.out, log=log, overrides=overrides,
                                 progress=main and not args.quiet and not args.no_progress, students=students,
-                                auto_teacher=auto_teacher, details=runs_log(args, data, device, main))
+                                auto_teacher=auto_teacher,
+                                details=runs_log(args, data, device, main, protocol="published"))
         if not main:
             return 0
         save_json(results, os.path.join(args.out, "results.json"))  # saved before printing, as distill's

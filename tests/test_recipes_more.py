@@ -453,6 +453,10 @@ def test_the_grace_baseline_is_a_row_of_the_experiment():
                                 for r in details if r["method"] == "sail"]
     with pytest.raises(ValueError, match="no sail run"):
         pick_intra_weight_per_dataset([r for r in details if r["method"] != "sail"])
+    mixed = json.loads(json.dumps(details)) + [dict(r, dataset="other") for r in details]
+    with pytest.raises(ValueError, match="differ in dataset; pick one with dataset=..."):
+        pick_intra_weight_per_dataset(mixed)
+    assert pick_intra_weight_per_dataset(mixed, dataset="other")["test_acc"] == pick["test_acc"]
 
 
 @pytest.mark.parametrize("name,kw", [("freekd", {"epochs": 4}), ("oad", {"epochs": 3, "warmup_epochs": 2}),

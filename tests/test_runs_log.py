@@ -69,7 +69,7 @@ def test_reference_pair_and_timing_table():
 def _distill(*flags):
     from gkdfast.cli import main
 
-    return main(["distill", "--epochs", "1", "--quiet", "--no-progress", *flags])
+    return main(["distill", "--epochs", "1", "--quiet", "--no-progress", "--device", "cpu", *flags])
 
 
 def test_the_distill_command_logs_every_run_of_the_common_and_the_published_protocol(tmp_path, capsys):
@@ -80,6 +80,8 @@ def test_the_distill_command_logs_every_run_of_the_common_and_the_published_prot
     # the teacher, the student alone and the KD student, per seed, with where they ran
     assert sorted((r["seed"], r["method"]) for r in runs) == [(s, m) for s in (0, 1) for m in ("kd", "none", "teacher")]
     assert all(r["dataset"] == "csbm" and r["device"] == "cpu" and r["threads"] >= 1 for r in runs)
+    assert all((r["protocol"], r["setting"], r["missing_rate"], r["inductive_fraction"])
+               == ("common", "transductive", 0.0, None) for r in runs)
     results = json.loads((tmp_path / "a" / "results.json").read_text())
     kd = next(r for r in results["rows"] if r["method"] == "kd")
     assert kd["test_acc"] == [r["test_acc"] for r in runs if r["method"] == "kd"]  # the same runs, per seed
@@ -87,7 +89,8 @@ def test_the_distill_command_logs_every_run_of_the_common_and_the_published_prot
     assert _distill("--nodes", "500", "--protocol", "published", "--methods", "glnn", "--seeds", "1", "--out",
                     str(tmp_path / "b"), "--runs-log", str(log)) == 0
     added = read_runs(str(log))[len(runs):]
-    assert [(r["method"], r["setting"]) for r in added] == [("teacher", "cpf"), ("none", "cpf"), ("glnn", "cpf")]
+    assert [(r["protocol"], r["method"], r["setting"]) for r in added] == [
+        ("published", "teacher", "cpf"), ("published", "none", "cpf"), ("published", "glnn", "cpf")]
 
 
 def test_the_runs_log_flag_fails_before_training_where_it_cannot_be_written_or_honoured(tmp_path, capsys):
@@ -97,5 +100,7 @@ def test_the_runs_log_flag_fails_before_training_where_it_cannot_be_written_or_h
                         "--runs-log", str(missing)) == 2
         assert "does not exist; create it first" in capsys.readouterr().err
     assert not (tmp_path / "a").exists()  # nothing trained, no output folder made
+    assert _distill("--nodes", "500", "--out", str(tmp_path / "a"), "--runs-log", str(tmp_path)) == 2
+    assert "is a folder; name a file in it" in capsys.readouterr().err
     assert _distill("--task", "graph", "--data", str(tmp_path), "--runs-log", str(tmp_path / "r.jsonl")) == 2
     assert "--runs-log: not supported on graph classification" in capsys.readouterr().err

@@ -344,18 +344,23 @@ class SAIL(Recipe):
         return Trained(model, data.x, True, res, seconds, extras=extras, baselines=baselines)
 
 
-def pick_intra_weight_per_dataset(runs) -> dict:
+def pick_intra_weight_per_dataset(runs, **match) -> dict:
     """One ``intra_weight`` for a whole dataset: the candidate whose linear probe has the highest
     validation accuracy averaged over the seeds (the first candidate on a tie), from the run records
     of ``gkdfast distill --methods sail --set sail.intra_weight=W1,W2,... --runs-log PATH``.
 
     The per-seed pick of :class:`SAIL` follows validation differences of a few nodes; averaging over
-    seeds is the usual way to tune a hyperparameter per dataset.  Test accuracies are only reported.
+    seeds is the usual way to tune a hyperparameter per dataset.  Test accuracies are only reported
+    (measured on the nodes the recipe was given: in the inductive setting, not the held-out ones the
+    row reports).
 
     Args:
         runs: run records (dicts, e.g. :func:`gkdfast.distill.runs_log.read_runs`); those of method
             ``sail`` with candidate accuracies in their extras are used (one per seed: a seed recorded
             twice, by a resumed run, keeps its first record, as :func:`~gkdfast.distill.runs_log.merge_runs`).
+        match: record fields the runs must have, e.g. ``dataset="cora"``, ``model="GCN(128)"``.  A log
+            holding SAIL runs of several datasets, students, settings or protocols needs them: mixing
+            those is refused.
 
     Returns:
         ``{"weight": w, "val_mean": {w: float}, "test_mean": {w: float}, "seeds": [int],
@@ -363,21 +368,29 @@ def pick_intra_weight_per_dataset(runs) -> dict:
         ``seeds``' order (fractions).
 
     Example:
-        >>> runs = [{"method": "sail", "seed": s, "extras": {
+        >>> runs = [{"method": "sail", "seed": s, "dataset": "g", "extras": {
         ...     "sail_probe_val_acc_by_intra_weight": {"0.0": 0.70 + s / 100, "1.0": 0.69},
         ...     "sail_probe_test_acc_by_intra_weight": {"0.0": 0.66, "1.0": 0.67}}} for s in (0, 1)]
-        >>> pick = pick_intra_weight_per_dataset(runs)
+        >>> pick = pick_intra_weight_per_dataset(runs, dataset="g")
         >>> pick["weight"], pick["test_acc"]
         (0.0, [0.66, 0.66])
     """
+    kinds = ("dataset", "model", "protocol", "setting", "missing_rate", "inductive_fraction")
+    chosen = [r for r in runs if r.get("method") == "sail"
+              and "sail_probe_test_acc_by_intra_weight" in (r.get("extras") or {})
+              and all(r.get(k) == v for k, v in match.items())]
+    if not chosen:
+        raise ValueError("pick_intra_weight_per_dataset: no sail run with candidate accuracies"
+                         f"{' matching ' + str(match) if match else ''}; run --methods sail "
+                         "--set sail.intra_weight=W1,W2 with --runs-log")
+    groups = {tuple(r.get(k) for k in kinds) for r in chosen}
+    if len(groups) > 1:
+        differ = [k for i, k in enumerate(kinds) if len({g[i] for g in groups}) > 1]
+        raise ValueError(f"pick_intra_weight_per_dataset: the sail runs differ in {', '.join(differ)}; pick one "
+                         f"with {', '.join(f'{k}=...' for k in differ)}")
     by_seed = {}
-    for run in runs:
-        extras = run.get("extras") or {}
-        if run.get("method") == "sail" and "sail_probe_test_acc_by_intra_weight" in extras:
-            by_seed.setdefault(int(run["seed"]), extras)
-    if not by_seed:
-        raise ValueError("pick_intra_weight_per_dataset: no sail run with candidate accuracies; run "
-                         "--methods sail --set sail.intra_weight=W1,W2 with --runs-log")
+    for run in chosen:
+        by_seed.setdefault(int(run["seed"]), run["extras"])
     seeds = sorted(by_seed)
 
     def table(key):  # {weight: [acc per seed]}; JSON turned the float keys into strings
