@@ -11,8 +11,8 @@ mostly in page faults of the fresh allocation (``THP_MEM_ALLOC_ENABLE=1`` lets P
 huge pages); the forward rows show the reduction itself.  A third row per case, "memory floor", moves
 the bytes any pooling must move with PyTorch's own streaming loops: the forward reads x once
 (``x.sum()``, a contiguous full reduction), fwd+bwd also writes one [N, d] tensor (the gradient of x,
-``empty_like(x).fill_``).  The write alone bounds what fwd+bwd can gain over the peer.  Prints a table; writes pooling.json and pooling.png under
---out.
+``empty_like(x).fill_``).  The write alone bounds what fwd+bwd can gain over the peer.  Prints a
+table; writes pooling.json and pooling.png under --out.
 """
 from __future__ import annotations
 

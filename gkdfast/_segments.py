@@ -30,13 +30,14 @@ def segment_ids(counts: Tensor, total: Optional[int] = None, dtype: torch.dtype 
     return torch.repeat_interleave(ids, counts, output_size=total)
 
 
-def concat_ranges(start: Tensor, count: Tensor, total: Optional[int] = None) -> Tensor:
+def concat_ranges(start: Tensor, count: Tensor, total: Optional[int] = None, seg: Optional[Tensor] = None) -> Tensor:
     """``arange(start[i], start[i] + count[i])`` concatenated over ``i``: the positions of chosen CSR rows'
     entries, the node ids of chosen graphs of a batch.
 
     Args:
         start: ``[S]`` first index of each range.  count: ``[S]`` its length (>= 0).  total:
-            ``count.sum()`` when known.
+            ``count.sum()`` when known.  seg: ``segment_ids(count)`` when the caller has it (not
+            computed again).
 
     Returns:
         ``[sum(count)]`` indices, range by range, in the dtype of ``start``.
@@ -45,8 +46,8 @@ def concat_ranges(start: Tensor, count: Tensor, total: Optional[int] = None) -> 
         >>> concat_ranges(torch.tensor([5, 0, 2]), torch.tensor([2, 1, 3]))
         tensor([5, 6, 0, 2, 3, 4])
     """
-    if total is None:
-        total = int(count.sum())
-    first = torch.repeat_interleave(count.cumsum(0) - count, count, output_size=total)  # each output's range start
-    within = torch.arange(total, device=count.device) - first
-    return torch.repeat_interleave(start, count, output_size=total) + within.to(start.dtype)
+    if seg is None:
+        seg = segment_ids(count, total)
+    # output j of range i is start[i] + (j - first output of range i)
+    shift = (start - (count.cumsum(0) - count).to(start.dtype))[seg]
+    return shift + torch.arange(seg.numel(), device=seg.device, dtype=start.dtype)

@@ -353,12 +353,11 @@ def _distill(args) -> int:
 def runs_log(args, data, device, main: bool, **fields):
     """The ``--runs-log`` sink of a node-classification run (``None`` without the flag, or on a rank
     other than 0 under ``--distributed``); ``fields`` go into every record beside the dataset and
-    where the run trains."""
+    where the run trains.  (``_distill`` checked the path before anything trained.)"""
     if not (args.runs_log and main):
         return None
     from gkdfast.distill.runs_log import RunsLog, where_fields
 
-    _check_runs_log(args)
     return RunsLog(args.runs_log, dataset=str(data.name), **fields, **where_fields(device))
 
 

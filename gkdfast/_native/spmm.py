@@ -11,8 +11,8 @@ scaling), max/min through ``spmm_arg_backward``, whose own derivative is that op
 from __future__ import annotations
 
 import torch
-from gkdfast._segments import segment_ids
 
+from gkdfast._segments import segment_ids
 from gkdfast._native._common import has_op, register_op
 
 _ARG_REDUCTIONS = ("max", "min", "amax", "amin")

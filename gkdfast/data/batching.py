@@ -18,8 +18,8 @@ from typing import Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 from torch import Tensor
-from gkdfast._segments import concat_ranges, segment_ids
 
+from gkdfast._segments import concat_ranges, segment_ids
 from gkdfast.graph import Graph, check_to_device
 
 __all__ = ["GraphBatch", "collate", "select_graphs", "graph_ids", "GraphLoader", "stratified_kfold"]

@@ -19,6 +19,7 @@ from typing import Optional, Tuple
 
 import torch
 from torch import Tensor
+
 from gkdfast._segments import concat_ranges, segment_ids
 
 __all__ = ["neighbourhood_batch", "first_positions", "refuse_unmasked_terms", "pad_neighbour_rows",
@@ -129,7 +130,7 @@ def neighbourhood_batch(graph, nodes: Tensor, observed: Optional[Tensor] = None)
     degree = rowptr[uniq + 1].long() - starts
     total = int(degree.sum())
     seg = segment_ids(degree, total)
-    nbr = col[concat_ranges(starts, degree, total)].long()
+    nbr = col[concat_ranges(starts, degree, seg=seg)].long()
     if observed is not None:  # in-edges from hidden nodes are not part of the batch
         seen = observed.to(dev)[nbr]
         nbr, seg = nbr[seen], seg[seen]

@@ -23,7 +23,8 @@ from typing import Iterable, List, NamedTuple, Optional, Sequence
 
 from gkdfast.distill.experiment import summarize_runs
 
-__all__ = ["RunsLog", "where_fields", "read_runs", "run_source", "reference_pair", "merge_runs", "MergedRuns", "timing_markdown"]
+__all__ = ["RunsLog", "where_fields", "read_runs", "run_source", "reference_pair", "merge_runs", "MergedRuns",
+           "timing_markdown"]
 
 
 class RunsLog(list):

@@ -17,8 +17,8 @@ from typing import Optional, Tuple
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from gkdfast._segments import concat_ranges, segment_ids
 
+from gkdfast._segments import concat_ranges, segment_ids
 from gkdfast._autocast import float32_loss
 from gkdfast import _backend
 from gkdfast._checks import check_graph, check_rows_match, finite_number

@@ -22,8 +22,8 @@ from typing import Optional
 
 import torch
 from torch import Tensor, nn
-from gkdfast._segments import segment_ids
 
+from gkdfast._segments import segment_ids
 from gkdfast.nn.gat_conv import GATConv
 from gkdfast.nn.gcn_conv import GCNConv
 from gkdfast.nn.gin_conv import GINConv

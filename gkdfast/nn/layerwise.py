@@ -18,8 +18,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from gkdfast._segments import segment_ids
 
+from gkdfast._segments import segment_ids
 from gkdfast.graph import Graph
 from gkdfast.nn.gat_conv import GATConv
 from gkdfast.nn.gcn_conv import GCNConv

@@ -19,8 +19,8 @@ from typing import Callable, Dict, Optional, Tuple
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from gkdfast._segments import concat_ranges, segment_ids
 
+from gkdfast._segments import concat_ranges, segment_ids
 from gkdfast._quiet import spend_once
 from gkdfast import _backend
 from gkdfast._autocast import autocast_on

@@ -5,8 +5,8 @@ from typing import Optional
 
 import torch
 from torch import Tensor
-from gkdfast._segments import segment_ids
 
+from gkdfast._segments import segment_ids
 from gkdfast.graph import Graph
 
 

@@ -327,9 +327,10 @@ class SAIL(Recipe):
             res, probe, h = self._train(enc, term, data, seed, tag, **distiller_kw)
             seconds += res.seconds + probe.seconds
             by_weight[term.intra_weight] = probe.best_val_acc
-            with torch.no_grad():  # reported beside the pick (a per-dataset pick needs every candidate's)
-                test_by_weight[term.intra_weight] = accuracy(probe.student(h).cpu(), data.y.cpu(),
-                                                             data.test_mask.cpu())
+            if len(terms) > 1:  # reported beside the pick (a per-dataset pick needs every candidate's)
+                with torch.no_grad():
+                    test_by_weight[term.intra_weight] = accuracy(probe.student(h).cpu(), data.y.cpu(),
+                                                                 data.test_mask.cpu())
             if best is None or probe.best_val_acc > best[2].best_val_acc:  # validation nodes only
                 best = (enc, res, probe, term.intra_weight, _rng_states(device))
         enc, res, probe, weight, end_rng = best
@@ -404,6 +405,6 @@ def pick_intra_weight_per_dataset(runs, **match) -> dict:
     if any(len(v) != len(seeds) for v in (*val.values(), *test.values())) or set(val) != set(test):
         raise ValueError("pick_intra_weight_per_dataset: the seeds' runs trained different candidates")
     val_mean = {w: sum(v) / len(v) for w, v in val.items()}
-    weight = max(val_mean, key=lambda w: (val_mean[w], -list(val_mean).index(w)))
+    weight = max(val_mean, key=val_mean.get)  # (max keeps the first of equal values: the first candidate)
     return {"weight": weight, "val_mean": val_mean, "test_mean": {w: sum(v) / len(v) for w, v in test.items()},
             "seeds": seeds, "test_acc": test[weight]}
