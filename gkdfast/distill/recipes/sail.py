@@ -15,8 +15,11 @@ from torch import Tensor, nn
 from gkdfast.distill.recipes.base import Recipe, Trained
 from gkdfast.distill.terms import CrossEntropy, LossTerm, StepContext
 
-__all__ = ["SAIL", "GraceTerm", "SailTerm", "ProbeModel", "augment", "edgeless", "linear_probe",
-           "pick_intra_weight_per_dataset"]
+__all__ = ["SAIL", "GraceTerm", "SailTerm", "ProbeModel", "augment", "edgeless", "faded_parameters",
+           "feature_uniformity", "linear_probe", "pick_intra_weight_per_dataset"]
+
+INTRA_KINDS = ("shallow", "features")
+INTER_KINDS = ("views", "fade", "both")
 
 
 def edgeless(num_nodes: int, device=None):
@@ -54,6 +57,64 @@ def augment(x: Tensor, graph, feature_drop: float, edge_drop: float):
     ei = graph.edge_index.to(x.device)
     keep = torch.rand(ei.size(1), device=x.device) >= edge_drop
     return x * keep_cols, Graph(ei[:, keep], num_nodes=graph.num_nodes)
+
+
+def feature_uniformity(hidden: Tensor, unit_features: Tensor, tau: float = 0.25,
+                       samples: Optional[int] = 1024) -> Tensor:
+    """SAIL's intra-graph distillation as its paper describes it: over randomly sampled nodes, the
+    distribution of each node's cosine similarities to the others in the learned embedding is matched
+    to the same distribution in the input features (the features teach, detached).
+
+    ``(1/m) Σ_i KL(softmax_j(cos(x_i, x_j)/τ) ‖ softmax_j(cos(h_i, h_j)/τ))`` over a uniform sample
+    of ``m = samples`` nodes (all nodes when ``samples`` is ``None`` or ≥ N), through
+    :func:`gkdfast.losses.kd` on the two ``[m, m]`` similarity blocks: memory is bounded by the
+    sample, never by N (an exact all-pairs version over N nodes is :func:`gkdfast.losses.gsp` with
+    ``kernel="cosine", loss="kl"``, but its tiled path redoes the ``m² F`` feature products in
+    backward, which for bag-of-words features (F in the thousands) costs more than the encoder).
+
+    τ = 0.25 by default: on unit vectors ``exp(cos/0.25)`` is, up to a constant, the Gaussian
+    potential ``exp(-2‖u - v‖²)`` of the uniformity loss (Wang & Isola, 2020), the "uniformity
+    distribution" the paper names.
+
+    Args:
+        hidden: ``[N, H]`` embeddings (differentiable).  unit_features: ``[N, F]`` row-normalised
+            input features (zero rows allowed: their teacher row is uniform).  samples: ``m``.
+
+    Returns:
+        scalar tensor.
+
+    Example:
+        >>> h = torch.randn(50, 8, requires_grad=True)
+        >>> x = torch.nn.functional.normalize(torch.rand(50, 30), dim=1)
+        >>> feature_uniformity(h, x, samples=20).backward()
+    """
+    from gkdfast.losses import kd
+
+    n = hidden.size(0)
+    if samples is not None and samples < n:
+        pick = torch.randperm(n, device=hidden.device)[:samples]
+        hidden, unit_features = hidden[pick], unit_features[pick]
+    h = nn.functional.normalize(hidden, dim=1)
+    with torch.no_grad():
+        teacher = unit_features.to(h.dtype) @ unit_features.to(h.dtype).t()
+    return kd((h @ h.t()) / tau, teacher / tau, temperature=1.0)
+
+
+def faded_parameters(module: nn.Module, keep: float) -> dict:
+    """SAIL's model augmentation: every parameter faded towards noise, ``w·θ + (1 − w)·ε`` with
+    ``w = keep`` and ``ε ~ N(0, std(θ)²)`` drawn per tensor (the noise has each tensor's own scale,
+    so a layer of small weights is not swamped).  Differentiable in θ (gradient ``w``); for
+    :func:`torch.func.functional_call`.
+
+    Example:
+        >>> lin = torch.nn.Linear(4, 3)
+        >>> sorted(faded_parameters(lin, 0.9))
+        ['bias', 'weight']
+    """
+    out = {}
+    for name, p in module.named_parameters():
+        out[name] = keep * p + (1.0 - keep) * p.detach().std(unbiased=False) * torch.randn_like(p)
+    return out
 
 
 def _projection(width: int, proj_dim: int) -> nn.Module:
@@ -109,12 +170,26 @@ class GraceTerm(_ViewTerm):
 
 
 class SailTerm(_ViewTerm):
-    """SAIL's two self-distillation losses (NT-Xent, the teacher side detached):
+    """SAIL's two self-distillation losses (the teacher side detached):
 
-    * inter-graph: the original view's embedding ``z`` teaches an augmented view's, ``nt_xent(g(z_aug), g(z)ᵀ)``;
-    * intra-graph: the propagated embedding ``z`` teaches the encoder's own shallow output, the same
-      encoder on the edgeless graph (:func:`edgeless`), ``λ·nt_xent(g(z_shallow), g(z)ᵀ)``,
-      so the features alone come to carry what propagation adds;
+    * inter-graph (``inter``):
+
+      - ``"views"``: the original view's embedding ``z`` teaches an augmented view's (GRACE's edge and
+        feature drops), ``nt_xent(g(z_aug), g(z)ᵀ)``;
+      - ``"fade"`` (the paper's description): a model-augmented view. The encoder itself, with every
+        parameter faded towards noise (:func:`faded_parameters`, ``w = fade_keep``, fresh noise each
+        step), is the student, and the unfaded encoder's ``z`` on the same graph teaches it:
+        ``nt_xent(g(z_faded), g(z)ᵀ)``;
+      - ``"both"``: the sum of the two.
+
+    * intra-graph (``intra``, weighted by ``intra_weight``):
+
+      - ``"shallow"``: the propagated embedding ``z`` teaches the encoder's own shallow output, the
+        same encoder on the edgeless graph (:func:`edgeless`), ``nt_xent(g(z_shallow), g(z)ᵀ)``, so
+        the features alone come to carry what propagation adds;
+      - ``"features"`` (the paper's description): the node features teach the similarity
+        distribution of ``z`` over sampled nodes (:func:`feature_uniformity`).
+
     * optionally (``grace_weight`` > 0) GRACE's own two-view loss beside them, the two losses above
       then acting as regularisers of a contrastive objective.
     """
@@ -122,9 +197,36 @@ class SailTerm(_ViewTerm):
     name = "sail"
 
     def __init__(self, weight: float, tau: float, proj_dim: int, drops, intra_weight: float = 1.0,
-                 grace_weight: float = 0.0):
+                 grace_weight: float = 0.0, intra: str = "shallow", inter: str = "views",
+                 fade_keep: float = 0.9, intra_tau: float = 0.25, intra_samples: Optional[int] = 1024):
         super().__init__(weight, tau, proj_dim, drops)
+        if intra not in INTRA_KINDS:
+            raise ValueError(f"sail: intra must be one of {', '.join(INTRA_KINDS)}, got {intra!r}")
+        if inter not in INTER_KINDS:
+            raise ValueError(f"sail: inter must be one of {', '.join(INTER_KINDS)}, got {inter!r}")
+        if isinstance(fade_keep, bool) or not 0.0 < float(fade_keep) <= 1.0:
+            raise ValueError(f"sail: fade_keep must be in (0, 1], got {fade_keep!r}")
+        if isinstance(intra_tau, bool) or not float(intra_tau) > 0:
+            raise ValueError(f"sail: intra_tau must be > 0, got {intra_tau!r}")
+        if intra_samples is not None and (isinstance(intra_samples, bool) or not isinstance(intra_samples, int)
+                                          or intra_samples < 2):
+            raise ValueError(f"sail: intra_samples must be None or an int >= 2, got {intra_samples!r}")
         self.intra_weight, self.grace_weight = float(intra_weight), float(grace_weight)
+        self.intra, self.inter = intra, inter
+        self.fade_keep, self.intra_tau, self.intra_samples = float(fade_keep), float(intra_tau), intra_samples
+        self._unit_features: list = []  # (inputs, row-normalised inputs): computed once per input tensor
+
+    def unit_features(self, x: Tensor) -> Tensor:
+        if not self._unit_features or self._unit_features[0][0] is not x:
+            self._unit_features = [(x, nn.functional.normalize(x.detach().float(), dim=1))]
+        return self._unit_features[0][1]
+
+    def faded_embed(self, x: Tensor, graph) -> Tensor:
+        from torch.func import functional_call
+
+        enc = self._encoder[0]
+        return functional_call(enc, faded_parameters(enc, self.fade_keep), (x, graph),
+                               {"return_hidden": True})[1]
 
     def forward(self, ctx: StepContext) -> Tensor:
         from gkdfast.losses import nt_xent
@@ -132,11 +234,19 @@ class SailTerm(_ViewTerm):
         self.check(ctx)
         z = ctx.hidden
         target = self.proj(z).detach()
-        xa, ga = augment(ctx.inputs, ctx.full_graph, self.fd2, self.ed2)
-        loss = nt_xent(self.proj(self.embed(xa, ga)), target, tau=self.tau)
-        if self.intra_weight:
+        parts = []  # (inter is never empty: the first part is always there)
+        if self.inter in ("views", "both"):
+            xa, ga = augment(ctx.inputs, ctx.full_graph, self.fd2, self.ed2)
+            parts.append(nt_xent(self.proj(self.embed(xa, ga)), target, tau=self.tau))
+        if self.inter in ("fade", "both"):
+            parts.append(nt_xent(self.proj(self.faded_embed(ctx.inputs, ctx.full_graph)), target, tau=self.tau))
+        loss = parts[0] if len(parts) == 1 else parts[0] + parts[1]
+        if self.intra_weight and self.intra == "shallow":
             shallow = self.embed(ctx.inputs, edgeless(ctx.full_graph.num_nodes, ctx.inputs.device))
             loss = loss + self.intra_weight * nt_xent(self.proj(shallow), target, tau=self.tau)
+        elif self.intra_weight:
+            loss = loss + self.intra_weight * feature_uniformity(z, self.unit_features(ctx.inputs), self.intra_tau,
+                                                                 self.intra_samples)
         if self.grace_weight:
             loss = loss + self.grace_weight * self.two_views(ctx)
         return loss
@@ -223,6 +333,11 @@ class SAIL(Recipe):
     feature_drop_2, edge_drop_2 = 0.4, 0.4
     intra_weight = 1.0
     grace_weight = 0.0
+    intra = "shallow"
+    inter = "views"
+    fade_keep = 0.9
+    intra_tau = 0.25
+    intra_samples: Optional[int] = 1024
     lr = 5e-4
     weight_decay = 1e-5
     epochs = 200
@@ -262,7 +377,8 @@ class SAIL(Recipe):
     def terms(self):
         """One :class:`SailTerm` per ``intra_weight`` candidate."""
         drops = self._checked_drops()
-        return [SailTerm(1.0, self.tau, self.proj_dim, drops, w, self.grace_weight) for w in self._intra_candidates()]
+        return [SailTerm(1.0, self.tau, self.proj_dim, drops, w, self.grace_weight, self.intra, self.inter,
+                         self.fade_keep, self.intra_tau, self.intra_samples) for w in self._intra_candidates()]
 
     def _train(self, encoder, term, data, seed, tag, **distiller_kw):
         from gkdfast.distill.distiller import call_model
