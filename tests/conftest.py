@@ -154,3 +154,25 @@ def run_cli(*args, timeout=180):
     return subprocess.run([sys.executable, "-m", "gkdfast.cli", *args], capture_output=True, text=True,
                           env=env, cwd=REPO, timeout=timeout)
 
+
+
+@pytest.fixture(scope="session")
+def cora():
+    """Cora with its public split (a real graph; tests of the recipes run on it)."""
+    from gkdfast.data import load
+
+    return load(need_data("planetoid"), name="cora")
+
+
+@pytest.fixture(scope="session")
+def small_cora(cora):
+    """The first 400 Cora nodes and the edges among them (a small real graph)."""
+    import dataclasses
+
+    from gkdfast.data.splits import subgraph
+
+    keep = torch.zeros(cora.num_nodes, dtype=torch.bool)
+    keep[:400] = True
+    g, _ = subgraph(cora.graph, keep)
+    return dataclasses.replace(cora, graph=g, x=cora.x[keep], y=cora.y[keep], train_mask=cora.train_mask[keep],
+                               val_mask=cora.val_mask[keep], test_mask=cora.test_mask[keep], extras={})

@@ -7,32 +7,13 @@ import json
 import pytest
 import torch
 
-from conftest import need_data
-from gkdfast.data import load, mask_missing
-from gkdfast.data.splits import subgraph
+from gkdfast.data import mask_missing
 from gkdfast.distill import recipes
 from gkdfast.distill.distiller import accuracy, call_model
 from gkdfast.distill.ppr import dense_ppr, ppr_graph, topk_ppr
 from gkdfast.distill.recipes.assistants import fit_mix_weights, mix_soft_labels
 from gkdfast.distill.recipes.gsdn import in_edges
 from gkdfast.nn import GCN, MLP
-
-
-@pytest.fixture(scope="module")
-def cora():
-    return load(need_data("planetoid"), name="cora")
-
-
-@pytest.fixture(scope="module")
-def small_cora(cora):
-    """The first 400 Cora nodes and the edges among them (a small real graph)."""
-    import dataclasses
-
-    keep = torch.zeros(cora.num_nodes, dtype=torch.bool)
-    keep[:400] = True
-    g, _ = subgraph(cora.graph, keep)
-    return dataclasses.replace(cora, graph=g, x=cora.x[keep], y=cora.y[keep], train_mask=cora.train_mask[keep],
-                               val_mask=cora.val_mask[keep], test_mask=cora.test_mask[keep], extras={})
 
 
 # -- helpers ---------------------------------------------------------------------------------------
