@@ -303,6 +303,15 @@ class SAIL(Recipe):
     ``grace_weight`` 0 (the distillation losses alone; > 0 adds GRACE's two-view loss, reading the
     abstract's "self-distillation regularisers" as terms added to a contrastive objective).
 
+    The paper's own description of the two modules (a third-party summary of it; no formulas) reads
+    differently, and is here as options (:class:`SailTerm`): ``inter="fade"`` — the inter-graph
+    teacher is a copy of the model and the student the model with its parameters faded towards
+    noise, ``w·θ + (1 − w)·ε`` (``fade_keep`` w = 0.9, our choice, as is ε's per-tensor scale and
+    fresh noise at every step); ``intra="features"`` — the learnt embedding's similarity
+    distribution over randomly sampled nodes is made consistent with the node features'
+    (``intra_samples`` 1024, ``intra_tau`` 0.25: our choices).  Measured against the defaults in
+    ``docs/results-recipes-more.md``.
+
     ``intra_weight`` may also be a sequence of candidates (``--set sail.intra_weight=0,1``): one SAIL
     encoder per candidate, each trained exactly as a run with that weight alone would train it (same
     initial weights, same random stream), and the one whose linear probe scores
