@@ -438,6 +438,12 @@ def test_the_grace_baseline_is_a_row_of_the_experiment():
     with pytest.raises(ValueError, match="differ in dataset; pick one with dataset=..."):
         pick_intra_weight_per_dataset(mixed)
     assert pick_intra_weight_per_dataset(mixed, dataset="other")["test_acc"] == pick["test_acc"]
+    # each record says which hyperparameters trained it (the GRACE row: its SAIL run's); other ones are not mixed in
+    given = {"sail.epochs": 2, "sail.probe_epochs": 5, "sail.intra_weight": [0, 1]}
+    assert all(r["params"] == given for r in json.loads(json.dumps(details)) if r["method"] in ("sail", "grace"))
+    other = [dict(r, params=dict(given, **{"sail.inter": "fade"})) for r in json.loads(json.dumps(details))]
+    with pytest.raises(ValueError, match="differ in params"):
+        pick_intra_weight_per_dataset(json.loads(json.dumps(details)) + other)
 
 
 @pytest.mark.parametrize("name,kw", [("freekd", {"epochs": 4}), ("oad", {"epochs": 3, "warmup_epochs": 2}),

@@ -85,12 +85,15 @@ def test_the_distill_command_logs_every_run_of_the_common_and_the_published_prot
     results = json.loads((tmp_path / "a" / "results.json").read_text())
     kd = next(r for r in results["rows"] if r["method"] == "kd")
     assert kd["test_acc"] == [r["test_acc"] for r in runs if r["method"] == "kd"]  # the same runs, per seed
-    # a second command appends; the published protocol tags each record with its setting
+    assert not any("params" in r for r in runs)
+    # a second command appends; the published protocol tags each record with its setting, and each
+    # record says which hyperparameters trained it (the published setting's, --set's)
     assert _distill("--nodes", "500", "--protocol", "published", "--methods", "glnn", "--seeds", "1", "--out",
-                    str(tmp_path / "b"), "--runs-log", str(log)) == 0
+                    str(tmp_path / "b"), "--runs-log", str(log), "--set", "glnn.lamb=0.5") == 0
     added = read_runs(str(log))[len(runs):]
     assert [(r["protocol"], r["method"], r["setting"]) for r in added] == [
         ("published", "teacher", "cpf"), ("published", "none", "cpf"), ("published", "glnn", "cpf")]
+    assert added[2]["params"]["glnn.lamb"] == 0.5 and "none.lamb" not in added[1]["params"]
 
 
 def test_the_runs_log_flag_fails_before_training_where_it_cannot_be_written_or_honoured(tmp_path, capsys):

@@ -335,7 +335,9 @@ def run_experiment(data, *, teacher: Union[None, ModelSpec, Callable[[int], Mode
         teacher_params: hyperparameters for the teacher's supervised training (``lr``, ``epochs``, ...).
         details: if a list, one dict per training run is appended (seed, method, model, test_acc,
             seconds, epochs, best_epoch; ``extras`` where the recipe reports any, e.g. SAIL's picked
-            ``intra_weight``) — per-run data the summary rows do not keep.
+            ``intra_weight``; ``params``, the method's ``overrides`` — a published setting's and
+            ``--set``'s — as ``{"sail.inter": "fade"}``, where any were given, on its baseline rows
+            too) — per-run data the summary rows do not keep.
         setting: ``"transductive"`` (default; GLNN/NOSMOG's main tables: the teacher sees the whole
             graph, students are matched to its outputs on every node, test accuracy on the test nodes)
             or ``"inductive"`` (GLNN's inductive setting, :func:`gkdfast.data.inductive_split`: a
@@ -407,7 +409,8 @@ def run_experiment(data, *, teacher: Union[None, ModelSpec, Callable[[int], Mode
     runs: List[dict] = []
     sensitive = getattr(data, "sensitive", None)
 
-    def record(method, model, acc, secs, infer, seed=None, fit=None, logits=None, test=None, extras=None):
+    def record(method, model, acc, secs, infer, seed=None, fit=None, logits=None, test=None, extras=None,
+               given=None):
         run = {"seed": seed, "method": method, "model": model, "test_acc": acc, "seconds": secs,
                "epochs": fit.epochs if fit else None, "best_epoch": fit.best_epoch if fit else None,
                "inference_ms_per_1k_nodes": infer}
@@ -418,8 +421,8 @@ def run_experiment(data, *, teacher: Union[None, ModelSpec, Callable[[int], Mode
 
             run["delta_sp"], run["delta_eo"] = fairness_gaps(logits.cpu(), data.y, sensitive, test)
         runs.append(run)
-        if details is not None:
-            details.append(dict(run))
+        if details is not None:  # (a run record also says which hyperparameters trained it)
+            details.append(dict(run, params=dict(given)) if given else dict(run))
 
     for seed in seeds:
         d, split, train_data = seed_data(data, seed, missing_rate, inductive_fraction if inductive else None)
@@ -459,7 +462,8 @@ def run_experiment(data, *, teacher: Union[None, ModelSpec, Callable[[int], Mode
                     logits = eval_logits(t.model, inputs, graph, t.uses_graph)
                     acc = accuracy(logits.cpu(), y, test)
                     infer = inference_ms_per_1k(t.model, inputs, graph, t.uses_graph)
-                    record(name, spec.label, acc, t.seconds, infer, seed, t.fit, logits, test, t.extras)
+                    given = {f"{recipe.name}.{k}": v for k, v in overrides.get(method, {}).items()}
+                    record(name, spec.label, acc, t.seconds, infer, seed, t.fit, logits, test, t.extras, given)
                     log(f"seed {seed}  {name:<9} {spec.label:<10} test acc {acc:.4f}  ({t.seconds:.1f}s)")
                     if t.extras:  # what the recipe chose or measured on the way
                         log(f"seed {seed}  {name:<9} {spec.label:<10} " + _format_extras(t.extras))

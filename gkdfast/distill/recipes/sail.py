@@ -7,6 +7,7 @@ Example:
 """
 from __future__ import annotations
 
+import json
 from typing import Optional
 
 import torch
@@ -485,8 +486,9 @@ def pick_intra_weight_per_dataset(runs, **match) -> dict:
             ``sail`` with candidate accuracies in their extras are used (one per seed: a seed recorded
             twice, by a resumed run, keeps its first record, as :func:`~gkdfast.distill.runs_log.merge_runs`).
         match: record fields the runs must have, e.g. ``dataset="cora"``, ``model="GCN(128)"``.  A log
-            holding SAIL runs of several datasets, students, settings or protocols needs them: mixing
-            those is refused.
+            holding SAIL runs of several datasets, students, settings, protocols or hyperparameters
+            (the records' ``params``, e.g. ``params={"sail.intra_weight": [0, 1], "sail.inter": "fade"}``)
+            needs them: mixing those is refused.
 
     Returns:
         ``{"weight": w, "val_mean": {w: float}, "test_mean": {w: float}, "seeds": [int],
@@ -501,7 +503,7 @@ def pick_intra_weight_per_dataset(runs, **match) -> dict:
         >>> pick["weight"], pick["test_acc"]
         (0.0, [0.66, 0.66])
     """
-    kinds = ("dataset", "model", "protocol", "setting", "missing_rate", "inductive_fraction")
+    kinds = ("dataset", "model", "protocol", "setting", "missing_rate", "inductive_fraction", "params")
     chosen = [r for r in runs if r.get("method") == "sail"
               and "sail_probe_test_acc_by_intra_weight" in (r.get("extras") or {})
               and all(r.get(k) == v for k, v in match.items())]
@@ -509,7 +511,7 @@ def pick_intra_weight_per_dataset(runs, **match) -> dict:
         raise ValueError("pick_intra_weight_per_dataset: no sail run with candidate accuracies"
                          f"{' matching ' + str(match) if match else ''}; run --methods sail "
                          "--set sail.intra_weight=W1,W2 with --runs-log")
-    groups = {tuple(r.get(k) for k in kinds) for r in chosen}
+    groups = {tuple(json.dumps(r.get(k), sort_keys=True) for k in kinds) for r in chosen}  # (params: a dict)
     if len(groups) > 1:
         differ = [k for i, k in enumerate(kinds) if len({g[i] for g in groups}) > 1]
         raise ValueError(f"pick_intra_weight_per_dataset: the sail runs differ in {', '.join(differ)}; pick one "
