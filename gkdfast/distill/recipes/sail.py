@@ -69,9 +69,9 @@ def feature_uniformity(hidden: Tensor, unit_features: Tensor, tau: float = 0.25,
     ``(1/m) Σ_i KL(softmax_j(cos(x_i, x_j)/τ) ‖ softmax_j(cos(h_i, h_j)/τ))`` over a uniform sample
     of ``m = samples`` nodes (all nodes when ``samples`` is ``None`` or ≥ N), through
     :func:`gkdfast.losses.kd` on the two ``[m, m]`` similarity blocks: memory is bounded by the
-    sample, never by N (an exact all-pairs version over N nodes is :func:`gkdfast.losses.gsp` with
-    ``kernel="cosine", loss="kl"``, but its tiled path redoes the ``m² F`` feature products in
-    backward, which for bag-of-words features (F in the thousands) costs more than the encoder).
+    sample, never by N.  (:func:`gkdfast.losses.gsp` with ``kernel="cosine", loss="kl"`` is the
+    all-pairs version; its tiled path recomputes the ``F``-wide feature products in backward as
+    well, where here the teacher block is one product, computed once per step without gradient.)
 
     τ = 0.25 by default: on unit vectors ``exp(cos/0.25)`` is, up to a constant, the Gaussian
     potential ``exp(-2‖u - v‖²)`` of the uniformity loss (Wang & Isola, 2020), the "uniformity
