@@ -28,6 +28,11 @@ def test_feature_uniformity_equals_the_dense_kl_and_vanishes_when_the_similariti
     for tau in (0.25, 1.0):
         got = feature_uniformity(h, unit, tau=tau, samples=None)
         assert float(got.detach()) == pytest.approx(_dense_reference(h.detach(), x, tau), rel=1e-4, abs=1e-6)
+    # the engine's all-pairs loss (fused, O(N·d) memory) gives the same value
+    from gkdfast.losses import gsp
+
+    engine = gsp(h.detach(), x, kernel="cosine", loss="kl", tau=0.25)
+    assert float(engine) == pytest.approx(float(feature_uniformity(h.detach(), unit, samples=None)), rel=1e-4)
     feature_uniformity(h, unit, samples=None).backward()
     assert h.grad is not None and float(h.grad.abs().sum()) > 0
     assert float(feature_uniformity(unit.clone(), unit, samples=None)) == pytest.approx(0.0, abs=1e-5)
