@@ -3,8 +3,9 @@ possibly from several processes or machines (``scripts/quality.py --runs-log`` /
 
 A run record is what :func:`gkdfast.distill.experiment.run_experiment` appends to ``details``
 (``seed``, ``method``, ``model``, ``test_acc``, ``seconds``, ``epochs``, ``inference_ms_per_1k_nodes``,
-``params`` — the hyperparameters given to the method, ``{"sail.inter": "fade"}`` —, ...) plus the fields a :class:`RunsLog` adds: ``dataset``, ``backend`` (``"native"`` or
-``"reference"``) and where it ran (``host``, ``device``, ``torch``, ``threads``).
+``params``: the hyperparameters given to the method, as ``{"sail.inter": "fade"}``, ...) plus the
+fields a :class:`RunsLog` adds: ``dataset``, ``backend`` (``"native"`` or ``"reference"``) and where
+it ran (``host``, ``device``, ``torch``, ``threads``).
 
 Merging (:func:`merge_runs`): each seed is taken from one source only, the one that finished most
 runs of it, so a seed's rows share one teacher; train / inference times come from the source with
