@@ -456,13 +456,13 @@ def run_experiment(data, *, teacher: Union[None, ModelSpec, Callable[[int], Mode
                                      checkpoint_dir=ckpt(f"seed{seed}", f"{spec.label}-{recipe.name}"),
                                      cache_dir=cache_dir, progress=progress, autocast=autocast,
                                      desc=f"seed {seed}: {recipe.name} -> {spec.label}")
+                given = {f"{recipe.name}.{k}": v for k, v in overrides.get(method, {}).items()}
                 # the recipe's model, then any baseline it trained in the same run (own rows)
                 for name, t in [(recipe.name, trained)] + list(trained.baselines.items()):
                     inputs = (recipe.inputs_on(d, split, t.inputs) if inductive else t.inputs).to(dev)
                     logits = eval_logits(t.model, inputs, graph, t.uses_graph)
                     acc = accuracy(logits.cpu(), y, test)
                     infer = inference_ms_per_1k(t.model, inputs, graph, t.uses_graph)
-                    given = {f"{recipe.name}.{k}": v for k, v in overrides.get(method, {}).items()}
                     record(name, spec.label, acc, t.seconds, infer, seed, t.fit, logits, test, t.extras, given)
                     log(f"seed {seed}  {name:<9} {spec.label:<10} test acc {acc:.4f}  ({t.seconds:.1f}s)")
                     if t.extras:  # what the recipe chose or measured on the way

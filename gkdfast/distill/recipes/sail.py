@@ -60,7 +60,7 @@ def augment(x: Tensor, graph, feature_drop: float, edge_drop: float):
     return x * keep_cols, Graph(ei[:, keep], num_nodes=graph.num_nodes)
 
 
-def feature_uniformity(hidden: Tensor, unit_features: Tensor, tau: float = 0.25,
+def feature_uniformity(hidden: Tensor, features: Tensor, tau: float = 0.25,
                        samples: Optional[int] = 1024) -> Tensor:
     """SAIL's intra-graph distillation as its paper describes it: over randomly sampled nodes, the
     distribution of each node's cosine similarities to the others in the learned embedding is matched
@@ -78,26 +78,26 @@ def feature_uniformity(hidden: Tensor, unit_features: Tensor, tau: float = 0.25,
     distribution" the paper names.
 
     Args:
-        hidden: ``[N, H]`` embeddings (differentiable).  unit_features: ``[N, F]`` row-normalised
-            input features (zero rows allowed: their teacher row is uniform).  samples: ``m``.
+        hidden: ``[N, H]`` embeddings (differentiable).  features: ``[N, F]`` input features, used
+            detached (all-zero rows allowed: their teacher row is uniform).  samples: ``m``.
 
     Returns:
         scalar tensor.
 
     Example:
         >>> h = torch.randn(50, 8, requires_grad=True)
-        >>> x = torch.nn.functional.normalize(torch.rand(50, 30), dim=1)
-        >>> feature_uniformity(h, x, samples=20).backward()
+        >>> feature_uniformity(h, torch.rand(50, 30), samples=20).backward()
     """
     from gkdfast.losses import kd
 
     n = hidden.size(0)
     if samples is not None and samples < n:
         pick = torch.randperm(n, device=hidden.device)[:samples]
-        hidden, unit_features = hidden[pick], unit_features[pick]
+        hidden, features = hidden[pick], features[pick]
     h = nn.functional.normalize(hidden, dim=1)
-    with torch.no_grad():
-        teacher = unit_features.to(h.dtype) @ unit_features.to(h.dtype).t()
+    with torch.no_grad():  # (only the sampled rows are normalised: no per-step pass over all N)
+        unit = nn.functional.normalize(features.to(h.dtype), dim=1)
+        teacher = unit @ unit.t()
     return kd((h @ h.t()) / tau, teacher / tau, temperature=1.0)
 
 
@@ -215,12 +215,6 @@ class SailTerm(_ViewTerm):
         self.intra_weight, self.grace_weight = float(intra_weight), float(grace_weight)
         self.intra, self.inter = intra, inter
         self.fade_keep, self.intra_tau, self.intra_samples = float(fade_keep), float(intra_tau), intra_samples
-        self._unit_features: list = []  # (inputs, row-normalised inputs): computed once per input tensor
-
-    def unit_features(self, x: Tensor) -> Tensor:
-        if not self._unit_features or self._unit_features[0][0] is not x:
-            self._unit_features = [(x, nn.functional.normalize(x.detach().float(), dim=1))]
-        return self._unit_features[0][1]
 
     def faded_embed(self, x: Tensor, graph) -> Tensor:
         from torch.func import functional_call
@@ -241,13 +235,12 @@ class SailTerm(_ViewTerm):
             parts.append(nt_xent(self.proj(self.embed(xa, ga)), target, tau=self.tau))
         if self.inter in ("fade", "both"):
             parts.append(nt_xent(self.proj(self.faded_embed(ctx.inputs, ctx.full_graph)), target, tau=self.tau))
-        loss = parts[0] if len(parts) == 1 else parts[0] + parts[1]
+        loss = sum(parts[1:], parts[0])
         if self.intra_weight and self.intra == "shallow":
             shallow = self.embed(ctx.inputs, edgeless(ctx.full_graph.num_nodes, ctx.inputs.device))
             loss = loss + self.intra_weight * nt_xent(self.proj(shallow), target, tau=self.tau)
         elif self.intra_weight:
-            loss = loss + self.intra_weight * feature_uniformity(z, self.unit_features(ctx.inputs), self.intra_tau,
-                                                                 self.intra_samples)
+            loss = loss + self.intra_weight * feature_uniformity(z, ctx.inputs, self.intra_tau, self.intra_samples)
         if self.grace_weight:
             loss = loss + self.grace_weight * self.two_views(ctx)
         return loss
