@@ -6,6 +6,11 @@ weights the student without KD, with plain KD, and with RELIANT for every α of 
 ΔSP and ΔEO on the test nodes of the seed's NIFTY split.  Writes ``OUT/<name>-<fairness>.json`` (the
 ``gkdfast distill`` results schema, one row per α named ``reliant(α=...)``) and
 ``OUT/<name>-<fairness>.png`` (accuracy against the gap, one point per row, error bars over seeds).
+Validation accuracy and gaps are recorded too, and one α is picked from them alone (the lowest mean
+validation gap among the α whose mean validation accuracy is at most 2 points below KD's;
+:func:`gkdfast.distill.fairness.pick_fair_setting_on_validation`): ``OUT/<name>-<fairness>-validation.json``
+holds the pick, the validation means and every run's record, so the picked α's test rows are an
+estimate not chosen on test nodes.
 
 Usage::
 
@@ -29,7 +34,7 @@ from gkdfast.data import default_root, load  # noqa: E402
 from gkdfast.distill import recipes  # noqa: E402
 from gkdfast.distill.distiller import accuracy, call_model  # noqa: E402
 from gkdfast.distill.experiment import inference_ms_per_1k, parse_model, seed_split, summarize_runs  # noqa: E402
-from gkdfast.distill.fairness import fairness_gaps  # noqa: E402
+from gkdfast.distill.fairness import fairness_gaps, pick_fair_setting_on_validation  # noqa: E402
 from gkdfast.distill.results import format_markdown, format_table, save_json  # noqa: E402
 from gkdfast.distill.teacher_cache import teacher_outputs  # noqa: E402
 
@@ -47,12 +52,16 @@ def run(args) -> dict:
         d = seed_split(data, seed)
 
         def record(method, model, logits, secs, infer):
-            sp, eo = fairness_gaps(logits.cpu(), d.y, d.sensitive, d.test_mask)
-            runs.append({"seed": seed, "method": method, "model": model, "test_acc": accuracy(logits.cpu(), d.y,
+            logits = logits.cpu()
+            sp, eo = fairness_gaps(logits, d.y, d.sensitive, d.test_mask)
+            val_sp, val_eo = fairness_gaps(logits, d.y, d.sensitive, d.val_mask)
+            runs.append({"seed": seed, "method": method, "model": model, "test_acc": accuracy(logits, d.y,
                          d.test_mask), "seconds": secs, "inference_ms_per_1k_nodes": infer,
-                         "delta_sp": sp, "delta_eo": eo})
+                         "delta_sp": sp, "delta_eo": eo, "val_acc": accuracy(logits, d.y, d.val_mask),
+                         "val_delta_sp": val_sp, "val_delta_eo": val_eo})
             r = runs[-1]
-            print(f"seed {seed} {method:<18} acc {r['test_acc']:.4f}  ΔSP {sp:.4f}  ΔEO {eo:.4f}  ({secs:.1f}s)",
+            print(f"seed {seed} {method:<18} acc {r['test_acc']:.4f}  ΔSP {sp:.4f}  ΔEO {eo:.4f}  ({secs:.1f}s)  "
+                  f"validation: acc {r['val_acc']:.4f}  ΔSP {val_sp:.4f}  ΔEO {val_eo:.4f}",
                   file=sys.stderr, flush=True)
 
         torch.manual_seed(seed)
@@ -71,8 +80,19 @@ def run(args) -> dict:
             logits = call_model(tr.model.eval(), inputs, graph, tr.uses_graph, False)[0]
             record(label, student.label, logits, tr.seconds,
                    inference_ms_per_1k(tr.model, inputs, graph, tr.uses_graph))
-    return summarize_runs(runs, dataset=f"{data.name} (RELIANT {args.fairness.upper()} sweep)",
-                          num_nodes=data.num_nodes, num_edges=data.num_edges)
+    res = summarize_runs(runs, dataset=f"{data.name} (RELIANT {args.fairness.upper()} sweep)",
+                         num_nodes=data.num_nodes, num_edges=data.num_edges)
+    return res, validation_pick(runs, [f"reliant(α={a:g})" for a in alphas], args.fairness)
+
+
+def validation_pick(runs: list, candidates: list, fairness: str) -> dict:
+    """The α picked on validation nodes (:func:`pick_fair_setting_on_validation`, KD as the reference, at
+    most 2 points of validation accuracy lost), with its rule and every run's record (validation and
+    test figures), for ``OUT/<name>-<fairness>-validation.json``."""
+    pick = pick_fair_setting_on_validation(runs, candidates, fairness=fairness)
+    rule = (f"lowest mean validation Δ{fairness.upper()} among the RELIANT rows whose mean validation accuracy "
+            "is at most 2 points below KD's")
+    return dict(pick, rule=rule, runs=runs)
 
 
 def plot(res: dict, path: str, fairness: str) -> None:
@@ -112,13 +132,20 @@ def main() -> None:
     p.add_argument("--out", default="fair-sweep")
     args = p.parse_args()
     t0 = time.time()
-    res = run(args)
+    res, pick = run(args)
     os.makedirs(args.out, exist_ok=True)
     stem = os.path.join(args.out, f"{args.name}-{args.fairness}")
     save_json(res, stem + ".json")
+    with open(stem + "-validation.json", "w") as f:
+        json.dump(pick, f, indent=2, ensure_ascii=False)
+        f.write("\n")
     plot(res, stem + ".png", args.fairness)
     print(format_table(res))
     print(format_markdown(res, seeds_column=True))
+    print(f"picked on validation nodes ({pick['rule']}): {pick['picked']}")
+    for name, acc in pick["val_acc"].items():
+        gap = 100 * pick["val_gap"][name]
+        print(f"  {name:<18} validation acc {100 * acc:.2f}  Δ{args.fairness.upper()} {gap:.2f}")
     print(json.dumps({"wall_seconds": round(time.time() - t0, 1), "device": args.device}))
 
 
