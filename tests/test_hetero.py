@@ -462,3 +462,29 @@ def test_explicit_hetero_format_honours_name():
     root = need_data("hetero_heco_format")
     a = load(root, format="hetero", name="imdb")  # was: "neither the HeCo layout ... nor MAGNN's IMDB"
     assert a.target == "movie" and a.num_nodes == load(root, name="imdb").num_nodes
+
+
+def test_every_student_run_records_its_relation_gap_to_the_teacher():
+    import gkdfast.hetero.experiment as ex
+    from gkdfast.distill import recipes
+
+    details, logs = [], []
+    hg = HeteroGraph.toy()
+    run_hetero_experiment(hg, teacher="rgcn:8", students=["rgcn:4"], methods=["kd", "hire"], seeds=[0], epochs=30,
+                          overrides={"hire": {"beta": 100.0}}, details=details, log=logs.append)
+    gaps = {d["method"]: d["relation_gap"] for d in details}
+    assert gaps["teacher"] is None and all(gaps[m] > 0 for m in ("none", "kd", "hire"))
+    assert gaps["hire"] < gaps["none"]  # the term, weighted up, pulls the student's similarities to the teacher's
+    assert sum("relation gap to the teacher" in line for line in logs) == 3
+    # the recorded figure is the loss itself on the trained student (same seed, same training: same weights)
+    r = recipes.get("kd")
+    kw = {"lr": r.lr, "weight_decay": r.weight_decay, "epochs": 30, "patience": r.patience}
+    torch.manual_seed(0)
+    teacher = ex.build_hetero_model("rgcn:8", hg)
+    ex.train_hetero(teacher, hg, ex._supervised(hg), **kw)
+    torch.manual_seed(0)
+    student = ex.build_hetero_model("rgcn:4", hg)
+    ex.train_hetero(student, hg, ex._supervised(hg), **kw)
+    with torch.no_grad():
+        want = relation_loss(student(hg, return_hidden=True)[1], teacher(hg, return_hidden=True)[1], hg.target)
+    assert gaps["none"] == pytest.approx(float(want), rel=1e-6)

@@ -216,7 +216,9 @@ def run_hetero_experiment(hg: HeteroGraph, *, teacher: str = "rgcn:64", students
         overrides: per-method hyperparameters, e.g. ``{"hire": {"beta": 10.0}}``.
         teacher_params: the teacher's own ``lr`` / ``weight_decay`` / ``epochs`` / ``patience``
             (default: the students' settings), e.g. ``{"epochs": 300, "patience": 100}``.
-        details: if a list, one dict per training run is appended.
+        details: if a list, one dict per training run is appended (with ``relation_gap``: HIRE's
+            relation term between the trained student and the teacher, for every student method; ``None``
+            for the teacher).
         cache_dir: where ``teacher="auto"`` keeps its selection (:func:`select_hetero_teacher`);
             ``None``: no cache.
 
@@ -240,21 +242,26 @@ def run_hetero_experiment(hg: HeteroGraph, *, teacher: str = "rgcn:64", students
     g = hg.to(dev)
     runs: List[dict] = []
 
-    def record(seed, method, label, model, info):
+    def record(seed, method, label, model, info, t_hidden=None):
         with torch.no_grad():
             t0 = time.perf_counter()
             logits = model(g)
             infer = (time.perf_counter() - t0) * 1e6 / max(g.num_nodes[g.target], 1)
+            # how far the student's cross-type similarities end from the teacher's (HIRE's relation term,
+            # measured for every student method, so what KD alone transfers of them can be read too)
+            gap = None if t_hidden is None else float(relation_loss(model(g, return_hidden=True)[1], t_hidden,
+                                                                    g.target))
         acc = accuracy(logits.cpu(), hg.y, hg.test_mask)
         per_epoch = info["seconds"] / max(info["epochs"], 1)
         run = {"seed": seed, "method": method, "model": label, "test_acc": acc, "seconds": info["seconds"],
                "epochs": info["epochs"], "best_epoch": info["best_epoch"], "inference_ms_per_1k_nodes": infer,
-               "seconds_per_epoch": per_epoch, "peak_mb": _peak_mb(dev)}
+               "seconds_per_epoch": per_epoch, "peak_mb": _peak_mb(dev), "relation_gap": gap}
         runs.append(run)
         if details is not None:
             details.append(dict(run))
         log(f"seed {seed}  {method:<8} {label:<10} test acc {acc:.4f}  ({info['seconds']:.1f}s, "
-            f"{1000 * per_epoch:.1f} ms/epoch, peak {run['peak_mb']:.0f} MB)")
+            f"{1000 * per_epoch:.1f} ms/epoch, peak {run['peak_mb']:.0f} MB"
+            + ("" if gap is None else f", relation gap to the teacher {gap:.4g}") + ")")
 
     def params(method):
         r = _recipes.get("kd" if method == "none" else method, **overrides.get(method, {}))
@@ -284,7 +291,7 @@ def run_hetero_experiment(hg: HeteroGraph, *, teacher: str = "rgcn:64", students
                 torch.manual_seed(seed)  # the same initial student weights for every method
                 model = build_hetero_model(spec, g).to(dev)
                 info = train_hetero(model, g, _loss(method, recipe, g, t_logits, t_hidden), **kw)
-                record(seed, method, spec.upper(), model, info)
+                record(seed, method, spec.upper(), model, info, t_hidden)
     res = summarize_runs(runs, dataset=hg.name, num_nodes=sum(hg.num_nodes.values()),
                          num_edges=sum(r.num_edges for r in hg.relations.values()))
     if selection is not None:
