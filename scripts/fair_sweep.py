@@ -39,7 +39,7 @@ from gkdfast.distill.results import format_markdown, format_table, save_json  # 
 from gkdfast.distill.teacher_cache import teacher_outputs  # noqa: E402
 
 
-def run(args) -> dict:
+def run(args) -> tuple:
     data = load(args.data, name=args.name)
     if data.sensitive is None:
         raise SystemExit(f"{args.name}: no sensitive attribute")
